@@ -1,0 +1,21 @@
+#pragma once
+// Errors a user can act on: a bad flag, a bad checkpoint, a bad request.
+// They carry the whole message; the edge (main, the gateway) reports them once.
+
+#include <stdexcept>
+#include <string>
+
+namespace troupe {
+
+class user_error : public std::runtime_error {
+public:
+  using std::runtime_error::runtime_error;
+};
+
+// A checkpoint that cannot be used: the message names the file and, where known, the tensor.
+class checkpoint_error : public user_error {
+public:
+  using user_error::user_error;
+};
+
+} // namespace troupe
