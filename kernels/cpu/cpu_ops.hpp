@@ -1,0 +1,34 @@
+#pragma once
+// The CPU reference backend: fp32 arithmetic, simple and obviously right; the oracle every other
+// backend is checked against. Tensors live in host memory.
+
+#include "kernels/ops.hpp"
+
+namespace troupe {
+
+class cpu_ops final : public ops {
+public:
+  std::string name() const override { return "cpu"; }
+
+  device_buffer alloc(dtype type, std::initializer_list<int64_t> shape) override;
+  void upload(const tensor& dst, std::span<const float> src) override;
+  void upload_raw(const tensor& dst, const void* src) override;
+  void download(std::span<float> dst, const tensor& src) override;
+  void synchronize() override {}
+
+  void embedding(const tensor& ids, const tensor& table, const tensor& out) override;
+  void rms_norm(const tensor& x, const tensor& weight, float eps, const tensor& out) override;
+  void add_rms_norm(const tensor& x, const tensor& residual, const tensor& weight, float eps) override;
+  void linear(const tensor& x, const tensor& weight, const tensor& bias, const tensor& out,
+              bool accumulate) override;
+  void rope_write_kv(const tensor& qkv, const tensor& positions, const tensor& cos_sin,
+                     const tensor& slot_mapping, const tensor& k_cache, const tensor& v_cache,
+                     const attention_shape& shape) override;
+  void paged_attention(const tensor& qkv, const tensor& k_cache, const tensor& v_cache,
+                       const attention_metadata& meta, const attention_shape& shape,
+                       const tensor& out) override;
+  void silu_and_mul(const tensor& x, const tensor& out) override;
+  void gather_rows(const tensor& x, const tensor& indices, const tensor& out) override;
+};
+
+} // namespace troupe

@@ -1,0 +1,81 @@
+#pragma once
+// The decoder forward pass (Llama / Mistral / Qwen2), written once over the op interface.
+
+#include <functional>
+#include <vector>
+
+#include "kernels/ops.hpp"
+#include "runtime/model_config.hpp"
+#include "runtime/weight_names.hpp"
+
+namespace troupe {
+
+struct layer_weights {
+  device_buffer input_norm;  // [H]
+  device_buffer qkv;         // [(nH + 2 nKV) D, H]: q_proj, k_proj, v_proj stacked by rows
+  device_buffer qkv_bias;    // [(nH + 2 nKV) D] or empty
+  device_buffer o_proj;      // [H, nH D]
+  device_buffer post_norm;   // [H]
+  device_buffer gate_up;     // [2 I, H]: gate_proj then up_proj
+  device_buffer down;        // [H, I]
+};
+
+struct model_weights {
+  device_buffer embed;       // [V, H]
+  device_buffer final_norm;  // [H]
+  device_buffer lm_head;     // [V, H]; empty when tied to embed
+  std::vector<layer_weights> layers;
+  const tensor& lm_head_or_embed() const { return lm_head.empty() ? embed.get() : lm_head.get(); }
+};
+
+// Supplies one checkpoint tensor's values as fp32, given its name and expected shape.
+using weight_source = std::function<void(const weight_spec& spec, std::vector<float>& values)>;
+
+// Reads every tensor the config needs from `source` and uploads it in `type`, fusing q/k/v and gate/up.
+model_weights load_model_weights(const model_config& config, ops& backend, dtype type, const weight_source& source);
+
+struct model_limits {
+  int64_t max_num_tokens = 2048;  // tokens in one step
+  int64_t max_num_seqs = 256;     // sequences in one step
+  int64_t max_model_len = 2048;   // context length; sizes the rotary table and block tables
+  int32_t block_size = 16;
+  int64_t num_blocks = 0;         // KV cache blocks (each holds block_size tokens for every layer)
+};
+
+// One engine step described on the host. The model uploads it and runs it.
+struct step_input {
+  std::vector<int32_t> token_ids;      // [T]
+  std::vector<int32_t> positions;      // [T]
+  std::vector<int64_t> slot_mapping;   // [T]  block * block_size + offset
+  std::vector<int32_t> query_start;    // [S + 1]
+  std::vector<int32_t> seq_lens;       // [S]
+  std::vector<int32_t> block_tables;   // [S, max_blocks_per_seq]
+  int32_t max_blocks_per_seq = 0;
+  std::vector<int32_t> logits_indices; // rows of T whose next-token logits are wanted
+};
+
+class model {
+public:
+  // Allocates the KV cache and step workspaces for `limits`. Throws user_error when limits do not fit the config.
+  model(model_config config, ops& backend, model_weights weights, dtype activation_type, model_limits limits);
+
+  // Runs one step. logits receives [logits_indices.size(), V] in fp32.
+  void forward(const step_input& in, std::vector<float>& logits);
+
+  const model_config& config() const { return config_; }
+  const model_limits& limits() const { return limits_; }
+
+private:
+  model_config config_;
+  ops& ops_;
+  model_weights weights_;
+  model_limits limits_;
+  attention_shape shape_;
+  std::vector<device_buffer> k_cache_, v_cache_;  // per layer [num_blocks, block_size, nKV, D]
+  device_buffer cos_sin_;                         // [max_model_len, D]
+  // Step inputs and workspaces, sized for the limits; each step uses their first rows.
+  device_buffer ids_, positions_, slots_, query_start_, seq_lens_, block_tables_, logits_indices_;
+  device_buffer hidden_, residual_, qkv_, attn_, mlp_, act_, selected_, logits_;
+};
+
+} // namespace troupe

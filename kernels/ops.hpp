@@ -1,0 +1,83 @@
+#pragma once
+// The op interface the model forward is written over. Each backend (cpu/, cuda/) implements every op
+// with the same contract; tests compare backends op by op.
+//
+// Shapes: T = tokens in the step, S = sequences in the step, H = hidden size, V = vocabulary,
+// nH / nKV = query / key-value heads, D = head_dim. The packed qkv row is [q (nH*D) | k (nKV*D) | v (nKV*D)].
+
+#include <cstdint>
+#include <span>
+#include <string>
+
+#include "kernels/tensor.hpp"
+
+namespace troupe {
+
+// Where each sequence's tokens sit in the step and in the paged KV cache.
+struct attention_metadata {
+  tensor query_start;       // [S + 1] i32: sequence s owns token rows [query_start[s], query_start[s+1])
+  tensor seq_lens;          // [S] i32: tokens of context after this step (cached + new)
+  tensor block_tables;      // [S, max_blocks_per_seq] i32: physical block of each logical block
+  int32_t num_seqs = 0;
+  int32_t max_query_len = 0;
+  int32_t max_seq_len = 0;
+  int32_t sliding_window = 0;  // 0: none; else a query sees only the last `sliding_window` positions
+};
+
+struct attention_shape {
+  int32_t num_heads = 0;
+  int32_t num_kv_heads = 0;
+  int32_t head_dim = 0;
+  int32_t block_size = 0;
+  float scale = 1.0f;
+};
+
+class ops {
+public:
+  virtual ~ops() = default;
+  virtual std::string name() const = 0;
+
+  // Memory. alloc returns zero-filled storage; upload converts host fp32 to the tensor's dtype.
+  virtual device_buffer alloc(dtype type, std::initializer_list<int64_t> shape) = 0;
+  virtual void upload(const tensor& dst, std::span<const float> src) = 0;
+  virtual void upload_raw(const tensor& dst, const void* src) = 0;  // bytes as they are
+  virtual void download(std::span<float> dst, const tensor& src) = 0;
+  virtual void synchronize() = 0;
+
+  // out[t] = table[ids[t]].  ids [T] i32, table [V, H], out [T, H]
+  virtual void embedding(const tensor& ids, const tensor& table, const tensor& out) = 0;
+
+  // out = x / rms(x) * weight.  x, out [T, H], weight [H]
+  virtual void rms_norm(const tensor& x, const tensor& weight, float eps, const tensor& out) = 0;
+
+  // residual += x; x = rms_norm(residual) * weight.  x, residual [T, H] (both updated in place)
+  virtual void add_rms_norm(const tensor& x, const tensor& residual, const tensor& weight, float eps) = 0;
+
+  // out = x · weightᵀ (+ bias); with accumulate, out += x · weightᵀ.
+  // x [T, K], weight [N, K], bias [N] or empty, out [T, N]
+  virtual void linear(const tensor& x, const tensor& weight, const tensor& bias, const tensor& out,
+                      bool accumulate = false) = 0;
+
+  // Rotates the q and k parts of qkv in place (rotate-half convention) and writes k, v into the cache
+  // at slot_mapping (slot = block * block_size + offset; -1 skips the token).
+  // qkv [T, (nH + 2 nKV) D], positions [T] i32, cos_sin [max_pos, D] (D/2 cos then D/2 sin),
+  // slot_mapping [T] i64, k_cache / v_cache [num_blocks, block_size, nKV, D]
+  virtual void rope_write_kv(const tensor& qkv, const tensor& positions, const tensor& cos_sin,
+                             const tensor& slot_mapping, const tensor& k_cache, const tensor& v_cache,
+                             const attention_shape& shape) = 0;
+
+  // Causal attention of each new token over its sequence's cached context, read through block tables.
+  // The i-th of a sequence's q new tokens sits at position seq_len - q + i.
+  // qkv [T, (nH + 2 nKV) D] (reads the q part), caches as above, out [T, nH D]
+  virtual void paged_attention(const tensor& qkv, const tensor& k_cache, const tensor& v_cache,
+                               const attention_metadata& meta, const attention_shape& shape,
+                               const tensor& out) = 0;
+
+  // out = silu(x[:, :I]) * x[:, I:].  x [T, 2I], out [T, I]
+  virtual void silu_and_mul(const tensor& x, const tensor& out) = 0;
+
+  // out[i] = x[indices[i]].  x [T, H], indices [R] i32, out [R, H]
+  virtual void gather_rows(const tensor& x, const tensor& indices, const tensor& out) = 0;
+};
+
+} // namespace troupe

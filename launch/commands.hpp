@@ -1,0 +1,13 @@
+#pragma once
+// Each subcommand registers its flags and callback on the CLI11 app.
+
+namespace CLI {
+class App;
+}
+
+namespace troupe {
+
+void register_generate(CLI::App& app);
+void register_make_model(CLI::App& app);
+
+} // namespace troupe

@@ -1,0 +1,62 @@
+#pragma once
+// The shape of a Hugging Face decoder model, read from its config.json.
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace troupe {
+
+enum class architecture { llama, mistral, qwen2 };
+
+// Rotary embedding settings, from `rope_theta` + `rope_scaling` (most Hub checkpoints) or
+// `rope_parameters` (transformers 5).
+struct rope_config {
+  enum class kind { default_, linear, llama3 };
+  kind type = kind::default_;
+  double theta = 10000.0;
+  double factor = 1.0;                              // linear and llama3
+  double low_freq_factor = 1.0;                     // llama3
+  double high_freq_factor = 4.0;                    // llama3
+  int64_t original_max_position_embeddings = 8192;  // llama3
+};
+
+struct model_config {
+  architecture arch = architecture::llama;
+  std::string architecture_name;  // as config.json spells it, e.g. "Qwen2ForCausalLM"
+  int64_t hidden_size = 0;
+  int64_t num_layers = 0;
+  int64_t num_heads = 0;
+  int64_t num_kv_heads = 0;
+  int64_t head_dim = 0;  // explicit `head_dim` when given; it may differ from hidden_size / num_heads
+  int64_t intermediate_size = 0;
+  int64_t vocab_size = 0;
+  int64_t max_position_embeddings = 0;
+  double rms_norm_eps = 1e-6;
+  bool tie_word_embeddings = false;
+  bool qkv_bias = false;  // Qwen2 always; Llama when `attention_bias`
+  std::optional<int64_t> sliding_window;  // Mistral; attention sees this many most recent positions
+  rope_config rope;
+  std::string torch_dtype = "bfloat16";  // the checkpoint's declared dtype
+  std::vector<int32_t> eos_token_ids;    // from config.json / generation_config.json
+  std::optional<int32_t> bos_token_id;
+
+  int64_t q_size() const { return num_heads * head_dim; }
+  int64_t kv_size() const { return num_kv_heads * head_dim; }
+  int64_t num_parameters() const;
+
+  // Parses config.json text; `where` names the file in messages. Throws user_error naming the
+  // unsupported architecture or setting.
+  static model_config from_json(std::string_view json_text, const std::string& where);
+  // Reads <dir>/config.json, and eos/bos ids from <dir>/generation_config.json when present.
+  static model_config from_dir(const std::filesystem::path& dir);
+  // The config.json text that from_json reads back to this config (used by make-model).
+  std::string to_json() const;
+};
+
+std::string_view architecture_name(architecture arch);
+
+} // namespace troupe
