@@ -1,0 +1,35 @@
+#pragma once
+// `troupe make-model`: a complete Hugging Face model folder with random weights — config.json,
+// generation_config.json, safetensors, and a trained byte-level BPE tokenizer with a chat template.
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+
+namespace troupe {
+
+struct make_model_options {
+  std::string architecture = "qwen2";  // qwen2 | llama | mistral
+  int64_t hidden_size = 128;
+  int64_t num_layers = 4;
+  int64_t num_heads = 4;
+  int64_t num_kv_heads = 2;
+  int64_t head_dim = 0;  // 0: hidden_size / num_heads
+  int64_t intermediate_size = 384;
+  int64_t max_position_embeddings = 4096;
+  int64_t vocab_size = 0;  // 0: the tokenizer's size rounded up to 64
+  int num_merges = 256;
+  std::string dtype = "bfloat16";  // bfloat16 | float16 | float32
+  uint64_t seed = 0;
+  bool tie_word_embeddings = true;
+  int64_t max_shard_bytes = 0;  // 0: one model.safetensors
+};
+
+// Writes the folder; throws user_error on bad options or an unwritable folder.
+void write_random_model(const make_model_options& options, const std::filesystem::path& out);
+
+// The small model used when no --model is given: made on first use under $XDG_CACHE_HOME/troupe
+// (or ~/.cache/troupe), the same bytes on every machine.
+std::filesystem::path default_model_dir();
+
+} // namespace troupe

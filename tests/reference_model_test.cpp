@@ -1,0 +1,151 @@
+// The CPU forward against transformers: last-position logits and greedy continuations recorded by
+// scripts/gpu/make_reference_models.py for tiny checkpoints of every supported architecture.
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <fstream>
+#include <numeric>
+
+#include <nlohmann/json.hpp>
+
+#include "kernels/cpu/cpu_ops.hpp"
+#include "kernels/model.hpp"
+#include "kernels/model_loader.hpp"
+#include "runtime/safetensors.hpp"
+
+using namespace troupe;
+namespace fs = std::filesystem;
+
+namespace {
+
+struct reference {
+  std::vector<std::vector<int32_t>> prompts;
+  std::vector<std::vector<float>> last_logits;
+  std::vector<std::vector<int32_t>> greedy;
+};
+
+reference read_reference(const fs::path& dir) {
+  std::ifstream in(dir / "reference.json");
+  const auto j = nlohmann::json::parse(in);
+  return {j.at("prompts").get<std::vector<std::vector<int32_t>>>(),
+          j.at("last_logits").get<std::vector<std::vector<float>>>(),
+          j.at("greedy").get<std::vector<std::vector<int32_t>>>()};
+}
+
+// ‖a − b‖ / ‖b‖
+double relative_error(std::span<const float> a, std::span<const float> b) {
+  double diff = 0, norm = 0;
+  for (size_t i = 0; i < b.size(); ++i) {
+    diff += (double(a[i]) - b[i]) * (double(a[i]) - b[i]);
+    norm += double(b[i]) * b[i];
+  }
+  return std::sqrt(diff / norm);
+}
+
+int32_t argmax(std::span<const float> row) {
+  return static_cast<int32_t>(std::max_element(row.begin(), row.end()) - row.begin());
+}
+
+constexpr int32_t block_size = 16;
+constexpr int64_t max_len = 256;
+
+// Sequences of the step, each given as (tokens to compute now, tokens already in the cache); each
+// sequence s owns the blocks [s * blocks_per_seq, (s + 1) * blocks_per_seq), in reverse order so that
+// block tables are really used.
+step_input make_step(const std::vector<std::pair<std::vector<int32_t>, int32_t>>& seqs) {
+  const int32_t blocks_per_seq = max_len / block_size;
+  step_input in;
+  in.max_blocks_per_seq = blocks_per_seq;
+  in.query_start.push_back(0);
+  for (size_t s = 0; s < seqs.size(); ++s) {
+    const auto& [tokens, cached] = seqs[s];
+    std::vector<int32_t> table(blocks_per_seq);
+    for (int32_t b = 0; b < blocks_per_seq; ++b) table[b] = static_cast<int32_t>((s + 1) * blocks_per_seq - 1 - b);
+    for (size_t i = 0; i < tokens.size(); ++i) {
+      const int32_t pos = cached + static_cast<int32_t>(i);
+      in.token_ids.push_back(tokens[i]);
+      in.positions.push_back(pos);
+      in.slot_mapping.push_back(int64_t(table[pos / block_size]) * block_size + pos % block_size);
+    }
+    in.query_start.push_back(static_cast<int32_t>(in.token_ids.size()));
+    in.seq_lens.push_back(cached + static_cast<int32_t>(tokens.size()));
+    in.block_tables.insert(in.block_tables.end(), table.begin(), table.end());
+    in.logits_indices.push_back(static_cast<int32_t>(in.token_ids.size()) - 1);
+  }
+  return in;
+}
+
+class reference_model : public ::testing::TestWithParam<std::string> {
+protected:
+  void SetUp() override {
+    dir_ = fs::path(TROUPE_TEST_DATA) / "reference" / GetParam();
+    config_ = model_config::from_dir(dir_);
+    ckpt_ = std::make_unique<checkpoint>(checkpoint::open(dir_));
+    ref_ = read_reference(dir_);
+    model_limits limits;
+    limits.max_num_tokens = max_len * 4;
+    limits.max_num_seqs = 8;
+    limits.max_model_len = max_len;
+    limits.block_size = block_size;
+    limits.num_blocks = 8 * max_len / block_size;
+    model_ = std::make_unique<model>(config_, ops_,
+                                     load_model_weights(config_, ops_, dtype::f32, checkpoint_weight_source(*ckpt_)),
+                                     dtype::f32, limits);
+  }
+
+  fs::path dir_;
+  model_config config_;
+  std::unique_ptr<checkpoint> ckpt_;
+  reference ref_;
+  cpu_ops ops_;
+  std::unique_ptr<model> model_;
+};
+
+} // namespace
+
+TEST_P(reference_model, last_position_logits_match_transformers_within_1e_4) {
+  std::vector<float> logits;
+  for (size_t p = 0; p < ref_.prompts.size(); ++p) {
+    model_->forward(make_step({{ref_.prompts[p], 0}}), logits);
+    EXPECT_LT(relative_error(logits, ref_.last_logits[p]), 1e-4) << "prompt " << p;
+  }
+}
+
+TEST_P(reference_model, greedy_continuations_equal_transformers) {
+  std::vector<float> logits;
+  for (size_t p = 0; p < ref_.prompts.size(); ++p) {
+    const auto& prompt = ref_.prompts[p];
+    model_->forward(make_step({{prompt, 0}}), logits);
+    std::vector<int32_t> out{argmax(logits)};
+    while (out.size() < ref_.greedy[p].size()) {
+      model_->forward(make_step({{{out.back()}, static_cast<int32_t>(prompt.size() + out.size() - 1)}}), logits);
+      out.push_back(argmax(logits));
+    }
+    EXPECT_EQ(out, ref_.greedy[p]) << "prompt " << p;
+  }
+}
+
+TEST_P(reference_model, chunked_prefill_gives_the_same_logits_as_one_pass) {
+  const auto& prompt = ref_.prompts.back();
+  std::vector<float> logits;
+  for (size_t begin = 0; begin < prompt.size(); begin += 23) {
+    const size_t end = std::min(prompt.size(), begin + 23);
+    model_->forward(make_step({{std::vector<int32_t>(prompt.begin() + begin, prompt.begin() + end), int32_t(begin)}}), logits);
+  }
+  EXPECT_LT(relative_error(logits, ref_.last_logits.back()), 1e-4);
+}
+
+TEST_P(reference_model, a_batch_of_all_prompts_gives_each_prompts_logits) {
+  std::vector<std::pair<std::vector<int32_t>, int32_t>> seqs;
+  for (const auto& p : ref_.prompts) seqs.push_back({p, 0});
+  std::vector<float> logits;
+  model_->forward(make_step(seqs), logits);
+  const size_t vocab = static_cast<size_t>(config_.vocab_size);
+  for (size_t p = 0; p < ref_.prompts.size(); ++p)
+    EXPECT_LT(relative_error(std::span<const float>(logits).subspan(p * vocab, vocab), ref_.last_logits[p]), 1e-4)
+        << "prompt " << p;
+}
+
+INSTANTIATE_TEST_SUITE_P(checkpoints, reference_model,
+                         ::testing::Values("llama_f32", "llama3_rope_bf16", "qwen2_sharded_bf16", "mistral_head_dim"));
