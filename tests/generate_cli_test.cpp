@@ -1,0 +1,135 @@
+// `troupe generate` and `troupe make-model` as a user runs them.
+
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
+namespace fs = std::filesystem;
+
+namespace {
+
+struct run_result {
+  int exit_code = -1;
+  std::string out;
+  std::string err;
+};
+
+run_result run_troupe(const std::string& args) {
+  const fs::path err_file = fs::temp_directory_path() / ("troupe_cli_err_" + std::to_string(::getpid()));
+  const std::string cmd = std::string(TROUPE_BINARY) + " " + args + " 2>" + err_file.string();
+  run_result r;
+  FILE* pipe = ::popen(cmd.c_str(), "r");
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, pipe)) > 0) r.out.append(buf, n);
+  const int status = ::pclose(pipe);
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  std::ifstream in(err_file);
+  r.err.assign(std::istreambuf_iterator<char>(in), {});
+  fs::remove(err_file);
+  return r;
+}
+
+std::string reference_dir(const std::string& name) { return std::string(TROUPE_TEST_DATA) + "/reference/" + name; }
+
+std::string join(const std::vector<int32_t>& ids) {
+  std::string s;
+  for (size_t i = 0; i < ids.size(); ++i) s += (i ? "," : "") + std::to_string(ids[i]);
+  return s;
+}
+
+class temp_dir {
+public:
+  temp_dir() : path_(fs::temp_directory_path() / ("troupe_cli_" + std::to_string(::getpid()) + "_" + std::to_string(counter_++))) {
+    fs::create_directories(path_);
+  }
+  ~temp_dir() { fs::remove_all(path_); }
+  const fs::path& path() const { return path_; }
+
+private:
+  static inline int counter_ = 0;
+  fs::path path_;
+};
+
+} // namespace
+
+TEST(generate_cli, greedy_json_output_equals_the_transformers_continuation) {
+  std::ifstream in(reference_dir("qwen2_sharded_bf16") + "/reference.json");
+  const auto ref = nlohmann::json::parse(in);
+  const auto prompt = ref["prompts"][2].get<std::vector<int32_t>>();
+  const auto expected = ref["greedy"][2].get<std::vector<int32_t>>();
+  const auto r = run_troupe("generate --model " + reference_dir("qwen2_sharded_bf16") + " --prompt-token-ids " +
+                            join(prompt) + " --max-tokens 32 --temperature 0 --ignore-eos --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["prompt_token_ids"].get<std::vector<int32_t>>(), prompt);
+  EXPECT_EQ(j["token_ids"].get<std::vector<int32_t>>(), expected);
+  EXPECT_EQ(j["finish_reason"], "length");
+}
+
+TEST(generate_cli, a_seeded_sampled_run_repeats_exactly_and_another_seed_differs) {
+  const std::string args = "generate --model " + reference_dir("llama_f32") +
+                           " --prompt-token-ids 5,6,7,8 --max-tokens 24 --temperature 1.0 --ignore-eos --json --seed ";
+  const auto a = run_troupe(args + "7"), b = run_troupe(args + "7"), c = run_troupe(args + "8");
+  ASSERT_EQ(a.exit_code, 0) << a.err;
+  EXPECT_EQ(nlohmann::json::parse(a.out)["token_ids"], nlohmann::json::parse(b.out)["token_ids"]);
+  EXPECT_NE(nlohmann::json::parse(a.out)["token_ids"], nlohmann::json::parse(c.out)["token_ids"]);
+}
+
+TEST(generate_cli, make_model_writes_a_folder_that_generate_reads_from_text) {
+  temp_dir dir;
+  const auto made = run_troupe("make-model --out " + dir.path().string() +
+                               " --architecture llama --hidden-size 32 --num-layers 2 --num-heads 4 --num-kv-heads 1"
+                               " --intermediate-size 64 --max-shard-bytes 20000 --dtype float32");
+  ASSERT_EQ(made.exit_code, 0) << made.err;
+  EXPECT_TRUE(fs::exists(dir.path() / "model.safetensors.index.json"));
+  EXPECT_TRUE(fs::exists(dir.path() / "tokenizer.json"));
+  const auto r = run_troupe("generate --model " + dir.path().string() +
+                            " --prompt 'Hello world' --max-tokens 8 --temperature 0 --ignore-eos --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["token_ids"].size(), 8u);
+  EXPECT_FALSE(j["prompt_token_ids"].empty());
+}
+
+TEST(generate_cli, dummy_weights_need_only_the_config) {
+  temp_dir dir;
+  fs::copy_file(reference_dir("llama_f32") + "/config.json", dir.path() / "config.json");
+  const auto r = run_troupe("generate --model " + dir.path().string() +
+                            " --load-format dummy --prompt-token-ids 1,2,3 --max-tokens 4 --ignore-eos --json --seed 1");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(nlohmann::json::parse(r.out)["token_ids"].size(), 4u);
+}
+
+TEST(generate_cli, a_truncated_checkpoint_gives_one_error_line_and_exit_code_1) {
+  temp_dir dir;
+  for (const char* f : {"config.json", "generation_config.json"})
+    fs::copy_file(reference_dir("llama_f32") + "/" + f, dir.path() / f);
+  fs::copy_file(reference_dir("llama_f32") + "/model.safetensors", dir.path() / "model.safetensors");
+  fs::resize_file(dir.path() / "model.safetensors", fs::file_size(dir.path() / "model.safetensors") / 2);
+  const auto r = run_troupe("generate --model " + dir.path().string() + " --prompt-token-ids 1,2,3 --json");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_TRUE(r.out.empty());
+  EXPECT_NE(r.err.find("model.safetensors"), std::string::npos) << r.err;
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+}
+
+TEST(generate_cli, bad_flags_say_what_to_change) {
+  const auto no_prompt = run_troupe("generate --model " + reference_dir("llama_f32"));
+  EXPECT_EQ(no_prompt.exit_code, 1);
+  EXPECT_NE(no_prompt.err.find("give exactly one of --prompt TEXT or --prompt-token-ids 1,2,3"), std::string::npos);
+  const auto bad_ids = run_troupe("generate --model " + reference_dir("llama_f32") + " --prompt-token-ids 1,x");
+  EXPECT_EQ(bad_ids.exit_code, 1);
+  EXPECT_NE(bad_ids.err.find("'x' is not a token id"), std::string::npos) << bad_ids.err;
+  const auto big_id = run_troupe("generate --model " + reference_dir("llama_f32") + " --prompt-token-ids 99999");
+  EXPECT_NE(big_id.err.find("outside the vocabulary (size 384)"), std::string::npos) << big_id.err;
+  const auto temp = run_troupe("generate --model " + reference_dir("llama_f32") + " --prompt-token-ids 1 --temperature -1");
+  EXPECT_EQ(temp.exit_code, 1);
+  EXPECT_NE(temp.err.find("temperature"), std::string::npos) << temp.err;
+  const auto missing = run_troupe("generate --model /nonexistent/model --prompt-token-ids 1");
+  EXPECT_NE(missing.err.find("/nonexistent/model: no such folder"), std::string::npos) << missing.err;
+}
