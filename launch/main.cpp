@@ -1,12 +1,16 @@
 // The `troupe` program: generate | make-model (serve and bench come with the engine).
 
 #include <CLI/CLI.hpp>
+#include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include "launch/commands.hpp"
 #include "runtime/error.hpp"
 
 int main(int argc, char** argv) {
+  // stdout carries results (--json); logs go to stderr.
+  spdlog::set_default_logger(spdlog::stderr_color_mt("troupe"));
+  spdlog::set_pattern("%^[%l]%$ %v");
   CLI::App app{"troupe: an LLM serving engine"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "troupe 0.1.0");
