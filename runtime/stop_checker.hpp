@@ -44,7 +44,8 @@ struct stop_decision {
 
 class stop_checker {
 public:
-  // eos_token_ids: every id that ends generation; num_prompt_tokens + outputs may not pass max_model_len.
+  // eos_token_ids: every id that ends generation; num_prompt_tokens + outputs may not pass
+  // max_model_len (> 0). Copies what it needs from params.
   stop_checker(const sampling_params& params, std::span<const int32_t> eos_token_ids, int32_t num_prompt_tokens,
                int32_t max_model_len);
 

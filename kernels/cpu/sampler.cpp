@@ -190,8 +190,10 @@ void apply_top_p_cpu(std::span<float> logits, int32_t vocab, std::span<const sam
     double total = 0.0;
     for (float x : row) total += std::exp(static_cast<double>(x - m));
 
-    ids.resize(static_cast<size_t>(vocab));
-    std::iota(ids.begin(), ids.end(), 0);
+    // Only unmasked tokens need ranking; after top_k that is k of them, not the whole vocabulary.
+    ids.clear();
+    for (int32_t t = 0; t < vocab; ++t)
+      if (row[t] != neg_inf) ids.push_back(t);
     std::sort(ids.begin(), ids.end(), [&](int32_t a, int32_t b) { return ranks_before(row, a, b); });
     // A token stays when the mass ranked strictly before it is still short of top_p; this keeps the
     // smallest prefix whose mass reaches top_p, and always the first token.

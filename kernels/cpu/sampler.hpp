@@ -72,6 +72,7 @@ void apply_temperature_cpu(std::span<float> logits, int32_t vocab, std::span<con
 // Masks tokens whose probability is below min_p times the top probability (non-greedy rows).
 void apply_min_p_cpu(std::span<float> logits, int32_t vocab, std::span<const sample_request> reqs);
 // Keeps exactly top_k tokens, the largest logits, lower id first among equals (non-greedy rows).
+// NOTE: vLLM keeps every token tied with the k-th; exactly k gives the twin one right answer.
 void apply_top_k_cpu(std::span<float> logits, int32_t vocab, std::span<const sample_request> reqs);
 // Keeps the smallest set, taken in descending order (lower id first among equals), whose
 // probability mass >= top_p; always at least one token (non-greedy rows).
