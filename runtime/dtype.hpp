@@ -1,7 +1,71 @@
 #pragma once
-// TEMPORARY: replaced by the safetensors work's dtype.hpp at merge.
+// Element types of checkpoint tensors, spelled as safetensors spells them, and the conversions
+// between the 16-bit and 8-bit float formats and f32 that loading and the CPU reference need.
+
 #include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <span>
 #include <string_view>
+
 namespace troupe {
-enum class dtype { f32, f16, bf16, i32, i64, u8, i8, f8_e4m3 };
-}
+
+// Every whole-byte dtype of the safetensors format. The sub-byte formats (F4, F6_E2M3, F6_E3M2) are
+// not supported: nothing troupe loads uses them, and they would make "bytes per element" fractional.
+enum class dtype : std::uint8_t {
+  boolean,  // BOOL
+  u8,       // U8
+  i8,       // I8
+  f8_e4m3,  // F8_E4M3 (the "fn" variant: no infinities, NaN = S.1111.111)
+  f8_e5m2,  // F8_E5M2 (IEEE-like: infinities and NaNs)
+  f8_e8m0,  // F8_E8M0 (exponent only, the MX scale format; 0xFF = NaN)
+  i16,      // I16
+  u16,      // U16
+  f16,      // F16
+  bf16,     // BF16
+  i32,      // I32
+  u32,      // U32
+  f32,      // F32
+  i64,      // I64
+  u64,      // U64
+  f64,      // F64
+  c64,      // C64 (two f32)
+};
+
+// The safetensors spelling ("BF16", "F8_E4M3", "BOOL"), used in files and in error messages.
+std::string_view name(dtype t);
+
+// Bytes per element (1 for BOOL and the 8-bit floats, 8 for C64).
+std::size_t size_in_bytes(dtype t);
+
+// The dtype spelled `s` in a safetensors header; nullopt for anything else (spelling is exact, upper case).
+std::optional<dtype> dtype_from_safetensors(std::string_view s);
+
+// The comma-separated list of every supported spelling, for "supported: ..." in error messages.
+std::string_view supported_dtype_names();
+
+// True for the types to_f32 can convert: F64, F32, F16, BF16 and the 8-bit floats.
+bool is_floating(dtype t);
+
+// bf16 bits -> f32; exact (bf16 is the top half of an f32).
+float bf16_to_f32(std::uint16_t bits);
+// f32 -> bf16 bits, rounding to nearest even; overflow gives infinity, NaN stays a (quiet) NaN.
+std::uint16_t f32_to_bf16(float value);
+
+// IEEE binary16 bits -> f32; exact, subnormals included.
+float f16_to_f32(std::uint16_t bits);
+// f32 -> IEEE binary16 bits, rounding to nearest even; values from 65520 up become infinity,
+// tiny values become f16 subnormals or signed zero, NaN stays a (quiet) NaN.
+std::uint16_t f32_to_f16(float value);
+
+// 8-bit float bits -> f32; exact.
+float f8_e4m3_to_f32(std::uint8_t bits);
+float f8_e5m2_to_f32(std::uint8_t bits);
+float f8_e8m0_to_f32(std::uint8_t bits);
+
+// Converts out.size() little-endian elements of floating type `type` starting at `src` to f32.
+// Needs is_floating(type) and src.size() == out.size() * size_in_bytes(type); returns false otherwise
+// (nothing written). `src` may be unaligned.
+bool convert_to_f32(dtype type, std::span<const std::byte> src, std::span<float> out);
+
+} // namespace troupe
