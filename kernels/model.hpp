@@ -15,6 +15,7 @@ struct layer_weights {
   device_buffer qkv;         // [(nH + 2 nKV) D, H]: q_proj, k_proj, v_proj stacked by rows
   device_buffer qkv_bias;    // [(nH + 2 nKV) D] or empty
   device_buffer o_proj;      // [H, nH D]
+  device_buffer o_bias;      // [H] or empty
   device_buffer post_norm;   // [H]
   device_buffer gate_up;     // [2 I, H]: gate_proj then up_proj
   device_buffer down;        // [H, I]

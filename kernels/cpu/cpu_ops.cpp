@@ -112,7 +112,7 @@ void cpu_ops::silu_and_mul(const tensor& x, const tensor& out) {
 
 void cpu_ops::gather_rows(const tensor& x, const tensor& indices, const tensor& out) {
   const int64_t width = x.row_elems();
-  const size_t row_bytes = width * dtype_size(x.type);
+  const size_t row_bytes = width * size_in_bytes(x.type);
   for (int64_t i = 0; i < indices.dim(0); ++i) {
     const int32_t src = indices.as<int32_t>()[i];
     std::memcpy(static_cast<std::byte*>(out.data) + i * row_bytes, static_cast<std::byte*>(x.data) + src * row_bytes,
