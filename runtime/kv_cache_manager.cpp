@@ -43,8 +43,12 @@ std::optional<std::vector<int32_t>> kv_cache_manager::allocate_slots(request_id 
 
   // A prefix block with no other holder is in the free queue: touching it uses up a free block.
   int64_t num_prefix_free = 0;
-  if (is_new) {
-    for (const int32_t b : prefix.blocks) num_prefix_free += pool_.ref_count(b) == 0 ? 1 : 0;
+  for (const int32_t b : is_new ? std::span<const int32_t>(prefix.blocks) : std::span<const int32_t>()) {
+    // An unregistered hit was evicted since the lookup, and may hold other KV by now.
+    if (!pool_.cache().contains(b))
+      throw std::logic_error("kv_cache_manager::allocate_slots: prefix block " + std::to_string(b) +
+                             " was evicted after get_computed_blocks; look up again");
+    num_prefix_free += pool_.ref_count(b) == 0 ? 1 : 0;
   }
   if (num_to_allocate + num_prefix_free > pool_.num_free()) return std::nullopt;
 

@@ -279,6 +279,10 @@ TEST(kv_cache_manager, misuse_is_a_logic_error) {
   const computed_blocks hit = kv.get_computed_blocks(seq(0, 9));
   EXPECT_THROW(kv.allocate_slots(1, 1, hit), std::logic_error);  // a prefix for a running request
   EXPECT_THROW(kv.allocate_slots(1, -1), std::invalid_argument);
+  kv.free(1);
+  const computed_blocks stale = kv.get_computed_blocks(seq(0, 9));  // blocks 0 and 1, free
+  kv.allocate_slots(2, 16);                                          // evicts them
+  EXPECT_THROW(kv.allocate_slots(3, 1, stale), std::logic_error);
   EXPECT_THROW(kv_cache_manager({.num_blocks = 4, .block_size = 0}), std::invalid_argument);
 }
 
