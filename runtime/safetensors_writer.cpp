@@ -41,7 +41,6 @@ void validate(std::span<const tensor_to_write> tensors, const fs::path& path) {
   };
   std::set<std::string_view> seen;
   for (const auto& t : tensors) {
-    if (t.name.empty()) fail(t.name, "the name is empty");
     if (t.name == "__metadata__") fail(t.name, "the name is reserved for the header's metadata");
     if (!is_utf8(t.name)) fail(t.name, "the name is not valid UTF-8");
     if (!seen.insert(t.name).second) fail(t.name, "the name appears twice");

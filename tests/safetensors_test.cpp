@@ -547,5 +547,22 @@ TEST_F(safetensors_test, parses_bytes_in_memory_without_a_file) {
             "in-memory: file is 4 bytes, shorter than the 8-byte header length" + damaged);
 }
 
+// The fuzzer's seeds must mean what their names say, or the fuzzer starts from the wrong places.
+TEST_F(safetensors_test, accepts_every_valid_fuzz_seed_and_rejects_every_invalid_one) {
+  const fs::path corpus = fs::path(TROUPE_TEST_DATA).parent_path().parent_path() / "fuzz" / "corpus" / "safetensors";
+  std::size_t count = 0;
+  for (const auto& entry : fs::directory_iterator(corpus)) {
+    const std::string name = entry.path().filename().string();
+    const std::string error = open_error(entry.path());
+    if (name.starts_with("valid_")) {
+      EXPECT_EQ(error, "<no error>") << name;
+    } else {
+      EXPECT_NE(error, "<no error>") << name;
+    }
+    ++count;
+  }
+  EXPECT_GE(count, 10u);
+}
+
 } // namespace
 } // namespace troupe
