@@ -115,10 +115,11 @@ struct tensor_to_write {
   std::span<const std::byte> bytes;  // little-endian, num_elements * size_in_bytes(type) of them
 };
 
-// The bytes of a safetensors file holding `tensors`: header keys sorted, "__metadata__" only when
-// `metadata` is not empty, the header padded with spaces to a multiple of 8 bytes, data laid out by
-// element size (largest first) then name so every tensor is aligned to its element size. Throws
-// checkpoint_error (naming `path_for_errors` and the tensor) for an empty, reserved or duplicate name,
+// The bytes of a safetensors file holding `tensors`, byte-identical to what the Python safetensors package
+// writes: data laid out by dtype (widest first, so every tensor is aligned to its element size) then name;
+// the header lists "__metadata__" (only when `metadata` is not empty, keys sorted) then the tensors in data
+// order, and is padded with spaces to a multiple of 8 bytes. Throws
+// checkpoint_error (naming `path_for_errors` and the tensor) for a reserved or duplicate name,
 // a name that is not UTF-8, a negative dimension, or bytes that do not match dtype × shape.
 std::vector<std::byte> serialize_safetensors(std::span<const tensor_to_write> tensors,
                                              const std::map<std::string, std::string>& metadata = {},

@@ -16,8 +16,9 @@ namespace troupe::safetensors_detail {
 inline constexpr std::string_view damaged = "; the file is damaged or not a safetensors file, download or convert it again";
 inline constexpr std::string_view truncated = "; the file is truncated, download it again";
 
-// `s` made safe for a one-line message: control bytes escaped as \xNN, cut to `max_bytes` (on a UTF-8
-// boundary) with "..." appended. Names and paths come from files and may hold anything.
+// `s` made safe for a one-line message: control bytes and bytes that are not UTF-8 escaped as \xNN, cut
+// after `max_bytes` input bytes (never inside a character) with "..." appended. Names and paths come from
+// files and may hold anything.
 std::string printable(std::string_view s, std::size_t max_bytes = 200);
 
 // "[a, b, c]", showing at most 16 dimensions.
