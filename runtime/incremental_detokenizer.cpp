@@ -12,6 +12,8 @@ namespace {
 
 // How many prompt tokens the first window starts with (vLLM uses the same number).
 constexpr std::size_t initial_window_tokens = 5;
+// How far the window may reach back for a clean cut before it settles for where it is.
+constexpr std::size_t max_window_walk_back = 64;
 
 bool ends_with_replacement(std::string_view text) { return text.ends_with("\xEF\xBF\xBD"); }
 
@@ -21,10 +23,17 @@ incremental_detokenizer::incremental_detokenizer(const tokenizer& tok, std::span
                                                  bool skip_special_tokens)
     : tokenizer_(&tok), skip_special_tokens_(skip_special_tokens) {
   std::size_t start = prompt_ids.size() > initial_window_tokens ? prompt_ids.size() - initial_window_tokens : 0;
-  // The window must open on a token that shows text: when the prompt ends in tokens that decode to
-  // nothing (skipped special tokens), a SentencePiece decoder would strip the first generated token's
-  // space as if it began the text.
-  while (start > 0 && tok.decode(prompt_ids.subspan(start), skip_special_tokens).empty()) --start;
+  // The window must open where the prompt's own text can be cut: on a token that shows text (after
+  // skipped special tokens a SentencePiece decoder would strip the first generated token's space as if
+  // it began the text), and not inside a character (half a byte-fallback run decodes to U+FFFDs). Both
+  // show as a window text that is not the tail of the whole prompt's text.
+  if (start > 0) {
+    const std::string whole = tok.decode(prompt_ids, skip_special_tokens);
+    for (std::size_t steps = 0; start > 0 && steps < max_window_walk_back; ++steps, --start) {
+      const std::string tail = tok.decode(prompt_ids.subspan(start), skip_special_tokens);
+      if (!tail.empty() && whole.ends_with(tail)) break;
+    }
+  }
   window_.assign(prompt_ids.begin() + static_cast<std::ptrdiff_t>(start), prompt_ids.end());
   read_offset_ = window_.size();
   prefix_text_ = tok.decode(window_, skip_special_tokens);

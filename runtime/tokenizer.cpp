@@ -5,6 +5,7 @@
 
 #include <fstream>
 #include <sstream>
+#include <unordered_set>
 
 #include "runtime/tokenizer_added_tokens.hpp"
 #include "runtime/tokenizer_bpe.hpp"
@@ -104,16 +105,32 @@ std::shared_ptr<tokenizer::impl> build(const json& doc) {
   state->post_processor = tokenization::make_post_processor(section("post_processor"));
   state->decoder = tokenization::make_decoder(section("decoder"));
 
-  int32_t size = 0;
-  for (const auto& [token, id] : state->model->vocab()) size = std::max(size, id + 1);
-  const auto added = parse_added_tokens(doc);
+  // Ids of added tokens as HF assigns them on load: a vocabulary entry keeps its id, an added token seen
+  // before keeps its id, and any other one takes the next id after the vocabulary and the added tokens
+  // so far. NOTE: HF ignores the "id" written in the file (it only warns when it differs).
+  const auto model_size = static_cast<int32_t>(state->model->vocab().size());
+  std::optional<int32_t> max_added;
   std::vector<tokenization::added_token> placed;
-  for (tokenization::added_token token : added) {
-    // HF keeps the model's id for an added token that is also a vocabulary entry.
-    if (const auto id = state->model->token_to_id(token.content)) token.id = *id;
-    size = std::max(size, token.id + 1);
+  std::unordered_set<std::string> special_contents;
+  for (tokenization::added_token token : parse_added_tokens(doc)) {
+    if (token.content.empty()) continue;
+    if (token.special) special_contents.insert(token.content);
+    if (const auto it = state->added_ids.find(token.content); it != state->added_ids.end()) {
+      token.id = it->second;
+    } else if (const auto id = state->model->token_to_id(token.content)) {
+      token.id = *id;
+    } else if (!max_added) {
+      token.id = model_size;
+    } else {
+      token.id = *max_added >= model_size || model_size == 0 ? *max_added + 1 : model_size;
+    }
+    state->added_ids.insert_or_assign(token.content, token.id);
+    max_added = std::max(max_added.value_or(token.id), token.id);
     placed.push_back(std::move(token));
   }
+
+  int32_t size = max_added ? *max_added + 1 : 0;
+  for (const auto& [token, id] : state->model->vocab()) size = std::max(size, id + 1);
   state->tokens.assign(size, std::string());
   state->known.assign(size, 0);
   state->special.assign(size, 0);
@@ -122,24 +139,29 @@ std::shared_ptr<tokenizer::impl> build(const json& doc) {
     state->known[id] = 1;
   }
   for (const auto& token : placed) {
-    state->tokens[token.id] = token.content;
+    // HF decodes a normalized added token as its normalized text (what the decoder would have seen).
+    std::string shown = token.content;
+    if (token.normalized && state->normalizer) state->normalizer->normalize(shown);
+    state->tokens[token.id] = std::move(shown);
     state->known[token.id] = 1;
-    state->added_ids.insert_or_assign(token.content, token.id);
   }
-  // A content marked special anywhere is special (HF keeps a set of special contents).
-  for (const auto& token : placed) {
-    if (!token.special) continue;
-    for (const auto& other : placed) {
-      if (other.content == token.content) state->special[other.id] = 1;
+  // HF's skip test is by text: any id whose token text is a special token's content is special.
+  if (!special_contents.empty()) {
+    for (int32_t id = 0; id < size; ++id) {
+      if (state->known[id] && special_contents.contains(state->tokens[id])) state->special[id] = 1;
     }
   }
-  for (const auto& token : placed) {
-    if (!token.normalized) {
-      state->raw_added.add(token, token.content);
-    } else {
-      std::string pattern = token.content;
-      if (state->normalizer) state->normalizer->normalize(pattern);
-      state->normalized_added.add(token, std::move(pattern));
+  // HF matches special tokens first, then the others.
+  for (const bool special_pass : {true, false}) {
+    for (const auto& token : placed) {
+      if (special_contents.contains(token.content) != special_pass) continue;
+      if (!token.normalized) {
+        state->raw_added.add(token, token.content);
+      } else {
+        std::string pattern = token.content;
+        if (state->normalizer) state->normalizer->normalize(pattern);
+        state->normalized_added.add(token, std::move(pattern));
+      }
     }
   }
   return state;
