@@ -52,8 +52,6 @@ void scheduler::preempt(size_t index) {
 step_plan scheduler::schedule() {
   step_plan plan;
   plan.step = ++step_;
-  plan.released = std::move(released_);
-  released_.clear();
   int32_t budget = config_.max_num_batched_tokens;
   bool preempted_any = false;
 
@@ -136,6 +134,9 @@ step_plan scheduler::schedule() {
     budget -= n;
   }
   if (!plan.seqs.empty()) ++stats_.num_steps;
+  // Finished since the last plan, or preempted by this one: the shards drop them before running it.
+  plan.released = std::move(released_);
+  released_.clear();
   return plan;
 }
 

@@ -33,7 +33,7 @@ struct scheduled_seq {
 struct step_plan {
   uint64_t step = 0;
   std::vector<scheduled_seq> seqs;
-  std::vector<request_id> released;  // sequences that finished or were preempted: the shard forgets them
+  std::vector<request_id> released;  // finished or preempted: the shards forget them before running this plan
   int32_t num_tokens() const {
     int32_t n = 0;
     for (const auto& s : seqs) n += static_cast<int32_t>(s.token_ids.size());

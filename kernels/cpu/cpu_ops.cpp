@@ -81,7 +81,8 @@ void cpu_ops::linear(const tensor& x, const tensor& weight, const tensor& bias, 
   const float* ws = weight.as<float>();
   const float* b = bias.empty() ? nullptr : bias.as<float>();
   float* o = out.as<float>();
-#pragma omp parallel for schedule(static)
+  // Threads pay off only on large products; small ones (decode of a small model) run serially.
+#pragma omp parallel for schedule(static) if (rows * n * k > (int64_t{1} << 22))
   for (int64_t j = 0; j < n; ++j) {
     const float* wr = ws + j * k;
     for (int64_t r = 0; r < rows; ++r) {
