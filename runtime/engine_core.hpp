@@ -42,6 +42,18 @@ struct request_output {
   int32_t num_cached_tokens = 0;  // prompt tokens served by the prefix cache
 };
 
+// A snapshot of the engine for metrics and tests.
+struct engine_stats {
+  int32_t num_running = 0;
+  int32_t num_waiting = 0;
+  int32_t num_free_blocks = 0;
+  int32_t num_blocks = 0;
+  double kv_usage = 0;
+  scheduler_stats sched;
+  prefix_cache_stats prefix;
+  int64_t num_step_errors = 0;
+};
+
 struct engine_config {
   scheduler_config sched;
   kv_cache_config kv;
@@ -73,6 +85,9 @@ public:
   int32_t num_running() const { return scheduler_.num_running(); }
   int32_t num_waiting() const { return scheduler_.num_waiting(); }
   const scheduler_stats& stats() const { return scheduler_.stats(); }
+  engine_stats snapshot() const {
+    return {num_running(), num_waiting(), kv_.num_free_blocks(), config_.kv.num_blocks, kv_.usage(), stats(), kv_.stats(), 0};
+  }
   const kv_cache_manager& kv() const { return kv_; }
   const engine_config& config() const { return config_; }
 
