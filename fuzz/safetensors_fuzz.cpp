@@ -6,6 +6,7 @@
 // Built two ways (fuzz/CMakeLists.txt): with clang's libFuzzer (TROUPE_FUZZ=ON), and with any compiler into a
 // replay driver that runs the seed corpus as ctest tests.
 
+#include "fuzz/fuzz_check.hpp"
 #include "runtime/error.hpp"
 #include "runtime/safetensors.hpp"
 
@@ -20,15 +21,6 @@
 #endif
 
 namespace {
-
-// An invariant the reader promises; breaking it is a bug, reported as a crash so the fuzzer keeps the input.
-#define FUZZ_CHECK(cond)                                                     \
-  do {                                                                       \
-    if (!(cond)) {                                                           \
-      std::fprintf(stderr, "%s:%d: broken invariant: %s\n", __FILE__, __LINE__, #cond); \
-      std::abort();                                                          \
-    }                                                                        \
-  } while (0)
 
 void check_file(const troupe::safetensors_file& file, std::span<const std::byte> input) {
   const std::byte* begin = input.data();

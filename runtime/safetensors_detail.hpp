@@ -5,6 +5,8 @@
 #include <nlohmann/json.hpp>
 
 #include <cstdint>
+#include <filesystem>
+#include <map>
 #include <span>
 #include <string>
 #include <string_view>
@@ -35,5 +37,10 @@ struct parsed_json {
 // "<where> is not valid JSON (<why>)<remedy>" on a syntax error or invalid UTF-8, and
 // "<where> nests containers more than 16 deep<remedy>" before deep nesting can cost memory.
 parsed_json parse_json_checked(std::string_view text, std::string_view where, std::string_view remedy);
+
+// The weight_map of a model.safetensors.index.json whose text is `text`: tensor name -> shard file, relative
+// to the index's folder and normalized. Throws checkpoint_error naming `index_path` when the text is not JSON,
+// has no weight_map object, lists a tensor twice, or names a shard that is not a file inside the folder.
+std::map<std::string, std::string> parse_weight_map(std::string_view text, const std::filesystem::path& index_path);
 
 } // namespace troupe::safetensors_detail

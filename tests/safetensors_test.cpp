@@ -1,5 +1,6 @@
 #include "runtime/error.hpp"
 #include "runtime/safetensors.hpp"
+#include "runtime/safetensors_detail.hpp"
 
 #include <gtest/gtest.h>
 
@@ -7,6 +8,7 @@
 #include <fstream>
 #include <functional>
 #include <sstream>
+#include <sys/stat.h>
 #include <unistd.h>
 
 namespace troupe {
@@ -313,8 +315,11 @@ TEST_F(safetensors_test, keeps_control_characters_in_names_out_of_the_one_line_m
   EXPECT_NE(message.find("tensor 'a\\x0ab' has unknown dtype 'X'"), std::string::npos) << message;
 }
 
-TEST_F(safetensors_test, rejects_a_folder_or_a_missing_path_as_a_file) {
+TEST_F(safetensors_test, rejects_a_folder_a_fifo_or_a_missing_path_as_a_file) {
   EXPECT_EQ(open_error(dir_), dir_.string() + ": not a regular file; point at a .safetensors file or a model folder");
+  ASSERT_EQ(::mkfifo(path("fifo.safetensors").c_str(), 0600), 0);
+  EXPECT_EQ(open_error(path("fifo.safetensors")),  // without a writer, a blocking open would hang here
+            path("fifo.safetensors").string() + ": not a regular file; point at a .safetensors file or a model folder");
   EXPECT_EQ(open_error(path("none.safetensors")),
             path("none.safetensors").string() + ": cannot open (No such file or directory); check the path and permissions");
 }
@@ -331,6 +336,9 @@ TEST_F(safetensors_test, require_returns_a_float_tensor_of_the_expected_shape) {
   std::vector<float> values(6);
   checkpoint::to_f32(t, values);
   EXPECT_EQ(values, std::vector<float>(6, 1.0f));
+  std::vector<float> read;
+  c.read_f32("w", shape, read);
+  EXPECT_EQ(read, std::vector<float>(6, 1.0f));
   EXPECT_EQ(c.names(), std::vector<std::string>{"w"});
   EXPECT_EQ(c.files().size(), 1u);
 }
@@ -453,6 +461,15 @@ TEST_F(safetensors_test, opens_every_safetensors_file_when_there_is_no_index) {
   EXPECT_EQ(checkpoint::open(dir_).names(), (std::vector<std::string>{"a", "b"}));
 }
 
+TEST_F(safetensors_test, opens_a_single_file_given_instead_of_a_folder_and_skips_hidden_files) {
+  const std::vector<float> w(1);
+  const std::vector<tensor_to_write> a = {{"a", dtype::f32, {1}, bytes_of(w)}};
+  write_safetensors(path("weights.safetensors"), a);
+  write_raw("._weights.safetensors", "macOS resource fork");
+  EXPECT_EQ(checkpoint::open(path("weights.safetensors")).names(), std::vector<std::string>{"a"});
+  EXPECT_EQ(checkpoint::open(dir_).names(), std::vector<std::string>{"a"});
+}
+
 TEST_F(safetensors_test, rejects_the_same_tensor_in_two_files) {
   const std::vector<float> w(1);
   const std::vector<tensor_to_write> a = {{"a", dtype::f32, {1}, bytes_of(w)}};
@@ -562,6 +579,21 @@ TEST_F(safetensors_test, accepts_every_valid_fuzz_seed_and_rejects_every_invalid
     ++count;
   }
   EXPECT_GE(count, 10u);
+
+  count = 0;
+  for (const auto& entry : fs::directory_iterator(corpus.parent_path() / "safetensors_index")) {
+    const std::string name = entry.path().filename().string();
+    std::ifstream in(entry.path(), std::ios::binary);
+    const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    const std::string error = error_of([&] { safetensors_detail::parse_weight_map(text, entry.path()); });
+    if (name.starts_with("valid_")) {
+      EXPECT_EQ(error, "<no error>") << name;
+    } else {
+      EXPECT_NE(error, "<no error>") << name;
+    }
+    ++count;
+  }
+  EXPECT_GE(count, 5u);
 }
 
 } // namespace
