@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 
 #include <nlohmann/json.hpp>
 
@@ -121,15 +122,34 @@ TEST(generate_cli, a_truncated_checkpoint_gives_one_error_line_and_exit_code_1) 
 TEST(generate_cli, bad_flags_say_what_to_change) {
   const auto no_prompt = run_troupe("generate --model " + reference_dir("llama_f32"));
   EXPECT_EQ(no_prompt.exit_code, 1);
-  EXPECT_NE(no_prompt.err.find("give exactly one of --prompt TEXT or --prompt-token-ids 1,2,3"), std::string::npos);
+  EXPECT_NE(no_prompt.err.find("give exactly one of --prompt TEXT, --prompt-token-ids 1,2,3, --prompts-file FILE or "
+                               "--num-prompts N --input-len L"),
+            std::string::npos)
+      << no_prompt.err;
   const auto bad_ids = run_troupe("generate --model " + reference_dir("llama_f32") + " --prompt-token-ids 1,x");
   EXPECT_EQ(bad_ids.exit_code, 1);
   EXPECT_NE(bad_ids.err.find("'x' is not a token id"), std::string::npos) << bad_ids.err;
   const auto big_id = run_troupe("generate --model " + reference_dir("llama_f32") + " --prompt-token-ids 99999");
-  EXPECT_NE(big_id.err.find("outside the vocabulary (size 384)"), std::string::npos) << big_id.err;
+  EXPECT_NE(big_id.err.find("Token id 99999 is out of vocabulary (vocabulary size 384)"), std::string::npos) << big_id.err;
   const auto temp = run_troupe("generate --model " + reference_dir("llama_f32") + " --prompt-token-ids 1 --temperature -1");
   EXPECT_EQ(temp.exit_code, 1);
   EXPECT_NE(temp.err.find("temperature"), std::string::npos) << temp.err;
   const auto missing = run_troupe("generate --model /nonexistent/model --prompt-token-ids 1");
   EXPECT_NE(missing.err.find("/nonexistent/model: no such folder"), std::string::npos) << missing.err;
+}
+
+TEST(generate_cli, a_prompts_file_gives_one_json_line_per_prompt_in_order) {
+  temp_dir dir;
+  std::ofstream(dir.path() / "prompts.txt") << "Hello world\nThe quick brown fox\n\nOnce upon a time\n";
+  const auto r = run_troupe("generate --prompts-file " + (dir.path() / "prompts.txt").string() +
+                            " --max-tokens 5 --temperature 0 --ignore-eos --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  std::istringstream lines(r.out);
+  std::vector<nlohmann::json> objects;
+  for (std::string line; std::getline(lines, line);) objects.push_back(nlohmann::json::parse(line));
+  ASSERT_EQ(objects.size(), 3u);
+  // The same prompt alone gives the same tokens as inside the batch.
+  const auto alone = run_troupe("generate --prompt 'The quick brown fox' --max-tokens 5 --temperature 0 --ignore-eos --json");
+  EXPECT_EQ(objects[1]["token_ids"], nlohmann::json::parse(alone.out)["token_ids"]);
+  for (const auto& o : objects) EXPECT_EQ(o["token_ids"].size(), 5u);
 }

@@ -1,0 +1,38 @@
+#include "launch/engine_flags.hpp"
+
+#include <CLI/CLI.hpp>
+
+namespace troupe {
+
+void add_engine_flags(CLI::App* cmd, engine_options& o) {
+  cmd->add_option("--model", o.model, "Hugging Face model folder (default: the built-in small model)");
+  cmd->add_option("--load-format", o.load_format, "auto, safetensors or dummy (random weights)")->capture_default_str();
+  cmd->add_option("--backend", o.backend, "cpu, or null (no arithmetic: measures the engine's own cost)")->capture_default_str();
+  cmd->add_option("--max-num-seqs", o.max_num_seqs, "Sequences in one step")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--max-num-batched-tokens", o.max_num_batched_tokens, "Tokens in one step")->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--max-model-len", o.max_model_len, "Context length (default: the model's)");
+  cmd->add_option("--block-size", o.block_size, "Tokens per KV cache block")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--kv-cache-memory", o.kv_cache_memory, "Bytes of KV cache (CPU backend)")->capture_default_str();
+  cmd->add_option("--num-gpu-blocks-override", o.num_gpu_blocks_override, "Exactly this many KV blocks");
+  cmd->add_flag("--enable-prefix-caching,!--no-enable-prefix-caching", o.enable_prefix_caching)->capture_default_str();
+  cmd->add_option("--scheduling-policy", o.scheduling_policy, "fcfs or priority")->capture_default_str();
+}
+
+void add_sampling_flags(CLI::App* cmd, sampling_params& p) {
+  cmd->add_option("--max-tokens", p.max_tokens, "Tokens to generate")->capture_default_str();
+  cmd->add_option("--min-tokens", p.min_tokens)->capture_default_str();
+  cmd->add_option("--temperature", p.temperature, "0: greedy")->capture_default_str();
+  cmd->add_option("--top-p", p.top_p)->capture_default_str();
+  cmd->add_option("--top-k", p.top_k, "0: off")->capture_default_str();
+  cmd->add_option("--min-p", p.min_p)->capture_default_str();
+  cmd->add_option("--repetition-penalty", p.repetition_penalty)->capture_default_str();
+  cmd->add_option("--presence-penalty", p.presence_penalty)->capture_default_str();
+  cmd->add_option("--frequency-penalty", p.frequency_penalty)->capture_default_str();
+  cmd->add_option("--seed", p.seed, "Seed: the same seed gives the same text");
+  cmd->add_option("--stop", p.stop, "Stop string (repeatable)");
+  cmd->add_option("--stop-token-ids", p.stop_token_ids, "Token ids that stop generation")->delimiter(',');
+  cmd->add_flag("--ignore-eos", p.ignore_eos, "Keep generating past EOS");
+}
+
+} // namespace troupe
