@@ -1,5 +1,6 @@
 #include "actors/scheduler_actor.hpp"
 
+#include <chrono>
 #include <unordered_map>
 
 #include <spdlog/spdlog.h>
@@ -17,6 +18,8 @@ struct scheduler_state {
   size_t replies = 0;
   step_result result;  // shard 0's reply to the step in flight
   int64_t num_step_errors = 0;
+  int64_t schedule_ns = 0, update_ns = 0, execute_ns = 0, step_ns = 0;
+  std::chrono::steady_clock::time_point step_start;
   static inline const char* name = "scheduler";
 };
 
@@ -47,9 +50,15 @@ void deliver(self_ptr self, std::vector<request_output> outputs) {
 
 void start_step(self_ptr self);
 
+int64_t ns_since(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t).count();
+}
+
 void finish_step(self_ptr self, const plan_ptr& plan) {
   auto& st = self->state;
   st.in_flight = false;
+  st.execute_ns += st.result.execute_ns;
+  const auto update_start = std::chrono::steady_clock::now();
   if (st.result.error.empty()) {
     try {
       deliver(self, st.core->update(*plan, st.result));
@@ -57,6 +66,8 @@ void finish_step(self_ptr self, const plan_ptr& plan) {
       st.result.error = e.what();
     }
   }
+  st.update_ns += ns_since(update_start);
+  st.step_ns += ns_since(st.step_start);
   if (!st.result.error.empty()) {
     ++st.num_step_errors;
     spdlog::error("step {} failed: {}; its requests are failed, the engine goes on", plan->step, st.result.error);
@@ -68,7 +79,9 @@ void finish_step(self_ptr self, const plan_ptr& plan) {
 void start_step(self_ptr self) {
   auto& st = self->state;
   if (st.in_flight || !st.core->has_work()) return;
+  st.step_start = std::chrono::steady_clock::now();
   auto plan = std::make_shared<const step_plan>(st.core->schedule());
+  st.schedule_ns += ns_since(st.step_start);
   if (plan->seqs.empty()) {
     // Work exists but none can run now (all waiting for blocks that running requests hold cannot be: a
     // lone request always fits). Nothing to do until a request arrives or is aborted.
@@ -129,7 +142,12 @@ scheduler_actor::behavior_type scheduler_fn(self_ptr self, std::shared_ptr<engin
       },
       [self](stats_atom) -> engine_stats {
         engine_stats s = self->state.core->snapshot();
-        s.num_step_errors = self->state.num_step_errors;
+        const auto& st = self->state;
+        s.num_step_errors = st.num_step_errors;
+        s.schedule_ns = st.schedule_ns;
+        s.update_ns = st.update_ns;
+        s.execute_ns = st.execute_ns;
+        s.step_ns = st.step_ns;
         return s;
       },
   };

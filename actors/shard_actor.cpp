@@ -1,13 +1,18 @@
 #include "actors/shard_actor.hpp"
 
+#include <chrono>
+
 namespace troupe {
 namespace {
 
 shard_actor::behavior_type shard_fn(shard_actor::pointer, std::shared_ptr<shard_resources> res) {
   return {
       [res](execute_atom, const plan_ptr& plan) -> step_result {
+        const auto start = std::chrono::steady_clock::now();
         try {
-          return res->runner->execute(*plan);
+          step_result r = res->runner->execute(*plan);
+          r.execute_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start).count();
+          return r;
         } catch (const std::exception& e) {
           // A failed step fails its requests, not the engine.
           step_result r;

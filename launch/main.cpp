@@ -16,6 +16,7 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", "troupe 0.1.0");
   troupe::register_generate(app);
   troupe::register_make_model(app);
+  troupe::register_bench(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

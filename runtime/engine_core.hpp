@@ -52,6 +52,11 @@ struct engine_stats {
   scheduler_stats sched;
   prefix_cache_stats prefix;
   int64_t num_step_errors = 0;
+  // Where the step loop's time goes, summed over steps (the scheduler actor measures them).
+  int64_t schedule_ns = 0;  // planning steps (engine_core::schedule)
+  int64_t update_ns = 0;    // applying results: stop rules, detokenization, output messages
+  int64_t execute_ns = 0;   // inside the shards
+  int64_t step_ns = 0;      // from sending a plan to having applied its results
 };
 
 struct engine_config {

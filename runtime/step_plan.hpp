@@ -47,6 +47,7 @@ struct step_result {
   std::vector<request_id> ids;
   std::vector<int32_t> tokens;
   std::string error;  // non-empty when the step failed; the scheduler fails the step's requests
+  int64_t execute_ns = 0;  // time the shard spent on the step (input preparation, forward, sampling)
 };
 
 } // namespace troupe

@@ -1,0 +1,147 @@
+// `troupe bench throughput`: N prompts of random token ids with fixed input and output lengths (EOS
+// ignored), all submitted at once; prints requests/s and tokens/s, and where the step loop's time went.
+
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+#include <mutex>
+#include <random>
+
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include "launch/commands.hpp"
+#include "launch/engine_flags.hpp"
+#include "runtime/error.hpp"
+
+namespace troupe {
+namespace {
+
+struct throughput_options {
+  engine_options engine;
+  int32_t num_prompts = 1000;
+  int32_t input_len = 512;
+  int32_t output_len = 128;
+  uint64_t seed = 0;
+  std::string output_json;
+};
+
+// A progress bar on stderr, drawn only when stderr is a terminal.
+class progress_bar {
+public:
+  explicit progress_bar(size_t total) : total_(total), enabled_(::isatty(STDERR_FILENO)) {}
+  void tick() {
+    if (!enabled_) return;
+    std::lock_guard lock(mutex_);
+    ++done_;
+    const size_t width = 40, filled = width * done_ / total_;
+    if (filled == last_ && done_ != total_) return;
+    last_ = filled;
+    std::fprintf(stderr, "\r[%s%s] %zu/%zu", std::string(filled, '#').c_str(), std::string(width - filled, ' ').c_str(),
+                 done_, total_);
+    if (done_ == total_) std::fprintf(stderr, "\n");
+  }
+
+private:
+  std::mutex mutex_;
+  size_t total_, done_ = 0, last_ = SIZE_MAX;
+  bool enabled_;
+};
+
+void run_throughput(const throughput_options& o) {
+  if (o.num_prompts <= 0 || o.input_len <= 0 || o.output_len <= 0)
+    throw user_error("--num-prompts, --input-len and --output-len must be positive");
+  engine e(o.engine);
+  if (o.input_len + o.output_len > e.max_model_len())
+    throw user_error("--input-len + --output-len is " + std::to_string(o.input_len + o.output_len) +
+                     ", more than the maximum context length " + std::to_string(e.max_model_len()) +
+                     "; raise --max-model-len or shorten them");
+  std::mt19937_64 rng(o.seed);
+  std::vector<prompt_input> prompts(static_cast<size_t>(o.num_prompts));
+  for (auto& p : prompts) {
+    p.token_ids.resize(static_cast<size_t>(o.input_len));
+    for (auto& t : p.token_ids) t = static_cast<int32_t>(rng() % e.config().vocab_size);
+  }
+  sampling_params params;
+  params.temperature = 1.0f;
+  params.ignore_eos = true;
+  params.max_tokens = o.output_len;
+  params.seed = o.seed;
+
+  const engine_stats before = e.stats();
+  progress_bar bar(prompts.size());
+  const auto start = std::chrono::steady_clock::now();
+  const auto results = e.generate(prompts, params, [&] { bar.tick(); });
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const engine_stats after = e.stats();
+
+  int64_t in_tokens = 0, out_tokens = 0;
+  for (const auto& r : results) {
+    if (!r.error.empty()) throw user_error("a request failed: " + r.error);
+    in_tokens += static_cast<int64_t>(r.prompt_token_ids.size());
+    out_tokens += static_cast<int64_t>(r.token_ids.size());
+  }
+  const int64_t steps = std::max<int64_t>(1, after.sched.num_steps - before.sched.num_steps);
+  auto per_step_us = [&](int64_t a, int64_t b) { return (a - b) / 1e3 / steps; };
+  const nlohmann::json report = {
+      {"backend", o.engine.backend},
+      {"model", e.config().architecture_name},
+      {"num_prompts", o.num_prompts},
+      {"input_len", o.input_len},
+      {"output_len", o.output_len},
+      {"max_num_seqs", o.engine.max_num_seqs},
+      {"max_num_batched_tokens", o.engine.max_num_batched_tokens},
+      {"elapsed_s", seconds},
+      {"requests_per_s", o.num_prompts / seconds},
+      {"output_tokens_per_s", out_tokens / seconds},
+      {"total_tokens_per_s", (in_tokens + out_tokens) / seconds},
+      {"num_steps", steps},
+      {"tokens_per_step", double(in_tokens + out_tokens) / steps},
+      {"step_us", per_step_us(after.step_ns, before.step_ns)},
+      {"schedule_us_per_step", per_step_us(after.schedule_ns, before.schedule_ns)},
+      {"update_us_per_step", per_step_us(after.update_ns, before.update_ns)},
+      {"execute_us_per_step", per_step_us(after.execute_ns, before.execute_ns)},
+      {"wall_us_per_step", seconds * 1e6 / steps},
+      {"num_preemptions", after.sched.num_preemptions - before.sched.num_preemptions},
+  };
+  std::printf("%-28s %12.2f\n", "requests/s", report["requests_per_s"].get<double>());
+  std::printf("%-28s %12.1f\n", "output tokens/s", report["output_tokens_per_s"].get<double>());
+  std::printf("%-28s %12.1f\n", "total tokens/s", report["total_tokens_per_s"].get<double>());
+  std::printf("%-28s %12lld\n", "steps", static_cast<long long>(steps));
+  std::printf("%-28s %12.1f\n", "tokens per step", report["tokens_per_step"].get<double>());
+  std::printf("%-28s %12.1f\n", "us per step (wall)", report["wall_us_per_step"].get<double>());
+  std::printf("%-28s %12.1f\n", "  schedule (us/step)", report["schedule_us_per_step"].get<double>());
+  std::printf("%-28s %12.1f\n", "  shard execute (us/step)", report["execute_us_per_step"].get<double>());
+  std::printf("%-28s %12.1f\n", "  apply results (us/step)", report["update_us_per_step"].get<double>());
+  std::printf("%-28s %12.1f\n", "  messaging, other (us/step)",
+              report["wall_us_per_step"].get<double>() - report["schedule_us_per_step"].get<double>() -
+                  report["execute_us_per_step"].get<double>() - report["update_us_per_step"].get<double>());
+  std::printf("%-28s %12lld\n", "preemptions", static_cast<long long>(report["num_preemptions"].get<int64_t>()));
+  if (!o.output_json.empty()) {
+    std::FILE* f = std::fopen(o.output_json.c_str(), "w");
+    if (!f) throw user_error("--output-json " + o.output_json + ": cannot be written");
+    std::fputs(report.dump(2).c_str(), f);
+    std::fclose(f);
+  }
+}
+
+} // namespace
+
+void register_bench(CLI::App& app) {
+  CLI::App* bench = app.add_subcommand("bench", "Benchmarks");
+  bench->require_subcommand(1);
+  auto o = std::make_shared<throughput_options>();
+  CLI::App* cmd = bench->add_subcommand("throughput", "Offline throughput: N prompts at once, EOS ignored");
+  add_engine_flags(cmd, o->engine);
+  cmd->add_option("--num-prompts", o->num_prompts)->capture_default_str();
+  cmd->add_option("--input-len", o->input_len, "Prompt tokens")->capture_default_str();
+  cmd->add_option("--output-len", o->output_len, "Generated tokens per prompt")->capture_default_str();
+  cmd->add_option("--seed", o->seed)->capture_default_str();
+  cmd->add_option("--output-json", o->output_json, "Also write the figures to this file");
+  cmd->callback([o] { run_throughput(*o); });
+}
+
+} // namespace troupe
