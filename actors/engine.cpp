@@ -154,7 +154,9 @@ std::vector<completion> engine::generate(const std::vector<prompt_input>& prompt
   auto collector = std::make_shared<generate_collector>();
   collector->on_finished = on_finished;
   auto sink = impl_->system.spawn([collector](output_sink::pointer) -> output_sink::behavior_type {
-    return {[collector](output_atom, request_output& out) { collector->add(out); }};
+    return {[collector](output_atom, output_batch& outs) {
+      for (auto& out : outs) collector->add(out);
+    }};
   });
   std::vector<completion> results(prompts.size());
   std::vector<request_id> ids(prompts.size(), 0);

@@ -30,9 +30,10 @@ struct submit_reply {
   std::string error;  // non-empty: the request was refused, nothing was queued
 };
 
-// Receives a request's outputs, one message per step that produced something for it; the last has
-// finished == true.
-using output_sink = caf::typed_actor<caf::reacts_to<output_atom, request_output>>;
+// Receives the outputs of the requests it submitted: one message per step, holding one output for each
+// of its requests that produced something (a request's last output has finished == true).
+using output_batch = std::vector<request_output>;
+using output_sink = caf::typed_actor<caf::reacts_to<output_atom, output_batch>>;
 
 // Runs step plans on one device's weight and KV shard; shard 0's reply carries the sampled tokens.
 using shard_actor = caf::typed_actor<caf::replies_to<execute_atom, plan_ptr>::with<step_result>>;
@@ -51,4 +52,4 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::step_result)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::submit_reply)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::engine_stats)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::engine_request)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::request_output)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::output_batch)

@@ -37,15 +37,20 @@ void drop_sink(self_ptr self, std::unordered_map<request_id, output_sink>::itera
   }
 }
 
+// Sends each sink one message with all of its requests' outputs.
 void deliver(self_ptr self, std::vector<request_output> outputs) {
-  auto& sinks = self->state.sinks;
+  auto& st = self->state;
+  std::unordered_map<caf::actor_addr, std::pair<output_sink, output_batch>> batches;
   for (auto& out : outputs) {
-    auto it = sinks.find(out.id);
-    if (it == sinks.end()) continue;
+    auto it = st.sinks.find(out.id);
+    if (it == st.sinks.end()) continue;
+    auto& batch = batches[it->second.address()];
+    if (!batch.first) batch.first = it->second;
     const bool finished = out.finished;
-    self->send(it->second, output_atom::value, std::move(out));
+    batch.second.push_back(std::move(out));
     if (finished) drop_sink(self, it);
   }
+  for (auto& [addr, batch] : batches) self->send(batch.first, output_atom::value, std::move(batch.second));
 }
 
 void start_step(self_ptr self);
