@@ -16,8 +16,9 @@ namespace troupe {
 
 class tokenizer {
 public:
-  // Loads tokenizer.json (and, when present beside it, tokenizer_config.json for bos/eos metadata).
-  // Throws user_error naming the file and what is wrong on anything it cannot use.
+  // Loads tokenizer.json (and, when present beside it, tokenizer_config.json for bos/eos metadata); a
+  // model folder stands for the tokenizer.json in it. Throws user_error naming the file and what is
+  // wrong on anything it cannot use.
   static tokenizer from_file(const std::filesystem::path& tokenizer_json);
 
   // Builds from the text of a tokenizer.json and, optionally, of a tokenizer_config.json (empty: none).

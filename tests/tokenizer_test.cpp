@@ -93,6 +93,13 @@ TEST(tokenizer_loading, names_the_file_when_it_cannot_be_read) {
             "no/such/tokenizer.json: cannot be read (does the file exist?)");
 }
 
+TEST(tokenizer_loading, takes_a_model_folder_for_its_tokenizer_json) {
+  const auto tok = tokenizer::from_file(test_data / "tokenizers" / "troupe_tiny");
+  EXPECT_EQ(tok.vocab_size(), 432);
+  EXPECT_EQ(error_of([] { tokenizer::from_file(test_data); }),
+            (test_data / "tokenizer.json").string() + ": cannot be read (does the file exist?)");
+}
+
 TEST(tokenizer_loading, names_the_byte_where_the_json_breaks) {
   EXPECT_EQ(error_of([] { tokenizer::from_json_text("{\"model\": [1, 2", "bad/tokenizer.json"); }),
             "bad/tokenizer.json: not valid JSON (syntax error at byte 16)");
