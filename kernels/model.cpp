@@ -52,6 +52,7 @@ model_weights load_model_weights(const model_config& c, ops& backend, dtype type
       lw.qkv_bias = upload_new(backend, type, {qkv_rows},
                                stack({p + "self_attn.q_proj.bias", p + "self_attn.k_proj.bias", p + "self_attn.v_proj.bias"}));
     lw.o_proj = upload_new(backend, type, {h, c.q_size()}, load(p + "self_attn.o_proj.weight"));
+    if (c.o_bias) lw.o_bias = upload_new(backend, type, {h}, load(p + "self_attn.o_proj.bias"));
     lw.post_norm = upload_new(backend, type, {h}, load(p + "post_attention_layernorm.weight"));
     lw.gate_up = upload_new(backend, type, {2 * c.intermediate_size, h},
                             stack({p + "mlp.gate_proj.weight", p + "mlp.up_proj.weight"}));
@@ -148,7 +149,7 @@ void model::forward(const step_input& in, std::vector<float>& logits) {
     ops_.linear(hidden, w.qkv, w.qkv_bias, qkv);
     ops_.rope_write_kv(qkv, positions, cos_sin_, slots, k_cache_[l], v_cache_[l], shape_);
     ops_.paged_attention(qkv, k_cache_[l], v_cache_[l], meta, shape_, attn);
-    ops_.linear(attn, w.o_proj, tensor{}, hidden);
+    ops_.linear(attn, w.o_proj, w.o_bias, hidden);
     ops_.add_rms_norm(hidden, residual, w.post_norm, eps);
     ops_.linear(hidden, w.gate_up, tensor{}, mlp);
     ops_.silu_and_mul(mlp, act);

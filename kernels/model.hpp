@@ -6,6 +6,7 @@
 
 #include "kernels/ops.hpp"
 #include "runtime/model_config.hpp"
+#include "runtime/step_input.hpp"
 #include "runtime/weight_names.hpp"
 
 namespace troupe {
@@ -15,6 +16,7 @@ struct layer_weights {
   device_buffer qkv;         // [(nH + 2 nKV) D, H]: q_proj, k_proj, v_proj stacked by rows
   device_buffer qkv_bias;    // [(nH + 2 nKV) D] or empty
   device_buffer o_proj;      // [H, nH D]
+  device_buffer o_bias;      // [H] or empty
   device_buffer post_norm;   // [H]
   device_buffer gate_up;     // [2 I, H]: gate_proj then up_proj
   device_buffer down;        // [H, I]
@@ -40,18 +42,6 @@ struct model_limits {
   int64_t max_model_len = 2048;   // context length; sizes the rotary table and block tables
   int32_t block_size = 16;
   int64_t num_blocks = 0;         // KV cache blocks (each holds block_size tokens for every layer)
-};
-
-// One engine step described on the host. The model uploads it and runs it.
-struct step_input {
-  std::vector<int32_t> token_ids;      // [T]
-  std::vector<int32_t> positions;      // [T]
-  std::vector<int64_t> slot_mapping;   // [T]  block * block_size + offset
-  std::vector<int32_t> query_start;    // [S + 1]
-  std::vector<int32_t> seq_lens;       // [S]
-  std::vector<int32_t> block_tables;   // [S, max_blocks_per_seq]
-  int32_t max_blocks_per_seq = 0;
-  std::vector<int32_t> logits_indices; // rows of T whose next-token logits are wanted
 };
 
 class model {

@@ -1,10 +1,24 @@
 #include "kernels/model_loader.hpp"
 
+#include <set>
+
+#include "runtime/error.hpp"
 #include "runtime/safetensors.hpp"
 
 namespace troupe {
 
-weight_source checkpoint_weight_source(const checkpoint& ckpt) {
+weight_source checkpoint_weight_source(const checkpoint& ckpt, const model_config& config) {
+  std::set<std::string> expected;
+  for (const weight_spec& spec : hf_weight_specs(config)) expected.insert(spec.name);
+  for (const std::string& name : ckpt.names()) {
+    if (expected.count(name)) continue;
+    // Tied checkpoints sometimes keep a copy of the head; old ones stored rotary tables.
+    if ((name == "lm_head.weight" && config.tie_word_embeddings) || name.ends_with("rotary_emb.inv_freq")) continue;
+    const tensor_info* t = ckpt.find(name);
+    throw checkpoint_error((t && t->file ? t->file->string() : std::string("checkpoint")) + ": tensor '" + name +
+                           "' is not used by a " + config.architecture_name +
+                           " with this config.json; the config and the weights disagree");
+  }
   return [&ckpt](const weight_spec& spec, std::vector<float>& values) {
     const tensor_info& t = ckpt.require(spec.name, spec.shape);
     values.resize(static_cast<size_t>(t.num_elements()));

@@ -14,7 +14,6 @@
 
 namespace troupe {
 
-size_t dtype_size(dtype t);
 
 struct tensor {
   void* data = nullptr;
@@ -34,7 +33,7 @@ struct tensor {
     for (int i = 0; i < rank; ++i) n *= dims[i];
     return n;
   }
-  size_t num_bytes() const { return static_cast<size_t>(numel()) * dtype_size(type); }
+  size_t num_bytes() const { return static_cast<size_t>(numel()) * size_in_bytes(type); }
   int64_t row_elems() const { return rank == 0 ? 1 : numel() / dims[0]; }
   bool empty() const { return data == nullptr; }
 
@@ -43,7 +42,7 @@ struct tensor {
   // Rows [begin, begin + count) along the first dimension.
   tensor rows(int64_t begin, int64_t count) const {
     tensor t = *this;
-    t.data = static_cast<std::byte*>(data) + begin * row_elems() * static_cast<int64_t>(dtype_size(type));
+    t.data = static_cast<std::byte*>(data) + begin * row_elems() * static_cast<int64_t>(size_in_bytes(type));
     t.dims[0] = count;
     return t;
   }

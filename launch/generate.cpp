@@ -15,8 +15,8 @@
 #include "kernels/model.hpp"
 #include "kernels/model_loader.hpp"
 #include "launch/commands.hpp"
-#include "launch/make_model.hpp"
 #include "runtime/error.hpp"
+#include "runtime/random_model.hpp"
 #include "runtime/safetensors.hpp"
 #include "runtime/sampling_params.hpp"
 #include "runtime/stop_checker.hpp"
@@ -119,7 +119,7 @@ void run_generate(generate_options o) {
     source = dummy_weight_source(0);
   } else if (o.load_format == "auto" || o.load_format == "safetensors") {
     ckpt.emplace(checkpoint::open(dir));
-    source = checkpoint_weight_source(*ckpt);
+    source = checkpoint_weight_source(*ckpt, config);
   } else {
     throw user_error("--load-format must be auto, safetensors or dummy, got '" + o.load_format + "'");
   }

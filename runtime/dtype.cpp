@@ -26,8 +26,8 @@ constexpr std::array<dtype_row, 17> rows{{
     {dtype::boolean, "BOOL", 1, false},
     {dtype::u8, "U8", 1, false},
     {dtype::i8, "I8", 1, false},
-    {dtype::f8_e4m3, "F8_E4M3", 1, true},
     {dtype::f8_e5m2, "F8_E5M2", 1, true},
+    {dtype::f8_e4m3, "F8_E4M3", 1, true},
     {dtype::f8_e8m0, "F8_E8M0", 1, true},
     {dtype::i16, "I16", 2, false},
     {dtype::u16, "U16", 2, false},
@@ -36,10 +36,10 @@ constexpr std::array<dtype_row, 17> rows{{
     {dtype::i32, "I32", 4, false},
     {dtype::u32, "U32", 4, false},
     {dtype::f32, "F32", 4, true},
+    {dtype::c64, "C64", 8, false},
+    {dtype::f64, "F64", 8, true},
     {dtype::i64, "I64", 8, false},
     {dtype::u64, "U64", 8, false},
-    {dtype::f64, "F64", 8, true},
-    {dtype::c64, "C64", 8, false},
 }};
 
 constexpr bool rows_follow_enum() {
@@ -85,7 +85,7 @@ std::optional<dtype> dtype_from_safetensors(std::string_view s) {
 }
 
 std::string_view supported_dtype_names() {
-  return "BOOL, U8, I8, F8_E4M3, F8_E5M2, F8_E8M0, I16, U16, F16, BF16, I32, U32, F32, I64, U64, F64, C64";
+  return "BOOL, U8, I8, F8_E5M2, F8_E4M3, F8_E8M0, I16, U16, F16, BF16, I32, U32, F32, C64, F64, I64, U64";
 }
 
 float bf16_to_f32(std::uint16_t bits) { return std::bit_cast<float>(static_cast<std::uint32_t>(bits) << 16); }

@@ -10,14 +10,16 @@
 
 namespace troupe {
 
-// Every whole-byte dtype of the safetensors format. The sub-byte formats (F4, F6_E2M3, F6_E3M2) are
-// not supported: nothing troupe loads uses them, and they would make "bytes per element" fractional.
+// Every whole-byte dtype of the safetensors format, declared in the order of the reference implementation's
+// Dtype enum: writers lay tensors out by that order (descending), and serialize_safetensors copies it so its
+// files are byte-identical to the Python package's. The sub-byte formats (F4, F6_E2M3, F6_E3M2) and AMD's
+// FNUZ float8 variants are not supported: nothing troupe loads uses them.
 enum class dtype : std::uint8_t {
   boolean,  // BOOL
   u8,       // U8
   i8,       // I8
-  f8_e4m3,  // F8_E4M3 (the "fn" variant: no infinities, NaN = S.1111.111)
   f8_e5m2,  // F8_E5M2 (IEEE-like: infinities and NaNs)
+  f8_e4m3,  // F8_E4M3 (the "fn" variant: no infinities, NaN = S.1111.111)
   f8_e8m0,  // F8_E8M0 (exponent only, the MX scale format; 0xFF = NaN)
   i16,      // I16
   u16,      // U16
@@ -26,10 +28,10 @@ enum class dtype : std::uint8_t {
   i32,      // I32
   u32,      // U32
   f32,      // F32
+  c64,      // C64 (two f32)
+  f64,      // F64
   i64,      // I64
   u64,      // U64
-  f64,      // F64
-  c64,      // C64 (two f32)
 };
 
 // The safetensors spelling ("BF16", "F8_E4M3", "BOOL"), used in files and in error messages.

@@ -140,7 +140,7 @@ std::string_view architecture_name(architecture arch) {
 
 int64_t model_config::num_parameters() const {
   const int64_t attn = hidden_size * (q_size() + 2 * kv_size()) + q_size() * hidden_size +
-                       (qkv_bias ? q_size() + 2 * kv_size() : 0);
+                       (qkv_bias ? q_size() + 2 * kv_size() : 0) + (o_bias ? hidden_size : 0);
   const int64_t mlp = 3 * hidden_size * intermediate_size;
   const int64_t per_layer = attn + mlp + 2 * hidden_size;
   return num_layers * per_layer + vocab_size * hidden_size * (tie_word_embeddings ? 1 : 2) + hidden_size;
@@ -184,6 +184,7 @@ model_config model_config::from_json(std::string_view json_text, const std::stri
       break;
     case architecture::llama:
       m.qkv_bias = c.bool_or("attention_bias", false);
+      m.o_bias = m.qkv_bias;
       if (c.bool_or("mlp_bias", false)) c.fail("'mlp_bias': true is not supported");
       break;
     case architecture::mistral:

@@ -38,6 +38,7 @@ struct model_config {
   double rms_norm_eps = 1e-6;
   bool tie_word_embeddings = false;
   bool qkv_bias = false;  // Qwen2 always; Llama when `attention_bias`
+  bool o_bias = false;    // Llama when `attention_bias` (Qwen2 has none on o_proj)
   std::optional<int64_t> sliding_window;  // Mistral; attention sees this many most recent positions
   rope_config rope;
   std::string torch_dtype = "bfloat16";  // the checkpoint's declared dtype

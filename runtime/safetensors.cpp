@@ -257,7 +257,8 @@ safetensors_file::~safetensors_file() = default;
 
 safetensors_file safetensors_file::open(const std::filesystem::path& path) {
   const std::string file = printable(path.string(), 400);
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: a FIFO named like a checkpoint must fail the regular-file check below, not hang in open().
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) {
     throw checkpoint_error(file + ": cannot open (" + std::strerror(errno) + "); check the path and permissions");
   }

@@ -77,7 +77,8 @@ private:
 
 // A Hugging Face model folder's weights: model.safetensors; else the shards that
 // model.safetensors.index.json's weight_map lists; else every *.safetensors file in the folder.
-// A tensor name may appear in only one file. A path to a single .safetensors file also works.
+// A tensor name may appear in only one file. Hidden files (".*") are skipped. A path to a single .safetensors
+// file also works.
 class checkpoint {
 public:
   // Opens and validates every file of the checkpoint in `model_dir`; throws checkpoint_error when there is
@@ -91,6 +92,10 @@ public:
   // The tensor `name` with exactly `shape` and a dtype of F32, F16 or BF16; throws checkpoint_error naming
   // the file and tensor when it is missing, has another shape, or another dtype.
   const tensor_info& require(std::string_view name, std::span<const std::int64_t> shape) const;
+
+  // require(name, shape), then its values as f32 into `out` (resized to the element count): what a weight
+  // loader needs per tensor. Throws as require() does.
+  void read_f32(std::string_view name, std::span<const std::int64_t> shape, std::vector<float>& out) const;
 
   // Converts a tensor of any floating dtype (F64, F32, F16, BF16, F8_*) to f32 into `out`; throws
   // checkpoint_error when the dtype is not floating or out.size() != t.num_elements().
@@ -115,10 +120,11 @@ struct tensor_to_write {
   std::span<const std::byte> bytes;  // little-endian, num_elements * size_in_bytes(type) of them
 };
 
-// The bytes of a safetensors file holding `tensors`: header keys sorted, "__metadata__" only when
-// `metadata` is not empty, the header padded with spaces to a multiple of 8 bytes, data laid out by
-// element size (largest first) then name so every tensor is aligned to its element size. Throws
-// checkpoint_error (naming `path_for_errors` and the tensor) for an empty, reserved or duplicate name,
+// The bytes of a safetensors file holding `tensors`, byte-identical to what the Python safetensors package
+// writes: data laid out by dtype (widest first, so every tensor is aligned to its element size) then name;
+// the header lists "__metadata__" (only when `metadata` is not empty, keys sorted) then the tensors in data
+// order, and is padded with spaces to a multiple of 8 bytes. Throws
+// checkpoint_error (naming `path_for_errors` and the tensor) for a reserved or duplicate name,
 // a name that is not UTF-8, a negative dimension, or bytes that do not match dtype × shape.
 std::vector<std::byte> serialize_safetensors(std::span<const tensor_to_write> tensors,
                                              const std::map<std::string, std::string>& metadata = {},

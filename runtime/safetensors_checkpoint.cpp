@@ -26,6 +26,7 @@ std::string file_of(const tensor_info& t) { return t.file ? show_path(*t.file) :
 // A weight_map value must stay inside the model folder: a hostile index must not make us map other files.
 bool is_inside_folder(const fs::path& shard) {
   if (shard.empty() || shard.is_absolute() || shard.has_root_path()) return false;
+  if (shard.native().find('\0') != std::string::npos) return false;  // the OS would see only the part before it
   for (const auto& part : shard) {
     if (part == "..") return false;
   }
@@ -48,10 +49,13 @@ std::string read_index(const fs::path& index_path) {
   return text;
 }
 
-// The weight_map of model.safetensors.index.json: tensor name -> shard path relative to `dir`.
-std::map<std::string, std::string> read_weight_map(const fs::path& index_path) {
+} // namespace
+
+namespace safetensors_detail {
+
+std::map<std::string, std::string> parse_weight_map(std::string_view text, const fs::path& index_path) {
   const std::string where = show_path(index_path);
-  auto [index, repeated] = safetensors_detail::parse_json_checked(read_index(index_path), where, index_damaged);
+  auto [index, repeated] = parse_json_checked(text, where, index_damaged);
   auto fail = [&](const std::string& problem) -> void {
     throw checkpoint_error(where + ": " + problem + std::string(index_damaged));
   };
@@ -77,6 +81,14 @@ std::map<std::string, std::string> read_weight_map(const fs::path& index_path) {
     weight_map.emplace(name, fs::path(file).lexically_normal().generic_string());
   }
   return weight_map;
+}
+
+} // namespace safetensors_detail
+
+namespace {
+
+std::map<std::string, std::string> read_weight_map(const fs::path& index_path) {
+  return safetensors_detail::parse_weight_map(read_index(index_path), index_path);
 }
 
 std::vector<safetensors_file> open_indexed_shards(const fs::path& dir, const fs::path& index_path) {
@@ -112,7 +124,11 @@ std::vector<safetensors_file> open_all_in_folder(const fs::path& dir) {
   std::vector<fs::path> paths;
   std::error_code ec;
   for (const auto& entry : fs::directory_iterator(dir, ec)) {
-    if (entry.path().extension() == ".safetensors" && entry.is_regular_file(ec)) paths.push_back(entry.path());
+    // Hidden files are skipped as a shell glob would: macOS leaves "._model.safetensors" resource forks behind.
+    const std::string name = entry.path().filename().string();
+    if (!name.starts_with('.') && entry.path().extension() == ".safetensors" && entry.is_regular_file(ec)) {
+      paths.push_back(entry.path());
+    }
   }
   if (ec) throw checkpoint_error(show_path(dir) + ": cannot list the folder (" + ec.message() + ")");
   if (paths.empty()) {
@@ -188,6 +204,12 @@ const tensor_info& checkpoint::require(std::string_view name, std::span<const st
                            ", but troupe needs F32, F16 or BF16 here; convert the checkpoint to bf16");
   }
   return *t;
+}
+
+void checkpoint::read_f32(std::string_view name, std::span<const std::int64_t> shape, std::vector<float>& out) const {
+  const tensor_info& t = require(name, shape);
+  out.resize(static_cast<std::size_t>(t.num_elements()));
+  to_f32(t, out);
 }
 
 void checkpoint::to_f32(const tensor_info& t, std::span<float> out) {

@@ -2,33 +2,64 @@
 
 #include "runtime/error.hpp"
 
+#include <algorithm>
 #include <set>
 
 namespace troupe::safetensors_detail {
 
-std::string printable(std::string_view s, std::size_t max_bytes) {
-  bool cut = false;
-  if (s.size() > max_bytes) {
-    std::size_t end = max_bytes;
-    // Back off continuation bytes (10xxxxxx) so a multi-byte character is not split.
-    while (end > 0 && (static_cast<unsigned char>(s[end]) & 0xC0u) == 0x80u) --end;
-    s = s.substr(0, end);
-    cut = true;
+namespace {
+
+// Length of the well-formed UTF-8 sequence at the start of `s`, or 0 when it is not one.
+std::size_t utf8_sequence_length(std::string_view s) {
+  const auto lead = static_cast<unsigned char>(s[0]);
+  std::size_t n;
+  std::uint32_t cp;
+  if (lead < 0x80) return 1;
+  if ((lead & 0xE0u) == 0xC0u) {
+    n = 2, cp = lead & 0x1Fu;
+  } else if ((lead & 0xF0u) == 0xE0u) {
+    n = 3, cp = lead & 0x0Fu;
+  } else if ((lead & 0xF8u) == 0xF0u) {
+    n = 4, cp = lead & 0x07u;
+  } else {
+    return 0;
   }
+  if (s.size() < n) return 0;
+  for (std::size_t i = 1; i < n; ++i) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if ((c & 0xC0u) != 0x80u) return 0;
+    cp = (cp << 6) | (c & 0x3Fu);
+  }
+  constexpr std::uint32_t min_for_length[] = {0, 0, 0x80, 0x800, 0x10000};
+  if (cp < min_for_length[n] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return 0;
+  return n;
+}
+
+void append_escaped(std::string& out, unsigned char u) {
+  constexpr char hex[] = "0123456789abcdef";
+  out += "\\x";
+  out += hex[u >> 4];
+  out += hex[u & 0xF];
+}
+
+} // namespace
+
+std::string printable(std::string_view s, std::size_t max_bytes) {
   std::string out;
-  out.reserve(s.size() + 3);
-  for (const char c : s) {
-    const auto u = static_cast<unsigned char>(c);
-    if (u < 0x20 || u == 0x7F) {
-      constexpr char hex[] = "0123456789abcdef";
-      out += "\\x";
-      out += hex[u >> 4];
-      out += hex[u & 0xF];
+  out.reserve(std::min(s.size(), max_bytes) + 3);
+  std::size_t i = 0;
+  while (i < s.size() && i < max_bytes) {
+    const std::size_t n = utf8_sequence_length(s.substr(i));
+    const auto u = static_cast<unsigned char>(s[i]);
+    if (n == 0 || u < 0x20 || u == 0x7F) {
+      append_escaped(out, u);  // control bytes would break the line; stray bytes would break UTF-8
+      ++i;
     } else {
-      out += c;
+      out.append(s.substr(i, n));
+      i += n;
     }
   }
-  if (cut) out += "...";
+  if (i < s.size()) out += "...";
   return out;
 }
 

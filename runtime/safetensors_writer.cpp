@@ -41,7 +41,6 @@ void validate(std::span<const tensor_to_write> tensors, const fs::path& path) {
   };
   std::set<std::string_view> seen;
   for (const auto& t : tensors) {
-    if (t.name.empty()) fail(t.name, "the name is empty");
     if (t.name == "__metadata__") fail(t.name, "the name is reserved for the header's metadata");
     if (!is_utf8(t.name)) fail(t.name, "the name is not valid UTF-8");
     if (!seen.insert(t.name).second) fail(t.name, "the name appears twice");
@@ -67,25 +66,35 @@ file_plan plan_file(std::span<const tensor_to_write> tensors, const std::map<std
   validate(tensors, path);
   file_plan plan;
   for (const auto& t : tensors) plan.order.push_back(&t);
-  // Largest elements first: with the data area 8-aligned, every tensor is then aligned to its element size.
+  // The reference writer's order: dtype descending (its enum grows with alignment), then name. With the data
+  // area 8-aligned, every tensor is then aligned to its element size.
   std::sort(plan.order.begin(), plan.order.end(), [](const tensor_to_write* a, const tensor_to_write* b) {
-    const auto sa = size_in_bytes(a->type), sb = size_in_bytes(b->type);
-    return sa != sb ? sa > sb : a->name < b->name;
+    return a->type != b->type ? a->type > b->type : a->name < b->name;
   });
-  json header = json::object();  // std::map inside: keys come out sorted
+  // Spelled out rather than built as a json object (whose keys would come out sorted) so the header matches
+  // the reference writer's byte for byte: "__metadata__" first, then tensors in data order, fields in
+  // dtype, shape, data_offsets order.
+  std::string& h = plan.header;
+  h = "{";
+  if (!metadata.empty()) {
+    try {
+      h += "\"__metadata__\":" + json(metadata).dump();
+    } catch (const json::exception&) {
+      throw checkpoint_error(printable(path.string(), 400) + ": cannot write: the metadata is not valid UTF-8");
+    }
+  }
   std::uint64_t offset = 0;
   for (const auto* t : plan.order) {
-    header[t->name] = {{"dtype", std::string(name(t->type))},
-                       {"shape", t->shape},
-                       {"data_offsets", {offset, offset + t->bytes.size()}}};
+    if (h.size() > 1) h += ',';
+    h += json(t->name).dump();  // escapes as serde_json does; validate() made sure it is UTF-8
+    h += ":{\"dtype\":\"";
+    h += name(t->type);
+    h += "\",\"shape\":[";
+    for (std::size_t i = 0; i < t->shape.size(); ++i) h += (i ? "," : "") + std::to_string(t->shape[i]);
+    h += "],\"data_offsets\":[" + std::to_string(offset) + "," + std::to_string(offset + t->bytes.size()) + "]}";
     offset += t->bytes.size();
   }
-  if (!metadata.empty()) header["__metadata__"] = metadata;
-  try {
-    plan.header = header.dump();
-  } catch (const json::exception&) {
-    throw checkpoint_error(printable(path.string(), 400) + ": cannot write: the metadata is not valid UTF-8");
-  }
+  h += '}';
   plan.header.append((8 - plan.header.size() % 8) % 8, ' ');
   return plan;
 }

@@ -12,6 +12,7 @@
 #include "kernels/cpu/cpu_ops.hpp"
 #include "kernels/model.hpp"
 #include "kernels/model_loader.hpp"
+#include "runtime/error.hpp"
 #include "runtime/safetensors.hpp"
 
 using namespace troupe;
@@ -90,7 +91,7 @@ protected:
     limits.block_size = block_size;
     limits.num_blocks = 8 * max_len / block_size;
     model_ = std::make_unique<model>(config_, ops_,
-                                     load_model_weights(config_, ops_, dtype::f32, checkpoint_weight_source(*ckpt_)),
+                                     load_model_weights(config_, ops_, dtype::f32, checkpoint_weight_source(*ckpt_, config_)),
                                      dtype::f32, limits);
   }
 
@@ -149,3 +150,19 @@ TEST_P(reference_model, a_batch_of_all_prompts_gives_each_prompts_logits) {
 
 INSTANTIATE_TEST_SUITE_P(checkpoints, reference_model,
                          ::testing::Values("llama_f32", "llama3_rope_bf16", "qwen2_sharded_bf16", "mistral_head_dim"));
+
+TEST(checkpoint_weights, a_tensor_the_config_does_not_use_is_refused_by_name) {
+  // The llama3 checkpoint has q/k/v/o biases; with attention_bias dropped from its config they are unused.
+  const fs::path dir = fs::path(TROUPE_TEST_DATA) / "reference" / "llama3_rope_bf16";
+  model_config config = model_config::from_dir(dir);
+  config.qkv_bias = config.o_bias = false;
+  const checkpoint ckpt = checkpoint::open(dir);
+  try {
+    checkpoint_weight_source(ckpt, config);
+    FAIL() << "no error";
+  } catch (const checkpoint_error& e) {
+    EXPECT_EQ(std::string(e.what()), (dir / "model.safetensors").string() +
+                                         ": tensor 'model.layers.0.self_attn.k_proj.bias' is not used by a "
+                                         "LlamaForCausalLM with this config.json; the config and the weights disagree");
+  }
+}

@@ -81,7 +81,8 @@ void cpu_ops::linear(const tensor& x, const tensor& weight, const tensor& bias, 
   const float* ws = weight.as<float>();
   const float* b = bias.empty() ? nullptr : bias.as<float>();
   float* o = out.as<float>();
-#pragma omp parallel for schedule(static)
+  // Threads pay off only on large products; small ones (decode of a small model) run serially.
+#pragma omp parallel for schedule(static) if (rows * n * k > (int64_t{1} << 22))
   for (int64_t j = 0; j < n; ++j) {
     const float* wr = ws + j * k;
     for (int64_t r = 0; r < rows; ++r) {
@@ -112,7 +113,7 @@ void cpu_ops::silu_and_mul(const tensor& x, const tensor& out) {
 
 void cpu_ops::gather_rows(const tensor& x, const tensor& indices, const tensor& out) {
   const int64_t width = x.row_elems();
-  const size_t row_bytes = width * dtype_size(x.type);
+  const size_t row_bytes = width * size_in_bytes(x.type);
   for (int64_t i = 0; i < indices.dim(0); ++i) {
     const int32_t src = indices.as<int32_t>()[i];
     std::memcpy(static_cast<std::byte*>(out.data) + i * row_bytes, static_cast<std::byte*>(x.data) + src * row_bytes,

@@ -1,6 +1,7 @@
 #pragma once
-// `troupe make-model`: a complete Hugging Face model folder with random weights — config.json,
-// generation_config.json, safetensors, and a trained byte-level BPE tokenizer with a chat template.
+// A complete Hugging Face model folder with random weights — config.json,
+// generation_config.json, safetensors, and a trained byte-level BPE tokenizer with a chat template
+// (what `troupe make-model` writes, and the built-in default model).
 
 #include <cstdint>
 #include <filesystem>

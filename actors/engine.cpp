@@ -1,0 +1,204 @@
+#include "actors/engine.hpp"
+
+#include <condition_variable>
+#include <filesystem>
+#include <mutex>
+#include <unordered_map>
+
+#include <caf/io/all.hpp>
+#include <spdlog/spdlog.h>
+
+#include "actors/engine_impl.hpp"
+#include "actors/scheduler_actor.hpp"
+#include "actors/shard_actor.hpp"
+#include "kernels/cpu/cpu_ops.hpp"
+#include "kernels/model_loader.hpp"
+#include "runtime/error.hpp"
+#include "runtime/random_model.hpp"
+#include "runtime/safetensors.hpp"
+
+namespace troupe {
+namespace fs = std::filesystem;
+namespace {
+
+caf::actor_system_config& with_middleman(caf::actor_system_config& cfg) {
+  cfg.load<caf::io::middleman>();
+  return cfg;
+}
+
+int64_t bytes_per_block(const model_config& c, int32_t block_size, size_t elem_bytes) {
+  return 2 * c.num_layers * block_size * c.num_kv_heads * c.head_dim * static_cast<int64_t>(elem_bytes);
+}
+
+// Collects the outputs of a generate() call as the sink actor receives them.
+struct generate_collector {
+  std::mutex mutex;
+  std::condition_variable cv;
+  std::unordered_map<request_id, completion> done;
+  std::unordered_map<request_id, completion> open;
+  std::function<void()> on_finished;
+
+  void add(request_output& out) {
+    std::lock_guard lock(mutex);
+    completion& c = open[out.id];
+    c.token_ids.insert(c.token_ids.end(), out.new_token_ids.begin(), out.new_token_ids.end());
+    c.text += out.text;
+    if (!out.finished) return;
+    c.finish_reason = !out.error.empty() ? "error" : out.aborted ? "abort" : std::string(to_string(out.reason));
+    c.error = out.error;
+    c.num_cached_tokens = out.num_cached_tokens;
+    done[out.id] = std::move(c);
+    open.erase(out.id);
+    if (on_finished) on_finished();
+    cv.notify_all();
+  }
+};
+
+} // namespace
+
+engine::impl::impl(const engine_options& o) : system(with_middleman(system_config)), options(o) {
+  const fs::path dir = o.model.empty() ? default_model_dir() : fs::path(o.model);
+  if (!fs::is_directory(dir)) throw user_error("--model " + dir.string() + ": no such folder");
+  config = model_config::from_dir(dir);
+  if (fs::exists(dir / "tokenizer.json")) tokenizer_ = std::make_unique<tokenizer>(tokenizer::from_file(dir / "tokenizer.json"));
+
+  max_model_len = o.max_model_len > 0 ? o.max_model_len : config.max_position_embeddings;
+  if (o.max_num_seqs <= 0) throw user_error("--max-num-seqs must be positive");
+  if (o.max_num_batched_tokens <= 0) throw user_error("--max-num-batched-tokens must be positive");
+  if (o.block_size <= 0 || o.block_size > 1024) throw user_error("--block-size must be between 1 and 1024");
+  int64_t num_blocks = o.num_gpu_blocks_override;
+  if (num_blocks <= 0) num_blocks = o.kv_cache_memory / bytes_per_block(config, o.block_size, sizeof(float));
+  if (num_blocks * o.block_size < max_model_len)
+    throw user_error("the KV cache holds " + std::to_string(num_blocks * o.block_size) +
+                     " tokens, fewer than the maximum context length " + std::to_string(max_model_len) +
+                     "; raise --kv-cache-memory or lower --max-model-len");
+  if (num_blocks > INT32_MAX) num_blocks = INT32_MAX;
+
+  std::vector<int32_t> eos = config.eos_token_ids;
+  if (tokenizer_ && tokenizer_->eos_id() && std::find(eos.begin(), eos.end(), *tokenizer_->eos_id()) == eos.end())
+    eos.push_back(*tokenizer_->eos_id());
+
+  auto res = std::make_shared<shard_resources>();
+  if (o.backend == "cpu") {
+    res->backend = std::make_unique<cpu_ops>();
+    std::optional<checkpoint> ckpt;
+    weight_source source;
+    if (o.load_format == "dummy") {
+      source = dummy_weight_source(o.seed);
+    } else if (o.load_format == "auto" || o.load_format == "safetensors") {
+      ckpt.emplace(checkpoint::open(dir));
+      source = checkpoint_weight_source(*ckpt, config);
+    } else {
+      throw user_error("--load-format must be auto, safetensors or dummy, got '" + o.load_format + "'");
+    }
+    model_limits limits;
+    limits.max_num_tokens = o.max_num_batched_tokens;
+    limits.max_num_seqs = o.max_num_seqs;
+    limits.max_model_len = max_model_len;
+    limits.block_size = o.block_size;
+    limits.num_blocks = num_blocks;
+    res->net = std::make_unique<model>(config, *res->backend, load_model_weights(config, *res->backend, dtype::f32, source),
+                                       dtype::f32, limits);
+  } else if (o.backend != "null") {
+    throw user_error("--backend must be cpu or null, got '" + o.backend + "'");
+  }
+  res->runner = std::make_unique<model_runner>(res->net.get(), o.block_size, static_cast<int32_t>(config.vocab_size), eos,
+                                               /*null_token=*/eos.empty() || eos[0] != 0 ? 0 : 1);
+  spdlog::info("{} on the {} backend: KV cache of {} blocks of {} tokens ({} tokens of context)",
+               config.architecture_name, o.backend, num_blocks, o.block_size, num_blocks * o.block_size);
+
+  engine_config ec;
+  ec.sched.max_num_seqs = o.max_num_seqs;
+  ec.sched.max_num_batched_tokens = o.max_num_batched_tokens;
+  ec.sched.max_model_len = static_cast<int32_t>(max_model_len);
+  if (o.scheduling_policy == "priority") ec.sched.policy = scheduling_policy::priority;
+  else if (o.scheduling_policy != "fcfs") throw user_error("--scheduling-policy must be fcfs or priority, got '" + o.scheduling_policy + "'");
+  ec.kv.num_blocks = static_cast<int32_t>(num_blocks);
+  ec.kv.block_size = o.block_size;
+  ec.kv.enable_prefix_caching = o.enable_prefix_caching;
+  ec.vocab_size = static_cast<int32_t>(config.vocab_size);
+  ec.eos_token_ids = eos;
+
+  shards.push_back(spawn_shard(system, std::move(res)));
+  scheduler = spawn_scheduler(system, std::make_unique<engine_core>(ec, tokenizer_.get(), o.seed ? o.seed : std::random_device{}()),
+                              shards);
+}
+
+engine::impl::~impl() {
+  caf::anon_send_exit(scheduler, caf::exit_reason::user_shutdown);
+  for (auto& s : shards) caf::anon_send_exit(s, caf::exit_reason::user_shutdown);
+}
+
+engine::engine(const engine_options& options) : impl_(std::make_unique<impl>(options)) {}
+engine::~engine() = default;
+
+const model_config& engine::config() const { return impl_->config; }
+const tokenizer* engine::tok() const { return impl_->tokenizer_.get(); }
+int64_t engine::max_model_len() const { return impl_->max_model_len; }
+
+std::vector<int32_t> engine::encode(const std::string& text) const {
+  if (!impl_->tokenizer_) throw user_error("the model folder has no tokenizer.json: give prompts as token ids");
+  return impl_->tokenizer_->encode(text, true);
+}
+
+engine_stats engine::stats() {
+  caf::scoped_actor self{impl_->system};
+  engine_stats out;
+  self->request(impl_->scheduler, caf::infinite, stats_atom::value)
+      .receive([&](engine_stats& s) { out = s; }, [](caf::error&) {});
+  return out;
+}
+
+std::vector<completion> engine::generate(const std::vector<prompt_input>& prompts, const sampling_params& params,
+                                         const std::function<void()>& on_finished) {
+  auto collector = std::make_shared<generate_collector>();
+  collector->on_finished = on_finished;
+  auto sink = impl_->system.spawn([collector](output_sink::pointer) -> output_sink::behavior_type {
+    return {[collector](output_atom, request_output& out) { collector->add(out); }};
+  });
+  std::vector<completion> results(prompts.size());
+  std::vector<request_id> ids(prompts.size(), 0);
+  caf::scoped_actor self{impl_->system};
+  size_t expected = 0;
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    engine_request req;
+    try {
+      req.prompt_ids = prompts[i].token_ids.empty() ? encode(prompts[i].text) : prompts[i].token_ids;
+    } catch (const user_error& e) {
+      results[i].error = e.what();
+      results[i].finish_reason = "error";
+      continue;
+    }
+    results[i].prompt_token_ids = req.prompt_ids;
+    req.params = params;
+    self->request(impl_->scheduler, caf::infinite, submit_atom::value, std::move(req), sink)
+        .receive(
+            [&](submit_reply& r) {
+              if (r.error.empty()) {
+                ids[i] = r.id;
+                ++expected;
+              } else {
+                results[i].error = r.error;
+                results[i].finish_reason = "error";
+              }
+            },
+            [&](caf::error& e) {
+              results[i].error = impl_->system.render(e);
+              results[i].finish_reason = "error";
+            });
+  }
+  {
+    std::unique_lock lock(collector->mutex);
+    collector->cv.wait(lock, [&] { return collector->done.size() == expected; });
+  }
+  caf::anon_send_exit(sink, caf::exit_reason::user_shutdown);
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    if (ids[i] == 0) continue;
+    completion& c = collector->done.at(ids[i]);
+    c.prompt_token_ids = std::move(results[i].prompt_token_ids);
+    results[i] = std::move(c);
+  }
+  return results;
+}
+
+} // namespace troupe

@@ -1,0 +1,79 @@
+#pragma once
+// troupe::engine: loads a model, spawns the scheduler and shard actors for a config, and serves
+// offline batch jobs like vLLM's LLM.generate (a list of prompts in, completions out). The gateway and
+// the client endpoint reach the same actors through engine::internals().
+//
+// NOTE: CAF stays out of this header (it is heavy); actors/*.cpp reach the actors through internals().
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "runtime/engine_core.hpp"
+#include "runtime/model_config.hpp"
+#include "runtime/sampling_params.hpp"
+#include "runtime/tokenizer.hpp"
+
+namespace troupe {
+
+struct engine_options {
+  std::string model;                  // Hugging Face folder; empty: the built-in default model
+  std::string load_format = "auto";   // auto | safetensors | dummy
+  std::string backend = "cpu";        // cpu | null (no arithmetic: measures scheduling and messaging)
+  int32_t max_num_seqs = 256;
+  int32_t max_num_batched_tokens = 2048;
+  int64_t max_model_len = 0;          // 0: the model's max_position_embeddings
+  int32_t block_size = 16;
+  int64_t kv_cache_memory = int64_t{1} << 30;  // bytes of KV cache on the CPU backend
+  int64_t num_gpu_blocks_override = 0;         // > 0: exactly this many KV blocks
+  bool enable_prefix_caching = true;
+  std::string scheduling_policy = "fcfs";      // fcfs | priority
+  uint64_t seed = 0;                           // draws seeds for requests that give none
+};
+
+// A prompt as text or as token ids (one of them).
+struct prompt_input {
+  std::string text;
+  std::vector<int32_t> token_ids;
+};
+
+struct completion {
+  std::vector<int32_t> prompt_token_ids;
+  std::vector<int32_t> token_ids;
+  std::string text;
+  std::string finish_reason;  // "stop" | "length" | "abort" | "error"
+  std::string error;          // why it was refused or failed
+  int32_t num_cached_tokens = 0;
+};
+
+class engine {
+public:
+  // Loads the model and starts the actors. Throws user_error on a bad option or checkpoint.
+  explicit engine(const engine_options& options);
+  ~engine();  // stops the actors and waits for them
+  engine(const engine&) = delete;
+  engine& operator=(const engine&) = delete;
+
+  // Completes every prompt (all in flight at once, batched continuously), in the given order.
+  // on_finished, when given, is called once per finished prompt (from another thread).
+  std::vector<completion> generate(const std::vector<prompt_input>& prompts, const sampling_params& params,
+                                   const std::function<void()>& on_finished = {});
+
+  // Tokens of a text prompt with the model's tokenizer (special tokens added as the tokenizer says).
+  std::vector<int32_t> encode(const std::string& text) const;
+
+  engine_stats stats();
+  const model_config& config() const;
+  const tokenizer* tok() const;  // null when the model folder has none
+  int64_t max_model_len() const;
+
+  struct impl;
+  impl& internals() { return *impl_; }
+
+private:
+  std::unique_ptr<impl> impl_;
+};
+
+} // namespace troupe

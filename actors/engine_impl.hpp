@@ -1,0 +1,26 @@
+#pragma once
+// The inside of troupe::engine, for actors/*.cpp (the gateway and the client endpoint use its actors).
+
+#include <memory>
+#include <vector>
+
+#include "actors/engine.hpp"
+#include "actors/protocol.hpp"
+
+namespace troupe {
+
+struct engine::impl {
+  explicit impl(const engine_options& options);
+  ~impl();
+
+  caf::actor_system_config system_config;
+  caf::actor_system system;
+  engine_options options;
+  model_config config;
+  std::unique_ptr<tokenizer> tokenizer_;
+  int64_t max_model_len = 0;
+  std::vector<shard_actor> shards;
+  scheduler_actor scheduler;
+};
+
+} // namespace troupe

@@ -1,0 +1,144 @@
+#include "actors/scheduler_actor.hpp"
+
+#include <unordered_map>
+
+#include <spdlog/spdlog.h>
+
+namespace troupe {
+namespace {
+
+struct scheduler_state {
+  std::shared_ptr<engine_core> core;
+  std::vector<shard_actor> shards;
+  std::unordered_map<request_id, output_sink> sinks;
+  std::unordered_map<caf::actor_addr, int32_t> watched;  // sinks monitored, with their open requests
+  request_id next_id = 1;
+  bool in_flight = false;
+  size_t replies = 0;
+  step_result result;  // shard 0's reply to the step in flight
+  int64_t num_step_errors = 0;
+  static inline const char* name = "scheduler";
+};
+
+using self_ptr = scheduler_actor::stateful_pointer<scheduler_state>;
+
+// Forgets a request's sink; stops watching the sink once it has no open request.
+void drop_sink(self_ptr self, std::unordered_map<request_id, output_sink>::iterator it) {
+  auto& st = self->state;
+  const caf::actor_addr addr = it->second.address();
+  st.sinks.erase(it);
+  auto w = st.watched.find(addr);
+  if (w != st.watched.end() && --w->second == 0) {
+    self->demonitor(addr);
+    st.watched.erase(w);
+  }
+}
+
+void deliver(self_ptr self, std::vector<request_output> outputs) {
+  auto& sinks = self->state.sinks;
+  for (auto& out : outputs) {
+    auto it = sinks.find(out.id);
+    if (it == sinks.end()) continue;
+    const bool finished = out.finished;
+    self->send(it->second, output_atom::value, std::move(out));
+    if (finished) drop_sink(self, it);
+  }
+}
+
+void start_step(self_ptr self);
+
+void finish_step(self_ptr self, const plan_ptr& plan) {
+  auto& st = self->state;
+  st.in_flight = false;
+  if (st.result.error.empty()) {
+    try {
+      deliver(self, st.core->update(*plan, st.result));
+    } catch (const std::exception& e) {
+      st.result.error = e.what();
+    }
+  }
+  if (!st.result.error.empty()) {
+    ++st.num_step_errors;
+    spdlog::error("step {} failed: {}; its requests are failed, the engine goes on", plan->step, st.result.error);
+    deliver(self, st.core->fail(*plan, "internal error: " + st.result.error));
+  }
+  start_step(self);
+}
+
+void start_step(self_ptr self) {
+  auto& st = self->state;
+  if (st.in_flight || !st.core->has_work()) return;
+  auto plan = std::make_shared<const step_plan>(st.core->schedule());
+  if (plan->seqs.empty()) {
+    // Work exists but none can run now (all waiting for blocks that running requests hold cannot be: a
+    // lone request always fits). Nothing to do until a request arrives or is aborted.
+    return;
+  }
+  st.in_flight = true;
+  st.replies = 0;
+  st.result = step_result{};
+  for (size_t i = 0; i < st.shards.size(); ++i) {
+    self->request(st.shards[i], caf::infinite, execute_atom::value, plan)
+        .then(
+            [self, plan, i](step_result& r) {
+              auto& s = self->state;
+              if (i == 0) s.result = std::move(r);
+              else if (!r.error.empty() && s.result.error.empty()) s.result.error = r.error;
+              if (++s.replies == s.shards.size()) finish_step(self, plan);
+            },
+            [self, plan](caf::error& e) {
+              auto& s = self->state;
+              s.result.error = "shard failed: " + self->system().render(e);
+              if (++s.replies == s.shards.size()) finish_step(self, plan);
+            });
+  }
+}
+
+scheduler_actor::behavior_type scheduler_fn(self_ptr self, std::shared_ptr<engine_core> core,
+                                            std::vector<shard_actor> shards) {
+  self->state.core = std::move(core);
+  self->state.shards = std::move(shards);
+  // A sink that goes away (a client that vanished) aborts its requests.
+  self->set_down_handler([self](caf::down_msg& msg) {
+    auto& st = self->state;
+    std::vector<request_id> gone;
+    for (const auto& [id, sink] : st.sinks)
+      if (sink.address() == msg.source) gone.push_back(id);
+    for (request_id id : gone) {
+      st.sinks.erase(id);
+      st.core->abort(id);
+    }
+    st.watched.erase(msg.source);
+    start_step(self);
+  });
+  return {
+      [self](submit_atom, engine_request& req, output_sink& sink) -> submit_reply {
+        auto& st = self->state;
+        req.id = st.next_id++;
+        const request_id id = req.id;
+        if (std::string error = st.core->add(std::move(req)); !error.empty()) return {0, std::move(error)};
+        if (st.watched[sink.address()]++ == 0) self->monitor(sink);
+        st.sinks.emplace(id, std::move(sink));
+        start_step(self);
+        return {id, ""};
+      },
+      [self](abort_atom, request_id id) {
+        auto& st = self->state;
+        if (auto out = st.core->abort(id)) deliver(self, {std::move(*out)});
+        start_step(self);
+      },
+      [self](stats_atom) -> engine_stats {
+        engine_stats s = self->state.core->snapshot();
+        s.num_step_errors = self->state.num_step_errors;
+        return s;
+      },
+  };
+}
+
+} // namespace
+
+scheduler_actor spawn_scheduler(caf::actor_system& sys, std::unique_ptr<engine_core> core, std::vector<shard_actor> shards) {
+  return sys.spawn(scheduler_fn, std::shared_ptr<engine_core>(std::move(core)), std::move(shards));
+}
+
+} // namespace troupe

@@ -1,0 +1,28 @@
+#include "actors/shard_actor.hpp"
+
+namespace troupe {
+namespace {
+
+shard_actor::behavior_type shard_fn(shard_actor::pointer, std::shared_ptr<shard_resources> res) {
+  return {
+      [res](execute_atom, const plan_ptr& plan) -> step_result {
+        try {
+          return res->runner->execute(*plan);
+        } catch (const std::exception& e) {
+          // A failed step fails its requests, not the engine.
+          step_result r;
+          r.step = plan->step;
+          r.error = e.what();
+          return r;
+        }
+      },
+  };
+}
+
+} // namespace
+
+shard_actor spawn_shard(caf::actor_system& sys, std::shared_ptr<shard_resources> resources) {
+  return sys.spawn<caf::detached>(shard_fn, std::move(resources));
+}
+
+} // namespace troupe

@@ -1,0 +1,21 @@
+#pragma once
+// A shard actor runs step plans on one device. It is detached (its own thread, bound to its device),
+// so a forward pass never blocks the actors that schedule or serve HTTP.
+
+#include <memory>
+
+#include "actors/protocol.hpp"
+#include "kernels/model_runner.hpp"
+
+namespace troupe {
+
+// What a shard owns: the backend, the model on it, and the runner that keeps per-sequence state.
+struct shard_resources {
+  std::unique_ptr<ops> backend;
+  std::unique_ptr<model> net;  // null for the null backend
+  std::unique_ptr<model_runner> runner;
+};
+
+shard_actor spawn_shard(caf::actor_system& sys, std::shared_ptr<shard_resources> resources);
+
+} // namespace troupe

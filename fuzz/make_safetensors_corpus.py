@@ -1,0 +1,71 @@
+#!/usr/bin/env python3
+"""Writes the seed corpus of the safetensors fuzzer (fuzz/corpus/safetensors/): a few valid files in the layout
+the Python safetensors package writes, and one broken file per kind of check. Run it again after changing it;
+the files are committed. Development tool only: troupe runs no Python."""
+import json
+import os
+import struct
+
+out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus", "safetensors")
+os.makedirs(out, exist_ok=True)
+
+SIZES = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "F8_E8M0": 1, "I16": 2, "U16": 2, "F16": 2,
+         "BF16": 2, "I32": 4, "U32": 4, "F32": 4, "C64": 8, "F64": 8, "I64": 8, "U64": 8}
+ORDER = list(SIZES)  # the reference writer's dtype order
+
+
+def header_bytes(header: str, pad=True) -> bytes:
+    h = header.encode()
+    if pad:
+        h += b" " * ((8 - len(h) % 8) % 8)
+    return struct.pack("<Q", len(h)) + h
+
+
+def reference_file(tensors, metadata=None) -> bytes:
+    """tensors: list of (name, dtype, shape, data bytes), laid out as the reference writer does."""
+    tensors = sorted(tensors, key=lambda t: (-ORDER.index(t[1]), t[0]))
+    parts, data, offset = [], b"", 0
+    if metadata:
+        parts.append('"__metadata__":' + json.dumps(metadata, separators=(",", ":"), sort_keys=True))
+    for name, dtype, shape, raw in tensors:
+        parts.append(json.dumps(name) + ':{"dtype":"%s","shape":%s,"data_offsets":[%d,%d]}' % (
+            dtype, json.dumps(shape, separators=(",", ":")), offset, offset + len(raw)))
+        data += raw
+        offset += len(raw)
+    return header_bytes("{" + ",".join(parts) + "}") + data
+
+
+def write(name: str, content: bytes):
+    assert len(content) < 4096, name
+    with open(os.path.join(out, name), "wb") as f:
+        f.write(content)
+
+
+f32 = lambda *v: struct.pack("<%df" % len(v), *v)
+write("valid_llama_like", reference_file([
+    ("model.embed_tokens.weight", "BF16", [4, 2], bytes(range(16))),
+    ("model.norm.weight", "F32", [2], f32(1.0, -2.5)),
+    ("lm_head.weight", "F16", [4, 2], bytes(range(16, 32))),
+], {"format": "pt"}))
+write("valid_every_dtype", reference_file(
+    [("t_" + d.lower(), d, [2], bytes(range(2 * s))) for d, s in SIZES.items()]))
+write("valid_scalar_empty_and_gap", header_bytes(
+    '{"s":{"dtype":"F32","shape":[],"data_offsets":[0,4]},"e":{"dtype":"BF16","shape":[0,3],"data_offsets":[4,4]},'
+    '"g":{"dtype":"U8","shape":[1],"data_offsets":[8,9]}}') + f32(0.5) + b"pad!" + b"x")
+write("valid_empty_header", header_bytes("{}"))
+write("valid_escaped_names", reference_file([("a\nb\u00e9\\\"", "U8", [1], b"z")], {"k\t": "v\u2028"}))
+write("invalid_truncated_data", reference_file([("w", "F32", [4], f32(1, 2, 3, 4))])[:-3])
+write("invalid_short", b"\x10\x00\x00")
+write("invalid_header_length", struct.pack("<Q", 1 << 40) + b"{}")
+write("invalid_overlap", header_bytes(
+    '{"a":{"dtype":"F32","shape":[4],"data_offsets":[0,16]},"b":{"dtype":"F32","shape":[4],"data_offsets":[8,24]}}')
+    + bytes(24))
+write("invalid_dtype", header_bytes('{"a":{"dtype":"F33","shape":[1],"data_offsets":[0,4]}}') + bytes(4))
+write("invalid_size_mismatch", header_bytes('{"a":{"dtype":"F32","shape":[2,2],"data_offsets":[0,12]}}') + bytes(12))
+write("invalid_duplicate_name", header_bytes(
+    '{"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1]},"a":{"dtype":"U8","shape":[1],"data_offsets":[1,2]}}')
+    + b"xy")
+write("invalid_overflowing_shape", header_bytes(
+    '{"a":{"dtype":"F64","shape":[4294967296,4294967296],"data_offsets":[0,0]}}'))
+write("invalid_metadata", header_bytes('{"__metadata__":{"n":1}}'))
+write("invalid_json", header_bytes('{"a":{"dtype":"F32",'))

@@ -1,0 +1,47 @@
+#pragma once
+// What a shard runs: it keeps each sequence's block table and token history across steps, turns a
+// step_plan into the model's input, runs the forward pass and samples.
+
+#include <cstdint>
+#include <unordered_map>
+#include <vector>
+
+#include "kernels/model.hpp"
+#include "runtime/step_plan.hpp"
+
+namespace troupe {
+
+class model_runner {
+public:
+  // m may be null: the null backend, which does no arithmetic and samples `null_token` for every
+  // sequence, to measure what scheduling and messaging cost per step.
+  model_runner(model* m, int32_t block_size, int32_t vocab_size, std::vector<int32_t> eos_token_ids,
+               int32_t null_token = 0);
+
+  // Runs one step. Throws std::invalid_argument for a plan that contradicts the state it holds.
+  step_result execute(const step_plan& plan);
+
+  int32_t num_sequences() const { return static_cast<int32_t>(seqs_.size()); }
+
+private:
+  struct seq_state {
+    std::vector<int32_t> block_table;
+    std::vector<int32_t> tokens;  // prompt, then outputs
+    int32_t num_prompt_tokens = 0;
+    sampling_params params;
+    uint64_t seed = 0;
+  };
+  // Builds input_ from the plan and the held state.
+  void prepare(const step_plan& plan);
+
+  model* model_;
+  int32_t block_size_;
+  int32_t vocab_size_;
+  std::vector<int32_t> eos_token_ids_;
+  int32_t null_token_;
+  std::unordered_map<request_id, seq_state> seqs_;
+  step_input input_;
+  std::vector<float> logits_;
+};
+
+} // namespace troupe

@@ -1,0 +1,111 @@
+#include "runtime/engine_core.hpp"
+
+namespace troupe {
+
+engine_core::engine_core(const engine_config& config, const tokenizer* tok, uint64_t seed)
+    : config_(config), tokenizer_(tok), kv_(config.kv), scheduler_(config.sched, kv_), seeds_(seed) {}
+
+std::string engine_core::add(engine_request in) {
+  const int32_t max_len = config_.sched.max_model_len;
+  const int32_t n = static_cast<int32_t>(in.prompt_ids.size());
+  if (n == 0) return "The prompt cannot be empty";
+  for (int32_t id : in.prompt_ids)
+    if (id < 0 || id >= config_.vocab_size)
+      return "Token id " + std::to_string(id) + " is out of vocabulary (vocabulary size " +
+             std::to_string(config_.vocab_size) + ")";
+  if (n >= max_len)
+    return "The prompt (total length " + std::to_string(n) + ") is too long to fit into the model (context length " +
+           std::to_string(max_len) + "). Make sure that `max_model_len` is no smaller than the number of text tokens.";
+  if (std::string invalid = in.params.validate(config_.vocab_size); !invalid.empty()) return invalid;
+  if (states_.count(in.id) || scheduler_.find(in.id)) return "Request id " + std::to_string(in.id) + " is already in use";
+
+  auto st = std::make_unique<output_state>(output_state{
+      stop_checker(in.params, config_.eos_token_ids, n, max_len), nullptr, in.prompt_ids, {}, 0, n});
+  if (tokenizer_) st->detok = std::make_unique<incremental_detokenizer>(*tokenizer_, st->prompt_ids, true);
+
+  request r;
+  r.id = in.id;
+  r.tokens = std::move(in.prompt_ids);
+  r.num_prompt_tokens = n;
+  r.seed = in.params.seed ? *in.params.seed : seeds_();
+  r.params = std::move(in.params);
+  r.priority = in.priority;
+  r.arrival = arrivals_++;
+  r.cache_salt = std::move(in.cache_salt);
+  scheduler_.add(std::move(r));
+  states_.emplace(in.id, std::move(st));
+  return "";
+}
+
+request_output engine_core::finish(request_id id, output_state& st, request_status status) {
+  request_output out;
+  out.id = id;
+  out.finished = true;
+  out.num_prompt_tokens = st.num_prompt_tokens;
+  if (const request* r = scheduler_.find(id)) {
+    out.num_output_tokens = r->num_output_tokens();
+    out.num_cached_tokens = std::max(0, r->num_cached_tokens);
+  }
+  scheduler_.finish(id, status);
+  return out;
+}
+
+std::optional<request_output> engine_core::abort(request_id id) {
+  auto it = states_.find(id);
+  if (it == states_.end()) return std::nullopt;
+  request_output out = finish(id, *it->second, request_status::finished_aborted);
+  out.aborted = true;
+  states_.erase(it);
+  return out;
+}
+
+std::vector<request_output> engine_core::update(const step_plan& plan, const step_result& result) {
+  std::vector<request_output> outputs;
+  for (const auto& [id, token] : scheduler_.update(plan, result)) {
+    output_state& st = *states_.at(id);
+    if (st.detok) st.text += st.detok->push(token);
+    stop_decision d = st.stops.check(token, st.text);
+    const request* r = scheduler_.find(id);
+    request_output out;
+    if (d.reason != finish_reason::none) {
+      if (st.detok && d.reason == finish_reason::length) {
+        st.text += st.detok->flush();
+        d.text_size = st.text.size();
+      }
+      out = finish(id, st, d.reason == finish_reason::length ? request_status::finished_length
+                                                              : request_status::finished_stopped);
+      out.reason = d.reason;
+      out.stop_string = d.stop_string;
+      out.stop_token = d.stop_token;
+      d.releasable_size = std::min(d.text_size, st.text.size());
+    } else {
+      out.id = id;
+      out.num_prompt_tokens = st.num_prompt_tokens;
+      out.num_output_tokens = r->num_output_tokens();
+      out.num_cached_tokens = std::max(0, r->num_cached_tokens);
+    }
+    out.new_token_ids = {token};
+    if (d.releasable_size > st.released) {
+      out.text = st.text.substr(st.released, d.releasable_size - st.released);
+      st.released = d.releasable_size;
+    }
+    if (out.finished) states_.erase(id);
+    outputs.push_back(std::move(out));
+  }
+  return outputs;
+}
+
+std::vector<request_output> engine_core::fail(const step_plan& plan, const std::string& error) {
+  std::vector<request_output> outputs;
+  for (const scheduled_seq& s : plan.seqs) {
+    auto it = states_.find(s.id);
+    if (it == states_.end()) continue;
+    request_output out = finish(s.id, *it->second, request_status::finished_error);
+    out.error = error;
+    states_.erase(it);
+    outputs.push_back(std::move(out));
+  }
+  return outputs;
+}
+
+} // namespace troupe

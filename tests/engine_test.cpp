@@ -1,0 +1,96 @@
+// troupe::engine, the actors included: offline batch generation like vLLM's LLM.generate.
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <fstream>
+#include <random>
+
+#include <nlohmann/json.hpp>
+
+#include "actors/engine.hpp"
+#include "runtime/error.hpp"
+
+using namespace troupe;
+
+namespace {
+
+std::string reference_dir(const std::string& name) { return std::string(TROUPE_TEST_DATA) + "/reference/" + name; }
+
+engine_options options_for(const std::string& name) {
+  engine_options o;
+  o.model = reference_dir(name);
+  o.max_num_batched_tokens = 128;
+  o.max_num_seqs = 32;
+  o.kv_cache_memory = 16 << 20;
+  return o;
+}
+
+sampling_params greedy(int32_t max_tokens) {
+  sampling_params p;
+  p.temperature = 0;
+  p.max_tokens = max_tokens;
+  p.ignore_eos = true;
+  return p;
+}
+
+} // namespace
+
+TEST(engine, batched_generation_reproduces_the_transformers_greedy_continuations) {
+  std::ifstream in(reference_dir("qwen2_sharded_bf16") + "/reference.json");
+  const auto ref = nlohmann::json::parse(in);
+  engine e(options_for("qwen2_sharded_bf16"));
+  std::vector<prompt_input> prompts;
+  for (const auto& p : ref["prompts"]) prompts.push_back({"", p.get<std::vector<int32_t>>()});
+  // The same prompts several times over, so sequences join and leave the batch at different steps.
+  const size_t n = prompts.size();
+  for (int copy = 0; copy < 7; ++copy)
+    for (size_t i = 0; i < n; ++i) prompts.push_back(prompts[i]);
+  std::atomic<int> finished = 0;
+  const auto results = e.generate(prompts, greedy(32), [&] { ++finished; });
+  EXPECT_EQ(finished.load(), static_cast<int>(prompts.size()));
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    EXPECT_EQ(results[i].token_ids, ref["greedy"][i % n].get<std::vector<int32_t>>()) << "prompt " << i;
+    EXPECT_EQ(results[i].finish_reason, "length");
+    EXPECT_EQ(results[i].prompt_token_ids, prompts[i].token_ids);
+  }
+  const engine_stats s = e.stats();
+  EXPECT_EQ(s.num_running, 0);
+  EXPECT_EQ(s.num_free_blocks, s.num_blocks);
+  // Repeated prompts share their cached prefix blocks.
+  EXPECT_GT(s.sched.num_cached_prompt_tokens, 0);
+}
+
+TEST(engine, a_refused_prompt_gets_its_error_and_the_others_complete) {
+  engine e(options_for("llama_f32"));
+  std::vector<prompt_input> prompts = {{"", {1, 2, 3}}, {"", std::vector<int32_t>(300, 5)}, {"", {4, 5}}};
+  const auto results = e.generate(prompts, greedy(4));
+  EXPECT_EQ(results[0].token_ids.size(), 4u);
+  EXPECT_EQ(results[1].finish_reason, "error");
+  EXPECT_EQ(results[1].error,
+            "The prompt (total length 300) is too long to fit into the model (context length 256). Make sure that "
+            "`max_model_len` is no smaller than the number of text tokens.");
+  EXPECT_EQ(results[2].token_ids.size(), 4u);
+}
+
+TEST(engine, a_kv_cache_smaller_than_the_context_is_refused_at_start) {
+  engine_options o = options_for("llama_f32");
+  o.kv_cache_memory = 1024;
+  try {
+    engine e(o);
+    FAIL() << "no error";
+  } catch (const user_error& err) {
+    EXPECT_EQ(std::string(err.what()),
+              "the KV cache holds 0 tokens, fewer than the maximum context length 256; raise --kv-cache-memory or "
+              "lower --max-model-len");
+  }
+}
+
+TEST(engine, the_null_backend_runs_the_whole_loop_without_arithmetic) {
+  engine_options o = options_for("llama_f32");
+  o.backend = "null";
+  engine e(o);
+  std::vector<prompt_input> prompts(50, prompt_input{"", {1, 2, 3, 4, 5}});
+  const auto results = e.generate(prompts, greedy(10));
+  for (const auto& r : results) EXPECT_EQ(r.token_ids, std::vector<int32_t>(10, 0));
+}
