@@ -21,7 +21,7 @@ bool ends_with_replacement(std::string_view text) { return text.ends_with("\xEF\
 
 incremental_detokenizer::incremental_detokenizer(const tokenizer& tok, std::span<const int32_t> prompt_ids,
                                                  bool skip_special_tokens)
-    : tokenizer_(&tok), skip_special_tokens_(skip_special_tokens) {
+    : tokenizer_(tok), skip_special_tokens_(skip_special_tokens) {
   std::size_t start = prompt_ids.size() > initial_window_tokens ? prompt_ids.size() - initial_window_tokens : 0;
   // The window must open where the prompt's own text can be cut: on a token that shows text (after
   // skipped special tokens a SentencePiece decoder would strip the first generated token's space as if
@@ -41,7 +41,7 @@ incremental_detokenizer::incremental_detokenizer(const tokenizer& tok, std::span
 
 std::string incremental_detokenizer::push(int32_t id) {
   window_.push_back(id);
-  std::string text = tokenizer_->decode(window_, skip_special_tokens_);
+  std::string text = tokenizer_.decode(window_, skip_special_tokens_);
   // Hold back while the new tokens add nothing or end inside a character (decode shows that as U+FFFD).
   if (text.size() <= prefix_text_.size() || ends_with_replacement(text)) return std::string();
   std::string delta;
@@ -51,27 +51,27 @@ std::string incremental_detokenizer::push(int32_t id) {
     // The new tokens changed text already shown (an invalid byte-fallback run turns into U+FFFDs
     // retroactively). What was shown stays; show the new tokens' own text.
     const std::span<const int32_t> fresh(window_.begin() + static_cast<std::ptrdiff_t>(read_offset_), window_.end());
-    delta = tokenizer_->decode(fresh, skip_special_tokens_);
+    delta = tokenizer_.decode(fresh, skip_special_tokens_);
   }
   // The tokens just shown become the window's prefix; they produced text, so the window opens on a
   // token that shows text.
   window_.erase(window_.begin(), window_.begin() + static_cast<std::ptrdiff_t>(read_offset_));
   read_offset_ = window_.size();
-  prefix_text_ = tokenizer_->decode(window_, skip_special_tokens_);
+  prefix_text_ = tokenizer_.decode(window_, skip_special_tokens_);
   return delta;
 }
 
 std::string incremental_detokenizer::flush() {
-  std::string text = tokenizer_->decode(window_, skip_special_tokens_);
+  std::string text = tokenizer_.decode(window_, skip_special_tokens_);
   std::string delta;
   if (text.size() > prefix_text_.size()) {
     delta = text.starts_with(prefix_text_)
                 ? text.substr(prefix_text_.size())
-                : tokenizer_->decode(std::span<const int32_t>(window_).subspan(read_offset_), skip_special_tokens_);
+                : tokenizer_.decode(std::span<const int32_t>(window_).subspan(read_offset_), skip_special_tokens_);
   }
   window_.erase(window_.begin(), window_.begin() + static_cast<std::ptrdiff_t>(read_offset_));
   read_offset_ = window_.size();
-  prefix_text_ = tokenizer_->decode(window_, skip_special_tokens_);
+  prefix_text_ = tokenizer_.decode(window_, skip_special_tokens_);
   return delta;
 }
 

@@ -211,7 +211,9 @@ tokenizer tokenizer::from_json_text(std::string_view tokenizer_json, std::string
   return tokenizer(std::move(state));
 }
 
-tokenizer tokenizer::from_file(const std::filesystem::path& tokenizer_json) {
+tokenizer tokenizer::from_file(const std::filesystem::path& path) {
+  // A model folder stands for the tokenizer.json in it.
+  const std::filesystem::path tokenizer_json = std::filesystem::is_directory(path) ? path / "tokenizer.json" : path;
   const std::string text = read_file(tokenizer_json);
   const std::filesystem::path config_path = tokenizer_json.parent_path() / "tokenizer_config.json";
   std::string config;

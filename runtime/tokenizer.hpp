@@ -16,8 +16,9 @@ namespace troupe {
 
 class tokenizer {
 public:
-  // Loads tokenizer.json (and, when present beside it, tokenizer_config.json for bos/eos metadata).
-  // Throws user_error naming the file and what is wrong on anything it cannot use.
+  // Loads tokenizer.json (and, when present beside it, tokenizer_config.json for bos/eos metadata); a
+  // model folder stands for the tokenizer.json in it. Throws user_error naming the file and what is
+  // wrong on anything it cannot use.
   static tokenizer from_file(const std::filesystem::path& tokenizer_json);
 
   // Builds from the text of a tokenizer.json and, optionally, of a tokenizer_config.json (empty: none).
@@ -63,7 +64,9 @@ private:
 // the front; with an empty prompt, decode(generated). Like vLLM's incremental detokenizer it decodes a
 // short window of recent tokens, so SentencePiece leading-space stripping and byte fallback come out
 // as in a whole decode, and a character split over byte tokens is held back until it is complete.
-// NOTE: keeps a reference to the tokenizer, which must outlive it.
+// Exceptions, where a whole decode changes text it has already shown: a decoder that strips the end of
+// the text (Strip with stop > 0), and a byte-fallback run that turns out invalid UTF-8 (HF then shows
+// every byte of the run as U+FFFD); the deltas then hold the new tokens' own text.
 class incremental_detokenizer {
 public:
   incremental_detokenizer(const tokenizer& tok, std::span<const int32_t> prompt_ids, bool skip_special_tokens);
@@ -74,7 +77,7 @@ public:
   std::string flush();
 
 private:
-  const tokenizer* tokenizer_;
+  tokenizer tokenizer_; // a copy shares the loaded tables, so the detokenizer never dangles
   bool skip_special_tokens_;
   std::vector<int32_t> window_;  // ids from the start of the decoding window on
   std::size_t read_offset_ = 0;  // window_[0, read_offset_) is text already shown

