@@ -125,6 +125,7 @@ engine::impl::impl(const engine_options& o) : system(with_middleman(system_confi
 }
 
 engine::impl::~impl() {
+  for (auto& a : extra_actors) caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
   caf::anon_send_exit(scheduler, caf::exit_reason::user_shutdown);
   for (auto& s : shards) caf::anon_send_exit(s, caf::exit_reason::user_shutdown);
 }

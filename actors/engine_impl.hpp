@@ -21,6 +21,7 @@ struct engine::impl {
   int64_t max_model_len = 0;
   std::vector<shard_actor> shards;
   scheduler_actor scheduler;
+  std::vector<caf::actor> extra_actors;  // endpoints and gateways, stopped with the engine
 };
 
 } // namespace troupe

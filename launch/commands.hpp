@@ -10,5 +10,6 @@ namespace troupe {
 void register_generate(CLI::App& app);
 void register_make_model(CLI::App& app);
 void register_bench(CLI::App& app);
+void register_serve(CLI::App& app);
 
 } // namespace troupe

@@ -17,6 +17,7 @@ int main(int argc, char** argv) {
   troupe::register_generate(app);
   troupe::register_make_model(app);
   troupe::register_bench(app);
+  troupe::register_serve(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
