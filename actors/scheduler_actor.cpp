@@ -161,7 +161,9 @@ scheduler_actor::behavior_type scheduler_fn(self_ptr self, std::shared_ptr<engin
 } // namespace
 
 scheduler_actor spawn_scheduler(caf::actor_system& sys, std::unique_ptr<engine_core> core, std::vector<shard_actor> shards) {
-  return sys.spawn(scheduler_fn, std::shared_ptr<engine_core>(std::move(core)), std::move(shards));
+  // Detached: the step loop has a thread of its own and wakes as soon as a reply arrives, instead of
+  // waiting for a pooled worker to come back from its polling sleep.
+  return sys.spawn<caf::detached>(scheduler_fn, std::shared_ptr<engine_core>(std::move(core)), std::move(shards));
 }
 
 } // namespace troupe
