@@ -1,5 +1,7 @@
-// `troupe serve`: load a model, start the engine, and serve it until SIGINT or SIGTERM. This far: the
-// native client API (--client-port, see client/troupe/client.hpp).
+// `troupe serve`: load a model, start the engine, and serve vLLM's OpenAI-compatible HTTP API (--port) and
+// the native client API (--client-port, see client/troupe/client.hpp) until SIGINT or SIGTERM. On SIGTERM it
+// stops taking requests (503, /health 503), lets those in flight finish for up to --shutdown-timeout
+// seconds, and exits 0.
 
 #include <csignal>
 #include <cstdio>
@@ -9,7 +11,11 @@
 #include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
 
+#include <chrono>
+#include <thread>
+
 #include "actors/client_endpoint.hpp"
+#include "actors/gateway.hpp"
 #include "launch/commands.hpp"
 #include "launch/engine_flags.hpp"
 
@@ -18,8 +24,9 @@ namespace {
 
 struct serve_options {
   engine_options engine;
-  std::string host = "0.0.0.0";
+  gateway_options http;
   int32_t client_port = 8001;
+  double shutdown_timeout = 30;
 };
 
 void run_serve(const serve_options& o) {
@@ -31,13 +38,22 @@ void run_serve(const serve_options& o) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   engine e(o.engine);
-  const uint16_t port = publish_client_endpoint(e, o.host, static_cast<uint16_t>(o.client_port));
-  std::printf("troupe: native client API listening on %s:%u\n", o.host.c_str(), port);
+  const uint16_t port = publish_client_endpoint(e, o.http.host, static_cast<uint16_t>(o.client_port));
+  std::printf("troupe: native client API listening on %s:%u\n", o.http.host.c_str(), port);
+  gateway http(e, o.http);
+  std::printf("troupe: HTTP API listening on %s:%u\n", o.http.host.c_str(), http.port());
   std::fflush(stdout);
-  spdlog::info("serving {}; native client API on {}:{}", e.config().architecture_name, o.host, port);
+  spdlog::info("serving {}: OpenAI API on http://{}:{}, native client API on {}:{}", e.config().architecture_name,
+               o.http.host, http.port(), o.http.host, port);
   int sig = 0;
   sigwait(&signals, &sig);
-  spdlog::info("{}: shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+  spdlog::info("{}: draining ({} requests in flight, up to {} s)", sig == SIGTERM ? "SIGTERM" : "SIGINT",
+               http.num_in_flight(), o.shutdown_timeout);
+  http.begin_draining();
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(o.shutdown_timeout);
+  while (http.num_in_flight() > 0 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  spdlog::info("shut down");
 }
 
 } // namespace
@@ -46,7 +62,12 @@ void register_serve(CLI::App& app) {
   auto o = std::make_shared<serve_options>();
   CLI::App* cmd = app.add_subcommand("serve", "Serve a model");
   add_engine_flags(cmd, o->engine);
-  cmd->add_option("--host", o->host, "Address to listen on")->capture_default_str();
+  cmd->add_option("--host", o->http.host, "Address to listen on")->capture_default_str();
+  cmd->add_option("--port", o->http.port, "Port of the OpenAI-compatible HTTP API (0: any free port)")->capture_default_str();
+  cmd->add_option("--api-key", o->http.api_keys, "API key clients must send as 'Authorization: Bearer KEY' (repeatable)");
+  cmd->add_option("--served-model-name", o->http.served_model_name, "Model name in the API (default: --model)");
+  cmd->add_option("--shutdown-timeout", o->shutdown_timeout, "Seconds requests in flight get to finish after SIGTERM")
+      ->capture_default_str();
   cmd->add_option("--client-port", o->client_port, "Port of the native client API (0: any free port)")
       ->capture_default_str()->check(CLI::Range(0, 65535));
   cmd->callback([o] { run_serve(*o); });

@@ -25,7 +25,7 @@ public:
       ::dup2(fds[1], STDOUT_FILENO);
       ::close(fds[0]);
       const std::string cmd = std::string("exec ") + TROUPE_BINARY +
-                              " serve --host 127.0.0.1 --client-port 0 --max-num-seqs 64 " + extra_args;
+                              " serve --host 127.0.0.1 --port 0 --client-port 0 --max-num-seqs 64 " + extra_args;
       ::execl("/bin/sh", "sh", "-c", cmd.c_str(), static_cast<char*>(nullptr));
       ::_exit(127);
     }

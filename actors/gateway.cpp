@@ -1,0 +1,333 @@
+#include "actors/gateway.hpp"
+
+#include <atomic>
+#include <chrono>
+#include <deque>
+#include <thread>
+
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include "actors/engine_impl.hpp"
+#include "actors/gateway_request.hpp"
+#include "runtime/error.hpp"
+
+namespace troupe {
+
+namespace net = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = net::ip::tcp;
+using json = nlohmann::json;
+
+struct gateway::impl : std::enable_shared_from_this<gateway::impl> {
+  impl(engine& e, const gateway_options& o) : eng(e), opts(o), acceptor(ioc) {}
+
+  engine& eng;
+  gateway_options opts;
+  net::io_context ioc;
+  tcp::acceptor acceptor;
+  std::vector<std::thread> threads;
+  std::atomic<bool> draining = false;
+  std::atomic<int64_t> in_flight = 0;
+  std::string model_name;
+
+  void accept();
+};
+
+namespace {
+
+std::string error_json(int status, const std::string& type, const std::string& message, const json& param = nullptr) {
+  return json({{"error", {{"message", message}, {"type", type}, {"param", param}, {"code", status}}}}).dump();
+}
+
+class session : public std::enable_shared_from_this<session>, public completion_listener {
+public:
+  session(tcp::socket socket, std::shared_ptr<gateway::impl> gw) : stream_(std::move(socket)), gw_(std::move(gw)) {}
+
+  void start() {
+    net::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->read(); });
+  }
+
+  // completion_listener: called from actor threads; hop onto this connection's strand.
+  void on_event(completion_event ev) override {
+    net::post(stream_.get_executor(), [self = shared_from_this(), ev = std::move(ev)]() mutable { self->handle_event(std::move(ev)); });
+  }
+
+private:
+  void read() {
+    parser_.emplace();
+    parser_->body_limit(gw_->opts.max_body_bytes);
+    stream_.expires_after(std::chrono::minutes(5));
+    http::async_read(stream_, buffer_, *parser_, [self = shared_from_this()](beast::error_code ec, size_t) { self->on_read(ec); });
+  }
+
+  void on_read(beast::error_code ec) {
+    if (ec == http::error::end_of_stream || ec == net::error::eof || ec == beast::error::timeout) return close();
+    if (ec == http::error::body_limit) {
+      keep_alive_ = false;
+      return respond(http::status::payload_too_large,
+                     error_json(413, "BadRequestError", "The request body is larger than " +
+                                                            std::to_string(gw_->opts.max_body_bytes) + " bytes"));
+    }
+    if (ec) return close();
+    req_ = parser_->release();
+    keep_alive_ = req_.keep_alive();
+    route();
+  }
+
+  bool authorized() const {
+    if (gw_->opts.api_keys.empty()) return true;
+    const auto it = req_.find(http::field::authorization);
+    if (it == req_.end()) return false;
+    const std::string_view value(it->value().data(), it->value().size());
+    if (!value.starts_with("Bearer ")) return false;
+    const std::string key(value.substr(7));
+    return std::find(gw_->opts.api_keys.begin(), gw_->opts.api_keys.end(), key) != gw_->opts.api_keys.end();
+  }
+
+  void route() {
+    const std::string target(req_.target());
+    const std::string path = target.substr(0, target.find('?'));
+    const bool get = req_.method() == http::verb::get, post = req_.method() == http::verb::post;
+    if (get && path == "/health") {
+      return respond(gw_->draining ? http::status::service_unavailable : http::status::ok, "", "text/plain");
+    }
+    if (get && path == "/version") return respond(http::status::ok, json({{"version", "0.1.0"}}).dump());
+    if (path.starts_with("/v1/") && !authorized())
+      return respond(http::status::unauthorized, error_json(401, "AuthenticationError", "Unauthorized"));
+    if (get && path == "/v1/models") return respond(http::status::ok, models_json());
+    if (get && path == "/metrics") return respond(http::status::ok, metrics_text(), "text/plain; version=0.0.4");
+    if (post && (path == "/v1/completions" || path == "/v1/chat/completions")) {
+      if (gw_->draining)
+        return respond(http::status::service_unavailable,
+                       error_json(503, "ServiceUnavailableError", "The server is shutting down"));
+      return start_completion(path == "/v1/chat/completions");
+    }
+    respond(http::status::not_found, error_json(404, "NotFoundError", "Not Found: " + path));
+  }
+
+  std::string models_json() const {
+    const json model = {{"id", gw_->model_name}, {"object", "model"}, {"created", 0}, {"owned_by", "troupe"},
+                        {"root", gw_->model_name}, {"parent", nullptr}, {"max_model_len", gw_->eng.max_model_len()}};
+    return json({{"object", "list"}, {"data", json::array({model})}}).dump();
+  }
+
+  std::string metrics_text() const {
+    const engine_stats s = gw_->eng.stats();
+    const std::string label = "{model_name=\"" + gw_->model_name + "\"}";
+    std::string out;
+    out += "# TYPE troupe:num_requests_running gauge\ntroupe:num_requests_running" + label + " " + std::to_string(s.num_running) + "\n";
+    out += "# TYPE troupe:num_requests_waiting gauge\ntroupe:num_requests_waiting" + label + " " + std::to_string(s.num_waiting) + "\n";
+    out += "# TYPE troupe:kv_cache_usage_perc gauge\ntroupe:kv_cache_usage_perc" + label + " " + std::to_string(s.kv_usage) + "\n";
+    return out;
+  }
+
+  void start_completion(bool chat) {
+    completion_plan plan;
+    try {
+      plan = plan_completion(gw_->eng, gw_->model_name, req_.body(), chat);
+    } catch (const api_error& e) {
+      return respond(static_cast<http::status>(e.status),
+                     error_json(e.status, e.type, e.what(), e.param.empty() ? json(nullptr) : json(e.param)));
+    }
+    ++gw_->in_flight;
+    counted_ = true;
+    stream_mode_ = plan.stream;
+    builder_.emplace(std::move(plan));
+    sink_ = spawn_completion_sink(gw_->eng, builder_->requests(), weak_from_this_listener());
+    watch_for_disconnect();
+  }
+
+  std::weak_ptr<completion_listener> weak_from_this_listener() {
+    return std::static_pointer_cast<completion_listener>(shared_from_this());
+  }
+
+  // A client that closes its connection while waiting aborts its requests (their blocks are freed).
+  void watch_for_disconnect() {
+    stream_.socket().async_wait(tcp::socket::wait_read, [self = shared_from_this()](beast::error_code ec) {
+      if (ec || !self->builder_) return;
+      beast::error_code peek_ec;
+      char byte;
+      const size_t n = self->stream_.socket().receive(net::buffer(&byte, 1), tcp::socket::message_peek, peek_ec);
+      if (n == 0) self->client_gone();
+    });
+  }
+
+  void client_gone() {
+    if (sink_) stop_completion_sink(gw_->eng, sink_);
+    finish_completion();
+    close();
+  }
+
+  void finish_completion() {
+    builder_.reset();
+    sink_ = {};
+    if (counted_) {
+      --gw_->in_flight;
+      counted_ = false;
+    }
+  }
+
+  void handle_event(completion_event ev) {
+    if (!builder_) return;
+    if (!ev.error.empty() && !headers_sent_) {
+      const int status = ev.error_status;
+      stop_completion_sink(gw_->eng, sink_);
+      finish_completion();
+      return respond(static_cast<http::status>(status), error_json(status, ev.error_type, ev.error));
+    }
+    if (!stream_mode_) {
+      builder_->add(ev);
+      if (builder_->done()) {
+        std::string body = builder_->final_body();
+        finish_completion();
+        respond(http::status::ok, std::move(body));
+      }
+      return;
+    }
+    if (!headers_sent_) send_stream_headers();
+    for (std::string& chunk : builder_->stream_chunks(ev)) enqueue(std::move(chunk));
+    if (builder_->done()) {
+      finishing_ = true;
+      finish_completion();
+      write_next();
+    }
+    if (queue_.size() > gw_->opts.max_stream_buffer) {
+      // A consumer this far behind is cut off; everyone else goes on.
+      spdlog::warn("a streaming client fell {} events behind; cutting it off", queue_.size());
+      if (sink_) stop_completion_sink(gw_->eng, sink_);
+      finish_completion();
+      close();
+    }
+  }
+
+  void send_stream_headers() {
+    headers_sent_ = true;
+    stream_res_.emplace(http::status::ok, req_.version());
+    stream_res_->set(http::field::content_type, "text/event-stream");
+    stream_res_->set(http::field::cache_control, "no-cache");
+    stream_res_->keep_alive(keep_alive_);
+    stream_res_->chunked(true);
+    stream_sr_.emplace(*stream_res_);
+    writing_ = true;
+    stream_.expires_never();
+    http::async_write_header(stream_, *stream_sr_, [self = shared_from_this()](beast::error_code ec, size_t) {
+      self->writing_ = false;
+      if (ec) return self->client_gone();
+      self->write_next();
+    });
+  }
+
+  void enqueue(std::string chunk) {
+    queue_.push_back(std::move(chunk));
+    write_next();
+  }
+
+  void write_next() {
+    if (writing_ || closed_) return;
+    if (queue_.empty()) {
+      if (!finishing_) return;
+      finishing_ = false;
+      writing_ = true;
+      net::async_write(stream_, http::make_chunk_last(), [self = shared_from_this()](beast::error_code ec, size_t) {
+        self->writing_ = false;
+        self->headers_sent_ = false;
+        if (ec || !self->keep_alive_) return self->close();
+        self->read();
+      });
+      return;
+    }
+    writing_ = true;
+    net::async_write(stream_, http::make_chunk(net::buffer(queue_.front())), [self = shared_from_this()](beast::error_code ec, size_t) {
+      self->writing_ = false;
+      self->queue_.pop_front();
+      if (ec) return self->client_gone();
+      self->write_next();
+    });
+  }
+
+  void respond(http::status status, std::string body, const char* content_type = "application/json") {
+    auto res = std::make_shared<http::response<http::string_body>>(status, req_.version());
+    res->set(http::field::server, "troupe");
+    res->set(http::field::content_type, content_type);
+    res->keep_alive(keep_alive_);
+    res->body() = std::move(body);
+    res->prepare_payload();
+    http::async_write(stream_, *res, [self = shared_from_this(), res](beast::error_code ec, size_t) {
+      if (ec || !self->keep_alive_) return self->close();
+      self->read();
+    });
+  }
+
+  void close() {
+    if (closed_) return;
+    closed_ = true;
+    beast::error_code ec;
+    stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
+    stream_.socket().close(ec);
+  }
+
+  beast::tcp_stream stream_;
+  beast::flat_buffer buffer_;
+  std::shared_ptr<gateway::impl> gw_;
+  std::optional<http::request_parser<http::string_body>> parser_;
+  http::request<http::string_body> req_;
+  bool keep_alive_ = true;
+  bool closed_ = false;
+  bool counted_ = false;
+  // The completion in progress.
+  std::optional<completion_builder> builder_;
+  sink_handle sink_;
+  bool stream_mode_ = false;
+  bool headers_sent_ = false;
+  bool writing_ = false;
+  bool finishing_ = false;
+  std::deque<std::string> queue_;
+  std::optional<http::response<http::empty_body>> stream_res_;
+  std::optional<http::response_serializer<http::empty_body>> stream_sr_;
+};
+
+} // namespace
+
+void gateway::impl::accept() {
+  acceptor.async_accept(net::make_strand(ioc), [self = shared_from_this()](beast::error_code ec, tcp::socket socket) {
+    if (ec) {
+      if (ec == net::error::operation_aborted) return;
+    } else {
+      std::make_shared<session>(std::move(socket), self)->start();
+    }
+    self->accept();
+  });
+}
+
+gateway::gateway(engine& e, const gateway_options& options) : impl_(std::make_shared<impl>(e, options)) {
+  impl_->model_name = options.served_model_name.empty() ? (e.internals().options.model.empty() ? "troupe-default"
+                                                                                                 : e.internals().options.model)
+                                                        : options.served_model_name;
+  beast::error_code ec;
+  const auto address = net::ip::make_address(options.host, ec);
+  if (ec) throw user_error("--host " + options.host + " is not an IP address");
+  const tcp::endpoint endpoint(address, options.port);
+  impl_->acceptor.open(endpoint.protocol(), ec);
+  if (!ec) impl_->acceptor.set_option(net::socket_base::reuse_address(true), ec);
+  if (!ec) impl_->acceptor.bind(endpoint, ec);
+  if (!ec) impl_->acceptor.listen(net::socket_base::max_listen_connections, ec);
+  if (ec) throw user_error("cannot listen on " + options.host + ":" + std::to_string(options.port) + ": " + ec.message());
+  impl_->accept();
+  for (int i = 0; i < std::max(1, options.io_threads); ++i) impl_->threads.emplace_back([this] { impl_->ioc.run(); });
+}
+
+gateway::~gateway() {
+  impl_->ioc.stop();
+  for (auto& t : impl_->threads) t.join();
+}
+
+uint16_t gateway::port() const { return impl_->acceptor.local_endpoint().port(); }
+void gateway::begin_draining() { impl_->draining = true; }
+int64_t gateway::num_in_flight() const { return impl_->in_flight; }
+
+} // namespace troupe

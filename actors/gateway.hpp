@@ -1,0 +1,47 @@
+#pragma once
+// The HTTP gateway: an asynchronous HTTP/1.1 server (Boost.Beast on Asio, a few threads, keep-alive, SSE)
+// serving vLLM's OpenAI-compatible API over a troupe::engine. Each completion request gets a small sink
+// actor that submits it to the scheduler and posts its outputs back to the connection.
+//
+// NOTE: neither Beast nor CAF appears here; both stay in actors/gateway*.cpp.
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "actors/engine.hpp"
+
+namespace troupe {
+
+struct gateway_options {
+  std::string host = "0.0.0.0";
+  uint16_t port = 8000;               // 0: any free port
+  std::string served_model_name;      // default: the --model path
+  std::vector<std::string> api_keys;  // empty: no key needed
+  int32_t io_threads = 2;
+  size_t max_body_bytes = 16 << 20;
+  size_t max_stream_buffer = 256;     // SSE events queued for one slow client before it is cut off
+};
+
+class gateway {
+public:
+  // Listens at once; throws user_error when the address cannot be bound.
+  gateway(engine& e, const gateway_options& options);
+  ~gateway();  // closes the listener and every connection
+  gateway(const gateway&) = delete;
+  gateway& operator=(const gateway&) = delete;
+
+  uint16_t port() const;
+  // From now on /health answers 503 and new completion requests are refused with 503.
+  void begin_draining();
+  // Completion requests still in flight.
+  int64_t num_in_flight() const;
+
+  struct impl;
+
+private:
+  std::shared_ptr<impl> impl_;
+};
+
+} // namespace troupe
