@@ -58,7 +58,7 @@ struct engine_metrics_config {
   std::string model_name;        // the served model name: the model_name label of every series
   int64_t max_model_len = 4096;  // the top of the request_prompt_tokens / request_generation_tokens buckets (>= 1)
   std::chrono::seconds window{10};               // what snapshot() rates and quantiles cover (>= 1 s, whole seconds)
-  std::function<std::chrono::steady_clock::time_point()> clock;  // empty: steady_clock::now (tests inject one)
+  std::function<std::chrono::steady_clock::time_point()> clock{};  // empty: steady_clock::now (tests inject one)
 };
 
 // What one engine step did, and the scheduler's state after it.
@@ -67,24 +67,26 @@ struct step_report {
   int32_t num_waiting = 0;              // requests queued (the queue length)
   double kv_cache_usage = 0;            // fraction of KV blocks in use, 0..1
   int32_t num_seqs = 0;                 // sequences in the step's batch
-  int64_t num_prompt_tokens = 0;        // prompt tokens the step computed (prefill chunks)
+  // Prompt tokens the step computed (prefill chunks). NOTE: vLLM instead adds a request's whole prompt,
+  // prefix cache hits included, when its first token comes; troupe counts work done, as it happens.
+  int64_t num_prompt_tokens = 0;
   int64_t num_generation_tokens = 0;    // tokens the step sampled
   int64_t num_preemptions = 0;          // requests preempted while planning it
   int64_t num_prefix_cache_queries = 0; // tokens looked up in the prefix cache
   int64_t num_prefix_cache_hits = 0;    // of those, tokens found cached
   // Seconds from arrival to first token, one per request whose first token this step sampled.
-  std::span<const double> time_to_first_token_s;
+  std::span<const double> time_to_first_token_s{};
   // Seconds since the same request's previous token, one per other token this step sampled.
-  std::span<const double> inter_token_latency_s;
+  std::span<const double> inter_token_latency_s{};
 };
 
 // One finished request's life. Times come from one steady_clock; a phase the request never reached
 // (aborted while waiting: never scheduled, no first token) is left empty and its histograms skip it.
 struct finished_request_report {
-  std::chrono::steady_clock::time_point arrival;                         // the gateway accepted it
-  std::optional<std::chrono::steady_clock::time_point> first_scheduled;  // it first left the waiting queue
-  std::optional<std::chrono::steady_clock::time_point> first_token;      // its first token was sampled
-  std::chrono::steady_clock::time_point finished;                        // its last token / its end
+  std::chrono::steady_clock::time_point arrival{};                       // the gateway accepted it
+  std::optional<std::chrono::steady_clock::time_point> first_scheduled{};  // it first left the waiting queue
+  std::optional<std::chrono::steady_clock::time_point> first_token{};      // its first token was sampled
+  std::chrono::steady_clock::time_point finished{};                      // its last token / its end
   int64_t num_prompt_tokens = 0;
   int64_t num_generation_tokens = 0;
   request_outcome outcome = request_outcome::stop;
