@@ -119,9 +119,15 @@ engine::impl::impl(const engine_options& o) : system(with_middleman(system_confi
   ec.vocab_size = static_cast<int32_t>(config.vocab_size);
   ec.eos_token_ids = eos;
 
+  served_model_name = !o.served_model_name.empty() ? o.served_model_name : !o.model.empty() ? o.model : "troupe-default";
+  engine_metrics_config mc;
+  mc.model_name = served_model_name;
+  mc.max_model_len = max_model_len;
+  metrics = std::make_unique<engine_metrics>(mc);
+  auto core = std::make_unique<engine_core>(ec, tokenizer_.get(), o.seed ? o.seed : std::random_device{}());
+  core->set_metrics(metrics.get());
   shards.push_back(spawn_shard(system, std::move(res)));
-  scheduler = spawn_scheduler(system, std::make_unique<engine_core>(ec, tokenizer_.get(), o.seed ? o.seed : std::random_device{}()),
-                              shards);
+  scheduler = spawn_scheduler(system, std::move(core), shards);
 }
 
 engine::impl::~impl() {
@@ -134,6 +140,9 @@ engine::engine(const engine_options& options) : impl_(std::make_unique<impl>(opt
 engine::~engine() = default;
 
 const model_config& engine::config() const { return impl_->config; }
+std::string engine::metrics_text() const { return impl_->metrics->render(); }
+metrics_snapshot engine::metrics() const { return impl_->metrics->snapshot(); }
+const std::string& engine::served_model_name() const { return impl_->served_model_name; }
 const tokenizer* engine::tok() const { return impl_->tokenizer_.get(); }
 int64_t engine::max_model_len() const { return impl_->max_model_len; }
 

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "runtime/engine_core.hpp"
+#include "runtime/engine_metrics.hpp"
 #include "runtime/model_config.hpp"
 #include "runtime/sampling_params.hpp"
 #include "runtime/tokenizer.hpp"
@@ -31,6 +32,7 @@ struct engine_options {
   bool enable_prefix_caching = true;
   std::string scheduling_policy = "fcfs";      // fcfs | priority
   uint64_t seed = 0;                           // draws seeds for requests that give none
+  std::string served_model_name;               // the name in the API and metrics (default: --model)
 };
 
 // A prompt as text or as token ids (one of them).
@@ -65,6 +67,10 @@ public:
   std::vector<int32_t> encode(const std::string& text) const;
 
   engine_stats stats();
+  // The /metrics page (Prometheus text), and the figures the dashboard shows.
+  std::string metrics_text() const;
+  metrics_snapshot metrics() const;
+  const std::string& served_model_name() const;
   const model_config& config() const;
   const tokenizer* tok() const;  // null when the model folder has none
   int64_t max_model_len() const;

@@ -19,6 +19,8 @@ struct engine::impl {
   model_config config;
   std::unique_ptr<tokenizer> tokenizer_;
   int64_t max_model_len = 0;
+  std::string served_model_name;
+  std::unique_ptr<engine_metrics> metrics;
   std::vector<shard_actor> shards;
   scheduler_actor scheduler;
   std::vector<caf::actor> extra_actors;  // endpoints and gateways, stopped with the engine

@@ -116,15 +116,7 @@ private:
     return json({{"object", "list"}, {"data", json::array({model})}}).dump();
   }
 
-  std::string metrics_text() const {
-    const engine_stats s = gw_->eng.stats();
-    const std::string label = "{model_name=\"" + gw_->model_name + "\"}";
-    std::string out;
-    out += "# TYPE troupe:num_requests_running gauge\ntroupe:num_requests_running" + label + " " + std::to_string(s.num_running) + "\n";
-    out += "# TYPE troupe:num_requests_waiting gauge\ntroupe:num_requests_waiting" + label + " " + std::to_string(s.num_waiting) + "\n";
-    out += "# TYPE troupe:kv_cache_usage_perc gauge\ntroupe:kv_cache_usage_perc" + label + " " + std::to_string(s.kv_usage) + "\n";
-    return out;
-  }
+  std::string metrics_text() const { return gw_->eng.metrics_text(); }
 
   void start_completion(bool chat) {
     completion_plan plan;
@@ -305,9 +297,7 @@ void gateway::impl::accept() {
 }
 
 gateway::gateway(engine& e, const gateway_options& options) : impl_(std::make_shared<impl>(e, options)) {
-  impl_->model_name = options.served_model_name.empty() ? (e.internals().options.model.empty() ? "troupe-default"
-                                                                                                 : e.internals().options.model)
-                                                        : options.served_model_name;
+  impl_->model_name = e.served_model_name();
   beast::error_code ec;
   const auto address = net::ip::make_address(options.host, ec);
   if (ec) throw user_error("--host " + options.host + " is not an IP address");

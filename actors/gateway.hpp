@@ -17,7 +17,6 @@ namespace troupe {
 struct gateway_options {
   std::string host = "0.0.0.0";
   uint16_t port = 8000;               // 0: any free port
-  std::string served_model_name;      // default: the --model path
   std::vector<std::string> api_keys;  // empty: no key needed
   int32_t io_threads = 2;
   size_t max_body_bytes = 16 << 20;

@@ -65,7 +65,7 @@ void register_serve(CLI::App& app) {
   cmd->add_option("--host", o->http.host, "Address to listen on")->capture_default_str();
   cmd->add_option("--port", o->http.port, "Port of the OpenAI-compatible HTTP API (0: any free port)")->capture_default_str();
   cmd->add_option("--api-key", o->http.api_keys, "API key clients must send as 'Authorization: Bearer KEY' (repeatable)");
-  cmd->add_option("--served-model-name", o->http.served_model_name, "Model name in the API (default: --model)");
+  cmd->add_option("--served-model-name", o->engine.served_model_name, "Model name in the API (default: --model)");
   cmd->add_option("--shutdown-timeout", o->shutdown_timeout, "Seconds requests in flight get to finish after SIGTERM")
       ->capture_default_str();
   cmd->add_option("--client-port", o->client_port, "Port of the native client API (0: any free port)")

@@ -37,6 +37,35 @@ std::string engine_core::add(engine_request in) {
   return "";
 }
 
+step_plan engine_core::schedule() {
+  step_plan plan = scheduler_.schedule();
+  if (metrics_) {
+    const auto now = std::chrono::steady_clock::now();
+    for (const scheduled_seq& s : plan.seqs)
+      if (s.is_new)
+        if (auto it = states_.find(s.id); it != states_.end() && !it->second->first_scheduled) it->second->first_scheduled = now;
+  }
+  return plan;
+}
+
+void engine_core::report_finished(const output_state& st, int32_t num_generated, request_status status) {
+  if (!metrics_) return;
+  finished_request_report rep;
+  rep.arrival = st.arrival;
+  rep.first_scheduled = st.first_scheduled;
+  rep.first_token = st.first_token;
+  rep.finished = std::chrono::steady_clock::now();
+  rep.num_prompt_tokens = st.num_prompt_tokens;
+  rep.num_generation_tokens = num_generated;
+  switch (status) {
+    case request_status::finished_length: rep.outcome = request_outcome::length; break;
+    case request_status::finished_aborted: rep.outcome = request_outcome::abort; break;
+    case request_status::finished_error: rep.outcome = request_outcome::error; break;
+    default: rep.outcome = request_outcome::stop; break;
+  }
+  metrics_->on_request_finished(rep);
+}
+
 request_output engine_core::finish(request_id id, output_state& st, request_status status) {
   request_output out;
   out.id = id;
@@ -46,6 +75,7 @@ request_output engine_core::finish(request_id id, output_state& st, request_stat
     out.num_output_tokens = r->num_output_tokens();
     out.num_cached_tokens = std::max(0, r->num_cached_tokens);
   }
+  report_finished(st, out.num_output_tokens, status);
   scheduler_.finish(id, status);
   return out;
 }
@@ -61,8 +91,21 @@ std::optional<request_output> engine_core::abort(request_id id) {
 
 std::vector<request_output> engine_core::update(const step_plan& plan, const step_result& result) {
   std::vector<request_output> outputs;
-  for (const auto& [id, token] : scheduler_.update(plan, result)) {
+  const auto now = std::chrono::steady_clock::now();
+  ttft_.clear();
+  itl_.clear();
+  const auto appended = scheduler_.update(plan, result);
+  for (const auto& [id, token] : appended) {
     output_state& st = *states_.at(id);
+    if (metrics_) {
+      if (!st.first_token) {
+        st.first_token = now;
+        ttft_.push_back(std::chrono::duration<double>(now - st.arrival).count());
+      } else {
+        itl_.push_back(std::chrono::duration<double>(now - st.last_token).count());
+      }
+      st.last_token = now;
+    }
     if (st.detok) st.text += st.detok->push(token);
     stop_decision d = st.stops.check(token, st.text);
     const request* r = scheduler_.find(id);
@@ -91,6 +134,25 @@ std::vector<request_output> engine_core::update(const step_plan& plan, const ste
     }
     if (out.finished) states_.erase(id);
     outputs.push_back(std::move(out));
+  }
+  if (metrics_) {
+    const scheduler_stats& s = scheduler_.stats();
+    const prefix_cache_stats p = kv_.stats();
+    step_report rep;
+    rep.num_running = num_running();
+    rep.num_waiting = num_waiting();
+    rep.kv_cache_usage = kv_.usage();
+    rep.num_seqs = static_cast<int32_t>(plan.seqs.size());
+    rep.num_prompt_tokens = s.num_computed_prompt_tokens - reported_sched_.num_computed_prompt_tokens;
+    rep.num_generation_tokens = static_cast<int64_t>(appended.size());
+    rep.num_preemptions = s.num_preemptions - reported_sched_.num_preemptions;
+    rep.num_prefix_cache_queries = p.num_queried_tokens - reported_prefix_.num_queried_tokens;
+    rep.num_prefix_cache_hits = p.num_hit_tokens - reported_prefix_.num_hit_tokens;
+    rep.time_to_first_token_s = ttft_;
+    rep.inter_token_latency_s = itl_;
+    metrics_->on_step(rep);
+    reported_sched_ = s;
+    reported_prefix_ = p;
   }
   return outputs;
 }

@@ -3,6 +3,7 @@
 // the scheduler, and turns sampled tokens into outputs (incremental text, stop rules, finish reasons).
 // The scheduler actor owns one and only moves messages in and out of it.
 
+#include <chrono>
 #include <memory>
 #include <optional>
 #include <random>
@@ -10,6 +11,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "runtime/engine_metrics.hpp"
 #include "runtime/kv_cache_manager.hpp"
 #include "runtime/sampling_params.hpp"
 #include "runtime/scheduler.hpp"
@@ -78,7 +80,10 @@ public:
   std::optional<request_output> abort(request_id id);
 
   // Plans the next step; an empty plan when nothing can run.
-  step_plan schedule() { return scheduler_.schedule(); }
+  step_plan schedule();
+
+  // Reports steps and finished requests to `m` from now on (null: no metrics). `m` must outlive this.
+  void set_metrics(engine_metrics* m) { metrics_ = m; }
 
   // Applies a step's sampled tokens: one output per sampled token, finished requests released.
   std::vector<request_output> update(const step_plan& plan, const step_result& result);
@@ -104,8 +109,12 @@ private:
     std::string text;
     size_t released = 0;
     int32_t num_prompt_tokens = 0;
+    std::chrono::steady_clock::time_point arrival = std::chrono::steady_clock::now();
+    std::optional<std::chrono::steady_clock::time_point> first_scheduled, first_token;
+    std::chrono::steady_clock::time_point last_token;
   };
   request_output finish(request_id id, output_state& st, request_status status);
+  void report_finished(const output_state& st, int32_t num_generated, request_status status);
 
   engine_config config_;
   const tokenizer* tokenizer_;
@@ -114,6 +123,11 @@ private:
   std::unordered_map<request_id, std::unique_ptr<output_state>> states_;
   std::mt19937_64 seeds_;
   uint64_t arrivals_ = 0;
+  engine_metrics* metrics_ = nullptr;
+  // Running totals at the last step report, to report per-step deltas.
+  scheduler_stats reported_sched_;
+  prefix_cache_stats reported_prefix_;
+  std::vector<double> ttft_, itl_;
 };
 
 } // namespace troupe
