@@ -24,7 +24,7 @@ using tcp = net::ip::tcp;
 using json = nlohmann::json;
 
 struct gateway::impl : std::enable_shared_from_this<gateway::impl> {
-  impl(engine& e, const gateway_options& o) : eng(e), opts(o), acceptor(ioc) {}
+  impl(engine& e, const gateway_options& o) : eng(e), opts(o), acceptor(ioc), admission(o.admission) {}
 
   engine& eng;
   gateway_options opts;
@@ -33,7 +33,9 @@ struct gateway::impl : std::enable_shared_from_this<gateway::impl> {
   std::vector<std::thread> threads;
   std::atomic<bool> draining = false;
   std::atomic<int64_t> in_flight = 0;
+  std::atomic<int32_t> num_queued = 0;  // admitted requests that have no output yet: the queue the cap applies to
   std::string model_name;
+  admission_controller admission;
 
   void accept();
 };
@@ -79,14 +81,19 @@ private:
     route();
   }
 
-  bool authorized() const {
-    if (gw_->opts.api_keys.empty()) return true;
+  std::string api_key() const {
     const auto it = req_.find(http::field::authorization);
-    if (it == req_.end()) return false;
+    if (it == req_.end()) return {};
     const std::string_view value(it->value().data(), it->value().size());
-    if (!value.starts_with("Bearer ")) return false;
-    const std::string key(value.substr(7));
-    return std::find(gw_->opts.api_keys.begin(), gw_->opts.api_keys.end(), key) != gw_->opts.api_keys.end();
+    return value.starts_with("Bearer ") ? std::string(value.substr(7)) : std::string();
+  }
+
+  void reject(const admission_refusal& r) {
+    gw_->eng.internals().metrics->on_rejected(r.reason == "queue_full"     ? reject_reason::queue_full
+                                              : r.reason == "unauthorized" ? reject_reason::unauthorized
+                                                                           : reject_reason::rate_limited);
+    respond(static_cast<http::status>(r.status), error_json(r.status, r.type, r.message), "application/json",
+            r.retry_after_s);
   }
 
   void route() {
@@ -97,14 +104,20 @@ private:
       return respond(gw_->draining ? http::status::service_unavailable : http::status::ok, "", "text/plain");
     }
     if (get && path == "/version") return respond(http::status::ok, json({{"version", "0.1.0"}}).dump());
-    if (path.starts_with("/v1/") && !authorized())
-      return respond(http::status::unauthorized, error_json(401, "AuthenticationError", "Unauthorized"));
+    if (path.starts_with("/v1/") && !gw_->admission.authorized(api_key())) {
+      gw_->eng.internals().metrics->on_rejected(reject_reason::unauthorized);
+      return respond(http::status::unauthorized,
+                     error_json(401, "AuthenticationError", api_key().empty() ? "Missing API key: send 'Authorization: Bearer <key>'"
+                                                                              : "Invalid API key"));
+    }
     if (get && path == "/v1/models") return respond(http::status::ok, models_json());
     if (get && path == "/metrics") return respond(http::status::ok, metrics_text(), "text/plain; version=0.0.4");
     if (post && (path == "/v1/completions" || path == "/v1/chat/completions")) {
-      if (gw_->draining)
+      if (gw_->draining) {
+        gw_->eng.internals().metrics->on_rejected(reject_reason::draining);
         return respond(http::status::service_unavailable,
                        error_json(503, "ServiceUnavailableError", "The server is shutting down"));
+      }
       return start_completion(path == "/v1/chat/completions");
     }
     respond(http::status::not_found, error_json(404, "NotFoundError", "Not Found: " + path));
@@ -121,13 +134,29 @@ private:
   void start_completion(bool chat) {
     completion_plan plan;
     try {
-      plan = plan_completion(gw_->eng, gw_->model_name, req_.body(), chat);
+      plan = plan_completion(gw_->eng, gw_->model_name, req_.body(), chat, gw_->opts.max_tokens_limit);
     } catch (const api_error& e) {
+      gw_->eng.internals().metrics->on_rejected(e.status == 400 && std::string(e.what()).find("maximum context length") != std::string::npos
+                                                    ? reject_reason::too_long
+                                                    : reject_reason::invalid);
       return respond(static_cast<http::status>(e.status),
                      error_json(e.status, e.type, e.what(), e.param.empty() ? json(nullptr) : json(e.param)));
     }
+    int64_t cost = 0;
+    for (const auto& r : plan.requests) cost += static_cast<int64_t>(r.prompt_ids.size()) + r.params.max_tokens;
+    if (auto refusal = gw_->admission.admit(api_key(), cost, gw_->num_queued, tenant_)) return reject(*refusal);
     ++gw_->in_flight;
+    ++gw_->num_queued;
+    queued_ = true;
     counted_ = true;
+    if (gw_->opts.request_timeout_s > 0) {
+      timer_.emplace(stream_.get_executor());
+      timer_->expires_after(std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+          std::chrono::duration<double>(gw_->opts.request_timeout_s)));
+      timer_->async_wait([self = shared_from_this()](beast::error_code ec) {
+        if (!ec) self->timed_out();
+      });
+    }
     stream_mode_ = plan.stream;
     builder_.emplace(std::move(plan));
     sink_ = spawn_completion_sink(gw_->eng, builder_->requests(), weak_from_this_listener());
@@ -158,14 +187,41 @@ private:
   void finish_completion() {
     builder_.reset();
     sink_ = {};
+    if (timer_) timer_->cancel();
+    timer_.reset();
+    left_queue();
     if (counted_) {
       --gw_->in_flight;
+      gw_->admission.release(tenant_);
       counted_ = false;
     }
   }
 
+  void left_queue() {
+    if (queued_) {
+      --gw_->num_queued;
+      queued_ = false;
+    }
+  }
+
+  // The request ran past --request-timeout: it is aborted; the client gets 504, or an error event.
+  void timed_out() {
+    if (!builder_) return;
+    gw_->eng.internals().metrics->on_rejected(reject_reason::timeout);
+    if (sink_) stop_completion_sink(gw_->eng, sink_);
+    const std::string message = "The request did not finish within the server's request timeout (" +
+                                std::to_string(gw_->opts.request_timeout_s) + " s)";
+    const bool streaming = headers_sent_;
+    finish_completion();
+    if (!streaming) return respond(http::status::gateway_timeout, error_json(504, "TimeoutError", message));
+    enqueue("data: " + error_json(504, "TimeoutError", message) + "\n\n");
+    finishing_ = true;
+    write_next();
+  }
+
   void handle_event(completion_event ev) {
     if (!builder_) return;
+    if (ev.what == completion_event::kind::outputs) left_queue();
     if (!ev.error.empty() && !headers_sent_) {
       const int status = ev.error_status;
       stop_completion_sink(gw_->eng, sink_);
@@ -191,6 +247,7 @@ private:
     if (queue_.size() > gw_->opts.max_stream_buffer) {
       // A consumer this far behind is cut off; everyone else goes on.
       spdlog::warn("a streaming client fell {} events behind; cutting it off", queue_.size());
+      gw_->eng.internals().metrics->on_rejected(reject_reason::slow_consumer);
       if (sink_) stop_completion_sink(gw_->eng, sink_);
       finish_completion();
       close();
@@ -242,8 +299,10 @@ private:
     });
   }
 
-  void respond(http::status status, std::string body, const char* content_type = "application/json") {
+  void respond(http::status status, std::string body, const char* content_type = "application/json",
+               int retry_after_s = 0) {
     auto res = std::make_shared<http::response<http::string_body>>(status, req_.version());
+    if (retry_after_s > 0) res->set(http::field::retry_after, std::to_string(retry_after_s));
     res->set(http::field::server, "troupe");
     res->set(http::field::content_type, content_type);
     res->keep_alive(keep_alive_);
@@ -271,6 +330,9 @@ private:
   bool keep_alive_ = true;
   bool closed_ = false;
   bool counted_ = false;
+  bool queued_ = false;
+  std::string tenant_;
+  std::optional<net::steady_timer> timer_;
   // The completion in progress.
   std::optional<completion_builder> builder_;
   sink_handle sink_;

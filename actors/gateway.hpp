@@ -11,13 +11,16 @@
 #include <vector>
 
 #include "actors/engine.hpp"
+#include "runtime/admission.hpp"
 
 namespace troupe {
 
 struct gateway_options {
   std::string host = "0.0.0.0";
   uint16_t port = 8000;               // 0: any free port
-  std::vector<std::string> api_keys;  // empty: no key needed
+  admission_config admission;         // API keys, tenants, queue cap
+  int32_t max_tokens_limit = 0;       // 0: none; a request asking for more is refused, one asking nothing gets this
+  double request_timeout_s = 0;       // 0: none; a request running longer is aborted
   int32_t io_threads = 2;
   size_t max_body_bytes = 16 << 20;
   size_t max_stream_buffer = 256;     // SSE events queued for one slow client before it is cut off

@@ -61,7 +61,8 @@ sampling_params parse_sampling(const json& j, bool chat) {
 
 } // namespace
 
-completion_plan plan_completion(engine& e, const std::string& model_name, const std::string& body, bool chat) {
+completion_plan plan_completion(engine& e, const std::string& model_name, const std::string& body, bool chat,
+                                int32_t max_tokens_limit) {
   json j = json::parse(body, nullptr, false);
   if (j.is_discarded() || !j.is_object()) throw bad_request("The request body is not a JSON object");
   completion_plan plan;
@@ -99,6 +100,14 @@ completion_plan plan_completion(engine& e, const std::string& model_name, const 
     }
   }
   sampling_params params = parse_sampling(j, chat);
+  if (max_tokens_limit > 0) {
+    const bool asked = j.contains("max_tokens") || j.contains("max_completion_tokens");
+    if (asked && params.max_tokens > max_tokens_limit)
+      throw bad_request("max_tokens must be at most " + std::to_string(max_tokens_limit) + " on this server, got " +
+                            std::to_string(params.max_tokens),
+                        "max_tokens");
+    if (!asked) params.max_tokens = max_tokens_limit;
+  }
   const int32_t vocab = static_cast<int32_t>(e.config().vocab_size);
   if (std::string invalid = params.validate(vocab); !invalid.empty()) throw bad_request(invalid);
   const int64_t max_len = e.max_model_len();

@@ -33,7 +33,9 @@ struct completion_plan {
 };
 
 // Parses and validates a /v1/completions or /v1/chat/completions body. Throws api_error.
-completion_plan plan_completion(engine& e, const std::string& model_name, const std::string& body, bool chat);
+// max_tokens_limit: the server's cap (0: none).
+completion_plan plan_completion(engine& e, const std::string& model_name, const std::string& body, bool chat,
+                                int32_t max_tokens_limit = 0);
 
 // What the sink actor reports to the connection, in order.
 struct completion_event {

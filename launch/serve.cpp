@@ -27,6 +27,7 @@ struct serve_options {
   gateway_options http;
   int32_t client_port = 8001;
   double shutdown_timeout = 30;
+  std::string tenants_file;
 };
 
 void run_serve(const serve_options& o) {
@@ -37,10 +38,12 @@ void run_serve(const serve_options& o) {
   sigaddset(&signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
+  gateway_options http_options = o.http;
+  if (!o.tenants_file.empty()) http_options.admission.tenants = read_tenants_file(o.tenants_file);
   engine e(o.engine);
   const uint16_t port = publish_client_endpoint(e, o.http.host, static_cast<uint16_t>(o.client_port));
   std::printf("troupe: native client API listening on %s:%u\n", o.http.host.c_str(), port);
-  gateway http(e, o.http);
+  gateway http(e, http_options);
   std::printf("troupe: HTTP API listening on %s:%u\n", o.http.host.c_str(), http.port());
   std::fflush(stdout);
   spdlog::info("serving {}: OpenAI API on http://{}:{}, native client API on {}:{}", e.config().architecture_name,
@@ -64,7 +67,13 @@ void register_serve(CLI::App& app) {
   add_engine_flags(cmd, o->engine);
   cmd->add_option("--host", o->http.host, "Address to listen on")->capture_default_str();
   cmd->add_option("--port", o->http.port, "Port of the OpenAI-compatible HTTP API (0: any free port)")->capture_default_str();
-  cmd->add_option("--api-key", o->http.api_keys, "API key clients must send as 'Authorization: Bearer KEY' (repeatable)");
+  cmd->add_option("--api-key", o->http.admission.api_keys, "API key clients must send as 'Authorization: Bearer KEY' (repeatable)");
+  cmd->add_option("--tenants-file", o->tenants_file, "JSON file mapping API keys to tenants with token-rate and concurrency limits");
+  cmd->add_option("--max-queue-len", o->http.admission.max_queue_len, "Waiting requests beyond this are refused with 429 (0: no cap)");
+  cmd->add_option("--max-tokens-limit", o->http.max_tokens_limit, "Server-side cap on max_tokens (0: none)");
+  cmd->add_option("--request-timeout", o->http.request_timeout_s, "Seconds a request may take before it is aborted (0: none)");
+  cmd->add_option("--max-stream-buffer", o->http.max_stream_buffer, "SSE events queued for a slow client before it is cut off")
+      ->capture_default_str();
   cmd->add_option("--served-model-name", o->engine.served_model_name, "Model name in the API (default: --model)");
   cmd->add_option("--shutdown-timeout", o->shutdown_timeout, "Seconds requests in flight get to finish after SIGTERM")
       ->capture_default_str();
