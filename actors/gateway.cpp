@@ -145,6 +145,7 @@ private:
     int64_t cost = 0;
     for (const auto& r : plan.requests) cost += static_cast<int64_t>(r.prompt_ids.size()) + r.params.max_tokens;
     if (auto refusal = gw_->admission.admit(api_key(), cost, gw_->num_queued, tenant_)) return reject(*refusal);
+    ++generation_;
     ++gw_->in_flight;
     ++gw_->num_queued;
     queued_ = true;
@@ -169,12 +170,19 @@ private:
 
   // A client that closes its connection while waiting aborts its requests (their blocks are freed).
   void watch_for_disconnect() {
-    stream_.socket().async_wait(tcp::socket::wait_read, [self = shared_from_this()](beast::error_code ec) {
-      if (ec || !self->builder_) return;
+    stream_.socket().async_wait(tcp::socket::wait_read, [self = shared_from_this(), generation = generation_](beast::error_code ec) {
+      // A wait armed for an earlier request of this connection is stale.
+      if (ec || !self->builder_ || generation != self->generation_) return;
+      // Never block the strand: peek without waiting. EOF reads as 0 bytes and no error.
+      auto& socket = self->stream_.socket();
       beast::error_code peek_ec;
+      socket.non_blocking(true, peek_ec);
       char byte;
-      const size_t n = self->stream_.socket().receive(net::buffer(&byte, 1), tcp::socket::message_peek, peek_ec);
-      if (n == 0) self->client_gone();
+      const size_t n = socket.receive(net::buffer(&byte, 1), tcp::socket::message_peek, peek_ec);
+      socket.non_blocking(false, ec);
+      if (peek_ec == net::error::would_block) return self->watch_for_disconnect();
+      if (peek_ec || n == 0) self->client_gone();
+      // n > 0: the client sent more (a pipelined request); it is read once this one is answered.
     });
   }
 
@@ -331,6 +339,7 @@ private:
   bool closed_ = false;
   bool counted_ = false;
   bool queued_ = false;
+  uint64_t generation_ = 0;  // counts this connection's completions
   std::string tenant_;
   std::optional<net::steady_timer> timer_;
   // The completion in progress.

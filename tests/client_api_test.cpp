@@ -12,62 +12,12 @@
 
 #include <troupe/client.hpp>
 
-namespace {
+#include "tests/support/server_process.hpp"
 
-// A `troupe serve` child process; learns its port from the line it prints when ready.
-class server_process {
-public:
-  explicit server_process(const std::string& extra_args = "") {
-    int fds[2];
-    if (::pipe(fds) != 0) throw std::runtime_error("pipe");
-    pid_ = ::fork();
-    if (pid_ == 0) {
-      ::dup2(fds[1], STDOUT_FILENO);
-      ::close(fds[0]);
-      const std::string cmd = std::string("exec ") + TROUPE_BINARY +
-                              " serve --host 127.0.0.1 --port 0 --client-port 0 --max-num-seqs 64 " + extra_args;
-      ::execl("/bin/sh", "sh", "-c", cmd.c_str(), static_cast<char*>(nullptr));
-      ::_exit(127);
-    }
-    ::close(fds[1]);
-    out_ = ::fdopen(fds[0], "r");
-    char line[512];
-    while (std::fgets(line, sizeof line, out_)) {
-      unsigned port = 0;
-      if (std::sscanf(line, "troupe: native client API listening on 127.0.0.1:%u", &port) == 1) {
-        port_ = static_cast<uint16_t>(port);
-        break;
-      }
-    }
-    if (port_ == 0) throw std::runtime_error("troupe serve did not start");
-  }
-  ~server_process() {
-    if (pid_ > 0) {
-      ::kill(pid_, SIGKILL);
-      ::waitpid(pid_, nullptr, 0);
-    }
-    if (out_) std::fclose(out_);
-  }
-  uint16_t port() const { return port_; }
-  // Sends SIGTERM and returns the exit code.
-  int terminate() {
-    ::kill(pid_, SIGTERM);
-    int status = 0;
-    ::waitpid(pid_, &status, 0);
-    pid_ = -1;
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  }
-
-private:
-  pid_t pid_ = -1;
-  FILE* out_ = nullptr;
-  uint16_t port_ = 0;
-};
-
-} // namespace
+using troupe::testing::server_process;
 
 TEST(client_api, the_example_completes_90_jobs_cancels_10_and_the_block_pool_returns_to_its_start) {
-  server_process server;
+  server_process server("--max-num-seqs 64");
   const std::string cmd = std::string(TROUPE_EXAMPLES_DIR) + "/client_jobs 127.0.0.1 " + std::to_string(server.port());
   FILE* pipe = ::popen(cmd.c_str(), "r");
   std::string out;
@@ -85,7 +35,7 @@ TEST(client_api, the_example_completes_90_jobs_cancels_10_and_the_block_pool_ret
 }
 
 TEST(client_api, streams_tokens_as_events_and_the_result_equals_their_sum) {
-  server_process server;
+  server_process server("--max-num-seqs 64");
   auto c = troupe::client::connect("127.0.0.1", server.port());
   troupe::job j;
   j.prompt = "Hello";
@@ -107,7 +57,7 @@ TEST(client_api, streams_tokens_as_events_and_the_result_equals_their_sum) {
 }
 
 TEST(client_api, a_refused_job_throws_the_servers_reason) {
-  server_process server("--max-model-len 64");
+  server_process server("--max-num-seqs 64 --max-model-len 64");
   auto c = troupe::client::connect("127.0.0.1", server.port());
   troupe::job j;
   j.prompt_token_ids = std::vector<int32_t>(100, 5);
@@ -127,7 +77,7 @@ TEST(client_api, a_refused_job_throws_the_servers_reason) {
 }
 
 TEST(client_api, a_client_that_vanishes_has_its_jobs_aborted_and_their_blocks_freed) {
-  server_process server;
+  server_process server("--max-num-seqs 64");
   {
     auto vanishing = troupe::client::connect("127.0.0.1", server.port());
     troupe::job j;

@@ -1,0 +1,283 @@
+// The OpenAI-compatible HTTP API of a live `troupe serve` on loopback, driven by curl.
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "tests/support/server_process.hpp"
+
+using json = nlohmann::json;
+using troupe::testing::server_process;
+using troupe::testing::shell;
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string quote(const std::string& s) {
+  std::string q = "'";
+  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return q + "'";
+}
+
+struct http_reply {
+  int status = 0;
+  std::string body;
+  std::map<std::string, std::string> headers;  // lower-case names
+};
+
+http_reply post(const server_process& s, const std::string& path, const std::string& body, const std::string& extra = "") {
+  const fs::path headers = fs::temp_directory_path() / ("troupe_http_h_" + std::to_string(::getpid()) + "_" +
+                                                        std::to_string(std::hash<std::thread::id>{}(std::this_thread::get_id())));
+  const std::string out = shell("curl -s -D " + headers.string() + " -w '\\n%{http_code}' " + extra + " " + quote(s.url(path)) +
+                                " -H 'Content-Type: application/json' --data-binary " + quote(body));
+  http_reply r;
+  const size_t nl = out.rfind('\n');
+  r.body = out.substr(0, nl);
+  r.status = std::stoi(out.substr(nl + 1));
+  std::ifstream in(headers);
+  for (std::string line; std::getline(in, line);) {
+    const size_t colon = line.find(':');
+    if (colon == std::string::npos) continue;
+    std::string name = line.substr(0, colon);
+    for (auto& c : name) c = static_cast<char>(std::tolower(c));
+    std::string value = line.substr(colon + 1);
+    while (!value.empty() && (value.front() == ' ')) value.erase(0, 1);
+    while (!value.empty() && (value.back() == '\r' || value.back() == '\n')) value.pop_back();
+    r.headers[name] = value;
+  }
+  fs::remove(headers);
+  return r;
+}
+
+// The data events of an SSE body, "[DONE]" included.
+std::vector<std::string> sse_events(const std::string& body) {
+  std::vector<std::string> events;
+  std::istringstream in(body);
+  for (std::string line; std::getline(in, line);)
+    if (line.rfind("data: ", 0) == 0) events.push_back(line.substr(6));
+  return events;
+}
+
+std::string streamed_text(const std::string& body, std::string* finish_reason = nullptr) {
+  std::string text;
+  for (const auto& e : sse_events(body)) {
+    if (e == "[DONE]") break;
+    const json chunk = json::parse(e);
+    for (const auto& c : chunk["choices"]) {
+      text += c.contains("text") ? c["text"].get<std::string>() : c["delta"].value("content", "");
+      if (finish_reason && !c["finish_reason"].is_null()) *finish_reason = c["finish_reason"];
+    }
+  }
+  return text;
+}
+
+} // namespace
+
+TEST(http_api, completions_answer_with_text_usage_and_finish_reason) {
+  server_process s;
+  const auto r = post(s, "/v1/completions", R"({"prompt": "Hello world", "max_tokens": 12, "temperature": 0, "ignore_eos": true})");
+  ASSERT_EQ(r.status, 200) << r.body;
+  const json j = json::parse(r.body);
+  EXPECT_EQ(j["object"], "text_completion");
+  EXPECT_EQ(j["model"], "troupe-default");
+  EXPECT_EQ(j["choices"][0]["finish_reason"], "length");
+  EXPECT_EQ(j["usage"]["completion_tokens"], 12);
+  EXPECT_EQ(j["usage"]["total_tokens"], j["usage"]["prompt_tokens"].get<int>() + 12);
+  // The stream of the same greedy request carries the same text, then a usage chunk, then [DONE].
+  const auto st = post(s, "/v1/completions",
+                       R"({"prompt": "Hello world", "max_tokens": 12, "temperature": 0, "ignore_eos": true, "stream": true,
+                           "stream_options": {"include_usage": true}})");
+  ASSERT_EQ(st.status, 200);
+  EXPECT_EQ(st.headers.at("content-type"), "text/event-stream");
+  std::string reason;
+  EXPECT_EQ(streamed_text(st.body, &reason), j["choices"][0]["text"].get<std::string>());
+  EXPECT_EQ(reason, "length");
+  const auto events = sse_events(st.body);
+  ASSERT_GE(events.size(), 2u);
+  EXPECT_EQ(events.back(), "[DONE]");
+  EXPECT_EQ(json::parse(events[events.size() - 2])["usage"]["completion_tokens"], 12);
+}
+
+TEST(http_api, token_id_prompts_several_prompts_and_n_give_every_choice) {
+  server_process s;
+  const auto r = post(s, "/v1/completions", R"({"prompt": [[5, 6, 7], [8, 9]], "n": 2, "max_tokens": 3, "seed": 4, "ignore_eos": true})");
+  ASSERT_EQ(r.status, 200) << r.body;
+  const json j = json::parse(r.body);
+  ASSERT_EQ(j["choices"].size(), 4u);
+  for (size_t i = 0; i < 4; ++i) EXPECT_EQ(j["choices"][i]["index"], i);
+  EXPECT_EQ(j["usage"]["prompt_tokens"], 5);
+  EXPECT_EQ(j["usage"]["completion_tokens"], 12);
+}
+
+TEST(http_api, the_same_seed_gives_the_same_text) {
+  server_process s;
+  const std::string body = R"({"prompt": "Once", "max_tokens": 16, "temperature": 1.0, "seed": 11, "ignore_eos": true})";
+  const auto a = post(s, "/v1/completions", body), b = post(s, "/v1/completions", body);
+  EXPECT_EQ(json::parse(a.body)["choices"][0]["text"], json::parse(b.body)["choices"][0]["text"]);
+}
+
+TEST(http_api, a_stop_string_ends_the_text_before_it) {
+  server_process s;
+  const auto full = post(s, "/v1/completions", R"({"prompt": "Hello", "max_tokens": 24, "temperature": 0, "ignore_eos": true})");
+  const std::string text = json::parse(full.body)["choices"][0]["text"];
+  ASSERT_GE(text.size(), 8u);
+  const std::string stop = text.substr(4, 3);
+  const size_t at = text.find(stop);
+  const auto r = post(s, "/v1/completions", json({{"prompt", "Hello"}, {"max_tokens", 24}, {"temperature", 0}, {"ignore_eos", true}, {"stop", stop}}).dump());
+  const json j = json::parse(r.body);
+  EXPECT_EQ(j["choices"][0]["text"], text.substr(0, at));
+  EXPECT_EQ(j["choices"][0]["finish_reason"], "stop");
+}
+
+TEST(http_api, errors_are_openai_error_objects_with_status_type_and_param) {
+  server_process s("--max-model-len 64");
+  auto r = post(s, "/v1/completions", "{not json");
+  EXPECT_EQ(r.status, 400);
+  EXPECT_EQ(json::parse(r.body)["error"]["type"], "BadRequestError");
+  r = post(s, "/v1/completions", R"({"model": "gpt-4", "prompt": "x"})");
+  EXPECT_EQ(r.status, 404);
+  EXPECT_EQ(json::parse(r.body)["error"]["message"], "The model `gpt-4` does not exist.");
+  EXPECT_EQ(json::parse(r.body)["error"]["param"], "model");
+  r = post(s, "/v1/completions", R"({"prompt": [1, 2, 3], "max_tokens": 100})");
+  EXPECT_EQ(r.status, 400);
+  EXPECT_EQ(json::parse(r.body)["error"]["message"],
+            "This model's maximum context length is 64 tokens. However, you requested 103 tokens (3 in the messages, 100 in "
+            "the completion). Please reduce the length of the messages or completion.");
+  r = post(s, "/v1/completions", R"({"prompt": "x", "temperature": -1})");
+  EXPECT_EQ(r.status, 400);
+  EXPECT_NE(json::parse(r.body)["error"]["message"].get<std::string>().find("temperature"), std::string::npos);
+  r = post(s, "/v1/completions", R"({"prompt": "x", "n": 0})");
+  EXPECT_EQ(json::parse(r.body)["error"]["param"], "n");
+  r = post(s, "/v1/nothing", "{}");
+  EXPECT_EQ(r.status, 404);
+  // The server still serves.
+  EXPECT_EQ(post(s, "/v1/completions", R"({"prompt": "x", "max_tokens": 2})").status, 200);
+}
+
+TEST(http_api, api_keys_are_required_when_given) {
+  server_process s("--api-key secret");
+  auto r = post(s, "/v1/completions", R"({"prompt": "x", "max_tokens": 2})");
+  EXPECT_EQ(r.status, 401);
+  EXPECT_EQ(json::parse(r.body)["error"]["type"], "AuthenticationError");
+  EXPECT_EQ(post(s, "/v1/completions", R"({"prompt": "x", "max_tokens": 2})", "-H 'Authorization: Bearer wrong'").status, 401);
+  EXPECT_EQ(post(s, "/v1/completions", R"({"prompt": "x", "max_tokens": 2})", "-H 'Authorization: Bearer secret'").status, 200);
+}
+
+TEST(http_api, a_body_over_the_limit_gets_413) {
+  server_process s;
+  const fs::path big = fs::temp_directory_path() / ("troupe_big_body_" + std::to_string(::getpid()));
+  {
+    std::ofstream out(big);
+    out << R"({"prompt": ")" << std::string(17 << 20, 'a') << R"("})";
+  }
+  const std::string code = shell("curl -s -o /dev/null -w '%{http_code}' " + quote(s.url("/v1/completions")) +
+                                 " -H 'Content-Type: application/json' --data-binary @" + big.string());
+  fs::remove(big);
+  EXPECT_EQ(code, "413");
+}
+
+TEST(http_api, a_tenant_over_its_budget_gets_429_while_another_goes_on) {
+  const fs::path tenants = fs::temp_directory_path() / ("troupe_tenants_" + std::to_string(::getpid()) + ".json");
+  std::ofstream(tenants) << R"({"tenants": [{"name": "small", "api_keys": ["k-small"], "tokens_per_minute": 100},
+                                          {"name": "big", "api_keys": ["k-big"]}]})";
+  server_process s("--tenants-file " + tenants.string());
+  const std::string body = R"({"prompt": [1, 2, 3, 4, 5], "max_tokens": 35})";  // costs 40 tokens
+  EXPECT_EQ(post(s, "/v1/completions", body, "-H 'Authorization: Bearer k-small'").status, 200);
+  EXPECT_EQ(post(s, "/v1/completions", body, "-H 'Authorization: Bearer k-small'").status, 200);
+  const auto r = post(s, "/v1/completions", body, "-H 'Authorization: Bearer k-small'");
+  EXPECT_EQ(r.status, 429);
+  EXPECT_EQ(json::parse(r.body)["error"]["type"], "RateLimitError");
+  ASSERT_TRUE(r.headers.count("retry-after"));
+  EXPECT_FALSE(r.headers.at("retry-after").empty());
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(post(s, "/v1/completions", body, "-H 'Authorization: Bearer k-big'").status, 200);
+  const std::string metrics = shell("curl -s " + quote(s.url("/metrics")));
+  EXPECT_NE(metrics.find("troupe:request_rejected_total{model_name=\"troupe-default\",reason=\"rate_limited\"} 1.0"), std::string::npos)
+      << metrics.substr(0, 400);
+  fs::remove(tenants);
+}
+
+TEST(http_api, many_concurrent_streams_each_equal_their_single_request_output_and_disconnects_free_their_blocks) {
+  server_process s("--max-num-seqs 256");
+  const int unique = 20, copies = 40, quitters = 100;  // 800 complete streams, 100 that hang up early
+  const fs::path dir = fs::temp_directory_path() / ("troupe_streams_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  std::vector<std::string> expected(unique);
+  for (int p = 0; p < unique; ++p) {
+    const std::string body = json({{"prompt", "Prompt number " + std::to_string(p)}, {"max_tokens", 24}, {"temperature", 0},
+                                   {"ignore_eos", true}}).dump();
+    expected[p] = json::parse(post(s, "/v1/completions", body).body)["choices"][0]["text"];
+    json streaming_body = json::parse(body);
+    streaming_body["stream"] = true;
+    std::ofstream(dir / ("body" + std::to_string(p) + ".json")) << streaming_body.dump();
+  }
+  std::ofstream(dir / "long.json") << R"({"prompt": "long", "max_tokens": 3000, "stream": true, "ignore_eos": true})";
+  {
+    std::ofstream cfg(dir / "streams.cfg");
+    // Transfers are separated by "next" (a trailing one would be an empty transfer).
+    for (int i = 0; i < unique * copies; ++i)
+      cfg << (i ? "next\n" : "") << "url = \"" << s.url("/v1/completions") << "\"\noutput = \"" << (dir / ("out" + std::to_string(i))).string()
+          << "\"\nheader = \"Content-Type: application/json\"\ndata-binary = \"@" << (dir / ("body" + std::to_string(i % unique) + ".json")).string()
+          << "\"\n";
+    std::ofstream quit(dir / "quitters.cfg");
+    for (int i = 0; i < quitters; ++i)
+      quit << (i ? "next\n" : "") << "url = \"" << s.url("/v1/completions") << "\"\noutput = /dev/null\nmax-time = 0.05\n"
+           << "header = \"Content-Type: application/json\"\ndata-binary = \"@" << (dir / "long.json").string() << "\"\n";
+  }
+  std::thread quitting([&] { shell("curl -s --parallel --parallel-max 100 -K " + (dir / "quitters.cfg").string() + " 2>/dev/null"); });
+  std::thread streaming([&] { shell("curl -s --parallel --parallel-max 1000 -K " + (dir / "streams.cfg").string()); });
+  // /health answers throughout.
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(shell("curl -s -m 2 -o /dev/null -w '%{http_code}' " + quote(s.url("/health"))), "200");
+  streaming.join();
+  quitting.join();
+  int mismatched = 0;
+  for (int i = 0; i < unique * copies; ++i) {
+    std::ifstream in(dir / ("out" + std::to_string(i)));
+    const std::string body((std::istreambuf_iterator<char>(in)), {});
+    if (streamed_text(body) != expected[i % unique] && ++mismatched <= 3) ADD_FAILURE() << "stream " << i << ": " << body.substr(0, 300);
+  }
+  EXPECT_EQ(mismatched, 0);
+  // Every block comes back once the hung-up requests are aborted.
+  std::string metrics;
+  for (int i = 0; i < 200; ++i) {
+    metrics = shell("curl -s " + quote(s.url("/metrics")));
+    if (metrics.find("troupe:num_requests_running{model_name=\"troupe-default\"} 0.0") != std::string::npos &&
+        metrics.find("troupe:kv_cache_usage_perc{model_name=\"troupe-default\"} 0.0") != std::string::npos)
+      break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_NE(metrics.find("troupe:kv_cache_usage_perc{model_name=\"troupe-default\"} 0.0"), std::string::npos);
+  // The hung-up requests that reached the engine were aborted, none ran to its length (only the 20 + 800
+  // complete ones did). Some hang up before the server has read them.
+  EXPECT_NE(metrics.find("troupe:request_success_total{finished_reason=\"length\",model_name=\"troupe-default\"} 820.0"), std::string::npos);
+  EXPECT_EQ(metrics.find("troupe:request_success_total{finished_reason=\"abort\",model_name=\"troupe-default\"} 0.0"), std::string::npos);
+  fs::remove_all(dir);
+}
+
+TEST(http_api, sigterm_lets_requests_in_flight_finish_refuses_new_ones_and_exits_0) {
+  server_process s;
+  std::string in_flight;
+  std::thread running([&] {
+    in_flight = shell("curl -s " + quote(s.url("/v1/completions")) +
+                      " -d '{\"prompt\": \"x\", \"max_tokens\": 400, \"ignore_eos\": true, \"stream\": true}'");
+  });
+  // Wait until it streams, then ask the server to stop.
+  for (int i = 0; i < 100; ++i) {
+    if (shell("curl -s " + quote(s.url("/metrics"))).find("troupe:num_requests_running{model_name=\"troupe-default\"} 1.0") != std::string::npos) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  s.signal(SIGTERM);
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_EQ(shell("curl -s -o /dev/null -w '%{http_code}' " + quote(s.url("/health"))), "503");
+  EXPECT_EQ(post(s, "/v1/completions", R"({"prompt": "x"})").status, 503);
+  running.join();
+  std::string reason;
+  streamed_text(in_flight, &reason);
+  EXPECT_EQ(reason, "length");
+  EXPECT_EQ(s.wait(), 0);
+}

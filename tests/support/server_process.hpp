@@ -1,0 +1,82 @@
+#pragma once
+// A `troupe serve` child process for end-to-end tests: it listens on free ports (--port 0,
+// --client-port 0) and the test learns them from the lines the server prints when ready.
+
+#include <cstdio>
+#include <stdexcept>
+#include <string>
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+namespace troupe::testing {
+
+class server_process {
+public:
+  explicit server_process(const std::string& extra_args = "") {
+    int fds[2];
+    if (::pipe(fds) != 0) throw std::runtime_error("pipe");
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      ::dup2(fds[1], STDOUT_FILENO);
+      ::close(fds[0]);
+      const std::string cmd = std::string("exec ") + TROUPE_BINARY +
+                              " serve --host 127.0.0.1 --port 0 --client-port 0 " + extra_args;
+      ::execl("/bin/sh", "sh", "-c", cmd.c_str(), static_cast<char*>(nullptr));
+      ::_exit(127);
+    }
+    ::close(fds[1]);
+    out_ = ::fdopen(fds[0], "r");
+    char line[512];
+    while ((client_port_ == 0 || http_port_ == 0) && std::fgets(line, sizeof line, out_)) {
+      unsigned port = 0;
+      if (std::sscanf(line, "troupe: native client API listening on 127.0.0.1:%u", &port) == 1) client_port_ = static_cast<uint16_t>(port);
+      if (std::sscanf(line, "troupe: HTTP API listening on 127.0.0.1:%u", &port) == 1) http_port_ = static_cast<uint16_t>(port);
+    }
+    if (client_port_ == 0 || http_port_ == 0) throw std::runtime_error("troupe serve did not start");
+  }
+  server_process(const server_process&) = delete;
+  ~server_process() {
+    if (pid_ > 0) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, nullptr, 0);
+    }
+    if (out_) std::fclose(out_);
+  }
+  uint16_t port() const { return client_port_; }
+  uint16_t http_port() const { return http_port_; }
+  std::string url(const std::string& path) const { return "http://127.0.0.1:" + std::to_string(http_port_) + path; }
+  void signal(int sig) { ::kill(pid_, sig); }
+  // Waits for the process to end and returns its exit code.
+  int wait() {
+    int status = 0;
+    ::waitpid(pid_, &status, 0);
+    pid_ = -1;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  }
+  // Sends SIGTERM and returns the exit code.
+  int terminate() {
+    signal(SIGTERM);
+    return wait();
+  }
+
+private:
+  pid_t pid_ = -1;
+  FILE* out_ = nullptr;
+  uint16_t client_port_ = 0, http_port_ = 0;
+};
+
+// Runs a shell command and returns its standard output.
+inline std::string shell(const std::string& cmd, int* exit_code = nullptr) {
+  FILE* pipe = ::popen(cmd.c_str(), "r");
+  std::string out;
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, pipe)) > 0) out.append(buf, n);
+  const int status = ::pclose(pipe);
+  if (exit_code) *exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return out;
+}
+
+} // namespace troupe::testing
