@@ -380,10 +380,6 @@ step_input make_step(const std::vector<std::pair<std::vector<int32_t>, int32_t>>
   return in;
 }
 
-int32_t argmax(std::span<const float> row) {
-  return static_cast<int32_t>(std::max_element(row.begin(), row.end()) - row.begin());
-}
-
 void check_model(cuda_ops& gpu, const fs::path& dir, dtype t) {
   const std::string label = "model " + dir.filename().string();
   std::ifstream in(dir / "reference.json");
@@ -433,11 +429,13 @@ void check_model(cuda_ops& gpu, const fs::path& dir, dtype t) {
   size_t same = 0, total = 0, equal_runs = 0;
   for (size_t p = 0; p < prompts.size(); ++p) {
     const auto& prompt = prompts[p];
-    net.forward(make_step({{prompt, 0}}), logits);
-    std::vector<int32_t> out{argmax(logits)};
+    // The argmax is taken on the device (model::forward_greedy, the engine's greedy path).
+    std::vector<int32_t> token;
+    net.forward_greedy(make_step({{prompt, 0}}), token);
+    std::vector<int32_t> out{token.at(0)};
     while (out.size() < ref_greedy[p].size()) {
-      net.forward(make_step({{{out.back()}, static_cast<int32_t>(prompt.size() + out.size() - 1)}}), logits);
-      out.push_back(argmax(logits));
+      net.forward_greedy(make_step({{{out.back()}, static_cast<int32_t>(prompt.size() + out.size() - 1)}}), token);
+      out.push_back(token.at(0));
     }
     size_t prefix = 0;
     while (prefix < out.size() && out[prefix] == ref_greedy[p][prefix]) ++prefix;

@@ -136,6 +136,11 @@ void cuda_ops::download(std::span<float> dst, const tensor& src) {
   }
 }
 
+void cuda_ops::download_raw(void* dst, const tensor& src) {
+  check(cudaMemcpyAsync(dst, src.data, src.num_bytes(), cudaMemcpyDeviceToHost, ctx_->stream), "download_raw");
+  check(cudaStreamSynchronize(ctx_->stream), "download_raw");
+}
+
 void cuda_ops::synchronize() { check(cudaStreamSynchronize(ctx_->stream), "synchronize"); }
 
 void cuda_ops::embedding(const tensor& ids, const tensor& table, const tensor& out) {

@@ -28,6 +28,7 @@ public:
   void upload_raw(const tensor& dst, const void* src) override;
   // Converts f32, f16, bf16, i32 and i64 tensors to float values.
   void download(std::span<float> dst, const tensor& src) override;
+  void download_raw(void* dst, const tensor& src) override;
   void synchronize() override;
 
   void embedding(const tensor& ids, const tensor& table, const tensor& out) override;
@@ -41,8 +42,7 @@ public:
   void silu_and_mul(const tensor& x, const tensor& out) override;
   void gather_rows(const tensor& x, const tensor& indices, const tensor& out) override;
 
-  // out[r] = argmax of logits row r (first index on ties).  logits [R, V] f32, out [R] i32
-  void argmax(const tensor& logits, const tensor& out);
+  void argmax(const tensor& logits, const tensor& out) override;
 
   // Free and total bytes of the device's memory.
   std::pair<int64_t, int64_t> memory_info() const;
