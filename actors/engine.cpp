@@ -11,7 +11,7 @@
 #include "actors/engine_impl.hpp"
 #include "actors/scheduler_actor.hpp"
 #include "actors/shard_actor.hpp"
-#include "kernels/cpu/cpu_ops.hpp"
+#include "kernels/backend_factory.hpp"
 #include "kernels/model_loader.hpp"
 #include "runtime/error.hpp"
 #include "runtime/random_model.hpp"
@@ -54,6 +54,24 @@ struct generate_collector {
   }
 };
 
+void check_kv_capacity(int64_t num_blocks, int32_t block_size, int64_t max_model_len, bool on_gpu) {
+  if (num_blocks * block_size < max_model_len)
+    throw user_error("the KV cache holds " + std::to_string(num_blocks * block_size) +
+                     " tokens, fewer than the maximum context length " + std::to_string(max_model_len) + "; raise " +
+                     (on_gpu ? "--gpu-memory-utilization" : "--kv-cache-memory") + " or lower --max-model-len");
+}
+
+// KV blocks in what the weights leave of --gpu-memory-utilization × the device's memory, less the
+// model's workspaces and some room for cuBLAS and the CUDA context.
+int64_t gpu_kv_blocks(const model_config& c, const model_limits& limits, dtype act, std::pair<int64_t, int64_t> mem,
+                      double utilization) {
+  if (!(utilization > 0 && utilization <= 1)) throw user_error("--gpu-memory-utilization must be in (0, 1]");
+  const auto [free, total] = mem;
+  const int64_t reserve = static_cast<int64_t>((1.0 - utilization) * double(total));
+  const int64_t budget = free - reserve - model::workspace_bytes(c, limits, act) - (int64_t{256} << 20);
+  return std::max<int64_t>(0, budget / bytes_per_block(c, limits.block_size, size_in_bytes(act)));
+}
+
 } // namespace
 
 engine::impl::impl(const engine_options& o) : system(with_middleman(system_config)), options(o) {
@@ -68,19 +86,16 @@ engine::impl::impl(const engine_options& o) : system(with_middleman(system_confi
   if (o.block_size <= 0 || o.block_size > 1024) throw user_error("--block-size must be between 1 and 1024");
   int64_t num_blocks = o.num_gpu_blocks_override;
   if (num_blocks <= 0) num_blocks = o.kv_cache_memory / bytes_per_block(config, o.block_size, sizeof(float));
-  if (num_blocks * o.block_size < max_model_len)
-    throw user_error("the KV cache holds " + std::to_string(num_blocks * o.block_size) +
-                     " tokens, fewer than the maximum context length " + std::to_string(max_model_len) +
-                     "; raise --kv-cache-memory or lower --max-model-len");
-  if (num_blocks > INT32_MAX) num_blocks = INT32_MAX;
 
   std::vector<int32_t> eos = config.eos_token_ids;
   if (tokenizer_ && tokenizer_->eos_id() && std::find(eos.begin(), eos.end(), *tokenizer_->eos_id()) == eos.end())
     eos.push_back(*tokenizer_->eos_id());
 
   auto res = std::make_shared<shard_resources>();
-  if (o.backend == "cpu") {
-    res->backend = std::make_unique<cpu_ops>();
+  const bool on_gpu = o.backend == "cuda";
+  if (o.backend != "null") {
+    res->backend = make_backend(o.backend);  // kernels/backend_factory: cpu, or cuda when built with it
+    const dtype act = activation_dtype(o.backend, o.dtype);
     std::optional<checkpoint> ckpt;
     weight_source source;
     if (o.load_format == "dummy") {
@@ -96,11 +111,16 @@ engine::impl::impl(const engine_options& o) : system(with_middleman(system_confi
     limits.max_num_seqs = o.max_num_seqs;
     limits.max_model_len = max_model_len;
     limits.block_size = o.block_size;
-    limits.num_blocks = num_blocks;
-    res->net = std::make_unique<model>(config, *res->backend, load_model_weights(config, *res->backend, dtype::f32, source),
-                                       dtype::f32, limits);
-  } else if (o.backend != "null") {
-    throw user_error("--backend must be cpu or null, got '" + o.backend + "'");
+    model_weights weights = load_model_weights(config, *res->backend, act, source);
+    if (const auto mem = device_memory(*res->backend); mem && o.num_gpu_blocks_override <= 0)
+      num_blocks = gpu_kv_blocks(config, limits, act, *mem, o.gpu_memory_utilization);
+    check_kv_capacity(num_blocks, o.block_size, max_model_len, on_gpu);
+    limits.num_blocks = num_blocks = std::min<int64_t>(num_blocks, INT32_MAX);
+    res->net = std::make_unique<model>(config, *res->backend, std::move(weights), act, limits);
+    spdlog::info("weights and activations in {}", name(act));
+  } else {
+    check_kv_capacity(num_blocks, o.block_size, max_model_len, on_gpu);
+    num_blocks = std::min<int64_t>(num_blocks, INT32_MAX);
   }
   res->runner = std::make_unique<model_runner>(res->net.get(), o.block_size, static_cast<int32_t>(config.vocab_size), eos,
                                                /*null_token=*/eos.empty() || eos[0] != 0 ? 0 : 1);

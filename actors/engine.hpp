@@ -22,12 +22,14 @@ namespace troupe {
 struct engine_options {
   std::string model;                  // Hugging Face folder; empty: the built-in default model
   std::string load_format = "auto";   // auto | safetensors | dummy
-  std::string backend = "cpu";        // cpu | null (no arithmetic: measures scheduling and messaging)
+  std::string backend = "cpu";        // cpu | cuda (when built with CUDA) | null (no arithmetic: measures scheduling and messaging)
+  std::string dtype = "auto";         // auto (bf16 on CUDA, f32 on the CPU) | bfloat16 | float16 | float32
+  double gpu_memory_utilization = 0.9;  // share of GPU memory for weights, workspaces and the KV cache
   int32_t max_num_seqs = 256;
   int32_t max_num_batched_tokens = 2048;
   int64_t max_model_len = 0;          // 0: the model's max_position_embeddings
   int32_t block_size = 16;
-  int64_t kv_cache_memory = int64_t{1} << 30;  // bytes of KV cache on the CPU backend
+  int64_t kv_cache_memory = int64_t{1} << 30;  // bytes of KV cache on the CPU backend (CUDA: what memory allows)
   int64_t num_gpu_blocks_override = 0;         // > 0: exactly this many KV blocks
   bool enable_prefix_caching = true;
   std::string scheduling_policy = "fcfs";      // fcfs | priority

@@ -99,9 +99,19 @@ model::model(model_config config, ops& backend, model_weights weights, dtype act
   act_ = ops_.alloc(act, {t, c.intermediate_size});
   selected_ = ops_.alloc(act, {t, c.hidden_size});
   logits_ = ops_.alloc(dtype::f32, {t, c.vocab_size});
+  tokens_ = ops_.alloc(dtype::i32, {t});
 }
 
-void model::forward(const step_input& in, std::vector<float>& logits) {
+int64_t model::workspace_bytes(const model_config& c, const model_limits& limits, dtype act) {
+  const int64_t t = limits.max_num_tokens, s = limits.max_num_seqs, a = static_cast<int64_t>(size_in_bytes(act));
+  const int64_t max_blocks = (limits.max_model_len + limits.block_size - 1) / limits.block_size;
+  const int64_t inputs = t * (4 + 4 + 8 + 4 + 4) + (2 * s + 1 + s * max_blocks) * 4;
+  const int64_t activations =
+      t * a * (3 * c.hidden_size + c.q_size() + 2 * c.kv_size() + c.q_size() + 3 * c.intermediate_size);
+  return limits.max_model_len * c.head_dim * 4 + inputs + activations + t * c.vocab_size * 4;
+}
+
+tensor model::compute_logits(const step_input& in) {
   const model_config& c = config_;
   const int64_t num_tokens = static_cast<int64_t>(in.token_ids.size());
   const int64_t num_seqs = static_cast<int64_t>(in.seq_lens.size());
@@ -165,8 +175,21 @@ void model::forward(const step_input& in, std::vector<float>& logits) {
   ops_.gather_rows(hidden, indices, selected);
   const tensor out = logits_.get().rows(0, num_logits);
   ops_.linear(selected, weights_.lm_head_or_embed(), tensor{}, out);
-  logits.resize(static_cast<size_t>(num_logits * c.vocab_size));
+  return out;
+}
+
+void model::forward(const step_input& in, std::vector<float>& logits) {
+  const tensor out = compute_logits(in);
+  logits.resize(static_cast<size_t>(out.numel()));
   ops_.download(logits, out);
+}
+
+void model::forward_greedy(const step_input& in, std::vector<int32_t>& tokens) {
+  const tensor out = compute_logits(in);
+  const tensor ids = tokens_.get().rows(0, out.dim(0));
+  ops_.argmax(out, ids);
+  tokens.resize(static_cast<size_t>(out.dim(0)));
+  ops_.download_raw(tokens.data(), ids);
 }
 
 } // namespace troupe

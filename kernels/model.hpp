@@ -51,11 +51,21 @@ public:
 
   // Runs one step. logits receives [logits_indices.size(), V] in fp32.
   void forward(const step_input& in, std::vector<float>& logits);
+  // Runs one step and takes each sampled row's argmax on the backend (greedy sampling without
+  // processors), so only the token ids leave the device. tokens receives [logits_indices.size()].
+  void forward_greedy(const step_input& in, std::vector<int32_t>& tokens);
+
+  // Bytes the constructor allocates besides the KV cache (rotary table, step inputs, workspaces), so an
+  // engine can size the cache from the memory left after the weights.
+  static int64_t workspace_bytes(const model_config& config, const model_limits& limits, dtype activation_type);
 
   const model_config& config() const { return config_; }
   const model_limits& limits() const { return limits_; }
 
 private:
+  // Runs the layers and the LM head; returns the device logits [logits_indices.size(), V] f32.
+  tensor compute_logits(const step_input& in);
+
   model_config config_;
   ops& ops_;
   model_weights weights_;
@@ -65,7 +75,7 @@ private:
   device_buffer cos_sin_;                         // [max_model_len, D]
   // Step inputs and workspaces, sized for the limits; each step uses their first rows.
   device_buffer ids_, positions_, slots_, query_start_, seq_lens_, block_tables_, logits_indices_;
-  device_buffer hidden_, residual_, qkv_, attn_, mlp_, act_, selected_, logits_;
+  device_buffer hidden_, residual_, qkv_, attn_, mlp_, act_, selected_, logits_, tokens_;
 };
 
 } // namespace troupe

@@ -1,10 +1,24 @@
 #include "kernels/model_runner.hpp"
 
+#include <algorithm>
 #include <stdexcept>
 
 #include "kernels/cpu/sampler.hpp"
 
 namespace troupe {
+namespace {
+
+// A greedy draw that no logits processor touches: the argmax of the raw logits, which the backend can
+// take on the device (see sampler.hpp for the processors that run before a greedy argmax).
+bool plain_greedy(const sample_request& r) {
+  const sampling_params& p = *r.params;
+  const bool min_tokens_mask =
+      static_cast<int32_t>(r.output_ids.size()) < p.min_tokens && (!r.eos_token_ids.empty() || !p.stop_token_ids.empty());
+  return p.greedy() && p.logit_bias.empty() && p.repetition_penalty == 1.0f && p.presence_penalty == 0.0f &&
+         p.frequency_penalty == 0.0f && !min_tokens_mask;
+}
+
+} // namespace
 
 model_runner::model_runner(model* m, int32_t block_size, int32_t vocab_size, std::vector<int32_t> eos_token_ids,
                            int32_t null_token)
@@ -60,7 +74,9 @@ step_result model_runner::execute(const step_plan& plan) {
                     eos_token_ids_});
   }
   if (plan.seqs.empty()) return result;
-  if (model_) {
+  if (model_ && std::all_of(reqs.begin(), reqs.end(), plain_greedy)) {
+    model_->forward_greedy(input_, result.tokens);
+  } else if (model_) {
     model_->forward(input_, logits_);
     result.tokens = sample_cpu(logits_, vocab_size_, reqs);
   } else {

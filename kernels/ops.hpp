@@ -42,6 +42,7 @@ public:
   virtual void upload(const tensor& dst, std::span<const float> src) = 0;
   virtual void upload_raw(const tensor& dst, const void* src) = 0;  // bytes as they are
   virtual void download(std::span<float> dst, const tensor& src) = 0;
+  virtual void download_raw(void* dst, const tensor& src) = 0;  // bytes as they are; waits for them
   virtual void synchronize() = 0;
 
   // out[t] = table[ids[t]].  ids [T] i32, table [V, H], out [T, H]
@@ -78,6 +79,10 @@ public:
 
   // out[i] = x[indices[i]].  x [T, H], indices [R] i32, out [R, H]
   virtual void gather_rows(const tensor& x, const tensor& indices, const tensor& out) = 0;
+
+  // Greedy sampling: out[r] = the index of row r's largest logit, the lowest among equals (0 for an
+  // all-NaN row), as argmax_lowest_id does.  logits [R, V] f32, out [R] i32
+  virtual void argmax(const tensor& logits, const tensor& out) = 0;
 };
 
 } // namespace troupe

@@ -26,6 +26,7 @@ struct throughput_options {
   int32_t input_len = 512;
   int32_t output_len = 128;
   uint64_t seed = 0;
+  float temperature = 1.0f;  // 0: greedy (on the GPU the argmax is taken on the device)
   std::string output_json;
 };
 
@@ -66,7 +67,7 @@ void run_throughput(const throughput_options& o) {
     for (auto& t : p.token_ids) t = static_cast<int32_t>(rng() % e.config().vocab_size);
   }
   sampling_params params;
-  params.temperature = 1.0f;
+  params.temperature = o.temperature;
   params.ignore_eos = true;
   params.max_tokens = o.output_len;
   params.seed = o.seed;
@@ -88,6 +89,8 @@ void run_throughput(const throughput_options& o) {
   auto per_step_us = [&](int64_t a, int64_t b) { return (a - b) / 1e3 / steps; };
   const nlohmann::json report = {
       {"backend", o.engine.backend},
+      {"dtype", o.engine.dtype},
+      {"temperature", o.temperature},
       {"model", e.config().architecture_name},
       {"num_prompts", o.num_prompts},
       {"input_len", o.input_len},
@@ -140,6 +143,7 @@ void register_bench(CLI::App& app) {
   cmd->add_option("--input-len", o->input_len, "Prompt tokens")->capture_default_str();
   cmd->add_option("--output-len", o->output_len, "Generated tokens per prompt")->capture_default_str();
   cmd->add_option("--seed", o->seed)->capture_default_str();
+  cmd->add_option("--temperature", o->temperature, "Sampling temperature; 0: greedy")->capture_default_str();
   cmd->add_option("--output-json", o->output_json, "Also write the figures to this file");
   cmd->callback([o] { run_throughput(*o); });
 }

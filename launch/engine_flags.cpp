@@ -7,7 +7,12 @@ namespace troupe {
 void add_engine_flags(CLI::App* cmd, engine_options& o) {
   cmd->add_option("--model", o.model, "Hugging Face model folder (default: the built-in small model)");
   cmd->add_option("--load-format", o.load_format, "auto, safetensors or dummy (random weights)")->capture_default_str();
-  cmd->add_option("--backend", o.backend, "cpu, or null (no arithmetic: measures the engine's own cost)")->capture_default_str();
+  cmd->add_option("--backend", o.backend, "cpu, cuda (when built with CUDA), or null (no arithmetic: measures the engine's own cost)")
+      ->capture_default_str();
+  cmd->add_option("--dtype", o.dtype, "auto (bfloat16 on CUDA, float32 on the CPU), bfloat16, float16 or float32")
+      ->capture_default_str();
+  cmd->add_option("--gpu-memory-utilization", o.gpu_memory_utilization,
+                  "Share of GPU memory for weights, activations and the KV cache")->capture_default_str();
   cmd->add_option("--max-num-seqs", o.max_num_seqs, "Sequences in one step")->capture_default_str()->check(CLI::PositiveNumber);
   cmd->add_option("--max-num-batched-tokens", o.max_num_batched_tokens, "Tokens in one step")->capture_default_str()
       ->check(CLI::PositiveNumber);

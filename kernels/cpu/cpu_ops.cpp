@@ -1,5 +1,7 @@
 #include "kernels/cpu/cpu_ops.hpp"
 
+#include "kernels/cpu/sampler.hpp"
+
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -40,6 +42,8 @@ void cpu_ops::download(std::span<float> dst, const tensor& src) {
   if (static_cast<int64_t>(dst.size()) != src.numel()) throw std::invalid_argument("cpu download: size mismatch");
   std::memcpy(dst.data(), src.data, dst.size_bytes());
 }
+
+void cpu_ops::download_raw(void* dst, const tensor& src) { std::memcpy(dst, src.data, src.num_bytes()); }
 
 void cpu_ops::embedding(const tensor& ids, const tensor& table, const tensor& out) {
   require_f32(table, "embedding");
@@ -119,6 +123,13 @@ void cpu_ops::gather_rows(const tensor& x, const tensor& indices, const tensor& 
     std::memcpy(static_cast<std::byte*>(out.data) + i * row_bytes, static_cast<std::byte*>(x.data) + src * row_bytes,
                 row_bytes);
   }
+}
+
+void cpu_ops::argmax(const tensor& logits, const tensor& out) {
+  require_f32(logits, "argmax");
+  const int64_t rows = logits.dim(0), vocab = logits.row_elems();
+  for (int64_t r = 0; r < rows; ++r)
+    out.as<int32_t>()[r] = argmax_lowest_id(std::span<const float>(logits.as<float>() + r * vocab, size_t(vocab)));
 }
 
 } // namespace troupe

@@ -14,6 +14,7 @@ public:
   void upload(const tensor& dst, std::span<const float> src) override;
   void upload_raw(const tensor& dst, const void* src) override;
   void download(std::span<float> dst, const tensor& src) override;
+  void download_raw(void* dst, const tensor& src) override;
   void synchronize() override {}
 
   void embedding(const tensor& ids, const tensor& table, const tensor& out) override;
@@ -29,6 +30,7 @@ public:
                        const tensor& out) override;
   void silu_and_mul(const tensor& x, const tensor& out) override;
   void gather_rows(const tensor& x, const tensor& indices, const tensor& out) override;
+  void argmax(const tensor& logits, const tensor& out) override;
 };
 
 } // namespace troupe

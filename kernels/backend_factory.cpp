@@ -1,0 +1,58 @@
+#include "kernels/backend_factory.hpp"
+
+#include "kernels/cpu/cpu_ops.hpp"
+#include "runtime/error.hpp"
+
+#if TROUPE_HAVE_CUDA
+#include "kernels/cuda/cuda_ops.hpp"
+#endif
+
+namespace troupe {
+
+std::vector<std::string> available_backends() {
+#if TROUPE_HAVE_CUDA
+  return {"cpu", "cuda"};
+#else
+  return {"cpu"};
+#endif
+}
+
+std::unique_ptr<ops> make_backend(const std::string& name) {
+  if (name == "cpu") return std::make_unique<cpu_ops>();
+#if TROUPE_HAVE_CUDA
+  if (name == "cuda") {
+    try {
+      return std::make_unique<cuda_ops>();
+    } catch (const std::runtime_error& e) {
+      throw user_error(std::string("--backend cuda: ") + e.what());
+    }
+  }
+#else
+  if (name == "cuda") throw user_error("--backend cuda: this troupe was built without CUDA (no nvcc at build time)");
+#endif
+  std::string names;
+  for (const auto& b : available_backends()) names += b + ", ";
+  throw user_error("--backend must be one of " + names + "or null, got '" + name + "'");
+}
+
+dtype activation_dtype(const std::string& backend, const std::string& requested) {
+  dtype t;
+  if (requested == "auto") t = backend == "cuda" ? dtype::bf16 : dtype::f32;
+  else if (requested == "bfloat16" || requested == "bf16") t = dtype::bf16;
+  else if (requested == "float16" || requested == "fp16" || requested == "half") t = dtype::f16;
+  else if (requested == "float32" || requested == "fp32" || requested == "float") t = dtype::f32;
+  else throw user_error("--dtype must be auto, bfloat16, float16 or float32, got '" + requested + "'");
+  if (backend == "cpu" && t != dtype::f32)
+    throw user_error("--dtype " + requested + ": the CPU backend computes in float32 only");
+  return t;
+}
+
+std::optional<std::pair<int64_t, int64_t>> device_memory(const ops& backend) {
+#if TROUPE_HAVE_CUDA
+  if (const auto* gpu = dynamic_cast<const cuda_ops*>(&backend)) return gpu->memory_info();
+#endif
+  (void)backend;
+  return std::nullopt;
+}
+
+} // namespace troupe

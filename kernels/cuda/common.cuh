@@ -1,0 +1,85 @@
+#pragma once
+// Device helpers shared by the CUDA kernels: error checks, dtype dispatch, conversions to and from
+// float, 16-byte vector loads, warp and block reductions. Included only by kernels/cuda/*.
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <type_traits>
+
+#include "kernels/cuda/check.hpp"
+#include "kernels/tensor.hpp"
+
+namespace troupe::cuda {
+
+// Calls f(std::type_identity<T>{}) with T the CUDA type of the floating dtype `t`; throws otherwise.
+template <class F> void dispatch_float(dtype t, const char* op, F&& f) {
+  switch (t) {
+    case dtype::f32: f(std::type_identity<float>{}); break;
+    case dtype::f16: f(std::type_identity<__half>{}); break;
+    case dtype::bf16: f(std::type_identity<__nv_bfloat16>{}); break;
+    default: throw std::invalid_argument(std::string("cuda ") + op + ": expects f32, f16 or bf16 tensors");
+  }
+}
+
+template <class T> __device__ __forceinline__ float to_float(T x);
+template <> __device__ __forceinline__ float to_float(float x) { return x; }
+template <> __device__ __forceinline__ float to_float(__half x) { return __half2float(x); }
+template <> __device__ __forceinline__ float to_float(__nv_bfloat16 x) { return __bfloat162float(x); }
+
+template <class T> __device__ __forceinline__ T from_float(float x);
+template <> __device__ __forceinline__ float from_float(float x) { return x; }
+template <> __device__ __forceinline__ __half from_float(float x) { return __float2half_rn(x); }
+template <> __device__ __forceinline__ __nv_bfloat16 from_float(float x) { return __float2bfloat16_rn(x); }
+
+// N elements moved as one access: with N * sizeof(T) == 16, one 16-byte load or store.
+template <class T, int N> struct alignas(sizeof(T) * N) vec {
+  T v[N];
+};
+template <class T, int N> __device__ __forceinline__ vec<T, N> load_vec(const T* p) {
+  return *reinterpret_cast<const vec<T, N>*>(p);
+}
+template <class T, int N> __device__ __forceinline__ void store_vec(T* p, const vec<T, N>& x) {
+  *reinterpret_cast<vec<T, N>*>(p) = x;
+}
+
+// Elements per 16-byte access.
+template <class T> constexpr int vec16 = 16 / static_cast<int>(sizeof(T));
+
+// True when every pointer is 16-byte aligned and `elems` elements of T fill whole 16-byte units,
+// so rows of `elems` elements can be read with 16-byte vectors.
+template <class T> inline bool can_vectorize(int64_t elems, std::initializer_list<const void*> ptrs) {
+  if ((elems * static_cast<int64_t>(sizeof(T))) % 16 != 0) return false;
+  for (const void* p : ptrs)
+    if (reinterpret_cast<uintptr_t>(p) % 16 != 0) return false;
+  return true;
+}
+
+__device__ __forceinline__ float warp_sum(float x) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) x += __shfl_xor_sync(0xffffffffu, x, o);
+  return x;
+}
+__device__ __forceinline__ float warp_max(float x) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, o));
+  return x;
+}
+
+// Sum over the block; every thread gets the result. Needs blockDim.x a multiple of 32, at most 1024.
+__device__ __forceinline__ float block_sum(float x) {
+  __shared__ float partial[32];
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  x = warp_sum(x);
+  __syncthreads();  // partial may still be read by a previous call
+  if (lane == 0) partial[warp] = x;
+  __syncthreads();
+  x = lane < static_cast<int>(blockDim.x / 32) ? partial[lane] : 0.0f;
+  return warp_sum(x);
+}
+
+} // namespace troupe::cuda

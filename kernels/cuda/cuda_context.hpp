@@ -1,0 +1,61 @@
+#pragma once
+// What a cuda_ops holds: its device, stream, cuBLASLt handle and workspace, the GEMM plans it has made,
+// and a staging buffer for fp32 uploads. Included only by kernels/cuda/*.
+
+#include <cublasLt.h>
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+#include <unordered_map>
+
+#include "kernels/tensor.hpp"
+
+namespace troupe {
+
+// What decides a GEMM's cuBLASLt plan. Alignments are those of the pointers of this call, since an
+// algorithm chosen for 256-byte-aligned operands may not run on less aligned ones.
+struct gemm_key {
+  int64_t m = 0, n = 0, k = 0;  // out is [n, m] row-major: m output features, n tokens, k inputs
+  dtype ab = dtype::f32, c = dtype::f32;
+  bool bias = false;
+  bool accumulate = false;
+  uint16_t align_a = 0, align_b = 0, align_c = 0, align_bias = 0;
+  bool operator==(const gemm_key&) const = default;
+};
+
+struct gemm_key_hash {
+  size_t operator()(const gemm_key& k) const {
+    size_t h = std::hash<int64_t>{}(k.m);
+    auto mix = [&h](uint64_t v) { h ^= v + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2); };
+    mix(static_cast<uint64_t>(k.n));
+    mix(static_cast<uint64_t>(k.k));
+    mix((uint64_t(k.ab) << 8) | uint64_t(k.c) | (uint64_t(k.bias) << 16) | (uint64_t(k.accumulate) << 17));
+    mix((uint64_t(k.align_a) << 48) | (uint64_t(k.align_b) << 32) | (uint64_t(k.align_c) << 16) | k.align_bias);
+    return h;
+  }
+};
+
+struct gemm_plan {
+  cublasLtMatmulDesc_t desc = nullptr;
+  cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
+  cublasLtMatmulAlgo_t algo{};
+};
+
+struct cuda_context {
+  int device = 0;
+  cudaStream_t stream = nullptr;
+  cublasLtHandle_t lt = nullptr;
+  void* workspace = nullptr;
+  size_t workspace_bytes = 0;
+  float* staging = nullptr;  // device floats for upload()
+  size_t staging_floats = 0;
+  std::unordered_map<gemm_key, gemm_plan, gemm_key_hash> plans;
+
+  ~cuda_context();
+};
+
+// Runs out = x · weightᵀ (+ bias) (+ out when accumulating) on ctx's stream (linear.cpp).
+void cublaslt_linear(cuda_context& ctx, const tensor& x, const tensor& weight, const tensor& bias, const tensor& out,
+                     bool accumulate);
+
+} // namespace troupe

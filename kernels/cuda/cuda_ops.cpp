@@ -1,0 +1,195 @@
+// cuda_ops: memory, transfers, and the ops as calls of their launchers on the backend's one stream.
+
+#include "kernels/cuda/cuda_ops.hpp"
+
+#include <cuda_runtime.h>
+
+#include <cstring>
+#include <stdexcept>
+#include <vector>
+
+#include "kernels/cuda/check.hpp"
+#include "kernels/cuda/cuda_context.hpp"
+#include "kernels/cuda/launchers.hpp"
+
+namespace troupe {
+
+using cuda::check;
+
+cuda_context::~cuda_context() {
+  // Teardown errors are not reported: a destructor must not throw, and the process is usually ending.
+  cudaSetDevice(device);
+  if (stream) cudaStreamSynchronize(stream);
+  for (auto& [key, plan] : plans) {
+    cublasLtMatrixLayoutDestroy(plan.a);
+    cublasLtMatrixLayoutDestroy(plan.b);
+    cublasLtMatrixLayoutDestroy(plan.c);
+    cublasLtMatmulDescDestroy(plan.desc);
+  }
+  if (lt) cublasLtDestroy(lt);
+  cudaFree(workspace);
+  cudaFree(staging);
+  if (stream) cudaStreamDestroy(stream);
+}
+
+cuda_ops::cuda_ops(int device) : ctx_(std::make_unique<cuda_context>()) {
+  int count = 0;
+  check(cudaGetDeviceCount(&count), "no usable CUDA device");
+  if (device < 0 || device >= count)
+    throw std::runtime_error("CUDA device " + std::to_string(device) + " does not exist (" + std::to_string(count) +
+                             " found)");
+  ctx_->device = device;
+  check(cudaSetDevice(device), "cudaSetDevice");
+  check(cudaStreamCreateWithFlags(&ctx_->stream, cudaStreamNonBlocking), "cudaStreamCreate");
+  if (cublasLtCreate(&ctx_->lt) != CUBLAS_STATUS_SUCCESS) throw std::runtime_error("CUDA: cublasLtCreate failed");
+  ctx_->workspace_bytes = size_t{32} << 20;  // what cuBLAS recommends for Hopper
+  check(cudaMalloc(&ctx_->workspace, ctx_->workspace_bytes), "cuBLASLt workspace");
+  ctx_->staging_floats = size_t{16} << 20;
+  check(cudaMalloc(&ctx_->staging, ctx_->staging_floats * sizeof(float)), "upload staging buffer");
+}
+
+cuda_ops::~cuda_ops() = default;
+
+device_buffer cuda_ops::alloc(dtype type, std::initializer_list<int64_t> shape) {
+  tensor t(nullptr, type, shape);
+  const size_t bytes = std::max<size_t>(t.num_bytes(), 1);
+  check(cudaSetDevice(ctx_->device), "cudaSetDevice");
+  check(cudaMalloc(&t.data, bytes), ("allocating " + std::to_string(bytes) + " bytes").c_str());
+  check(cudaMemsetAsync(t.data, 0, bytes, ctx_->stream), "cudaMemsetAsync");
+  const int device = ctx_->device;
+  return device_buffer(t, [device](void* p) {
+    cudaSetDevice(device);
+    cudaFree(p);  // cudaFree waits for the device, so no queued op still uses p
+  });
+}
+
+void cuda_ops::upload(const tensor& dst, std::span<const float> src) {
+  if (static_cast<int64_t>(src.size()) != dst.numel()) throw std::invalid_argument("cuda upload: size mismatch");
+  check(cudaSetDevice(ctx_->device), "cudaSetDevice");
+  switch (dst.type) {
+    case dtype::f32:
+      check(cudaMemcpyAsync(dst.data, src.data(), src.size_bytes(), cudaMemcpyHostToDevice, ctx_->stream), "upload");
+      break;
+    case dtype::f16:
+    case dtype::bf16:
+      // Through the fp32 staging buffer, converted on the device, a chunk at a time.
+      for (size_t begin = 0; begin < src.size(); begin += ctx_->staging_floats) {
+        const size_t count = std::min(ctx_->staging_floats, src.size() - begin);
+        check(cudaMemcpyAsync(ctx_->staging, src.data() + begin, count * sizeof(float), cudaMemcpyHostToDevice,
+                              ctx_->stream),
+              "upload");
+        cuda::launch_convert_from_f32(ctx_->staging, dst, static_cast<int64_t>(begin), static_cast<int64_t>(count),
+                                      ctx_->stream);
+      }
+      break;
+    case dtype::i32: {
+      std::vector<int32_t> v(src.begin(), src.end());
+      upload_raw(dst, v.data());
+      break;
+    }
+    case dtype::i64: {
+      std::vector<int64_t> v(src.begin(), src.end());
+      upload_raw(dst, v.data());
+      break;
+    }
+    default: throw std::invalid_argument("cuda upload: unsupported dtype " + std::string(troupe::name(dst.type)));
+  }
+  // The staging buffer and the host vectors are reused or freed on return.
+  check(cudaStreamSynchronize(ctx_->stream), "upload");
+}
+
+void cuda_ops::upload_raw(const tensor& dst, const void* src) {
+  // From pageable memory the copy returns once src has been read, so src may be reused at once.
+  check(cudaMemcpyAsync(dst.data, src, dst.num_bytes(), cudaMemcpyHostToDevice, ctx_->stream), "upload_raw");
+}
+
+void cuda_ops::download(std::span<float> dst, const tensor& src) {
+  if (static_cast<int64_t>(dst.size()) != src.numel()) throw std::invalid_argument("cuda download: size mismatch");
+  if (src.type == dtype::f32) {
+    check(cudaMemcpyAsync(dst.data(), src.data, dst.size_bytes(), cudaMemcpyDeviceToHost, ctx_->stream), "download");
+    check(cudaStreamSynchronize(ctx_->stream), "download");
+    return;
+  }
+  std::vector<std::byte> raw(src.num_bytes());
+  check(cudaMemcpyAsync(raw.data(), src.data, raw.size(), cudaMemcpyDeviceToHost, ctx_->stream), "download");
+  check(cudaStreamSynchronize(ctx_->stream), "download");
+  switch (src.type) {
+    case dtype::f16:
+    case dtype::bf16:
+      convert_to_f32(src.type, raw, dst);
+      break;
+    case dtype::i32:
+      for (size_t i = 0; i < dst.size(); ++i) {
+        int32_t v;
+        std::memcpy(&v, raw.data() + i * 4, 4);
+        dst[i] = static_cast<float>(v);
+      }
+      break;
+    case dtype::i64:
+      for (size_t i = 0; i < dst.size(); ++i) {
+        int64_t v;
+        std::memcpy(&v, raw.data() + i * 8, 8);
+        dst[i] = static_cast<float>(v);
+      }
+      break;
+    default: throw std::invalid_argument("cuda download: unsupported dtype " + std::string(troupe::name(src.type)));
+  }
+}
+
+void cuda_ops::download_raw(void* dst, const tensor& src) {
+  check(cudaMemcpyAsync(dst, src.data, src.num_bytes(), cudaMemcpyDeviceToHost, ctx_->stream), "download_raw");
+  check(cudaStreamSynchronize(ctx_->stream), "download_raw");
+}
+
+void cuda_ops::synchronize() { check(cudaStreamSynchronize(ctx_->stream), "synchronize"); }
+
+void cuda_ops::embedding(const tensor& ids, const tensor& table, const tensor& out) {
+  cuda::launch_embedding(ids, table, out, ctx_->stream);
+}
+
+void cuda_ops::rms_norm(const tensor& x, const tensor& weight, float eps, const tensor& out) {
+  cuda::launch_rms_norm(x, weight, eps, out, ctx_->stream);
+}
+
+void cuda_ops::add_rms_norm(const tensor& x, const tensor& residual, const tensor& weight, float eps) {
+  cuda::launch_add_rms_norm(x, residual, weight, eps, ctx_->stream);
+}
+
+void cuda_ops::linear(const tensor& x, const tensor& weight, const tensor& bias, const tensor& out, bool accumulate) {
+  cublaslt_linear(*ctx_, x, weight, bias, out, accumulate);
+}
+
+void cuda_ops::rope_write_kv(const tensor& qkv, const tensor& positions, const tensor& cos_sin,
+                             const tensor& slot_mapping, const tensor& k_cache, const tensor& v_cache,
+                             const attention_shape& shape) {
+  cuda::launch_rope_write_kv(qkv, positions, cos_sin, slot_mapping, k_cache, v_cache, shape, ctx_->stream);
+}
+
+void cuda_ops::paged_attention(const tensor& qkv, const tensor& k_cache, const tensor& v_cache,
+                               const attention_metadata& meta, const attention_shape& shape, const tensor& out) {
+  cuda::launch_paged_attention(qkv, k_cache, v_cache, meta, shape, out, ctx_->stream);
+}
+
+void cuda_ops::silu_and_mul(const tensor& x, const tensor& out) { cuda::launch_silu_and_mul(x, out, ctx_->stream); }
+
+void cuda_ops::gather_rows(const tensor& x, const tensor& indices, const tensor& out) {
+  cuda::launch_gather_rows(x, indices, out, ctx_->stream);
+}
+
+void cuda_ops::argmax(const tensor& logits, const tensor& out) { cuda::launch_argmax(logits, out, ctx_->stream); }
+
+std::pair<int64_t, int64_t> cuda_ops::memory_info() const {
+  check(cudaSetDevice(ctx_->device), "cudaSetDevice");
+  size_t free = 0, total = 0;
+  check(cudaMemGetInfo(&free, &total), "cudaMemGetInfo");
+  return {static_cast<int64_t>(free), static_cast<int64_t>(total)};
+}
+
+std::string cuda_ops::device_description() const {
+  cudaDeviceProp prop{};
+  check(cudaGetDeviceProperties(&prop, ctx_->device), "cudaGetDeviceProperties");
+  return std::string(prop.name) + ", sm_" + std::to_string(prop.major) + std::to_string(prop.minor) + ", " +
+         std::to_string(prop.multiProcessorCount) + " SMs";
+}
+
+} // namespace troupe

@@ -1,0 +1,56 @@
+#pragma once
+// The CUDA backend: one device, one stream. Floating tensors may be bf16, f16 or f32; each op runs in
+// the dtype of its tensors (arithmetic and accumulation in fp32, results rounded once). GEMMs go
+// through cuBLASLt (fp32 accumulation; fp32 GEMMs without TF32, so they match the CPU to 1e-4).
+//
+// NOTE: no CUDA header here: the stream and library handles live in cuda_context (cuda_context.hpp).
+
+#include <cstdint>
+#include <memory>
+#include <utility>
+
+#include "kernels/ops.hpp"
+
+namespace troupe {
+
+struct cuda_context;
+
+class cuda_ops final : public ops {
+public:
+  // Binds to `device` and makes a stream and a cuBLASLt handle. Throws std::runtime_error when no usable
+  // GPU is there.
+  explicit cuda_ops(int device = 0);
+  ~cuda_ops() override;
+  std::string name() const override { return "cuda"; }
+
+  device_buffer alloc(dtype type, std::initializer_list<int64_t> shape) override;
+  void upload(const tensor& dst, std::span<const float> src) override;
+  void upload_raw(const tensor& dst, const void* src) override;
+  // Converts f32, f16, bf16, i32 and i64 tensors to float values.
+  void download(std::span<float> dst, const tensor& src) override;
+  void download_raw(void* dst, const tensor& src) override;
+  void synchronize() override;
+
+  void embedding(const tensor& ids, const tensor& table, const tensor& out) override;
+  void rms_norm(const tensor& x, const tensor& weight, float eps, const tensor& out) override;
+  void add_rms_norm(const tensor& x, const tensor& residual, const tensor& weight, float eps) override;
+  void linear(const tensor& x, const tensor& weight, const tensor& bias, const tensor& out, bool accumulate) override;
+  void rope_write_kv(const tensor& qkv, const tensor& positions, const tensor& cos_sin, const tensor& slot_mapping,
+                     const tensor& k_cache, const tensor& v_cache, const attention_shape& shape) override;
+  void paged_attention(const tensor& qkv, const tensor& k_cache, const tensor& v_cache, const attention_metadata& meta,
+                       const attention_shape& shape, const tensor& out) override;
+  void silu_and_mul(const tensor& x, const tensor& out) override;
+  void gather_rows(const tensor& x, const tensor& indices, const tensor& out) override;
+
+  void argmax(const tensor& logits, const tensor& out) override;
+
+  // Free and total bytes of the device's memory.
+  std::pair<int64_t, int64_t> memory_info() const;
+  // "NVIDIA H100 80GB HBM3, sm_90, 132 SMs"
+  std::string device_description() const;
+
+private:
+  std::unique_ptr<cuda_context> ctx_;
+};
+
+} // namespace troupe

@@ -1,0 +1,60 @@
+// Row gathers: the token embedding and gather_rows (the rows that reach the LM head). Both copy whole
+// rows as raw bytes, so one kernel serves every dtype.
+
+#include "kernels/cuda/common.cuh"
+#include "kernels/cuda/launchers.hpp"
+
+namespace troupe::cuda {
+namespace {
+
+// One block per output row; U is the widest unit that divides the row and both base pointers' alignment.
+// An index outside [0, num_src_rows) yields a zero row rather than a read out of bounds.
+template <class U>
+__global__ void copy_rows_kernel(const int32_t* __restrict__ indices, const U* __restrict__ src, U* __restrict__ dst,
+                                 int64_t units_per_row, int64_t num_src_rows) {
+  const int64_t r = blockIdx.x;
+  const int32_t i = indices[r];
+  U* out = dst + r * units_per_row;
+  if (i < 0 || i >= num_src_rows) {
+    for (int64_t c = threadIdx.x; c < units_per_row; c += blockDim.x) out[c] = U{};
+    return;
+  }
+  const U* in = src + static_cast<int64_t>(i) * units_per_row;
+  for (int64_t c = threadIdx.x; c < units_per_row; c += blockDim.x) out[c] = in[c];
+}
+
+void copy_rows(const tensor& src, const tensor& indices, const tensor& dst, cudaStream_t stream, const char* op) {
+  if (indices.type != dtype::i32) throw std::invalid_argument(std::string("cuda ") + op + ": indices must be i32");
+  if (src.type != dst.type || src.row_elems() != dst.row_elems() || dst.dim(0) < indices.dim(0))
+    throw std::invalid_argument(std::string("cuda ") + op + ": source " + shape_of(src) + " and output " + shape_of(dst) +
+                                " disagree");
+  const int64_t rows = indices.dim(0);
+  if (rows == 0) return;
+  const int64_t row_bytes = src.row_elems() * static_cast<int64_t>(size_in_bytes(src.type));
+  const uintptr_t bits = reinterpret_cast<uintptr_t>(src.data) | reinterpret_cast<uintptr_t>(dst.data) |
+                         static_cast<uintptr_t>(row_bytes);
+  auto launch = [&](auto unit) {
+    using U = decltype(unit);
+    const int64_t units = row_bytes / static_cast<int64_t>(sizeof(U));
+    const int threads = units >= 256 ? 256 : units >= 64 ? 128 : 32;
+    copy_rows_kernel<U><<<static_cast<unsigned>(rows), threads, 0, stream>>>(
+        indices.as<int32_t>(), static_cast<const U*>(src.data), static_cast<U*>(dst.data), units, src.dim(0));
+  };
+  if (bits % 16 == 0) launch(uint4{});
+  else if (bits % 4 == 0) launch(uint32_t{});
+  else if (bits % 2 == 0) launch(uint16_t{});
+  else launch(uint8_t{});
+  check_launch(op);
+}
+
+} // namespace
+
+void launch_embedding(const tensor& ids, const tensor& table, const tensor& out, cudaStream_t stream) {
+  copy_rows(table, ids, out, stream, "embedding");
+}
+
+void launch_gather_rows(const tensor& x, const tensor& indices, const tensor& out, cudaStream_t stream) {
+  copy_rows(x, indices, out, stream, "gather_rows");
+}
+
+} // namespace troupe::cuda

@@ -1,0 +1,41 @@
+#pragma once
+// Host launchers of the CUDA kernels, one per op (kernels/cuda/<op>.cu). Each takes an explicit stream,
+// checks its arguments (std::invalid_argument) and the launch (std::runtime_error), and does not
+// synchronize. Shapes as in kernels/ops.hpp. Included only by kernels/cuda/*: it brings in CUDA's
+// runtime API header.
+
+#include <cuda_runtime_api.h>
+
+#include "kernels/ops.hpp"
+
+namespace troupe::cuda {
+
+// out[t] = table[ids[t]]; an id outside the table gives a zero row.  ids [T] i32, table [V, H], out [T, H]
+void launch_embedding(const tensor& ids, const tensor& table, const tensor& out, cudaStream_t stream);
+// out[i] = x[indices[i]]; any dtype (rows are copied as bytes).  x [T, H], indices [R] i32, out [R, H]
+void launch_gather_rows(const tensor& x, const tensor& indices, const tensor& out, cudaStream_t stream);
+
+// out = x / rms(x) * weight.  x, out [T, H], weight [H]; out may be x
+void launch_rms_norm(const tensor& x, const tensor& weight, float eps, const tensor& out, cudaStream_t stream);
+// residual += x (rounded to the residual's dtype); x = rms_norm(residual) * weight.  x, residual [T, H]
+void launch_add_rms_norm(const tensor& x, const tensor& residual, const tensor& weight, float eps, cudaStream_t stream);
+
+// out = silu(x[:, :I]) * x[:, I:].  x [T, 2I], out [T, I]
+void launch_silu_and_mul(const tensor& x, const tensor& out, cudaStream_t stream);
+
+// Rotary embedding in place on q and k, and the paged K/V write; see ops::rope_write_kv.
+// A position outside the rotary table leaves its row unrotated (the engine never plans one).
+void launch_rope_write_kv(const tensor& qkv, const tensor& positions, const tensor& cos_sin, const tensor& slot_mapping,
+                          const tensor& k_cache, const tensor& v_cache, const attention_shape& shape, cudaStream_t stream);
+
+// Causal attention over the paged cache for every new token; see ops::paged_attention.
+void launch_paged_attention(const tensor& qkv, const tensor& k_cache, const tensor& v_cache, const attention_metadata& meta,
+                            const attention_shape& shape, const tensor& out, cudaStream_t stream);
+
+// dst = src converted to dst's floating dtype.  src: `count` floats on the device
+void launch_convert_from_f32(const float* src, const tensor& dst, int64_t offset, int64_t count, cudaStream_t stream);
+
+// out[r] = index of the largest value of logits row r (the first on ties).  logits [R, V] f32, out [R] i32
+void launch_argmax(const tensor& logits, const tensor& out, cudaStream_t stream);
+
+} // namespace troupe::cuda

@@ -1,0 +1,128 @@
+// linear through cuBLASLt: out = x · weightᵀ (+ bias) (+ out).
+//
+// Row-major out [T, N] = x [T, K] · weight [N, K]ᵀ is, read column-major, outᵀ [N, T] = weight [K, N]ᵀ ·
+// xᵀ [K, T]: A = weight (transposed), B = x, D = out, with m = N, n = T, k = K and no copies. Compute is
+// fp32 for every dtype (CUBLAS_COMPUTE_32F, never the TF32 mode), so fp32 GEMMs match the CPU.
+// The bias rides on the epilogue. Plans (descriptors and the heuristic's algorithm) are cached per shape,
+// dtype and pointer alignment: the heuristic costs more than a small GEMM.
+
+#include <bit>
+#include <stdexcept>
+#include <string>
+
+#include "kernels/cuda/check.hpp"
+#include "kernels/cuda/cuda_context.hpp"
+
+namespace troupe {
+namespace {
+
+void check_lt(cublasStatus_t s, const char* what) {
+  if (s != CUBLAS_STATUS_SUCCESS)
+    throw std::runtime_error(std::string("cuBLASLt: ") + what + ": " + cublasLtGetStatusString(s));
+}
+
+cudaDataType_t cuda_type(dtype t) {
+  switch (t) {
+    case dtype::f32: return CUDA_R_32F;
+    case dtype::f16: return CUDA_R_16F;
+    case dtype::bf16: return CUDA_R_16BF;
+    default: throw std::invalid_argument("cuda linear: expects f32, f16 or bf16 tensors, got " + std::string(name(t)));
+  }
+}
+
+// The largest power of two, at most 256, that divides the address.
+uint16_t alignment(const void* p) {
+  const uintptr_t a = reinterpret_cast<uintptr_t>(p);
+  return a == 0 ? 256 : static_cast<uint16_t>(std::min<uintptr_t>(256, a & (~a + 1)));
+}
+
+gemm_plan make_plan(cuda_context& ctx, const gemm_key& key) {
+  gemm_plan plan;
+  const cudaDataType_t ab = cuda_type(key.ab), c = cuda_type(key.c);
+  check_lt(cublasLtMatmulDescCreate(&plan.desc, CUBLAS_COMPUTE_32F, CUDA_R_32F), "matmul descriptor");
+  const cublasOperation_t trans_a = CUBLAS_OP_T, trans_b = CUBLAS_OP_N;
+  check_lt(cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_TRANSA, &trans_a, sizeof(trans_a)), "transa");
+  check_lt(cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_TRANSB, &trans_b, sizeof(trans_b)), "transb");
+  if (key.bias) {
+    const cublasLtEpilogue_t epilogue = CUBLASLT_EPILOGUE_BIAS;
+    check_lt(cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, sizeof(epilogue)),
+             "epilogue");
+    check_lt(cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &c, sizeof(c)), "bias type");
+  }
+  check_lt(cublasLtMatrixLayoutCreate(&plan.a, ab, static_cast<uint64_t>(key.k), static_cast<uint64_t>(key.m), key.k),
+           "layout A");
+  check_lt(cublasLtMatrixLayoutCreate(&plan.b, ab, static_cast<uint64_t>(key.k), static_cast<uint64_t>(key.n), key.k),
+           "layout B");
+  check_lt(cublasLtMatrixLayoutCreate(&plan.c, c, static_cast<uint64_t>(key.m), static_cast<uint64_t>(key.n), key.m),
+           "layout C");
+
+  cublasLtMatmulPreference_t pref = nullptr;
+  check_lt(cublasLtMatmulPreferenceCreate(&pref), "preference");
+  auto set_pref = [&](cublasLtMatmulPreferenceAttributes_t attr, uint32_t v) {
+    check_lt(cublasLtMatmulPreferenceSetAttribute(pref, attr, &v, sizeof(v)), "preference attribute");
+  };
+  const uint64_t ws = ctx.workspace_bytes;
+  check_lt(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws)),
+           "workspace preference");
+  set_pref(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, key.align_a);
+  set_pref(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, key.align_b);
+  set_pref(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, key.align_c);
+  set_pref(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, key.align_c);
+  cublasLtMatmulHeuristicResult_t result{};
+  int found = 0;
+  const cublasStatus_t s =
+      cublasLtMatmulAlgoGetHeuristic(ctx.lt, plan.desc, plan.a, plan.b, plan.c, plan.c, pref, 1, &result, &found);
+  cublasLtMatmulPreferenceDestroy(pref);
+  if (s != CUBLAS_STATUS_SUCCESS || found == 0) {
+    cublasLtMatrixLayoutDestroy(plan.a);
+    cublasLtMatrixLayoutDestroy(plan.b);
+    cublasLtMatrixLayoutDestroy(plan.c);
+    cublasLtMatmulDescDestroy(plan.desc);
+    throw std::runtime_error("cuBLASLt: no algorithm for a " + std::to_string(key.n) + "x" + std::to_string(key.k) +
+                             " by " + std::to_string(key.m) + "x" + std::to_string(key.k) + "ᵀ " +
+                             std::string(name(key.ab)) + " product" + (s != CUBLAS_STATUS_SUCCESS ? std::string(": ") +
+                             cublasLtGetStatusString(s) : std::string()));
+  }
+  plan.algo = result.algo;
+  return plan;
+}
+
+} // namespace
+
+void cublaslt_linear(cuda_context& ctx, const tensor& x, const tensor& weight, const tensor& bias, const tensor& out,
+                     bool accumulate) {
+  const int64_t rows = x.dim(0), k = x.dim(1), n = weight.dim(0);
+  if (weight.dim(1) != k || out.dim(0) != rows || out.row_elems() != n || (!bias.empty() && bias.numel() != n))
+    throw std::invalid_argument("cuda linear: x " + cuda::shape_of(x) + ", weight " + cuda::shape_of(weight) +
+                                ", output " + cuda::shape_of(out) + " disagree");
+  if (x.type != weight.type) throw std::invalid_argument("cuda linear: x and weight must share a dtype");
+  if (!bias.empty() && bias.type != out.type) throw std::invalid_argument("cuda linear: bias must have the output's dtype");
+  if (rows == 0) return;
+
+  gemm_key key;
+  key.m = n;
+  key.n = rows;
+  key.k = k;
+  key.ab = x.type;
+  key.c = out.type;
+  key.bias = !bias.empty();
+  key.accumulate = accumulate;
+  key.align_a = alignment(weight.data);
+  key.align_b = alignment(x.data);
+  key.align_c = alignment(out.data);
+  key.align_bias = key.bias ? alignment(bias.data) : 0;
+  auto it = ctx.plans.find(key);
+  if (it == ctx.plans.end()) it = ctx.plans.emplace(key, make_plan(ctx, key)).first;
+  gemm_plan& plan = it->second;
+  if (key.bias) {
+    const void* ptr = bias.data;
+    check_lt(cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &ptr, sizeof(ptr)),
+             "bias pointer");
+  }
+  const float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
+  check_lt(cublasLtMatmul(ctx.lt, plan.desc, &alpha, weight.data, plan.a, x.data, plan.b, &beta, out.data, plan.c,
+                          out.data, plan.c, &plan.algo, ctx.workspace, ctx.workspace_bytes, ctx.stream),
+           "matmul");
+}
+
+} // namespace troupe

@@ -1,0 +1,187 @@
+// Paged attention for prefill, chunked prefill and decode in one kernel: every new token attends
+// causally to its sequence's context, read through the block table, with an online softmax.
+//
+// A block (CTA) takes kWarps query rows that share one KV head: rows are (token, head of the group)
+// pairs of one sequence, head fastest, so a decode step of a GQA model puts a whole group in one block
+// and the K/V it streams serve every head of the group. K/V tiles of kKeys positions are staged in
+// shared memory with 16-byte loads; each lane scores one key of the tile against its warp's query, the
+// warp updates its running max and sum once per tile, then accumulates P·V with each lane owning the
+// output dims lane, lane + 32, ...
+//
+// Later: a split-along-context variant for long decodes, tensor-core tiles for long prefills.
+
+#include <cfloat>
+
+#include "kernels/cuda/common.cuh"
+#include "kernels/cuda/launchers.hpp"
+
+namespace troupe::cuda {
+namespace {
+
+constexpr int kWarps = 8;            // query rows per block
+constexpr int kKeys = 32;            // key positions per shared-memory tile: one per lane
+constexpr int kMaxHeadDim = 256;
+constexpr int kDimsPerLane = kMaxHeadDim / 32;
+
+struct attention_params {
+  const int32_t* query_start;   // [S + 1]
+  const int32_t* seq_lens;      // [S]
+  const int32_t* block_tables;  // [S, max_blocks]
+  int max_blocks;
+  int64_t qkv_stride;           // elements per token row of qkv
+  int num_heads, num_kv_heads, head_dim, block_size, sliding_window;
+  float scale;
+};
+
+// Row stride of a staged K/V tile: 16 bytes of padding put the 8 lanes of each quarter-warp reading
+// 16-byte vectors from 8 different rows in 8 different bank groups.
+template <class T> __host__ __device__ constexpr int tile_ld(int head_dim) { return head_dim + 16 / int(sizeof(T)); }
+
+template <class T> size_t shared_bytes(int head_dim) {
+  return 2 * size_t(kKeys) * tile_ld<T>(head_dim) * sizeof(T) + size_t(kWarps) * head_dim * sizeof(float);
+}
+
+// grid (row tiles, num_kv_heads, num_seqs), kWarps * 32 threads.
+template <class T>
+__global__ void __launch_bounds__(kWarps * 32)
+paged_attention_kernel(const T* __restrict__ qkv, const T* __restrict__ k_cache, const T* __restrict__ v_cache,
+                       attention_params p, T* __restrict__ out) {
+  extern __shared__ __align__(16) unsigned char smem[];
+  const int d = p.head_dim, ld = tile_ld<T>(d);
+  T* k_tile = reinterpret_cast<T*>(smem);  // [kKeys, ld]
+  T* v_tile = k_tile + kKeys * ld;         // [kKeys, ld]
+  float* q_rows = reinterpret_cast<float*>(v_tile + kKeys * ld);  // [kWarps, d], pre-scaled
+
+  const int seq = blockIdx.z, kv_head = blockIdx.y;
+  const int group = p.num_heads / p.num_kv_heads;
+  const int q_begin = p.query_start[seq], q_len = p.query_start[seq + 1] - q_begin;
+  const int seq_len = p.seq_lens[seq];
+  const int num_rows = q_len * group, row0 = blockIdx.x * kWarps;
+  if (row0 >= num_rows) return;  // the whole block leaves together
+
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int row = row0 + warp;
+  const bool active = row < num_rows;
+  const int i = row / group;                        // the row's token within the sequence
+  const int head = kv_head * group + row % group;
+  const int64_t token = q_begin + i;
+  const int pos = seq_len - q_len + i;
+  const int first = p.sliding_window > 0 ? max(0, pos - p.sliding_window + 1) : 0;
+
+  // The block's key range is the union of its rows' ranges: from the first row's window start to the
+  // last row's position.
+  const int last_row = min(num_rows, row0 + kWarps) - 1;
+  const int block_first_pos = seq_len - q_len + row0 / group;
+  const int lo = p.sliding_window > 0 ? max(0, block_first_pos - p.sliding_window + 1) : 0;
+  const int hi = seq_len - q_len + last_row / group + 1;
+
+  if (active)
+    for (int c = lane; c < d; c += 32)
+      q_rows[warp * d + c] = to_float(qkv[token * p.qkv_stride + int64_t(head) * d + c]) * p.scale;
+
+  const int64_t kv_width = int64_t(p.num_kv_heads) * d;
+  const int32_t* table = p.block_tables + int64_t(seq) * p.max_blocks;
+  constexpr int N = vec16<T>;
+  const int vecs_per_row = d / N;
+
+  float m = -FLT_MAX, l = 0.0f;  // running max (finite so that m - m stays 0) and sum of exp
+  float acc[kDimsPerLane];
+#pragma unroll
+  for (int r = 0; r < kDimsPerLane; ++r) acc[r] = 0.0f;
+
+  for (int start = lo; start < hi; start += kKeys) {
+    __syncthreads();  // the previous tile is consumed (and, the first time, q_rows is written)
+    for (int idx = threadIdx.x; idx < kKeys * vecs_per_row; idx += kWarps * 32) {
+      const int key = idx / vecs_per_row, c = (idx % vecs_per_row) * N;
+      const int kpos = start + key;
+      vec<T, N> kv{}, vv{};
+      // Positions past the block's range are zero-filled: their weight is 0, and 0 · garbage could be NaN.
+      if (kpos < hi) {
+        const int64_t slot = int64_t(table[kpos / p.block_size]) * p.block_size + kpos % p.block_size;
+        const int64_t off = slot * kv_width + int64_t(kv_head) * d + c;
+        kv = load_vec<T, N>(k_cache + off);
+        vv = load_vec<T, N>(v_cache + off);
+      }
+      store_vec(k_tile + key * ld + c, kv);
+      store_vec(v_tile + key * ld + c, vv);
+    }
+    __syncthreads();
+    if (!active) continue;
+
+    const int kpos = start + lane;
+    float s = -INFINITY;
+    if (kpos >= first && kpos <= pos) {
+      const T* k = k_tile + lane * ld;
+      const float* q = q_rows + warp * d;
+      float dot = 0.0f;
+      for (int c = 0; c < d; c += N) {
+        const vec<T, N> kv = load_vec<T, N>(k + c);
+#pragma unroll
+        for (int e = 0; e < N; ++e) dot += q[c + e] * to_float(kv.v[e]);
+      }
+      s = dot;
+    }
+    const float m_new = fmaxf(m, warp_max(s));
+    const float correction = __expf(m - m_new);
+    const float weight = __expf(s - m_new);  // 0 for masked keys
+    l = l * correction + warp_sum(weight);
+    m = m_new;
+#pragma unroll
+    for (int r = 0; r < kDimsPerLane; ++r) acc[r] *= correction;
+    const int keys = min(kKeys, hi - start);
+    for (int key = 0; key < keys; ++key) {
+      const float w = __shfl_sync(0xffffffffu, weight, key);
+      const T* v = v_tile + key * ld;
+#pragma unroll
+      for (int r = 0; r < kDimsPerLane; ++r)
+        if (lane + 32 * r < d) acc[r] += w * to_float(v[lane + 32 * r]);
+    }
+  }
+  if (!active) return;
+  const float inv = l > 0.0f ? 1.0f / l : 0.0f;
+  T* o = out + token * int64_t(p.num_heads) * d + int64_t(head) * d;
+#pragma unroll
+  for (int r = 0; r < kDimsPerLane; ++r)
+    if (lane + 32 * r < d) o[lane + 32 * r] = from_float<T>(acc[r] * inv);
+}
+
+} // namespace
+
+void launch_paged_attention(const tensor& qkv, const tensor& k_cache, const tensor& v_cache, const attention_metadata& meta,
+                            const attention_shape& s, const tensor& out, cudaStream_t stream) {
+  if (qkv.type != k_cache.type || qkv.type != v_cache.type || qkv.type != out.type)
+    throw std::invalid_argument("cuda paged_attention: qkv, caches and output must share a dtype");
+  if (meta.query_start.type != dtype::i32 || meta.seq_lens.type != dtype::i32 || meta.block_tables.type != dtype::i32)
+    throw std::invalid_argument("cuda paged_attention: query_start, seq_lens and block_tables must be i32");
+  if (s.num_kv_heads <= 0 || s.num_heads % s.num_kv_heads != 0 || s.head_dim > kMaxHeadDim ||
+      qkv.dim(1) != (s.num_heads + 2 * int64_t(s.num_kv_heads)) * s.head_dim ||
+      out.row_elems() != int64_t(s.num_heads) * s.head_dim)
+    throw std::invalid_argument("cuda paged_attention: qkv " + shape_of(qkv) + " and output " + shape_of(out) +
+                                " disagree with the attention shape (head_dim at most 256)");
+  if (meta.num_seqs == 0 || meta.max_query_len == 0) return;
+  const int group = s.num_heads / s.num_kv_heads;
+  const int64_t row_tiles = (int64_t(meta.max_query_len) * group + kWarps - 1) / kWarps;
+  if (row_tiles > INT32_MAX || meta.num_seqs > 65535 || s.num_kv_heads > 65535)
+    throw std::invalid_argument("cuda paged_attention: step too large for one launch");
+  attention_params p{meta.query_start.as<int32_t>(), meta.seq_lens.as<int32_t>(), meta.block_tables.as<int32_t>(),
+                     static_cast<int>(meta.block_tables.dim(1)), qkv.dim(1), s.num_heads, s.num_kv_heads, s.head_dim,
+                     s.block_size, meta.sliding_window, s.scale};
+  dispatch_float(qkv.type, "paged_attention", [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    if (!can_vectorize<T>(s.head_dim, {qkv.data, k_cache.data, v_cache.data}))
+      throw std::invalid_argument("cuda paged_attention: head_dim must fill whole 16-byte vectors (a multiple of " +
+                                  std::to_string(vec16<T>) + ")");
+    const size_t smem = shared_bytes<T>(s.head_dim);
+    if (smem > 48 * 1024)
+      check(cudaFuncSetAttribute(paged_attention_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                 static_cast<int>(smem)),
+            "paged_attention shared memory");
+    const dim3 grid(static_cast<unsigned>(row_tiles), static_cast<unsigned>(s.num_kv_heads),
+                    static_cast<unsigned>(meta.num_seqs));
+    paged_attention_kernel<T><<<grid, kWarps * 32, smem, stream>>>(qkv.as<T>(), k_cache.as<T>(), v_cache.as<T>(), p,
+                                                                  out.as<T>());
+  });
+  check_launch("paged_attention");
+}
+
+} // namespace troupe::cuda

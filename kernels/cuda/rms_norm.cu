@@ -1,0 +1,103 @@
+// RMS norm, and the fused residual add + RMS norm that ends every attention and MLP block.
+
+#include "kernels/cuda/common.cuh"
+#include "kernels/cuda/launchers.hpp"
+
+namespace troupe::cuda {
+namespace {
+
+constexpr int kThreads = 256;
+
+// One block per row; the sum of squares is taken in fp32. x may alias out: each thread reads an
+// element before it writes that same element.
+template <class T, int N>
+__global__ void __launch_bounds__(kThreads) rms_norm_kernel(const T* x, const T* __restrict__ weight, T* out,
+                                                            int hidden, float eps) {
+  const T* xr = x + static_cast<int64_t>(blockIdx.x) * hidden;
+  T* o = out + static_cast<int64_t>(blockIdx.x) * hidden;
+  float sum_sq = 0.0f;
+  for (int i = threadIdx.x * N; i < hidden; i += kThreads * N) {
+    const vec<T, N> v = load_vec<T, N>(xr + i);
+#pragma unroll
+    for (int k = 0; k < N; ++k) sum_sq += to_float(v.v[k]) * to_float(v.v[k]);
+  }
+  const float inv = rsqrtf(block_sum(sum_sq) / hidden + eps);
+  for (int i = threadIdx.x * N; i < hidden; i += kThreads * N) {
+    const vec<T, N> v = load_vec<T, N>(xr + i), w = load_vec<T, N>(weight + i);
+    vec<T, N> r;
+#pragma unroll
+    for (int k = 0; k < N; ++k) r.v[k] = from_float<T>(to_float(w.v[k]) * (to_float(v.v[k]) * inv));
+    store_vec(o + i, r);
+  }
+}
+
+// residual += x, rounded to T as the stream is stored (as vLLM's fused_add_rms_norm does); the norm is
+// taken of the rounded sum and written to x.
+template <class T, int N>
+__global__ void __launch_bounds__(kThreads) add_rms_norm_kernel(T* __restrict__ x, T* __restrict__ residual,
+                                                                const T* __restrict__ weight, int hidden, float eps) {
+  T* xr = x + static_cast<int64_t>(blockIdx.x) * hidden;
+  T* rr = residual + static_cast<int64_t>(blockIdx.x) * hidden;
+  float sum_sq = 0.0f;
+  for (int i = threadIdx.x * N; i < hidden; i += kThreads * N) {
+    const vec<T, N> a = load_vec<T, N>(xr + i);
+    vec<T, N> r = load_vec<T, N>(rr + i);
+#pragma unroll
+    for (int k = 0; k < N; ++k) {
+      r.v[k] = from_float<T>(to_float(a.v[k]) + to_float(r.v[k]));
+      const float z = to_float(r.v[k]);
+      sum_sq += z * z;
+    }
+    store_vec(rr + i, r);
+  }
+  const float inv = rsqrtf(block_sum(sum_sq) / hidden + eps);
+  for (int i = threadIdx.x * N; i < hidden; i += kThreads * N) {
+    const vec<T, N> r = load_vec<T, N>(rr + i), w = load_vec<T, N>(weight + i);
+    vec<T, N> o;
+#pragma unroll
+    for (int k = 0; k < N; ++k) o.v[k] = from_float<T>(to_float(w.v[k]) * (to_float(r.v[k]) * inv));
+    store_vec(xr + i, o);
+  }
+}
+
+void check_norm_args(const tensor& x, const tensor& weight, const tensor& out, const char* op) {
+  if (x.type != weight.type || x.type != out.type)
+    throw std::invalid_argument(std::string("cuda ") + op + ": x, weight and output must share a dtype");
+  if (weight.numel() != x.dim(-1) || out.numel() != x.numel())
+    throw std::invalid_argument(std::string("cuda ") + op + ": x " + shape_of(x) + ", weight " + shape_of(weight) +
+                                ", output " + shape_of(out));
+}
+
+} // namespace
+
+void launch_rms_norm(const tensor& x, const tensor& weight, float eps, const tensor& out, cudaStream_t stream) {
+  check_norm_args(x, weight, out, "rms_norm");
+  const int64_t rows = x.dim(0), hidden = x.dim(-1);
+  if (rows == 0) return;
+  dispatch_float(x.type, "rms_norm", [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    const int h = static_cast<int>(hidden);
+    if (can_vectorize<T>(hidden, {x.data, weight.data, out.data}))
+      rms_norm_kernel<T, vec16<T>><<<static_cast<unsigned>(rows), kThreads, 0, stream>>>(x.as<T>(), weight.as<T>(), out.as<T>(), h, eps);
+    else
+      rms_norm_kernel<T, 1><<<static_cast<unsigned>(rows), kThreads, 0, stream>>>(x.as<T>(), weight.as<T>(), out.as<T>(), h, eps);
+  });
+  check_launch("rms_norm");
+}
+
+void launch_add_rms_norm(const tensor& x, const tensor& residual, const tensor& weight, float eps, cudaStream_t stream) {
+  check_norm_args(x, weight, residual, "add_rms_norm");
+  const int64_t rows = x.dim(0), hidden = x.dim(-1);
+  if (rows == 0) return;
+  dispatch_float(x.type, "add_rms_norm", [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    const int h = static_cast<int>(hidden);
+    if (can_vectorize<T>(hidden, {x.data, residual.data, weight.data}))
+      add_rms_norm_kernel<T, vec16<T>><<<static_cast<unsigned>(rows), kThreads, 0, stream>>>(x.as<T>(), residual.as<T>(), weight.as<T>(), h, eps);
+    else
+      add_rms_norm_kernel<T, 1><<<static_cast<unsigned>(rows), kThreads, 0, stream>>>(x.as<T>(), residual.as<T>(), weight.as<T>(), h, eps);
+  });
+  check_launch("add_rms_norm");
+}
+
+} // namespace troupe::cuda

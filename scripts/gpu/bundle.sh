@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Gathers what the GPU machine needs to run troupe into one folder (default bundle/, at most 64 MiB):
+# the built programs, the shared libraries ldd resolves outside glibc, libstdc++, CUDA and NCCL (the GPU
+# machine has those; it lacks CAF, spdlog, fmt and the rest), the reference models and the bench config.
+#
+#   scripts/gpu/bundle.sh [OUT_DIR]        (BUILD_DIR=build by default)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+build=${BUILD_DIR:-build}
+out=${1:-bundle}
+rm -rf "$out"
+mkdir -p "$out/lib" "$out/data"
+
+programs=()
+for prog in troupe troupe_gpu_check; do
+  if [ -x "$build/$prog" ]; then
+    cp "$build/$prog" "$out/"
+    programs+=("$build/$prog")
+  else
+    echo "bundle: $build/$prog is not built; skipped" >&2
+  fi
+done
+[ ${#programs[@]} -gt 0 ] || { echo "bundle: nothing built under $build" >&2; exit 1; }
+
+# What the GPU machine provides itself.
+provided='^(linux-vdso|ld-linux|libc|libm|libdl|libpthread|librt|libutil|libresolv|libstdc\+\+|libgcc_s|libcuda|libcudart|libcublas|libcublasLt|libnccl|libnvidia)[.-]'
+for prog in "${programs[@]}"; do
+  ldd "$prog" | awk '/=> \// { print $1, $3 }' | while read -r soname path; do
+    if [[ "$soname" =~ $provided ]]; then continue; fi
+    cp -L "$path" "$out/lib/$soname"
+  done
+done
+
+cp -r tests/data/reference "$out/data/reference"
+cp -r scripts/gpu/qwen2.5-7b-shape "$out/data/qwen2.5-7b-shape"
+
+size_kib=$(du -sk "$out" | cut -f1)
+echo "bundle: $out holds $(ls "$out" | tr '\n' ' ')and $(ls "$out/lib" | wc -l) libraries, $((size_kib / 1024)) MiB"
+if [ "$size_kib" -gt $((64 * 1024)) ]; then
+  echo "bundle: over 64 MiB; the run tool will refuse it" >&2
+  exit 1
+fi
