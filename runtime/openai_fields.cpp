@@ -393,6 +393,13 @@ checked_body decode_body(std::string_view body) {
     out.error = validation_error(issues.all());
     return out;
   }
+  if (parsed.value.is_null()) {
+    // FastAPI treats a JSON null body like no body.
+    issue_list issues;
+    issues.add("missing", {"body"}, "Field required", parsed.value);
+    out.error = validation_error(issues.all());
+    return out;
+  }
   if (!parsed.value.is_object()) {
     issue_list issues;
     is_model(parsed.value, {"body"}, issues);

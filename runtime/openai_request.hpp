@@ -12,6 +12,17 @@
 //      then the engine's own checks (logprobs limit, logit_bias vocabulary).
 // Each step returns an api_error (openai_error.hpp) or its result; the first error is the answer.
 //
+// A chat request in the gateway, in order:
+//   auto req = parse_chat_request(body, server);            if (!req) reply(req.error());
+//   const chat_request& r = req.value();
+//   auto msgs = render_messages_json(r.messages, content_format::string);  // with r.tools_json
+//   ... render the template, tokenize -> n tokens ...
+//   if (auto e = check_context_length(n, requested_max_tokens(r), server.max_model_len, prompt_form::text,
+//                                     requested_max_tokens_param(r))) reply(*e);
+//   auto gen = to_generation(r, n, server);                  if (!gen) reply(gen.error());
+// Completions: the same per prompt, with prompt_form::token_ids for token-id prompts. Errors go out as
+// error_body(e) with e.status; after a stream has started, as sse_error(e) then sse_done().
+//
 // Followed: vLLM's main branch as of 2026 (chat_completion/protocol.py, completion/protocol.py,
 // renderers/params.py, sampling_params.py, serve/exception_handling). Where troupe lacks a feature
 // vLLM has (structured outputs, tool parsers, beam search, multimodal input, prompt logprobs), the
@@ -211,10 +222,11 @@ checked<std::string> render_messages_json(const std::vector<chat_message>& messa
 // so vLLM can only say "at least N" tokens; token ids are counted exactly.
 enum class prompt_form : uint8_t { text, token_ids };
 
-// max_tokens as vLLM's renderer counts it for the context check: max_completion_tokens, else
-// max_tokens, else 0 (chat); max_tokens (completions). The param name goes in the error.
+// max_tokens as vLLM's renderer counts it for the context check, and the name the error gives it:
+// chat: max_completion_tokens, else max_tokens, else nothing (0); completions: max_tokens (16 unless sent).
 std::optional<int64_t> requested_max_tokens(const chat_request& r);
 std::string_view requested_max_tokens_param(const chat_request& r);
+inline std::optional<int64_t> requested_max_tokens(const completion_request& r) { return r.max_tokens; }
 
 // vLLM's renderer check: max_tokens above max_model_len, then a prompt with no room left for
 // max_tokens outputs ("This model's maximum context length is ..."). nullopt when it fits.

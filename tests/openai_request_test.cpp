@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <random>
 
 #include "runtime/openai_request.hpp"
 #include "runtime/python_json.hpp"
@@ -83,6 +84,11 @@ TEST(OpenaiRequest, JsonErrorPositionsCountCharactersNotBytes) {
 
 TEST(OpenaiRequest, EmptyBodyIsAMissingBody) {
   expect_error(chat_error(""), 400, "Bad Request", "body",
+               "1 validation error:\n  {'type': 'missing', 'loc': 'body', 'msg': 'Field required', 'input': 'None'}");
+}
+
+TEST(OpenaiRequest, JsonNullBodyIsAMissingBody) {
+  expect_error(chat_error(" null "), 400, "Bad Request", "body",
                "1 validation error:\n  {'type': 'missing', 'loc': 'body', 'msg': 'Field required', 'input': 'None'}");
 }
 
@@ -667,6 +673,51 @@ TEST(OpenaiTokenize, DetokenizeReadsTokens) {
   auto bad = parse_detokenize_request(R"({"model": "nope", "tokens": []})", tiny_server());
   ASSERT_FALSE(bad.ok());
   EXPECT_EQ(bad.error().status, 404);
+}
+
+// ---- robustness: whatever arrives, an answer and never an exception ----
+
+TEST(OpenaiRequest, MangledBodiesNeverThrow) {
+  const std::vector<std::string> seeds = {
+      "{" + user_hi + R"(, "tools": [{"type": "function", "function": {"name": "f", "parameters": {"a": 1}}}],
+          "tool_choice": {"type": "function", "function": {"name": "f"}}, "logit_bias": {"1": 2}, "stop": ["x"],
+          "stream": true, "stream_options": {"include_usage": true}, "logprobs": true, "top_logprobs": 2})",
+      R"({"prompt": [[1, 2], [3]], "max_tokens": 5, "logprobs": 1, "echo": false, "stop": "s", "n": 2})",
+      R"({"messages": [{"role": "assistant", "content": [{"type": "text", "text": "a"}],
+          "tool_calls": [{"id": "c", "type": "function", "function": {"name": "f", "arguments": "{}"}}]}]})"};
+  std::mt19937 rng(7);
+  const std::string alphabet = "{}[]\",:0123456789-.eEtrufalsn \\u\xff\xc3";
+  int parsed = 0;
+  for (int i = 0; i < 3000; ++i) {
+    std::string body = seeds[static_cast<size_t>(i) % seeds.size()];
+    int edits = 1 + static_cast<int>(rng() % 4);
+    for (int k = 0; k < edits; ++k) {
+      size_t pos = rng() % (body.size() + 1);
+      switch (rng() % 3) {
+        case 0: body.insert(pos, 1, alphabet[rng() % alphabet.size()]); break;
+        case 1: if (pos < body.size()) body.erase(pos, 1); break;
+        default: if (pos < body.size()) body[pos] = alphabet[rng() % alphabet.size()];
+      }
+    }
+    EXPECT_NO_THROW({
+      auto c = parse_chat_request(body, tiny_server());
+      if (c) {
+        ++parsed;
+        (void)render_messages_json(c.value().messages, content_format::string);
+        (void)to_generation(c.value(), 10, tiny_server());
+      }
+      auto p = parse_completion_request(body, tiny_server());
+      if (p) (void)to_generation(p.value(), 10, tiny_server());
+      (void)parse_tokenize_request(body, tiny_server());
+      (void)parse_detokenize_request(body, tiny_server());
+    }) << body;
+  }
+  EXPECT_GT(parsed, 0);
+}
+
+TEST(OpenaiRequest, DeepNestingIsRefusedNotACrash) {
+  std::string body = R"({"messages": )" + std::string(100000, '[') + std::string(100000, ']') + "}";
+  expect_error(chat_error(body), 400, "Bad Request", std::nullopt, "There was an error parsing the body");
 }
 
 // ---- Python's json.loads ----
