@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <utility>
 
 namespace troupe::jinja {
 namespace {
@@ -18,7 +19,7 @@ namespace {
 using args_t = call_args;
 
 std::vector<value> bind(std::string_view fn, const args_t& args, const std::vector<param>& params) {
-  return bind_args(fn, args, params);
+  return bind_args(fn, args, params, 1); // Python counts the filtered or tested value as an argument
 }
 
 // soft_str: what filters that work on text make of any value (undefined is "").
@@ -32,16 +33,22 @@ value iterator_of(std::vector<value> items, std::string_view type = "generator")
 // pulled and emits zero or one result item (Python runs a generator's body only as it is consumed).
 value lazy_generator(interpreter& in, const value& source, std::function<std::optional<value>(const value&)> step) {
   value gen = value::list({}, seq_flavor::iterator, "generator");
-  std::shared_ptr<list_object> upstream;
+  auto upstream = std::make_shared<list_object>();
+  upstream->flavor = seq_flavor::iterator;
+  value src = source; // keeps the upstream alive
   if (source.is_list() && source.as_list().flavor == seq_flavor::iterator) {
-    upstream = std::make_shared<list_object>();
-    upstream->flavor = seq_flavor::iterator;
-    value src = source; // keeps the upstream iterator alive
     upstream->generate = [src]() { return take_next(src.as_list()); };
   } else {
-    upstream = std::make_shared<list_object>();
-    upstream->flavor = seq_flavor::iterator;
-    upstream->items = in.iterate(source);
+    // iter(source) runs at the first pull, as in a Python generator.
+    upstream->generate = [&in, src, items = std::vector<value>(), next = size_t{0},
+                          loaded = false]() mutable -> std::optional<value> {
+      if (!loaded) {
+        items = in.iterate(src);
+        loaded = true;
+      }
+      if (next >= items.size()) return std::nullopt;
+      return std::move(items[next++]);
+    };
   }
   gen.as_list().generate = [upstream, step = std::move(step)]() -> std::optional<value> {
     while (auto item = take_next(*upstream)) {
@@ -154,13 +161,48 @@ value f_abs(interpreter&, const value& v, args_t& a) {
   bind("abs", a, {});
   if (v.is_float()) return std::fabs(v.as_float());
   if (v.is_int() || v.is_bool()) return std::abs(v.as_integer());
-  if (v.is_undefined()) fail_undefined(v);
   throw template_error("bad operand type for abs(): '" + type_name(v) + "'");
 }
 
 value f_attr(interpreter& in, const value& v, args_t& a) {
   auto p = bind("attr", a, {{"name", value(), true}});
   return in.getattr(v, str_of(p[0]));
+}
+
+value f_batch(interpreter& in, const value& v, args_t& a) {
+  auto p = bind("batch", a, {{"linecount", value(), true}, {"fill_with", nullptr}});
+  int64_t size = p[0].as_integer();
+  if (size <= 0) throw template_error("batch size must be positive");
+  std::vector<value> out, row;
+  for (value& item : in.iterate(v)) {
+    row.push_back(std::move(item));
+    if (static_cast<int64_t>(row.size()) == size) out.push_back(value::list(std::exchange(row, {})));
+  }
+  if (!row.empty()) {
+    if (!p[1].is_none())
+      while (static_cast<int64_t>(row.size()) < size) row.push_back(p[1]);
+    out.push_back(value::list(std::move(row)));
+  }
+  return iterator_of(std::move(out));
+}
+
+value f_slice(interpreter& in, const value& v, args_t& a) {
+  auto p = bind("slice", a, {{"slices", value(), true}, {"fill_with", nullptr}});
+  int64_t slices = p[0].as_integer();
+  if (slices <= 0) throw template_error("slice count must be positive");
+  auto seq = in.iterate(v);
+  auto length = static_cast<int64_t>(seq.size());
+  int64_t per_slice = length / slices, with_extra = length % slices, offset = 0;
+  std::vector<value> out;
+  for (int64_t k = 0; k < slices; ++k) {
+    int64_t start = offset + k * per_slice;
+    if (k < with_extra) ++offset;
+    int64_t end = offset + (k + 1) * per_slice;
+    std::vector<value> part(seq.begin() + start, seq.begin() + end);
+    if (!p[1].is_none() && k >= with_extra) part.push_back(p[1]);
+    out.push_back(value::list(std::move(part)));
+  }
+  return iterator_of(std::move(out));
 }
 
 value f_capitalize(interpreter&, const value& v, args_t& a) {
@@ -222,7 +264,8 @@ value f_first(interpreter& in, const value& v, args_t& a) {
 
 value f_last(interpreter& in, const value& v, args_t& a) {
   bind("last", a, {});
-  if (v.is_list() && v.as_list().flavor == seq_flavor::iterator)
+  if ((v.is_list() && v.as_list().flavor == seq_flavor::iterator) ||
+      !(v.is_undefined() || v.is_string() || v.is_list() || v.is_dict()))
     throw template_error("'" + type_name(v) + "' object is not reversible");
   auto items = in.iterate(v);
   if (items.empty()) return value::undefined("No last item, sequence was empty.");
@@ -231,6 +274,7 @@ value f_last(interpreter& in, const value& v, args_t& a) {
 
 value f_float(interpreter&, const value& v, args_t& a) {
   auto p = bind("float", a, {{"default", 0.0}});
+  if (v.is_undefined()) fail_undefined(v); // float(Undefined) raises, and jinja2 does not catch that
   if (v.is_number()) return v.as_number();
   if (v.is_string()) {
     if (auto d = parse_python_float(v.as_string())) return *d;
@@ -254,7 +298,10 @@ value f_format(interpreter&, const value& v, args_t& a) {
 value f_indent(interpreter&, const value& v, args_t& a) {
   auto p = bind("indent", a, {{"width", 4}, {"first", false}, {"blank", false}});
   std::string indention = p[0].is_string() ? p[0].as_string() : std::string(static_cast<size_t>(std::max<int64_t>(0, p[0].as_integer())), ' ');
-  std::string s = str_of(v) + "\n"; // jinja2's quirk, so that splitlines keeps a trailing empty line
+  // jinja2 appends "\n" to the value itself (s += newline): only text can be indented.
+  if (v.is_undefined()) fail_undefined(v);
+  if (!v.is_string()) throw template_error("unsupported operand type(s) for +=: '" + type_name(v) + "' and 'str'");
+  std::string s = v.as_string() + "\n"; // so that splitlines keeps a trailing empty line
   auto lines = text::splitlines(s, false);
   std::string rv;
   if (truthy(p[2])) {
@@ -269,6 +316,7 @@ value f_indent(interpreter&, const value& v, args_t& a) {
 
 value f_int(interpreter&, const value& v, args_t& a) {
   auto p = bind("int", a, {{"default", 0}, {"base", 10}});
+  if (v.is_undefined()) fail_undefined(v); // int(Undefined) raises, and jinja2 does not catch that
   if (v.is_int() || v.is_bool()) return v.as_integer();
   if (v.is_float()) {
     double d = v.as_float();
@@ -284,11 +332,21 @@ value f_int(interpreter&, const value& v, args_t& a) {
 
 value f_items(interpreter&, const value& v, args_t& a) {
   bind("items", a, {});
-  if (v.is_undefined()) return iterator_of({}, "dict_itemiterator");
-  if (!v.is_dict()) throw template_error("Can only get item pairs from a mapping.");
-  std::vector<value> items;
-  for (const auto& [k, x] : v.as_dict().entries) items.push_back(value::tuple({k, x}));
-  return iterator_of(std::move(items), "dict_itemiterator");
+  value gen = iterator_of({});
+  if (v.is_undefined()) return gen;
+  // jinja2's items is a generator: a non-mapping fails only when it is consumed.
+  value src = v;
+  bool started = false;
+  size_t next = 0;
+  gen.as_list().generate = [src, started, next]() mutable -> std::optional<value> {
+    if (!started && !src.is_dict()) throw template_error("Can only get item pairs from a mapping.");
+    started = true;
+    const auto& entries = src.as_dict().entries;
+    if (next >= entries.size()) return std::nullopt;
+    const auto& [k, x] = entries[next++];
+    return value::tuple({k, x});
+  };
+  return gen;
 }
 
 value f_join(interpreter& in, const value& v, args_t& a) {
@@ -407,7 +465,12 @@ value f_replace(interpreter&, const value& v, args_t& a) {
 value f_reverse(interpreter& in, const value& v, args_t& a) {
   bind("reverse", a, {});
   if (v.is_string()) return value(text::slice(v.as_string(), std::nullopt, std::nullopt, -1));
-  auto items = in.iterate(v);
+  std::vector<value> items;
+  try {
+    items = in.iterate(v);
+  } catch (const template_error&) {
+    throw template_error("argument must be iterable");
+  }
   std::reverse(items.begin(), items.end());
   if (v.is_sequence_list()) return iterator_of(std::move(items), "list_reverseiterator");
   if (v.is_dict()) return iterator_of(std::move(items), "dict_reversekeyiterator");
@@ -420,7 +483,6 @@ value f_round(interpreter&, const value& v, args_t& a) {
   if (method != "common" && method != "ceil" && method != "floor")
     throw template_error("method must be common, ceil or floor");
   int64_t precision = p[0].as_integer();
-  if (v.is_undefined()) fail_undefined(v);
   if (!v.is_number()) throw template_error("type " + type_name(v) + " doesn't define __round__ method");
   if (method == "common") {
     if (!v.is_float()) return v.as_integer(); // Python's round() of an int stays an int
@@ -540,7 +602,7 @@ value f_wordcount(interpreter&, const value& v, args_t& a) {
 }
 
 constexpr filter_entry filters[] = {
-    {"abs", f_abs},           {"attr", f_attr},         {"capitalize", f_capitalize}, {"center", f_center},
+    {"abs", f_abs},           {"attr", f_attr},         {"batch", f_batch},           {"slice", f_slice},         {"capitalize", f_capitalize}, {"center", f_center},
     {"count", f_length},      {"d", f_default},         {"default", f_default},       {"dictsort", f_dictsort},
     {"e", f_escape},          {"escape", f_escape},     {"first", f_first},           {"float", f_float},
     {"forceescape", f_escape}, {"format", f_format},    {"indent", f_indent},         {"int", f_int},
@@ -553,29 +615,30 @@ constexpr filter_entry filters[] = {
     {"upper", f_upper},       {"wordcount", f_wordcount},
 };
 
-constexpr std::string_view unimplemented_filters[] = {"batch", "filesizeformat", "groupby", "pprint", "random",
-                                                      "slice", "striptags", "truncate", "urlencode", "urlize",
-                                                      "wordwrap", "xmlattr"};
+constexpr std::string_view unimplemented_filters[] = {"filesizeformat", "groupby", "pprint", "random", "striptags",
+                                                      "truncate", "urlencode", "urlize", "wordwrap", "xmlattr"};
 
 // --- tests ---------------------------------------------------------------------------------------
 
-value one_arg(std::string_view name, const args_t& a) { return bind(name, a, {{"other", value(), true}})[0]; }
+value one_arg(std::string_view name, const args_t& a) {
+  return bind("test_" + std::string(name), a, {{"other", value(), true}})[0];
+}
 
-bool t_defined(interpreter&, const value& v, args_t& a) { return bind("defined", a, {}), !v.is_undefined(); }
-bool t_undefined(interpreter&, const value& v, args_t& a) { return bind("undefined", a, {}), v.is_undefined(); }
-bool t_none(interpreter&, const value& v, args_t& a) { return bind("none", a, {}), v.is_none(); }
-bool t_boolean(interpreter&, const value& v, args_t& a) { return bind("boolean", a, {}), v.is_bool(); }
-bool t_false(interpreter&, const value& v, args_t& a) { return bind("false", a, {}), v.is_bool() && !v.as_bool(); }
-bool t_true(interpreter&, const value& v, args_t& a) { return bind("true", a, {}), v.is_bool() && v.as_bool(); }
-bool t_integer(interpreter&, const value& v, args_t& a) { return bind("integer", a, {}), v.is_int(); }
-bool t_float(interpreter&, const value& v, args_t& a) { return bind("float", a, {}), v.is_float(); }
-bool t_number(interpreter&, const value& v, args_t& a) { return bind("number", a, {}), v.is_number(); }
-bool t_string(interpreter&, const value& v, args_t& a) { return bind("string", a, {}), v.is_string(); }
-bool t_mapping(interpreter&, const value& v, args_t& a) { return bind("mapping", a, {}), v.is_dict(); }
-bool t_callable(interpreter&, const value& v, args_t& a) { return bind("callable", a, {}), v.is_function(); }
-bool t_escaped(interpreter&, const value&, args_t& a) { return bind("escaped", a, {}), false; }
-bool t_lower(interpreter&, const value& v, args_t& a) { return bind("lower", a, {}), text::is_lower_str(str_of(v)); }
-bool t_upper(interpreter&, const value& v, args_t& a) { return bind("upper", a, {}), text::is_upper_str(str_of(v)); }
+bool t_defined(interpreter&, const value& v, args_t& a) { return bind("test_defined", a, {}), !v.is_undefined(); }
+bool t_undefined(interpreter&, const value& v, args_t& a) { return bind("test_undefined", a, {}), v.is_undefined(); }
+bool t_none(interpreter&, const value& v, args_t& a) { return bind("test_none", a, {}), v.is_none(); }
+bool t_boolean(interpreter&, const value& v, args_t& a) { return bind("test_boolean", a, {}), v.is_bool(); }
+bool t_false(interpreter&, const value& v, args_t& a) { return bind("test_false", a, {}), v.is_bool() && !v.as_bool(); }
+bool t_true(interpreter&, const value& v, args_t& a) { return bind("test_true", a, {}), v.is_bool() && v.as_bool(); }
+bool t_integer(interpreter&, const value& v, args_t& a) { return bind("test_integer", a, {}), v.is_int(); }
+bool t_float(interpreter&, const value& v, args_t& a) { return bind("test_float", a, {}), v.is_float(); }
+bool t_number(interpreter&, const value& v, args_t& a) { return bind("test_number", a, {}), v.is_number(); }
+bool t_string(interpreter&, const value& v, args_t& a) { return bind("test_string", a, {}), v.is_string(); }
+bool t_mapping(interpreter&, const value& v, args_t& a) { return bind("test_mapping", a, {}), v.is_dict(); }
+bool t_callable(interpreter&, const value& v, args_t& a) { return bind("test_callable", a, {}), v.is_function(); }
+bool t_escaped(interpreter&, const value&, args_t& a) { return bind("test_escaped", a, {}), false; }
+bool t_lower(interpreter&, const value& v, args_t& a) { return bind("test_lower", a, {}), text::is_lower_str(str_of(v)); }
+bool t_upper(interpreter&, const value& v, args_t& a) { return bind("test_upper", a, {}), text::is_upper_str(str_of(v)); }
 
 bool t_sequence(interpreter&, const value& v, args_t& a) {
   bind("sequence", a, {});
@@ -587,28 +650,14 @@ bool t_iterable(interpreter&, const value& v, args_t& a) {
   return v.is_undefined() || v.is_string() || v.is_dict() || v.is_list();
 }
 
-int64_t integer_operand(const value& v, std::string_view op) {
-  if (v.is_undefined()) fail_undefined(v);
-  if (!v.is_int() && !v.is_bool()) {
-    throw template_error("unsupported operand type(s) for " + std::string(op) + ": '" + type_name(v) + "' and 'int'");
-  }
-  return v.as_integer();
-}
+// value % 2 == r, with Python's % (a string formats, anything else may raise).
+bool remainder_is(const value& v, int64_t r) { return equals(binary_operation(binary_op::mod, v, value(2)), value(r)); }
 
-bool t_odd(interpreter&, const value& v, args_t& a) {
-  bind("odd", a, {});
-  if (v.is_float()) return std::fmod(v.as_float(), 2.0) != 0 && std::fabs(std::fmod(v.as_float(), 2.0)) == 1;
-  return (integer_operand(v, "%") % 2 + 2) % 2 == 1;
-}
-
-bool t_even(interpreter&, const value& v, args_t& a) {
-  bind("even", a, {});
-  if (v.is_float()) return std::fmod(v.as_float(), 2.0) == 0;
-  return integer_operand(v, "%") % 2 == 0;
-}
+bool t_odd(interpreter&, const value& v, args_t& a) { return bind("test_test_odd", a, {}), remainder_is(v, 1); }
+bool t_even(interpreter&, const value& v, args_t& a) { return bind("test_test_even", a, {}), remainder_is(v, 0); }
 
 bool t_divisibleby(interpreter&, const value& v, args_t& a) {
-  value num = bind("divisibleby", a, {{"num", value(), true}})[0];
+  value num = bind("test_divisibleby", a, {{"num", value(), true}})[0];
   value r = binary_operation(binary_op::mod, v, num);
   return equals(r, value(0));
 }
@@ -627,8 +676,8 @@ bool t_lt(interpreter&, const value& v, args_t& a) { return ordering(compare_op:
 bool t_le(interpreter&, const value& v, args_t& a) { return ordering(compare_op::le, v, one_arg("le", a)); }
 bool t_gt(interpreter&, const value& v, args_t& a) { return ordering(compare_op::gt, v, one_arg("gt", a)); }
 bool t_ge(interpreter&, const value& v, args_t& a) { return ordering(compare_op::ge, v, one_arg("ge", a)); }
-bool t_filter(interpreter&, const value& v, args_t& a) { return bind("filter", a, {}), v.is_string() && find_filter(v.as_string()); }
-bool t_test(interpreter&, const value& v, args_t& a) { return bind("test", a, {}), v.is_string() && find_test(v.as_string()); }
+bool t_filter(interpreter&, const value& v, args_t& a) { return bind("test_filter", a, {}), v.is_string() && find_filter(v.as_string()); }
+bool t_test(interpreter&, const value& v, args_t& a) { return bind("test_test", a, {}), v.is_string() && find_test(v.as_string()); }
 
 constexpr test_entry tests[] = {
     {"boolean", t_boolean}, {"callable", t_callable}, {"defined", t_defined},   {"divisibleby", t_divisibleby},

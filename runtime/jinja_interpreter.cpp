@@ -248,10 +248,23 @@ value interpreter::define_macro(const stmt& s, const scope_ptr& sc) {
       true);
 }
 
+namespace {
+
+// A filter or test jinja2 let through because it sat in an if: it fails when it runs.
+[[noreturn]] void missing(const expr& e) {
+  if (e.kind == expr_kind::filter && is_unimplemented_filter(e.name))
+    throw template_error("the filter '" + e.name + "' is not supported in chat templates");
+  throw template_error(std::string("No ") + (e.kind == expr_kind::filter ? "filter" : "test") + " named '" + e.name +
+                       "' found.");
+}
+
+} // namespace
+
 value interpreter::apply_filter_expr(const expr& f, const value& subject, const scope_ptr& sc) {
   value inner = f.children[0] ? apply_filter_expr(*f.children[0], subject, sc) : subject;
   call_args args = eval_args(f, 1, sc);
   line_ = f.line;
+  if (!f.filter) missing(f);
   return f.filter->apply(*this, inner, args);
 }
 
@@ -309,12 +322,14 @@ value interpreter::eval(const expr& e, const scope_ptr& sc) {
     value subject = eval(*e.children[0], sc);
     call_args args = eval_args(e, 1, sc);
     line_ = e.line;
+    if (!e.filter) missing(e);
     return e.filter->apply(*this, subject, args);
   }
   case expr_kind::test: {
     value subject = eval(*e.children[0], sc);
     call_args args = eval_args(e, 1, sc);
     line_ = e.line;
+    if (!e.test) missing(e);
     return e.test->apply(*this, subject, args);
   }
   case expr_kind::logical_not: return !truthy(eval(*e.children[0], sc));
@@ -381,6 +396,8 @@ bool interpreter::eval_compare(const expr& e, const scope_ptr& sc) {
   return true;
 }
 
+// NOTE: jinja2 slices with Python's obj[a:b:c] directly, not through the sandbox's getitem, so slicing
+// what cannot be sliced is an error rather than an undefined.
 value interpreter::eval_slice(const expr& e, const scope_ptr& sc) {
   value obj = eval(*e.children[0], sc);
   std::optional<int64_t> bounds[3];
@@ -396,10 +413,13 @@ value interpreter::eval_slice(const expr& e, const scope_ptr& sc) {
   }
   line_ = e.line;
   if (obj.is_undefined()) fail_undefined(obj);
+  if (obj.is_dict()) throw template_error("unhashable type: 'slice'");
+  if (!obj.is_string() && !obj.is_sequence_list()) throw template_error("'" + type_name(obj) + "' object is not subscriptable");
+  if (!valid) throw template_error("slice indices must be integers or None or have an __index__ method");
   int64_t step = bounds[2].value_or(1);
-  if (valid && step == 0) throw template_error("slice step cannot be zero");
-  if (valid && obj.is_string()) return value(text::slice(obj.as_string(), bounds[0], bounds[1], step));
-  if (valid && obj.is_sequence_list()) {
+  if (step == 0) throw template_error("slice step cannot be zero");
+  if (obj.is_string()) return value(text::slice(obj.as_string(), bounds[0], bounds[1], step));
+  {
     const auto& items = obj.as_list().items;
     auto n = static_cast<int64_t>(items.size());
     auto adjust = [&](std::optional<int64_t> v, int64_t dflt, int64_t lo, int64_t hi) {
@@ -416,8 +436,6 @@ value interpreter::eval_slice(const expr& e, const scope_ptr& sc) {
     }
     return value::list(std::move(out), obj.as_list().flavor);
   }
-  // jinja2's getitem turns the TypeError of slicing anything else into an undefined.
-  return value::undefined(object_type_repr(obj) + " has no element slice");
 }
 
 // --- services for filters, tests and methods -----------------------------------------------------

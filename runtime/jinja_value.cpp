@@ -83,10 +83,16 @@ void dict_object::set(value key, value v) {
   }
 }
 
-std::vector<value> bind_args(std::string_view fn, const call_args& args, const std::vector<param>& params) {
+std::vector<value> bind_args(std::string_view fn, const call_args& args, const std::vector<param>& params,
+                             int implicit) {
   if (args.positional.size() > params.size()) {
-    throw template_error(std::string(fn) + "() takes at most " + std::to_string(params.size()) + " argument" +
-                         (params.size() == 1 ? "" : "s") + " (" + std::to_string(args.positional.size()) + " given)");
+    size_t required = static_cast<size_t>(std::count_if(params.begin(), params.end(), [](const param& p) { return p.required; }));
+    size_t lo = required + static_cast<size_t>(implicit), hi = params.size() + static_cast<size_t>(implicit);
+    size_t given = args.positional.size() + static_cast<size_t>(implicit);
+    std::string takes = lo == hi ? std::to_string(hi) + " positional argument" + (hi == 1 ? "" : "s")
+                                 : "from " + std::to_string(lo) + " to " + std::to_string(hi) + " positional arguments";
+    throw template_error(std::string(fn) + "() takes " + takes + " but " + std::to_string(given) +
+                         (given == 1 ? " was given" : " were given"));
   }
   std::vector<value> out(params.size());
   std::vector<bool> given(params.size(), false);

@@ -167,7 +167,9 @@ struct param {
 
 // The arguments of a call to fn bound to params (positional first, then by keyword, then defaults).
 // Throws template_error with Python's TypeError text for too many, unknown or missing arguments.
-std::vector<value> bind_args(std::string_view fn, const call_args& args, const std::vector<param>& params);
+// implicit: arguments Python passes before these (a filter's value), counted in messages.
+std::vector<value> bind_args(std::string_view fn, const call_args& args, const std::vector<param>& params,
+                             int implicit = 0);
 
 // The next item of an iterator (list_object with flavor iterator), taking it; nullopt when used up.
 std::optional<value> take_next(list_object& iterator);

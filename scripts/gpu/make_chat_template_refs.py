@@ -27,6 +27,7 @@ from datetime import datetime
 
 # bos/eos as the models' tokenizer_config.json files set them (None: the model has none).
 SPECIAL_TOKENS = {
+    "context_probe": ("<s>", "</s>"),
     "qwen2_5": (None, "<|im_end|>"),
     "qwen3": (None, "<|im_end|>"),
     "llama3": ("<|begin_of_text|>", "<|end_of_text|>"),
@@ -391,6 +392,30 @@ CONSTRUCTS = [
     ("generation_block", "a{% generation %}gen {{ 1 }}{% endgeneration %}b", {}),
     ("strftime_now_year", "{{ strftime_now('%Y')|length }} {{ strftime_now is defined }}", {}),
     ("raise_exception_absent_when_not_called", "{% if false %}{{ raise_exception('no') }}{% endif %}fine", {}),
+    # more corners
+    ("unknown_filter_in_untaken_if_is_fine", "{% if false %}{{ x|nosuchfilter }}{% endif %}ok {{ 1 if true else x|nosuch }}", {}),
+    ("error_unknown_filter_in_taken_if", "{% if true %}{{ x|nosuchfilter }}{% endif %}", {}),
+    ("error_unknown_filter_in_loop_inside_if", "{% if false %}{% for a in [] %}{{ a|nosuchfilter }}{% endfor %}{% endif %}", {}),
+    ("error_slicing_none", "{{ nn[1:] }}", {"nn": None}),
+    ("error_slicing_dict", "{{ d[1:] }}", {"d": D}),
+    ("lazy_generators", "{{ users|selectattr('age', 'gt', 26)|map(attribute='name')|first }} "
+                        "{{ [1, 'a']|map('string')|first }} {% set g = [1, 2]|select %}{{ g|list }}{{ g|list }} "
+                        "{{ x|select|list }} {{ [3, 1]|reverse|list }}", {"users": USERS}),
+    ("raw_with_whitespace_control", "a {%- raw %} x {% endraw -%} b\n  {% raw -%}  y  {%- endraw %}\nc", {}),
+    ("pow_is_left_associative", "{{ 2 ** 3 ** 2 }} {{ not true == false }} {{ 10 // 3 * 3 + 10 % 3 }} {{ -2 ** 2 }}", {}),
+    ("duplicate_dict_keys", "{{ {'a': 1, 'b': 2, 'a': 3} }} {{ {1: 'x', 1.0: 'y'} }}", {}),
+    ("content_string_methods", "{{ messages[0].content.split('\\n')[0] }}|{{ messages[0]['content'].strip().upper() }}|"
+                               "{{ messages[0].content is string }}",
+     {"messages": [{"role": "user", "content": "  first line\nsecond  "}]}),
+    ("list_accumulation", "{% set x = [] %}{% for i in range(3) %}{% set x = x + [i] %}{{ x }}{% endfor %} {{ x }}", {}),
+    ("strings_compare_by_code_point", "{{ 'Z' < 'a' }} {{ 'é' > 'z' }} {{ ['b', 'é', 'A']|sort }} {{ 'abc' < 'abd' }}", {}),
+    ("undefined_through_filters", "[{{ u|string }}|{{ u|length }}|{{ u|list }}|{{ u|join }}|{{ u|trim }}|{{ u|upper }}|"
+                                  "{{ u|first }}|{{ u|default('d') }}|{{ u|sum }}|{{ u|sort }}|{{ u|e }}|{{ u|reverse|list }}]", {}),
+    ("error_int_of_undefined", "{{ u|int }}", {}),
+    ("error_macro_too_many_arguments", "{% macro m(a) %}{{ a }}{% endmacro %}{{ m(1, 2) }}", {}),
+    ("error_namespace_attribute_on_undefined", "{% set ns.x = 1 %}", {}),
+    ("error_indent_of_a_number", "{{ 5|indent }}", {}),
+    ("error_test_with_extra_argument", "{{ 1 is odd(2) }}", {}),
     # errors
     ("error_raise_exception", "{{ raise_exception('Boom: custom message') }}", {}),
     ("error_attribute_of_undefined", "{{ x.y }}", {}),
