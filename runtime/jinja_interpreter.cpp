@@ -401,10 +401,12 @@ bool interpreter::eval_compare(const expr& e, const scope_ptr& sc) {
 value interpreter::eval_slice(const expr& e, const scope_ptr& sc) {
   value obj = eval(*e.children[0], sc);
   std::optional<int64_t> bounds[3];
+  value raw[3] = {value(nullptr), value(nullptr), value(nullptr)};
   bool valid = true;
   for (int k = 0; k < 3; ++k) {
     if (!e.children[k + 1]) continue;
     value b = eval(*e.children[k + 1], sc);
+    raw[k] = b;
     if (b.is_int() || b.is_bool()) {
       bounds[k] = b.as_integer();
     } else if (!b.is_none()) {
@@ -413,7 +415,8 @@ value interpreter::eval_slice(const expr& e, const scope_ptr& sc) {
   }
   line_ = e.line;
   if (obj.is_undefined()) fail_undefined(obj);
-  if (obj.is_dict()) throw template_error("unhashable type: 'slice'");
+  // Python 3.12 slices are hashable, so a dict looks the slice up as a key (transformers' Python).
+  if (obj.is_dict()) throw template_error("slice(" + repr(raw[0]) + ", " + repr(raw[1]) + ", " + repr(raw[2]) + ")");
   if (!obj.is_string() && !obj.is_sequence_list()) throw template_error("'" + type_name(obj) + "' object is not subscriptable");
   if (!valid) throw template_error("slice indices must be integers or None or have an __index__ method");
   int64_t step = bounds[2].value_or(1);
