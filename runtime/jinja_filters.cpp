@@ -169,8 +169,30 @@ value f_attr(interpreter& in, const value& v, args_t& a) {
   return in.getattr(v, str_of(p[0]));
 }
 
+std::vector<value> batch_items(interpreter& in, const value& v, const std::vector<value>& p);
+
+// A generator whose items are all computed when the first is taken (jinja2's batch and slice run
+// their loops inside generators, so their errors wait for the consumer).
+value deferred(std::function<std::vector<value>()> compute) {
+  value gen = iterator_of({});
+  gen.as_list().generate = [compute = std::move(compute), items = std::vector<value>(), next = size_t{0},
+                            done = false]() mutable -> std::optional<value> {
+    if (!done) {
+      items = compute();
+      done = true;
+    }
+    if (next >= items.size()) return std::nullopt;
+    return std::move(items[next++]);
+  };
+  return gen;
+}
+
 value f_batch(interpreter& in, const value& v, args_t& a) {
   auto p = bind("batch", a, {{"linecount", value(), true}, {"fill_with", nullptr}});
+  return deferred([&in, v, p]() { return batch_items(in, v, p); });
+}
+
+std::vector<value> batch_items(interpreter& in, const value& v, const std::vector<value>& p) {
   int64_t size = p[0].as_integer();
   if (size <= 0) throw template_error("batch size must be positive");
   std::vector<value> out, row;
@@ -183,11 +205,17 @@ value f_batch(interpreter& in, const value& v, args_t& a) {
       while (static_cast<int64_t>(row.size()) < size) row.push_back(p[1]);
     out.push_back(value::list(std::move(row)));
   }
-  return iterator_of(std::move(out));
+  return out;
 }
+
+std::vector<value> slice_items(interpreter& in, const value& v, const std::vector<value>& p);
 
 value f_slice(interpreter& in, const value& v, args_t& a) {
   auto p = bind("slice", a, {{"slices", value(), true}, {"fill_with", nullptr}});
+  return deferred([&in, v, p]() { return slice_items(in, v, p); });
+}
+
+std::vector<value> slice_items(interpreter& in, const value& v, const std::vector<value>& p) {
   int64_t slices = p[0].as_integer();
   if (slices <= 0) throw template_error("slice count must be positive");
   auto seq = in.iterate(v);
@@ -202,7 +230,7 @@ value f_slice(interpreter& in, const value& v, args_t& a) {
     if (!p[1].is_none() && k >= with_extra) part.push_back(p[1]);
     out.push_back(value::list(std::move(part)));
   }
-  return iterator_of(std::move(out));
+  return out;
 }
 
 value f_capitalize(interpreter&, const value& v, args_t& a) {
@@ -376,6 +404,7 @@ value f_upper(interpreter&, const value& v, args_t& a) {
 }
 
 value f_map(interpreter& in, const value& v, args_t& a) {
+  if (!truthy(v)) return iterator_of({}); // jinja2: `if value:` before iterating
   if (a.positional.empty()) {
     value attribute, dflt;
     bool has_default = false;
@@ -424,6 +453,7 @@ value f_min(interpreter& in, const value& v, args_t& a) { return min_max(in, v, 
 
 // select / reject / selectattr / rejectattr.
 value select_or_reject(interpreter& in, const value& v, args_t& a, bool by_attribute, bool keep_when) {
+  if (!truthy(v)) return iterator_of({}); // jinja2: `if value:` before iterating
   size_t next = 0;
   value attribute;
   if (by_attribute) {
@@ -635,7 +665,10 @@ bool t_float(interpreter&, const value& v, args_t& a) { return bind("test_float"
 bool t_number(interpreter&, const value& v, args_t& a) { return bind("test_number", a, {}), v.is_number(); }
 bool t_string(interpreter&, const value& v, args_t& a) { return bind("test_string", a, {}), v.is_string(); }
 bool t_mapping(interpreter&, const value& v, args_t& a) { return bind("test_mapping", a, {}), v.is_dict(); }
-bool t_callable(interpreter&, const value& v, args_t& a) { return bind("test_callable", a, {}), v.is_function(); }
+// Undefined has __call__ (it raises), so Python calls it callable.
+bool t_callable(interpreter&, const value& v, args_t& a) {
+  return bind("test_callable", a, {}), v.is_function() || v.is_undefined();
+}
 bool t_escaped(interpreter&, const value&, args_t& a) { return bind("test_escaped", a, {}), false; }
 bool t_lower(interpreter&, const value& v, args_t& a) { return bind("test_lower", a, {}), text::is_lower_str(str_of(v)); }
 bool t_upper(interpreter&, const value& v, args_t& a) { return bind("test_upper", a, {}), text::is_upper_str(str_of(v)); }

@@ -135,6 +135,8 @@ void interpreter::assign(const assign_target& target, value v, scope& sc) {
     sc.set(target.names[0], std::move(v));
     return;
   }
+  if (!(v.is_undefined() || v.is_list() || v.is_dict() || v.is_string()))
+    throw template_error("cannot unpack non-iterable " + type_name(v) + " object");
   std::vector<value> items = iterate(v);
   size_t want = target.names.size();
   if (items.size() < want)
@@ -510,7 +512,6 @@ bool interpreter::contains(const value& container, const value& item) {
   case value_kind::undefined: return false;
   case value_kind::string:
     if (!item.is_string()) {
-      if (item.is_undefined()) fail_undefined(item);
       throw template_error("'in <string>' requires string as left operand, not " + type_name(item));
     }
     return container.as_string().find(item.as_string()) != std::string::npos;

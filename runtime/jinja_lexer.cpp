@@ -304,12 +304,14 @@ private:
     std::string num;
     size_t p = digits(pos, num, dec);
     bool is_float = false;
-    if (p + 1 < src_.size() && src_[p] == '.' && is_digit(src_[p + 1])) {
+    // jinja2's float rule has (?<!\.): after a dot (x.0.1) digits are an index, never a float.
+    bool after_dot = pos > 0 && src_[pos - 1] == '.';
+    if (!after_dot && p + 1 < src_.size() && src_[p] == '.' && is_digit(src_[p + 1])) {
       num += '.';
       p = digits(p + 1, num, dec);
       is_float = true;
     }
-    if (p < src_.size() && (src_[p] == 'e' || src_[p] == 'E')) {
+    if (!after_dot && p < src_.size() && (src_[p] == 'e' || src_[p] == 'E')) {
       size_t q = p + 1;
       std::string exp = "e";
       if (q < src_.size() && (src_[q] == '+' || src_[q] == '-')) exp += src_[q++];

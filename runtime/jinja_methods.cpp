@@ -638,7 +638,11 @@ std::string percent_format(const std::string& fmt, const value& args) {
     default: throw template_error(std::string("unsupported format character '") + type + "'");
     }
   }
-  if (!mapping && next < items.size()) throw template_error("not all arguments converted during string formatting");
+  // Python treats any subscriptable non-tuple (a list too) like a mapping here: nothing is left over.
+  if (!mapping && !args.is_list() && next < items.size())
+    throw template_error("not all arguments converted during string formatting");
+  if (!mapping && args.is_list() && args.as_list().flavor == seq_flavor::tuple && next < items.size())
+    throw template_error("not all arguments converted during string formatting");
   return out;
 }
 
