@@ -8,6 +8,7 @@
 #include "runtime/jinja_interpreter.hpp"
 #include "runtime/jinja_json.hpp"
 #include "runtime/jinja_parser.hpp"
+#include "runtime/jinja_text.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -184,9 +185,73 @@ std::optional<chat_template> chat_template::from_tokenizer_config(const std::fil
   return std::nullopt;
 }
 
+namespace {
+
+// transformers marks the end of the message to continue with this tag, renders, and cuts there.
+constexpr std::string_view continue_tag = "CONTINUE_FINAL_MESSAGE_TAG ";
+
+std::string strip_whitespace(std::string_view s) { return jinja::text::strip(s, std::nullopt, true, true); }
+
+// Appends the tag to the final message's content (its last text block for a list of blocks) and
+// returns that content as it was.
+std::string mark_final_message(value& messages, const std::string& source) {
+  auto& items = messages.as_list().items;
+  const jinja::value* content = nullptr;
+  if (!items.empty() && items.back().is_dict()) content = items.back().as_dict().find_name("content");
+  if (!content || content->is_none())
+    throw user_error("continue_final_message is set but the final message has no \"content\" to continue!");
+  if (source.find("content") == std::string::npos) {
+    throw user_error("continue_final_message is set to \"content\" but this is not an accepted field in the "
+                     "chat_template");
+  }
+  value& slot = *items.back().as_dict().find(value("content"));
+  if (slot.is_list()) {
+    auto& blocks = slot.as_list().items;
+    for (auto it = blocks.rbegin(); it != blocks.rend(); ++it) {
+      if (!it->is_dict()) continue;
+      value* text = it->as_dict().find(value("text"));
+      if (!text) continue;
+      std::string original = jinja::to_str(*text);
+      *text = value(original + std::string(continue_tag));
+      return original;
+    }
+    throw user_error("continue_final_message is set but we could not find any text to continue in the final message!");
+  }
+  std::string original = jinja::to_str(slot);
+  slot = value(original + std::string(continue_tag));
+  return original;
+}
+
+// Cuts the rendered prompt right after the continued message, as transformers does.
+std::string cut_at_final_message(const std::string& rendered, const std::string& final_message) {
+  std::string tag = strip_whitespace(continue_tag);
+  std::string final_stripped = strip_whitespace(final_message);
+  if (rendered.find(final_stripped) == std::string::npos || rendered.find(tag) == std::string::npos) {
+    throw user_error("continue_final_message is set but the final message does not appear in the chat after applying "
+                     "the chat template! This can happen if the chat template deletes portions of the final message. "
+                     "Please verify the chat template and final message in your chat to ensure they are compatible."
+                     "Final message to continue: " + final_stripped + "\nRendered chat:\n" + rendered);
+  }
+  size_t at = rendered.rfind(tag);
+  if (rendered.compare(at, continue_tag.size(), continue_tag) == 0) return rendered.substr(0, at);
+  return jinja::text::strip(std::string_view(rendered).substr(0, at), std::nullopt, false, true);
+}
+
+} // namespace
+
 std::string chat_template::render(std::string_view messages_json, const chat_template_options& options) const {
   value messages = parse_argument(messages_json, "messages");
   if (!messages.is_list()) throw user_error("chat template: messages must be a JSON array");
+  std::optional<std::string> final_message;
+  if (options.continue_final_message) {
+    if (options.add_generation_prompt) {
+      throw user_error("continue_final_message and add_generation_prompt are not compatible. Use "
+                       "continue_final_message when you want the model to continue the final message, and "
+                       "add_generation_prompt when you want to add a header that will prompt it to generate a new "
+                       "assistant message instead.");
+    }
+    final_message = mark_final_message(messages, *source_);
+  }
   value context = value::dict();
   auto& vars = context.as_dict();
   vars.set(value("range"), value::function("range", range_function));
@@ -221,7 +286,8 @@ std::string chat_template::render(std::string_view messages_json, const chat_tem
     }
   }
   try {
-    return interpreter(*program_, std::move(context)).render();
+    std::string rendered = interpreter(*program_, std::move(context)).render();
+    return final_message ? cut_at_final_message(rendered, *final_message) : rendered;
   } catch (const jinja::raised_exception& e) {
     throw user_error(e.what());
   } catch (const jinja::render_error& e) {

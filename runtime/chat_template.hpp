@@ -27,6 +27,9 @@ struct chat_template_options {
   std::string tools_json;
   // A JSON object whose members become template variables (e.g. {"enable_thinking": false}), or empty.
   std::string extra_context_json;
+  // Leave the final message open for the model to continue (transformers' continue_final_message):
+  // the prompt ends where that message's content ends. Needs add_generation_prompt false.
+  bool continue_final_message = false;
   // The clock strftime_now() reads; unset: the real one (local time, like Python's datetime.now()).
   std::optional<std::chrono::system_clock::time_point> now;
 };

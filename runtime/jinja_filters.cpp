@@ -570,7 +570,11 @@ value f_title(interpreter&, const value& v, args_t& a) {
     bool sep = is_sep(c);
     if (sep != in_sep) at_piece_start = true;
     in_sep = sep;
-    text::append_utf8(out, at_piece_start ? text::to_upper(c) : text::to_lower(c));
+    if (at_piece_start) {
+      text::append_upper(out, c);
+    } else {
+      text::append_lower(out, c);
+    }
     at_piece_start = false;
   }
   return value(std::move(out));

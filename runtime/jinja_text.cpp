@@ -143,20 +143,91 @@ bool is_line_break(char32_t cp) {
 
 namespace {
 
+// The unconditional multi-character mappings of Unicode's SpecialCasing.txt that Python applies and
+// utf8proc's one-to-one tables lack (the Greek iota-subscript forms are left out).
+struct special_case {
+  char32_t cp;
+  const char* upper;
+  const char* title;
+};
+constexpr special_case special_cases[] = {
+    {0x00DF, "SS", "Ss"},
+    {0x0149, "\u02BCN", "\u02BCN"},
+    {0x01F0, "J\u030C", "J\u030C"},
+    {0x0390, "\u0399\u0308\u0301", "\u0399\u0308\u0301"},
+    {0x03B0, "\u03A5\u0308\u0301", "\u03A5\u0308\u0301"},
+    {0x0587, "\u0535\u0552", "\u0535\u0582"},
+    {0x1E96, "H\u0331", "H\u0331"},
+    {0x1E97, "T\u0308", "T\u0308"},
+    {0x1E98, "W\u030A", "W\u030A"},
+    {0x1E99, "Y\u030A", "Y\u030A"},
+    {0x1E9A, "A\u02BE", "A\u02BE"},
+    {0xFB00, "FF", "Ff"},
+    {0xFB01, "FI", "Fi"},
+    {0xFB02, "FL", "Fl"},
+    {0xFB03, "FFI", "Ffi"},
+    {0xFB04, "FFL", "Ffl"},
+    {0xFB05, "ST", "St"},
+    {0xFB06, "ST", "St"},
+    {0xFB13, "\u0544\u0546", "\u0544\u0576"},
+    {0xFB14, "\u0544\u0535", "\u0544\u0565"},
+    {0xFB15, "\u0544\u053B", "\u0544\u056B"},
+    {0xFB16, "\u054E\u0546", "\u054E\u0576"},
+    {0xFB17, "\u0544\u053D", "\u0544\u056D"},
+};
+
+const special_case* find_special(char32_t cp) {
+  for (const auto& s : special_cases)
+    if (s.cp == cp) return &s;
+  return nullptr;
+}
+
 template <typename F>
 std::string map_code_points(std::string_view s, F f) {
   std::string out;
   out.reserve(s.size());
-  for (size_t i = 0; i < s.size();) append_utf8(out, f(next_code_point(s, i)));
+  for (size_t i = 0; i < s.size();) f(out, next_code_point(s, i));
   return out;
 }
 
 } // namespace
 
-std::string lower(std::string_view s) { return map_code_points(s, to_lower); }
-std::string upper(std::string_view s) { return map_code_points(s, to_upper); }
+void append_upper(std::string& out, char32_t cp) {
+  if (const special_case* s = find_special(cp)) {
+    out += s->upper;
+  } else {
+    append_utf8(out, to_upper(cp));
+  }
+}
+
+void append_title(std::string& out, char32_t cp) {
+  if (const special_case* s = find_special(cp)) {
+    out += s->title;
+  } else {
+    append_utf8(out, to_title(cp));
+  }
+}
+
+void append_lower(std::string& out, char32_t cp) {
+  if (cp == 0x0130) {
+    out += "i\u0307"; // İ lowers to i + combining dot above
+  } else {
+    append_utf8(out, to_lower(cp));
+  }
+}
+
+std::string lower(std::string_view s) { return map_code_points(s, append_lower); }
+std::string upper(std::string_view s) { return map_code_points(s, append_upper); }
 std::string swapcase(std::string_view s) {
-  return map_code_points(s, [](char32_t c) { return is_upper(c) ? to_lower(c) : is_lower(c) ? to_upper(c) : c; });
+  return map_code_points(s, [](std::string& out, char32_t c) {
+    if (is_upper(c)) {
+      append_lower(out, c);
+    } else if (is_lower(c)) {
+      append_upper(out, c);
+    } else {
+      append_utf8(out, c);
+    }
+  });
 }
 
 std::string title(std::string_view s) {
@@ -164,7 +235,11 @@ std::string title(std::string_view s) {
   bool previous_cased = false;
   for (size_t i = 0; i < s.size();) {
     char32_t c = next_code_point(s, i);
-    append_utf8(out, previous_cased ? to_lower(c) : to_title(c));
+    if (previous_cased) {
+      append_lower(out, c);
+    } else {
+      append_title(out, c);
+    }
     previous_cased = is_cased(c);
   }
   return out;
@@ -175,7 +250,11 @@ std::string capitalize(std::string_view s) {
   bool first = true;
   for (size_t i = 0; i < s.size();) {
     char32_t c = next_code_point(s, i);
-    append_utf8(out, first ? to_title(c) : to_lower(c));
+    if (first) {
+      append_title(out, c);
+    } else {
+      append_lower(out, c);
+    }
     first = false;
   }
   return out;

@@ -32,6 +32,10 @@ char32_t to_lower(char32_t cp);
 char32_t to_upper(char32_t cp);
 char32_t to_title(char32_t cp);
 bool is_line_break(char32_t cp); // what str.splitlines splits on
+// Python's full case mappings of one code point (str.upper of 'ß' is "SS"), appended to out.
+void append_upper(std::string& out, char32_t cp);
+void append_lower(std::string& out, char32_t cp);
+void append_title(std::string& out, char32_t cp);
 
 std::string lower(std::string_view s);
 std::string upper(std::string_view s);

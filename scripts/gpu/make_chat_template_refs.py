@@ -186,6 +186,14 @@ CONVERSATIONS = {
         {"role": "assistant", "content": "I speak first."},
         {"role": "user", "content": "Fine."},
     ], None),
+    "assistant_prefix": ([
+        {"role": "user", "content": "Write a haiku."},
+        {"role": "assistant", "content": "Autumn leaves  "},
+    ], None),
+    "assistant_prefix_parts": ([
+        {"role": "user", "content": "Write a haiku."},
+        {"role": "assistant", "content": [{"type": "text", "text": "Autumn"}, {"type": "text", "text": " leaves"}]},
+    ], None),
     "bad_tool_call_id": ([
         ASK_WEATHER,
         {"role": "assistant", "content": "", "tool_calls": [tool_call("abc", "get_current_weather", {"location": "Rome"})]},
@@ -194,6 +202,9 @@ CONVERSATIONS = {
 
 # Conversations rendered a second time with add_generation_prompt=False.
 WITHOUT_GENERATION_PROMPT = {"multi_turn", "assistant_last", "tool_call_dict_args", "reasoning_last"}
+
+# Rendered with continue_final_message=True (add_generation_prompt False, and once True: an error).
+CONTINUE_FINAL_MESSAGE = ["assistant_last", "assistant_prefix", "assistant_prefix_parts"]
 
 # Extra keyword arguments to apply_chat_template, by template: (label, kwargs, conversations).
 EXTRA_CASES = {
@@ -416,6 +427,25 @@ CONSTRUCTS = [
     ("error_namespace_attribute_on_undefined", "{% set ns.x = 1 %}", {}),
     ("error_indent_of_a_number", "{{ 5|indent }}", {}),
     ("error_test_with_extra_argument", "{{ 1 is odd(2) }}", {}),
+    ("filters_batch_and_slice", "{{ [1, 2, 3, 4, 5]|batch(2)|list }} {{ [1, 2, 3, 4, 5]|batch(2, 'x')|list }} "
+                                "{{ [1, 2, 3, 4, 5]|slice(2)|list }} {{ [1, 2, 3, 4, 5]|slice(3, 0)|list }}", {}),
+    ("unicode_case", "{{ '\u00e9COLE \u00c6\u00d8\u00c5'|lower }} {{ 'stra\u00dfe'|upper }} {{ 'stra\u00dfe'.upper() }} "
+                     "{{ '\u00e9cole \u00e0 paris'|title }} {{ '\u00e9COLE'|capitalize }} {{ '\u00ef\u00c7'.swapcase() }}", {}),
+    ("percent_formatting", "{{ '%(a)s-%(b)d'|format(a='x', b=2) }} {{ '%5.1f|%-4s|%04d|%x|%r' % (3.14159, 'ab', 7, 255, 'q') }} "
+                           "{{ '%s' % [1, 2] }} {{ '%d%%' % 50 }}", {}),
+    ("items_of_non_mapping_is_lazy", "{% set g = 5|items %}ok", {}),
+    ("namespace_and_dict_globals", "{% set ns = namespace({'a': 1}, b=2) %}{{ ns.a }}{{ ns.b }} {{ dict(a=1, b='x') }} "
+                                   "{{ dict({'k': 1}, z=2) }}", {}),
+    ("sort_and_map_with_arguments", "{{ users|sort(attribute='name')|map(attribute='name')|join(',') }} "
+                                    "{{ [[2, 'b'], [1, 'a']]|sort(attribute='0')|map(attribute='1')|join }} "
+                                    "{{ ['a', 'b']|map('replace', 'a', 'z')|join }} {{ [1.234, 2.345]|map('round', 1)|list }}",
+     {"users": USERS}),
+    ("string_methods_count_code_points", "{{ 'h\u00e9llo w\u00f6rld'.split('\u00f6') }} {{ '\u00f1a\u00f1a'.count('\u00f1') }} "
+                                         "{{ 'a\u00f1b'.index('b') }} {{ '\u00c0B'.lower() }} {{ 'x\u00e9y'[1:] }}", {}),
+    ("truthiness", "{{ [] or 'e' }} {{ {} or 'e' }} {{ 0.0 or 'z' }} {{ '0' or 'n' }} {{ [0] and 'y' }} {{ none or none }}", {}),
+    ("tojson_numbers", "{{ [0.1, 1e16, 1e-5, 123456789012345678, -0.0, 1.5e300, 3.0]|tojson }}", {}),
+    ("none_comparisons", "{{ none in [none] }} {{ none == 0 }} {{ [none] == [none] }} {{ none != false }}", {}),
+    ("block_set_with_trim", "{% set x -%}\n  a\n{%- endset %}[{{ x }}] {% set y %}\n  b\n{% endset %}[{{ y }}]", {}),
     # errors
     ("error_raise_exception", "{{ raise_exception('Boom: custom message') }}", {}),
     ("error_attribute_of_undefined", "{{ x.y }}", {}),
@@ -528,21 +558,67 @@ def make_tokenizer(bos, eos):
     return tok
 
 
-def render_model_case(tok, compiler, template, bos, eos, messages, tools, add_generation_prompt, extra):
+TAG = "CONTINUE_FINAL_MESSAGE_TAG "
+
+
+def replica_mark_final(chat, template, add_generation_prompt):
+    """transformers' continue_final_message preparation (render_jinja_template), for the replica."""
+    if add_generation_prompt:
+        raise ValueError("continue_final_message and add_generation_prompt are not compatible. Use continue_final_message "
+                         "when you want the model to continue the final message, and add_generation_prompt when you want "
+                         "to add a header that will prompt it to generate a new assistant message instead.")
+    if (final_message := chat[-1].get("content")) is None:
+        raise ValueError('continue_final_message is set but the final message has no "content" to continue!')
+    if "content" not in template:
+        raise ValueError('continue_final_message is set to "content" but this is not an accepted field in the chat_template')
+    if isinstance(final_message, (list, tuple)):
+        for block in reversed(final_message):
+            if "text" in block:
+                final_message = block["text"]
+                block["text"] = block["text"] + TAG
+                break
+        else:
+            raise ValueError("continue_final_message is set but we could not find any text to continue in the final message!")
+    else:
+        chat[-1]["content"] = chat[-1]["content"] + TAG
+    return final_message
+
+
+def replica_cut(rendered, final_message):
+    if final_message.strip() not in rendered or TAG.strip() not in rendered:
+        raise ValueError("continue_final_message is set but the final message does not appear in the chat after "
+                         "applying the chat template! This can happen if the chat template deletes portions of "
+                         "the final message. Please verify the chat template and final message in your chat to "
+                         "ensure they are compatible."
+                         f"Final message to continue: {final_message.strip()}\nRendered chat:\n{rendered}")
+    loc = rendered.rindex(TAG.strip())
+    if rendered[loc:loc + len(TAG)] == TAG:
+        return rendered[:loc]
+    return rendered[:loc].rstrip()
+
+
+def render_model_case(tok, compiler, template, bos, eos, messages, tools, add_generation_prompt, extra,
+                      continue_final_message=False):
     msgs = copy.deepcopy(messages)
     kwargs = copy.deepcopy(extra)
+    if continue_final_message:
+        kwargs["continue_final_message"] = True
     try:
         if tok is not None:
             out = tok.apply_chat_template(msgs, tools=copy.deepcopy(tools), add_generation_prompt=add_generation_prompt,
                                           tokenize=False, chat_template=template, **kwargs)
         else:
             ctx = dict(kwargs)
+            ctx.pop("continue_final_message", None)
             if bos is not None:
                 ctx["bos_token"] = bos
             if eos is not None:
                 ctx["eos_token"] = eos
+            final = replica_mark_final(msgs, template, add_generation_prompt) if continue_final_message else None
             out = compiler(template).render(messages=msgs, tools=copy.deepcopy(tools), documents=None,
                                             add_generation_prompt=add_generation_prompt, **ctx)
+            if continue_final_message:
+                out = replica_cut(out, final)
         return {"output": out}
     except Exception as e:  # noqa: BLE001
         return {"error": error_record(e)}
@@ -601,10 +677,17 @@ def main():
         for label, extra, convs in EXTRA_CASES.get(name, []):
             for conv in convs:
                 runs.append((label, {**always, **extra}, conv, True))
+        if True:
+            for conv in CONTINUE_FINAL_MESSAGE:
+                runs.append(("continue_final_message", always, conv, False))
+            runs.append(("continue_final_message", always, "assistant_prefix", True))
         for label, extra, conv, agp in runs:
             messages, tools = CONVERSATIONS[conv]
-            result = render_model_case(tok, compiler, templates[name], bos, eos, messages, tools, agp, extra)
+            cont = label == "continue_final_message"
+            result = render_model_case(tok, compiler, templates[name], bos, eos, messages, tools, agp, extra, cont)
             case = {"template": name, "conversation": conv, "add_generation_prompt": agp}
+            if cont:
+                case["continue_final_message"] = True
             if extra:
                 case["extra"] = extra
             if label:
