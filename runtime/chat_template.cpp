@@ -239,19 +239,10 @@ std::string cut_at_final_message(const std::string& rendered, const std::string&
 
 } // namespace
 
-std::string chat_template::render(std::string_view messages_json, const chat_template_options& options) const {
-  value messages = parse_argument(messages_json, "messages");
-  if (!messages.is_list()) throw user_error("chat template: messages must be a JSON array");
-  std::optional<std::string> final_message;
-  if (options.continue_final_message) {
-    if (options.add_generation_prompt) {
-      throw user_error("continue_final_message and add_generation_prompt are not compatible. Use "
-                       "continue_final_message when you want the model to continue the final message, and "
-                       "add_generation_prompt when you want to add a header that will prompt it to generate a new "
-                       "assistant message instead.");
-    }
-    final_message = mark_final_message(messages, *source_);
-  }
+namespace {
+
+// jinja2's globals and the two transformers adds.
+value global_context(const chat_template_options& options) {
   value context = value::dict();
   auto& vars = context.as_dict();
   vars.set(value("range"), value::function("range", range_function));
@@ -263,6 +254,38 @@ std::string chat_template::render(std::string_view messages_json, const chat_tem
              auto a = jinja::bind_args("strftime_now", args, {{"format", value(), true}});
              return value(format_time(jinja::to_str(a[0]), now.value_or(std::chrono::system_clock::now())));
            }));
+  return context;
+}
+
+std::string run(const jinja::template_program& program, value context) {
+  try {
+    return interpreter(program, std::move(context)).render();
+  } catch (const jinja::raised_exception& e) {
+    throw user_error(e.what());
+  } catch (const jinja::render_error& e) {
+    throw user_error(located(e.what(), e.line));
+  }
+}
+
+} // namespace
+
+std::string chat_template::render(std::string_view messages_json, const chat_template_options& options) const {
+  value messages = parse_argument(messages_json, "messages");
+  if (!messages.is_list()) throw user_error("chat template: messages must be a JSON array");
+  if (messages.as_list().items.empty())
+    throw user_error("Cannot apply chat template to an empty conversation. Provide at least one message.");
+  std::optional<std::string> final_message;
+  if (options.continue_final_message) {
+    if (options.add_generation_prompt) {
+      throw user_error("continue_final_message and add_generation_prompt are not compatible. Use "
+                       "continue_final_message when you want the model to continue the final message, and "
+                       "add_generation_prompt when you want to add a header that will prompt it to start a new "
+                       "assistant message instead.");
+    }
+    final_message = mark_final_message(messages, *source_);
+  }
+  value context = global_context(options);
+  auto& vars = context.as_dict();
   vars.set(value("messages"), messages);
   if (options.tools_json.empty()) {
     vars.set(value("tools"), value(nullptr));
@@ -282,17 +305,19 @@ std::string chat_template::render(std::string_view messages_json, const chat_tem
       const std::string& name = k.as_string();
       if (name == "messages" || name == "tools" || name == "documents" || name == "add_generation_prompt")
         throw user_error("chat template: the extra template context cannot set '" + name + "'");
-      vars.set(k, v);
+      vars.set(k, v); // like transformers' kwargs, these override the special tokens
     }
   }
-  try {
-    std::string rendered = interpreter(*program_, std::move(context)).render();
-    return final_message ? cut_at_final_message(rendered, *final_message) : rendered;
-  } catch (const jinja::raised_exception& e) {
-    throw user_error(e.what());
-  } catch (const jinja::render_error& e) {
-    throw user_error(located(e.what(), e.line));
-  }
+  std::string rendered = run(*program_, std::move(context));
+  return final_message ? cut_at_final_message(rendered, *final_message) : rendered;
+}
+
+std::string chat_template::render_context(std::string_view context_json, const chat_template_options& options) const {
+  value given = parse_argument(context_json, "the template context");
+  if (!given.is_dict()) throw user_error("chat template: the template context must be a JSON object");
+  value context = global_context(options);
+  for (auto& [k, v] : given.as_dict().entries) context.as_dict().set(k, v);
+  return run(*program_, std::move(context));
 }
 
 chat_template_options chat_template_options_from_tokenizer_config(const std::filesystem::path& tokenizer_config_json) {

@@ -56,6 +56,11 @@ public:
   // <Python's message> at line <L>"; for malformed JSON arguments a message naming the argument.
   std::string render(std::string_view messages_json, const chat_template_options& options) const;
 
+  // Renders with exactly the variables of context_json (a JSON object) and jinja2's and transformers'
+  // globals (range, namespace, dict, raise_exception, strftime_now): what transformers' compiled
+  // template.render(**context) gives, without apply_chat_template's checks. Throws like render.
+  std::string render_context(std::string_view context_json, const chat_template_options& options = {}) const;
+
   // The template source as given.
   const std::string& source() const { return *source_; }
 

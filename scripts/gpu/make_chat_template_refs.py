@@ -566,7 +566,7 @@ def replica_mark_final(chat, template, add_generation_prompt):
     if add_generation_prompt:
         raise ValueError("continue_final_message and add_generation_prompt are not compatible. Use continue_final_message "
                          "when you want the model to continue the final message, and add_generation_prompt when you want "
-                         "to add a header that will prompt it to generate a new assistant message instead.")
+                         "to add a header that will prompt it to start a new assistant message instead.")
     if (final_message := chat[-1].get("content")) is None:
         raise ValueError('continue_final_message is set but the final message has no "content" to continue!')
     if "content" not in template:
