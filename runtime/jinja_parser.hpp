@@ -12,4 +12,8 @@ namespace troupe::jinja {
 // on malformed templates, unknown tags, and filters or tests that do not exist.
 std::shared_ptr<const template_program> parse_template(std::string_view source);
 
+// Looks up every filter and test of program. Throws syntax_error for a name jinja2 does not know,
+// except inside if statements and conditional expressions, where jinja2 lets it fail when it runs.
+void resolve_filters_and_tests(template_program& program);
+
 } // namespace troupe::jinja
