@@ -119,7 +119,11 @@ value partition_method(const value& self, call_args& args, bool reverse) {
 
 value str_method(interpreter& in, const std::string& name, const value& self, call_args& args) {
   const std::string& s = self.as_string();
-  auto no_args = [&]() { bind_args(name, args, {}); };
+  static const char* const no_argument_methods[] = {"lower", "casefold", "upper", "title", "capitalize", "swapcase",
+                                                    "isdigit", "isdecimal", "isnumeric", "isalpha", "isalnum",
+                                                    "isspace", "isascii", "islower", "isupper"};
+  if (std::find(std::begin(no_argument_methods), std::end(no_argument_methods), name) != std::end(no_argument_methods))
+    bind_args(name, args, {});
   if (name == "split") return split_method(self, args, false);
   if (name == "rsplit") return split_method(self, args, true);
   if (name == "strip") return strip_method(self, args, true, true, "strip");
@@ -127,11 +131,11 @@ value str_method(interpreter& in, const std::string& name, const value& self, ca
   if (name == "rstrip") return strip_method(self, args, false, true, "rstrip");
   if (name == "startswith") return affix_method(self, args, true);
   if (name == "endswith") return affix_method(self, args, false);
-  if (name == "lower" || name == "casefold") return no_args(), value(text::lower(s));
-  if (name == "upper") return no_args(), value(text::upper(s));
-  if (name == "title") return no_args(), value(text::title(s));
-  if (name == "capitalize") return no_args(), value(text::capitalize(s));
-  if (name == "swapcase") return no_args(), value(text::swapcase(s));
+  if (name == "lower" || name == "casefold") return value(text::lower(s));
+  if (name == "upper") return value(text::upper(s));
+  if (name == "title") return value(text::title(s));
+  if (name == "capitalize") return value(text::capitalize(s));
+  if (name == "swapcase") return value(text::swapcase(s));
   if (name == "replace") {
     auto a = bind_args("replace", args, {{"old", value(), true}, {"new", value(), true}, {"count", -1}});
     return value(text::replace(s, str_arg(a[0], "replace"), str_arg(a[1], "replace"), int_arg(a[2], "replace")));
@@ -159,21 +163,19 @@ value str_method(interpreter& in, const std::string& name, const value& self, ca
     return value(std::move(out));
   }
   if (name == "format") return value(python_format(in, s, args));
-  if (name == "isdigit") return no_args(), predicate(self, text::is_digit);
-  if (name == "isdecimal") return no_args(), predicate(self, text::is_digit);
-  if (name == "isnumeric") return no_args(), predicate(self, text::is_numeric);
-  if (name == "isalpha") return no_args(), predicate(self, text::is_alpha);
+  if (name == "isdigit") return predicate(self, text::is_digit);
+  if (name == "isdecimal") return predicate(self, text::is_digit);
+  if (name == "isnumeric") return predicate(self, text::is_numeric);
+  if (name == "isalpha") return predicate(self, text::is_alpha);
   if (name == "isalnum") {
-    no_args();
     return predicate(self, [](char32_t c) { return text::is_alpha(c) || text::is_numeric(c); });
   }
-  if (name == "isspace") return no_args(), predicate(self, text::is_space);
+  if (name == "isspace") return predicate(self, text::is_space);
   if (name == "isascii") {
-    no_args();
     return std::all_of(s.begin(), s.end(), [](char c) { return static_cast<unsigned char>(c) < 0x80; });
   }
-  if (name == "islower") return no_args(), value(text::is_lower_str(s));
-  if (name == "isupper") return no_args(), value(text::is_upper_str(s));
+  if (name == "islower") return value(text::is_lower_str(s));
+  if (name == "isupper") return value(text::is_upper_str(s));
   if (name == "splitlines") {
     auto a = bind_args("splitlines", args, {{"keepends", false}});
     return string_list(text::splitlines(s, truthy(a[0])));
@@ -222,6 +224,7 @@ value dict_method(const std::string& name, const value& self, call_args& args) {
     return v ? *v : a[1];
   }
   bind_args(name, args, {});
+  if (name == "copy") return value(std::make_shared<dict_object>(d));
   std::vector<value> out;
   for (const auto& [k, v] : d.entries) {
     if (name == "keys") {
@@ -231,10 +234,6 @@ value dict_method(const std::string& name, const value& self, call_args& args) {
     } else {
       out.push_back(value::tuple({k, v}));
     }
-  }
-  if (name == "copy") {
-    auto copy = std::make_shared<dict_object>(d);
-    return value(std::move(copy));
   }
   return value::list(std::move(out), seq_flavor::view, name == "keys" ? "dict_keys" : name == "values" ? "dict_values" : "dict_items");
 }

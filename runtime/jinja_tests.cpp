@@ -20,24 +20,67 @@ value one_arg(std::string_view name, const args_t& a) {
   return bind("test_" + std::string(name), a, {{"other", value(), true}})[0];
 }
 
-bool t_defined(interpreter&, const value& v, args_t& a) { return bind("test_defined", a, {}), !v.is_undefined(); }
-bool t_undefined(interpreter&, const value& v, args_t& a) { return bind("test_undefined", a, {}), v.is_undefined(); }
-bool t_none(interpreter&, const value& v, args_t& a) { return bind("test_none", a, {}), v.is_none(); }
-bool t_boolean(interpreter&, const value& v, args_t& a) { return bind("test_boolean", a, {}), v.is_bool(); }
-bool t_false(interpreter&, const value& v, args_t& a) { return bind("test_false", a, {}), v.is_bool() && !v.as_bool(); }
-bool t_true(interpreter&, const value& v, args_t& a) { return bind("test_true", a, {}), v.is_bool() && v.as_bool(); }
-bool t_integer(interpreter&, const value& v, args_t& a) { return bind("test_integer", a, {}), v.is_int(); }
-bool t_float(interpreter&, const value& v, args_t& a) { return bind("test_float", a, {}), v.is_float(); }
-bool t_number(interpreter&, const value& v, args_t& a) { return bind("test_number", a, {}), v.is_number(); }
-bool t_string(interpreter&, const value& v, args_t& a) { return bind("test_string", a, {}), v.is_string(); }
-bool t_mapping(interpreter&, const value& v, args_t& a) { return bind("test_mapping", a, {}), v.is_dict(); }
+bool t_defined(interpreter&, const value& v, args_t& a) {
+  bind("test_defined", a, {});
+  return !v.is_undefined();
+}
+bool t_undefined(interpreter&, const value& v, args_t& a) {
+  bind("test_undefined", a, {});
+  return v.is_undefined();
+}
+bool t_none(interpreter&, const value& v, args_t& a) {
+  bind("test_none", a, {});
+  return v.is_none();
+}
+bool t_boolean(interpreter&, const value& v, args_t& a) {
+  bind("test_boolean", a, {});
+  return v.is_bool();
+}
+bool t_false(interpreter&, const value& v, args_t& a) {
+  bind("test_false", a, {});
+  return v.is_bool() && !v.as_bool();
+}
+bool t_true(interpreter&, const value& v, args_t& a) {
+  bind("test_true", a, {});
+  return v.is_bool() && v.as_bool();
+}
+bool t_integer(interpreter&, const value& v, args_t& a) {
+  bind("test_integer", a, {});
+  return v.is_int();
+}
+bool t_float(interpreter&, const value& v, args_t& a) {
+  bind("test_float", a, {});
+  return v.is_float();
+}
+bool t_number(interpreter&, const value& v, args_t& a) {
+  bind("test_number", a, {});
+  return v.is_number();
+}
+bool t_string(interpreter&, const value& v, args_t& a) {
+  bind("test_string", a, {});
+  return v.is_string();
+}
+bool t_mapping(interpreter&, const value& v, args_t& a) {
+  bind("test_mapping", a, {});
+  return v.is_dict();
+}
 // Undefined has __call__ (it raises), so Python calls it callable.
 bool t_callable(interpreter&, const value& v, args_t& a) {
-  return bind("test_callable", a, {}), v.is_function() || v.is_undefined();
+  bind("test_callable", a, {});
+  return v.is_function() || v.is_undefined();
 }
-bool t_escaped(interpreter&, const value&, args_t& a) { return bind("test_escaped", a, {}), false; }
-bool t_lower(interpreter&, const value& v, args_t& a) { return bind("test_lower", a, {}), text::is_lower_str(str_of(v)); }
-bool t_upper(interpreter&, const value& v, args_t& a) { return bind("test_upper", a, {}), text::is_upper_str(str_of(v)); }
+bool t_escaped(interpreter&, const value&, args_t& a) {
+  bind("test_escaped", a, {});
+  return false;
+}
+bool t_lower(interpreter&, const value& v, args_t& a) {
+  bind("test_lower", a, {});
+  return text::is_lower_str(str_of(v));
+}
+bool t_upper(interpreter&, const value& v, args_t& a) {
+  bind("test_upper", a, {});
+  return text::is_upper_str(str_of(v));
+}
 
 bool t_sequence(interpreter&, const value& v, args_t& a) {
   bind("sequence", a, {});
@@ -52,8 +95,14 @@ bool t_iterable(interpreter&, const value& v, args_t& a) {
 // value % 2 == r, with Python's % (a string formats, anything else may raise).
 bool remainder_is(const value& v, int64_t r) { return equals(binary_operation(binary_op::mod, v, value(2)), value(r)); }
 
-bool t_odd(interpreter&, const value& v, args_t& a) { return bind("test_odd", a, {}), remainder_is(v, 1); }
-bool t_even(interpreter&, const value& v, args_t& a) { return bind("test_even", a, {}), remainder_is(v, 0); }
+bool t_odd(interpreter&, const value& v, args_t& a) {
+  bind("test_odd", a, {});
+  return remainder_is(v, 1);
+}
+bool t_even(interpreter&, const value& v, args_t& a) {
+  bind("test_even", a, {});
+  return remainder_is(v, 0);
+}
 
 bool t_divisibleby(interpreter&, const value& v, args_t& a) {
   value num = bind("test_divisibleby", a, {{"num", value(), true}})[0];
@@ -75,8 +124,14 @@ bool t_lt(interpreter&, const value& v, args_t& a) { return ordering(compare_op:
 bool t_le(interpreter&, const value& v, args_t& a) { return ordering(compare_op::le, v, one_arg("le", a)); }
 bool t_gt(interpreter&, const value& v, args_t& a) { return ordering(compare_op::gt, v, one_arg("gt", a)); }
 bool t_ge(interpreter&, const value& v, args_t& a) { return ordering(compare_op::ge, v, one_arg("ge", a)); }
-bool t_filter(interpreter&, const value& v, args_t& a) { return bind("test_filter", a, {}), v.is_string() && find_filter(v.as_string()); }
-bool t_test(interpreter&, const value& v, args_t& a) { return bind("test_test", a, {}), v.is_string() && find_test(v.as_string()); }
+bool t_filter(interpreter&, const value& v, args_t& a) {
+  bind("test_filter", a, {});
+  return v.is_string() && find_filter(v.as_string());
+}
+bool t_test(interpreter&, const value& v, args_t& a) {
+  bind("test_test", a, {});
+  return v.is_string() && find_test(v.as_string());
+}
 
 constexpr test_entry tests[] = {
     {"boolean", t_boolean}, {"callable", t_callable}, {"defined", t_defined},   {"divisibleby", t_divisibleby},
