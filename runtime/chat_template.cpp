@@ -294,7 +294,15 @@ std::string chat_template::render(std::string_view messages_json, const chat_tem
     if (!tools.is_list()) throw user_error("chat template: tools must be a JSON array");
     vars.set(value("tools"), tools);
   }
-  vars.set(value("documents"), value(nullptr));
+  if (options.documents_json.empty()) {
+    vars.set(value("documents"), value(nullptr));
+  } else {
+    value documents = parse_argument(options.documents_json, "documents");
+    if (!documents.is_list()) throw user_error("chat template: documents must be a JSON array");
+    for (const value& d : documents.as_list().items)
+      if (!d.is_dict()) throw user_error("Documents should be a list of dicts with 'title' and 'text' keys!");
+    vars.set(value("documents"), documents);
+  }
   vars.set(value("add_generation_prompt"), value(options.add_generation_prompt));
   if (!options.bos_token.empty()) vars.set(value("bos_token"), value(options.bos_token));
   if (!options.eos_token.empty()) vars.set(value("eos_token"), value(options.eos_token));

@@ -25,6 +25,8 @@ struct chat_template_options {
   std::string eos_token;
   // A JSON array of tool definitions (OpenAI style), or empty: the template then sees tools = none.
   std::string tools_json;
+  // A JSON array of documents for retrieval templates ({title, text} objects), or empty: documents = none.
+  std::string documents_json;
   // A JSON object whose members become template variables (e.g. {"enable_thinking": false}), or empty.
   std::string extra_context_json;
   // Leave the final message open for the model to continue (transformers' continue_final_message):

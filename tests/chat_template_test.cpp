@@ -315,6 +315,16 @@ TEST(chat_template_render, without_tools_the_template_sees_tools_none_and_an_emp
   EXPECT_EQ(t.render(one_user_message, {}), "True False True");
 }
 
+TEST(chat_template_render, passes_documents_for_retrieval_templates) {
+  chat_template t = chat_template::parse("{% for d in documents %}[{{ d.title }}: {{ d.text }}]{% endfor %}");
+  chat_template_options o;
+  o.documents_json = R"([{"title": "A", "text": "one"}, {"title": "B", "text": "two"}])";
+  EXPECT_EQ(t.render(one_user_message, o), "[A: one][B: two]");
+  o.documents_json = R"(["just text"])";
+  EXPECT_EQ(error_of([&] { t.render(one_user_message, o); }),
+            "Documents should be a list of dicts with 'title' and 'text' keys!");
+}
+
 TEST(chat_template_render, keeps_the_key_order_of_the_json_it_is_given) {
   chat_template t = chat_template::parse("{{ tools[0]|tojson }}");
   chat_template_options o;
