@@ -80,6 +80,14 @@ engine::impl::impl(const engine_options& o) : system(with_middleman(system_confi
   config = model_config::from_dir(dir);
   if (fs::exists(dir / "tokenizer.json")) tokenizer_ = std::make_unique<tokenizer>(tokenizer::from_file(dir / "tokenizer.json"));
 
+  const fs::path tokenizer_config = dir / "tokenizer_config.json";
+  if (!o.chat_template.empty()) {
+    chat = chat_template::from_file(o.chat_template);
+  } else if (fs::exists(tokenizer_config)) {
+    chat = chat_template::from_tokenizer_config(tokenizer_config, false);
+    chat_tools = chat_template::from_tokenizer_config(tokenizer_config, true);
+  }
+  if (fs::exists(tokenizer_config)) chat_options = chat_template_options_from_tokenizer_config(tokenizer_config);
   max_model_len = o.max_model_len > 0 ? o.max_model_len : config.max_position_embeddings;
   if (o.max_num_seqs <= 0) throw user_error("--max-num-seqs must be positive");
   if (o.max_num_batched_tokens <= 0) throw user_error("--max-num-batched-tokens must be positive");

@@ -35,6 +35,7 @@ struct engine_options {
   std::string scheduling_policy = "fcfs";      // fcfs | priority
   uint64_t seed = 0;                           // draws seeds for requests that give none
   std::string served_model_name;               // the name in the API and metrics (default: --model)
+  std::string chat_template;                   // a Jinja file overriding tokenizer_config.json's template
 };
 
 // A prompt as text or as token ids (one of them).

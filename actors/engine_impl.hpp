@@ -6,6 +6,7 @@
 
 #include "actors/engine.hpp"
 #include "actors/protocol.hpp"
+#include "runtime/chat_template.hpp"
 
 namespace troupe {
 
@@ -21,6 +22,10 @@ struct engine::impl {
   int64_t max_model_len = 0;
   std::string served_model_name;
   std::unique_ptr<engine_metrics> metrics;
+  // The chat template (and the tool-use variant some tokenizer_config.json files carry), with the
+  // bos/eos tokens the template may use.
+  std::optional<chat_template> chat, chat_tools;
+  chat_template_options chat_options;
   std::vector<shard_actor> shards;
   scheduler_actor scheduler;
   std::vector<caf::actor> extra_actors;  // endpoints and gateways, stopped with the engine

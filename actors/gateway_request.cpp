@@ -1,133 +1,160 @@
 #include "actors/gateway_request.hpp"
 
 #include <chrono>
-#include <random>
-
-#include <nlohmann/json.hpp>
 
 #include "actors/engine_impl.hpp"
+#include "runtime/error.hpp"
 
 namespace troupe {
 namespace {
 
-using json = nlohmann::json;
-
-std::string random_id(const char* prefix) {
-  static thread_local std::mt19937_64 rng(std::random_device{}());
-  char buf[17];
-  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(rng()));
-  return std::string(prefix) + buf;
-}
-
-api_error bad_request(const std::string& message, const std::string& param = {}) {
-  return api_error(400, "BadRequestError", message, param);
+api_error server_error(int status, std::string type, std::string message) {
+  api_error e;
+  e.status = e.code = status;
+  e.type = std::move(type);
+  e.message = std::move(message);
+  return e;
 }
 
 template <class T>
-void read_field(const json& j, const char* key, T& out) {
-  if (!j.contains(key) || j.at(key).is_null()) return;
-  try {
-    out = j.at(key).get<T>();
-  } catch (const json::exception&) {
-    throw bad_request(std::string("'") + key + "' has the wrong type: " + j.at(key).dump(), key);
-  }
+const T& value_or_throw(const checked<T>& c) {
+  if (!c) throw c.error();
+  return c.value();
 }
 
-sampling_params parse_sampling(const json& j, bool chat) {
-  sampling_params p;
-  if (chat) read_field(j, "max_completion_tokens", p.max_tokens);
-  read_field(j, "max_tokens", p.max_tokens);
-  read_field(j, "temperature", p.temperature);
-  read_field(j, "top_p", p.top_p);
-  read_field(j, "top_k", p.top_k);
-  read_field(j, "min_p", p.min_p);
-  read_field(j, "presence_penalty", p.presence_penalty);
-  read_field(j, "frequency_penalty", p.frequency_penalty);
-  read_field(j, "repetition_penalty", p.repetition_penalty);
-  read_field(j, "min_tokens", p.min_tokens);
-  read_field(j, "ignore_eos", p.ignore_eos);
-  read_field(j, "stop_token_ids", p.stop_token_ids);
-  read_field(j, "include_stop_str_in_output", p.include_stop_str_in_output);
-  if (j.contains("seed") && !j["seed"].is_null()) {
-    if (!j["seed"].is_number_integer()) throw bad_request("'seed' must be an integer", "seed");
-    p.seed = j["seed"].get<int64_t>();
+// Enforces the server's max_tokens cap: a request asking for more is refused, one asking nothing gets it.
+void apply_limit(sampling_params& p, bool asked, int32_t limit) {
+  if (limit <= 0) return;
+  if (asked && p.max_tokens > limit) {
+    api_error e = server_error(400, "BadRequestError",
+                               "max_tokens must be at most " + std::to_string(limit) + " on this server, got " +
+                                   std::to_string(p.max_tokens) + ".");
+    e.param = "max_tokens";
+    throw e;
   }
-  if (j.contains("stop") && !j["stop"].is_null()) {
-    if (j["stop"].is_string()) p.stop = {j["stop"].get<std::string>()};
-    else read_field(j, "stop", p.stop);
+  if (!asked || p.max_tokens > limit) p.max_tokens = std::min(p.max_tokens, limit);
+}
+
+void add_choices(completion_plan& plan, std::vector<int32_t> ids, const openai_generation& gen, int64_t priority,
+                 const std::optional<std::string>& salt) {
+  for (int32_t c = 0; c < gen.n; ++c) {
+    engine_request r;
+    r.prompt_ids = ids;
+    r.params = gen.params;
+    // n samples of one prompt must differ even with a seed: each choice draws from its own stream.
+    if (gen.params.seed && gen.n > 1) r.params.seed = *gen.params.seed + static_cast<uint64_t>(c);
+    r.priority = static_cast<int32_t>(priority);
+    if (salt) r.cache_salt = *salt;
+    plan.requests.push_back(std::move(r));
   }
-  return p;
 }
 
 } // namespace
 
-completion_plan plan_completion(engine& e, const std::string& model_name, const std::string& body, bool chat,
+openai_server_config server_config_of(engine& e) {
+  openai_server_config s;
+  s.served_model_names = {e.served_model_name()};
+  s.max_model_len = static_cast<int32_t>(e.max_model_len());
+  s.vocab_size = static_cast<int32_t>(e.config().vocab_size);
+  return s;
+}
+
+completion_plan plan_completion(engine& e, const openai_server_config& server, const std::string& body, bool chat,
                                 int32_t max_tokens_limit) {
-  json j = json::parse(body, nullptr, false);
-  if (j.is_discarded() || !j.is_object()) throw bad_request("The request body is not a JSON object");
+  auto& in = e.internals();
   completion_plan plan;
   plan.chat = chat;
-  plan.model = model_name;
-  if (j.contains("model") && !j["model"].is_null()) {
-    if (!j["model"].is_string() || j["model"].get<std::string>() != model_name)
-      throw api_error(404, "NotFoundError", "The model `" + (j["model"].is_string() ? j["model"].get<std::string>() : j["model"].dump()) +
-                                                "` does not exist.", "model");
-  }
-  read_field(j, "stream", plan.stream);
-  if (j.contains("stream_options") && j["stream_options"].is_object())
-    read_field(j["stream_options"], "include_usage", plan.include_usage);
-  read_field(j, "n", plan.n);
-  if (plan.n < 1) throw bad_request("n must be at least 1, got " + std::to_string(plan.n) + ".", "n");
-  plan.id = random_id(chat ? "chatcmpl-" : "cmpl-");
-  plan.created = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+  plan.header.model = response_model_name(server);
+  plan.header.created =
+      std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+  plan.header.id = (chat ? "chatcmpl-" : "cmpl-") + random_uuid_hex();
+  if (!e.tok()) throw server_error(400, "BadRequestError", "The model has no tokenizer.json: use token-id prompts on /v1/completions");
 
-  std::vector<std::vector<int32_t>> prompts;
   if (chat) {
-    throw bad_request("chat templates are not available yet", "messages");
-  } else {
-    if (!j.contains("prompt")) throw bad_request("'prompt' is required", "prompt");
-    const json& p = j["prompt"];
-    auto tokens_of = [&](const json& v) -> std::vector<int32_t> {
-      if (v.is_string()) return e.encode(v.get<std::string>());
-      if (v.is_array() && std::all_of(v.begin(), v.end(), [](const json& x) { return x.is_number_integer(); }))
-        return v.get<std::vector<int32_t>>();
-      throw bad_request("'prompt' must be a string, a list of strings, a list of token ids or a list of such lists", "prompt");
-    };
-    if (p.is_array() && !p.empty() && (p[0].is_string() || p[0].is_array())) {
-      for (const json& item : p) prompts.push_back(tokens_of(item));
-    } else {
-      prompts.push_back(tokens_of(p));
+    const chat_request& r = value_or_throw(parse_chat_request(body, server));
+    plan.stream = r.stream;
+    plan.include_usage = r.stream_options && r.stream_options->include_usage;
+    const bool tools = !r.tools_json.empty() && r.tool_choice != tool_choice_mode::none;
+    const std::optional<chat_template>& tmpl = tools && in.chat_tools ? in.chat_tools : in.chat;
+    if (!tmpl)
+      throw server_error(400, "BadRequestError",
+                         "As of transformers v4.44, default chat template is no longer allowed, so you must provide a "
+                         "chat template if the tokenizer does not define one.");
+    const std::string& messages = value_or_throw(render_messages_json(r.messages, content_format::string));
+    chat_template_options options = in.chat_options;
+    options.add_generation_prompt = r.add_generation_prompt;
+    options.continue_final_message = r.continue_final_message;
+    if (tools) options.tools_json = r.tools_json;
+    if (r.documents_json) options.documents_json = *r.documents_json;
+    options.extra_context_json = r.chat_template_kwargs_json;
+    std::string prompt;
+    try {
+      prompt = tmpl->render(messages, options);
+    } catch (const user_error& err) {
+      throw server_error(400, "BadRequestError", err.what());
     }
-  }
-  sampling_params params = parse_sampling(j, chat);
-  if (max_tokens_limit > 0) {
-    const bool asked = j.contains("max_tokens") || j.contains("max_completion_tokens");
-    if (asked && params.max_tokens > max_tokens_limit)
-      throw bad_request("max_tokens must be at most " + std::to_string(max_tokens_limit) + " on this server, got " +
-                            std::to_string(params.max_tokens),
-                        "max_tokens");
-    if (!asked) params.max_tokens = max_tokens_limit;
-  }
-  const int32_t vocab = static_cast<int32_t>(e.config().vocab_size);
-  if (std::string invalid = params.validate(vocab); !invalid.empty()) throw bad_request(invalid);
-  const int64_t max_len = e.max_model_len();
-  for (const auto& prompt : prompts) {
-    const int64_t total = static_cast<int64_t>(prompt.size()) + params.max_tokens;
-    if (static_cast<int64_t>(prompt.size()) >= max_len || total > max_len)
-      throw bad_request("This model's maximum context length is " + std::to_string(max_len) +
-                        " tokens. However, you requested " + std::to_string(total) + " tokens (" +
-                        std::to_string(prompt.size()) + " in the messages, " + std::to_string(params.max_tokens) +
-                        " in the completion). Please reduce the length of the messages or completion.");
-    for (int32_t c = 0; c < plan.n; ++c) {
-      engine_request r;
-      r.prompt_ids = prompt;
-      r.params = params;
-      if (params.seed && plan.n > 1) r.params.seed = *params.seed + static_cast<uint64_t>(c);
-      read_field(j, "priority", r.priority);
-      plan.requests.push_back(std::move(r));
+    std::vector<int32_t> ids = e.tok()->encode(prompt, r.add_special_tokens);
+    if (auto err = check_context_length(static_cast<int64_t>(ids.size()), requested_max_tokens(r), server.max_model_len,
+                                        prompt_form::text, requested_max_tokens_param(r)))
+      throw *err;
+    openai_generation gen = value_or_throw(to_generation(r, static_cast<int64_t>(ids.size()), server));
+    apply_limit(gen.params, r.max_tokens || r.max_completion_tokens, max_tokens_limit);
+    plan.n = gen.n;
+    add_choices(plan, std::move(ids), gen, r.priority, r.cache_salt);
+  } else {
+    const completion_request& r = value_or_throw(parse_completion_request(body, server));
+    plan.stream = r.stream;
+    plan.include_usage = r.stream_options && r.stream_options->include_usage;
+    for (const completion_prompt& p : r.prompts) {
+      std::vector<int32_t> ids = p.is_tokens ? p.token_ids : e.tok()->encode(p.text, r.add_special_tokens);
+      if (auto err = check_context_length(static_cast<int64_t>(ids.size()), requested_max_tokens(r), server.max_model_len,
+                                          p.is_tokens ? prompt_form::token_ids : prompt_form::text))
+        throw *err;
+      openai_generation gen = value_or_throw(to_generation(r, static_cast<int64_t>(ids.size()), server));
+      apply_limit(gen.params, body.find("\"max_tokens\"") != std::string::npos, max_tokens_limit);
+      plan.n = gen.n;
+      add_choices(plan, std::move(ids), gen, r.priority, r.cache_salt);
     }
   }
   return plan;
+}
+
+std::string tokenize(engine& e, const openai_server_config& server, const std::string& body) {
+  auto& in = e.internals();
+  const tokenize_request& r = value_or_throw(parse_tokenize_request(body, server));
+  if (!e.tok()) throw server_error(400, "BadRequestError", "The model has no tokenizer.json");
+  std::string text = r.prompt;
+  if (r.is_chat) {
+    if (!in.chat) throw server_error(400, "BadRequestError", "The model has no chat template");
+    const std::string& messages = value_or_throw(render_messages_json(r.messages, content_format::string));
+    chat_template_options options = in.chat_options;
+    options.add_generation_prompt = r.add_generation_prompt;
+    options.continue_final_message = r.continue_final_message;
+    options.tools_json = r.tools_json;
+    options.extra_context_json = r.chat_template_kwargs_json;
+    try {
+      text = in.chat->render(messages, options);
+    } catch (const user_error& err) {
+      throw server_error(400, "BadRequestError", err.what());
+    }
+  }
+  const std::vector<int32_t> ids = e.tok()->encode(text, r.add_special_tokens);
+  std::vector<std::string> strs;
+  if (r.return_token_strs)
+    for (int32_t id : ids) strs.push_back(e.tok()->id_to_token(id));
+  return tokenize_body(ids, server.max_model_len, r.return_token_strs ? &strs : nullptr);
+}
+
+std::string detokenize(engine& e, const openai_server_config& server, const std::string& body) {
+  const detokenize_request& r = value_or_throw(parse_detokenize_request(body, server));
+  if (!e.tok()) throw server_error(400, "BadRequestError", "The model has no tokenizer.json");
+  for (int32_t id : r.tokens)
+    if (id < 0 || id >= e.tok()->vocab_size()) {
+      api_error err = server_error(400, "BadRequestError", "Token id " + std::to_string(id) + " is out of vocabulary");
+      err.param = "tokens";
+      throw err;
+    }
+  return detokenize_body(e.tok()->decode(r.tokens, false));
 }
 
 // ---- the sink actor ----
@@ -160,9 +187,7 @@ caf::behavior completion_sink_fn(caf::stateful_actor<sink_state>* self, schedule
                 ev.id = r.id;
               } else {
                 ev.what = completion_event::kind::failed;
-                ev.error_status = 400;
-                ev.error_type = "BadRequestError";
-                ev.error = r.error;
+                ev.error = server_error(400, "BadRequestError", r.error);
               }
               l->on_event(std::move(ev));
             },
@@ -170,9 +195,7 @@ caf::behavior completion_sink_fn(caf::stateful_actor<sink_state>* self, schedule
               if (auto l = self->state.listener.lock()) {
                 completion_event ev;
                 ev.what = completion_event::kind::failed;
-                ev.error_status = 503;
-                ev.error_type = "ServiceUnavailableError";
-                ev.error = "the engine is not running";
+                ev.error = server_error(503, "ServiceUnavailableError", "The engine is not running");
                 l->on_event(std::move(ev));
               }
             });
@@ -187,6 +210,12 @@ caf::behavior completion_sink_fn(caf::stateful_actor<sink_state>* self, schedule
         l->on_event(std::move(ev));
       },
   };
+}
+
+std::string finish_reason_of(const request_output& o) {
+  if (!o.error.empty()) return "error";
+  if (o.aborted) return "abort";
+  return std::string(to_string(o.reason));
 }
 
 } // namespace
@@ -206,7 +235,8 @@ void stop_completion_sink(engine&, const sink_handle& sink) {
 // ---- building responses ----
 
 completion_builder::completion_builder(completion_plan plan) : plan_(std::move(plan)), choices_(plan_.requests.size()) {
-  for (size_t i = 0; i < choices_.size(); ++i) choices_[i].num_prompt_tokens = static_cast<int32_t>(plan_.requests[i].prompt_ids.size());
+  for (size_t i = 0; i < choices_.size(); ++i)
+    choices_[i].num_prompt_tokens = static_cast<int32_t>(plan_.requests[i].prompt_ids.size());
 }
 
 size_t completion_builder::index_of(request_id id) const {
@@ -215,105 +245,91 @@ size_t completion_builder::index_of(request_id id) const {
   return choices_.size();
 }
 
+bool completion_builder::apply(const request_output& o, size_t& i) {
+  i = index_of(o.id);
+  if (i == choices_.size()) return false;
+  choice& c = choices_[i];
+  c.text += o.text;
+  c.num_tokens += static_cast<int64_t>(o.new_token_ids.size());
+  c.num_cached_tokens = o.num_cached_tokens;
+  if (o.finished && !c.finished) {
+    c.finished = true;
+    c.finish_reason = finish_reason_of(o);
+    c.stop = stop_reason_of(o);
+    ++finished_;
+  }
+  return true;
+}
+
 void completion_builder::add(const completion_event& ev) {
   if (ev.what == completion_event::kind::submitted) {
     choices_[ev.index].id = ev.id;
     return;
   }
-  for (const request_output& o : ev.outputs) {
-    const size_t i = index_of(o.id);
-    if (i == choices_.size()) continue;
-    choice& c = choices_[i];
-    c.text += o.text;
-    c.tokens.insert(c.tokens.end(), o.new_token_ids.begin(), o.new_token_ids.end());
-    if (o.finished && !c.finished) {
-      c.finished = true;
-      c.finish_reason = !o.error.empty() ? "error" : o.aborted ? "abort" : std::string(to_string(o.reason));
-      ++finished_;
-    }
-  }
+  size_t i;
+  for (const request_output& o : ev.outputs) apply(o, i);
 }
 
-std::string completion_builder::usage_json_text() const {
-  int64_t prompt = 0, completion = 0;
+usage_info completion_builder::usage() const {
+  usage_info u;
   for (size_t i = 0; i < choices_.size(); ++i) {
-    if (i % static_cast<size_t>(plan_.n) == 0) prompt += choices_[i].num_prompt_tokens;
-    completion += static_cast<int64_t>(choices_[i].tokens.size());
+    if (i % static_cast<size_t>(plan_.n) == 0) u.prompt_tokens += choices_[i].num_prompt_tokens;
+    u.completion_tokens += choices_[i].num_tokens;
   }
-  return json({{"prompt_tokens", prompt}, {"completion_tokens", completion}, {"total_tokens", prompt + completion}}).dump();
+  return u;
 }
 
 std::string completion_builder::final_body() const {
-  json choices = json::array();
-  for (size_t i = 0; i < choices_.size(); ++i) {
-    const choice& c = choices_[i];
-    json item = {{"index", i}, {"logprobs", nullptr}, {"finish_reason", c.finish_reason}, {"stop_reason", nullptr}};
-    if (plan_.chat) item["message"] = {{"role", "assistant"}, {"content", c.text}};
-    else item["text"] = c.text;
-    choices.push_back(std::move(item));
-  }
-  json body = {{"id", plan_.id},
-               {"object", plan_.chat ? "chat.completion" : "text_completion"},
-               {"created", plan_.created},
-               {"model", plan_.model},
-               {"choices", std::move(choices)},
-               {"usage", json::parse(usage_json_text())}};
-  return body.dump(-1, ' ', false, json::error_handler_t::replace);
-}
-
-std::string completion_builder::chunk_json(size_t index, const std::string& text, const std::string* finish_reason,
-                                           bool first) const {
-  json item = {{"index", index}, {"logprobs", nullptr}, {"finish_reason", finish_reason ? json(*finish_reason) : json(nullptr)}};
   if (plan_.chat) {
-    json delta = json::object();
-    if (first) delta["role"] = "assistant";
-    delta["content"] = text;
-    item["delta"] = std::move(delta);
-  } else {
-    item["text"] = text;
+    std::vector<chat_choice> out;
+    for (size_t i = 0; i < choices_.size(); ++i)
+      out.push_back({static_cast<int32_t>(i), choices_[i].text, choices_[i].finish_reason, choices_[i].stop, std::nullopt, 0});
+    return chat_completion_body(plan_.header, out, usage());
   }
-  json chunk = {{"id", plan_.id},
-                {"object", plan_.chat ? "chat.completion.chunk" : "text_completion"},
-                {"created", plan_.created},
-                {"model", plan_.model},
-                {"choices", json::array({std::move(item)})}};
-  return "data: " + chunk.dump(-1, ' ', false, json::error_handler_t::replace) + "\n\n";
+  std::vector<completion_choice> out;
+  for (size_t i = 0; i < choices_.size(); ++i)
+    out.push_back({static_cast<int32_t>(i), choices_[i].text, choices_[i].finish_reason, choices_[i].stop, std::nullopt});
+  return completion_body(plan_.header, out, usage());
 }
 
 std::vector<std::string> completion_builder::stream_chunks(const completion_event& ev) {
   std::vector<std::string> chunks;
   if (ev.what == completion_event::kind::submitted) {
     add(ev);
+    // vLLM opens each chat choice with a role chunk as soon as the request is accepted.
+    if (plan_.chat && !choices_[ev.index].role_sent) {
+      choices_[ev.index].role_sent = true;
+      chat_delta d;
+      d.index = static_cast<int32_t>(ev.index);
+      d.role = true;
+      chunks.push_back(chat_chunk(plan_.header, d));
+    }
     return chunks;
   }
   for (const request_output& o : ev.outputs) {
-    const size_t i = index_of(o.id);
-    if (i == choices_.size()) continue;
-    choice& c = choices_[i];
-    const bool first = plan_.chat && !c.role_sent;
-    c.role_sent = true;
-    c.text += o.text;
-    c.tokens.insert(c.tokens.end(), o.new_token_ids.begin(), o.new_token_ids.end());
-    if (o.finished && !c.finished) {
-      c.finished = true;
-      c.finish_reason = !o.error.empty() ? "error" : o.aborted ? "abort" : std::string(to_string(o.reason));
-      ++finished_;
-      chunks.push_back(chunk_json(i, o.text, &c.finish_reason, first));
-    } else if (!o.text.empty() || first) {
-      chunks.push_back(chunk_json(i, o.text, nullptr, first));
+    size_t i;
+    if (!apply(o, i)) continue;
+    const choice& c = choices_[i];
+    if (!o.finished && o.text.empty()) continue;
+    if (plan_.chat) {
+      chat_delta d;
+      d.index = static_cast<int32_t>(i);
+      d.content = o.text;
+      if (o.finished) {
+        d.finish_reason = c.finish_reason;
+        d.stop_reason = c.stop;
+      }
+      chunks.push_back(chat_chunk(plan_.header, d));
+    } else {
+      completion_choice cc{static_cast<int32_t>(i), o.text, o.finished ? c.finish_reason : "", o.finished ? c.stop : stop_reason{},
+                           std::nullopt};
+      chunks.push_back(completion_chunk(plan_.header, cc));
     }
   }
   if (done()) {
-    if (plan_.include_usage) {
-      json chunk = {{"id", plan_.id},
-                    {"object", plan_.chat ? "chat.completion.chunk" : "text_completion"},
-                    {"created", plan_.created},
-                    {"model", plan_.model},
-                    {"choices", json::array()},
-                    {"usage", json::parse(usage_json_text())}};
-      chunks.push_back("data: " + chunk.dump() + "\n\n");
-    }
-    chunks.push_back("data: [DONE]\n\n");
+    if (plan_.include_usage)
+      chunks.push_back(plan_.chat ? chat_usage_chunk(plan_.header, usage()) : completion_usage_chunk(plan_.header, usage()));
+    chunks.push_back(sse_done());
   }
   return chunks;
 }
