@@ -6,7 +6,7 @@ Two kinds of cases, written to one JSON file (tests/data/chat_template_refs.json
 * model cases: every template in tests/data/chat_templates/*.jinja with a set of conversations (system,
   multi-turn, tools, tool calls and results, reasoning, unicode, content parts, role errors), rendered
   with tokenizer.apply_chat_template(messages, tools=..., add_generation_prompt=..., tokenize=False,
-  **extra) on a tokenizer that carries the model's bos/eos tokens;
+  **extra) on a tokenizer that carries the model's bos/eos tokens, some with continue_final_message;
 * construct cases: small templates, one Jinja construct each, rendered by transformers' own compiled
   Jinja environment (ImmutableSandboxedEnvironment, trim_blocks, lstrip_blocks, its tojson,
   raise_exception and strftime_now).
