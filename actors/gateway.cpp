@@ -8,7 +8,6 @@
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
-#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
 #include "actors/engine_impl.hpp"
@@ -21,7 +20,6 @@ namespace net = boost::asio;
 namespace beast = boost::beast;
 namespace http = beast::http;
 using tcp = net::ip::tcp;
-using json = nlohmann::json;
 
 struct gateway::impl : std::enable_shared_from_this<gateway::impl> {
   impl(engine& e, const gateway_options& o) : eng(e), opts(o), acceptor(ioc), admission(o.admission) {}
@@ -36,14 +34,20 @@ struct gateway::impl : std::enable_shared_from_this<gateway::impl> {
   std::atomic<int32_t> num_queued = 0;  // admitted requests that have no output yet: the queue the cap applies to
   std::string model_name;
   admission_controller admission;
+  openai_server_config server;
+  int64_t started = 0;
 
   void accept();
 };
 
 namespace {
 
-std::string error_json(int status, const std::string& type, const std::string& message, const json& param = nullptr) {
-  return json({{"error", {{"message", message}, {"type", type}, {"param", param}, {"code", status}}}}).dump();
+std::string error_json(int status, const std::string& type, const std::string& message) {
+  api_error e;
+  e.status = e.code = status;
+  e.type = type;
+  e.message = message;
+  return error_body(e);
 }
 
 class session : public std::enable_shared_from_this<session>, public completion_listener {
@@ -103,7 +107,15 @@ private:
     if (get && path == "/health") {
       return respond(gw_->draining ? http::status::service_unavailable : http::status::ok, "", "text/plain");
     }
-    if (get && path == "/version") return respond(http::status::ok, json({{"version", "0.1.0"}}).dump());
+    if (get && path == "/version") return respond(http::status::ok, version_body("0.1.0"));
+    if (post && (path == "/tokenize" || path == "/detokenize")) {
+      try {
+        return respond(http::status::ok, path == "/tokenize" ? tokenize(gw_->eng, gw_->server, req_.body())
+                                                             : detokenize(gw_->eng, gw_->server, req_.body()));
+      } catch (const api_error& e) {
+        return respond(static_cast<http::status>(e.status), error_body(e));
+      }
+    }
     if (path.starts_with("/v1/") && !gw_->admission.authorized(api_key())) {
       gw_->eng.internals().metrics->on_rejected(reject_reason::unauthorized);
       return respond(http::status::unauthorized,
@@ -124,9 +136,13 @@ private:
   }
 
   std::string models_json() const {
-    const json model = {{"id", gw_->model_name}, {"object", "model"}, {"created", 0}, {"owned_by", "troupe"},
-                        {"root", gw_->model_name}, {"parent", nullptr}, {"max_model_len", gw_->eng.max_model_len()}};
-    return json({{"object", "list"}, {"data", json::array({model})}}).dump();
+    model_card card;
+    card.id = gw_->model_name;
+    card.root = gw_->eng.internals().options.model.empty() ? gw_->model_name : gw_->eng.internals().options.model;
+    card.created = gw_->started;
+    card.max_model_len = static_cast<int32_t>(gw_->eng.max_model_len());
+    card.permission_id = "modelperm-" + random_uuid_hex();
+    return models_body(std::span<const model_card>(&card, 1));
   }
 
   std::string metrics_text() const { return gw_->eng.metrics_text(); }
@@ -134,13 +150,12 @@ private:
   void start_completion(bool chat) {
     completion_plan plan;
     try {
-      plan = plan_completion(gw_->eng, gw_->model_name, req_.body(), chat, gw_->opts.max_tokens_limit);
+      plan = plan_completion(gw_->eng, gw_->server, req_.body(), chat, gw_->opts.max_tokens_limit);
     } catch (const api_error& e) {
-      gw_->eng.internals().metrics->on_rejected(e.status == 400 && std::string(e.what()).find("maximum context length") != std::string::npos
+      gw_->eng.internals().metrics->on_rejected(e.message.find("maximum context length") != std::string::npos
                                                     ? reject_reason::too_long
                                                     : reject_reason::invalid);
-      return respond(static_cast<http::status>(e.status),
-                     error_json(e.status, e.type, e.what(), e.param.empty() ? json(nullptr) : json(e.param)));
+      return respond(static_cast<http::status>(e.status), error_body(e));
     }
     int64_t cost = 0;
     for (const auto& r : plan.requests) cost += static_cast<int64_t>(r.prompt_ids.size()) + r.params.max_tokens;
@@ -222,7 +237,8 @@ private:
     const bool streaming = headers_sent_;
     finish_completion();
     if (!streaming) return respond(http::status::gateway_timeout, error_json(504, "TimeoutError", message));
-    enqueue("data: " + error_json(504, "TimeoutError", message) + "\n\n");
+    enqueue(sse_event(error_json(504, "TimeoutError", message)));
+    enqueue(sse_done());
     finishing_ = true;
     write_next();
   }
@@ -230,11 +246,14 @@ private:
   void handle_event(completion_event ev) {
     if (!builder_) return;
     if (ev.what == completion_event::kind::outputs) left_queue();
-    if (!ev.error.empty() && !headers_sent_) {
-      const int status = ev.error_status;
+    if (ev.what == completion_event::kind::failed) {
       stop_completion_sink(gw_->eng, sink_);
       finish_completion();
-      return respond(static_cast<http::status>(status), error_json(status, ev.error_type, ev.error));
+      if (!headers_sent_) return respond(static_cast<http::status>(ev.error.status), error_body(ev.error));
+      enqueue(sse_error(ev.error));
+      enqueue(sse_done());
+      finishing_ = true;
+      return write_next();
     }
     if (!stream_mode_) {
       builder_->add(ev);
@@ -369,6 +388,8 @@ void gateway::impl::accept() {
 
 gateway::gateway(engine& e, const gateway_options& options) : impl_(std::make_shared<impl>(e, options)) {
   impl_->model_name = e.served_model_name();
+  impl_->server = server_config_of(e);
+  impl_->started = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
   beast::error_code ec;
   const auto address = net::ip::make_address(options.host, ec);
   if (ec) throw user_error("--host " + options.host + " is not an IP address");

@@ -16,10 +16,11 @@ api_error server_error(int status, std::string type, std::string message) {
   return e;
 }
 
+// NOTE: returns the value itself (not a reference into the temporary `checked`).
 template <class T>
-const T& value_or_throw(const checked<T>& c) {
+T value_or_throw(checked<T>&& c) {
   if (!c) throw c.error();
-  return c.value();
+  return std::move(c).value();
 }
 
 // Enforces the server's max_tokens cap: a request asking for more is refused, one asking nothing gets it.
@@ -71,7 +72,7 @@ completion_plan plan_completion(engine& e, const openai_server_config& server, c
   if (!e.tok()) throw server_error(400, "BadRequestError", "The model has no tokenizer.json: use token-id prompts on /v1/completions");
 
   if (chat) {
-    const chat_request& r = value_or_throw(parse_chat_request(body, server));
+    const chat_request r = value_or_throw(parse_chat_request(body, server));
     plan.stream = r.stream;
     plan.include_usage = r.stream_options && r.stream_options->include_usage;
     const bool tools = !r.tools_json.empty() && r.tool_choice != tool_choice_mode::none;
@@ -80,7 +81,7 @@ completion_plan plan_completion(engine& e, const openai_server_config& server, c
       throw server_error(400, "BadRequestError",
                          "As of transformers v4.44, default chat template is no longer allowed, so you must provide a "
                          "chat template if the tokenizer does not define one.");
-    const std::string& messages = value_or_throw(render_messages_json(r.messages, content_format::string));
+    const std::string messages = value_or_throw(render_messages_json(r.messages, content_format::string));
     chat_template_options options = in.chat_options;
     options.add_generation_prompt = r.add_generation_prompt;
     options.continue_final_message = r.continue_final_message;
@@ -102,7 +103,7 @@ completion_plan plan_completion(engine& e, const openai_server_config& server, c
     plan.n = gen.n;
     add_choices(plan, std::move(ids), gen, r.priority, r.cache_salt);
   } else {
-    const completion_request& r = value_or_throw(parse_completion_request(body, server));
+    const completion_request r = value_or_throw(parse_completion_request(body, server));
     plan.stream = r.stream;
     plan.include_usage = r.stream_options && r.stream_options->include_usage;
     for (const completion_prompt& p : r.prompts) {
@@ -121,12 +122,12 @@ completion_plan plan_completion(engine& e, const openai_server_config& server, c
 
 std::string tokenize(engine& e, const openai_server_config& server, const std::string& body) {
   auto& in = e.internals();
-  const tokenize_request& r = value_or_throw(parse_tokenize_request(body, server));
+  const tokenize_request r = value_or_throw(parse_tokenize_request(body, server));
   if (!e.tok()) throw server_error(400, "BadRequestError", "The model has no tokenizer.json");
   std::string text = r.prompt;
   if (r.is_chat) {
     if (!in.chat) throw server_error(400, "BadRequestError", "The model has no chat template");
-    const std::string& messages = value_or_throw(render_messages_json(r.messages, content_format::string));
+    const std::string messages = value_or_throw(render_messages_json(r.messages, content_format::string));
     chat_template_options options = in.chat_options;
     options.add_generation_prompt = r.add_generation_prompt;
     options.continue_final_message = r.continue_final_message;
@@ -146,7 +147,7 @@ std::string tokenize(engine& e, const openai_server_config& server, const std::s
 }
 
 std::string detokenize(engine& e, const openai_server_config& server, const std::string& body) {
-  const detokenize_request& r = value_or_throw(parse_detokenize_request(body, server));
+  const detokenize_request r = value_or_throw(parse_detokenize_request(body, server));
   if (!e.tok()) throw server_error(400, "BadRequestError", "The model has no tokenizer.json");
   for (int32_t id : r.tokens)
     if (id < 0 || id >= e.tok()->vocab_size()) {
@@ -302,7 +303,7 @@ std::vector<std::string> completion_builder::stream_chunks(const completion_even
       chat_delta d;
       d.index = static_cast<int32_t>(ev.index);
       d.role = true;
-      chunks.push_back(chat_chunk(plan_.header, d));
+      chunks.push_back(sse_event(chat_chunk(plan_.header, d)));
     }
     return chunks;
   }
@@ -319,16 +320,16 @@ std::vector<std::string> completion_builder::stream_chunks(const completion_even
         d.finish_reason = c.finish_reason;
         d.stop_reason = c.stop;
       }
-      chunks.push_back(chat_chunk(plan_.header, d));
+      chunks.push_back(sse_event(chat_chunk(plan_.header, d)));
     } else {
       completion_choice cc{static_cast<int32_t>(i), o.text, o.finished ? c.finish_reason : "", o.finished ? c.stop : stop_reason{},
                            std::nullopt};
-      chunks.push_back(completion_chunk(plan_.header, cc));
+      chunks.push_back(sse_event(completion_chunk(plan_.header, cc)));
     }
   }
   if (done()) {
     if (plan_.include_usage)
-      chunks.push_back(plan_.chat ? chat_usage_chunk(plan_.header, usage()) : completion_usage_chunk(plan_.header, usage()));
+      chunks.push_back(sse_event(plan_.chat ? chat_usage_chunk(plan_.header, usage()) : completion_usage_chunk(plan_.header, usage())));
     chunks.push_back(sse_done());
   }
   return chunks;

@@ -137,9 +137,10 @@ TEST(http_api, a_stop_string_ends_the_text_before_it) {
 
 TEST(http_api, errors_are_openai_error_objects_with_status_type_and_param) {
   server_process s("--max-model-len 64");
+  // vLLM's answers, type and all (FastAPI's "Bad Request" for bodies that do not parse).
   auto r = post(s, "/v1/completions", "{not json");
   EXPECT_EQ(r.status, 400);
-  EXPECT_EQ(json::parse(r.body)["error"]["type"], "BadRequestError");
+  EXPECT_EQ(json::parse(r.body)["error"]["type"], "Bad Request");
   r = post(s, "/v1/completions", R"({"model": "gpt-4", "prompt": "x"})");
   EXPECT_EQ(r.status, 404);
   EXPECT_EQ(json::parse(r.body)["error"]["message"], "The model `gpt-4` does not exist.");
@@ -147,13 +148,18 @@ TEST(http_api, errors_are_openai_error_objects_with_status_type_and_param) {
   r = post(s, "/v1/completions", R"({"prompt": [1, 2, 3], "max_tokens": 100})");
   EXPECT_EQ(r.status, 400);
   EXPECT_EQ(json::parse(r.body)["error"]["message"],
-            "This model's maximum context length is 64 tokens. However, you requested 103 tokens (3 in the messages, 100 in "
-            "the completion). Please reduce the length of the messages or completion.");
+            "max_tokens=100 cannot be greater than max_model_len=max_total_tokens=64. Please request fewer output tokens. "
+            "(parameter=max_tokens, value=100)");
+  r = post(s, "/v1/completions", json({{"prompt", std::vector<int>(60, 1)}, {"max_tokens", 10}}).dump());
+  EXPECT_EQ(r.status, 400);
+  EXPECT_EQ(json::parse(r.body)["error"]["message"].get<std::string>().rfind("This model's maximum context length is 64 tokens", 0), 0u)
+      << r.body;
   r = post(s, "/v1/completions", R"({"prompt": "x", "temperature": -1})");
   EXPECT_EQ(r.status, 400);
   EXPECT_NE(json::parse(r.body)["error"]["message"].get<std::string>().find("temperature"), std::string::npos);
   r = post(s, "/v1/completions", R"({"prompt": "x", "n": 0})");
-  EXPECT_EQ(json::parse(r.body)["error"]["param"], "n");
+  EXPECT_EQ(r.status, 400);
+  EXPECT_NE(json::parse(r.body)["error"]["message"].get<std::string>().find("n"), std::string::npos) << r.body;
   r = post(s, "/v1/nothing", "{}");
   EXPECT_EQ(r.status, 404);
   // The server still serves.
@@ -280,4 +286,30 @@ TEST(http_api, sigterm_lets_requests_in_flight_finish_refuses_new_ones_and_exits
   streamed_text(in_flight, &reason);
   EXPECT_EQ(reason, "length");
   EXPECT_EQ(s.wait(), 0);
+}
+
+TEST(http_api, chat_completions_render_the_models_template_and_stream_deltas) {
+  server_process s;
+  const std::string body = R"({"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi there"}],
+                              "max_tokens": 10, "temperature": 0, "ignore_eos": true})";
+  const auto r = post(s, "/v1/chat/completions", body);
+  ASSERT_EQ(r.status, 200) << r.body;
+  const json j = json::parse(r.body);
+  EXPECT_EQ(j["object"], "chat.completion");
+  EXPECT_EQ(j["choices"][0]["message"]["role"], "assistant");
+  EXPECT_EQ(j["usage"]["completion_tokens"], 10);
+  // The prompt is the ChatML rendering of the messages: /tokenize with the same messages counts it.
+  const auto tok = post(s, "/tokenize", R"({"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi there"}]})");
+  ASSERT_EQ(tok.status, 200) << tok.body;
+  EXPECT_EQ(json::parse(tok.body)["count"], j["usage"]["prompt_tokens"]);
+  const auto detok = post(s, "/detokenize", json({{"tokens", json::parse(tok.body)["tokens"]}}).dump());
+  EXPECT_EQ(json::parse(detok.body)["prompt"],
+            "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi there<|im_end|>\n<|im_start|>assistant\n");
+  json streaming = json::parse(body);
+  streaming["stream"] = true;
+  const auto st = post(s, "/v1/chat/completions", streaming.dump());
+  std::string reason;
+  EXPECT_EQ(streamed_text(st.body, &reason), j["choices"][0]["message"]["content"].get<std::string>());
+  EXPECT_EQ(reason, "length");
+  EXPECT_EQ(json::parse(sse_events(st.body).front())["choices"][0]["delta"]["role"], "assistant");
 }
