@@ -141,6 +141,10 @@ engine::impl::impl(const engine_options& o) : system(with_middleman(system_confi
   ec.sched.max_model_len = static_cast<int32_t>(max_model_len);
   if (o.scheduling_policy == "priority") ec.sched.policy = scheduling_policy::priority;
   else if (o.scheduling_policy != "fcfs") throw user_error("--scheduling-policy must be fcfs or priority, got '" + o.scheduling_policy + "'");
+  ec.sched.long_request_threshold = o.long_request_threshold;
+  ec.sched.long_max_fraction = o.long_max_fraction;
+  ec.sched.long_prefill_token_threshold = o.long_prefill_token_threshold;
+  if (o.long_max_fraction <= 0 || o.long_max_fraction > 1) throw user_error("--long-max-fraction must be in (0, 1]");
   ec.kv.num_blocks = static_cast<int32_t>(num_blocks);
   ec.kv.block_size = o.block_size;
   ec.kv.enable_prefix_caching = o.enable_prefix_caching;

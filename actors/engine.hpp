@@ -33,6 +33,9 @@ struct engine_options {
   int64_t num_gpu_blocks_override = 0;         // > 0: exactly this many KV blocks
   bool enable_prefix_caching = true;
   std::string scheduling_policy = "fcfs";      // fcfs | priority
+  int32_t long_request_threshold = 0;          // 0: one pool; else max_tokens above it is the long pool
+  double long_max_fraction = 0.75;             // seats the long pool may hold
+  int32_t long_prefill_token_threshold = 0;    // 0: none; else one prompt's largest prefill chunk
   uint64_t seed = 0;                           // draws seeds for requests that give none
   std::string served_model_name;               // the name in the API and metrics (default: --model)
   std::string chat_template;                   // a Jinja file overriding tokenizer_config.json's template

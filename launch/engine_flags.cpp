@@ -22,6 +22,12 @@ void add_engine_flags(CLI::App* cmd, engine_options& o) {
   cmd->add_option("--num-gpu-blocks-override", o.num_gpu_blocks_override, "Exactly this many KV blocks");
   cmd->add_flag("--enable-prefix-caching,!--no-enable-prefix-caching", o.enable_prefix_caching)->capture_default_str();
   cmd->add_option("--scheduling-policy", o.scheduling_policy, "fcfs or priority")->capture_default_str();
+  cmd->add_option("--long-request-threshold", o.long_request_threshold,
+                  "Requests with max_tokens above this form the long pool, admitted after short ones (0: one pool)");
+  cmd->add_option("--long-max-fraction", o.long_max_fraction, "Share of --max-num-seqs the long pool may hold")
+      ->capture_default_str();
+  cmd->add_option("--long-prefill-token-threshold", o.long_prefill_token_threshold,
+                  "Largest prefill chunk of one prompt per step (0: no cap)");
 }
 
 void add_sampling_flags(CLI::App* cmd, sampling_params& p) {

@@ -10,8 +10,12 @@ scheduler::scheduler(const scheduler_config& config, kv_cache_manager& kv) : con
     throw std::invalid_argument("scheduler: limits must be positive");
 }
 
+bool scheduler::is_long(const request& r) const {
+  return config_.long_request_threshold > 0 && r.params.max_tokens > config_.long_request_threshold;
+}
+
 scheduler::waiting_key scheduler::key_of(const request& r) const {
-  return {config_.policy == scheduling_policy::priority ? r.priority : 0, r.arrival, r.id};
+  return {is_long(r) ? 1 : 0, config_.policy == scheduling_policy::priority ? r.priority : 0, r.arrival, r.id};
 }
 
 void scheduler::add(request r) {
@@ -46,7 +50,12 @@ void scheduler::preempt(size_t index) {
   if (r.on_shard) released_.push_back(r.id);
   r.on_shard = false;
   running_.erase(running_.begin() + static_cast<std::ptrdiff_t>(index));
+  if (is_long(r)) --num_running_long_;
   waiting_.insert(key_of(r));
+}
+
+int32_t scheduler::chunk_limit(int32_t remaining) const {
+  return config_.long_prefill_token_threshold > 0 ? std::min(remaining, config_.long_prefill_token_threshold) : remaining;
 }
 
 step_plan scheduler::schedule() {
@@ -59,7 +68,7 @@ step_plan scheduler::schedule() {
   size_t i = 0;
   while (i < running_.size() && budget > 0) {
     request& r = requests_.at(running_[i]);
-    const int32_t n = std::min(r.num_tokens() - r.num_computed_tokens, budget);
+    const int32_t n = std::min(chunk_limit(r.num_tokens() - r.num_computed_tokens), budget);
     if (n <= 0) {
       ++i;
       continue;
@@ -100,11 +109,16 @@ step_plan scheduler::schedule() {
   }
 
   // Then waiting ones, unless this step had to preempt (memory is short: admitting more would thrash).
+  const int32_t max_long = config_.long_request_threshold > 0
+                               ? std::max<int32_t>(1, static_cast<int32_t>(config_.long_max_fraction * config_.max_num_seqs))
+                               : config_.max_num_seqs;
   while (!preempted_any && !waiting_.empty() && budget > 0 &&
          static_cast<int32_t>(running_.size()) < config_.max_num_seqs) {
-    request& r = requests_.at(std::get<2>(*waiting_.begin()));
+    request& r = requests_.at(std::get<3>(*waiting_.begin()));
+    // Short requests come first in the queue: a long one at its head means only long ones are left.
+    if (is_long(r) && num_running_long_ >= max_long) break;
     const computed_blocks hit = kv_.get_computed_blocks(r.tokens, r.cache_salt);
-    const int32_t n = std::min(r.num_tokens() - hit.num_computed_tokens, budget);
+    const int32_t n = std::min(chunk_limit(r.num_tokens() - hit.num_computed_tokens), budget);
     auto blocks = kv_.allocate_slots(r.id, n, hit);
     if (!blocks) break;
     if (r.num_cached_tokens < 0) r.num_cached_tokens = hit.num_computed_tokens;
@@ -131,6 +145,7 @@ step_plan scheduler::schedule() {
     r.on_shard = true;
     waiting_.erase(waiting_.begin());
     running_.push_back(r.id);
+    if (is_long(r)) ++num_running_long_;
     budget -= n;
   }
   if (!plan.seqs.empty()) ++stats_.num_steps;
@@ -168,6 +183,7 @@ bool scheduler::finish(request_id id, request_status status) {
   request& r = it->second;
   if (r.status == request_status::running) {
     running_.erase(std::find(running_.begin(), running_.end(), id));
+    if (is_long(r)) --num_running_long_;
   } else {
     waiting_.erase(key_of(r));
   }

@@ -6,6 +6,14 @@
 // the decodes. When the KV cache runs out of blocks, the newest lowest-priority running sequence is
 // preempted: its blocks are freed and it is recomputed from the start later.
 //
+// Short and long pools (--long-request-threshold): a request whose max_tokens exceeds the threshold is
+// "long". Waiting short requests are admitted before waiting long ones, and long requests may hold at
+// most long_max_fraction of the --max-num-seqs seats, so a burst of long generations always leaves
+// seats, and the first claim on each step's token budget, to short chats: their time to first token
+// does not grow with the long backlog. Long requests still use every seat they are allowed whenever
+// there is room. With --long-prefill-token-threshold a single prompt's prefill chunk is capped too, so a
+// very long prompt cannot take a whole step's budget from the others (vLLM's flag of that name).
+//
 // Pure bookkeeping: schedule() returns a step_plan, update() takes the sampled tokens back. Deciding
 // when a sequence stops is the caller's (engine_core), which then calls finish().
 
@@ -29,6 +37,9 @@ struct scheduler_config {
   int32_t max_num_batched_tokens = 2048;
   int32_t max_model_len = 2048;
   scheduling_policy policy = scheduling_policy::fcfs;
+  int32_t long_request_threshold = 0;      // 0: one pool; else max_tokens above this is a long request
+  double long_max_fraction = 0.75;         // of max_num_seqs, the seats long requests may hold
+  int32_t long_prefill_token_threshold = 0;  // 0: none; else the largest prefill chunk of one request
 };
 
 struct scheduler_stats {
@@ -66,7 +77,10 @@ public:
   const scheduler_config& config() const { return config_; }
 
 private:
-  using waiting_key = std::tuple<int32_t, uint64_t, request_id>;  // (priority, arrival, id)
+  using waiting_key = std::tuple<int32_t, int32_t, uint64_t, request_id>;  // (pool, priority, arrival, id)
+  bool is_long(const request& r) const;
+  // The most tokens of `remaining` one request may compute in a step (the prefill chunk cap).
+  int32_t chunk_limit(int32_t remaining) const;
   waiting_key key_of(const request& r) const;
   // Index into running_ of the sequence to preempt: the last one (FCFS), or the lowest-priority,
   // latest-arriving one (priority).
@@ -78,6 +92,7 @@ private:
   std::unordered_map<request_id, request> requests_;
   std::set<waiting_key> waiting_;
   std::vector<request_id> running_;  // in the order they were admitted
+  int32_t num_running_long_ = 0;
   std::vector<request_id> released_;  // to tell the shards in the next plan
   uint64_t step_ = 0;
   scheduler_stats stats_;

@@ -201,3 +201,47 @@ TEST(scheduler, tokens_sampled_for_a_request_aborted_meanwhile_are_dropped) {
   f.sched.finish(1, request_status::finished_aborted);
   EXPECT_TRUE(f.sched.update(plan, sampled(plan)).empty());
 }
+
+namespace {
+
+request with_max_tokens(request r, int32_t max_tokens) {
+  r.params.max_tokens = max_tokens;
+  return r;
+}
+
+} // namespace
+
+TEST(scheduler, short_requests_jump_the_long_backlog_and_keep_their_reserved_seats) {
+  scheduler_config c = limits(4, 64);
+  c.long_request_threshold = 100;  // max_tokens above 100 is long
+  c.long_max_fraction = 0.5;       // long requests hold at most 2 of the 4 seats
+  fixture f(c, blocks(64));
+  for (request_id id = 1; id <= 3; ++id) f.sched.add(with_max_tokens(make_request(id, 4), 1000));
+  f.sched.add(with_max_tokens(make_request(4, 4), 20));
+  // The short request arrived last but is admitted first; only two long ones get seats.
+  EXPECT_EQ(rows(f.step()), (std::vector<seq_row>{{4, true, 0, 4, {0}, true}, {1, true, 0, 4, {1}, true}, {2, true, 0, 4, {2}, true}}));
+  EXPECT_EQ(f.sched.num_waiting(), 1);
+  // A seat is free, but not for a long request.
+  f.sched.add(with_max_tokens(make_request(5, 4), 20));
+  const auto plan = f.step();
+  ASSERT_EQ(plan.seqs.size(), 4u);
+  EXPECT_EQ(plan.seqs.back().id, 5u);
+  EXPECT_EQ(f.sched.num_waiting(), 1);
+  // When a long request finishes, the waiting long one takes its seat.
+  f.sched.finish(1, request_status::finished_length);
+  f.sched.finish(5, request_status::finished_length);
+  const auto next = f.step();
+  EXPECT_EQ(next.seqs.back().id, 3u);
+  EXPECT_TRUE(next.seqs.back().is_new);
+}
+
+TEST(scheduler, long_prefill_token_threshold_caps_one_prompts_chunk) {
+  scheduler_config c = limits(4, 64);
+  c.long_prefill_token_threshold = 16;
+  fixture f(c, blocks(64));
+  f.sched.add(make_request(1, 40));
+  f.sched.add(make_request(2, 4));
+  // 1's prompt goes 16 tokens a step; 2 is admitted beside it at once.
+  EXPECT_EQ(rows(f.step()), (std::vector<seq_row>{{1, true, 0, 16, {0, 1, 2, 3}, false}, {2, true, 0, 4, {4}, true}}));
+  EXPECT_EQ(rows(f.step()), (std::vector<seq_row>{{1, false, 16, 16, {5, 6, 7, 8}, false}, {2, false, 4, 1, {9}, true}}));
+}
