@@ -10,6 +10,7 @@
 #include <boost/beast/http.hpp>
 #include <spdlog/spdlog.h>
 
+#include "actors/dashboard.hpp"
 #include "actors/engine_impl.hpp"
 #include "actors/gateway_request.hpp"
 #include "runtime/error.hpp"
@@ -124,6 +125,9 @@ private:
     }
     if (get && path == "/v1/models") return respond(http::status::ok, models_json());
     if (get && path == "/metrics") return respond(http::status::ok, metrics_text(), "text/plain; version=0.0.4");
+    if (get && path == "/dashboard") return respond(http::status::ok, dashboard_html(), "text/html; charset=utf-8");
+    if (get && path == "/dashboard.json")
+      return respond(http::status::ok, dashboard_json(gw_->eng.metrics(), gw_->model_name));
     if (post && (path == "/v1/completions" || path == "/v1/chat/completions")) {
       if (gw_->draining) {
         gw_->eng.internals().metrics->on_rejected(reject_reason::draining);

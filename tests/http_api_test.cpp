@@ -210,7 +210,7 @@ TEST(http_api, a_tenant_over_its_budget_gets_429_while_another_goes_on) {
 
 TEST(http_api, many_concurrent_streams_each_equal_their_single_request_output_and_disconnects_free_their_blocks) {
   server_process s("--max-num-seqs 256");
-  const int unique = 20, copies = 40, quitters = 100;  // 800 complete streams, 100 that hang up early
+  const int unique = 25, copies = 40, quitters = 100;  // 1,000 complete streams, 100 that hang up early
   const fs::path dir = fs::temp_directory_path() / ("troupe_streams_" + std::to_string(::getpid()));
   fs::create_directories(dir);
   std::vector<std::string> expected(unique);
@@ -258,9 +258,9 @@ TEST(http_api, many_concurrent_streams_each_equal_their_single_request_output_an
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   EXPECT_NE(metrics.find("troupe:kv_cache_usage_perc{model_name=\"troupe-default\"} 0.0"), std::string::npos);
-  // The hung-up requests that reached the engine were aborted, none ran to its length (only the 20 + 800
+  // The hung-up requests that reached the engine were aborted, none ran to its length (only the 25 + 1,000
   // complete ones did). Some hang up before the server has read them.
-  EXPECT_NE(metrics.find("troupe:request_success_total{finished_reason=\"length\",model_name=\"troupe-default\"} 820.0"), std::string::npos);
+  EXPECT_NE(metrics.find("troupe:request_success_total{finished_reason=\"length\",model_name=\"troupe-default\"} 1025.0"), std::string::npos);
   EXPECT_EQ(metrics.find("troupe:request_success_total{finished_reason=\"abort\",model_name=\"troupe-default\"} 0.0"), std::string::npos);
   fs::remove_all(dir);
 }
@@ -270,7 +270,7 @@ TEST(http_api, sigterm_lets_requests_in_flight_finish_refuses_new_ones_and_exits
   std::string in_flight;
   std::thread running([&] {
     in_flight = shell("curl -s " + quote(s.url("/v1/completions")) +
-                      " -d '{\"prompt\": \"x\", \"max_tokens\": 400, \"ignore_eos\": true, \"stream\": true}'");
+                      " -d '{\"prompt\": \"x\", \"max_tokens\": 2000, \"ignore_eos\": true, \"stream\": true}'");
   });
   // Wait until it streams, then ask the server to stop.
   for (int i = 0; i < 100; ++i) {
@@ -278,8 +278,12 @@ TEST(http_api, sigterm_lets_requests_in_flight_finish_refuses_new_ones_and_exits
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   s.signal(SIGTERM);
-  std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  EXPECT_EQ(shell("curl -s -o /dev/null -w '%{http_code}' " + quote(s.url("/health"))), "503");
+  std::string health;
+  for (int i = 0; i < 100 && health != "503"; ++i) {
+    health = shell("curl -s -o /dev/null -w '%{http_code}' " + quote(s.url("/health")));
+    if (health != "503") std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_EQ(health, "503");
   EXPECT_EQ(post(s, "/v1/completions", R"({"prompt": "x"})").status, 503);
   running.join();
   std::string reason;
@@ -312,4 +316,17 @@ TEST(http_api, chat_completions_render_the_models_template_and_stream_deltas) {
   EXPECT_EQ(streamed_text(st.body, &reason), j["choices"][0]["message"]["content"].get<std::string>());
   EXPECT_EQ(reason, "length");
   EXPECT_EQ(json::parse(sse_events(st.body).front())["choices"][0]["delta"]["role"], "assistant");
+}
+
+TEST(http_api, the_dashboard_page_and_its_figures_are_served) {
+  server_process s;
+  for (int i = 0; i < 3; ++i) post(s, "/v1/completions", R"({"prompt": "Hi", "max_tokens": 4, "ignore_eos": true})");
+  const std::string page = shell("curl -s " + quote(s.url("/dashboard")));
+  EXPECT_NE(page.find("<title>troupe</title>"), std::string::npos);
+  const json figures = json::parse(shell("curl -s " + quote(s.url("/dashboard.json"))));
+  EXPECT_EQ(figures["model"], "troupe-default");
+  EXPECT_EQ(figures["finished"]["length"], 3);
+  EXPECT_GT(figures["tokens_out_per_s"].get<double>(), 0);
+  EXPECT_FALSE(figures["ttft_p50_s"].is_null());
+  EXPECT_EQ(figures["running"], 0);
 }
