@@ -36,6 +36,15 @@ void apply_limit(sampling_params& p, bool asked, int32_t limit) {
   if (!asked || p.max_tokens > limit) p.max_tokens = std::min(p.max_tokens, limit);
 }
 
+// The engine computes no logprobs yet: a request for them is refused with a 400 naming the field,
+// as runtime/openai refuses other features troupe lacks, rather than answered with logprobs: null.
+void refuse_logprobs(const openai_generation& gen) {
+  if (!gen.num_logprobs) return;
+  api_error e = server_error(400, "BadRequestError", "`logprobs` is not supported by this server.");
+  e.param = "logprobs";
+  throw e;
+}
+
 void add_choices(completion_plan& plan, std::vector<int32_t> ids, const openai_generation& gen, int64_t priority,
                  const std::optional<std::string>& salt) {
   for (int32_t c = 0; c < gen.n; ++c) {
@@ -99,6 +108,7 @@ completion_plan plan_completion(engine& e, const openai_server_config& server, c
                                         prompt_form::text, requested_max_tokens_param(r)))
       throw *err;
     openai_generation gen = value_or_throw(to_generation(r, static_cast<int64_t>(ids.size()), server));
+    refuse_logprobs(gen);
     apply_limit(gen.params, r.max_tokens || r.max_completion_tokens, max_tokens_limit);
     plan.n = gen.n;
     add_choices(plan, std::move(ids), gen, r.priority, r.cache_salt);
@@ -112,6 +122,7 @@ completion_plan plan_completion(engine& e, const openai_server_config& server, c
                                           p.is_tokens ? prompt_form::token_ids : prompt_form::text))
         throw *err;
       openai_generation gen = value_or_throw(to_generation(r, static_cast<int64_t>(ids.size()), server));
+      refuse_logprobs(gen);
       apply_limit(gen.params, body.find("\"max_tokens\"") != std::string::npos, max_tokens_limit);
       plan.n = gen.n;
       add_choices(plan, std::move(ids), gen, r.priority, r.cache_salt);

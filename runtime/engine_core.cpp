@@ -113,7 +113,7 @@ std::vector<request_output> engine_core::update(const step_plan& plan, const ste
     if (d.reason != finish_reason::none) {
       if (st.detok && d.reason == finish_reason::length) {
         st.text += st.detok->flush();
-        d.text_size = st.text.size();
+        d = st.stops.check_flushed(std::move(d), st.text);
       }
       out = finish(id, st, d.reason == finish_reason::length ? request_status::finished_length
                                                               : request_status::finished_stopped);

@@ -41,6 +41,43 @@ size_t stop_checker::held_back(std::string_view text) const {
   return held;
 }
 
+void stop_checker::find_stop_string(std::string_view text, size_t new_begin, stop_decision& d) const {
+  size_t best_begin = 0, best_end = 0;
+  const std::string* best = nullptr;
+  for (const auto& s : stop_) {
+    if (s.empty()) continue;  // validate() rejects these
+    // A match must end in the new text; earlier text was searched before.
+    size_t from = new_begin >= s.size() - 1 ? new_begin - (s.size() - 1) : 0;
+    size_t pos = text.find(s, from);
+    if (pos == std::string_view::npos) continue;
+    size_t end = pos + s.size();
+    if (best == nullptr || end < best_end || (end == best_end && pos < best_begin)) {
+      best = &s;
+      best_begin = pos;
+      best_end = end;
+    }
+  }
+  if (best != nullptr) {
+    d.reason = finish_reason::stop;
+    d.stop_string = *best;
+    d.text_size = include_stop_ ? best_end : best_begin;
+  }
+}
+
+stop_decision stop_checker::check_flushed(stop_decision d, std::string_view text) {
+  const size_t new_begin = std::min(scanned_size_, text.size());
+  scanned_size_ = text.size();
+  d.text_size = text.size();
+  if (d.reason == finish_reason::length && num_output_tokens_ > min_tokens_) {
+    d.reason = finish_reason::none;
+    find_stop_string(text, new_begin, d);
+    if (d.reason == finish_reason::none) d.reason = finish_reason::length;
+  }
+  released_size_ = d.text_size;
+  d.releasable_size = released_size_;
+  return d;
+}
+
 stop_decision stop_checker::check(int32_t new_token, std::string_view text) {
   ++num_output_tokens_;
   const size_t new_begin = std::min(scanned_size_, text.size());
@@ -61,28 +98,7 @@ stop_decision stop_checker::check(int32_t new_token, std::string_view text) {
   if (d.reason == finish_reason::stop && !include_stop_) d.text_size = new_begin;
 
   // vLLM searches stop strings only once more than min_tokens tokens are out.
-  if (d.reason == finish_reason::none && num_output_tokens_ > min_tokens_) {
-    size_t best_begin = 0, best_end = 0;
-    const std::string* best = nullptr;
-    for (const auto& s : stop_) {
-      if (s.empty()) continue;  // validate() rejects these
-      // A match must end in the new text; earlier text was searched before.
-      size_t from = new_begin >= s.size() - 1 ? new_begin - (s.size() - 1) : 0;
-      size_t pos = text.find(s, from);
-      if (pos == std::string_view::npos) continue;
-      size_t end = pos + s.size();
-      if (best == nullptr || end < best_end || (end == best_end && pos < best_begin)) {
-        best = &s;
-        best_begin = pos;
-        best_end = end;
-      }
-    }
-    if (best != nullptr) {
-      d.reason = finish_reason::stop;
-      d.stop_string = *best;
-      d.text_size = include_stop_ ? best_end : best_begin;
-    }
-  }
+  if (d.reason == finish_reason::none && num_output_tokens_ > min_tokens_) find_stop_string(text, new_begin, d);
 
   if (d.reason == finish_reason::none &&
       (num_output_tokens_ >= max_tokens_ ||

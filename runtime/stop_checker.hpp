@@ -54,11 +54,20 @@ public:
   // grows between calls. Not to be called again once a decision has finished the sequence.
   stop_decision check(int32_t new_token, std::string_view text);
 
+  // After check() finished the sequence with "length", the detokenizer releases the text it held
+  // back (a last character left incomplete, shown as U+FFFD). A stop string ending in that text still
+  // stops the sequence, so no output contains a stop string. text: the final output text (what
+  // check() saw, then the flushed rest). Returns d, turned into a stop decision on a match.
+  stop_decision check_flushed(stop_decision d, std::string_view text);
+
   int32_t num_output_tokens() const { return num_output_tokens_; }
 
 private:
   // Bytes at the end of text that could begin a stop string.
   size_t held_back(std::string_view text) const;
+  // Turns d into a stop decision when a stop string ends in text past new_begin (the first match to
+  // end wins, then the first to start).
+  void find_stop_string(std::string_view text, size_t new_begin, stop_decision& d) const;
 
   std::vector<int32_t> eos_token_ids_;
   std::vector<int32_t> stop_token_ids_;

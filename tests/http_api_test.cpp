@@ -162,6 +162,13 @@ TEST(http_api, errors_are_openai_error_objects_with_status_type_and_param) {
   EXPECT_NE(json::parse(r.body)["error"]["message"].get<std::string>().find("n"), std::string::npos) << r.body;
   r = post(s, "/v1/nothing", "{}");
   EXPECT_EQ(r.status, 404);
+  // troupe computes no logprobs yet: asking for them is a 400 that names the field, not logprobs: null.
+  r = post(s, "/v1/completions", R"({"prompt": "x", "max_tokens": 2, "logprobs": 2})");
+  EXPECT_EQ(r.status, 400);
+  EXPECT_EQ(json::parse(r.body)["error"]["param"], "logprobs") << r.body;
+  r = post(s, "/v1/chat/completions", R"({"messages": [{"role": "user", "content": "x"}], "max_tokens": 2, "logprobs": true})");
+  EXPECT_EQ(r.status, 400);
+  EXPECT_EQ(json::parse(r.body)["error"]["param"], "logprobs") << r.body;
   // The server still serves.
   EXPECT_EQ(post(s, "/v1/completions", R"({"prompt": "x", "max_tokens": 2})").status, 200);
 }

@@ -268,5 +268,35 @@ TEST(stop_checker, released_text_never_shrinks_and_never_passes_the_output) {
   }
 }
 
+// The detokenizer holds back text that ends inside a character and releases it (as U+FFFD) when the
+// sequence ends by length; a stop string in that text still cuts the output there.
+TEST(stop_checker, a_stop_string_in_text_flushed_at_length_ends_with_stop) {
+  sampling_params p = with_stop({"\xEF\xBF\xBD"});  // U+FFFD
+  p.max_tokens = 2;
+  sequence s(p);
+  s.step(10, "ab");
+  auto d = s.step(11, "");  // a byte that begins no valid character: held back
+  ASSERT_EQ(d.reason, finish_reason::length);
+  s.text += "\xEF\xBF\xBD";
+  d = s.checker.check_flushed(d, s.text);
+  EXPECT_EQ(d.reason, finish_reason::stop);
+  EXPECT_EQ(d.stop_string, "\xEF\xBF\xBD");
+  EXPECT_EQ(s.output(d), "ab");
+  EXPECT_EQ(s.released(d), "ab");
+}
+
+TEST(stop_checker, text_flushed_at_length_without_a_stop_string_is_all_output) {
+  sampling_params p = with_stop({"zz"});
+  p.max_tokens = 1;
+  sequence s(p);
+  auto d = s.step(11, "a");
+  ASSERT_EQ(d.reason, finish_reason::length);
+  s.text += "z\xEF\xBF\xBD";
+  d = s.checker.check_flushed(d, s.text);
+  EXPECT_EQ(d.reason, finish_reason::length);
+  EXPECT_EQ(s.output(d), "az\xEF\xBF\xBD");
+  EXPECT_EQ(s.released(d), "az\xEF\xBF\xBD");
+}
+
 } // namespace
 } // namespace troupe

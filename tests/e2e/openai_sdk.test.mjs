@@ -1,0 +1,410 @@
+// End-to-end tests of a live `troupe serve` driven by the official OpenAI Node SDK (npm `openai`,
+// pinned in tests/e2e/package-lock.json, fetched by scripts/fetch_test_data.sh). Run by ctest as
+// `node --test` with TROUPE_BINARY set to the built program; each server started here is killed when
+// its suite ends.
+
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { createInterface } from 'node:readline';
+
+let OpenAI;
+try {
+  ({ default: OpenAI } = await import('openai'));
+} catch (err) {
+  throw new Error(
+    `the OpenAI Node SDK is missing (${err.message}): run scripts/fetch_test_data.sh, which runs npm ci in tests/e2e`);
+}
+
+const binary = process.env.TROUPE_BINARY;
+if (!binary) throw new Error('TROUPE_BINARY must name the troupe program (ctest sets it)');
+
+const MODEL = 'troupe-default';
+const MAX_MODEL_LEN = 64;
+
+// Starts `troupe serve` on free ports and resolves once it prints the HTTP port.
+// Returns { url, metrics(), stop() }.
+function startServer(extraArgs = []) {
+  const args = ['serve', '--host', '127.0.0.1', '--port', '0', '--client-port', '0', ...extraArgs];
+  const child = spawn(binary, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr.setEncoding('utf8');
+  child.stderr.on('data', (d) => { stderr = (stderr + d).slice(-4000); });
+  const exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+  const stop = async () => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    child.kill('SIGTERM');
+    const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
+    await exited;
+    clearTimeout(timer);
+  };
+  // A test run that ends any other way (an exception, ^C) must not leave the server behind.
+  process.once('exit', () => child.kill('SIGKILL'));
+
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`troupe serve printed no port within 60 s; stderr:\n${stderr}`));
+    }, 60_000);
+    const lines = createInterface({ input: child.stdout });
+    lines.on('line', (line) => {
+      const m = /^troupe: HTTP API listening on 127\.0\.0\.1:(\d+)/.exec(line);
+      if (!m) return;
+      clearTimeout(timer);
+      const url = `http://127.0.0.1:${m[1]}`;
+      resolve({
+        url,
+        stop,
+        metrics: async () => (await fetch(`${url}/metrics`)).text(),
+      });
+    });
+    exited.then(({ code, signal }) => {
+      clearTimeout(timer);
+      reject(new Error(`troupe serve exited (code ${code}, signal ${signal}) before listening; stderr:\n${stderr}`));
+    });
+  });
+}
+
+function client(server, apiKey = 'sk-unused') {
+  // No retries: an error must reach the test as the server sent it.
+  return new OpenAI({ baseURL: `${server.url}/v1`, apiKey, maxRetries: 0, timeout: 30_000 });
+}
+
+// Expects `promise` to reject with an instance of `ErrorClass`; returns the error.
+async function rejectsWith(promise, ErrorClass) {
+  try {
+    await promise;
+  } catch (err) {
+    assert.ok(err instanceof ErrorClass, `expected ${ErrorClass.name}, got ${err?.constructor?.name}: ${err?.message}`);
+    return err;
+  }
+  assert.fail(`expected ${ErrorClass.name}, but the request succeeded`);
+}
+
+// The value of the sample named `series` (name and labels, as /metrics prints them), or undefined.
+function metricValue(metrics, series) {
+  const line = metrics.split('\n').find((l) => l.startsWith(`${series} `));
+  return line === undefined ? undefined : Number(line.slice(series.length + 1));
+}
+
+const chatMessages = [{ role: 'user', content: 'Tell me a story about a troupe of actors.' }];
+
+describe('troupe serve with the OpenAI SDK', { timeout: 120_000 }, () => {
+  let server;
+  let openai;
+  before(async () => {
+    server = await startServer();
+    openai = client(server);
+  });
+  after(async () => { await server?.stop(); });
+
+  test('models.list names the served model', async () => {
+    const models = [];
+    for await (const m of openai.models.list()) models.push(m);
+    assert.equal(models.length, 1);
+    assert.equal(models[0].id, MODEL);
+    assert.equal(models[0].object, 'model');
+    assert.equal(typeof models[0].created, 'number');
+  });
+
+  test('chat.completions.create answers with a message, finish_reason and usage', async () => {
+    const r = await openai.chat.completions.create({ model: MODEL, messages: chatMessages, max_tokens: 12, temperature: 0 });
+    assert.match(r.id, /^chatcmpl-/);
+    assert.equal(r.object, 'chat.completion');
+    assert.equal(r.model, MODEL);
+    assert.equal(r.choices.length, 1);
+    const [c] = r.choices;
+    assert.equal(c.index, 0);
+    assert.equal(c.message.role, 'assistant');
+    assert.equal(typeof c.message.content, 'string');
+    assert.ok(['stop', 'length'].includes(c.finish_reason), c.finish_reason);
+    assert.ok(r.usage.prompt_tokens > 0);
+    assert.ok(r.usage.completion_tokens > 0 && r.usage.completion_tokens <= 12);
+    assert.equal(r.usage.total_tokens, r.usage.prompt_tokens + r.usage.completion_tokens);
+  });
+
+  test('streamed chat deltas concatenate to the greedy text, and include_usage adds a usage chunk', async () => {
+    const params = { model: MODEL, messages: chatMessages, max_tokens: 12, temperature: 0 };
+    const whole = await openai.chat.completions.create(params);
+    const stream = await openai.chat.completions.create({ ...params, stream: true, stream_options: { include_usage: true } });
+    let text = '';
+    let role;
+    let finishReason = null;
+    const chunks = [];
+    for await (const chunk of stream) {
+      chunks.push(chunk);
+      assert.equal(chunk.object, 'chat.completion.chunk');
+      assert.equal(chunk.id, chunks[0].id, 'every chunk carries the same id');
+      for (const c of chunk.choices) {
+        role ??= c.delta.role;
+        text += c.delta.content ?? '';
+        if (c.finish_reason) finishReason = c.finish_reason;
+      }
+    }
+    assert.equal(role, 'assistant');
+    assert.equal(text, whole.choices[0].message.content);
+    assert.equal(finishReason, whole.choices[0].finish_reason);
+    const last = chunks.at(-1);
+    assert.deepEqual(last.choices, [], 'the usage chunk has no choices');
+    assert.deepEqual(
+      { prompt: last.usage.prompt_tokens, completion: last.usage.completion_tokens, total: last.usage.total_tokens },
+      { prompt: whole.usage.prompt_tokens, completion: whole.usage.completion_tokens, total: whole.usage.total_tokens });
+    assert.ok(chunks.slice(0, -1).every((c) => !c.usage), 'only the last chunk carries usage');
+  });
+
+  test('a stream without include_usage has no usage chunk', async () => {
+    const stream = await openai.chat.completions.create({ model: MODEL, messages: chatMessages, max_tokens: 4, stream: true });
+    for await (const chunk of stream) {
+      assert.ok(!chunk.usage, 'no usage without stream_options.include_usage');
+      assert.ok(chunk.choices.length > 0);
+    }
+  });
+
+  test('completions.create with a string prompt', async () => {
+    const r = await openai.completions.create({ model: MODEL, prompt: 'Once upon a time', max_tokens: 8, temperature: 0 });
+    assert.match(r.id, /^cmpl-/);
+    assert.equal(r.object, 'text_completion');
+    assert.equal(r.choices.length, 1);
+    assert.equal(typeof r.choices[0].text, 'string');
+    assert.ok(r.usage.prompt_tokens > 0);
+  });
+
+  test('completions.create with a token-id prompt counts exactly those tokens', async () => {
+    const r = await openai.completions.create({ model: MODEL, prompt: [10, 20, 30, 40, 50], max_tokens: 4, temperature: 0 });
+    assert.equal(r.choices.length, 1);
+    assert.equal(r.usage.prompt_tokens, 5);
+  });
+
+  test('completions.create with several prompts answers one choice per prompt, each as if sent alone', async () => {
+    const prompts = ['Once upon a time', 'The capital of France is', 'def main():'];
+    const r = await openai.completions.create({ model: MODEL, prompt: prompts, max_tokens: 6, temperature: 0 });
+    assert.deepEqual(r.choices.map((c) => c.index), [0, 1, 2]);
+    let promptTokens = 0;
+    let completionTokens = 0;
+    for (let i = 0; i < prompts.length; ++i) {
+      const alone = await openai.completions.create({ model: MODEL, prompt: prompts[i], max_tokens: 6, temperature: 0 });
+      assert.equal(r.choices[i].text, alone.choices[0].text, `prompt ${i}`);
+      promptTokens += alone.usage.prompt_tokens;
+      completionTokens += alone.usage.completion_tokens;
+    }
+    assert.equal(r.usage.prompt_tokens, promptTokens);
+    assert.equal(r.usage.completion_tokens, completionTokens);
+  });
+
+  test('streamed completion text equals the non-streamed greedy text', async () => {
+    const params = { model: MODEL, prompt: 'Once upon a time', max_tokens: 10, temperature: 0 };
+    const whole = await openai.completions.create(params);
+    let text = '';
+    let finishReason = null;
+    let usage;
+    for await (const chunk of await openai.completions.create({ ...params, stream: true, stream_options: { include_usage: true } })) {
+      for (const c of chunk.choices) {
+        text += c.text;
+        if (c.finish_reason) finishReason = c.finish_reason;
+      }
+      if (chunk.usage) usage = chunk.usage;
+    }
+    assert.equal(text, whole.choices[0].text);
+    assert.equal(finishReason, whole.choices[0].finish_reason);
+    assert.equal(usage.completion_tokens, whole.usage.completion_tokens);
+  });
+
+  test('n: 2 gives two choices in chat and completions', async () => {
+    const chat = await openai.chat.completions.create({ model: MODEL, messages: chatMessages, n: 2, max_tokens: 6, temperature: 1, seed: 7 });
+    assert.deepEqual(chat.choices.map((c) => c.index), [0, 1]);
+    const cmpl = await openai.completions.create({ model: MODEL, prompt: ['a', 'b'], n: 2, max_tokens: 4, temperature: 1, seed: 7 });
+    assert.deepEqual(cmpl.choices.map((c) => c.index), [0, 1, 2, 3]);
+    // Streaming: each choice's deltas carry its index.
+    const seen = new Set();
+    for await (const chunk of await openai.chat.completions.create({ model: MODEL, messages: chatMessages, n: 2, max_tokens: 4, stream: true })) {
+      for (const c of chunk.choices) seen.add(c.index);
+    }
+    assert.deepEqual([...seen].sort(), [0, 1]);
+  });
+
+  test('the same seed gives the same text', async () => {
+    const params = { model: MODEL, prompt: 'Once upon a time', max_tokens: 12, temperature: 1.0, seed: 1234 };
+    const a = await openai.completions.create(params);
+    const b = await openai.completions.create(params);
+    assert.equal(a.choices[0].text, b.choices[0].text);
+    const chatParams = { model: MODEL, messages: chatMessages, max_tokens: 12, temperature: 1.0, seed: 99 };
+    const c = await openai.chat.completions.create(chatParams);
+    const d = await openai.chat.completions.create(chatParams);
+    assert.equal(c.choices[0].message.content, d.choices[0].message.content);
+  });
+
+  test('max_tokens bounds the output and finishes with length', async () => {
+    // ignore_eos (a vLLM extra the SDK passes through) keeps random weights from stopping early.
+    const r = await openai.completions.create({ model: MODEL, prompt: 'Once upon a time', max_tokens: 5, ignore_eos: true });
+    assert.equal(r.usage.completion_tokens, 5);
+    assert.equal(r.choices[0].finish_reason, 'length');
+    const c = await openai.chat.completions.create({ model: MODEL, messages: chatMessages, max_completion_tokens: 3, ignore_eos: true });
+    assert.equal(c.usage.completion_tokens, 3);
+    assert.equal(c.choices[0].finish_reason, 'length');
+  });
+
+  test('a stop string ends the text before it', async () => {
+    const params = { model: MODEL, prompt: 'Once upon a time', max_tokens: 24, temperature: 0, ignore_eos: true };
+    const full = (await openai.completions.create(params)).choices[0].text;
+    // Pick a stop string from the middle of the greedy text: whatever precedes its first occurrence
+    // is what the server must return.
+    const chars = [...full];
+    assert.ok(chars.length >= 8, `greedy text too short for the test: ${JSON.stringify(full)}`);
+    const stop = chars.slice(Math.floor(chars.length / 2), Math.floor(chars.length / 2) + 2).join('');
+    const expected = full.slice(0, full.indexOf(stop));
+    const r = await openai.completions.create({ ...params, stop: [stop] });
+    assert.equal(r.choices[0].text, expected);
+    assert.equal(r.choices[0].finish_reason, 'stop');
+    // The same through chat, streamed.
+    const chatParams = { model: MODEL, messages: chatMessages, max_tokens: 24, temperature: 0, ignore_eos: true };
+    const chatFull = (await openai.chat.completions.create(chatParams)).choices[0].message.content;
+    const chatChars = [...chatFull];
+    const chatStop = chatChars.slice(Math.floor(chatChars.length / 2), Math.floor(chatChars.length / 2) + 2).join('');
+    let streamed = '';
+    let finishReason = null;
+    for await (const chunk of await openai.chat.completions.create({ ...chatParams, stop: chatStop, stream: true })) {
+      for (const c of chunk.choices) {
+        streamed += c.delta.content ?? '';
+        if (c.finish_reason) finishReason = c.finish_reason;
+      }
+    }
+    assert.equal(streamed, chatFull.slice(0, chatFull.indexOf(chatStop)));
+    assert.equal(finishReason, 'stop');
+  });
+
+  test('logprobs are returned, or refused with a 400 that names the field', async () => {
+    const attempts = [
+      ['chat', () => openai.chat.completions.create({ model: MODEL, messages: chatMessages, max_tokens: 4, logprobs: true, top_logprobs: 2 }),
+        (r) => {
+          const content = r.choices[0].logprobs?.content;
+          assert.ok(Array.isArray(content), 'choices[0].logprobs.content is a list');
+          assert.equal(content.length, r.usage.completion_tokens);
+          for (const t of content) {
+            assert.equal(typeof t.logprob, 'number');
+            assert.ok(t.logprob <= 0);
+            assert.equal(t.top_logprobs.length, 2);
+          }
+        }],
+      ['completions', () => openai.completions.create({ model: MODEL, prompt: 'Once upon a time', max_tokens: 4, logprobs: 2 }),
+        (r) => {
+          const lp = r.choices[0].logprobs;
+          assert.ok(lp && Array.isArray(lp.token_logprobs), 'choices[0].logprobs.token_logprobs is a list');
+          assert.equal(lp.token_logprobs.length, r.usage.completion_tokens);
+          assert.equal(lp.tokens.length, r.usage.completion_tokens);
+        }],
+    ];
+    for (const [what, request, check] of attempts) {
+      let r;
+      try {
+        r = await request();
+      } catch (err) {
+        assert.ok(err instanceof OpenAI.BadRequestError, `${what}: expected BadRequestError, got ${err?.constructor?.name}: ${err?.message}`);
+        assert.equal(err.status, 400);
+        assert.ok(err.param === 'logprobs' || err.param === 'top_logprobs', `${what}: param is ${err.param}`);
+        assert.match(err.message, /logprobs/);
+        continue;
+      }
+      check(r);
+    }
+  });
+
+  test('an unknown model is a NotFoundError', async () => {
+    const err = await rejectsWith(
+      openai.chat.completions.create({ model: 'no-such-model', messages: chatMessages }), OpenAI.NotFoundError);
+    assert.equal(err.status, 404);
+    assert.match(err.message, /no-such-model/);
+    await rejectsWith(openai.completions.create({ model: 'no-such-model', prompt: 'x' }), OpenAI.NotFoundError);
+  });
+
+  test('an invalid parameter is a BadRequestError that names it', async () => {
+    const err = await rejectsWith(
+      openai.chat.completions.create({ model: MODEL, messages: chatMessages, temperature: -1 }), OpenAI.BadRequestError);
+    assert.equal(err.status, 400);
+    assert.match(err.message, /temperature/);
+  });
+
+  test('aborting a stream mid-way ends its request on the server', async () => {
+    const aborted = async () => metricValue(await server.metrics(),
+      `troupe:request_success_total{finished_reason="abort",model_name="${MODEL}"}`);
+    const abortedBefore = await aborted();
+    const controller = new AbortController();
+    // Long enough (seconds of generation) that it cannot finish before the abort reaches the server.
+    const stream = await openai.chat.completions.create(
+      { model: MODEL, messages: chatMessages, max_tokens: 4000, ignore_eos: true, stream: true },
+      { signal: controller.signal });
+    let contentChunks = 0;
+    let finished = false;
+    try {
+      for await (const chunk of stream) {
+        for (const c of chunk.choices) {
+          if (c.finish_reason) finished = true;
+          if (c.delta.content) ++contentChunks;
+        }
+        if (contentChunks === 2) controller.abort();
+      }
+    } catch (err) {
+      assert.ok(err instanceof OpenAI.APIUserAbortError || err.name === 'AbortError', `${err?.constructor?.name}: ${err?.message}`);
+    }
+    // Chunks the SDK had already received may still come out after the abort, but the stream ends
+    // without the request finishing.
+    assert.ok(contentChunks >= 2);
+    assert.ok(!finished, 'the stream ended at the abort, before the request finished');
+    // The server notices the closed connection and aborts the request; poll until it has.
+    const running = `troupe:num_requests_running{model_name="${MODEL}"}`;
+    let metrics = '';
+    for (const deadline = Date.now() + 10_000; Date.now() < deadline;) {
+      metrics = await server.metrics();
+      if (metricValue(metrics, running) === 0 && (await aborted()) === abortedBefore + 1) break;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    assert.ok(metrics.split('\n').includes(`${running} 0.0`),
+      `no line '${running} 0.0' in /metrics:\n${metrics.split('\n').filter((l) => l.includes('num_requests')).join('\n')}`);
+    assert.equal(await aborted(), abortedBefore + 1, 'the request finished as aborted');
+    // And the server still serves.
+    const r = await openai.completions.create({ model: MODEL, prompt: 'still there?', max_tokens: 2 });
+    assert.equal(r.choices.length, 1);
+  });
+});
+
+describe(`troupe serve --max-model-len ${MAX_MODEL_LEN} with the OpenAI SDK`, { timeout: 60_000 }, () => {
+  let server;
+  let short;
+  before(async () => {
+    server = await startServer(['--max-model-len', String(MAX_MODEL_LEN)]);
+    short = client(server);
+  });
+  after(async () => { await server?.stop(); });
+
+  test('a prompt over the context length is a BadRequestError', async () => {
+    const err = await rejectsWith(
+      short.completions.create({ model: MODEL, prompt: 'hello '.repeat(200), max_tokens: 4 }), OpenAI.BadRequestError);
+    assert.equal(err.status, 400);
+    assert.match(err.message, new RegExp(`maximum context length is ${MAX_MODEL_LEN} tokens`));
+    const chatErr = await rejectsWith(
+      short.chat.completions.create({ model: MODEL, messages: [{ role: 'user', content: 'hello '.repeat(200) }] }),
+      OpenAI.BadRequestError);
+    assert.match(chatErr.message, /maximum context length/);
+  });
+
+  test('max_tokens over the context length is a BadRequestError naming it', async () => {
+    const err = await rejectsWith(
+      short.completions.create({ model: MODEL, prompt: 'x', max_tokens: 100 }), OpenAI.BadRequestError);
+    assert.equal(err.param, 'max_tokens');
+  });
+});
+
+describe('troupe serve --api-key with the OpenAI SDK', { timeout: 60_000 }, () => {
+  let server;
+  before(async () => { server = await startServer(['--api-key', 'sk-troupe-test']); });
+  after(async () => { await server?.stop(); });
+
+  test('a wrong key is an AuthenticationError, the right one is served', async () => {
+    const err = await rejectsWith(client(server, 'sk-wrong').models.list(), OpenAI.AuthenticationError);
+    assert.equal(err.status, 401);
+    await rejectsWith(
+      client(server, 'sk-wrong').chat.completions.create({ model: MODEL, messages: chatMessages, max_tokens: 2 }),
+      OpenAI.AuthenticationError);
+    const r = await client(server, 'sk-troupe-test').chat.completions.create({ model: MODEL, messages: chatMessages, max_tokens: 2 });
+    assert.equal(r.choices.length, 1);
+  });
+});
