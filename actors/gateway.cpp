@@ -53,7 +53,12 @@ std::string error_json(int status, const std::string& type, const std::string& m
 
 class session : public std::enable_shared_from_this<session>, public completion_listener {
 public:
-  session(tcp::socket socket, std::shared_ptr<gateway::impl> gw) : stream_(std::move(socket)), gw_(std::move(gw)) {}
+  session(tcp::socket socket, std::shared_ptr<gateway::impl> gw) : stream_(std::move(socket)), gw_(std::move(gw)) {
+    // A modest kernel send buffer: a client that stops reading shows up as events queued here (bounded
+    // by --max-stream-buffer) instead of megabytes parked in the kernel.
+    beast::error_code ec;
+    stream_.socket().set_option(net::socket_base::send_buffer_size(64 * 1024), ec);
+  }
 
   void start() {
     net::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->read(); });

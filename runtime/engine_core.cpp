@@ -86,6 +86,7 @@ std::optional<request_output> engine_core::abort(request_id id) {
   request_output out = finish(id, *it->second, request_status::finished_aborted);
   out.aborted = true;
   states_.erase(it);
+  if (metrics_) metrics_->on_occupancy(num_running(), num_waiting(), kv_.usage());
   return out;
 }
 

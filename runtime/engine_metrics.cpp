@@ -162,6 +162,12 @@ engine_metrics::engine_metrics(engine_metrics_config config)
 
 clock::time_point engine_metrics::now() const { return config_.clock ? config_.clock() : clock::now(); }
 
+void engine_metrics::on_occupancy(int32_t num_running, int32_t num_waiting, double kv_cache_usage) {
+  running_->set(num_running);
+  waiting_->set(num_waiting);
+  kv_usage_->set(kv_cache_usage);
+}
+
 void engine_metrics::on_step(const step_report& step) {
   running_->set(step.num_running);
   waiting_->set(step.num_waiting);

@@ -124,6 +124,8 @@ public:
   // Once per engine step: gauges, token / preemption / prefix cache counters, the per-step histograms,
   // and the TTFT / inter-token latencies the step produced.
   void on_step(const step_report& step);
+  // The gauges alone, for changes between steps (an abort while nothing else runs).
+  void on_occupancy(int32_t num_running, int32_t num_waiting, double kv_cache_usage);
 
   // A first token sampled outside a step report (same effect as listing it in one).
   void on_first_token(std::chrono::steady_clock::time_point arrival, std::chrono::steady_clock::time_point first_token);

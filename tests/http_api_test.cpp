@@ -8,6 +8,10 @@
 #include <sstream>
 #include <thread>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
 #include <nlohmann/json.hpp>
 
 #include "tests/support/server_process.hpp"
@@ -336,4 +340,36 @@ TEST(http_api, the_dashboard_page_and_its_figures_are_served) {
   EXPECT_GT(figures["tokens_out_per_s"].get<double>(), 0);
   EXPECT_FALSE(figures["ttft_p50_s"].is_null());
   EXPECT_EQ(figures["running"], 0);
+}
+
+TEST(http_api, a_stalled_reader_is_cut_off_while_the_others_go_on) {
+  server_process s("--max-stream-buffer 32");
+  // A client that sends a streaming request and then never reads: a tiny receive window.
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  const int small = 2048;
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(s.http_port());
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  const std::string body = R"({"prompt": "stall", "max_tokens": 3000, "ignore_eos": true, "stream": true})";
+  const std::string request = "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: " +
+                              std::to_string(body.size()) + "\r\n\r\n" + body;
+  ASSERT_EQ(::send(fd, request.data(), request.size(), 0), static_cast<ssize_t>(request.size()));
+  // Everyone else is served meanwhile.
+  for (int i = 0; i < 10; ++i)
+    EXPECT_EQ(post(s, "/v1/completions", R"({"prompt": "Hi", "max_tokens": 8, "ignore_eos": true})").status, 200);
+  std::string metrics;
+  for (int i = 0; i < 250; ++i) {
+    metrics = shell("curl -s " + quote(s.url("/metrics")));
+    if (metrics.find("reason=\"slow_consumer\"} 1.0") != std::string::npos &&
+        metrics.find("troupe:num_requests_running{model_name=\"troupe-default\"} 0.0") != std::string::npos)
+      break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(40));
+  }
+  EXPECT_NE(metrics.find("troupe:request_rejected_total{model_name=\"troupe-default\",reason=\"slow_consumer\"} 1.0"),
+            std::string::npos);
+  EXPECT_NE(metrics.find("troupe:num_requests_running{model_name=\"troupe-default\"} 0.0"), std::string::npos);
+  ::close(fd);
 }
