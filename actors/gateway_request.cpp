@@ -36,21 +36,20 @@ void apply_limit(sampling_params& p, bool asked, int32_t limit) {
   if (!asked || p.max_tokens > limit) p.max_tokens = std::min(p.max_tokens, limit);
 }
 
-// The engine computes no logprobs yet: a request for them is refused with a 400 naming the field,
-// as runtime/openai refuses other features troupe lacks, rather than answered with logprobs: null.
-void refuse_logprobs(const openai_generation& gen) {
-  if (!gen.num_logprobs) return;
-  api_error e = server_error(400, "BadRequestError", "`logprobs` is not supported by this server.");
-  e.param = "logprobs";
-  throw e;
+int64_t utf8_chars(const std::string& s) {
+  int64_t n = 0;
+  for (unsigned char c : s) n += (c & 0xC0) != 0x80;
+  return n;
 }
 
 void add_choices(completion_plan& plan, std::vector<int32_t> ids, const openai_generation& gen, int64_t priority,
                  const std::optional<std::string>& salt) {
+  plan.num_logprobs = gen.num_logprobs;
   for (int32_t c = 0; c < gen.n; ++c) {
     engine_request r;
     r.prompt_ids = ids;
     r.params = gen.params;
+    r.params.logprobs = gen.num_logprobs;
     // n samples of one prompt must differ even with a seed: each choice draws from its own stream.
     if (gen.params.seed && gen.n > 1) r.params.seed = *gen.params.seed + static_cast<uint64_t>(c);
     r.priority = static_cast<int32_t>(priority);
@@ -78,6 +77,7 @@ completion_plan plan_completion(engine& e, const openai_server_config& server, c
   plan.header.created =
       std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
   plan.header.id = (chat ? "chatcmpl-" : "cmpl-") + random_uuid_hex();
+  plan.tok = e.tok();
   if (!e.tok()) throw server_error(400, "BadRequestError", "The model has no tokenizer.json: use token-id prompts on /v1/completions");
 
   if (chat) {
@@ -108,7 +108,6 @@ completion_plan plan_completion(engine& e, const openai_server_config& server, c
                                         prompt_form::text, requested_max_tokens_param(r)))
       throw *err;
     openai_generation gen = value_or_throw(to_generation(r, static_cast<int64_t>(ids.size()), server));
-    refuse_logprobs(gen);
     apply_limit(gen.params, r.max_tokens || r.max_completion_tokens, max_tokens_limit);
     plan.n = gen.n;
     add_choices(plan, std::move(ids), gen, r.priority, r.cache_salt);
@@ -122,8 +121,7 @@ completion_plan plan_completion(engine& e, const openai_server_config& server, c
                                           p.is_tokens ? prompt_form::token_ids : prompt_form::text))
         throw *err;
       openai_generation gen = value_or_throw(to_generation(r, static_cast<int64_t>(ids.size()), server));
-      refuse_logprobs(gen);
-      apply_limit(gen.params, body.find("\"max_tokens\"") != std::string::npos, max_tokens_limit);
+        apply_limit(gen.params, body.find("\"max_tokens\"") != std::string::npos, max_tokens_limit);
       plan.n = gen.n;
       add_choices(plan, std::move(ids), gen, r.priority, r.cache_salt);
     }
@@ -257,10 +255,27 @@ size_t completion_builder::index_of(request_id id) const {
   return choices_.size();
 }
 
-bool completion_builder::apply(const request_output& o, size_t& i) {
+token_logprobs completion_builder::spell(int32_t token, const sampled_logprobs& lp) const {
+  auto text = [&](int32_t id) { return plan_.tok ? plan_.tok->decode(std::span<const int32_t>(&id, 1), false) : std::to_string(id); };
+  token_logprobs t;
+  t.token = text(token);
+  t.logprob = lp.logprob;
+  // vLLM's order: the sampled token, then the alternatives by rank, each once.
+  t.top.push_back({t.token, lp.logprob});
+  for (size_t k = 0; k < lp.top_ids.size(); ++k)
+    if (lp.top_ids[k] != token) t.top.push_back({text(lp.top_ids[k]), lp.top_logprobs[k]});
+  return t;
+}
+
+bool completion_builder::apply(const request_output& o, size_t& i, std::vector<token_logprobs>* fresh) {
   i = index_of(o.id);
   if (i == choices_.size()) return false;
   choice& c = choices_[i];
+  if (o.logprobs && !o.new_token_ids.empty()) {
+    token_logprobs t = spell(o.new_token_ids.front(), *o.logprobs);
+    if (fresh) fresh->push_back(t);
+    c.logprobs.push_back(std::move(t));
+  }
   c.text += o.text;
   c.num_tokens += static_cast<int64_t>(o.new_token_ids.size());
   c.num_cached_tokens = o.num_cached_tokens;
@@ -292,15 +307,22 @@ usage_info completion_builder::usage() const {
 }
 
 std::string completion_builder::final_body() const {
+  const int32_t k = plan_.num_logprobs.value_or(0);
   if (plan_.chat) {
     std::vector<chat_choice> out;
-    for (size_t i = 0; i < choices_.size(); ++i)
-      out.push_back({static_cast<int32_t>(i), choices_[i].text, choices_[i].finish_reason, choices_[i].stop, std::nullopt, 0});
+    for (size_t i = 0; i < choices_.size(); ++i) {
+      std::optional<std::vector<token_logprobs>> lps;
+      if (plan_.num_logprobs) lps = choices_[i].logprobs;
+      out.push_back({static_cast<int32_t>(i), choices_[i].text, choices_[i].finish_reason, choices_[i].stop, lps, k});
+    }
     return chat_completion_body(plan_.header, out, usage());
   }
   std::vector<completion_choice> out;
-  for (size_t i = 0; i < choices_.size(); ++i)
-    out.push_back({static_cast<int32_t>(i), choices_[i].text, choices_[i].finish_reason, choices_[i].stop, std::nullopt});
+  for (size_t i = 0; i < choices_.size(); ++i) {
+    std::optional<completion_logprobs> lps;
+    if (plan_.num_logprobs) lps = make_completion_logprobs(choices_[i].logprobs, k, 0);
+    out.push_back({static_cast<int32_t>(i), choices_[i].text, choices_[i].finish_reason, choices_[i].stop, lps});
+  }
   return completion_body(plan_.header, out, usage());
 }
 
@@ -320,13 +342,20 @@ std::vector<std::string> completion_builder::stream_chunks(const completion_even
   }
   for (const request_output& o : ev.outputs) {
     size_t i;
-    if (!apply(o, i)) continue;
-    const choice& c = choices_[i];
-    if (!o.finished && o.text.empty()) continue;
+    const int64_t offset = index_of(o.id) < choices_.size() ? choices_[index_of(o.id)].num_text_chars : 0;
+    std::vector<token_logprobs> fresh;
+    if (!apply(o, i, &fresh)) continue;
+    choice& c = choices_[i];
+    c.num_text_chars += utf8_chars(o.text);
+    if (!o.finished && o.text.empty() && fresh.empty()) continue;
     if (plan_.chat) {
       chat_delta d;
       d.index = static_cast<int32_t>(i);
       d.content = o.text;
+      if (plan_.num_logprobs) {
+        d.logprobs = &fresh;
+        d.top_logprobs = *plan_.num_logprobs;
+      }
       if (o.finished) {
         d.finish_reason = c.finish_reason;
         d.stop_reason = c.stop;
@@ -335,6 +364,7 @@ std::vector<std::string> completion_builder::stream_chunks(const completion_even
     } else {
       completion_choice cc{static_cast<int32_t>(i), o.text, o.finished ? c.finish_reason : "", o.finished ? c.stop : stop_reason{},
                            std::nullopt};
+      if (plan_.num_logprobs) cc.logprobs = make_completion_logprobs(fresh, *plan_.num_logprobs, offset);
       chunks.push_back(sse_event(completion_chunk(plan_.header, cc)));
     }
   }

@@ -22,6 +22,8 @@ struct completion_plan {
   response_header header;
   int32_t n = 1;
   std::vector<engine_request> requests;  // prompt p, choice c at index p * n + c
+  std::optional<int32_t> num_logprobs;   // alternatives per token when logprobs were asked for
+  const tokenizer* tok = nullptr;        // to spell logprob tokens
 };
 
 // What request validation needs to know about this server.
@@ -83,10 +85,14 @@ private:
     int32_t num_cached_tokens = 0;
     bool finished = false;
     bool role_sent = false;
+    std::vector<token_logprobs> logprobs;
+    int64_t num_text_chars = 0;  // characters of text so far (completions' text_offset)
   };
   size_t index_of(request_id id) const;
-  // Applies one output to its choice; true when the choice is known.
-  bool apply(const request_output& o, size_t& index);
+  // Applies one output to its choice; true when the choice is known. Its tokens' logprobs, when asked
+  // for, are appended to the choice and also returned in `fresh`.
+  bool apply(const request_output& o, size_t& index, std::vector<token_logprobs>* fresh = nullptr);
+  token_logprobs spell(int32_t token, const sampled_logprobs& lp) const;
   usage_info usage() const;
 
   completion_plan plan_;

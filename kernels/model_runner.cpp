@@ -1,6 +1,8 @@
 #include "kernels/model_runner.hpp"
 
 #include <algorithm>
+#include <cmath>
+#include <numeric>
 #include <stdexcept>
 
 #include "kernels/cpu/sampler.hpp"
@@ -14,8 +16,35 @@ bool plain_greedy(const sample_request& r) {
   const sampling_params& p = *r.params;
   const bool min_tokens_mask =
       static_cast<int32_t>(r.output_ids.size()) < p.min_tokens && (!r.eos_token_ids.empty() || !p.stop_token_ids.empty());
-  return p.greedy() && p.logit_bias.empty() && p.repetition_penalty == 1.0f && p.presence_penalty == 0.0f &&
+  return p.greedy() && !p.logprobs && p.logit_bias.empty() && p.repetition_penalty == 1.0f && p.presence_penalty == 0.0f &&
          p.frequency_penalty == 0.0f && !min_tokens_mask;
+}
+
+// log(softmax(row)), in double for the sum so large vocabularies do not lose the tail.
+std::vector<float> log_softmax_row(std::span<const float> row) {
+  const float max = *std::max_element(row.begin(), row.end());
+  double sum = 0;
+  for (float v : row) sum += std::exp(static_cast<double>(v - max));
+  const float log_sum = static_cast<float>(std::log(sum)) + max;
+  std::vector<float> out(row.size());
+  for (size_t i = 0; i < row.size(); ++i) out[i] = row[i] - log_sum;
+  return out;
+}
+
+// The chosen token's logprob and the k most likely tokens (ties: lower id first).
+sampled_logprobs top_logprobs(const std::vector<float>& lp, int32_t chosen, int32_t k) {
+  sampled_logprobs s;
+  s.logprob = lp[static_cast<size_t>(chosen)];
+  const size_t n = std::min(lp.size(), static_cast<size_t>(std::max(0, k)));
+  std::vector<int32_t> ids(lp.size());
+  std::iota(ids.begin(), ids.end(), 0);
+  std::partial_sort(ids.begin(), ids.begin() + static_cast<std::ptrdiff_t>(n), ids.end(),
+                    [&](int32_t a, int32_t b) { return lp[a] > lp[b] || (lp[a] == lp[b] && a < b); });
+  for (size_t i = 0; i < n; ++i) {
+    s.top_ids.push_back(ids[i]);
+    s.top_logprobs.push_back(lp[static_cast<size_t>(ids[i])]);
+  }
+  return s;
 }
 
 } // namespace
@@ -78,7 +107,20 @@ step_result model_runner::execute(const step_plan& plan) {
     model_->forward_greedy(input_, result.tokens);
   } else if (model_) {
     model_->forward(input_, logits_);
+    // Logprobs come from the raw model output, so take them before sampling edits the rows in place.
+    std::vector<std::vector<float>> raw(reqs.size());
+    bool any = false;
+    for (size_t i = 0; i < reqs.size(); ++i)
+      if (reqs[i].params->logprobs) {
+        any = true;
+        raw[i] = log_softmax_row(std::span<const float>(logits_).subspan(i * vocab_size_, vocab_size_));
+      }
     result.tokens = sample_cpu(logits_, vocab_size_, reqs);
+    if (any) {
+      result.logprobs.resize(reqs.size());
+      for (size_t i = 0; i < reqs.size(); ++i)
+        if (!raw[i].empty()) result.logprobs[i] = top_logprobs(raw[i], result.tokens[i], *reqs[i].params->logprobs);
+    }
   } else {
     result.tokens.assign(reqs.size(), null_token_);
   }

@@ -98,6 +98,10 @@ std::vector<request_output> engine_core::update(const step_plan& plan, const ste
   const auto appended = scheduler_.update(plan, result);
   for (const auto& [id, token] : appended) {
     output_state& st = *states_.at(id);
+    std::optional<sampled_logprobs> logprobs;
+    if (!result.logprobs.empty())
+      for (size_t i = 0; i < result.ids.size(); ++i)
+        if (result.ids[i] == id) logprobs = result.logprobs[i];
     if (metrics_) {
       if (!st.first_token) {
         st.first_token = now;
@@ -129,6 +133,7 @@ std::vector<request_output> engine_core::update(const step_plan& plan, const ste
       out.num_cached_tokens = std::max(0, r->num_cached_tokens);
     }
     out.new_token_ids = {token};
+    out.logprobs = std::move(logprobs);
     if (d.releasable_size > st.released) {
       out.text = st.text.substr(st.released, d.releasable_size - st.released);
       st.released = d.releasable_size;

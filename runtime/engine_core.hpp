@@ -39,6 +39,7 @@ struct request_output {
   std::string error;  // set when the request failed
   std::string stop_string;
   std::optional<int32_t> stop_token;
+  std::optional<sampled_logprobs> logprobs;  // of new_token_ids, when the request asked for them
   int32_t num_prompt_tokens = 0;
   int32_t num_output_tokens = 0;  // so far
   int32_t num_cached_tokens = 0;  // prompt tokens served by the prefix cache

@@ -34,6 +34,9 @@ struct sampling_params {
   bool include_stop_str_in_output = false;
   // (token id, bias) pairs added to the logits; ids are unique (they come from a JSON object).
   std::vector<std::pair<int32_t, float>> logit_bias;
+  // Log-probabilities to return with each sampled token: the token's own and this many alternatives
+  // (vLLM's logprobs; from the raw model output, before penalties and temperature). Empty: none.
+  std::optional<int32_t> logprobs;
 
   // Checks every field the way vLLM's SamplingParams._verify_args (then the engine's out-of-vocab
   // logit_bias check) does, in the same order. Returns "" when valid, else vLLM's message for the

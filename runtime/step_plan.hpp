@@ -41,11 +41,20 @@ struct step_plan {
   }
 };
 
+// A sampled token's log-probability and the top alternatives (most likely first), when asked for.
+struct sampled_logprobs {
+  float logprob = 0;
+  std::vector<int32_t> top_ids;
+  std::vector<float> top_logprobs;
+};
+
 // The sampled token of each sequence that sampled, in the plan's order of those sequences.
 struct step_result {
   uint64_t step = 0;
   std::vector<request_id> ids;
   std::vector<int32_t> tokens;
+  // Parallel to tokens when any sequence asked for logprobs (others get an empty entry); else empty.
+  std::vector<std::optional<sampled_logprobs>> logprobs;
   std::string error;  // non-empty when the step failed; the scheduler fails the step's requests
   int64_t execute_ns = 0;  // time the shard spent on the step (input preparation, forward, sampling)
 };

@@ -166,13 +166,6 @@ TEST(http_api, errors_are_openai_error_objects_with_status_type_and_param) {
   EXPECT_NE(json::parse(r.body)["error"]["message"].get<std::string>().find("n"), std::string::npos) << r.body;
   r = post(s, "/v1/nothing", "{}");
   EXPECT_EQ(r.status, 404);
-  // troupe computes no logprobs yet: asking for them is a 400 that names the field, not logprobs: null.
-  r = post(s, "/v1/completions", R"({"prompt": "x", "max_tokens": 2, "logprobs": 2})");
-  EXPECT_EQ(r.status, 400);
-  EXPECT_EQ(json::parse(r.body)["error"]["param"], "logprobs") << r.body;
-  r = post(s, "/v1/chat/completions", R"({"messages": [{"role": "user", "content": "x"}], "max_tokens": 2, "logprobs": true})");
-  EXPECT_EQ(r.status, 400);
-  EXPECT_EQ(json::parse(r.body)["error"]["param"], "logprobs") << r.body;
   // The server still serves.
   EXPECT_EQ(post(s, "/v1/completions", R"({"prompt": "x", "max_tokens": 2})").status, 200);
 }
@@ -372,4 +365,36 @@ TEST(http_api, a_stalled_reader_is_cut_off_while_the_others_go_on) {
             std::string::npos);
   EXPECT_NE(metrics.find("troupe:num_requests_running{model_name=\"troupe-default\"} 0.0"), std::string::npos);
   ::close(fd);
+}
+
+TEST(http_api, logprobs_are_the_models_log_probabilities_of_the_sampled_tokens) {
+  server_process s;
+  // Greedy: the sampled token is the most likely one, so it heads the alternatives with the same logprob.
+  auto r = post(s, "/v1/completions", R"({"prompt": "Hello", "max_tokens": 5, "temperature": 0, "ignore_eos": true, "logprobs": 3})");
+  ASSERT_EQ(r.status, 200) << r.body;
+  const json lp = json::parse(r.body)["choices"][0]["logprobs"];
+  ASSERT_EQ(lp["token_logprobs"].size(), 5u);
+  ASSERT_EQ(lp["tokens"].size(), 5u);
+  for (size_t i = 0; i < 5; ++i) {
+    const double chosen = lp["token_logprobs"][i];
+    EXPECT_LE(chosen, 0.0);
+    double best = -1e30;
+    for (const auto& [token, value] : lp["top_logprobs"][i].items()) best = std::max(best, value.get<double>());
+    EXPECT_DOUBLE_EQ(chosen, best);
+    EXPECT_LE(lp["top_logprobs"][i].size(), 4u);
+  }
+  r = post(s, "/v1/chat/completions", R"({"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 3, "temperature": 0,
+                                          "ignore_eos": true, "logprobs": true, "top_logprobs": 2, "stream": true})");
+  size_t tokens = 0;
+  for (const auto& e : sse_events(r.body)) {
+    if (e == "[DONE]") break;
+    const json chunk = json::parse(e);
+    if (chunk["choices"].empty() || chunk["choices"][0]["logprobs"].is_null()) continue;
+    for (const auto& t : chunk["choices"][0]["logprobs"]["content"]) {
+      EXPECT_EQ(t["top_logprobs"].size(), 2u);
+      EXPECT_DOUBLE_EQ(t["logprob"].get<double>(), t["top_logprobs"][0]["logprob"].get<double>());
+      ++tokens;
+    }
+  }
+  EXPECT_EQ(tokens, 3u);
 }

@@ -272,7 +272,7 @@ describe('troupe serve with the OpenAI SDK', { timeout: 120_000 }, () => {
     assert.equal(finishReason, 'stop');
   });
 
-  test('logprobs are returned, or refused with a 400 that names the field', async () => {
+  test('logprobs are returned for chat and completions', async () => {
     const attempts = [
       ['chat', () => openai.chat.completions.create({ model: MODEL, messages: chatMessages, max_tokens: 4, logprobs: true, top_logprobs: 2 }),
         (r) => {
@@ -293,19 +293,7 @@ describe('troupe serve with the OpenAI SDK', { timeout: 120_000 }, () => {
           assert.equal(lp.tokens.length, r.usage.completion_tokens);
         }],
     ];
-    for (const [what, request, check] of attempts) {
-      let r;
-      try {
-        r = await request();
-      } catch (err) {
-        assert.ok(err instanceof OpenAI.BadRequestError, `${what}: expected BadRequestError, got ${err?.constructor?.name}: ${err?.message}`);
-        assert.equal(err.status, 400);
-        assert.ok(err.param === 'logprobs' || err.param === 'top_logprobs', `${what}: param is ${err.param}`);
-        assert.match(err.message, /logprobs/);
-        continue;
-      }
-      check(r);
-    }
+    for (const [, request, check] of attempts) check(await request());
   });
 
   test('an unknown model is a NotFoundError', async () => {
