@@ -119,6 +119,7 @@ engine::impl::impl(const engine_options& o) : system(with_middleman(system_confi
     limits.max_num_seqs = o.max_num_seqs;
     limits.max_model_len = max_model_len;
     limits.block_size = o.block_size;
+    limits.enforce_eager = o.enforce_eager;
     model_weights weights = load_model_weights(config, *res->backend, act, source);
     if (const auto mem = device_memory(*res->backend); mem && o.num_gpu_blocks_override <= 0)
       num_blocks = gpu_kv_blocks(config, limits, act, *mem, o.gpu_memory_utilization);

@@ -32,6 +32,7 @@ struct engine_options {
   int64_t kv_cache_memory = int64_t{1} << 30;  // bytes of KV cache on the CPU backend (CUDA: what memory allows)
   int64_t num_gpu_blocks_override = 0;         // > 0: exactly this many KV blocks
   bool enable_prefix_caching = true;
+  bool enforce_eager = false;                  // CUDA: no CUDA graphs for decode steps
   std::string scheduling_policy = "fcfs";      // fcfs | priority
   uint64_t seed = 0;                           // draws seeds for requests that give none
   std::string served_model_name;               // the name in the API and metrics (default: --model)

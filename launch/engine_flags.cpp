@@ -22,6 +22,7 @@ void add_engine_flags(CLI::App* cmd, engine_options& o) {
   cmd->add_option("--num-gpu-blocks-override", o.num_gpu_blocks_override, "Exactly this many KV blocks");
   cmd->add_flag("--enable-prefix-caching,!--no-enable-prefix-caching", o.enable_prefix_caching)->capture_default_str();
   cmd->add_option("--scheduling-policy", o.scheduling_policy, "fcfs or priority")->capture_default_str();
+  cmd->add_flag("--enforce-eager", o.enforce_eager, "CUDA: run every step op by op, without CUDA graphs");
 }
 
 void add_sampling_flags(CLI::App* cmd, sampling_params& p) {
