@@ -126,6 +126,7 @@ engine::impl::impl(const engine_options& o) : system(with_middleman(system_confi
     check_kv_capacity(num_blocks, o.block_size, max_model_len, on_gpu);
     limits.num_blocks = num_blocks = std::min<int64_t>(num_blocks, INT32_MAX);
     res->net = std::make_unique<model>(config, *res->backend, std::move(weights), act, limits);
+    if (on_gpu) res->net->warm_up();  // GEMM algorithms, kernel loading, the batch-1 decode graph
     spdlog::info("weights and activations in {}", name(act));
   } else {
     check_kv_capacity(num_blocks, o.block_size, max_model_len, on_gpu);

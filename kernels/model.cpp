@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 
 #include "runtime/error.hpp"
@@ -212,6 +213,39 @@ tensor model::compute_logits(int64_t num_tokens, int64_t num_logits, const atten
   return out;
 }
 
+void model::warm_up() {
+  std::vector<int32_t> tokens;
+  step_input in;
+  auto add_seq = [&](int32_t len, int32_t q) {  // q new tokens at the end of a context of len
+    const int32_t width = (len + limits_.block_size - 1) / limits_.block_size;
+    for (int32_t i = len - q; i < len; ++i) {
+      in.token_ids.push_back(0);
+      in.positions.push_back(i);
+      in.slot_mapping.push_back(-1);
+    }
+    in.query_start.push_back(static_cast<int32_t>(in.token_ids.size()));
+    in.seq_lens.push_back(len);
+    in.max_blocks_per_seq = std::max(in.max_blocks_per_seq, width);
+    in.logits_indices.push_back(static_cast<int32_t>(in.token_ids.size()) - 1);
+  };
+  auto run = [&](const std::vector<std::pair<int32_t, int32_t>>& seqs) {
+    in.clear();
+    in.query_start.push_back(0);
+    for (const auto& [len, q] : seqs) add_seq(len, q);
+    in.block_tables.assign(in.seq_lens.size() * static_cast<size_t>(in.max_blocks_per_seq), 0);
+    forward_greedy(in, tokens);
+  };
+  const int64_t max_len = std::min<int64_t>(limits_.max_model_len, limits_.max_num_tokens);
+  for (int64_t n = std::min<int64_t>(32, limits_.max_num_tokens);; n = std::min(2 * n, limits_.max_num_tokens)) {
+    std::vector<std::pair<int32_t, int32_t>> seqs;
+    for (int64_t left = n; left > 0 && static_cast<int64_t>(seqs.size()) < limits_.max_num_seqs; left -= max_len)
+      seqs.emplace_back(static_cast<int32_t>(std::min(left, max_len)), static_cast<int32_t>(std::min(left, max_len)));
+    run(seqs);
+    if (n >= limits_.max_num_tokens) break;
+  }
+  run({{1, 1}});
+}
+
 void model::forward(const step_input& in, std::vector<float>& logits) {
   const attention_metadata meta = stage_inputs(in);
   const tensor out = compute_logits(static_cast<int64_t>(in.token_ids.size()),
@@ -231,7 +265,11 @@ void model::forward_greedy(const step_input& in, std::vector<int32_t>& tokens) {
   // graph is recorded with the longest context as max_seq_len, so attention splits the context the
   // same way for any step (kernels/cuda/paged_attention.cu).
   const bool decode = meta.max_query_len == 1 && num_logits == num_tokens && num_tokens == meta.num_seqs;
-  if (decode && !limits_.enforce_eager) {
+  static const bool eager_env = [] {  // TROUPE_ENFORCE_EAGER=1: --enforce-eager for programs without the flag
+    const char* v = std::getenv("TROUPE_ENFORCE_EAGER");
+    return v && *v && *v != '0';
+  }();
+  if (decode && !limits_.enforce_eager && !eager_env) {
     auto it = decode_graphs_.find(num_tokens);
     if (it == decode_graphs_.end() && decode_graphs_.size() < 512) {
       attention_metadata rec = meta;

@@ -58,6 +58,12 @@ public:
   // processors), so only the token ids leave the device. tokens receives [logits_indices.size()].
   void forward_greedy(const step_input& in, std::vector<int32_t>& tokens);
 
+  // Runs steps that write nothing to the KV cache (every slot -1) at the token counts steps will have:
+  // each power of two up to max_num_tokens, and a one-sequence decode step. On CUDA that picks the GEMM
+  // algorithms, loads their kernels and records the batch-1 decode graph before the first request
+  // rather than during it.
+  void warm_up();
+
   // Bytes the constructor allocates besides the KV cache (rotary table, step inputs, workspaces), so an
   // engine can size the cache from the memory left after the weights.
   static int64_t workspace_bytes(const model_config& config, const model_limits& limits, dtype activation_type);

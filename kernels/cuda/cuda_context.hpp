@@ -56,6 +56,8 @@ struct cuda_context {
   int64_t attention_workspace_floats = 0;
   std::vector<cudaGraphExec_t> graphs;  // recorded by cuda_ops::end_capture
   std::unordered_map<gemm_key, gemm_plan, gemm_key_hash> plans;
+  // The heuristic's algorithm per token-count bucket (linear.cpp).
+  std::unordered_map<gemm_key, cublasLtMatmulAlgo_t, gemm_key_hash> bucket_algos;
   op_profiler profiler;
 
   ~cuda_context();

@@ -35,8 +35,8 @@ void launch_paged_attention(const tensor& qkv, const tensor& k_cache, const tens
                             const attention_shape& shape, const tensor& out, float* workspace, int64_t workspace_floats,
                             cudaStream_t stream);
 // How many partitions launch_paged_attention splits each sequence's context into (1: no split), and
-// their length in positions. Depends on the step's shape and max_seq_len only.
-int paged_attention_partitions(const attention_metadata& meta, const attention_shape& shape, int64_t num_tokens,
+// their length in positions. Depends on the step's shape, dtype and max_seq_len only (fp32: no split).
+int paged_attention_partitions(const attention_metadata& meta, const attention_shape& shape, dtype type, int64_t num_tokens,
                                int64_t workspace_floats, int* part_keys);
 
 // dst = src converted to dst's floating dtype.  src: `count` floats on the device

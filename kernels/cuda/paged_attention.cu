@@ -196,7 +196,7 @@ __global__ void combine_partitions_kernel(const float* __restrict__ part_ml, con
 
 } // namespace
 
-int paged_attention_partitions(const attention_metadata& meta, const attention_shape& s, int64_t num_tokens,
+int paged_attention_partitions(const attention_metadata& meta, const attention_shape& s, dtype type, int64_t num_tokens,
                                int64_t workspace_floats, int* part_keys) {
   // Small batches take short partitions, so that a single sequence still spreads over many SMs.
   const int keys = int64_t(meta.num_seqs) * s.num_kv_heads < 128 ? 2 * kKeys : 4 * kKeys;
@@ -206,7 +206,10 @@ int paged_attention_partitions(const attention_metadata& meta, const attention_s
     const char* v = std::getenv("TROUPE_NO_ATTN_SPLIT");
     return v && *v && *v != '0';
   }();
-  if (disabled || meta.max_query_len != 1 || workspace_floats <= 0) return 1;
+  // fp32 keeps the one-pass order of summation: it is the dtype checked for bit-identical greedy
+  // continuations against transformers, and a reordered sum flipped a near-tie there (the reference
+  // mistral model, 2026-11-25). Speed matters in bf16 and f16.
+  if (disabled || type == dtype::f32 || meta.max_query_len != 1 || workspace_floats <= 0) return 1;
   const int64_t parts = (int64_t(meta.max_seq_len) + keys - 1) / keys;
   const int64_t per_part = num_tokens * s.num_heads * (int64_t(s.head_dim) + 2);
   if (parts <= 1 || parts > 1024 || parts * per_part > workspace_floats) return 1;
@@ -229,7 +232,7 @@ void launch_paged_attention(const tensor& qkv, const tensor& k_cache, const tens
   const int group = s.num_heads / s.num_kv_heads;
   const int64_t row_tiles = (int64_t(meta.max_query_len) * group + kWarps - 1) / kWarps;
   int part_keys = 0;
-  const int num_parts = paged_attention_partitions(meta, s, qkv.dim(0), workspace_floats, &part_keys);
+  const int num_parts = paged_attention_partitions(meta, s, qkv.type, qkv.dim(0), workspace_floats, &part_keys);
   if (row_tiles * num_parts > INT32_MAX || meta.num_seqs > 65535 || s.num_kv_heads > 65535)
     throw std::invalid_argument("cuda paged_attention: step too large for one launch");
   attention_params p{meta.query_start.as<int32_t>(), meta.seq_lens.as<int32_t>(), meta.block_tables.as<int32_t>(),

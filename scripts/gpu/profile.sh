@@ -20,7 +20,8 @@ run() {  # name, env..., -- args...
   echo "== $name: ${envs[*]} $*"
   env "${envs[@]}" "$b/troupe" "${common[@]}" "$@" --output-json "$out/$name.json" > "$out/$name.log" 2>&1
   echo "rc=$?"
-  grep -E "output tokens/s|us per step|shard execute|^\|" "$out/$name.log"
+  grep -E "output tokens/s|us per step|shard execute|^\| (step|decode, 1 seqs|decode, 256 seqs|prefill)" "$out/$name.log"
+  grep -o '"elapsed_s": [0-9.]*' "$out/$name.json"
 }
 if [ "${CHECK:-1}" = 1 ]; then
   "$b/troupe_gpu_check" --data "$b/data/reference" > "$out/check.txt" 2>&1; echo "gpu check rc=$?"
@@ -31,6 +32,7 @@ for mode in ${MODES:-b1-prof-before b1-prof b1-graphs b1-eager b256-prof-before 
     b1-prof-before) run "$mode" TROUPE_CUDA_PROFILE=1 TROUPE_NO_ATTN_SPLIT=1 -- "${one[@]}" ;;
     b1-prof) run "$mode" TROUPE_CUDA_PROFILE=1 -- "${one[@]}" ;;
     b1-graphs) run "$mode" A=1 -- "${one[@]}" ;;
+    b1-graphs-64) run "$mode" A=1 -- --num-prompts 1 --input-len 512 --output-len 64 ;;
     b1-eager) run "$mode" A=1 -- "${one[@]}" --enforce-eager ;;
     b256-prof-before) run "$mode" TROUPE_CUDA_PROFILE=1 TROUPE_NO_ATTN_SPLIT=1 -- "${many[@]}" ;;
     b256-prof) run "$mode" TROUPE_CUDA_PROFILE=1 -- "${many[@]}" ;;
