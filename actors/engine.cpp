@@ -119,12 +119,14 @@ engine::impl::impl(const engine_options& o) : system(with_middleman(system_confi
     limits.max_num_seqs = o.max_num_seqs;
     limits.max_model_len = max_model_len;
     limits.block_size = o.block_size;
+    limits.enforce_eager = o.enforce_eager;
     model_weights weights = load_model_weights(config, *res->backend, act, source);
     if (const auto mem = device_memory(*res->backend); mem && o.num_gpu_blocks_override <= 0)
       num_blocks = gpu_kv_blocks(config, limits, act, *mem, o.gpu_memory_utilization);
     check_kv_capacity(num_blocks, o.block_size, max_model_len, on_gpu);
     limits.num_blocks = num_blocks = std::min<int64_t>(num_blocks, INT32_MAX);
     res->net = std::make_unique<model>(config, *res->backend, std::move(weights), act, limits);
+    if (on_gpu) res->net->warm_up();  // GEMM algorithms, kernel loading, the batch-1 decode graph
     spdlog::info("weights and activations in {}", name(act));
   } else {
     check_kv_capacity(num_blocks, o.block_size, max_model_len, on_gpu);

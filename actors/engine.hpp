@@ -32,6 +32,7 @@ struct engine_options {
   int64_t kv_cache_memory = int64_t{1} << 30;  // bytes of KV cache on the CPU backend (CUDA: what memory allows)
   int64_t num_gpu_blocks_override = 0;         // > 0: exactly this many KV blocks
   bool enable_prefix_caching = true;
+  bool enforce_eager = false;                  // CUDA: no CUDA graphs for decode steps
   std::string scheduling_policy = "fcfs";      // fcfs | priority
   int32_t long_request_threshold = 0;          // 0: one pool; else max_tokens above it is the long pool
   double long_max_fraction = 0.75;             // seats the long pool may hold

@@ -1,6 +1,8 @@
 #include "kernels/model.hpp"
 
+#include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 
 #include "runtime/error.hpp"
@@ -84,13 +86,26 @@ model::model(model_config config, ops& backend, model_weights weights, dtype act
 
   const int64_t t = limits_.max_num_tokens, s = limits_.max_num_seqs;
   const int64_t max_blocks = (limits_.max_model_len + limits_.block_size - 1) / limits_.block_size;
-  ids_ = ops_.alloc(dtype::i32, {t});
-  positions_ = ops_.alloc(dtype::i32, {t});
-  slots_ = ops_.alloc(dtype::i64, {t});
-  query_start_ = ops_.alloc(dtype::i32, {s + 1});
-  seq_lens_ = ops_.alloc(dtype::i32, {s});
-  block_tables_ = ops_.alloc(dtype::i32, {s * max_blocks});
-  logits_indices_ = ops_.alloc(dtype::i32, {t});
+  // [slots i64 [t] | ids [t] | positions [t] | logits_indices [t] | query_start [s + 1] | seq_lens [s] |
+  //  block_tables [s, max_blocks]] in 4-byte words; slots first keeps them 8-byte aligned.
+  max_blocks_ = max_blocks;
+  const int64_t words = 2 * t + 3 * t + (s + 1) + s + s * max_blocks;
+  inputs_ = ops_.alloc(dtype::i32, {words});
+  host_inputs_ = ops_.alloc_host(static_cast<size_t>(words) * 4);
+  std::byte* base = static_cast<std::byte*>(inputs_.get().data);
+  int64_t at = 0;  // words
+  auto region = [&](dtype type, int64_t n) {
+    tensor r(base + at * 4, type, {n});
+    at += n * static_cast<int64_t>(size_in_bytes(type)) / 4;
+    return r;
+  };
+  slots_ = region(dtype::i64, t);
+  ids_ = region(dtype::i32, t);
+  positions_ = region(dtype::i32, t);
+  logits_indices_ = region(dtype::i32, t);
+  query_start_ = region(dtype::i32, s + 1);
+  seq_lens_ = region(dtype::i32, s);
+  block_tables_ = region(dtype::i32, s * max_blocks);
   hidden_ = ops_.alloc(act, {t, c.hidden_size});
   residual_ = ops_.alloc(act, {t, c.hidden_size});
   qkv_ = ops_.alloc(act, {t, c.q_size() + 2 * c.kv_size()});
@@ -111,38 +126,59 @@ int64_t model::workspace_bytes(const model_config& c, const model_limits& limits
   return limits.max_model_len * c.head_dim * 4 + inputs + activations + t * c.vocab_size * 4;
 }
 
-tensor model::compute_logits(const step_input& in) {
+attention_metadata model::stage_inputs(const step_input& in) {
   const model_config& c = config_;
   const int64_t num_tokens = static_cast<int64_t>(in.token_ids.size());
   const int64_t num_seqs = static_cast<int64_t>(in.seq_lens.size());
   const int64_t num_logits = static_cast<int64_t>(in.logits_indices.size());
   if (num_tokens == 0 || num_tokens > limits_.max_num_tokens || num_seqs > limits_.max_num_seqs ||
-      in.positions.size() != in.token_ids.size() || in.slot_mapping.size() != in.token_ids.size() ||
-      in.query_start.size() != in.seq_lens.size() + 1 ||
+      num_logits > num_tokens || in.positions.size() != in.token_ids.size() ||
+      in.slot_mapping.size() != in.token_ids.size() || in.query_start.size() != in.seq_lens.size() + 1 ||
+      in.max_blocks_per_seq > max_blocks_ ||
       in.block_tables.size() != static_cast<size_t>(num_seqs * in.max_blocks_per_seq))
     throw std::invalid_argument("model::forward: malformed step input");
 
-  // Upload the step description into the first rows of the preallocated inputs.
-  const tensor ids = ids_.get().rows(0, num_tokens);
-  const tensor positions = positions_.get().rows(0, num_tokens);
-  const tensor slots = slots_.get().rows(0, num_tokens);
-  ops_.upload_raw(ids, in.token_ids.data());
-  ops_.upload_raw(positions, in.positions.data());
-  ops_.upload_raw(slots, in.slot_mapping.data());
   attention_metadata meta;
   meta.num_seqs = static_cast<int32_t>(num_seqs);
-  meta.query_start = query_start_.get().rows(0, num_seqs + 1);
-  meta.seq_lens = seq_lens_.get().rows(0, num_seqs);
-  meta.block_tables = tensor(block_tables_.get().data, dtype::i32, {num_seqs, in.max_blocks_per_seq});
+  meta.query_start = query_start_.rows(0, num_seqs + 1);
+  meta.seq_lens = seq_lens_.rows(0, num_seqs);
+  meta.block_tables = tensor(block_tables_.data, dtype::i32, {num_seqs, max_blocks_});
   meta.sliding_window = c.sliding_window ? static_cast<int32_t>(*c.sliding_window) : 0;
   for (int64_t s = 0; s < num_seqs; ++s) {
     meta.max_query_len = std::max(meta.max_query_len, in.query_start[s + 1] - in.query_start[s]);
     meta.max_seq_len = std::max(meta.max_seq_len, in.seq_lens[s]);
   }
-  ops_.upload_raw(meta.query_start, in.query_start.data());
-  ops_.upload_raw(meta.seq_lens, in.seq_lens.data());
-  ops_.upload_raw(meta.block_tables, in.block_tables.data());
+  ops_.begin_step(meta.max_query_len == 1 ? "decode, " + std::to_string(num_seqs) + " seqs" : "prefill or mixed");
 
+  // Pack into the host twin of inputs_ at the same offsets, then one copy up to the last table row.
+  std::byte* host = static_cast<std::byte*>(host_inputs_.get());
+  const std::byte* dev = static_cast<const std::byte*>(inputs_.get().data);
+  auto put = [&](const tensor& region, const void* src, size_t bytes) {
+    if (bytes) std::memcpy(host + (static_cast<const std::byte*>(region.data) - dev), src, bytes);
+  };
+  put(slots_, in.slot_mapping.data(), in.slot_mapping.size() * 8);
+  put(ids_, in.token_ids.data(), in.token_ids.size() * 4);
+  put(positions_, in.positions.data(), in.positions.size() * 4);
+  put(logits_indices_, in.logits_indices.data(), in.logits_indices.size() * 4);
+  put(query_start_, in.query_start.data(), in.query_start.size() * 4);
+  put(seq_lens_, in.seq_lens.data(), in.seq_lens.size() * 4);
+  int32_t* table = reinterpret_cast<int32_t*>(host + (static_cast<const std::byte*>(block_tables_.data) - dev));
+  const int64_t width = in.max_blocks_per_seq;
+  for (int64_t s = 0; s < num_seqs; ++s) {
+    std::copy_n(in.block_tables.begin() + s * width, width, table + s * max_blocks_);
+    std::fill(table + s * max_blocks_ + width, table + (s + 1) * max_blocks_, 0);
+  }
+  const int64_t used_words =
+      (static_cast<const std::byte*>(block_tables_.data) - dev) / 4 + num_seqs * max_blocks_;
+  ops_.upload_raw(tensor(inputs_.get().data, dtype::i32, {used_words}), host);
+  return meta;
+}
+
+tensor model::compute_logits(int64_t num_tokens, int64_t num_logits, const attention_metadata& meta) {
+  const model_config& c = config_;
+  const tensor ids = ids_.rows(0, num_tokens);
+  const tensor positions = positions_.rows(0, num_tokens);
+  const tensor slots = slots_.rows(0, num_tokens);
   const tensor hidden = hidden_.get().rows(0, num_tokens);
   const tensor residual = residual_.get().rows(0, num_tokens);
   const tensor qkv = qkv_.get().rows(0, num_tokens);
@@ -169,8 +205,7 @@ tensor model::compute_logits(const step_input& in) {
   }
 
   // Only the rows that sample go through the LM head.
-  const tensor indices = logits_indices_.get().rows(0, num_logits);
-  ops_.upload_raw(indices, in.logits_indices.data());
+  const tensor indices = logits_indices_.rows(0, num_logits);
   const tensor selected = selected_.get().rows(0, num_logits);
   ops_.gather_rows(hidden, indices, selected);
   const tensor out = logits_.get().rows(0, num_logits);
@@ -178,18 +213,94 @@ tensor model::compute_logits(const step_input& in) {
   return out;
 }
 
+void model::warm_up() {
+  std::vector<int32_t> tokens;
+  step_input in;
+  auto add_seq = [&](int32_t len, int32_t q) {  // q new tokens at the end of a context of len
+    const int32_t width = (len + limits_.block_size - 1) / limits_.block_size;
+    for (int32_t i = len - q; i < len; ++i) {
+      in.token_ids.push_back(0);
+      in.positions.push_back(i);
+      in.slot_mapping.push_back(-1);
+    }
+    in.query_start.push_back(static_cast<int32_t>(in.token_ids.size()));
+    in.seq_lens.push_back(len);
+    in.max_blocks_per_seq = std::max(in.max_blocks_per_seq, width);
+    in.logits_indices.push_back(static_cast<int32_t>(in.token_ids.size()) - 1);
+  };
+  auto run = [&](const std::vector<std::pair<int32_t, int32_t>>& seqs) {
+    in.clear();
+    in.query_start.push_back(0);
+    for (const auto& [len, q] : seqs) add_seq(len, q);
+    in.block_tables.assign(in.seq_lens.size() * static_cast<size_t>(in.max_blocks_per_seq), 0);
+    forward_greedy(in, tokens);
+  };
+  const int64_t max_len = std::min<int64_t>(limits_.max_model_len, limits_.max_num_tokens);
+  for (int64_t n = std::min<int64_t>(32, limits_.max_num_tokens);; n = std::min(2 * n, limits_.max_num_tokens)) {
+    std::vector<std::pair<int32_t, int32_t>> seqs;
+    for (int64_t left = n; left > 0 && static_cast<int64_t>(seqs.size()) < limits_.max_num_seqs; left -= max_len)
+      seqs.emplace_back(static_cast<int32_t>(std::min(left, max_len)), static_cast<int32_t>(std::min(left, max_len)));
+    run(seqs);
+    if (n >= limits_.max_num_tokens) break;
+  }
+  run({{1, 1}});
+}
+
 void model::forward(const step_input& in, std::vector<float>& logits) {
-  const tensor out = compute_logits(in);
+  const attention_metadata meta = stage_inputs(in);
+  const tensor out = compute_logits(static_cast<int64_t>(in.token_ids.size()),
+                                    static_cast<int64_t>(in.logits_indices.size()), meta);
   logits.resize(static_cast<size_t>(out.numel()));
   ops_.download(logits, out);
+  ops_.end_step();
 }
 
 void model::forward_greedy(const step_input& in, std::vector<int32_t>& tokens) {
-  const tensor out = compute_logits(in);
-  const tensor ids = tokens_.get().rows(0, out.dim(0));
+  attention_metadata meta = stage_inputs(in);
+  const int64_t num_tokens = static_cast<int64_t>(in.token_ids.size());
+  const int64_t num_logits = static_cast<int64_t>(in.logits_indices.size());
+  const tensor ids = tokens_.get().rows(0, num_logits);
+  // A decode step where every sequence samples replays the graph recorded for its batch size: one
+  // launch instead of ~300, and no per-op host work. Everything it reads sits at fixed addresses; the
+  // graph is recorded with the longest context as max_seq_len, so attention splits the context the
+  // same way for any step (kernels/cuda/paged_attention.cu).
+  const bool decode = meta.max_query_len == 1 && num_logits == num_tokens && num_tokens == meta.num_seqs;
+  static const bool eager_env = [] {  // TROUPE_ENFORCE_EAGER=1: --enforce-eager for programs without the flag
+    const char* v = std::getenv("TROUPE_ENFORCE_EAGER");
+    return v && *v && *v != '0';
+  }();
+  if (decode && !limits_.enforce_eager && !eager_env) {
+    auto it = decode_graphs_.find(num_tokens);
+    if (it == decode_graphs_.end() && decode_graphs_.size() < 512) {
+      attention_metadata rec = meta;
+      rec.max_seq_len = static_cast<int32_t>(limits_.max_model_len);
+      if (ops_.begin_capture()) {
+        try {
+          const tensor out = compute_logits(num_tokens, num_logits, rec);
+          ops_.argmax(out, ids);
+        } catch (...) {
+          try {
+            ops_.end_capture();
+          } catch (...) {
+          }
+          throw;
+        }
+        it = decode_graphs_.emplace(num_tokens, ops_.end_capture()).first;
+      }
+    }
+    if (it != decode_graphs_.end()) {
+      ops_.replay(it->second);
+      tokens.resize(static_cast<size_t>(num_logits));
+      ops_.download_raw(tokens.data(), ids);
+      ops_.end_step();
+      return;
+    }
+  }
+  const tensor out = compute_logits(num_tokens, num_logits, meta);
   ops_.argmax(out, ids);
-  tokens.resize(static_cast<size_t>(out.dim(0)));
+  tokens.resize(static_cast<size_t>(num_logits));
   ops_.download_raw(tokens.data(), ids);
+  ops_.end_step();
 }
 
 } // namespace troupe

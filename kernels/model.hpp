@@ -2,6 +2,8 @@
 // The decoder forward pass (Llama / Mistral / Qwen2), written once over the op interface.
 
 #include <functional>
+#include <memory>
+#include <unordered_map>
 #include <vector>
 
 #include "kernels/ops.hpp"
@@ -42,6 +44,7 @@ struct model_limits {
   int64_t max_model_len = 2048;   // context length; sizes the rotary table and block tables
   int32_t block_size = 16;
   int64_t num_blocks = 0;         // KV cache blocks (each holds block_size tokens for every layer)
+  bool enforce_eager = false;     // no graphs for decode steps (--enforce-eager)
 };
 
 class model {
@@ -55,6 +58,12 @@ public:
   // processors), so only the token ids leave the device. tokens receives [logits_indices.size()].
   void forward_greedy(const step_input& in, std::vector<int32_t>& tokens);
 
+  // Runs steps that write nothing to the KV cache (every slot -1) at the token counts steps will have:
+  // each power of two up to max_num_tokens, and a one-sequence decode step. On CUDA that picks the GEMM
+  // algorithms, loads their kernels and records the batch-1 decode graph before the first request
+  // rather than during it.
+  void warm_up();
+
   // Bytes the constructor allocates besides the KV cache (rotary table, step inputs, workspaces), so an
   // engine can size the cache from the memory left after the weights.
   static int64_t workspace_bytes(const model_config& config, const model_limits& limits, dtype activation_type);
@@ -63,8 +72,12 @@ public:
   const model_limits& limits() const { return limits_; }
 
 private:
-  // Runs the layers and the LM head; returns the device logits [logits_indices.size(), V] f32.
-  tensor compute_logits(const step_input& in);
+  // Checks the step, packs its inputs into the host staging block and copies them to the device in
+  // one transfer; returns the attention metadata over the device copy.
+  attention_metadata stage_inputs(const step_input& in);
+  // Runs the layers and the LM head over staged inputs; returns the device logits [num_logits, V] f32.
+  // Issues ops only (no host synchronization), so a graph can record it.
+  tensor compute_logits(int64_t num_tokens, int64_t num_logits, const attention_metadata& meta);
 
   model_config config_;
   ops& ops_;
@@ -73,8 +86,15 @@ private:
   attention_shape shape_;
   std::vector<device_buffer> k_cache_, v_cache_;  // per layer [num_blocks, block_size, nKV, D]
   device_buffer cos_sin_;                         // [max_model_len, D]
-  // Step inputs and workspaces, sized for the limits; each step uses their first rows.
-  device_buffer ids_, positions_, slots_, query_start_, seq_lens_, block_tables_, logits_indices_;
+  // Step inputs, one block on the device and its host twin, regions at fixed offsets sized for the
+  // limits (so a graph recorded once reads each later step's values); each step uses their first rows.
+  // Block tables are always max_blocks_ wide.
+  device_buffer inputs_;
+  std::shared_ptr<void> host_inputs_;
+  int64_t max_blocks_ = 0;
+  tensor ids_, positions_, slots_, query_start_, seq_lens_, block_tables_, logits_indices_;
+  std::unordered_map<int64_t, int32_t> decode_graphs_;  // sequences in a decode step → recorded graph
+  // Workspaces, sized for the limits; each step uses their first rows.
   device_buffer hidden_, residual_, qkv_, attn_, mlp_, act_, selected_, logits_, tokens_;
 };
 

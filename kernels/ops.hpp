@@ -5,7 +5,10 @@
 // Shapes: T = tokens in the step, S = sequences in the step, H = hidden size, V = vocabulary,
 // nH / nKV = query / key-value heads, D = head_dim. The packed qkv row is [q (nH*D) | k (nKV*D) | v (nKV*D)].
 
+#include <cstddef>
 #include <cstdint>
+#include <memory>
+#include <new>
 #include <span>
 #include <string>
 
@@ -44,6 +47,26 @@ public:
   virtual void download(std::span<float> dst, const tensor& src) = 0;
   virtual void download_raw(void* dst, const tensor& src) = 0;  // bytes as they are; waits for them
   virtual void synchronize() = 0;
+
+  // Step boundaries, for backends that time their ops (the CUDA backend with TROUPE_CUDA_PROFILE=1);
+  // steps with the same label are summed together. end_step follows the step's last download.
+  virtual void begin_step(const std::string& label) { (void)label; }
+  virtual void end_step() {}
+
+  // Host memory that upload_raw reads fastest (page-locked on CUDA, where the copy is then
+  // asynchronous: the caller must not rewrite it before its next download_raw or synchronize).
+  virtual std::shared_ptr<void> alloc_host(size_t bytes) {
+    return std::shared_ptr<void>(::operator new(bytes), [](void* p) { ::operator delete(p); });
+  }
+
+  // Graphs: the ops issued between begin_capture and end_capture are recorded, not run; replay runs
+  // them again with the pointers and shapes they were recorded with (so step inputs must sit at fixed
+  // addresses). begin_capture returns false where graphs are unavailable (the CPU backend, profiling).
+  virtual bool begin_capture() { return false; }
+  // Returns the graph's handle for replay. After an exception inside the capture, call it to stop
+  // recording (it then throws).
+  virtual int32_t end_capture() { return -1; }
+  virtual void replay(int32_t graph) { (void)graph; }
 
   // out[t] = table[ids[t]].  ids [T] i32, table [V, H], out [T, H]
   virtual void embedding(const tensor& ids, const tensor& table, const tensor& out) = 0;

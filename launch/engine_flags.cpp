@@ -28,6 +28,7 @@ void add_engine_flags(CLI::App* cmd, engine_options& o) {
       ->capture_default_str();
   cmd->add_option("--long-prefill-token-threshold", o.long_prefill_token_threshold,
                   "Largest prefill chunk of one prompt per step (0: no cap)");
+  cmd->add_flag("--enforce-eager", o.enforce_eager, "CUDA: run every step op by op, without CUDA graphs");
 }
 
 void add_sampling_flags(CLI::App* cmd, sampling_params& p) {

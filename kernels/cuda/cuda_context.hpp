@@ -7,7 +7,9 @@
 
 #include <cstdint>
 #include <unordered_map>
+#include <vector>
 
+#include "kernels/cuda/op_profiler.hpp"
 #include "kernels/tensor.hpp"
 
 namespace troupe {
@@ -49,7 +51,14 @@ struct cuda_context {
   size_t workspace_bytes = 0;
   float* staging = nullptr;  // device floats for upload()
   size_t staging_floats = 0;
+  // fp32 partial results of split decode attention; allocated once, so graphs may hold its address.
+  float* attention_workspace = nullptr;
+  int64_t attention_workspace_floats = 0;
+  std::vector<cudaGraphExec_t> graphs;  // recorded by cuda_ops::end_capture
   std::unordered_map<gemm_key, gemm_plan, gemm_key_hash> plans;
+  // The heuristic's algorithm per token-count bucket (linear.cpp).
+  std::unordered_map<gemm_key, cublasLtMatmulAlgo_t, gemm_key_hash> bucket_algos;
+  op_profiler profiler;
 
   ~cuda_context();
 };

@@ -4,6 +4,7 @@
 
 #include <cuda_runtime.h>
 
+#include <cstdio>
 #include <cstring>
 #include <stdexcept>
 #include <vector>
@@ -18,6 +19,7 @@ using cuda::check;
 
 cuda_context::~cuda_context() {
   // Teardown errors are not reported: a destructor must not throw, and the process is usually ending.
+  if (const std::string r = profiler.report(); !r.empty()) std::fputs(r.c_str(), stderr);
   cudaSetDevice(device);
   if (stream) cudaStreamSynchronize(stream);
   for (auto& [key, plan] : plans) {
@@ -26,8 +28,10 @@ cuda_context::~cuda_context() {
     cublasLtMatrixLayoutDestroy(plan.c);
     cublasLtMatmulDescDestroy(plan.desc);
   }
+  for (cudaGraphExec_t g : graphs) cudaGraphExecDestroy(g);
   if (lt) cublasLtDestroy(lt);
   cudaFree(workspace);
+  cudaFree(attention_workspace);
   cudaFree(staging);
   if (stream) cudaStreamDestroy(stream);
 }
@@ -46,6 +50,10 @@ cuda_ops::cuda_ops(int device) : ctx_(std::make_unique<cuda_context>()) {
   check(cudaMalloc(&ctx_->workspace, ctx_->workspace_bytes), "cuBLASLt workspace");
   ctx_->staging_floats = size_t{16} << 20;
   check(cudaMalloc(&ctx_->staging, ctx_->staging_floats * sizeof(float)), "upload staging buffer");
+  // 64 MiB: a decode step of 256 sequences × 28 heads × 128 dims splits its context into up to 17 partitions.
+  ctx_->attention_workspace_floats = int64_t{16} << 20;
+  check(cudaMalloc(&ctx_->attention_workspace, size_t(ctx_->attention_workspace_floats) * sizeof(float)),
+        "attention workspace");
 }
 
 cuda_ops::~cuda_ops() = default;
@@ -99,6 +107,7 @@ void cuda_ops::upload(const tensor& dst, std::span<const float> src) {
 }
 
 void cuda_ops::upload_raw(const tensor& dst, const void* src) {
+  op_scope p(ctx_->profiler, op_profiler::copy, ctx_->stream);
   // From pageable memory the copy returns once src has been read, so src may be reused at once.
   check(cudaMemcpyAsync(dst.data, src, dst.num_bytes(), cudaMemcpyHostToDevice, ctx_->stream), "upload_raw");
 }
@@ -106,7 +115,10 @@ void cuda_ops::upload_raw(const tensor& dst, const void* src) {
 void cuda_ops::download(std::span<float> dst, const tensor& src) {
   if (static_cast<int64_t>(dst.size()) != src.numel()) throw std::invalid_argument("cuda download: size mismatch");
   if (src.type == dtype::f32) {
-    check(cudaMemcpyAsync(dst.data(), src.data, dst.size_bytes(), cudaMemcpyDeviceToHost, ctx_->stream), "download");
+    {
+      op_scope p(ctx_->profiler, op_profiler::copy, ctx_->stream);
+      check(cudaMemcpyAsync(dst.data(), src.data, dst.size_bytes(), cudaMemcpyDeviceToHost, ctx_->stream), "download");
+    }
     check(cudaStreamSynchronize(ctx_->stream), "download");
     return;
   }
@@ -137,46 +149,103 @@ void cuda_ops::download(std::span<float> dst, const tensor& src) {
 }
 
 void cuda_ops::download_raw(void* dst, const tensor& src) {
-  check(cudaMemcpyAsync(dst, src.data, src.num_bytes(), cudaMemcpyDeviceToHost, ctx_->stream), "download_raw");
+  {
+    op_scope p(ctx_->profiler, op_profiler::copy, ctx_->stream);
+    check(cudaMemcpyAsync(dst, src.data, src.num_bytes(), cudaMemcpyDeviceToHost, ctx_->stream), "download_raw");
+  }
   check(cudaStreamSynchronize(ctx_->stream), "download_raw");
 }
 
 void cuda_ops::synchronize() { check(cudaStreamSynchronize(ctx_->stream), "synchronize"); }
 
+void cuda_ops::begin_step(const std::string& label) { ctx_->profiler.begin_step(label); }
+
+std::shared_ptr<void> cuda_ops::alloc_host(size_t bytes) {
+  void* p = nullptr;
+  check(cudaSetDevice(ctx_->device), "cudaSetDevice");
+  check(cudaHostAlloc(&p, std::max<size_t>(bytes, 1), cudaHostAllocDefault), "page-locked host memory");
+  return std::shared_ptr<void>(p, [](void* q) { cudaFreeHost(q); });
+}
+
+bool cuda_ops::begin_capture() {
+  // Events inside a graph would time the recording, not the replay: profiled steps run eagerly.
+  if (ctx_->profiler.enabled()) return false;
+  // Thread-local: other threads' CUDA calls (another shard's allocations) do not break this capture.
+  check(cudaStreamBeginCapture(ctx_->stream, cudaStreamCaptureModeThreadLocal), "cudaStreamBeginCapture");
+  return true;
+}
+
+int32_t cuda_ops::end_capture() {
+  cudaGraph_t graph = nullptr;
+  check(cudaStreamEndCapture(ctx_->stream, &graph), "cudaStreamEndCapture");
+  cudaGraphExec_t exec = nullptr;
+  const cudaError_t e = cudaGraphInstantiate(&exec, graph, 0);
+  cudaGraphDestroy(graph);
+  check(e, "cudaGraphInstantiate");
+  ctx_->graphs.push_back(exec);
+  return static_cast<int32_t>(ctx_->graphs.size() - 1);
+}
+
+void cuda_ops::replay(int32_t graph) {
+  if (graph < 0 || graph >= static_cast<int32_t>(ctx_->graphs.size()))
+    throw std::invalid_argument("cuda replay: no graph " + std::to_string(graph));
+  check(cudaGraphLaunch(ctx_->graphs[static_cast<size_t>(graph)], ctx_->stream), "cudaGraphLaunch");
+}
+
+void cuda_ops::end_step() {
+  if (!ctx_->profiler.enabled()) return;
+  synchronize();
+  ctx_->profiler.end_step();
+}
+
 void cuda_ops::embedding(const tensor& ids, const tensor& table, const tensor& out) {
+  op_scope p(ctx_->profiler, op_profiler::other, ctx_->stream);
   cuda::launch_embedding(ids, table, out, ctx_->stream);
 }
 
 void cuda_ops::rms_norm(const tensor& x, const tensor& weight, float eps, const tensor& out) {
+  op_scope p(ctx_->profiler, op_profiler::other, ctx_->stream);
   cuda::launch_rms_norm(x, weight, eps, out, ctx_->stream);
 }
 
 void cuda_ops::add_rms_norm(const tensor& x, const tensor& residual, const tensor& weight, float eps) {
+  op_scope p(ctx_->profiler, op_profiler::other, ctx_->stream);
   cuda::launch_add_rms_norm(x, residual, weight, eps, ctx_->stream);
 }
 
 void cuda_ops::linear(const tensor& x, const tensor& weight, const tensor& bias, const tensor& out, bool accumulate) {
+  op_scope p(ctx_->profiler, op_profiler::gemm, ctx_->stream);
   cublaslt_linear(*ctx_, x, weight, bias, out, accumulate);
 }
 
 void cuda_ops::rope_write_kv(const tensor& qkv, const tensor& positions, const tensor& cos_sin,
                              const tensor& slot_mapping, const tensor& k_cache, const tensor& v_cache,
                              const attention_shape& shape) {
+  op_scope p(ctx_->profiler, op_profiler::other, ctx_->stream);
   cuda::launch_rope_write_kv(qkv, positions, cos_sin, slot_mapping, k_cache, v_cache, shape, ctx_->stream);
 }
 
 void cuda_ops::paged_attention(const tensor& qkv, const tensor& k_cache, const tensor& v_cache,
                                const attention_metadata& meta, const attention_shape& shape, const tensor& out) {
-  cuda::launch_paged_attention(qkv, k_cache, v_cache, meta, shape, out, ctx_->stream);
+  op_scope p(ctx_->profiler, op_profiler::attention, ctx_->stream);
+  cuda::launch_paged_attention(qkv, k_cache, v_cache, meta, shape, out, ctx_->attention_workspace,
+                               ctx_->attention_workspace_floats, ctx_->stream);
 }
 
-void cuda_ops::silu_and_mul(const tensor& x, const tensor& out) { cuda::launch_silu_and_mul(x, out, ctx_->stream); }
+void cuda_ops::silu_and_mul(const tensor& x, const tensor& out) {
+  op_scope p(ctx_->profiler, op_profiler::other, ctx_->stream);
+  cuda::launch_silu_and_mul(x, out, ctx_->stream);
+}
 
 void cuda_ops::gather_rows(const tensor& x, const tensor& indices, const tensor& out) {
+  op_scope p(ctx_->profiler, op_profiler::other, ctx_->stream);
   cuda::launch_gather_rows(x, indices, out, ctx_->stream);
 }
 
-void cuda_ops::argmax(const tensor& logits, const tensor& out) { cuda::launch_argmax(logits, out, ctx_->stream); }
+void cuda_ops::argmax(const tensor& logits, const tensor& out) {
+  op_scope p(ctx_->profiler, op_profiler::other, ctx_->stream);
+  cuda::launch_argmax(logits, out, ctx_->stream);
+}
 
 std::pair<int64_t, int64_t> cuda_ops::memory_info() const {
   check(cudaSetDevice(ctx_->device), "cudaSetDevice");

@@ -30,6 +30,12 @@ public:
   void download(std::span<float> dst, const tensor& src) override;
   void download_raw(void* dst, const tensor& src) override;
   void synchronize() override;
+  void begin_step(const std::string& label) override;
+  void end_step() override;
+  std::shared_ptr<void> alloc_host(size_t bytes) override;
+  bool begin_capture() override;
+  int32_t end_capture() override;
+  void replay(int32_t graph) override;
 
   void embedding(const tensor& ids, const tensor& table, const tensor& out) override;
   void rms_norm(const tensor& x, const tensor& weight, float eps, const tensor& out) override;

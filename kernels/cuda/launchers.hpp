@@ -28,9 +28,16 @@ void launch_silu_and_mul(const tensor& x, const tensor& out, cudaStream_t stream
 void launch_rope_write_kv(const tensor& qkv, const tensor& positions, const tensor& cos_sin, const tensor& slot_mapping,
                           const tensor& k_cache, const tensor& v_cache, const attention_shape& shape, cudaStream_t stream);
 
-// Causal attention over the paged cache for every new token; see ops::paged_attention.
+// Causal attention over the paged cache for every new token; see ops::paged_attention. Decode steps
+// split the context into partitions whose partial results go to `workspace` (fp32, `workspace_floats`
+// of them; none: no split).
 void launch_paged_attention(const tensor& qkv, const tensor& k_cache, const tensor& v_cache, const attention_metadata& meta,
-                            const attention_shape& shape, const tensor& out, cudaStream_t stream);
+                            const attention_shape& shape, const tensor& out, float* workspace, int64_t workspace_floats,
+                            cudaStream_t stream);
+// How many partitions launch_paged_attention splits each sequence's context into (1: no split), and
+// their length in positions. Depends on the step's shape, dtype and max_seq_len only (fp32: no split).
+int paged_attention_partitions(const attention_metadata& meta, const attention_shape& shape, dtype type, int64_t num_tokens,
+                               int64_t workspace_floats, int* part_keys);
 
 // dst = src converted to dst's floating dtype.  src: `count` floats on the device
 void launch_convert_from_f32(const float* src, const tensor& dst, int64_t offset, int64_t count, cudaStream_t stream);

@@ -36,6 +36,11 @@ uint16_t alignment(const void* p) {
   return a == 0 ? 256 : static_cast<uint16_t>(std::min<uintptr_t>(256, a & (~a + 1)));
 }
 
+// Asks cuBLASLt's heuristic for the best algorithm of `key` (costs far more than a small GEMM; on a
+// first use of a kernel CUDA also loads its module). Returns false when none fits.
+bool find_algo(cuda_context& ctx, const gemm_plan& plan, const gemm_key& key, cublasLtMatmulAlgo_t* algo,
+               cublasStatus_t* status);
+
 gemm_plan make_plan(cuda_context& ctx, const gemm_key& key) {
   gemm_plan plan;
   const cudaDataType_t ab = cuda_type(key.ab), c = cuda_type(key.c);
@@ -56,6 +61,64 @@ gemm_plan make_plan(cuda_context& ctx, const gemm_key& key) {
   check_lt(cublasLtMatrixLayoutCreate(&plan.c, c, static_cast<uint64_t>(key.m), static_cast<uint64_t>(key.n), key.m),
            "layout C");
 
+  // The algorithm comes from the heuristic run once per token-count bucket (small counts exact, then
+  // powers of two): a step's token count varies from step to step, and asking for each count anew cost
+  // milliseconds per new shape (seen on the H100 in the profile, 2026-11-25). The bucket's algorithm is
+  // checked against this exact shape and the heuristic asked again only if it does not fit.
+  gemm_key bucket = key;
+  bucket.n = key.n <= 16 ? key.n : static_cast<int64_t>(std::bit_ceil(static_cast<uint64_t>(key.n)));
+  cublasStatus_t s = CUBLAS_STATUS_SUCCESS;
+  auto cached = ctx.bucket_algos.find(bucket);
+  bool ok = false;
+  if (cached != ctx.bucket_algos.end()) {
+    cublasLtMatmulHeuristicResult_t check_result{};
+    ok = cublasLtMatmulAlgoCheck(ctx.lt, plan.desc, plan.a, plan.b, plan.c, plan.c, &cached->second, &check_result) ==
+             CUBLAS_STATUS_SUCCESS &&
+         check_result.workspaceSize <= ctx.workspace_bytes;
+    if (ok) plan.algo = cached->second;
+  }
+  if (!ok && bucket.n != key.n && cached == ctx.bucket_algos.end()) {
+    gemm_plan probe;
+    probe.desc = plan.desc;
+    check_lt(cublasLtMatrixLayoutCreate(&probe.a, cuda_type(key.ab), static_cast<uint64_t>(key.k),
+                                        static_cast<uint64_t>(key.m), key.k), "layout A");
+    check_lt(cublasLtMatrixLayoutCreate(&probe.b, cuda_type(key.ab), static_cast<uint64_t>(key.k),
+                                        static_cast<uint64_t>(bucket.n), key.k), "layout B");
+    check_lt(cublasLtMatrixLayoutCreate(&probe.c, cuda_type(key.c), static_cast<uint64_t>(key.m),
+                                        static_cast<uint64_t>(bucket.n), key.m), "layout C");
+    cublasLtMatmulAlgo_t algo{};
+    const bool found = find_algo(ctx, probe, bucket, &algo, &s);
+    cublasLtMatrixLayoutDestroy(probe.a);
+    cublasLtMatrixLayoutDestroy(probe.b);
+    cublasLtMatrixLayoutDestroy(probe.c);
+    if (found) {
+      ctx.bucket_algos.emplace(bucket, algo);
+      cublasLtMatmulHeuristicResult_t check_result{};
+      ok = cublasLtMatmulAlgoCheck(ctx.lt, plan.desc, plan.a, plan.b, plan.c, plan.c, &algo, &check_result) ==
+               CUBLAS_STATUS_SUCCESS &&
+           check_result.workspaceSize <= ctx.workspace_bytes;
+      if (ok) plan.algo = algo;
+    }
+  }
+  if (!ok) {
+    ok = find_algo(ctx, plan, key, &plan.algo, &s);
+    if (ok && bucket.n == key.n) ctx.bucket_algos.emplace(bucket, plan.algo);
+  }
+  if (!ok) {
+    cublasLtMatrixLayoutDestroy(plan.a);
+    cublasLtMatrixLayoutDestroy(plan.b);
+    cublasLtMatrixLayoutDestroy(plan.c);
+    cublasLtMatmulDescDestroy(plan.desc);
+    throw std::runtime_error("cuBLASLt: no algorithm for a " + std::to_string(key.n) + "x" + std::to_string(key.k) +
+                             " by " + std::to_string(key.m) + "x" + std::to_string(key.k) + "ᵀ " +
+                             std::string(name(key.ab)) + " product" + (s != CUBLAS_STATUS_SUCCESS ? std::string(": ") +
+                             cublasLtGetStatusString(s) : std::string()));
+  }
+  return plan;
+}
+
+bool find_algo(cuda_context& ctx, const gemm_plan& plan, const gemm_key& key, cublasLtMatmulAlgo_t* algo,
+               cublasStatus_t* status) {
   cublasLtMatmulPreference_t pref = nullptr;
   check_lt(cublasLtMatmulPreferenceCreate(&pref), "preference");
   auto set_pref = [&](cublasLtMatmulPreferenceAttributes_t attr, uint32_t v) {
@@ -73,18 +136,10 @@ gemm_plan make_plan(cuda_context& ctx, const gemm_key& key) {
   const cublasStatus_t s =
       cublasLtMatmulAlgoGetHeuristic(ctx.lt, plan.desc, plan.a, plan.b, plan.c, plan.c, pref, 1, &result, &found);
   cublasLtMatmulPreferenceDestroy(pref);
-  if (s != CUBLAS_STATUS_SUCCESS || found == 0) {
-    cublasLtMatrixLayoutDestroy(plan.a);
-    cublasLtMatrixLayoutDestroy(plan.b);
-    cublasLtMatrixLayoutDestroy(plan.c);
-    cublasLtMatmulDescDestroy(plan.desc);
-    throw std::runtime_error("cuBLASLt: no algorithm for a " + std::to_string(key.n) + "x" + std::to_string(key.k) +
-                             " by " + std::to_string(key.m) + "x" + std::to_string(key.k) + "ᵀ " +
-                             std::string(name(key.ab)) + " product" + (s != CUBLAS_STATUS_SUCCESS ? std::string(": ") +
-                             cublasLtGetStatusString(s) : std::string()));
-  }
-  plan.algo = result.algo;
-  return plan;
+  *status = s;
+  if (s != CUBLAS_STATUS_SUCCESS || found == 0) return false;
+  *algo = result.algo;
+  return true;
 }
 
 } // namespace

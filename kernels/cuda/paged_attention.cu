@@ -8,9 +8,17 @@
 // warp updates its running max and sum once per tile, then accumulates P·V with each lane owning the
 // output dims lane, lane + 32, ...
 //
-// Later: a split-along-context variant for long decodes, tensor-core tiles for long prefills.
+// Decode steps (one new token per sequence) also split each sequence's context into partitions of
+// part_keys positions, one block each, as flash-decoding does: a decode step has only num_seqs *
+// num_kv_heads blocks otherwise (4 at batch 1, on 132 SMs), each walking the whole context alone. Each
+// partition writes its running max, sum and unnormalized output in fp32; a second kernel combines them.
+// Partitions sit at fixed multiples of part_keys and their number depends only on the launch's
+// arguments, so a graph recorded with the longest context computes exactly what an eager step does.
+//
+// Later: tensor-core tiles for long prefills.
 
 #include <cfloat>
+#include <cstdlib>
 
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/launchers.hpp"
@@ -31,6 +39,10 @@ struct attention_params {
   int64_t qkv_stride;           // elements per token row of qkv
   int num_heads, num_kv_heads, head_dim, block_size, sliding_window;
   float scale;
+  // Split decode: num_parts > 1 writes partials instead of out.
+  int num_parts, part_keys;
+  float* part_ml;   // [T, nH, num_parts, 2]: running max, sum of exp
+  float* part_acc;  // [T, nH, num_parts, D]: sum of exp-weighted V
 };
 
 // Row stride of a staged K/V tile: 16 bytes of padding put the 8 lanes of each quarter-warp reading
@@ -41,7 +53,7 @@ template <class T> size_t shared_bytes(int head_dim) {
   return 2 * size_t(kKeys) * tile_ld<T>(head_dim) * sizeof(T) + size_t(kWarps) * head_dim * sizeof(float);
 }
 
-// grid (row tiles, num_kv_heads, num_seqs), kWarps * 32 threads.
+// grid (row tiles * num_parts, num_kv_heads, num_seqs), kWarps * 32 threads.
 template <class T>
 __global__ void __launch_bounds__(kWarps * 32)
 paged_attention_kernel(const T* __restrict__ qkv, const T* __restrict__ k_cache, const T* __restrict__ v_cache,
@@ -56,7 +68,8 @@ paged_attention_kernel(const T* __restrict__ qkv, const T* __restrict__ k_cache,
   const int group = p.num_heads / p.num_kv_heads;
   const int q_begin = p.query_start[seq], q_len = p.query_start[seq + 1] - q_begin;
   const int seq_len = p.seq_lens[seq];
-  const int num_rows = q_len * group, row0 = blockIdx.x * kWarps;
+  const int part = blockIdx.x % p.num_parts;
+  const int num_rows = q_len * group, row0 = (blockIdx.x / p.num_parts) * kWarps;
   if (row0 >= num_rows) return;  // the whole block leaves together
 
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -72,8 +85,12 @@ paged_attention_kernel(const T* __restrict__ qkv, const T* __restrict__ k_cache,
   // last row's position.
   const int last_row = min(num_rows, row0 + kWarps) - 1;
   const int block_first_pos = seq_len - q_len + row0 / group;
-  const int lo = p.sliding_window > 0 ? max(0, block_first_pos - p.sliding_window + 1) : 0;
-  const int hi = seq_len - q_len + last_row / group + 1;
+  int lo = p.sliding_window > 0 ? max(0, block_first_pos - p.sliding_window + 1) : 0;
+  int hi = seq_len - q_len + last_row / group + 1;
+  if (p.num_parts > 1) {  // this block's partition of the context (possibly empty)
+    lo = max(lo, part * p.part_keys);
+    hi = min(hi, (part + 1) * p.part_keys);
+  }
 
   if (active)
     for (int c = lane; c < d; c += 32)
@@ -138,6 +155,18 @@ paged_attention_kernel(const T* __restrict__ qkv, const T* __restrict__ k_cache,
     }
   }
   if (!active) return;
+  if (p.num_parts > 1) {
+    const int64_t r = (token * p.num_heads + head) * p.num_parts + part;
+    if (lane == 0) {
+      p.part_ml[2 * r] = m;
+      p.part_ml[2 * r + 1] = l;
+    }
+    float* a = p.part_acc + r * d;
+#pragma unroll
+    for (int k = 0; k < kDimsPerLane; ++k)
+      if (lane + 32 * k < d) a[lane + 32 * k] = acc[k];
+    return;
+  }
   const float inv = l > 0.0f ? 1.0f / l : 0.0f;
   T* o = out + token * int64_t(p.num_heads) * d + int64_t(head) * d;
 #pragma unroll
@@ -145,10 +174,51 @@ paged_attention_kernel(const T* __restrict__ qkv, const T* __restrict__ k_cache,
     if (lane + 32 * r < d) o[lane + 32 * r] = from_float<T>(acc[r] * inv);
 }
 
+// out[t, h] = Σ_p exp(m_p − M) acc_p / Σ_p exp(m_p − M) l_p over the partitions p of row (t, h), M the
+// largest m_p. An empty partition has m = −FLT_MAX and l = acc = 0, so it adds nothing.
+// grid (T * nH), 128 threads.
+template <class T>
+__global__ void combine_partitions_kernel(const float* __restrict__ part_ml, const float* __restrict__ part_acc,
+                                          int num_parts, int head_dim, T* __restrict__ out) {
+  const int64_t r = blockIdx.x;  // token * nH + head; out rows are [T, nH, D]
+  const float* ml = part_ml + r * num_parts * 2;
+  float big = -FLT_MAX;
+  for (int i = 0; i < num_parts; ++i) big = fmaxf(big, ml[2 * i]);
+  float sum = 0.0f;
+  for (int i = 0; i < num_parts; ++i) sum += __expf(ml[2 * i] - big) * ml[2 * i + 1];
+  const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
+  for (int c = threadIdx.x; c < head_dim; c += blockDim.x) {
+    float v = 0.0f;
+    for (int i = 0; i < num_parts; ++i) v += __expf(ml[2 * i] - big) * part_acc[(r * num_parts + i) * head_dim + c];
+    out[r * head_dim + c] = from_float<T>(v * inv);
+  }
+}
+
 } // namespace
 
+int paged_attention_partitions(const attention_metadata& meta, const attention_shape& s, dtype type, int64_t num_tokens,
+                               int64_t workspace_floats, int* part_keys) {
+  // Small batches take short partitions, so that a single sequence still spreads over many SMs.
+  const int keys = int64_t(meta.num_seqs) * s.num_kv_heads < 128 ? 2 * kKeys : 4 * kKeys;
+  *part_keys = keys;
+  // TROUPE_NO_ATTN_SPLIT=1 turns the split off, to measure what it gains.
+  static const bool disabled = [] {
+    const char* v = std::getenv("TROUPE_NO_ATTN_SPLIT");
+    return v && *v && *v != '0';
+  }();
+  // fp32 keeps the one-pass order of summation: it is the dtype checked for bit-identical greedy
+  // continuations against transformers, and a reordered sum flipped a near-tie there (the reference
+  // mistral model, 2026-11-25). Speed matters in bf16 and f16.
+  if (disabled || type == dtype::f32 || meta.max_query_len != 1 || workspace_floats <= 0) return 1;
+  const int64_t parts = (int64_t(meta.max_seq_len) + keys - 1) / keys;
+  const int64_t per_part = num_tokens * s.num_heads * (int64_t(s.head_dim) + 2);
+  if (parts <= 1 || parts > 1024 || parts * per_part > workspace_floats) return 1;
+  return static_cast<int>(parts);
+}
+
 void launch_paged_attention(const tensor& qkv, const tensor& k_cache, const tensor& v_cache, const attention_metadata& meta,
-                            const attention_shape& s, const tensor& out, cudaStream_t stream) {
+                            const attention_shape& s, const tensor& out, float* workspace, int64_t workspace_floats,
+                            cudaStream_t stream) {
   if (qkv.type != k_cache.type || qkv.type != v_cache.type || qkv.type != out.type)
     throw std::invalid_argument("cuda paged_attention: qkv, caches and output must share a dtype");
   if (meta.query_start.type != dtype::i32 || meta.seq_lens.type != dtype::i32 || meta.block_tables.type != dtype::i32)
@@ -161,11 +231,17 @@ void launch_paged_attention(const tensor& qkv, const tensor& k_cache, const tens
   if (meta.num_seqs == 0 || meta.max_query_len == 0) return;
   const int group = s.num_heads / s.num_kv_heads;
   const int64_t row_tiles = (int64_t(meta.max_query_len) * group + kWarps - 1) / kWarps;
-  if (row_tiles > INT32_MAX || meta.num_seqs > 65535 || s.num_kv_heads > 65535)
+  int part_keys = 0;
+  const int num_parts = paged_attention_partitions(meta, s, qkv.type, qkv.dim(0), workspace_floats, &part_keys);
+  if (row_tiles * num_parts > INT32_MAX || meta.num_seqs > 65535 || s.num_kv_heads > 65535)
     throw std::invalid_argument("cuda paged_attention: step too large for one launch");
   attention_params p{meta.query_start.as<int32_t>(), meta.seq_lens.as<int32_t>(), meta.block_tables.as<int32_t>(),
                      static_cast<int>(meta.block_tables.dim(1)), qkv.dim(1), s.num_heads, s.num_kv_heads, s.head_dim,
-                     s.block_size, meta.sliding_window, s.scale};
+                     s.block_size, meta.sliding_window, s.scale, num_parts, part_keys, nullptr, nullptr};
+  if (num_parts > 1) {
+    p.part_ml = workspace;
+    p.part_acc = workspace + qkv.dim(0) * s.num_heads * int64_t(num_parts) * 2;
+  }
   dispatch_float(qkv.type, "paged_attention", [&](auto tag) {
     using T = typename decltype(tag)::type;
     if (!can_vectorize<T>(s.head_dim, {qkv.data, k_cache.data, v_cache.data}))
@@ -176,10 +252,15 @@ void launch_paged_attention(const tensor& qkv, const tensor& k_cache, const tens
       check(cudaFuncSetAttribute(paged_attention_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                  static_cast<int>(smem)),
             "paged_attention shared memory");
-    const dim3 grid(static_cast<unsigned>(row_tiles), static_cast<unsigned>(s.num_kv_heads),
+    const dim3 grid(static_cast<unsigned>(row_tiles * num_parts), static_cast<unsigned>(s.num_kv_heads),
                     static_cast<unsigned>(meta.num_seqs));
     paged_attention_kernel<T><<<grid, kWarps * 32, smem, stream>>>(qkv.as<T>(), k_cache.as<T>(), v_cache.as<T>(), p,
                                                                   out.as<T>());
+    if (num_parts > 1) {
+      check_launch("paged_attention");
+      combine_partitions_kernel<T><<<static_cast<unsigned>(qkv.dim(0) * s.num_heads), 128, 0, stream>>>(
+          p.part_ml, p.part_acc, num_parts, s.head_dim, out.as<T>());
+    }
   });
   check_launch("paged_attention");
 }

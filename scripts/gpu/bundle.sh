@@ -33,6 +33,7 @@ done
 
 cp -r tests/data/reference "$out/data/reference"
 cp -r scripts/gpu/qwen2.5-7b-shape "$out/data/qwen2.5-7b-shape"
+cp scripts/gpu/profile.sh "$out/profile.sh"
 
 size_kib=$(du -sk "$out" | cut -f1)
 echo "bundle: $out holds $(ls "$out" | tr '\n' ' ')and $(ls "$out/lib" | wc -l) libraries, $((size_kib / 1024)) MiB"

@@ -1,0 +1,76 @@
+#pragma once
+// Times every op of a step with CUDA events when TROUPE_CUDA_PROFILE=1, so a step's device time can be
+// split into GEMMs, attention, other kernels, copies and the idle gaps between ops (launch and host
+// overhead). Events add about a microsecond of host time per op, so profiled steps run eagerly (no CUDA
+// graphs) and read a little slower than unprofiled ones. Included only by kernels/cuda/*.
+
+#include <cuda_runtime_api.h>
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace troupe {
+
+class op_profiler {
+public:
+  enum category { gemm, attention, other, copy, num_categories };
+
+  // Reads TROUPE_CUDA_PROFILE; a disabled profiler records nothing.
+  op_profiler();
+  ~op_profiler();
+  bool enabled() const { return enabled_; }
+  bool in_step() const { return in_step_; }
+
+  // Steps with the same label are summed together.
+  void begin_step(std::string label);
+  void begin_op(category c, cudaStream_t stream);
+  void end_op(cudaStream_t stream);
+  // Needs the stream synchronized (every event recorded has completed).
+  void end_step();
+  // A table of mean milliseconds per step, one row per label; empty when nothing was recorded.
+  std::string report() const;
+
+private:
+  struct op_mark {
+    cudaEvent_t start = nullptr, end = nullptr;
+    category cat = other;
+  };
+  struct totals {
+    int64_t steps = 0, ops = 0;
+    double wall_ms = 0, span_ms = 0, gaps_ms = 0;
+    double cat_ms[num_categories] = {};
+  };
+  cudaEvent_t next_event();
+
+  bool enabled_ = false;
+  bool in_step_ = false;
+  std::vector<cudaEvent_t> pool_;
+  size_t used_ = 0;
+  std::vector<op_mark> marks_;
+  std::string label_;
+  std::chrono::steady_clock::time_point started_;
+  std::map<std::string, totals> buckets_;
+};
+
+// Times one op of the current step (when profiling and inside a step).
+class op_scope {
+public:
+  op_scope(op_profiler& p, op_profiler::category c, cudaStream_t s) : p_(p), s_(s), on_(p.enabled() && p.in_step()) {
+    if (on_) p_.begin_op(c, s_);
+  }
+  ~op_scope() {
+    if (on_) p_.end_op(s_);
+  }
+  op_scope(const op_scope&) = delete;
+  op_scope& operator=(const op_scope&) = delete;
+
+private:
+  op_profiler& p_;
+  cudaStream_t s_;
+  bool on_;
+};
+
+} // namespace troupe
