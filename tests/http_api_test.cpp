@@ -398,3 +398,55 @@ TEST(http_api, logprobs_are_the_models_log_probabilities_of_the_sampled_tokens) 
   }
   EXPECT_EQ(tokens, 3u);
 }
+
+TEST(http_api, a_full_queue_answers_429_with_retry_after_and_the_rest_are_served) {
+  server_process s("--max-queue-len 2");
+  const fs::path dir = fs::temp_directory_path() / ("troupe_queue_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  // Long prompts make the first step slow enough that many requests wait at once.
+  std::ofstream(dir / "body.json") << json({{"prompt", std::vector<int>(1500, 7)}, {"max_tokens", 4}, {"ignore_eos", true}}).dump();
+  {
+    std::ofstream cfg(dir / "queue.cfg");
+    for (int i = 0; i < 40; ++i)
+      cfg << (i ? "next\n" : "") << "url = \"" << s.url("/v1/completions") << "\"\noutput = \"" << (dir / ("out" + std::to_string(i))).string()
+          << "\"\nheader = \"Content-Type: application/json\"\ndata-binary = \"@" << (dir / "body.json").string()
+          << "\"\nwrite-out = \"%{http_code}\\n\"\n";
+  }
+  const std::string codes = shell("curl -s --parallel --parallel-max 40 -K " + (dir / "queue.cfg").string());
+  int ok = 0, full = 0, other = 0;
+  std::istringstream in(codes);
+  for (std::string code; std::getline(in, code);) (code == "200" ? ok : code == "429" ? full : other)++;
+  EXPECT_EQ(ok + full, 40) << codes;
+  EXPECT_EQ(other, 0);
+  EXPECT_GT(full, 0);
+  EXPECT_GT(ok, 0);
+  for (int i = 0; i < 40; ++i) {
+    std::ifstream body(dir / ("out" + std::to_string(i)));
+    const json j = json::parse(std::string((std::istreambuf_iterator<char>(body)), {}));
+    if (j.contains("error")) {
+      EXPECT_EQ(j["error"]["type"], "RateLimitError");
+      EXPECT_EQ(j["error"]["code"], 429);
+    }
+  }
+  fs::remove_all(dir);
+  // Every refusal is counted under its reason.
+  const std::string metrics = shell("curl -s " + quote(s.url("/metrics")));
+  EXPECT_NE(metrics.find("reason=\"queue_full\"} " + std::to_string(full) + ".0"), std::string::npos);
+}
+
+TEST(http_api, a_request_over_the_timeout_is_aborted_with_504) {
+  server_process s("--request-timeout 0.3");
+  const auto r = post(s, "/v1/completions", R"({"prompt": "x", "max_tokens": 3000, "ignore_eos": true})");
+  EXPECT_EQ(r.status, 504) << r.body;
+  EXPECT_EQ(json::parse(r.body)["error"]["type"], "TimeoutError");
+  // A short request still fits in the timeout, and the aborted one left nothing running.
+  EXPECT_EQ(post(s, "/v1/completions", R"({"prompt": "x", "max_tokens": 2})").status, 200);
+  std::string metrics;
+  for (int i = 0; i < 100; ++i) {
+    metrics = shell("curl -s " + quote(s.url("/metrics")));
+    if (metrics.find("troupe:num_requests_running{model_name=\"troupe-default\"} 0.0") != std::string::npos) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_NE(metrics.find("troupe:num_requests_running{model_name=\"troupe-default\"} 0.0"), std::string::npos);
+  EXPECT_NE(metrics.find("reason=\"timeout\"} 1.0"), std::string::npos);
+}
