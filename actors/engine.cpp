@@ -161,7 +161,7 @@ engine::impl::impl(const engine_options& o) : system(with_middleman(system_confi
   auto core = std::make_unique<engine_core>(ec, tokenizer_.get(), o.seed ? o.seed : std::random_device{}());
   core->set_metrics(metrics.get());
   shards.push_back(spawn_shard(system, std::move(res)));
-  scheduler = spawn_scheduler(system, std::move(core), shards);
+  scheduler = spawn_scheduler(system, std::move(core), shards, healthy);
 }
 
 engine::impl::~impl() {
@@ -177,6 +177,7 @@ const model_config& engine::config() const { return impl_->config; }
 std::string engine::metrics_text() const { return impl_->metrics->render(); }
 metrics_snapshot engine::metrics() const { return impl_->metrics->snapshot(); }
 const std::string& engine::served_model_name() const { return impl_->served_model_name; }
+bool engine::healthy() const { return *impl_->healthy; }
 const tokenizer* engine::tok() const { return impl_->tokenizer_.get(); }
 int64_t engine::max_model_len() const { return impl_->max_model_len; }
 

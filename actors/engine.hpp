@@ -78,6 +78,8 @@ public:
   std::string metrics_text() const;
   metrics_snapshot metrics() const;
   const std::string& served_model_name() const;
+  // False once the engine can no longer run steps (a shard is gone).
+  bool healthy() const;
   const model_config& config() const;
   const tokenizer* tok() const;  // null when the model folder has none
   int64_t max_model_len() const;

@@ -28,7 +28,8 @@ struct engine::impl {
   chat_template_options chat_options;
   std::vector<shard_actor> shards;
   scheduler_actor scheduler;
-  std::vector<caf::actor> extra_actors;  // endpoints and gateways, stopped with the engine
+  std::vector<caf::actor> extra_actors;
+  std::shared_ptr<std::atomic<bool>> healthy = std::make_shared<std::atomic<bool>>(true);  // endpoints and gateways, stopped with the engine
 };
 
 } // namespace troupe

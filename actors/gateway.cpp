@@ -111,7 +111,9 @@ private:
     const std::string path = target.substr(0, target.find('?'));
     const bool get = req_.method() == http::verb::get, post = req_.method() == http::verb::post;
     if (get && path == "/health") {
-      return respond(gw_->draining ? http::status::service_unavailable : http::status::ok, "", "text/plain");
+      // 503 while draining, and when the engine can no longer run steps (a load balancer then moves on).
+      return respond(gw_->draining || !gw_->eng.healthy() ? http::status::service_unavailable : http::status::ok, "",
+                     "text/plain");
     }
     if (get && path == "/version") return respond(http::status::ok, version_body("0.1.0"));
     if (post && (path == "/tokenize" || path == "/detokenize")) {

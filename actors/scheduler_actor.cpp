@@ -18,6 +18,7 @@ struct scheduler_state {
   size_t replies = 0;
   step_result result;  // shard 0's reply to the step in flight
   int64_t num_step_errors = 0;
+  std::shared_ptr<std::atomic<bool>> healthy;
   int64_t schedule_ns = 0, update_ns = 0, execute_ns = 0, step_ns = 0;
   std::chrono::steady_clock::time_point step_start;
   static inline const char* name = "scheduler";
@@ -113,12 +114,22 @@ void start_step(self_ptr self) {
 }
 
 scheduler_actor::behavior_type scheduler_fn(self_ptr self, std::shared_ptr<engine_core> core,
-                                            std::vector<shard_actor> shards) {
+                                            std::vector<shard_actor> shards, std::shared_ptr<std::atomic<bool>> healthy) {
   self->state.core = std::move(core);
   self->state.shards = std::move(shards);
+  self->state.healthy = std::move(healthy);
+  // A shard that goes away takes the engine's ability to run steps with it.
+  for (const auto& shard : self->state.shards) self->monitor(shard);
   // A sink that goes away (a client that vanished) aborts its requests.
   self->set_down_handler([self](caf::down_msg& msg) {
     auto& st = self->state;
+    for (const auto& shard : st.shards)
+      if (shard.address() == msg.source) {
+        spdlog::error("a shard stopped ({}); the engine cannot run steps and reports unhealthy",
+                      self->system().render(msg.reason));
+        if (st.healthy) *st.healthy = false;
+        return;
+      }
     std::vector<request_id> gone;
     for (const auto& [id, sink] : st.sinks)
       if (sink.address() == msg.source) gone.push_back(id);
@@ -160,10 +171,12 @@ scheduler_actor::behavior_type scheduler_fn(self_ptr self, std::shared_ptr<engin
 
 } // namespace
 
-scheduler_actor spawn_scheduler(caf::actor_system& sys, std::unique_ptr<engine_core> core, std::vector<shard_actor> shards) {
+scheduler_actor spawn_scheduler(caf::actor_system& sys, std::unique_ptr<engine_core> core, std::vector<shard_actor> shards,
+                                std::shared_ptr<std::atomic<bool>> healthy) {
   // Detached: the step loop has a thread of its own and wakes as soon as a reply arrives, instead of
   // waiting for a pooled worker to come back from its polling sleep.
-  return sys.spawn<caf::detached>(scheduler_fn, std::shared_ptr<engine_core>(std::move(core)), std::move(shards));
+  return sys.spawn<caf::detached>(scheduler_fn, std::shared_ptr<engine_core>(std::move(core)), std::move(shards),
+                                  std::move(healthy));
 }
 
 } // namespace troupe

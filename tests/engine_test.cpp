@@ -8,7 +8,11 @@
 
 #include <nlohmann/json.hpp>
 
+#include <chrono>
+#include <thread>
+
 #include "actors/engine.hpp"
+#include "actors/engine_impl.hpp"
 #include "runtime/error.hpp"
 
 using namespace troupe;
@@ -93,4 +97,15 @@ TEST(engine, the_null_backend_runs_the_whole_loop_without_arithmetic) {
   std::vector<prompt_input> prompts(50, prompt_input{"", {1, 2, 3, 4, 5}});
   const auto results = e.generate(prompts, greedy(10));
   for (const auto& r : results) EXPECT_EQ(r.token_ids, std::vector<int32_t>(10, 0));
+}
+
+TEST(engine, reports_unhealthy_once_a_shard_is_gone_and_fails_requests_instead_of_hanging) {
+  engine e(options_for("llama_f32"));
+  EXPECT_TRUE(e.healthy());
+  caf::anon_send_exit(e.internals().shards[0], caf::exit_reason::kill);
+  for (int i = 0; i < 500 && e.healthy(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_FALSE(e.healthy());
+  const auto results = e.generate({{"", {1, 2, 3}}}, greedy(4));
+  EXPECT_EQ(results[0].finish_reason, "error");
+  EXPECT_NE(results[0].error.find("shard failed"), std::string::npos) << results[0].error;
 }
