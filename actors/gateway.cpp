@@ -23,9 +23,10 @@ namespace http = beast::http;
 using tcp = net::ip::tcp;
 
 struct gateway::impl : std::enable_shared_from_this<gateway::impl> {
-  impl(engine& e, const gateway_options& o) : eng(e), opts(o), acceptor(ioc), admission(o.admission) {}
+  explicit impl(const gateway_options& o) : opts(o), acceptor(ioc), admission(o.admission) {}
 
-  engine& eng;
+  std::atomic<engine*> engine_ptr = nullptr;  // null while the model loads
+  engine& eng() { return *engine_ptr.load(); }
   gateway_options opts;
   net::io_context ioc;
   tcp::acceptor acceptor;
@@ -99,7 +100,7 @@ private:
   }
 
   void reject(const admission_refusal& r) {
-    gw_->eng.internals().metrics->on_rejected(r.reason == "queue_full"     ? reject_reason::queue_full
+    gw_->eng().internals().metrics->on_rejected(r.reason == "queue_full"     ? reject_reason::queue_full
                                               : r.reason == "unauthorized" ? reject_reason::unauthorized
                                                                            : reject_reason::rate_limited);
     respond(static_cast<http::status>(r.status), error_json(r.status, r.type, r.message), "application/json",
@@ -110,22 +111,28 @@ private:
     const std::string target(req_.target());
     const std::string path = target.substr(0, target.find('?'));
     const bool get = req_.method() == http::verb::get, post = req_.method() == http::verb::post;
+    if (!gw_->engine_ptr.load()) {
+      // Listening while the model loads: load balancers see 503 on /health until it is ready.
+      if (get && path == "/version") return respond(http::status::ok, version_body("0.1.0"));
+      return respond(http::status::service_unavailable,
+                     error_json(503, "ServiceUnavailableError", "The model is still loading; retry shortly"));
+    }
     if (get && path == "/health") {
       // 503 while draining, and when the engine can no longer run steps (a load balancer then moves on).
-      return respond(gw_->draining || !gw_->eng.healthy() ? http::status::service_unavailable : http::status::ok, "",
+      return respond(gw_->draining || !gw_->eng().healthy() ? http::status::service_unavailable : http::status::ok, "",
                      "text/plain");
     }
     if (get && path == "/version") return respond(http::status::ok, version_body("0.1.0"));
     if (post && (path == "/tokenize" || path == "/detokenize")) {
       try {
-        return respond(http::status::ok, path == "/tokenize" ? tokenize(gw_->eng, gw_->server, req_.body())
-                                                             : detokenize(gw_->eng, gw_->server, req_.body()));
+        return respond(http::status::ok, path == "/tokenize" ? tokenize(gw_->eng(), gw_->server, req_.body())
+                                                             : detokenize(gw_->eng(), gw_->server, req_.body()));
       } catch (const api_error& e) {
         return respond(static_cast<http::status>(e.status), error_body(e));
       }
     }
     if (path.starts_with("/v1/") && !gw_->admission.authorized(api_key())) {
-      gw_->eng.internals().metrics->on_rejected(reject_reason::unauthorized);
+      gw_->eng().internals().metrics->on_rejected(reject_reason::unauthorized);
       return respond(http::status::unauthorized,
                      error_json(401, "AuthenticationError", api_key().empty() ? "Missing API key: send 'Authorization: Bearer <key>'"
                                                                               : "Invalid API key"));
@@ -134,10 +141,10 @@ private:
     if (get && path == "/metrics") return respond(http::status::ok, metrics_text(), "text/plain; version=0.0.4");
     if (get && path == "/dashboard") return respond(http::status::ok, dashboard_html(), "text/html; charset=utf-8");
     if (get && path == "/dashboard.json")
-      return respond(http::status::ok, dashboard_json(gw_->eng.metrics(), gw_->model_name));
+      return respond(http::status::ok, dashboard_json(gw_->eng().metrics(), gw_->model_name));
     if (post && (path == "/v1/completions" || path == "/v1/chat/completions")) {
       if (gw_->draining) {
-        gw_->eng.internals().metrics->on_rejected(reject_reason::draining);
+        gw_->eng().internals().metrics->on_rejected(reject_reason::draining);
         return respond(http::status::service_unavailable,
                        error_json(503, "ServiceUnavailableError", "The server is shutting down"));
       }
@@ -149,21 +156,21 @@ private:
   std::string models_json() const {
     model_card card;
     card.id = gw_->model_name;
-    card.root = gw_->eng.internals().options.model.empty() ? gw_->model_name : gw_->eng.internals().options.model;
+    card.root = gw_->eng().internals().options.model.empty() ? gw_->model_name : gw_->eng().internals().options.model;
     card.created = gw_->started;
-    card.max_model_len = static_cast<int32_t>(gw_->eng.max_model_len());
+    card.max_model_len = static_cast<int32_t>(gw_->eng().max_model_len());
     card.permission_id = "modelperm-" + random_uuid_hex();
     return models_body(std::span<const model_card>(&card, 1));
   }
 
-  std::string metrics_text() const { return gw_->eng.metrics_text(); }
+  std::string metrics_text() const { return gw_->eng().metrics_text(); }
 
   void start_completion(bool chat) {
     completion_plan plan;
     try {
-      plan = plan_completion(gw_->eng, gw_->server, req_.body(), chat, gw_->opts.max_tokens_limit);
+      plan = plan_completion(gw_->eng(), gw_->server, req_.body(), chat, gw_->opts.max_tokens_limit);
     } catch (const api_error& e) {
-      gw_->eng.internals().metrics->on_rejected(e.message.find("maximum context length") != std::string::npos
+      gw_->eng().internals().metrics->on_rejected(e.message.find("maximum context length") != std::string::npos
                                                     ? reject_reason::too_long
                                                     : reject_reason::invalid);
       return respond(static_cast<http::status>(e.status), error_body(e));
@@ -186,7 +193,7 @@ private:
     }
     stream_mode_ = plan.stream;
     builder_.emplace(std::move(plan));
-    sink_ = spawn_completion_sink(gw_->eng, builder_->requests(), weak_from_this_listener());
+    sink_ = spawn_completion_sink(gw_->eng(), builder_->requests(), weak_from_this_listener());
     watch_for_disconnect();
   }
 
@@ -213,7 +220,7 @@ private:
   }
 
   void client_gone() {
-    if (sink_) stop_completion_sink(gw_->eng, sink_);
+    if (sink_) stop_completion_sink(gw_->eng(), sink_);
     finish_completion();
     close();
   }
@@ -241,8 +248,8 @@ private:
   // The request ran past --request-timeout: it is aborted; the client gets 504, or an error event.
   void timed_out() {
     if (!builder_) return;
-    gw_->eng.internals().metrics->on_rejected(reject_reason::timeout);
-    if (sink_) stop_completion_sink(gw_->eng, sink_);
+    gw_->eng().internals().metrics->on_rejected(reject_reason::timeout);
+    if (sink_) stop_completion_sink(gw_->eng(), sink_);
     const std::string message = "The request did not finish within the server's request timeout (" +
                                 std::to_string(gw_->opts.request_timeout_s) + " s)";
     const bool streaming = headers_sent_;
@@ -258,7 +265,7 @@ private:
     if (!builder_) return;
     if (ev.what == completion_event::kind::outputs) left_queue();
     if (ev.what == completion_event::kind::failed) {
-      stop_completion_sink(gw_->eng, sink_);
+      stop_completion_sink(gw_->eng(), sink_);
       finish_completion();
       if (!headers_sent_) return respond(static_cast<http::status>(ev.error.status), error_body(ev.error));
       enqueue(sse_error(ev.error));
@@ -285,8 +292,8 @@ private:
     if (queue_.size() > gw_->opts.max_stream_buffer) {
       // A consumer this far behind is cut off; everyone else goes on.
       spdlog::warn("a streaming client fell {} events behind; cutting it off", queue_.size());
-      gw_->eng.internals().metrics->on_rejected(reject_reason::slow_consumer);
-      if (sink_) stop_completion_sink(gw_->eng, sink_);
+      gw_->eng().internals().metrics->on_rejected(reject_reason::slow_consumer);
+      if (sink_) stop_completion_sink(gw_->eng(), sink_);
       finish_completion();
       close();
     }
@@ -397,10 +404,16 @@ void gateway::impl::accept() {
   });
 }
 
-gateway::gateway(engine& e, const gateway_options& options) : impl_(std::make_shared<impl>(e, options)) {
+void gateway::attach(engine& e) {
   impl_->model_name = e.served_model_name();
   impl_->server = server_config_of(e);
   impl_->started = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+  impl_->engine_ptr = &e;
+}
+
+gateway::gateway(engine& e, const gateway_options& options) : gateway(options) { attach(e); }
+
+gateway::gateway(const gateway_options& options) : impl_(std::make_shared<impl>(options)) {
   beast::error_code ec;
   const auto address = net::ip::make_address(options.host, ec);
   if (ec) throw user_error("--host " + options.host + " is not an IP address");
@@ -414,9 +427,12 @@ gateway::gateway(engine& e, const gateway_options& options) : impl_(std::make_sh
   for (int i = 0; i < std::max(1, options.io_threads); ++i) impl_->threads.emplace_back([this] { impl_->ioc.run(); });
 }
 
-gateway::~gateway() {
+gateway::~gateway() { stop(); }
+
+void gateway::stop() {
   impl_->ioc.stop();
-  for (auto& t : impl_->threads) t.join();
+  for (auto& t : impl_->threads)
+    if (t.joinable()) t.join();
 }
 
 uint16_t gateway::port() const { return impl_->acceptor.local_endpoint().port(); }

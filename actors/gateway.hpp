@@ -30,7 +30,13 @@ class gateway {
 public:
   // Listens at once; throws user_error when the address cannot be bound.
   gateway(engine& e, const gateway_options& options);
-  ~gateway();  // closes the listener and every connection
+  // Listens before there is an engine: /health and every API route answer 503 until attach().
+  explicit gateway(const gateway_options& options);
+  // Serves `e` from now on; `e` must outlive stop().
+  void attach(engine& e);
+  // Closes the listener and every connection, and waits for the I/O threads.
+  void stop();
+  ~gateway();
   gateway(const gateway&) = delete;
   gateway& operator=(const gateway&) = delete;
 

@@ -40,10 +40,13 @@ void run_serve(const serve_options& o) {
 
   gateway_options http_options = o.http;
   if (!o.tenants_file.empty()) http_options.admission.tenants = read_tenants_file(o.tenants_file);
+  // HTTP listens while the model loads (503 on /health until it is ready).
+  gateway http(http_options);
+  spdlog::info("HTTP API on http://{}:{}: loading the model", o.http.host, http.port());
   engine e(o.engine);
+  http.attach(e);
   const uint16_t port = publish_client_endpoint(e, o.http.host, static_cast<uint16_t>(o.client_port));
   std::printf("troupe: native client API listening on %s:%u\n", o.http.host.c_str(), port);
-  gateway http(e, http_options);
   std::printf("troupe: HTTP API listening on %s:%u\n", o.http.host.c_str(), http.port());
   std::fflush(stdout);
   spdlog::info("serving {}: OpenAI API on http://{}:{}, native client API on {}:{}", e.config().architecture_name,
@@ -56,6 +59,7 @@ void run_serve(const serve_options& o) {
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(o.shutdown_timeout);
   while (http.num_in_flight() > 0 && std::chrono::steady_clock::now() < deadline)
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  http.stop();  // before the engine goes: no connection may reach it afterwards
   spdlog::info("shut down");
 }
 
