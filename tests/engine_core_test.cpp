@@ -23,6 +23,7 @@ struct setup {
   int32_t max_num_batched_tokens = 256;
   int32_t num_blocks = 256;
   bool prefix_caching = false;
+  int32_t long_request_threshold = 0;
 };
 
 class engine_fixture {
@@ -47,6 +48,7 @@ public:
     ec.kv.num_blocks = s.num_blocks;
     ec.kv.block_size = 16;
     ec.kv.enable_prefix_caching = s.prefix_caching;
+    ec.sched.long_request_threshold = s.long_request_threshold;
     ec.vocab_size = static_cast<int32_t>(config_.vocab_size);
     ec.eos_token_ids = config_.eos_token_ids;
     core_ = std::make_unique<engine_core>(ec, nullptr, 1);
@@ -188,4 +190,34 @@ TEST(engine_core, refuses_invalid_requests_with_a_message) {
             "The prompt (total length 256) is too long to fit into the model (context length 256). Make sure that "
             "`max_model_len` is no smaller than the number of text tokens.");
   EXPECT_FALSE(e.core().has_work());
+}
+
+namespace {
+
+// Steps from a short chat's arrival to its first token, behind a burst of long generations.
+int steps_to_first_token_behind_long_burst(int32_t long_request_threshold) {
+  setup s;
+  s.max_num_seqs = 8;
+  s.long_request_threshold = long_request_threshold;
+  engine_fixture e(s);
+  std::mt19937 rng(1);
+  for (request_id id = 0; id < 24; ++id) e.add(id, random_prompt(rng, 16), greedy(60));
+  e.step();
+  e.step();
+  e.add(100, random_prompt(rng, 8), greedy(8));
+  for (int steps = 1; steps < 1000; ++steps) {
+    e.step();
+    if (!e.outputs_[100].empty()) return steps;
+  }
+  return 1000;
+}
+
+} // namespace
+
+TEST(engine_core, with_pools_a_burst_of_long_generations_does_not_delay_a_short_chats_first_token) {
+  // One pool: the short chat queues behind 16 waiting long requests and gets a seat only when one of the
+  // running long ones ends (60 tokens each).
+  EXPECT_GE(steps_to_first_token_behind_long_burst(0), 50);
+  // Pools (long = max_tokens above 32, at most 6 of the 8 seats): it starts at once.
+  EXPECT_EQ(steps_to_first_token_behind_long_burst(32), 1);
 }
