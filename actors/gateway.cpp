@@ -44,12 +44,8 @@ struct gateway::impl : std::enable_shared_from_this<gateway::impl> {
 
 namespace {
 
-std::string error_json(int status, const std::string& type, const std::string& message) {
-  api_error e;
-  e.status = e.code = status;
-  e.type = type;
-  e.message = message;
-  return error_body(e);
+std::string error_json(int status, std::string_view type, std::string_view message) {
+  return error_body(server_error(status, type, message));
 }
 
 class session : public std::enable_shared_from_this<session>, public completion_listener {

@@ -8,14 +8,6 @@
 namespace troupe {
 namespace {
 
-api_error server_error(int status, std::string type, std::string message) {
-  api_error e;
-  e.status = e.code = status;
-  e.type = std::move(type);
-  e.message = std::move(message);
-  return e;
-}
-
 // NOTE: returns the value itself (not a reference into the temporary `checked`).
 template <class T>
 T value_or_throw(checked<T>&& c) {
@@ -27,11 +19,9 @@ T value_or_throw(checked<T>&& c) {
 void apply_limit(sampling_params& p, bool asked, int32_t limit) {
   if (limit <= 0) return;
   if (asked && p.max_tokens > limit) {
-    api_error e = server_error(400, "BadRequestError",
-                               "max_tokens must be at most " + std::to_string(limit) + " on this server, got " +
-                                   std::to_string(p.max_tokens) + ".");
-    e.param = "max_tokens";
-    throw e;
+    throw bad_request("max_tokens must be at most " + std::to_string(limit) + " on this server, got " +
+                          std::to_string(p.max_tokens) + ".",
+                      "max_tokens");
   }
   if (!asked || p.max_tokens > limit) p.max_tokens = std::min(p.max_tokens, limit);
 }
@@ -78,7 +68,7 @@ completion_plan plan_completion(engine& e, const openai_server_config& server, c
       std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
   plan.header.id = (chat ? "chatcmpl-" : "cmpl-") + random_uuid_hex();
   plan.tok = e.tok();
-  if (!e.tok()) throw server_error(400, "BadRequestError", "The model has no tokenizer.json: use token-id prompts on /v1/completions");
+  if (!e.tok()) throw bad_request("The model has no tokenizer.json: use token-id prompts on /v1/completions");
 
   if (chat) {
     const chat_request r = value_or_throw(parse_chat_request(body, server));
@@ -101,7 +91,7 @@ completion_plan plan_completion(engine& e, const openai_server_config& server, c
     try {
       prompt = tmpl->render(messages, options);
     } catch (const user_error& err) {
-      throw server_error(400, "BadRequestError", err.what());
+      throw bad_request(err.what());
     }
     std::vector<int32_t> ids = e.tok()->encode(prompt, r.add_special_tokens);
     if (auto err = check_context_length(static_cast<int64_t>(ids.size()), requested_max_tokens(r), server.max_model_len,
@@ -132,10 +122,10 @@ completion_plan plan_completion(engine& e, const openai_server_config& server, c
 std::string tokenize(engine& e, const openai_server_config& server, const std::string& body) {
   auto& in = e.internals();
   const tokenize_request r = value_or_throw(parse_tokenize_request(body, server));
-  if (!e.tok()) throw server_error(400, "BadRequestError", "The model has no tokenizer.json");
+  if (!e.tok()) throw bad_request("The model has no tokenizer.json");
   std::string text = r.prompt;
   if (r.is_chat) {
-    if (!in.chat) throw server_error(400, "BadRequestError", "The model has no chat template");
+    if (!in.chat) throw bad_request("The model has no chat template");
     const std::string messages = value_or_throw(render_messages_json(r.messages, content_format::string));
     chat_template_options options = in.chat_options;
     options.add_generation_prompt = r.add_generation_prompt;
@@ -145,7 +135,7 @@ std::string tokenize(engine& e, const openai_server_config& server, const std::s
     try {
       text = in.chat->render(messages, options);
     } catch (const user_error& err) {
-      throw server_error(400, "BadRequestError", err.what());
+      throw bad_request(err.what());
     }
   }
   const std::vector<int32_t> ids = e.tok()->encode(text, r.add_special_tokens);
@@ -157,12 +147,10 @@ std::string tokenize(engine& e, const openai_server_config& server, const std::s
 
 std::string detokenize(engine& e, const openai_server_config& server, const std::string& body) {
   const detokenize_request r = value_or_throw(parse_detokenize_request(body, server));
-  if (!e.tok()) throw server_error(400, "BadRequestError", "The model has no tokenizer.json");
+  if (!e.tok()) throw bad_request("The model has no tokenizer.json");
   for (int32_t id : r.tokens)
     if (id < 0 || id >= e.tok()->vocab_size()) {
-      api_error err = server_error(400, "BadRequestError", "Token id " + std::to_string(id) + " is out of vocabulary");
-      err.param = "tokens";
-      throw err;
+      throw bad_request("Token id " + std::to_string(id) + " is out of vocabulary", "tokens");
     }
   return detokenize_body(e.tok()->decode(r.tokens, false));
 }
@@ -197,7 +185,7 @@ caf::behavior completion_sink_fn(caf::stateful_actor<sink_state>* self, schedule
                 ev.id = r.id;
               } else {
                 ev.what = completion_event::kind::failed;
-                ev.error = server_error(400, "BadRequestError", r.error);
+                ev.error = bad_request(r.error);
               }
               l->on_event(std::move(ev));
             },

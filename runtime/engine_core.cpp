@@ -96,12 +96,14 @@ std::vector<request_output> engine_core::update(const step_plan& plan, const ste
   ttft_.clear();
   itl_.clear();
   const auto appended = scheduler_.update(plan, result);
+  // Logprobs are parallel to result.ids; index them once rather than search per token.
+  std::unordered_map<request_id, size_t> logprob_index;
+  if (!result.logprobs.empty())
+    for (size_t i = 0; i < result.ids.size(); ++i) logprob_index.emplace(result.ids[i], i);
   for (const auto& [id, token] : appended) {
     output_state& st = *states_.at(id);
     std::optional<sampled_logprobs> logprobs;
-    if (!result.logprobs.empty())
-      for (size_t i = 0; i < result.ids.size(); ++i)
-        if (result.ids[i] == id) logprobs = result.logprobs[i];
+    if (auto it = logprob_index.find(id); it != logprob_index.end()) logprobs = result.logprobs[it->second];
     if (metrics_) {
       if (!st.first_token) {
         st.first_token = now;

@@ -124,6 +124,10 @@ std::string error_body(const api_error& e) {
   return w.take();
 }
 
+api_error server_error(int status, std::string_view type, std::string_view message, std::optional<std::string> param) {
+  return api_error{status, std::string(type), sanitize_message(message), std::move(param), status};
+}
+
 api_error bad_request(std::string_view message, std::optional<std::string> param) {
   return api_error{400, "BadRequestError", sanitize_message(message), std::move(param), 400};
 }

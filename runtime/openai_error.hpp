@@ -30,6 +30,10 @@ struct api_error {
 // {"error":{"message":...,"type":...,"param":...,"code":...}} (json.dumps layout: compact, UTF-8).
 std::string error_body(const api_error& e);
 
+// Any error the server answers itself (401, 429, 503, 504, ...): status, OpenAI type, message.
+api_error server_error(int status, std::string_view type, std::string_view message,
+                       std::optional<std::string> param = std::nullopt);
+
 // A serving error: BadRequestError, 400.
 api_error bad_request(std::string_view message, std::optional<std::string> param = std::nullopt);
 
