@@ -15,6 +15,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -259,6 +260,12 @@ void check_rope(checker& c, dtype t) {
   }
 }
 
+// The CUDA backend reads TROUPE_ATTN_SIMT at each launch: set, bf16/f16 attention stays on CUDA cores.
+void set_simt_attention(bool on) {
+  if (on) ::setenv("TROUPE_ATTN_SIMT", "1", 1);
+  else ::unsetenv("TROUPE_ATTN_SIMT");
+}
+
 // One attention case: sequences given as (new tokens, context length after the step).
 struct attention_case {
   std::string name;
@@ -333,8 +340,21 @@ void check_attention_all(checker& c, dtype t) {
       {"tiny", 4, 1, 16, 16, {{133, 133}, {1, 134}, {23, 46}}},
       {"d32win", 4, 2, 32, 8, {{133, 133}, {1, 134}}, 48},
       {"d80", 4, 2, 80, 16, {{17, 40}, {1, 33}}},
+      {"d96", 12, 2, 96, 16, {{70, 90}, {1, 33}}},
+      {"two_new", 8, 2, 128, 16, {{2, 100}, {2, 513}, {1, 7}}},
+      {"long", 28, 4, 128, 16, {{300, 900}, {1, 2000}, {1, 3000}}},
+      {"long_window", 16, 16, 64, 16, {{200, 700}, {1, 1500}}, 300},
+      {"group16", 32, 2, 64, 32, {{1, 400}, {1, 90}}},
   };
-  for (const auto& ac : cases) check_attention(c, t, ac);
+  // Each case on the tensor-core kernel (bf16/f16 with head_dim 64-128) and on the CUDA-core kernel.
+  for (const bool simt : {false, true}) {
+    set_simt_attention(simt);
+    for (auto ac : cases) {
+      if (simt) ac.name += " (cuda cores)";
+      check_attention(c, t, ac);
+    }
+  }
+  set_simt_attention(false);
 }
 
 void check_argmax(checker& c) {
@@ -495,10 +515,14 @@ void timings(cuda_ops& gpu) {
     gpu.upload_raw(bt_t, bt.data());
     attention_metadata m{qs_t, sl_t, bt_t, seqs, 1, ctx, 0};
     const attention_shape s{nh, nkv, d, bs, 0.088f};
-    const double ms = time_ms(gpu, [&] { gpu.paged_attention(qkv, kc, vc, m, s, out); });
-    const double gb = 2.0 * seqs * ctx * nkv * d * 2 / 1e9;
-    std::snprintf(buf, sizeof buf, "%.3f ms, %.0f GB/s of K/V", ms, gb / (ms / 1e3));
-    inform("time paged_attention", t, "decode S=256 ctx=640 28/4x128", buf);
+    for (const bool simt : {false, true}) {
+      set_simt_attention(simt);
+      const double ms = time_ms(gpu, [&] { gpu.paged_attention(qkv, kc, vc, m, s, out); });
+      const double gb = 2.0 * seqs * ctx * nkv * d * 2 / 1e9;
+      std::snprintf(buf, sizeof buf, "%.3f ms, %.0f GB/s of K/V", ms, gb / (ms / 1e3));
+      inform(simt ? "time paged_attention (cuda cores)" : "time paged_attention", t, "decode S=256 ctx=640 28/4x128", buf);
+    }
+    set_simt_attention(false);
   }
   // Prefill attention: 4 prompts of 512.
   {
@@ -517,10 +541,14 @@ void timings(cuda_ops& gpu) {
     gpu.upload_raw(bt_t, bt.data());
     attention_metadata m{qs_t, sl_t, bt_t, seqs, len, len, 0};
     const attention_shape s{nh, nkv, d, bs, 0.088f};
-    const double ms = time_ms(gpu, [&] { gpu.paged_attention(qkv, kc, vc, m, s, out); });
-    const double tflop = 4.0 * seqs * nh * d * (double(len) * len / 2) / 1e12;
-    std::snprintf(buf, sizeof buf, "%.3f ms, %.1f TFLOP/s", ms, tflop / (ms / 1e3));
-    inform("time paged_attention", t, "prefill 4x512 28/4x128", buf);
+    for (const bool simt : {false, true}) {
+      set_simt_attention(simt);
+      const double ms = time_ms(gpu, [&] { gpu.paged_attention(qkv, kc, vc, m, s, out); });
+      const double tflop = 4.0 * seqs * nh * d * (double(len) * len / 2) / 1e12;
+      std::snprintf(buf, sizeof buf, "%.3f ms, %.1f TFLOP/s", ms, tflop / (ms / 1e3));
+      inform(simt ? "time paged_attention (cuda cores)" : "time paged_attention", t, "prefill 4x512 28/4x128", buf);
+    }
+    set_simt_attention(false);
   }
   // The MLP GEMMs of one decode step of 256 sequences, and of a 2048-token prefill step.
   for (int64_t rows : {256, 2048}) {

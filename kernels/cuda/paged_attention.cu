@@ -15,13 +15,15 @@
 // Partitions sit at fixed multiples of part_keys and their number depends only on the launch's
 // arguments, so a graph recorded with the longest context computes exactly what an eager step does.
 //
-// Later: tensor-core tiles for long prefills.
+// bf16 and f16 with head_dim 64, 80, 96 or 128 run on the tensor cores instead (paged_attention_mma.cu,
+// same rows, partitions and combine); this kernel serves fp32 and every other shape.
 
 #include <cfloat>
 #include <cstdlib>
 
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/launchers.hpp"
+#include "kernels/cuda/paged_attention_params.cuh"
 
 namespace troupe::cuda {
 namespace {
@@ -30,20 +32,6 @@ constexpr int kWarps = 8;            // query rows per block
 constexpr int kKeys = 32;            // key positions per shared-memory tile: one per lane
 constexpr int kMaxHeadDim = 256;
 constexpr int kDimsPerLane = kMaxHeadDim / 32;
-
-struct attention_params {
-  const int32_t* query_start;   // [S + 1]
-  const int32_t* seq_lens;      // [S]
-  const int32_t* block_tables;  // [S, max_blocks]
-  int max_blocks;
-  int64_t qkv_stride;           // elements per token row of qkv
-  int num_heads, num_kv_heads, head_dim, block_size, sliding_window;
-  float scale;
-  // Split decode: num_parts > 1 writes partials instead of out.
-  int num_parts, part_keys;
-  float* part_ml;   // [T, nH, num_parts, 2]: running max, sum of exp
-  float* part_acc;  // [T, nH, num_parts, D]: sum of exp-weighted V
-};
 
 // Row stride of a staged K/V tile: 16 bytes of padding put the 8 lanes of each quarter-warp reading
 // 16-byte vectors from 8 different rows in 8 different bank groups.
@@ -199,7 +187,14 @@ __global__ void combine_partitions_kernel(const float* __restrict__ part_ml, con
 int paged_attention_partitions(const attention_metadata& meta, const attention_shape& s, dtype type, int64_t num_tokens,
                                int64_t workspace_floats, int* part_keys) {
   // Small batches take short partitions, so that a single sequence still spreads over many SMs.
-  const int keys = int64_t(meta.num_seqs) * s.num_kv_heads < 128 ? 2 * kKeys : 4 * kKeys;
+  // Multiples of 64 positions: the tensor-core kernel's K/V tile. TROUPE_ATTN_PART_KEYS overrides the
+  // length for larger batches, to measure.
+  static const int large = [] {
+    const char* v = std::getenv("TROUPE_ATTN_PART_KEYS");
+    const int k = v ? std::atoi(v) : 0;
+    return k >= 64 && k % 64 == 0 ? k : 4 * kKeys;
+  }();
+  const int keys = int64_t(meta.num_seqs) * s.num_kv_heads < 128 ? 2 * kKeys : large;
   *part_keys = keys;
   // TROUPE_NO_ATTN_SPLIT=1 turns the split off, to measure what it gains.
   static const bool disabled = [] {
@@ -241,6 +236,22 @@ void launch_paged_attention(const tensor& qkv, const tensor& k_cache, const tens
   if (num_parts > 1) {
     p.part_ml = workspace;
     p.part_acc = workspace + qkv.dim(0) * s.num_heads * int64_t(num_parts) * 2;
+  }
+  // Tensor cores where the shape allows; TROUPE_ATTN_SIMT=1 keeps the CUDA-core kernel, to compare.
+  const char* simt = std::getenv("TROUPE_ATTN_SIMT");
+  if (mma_attention_supports(qkv.type, s.head_dim) && !(simt && *simt && *simt != '0') &&
+      can_vectorize<uint16_t>(s.head_dim, {qkv.data, k_cache.data, v_cache.data, out.data}) && qkv.dim(1) % 8 == 0) {
+    launch_paged_attention_mma(qkv, k_cache, v_cache, meta, s, p, out, stream);
+    check_launch("paged_attention");
+    if (num_parts > 1) {
+      dispatch_float(qkv.type, "paged_attention", [&](auto tag) {
+        using T = typename decltype(tag)::type;
+        combine_partitions_kernel<T><<<static_cast<unsigned>(qkv.dim(0) * s.num_heads), 128, 0, stream>>>(
+            p.part_ml, p.part_acc, num_parts, s.head_dim, out.as<T>());
+      });
+      check_launch("paged_attention combine");
+    }
+    return;
   }
   dispatch_float(qkv.type, "paged_attention", [&](auto tag) {
     using T = typename decltype(tag)::type;

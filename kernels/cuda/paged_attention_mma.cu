@@ -1,0 +1,371 @@
+// Paged attention on the tensor cores (bf16 and f16; head_dim 64, 80, 96 or 128): the same contract,
+// rows and partitions as the CUDA-core kernel in paged_attention.cu, computed as flash attention with
+// mma.sync m16n8k16 tiles.
+//
+// A block (4 warps) takes a tile of query rows of one sequence and one KV head; rows are (token, head of
+// the group) pairs, head fastest, as in the CUDA-core kernel, so the K/V a block streams serve every head
+// of its group. K/V come in tiles of 64 positions, gathered through the block table by cp.async into
+// shared memory two or three tiles ahead of the math. Per tile each warp computes S = Q·Kᵀ for its 16
+// rows (Q stays in registers), masks, updates its running max and sum (base-2 exponentials, the scale
+// folded in), and accumulates P·V with P rounded to the input dtype, as FlashAttention-2 does.
+//
+// Two layouts of the 4 warps:
+// - prefill (rows_warps 4, key_warps 1): 64 rows per block, every warp sees all 64 keys of a tile;
+// - decode (rows_warps 1, key_warps 4): one 16-row tile (a decode step of a GQA group has group rows),
+//   each warp takes 16 of the tile's 64 keys, and the 4 warps' partial results are merged at the end.
+// Either way a block finishes through shared memory: merge the key warps, then write the output rows
+// (or, for a split context, the partition's max, sum and unnormalized output for combine_partitions).
+
+#include <cfloat>
+
+#include "kernels/cuda/common.cuh"
+#include "kernels/cuda/paged_attention_params.cuh"
+
+namespace troupe::cuda {
+namespace {
+
+constexpr int kThreads = 128;
+constexpr int kTileKeys = 64;
+
+__device__ __forceinline__ uint32_t smem_addr(const void* p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+
+// 16 bytes global → shared, asynchronously; with valid false the destination is zero-filled.
+__device__ __forceinline__ void cp_async16(void* dst, const void* src, bool valid) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(dst)), "l"(src),
+               "r"(valid ? 16 : 0));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N> __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
+
+__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void* p) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(smem_addr(p)));
+}
+__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], const void* p) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(smem_addr(p)));
+}
+
+// d += a · b for one m16n8k16 tile, fp32 accumulators.
+template <class T> __device__ __forceinline__ void mma16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1);
+template <>
+__device__ __forceinline__ void mma16816<__nv_bfloat16>(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+  asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+               "{%0, %1, %2, %3};\n"
+               : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+template <>
+__device__ __forceinline__ void mma16816<__half>(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+  asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+               "{%0, %1, %2, %3};\n"
+               : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+// Two floats as one register of two 16-bit values, the first in the low half.
+template <class T> __device__ __forceinline__ uint32_t pack2(float lo, float hi);
+template <> __device__ __forceinline__ uint32_t pack2<__nv_bfloat16>(float lo, float hi) {
+  const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+  return *reinterpret_cast<const uint32_t*>(&v);
+}
+template <> __device__ __forceinline__ uint32_t pack2<__half>(float lo, float hi) {
+  const __half2 v = __floats2half2_rn(lo, hi);
+  return *reinterpret_cast<const uint32_t*>(&v);
+}
+
+template <int D> constexpr int row_ld = D + 8;  // 16 bytes of padding: ldmatrix rows land in distinct banks
+
+template <class T, int D, int RowWarps, int Stages> constexpr size_t mma_shared_bytes() {
+  constexpr size_t tiles = (size_t(16) * RowWarps + size_t(Stages) * 2 * kTileKeys) * row_ld<D> * sizeof(T);
+  constexpr size_t merge = (size_t(64) * D + 2 * 64) * sizeof(float);  // 4 warps × 16 rows of output, max, sum
+  return tiles > merge ? tiles : merge;
+}
+
+// grid (row tiles * num_parts, num_kv_heads, num_seqs), 128 threads.
+template <class T, int D, int RowWarps, int Stages>
+__global__ void __launch_bounds__(kThreads) paged_attention_mma_kernel(const T* __restrict__ qkv,
+                                                                      const T* __restrict__ k_cache,
+                                                                      const T* __restrict__ v_cache,
+                                                                      attention_params p, T* __restrict__ out) {
+  constexpr int KeyWarps = 4 / RowWarps;
+  constexpr int Rows = 16 * RowWarps;               // query rows per block
+  constexpr int WarpKeys = kTileKeys / KeyWarps;    // keys of a tile each warp scores
+  constexpr int KeyTiles = WarpKeys / 8;            // n-tiles of S per warp
+  constexpr int DimTiles = D / 8;                   // n-tiles of the output per warp
+  constexpr int DimSteps = D / 16;                  // k-steps of Q·Kᵀ
+  constexpr int LD = row_ld<D>;
+  constexpr int Chunks = D / 8;                     // 16-byte chunks per row
+  static_assert(D % 16 == 0 && KeyTiles % 2 == 0, "tile shapes");
+
+  extern __shared__ __align__(16) unsigned char smem[];
+  T* q_s = reinterpret_cast<T*>(smem);  // [Rows, LD]
+  T* kv_s = q_s + Rows * LD;            // Stages × (K [64, LD], V [64, LD])
+
+  const int seq = blockIdx.z, kv_head = blockIdx.y;
+  const int group = p.num_heads / p.num_kv_heads;
+  const int q_begin = p.query_start[seq], q_len = p.query_start[seq + 1] - q_begin;
+  const int seq_len = p.seq_lens[seq];
+  const int part = blockIdx.x % p.num_parts;
+  const int num_rows = q_len * group, row0 = (blockIdx.x / p.num_parts) * Rows;
+  if (row0 >= num_rows) return;  // the whole block leaves together
+
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int row_warp = warp / KeyWarps, key_warp = warp % KeyWarps;
+
+  // The block's key range: the union of its rows' ranges, clipped to its partition.
+  const int last_row = min(num_rows, row0 + Rows) - 1;
+  const int block_first_pos = seq_len - q_len + row0 / group;
+  int lo = p.sliding_window > 0 ? max(0, block_first_pos - p.sliding_window + 1) : 0;
+  int hi = seq_len - q_len + last_row / group + 1;
+  if (p.num_parts > 1) {
+    lo = max(lo, part * p.part_keys);
+    hi = min(hi, (part + 1) * p.part_keys);
+  }
+  const int num_tiles = hi > lo ? (hi - lo + kTileKeys - 1) / kTileKeys : 0;
+
+  // Q rows → shared memory (rows past the end zero-filled).
+  for (int idx = threadIdx.x; idx < Rows * Chunks; idx += kThreads) {
+    const int r = idx / Chunks, c = (idx % Chunks) * 8, row = row0 + r;
+    const bool valid = row < num_rows;
+    const T* src = valid ? qkv + int64_t(q_begin + row / group) * p.qkv_stride + int64_t(kv_head * group + row % group) * D + c
+                         : qkv;
+    cp_async16(q_s + r * LD + c, src, valid);
+  }
+  const int64_t kv_width = int64_t(p.num_kv_heads) * D;
+  const int32_t* table = p.block_tables + int64_t(seq) * p.max_blocks;
+  auto load_tile = [&](int tile) {
+    T* k_s = kv_s + (tile % Stages) * 2 * kTileKeys * LD;
+    T* v_s = k_s + kTileKeys * LD;
+    const int start = lo + tile * kTileKeys;
+    for (int idx = threadIdx.x; idx < kTileKeys * Chunks; idx += kThreads) {
+      const int key = idx / Chunks, c = (idx % Chunks) * 8, kpos = start + key;
+      const bool valid = kpos < hi;
+      const int64_t off =
+          valid ? (int64_t(table[kpos / p.block_size]) * p.block_size + kpos % p.block_size) * kv_width + int64_t(kv_head) * D + c
+                : 0;
+      cp_async16(k_s + key * LD + c, k_cache + off, valid);
+      cp_async16(v_s + key * LD + c, v_cache + off, valid);
+    }
+  };
+#pragma unroll
+  for (int s = 0; s < Stages - 1; ++s) {
+    if (s < num_tiles) load_tile(s);
+    cp_async_commit();  // the first group carries Q too
+  }
+
+  // This thread's two rows (lane / 4 and lane / 4 + 8 of its warp's 16): positions and window starts.
+  // A row past the end gets pos −1, so every key is masked for it.
+  int pos[2], first[2];
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const int row = row0 + row_warp * 16 + lane / 4 + 8 * h;
+    pos[h] = row < num_rows ? seq_len - q_len + row / group : -1;
+    first[h] = p.sliding_window > 0 ? max(0, pos[h] - p.sliding_window + 1) : 0;
+  }
+  const float scale_log2 = p.scale * 1.4426950408889634f;
+
+  float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
+  float o[DimTiles][4];
+#pragma unroll
+  for (int i = 0; i < DimTiles; ++i) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.0f;
+  uint32_t qf[DimSteps][4];
+
+  const int mat = lane / 8, mat_row = lane % 8;  // ldmatrix: which 8×8 matrix this lane addresses, and its row
+  for (int tile = 0; tile < num_tiles; ++tile) {
+    if (tile + Stages - 1 < num_tiles) load_tile(tile + Stages - 1);
+    cp_async_commit();
+    cp_async_wait<Stages - 1>();
+    __syncthreads();
+    if (tile == 0) {
+#pragma unroll
+      for (int ks = 0; ks < DimSteps; ++ks)
+        ldmatrix_x4(qf[ks], q_s + (row_warp * 16 + (mat % 2) * 8 + mat_row) * LD + ks * 16 + (mat / 2) * 8);
+    }
+    const T* k_s = kv_s + (tile % Stages) * 2 * kTileKeys * LD + key_warp * WarpKeys * LD;
+    const T* v_s = k_s + kTileKeys * LD;
+
+    float s[KeyTiles][4];
+#pragma unroll
+    for (int i = 0; i < KeyTiles; ++i) s[i][0] = s[i][1] = s[i][2] = s[i][3] = 0.0f;
+#pragma unroll
+    for (int ks = 0; ks < DimSteps; ++ks) {
+#pragma unroll
+      for (int kt = 0; kt < KeyTiles; kt += 2) {
+        uint32_t b[4];
+        ldmatrix_x4(b, k_s + (kt * 8 + (mat / 2) * 8 + mat_row) * LD + ks * 16 + (mat % 2) * 8);
+        mma16816<T>(s[kt], qf[ks], b[0], b[1]);
+        mma16816<T>(s[kt + 1], qf[ks], b[2], b[3]);
+      }
+    }
+
+    // Mask, scale to base 2, and update the running max and sum of each row.
+    const int key0 = lo + tile * kTileKeys + key_warp * WarpKeys + 2 * (lane % 4);
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      float mx = -INFINITY;
+#pragma unroll
+      for (int kt = 0; kt < KeyTiles; ++kt)
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const int kpos = key0 + kt * 8 + e;
+          float& v = s[kt][2 * h + e];
+          v = kpos >= first[h] && kpos <= pos[h] ? v * scale_log2 : -INFINITY;
+          mx = fmaxf(mx, v);
+        }
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+      const float m_new = fmaxf(m[h], mx);
+      const float base = m_new == -INFINITY ? 0.0f : m_new;  // a row with nothing seen yet stays at 0
+      const float correction = exp2f(m[h] - base);
+      m[h] = m_new;
+      float sum = 0.0f;
+#pragma unroll
+      for (int kt = 0; kt < KeyTiles; ++kt)
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          float& v = s[kt][2 * h + e];
+          v = exp2f(v - base);
+          sum += v;
+        }
+      l[h] = l[h] * correction + sum;  // this thread's share; the quad's shares are added at the end
+#pragma unroll
+      for (int dt = 0; dt < DimTiles; ++dt) {
+        o[dt][2 * h] *= correction;
+        o[dt][2 * h + 1] *= correction;
+      }
+    }
+
+    // O += P · V, P in the input dtype: an accumulator tile of S is already an A fragment.
+#pragma unroll
+    for (int kk = 0; kk < KeyTiles / 2; ++kk) {
+      const uint32_t a[4] = {pack2<T>(s[2 * kk][0], s[2 * kk][1]), pack2<T>(s[2 * kk][2], s[2 * kk][3]),
+                             pack2<T>(s[2 * kk + 1][0], s[2 * kk + 1][1]), pack2<T>(s[2 * kk + 1][2], s[2 * kk + 1][3])};
+#pragma unroll
+      for (int dt = 0; dt < DimTiles; dt += 2) {
+        uint32_t b[4];
+        ldmatrix_x4_trans(b, v_s + (kk * 16 + (mat % 2) * 8 + mat_row) * LD + dt * 8 + (mat / 2) * 8);
+        mma16816<T>(o[dt], a, b[0], b[1]);
+        mma16816<T>(o[dt + 1], a, b[2], b[3]);
+      }
+    }
+    __syncthreads();  // this stage is consumed before a later iteration loads into it
+  }
+  cp_async_wait<0>();
+
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    l[h] += __shfl_xor_sync(0xffffffffu, l[h], 1);
+    l[h] += __shfl_xor_sync(0xffffffffu, l[h], 2);
+  }
+
+  // Merge through shared memory: every warp's rows, for each key warp, then one pass writes the block.
+  __syncthreads();
+  float* merge_o = reinterpret_cast<float*>(smem);          // [KeyWarps, Rows, D]
+  float* merge_ml = merge_o + KeyWarps * Rows * D;          // [KeyWarps, Rows, 2]
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const int r = row_warp * 16 + lane / 4 + 8 * h;
+    float* dst = merge_o + (key_warp * Rows + r) * D + 2 * (lane % 4);
+#pragma unroll
+    for (int dt = 0; dt < DimTiles; ++dt) {
+      dst[dt * 8] = o[dt][2 * h];
+      dst[dt * 8 + 1] = o[dt][2 * h + 1];
+    }
+    if (lane % 4 == 0) {
+      merge_ml[(key_warp * Rows + r) * 2] = m[h];
+      merge_ml[(key_warp * Rows + r) * 2 + 1] = l[h];
+    }
+  }
+  __syncthreads();
+  constexpr float kLn2 = 0.6931471805599453f;
+  for (int idx = threadIdx.x; idx < Rows * D; idx += kThreads) {
+    const int r = idx / D, c = idx % D, row = row0 + r;
+    if (row >= num_rows) break;  // rows run in order: the rest are past the end too
+    float big = -INFINITY;
+#pragma unroll
+    for (int w = 0; w < KeyWarps; ++w) big = fmaxf(big, merge_ml[(w * Rows + r) * 2]);
+    const float base = big == -INFINITY ? 0.0f : big;
+    float sum = 0.0f, acc = 0.0f;
+#pragma unroll
+    for (int w = 0; w < KeyWarps; ++w) {
+      const float f = exp2f(merge_ml[(w * Rows + r) * 2] - base);
+      sum += f * merge_ml[(w * Rows + r) * 2 + 1];
+      acc += f * merge_o[(w * Rows + r) * D + c];
+    }
+    const int64_t token = q_begin + row / group;
+    const int head = kv_head * group + row % group;
+    if (p.num_parts > 1) {
+      const int64_t pr = (token * p.num_heads + head) * p.num_parts + part;
+      if (c == 0) {
+        p.part_ml[2 * pr] = big == -INFINITY ? -FLT_MAX : big * kLn2;  // natural-log units, as combine expects
+        p.part_ml[2 * pr + 1] = sum;
+      }
+      p.part_acc[pr * D + c] = acc;
+    } else {
+      out[(token * p.num_heads + head) * D + c] = from_float<T>(sum > 0.0f ? acc / sum : 0.0f);
+    }
+  }
+}
+
+template <class T, int D, int RowWarps, int Stages>
+void launch(const T* qkv, const T* k_cache, const T* v_cache, const attention_params& p, T* out, dim3 grid,
+            cudaStream_t stream) {
+  constexpr size_t smem = mma_shared_bytes<T, D, RowWarps, Stages>();
+  auto kernel = paged_attention_mma_kernel<T, D, RowWarps, Stages>;
+  static const bool configured = [&] {
+    check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
+          "paged_attention_mma shared memory");
+    return true;
+  }();
+  (void)configured;
+  kernel<<<grid, kThreads, smem, stream>>>(qkv, k_cache, v_cache, p, out);
+}
+
+template <class T, int D>
+void launch_for_dim(const T* qkv, const T* k_cache, const T* v_cache, const attention_params& p, T* out, bool decode,
+                    int64_t row_tiles_of_16, int num_kv_heads, int num_seqs, cudaStream_t stream) {
+  if (decode) {
+    const dim3 grid(static_cast<unsigned>(row_tiles_of_16 * p.num_parts), num_kv_heads, num_seqs);
+    launch<T, D, 1, 3>(qkv, k_cache, v_cache, p, out, grid, stream);
+  } else {
+    const dim3 grid(static_cast<unsigned>((row_tiles_of_16 + 3) / 4 * p.num_parts), num_kv_heads, num_seqs);
+    launch<T, D, 4, 2>(qkv, k_cache, v_cache, p, out, grid, stream);
+  }
+}
+
+} // namespace
+
+bool mma_attention_supports(dtype type, int head_dim) {
+  return (type == dtype::bf16 || type == dtype::f16) &&
+         (head_dim == 64 || head_dim == 80 || head_dim == 96 || head_dim == 128);
+}
+
+void launch_paged_attention_mma(const tensor& qkv, const tensor& k_cache, const tensor& v_cache,
+                                const attention_metadata& meta, const attention_shape& s, const attention_params& p,
+                                const tensor& out, cudaStream_t stream) {
+  const int64_t rows = int64_t(meta.max_query_len) * (s.num_heads / s.num_kv_heads);
+  const int64_t tiles16 = (rows + 15) / 16;
+  const bool decode = rows <= 16;
+  auto go = [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    const T *q = qkv.as<T>(), *kc = k_cache.as<T>(), *vc = v_cache.as<T>();
+    T* o = out.as<T>();
+    switch (s.head_dim) {
+      case 64: launch_for_dim<T, 64>(q, kc, vc, p, o, decode, tiles16, s.num_kv_heads, meta.num_seqs, stream); break;
+      case 80: launch_for_dim<T, 80>(q, kc, vc, p, o, decode, tiles16, s.num_kv_heads, meta.num_seqs, stream); break;
+      case 96: launch_for_dim<T, 96>(q, kc, vc, p, o, decode, tiles16, s.num_kv_heads, meta.num_seqs, stream); break;
+      case 128: launch_for_dim<T, 128>(q, kc, vc, p, o, decode, tiles16, s.num_kv_heads, meta.num_seqs, stream); break;
+      default: throw std::invalid_argument("cuda paged_attention_mma: head_dim " + std::to_string(s.head_dim));
+    }
+  };
+  if (qkv.type == dtype::bf16) go(std::type_identity<__nv_bfloat16>{});
+  else if (qkv.type == dtype::f16) go(std::type_identity<__half>{});
+  else throw std::invalid_argument("cuda paged_attention_mma: bf16 or f16 only");
+}
+
+} // namespace troupe::cuda
