@@ -74,7 +74,15 @@ int64_t gpu_kv_blocks(const model_config& c, const model_limits& limits, dtype a
 
 } // namespace
 
-engine::impl::impl(const engine_options& o) : system(with_middleman(system_config)), options(o) {
+batch_limits default_batch_limits(const std::string& backend, int64_t device_memory, usage_context usage) {
+  const bool offline = usage == usage_context::offline;
+  if (backend != "cuda" || device_memory <= 0) return {256, 2048};
+  if (device_memory >= (int64_t{70} << 30)) return {1024, offline ? 16384 : 8192};
+  return {256, offline ? 8192 : 2048};
+}
+
+engine::impl::impl(const engine_options& requested) : system(with_middleman(system_config)), options(requested) {
+  engine_options& o = options;
   const fs::path dir = o.model.empty() ? default_model_dir() : fs::path(o.model);
   if (!fs::is_directory(dir)) throw user_error("--model " + dir.string() + ": no such folder");
   config = model_config::from_dir(dir);
@@ -89,8 +97,14 @@ engine::impl::impl(const engine_options& o) : system(with_middleman(system_confi
   }
   if (fs::exists(tokenizer_config)) chat_options = chat_template_options_from_tokenizer_config(tokenizer_config);
   max_model_len = o.max_model_len > 0 ? o.max_model_len : config.max_position_embeddings;
-  if (o.max_num_seqs <= 0) throw user_error("--max-num-seqs must be positive");
-  if (o.max_num_batched_tokens <= 0) throw user_error("--max-num-batched-tokens must be positive");
+  if (o.max_num_seqs < 0) throw user_error("--max-num-seqs must be positive");
+  if (o.max_num_batched_tokens < 0) throw user_error("--max-num-batched-tokens must be positive");
+  // Left at 0: vLLM's defaults, which depend on the device's memory (known once the backend is up).
+  auto fill_batch_defaults = [&](int64_t device_memory) {
+    const batch_limits d = default_batch_limits(o.backend, device_memory, o.usage);
+    if (o.max_num_seqs == 0) o.max_num_seqs = d.max_num_seqs;
+    if (o.max_num_batched_tokens == 0) o.max_num_batched_tokens = d.max_num_batched_tokens;
+  };
   if (o.block_size <= 0 || o.block_size > 1024) throw user_error("--block-size must be between 1 and 1024");
   int64_t num_blocks = o.num_gpu_blocks_override;
   if (num_blocks <= 0) num_blocks = o.kv_cache_memory / bytes_per_block(config, o.block_size, sizeof(float));
@@ -103,6 +117,8 @@ engine::impl::impl(const engine_options& o) : system(with_middleman(system_confi
   const bool on_gpu = o.backend == "cuda";
   if (o.backend != "null") {
     res->backend = make_backend(o.backend);  // kernels/backend_factory: cpu, or cuda when built with it
+    const auto memory = device_memory(*res->backend);
+    fill_batch_defaults(memory ? memory->second : 0);
     const dtype act = activation_dtype(o.backend, o.dtype);
     std::optional<checkpoint> ckpt;
     weight_source source;
@@ -129,13 +145,16 @@ engine::impl::impl(const engine_options& o) : system(with_middleman(system_confi
     if (on_gpu) res->net->warm_up();  // GEMM algorithms, kernel loading, the batch-1 decode graph
     spdlog::info("weights and activations in {}", name(act));
   } else {
+    fill_batch_defaults(0);
     check_kv_capacity(num_blocks, o.block_size, max_model_len, on_gpu);
     num_blocks = std::min<int64_t>(num_blocks, INT32_MAX);
   }
   res->runner = std::make_unique<model_runner>(res->net.get(), o.block_size, static_cast<int32_t>(config.vocab_size), eos,
                                                /*null_token=*/eos.empty() || eos[0] != 0 ? 0 : 1);
-  spdlog::info("{} on the {} backend: KV cache of {} blocks of {} tokens ({} tokens of context)",
-               config.architecture_name, o.backend, num_blocks, o.block_size, num_blocks * o.block_size);
+  spdlog::info("{} on the {} backend: KV cache of {} blocks of {} tokens ({} tokens of context); at most {} "
+               "sequences and {} tokens per step",
+               config.architecture_name, o.backend, num_blocks, o.block_size, num_blocks * o.block_size, o.max_num_seqs,
+               o.max_num_batched_tokens);
 
   engine_config ec;
   ec.sched.max_num_seqs = o.max_num_seqs;
@@ -180,6 +199,7 @@ const std::string& engine::served_model_name() const { return impl_->served_mode
 bool engine::healthy() const { return *impl_->healthy; }
 const tokenizer* engine::tok() const { return impl_->tokenizer_.get(); }
 int64_t engine::max_model_len() const { return impl_->max_model_len; }
+batch_limits engine::limits() const { return {impl_->options.max_num_seqs, impl_->options.max_num_batched_tokens}; }
 
 std::vector<int32_t> engine::encode(const std::string& text) const {
   if (!impl_->tokenizer_) throw user_error("the model folder has no tokenizer.json: give prompts as token ids");

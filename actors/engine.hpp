@@ -19,14 +19,30 @@
 
 namespace troupe {
 
+// Who drives the engine: offline batches (generate, bench throughput; vLLM's LLM class) or the API
+// server. vLLM picks different step sizes for each, and so do we.
+enum class usage_context { offline, server };
+
+struct batch_limits {
+  int32_t max_num_seqs = 0;
+  int32_t max_num_batched_tokens = 0;
+};
+
+// vLLM's defaults (EngineArgs.get_batch_defaults): a GPU of 70 GiB or more takes 1024 sequences and
+// 16,384 tokens per step offline, 8,192 in the server; a smaller GPU 256 sequences and 8,192 / 2,048
+// tokens. The CPU and null backends take 256 and 2,048 either way. device_memory: total bytes, 0 for none.
+batch_limits default_batch_limits(const std::string& backend, int64_t device_memory, usage_context usage);
+
 struct engine_options {
   std::string model;                  // Hugging Face folder; empty: the built-in default model
   std::string load_format = "auto";   // auto | safetensors | dummy
   std::string backend = "cpu";        // cpu | cuda (when built with CUDA) | null (no arithmetic: measures scheduling and messaging)
   std::string dtype = "auto";         // auto (bf16 on CUDA, f32 on the CPU) | bfloat16 | float16 | float32
   double gpu_memory_utilization = 0.9;  // share of GPU memory for weights, workspaces and the KV cache
-  int32_t max_num_seqs = 256;
-  int32_t max_num_batched_tokens = 2048;
+  // 0: vLLM's default for the device and the usage (default_batch_limits); the engine fills them in.
+  int32_t max_num_seqs = 0;
+  int32_t max_num_batched_tokens = 0;
+  usage_context usage = usage_context::offline;
   int64_t max_model_len = 0;          // 0: the model's max_position_embeddings
   int32_t block_size = 16;
   int64_t kv_cache_memory = int64_t{1} << 30;  // bytes of KV cache on the CPU backend (CUDA: what memory allows)
@@ -83,6 +99,8 @@ public:
   const model_config& config() const;
   const tokenizer* tok() const;  // null when the model folder has none
   int64_t max_model_len() const;
+  // The limits in force: the options', or the defaults they left to the engine.
+  batch_limits limits() const;
 
   struct impl;
   impl& internals() { return *impl_; }

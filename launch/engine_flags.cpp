@@ -13,8 +13,12 @@ void add_engine_flags(CLI::App* cmd, engine_options& o) {
       ->capture_default_str();
   cmd->add_option("--gpu-memory-utilization", o.gpu_memory_utilization,
                   "Share of GPU memory for weights, activations and the KV cache")->capture_default_str();
-  cmd->add_option("--max-num-seqs", o.max_num_seqs, "Sequences in one step")->capture_default_str()->check(CLI::PositiveNumber);
-  cmd->add_option("--max-num-batched-tokens", o.max_num_batched_tokens, "Tokens in one step")->capture_default_str()
+  cmd->add_option("--max-num-seqs", o.max_num_seqs,
+                  "Sequences in one step (default as vLLM's: 1024 on a GPU of 70 GiB or more, else 256)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--max-num-batched-tokens", o.max_num_batched_tokens,
+                  "Tokens in one step (default as vLLM's: on a GPU of 70 GiB or more 16384 offline and 8192 in "
+                  "the server; smaller GPUs 8192 and 2048; CPU 2048)")
       ->check(CLI::PositiveNumber);
   cmd->add_option("--max-model-len", o.max_model_len, "Context length (default: the model's)");
   cmd->add_option("--block-size", o.block_size, "Tokens per KV cache block")->capture_default_str()->check(CLI::PositiveNumber);

@@ -43,7 +43,9 @@ void run_serve(const serve_options& o) {
   // HTTP listens while the model loads (503 on /health until it is ready).
   gateway http(http_options);
   spdlog::info("HTTP API on http://{}:{}: loading the model", o.http.host, http.port());
-  engine e(o.engine);
+  engine_options eo = o.engine;
+  eo.usage = usage_context::server;  // vLLM's server defaults for the step size
+  engine e(eo);
   http.attach(e);
   const uint16_t port = publish_client_endpoint(e, o.http.host, static_cast<uint16_t>(o.client_port));
   std::printf("troupe: native client API listening on %s:%u\n", o.http.host.c_str(), port);

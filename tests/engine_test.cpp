@@ -109,3 +109,30 @@ TEST(engine, reports_unhealthy_once_a_shard_is_gone_and_fails_requests_instead_o
   EXPECT_EQ(results[0].finish_reason, "error");
   EXPECT_NE(results[0].error.find("shard failed"), std::string::npos) << results[0].error;
 }
+
+TEST(engine, step_size_defaults_follow_vllm_by_device_memory_and_usage) {
+  constexpr int64_t GiB = int64_t{1} << 30;
+  const auto h100 = default_batch_limits("cuda", 80 * GiB, usage_context::offline);
+  EXPECT_EQ(h100.max_num_seqs, 1024);
+  EXPECT_EQ(h100.max_num_batched_tokens, 16384);
+  EXPECT_EQ(default_batch_limits("cuda", 80 * GiB, usage_context::server).max_num_batched_tokens, 8192);
+  const auto small = default_batch_limits("cuda", 24 * GiB, usage_context::server);
+  EXPECT_EQ(small.max_num_seqs, 256);
+  EXPECT_EQ(small.max_num_batched_tokens, 2048);
+  EXPECT_EQ(default_batch_limits("cuda", 24 * GiB, usage_context::offline).max_num_batched_tokens, 8192);
+  const auto cpu = default_batch_limits("cpu", 0, usage_context::offline);
+  EXPECT_EQ(cpu.max_num_seqs, 256);
+  EXPECT_EQ(cpu.max_num_batched_tokens, 2048);
+}
+
+TEST(engine, limits_left_at_zero_take_the_defaults_and_given_ones_stay) {
+  engine_options o = options_for("llama_f32");
+  o.max_num_seqs = 0;
+  o.max_num_batched_tokens = 0;
+  engine e(o);
+  EXPECT_EQ(e.limits().max_num_seqs, 256);
+  EXPECT_EQ(e.limits().max_num_batched_tokens, 2048);
+  engine given(options_for("llama_f32"));
+  EXPECT_EQ(given.limits().max_num_seqs, 32);
+  EXPECT_EQ(given.limits().max_num_batched_tokens, 128);
+}

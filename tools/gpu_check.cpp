@@ -523,6 +523,15 @@ void timings(cuda_ops& gpu) {
       inform(simt ? "time paged_attention (cuda cores)" : "time paged_attention", t, "decode S=256 ctx=640 28/4x128", buf);
     }
     set_simt_attention(false);
+    // Partition length for large batches (TROUPE_ATTN_PART_KEYS; 1024 = no split at this context).
+    for (const char* keys : {"64", "128", "256", "384", "1024"}) {
+      ::setenv("TROUPE_ATTN_PART_KEYS", keys, 1);
+      const double ms = time_ms(gpu, [&] { gpu.paged_attention(qkv, kc, vc, m, s, out); });
+      const double gb = 2.0 * seqs * ctx * nkv * d * 2 / 1e9;
+      std::snprintf(buf, sizeof buf, "%.3f ms, %.0f GB/s of K/V", ms, gb / (ms / 1e3));
+      inform(std::string("time paged_attention part_keys=") + keys, t, "decode S=256 ctx=640 28/4x128", buf);
+    }
+    ::unsetenv("TROUPE_ATTN_PART_KEYS");
   }
   // Prefill attention: 4 prompts of 512.
   {
@@ -547,6 +556,40 @@ void timings(cuda_ops& gpu) {
       const double tflop = 4.0 * seqs * nh * d * (double(len) * len / 2) / 1e12;
       std::snprintf(buf, sizeof buf, "%.3f ms, %.1f TFLOP/s", ms, tflop / (ms / 1e3));
       inform(simt ? "time paged_attention (cuda cores)" : "time paged_attention", t, "prefill 4x512 28/4x128", buf);
+    }
+    set_simt_attention(false);
+  }
+  // A mixed step: 3 prompt chunks of 512 (after 0, 512 and 1024 cached positions) beside 200 decodes of 640.
+  {
+    const int32_t bs = 16, nh = 28, nkv = 4, d = 128, mb = 1536 / bs;
+    std::vector<int32_t> qs{0}, sl;
+    for (int i = 0; i < 3; ++i) {
+      qs.push_back(qs.back() + 512);
+      sl.push_back(512 * (i + 1));
+    }
+    for (int i = 0; i < 200; ++i) {
+      qs.push_back(qs.back() + 1);
+      sl.push_back(640);
+    }
+    const int32_t seqs = static_cast<int32_t>(sl.size()), tokens = qs.back();
+    auto qkv = gpu.alloc(t, {tokens, (nh + 2 * nkv) * d});
+    auto kc = gpu.alloc(t, {seqs * mb, bs, nkv, d});
+    auto vc = gpu.alloc(t, {seqs * mb, bs, nkv, d});
+    auto out = gpu.alloc(t, {tokens, nh * d});
+    for (const tensor* b : {&qkv.get(), &kc.get(), &vc.get()}) fill(gpu, *b);
+    std::vector<int32_t> bt(seqs * mb);
+    std::iota(bt.begin(), bt.end(), 0);
+    auto qs_t = gpu.alloc(dtype::i32, {seqs + 1}), sl_t = gpu.alloc(dtype::i32, {seqs}), bt_t = gpu.alloc(dtype::i32, {seqs, mb});
+    gpu.upload_raw(qs_t, qs.data());
+    gpu.upload_raw(sl_t, sl.data());
+    gpu.upload_raw(bt_t, bt.data());
+    attention_metadata m{qs_t, sl_t, bt_t, seqs, 512, 1536, 0};
+    const attention_shape s{nh, nkv, d, bs, 0.088f};
+    for (const bool simt : {false, true}) {
+      set_simt_attention(simt);
+      const double ms = time_ms(gpu, [&] { gpu.paged_attention(qkv, kc, vc, m, s, out); });
+      std::snprintf(buf, sizeof buf, "%.3f ms", ms);
+      inform(simt ? "time paged_attention (cuda cores)" : "time paged_attention", t, "mixed 3x512 prefill + 200 decodes", buf);
     }
     set_simt_attention(false);
   }

@@ -189,11 +189,9 @@ int paged_attention_partitions(const attention_metadata& meta, const attention_s
   // Small batches take short partitions, so that a single sequence still spreads over many SMs.
   // Multiples of 64 positions: the tensor-core kernel's K/V tile. TROUPE_ATTN_PART_KEYS overrides the
   // length for larger batches, to measure.
-  static const int large = [] {
-    const char* v = std::getenv("TROUPE_ATTN_PART_KEYS");
-    const int k = v ? std::atoi(v) : 0;
-    return k >= 64 && k % 64 == 0 ? k : 4 * kKeys;
-  }();
+  const char* env = std::getenv("TROUPE_ATTN_PART_KEYS");
+  const int env_keys = env ? std::atoi(env) : 0;
+  const int large = env_keys >= 64 && env_keys % 64 == 0 ? env_keys : 4 * kKeys;
   const int keys = int64_t(meta.num_seqs) * s.num_kv_heads < 128 ? 2 * kKeys : large;
   *part_keys = keys;
   // TROUPE_NO_ATTN_SPLIT=1 turns the split off, to measure what it gains.

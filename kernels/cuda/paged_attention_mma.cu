@@ -113,6 +113,7 @@ __global__ void __launch_bounds__(kThreads) paged_attention_mma_kernel(const T* 
   const int part = blockIdx.x % p.num_parts;
   const int num_rows = q_len * group, row0 = (blockIdx.x / p.num_parts) * Rows;
   if (row0 >= num_rows) return;  // the whole block leaves together
+  if ((p.seq_filter == 1 && num_rows > 16) || (p.seq_filter == 2 && num_rows <= 16)) return;
 
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int row_warp = warp / KeyWarps, key_warp = warp % KeyWarps;
@@ -326,16 +327,22 @@ void launch(const T* qkv, const T* k_cache, const T* v_cache, const attention_pa
   kernel<<<grid, kThreads, smem, stream>>>(qkv, k_cache, v_cache, p, out);
 }
 
+// A step whose sequences all have at most 16 query rows (decode) takes the decode layout. A mixed step
+// takes two launches: the decode layout for its decoding sequences (one 16-row tile each), the prefill
+// layout for the rest; each launch's blocks for the other kind leave at once.
 template <class T, int D>
-void launch_for_dim(const T* qkv, const T* k_cache, const T* v_cache, const attention_params& p, T* out, bool decode,
-                    int64_t row_tiles_of_16, int num_kv_heads, int num_seqs, cudaStream_t stream) {
-  if (decode) {
-    const dim3 grid(static_cast<unsigned>(row_tiles_of_16 * p.num_parts), num_kv_heads, num_seqs);
-    launch<T, D, 1, 3>(qkv, k_cache, v_cache, p, out, grid, stream);
-  } else {
-    const dim3 grid(static_cast<unsigned>((row_tiles_of_16 + 3) / 4 * p.num_parts), num_kv_heads, num_seqs);
-    launch<T, D, 4, 2>(qkv, k_cache, v_cache, p, out, grid, stream);
+void launch_for_dim(const T* qkv, const T* k_cache, const T* v_cache, attention_params p, T* out,
+                    int64_t max_rows, int num_kv_heads, int num_seqs, cudaStream_t stream) {
+  if (max_rows <= 16) {
+    p.seq_filter = 0;
+    launch<T, D, 1, 3>(qkv, k_cache, v_cache, p, out, dim3(p.num_parts, num_kv_heads, num_seqs), stream);
+    return;
   }
+  p.seq_filter = 1;
+  launch<T, D, 1, 3>(qkv, k_cache, v_cache, p, out, dim3(p.num_parts, num_kv_heads, num_seqs), stream);
+  p.seq_filter = 2;
+  const dim3 grid(static_cast<unsigned>((max_rows + 63) / 64 * p.num_parts), num_kv_heads, num_seqs);
+  launch<T, D, 4, 2>(qkv, k_cache, v_cache, p, out, grid, stream);
 }
 
 } // namespace
@@ -349,17 +356,15 @@ void launch_paged_attention_mma(const tensor& qkv, const tensor& k_cache, const 
                                 const attention_metadata& meta, const attention_shape& s, const attention_params& p,
                                 const tensor& out, cudaStream_t stream) {
   const int64_t rows = int64_t(meta.max_query_len) * (s.num_heads / s.num_kv_heads);
-  const int64_t tiles16 = (rows + 15) / 16;
-  const bool decode = rows <= 16;
   auto go = [&](auto tag) {
     using T = typename decltype(tag)::type;
     const T *q = qkv.as<T>(), *kc = k_cache.as<T>(), *vc = v_cache.as<T>();
     T* o = out.as<T>();
     switch (s.head_dim) {
-      case 64: launch_for_dim<T, 64>(q, kc, vc, p, o, decode, tiles16, s.num_kv_heads, meta.num_seqs, stream); break;
-      case 80: launch_for_dim<T, 80>(q, kc, vc, p, o, decode, tiles16, s.num_kv_heads, meta.num_seqs, stream); break;
-      case 96: launch_for_dim<T, 96>(q, kc, vc, p, o, decode, tiles16, s.num_kv_heads, meta.num_seqs, stream); break;
-      case 128: launch_for_dim<T, 128>(q, kc, vc, p, o, decode, tiles16, s.num_kv_heads, meta.num_seqs, stream); break;
+      case 64: launch_for_dim<T, 64>(q, kc, vc, p, o, rows, s.num_kv_heads, meta.num_seqs, stream); break;
+      case 80: launch_for_dim<T, 80>(q, kc, vc, p, o, rows, s.num_kv_heads, meta.num_seqs, stream); break;
+      case 96: launch_for_dim<T, 96>(q, kc, vc, p, o, rows, s.num_kv_heads, meta.num_seqs, stream); break;
+      case 128: launch_for_dim<T, 128>(q, kc, vc, p, o, rows, s.num_kv_heads, meta.num_seqs, stream); break;
       default: throw std::invalid_argument("cuda paged_attention_mma: head_dim " + std::to_string(s.head_dim));
     }
   };

@@ -22,6 +22,9 @@ struct attention_params {
   int num_parts, part_keys;
   float* part_ml;   // [T, nH, num_parts, 2]: running max, sum of exp
   float* part_acc;  // [T, nH, num_parts, D]: sum of exp-weighted V
+  // Which sequences this launch serves (the tensor-core kernel runs two launches for a mixed step):
+  // 0 all, 1 those with at most 16 query rows (q_len × group), 2 the others.
+  int seq_filter = 0;
 };
 
 // True when the tensor-core kernel handles this dtype and head_dim (bf16 or f16; 64, 80, 96, 128).
