@@ -243,7 +243,16 @@ void model::warm_up() {
     run(seqs);
     if (n >= limits_.max_num_tokens) break;
   }
-  run({{1, 1}});
+  // Decode steps of each power-of-two batch size, eagerly, so their GEMM plans (the LM head's too) are
+  // chosen and timed outside graph capture; the graphs themselves record on first use.
+  const bool eager = limits_.enforce_eager;
+  limits_.enforce_eager = true;
+  for (int64_t b = 1;; b = std::min<int64_t>(2 * b, limits_.max_num_seqs)) {
+    run(std::vector<std::pair<int32_t, int32_t>>(static_cast<size_t>(std::min<int64_t>(b, limits_.max_num_tokens)), {1, 1}));
+    if (b >= limits_.max_num_seqs || b >= limits_.max_num_tokens) break;
+  }
+  limits_.enforce_eager = eager;
+  run({{1, 1}});  // records the batch-1 decode graph
 }
 
 void model::forward(const step_input& in, std::vector<float>& logits) {

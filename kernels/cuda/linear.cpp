@@ -9,6 +9,7 @@
 #include <bit>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "kernels/cuda/check.hpp"
 #include "kernels/cuda/cuda_context.hpp"
@@ -36,12 +37,26 @@ uint16_t alignment(const void* p) {
   return a == 0 ? 256 : static_cast<uint16_t>(std::min<uintptr_t>(256, a & (~a + 1)));
 }
 
-// Asks cuBLASLt's heuristic for the best algorithm of `key` (costs far more than a small GEMM; on a
-// first use of a kernel CUDA also loads its module). Returns false when none fits.
-bool find_algo(cuda_context& ctx, const gemm_plan& plan, const gemm_key& key, cublasLtMatmulAlgo_t* algo,
-               cublasStatus_t* status);
+// Asks cuBLASLt's heuristic for up to `max` algorithms of `key`, its best guess first (costs far more
+// than a small GEMM; on a first use of a kernel CUDA also loads its module). Empty when none fits.
+std::vector<cublasLtMatmulAlgo_t> heuristic_algos(cuda_context& ctx, const gemm_plan& plan, const gemm_key& key,
+                                                  int max, cublasStatus_t* status);
 
-gemm_plan make_plan(cuda_context& ctx, const gemm_key& key) {
+// The operands of the call that makes a plan, so candidates can be timed on them.
+struct gemm_operands {
+  const void* weight;
+  const void* x;
+  const void* bias;
+};
+
+// Of the heuristic's candidates, the fastest on these operands (timed into a scratch output, so the
+// call's own output is untouched), if it beats the heuristic's first choice by 3% or more; otherwise,
+// or while the stream is being captured into a graph, the first choice. bf16 and f16 only: fp32 keeps
+// the heuristic's choice, so its results stay the same from run to run.
+cublasLtMatmulAlgo_t fastest(cuda_context& ctx, const gemm_plan& plan, const gemm_key& key,
+                             const std::vector<cublasLtMatmulAlgo_t>& candidates, const gemm_operands& ops);
+
+gemm_plan make_plan(cuda_context& ctx, const gemm_key& key, const gemm_operands& operands) {
   gemm_plan plan;
   const cudaDataType_t ab = cuda_type(key.ab), c = cuda_type(key.c);
   check_lt(cublasLtMatmulDescCreate(&plan.desc, CUBLAS_COMPUTE_32F, CUDA_R_32F), "matmul descriptor");
@@ -86,12 +101,12 @@ gemm_plan make_plan(cuda_context& ctx, const gemm_key& key) {
                                         static_cast<uint64_t>(bucket.n), key.k), "layout B");
     check_lt(cublasLtMatrixLayoutCreate(&probe.c, cuda_type(key.c), static_cast<uint64_t>(key.m),
                                         static_cast<uint64_t>(bucket.n), key.m), "layout C");
-    cublasLtMatmulAlgo_t algo{};
-    const bool found = find_algo(ctx, probe, bucket, &algo, &s);
+    const auto found = heuristic_algos(ctx, probe, bucket, 1, &s);
     cublasLtMatrixLayoutDestroy(probe.a);
     cublasLtMatrixLayoutDestroy(probe.b);
     cublasLtMatrixLayoutDestroy(probe.c);
-    if (found) {
+    if (!found.empty()) {
+      const cublasLtMatmulAlgo_t algo = found.front();
       ctx.bucket_algos.emplace(bucket, algo);
       cublasLtMatmulHeuristicResult_t check_result{};
       ok = cublasLtMatmulAlgoCheck(ctx.lt, plan.desc, plan.a, plan.b, plan.c, plan.c, &algo, &check_result) ==
@@ -101,7 +116,9 @@ gemm_plan make_plan(cuda_context& ctx, const gemm_key& key) {
     }
   }
   if (!ok) {
-    ok = find_algo(ctx, plan, key, &plan.algo, &s);
+    const auto candidates = heuristic_algos(ctx, plan, key, 8, &s);
+    ok = !candidates.empty();
+    if (ok) plan.algo = fastest(ctx, plan, key, candidates, operands);
     if (ok && bucket.n == key.n) ctx.bucket_algos.emplace(bucket, plan.algo);
   }
   if (!ok) {
@@ -117,8 +134,8 @@ gemm_plan make_plan(cuda_context& ctx, const gemm_key& key) {
   return plan;
 }
 
-bool find_algo(cuda_context& ctx, const gemm_plan& plan, const gemm_key& key, cublasLtMatmulAlgo_t* algo,
-               cublasStatus_t* status) {
+std::vector<cublasLtMatmulAlgo_t> heuristic_algos(cuda_context& ctx, const gemm_plan& plan, const gemm_key& key,
+                                                  int max, cublasStatus_t* status) {
   cublasLtMatmulPreference_t pref = nullptr;
   check_lt(cublasLtMatmulPreferenceCreate(&pref), "preference");
   auto set_pref = [&](cublasLtMatmulPreferenceAttributes_t attr, uint32_t v) {
@@ -131,15 +148,64 @@ bool find_algo(cuda_context& ctx, const gemm_plan& plan, const gemm_key& key, cu
   set_pref(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, key.align_b);
   set_pref(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, key.align_c);
   set_pref(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, key.align_c);
-  cublasLtMatmulHeuristicResult_t result{};
+  std::vector<cublasLtMatmulHeuristicResult_t> results(static_cast<size_t>(max));
   int found = 0;
   const cublasStatus_t s =
-      cublasLtMatmulAlgoGetHeuristic(ctx.lt, plan.desc, plan.a, plan.b, plan.c, plan.c, pref, 1, &result, &found);
+      cublasLtMatmulAlgoGetHeuristic(ctx.lt, plan.desc, plan.a, plan.b, plan.c, plan.c, pref, max, results.data(), &found);
   cublasLtMatmulPreferenceDestroy(pref);
   *status = s;
-  if (s != CUBLAS_STATUS_SUCCESS || found == 0) return false;
-  *algo = result.algo;
-  return true;
+  std::vector<cublasLtMatmulAlgo_t> algos;
+  if (s != CUBLAS_STATUS_SUCCESS) return algos;
+  for (int i = 0; i < found; ++i)
+    if (results[static_cast<size_t>(i)].state == CUBLAS_STATUS_SUCCESS) algos.push_back(results[static_cast<size_t>(i)].algo);
+  return algos;
+}
+
+cublasLtMatmulAlgo_t fastest(cuda_context& ctx, const gemm_plan& plan, const gemm_key& key,
+                             const std::vector<cublasLtMatmulAlgo_t>& candidates, const gemm_operands& ops) {
+  cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
+  if (candidates.size() < 2 || key.ab == dtype::f32 ||
+      cudaStreamIsCapturing(ctx.stream, &capturing) != cudaSuccess || capturing != cudaStreamCaptureStatusNone)
+    return candidates.front();
+  const size_t out_bytes = static_cast<size_t>(key.m * key.n) * size_in_bytes(key.c);
+  void* scratch = nullptr;
+  if (cudaMalloc(&scratch, out_bytes) != cudaSuccess) {
+    (void)cudaGetLastError();
+    return candidates.front();
+  }
+  cuda::check(cudaMemsetAsync(scratch, 0, out_bytes, ctx.stream), "GEMM tuning scratch");
+  cudaEvent_t start = nullptr, stop = nullptr;
+  cuda::check(cudaEventCreate(&start), "GEMM tuning event");
+  cuda::check(cudaEventCreate(&stop), "GEMM tuning event");
+  if (key.bias)
+    check_lt(cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &ops.bias, sizeof(ops.bias)),
+             "bias pointer");
+  const float alpha = 1.0f, beta = key.accumulate ? 1.0f : 0.0f;
+  auto run = [&](const cublasLtMatmulAlgo_t& algo) {
+    return cublasLtMatmul(ctx.lt, plan.desc, &alpha, ops.weight, plan.a, ops.x, plan.b, &beta, scratch, plan.c, scratch,
+                          plan.c, &algo, ctx.workspace, ctx.workspace_bytes, ctx.stream);
+  };
+  std::vector<float> ms(candidates.size(), -1.0f);
+  for (size_t i = 0; i < candidates.size(); ++i) {
+    if (run(candidates[i]) != CUBLAS_STATUS_SUCCESS) continue;  // warm: module loading, caches
+    constexpr int reps = 3;
+    cuda::check(cudaEventRecord(start, ctx.stream), "GEMM tuning event");
+    bool ok = true;
+    for (int r = 0; r < reps && ok; ++r) ok = run(candidates[i]) == CUBLAS_STATUS_SUCCESS;
+    cuda::check(cudaEventRecord(stop, ctx.stream), "GEMM tuning event");
+    cuda::check(cudaEventSynchronize(stop), "GEMM tuning");
+    float t = 0;
+    cuda::check(cudaEventElapsedTime(&t, start, stop), "GEMM tuning");
+    if (ok) ms[i] = t / reps;
+  }
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+  cuda::check(cudaFree(scratch), "GEMM tuning scratch");
+  size_t best = 0;
+  for (size_t i = 1; i < candidates.size(); ++i)
+    if (ms[i] > 0 && (ms[best] <= 0 || ms[i] < ms[best])) best = i;
+  if (ms[0] > 0 && ms[best] > 0.97f * ms[0]) best = 0;  // not worth leaving the heuristic's choice
+  return candidates[best];
 }
 
 } // namespace
@@ -167,7 +233,7 @@ void cublaslt_linear(cuda_context& ctx, const tensor& x, const tensor& weight, c
   key.align_c = alignment(out.data);
   key.align_bias = key.bias ? alignment(bias.data) : 0;
   auto it = ctx.plans.find(key);
-  if (it == ctx.plans.end()) it = ctx.plans.emplace(key, make_plan(ctx, key)).first;
+  if (it == ctx.plans.end()) it = ctx.plans.emplace(key, make_plan(ctx, key, {weight.data, x.data, bias.data})).first;
   gemm_plan& plan = it->second;
   if (key.bias) {
     const void* ptr = bias.data;
