@@ -3,6 +3,7 @@
 #include <utility>  // before Asio: Boost 1.74's awaitable.hpp uses std::exchange without including it
 
 #include <chrono>
+#include <limits>
 #include <optional>
 
 #include <boost/asio.hpp>
@@ -141,7 +142,7 @@ net::awaitable<request_outcome> stream_one(streamed_run& run, const bench_reques
     co_await http::async_write(*stream, req, net::redirect_error(net::use_awaitable, ec));
     beast::flat_buffer buffer;
     http::response_parser<http::buffer_body> parser;
-    parser.body_limit(boost::none);
+    parser.body_limit(std::numeric_limits<std::uint64_t>::max());  // not boost::none: Beast 1.74 then refuses every Content-Length
     if (!ec) co_await http::async_read_header(*stream, buffer, parser, net::redirect_error(net::use_awaitable, ec));
     if (ec && reused) continue;
     if (ec) co_return recorder.fail("no reply from " + url + ": " + ec.message());

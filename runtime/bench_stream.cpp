@@ -8,8 +8,15 @@ using json = nlohmann::json;
 
 namespace {
 
-// The text a chunk's first choice carries, or "" (role-only, finish-only and usage-only chunks).
-std::string chunk_text(const json& chunk) {
+// The text a chunk's first choice carries ("" for role-only and usage-only chunks), and whether the choice
+// is a token: it carries text, or it finishes the choice (whose last tokens may have no text of their own:
+// an EOS, bytes of an incomplete UTF-8 character, the end of a stop string).
+struct chunk_choice {
+  std::string text;
+  bool is_token = false;
+};
+
+chunk_choice first_choice(const json& chunk) {
   const auto choices = chunk.find("choices");
   if (choices == chunk.end() || !choices->is_array() || choices->empty() || !(*choices)[0].is_object()) return {};
   const json& choice = (*choices)[0];
@@ -17,10 +24,15 @@ std::string chunk_text(const json& chunk) {
     const auto it = object.find(key);
     return it != object.end() && it->is_string() ? it->get<std::string>() : std::string();
   };
-  if (choice.contains("text")) return string_at(choice, "text");
-  const auto delta = choice.find("delta");
-  if (delta == choice.end() || !delta->is_object()) return {};
-  return string_at(*delta, "reasoning_content") + string_at(*delta, "reasoning") + string_at(*delta, "content");
+  chunk_choice c;
+  if (choice.contains("text")) {
+    c.text = string_at(choice, "text");
+  } else if (const auto delta = choice.find("delta"); delta != choice.end() && delta->is_object()) {
+    c.text = string_at(*delta, "reasoning_content") + string_at(*delta, "reasoning") + string_at(*delta, "content");
+  }
+  const auto finish = choice.find("finish_reason");
+  c.is_token = !c.text.empty() || (finish != choice.end() && !finish->is_null());
+  return c;
 }
 
 std::string cut(std::string_view s, size_t n) { return s.size() <= n ? std::string(s) : std::string(s.substr(0, n)) + "..."; }
@@ -50,15 +62,15 @@ void stream_recorder::take_event(const std::string& data, double now) {
     error_ = "the server sent an error in the stream: " + error_message_of(data);
     return;
   }
-  const std::string text = chunk_text(chunk);
-  if (!text.empty()) {
+  const chunk_choice choice = first_choice(chunk);
+  if (choice.is_token) {
     if (num_token_chunks_ == 0)
       first_token_ = now;
     else
       itl_.push_back(now - last_token_);
     last_token_ = now;
     ++num_token_chunks_;
-    text_ += text;
+    text_ += choice.text;
   }
   const auto usage = chunk.find("usage");
   if (usage != chunk.end() && usage->is_object()) {

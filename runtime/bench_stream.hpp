@@ -3,9 +3,10 @@
 // /v1/chat/completions with "stream": true and usage included), from the body's bytes and the times they
 // arrived. No sockets here: the HTTP client feeds bytes in, a test feeds a synthetic timeline.
 //
-// A token chunk is an event whose first choice carries text (completions' "text", chat's delta
-// "content" or "reasoning_content"); role-only and empty chunks are not tokens (vLLM's benchmark counts
-// those too, which puts a chat's role chunk in its TTFT).
+// A token chunk is an event whose first choice carries text (completions' "text", chat's delta "content"
+// or "reasoning_content") or a finish_reason (the last tokens may have no text: an EOS, the bytes of an
+// incomplete UTF-8 character). A chat's role-only chunk is no token; vLLM's benchmark counts it, which
+// puts that chunk, not the first token, in its TTFT.
 //   TTFT     send → first token chunk
 //   ITL      gaps between successive token chunks
 //   latency  send → the response's last event (its usage chunk, when sent), what vLLM calls E2EL

@@ -141,6 +141,33 @@ TEST(bench_serve_cli, the_chat_backend_sends_detokenized_prompts_to_chat_complet
   EXPECT_GT(j["total_input_tokens"].get<int>(), 3 * 8 - 1);  // the server's count, chat template included
 }
 
+TEST(bench_serve_cli, failed_requests_are_counted_and_the_first_error_shown) {
+  // Lengths 10..30 + 4..12 against a 32-token context: with seed 0 the first request fits (the initial
+  // test run passes) and a few later ones do not.
+  server_process s("--max-model-len 32");
+  const fs::path result = result_file("failures");
+  const auto r = bench_serve("--port " + std::to_string(s.http_port()) +
+                             " --num-prompts 12 --random-input-len 20 --random-output-len 8 --random-range-ratio 0.5"
+                             " --seed 0 --ignore-eos --result-filename " + result.string());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const json j = read_json(result);
+  EXPECT_GE(j["failed"].get<int>(), 1);
+  EXPECT_GE(j["completed"].get<int>(), 1);
+  EXPECT_EQ(j["completed"].get<int>() + j["failed"].get<int>(), 12);
+  int num_errors = 0;
+  for (const auto& e : j["errors"])
+    if (!e.get<std::string>().empty()) {
+      ++num_errors;
+      EXPECT_NE(e.get<std::string>().find("HTTP 400 from http://127.0.0.1:" + std::to_string(s.http_port()) + "/v1/completions: "
+                                          "This model's maximum context length is 32 tokens"),
+                std::string::npos)
+          << e;
+    }
+  EXPECT_EQ(num_errors, j["failed"].get<int>());
+  EXPECT_NE(r.err.find("requests failed; the first error: HTTP 400"), std::string::npos) << r.err;
+  EXPECT_NE(r.out.find("Failed requests:                         " + std::to_string(num_errors)), std::string::npos) << r.out;
+}
+
 TEST(bench_serve_cli, a_port_with_no_server_fails_naming_the_url) {
   const std::string base = "http://127.0.0.1:" + std::to_string(unused_port());
   auto r = bench_serve("--base-url " + base + " --num-prompts 2");
@@ -151,6 +178,14 @@ TEST(bench_serve_cli, a_port_with_no_server_fails_naming_the_url) {
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find("Initial test run failed"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find(base + "/v1/completions: Connection refused"), std::string::npos) << r.err;
+}
+
+TEST(bench_serve_cli, an_unknown_model_fails_the_initial_test_run_with_the_servers_message) {
+  server_process s;
+  const auto r = bench_serve("--port " + std::to_string(s.http_port()) + " --model gpt-4 --num-prompts 2");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("Initial test run failed"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("HTTP 404 from " + s.url("/v1/completions") + ": The model `gpt-4` does not exist."), std::string::npos) << r.err;
 }
 
 TEST(bench_serve_cli, bad_flags_say_what_to_change) {

@@ -110,6 +110,19 @@ TEST(stream_recorder, chat_role_chunks_are_not_tokens_and_without_usage_chunks_a
   EXPECT_EQ(o.generated_text, "Hi there");
 }
 
+TEST(stream_recorder, a_finishing_chunk_is_a_token_even_without_text) {
+  // 16 tokens that never made a whole UTF-8 character: one finishing chunk with no text, then usage.
+  stream_recorder r(0, 8);
+  r.feed(completion_chunk("", "length"), 0.3);
+  r.feed("data: {\"choices\":[],\"usage\":{\"prompt_tokens\":8,\"completion_tokens\":16,\"total_tokens\":24}}\n\n", 0.31);
+  r.feed("data: [DONE]\n\n", 0.31);
+  const request_outcome o = r.finish();
+  ASSERT_TRUE(o.success) << o.error;
+  EXPECT_DOUBLE_EQ(o.ttft, 0.3);
+  EXPECT_EQ(o.output_tokens, 16);
+  EXPECT_TRUE(o.itl.empty());
+}
+
 TEST(stream_recorder, an_error_event_fails_the_request_with_its_message) {
   stream_recorder r(0, 8);
   r.feed(completion_chunk("a"), 0.1);
