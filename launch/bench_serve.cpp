@@ -235,17 +235,19 @@ CLI::Validator percentile_list() {
       "P,...");
 }
 
-// CLI11's PositiveNumber names the whole double range in its message; this one says what to give.
-CLI::Validator positive(std::string hint) {
+// CLI11's PositiveNumber names the whole double range in its message; these say what to give.
+CLI::Validator number_check(bool allow_zero, std::string hint) {
   return CLI::Validator(
-      [hint](std::string& value) -> std::string {
+      [allow_zero, hint](std::string& value) -> std::string {
         char* end = nullptr;
         const double v = std::strtod(value.c_str(), &end);
-        if (end != value.c_str() + value.size() || !(v > 0)) return "must be greater than 0, not '" + value + "'" + hint;
+        if (end != value.c_str() + value.size() || !(allow_zero ? v >= 0 : v > 0))
+          return std::string(allow_zero ? "must be 0 or more" : "must be greater than 0") + ", not '" + value + "'" + hint;
         return {};
       },
       "");
 }
+CLI::Validator positive(std::string hint) { return number_check(false, std::move(hint)); }
 
 CLI::Validator range_ratio() {
   return CLI::Validator(
@@ -274,7 +276,7 @@ void register_bench_serve(CLI::App& bench) {
   cmd->add_option("--host", o->host, "Server host when --base-url is not given")->capture_default_str();
   cmd->add_option("--port", o->port, "Server port when --base-url is not given")->capture_default_str()->check(CLI::Range(1, 65535));
   cmd->add_option("--endpoint", o->endpoint, "API path (default: /v1/completions; /v1/chat/completions for openai-chat)");
-  cmd->add_option("--backend", o->backend, "openai: /v1/completions with token-id prompts; openai-chat: chat completions")
+  cmd->add_option("--backend", o->backend, "openai (or vllm): /v1/completions with token-id prompts; openai-chat: chat completions")
       ->capture_default_str()
       ->check(CLI::IsMember({"openai", "openai-chat", "vllm"}));
   cmd->add_option("--model", o->model, "Model name to request (default: the first of GET /v1/models)");
@@ -300,7 +302,7 @@ void register_bench_serve(CLI::App& bench) {
       ->check(positive(""));
   cmd->add_flag("--ignore-eos", o->ignore_eos, "Send vLLM's ignore_eos so every request generates its max_tokens");
   cmd->add_option("--temperature", o->temperature, "Sampling temperature sent with each request; 0: greedy")
-      ->capture_default_str()->check(CLI::Range(0.0, 1e6));
+      ->capture_default_str()->check(number_check(true, ""));
   cmd->add_option("--percentile-metrics", o->percentile_metrics, "Metrics to report, of ttft,tpot,itl,e2el")
       ->capture_default_str()->check(comma_list_of({"ttft", "tpot", "itl", "e2el"}));
   cmd->add_option("--metric-percentiles", o->metric_percentiles, "Percentiles to report, comma-separated")
