@@ -4,7 +4,7 @@
 // latency from the event stream. The figures are in runtime/bench_metrics.hpp, the HTTP client in
 // launch/bench_client.cpp.
 
-#include <cmath>
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
@@ -153,7 +153,6 @@ void run_serve_bench(serve_bench_options o) {
   const std::string endpoint = !o.endpoint.empty() ? o.endpoint : chat ? "/v1/chat/completions" : "/v1/completions";
   if (o.backend == "openai-chat" && !endpoint.ends_with("chat/completions"))
     throw user_error("--backend openai-chat sends chat requests: --endpoint must end in chat/completions, not " + endpoint);
-  if (o.max_concurrency > 0 && o.max_concurrency > o.workload.num_prompts) o.max_concurrency = static_cast<int32_t>(o.workload.num_prompts);
   bench_run_info run;
   run.backend = chat ? "openai-chat" : o.backend;
   run.num_prompts = o.workload.num_prompts;
@@ -170,8 +169,8 @@ void run_serve_bench(serve_bench_options o) {
 
   std::printf("Starting initial single prompt test run...\n");
   std::fflush(stdout);
-  const double now[] = {0.0};
-  const bench_run test = run_streamed_requests(target, o.api_key, std::span(requests).first(1), now, 0, [] {});
+  const double at_once[] = {0.0};
+  const bench_run test = run_streamed_requests(target, o.api_key, std::span(requests).first(1), at_once, 0, [] {});
   if (!test.outcomes[0].success)
     throw user_error("Initial test run failed - Please make sure benchmark arguments are correctly specified. Error: " +
                      test.outcomes[0].error);
