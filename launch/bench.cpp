@@ -4,10 +4,7 @@
 #include <chrono>
 #include <cstdio>
 #include <iostream>
-#include <mutex>
 #include <random>
-
-#include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
@@ -15,6 +12,7 @@
 
 #include "launch/commands.hpp"
 #include "launch/engine_flags.hpp"
+#include "launch/progress_bar.hpp"
 #include "runtime/error.hpp"
 
 namespace troupe {
@@ -28,28 +26,6 @@ struct throughput_options {
   uint64_t seed = 0;
   float temperature = 1.0f;  // 0: greedy (on the GPU the argmax is taken on the device)
   std::string output_json;
-};
-
-// A progress bar on stderr, drawn only when stderr is a terminal.
-class progress_bar {
-public:
-  explicit progress_bar(size_t total) : total_(total), enabled_(::isatty(STDERR_FILENO)) {}
-  void tick() {
-    if (!enabled_) return;
-    std::lock_guard lock(mutex_);
-    ++done_;
-    const size_t width = 40, filled = width * done_ / total_;
-    if (filled == last_ && done_ != total_) return;
-    last_ = filled;
-    std::fprintf(stderr, "\r[%s%s] %zu/%zu", std::string(filled, '#').c_str(), std::string(width - filled, ' ').c_str(),
-                 done_, total_);
-    if (done_ == total_) std::fprintf(stderr, "\n");
-  }
-
-private:
-  std::mutex mutex_;
-  size_t total_, done_ = 0, last_ = SIZE_MAX;
-  bool enabled_;
 };
 
 void run_throughput(const throughput_options& o) {
@@ -146,6 +122,7 @@ void register_bench(CLI::App& app) {
   cmd->add_option("--temperature", o->temperature, "Sampling temperature; 0: greedy")->capture_default_str();
   cmd->add_option("--output-json", o->output_json, "Also write the figures to this file");
   cmd->callback([o] { run_throughput(*o); });
+  register_bench_serve(*bench);
 }
 
 } // namespace troupe
