@@ -4,12 +4,14 @@
 //    dtype) go to both; the CPU computes in fp32. Outputs are poisoned with NaN first, so an element the
 //    kernel never writes fails. Error is ‖gpu − cpu‖ / ‖cpu‖ over the whole output.
 // 2. Whole models (tests/data/reference/*) on the GPU against transformers' last-position logits, in
-//    fp32 and bf16, plus chunked prefill, one batch of all prompts, and greedy continuations.
+//    fp32 and bf16, plus chunked prefill, one batch of all prompts, and greedy continuations. The same
+//    for a model of real size (Qwen2.5-7B shapes) that scripts/gpu/make_large_reference.py makes on the
+//    GPU machine (scripts/gpu/check.sh with LARGE=1; --no-ops --data that folder).
 // 3. A few timings at Qwen2.5-7B shapes (informative, no pass/fail).
 //
 // Prints a table (op, dtype, shapes, error, tolerance, pass) and exits 1 when a check fails.
 //
-//   troupe_gpu_check [--data DIR] [--seed N] [--no-models] [--no-timing]
+//   troupe_gpu_check [--data DIR] [--seed N] [--no-ops] [--no-models] [--no-timing]
 
 #include <algorithm>
 #include <chrono>
@@ -417,8 +419,12 @@ void check_model(cuda_ops& gpu, const fs::path& dir, dtype t) {
   limits.block_size = block_size;
   limits.num_blocks = 8 * max_len / block_size;
   model net(config, gpu, load_model_weights(config, gpu, t, checkpoint_weight_source(ckpt, config)), t, limits);
-  // fp32 must agree as the CPU does (1e-4); bf16 weights and activations land near 1e-2.
-  const double tol = t == dtype::f32 ? 1e-4 : 3e-2;
+  // fp32 must agree as the CPU does (1e-4); bf16 weights and activations land near 1e-2 on the small
+  // models. A reference that says how far transformers' own bf16 run lands from fp32 (the real-size
+  // model, scripts/gpu/make_large_reference.py) allows 1.5 times that: no worse than transformers in bf16.
+  double tol = t == dtype::f32 ? 1e-4 : 3e-2;
+  if (t != dtype::f32 && j.contains("transformers_bf16_relative_error"))
+    tol = std::max(tol, 1.5 * j.at("transformers_bf16_relative_error").get<double>());
 
   std::vector<float> logits;
   double worst = 0;
@@ -465,7 +471,12 @@ void check_model(cuda_ops& gpu, const fs::path& dir, dtype t) {
   }
   const std::string note = std::to_string(same) + "/" + std::to_string(total) + " tokens before divergence";
   if (t == dtype::f32) report(label, t, "greedy 32 tokens x" + std::to_string(prompts.size()), double(prompts.size() - equal_runs), 0.0, note);
-  else inform(label, t, "greedy 32 tokens x" + std::to_string(prompts.size()), note);
+  else
+    inform(label, t, "greedy 32 tokens x" + std::to_string(prompts.size()),
+           note + (j.contains("transformers_bf16_greedy_agreement")
+                       ? " (transformers in bf16: " + std::to_string(j.at("transformers_bf16_greedy_agreement").get<int>()) +
+                             ")"
+                       : std::string()));
 }
 
 // --- timings at Qwen2.5-7B shapes (informative) ---
@@ -631,15 +642,16 @@ void print_table() {
 int main(int argc, char** argv) {
   fs::path data = "tests/data/reference";
   uint64_t seed = 1;
-  bool models = true, timing = true;
+  bool ops = true, models = true, timing = true;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--data" && i + 1 < argc) data = argv[++i];
     else if (a == "--seed" && i + 1 < argc) seed = std::stoull(argv[++i]);
     else if (a == "--no-models") models = false;
+    else if (a == "--no-ops") ops = false;
     else if (a == "--no-timing") timing = false;
     else {
-      std::fprintf(stderr, "usage: troupe_gpu_check [--data DIR] [--seed N] [--no-models] [--no-timing]\n");
+      std::fprintf(stderr, "usage: troupe_gpu_check [--data DIR] [--seed N] [--no-ops] [--no-models] [--no-timing]\n");
       return 2;
     }
   }
@@ -655,6 +667,7 @@ int main(int argc, char** argv) {
       }
     };
     for (dtype t : {dtype::f32, dtype::bf16, dtype::f16}) {
+      if (!ops) break;
       guarded("rows", [&] { check_rows(c, t); });
       guarded("norms", [&] { check_norms(c, t); });
       guarded("linear", [&] { check_linear(c, t); });
@@ -662,7 +675,7 @@ int main(int argc, char** argv) {
       guarded("rope_write_kv", [&] { check_rope(c, t); });
       guarded("paged_attention", [&] { check_attention_all(c, t); });
     }
-    guarded("argmax", [&] { check_argmax(c); });
+    if (ops) guarded("argmax", [&] { check_argmax(c); });
     if (models) {
       std::vector<fs::path> dirs;
       for (const auto& e : fs::directory_iterator(data))
