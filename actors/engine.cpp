@@ -14,6 +14,7 @@
 #include "kernels/backend_factory.hpp"
 #include "kernels/model_loader.hpp"
 #include "runtime/error.hpp"
+#include "runtime/memory_plan.hpp"
 #include "runtime/random_model.hpp"
 #include "runtime/safetensors.hpp"
 
@@ -59,17 +60,6 @@ void check_kv_capacity(int64_t num_blocks, int32_t block_size, int64_t max_model
     throw user_error("the KV cache holds " + std::to_string(num_blocks * block_size) +
                      " tokens, fewer than the maximum context length " + std::to_string(max_model_len) + "; raise " +
                      (on_gpu ? "--gpu-memory-utilization" : "--kv-cache-memory") + " or lower --max-model-len");
-}
-
-// KV blocks in what the weights leave of --gpu-memory-utilization × the device's memory, less the
-// model's workspaces and some room for cuBLAS and the CUDA context.
-int64_t gpu_kv_blocks(const model_config& c, const model_limits& limits, dtype act, std::pair<int64_t, int64_t> mem,
-                      double utilization) {
-  if (!(utilization > 0 && utilization <= 1)) throw user_error("--gpu-memory-utilization must be in (0, 1]");
-  const auto [free, total] = mem;
-  const int64_t reserve = static_cast<int64_t>((1.0 - utilization) * double(total));
-  const int64_t budget = free - reserve - model::workspace_bytes(c, limits, act) - (int64_t{256} << 20);
-  return std::max<int64_t>(0, budget / bytes_per_block(c, limits.block_size, size_in_bytes(act)));
 }
 
 } // namespace
@@ -136,12 +126,35 @@ engine::impl::impl(const engine_options& requested) : system(with_middleman(syst
     limits.max_model_len = max_model_len;
     limits.block_size = o.block_size;
     limits.enforce_eager = o.enforce_eager;
+    const int64_t weight_bytes = config.num_parameters() * static_cast<int64_t>(size_in_bytes(act));
+    if (memory) check_weights_fit(weight_bytes, std::string(name(act)), memory->first, memory->second, o.gpu_memory_utilization);
     model_weights weights = load_model_weights(config, *res->backend, act, source);
-    if (const auto mem = device_memory(*res->backend); mem && o.num_gpu_blocks_override <= 0)
-      num_blocks = gpu_kv_blocks(config, limits, act, *mem, o.gpu_memory_utilization);
-    check_kv_capacity(num_blocks, o.block_size, max_model_len, on_gpu);
-    limits.num_blocks = num_blocks = std::min<int64_t>(num_blocks, INT32_MAX);
-    res->net = std::make_unique<model>(config, *res->backend, std::move(weights), act, limits);
+    if (memory && o.num_gpu_blocks_override <= 0) {
+      // DESIGN.md, capacity: a profiling step at the largest batch over a one-block cache, then the KV
+      // cache takes what is left of --gpu-memory-utilization.
+      const int64_t after_weights = device_memory(*res->backend)->first;
+      limits.num_blocks = 1;
+      res->net = std::make_unique<model>(config, *res->backend, std::move(weights), act, limits);
+      res->net->profile_run();
+      gpu_memory_profile p;
+      p.total = memory->second;
+      p.free_after_profile = device_memory(*res->backend)->first;
+      p.weight_bytes = memory->first - after_weights;
+      p.workspace_bytes = after_weights - p.free_after_profile - res->net->kv_block_bytes();
+      p.profiled_kv_bytes = res->net->kv_block_bytes();
+      p.block_bytes = res->net->kv_block_bytes();
+      p.block_size = o.block_size;
+      p.max_model_len = max_model_len;
+      p.profile_tokens = limits.max_num_tokens;
+      p.utilization = o.gpu_memory_utilization;
+      num_blocks = std::min<int64_t>(plan_kv_blocks(p), INT32_MAX);
+      res->net->allocate_kv_cache(num_blocks);
+      spdlog::info("{}", describe(p, num_blocks));
+    } else {
+      check_kv_capacity(num_blocks, o.block_size, max_model_len, on_gpu);
+      limits.num_blocks = num_blocks = std::min<int64_t>(num_blocks, INT32_MAX);
+      res->net = std::make_unique<model>(config, *res->backend, std::move(weights), act, limits);
+    }
     if (on_gpu) res->net->warm_up();  // GEMM algorithms, kernel loading, the batch-1 decode graph
     spdlog::info("weights and activations in {}", name(act));
   } else {

@@ -67,7 +67,7 @@ model_weights load_model_weights(const model_config& c, ops& backend, dtype type
 }
 
 model::model(model_config config, ops& backend, model_weights weights, dtype act, model_limits limits)
-    : config_(std::move(config)), ops_(backend), weights_(std::move(weights)), limits_(limits) {
+    : config_(std::move(config)), ops_(backend), weights_(std::move(weights)), limits_(limits), act_type_(act) {
   const model_config& c = config_;
   if (limits_.block_size <= 0) throw user_error("--block-size must be positive");
   if (limits_.num_blocks <= 0) throw user_error("the KV cache has no blocks; give it more memory");
@@ -77,10 +77,7 @@ model::model(model_config config, ops& backend, model_weights weights, dtype act
   shape_.block_size = limits_.block_size;
   shape_.scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
 
-  for (int64_t l = 0; l < c.num_layers; ++l) {
-    k_cache_.push_back(ops_.alloc(act, {limits_.num_blocks, limits_.block_size, c.num_kv_heads, c.head_dim}));
-    v_cache_.push_back(ops_.alloc(act, {limits_.num_blocks, limits_.block_size, c.num_kv_heads, c.head_dim}));
-  }
+  allocate_kv_cache(limits_.num_blocks);
   cos_sin_ = ops_.alloc(dtype::f32, {limits_.max_model_len, c.head_dim});
   ops_.upload(cos_sin_, rope_cos_sin_table(c, limits_.max_model_len));
 
@@ -112,18 +109,30 @@ model::model(model_config config, ops& backend, model_weights weights, dtype act
   attn_ = ops_.alloc(act, {t, c.q_size()});
   mlp_ = ops_.alloc(act, {t, 2 * c.intermediate_size});
   act_ = ops_.alloc(act, {t, c.intermediate_size});
-  selected_ = ops_.alloc(act, {t, c.hidden_size});
-  logits_ = ops_.alloc(dtype::f32, {t, c.vocab_size});
-  tokens_ = ops_.alloc(dtype::i32, {t});
+  // Only sampled rows (one per sequence) reach the LM head.
+  const int64_t rows = std::min(t, s);
+  selected_ = ops_.alloc(act, {rows, c.hidden_size});
+  logits_ = ops_.alloc(dtype::f32, {rows, c.vocab_size});
+  tokens_ = ops_.alloc(dtype::i32, {rows});
 }
 
-int64_t model::workspace_bytes(const model_config& c, const model_limits& limits, dtype act) {
-  const int64_t t = limits.max_num_tokens, s = limits.max_num_seqs, a = static_cast<int64_t>(size_in_bytes(act));
-  const int64_t max_blocks = (limits.max_model_len + limits.block_size - 1) / limits.block_size;
-  const int64_t inputs = t * (4 + 4 + 8 + 4 + 4) + (2 * s + 1 + s * max_blocks) * 4;
-  const int64_t activations =
-      t * a * (3 * c.hidden_size + c.q_size() + 2 * c.kv_size() + c.q_size() + 3 * c.intermediate_size);
-  return limits.max_model_len * c.head_dim * 4 + inputs + activations + t * c.vocab_size * 4;
+void model::allocate_kv_cache(int64_t num_blocks) {
+  if (num_blocks <= 0) throw user_error("the KV cache has no blocks; give it more memory");
+  for (auto& [size, graph] : decode_graphs_) ops_.release_graph(graph);
+  decode_graphs_.clear();
+  const model_config& c = config_;
+  k_cache_.clear();  // the old cache goes before the new one comes
+  v_cache_.clear();
+  for (int64_t l = 0; l < c.num_layers; ++l) {
+    k_cache_.push_back(ops_.alloc(act_type_, {num_blocks, limits_.block_size, c.num_kv_heads, c.head_dim}));
+    v_cache_.push_back(ops_.alloc(act_type_, {num_blocks, limits_.block_size, c.num_kv_heads, c.head_dim}));
+  }
+  limits_.num_blocks = num_blocks;
+}
+
+int64_t model::kv_block_bytes() const {
+  return 2 * config_.num_layers * limits_.block_size * config_.num_kv_heads * config_.head_dim *
+         static_cast<int64_t>(size_in_bytes(act_type_));
 }
 
 attention_metadata model::stage_inputs(const step_input& in) {
@@ -132,7 +141,7 @@ attention_metadata model::stage_inputs(const step_input& in) {
   const int64_t num_seqs = static_cast<int64_t>(in.seq_lens.size());
   const int64_t num_logits = static_cast<int64_t>(in.logits_indices.size());
   if (num_tokens == 0 || num_tokens > limits_.max_num_tokens || num_seqs > limits_.max_num_seqs ||
-      num_logits > num_tokens || in.positions.size() != in.token_ids.size() ||
+      num_logits > num_tokens || num_logits > num_seqs || in.positions.size() != in.token_ids.size() ||
       in.slot_mapping.size() != in.token_ids.size() || in.query_start.size() != in.seq_lens.size() + 1 ||
       in.max_blocks_per_seq > max_blocks_ ||
       in.block_tables.size() != static_cast<size_t>(num_seqs * in.max_blocks_per_seq))
@@ -213,10 +222,10 @@ tensor model::compute_logits(int64_t num_tokens, int64_t num_logits, const atten
   return out;
 }
 
-void model::warm_up() {
-  std::vector<int32_t> tokens;
+void model::dry_step(const std::vector<std::pair<int32_t, int32_t>>& seqs) {
   step_input in;
-  auto add_seq = [&](int32_t len, int32_t q) {  // q new tokens at the end of a context of len
+  in.query_start.push_back(0);
+  for (const auto& [len, q] : seqs) {  // q new tokens at the end of a context of len
     const int32_t width = (len + limits_.block_size - 1) / limits_.block_size;
     for (int32_t i = len - q; i < len; ++i) {
       in.token_ids.push_back(0);
@@ -227,20 +236,31 @@ void model::warm_up() {
     in.seq_lens.push_back(len);
     in.max_blocks_per_seq = std::max(in.max_blocks_per_seq, width);
     in.logits_indices.push_back(static_cast<int32_t>(in.token_ids.size()) - 1);
-  };
-  auto run = [&](const std::vector<std::pair<int32_t, int32_t>>& seqs) {
-    in.clear();
-    in.query_start.push_back(0);
-    for (const auto& [len, q] : seqs) add_seq(len, q);
-    in.block_tables.assign(in.seq_lens.size() * static_cast<size_t>(in.max_blocks_per_seq), 0);
-    forward_greedy(in, tokens);
-  };
-  const int64_t max_len = std::min<int64_t>(limits_.max_model_len, limits_.max_num_tokens);
+  }
+  in.block_tables.assign(in.seq_lens.size() * static_cast<size_t>(in.max_blocks_per_seq), 0);
+  std::vector<int32_t> tokens;
+  forward_greedy(in, tokens);
+}
+
+// `n` prompt tokens as whole prompts of at most the context length (and at most max_num_seqs of them).
+static std::vector<std::pair<int32_t, int32_t>> prefill_of(int64_t n, const model_limits& limits) {
+  const int64_t max_len = std::min<int64_t>(limits.max_model_len, limits.max_num_tokens);
+  std::vector<std::pair<int32_t, int32_t>> seqs;
+  for (int64_t left = n; left > 0 && static_cast<int64_t>(seqs.size()) < limits.max_num_seqs; left -= max_len) {
+    const auto len = static_cast<int32_t>(std::min(left, max_len));
+    seqs.emplace_back(len, len);
+  }
+  return seqs;
+}
+
+void model::profile_run() {
+  dry_step(prefill_of(limits_.max_num_tokens, limits_));
+  ops_.synchronize();
+}
+
+void model::warm_up() {
   for (int64_t n = std::min<int64_t>(32, limits_.max_num_tokens);; n = std::min(2 * n, limits_.max_num_tokens)) {
-    std::vector<std::pair<int32_t, int32_t>> seqs;
-    for (int64_t left = n; left > 0 && static_cast<int64_t>(seqs.size()) < limits_.max_num_seqs; left -= max_len)
-      seqs.emplace_back(static_cast<int32_t>(std::min(left, max_len)), static_cast<int32_t>(std::min(left, max_len)));
-    run(seqs);
+    dry_step(prefill_of(n, limits_));
     if (n >= limits_.max_num_tokens) break;
   }
   // Decode steps of each power-of-two batch size, eagerly, so their GEMM plans (the LM head's too) are
@@ -248,11 +268,11 @@ void model::warm_up() {
   const bool eager = limits_.enforce_eager;
   limits_.enforce_eager = true;
   for (int64_t b = 1;; b = std::min<int64_t>(2 * b, limits_.max_num_seqs)) {
-    run(std::vector<std::pair<int32_t, int32_t>>(static_cast<size_t>(std::min<int64_t>(b, limits_.max_num_tokens)), {1, 1}));
+    dry_step(std::vector<std::pair<int32_t, int32_t>>(static_cast<size_t>(std::min<int64_t>(b, limits_.max_num_tokens)), {1, 1}));
     if (b >= limits_.max_num_seqs || b >= limits_.max_num_tokens) break;
   }
   limits_.enforce_eager = eager;
-  run({{1, 1}});  // records the batch-1 decode graph
+  dry_step({{1, 1}});  // records the batch-1 decode graph
 }
 
 void model::forward(const step_input& in, std::vector<float>& logits) {

@@ -64,9 +64,17 @@ public:
   // rather than during it.
   void warm_up();
 
-  // Bytes the constructor allocates besides the KV cache (rotary table, step inputs, workspaces), so an
-  // engine can size the cache from the memory left after the weights.
-  static int64_t workspace_bytes(const model_config& config, const model_limits& limits, dtype activation_type);
+  // One eager step at the largest size the limits allow (max_num_tokens over as few sequences as the
+  // context length permits), writing nothing to the KV cache: afterwards the backend has allocated all
+  // it will for steps (kernel modules, library workspaces), so an engine can measure what is left.
+  void profile_run();
+
+  // Replaces the KV cache with one of num_blocks blocks (the engine sizes it after profile_run); graphs
+  // recorded over the old cache are dropped.
+  void allocate_kv_cache(int64_t num_blocks);
+
+  // Bytes of one KV block: every layer's K and V for block_size tokens.
+  int64_t kv_block_bytes() const;
 
   const model_config& config() const { return config_; }
   const model_limits& limits() const { return limits_; }
@@ -78,12 +86,16 @@ private:
   // Runs the layers and the LM head over staged inputs; returns the device logits [num_logits, V] f32.
   // Issues ops only (no host synchronization), so a graph can record it.
   tensor compute_logits(int64_t num_tokens, int64_t num_logits, const attention_metadata& meta);
+  // A step that writes nothing to the KV cache: (context length, new tokens) per sequence, each sampling
+  // its last token greedily.
+  void dry_step(const std::vector<std::pair<int32_t, int32_t>>& seqs);
 
   model_config config_;
   ops& ops_;
   model_weights weights_;
   model_limits limits_;
   attention_shape shape_;
+  dtype act_type_;
   std::vector<device_buffer> k_cache_, v_cache_;  // per layer [num_blocks, block_size, nKV, D]
   device_buffer cos_sin_;                         // [max_model_len, D]
   // Step inputs, one block on the device and its host twin, regions at fixed offsets sized for the

@@ -67,6 +67,8 @@ public:
   // recording (it then throws).
   virtual int32_t end_capture() { return -1; }
   virtual void replay(int32_t graph) { (void)graph; }
+  // Frees a recorded graph; its handle is not valid afterwards.
+  virtual void release_graph(int32_t graph) { (void)graph; }
 
   // out[t] = table[ids[t]].  ids [T] i32, table [V, H], out [T, H]
   virtual void embedding(const tensor& ids, const tensor& table, const tensor& out) = 0;

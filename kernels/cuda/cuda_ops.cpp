@@ -28,7 +28,8 @@ cuda_context::~cuda_context() {
     cublasLtMatrixLayoutDestroy(plan.c);
     cublasLtMatmulDescDestroy(plan.desc);
   }
-  for (cudaGraphExec_t g : graphs) cudaGraphExecDestroy(g);
+  for (cudaGraphExec_t g : graphs)
+    if (g) cudaGraphExecDestroy(g);
   if (lt) cublasLtDestroy(lt);
   cudaFree(workspace);
   cudaFree(attention_workspace);
@@ -187,9 +188,16 @@ int32_t cuda_ops::end_capture() {
 }
 
 void cuda_ops::replay(int32_t graph) {
-  if (graph < 0 || graph >= static_cast<int32_t>(ctx_->graphs.size()))
+  if (graph < 0 || graph >= static_cast<int32_t>(ctx_->graphs.size()) || !ctx_->graphs[static_cast<size_t>(graph)])
     throw std::invalid_argument("cuda replay: no graph " + std::to_string(graph));
   check(cudaGraphLaunch(ctx_->graphs[static_cast<size_t>(graph)], ctx_->stream), "cudaGraphLaunch");
+}
+
+void cuda_ops::release_graph(int32_t graph) {
+  if (graph < 0 || graph >= static_cast<int32_t>(ctx_->graphs.size())) return;
+  cudaGraphExec_t& g = ctx_->graphs[static_cast<size_t>(graph)];
+  if (g) check(cudaGraphExecDestroy(g), "cudaGraphExecDestroy");
+  g = nullptr;
 }
 
 void cuda_ops::end_step() {

@@ -36,6 +36,7 @@ public:
   bool begin_capture() override;
   int32_t end_capture() override;
   void replay(int32_t graph) override;
+  void release_graph(int32_t graph) override;
 
   void embedding(const tensor& ids, const tensor& table, const tensor& out) override;
   void rms_norm(const tensor& x, const tensor& weight, float eps, const tensor& out) override;

@@ -1,0 +1,40 @@
+#pragma once
+// How a GPU's memory is shared out (DESIGN.md, "Capacity"): the weights first, then the step workspaces
+// and whatever the kernels allocate, measured over a profiling step at the largest batch, then the KV
+// cache gets what is left of --gpu-memory-utilization × the device's memory. Pure arithmetic and the
+// messages that say what to change when a model does not fit; the engine does the measuring.
+
+#include <cstdint>
+#include <string>
+
+namespace troupe {
+
+// "15.23 GiB"
+std::string gib(int64_t bytes);
+
+// Throws user_error when weights of `weight_bytes` cannot fit in what --gpu-memory-utilization leaves,
+// saying by how much and what to change. free / total: the device's memory before loading.
+void check_weights_fit(int64_t weight_bytes, const std::string& dtype_name, int64_t free, int64_t total,
+                       double utilization);
+
+struct gpu_memory_profile {
+  int64_t total = 0;               // the device's memory
+  int64_t free_after_profile = 0;  // free once the weights are in and the profiling step has run
+  int64_t weight_bytes = 0;        // measured: free before loading − free after
+  int64_t workspace_bytes = 0;     // measured: free after the weights − free after the profiling step
+  int64_t profiled_kv_bytes = 0;   // the small KV cache the profiling step ran with (to be replaced)
+  int64_t block_bytes = 0;         // one KV block, every layer, K and V
+  int32_t block_size = 16;
+  int64_t max_model_len = 0;
+  int64_t profile_tokens = 0;      // tokens in the profiling step
+  double utilization = 0.9;
+};
+
+// KV blocks for the memory left under the utilization cap. Throws user_error, with the figures and
+// what to change, when that is not enough for one sequence of max_model_len tokens.
+int64_t plan_kv_blocks(const gpu_memory_profile& p);
+
+// One log line: the device, weights, workspaces, KV cache in GiB, blocks and tokens of context.
+std::string describe(const gpu_memory_profile& p, int64_t num_blocks);
+
+} // namespace troupe
