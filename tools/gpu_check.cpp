@@ -5,11 +5,12 @@
 //    kernel never writes fails. Error is ‖gpu − cpu‖ / ‖cpu‖ over the whole output.
 // 2. Whole models (tests/data/reference/*) on the GPU against transformers' last-position logits, in
 //    fp32 and bf16, plus chunked prefill, one batch of all prompts, and greedy continuations.
-// 3. A few timings at Qwen2.5-7B shapes (informative, no pass/fail).
+// 3. The sampling op against sample_cpu (tools/gpu_check_sampling.cpp).
+// 4. A few timings at Qwen2.5-7B shapes (informative, no pass/fail).
 //
 // Prints a table (op, dtype, shapes, error, tolerance, pass) and exits 1 when a check fails.
 //
-//   troupe_gpu_check [--data DIR] [--seed N] [--no-models] [--no-timing]
+//   troupe_gpu_check [--data DIR] [--seed N] [--no-models] [--no-timing] [--sampling | --sampling-quick | --sampling-timing]
 
 #include <algorithm>
 #include <chrono>
@@ -31,10 +32,12 @@
 #include "kernels/model.hpp"
 #include "kernels/model_loader.hpp"
 #include "runtime/safetensors.hpp"
+#include "tools/gpu_check.hpp"
 
 using namespace troupe;
 namespace fs = std::filesystem;
 
+namespace gpu_check {
 namespace {
 
 struct result_row {
@@ -46,15 +49,38 @@ struct result_row {
 };
 
 std::vector<result_row> results;
+
+} // namespace
+
 std::mt19937_64 rng;
 
-void report(std::string op, dtype t, std::string shape, double error, double tolerance, std::string note = {}) {
+void report(std::string op, dtype t, std::string shape, double error, double tolerance, std::string note) {
   const bool pass = std::isfinite(error) && error <= tolerance;
   results.push_back({std::move(op), std::string(name(t)), std::move(shape), error, tolerance, pass, false, std::move(note)});
 }
 void inform(std::string op, dtype t, std::string shape, std::string note) {
   results.push_back({std::move(op), std::string(name(t)), std::move(shape), 0, 0, true, true, std::move(note)});
 }
+
+double time_ms(cuda_ops& gpu, const std::function<void()>& f, int reps) {
+  f();
+  gpu.synchronize();
+  std::vector<double> ms;
+  for (int i = 0; i < reps; ++i) {
+    const auto a = std::chrono::steady_clock::now();
+    f();
+    gpu.synchronize();
+    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - a).count());
+  }
+  std::nth_element(ms.begin(), ms.begin() + reps / 2, ms.end());
+  return ms[reps / 2];
+}
+
+} // namespace gpu_check
+
+using namespace gpu_check;
+
+namespace {
 
 double tolerance_for(dtype t) { return t == dtype::f32 ? 1e-4 : 1e-2; }
 
@@ -450,20 +476,6 @@ void check_model(cuda_ops& gpu, const fs::path& dir, dtype t) {
 
 // --- timings at Qwen2.5-7B shapes (informative) ---
 
-double time_ms(cuda_ops& gpu, const std::function<void()>& f, int reps = 20) {
-  f();
-  gpu.synchronize();
-  std::vector<double> ms;
-  for (int i = 0; i < reps; ++i) {
-    const auto a = std::chrono::steady_clock::now();
-    f();
-    gpu.synchronize();
-    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - a).count());
-  }
-  std::nth_element(ms.begin(), ms.begin() + reps / 2, ms.end());
-  return ms[reps / 2];
-}
-
 // Timing inputs are random, never zeros (zeros can run faster than real data).
 void fill(cuda_ops& gpu, const tensor& t) {
   std::vector<float> v(static_cast<size_t>(t.numel()));
@@ -560,15 +572,20 @@ void print_table() {
 int main(int argc, char** argv) {
   fs::path data = "tests/data/reference";
   uint64_t seed = 1;
-  bool models = true, timing = true;
+  bool models = true, timing = true, ops = true, sampling = true, quick_sampling = false;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--data" && i + 1 < argc) data = argv[++i];
     else if (a == "--seed" && i + 1 < argc) seed = std::stoull(argv[++i]);
     else if (a == "--no-models") models = false;
     else if (a == "--no-timing") timing = false;
+    else if (a == "--sampling") ops = models = false;  // only the sampling checks and timings
+    else if (a == "--sampling-quick") ops = models = timing = false, quick_sampling = true;  // small vocabularies
+    else if (a == "--sampling-timing") ops = models = sampling = false;  // only the sampling timings
     else {
-      std::fprintf(stderr, "usage: troupe_gpu_check [--data DIR] [--seed N] [--no-models] [--no-timing]\n");
+      std::fprintf(stderr,
+                   "usage: troupe_gpu_check [--data DIR] [--seed N] [--no-models] [--no-timing] [--sampling | "
+                   "--sampling-quick | --sampling-timing]\n");
       return 2;
     }
   }
@@ -584,6 +601,7 @@ int main(int argc, char** argv) {
       }
     };
     for (dtype t : {dtype::f32, dtype::bf16, dtype::f16}) {
+      if (!ops) break;
       guarded("rows", [&] { check_rows(c, t); });
       guarded("norms", [&] { check_norms(c, t); });
       guarded("linear", [&] { check_linear(c, t); });
@@ -591,7 +609,8 @@ int main(int argc, char** argv) {
       guarded("rope_write_kv", [&] { check_rope(c, t); });
       guarded("paged_attention", [&] { check_attention_all(c, t); });
     }
-    guarded("argmax", [&] { check_argmax(c); });
+    if (ops) guarded("argmax", [&] { check_argmax(c); });
+    if (sampling) guarded("sample", [&] { check_sampling(c.gpu, quick_sampling); });
     if (models) {
       std::vector<fs::path> dirs;
       for (const auto& e : fs::directory_iterator(data))
@@ -602,7 +621,8 @@ int main(int argc, char** argv) {
         for (dtype t : {dtype::f32, dtype::bf16})
           guarded(("model " + dir.filename().string()).c_str(), [&] { check_model(c.gpu, dir, t); });
     }
-    if (timing) guarded("timings", [&] { timings(c.gpu); });
+    if (timing && ops) guarded("timings", [&] { timings(c.gpu); });
+    if (timing) guarded("sample timings", [&] { time_sampling(c.gpu); });
   } catch (const std::exception& e) {
     std::fprintf(stderr, "troupe_gpu_check: %s\n", e.what());
     print_table();

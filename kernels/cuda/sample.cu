@@ -556,13 +556,9 @@ void launch_sample(const tensor& logits, const sampling_batch& batch, const tens
     return v && *v && *v != '0';
   }();
   auto kernel = one_block ? sample_kernel<1> : sample_kernel<2>;
-  static const bool configured = [&] {
-    for (auto k : {sample_kernel<1>, sample_kernel<2>})
-      check(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
-            "sample: shared memory limit");
-    return true;
-  }();
-  (void)configured;
+  // Per launch: the limit belongs to the current device, and shards may drive several.
+  check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
+        "sample: shared memory limit");
   const int64_t segment = ((vocab + kSegments - 1) / kSegments + 7) / 8 * 8;
   const bool vec = vocab % 4 == 0 && reinterpret_cast<uintptr_t>(logits.data) % 16 == 0;
   kernel<<<static_cast<unsigned>(rows), kThreads, smem, stream>>>(
