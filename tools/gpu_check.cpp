@@ -31,6 +31,7 @@
 #include "kernels/cuda/cuda_ops.hpp"
 #include "kernels/model.hpp"
 #include "kernels/model_loader.hpp"
+#include "kernels/sampling_inputs.hpp"
 #include "runtime/safetensors.hpp"
 #include "tools/gpu_check.hpp"
 
@@ -472,6 +473,35 @@ void check_model(cuda_ops& gpu, const fs::path& dir, dtype t) {
   const std::string note = std::to_string(same) + "/" + std::to_string(total) + " tokens before divergence";
   if (t == dtype::f32) report(label, t, "greedy 32 tokens x" + std::to_string(prompts.size()), double(prompts.size() - equal_runs), 0.0, note);
   else inform(label, t, "greedy 32 tokens x" + std::to_string(prompts.size()), note);
+
+  // Sampled continuations through model::forward_sample (the engine's sampled path: decode steps
+  // replay their graph, then the sample op) against sample_cpu over the logits model::forward
+  // downloads for the same step (recomputing a step rewrites its KV slots with the same values).
+  sampling_params sp;
+  sp.temperature = 0.8f;
+  sp.top_k = 40;
+  sp.top_p = 0.9f;
+  sp.repetition_penalty = 1.1f;
+  size_t sampled_same = 0, sampled = 0;
+  for (size_t p = 0; p < prompts.size(); ++p) {
+    const auto& prompt = prompts[p];
+    std::vector<int32_t> out, token;
+    while (out.size() < 16) {
+      const step_input in = out.empty() ? make_step({{prompt, 0}})
+                                        : make_step({{{out.back()}, static_cast<int32_t>(prompt.size() + out.size() - 1)}});
+      const sample_request r{&sp, prompt, out, 1000 + p, {}};
+      sampling_inputs si;
+      si.build(std::span<const sample_request>(&r, 1), static_cast<int32_t>(vocab));
+      net.forward_sample(in, si, token);
+      net.forward(in, logits);
+      sampled_same += token.at(0) == sample_cpu(logits, static_cast<int32_t>(vocab), std::span<const sample_request>(&r, 1))[0];
+      ++sampled;
+      out.push_back(token.at(0));
+    }
+  }
+  report(label, t, "sampled 16 tokens x" + std::to_string(prompts.size()) + " (forward_sample)",
+         double(sampled - sampled_same), 0.0,
+         std::to_string(sampled_same) + "/" + std::to_string(sampled) + " as sample_cpu on the downloaded logits");
 }
 
 // --- timings at Qwen2.5-7B shapes (informative) ---

@@ -18,7 +18,6 @@
 #include <cfloat>
 #include <climits>
 #include <cstdint>
-#include <cstdlib>
 
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/launchers.hpp"
@@ -488,10 +487,9 @@ template <class Kept> __device__ int64_t draw(const row_view& r, float m, const 
   return last;
 }
 
-// MinBlocks 2 caps registers at 64 so two rows share a multiprocessor (256 rows in one wave on 132 SMs);
-// 1 lets the compiler keep everything in registers (TROUPE_SAMPLE_ONE_BLOCK_PER_SM=1, for timing).
-template <int MinBlocks>
-__global__ void __launch_bounds__(kThreads, MinBlocks)
+// Two blocks per multiprocessor cap registers at 64 (a few spill) so 256 rows run in one wave on 132 SMs:
+// measured on the H100 (kernels/cuda/NOTES.md), one block per SM without spills was 1.3-1.5x slower.
+__global__ void __launch_bounds__(kThreads, 2)
     sample_kernel(float* logits, int64_t vocab, int64_t segment, bool vec, const sampling_row* rows,
                   const int32_t* masks, const logit_bias_entry* biases, const penalty_entry* penalties,
                   int32_t* out) {
@@ -551,17 +549,12 @@ void launch_sample(const tensor& logits, const sampling_batch& batch, const tens
                                 " sampling rows and out " + shape_of(out) + " i32 do not fit");
   if (rows == 0) return;
   constexpr size_t smem = sizeof(histogram_smem);
-  static const bool one_block = [] {
-    const char* v = std::getenv("TROUPE_SAMPLE_ONE_BLOCK_PER_SM");
-    return v && *v && *v != '0';
-  }();
-  auto kernel = one_block ? sample_kernel<1> : sample_kernel<2>;
   // Per launch: the limit belongs to the current device, and shards may drive several.
-  check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
+  check(cudaFuncSetAttribute(sample_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
         "sample: shared memory limit");
   const int64_t segment = ((vocab + kSegments - 1) / kSegments + 7) / 8 * 8;
   const bool vec = vocab % 4 == 0 && reinterpret_cast<uintptr_t>(logits.data) % 16 == 0;
-  kernel<<<static_cast<unsigned>(rows), kThreads, smem, stream>>>(
+  sample_kernel<<<static_cast<unsigned>(rows), kThreads, smem, stream>>>(
       logits.as<float>(), vocab, segment, vec, batch.rows.as<const sampling_row>(), batch.masks.as<const int32_t>(),
       batch.biases.as<const logit_bias_entry>(), batch.penalties.as<const penalty_entry>(), out.as<int32_t>());
   check_launch("sample");
