@@ -17,6 +17,12 @@ device_buffer upload_new(ops& backend, dtype type, std::initializer_list<int64_t
   return b;
 }
 
+// Room for every row's record and about a kilobyte of list entries per row (a few hundred penalized
+// tokens); steps that need more grow the block.
+size_t sampling_workspace_bytes(int64_t max_num_seqs) {
+  return static_cast<size_t>(max_num_seqs) * (sizeof(sampling_row) + 1024);
+}
+
 } // namespace
 
 model_weights load_model_weights(const model_config& c, ops& backend, dtype type, const weight_source& source) {
@@ -114,6 +120,9 @@ model::model(model_config config, ops& backend, model_weights weights, dtype act
   selected_ = ops_.alloc(act, {rows, c.hidden_size});
   logits_ = ops_.alloc(dtype::f32, {rows, c.vocab_size});
   tokens_ = ops_.alloc(dtype::i32, {rows});
+  sampling_bytes_ = sampling_workspace_bytes(s);
+  sampling_ = ops_.alloc(dtype::i32, {static_cast<int64_t>(sampling_bytes_ / 4)});
+  host_sampling_ = ops_.alloc_host(sampling_bytes_);
 }
 
 void model::allocate_kv_cache(int64_t num_blocks) {
@@ -284,15 +293,13 @@ void model::forward(const step_input& in, std::vector<float>& logits) {
   ops_.end_step();
 }
 
-void model::forward_greedy(const step_input& in, std::vector<int32_t>& tokens) {
-  attention_metadata meta = stage_inputs(in);
+tensor model::logits_of_step(const step_input& in, const attention_metadata& meta) {
   const int64_t num_tokens = static_cast<int64_t>(in.token_ids.size());
   const int64_t num_logits = static_cast<int64_t>(in.logits_indices.size());
-  const tensor ids = tokens_.get().rows(0, num_logits);
   // A decode step where every sequence samples replays the graph recorded for its batch size: one
   // launch instead of ~300, and no per-op host work. Everything it reads sits at fixed addresses; the
   // graph is recorded with the longest context as max_seq_len, so attention splits the context the
-  // same way for any step (kernels/cuda/paged_attention.cu).
+  // same way for any step (kernels/cuda/paged_attention.cu). Sampling (argmax or sample) runs after it.
   const bool decode = meta.max_query_len == 1 && num_logits == num_tokens && num_tokens == meta.num_seqs;
   static const bool eager_env = [] {  // TROUPE_ENFORCE_EAGER=1: --enforce-eager for programs without the flag
     const char* v = std::getenv("TROUPE_ENFORCE_EAGER");
@@ -305,8 +312,7 @@ void model::forward_greedy(const step_input& in, std::vector<int32_t>& tokens) {
       rec.max_seq_len = static_cast<int32_t>(limits_.max_model_len);
       if (ops_.begin_capture()) {
         try {
-          const tensor out = compute_logits(num_tokens, num_logits, rec);
-          ops_.argmax(out, ids);
+          compute_logits(num_tokens, num_logits, rec);
         } catch (...) {
           try {
             ops_.end_capture();
@@ -319,14 +325,45 @@ void model::forward_greedy(const step_input& in, std::vector<int32_t>& tokens) {
     }
     if (it != decode_graphs_.end()) {
       ops_.replay(it->second);
-      tokens.resize(static_cast<size_t>(num_logits));
-      ops_.download_raw(tokens.data(), ids);
-      ops_.end_step();
-      return;
+      return logits_.get().rows(0, num_logits);
     }
   }
-  const tensor out = compute_logits(num_tokens, num_logits, meta);
-  ops_.argmax(out, ids);
+  return compute_logits(num_tokens, num_logits, meta);
+}
+
+void model::forward_greedy(const step_input& in, std::vector<int32_t>& tokens) {
+  const attention_metadata meta = stage_inputs(in);
+  const int64_t num_logits = static_cast<int64_t>(in.logits_indices.size());
+  const tensor ids = tokens_.get().rows(0, num_logits);
+  ops_.argmax(logits_of_step(in, meta), ids);
+  tokens.resize(static_cast<size_t>(num_logits));
+  ops_.download_raw(tokens.data(), ids);
+  ops_.end_step();
+}
+
+sampling_batch model::stage_sampling(const sampling_inputs& sampling) {
+  const size_t bytes = sampling.packed_bytes();
+  if (bytes > sampling_bytes_) {
+    // The last step's copy from host_sampling_ finished with its token download, so both may go now.
+    sampling_bytes_ = std::max(bytes, 2 * sampling_bytes_);
+    sampling_ = ops_.alloc(dtype::i32, {static_cast<int64_t>(sampling_bytes_ / 4)});
+    host_sampling_ = ops_.alloc_host(sampling_bytes_);
+  }
+  sampling.pack(host_sampling_.get());
+  ops_.upload_raw(tensor(sampling_.get().data, dtype::i32, {static_cast<int64_t>(bytes / 4)}), host_sampling_.get());
+  return sampling.view(sampling_.get().data);
+}
+
+void model::forward_sample(const step_input& in, const sampling_inputs& sampling, std::vector<int32_t>& tokens) {
+  const int64_t num_logits = static_cast<int64_t>(in.logits_indices.size());
+  if (static_cast<int64_t>(sampling.rows().size()) != num_logits)
+    throw std::invalid_argument("model::forward_sample: " + std::to_string(sampling.rows().size()) +
+                                " sampling rows for " + std::to_string(num_logits) + " sampled tokens");
+  const attention_metadata meta = stage_inputs(in);
+  const tensor logits = logits_of_step(in, meta);
+  const sampling_batch batch = stage_sampling(sampling);
+  const tensor ids = tokens_.get().rows(0, num_logits);
+  ops_.sample(logits, batch, ids);
   tokens.resize(static_cast<size_t>(num_logits));
   ops_.download_raw(tokens.data(), ids);
   ops_.end_step();

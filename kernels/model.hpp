@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "kernels/ops.hpp"
+#include "kernels/sampling_inputs.hpp"
 #include "runtime/model_config.hpp"
 #include "runtime/step_input.hpp"
 #include "runtime/weight_names.hpp"
@@ -57,6 +58,11 @@ public:
   // Runs one step and takes each sampled row's argmax on the backend (greedy sampling without
   // processors), so only the token ids leave the device. tokens receives [logits_indices.size()].
   void forward_greedy(const step_input& in, std::vector<int32_t>& tokens);
+  // Runs one step and samples each sampled row on the backend (ops::sample) with `sampling`, built from
+  // the step's sample_requests in logits_indices order: one upload of the sampling inputs, and only the
+  // token ids come back. tokens receives [logits_indices.size()]. Throws std::invalid_argument when
+  // `sampling` has another number of rows.
+  void forward_sample(const step_input& in, const sampling_inputs& sampling, std::vector<int32_t>& tokens);
 
   // Runs steps that write nothing to the KV cache (every slot -1) at the token counts steps will have:
   // each power of two up to max_num_tokens, and a one-sequence decode step. On CUDA that picks the GEMM
@@ -89,6 +95,12 @@ private:
   // A step that writes nothing to the KV cache: (context length, new tokens) per sequence, each sampling
   // its last token greedily.
   void dry_step(const std::vector<std::pair<int32_t, int32_t>>& seqs);
+  // compute_logits, through the graph recorded for the step's batch size when every sequence of a
+  // decode step samples (recording it the first time).
+  tensor logits_of_step(const step_input& in, const attention_metadata& meta);
+  // Packs the sampling inputs into the host staging block and copies them up in one transfer, growing
+  // both blocks first when they are too small; returns the batch over the device copy.
+  sampling_batch stage_sampling(const sampling_inputs& sampling);
 
   model_config config_;
   ops& ops_;
@@ -108,6 +120,11 @@ private:
   std::unordered_map<int64_t, int32_t> decode_graphs_;  // sequences in a decode step → recorded graph
   // Workspaces, sized for the limits; each step uses their first rows.
   device_buffer hidden_, residual_, qkv_, attn_, mlp_, act_, selected_, logits_, tokens_;
+  // Sampling inputs: a device block and its host twin of sampling_bytes_ each, sized for max_num_seqs rows
+  // and some list entries, grown (outside any graph) when a step needs more.
+  device_buffer sampling_;
+  std::shared_ptr<void> host_sampling_;
+  size_t sampling_bytes_ = 0;
 };
 
 } // namespace troupe

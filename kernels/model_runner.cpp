@@ -103,9 +103,16 @@ step_result model_runner::execute(const step_plan& plan) {
                     eos_token_ids_});
   }
   if (plan.seqs.empty()) return result;
+  const bool any_logprobs =
+      std::any_of(reqs.begin(), reqs.end(), [](const sample_request& r) { return r.params->logprobs.has_value(); });
   if (model_ && std::all_of(reqs.begin(), reqs.end(), plain_greedy)) {
     model_->forward_greedy(input_, result.tokens);
+  } else if (model_ && !any_logprobs) {
+    // Sampled on the backend: only the token ids come back.
+    sampling_.build(reqs, vocab_size_);
+    model_->forward_sample(input_, sampling_, result.tokens);
   } else if (model_) {
+    // Logprobs need the whole rows on the host: this step downloads the logits and samples there.
     model_->forward(input_, logits_);
     // Logprobs come from the raw model output, so take them before sampling edits the rows in place.
     std::vector<std::vector<float>> raw(reqs.size());

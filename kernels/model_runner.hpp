@@ -41,6 +41,7 @@ private:
   int32_t null_token_;
   std::unordered_map<request_id, seq_state> seqs_;
   step_input input_;
+  sampling_inputs sampling_;
   std::vector<float> logits_;
 };
 

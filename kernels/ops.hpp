@@ -12,6 +12,7 @@
 #include <span>
 #include <string>
 
+#include "kernels/sampling_batch.hpp"
 #include "kernels/tensor.hpp"
 
 namespace troupe {
@@ -108,6 +109,14 @@ public:
   // Greedy sampling: out[r] = the index of row r's largest logit, the lowest among equals (0 for an
   // all-NaN row), as argmax_lowest_id does.  logits [R, V] f32, out [R] i32
   virtual void argmax(const tensor& logits, const tensor& out) = 0;
+
+  // Sampling: out[r] = the token sample_cpu (kernels/cpu/sampler.hpp) picks for row r from the
+  // request that batch row r was built from: min_tokens masks, logit_bias, penalties, then argmax for
+  // greedy rows, else temperature, min_p, top_k, top_p and the seeded inverse-CDF draw. Backends other
+  // than the CPU may differ only where the CPU's cumulative sum lands within rounding of its cut.
+  // logits [R, V] f32, which the op may overwrite; batch with R rows (kernels/sampling_batch.hpp);
+  // out [R] i32
+  virtual void sample(const tensor& logits, const sampling_batch& batch, const tensor& out) = 0;
 };
 
 } // namespace troupe

@@ -182,6 +182,41 @@ TEST(engine_core, a_preempted_request_resumes_to_the_output_it_would_have_produc
   EXPECT_EQ(squeezed.core().kv().num_free_blocks(), 16);
 }
 
+TEST(engine_core, sampling_on_the_backend_draws_the_tokens_the_host_sampler_draws) {
+  // With logprobs the shard downloads the logits and runs sample_cpu (the path every sampled step took
+  // before the backend sampled); without, the backend's sample op runs. Same seeds, same tokens.
+  std::mt19937 rng(21);
+  std::vector<std::vector<int32_t>> prompts;
+  for (int i = 0; i < 12; ++i) prompts.push_back(random_prompt(rng, 5 + 7 * i));
+  auto params = [](int i, bool logprobs) {
+    sampling_params p;
+    p.temperature = i % 4 == 0 ? 0.0f : 0.6f + 0.1f * static_cast<float>(i % 5);
+    p.top_k = i % 3 == 1 ? 20 : 0;
+    p.top_p = i % 3 == 2 ? 0.8f : 1.0f;
+    p.min_p = i % 5 == 3 ? 0.05f : 0.0f;
+    p.repetition_penalty = i % 2 ? 1.3f : 1.0f;
+    p.frequency_penalty = i % 6 == 5 ? 0.4f : 0.0f;
+    p.presence_penalty = i % 7 == 6 ? 0.3f : 0.0f;
+    if (i % 4 == 2) p.logit_bias = {{static_cast<int32_t>(10 + i), 3.0f}};
+    p.min_tokens = i % 3 == 0 ? 5 : 0;
+    p.seed = 700 + i;
+    p.max_tokens = 24;
+    if (logprobs) p.logprobs = 0;
+    return p;
+  };
+  engine_fixture host(setup{}), backend(setup{});
+  for (int i = 0; i < 12; ++i) {
+    host.add(i, prompts[i], params(i, true));
+    backend.add(i, prompts[i], params(i, false));
+  }
+  host.run();
+  backend.run();
+  for (int i = 0; i < 12; ++i) {
+    EXPECT_FALSE(backend.outputs_[i].empty());
+    EXPECT_EQ(backend.outputs_[i], host.outputs_[i]) << "request " << i;
+  }
+}
+
 TEST(engine_core, refuses_invalid_requests_with_a_message) {
   engine_fixture e(setup{});
   EXPECT_EQ(e.core().add({1, {}, greedy(4), 0, {}}), "The prompt cannot be empty");

@@ -4,14 +4,16 @@
 //    dtype) go to both; the CPU computes in fp32. Outputs are poisoned with NaN first, so an element the
 //    kernel never writes fails. Error is ‖gpu − cpu‖ / ‖cpu‖ over the whole output.
 // 2. Whole models (tests/data/reference/*) on the GPU against transformers' last-position logits, in
-//    fp32 and bf16, plus chunked prefill, one batch of all prompts, and greedy continuations. The same
-//    for a model of real size (Qwen2.5-7B shapes) that scripts/gpu/make_large_reference.py makes on the
-//    GPU machine (scripts/gpu/check.sh with LARGE=1; --no-ops --data that folder).
-// 3. A few timings at Qwen2.5-7B shapes (informative, no pass/fail).
+//    fp32 and bf16, plus chunked prefill, one batch of all prompts, greedy and sampled continuations.
+//    The same for a model of real size (Qwen2.5-7B shapes) that scripts/gpu/make_large_reference.py
+//    makes on the GPU machine (scripts/gpu/check.sh with LARGE=1; --no-ops --data that folder).
+// 3. The sampling op against sample_cpu (tools/gpu_check_sampling.cpp).
+// 4. A few timings at Qwen2.5-7B shapes (informative, no pass/fail).
 //
 // Prints a table (op, dtype, shapes, error, tolerance, pass) and exits 1 when a check fails.
 //
 //   troupe_gpu_check [--data DIR] [--seed N] [--no-ops] [--no-models] [--no-timing]
+//                    [--sampling | --sampling-quick | --sampling-timing]
 
 #include <algorithm>
 #include <chrono>
@@ -33,11 +35,14 @@
 #include "kernels/cuda/cuda_ops.hpp"
 #include "kernels/model.hpp"
 #include "kernels/model_loader.hpp"
+#include "kernels/sampling_inputs.hpp"
 #include "runtime/safetensors.hpp"
+#include "tools/gpu_check.hpp"
 
 using namespace troupe;
 namespace fs = std::filesystem;
 
+namespace gpu_check {
 namespace {
 
 struct result_row {
@@ -49,15 +54,38 @@ struct result_row {
 };
 
 std::vector<result_row> results;
+
+} // namespace
+
 std::mt19937_64 rng;
 
-void report(std::string op, dtype t, std::string shape, double error, double tolerance, std::string note = {}) {
+void report(std::string op, dtype t, std::string shape, double error, double tolerance, std::string note) {
   const bool pass = std::isfinite(error) && error <= tolerance;
   results.push_back({std::move(op), std::string(name(t)), std::move(shape), error, tolerance, pass, false, std::move(note)});
 }
 void inform(std::string op, dtype t, std::string shape, std::string note) {
   results.push_back({std::move(op), std::string(name(t)), std::move(shape), 0, 0, true, true, std::move(note)});
 }
+
+double time_ms(cuda_ops& gpu, const std::function<void()>& f, int reps) {
+  f();
+  gpu.synchronize();
+  std::vector<double> ms;
+  for (int i = 0; i < reps; ++i) {
+    const auto a = std::chrono::steady_clock::now();
+    f();
+    gpu.synchronize();
+    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - a).count());
+  }
+  std::nth_element(ms.begin(), ms.begin() + reps / 2, ms.end());
+  return ms[reps / 2];
+}
+
+} // namespace gpu_check
+
+using namespace gpu_check;
+
+namespace {
 
 double tolerance_for(dtype t) { return t == dtype::f32 ? 1e-4 : 1e-2; }
 
@@ -477,23 +505,38 @@ void check_model(cuda_ops& gpu, const fs::path& dir, dtype t) {
                        ? " (transformers in bf16: " + std::to_string(j.at("transformers_bf16_greedy_agreement").get<int>()) +
                              ")"
                        : std::string()));
+
+  // Sampled continuations through model::forward_sample (the engine's sampled path: decode steps
+  // replay their graph, then the sample op) against sample_cpu over the logits model::forward
+  // downloads for the same step (recomputing a step rewrites its KV slots with the same values).
+  sampling_params sp;
+  sp.temperature = 0.8f;
+  sp.top_k = 40;
+  sp.top_p = 0.9f;
+  sp.repetition_penalty = 1.1f;
+  size_t sampled_same = 0, sampled = 0;
+  for (size_t p = 0; p < prompts.size(); ++p) {
+    const auto& prompt = prompts[p];
+    std::vector<int32_t> out, token;
+    while (out.size() < 16) {
+      const step_input in = out.empty() ? make_step({{prompt, 0}})
+                                        : make_step({{{out.back()}, static_cast<int32_t>(prompt.size() + out.size() - 1)}});
+      const sample_request r{&sp, prompt, out, 1000 + p, {}};
+      sampling_inputs si;
+      si.build(std::span<const sample_request>(&r, 1), static_cast<int32_t>(vocab));
+      net.forward_sample(in, si, token);
+      net.forward(in, logits);
+      sampled_same += token.at(0) == sample_cpu(logits, static_cast<int32_t>(vocab), std::span<const sample_request>(&r, 1))[0];
+      ++sampled;
+      out.push_back(token.at(0));
+    }
+  }
+  report(label, t, "sampled 16 tokens x" + std::to_string(prompts.size()) + " (forward_sample)",
+         double(sampled - sampled_same), 0.0,
+         std::to_string(sampled_same) + "/" + std::to_string(sampled) + " as sample_cpu on the downloaded logits");
 }
 
 // --- timings at Qwen2.5-7B shapes (informative) ---
-
-double time_ms(cuda_ops& gpu, const std::function<void()>& f, int reps = 20) {
-  f();
-  gpu.synchronize();
-  std::vector<double> ms;
-  for (int i = 0; i < reps; ++i) {
-    const auto a = std::chrono::steady_clock::now();
-    f();
-    gpu.synchronize();
-    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - a).count());
-  }
-  std::nth_element(ms.begin(), ms.begin() + reps / 2, ms.end());
-  return ms[reps / 2];
-}
 
 // Timing inputs are random, never zeros (zeros can run faster than real data).
 void fill(cuda_ops& gpu, const tensor& t) {
@@ -642,16 +685,21 @@ void print_table() {
 int main(int argc, char** argv) {
   fs::path data = "tests/data/reference";
   uint64_t seed = 1;
-  bool ops = true, models = true, timing = true;
+  bool models = true, timing = true, ops = true, sampling = true, quick_sampling = false;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--data" && i + 1 < argc) data = argv[++i];
     else if (a == "--seed" && i + 1 < argc) seed = std::stoull(argv[++i]);
     else if (a == "--no-models") models = false;
-    else if (a == "--no-ops") ops = false;
+    else if (a == "--no-ops") ops = sampling = false;  // models (and timings) only
     else if (a == "--no-timing") timing = false;
+    else if (a == "--sampling") ops = models = false;  // only the sampling checks and timings
+    else if (a == "--sampling-quick") ops = models = timing = false, quick_sampling = true;  // small vocabularies
+    else if (a == "--sampling-timing") ops = models = sampling = false;  // only the sampling timings
     else {
-      std::fprintf(stderr, "usage: troupe_gpu_check [--data DIR] [--seed N] [--no-ops] [--no-models] [--no-timing]\n");
+      std::fprintf(stderr,
+                   "usage: troupe_gpu_check [--data DIR] [--seed N] [--no-ops] [--no-models] [--no-timing] [--sampling | "
+                   "--sampling-quick | --sampling-timing]\n");
       return 2;
     }
   }
@@ -676,6 +724,7 @@ int main(int argc, char** argv) {
       guarded("paged_attention", [&] { check_attention_all(c, t); });
     }
     if (ops) guarded("argmax", [&] { check_argmax(c); });
+    if (sampling) guarded("sample", [&] { check_sampling(c.gpu, quick_sampling); });
     if (models) {
       std::vector<fs::path> dirs;
       for (const auto& e : fs::directory_iterator(data))
@@ -686,7 +735,8 @@ int main(int argc, char** argv) {
         for (dtype t : {dtype::f32, dtype::bf16})
           guarded(("model " + dir.filename().string()).c_str(), [&] { check_model(c.gpu, dir, t); });
     }
-    if (timing) guarded("timings", [&] { timings(c.gpu); });
+    if (timing && ops) guarded("timings", [&] { timings(c.gpu); });
+    if (timing) guarded("sample timings", [&] { time_sampling(c.gpu); });
   } catch (const std::exception& e) {
     std::fprintf(stderr, "troupe_gpu_check: %s\n", e.what());
     print_table();

@@ -2,10 +2,12 @@
 
 #include "kernels/cpu/sampler.hpp"
 
+#include <climits>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <stdexcept>
+#include <vector>
 
 namespace troupe {
 namespace {
@@ -130,6 +132,53 @@ void cpu_ops::argmax(const tensor& logits, const tensor& out) {
   const int64_t rows = logits.dim(0), vocab = logits.row_elems();
   for (int64_t r = 0; r < rows; ++r)
     out.as<int32_t>()[r] = argmax_lowest_id(std::span<const float>(logits.as<float>() + r * vocab, size_t(vocab)));
+}
+
+void cpu_ops::sample(const tensor& logits, const sampling_batch& batch, const tensor& out) {
+  require_f32(logits, "sample");
+  const int64_t num_rows = batch.num_rows(), vocab = logits.row_elems();
+  if (logits.dim(0) != num_rows || out.type != dtype::i32 || out.numel() < num_rows || vocab > INT32_MAX)
+    throw std::invalid_argument("cpu sample: logits " + logits.shape_string() + ", " + std::to_string(num_rows) +
+                                " sampling rows, out " + out.shape_string());
+  const auto* rows = batch.rows.as<const sampling_row>();
+  const auto* masks = batch.masks.as<const int32_t>();
+  const auto* biases = batch.biases.as<const logit_bias_entry>();
+  const auto* penalties = batch.penalties.as<const penalty_entry>();
+
+  // The requests the batch was built from, as far as the sampler reads them: masked ids become stop
+  // ids of a request that never reaches min_tokens, and penalty counts become prompt and output ids.
+  std::vector<sampling_params> params(static_cast<size_t>(num_rows));
+  std::vector<std::vector<int32_t>> prompt(params.size()), output(params.size());
+  std::vector<sample_request> reqs(params.size());
+  for (size_t r = 0; r < params.size(); ++r) {
+    const sampling_row& row = rows[r];
+    sampling_params& p = params[r];
+    p.temperature = row.greedy ? 0.0f : row.temperature;
+    p.top_p = row.top_p;
+    p.top_k = row.top_k;
+    p.min_p = row.min_p;
+    p.repetition_penalty = row.repetition_penalty;
+    p.frequency_penalty = row.frequency_penalty;
+    p.presence_penalty = row.presence_penalty;
+    if (row.mask_end > row.mask_begin) {
+      p.min_tokens = INT32_MAX;
+      p.stop_token_ids.assign(masks + row.mask_begin, masks + row.mask_end);
+    }
+    for (int32_t i = row.bias_begin; i < row.bias_end; ++i) p.logit_bias.emplace_back(biases[i].id, biases[i].bias);
+    for (int32_t i = row.penalty_begin; i < row.penalty_end; ++i) {
+      output[r].insert(output[r].end(), static_cast<size_t>(std::max(0, penalties[i].output_count)), penalties[i].id);
+      if (penalties[i].in_prompt) prompt[r].push_back(penalties[i].id);
+    }
+    reqs[r] = sample_request{&p, prompt[r], output[r], row.seed, {}};
+  }
+  const std::span<float> values(logits.as<float>(), static_cast<size_t>(num_rows * vocab));
+  apply_processors_cpu(values, static_cast<int32_t>(vocab), reqs);
+  // draw_cpu would take the index from output_ids.size(); the rebuilt output holds only penalized ids.
+  for (size_t r = 0; r < params.size(); ++r) {
+    const auto row = values.subspan(r * static_cast<size_t>(vocab), static_cast<size_t>(vocab));
+    out.as<int32_t>()[r] = rows[r].greedy ? argmax_lowest_id(row)
+                                          : inverse_cdf_draw(row, sampling_uniform(rows[r].seed, rows[r].draw_index));
+  }
 }
 
 } // namespace troupe

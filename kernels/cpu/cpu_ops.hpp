@@ -31,6 +31,8 @@ public:
   void silu_and_mul(const tensor& x, const tensor& out) override;
   void gather_rows(const tensor& x, const tensor& indices, const tensor& out) override;
   void argmax(const tensor& logits, const tensor& out) override;
+  // Rebuilds each row's sample_request from the batch and runs the CPU sampler's steps on it.
+  void sample(const tensor& logits, const sampling_batch& batch, const tensor& out) override;
 };
 
 } // namespace troupe

@@ -219,7 +219,7 @@ std::vector<int32_t> draw_cpu(std::span<const float> logits, int32_t vocab, std:
   return out;
 }
 
-std::vector<int32_t> sample_cpu(std::span<float> logits, int32_t vocab, std::span<const sample_request> reqs) {
+void apply_processors_cpu(std::span<float> logits, int32_t vocab, std::span<const sample_request> reqs) {
   apply_min_tokens_cpu(logits, vocab, reqs);
   apply_logit_bias_cpu(logits, vocab, reqs);
   apply_penalties_cpu(logits, vocab, reqs);
@@ -228,6 +228,10 @@ std::vector<int32_t> sample_cpu(std::span<float> logits, int32_t vocab, std::spa
   apply_min_p_cpu(logits, vocab, reqs);
   apply_top_k_cpu(logits, vocab, reqs);
   apply_top_p_cpu(logits, vocab, reqs);
+}
+
+std::vector<int32_t> sample_cpu(std::span<float> logits, int32_t vocab, std::span<const sample_request> reqs) {
+  apply_processors_cpu(logits, vocab, reqs);
   return draw_cpu(logits, vocab, reqs);
 }
 

@@ -81,6 +81,9 @@ void apply_top_p_cpu(std::span<float> logits, int32_t vocab, std::span<const sam
 // inverse_cdf_draw(row, sampling_uniform(seed, output_ids.size())).
 std::vector<int32_t> draw_cpu(std::span<const float> logits, int32_t vocab, std::span<const sample_request> reqs);
 
+// Runs steps 1-7 in order (every step but the draw). logits: [num_seqs, vocab] fp32, modified in place.
+void apply_processors_cpu(std::span<float> logits, int32_t vocab, std::span<const sample_request> reqs);
+
 // Runs every step above in order. logits: [num_seqs, vocab] fp32, modified in place.
 // Returns the chosen token per row. Throws std::invalid_argument when the sizes disagree.
 std::vector<int32_t> sample_cpu(std::span<float> logits, int32_t vocab, std::span<const sample_request> reqs);

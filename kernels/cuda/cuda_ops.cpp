@@ -255,6 +255,11 @@ void cuda_ops::argmax(const tensor& logits, const tensor& out) {
   cuda::launch_argmax(logits, out, ctx_->stream);
 }
 
+void cuda_ops::sample(const tensor& logits, const sampling_batch& batch, const tensor& out) {
+  op_scope p(ctx_->profiler, op_profiler::other, ctx_->stream);
+  cuda::launch_sample(logits, batch, out, ctx_->stream);
+}
+
 std::pair<int64_t, int64_t> cuda_ops::memory_info() const {
   check(cudaSetDevice(ctx_->device), "cudaSetDevice");
   size_t free = 0, total = 0;

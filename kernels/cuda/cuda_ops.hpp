@@ -50,6 +50,7 @@ public:
   void gather_rows(const tensor& x, const tensor& indices, const tensor& out) override;
 
   void argmax(const tensor& logits, const tensor& out) override;
+  void sample(const tensor& logits, const sampling_batch& batch, const tensor& out) override;
 
   // Free and total bytes of the device's memory.
   std::pair<int64_t, int64_t> memory_info() const;

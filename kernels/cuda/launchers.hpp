@@ -45,4 +45,8 @@ void launch_convert_from_f32(const float* src, const tensor& dst, int64_t offset
 // out[r] = index of the largest value of logits row r (the first on ties).  logits [R, V] f32, out [R] i32
 void launch_argmax(const tensor& logits, const tensor& out, cudaStream_t stream);
 
+// out[r] = the token sample_cpu picks for row r (see ops::sample); edits logits in place.
+// logits [R, V] f32, batch of R rows, out [R] i32
+void launch_sample(const tensor& logits, const sampling_batch& batch, const tensor& out, cudaStream_t stream);
+
 } // namespace troupe::cuda
