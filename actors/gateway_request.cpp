@@ -68,9 +68,14 @@ completion_plan plan_completion(engine& e, const openai_server_config& server, c
       std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
   plan.header.id = (chat ? "chatcmpl-" : "cmpl-") + random_uuid_hex();
   plan.tok = e.tok();
-  if (!e.tok()) throw bad_request("The model has no tokenizer.json: use token-id prompts on /v1/completions");
+  // Without a tokenizer (a folder of config and weights only) token-id prompts still work, as with
+  // vLLM's --skip-tokenizer-init: outputs then carry token ids and empty text.
+  const auto no_tokenizer = [] {
+    return bad_request("The model has no tokenizer.json: use token-id prompts on /v1/completions");
+  };
 
   if (chat) {
+    if (!e.tok()) throw no_tokenizer();
     const chat_request r = value_or_throw(parse_chat_request(body, server));
     plan.stream = r.stream;
     plan.include_usage = r.stream_options && r.stream_options->include_usage;
@@ -106,6 +111,7 @@ completion_plan plan_completion(engine& e, const openai_server_config& server, c
     plan.stream = r.stream;
     plan.include_usage = r.stream_options && r.stream_options->include_usage;
     for (const completion_prompt& p : r.prompts) {
+      if (!p.is_tokens && !e.tok()) throw no_tokenizer();
       std::vector<int32_t> ids = p.is_tokens ? p.token_ids : e.tok()->encode(p.text, r.add_special_tokens);
       if (auto err = check_context_length(static_cast<int64_t>(ids.size()), requested_max_tokens(r), server.max_model_len,
                                           p.is_tokens ? prompt_form::token_ids : prompt_form::text))

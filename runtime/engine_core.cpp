@@ -17,6 +17,8 @@ std::string engine_core::add(engine_request in) {
     return "The prompt (total length " + std::to_string(n) + ") is too long to fit into the model (context length " +
            std::to_string(max_len) + "). Make sure that `max_model_len` is no smaller than the number of text tokens.";
   if (std::string invalid = in.params.validate(config_.vocab_size); !invalid.empty()) return invalid;
+  if (!tokenizer_ && !in.params.stop.empty())
+    return "Stop strings need the model's tokenizer.json, which this model has none of; use stop_token_ids";
   if (states_.count(in.id) || scheduler_.find(in.id)) return "Request id " + std::to_string(in.id) + " is already in use";
 
   auto st = std::make_unique<output_state>(output_state{

@@ -450,3 +450,24 @@ TEST(http_api, a_request_over_the_timeout_is_aborted_with_504) {
   EXPECT_NE(metrics.find("troupe:num_requests_running{model_name=\"troupe-default\"} 0.0"), std::string::npos);
   EXPECT_NE(metrics.find("reason=\"timeout\"} 1.0"), std::string::npos);
 }
+
+TEST(http_api, a_model_without_a_tokenizer_serves_token_id_prompts_and_says_what_else_it_needs) {
+  // The reference checkpoints are config and weights only, as after vLLM's --skip-tokenizer-init.
+  server_process s(std::string("--model ") + TROUPE_TEST_DATA + "/reference/llama_f32");
+  const auto ok = post(s, "/v1/completions", R"({"prompt": [5, 6, 7], "max_tokens": 4, "temperature": 0, "ignore_eos": true})");
+  ASSERT_EQ(ok.status, 200) << ok.body;
+  const json j = json::parse(ok.body);
+  EXPECT_EQ(j["usage"]["prompt_tokens"], 3);
+  EXPECT_EQ(j["usage"]["completion_tokens"], 4);
+  EXPECT_EQ(j["choices"][0]["text"], "");
+  const auto text = post(s, "/v1/completions", R"({"prompt": "Hello", "max_tokens": 4})");
+  EXPECT_EQ(text.status, 400);
+  EXPECT_NE(text.body.find("use token-id prompts"), std::string::npos) << text.body;
+  const auto chat = post(s, "/v1/chat/completions", R"({"messages": [{"role": "user", "content": "Hi"}]})");
+  EXPECT_EQ(chat.status, 400);
+  const auto stop = post(s, "/v1/completions", R"({"prompt": [5, 6], "max_tokens": 4, "stop": ["x"]})");
+  EXPECT_EQ(stop.status, 400);
+  EXPECT_NE(stop.body.find("use stop_token_ids"), std::string::npos) << stop.body;
+  // The server is still serving.
+  EXPECT_EQ(post(s, "/v1/completions", R"({"prompt": [9], "max_tokens": 2})").status, 200);
+}

@@ -613,6 +613,29 @@ void timings(cuda_ops& gpu) {
     }
     set_simt_attention(false);
   }
+  // Long prefills: one prompt of 4096, and 2048 new tokens after 6144 cached (a chunked long prompt).
+  for (const auto& [q, len] : {std::pair<int32_t, int32_t>{4096, 4096}, {2048, 8192}}) {
+    const int32_t bs = 16, nh = 28, nkv = 4, d = 128, mb = len / bs;
+    auto qkv = gpu.alloc(t, {q, (nh + 2 * nkv) * d});
+    auto kc = gpu.alloc(t, {mb, bs, nkv, d});
+    auto vc = gpu.alloc(t, {mb, bs, nkv, d});
+    auto out = gpu.alloc(t, {q, nh * d});
+    for (const tensor* b : {&qkv.get(), &kc.get(), &vc.get()}) fill(gpu, *b);
+    std::vector<int32_t> qs{0, q}, sl{len}, bt(mb);
+    std::iota(bt.begin(), bt.end(), 0);
+    auto qs_t = gpu.alloc(dtype::i32, {2}), sl_t = gpu.alloc(dtype::i32, {1}), bt_t = gpu.alloc(dtype::i32, {1, mb});
+    gpu.upload_raw(qs_t, qs.data());
+    gpu.upload_raw(sl_t, sl.data());
+    gpu.upload_raw(bt_t, bt.data());
+    attention_metadata m{qs_t, sl_t, bt_t, 1, q, len, 0};
+    const attention_shape s{nh, nkv, d, bs, 0.088f};
+    const double ms = time_ms(gpu, [&] { gpu.paged_attention(qkv, kc, vc, m, s, out); });
+    // Keys each query sees: the cached ones, then causally among the new.
+    const double pairs = double(q) * (len - q) + double(q) * q / 2;
+    const double tflop = 4.0 * nh * d * pairs / 1e12;
+    std::snprintf(buf, sizeof buf, "%.3f ms, %.1f TFLOP/s", ms, tflop / (ms / 1e3));
+    inform("time paged_attention", t, "prefill " + std::to_string(q) + " new of " + std::to_string(len) + " 28/4x128", buf);
+  }
   // A mixed step: 3 prompt chunks of 512 (after 0, 512 and 1024 cached positions) beside 200 decodes of 640.
   {
     const int32_t bs = 16, nh = 28, nkv = 4, d = 128, mb = 1536 / bs;

@@ -169,6 +169,15 @@ __global__ void __launch_bounds__(kThreads) paged_attention_mma_kernel(const T* 
     first[h] = p.sliding_window > 0 ? max(0, pos[h] - p.sliding_window + 1) : 0;
   }
   const float scale_log2 = p.scale * 1.4426950408889634f;
+  // The warp's 16 rows: the earliest position any of them has (−1 when a row is past the end) and the
+  // latest window start, so a tile between the two needs no mask for any of them.
+  int warp_min_pos, warp_max_first;
+  {
+    const int r_first = row0 + row_warp * 16, r_last = r_first + 15;
+    warp_min_pos = r_last < num_rows ? seq_len - q_len + r_first / group : -1;
+    const int last_pos = seq_len - q_len + min(r_last, num_rows - 1) / group;
+    warp_max_first = p.sliding_window > 0 ? max(0, last_pos - p.sliding_window + 1) : 0;
+  }
 
   float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
   float o[DimTiles][4];
@@ -204,8 +213,11 @@ __global__ void __launch_bounds__(kThreads) paged_attention_mma_kernel(const T* 
       }
     }
 
-    // Mask, scale to base 2, and update the running max and sum of each row.
-    const int key0 = lo + tile * kTileKeys + key_warp * WarpKeys + 2 * (lane % 4);
+    // Mask, scale to base 2, and update the running max and sum of each row. Inside a long prefill most
+    // tiles lie wholly within every row's window of the warp: those skip the per-key comparisons.
+    const int warp_key0 = lo + tile * kTileKeys + key_warp * WarpKeys;
+    const bool whole = warp_key0 + WarpKeys - 1 <= warp_min_pos && warp_key0 >= warp_max_first;
+    const int key0 = warp_key0 + 2 * (lane % 4);
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
       float mx = -INFINITY;
@@ -215,7 +227,7 @@ __global__ void __launch_bounds__(kThreads) paged_attention_mma_kernel(const T* 
         for (int e = 0; e < 2; ++e) {
           const int kpos = key0 + kt * 8 + e;
           float& v = s[kt][2 * h + e];
-          v = kpos >= first[h] && kpos <= pos[h] ? v * scale_log2 : -INFINITY;
+          v = whole || (kpos >= first[h] && kpos <= pos[h]) ? v * scale_log2 : -INFINITY;
           mx = fmaxf(mx, v);
         }
       mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
