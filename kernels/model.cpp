@@ -286,8 +286,8 @@ void model::warm_up() {
 
 void model::forward(const step_input& in, std::vector<float>& logits) {
   const attention_metadata meta = stage_inputs(in);
-  const tensor out = compute_logits(static_cast<int64_t>(in.token_ids.size()),
-                                    static_cast<int64_t>(in.logits_indices.size()), meta);
+  // Decode steps replay their graph here too, so a step computes the same logits whichever way it samples.
+  const tensor out = logits_of_step(in, meta);
   logits.resize(static_cast<size_t>(out.numel()));
   ops_.download(logits, out);
   ops_.end_step();
