@@ -341,7 +341,9 @@ std::vector<std::string> completion_builder::stream_chunks(const completion_even
     if (!apply(o, i, &fresh)) continue;
     choice& c = choices_[i];
     c.num_text_chars += utf8_chars(o.text);
-    if (!o.finished && o.text.empty() && fresh.empty()) continue;
+    // As vLLM: every step that produced tokens makes a chunk, even when its text is still empty (an
+    // incomplete UTF-8 character, a special token, a model without a tokenizer).
+    if (!o.finished && o.text.empty() && fresh.empty() && o.new_token_ids.empty()) continue;
     if (plan_.chat) {
       chat_delta d;
       d.index = static_cast<int32_t>(i);

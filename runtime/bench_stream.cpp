@@ -24,14 +24,21 @@ chunk_choice first_choice(const json& chunk) {
     const auto it = object.find(key);
     return it != object.end() && it->is_string() ? it->get<std::string>() : std::string();
   };
+  // As vLLM's client: every completion chunk is a step's tokens, its text possibly empty (an incomplete
+  // UTF-8 character, a special token); in chat, every delta but the opening role chunk.
   chunk_choice c;
+  const auto finish = choice.find("finish_reason");
+  const bool finishing = finish != choice.end() && !finish->is_null();
   if (choice.contains("text")) {
     c.text = string_at(choice, "text");
+    c.is_token = true;
   } else if (const auto delta = choice.find("delta"); delta != choice.end() && delta->is_object()) {
     c.text = string_at(*delta, "reasoning_content") + string_at(*delta, "reasoning") + string_at(*delta, "content");
+    const bool carries = delta->contains("content") || delta->contains("reasoning_content") || delta->contains("reasoning");
+    c.is_token = (carries && !delta->contains("role")) || finishing;
+  } else {
+    c.is_token = finishing;
   }
-  const auto finish = choice.find("finish_reason");
-  c.is_token = !c.text.empty() || (finish != choice.end() && !finish->is_null());
   return c;
 }
 

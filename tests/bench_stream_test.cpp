@@ -123,6 +123,21 @@ TEST(stream_recorder, a_finishing_chunk_is_a_token_even_without_text) {
   EXPECT_TRUE(o.itl.empty());
 }
 
+TEST(stream_recorder, completion_chunks_with_empty_text_are_tokens_as_in_vllms_client) {
+  // A model without a tokenizer (or a step inside a UTF-8 character) streams chunks with empty text.
+  stream_recorder r(0, 8);
+  r.feed(completion_chunk(""), 0.2);
+  r.feed(completion_chunk(""), 0.25);
+  r.feed(completion_chunk("", "length"), 0.3);
+  r.feed("data: [DONE]\n\n", 0.3);
+  const request_outcome o = r.finish();
+  ASSERT_TRUE(o.success) << o.error;
+  EXPECT_DOUBLE_EQ(o.ttft, 0.2);
+  ASSERT_EQ(o.itl.size(), 2u);
+  EXPECT_NEAR(o.itl[0], 0.05, 1e-12);
+  EXPECT_EQ(o.output_tokens, 3);
+}
+
 TEST(stream_recorder, an_error_event_fails_the_request_with_its_message) {
   stream_recorder r(0, 8);
   r.feed(completion_chunk("a"), 0.1);

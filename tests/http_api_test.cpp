@@ -468,6 +468,12 @@ TEST(http_api, a_model_without_a_tokenizer_serves_token_id_prompts_and_says_what
   const auto stop = post(s, "/v1/completions", R"({"prompt": [5, 6], "max_tokens": 4, "stop": ["x"]})");
   EXPECT_EQ(stop.status, 400);
   EXPECT_NE(stop.body.find("use stop_token_ids"), std::string::npos) << stop.body;
+  // A stream sends a chunk for every token, with empty text, as vLLM does.
+  const auto st = post(s, "/v1/completions", R"({"prompt": [5, 6, 7], "max_tokens": 4, "ignore_eos": true, "stream": true})");
+  ASSERT_EQ(st.status, 200);
+  const auto events = sse_events(st.body);
+  ASSERT_EQ(events.size(), 5u) << st.body;  // 4 tokens, then [DONE]
+  for (size_t i = 0; i < 4; ++i) EXPECT_EQ(json::parse(events[i])["choices"][0]["text"], "");
   // The server is still serving.
   EXPECT_EQ(post(s, "/v1/completions", R"({"prompt": [9], "max_tokens": 2})").status, 200);
 }
