@@ -12,6 +12,7 @@
 #include "kernels/model_loader.hpp"
 #include "runtime/error.hpp"
 #include "runtime/safetensors.hpp"
+#include "tests/support/reference_model.hpp"
 
 using namespace troupe;
 namespace fs = std::filesystem;
@@ -59,33 +60,16 @@ TEST(cpu_argmax, takes_the_lowest_index_among_equal_maxima_and_skips_nan) {
 }
 
 TEST(model_forward_greedy, picks_the_argmax_of_each_sampled_rows_logits) {
-  const fs::path dir = fs::path(TROUPE_TEST_DATA) / "reference" / "llama_f32";
-  const model_config config = model_config::from_dir(dir);
-  const checkpoint ckpt = checkpoint::open(dir);
   cpu_ops ops;
-  model_limits limits;
-  limits.max_num_tokens = 64;
-  limits.max_num_seqs = 4;
-  limits.max_model_len = 64;
-  limits.block_size = 16;
-  limits.num_blocks = 16;
-  model net(config, ops, load_model_weights(config, ops, dtype::f32, checkpoint_weight_source(ckpt, config)), dtype::f32,
-            limits);
+  const auto model_ptr = troupe::testing::reference_model_on(ops);
+  model& net = *model_ptr;
   // Two sequences of 5 and 3 tokens in blocks 0 and 4; both sample.
-  step_input in;
-  in.token_ids = {5, 17, 99, 3, 250, 7, 8, 9};
-  in.positions = {0, 1, 2, 3, 4, 0, 1, 2};
-  in.slot_mapping = {0, 1, 2, 3, 4, 64, 65, 66};
-  in.query_start = {0, 5, 8};
-  in.seq_lens = {5, 3};
-  in.max_blocks_per_seq = 1;
-  in.block_tables = {0, 4};
-  in.logits_indices = {4, 7};
+  const step_input in = troupe::testing::two_sequence_step();
   std::vector<float> logits;
   net.forward(in, logits);
   std::vector<int32_t> tokens;
   net.forward_greedy(in, tokens);
-  const size_t vocab = static_cast<size_t>(config.vocab_size);
+  const size_t vocab = static_cast<size_t>(net.config().vocab_size);
   ASSERT_EQ(tokens.size(), 2u);
   for (size_t r = 0; r < 2; ++r) {
     const auto row = std::span<const float>(logits).subspan(r * vocab, vocab);

@@ -16,6 +16,7 @@
 #include "kernels/model_loader.hpp"
 #include "kernels/sampling_inputs.hpp"
 #include "runtime/safetensors.hpp"
+#include "tests/support/reference_model.hpp"
 
 using namespace troupe;
 
@@ -231,28 +232,11 @@ TEST(cpu_sample, masked_rows_fall_back_to_the_argmax_as_sample_cpu_does) {
 }
 
 TEST(model_forward_sample, draws_what_sample_cpu_draws_from_the_forward_logits) {
-  const auto dir = std::filesystem::path(TROUPE_TEST_DATA) / "reference" / "llama_f32";
-  const model_config config = model_config::from_dir(dir);
-  const checkpoint ckpt = checkpoint::open(dir);
   cpu_ops ops;
-  model_limits limits;
-  limits.max_num_tokens = 64;
-  limits.max_num_seqs = 4;
-  limits.max_model_len = 64;
-  limits.block_size = 16;
-  limits.num_blocks = 16;
-  model net(config, ops, load_model_weights(config, ops, dtype::f32, checkpoint_weight_source(ckpt, config)), dtype::f32,
-            limits);
-  step_input in;
-  in.token_ids = {5, 17, 99, 3, 250, 7, 8, 9};
-  in.positions = {0, 1, 2, 3, 4, 0, 1, 2};
-  in.slot_mapping = {0, 1, 2, 3, 4, 64, 65, 66};
-  in.query_start = {0, 5, 8};
-  in.seq_lens = {5, 3};
-  in.max_blocks_per_seq = 1;
-  in.block_tables = {0, 4};
-  in.logits_indices = {4, 7};
-  const int32_t vocab = static_cast<int32_t>(config.vocab_size);
+  const auto model_ptr = troupe::testing::reference_model_on(ops);
+  model& net = *model_ptr;
+  const step_input in = troupe::testing::two_sequence_step();
+  const int32_t vocab = static_cast<int32_t>(net.config().vocab_size);
   std::mt19937_64 rng(5);
   std::vector<float> logits;
   net.forward(in, logits);

@@ -52,12 +52,9 @@ paged_attention_kernel(const T* __restrict__ qkv, const T* __restrict__ k_cache,
   T* v_tile = k_tile + kKeys * ld;         // [kKeys, ld]
   float* q_rows = reinterpret_cast<float*>(v_tile + kKeys * ld);  // [kWarps, d], pre-scaled
 
-  const int seq = blockIdx.z, kv_head = blockIdx.y;
-  const int group = p.num_heads / p.num_kv_heads;
-  const int q_begin = p.query_start[seq], q_len = p.query_start[seq + 1] - q_begin;
-  const int seq_len = p.seq_lens[seq];
-  const int part = blockIdx.x % p.num_parts;
-  const int num_rows = q_len * group, row0 = (blockIdx.x / p.num_parts) * kWarps;
+  const attention_block b = locate_attention_block(p, kWarps);
+  const int seq = b.seq, kv_head = b.kv_head, group = b.group, q_begin = b.q_begin, part = b.part;
+  const int num_rows = b.num_rows, row0 = b.row0, lo = b.lo, hi = b.hi;
   if (row0 >= num_rows) return;  // the whole block leaves together
 
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -66,19 +63,8 @@ paged_attention_kernel(const T* __restrict__ qkv, const T* __restrict__ k_cache,
   const int i = row / group;                        // the row's token within the sequence
   const int head = kv_head * group + row % group;
   const int64_t token = q_begin + i;
-  const int pos = seq_len - q_len + i;
+  const int pos = b.pos_of(row);
   const int first = p.sliding_window > 0 ? max(0, pos - p.sliding_window + 1) : 0;
-
-  // The block's key range is the union of its rows' ranges: from the first row's window start to the
-  // last row's position.
-  const int last_row = min(num_rows, row0 + kWarps) - 1;
-  const int block_first_pos = seq_len - q_len + row0 / group;
-  int lo = p.sliding_window > 0 ? max(0, block_first_pos - p.sliding_window + 1) : 0;
-  int hi = seq_len - q_len + last_row / group + 1;
-  if (p.num_parts > 1) {  // this block's partition of the context (possibly empty)
-    lo = max(lo, part * p.part_keys);
-    hi = min(hi, (part + 1) * p.part_keys);
-  }
 
   if (active)
     for (int c = lane; c < d; c += 32)

@@ -106,27 +106,15 @@ __global__ void __launch_bounds__(kThreads) paged_attention_mma_kernel(const T* 
   T* q_s = reinterpret_cast<T*>(smem);  // [Rows, LD]
   T* kv_s = q_s + Rows * LD;            // Stages × (K [64, LD], V [64, LD])
 
-  const int seq = blockIdx.z, kv_head = blockIdx.y;
-  const int group = p.num_heads / p.num_kv_heads;
-  const int q_begin = p.query_start[seq], q_len = p.query_start[seq + 1] - q_begin;
-  const int seq_len = p.seq_lens[seq];
-  const int part = blockIdx.x % p.num_parts;
-  const int num_rows = q_len * group, row0 = (blockIdx.x / p.num_parts) * Rows;
+  const attention_block b = locate_attention_block(p, Rows);
+  const int seq = b.seq, kv_head = b.kv_head, group = b.group, q_begin = b.q_begin, part = b.part;
+  const int num_rows = b.num_rows, row0 = b.row0, lo = b.lo, hi = b.hi;
   if (row0 >= num_rows) return;  // the whole block leaves together
   if ((p.seq_filter == 1 && num_rows > 16) || (p.seq_filter == 2 && num_rows <= 16)) return;
 
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int row_warp = warp / KeyWarps, key_warp = warp % KeyWarps;
 
-  // The block's key range: the union of its rows' ranges, clipped to its partition.
-  const int last_row = min(num_rows, row0 + Rows) - 1;
-  const int block_first_pos = seq_len - q_len + row0 / group;
-  int lo = p.sliding_window > 0 ? max(0, block_first_pos - p.sliding_window + 1) : 0;
-  int hi = seq_len - q_len + last_row / group + 1;
-  if (p.num_parts > 1) {
-    lo = max(lo, part * p.part_keys);
-    hi = min(hi, (part + 1) * p.part_keys);
-  }
   const int num_tiles = hi > lo ? (hi - lo + kTileKeys - 1) / kTileKeys : 0;
 
   // Q rows → shared memory (rows past the end zero-filled).
@@ -165,7 +153,7 @@ __global__ void __launch_bounds__(kThreads) paged_attention_mma_kernel(const T* 
 #pragma unroll
   for (int h = 0; h < 2; ++h) {
     const int row = row0 + row_warp * 16 + lane / 4 + 8 * h;
-    pos[h] = row < num_rows ? seq_len - q_len + row / group : -1;
+    pos[h] = row < num_rows ? b.pos_of(row) : -1;
     first[h] = p.sliding_window > 0 ? max(0, pos[h] - p.sliding_window + 1) : 0;
   }
   const float scale_log2 = p.scale * 1.4426950408889634f;
@@ -174,8 +162,8 @@ __global__ void __launch_bounds__(kThreads) paged_attention_mma_kernel(const T* 
   int warp_min_pos, warp_max_first;
   {
     const int r_first = row0 + row_warp * 16, r_last = r_first + 15;
-    warp_min_pos = r_last < num_rows ? seq_len - q_len + r_first / group : -1;
-    const int last_pos = seq_len - q_len + min(r_last, num_rows - 1) / group;
+    warp_min_pos = r_last < num_rows ? b.pos_of(r_first) : -1;
+    const int last_pos = b.pos_of(min(r_last, num_rows - 1));
     warp_max_first = p.sliding_window > 0 ? max(0, last_pos - p.sliding_window + 1) : 0;
   }
 

@@ -27,6 +27,39 @@ struct attention_params {
   int seq_filter = 0;
 };
 
+// What one block of either kernel works on: a tile of `rows_per_block` query rows of one sequence and one
+// KV head (rows are (token, head of the group) pairs, head fastest), and the key positions [lo, hi) that
+// are the union of those rows' causal windows, clipped to the block's partition of the context.
+// grid (row tiles * num_parts, num_kv_heads, num_seqs).
+struct attention_block {
+  int seq, kv_head, group, q_begin, q_len, seq_len, part, num_rows, row0, lo, hi;
+
+  // The position of a row's token (row < num_rows) and the first key its window lets it see.
+  __device__ int pos_of(int row) const { return seq_len - q_len + row / group; }
+};
+
+__device__ inline attention_block locate_attention_block(const attention_params& p, int rows_per_block) {
+  attention_block b;
+  b.seq = blockIdx.z;
+  b.kv_head = blockIdx.y;
+  b.group = p.num_heads / p.num_kv_heads;
+  b.q_begin = p.query_start[b.seq];
+  b.q_len = p.query_start[b.seq + 1] - b.q_begin;
+  b.seq_len = p.seq_lens[b.seq];
+  b.part = blockIdx.x % p.num_parts;
+  b.num_rows = b.q_len * b.group;
+  b.row0 = (blockIdx.x / p.num_parts) * rows_per_block;
+  // From the first row's window start to the last row's position (rows past the end leave lo/hi unused).
+  const int last_row = min(b.num_rows, b.row0 + rows_per_block) - 1;
+  b.lo = p.sliding_window > 0 ? max(0, b.pos_of(b.row0) - p.sliding_window + 1) : 0;
+  b.hi = b.pos_of(last_row) + 1;
+  if (p.num_parts > 1) {  // this block's partition of the context (possibly empty)
+    b.lo = max(b.lo, b.part * p.part_keys);
+    b.hi = min(b.hi, (b.part + 1) * p.part_keys);
+  }
+  return b;
+}
+
 // True when the tensor-core kernel handles this dtype and head_dim (bf16 or f16; 64, 80, 96, 128).
 bool mma_attention_supports(dtype type, int head_dim);
 
