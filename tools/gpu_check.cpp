@@ -33,6 +33,7 @@
 
 #include "kernels/cpu/cpu_ops.hpp"
 #include "kernels/cuda/cuda_ops.hpp"
+#include "kernels/cuda/launchers.hpp"
 #include "kernels/model.hpp"
 #include "kernels/model_loader.hpp"
 #include "kernels/sampling_inputs.hpp"
@@ -290,11 +291,8 @@ void check_rope(checker& c, dtype t) {
   }
 }
 
-// The CUDA backend reads TROUPE_ATTN_SIMT at each launch: set, bf16/f16 attention stays on CUDA cores.
-void set_simt_attention(bool on) {
-  if (on) ::setenv("TROUPE_ATTN_SIMT", "1", 1);
-  else ::unsetenv("TROUPE_ATTN_SIMT");
-}
+// bf16/f16 attention on the CUDA-core kernel (on) or the tensor cores (off).
+void set_simt_attention(bool on) { cuda::attention_settings().simt = on; }
 
 // One attention case: sequences given as (new tokens, context length after the step).
 struct attention_case {
@@ -577,15 +575,15 @@ void timings(cuda_ops& gpu) {
       inform(simt ? "time paged_attention (cuda cores)" : "time paged_attention", t, "decode S=256 ctx=640 28/4x128", buf);
     }
     set_simt_attention(false);
-    // Partition length for large batches (TROUPE_ATTN_PART_KEYS; 1024 = no split at this context).
-    for (const char* keys : {"64", "128", "256", "384", "1024"}) {
-      ::setenv("TROUPE_ATTN_PART_KEYS", keys, 1);
+    // Partition length for large batches (1024 = no split at this context).
+    for (const int keys : {64, 128, 256, 384, 1024}) {
+      cuda::attention_settings().part_keys = keys;
       const double ms = time_ms(gpu, [&] { gpu.paged_attention(qkv, kc, vc, m, s, out); });
       const double gb = 2.0 * seqs * ctx * nkv * d * 2 / 1e9;
       std::snprintf(buf, sizeof buf, "%.3f ms, %.0f GB/s of K/V", ms, gb / (ms / 1e3));
-      inform(std::string("time paged_attention part_keys=") + keys, t, "decode S=256 ctx=640 28/4x128", buf);
+      inform("time paged_attention part_keys=" + std::to_string(keys), t, "decode S=256 ctx=640 28/4x128", buf);
     }
-    ::unsetenv("TROUPE_ATTN_PART_KEYS");
+    cuda::attention_settings().part_keys = 0;
   }
   // Prefill attention: 4 prompts of 512.
   {

@@ -34,6 +34,15 @@ void launch_rope_write_kv(const tensor& qkv, const tensor& positions, const tens
 void launch_paged_attention(const tensor& qkv, const tensor& k_cache, const tensor& v_cache, const attention_metadata& meta,
                             const attention_shape& shape, const tensor& out, float* workspace, int64_t workspace_floats,
                             cudaStream_t stream);
+// Switches for measuring the attention kernels against each other, read once from the environment
+// (TROUPE_ATTN_SIMT=1, TROUPE_NO_ATTN_SPLIT=1, TROUPE_ATTN_PART_KEYS=N); troupe_gpu_check sets them.
+struct attention_switches {
+  bool simt = false;      // bf16/f16 attention on the CUDA-core kernel too
+  bool no_split = false;  // decode attention without the context split
+  int part_keys = 0;      // > 0: partition length (a multiple of 64) for batches of 128 blocks and more
+};
+attention_switches& attention_settings();
+
 // How many partitions launch_paged_attention splits each sequence's context into (1: no split), and
 // their length in positions. Depends on the step's shape, dtype and max_seq_len only (fp32: no split).
 int paged_attention_partitions(const attention_metadata& meta, const attention_shape& shape, dtype type, int64_t num_tokens,

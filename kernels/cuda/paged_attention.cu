@@ -170,28 +170,39 @@ __global__ void combine_partitions_kernel(const float* __restrict__ part_ml, con
 
 } // namespace
 
+attention_switches& attention_settings() {
+  static attention_switches settings = [] {
+    auto on = [](const char* name) {
+      const char* v = std::getenv(name);
+      return v && *v && *v != '0';
+    };
+    attention_switches a;
+    a.simt = on("TROUPE_ATTN_SIMT");
+    a.no_split = on("TROUPE_NO_ATTN_SPLIT");
+    const char* keys = std::getenv("TROUPE_ATTN_PART_KEYS");
+    a.part_keys = keys ? std::atoi(keys) : 0;
+    return a;
+  }();
+  return settings;
+}
+
 int paged_attention_partitions(const attention_metadata& meta, const attention_shape& s, dtype type, int64_t num_tokens,
                                int64_t workspace_floats, int* part_keys) {
   // Small batches take short partitions, so that a single sequence still spreads over many SMs; from
   // 512 (sequence, KV head) blocks on, the grid fills the GPU without a split, and a split only adds the
   // combine (H100, 256 sequences × 640 positions × 4 KV heads: 0.204 ms with 128-position partitions,
   // 0.175 with 256, 0.152 without). Lengths are multiples of 64, the tensor-core kernel's K/V tile.
-  // TROUPE_ATTN_PART_KEYS sets the length for batches of 128 blocks and more, to measure.
+  // attention_settings().part_keys sets the length for batches of 128 blocks and more, to measure.
+  const attention_switches& settings = attention_settings();
   const int64_t blocks = int64_t(meta.num_seqs) * s.num_kv_heads;
-  const char* env = std::getenv("TROUPE_ATTN_PART_KEYS");
-  const int env_keys = env ? std::atoi(env) : 0;
-  if (env_keys == 0 && blocks >= 512) return 1;
-  const int keys = blocks < 128 ? 2 * kKeys : env_keys >= 64 && env_keys % 64 == 0 ? env_keys : 4 * kKeys;
+  const int set_keys = settings.part_keys >= 64 && settings.part_keys % 64 == 0 ? settings.part_keys : 0;
+  if (set_keys == 0 && blocks >= 512) return 1;
+  const int keys = blocks < 128 ? 2 * kKeys : set_keys ? set_keys : 4 * kKeys;
   *part_keys = keys;
-  // TROUPE_NO_ATTN_SPLIT=1 turns the split off, to measure what it gains.
-  static const bool disabled = [] {
-    const char* v = std::getenv("TROUPE_NO_ATTN_SPLIT");
-    return v && *v && *v != '0';
-  }();
   // fp32 keeps the one-pass order of summation: it is the dtype checked for bit-identical greedy
   // continuations against transformers, and a reordered sum flipped a near-tie there (the reference
   // mistral model, 2026-11-25). Speed matters in bf16 and f16.
-  if (disabled || type == dtype::f32 || meta.max_query_len != 1 || workspace_floats <= 0) return 1;
+  if (settings.no_split || type == dtype::f32 || meta.max_query_len != 1 || workspace_floats <= 0) return 1;
   const int64_t parts = (int64_t(meta.max_seq_len) + keys - 1) / keys;
   const int64_t per_part = num_tokens * s.num_heads * (int64_t(s.head_dim) + 2);
   if (parts <= 1 || parts > 1024 || parts * per_part > workspace_floats) return 1;
@@ -224,9 +235,8 @@ void launch_paged_attention(const tensor& qkv, const tensor& k_cache, const tens
     p.part_ml = workspace;
     p.part_acc = workspace + qkv.dim(0) * s.num_heads * int64_t(num_parts) * 2;
   }
-  // Tensor cores where the shape allows; TROUPE_ATTN_SIMT=1 keeps the CUDA-core kernel, to compare.
-  const char* simt = std::getenv("TROUPE_ATTN_SIMT");
-  if (mma_attention_supports(qkv.type, s.head_dim) && !(simt && *simt && *simt != '0') &&
+  // Tensor cores where the shape allows (attention_settings().simt keeps the CUDA-core kernel, to compare).
+  if (mma_attention_supports(qkv.type, s.head_dim) && !attention_settings().simt &&
       can_vectorize<uint16_t>(s.head_dim, {qkv.data, k_cache.data, v_cache.data, out.data}) && qkv.dim(1) % 8 == 0) {
     launch_paged_attention_mma(qkv, k_cache, v_cache, meta, s, p, out, stream);
     check_launch("paged_attention");
