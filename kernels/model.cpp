@@ -84,6 +84,9 @@ model::model(model_config config, ops& backend, model_weights weights, dtype act
   shape_.scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
 
   allocate_kv_cache(limits_.num_blocks);
+  for (int64_t b = 1; b <= std::min({limits_.max_num_seqs, limits_.max_num_tokens, int64_t{512}});
+       b = b < 8 ? 2 * b : b < 256 ? b + 8 : b + 16)
+    graph_sizes_.push_back(b);
   cos_sin_ = ops_.alloc(dtype::f32, {limits_.max_model_len, c.head_dim});
   ops_.upload(cos_sin_, rope_cos_sin_table(c, limits_.max_model_len));
 
@@ -144,7 +147,20 @@ int64_t model::kv_block_bytes() const {
          static_cast<int64_t>(size_in_bytes(act_type_));
 }
 
-attention_metadata model::stage_inputs(const step_input& in) {
+int64_t model::graph_size_for(const step_input& in) const {
+  static const bool eager_env = [] {  // TROUPE_ENFORCE_EAGER=1: --enforce-eager for programs without the flag
+    const char* v = std::getenv("TROUPE_ENFORCE_EAGER");
+    return v && *v && *v != '0';
+  }();
+  const size_t n = in.seq_lens.size();
+  if (limits_.enforce_eager || eager_env || !ops_.graphs_available() || n == 0 || in.token_ids.size() != n ||
+      in.logits_indices.size() != n)
+    return 0;  // no graphs, or not a decode step where every sequence samples (one token each)
+  const auto it = std::lower_bound(graph_sizes_.begin(), graph_sizes_.end(), static_cast<int64_t>(n));
+  return it == graph_sizes_.end() ? 0 : *it;
+}
+
+attention_metadata model::stage_inputs(const step_input& in, int64_t padded) {
   const model_config& c = config_;
   const int64_t num_tokens = static_cast<int64_t>(in.token_ids.size());
   const int64_t num_seqs = static_cast<int64_t>(in.seq_lens.size());
@@ -155,6 +171,8 @@ attention_metadata model::stage_inputs(const step_input& in) {
       in.max_blocks_per_seq > max_blocks_ ||
       in.block_tables.size() != static_cast<size_t>(num_seqs * in.max_blocks_per_seq))
     throw std::invalid_argument("model::forward: malformed step input");
+  if (padded > 0 && (padded > limits_.max_num_seqs || padded > limits_.max_num_tokens || num_tokens != num_seqs))
+    throw std::invalid_argument("model::forward: only a decode step pads, to at most max_num_seqs");
 
   attention_metadata meta;
   meta.num_seqs = static_cast<int32_t>(num_seqs);
@@ -186,8 +204,31 @@ attention_metadata model::stage_inputs(const step_input& in) {
     std::copy_n(in.block_tables.begin() + s * width, width, table + s * max_blocks_);
     std::fill(table + s * max_blocks_ + width, table + (s + 1) * max_blocks_, 0);
   }
+  // Padding rows for a graph of `padded` sequences: token 0 at position 0 of a one-token context in
+  // block 0, written nowhere (slot -1); each samples its own row.
+  const int64_t rows = std::max(padded, num_seqs);
+  if (rows > num_seqs) {
+    auto at = [&](const tensor& region) { return host + (static_cast<const std::byte*>(region.data) - dev); };
+    int64_t* slots = reinterpret_cast<int64_t*>(at(slots_));
+    int32_t *ids = reinterpret_cast<int32_t*>(at(ids_)), *positions = reinterpret_cast<int32_t*>(at(positions_));
+    int32_t *logit_rows = reinterpret_cast<int32_t*>(at(logits_indices_)), *starts = reinterpret_cast<int32_t*>(at(query_start_));
+    int32_t* lens = reinterpret_cast<int32_t*>(at(seq_lens_));
+    for (int64_t s = num_seqs; s < rows; ++s) {
+      slots[s] = -1;
+      ids[s] = 0;
+      positions[s] = 0;
+      logit_rows[s] = static_cast<int32_t>(s);
+      starts[s + 1] = static_cast<int32_t>(s + 1);
+      lens[s] = 1;
+      std::fill(table + s * max_blocks_, table + (s + 1) * max_blocks_, 0);
+    }
+    meta.num_seqs = static_cast<int32_t>(rows);
+    meta.query_start = query_start_.rows(0, rows + 1);
+    meta.seq_lens = seq_lens_.rows(0, rows);
+    meta.block_tables = tensor(block_tables_.data, dtype::i32, {rows, max_blocks_});
+  }
   const int64_t used_words =
-      (static_cast<const std::byte*>(block_tables_.data) - dev) / 4 + num_seqs * max_blocks_;
+      (static_cast<const std::byte*>(block_tables_.data) - dev) / 4 + rows * max_blocks_;
   ops_.upload_raw(tensor(inputs_.get().data, dtype::i32, {used_words}), host);
   return meta;
 }
@@ -281,38 +322,35 @@ void model::warm_up() {
     if (b >= limits_.max_num_seqs || b >= limits_.max_num_tokens) break;
   }
   limits_.enforce_eager = eager;
-  dry_step({{1, 1}});  // records the batch-1 decode graph
+  // Then the decode graphs, one per capture size, so no step of a request records one.
+  for (const int64_t b : graph_sizes_) dry_step(std::vector<std::pair<int32_t, int32_t>>(static_cast<size_t>(b), {1, 1}));
 }
 
 void model::forward(const step_input& in, std::vector<float>& logits) {
-  const attention_metadata meta = stage_inputs(in);
   // Decode steps replay their graph here too, so a step computes the same logits whichever way it samples.
-  const tensor out = logits_of_step(in, meta);
+  const int64_t graph = graph_size_for(in);
+  const attention_metadata meta = stage_inputs(in, graph);
+  const tensor out = logits_of_step(in, meta, graph);
   logits.resize(static_cast<size_t>(out.numel()));
   ops_.download(logits, out);
   ops_.end_step();
 }
 
-tensor model::logits_of_step(const step_input& in, const attention_metadata& meta) {
+tensor model::logits_of_step(const step_input& in, const attention_metadata& meta, int64_t graph_size) {
   const int64_t num_tokens = static_cast<int64_t>(in.token_ids.size());
   const int64_t num_logits = static_cast<int64_t>(in.logits_indices.size());
-  // A decode step where every sequence samples replays the graph recorded for its batch size: one
-  // launch instead of ~300, and no per-op host work. Everything it reads sits at fixed addresses; the
-  // graph is recorded with the longest context as max_seq_len, so attention splits the context the
-  // same way for any step (kernels/cuda/paged_attention.cu). Sampling (argmax or sample) runs after it.
-  const bool decode = meta.max_query_len == 1 && num_logits == num_tokens && num_tokens == meta.num_seqs;
-  static const bool eager_env = [] {  // TROUPE_ENFORCE_EAGER=1: --enforce-eager for programs without the flag
-    const char* v = std::getenv("TROUPE_ENFORCE_EAGER");
-    return v && *v && *v != '0';
-  }();
-  if (decode && !limits_.enforce_eager && !eager_env) {
-    auto it = decode_graphs_.find(num_tokens);
-    if (it == decode_graphs_.end() && decode_graphs_.size() < 512) {
+  // A decode step replays the graph recorded for its padded batch size: one launch instead of ~300, and
+  // no per-op host work. Everything it reads sits at fixed addresses; the graph is recorded with the
+  // longest context as max_seq_len, so attention splits the context the same way for any step
+  // (kernels/cuda/paged_attention.cu). Sampling (argmax or sample) runs after it, on the real rows.
+  if (graph_size > 0) {
+    auto it = decode_graphs_.find(graph_size);
+    if (it == decode_graphs_.end()) {
       attention_metadata rec = meta;
       rec.max_seq_len = static_cast<int32_t>(limits_.max_model_len);
       if (ops_.begin_capture()) {
         try {
-          compute_logits(num_tokens, num_logits, rec);
+          compute_logits(graph_size, graph_size, rec);
         } catch (...) {
           try {
             ops_.end_capture();
@@ -320,22 +358,25 @@ tensor model::logits_of_step(const step_input& in, const attention_metadata& met
           }
           throw;
         }
-        it = decode_graphs_.emplace(num_tokens, ops_.end_capture()).first;
+        it = decode_graphs_.emplace(graph_size, ops_.end_capture()).first;
       }
     }
     if (it != decode_graphs_.end()) {
       ops_.replay(it->second);
       return logits_.get().rows(0, num_logits);
     }
+    // No graphs on this backend: the padded step runs eagerly.
+    return compute_logits(graph_size, graph_size, meta).rows(0, num_logits);
   }
   return compute_logits(num_tokens, num_logits, meta);
 }
 
 void model::forward_greedy(const step_input& in, std::vector<int32_t>& tokens) {
-  const attention_metadata meta = stage_inputs(in);
+  const int64_t graph = graph_size_for(in);
+  const attention_metadata meta = stage_inputs(in, graph);
   const int64_t num_logits = static_cast<int64_t>(in.logits_indices.size());
   const tensor ids = tokens_.get().rows(0, num_logits);
-  ops_.argmax(logits_of_step(in, meta), ids);
+  ops_.argmax(logits_of_step(in, meta, graph), ids);
   tokens.resize(static_cast<size_t>(num_logits));
   ops_.download_raw(tokens.data(), ids);
   ops_.end_step();
@@ -359,8 +400,9 @@ void model::forward_sample(const step_input& in, const sampling_inputs& sampling
   if (static_cast<int64_t>(sampling.rows().size()) != num_logits)
     throw std::invalid_argument("model::forward_sample: " + std::to_string(sampling.rows().size()) +
                                 " sampling rows for " + std::to_string(num_logits) + " sampled tokens");
-  const attention_metadata meta = stage_inputs(in);
-  const tensor logits = logits_of_step(in, meta);
+  const int64_t graph = graph_size_for(in);
+  const attention_metadata meta = stage_inputs(in, graph);
+  const tensor logits = logits_of_step(in, meta, graph);
   const sampling_batch batch = stage_sampling(sampling);
   const tensor ids = tokens_.get().rows(0, num_logits);
   ops_.sample(logits, batch, ids);

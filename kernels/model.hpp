@@ -88,7 +88,12 @@ public:
 private:
   // Checks the step, packs its inputs into the host staging block and copies them to the device in
   // one transfer; returns the attention metadata over the device copy.
-  attention_metadata stage_inputs(const step_input& in);
+  // A decode step that can replay a graph is padded to `padded` sequences (0: not padded): the extra
+  // rows are one-token sequences that write nothing to the KV cache and whose logits nobody reads.
+  attention_metadata stage_inputs(const step_input& in, int64_t padded = 0);
+  // The graph size a step replays: for a decode step where every sequence samples, the smallest capture
+  // size that holds it; 0 for any other step, a batch above the largest size, or graphs turned off.
+  int64_t graph_size_for(const step_input& in) const;
   // Runs the layers and the LM head over staged inputs; returns the device logits [num_logits, V] f32.
   // Issues ops only (no host synchronization), so a graph can record it.
   tensor compute_logits(int64_t num_tokens, int64_t num_logits, const attention_metadata& meta);
@@ -97,7 +102,7 @@ private:
   void dry_step(const std::vector<std::pair<int32_t, int32_t>>& seqs);
   // compute_logits, through the graph recorded for the step's batch size when every sequence of a
   // decode step samples (recording it the first time).
-  tensor logits_of_step(const step_input& in, const attention_metadata& meta);
+  tensor logits_of_step(const step_input& in, const attention_metadata& meta, int64_t graph_size);
   // Packs the sampling inputs into the host staging block and copies them up in one transfer, growing
   // both blocks first when they are too small; returns the batch over the device copy.
   sampling_batch stage_sampling(const sampling_inputs& sampling);
@@ -118,6 +123,9 @@ private:
   int64_t max_blocks_ = 0;
   tensor ids_, positions_, slots_, query_start_, seq_lens_, block_tables_, logits_indices_;
   std::unordered_map<int64_t, int32_t> decode_graphs_;  // sequences in a decode step → recorded graph
+  // Decode batch sizes with a graph, as vLLM's capture sizes: 1, 2, 4, multiples of 8 up to 256, of 16
+  // up to 512, no more than max_num_seqs; larger decode steps run eagerly.
+  std::vector<int64_t> graph_sizes_;
   // Workspaces, sized for the limits; each step uses their first rows.
   device_buffer hidden_, residual_, qkv_, attn_, mlp_, act_, selected_, logits_, tokens_;
   // Sampling inputs: a device block and its host twin of sampling_bytes_ each, sized for max_num_seqs rows

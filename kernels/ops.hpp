@@ -64,6 +64,8 @@ public:
   // them again with the pointers and shapes they were recorded with (so step inputs must sit at fixed
   // addresses). begin_capture returns false where graphs are unavailable (the CPU backend, profiling).
   virtual bool begin_capture() { return false; }
+  // Whether begin_capture would record (the model pads decode steps to a graph's size only then).
+  virtual bool graphs_available() const { return false; }
   // Returns the graph's handle for replay. After an exception inside the capture, call it to stop
   // recording (it then throws).
   virtual int32_t end_capture() { return -1; }

@@ -504,6 +504,35 @@ void check_model(cuda_ops& gpu, const fs::path& dir, dtype t) {
                              ")"
                        : std::string()));
 
+  // The first three prompts decoded together: a batch of 3 replays the graph of 4 with one padding row,
+  // which must change nothing (fp32: the reference continuations exactly).
+  if (prompts.size() >= 3) {
+    std::vector<std::pair<std::vector<int32_t>, int32_t>> first;
+    for (size_t p = 0; p < 3; ++p) first.push_back({prompts[p], 0});
+    std::vector<int32_t> token;
+    net.forward_greedy(make_step(first), token);
+    std::vector<std::vector<int32_t>> outs(3);
+    for (size_t p = 0; p < 3; ++p) outs[p].push_back(token.at(p));
+    while (outs[0].size() < 16) {
+      std::vector<std::pair<std::vector<int32_t>, int32_t>> step;
+      for (size_t p = 0; p < 3; ++p)
+        step.push_back({{outs[p].back()}, static_cast<int32_t>(prompts[p].size() + outs[p].size() - 1)});
+      net.forward_greedy(make_step(step), token);
+      for (size_t p = 0; p < 3; ++p) outs[p].push_back(token.at(p));
+    }
+    size_t agree = 0, differ = 0;
+    for (size_t p = 0; p < 3; ++p) {
+      size_t prefix = 0;
+      while (prefix < outs[p].size() && outs[p][prefix] == ref_greedy[p][prefix]) ++prefix;
+      agree += prefix;
+      differ += prefix < outs[p].size();
+    }
+    const std::string what = "greedy 16 tokens, 3 decoded together (graph of 4)";
+    const std::string n = std::to_string(agree) + "/48 tokens before divergence";
+    if (t == dtype::f32) report(label, t, what, double(differ), 0.0, n);
+    else inform(label, t, what, n);
+  }
+
   // Sampled continuations through model::forward_sample (the engine's sampled path: decode steps
   // replay their graph, then the sample op) against sample_cpu over the logits model::forward
   // downloads for the same step (recomputing a step rewrites its KV slots with the same values).

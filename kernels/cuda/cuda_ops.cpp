@@ -168,9 +168,11 @@ std::shared_ptr<void> cuda_ops::alloc_host(size_t bytes) {
   return std::shared_ptr<void>(p, [](void* q) { cudaFreeHost(q); });
 }
 
+// Events inside a graph would time the recording, not the replay: profiled steps run eagerly.
+bool cuda_ops::graphs_available() const { return !ctx_->profiler.enabled(); }
+
 bool cuda_ops::begin_capture() {
-  // Events inside a graph would time the recording, not the replay: profiled steps run eagerly.
-  if (ctx_->profiler.enabled()) return false;
+  if (!graphs_available()) return false;
   // Thread-local: other threads' CUDA calls (another shard's allocations) do not break this capture.
   check(cudaStreamBeginCapture(ctx_->stream, cudaStreamCaptureModeThreadLocal), "cudaStreamBeginCapture");
   return true;

@@ -34,6 +34,7 @@ public:
   void end_step() override;
   std::shared_ptr<void> alloc_host(size_t bytes) override;
   bool begin_capture() override;
+  bool graphs_available() const override;
   int32_t end_capture() override;
   void replay(int32_t graph) override;
   void release_graph(int32_t graph) override;
