@@ -257,3 +257,60 @@ TEST(model_forward_sample, draws_what_sample_cpu_draws_from_the_forward_logits) 
   std::vector<int32_t> tokens;
   EXPECT_THROW(net.forward_sample(in, one, tokens), std::invalid_argument);
 }
+
+namespace {
+
+// The CPU ops, claiming graphs: the model then pads decode steps to a graph size, and (with no capture)
+// runs the padded step eagerly, so the padding itself runs on the CPU.
+class padding_cpu_ops : public cpu_ops {
+public:
+  bool graphs_available() const override { return true; }
+};
+
+} // namespace
+
+TEST(model_decode_padding, a_decode_step_padded_to_a_graph_size_computes_what_the_unpadded_one_does) {
+  cpu_ops plain;
+  padding_cpu_ops padding;
+  const auto a = troupe::testing::reference_model_on(plain);
+  const auto b = troupe::testing::reference_model_on(padding);
+  // Three sequences (graph sizes 1, 2, 4: three decode as four) with 5, 3 and 2 tokens of context.
+  step_input prefill;
+  prefill.token_ids = {5, 17, 99, 3, 250, 7, 8, 9, 40, 41};
+  prefill.positions = {0, 1, 2, 3, 4, 0, 1, 2, 0, 1};
+  prefill.slot_mapping = {0, 1, 2, 3, 4, 64, 65, 66, 128, 129};
+  prefill.query_start = {0, 5, 8, 10};
+  prefill.seq_lens = {5, 3, 2};
+  prefill.max_blocks_per_seq = 1;
+  prefill.block_tables = {0, 4, 8};
+  prefill.logits_indices = {4, 7, 9};
+  std::vector<int32_t> ta, tb;
+  a->forward_greedy(prefill, ta);
+  b->forward_greedy(prefill, tb);
+  ASSERT_EQ(ta, tb);
+  sampling_params sp;
+  sp.temperature = 0.9f;
+  for (int32_t step = 0; step < 6; ++step) {
+    step_input d;
+    d.token_ids = ta;
+    d.positions = {5 + step, 3 + step, 2 + step};
+    d.slot_mapping = {5 + step, 64 + 3 + step, 128 + 2 + step};
+    d.query_start = {0, 1, 2, 3};
+    d.seq_lens = {6 + step, 4 + step, 3 + step};
+    d.max_blocks_per_seq = 1;
+    d.block_tables = {0, 4, 8};
+    d.logits_indices = {0, 1, 2};
+    std::vector<float> la, lb;
+    a->forward(d, la);
+    b->forward(d, lb);
+    ASSERT_EQ(la, lb) << "step " << step;  // bit for bit: the padding row changes nothing
+    const std::vector<int32_t> none;
+    const std::vector<sample_request> reqs(3, sample_request{&sp, none, none, 7u + static_cast<uint64_t>(step), {}});
+    sampling_inputs si;
+    si.build(reqs, static_cast<int32_t>(a->config().vocab_size));
+    a->forward_sample(d, si, ta);
+    b->forward_sample(d, si, tb);
+    ASSERT_EQ(ta, tb) << "step " << step;
+    ASSERT_EQ(ta.size(), 3u);
+  }
+}

@@ -6,7 +6,7 @@
 
 namespace troupe {
 
-class cpu_ops final : public ops {
+class cpu_ops : public ops {
 public:
   std::string name() const override { return "cpu"; }
 
