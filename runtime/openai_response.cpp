@@ -53,6 +53,18 @@ void write_header(json_writer& w, const response_header& h, std::string_view obj
   w.key("model").value(h.model);
 }
 
+// The last chunk of a stream with stream_options.include_usage: no choices, the request's usage.
+std::string usage_chunk(const response_header& header, const usage_info& usage, const char* object) {
+  json_writer w(float_style::pydantic);
+  w.begin_object();
+  write_header(w, header, object);
+  w.key("choices").begin_array().end_array();
+  w.key("usage");
+  write_usage(w, usage, false);
+  w.end_object();
+  return w.take();
+}
+
 // list(token.encode("utf-8", errors="replace")) of the token as Python holds it.
 void write_bytes(json_writer& w, const std::string& token) {
   w.begin_array();
@@ -224,14 +236,7 @@ std::string chat_chunk(const response_header& header, const chat_delta& d, const
 }
 
 std::string chat_usage_chunk(const response_header& header, const usage_info& usage) {
-  json_writer w(float_style::pydantic);
-  w.begin_object();
-  write_header(w, header, "chat.completion.chunk");
-  w.key("choices").begin_array().end_array();
-  w.key("usage");
-  write_usage(w, usage, false);
-  w.end_object();
-  return w.take();
+  return usage_chunk(header, usage, "chat.completion.chunk");
 }
 
 completion_logprobs make_completion_logprobs(std::span<const token_logprobs> tokens, int32_t num_logprobs,
@@ -328,14 +333,7 @@ std::string completion_chunk(const response_header& header, const completion_cho
 }
 
 std::string completion_usage_chunk(const response_header& header, const usage_info& usage) {
-  json_writer w(float_style::pydantic);
-  w.begin_object();
-  write_header(w, header, "text_completion");
-  w.key("choices").begin_array().end_array();
-  w.key("usage");
-  write_usage(w, usage, false);
-  w.end_object();
-  return w.take();
+  return usage_chunk(header, usage, "text_completion");
 }
 
 std::string sse_event(std::string_view json) {
