@@ -263,11 +263,13 @@ tensor model::compute_logits(int64_t num_tokens, int64_t num_logits, const atten
     ops_.add_rms_norm(hidden, residual, next_norm, eps);
   }
 
-  // Only the rows that sample go through the LM head.
+  // Only the rows that sample go through the LM head; a step that samples nothing (a prefill chunk
+  // that does not reach its prompt's end) has no logits and launches nothing more.
+  const tensor out = logits_.get().rows(0, num_logits);
+  if (num_logits == 0) return out;
   const tensor indices = logits_indices_.rows(0, num_logits);
   const tensor selected = selected_.get().rows(0, num_logits);
   ops_.gather_rows(hidden, indices, selected);
-  const tensor out = logits_.get().rows(0, num_logits);
   ops_.linear(selected, weights_.lm_head_or_embed(), tensor{}, out);
   return out;
 }
@@ -332,7 +334,10 @@ void model::forward(const step_input& in, std::vector<float>& logits) {
   const attention_metadata meta = stage_inputs(in, graph);
   const tensor out = logits_of_step(in, meta, graph);
   logits.resize(static_cast<size_t>(out.numel()));
-  ops_.download(logits, out);
+  if (logits.empty())
+    ops_.synchronize();  // nothing to read back; the step is done (and its staged inputs free) on return
+  else
+    ops_.download(logits, out);
   ops_.end_step();
 }
 
@@ -375,10 +380,15 @@ void model::forward_greedy(const step_input& in, std::vector<int32_t>& tokens) {
   const int64_t graph = graph_size_for(in);
   const attention_metadata meta = stage_inputs(in, graph);
   const int64_t num_logits = static_cast<int64_t>(in.logits_indices.size());
-  const tensor ids = tokens_.get().rows(0, num_logits);
-  ops_.argmax(logits_of_step(in, meta, graph), ids);
+  const tensor logits = logits_of_step(in, meta, graph);
   tokens.resize(static_cast<size_t>(num_logits));
-  ops_.download_raw(tokens.data(), ids);
+  if (num_logits == 0) {
+    ops_.synchronize();
+  } else {
+    const tensor ids = tokens_.get().rows(0, num_logits);
+    ops_.argmax(logits, ids);
+    ops_.download_raw(tokens.data(), ids);
+  }
   ops_.end_step();
 }
 
@@ -403,11 +413,15 @@ void model::forward_sample(const step_input& in, const sampling_inputs& sampling
   const int64_t graph = graph_size_for(in);
   const attention_metadata meta = stage_inputs(in, graph);
   const tensor logits = logits_of_step(in, meta, graph);
-  const sampling_batch batch = stage_sampling(sampling);
-  const tensor ids = tokens_.get().rows(0, num_logits);
-  ops_.sample(logits, batch, ids);
   tokens.resize(static_cast<size_t>(num_logits));
-  ops_.download_raw(tokens.data(), ids);
+  if (num_logits == 0) {
+    ops_.synchronize();
+  } else {
+    const sampling_batch batch = stage_sampling(sampling);
+    const tensor ids = tokens_.get().rows(0, num_logits);
+    ops_.sample(logits, batch, ids);
+    ops_.download_raw(tokens.data(), ids);
+  }
   ops_.end_step();
 }
 

@@ -53,7 +53,8 @@ public:
   // Allocates the KV cache and step workspaces for `limits`. Throws user_error when limits do not fit the config.
   model(model_config config, ops& backend, model_weights weights, dtype activation_type, model_limits limits);
 
-  // Runs one step. logits receives [logits_indices.size(), V] in fp32.
+  // Runs one step. logits receives [logits_indices.size(), V] in fp32. A step may sample no row (a
+  // prefill chunk short of its prompt's end): it writes the KV cache and returns no logits or tokens.
   void forward(const step_input& in, std::vector<float>& logits);
   // Runs one step and takes each sampled row's argmax on the backend (greedy sampling without
   // processors), so only the token ids leave the device. tokens receives [logits_indices.size()].

@@ -34,7 +34,12 @@ struct tensor {
     return n;
   }
   size_t num_bytes() const { return static_cast<size_t>(numel()) * size_in_bytes(type); }
-  int64_t row_elems() const { return rank == 0 ? 1 : numel() / dims[0]; }
+  // Elements per row (the product of every dimension but the first): well defined at 0 rows too.
+  int64_t row_elems() const {
+    int64_t n = 1;
+    for (int i = 1; i < rank; ++i) n *= dims[i];
+    return n;
+  }
   bool empty() const { return data == nullptr; }
 
   template <class T> T* as() const { return static_cast<T*>(data); }

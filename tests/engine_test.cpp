@@ -136,3 +136,29 @@ TEST(engine, limits_left_at_zero_take_the_defaults_and_given_ones_stay) {
   EXPECT_EQ(given.limits().max_num_seqs, 32);
   EXPECT_EQ(given.limits().max_num_batched_tokens, 128);
 }
+
+// A prompt longer than the step's token budget is prefilled in chunks; while it is the only request,
+// every step but the last samples nothing. Greedy and seeded outputs equal the unchunked run.
+TEST(engine, prompts_longer_than_the_step_budget_give_the_unchunked_outputs) {
+  engine_options o = options_for("llama_f32");
+  engine whole(o);
+  o.max_num_batched_tokens = 16;
+  o.max_num_seqs = 4;
+  engine chunked(o);
+  sampling_params sampled = greedy(6);
+  sampled.temperature = 0.9f;
+  sampled.seed = 7;
+  for (const int len : {15, 16, 17, 32, 33, 200}) {  // under, exactly, one over, twice, many times the budget
+    std::vector<int32_t> ids(static_cast<size_t>(len));
+    for (int i = 0; i < len; ++i) ids[i] = (i * 37 + 11) % 200;
+    for (const sampling_params& p : {greedy(6), sampled}) {
+      const auto expected = whole.generate({{"", ids}}, p);
+      const auto got = chunked.generate({{"", ids}}, p);
+      ASSERT_EQ(expected[0].token_ids.size(), 6u) << expected[0].error;
+      EXPECT_EQ(got[0].token_ids, expected[0].token_ids) << "prompt of " << len << ", temperature " << p.temperature;
+      EXPECT_EQ(got[0].finish_reason, "length") << got[0].error;
+    }
+  }
+  EXPECT_TRUE(chunked.healthy());
+  EXPECT_EQ(chunked.stats().num_free_blocks, chunked.stats().num_blocks);
+}

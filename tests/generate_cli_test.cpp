@@ -153,3 +153,21 @@ TEST(generate_cli, a_prompts_file_gives_one_json_line_per_prompt_in_order) {
   EXPECT_EQ(objects[1]["token_ids"], nlohmann::json::parse(alone.out)["token_ids"]);
   for (const auto& o : objects) EXPECT_EQ(o["token_ids"].size(), 5u);
 }
+
+// A prompt one token over the step budget, and one many times it, as the only request: the steps
+// that prefill them sample nothing (the issue-9 crash); the output equals the unchunked run's.
+TEST(generate_cli, prompts_over_the_step_budget_give_the_unchunked_output) {
+  for (const int len : {17, 100}) {
+    std::vector<int32_t> ids(static_cast<size_t>(len));
+    for (int i = 0; i < len; ++i) ids[i] = (i * 31 + 7) % 250;
+    const std::string args = "generate --model " + reference_dir("llama_f32") + " --prompt-token-ids " + join(ids) +
+                             " --temperature 0 --max-tokens 8 --json";
+    const run_result whole = run_troupe(args);
+    const run_result chunked = run_troupe(args + " --max-num-batched-tokens 16");
+    ASSERT_EQ(whole.exit_code, 0) << whole.err;
+    ASSERT_EQ(chunked.exit_code, 0) << chunked.err;
+    const auto expected = nlohmann::json::parse(whole.out), got = nlohmann::json::parse(chunked.out);
+    EXPECT_EQ(expected["token_ids"].size(), 8u);
+    EXPECT_EQ(got["token_ids"], expected["token_ids"]) << "prompt of " << len;
+  }
+}

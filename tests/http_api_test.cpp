@@ -477,3 +477,21 @@ TEST(http_api, a_model_without_a_tokenizer_serves_token_id_prompts_and_says_what
   // The server is still serving.
   EXPECT_EQ(post(s, "/v1/completions", R"({"prompt": [9], "max_tokens": 2})").status, 200);
 }
+
+// The issue-9 reproduction: one prompt longer than --max-num-batched-tokens, alone on the server,
+// used to end the process (a step that sampled nothing took an argmax of zero rows). It is answered,
+// with the text `troupe generate` gives the same prompt unchunked, and the server stays up.
+TEST(http_api, a_prompt_longer_than_the_step_budget_is_answered_and_the_server_stays_up) {
+  server_process server("--max-num-batched-tokens 64");
+  for (const int len : {65, 100, 300}) {
+    std::string ids;
+    for (int i = 0; i < len; ++i) ids += (i ? "," : "") + std::to_string((i * 13 + 5) % 250);
+    const http_reply r = post(server, "/v1/completions",
+                              R"({"prompt": [)" + ids + R"(], "max_tokens": 6, "temperature": 0})");
+    ASSERT_EQ(r.status, 200) << r.body;
+    const std::string expected = shell(std::string(TROUPE_BINARY) + " generate --prompt-token-ids " + ids +
+                                       " --temperature 0 --max-tokens 6 --json 2>/dev/null");
+    EXPECT_EQ(json::parse(r.body)["choices"][0]["text"], json::parse(expected)["text"]) << "prompt of " << len;
+  }
+  EXPECT_EQ(shell("curl -s -o /dev/null -w '%{http_code}' " + quote(server.url("/health"))), "200");
+}

@@ -82,13 +82,24 @@ double time_ms(cuda_ops& gpu, const std::function<void()>& f, int reps) {
   return ms[reps / 2];
 }
 
+double tolerance_for(dtype t) { return t == dtype::f32 ? 1e-4 : 1e-2; }
+
+// ‖a − b‖ / ‖b‖; infinity when a holds a NaN or infinity.
+double relative_error(std::span<const float> a, std::span<const float> b) {
+  double diff = 0, norm = 0;
+  for (size_t i = 0; i < b.size(); ++i) {
+    if (!std::isfinite(a[i])) return INFINITY;
+    diff += (double(a[i]) - b[i]) * (double(a[i]) - b[i]);
+    norm += double(b[i]) * b[i];
+  }
+  return norm == 0 ? std::sqrt(diff) : std::sqrt(diff / norm);
+}
+
 } // namespace gpu_check
 
 using namespace gpu_check;
 
 namespace {
-
-double tolerance_for(dtype t) { return t == dtype::f32 ? 1e-4 : 1e-2; }
 
 std::vector<float> random_values(size_t n, float scale = 1.0f) {
   std::normal_distribution<float> d(0.0f, scale);
@@ -104,17 +115,6 @@ std::vector<float> rounded(std::vector<float> v, dtype t) {
     else if (t == dtype::f16) x = f16_to_f32(f32_to_f16(x));
   }
   return v;
-}
-
-// ‖a − b‖ / ‖b‖; infinity when a holds a NaN or infinity.
-double relative_error(std::span<const float> a, std::span<const float> b) {
-  double diff = 0, norm = 0;
-  for (size_t i = 0; i < b.size(); ++i) {
-    if (!std::isfinite(a[i])) return INFINITY;
-    diff += (double(a[i]) - b[i]) * (double(a[i]) - b[i]);
-    norm += double(b[i]) * b[i];
-  }
-  return norm == 0 ? std::sqrt(diff) : std::sqrt(diff / norm);
 }
 
 std::string dims(std::initializer_list<int64_t> d) {
@@ -467,6 +467,9 @@ void check_model(cuda_ops& gpu, const fs::path& dir, dtype t) {
   }
   report(label, t, "chunked prefill (23) of " + std::to_string(last.size()), relative_error(logits, ref_logits.back()),
          tol);
+  check_unsampled_steps(net, label, t, last, [](const std::vector<int32_t>& tokens, int32_t cached) {
+    return make_step({{tokens, cached}});
+  });
 
   std::vector<std::pair<std::vector<int32_t>, int32_t>> all;
   for (const auto& p : prompts) all.push_back({p, 0});
@@ -772,6 +775,7 @@ int main(int argc, char** argv) {
       guarded("silu_and_mul", [&] { check_silu(c, t); });
       guarded("rope_write_kv", [&] { check_rope(c, t); });
       guarded("paged_attention", [&] { check_attention_all(c, t); });
+      guarded("op rows", [&] { check_op_rows(c.gpu, t); });
     }
     if (ops) guarded("argmax", [&] { check_argmax(c); });
     if (sampling) guarded("sample", [&] { check_sampling(c.gpu, quick_sampling); });

@@ -4,9 +4,16 @@
 
 #include <functional>
 #include <random>
+#include <span>
 #include <string>
+#include <vector>
 
 #include "kernels/cuda/cuda_ops.hpp"
+#include "runtime/step_input.hpp"
+
+namespace troupe {
+class model;
+}
 
 namespace gpu_check {
 
@@ -23,5 +30,17 @@ double time_ms(troupe::cuda_ops& gpu, const std::function<void()>& f, int reps =
 void check_sampling(troupe::cuda_ops& gpu, bool quick);
 // Sample op timings at 256 rows of Qwen2.5's 152,064-token vocabulary.
 void time_sampling(troupe::cuda_ops& gpu);
+
+// ‖a − b‖ / ‖b‖; infinity when a holds a NaN or infinity.
+double relative_error(std::span<const float> a, std::span<const float> b);
+// What a check of `t` tolerates: 1e-4 relative in fp32, 1e-2 in bf16 and f16.
+double tolerance_for(troupe::dtype t);
+
+// tools/gpu_check_rows.cpp: every op of tests/support/op_cases.hpp at 0, 1 and 3 rows against the CPU.
+void check_op_rows(troupe::cuda_ops& gpu, troupe::dtype t);
+// The prompt prefilled in chunks whose steps sample nothing, through each model entry point, must give
+// the whole prompt's first greedy token. step_of(tokens, cached) builds a one-sequence step.
+void check_unsampled_steps(troupe::model& net, const std::string& label, troupe::dtype t, const std::vector<int32_t>& prompt,
+                           const std::function<troupe::step_input(const std::vector<int32_t>&, int32_t)>& step_of);
 
 } // namespace gpu_check
