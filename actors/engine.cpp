@@ -219,6 +219,8 @@ std::vector<int32_t> engine::encode(const std::string& text) const {
   return impl_->tokenizer_->encode(text, true);
 }
 
+void engine::fail_all(const std::string& error) { caf::anon_send(impl_->scheduler, fail_all_atom::value, error); }
+
 engine_stats engine::stats() {
   caf::scoped_actor self{impl_->system};
   engine_stats out;

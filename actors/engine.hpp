@@ -89,6 +89,10 @@ public:
   // Tokens of a text prompt with the model's tokenizer (special tokens added as the tokenizer says).
   std::vector<int32_t> encode(const std::string& text) const;
 
+  // Ends every request still open, waiting or running, with this error (each gets its final output as an
+  // error): what a shutdown does to requests that outlived --shutdown-timeout.
+  void fail_all(const std::string& error);
+
   engine_stats stats();
   // The /metrics page (Prometheus text), and the figures the dashboard shows.
   std::string metrics_text() const;

@@ -177,6 +177,18 @@ struct sink_state {
 caf::behavior completion_sink_fn(caf::stateful_actor<sink_state>* self, scheduler_actor scheduler,
                                  std::vector<engine_request> requests, std::weak_ptr<completion_listener> listener) {
   self->state.listener = listener;
+  // The scheduler going away (the engine shutting down) ends the sink: its requests can get no more
+  // outputs, and an actor left waiting would keep the actor system from ever finishing.
+  self->monitor(scheduler);
+  self->set_down_handler([self](caf::down_msg&) {
+    if (auto l = self->state.listener.lock()) {
+      completion_event ev;
+      ev.what = completion_event::kind::failed;
+      ev.error = server_error(503, "ServiceUnavailableError", "The server is shutting down");
+      l->on_event(std::move(ev));
+    }
+    self->quit();
+  });
   const output_sink me = caf::actor_cast<output_sink>(self);
   for (size_t i = 0; i < requests.size(); ++i) {
     self->request(scheduler, caf::infinite, submit_atom::value, std::move(requests[i]), me)
@@ -210,7 +222,16 @@ caf::behavior completion_sink_fn(caf::stateful_actor<sink_state>* self, schedule
         if (!l) return self->quit();
         completion_event ev;
         ev.what = completion_event::kind::outputs;
-        ev.outputs = std::move(outputs);
+        // A request the engine ended with an error fails the response with it: 503 when the server
+        // aborted it (shutting down), 500 when a step failed.
+        for (const request_output& o : outputs)
+          if (!o.error.empty()) {
+            ev.what = completion_event::kind::failed;
+            ev.error = o.aborted ? server_error(503, "ServiceUnavailableError", o.error)
+                                 : server_error(500, "InternalServerError", o.error);
+            break;
+          }
+        if (ev.what == completion_event::kind::outputs) ev.outputs = std::move(outputs);
         l->on_event(std::move(ev));
       },
   };

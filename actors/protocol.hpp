@@ -21,6 +21,7 @@ using abort_atom = caf::atom_constant<caf::atom("abort")>;
 using execute_atom = caf::atom_constant<caf::atom("execute")>;
 using output_atom = caf::atom_constant<caf::atom("output")>;
 using stats_atom = caf::atom_constant<caf::atom("stats")>;
+using fail_all_atom = caf::atom_constant<caf::atom("failall")>;
 
 // Plans are shared, not copied, between the scheduler and the shards of one process.
 using plan_ptr = std::shared_ptr<const step_plan>;
@@ -42,6 +43,7 @@ using shard_actor = caf::typed_actor<caf::replies_to<execute_atom, plan_ptr>::wi
 using scheduler_actor = caf::typed_actor<
     caf::replies_to<submit_atom, engine_request, output_sink>::with<submit_reply>,
     caf::reacts_to<abort_atom, request_id>,
+    caf::reacts_to<fail_all_atom, std::string>,  // ends every request with this error (shutdown)
     caf::replies_to<stats_atom>::with<engine_stats>>;
 
 } // namespace troupe

@@ -156,6 +156,7 @@ scheduler_actor::behavior_type scheduler_fn(self_ptr self, std::shared_ptr<engin
         if (auto out = st.core->abort(id)) deliver(self, {std::move(*out)});
         start_step(self);
       },
+      [self](fail_all_atom, const std::string& error) { deliver(self, self->state.core->fail_all(error)); },
       [self](stats_atom) -> engine_stats {
         engine_stats s = self->state.core->snapshot();
         const auto& st = self->state;

@@ -9,8 +9,10 @@
 #include <pthread.h>
 
 #include <CLI/CLI.hpp>
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <chrono>
 #include <thread>
 
@@ -58,9 +60,21 @@ void run_serve(const serve_options& o) {
   spdlog::info("{}: draining ({} requests in flight, up to {} s)", sig == SIGTERM ? "SIGTERM" : "SIGINT",
                http.num_in_flight(), o.shutdown_timeout);
   http.begin_draining();
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(o.shutdown_timeout);
-  while (http.num_in_flight() > 0 && std::chrono::steady_clock::now() < deadline)
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  // Requests in flight get the timeout to finish, less a moment at the end in which those still running
+  // are ended with an error that reaches their clients; then everything stops, within the timeout.
+  using clock = std::chrono::steady_clock;
+  const auto timeout = std::chrono::duration<double>(o.shutdown_timeout);
+  const auto deadline = clock::now() + std::chrono::duration_cast<clock::duration>(timeout);
+  const auto grace = std::chrono::duration_cast<clock::duration>(std::min(timeout / 4, std::chrono::duration<double>(0.5)));
+  auto wait_until = [&](clock::time_point t) {
+    while (http.num_in_flight() > 0 && clock::now() < t) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  };
+  wait_until(deadline - grace);
+  if (const int64_t left = http.num_in_flight(); left > 0) {
+    spdlog::warn("{} requests still running after the shutdown timeout: ending them with an error", left);
+    e.fail_all("The server shut down before the request finished (--shutdown-timeout " + fmt::format("{:g}", o.shutdown_timeout) + " s)");
+    wait_until(deadline);
+  }
   http.stop();  // before the engine goes: no connection may reach it afterwards
   spdlog::info("shut down");
 }

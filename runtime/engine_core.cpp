@@ -1,5 +1,7 @@
 #include "runtime/engine_core.hpp"
 
+#include <algorithm>
+
 namespace troupe {
 
 engine_core::engine_core(const engine_config& config, const tokenizer* tok, uint64_t seed)
@@ -168,15 +170,31 @@ std::vector<request_output> engine_core::update(const step_plan& plan, const ste
 }
 
 std::vector<request_output> engine_core::fail(const step_plan& plan, const std::string& error) {
+  std::vector<request_id> ids;
+  for (const scheduled_seq& s : plan.seqs) ids.push_back(s.id);
+  return fail_each(ids, error);
+}
+
+std::vector<request_output> engine_core::fail_all(const std::string& error) {
+  std::vector<request_id> ids;
+  for (const auto& [id, st] : states_) ids.push_back(id);
+  std::sort(ids.begin(), ids.end());  // in arrival order, as ids are given
+  std::vector<request_output> outputs = fail_each(ids, error);
+  for (request_output& out : outputs) out.aborted = true;  // by the server, with a reason: not a fault
+  return outputs;
+}
+
+std::vector<request_output> engine_core::fail_each(const std::vector<request_id>& ids, const std::string& error) {
   std::vector<request_output> outputs;
-  for (const scheduled_seq& s : plan.seqs) {
-    auto it = states_.find(s.id);
+  for (const request_id id : ids) {
+    auto it = states_.find(id);
     if (it == states_.end()) continue;
-    request_output out = finish(s.id, *it->second, request_status::finished_error);
+    request_output out = finish(id, *it->second, request_status::finished_error);
     out.error = error;
     states_.erase(it);
     outputs.push_back(std::move(out));
   }
+  if (metrics_ && !outputs.empty()) metrics_->on_occupancy(num_running(), num_waiting(), kv_.usage());
   return outputs;
 }
 

@@ -92,6 +92,11 @@ public:
   // A step failed: fails every request it carried, with this error.
   std::vector<request_output> fail(const step_plan& plan, const std::string& error);
 
+  // Ends every request, waiting or running, with this error (the server is going away): their final
+  // outputs (aborted, with the error), their blocks released. A step in flight may still carry them; its results for them are
+  // dropped as for aborted requests.
+  std::vector<request_output> fail_all(const std::string& error);
+
   bool has_work() const { return scheduler_.has_work(); }
   int32_t num_running() const { return scheduler_.num_running(); }
   int32_t num_waiting() const { return scheduler_.num_waiting(); }
@@ -115,6 +120,8 @@ private:
     std::chrono::steady_clock::time_point last_token;
   };
   request_output finish(request_id id, output_state& st, request_status status);
+  // Ends each of these requests that is still open with `error`.
+  std::vector<request_output> fail_each(const std::vector<request_id>& ids, const std::string& error);
   void report_finished(const output_state& st, int32_t num_generated, request_status status);
 
   engine_config config_;

@@ -256,3 +256,33 @@ TEST(engine_core, with_pools_a_burst_of_long_generations_does_not_delay_a_short_
   // Pools (long = max_tokens above 32, at most 6 of the 8 seats): it starts at once.
   EXPECT_EQ(steps_to_first_token_behind_long_burst(32), 1);
 }
+
+// Shutdown: every request still open, waiting or mid-step, ends once, aborted with the reason; a step
+// already planned for them applies nothing; every block comes back.
+TEST(engine_core, fail_all_ends_every_open_request_once_with_the_reason_and_frees_its_blocks) {
+  setup s;
+  s.max_num_seqs = 2;
+  engine_fixture f(s);
+  std::mt19937 rng(3);
+  for (request_id id = 1; id <= 4; ++id) f.add(id, random_prompt(rng, 40), greedy(50));
+  f.step();
+  const step_plan in_flight = f.core().schedule();
+  const std::vector<request_output> ended = f.core().fail_all("shutting down");
+  ASSERT_EQ(ended.size(), 4u);
+  for (size_t i = 0; i < ended.size(); ++i) {
+    EXPECT_EQ(ended[i].id, static_cast<request_id>(i + 1));
+    EXPECT_TRUE(ended[i].finished);
+    EXPECT_TRUE(ended[i].aborted);
+    EXPECT_EQ(ended[i].error, "shutting down");
+  }
+  step_result late;
+  late.step = in_flight.step;
+  for (const auto& seq : in_flight.seqs) {
+    late.ids.push_back(seq.id);
+    late.tokens.push_back(7);
+  }
+  EXPECT_TRUE(f.core().update(in_flight, late).empty());
+  EXPECT_TRUE(f.core().fail_all("again").empty());
+  EXPECT_FALSE(f.core().has_work());
+  EXPECT_EQ(f.core().kv().num_free_blocks(), s.num_blocks);
+}

@@ -495,3 +495,33 @@ TEST(http_api, a_prompt_longer_than_the_step_budget_is_answered_and_the_server_s
   }
   EXPECT_EQ(shell("curl -s -o /dev/null -w '%{http_code}' " + quote(server.url("/health"))), "200");
 }
+
+// SIGTERM with generations that outlive --shutdown-timeout: they are ended with an error their clients
+// receive (an SSE error event, or a 503 for one still queued), and the process exits 0 within the timeout
+// (it used to wait forever in the actor system's destructor for the requests' sink actors).
+TEST(http_api, sigterm_ends_generations_longer_than_the_shutdown_timeout_with_an_error_and_exits_in_time) {
+  server_process s("--shutdown-timeout 1 --max-num-seqs 1");
+  std::vector<std::string> bodies(3);
+  std::vector<std::thread> clients;
+  for (auto& body : bodies)
+    clients.emplace_back([&] {
+      body = shell("curl -s -w '\\n%{http_code}' " + quote(s.url("/v1/completions")) +
+                   " -d '{\"prompt\": \"x\", \"max_tokens\": 4000, \"ignore_eos\": true, \"stream\": true}'");
+    });
+  for (int i = 0; i < 200; ++i) {
+    if (shell("curl -s " + quote(s.url("/metrics"))).find("troupe:num_requests_waiting{model_name=\"troupe-default\"} 2.0") != std::string::npos) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  const auto start = std::chrono::steady_clock::now();
+  s.signal(SIGTERM);
+  EXPECT_EQ(s.wait(), 0);
+  const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  EXPECT_LT(took, 1.25) << "the shutdown timeout is 1 s";
+  for (auto& c : clients) c.join();
+  for (const std::string& body : bodies) {
+    EXPECT_NE(body.find("The server shut down before the request finished (--shutdown-timeout 1 s)"), std::string::npos) << body;
+    const std::string status = body.substr(body.rfind('\n') + 1);
+    if (status == "200") EXPECT_EQ(sse_events(body.substr(0, body.rfind('\n'))).back(), "[DONE]") << body;
+    else EXPECT_EQ(status, "503") << body;
+  }
+}
