@@ -42,7 +42,7 @@ void add_choices(completion_plan& plan, std::vector<int32_t> ids, const openai_g
     r.params.logprobs = gen.num_logprobs;
     // n samples of one prompt must differ even with a seed: each choice draws from its own stream.
     if (gen.params.seed && gen.n > 1) r.params.seed = *gen.params.seed + static_cast<uint64_t>(c);
-    r.priority = static_cast<int32_t>(priority);
+    r.priority = priority;
     if (salt) r.cache_salt = *salt;
     plan.requests.push_back(std::move(r));
   }
