@@ -15,21 +15,19 @@ T value_or_throw(checked<T>&& c) {
   return std::move(c).value();
 }
 
-// Enforces the server's max_tokens cap: a request asking for more is refused, one asking nothing gets it.
-void apply_limit(sampling_params& p, bool asked, int32_t limit) {
-  if (limit <= 0) return;
-  if (asked && p.max_tokens > limit) {
-    throw bad_request("max_tokens must be at most " + std::to_string(limit) + " on this server, got " +
-                          std::to_string(p.max_tokens) + ".",
-                      "max_tokens");
-  }
-  if (!asked || p.max_tokens > limit) p.max_tokens = std::min(p.max_tokens, limit);
-}
-
 int64_t utf8_chars(const std::string& s) {
   int64_t n = 0;
   for (unsigned char c : s) n += (c & 0xC0) != 0x80;
   return n;
+}
+
+// vLLM's check before tokenizing a text prompt: one that could not fit even at the most characters per
+// token is refused without the tokenizer's work (nullopt when it may fit, or the bound is unknown).
+std::optional<api_error> check_prompt_chars(const std::string& text, const openai_server_config& server,
+                                            std::optional<int64_t> max_tokens, std::string_view max_tokens_param) {
+  if (server.max_chars_per_token <= 0) return std::nullopt;
+  return check_prompt_characters(utf8_chars(text), server.max_chars_per_token, max_tokens, server.max_model_len,
+                                 max_tokens_param);
 }
 
 void add_choices(completion_plan& plan, std::vector<int32_t> ids, const openai_generation& gen, int64_t priority,
@@ -42,7 +40,7 @@ void add_choices(completion_plan& plan, std::vector<int32_t> ids, const openai_g
     r.params.logprobs = gen.num_logprobs;
     // n samples of one prompt must differ even with a seed: each choice draws from its own stream.
     if (gen.params.seed && gen.n > 1) r.params.seed = *gen.params.seed + static_cast<uint64_t>(c);
-    r.priority = static_cast<int32_t>(priority);
+    r.priority = priority;
     if (salt) r.cache_salt = *salt;
     plan.requests.push_back(std::move(r));
   }
@@ -55,6 +53,14 @@ openai_server_config server_config_of(engine& e) {
   s.served_model_names = {e.served_model_name()};
   s.max_model_len = static_cast<int32_t>(e.max_model_len());
   s.vocab_size = static_cast<int32_t>(e.config().vocab_size);
+  if (const tokenizer* tok = e.tok()) {
+    // The most characters one token can stand for: a text prompt longer than this many times the
+    // tokens that fit is refused without tokenizing it.
+    for (int32_t id = 0; id < tok->vocab_size(); ++id) {
+      const int64_t chars = utf8_chars(tok->decode(std::span<const int32_t>(&id, 1)));
+      s.max_chars_per_token = std::max(s.max_chars_per_token, chars);
+    }
+  }
   return s;
 }
 
@@ -77,6 +83,7 @@ completion_plan plan_completion(engine& e, const openai_server_config& server, c
   if (chat) {
     if (!e.tok()) throw no_tokenizer();
     const chat_request r = value_or_throw(parse_chat_request(body, server));
+    if (auto err = check_max_tokens_limit(r, max_tokens_limit)) throw *err;
     plan.stream = r.stream;
     plan.include_usage = r.stream_options && r.stream_options->include_usage;
     const bool tools = !r.tools_json.empty() && r.tool_choice != tool_choice_mode::none;
@@ -98,26 +105,31 @@ completion_plan plan_completion(engine& e, const openai_server_config& server, c
     } catch (const user_error& err) {
       throw bad_request(err.what());
     }
+    if (auto err = check_prompt_chars(prompt, server, requested_max_tokens(r), requested_max_tokens_param(r)))
+      throw *err;
     std::vector<int32_t> ids = e.tok()->encode(prompt, r.add_special_tokens);
     if (auto err = check_context_length(static_cast<int64_t>(ids.size()), requested_max_tokens(r), server.max_model_len,
                                         prompt_form::text, requested_max_tokens_param(r)))
       throw *err;
     openai_generation gen = value_or_throw(to_generation(r, static_cast<int64_t>(ids.size()), server));
-    apply_limit(gen.params, r.max_tokens || r.max_completion_tokens, max_tokens_limit);
+    apply_max_tokens_limit(gen, max_tokens_limit);
     plan.n = gen.n;
     add_choices(plan, std::move(ids), gen, r.priority, r.cache_salt);
   } else {
     const completion_request r = value_or_throw(parse_completion_request(body, server));
+    if (auto err = check_max_tokens_limit(r, max_tokens_limit)) throw *err;
     plan.stream = r.stream;
     plan.include_usage = r.stream_options && r.stream_options->include_usage;
     for (const completion_prompt& p : r.prompts) {
       if (!p.is_tokens && !e.tok()) throw no_tokenizer();
+      if (!p.is_tokens)
+        if (auto err = check_prompt_chars(p.text, server, requested_max_tokens(r), "max_tokens")) throw *err;
       std::vector<int32_t> ids = p.is_tokens ? p.token_ids : e.tok()->encode(p.text, r.add_special_tokens);
       if (auto err = check_context_length(static_cast<int64_t>(ids.size()), requested_max_tokens(r), server.max_model_len,
                                           p.is_tokens ? prompt_form::token_ids : prompt_form::text))
         throw *err;
       openai_generation gen = value_or_throw(to_generation(r, static_cast<int64_t>(ids.size()), server));
-        apply_limit(gen.params, body.find("\"max_tokens\"") != std::string::npos, max_tokens_limit);
+      apply_max_tokens_limit(gen, max_tokens_limit);
       plan.n = gen.n;
       add_choices(plan, std::move(ids), gen, r.priority, r.cache_salt);
     }

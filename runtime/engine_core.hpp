@@ -24,7 +24,7 @@ struct engine_request {
   request_id id = 0;
   std::vector<int32_t> prompt_ids;
   sampling_params params;
-  int32_t priority = 0;
+  int64_t priority = 0;  // as vLLM: any int64 (never truncated)
   std::string cache_salt;
 };
 

@@ -1,6 +1,7 @@
 // /v1/chat/completions and /tokenize bodies: vLLM's ChatCompletionRequest (chat_completion/protocol.py)
 // and TokenizeChatRequest, their model validators, and the serving checks before the template renders.
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -341,24 +342,53 @@ std::optional<troupe::stream_options> parse_stream_options(object_fields& f) {
   return out;
 }
 
+namespace {
+
+// A list or object field with more entries than the vocabulary has tokens: every entry past that
+// repeats a token or names one outside the vocabulary, and each entry costs work on every step.
+std::optional<api_error> over_vocabulary(const pjson* v, std::string_view field, const openai_server_config& server) {
+  if (!v || !(v->is_object() || v->is_array()) || v->size() <= static_cast<size_t>(std::max(server.vocab_size, 0)))
+    return std::nullopt;
+  const std::string vocab = std::to_string(server.vocab_size);
+  return bad_request(std::string(field) + " must have at most " + vocab + " entries (the vocabulary size), got " +
+                         std::to_string(v->size()) + ". Send each token id once, and only ids below " + vocab + ".",
+                     std::string(field));
+}
+
+} // namespace
+
 // The sampling fields both request kinds declare, in vLLM's field order where it matters for the
 // order of errors (pydantic reports them in declaration order).
-void parse_penalties_and_bias(object_fields& f, openai_sampling_fields& s) {
+void parse_penalties_and_bias(object_fields& f, openai_sampling_fields& s, const openai_server_config& server,
+                              bound_violation& bounds) {
   s.frequency_penalty = f.opt_float("frequency_penalty");
-  if (auto bias = f.opt_str_float_dict("logit_bias")) s.logit_bias = std::move(*bias);
+  if (auto e = over_vocabulary(f.find("logit_bias"), "logit_bias", server)) bounds.add(std::move(*e));
+  else if (auto bias = f.opt_str_float_dict("logit_bias")) s.logit_bias = std::move(*bias);
 }
 
-void parse_seed_and_stop(object_fields& f, openai_sampling_fields& s) {
+void parse_seed_and_stop(object_fields& f, openai_sampling_fields& s, const openai_server_config& server,
+                         bound_violation& bounds) {
   s.seed = f.opt_int_bounded("seed", std::numeric_limits<int64_t>::min(), std::numeric_limits<int64_t>::max());
-  if (auto stop = f.opt_str_or_str_list("stop")) s.stop = std::move(*stop);
+  if (auto stop = f.opt_str_or_str_list("stop", static_cast<size_t>(std::max(server.max_stop_strings, 0))))
+    s.stop = std::move(*stop);
+  for (size_t i = 0; i < s.stop.size(); ++i) {
+    const int64_t chars = python_len(s.stop[i]);
+    if (chars > server.max_stop_string_chars)
+      bounds.add(bad_request("stop strings must be at most " + std::to_string(server.max_stop_string_chars) +
+                                 " characters, got " + std::to_string(chars) + " (stop[" + std::to_string(i) +
+                                 "]). Use a shorter stop string.",
+                             "stop"));
+  }
 }
 
-void parse_extra_sampling(object_fields& f, openai_sampling_fields& s) {
+void parse_extra_sampling(object_fields& f, openai_sampling_fields& s, const openai_server_config& server,
+                          bound_violation& bounds) {
   s.top_k = f.opt_int("top_k");
   s.min_p = f.opt_float("min_p");
   s.repetition_penalty = f.opt_float("repetition_penalty");
   f.float_or("length_penalty", 1.0);
-  if (auto ids = f.opt_int_list("stop_token_ids")) s.stop_token_ids = std::move(*ids);
+  if (auto e = over_vocabulary(f.find("stop_token_ids"), "stop_token_ids", server)) bounds.add(std::move(*e));
+  else if (auto ids = f.opt_int_list("stop_token_ids")) s.stop_token_ids = std::move(*ids);
   s.include_stop_str_in_output = f.bool_or("include_stop_str_in_output", false);
   s.ignore_eos = f.bool_or("ignore_eos", false);
   s.min_tokens = f.int_or("min_tokens", 0);
@@ -407,10 +437,11 @@ checked<chat_request> parse_chat_request(std::string_view body, const openai_ser
   object_fields f(data, {"body"}, issues);
   chat_request r;
   std::optional<api_error> deferred;  // refused while rendering, after the model check
+  bound_violation bounds;
 
   if (const pjson* messages = f.required("messages")) r.messages = parse_messages(*messages, f.loc("messages"), issues, deferred);
   r.model = f.opt_str("model");
-  parse_penalties_and_bias(f, r.sampling);
+  parse_penalties_and_bias(f, r.sampling, server, bounds);
   r.logprobs = f.opt_bool("logprobs").value_or(false);
   r.top_logprobs = f.opt_int("top_logprobs").value_or(0);
   r.max_tokens = f.opt_int("max_tokens");
@@ -418,7 +449,7 @@ checked<chat_request> parse_chat_request(std::string_view body, const openai_ser
   r.n = f.opt_int("n");
   r.sampling.presence_penalty = f.opt_float("presence_penalty");
   if (const pjson* rf = f.find("response_format"); rf && !rf->is_null()) is_model(*rf, f.loc("response_format"), issues);
-  parse_seed_and_stop(f, r.sampling);
+  parse_seed_and_stop(f, r.sampling, server, bounds);
   r.stream = f.opt_bool("stream").value_or(false);
   r.stream_options = parse_stream_options(f);
   r.sampling.temperature = f.opt_float("temperature");
@@ -438,7 +469,7 @@ checked<chat_request> parse_chat_request(std::string_view body, const openai_ser
   r.parallel_tool_calls = f.opt_bool("parallel_tool_calls").value_or(true);
   r.user = f.opt_str("user");
   f.bool_or("use_beam_search", false);
-  parse_extra_sampling(f, r.sampling);
+  parse_extra_sampling(f, r.sampling, server, bounds);
   r.echo = f.bool_or("echo", false);
   r.add_generation_prompt = f.bool_or("add_generation_prompt", true);
   r.continue_final_message = f.bool_or("continue_final_message", false);
@@ -454,6 +485,8 @@ checked<chat_request> parse_chat_request(std::string_view body, const openai_ser
   if (!issues.empty()) return validation_error(issues.all());
 
   if (auto e = check_model(r.model, server)) return *e;
+  if (bounds.first) return *bounds.first;
+  if (auto e = check_num_sequences(get(data, "n"), r.n.value_or(1), 1, server)) return *e;
   const pjson* kwargs = get(data, "chat_template_kwargs");
   if (r.chat_template || (kwargs && kwargs->is_object() && get(*kwargs, "chat_template") &&
                           !get(*kwargs, "chat_template")->is_null()))

@@ -200,16 +200,19 @@ checked<completion_request> parse_completion_request(std::string_view body, cons
   issue_list issues;
   object_fields f(data, {"body"}, issues);
   completion_request r;
+  bound_violation bounds;
   r.model = f.opt_str("model");
   if (const pjson* prompt = f.find("prompt"); prompt && !prompt->is_null())
     if (auto prompts = parse_prompt(*prompt, f.loc("prompt"), issues)) r.prompts = std::move(*prompts);
   r.echo = f.opt_bool("echo").value_or(false);
-  parse_penalties_and_bias(f, r.sampling);
+  parse_penalties_and_bias(f, r.sampling, server, bounds);
   r.logprobs = f.opt_int("logprobs");
-  r.max_tokens = f.opt_int("max_tokens").value_or(16);  // normalize_null_max_tokens
+  const std::optional<int64_t> max_tokens = f.opt_int("max_tokens");
+  r.max_tokens = max_tokens.value_or(16);  // normalize_null_max_tokens
+  r.max_tokens_sent = max_tokens.has_value();
   r.n = f.int_or("n", 1);
   r.sampling.presence_penalty = f.opt_float("presence_penalty");
-  parse_seed_and_stop(f, r.sampling);
+  parse_seed_and_stop(f, r.sampling, server, bounds);
   r.stream = f.opt_bool("stream").value_or(false);
   r.stream_options = parse_stream_options(f);
   std::optional<std::string> suffix = f.opt_str("suffix");
@@ -217,7 +220,7 @@ checked<completion_request> parse_completion_request(std::string_view body, cons
   r.sampling.top_p = f.opt_float("top_p");
   r.user = f.opt_str("user");
   f.bool_or("use_beam_search", false);
-  parse_extra_sampling(f, r.sampling);
+  parse_extra_sampling(f, r.sampling, server, bounds);
   r.add_special_tokens = f.bool_or("add_special_tokens", true);
   if (const pjson* rf = f.find("response_format"); rf && !rf->is_null()) is_model(*rf, f.loc("response_format"), issues);
   r.priority = f.opt_int_bounded("priority", std::numeric_limits<int64_t>::min(), std::numeric_limits<int64_t>::max())
@@ -227,6 +230,8 @@ checked<completion_request> parse_completion_request(std::string_view body, cons
   if (!issues.empty()) return validation_error(issues.all());
 
   if (auto e = check_model(r.model, server)) return *e;
+  if (bounds.first) return *bounds.first;
+  if (auto e = check_num_sequences(get(data, "n"), r.n, static_cast<int64_t>(r.prompts.size()), server)) return *e;
   if (suffix) return bad_request("suffix is not currently supported");
   if (auto e = refuse_unsupported(data, false)) return *e;
   // echo with logprobs returns the prompt's logprobs too, which troupe does not compute.

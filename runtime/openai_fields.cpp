@@ -328,10 +328,22 @@ std::optional<std::vector<std::string>> object_fields::opt_str_list(std::string_
   return out;
 }
 
-std::optional<std::vector<std::string>> object_fields::opt_str_or_str_list(std::string_view key) {
+std::optional<std::vector<std::string>> object_fields::opt_str_or_str_list(std::string_view key,
+                                                                          std::optional<size_t> max_items) {
   const pjson* v = find(key);
   if (!v || v->is_null()) return std::nullopt;
   if (v->is_string()) return std::vector<std::string>{v->get<std::string>()};
+  if (v->is_array() && max_items && v->size() > *max_items) {
+    // pydantic-core counts items as it validates them and stops at the first past max_length,
+    // reporting the list's whole length; the items' own errors are dropped.
+    const std::string max = std::to_string(*max_items), actual = std::to_string(v->size());
+    issues_.add("string_type", loc(key) + "str", "Input should be a valid string", *v);
+    issues_.add("too_long", loc(key) + "list[str]",
+                "List should have at most " + max + " item" + (*max_items == 1 ? "" : "s") +
+                    " after validation, not " + actual,
+                *v, "{'field_type': 'List', 'max_length': " + max + ", 'actual_length': " + actual + "}");
+    return std::nullopt;
+  }
   if (v->is_array()) {
     bool all_strings = true;
     for (const auto& item : *v) all_strings = all_strings && item.is_string();
@@ -411,5 +423,25 @@ checked_body decode_body(std::string_view body) {
 }
 
 std::string dump_json(const pjson& v) { return v.dump(-1, ' ', false, pjson::error_handler_t::replace); }
+
+std::optional<api_error> check_num_sequences(const pjson* raw, int64_t n, int64_t num_prompts,
+                                             const openai_server_config& server) {
+  const int64_t max = server.max_n_sequences;
+  if (n > max) {
+    // int64 saturates what Python keeps whole: report the number the client sent.
+    std::string got = std::to_string(n);
+    if (raw && raw->is_number_float()) got = python_int_of_float(raw->get<double>());
+    else if (raw && raw->is_number_unsigned()) got = std::to_string(raw->get<uint64_t>());
+    return bad_request("n must be at most " + std::to_string(max) + ", got " + got +
+                           ". Ask for fewer choices per prompt.",
+                       "n");
+  }
+  if (n * num_prompts > max)  // no overflow: n <= max here, and num_prompts is bounded by the body
+    return bad_request("n × the number of prompts must be at most " + std::to_string(max) + ", got " +
+                           std::to_string(n) + " × " + std::to_string(num_prompts) + " = " +
+                           std::to_string(n * num_prompts) + ". Send fewer prompts per request or a smaller n.",
+                       "n");
+  return std::nullopt;
+}
 
 } // namespace troupe::openai_detail

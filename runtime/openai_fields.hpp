@@ -97,8 +97,10 @@ public:
   std::optional<std::vector<int64_t>> opt_int_list(std::string_view key);
   std::optional<std::vector<std::string>> opt_str_list(std::string_view key);
 
-  // str | list[str] | None (vLLM's StopParam): a single string becomes a list of one.
-  std::optional<std::vector<std::string>> opt_str_or_str_list(std::string_view key);
+  // str | list[str] | None (vLLM's StopParam): a single string becomes a list of one. A list of more
+  // than max_items is pydantic's too_long (Field(max_length=...)), refused before its items are read.
+  std::optional<std::vector<std::string>> opt_str_or_str_list(std::string_view key,
+                                                              std::optional<size_t> max_items = std::nullopt);
 
   // dict[str, float] | None in key order.
   std::optional<std::vector<std::pair<std::string, double>>> opt_str_float_dict(std::string_view key);
@@ -133,10 +135,29 @@ std::optional<validation_issue> check_stream_options(const pjson& data);
 std::optional<validation_issue> check_response_format(const pjson& data);
 std::optional<validation_issue> check_structured_outputs_count(const pjson& data, bool chat);
 
-// Sampling fields both request kinds declare, read in vLLM's declaration order.
-void parse_penalties_and_bias(object_fields& f, openai_sampling_fields& s);
-void parse_seed_and_stop(object_fields& f, openai_sampling_fields& s);
-void parse_extra_sampling(object_fields& f, openai_sampling_fields& s);
+// The first field found over its work bound (openai_server_config). It is answered after pydantic's
+// field errors and the model check, as vLLM answers its own bounds; the field is not copied.
+struct bound_violation {
+  std::optional<api_error> first;
+  void add(api_error e) {
+    if (!first) first = std::move(e);
+  }
+};
+
+// Sampling fields both request kinds declare, read in vLLM's declaration order, each checked against
+// its bound before it is copied.
+void parse_penalties_and_bias(object_fields& f, openai_sampling_fields& s, const openai_server_config& server,
+                              bound_violation& bounds);
+void parse_seed_and_stop(object_fields& f, openai_sampling_fields& s, const openai_server_config& server,
+                         bound_violation& bounds);
+void parse_extra_sampling(object_fields& f, openai_sampling_fields& s, const openai_server_config& server,
+                          bound_violation& bounds);
+
+// n against server.max_n_sequences, and n × num_prompts (one sequence each) against it too. raw: the
+// value the body sent for n (for the message: 1e20 is reported as Python's int of it), or nullptr.
+std::optional<api_error> check_num_sequences(const pjson* raw, int64_t n, int64_t num_prompts,
+                                             const openai_server_config& server);
+
 std::optional<troupe::stream_options> parse_stream_options(object_fields& f);
 
 // The first field troupe refuses when set (beam search, structured outputs, prompt logprobs, ...).

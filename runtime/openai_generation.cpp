@@ -10,6 +10,8 @@
 #include <cctype>
 #include <cmath>
 #include <limits>
+#include <unordered_map>
+#include <unordered_set>
 
 #include "runtime/openai_request.hpp"
 #include "runtime/python_repr.hpp"
@@ -85,6 +87,9 @@ checked<openai_generation> build(const openai_sampling_fields& fields, int64_t n
                                  const openai_server_config& server) {
   // from_optional converts logit_bias keys first.
   std::vector<std::pair<int32_t, float>> bias;
+  std::unordered_map<int32_t, size_t> bias_index;  // token -> its place in bias (linear, not quadratic)
+  bias.reserve(fields.logit_bias.size());
+  bias_index.reserve(fields.logit_bias.size());
   std::vector<std::string> invalid_keys;
   for (const auto& [key, value] : fields.logit_bias) {
     auto id = python_int(key);
@@ -94,11 +99,9 @@ checked<openai_generation> build(const openai_sampling_fields& fields, int64_t n
     }
     float clamped = static_cast<float>(std::min(100.0, std::max(-100.0, value)));
     int32_t token = clamp32(*id);
-    auto it = std::find_if(bias.begin(), bias.end(), [&](const auto& b) { return b.first == token; });
-    if (it != bias.end())
-      it->second = clamped;  // a Python dict keeps the first position and the last value
-    else
-      bias.emplace_back(token, clamped);
+    auto [at, fresh] = bias_index.try_emplace(token, bias.size());
+    if (fresh) bias.emplace_back(token, clamped);
+    else bias[at->second].second = clamped;  // a Python dict keeps the first position and the last value
   }
   if (!invalid_keys.empty()) {
     std::string list = "[";
@@ -176,10 +179,11 @@ checked<openai_generation> build(const openai_sampling_fields& fields, int64_t n
   p.min_tokens = clamp32(fields.min_tokens);
   p.ignore_eos = fields.ignore_eos;
   p.stop = fields.stop;
-  for (int64_t id : fields.stop_token_ids) {  // deduplicated, first occurrence kept
+  std::unordered_set<int32_t> seen;  // deduplicated in one pass (vLLM's dict.fromkeys), first occurrence kept
+  seen.reserve(fields.stop_token_ids.size());
+  for (int64_t id : fields.stop_token_ids) {
     int32_t id32 = clamp32(id);
-    if (std::find(p.stop_token_ids.begin(), p.stop_token_ids.end(), id32) == p.stop_token_ids.end())
-      p.stop_token_ids.push_back(id32);
+    if (seen.insert(id32).second) p.stop_token_ids.push_back(id32);
   }
   p.include_stop_str_in_output = fields.include_stop_str_in_output;
   p.logit_bias = std::move(bias);
@@ -249,6 +253,29 @@ std::optional<api_error> check_prompt_characters(int64_t num_characters, int64_t
                                    int_str(max_chars) + " characters, which is the upper bound for " +
                                    int_str(max_input) + " input tokens)" + context_advice,
                                "input_text", int_str(num_characters));
+}
+
+namespace {
+
+std::optional<api_error> check_limit(std::optional<int64_t> requested, std::string_view param, int64_t limit) {
+  if (limit <= 0 || !requested || *requested <= limit) return std::nullopt;
+  return bad_request(std::string(param) + " must be at most " + int_str(limit) + " on this server, got " +
+                         int_str(*requested) + ". Request fewer output tokens.",
+                     std::string(param));
+}
+
+} // namespace
+
+std::optional<api_error> check_max_tokens_limit(const chat_request& r, int64_t limit) {
+  return check_limit(requested_max_tokens(r), requested_max_tokens_param(r), limit);
+}
+
+std::optional<api_error> check_max_tokens_limit(const completion_request& r, int64_t limit) {
+  return check_limit(r.max_tokens_sent ? std::optional<int64_t>(r.max_tokens) : std::nullopt, "max_tokens", limit);
+}
+
+void apply_max_tokens_limit(openai_generation& g, int64_t limit) {
+  if (limit > 0 && g.params.max_tokens > limit) g.params.max_tokens = clamp32(limit);
 }
 
 checked<openai_generation> to_generation(const chat_request& r, int64_t num_prompt_tokens,

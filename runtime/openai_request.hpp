@@ -4,8 +4,9 @@
 // param and message from troupe as from vLLM:
 //
 //   1. parse_*_request: the body as FastAPI + pydantic see it (JSON decode errors, field types, vLLM's
-//      model validators), then the served-model check (404), then what the serving layer refuses
-//      before rendering (suffix, features troupe does not have).
+//      model validators), then the served-model check (404), then the bounds on fields that size work
+//      (openai_server_config: n, logit_bias, stop, stop_token_ids; checked before they are copied),
+//      then what the serving layer refuses before rendering (suffix, features troupe does not have).
 //   2. the gateway renders the chat template (render_messages_json, tools_json) and tokenizes;
 //   3. check_context_length: prompt + requested output against max_model_len (vLLM's renderer);
 //   4. to_generation: the engine's sampling_params, with vLLM's defaults and SamplingParams checks,
@@ -16,7 +17,8 @@
 //   auto req = parse_chat_request(body, server);            if (!req) reply(req.error());
 //   const chat_request& r = req.value();
 //   auto msgs = render_messages_json(r.messages, content_format::string);  // with r.tools_json
-//   ... render the template, tokenize -> n tokens ...
+//   if (auto e = check_max_tokens_limit(r, limit)) reply(*e);      // --max-tokens-limit
+//   ... render the template; check_prompt_characters; tokenize -> n tokens ...
 //   if (auto e = check_context_length(n, requested_max_tokens(r), server.max_model_len, prompt_form::text,
 //                                     requested_max_tokens_param(r))) reply(*e);
 //   auto gen = to_generation(r, n, server);                  if (!gen) reply(gen.error());
@@ -64,6 +66,20 @@ struct openai_server_config {
   int32_t max_model_len = 0;
   int32_t vocab_size = 0;
   int32_t max_logprobs = 20;             // vLLM's --max-logprobs
+  // Bounds on the fields that size a request's work, checked as the body is parsed, before anything
+  // is allocated or copied in proportion to them (logit_bias entries and stop_token_ids are bounded
+  // by vocab_size: more of either must repeat a token or name one outside the vocabulary).
+  // n, and n × prompts of a completion: vLLM's VLLM_MAX_N_SEQUENCES (16384), the fix of its CVE for
+  // "n": 1e20 (SamplingParams._verify_num_sequences).
+  int64_t max_n_sequences = 16384;
+  // stop: vLLM's VLLM_MAX_STOP_STRINGS (4, OpenAI's documented limit), a pydantic max_length on the
+  // list since vLLM PR #51447 ("Bound generation inputs before expensive work").
+  int32_t max_stop_strings = 4;
+  // troupe's own: the stop checker rescans up to a stop string's length of text for every token.
+  int32_t max_stop_string_chars = 1024;
+  // The longest token's characters (0: unknown): a text prompt with more characters than this many
+  // times the tokens that fit is refused before it is tokenized (check_prompt_characters).
+  int64_t max_chars_per_token = 0;
   bool enable_auto_tool_choice = false;  // troupe has no tool-call parser yet: "auto" is refused
   // Defaults from the model's generation_config.json (vLLM's --generation-config auto); a request's
   // own value wins, then these, then OpenAI's defaults.
@@ -163,6 +179,7 @@ struct completion_request {
   bool echo = false;
   std::optional<int64_t> logprobs;
   int64_t max_tokens = 16;  // null means 16 too
+  bool max_tokens_sent = false;  // the body set max_tokens (not null): what --max-tokens-limit judges
   int64_t n = 1;
   openai_sampling_fields sampling;
 
@@ -249,6 +266,14 @@ struct openai_generation {
   bool skip_special_tokens = true;             // for the detokenizer
   bool spaces_between_special_tokens = true;
 };
+
+// The server's --max-tokens-limit (0: none) on the field the client sent: chat's max_completion_tokens,
+// else its max_tokens; a completion's max_tokens (not a null one). Asking for more is a 400 naming the
+// field; nullopt when it fits. Cheap: call it before rendering and tokenizing.
+std::optional<api_error> check_max_tokens_limit(const chat_request& r, int64_t limit);
+std::optional<api_error> check_max_tokens_limit(const completion_request& r, int64_t limit);
+// Holds a generation to the limit (0: none): what a request that asked no number gets.
+void apply_max_tokens_limit(openai_generation& g, int64_t limit);
 
 // Step 4 for a prompt of num_prompt_tokens tokens (after check_context_length passed).
 checked<openai_generation> to_generation(const chat_request& r, int64_t num_prompt_tokens,

@@ -2,6 +2,7 @@
 
 #include <charconv>
 #include <cmath>
+#include <vector>
 
 #include <utf8proc.h>
 
@@ -65,6 +66,40 @@ std::string mantissa_layout(const shortest_digits& d) {
 }
 
 } // namespace
+
+std::string python_int_of_float(double v) {
+  const bool negative = v < 0;
+  int exponent = 0;
+  // v = mantissa * 2^exponent with an integer mantissa below 2^53.
+  const double fraction = std::frexp(std::fabs(v), &exponent);
+  auto mantissa = static_cast<uint64_t>(std::ldexp(fraction, 53));
+  exponent -= 53;
+  if (exponent < 0) {
+    mantissa >>= -exponent;  // exact: the value is integral, so the bits shifted out are zero
+    exponent = 0;
+  }
+  // Decimal limbs of 10^9, least significant first, doubled `exponent` times.
+  std::vector<uint32_t> limbs;
+  for (; mantissa > 0; mantissa /= 1000000000) limbs.push_back(static_cast<uint32_t>(mantissa % 1000000000));
+  for (int i = 0; i < exponent; ++i) {
+    uint32_t carry = 0;
+    for (auto& limb : limbs) {
+      const uint32_t doubled = limb * 2 + carry;
+      carry = doubled >= 1000000000 ? 1 : 0;
+      limb = doubled - carry * 1000000000;
+    }
+    if (carry) limbs.push_back(carry);
+  }
+  if (limbs.empty()) return "0";
+  std::string out = negative ? "-" : "";
+  out += std::to_string(limbs.back());
+  for (size_t i = limbs.size() - 1; i-- > 0;) {
+    const std::string part = std::to_string(limbs[i]);
+    out.append(9 - part.size(), '0');
+    out += part;
+  }
+  return out;
+}
 
 std::string python_float_repr(double v) {
   if (std::isnan(v)) return "nan";

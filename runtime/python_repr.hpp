@@ -12,6 +12,10 @@ namespace troupe {
 // Python's repr(float): shortest round-trip digits, "1.0", "0.0001", "1e-05", "1e+16", "inf", "nan".
 std::string python_float_repr(double v);
 
+// Python's str(int(v)) of a finite integral float: every digit ("100000000000000000000" for 1e20),
+// not the 17 significant ones a double prints. What pydantic's lax int makes of a JSON 1e20.
+std::string python_int_of_float(double v);
+
 // pydantic-core's JSON float (serde_json / ryu): "1.0", "0.00001", "1e-6", "1e16".
 std::string pydantic_json_float(double v);
 

@@ -29,7 +29,7 @@ struct request {
   int32_t num_prompt_tokens = 0;
   sampling_params params;
   uint64_t seed = 0;            // the effective sampling seed
-  int32_t priority = 0;         // lower runs first (vLLM's convention)
+  int64_t priority = 0;         // lower runs first (vLLM's convention); vLLM bounds it to int64
   uint64_t arrival = 0;         // order of arrival, for FCFS and ties
   std::string cache_salt;
 

@@ -2,6 +2,7 @@
 
 #include <charconv>
 #include <cmath>
+#include <ranges>
 #include <string_view>
 
 namespace troupe {
@@ -98,16 +99,20 @@ std::string sampling_params::validate(int32_t vocab_size) const {
   for (const auto& s : stop)
     if (s.empty()) return "stop cannot contain an empty string.";
 
-  std::string bad_ids;
-  for (const auto& [id, bias] : logit_bias) {
-    if (id >= 0 && id < vocab_size) continue;
-    if (!bad_ids.empty()) bad_ids += ", ";
-    bad_ids += std::to_string(id);
-  }
-  if (!bad_ids.empty())
-    return "token_id(s) [" + bad_ids + "] in logit_bias contain out-of-vocab token ids. Vocabulary size: " +
-           std::to_string(vocab_size);
-  return {};
+  // vLLM's _validate_logit_bias, then its _validate_stop_token_ids.
+  auto out_of_vocab = [&](auto&& ids, std::string_view field) -> std::string {
+    std::string bad_ids;
+    for (int32_t id : ids) {
+      if (id >= 0 && id < vocab_size) continue;
+      if (!bad_ids.empty()) bad_ids += ", ";
+      bad_ids += std::to_string(id);
+    }
+    if (bad_ids.empty()) return {};
+    return "token_id(s) [" + bad_ids + "] in " + std::string(field) +
+           " contain out-of-vocab token ids. Vocabulary size: " + std::to_string(vocab_size);
+  };
+  if (std::string e = out_of_vocab(logit_bias | std::views::keys, "logit_bias"); !e.empty()) return e;
+  return out_of_vocab(stop_token_ids, "stop_token_ids");
 }
 
 bool sampling_params::greedy() const { return temperature < greedy_temperature_epsilon; }

@@ -39,7 +39,7 @@ struct sampling_params {
   std::optional<int32_t> logprobs;
 
   // Checks every field the way vLLM's SamplingParams._verify_args (then the engine's out-of-vocab
-  // logit_bias check) does, in the same order. Returns "" when valid, else vLLM's message for the
+  // logit_bias and stop_token_ids checks) does, in the same order. Returns "" when valid, else vLLM's message for the
   // first bad field, e.g. "top_p must be in (0, 1], got 1.5.".
   std::string validate(int32_t vocab_size) const;
 

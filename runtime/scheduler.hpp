@@ -77,7 +77,7 @@ public:
   const scheduler_config& config() const { return config_; }
 
 private:
-  using waiting_key = std::tuple<int32_t, int32_t, uint64_t, request_id>;  // (pool, priority, arrival, id)
+  using waiting_key = std::tuple<int32_t, int64_t, uint64_t, request_id>;  // (pool, priority, arrival, id)
   bool is_long(const request& r) const;
   // The most tokens of `remaining` one request may compute in a step (the prefill chunk cap).
   int32_t chunk_limit(int32_t remaining) const;

@@ -2,9 +2,11 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <regex>
 #include <sstream>
 #include <thread>
 
@@ -168,6 +170,106 @@ TEST(http_api, errors_are_openai_error_objects_with_status_type_and_param) {
   EXPECT_EQ(r.status, 404);
   // The server still serves.
   EXPECT_EQ(post(s, "/v1/completions", R"({"prompt": "x", "max_tokens": 2})").status, 200);
+}
+
+// Polls /health until it is destroyed (at least once); every answer's status, in order.
+class health_poller {
+public:
+  explicit health_poller(const server_process& s)
+      : thread_([this, url = s.url("/health")] {
+          do {
+            // -m 10: a stalled gateway shows as a status of 000, not as a hung test.
+            codes_.push_back(shell("curl -s -m 10 -o /dev/null -w '%{http_code}' " + quote(url)));
+            std::this_thread::sleep_for(std::chrono::milliseconds(50));
+          } while (!done_);
+        }) {}
+  ~health_poller() { stop(); }
+  const std::vector<std::string>& stop() {
+    done_ = true;
+    if (thread_.joinable()) thread_.join();
+    return codes_;
+  }
+
+private:
+  std::atomic<bool> done_{false};
+  std::vector<std::string> codes_;
+  std::thread thread_;
+};
+
+TEST(http_api, fields_that_would_size_unbounded_work_get_a_precise_400_while_health_answers) {
+  server_process s("--max-model-len 64");
+  const fs::path dir = fs::temp_directory_path() / ("troupe_bounds_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  health_poller health(s);
+  const auto post_big = [&](const std::string& name, const json& body) {
+    std::ofstream(dir / name) << body.dump();
+    // "Expect:": for a body over 1 MB curl would otherwise wait a second for a 100 Continue.
+    return post(s, "/v1/completions", "@" + (dir / name).string(), "-H 'Expect:'");
+  };
+  const auto message = [](const http_reply& r) { return json::parse(r.body)["error"]["message"].get<std::string>(); };
+
+  // n: vLLM's bound, naming the number Python reads from 1e20 (int64 would saturate it).
+  http_reply r = post(s, "/v1/completions", R"({"prompt": "hi", "n": 1e20})");
+  EXPECT_EQ(r.status, 400);
+  EXPECT_EQ(message(r), "n must be at most 16384, got 100000000000000000000. Ask for fewer choices per prompt.");
+
+  // logit_bias and stop_token_ids: at most one entry per token of the vocabulary.
+  const auto expect_vocabulary_bound = [&](const http_reply& reply, const std::string& field, int count) {
+    const std::regex expected(field + R"( must have at most (\d+) entries \(the vocabulary size\), got )" +
+                              std::to_string(count) + R"(\. Send each token id once, and only ids below \1\.)");
+    EXPECT_EQ(reply.status, 400);
+    EXPECT_TRUE(std::regex_match(message(reply), expected)) << reply.body;
+  };
+  json bias = json::object();
+  for (int i = 0; i < 200000; ++i) bias[std::to_string(i)] = 1.0;
+  expect_vocabulary_bound(post_big("bias.json", {{"prompt", "hi"}, {"logit_bias", bias}}), "logit_bias", 200000);
+  std::vector<int> ids(300000);
+  for (int i = 0; i < 300000; ++i) ids[i] = i % 1000;
+  expect_vocabulary_bound(post_big("stop_ids.json", {{"prompt", "hi"}, {"stop_token_ids", ids}}), "stop_token_ids",
+                          300000);
+
+  // priority is an int64 as in vLLM: 2^31 is served (not cut to a negative int32), 2^63 refused.
+  EXPECT_EQ(post(s, "/v1/completions", R"({"prompt": "hi", "max_tokens": 2, "priority": 2147483648})").status, 200);
+  r = post(s, "/v1/completions", R"({"prompt": "hi", "priority": 9223372036854775808})");
+  EXPECT_EQ(r.status, 400);
+  EXPECT_EQ(message(r),
+            "1 validation error:\n  {'type': 'less_than_equal', 'loc': 'body.priority', 'msg': 'Input should be less "
+            "than or equal to 9223372036854775807', 'input': '9223372036854775808', 'ctx': {'le': "
+            "9223372036854775807}}");
+
+  // A text prompt with more characters than the context could hold is refused without tokenizing.
+  r = post_big("prompt.json", {{"prompt", std::string(100000, 'a')}});
+  EXPECT_EQ(r.status, 400);
+  const std::regex too_many_characters(
+      R"(This model's maximum context length is 64 tokens\. However, you requested 16 output tokens and your )"
+      R"(prompt contains 100000 characters \(more than \d+ characters, which is the upper bound for 48 input )"
+      R"(tokens\)\. Please reduce the length of the input prompt or the number of requested output tokens\. )"
+      R"(\(parameter=input_text, value=100000\))");
+  EXPECT_TRUE(std::regex_match(message(r), too_many_characters)) << r.body;
+
+  for (const std::string& code : health.stop()) EXPECT_EQ(code, "200");
+  EXPECT_EQ(post(s, "/v1/completions", R"({"prompt": "x", "max_tokens": 2})").status, 200);
+  fs::remove_all(dir);
+}
+
+TEST(http_api, max_tokens_limit_judges_the_max_tokens_field_not_text_that_looks_like_it) {
+  server_process s("--max-tokens-limit 8");
+  // A nested "max_tokens" is not the field: the request asked nothing, and gets the limit.
+  http_reply r = post(s, "/v1/completions", R"({"prompt": "x", "ignore_eos": true, "metadata": {"max_tokens": 100}})");
+  EXPECT_EQ(r.status, 200) << r.body;
+  if (r.status == 200) {
+    EXPECT_EQ(json::parse(r.body)["usage"]["completion_tokens"], 8);
+  }
+  // An escaped key is the field.
+  r = post(s, "/v1/completions", R"({"prompt": "x", "max\u005ftokens": 100})");
+  EXPECT_EQ(r.status, 400);
+  EXPECT_EQ(r.body,
+            R"({"error":{"message":"max_tokens must be at most 8 on this server, got 100. Request fewer output )"
+            R"(tokens.","type":"BadRequestError","param":"max_tokens","code":400}})");
+  r = post(s, "/v1/chat/completions",
+           R"({"messages": [{"role": "user", "content": "Hi"}], "max_completion_tokens": 9})");
+  EXPECT_EQ(r.status, 400);
+  EXPECT_EQ(json::parse(r.body)["error"]["param"], "max_completion_tokens");
 }
 
 TEST(http_api, api_keys_are_required_when_given) {

@@ -73,6 +73,8 @@ TEST(sampling_params, each_bad_field_gets_vllms_message) {
       {"empty stop", [](auto& p) { p.stop = {"a", ""}; }, "stop cannot contain an empty string."},
       {"logit_bias out of vocab", [](auto& p) { p.logit_bias = {{5, 1.0f}, {1000, 2.0f}, {-1, 0.5f}}; },
        "token_id(s) [1000, -1] in logit_bias contain out-of-vocab token ids. Vocabulary size: 1000"},
+      {"stop_token_ids out of vocab", [](auto& p) { p.stop_token_ids = {999, 1000, -3}; },
+       "token_id(s) [1000, -3] in stop_token_ids contain out-of-vocab token ids. Vocabulary size: 1000"},
   };
   for (const auto& c : cases) {
     sampling_params p;

@@ -35,7 +35,7 @@ std::vector<seq_row> rows(const step_plan& plan) {
   return out;
 }
 
-request make_request(request_id id, int32_t num_prompt_tokens, int32_t priority = 0, int32_t first_token = 100) {
+request make_request(request_id id, int32_t num_prompt_tokens, int64_t priority = 0, int32_t first_token = 100) {
   request r;
   r.id = id;
   r.tokens.resize(num_prompt_tokens);
@@ -149,6 +149,15 @@ TEST(scheduler, priority_policy_preempts_the_lowest_priority_even_if_it_is_older
   const step_plan p = f.step();
   EXPECT_EQ(rows(p), (std::vector<seq_row>{{2, false, 4, 1, {3}, true}}));
   EXPECT_EQ(p.released, std::vector<request_id>{1});
+}
+
+TEST(scheduler, a_priority_past_int32_still_runs_after_a_smaller_one) {
+  scheduler_config c = limits(1, 16);
+  c.policy = scheduling_policy::priority;
+  fixture f(c, blocks(4, 2));
+  f.sched.add(make_request(1, 3, /*priority=*/int64_t{1} << 31));  // 2^31: negative if cut to int32
+  f.sched.add(make_request(2, 3, /*priority=*/5));
+  EXPECT_EQ(rows(f.step()), (std::vector<seq_row>{{2, true, 0, 3, {0, 1}, true}}));
 }
 
 TEST(scheduler, a_preempted_sequence_already_planned_this_step_gives_its_budget_back) {
