@@ -33,7 +33,6 @@ struct gateway::impl : std::enable_shared_from_this<gateway::impl> {
   std::vector<std::thread> threads;
   std::atomic<bool> draining = false;
   std::atomic<int64_t> in_flight = 0;
-  std::atomic<int32_t> num_queued = 0;  // admitted requests that have no output yet: the queue the cap applies to
   std::string model_name;
   admission_controller admission;
   openai_server_config server;
@@ -176,10 +175,10 @@ private:
     }
     int64_t cost = 0;
     for (const auto& r : plan.requests) cost += static_cast<int64_t>(r.prompt_ids.size()) + r.params.max_tokens;
-    if (auto refusal = gw_->admission.admit(api_key(), cost, gw_->num_queued, tenant_)) return reject(*refusal);
+    if (auto refusal = gw_->admission.admit(api_key(), cost, gw_->admission.num_queued(), tenant_)) return reject(*refusal);
     ++generation_;
     ++gw_->in_flight;
-    ++gw_->num_queued;
+    gw_->admission.enter_queue();
     queued_ = true;
     counted_ = true;
     if (gw_->opts.request_timeout_s > 0) {
@@ -239,7 +238,7 @@ private:
 
   void left_queue() {
     if (queued_) {
-      --gw_->num_queued;
+      gw_->admission.leave_queue();
       queued_ = false;
     }
   }
@@ -437,5 +436,6 @@ void gateway::stop() {
 uint16_t gateway::port() const { return impl_->acceptor.local_endpoint().port(); }
 void gateway::begin_draining() { impl_->draining = true; }
 int64_t gateway::num_in_flight() const { return impl_->in_flight; }
+admission_controller& gateway::admission() { return impl_->admission; }
 
 } // namespace troupe

@@ -45,6 +45,9 @@ public:
   void begin_draining();
   // Completion requests still in flight.
   int64_t num_in_flight() const;
+  // The API keys, tenants and queue this gateway admits requests by; the native client endpoint shares them,
+  // so a tenant's rate and concurrency count across both.
+  admission_controller& admission();
 
   struct impl;
 

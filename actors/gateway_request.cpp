@@ -249,13 +249,13 @@ caf::behavior completion_sink_fn(caf::stateful_actor<sink_state>* self, schedule
   };
 }
 
+} // namespace
+
 std::string finish_reason_of(const request_output& o) {
   if (!o.error.empty()) return "error";
   if (o.aborted) return "abort";
   return std::string(to_string(o.reason));
 }
-
-} // namespace
 
 sink_handle spawn_completion_sink(engine& e, const std::vector<engine_request>& requests,
                                   std::weak_ptr<completion_listener> listener) {

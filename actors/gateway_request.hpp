@@ -63,6 +63,9 @@ sink_handle spawn_completion_sink(engine& e, const std::vector<engine_request>& 
 // Stops the sink: the scheduler sees it go and aborts its unfinished requests.
 void stop_completion_sink(engine& e, const sink_handle& sink);
 
+// A finished output's reason as the APIs spell it: "stop", "length", "abort" or "error".
+std::string finish_reason_of(const request_output& o);
+
 // Accumulates (or streams) the outputs of a plan's requests into OpenAI response bodies.
 class completion_builder {
 public:

@@ -1,12 +1,20 @@
 #include "troupe/client.hpp"
 
+#include <array>
+#include <cerrno>
 #include <condition_variable>
+#include <cstring>
 #include <mutex>
-#include <stdexcept>
+#include <optional>
+#include <thread>
 #include <unordered_map>
 
-#include <caf/all.hpp>
-#include <caf/io/all.hpp>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "wire.hpp"
 
@@ -18,82 +26,262 @@ struct job_state {
   std::function<void(const job_result&)> on_done;
   job_result result;
   bool done = false;
-  std::vector<wire::output> early;  // outputs that arrived before submit() returned the id
 };
 
-// Everything the receiver actor and the calling threads share.
-struct shared_jobs {
-  std::mutex mutex;
-  std::condition_variable cv;
-  std::unordered_map<uint64_t, job_state> jobs;
-
-  void apply(job_state& st, const wire::output& out) {
-    st.result.job_id = out.job_id;
-    st.result.token_ids.insert(st.result.token_ids.end(), out.token_ids.begin(), out.token_ids.end());
-    st.result.text += out.text;
-    if (st.on_event && (!out.token_ids.empty() || !out.text.empty()))
-      st.on_event(job_event{out.job_id, out.token_ids, out.text});
-    if (out.finished) {
-      st.result.finish_reason = out.finish_reason;
-      st.result.error = out.error;
-      st.result.num_prompt_tokens = out.num_prompt_tokens;
-      st.result.num_cached_tokens = out.num_cached_tokens;
-      st.done = true;
-      if (st.on_done) st.on_done(st.result);
-    }
-  }
-
-  void receive(const std::vector<wire::output>& outputs) {
-    std::lock_guard lock(mutex);
-    for (const auto& out : outputs) {
-      job_state& st = jobs[out.job_id];
-      if (!st.on_event && !st.on_done && st.result.job_id == 0 && !st.done) {
-        st.early.push_back(out);  // not registered yet
-        continue;
-      }
-      apply(st, out);
-    }
-    cv.notify_all();
-  }
+struct callbacks {
+  std::function<void(const job_event&)> on_event;
+  std::function<void(const job_result&)> on_done;
 };
 
-caf::actor_system_config& client_config(caf::actor_system_config& cfg) {
-  cfg.load<caf::io::middleman>();
-  return cfg;
+// Sends all of `bytes`; false when the connection is gone.
+bool send_all(int fd, const std::vector<char>& bytes) {
+  size_t sent = 0;
+  while (sent < bytes.size()) {
+    const ssize_t n = ::send(fd, bytes.data() + sent, bytes.size() - sent, MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    sent += static_cast<size_t>(n);
+  }
+  return true;
+}
+
+// Reads exactly size bytes; false on EOF, error or timeout.
+bool read_exactly(int fd, char* data, size_t size) {
+  size_t got = 0;
+  while (got < size) {
+    const ssize_t n = ::recv(fd, data + got, size - got, 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    got += static_cast<size_t>(n);
+  }
+  return true;
+}
+
+// One message from the server, or an empty optional with `why` set.
+std::optional<wire::server_message> read_message(int fd, std::string& why) {
+  std::array<char, wire::frame_header_bytes> header;
+  if (!read_exactly(fd, header.data(), header.size())) {
+    why = "the connection to the server was lost";
+    return std::nullopt;
+  }
+  const auto length = wire::frame_length(header);
+  if (!length) {
+    why = "the server sent a frame larger than " + std::to_string(wire::max_frame_bytes) + " bytes";
+    return std::nullopt;
+  }
+  std::vector<char> body(*length);
+  if (!read_exactly(fd, body.data(), body.size())) {
+    why = "the connection to the server was lost";
+    return std::nullopt;
+  }
+  try {
+    return wire::parse_server_message(body);
+  } catch (const wire::malformed& e) {
+    why = std::string("malformed message from the server: ") + e.what();
+    return std::nullopt;
+  }
+}
+
+void set_receive_timeout(int fd, double seconds) {
+  timeval tv{};
+  tv.tv_sec = static_cast<time_t>(seconds);
+  tv.tv_usec = static_cast<suseconds_t>((seconds - static_cast<double>(tv.tv_sec)) * 1e6);
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+}
+
+// A connected TCP socket, or -1 with `why` set.
+int open_socket(const std::string& host, uint16_t port, double timeout_s, std::string& why) {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* found = nullptr;
+  if (const int rc = ::getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &found); rc != 0) {
+    why = ::gai_strerror(rc);
+    return -1;
+  }
+  int fd = -1;
+  for (addrinfo* a = found; a; a = a->ai_next) {
+    fd = ::socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
+    if (fd < 0) continue;
+    timeval tv{};
+    tv.tv_sec = static_cast<time_t>(timeout_s);
+    ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);  // bounds connect() too
+    if (::connect(fd, a->ai_addr, a->ai_addrlen) == 0) break;
+    why = std::strerror(errno);
+    ::close(fd);
+    fd = -1;
+  }
+  ::freeaddrinfo(found);
+  if (fd >= 0) {
+    const int one = 1;
+    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    timeval none{};
+    ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &none, sizeof none);
+  }
+  return fd;
 }
 
 } // namespace
 
 struct client::impl {
-  caf::actor_system_config cfg;
-  caf::actor_system sys{client_config(cfg)};
-  caf::actor endpoint;
-  caf::actor receiver;
-  std::shared_ptr<shared_jobs> jobs = std::make_shared<shared_jobs>();
+  int fd = -1;
+  std::mutex write_mutex;
+  std::thread reader;
 
-  ~impl() { caf::anon_send_exit(receiver, caf::exit_reason::user_shutdown); }
+  std::mutex mutex;
+  std::condition_variable cv;
+  uint64_t next_tag = 1;
+  std::unordered_map<uint64_t, callbacks> pending;                   // submit tag -> the job's callbacks
+  std::unordered_map<uint64_t, wire::server_message> replies;        // tag -> the server's answer
+  std::unordered_map<uint64_t, job_state> jobs;
+  std::optional<std::string> lost;  // why the connection ended
+
+  ~impl() {
+    if (fd >= 0) ::shutdown(fd, SHUT_RDWR);
+    if (reader.joinable()) reader.join();
+    if (fd >= 0) ::close(fd);
+  }
+
+  // Sends a request and waits for the reply with its tag; throws when the connection is lost first.
+  wire::server_message call(const wire::client_message& m, uint64_t tag) {
+    {
+      std::lock_guard lock(write_mutex);
+      if (!send_all(fd, wire::frame(m))) {
+        std::lock_guard l(mutex);
+        pending.erase(tag);
+        throw std::runtime_error(lost.value_or("the connection to the server was lost"));
+      }
+    }
+    std::unique_lock lock(mutex);
+    cv.wait(lock, [&] { return replies.count(tag) || lost; });
+    auto it = replies.find(tag);
+    if (it == replies.end()) {
+      pending.erase(tag);
+      throw std::runtime_error(*lost);
+    }
+    wire::server_message reply = std::move(it->second);
+    replies.erase(it);
+    return reply;
+  }
+
+  uint64_t new_tag() {
+    std::lock_guard lock(mutex);
+    if (lost) throw std::runtime_error(*lost);
+    return next_tag++;
+  }
+
+  void read_loop() {
+    std::string why;
+    while (auto m = read_message(fd, why)) {
+      if (auto* e = std::get_if<wire::error>(&*m)) {
+        why = "the server closed the connection: " + e->message;
+        break;
+      }
+      if (auto* o = std::get_if<wire::outputs>(&*m)) {
+        for (const wire::output& out : o->list) apply(out);
+        continue;
+      }
+      std::lock_guard lock(mutex);
+      uint64_t tag = 0;
+      if (auto* s = std::get_if<wire::submitted>(&*m)) {
+        tag = s->tag;
+        auto cb = pending.extract(tag);
+        if (s->job_id != 0) {
+          job_state& st = jobs[s->job_id];
+          if (!cb.empty()) {
+            st.on_event = std::move(cb.mapped().on_event);
+            st.on_done = std::move(cb.mapped().on_done);
+          }
+          st.result.job_id = s->job_id;
+          st.result.num_prompt_tokens = s->num_prompt_tokens;
+        }
+      } else if (auto* a = std::get_if<wire::aborted>(&*m)) {
+        tag = a->tag;
+      } else if (auto* st = std::get_if<wire::stats>(&*m)) {
+        tag = st->tag;
+      } else {
+        continue;  // a second welcome: nothing to do
+      }
+      replies.emplace(tag, std::move(*m));
+      cv.notify_all();
+    }
+    connection_lost(why);
+  }
+
+  // Adds one output to its job; callbacks run outside the lock (they may call into the client).
+  void apply(const wire::output& out) {
+    std::function<void(const job_event&)> on_event;
+    std::function<void(const job_result&)> on_done;
+    job_result result;
+    {
+      std::lock_guard lock(mutex);
+      auto it = jobs.find(out.job_id);
+      if (it == jobs.end() || it->second.done) return;
+      job_state& st = it->second;
+      st.result.token_ids.insert(st.result.token_ids.end(), out.token_ids.begin(), out.token_ids.end());
+      st.result.text += out.text;
+      if (!out.token_ids.empty() || !out.text.empty()) on_event = st.on_event;
+      if (out.finished) {
+        st.result.finish_reason = out.finish_reason;
+        st.result.error = out.error;
+        if (out.num_prompt_tokens) st.result.num_prompt_tokens = out.num_prompt_tokens;
+        st.result.num_cached_tokens = out.num_cached_tokens;
+        on_done = st.on_done;
+        result = st.result;
+      }
+    }
+    if (on_event) on_event(job_event{out.job_id, out.token_ids, out.text});
+    if (!out.finished) return;
+    if (on_done) on_done(result);
+    std::lock_guard lock(mutex);
+    if (auto it = jobs.find(out.job_id); it != jobs.end()) it->second.done = true;
+    cv.notify_all();
+  }
+
+  // Every unfinished job ends with the reason; every call waiting for a reply throws it.
+  void connection_lost(const std::string& why) {
+    std::vector<std::pair<std::function<void(const job_result&)>, job_result>> done;
+    {
+      std::lock_guard lock(mutex);
+      lost = why;
+      for (auto& [id, st] : jobs) {
+        if (st.done) continue;
+        st.result.finish_reason = "error";
+        st.result.error = why;
+        done.emplace_back(st.on_done, st.result);
+      }
+    }
+    for (auto& [on_done, result] : done)
+      if (on_done) on_done(result);
+    std::lock_guard lock(mutex);
+    for (auto& [id, st] : jobs) st.done = true;
+    cv.notify_all();
+  }
 };
 
 client::client(std::unique_ptr<impl> p) : impl_(std::move(p)) {}
 client::~client() = default;
 
-std::unique_ptr<client> client::connect(const std::string& host, uint16_t port) {
+std::unique_ptr<client> client::connect(const std::string& host, uint16_t port, const client_options& options) {
+  const std::string where = host + ":" + std::to_string(port);
+  std::string why;
   auto p = std::make_unique<impl>();
-  auto endpoint = caf::io::remote_actor(p->sys, host, port);
-  if (!endpoint)
-    throw std::runtime_error("cannot reach a troupe server at " + host + ":" + std::to_string(port) + ": " +
-                             p->sys.render(endpoint.error()));
-  p->endpoint = *endpoint;
-  auto jobs = p->jobs;
-  p->receiver = p->sys.spawn([jobs](caf::event_based_actor*) -> caf::behavior {
-    return {[jobs](wire::output_atom, const std::vector<char>& bytes) {
-      try {
-        jobs->receive(wire::unpack<std::vector<wire::output>>(bytes));
-      } catch (const std::exception&) {
-        // A malformed message from the server: nothing sensible to deliver.
-      }
-    }};
-  });
+  p->fd = open_socket(host, port, options.connect_timeout_s, why);
+  if (p->fd < 0) throw std::runtime_error("cannot reach a troupe server at " + where + ": " + why);
+
+  set_receive_timeout(p->fd, options.connect_timeout_s);
+  if (!send_all(p->fd, wire::frame(wire::hello{wire::protocol_version, options.api_key})))
+    throw std::runtime_error("cannot reach a troupe server at " + where + ": the connection closed");
+  const auto answer = read_message(p->fd, why);
+  if (!answer) throw std::runtime_error("no troupe server answered the handshake at " + where + ": " + why);
+  if (auto* e = std::get_if<wire::error>(&*answer))
+    throw std::runtime_error("the troupe server at " + where + " refused the connection: " + e->message);
+  if (!std::holds_alternative<wire::welcome>(*answer))
+    throw std::runtime_error("no troupe server answered the handshake at " + where + ": unexpected reply");
+  set_receive_timeout(p->fd, 0);  // from now on the reader waits as long as jobs run
+
+  impl* raw = p.get();
+  p->reader = std::thread([raw] { raw->read_loop(); });
   return std::unique_ptr<client>(new client(std::move(p)));
 }
 
@@ -118,59 +306,42 @@ uint64_t client::submit(const job& j, std::function<void(const job_event&)> on_e
   w.stop_token_ids = j.stop_token_ids;
   w.priority = j.priority;
 
-  caf::scoped_actor self{impl_->sys};
-  wire::submit_reply reply;
-  std::string failure;
-  self->request(impl_->endpoint, caf::infinite, wire::submit_atom::value, wire::pack(w), impl_->receiver)
-      .receive(
-          [&](const std::vector<char>& bytes) {
-            try {
-              reply = wire::unpack<wire::submit_reply>(bytes);
-            } catch (const std::exception& e) {
-              failure = std::string("malformed reply from the server: ") + e.what();
-            }
-          },
-          [&](caf::error& e) { failure = "the server did not take the job: " + impl_->sys.render(e); });
-  if (!failure.empty()) throw std::runtime_error(failure);
-  if (!reply.error.empty()) throw std::runtime_error(reply.error);
-
-  std::lock_guard lock(impl_->jobs->mutex);
-  job_state& st = impl_->jobs->jobs[reply.job_id];
-  st.on_event = std::move(on_event);
-  st.on_done = std::move(on_done);
-  st.result.job_id = reply.job_id;
-  st.result.num_prompt_tokens = reply.num_prompt_tokens;
-  for (const auto& out : std::exchange(st.early, {})) impl_->jobs->apply(st, out);
-  impl_->jobs->cv.notify_all();
+  w.tag = impl_->new_tag();
+  {
+    std::lock_guard lock(impl_->mutex);
+    impl_->pending[w.tag] = callbacks{std::move(on_event), std::move(on_done)};
+  }
+  const auto reply = std::get<wire::submitted>(impl_->call(w, w.tag));
+  if (reply.job_id == 0) throw job_refused(reply.error, reply.error_type, reply.retry_after_s);
   return reply.job_id;
 }
 
-void client::cancel(uint64_t job_id) { caf::anon_send(impl_->endpoint, wire::abort_atom::value, job_id); }
+bool client::cancel(uint64_t job_id) {
+  const uint64_t tag = impl_->new_tag();
+  return std::get<wire::aborted>(impl_->call(wire::abort_job{tag, job_id}, tag)).ok;
+}
 
 job_result client::wait(uint64_t job_id) {
-  std::unique_lock lock(impl_->jobs->mutex);
-  impl_->jobs->cv.wait(lock, [&] {
-    auto it = impl_->jobs->jobs.find(job_id);
-    return it != impl_->jobs->jobs.end() && it->second.done && it->second.result.job_id == job_id;
-  });
-  job_result r = impl_->jobs->jobs.at(job_id).result;
-  impl_->jobs->jobs.erase(job_id);
+  std::unique_lock lock(impl_->mutex);
+  auto it = impl_->jobs.find(job_id);
+  if (it == impl_->jobs.end()) {
+    job_result r;
+    r.job_id = job_id;
+    r.finish_reason = "error";
+    r.error = "no job " + std::to_string(job_id) + " of this client (unknown, or already waited for)";
+    return r;
+  }
+  impl_->cv.wait(lock, [&] { return impl_->jobs.at(job_id).done; });  // re-found: other jobs may rehash the map
+  it = impl_->jobs.find(job_id);
+  job_result r = std::move(it->second.result);
+  impl_->jobs.erase(it);
   return r;
 }
 
 server_stats client::stats() {
-  caf::scoped_actor self{impl_->sys};
-  server_stats out;
-  std::string failure;
-  self->request(impl_->endpoint, caf::infinite, wire::stats_atom::value)
-      .receive(
-          [&](const std::vector<char>& bytes) {
-            const auto s = wire::unpack<wire::stats>(bytes);
-            out = {s.num_running, s.num_waiting, s.num_free_blocks, s.num_blocks, s.num_preemptions};
-          },
-          [&](caf::error& e) { failure = impl_->sys.render(e); });
-  if (!failure.empty()) throw std::runtime_error("stats: " + failure);
-  return out;
+  const uint64_t tag = impl_->new_tag();
+  const auto s = std::get<wire::stats>(impl_->call(wire::stats_request{tag}, tag));
+  return {s.num_running, s.num_waiting, s.num_free_blocks, s.num_blocks, s.num_preemptions};
 }
 
 } // namespace troupe

@@ -1,30 +1,49 @@
 #pragma once
-// The msgpack payloads of the native client protocol, shared by client/client.cpp and the server's
-// actors/client_endpoint.cpp. Maps with field names, so either side can add fields later.
+// The native client protocol, shared by client/client.cpp and the server's actors/client_endpoint.cpp.
 //
-//   client -> endpoint: (submit_atom, bytes<wire_job>, actor events_to) -> bytes<wire_submit_reply>
-//                       (abort_atom, uint64 job_id)
-//                       (stats_atom) -> bytes<wire_stats>
-//   endpoint -> events_to: (output_atom, bytes<std::vector<wire_output>>)
-
-#define MSGPACK_NO_BOOST
-#include <msgpack.hpp>
+// Over TCP, each way a stream of frames: a 4-byte big-endian payload length, then that many bytes of
+// msgpack, the array [kind, body] where body is a map with field names (either side can add fields later).
+// A frame longer than max_frame_bytes is refused before anything is allocated for it.
+//
+//   client -> server: hello {protocol, api_key}            (first, once; answered by welcome or error)
+//                     submit {tag, job fields}             -> submitted {tag, job_id | error}
+//                     abort {tag, job_id}                  -> aborted {tag, ok}  (ok: a job of this connection)
+//                     stats {tag}                          -> stats_reply {tag, ...}
+//   server -> client: outputs {outputs: [output...]}       (a job's tokens as sampled; the last is finished)
+//                     error {message}                      (fatal: the server closes the connection after it)
+//
+// Job ids are random and scoped to the connection that submitted the job.
+//
+// NOTE: msgpack stays in client.cpp, wire.cpp and the endpoint; everything here is plain C++.
 
 #include <cstdint>
+#include <optional>
+#include <span>
+#include <stdexcept>
 #include <string>
+#include <variant>
 #include <vector>
-
-#include <caf/atom.hpp>
 
 namespace troupe::wire {
 
-// The same atoms as actors/protocol.hpp (an atom is its name).
-using submit_atom = caf::atom_constant<caf::atom("submit")>;
-using abort_atom = caf::atom_constant<caf::atom("abort")>;
-using output_atom = caf::atom_constant<caf::atom("output")>;
-using stats_atom = caf::atom_constant<caf::atom("stats")>;
+inline constexpr uint32_t protocol_version = 1;
+// Largest frame either side reads: ample for a prompt of a million token ids, far from a 4 GB announcement.
+inline constexpr uint32_t max_frame_bytes = 8u << 20;
+inline constexpr size_t frame_header_bytes = 4;
+
+enum class kind : uint8_t { hello = 1, welcome, submit, submitted, abort, aborted, stats, stats_reply, outputs, error };
+
+struct hello {
+  uint32_t protocol = protocol_version;
+  std::string api_key;
+};
+
+struct welcome {
+  uint32_t protocol = protocol_version;
+};
 
 struct job {
+  uint64_t tag = 0;  // echoed in the reply
   std::string prompt;
   std::vector<int32_t> prompt_token_ids;
   int32_t max_tokens = 16;
@@ -42,16 +61,38 @@ struct job {
   std::vector<std::string> stop;
   std::vector<int32_t> stop_token_ids;
   int32_t priority = 0;
-  MSGPACK_DEFINE_MAP(prompt, prompt_token_ids, max_tokens, min_tokens, temperature, top_p, top_k, min_p,
-                     repetition_penalty, presence_penalty, frequency_penalty, has_seed, seed, ignore_eos, stop,
-                     stop_token_ids, priority);
 };
 
-struct submit_reply {
-  uint64_t job_id = 0;
-  std::string error;
+struct submitted {
+  uint64_t tag = 0;
+  uint64_t job_id = 0;  // 0 when refused
+  std::string error;    // why the job was refused
+  std::string error_type;  // OpenAI error type of a refusal (RateLimitError, AuthenticationError, BadRequestError...)
+  int32_t retry_after_s = 0;
   int32_t num_prompt_tokens = 0;
-  MSGPACK_DEFINE_MAP(job_id, error, num_prompt_tokens);
+};
+
+struct abort_job {
+  uint64_t tag = 0;
+  uint64_t job_id = 0;
+};
+
+struct aborted {
+  uint64_t tag = 0;
+  bool ok = false;  // false: no running job of this connection has that id
+};
+
+struct stats_request {
+  uint64_t tag = 0;
+};
+
+struct stats {
+  uint64_t tag = 0;
+  int32_t num_running = 0;
+  int32_t num_waiting = 0;
+  int32_t num_free_blocks = 0;
+  int32_t num_blocks = 0;
+  int64_t num_preemptions = 0;
 };
 
 struct output {
@@ -63,30 +104,36 @@ struct output {
   std::string error;
   int32_t num_prompt_tokens = 0;
   int32_t num_cached_tokens = 0;
-  MSGPACK_DEFINE_MAP(job_id, token_ids, text, finished, finish_reason, error, num_prompt_tokens, num_cached_tokens);
 };
 
-struct stats {
-  int32_t num_running = 0;
-  int32_t num_waiting = 0;
-  int32_t num_free_blocks = 0;
-  int32_t num_blocks = 0;
-  int64_t num_preemptions = 0;
-  MSGPACK_DEFINE_MAP(num_running, num_waiting, num_free_blocks, num_blocks, num_preemptions);
+struct outputs {
+  std::vector<output> list;
 };
 
-template <class T>
-std::vector<char> pack(const T& value) {
-  msgpack::sbuffer buf;
-  msgpack::pack(buf, value);
-  return std::vector<char>(buf.data(), buf.data() + buf.size());
-}
+struct error {
+  std::string message;
+};
 
-// Throws msgpack::type_error (or another std::exception) on a malformed payload.
-template <class T>
-T unpack(const std::vector<char>& bytes) {
-  msgpack::object_handle oh = msgpack::unpack(bytes.data(), bytes.size());
-  return oh.get().as<T>();
-}
+// A frame's payload as the server reads it, and as the client reads it.
+using client_message = std::variant<hello, job, abort_job, stats_request>;
+using server_message = std::variant<welcome, submitted, aborted, stats, outputs, error>;
+
+// Thrown for a frame that is not one of the messages above; what() is one line saying what is wrong.
+struct malformed : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// The payload length a frame header announces, when it is within max_frame_bytes (and not 0); else nullopt.
+std::optional<uint32_t> frame_length(std::span<const char, frame_header_bytes> header);
+
+// The 4 header bytes and the msgpack payload of one message.
+std::vector<char> frame(const client_message& m);
+std::vector<char> frame(const server_message& m);
+
+// Decodes a frame's payload (without its header). Throws malformed. Nothing is allocated in proportion
+// to sizes the payload merely announces: the payload is checked to be complete, well-formed msgpack
+// within the depth limit before any object is built.
+client_message parse_client_message(std::span<const char> payload);
+server_message parse_server_message(std::span<const char> payload);
 
 } // namespace troupe::wire

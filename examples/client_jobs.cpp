@@ -2,8 +2,8 @@
 // waits for the rest. Exits 0 when 90 jobs completed, 10 were cancelled, and the server's KV block pool
 // is back to its starting count.
 //
-//   troupe serve --client-port 8001 &
-//   client_jobs 127.0.0.1 8001
+//   troupe serve --api-key KEY &
+//   client_jobs 127.0.0.1 8001 --api-key KEY     (--api-key: when the server was given one)
 
 #include <cstdio>
 #include <cstdlib>
@@ -13,10 +13,17 @@
 #include <troupe/client.hpp>
 
 int main(int argc, char** argv) {
-  const std::string host = argc > 1 ? argv[1] : "127.0.0.1";
-  const auto port = static_cast<uint16_t>(argc > 2 ? std::atoi(argv[2]) : 8001);
+  std::vector<std::string> positional;
+  troupe::client_options options;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "--api-key" && i + 1 < argc) options.api_key = argv[++i];
+    else positional.push_back(arg);
+  }
+  const std::string host = positional.size() > 0 ? positional[0] : "127.0.0.1";
+  const auto port = static_cast<uint16_t>(positional.size() > 1 ? std::atoi(positional[1].c_str()) : 8001);
   try {
-    auto c = troupe::client::connect(host, port);
+    auto c = troupe::client::connect(host, port, options);
     const troupe::server_stats before = c->stats();
 
     std::vector<uint64_t> ids;

@@ -1,7 +1,7 @@
 // `troupe serve`: load a model, start the engine, and serve vLLM's OpenAI-compatible HTTP API (--port) and
-// the native client API (--client-port, see client/troupe/client.hpp) until SIGINT or SIGTERM. On SIGTERM it
-// stops taking requests (503, /health 503), lets those in flight finish for up to --shutdown-timeout
-// seconds, and exits 0.
+// the native client API (--client-host/--client-port, see client/troupe/client.hpp) until SIGINT or SIGTERM.
+// On SIGTERM it stops taking requests (503, /health 503; native jobs refused), lets those in flight finish for
+// up to --shutdown-timeout seconds, ends the rest with an error, and exits 0.
 
 #include <csignal>
 #include <cstdio>
@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <optional>
 #include <thread>
 
 #include "actors/client_endpoint.hpp"
@@ -27,10 +28,22 @@ namespace {
 struct serve_options {
   engine_options engine;
   gateway_options http;
-  int32_t client_port = 8001;
+  std::string client_host = "127.0.0.1";
+  int32_t client_port = 8001;  // -1: off
   double shutdown_timeout = 30;
   std::string tenants_file;
 };
+
+client_endpoint_options client_options_of(const serve_options& o) {
+  client_endpoint_options c;
+  c.host = o.client_host;
+  c.port = static_cast<uint16_t>(o.client_port);
+  c.max_tokens_limit = o.http.max_tokens_limit;
+  if (o.http.admission.api_keys.empty() && o.tenants_file.empty() && c.host != "127.0.0.1" && c.host != "::1")
+    spdlog::warn("the native client API listens on {} without an API key: anyone who reaches it can submit jobs "
+                 "(give --api-key, or --client-host 127.0.0.1)", c.host);
+  return c;
+}
 
 void run_serve(const serve_options& o) {
   // Signals are taken by sigwait below: block them before any thread starts, so every thread inherits it.
@@ -44,22 +57,30 @@ void run_serve(const serve_options& o) {
   if (!o.tenants_file.empty()) http_options.admission.tenants = read_tenants_file(o.tenants_file);
   // HTTP listens while the model loads (503 on /health until it is ready).
   gateway http(http_options);
+  // The native client port, bound as early as HTTP's: a port taken by another server fails before the model loads.
+  std::optional<client_endpoint> native;
+  if (o.client_port >= 0) native.emplace(client_options_of(o), http.admission());
   spdlog::info("HTTP API on http://{}:{}: loading the model", o.http.host, http.port());
   engine_options eo = o.engine;
   eo.usage = usage_context::server;  // vLLM's server defaults for the step size
   engine e(eo);
   http.attach(e);
-  const uint16_t port = publish_client_endpoint(e, o.http.host, static_cast<uint16_t>(o.client_port));
-  std::printf("troupe: native client API listening on %s:%u\n", o.http.host.c_str(), port);
+  if (native) {
+    native->attach(e);
+    std::printf("troupe: native client API listening on %s:%u\n", o.client_host.c_str(), native->port());
+    spdlog::info("native client API on {}:{}", o.client_host, native->port());
+  }
   std::printf("troupe: HTTP API listening on %s:%u\n", o.http.host.c_str(), http.port());
   std::fflush(stdout);
-  spdlog::info("serving {}: OpenAI API on http://{}:{}, native client API on {}:{}", e.config().architecture_name,
-               o.http.host, http.port(), o.http.host, port);
+  spdlog::info("serving {}: OpenAI API on http://{}:{}", e.config().architecture_name, o.http.host, http.port());
   int sig = 0;
   sigwait(&signals, &sig);
   spdlog::info("{}: draining ({} requests in flight, up to {} s)", sig == SIGTERM ? "SIGTERM" : "SIGINT",
                http.num_in_flight(), o.shutdown_timeout);
   http.begin_draining();
+  if (native) native->begin_draining();
+  // HTTP requests and native jobs alike.
+  auto in_flight = [&] { return http.num_in_flight() + (native ? native->num_jobs() : 0); };
   // Requests in flight get the timeout to finish, less a moment at the end in which those still running
   // are ended with an error that reaches their clients; then everything stops, within the timeout.
   using clock = std::chrono::steady_clock;
@@ -67,15 +88,16 @@ void run_serve(const serve_options& o) {
   const auto deadline = clock::now() + std::chrono::duration_cast<clock::duration>(timeout);
   const auto grace = std::chrono::duration_cast<clock::duration>(std::min(timeout / 4, std::chrono::duration<double>(0.5)));
   auto wait_until = [&](clock::time_point t) {
-    while (http.num_in_flight() > 0 && clock::now() < t) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    while (in_flight() > 0 && clock::now() < t) std::this_thread::sleep_for(std::chrono::milliseconds(10));
   };
   wait_until(deadline - grace);
-  if (const int64_t left = http.num_in_flight(); left > 0) {
+  if (const int64_t left = in_flight(); left > 0) {
     spdlog::warn("{} requests still running after the shutdown timeout: ending them with an error", left);
     e.fail_all("The server shut down before the request finished (--shutdown-timeout " + fmt::format("{:g}", o.shutdown_timeout) + " s)");
     wait_until(deadline);
   }
   http.stop();  // before the engine goes: no connection may reach it afterwards
+  if (native) native->stop();  // native jobs still running end with an error; their clients' calls return
   spdlog::info("shut down");
 }
 
@@ -97,8 +119,11 @@ void register_serve(CLI::App& app) {
   cmd->add_option("--served-model-name", o->engine.served_model_name, "Model name in the API (default: --model)");
   cmd->add_option("--shutdown-timeout", o->shutdown_timeout, "Seconds requests in flight get to finish after SIGTERM")
       ->capture_default_str();
-  cmd->add_option("--client-port", o->client_port, "Port of the native client API (0: any free port)")
-      ->capture_default_str()->check(CLI::Range(0, 65535));
+  cmd->add_option("--client-host", o->client_host,
+                  "Address the native client API listens on (loopback by default; it takes the same API keys as HTTP)")
+      ->capture_default_str();
+  cmd->add_option("--client-port", o->client_port, "Port of the native client API (0: any free port, -1: off)")
+      ->capture_default_str()->check(CLI::Range(-1, 65535));
   cmd->callback([o] { run_serve(*o); });
 }
 

@@ -6,6 +6,7 @@
 //
 // Thread-safe: the gateway's I/O threads call it concurrently.
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
@@ -61,6 +62,13 @@ public:
   // Only the key check (for endpoints that cost no tokens, e.g. /v1/models).
   bool authorized(std::string_view api_key) const;
 
+  // The queue --max-queue-len caps: admitted requests, HTTP and native alike, that have no output yet.
+  // Pass num_queued() to admit(); enter_queue() on admission, leave_queue() once when the request
+  // produces output or ends.
+  void enter_queue() { ++num_queued_; }
+  void leave_queue() { --num_queued_; }
+  int32_t num_queued() const { return num_queued_; }
+
 private:
   struct tenant_state {
     tenant_config config;
@@ -72,6 +80,7 @@ private:
   std::unordered_map<std::string, std::string> by_key_;  // api key -> tenant name
   std::unordered_map<std::string, tenant_state> tenants_;
   std::mutex mutex_;
+  std::atomic<int32_t> num_queued_ = 0;
 };
 
 } // namespace troupe

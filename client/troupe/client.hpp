@@ -1,20 +1,27 @@
 #pragma once
-// troupe's native client: connect to a running `troupe serve --client-port N`, submit jobs, receive
-// their tokens as they are sampled and a final result, cancel them. Messages travel over TCP between CAF
-// actors; their payloads are msgpack.
+// troupe's native client: connect to a running `troupe serve` (its native client port, --client-port,
+// 8001 by default, on loopback unless --client-host says otherwise), submit jobs, receive their tokens as
+// they are sampled and a final result, cancel them. Frames of msgpack over TCP (client/wire.hpp); the API
+// key goes in the handshake, and jobs pass the same admission (tenants, rates, limits) as HTTP requests.
 //
-//   auto c = troupe::client::connect("127.0.0.1", 7070);
+//   troupe::client_options o;
+//   o.api_key = "KEY";  // when the server has --api-key or --tenants-file
+//   auto c = troupe::client::connect("127.0.0.1", 8001, o);
 //   troupe::job j;
 //   j.prompt = "Once upon a time";
 //   j.max_tokens = 32;
 //   uint64_t id = c->submit(j, [](const troupe::job_event& e) { std::cout << e.text; },
 //                              [](const troupe::job_result& r) { std::cout << "\n" << r.finish_reason << "\n"; });
 //   c->wait(id);
+//
+// When the connection is lost (the server stopped, or dropped this client), every unfinished job ends with
+// finish_reason "error" and the reason, and later calls throw.
 
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -51,7 +58,7 @@ struct job_result {
   uint64_t job_id = 0;
   std::vector<int32_t> token_ids;  // every generated token
   std::string text;
-  std::string finish_reason;  // "stop", "length", "abort" (cancelled) or "error"
+  std::string finish_reason;  // "stop", "length", "abort" (cancelled) or "error" (error says why)
   std::string error;
   int32_t num_prompt_tokens = 0;
   int32_t num_cached_tokens = 0;  // prompt tokens the prefix cache served
@@ -65,24 +72,41 @@ struct server_stats {
   int64_t num_preemptions = 0;
 };
 
+struct client_options {
+  std::string api_key;             // sent in the handshake: needed when the server has --api-key or --tenants-file
+  double connect_timeout_s = 10;   // for the TCP connection and the handshake
+};
+
+// A job the server turned away: its message says why; type is the OpenAI error type (RateLimitError,
+// BadRequestError, ServiceUnavailableError...); retry_after_s, when not 0, says when to try again.
+struct job_refused : std::runtime_error {
+  job_refused(const std::string& message, std::string type, int retry_after_s)
+      : std::runtime_error(message), type(std::move(type)), retry_after_s(retry_after_s) {}
+  std::string type;
+  int retry_after_s = 0;
+};
+
 class client {
 public:
-  // Connects; throws std::runtime_error naming host:port when no troupe server answers there.
-  static std::unique_ptr<client> connect(const std::string& host, uint16_t port);
-  ~client();
+  // Connects and authenticates; throws std::runtime_error naming host:port when no troupe server answers
+  // there, or with the server's reason when it refuses the connection (a missing or wrong API key).
+  static std::unique_ptr<client> connect(const std::string& host, uint16_t port, const client_options& options = {});
+  ~client();  // closes the connection: the server aborts the jobs still running
 
-  // Submits a job. on_event gets each step's new tokens, on_done the result (both on a client thread,
-  // one job's calls in order). Returns the job id; throws std::runtime_error with the server's reason
-  // when the job is refused.
+  // Submits a job. on_event gets each step's new tokens, on_done the result (both on the client's reader
+  // thread, one job's calls in order). Returns the job id; throws job_refused with the server's reason when
+  // the job is refused, std::runtime_error when the connection is lost.
   uint64_t submit(const job& j, std::function<void(const job_event&)> on_event = {},
                   std::function<void(const job_result&)> on_done = {});
 
-  // Cancels a job: it ends with finish_reason "abort". Unknown or finished ids are ignored.
-  void cancel(uint64_t job_id);
+  // Cancels a job of this client: it ends with finish_reason "abort". Returns false when no running job of
+  // this client has that id (finished, unknown, or another client's). Throws when the connection is lost.
+  bool cancel(uint64_t job_id);
 
-  // Blocks until the job has finished; returns its result.
+  // Blocks until the job has finished (or the connection is lost: finish_reason "error"); returns its result.
   job_result wait(uint64_t job_id);
 
+  // Throws std::runtime_error when the connection is lost.
   server_stats stats();
 
   struct impl;

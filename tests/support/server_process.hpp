@@ -14,27 +14,39 @@ namespace troupe::testing {
 
 class server_process {
 public:
+  // extra_args may set --host, --client-host or --client-port itself (--client-port -1: no native port).
   explicit server_process(const std::string& extra_args = "") {
+    const bool own_host = extra_args.find("--host ") != std::string::npos;
+    const bool own_client_port = extra_args.find("--client-port ") != std::string::npos;
+    const bool native = extra_args.find("--client-port -1") == std::string::npos;
     int fds[2];
     if (::pipe(fds) != 0) throw std::runtime_error("pipe");
     pid_ = ::fork();
     if (pid_ == 0) {
       ::dup2(fds[1], STDOUT_FILENO);
       ::close(fds[0]);
-      const std::string cmd = std::string("exec ") + TROUPE_BINARY +
-                              " serve --host 127.0.0.1 --port 0 --client-port 0 " + extra_args;
+      const std::string cmd = std::string("exec ") + TROUPE_BINARY + " serve " + (own_host ? "" : "--host 127.0.0.1 ") +
+                              "--port 0 " + (own_client_port ? "" : "--client-port 0 ") + extra_args;
       ::execl("/bin/sh", "sh", "-c", cmd.c_str(), static_cast<char*>(nullptr));
       ::_exit(127);
     }
     ::close(fds[1]);
     out_ = ::fdopen(fds[0], "r");
     char line[512];
-    while ((client_port_ == 0 || http_port_ == 0) && std::fgets(line, sizeof line, out_)) {
-      unsigned port = 0;
-      if (std::sscanf(line, "troupe: native client API listening on 127.0.0.1:%u", &port) == 1) client_port_ = static_cast<uint16_t>(port);
-      if (std::sscanf(line, "troupe: HTTP API listening on 127.0.0.1:%u", &port) == 1) http_port_ = static_cast<uint16_t>(port);
+    // "troupe: <what> listening on HOST:PORT"; HOST may hold colons (IPv6), the port follows the last one.
+    auto port_after = [](const std::string& l, const std::string& what, std::string& host) -> uint16_t {
+      const std::string prefix = "troupe: " + what + " listening on ";
+      if (l.rfind(prefix, 0) != 0) return 0;
+      const size_t colon = l.rfind(':');
+      host = l.substr(prefix.size(), colon - prefix.size());
+      return static_cast<uint16_t>(std::stoul(l.substr(colon + 1)));
+    };
+    while (((native && client_port_ == 0) || http_port_ == 0) && std::fgets(line, sizeof line, out_)) {
+      std::string host;
+      if (uint16_t p = port_after(line, "native client API", host)) client_port_ = p, client_host_ = host;
+      if (uint16_t p = port_after(line, "HTTP API", host)) http_port_ = p;
     }
-    if (client_port_ == 0 || http_port_ == 0) throw std::runtime_error("troupe serve did not start");
+    if ((native && client_port_ == 0) || http_port_ == 0) throw std::runtime_error("troupe serve did not start");
   }
   server_process(const server_process&) = delete;
   ~server_process() {
@@ -45,6 +57,8 @@ public:
     if (out_) std::fclose(out_);
   }
   uint16_t port() const { return client_port_; }
+  const std::string& client_host() const { return client_host_; }  // as the server printed it
+  pid_t pid() const { return pid_; }
   uint16_t http_port() const { return http_port_; }
   std::string url(const std::string& path) const { return "http://127.0.0.1:" + std::to_string(http_port_) + path; }
   void signal(int sig) { ::kill(pid_, sig); }
@@ -65,6 +79,7 @@ private:
   pid_t pid_ = -1;
   FILE* out_ = nullptr;
   uint16_t client_port_ = 0, http_port_ = 0;
+  std::string client_host_;
 };
 
 // Runs a shell command and returns its standard output.

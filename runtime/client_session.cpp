@@ -1,0 +1,75 @@
+#include "runtime/client_session.hpp"
+
+#include <algorithm>
+
+namespace troupe {
+
+client_session::client_session(admission_controller& admission, client_session_limits limits)
+    : admission_(admission), limits_(limits) {}
+
+client_session::~client_session() { end_all(); }
+
+std::optional<std::string> client_session::authenticate(std::string_view api_key) {
+  if (!admission_.authorized(api_key)) {
+    if (api_key.empty())
+      return "Missing API key: this server requires one (--api-key or --tenants-file); pass it in client_options::api_key";
+    return "Invalid API key";
+  }
+  authenticated_ = true;
+  api_key_ = std::string(api_key);
+  return std::nullopt;
+}
+
+uint64_t client_session::new_job_id() {
+  // From the system's entropy, not a counter: a client learns nothing about other clients' ids from its own.
+  for (;;) {
+    const uint64_t id = (static_cast<uint64_t>(random_()) << 32) | random_();
+    if (id != 0 && !jobs_.count(id)) return id;
+  }
+}
+
+std::variant<uint64_t, admission_refusal> client_session::admit(int32_t num_prompt_tokens, int32_t max_tokens) {
+  if (!authenticated_) return admission_refusal{401, "AuthenticationError", "Send the handshake first", "unauthorized", 0};
+  if (limits_.max_tokens_limit > 0 && max_tokens > limits_.max_tokens_limit)
+    return admission_refusal{400, "BadRequestError",
+                             "max_tokens must be at most " + std::to_string(limits_.max_tokens_limit) +
+                                 " on this server, got " + std::to_string(max_tokens) + ".",
+                             "too_long", 0};
+  const int64_t cost = static_cast<int64_t>(num_prompt_tokens) + std::max(0, max_tokens);
+  std::string tenant;
+  if (auto refusal = admission_.admit(api_key_, cost, admission_.num_queued(), tenant)) return *refusal;
+  tenant_ = tenant;  // one key, one tenant: the same for every job of the connection
+  admission_.enter_queue();
+  const uint64_t id = new_job_id();
+  jobs_.emplace(id, open_job{});
+  return id;
+}
+
+void client_session::started(uint64_t job_id) {
+  auto it = jobs_.find(job_id);
+  if (it == jobs_.end() || !it->second.queued) return;
+  it->second.queued = false;
+  admission_.leave_queue();
+}
+
+bool client_session::end(uint64_t job_id) {
+  auto it = jobs_.find(job_id);
+  if (it == jobs_.end()) return false;
+  if (it->second.queued) admission_.leave_queue();
+  admission_.release(tenant_);
+  jobs_.erase(it);
+  return true;
+}
+
+void client_session::end_all() {
+  for (uint64_t id : open_jobs()) end(id);
+}
+
+std::vector<uint64_t> client_session::open_jobs() const {
+  std::vector<uint64_t> ids;
+  ids.reserve(jobs_.size());
+  for (const auto& [id, job] : jobs_) ids.push_back(id);
+  return ids;
+}
+
+} // namespace troupe
