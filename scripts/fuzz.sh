@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds a fuzzer with clang (libFuzzer + ASan + UBSan) in build-fuzz/ and runs it for a bounded time.
 # Usage: scripts/fuzz.sh [seconds, default 60] [target, default safetensors] [extra libFuzzer flags...]
-#   targets: safetensors (a whole .safetensors file), safetensors_index (model.safetensors.index.json)
+#   targets: safetensors (a whole .safetensors file), safetensors_index (model.safetensors.index.json),
+#            client_wire (the byte stream a client sends to the native client port)
 # Exits non-zero when the fuzzer finds a crash, a leak or a timeout; the input that did it is written to
 # build-fuzz/fuzz-artifacts/<target>/. Inputs that reach new code collect in build-fuzz/fuzz-corpus/<target>/;
 # copy small, interesting ones into fuzz/corpus/<target>/ so the replay tests keep them.
@@ -18,6 +19,8 @@ if [ ! -f "$build/CMakeCache.txt" ]; then
 fi
 cmake --build "$build" -j1 --target "${target}_fuzz"
 
+dict="$root/fuzz/safetensors.dict"
+if [ -f "$root/fuzz/$target.dict" ]; then dict="$root/fuzz/$target.dict"; fi
 corpus="$build/fuzz-corpus/$target"
 artifacts="$build/fuzz-artifacts/$target/"
 mkdir -p "$corpus" "$artifacts"
@@ -27,7 +30,7 @@ mkdir -p "$corpus" "$artifacts"
   -max_total_time="$seconds" \
   -timeout=10 \
   -rss_limit_mb=2048 \
-  -dict="$root/fuzz/safetensors.dict" \
+  -dict="$dict" \
   -artifact_prefix="$artifacts" \
   -print_final_stats=1 \
   "$@" \
