@@ -109,6 +109,7 @@ struct client_endpoint::impl {
   net::io_context ioc;
   tcp::acceptor acceptor;
   net::steady_timer backoff;  // after a failed accept (out of descriptors), instead of spinning
+  net::thread_pool tokenizing{1};  // text prompts are tokenized here, not on the I/O thread
   std::shared_ptr<io_gate> gate;
   std::thread thread;
   std::promise<void> ran_out_promise;  // set when the I/O thread's run() returns
@@ -199,10 +200,7 @@ private:
   }
 
   void on_header() {
-    const uint32_t announced = (static_cast<uint32_t>(static_cast<uint8_t>(header_[0])) << 24) |
-                               (static_cast<uint32_t>(static_cast<uint8_t>(header_[1])) << 16) |
-                               (static_cast<uint32_t>(static_cast<uint8_t>(header_[2])) << 8) |
-                               static_cast<uint8_t>(header_[3]);
+    const uint32_t announced = wire::announced_length(header_);
     const auto length = wire::frame_length(header_);
     const uint32_t cap = session_.authenticated() ? wire::max_frame_bytes : max_handshake_frame_bytes;
     if (!length || *length > cap)
@@ -261,28 +259,34 @@ private:
   void handle(wire::job& j) {
     if (!check_handshake()) return;
     engine& e = *ep_.engine_ptr.load();
-    auto refuse = [&](const std::string& message, const std::string& type, int retry_after = 0) {
-      send(wire::submitted{j.tag, 0, message, type, retry_after, 0});
-    };
+    if (!j.prompt_token_ids.empty()) return submit(j, std::move(j.prompt_token_ids));
+    if (!e.tok())
+      return send(wire::submitted{j.tag, 0, "The model has no tokenizer.json: send prompt_token_ids", "BadRequestError", 0, 0});
+    // A long text takes a while to tokenize (8 MB: half a second): off this thread, which serves every client.
+    net::post(ep_.tokenizing, [self = shared_from_this(), j = std::move(j), tok = e.tok(), gate = ep_.gate]() mutable {
+      std::vector<int32_t> ids = tok->encode(j.prompt, true);
+      gate->post([self, j = std::move(j), ids = std::move(ids)]() mutable {
+        if (!self->closed_ && !self->closing_) self->submit(j, std::move(ids));
+      });
+    });
+  }
+
+  // Admits a job whose prompt is tokenized and hands it to the engine.
+  void submit(const wire::job& j, std::vector<int32_t> prompt_ids) {
+    engine& e = *ep_.engine_ptr.load();
     if (ep_.draining) {
       e.internals().metrics->on_rejected(reject_reason::draining);
-      return refuse("The server is shutting down", "ServiceUnavailableError");
+      return send(wire::submitted{j.tag, 0, "The server is shutting down", "ServiceUnavailableError", 0, 0});
     }
-    engine_request req;
-    if (!j.prompt_token_ids.empty()) {
-      req.prompt_ids = std::move(j.prompt_token_ids);
-    } else if (e.tok()) {
-      req.prompt_ids = e.tok()->encode(j.prompt, true);
-    } else {
-      return refuse("The model has no tokenizer.json: send prompt_token_ids", "BadRequestError");
-    }
-    const int32_t num_prompt = static_cast<int32_t>(std::min<size_t>(req.prompt_ids.size(), INT32_MAX));
+    const int32_t num_prompt = static_cast<int32_t>(std::min<size_t>(prompt_ids.size(), INT32_MAX));
     auto admitted = session_.admit(num_prompt, j.max_tokens);
     if (auto* refusal = std::get_if<admission_refusal>(&admitted)) {
       e.internals().metrics->on_rejected(reject_reason_of(*refusal));
-      return refuse(refusal->message, refusal->type, refusal->retry_after_s);
+      return send(wire::submitted{j.tag, 0, refusal->message, refusal->type, refusal->retry_after_s, 0});
     }
     const uint64_t job_id = std::get<uint64_t>(admitted);
+    engine_request req;
+    req.prompt_ids = std::move(prompt_ids);
     req.params = to_params(j);
     req.priority = j.priority;
     open_job& oj = jobs_[job_id];
@@ -332,7 +336,8 @@ private:
     if (it == jobs_.end()) return;
     session_.end(job_id);
     --ep_.num_jobs;
-    jobs_.erase(it);  // drops the listener: the sink, whose request is over, goes with it
+    stop_completion_sink(*ep_.engine_ptr.load(), it->second.sink);  // its request is over
+    jobs_.erase(it);
   }
 
   // Sends an error the client library reports, then closes once it is written (or after `grace`).
@@ -351,9 +356,12 @@ private:
   void send(const wire::server_message& m) {
     if (closed_) return;
     out_.push_back(wire::frame(m));
-    if (out_.size() > ep_.opts.max_pending_frames) {
+    if (out_.size() > ep_.opts.max_pending_frames && !cut_off_) {
+      // Later, not here: the caller may be walking this connection's jobs.
+      cut_off_ = true;
       spdlog::warn("a native client fell {} messages behind; cutting it off", out_.size());
-      return gone();
+      net::post(socket_.get_executor(), [self = shared_from_this()] { self->gone(); });
+      return;
     }
     write_next();
   }
@@ -397,6 +405,7 @@ private:
   bool writing_ = false;
   bool closing_ = false;  // an error was sent: close once it is written
   bool closed_ = false;
+  bool cut_off_ = false;  // fell too far behind: to be closed
   std::unordered_map<uint64_t, open_job> jobs_;
 };
 
@@ -498,6 +507,8 @@ void client_endpoint::stop() {
   net::post(impl_->ioc, [in = impl_.get()] { in->stop_all(); });
   if (impl_->ran_out.wait_for(std::chrono::seconds(1)) != std::future_status::ready) impl_->ioc.stop();
   impl_->thread.join();
+  impl_->tokenizing.stop();
+  impl_->tokenizing.join();
   impl_->gate->close();
   // Whatever a stopped io_context still holds lets go of its sinks now, while the actor system runs.
   for (auto& [ptr, weak] : impl_->connections)

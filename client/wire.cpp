@@ -187,10 +187,13 @@ template <class T, class Variant> Variant body_as(const msgpack::object& body, c
 
 } // namespace
 
+uint32_t announced_length(std::span<const char, frame_header_bytes> h) {
+  return (static_cast<uint32_t>(static_cast<uint8_t>(h[0])) << 24) | (static_cast<uint32_t>(static_cast<uint8_t>(h[1])) << 16) |
+         (static_cast<uint32_t>(static_cast<uint8_t>(h[2])) << 8) | static_cast<uint8_t>(h[3]);
+}
+
 std::optional<uint32_t> frame_length(std::span<const char, frame_header_bytes> h) {
-  const uint32_t n = (static_cast<uint32_t>(static_cast<uint8_t>(h[0])) << 24) |
-                     (static_cast<uint32_t>(static_cast<uint8_t>(h[1])) << 16) |
-                     (static_cast<uint32_t>(static_cast<uint8_t>(h[2])) << 8) | static_cast<uint8_t>(h[3]);
+  const uint32_t n = announced_length(h);
   if (n == 0 || n > max_frame_bytes) return std::nullopt;
   return n;
 }

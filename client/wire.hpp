@@ -123,7 +123,9 @@ struct malformed : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-// The payload length a frame header announces, when it is within max_frame_bytes (and not 0); else nullopt.
+// The payload length a frame header announces, whatever it is.
+uint32_t announced_length(std::span<const char, frame_header_bytes> header);
+// The same when it is within max_frame_bytes (and not 0); else nullopt.
 std::optional<uint32_t> frame_length(std::span<const char, frame_header_bytes> header);
 
 // The 4 header bytes and the msgpack payload of one message.
