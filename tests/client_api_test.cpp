@@ -312,7 +312,34 @@ TEST(client_api, a_tenants_max_concurrent_counts_native_and_http_jobs_and_a_canc
   EXPECT_TRUE(c->cancel(running));
   EXPECT_EQ(c->wait(running).finish_reason, "abort");
   EXPECT_EQ(c->wait(c->submit(short_job(2))).finish_reason, "length");
+  // A job the engine refuses gives its seat back.
+  troupe::job invalid = short_job(2);
+  invalid.temperature = -1;
+  EXPECT_THROW(c->submit(invalid), troupe::job_refused);
+  // So does a client that vanishes mid-job (once the server has seen it go).
+  troupe::client::connect("127.0.0.1", server.port(), with_key("ka"))->submit(long_job());
+  std::string refusal;
+  const auto deadline = clock_type::now() + std::chrono::seconds(10);
+  do {
+    refusal = refusal_of(*c, short_job(2));
+  } while (refusal != "admitted" && clock_type::now() < deadline);
+  EXPECT_EQ(refusal, "admitted");
   std::filesystem::remove(tenants);
+}
+
+TEST(client_api, the_queue_cap_counts_native_jobs_waiting_for_a_seat_and_http_requests_alike) {
+  server_process server("--max-num-seqs 1 --max-queue-len 1");
+  auto c = troupe::client::connect("127.0.0.1", server.port());
+  first_tokens started;
+  c->submit(long_job(), started.on_event());
+  ASSERT_TRUE(started.wait());  // running: out of the queue
+  c->submit(long_job());        // waits for the one seat
+  std::string type;
+  EXPECT_EQ(refusal_of(*c, short_job(2), &type), "The server's queue is full (1 requests waiting); retry later");
+  EXPECT_EQ(type, "RateLimitError");
+  const std::string http = shell("curl -s -o /dev/null -w '%{http_code}' -H 'Content-Type: application/json' -d "
+                                 "'{\"prompt\": [1, 2, 3], \"max_tokens\": 2}' " + server.url("/v1/completions"));
+  EXPECT_EQ(http, "429");
 }
 
 TEST(client_api, max_tokens_over_the_servers_limit_is_refused) {
