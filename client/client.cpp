@@ -1,9 +1,11 @@
 #include "troupe/client.hpp"
 
 #include <array>
+#include <atomic>
 #include <cerrno>
 #include <condition_variable>
 #include <cstring>
+#include <deque>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -21,16 +23,56 @@
 namespace troupe {
 namespace {
 
-struct job_state {
-  std::function<void(const job_event&)> on_event;
-  std::function<void(const job_result&)> on_done;
-  job_result result;
-  bool done = false;
-};
-
 struct callbacks {
   std::function<void(const job_event&)> on_event;
   std::function<void(const job_result&)> on_done;
+};
+
+struct job_state {
+  std::shared_ptr<const callbacks> cb;
+  job_result result;
+  bool done = false;  // set after on_done has run
+};
+
+// Runs the jobs' callbacks in order on a thread of its own, so that a callback may call back into the client
+// (cancel, submit, stats) while the reader thread goes on reading the replies.
+class callback_thread {
+public:
+  callback_thread() : thread_([this] { run(); }) {}
+  ~callback_thread() {
+    {
+      std::lock_guard lock(mutex_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+  void post(std::function<void()> f) {
+    {
+      std::lock_guard lock(mutex_);
+      queue_.push_back(std::move(f));
+    }
+    cv_.notify_all();
+  }
+
+private:
+  void run() {
+    std::unique_lock lock(mutex_);
+    for (;;) {
+      cv_.wait(lock, [&] { return stop_ || !queue_.empty(); });
+      if (queue_.empty()) return;  // stopping, and everything posted has run
+      auto f = std::move(queue_.front());
+      queue_.pop_front();
+      lock.unlock();
+      f();
+      lock.lock();
+    }
+  }
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  std::deque<std::function<void()>> queue_;
+  bool stop_ = false;
+  std::thread thread_;
 };
 
 // Sends all of `bytes`; false when the connection is gone.
@@ -135,11 +177,30 @@ struct client::impl {
   std::unordered_map<uint64_t, wire::server_message> replies;        // tag -> the server's answer
   std::unordered_map<uint64_t, job_state> jobs;
   std::optional<std::string> lost;  // why the connection ended
+  std::atomic<bool> closing = false;  // the client is being destroyed: its callbacks are not called any more
+  std::unique_ptr<callback_thread> callbacks_thread = std::make_unique<callback_thread>();
 
   ~impl() {
+    closing = true;
     if (fd >= 0) ::shutdown(fd, SHUT_RDWR);
     if (reader.joinable()) reader.join();
+    callbacks_thread.reset();
     if (fd >= 0) ::close(fd);
+  }
+
+  // Marks a job done once its callbacks have run, so wait() returns after on_done.
+  void post_done(uint64_t job_id, std::shared_ptr<const callbacks> cb, std::optional<job_event> event,
+                 std::optional<job_result> result) {
+    callbacks_thread->post([this, job_id, cb = std::move(cb), event = std::move(event), result = std::move(result)] {
+      if (!closing && cb) {
+        if (event && cb->on_event) cb->on_event(*event);
+        if (result && cb->on_done) cb->on_done(*result);
+      }
+      if (!result) return;
+      std::lock_guard lock(mutex);
+      if (auto it = jobs.find(job_id); it != jobs.end()) it->second.done = true;
+      cv.notify_all();
+    });
   }
 
   // Sends a request and waits for the reply with its tag; throws when the connection is lost first.
@@ -188,10 +249,7 @@ struct client::impl {
         auto cb = pending.extract(tag);
         if (s->job_id != 0) {
           job_state& st = jobs[s->job_id];
-          if (!cb.empty()) {
-            st.on_event = std::move(cb.mapped().on_event);
-            st.on_done = std::move(cb.mapped().on_done);
-          }
+          if (!cb.empty()) st.cb = std::make_shared<const callbacks>(std::move(cb.mapped()));
           st.result.job_id = s->job_id;
           st.result.num_prompt_tokens = s->num_prompt_tokens;
         }
@@ -208,53 +266,37 @@ struct client::impl {
     connection_lost(why);
   }
 
-  // Adds one output to its job; callbacks run outside the lock (they may call into the client).
+  // Adds one output to its job; its callbacks run on the callback thread.
   void apply(const wire::output& out) {
-    std::function<void(const job_event&)> on_event;
-    std::function<void(const job_result&)> on_done;
-    job_result result;
-    {
-      std::lock_guard lock(mutex);
-      auto it = jobs.find(out.job_id);
-      if (it == jobs.end() || it->second.done) return;
-      job_state& st = it->second;
-      st.result.token_ids.insert(st.result.token_ids.end(), out.token_ids.begin(), out.token_ids.end());
-      st.result.text += out.text;
-      if (!out.token_ids.empty() || !out.text.empty()) on_event = st.on_event;
-      if (out.finished) {
-        st.result.finish_reason = out.finish_reason;
-        st.result.error = out.error;
-        if (out.num_prompt_tokens) st.result.num_prompt_tokens = out.num_prompt_tokens;
-        st.result.num_cached_tokens = out.num_cached_tokens;
-        on_done = st.on_done;
-        result = st.result;
-      }
-    }
-    if (on_event) on_event(job_event{out.job_id, out.token_ids, out.text});
-    if (!out.finished) return;
-    if (on_done) on_done(result);
     std::lock_guard lock(mutex);
-    if (auto it = jobs.find(out.job_id); it != jobs.end()) it->second.done = true;
-    cv.notify_all();
+    auto it = jobs.find(out.job_id);
+    if (it == jobs.end() || it->second.done) return;
+    job_state& st = it->second;
+    st.result.token_ids.insert(st.result.token_ids.end(), out.token_ids.begin(), out.token_ids.end());
+    st.result.text += out.text;
+    std::optional<job_event> event;
+    if (!out.token_ids.empty() || !out.text.empty()) event = job_event{out.job_id, out.token_ids, out.text};
+    std::optional<job_result> result;
+    if (out.finished) {
+      st.result.finish_reason = out.finish_reason;
+      st.result.error = out.error;
+      if (out.num_prompt_tokens) st.result.num_prompt_tokens = out.num_prompt_tokens;
+      st.result.num_cached_tokens = out.num_cached_tokens;
+      result = st.result;
+    }
+    if (event || result) post_done(out.job_id, st.cb, std::move(event), std::move(result));
   }
 
   // Every unfinished job ends with the reason; every call waiting for a reply throws it.
   void connection_lost(const std::string& why) {
-    std::vector<std::pair<std::function<void(const job_result&)>, job_result>> done;
-    {
-      std::lock_guard lock(mutex);
-      lost = why;
-      for (auto& [id, st] : jobs) {
-        if (st.done) continue;
-        st.result.finish_reason = "error";
-        st.result.error = why;
-        done.emplace_back(st.on_done, st.result);
-      }
-    }
-    for (auto& [on_done, result] : done)
-      if (on_done) on_done(result);
     std::lock_guard lock(mutex);
-    for (auto& [id, st] : jobs) st.done = true;
+    lost = why;
+    for (auto& [id, st] : jobs) {
+      if (st.done || !st.result.finish_reason.empty()) continue;  // done, or its last output is being delivered
+      st.result.finish_reason = "error";
+      st.result.error = why;
+      post_done(id, st.cb, std::nullopt, st.result);
+    }
     cv.notify_all();
   }
 };

@@ -234,6 +234,24 @@ TEST(client_api, streams_tokens_as_events_and_the_result_equals_their_sum) {
   EXPECT_GT(r.num_prompt_tokens, 0);
 }
 
+TEST(client_api, a_callback_may_cancel_its_own_job) {
+  server_process server;
+  auto c = troupe::client::connect("127.0.0.1", server.port());
+  uint64_t id = 0;
+  std::mutex mutex;
+  bool cancelled = false;
+  {
+    std::lock_guard lock(mutex);  // the first event may come before submit() has returned the id
+    id = c->submit(long_job(), [&](const troupe::job_event&) {
+      std::lock_guard l(mutex);
+      if (!cancelled) cancelled = c->cancel(id);
+    });
+  }
+  const troupe::job_result r = c->wait(id);
+  EXPECT_TRUE(cancelled);
+  EXPECT_EQ(r.finish_reason, "abort");
+}
+
 TEST(client_api, a_refused_job_throws_the_servers_reason) {
   server_process server("--max-num-seqs 64 --max-model-len 64");
   auto c = troupe::client::connect("127.0.0.1", server.port());
@@ -355,8 +373,7 @@ TEST(client_api, hostile_frames_drop_only_their_connection_while_health_and_othe
   server_process server("--api-key sesame");
   auto good = troupe::client::connect("127.0.0.1", server.port(), with_key("sesame"));
   first_tokens started;
-  troupe::job j = short_job(200);
-  const uint64_t id = good->submit(j, started.on_event());
+  const uint64_t running = good->submit(long_job(), started.on_event());
   ASSERT_TRUE(started.wait());
   const int64_t peak_before = vm_peak_kib(server.pid());
 
@@ -394,9 +411,11 @@ TEST(client_api, hostile_frames_drop_only_their_connection_while_health_and_othe
   EXPECT_EQ(code, "200");
   EXPECT_LT(seconds, 0.1);
   EXPECT_LT(vm_peak_kib(server.pid()) - peak_before, 256 * 1024) << "the server reserved memory for a frame it refused";
-  const troupe::job_result r = good->wait(id);
+  const troupe::job_result r = good->wait(good->submit(short_job(20)));
   EXPECT_EQ(r.finish_reason, "length");
-  EXPECT_EQ(r.token_ids.size(), 200u);
+  EXPECT_EQ(r.token_ids.size(), 20u);
+  EXPECT_TRUE(good->cancel(running));  // it ran through all of the above
+  EXPECT_EQ(good->wait(running).finish_reason, "abort");
 }
 
 TEST(client_api, a_client_cannot_cancel_another_clients_job) {

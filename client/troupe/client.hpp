@@ -91,11 +91,11 @@ public:
   // Connects and authenticates; throws std::runtime_error naming host:port when no troupe server answers
   // there, or with the server's reason when it refuses the connection (a missing or wrong API key).
   static std::unique_ptr<client> connect(const std::string& host, uint16_t port, const client_options& options = {});
-  ~client();  // closes the connection: the server aborts the jobs still running
+  ~client();  // closes the connection (the server aborts the jobs still running); no callback runs after it
 
-  // Submits a job. on_event gets each step's new tokens, on_done the result (both on the client's reader
-  // thread, one job's calls in order). Returns the job id; throws job_refused with the server's reason when
-  // the job is refused, std::runtime_error when the connection is lost.
+  // Submits a job. on_event gets each step's new tokens, on_done the result (both on the client's callback
+  // thread, in order; they may call cancel, submit or stats, but not wait). Returns the job id; throws
+  // job_refused with the server's reason when the job is refused, std::runtime_error when the connection is lost.
   uint64_t submit(const job& j, std::function<void(const job_event&)> on_event = {},
                   std::function<void(const job_result&)> on_done = {});
 
