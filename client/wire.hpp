@@ -60,7 +60,7 @@ struct job {
   bool ignore_eos = false;
   std::vector<std::string> stop;
   std::vector<int32_t> stop_token_ids;
-  int32_t priority = 0;
+  int64_t priority = 0;
 };
 
 struct submitted {

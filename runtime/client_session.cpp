@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "runtime/openai_request.hpp"
+
 namespace troupe {
 
 client_session::client_session(admission_controller& admission, client_session_limits limits)
@@ -30,11 +32,8 @@ uint64_t client_session::new_job_id() {
 
 std::variant<uint64_t, admission_refusal> client_session::admit(int32_t num_prompt_tokens, int32_t max_tokens) {
   if (!authenticated_) return admission_refusal{401, "AuthenticationError", "Send the handshake first", "unauthorized", 0};
-  if (limits_.max_tokens_limit > 0 && max_tokens > limits_.max_tokens_limit)
-    return admission_refusal{400, "BadRequestError",
-                             "max_tokens must be at most " + std::to_string(limits_.max_tokens_limit) +
-                                 " on this server, got " + std::to_string(max_tokens) + ".",
-                             "too_long", 0};
+  if (auto over = check_max_tokens_limit(max_tokens, limits_.max_tokens_limit))
+    return admission_refusal{over->status, over->type, over->message, "too_long", 0};
   const int64_t cost = static_cast<int64_t>(num_prompt_tokens) + std::max(0, max_tokens);
   std::string tenant;
   if (auto refusal = admission_.admit(api_key_, cost, admission_.num_queued(), tenant)) return *refusal;

@@ -270,6 +270,10 @@ std::optional<api_error> check_max_tokens_limit(const chat_request& r, int64_t l
   return check_limit(requested_max_tokens(r), requested_max_tokens_param(r), limit);
 }
 
+std::optional<api_error> check_max_tokens_limit(int64_t requested, int64_t limit) {
+  return check_limit(requested, "max_tokens", limit);
+}
+
 std::optional<api_error> check_max_tokens_limit(const completion_request& r, int64_t limit) {
   return check_limit(r.max_tokens_sent ? std::optional<int64_t>(r.max_tokens) : std::nullopt, "max_tokens", limit);
 }

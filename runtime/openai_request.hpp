@@ -272,6 +272,8 @@ struct openai_generation {
 // field; nullopt when it fits. Cheap: call it before rendering and tokenizing.
 std::optional<api_error> check_max_tokens_limit(const chat_request& r, int64_t limit);
 std::optional<api_error> check_max_tokens_limit(const completion_request& r, int64_t limit);
+// The same for any client that asks for `requested` tokens (the native client API's jobs).
+std::optional<api_error> check_max_tokens_limit(int64_t requested, int64_t limit);
 // Holds a generation to the limit (0: none): what a request that asked no number gets.
 void apply_max_tokens_limit(openai_generation& g, int64_t limit);
 

@@ -110,7 +110,7 @@ TEST(client_session, max_tokens_over_the_servers_limit_is_refused_as_http_refuse
   admission_controller a({});
   client_session s(a, {8});
   ASSERT_FALSE(s.authenticate(""));
-  EXPECT_EQ(refusal_of(s.admit(3, 9)), "max_tokens must be at most 8 on this server, got 9.");
+  EXPECT_EQ(refusal_of(s.admit(3, 9)), "max_tokens must be at most 8 on this server, got 9. Request fewer output tokens.");
   EXPECT_NE(admitted_id(s.admit(3, 8)), 0u);
 }
 

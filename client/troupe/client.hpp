@@ -44,7 +44,7 @@ struct job {
   bool ignore_eos = false;
   std::vector<std::string> stop;
   std::vector<int32_t> stop_token_ids;
-  int32_t priority = 0;  // lower runs first (with --scheduling-policy priority)
+  int64_t priority = 0;  // lower runs first (with --scheduling-policy priority)
 };
 
 // New tokens of a job, as they are sampled.
