@@ -264,9 +264,17 @@ private:
       return send(wire::submitted{j.tag, 0, "The model has no tokenizer.json: send prompt_token_ids", "BadRequestError", 0, 0});
     // A long text takes a while to tokenize (8 MB: half a second): off this thread, which serves every client.
     net::post(ep_.tokenizing, [self = shared_from_this(), j = std::move(j), tok = e.tok(), gate = ep_.gate]() mutable {
-      std::vector<int32_t> ids = tok->encode(j.prompt, true);
-      gate->post([self, j = std::move(j), ids = std::move(ids)]() mutable {
-        if (!self->closed_ && !self->closing_) self->submit(j, std::move(ids));
+      std::vector<int32_t> ids;
+      std::string error;
+      try {
+        ids = tok->encode(j.prompt, true);
+      } catch (const std::exception& ex) {
+        error = std::string("The prompt cannot be tokenized: ") + ex.what();
+      }
+      gate->post([self, j = std::move(j), ids = std::move(ids), error = std::move(error)]() mutable {
+        if (self->closed_ || self->closing_) return;
+        if (!error.empty()) return self->send(wire::submitted{j.tag, 0, error, "BadRequestError", 0, 0});
+        self->submit(j, std::move(ids));
       });
     });
   }

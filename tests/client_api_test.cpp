@@ -474,3 +474,19 @@ TEST(client_api, sigterm_with_a_native_client_mid_job_exits_0_within_the_timeout
   EXPECT_THROW(idle->stats(), std::runtime_error);
   EXPECT_THROW(busy->submit(short_job(2)), std::runtime_error);
 }
+
+TEST(client_api, a_text_prompt_of_invalid_utf8_is_tokenized_as_bytes_and_the_server_goes_on) {
+  server_process server;
+  auto c = troupe::client::connect("127.0.0.1", server.port());
+  troupe::job j = short_job(2);
+  j.prompt_token_ids.clear();
+  j.prompt = std::string("\xff\xfe\xc3(\x80", 5);
+  std::string outcome;
+  try {
+    outcome = c->wait(c->submit(j)).finish_reason;
+  } catch (const troupe::job_refused& e) {
+    outcome = e.type;
+  }
+  EXPECT_EQ(outcome, "length");  // the byte-level tokenizer takes any bytes
+  EXPECT_EQ(c->wait(c->submit(short_job(2))).finish_reason, "length");
+}
