@@ -3,6 +3,7 @@
 # nothing. NEEDS A GPU.
 #   1. troupe_gpu_check: every CUDA op against its CPU twin, the reference models on the GPU, timings.
 #   1b. with LARGE=1: the same model checks at Qwen2.5-7B shapes (scripts/gpu/make_large_reference.py).
+#   1c. with EDGES=1: prompts over the step budget through `troupe generate` and `troupe serve`.
 #   2. with BENCH=1: troupe bench throughput on the CUDA backend with random weights at Qwen2.5-7B shapes
 #      (BENCH_ARGS overrides the workload; default 256 prompts x 512 in x 256 out).
 # Logs go to $OUT (or /tmp/troupe-gpu); the tables come last.
@@ -31,6 +32,47 @@ if [ "${LARGE:-0}" = 1 ]; then
   "$bundle/troupe_gpu_check" --no-ops --no-timing --data "$large" >"$out/gpu_check_large.txt" 2>&1 || status=1
 fi
 
+# 1c. with EDGES=1: prompts over the step budget through the programs (issue 9): `troupe generate` with
+#     --max-num-batched-tokens 16 must print what the unchunked run prints (greedy and seeded, f32 and
+#     bf16), and `troupe serve` with --max-num-batched-tokens 64 must answer 100- and 300-token prompts
+#     and stay up.
+if [ "${EDGES:-0}" = 1 ]; then
+  {
+    ref="$bundle/data/reference/llama_f32"
+    for dt in float32 bfloat16; do
+      for len in 17 100 300; do
+        p=$(python3 -c "print(','.join(str((i * 31 + 7) % 250) for i in range($len)))")
+        for t in "--temperature 0" "--temperature 0.8 --seed 3"; do
+          # shellcheck disable=SC2086
+          a=$("$bundle/troupe" generate --backend cuda --dtype $dt --model "$ref" --prompt-token-ids "$p" $t --max-tokens 8 --json 2>&1)
+          # shellcheck disable=SC2086
+          b=$("$bundle/troupe" generate --backend cuda --dtype $dt --model "$ref" --prompt-token-ids "$p" $t --max-tokens 8 --json \
+              --max-num-batched-tokens 16 2>&1)
+          if [ "$a" = "$b" ] && [ -n "$a" ]; then r=pass; else r=FAIL; status=1; fi
+          echo "chunked generate  $dt prompt $len ($t): $r"
+        done
+      done
+    done
+    "$bundle/troupe" serve --backend cuda --load-format dummy --model "$bundle/data/qwen2.5-7b-shape" --max-model-len 4096 \
+      --max-num-batched-tokens 64 --port 8000 --client-port -1 >"$out/serve_edges.log" 2>&1 &
+    server=$!
+    for _ in $(seq 1 180); do [ "$(curl -s -o /dev/null -w '%{http_code}' localhost:8000/health)" = 200 ] && break; sleep 1; done
+    for n in 100 300; do
+      p=$(python3 -c "print(','.join(str((i * 13 + 5) % 250) for i in range($n)))")
+      for temp in 0 1; do
+        code=$(curl -s -o /dev/null -w '%{http_code}' localhost:8000/v1/completions \
+               -d "{\"prompt\": [$p], \"max_tokens\": 8, \"temperature\": $temp}")
+        [ "$code" = 200 ] && r=pass || { r=FAIL; status=1; }
+        echo "serve, budget 64  prompt $n temperature $temp: HTTP $code $r"
+      done
+    done
+    code=$(curl -s -o /dev/null -w '%{http_code}' localhost:8000/health)
+    [ "$code" = 200 ] && r=pass || { r=FAIL; status=1; }
+    echo "serve, budget 64  /health afterwards: $code $r"
+    kill "$server"; wait "$server"
+  } >"$out/edges.txt" 2>&1
+fi
+
 if [ "${BENCH:-0}" = 1 ]; then
   # shellcheck disable=SC2086
   "$bundle/troupe" bench throughput --backend cuda --load-format dummy --model "$bundle/data/qwen2.5-7b-shape" \
@@ -40,5 +82,6 @@ fi
 
 [ -f "$out/gpu_check.txt" ] && cat "$out/gpu_check.txt"
 [ -f "$out/gpu_check_large.txt" ] && { echo; echo "== the model at Qwen2.5-7B shapes against transformers"; cat "$out/large_reference.txt" 2>/dev/null | tail -2; cat "$out/gpu_check_large.txt"; }
+[ -f "$out/edges.txt" ] && { echo; echo "== prompts over the step budget (EDGES=1)"; cat "$out/edges.txt"; }
 [ -f "$out/bench.txt" ] && { echo; echo "== bench throughput (cuda, Qwen2.5-7B shapes, dummy weights)"; tail -40 "$out/bench.txt"; }
 exit $status
