@@ -100,10 +100,10 @@ backend null_backend(std::string name, int32_t vocab_size, std::vector<int32_t> 
 
 TEST(engine_torture, the_null_backend_keeps_every_invariant_over_thousands_of_steps) {
   harness h(null_backend("null backend", 384, {2}, nullptr));
-  const soak_result r = run_torture(h, 6000, 1);
+  const soak_result r = run_torture(h, 40000, 1);
   EXPECT_EQ(r.failure, "");
   if (!std::getenv("TORTURE_SEED")) {
-    EXPECT_GE(r.stats.num_steps, steps_or(6000));
+    EXPECT_GE(r.stats.num_steps, steps_or(40000));
     // The traffic reaches what it is meant to reach.
     EXPECT_GT(r.stats.num_preemptions, 0);
     EXPECT_GT(r.stats.num_aborted, 0);
@@ -116,7 +116,7 @@ TEST(engine_torture, the_null_backend_with_a_tokenizer_ends_requests_on_stop_str
   const tokenizer tok = tokenizer::from_file(tiny_model_with_tokenizer() / "tokenizer.json");
   const model_config config = model_config::from_dir(tiny_model_with_tokenizer());
   harness h(null_backend("null backend with a tokenizer", static_cast<int32_t>(config.vocab_size), config.eos_token_ids, &tok));
-  const soak_result r = run_torture(h, 2000, 1001);
+  const soak_result r = run_torture(h, 15000, 1001);
   EXPECT_EQ(r.failure, "");
   if (!std::getenv("TORTURE_SEED")) {
     EXPECT_GT(r.stats.num_stopped, 0);
@@ -127,12 +127,33 @@ TEST(engine_torture, the_cpu_model_gives_each_request_its_output_alone_under_any
   cpu_ops cpu;
   checkpoint_models models(cpu, reference_dir("llama_f32"), dtype::f32, model_room{});
   harness h(models.make_backend("cpu llama_f32", {16, 16, 8, 32}));
-  const soak_result r = run_torture(h, 2500, 2001);
+  const soak_result r = run_torture(h, 25000, 2001);
   EXPECT_EQ(r.failure, "");
   if (!std::getenv("TORTURE_SEED")) {
-    EXPECT_GE(r.stats.num_steps, steps_or(2500));
+    EXPECT_GE(r.stats.num_steps, steps_or(25000));
     EXPECT_GT(r.stats.num_compared, 0);
     EXPECT_GT(r.stats.num_preemptions, 0);
+  }
+}
+
+// What the GPU check does on CUDA (tools/gpu_check_torture.cpp), where batches change rounding: each greedy
+// token is checked against a reference model's logits for its history. On the CPU nothing rounds
+// differently, so the tolerance is 0.
+TEST(engine_torture, greedy_tokens_are_the_best_of_a_reference_models_logits_for_their_history) {
+  cpu_ops cpu;
+  checkpoint_models models(cpu, reference_dir("llama_f32"), dtype::f32, model_room{});
+  model_room one_sequence;
+  one_sequence.max_num_batched_tokens = 256;
+  one_sequence.max_num_seqs = 1;
+  one_sequence.max_kv_tokens = 256 + 64;
+  checkpoint_models reference(cpu, reference_dir("llama_f32"), dtype::f32, one_sequence);
+  backend b = models.make_backend("cpu llama_f32 against a reference", {16, 32});
+  b.reference_for = [&](int32_t block_size) { return reference.get(block_size); };
+  harness h(b);
+  const soak_result r = run_torture(h, 10000, 4001);
+  EXPECT_EQ(r.failure, "");
+  if (!std::getenv("TORTURE_SEED")) {
+    EXPECT_GT(r.stats.num_compared, 0);
   }
 }
 
@@ -140,7 +161,7 @@ TEST(engine_torture, the_cpu_model_with_a_tokenizer_stops_on_strings_as_it_would
   cpu_ops cpu;
   checkpoint_models models(cpu, tiny_model_with_tokenizer(), dtype::f32, model_room{});
   harness h(models.make_backend("cpu tiny model with a tokenizer", {16}));
-  const soak_result r = run_torture(h, 600, 3001);
+  const soak_result r = run_torture(h, 20000, 3001);
   EXPECT_EQ(r.failure, "");
 }
 

@@ -57,6 +57,7 @@ sampling_params random_params(draw& d, const backend& b, const engine_shape& s) 
   }
   if (d.chance(0.1)) p.repetition_penalty = static_cast<float>(d.between(8, 15)) / 10.0f;
   if (d.chance(0.05)) p.presence_penalty = static_cast<float>(d.between(-10, 10)) / 10.0f;
+  if (d.chance(0.05)) p.frequency_penalty = static_cast<float>(d.between(-10, 10)) / 10.0f;
   if (d.chance(0.05))
     for (int i = d.between(1, 3); i > 0; --i) {
       const int32_t id = d.between(0, b.vocab_size - 1);
@@ -145,8 +146,9 @@ plan generate(const backend& b, uint64_t seed) {
   engine_shape& s = p.shape;
   s.block_size = d.pick(b.block_sizes);
   const int32_t max_blocks = static_cast<int32_t>(b.max_kv_tokens / s.block_size);
-  int32_t len = d.chance(0.5) ? b.max_model_len : d.between(std::min(8, b.max_model_len), b.max_model_len);
-  s.max_model_len = std::max(2, std::min(len, max_blocks * s.block_size));
+  const double ul = d.unit();
+  int32_t len = ul < 0.5 ? b.max_model_len : ul < 0.9 ? d.between(8, b.max_model_len) : d.between(2, 8);
+  s.max_model_len = std::max(2, std::min({len, b.max_model_len, max_blocks * s.block_size}));
   const int32_t limit = b.max_num_batched_tokens;
   double u = d.unit();
   s.max_num_batched_tokens = std::clamp(u < 0.08   ? 1
@@ -166,6 +168,7 @@ plan generate(const backend& b, uint64_t seed) {
   s.policy = d.chance(0.4) ? scheduling_policy::priority : scheduling_policy::fcfs;
   if (d.chance(0.15)) s.long_prefill_token_threshold = d.between(1, s.max_num_batched_tokens);
   if (d.chance(0.1)) s.long_request_threshold = d.between(1, 32);
+  s.colliding_hash = s.prefix_caching && d.chance(0.15);
 
   const int32_t budget = s.max_num_batched_tokens;
   const int32_t longest = std::max(1, std::min(4 * budget, s.max_model_len - 1));
@@ -237,6 +240,7 @@ std::string describe(const plan& p) {
     << (s.policy == scheduling_policy::priority ? "priority" : "fcfs");
   if (s.long_prefill_token_threshold > 0) o << ", long_prefill_token_threshold " << s.long_prefill_token_threshold;
   if (s.long_request_threshold > 0) o << ", long_request_threshold " << s.long_request_threshold;
+  if (s.colliding_hash) o << ", a block hash that collides";
   o << "\n";
   for (const event& e : p.events) {
     o << "  tick " << e.tick << (e.in_flight ? " (in flight)" : "") << ": ";
@@ -322,23 +326,37 @@ std::vector<event> simpler(const event& e, const std::vector<event>& events, siz
   return out;
 }
 
-// Relaxed versions of the limits, most relaxing first.
-std::vector<engine_shape> simpler(const engine_shape& s, const backend& b) {
+// Simpler versions of the limits: features off, then each limit moved one way only (so shrinking ends):
+// caps that stop mattering (more sequences, a budget of a whole context), a cache and a context no
+// larger than the plan needs.
+std::vector<engine_shape> simpler(const engine_shape& s, const backend& b, const std::vector<event>& events) {
   std::vector<engine_shape> out;
   auto with = [&](auto change) {
     engine_shape c = s;
     change(c);
     out.push_back(c);
   };
-  if (s.prefix_caching) with([](engine_shape& c) { c.prefix_caching = false; });
+  if (s.prefix_caching) with([](engine_shape& c) { c.prefix_caching = false, c.colliding_hash = false; });
+  if (s.colliding_hash) with([](engine_shape& c) { c.colliding_hash = false; });
   if (s.policy != scheduling_policy::fcfs) with([](engine_shape& c) { c.policy = scheduling_policy::fcfs; });
   if (s.long_prefill_token_threshold) with([](engine_shape& c) { c.long_prefill_token_threshold = 0; });
   if (s.long_request_threshold) with([](engine_shape& c) { c.long_request_threshold = 0; });
   if (s.max_num_seqs < b.max_num_seqs) with([&](engine_shape& c) { c.max_num_seqs = b.max_num_seqs; });
-  const int32_t max_blocks = static_cast<int32_t>(b.max_kv_tokens / s.block_size);
-  if (s.num_blocks < max_blocks) with([&](engine_shape& c) { c.num_blocks = max_blocks; });
   const int32_t roomy_budget = std::min(b.max_num_batched_tokens, s.max_model_len);
   if (s.max_num_batched_tokens < roomy_budget) with([&](engine_shape& c) { c.max_num_batched_tokens = roomy_budget; });
+  int32_t longest = 1;
+  for (const event& e : events)
+    if (!e.is_abort) longest = std::max(longest, static_cast<int32_t>(e.add.prompt.size()));
+  const auto need = [&](int32_t len) { return (len + s.block_size - 1) / s.block_size; };
+  if (s.max_model_len > longest + 1)
+    with([&](engine_shape& c) {
+      c.max_model_len = longest + 1;
+      c.max_num_batched_tokens = std::min(c.max_num_batched_tokens, c.max_model_len);
+    });
+  if (s.num_blocks > need(s.max_model_len)) {
+    with([&](engine_shape& c) { c.num_blocks = need(s.max_model_len); });
+    with([&](engine_shape& c) { c.num_blocks = (s.num_blocks + need(s.max_model_len)) / 2; });
+  }
   return out;
 }
 
@@ -386,7 +404,7 @@ plan harness::shrink(const plan& failing, std::chrono::seconds budget, int* num_
           }
         }
       }
-    for (const engine_shape& s : simpler(best.shape, config())) {
+    for (const engine_shape& s : simpler(best.shape, config(), best.events)) {
       plan c = best;
       c.shape = s;
       if (fails(c)) {

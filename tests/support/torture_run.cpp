@@ -293,25 +293,30 @@ std::string runner::check_against_reference(const request_state& r) {
   }
   if (!b_.reference_for || !r.params.greedy() || r.outputs.empty() || !r.ended) return "";
   ++stats_.num_compared;
-  // Teacher-forced: the reference computes the logits after each prefix of the output at once.
+  // Teacher-forced: the reference prefills the prompt, then decodes the request's own outputs one by
+  // one, a row of logits after each (a model step gives one row per sequence).
   model& ref = *b_.reference_for(s_.block_size);
-  std::vector<int32_t> tokens = r.prompt;
-  tokens.insert(tokens.end(), r.outputs.begin(), r.outputs.end() - 1);
-  const auto n = static_cast<int32_t>(tokens.size());
-  step_input in;
-  in.token_ids = tokens;
-  in.positions.resize(tokens.size());
-  std::iota(in.positions.begin(), in.positions.end(), 0);
-  in.slot_mapping.assign(in.positions.begin(), in.positions.end());
-  in.query_start = {0, n};
-  in.seq_lens = {n};
-  in.max_blocks_per_seq = (n + s_.block_size - 1) / s_.block_size;
-  in.block_tables.resize(static_cast<size_t>(in.max_blocks_per_seq));
-  std::iota(in.block_tables.begin(), in.block_tables.end(), 0);
-  for (int32_t i = static_cast<int32_t>(r.prompt.size()) - 1; i < n; ++i) in.logits_indices.push_back(i);
-  std::vector<float> logits;
-  ref.forward(in, logits);
   const int32_t V = b_.vocab_size;
+  std::vector<float> logits, row_logits;
+  const auto num_prompt = static_cast<int32_t>(r.prompt.size());
+  for (int32_t begin = 0; begin < num_prompt + static_cast<int32_t>(r.outputs.size()) - 1;) {
+    const int32_t end = begin == 0 ? num_prompt : begin + 1;
+    step_input in;
+    for (int32_t pos = begin; pos < end; ++pos) {
+      in.token_ids.push_back(pos < num_prompt ? r.prompt[pos] : r.outputs[pos - num_prompt]);
+      in.positions.push_back(pos);
+      in.slot_mapping.push_back(pos);  // block i of the sequence is block i of the cache
+    }
+    in.query_start = {0, end - begin};
+    in.seq_lens = {end};
+    in.max_blocks_per_seq = (end + s_.block_size - 1) / s_.block_size;
+    in.block_tables.resize(static_cast<size_t>(in.max_blocks_per_seq));
+    std::iota(in.block_tables.begin(), in.block_tables.end(), 0);
+    in.logits_indices = {end - begin - 1};
+    ref.forward(in, row_logits);
+    logits.insert(logits.end(), row_logits.begin(), row_logits.end());
+    begin = end;
+  }
   for (size_t k = 0; k < r.outputs.size(); ++k) {
     const std::span<float> row(logits.data() + k * V, static_cast<size_t>(V));
     const std::span<const int32_t> out(r.outputs);
@@ -449,6 +454,12 @@ run_result runner::run() {
     ec.kv.enable_prefix_caching = s_.prefix_caching;
     ec.vocab_size = b_.vocab_size;
     ec.eos_token_ids = b_.eos_token_ids;
+    if (s_.colliding_hash)
+      ec.block_hash = [](const block_key& parent, std::span<const int32_t> tokens, std::string_view extra) {
+        // Five values: blocks of different content (and salt) share keys all the time.
+        const uint64_t v = (parent.lo + (tokens.empty() ? 0 : static_cast<uint64_t>(tokens[0])) + extra.size()) % 5;
+        return block_key{v, 0};
+      };
     core_ = std::make_unique<engine_core>(ec, b_.tok, p_.seed);
     model_ = b_.model_for ? b_.model_for(s_.block_size) : nullptr;
     runner_ = std::make_unique<model_runner>(model_, s_.block_size, b_.vocab_size, b_.eos_token_ids);
