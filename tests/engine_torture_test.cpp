@@ -71,11 +71,11 @@ soak_result run_torture(harness& h, int64_t default_steps, uint64_t first_seed) 
   }
   const soak_result r = soak(h, first_seed, steps, std::chrono::hours(24), only_one);
   const run_stats& s = r.stats;
-  std::printf("%s: %lld plans, %lld steps, %lld requests (%lld refused, %lld aborted, %lld stopped), %lld compared, "
-              "%lld preemptions, %lld prompt tokens from the prefix cache\n",
+  std::printf("%s: %lld plans, %lld steps, %lld requests (%lld refused, %lld aborted, %lld failed by a step, %lld "
+              "stopped), %lld compared, %lld preemptions, %lld prompt tokens from the prefix cache\n",
               h.config().name.c_str(), static_cast<long long>(r.num_plans), static_cast<long long>(s.num_steps),
               static_cast<long long>(s.num_requests), static_cast<long long>(s.num_refused),
-              static_cast<long long>(s.num_aborted), static_cast<long long>(s.num_stopped),
+              static_cast<long long>(s.num_aborted), static_cast<long long>(s.num_failed), static_cast<long long>(s.num_stopped),
               static_cast<long long>(s.num_compared), static_cast<long long>(s.num_preemptions),
               static_cast<long long>(s.num_cached_tokens));
   return r;
@@ -108,6 +108,7 @@ TEST(engine_torture, the_null_backend_keeps_every_invariant_over_thousands_of_st
     EXPECT_GT(r.stats.num_preemptions, 0);
     EXPECT_GT(r.stats.num_aborted, 0);
     EXPECT_GT(r.stats.num_refused, 0);
+    EXPECT_GT(r.stats.num_failed, 0);
     EXPECT_GT(r.stats.num_cached_tokens, 0);
   }
 }
@@ -181,7 +182,7 @@ TEST(engine_torture, a_failing_plan_shrinks_to_the_events_that_make_it_fail_and_
   // Two requests must share a step: two adds (or one with n 2), nothing else.
   const plan small = h.shrink(generate(b, seed), std::chrono::seconds(60));
   int32_t requests = 0;
-  for (const event& e : small.events) requests += e.is_abort ? 0 : e.add.n;
+  for (const event& e : small.events) requests += e.kind == event_kind::add ? e.add.n : 0;
   EXPECT_EQ(requests, 2) << describe(small);
   EXPECT_NE(h.run(small).failure, "");
 }

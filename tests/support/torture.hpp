@@ -26,6 +26,7 @@
 //     (exact backends: tokens, text and finish reason), or, on a backend whose arithmetic depends on the
 //     batch (CUDA), each greedy token is the best of a CPU reference's logits for the same history within
 //     a tolerance;
+//   - a step that fails on the shards fails exactly its requests, with an error, and the engine goes on;
 //   - no exception escapes, and the engine never sits with work it does not schedule.
 
 #include <chrono>
@@ -83,14 +84,21 @@ enum class abort_point : uint8_t {
   after_outputs,  // once it has num_outputs tokens
 };
 
+enum class event_kind : uint8_t {
+  add,         // an arrival
+  abort,       // a client's abort
+  step_error,  // the step of this tick (or the next to run) fails on the shards after computing: its
+               // requests end with an error, as the scheduler actor fails them, and the engine goes on
+};
+
 struct event {
+  event_kind kind = event_kind::add;
   int32_t tick = 0;        // engine steps since the start; idle ticks pass at once
   bool in_flight = false;  // applied while the tick's step runs (after schedule, before update), as a
                            // message that reaches the scheduler actor while the shards compute
-  bool is_abort = false;
   int32_t label = 0;       // the arrival's name; its requests' ids are label * 8 + copy
-  arrival add;             // !is_abort
-  int32_t copy = 0;        // is_abort: which of the arrival's requests
+  arrival add;             // add
+  int32_t copy = 0;        // abort: which of the arrival's requests
   abort_point point = abort_point::at_tick;
   int32_t num_outputs = 0;  // after_outputs
 };
@@ -172,6 +180,7 @@ struct run_stats {
   int64_t num_requests = 0;
   int64_t num_refused = 0;
   int64_t num_aborted = 0;
+  int64_t num_failed = 0;     // by a step that failed
   int64_t num_stopped = 0;    // finish reason stop
   int64_t num_preemptions = 0;
   int64_t num_cached_tokens = 0;

@@ -209,7 +209,7 @@ plan generate(const backend& b, uint64_t seed) {
 
     if (d.chance(0.25)) {
       event abort;
-      abort.is_abort = true;
+      abort.kind = event_kind::abort;
       abort.label = label;
       abort.copy = d.between(0, a.n - 1);
       abort.in_flight = d.chance(0.4);
@@ -225,6 +225,12 @@ plan generate(const backend& b, uint64_t seed) {
         abort.num_outputs = d.between(1, std::max(1, a.params.max_tokens));
       }
       p.events.push_back(abort);
+    }
+    if (d.chance(0.02)) {
+      event error;
+      error.kind = event_kind::step_error;
+      error.tick = tick + d.between(0, 10);
+      p.events.push_back(error);
     }
   }
   std::stable_sort(p.events.begin(), p.events.end(), [](const event& x, const event& y) { return x.tick < y.tick; });
@@ -244,7 +250,9 @@ std::string describe(const plan& p) {
   o << "\n";
   for (const event& e : p.events) {
     o << "  tick " << e.tick << (e.in_flight ? " (in flight)" : "") << ": ";
-    if (e.is_abort) {
+    if (e.kind == event_kind::step_error) {
+      o << "the step fails on the shards";
+    } else if (e.kind == event_kind::abort) {
       o << "abort #" << e.label << "." << e.copy;
       if (e.point == abort_point::mid_prefill) o << " mid-prefill";
       if (e.point == abort_point::after_outputs) o << " after " << e.num_outputs << " outputs";
@@ -266,6 +274,7 @@ run_stats& run_stats::operator+=(const run_stats& o) {
   num_requests += o.num_requests;
   num_refused += o.num_refused;
   num_aborted += o.num_aborted;
+  num_failed += o.num_failed;
   num_stopped += o.num_stopped;
   num_preemptions += o.num_preemptions;
   num_cached_tokens += o.num_cached_tokens;
@@ -290,7 +299,8 @@ std::vector<event> simpler(const event& e, const std::vector<event>& events, siz
   if (e.tick > 0) with([](event& c) { c.tick = 0; });
   if (index > 0 && events[index - 1].tick < e.tick) with([&](event& c) { c.tick = events[index - 1].tick; });
   if (e.tick > 0) with([](event& c) { --c.tick; });
-  if (e.is_abort) {
+  if (e.kind == event_kind::step_error) return out;
+  if (e.kind == event_kind::abort) {
     if (e.point != abort_point::at_tick) with([](event& c) { c.point = abort_point::at_tick; });
     if (e.point == abort_point::after_outputs && e.num_outputs > 1) with([](event& c) { c.num_outputs /= 2; });
     return out;
@@ -346,7 +356,7 @@ std::vector<engine_shape> simpler(const engine_shape& s, const backend& b, const
   if (s.max_num_batched_tokens < roomy_budget) with([&](engine_shape& c) { c.max_num_batched_tokens = roomy_budget; });
   int32_t longest = 1;
   for (const event& e : events)
-    if (!e.is_abort) longest = std::max(longest, static_cast<int32_t>(e.add.prompt.size()));
+    if (e.kind == event_kind::add) longest = std::max(longest, static_cast<int32_t>(e.add.prompt.size()));
   const auto need = [&](int32_t len) { return (len + s.block_size - 1) / s.block_size; };
   if (s.max_model_len > longest + 1)
     with([&](engine_shape& c) {

@@ -116,6 +116,7 @@ private:
   std::string check_outputs(const step_plan& plan, const step_result& result, const std::vector<request_output>& outs,
                             const std::set<request_id>& ended_in_flight);
   std::string check_finish(request_state& r, const request_output& o);
+  std::string check_failed(const step_plan& plan, const std::vector<request_output>& outs);
   std::string check_blocks();
   std::string check_against_reference(const request_state& r);
 
@@ -134,7 +135,7 @@ private:
 };
 
 std::string runner::apply(const event& e) {
-  if (e.is_abort) return abort(id_of(e.label, e.copy));
+  if (e.kind == event_kind::abort) return abort(id_of(e.label, e.copy));
   const arrival& a = e.add;
   for (int32_t c = 0; c < a.n; ++c) {
     const request_id id = id_of(e.label, c);
@@ -410,6 +411,23 @@ std::string runner::check_outputs(const step_plan& plan, const step_result& resu
   return "";
 }
 
+// The outputs of engine_core::fail: one error for each of the step's requests still live, nothing else.
+std::string runner::check_failed(const step_plan& plan, const std::vector<request_output>& outs) {
+  const std::string step = "step error: step " + std::to_string(step_) + ": ";
+  std::set<request_id> want;
+  for (const scheduled_seq& s : plan.seqs)
+    if (!requests.at(s.id).ended) want.insert(s.id);
+  for (const request_output& o : outs) {
+    if (want.erase(o.id) == 0) return step + name_of(o.id) + " gets an error but was not live in the failed step";
+    if (!o.finished || o.error.empty() || o.aborted || !o.new_token_ids.empty())
+      return step + name_of(o.id) + " does not end with just an error";
+    requests.at(o.id).ended = true;
+    ++stats_.num_failed;
+  }
+  if (!want.empty()) return step + name_of(*want.begin()) + " was in the failed step but gets no error";
+  return "";
+}
+
 std::string runner::check_blocks() {
   const kv_cache_manager& kv = core_->kv();
   if (std::string c = kv.check_consistency(); !c.empty()) return "blocks: step " + std::to_string(step_) + ": " + c;
@@ -468,7 +486,7 @@ run_result runner::run() {
 
     int64_t total_tokens = 0;
     for (const event& e : p_.events)
-      if (!e.is_abort) total_tokens += static_cast<int64_t>(e.add.prompt.size() + e.add.params.max_tokens) * e.add.n;
+      if (e.kind == event_kind::add) total_tokens += static_cast<int64_t>(e.add.prompt.size() + e.add.params.max_tokens) * e.add.n;
     // Preemption recomputes, so a run may take several times its tokens in steps, but not without end.
     const int64_t max_steps = 1000 + 64 * total_tokens;
 
@@ -476,6 +494,7 @@ run_result runner::run() {
     std::vector<event> in_flight;     // events to apply while the next step runs
     size_t next = 0;
     int64_t tick = 0;
+    int32_t step_errors = 0;  // due: the next steps to run fail
     auto fire_triggers = [&]() -> std::string {
       for (size_t i = 0; i < triggers.size();) {
         const event& t = triggers[i];
@@ -509,7 +528,9 @@ run_result runner::run() {
       // Events due by this tick: now, or while its step runs.
       for (; next < p_.events.size() && p_.events[next].tick <= tick; ++next) {
         const event& e = p_.events[next];
-        if (e.is_abort && e.point != abort_point::at_tick) {
+        if (e.kind == event_kind::step_error) {
+          ++step_errors;
+        } else if (e.kind == event_kind::abort && e.point != abort_point::at_tick) {
           triggers.push_back(e);
         } else if (e.in_flight) {
           in_flight.push_back(e);
@@ -556,8 +577,17 @@ run_result runner::run() {
       std::set<request_id> ended_in_flight;
       for (request_id id : live_before)
         if (requests.at(id).ended) ended_in_flight.insert(id);
-      const std::vector<request_output> outs = core_->update(plan, result);
-      if (std::string f = check_outputs(plan, result, outs, ended_in_flight); !f.empty()) return fail(f);
+      if (step_errors > 0) {
+        // As the scheduler actor does with a step whose shard reports an error: no update, the step's
+        // requests fail.
+        --step_errors;
+        if (std::string f = check_failed(plan, core_->fail(plan, "internal error: the torture plan fails this step"));
+            !f.empty())
+          return fail(f);
+      } else {
+        const std::vector<request_output> outs = core_->update(plan, result);
+        if (std::string f = check_outputs(plan, result, outs, ended_in_flight); !f.empty()) return fail(f);
+      }
       if (std::string f = check_blocks(); !f.empty()) return fail(f);
       if (std::string f = fire_triggers(); !f.empty()) return fail(f);
       ++tick;
@@ -622,7 +652,7 @@ run_result harness::run(const plan& p) {
   // The runs alone first: they use the same models, whose KV caches the plan's run must keep to itself.
   try {
     for (const event& e : p.events)
-      if (!e.is_abort)
+      if (e.kind == event_kind::add)
         for (int32_t c = 0; c < e.add.n; ++c) {
           arrival a = e.add;
           if (a.params.seed) *a.params.seed += static_cast<uint64_t>(c);
