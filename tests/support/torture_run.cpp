@@ -361,6 +361,9 @@ std::string runner::check_finish(request_state& r, const request_output& o) {
   } else {
     return who + "finished without a reason";
   }
+  if (o.num_cached_tokens < 0 || o.num_cached_tokens % s_.block_size != 0 ||
+      o.num_cached_tokens >= static_cast<int32_t>(r.prompt.size()) || (!s_.prefix_caching && o.num_cached_tokens != 0))
+    return who + "reports " + std::to_string(o.num_cached_tokens) + " cached prompt tokens";
   if (p.min_tokens == 0 && !p.include_stop_str_in_output)
     for (const std::string& stop : p.stop)
       if (r.text.find(stop) != std::string::npos) return who + "has the stop string \"" + stop + "\" in its text";
@@ -432,9 +435,10 @@ std::string runner::check_blocks() {
   const kv_cache_manager& kv = core_->kv();
   if (std::string c = kv.check_consistency(); !c.empty()) return "blocks: step " + std::to_string(step_) + ": " + c;
   int64_t held = 0, refs = 0;
-  int32_t running = 0;
+  int32_t running = 0, live = 0;
   for (const auto& [id, r] : requests) {
     if (r.ended) continue;
+    ++live;
     const auto n = static_cast<int64_t>(kv.block_table(id).size());
     held += n;
     running += n > 0 ? 1 : 0;
@@ -443,6 +447,9 @@ std::string runner::check_blocks() {
   if (held != refs)
     return "blocks: step " + std::to_string(step_) + ": live requests hold " + std::to_string(held) +
            " block references, the pool counts " + std::to_string(refs);
+  if (core_->num_running() + core_->num_waiting() != live)
+    return "requests: step " + std::to_string(step_) + ": the engine counts " + std::to_string(core_->num_running()) +
+           " running and " + std::to_string(core_->num_waiting()) + " waiting requests, " + std::to_string(live) + " are live";
   if (running > s_.max_num_seqs)
     return "seq cap: step " + std::to_string(step_) + ": " + std::to_string(running) + " requests hold blocks, over max_num_seqs";
   return "";
