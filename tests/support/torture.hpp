@@ -65,6 +65,7 @@ struct engine_shape {
   scheduling_policy policy = scheduling_policy::fcfs;
   int32_t long_prefill_token_threshold = 0;
   int32_t long_request_threshold = 0;
+  double long_max_fraction = 0.75;
   bool colliding_hash = false;  // a block hash with a handful of values: the prefix cache must confirm every hit
 };
 

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <limits>
 #include <random>
 #include <sstream>
 
@@ -45,7 +46,11 @@ std::vector<int32_t> random_tokens(draw& d, int32_t n, int32_t vocab) {
 sampling_params random_params(draw& d, const backend& b, const engine_shape& s) {
   sampling_params p;
   const double u = d.unit();
-  p.max_tokens = u < 0.1 ? 1 : u < 0.5 ? d.between(2, 8) : u < 0.85 ? d.between(9, 40) : d.between(1, s.max_model_len);
+  p.max_tokens = u < 0.1    ? 1
+                 : u < 0.5  ? d.between(2, 8)
+                 : u < 0.85 ? d.between(9, 40)
+                 : u < 0.99 ? d.between(1, s.max_model_len)
+                            : std::numeric_limits<int32_t>::max();  // the context ends it
   if (d.chance(0.55)) {
     p.temperature = 0;
   } else {
@@ -68,7 +73,7 @@ sampling_params random_params(draw& d, const backend& b, const engine_shape& s) 
   if (d.chance(0.3))
     for (int i = d.between(1, 3); i > 0; --i) p.stop_token_ids.push_back(d.chance(0.6) ? d.between(0, 7) : d.between(0, b.vocab_size - 1));
   p.ignore_eos = d.chance(0.5);
-  if (d.chance(0.15)) p.min_tokens = d.between(1, p.max_tokens);
+  if (d.chance(0.15)) p.min_tokens = d.between(1, std::min(p.max_tokens, s.max_model_len));
   if (b.tok && d.chance(0.3)) {
     // Pieces of the vocabulary's own text, so they turn up in outputs now and then.
     for (int i = d.between(1, 2); i > 0; --i) {
@@ -167,7 +172,10 @@ plan generate(const backend& b, uint64_t seed) {
   s.prefix_caching = d.chance(0.8);
   s.policy = d.chance(0.4) ? scheduling_policy::priority : scheduling_policy::fcfs;
   if (d.chance(0.15)) s.long_prefill_token_threshold = d.between(1, s.max_num_batched_tokens);
-  if (d.chance(0.1)) s.long_request_threshold = d.between(1, 32);
+  if (d.chance(0.1)) {
+    s.long_request_threshold = d.between(1, 32);
+    s.long_max_fraction = d.between(1, 4) / 4.0;
+  }
   s.colliding_hash = s.prefix_caching && d.chance(0.15);
 
   const int32_t budget = s.max_num_batched_tokens;
@@ -202,7 +210,8 @@ plan generate(const backend& b, uint64_t seed) {
     earlier.push_back(a.prompt);
     a.params = random_params(d, b, s);
     a.n = d.chance(0.8) ? 1 : d.between(2, 4);
-    a.priority = d.between(-2, 2);
+    a.priority = d.chance(0.02) ? (d.chance(0.5) ? std::numeric_limits<int32_t>::min() : std::numeric_limits<int32_t>::max())
+                                : d.between(-2, 2);
     if (d.chance(0.1)) a.cache_salt = d.chance(0.5) ? "a" : "b";
     if (d.chance(0.03)) spoil(d, b, s, a);
     p.events.push_back(add);
@@ -222,7 +231,7 @@ plan generate(const backend& b, uint64_t seed) {
         abort.point = abort_point::mid_prefill;
       } else {
         abort.point = abort_point::after_outputs;
-        abort.num_outputs = d.between(1, std::max(1, a.params.max_tokens));
+        abort.num_outputs = d.between(1, std::max(1, std::min(a.params.max_tokens, s.max_model_len)));
       }
       p.events.push_back(abort);
     }
@@ -245,7 +254,8 @@ std::string describe(const plan& p) {
     << ", prefix caching " << (s.prefix_caching ? "on" : "off") << ", policy "
     << (s.policy == scheduling_policy::priority ? "priority" : "fcfs");
   if (s.long_prefill_token_threshold > 0) o << ", long_prefill_token_threshold " << s.long_prefill_token_threshold;
-  if (s.long_request_threshold > 0) o << ", long_request_threshold " << s.long_request_threshold;
+  if (s.long_request_threshold > 0)
+    o << ", long_request_threshold " << s.long_request_threshold << ", long_max_fraction " << s.long_max_fraction;
   if (s.colliding_hash) o << ", a block hash that collides";
   o << "\n";
   for (const event& e : p.events) {

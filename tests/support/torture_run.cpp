@@ -474,6 +474,7 @@ run_result runner::run() {
     ec.sched.policy = s_.policy;
     ec.sched.long_prefill_token_threshold = s_.long_prefill_token_threshold;
     ec.sched.long_request_threshold = s_.long_request_threshold;
+    ec.sched.long_max_fraction = s_.long_max_fraction;
     ec.kv.num_blocks = s_.num_blocks;
     ec.kv.block_size = s_.block_size;
     ec.kv.enable_prefix_caching = s_.prefix_caching;
