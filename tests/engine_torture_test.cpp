@@ -5,7 +5,10 @@
 //
 //   TORTURE_STEPS=N   each test runs plans until N steps ran (default: the counts below)
 //   TORTURE_SEED=S    each test runs the plan of seed S alone
-// A failing seed prints the smallest plan found that still fails, and the seed to replay.
+//   TORTURE_ISOLATE=1 each plan runs in a child process, so a crash shrinks like any other failure
+//                     (with TORTURE_SEED, in a process that runs one test: --gtest_filter)
+// A failing seed prints the smallest plan found that still fails, and the seed to replay; a crash prints
+// the seed it was running.
 
 #include <gtest/gtest.h>
 
@@ -64,12 +67,17 @@ int64_t steps_or(int64_t default_steps) {
 // Runs plans on `h` until `default_steps` steps ran (or TORTURE_STEPS, or only TORTURE_SEED's plan).
 soak_result run_torture(harness& h, int64_t default_steps, uint64_t first_seed) {
   const int64_t steps = steps_or(default_steps);
+  if (const char* s = std::getenv("TORTURE_ISOLATE"); s && *s && *s != '0') h.isolate_runs(true);
   bool only_one = false;
   if (const char* s = std::getenv("TORTURE_SEED"); s && *s) {
     first_seed = std::stoull(s);
     only_one = true;
   }
-  const soak_result r = soak(h, first_seed, steps, std::chrono::hours(24), only_one);
+  soak_result r = soak(h, first_seed, steps, std::chrono::hours(24), only_one);
+  if (!r.failure.empty()) {
+    const auto* test = ::testing::UnitTest::GetInstance()->current_test_info();
+    r.failure += " This test alone: --gtest_filter=" + std::string(test->test_suite_name()) + "." + test->name();
+  }
   const run_stats& s = r.stats;
   std::printf("%s: %lld plans, %lld steps, %lld requests (%lld refused, %lld aborted, %lld failed by a step, %lld "
               "stopped), %lld compared, %lld preemptions, %lld prompt tokens from the prefix cache\n",

@@ -203,6 +203,11 @@ public:
 
   run_result run(const plan& p);
 
+  // Runs each plan in a child process, so that a crash (a signal) is a failure like any other, and
+  // shrinks. NOTE: only for a process that has run no OpenMP region and no GPU work yet: neither libgomp's
+  // threads nor a CUDA context survive fork(). The models are made in each child.
+  void isolate_runs(bool on) { isolated_ = on; }
+
   // The smallest plan that fails the way `failing` does (the same kind of violation): events removed
   // in halves, then one by one, then simplified (shorter prompts, fewer tokens, no options), and the
   // limits relaxed, while it still fails. Stops after `budget`.
@@ -215,8 +220,10 @@ public:
 private:
   // The request run alone: a roomy engine, nothing else in it.
   const output& alone(const engine_shape& shape, const arrival& a, uint64_t seed);
+  run_result run_in_child(const plan& p);
 
   backend backend_;
+  bool isolated_ = false;
   std::map<std::string, std::unique_ptr<output>> alone_;
 };
 
@@ -228,6 +235,8 @@ struct soak_result {
 
 // Runs the plans of seeds first_seed, first_seed + 1, ... until num_steps steps ran or max_time passed
 // (only first_seed when only_one). The first failure is shrunk (for at most shrink_budget) and reported.
+// A crash in this process prints the seed it was running, and how to shrink it (TORTURE_ISOLATE=1), on
+// its way out.
 soak_result soak(harness& h, uint64_t first_seed, int64_t num_steps, std::chrono::seconds max_time, bool only_one,
                  std::chrono::seconds shrink_budget = std::chrono::seconds(60));
 

@@ -2,7 +2,9 @@
 // (tests/support/torture.hpp).
 
 #include <algorithm>
+#include <csignal>
 #include <cstdio>
+#include <cstring>
 #include <limits>
 #include <random>
 #include <sstream>
@@ -437,12 +439,41 @@ plan harness::shrink(const plan& failing, std::chrono::seconds budget, int* num_
   return best;
 }
 
+namespace {
+
+// What a crash prints on its way out: the seed that was running.
+char crash_note[512];
+size_t crash_note_size = 0;
+
+void on_crash(int sig) {
+  [[maybe_unused]] const auto written = ::write(2, crash_note, crash_note_size);
+  std::signal(sig, SIG_DFL);
+  std::raise(sig);
+}
+
+void note_seed(const std::string& backend, uint64_t seed) {
+  static const bool installed = [] {
+    for (int sig : {SIGFPE, SIGSEGV, SIGBUS, SIGILL, SIGABRT}) std::signal(sig, on_crash);
+    return true;
+  }();
+  (void)installed;
+  const int n = std::snprintf(crash_note, sizeof crash_note,
+                              "\nengine torture on %s: crashed while running seed %llu. Replay it with TORTURE_SEED=%llu, "
+                              "and shrink it with TORTURE_SEED=%llu TORTURE_ISOLATE=1 (each run in a child process).\n",
+                              backend.c_str(), static_cast<unsigned long long>(seed), static_cast<unsigned long long>(seed),
+                              static_cast<unsigned long long>(seed));
+  crash_note_size = n > 0 ? std::min(static_cast<size_t>(n), sizeof crash_note - 1) : 0;
+}
+
+} // namespace
+
 soak_result soak(harness& h, uint64_t first_seed, int64_t num_steps, std::chrono::seconds max_time, bool only_one,
                  std::chrono::seconds shrink_budget) {
   soak_result out;
   const auto start = std::chrono::steady_clock::now();
   for (uint64_t seed = first_seed;; ++seed) {
     const plan p = generate(h.config(), seed);
+    note_seed(h.config().name, seed);
     const run_result r = h.run(p);
     out.stats += r.stats;
     ++out.num_plans;

@@ -4,10 +4,15 @@
 
 #include <algorithm>
 #include <cmath>
+#include <csignal>
+#include <cstring>
 #include <numeric>
 #include <set>
 #include <sstream>
 #include <unordered_map>
+
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "kernels/cpu/sampler.hpp"
 #include "kernels/model.hpp"
@@ -656,7 +661,53 @@ const harness::output& harness::alone(const engine_shape& shape, const arrival& 
   return *slot;
 }
 
+run_result harness::run_in_child(const plan& p) {
+  int fds[2];
+  if (::pipe(fds) != 0) throw std::runtime_error(std::string("pipe: ") + std::strerror(errno));
+  std::fflush(stdout);
+  std::fflush(stderr);
+  const pid_t pid = ::fork();
+  if (pid < 0) throw std::runtime_error(std::string("fork: ") + std::strerror(errno));
+  if (pid == 0) {
+    ::close(fds[0]);
+    for (int sig : {SIGFPE, SIGSEGV, SIGBUS, SIGILL, SIGABRT}) std::signal(sig, SIG_DFL);
+    isolated_ = false;
+    const run_result r = run(p);
+    const run_stats& s = r.stats;
+    std::ostringstream o;
+    o << s.num_steps << " " << s.num_requests << " " << s.num_refused << " " << s.num_aborted << " " << s.num_failed << " "
+      << s.num_stopped << " " << s.num_preemptions << " " << s.num_cached_tokens << " " << s.num_compared << "\n"
+      << r.failure;
+    const std::string text = o.str();
+    for (size_t at = 0; at < text.size();) {
+      const ssize_t n = ::write(fds[1], text.data() + at, text.size() - at);
+      if (n <= 0) break;
+      at += static_cast<size_t>(n);
+    }
+    ::_exit(0);
+  }
+  ::close(fds[1]);
+  std::string text;
+  char buf[4096];
+  for (ssize_t n; (n = ::read(fds[0], buf, sizeof buf)) > 0;) text.append(buf, static_cast<size_t>(n));
+  ::close(fds[0]);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  if (WIFSIGNALED(status))
+    return {"crash: signal " + std::to_string(WTERMSIG(status)) + " (" + ::strsignal(WTERMSIG(status)) + ")", {}};
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || text.find('\n') == std::string::npos)
+    return {"crash: the child running the plan exited with status " + std::to_string(WEXITSTATUS(status)), {}};
+  run_result r;
+  std::istringstream in(text.substr(0, text.find('\n')));
+  run_stats& s = r.stats;
+  in >> s.num_steps >> s.num_requests >> s.num_refused >> s.num_aborted >> s.num_failed >> s.num_stopped >>
+      s.num_preemptions >> s.num_cached_tokens >> s.num_compared;
+  r.failure = text.substr(text.find('\n') + 1);
+  return r;
+}
+
 run_result harness::run(const plan& p) {
+  if (isolated_) return run_in_child(p);
   // The runs alone first: they use the same models, whose KV caches the plan's run must keep to itself.
   try {
     for (const event& e : p.events)
