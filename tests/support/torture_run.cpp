@@ -73,6 +73,8 @@ struct request_state {
   bool mid_prefill = false;  // the last step computed part of it and sampled nothing
   const harness::output* alone = nullptr;
   finish_reason reason = finish_reason::none;
+  std::string stop_string;
+  std::optional<int32_t> stop_token;
   bool aborted = false;
 
   void append(int32_t token) {
@@ -118,7 +120,7 @@ private:
   std::string abort(request_id id);
   std::string check_plan(const step_plan& plan);
   std::string shadow_step(const step_plan& plan, step_result& result);
-  std::string check_outputs(const step_plan& plan, const step_result& result, const std::vector<request_output>& outs,
+  std::string check_outputs(const step_result& result, const std::vector<request_output>& outs,
                             const std::set<request_id>& ended_in_flight);
   std::string check_finish(request_state& r, const request_output& o);
   std::string check_failed(const step_plan& plan, const std::vector<request_output>& outs);
@@ -292,7 +294,8 @@ std::string runner::check_against_reference(const request_state& r) {
       return "alone: " + name_of(id_of(r.label, r.copy)) + " produced tokens that differ from the same request run alone";
     if (!r.ended || r.aborted) return "";
     if (r.outputs.size() != want.size()) return "alone: " + name_of(id_of(r.label, r.copy)) + " ended earlier than run alone";
-    if (r.reason != r.alone->reason || r.text != r.alone->text)
+    if (r.reason != r.alone->reason || r.text != r.alone->text || r.stop_string != r.alone->stop_string ||
+        r.stop_token != r.alone->stop_token)
       return "alone: " + name_of(id_of(r.label, r.copy)) + " ended with another reason or text than run alone";
     ++stats_.num_compared;
     return "";
@@ -347,6 +350,8 @@ std::string runner::check_finish(request_state& r, const request_output& o) {
   const auto num = static_cast<int32_t>(r.outputs.size());
   const int32_t last = r.outputs.back();
   r.reason = o.reason;
+  r.stop_string = o.stop_string;
+  r.stop_token = o.stop_token;
   if (o.reason == finish_reason::length) {
     if (num != p.max_tokens && static_cast<int32_t>(r.prompt.size()) + num != s_.max_model_len)
       return who + "ended for length after " + std::to_string(num) + " tokens (max_tokens " + std::to_string(p.max_tokens) + ")";
@@ -375,7 +380,7 @@ std::string runner::check_finish(request_state& r, const request_output& o) {
   return check_against_reference(r);
 }
 
-std::string runner::check_outputs(const step_plan& plan, const step_result& result, const std::vector<request_output>& outs,
+std::string runner::check_outputs(const step_result& result, const std::vector<request_output>& outs,
                                   const std::set<request_id>& ended_in_flight) {
   const std::string step = "step " + std::to_string(step_) + ": ";
   std::unordered_map<request_id, int32_t> sampled;
@@ -415,7 +420,6 @@ std::string runner::check_outputs(const step_plan& plan, const step_result& resu
     if (std::string f = check_against_reference(r); !f.empty()) return f;
   }
   if (!sampled.empty()) return "output: " + step + name_of(sampled.begin()->first) + " sampled a token that no output carries";
-  (void)plan;
   return "";
 }
 
@@ -599,7 +603,7 @@ run_result runner::run() {
           return fail(f);
       } else {
         const std::vector<request_output> outs = core_->update(plan, result);
-        if (std::string f = check_outputs(plan, result, outs, ended_in_flight); !f.empty()) return fail(f);
+        if (std::string f = check_outputs(result, outs, ended_in_flight); !f.empty()) return fail(f);
       }
       if (std::string f = check_blocks(); !f.empty()) return fail(f);
       if (std::string f = fire_triggers(); !f.empty()) return fail(f);
@@ -657,7 +661,7 @@ const harness::output& harness::alone(const engine_shape& shape, const arrival& 
   const run_result res = r.run();
   if (!res.failure.empty()) throw std::runtime_error("the request run alone fails: " + res.failure);
   const request_state& st = r.requests.at(id_of(0, 0));
-  slot = std::make_unique<output>(output{st.outputs, st.text, st.reason, {}, {}});
+  slot = std::make_unique<output>(output{st.outputs, st.text, st.reason, st.stop_string, st.stop_token});
   return *slot;
 }
 
