@@ -5,9 +5,12 @@
 #include <csignal>
 #include <cstdio>
 #include <cstring>
+#include <iterator>
 #include <limits>
 #include <random>
 #include <sstream>
+
+#include <unistd.h>
 
 #include "runtime/tokenizer.hpp"
 #include "tests/support/torture.hpp"
@@ -451,29 +454,43 @@ void on_crash(int sig) {
   std::raise(sig);
 }
 
-void note_seed(const std::string& backend, uint64_t seed) {
-  static const bool installed = [] {
-    for (int sig : {SIGFPE, SIGSEGV, SIGBUS, SIGILL, SIGABRT}) std::signal(sig, on_crash);
-    return true;
-  }();
-  (void)installed;
-  const int n = std::snprintf(crash_note, sizeof crash_note,
-                              "\nengine torture on %s: crashed while running seed %llu. Replay it with TORTURE_SEED=%llu, "
-                              "and shrink it with TORTURE_SEED=%llu TORTURE_ISOLATE=1 (each run in a child process).\n",
-                              backend.c_str(), static_cast<unsigned long long>(seed), static_cast<unsigned long long>(seed),
-                              static_cast<unsigned long long>(seed));
-  crash_note_size = n > 0 ? std::min(static_cast<size_t>(n), sizeof crash_note - 1) : 0;
-}
+constexpr int crash_signals[] = {SIGFPE, SIGSEGV, SIGBUS, SIGILL, SIGABRT};
+
+// Reports crashes with crash_note while it lives, then puts the handlers it found back.
+class crash_reporter {
+public:
+  crash_reporter() {
+    for (size_t i = 0; i < std::size(crash_signals); ++i) previous_[i] = std::signal(crash_signals[i], on_crash);
+  }
+  ~crash_reporter() {
+    for (size_t i = 0; i < std::size(crash_signals); ++i) std::signal(crash_signals[i], previous_[i]);
+  }
+  crash_reporter(const crash_reporter&) = delete;
+  crash_reporter& operator=(const crash_reporter&) = delete;
+
+  void running(const std::string& backend, uint64_t seed) {
+    const unsigned long long s = seed;
+    const int n = std::snprintf(crash_note, sizeof crash_note,
+                                "\nengine torture on %s: crashed while running seed %llu. Replay it with TORTURE_SEED=%llu, "
+                                "and shrink it with TORTURE_SEED=%llu TORTURE_ISOLATE=1 (each run in a child process).\n",
+                                backend.c_str(), s, s, s);
+    crash_note_size = n > 0 ? std::min(static_cast<size_t>(n), sizeof crash_note - 1) : 0;
+  }
+
+private:
+  void (*previous_[std::size(crash_signals)])(int);
+};
 
 } // namespace
 
 soak_result soak(harness& h, uint64_t first_seed, int64_t num_steps, std::chrono::seconds max_time, bool only_one,
                  std::chrono::seconds shrink_budget) {
   soak_result out;
+  crash_reporter crashes;
   const auto start = std::chrono::steady_clock::now();
   for (uint64_t seed = first_seed;; ++seed) {
     const plan p = generate(h.config(), seed);
-    note_seed(h.config().name, seed);
+    crashes.running(h.config().name, seed);
     const run_result r = h.run(p);
     out.stats += r.stats;
     ++out.num_plans;

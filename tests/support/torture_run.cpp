@@ -674,7 +674,7 @@ run_result harness::run_in_child(const plan& p) {
   if (pid < 0) throw std::runtime_error(std::string("fork: ") + std::strerror(errno));
   if (pid == 0) {
     ::close(fds[0]);
-    for (int sig : {SIGFPE, SIGSEGV, SIGBUS, SIGILL, SIGABRT}) std::signal(sig, SIG_DFL);
+    for (int sig : {SIGFPE, SIGSEGV, SIGBUS, SIGILL, SIGABRT}) std::signal(sig, SIG_DFL);  // the parent reports
     isolated_ = false;
     const run_result r = run(p);
     const run_stats& s = r.stats;
