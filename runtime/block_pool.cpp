@@ -100,6 +100,36 @@ cache_entry_id block_pool::cache_block(int32_t block, const block_key& key, cach
   return cache_.insert(block, key, parent, tokens, salt);
 }
 
+std::string block_pool::check_consistency() const {
+  const auto name = [](int32_t b) { return "block " + std::to_string(b); };
+  std::vector<uint8_t> queued(ref_.size(), 0);
+  // Walks one queue: every block in it is free, matches the queue's kind, links back, and is queued once.
+  const auto walk = [&](const queue& q, bool cached, const char* what) -> std::string {
+    int32_t n = 0, prev = -1;
+    for (int32_t b = q.head; b >= 0; prev = b, b = next_[b]) {
+      if (b >= num_blocks()) return std::string(what) + " queue holds block id " + std::to_string(b);
+      if (queued[b]++) return name(b) + " is queued twice (or the " + what + " queue loops)";
+      if (prev_[b] != prev) return name(b) + " in the " + what + " queue links back to " + std::to_string(prev_[b]) +
+                                   ", not " + std::to_string(prev);
+      if (ref_[b] != 0) return name(b) + " is in the " + what + " queue with reference count " + std::to_string(ref_[b]);
+      if (cache_.contains(b) != cached)
+        return name(b) + " is in the " + what + " queue but is " + (cached ? "not " : "") + "registered";
+      ++n;
+    }
+    if (prev != q.tail) return std::string(what) + " queue ends at " + std::to_string(prev) + ", its tail is " + std::to_string(q.tail);
+    if (n != q.size) return std::string(what) + " queue holds " + std::to_string(n) + " blocks, its size says " + std::to_string(q.size);
+    return "";
+  };
+  if (std::string e = walk(plain_, false, "plain"); !e.empty()) return e;
+  if (std::string e = walk(cached_, true, "cached"); !e.empty()) return e;
+  for (int32_t b = 0; b < num_blocks(); ++b) {
+    if (ref_[b] < 0) return name(b) + " has reference count " + std::to_string(ref_[b]);
+    if (ref_[b] == 0 && !queued[b]) return name(b) + " is free but in no queue";
+  }
+  if (!caching_ && cache_.size() != 0) return "caching is off but " + std::to_string(cache_.size()) + " blocks are registered";
+  return cache_.check_consistency();
+}
+
 int32_t block_pool::ref_count(int32_t block) const {
   check_id(block, "ref_count");
   return ref_[block];

@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <optional>
 #include <span>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -62,6 +63,10 @@ public:
   int32_t ref_count(int32_t block) const;
   // Cached blocks evicted since construction.
   int64_t num_evictions() const { return num_evictions_; }
+
+  // For tests: "" when the reference counts, the free queues and the prefix cache agree with the
+  // NOTE above, else the first disagreement. O(num_blocks).
+  std::string check_consistency() const;
 
 private:
   // A queue threaded through next_/prev_ (a block is in at most one queue). -1: none.

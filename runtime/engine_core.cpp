@@ -5,7 +5,7 @@
 namespace troupe {
 
 engine_core::engine_core(const engine_config& config, const tokenizer* tok, uint64_t seed)
-    : config_(config), tokenizer_(tok), kv_(config.kv), scheduler_(config.sched, kv_), seeds_(seed) {}
+    : config_(config), tokenizer_(tok), kv_(config.kv, config.block_hash), scheduler_(config.sched, kv_), seeds_(seed) {}
 
 std::string engine_core::add(engine_request in) {
   const int32_t max_len = config_.sched.max_model_len;

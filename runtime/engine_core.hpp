@@ -67,6 +67,7 @@ struct engine_config {
   kv_cache_config kv;
   int32_t vocab_size = 0;
   std::vector<int32_t> eos_token_ids;
+  block_hash_fn block_hash = xxh3_block_hash;  // the prefix cache's; tests inject one that collides
 };
 
 class engine_core {

@@ -117,6 +117,28 @@ std::span<const int32_t> kv_cache_manager::block_table(request_id id) const {
   return it->second.blocks;
 }
 
+std::string kv_cache_manager::check_consistency() const {
+  std::vector<int32_t> held(static_cast<size_t>(pool_.num_blocks()), 0);
+  for (const auto& [id, r] : requests_) {
+    const int64_t needed = (r.num_tokens + block_size_ - 1) / block_size_;
+    if (static_cast<int64_t>(r.blocks.size()) != needed)
+      return "request " + std::to_string(id) + " holds " + std::to_string(r.blocks.size()) + " blocks for " +
+             std::to_string(r.num_tokens) + " tokens (" + std::to_string(needed) + " needed)";
+    if (r.num_cached_blocks > static_cast<int32_t>(r.blocks.size()))
+      return "request " + std::to_string(id) + " has " + std::to_string(r.num_cached_blocks) + " cached blocks of " +
+             std::to_string(r.blocks.size());
+    for (const int32_t b : r.blocks) {
+      if (b < 0 || b >= pool_.num_blocks()) return "request " + std::to_string(id) + " holds block id " + std::to_string(b);
+      ++held[b];
+    }
+  }
+  for (int32_t b = 0; b < pool_.num_blocks(); ++b)
+    if (held[b] != pool_.ref_count(b))
+      return "block " + std::to_string(b) + " has reference count " + std::to_string(pool_.ref_count(b)) + " but " +
+             std::to_string(held[b]) + " request tables hold it";
+  return pool_.check_consistency();
+}
+
 prefix_cache_stats kv_cache_manager::stats() const {
   prefix_cache_stats s = stats_;
   s.num_evicted_blocks = pool_.num_evictions();

@@ -89,6 +89,11 @@ public:
   prefix_cache_stats stats() const;
   const block_pool& pool() const { return pool_; }
 
+  // For tests: "" when every block's reference count is the number of request tables that hold it,
+  // each table has the blocks its tokens need, and the pool is consistent (block_pool's check), else
+  // the first disagreement. O(num_blocks + blocks held).
+  std::string check_consistency() const;
+
 private:
   struct request_blocks {
     std::vector<int32_t> blocks;

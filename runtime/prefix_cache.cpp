@@ -126,6 +126,19 @@ cache_entry_id prefix_cache::entry_of(int32_t block) const {
   return contains(block) ? entries_[block].id : no_entry;
 }
 
+std::string prefix_cache::check_consistency() const {
+  size_t num_registered = 0;
+  for (const entry& e : entries_) num_registered += e.id != no_entry ? 1 : 0;
+  if (num_registered != by_key_.size())
+    return "prefix cache: " + std::to_string(num_registered) + " registered blocks but " + std::to_string(by_key_.size()) +
+           " keys";
+  for (const auto& [key, block] : by_key_) {
+    if (!contains(block)) return "prefix cache: a key names block " + std::to_string(block) + ", which is not registered";
+    if (!(entries_[block].key == key)) return "prefix cache: block " + std::to_string(block) + " is named by another key";
+  }
+  return "";
+}
+
 const block_key& prefix_cache::key_of(int32_t block) const {
   if (!contains(block))
     throw std::logic_error("prefix_cache::key_of: block " + std::to_string(block) + " is not registered");

@@ -97,6 +97,10 @@ public:
   // Number of registered blocks.
   int32_t size() const { return static_cast<int32_t>(by_key_.size()); }
 
+  // For tests: "" when the key index and the entries agree (each key names one registered block
+  // that has that key, and every registered block is named), else the first disagreement.
+  std::string check_consistency() const;
+
 private:
   struct entry {
     cache_entry_id id = no_entry;  // no_entry: the block is not registered

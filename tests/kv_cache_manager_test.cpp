@@ -357,6 +357,7 @@ void run_random_traffic(const block_hash_fn& hash, int64_t min_hit_tokens) {
     for (const auto& [id, r] : running) num_table_entries += static_cast<int64_t>(kv.block_table(id).size());
     ASSERT_EQ(num_refs, num_table_entries);
     ASSERT_EQ(kv.num_free_blocks(), num_blocks - num_held);
+    ASSERT_EQ(kv.check_consistency(), "") << "step " << step;
   }
   EXPECT_GE(num_hit_tokens, min_hit_tokens);  // the traffic did exercise the cache
   for (const auto& [id, r] : running) kv.free(id);

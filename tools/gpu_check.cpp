@@ -9,11 +9,13 @@
 //    makes on the GPU machine (scripts/gpu/check.sh with LARGE=1; --no-ops --data that folder).
 // 3. The sampling op against sample_cpu (tools/gpu_check_sampling.cpp).
 // 4. A few timings at Qwen2.5-7B shapes (informative, no pass/fail).
+// 5. The engine torture test's plans on the CUDA backend for --torture-seconds (default 60; 0: none):
+//    tools/gpu_check_torture.cpp.
 //
 // Prints a table (op, dtype, shapes, error, tolerance, pass) and exits 1 when a check fails.
 //
-//   troupe_gpu_check [--data DIR] [--seed N] [--no-ops] [--no-models] [--no-timing]
-//                    [--sampling | --sampling-quick | --sampling-timing]
+//   troupe_gpu_check [--data DIR] [--seed N] [--no-ops] [--no-models] [--no-timing] [--torture-seconds S]
+//                    [--sampling | --sampling-quick | --sampling-timing | --torture]
 
 #include <algorithm>
 #include <chrono>
@@ -739,6 +741,7 @@ int main(int argc, char** argv) {
   fs::path data = "tests/data/reference";
   uint64_t seed = 1;
   bool models = true, timing = true, ops = true, sampling = true, quick_sampling = false;
+  double torture_seconds = 60;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--data" && i + 1 < argc) data = argv[++i];
@@ -749,10 +752,12 @@ int main(int argc, char** argv) {
     else if (a == "--sampling") ops = models = false;  // only the sampling checks and timings
     else if (a == "--sampling-quick") ops = models = timing = false, quick_sampling = true;  // small vocabularies
     else if (a == "--sampling-timing") ops = models = sampling = false;  // only the sampling timings
+    else if (a == "--torture-seconds" && i + 1 < argc) torture_seconds = std::stod(argv[++i]);
+    else if (a == "--torture") ops = models = sampling = timing = false;  // only the engine torture run
     else {
       std::fprintf(stderr,
-                   "usage: troupe_gpu_check [--data DIR] [--seed N] [--no-ops] [--no-models] [--no-timing] [--sampling | "
-                   "--sampling-quick | --sampling-timing]\n");
+                   "usage: troupe_gpu_check [--data DIR] [--seed N] [--no-ops] [--no-models] [--no-timing] "
+                   "[--torture-seconds S] [--sampling | --sampling-quick | --sampling-timing | --torture]\n");
       return 2;
     }
   }
@@ -789,6 +794,8 @@ int main(int argc, char** argv) {
         for (dtype t : {dtype::f32, dtype::bf16})
           guarded(("model " + dir.filename().string()).c_str(), [&] { check_model(c.gpu, dir, t); });
     }
+    if (torture_seconds > 0 && fs::exists(data / "llama_f32"))
+      guarded("engine torture", [&] { check_torture(c.gpu, data, seed, torture_seconds); });
     if (timing && ops) guarded("timings", [&] { timings(c.gpu); });
     if (timing) guarded("sample timings", [&] { time_sampling(c.gpu); });
   } catch (const std::exception& e) {

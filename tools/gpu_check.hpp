@@ -2,6 +2,7 @@
 // Shared by the parts of troupe_gpu_check (tools/gpu_check*.cpp): the results table, the random
 // source and the timer. NEEDS A GPU to run.
 
+#include <filesystem>
 #include <functional>
 #include <random>
 #include <span>
@@ -42,5 +43,9 @@ void check_op_rows(troupe::cuda_ops& gpu, troupe::dtype t);
 // the whole prompt's first greedy token. step_of(tokens, cached) builds a one-sequence step.
 void check_unsampled_steps(troupe::model& net, const std::string& label, troupe::dtype t, const std::vector<int32_t>& prompt,
                            const std::function<troupe::step_input(const std::vector<int32_t>&, int32_t)>& step_of);
+
+// tools/gpu_check_torture.cpp: the engine torture test's plans from first_seed on, for about `seconds`,
+// on the CUDA backend with data/llama_f32 in fp32.
+void check_torture(troupe::cuda_ops& gpu, const std::filesystem::path& data, uint64_t first_seed, double seconds);
 
 } // namespace gpu_check

@@ -1,0 +1,196 @@
+// The engine under seeded, random traffic (tests/support/torture.hpp): arrivals with prompts up to 4x
+// the step budget, n > 1, greedy and seeded sampling, stop strings and stop tokens, aborts before,
+// during and after prefill, shared prefixes, priorities, a KV cache that forces preemption, and limits
+// at their edges; every invariant checked after every step.
+//
+//   TORTURE_STEPS=N   each test runs plans until N steps ran (default: the counts below)
+//   TORTURE_SEED=S    each test runs the plan of seed S alone
+//   TORTURE_ISOLATE=1 each plan runs in a child process, so a crash shrinks like any other failure
+//                     (with TORTURE_SEED, in a process that runs one test: --gtest_filter)
+// A failing seed prints the smallest plan found that still fails, and the seed to replay; a crash prints
+// the seed it was running.
+
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <filesystem>
+
+#include <unistd.h>
+
+#include "kernels/cpu/cpu_ops.hpp"
+#include "runtime/random_model.hpp"
+#include "runtime/tokenizer.hpp"
+#include "tests/support/torture.hpp"
+
+using namespace troupe;
+using namespace troupe::torture;
+namespace fs = std::filesystem;
+
+namespace {
+
+fs::path reference_dir(const std::string& name) { return fs::path(TROUPE_TEST_DATA) / "reference" / name; }
+
+// A model as small as the built-in default model's kind gets (random weights, a trained byte-level BPE
+// tokenizer, so stop strings have text to stop on), in f32, made once per test program.
+const fs::path& tiny_model_with_tokenizer() {
+  static const fs::path dir = [] {
+    const fs::path d = fs::temp_directory_path() / ("troupe-torture-model-" + std::to_string(::getpid()));
+    make_model_options o;
+    o.hidden_size = 32;
+    o.num_layers = 2;
+    o.num_heads = 2;
+    o.num_kv_heads = 1;
+    o.intermediate_size = 64;
+    o.max_position_embeddings = 256;
+    o.dtype = "float32";
+    o.seed = 7;
+    write_random_model(o, d);
+    return d;
+  }();
+  return dir;
+}
+
+struct cleanup_tiny_model : ::testing::Environment {
+  void TearDown() override {
+    std::error_code ec;
+    fs::remove_all(fs::temp_directory_path() / ("troupe-torture-model-" + std::to_string(::getpid())), ec);
+  }
+};
+const auto* const cleanup = ::testing::AddGlobalTestEnvironment(new cleanup_tiny_model);
+
+// The steps each test runs: TORTURE_STEPS, else its default.
+int64_t steps_or(int64_t default_steps) {
+  if (const char* s = std::getenv("TORTURE_STEPS"); s && *s) return std::stoll(s);
+  return default_steps;
+}
+
+// Runs plans on `h` until `default_steps` steps ran (or TORTURE_STEPS, or only TORTURE_SEED's plan).
+soak_result run_torture(harness& h, int64_t default_steps, uint64_t first_seed) {
+  const int64_t steps = steps_or(default_steps);
+  if (const char* s = std::getenv("TORTURE_ISOLATE"); s && *s && *s != '0') h.isolate_runs(true);
+  bool only_one = false;
+  if (const char* s = std::getenv("TORTURE_SEED"); s && *s) {
+    first_seed = std::stoull(s);
+    only_one = true;
+  }
+  soak_result r = soak(h, first_seed, steps, std::chrono::hours(24), only_one);
+  if (!r.failure.empty()) {
+    const auto* test = ::testing::UnitTest::GetInstance()->current_test_info();
+    r.failure += " This test alone: --gtest_filter=" + std::string(test->test_suite_name()) + "." + test->name();
+  }
+  const run_stats& s = r.stats;
+  std::printf("%s: %lld plans, %lld steps, %lld requests (%lld refused, %lld aborted, %lld failed by a step, %lld "
+              "stopped), %lld compared, %lld preemptions, %lld prompt tokens from the prefix cache\n",
+              h.config().name.c_str(), static_cast<long long>(r.num_plans), static_cast<long long>(s.num_steps),
+              static_cast<long long>(s.num_requests), static_cast<long long>(s.num_refused),
+              static_cast<long long>(s.num_aborted), static_cast<long long>(s.num_failed), static_cast<long long>(s.num_stopped),
+              static_cast<long long>(s.num_compared), static_cast<long long>(s.num_preemptions),
+              static_cast<long long>(s.num_cached_tokens));
+  return r;
+}
+
+backend null_backend(std::string name, int32_t vocab_size, std::vector<int32_t> eos, const tokenizer* tok) {
+  backend b;
+  b.name = std::move(name);
+  b.vocab_size = vocab_size;
+  b.max_model_len = 512;
+  b.eos_token_ids = std::move(eos);
+  b.tok = tok;
+  b.block_sizes = {1, 2, 4, 16, 16, 16, 32};
+  b.max_num_batched_tokens = 512;
+  b.max_num_seqs = 256;
+  b.max_kv_tokens = 8192;
+  b.max_arrivals = 40;
+  return b;
+}
+
+} // namespace
+
+TEST(engine_torture, the_null_backend_keeps_every_invariant_over_thousands_of_steps) {
+  harness h(null_backend("null backend", 384, {2}, nullptr));
+  const soak_result r = run_torture(h, 40000, 1);
+  EXPECT_EQ(r.failure, "");
+  if (!std::getenv("TORTURE_SEED")) {
+    EXPECT_GE(r.stats.num_steps, steps_or(40000));
+    // The traffic reaches what it is meant to reach.
+    EXPECT_GT(r.stats.num_preemptions, 0);
+    EXPECT_GT(r.stats.num_aborted, 0);
+    EXPECT_GT(r.stats.num_refused, 0);
+    EXPECT_GT(r.stats.num_failed, 0);
+    EXPECT_GT(r.stats.num_cached_tokens, 0);
+  }
+}
+
+TEST(engine_torture, the_null_backend_with_a_tokenizer_ends_requests_on_stop_strings_as_they_end_alone) {
+  const tokenizer tok = tokenizer::from_file(tiny_model_with_tokenizer() / "tokenizer.json");
+  const model_config config = model_config::from_dir(tiny_model_with_tokenizer());
+  harness h(null_backend("null backend with a tokenizer", static_cast<int32_t>(config.vocab_size), config.eos_token_ids, &tok));
+  const soak_result r = run_torture(h, 15000, 1001);
+  EXPECT_EQ(r.failure, "");
+  if (!std::getenv("TORTURE_SEED")) {
+    EXPECT_GT(r.stats.num_stopped, 0);
+  }
+}
+
+TEST(engine_torture, the_cpu_model_gives_each_request_its_output_alone_under_any_traffic) {
+  cpu_ops cpu;
+  checkpoint_models models(cpu, reference_dir("llama_f32"), dtype::f32, model_room{});
+  harness h(models.make_backend("cpu llama_f32", {16, 16, 8, 32}));
+  const soak_result r = run_torture(h, 25000, 2001);
+  EXPECT_EQ(r.failure, "");
+  if (!std::getenv("TORTURE_SEED")) {
+    EXPECT_GE(r.stats.num_steps, steps_or(25000));
+    EXPECT_GT(r.stats.num_compared, 0);
+    EXPECT_GT(r.stats.num_preemptions, 0);
+  }
+}
+
+// What the GPU check does on CUDA (tools/gpu_check_torture.cpp), where batches change rounding: each greedy
+// token is checked against a reference model's logits for its history. On the CPU nothing rounds
+// differently, so the tolerance is 0.
+TEST(engine_torture, greedy_tokens_are_the_best_of_a_reference_models_logits_for_their_history) {
+  cpu_ops cpu;
+  checkpoint_models models(cpu, reference_dir("llama_f32"), dtype::f32, model_room{});
+  model_room one_sequence;
+  one_sequence.max_num_batched_tokens = 256;
+  one_sequence.max_num_seqs = 1;
+  one_sequence.max_kv_tokens = 256 + 64;
+  checkpoint_models reference(cpu, reference_dir("llama_f32"), dtype::f32, one_sequence);
+  backend b = models.make_backend("cpu llama_f32 against a reference", {16, 32});
+  b.reference_for = [&](int32_t block_size) { return reference.get(block_size); };
+  harness h(b);
+  const soak_result r = run_torture(h, 10000, 4001);
+  EXPECT_EQ(r.failure, "");
+  if (!std::getenv("TORTURE_SEED")) {
+    EXPECT_GT(r.stats.num_compared, 0);
+  }
+}
+
+TEST(engine_torture, the_cpu_model_with_a_tokenizer_stops_on_strings_as_it_would_alone) {
+  cpu_ops cpu;
+  checkpoint_models models(cpu, tiny_model_with_tokenizer(), dtype::f32, model_room{});
+  harness h(models.make_backend("cpu tiny model with a tokenizer", {16}));
+  const soak_result r = run_torture(h, 20000, 3001);
+  EXPECT_EQ(r.failure, "");
+}
+
+TEST(engine_torture, a_failing_plan_shrinks_to_the_events_that_make_it_fail_and_prints_its_seed) {
+  // A backend that breaks only when two sequences sample in one step: a request run alone never sees it.
+  backend b = null_backend("null backend that breaks with company", 384, {2}, nullptr);
+  b.fault = [](const step_plan&, step_result& result) {
+    if (result.tokens.size() >= 2) result.tokens[1] = (result.tokens[1] + 1) % 384;
+  };
+  harness h(b);
+  uint64_t seed = 1;
+  while (h.run(generate(b, seed)).failure.empty()) ++seed;
+  const soak_result r = soak(h, seed, 1, std::chrono::seconds(60), true);
+  ASSERT_NE(r.failure, "");
+  EXPECT_NE(r.failure.find("seed " + std::to_string(seed) + " fails: alone:"), std::string::npos) << r.failure;
+  EXPECT_NE(r.failure.find("Replay the seed with TORTURE_SEED=" + std::to_string(seed)), std::string::npos) << r.failure;
+  // Two requests must share a step: two adds (or one with n 2), nothing else.
+  const plan small = h.shrink(generate(b, seed), std::chrono::seconds(60));
+  int32_t requests = 0;
+  for (const event& e : small.events) requests += e.kind == event_kind::add ? e.add.n : 0;
+  EXPECT_EQ(requests, 2) << describe(small);
+  EXPECT_NE(h.run(small).failure, "");
+}

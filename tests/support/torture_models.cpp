@@ -1,0 +1,56 @@
+// A checkpoint's models for the torture harness (tests/support/torture.hpp).
+
+#include <algorithm>
+
+#include "kernels/model.hpp"
+#include "kernels/model_loader.hpp"
+#include "runtime/safetensors.hpp"
+#include "runtime/tokenizer.hpp"
+#include "tests/support/torture.hpp"
+
+namespace troupe::torture {
+
+checkpoint_models::checkpoint_models(ops& compute, std::filesystem::path dir, dtype type, model_room room)
+    : compute_(compute), dir_(std::move(dir)), type_(type), room_(room), config_(model_config::from_dir(dir_)) {
+  room_.max_model_len = static_cast<int32_t>(std::min<int64_t>(room_.max_model_len, config_.max_position_embeddings));
+  if (std::filesystem::exists(dir_ / "tokenizer.json"))
+    tok_ = std::make_unique<tokenizer>(tokenizer::from_file(dir_ / "tokenizer.json"));
+}
+
+checkpoint_models::~checkpoint_models() = default;
+
+model* checkpoint_models::get(int32_t block_size) {
+  auto& m = models_[block_size];
+  if (!m) {
+    const checkpoint ckpt = checkpoint::open(dir_);
+    model_limits limits;
+    limits.max_num_tokens = room_.max_num_batched_tokens;
+    limits.max_num_seqs = room_.max_num_seqs;
+    limits.max_model_len = room_.max_model_len;
+    limits.block_size = block_size;
+    limits.num_blocks = room_.max_kv_tokens / block_size;
+    m = std::make_unique<model>(config_, compute_, load_model_weights(config_, compute_, type_, checkpoint_weight_source(ckpt, config_)),
+                                type_, limits);
+    m->warm_up();
+  }
+  return m.get();
+}
+
+backend checkpoint_models::make_backend(std::string name, std::vector<int32_t> block_sizes) {
+  backend b;
+  b.name = std::move(name);
+  b.vocab_size = static_cast<int32_t>(config_.vocab_size);
+  b.max_model_len = room_.max_model_len;
+  b.eos_token_ids = config_.eos_token_ids;
+  if (tok_ && tok_->eos_id() && std::find(b.eos_token_ids.begin(), b.eos_token_ids.end(), *tok_->eos_id()) == b.eos_token_ids.end())
+    b.eos_token_ids.push_back(*tok_->eos_id());
+  b.tok = tok_.get();
+  b.block_sizes = std::move(block_sizes);
+  b.max_num_batched_tokens = room_.max_num_batched_tokens;
+  b.max_num_seqs = room_.max_num_seqs;
+  b.max_kv_tokens = room_.max_kv_tokens;
+  b.model_for = [this](int32_t block_size) { return get(block_size); };
+  return b;
+}
+
+} // namespace troupe::torture
