@@ -148,8 +148,10 @@ step_plan scheduler::schedule() {
     if (is_long(r)) ++num_running_long_;
     budget -= n;
   }
-  if (!plan.seqs.empty()) ++stats_.num_steps;
-  // Finished since the last plan, or preempted by this one: the shards drop them before running it.
+  // Finished since the last plan, or preempted by this one: the shards drop them before running it. An
+  // empty plan is never sent, so its releases wait for the next plan that is.
+  if (plan.seqs.empty()) return plan;
+  ++stats_.num_steps;
   plan.released = std::move(released_);
   released_.clear();
   return plan;

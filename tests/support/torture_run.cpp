@@ -570,7 +570,7 @@ run_result runner::run() {
                         std::to_string(core_->num_running()) + " running requests, and the engine schedules nothing");
           break;
         }
-        // As the scheduler actor does, a plan with no sequences goes nowhere (its releases with it).
+        // As the scheduler actor does, a plan with no sequences goes nowhere (its releases wait for the next).
         tick = std::max<int64_t>(tick + 1, p_.events[next].tick);
         continue;
       }
