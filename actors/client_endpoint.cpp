@@ -171,7 +171,7 @@ public:
     engine* e = ep_.engine_ptr.load();
     spdlog::info("native client: {} job(s) ended ({})", jobs_.size(), why);
     for (auto& [job_id, j] : jobs_) {
-      if (e) stop_completion_sink(*e, j.sink);  // the scheduler sees the sink go and aborts the request
+      if (e) stop_completion_sink(j.sink);  // the scheduler sees the sink go and aborts the request
       session_.end(job_id);
       --ep_.num_jobs;
     }
@@ -344,7 +344,7 @@ private:
     if (it == jobs_.end()) return;
     session_.end(job_id);
     --ep_.num_jobs;
-    stop_completion_sink(*ep_.engine_ptr.load(), it->second.sink);  // its request is over
+    stop_completion_sink(it->second.sink);  // its request is over
     jobs_.erase(it);
   }
 

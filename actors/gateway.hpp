@@ -1,7 +1,13 @@
 #pragma once
-// The HTTP gateway: an asynchronous HTTP/1.1 server (Boost.Beast on Asio, a few threads, keep-alive, SSE)
-// serving vLLM's OpenAI-compatible API over a troupe::engine. Each completion request gets a small sink
-// actor that submits it to the scheduler and posts its outputs back to the connection.
+// The HTTP gateway: an asynchronous HTTP/1.1 server (Boost.Beast's parser on Asio, a few I/O threads,
+// keep-alive, pipelining, SSE) serving vLLM's OpenAI-compatible API over a troupe::engine. Bodies are
+// parsed, validated, templated and tokenized on a small worker pool, never on the I/O threads. Each
+// completion request gets a small sink actor that submits it to the scheduler and posts its outputs
+// back to the connection, and an admission ticket whose slots go back however the request ends.
+//
+// The parts: gateway.cpp (listening, the connection cap, stopping), gateway_session.cpp (one HTTP/1.1
+// connection), gateway_routes.cpp (what each path answers), gateway_completion.cpp (a completion
+// request's life), gateway_request.cpp (planning a request and building its response).
 //
 // NOTE: neither Beast nor CAF appears here; both stay in actors/gateway*.cpp.
 
@@ -22,7 +28,10 @@ struct gateway_options {
   int32_t max_tokens_limit = 0;       // 0: none; a request asking for more is refused, one asking nothing gets this
   double request_timeout_s = 0;       // 0: none; a request running longer is aborted
   int32_t io_threads = 2;
+  int32_t parse_threads = 2;          // the pool that parses, validates and tokenizes bodies
   size_t max_body_bytes = 16 << 20;
+  size_t max_header_bytes = 16 << 10; // a request head over it is refused with 431
+  int64_t max_connections = 0;        // 0: what RLIMIT_NOFILE allows (default_max_connections)
   size_t max_stream_buffer = 256;     // SSE events queued for one slow client before it is cut off
 };
 
@@ -34,7 +43,8 @@ public:
   explicit gateway(const gateway_options& options);
   // Serves `e` from now on; `e` must outlive stop().
   void attach(engine& e);
-  // Closes the listener and every connection, and waits for the I/O threads.
+  // Closes the listener and every connection, aborts the requests they run (their slots go back), and
+  // waits for the I/O and parse threads.
   void stop();
   ~gateway();
   gateway(const gateway&) = delete;
@@ -43,7 +53,7 @@ public:
   uint16_t port() const;
   // From now on /health answers 503 and new completion requests are refused with 503.
   void begin_draining();
-  // Completion requests still in flight.
+  // Requests admitted and not ended yet: HTTP completions, and native jobs sharing admission().
   int64_t num_in_flight() const;
   // The API keys, tenants and queue this gateway admits requests by; the native client endpoint shares them,
   // so a tenant's rate and concurrency count across both.

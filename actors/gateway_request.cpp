@@ -265,7 +265,7 @@ sink_handle spawn_completion_sink(engine& e, const std::vector<engine_request>& 
   return ref;
 }
 
-void stop_completion_sink(engine&, const sink_handle& sink) {
+void stop_completion_sink(const sink_handle& sink) {
   if (sink && sink->actor) caf::anon_send_exit(sink->actor, caf::exit_reason::user_shutdown);
 }
 

@@ -61,7 +61,7 @@ using sink_handle = std::shared_ptr<sink_ref>;
 sink_handle spawn_completion_sink(engine& e, const std::vector<engine_request>& requests,
                                   std::weak_ptr<completion_listener> listener);
 // Stops the sink: the scheduler sees it go and aborts its unfinished requests.
-void stop_completion_sink(engine& e, const sink_handle& sink);
+void stop_completion_sink(const sink_handle& sink);
 
 // A finished output's reason as the APIs spell it: "stop", "length", "abort" or "error".
 std::string finish_reason_of(const request_output& o);

@@ -79,8 +79,8 @@ void run_serve(const serve_options& o) {
                http.num_in_flight(), o.shutdown_timeout);
   http.begin_draining();
   if (native) native->begin_draining();
-  // HTTP requests and native jobs alike.
-  auto in_flight = [&] { return http.num_in_flight() + (native ? native->num_jobs() : 0); };
+  // HTTP requests and native jobs alike: both hold tickets of the one admission controller.
+  auto in_flight = [&] { return http.num_in_flight(); };
   // Requests in flight get the timeout to finish, less a moment at the end in which those still running
   // are ended with an error that reaches their clients; then everything stops, within the timeout.
   using clock = std::chrono::steady_clock;
@@ -114,6 +114,10 @@ void register_serve(CLI::App& app) {
   cmd->add_option("--max-queue-len", o->http.admission.max_queue_len, "Waiting requests beyond this are refused with 429 (0: no cap)");
   cmd->add_option("--max-tokens-limit", o->http.max_tokens_limit, "Server-side cap on max_tokens (0: none)");
   cmd->add_option("--request-timeout", o->http.request_timeout_s, "Seconds a request may take before it is aborted (0: none)");
+  cmd->add_option("--max-connections", o->http.max_connections,
+                  "Open HTTP connections at most; past it the longest-idle one is closed, else 503 (0: what the "
+                  "descriptor limit allows, less a reserve)")
+      ->check(CLI::NonNegativeNumber);
   cmd->add_option("--max-stream-buffer", o->http.max_stream_buffer, "SSE events queued for a slow client before it is cut off")
       ->capture_default_str();
   cmd->add_option("--served-model-name", o->engine.served_model_name, "Model name in the API (default: --model)");

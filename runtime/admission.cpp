@@ -1,8 +1,10 @@
 #include "runtime/admission.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <fstream>
 #include <sstream>
+#include <utility>
 
 #include <nlohmann/json.hpp>
 
@@ -65,8 +67,9 @@ bool admission_controller::authorized(std::string_view api_key) const {
   return by_key_.empty() || by_key_.count(std::string(api_key));
 }
 
-std::optional<admission_refusal> admission_controller::admit(std::string_view api_key, int64_t cost, int32_t num_waiting,
-                                                             std::string& tenant_out, clock::time_point now) {
+std::optional<admission_refusal> admission_controller::admit(std::string_view api_key, int64_t cost, admission_ticket& ticket,
+                                                             clock::time_point now) {
+  ticket.release();
   std::string name = "default";
   if (!by_key_.empty()) {
     auto it = by_key_.find(std::string(api_key));
@@ -76,11 +79,11 @@ std::optional<admission_refusal> admission_controller::admit(std::string_view ap
                                "unauthorized", 0};
     name = it->second;
   }
-  if (config_.max_queue_len > 0 && num_waiting >= config_.max_queue_len)
-    return admission_refusal{429, "RateLimitError",
-                             "The server's queue is full (" + std::to_string(num_waiting) + " requests waiting); retry later",
-                             "queue_full", 1};
   std::lock_guard lock(mutex_);
+  if (config_.max_queue_len > 0 && num_queued_ >= config_.max_queue_len)
+    return admission_refusal{429, "RateLimitError",
+                             "The server's queue is full (" + std::to_string(num_queued_) + " requests waiting); retry later",
+                             "queue_full", 1};
   tenant_state& t = tenants_.at(name);
   if (t.config.max_concurrent > 0 && t.in_flight >= t.config.max_concurrent)
     return admission_refusal{429, "RateLimitError",
@@ -109,14 +112,68 @@ std::optional<admission_refusal> admission_controller::admit(std::string_view ap
     t.tokens -= static_cast<double>(cost);
   }
   ++t.in_flight;
-  tenant_out = name;
+  ++num_in_flight_;
+  ++num_queued_;
+  ticket.owner_ = this;
+  ticket.tenant_ = name;
+  ticket.queued_ = true;
   return std::nullopt;
 }
 
-void admission_controller::release(const std::string& tenant) {
+void admission_controller::leave_queue() {
   std::lock_guard lock(mutex_);
-  auto it = tenants_.find(tenant);
-  if (it != tenants_.end() && it->second.in_flight > 0) --it->second.in_flight;
+  --num_queued_;
+}
+
+void admission_controller::release(const std::string& tenant, bool queued) {
+  std::lock_guard lock(mutex_);
+  --tenants_.at(tenant).in_flight;
+  --num_in_flight_;
+  if (queued) --num_queued_;
+}
+
+admission_counts admission_controller::counts() const {
+  std::lock_guard lock(mutex_);
+  admission_counts c;
+  c.num_in_flight = num_in_flight_;
+  c.num_queued = num_queued_;
+  for (const auto& [name, t] : tenants_) c.tenant_in_flight.emplace_back(name, t.in_flight);
+  std::sort(c.tenant_in_flight.begin(), c.tenant_in_flight.end());
+  return c;
+}
+
+int64_t admission_controller::num_in_flight() const {
+  std::lock_guard lock(mutex_);
+  return num_in_flight_;
+}
+
+int64_t admission_controller::num_queued() const {
+  std::lock_guard lock(mutex_);
+  return num_queued_;
+}
+
+admission_ticket::admission_ticket(admission_ticket&& other) noexcept
+    : owner_(std::exchange(other.owner_, nullptr)), tenant_(std::move(other.tenant_)), queued_(std::exchange(other.queued_, false)) {}
+
+admission_ticket& admission_ticket::operator=(admission_ticket&& other) noexcept {
+  if (this != &other) {
+    release();
+    owner_ = std::exchange(other.owner_, nullptr);
+    tenant_ = std::move(other.tenant_);
+    queued_ = std::exchange(other.queued_, false);
+  }
+  return *this;
+}
+
+void admission_ticket::leave_queue() {
+  if (!owner_ || !queued_) return;
+  queued_ = false;
+  owner_->leave_queue();
+}
+
+void admission_ticket::release() {
+  if (!owner_) return;
+  std::exchange(owner_, nullptr)->release(tenant_, std::exchange(queued_, false));
 }
 
 } // namespace troupe

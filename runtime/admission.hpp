@@ -1,12 +1,13 @@
 #pragma once
 // Admission control at the gateway: who may send requests (API keys → tenants), how many tokens a
 // tenant may ask for per minute (a token bucket charged prompt + max_tokens), how many of its
-// requests may be in flight, and how long the engine's queue may grow. A refusal carries the HTTP
-// status, the OpenAI error type, a message saying what to do, and Retry-After.
+// requests may be in flight, and how many admitted requests may wait for their first output. A
+// refusal carries the HTTP status, the OpenAI error type, a message saying what to do, and
+// Retry-After. An admission is an admission_ticket: the slots go back when it is released or
+// destroyed, so no way a request ends can leak them.
 //
 // Thread-safe: the gateway's I/O threads call it concurrently.
 
-#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
@@ -29,7 +30,7 @@ struct tenant_config {
 struct admission_config {
   std::vector<tenant_config> tenants;  // keys of --tenants-file
   std::vector<std::string> api_keys;   // --api-key: each a tenant of its own, unlimited
-  int32_t max_queue_len = 0;           // 0: unlimited; waiting requests beyond it are refused (429)
+  int32_t max_queue_len = 0;           // 0: unlimited; admitted requests without output yet beyond it are refused (429)
 };
 
 // Reads a tenants file: {"tenants": [{"name": "a", "api_keys": ["k"], "tokens_per_minute": 60000,
@@ -44,6 +45,44 @@ struct admission_refusal {
   int retry_after_s = 0;  // 0: no Retry-After
 };
 
+class admission_controller;
+
+// The slots one admitted request holds: its place among the requests in flight, its tenant's
+// concurrency slot and a queue slot (until its first output). Move-only; each slot is given back
+// exactly once: by leave_queue() / release(), or by the destructor, whatever ends the request.
+// NOTE: the controller must outlive its tickets.
+class admission_ticket {
+public:
+  admission_ticket() = default;  // holds nothing
+  admission_ticket(admission_ticket&& other) noexcept;
+  admission_ticket& operator=(admission_ticket&& other) noexcept;
+  admission_ticket(const admission_ticket&) = delete;
+  admission_ticket& operator=(const admission_ticket&) = delete;
+  ~admission_ticket() { release(); }
+
+  // Whether it still holds its slots.
+  bool held() const { return owner_ != nullptr; }
+  // The tenant it was admitted for (kept after release).
+  const std::string& tenant() const { return tenant_; }
+  // The request has left the queue (its first output came): frees the queue slot; later calls do nothing.
+  void leave_queue();
+  // Frees every slot still held; later calls do nothing.
+  void release();
+
+private:
+  friend class admission_controller;
+  admission_controller* owner_ = nullptr;
+  std::string tenant_;
+  bool queued_ = false;
+};
+
+// The counters the slots add up to, for /metrics and tests: all zero when no request is in flight.
+struct admission_counts {
+  int64_t num_in_flight = 0;
+  int64_t num_queued = 0;
+  std::vector<std::pair<std::string, int64_t>> tenant_in_flight;  // every tenant, by name
+};
+
 class admission_controller {
 public:
   using clock = std::chrono::steady_clock;
@@ -52,24 +91,26 @@ public:
   // Whether auth is on (any key or tenant configured).
   bool requires_key() const { return !by_key_.empty(); }
 
-  // Decides on one request. On admission the tenant's bucket is charged and its in-flight count taken:
-  // call release() with the returned tenant name when the request ends.
-  // api_key: the Bearer token (empty when none); num_waiting: the engine's queue length now.
-  std::optional<admission_refusal> admit(std::string_view api_key, int64_t cost_tokens, int32_t num_waiting,
-                                         std::string& tenant_out, clock::time_point now = clock::now());
-  void release(const std::string& tenant);
+  // Decides on one request. On admission the tenant's bucket is charged and `ticket` takes the slots
+  // (in flight, the tenant's concurrency, the queue) until it is released or destroyed.
+  // api_key: the Bearer token (empty when none). A ticket already held is released first.
+  std::optional<admission_refusal> admit(std::string_view api_key, int64_t cost_tokens, admission_ticket& ticket,
+                                         clock::time_point now = clock::now());
 
   // Only the key check (for endpoints that cost no tokens, e.g. /v1/models).
   bool authorized(std::string_view api_key) const;
 
-  // The queue --max-queue-len caps: admitted requests, HTTP and native alike, that have no output yet.
-  // Pass num_queued() to admit(); enter_queue() on admission, leave_queue() once when the request
-  // produces output or ends.
-  void enter_queue() { ++num_queued_; }
-  void leave_queue() { --num_queued_; }
-  int32_t num_queued() const { return num_queued_; }
+  admission_counts counts() const;
+  // Requests admitted and not ended (HTTP requests and native jobs alike).
+  int64_t num_in_flight() const;
+  // Of those, the ones without output yet: the queue --max-queue-len caps.
+  int64_t num_queued() const;
 
 private:
+  friend class admission_ticket;
+  void leave_queue();
+  void release(const std::string& tenant, bool queued);
+
   struct tenant_state {
     tenant_config config;
     double tokens = 0;  // available in the bucket
@@ -79,8 +120,9 @@ private:
   admission_config config_;
   std::unordered_map<std::string, std::string> by_key_;  // api key -> tenant name
   std::unordered_map<std::string, tenant_state> tenants_;
-  std::mutex mutex_;
-  std::atomic<int32_t> num_queued_ = 0;
+  int64_t num_in_flight_ = 0;
+  int64_t num_queued_ = 0;  // admitted requests without output yet: what max_queue_len caps
+  mutable std::mutex mutex_;
 };
 
 } // namespace troupe

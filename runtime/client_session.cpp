@@ -35,29 +35,20 @@ std::variant<uint64_t, admission_refusal> client_session::admit(int32_t num_prom
   if (auto over = check_max_tokens_limit(max_tokens, limits_.max_tokens_limit))
     return admission_refusal{over->status, over->type, over->message, "too_long", 0};
   const int64_t cost = static_cast<int64_t>(num_prompt_tokens) + std::max(0, max_tokens);
-  std::string tenant;
-  if (auto refusal = admission_.admit(api_key_, cost, admission_.num_queued(), tenant)) return *refusal;
-  tenant_ = tenant;  // one key, one tenant: the same for every job of the connection
-  admission_.enter_queue();
+  admission_ticket ticket;
+  if (auto refusal = admission_.admit(api_key_, cost, ticket)) return *refusal;
   const uint64_t id = new_job_id();
-  jobs_.emplace(id, open_job{});
+  jobs_.emplace(id, std::move(ticket));
   return id;
 }
 
 void client_session::started(uint64_t job_id) {
   auto it = jobs_.find(job_id);
-  if (it == jobs_.end() || !it->second.queued) return;
-  it->second.queued = false;
-  admission_.leave_queue();
+  if (it != jobs_.end()) it->second.leave_queue();
 }
 
 bool client_session::end(uint64_t job_id) {
-  auto it = jobs_.find(job_id);
-  if (it == jobs_.end()) return false;
-  if (it->second.queued) admission_.leave_queue();
-  admission_.release(tenant_);
-  jobs_.erase(it);
-  return true;
+  return jobs_.erase(job_id) != 0;  // the ticket gives its slots back
 }
 
 void client_session::end_all() {

@@ -51,17 +51,13 @@ public:
   std::vector<uint64_t> open_jobs() const;
 
 private:
-  struct open_job {
-    bool queued = true;  // counted in the admission queue until its first output
-  };
   uint64_t new_job_id();
 
   admission_controller& admission_;
   client_session_limits limits_;
   bool authenticated_ = false;
   std::string api_key_;
-  std::string tenant_;
-  std::unordered_map<uint64_t, open_job> jobs_;
+  std::unordered_map<uint64_t, admission_ticket> jobs_;  // each open job's slots
   std::random_device random_;
 };
 

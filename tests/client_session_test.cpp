@@ -54,8 +54,8 @@ TEST(client_session, a_job_over_the_tenants_token_rate_is_refused_and_the_bucket
   client_session s(a, {});
   ASSERT_FALSE(s.authenticate("key-t"));
   admitted_id(s.admit(10, 50));  // 60 of 100 tokens
-  std::string tenant;
-  EXPECT_FALSE(a.admit("key-t", 30, 0, tenant));  // an HTTP request takes 30 more: 10 left
+  admission_ticket http_request;
+  EXPECT_FALSE(a.admit("key-t", 30, http_request));  // an HTTP request takes 30 more: 10 left
   EXPECT_EQ(refusal_of(s.admit(10, 50)), "Tenant 't' is over its token rate (100 tokens per minute); retry in 30 s");
 }
 
