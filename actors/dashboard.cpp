@@ -67,9 +67,11 @@ const std::string& dashboard_html() {
 <table><tr><td class="k" colspan="2">rejections by reason</td></tr><tbody id="reasons"></tbody></table>
 <script>
 const ms = v => v === null ? '–' : (v * 1000).toFixed(1) + ' ms';
+// Under --api-key the figures need the key: open the page as /dashboard#key=KEY (a fragment never leaves the browser).
+const key = new URLSearchParams(location.hash.slice(1)).get('key');
 async function tick() {
   try {
-    const s = await (await fetch('dashboard.json')).json();
+    const s = await (await fetch('dashboard.json', key ? {headers: {Authorization: 'Bearer ' + key}} : {})).json();
     document.getElementById('model').textContent = s.model;
     document.getElementById('window').textContent = '(last ' + s.window_seconds.toFixed(0) + ' s)';
     document.getElementById('ttft').textContent = ms(s.ttft_p50_s) + ' / ' + ms(s.ttft_p95_s);

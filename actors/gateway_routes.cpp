@@ -24,6 +24,7 @@ std::string http_session::api_key() const {
 bool http_session::refuse_at_head() {
   const auto answer = [&](const api_error& e, std::vector<header_field> extra = {}) {
     keep_alive_ = keep_alive_ && parser_->is_done();
+    parser_.reset();
     set_busy(true);
     respond_error(e, std::move(extra));
     return true;

@@ -157,6 +157,7 @@ void http_session::on_head() {
   const head_verdict v = check_request_head(head, route_.has_body);
   if (v.status != 0) {
     keep_alive_ = false;  // the body, if any, is not read
+    parser_.reset();
     set_busy(true);
     return respond(v.status, error_json(v.status, status_phrase(v.status), v.message));
   }
