@@ -103,7 +103,12 @@ bool gateway::impl::close_longest_idle_locked() {
   // Not idle any more as far as the table goes, so it is asked once. NOTE: until it has closed the
   // connections number one more than the cap; one that turned busy meanwhile stays open.
   connections.set_idle(*idle, false, connection_table::clock::now());
-  if (auto s = sessions[*idle].lock()) net::post(s->executor(), [s] { s->close_if_idle(); });
+  if (auto s = sessions[*idle].lock()) {
+    // NOTE: the reference moves into the handler: were it dropped here as the last one, the session's
+    // destructor would take connections_mutex, which this thread holds.
+    const auto ex = s->executor();
+    net::post(ex, [s = std::move(s)] { s->close_if_idle(); });
+  }
   return true;
 }
 

@@ -220,12 +220,13 @@ void http_session::arm_deadline(std::chrono::steady_clock::duration d) {
 
 namespace {
 
-std::string response_head(unsigned version, int status, std::string_view content_type, std::optional<size_t> content_length,
+// framing: "Content-Length: N", "Transfer-Encoding: chunked", or empty (the body ends with the connection).
+std::string response_head(unsigned version, int status, std::string_view content_type, std::string_view framing,
                           bool keep_alive, std::string_view extra) {
   std::string h = "HTTP/1.1 " + std::to_string(status) + " " +
                   std::string(http::obsolete_reason(static_cast<http::status>(status))) + "\r\nServer: troupe\r\n";
   if (!content_type.empty()) h += "Content-Type: " + std::string(content_type) + "\r\n";
-  h += content_length ? "Content-Length: " + std::to_string(*content_length) + "\r\n" : "Transfer-Encoding: chunked\r\n";
+  if (!framing.empty()) h += std::string(framing) + "\r\n";
   if (!keep_alive) h += "Connection: close\r\n";
   else if (version < 11) h += "Connection: keep-alive\r\n";
   h += extra;
@@ -239,7 +240,7 @@ void http_session::respond(int status, std::string body, std::string_view conten
   if (closed_) return;
   std::string fields;
   for (const header_field& f : extra) fields += std::string(f.name) + ": " + f.value + "\r\n";
-  send(response_head(version_, status, content_type, body.size(), keep_alive_, fields));
+  send(response_head(version_, status, content_type, "Content-Length: " + std::to_string(body.size()), keep_alive_, fields));
   if (!head_only_ && !body.empty()) send(std::move(body));
   response_queued();
 }
@@ -252,7 +253,7 @@ void http_session::begin_stream() {
   // HTTP/1.0 has no chunked coding: the stream's end is the connection's.
   chunked_ = version_ >= 11;
   if (!chunked_) keep_alive_ = false;
-  send(response_head(version_, 200, "text/event-stream", chunked_ ? std::nullopt : std::optional<size_t>(), keep_alive_,
+  send(response_head(version_, 200, "text/event-stream", chunked_ ? "Transfer-Encoding: chunked" : "", keep_alive_,
                      "Cache-Control: no-cache\r\n"));
 }
 

@@ -141,6 +141,19 @@ TEST(http_protocol, a_half_closed_client_still_gets_its_response_whole_or_stream
   EXPECT_TRUE(settles_at_zero(s));
 }
 
+TEST(http_protocol, an_http_1_0_client_gets_its_stream_unchunked_and_ended_by_the_close) {
+  server_process s;
+  raw_connection c(s.http_port());
+  const std::string body = R"({"prompt": "Hello", "max_tokens": 3, "ignore_eos": true, "stream": true})";
+  c.send("POST /v1/completions HTTP/1.0\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body);
+  auto r = c.read_response();
+  ASSERT_TRUE(r);
+  EXPECT_FALSE(r->has("transfer-encoding"));
+  EXPECT_EQ(r->header("connection"), "close");
+  EXPECT_EQ(r->body.rfind("data: {", 0), 0u) << r->body;
+  EXPECT_NE(r->body.find("\n\ndata: [DONE]\n\n"), std::string::npos) << r->body;
+}
+
 TEST(http_protocol, a_client_that_resets_mid_stream_has_its_request_aborted_and_its_slots_freed) {
   server_process s;
   raw_connection c(s.http_port());
