@@ -15,10 +15,7 @@
 #include "tests/support/server_process.hpp"
 
 using json = nlohmann::json;
-using troupe::testing::http_request;
-using troupe::testing::raw_connection;
-using troupe::testing::raw_response;
-using troupe::testing::server_process;
+using namespace troupe::testing;
 using namespace std::chrono_literals;
 
 namespace {
@@ -35,10 +32,7 @@ raw_response get(const server_process& s, const std::string& path, const std::st
 
 // The value of one series on /metrics ("troupe:x{model_name=\"troupe-default\"}"); -1 when absent.
 double metric(const server_process& s, const std::string& series, const std::string& headers = "") {
-  const std::string text = get(s, "/metrics", headers).body;
-  const size_t at = text.find("\n" + series + " ");
-  if (at == std::string::npos) return -1;
-  return std::stod(text.substr(at + series.size() + 2));
+  return metric_value(fetch(s.http_port(), "/metrics", headers), series);
 }
 
 // The tokens of "Hello", asked the plain way.

@@ -20,10 +20,7 @@
 #include "tests/support/server_process.hpp"
 
 using json = nlohmann::json;
-using troupe::testing::http_request;
-using troupe::testing::raw_connection;
-using troupe::testing::raw_response;
-using troupe::testing::server_process;
+using namespace troupe::testing;
 using namespace std::chrono_literals;
 namespace fs = std::filesystem;
 
@@ -142,18 +139,6 @@ void soak_round(uint16_t port, int round, int n, tally& t) {
   for (auto& c : clients) c.join();
 }
 
-std::string metrics(const server_process& s) {
-  raw_connection c(s.http_port());
-  c.send(http_request("GET", "/metrics", "", open_key));
-  auto r = c.read_response();
-  return r ? r->body : std::string();
-}
-
-double value(const std::string& text, const std::string& series) {
-  const size_t at = text.find("\n" + series + " ");
-  return at == std::string::npos ? -1 : std::stod(text.substr(at + series.size() + 2));
-}
-
 std::string labelled(const std::string& name, const std::string& more = "") {
   return name + "{model_name=\"troupe-default\"" + more + "}";
 }
@@ -162,10 +147,10 @@ std::string labelled(const std::string& name, const std::string& more = "") {
 std::string settled(const server_process& s) {
   std::string text;
   for (int i = 0; i < 300; ++i) {
-    text = metrics(s);
-    if (value(text, labelled("troupe:http_requests_in_flight")) == 0 && value(text, labelled("troupe:http_requests_queued")) == 0 &&
-        value(text, labelled("troupe:num_requests_running")) == 0 && value(text, labelled("troupe:num_requests_waiting")) == 0 &&
-        value(text, labelled("troupe:http_connections")) == 1)
+    text = fetch(s.http_port(), "/metrics", open_key);
+    const auto at = [&](const std::string& name) { return metric_value(text, labelled(name)); };
+    if (at("troupe:http_requests_in_flight") == 0 && at("troupe:http_requests_queued") == 0 &&
+        at("troupe:num_requests_running") == 0 && at("troupe:num_requests_waiting") == 0 && at("troupe:http_connections") == 1)
       break;
     std::this_thread::sleep_for(20ms);
   }
@@ -203,23 +188,23 @@ TEST(http_soak, thousands_of_requests_with_hostile_endings_leave_every_counter_a
   fs::remove(tenants);
 
   for (const std::string& what : t.surprises) ADD_FAILURE() << what;
-  EXPECT_EQ(value(text, labelled("troupe:http_requests_in_flight")), 0);
-  EXPECT_EQ(value(text, labelled("troupe:http_requests_queued")), 0);
-  EXPECT_EQ(value(text, labelled("troupe:tenant_requests_in_flight", ",tenant=\"capped\"")), 0);
-  EXPECT_EQ(value(text, labelled("troupe:tenant_requests_in_flight", ",tenant=\"open\"")), 0);
-  EXPECT_EQ(value(text, labelled("troupe:http_connections")), 1);  // the one asking
-  EXPECT_EQ(value(text, labelled("troupe:num_requests_running")), 0);
-  EXPECT_EQ(value(text, labelled("troupe:num_requests_waiting")), 0);
-  EXPECT_EQ(value(text, labelled("troupe:kv_cache_usage_perc")), 0);
+  EXPECT_EQ(metric_value(text, labelled("troupe:http_requests_in_flight")), 0);
+  EXPECT_EQ(metric_value(text, labelled("troupe:http_requests_queued")), 0);
+  EXPECT_EQ(metric_value(text, labelled("troupe:tenant_requests_in_flight", ",tenant=\"capped\"")), 0);
+  EXPECT_EQ(metric_value(text, labelled("troupe:tenant_requests_in_flight", ",tenant=\"open\"")), 0);
+  EXPECT_EQ(metric_value(text, labelled("troupe:http_connections")), 1);  // the one asking
+  EXPECT_EQ(metric_value(text, labelled("troupe:num_requests_running")), 0);
+  EXPECT_EQ(metric_value(text, labelled("troupe:num_requests_waiting")), 0);
+  EXPECT_EQ(metric_value(text, labelled("troupe:kv_cache_usage_perc")), 0);
   // Every hostile ending happened, and so did both kinds of 429.
   EXPECT_GT(t.count("timeout", 504), 0);
   EXPECT_GT(t.count("timeout", 200), 0);
   EXPECT_GT(t.count("reset_mid_stream", 0), 0);
   EXPECT_GT(t.count("reset_before_answer", 0), 0);
   EXPECT_GT(t.count("pipelined_garbage", 400), 0);
-  EXPECT_GT(value(text, labelled("troupe:request_rejected_total", ",reason=\"queue_full\"")), 0);
-  EXPECT_GT(value(text, labelled("troupe:request_rejected_total", ",reason=\"rate_limited\"")), 0);
-  EXPECT_GT(value(text, "troupe:request_success_total{finished_reason=\"abort\",model_name=\"troupe-default\"}"), 0);
+  EXPECT_GT(metric_value(text, labelled("troupe:request_rejected_total", ",reason=\"queue_full\"")), 0);
+  EXPECT_GT(metric_value(text, labelled("troupe:request_rejected_total", ",reason=\"rate_limited\"")), 0);
+  EXPECT_GT(metric_value(text, "troupe:request_success_total{finished_reason=\"abort\",model_name=\"troupe-default\"}"), 0);
   // Resident memory after the warm-up: flat within 4 MiB over 2,160 more requests (measured: 0.2 to 0.5
   // MiB, malloc's arenas settling). About 900 of them end badly; a leak of what one lost request holds
   // (its plan, builder, sink actor, queued events: several KiB) would pass the tolerance within a round.

@@ -177,4 +177,18 @@ inline std::string http_request(const std::string& method, const std::string& pa
   return r + "\r\n" + body;
 }
 
+// The body of GET `path` on a fresh connection (empty when no response comes).
+inline std::string fetch(uint16_t port, const std::string& path, const std::string& extra_headers = "") {
+  raw_connection c(port);
+  c.send(http_request("GET", path, "", extra_headers));
+  auto r = c.read_response();
+  return r ? r->body : std::string();
+}
+
+// The value of one series ("troupe:x{model_name=\"m\"}") in a /metrics text; -1 when absent.
+inline double metric_value(const std::string& text, const std::string& series) {
+  const size_t at = text.find("\n" + series + " ");
+  return at == std::string::npos ? -1 : std::stod(text.substr(at + series.size() + 2));
+}
+
 } // namespace troupe::testing
