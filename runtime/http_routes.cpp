@@ -27,7 +27,15 @@ constexpr std::array<route_entry, 10> routes = {{
 
 } // namespace
 
-std::string_view target_path(std::string_view target) { return target.substr(0, target.find_first_of("?#")); }
+std::string_view target_path(std::string_view target) {
+  // The absolute form ("http://host:8000/health", RFC 9112 3.2.2), which servers must accept too.
+  for (std::string_view scheme : {"http://", "https://"})
+    if (target.starts_with(scheme)) {
+      const size_t slash = target.find('/', scheme.size());
+      target = slash == std::string_view::npos ? "/" : target.substr(slash);
+    }
+  return target.substr(0, target.find_first_of("?#"));
+}
 
 route_match match_route(std::string_view method, std::string_view target) {
   const std::string_view path = target_path(target);

@@ -40,7 +40,7 @@ struct route_match {
 // The route for a method ("GET", as sent) and a request target (its query string is ignored).
 route_match match_route(std::string_view method, std::string_view target);
 
-// The path of a request target: up to '?' or '#'.
+// The path of a request target, origin form ("/v1/models?x") or absolute ("http://host/v1/models"): up to '?' or '#'.
 std::string_view target_path(std::string_view target);
 
 } // namespace troupe

@@ -33,6 +33,12 @@ TEST(http_routes, a_post_route_refuses_get_and_head_with_405_allow_post) {
   EXPECT_TRUE(post.has_body);
 }
 
+TEST(http_routes, an_absolute_target_names_the_same_route) {
+  EXPECT_EQ(match_route("GET", "http://troupe:8000/health").which, route::health);
+  EXPECT_EQ(target_path("https://troupe/v1/models?x=1"), "/v1/models");
+  EXPECT_EQ(target_path("http://troupe"), "/");
+}
+
 TEST(http_routes, an_unknown_path_is_404_whatever_the_method) {
   EXPECT_EQ(match_route("GET", "/v1/nothing").status, 404);
   EXPECT_EQ(match_route("POST", "/").status, 404);
