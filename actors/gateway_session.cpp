@@ -3,8 +3,6 @@
 
 #include "actors/gateway_session.hpp"
 
-#include <spdlog/spdlog.h>
-
 #include "runtime/openai_error.hpp"
 
 namespace troupe {
