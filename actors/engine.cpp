@@ -200,6 +200,11 @@ engine::impl::~impl() {
   for (auto& a : extra_actors) caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
   caf::anon_send_exit(scheduler, caf::exit_reason::user_shutdown);
   for (auto& s : shards) caf::anon_send_exit(s, caf::exit_reason::user_shutdown);
+  // NOTE: the scheduler and the shards use members destroyed before `system` (metrics, the tokenizer):
+  // they must have ended first. A message already in their mailboxes (a sink's down_msg aborting a
+  // request, sent as a gateway stopped) otherwise reached freed metrics (valgrind, 2026-12-04).
+  caf::scoped_actor self{system};
+  self->wait_for(scheduler, shards, extra_actors);
 }
 
 engine::engine(const engine_options& options) : impl_(std::make_unique<impl>(options)) {}

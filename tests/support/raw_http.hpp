@@ -126,13 +126,13 @@ public:
     return r;
   }
 
-  // Whether the server closes the connection (end of stream or reset) within `timeout`, no more bytes first.
+  // Whether the server ends the connection (end of stream or reset) within `timeout`; bytes that come
+  // before the end are read and kept.
   bool closed_by_server(std::chrono::milliseconds timeout = std::chrono::seconds(5)) {
     const auto deadline = std::chrono::steady_clock::now() + timeout;
-    const size_t before = buffer_.size();
     while (fill(deadline)) {
     }
-    return buffer_.size() == before && !timed_out_;
+    return !timed_out_;
   }
 
   // Reads whatever arrives until the first bytes are there (then returns true) or the deadline.
