@@ -22,8 +22,8 @@
 #include "launch/bench_client.hpp"
 #include "launch/commands.hpp"
 #include "launch/progress_bar.hpp"
-#include "runtime/bench_report.hpp"
-#include "runtime/bench_workload.hpp"
+#include "launch/bench/bench_report.hpp"
+#include "launch/bench/bench_workload.hpp"
 #include "runtime/error.hpp"
 #include "runtime/python_repr.hpp"
 

@@ -17,7 +17,7 @@
 #include <string_view>
 #include <vector>
 
-#include "runtime/bench_sse.hpp"
+#include "launch/bench/bench_sse.hpp"
 
 namespace troupe {
 

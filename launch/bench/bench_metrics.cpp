@@ -1,4 +1,4 @@
-#include "runtime/bench_metrics.hpp"
+#include "launch/bench/bench_metrics.hpp"
 
 #include <algorithm>
 #include <cmath>

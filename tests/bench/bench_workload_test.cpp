@@ -1,6 +1,6 @@
 // What `troupe bench serve` sends and when: random prompts and Poisson/gamma arrivals, fixed by the seed.
 
-#include "runtime/bench_workload.hpp"
+#include "launch/bench/bench_workload.hpp"
 
 #include <gtest/gtest.h>
 

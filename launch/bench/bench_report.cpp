@@ -1,4 +1,4 @@
-#include "runtime/bench_report.hpp"
+#include "launch/bench/bench_report.hpp"
 
 #include <algorithm>
 #include <cmath>

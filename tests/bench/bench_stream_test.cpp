@@ -1,8 +1,8 @@
 // What `troupe bench serve` reads from an event stream: SSE framing cut at any byte, and the TTFT, ITL,
 // latency and token counts of one streamed completion.
 
-#include "runtime/bench_sse.hpp"
-#include "runtime/bench_stream.hpp"
+#include "launch/bench/bench_sse.hpp"
+#include "launch/bench/bench_stream.hpp"
 
 #include <gtest/gtest.h>
 

@@ -1,4 +1,4 @@
-#include "runtime/bench_workload.hpp"
+#include "launch/bench/bench_workload.hpp"
 
 #include <cmath>
 

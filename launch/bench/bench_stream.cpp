@@ -1,4 +1,4 @@
-#include "runtime/bench_stream.hpp"
+#include "launch/bench/bench_stream.hpp"
 
 #include <nlohmann/json.hpp>
 

@@ -1,7 +1,7 @@
 // The figures of `troupe bench serve`: numpy's percentiles, vLLM's TPOT/ITL/E2EL, and vLLM's report text.
 
-#include "runtime/bench_metrics.hpp"
-#include "runtime/bench_report.hpp"
+#include "launch/bench/bench_metrics.hpp"
+#include "launch/bench/bench_report.hpp"
 
 #include <gtest/gtest.h>
 

@@ -1,4 +1,4 @@
-#include "runtime/bench_sse.hpp"
+#include "launch/bench/bench_sse.hpp"
 
 namespace troupe {
 

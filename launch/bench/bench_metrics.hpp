@@ -13,7 +13,7 @@
 #include <string>
 #include <vector>
 
-#include "runtime/bench_stream.hpp"
+#include "launch/bench/bench_stream.hpp"
 
 namespace troupe {
 

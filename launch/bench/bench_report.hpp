@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "runtime/bench_metrics.hpp"
+#include "launch/bench/bench_metrics.hpp"
 
 namespace troupe {
 
