@@ -15,7 +15,7 @@
 #include "actors/engine_impl.hpp"
 #include "actors/gateway_request.hpp"
 #include "client/wire.hpp"
-#include "runtime/client_session.hpp"
+#include "runtime/gateway/client_session.hpp"
 #include "runtime/error.hpp"
 
 namespace troupe {

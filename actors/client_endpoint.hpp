@@ -1,7 +1,7 @@
 #pragma once
 // The server side of the native client API (client/troupe/client.hpp, protocol in client/wire.hpp): a TCP
 // listener with its own I/O thread. Each connection authenticates in its handshake and its jobs pass the
-// same admission as HTTP requests (runtime/client_session); each job is submitted to the scheduler through
+// same admission as HTTP requests (runtime/gateway/client_session); each job is submitted to the scheduler through
 // a sink actor, and its outputs go back to its connection only. A client that sends anything malformed or
 // oversized is dropped; a client that disconnects has its jobs aborted.
 //
@@ -12,7 +12,7 @@
 #include <string>
 
 #include "actors/engine.hpp"
-#include "runtime/admission.hpp"
+#include "runtime/gateway/admission.hpp"
 
 namespace troupe {
 

@@ -5,7 +5,7 @@
 
 #include <string>
 
-#include "runtime/engine_metrics.hpp"
+#include "runtime/engine/engine_metrics.hpp"
 
 namespace troupe {
 

@@ -14,9 +14,9 @@
 #include "kernels/backend_factory.hpp"
 #include "kernels/model_loader.hpp"
 #include "runtime/error.hpp"
-#include "runtime/memory_plan.hpp"
-#include "runtime/random_model.hpp"
-#include "runtime/safetensors.hpp"
+#include "runtime/model/memory_plan.hpp"
+#include "runtime/model/random_model.hpp"
+#include "runtime/model/safetensors.hpp"
 
 namespace troupe {
 namespace fs = std::filesystem;

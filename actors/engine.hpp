@@ -11,11 +11,11 @@
 #include <string>
 #include <vector>
 
-#include "runtime/engine_core.hpp"
-#include "runtime/engine_metrics.hpp"
-#include "runtime/model_config.hpp"
-#include "runtime/sampling_params.hpp"
-#include "runtime/tokenizer.hpp"
+#include "runtime/engine/engine_core.hpp"
+#include "runtime/engine/engine_metrics.hpp"
+#include "runtime/model/model_config.hpp"
+#include "runtime/engine/sampling_params.hpp"
+#include "runtime/tokenizer/tokenizer.hpp"
 
 namespace troupe {
 

@@ -6,7 +6,7 @@
 
 #include "actors/engine.hpp"
 #include "actors/protocol.hpp"
-#include "runtime/chat_template.hpp"
+#include "runtime/chat/chat_template.hpp"
 
 namespace troupe {
 

@@ -17,7 +17,7 @@
 #include <vector>
 
 #include "actors/engine.hpp"
-#include "runtime/admission.hpp"
+#include "runtime/gateway/admission.hpp"
 
 namespace troupe {
 

@@ -9,9 +9,9 @@
 #include <vector>
 
 #include "actors/engine.hpp"
-#include "runtime/openai_error.hpp"
-#include "runtime/openai_request.hpp"
-#include "runtime/openai_response.hpp"
+#include "runtime/openai/openai_error.hpp"
+#include "runtime/openai/openai_request.hpp"
+#include "runtime/openai/openai_response.hpp"
 
 namespace troupe {
 

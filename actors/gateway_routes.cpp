@@ -7,7 +7,7 @@
 #include "actors/dashboard.hpp"
 #include "actors/engine_impl.hpp"
 #include "actors/gateway_session.hpp"
-#include "runtime/gateway_metrics.hpp"
+#include "runtime/gateway/gateway_metrics.hpp"
 
 namespace troupe {
 

@@ -3,7 +3,7 @@
 
 #include "actors/gateway_session.hpp"
 
-#include "runtime/openai_error.hpp"
+#include "runtime/openai/openai_error.hpp"
 
 namespace troupe {
 namespace {

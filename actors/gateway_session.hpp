@@ -29,9 +29,9 @@
 
 #include "actors/gateway.hpp"
 #include "actors/gateway_request.hpp"
-#include "runtime/connection_table.hpp"
-#include "runtime/http_request_head.hpp"
-#include "runtime/http_routes.hpp"
+#include "runtime/gateway/connection_table.hpp"
+#include "runtime/gateway/http_request_head.hpp"
+#include "runtime/gateway/http_routes.hpp"
 
 namespace troupe {
 

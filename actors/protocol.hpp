@@ -11,8 +11,8 @@
 
 #include <caf/all.hpp>
 
-#include "runtime/engine_core.hpp"
-#include "runtime/step_plan.hpp"
+#include "runtime/engine/engine_core.hpp"
+#include "runtime/engine/step_plan.hpp"
 
 namespace troupe {
 

@@ -8,7 +8,7 @@
 
 #include "fuzz/fuzz_check.hpp"
 #include "runtime/error.hpp"
-#include "runtime/safetensors.hpp"
+#include "runtime/model/safetensors.hpp"
 
 #include <cstdint>
 #include <cstdio>

@@ -3,7 +3,7 @@
 
 #include "fuzz/fuzz_check.hpp"
 #include "runtime/error.hpp"
-#include "runtime/safetensors_detail.hpp"
+#include "runtime/model/safetensors_detail.hpp"
 
 #include <cstdint>
 #include <cstring>

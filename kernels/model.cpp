@@ -6,7 +6,7 @@
 #include <cstring>
 
 #include "runtime/error.hpp"
-#include "runtime/rope_table.hpp"
+#include "runtime/model/rope_table.hpp"
 
 namespace troupe {
 namespace {

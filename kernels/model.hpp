@@ -8,9 +8,9 @@
 
 #include "kernels/ops.hpp"
 #include "kernels/sampling_inputs.hpp"
-#include "runtime/model_config.hpp"
-#include "runtime/step_input.hpp"
-#include "runtime/weight_names.hpp"
+#include "runtime/model/model_config.hpp"
+#include "runtime/engine/step_input.hpp"
+#include "runtime/model/weight_names.hpp"
 
 namespace troupe {
 

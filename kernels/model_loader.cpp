@@ -3,7 +3,7 @@
 #include <set>
 
 #include "runtime/error.hpp"
-#include "runtime/safetensors.hpp"
+#include "runtime/model/safetensors.hpp"
 
 namespace troupe {
 

@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "kernels/model.hpp"
-#include "runtime/step_plan.hpp"
+#include "runtime/engine/step_plan.hpp"
 
 namespace troupe {
 

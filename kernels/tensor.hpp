@@ -10,7 +10,7 @@
 #include <memory>
 #include <string>
 
-#include "runtime/dtype.hpp"
+#include "runtime/model/dtype.hpp"
 
 namespace troupe {
 

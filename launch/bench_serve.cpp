@@ -1,7 +1,7 @@
 // `troupe bench serve`: drives a running OpenAI-compatible server (troupe's or vLLM's) as vLLM's
 // `vllm bench serve` does (its flags, its random dataset, its report and result JSON): random token-id
 // prompts sent as streamed completions at a request rate, measuring TTFT, TPOT, ITL and end-to-end
-// latency from the event stream. The figures are in runtime/bench_metrics.hpp, the HTTP client in
+// latency from the event stream. The figures are in launch/bench/bench_metrics.hpp, the HTTP client in
 // launch/bench_client.cpp.
 
 #include <algorithm>
@@ -25,7 +25,7 @@
 #include "launch/bench/bench_report.hpp"
 #include "launch/bench/bench_workload.hpp"
 #include "runtime/error.hpp"
-#include "runtime/python_repr.hpp"
+#include "runtime/openai/python_repr.hpp"
 
 namespace troupe {
 namespace {

@@ -1,10 +1,10 @@
-// `troupe make-model`: flags for runtime/random_model.
+// `troupe make-model`: flags for runtime/model/random_model.
 
 #include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
 
 #include "launch/commands.hpp"
-#include "runtime/random_model.hpp"
+#include "runtime/model/random_model.hpp"
 
 namespace troupe {
 

@@ -11,7 +11,7 @@
 #include "kernels/model.hpp"
 #include "kernels/model_loader.hpp"
 #include "runtime/error.hpp"
-#include "runtime/safetensors.hpp"
+#include "runtime/model/safetensors.hpp"
 #include "tests/support/reference_model.hpp"
 
 using namespace troupe;

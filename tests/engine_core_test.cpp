@@ -11,8 +11,8 @@
 #include "kernels/model.hpp"
 #include "kernels/model_loader.hpp"
 #include "kernels/model_runner.hpp"
-#include "runtime/engine_core.hpp"
-#include "runtime/safetensors.hpp"
+#include "runtime/engine/engine_core.hpp"
+#include "runtime/model/safetensors.hpp"
 
 using namespace troupe;
 

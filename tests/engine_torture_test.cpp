@@ -18,8 +18,8 @@
 #include <unistd.h>
 
 #include "kernels/cpu/cpu_ops.hpp"
-#include "runtime/random_model.hpp"
-#include "runtime/tokenizer.hpp"
+#include "runtime/model/random_model.hpp"
+#include "runtime/tokenizer/tokenizer.hpp"
 #include "tests/support/torture.hpp"
 
 using namespace troupe;

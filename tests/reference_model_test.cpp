@@ -13,7 +13,7 @@
 #include "kernels/model.hpp"
 #include "kernels/model_loader.hpp"
 #include "runtime/error.hpp"
-#include "runtime/safetensors.hpp"
+#include "runtime/model/safetensors.hpp"
 
 using namespace troupe;
 namespace fs = std::filesystem;

@@ -15,7 +15,7 @@
 #include "kernels/model.hpp"
 #include "kernels/model_loader.hpp"
 #include "kernels/sampling_inputs.hpp"
-#include "runtime/safetensors.hpp"
+#include "runtime/model/safetensors.hpp"
 #include "tests/support/reference_model.hpp"
 
 using namespace troupe;

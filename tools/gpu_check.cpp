@@ -39,7 +39,7 @@
 #include "kernels/model.hpp"
 #include "kernels/model_loader.hpp"
 #include "kernels/sampling_inputs.hpp"
-#include "runtime/safetensors.hpp"
+#include "runtime/model/safetensors.hpp"
 #include "tools/gpu_check.hpp"
 
 using namespace troupe;

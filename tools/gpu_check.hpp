@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "kernels/cuda/cuda_ops.hpp"
-#include "runtime/step_input.hpp"
+#include "runtime/engine/step_input.hpp"
 
 namespace troupe {
 class model;

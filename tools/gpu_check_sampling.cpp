@@ -18,7 +18,7 @@
 
 #include "kernels/cpu/sampler.hpp"
 #include "kernels/sampling_inputs.hpp"
-#include "runtime/dtype.hpp"
+#include "runtime/model/dtype.hpp"
 #include "tools/gpu_check.hpp"
 
 using namespace troupe;

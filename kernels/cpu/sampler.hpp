@@ -32,7 +32,7 @@
 #include <span>
 #include <vector>
 
-#include "runtime/sampling_params.hpp"
+#include "runtime/engine/sampling_params.hpp"
 
 namespace troupe {
 

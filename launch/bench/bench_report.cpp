@@ -6,7 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "runtime/python_repr.hpp"
+#include "runtime/openai/python_repr.hpp"
 
 namespace troupe {
 

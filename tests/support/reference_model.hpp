@@ -9,7 +9,7 @@
 
 #include "kernels/model.hpp"
 #include "kernels/model_loader.hpp"
-#include "runtime/safetensors.hpp"
+#include "runtime/model/safetensors.hpp"
 
 namespace troupe::testing {
 

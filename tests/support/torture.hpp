@@ -39,12 +39,12 @@
 #include <string>
 #include <vector>
 
-#include "runtime/sampling_params.hpp"
-#include "runtime/scheduler.hpp"
-#include "runtime/step_plan.hpp"
+#include "runtime/engine/sampling_params.hpp"
+#include "runtime/engine/scheduler.hpp"
+#include "runtime/engine/step_plan.hpp"
 
-#include "runtime/dtype.hpp"
-#include "runtime/model_config.hpp"
+#include "runtime/model/dtype.hpp"
+#include "runtime/model/model_config.hpp"
 
 namespace troupe {
 class model;

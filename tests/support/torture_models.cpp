@@ -4,8 +4,8 @@
 
 #include "kernels/model.hpp"
 #include "kernels/model_loader.hpp"
-#include "runtime/safetensors.hpp"
-#include "runtime/tokenizer.hpp"
+#include "runtime/model/safetensors.hpp"
+#include "runtime/tokenizer/tokenizer.hpp"
 #include "tests/support/torture.hpp"
 
 namespace troupe::torture {

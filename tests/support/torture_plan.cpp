@@ -12,7 +12,7 @@
 
 #include <unistd.h>
 
-#include "runtime/tokenizer.hpp"
+#include "runtime/tokenizer/tokenizer.hpp"
 #include "tests/support/torture.hpp"
 
 namespace troupe::torture {

@@ -17,8 +17,8 @@
 #include "kernels/cpu/sampler.hpp"
 #include "kernels/model.hpp"
 #include "kernels/model_runner.hpp"
-#include "runtime/engine_core.hpp"
-#include "runtime/tokenizer.hpp"
+#include "runtime/engine/engine_core.hpp"
+#include "runtime/tokenizer/tokenizer.hpp"
 #include "tests/support/torture.hpp"
 
 namespace troupe::torture {

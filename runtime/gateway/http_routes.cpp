@@ -1,0 +1,57 @@
+#include "runtime/gateway/http_routes.hpp"
+
+#include <array>
+
+namespace troupe {
+namespace {
+
+struct route_entry {
+  std::string_view path;
+  route which;
+  bool post;  // else GET (and HEAD)
+  bool needs_key;
+};
+
+constexpr std::array<route_entry, 10> routes = {{
+    {"/health", route::health, false, false},
+    {"/version", route::version, false, false},
+    {"/v1/models", route::models, false, true},
+    {"/metrics", route::metrics, false, true},
+    {"/dashboard", route::dashboard, false, false},
+    {"/dashboard.json", route::dashboard_json, false, true},
+    {"/tokenize", route::tokenize, true, true},
+    {"/detokenize", route::detokenize, true, true},
+    {"/v1/completions", route::completions, true, true},
+    {"/v1/chat/completions", route::chat_completions, true, true},
+}};
+
+} // namespace
+
+std::string_view target_path(std::string_view target) {
+  // The absolute form ("http://host:8000/health", RFC 9112 3.2.2), which servers must accept too.
+  for (std::string_view scheme : {"http://", "https://"})
+    if (target.starts_with(scheme)) {
+      const size_t slash = target.find('/', scheme.size());
+      target = slash == std::string_view::npos ? "/" : target.substr(slash);
+    }
+  return target.substr(0, target.find_first_of("?#"));
+}
+
+route_match match_route(std::string_view method, std::string_view target) {
+  const std::string_view path = target_path(target);
+  route_match m;
+  for (const route_entry& r : routes) {
+    if (r.path != path) continue;
+    m.which = r.which;
+    m.needs_key = r.needs_key;
+    m.has_body = r.post;
+    m.allow = r.post ? "POST" : "GET, HEAD";
+    const bool ok = r.post ? method == "POST" : method == "GET" || method == "HEAD";
+    m.status = ok ? 200 : 405;
+    m.head = ok && method == "HEAD";
+    return m;
+  }
+  return m;
+}
+
+} // namespace troupe

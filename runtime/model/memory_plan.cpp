@@ -1,0 +1,66 @@
+#include "runtime/model/memory_plan.hpp"
+
+#include <algorithm>
+#include <cstdio>
+
+#include "runtime/error.hpp"
+
+namespace troupe {
+namespace {
+
+std::string fraction(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.2f", v);
+  return buf;
+}
+
+int64_t cap(int64_t total, double utilization) { return static_cast<int64_t>(utilization * double(total)); }
+
+} // namespace
+
+std::string gib(int64_t bytes) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.2f GiB", double(bytes) / double(int64_t{1} << 30));
+  return buf;
+}
+
+void check_weights_fit(int64_t weight_bytes, const std::string& dtype_name, int64_t free, int64_t total,
+                       double utilization) {
+  if (!(utilization > 0 && utilization <= 1)) throw user_error("--gpu-memory-utilization must be in (0, 1]");
+  // What the cap leaves: the cap less what is already in use (other processes, the CUDA context).
+  const int64_t room = std::min(free, cap(total, utilization) - (total - free));
+  if (weight_bytes <= room) return;
+  throw user_error("the weights take " + gib(weight_bytes) + " in " + dtype_name + ", but --gpu-memory-utilization " +
+                   fraction(utilization) + " of this GPU's " + gib(total) + " leaves " + gib(std::max<int64_t>(0, room)) +
+                   " (" + gib(free) + " free now): short by " + gib(weight_bytes - std::max<int64_t>(0, room)) +
+                   "; raise --gpu-memory-utilization, spread the model over more GPUs (--tensor-parallel-size), "
+                   "or use a smaller or quantized model");
+}
+
+int64_t plan_kv_blocks(const gpu_memory_profile& p) {
+  if (!(p.utilization > 0 && p.utilization <= 1)) throw user_error("--gpu-memory-utilization must be in (0, 1]");
+  // In use now: everything but free memory; the profiling cache goes away before the real one comes.
+  const int64_t in_use = p.total - p.free_after_profile - p.profiled_kv_bytes;
+  const int64_t budget = std::min(cap(p.total, p.utilization) - in_use, p.free_after_profile + p.profiled_kv_bytes);
+  const int64_t blocks = p.block_bytes > 0 ? std::max<int64_t>(0, budget) / p.block_bytes : 0;
+  const int64_t needed_blocks = (p.max_model_len + p.block_size - 1) / p.block_size;
+  if (blocks >= needed_blocks && blocks > 0) return blocks;
+  const int64_t short_by = needed_blocks * p.block_bytes - std::max<int64_t>(0, budget);
+  throw user_error("after the weights (" + gib(p.weight_bytes) + ") and the step workspaces (" + gib(p.workspace_bytes) +
+                   " for " + std::to_string(p.profile_tokens) + " tokens per step), --gpu-memory-utilization " +
+                   fraction(p.utilization) + " of this GPU's " + gib(p.total) + " leaves " +
+                   gib(std::max<int64_t>(0, budget)) + " for the KV cache: " + std::to_string(blocks * p.block_size) +
+                   " tokens of context, fewer than --max-model-len " + std::to_string(p.max_model_len) + " (short by " +
+                   gib(short_by) + "); lower --max-model-len or --max-num-batched-tokens, raise "
+                   "--gpu-memory-utilization, or use more GPUs (--tensor-parallel-size) or a quantized model");
+}
+
+std::string describe(const gpu_memory_profile& p, int64_t num_blocks) {
+  return "GPU memory " + gib(p.total) + ", --gpu-memory-utilization " + fraction(p.utilization) + ": weights " +
+         gib(p.weight_bytes) + ", step workspaces " + gib(p.workspace_bytes) + " (profiled over " +
+         std::to_string(p.profile_tokens) + " tokens), KV cache " + gib(num_blocks * p.block_bytes) + " = " +
+         std::to_string(num_blocks) + " blocks of " + std::to_string(p.block_size) + " tokens (" +
+         std::to_string(num_blocks * p.block_size) + " tokens of context)";
+}
+
+} // namespace troupe

@@ -1,0 +1,25 @@
+#pragma once
+// The tensors a Hugging Face checkpoint of a supported architecture holds, by name and shape.
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "runtime/model/model_config.hpp"
+
+namespace troupe {
+
+struct weight_spec {
+  std::string name;            // e.g. "model.layers.0.self_attn.q_proj.weight"
+  std::vector<int64_t> shape;  // as stored: linear weights are [out_features, in_features]
+  enum class init { matrix, norm, bias } kind = init::matrix;
+};
+
+// Every tensor the config needs, in checkpoint order (embeddings, layers, final norm, lm_head).
+std::vector<weight_spec> hf_weight_specs(const model_config& config);
+
+// Fills `out` with reproducible random values for a tensor: matrices ~ U(-a, a) with std 0.02,
+// norms 1 ± 0.1, biases ± 0.02. The same (seed, name) always gives the same values.
+void random_weight_values(const weight_spec& spec, uint64_t seed, std::vector<float>& out);
+
+} // namespace troupe

@@ -1,0 +1,215 @@
+#include "runtime/model/dtype.hpp"
+
+#include <gtest/gtest.h>
+
+#include <bit>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+namespace troupe {
+namespace {
+
+float from_bits(std::uint32_t b) { return std::bit_cast<float>(b); }
+constexpr float inf = std::numeric_limits<float>::infinity();
+
+TEST(dtype, spells_every_type_as_safetensors_does_and_parses_it_back) {
+  const std::vector<std::pair<dtype, std::size_t>> all = {
+      {dtype::boolean, 1}, {dtype::u8, 1},  {dtype::i8, 1},   {dtype::f8_e4m3, 1}, {dtype::f8_e5m2, 1},
+      {dtype::f8_e8m0, 1}, {dtype::i16, 2}, {dtype::u16, 2},  {dtype::f16, 2},     {dtype::bf16, 2},
+      {dtype::i32, 4},     {dtype::u32, 4}, {dtype::f32, 4},  {dtype::i64, 8},     {dtype::u64, 8},
+      {dtype::f64, 8},     {dtype::c64, 8}};
+  for (const auto& [t, size] : all) {
+    EXPECT_EQ(size_in_bytes(t), size) << name(t);
+    EXPECT_EQ(dtype_from_safetensors(name(t)), t) << name(t);
+    EXPECT_NE(supported_dtype_names().find(name(t)), std::string_view::npos) << name(t);
+  }
+  EXPECT_EQ(name(dtype::bf16), "BF16");
+  EXPECT_EQ(name(dtype::boolean), "BOOL");
+  EXPECT_EQ(name(dtype::f8_e4m3), "F8_E4M3");
+}
+
+TEST(dtype, refuses_unknown_and_lower_case_spellings) {
+  EXPECT_EQ(dtype_from_safetensors("bf16"), std::nullopt);
+  EXPECT_EQ(dtype_from_safetensors("F33"), std::nullopt);
+  EXPECT_EQ(dtype_from_safetensors(""), std::nullopt);
+  EXPECT_EQ(dtype_from_safetensors("F4"), std::nullopt);
+}
+
+TEST(dtype, counts_only_real_number_formats_as_floating) {
+  EXPECT_TRUE(is_floating(dtype::f32));
+  EXPECT_TRUE(is_floating(dtype::bf16));
+  EXPECT_TRUE(is_floating(dtype::f8_e4m3));
+  EXPECT_FALSE(is_floating(dtype::i32));
+  EXPECT_FALSE(is_floating(dtype::boolean));
+  EXPECT_FALSE(is_floating(dtype::c64));
+}
+
+TEST(bf16, converts_exact_values_both_ways) {
+  EXPECT_EQ(f32_to_bf16(1.0f), 0x3F80);
+  EXPECT_EQ(f32_to_bf16(-2.0f), 0xC000);
+  EXPECT_EQ(f32_to_bf16(0.0f), 0x0000);
+  EXPECT_EQ(f32_to_bf16(-0.0f), 0x8000);
+  EXPECT_EQ(bf16_to_f32(0x3F80), 1.0f);
+  EXPECT_EQ(bf16_to_f32(0x4049), 3.140625f);
+  EXPECT_EQ(f32_to_bf16(inf), 0x7F80);
+  EXPECT_EQ(f32_to_bf16(-inf), 0xFF80);
+  EXPECT_EQ(bf16_to_f32(0xFF80), -inf);
+}
+
+TEST(bf16, rounds_to_nearest_with_ties_to_even) {
+  EXPECT_EQ(f32_to_bf16(from_bits(0x3F80'8000)), 0x3F80);  // 1 + 2^-8: tie, 0x3F80 is even
+  EXPECT_EQ(f32_to_bf16(from_bits(0x3F81'8000)), 0x3F82);  // 1 + 3·2^-8: tie, 0x3F82 is even
+  EXPECT_EQ(f32_to_bf16(from_bits(0x3F80'8001)), 0x3F81);  // just above the tie rounds up
+  EXPECT_EQ(f32_to_bf16(from_bits(0x3F80'7FFF)), 0x3F80);  // just below rounds down
+  EXPECT_EQ(f32_to_bf16(from_bits(0xBF80'8001)), 0xBF81);  // negative values round by magnitude
+  EXPECT_EQ(f32_to_bf16(std::numeric_limits<float>::max()), 0x7F80);  // past bf16's largest: infinity
+  EXPECT_EQ(f32_to_bf16(from_bits(0x7F7F'7FFF)), 0x7F7F);             // still below the tie: largest finite
+}
+
+TEST(bf16, keeps_subnormals_and_rounds_them_to_even) {
+  EXPECT_EQ(f32_to_bf16(from_bits(0x0001'0000)), 0x0001);  // smallest bf16 subnormal, exact
+  EXPECT_EQ(f32_to_bf16(from_bits(0x0000'8000)), 0x0000);  // half of it: tie to even zero
+  EXPECT_EQ(f32_to_bf16(from_bits(0x0001'8000)), 0x0002);  // 1.5 of it: tie to even 2
+  EXPECT_EQ(bf16_to_f32(0x0001), from_bits(0x0001'0000));
+  EXPECT_EQ(f32_to_bf16(from_bits(0x007F'FFFF)), 0x0080);  // largest f32 subnormal rounds up to a normal
+}
+
+TEST(bf16, keeps_nan_a_nan_even_when_truncation_would_make_infinity) {
+  EXPECT_EQ(f32_to_bf16(std::numeric_limits<float>::quiet_NaN()), 0x7FC0);
+  EXPECT_EQ(f32_to_bf16(from_bits(0x7F80'0001)), 0x7FC0);  // signalling NaN, payload only in the low bits
+  EXPECT_EQ(f32_to_bf16(from_bits(0xFF80'0001)), 0xFFC0);
+  EXPECT_TRUE(std::isnan(bf16_to_f32(0x7FC1)));
+}
+
+TEST(bf16, round_trips_every_bit_pattern) {
+  for (std::uint32_t h = 0; h <= 0xFFFF; ++h) {
+    const float f = bf16_to_f32(static_cast<std::uint16_t>(h));
+    if (std::isnan(f)) {
+      EXPECT_TRUE(std::isnan(bf16_to_f32(f32_to_bf16(f)))) << h;
+    } else {
+      ASSERT_EQ(f32_to_bf16(f), h) << h;
+    }
+  }
+}
+
+TEST(f16, converts_exact_values_both_ways) {
+  EXPECT_EQ(f32_to_f16(1.0f), 0x3C00);
+  EXPECT_EQ(f32_to_f16(-2.0f), 0xC000);
+  EXPECT_EQ(f32_to_f16(-0.0f), 0x8000);
+  EXPECT_EQ(f32_to_f16(65504.0f), 0x7BFF);
+  EXPECT_EQ(f32_to_f16(0x1p-14f), 0x0400);  // smallest normal
+  EXPECT_EQ(f16_to_f32(0x3555), 0.333251953125f);
+  EXPECT_EQ(f16_to_f32(0x7BFF), 65504.0f);
+  EXPECT_EQ(f16_to_f32(0x7C00), inf);
+  EXPECT_EQ(f16_to_f32(0xFC00), -inf);
+  EXPECT_EQ(f32_to_f16(inf), 0x7C00);
+  EXPECT_EQ(f32_to_f16(-inf), 0xFC00);
+}
+
+TEST(f16, rounds_to_nearest_with_ties_to_even_and_overflows_to_infinity) {
+  EXPECT_EQ(f32_to_f16(1.0f + 0x1p-11f), 0x3C00);      // tie, even stays
+  EXPECT_EQ(f32_to_f16(1.0f + 3 * 0x1p-11f), 0x3C02);  // tie, rounds to even 2
+  EXPECT_EQ(f32_to_f16(1.0f + 0x1p-11f + 0x1p-20f), 0x3C01);
+  EXPECT_EQ(f32_to_f16(65519.0f), 0x7BFF);  // below 65504 + half an ulp
+  EXPECT_EQ(f32_to_f16(65520.0f), 0x7C00);  // the tie: 65536 is "even", i.e. infinity
+  EXPECT_EQ(f32_to_f16(1e10f), 0x7C00);
+  EXPECT_EQ(f32_to_f16(-1e10f), 0xFC00);
+  EXPECT_EQ(f32_to_f16(2047.0f / 1024 * 0x1p-15f), 0x0400);  // just under the smallest normal: rounds up to it
+}
+
+TEST(f16, produces_and_reads_subnormals) {
+  EXPECT_EQ(f32_to_f16(0x1p-24f), 0x0001);          // smallest subnormal
+  EXPECT_EQ(f32_to_f16(0x1p-25f), 0x0000);          // half of it: tie to even zero
+  EXPECT_EQ(f32_to_f16(-0x1p-25f), 0x8000);         // keeps the sign of zero
+  EXPECT_EQ(f32_to_f16(0x1p-25f * 1.0001f), 0x0001);
+  EXPECT_EQ(f32_to_f16(3 * 0x1p-25f), 0x0002);      // 1.5 ulp: tie to even 2
+  EXPECT_EQ(f32_to_f16(1023 * 0x1p-24f), 0x03FF);   // largest subnormal
+  EXPECT_EQ(f32_to_f16(1023.5f * 0x1p-24f), 0x0400);  // tie between it and the smallest normal: even wins
+  EXPECT_EQ(f32_to_f16(1e-30f), 0x0000);
+  EXPECT_EQ(f16_to_f32(0x0001), 0x1p-24f);
+  EXPECT_EQ(f16_to_f32(0x83FF), -1023 * 0x1p-24f);
+}
+
+TEST(f16, keeps_nan_a_quiet_nan_with_its_sign) {
+  EXPECT_EQ(f32_to_f16(std::numeric_limits<float>::quiet_NaN()), 0x7E00);
+  EXPECT_EQ(f32_to_f16(from_bits(0x7F80'0001)), 0x7E00);
+  EXPECT_EQ(f32_to_f16(from_bits(0xFFC0'0000)), 0xFE00);
+  EXPECT_TRUE(std::isnan(f16_to_f32(0x7C01)));
+  EXPECT_TRUE(std::isnan(f16_to_f32(0xFE00)));
+}
+
+TEST(f16, round_trips_every_bit_pattern) {
+  for (std::uint32_t h = 0; h <= 0xFFFF; ++h) {
+    const float f = f16_to_f32(static_cast<std::uint16_t>(h));
+    if (std::isnan(f)) {
+      EXPECT_EQ(f32_to_f16(f) & 0x7E00, 0x7E00) << h;
+    } else {
+      ASSERT_EQ(f32_to_f16(f), h) << h;
+    }
+  }
+}
+
+#if defined(__FLT16_MAX__)
+// The compiler's own _Float16 conversion (round to nearest even) as an oracle over a spread of f32 patterns.
+TEST(f16, matches_the_compilers_float16_conversion_across_the_f32_range) {
+  for (std::uint64_t b = 0; b <= 0xFFFF'FFFFu; b += 997) {
+    const float f = from_bits(static_cast<std::uint32_t>(b));
+    if (std::isnan(f)) continue;
+    const _Float16 expected = static_cast<_Float16>(f);
+    std::uint16_t bits;
+    std::memcpy(&bits, &expected, 2);
+    ASSERT_EQ(f32_to_f16(f), bits) << std::hex << b;
+  }
+}
+#endif
+
+TEST(f8, converts_e4m3_e5m2_and_e8m0_exactly) {
+  EXPECT_EQ(f8_e4m3_to_f32(0x38), 1.0f);
+  EXPECT_EQ(f8_e4m3_to_f32(0x7E), 448.0f);  // largest finite: e4m3fn has no infinity
+  EXPECT_EQ(f8_e4m3_to_f32(0xFE), -448.0f);
+  EXPECT_EQ(f8_e4m3_to_f32(0x01), 0x1p-9f);  // smallest subnormal
+  EXPECT_EQ(f8_e4m3_to_f32(0x78), 256.0f);   // S.1111.000 is a number, not infinity
+  EXPECT_TRUE(std::isnan(f8_e4m3_to_f32(0x7F)));
+  EXPECT_TRUE(std::isnan(f8_e4m3_to_f32(0xFF)));
+  EXPECT_EQ(f8_e5m2_to_f32(0x3C), 1.0f);
+  EXPECT_EQ(f8_e5m2_to_f32(0x7B), 57344.0f);
+  EXPECT_EQ(f8_e5m2_to_f32(0x01), 0x1p-16f);
+  EXPECT_EQ(f8_e5m2_to_f32(0x7C), inf);
+  EXPECT_TRUE(std::isnan(f8_e5m2_to_f32(0x7D)));
+  EXPECT_EQ(f8_e8m0_to_f32(127), 1.0f);
+  EXPECT_EQ(f8_e8m0_to_f32(0), 0x1p-127f);
+  EXPECT_EQ(f8_e8m0_to_f32(254), 0x1p127f);
+  EXPECT_TRUE(std::isnan(f8_e8m0_to_f32(0xFF)));
+}
+
+TEST(convert_to_f32, reads_unaligned_little_endian_elements) {
+  // One byte of offset so no element is aligned.
+  const std::vector<std::uint8_t> raw = {0xAA, 0x80, 0x3F, 0x00, 0xC0, 0x00, 0x00};  // bf16 1.0, -2.0, 0.0
+  std::vector<float> out(3);
+  ASSERT_TRUE(convert_to_f32(dtype::bf16, std::as_bytes(std::span(raw)).subspan(1, 6), out));
+  EXPECT_EQ(out, (std::vector<float>{1.0f, -2.0f, 0.0f}));
+}
+
+TEST(convert_to_f32, rounds_f64_beyond_float_range_as_ieee_does) {
+  const double values[] = {1e300, -1e300, 0.5, static_cast<double>(std::numeric_limits<float>::max()) + 0x1p102};
+  std::vector<float> out(4);
+  ASSERT_TRUE(convert_to_f32(dtype::f64, std::as_bytes(std::span(values)), out));
+  EXPECT_EQ(out[0], inf);
+  EXPECT_EQ(out[1], -inf);
+  EXPECT_EQ(out[2], 0.5f);
+  EXPECT_EQ(out[3], std::numeric_limits<float>::max());
+}
+
+TEST(convert_to_f32, refuses_integer_types_and_mismatched_sizes) {
+  const std::vector<std::byte> four(4);
+  std::vector<float> one(1), two(2);
+  EXPECT_FALSE(convert_to_f32(dtype::i32, four, one));
+  EXPECT_FALSE(convert_to_f32(dtype::f32, four, two));
+  EXPECT_FALSE(convert_to_f32(dtype::f16, std::span(four).first(3), one));
+  EXPECT_TRUE(convert_to_f32(dtype::f16, four, two));
+}
+
+} // namespace
+} // namespace troupe

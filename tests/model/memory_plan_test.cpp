@@ -1,0 +1,91 @@
+// How GPU memory is shared out (runtime/model/memory_plan): the arithmetic, and errors that say by how much a
+// model does not fit and what to change. The measuring itself runs on the GPU (scripts/gpu/check.sh).
+
+#include <gtest/gtest.h>
+
+#include "runtime/error.hpp"
+#include "runtime/model/memory_plan.hpp"
+
+using namespace troupe;
+
+namespace {
+
+constexpr int64_t GiB = int64_t{1} << 30;
+
+gpu_memory_profile h100_7b() {
+  gpu_memory_profile p;
+  p.total = 80 * GiB;
+  p.weight_bytes = 15 * GiB;
+  p.workspace_bytes = 3 * GiB;
+  p.profiled_kv_bytes = 1 << 20;  // one block
+  p.block_bytes = 1 << 20;
+  p.free_after_profile = p.total - GiB /* context */ - p.weight_bytes - p.workspace_bytes - p.profiled_kv_bytes;
+  p.block_size = 16;
+  p.max_model_len = 32768;
+  p.profile_tokens = 16384;
+  p.utilization = 0.9;
+  return p;
+}
+
+std::string message_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const user_error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+} // namespace
+
+TEST(memory_plan, the_kv_cache_gets_what_is_left_under_the_utilization_cap) {
+  const gpu_memory_profile p = h100_7b();
+  // 0.9 × 80 GiB = 72 GiB; in use 1 + 15 + 3 = 19 GiB; 53 GiB of 1 MiB blocks.
+  EXPECT_EQ(plan_kv_blocks(p), 53 * 1024);
+  gpu_memory_profile lower = p;
+  lower.utilization = 0.5;
+  EXPECT_EQ(plan_kv_blocks(lower), 21 * 1024);
+}
+
+TEST(memory_plan, another_process_using_memory_shrinks_the_cache_not_past_what_is_free) {
+  gpu_memory_profile p = h100_7b();
+  p.free_after_profile -= 30 * GiB;  // someone else holds 30 GiB
+  EXPECT_EQ(plan_kv_blocks(p), 23 * 1024);
+  p.utilization = 1.0;
+  EXPECT_EQ(plan_kv_blocks(p), 31 * 1024);  // capped by free memory, 31 GiB + the profiling block
+}
+
+TEST(memory_plan, a_cache_too_small_for_one_sequence_says_by_how_much_and_what_to_change) {
+  gpu_memory_profile p = h100_7b();
+  p.utilization = 0.25;  // 20 GiB cap, 19 in use: 1 GiB = 1024 blocks = 16384 tokens < 32768
+  const std::string m = message_of([&] { plan_kv_blocks(p); });
+  EXPECT_NE(m.find("16384 tokens of context, fewer than --max-model-len 32768"), std::string::npos) << m;
+  EXPECT_NE(m.find("short by 1.00 GiB"), std::string::npos) << m;
+  EXPECT_NE(m.find("lower --max-model-len"), std::string::npos) << m;
+  EXPECT_NE(m.find("--gpu-memory-utilization 0.25"), std::string::npos) << m;
+  p.max_model_len = 16384;
+  EXPECT_EQ(plan_kv_blocks(p), 1024);
+}
+
+TEST(memory_plan, nothing_left_at_all_is_an_error_too) {
+  gpu_memory_profile p = h100_7b();
+  p.utilization = 0.1;  // 8 GiB cap, 19 in use
+  const std::string m = message_of([&] { plan_kv_blocks(p); });
+  EXPECT_NE(m.find("leaves 0.00 GiB for the KV cache"), std::string::npos) << m;
+}
+
+TEST(memory_plan, weights_that_do_not_fit_say_by_how_much) {
+  EXPECT_NO_THROW(check_weights_fit(15 * GiB, "bfloat16", 79 * GiB, 80 * GiB, 0.9));
+  const std::string m = message_of([&] { check_weights_fit(140 * GiB, "bfloat16", 79 * GiB, 80 * GiB, 0.9); });
+  EXPECT_NE(m.find("the weights take 140.00 GiB in bfloat16"), std::string::npos) << m;
+  EXPECT_NE(m.find("leaves 71.00 GiB"), std::string::npos) << m;
+  EXPECT_NE(m.find("short by 69.00 GiB"), std::string::npos) << m;
+  EXPECT_NE(m.find("--tensor-parallel-size"), std::string::npos) << m;
+  EXPECT_THROW(check_weights_fit(GiB, "bfloat16", 79 * GiB, 80 * GiB, 1.5), user_error);
+}
+
+TEST(memory_plan, the_log_line_gives_blocks_and_tokens_of_context) {
+  const std::string line = describe(h100_7b(), 1000);
+  EXPECT_NE(line.find("1000 blocks of 16 tokens (16000 tokens of context)"), std::string::npos) << line;
+  EXPECT_NE(line.find("weights 15.00 GiB"), std::string::npos) << line;
+}

@@ -1,0 +1,118 @@
+#include <gtest/gtest.h>
+
+#include "runtime/error.hpp"
+#include "runtime/model/model_config.hpp"
+#include "runtime/model/rope_table.hpp"
+
+using namespace troupe;
+
+namespace {
+
+std::string error_of(const std::string& json) {
+  try {
+    model_config::from_json(json, "config.json");
+  } catch (const user_error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+const char* qwen2_json = R"({
+  "architectures": ["Qwen2ForCausalLM"], "hidden_size": 64, "num_hidden_layers": 2,
+  "num_attention_heads": 4, "num_key_value_heads": 2, "intermediate_size": 128, "vocab_size": 300,
+  "max_position_embeddings": 512, "rms_norm_eps": 1e-5, "rope_theta": 1000000.0, "tie_word_embeddings": true,
+  "eos_token_id": 7
+})";
+
+} // namespace
+
+TEST(model_config, reads_a_qwen2_config_with_implicit_bias_and_head_dim) {
+  const auto c = model_config::from_json(qwen2_json, "config.json");
+  EXPECT_EQ(c.arch, architecture::qwen2);
+  EXPECT_EQ(c.head_dim, 16);
+  EXPECT_TRUE(c.qkv_bias);
+  EXPECT_TRUE(c.tie_word_embeddings);
+  EXPECT_EQ(c.num_kv_heads, 2);
+  EXPECT_DOUBLE_EQ(c.rope.theta, 1e6);
+  EXPECT_EQ(c.eos_token_ids, std::vector<int32_t>{7});
+}
+
+TEST(model_config, explicit_head_dim_overrides_hidden_over_heads) {
+  const auto c = model_config::from_json(R"({"architectures": ["LlamaForCausalLM"], "hidden_size": 64,
+    "num_hidden_layers": 1, "num_attention_heads": 4, "head_dim": 32, "intermediate_size": 8, "vocab_size": 10})", "c");
+  EXPECT_EQ(c.head_dim, 32);
+  EXPECT_EQ(c.q_size(), 128);
+  EXPECT_FALSE(c.qkv_bias);
+  EXPECT_EQ(c.num_kv_heads, 4);
+}
+
+TEST(model_config, reads_llama3_rope_from_rope_scaling_and_from_rope_parameters) {
+  const auto old_style = model_config::from_json(R"({"architectures": ["LlamaForCausalLM"], "hidden_size": 64,
+    "num_hidden_layers": 1, "num_attention_heads": 4, "intermediate_size": 8, "vocab_size": 10, "rope_theta": 500000.0,
+    "rope_scaling": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+    "original_max_position_embeddings": 8192}})", "c");
+  const auto new_style = model_config::from_json(R"({"architectures": ["LlamaForCausalLM"], "hidden_size": 64,
+    "num_hidden_layers": 1, "num_attention_heads": 4, "intermediate_size": 8, "vocab_size": 10,
+    "rope_parameters": {"rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0, "low_freq_factor": 1.0,
+    "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}})", "c");
+  for (const auto& c : {old_style, new_style}) {
+    EXPECT_EQ(c.rope.type, rope_config::kind::llama3);
+    EXPECT_DOUBLE_EQ(c.rope.theta, 500000.0);
+    EXPECT_DOUBLE_EQ(c.rope.factor, 8.0);
+    EXPECT_EQ(c.rope.original_max_position_embeddings, 8192);
+  }
+  EXPECT_EQ(rope_inverse_frequencies(old_style), rope_inverse_frequencies(new_style));
+}
+
+TEST(model_config, linear_rope_divides_every_frequency_by_the_factor) {
+  auto c = model_config::from_json(R"({"architectures": ["MistralForCausalLM"], "hidden_size": 64,
+    "num_hidden_layers": 1, "num_attention_heads": 4, "intermediate_size": 8, "vocab_size": 10,
+    "rope_scaling": {"type": "linear", "factor": 4.0}, "sliding_window": 4096})", "c");
+  EXPECT_EQ(c.sliding_window, 4096);
+  const auto scaled = rope_inverse_frequencies(c);
+  c.rope.type = rope_config::kind::default_;
+  const auto plain = rope_inverse_frequencies(c);
+  for (size_t i = 0; i < plain.size(); ++i) EXPECT_FLOAT_EQ(scaled[i], plain[i] / 4.0f);
+}
+
+TEST(model_config, llama3_rope_keeps_high_frequencies_and_slows_low_ones) {
+  auto c = model_config::from_json(R"({"architectures": ["LlamaForCausalLM"], "hidden_size": 256,
+    "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 8, "vocab_size": 10, "rope_theta": 500000.0,
+    "rope_scaling": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+    "original_max_position_embeddings": 8192}})", "c");
+  const auto scaled = rope_inverse_frequencies(c);
+  c.rope.type = rope_config::kind::default_;
+  const auto plain = rope_inverse_frequencies(c);
+  EXPECT_FLOAT_EQ(scaled.front(), plain.front());
+  EXPECT_FLOAT_EQ(scaled.back(), plain.back() / 8.0f);
+}
+
+TEST(model_config, refuses_unknown_architectures_by_name) {
+  EXPECT_EQ(error_of(R"({"architectures": ["GPT2LMHeadModel"]})"),
+            "config.json: architecture 'GPT2LMHeadModel' is not supported; supported: LlamaForCausalLM, "
+            "MistralForCausalLM, Qwen2ForCausalLM");
+}
+
+TEST(model_config, refuses_unsupported_settings_by_name) {
+  const std::string base = R"("architectures": ["LlamaForCausalLM"], "hidden_size": 64, "num_hidden_layers": 1,
+    "num_attention_heads": 4, "intermediate_size": 8, "vocab_size": 10)";
+  EXPECT_EQ(error_of("{" + base + R"(, "rope_scaling": {"rope_type": "yarn", "factor": 4.0}})"),
+            "config.json: rope type 'yarn' is not supported; supported: default, linear, llama3");
+  EXPECT_EQ(error_of("{" + base + R"(, "hidden_act": "gelu"})"), "config.json: hidden_act 'gelu' is not supported (only silu)");
+  EXPECT_EQ(error_of("{" + base + R"(, "num_key_value_heads": 3})"),
+            "config.json: num_attention_heads 4 is not a multiple of num_key_value_heads 3");
+  EXPECT_EQ(error_of(R"({"architectures": ["LlamaForCausalLM"], "hidden_size": 64})"),
+            "config.json: missing 'num_hidden_layers'");
+  EXPECT_EQ(error_of(R"({"architectures": ["LlamaForCausalLM"], "hidden_size": -3})"),
+            "config.json: 'hidden_size' must be a positive integer, got -3");
+  EXPECT_EQ(error_of("not json"), "config.json: not a JSON object");
+}
+
+TEST(model_config, round_trips_through_to_json) {
+  const auto c = model_config::from_json(qwen2_json, "config.json");
+  const auto back = model_config::from_json(c.to_json(), "x");
+  EXPECT_EQ(back.arch, c.arch);
+  EXPECT_EQ(back.head_dim, c.head_dim);
+  EXPECT_EQ(back.num_parameters(), c.num_parameters());
+  EXPECT_EQ(back.eos_token_ids, c.eos_token_ids);
+}
