@@ -1,4 +1,8 @@
 #pragma once
+// runtime/: the engine's decisions as plain C++ (no CAF, no CUDA), one folder and one library per
+// subsystem (runtime/CMakeLists.txt): tokenizer/, chat/, metrics/, model/, engine/, openai/, gateway/. This
+// file is their common base: every subsystem may include it, and it includes only the standard library.
+//
 // Errors a user can act on: a bad flag, a bad checkpoint, a bad request.
 // They carry the whole message; the edge (main, the gateway) reports them once.
 

@@ -1,4 +1,8 @@
 #pragma once
+// launch/bench/: the client side of `troupe bench serve` (workload, this file; SSE parsing, stream
+// timings, statistics, report), beside its command and out of the engine's runtime. May include
+// runtime/error.hpp and runtime/openai/ (Python-compatible float formatting for the report).
+//
 // What `troupe bench serve` sends and when: random token-id prompts with lengths around the asked ones
 // (vLLM's random dataset), and request arrival times (vLLM's get_request). Deterministic for a seed.
 

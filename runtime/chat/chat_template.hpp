@@ -1,4 +1,7 @@
 #pragma once
+// runtime/chat/: a Jinja interpreter (jinja_*) and the chat templates rendered with it; this is its
+// public face. May include runtime/error.hpp only.
+//
 // A model's chat template (the Jinja template in tokenizer_config.json), rendered exactly as Hugging
 // Face transformers' apply_chat_template(messages, tools=..., add_generation_prompt=...,
 // tokenize=False, **extra) renders it: jinja2 semantics under transformers' settings (trim_blocks,

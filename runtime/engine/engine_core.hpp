@@ -1,4 +1,9 @@
 #pragma once
+// runtime/engine/: the engine's bookkeeping, no GPU in sight: requests and their sampling parameters,
+// the block pool, the prefix cache, the KV cache manager, the scheduler and its step plans, stop rules,
+// the engine's metrics, and engine_core (this file), which ties them together. May include
+// runtime/error.hpp, runtime/tokenizer/ (detokenizing outputs) and runtime/metrics/.
+//
 // The engine's bookkeeping in one plain object: it validates and queues requests, plans steps through
 // the scheduler, and turns sampled tokens into outputs (incremental text, stop rules, finish reasons).
 // The scheduler actor owns one and only moves messages in and out of it.

@@ -1,4 +1,8 @@
 #pragma once
+// runtime/gateway/: the HTTP gateway's decisions, without sockets: admission (this file), the route
+// table, request heads, the connection table, native client sessions and the gateway's metrics. May
+// include runtime/error.hpp, runtime/openai/ and runtime/metrics/.
+//
 // Admission control at the gateway: who may send requests (API keys → tenants), how many tokens a
 // tenant may ask for per minute (a token bucket charged prompt + max_tokens), how many of its
 // requests may be in flight, and how many admitted requests may wait for their first output. A

@@ -1,4 +1,8 @@
 #pragma once
+// runtime/metrics/: the instruments every layer counts with (this registry, sliding windows for live
+// rates); each subsystem keeps its own set (engine/engine_metrics, gateway/gateway_metrics). Includes
+// nothing of troupe.
+//
 // A small thread-safe metrics registry: counters, gauges and histograms, each family with a fixed
 // list of label names, rendered in the Prometheus text format 0.0.4 byte for byte as Python's
 // prometheus_client renders it (what vLLM's /metrics serves), so tools written against vLLM read

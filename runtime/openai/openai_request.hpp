@@ -1,4 +1,9 @@
 #pragma once
+// runtime/openai/: the OpenAI HTTP schema as vLLM serves it: requests parsed and validated (this file),
+// responses and SSE chunks, error objects, and the Python-compatible JSON and float formatting they need
+// to match vLLM byte for byte. May include runtime/error.hpp, runtime/engine/ (sampling parameters,
+// outputs) and runtime/tokenizer/ (UTF-8).
+//
 // OpenAI request bodies (/v1/chat/completions, /v1/completions, /tokenize, /detokenize) parsed and
 // validated as vLLM's OpenAI server does it, step for step, so a client gets the same status, type,
 // param and message from troupe as from vLLM:

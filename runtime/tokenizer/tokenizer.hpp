@@ -1,4 +1,8 @@
 #pragma once
+// runtime/tokenizer/: Hugging Face tokenizer.json (normalizers, pre-tokenizers, BPE, added tokens,
+// post-processors, decoders), incremental detokenization and the BPE trainer of the built-in model; this
+// is its public face. May include runtime/error.hpp only (PCRE2, utf8proc, nlohmann-json stay inside).
+//
 // A Hugging Face tokenizer loaded from tokenizer.json: encodes and decodes exactly as the `tokenizers`
 // library does for BPE models (Qwen2/3, Llama 2/3, Mistral, GPT-2 style files).
 // Copies share the loaded tables; every member is safe to call from several threads at once.
