@@ -40,6 +40,7 @@
 #include "kernels/model_loader.hpp"
 #include "kernels/sampling_inputs.hpp"
 #include "runtime/model/safetensors.hpp"
+#include "tests/support/reference_steps.hpp"
 #include "tools/gpu_check.hpp"
 
 using namespace troupe;
@@ -404,31 +405,9 @@ void check_argmax(checker& c) {
 
 // --- whole models against transformers ---
 
-constexpr int32_t block_size = 16;
-constexpr int64_t max_len = 256;
-
-step_input make_step(const std::vector<std::pair<std::vector<int32_t>, int32_t>>& seqs) {
-  const int32_t blocks_per_seq = max_len / block_size;
-  step_input in;
-  in.max_blocks_per_seq = blocks_per_seq;
-  in.query_start.push_back(0);
-  for (size_t s = 0; s < seqs.size(); ++s) {
-    const auto& [tokens, cached] = seqs[s];
-    std::vector<int32_t> table(blocks_per_seq);
-    for (int32_t b = 0; b < blocks_per_seq; ++b) table[b] = static_cast<int32_t>((s + 1) * blocks_per_seq - 1 - b);
-    for (size_t i = 0; i < tokens.size(); ++i) {
-      const int32_t pos = cached + static_cast<int32_t>(i);
-      in.token_ids.push_back(tokens[i]);
-      in.positions.push_back(pos);
-      in.slot_mapping.push_back(int64_t(table[pos / block_size]) * block_size + pos % block_size);
-    }
-    in.query_start.push_back(static_cast<int32_t>(in.token_ids.size()));
-    in.seq_lens.push_back(cached + static_cast<int32_t>(tokens.size()));
-    in.block_tables.insert(in.block_tables.end(), table.begin(), table.end());
-    in.logits_indices.push_back(static_cast<int32_t>(in.token_ids.size()) - 1);
-  }
-  return in;
-}
+constexpr int32_t block_size = troupe::testing::reference_block_size;
+constexpr int64_t max_len = troupe::testing::reference_max_len;
+using troupe::testing::make_step;
 
 void check_model(cuda_ops& gpu, const fs::path& dir, dtype t) {
   const std::string label = "model " + dir.filename().string();
