@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <functional>
+#include <initializer_list>
 #include <random>
 #include <span>
 #include <string>
@@ -26,6 +27,24 @@ void report(std::string op, troupe::dtype t, std::string shape, double error, do
 void inform(std::string op, troupe::dtype t, std::string shape, std::string note);
 // Median wall time of f over `reps` runs (after one warm-up), synchronizing after each.
 double time_ms(troupe::cuda_ops& gpu, const std::function<void()>& f, int reps = 20);
+// Runs f; an exception it throws becomes a failed row named `what`, and the checks go on.
+void guarded(const char* what, const std::function<void()>& f);
+// "2x3x4": a shape for the table.
+std::string dims(std::initializer_list<int64_t> d);
+// bf16/f16 attention on the CUDA-core kernel (on) or the tensor cores (off).
+void set_simt_attention(bool on);
+
+// tools/gpu_check_ops.cpp: rows, norms, linear, silu_and_mul, rope_write_kv and paged attention in `t`
+// against the CPU twins, each guarded; argmax (f32 logits) exactly.
+void check_ops(troupe::cuda_ops& gpu, troupe::dtype t);
+void check_argmax(troupe::cuda_ops& gpu);
+
+// tools/gpu_check_models.cpp: the reference model in `dir` (with reference.json) in `t` against
+// transformers.
+void check_model(troupe::cuda_ops& gpu, const std::filesystem::path& dir, troupe::dtype t);
+
+// tools/gpu_check_timings.cpp: informative timings at Qwen2.5-7B shapes.
+void time_ops(troupe::cuda_ops& gpu);
 
 // tools/gpu_check_sampling.cpp: the CUDA sample op against sample_cpu; quick keeps to small vocabularies.
 void check_sampling(troupe::cuda_ops& gpu, bool quick);

@@ -1,0 +1,332 @@
+// troupe_gpu_check, part 1: every CUDA op against its CPU twin over random shapes and dtypes (the same
+// inputs, rounded to the dtype, go to both; the CPU computes in fp32). Outputs are poisoned with NaN first,
+// so an element the kernel never writes fails. Error is ‖gpu − cpu‖ / ‖cpu‖ over the whole output.
+
+#include <algorithm>
+#include <cmath>
+#include <functional>
+#include <numeric>
+#include <random>
+#include <span>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "kernels/cpu/cpu_ops.hpp"
+#include "kernels/cuda/cuda_ops.hpp"
+#include "kernels/cuda/launchers.hpp"
+#include "tools/gpu_check.hpp"
+
+using namespace troupe;
+
+namespace gpu_check {
+namespace {
+
+std::vector<float> random_values(size_t n, float scale = 1.0f) {
+  std::normal_distribution<float> d(0.0f, scale);
+  std::vector<float> v(n);
+  for (auto& x : v) x = d(rng);
+  return v;
+}
+
+// The values as the GPU stores them in `t`.
+std::vector<float> rounded(std::vector<float> v, dtype t) {
+  for (auto& x : v) {
+    if (t == dtype::bf16) x = bf16_to_f32(f32_to_bf16(x));
+    else if (t == dtype::f16) x = f16_to_f32(f32_to_f16(x));
+  }
+  return v;
+}
+
+// One tensor on both backends with equal contents: fp32 on the CPU, `type` on the GPU.
+struct twin {
+  device_buffer cpu, gpu;
+  dtype type;
+  std::vector<int64_t> shape;
+};
+
+class checker {
+public:
+  explicit checker(cuda_ops& gpu) : gpu(gpu) {}
+  cpu_ops cpu;
+  cuda_ops& gpu;
+
+  twin make(dtype t, std::initializer_list<int64_t> shape, const std::vector<float>& values) {
+    twin w{cpu.alloc(dtype::f32, shape), gpu.alloc(t, shape), t, shape};
+    const std::vector<float> r = rounded(values, t);
+    cpu.upload(w.cpu, r);
+    gpu.upload(w.gpu, r);
+    return w;
+  }
+  twin random(dtype t, std::initializer_list<int64_t> shape, float scale = 1.0f) {
+    int64_t n = 1;
+    for (int64_t d : shape) n *= d;
+    return make(t, shape, random_values(static_cast<size_t>(n), scale));
+  }
+  // Integer tensors (i32 or i64) hold the same values on both.
+  template <class I> twin ints(std::initializer_list<int64_t> shape, const std::vector<I>& values) {
+    const dtype t = sizeof(I) == 4 ? dtype::i32 : dtype::i64;
+    twin w{cpu.alloc(t, shape), gpu.alloc(t, shape), t, shape};
+    cpu.upload_raw(w.cpu, values.data());
+    gpu.upload_raw(w.gpu, values.data());
+    return w;
+  }
+  void poison(const twin& w) {
+    gpu.upload(w.gpu, std::vector<float>(static_cast<size_t>(w.gpu.get().numel()), NAN));
+  }
+  std::vector<float> read_gpu(const twin& w) {
+    std::vector<float> v(static_cast<size_t>(w.gpu.get().numel()));
+    gpu.download(v, w.gpu);
+    return v;
+  }
+  std::vector<float> read_cpu(const twin& w) {
+    std::vector<float> v(static_cast<size_t>(w.cpu.get().numel()));
+    cpu.download(v, w.cpu);
+    return v;
+  }
+  double error(const twin& w) { return relative_error(read_gpu(w), read_cpu(w)); }
+};
+
+void check_rows(checker& c, dtype t) {
+  for (auto [vocab, hidden, tokens] : {std::tuple{1000, 64, 1}, {1000, 3584, 37}, {500, 50, 9}}) {
+    auto table = c.random(t, {vocab, hidden});
+    std::vector<int32_t> ids(tokens);
+    for (auto& id : ids) id = static_cast<int32_t>(rng() % vocab);
+    auto idt = c.ints<int32_t>({tokens}, ids);
+    auto out = c.random(t, {tokens, hidden});
+    c.poison(out);
+    c.cpu.embedding(idt.cpu, table.cpu, out.cpu);
+    c.gpu.embedding(idt.gpu, table.gpu, out.gpu);
+    report("embedding", t, "V,H,T=" + dims({vocab, hidden, tokens}), c.error(out), 0.0);
+
+    auto x = c.random(t, {vocab, hidden});
+    c.poison(out);
+    c.cpu.gather_rows(x.cpu, idt.cpu, out.cpu);
+    c.gpu.gather_rows(x.gpu, idt.gpu, out.gpu);
+    report("gather_rows", t, "T,H,R=" + dims({vocab, hidden, tokens}), c.error(out), 0.0);
+  }
+}
+
+void check_norms(checker& c, dtype t) {
+  for (auto [rows, hidden] : {std::pair{1, 64}, {33, 3584}, {5, 100}, {256, 4096}}) {
+    auto x = c.random(t, {rows, hidden});
+    auto w = c.random(t, {hidden}, 0.5f);
+    auto out = c.random(t, {rows, hidden});
+    c.poison(out);
+    c.cpu.rms_norm(x.cpu, w.cpu, 1e-6f, out.cpu);
+    c.gpu.rms_norm(x.gpu, w.gpu, 1e-6f, out.gpu);
+    report("rms_norm", t, "T,H=" + dims({rows, hidden}), c.error(out), tolerance_for(t));
+
+    auto res = c.random(t, {rows, hidden}, 4.0f);
+    c.cpu.add_rms_norm(x.cpu, res.cpu, w.cpu, 1e-5f);
+    c.gpu.add_rms_norm(x.gpu, res.gpu, w.gpu, 1e-5f);
+    const double e = std::max(c.error(x), c.error(res));
+    report("add_rms_norm", t, "T,H=" + dims({rows, hidden}), e, tolerance_for(t));
+  }
+}
+
+void check_linear(checker& c, dtype t) {
+  struct shape {
+    int64_t rows, k, n;
+    bool bias, accumulate;
+    dtype out;
+  };
+  const std::vector<shape> shapes = {
+      {1, 64, 96, false, false, t},        {7, 576, 1000, true, false, t},  {64, 3584, 512, false, false, t},
+      {300, 100, 130, true, false, t},     {5, 256, 384, false, true, t},   {33, 512, 1234, false, false, dtype::f32},
+      {256, 3584, 4608, true, false, t},
+  };
+  for (const shape& s : shapes) {
+    auto x = c.random(t, {s.rows, s.k});
+    auto w = c.random(t, {s.n, s.k}, 1.0f / std::sqrt(float(s.k)));
+    twin bias{};
+    if (s.bias) bias = c.random(s.out, {s.n});
+    auto out = c.random(s.out, {s.rows, s.n});
+    if (!s.accumulate) c.poison(out);
+    c.cpu.linear(x.cpu, w.cpu, s.bias ? bias.cpu.get() : tensor{}, out.cpu, s.accumulate);
+    c.gpu.linear(x.gpu, w.gpu, s.bias ? bias.gpu.get() : tensor{}, out.gpu, s.accumulate);
+    std::string what = "T,K,N=" + dims({s.rows, s.k, s.n});
+    if (s.bias) what += " +bias";
+    if (s.accumulate) what += " +=";
+    if (s.out != t) what += " ->" + std::string(name(s.out));
+    report("linear", t, what, c.error(out), tolerance_for(t));
+  }
+}
+
+void check_silu(checker& c, dtype t) {
+  for (auto [rows, inter] : {std::pair{1, 64}, {17, 18944}, {3, 100}}) {
+    auto x = c.random(t, {rows, 2 * inter}, 2.0f);
+    auto out = c.random(t, {rows, inter});
+    c.poison(out);
+    c.cpu.silu_and_mul(x.cpu, out.cpu);
+    c.gpu.silu_and_mul(x.gpu, out.gpu);
+    report("silu_and_mul", t, "T,I=" + dims({rows, inter}), c.error(out), tolerance_for(t));
+  }
+}
+
+std::vector<float> cos_sin_table(int64_t max_pos, int64_t d, double theta) {
+  std::vector<float> v(static_cast<size_t>(max_pos * d));
+  for (int64_t p = 0; p < max_pos; ++p)
+    for (int64_t i = 0; i < d / 2; ++i) {
+      const double a = double(p) * std::pow(theta, -2.0 * double(i) / double(d));
+      v[p * d + i] = static_cast<float>(std::cos(a));
+      v[p * d + d / 2 + i] = static_cast<float>(std::sin(a));
+    }
+  return v;
+}
+
+void check_rope(checker& c, dtype t) {
+  struct shape {
+    int32_t heads, kv_heads, d, block_size;
+    int64_t tokens;
+  };
+  for (const shape& s : {shape{4, 1, 16, 16, 21}, {28, 4, 128, 16, 67}, {8, 8, 64, 32, 5}, {4, 2, 80, 16, 9}}) {
+    const int64_t max_pos = 4096, num_blocks = 64, width = (s.heads + 2 * s.kv_heads) * int64_t(s.d);
+    auto qkv = c.random(t, {s.tokens, width});
+    auto cos_sin = c.make(dtype::f32, {max_pos, s.d}, cos_sin_table(max_pos, s.d, 1e6));
+    std::vector<int32_t> positions(s.tokens);
+    for (auto& p : positions) p = static_cast<int32_t>(rng() % max_pos);
+    std::vector<int64_t> slots(num_blocks * s.block_size);
+    std::iota(slots.begin(), slots.end(), 0);
+    std::shuffle(slots.begin(), slots.end(), rng);
+    slots.resize(s.tokens);
+    slots[s.tokens / 2] = -1;  // a token whose K/V is not stored
+    auto pos_t = c.ints<int32_t>({s.tokens}, positions);
+    auto slot_t = c.ints<int64_t>({s.tokens}, slots);
+    auto kc = c.random(t, {num_blocks, s.block_size, s.kv_heads, s.d});
+    auto vc = c.random(t, {num_blocks, s.block_size, s.kv_heads, s.d});
+    const attention_shape shape{s.heads, s.kv_heads, s.d, s.block_size, 1.0f};
+    c.cpu.rope_write_kv(qkv.cpu, pos_t.cpu, cos_sin.cpu, slot_t.cpu, kc.cpu, vc.cpu, shape);
+    c.gpu.rope_write_kv(qkv.gpu, pos_t.gpu, cos_sin.gpu, slot_t.gpu, kc.gpu, vc.gpu, shape);
+    const double e = std::max({c.error(qkv), c.error(kc), c.error(vc)});
+    report("rope_write_kv", t,
+           "T=" + std::to_string(s.tokens) + " nH,nKV,D=" + dims({s.heads, s.kv_heads, s.d}) + " bs=" +
+               std::to_string(s.block_size),
+           e, tolerance_for(t));
+  }
+}
+
+// One attention case: sequences given as (new tokens, context length after the step).
+struct attention_case {
+  std::string name;
+  int32_t heads, kv_heads, d, block_size;
+  std::vector<std::pair<int32_t, int32_t>> seqs;
+  int32_t window = 0;
+};
+
+void check_attention(checker& c, dtype t, const attention_case& ac) {
+  const int32_t bs = ac.block_size;
+  int64_t tokens = 0, blocks_needed = 0;
+  int32_t max_q = 0, max_len = 0, max_blocks = 0;
+  for (auto [q, len] : ac.seqs) {
+    tokens += q;
+    const int32_t b = (len + bs - 1) / bs;
+    blocks_needed += b;
+    max_q = std::max(max_q, q);
+    max_len = std::max(max_len, len);
+    max_blocks = std::max(max_blocks, b);
+  }
+  max_blocks += 2;  // padding entries the kernel must never follow
+  const int64_t num_blocks = blocks_needed + 7;
+  std::vector<int32_t> free_blocks(num_blocks);
+  std::iota(free_blocks.begin(), free_blocks.end(), 0);
+  std::shuffle(free_blocks.begin(), free_blocks.end(), rng);
+  std::vector<int32_t> query_start{0}, seq_lens, tables;
+  size_t next = 0;
+  for (auto [q, len] : ac.seqs) {
+    query_start.push_back(query_start.back() + q);
+    seq_lens.push_back(len);
+    const int32_t b = (len + bs - 1) / bs;
+    for (int32_t i = 0; i < max_blocks; ++i)
+      tables.push_back(i < b ? free_blocks[next++] : static_cast<int32_t>(rng() % num_blocks));
+  }
+  const int32_t num_seqs = static_cast<int32_t>(ac.seqs.size());
+  const int64_t width = (ac.heads + 2 * ac.kv_heads) * int64_t(ac.d);
+  auto qkv = c.random(t, {tokens, width});
+  auto kc = c.random(t, {num_blocks, bs, ac.kv_heads, ac.d});
+  auto vc = c.random(t, {num_blocks, bs, ac.kv_heads, ac.d});
+  auto qs = c.ints<int32_t>({num_seqs + 1}, query_start);
+  auto sl = c.ints<int32_t>({num_seqs}, seq_lens);
+  auto bt = c.ints<int32_t>({num_seqs, max_blocks}, tables);
+  auto out = c.random(t, {tokens, ac.heads * int64_t(ac.d)});
+  c.poison(out);
+  const attention_shape shape{ac.heads, ac.kv_heads, ac.d, bs, 1.0f / std::sqrt(float(ac.d))};
+  attention_metadata m;
+  m.num_seqs = num_seqs;
+  m.max_query_len = max_q;
+  m.max_seq_len = max_len;
+  m.sliding_window = ac.window;
+  m.query_start = qs.cpu;
+  m.seq_lens = sl.cpu;
+  m.block_tables = bt.cpu;
+  c.cpu.paged_attention(qkv.cpu, kc.cpu, vc.cpu, m, shape, out.cpu);
+  m.query_start = qs.gpu;
+  m.seq_lens = sl.gpu;
+  m.block_tables = bt.gpu;
+  c.gpu.paged_attention(qkv.gpu, kc.gpu, vc.gpu, m, shape, out.gpu);
+  std::string what = ac.name + " nH,nKV,D=" + dims({ac.heads, ac.kv_heads, ac.d}) + " bs=" + std::to_string(bs) +
+                     " S=" + std::to_string(num_seqs) + " T=" + std::to_string(tokens) + " ctx<=" + std::to_string(max_len);
+  if (ac.window) what += " win=" + std::to_string(ac.window);
+  report("paged_attention", t, what, c.error(out), tolerance_for(t));
+}
+
+void check_attention_all(checker& c, dtype t) {
+  const std::vector<attention_case> cases = {
+      {"decode", 28, 4, 128, 16, {{1, 1}, {1, 17}, {1, 300}, {1, 64}, {1, 1000}}},
+      {"prefill", 8, 8, 64, 16, {{50, 50}, {1, 1}, {129, 129}}},
+      {"chunked", 16, 2, 128, 16, {{40, 300}, {23, 71}, {1, 77}, {64, 64}}},
+      {"window", 8, 2, 64, 32, {{70, 200}, {1, 150}, {100, 100}}, 37},
+      {"d256", 4, 1, 256, 16, {{33, 90}, {1, 500}}},
+      {"tiny", 4, 1, 16, 16, {{133, 133}, {1, 134}, {23, 46}}},
+      {"d32win", 4, 2, 32, 8, {{133, 133}, {1, 134}}, 48},
+      {"d80", 4, 2, 80, 16, {{17, 40}, {1, 33}}},
+      {"d96", 12, 2, 96, 16, {{70, 90}, {1, 33}}},
+      {"two_new", 8, 2, 128, 16, {{2, 100}, {2, 513}, {1, 7}}},
+      {"long", 28, 4, 128, 16, {{300, 900}, {1, 2000}, {1, 3000}}},
+      {"long_window", 16, 16, 64, 16, {{200, 700}, {1, 1500}}, 300},
+      {"group16", 32, 2, 64, 32, {{1, 400}, {1, 90}}},
+  };
+  // Each case on the tensor-core kernel (bf16/f16 with head_dim 64-128) and on the CUDA-core kernel.
+  for (const bool simt : {false, true}) {
+    set_simt_attention(simt);
+    for (auto ac : cases) {
+      if (simt) ac.name += " (cuda cores)";
+      check_attention(c, t, ac);
+    }
+  }
+  set_simt_attention(false);
+}
+
+void check_argmax_with(checker& c) {
+  for (auto [rows, vocab] : {std::pair{1, 384}, {7, 152064}, {256, 32000}}) {
+    auto logits = c.random(dtype::f32, {rows, vocab});
+    auto out = c.ints<int32_t>({rows}, std::vector<int32_t>(rows, -1));
+    c.gpu.argmax(logits.gpu, out.gpu);
+    const auto got = c.read_gpu(out), values = c.read_cpu(logits);
+    int wrong = 0;
+    for (int r = 0; r < rows; ++r) {
+      const auto row = std::span<const float>(values).subspan(size_t(r) * vocab, vocab);
+      wrong += int(got[r]) != int(std::max_element(row.begin(), row.end()) - row.begin());
+    }
+    report("argmax", dtype::f32, "R,V=" + dims({rows, vocab}), wrong, 0.0, "rows wrong");
+  }
+}
+
+} // namespace
+
+void check_ops(cuda_ops& gpu, dtype t) {
+  checker c(gpu);
+  guarded("rows", [&] { check_rows(c, t); });
+  guarded("norms", [&] { check_norms(c, t); });
+  guarded("linear", [&] { check_linear(c, t); });
+  guarded("silu_and_mul", [&] { check_silu(c, t); });
+  guarded("rope_write_kv", [&] { check_rope(c, t); });
+  guarded("paged_attention", [&] { check_attention_all(c, t); });
+}
+
+void check_argmax(cuda_ops& gpu) {
+  checker c(gpu);
+  check_argmax_with(c);
+}
+
+} // namespace gpu_check
