@@ -93,6 +93,19 @@ std::optional<validation_issue> check_structured_outputs_count(const pjson& data
   return std::nullopt;
 }
 
+std::optional<validation_issue> check_prompt_logprobs(const pjson& data) {
+  if (const pjson* pl = get(data, "prompt_logprobs"); pl && !pl->is_null()) {
+    double x = number_of(*pl);
+    if (truthy_key(data, "stream") && (x > 0 || x == -1))
+      return model_validator_error("`prompt_logprobs` are not available when `stream=True`.", "prompt_logprobs",
+                                   std::nullopt, data);
+    if (x < 0 && x != -1)
+      return model_validator_error("`prompt_logprobs` must be a positive value or -1.", "prompt_logprobs",
+                                   python_str(*pl), data);
+  }
+  return std::nullopt;
+}
+
 } // namespace openai_detail
 
 namespace {
@@ -116,15 +129,7 @@ std::optional<validation_issue> check_chat_logprobs(const pjson& data) {
     if (v && !v->is_null() && !is_number_like(*v))
       return model_validator_error("`" + std::string(field) + "` must be an integer.", field, python_str(*v), data);
   }
-  if (const pjson* pl = get(data, "prompt_logprobs"); pl && !pl->is_null()) {
-    double x = number_of(*pl);
-    if (truthy_key(data, "stream") && (x > 0 || x == -1))
-      return model_validator_error("`prompt_logprobs` are not available when `stream=True`.", "prompt_logprobs",
-                                   std::nullopt, data);
-    if (x < 0 && x != -1)
-      return model_validator_error("`prompt_logprobs` must be a positive value or -1.", "prompt_logprobs",
-                                   python_str(*pl), data);
-  }
+  if (auto e = check_prompt_logprobs(data)) return e;
   if (const pjson* tl = get(data, "top_logprobs"); tl && !tl->is_null()) {
     double x = number_of(*tl);
     if (x < 0 && x != -1)

@@ -39,15 +39,7 @@ std::optional<validation_issue> check_completion_logprobs(const pjson& data) {
     if (v && !v->is_null() && !is_number_like(*v))
       return model_validator_error("`" + std::string(field) + "` must be an integer.", field, python_str(*v), data);
   }
-  if (const pjson* pl = get(data, "prompt_logprobs"); pl && !pl->is_null()) {
-    double x = number_of(*pl);
-    if (truthy_key(data, "stream") && (x > 0 || x == -1))
-      return model_validator_error("`prompt_logprobs` are not available when `stream=True`.", "prompt_logprobs",
-                                   std::nullopt, data);
-    if (x < 0 && x != -1)
-      return model_validator_error("`prompt_logprobs` must be a positive value or -1.", "prompt_logprobs",
-                                   python_str(*pl), data);
-  }
+  if (auto e = check_prompt_logprobs(data)) return e;
   if (const pjson* lp = get(data, "logprobs"); lp && !lp->is_null()) {
     double x = number_of(*lp);
     if (x < 0 && x != -1)

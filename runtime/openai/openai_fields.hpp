@@ -134,6 +134,8 @@ std::optional<validation_issue> check_cache_salt(const pjson& data);
 std::optional<validation_issue> check_stream_options(const pjson& data);
 std::optional<validation_issue> check_response_format(const pjson& data);
 std::optional<validation_issue> check_structured_outputs_count(const pjson& data, bool chat);
+// prompt_logprobs' value (after both kinds have checked that it is a number): not with stream, >= 0 or -1.
+std::optional<validation_issue> check_prompt_logprobs(const pjson& data);
 
 // The first field found over its work bound (openai_server_config). It is answered after pydantic's
 // field errors and the model check, as vLLM answers its own bounds; the field is not copied.

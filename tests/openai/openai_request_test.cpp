@@ -173,6 +173,28 @@ TEST(OpenaiRequest, NegativeTopLogprobsNamesTheValue) {
                "'ctx': {'error': VLLMValidationError('`top_logprobs` must be a positive value or -1.')}}");
 }
 
+TEST(OpenaiRequest, PromptLogprobsWithStreamIsRefusedByBothRequestKinds) {
+  const std::string message =
+      "1 validation error:\n  {'type': 'value_error', 'loc': 'body', 'msg': 'Value error, `prompt_logprobs` are "
+      "not available when `stream=True`. (parameter=prompt_logprobs)', 'input': '<dict of 3 items>', 'ctx': "
+      "{'error': VLLMValidationError('`prompt_logprobs` are not available when `stream=True`.')}}";
+  expect_error(chat_error("{" + user_hi + R"(, "stream": true, "prompt_logprobs": 1})"), 400, "Bad Request",
+               "prompt_logprobs", message);
+  expect_error(completion_error(R"({"prompt": "hi", "stream": true, "prompt_logprobs": 1})"), 400, "Bad Request",
+               "prompt_logprobs", message);
+}
+
+TEST(OpenaiRequest, NegativePromptLogprobsNamesTheValueInBothRequestKinds) {
+  const std::string message =
+      "1 validation error:\n  {'type': 'value_error', 'loc': 'body', 'msg': 'Value error, `prompt_logprobs` must "
+      "be a positive value or -1. (parameter=prompt_logprobs, value=-2)', 'input': '<dict of 2 items>', 'ctx': "
+      "{'error': VLLMValidationError('`prompt_logprobs` must be a positive value or -1.')}}";
+  expect_error(chat_error("{" + user_hi + R"(, "prompt_logprobs": -2})"), 400, "Bad Request", "prompt_logprobs",
+               message);
+  expect_error(completion_error(R"({"prompt": "hi", "prompt_logprobs": -2})"), 400, "Bad Request",
+               "prompt_logprobs", message);
+}
+
 TEST(OpenaiRequest, TopLogprobsAsTextIsNotAnInteger) {
   expect_error(chat_error("{" + user_hi + R"(, "logprobs": true, "top_logprobs": "3"})"), 400, "Bad Request",
                "top_logprobs",
