@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Fails, naming the file, the line and the include, when a source file includes a header from a folder its
 # own folder may not use: a lower layer reaching up (runtime/ -> kernels/ -> actors/ -> launch/, DESIGN.md)
-# or one runtime subsystem reaching into another that CMake does not link. scripts/test.sh runs it.
+# or one runtime subsystem reaching into another that CMake does not link. Every build runs it (the
+# check_layers target in CMakeLists.txt), so a wrong include fails the build.
 #
 # The table of what may include what is kept in one place per layer:
 #  - runtime/<subsystem>: read from runtime/CMakeLists.txt, where each troupe_runtime_subsystem(<folder> ...)

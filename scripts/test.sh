@@ -1,11 +1,10 @@
 #!/usr/bin/env bash
-# Installs what troupe needs, checks that includes point down the layers (scripts/check_layers.sh), builds
-# troupe, runs every test, then fuzzes the checkpoint parser and the native client protocol for a bounded
+# Installs what troupe needs, builds troupe (the build checks that includes point down the layers:
+# scripts/check_layers.sh), runs every test, then fuzzes the checkpoint parser and the native client protocol for a bounded
 # time. Exits non-zero on any failure. FUZZ_SECONDS (default 60) bounds the fuzzing, split between the two.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-bash scripts/check_layers.sh
 bash scripts/fetch_test_data.sh
 bash scripts/build.sh
 ctest --test-dir build --output-on-failure -j"$(nproc)"
