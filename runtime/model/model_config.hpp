@@ -1,8 +1,8 @@
 #pragma once
 // runtime/model/: a checkpoint on disk and what is derived from it alone: config.json, safetensors
-// (reader, writer, checkpoints), weight names, dtypes, rope tables, the GPU memory plan, and the random
-// model `troupe make-model` writes. May include runtime/error.hpp and runtime/tokenizer/ (the random model
-// trains its tokenizer).
+// (reader, writer, checkpoints), weight names, dtypes, rope tables, the GPU memory plan, the tensor-parallel
+// sharding plan, and the random model `troupe make-model` writes. May include runtime/error.hpp and
+// runtime/tokenizer/ (the random model trains its tokenizer).
 //
 // The shape of a Hugging Face decoder model, read from its config.json.
 
