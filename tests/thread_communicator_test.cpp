@@ -248,6 +248,12 @@ TEST(thread_communicator, disagreements_and_bad_arguments_throw_on_every_rank) {
       },
       "all_gather_last_dim: rank 0 gathers [2, 2] F32 into [1, 4] F32; the output must be [2, 4] F32 (the last "
       "dimension times 2)");
+  expect_all_throw(
+      2,
+      [&](communicator& c, int r) {
+        c.all_gather_last_dim(tensor(own[r].data() + 2, dtype::f32, {1, 2}), tensor(own[r].data(), dtype::f32, {1, 4}));
+      },
+      "all_gather_last_dim: rank 0's output overlaps its input");
 }
 
 } // namespace

@@ -104,6 +104,10 @@ std::string mismatch(const std::vector<slot>& slots) {
           return what + ": rank " + std::to_string(r) + " gathers " + describe(s.in) + " into " + describe(s.out) +
                  "; the output must be " + describe(expected) + " (the last dimension times " +
                  std::to_string(size) + ")";
+        const auto* in = static_cast<const std::byte*>(s.in.data);
+        const auto* out = static_cast<const std::byte*>(s.out.data);
+        if (s.in.numel() > 0 && in < out + s.out.num_bytes() && out < in + s.in.num_bytes())
+          return what + ": rank " + std::to_string(r) + "'s output overlaps its input";
       }
       break;
   }
