@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <functional>
 #include <stdexcept>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "kernels/model_loader.hpp"
@@ -88,6 +89,34 @@ model_config tiny(architecture arch, int64_t heads, int64_t kv_heads, int64_t vo
   return c;
 }
 
+// While alive, the pages of tensor `t`'s mapped data that hold none of `kept` (byte ranges [first, second)
+// from t.data) are unreadable: a read of them kills the process, so a reader that survives touched only
+// `kept`'s pages.
+class pages_unreadable_outside {
+public:
+  pages_unreadable_outside(const tensor_info& t, const std::vector<std::pair<size_t, size_t>>& kept) {
+    const auto page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+    const auto data = reinterpret_cast<uintptr_t>(t.data);
+    for (uintptr_t p = data / page * page; p < data + t.num_bytes; p += page) {
+      const bool holds_kept = std::any_of(kept.begin(), kept.end(), [&](const auto& r) {
+        return data + r.first < p + page && p < data + r.second;
+      });
+      if (holds_kept) continue;
+      EXPECT_EQ(::mprotect(reinterpret_cast<void*>(p), page, PROT_NONE), 0);
+      protected_.push_back(p);
+    }
+    page_ = page;
+  }
+  ~pages_unreadable_outside() {
+    for (const uintptr_t p : protected_) ::mprotect(reinterpret_cast<void*>(p), page_, PROT_READ);
+  }
+  size_t num_unreadable() const { return protected_.size(); }
+
+private:
+  std::vector<uintptr_t> protected_;
+  uintptr_t page_ = 0;
+};
+
 std::string out_of_range_message(const std::function<void()>& f) {
   try {
     f();
@@ -120,6 +149,32 @@ TEST_F(weight_slice_reader_test, reads_a_column_slice_as_one_span_per_row_in_eve
     EXPECT_EQ(slice_of_counting(dir_ / name(type), type, {"w", {3, 4}, 1, 1, 2, {3, 2}, true}),
               (std::vector<float>{1, 2, 5, 6, 9, 10})) << name(type);
   }
+}
+
+// A column slice of a [4, 8192] f32 tensor (32 KiB rows, 8 pages each) reads 1024 columns per row: with
+// every other page of the tensor unreadable it still reads, while converting the whole tensor dies.
+TEST_F(weight_slice_reader_test, touches_only_the_pages_of_its_rows_or_columns) {
+  write_counting(dir_, dtype::f32, 4, 8192);
+  const checkpoint ckpt = checkpoint::open(dir_);
+  const tensor_info& t = *ckpt.find("w");
+  std::vector<float> out;
+  {
+    std::vector<std::pair<size_t, size_t>> columns;  // each row's columns [2048, 3072)
+    for (size_t r = 0; r < 4; ++r) columns.emplace_back((r * 8192 + 2048) * 4, (r * 8192 + 3072) * 4);
+    const pages_unreadable_outside guard(t, columns);
+    EXPECT_GE(guard.num_unreadable(), 4u * 6u);
+    read_slice_f32(ckpt, {"w", {4, 8192}, 1, 2048, 1024, {4, 1024}, true}, out);
+    EXPECT_DEATH(ckpt.read_f32("w", t.shape, out), "");
+  }
+  EXPECT_EQ(out[0], 2048.0f);
+  EXPECT_EQ(out[1023], 3071.0f);
+  EXPECT_EQ(out[3 * 1024], 3 * 8192 + 2048.0f);
+  {
+    const pages_unreadable_outside guard(t, {{2 * 8192 * 4, 3 * 8192 * 4}});  // row 2 alone
+    read_slice_f32(ckpt, {"w", {4, 8192}, 0, 2, 1, {1, 8192}, true}, out);
+  }
+  EXPECT_EQ(out[0], 2 * 8192.0f);
+  EXPECT_EQ(out[8191], 3 * 8192 - 1.0f);
 }
 
 TEST_F(weight_slice_reader_test, zero_fills_the_padded_vocabulary_rows_past_the_checkpoint) {
