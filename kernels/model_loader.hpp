@@ -9,11 +9,18 @@
 namespace troupe {
 
 class checkpoint;
+struct sharding_plan;
 
 // Reads each tensor from the checkpoint, checking its name and shape against the config. Throws
 // checkpoint_error first if the checkpoint holds a tensor the config does not use (a sign that the config
 // and the weights disagree, such as a bias the config does not declare).
 weight_source checkpoint_weight_source(const checkpoint& ckpt, const model_config& config);
+
+// One tensor-parallel rank's weights: each tensor's slice in `plan` (a plan of `config`), read from the
+// memory-mapped checkpoint without the rest of the tensor (read_slice_f32), so values come in the slice's
+// local shape, not spec.shape. Checks the checkpoint's tensors as checkpoint_weight_source does. `ckpt` and
+// `plan` must outlive the source.
+weight_source sharded_weight_source(const checkpoint& ckpt, const model_config& config, const sharding_plan& plan);
 
 // Reproducible random weights (see random_weight_values).
 weight_source dummy_weight_source(uint64_t seed);

@@ -1,0 +1,79 @@
+#include "runtime/model/weight_slice_reader.hpp"
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <numeric>
+#include <span>
+#include <stdexcept>
+#include <string>
+
+#include "runtime/error.hpp"
+#include "runtime/model/safetensors.hpp"
+#include "runtime/model/sharding_plan.hpp"
+
+namespace troupe {
+namespace {
+
+std::string shape_text(const std::vector<int64_t>& shape) {
+  std::string s = "[";
+  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + "]";
+}
+
+int64_t product(std::span<const int64_t> dims) {
+  return std::accumulate(dims.begin(), dims.end(), int64_t{1}, std::multiplies<>());
+}
+
+// Throws std::out_of_range naming the tensor unless `slice` is a range of dim 0 or 1 inside `shape` and its
+// local shape equals the tensor's on every other dimension and holds at least `length` along `dim`.
+void check_fits(const weight_slice& slice) {
+  const auto& shape = slice.shape;
+  const auto& local = slice.local_shape;
+  const auto refuse = [&](const std::string& why) {
+    throw std::out_of_range("slice of tensor '" + slice.name + "' (shape " + shape_text(shape) + ", dim " +
+                            std::to_string(slice.dim) + ", [" + std::to_string(slice.begin) + ", " +
+                            std::to_string(slice.begin) + " + " + std::to_string(slice.length) + "), local shape " +
+                            shape_text(local) + "): " + why);
+  };
+  if (slice.dim != 0 && slice.dim != 1) refuse("only dims 0 and 1 can be sliced");
+  const auto d = static_cast<size_t>(slice.dim);
+  if (d >= shape.size()) refuse("the tensor has no such dim");
+  if (slice.begin < 0 || slice.length < 0 || slice.begin > shape[d] - slice.length)
+    refuse("the range is outside the tensor");
+  if (local.size() != shape.size()) refuse("the local shape has another rank than the tensor");
+  for (size_t i = 0; i < shape.size(); ++i) {
+    if (i == d ? local[i] < slice.length : local[i] != shape[i])
+      refuse("the local shape cannot hold the slice");
+  }
+}
+
+} // namespace
+
+void read_slice_f32(const checkpoint& ckpt, const weight_slice& slice, std::vector<float>& out) {
+  const tensor_info& t = ckpt.require(slice.name, slice.shape);
+  check_fits(slice);
+  const size_t esize = size_in_bytes(t.type);
+  const auto& local = slice.local_shape;
+  out.assign(static_cast<size_t>(product(local)), 0.0f);
+
+  // The tensor as [outer, extent of dim, inner]; the slice reads, for each outer index, the contiguous
+  // elements [begin * inner, (begin + length) * inner) of that outer row: one span for dim 0 (outer = 1),
+  // one span per row for dim 1.
+  const auto d = static_cast<size_t>(slice.dim);
+  const int64_t outer = product(std::span(slice.shape).first(d));
+  const int64_t inner = product(std::span(slice.shape).subspan(d + 1));
+  const int64_t extent = slice.shape[d];
+  const auto count = static_cast<size_t>(slice.length * inner);        // elements read per outer row
+  const auto local_row = static_cast<size_t>(local[d] * inner);        // elements written per outer row
+  for (int64_t o = 0; o < outer; ++o) {
+    const auto first = static_cast<size_t>((o * extent + slice.begin) * inner);
+    const std::span<const std::byte> src = t.bytes().subspan(first * esize, count * esize);
+    const std::span<float> dst = std::span(out).subspan(static_cast<size_t>(o) * local_row, count);
+    if (!convert_to_f32(t.type, src, dst))
+      throw checkpoint_error("tensor '" + slice.name + "': cannot convert its slice to f32");
+  }
+}
+
+} // namespace troupe

@@ -1,0 +1,22 @@
+#pragma once
+// Reading one rank's slice of a checkpoint tensor (a weight_slice of its sharding_plan) straight from the
+// memory-mapped safetensors file, as f32 in the rank's local shape. Only the slice's bytes are touched: a
+// row slice is one contiguous span, a column slice one span per row, so no process ever converts (or pages
+// in) a whole tensor it holds only part of.
+
+#include <vector>
+
+namespace troupe {
+
+class checkpoint;
+struct weight_slice;
+
+// The values of `slice` of checkpoint tensor slice.name, as f32 in slice.local_shape (row-major) into
+// `out` (resized to its element count). Along slice.dim, indices [begin, begin + length) are read and the
+// local indices from `length` up to local_shape[dim] are zero (the vocabulary's padding rows).
+// Throws checkpoint_error as checkpoint::require does (a missing tensor, a shape other than slice.shape, a
+// dtype other than F32/F16/BF16), and std::out_of_range naming the tensor when the slice does not fit it
+// (a dim other than 0 or 1, a range past the tensor's end, a local shape that cannot hold the slice).
+void read_slice_f32(const checkpoint& ckpt, const weight_slice& slice, std::vector<float>& out);
+
+} // namespace troupe
