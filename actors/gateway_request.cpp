@@ -234,13 +234,11 @@ caf::behavior completion_sink_fn(caf::stateful_actor<sink_state>* self, schedule
         if (!l) return self->quit();
         completion_event ev;
         ev.what = completion_event::kind::outputs;
-        // A request the engine ended with an error fails the response with it: 503 when the server
-        // aborted it (shutting down), 500 when a step failed.
+        // A request the engine ended with an error fails the whole response with it.
         for (const request_output& o : outputs)
-          if (!o.error.empty()) {
+          if (auto error = engine_error(o)) {
             ev.what = completion_event::kind::failed;
-            ev.error = o.aborted ? server_error(503, "ServiceUnavailableError", o.error)
-                                 : server_error(500, "InternalServerError", o.error);
+            ev.error = std::move(*error);
             break;
           }
         if (ev.what == completion_event::kind::outputs) ev.outputs = std::move(outputs);

@@ -9,6 +9,7 @@
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
 
+#include "runtime/engine/engine_core.hpp"
 #include "runtime/openai/json_writer.hpp"
 #include "runtime/openai/python_repr.hpp"
 #include "runtime/tokenizer/tokenizer_utf8.hpp"
@@ -126,6 +127,12 @@ std::string error_body(const api_error& e) {
 
 api_error server_error(int status, std::string_view type, std::string_view message, std::optional<std::string> param) {
   return api_error{status, std::string(type), sanitize_message(message), std::move(param), status};
+}
+
+std::optional<api_error> engine_error(const request_output& out) {
+  if (out.error.empty()) return std::nullopt;
+  return out.aborted ? server_error(503, "ServiceUnavailableError", out.error)
+                     : server_error(500, "InternalServerError", out.error);
 }
 
 api_error bad_request(std::string_view message, std::optional<std::string> param) {

@@ -19,6 +19,8 @@
 
 namespace troupe {
 
+struct request_output;
+
 struct api_error {
   int status = 400;                  // the HTTP status
   std::string type = "BadRequestError";
@@ -33,6 +35,11 @@ std::string error_body(const api_error& e);
 // Any error the server answers itself (401, 429, 503, 504, ...): status, OpenAI type, message.
 api_error server_error(int status, std::string_view type, std::string_view message,
                        std::optional<std::string> param = std::nullopt);
+
+// The error a response fails with when the engine ended one of its requests with one: 503
+// ServiceUnavailableError when the server aborted it (shutting down: worth retrying elsewhere), 500
+// InternalServerError when a step failed. nullopt when the output carries no error.
+std::optional<api_error> engine_error(const request_output& out);
 
 // A serving error: BadRequestError, 400.
 api_error bad_request(std::string_view message, std::optional<std::string> param = std::nullopt);

@@ -8,6 +8,7 @@
 #include <limits>
 
 #include "runtime/engine/engine_core.hpp"
+#include "runtime/openai/openai_error.hpp"
 #include "runtime/openai/openai_response.hpp"
 #include "runtime/openai/python_repr.hpp"
 
@@ -279,6 +280,24 @@ TEST(SanitizeMessage, RemovesPathsAndAddresses) {
   EXPECT_EQ(sanitize_message("The model `meta-llama/Llama-3.1-8B` does not exist."),
             "The model `meta-llama/Llama-3.1-8B` does not exist.");
   EXPECT_EQ(sanitize_message("  spaced \n"), "spaced");
+}
+
+TEST(OpenaiResponse, AnOutputTheEngineEndedWithAnErrorFailsThe503IfAbortedElse500) {
+  request_output out;
+  out.finished = true;
+  EXPECT_FALSE(engine_error(out).has_value());
+  out.error = "step failed";
+  const auto failed = engine_error(out);
+  ASSERT_TRUE(failed.has_value());
+  EXPECT_EQ(failed->status, 500);
+  EXPECT_EQ(failed->type, "InternalServerError");
+  EXPECT_EQ(failed->message, "step failed");
+  out.aborted = true;
+  out.error = "The server shut down";
+  const auto shut = engine_error(out);
+  ASSERT_TRUE(shut.has_value());
+  EXPECT_EQ(shut->status, 503);
+  EXPECT_EQ(shut->type, "ServiceUnavailableError");
 }
 
 } // namespace
