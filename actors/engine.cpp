@@ -3,6 +3,7 @@
 #include <condition_variable>
 #include <filesystem>
 #include <mutex>
+#include <thread>
 #include <unordered_map>
 
 #include <caf/io/all.hpp>
@@ -12,11 +13,13 @@
 #include "actors/scheduler_actor.hpp"
 #include "actors/shard_actor.hpp"
 #include "kernels/backend_factory.hpp"
+#include "kernels/cpu/thread_communicator.hpp"
 #include "kernels/model_loader.hpp"
 #include "runtime/error.hpp"
 #include "runtime/model/memory_plan.hpp"
 #include "runtime/model/random_model.hpp"
 #include "runtime/model/safetensors.hpp"
+#include "runtime/model/sharding_plan.hpp"
 
 namespace troupe {
 namespace fs = std::filesystem;
@@ -54,6 +57,25 @@ struct generate_collector {
     cv.notify_all();
   }
 };
+
+// Runs fn(rank) for every rank at once, one thread each, and waits for all; then rethrows the lowest
+// rank's exception, if any.
+// NOTE: a rank that throws before a collective leaves the others waiting in it (no timeout yet).
+void run_on_ranks(int n, const std::function<void(int)>& fn) {
+  std::vector<std::exception_ptr> errors(static_cast<size_t>(n));
+  std::vector<std::thread> threads;
+  for (int r = 0; r < n; ++r)
+    threads.emplace_back([&, r] {
+      try {
+        fn(r);
+      } catch (...) {
+        errors[static_cast<size_t>(r)] = std::current_exception();
+      }
+    });
+  for (auto& t : threads) t.join();
+  for (auto& e : errors)
+    if (e) std::rethrow_exception(e);
+}
 
 void check_kv_capacity(int64_t num_blocks, int32_t block_size, int64_t max_model_len, bool on_gpu) {
   if (num_blocks * block_size < max_model_len)
@@ -97,73 +119,107 @@ engine::impl::impl(const engine_options& requested) : system(with_middleman(syst
   };
   if (o.block_size <= 0 || o.block_size > 1024) throw user_error("--block-size must be between 1 and 1024");
   int64_t num_blocks = o.num_gpu_blocks_override;
-  if (num_blocks <= 0) num_blocks = o.kv_cache_memory / bytes_per_block(config, o.block_size, sizeof(float));
 
   std::vector<int32_t> eos = config.eos_token_ids;
   if (tokenizer_ && tokenizer_->eos_id() && std::find(eos.begin(), eos.end(), *tokenizer_->eos_id()) == eos.end())
     eos.push_back(*tokenizer_->eos_id());
 
-  auto res = std::make_shared<shard_resources>();
+  const int tp = o.tensor_parallel_size;
+  if (tp < 1) throw user_error("--tensor-parallel-size must be at least 1, got " + std::to_string(tp));
+  std::vector<sharding_plan> plans;  // validates the split first: a shape that cannot be split says so
+  for (int r = 0; r < tp; ++r) plans.push_back(sharding_plan::make(config, tp, r));
+  if (num_blocks <= 0 && o.num_gpu_blocks_override <= 0)  // --kv-cache-memory is each shard's
+    num_blocks = o.kv_cache_memory / bytes_per_block(local_config(config, plans[0]), o.block_size, sizeof(float));
+
+  std::vector<std::shared_ptr<shard_resources>> res;
+  for (int r = 0; r < tp; ++r) res.push_back(std::make_shared<shard_resources>());
   const bool on_gpu = o.backend == "cuda";
   if (o.backend != "null") {
-    res->backend = make_backend(o.backend);  // kernels/backend_factory: cpu, or cuda when built with it
-    const auto memory = device_memory(*res->backend);
+    if (on_gpu && tp > 1)
+      throw user_error("--tensor-parallel-size " + std::to_string(tp) + " on the cuda backend is not built yet; "
+                       "use --backend cpu or --tensor-parallel-size 1");
+    for (auto& shard : res) shard->backend = make_backend(o.backend);  // kernels/backend_factory
+    const auto memory = device_memory(*res[0]->backend);
     fill_batch_defaults(memory ? memory->second : 0);
     const dtype act = activation_dtype(o.backend, o.dtype);
     std::optional<checkpoint> ckpt;
-    weight_source source;
-    if (o.load_format == "dummy") {
-      source = dummy_weight_source(o.seed);
-    } else if (o.load_format == "auto" || o.load_format == "safetensors") {
-      ckpt.emplace(checkpoint::open(dir));
-      source = checkpoint_weight_source(*ckpt, config);
-    } else {
+    if (o.load_format == "auto" || o.load_format == "safetensors") ckpt.emplace(checkpoint::open(dir));
+    else if (o.load_format != "dummy")
       throw user_error("--load-format must be auto, safetensors or dummy, got '" + o.load_format + "'");
-    }
     model_limits limits;
     limits.max_num_tokens = o.max_num_batched_tokens;
     limits.max_num_seqs = o.max_num_seqs;
     limits.max_model_len = max_model_len;
     limits.block_size = o.block_size;
     limits.enforce_eager = o.enforce_eager;
-    const int64_t weight_bytes = config.num_parameters() * static_cast<int64_t>(size_in_bytes(act));
-    if (memory) check_weights_fit(weight_bytes, std::string(name(act)), memory->first, memory->second, o.gpu_memory_utilization);
-    model_weights weights = load_model_weights(config, *res->backend, act, source);
-    if (memory && o.num_gpu_blocks_override <= 0) {
+    std::vector<std::unique_ptr<communicator>> comms;
+    if (tp > 1) comms = make_thread_communicators(tp);  // CPU shards: threads of this process
+    const bool profile = memory && o.num_gpu_blocks_override <= 0;
+    if (!profile) check_kv_capacity(num_blocks, o.block_size, max_model_len, on_gpu);
+
+    // Each shard loads its own slices and builds its model on a thread of its own: the profiling step
+    // and the warm-up run collectives, which every rank must enter.
+    std::vector<int64_t> shard_blocks(static_cast<size_t>(tp), std::min<int64_t>(num_blocks, INT32_MAX));
+    run_on_ranks(tp, [&](int r) {
+      shard_resources& shard = *res[static_cast<size_t>(r)];
+      const sharding_plan& plan = plans[static_cast<size_t>(r)];
+      const model_config local = tp > 1 ? local_config(config, plan) : config;
+      weight_source source = o.load_format == "dummy" ? (tp > 1 ? sharded_dummy_weight_source(o.seed, plan)
+                                                                  : dummy_weight_source(o.seed))
+                             : tp > 1 ? sharded_weight_source(*ckpt, config, plan)
+                                      : checkpoint_weight_source(*ckpt, config);
+      shard_context where;
+      if (tp > 1) {
+        shard.comm = std::move(comms[static_cast<size_t>(r)]);
+        where = {shard.comm.get(), plan.vocab_begin, config.vocab_size};
+      }
+      const int64_t weight_bytes = local.num_parameters() * static_cast<int64_t>(size_in_bytes(act));
+      if (memory) check_weights_fit(weight_bytes, std::string(name(act)), memory->first, memory->second, o.gpu_memory_utilization);
+      model_weights weights = load_model_weights(local, *shard.backend, act, source);
+      if (!profile) {
+        model_limits l = limits;
+        l.num_blocks = shard_blocks[static_cast<size_t>(r)];
+        shard.net = std::make_unique<model>(local, *shard.backend, std::move(weights), act, l, where);
+        return;
+      }
       // DESIGN.md, capacity: a profiling step at the largest batch over a one-block cache, then the KV
       // cache takes what is left of --gpu-memory-utilization.
-      const int64_t after_weights = device_memory(*res->backend)->first;
-      limits.num_blocks = 1;
-      res->net = std::make_unique<model>(config, *res->backend, std::move(weights), act, limits);
-      res->net->profile_run();
+      const int64_t after_weights = device_memory(*shard.backend)->first;
+      model_limits l = limits;
+      l.num_blocks = 1;
+      shard.net = std::make_unique<model>(local, *shard.backend, std::move(weights), act, l, where);
+      shard.net->profile_run();
       gpu_memory_profile p;
       p.total = memory->second;
-      p.free_after_profile = device_memory(*res->backend)->first;
+      p.free_after_profile = device_memory(*shard.backend)->first;
       p.weight_bytes = memory->first - after_weights;
-      p.workspace_bytes = after_weights - p.free_after_profile - res->net->kv_block_bytes();
-      p.profiled_kv_bytes = res->net->kv_block_bytes();
-      p.block_bytes = res->net->kv_block_bytes();
+      p.workspace_bytes = after_weights - p.free_after_profile - shard.net->kv_block_bytes();
+      p.profiled_kv_bytes = shard.net->kv_block_bytes();
+      p.block_bytes = shard.net->kv_block_bytes();
       p.block_size = o.block_size;
       p.max_model_len = max_model_len;
       p.profile_tokens = limits.max_num_tokens;
       p.utilization = o.gpu_memory_utilization;
-      num_blocks = std::min<int64_t>(plan_kv_blocks(p), INT32_MAX);
-      res->net->allocate_kv_cache(num_blocks);
-      spdlog::info("{}", describe(p, num_blocks));
-    } else {
-      check_kv_capacity(num_blocks, o.block_size, max_model_len, on_gpu);
-      limits.num_blocks = num_blocks = std::min<int64_t>(num_blocks, INT32_MAX);
-      res->net = std::make_unique<model>(config, *res->backend, std::move(weights), act, limits);
-    }
-    if (on_gpu) res->net->warm_up();  // GEMM algorithms, kernel loading, the batch-1 decode graph
+      shard_blocks[static_cast<size_t>(r)] = std::min<int64_t>(plan_kv_blocks(p), INT32_MAX);
+      spdlog::info("{}{}", tp > 1 ? "shard " + std::to_string(r) + ": " : "", describe(p, shard_blocks[static_cast<size_t>(r)]));
+    });
+    // The scheduler's block tables are every shard's: the cache has the blocks the smallest shard holds.
+    num_blocks = *std::min_element(shard_blocks.begin(), shard_blocks.end());
+    run_on_ranks(tp, [&](int r) {
+      shard_resources& shard = *res[static_cast<size_t>(r)];
+      if (profile) shard.net->allocate_kv_cache(num_blocks);
+      if (on_gpu) shard.net->warm_up();  // GEMM algorithms, kernel loading, the batch-1 decode graph
+    });
     spdlog::info("weights and activations in {}", name(act));
   } else {
     fill_batch_defaults(0);
     check_kv_capacity(num_blocks, o.block_size, max_model_len, on_gpu);
     num_blocks = std::min<int64_t>(num_blocks, INT32_MAX);
   }
-  res->runner = std::make_unique<model_runner>(res->net.get(), o.block_size, static_cast<int32_t>(config.vocab_size), eos,
-                                               /*null_token=*/eos.empty() || eos[0] != 0 ? 0 : 1);
+  for (auto& shard : res)
+    shard->runner = std::make_unique<model_runner>(shard->net.get(), o.block_size, static_cast<int32_t>(config.vocab_size),
+                                                   eos, /*null_token=*/eos.empty() || eos[0] != 0 ? 0 : 1);
+  if (tp > 1) spdlog::info("tensor-parallel size {}: {} shards in this process", tp, tp);
   spdlog::info("{} on the {} backend: KV cache of {} blocks of {} tokens ({} tokens of context); at most {} "
                "sequences and {} tokens per step",
                config.architecture_name, o.backend, num_blocks, o.block_size, num_blocks * o.block_size, o.max_num_seqs,
@@ -192,7 +248,7 @@ engine::impl::impl(const engine_options& requested) : system(with_middleman(syst
   metrics = std::make_unique<engine_metrics>(mc);
   auto core = std::make_unique<engine_core>(ec, tokenizer_.get(), o.seed ? o.seed : std::random_device{}());
   core->set_metrics(metrics.get());
-  shards.push_back(spawn_shard(system, std::move(res)));
+  for (auto& shard : res) shards.push_back(spawn_shard(system, std::move(shard)));
   scheduler = spawn_scheduler(system, std::move(core), shards, healthy);
 }
 

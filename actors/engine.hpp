@@ -44,8 +44,9 @@ struct engine_options {
   int32_t max_num_batched_tokens = 0;
   usage_context usage = usage_context::offline;
   int64_t max_model_len = 0;          // 0: the model's max_position_embeddings
+  int32_t tensor_parallel_size = 1;   // shards the model is split over (Megatron-style, as vLLM)
   int32_t block_size = 16;
-  int64_t kv_cache_memory = int64_t{1} << 30;  // bytes of KV cache on the CPU backend (CUDA: what memory allows)
+  int64_t kv_cache_memory = int64_t{1} << 30;  // bytes of KV cache per shard on the CPU backend (CUDA: what memory allows)
   int64_t num_gpu_blocks_override = 0;         // > 0: exactly this many KV blocks
   bool enable_prefix_caching = true;
   bool enforce_eager = false;                  // CUDA: no CUDA graphs for decode steps

@@ -12,6 +12,7 @@ namespace troupe {
 // What a shard owns: the backend, the model on it, and the runner that keeps per-sequence state.
 struct shard_resources {
   std::unique_ptr<ops> backend;
+  std::unique_ptr<communicator> comm;  // tensor parallelism: this rank's end of the group; outlives net
   std::unique_ptr<model> net;  // null for the null backend
   std::unique_ptr<model_runner> runner;
 };
