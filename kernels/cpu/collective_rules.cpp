@@ -1,5 +1,7 @@
 #include "kernels/cpu/collective_rules.hpp"
 
+#include <algorithm>
+
 namespace troupe {
 namespace {
 
@@ -21,12 +23,19 @@ bool same_layout(const tensor& a, const tensor& b) {
   return true;
 }
 
+// Adds a block of elements one rank at a time, so the compiler vectorizes across elements (f32 [256, 3584]
+// over 2 ranks: 200 us instead of 610 an element at a time) while each element still adds rank 0 + rank 1 +
+// ... in f32: the same bits. A block is read whole before it is written, so `dst` may be one of the inputs.
 template <class Load, class Store>
 void sum_with(const std::vector<const void*>& inputs, int64_t begin, int64_t end, Load load, Store store, void* dst) {
-  for (int64_t i = begin; i < end; ++i) {
-    float acc = load(inputs[0], i);
-    for (size_t r = 1; r < inputs.size(); ++r) acc += load(inputs[r], i);
-    store(dst, i, acc);
+  constexpr int64_t block = 512;
+  float acc[block];
+  for (int64_t b = begin; b < end; b += block) {
+    const int64_t n = std::min(block, end - b);
+    for (int64_t j = 0; j < n; ++j) acc[j] = load(inputs[0], b + j);
+    for (size_t r = 1; r < inputs.size(); ++r)
+      for (int64_t j = 0; j < n; ++j) acc[j] += load(inputs[r], b + j);
+    for (int64_t j = 0; j < n; ++j) store(dst, b + j, acc[j]);
   }
 }
 

@@ -43,18 +43,36 @@ public:
   int rank() const override { return rank_; }
   int size() const override { return size_; }
 
-  // Gathers every rank's values and adds them here in rank order, as the thread communicator does, so both
-  // give the same bits (MPI_Allreduce's order of addition is the library's choice).
+  // Reduce-scatter then all-gather, as the thread communicator does: rank r receives chunk r of every rank's
+  // tensor (MPI_Alltoallv), adds them in rank order with the code the thread communicator uses, and every rank
+  // gathers the summed chunks (MPI_Allgatherv). So both give the same bits, which MPI_Allreduce, adding in an
+  // order of the library's choosing, would not. As fast as MPI_Allreduce here, and 1.5-3.4x faster than
+  // gathering whole tensors to sum everywhere ([256, 3584] f32, 2 and 4 ranks on one machine).
   void all_reduce_sum(const tensor& t) override {
     agree(make_collective_call(collective::all_reduce_sum, t, {}, 0));
     if (t.numel() == 0 || size_ == 1) return;  // the sum of one tensor is itself, bit for bit
-    const size_t bytes = t.num_bytes();
-    const int count = byte_count(bytes, "all_reduce_sum");
-    staging_.resize(bytes * size_);
-    MPI_Allgather(t.data, count, MPI_BYTE, staging_.data(), count, MPI_BYTE, comm_);
+    byte_count(t.num_bytes(), "all_reduce_sum");  // every count and offset below fits in an int
+    const int64_t n = t.numel();
+    const int elem = static_cast<int>(size_in_bytes(t.type));
+    auto chunk_begin = [&](int r) { return n * r / size_; };
+    const int64_t mine = chunk_begin(rank_ + 1) - chunk_begin(rank_);
+    counts_.resize(size_);
+    offsets_.resize(size_);
+    received_counts_.resize(size_);
+    received_offsets_.resize(size_);
+    for (int r = 0; r < size_; ++r) {
+      counts_[r] = static_cast<int>((chunk_begin(r + 1) - chunk_begin(r)) * elem);
+      offsets_[r] = static_cast<int>(chunk_begin(r) * elem);
+      received_counts_[r] = static_cast<int>(mine * elem);
+      received_offsets_[r] = static_cast<int>(r * mine * elem);
+    }
+    staging_.resize(mine * elem * size_);  // [size, mine]: this rank's chunk of every rank's tensor
+    MPI_Alltoallv(t.data, counts_.data(), offsets_.data(), MPI_BYTE, staging_.data(), received_counts_.data(),
+                  received_offsets_.data(), MPI_BYTE, comm_);
     std::vector<const void*> inputs(size_);
-    for (int r = 0; r < size_; ++r) inputs[r] = staging_.data() + r * bytes;
-    sum_in_rank_order(inputs, t.type, 0, t.numel(), t.data);
+    for (int r = 0; r < size_; ++r) inputs[r] = staging_.data() + received_offsets_[r];
+    sum_in_rank_order(inputs, t.type, 0, mine, static_cast<std::byte*>(t.data) + offsets_[rank_]);
+    MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_BYTE, t.data, counts_.data(), offsets_.data(), MPI_BYTE, comm_);
   }
 
   void all_gather_last_dim(const tensor& in, const tensor& out) override {
@@ -95,7 +113,10 @@ private:
   MPI_Comm comm_ = MPI_COMM_NULL;
   int rank_ = 0, size_ = 1;
   std::vector<collective_call> calls_;  // every rank's call to the current collective
-  std::vector<std::byte> staging_;      // every rank's bytes, kept between calls to spare the allocation
+  // Kept between calls to spare the allocations: what a collective receives before it is summed or
+  // rearranged, and all_reduce_sum's byte counts and offsets of each rank's chunk.
+  std::vector<std::byte> staging_;
+  std::vector<int> counts_, offsets_, received_counts_, received_offsets_;
 };
 
 } // namespace
