@@ -15,7 +15,6 @@ struct scheduler_state {
   std::unordered_map<caf::actor_addr, int32_t> watched;  // sinks monitored, with their open requests
   request_id next_id = 1;
   bool in_flight = false;
-  size_t replies = 0;
   step_result result;  // shard 0's reply to the step in flight
   int64_t num_step_errors = 0;
   std::shared_ptr<std::atomic<bool>> healthy;
@@ -111,27 +110,28 @@ void start_step(self_ptr self) {
     return;
   }
   st.in_flight = true;
-  st.replies = 0;
   st.result = step_result{};
   const caf::duration timeout = st.watch.timeout.count() > 0 ? caf::duration(st.watch.timeout) : caf::infinite;
-  for (size_t i = 0; i < st.shards.size(); ++i) {
-    self->request(st.shards[i], timeout, execute_atom::value, plan)
-        .then(
-            [self, plan, i](step_result& r) {
-              auto& s = self->state;
-              if (s.stalled) return;
-              if (i == 0) s.result = std::move(r);
-              else if (!r.error.empty() && s.result.error.empty()) s.result.error = r.error;
-              if (++s.replies == s.shards.size()) finish_step(self, plan);
-            },
-            [self, plan](caf::error& e) {
-              auto& s = self->state;
-              if (s.stalled) return;
-              if (e == caf::sec::request_timeout) return declare_stalled(self, plan->step);
-              s.result.error = "shard failed: " + self->system().render(e);
-              if (++s.replies == s.shards.size()) finish_step(self, plan);
-            });
-  }
+  // The other shards get the plan without a reply: they run in lockstep with shard 0 (every collective
+  // waits for all), so shard 0's reply means the step is done, and one reply per step instead of N keeps
+  // the fan-out's cost flat as shards are added. A shard that fails alone logs it and stalls the
+  // collectives, which the stall watch reports.
+  self->request(st.shards[0], timeout, execute_atom::value, plan)
+      .then(
+          [self, plan](step_result& r) {
+            auto& s = self->state;
+            if (s.stalled) return;
+            s.result = std::move(r);
+            finish_step(self, plan);
+          },
+          [self, plan](caf::error& e) {
+            auto& s = self->state;
+            if (s.stalled) return;
+            if (e == caf::sec::request_timeout) return declare_stalled(self, plan->step);
+            s.result.error = "shard failed: " + self->system().render(e);
+            finish_step(self, plan);
+          });
+  for (size_t i = 1; i < st.shards.size(); ++i) caf::anon_send(st.shards[i], execute_atom::value, plan);
 }
 
 scheduler_actor::behavior_type scheduler_fn(self_ptr self, std::shared_ptr<engine_core> core,

@@ -2,6 +2,8 @@
 
 #include <chrono>
 
+#include <spdlog/spdlog.h>
+
 namespace troupe {
 namespace {
 
@@ -17,7 +19,9 @@ shard_actor::behavior_type shard_fn(shard_actor::pointer, std::shared_ptr<shard_
           if (res->comm) r.collective_ns = res->comm->busy_ns() - collective_start;
           return r;
         } catch (const std::exception& e) {
-          // A failed step fails its requests, not the engine.
+          // A failed step fails its requests, not the engine. Only shard 0's reply reaches the scheduler:
+          // the log is where another shard's failure shows.
+          spdlog::error("shard: step {} failed: {}", plan->step, e.what());
           step_result r;
           r.step = plan->step;
           r.error = e.what();
