@@ -1,0 +1,133 @@
+#pragma once
+// Where ranks that are threads of one process meet for a collective: each publishes the call it makes,
+// all wait at one barrier, and all check every rank's call the same way, so they reach the same verdict
+// (and throw the same message together) without any further exchange. The thread communicator
+// (kernels/cpu/) and the shared-GPU communicator (kernels/cuda/) move their data differently after the
+// meeting; the agreement is this one piece.
+//
+// NOTE: header-only, since the CUDA library uses it and must not link troupe_kernels (which links it).
+
+#include <barrier>
+#include <cstddef>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "kernels/tensor.hpp"
+
+namespace troupe {
+
+enum class collective { all_reduce_sum, all_gather_last_dim, broadcast };
+
+inline const char* collective_name(collective c) {
+  switch (c) {
+    case collective::all_reduce_sum: return "all_reduce_sum";
+    case collective::all_gather_last_dim: return "all_gather_last_dim";
+    case collective::broadcast: return "broadcast";
+  }
+  return "?";
+}
+
+// What a rank brings to a collective.
+struct collective_call {
+  collective op{};
+  tensor in;   // the tensor reduced, broadcast, or gathered from
+  tensor out;  // all_gather_last_dim's output
+  int root = 0;
+};
+
+namespace detail {
+
+inline std::string describe(const tensor& t) { return t.shape_string() + " " + std::string(troupe::name(t.type)); }
+
+inline bool same_layout(const tensor& a, const tensor& b) {
+  if (a.type != b.type || a.rank != b.rank) return false;
+  for (int i = 0; i < a.rank; ++i)
+    if (a.dims[i] != b.dims[i]) return false;
+  return true;
+}
+
+} // namespace detail
+
+// The reason every rank throws, or "" when the calls (element r: rank r's) agree and the shapes fit.
+// Pointers are compared only for the overlap of a gather's output with its input, which holds for device
+// pointers of one process as for host pointers.
+inline std::string collective_mismatch(const std::vector<collective_call>& calls) {
+  using detail::describe;
+  using detail::same_layout;
+  const collective_call& first = calls[0];
+  const std::string what = collective_name(first.op);
+  for (size_t r = 1; r < calls.size(); ++r) {
+    const collective_call& s = calls[r];
+    const std::string at = "rank " + std::to_string(r);
+    if (s.op != first.op)
+      return what + " on rank 0 met " + collective_name(s.op) + " on " + at + ": every rank must call the same collective";
+    if (!same_layout(s.in, first.in))
+      return what + ": rank 0 has " + describe(first.in) + " but " + at + " has " + describe(s.in) +
+             ": every rank must pass the same shape and dtype";
+    if (s.root != first.root)
+      return what + ": rank 0 names root " + std::to_string(first.root) + " but " + at + " names root " +
+             std::to_string(s.root);
+  }
+  const int size = static_cast<int>(calls.size());
+  switch (first.op) {
+    case collective::all_reduce_sum:
+      if (first.in.type != dtype::f32 && first.in.type != dtype::bf16 && first.in.type != dtype::f16)
+        return what + " sums F32, BF16 or F16, not " + std::string(troupe::name(first.in.type));
+      break;
+    case collective::broadcast:
+      if (first.root < 0 || first.root >= size)
+        return what + ": root " + std::to_string(first.root) + " is not a rank of a group of " + std::to_string(size);
+      break;
+    case collective::all_gather_last_dim:
+      for (int r = 0; r < size; ++r) {
+        const collective_call& s = calls[r];
+        tensor expected = s.in;
+        if (expected.rank > 0) expected.dims[expected.rank - 1] *= size;
+        if (s.in.rank == 0 || !same_layout(s.out, expected))
+          return what + ": rank " + std::to_string(r) + " gathers " + describe(s.in) + " into " + describe(s.out) +
+                 "; the output must be " + describe(expected) + " (the last dimension times " + std::to_string(size) +
+                 ")";
+        const auto* in = static_cast<const std::byte*>(s.in.data);
+        const auto* out = static_cast<const std::byte*>(s.out.data);
+        if (s.in.numel() > 0 && in < out + s.out.num_bytes() && out < in + s.in.num_bytes())
+          return what + ": rank " + std::to_string(r) + "'s output overlaps its input";
+      }
+      break;
+  }
+  return "";
+}
+
+// The ranks of one group, each on its own thread.
+//
+// NOTE: a collective is meet() followed by the data movement and at least one wait(); the calls meet()
+// returns stay unchanged until every rank has passed that collective's last wait(), since no rank
+// publishes its next call before then.
+class collective_group {
+public:
+  explicit collective_group(int size) : calls_(size), barrier_(size) {}
+
+  int size() const { return static_cast<int>(calls_.size()); }
+
+  // Publishes `mine` as rank `rank`'s call and waits for every rank's; returns all of them (element r:
+  // rank r's). Throws std::invalid_argument, on every rank, when they disagree or the shapes do not fit,
+  // once every rank has read the calls (so the group stays usable).
+  const std::vector<collective_call>& meet(int rank, const collective_call& mine) {
+    calls_[rank] = mine;
+    barrier_.arrive_and_wait();  // every call written
+    if (std::string why = collective_mismatch(calls_); !why.empty()) {
+      barrier_.arrive_and_wait();  // every rank has read the calls before any writes its next one
+      throw std::invalid_argument(why);
+    }
+    return calls_;
+  }
+
+  // Returns once every rank has reached the same wait().
+  void wait() { barrier_.arrive_and_wait(); }
+
+private:
+  std::vector<collective_call> calls_;
+  std::barrier<> barrier_;
+};
+
+} // namespace troupe
