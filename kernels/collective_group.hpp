@@ -49,12 +49,40 @@ inline bool same_layout(const tensor& a, const tensor& b) {
 
 } // namespace detail
 
-// The reason every rank throws, or "" when the calls (element r: rank r's) agree and the shapes fit.
-// Pointers are compared only for the overlap of a gather's output with its input, which holds for device
-// pointers of one process as for host pointers.
+// The reason rank `rank`'s call is wrong in a group of `size` whatever the other ranks pass, or "": a
+// sum of a dtype it cannot add, a root outside the group, a gather's output of the wrong shape or
+// overlapping its input (pointers compared in one address space: host, or one process's devices).
+inline std::string collective_call_error(const collective_call& call, int rank, int size) {
+  using detail::describe;
+  const std::string what = collective_name(call.op);
+  switch (call.op) {
+    case collective::all_reduce_sum:
+      if (call.in.type != dtype::f32 && call.in.type != dtype::bf16 && call.in.type != dtype::f16)
+        return what + " sums F32, BF16 or F16, not " + std::string(troupe::name(call.in.type));
+      break;
+    case collective::broadcast:
+      if (call.root < 0 || call.root >= size)
+        return what + ": root " + std::to_string(call.root) + " is not a rank of a group of " + std::to_string(size);
+      break;
+    case collective::all_gather_last_dim: {
+      tensor expected = call.in;
+      if (expected.rank > 0) expected.dims[expected.rank - 1] *= size;
+      if (call.in.rank == 0 || !detail::same_layout(call.out, expected))
+        return what + ": rank " + std::to_string(rank) + " gathers " + describe(call.in) + " into " + describe(call.out) +
+               "; the output must be " + describe(expected) + " (the last dimension times " + std::to_string(size) + ")";
+      const auto* in = static_cast<const std::byte*>(call.in.data);
+      const auto* out = static_cast<const std::byte*>(call.out.data);
+      if (call.in.numel() > 0 && in < out + call.out.num_bytes() && out < in + call.in.num_bytes())
+        return what + ": rank " + std::to_string(rank) + "'s output overlaps its input";
+      break;
+    }
+  }
+  return "";
+}
+
+// The reason every rank throws, or "" when the calls (element r: rank r's) agree and each is right.
 inline std::string collective_mismatch(const std::vector<collective_call>& calls) {
   using detail::describe;
-  using detail::same_layout;
   const collective_call& first = calls[0];
   const std::string what = collective_name(first.op);
   for (size_t r = 1; r < calls.size(); ++r) {
@@ -62,7 +90,7 @@ inline std::string collective_mismatch(const std::vector<collective_call>& calls
     const std::string at = "rank " + std::to_string(r);
     if (s.op != first.op)
       return what + " on rank 0 met " + collective_name(s.op) + " on " + at + ": every rank must call the same collective";
-    if (!same_layout(s.in, first.in))
+    if (!detail::same_layout(s.in, first.in))
       return what + ": rank 0 has " + describe(first.in) + " but " + at + " has " + describe(s.in) +
              ": every rank must pass the same shape and dtype";
     if (s.root != first.root)
@@ -70,31 +98,8 @@ inline std::string collective_mismatch(const std::vector<collective_call>& calls
              std::to_string(s.root);
   }
   const int size = static_cast<int>(calls.size());
-  switch (first.op) {
-    case collective::all_reduce_sum:
-      if (first.in.type != dtype::f32 && first.in.type != dtype::bf16 && first.in.type != dtype::f16)
-        return what + " sums F32, BF16 or F16, not " + std::string(troupe::name(first.in.type));
-      break;
-    case collective::broadcast:
-      if (first.root < 0 || first.root >= size)
-        return what + ": root " + std::to_string(first.root) + " is not a rank of a group of " + std::to_string(size);
-      break;
-    case collective::all_gather_last_dim:
-      for (int r = 0; r < size; ++r) {
-        const collective_call& s = calls[r];
-        tensor expected = s.in;
-        if (expected.rank > 0) expected.dims[expected.rank - 1] *= size;
-        if (s.in.rank == 0 || !same_layout(s.out, expected))
-          return what + ": rank " + std::to_string(r) + " gathers " + describe(s.in) + " into " + describe(s.out) +
-                 "; the output must be " + describe(expected) + " (the last dimension times " + std::to_string(size) +
-                 ")";
-        const auto* in = static_cast<const std::byte*>(s.in.data);
-        const auto* out = static_cast<const std::byte*>(s.out.data);
-        if (s.in.numel() > 0 && in < out + s.out.num_bytes() && out < in + s.in.num_bytes())
-          return what + ": rank " + std::to_string(r) + "'s output overlaps its input";
-      }
-      break;
-  }
+  for (int r = 0; r < size; ++r)
+    if (std::string why = collective_call_error(calls[r], r, size); !why.empty()) return why;
   return "";
 }
 
