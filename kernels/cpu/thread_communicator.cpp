@@ -40,72 +40,48 @@ void sum_range(const std::vector<collective_call>& calls, int64_t begin, int64_t
   }
 }
 
-class thread_communicator final : public communicator {
+class thread_communicator final : public group_communicator {
 public:
-  thread_communicator(std::shared_ptr<collective_group> group, int rank) : group_(std::move(group)), rank_(rank) {}
-
-  int rank() const override { return rank_; }
-  int size() const override { return group_->size(); }
-
-  void all_reduce_sum(const tensor& t) override { run({collective::all_reduce_sum, t, {}, 0}); }
-  void all_gather_last_dim(const tensor& in, const tensor& out) override {
-    run({collective::all_gather_last_dim, in, out, 0});
-  }
-  void broadcast(const tensor& t, int root) override { run({collective::broadcast, t, {}, root}); }
+  using group_communicator::group_communicator;
 
 private:
-  // Runs one collective: meet, move data, and leave only when no rank still reads.
-  void run(const collective_call& mine) {
-    const std::vector<collective_call>& calls = group_->meet(rank_, mine);
-    if (mine.in.numel() == 0) return group_->wait();
-    switch (mine.op) {
-      case collective::all_reduce_sum: return all_reduce_sum(calls);
-      case collective::all_gather_last_dim: return all_gather_last_dim(calls);
-      case collective::broadcast: return broadcast(calls);
-    }
-  }
-
   // Reduce-scatter then all-gather: rank r sums chunk r of every rank's tensor into its own chunk r, then
   // copies chunk c from rank c. Each element is summed once, in rank order, so every rank gets the same bits.
-  void all_reduce_sum(const std::vector<collective_call>& calls) {
-    const int size = this->size();
-    if (size == 1) return group_->wait();  // the sum of one tensor is itself, bit for bit
+  void sum(const std::vector<collective_call>& calls) override {
+    const int size = this->size(), rank = this->rank();
     const int64_t n = calls[0].in.numel();
     auto chunk_begin = [&](int r) { return n * r / size; };
     // Phase 1 writes only chunk `rank` of this rank's tensor, which only this rank reads.
-    sum_range(calls, chunk_begin(rank_), chunk_begin(rank_ + 1), calls[rank_].in.data);
-    group_->wait();
+    sum_range(calls, chunk_begin(rank), chunk_begin(rank + 1), calls[rank].in.data);
+    group().wait();
     const size_t elem = size_in_bytes(calls[0].in.type);
-    auto* dst = static_cast<std::byte*>(calls[rank_].in.data);
+    auto* dst = static_cast<std::byte*>(calls[rank].in.data);
     for (int c = 0; c < size; ++c) {
-      if (c == rank_) continue;
+      if (c == rank) continue;
       const auto* src = static_cast<const std::byte*>(calls[c].in.data);
       std::memcpy(dst + chunk_begin(c) * elem, src + chunk_begin(c) * elem, (chunk_begin(c + 1) - chunk_begin(c)) * elem);
     }
-    group_->wait();  // no rank changes its chunk (or starts the next collective) while others copy it
+    group().wait();  // no rank changes its chunk (or starts the next collective) while others copy it
   }
 
-  void all_gather_last_dim(const std::vector<collective_call>& calls) {
-    const tensor& in = calls[rank_].in;
+  void gather(const std::vector<collective_call>& calls) override {
+    const tensor& in = calls[rank()].in;
     const int64_t rows = in.numel() / in.dim(-1);
     const size_t row_bytes = static_cast<size_t>(in.dim(-1)) * size_in_bytes(in.type);
-    auto* out = static_cast<std::byte*>(calls[rank_].out.data);
+    auto* out = static_cast<std::byte*>(calls[rank()].out.data);
     const int size = this->size();
     for (int64_t row = 0; row < rows; ++row)
       for (int c = 0; c < size; ++c)
         std::memcpy(out + (row * size + c) * row_bytes,
                     static_cast<const std::byte*>(calls[c].in.data) + row * row_bytes, row_bytes);
-    group_->wait();  // every rank has read every input
+    group().wait();  // every rank has read every input
   }
 
-  void broadcast(const std::vector<collective_call>& calls) {
-    const collective_call& root = calls[calls[rank_].root];
-    if (rank_ != calls[rank_].root) std::memcpy(calls[rank_].in.data, root.in.data, root.in.num_bytes());
-    group_->wait();  // the root's tensor stays unchanged until every rank has copied it
+  void copy_root(const std::vector<collective_call>& calls) override {
+    const int root = calls[rank()].root;
+    if (rank() != root) std::memcpy(calls[rank()].in.data, calls[root].in.data, calls[root].in.num_bytes());
+    group().wait();  // the root's tensor stays unchanged until every rank has copied it
   }
-
-  std::shared_ptr<collective_group> group_;
-  int rank_;
 };
 
 } // namespace

@@ -16,25 +16,16 @@ namespace {
 
 using cuda::check;
 
-class shared_gpu_communicator final : public communicator {
+class shared_gpu_communicator final : public group_communicator {
 public:
   shared_gpu_communicator(std::shared_ptr<collective_group> group, int rank, cuda_context& ctx)
-      : group_(std::move(group)), rank_(rank), ctx_(ctx) {}
+      : group_communicator(std::move(group), rank), ctx_(ctx) {}
 
-  int rank() const override { return rank_; }
-  int size() const override { return group_->size(); }
   bool capturable() const override { return false; }
 
-  void all_reduce_sum(const tensor& t) override { run({collective::all_reduce_sum, t, {}, 0}); }
-  void all_gather_last_dim(const tensor& in, const tensor& out) override {
-    run({collective::all_gather_last_dim, in, out, 0});
-  }
-  void broadcast(const tensor& t, int root) override { run({collective::broadcast, t, {}, root}); }
-
 private:
-  // Runs one collective: finish this rank's queued work (its tensors are then final for the others to
-  // read), meet, move data, and leave only when no rank still reads.
-  void run(const collective_call& mine) {
+  // This rank's queued work finishes, so its tensors are final for the others to read.
+  void before_meeting(const collective_call& mine) override {
     const char* what = collective_name(mine.op);
     check(cudaSetDevice(ctx_.device), "cudaSetDevice");
     cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
@@ -44,13 +35,6 @@ private:
                              ": the shared-GPU communicator waits on the host, so it cannot run inside a CUDA graph "
                              "capture (its capturable() is false)");
     drain(what);
-    const std::vector<collective_call>& calls = group_->meet(rank_, mine);
-    if (mine.in.numel() == 0) return group_->wait();
-    switch (mine.op) {
-      case collective::all_reduce_sum: return all_reduce_sum(calls);
-      case collective::all_gather_last_dim: return all_gather_last_dim(calls);
-      case collective::broadcast: return broadcast(calls);
-    }
   }
 
   void drain(const char* what) { check(cudaStreamSynchronize(ctx_.stream), what); }
@@ -58,21 +42,20 @@ private:
   // As the thread communicator: reduce-scatter then all-gather. Rank r sums chunk r of every rank's
   // tensor, in rank order, into its own chunk r (which no other rank reads meanwhile), then copies chunk c
   // from rank c. Each element is summed once, so every rank gets the same bits; no scratch memory.
-  void all_reduce_sum(const std::vector<collective_call>& calls) {
-    const int size = this->size();
-    if (size == 1) return group_->wait();  // the sum of one tensor is itself, bit for bit
+  void sum(const std::vector<collective_call>& calls) override {
+    const int size = this->size(), rank = this->rank();
     const int64_t n = calls[0].in.numel();
     auto chunk_begin = [&](int r) { return n * r / size; };
     std::vector<const void*> summands;
     for (const collective_call& c : calls) summands.push_back(c.in.data);
-    cuda::launch_sum_in_order(summands, calls[rank_].in.data, calls[0].in.type, chunk_begin(rank_),
-                              chunk_begin(rank_ + 1), ctx_.stream);
+    cuda::launch_sum_in_order(summands, calls[rank].in.data, calls[0].in.type, chunk_begin(rank), chunk_begin(rank + 1),
+                              ctx_.stream);
     drain("all_reduce_sum");
-    group_->wait();  // every chunk summed
+    group().wait();  // every chunk summed
     const size_t elem = size_in_bytes(calls[0].in.type);
-    auto* dst = static_cast<std::byte*>(calls[rank_].in.data);
+    auto* dst = static_cast<std::byte*>(calls[rank].in.data);
     for (int c = 0; c < size; ++c) {
-      if (c == rank_ || chunk_begin(c + 1) == chunk_begin(c)) continue;
+      if (c == rank || chunk_begin(c + 1) == chunk_begin(c)) continue;
       const auto* src = static_cast<const std::byte*>(calls[c].in.data);
       check(cudaMemcpyAsync(dst + chunk_begin(c) * elem, src + chunk_begin(c) * elem,
                             static_cast<size_t>(chunk_begin(c + 1) - chunk_begin(c)) * elem, cudaMemcpyDeviceToDevice,
@@ -80,37 +63,35 @@ private:
             "all_reduce_sum");
     }
     drain("all_reduce_sum");
-    group_->wait();  // no rank changes its chunk (or starts the next collective) while others copy it
+    group().wait();  // no rank changes its chunk (or starts the next collective) while others copy it
   }
 
   // Rank c's [rows, cols] lands in columns [c * cols, (c + 1) * cols) of out: one strided copy per rank.
-  void all_gather_last_dim(const std::vector<collective_call>& calls) {
-    const tensor& in = calls[rank_].in;
+  void gather(const std::vector<collective_call>& calls) override {
+    const tensor& in = calls[rank()].in;
     const size_t row_bytes = static_cast<size_t>(in.dim(-1)) * size_in_bytes(in.type);
     const size_t rows = static_cast<size_t>(in.numel() / in.dim(-1));
-    auto* out = static_cast<std::byte*>(calls[rank_].out.data);
+    auto* out = static_cast<std::byte*>(calls[rank()].out.data);
     const int size = this->size();
     for (int c = 0; c < size; ++c)
       check(cudaMemcpy2DAsync(out + c * row_bytes, row_bytes * size, calls[c].in.data, row_bytes, row_bytes, rows,
                               cudaMemcpyDeviceToDevice, ctx_.stream),
             "all_gather_last_dim");
     drain("all_gather_last_dim");
-    group_->wait();  // every rank has read every input
+    group().wait();  // every rank has read every input
   }
 
-  void broadcast(const std::vector<collective_call>& calls) {
-    const collective_call& root = calls[calls[rank_].root];
-    if (rank_ != calls[rank_].root) {
-      check(cudaMemcpyAsync(calls[rank_].in.data, root.in.data, root.in.num_bytes(), cudaMemcpyDeviceToDevice,
-                            ctx_.stream),
+  void copy_root(const std::vector<collective_call>& calls) override {
+    const int root = calls[rank()].root;
+    if (rank() != root) {
+      check(cudaMemcpyAsync(calls[rank()].in.data, calls[root].in.data, calls[root].in.num_bytes(),
+                            cudaMemcpyDeviceToDevice, ctx_.stream),
             "broadcast");
       drain("broadcast");
     }
-    group_->wait();  // the root's tensor stays unchanged until every rank has copied it
+    group().wait();  // the root's tensor stays unchanged until every rank has copied it
   }
 
-  std::shared_ptr<collective_group> group_;
-  int rank_;
   cuda_context& ctx_;
 };
 
