@@ -10,6 +10,7 @@ shard_actor::behavior_type shard_fn(shard_actor::pointer, std::shared_ptr<shard_
       [res](execute_atom, const plan_ptr& plan) -> step_result {
         const auto start = std::chrono::steady_clock::now();
         try {
+          if (res->before_step) res->before_step(*plan);
           step_result r = res->runner->execute(*plan);
           r.execute_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start).count();
           return r;

@@ -20,8 +20,8 @@ public:
   virtual int rank() const = 0;
   // The number of ranks in the group (the tensor-parallel size).
   virtual int size() const = 0;
-  // Whether the collectives only enqueue work on the backend's stream, with no host wait, so a CUDA graph
-  // may capture them inside a decode step (NCCL's). The model captures decode steps only when true.
+  // Whether the collectives only enqueue work on the backend's stream (NCCL), so a CUDA graph can record
+  // them; false where they wait on the host (threads, MPI).
   virtual bool capturable() const { return false; }
 
   // Sums `t` element-wise over every rank, in place; the same bits on every rank. Needs f32, bf16 or f16

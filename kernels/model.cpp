@@ -72,9 +72,18 @@ model_weights load_model_weights(const model_config& c, ops& backend, dtype type
   return w;
 }
 
-model::model(model_config config, ops& backend, model_weights weights, dtype act, model_limits limits)
-    : config_(std::move(config)), ops_(backend), weights_(std::move(weights)), limits_(limits), act_type_(act) {
+model::model(model_config config, ops& backend, model_weights weights, dtype act, model_limits limits,
+             shard_context shard)
+    : config_(std::move(config)), ops_(backend), shard_(shard), weights_(std::move(weights)), limits_(limits),
+      act_type_(act) {
   const model_config& c = config_;
+  vocab_ = shard_.comm ? shard_.vocab_size : c.vocab_size;
+  if (shard_.comm && (vocab_ <= 0 || shard_.vocab_begin < 0 || vocab_ > c.vocab_size * shard_.comm->size()))
+    throw std::invalid_argument("model: a shard of " + std::to_string(c.vocab_size) + " vocabulary rows in " +
+                                std::to_string(shard_.comm->size()) + " cannot cover " + std::to_string(vocab_));
+  // A row-parallel layer's bias is added once, before the all-reduce: by rank 0.
+  if (shard_.comm && shard_.comm->rank() != 0)
+    for (layer_weights& l : weights_.layers) l.o_bias = device_buffer{};
   if (limits_.block_size <= 0) throw user_error("--block-size must be positive");
   if (limits_.num_blocks <= 0) throw user_error("the KV cache has no blocks; give it more memory");
   shape_.num_heads = static_cast<int32_t>(c.num_heads);
@@ -121,7 +130,11 @@ model::model(model_config config, ops& backend, model_weights weights, dtype act
   // Only sampled rows (one per sequence) reach the LM head.
   const int64_t rows = std::min(t, s);
   selected_ = ops_.alloc(act, {rows, c.hidden_size});
-  logits_ = ops_.alloc(dtype::f32, {rows, c.vocab_size});
+  logits_ = ops_.alloc(dtype::f32, {rows, vocab_});
+  if (shard_.comm) {
+    local_logits_ = ops_.alloc(dtype::f32, {rows, c.vocab_size});
+    gathered_logits_ = ops_.alloc(dtype::f32, {rows, c.vocab_size * shard_.comm->size()});
+  }
   tokens_ = ops_.alloc(dtype::i32, {rows});
   sampling_bytes_ = sampling_workspace_bytes(s);
   sampling_ = ops_.alloc(dtype::i32, {static_cast<int64_t>(sampling_bytes_ / 4)});
@@ -153,7 +166,8 @@ int64_t model::graph_size_for(const step_input& in) const {
     return v && *v && *v != '0';
   }();
   const size_t n = in.seq_lens.size();
-  if (limits_.enforce_eager || eager_env || !ops_.graphs_available() || n == 0 || in.token_ids.size() != n ||
+  if (limits_.enforce_eager || eager_env || !ops_.graphs_available() || (shard_.comm && !shard_.comm->capturable()) ||
+      n == 0 || in.token_ids.size() != n ||
       in.logits_indices.size() != n)
     return 0;  // no graphs, or not a decode step where every sequence samples (one token each)
   const auto it = std::lower_bound(graph_sizes_.begin(), graph_sizes_.end(), static_cast<int64_t>(n));
@@ -247,7 +261,12 @@ tensor model::compute_logits(int64_t num_tokens, int64_t num_logits, const atten
   const float eps = static_cast<float>(c.rms_norm_eps);
 
   // residual holds the running sum of the stream; hidden holds the normed input to each block.
-  ops_.embedding(ids, weights_.embed, residual);
+  if (shard_.comm) {
+    ops_.embedding_shard(ids, weights_.embed, shard_.vocab_begin, residual);
+    all_reduce(residual);  // each token's row comes from the one rank that holds it
+  } else {
+    ops_.embedding(ids, weights_.embed, residual);
+  }
   ops_.rms_norm(residual, weights_.layers[0].input_norm, eps, hidden);
   for (int64_t l = 0; l < c.num_layers; ++l) {
     const layer_weights& w = weights_.layers[l];
@@ -255,10 +274,12 @@ tensor model::compute_logits(int64_t num_tokens, int64_t num_logits, const atten
     ops_.rope_write_kv(qkv, positions, cos_sin_, slots, k_cache_[l], v_cache_[l], shape_);
     ops_.paged_attention(qkv, k_cache_[l], v_cache_[l], meta, shape_, attn);
     ops_.linear(attn, w.o_proj, w.o_bias, hidden);
+    all_reduce(hidden);
     ops_.add_rms_norm(hidden, residual, w.post_norm, eps);
     ops_.linear(hidden, w.gate_up, tensor{}, mlp);
     ops_.silu_and_mul(mlp, act);
     ops_.linear(act, w.down, tensor{}, hidden);
+    all_reduce(hidden);
     const tensor& next_norm = l + 1 < c.num_layers ? weights_.layers[l + 1].input_norm.get() : weights_.final_norm.get();
     ops_.add_rms_norm(hidden, residual, next_norm, eps);
   }
@@ -270,7 +291,17 @@ tensor model::compute_logits(int64_t num_tokens, int64_t num_logits, const atten
   const tensor indices = logits_indices_.rows(0, num_logits);
   const tensor selected = selected_.get().rows(0, num_logits);
   ops_.gather_rows(hidden, indices, selected);
-  ops_.linear(selected, weights_.lm_head_or_embed(), tensor{}, out);
+  if (!shard_.comm) {
+    ops_.linear(selected, weights_.lm_head_or_embed(), tensor{}, out);
+    return out;
+  }
+  // Each rank's vocabulary rows give its columns of the logits; every rank gathers all of them (in rank
+  // order, so padded vocabulary rows come last) and cuts off the padding.
+  const tensor local = local_logits_.get().rows(0, num_logits);
+  const tensor gathered = gathered_logits_.get().rows(0, num_logits);
+  ops_.linear(selected, weights_.lm_head_or_embed(), tensor{}, local);
+  shard_.comm->all_gather_last_dim(local, gathered);
+  ops_.copy_columns(gathered, out);
   return out;
 }
 

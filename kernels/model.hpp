@@ -6,6 +6,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "kernels/communicator.hpp"
 #include "kernels/ops.hpp"
 #include "kernels/sampling_inputs.hpp"
 #include "runtime/model/model_config.hpp"
@@ -48,10 +49,23 @@ struct model_limits {
   bool enforce_eager = false;     // no graphs for decode steps (--enforce-eager)
 };
 
+// A tensor-parallel shard's place in its group (runtime/model/sharding_plan.hpp). Its model is built with
+// the rank's local_config and weights: o_proj and down_proj outputs are partial sums that the communicator
+// all-reduces, the embedding and LM head hold vocabulary rows [vocab_begin, +local vocab), and the logits
+// are gathered from every rank and cut back to the real vocabulary. Every rank computes every step's
+// tokens, the same on each.
+struct shard_context {
+  communicator* comm = nullptr;  // null: the whole model on one device; else outlives the model
+  int64_t vocab_begin = 0;       // the first vocabulary row this rank holds
+  int64_t vocab_size = 0;        // the model's real vocabulary (the logits' width)
+};
+
 class model {
 public:
   // Allocates the KV cache and step workspaces for `limits`. Throws user_error when limits do not fit the config.
-  model(model_config config, ops& backend, model_weights weights, dtype activation_type, model_limits limits);
+  // `config` and `weights` are the rank's own with a communicator in `shard` (see shard_context).
+  model(model_config config, ops& backend, model_weights weights, dtype activation_type, model_limits limits,
+        shard_context shard = {});
 
   // Runs one step. logits receives [logits_indices.size(), V] in fp32. A step may sample no row (a
   // prefill chunk short of its prompt's end): it writes the KV cache and returns no logits or tokens.
@@ -83,7 +97,7 @@ public:
   // Bytes of one KV block: every layer's K and V for block_size tokens.
   int64_t kv_block_bytes() const;
 
-  const model_config& config() const { return config_; }
+  const model_config& config() const { return config_; }  // the rank's local config when sharded
   const model_limits& limits() const { return limits_; }
 
 private:
@@ -108,8 +122,15 @@ private:
   // both blocks first when they are too small; returns the batch over the device copy.
   sampling_batch stage_sampling(const sampling_inputs& sampling);
 
+  // Sums a row-parallel layer's partial outputs over the ranks (nothing on one device).
+  void all_reduce(const tensor& t) {
+    if (shard_.comm) shard_.comm->all_reduce_sum(t);
+  }
+
   model_config config_;
   ops& ops_;
+  shard_context shard_;
+  int64_t vocab_ = 0;  // the logits' width: the real vocabulary
   model_weights weights_;
   model_limits limits_;
   attention_shape shape_;
@@ -129,6 +150,7 @@ private:
   std::vector<int64_t> graph_sizes_;
   // Workspaces, sized for the limits; each step uses their first rows.
   device_buffer hidden_, residual_, qkv_, attn_, mlp_, act_, selected_, logits_, tokens_;
+  device_buffer local_logits_, gathered_logits_;  // sharded: [rows, local V], [rows, local V * ranks]
   // Sampling inputs: a device block and its host twin of sampling_bytes_ each, sized for max_num_seqs rows
   // and some list entries, grown (outside any graph) when a step needs more.
   device_buffer sampling_;

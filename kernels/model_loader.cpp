@@ -47,4 +47,10 @@ weight_source dummy_weight_source(uint64_t seed) {
   return [seed](const weight_spec& spec, std::vector<float>& values) { random_weight_values(spec, seed, values); };
 }
 
+weight_source sharded_dummy_weight_source(uint64_t seed, const sharding_plan& plan) {
+  return [seed, &plan](const weight_spec& spec, std::vector<float>& values) {
+    random_slice_f32(plan.slice(spec.name), spec.kind, seed, values);
+  };
+}
+
 } // namespace troupe

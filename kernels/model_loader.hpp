@@ -25,4 +25,8 @@ weight_source sharded_weight_source(const checkpoint& ckpt, const model_config& 
 // Reproducible random weights (see random_weight_values).
 weight_source dummy_weight_source(uint64_t seed);
 
+// One tensor-parallel rank's slices of dummy_weight_source(seed)'s tensors, made without the rest
+// (random_slice_f32), in the slices' local shapes. `plan` must outlive the source.
+weight_source sharded_dummy_weight_source(uint64_t seed, const sharding_plan& plan);
+
 } // namespace troupe

@@ -76,6 +76,11 @@ public:
   // out[t] = table[ids[t]].  ids [T] i32, table [V, H], out [T, H]
   virtual void embedding(const tensor& ids, const tensor& table, const tensor& out) = 0;
 
+  // One vocabulary shard's embedding (tensor parallelism): out[t] = table[ids[t] - first_id] for ids in
+  // [first_id, first_id + V_local), a zero row for any other id (another shard holds it; the all-reduce
+  // that follows sums the one real row).  ids [T] i32, table [V_local, H], out [T, H]
+  virtual void embedding_shard(const tensor& ids, const tensor& table, int64_t first_id, const tensor& out) = 0;
+
   // out = x / rms(x) * weight.  x, out [T, H], weight [H]
   virtual void rms_norm(const tensor& x, const tensor& weight, float eps, const tensor& out) = 0;
 
@@ -107,6 +112,10 @@ public:
 
   // out[i] = x[indices[i]].  x [T, H], indices [R] i32, out [R, H]
   virtual void gather_rows(const tensor& x, const tensor& indices, const tensor& out) = 0;
+
+  // out[r] = the first C' columns of x[r]: the logits of a padded, vocabulary-split LM head cut back to
+  // the real vocabulary.  x [R, C], out [R, C'] with C' <= C, same dtype
+  virtual void copy_columns(const tensor& x, const tensor& out) = 0;
 
   // Greedy sampling: out[r] = the index of row r's largest logit, the lowest among equals (0 for an
   // all-NaN row), as argmax_lowest_id does.  logits [R, V] f32, out [R] i32

@@ -21,8 +21,17 @@ void add_engine_flags(CLI::App* cmd, engine_options& o) {
                   "the server; smaller GPUs 8192 and 2048; CPU 2048)")
       ->check(CLI::PositiveNumber);
   cmd->add_option("--max-model-len", o.max_model_len, "Context length (default: the model's)");
+  cmd->add_option("--tensor-parallel-size", o.tensor_parallel_size,
+                  "Shards the model is split over (-tp): one per GPU, or CPU shards as threads")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1024));
+  cmd->add_option("--distributed-timeout", o.distributed_timeout,
+                  "Seconds one step may take on all tensor-parallel shards before a rank is declared dead or "
+                  "stalled (requests fail, the process exits 3)")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   cmd->add_option("--block-size", o.block_size, "Tokens per KV cache block")->capture_default_str()->check(CLI::PositiveNumber);
-  cmd->add_option("--kv-cache-memory", o.kv_cache_memory, "Bytes of KV cache (CPU backend)")->capture_default_str();
+  cmd->add_option("--kv-cache-memory", o.kv_cache_memory, "Bytes of KV cache per shard (CPU backend)")->capture_default_str();
   cmd->add_option("--num-gpu-blocks-override", o.num_gpu_blocks_override, "Exactly this many KV blocks");
   cmd->add_flag("--enable-prefix-caching,!--no-enable-prefix-caching", o.enable_prefix_caching)->capture_default_str();
   cmd->add_option("--scheduling-policy", o.scheduling_policy, "fcfs or priority")->capture_default_str();

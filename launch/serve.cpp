@@ -20,6 +20,7 @@
 #include "actors/client_endpoint.hpp"
 #include "actors/gateway.hpp"
 #include "launch/commands.hpp"
+#include "launch/distributed.hpp"
 #include "launch/engine_flags.hpp"
 
 namespace troupe {
@@ -46,6 +47,9 @@ client_endpoint_options client_options_of(const serve_options& o) {
 }
 
 void run_serve(const serve_options& o) {
+  engine_options eo = o.engine;
+  eo.usage = usage_context::server;  // vLLM's server defaults for the step size
+  if (run_if_other_rank(eo)) return;  // under mpirun: a rank other than 0 runs its shard, rank 0 serves
   // Signals are taken by sigwait below: block them before any thread starts, so every thread inherits it.
   sigset_t signals;
   sigemptyset(&signals);
@@ -61,8 +65,6 @@ void run_serve(const serve_options& o) {
   std::optional<client_endpoint> native;
   if (o.client_port >= 0) native.emplace(client_options_of(o), http.admission());
   spdlog::info("HTTP API on http://{}:{}: loading the model", o.http.host, http.port());
-  engine_options eo = o.engine;
-  eo.usage = usage_context::server;  // vLLM's server defaults for the step size
   engine e(eo);
   http.attach(e);
   if (native) {

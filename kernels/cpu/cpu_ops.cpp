@@ -57,6 +57,17 @@ void cpu_ops::embedding(const tensor& ids, const tensor& table, const tensor& ou
   }
 }
 
+void cpu_ops::embedding_shard(const tensor& ids, const tensor& table, int64_t first_id, const tensor& out) {
+  require_f32(table, "embedding_shard");
+  const int64_t num_tokens = ids.dim(0), hidden = table.dim(1), rows = table.dim(0);
+  for (int64_t t = 0; t < num_tokens; ++t) {
+    const int64_t row = int64_t{ids.as<int32_t>()[t]} - first_id;
+    float* o = out.as<float>() + t * hidden;
+    if (row < 0 || row >= rows) std::fill(o, o + hidden, 0.0f);
+    else std::memcpy(o, table.as<float>() + row * hidden, hidden * sizeof(float));
+  }
+}
+
 void cpu_ops::rms_norm(const tensor& x, const tensor& weight, float eps, const tensor& out) {
   require_f32(x, "rms_norm");
   const int64_t rows = x.dim(0), hidden = x.dim(1);
@@ -125,6 +136,16 @@ void cpu_ops::gather_rows(const tensor& x, const tensor& indices, const tensor& 
     std::memcpy(static_cast<std::byte*>(out.data) + i * row_bytes, static_cast<std::byte*>(x.data) + src * row_bytes,
                 row_bytes);
   }
+}
+
+void cpu_ops::copy_columns(const tensor& x, const tensor& out) {
+  const size_t elem = size_in_bytes(x.type);
+  const int64_t rows = x.dim(0), from = x.row_elems(), to = out.row_elems();
+  if (out.type != x.type || out.dim(0) != rows || to > from)
+    throw std::invalid_argument("copy_columns: " + x.shape_string() + " cannot be cut to " + out.shape_string());
+  for (int64_t r = 0; r < rows; ++r)
+    std::memcpy(static_cast<std::byte*>(out.data) + r * to * elem, static_cast<const std::byte*>(x.data) + r * from * elem,
+                to * elem);
 }
 
 void cpu_ops::argmax(const tensor& logits, const tensor& out) {

@@ -18,6 +18,7 @@ public:
   void synchronize() override {}
 
   void embedding(const tensor& ids, const tensor& table, const tensor& out) override;
+  void embedding_shard(const tensor& ids, const tensor& table, int64_t first_id, const tensor& out) override;
   void rms_norm(const tensor& x, const tensor& weight, float eps, const tensor& out) override;
   void add_rms_norm(const tensor& x, const tensor& residual, const tensor& weight, float eps) override;
   void linear(const tensor& x, const tensor& weight, const tensor& bias, const tensor& out,
@@ -30,6 +31,7 @@ public:
                        const tensor& out) override;
   void silu_and_mul(const tensor& x, const tensor& out) override;
   void gather_rows(const tensor& x, const tensor& indices, const tensor& out) override;
+  void copy_columns(const tensor& x, const tensor& out) override;
   void argmax(const tensor& logits, const tensor& out) override;
   // Rebuilds each row's sample_request from the batch and runs the CPU sampler's steps on it.
   void sample(const tensor& logits, const sampling_batch& batch, const tensor& out) override;

@@ -9,37 +9,6 @@
 namespace troupe {
 namespace {
 
-// Element-wise sums in rank order, for the elements [begin, end) of every rank's tensor, written into `dst`.
-template <class Load, class Store>
-void sum_in_rank_order(const std::vector<collective_call>& calls, int64_t begin, int64_t end, Load load, Store store,
-                       void* dst) {
-  for (int64_t i = begin; i < end; ++i) {
-    float acc = load(calls[0].in.data, i);
-    for (size_t r = 1; r < calls.size(); ++r) acc += load(calls[r].in.data, i);
-    store(dst, i, acc);
-  }
-}
-
-void sum_range(const std::vector<collective_call>& calls, int64_t begin, int64_t end, void* dst) {
-  switch (calls[0].in.type) {
-    case dtype::f32:
-      return sum_in_rank_order(
-          calls, begin, end, [](const void* p, int64_t i) { return static_cast<const float*>(p)[i]; },
-          [](void* p, int64_t i, float v) { static_cast<float*>(p)[i] = v; }, dst);
-    case dtype::bf16:
-      return sum_in_rank_order(
-          calls, begin, end,
-          [](const void* p, int64_t i) { return bf16_to_f32(static_cast<const uint16_t*>(p)[i]); },
-          [](void* p, int64_t i, float v) { static_cast<uint16_t*>(p)[i] = f32_to_bf16(v); }, dst);
-    case dtype::f16:
-      return sum_in_rank_order(
-          calls, begin, end,
-          [](const void* p, int64_t i) { return f16_to_f32(static_cast<const uint16_t*>(p)[i]); },
-          [](void* p, int64_t i, float v) { static_cast<uint16_t*>(p)[i] = f32_to_f16(v); }, dst);
-    default: break;
-  }
-}
-
 class thread_communicator final : public group_communicator {
 public:
   using group_communicator::group_communicator;
@@ -52,7 +21,9 @@ private:
     const int64_t n = calls[0].in.numel();
     auto chunk_begin = [&](int r) { return n * r / size; };
     // Phase 1 writes only chunk `rank` of this rank's tensor, which only this rank reads.
-    sum_range(calls, chunk_begin(rank), chunk_begin(rank + 1), calls[rank].in.data);
+    std::vector<const void*> inputs;
+    for (const collective_call& c : calls) inputs.push_back(c.in.data);
+    sum_in_rank_order(inputs, calls[0].in.type, chunk_begin(rank), chunk_begin(rank + 1), calls[rank].in.data);
     group().wait();
     const size_t elem = size_in_bytes(calls[0].in.type);
     auto* dst = static_cast<std::byte*>(calls[rank].in.data);

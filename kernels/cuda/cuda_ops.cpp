@@ -213,6 +213,11 @@ void cuda_ops::embedding(const tensor& ids, const tensor& table, const tensor& o
   cuda::launch_embedding(ids, table, out, ctx_->stream);
 }
 
+void cuda_ops::embedding_shard(const tensor& ids, const tensor& table, int64_t first_id, const tensor& out) {
+  op_scope p(ctx_->profiler, op_profiler::other, ctx_->stream);
+  cuda::launch_embedding_shard(ids, table, first_id, out, ctx_->stream);
+}
+
 void cuda_ops::rms_norm(const tensor& x, const tensor& weight, float eps, const tensor& out) {
   op_scope p(ctx_->profiler, op_profiler::other, ctx_->stream);
   cuda::launch_rms_norm(x, weight, eps, out, ctx_->stream);
@@ -250,6 +255,11 @@ void cuda_ops::silu_and_mul(const tensor& x, const tensor& out) {
 void cuda_ops::gather_rows(const tensor& x, const tensor& indices, const tensor& out) {
   op_scope p(ctx_->profiler, op_profiler::other, ctx_->stream);
   cuda::launch_gather_rows(x, indices, out, ctx_->stream);
+}
+
+void cuda_ops::copy_columns(const tensor& x, const tensor& out) {
+  op_scope p(ctx_->profiler, op_profiler::other, ctx_->stream);
+  cuda::launch_copy_columns(x, out, ctx_->stream);
 }
 
 void cuda_ops::argmax(const tensor& logits, const tensor& out) {

@@ -40,6 +40,7 @@ public:
   void release_graph(int32_t graph) override;
 
   void embedding(const tensor& ids, const tensor& table, const tensor& out) override;
+  void embedding_shard(const tensor& ids, const tensor& table, int64_t first_id, const tensor& out) override;
   void rms_norm(const tensor& x, const tensor& weight, float eps, const tensor& out) override;
   void add_rms_norm(const tensor& x, const tensor& residual, const tensor& weight, float eps) override;
   void linear(const tensor& x, const tensor& weight, const tensor& bias, const tensor& out, bool accumulate) override;
@@ -49,6 +50,7 @@ public:
                        const attention_shape& shape, const tensor& out) override;
   void silu_and_mul(const tensor& x, const tensor& out) override;
   void gather_rows(const tensor& x, const tensor& indices, const tensor& out) override;
+  void copy_columns(const tensor& x, const tensor& out) override;
 
   void argmax(const tensor& logits, const tensor& out) override;
   void sample(const tensor& logits, const sampling_batch& batch, const tensor& out) override;

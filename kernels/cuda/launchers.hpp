@@ -14,6 +14,9 @@ namespace troupe::cuda {
 
 // out[t] = table[ids[t]]; an id outside the table gives a zero row.  ids [T] i32, table [V, H], out [T, H]
 void launch_embedding(const tensor& ids, const tensor& table, const tensor& out, cudaStream_t stream);
+void launch_embedding_shard(const tensor& ids, const tensor& table, int64_t first_id, const tensor& out,
+                            cudaStream_t stream);
+void launch_copy_columns(const tensor& x, const tensor& out, cudaStream_t stream);
 // out[i] = x[indices[i]]; any dtype (rows are copied as bytes).  x [T, H], indices [R] i32, out [R, H]
 void launch_gather_rows(const tensor& x, const tensor& indices, const tensor& out, cudaStream_t stream);
 

@@ -14,7 +14,7 @@
 #include <cstring>
 #include <vector>
 
-#include "kernels/collective_group.hpp"
+#include "kernels/cpu/collective_rules.hpp"
 #include "kernels/cuda/check.hpp"
 #include "kernels/cuda/cuda_context.hpp"
 #include "kernels/cuda/cuda_ops.hpp"
@@ -72,7 +72,7 @@ public:
   bool capturable() const override { return true; }
 
   void all_reduce_sum(const tensor& t) override {
-    enter({collective::all_reduce_sum, t, {}, 0});
+    enter(make_collective_call(collective::all_reduce_sum, t, {}, 0));
     if (t.numel() == 0) return;
     call(ncclAllReduce(t.data, t.data, static_cast<size_t>(t.numel()), sum_type(t.type), ncclSum, comm_, ctx_.stream),
          "ncclAllReduce");
@@ -82,7 +82,7 @@ public:
   // one strided copy per rank puts rank c's rows into columns [c * cols, (c + 1) * cols) of out. A single
   // row needs no rearranging, so it is gathered straight into out (the decode step's logits at batch 1).
   void all_gather_last_dim(const tensor& in, const tensor& out) override {  // in [rows, cols], out [rows, cols * size]
-    enter({collective::all_gather_last_dim, in, out, 0});
+    enter(make_collective_call(collective::all_gather_last_dim, in, out, 0));
     const size_t piece = in.num_bytes();
     if (piece == 0) return;
     const size_t rows = static_cast<size_t>(in.numel() / in.dim(-1));
@@ -101,7 +101,7 @@ public:
   }
 
   void broadcast(const tensor& t, int root) override {
-    enter({collective::broadcast, t, {}, root});
+    enter(make_collective_call(collective::broadcast, t, {}, root));
     if (t.numel() == 0) return;
     call(ncclBroadcast(t.data, t.data, t.num_bytes(), ncclUint8, root, comm_, ctx_.stream), "ncclBroadcast");
   }

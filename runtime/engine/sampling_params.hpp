@@ -38,6 +38,8 @@ struct sampling_params {
   // (vLLM's logprobs; from the raw model output, before penalties and temperature). Empty: none.
   std::optional<int32_t> logprobs;
 
+  bool operator==(const sampling_params&) const = default;
+
   // Checks every field the way vLLM's SamplingParams._verify_args (then the engine's out-of-vocab
   // logit_bias and stop_token_ids checks) does, in the same order. Returns "" when valid, else vLLM's message for the
   // first bad field, e.g. "top_p must be in (0, 1], got 1.5.".

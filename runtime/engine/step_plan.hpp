@@ -28,12 +28,14 @@ struct scheduled_seq {
   int32_t num_prompt_tokens = 0;
   sampling_params params;
   uint64_t seed = 0;
+  bool operator==(const scheduled_seq&) const = default;
 };
 
 struct step_plan {
   uint64_t step = 0;
   std::vector<scheduled_seq> seqs;
   std::vector<request_id> released;  // finished or preempted: the shards forget them before running this plan
+  bool operator==(const step_plan&) const = default;
   int32_t num_tokens() const {
     int32_t n = 0;
     for (const auto& s : seqs) n += static_cast<int32_t>(s.token_ids.size());

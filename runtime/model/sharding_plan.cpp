@@ -132,6 +132,15 @@ sharding_plan sharding_plan::make(const model_config& c, int64_t tp_size, int64_
   return p;
 }
 
+model_config local_config(const model_config& config, const sharding_plan& plan) {
+  model_config local = config;
+  local.num_heads = plan.num_local_heads;
+  local.num_kv_heads = plan.num_local_kv_heads;
+  local.intermediate_size = plan.local_intermediate;
+  local.vocab_size = plan.vocab_end - plan.vocab_begin;
+  return local;
+}
+
 const weight_slice& sharding_plan::slice(std::string_view name) const {
   for (const weight_slice& s : slices)
     if (s.name == name) return s;

@@ -72,6 +72,11 @@ struct sharding_plan {
   bool all_reduce_after(std::string_view module) const;
 };
 
+// The config of one rank's part of the model: its query and KV heads, its intermediate columns and its
+// padded vocabulary rows (vocab_size = vocab_end - vocab_begin); every other field as in `config`. A model
+// built with it holds exactly the rank's slices.
+model_config local_config(const model_config& config, const sharding_plan& plan);
+
 // The tensor-parallel sizes in [1, num_heads] that split this model; what an error suggests.
 std::vector<int64_t> valid_tensor_parallel_sizes(const model_config& config);
 

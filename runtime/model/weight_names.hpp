@@ -22,4 +22,8 @@ std::vector<weight_spec> hf_weight_specs(const model_config& config);
 // norms 1 ± 0.1, biases ± 0.02. The same (seed, name) always gives the same values.
 void random_weight_values(const weight_spec& spec, uint64_t seed, std::vector<float>& out);
 
+// The values random_weight_values gives at flat indices [begin, begin + count) of the tensor, into out[0,
+// count): a tensor-parallel rank makes its slice of a dummy tensor without making the rest.
+void random_weight_range(const weight_spec& spec, uint64_t seed, int64_t begin, int64_t count, float* out);
+
 } // namespace troupe

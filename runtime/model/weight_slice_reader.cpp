@@ -12,6 +12,7 @@
 #include "runtime/error.hpp"
 #include "runtime/model/safetensors.hpp"
 #include "runtime/model/sharding_plan.hpp"
+#include "runtime/model/weight_names.hpp"
 
 namespace troupe {
 namespace {
@@ -49,31 +50,43 @@ void check_fits(const weight_slice& slice) {
   }
 }
 
-} // namespace
-
-void read_slice_f32(const checkpoint& ckpt, const weight_slice& slice, std::vector<float>& out) {
-  const tensor_info& t = ckpt.require(slice.name, slice.shape);
+// Calls read(first, count, dst) for each contiguous span of `slice` in its tensor (flat element index
+// `first`, `count` elements) with dst the span's place in the local values `out`, which it zero-fills and
+// sizes first: one span for dim 0, one per row for dim 1.
+template <class Read>
+void for_each_span(const weight_slice& slice, std::vector<float>& out, Read read) {
   check_fits(slice);
-  const size_t esize = size_in_bytes(t.type);
   const auto& local = slice.local_shape;
   out.assign(static_cast<size_t>(product(local)), 0.0f);
-
   // The tensor as [outer, extent of dim, inner]; the slice reads, for each outer index, the contiguous
-  // elements [begin * inner, (begin + length) * inner) of that outer row: one span for dim 0 (outer = 1),
-  // one span per row for dim 1.
+  // elements [begin * inner, (begin + length) * inner) of that outer row.
   const auto d = static_cast<size_t>(slice.dim);
   const int64_t outer = product(std::span(slice.shape).first(d));
   const int64_t inner = product(std::span(slice.shape).subspan(d + 1));
   const int64_t extent = slice.shape[d];
   const auto count = static_cast<size_t>(slice.length * inner);        // elements read per outer row
   const auto local_row = static_cast<size_t>(local[d] * inner);        // elements written per outer row
-  for (int64_t o = 0; o < outer; ++o) {
-    const auto first = static_cast<size_t>((o * extent + slice.begin) * inner);
-    const std::span<const std::byte> src = t.bytes().subspan(first * esize, count * esize);
-    const std::span<float> dst = std::span(out).subspan(static_cast<size_t>(o) * local_row, count);
-    if (!convert_to_f32(t.type, src, dst))
+  for (int64_t o = 0; o < outer; ++o)
+    read(static_cast<size_t>((o * extent + slice.begin) * inner), count,
+         std::span(out).subspan(static_cast<size_t>(o) * local_row, count));
+}
+
+} // namespace
+
+void read_slice_f32(const checkpoint& ckpt, const weight_slice& slice, std::vector<float>& out) {
+  const tensor_info& t = ckpt.require(slice.name, slice.shape);
+  const size_t esize = size_in_bytes(t.type);
+  for_each_span(slice, out, [&](size_t first, size_t count, std::span<float> dst) {
+    if (!convert_to_f32(t.type, t.bytes().subspan(first * esize, count * esize), dst))
       throw checkpoint_error("tensor '" + slice.name + "': cannot convert its slice to f32");
-  }
+  });
+}
+
+void random_slice_f32(const weight_slice& slice, weight_spec::init kind, uint64_t seed, std::vector<float>& out) {
+  const weight_spec spec{slice.name, slice.shape, kind};
+  for_each_span(slice, out, [&](size_t first, size_t count, std::span<float> dst) {
+    random_weight_range(spec, seed, static_cast<int64_t>(first), static_cast<int64_t>(count), dst.data());
+  });
 }
 
 } // namespace troupe

@@ -4,7 +4,10 @@
 // row slice is one contiguous span, a column slice one span per row, so no process ever converts (or pages
 // in) a whole tensor it holds only part of.
 
+#include <cstdint>
 #include <vector>
+
+#include "runtime/model/weight_names.hpp"
 
 namespace troupe {
 
@@ -18,5 +21,10 @@ struct weight_slice;
 // dtype other than F32/F16/BF16), and std::out_of_range naming the tensor when the slice does not fit it
 // (a dim other than 0 or 1, a range past the tensor's end, a local shape that cannot hold the slice).
 void read_slice_f32(const checkpoint& ckpt, const weight_slice& slice, std::vector<float>& out);
+
+// The same slice of the random tensor random_weight_values makes for (slice.name, slice.shape, kind, seed),
+// made without the rest of it (`--load-format dummy` on a tensor-parallel rank). Throws std::out_of_range
+// as read_slice_f32 does for a slice that does not fit its tensor.
+void random_slice_f32(const weight_slice& slice, weight_spec::init kind, uint64_t seed, std::vector<float>& out);
 
 } // namespace troupe

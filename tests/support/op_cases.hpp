@@ -120,6 +120,20 @@ inline std::vector<op_case> op_cases() {
                        b.gather_rows(x, first(idt, rows), first(out, rows));
                      });
                    }});
+  cases.push_back({"embedding_shard", [=](ops& b, int64_t rows, dtype t) {
+                     // The shard holds vocabulary rows [2, 5): ids 3 and 4 are its own, 0 is another shard's.
+                     auto table = filled(b, t, 17, 3, H);
+                     auto idt = ints(b, std::vector<int32_t>{3, 0, 4});
+                     auto out = filled(b, t, 18, kCapacity, H);
+                     return observe(b, {{"out", out}}, [&] {
+                       b.embedding_shard(first(idt, rows), table, 2, first(out, rows));
+                     });
+                   }});
+  cases.push_back({"copy_columns", [=](ops& b, int64_t rows, dtype t) {
+                     auto x = filled(b, t, 19, kCapacity, H + 5);
+                     auto out = filled(b, t, 20, kCapacity, H);
+                     return observe(b, {{"out", out}}, [&] { b.copy_columns(first(x, rows), first(out, rows)); });
+                   }});
   cases.push_back({"rms_norm", [=](ops& b, int64_t rows, dtype t) {
                      auto x = filled(b, t, 5, kCapacity, H);
                      auto w = filled(b, t, 6, H, 0);
