@@ -214,7 +214,7 @@ engine::impl::impl(const engine_options& requested) : system(with_middleman(syst
                                       : checkpoint_weight_source(*ckpt, config);
       shard_context where;
       if (tp > 1) {
-        shard.comm = std::move(comms[static_cast<size_t>(i)]);
+        shard.comm = std::make_unique<timed_communicator>(std::move(comms[static_cast<size_t>(i)]));
         where = {shard.comm.get(), plan.vocab_begin, config.vocab_size};
       }
       const int64_t weight_bytes = local.num_parameters() * static_cast<int64_t>(size_in_bytes(act));
@@ -306,6 +306,7 @@ engine::impl::impl(const engine_options& requested) : system(with_middleman(syst
   engine_metrics_config mc;
   mc.model_name = served_model_name;
   mc.max_model_len = max_model_len;
+  mc.tensor_parallel_size = tp;
   metrics = std::make_unique<engine_metrics>(mc);
   auto core = std::make_unique<engine_core>(ec, tokenizer_.get(), o.seed ? o.seed : std::random_device{}());
   core->set_metrics(metrics.get());

@@ -92,9 +92,8 @@ void declare_stalled(self_ptr self, uint64_t step) {
   st.stalled = true;
   if (st.healthy) *st.healthy = false;
   const std::string what = "step " + std::to_string(step) + " did not finish within " +
-                           std::to_string(st.watch.timeout.count() / 1000.0).substr(0, 4) + " s on all " +
-                           std::to_string(st.shards.size()) +
-                           " tensor-parallel shards: a rank died or a collective stalled";
+                           std::to_string(st.watch.timeout.count() / 1000.0).substr(0, 4) +
+                           " s: a tensor-parallel rank died or a collective stalled";
   spdlog::critical("{}; failing every request", what);
   deliver(self, st.core->fail_all("internal error: " + what));
   if (st.watch.on_stall) st.watch.on_stall(what);
