@@ -262,13 +262,16 @@ void check_shared_gpu(int size) {
   report("disagreeing shapes", dtype::f32, label, agreed ? 0 : 1, 0,
          agreed ? "every rank throws the same message, then sums again" : error.empty() ? "rank 0: " + messages[0] : error);
 
-  // Inside a graph capture every rank refuses before waiting on anything.
+  // Inside a graph capture every rank refuses before waiting on anything. The tensors are made before and
+  // freed after every capture: cudaFree waits for the device, which breaks a capture on it in any thread.
   std::vector<std::string> refusals(size);
+  std::vector<device_buffer> xs;
+  for (int r = 0; r < size; ++r) xs.push_back(gpus[r]->alloc(dtype::f32, {1, 8}));
+  for (cuda_ops* g : gpus) g->synchronize();
   error = first_error(on_rank_threads(size, [&](int r) {
-    device_buffer x = gpus[r]->alloc(dtype::f32, {1, 8});
     if (!gpus[r]->begin_capture()) return;
     try {
-      comms[r]->all_reduce_sum(x);
+      comms[r]->all_reduce_sum(xs[r]);
     } catch (const std::logic_error& e) {
       refusals[r] = e.what();
     }
@@ -277,6 +280,7 @@ void check_shared_gpu(int size) {
     } catch (const std::exception&) {  // an empty graph: only leaving the capture matters
     }
   }));
+  xs.clear();
   bool refused = error.empty();
   for (const std::string& m : refusals) refused = refused && m.find("capture") != std::string::npos;
   report("inside a capture", dtype::f32, label, refused ? 0 : 1, 0,

@@ -120,7 +120,7 @@ private:
   void enter(const collective_call& mine) {
     if (std::string why = collective_call_error(mine, rank_, size_); !why.empty()) throw std::invalid_argument(why);
     if (std::string why = async_error(); !why.empty()) throw std::runtime_error(why);
-    cuda::check(cudaSetDevice(ctx_.device), "cudaSetDevice");
+    make_current(ctx_);
   }
 
   void call(ncclResult_t r, const char* what) {

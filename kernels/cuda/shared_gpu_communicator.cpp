@@ -27,7 +27,7 @@ private:
   // This rank's queued work finishes, so its tensors are final for the others to read.
   void before_meeting(const collective_call& mine) override {
     const char* what = collective_name(mine.op);
-    check(cudaSetDevice(ctx_.device), "cudaSetDevice");
+    make_current(ctx_);
     cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
     check(cudaStreamIsCapturing(ctx_.stream, &capture), what);
     if (capture != cudaStreamCaptureStatusNone)
