@@ -5,15 +5,6 @@
 namespace troupe {
 namespace {
 
-const char* collective_name(collective c) {
-  switch (c) {
-    case collective::all_reduce_sum: return "all_reduce_sum";
-    case collective::all_gather_last_dim: return "all_gather_last_dim";
-    case collective::broadcast: return "broadcast";
-  }
-  return "?";
-}
-
 std::string describe(const tensor& t) { return t.shape_string() + " " + std::string(troupe::name(t.type)); }
 
 bool same_layout(const tensor& a, const tensor& b) {
@@ -41,6 +32,15 @@ void sum_with(const std::vector<const void*>& inputs, int64_t begin, int64_t end
 
 } // namespace
 
+const char* collective_name(collective c) {
+  switch (c) {
+    case collective::all_reduce_sum: return "all_reduce_sum";
+    case collective::all_gather_last_dim: return "all_gather_last_dim";
+    case collective::broadcast: return "broadcast";
+  }
+  return "?";
+}
+
 collective_call make_collective_call(collective op, const tensor& in, const tensor& out, int root) {
   const auto* i = static_cast<const std::byte*>(in.data);
   const auto* o = static_cast<const std::byte*>(out.data);
@@ -65,28 +65,33 @@ std::string collective_mismatch(const std::vector<collective_call>& calls) {
              std::to_string(s.root);
   }
   const int size = static_cast<int>(calls.size());
-  switch (first.op) {
+  for (int r = 0; r < size; ++r)
+    if (std::string why = collective_call_error(calls[r], r, size); !why.empty()) return why;
+  return "";
+}
+
+std::string collective_call_error(const collective_call& call, int rank, int size) {
+  const char* what = collective_name(call.op);  // a string only on an error: NCCL's calls check every time
+  switch (call.op) {
     case collective::all_reduce_sum:
-      if (first.in.type != dtype::f32 && first.in.type != dtype::bf16 && first.in.type != dtype::f16)
-        return what + " sums F32, BF16 or F16, not " + std::string(troupe::name(first.in.type));
+      if (call.in.type != dtype::f32 && call.in.type != dtype::bf16 && call.in.type != dtype::f16)
+        return std::string(what) + " sums F32, BF16 or F16, not " + std::string(troupe::name(call.in.type));
       break;
     case collective::broadcast:
-      if (first.root < 0 || first.root >= size)
-        return what + ": root " + std::to_string(first.root) + " is not a rank of a group of " +
+      if (call.root < 0 || call.root >= size)
+        return std::string(what) + ": root " + std::to_string(call.root) + " is not a rank of a group of " +
                std::to_string(size);
       break;
-    case collective::all_gather_last_dim:
-      for (int r = 0; r < size; ++r) {
-        const collective_call& s = calls[r];
-        tensor expected = s.in;
-        if (expected.rank > 0) expected.dims[expected.rank - 1] *= size;
-        if (s.in.rank == 0 || !same_layout(s.out, expected))
-          return what + ": rank " + std::to_string(r) + " gathers " + describe(s.in) + " into " + describe(s.out) +
-                 "; the output must be " + describe(expected) + " (the last dimension times " +
-                 std::to_string(size) + ")";
-        if (s.out_overlaps_in) return what + ": rank " + std::to_string(r) + "'s output overlaps its input";
-      }
+    case collective::all_gather_last_dim: {
+      tensor expected = call.in;
+      if (expected.rank > 0) expected.dims[expected.rank - 1] *= size;
+      if (call.in.rank == 0 || !same_layout(call.out, expected))
+        return std::string(what) + ": rank " + std::to_string(rank) + " gathers " + describe(call.in) + " into " +
+               describe(call.out) + "; the output must be " + describe(expected) + " (the last dimension times " +
+               std::to_string(size) + ")";
+      if (call.out_overlaps_in) return std::string(what) + ": rank " + std::to_string(rank) + "'s output overlaps its input";
       break;
+    }
   }
   return "";
 }

@@ -1,7 +1,10 @@
 #pragma once
-// What every host communicator (threads, MPI) decides the same way, so that a tensor-parallel forward gives
-// the same bits and the same errors whichever transport carries it: when the ranks' calls disagree, and how
-// a sum over ranks is rounded.
+// What every communicator decides the same way, so that a tensor-parallel forward gives the same bits and
+// the same errors whichever transport carries it: when the ranks' calls disagree, and how a sum over ranks
+// is rounded. Threads, MPI and ranks sharing one GPU use all of it; NCCL checks each rank's own call.
+//
+// NOTE: its own small library (troupe_collective_rules), since the CUDA library uses it too and must not
+// link troupe_kernels, which links the CUDA library.
 
 #include <cstdint>
 #include <string>
@@ -12,6 +15,9 @@
 namespace troupe {
 
 enum class collective { all_reduce_sum, all_gather_last_dim, broadcast };
+
+// "all_reduce_sum", "all_gather_last_dim", "broadcast".
+const char* collective_name(collective c);
 
 // What one rank brings to a collective: its shapes, dtype and root (tensor data pointers are not looked at,
 // so a call can be copied to another process as plain bytes).
@@ -25,6 +31,11 @@ struct collective_call {
 
 // The call a rank makes, with out_overlaps_in worked out from its pointers.
 collective_call make_collective_call(collective op, const tensor& in, const tensor& out, int root);
+
+// The reason rank `rank`'s own call is wrong in a group of `size`, whatever the other ranks pass, or "": a sum
+// of a dtype it cannot add, a root outside the group, a gather's output of the wrong shape or overlapping its
+// input. What a rank can check alone (NCCL's communicator, which exchanges no calls).
+std::string collective_call_error(const collective_call& call, int rank, int size);
 
 // The reason every rank must throw std::invalid_argument, or "" when the ranks agree and the shapes fit.
 // `calls` holds every rank's call, element r being rank r; every rank that reads the same calls reaches the
