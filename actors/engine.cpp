@@ -1,6 +1,7 @@
 #include "actors/engine.hpp"
 
 #include <condition_variable>
+#include <cstring>
 #include <filesystem>
 #include <mutex>
 #include <thread>
@@ -14,6 +15,8 @@
 #include "actors/shard_actor.hpp"
 #include "kernels/backend_factory.hpp"
 #include "kernels/cpu/mpi_communicator.hpp"
+#include "kernels/cuda/nccl_communicator.hpp"
+#include "kernels/cuda/shared_gpu_communicator.hpp"
 #include "kernels/cpu/thread_communicator.hpp"
 #include "kernels/model_loader.hpp"
 #include "runtime/error.hpp"
@@ -177,10 +180,24 @@ engine::impl::impl(const engine_options& requested) : system(with_middleman(syst
   for (int i = 0; i < n_local; ++i) res.push_back(std::make_shared<shard_resources>());
   const bool on_gpu = o.backend == "cuda";
   if (o.backend != "null") {
-    if (on_gpu && tp > 1)
-      throw user_error("--tensor-parallel-size " + std::to_string(tp) + " on the cuda backend is not built yet; "
-                       "use --backend cpu or --tensor-parallel-size 1");
-    for (auto& shard : res) shard->backend = make_backend(o.backend);  // kernels/backend_factory
+    // Which GPU each shard drives: its own (shard r on GPU r; under mpirun the node-local rank's), or, when
+    // one process has more shards than GPUs, GPU 0 for all of them (shared: for testing, no speed-up).
+    const int gpus = on_gpu ? device_count(o.backend) : 0;
+    const bool shared_gpu = on_gpu && !mpi && tp > 1 && tp > gpus;
+    if (shared_gpu) {
+      spdlog::warn("{} shards share GPU 0 (this machine has {}): the sharded forward runs, without any speed-up", tp, gpus);
+      if (o.num_gpu_blocks_override <= 0)
+        throw user_error("shards sharing one GPU cannot each measure its free memory: give --num-gpu-blocks-override N "
+                         "(the KV blocks every shard holds)");
+    }
+    if (on_gpu && mpi && mpi->local_rank() >= gpus)
+      throw user_error("rank " + std::to_string(mpi->rank()) + " is process " + std::to_string(mpi->local_rank() + 1) +
+                       " on its node, which has " + std::to_string(gpus) + " GPUs: start at most one process per GPU");
+    for (int i = 0; i < n_local; ++i) {
+      const int r = ranks[static_cast<size_t>(i)];
+      const int device = !on_gpu ? 0 : mpi ? mpi->local_rank() : shared_gpu ? 0 : r;
+      res[static_cast<size_t>(i)]->backend = make_backend(o.backend, device);  // kernels/backend_factory
+    }
     const auto memory = device_memory(*res[0]->backend);
     fill_batch_defaults(memory ? memory->second : 0);
     const dtype act = activation_dtype(o.backend, o.dtype);
@@ -194,9 +211,28 @@ engine::impl::impl(const engine_options& requested) : system(with_middleman(syst
     limits.max_model_len = max_model_len;
     limits.block_size = o.block_size;
     limits.enforce_eager = o.enforce_eager;
-    std::vector<std::unique_ptr<communicator>> comms;
-    if (mpi && tp > 1) comms.push_back(mpi->make_world_communicator());  // shards in other processes
-    else if (tp > 1) comms = make_thread_communicators(tp);            // CPU shards: threads of this process
+    // The communicators the shards' forwards use: on the CPU, threads of this process or MPI between
+    // processes; on GPUs, NCCL (made on each shard's thread below, from one unique id that rank 0 makes and,
+    // under mpirun, sends to the other ranks), or the shared-GPU communicator when shards share GPU 0.
+    std::vector<std::unique_ptr<communicator>> comms(static_cast<size_t>(n_local));
+    nccl_unique_id nccl_id;
+    if (tp > 1 && on_gpu && !shared_gpu) {
+      if (!mpi || mpi->rank() == 0) nccl_id = make_nccl_unique_id();
+      if (mpi) {
+        std::vector<std::byte> bytes(nccl_id.bytes.size());
+        std::memcpy(bytes.data(), nccl_id.bytes.data(), bytes.size());
+        mpi->broadcast_bytes(bytes, 0);
+        std::memcpy(nccl_id.bytes.data(), bytes.data(), nccl_id.bytes.size());
+      }
+    } else if (tp > 1 && shared_gpu) {
+      std::vector<ops*> backends;
+      for (auto& shard : res) backends.push_back(shard->backend.get());
+      comms = make_shared_gpu_communicators(backends);
+    } else if (tp > 1 && mpi) {
+      comms[0] = mpi->make_world_communicator();  // CPU shards in other processes
+    } else if (tp > 1) {
+      comms = make_thread_communicators(tp);  // CPU shards: threads of this process
+    }
     const bool profile = memory && o.num_gpu_blocks_override <= 0;
     if (!profile) check_kv_capacity(num_blocks, o.block_size, max_model_len, on_gpu);
 
@@ -214,7 +250,9 @@ engine::impl::impl(const engine_options& requested) : system(with_middleman(syst
                                       : checkpoint_weight_source(*ckpt, config);
       shard_context where;
       if (tp > 1) {
-        shard.comm = std::make_unique<timed_communicator>(std::move(comms[static_cast<size_t>(i)]));
+        std::unique_ptr<communicator> comm = std::move(comms[static_cast<size_t>(i)]);
+        if (!comm) comm = make_nccl_communicator(nccl_id, r, tp, *shard.backend);  // every rank at once
+        shard.comm = std::make_unique<timed_communicator>(std::move(comm));
         where = {shard.comm.get(), plan.vocab_begin, config.vocab_size};
       }
       const int64_t weight_bytes = local.num_parameters() * static_cast<int64_t>(size_in_bytes(act));

@@ -4,6 +4,8 @@
 #include "runtime/error.hpp"
 
 #if TROUPE_HAVE_CUDA
+#include <cuda_runtime_api.h>
+
 #include "kernels/cuda/cuda_ops.hpp"
 #else
 #include "kernels/cuda/nccl_communicator.hpp"
@@ -42,12 +44,12 @@ std::vector<std::string> available_backends() {
 #endif
 }
 
-std::unique_ptr<ops> make_backend(const std::string& name) {
+std::unique_ptr<ops> make_backend(const std::string& name, int device) {
   if (name == "cpu") return std::make_unique<cpu_ops>();
 #if TROUPE_HAVE_CUDA
   if (name == "cuda") {
     try {
-      return std::make_unique<cuda_ops>();
+      return std::make_unique<cuda_ops>(device);
     } catch (const std::runtime_error& e) {
       throw user_error(std::string("--backend cuda: ") + e.what());
     }
@@ -58,6 +60,15 @@ std::unique_ptr<ops> make_backend(const std::string& name) {
   std::string names;
   for (const auto& b : available_backends()) names += b + ", ";
   throw user_error("--backend must be one of " + names + "or null, got '" + name + "'");
+}
+
+int device_count(const std::string& name) {
+#if TROUPE_HAVE_CUDA
+  int n = 0;
+  if (name == "cuda" && cudaGetDeviceCount(&n) == cudaSuccess) return n;
+#endif
+  (void)name;
+  return 0;
 }
 
 dtype activation_dtype(const std::string& backend, const std::string& requested) {

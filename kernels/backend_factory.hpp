@@ -16,9 +16,13 @@ namespace troupe {
 // The backends this build has: "cpu", and "cuda" when built with CUDA.
 std::vector<std::string> available_backends();
 
-// Makes the backend called `name`. Throws user_error for a name this build lacks, and for "cuda" when
-// no usable GPU is found.
-std::unique_ptr<ops> make_backend(const std::string& name);
+// Makes the backend called `name`, on GPU `device` for "cuda". Throws user_error for a name this build
+// lacks, and for "cuda" when no usable GPU is found.
+std::unique_ptr<ops> make_backend(const std::string& name, int device = 0);
+
+// The GPUs the backend called `name` can use on this machine: 0 for "cpu" and "null", and for "cuda"
+// when there is none or this build has no CUDA.
+int device_count(const std::string& name);
 
 // The dtype of weights and activations for --dtype (auto, bfloat16, float16, float32; also bf16, fp16,
 // half, fp32, float): auto is bf16 on CUDA and f32 on the CPU, which computes only in f32. Throws
