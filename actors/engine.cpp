@@ -183,7 +183,7 @@ engine::impl::impl(const engine_options& requested) : system(with_middleman(syst
     // Which GPU each shard drives: its own (shard r on GPU r; under mpirun the node-local rank's), or, when
     // one process has more shards than GPUs, GPU 0 for all of them (shared: for testing, no speed-up).
     const int gpus = on_gpu ? device_count(o.backend) : 0;
-    const bool shared_gpu = on_gpu && !mpi && tp > 1 && tp > gpus;
+    const bool shared_gpu = on_gpu && !mpi && tp > 1 && gpus >= 1 && tp > gpus;  // none: make_backend says so
     if (shared_gpu) {
       spdlog::warn("{} shards share GPU 0 (this machine has {}): the sharded forward runs, without any speed-up", tp, gpus);
       if (o.num_gpu_blocks_override <= 0)
