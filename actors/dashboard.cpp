@@ -35,6 +35,8 @@ std::string dashboard_json(const metrics_snapshot& s, const std::string& model_n
                {"running", s.num_running},
                {"waiting", s.num_waiting},
                {"kv_cache_usage", s.kv_cache_usage},
+               {"tensor_parallel_size", s.tensor_parallel_size},
+               {"collective_s_per_step", opt(s.collective_s_per_step)},
                {"batch_size", buckets},
                {"preemptions", s.num_preemptions},
                {"rejected", rejected},
@@ -62,6 +64,7 @@ const std::string& dashboard_html() {
  <div class="card"><div class="k">KV cache used</div><div class="v" id="kv"></div></div>
  <div class="card"><div class="k">preemptions</div><div class="v" id="pre"></div></div>
  <div class="card"><div class="k">rejected</div><div class="v" id="rej"></div></div>
+ <div class="card"><div class="k">tensor-parallel shards / collectives per step</div><div class="v" id="tp"></div></div>
 </div>
 <table><tr><td class="k" colspan="3">sequences per step (window)</td></tr><tbody id="batch"></tbody></table>
 <table><tr><td class="k" colspan="2">rejections by reason</td></tr><tbody id="reasons"></tbody></table>
@@ -81,6 +84,7 @@ async function tick() {
     document.getElementById('seqs').textContent = s.running + ' / ' + s.waiting;
     document.getElementById('kv').textContent = (s.kv_cache_usage * 100).toFixed(1) + ' %';
     document.getElementById('pre').textContent = s.preemptions;
+    document.getElementById('tp').textContent = s.tensor_parallel_size + ' / ' + ms(s.collective_s_per_step);
     document.getElementById('rej').textContent = Object.values(s.rejected).reduce((a, b) => a + b, 0);
     const max = Math.max(1, ...s.batch_size.map(b => b.steps));
     document.getElementById('batch').innerHTML = s.batch_size.filter(b => b.steps > 0).map(b =>

@@ -13,9 +13,12 @@
 #include "actors/scheduler_actor.hpp"
 #include "actors/shard_actor.hpp"
 #include "kernels/backend_factory.hpp"
+#include "kernels/cpu/mpi_communicator.hpp"
 #include "kernels/cpu/thread_communicator.hpp"
 #include "kernels/model_loader.hpp"
 #include "runtime/error.hpp"
+#include "runtime/engine/step_plan_codec.hpp"
+#include "runtime/model/job_fingerprint.hpp"
 #include "runtime/model/memory_plan.hpp"
 #include "runtime/model/random_model.hpp"
 #include "runtime/model/safetensors.hpp"
@@ -77,6 +80,32 @@ void run_on_ranks(int n, const std::function<void(int)>& fn) {
     if (e) std::rethrow_exception(e);
 }
 
+// Refuses to start, on every rank with the same message, when any rank's build, flags or checkpoint
+// differ from rank 0's (the model path may differ: nodes mount checkpoints in different places).
+void check_ranks_agree(const engine_options& o, const fs::path& dir, const mpi_session& mpi) {
+  job_fingerprint f;
+  add_build_identity(f);
+  f.add("--load-format", o.load_format);
+  f.add("--backend", o.backend);
+  f.add("--dtype", o.dtype);
+  f.add("--tensor-parallel-size", std::to_string(o.tensor_parallel_size));
+  f.add("--max-model-len", std::to_string(o.max_model_len));
+  f.add("--max-num-seqs", std::to_string(o.max_num_seqs));
+  f.add("--max-num-batched-tokens", std::to_string(o.max_num_batched_tokens));
+  f.add("--block-size", std::to_string(o.block_size));
+  f.add("--kv-cache-memory", std::to_string(o.kv_cache_memory));
+  f.add("--num-gpu-blocks-override", std::to_string(o.num_gpu_blocks_override));
+  f.add("--gpu-memory-utilization", std::to_string(o.gpu_memory_utilization));
+  f.add("--enforce-eager", o.enforce_eager ? "true" : "false");
+  f.add("--seed", std::to_string(o.seed));
+  add_checkpoint_identity(f, dir);
+  const std::vector<std::string> all = mpi.all_gather_string(f.serialize());
+  const job_fingerprint first = job_fingerprint::parse(all[0]);
+  for (size_t r = 1; r < all.size(); ++r)
+    if (std::string why = first_difference(first, 0, job_fingerprint::parse(all[r]), static_cast<int>(r)); !why.empty())
+      throw user_error("the ranks of this mpirun job disagree: " + why + "; start every rank with the same build, flags and checkpoint");
+}
+
 void check_kv_capacity(int64_t num_blocks, int32_t block_size, int64_t max_model_len, bool on_gpu) {
   if (num_blocks * block_size < max_model_len)
     throw user_error("the KV cache holds " + std::to_string(num_blocks * block_size) +
@@ -128,11 +157,24 @@ engine::impl::impl(const engine_options& requested) : system(with_middleman(syst
   if (tp < 1) throw user_error("--tensor-parallel-size must be at least 1, got " + std::to_string(tp));
   std::vector<sharding_plan> plans;  // validates the split first: a shape that cannot be split says so
   for (int r = 0; r < tp; ++r) plans.push_back(sharding_plan::make(config, tp, r));
-  if (num_blocks <= 0 && o.num_gpu_blocks_override <= 0)  // --kv-cache-memory is each shard's
+  if (num_blocks <= 0)  // --kv-cache-memory is each shard's
     num_blocks = o.kv_cache_memory / bytes_per_block(local_config(config, plans[0]), o.block_size, sizeof(float));
 
+  // The ranks whose shards this process builds: every rank, or under mpirun its own (one process per shard).
+  const mpi_session* mpi = o.mpi.get();
+  std::vector<int> ranks;
+  if (mpi) {
+    if (mpi->size() != tp)
+      throw user_error("mpirun started " + std::to_string(mpi->size()) + " processes but --tensor-parallel-size is " +
+                       std::to_string(tp) + ": start one process per shard (mpirun -np " + std::to_string(tp) + ")");
+    check_ranks_agree(o, dir, *mpi);
+    ranks.push_back(mpi->rank());
+  } else {
+    for (int r = 0; r < tp; ++r) ranks.push_back(r);
+  }
+  const int n_local = static_cast<int>(ranks.size());
   std::vector<std::shared_ptr<shard_resources>> res;
-  for (int r = 0; r < tp; ++r) res.push_back(std::make_shared<shard_resources>());
+  for (int i = 0; i < n_local; ++i) res.push_back(std::make_shared<shard_resources>());
   const bool on_gpu = o.backend == "cuda";
   if (o.backend != "null") {
     if (on_gpu && tp > 1)
@@ -153,15 +195,17 @@ engine::impl::impl(const engine_options& requested) : system(with_middleman(syst
     limits.block_size = o.block_size;
     limits.enforce_eager = o.enforce_eager;
     std::vector<std::unique_ptr<communicator>> comms;
-    if (tp > 1) comms = make_thread_communicators(tp);  // CPU shards: threads of this process
+    if (mpi && tp > 1) comms.push_back(mpi->make_world_communicator());  // shards in other processes
+    else if (tp > 1) comms = make_thread_communicators(tp);            // CPU shards: threads of this process
     const bool profile = memory && o.num_gpu_blocks_override <= 0;
     if (!profile) check_kv_capacity(num_blocks, o.block_size, max_model_len, on_gpu);
 
     // Each shard loads its own slices and builds its model on a thread of its own: the profiling step
     // and the warm-up run collectives, which every rank must enter.
-    std::vector<int64_t> shard_blocks(static_cast<size_t>(tp), std::min<int64_t>(num_blocks, INT32_MAX));
-    run_on_ranks(tp, [&](int r) {
-      shard_resources& shard = *res[static_cast<size_t>(r)];
+    std::vector<int64_t> shard_blocks(static_cast<size_t>(n_local), std::min<int64_t>(num_blocks, INT32_MAX));
+    run_on_ranks(n_local, [&](int i) {
+      const int r = ranks[static_cast<size_t>(i)];
+      shard_resources& shard = *res[static_cast<size_t>(i)];
       const sharding_plan& plan = plans[static_cast<size_t>(r)];
       const model_config local = tp > 1 ? local_config(config, plan) : config;
       weight_source source = o.load_format == "dummy" ? (tp > 1 ? sharded_dummy_weight_source(o.seed, plan)
@@ -170,7 +214,7 @@ engine::impl::impl(const engine_options& requested) : system(with_middleman(syst
                                       : checkpoint_weight_source(*ckpt, config);
       shard_context where;
       if (tp > 1) {
-        shard.comm = std::move(comms[static_cast<size_t>(r)]);
+        shard.comm = std::make_unique<timed_communicator>(std::move(comms[static_cast<size_t>(i)]));
         where = {shard.comm.get(), plan.vocab_begin, config.vocab_size};
       }
       const int64_t weight_bytes = local.num_parameters() * static_cast<int64_t>(size_in_bytes(act));
@@ -178,7 +222,7 @@ engine::impl::impl(const engine_options& requested) : system(with_middleman(syst
       model_weights weights = load_model_weights(local, *shard.backend, act, source);
       if (!profile) {
         model_limits l = limits;
-        l.num_blocks = shard_blocks[static_cast<size_t>(r)];
+        l.num_blocks = shard_blocks[static_cast<size_t>(i)];
         shard.net = std::make_unique<model>(local, *shard.backend, std::move(weights), act, l, where);
         return;
       }
@@ -200,13 +244,17 @@ engine::impl::impl(const engine_options& requested) : system(with_middleman(syst
       p.max_model_len = max_model_len;
       p.profile_tokens = limits.max_num_tokens;
       p.utilization = o.gpu_memory_utilization;
-      shard_blocks[static_cast<size_t>(r)] = std::min<int64_t>(plan_kv_blocks(p), INT32_MAX);
-      spdlog::info("{}{}", tp > 1 ? "shard " + std::to_string(r) + ": " : "", describe(p, shard_blocks[static_cast<size_t>(r)]));
+      shard_blocks[static_cast<size_t>(i)] = std::min<int64_t>(plan_kv_blocks(p), INT32_MAX);
+      spdlog::info("{}{}", tp > 1 ? "shard " + std::to_string(r) + ": " : "", describe(p, shard_blocks[static_cast<size_t>(i)]));
     });
     // The scheduler's block tables are every shard's: the cache has the blocks the smallest shard holds.
     num_blocks = *std::min_element(shard_blocks.begin(), shard_blocks.end());
-    run_on_ranks(tp, [&](int r) {
-      shard_resources& shard = *res[static_cast<size_t>(r)];
+    if (mpi) {  // and over the other processes' shards
+      for (const std::string& blocks : mpi->all_gather_string(std::to_string(num_blocks)))
+        num_blocks = std::min<int64_t>(num_blocks, std::stoll(blocks));
+    }
+    run_on_ranks(n_local, [&](int i) {
+      shard_resources& shard = *res[static_cast<size_t>(i)];
       if (profile) shard.net->allocate_kv_cache(num_blocks);
       if (on_gpu) shard.net->warm_up();  // GEMM algorithms, kernel loading, the batch-1 decode graph
     });
@@ -219,7 +267,20 @@ engine::impl::impl(const engine_options& requested) : system(with_middleman(syst
   for (auto& shard : res)
     shard->runner = std::make_unique<model_runner>(shard->net.get(), o.block_size, static_cast<int32_t>(config.vocab_size),
                                                    eos, /*null_token=*/eos.empty() || eos[0] != 0 ? 0 : 1);
-  if (tp > 1) spdlog::info("tensor-parallel size {}: {} shards in this process", tp, tp);
+  if (mpi && tp > 1) spdlog::info("tensor-parallel size {}: rank {} of an mpirun job, one shard per process", tp, mpi->rank());
+  else if (tp > 1) spdlog::info("tensor-parallel size {}: {} shards in this process", tp, tp);
+  if (mpi && mpi->rank() != 0) {
+    rank_shard = std::move(res[0]);  // engine::run_rank runs the steps rank 0 sends
+    return;
+  }
+  if (mpi && tp > 1) {
+    // Rank 0's shard hands each plan to the other processes' shards before it runs it itself.
+    auto buffer = std::make_shared<std::vector<std::byte>>();
+    res[0]->before_step = [mpi = o.mpi, buffer](const step_plan& plan) {
+      encode_step_plan(plan, *buffer);
+      mpi->broadcast_bytes(*buffer, 0);
+    };
+  }
   spdlog::info("{} on the {} backend: KV cache of {} blocks of {} tokens ({} tokens of context); at most {} "
                "sequences and {} tokens per step",
                config.architecture_name, o.backend, num_blocks, o.block_size, num_blocks * o.block_size, o.max_num_seqs,
@@ -245,14 +306,28 @@ engine::impl::impl(const engine_options& requested) : system(with_middleman(syst
   engine_metrics_config mc;
   mc.model_name = served_model_name;
   mc.max_model_len = max_model_len;
+  mc.tensor_parallel_size = tp;
   metrics = std::make_unique<engine_metrics>(mc);
   auto core = std::make_unique<engine_core>(ec, tokenizer_.get(), o.seed ? o.seed : std::random_device{}());
   core->set_metrics(metrics.get());
   for (auto& shard : res) shards.push_back(spawn_shard(system, std::move(shard)));
-  scheduler = spawn_scheduler(system, std::move(core), shards, healthy);
+  stall_watch watch;
+  if (tp > 1) {
+    // A rank that dies or stalls holds every other shard in a collective: end the process rather than hang.
+    watch.timeout = std::chrono::milliseconds(static_cast<int64_t>(o.distributed_timeout * 1000));
+    watch.on_stall = [](const std::string& what) {
+      spdlog::critical("{}; exiting in 1 s (exit code 3)", what);
+      std::thread([] {
+        std::this_thread::sleep_for(std::chrono::seconds(1));  // the failed requests' errors go out first
+        std::_Exit(3);
+      }).detach();
+    };
+  }
+  scheduler = spawn_scheduler(system, std::move(core), shards, healthy, std::move(watch));
 }
 
 engine::impl::~impl() {
+  if (!scheduler) return;  // a rank other than 0 of an mpirun job: no actors
   for (auto& a : extra_actors) caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
   caf::anon_send_exit(scheduler, caf::exit_reason::user_shutdown);
   for (auto& s : shards) caf::anon_send_exit(s, caf::exit_reason::user_shutdown);
@@ -261,6 +336,30 @@ engine::impl::~impl() {
   // request, sent as a gateway stopped) otherwise reached freed metrics (valgrind, 2026-12-04).
   caf::scoped_actor self{system};
   self->wait_for(scheduler, shards, extra_actors);
+  if (options.mpi && options.tensor_parallel_size > 1) {
+    // The other ranks wait for their next message: tell them to stop (rank 0's shard thread has ended, so
+    // this thread is the only one calling MPI now).
+    std::vector<std::byte> stop;
+    encode_stop_order(stop);
+    options.mpi->broadcast_bytes(stop, 0);
+  }
+}
+
+void engine::run_rank() {
+  impl& i = *impl_;
+  if (!i.rank_shard) throw std::logic_error("engine::run_rank: not a rank other than 0 of an mpirun job");
+  std::vector<std::byte> bytes;
+  for (;;) {
+    i.options.mpi->broadcast_bytes(bytes, 0);
+    rank_message m = decode_rank_message(bytes);
+    if (m.what == rank_message::kind::stop) return;
+    try {
+      i.rank_shard->runner->execute(m.plan);
+    } catch (const std::exception& e) {
+      // Rank 0 ran the same plan over the same state and fails the step's requests itself.
+      spdlog::error("rank {}: step {} failed: {}", i.options.mpi->rank(), m.plan.step, e.what());
+    }
+  }
 }
 
 engine::engine(const engine_options& options) : impl_(std::make_unique<impl>(options)) {}

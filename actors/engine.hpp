@@ -19,6 +19,8 @@
 
 namespace troupe {
 
+class mpi_session;
+
 // Who drives the engine: offline batches (generate, bench throughput; vLLM's LLM class) or the API
 // server. vLLM picks different step sizes for each, and so do we.
 enum class usage_context { offline, server };
@@ -57,6 +59,12 @@ struct engine_options {
   uint64_t seed = 0;                           // draws seeds for requests that give none
   std::string served_model_name;               // the name in the API and metrics (default: --model)
   std::string chat_template;                   // a Jinja file overriding tokenizer_config.json's template
+  // This process's MPI session when mpirun started it (launch/distributed.hpp): the engine then builds only
+  // this rank's shard; rank 0 schedules and sends each step's plan to the others, which run engine::run_rank.
+  std::shared_ptr<mpi_session> mpi;
+  // Seconds one step may take on all tensor-parallel shards before the engine declares a rank dead or a
+  // collective stalled: every request fails, /health turns 503, the process exits with code 3.
+  double distributed_timeout = 20;
 };
 
 // A prompt as text or as token ids (one of them).
@@ -106,6 +114,9 @@ public:
   int64_t max_model_len() const;
   // The limits in force: the options', or the defaults they left to the engine.
   batch_limits limits() const;
+
+  // On a rank other than 0 of an mpirun job: runs the steps rank 0 sends, until rank 0's engine stops.
+  void run_rank();
 
   struct impl;
   impl& internals() { return *impl_; }

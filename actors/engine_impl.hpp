@@ -6,6 +6,7 @@
 
 #include "actors/engine.hpp"
 #include "actors/protocol.hpp"
+#include "actors/shard_actor.hpp"
 #include "runtime/chat/chat_template.hpp"
 
 namespace troupe {
@@ -27,6 +28,7 @@ struct engine::impl {
   std::optional<chat_template> chat, chat_tools;
   chat_template_options chat_options;
   std::vector<shard_actor> shards;
+  std::shared_ptr<shard_resources> rank_shard;  // a rank other than 0 of an mpirun job: its shard, run by run_rank
   scheduler_actor scheduler;
   std::vector<caf::actor> extra_actors;
   std::shared_ptr<std::atomic<bool>> healthy = std::make_shared<std::atomic<bool>>(true);  // endpoints and gateways, stopped with the engine

@@ -15,10 +15,11 @@ struct scheduler_state {
   std::unordered_map<caf::actor_addr, int32_t> watched;  // sinks monitored, with their open requests
   request_id next_id = 1;
   bool in_flight = false;
-  size_t replies = 0;
   step_result result;  // shard 0's reply to the step in flight
   int64_t num_step_errors = 0;
   std::shared_ptr<std::atomic<bool>> healthy;
+  stall_watch watch;
+  bool stalled = false;  // a step outlived watch.timeout: no more steps, every request failed
   int64_t schedule_ns = 0, update_ns = 0, execute_ns = 0, step_ns = 0;
   std::chrono::steady_clock::time_point step_start;
   static inline const char* name = "scheduler";
@@ -82,9 +83,24 @@ void finish_step(self_ptr self, const plan_ptr& plan) {
   start_step(self);
 }
 
+// A step of several shards outlived its timeout: a rank died or a collective stalled, so no later step can
+// be trusted. Every request ends with an error now, rather than waiting for a step that never comes.
+void declare_stalled(self_ptr self, uint64_t step) {
+  auto& st = self->state;
+  if (st.stalled) return;
+  st.stalled = true;
+  if (st.healthy) *st.healthy = false;
+  const std::string what = "step " + std::to_string(step) + " did not finish within " +
+                           std::to_string(st.watch.timeout.count() / 1000.0).substr(0, 4) +
+                           " s: a tensor-parallel rank died or a collective stalled";
+  spdlog::critical("{}; failing every request", what);
+  deliver(self, st.core->fail_all("internal error: " + what));
+  if (st.watch.on_stall) st.watch.on_stall(what);
+}
+
 void start_step(self_ptr self) {
   auto& st = self->state;
-  if (st.in_flight || !st.core->has_work()) return;
+  if (st.in_flight || st.stalled || !st.core->has_work()) return;
   st.step_start = std::chrono::steady_clock::now();
   auto plan = std::make_shared<const step_plan>(st.core->schedule());
   st.schedule_ns += ns_since(st.step_start);
@@ -94,27 +110,34 @@ void start_step(self_ptr self) {
     return;
   }
   st.in_flight = true;
-  st.replies = 0;
   st.result = step_result{};
-  for (size_t i = 0; i < st.shards.size(); ++i) {
-    self->request(st.shards[i], caf::infinite, execute_atom::value, plan)
-        .then(
-            [self, plan, i](step_result& r) {
-              auto& s = self->state;
-              if (i == 0) s.result = std::move(r);
-              else if (!r.error.empty() && s.result.error.empty()) s.result.error = r.error;
-              if (++s.replies == s.shards.size()) finish_step(self, plan);
-            },
-            [self, plan](caf::error& e) {
-              auto& s = self->state;
-              s.result.error = "shard failed: " + self->system().render(e);
-              if (++s.replies == s.shards.size()) finish_step(self, plan);
-            });
-  }
+  const caf::duration timeout = st.watch.timeout.count() > 0 ? caf::duration(st.watch.timeout) : caf::infinite;
+  // The other shards get the plan without a reply: they run in lockstep with shard 0 (every collective
+  // waits for all), so shard 0's reply means the step is done, and one reply per step instead of N keeps
+  // the fan-out's cost flat as shards are added. A shard that fails alone logs it and stalls the
+  // collectives, which the stall watch reports.
+  self->request(st.shards[0], timeout, execute_atom::value, plan)
+      .then(
+          [self, plan](step_result& r) {
+            auto& s = self->state;
+            if (s.stalled) return;
+            s.result = std::move(r);
+            finish_step(self, plan);
+          },
+          [self, plan](caf::error& e) {
+            auto& s = self->state;
+            if (s.stalled) return;
+            if (e == caf::sec::request_timeout) return declare_stalled(self, plan->step);
+            s.result.error = "shard failed: " + self->system().render(e);
+            finish_step(self, plan);
+          });
+  for (size_t i = 1; i < st.shards.size(); ++i) caf::anon_send(st.shards[i], execute_atom::value, plan);
 }
 
 scheduler_actor::behavior_type scheduler_fn(self_ptr self, std::shared_ptr<engine_core> core,
-                                            std::vector<shard_actor> shards, std::shared_ptr<std::atomic<bool>> healthy) {
+                                            std::vector<shard_actor> shards, std::shared_ptr<std::atomic<bool>> healthy,
+                                            stall_watch watch) {
+  self->state.watch = std::move(watch);
   self->state.core = std::move(core);
   self->state.shards = std::move(shards);
   self->state.healthy = std::move(healthy);
@@ -143,6 +166,7 @@ scheduler_actor::behavior_type scheduler_fn(self_ptr self, std::shared_ptr<engin
   return {
       [self](submit_atom, engine_request& req, output_sink& sink) -> submit_reply {
         auto& st = self->state;
+        if (st.stalled) return {0, "the engine stopped: a tensor-parallel step stalled; the server is shutting down"};
         req.id = st.next_id++;
         const request_id id = req.id;
         if (std::string error = st.core->add(std::move(req)); !error.empty()) return {0, std::move(error)};
@@ -173,11 +197,11 @@ scheduler_actor::behavior_type scheduler_fn(self_ptr self, std::shared_ptr<engin
 } // namespace
 
 scheduler_actor spawn_scheduler(caf::actor_system& sys, std::unique_ptr<engine_core> core, std::vector<shard_actor> shards,
-                                std::shared_ptr<std::atomic<bool>> healthy) {
+                                std::shared_ptr<std::atomic<bool>> healthy, stall_watch watch) {
   // Detached: the step loop has a thread of its own and wakes as soon as a reply arrives, instead of
   // waiting for a pooled worker to come back from its polling sleep.
   return sys.spawn<caf::detached>(scheduler_fn, std::shared_ptr<engine_core>(std::move(core)), std::move(shards),
-                                  std::move(healthy));
+                                  std::move(healthy), std::move(watch));
 }
 
 } // namespace troupe

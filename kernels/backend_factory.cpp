@@ -5,9 +5,34 @@
 
 #if TROUPE_HAVE_CUDA
 #include "kernels/cuda/cuda_ops.hpp"
+#else
+#include "kernels/cuda/nccl_communicator.hpp"
+#include "kernels/cuda/shared_gpu_communicator.hpp"
 #endif
 
 namespace troupe {
+
+#if !TROUPE_HAVE_CUDA
+// Without CUDA the GPU communicators' entry points still link (their headers include no CUDA), so
+// backend-neutral code may name them; they refuse at run time.
+namespace {
+[[noreturn]] void no_cuda(const std::string& what) {
+  throw user_error(what + ": this troupe was built without CUDA (no nvcc at build time)");
+}
+} // namespace
+
+bool nccl_available() { return false; }
+nccl_unique_id make_nccl_unique_id() { no_cuda("the NCCL communicator"); }
+std::unique_ptr<communicator> make_nccl_communicator(const nccl_unique_id&, int, int, ops&) {
+  no_cuda("the NCCL communicator");
+}
+std::string nccl_async_error(communicator&) {
+  throw std::invalid_argument("nccl_async_error: the communicator is not NCCL's (this build has no CUDA)");
+}
+std::vector<std::unique_ptr<communicator>> make_shared_gpu_communicators(const std::vector<ops*>&) {
+  no_cuda("the shared-GPU communicator");
+}
+#endif
 
 std::vector<std::string> available_backends() {
 #if TROUPE_HAVE_CUDA
@@ -28,7 +53,7 @@ std::unique_ptr<ops> make_backend(const std::string& name) {
     }
   }
 #else
-  if (name == "cuda") throw user_error("--backend cuda: this troupe was built without CUDA (no nvcc at build time)");
+  if (name == "cuda") no_cuda("--backend cuda");
 #endif
   std::string names;
   for (const auto& b : available_backends()) names += b + ", ";

@@ -57,7 +57,12 @@ struct tensor {
     assert(t.numel() == numel());
     return t;
   }
-  std::string shape_string() const;
+  // "[2, 3]". Inline, so the CUDA library (which must not link troupe_kernels) may call it too.
+  std::string shape_string() const {
+    std::string s = "[";
+    for (int i = 0; i < rank; ++i) s += (i ? ", " : "") + std::to_string(dims[i]);
+    return s + "]";
+  }
 };
 
 // Owns device (or host) memory; frees it through the backend that made it.

@@ -11,6 +11,7 @@
 #include <spdlog/spdlog.h>
 
 #include "launch/commands.hpp"
+#include "launch/distributed.hpp"
 #include "launch/engine_flags.hpp"
 #include "launch/progress_bar.hpp"
 #include "runtime/error.hpp"
@@ -28,9 +29,10 @@ struct throughput_options {
   std::string output_json;
 };
 
-void run_throughput(const throughput_options& o) {
+void run_throughput(throughput_options o) {
   if (o.num_prompts <= 0 || o.input_len <= 0 || o.output_len <= 0)
     throw user_error("--num-prompts, --input-len and --output-len must be positive");
+  if (run_if_other_rank(o.engine)) return;  // under mpirun: a rank other than 0 runs its shard only
   engine e(o.engine);
   if (o.input_len + o.output_len > e.max_model_len())
     throw user_error("--input-len + --output-len is " + std::to_string(o.input_len + o.output_len) +

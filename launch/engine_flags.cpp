@@ -25,6 +25,11 @@ void add_engine_flags(CLI::App* cmd, engine_options& o) {
                   "Shards the model is split over (-tp): one per GPU, or CPU shards as threads")
       ->capture_default_str()
       ->check(CLI::Range(1, 1024));
+  cmd->add_option("--distributed-timeout", o.distributed_timeout,
+                  "Seconds one step may take on all tensor-parallel shards before a rank is declared dead or "
+                  "stalled (requests fail, the process exits 3)")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   cmd->add_option("--block-size", o.block_size, "Tokens per KV cache block")->capture_default_str()->check(CLI::PositiveNumber);
   cmd->add_option("--kv-cache-memory", o.kv_cache_memory, "Bytes of KV cache per shard (CPU backend)")->capture_default_str();
   cmd->add_option("--num-gpu-blocks-override", o.num_gpu_blocks_override, "Exactly this many KV blocks");

@@ -11,6 +11,7 @@
 #include <spdlog/spdlog.h>
 
 #include "launch/commands.hpp"
+#include "launch/distributed.hpp"
 #include "launch/engine_flags.hpp"
 #include "runtime/error.hpp"
 
@@ -76,7 +77,8 @@ std::vector<prompt_input> collect_prompts(const generate_options& o, int64_t voc
   return prompts;
 }
 
-void run_generate(const generate_options& o) {
+void run_generate(generate_options o) {
+  if (run_if_other_rank(o.engine)) return;  // under mpirun: a rank other than 0 runs its shard only
   const auto load_start = std::chrono::steady_clock::now();
   engine e(o.engine);
   spdlog::info("loaded {} ({:.1f}M parameters) in {:.2f} s", e.config().architecture_name, e.config().num_parameters() / 1e6,

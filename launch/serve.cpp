@@ -5,6 +5,7 @@
 
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 
 #include <pthread.h>
 
@@ -20,6 +21,7 @@
 #include "actors/client_endpoint.hpp"
 #include "actors/gateway.hpp"
 #include "launch/commands.hpp"
+#include "launch/distributed.hpp"
 #include "launch/engine_flags.hpp"
 
 namespace troupe {
@@ -46,6 +48,9 @@ client_endpoint_options client_options_of(const serve_options& o) {
 }
 
 void run_serve(const serve_options& o) {
+  engine_options eo = o.engine;
+  eo.usage = usage_context::server;  // vLLM's server defaults for the step size
+  if (run_if_other_rank(eo)) return;  // under mpirun: a rank other than 0 runs its shard, rank 0 serves
   // Signals are taken by sigwait below: block them before any thread starts, so every thread inherits it.
   sigset_t signals;
   sigemptyset(&signals);
@@ -61,8 +66,6 @@ void run_serve(const serve_options& o) {
   std::optional<client_endpoint> native;
   if (o.client_port >= 0) native.emplace(client_options_of(o), http.admission());
   spdlog::info("HTTP API on http://{}:{}: loading the model", o.http.host, http.port());
-  engine_options eo = o.engine;
-  eo.usage = usage_context::server;  // vLLM's server defaults for the step size
   engine e(eo);
   http.attach(e);
   if (native) {
@@ -75,6 +78,25 @@ void run_serve(const serve_options& o) {
   spdlog::info("serving {}: OpenAI API on http://{}:{}", e.config().architecture_name, o.http.host, http.port());
   int sig = 0;
   sigwait(&signals, &sig);
+  if (eo.mpi && eo.tensor_parallel_size > 1) {
+    // Under mpirun a signal means mpirun is ending the whole job (a rank died, or mpirun itself was told to
+    // stop): the other ranks get it too, so no step can finish, and mpirun kills what is left within about
+    // two seconds. Requests in flight end at once with an error their clients receive.
+    const int64_t left = http.num_in_flight();
+    spdlog::error("{} from mpirun: the tensor-parallel job is ending (a rank died, or the job was stopped); "
+                  "failing {} requests in flight", sig == SIGTERM ? "SIGTERM" : "SIGINT", left);
+    http.begin_draining();
+    if (native) native->begin_draining();
+    e.fail_all("the tensor-parallel job is ending: mpirun stopped it (a rank died, or the job was stopped)");
+    const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(500);
+    while (http.num_in_flight() > 0 && std::chrono::steady_clock::now() < until)
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    http.stop();
+    if (native) native->stop();
+    // Not the engine's orderly stop: rank 0's shard may sit in a collective that a dead rank never enters.
+    std::fflush(nullptr);
+    std::_Exit(left > 0 ? 1 : 0);
+  }
   spdlog::info("{}: draining ({} requests in flight, up to {} s)", sig == SIGTERM ? "SIGTERM" : "SIGINT",
                http.num_in_flight(), o.shutdown_timeout);
   http.begin_draining();

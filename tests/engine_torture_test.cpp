@@ -145,6 +145,25 @@ TEST(engine_torture, the_cpu_model_gives_each_request_its_output_alone_under_any
   }
 }
 
+// The model split over tensor-parallel shards (threads, as `-tp N` runs them on the CPU), under the same
+// traffic: every shard samples what shard 0 samples at every step, and each request still gets its output
+// alone. Two shards split llama_f32's two KV heads; four replicate llama3's one (and its q/k/v/o biases).
+TEST(engine_torture, a_model_split_over_shards_keeps_every_invariant_and_the_shards_agree) {
+  for (const auto& [checkpoint, tp] : {std::pair<std::string, int>{"llama_f32", 2}, {"llama3_rope_bf16", 4}}) {
+    std::vector<cpu_ops> shard_backends(static_cast<size_t>(tp));
+    std::vector<ops*> shard_ops;
+    for (auto& b : shard_backends) shard_ops.push_back(&b);
+    checkpoint_models models(shard_backends[0], reference_dir(checkpoint), dtype::f32, model_room{});
+    harness h(models.make_split_backend("cpu " + checkpoint + " over " + std::to_string(tp) + " shards", {16, 8}, shard_ops));
+    const soak_result r = run_torture(h, 3000, 3001);
+    EXPECT_EQ(r.failure, "") << checkpoint;
+    if (!std::getenv("TORTURE_SEED")) {
+      EXPECT_GE(r.stats.num_steps, steps_or(3000));
+      EXPECT_GT(r.stats.num_compared, 0);
+    }
+  }
+}
+
 // What the GPU check does on CUDA (tools/gpu_check_torture.cpp), where batches change rounding: each greedy
 // token is checked against a reference model's logits for its history. On the CPU nothing rounds
 // differently, so the tolerance is 0.

@@ -171,3 +171,41 @@ TEST(generate_cli, prompts_over_the_step_budget_give_the_unchunked_output) {
     EXPECT_EQ(got["token_ids"], expected["token_ids"]) << "prompt of " << len;
   }
 }
+
+// -tp N splits the model over N CPU shards (threads joined by the thread communicator): greedy and seeded
+// sampled outputs equal one shard's, with a checkpoint's slices read by each shard and with dummy weights
+// each shard makes alone; prompts chunked over several steps included.
+TEST(generate_cli, tensor_parallel_shards_give_the_single_shard_output) {
+  std::vector<int32_t> ids(40);
+  for (int i = 0; i < 40; ++i) ids[i] = (i * 13 + 5) % 300;
+  temp_dir dummy;
+  fs::copy_file(reference_dir("llama3_rope_bf16") + "/config.json", dummy.path() / "config.json");
+  const std::vector<std::string> runs = {
+      "generate --model " + reference_dir("qwen2_sharded_bf16") + " --temperature 0",
+      "generate --model " + reference_dir("mistral_head_dim") + " --temperature 0.8 --top-k 50 --seed 11",
+      "generate --model " + dummy.path().string() + " --load-format dummy --seed 3 --temperature 0"};
+  for (const auto& run : runs) {
+    const std::string args = run + " --prompt-token-ids " + join(ids) +
+                             " --max-tokens 12 --ignore-eos --json --max-num-batched-tokens 16";
+    const run_result one = run_troupe(args);
+    ASSERT_EQ(one.exit_code, 0) << one.err;
+    const auto expected = nlohmann::json::parse(one.out)["token_ids"];
+    EXPECT_EQ(expected.size(), 12u);
+    for (const std::string tp : {"--tensor-parallel-size 2", "-tp 4"}) {
+      const run_result split = run_troupe(args + " " + tp);
+      ASSERT_EQ(split.exit_code, 0) << split.err;
+      EXPECT_EQ(nlohmann::json::parse(split.out)["token_ids"], expected) << run << " " << tp;
+    }
+  }
+}
+
+TEST(generate_cli, a_tensor_parallel_size_the_heads_cannot_take_names_the_sizes_that_can) {
+  const auto r = run_troupe("generate --model " + reference_dir("llama_f32") + " --prompt-token-ids 1,2 -tp 3");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("--tensor-parallel-size 3 does not divide the 4 attention heads of this model; 1, 2 or 4 would"),
+            std::string::npos)
+      << r.err;
+  const auto zero = run_troupe("generate --model " + reference_dir("llama_f32") + " --prompt-token-ids 1,2 -tp 0");
+  EXPECT_NE(zero.exit_code, 0);
+  EXPECT_NE(zero.err.find("--tensor-parallel-size"), std::string::npos) << zero.err;
+}

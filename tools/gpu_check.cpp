@@ -13,11 +13,13 @@
 // 4. A few timings at Qwen2.5-7B shapes (informative, no pass/fail): tools/gpu_check_timings.cpp.
 // 5. The engine torture test's plans on the CUDA backend for --torture-seconds (default 60; 0: none):
 //    tools/gpu_check_torture.cpp.
+// 6. The communicators of tensor parallelism: ranks sharing this GPU against the CPU thread communicator,
+//    bit for bit; NCCL of size 1, also inside a CUDA graph; µs per all-reduce (tools/gpu_check_comm.cpp).
 //
 // Prints a table (op, dtype, shapes, error, tolerance, pass) and exits 1 when a check fails.
 //
 //   troupe_gpu_check [--data DIR] [--seed N] [--no-ops] [--no-models] [--no-timing] [--torture-seconds S]
-//                    [--sampling | --sampling-quick | --sampling-timing | --torture]
+//                    [--no-comm] [--sampling | --sampling-quick | --sampling-timing | --torture | --comm]
 
 #include <algorithm>
 #include <chrono>
@@ -133,24 +135,28 @@ void print_table() {
 int main(int argc, char** argv) {
   fs::path data = "tests/data/reference";
   uint64_t seed = 1;
-  bool models = true, timing = true, ops = true, sampling = true, quick_sampling = false;
+  bool models = true, timing = true, ops = true, sampling = true, quick_sampling = false, comm = true,
+       sample_timing = true;
   double torture_seconds = 60;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--data" && i + 1 < argc) data = argv[++i];
     else if (a == "--seed" && i + 1 < argc) seed = std::stoull(argv[++i]);
     else if (a == "--no-models") models = false;
-    else if (a == "--no-ops") ops = sampling = false;  // models (and timings) only
+    else if (a == "--no-ops") ops = sampling = comm = false;  // models (and timings) only
     else if (a == "--no-timing") timing = false;
-    else if (a == "--sampling") ops = models = false;  // only the sampling checks and timings
-    else if (a == "--sampling-quick") ops = models = timing = false, quick_sampling = true;  // small vocabularies
-    else if (a == "--sampling-timing") ops = models = sampling = false;  // only the sampling timings
+    else if (a == "--no-comm") comm = false;
+    else if (a == "--sampling") ops = models = comm = false;  // only the sampling checks and timings
+    else if (a == "--sampling-quick") ops = models = timing = comm = false, quick_sampling = true;  // small vocabularies
+    else if (a == "--sampling-timing") ops = models = sampling = comm = false;  // only the sampling timings
     else if (a == "--torture-seconds" && i + 1 < argc) torture_seconds = std::stod(argv[++i]);
-    else if (a == "--torture") ops = models = sampling = timing = false;  // only the engine torture run
+    else if (a == "--torture") ops = models = sampling = timing = comm = false;  // only the engine torture run
+    else if (a == "--comm") ops = models = sampling = sample_timing = false, torture_seconds = 0;  // only the communicators
     else {
       std::fprintf(stderr,
                    "usage: troupe_gpu_check [--data DIR] [--seed N] [--no-ops] [--no-models] [--no-timing] "
-                   "[--torture-seconds S] [--sampling | --sampling-quick | --sampling-timing | --torture]\n");
+                   "[--torture-seconds S] [--no-comm] [--sampling | --sampling-quick | --sampling-timing | --torture | "
+                   "--comm]\n");
       return 2;
     }
   }
@@ -165,6 +171,7 @@ int main(int argc, char** argv) {
     }
     if (ops) guarded("argmax", [&] { check_argmax(gpu); });
     if (sampling) guarded("sample", [&] { check_sampling(gpu, quick_sampling); });
+    if (comm) guarded("communicators", [&] { check_communicators(gpu); });
     if (models) {
       std::vector<fs::path> dirs;
       for (const auto& e : fs::directory_iterator(data))
@@ -178,7 +185,8 @@ int main(int argc, char** argv) {
     if (torture_seconds > 0 && fs::exists(data / "llama_f32"))
       guarded("engine torture", [&] { check_torture(gpu, data, seed, torture_seconds); });
     if (timing && ops) guarded("timings", [&] { time_ops(gpu); });
-    if (timing) guarded("sample timings", [&] { time_sampling(gpu); });
+    if (timing && sample_timing) guarded("sample timings", [&] { time_sampling(gpu); });
+    if (timing && comm) guarded("communicator timings", [&] { time_communicators(gpu); });
   } catch (const std::exception& e) {
     std::fprintf(stderr, "troupe_gpu_check: %s\n", e.what());
     print_table();

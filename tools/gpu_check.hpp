@@ -67,4 +67,10 @@ void check_unsampled_steps(troupe::model& net, const std::string& label, troupe:
 // on the CUDA backend with data/llama_f32 in fp32.
 void check_torture(troupe::cuda_ops& gpu, const std::filesystem::path& data, uint64_t first_seed, double seconds);
 
+// tools/gpu_check_comm.cpp: the shared-GPU communicator (2 and 4 ranks on this GPU) against the thread
+// communicator's bits, and NCCL's of size 1 (each collective, and inside a CUDA graph).
+void check_communicators(troupe::cuda_ops& gpu);
+// µs per bf16 all_reduce_sum at 1 and 256 rows of 3584: shared-GPU ranks and NCCL of size 1.
+void time_communicators(troupe::cuda_ops& gpu);
+
 } // namespace gpu_check

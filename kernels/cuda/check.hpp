@@ -18,11 +18,7 @@ inline void check(cudaError_t e, const char* what) {
 // Checks the launch just made (bad configuration, missing kernel image).
 inline void check_launch(const char* kernel) { check(cudaGetLastError(), kernel); }
 
-// "[2, 3]" (tensor::shape_string lives in troupe_kernels, which this library must not need).
-inline std::string shape_of(const tensor& t) {
-  std::string s = "[";
-  for (int i = 0; i < t.rank; ++i) s += (i ? ", " : "") + std::to_string(t.dims[i]);
-  return s + "]";
-}
+// "[2, 3]".
+inline std::string shape_of(const tensor& t) { return t.shape_string(); }
 
 } // namespace troupe::cuda

@@ -6,6 +6,8 @@
 #include <cuda_runtime_api.h>
 
 #include <cstdint>
+#include <stdexcept>
+#include <string>
 #include <unordered_map>
 #include <vector>
 
@@ -62,6 +64,16 @@ struct cuda_context {
 
   ~cuda_context();
 };
+
+// Makes ctx's device the calling thread's current one; sets it only when another is current, so a call
+// inside a stream capture stays a pure query.
+inline void make_current(const cuda_context& ctx) {
+  int current = -1;
+  if (cudaGetDevice(&current) != cudaSuccess || current != ctx.device) {
+    const cudaError_t e = cudaSetDevice(ctx.device);
+    if (e != cudaSuccess) throw std::runtime_error(std::string("CUDA: cudaSetDevice: ") + cudaGetErrorString(e));
+  }
+}
 
 // Runs out = x · weightᵀ (+ bias) (+ out when accumulating) on ctx's stream (linear.cpp).
 void cublaslt_linear(cuda_context& ctx, const tensor& x, const tensor& weight, const tensor& bias, const tensor& out,

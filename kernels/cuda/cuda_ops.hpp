@@ -59,6 +59,8 @@ public:
   std::pair<int64_t, int64_t> memory_info() const;
   // "NVIDIA H100 80GB HBM3, sm_90, 132 SMs"
   std::string device_description() const;
+  // Its device, stream and handles, for the rest of the CUDA backend (the communicators enqueue on its stream).
+  cuda_context& context() { return *ctx_; }
 
 private:
   std::unique_ptr<cuda_context> ctx_;

@@ -6,6 +6,8 @@
 
 #include <cuda_runtime_api.h>
 
+#include <span>
+
 #include "kernels/ops.hpp"
 
 namespace troupe::cuda {
@@ -53,6 +55,14 @@ int paged_attention_partitions(const attention_metadata& meta, const attention_s
 
 // dst = src converted to dst's floating dtype.  src: `count` floats on the device
 void launch_convert_from_f32(const float* src, const tensor& dst, int64_t offset, int64_t count, cudaStream_t stream);
+
+// The most tensors launch_sum_in_order adds: ranks sharing one GPU.
+constexpr int kMaxSummands = 16;
+// dst[i] = srcs[0][i] + srcs[1][i] + ..., in that order, for i in [begin, end): f32 accumulation rounded
+// once to `type` (f32, bf16 or f16), the thread communicator's bits. dst may be one of srcs; 1 to
+// kMaxSummands device pointers (std::invalid_argument otherwise).
+void launch_sum_in_order(std::span<const void* const> srcs, void* dst, dtype type, int64_t begin, int64_t end,
+                         cudaStream_t stream);
 
 // out[r] = index of the largest value of logits row r (the first on ties).  logits [R, V] f32, out [R] i32
 void launch_argmax(const tensor& logits, const tensor& out, cudaStream_t stream);

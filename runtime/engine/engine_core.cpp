@@ -162,6 +162,7 @@ std::vector<request_output> engine_core::update(const step_plan& plan, const ste
     rep.num_prefix_cache_hits = p.num_hit_tokens - reported_prefix_.num_hit_tokens;
     rep.time_to_first_token_s = ttft_;
     rep.inter_token_latency_s = itl_;
+    rep.collective_s = static_cast<double>(result.collective_ns) * 1e-9;
     metrics_->on_step(rep);
     reported_sched_ = s;
     reported_prefix_ = p;

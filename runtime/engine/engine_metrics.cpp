@@ -21,6 +21,9 @@ const std::vector<double> request_latency_buckets{0.3,  0.5,  0.8,  1.0,  1.5,  
 const std::vector<double> iteration_tokens_buckets{1, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384};
 // troupe's own: batch sizes up to the largest --max-num-seqs anyone runs.
 const std::vector<double> iteration_seqs_buckets{1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024};
+// troupe's own: from an NVLink all-reduce of one token (tens of microseconds) to a CPU shard's large prefill.
+const std::vector<double> collective_buckets{0.00001, 0.00002, 0.00005, 0.0001, 0.0002, 0.0005, 0.001, 0.002,
+                                             0.005,   0.01,    0.02,    0.05,   0.1,    0.2,    0.5,   1.0};
 
 constexpr size_t prompt_channel = 0;
 constexpr size_t generation_channel = 1;
@@ -29,7 +32,8 @@ constexpr size_t finished_channel = 2;
 constexpr size_t first_histogram_channel = 3;
 
 size_t num_window_channels() {
-  return first_histogram_channel + (ttft_buckets.size() + 1) + (itl_buckets.size() + 1) + (iteration_seqs_buckets.size() + 1);
+  return first_histogram_channel + (ttft_buckets.size() + 1) + (itl_buckets.size() + 1) + (iteration_seqs_buckets.size() + 1) +
+         2;  // collective seconds, steps
 }
 
 double seconds_between(clock::time_point from, clock::time_point to) {
@@ -155,9 +159,18 @@ engine_metrics::engine_metrics(engine_metrics_config config)
   decode_time_ = add_histogram("troupe:request_decode_time_seconds", "Histogram of time spent in DECODE phase for request.",
                                request_latency_buckets);
 
+  tensor_parallel_size_ = add_gauge("troupe:tensor_parallel_size", "Shards the model is split over (--tensor-parallel-size).");
+  tensor_parallel_size_->set(config_.tensor_parallel_size);
+  if (config_.tensor_parallel_size > 1)
+    collective_time_ = add_histogram("troupe:collective_time_per_step_seconds",
+                                     "Histogram of time shard 0 spent in tensor-parallel collectives per engine_step "
+                                     "(waiting for the other ranks included).",
+                                     collective_buckets);
+
   ttft_channel_ = first_histogram_channel;
   itl_channel_ = ttft_channel_ + ttft_buckets.size() + 1;
   seqs_channel_ = itl_channel_ + itl_buckets.size() + 1;
+  collective_channel_ = seqs_channel_ + iteration_seqs_buckets.size() + 1;
 }
 
 clock::time_point engine_metrics::now() const { return config_.clock ? config_.clock() : clock::now(); }
@@ -184,6 +197,7 @@ void engine_metrics::on_step(const step_report& step) {
     itl_->observe(s);
     tpot_->observe(s);
   }
+  if (collective_time_) collective_time_->observe(step.collective_s);
 
   std::lock_guard lock(window_mutex_);
   const clock::time_point t = now();
@@ -192,6 +206,8 @@ void engine_metrics::on_step(const step_report& step) {
   window_.add(t, seqs_channel_ + bucket_of(iteration_seqs_buckets, step.num_seqs), 1);
   for (double s : step.time_to_first_token_s) window_.add(t, ttft_channel_ + bucket_of(ttft_buckets, s), 1);
   for (double s : step.inter_token_latency_s) window_.add(t, itl_channel_ + bucket_of(itl_buckets, s), 1);
+  window_.add(t, collective_channel_, step.collective_s);
+  window_.add(t, collective_channel_ + 1, 1);
 }
 
 void engine_metrics::on_first_token(clock::time_point arrival, clock::time_point first_token) {
@@ -250,6 +266,9 @@ metrics_snapshot engine_metrics::snapshot() const {
   s.num_running = static_cast<int64_t>(running_->value());
   s.num_waiting = static_cast<int64_t>(waiting_->value());
   s.kv_cache_usage = kv_usage_->value();
+  s.tensor_parallel_size = config_.tensor_parallel_size;
+  if (collective_time_ && w.sums[collective_channel_ + 1] > 0)
+    s.collective_s_per_step = w.sums[collective_channel_] / w.sums[collective_channel_ + 1];
   s.num_preemptions = static_cast<uint64_t>(preemptions_->value());
   for (size_t i = 0; i < num_reject_reasons; ++i) {
     s.num_rejected_by_reason[i] = static_cast<uint64_t>(rejected_[i]->value());

@@ -59,6 +59,7 @@ struct engine_metrics_config {
   int64_t max_model_len = 4096;  // the top of the request_prompt_tokens / request_generation_tokens buckets (>= 1)
   std::chrono::seconds window{10};               // what snapshot() rates and quantiles cover (>= 1 s, whole seconds)
   std::function<std::chrono::steady_clock::time_point()> clock{};  // empty: steady_clock::now (tests inject one)
+  int32_t tensor_parallel_size = 1;  // troupe:tensor_parallel_size; above 1, collective times are kept too
 };
 
 // What one engine step did, and the scheduler's state after it.
@@ -78,6 +79,9 @@ struct step_report {
   std::span<const double> time_to_first_token_s{};
   // Seconds since the same request's previous token, one per other token this step sampled.
   std::span<const double> inter_token_latency_s{};
+  // Seconds shard 0 spent in tensor-parallel collectives during the step, waiting for the other ranks
+  // included (host time: on a GPU, the time to enqueue them). 0 on one shard.
+  double collective_s = 0;
 };
 
 // One finished request's life. Times come from one steady_clock; a phase the request never reached
@@ -106,6 +110,8 @@ struct metrics_snapshot {
   int64_t num_running = 0;              // as of the last step
   int64_t num_waiting = 0;              // the queue length, as of the last step
   double kv_cache_usage = 0;            // 0..1, as of the last step
+  int32_t tensor_parallel_size = 1;
+  std::optional<double> collective_s_per_step;  // mean over the window's steps; empty on one shard or no step
 
   uint64_t num_preemptions = 0;                               // total
   uint64_t num_rejected = 0;                                  // total, all reasons
@@ -174,12 +180,15 @@ private:
   histogram* inference_time_;
   histogram* prefill_time_;
   histogram* decode_time_;
+  gauge* tensor_parallel_size_;
+  histogram* collective_time_ = nullptr;  // only above one shard
 
   // Window channels: prompt tokens, generation tokens, finished requests, then one per bucket of
   // TTFT, inter-token latency and sequences per step (per bucket, not cumulative).
   size_t ttft_channel_ = 0;
   size_t itl_channel_ = 0;
   size_t seqs_channel_ = 0;
+  size_t collective_channel_ = 0;  // seconds in collectives, then steps, summed
   mutable std::mutex window_mutex_;
   sliding_window window_;
 };

@@ -59,6 +59,7 @@ struct step_result {
   std::vector<std::optional<sampled_logprobs>> logprobs;
   std::string error;  // non-empty when the step failed; the scheduler fails the step's requests
   int64_t execute_ns = 0;  // time the shard spent on the step (input preparation, forward, sampling)
+  int64_t collective_ns = 0;  // of which in tensor-parallel collectives (shard 0; 0 on one shard)
 };
 
 } // namespace troupe

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs on the GPU machine, from the project root, over a bundle made by scripts/gpu/bundle.sh. Builds
 # nothing. NEEDS A GPU.
-#   1. troupe_gpu_check: every CUDA op against its CPU twin, the reference models on the GPU, timings.
+#   1. troupe_gpu_check: every CUDA op against its CPU twin, the reference models on the GPU, the
+#      communicators (2 and 4 ranks sharing the GPU against the CPU's bits, NCCL of size 1, also inside
+#      a CUDA graph), timings. CHECK_ARGS=--comm runs only the communicators.
 #   1b. with LARGE=1: the same model checks at Qwen2.5-7B shapes (scripts/gpu/make_large_reference.py).
 #   1c. with EDGES=1: prompts over the step budget through `troupe generate` and `troupe serve`.
 #   2. with BENCH=1: troupe bench throughput on the CUDA backend with random weights at Qwen2.5-7B shapes

@@ -18,6 +18,10 @@ try {
 
 const binary = process.env.TROUPE_BINARY;
 if (!binary) throw new Error('TROUPE_BINARY must name the troupe program (ctest sets it)');
+// TROUPE_LAUNCHER, when set, starts the server through a launcher (the mpirun variant of this test:
+// "mpirun -np 2 --oversubscribe"), and TROUPE_SERVE_ARGS adds flags to every server ("--tensor-parallel-size 2").
+const launcher = (process.env.TROUPE_LAUNCHER ?? '').split(' ').filter((w) => w);
+const serveArgs = (process.env.TROUPE_SERVE_ARGS ?? '').split(' ').filter((w) => w);
 
 const MODEL = 'troupe-default';
 const MAX_MODEL_LEN = 64;
@@ -25,8 +29,10 @@ const MAX_MODEL_LEN = 64;
 // Starts `troupe serve` on free ports and resolves once it prints the HTTP port.
 // Returns { url, metrics(), stop() }.
 function startServer(extraArgs = []) {
-  const args = ['serve', '--host', '127.0.0.1', '--port', '0', '--client-port', '0', ...extraArgs];
-  const child = spawn(binary, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const args = ['serve', '--host', '127.0.0.1', '--port', '0', '--client-port', '0', ...serveArgs, ...extraArgs];
+  const child = launcher.length > 0
+    ? spawn(launcher[0], [...launcher.slice(1), binary, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
+    : spawn(binary, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr.setEncoding('utf8');
   child.stderr.on('data', (d) => { stderr = (stderr + d).slice(-4000); });

@@ -70,7 +70,32 @@ TEST(engine_metrics, renders_vllm_s_families_under_troupe_with_their_type_lines)
                                           "troupe:request_inference_time_seconds histogram",
                                           "troupe:request_prefill_time_seconds histogram",
                                           "troupe:request_decode_time_seconds histogram",
+                                          "troupe:tensor_parallel_size gauge",
                                       }));
+}
+
+// Above one shard: the size and the time shard 0 spent in collectives per step, on /metrics and in the
+// snapshot (the mean over the window's steps).
+TEST(engine_metrics, a_split_model_reports_its_size_and_collective_time_per_step) {
+  clock::time_point now = t0;
+  engine_metrics m{engine_metrics_config{"m", 100, 10s, [&] { return now; }, 4}};
+  now = t0 + 200ms;
+  m.on_step({.num_seqs = 1, .num_generation_tokens = 1, .collective_s = 0.0003});
+  m.on_step({.num_seqs = 1, .num_generation_tokens = 1, .collective_s = 0.0001});
+  const std::string page = m.render();
+  EXPECT_NE(page.find("troupe:tensor_parallel_size{model_name=\"m\"} 4"), std::string::npos) << page;
+  EXPECT_NE(page.find("troupe:collective_time_per_step_seconds_count{model_name=\"m\"} 2"), std::string::npos) << page;
+  EXPECT_NE(page.find("troupe:collective_time_per_step_seconds_bucket{le=\"0.0002\",model_name=\"m\"} 1.0"),
+            std::string::npos) << page;
+  now = t0 + 1s;
+  const metrics_snapshot s = m.snapshot();
+  EXPECT_EQ(s.tensor_parallel_size, 4);
+  ASSERT_TRUE(s.collective_s_per_step.has_value());
+  EXPECT_NEAR(*s.collective_s_per_step, 0.0002, 1e-12);
+
+  fixture one;  // one shard: no collective family, no figure
+  EXPECT_EQ(one.m.render().find("collective"), std::string::npos);
+  EXPECT_FALSE(one.m.snapshot().collective_s_per_step.has_value());
 }
 
 TEST(engine_metrics, lists_every_finish_and_reject_reason_at_zero_from_the_start) {

@@ -295,3 +295,27 @@ TEST_F(weight_slice_reader_test, sharded_weight_source_serves_each_tensor_as_the
   source({"model.layers.0.self_attn.q_proj.weight", {16, 16}}, q);
   EXPECT_EQ(q.size(), 8u * 16u);  // rank 1's 2 of 4 heads: rows [8, 16)
 }
+
+// --load-format dummy on a rank: each slice made alone equals the same slice of the whole random tensor
+// (written to a checkpoint in f32 with the same seed and read back as a slice), padding rows included.
+TEST_F(weight_slice_reader_test, sharded_dummy_weights_are_the_slices_of_the_whole_dummy_tensors) {
+  model_config config = tiny(architecture::llama, 4, 2, 100);  // vocab 100 pads to 128
+  config.qkv_bias = config.o_bias = true;
+  write_model(dir_, config, dtype::f32);  // random_weight_values with seed 7
+  const checkpoint ckpt = checkpoint::open(dir_);
+  int compared = 0;
+  for (const int64_t n : {2, 4}) {
+    for (int64_t r = 0; r < n; ++r) {
+      const sharding_plan plan = sharding_plan::make(config, n, r);
+      const weight_source made = sharded_dummy_weight_source(7, plan);
+      for (const weight_spec& spec : hf_weight_specs(config)) {
+        std::vector<float> got, expected;
+        made(spec, got);
+        read_slice_f32(ckpt, plan.slice(spec.name), expected);
+        ASSERT_EQ(got, expected) << spec.name << " rank " << r << " of " << n;
+        ++compared;
+      }
+    }
+  }
+  EXPECT_EQ(compared, 6 * static_cast<int>(hf_weight_specs(config).size()));
+}

@@ -16,7 +16,9 @@ class server_process {
 public:
   // extra_args may set --host, --client-host or --client-port itself (--client-port -1: no native port).
   // shell_prefix: shell commands run first in the server's shell, e.g. "ulimit -n 64; ".
-  explicit server_process(const std::string& extra_args = "", const std::string& shell_prefix = "") {
+  // launcher: a command the server runs under, e.g. "mpirun -np 2" (then pid() is the launcher's).
+  explicit server_process(const std::string& extra_args = "", const std::string& shell_prefix = "",
+                          const std::string& launcher = "") {
     const bool own_host = extra_args.find("--host ") != std::string::npos;
     const bool own_client_port = extra_args.find("--client-port ") != std::string::npos;
     const bool native = extra_args.find("--client-port -1") == std::string::npos;
@@ -26,7 +28,7 @@ public:
     if (pid_ == 0) {
       ::dup2(fds[1], STDOUT_FILENO);
       ::close(fds[0]);
-      const std::string cmd = shell_prefix + "exec " + TROUPE_BINARY + " serve " + (own_host ? "" : "--host 127.0.0.1 ") +
+      const std::string cmd = shell_prefix + "exec " + launcher + (launcher.empty() ? "" : " ") + TROUPE_BINARY + " serve " + (own_host ? "" : "--host 127.0.0.1 ") +
                               "--port 0 " + (own_client_port ? "" : "--client-port 0 ") + extra_args;
       ::execl("/bin/sh", "sh", "-c", cmd.c_str(), static_cast<char*>(nullptr));
       ::_exit(127);

@@ -126,6 +126,10 @@ struct backend {
   // tokens the harness draws from the shadow cache (a token that depends on the history the step read,
   // the sequence's seed and its output index), so outputs still mean something.
   std::function<model*(int32_t block_size)> model_for;
+  // Set instead of model_for: a model split over tensor-parallel shards, one model per shard. Each step then
+  // runs on every shard at once (one runner and one thread each, as the shard actors do), and every shard
+  // must sample what shard 0 samples.
+  std::function<std::vector<model*>(int32_t block_size)> shards_for;
   // Set: greedy tokens are checked against this CPU model's logits (teacher-forced, within
   // argmax_tolerance times the row's largest magnitude) instead of against the request run alone. It
   // needs room for one sequence of max_model_len tokens in one step.
@@ -153,9 +157,14 @@ public:
 
   // The model with this block size. Throws what loading the checkpoint throws.
   model* get(int32_t block_size);
+  // The model with this block size split over shard_ops.size() tensor-parallel shards (threads joined by
+  // the thread communicator, each on its own backend), each loading only its slices.
+  std::vector<model*> get_split(int32_t block_size, const std::vector<ops*>& shard_ops);
   // A torture backend over these models: the checkpoint's vocabulary, EOS ids (the tokenizer's too, as
   // the engine adds it) and tokenizer, the room's limits (max_model_len at most the checkpoint's).
   backend make_backend(std::string name, std::vector<int32_t> block_sizes);
+  // The same over the model split over shard_ops.size() shards (get_split): a backend with shards_for.
+  backend make_split_backend(std::string name, std::vector<int32_t> block_sizes, std::vector<ops*> shard_ops);
   const model_config& config() const { return config_; }
 
 private:
@@ -166,6 +175,8 @@ private:
   model_config config_;
   std::unique_ptr<tokenizer> tok_;
   std::map<int32_t, std::unique_ptr<model>> models_;
+  struct split;  // one block size's shards: their communicators, plans and models
+  std::map<int32_t, std::unique_ptr<split>> splits_;
 };
 
 // A plan from a seed: limits at their edges, arrivals, aborts.

@@ -9,6 +9,7 @@
 #include <numeric>
 #include <set>
 #include <sstream>
+#include <thread>
 #include <unordered_map>
 
 #include <sys/wait.h>
@@ -133,7 +134,11 @@ private:
   std::function<const harness::output*(const arrival&, int32_t)> alone_;
   std::unique_ptr<engine_core> core_;
   std::unique_ptr<model_runner> runner_;
-  model* model_ = nullptr;
+  model* model_ = nullptr;  // shard 0's when split
+  std::vector<std::unique_ptr<model_runner>> shard_runners_;  // a split model: one runner per shard
+  // Runs a step as the shard actors do: on every shard at once when the model is split (shard 0's result,
+  // after checking that every shard sampled the same), else on the one runner.
+  step_result execute(const step_plan& plan, std::string& failure);
   std::unordered_map<request_id, shard_seq> shard_;
   std::vector<uint64_t> shadow_;  // [num_blocks * block_size]: the shadow KV of each slot
   std::vector<int64_t> written_;  // the step that last wrote each slot
@@ -168,6 +173,31 @@ std::string runner::apply(const event& e) {
     if (compared_alone(b_, r.params)) r.alone = alone_(a, c);
   }
   return "";
+}
+
+step_result runner::execute(const step_plan& plan, std::string& failure) {
+  if (shard_runners_.empty()) return runner_->execute(plan);
+  std::vector<step_result> results(shard_runners_.size());
+  std::vector<std::string> errors(shard_runners_.size());
+  std::vector<std::thread> threads;
+  for (size_t r = 0; r < shard_runners_.size(); ++r)
+    threads.emplace_back([&, r] {
+      try {
+        results[r] = shard_runners_[r]->execute(plan);
+      } catch (const std::exception& e) {
+        errors[r] = e.what();
+      }
+    });
+  for (auto& t : threads) t.join();
+  for (size_t r = 0; r < shard_runners_.size(); ++r) {
+    if (!errors[r].empty()) {
+      failure = "shard " + std::to_string(r) + " threw at step " + std::to_string(step_) + ": " + errors[r];
+      return {};
+    }
+    if (results[r].ids != results[0].ids || results[r].tokens != results[0].tokens)
+      failure = "shard " + std::to_string(r) + " sampled other tokens than shard 0 at step " + std::to_string(step_);
+  }
+  return std::move(results[0]);
 }
 
 std::string runner::abort(request_id id) {
@@ -498,6 +528,12 @@ run_result runner::run() {
     core_ = std::make_unique<engine_core>(ec, b_.tok, p_.seed);
     model_ = b_.model_for ? b_.model_for(s_.block_size) : nullptr;
     runner_ = std::make_unique<model_runner>(model_, s_.block_size, b_.vocab_size, b_.eos_token_ids);
+    if (b_.shards_for) {
+      const std::vector<model*> shards = b_.shards_for(s_.block_size);
+      model_ = shards.at(0);
+      for (model* m : shards)
+        shard_runners_.push_back(std::make_unique<model_runner>(m, s_.block_size, b_.vocab_size, b_.eos_token_ids));
+    }
     shadow_.assign(static_cast<size_t>(s_.num_blocks) * s_.block_size, never_written);
     written_.assign(shadow_.size(), -1);
 
@@ -577,7 +613,9 @@ run_result runner::run() {
       ++step_;
       if (step_ > max_steps) return fail("livelock: " + std::to_string(max_steps) + " steps and the requests are not done");
       if (std::string f = check_plan(plan); !f.empty()) return fail(f);
-      step_result result = runner_->execute(plan);
+      std::string shard_failure;
+      step_result result = execute(plan, shard_failure);
+      if (!shard_failure.empty()) return fail(shard_failure);
       if (result.step != plan.step) return fail("result: step " + std::to_string(step_) + " comes back with another step number");
       std::vector<request_id> want_ids;
       for (const scheduled_seq& s : plan.seqs)
