@@ -387,9 +387,10 @@ void engine::run_rank() {
   impl& i = *impl_;
   if (!i.rank_shard) throw std::logic_error("engine::run_rank: not a rank other than 0 of an mpirun job");
   std::vector<std::byte> bytes;
+  rank_message m;  // decoded into step after step, reusing its vectors
   for (;;) {
     i.options.mpi->broadcast_bytes(bytes, 0);
-    rank_message m = decode_rank_message(bytes);
+    decode_rank_message(bytes, m);
     if (m.what == rank_message::kind::stop) return;
     try {
       i.rank_shard->runner->execute(m.plan);

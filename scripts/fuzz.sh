@@ -2,7 +2,8 @@
 # Builds a fuzzer with clang (libFuzzer + ASan + UBSan) in build-fuzz/ and runs it for a bounded time.
 # Usage: scripts/fuzz.sh [seconds, default 60] [target, default safetensors] [extra libFuzzer flags...]
 #   targets: safetensors (a whole .safetensors file), safetensors_index (model.safetensors.index.json),
-#            client_wire (the byte stream a client sends to the native client port)
+#            client_wire (the byte stream a client sends to the native client port),
+#            step_plan_codec (a step plan message as a rank receives it from rank 0)
 # Exits non-zero when the fuzzer finds a crash, a leak or a timeout; the input that did it is written to
 # build-fuzz/fuzz-artifacts/<target>/. Inputs that reach new code collect in build-fuzz/fuzz-corpus/<target>/;
 # copy small, interesting ones into fuzz/corpus/<target>/ so the replay tests keep them.

@@ -3,8 +3,10 @@
 #define MSGPACK_NO_BOOST
 #include <msgpack.hpp>
 
+#include <algorithm>
 #include <bit>
 #include <cstring>
+#include <iterator>
 #include <limits>
 #include <stdexcept>
 #include <string>
@@ -32,15 +34,19 @@ constexpr size_t params_fields = 16;
 
 // ---- encoding ----
 
-// The packer's stream: appends to the caller's buffer.
+// The packer's stream: writes over the caller's buffer from its start, growing it geometrically (a reused
+// buffer is written over without being cleared or zero-filled first); finish() cuts it to what was written.
 struct byte_sink {
   std::vector<std::byte>* out;
-  void write(const char* data, size_t n) {
-    // resize and copy rather than insert: g++ 12 warns falsely (-Warray-bounds) on an insert after clear().
-    const size_t at = out->size();
-    out->resize(at + n);
-    std::memcpy(out->data() + at, data, n);
+  size_t size = 0;
+  // Inlined into each of the packer's writes, whose lengths are mostly constants: the copy becomes a move.
+  [[gnu::always_inline]] void write(const char* data, size_t n) {
+    if (out->size() - size < n) [[unlikely]] grow(n);
+    std::memcpy(out->data() + size, data, n);
+    size += n;
   }
+  [[gnu::noinline]] void grow(size_t n) { out->resize(std::max(2 * out->size(), size + n + 1024)); }
+  void finish() { out->resize(size); }
 };
 using packer = msgpack::packer<byte_sink>;
 
@@ -55,13 +61,25 @@ void pack_f32(byte_sink& sink, float v) {
 
 uint32_t count(size_t n, const char* what) {
   if (n > std::numeric_limits<uint32_t>::max())
-    throw std::invalid_argument(std::string("step plan: ") + what + " has more than 2^32-1 elements");
+    throw std::invalid_argument(std::string("step plan: ") + what + " is longer than msgpack allows (2^32-1)");
   return static_cast<uint32_t>(n);
 }
 
-void pack_ints(packer& pk, const std::vector<int32_t>& v, const char* what) {
-  pk.pack_array(count(v.size(), what));
-  for (int32_t x : v) pk.pack_int32(x);
+// An int32 list as one bin of little-endian int32s: one value for the parser however long the list (a
+// prompt of thousands of tokens is one copy, not thousands of callbacks).
+void pack_ints(packer& pk, byte_sink& sink, const std::vector<int32_t>& v, const char* what) {
+  const uint32_t num_bytes = count(v.size() * sizeof(int32_t), what);
+  pk.pack_bin(num_bytes);
+  if (v.empty()) return;
+  if constexpr (std::endian::native == std::endian::little) {
+    sink.write(reinterpret_cast<const char*>(v.data()), num_bytes);
+  } else {
+    for (int32_t x : v) {
+      const auto u = static_cast<uint32_t>(x);
+      const char b[4] = {static_cast<char>(u), static_cast<char>(u >> 8), static_cast<char>(u >> 16), static_cast<char>(u >> 24)};
+      sink.write(b, sizeof b);
+    }
+  }
 }
 
 void pack_params(packer& pk, byte_sink& sink, const sampling_params& p) {
@@ -82,7 +100,7 @@ void pack_params(packer& pk, byte_sink& sink, const sampling_params& p) {
     pk.pack_str(count(s.size(), "a stop string"));
     pk.pack_str_body(s.data(), static_cast<uint32_t>(s.size()));
   }
-  pack_ints(pk, p.stop_token_ids, "stop_token_ids");
+  pack_ints(pk, sink, p.stop_token_ids, "stop_token_ids");
   if (p.include_stop_str_in_output) pk.pack_true(); else pk.pack_false();
   pk.pack_array(count(2 * p.logit_bias.size(), "logit_bias"));
   for (const auto& [id, bias] : p.logit_bias) {
@@ -103,18 +121,17 @@ void pack_seq(packer& pk, byte_sink& sink, const scheduled_seq& s) {
   pk.pack_uint64(s.id);
   if (s.is_new) pk.pack_true(); else pk.pack_false();
   pk.pack_int32(s.start_position);
-  pack_ints(pk, s.token_ids, "token_ids");
-  pack_ints(pk, s.block_ids, "block_ids");
+  pack_ints(pk, sink, s.token_ids, "token_ids");
+  pack_ints(pk, sink, s.block_ids, "block_ids");
   if (s.sample) pk.pack_true(); else pk.pack_false();
   if (!s.is_new) return;
-  pack_ints(pk, s.all_token_ids, "all_token_ids");
+  pack_ints(pk, sink, s.all_token_ids, "all_token_ids");
   pk.pack_int32(s.num_prompt_tokens);
   pack_params(pk, sink, s.params);
   pk.pack_uint64(s.seed);
 }
 
 void pack_plan(const step_plan& plan, std::vector<std::byte>& out) {
-  out.clear();
   byte_sink sink{&out};
   packer pk(sink);
   pk.pack_array(5);
@@ -125,250 +142,401 @@ void pack_plan(const step_plan& plan, std::vector<std::byte>& out) {
   for (const scheduled_seq& s : plan.seqs) pack_seq(pk, sink, s);
   pk.pack_array(count(plan.released.size(), "released"));
   for (request_id id : plan.released) pk.pack_uint64(id);
+  sink.finish();
+}
+
+void pack_stop_order(std::vector<std::byte>& out) {
+  byte_sink sink{&out};
+  packer pk(sink);
+  pk.pack_array(2);
+  pk.pack_uint32(step_plan_format_version);
+  pk.pack_uint8(static_cast<uint8_t>(rank_message::kind::stop));
+  sink.finish();
 }
 
 // ---- decoding ----
 
-using msgpack::object;
-namespace type = msgpack::type;
+// One pass of msgpack-c's parser, whose visitor gets a callback per value, straight into the plan: no object
+// tree and no second pass. Each callback checks its value against what the layout expects at its position,
+// so only arrays where the layout has an array open a level (the nesting stays within max_depth), and an
+// array claiming more elements than the message has bytes is refused before anything is reserved for it.
 
-[[noreturn]] void fail(std::string message) { throw std::invalid_argument(std::move(message)); }
+using msgpack::type::object_type;
 
-std::string describe(const object& o) {
-  switch (o.type) {
-    case type::NIL: return "nil";
-    case type::BOOLEAN: return o.via.boolean ? "true" : "false";
-    case type::POSITIVE_INTEGER: return std::to_string(o.via.u64);
-    case type::NEGATIVE_INTEGER: return std::to_string(o.via.i64);
-    case type::FLOAT32: return "a float32";
-    case type::FLOAT64: return "a float64";
-    case type::STR: return "a string";
-    case type::BIN: return "binary data";
-    case type::ARRAY: return "an array of " + std::to_string(o.via.array.size);
-    case type::MAP: return "a map";
-    case type::EXT: return "an extension object";
+// Where the parser is: the arrays open around it.
+enum class level : uint8_t { root, seqs, seq, params, stop, logit_bias, released };
+struct frame {
+  level what;
+  uint32_t size;
+  uint32_t index = 0;  // of the element being read
+};
+
+const char* const root_fields[] = {"the format version", "the message kind", "step", "seqs", "released"};
+const char* const seq_fields[] = {"id", "is_new", "start_position", "token_ids", "block_ids", "sample",
+                                  "all_token_ids", "num_prompt_tokens", "params", "seed"};
+const char* const params_field_names[] = {
+    "temperature", "top_p", "top_k", "min_p", "repetition_penalty", "presence_penalty", "frequency_penalty", "seed",
+    "max_tokens", "min_tokens", "ignore_eos", "stop", "stop_token_ids", "include_stop_str_in_output", "logit_bias",
+    "logprobs"};
+static_assert(std::size(seq_fields) == new_seq_fields && std::size(params_field_names) == params_fields);
+
+// A value as the parser delivered it, enough to check it and to describe it in a message.
+struct value {
+  object_type type;
+  uint64_t u = 0;  // POSITIVE_INTEGER
+  int64_t i = 0;   // NEGATIVE_INTEGER
+  float f = 0;     // FLOAT32
+  bool b = false;  // BOOLEAN
+  std::string_view str = {};  // STR, BIN
+  uint32_t size = 0;          // ARRAY, MAP: the elements claimed; BIN: its bytes
+};
+
+std::string describe(const value& v) {
+  switch (v.type) {
+    case object_type::NIL: return "nil";
+    case object_type::BOOLEAN: return v.b ? "true" : "false";
+    case object_type::POSITIVE_INTEGER: return std::to_string(v.u);
+    case object_type::NEGATIVE_INTEGER: return std::to_string(v.i);
+    case object_type::FLOAT32: return "a float32";
+    case object_type::FLOAT64: return "a float64";
+    case object_type::STR: return "a string";
+    case object_type::BIN: return "binary data of " + std::to_string(v.size) + " bytes";
+    case object_type::ARRAY: return "an array of " + std::to_string(v.size);
+    case object_type::MAP: return "a map";
+    case object_type::EXT: return "an extension object";
   }
   return "an unknown object";
 }
 
-[[noreturn]] void wrong(std::string_view name, std::string_view expected, const object& got) {
-  fail(std::string(name) + " must be " + std::string(expected) + ", got " + describe(got));
+bool as_u64(const value& v, uint64_t& out) {
+  if (v.type != object_type::POSITIVE_INTEGER) return false;
+  out = v.u;
+  return true;
 }
 
-std::string element(std::string_view name, size_t i) { return std::string(name) + "[" + std::to_string(i) + "]"; }
-
-uint64_t read_u64(const object& o, std::string_view name) {
-  if (o.type != type::POSITIVE_INTEGER) wrong(name, "an unsigned 64-bit integer", o);
-  return o.via.u64;
-}
-
-// False when `o` is not an integer in int32 range.
-bool as_i32(const object& o, int32_t& v) {
-  if (o.type == type::POSITIVE_INTEGER && o.via.u64 <= uint64_t(std::numeric_limits<int32_t>::max())) {
-    v = static_cast<int32_t>(o.via.u64);
+bool as_i32(const value& v, int32_t& out) {
+  if (v.type == object_type::POSITIVE_INTEGER && v.u <= uint64_t(std::numeric_limits<int32_t>::max())) {
+    out = static_cast<int32_t>(v.u);
     return true;
   }
-  if (o.type == type::NEGATIVE_INTEGER && o.via.i64 >= std::numeric_limits<int32_t>::min()) {
-    v = static_cast<int32_t>(o.via.i64);
+  if (v.type == object_type::NEGATIVE_INTEGER && v.i >= std::numeric_limits<int32_t>::min()) {
+    out = static_cast<int32_t>(v.i);
     return true;
   }
   return false;
 }
 
-int32_t read_i32(const object& o, std::string_view name) {
-  int32_t v = 0;
-  if (!as_i32(o, v)) wrong(name, "a 32-bit integer", o);
-  return v;
+// Only float32: the encoder writes nothing else.
+bool as_f32(const value& v, float& out) {
+  if (v.type != object_type::FLOAT32) return false;
+  out = v.f;
+  return true;
 }
 
-bool read_bool(const object& o, std::string_view name) {
-  if (o.type != type::BOOLEAN) wrong(name, "true or false", o);
-  return o.via.boolean;
+bool as_bool(const value& v, bool& out) {
+  if (v.type != object_type::BOOLEAN) return false;
+  out = v.b;
+  return true;
 }
 
-// Only float32: the encoder writes nothing else, and a float64 would not round-trip.
-float read_f32(const object& o, std::string_view name) {
-  if (o.type != type::FLOAT32) wrong(name, "a float32", o);
-  return static_cast<float>(o.via.f64);
-}
-
-// The array's elements; `size` when given is the only length accepted.
-std::span<const object> read_array(const object& o, std::string_view name) {
-  if (o.type != type::ARRAY) wrong(name, "an array", o);
-  return {o.via.array.ptr, o.via.array.size};
-}
-
-std::span<const object> read_array(const object& o, std::string_view name, size_t size, std::string_view what) {
-  const auto a = read_array(o, name);
-  if (a.size() != size) wrong(name, "an array of " + std::to_string(size) + " (" + std::string(what) + ")", o);
-  return a;
-}
-
-void read_ints(const object& o, std::vector<int32_t>& out, std::string_view name) {
-  const auto a = read_array(o, name);
-  out.resize(a.size());
-  for (size_t i = 0; i < a.size(); ++i)
-    if (!as_i32(a[i], out[i])) wrong(element(name, i), "a 32-bit integer", a[i]);
-}
-
-// `f`: the params_fields sampling parameters.
-void read_params(std::span<const object> f, sampling_params& p) {
-  p.temperature = read_f32(f[0], "temperature");
-  p.top_p = read_f32(f[1], "top_p");
-  p.top_k = read_i32(f[2], "top_k");
-  p.min_p = read_f32(f[3], "min_p");
-  p.repetition_penalty = read_f32(f[4], "repetition_penalty");
-  p.presence_penalty = read_f32(f[5], "presence_penalty");
-  p.frequency_penalty = read_f32(f[6], "frequency_penalty");
-  if (f[7].type == type::NIL) p.seed.reset();
-  else if (f[7].type == type::POSITIVE_INTEGER) p.seed = f[7].via.u64;
-  else wrong("seed", "nil or an unsigned 64-bit integer", f[7]);
-  p.max_tokens = read_i32(f[8], "max_tokens");
-  p.min_tokens = read_i32(f[9], "min_tokens");
-  p.ignore_eos = read_bool(f[10], "ignore_eos");
-  const auto stop = read_array(f[11], "stop");
-  p.stop.resize(stop.size());
-  for (size_t i = 0; i < stop.size(); ++i) {
-    if (stop[i].type != type::STR) wrong(element("stop", i), "a string", stop[i]);
-    p.stop[i].assign(stop[i].via.str.ptr, stop[i].via.str.size);
+// A bin of little-endian int32s (pack_ints).
+bool as_ints(const value& v, std::vector<int32_t>& out) {
+  if (v.type != object_type::BIN || v.size % sizeof(int32_t) != 0) return false;
+  out.resize(v.size / sizeof(int32_t));
+  if (out.empty()) return true;
+  if constexpr (std::endian::native == std::endian::little) {
+    std::memcpy(out.data(), v.str.data(), v.size);
+  } else {
+    const auto* b = reinterpret_cast<const unsigned char*>(v.str.data());
+    for (size_t i = 0; i < out.size(); ++i, b += 4)
+      out[i] = static_cast<int32_t>(uint32_t(b[0]) | uint32_t(b[1]) << 8 | uint32_t(b[2]) << 16 | uint32_t(b[3]) << 24);
   }
-  read_ints(f[12], p.stop_token_ids, "stop_token_ids");
-  p.include_stop_str_in_output = read_bool(f[13], "include_stop_str_in_output");
-  const auto bias = read_array(f[14], "logit_bias");
-  if (bias.size() % 2 != 0) wrong("logit_bias", "an array of (id, bias) pairs, so of even length", f[14]);
-  p.logit_bias.resize(bias.size() / 2);
-  for (size_t i = 0; i < p.logit_bias.size(); ++i) {
-    if (!as_i32(bias[2 * i], p.logit_bias[i].first)) wrong(element("logit_bias", 2 * i), "a 32-bit token id", bias[2 * i]);
-    if (bias[2 * i + 1].type != type::FLOAT32) wrong(element("logit_bias", 2 * i + 1), "a float32", bias[2 * i + 1]);
-    p.logit_bias[i].second = static_cast<float>(bias[2 * i + 1].via.f64);
-  }
-  if (f[15].type == type::NIL) p.logprobs.reset();
-  else p.logprobs = read_i32(f[15], "logprobs");
+  return true;
 }
 
-// `f`: the sequence's fields, continuing_seq_fields or new_seq_fields of them.
-void read_seq(std::span<const object> f, scheduled_seq& s) {
-  s.id = read_u64(f[0], "id");
-  s.is_new = read_bool(f[1], "is_new");
-  const size_t expected = s.is_new ? new_seq_fields : continuing_seq_fields;
-  if (f.size() != expected)
-    fail("is_new is " + std::string(s.is_new ? "true" : "false") + ", so the sequence must have " +
-         std::to_string(expected) + " fields, got " + std::to_string(f.size()));
-  s.start_position = read_i32(f[2], "start_position");
-  read_ints(f[3], s.token_ids, "token_ids");
-  read_ints(f[4], s.block_ids, "block_ids");
-  s.sample = read_bool(f[5], "sample");
-  if (!s.is_new) return;
-  read_ints(f[6], s.all_token_ids, "all_token_ids");
-  s.num_prompt_tokens = read_i32(f[7], "num_prompt_tokens");
-  const auto params = read_array(f[8], "params", params_fields, "sampling parameters");
-  try {
-    read_params(params, s.params);
-  } catch (const std::invalid_argument& e) {
-    fail(std::string("params.") + e.what());
-  }
-  s.seed = read_u64(f[9], "seed");
+// Gives a continuing seq's sampling fields their defaults, as a fresh one has them (a copy from defaults:
+// vectors are cleared, keeping their capacity, and nothing is allocated).
+[[gnu::noinline]] void forget_sampling(scheduled_seq& s) {
+  static const sampling_params default_params;
+  s.all_token_ids.clear();
+  s.num_prompt_tokens = 0;
+  s.seed = 0;
+  s.params = default_params;
 }
 
-void read_plan(std::span<const object> f, step_plan& plan) {
-  plan.step = read_u64(f[2], "step");
-  const auto seqs = read_array(f[3], "seqs");
-  plan.seqs.resize(seqs.size());
-  for (size_t i = 0; i < seqs.size(); ++i) {
-    const object& o = seqs[i];
-    if (o.type != type::ARRAY || (o.via.array.size != continuing_seq_fields && o.via.array.size != new_seq_fields))
-      wrong(element("seqs", i), "an array of " + std::to_string(continuing_seq_fields) + " (continuing) or " +
-                                    std::to_string(new_seq_fields) + " (new) fields", o);
-    try {
-      read_seq({o.via.array.ptr, o.via.array.size}, plan.seqs[i]);
-    } catch (const std::invalid_argument& e) {
-      fail(element("seqs", i) + "." + e.what());
-    }
-  }
-  const auto released = read_array(f[4], "released");
-  plan.released.resize(released.size());
-  for (size_t i = 0; i < released.size(); ++i) {
-    if (released[i].type != type::POSITIVE_INTEGER) wrong(element("released", i), "a request id", released[i]);
-    plan.released[i] = released[i].via.u64;
-  }
-}
+class plan_reader : public msgpack::null_visitor {
+ public:
+  plan_reader(rank_message& out, size_t num_bytes) : out_(out), num_bytes_(num_bytes) {}
 
-// Walks the bytes without building anything: they must hold one complete msgpack object, nested no deeper
-// than max_depth, and nothing after it. Once they do, every container announced is backed by bytes that
-// are really there, so building the objects costs at most a small multiple of the input's size, whatever
-// lengths it claims.
-struct shape_check : msgpack::null_visitor {
-  size_t depth = 0;
-  bool too_deep = false;
-  bool truncated = false;
-  bool invalid = false;
-  size_t error_offset = 0;
-  bool open() {
-    if (++depth > max_depth) too_deep = true;
-    return !too_deep;
+  bool visit_nil() { return scalar({object_type::NIL}); }
+  bool visit_boolean(bool b) { return scalar({.type = object_type::BOOLEAN, .b = b}); }
+  bool visit_positive_integer(uint64_t u) { return scalar({.type = object_type::POSITIVE_INTEGER, .u = u}); }
+  bool visit_negative_integer(int64_t i) { return scalar({.type = object_type::NEGATIVE_INTEGER, .i = i}); }
+  bool visit_float32(float f) { return scalar({.type = object_type::FLOAT32, .f = f}); }
+  bool visit_float64(double) { return scalar({object_type::FLOAT64}); }
+  bool visit_str(const char* p, uint32_t n) { return scalar({.type = object_type::STR, .str = {p, n}}); }
+  bool visit_bin(const char* p, uint32_t n) { return scalar({.type = object_type::BIN, .str = {p, n}, .size = n}); }
+  bool visit_ext(const char*, uint32_t) { return scalar({object_type::EXT}); }
+  bool start_array(uint32_t n);
+  bool end_array_item() {
+    ++stack_[depth_ - 1].index;
+    return true;
   }
-  bool start_array(uint32_t) { return open(); }
-  bool end_array() { --depth; return true; }
-  bool start_map(uint32_t) { return open(); }
-  bool end_map() { --depth; return true; }
-  void parse_error(size_t, size_t at) { invalid = true; error_offset = at; }
-  void insufficient_bytes(size_t, size_t) { truncated = true; }
+  bool end_array() {
+    --depth_;
+    return true;
+  }
+  bool start_map(uint32_t n) { return wrong_here({.type = object_type::MAP, .size = n}); }
+  void parse_error(size_t, size_t at) { error = "the message is not valid msgpack (a bad byte at offset " + std::to_string(at) + ")"; }
+  void insufficient_bytes(size_t, size_t) {
+    error = "the message is truncated: " + std::to_string(num_bytes_) + " bytes end inside it";
+  }
+
+  std::string error;  // why the parse stopped, when it stopped early
+
+ private:
+  bool scalar(const value& v);
+  bool push(level what, uint32_t size) {
+    if (depth_ == max_depth) return fail("the message nests deeper than " + std::to_string(max_depth) + " levels");
+    stack_[depth_++] = frame{what, size, 0};
+    return true;
+  }
+  // The name of the value being read: "seqs[3].params.stop[1]".
+  std::string here() const;
+  // Refuses the value at the parser's position: it is not what the layout has there.
+  bool wrong_here(const value& v);
+  bool fail(std::string message) {
+    error = std::move(message);
+    return false;
+  }
+  scheduled_seq& seq() { return out_.plan.seqs[stack_[1].index]; }
+
+  rank_message& out_;
+  const size_t num_bytes_;
+  frame stack_[max_depth];
+  size_t depth_ = 0;
 };
 
-msgpack::object_handle unpack_checked(std::span<const char> bytes) {
-  if (bytes.empty()) fail("the message is empty");
-  shape_check check;
+std::string plan_reader::here() const {
+  std::string name;
+  for (size_t d = 0; d < depth_; ++d) {
+    const frame& f = stack_[d];
+    switch (f.what) {
+      case level::root: name += root_fields[std::min<size_t>(f.index, std::size(root_fields) - 1)]; break;
+      case level::seq: name += std::string(".") + seq_fields[f.index]; break;
+      case level::params: name += std::string(".") + params_field_names[f.index]; break;
+      default: name += "[" + std::to_string(f.index) + "]"; break;
+    }
+  }
+  return name;
+}
+
+bool plan_reader::wrong_here(const value& v) {
+  if (depth_ == 0) return fail("the message must be an array [version, kind, ...], got " + describe(v));
+  const frame& f = stack_[depth_ - 1];
+  const char* const int32s = "int32s (binary data of 4-byte little-endian values)";
+  const char* expected = "";
+  switch (f.what) {
+    case level::root:
+      expected = f.index == 0 ? "an unsigned integer"
+               : f.index == 1 ? "0 (a step plan) or 1 (a stop order)"
+               : f.index == 2 ? "an unsigned 64-bit integer"
+                              : "an array";
+      break;
+    case level::seqs: expected = "an array of 6 (continuing) or 10 (new) fields"; break;
+    case level::seq:
+      switch (f.index) {
+        case 0: case 9: expected = "an unsigned 64-bit integer"; break;
+        case 1: case 5: expected = "true or false"; break;
+        case 2: case 7: expected = "a 32-bit integer"; break;
+        case 8: expected = "an array of 16 (sampling parameters)"; break;
+        default: expected = int32s; break;
+      }
+      break;
+    case level::params:
+      switch (f.index) {
+        case 0: case 1: case 3: case 4: case 5: case 6: expected = "a float32"; break;
+        case 2: case 8: case 9: expected = "a 32-bit integer"; break;
+        case 7: expected = "nil or an unsigned 64-bit integer"; break;
+        case 10: case 13: expected = "true or false"; break;
+        case 12: expected = int32s; break;
+        case 14: expected = "an array of (id, bias) pairs, so of even length"; break;
+        case 15: expected = "nil or a 32-bit integer"; break;
+        default: expected = "an array"; break;
+      }
+      break;
+    case level::stop: expected = "a string"; break;
+    case level::logit_bias: expected = f.index % 2 == 0 ? "a 32-bit token id" : "a float32"; break;
+    case level::released: expected = "a request id"; break;
+  }
+  return fail(here() + " must be " + expected + ", got " + describe(v));
+}
+
+bool plan_reader::start_array(uint32_t n) {
+  const value as_value{.type = object_type::ARRAY, .size = n};
+  if (depth_ == 0) {
+    if (n < 2) return wrong_here(as_value);
+    return push(level::root, n);
+  }
+  // Every element takes a byte at least, a sequence nine ([id, false, start, bin, bin, sample]): more than
+  // that cannot be there.
+  const frame& f = stack_[depth_ - 1];
+  const bool seqs = f.what == level::root && f.index == 3;
+  if (size_t(n) > (seqs ? num_bytes_ / 9 : num_bytes_))
+    return fail("the message is truncated: " + here() + " claims " + std::to_string(n) + " elements, but the whole message is " +
+                std::to_string(num_bytes_) + " bytes");
+  step_plan& plan = out_.plan;
+  switch (f.what) {
+    case level::root:
+      if (f.index == 3) {
+        // Kept seqs are reused (their vectors' capacity too): each is reset as it is read.
+        plan.seqs.resize(n);
+        return push(level::seqs, n);
+      }
+      if (f.index == 4) {
+        plan.released.clear();
+        plan.released.reserve(n);
+        return push(level::released, n);
+      }
+      break;
+    case level::seqs:
+      if (n != continuing_seq_fields && n != new_seq_fields) break;
+      return push(level::seq, n);
+    case level::seq:
+      if (f.index == 8 && n == params_fields) return push(level::params, n);
+      break;
+    case level::params: {
+      sampling_params& p = seq().params;
+      if (f.index == 11) {
+        p.stop.resize(n);
+        return push(level::stop, n);
+      }
+      if (f.index == 14 && n % 2 == 0) {
+        p.logit_bias.resize(n / 2);
+        return push(level::logit_bias, n);
+      }
+      break;
+    }
+    default: break;
+  }
+  return wrong_here(as_value);
+}
+
+bool plan_reader::scalar(const value& v) {
+  if (depth_ == 0) return wrong_here(v);
+  frame& f = stack_[depth_ - 1];
+  step_plan& plan = out_.plan;
+  bool ok = false;
+  switch (f.what) {
+    case level::root:
+      switch (f.index) {
+        case 0:
+          if (v.type == object_type::POSITIVE_INTEGER && v.u != step_plan_format_version)
+            return fail("the message is in step plan format version " + std::to_string(v.u) +
+                        ", but this build reads version " + std::to_string(step_plan_format_version) +
+                        ": every rank must run the same troupe build");
+          ok = v.type == object_type::POSITIVE_INTEGER;
+          break;
+        case 1:
+          if (v.type != object_type::POSITIVE_INTEGER || v.u > 1) break;
+          out_.what = static_cast<rank_message::kind>(v.u);
+          if (out_.what == rank_message::kind::stop && f.size != 2)
+            return fail("a stop order must be an array of 2 (version, kind), got an array of " + std::to_string(f.size));
+          if (out_.what == rank_message::kind::plan && f.size != 5)
+            return fail("a step plan must be an array of 5 (version, kind, step, seqs, released), got an array of " +
+                        std::to_string(f.size));
+          ok = true;
+          break;
+        case 2: ok = as_u64(v, plan.step); break;
+      }
+      break;
+    case level::seq: {
+      scheduled_seq& s = seq();
+      switch (f.index) {
+        case 0: ok = as_u64(v, s.id); break;
+        case 1:
+          if (!as_bool(v, s.is_new)) break;
+          if (!s.is_new) forget_sampling(s);  // a reused seq may hold a new one's fields
+          if (f.size != (s.is_new ? new_seq_fields : continuing_seq_fields))
+            return fail(here() + " is " + (s.is_new ? "true" : "false") + ", so the sequence must have " +
+                        std::to_string(s.is_new ? new_seq_fields : continuing_seq_fields) + " fields, got " +
+                        std::to_string(f.size));
+          ok = true;
+          break;
+        case 2: ok = as_i32(v, s.start_position); break;
+        case 3: ok = as_ints(v, s.token_ids); break;
+        case 4: ok = as_ints(v, s.block_ids); break;
+        case 5: ok = as_bool(v, s.sample); break;
+        case 6: ok = as_ints(v, s.all_token_ids); break;
+        case 7: ok = as_i32(v, s.num_prompt_tokens); break;
+        case 9: ok = as_u64(v, s.seed); break;
+      }
+      break;
+    }
+    case level::params: {
+      sampling_params& p = seq().params;
+      switch (f.index) {
+        case 0: ok = as_f32(v, p.temperature); break;
+        case 1: ok = as_f32(v, p.top_p); break;
+        case 2: ok = as_i32(v, p.top_k); break;
+        case 3: ok = as_f32(v, p.min_p); break;
+        case 4: ok = as_f32(v, p.repetition_penalty); break;
+        case 5: ok = as_f32(v, p.presence_penalty); break;
+        case 6: ok = as_f32(v, p.frequency_penalty); break;
+        case 7:
+          if (v.type == object_type::NIL) p.seed.reset(), ok = true;
+          else if (v.type == object_type::POSITIVE_INTEGER) p.seed = v.u, ok = true;
+          break;
+        case 8: ok = as_i32(v, p.max_tokens); break;
+        case 9: ok = as_i32(v, p.min_tokens); break;
+        case 10: ok = as_bool(v, p.ignore_eos); break;
+        case 12: ok = as_ints(v, p.stop_token_ids); break;
+        case 13: ok = as_bool(v, p.include_stop_str_in_output); break;
+        case 15: {
+          int32_t n = 0;
+          if (v.type == object_type::NIL) p.logprobs.reset(), ok = true;
+          else if (as_i32(v, n)) p.logprobs = n, ok = true;
+          break;
+        }
+      }
+      break;
+    }
+    case level::stop:
+      if (v.type == object_type::STR) seq().params.stop[f.index].assign(v.str), ok = true;
+      break;
+    case level::logit_bias: {
+      auto& pair = seq().params.logit_bias[f.index / 2];
+      ok = f.index % 2 == 0 ? as_i32(v, pair.first) : as_f32(v, pair.second);
+      break;
+    }
+    case level::released: {
+      uint64_t id = 0;
+      ok = as_u64(v, id);
+      if (ok) plan.released.push_back(id);
+      break;
+    }
+    case level::seqs: break;
+  }
+  return ok || wrong_here(v);
+}
+
+// Reads one whole message into `out`, reusing its vectors.
+void decode_into(std::span<const std::byte> bytes, rank_message& out) {
+  if (bytes.empty()) throw std::invalid_argument("the message is empty");
+  out.what = rank_message::kind::plan;
+  plan_reader reader(out, bytes.size());
   size_t off = 0;
   bool complete = false;
   try {
-    complete = msgpack::parse(bytes.data(), bytes.size(), off, check);
+    complete = msgpack::parse(reinterpret_cast<const char*>(bytes.data()), bytes.size(), off, reader);
   } catch (const std::exception& e) {  // msgpack's size_overflow for an ext of 2^32-1 bytes
-    fail(std::string("the message is not valid msgpack (") + e.what() + ")");
+    throw std::invalid_argument(std::string("the message is not valid msgpack (") + e.what() + ")");
   }
-  if (check.too_deep) fail("the message nests deeper than " + std::to_string(max_depth) + " levels");
-  if (check.invalid) fail("the message is not valid msgpack (a bad byte at offset " + std::to_string(check.error_offset) + ")");
-  if (!complete)
-    fail("the message is truncated: " + std::to_string(bytes.size()) + " bytes end inside it");
+  if (!complete) throw std::invalid_argument(reader.error);
   if (off != bytes.size())
-    fail("the message has " + std::to_string(bytes.size() - off) + " bytes after its end (at offset " +
-         std::to_string(off) + ")");
-  // Strings point into `bytes` rather than being copied: the objects live no longer than the decode.
-  const auto reference = [](type::object_type, size_t, void*) { return true; };
-  const msgpack::unpack_limit limit(/*array=*/bytes.size(), /*map=*/0, /*str=*/bytes.size(), /*bin=*/0, /*ext=*/0,
-                                    max_depth);
-  try {
-    off = 0;
-    return msgpack::unpack(bytes.data(), bytes.size(), off, reference, nullptr, limit);
-  } catch (const msgpack::size_overflow& e) {
-    fail(std::string("the message holds a map, binary data or an extension object, which it never does (") +
-         e.what() + ")");
-  } catch (const msgpack::unpack_error& e) {
-    fail(std::string("the message is not valid msgpack (") + e.what() + ")");
-  }
-}
-
-rank_message decode(std::span<const std::byte> bytes) {
-  const msgpack::object_handle handle =
-      unpack_checked(std::span<const char>(reinterpret_cast<const char*>(bytes.data()), bytes.size()));
-  const object& root = handle.get();
-  if (root.type != type::ARRAY || root.via.array.size < 2)
-    wrong("the message", "an array [version, kind, ...]", root);
-  const std::span<const object> f(root.via.array.ptr, root.via.array.size);
-  if (f[0].type != type::POSITIVE_INTEGER) wrong("the format version", "an unsigned integer", f[0]);
-  if (f[0].via.u64 != step_plan_format_version)
-    fail("the message is in step plan format version " + std::to_string(f[0].via.u64) + ", but this build reads version " +
-         std::to_string(step_plan_format_version) + ": every rank must run the same troupe build");
-  if (f[1].type != type::POSITIVE_INTEGER || f[1].via.u64 > 1)
-    wrong("the message kind", "0 (a step plan) or 1 (a stop order)", f[1]);
-  rank_message m;
-  m.what = static_cast<rank_message::kind>(f[1].via.u64);
-  if (m.what == rank_message::kind::stop) {
-    read_array(root, "a stop order", 2, "version, kind");
-    return m;
-  }
-  read_array(root, "a step plan", 5, "version, kind, step, seqs, released");
-  read_plan(f, m.plan);
-  return m;
+    throw std::invalid_argument("the message has " + std::to_string(bytes.size() - off) + " bytes after its end (at offset " +
+                                std::to_string(off) + ")");
+  if (out.what == rank_message::kind::stop) out.plan = step_plan{};
 }
 
 } // namespace
@@ -381,26 +549,25 @@ std::vector<std::byte> encode_step_plan(const step_plan& plan) {
   return out;
 }
 
-void encode_stop_order(std::vector<std::byte>& out) {
-  out.clear();
-  byte_sink sink{&out};
-  packer pk(sink);
-  pk.pack_array(2);
-  pk.pack_uint32(step_plan_format_version);
-  pk.pack_uint8(static_cast<uint8_t>(rank_message::kind::stop));
-}
+void encode_stop_order(std::vector<std::byte>& out) { pack_stop_order(out); }
 
 void encode_rank_message(const rank_message& message, std::vector<std::byte>& out) {
-  if (message.what == rank_message::kind::stop) encode_stop_order(out);
+  if (message.what == rank_message::kind::stop) pack_stop_order(out);
   else pack_plan(message.plan, out);
 }
 
-rank_message decode_rank_message(std::span<const std::byte> bytes) {
+void decode_rank_message(std::span<const std::byte> bytes, rank_message& out) {
   try {
-    return decode(bytes);
+    decode_into(bytes, out);
   } catch (const std::invalid_argument& e) {
     throw std::invalid_argument(std::string("malformed step plan message: ") + e.what());
   }
+}
+
+rank_message decode_rank_message(std::span<const std::byte> bytes) {
+  rank_message m;
+  decode_rank_message(bytes, m);
+  return m;
 }
 
 step_plan decode_step_plan(std::span<const std::byte> bytes) {

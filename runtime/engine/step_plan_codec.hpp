@@ -6,14 +6,15 @@
 // so no field names and no tolerance for what this build does not write):
 //   message   [version, 0, step, [seq...], [released id...]]   a step plan
 //             [version, 1]                                    a stop order: the engine shut down, ranks exit 0
-//   seq       [id, false, start_position, [token...], [block...], sample]             continuing
-//             [id, true,  start_position, [token...], [block...], sample,
-//              [all_token...], num_prompt_tokens, params, seed]                        new (or resumed)
+//   seq       [id, false, start_position, token_ids, block_ids, sample]               continuing
+//             [id, true,  start_position, token_ids, block_ids, sample,
+//              all_token_ids, num_prompt_tokens, params, seed]                         new (or resumed)
 //   params    [temperature, top_p, top_k, min_p, repetition_penalty, presence_penalty, frequency_penalty,
-//              seed | nil, max_tokens, min_tokens, ignore_eos, [stop string...], [stop token...],
+//              seed | nil, max_tokens, min_tokens, ignore_eos, [stop string...], stop_token_ids,
 //              include_stop_str_in_output, [id, bias, id, bias...], logprobs | nil]
-// Floats are float32, integers the smallest msgpack form. version is step_plan_format_version: change it
-// whenever the layout changes.
+// Lists of int32 (token_ids, block_ids, all_token_ids, stop_token_ids) are one msgpack bin each, of
+// little-endian int32s: a long prompt decodes as one copy. Floats are float32, other integers the smallest
+// msgpack form. version is step_plan_format_version: change it whenever the layout changes.
 
 #include <cstddef>
 #include <cstdint>
@@ -50,8 +51,13 @@ void encode_rank_message(const rank_message& message, std::vector<std::byte>& ou
 // Decodes a whole message: exactly one message, nothing after it. Throws std::invalid_argument saying what
 // is wrong (truncated, not msgpack, a field of the wrong type or range, an array of the wrong length,
 // trailing bytes, another format version) for anything this build's encoder would not write. Never reads
-// outside `bytes`, and allocates at most a small multiple of bytes.size() whatever lengths the bytes claim.
+// outside `bytes`, and reserves no more than a valid message of bytes.size() would need, whatever lengths
+// the bytes claim.
 rank_message decode_rank_message(std::span<const std::byte> bytes);
+
+// As above, into `out`, reusing its vectors (a receiver that decodes every step into one message allocates
+// little in the steady state). On failure `out` holds part of the message.
+void decode_rank_message(std::span<const std::byte> bytes, rank_message& out);
 
 // As decode_rank_message, and also refuses a stop order (std::invalid_argument).
 step_plan decode_step_plan(std::span<const std::byte> bytes);
