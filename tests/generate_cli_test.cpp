@@ -9,31 +9,15 @@
 
 #include <nlohmann/json.hpp>
 
+#include "tests/support/run_command.hpp"
+
 namespace fs = std::filesystem;
 
 namespace {
 
-struct run_result {
-  int exit_code = -1;
-  std::string out;
-  std::string err;
-};
+using run_result = troupe::testing::command_result;
 
-run_result run_troupe(const std::string& args) {
-  const fs::path err_file = fs::temp_directory_path() / ("troupe_cli_err_" + std::to_string(::getpid()));
-  const std::string cmd = std::string(TROUPE_BINARY) + " " + args + " 2>" + err_file.string();
-  run_result r;
-  FILE* pipe = ::popen(cmd.c_str(), "r");
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, pipe)) > 0) r.out.append(buf, n);
-  const int status = ::pclose(pipe);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  std::ifstream in(err_file);
-  r.err.assign(std::istreambuf_iterator<char>(in), {});
-  fs::remove(err_file);
-  return r;
-}
+run_result run_troupe(const std::string& args) { return troupe::testing::run_command(std::string(TROUPE_BINARY) + " " + args); }
 
 std::string reference_dir(const std::string& name) { return std::string(TROUPE_TEST_DATA) + "/reference/" + name; }
 

@@ -18,6 +18,7 @@
 #include <nlohmann/json.hpp>
 
 #include "tests/support/raw_http.hpp"
+#include "tests/support/run_command.hpp"
 #include "tests/support/server_process.hpp"
 
 namespace fs = std::filesystem;
@@ -29,26 +30,8 @@ namespace {
 // Open MPI refuses to start as root unless told it may; CI's containers run as root.
 const char* const allow_root = "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 ";
 
-struct run_result {
-  int exit_code = -1;
-  std::string out, err;
-};
-
-// Runs a shell command line, returning its exit code, stdout and stderr.
-run_result run(const std::string& command) {
-  const fs::path err_file = fs::temp_directory_path() / ("troupe_mpirun_err_" + std::to_string(::getpid()));
-  run_result r;
-  FILE* pipe = ::popen((command + " 2>" + err_file.string()).c_str(), "r");
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, pipe)) > 0) r.out.append(buf, n);
-  const int status = ::pclose(pipe);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  std::ifstream in(err_file);
-  r.err.assign(std::istreambuf_iterator<char>(in), {});
-  fs::remove(err_file);
-  return r;
-}
+using run_result = troupe::testing::command_result;
+using troupe::testing::run_command;
 
 std::string mpirun(int np) {
   return std::string(allow_root) + TROUPE_MPIEXEC + " -np " + std::to_string(np) + " --oversubscribe ";
@@ -92,13 +75,13 @@ TEST(mpirun, two_and_four_processes_give_one_processs_tokens) {
                            " --prompt-token-ids 5,17,33,2,99,150,7,8,61,300,12,4 --max-tokens 16 --ignore-eos --json"
                            " --max-num-batched-tokens 8";
   for (const std::string sampling : {" --temperature 0", " --temperature 0.9 --top-p 0.9 --seed 4"}) {
-    const run_result one = run(std::string(TROUPE_BINARY) + args + sampling);
+    const run_result one = run_command(std::string(TROUPE_BINARY) + args + sampling);
     ASSERT_EQ(one.exit_code, 0) << one.err;
     const auto expected = nlohmann::json::parse(one.out)["token_ids"];
     ASSERT_EQ(expected.size(), 16u);
     for (const int np : {2, 4}) {
       const run_result split =
-          run(mpirun(np) + TROUPE_BINARY + args + sampling + " --tensor-parallel-size " + std::to_string(np));
+          run_command(mpirun(np) + TROUPE_BINARY + args + sampling + " --tensor-parallel-size " + std::to_string(np));
       ASSERT_EQ(split.exit_code, 0) << split.err;
       // Only rank 0 prints the result.
       EXPECT_EQ(nlohmann::json::parse(split.out)["token_ids"], expected) << np << " processes," << sampling;
@@ -108,7 +91,7 @@ TEST(mpirun, two_and_four_processes_give_one_processs_tokens) {
 
 TEST(mpirun, a_rank_with_another_checkpoint_is_refused_naming_the_difference) {
   const std::string common = " generate --prompt-token-ids 1,2 --tensor-parallel-size 2";
-  const run_result r = run(std::string(allow_root) + TROUPE_MPIEXEC + " --oversubscribe -np 1 " + TROUPE_BINARY +
+  const run_result r = run_command(std::string(allow_root) + TROUPE_MPIEXEC + " --oversubscribe -np 1 " + TROUPE_BINARY +
                            common + " --model " + reference_dir("llama_f32") + " : -np 1 " + TROUPE_BINARY + common +
                            " --model " + reference_dir("mistral_head_dim"));
   EXPECT_NE(r.exit_code, 0);
@@ -120,7 +103,7 @@ TEST(mpirun, a_rank_with_another_checkpoint_is_refused_naming_the_difference) {
 }
 
 TEST(mpirun, a_process_count_other_than_the_tensor_parallel_size_is_refused) {
-  const run_result r = run(mpirun(2) + TROUPE_BINARY + " generate --model " + reference_dir("llama_f32") +
+  const run_result r = run_command(mpirun(2) + TROUPE_BINARY + " generate --model " + reference_dir("llama_f32") +
                            " --prompt-token-ids 1,2 --tensor-parallel-size 4");
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.err.find("mpirun started 2 processes but --tensor-parallel-size is 4: start one process per shard "

@@ -12,6 +12,19 @@
 #include "tests/support/torture.hpp"
 
 namespace troupe::torture {
+namespace {
+
+model_limits limits_for(const model_room& room, int32_t block_size) {
+  model_limits limits;
+  limits.max_num_tokens = room.max_num_batched_tokens;
+  limits.max_num_seqs = room.max_num_seqs;
+  limits.max_model_len = room.max_model_len;
+  limits.block_size = block_size;
+  limits.num_blocks = room.max_kv_tokens / block_size;
+  return limits;
+}
+
+} // namespace
 
 checkpoint_models::checkpoint_models(ops& compute, std::filesystem::path dir, dtype type, model_room room)
     : compute_(compute), dir_(std::move(dir)), type_(type), room_(room), config_(model_config::from_dir(dir_)) {
@@ -35,12 +48,7 @@ std::vector<model*> checkpoint_models::get_split(int32_t block_size, const std::
     auto made = std::make_unique<split>();
     made->comms = make_thread_communicators(tp);
     const checkpoint ckpt = checkpoint::open(dir_);
-    model_limits limits;
-    limits.max_num_tokens = room_.max_num_batched_tokens;
-    limits.max_num_seqs = room_.max_num_seqs;
-    limits.max_model_len = room_.max_model_len;
-    limits.block_size = block_size;
-    limits.num_blocks = room_.max_kv_tokens / block_size;
+    const model_limits limits = limits_for(room_, block_size);
     for (int r = 0; r < tp; ++r) made->plans.push_back(sharding_plan::make(config_, tp, r));
     for (int r = 0; r < tp; ++r) {
       const sharding_plan& plan = made->plans[static_cast<size_t>(r)];
@@ -72,12 +80,7 @@ model* checkpoint_models::get(int32_t block_size) {
   auto& m = models_[block_size];
   if (!m) {
     const checkpoint ckpt = checkpoint::open(dir_);
-    model_limits limits;
-    limits.max_num_tokens = room_.max_num_batched_tokens;
-    limits.max_num_seqs = room_.max_num_seqs;
-    limits.max_model_len = room_.max_model_len;
-    limits.block_size = block_size;
-    limits.num_blocks = room_.max_kv_tokens / block_size;
+    const model_limits limits = limits_for(room_, block_size);
     m = std::make_unique<model>(config_, compute_, load_model_weights(config_, compute_, type_, checkpoint_weight_source(ckpt, config_)),
                                 type_, limits);
     m->warm_up();
