@@ -70,21 +70,28 @@ std::unique_ptr<raw_connection> start_long_stream(uint16_t port) {
 
 } // namespace
 
+// Every reference checkpoint greedily (KV heads split at 2 processes, replicated at 4; llama3's q/k/v/o
+// biases, qwen2's tied embeddings), and one with seeded sampling; prompts chunked over several steps.
 TEST(mpirun, two_and_four_processes_give_one_processs_tokens) {
-  const std::string args = " generate --model " + reference_dir("mistral_head_dim") +
-                           " --prompt-token-ids 5,17,33,2,99,150,7,8,61,300,12,4 --max-tokens 16 --ignore-eos --json"
-                           " --max-num-batched-tokens 8";
-  for (const std::string sampling : {" --temperature 0", " --temperature 0.9 --top-p 0.9 --seed 4"}) {
-    const run_result one = run_command(std::string(TROUPE_BINARY) + args + sampling);
+  const std::vector<std::pair<std::string, std::string>> runs = {
+      {"llama_f32", " --temperature 0"},
+      {"llama3_rope_bf16", " --temperature 0"},
+      {"qwen2_sharded_bf16", " --temperature 0"},
+      {"mistral_head_dim", " --temperature 0"},
+      {"mistral_head_dim", " --temperature 0.9 --top-p 0.9 --seed 4"}};
+  for (const auto& [checkpoint, sampling] : runs) {
+    const std::string args = " generate --model " + reference_dir(checkpoint) +
+                             " --prompt-token-ids 5,17,33,2,99,150,7,8,61,300,12,4 --max-tokens 16 --ignore-eos --json"
+                             " --max-num-batched-tokens 8" + sampling;
+    const run_result one = run_command(std::string(TROUPE_BINARY) + args);
     ASSERT_EQ(one.exit_code, 0) << one.err;
     const auto expected = nlohmann::json::parse(one.out)["token_ids"];
     ASSERT_EQ(expected.size(), 16u);
     for (const int np : {2, 4}) {
-      const run_result split =
-          run_command(mpirun(np) + TROUPE_BINARY + args + sampling + " --tensor-parallel-size " + std::to_string(np));
+      const run_result split = run_command(mpirun(np) + TROUPE_BINARY + args + " --tensor-parallel-size " + std::to_string(np));
       ASSERT_EQ(split.exit_code, 0) << split.err;
       // Only rank 0 prints the result.
-      EXPECT_EQ(nlohmann::json::parse(split.out)["token_ids"], expected) << np << " processes," << sampling;
+      EXPECT_EQ(nlohmann::json::parse(split.out)["token_ids"], expected) << checkpoint << ", " << np << " processes," << sampling;
     }
   }
 }
