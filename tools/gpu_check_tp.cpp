@@ -7,10 +7,12 @@
 //    - f32 and bf16: every shard's last-position logits of all prompts in one batch against transformers'
 //      (reference.json), within gpu_check_models' tolerances (1e-4, 3e-2); the same bits on every shard.
 //    - f32: the greedy continuations of all prompts decoded together for 12 steps are, on every shard,
-//      the whole model's on this GPU (TP 1, decode graphs as the engine runs it).
+//      the whole model's on this GPU (TP 1, eager as the split is; whether the whole model's graphs give
+//      the same tokens is shown beside, informative).
 // 2. NCCL of size 1 on the sharded path (sharding_plan::make(config, 1, 0), local_config, shard_context
 //    with an NCCL communicator of one): the whole model's greedy continuations, eagerly and with decode
-//    graphs (the collectives captured inside, capturable() being true).
+//    graphs (the collectives captured inside, capturable() being true), each against the whole model run
+//    the same way. Every TP 1 model is warmed up as the engine warms it (every decode graph recorded).
 // 3. Timings (informative) at Qwen2.5-7B shapes with dummy bf16 weights (each shard makes its slices):
 //    decode steps of 1 and of 256 sequences (128 tokens of context, one new token each) with 2 shards
 //    sharing the GPU, and the whole model beside NCCL of size 1; step time (host wall time of the step,
@@ -91,6 +93,14 @@ split_model shared_split(const model_config& config, int tp, const checkpoint* c
 
 enum class one_gpu { whole, nccl_size_1 };
 
+using continuations = std::vector<std::vector<int32_t>>;  // [prompt][step]
+
+// The whole model's greedy continuations on this GPU, run eagerly and with decode graphs.
+struct whole_tokens {
+  continuations eager, graphs;
+  const continuations& run(bool with_graphs) const { return with_graphs ? graphs : eager; }
+};
+
 // The model on one CUDA backend of GPU 0: whole, or on the sharded path with NCCL of size 1.
 split_model on_one_gpu(one_gpu how, const model_config& config, const checkpoint* ckpt, dtype t, const model_limits& limits,
                        std::vector<const timed_communicator*>* timers = nullptr) {
@@ -111,10 +121,11 @@ std::string why_no_graphs(split_model& m) {
 
 std::string count_of(size_t n, const char* what) { return std::to_string(n) + " " + what; }
 
-// Part 1 for one split and dtype: logits against transformers, and (f32) greedy tokens against the whole model's.
+// Part 1 for one split and dtype: logits against transformers, and (f32) greedy tokens against the whole
+// model's run eagerly (`whole`).
 void check_shared_split(const std::string& label, const model_config& config, const checkpoint& ckpt,
                         const std::vector<std::vector<int32_t>>& prompts, const std::vector<std::vector<float>>& ref_logits,
-                        const std::vector<std::vector<int32_t>>& whole, int tp, dtype t) {
+                        const continuations& whole, int tp, dtype t) {
   split_model m = shared_split(config, tp, &ckpt, t, reference_limits());
   const std::string where = "tp=" + std::to_string(tp) + " shared GPU, ";
 
@@ -155,7 +166,7 @@ void check_shared_split(const std::string& label, const model_config& config, co
     const std::string d = first_difference(tokens[static_cast<size_t>(r)], whole);
     if (d.empty()) continue;
     ++differ;
-    if (first.empty()) first = "shard " + std::to_string(r) + ", " + d + " (the whole model's)";
+    if (first.empty()) first = "shard " + std::to_string(r) + ", " + d + " (the whole model's, eager)";
   }
   report(label, t, where + "greedy " + std::to_string(kSteps) + " tokens x" + std::to_string(prompts.size()) + " together",
          static_cast<double>(differ), 0, differ == 0 ? "the whole model's tokens on every shard" : first);
@@ -163,33 +174,27 @@ void check_shared_split(const std::string& label, const model_config& config, co
 
 // Part 2: NCCL of size 1 on the sharded path against the whole model, eagerly and with decode graphs.
 void check_nccl_size_1(const std::string& label, const model_config& config, const checkpoint& ckpt,
-                       const std::vector<std::vector<int32_t>>& prompts, const std::vector<std::vector<int32_t>>& whole_graphs) {
+                       const std::vector<std::vector<int32_t>>& prompts, const whole_tokens& whole) {
   const std::string what = "greedy " + std::to_string(kSteps) + " tokens x" + std::to_string(prompts.size()) + " together";
   if (!nccl_available()) {
     report(label, dtype::f32, "nccl size=1, " + what, INFINITY, 0, "this troupe was built without NCCL");
     return;
   }
-  for (const bool eager : {true, false}) {
+  for (const bool graphs : {false, true}) {
     model_limits limits = reference_limits();
-    limits.enforce_eager = eager;
-    const std::string where = std::string("nccl size=1, ") + (eager ? "eager, " : "decode graphs, ") + what;
-    std::vector<std::vector<int32_t>> want = whole_graphs;
-    if (eager) {
-      split_model whole = on_one_gpu(one_gpu::whole, config, &ckpt, dtype::f32, limits);
-      whole.warm_up();
-      want = greedy_tokens(whole, prompts, kSteps)[0];
-    }
+    limits.enforce_eager = !graphs;
+    const std::string where = std::string("nccl size=1, ") + (graphs ? "decode graphs, " : "eager, ") + what;
     split_model m = on_one_gpu(one_gpu::nccl_size_1, config, &ckpt, dtype::f32, limits);
-    if (const std::string no = why_no_graphs(m); !eager && !no.empty()) {
+    if (const std::string no = why_no_graphs(m); graphs && !no.empty()) {
       report(label, dtype::f32, where, INFINITY, 0, no);
       continue;
     }
     // As the engine: eager steps of each size first (NCCL connects, the gather's staging buffer grows),
     // then every decode graph recorded with the collectives inside.
     m.warm_up();
-    const std::string d = first_difference(greedy_tokens(m, prompts, kSteps)[0], want);
+    const std::string d = first_difference(greedy_tokens(m, prompts, kSteps)[0], whole.run(graphs));
     report(label, dtype::f32, where, d.empty() ? 0 : 1, 0,
-           d.empty() ? "the whole model's tokens" : d + " (the whole model's" + (eager ? ", eager)" : ")"));
+           d.empty() ? "the whole model's tokens" : d + " (the whole model's, " + (graphs ? "graphs)" : "eager)"));
   }
 }
 
@@ -201,6 +206,7 @@ struct step_timing {
   double step_ms = 0;       // median host wall time of a decode step
   double collective_ms = 0; // median host time shard 0 spent in collectives during it
   bool timed = false;       // whether collective_ms was measured (a setup with a communicator)
+  bool graphs = false;      // decode steps replay graphs, whose collectives no timer sees
 };
 
 constexpr int64_t kContext = 128;  // tokens of each sequence before the timed decode steps
@@ -214,7 +220,7 @@ double median(std::vector<double> v) {
 // Warms `m` up as the engine does, then times decode steps at batch 1 and 256 (after prefilling each
 // sequence's kContext tokens): one row each.
 std::vector<step_timing> time_decode(const std::string& setup, split_model& m, double build_s,
-                                     const timed_communicator* shard_0, int64_t vocab) {
+                                     const timed_communicator* shard_0, bool graphs, int64_t vocab) {
   using clock = std::chrono::steady_clock;
   m.warm_up();
   std::vector<step_timing> rows;
@@ -233,7 +239,7 @@ std::vector<step_timing> time_decode(const std::string& setup, split_model& m, d
       step_ms.push_back(ms);
       collective_ms.push_back(shard_0 ? static_cast<double>(shard_0->busy_ns() - busy) / 1e6 : 0.0);
     });
-    rows.push_back({setup, batch, build_s, median(step_ms), median(collective_ms), shard_0 != nullptr});
+    rows.push_back({setup, batch, build_s, median(step_ms), median(collective_ms), shard_0 != nullptr, graphs});
   }
   return rows;
 }
@@ -250,17 +256,22 @@ void check_tensor_parallel(const fs::path& dir) {
   const model_config config = model_config::from_dir(dir);
   const checkpoint ckpt = checkpoint::open(dir);
 
-  // The tokens every split must give: the whole model's on this GPU in f32, run as the engine runs it
-  // (warmed up, decode steps replaying graphs).
-  std::vector<std::vector<int32_t>> whole;
-  {
-    split_model m = on_one_gpu(one_gpu::whole, config, &ckpt, dtype::f32, reference_limits());
+  // The whole model's tokens on this GPU in f32, warmed up as the engine does it: eager (what every split,
+  // which runs eagerly, must give) and with decode graphs (what NCCL of size 1 in graphs must give).
+  whole_tokens whole;
+  for (const bool graphs : {false, true}) {
+    model_limits limits = reference_limits();
+    limits.enforce_eager = !graphs;
+    split_model m = on_one_gpu(one_gpu::whole, config, &ckpt, dtype::f32, limits);
     m.warm_up();
-    whole = greedy_tokens(m, prompts, kSteps)[0];
+    (graphs ? whole.graphs : whole.eager) = greedy_tokens(m, prompts, kSteps)[0];
   }
+  const std::string same = first_difference(whole.graphs, whole.eager);
+  inform(label, dtype::f32, "tp=1 whole model, graphs against eager",
+         same.empty() ? "the same greedy tokens" : same + " (eager's)");
   for (const int tp : kSharedSizes)
     for (const dtype t : {dtype::f32, dtype::bf16})
-      guarded(label.c_str(), [&] { check_shared_split(label, config, ckpt, prompts, ref_logits, whole, tp, t); });
+      guarded(label.c_str(), [&] { check_shared_split(label, config, ckpt, prompts, ref_logits, whole.eager, tp, t); });
   guarded(label.c_str(), [&] { check_nccl_size_1(label, config, ckpt, prompts, whole); });
 }
 
@@ -278,12 +289,13 @@ void time_tensor_parallel(const fs::path& shape_dir) {
     std::vector<const timed_communicator*> timers;
     const auto begin = clock::now();
     split_model m = shared_split(config, 2, nullptr, t, limits, &timers);
-    shared = time_decode("tp=2, 2 shards sharing GPU 0 (eager)", m, seconds_since(begin), timers[0], config.vocab_size);
+    shared = time_decode("tp=2, 2 shards sharing GPU 0 (eager)", m, seconds_since(begin), timers[0], false,
+                         config.vocab_size);
   });
   guarded("tp timings, whole model", [&] {
     const auto begin = clock::now();
     split_model m = on_one_gpu(one_gpu::whole, config, nullptr, t, limits);
-    whole = time_decode("tp=1, the whole model (graphs)", m, seconds_since(begin), nullptr, config.vocab_size);
+    whole = time_decode("tp=1, the whole model (graphs)", m, seconds_since(begin), nullptr, true, config.vocab_size);
   });
   if (!nccl_available()) inform("tp decode step", t, "nccl size=1", "this troupe was built without NCCL");
   else
@@ -291,7 +303,7 @@ void time_tensor_parallel(const fs::path& shape_dir) {
       std::vector<const timed_communicator*> timers;
       const auto begin = clock::now();
       split_model m = on_one_gpu(one_gpu::nccl_size_1, config, nullptr, t, limits, &timers);
-      nccl = time_decode("tp=1, NCCL size 1 (graphs)", m, seconds_since(begin), timers[0], config.vocab_size);
+      nccl = time_decode("tp=1, NCCL size 1 (graphs)", m, seconds_since(begin), timers[0], true, config.vocab_size);
     });
   std::vector<step_timing> rows = shared;
   rows.insert(rows.end(), whole.begin(), whole.end());
@@ -306,15 +318,22 @@ void time_tensor_parallel(const fs::path& shape_dir) {
               "shard included; graphs replay the collectives inside them, unseen by it\n");
   std::printf("%-40s %6s %10s %14s %7s %9s\n", "setup", "batch", "step ms", "collective ms", "share", "built in");
   for (const step_timing& r : rows) {
-    char collective[32] = "-", share[16] = "-", note[160];
-    if (r.timed) {
+    char collective[32] = "-", share[16] = "-", note[200];
+    const bool unseen = r.timed && r.graphs && r.collective_ms == 0;
+    if (unseen) {
+      std::snprintf(collective, sizeof collective, "in the graph");
+    } else if (r.timed) {
       std::snprintf(collective, sizeof collective, "%.3f", r.collective_ms);
       std::snprintf(share, sizeof share, "%.1f%%", 100 * r.collective_ms / r.step_ms);
     }
     std::printf("%-40s %6lld %10.3f %14s %7s %8.1fs\n", r.setup.c_str(), static_cast<long long>(r.batch), r.step_ms,
                 collective, share, r.build_s);
-    std::snprintf(note, sizeof note, "%.3f ms per step, %s ms in collectives (%s); built in %.1f s", r.step_ms, collective,
-                  share, r.build_s);
+    if (!r.timed) std::snprintf(note, sizeof note, "%.3f ms per step; built in %.1f s", r.step_ms, r.build_s);
+    else if (unseen)
+      std::snprintf(note, sizeof note, "%.3f ms per step, collectives inside the graph; built in %.1f s", r.step_ms, r.build_s);
+    else
+      std::snprintf(note, sizeof note, "%.3f ms per step, %s ms in collectives (%s); built in %.1f s", r.step_ms,
+                    collective, share, r.build_s);
     inform("tp decode step", t, r.setup + ", batch " + std::to_string(r.batch), note);
   }
   // What the identity collectives of NCCL of size 1 (and the sharded path) add to the whole model's step.
