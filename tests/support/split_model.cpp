@@ -41,9 +41,8 @@ split_model::split_model(const model_config& config, std::vector<std::unique_ptr
     : backends_(std::move(backends)), comms_(std::move(comms)) {
   const int n = size();
   if (n == 0 || (comms_.empty() ? n != 1 : static_cast<int>(comms_.size()) != n))
-    throw std::invalid_argument("split_model: " + std::to_string(n) + " backends need " +
-                                (comms_.empty() ? std::string("to be 1 without communicators")
-                                                : "as many communicators, got " + std::to_string(comms_.size())));
+    throw std::invalid_argument("split_model: " + std::to_string(n) + " backends and " + std::to_string(comms_.size()) +
+                                " communicators; give one communicator per backend, or one backend and none");
   const bool sharded = !comms_.empty();
   // Every plan before any weight source that refers to one (the vector must not move under them).
   if (sharded)
