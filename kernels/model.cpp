@@ -141,6 +141,15 @@ model::model(model_config config, ops& backend, model_weights weights, dtype act
   host_sampling_ = ops_.alloc_host(sampling_bytes_);
 }
 
+model::~model() {
+  for (auto& [size, graph] : decode_graphs_) {
+    try {
+      ops_.release_graph(graph);
+    } catch (const std::exception&) {  // a device already failed: nothing more to free on it
+    }
+  }
+}
+
 void model::allocate_kv_cache(int64_t num_blocks) {
   if (num_blocks <= 0) throw user_error("the KV cache has no blocks; give it more memory");
   for (auto& [size, graph] : decode_graphs_) ops_.release_graph(graph);

@@ -66,6 +66,11 @@ public:
   // `config` and `weights` are the rank's own with a communicator in `shard` (see shard_context).
   model(model_config config, ops& backend, model_weights weights, dtype activation_type, model_limits limits,
         shard_context shard = {});
+  // Releases the decode graphs it recorded on the backend: a graph that captured NCCL collectives keeps
+  // ncclCommDestroy waiting until it is gone, so the model goes before its communicator (as it must).
+  ~model();
+  model(const model&) = delete;
+  model& operator=(const model&) = delete;
 
   // Runs one step. logits receives [logits_indices.size(), V] in fp32. A step may sample no row (a
   // prefill chunk short of its prompt's end): it writes the KV cache and returns no logits or tokens.

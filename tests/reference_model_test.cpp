@@ -49,8 +49,6 @@ int32_t argmax(std::span<const float> row) {
   return static_cast<int32_t>(std::max_element(row.begin(), row.end()) - row.begin());
 }
 
-constexpr int32_t block_size = troupe::testing::reference_block_size;
-constexpr int64_t max_len = troupe::testing::reference_max_len;
 using troupe::testing::make_step;
 
 class reference_model : public ::testing::TestWithParam<std::string> {
@@ -60,15 +58,9 @@ protected:
     config_ = model_config::from_dir(dir_);
     ckpt_ = std::make_unique<checkpoint>(checkpoint::open(dir_));
     ref_ = read_reference(dir_);
-    model_limits limits;
-    limits.max_num_tokens = max_len * 4;
-    limits.max_num_seqs = 8;
-    limits.max_model_len = max_len;
-    limits.block_size = block_size;
-    limits.num_blocks = 8 * max_len / block_size;
     model_ = std::make_unique<model>(config_, ops_,
                                      load_model_weights(config_, ops_, dtype::f32, checkpoint_weight_source(*ckpt_, config_)),
-                                     dtype::f32, limits);
+                                     dtype::f32, troupe::testing::reference_limits());
   }
 
   fs::path dir_;

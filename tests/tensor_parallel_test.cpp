@@ -6,7 +6,6 @@
 
 #include <cmath>
 #include <filesystem>
-#include <thread>
 
 #include "kernels/cpu/cpu_ops.hpp"
 #include "kernels/cpu/thread_communicator.hpp"
@@ -15,72 +14,28 @@
 #include "runtime/model/safetensors.hpp"
 #include "runtime/model/sharding_plan.hpp"
 #include "tests/support/reference_steps.hpp"
+#include "tests/support/split_model.hpp"
 
 using namespace troupe;
 namespace fs = std::filesystem;
+using troupe::testing::first_difference;
+using troupe::testing::greedy_tokens;
 using troupe::testing::make_step;
+using troupe::testing::reference_limits;
+using troupe::testing::split_model;
 
 namespace {
 
-model_limits reference_limits() {
-  model_limits limits;
-  limits.max_num_tokens = troupe::testing::reference_max_len * 4;
-  limits.max_num_seqs = 8;
-  limits.max_model_len = troupe::testing::reference_max_len;
-  limits.block_size = troupe::testing::reference_block_size;
-  limits.num_blocks = 8 * troupe::testing::reference_max_len / troupe::testing::reference_block_size;
-  return limits;
+// The whole model (tp 1) or the model split over `tp` CPU ranks joined by the thread communicator. With no
+// checkpoint, the weights are dummy_weight_source(7)'s, each rank making only its slices.
+split_model on_cpus(const model_config& config, int tp, const checkpoint* ckpt,
+                    const model_limits& limits = reference_limits()) {
+  std::vector<std::unique_ptr<ops>> backends;
+  for (int r = 0; r < tp; ++r) backends.push_back(std::make_unique<cpu_ops>());
+  return split_model(config, std::move(backends),
+                     tp > 1 ? make_thread_communicators(tp) : std::vector<std::unique_ptr<communicator>>{}, ckpt, 7,
+                     dtype::f32, limits);
 }
-
-// A model split over `tp` ranks, each a cpu backend driven by a thread of its own for every step.
-// With no checkpoint, the weights are dummy_weight_source(seed)'s, each rank making only its slices.
-class split_model {
-public:
-  split_model(const model_config& config, int tp, const checkpoint* ckpt, uint64_t seed = 7)
-      : comms_(tp > 1 ? make_thread_communicators(tp) : std::vector<std::unique_ptr<communicator>>{}),
-        backends_(static_cast<size_t>(tp)) {
-    for (int r = 0; r < tp; ++r) plans_.push_back(sharding_plan::make(config, tp, r));
-    for (int r = 0; r < tp; ++r) {
-      const sharding_plan& plan = plans_[static_cast<size_t>(r)];
-      const model_config local = tp > 1 ? local_config(config, plan) : config;
-      const weight_source source = ckpt ? (tp > 1 ? sharded_weight_source(*ckpt, config, plan)
-                                                  : checkpoint_weight_source(*ckpt, config))
-                                        : (tp > 1 ? sharded_dummy_weight_source(seed, plan) : dummy_weight_source(seed));
-      shard_context where;
-      if (tp > 1) where = {comms_[static_cast<size_t>(r)].get(), plan.vocab_begin, config.vocab_size};
-      ops& b = backends_[static_cast<size_t>(r)];
-      models_.push_back(std::make_unique<model>(local, b, load_model_weights(local, b, dtype::f32, source), dtype::f32,
-                                                reference_limits(), where));
-    }
-  }
-
-  // Runs one step on every rank at once; returns each rank's logits.
-  std::vector<std::vector<float>> forward(const step_input& in) {
-    std::vector<std::vector<float>> logits(models_.size());
-    std::vector<std::thread> threads;
-    for (size_t r = 0; r < models_.size(); ++r) threads.emplace_back([&, r] { models_[r]->forward(in, logits[r]); });
-    for (auto& t : threads) t.join();
-    return logits;
-  }
-
-  // Greedy tokens from every rank at once (forward_greedy: the argmax on the backend).
-  std::vector<std::vector<int32_t>> forward_greedy(const step_input& in) {
-    std::vector<std::vector<int32_t>> tokens(models_.size());
-    std::vector<std::thread> threads;
-    for (size_t r = 0; r < models_.size(); ++r)
-      threads.emplace_back([&, r] { models_[r]->forward_greedy(in, tokens[r]); });
-    for (auto& t : threads) t.join();
-    return tokens;
-  }
-
-  const sharding_plan& plan(int r) const { return plans_[static_cast<size_t>(r)]; }
-
-private:
-  std::vector<std::unique_ptr<communicator>> comms_;
-  std::vector<cpu_ops> backends_;
-  std::vector<sharding_plan> plans_;
-  std::vector<std::unique_ptr<model>> models_;
-};
 
 double relative_error(std::span<const float> a, std::span<const float> b) {
   double diff = 0, norm = 0;
@@ -94,18 +49,10 @@ double relative_error(std::span<const float> a, std::span<const float> b) {
 // Greedy continuations of `prompts`, all decoded together in one batch, `steps` tokens each, taken from
 // rank 0 after checking every rank agrees.
 std::vector<std::vector<int32_t>> greedy(split_model& m, const std::vector<std::vector<int32_t>>& prompts, int steps) {
-  std::vector<std::vector<int32_t>> out(prompts.size());
-  std::vector<std::pair<std::vector<int32_t>, int32_t>> seqs;
-  for (const auto& p : prompts) seqs.push_back({p, 0});
-  for (int s = 0; s < steps; ++s) {
-    const auto tokens = m.forward_greedy(make_step(seqs));
-    for (size_t r = 1; r < tokens.size(); ++r) EXPECT_EQ(tokens[r], tokens[0]) << "rank " << r << " step " << s;
-    for (size_t i = 0; i < prompts.size(); ++i) {
-      out[i].push_back(tokens[0][i]);
-      seqs[i] = {{tokens[0][i]}, static_cast<int32_t>(prompts[i].size()) + s};
-    }
-  }
-  return out;
+  const auto tokens = greedy_tokens(m, prompts, steps);
+  for (size_t r = 1; r < tokens.size(); ++r)
+    EXPECT_EQ(first_difference(tokens[r], tokens[0]), "") << "rank " << r << " against rank 0";
+  return tokens[0];
 }
 
 std::vector<std::vector<int32_t>> some_prompts(int64_t vocab) {
@@ -131,7 +78,7 @@ TEST_P(split_reference_model, gives_the_whole_models_greedy_tokens_and_logits) {
   const fs::path dir = fs::path(TROUPE_TEST_DATA) / "reference" / GetParam().checkpoint;
   const model_config config = model_config::from_dir(dir);
   const checkpoint ckpt = checkpoint::open(dir);
-  split_model whole(config, 1, &ckpt), split(config, GetParam().tp, &ckpt);
+  split_model whole = on_cpus(config, 1, &ckpt), split = on_cpus(config, GetParam().tp, &ckpt);
 
   const auto prompts = some_prompts(config.vocab_size);
   std::vector<std::pair<std::vector<int32_t>, int32_t>> seqs;
@@ -144,7 +91,7 @@ TEST_P(split_reference_model, gives_the_whole_models_greedy_tokens_and_logits) {
     EXPECT_EQ(got[r], got[0]) << "rank " << r << " differs from rank 0";
   }
 
-  split_model whole_again(config, 1, &ckpt), split_again(config, GetParam().tp, &ckpt);
+  split_model whole_again = on_cpus(config, 1, &ckpt), split_again = on_cpus(config, GetParam().tp, &ckpt);
   EXPECT_EQ(greedy(split_again, prompts, 12), greedy(whole_again, prompts, 12));
 }
 
@@ -165,7 +112,7 @@ TEST(split_model, a_vocabulary_that_needs_padding_rows_gives_the_whole_models_to
           "num_attention_heads": 6, "num_key_value_heads": 3, "intermediate_size": 72, "vocab_size": 400,
           "max_position_embeddings": 256, "tie_word_embeddings": false})",
       "test");
-  split_model whole(config, 1, nullptr), split(config, 3, nullptr);
+  split_model whole = on_cpus(config, 1, nullptr), split = on_cpus(config, 3, nullptr);
   EXPECT_EQ(split.plan(2).vocab_end - split.plan(2).vocab_begin, 192);
   EXPECT_EQ(split.plan(2).padded_vocab_size, 576);
   const auto prompts = some_prompts(config.vocab_size);
@@ -176,7 +123,7 @@ TEST(split_model, a_vocabulary_that_needs_padding_rows_gives_the_whole_models_to
   ASSERT_EQ(got[2].size(), expected.size());
   EXPECT_LT(relative_error(got[2], expected), 1e-5);
 
-  split_model whole_again(config, 1, nullptr), split_again(config, 3, nullptr);
+  split_model whole_again = on_cpus(config, 1, nullptr), split_again = on_cpus(config, 3, nullptr);
   EXPECT_EQ(greedy(split_again, prompts, 10), greedy(whole_again, prompts, 10));
 }
 
@@ -184,8 +131,58 @@ TEST(split_model, a_step_that_samples_no_row_runs_on_every_rank) {
   const fs::path dir = fs::path(TROUPE_TEST_DATA) / "reference" / "llama_f32";
   const model_config config = model_config::from_dir(dir);
   const checkpoint ckpt = checkpoint::open(dir);
-  split_model split(config, 2, &ckpt);
+  split_model split = on_cpus(config, 2, &ckpt);
   step_input chunk = make_step({{{1, 2, 3, 4}, 0}});
   chunk.logits_indices.clear();
   for (const auto& logits : split.forward(chunk)) EXPECT_TRUE(logits.empty());
+}
+
+// The CPU twin of the GPU check's NCCL of size 1 (tools/gpu_check_tp.cpp): one rank on the sharded path (a
+// plan of size 1, local_config, a communicator of one) is the whole model.
+TEST(split_model, one_rank_on_the_sharded_path_gives_the_whole_models_tokens) {
+  const fs::path dir = fs::path(TROUPE_TEST_DATA) / "reference" / "mistral_head_dim";
+  const model_config config = model_config::from_dir(dir);
+  const checkpoint ckpt = checkpoint::open(dir);
+  std::vector<std::unique_ptr<ops>> one;
+  one.push_back(std::make_unique<cpu_ops>());
+  split_model sharded(config, std::move(one), make_thread_communicators(1), &ckpt, 7, dtype::f32, reference_limits());
+  EXPECT_EQ(sharded.plan(0).tp_size, 1);
+  split_model whole = on_cpus(config, 1, &ckpt);
+  const auto prompts = some_prompts(config.vocab_size);
+  EXPECT_EQ(greedy(sharded, prompts, 12), greedy(whole, prompts, 12));
+}
+
+// Prompts that overflow one step's token budget prefill over several steps, each sequence in its own
+// blocks, and then decode together: the tokens of the one-step prefill (the GPU check's timings prefill
+// 256 sequences so).
+TEST(split_model, prompts_over_one_steps_budget_prefill_in_chunks_to_the_same_tokens) {
+  const fs::path dir = fs::path(TROUPE_TEST_DATA) / "reference" / "llama_f32";
+  const model_config config = model_config::from_dir(dir);
+  const checkpoint ckpt = checkpoint::open(dir);
+  std::vector<std::vector<int32_t>> prompts;
+  for (int p = 0; p < 5; ++p) {
+    std::vector<int32_t> tokens;
+    for (int i = 0; i < 40 + 7 * p; ++i) tokens.push_back(static_cast<int32_t>((29 * i + 53 * p + 1) % config.vocab_size));
+    prompts.push_back(tokens);
+  }
+  model_limits small = reference_limits();
+  small.max_num_tokens = 100;  // the prompts of 40 and 47 tokens in one step, the others one a step
+  for (const int tp : {1, 2}) {
+    split_model chunked = on_cpus(config, tp, &ckpt, small), at_once = on_cpus(config, tp, &ckpt);
+    int decode_steps = 0;
+    const auto got = greedy_tokens(chunked, prompts, 6, [&](int step, const std::function<void()>& run) {
+      EXPECT_EQ(step, decode_steps + 1);
+      ++decode_steps;
+      run();
+    });
+    EXPECT_EQ(decode_steps, 5);
+    const auto want = greedy_tokens(at_once, prompts, 6);
+    for (size_t r = 0; r < got.size(); ++r) EXPECT_EQ(first_difference(got[r], want[r]), "") << "tp " << tp << " rank " << r;
+  }
+}
+
+TEST(split_model, first_difference_names_the_prompt_and_step) {
+  EXPECT_EQ(first_difference({{1, 2}, {3, 4}}, {{1, 2}, {3, 4}}), "");
+  EXPECT_EQ(first_difference({{1, 2}, {3, 5}}, {{1, 2}, {3, 4}}), "prompt 1 step 1: 5 instead of 4");
+  EXPECT_EQ(first_difference({{1}}, {{1, 2}}), "prompt 0 step 1: no token");
 }

@@ -15,20 +15,30 @@
 //    tools/gpu_check_torture.cpp.
 // 6. The communicators of tensor parallelism: ranks sharing this GPU against the CPU thread communicator,
 //    bit for bit; NCCL of size 1, also inside a CUDA graph; µs per all-reduce (tools/gpu_check_comm.cpp).
+// 7. The tensor-parallel forward: each reference model split over 2 and 4 shards sharing this GPU against
+//    the whole model (f32 greedy tokens) and transformers (logits), NCCL of size 1 on the sharded path
+//    against the whole model, eagerly and in graphs; decode step and collective times at Qwen2.5-7B
+//    shapes (the qwen2.5-7b-shape folder beside --data, else scripts/gpu/'s) at batch 1 and 256
+//    (tools/gpu_check_tp.cpp).
 //
 // Prints a table (op, dtype, shapes, error, tolerance, pass) and exits 1 when a check fails.
 //
 //   troupe_gpu_check [--data DIR] [--seed N] [--no-ops] [--no-models] [--no-timing] [--torture-seconds S]
-//                    [--no-comm] [--sampling | --sampling-quick | --sampling-timing | --torture | --comm]
+//                    [--no-comm] [--no-tp] [--sampling | --sampling-quick | --sampling-timing | --torture | --comm |
+//                    --tp]
 
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <condition_variable>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <functional>
+#include <mutex>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "kernels/cuda/cuda_ops.hpp"
@@ -107,6 +117,34 @@ void guarded(const char* what, const std::function<void()>& f) {
   }
 }
 
+struct watchdog::state {
+  std::mutex mutex;
+  std::condition_variable done_cv;
+  bool done = false;
+  std::thread thread;
+};
+
+watchdog::watchdog(std::string what, double seconds) : state_(std::make_unique<state>()) {
+  state_->thread = std::thread([s = state_.get(), what = std::move(what), seconds] {
+    std::unique_lock lock(s->mutex);
+    if (!s->done_cv.wait_for(lock, std::chrono::duration<double>(seconds), [s] { return s->done; })) {
+      std::fprintf(stderr, "troupe_gpu_check: %s did not finish within %.0f s (a rank stuck in a collective?)\n",
+                   what.c_str(), seconds);
+      std::fflush(stdout);
+      std::_Exit(3);
+    }
+  });
+}
+
+watchdog::~watchdog() {
+  {
+    std::lock_guard lock(state_->mutex);
+    state_->done = true;
+  }
+  state_->done_cv.notify_all();
+  state_->thread.join();
+}
+
 } // namespace gpu_check
 
 using namespace gpu_check;
@@ -136,27 +174,29 @@ int main(int argc, char** argv) {
   fs::path data = "tests/data/reference";
   uint64_t seed = 1;
   bool models = true, timing = true, ops = true, sampling = true, quick_sampling = false, comm = true,
-       sample_timing = true;
+       sample_timing = true, tp = true;
   double torture_seconds = 60;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--data" && i + 1 < argc) data = argv[++i];
     else if (a == "--seed" && i + 1 < argc) seed = std::stoull(argv[++i]);
     else if (a == "--no-models") models = false;
-    else if (a == "--no-ops") ops = sampling = comm = false;  // models (and timings) only
+    else if (a == "--no-ops") ops = sampling = comm = tp = false;  // models (and timings) only
     else if (a == "--no-timing") timing = false;
     else if (a == "--no-comm") comm = false;
-    else if (a == "--sampling") ops = models = comm = false;  // only the sampling checks and timings
-    else if (a == "--sampling-quick") ops = models = timing = comm = false, quick_sampling = true;  // small vocabularies
-    else if (a == "--sampling-timing") ops = models = sampling = comm = false;  // only the sampling timings
+    else if (a == "--no-tp") tp = false;
+    else if (a == "--sampling") ops = models = comm = tp = false;  // only the sampling checks and timings
+    else if (a == "--sampling-quick") ops = models = timing = comm = tp = false, quick_sampling = true;  // small vocabularies
+    else if (a == "--sampling-timing") ops = models = sampling = comm = tp = false;  // only the sampling timings
     else if (a == "--torture-seconds" && i + 1 < argc) torture_seconds = std::stod(argv[++i]);
-    else if (a == "--torture") ops = models = sampling = timing = comm = false;  // only the engine torture run
-    else if (a == "--comm") ops = models = sampling = sample_timing = false, torture_seconds = 0;  // only the communicators
+    else if (a == "--torture") ops = models = sampling = timing = comm = tp = false;  // only the engine torture run
+    else if (a == "--comm") ops = models = sampling = sample_timing = tp = false, torture_seconds = 0;  // only the communicators
+    else if (a == "--tp") ops = models = sampling = sample_timing = comm = false, torture_seconds = 0;  // only tensor parallelism
     else {
       std::fprintf(stderr,
                    "usage: troupe_gpu_check [--data DIR] [--seed N] [--no-ops] [--no-models] [--no-timing] "
-                   "[--torture-seconds S] [--no-comm] [--sampling | --sampling-quick | --sampling-timing | --torture | "
-                   "--comm]\n");
+                   "[--torture-seconds S] [--no-comm] [--no-tp] [--sampling | --sampling-quick | --sampling-timing | "
+                   "--torture | --comm | --tp]\n");
       return 2;
     }
   }
@@ -172,21 +212,36 @@ int main(int argc, char** argv) {
     if (ops) guarded("argmax", [&] { check_argmax(gpu); });
     if (sampling) guarded("sample", [&] { check_sampling(gpu, quick_sampling); });
     if (comm) guarded("communicators", [&] { check_communicators(gpu); });
-    if (models) {
-      std::vector<fs::path> dirs;
+    std::vector<fs::path> dirs;  // the reference models
+    if (models || tp) {
       for (const auto& e : fs::directory_iterator(data))
         if (fs::exists(e.path() / "reference.json")) dirs.push_back(e.path());
       std::sort(dirs.begin(), dirs.end());
       if (dirs.empty()) results.push_back({"models", "-", "no reference models under " + data.string(), INFINITY, 0, false, false, {}});
+    }
+    if (models)
       for (const auto& dir : dirs)
         for (dtype t : {dtype::f32, dtype::bf16})
           guarded(("model " + dir.filename().string()).c_str(), [&] { check_model(gpu, dir, t); });
-    }
+    if (tp)
+      for (const auto& dir : dirs)
+        guarded(("tp " + dir.filename().string()).c_str(), [&] { check_tensor_parallel(dir); });
     if (torture_seconds > 0 && fs::exists(data / "llama_f32"))
       guarded("engine torture", [&] { check_torture(gpu, data, seed, torture_seconds); });
     if (timing && ops) guarded("timings", [&] { time_ops(gpu); });
     if (timing && sample_timing) guarded("sample timings", [&] { time_sampling(gpu); });
     if (timing && comm) guarded("communicator timings", [&] { time_communicators(gpu); });
+    if (timing && tp) {
+      // The bundle keeps the shape beside the reference models (bundle/data/); the repository in scripts/gpu/.
+      fs::path shape;
+      for (const fs::path& p : {data.parent_path() / "qwen2.5-7b-shape", fs::path("scripts/gpu/qwen2.5-7b-shape")})
+        if (shape.empty() && fs::exists(p / "config.json")) shape = p;
+      if (shape.empty())
+        results.push_back({"tp timings", "-", "no qwen2.5-7b-shape/config.json beside " + data.string() + " or in scripts/gpu",
+                           INFINITY, 0, false, false, {}});
+      else
+        guarded("tp timings", [&] { time_tensor_parallel(shape); });
+    }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "troupe_gpu_check: %s\n", e.what());
     print_table();

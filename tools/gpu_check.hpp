@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <functional>
 #include <initializer_list>
+#include <memory>
 #include <random>
 #include <span>
 #include <string>
@@ -29,6 +30,20 @@ void inform(std::string op, troupe::dtype t, std::string shape, std::string note
 double time_ms(troupe::cuda_ops& gpu, const std::function<void()>& f, int reps = 20);
 // Runs f; an exception it throws becomes a failed row named `what`, and the checks go on.
 void guarded(const char* what, const std::function<void()>& f);
+
+// Ends the process (exit code 3) with a message naming `what` unless destroyed within `seconds`: a rank that
+// fails inside a collective leaves the others waiting at a barrier for good, and must not hold the GPU session.
+class watchdog {
+public:
+  watchdog(std::string what, double seconds);
+  ~watchdog();
+  watchdog(const watchdog&) = delete;
+  watchdog& operator=(const watchdog&) = delete;
+
+private:
+  struct state;
+  std::unique_ptr<state> state_;
+};
 // "2x3x4": a shape for the table.
 std::string dims(std::initializer_list<int64_t> d);
 // bf16/f16 attention on the CUDA-core kernel (on) or the tensor cores (off).
@@ -72,5 +87,13 @@ void check_torture(troupe::cuda_ops& gpu, const std::filesystem::path& data, uin
 void check_communicators(troupe::cuda_ops& gpu);
 // µs per bf16 all_reduce_sum at 1 and 256 rows of 3584: shared-GPU ranks and NCCL of size 1.
 void time_communicators(troupe::cuda_ops& gpu);
+
+// tools/gpu_check_tp.cpp: the reference model in `dir` split over 2 and 4 shards sharing this GPU against
+// the whole model (f32 greedy tokens) and transformers (f32 and bf16 logits), and on the sharded path with
+// NCCL of size 1 against the whole model (greedy tokens, eagerly and with decode graphs).
+void check_tensor_parallel(const std::filesystem::path& dir);
+// Decode step time and collective time per step at batch 1 and 256 for the model at `shape_dir` (dummy
+// bf16 weights): 2 shards sharing this GPU, and the whole model beside NCCL of size 1.
+void time_tensor_parallel(const std::filesystem::path& shape_dir);
 
 } // namespace gpu_check

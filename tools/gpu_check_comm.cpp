@@ -17,26 +17,25 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
-#include <condition_variable>
 #include <cstdio>
-#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <random>
 #include <stdexcept>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "kernels/collective_group.hpp"
 #include "kernels/cpu/thread_communicator.hpp"
 #include "kernels/cuda/nccl_communicator.hpp"
 #include "kernels/cuda/shared_gpu_communicator.hpp"
+#include "tests/support/split_model.hpp"
 #include "tools/gpu_check.hpp"
 
 using namespace troupe;
+using troupe::testing::first_error;
+using troupe::testing::on_rank_threads;
 
 namespace gpu_check {
 namespace {
@@ -45,57 +44,6 @@ const int64_t kCols = 3584;               // Qwen2.5-7B's hidden size
 const int64_t kRowCounts[] = {1, 256};    // a decode step of 1 and of 256 sequences
 const dtype kTypes[] = {dtype::f32, dtype::bf16, dtype::f16};
 const int kSharedSizes[] = {2, 4};
-
-// Ends the process with a message when not dismissed within `seconds`.
-class watchdog {
-public:
-  watchdog(const char* what, double seconds)
-      : thread_([this, what, seconds] {
-          std::unique_lock lock(mutex_);
-          if (!done_cv_.wait_for(lock, std::chrono::duration<double>(seconds), [this] { return done_; })) {
-            std::fprintf(stderr, "troupe_gpu_check: %s did not finish within %.0f s (a rank stuck in a collective?)\n",
-                         what, seconds);
-            std::fflush(stdout);
-            std::_Exit(3);
-          }
-        }) {}
-  ~watchdog() {
-    {
-      std::lock_guard lock(mutex_);
-      done_ = true;
-    }
-    done_cv_.notify_all();
-    thread_.join();
-  }
-
-private:
-  std::mutex mutex_;
-  std::condition_variable done_cv_;
-  bool done_ = false;
-  std::thread thread_;
-};
-
-// Runs body(rank) on one thread per rank; returns each rank's exception message ("" when none).
-std::vector<std::string> on_rank_threads(int size, const std::function<void(int)>& body) {
-  std::vector<std::string> errors(size);
-  std::vector<std::thread> threads;
-  for (int r = 0; r < size; ++r)
-    threads.emplace_back([&, r] {
-      try {
-        body(r);
-      } catch (const std::exception& e) {
-        errors[r] = e.what();
-      }
-    });
-  for (auto& t : threads) t.join();
-  return errors;
-}
-
-std::string first_error(const std::vector<std::string>& errors) {
-  for (size_t r = 0; r < errors.size(); ++r)
-    if (!errors[r].empty()) return "rank " + std::to_string(r) + ": " + errors[r];
-  return "";
-}
 
 using bytes = std::vector<std::byte>;
 

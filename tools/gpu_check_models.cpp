@@ -28,8 +28,6 @@ namespace fs = std::filesystem;
 namespace gpu_check {
 namespace {
 
-constexpr int32_t block_size = troupe::testing::reference_block_size;
-constexpr int64_t max_len = troupe::testing::reference_max_len;
 using troupe::testing::make_step;
 
 } // namespace
@@ -44,13 +42,8 @@ void check_model(cuda_ops& gpu, const fs::path& dir, dtype t) {
 
   const model_config config = model_config::from_dir(dir);
   const checkpoint ckpt = checkpoint::open(dir);
-  model_limits limits;
-  limits.max_num_tokens = max_len * 4;
-  limits.max_num_seqs = 8;
-  limits.max_model_len = max_len;
-  limits.block_size = block_size;
-  limits.num_blocks = 8 * max_len / block_size;
-  model net(config, gpu, load_model_weights(config, gpu, t, checkpoint_weight_source(ckpt, config)), t, limits);
+  model net(config, gpu, load_model_weights(config, gpu, t, checkpoint_weight_source(ckpt, config)), t,
+            troupe::testing::reference_limits());
   // fp32 must agree as the CPU does (1e-4); bf16 weights and activations land near 1e-2 on the small
   // models. A reference that says how far transformers' own bf16 run lands from fp32 (the real-size
   // model, scripts/gpu/make_large_reference.py) allows 1.5 times that: no worse than transformers in bf16.

@@ -20,7 +20,9 @@
 // NOTE: no NCCL or CUDA header here, so backend-neutral code may include this (a build without NCCL or
 // without CUDA still links these functions; they then throw user_error).
 // NOTE: a CUDA graph that captured a collective holds this communicator's NCCL resources and staging
-// buffer: release the graph (or never replay it) before the communicator is destroyed. Run each
+// buffer: release the graph before the communicator is destroyed, or the destruction waits for good
+// (ncclCommDestroy polls until every graph that references the communicator is gone; a model releases
+// its decode graphs when it goes). Run each
 // collective shape once before capturing it: NCCL connects to peers lazily, and the all-gather's staging
 // buffer can only grow outside a capture.
 

@@ -1,12 +1,13 @@
 #pragma once
 // Steps built by hand for the whole-model checks against transformers (tests/reference_model_test.cpp on
-// the CPU, tools/gpu_check_models.cpp on the GPU), so that both run the same sequences through the same
-// block layout.
+// the CPU, tools/gpu_check_models.cpp on the GPU) and for split models (tests/support/split_model.hpp), so
+// that all run the same sequences through the same block layout.
 
 #include <cstdint>
 #include <utility>
 #include <vector>
 
+#include "kernels/model.hpp"
 #include "runtime/engine/step_input.hpp"
 
 namespace troupe::testing {
@@ -16,10 +17,22 @@ namespace troupe::testing {
 constexpr int32_t reference_block_size = 16;
 constexpr int64_t reference_max_len = 256;
 
-// Sequences of the step, each given as (tokens to compute now, tokens already in the cache); each
-// sequence s owns the blocks [s * blocks_per_seq, (s + 1) * blocks_per_seq), in reverse order so that
-// block tables are really used.
-inline step_input make_step(const std::vector<std::pair<std::vector<int32_t>, int32_t>>& seqs) {
+// Model limits that hold make_step's layout for up to max_num_seqs sequences of reference_max_len tokens.
+inline model_limits reference_limits(int64_t max_num_seqs = 8) {
+  model_limits limits;
+  limits.max_num_tokens = reference_max_len * 4;
+  limits.max_num_seqs = max_num_seqs;
+  limits.max_model_len = reference_max_len;
+  limits.block_size = reference_block_size;
+  limits.num_blocks = max_num_seqs * reference_max_len / reference_block_size;
+  return limits;
+}
+
+// Sequences of the step, each given as (tokens to compute now, tokens already in the cache); the step's
+// sequence s is sequence first_seq + s, which owns the blocks [(first_seq + s) * blocks_per_seq, +blocks_per_seq),
+// in reverse order so that block tables are really used. (first_seq lets a step prefill some of the
+// sequences a later step decodes.)
+inline step_input make_step(const std::vector<std::pair<std::vector<int32_t>, int32_t>>& seqs, size_t first_seq = 0) {
   const int32_t block_size = reference_block_size;
   const int32_t blocks_per_seq = reference_max_len / block_size;
   step_input in;
@@ -28,7 +41,8 @@ inline step_input make_step(const std::vector<std::pair<std::vector<int32_t>, in
   for (size_t s = 0; s < seqs.size(); ++s) {
     const auto& [tokens, cached] = seqs[s];
     std::vector<int32_t> table(blocks_per_seq);
-    for (int32_t b = 0; b < blocks_per_seq; ++b) table[b] = static_cast<int32_t>((s + 1) * blocks_per_seq - 1 - b);
+    for (int32_t b = 0; b < blocks_per_seq; ++b)
+      table[b] = static_cast<int32_t>((first_seq + s + 1) * blocks_per_seq - 1 - b);
     for (size_t i = 0; i < tokens.size(); ++i) {
       const int32_t pos = cached + static_cast<int32_t>(i);
       in.token_ids.push_back(tokens[i]);
