@@ -118,6 +118,32 @@ void cpu_ops::linear(const tensor& x, const tensor& weight, const tensor& bias, 
   }
 }
 
+void cpu_ops::linear_int4(const tensor& x, const int4_weight& w, const tensor& bias, const tensor& out) {
+  require_f32(x, "linear_int4");
+  require_f32(w.scales, "linear_int4");
+  require_f32(w.zeros, "linear_int4");
+  const int64_t k = x.dim(1), n = w.qweight.dim(0), g = w.group_size;
+  if (w.qweight.type != dtype::i32 || g <= 0 || g % 8 != 0 || k % g != 0 || w.qweight.row_elems() != k / 8 ||
+      w.scales.dim(0) != n || w.scales.row_elems() != k / g || w.zeros.dim(0) != n || w.zeros.row_elems() != k / g)
+    throw std::invalid_argument("linear_int4: x " + x.shape_string() + ", qweight " + w.qweight.shape_string() +
+                                ", scales " + w.scales.shape_string() + ", zeros " + w.zeros.shape_string() +
+                                " and group " + std::to_string(g) + " disagree");
+  // The reference: the weight dequantized to f32, then the f32 linear, so its bits are those of `linear`
+  // on the dequantized matrix (what the loader's f32 path computes).
+  std::vector<float> dense(static_cast<size_t>(n * k));
+  const auto* q = w.qweight.as<int32_t>();
+  const float* scales = w.scales.as<float>();
+  const float* zeros = w.zeros.as<float>();
+  for (int64_t r = 0; r < n; ++r)
+    for (int64_t c = 0; c < k; ++c) {
+      const auto word = static_cast<uint32_t>(q[r * (k / 8) + c / 8]);
+      const float v = static_cast<float>((word >> (4 * (c % 8))) & 15u);
+      const int64_t at = r * (k / g) + c / g;
+      dense[static_cast<size_t>(r * k + c)] = (v - zeros[at]) * scales[at];
+    }
+  linear(x, tensor(dense.data(), dtype::f32, {n, k}), bias, out, false);
+}
+
 void cpu_ops::silu_and_mul(const tensor& x, const tensor& out) {
   const int64_t rows = x.dim(0), inter = out.dim(1);
   for (int64_t r = 0; r < rows; ++r) {

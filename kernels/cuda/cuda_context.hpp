@@ -56,6 +56,9 @@ struct cuda_context {
   // fp32 partial results of split decode attention; allocated once, so graphs may hold its address.
   float* attention_workspace = nullptr;
   int64_t attention_workspace_floats = 0;
+  // linear_int4's dequantized weight for batches above the fused kernel's rows; grown outside captures.
+  void* int4_scratch = nullptr;
+  size_t int4_scratch_bytes = 0;
   std::vector<cudaGraphExec_t> graphs;  // recorded by cuda_ops::end_capture
   std::unordered_map<gemm_key, gemm_plan, gemm_key_hash> plans;
   // The heuristic's algorithm per token-count bucket (linear.cpp).

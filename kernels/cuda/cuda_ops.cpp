@@ -30,6 +30,7 @@ cuda_context::~cuda_context() {
   }
   for (cudaGraphExec_t g : graphs)
     if (g) cudaGraphExecDestroy(g);
+  if (int4_scratch) cudaFree(int4_scratch);
   if (lt) cublasLtDestroy(lt);
   cudaFree(workspace);
   cudaFree(attention_workspace);
@@ -231,6 +232,11 @@ void cuda_ops::add_rms_norm(const tensor& x, const tensor& residual, const tenso
 void cuda_ops::linear(const tensor& x, const tensor& weight, const tensor& bias, const tensor& out, bool accumulate) {
   op_scope p(ctx_->profiler, op_profiler::gemm, ctx_->stream);
   cublaslt_linear(*ctx_, x, weight, bias, out, accumulate);
+}
+
+void cuda_ops::linear_int4(const tensor& x, const int4_weight& w, const tensor& bias, const tensor& out) {
+  op_scope p(ctx_->profiler, op_profiler::gemm, ctx_->stream);
+  cuda::launch_linear_int4(*ctx_, x, w, bias, out);
 }
 
 void cuda_ops::rope_write_kv(const tensor& qkv, const tensor& positions, const tensor& cos_sin,

@@ -160,6 +160,33 @@ inline std::vector<op_case> op_cases() {
                          b.linear(first(x, rows), w, accumulate ? tensor{} : bias.get(), first(out, rows), accumulate);
                        });
                      }});
+  // 4-bit weights: K 64 in groups of 32 (CUDA's fused kernel), and K 24 in groups of 8 (its dequantize-then-
+  // GEMM path). Nibbles and whole-number zero points from op_case_value.
+  for (const auto& [k4, group] : {std::pair<int64_t, int32_t>{64, 32}, {24, 8}}) {
+    cases.push_back({"linear_int4 K" + std::to_string(k4) + " G" + std::to_string(group), [=](ops& b, int64_t rows, dtype t) {
+                       auto x = filled(b, t, 21, kCapacity, k4);
+                       std::vector<int32_t> words(static_cast<size_t>(N * k4 / 8));
+                       for (size_t i = 0; i < words.size(); ++i) {
+                         uint32_t word = 0;
+                         for (uint32_t j = 0; j < 8; ++j) {
+                           const float u = op_case_value(22, static_cast<int64_t>(i), j);  // [-1, 1)
+                           word |= (static_cast<uint32_t>((u + 1.0f) * 8.0f) & 15u) << (4 * j);
+                         }
+                         words[i] = static_cast<int32_t>(word);
+                       }
+                       auto qweight = ints(b, words);
+                       auto scales = filled(b, t, 23, N, k4 / group, 0.05f);
+                       std::vector<float> zero_values(static_cast<size_t>(N * (k4 / group)));
+                       for (size_t i = 0; i < zero_values.size(); ++i)
+                         zero_values[i] = static_cast<float>(static_cast<int>((op_case_value(24, 0, static_cast<int64_t>(i)) + 1.0f) * 8.0f) & 15);
+                       device_buffer zeros = b.alloc(t, {N, k4 / group});
+                       b.upload(zeros, zero_values);
+                       auto bias = filled(b, t, 25, N, 0);
+                       auto out = filled(b, t, 26, kCapacity, N);
+                       const int4_weight w{tensor(qweight.get().data, dtype::i32, {N, k4 / 8}), scales, zeros, group};
+                       return observe(b, {{"out", out}}, [&] { b.linear_int4(first(x, rows), w, bias, first(out, rows)); });
+                     }});
+  }
   cases.push_back({"silu_and_mul", [=](ops& b, int64_t rows, dtype t) {
                      auto x = filled(b, t, 15, kCapacity, 2 * I, 2.0f);
                      auto out = filled(b, t, 16, kCapacity, I);

@@ -1,0 +1,104 @@
+// What the CPU reference ops compute, pinned by hand on tiny inputs: the ops that tensor parallelism and
+// 4-bit weights added (embedding_shard, copy_columns, linear_int4). tests/op_rows_test checks every op's row
+// invariants; troupe_gpu_check compares the CUDA ops with these.
+
+#include <gtest/gtest.h>
+
+#include <vector>
+
+#include "kernels/cpu/cpu_ops.hpp"
+
+using namespace troupe;
+
+namespace {
+
+device_buffer f32(cpu_ops& b, std::initializer_list<int64_t> shape, const std::vector<float>& values) {
+  device_buffer t = b.alloc(dtype::f32, shape);
+  b.upload(t, values);
+  return t;
+}
+
+device_buffer i32(cpu_ops& b, const std::vector<int32_t>& values) {
+  device_buffer t = b.alloc(dtype::i32, {static_cast<int64_t>(values.size())});
+  b.upload_raw(t, values.data());
+  return t;
+}
+
+std::vector<float> read(cpu_ops& b, const tensor& t) {
+  std::vector<float> v(static_cast<size_t>(t.numel()));
+  b.download(v, t);
+  return v;
+}
+
+} // namespace
+
+TEST(cpu_ops, embedding_shard_looks_up_its_own_rows_and_zeroes_the_others) {
+  cpu_ops b;
+  auto table = f32(b, {2, 2}, {10, 11, 20, 21});  // vocabulary rows 5 and 6
+  auto ids = i32(b, {6, 4, 5, 7});
+  auto out = f32(b, {4, 2}, std::vector<float>(8, -1));
+  b.embedding_shard(ids, table, 5, out);
+  EXPECT_EQ(read(b, out), (std::vector<float>{20, 21, 0, 0, 10, 11, 0, 0}));
+}
+
+TEST(cpu_ops, copy_columns_keeps_the_first_columns_of_each_row) {
+  cpu_ops b;
+  auto x = f32(b, {2, 3}, {1, 2, 3, 4, 5, 6});
+  auto out = f32(b, {2, 2}, std::vector<float>(4, -1));
+  b.copy_columns(x, out);
+  EXPECT_EQ(read(b, out), (std::vector<float>{1, 2, 4, 5}));
+  EXPECT_THROW(b.copy_columns(out, x), std::invalid_argument);  // cannot widen
+}
+
+// One output row of 16 inputs in two groups of 8: word 0 holds q = 0, 1, ..., 7 (lowest nibble first),
+// word 1 holds 15 everywhere; group 0 has scale 0.5 and zero point 2, group 1 scale 2 and zero point 8.
+TEST(cpu_ops, linear_int4_dequantizes_lowest_nibble_first_with_each_groups_scale_and_zero) {
+  cpu_ops b;
+  auto qweight = i32(b, {0x76543210, static_cast<int32_t>(0xFFFFFFFFu)});
+  auto scales = f32(b, {1, 2}, {0.5f, 2.0f});
+  auto zeros = f32(b, {1, 2}, {2.0f, 8.0f});
+  std::vector<float> x(16, 0.0f);
+  x[3] = 1.0f;   // picks (3 - 2) * 0.5 = 0.5
+  x[7] = 10.0f;  // picks (7 - 2) * 0.5 = 2.5
+  x[9] = 1.0f;   // picks (15 - 8) * 2 = 14
+  auto xt = f32(b, {1, 16}, x);
+  auto bias = f32(b, {1}, {0.25f});
+  auto out = f32(b, {1, 1}, {-1});
+  const int4_weight w{tensor(qweight.get().data, dtype::i32, {1, 2}), scales, zeros, 8};
+  b.linear_int4(xt, w, bias, out);
+  EXPECT_EQ(read(b, out), (std::vector<float>{0.5f + 25.0f + 14.0f + 0.25f}));
+}
+
+TEST(cpu_ops, linear_int4_gives_the_bits_of_linear_on_the_dequantized_weight) {
+  cpu_ops b;
+  const int64_t n = 5, k = 64, g = 32;
+  std::vector<int32_t> words(static_cast<size_t>(n * k / 8));
+  std::vector<float> dense(static_cast<size_t>(n * k)), scale_values(static_cast<size_t>(n * k / g)),
+      zero_values(scale_values.size()), x_values(static_cast<size_t>(3 * k));
+  uint32_t state = 12345;
+  auto next = [&] { return state = state * 1664525u + 1013904223u; };
+  for (auto& s : scale_values) s = static_cast<float>(next() % 1000) / 20000.0f + 0.001f;
+  for (auto& z : zero_values) z = static_cast<float>(next() % 16);
+  for (auto& v : x_values) v = static_cast<float>(static_cast<int32_t>(next() % 2001) - 1000) / 1000.0f;
+  for (int64_t r = 0; r < n; ++r)
+    for (int64_t c = 0; c < k; c += 8) {
+      uint32_t word = 0;
+      for (int j = 0; j < 8; ++j) {
+        const uint32_t q = next() % 16;
+        word |= q << (4 * j);
+        const size_t at = static_cast<size_t>(r * (k / g) + (c + j) / g);
+        dense[static_cast<size_t>(r * k + c + j)] = (static_cast<float>(q) - zero_values[at]) * scale_values[at];
+      }
+      words[static_cast<size_t>(r * (k / 8) + c / 8)] = static_cast<int32_t>(word);
+    }
+  auto qweight = i32(b, words);
+  auto scales = f32(b, {n, k / g}, scale_values), zeros = f32(b, {n, k / g}, zero_values);
+  auto weight = f32(b, {n, k}, dense), x = f32(b, {3, k}, x_values);
+  auto got = f32(b, {3, n}, std::vector<float>(15, -1)), expected = f32(b, {3, n}, std::vector<float>(15, -2));
+  b.linear_int4(x, {tensor(qweight.get().data, dtype::i32, {n, k / 8}), scales, zeros, static_cast<int32_t>(g)}, tensor{}, got);
+  b.linear(x, weight, tensor{}, expected, false);
+  EXPECT_EQ(read(b, got), read(b, expected));
+  // A group that does not divide the input dimension is refused.
+  EXPECT_THROW(b.linear_int4(x, {tensor(qweight.get().data, dtype::i32, {n, k / 8}), scales, zeros, 24}, tensor{}, got),
+               std::invalid_argument);
+}
