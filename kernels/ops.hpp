@@ -42,7 +42,7 @@ struct attention_shape {
 // 4i .. 4i + 3 (lowest nibble first). scales, zeros [N, K / G] in the activation dtype (zeros are whole
 // numbers, kept as floats so a symmetric format's 8 and an asymmetric one's zero point look alike).
 // G (group_size) divides K and is a multiple of 8.
-struct int4_weight {
+struct int4_device_weight {
   tensor qweight;  // [N, K / 8] i32
   tensor scales;   // [N, K / G]
   tensor zeros;    // [N, K / G]
@@ -105,9 +105,9 @@ public:
   virtual void linear(const tensor& x, const tensor& weight, const tensor& bias, const tensor& out,
                       bool accumulate = false) = 0;
 
-  // out = x · Wᵀ (+ bias), W dequantized from `w` as int4_weight says (the product in f32, rounded once).
+  // out = x · Wᵀ (+ bias), W dequantized from `w` as int4_device_weight says (the product in f32, rounded once).
   // x [T, K], bias [N] or empty, out [T, N]
-  virtual void linear_int4(const tensor& x, const int4_weight& w, const tensor& bias, const tensor& out) = 0;
+  virtual void linear_int4(const tensor& x, const int4_device_weight& w, const tensor& bias, const tensor& out) = 0;
 
   // Rotates the q and k parts of qkv in place (rotate-half convention) and writes k, v into the cache
   // at slot_mapping (slot = block * block_size + offset; -1 skips the token).

@@ -64,7 +64,7 @@ TEST(cpu_ops, linear_int4_dequantizes_lowest_nibble_first_with_each_groups_scale
   auto xt = f32(b, {1, 16}, x);
   auto bias = f32(b, {1}, {0.25f});
   auto out = f32(b, {1, 1}, {-1});
-  const int4_weight w{tensor(qweight.get().data, dtype::i32, {1, 2}), scales, zeros, 8};
+  const int4_device_weight w{tensor(qweight.get().data, dtype::i32, {1, 2}), scales, zeros, 8};
   b.linear_int4(xt, w, bias, out);
   EXPECT_EQ(read(b, out), (std::vector<float>{0.5f + 25.0f + 14.0f + 0.25f}));
 }

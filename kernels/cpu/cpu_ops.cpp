@@ -118,7 +118,7 @@ void cpu_ops::linear(const tensor& x, const tensor& weight, const tensor& bias, 
   }
 }
 
-void cpu_ops::linear_int4(const tensor& x, const int4_weight& w, const tensor& bias, const tensor& out) {
+void cpu_ops::linear_int4(const tensor& x, const int4_device_weight& w, const tensor& bias, const tensor& out) {
   require_f32(x, "linear_int4");
   require_f32(w.scales, "linear_int4");
   require_f32(w.zeros, "linear_int4");

@@ -234,7 +234,7 @@ void cuda_ops::linear(const tensor& x, const tensor& weight, const tensor& bias,
   cublaslt_linear(*ctx_, x, weight, bias, out, accumulate);
 }
 
-void cuda_ops::linear_int4(const tensor& x, const int4_weight& w, const tensor& bias, const tensor& out) {
+void cuda_ops::linear_int4(const tensor& x, const int4_device_weight& w, const tensor& bias, const tensor& out) {
   op_scope p(ctx_->profiler, op_profiler::gemm, ctx_->stream);
   cuda::launch_linear_int4(*ctx_, x, w, bias, out);
 }

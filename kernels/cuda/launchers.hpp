@@ -23,7 +23,7 @@ void launch_embedding_shard(const tensor& ids, const tensor& table, int64_t firs
 void launch_copy_columns(const tensor& x, const tensor& out, cudaStream_t stream);
 // ops::linear_int4 on ctx's stream: up to 32 rows, one fused pass that dequantizes each weight as it reads
 // it; more rows, a dequantization into ctx's scratch weight and the cuBLASLt GEMM (linear_int4.cu).
-void launch_linear_int4(cuda_context& ctx, const tensor& x, const int4_weight& w, const tensor& bias, const tensor& out);
+void launch_linear_int4(cuda_context& ctx, const tensor& x, const int4_device_weight& w, const tensor& bias, const tensor& out);
 // out[i] = x[indices[i]]; any dtype (rows are copied as bytes).  x [T, H], indices [R] i32, out [R, H]
 void launch_gather_rows(const tensor& x, const tensor& indices, const tensor& out, cudaStream_t stream);
 

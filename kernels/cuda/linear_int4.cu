@@ -1,4 +1,4 @@
-// ops::linear_int4: 4-bit weights in troupe's layout (kernels/ops.hpp, int4_weight).
+// ops::linear_int4: 4-bit weights in troupe's layout (kernels/ops.hpp, int4_device_weight).
 //
 // Decode-sized batches (up to 32 rows) are bandwidth-bound: the fused kernel streams each packed weight row
 // once, 16 bytes (32 weights of one group) per lane per step, dequantizes in registers and accumulates every
@@ -83,7 +83,7 @@ __global__ void int4_dequantize_kernel(const uint32_t* __restrict__ q, const T* 
 }
 
 template <class T, int R>
-void launch_gemv(const tensor& x, const int4_weight& w, const tensor& bias, const tensor& out, int rows, cudaStream_t stream) {
+void launch_gemv(const tensor& x, const int4_device_weight& w, const tensor& bias, const tensor& out, int rows, cudaStream_t stream) {
   const int n_out = static_cast<int>(w.qweight.dim(0)), k = static_cast<int>(x.dim(1));
   const unsigned blocks = static_cast<unsigned>((n_out + kWarps - 1) / kWarps);
   int4_gemv_kernel<T, R><<<blocks, kWarps * 32, 0, stream>>>(
@@ -93,7 +93,7 @@ void launch_gemv(const tensor& x, const int4_weight& w, const tensor& bias, cons
 
 } // namespace
 
-void launch_linear_int4(cuda_context& ctx, const tensor& x, const int4_weight& w, const tensor& bias, const tensor& out) {
+void launch_linear_int4(cuda_context& ctx, const tensor& x, const int4_device_weight& w, const tensor& bias, const tensor& out) {
   const int64_t rows = x.dim(0), k = x.dim(1), n = w.qweight.dim(0), g = w.group_size;
   if (w.qweight.type != dtype::i32 || g <= 0 || g % 8 != 0 || k % g != 0 || w.qweight.row_elems() != k / 8 ||
       w.scales.type != x.type || w.zeros.type != x.type || out.type != x.type || w.scales.dim(0) != n ||

@@ -183,7 +183,7 @@ inline std::vector<op_case> op_cases() {
                        b.upload(zeros, zero_values);
                        auto bias = filled(b, t, 25, N, 0);
                        auto out = filled(b, t, 26, kCapacity, N);
-                       const int4_weight w{tensor(qweight.get().data, dtype::i32, {N, k4 / 8}), scales, zeros, group};
+                       const int4_device_weight w{tensor(qweight.get().data, dtype::i32, {N, k4 / 8}), scales, zeros, group};
                        return observe(b, {{"out", out}}, [&] { b.linear_int4(first(x, rows), w, bias, first(out, rows)); });
                      }});
   }
