@@ -162,6 +162,34 @@ void time_ops(cuda_ops& gpu) {
                   2.0 * h * 2 * inter / 1e9 / (ms / 1e3));
     inform("time linear gate_up", t, "T,K,N=" + dims({rows, h, 2 * inter}), buf);
   }
+  // 4-bit weights (issue 12), gate_up at Qwen2.5-7B shapes in groups of 128: the fused kernel's achieved
+  // bandwidth at decode batches (bytes: the packed weights, scales and zeros, read once; x and out are
+  // small), and the large-batch path's TFLOP/s. Ceilings: 4.14 TB/s copy, 737 TFLOP/s bf16 (GPU.md).
+  for (int64_t rows : {1, 8, 32, 256, 4096}) {
+    const int64_t h = 3584, n = 2 * 18944, group = 128;
+    auto x = gpu.alloc(t, {rows, h});
+    auto words = gpu.alloc(dtype::i32, {n, h / 8});
+    auto scales = gpu.alloc(t, {n, h / group});
+    auto zeros = gpu.alloc(t, {n, h / group});
+    auto out = gpu.alloc(t, {rows, n});
+    fill(gpu, x);
+    fill(gpu, scales);
+    {
+      std::vector<int32_t> w(static_cast<size_t>(n * h / 8));
+      uint64_t r = rng();
+      for (auto& v : w) r ^= r << 13, r ^= r >> 7, r ^= r << 17, v = static_cast<int32_t>(r);
+      gpu.upload_raw(words, w.data());
+      std::vector<float> z(static_cast<size_t>(n * h / group));
+      for (auto& v : z) r ^= r << 13, r ^= r >> 7, r ^= r << 17, v = static_cast<float>(r % 16);
+      gpu.upload(zeros, z);
+    }
+    const int4_device_weight w{words, scales, zeros, static_cast<int32_t>(group)};
+    const double ms = time_ms(gpu, [&] { gpu.linear_int4(x, w, tensor{}, out); });
+    const double bytes = n * h / 2.0 + 2.0 * 2 * n * (h / group) + 2.0 * rows * (h + n);
+    const double tflop = 2.0 * rows * h * n / 1e12;
+    std::snprintf(buf, sizeof buf, "%.3f ms, %.0f GB/s, %.1f TFLOP/s", ms, bytes / 1e9 / (ms / 1e3), tflop / (ms / 1e3));
+    inform("time linear_int4 gate_up", t, "T,K,N=" + dims({rows, h, n}) + " G128", buf);
+  }
 }
 
 } // namespace gpu_check
