@@ -207,12 +207,6 @@ engine::impl::impl(const engine_options& requested) : system(with_middleman(syst
     if (o.load_format == "auto" || o.load_format == "safetensors") ckpt.emplace(checkpoint::open(dir));
     else if (o.load_format != "dummy")
       throw user_error("--load-format must be auto, safetensors or dummy, got '" + o.load_format + "'");
-    if (config.quantization) {
-      const std::string method(name(config.quantization->method));
-      const char* to = act == dtype::bf16 ? "bf16" : act == dtype::f16 ? "fp16" : "f32";
-      if (on_gpu) spdlog::info("{} weights: 4-bit kernels not built yet: weights dequantized to {}", method, to);
-      else spdlog::info("{} weights dequantized to f32 (the CPU reference)", method);
-    }
     model_limits limits;
     limits.max_num_tokens = o.max_num_batched_tokens;
     limits.max_num_seqs = o.max_num_seqs;
@@ -305,6 +299,12 @@ engine::impl::impl(const engine_options& requested) : system(with_middleman(syst
       if (on_gpu) shard.net->warm_up();  // GEMM algorithms, kernel loading, the batch-1 decode graph
     });
     spdlog::info("weights and activations in {}", name(act));
+    if (config.quantization) {
+      const std::string method(name(config.quantization->method));
+      const char* to = act == dtype::bf16 ? "bf16" : act == dtype::f16 ? "fp16" : "f32";
+      if (on_gpu) spdlog::info("{} weights: 4-bit kernels not built yet: weights dequantized to {}", method, to);
+      else spdlog::info("{} weights dequantized to f32 (the CPU reference)", method);
+    }
   } else {
     fill_batch_defaults(0);
     check_kv_capacity(num_blocks, o.block_size, max_model_len, on_gpu);

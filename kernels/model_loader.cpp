@@ -48,10 +48,12 @@ void refuse_unused_tensors(const checkpoint& ckpt, const model_config& config) {
     // Tied checkpoints sometimes keep a copy of the head; old ones stored rotary tables.
     if ((name == "lm_head.weight" && config.tie_word_embeddings) || name.ends_with("rotary_emb.inv_freq")) continue;
     const tensor_info* t = ckpt.find(name);
-    const std::string how = config.quantization ? " quantized with " + std::string(troupe::name(config.quantization->method))
-                                                : std::string();
+    const quantization& q = config.quantization;
+    const std::string a = !q || q->method == quant_method::rtn ? "a "
+                          : q->method == quant_method::awq      ? "an awq-quantized "
+                                                                : "a gptq-quantized ";
     throw checkpoint_error((t && t->file ? t->file->string() : std::string("checkpoint")) + ": tensor '" + name +
-                           "' is not used by a " + config.architecture_name + how +
+                           "' is not used by " + a + config.architecture_name +
                            " with this config.json; the config and the weights disagree");
   }
 }
