@@ -217,7 +217,7 @@ void dequantize_linear(const std::string& module, const packed_linear& t, const 
                   std::string(gptq ? "a GPTQ" : "an AWQ") + " linear layer of " + std::to_string(in) + " inputs and " +
                       std::to_string(out) + " outputs"};
   if (!t.qweight) r.require(nullptr, ".qweight", {}, "");
-  if (in % group != 0)
+  if (group <= 0 || in % group != 0)
     r.fail(*t.qweight, "cannot be read: quantization_config's group_size " + std::to_string(q.group_size) +
                            " does not divide the layer's " + std::to_string(in) + " inputs");
   if (out % 8 != 0 || (gptq && in % 8 != 0))
