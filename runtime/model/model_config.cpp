@@ -119,6 +119,8 @@ std::vector<int32_t> parse_token_ids(const json& v) {
   return ids;
 }
 
+} // namespace
+
 std::string read_text_file(const std::filesystem::path& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw user_error(path.string() + ": cannot be read");
@@ -126,8 +128,6 @@ std::string read_text_file(const std::filesystem::path& path) {
   s << in.rdbuf();
   return s.str();
 }
-
-} // namespace
 
 std::string_view architecture_name(architecture arch) {
   switch (arch) {

@@ -70,4 +70,7 @@ struct model_config {
 
 std::string_view architecture_name(architecture arch);
 
+// The whole file at `path` (a config.json and the like); throws user_error naming it when it cannot be read.
+std::string read_text_file(const std::filesystem::path& path);
+
 } // namespace troupe

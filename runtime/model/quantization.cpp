@@ -3,12 +3,11 @@
 #include <algorithm>
 #include <array>
 #include <cctype>
-#include <fstream>
-#include <sstream>
 
 #include <nlohmann/json.hpp>
 
 #include "runtime/error.hpp"
+#include "runtime/model/model_config.hpp"
 
 namespace troupe {
 namespace {
@@ -65,14 +64,6 @@ quant_method parse_method(const quant_fields& f, std::optional<quant_method> hin
   if (m == "awq") return quant_method::awq;
   if (m == "gptq") return quant_method::gptq;
   f.fail("'quant_method' \"" + m + "\" is not supported; supported: awq (AutoAWQ, GEMM), gptq (AutoGPTQ / GPTQModel)");
-}
-
-std::string read_text(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw user_error(path.string() + ": cannot be read");
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
 }
 
 } // namespace
@@ -197,7 +188,7 @@ std::optional<quantization_config> resolve_quantization(const std::optional<quan
     if (*wanted == quant_method::gptq && std::string_view(file) == "quant_config.json") continue;
     const auto path = model_dir / file;
     if (std::filesystem::exists(path)) {
-      quantization_config q = quantization_config::from_json(read_text(path), path.string(), wanted);
+      quantization_config q = quantization_config::from_json(read_text_file(path), path.string(), wanted);
       if (q.method != *wanted)
         throw user_error(path.string() + ": says quant_method " + std::string(name(q.method)) + ", but --quantization is " +
                          std::string(flag));

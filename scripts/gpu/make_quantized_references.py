@@ -5,7 +5,7 @@ the dequantized weights: last-position logits and 32-token greedy continuations 
 on the CPU with eager attention. Also an RTN folder: the checkpoint unchanged, with the logits of the weights
 rounded as `troupe --quantization rtn` rounds them. Runs where torch and transformers exist (the GPU machine);
 its output (<name>_awq, <name>_gptq, <name>_rtn) is committed under tests/data/reference/ and checked by
-tests/quantized_reference_test.cpp.
+tests/quantized_model_test.cpp (quantized_reference).
 
     python3 scripts/gpu/make_quantized_references.py tests/data/reference
 
