@@ -71,21 +71,15 @@ std::vector<int32_t> greedy_tokens(const fs::path& model, const std::string& ext
 }
 
 // A model folder on the CPU backend in f32, loaded with config's quantization, with room for one sequence of
-// the reference prompts' lengths.
+// the reference prompts' lengths (reference_limits).
 struct cpu_model {
   cpu_ops ops;
   std::unique_ptr<model> net;
 
   cpu_model(const fs::path& dir, const model_config& config) {
     const checkpoint ckpt = checkpoint::open(dir);
-    model_limits limits;
-    limits.max_num_tokens = troupe::testing::reference_max_len;
-    limits.max_num_seqs = 1;
-    limits.max_model_len = troupe::testing::reference_max_len;
-    limits.block_size = troupe::testing::reference_block_size;
-    limits.num_blocks = troupe::testing::reference_max_len / troupe::testing::reference_block_size;
     net = std::make_unique<model>(config, ops, load_model_weights(config, ops, dtype::f32, checkpoint_weight_source(ckpt, config)),
-                                  dtype::f32, limits);
+                                  dtype::f32, troupe::testing::reference_limits(1));
   }
 };
 
