@@ -22,7 +22,10 @@ std::string_view name(quant_method m);
 
 struct quantization_config {
   quant_method method = quant_method::awq;
-  int64_t group_size = 128;  // inputs per scale and zero point; -1: the whole input dimension
+  // Inputs per scale and zero point; -1: the whole input dimension, as AutoAWQ's WQLinear_GEMM and AutoGPTQ's
+  // QuantLinear take it (group_size if != -1 else in_features). vLLM's plain awq kernel cannot run -1; its
+  // awq_marlin and gptq paths can.
+  int64_t group_size = 128;
   // Zero point fixed at 8 (GPTQ `sym`; AWQ `zero_point: false`): every stored zero must be 8.
   bool symmetric = false;
   // GPTQ `checkpoint_format: "gptq_v2"`: qzeros hold the zero point itself. The default (v1, AutoGPTQ's
