@@ -91,6 +91,7 @@ void check_ranks_agree(const engine_options& o, const fs::path& dir, const mpi_s
   f.add("--load-format", o.load_format);
   f.add("--backend", o.backend);
   f.add("--dtype", o.dtype);
+  f.add("--quantization", o.quantization);
   f.add("--tensor-parallel-size", std::to_string(o.tensor_parallel_size));
   f.add("--max-model-len", std::to_string(o.max_model_len));
   f.add("--max-num-seqs", std::to_string(o.max_num_seqs));
@@ -130,6 +131,7 @@ engine::impl::impl(const engine_options& requested) : system(with_middleman(syst
   const fs::path dir = o.model.empty() ? default_model_dir() : fs::path(o.model);
   if (!fs::is_directory(dir)) throw user_error("--model " + dir.string() + ": no such folder");
   config = model_config::from_dir(dir);
+  config.quantization = resolve_quantization(config.quantization, o.quantization, dir);
   if (fs::exists(dir / "tokenizer.json")) tokenizer_ = std::make_unique<tokenizer>(tokenizer::from_file(dir / "tokenizer.json"));
 
   const fs::path tokenizer_config = dir / "tokenizer_config.json";
@@ -244,8 +246,8 @@ engine::impl::impl(const engine_options& requested) : system(with_middleman(syst
       shard_resources& shard = *res[static_cast<size_t>(i)];
       const sharding_plan& plan = plans[static_cast<size_t>(r)];
       const model_config local = tp > 1 ? local_config(config, plan) : config;
-      weight_source source = o.load_format == "dummy" ? (tp > 1 ? sharded_dummy_weight_source(o.seed, plan)
-                                                                  : dummy_weight_source(o.seed))
+      weight_source source = o.load_format == "dummy" ? (tp > 1 ? sharded_dummy_weight_source(o.seed, plan, config.quantization)
+                                                                  : dummy_weight_source(o.seed, config.quantization))
                              : tp > 1 ? sharded_weight_source(*ckpt, config, plan)
                                       : checkpoint_weight_source(*ckpt, config);
       shard_context where;
@@ -297,6 +299,12 @@ engine::impl::impl(const engine_options& requested) : system(with_middleman(syst
       if (on_gpu) shard.net->warm_up();  // GEMM algorithms, kernel loading, the batch-1 decode graph
     });
     spdlog::info("weights and activations in {}", name(act));
+    if (config.quantization) {
+      const std::string method(name(config.quantization->method));
+      const char* to = act == dtype::bf16 ? "bf16" : act == dtype::f16 ? "fp16" : "f32";
+      if (on_gpu) spdlog::info("{} weights: 4-bit kernels not built yet: weights dequantized to {}", method, to);
+      else spdlog::info("{} weights dequantized to f32 (the CPU reference)", method);
+    }
   } else {
     fill_batch_defaults(0);
     check_kv_capacity(num_blocks, o.block_size, max_model_len, on_gpu);

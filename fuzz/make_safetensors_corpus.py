@@ -69,3 +69,20 @@ write("invalid_overflowing_shape", header_bytes(
     '{"a":{"dtype":"F64","shape":[4294967296,4294967296],"data_offsets":[0,0]}}'))
 write("invalid_metadata", header_bytes('{"__metadata__":{"n":1}}'))
 write("invalid_json", header_bytes('{"a":{"dtype":"F32",'))
+
+# 4-bit layers (the fuzz target dequantizes every "<module>.qweight" as AWQ and as GPTQ): one of each format as
+# AutoAWQ (GEMM) and AutoGPTQ lay them out, and one broken way per check of the layer reader.
+i32 = lambda *v: struct.pack("<%di" % len(v), *v)
+f16_ones = lambda n: struct.pack("<%dH" % n, *([0x3C00] * n))
+awq = [("m.qweight", "I32", [32, 1], i32(*range(0x76543210, 0x76543210 + 32))),
+       ("m.qzeros", "I32", [1, 1], i32(0x11111111)), ("m.scales", "F16", [1, 8], f16_ones(8))]
+gptq = [("m.qweight", "I32", [1, 8], i32(*[0x76543210] * 8)), ("m.qzeros", "I32", [1, 1], i32(0x77777777)),
+        ("m.scales", "F16", [1, 8], f16_ones(8)), ("m.g_idx", "I32", [8], i32(*[0] * 8))]
+write("valid_awq_layer", reference_file(awq))
+write("valid_gptq_layer", reference_file(gptq))
+write("valid_awq_layer_without_scales", reference_file(awq[:2]))
+write("valid_awq_layer_qzeros_of_another_shape", reference_file([awq[0], ("m.qzeros", "I32", [2, 1], i32(1, 2)), awq[2]]))
+write("valid_gptq_layer_act_order_g_idx", reference_file(gptq[:3] + [("m.g_idx", "I32", [8], i32(*[1, 0] * 4))]))
+write("valid_gptq_layer_f32_qweight", reference_file([("m.qweight", "F32", [1, 8], f32(*[1.0] * 8))] + gptq[1:]))
+write("valid_gptq_layer_empty", reference_file([("m.qweight", "I32", [0, 8], b""), ("m.qzeros", "I32", [0, 1], b""),
+                                                ("m.scales", "F16", [0, 8], b"")]))

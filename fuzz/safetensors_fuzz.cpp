@@ -1,13 +1,15 @@
 // Fuzz target for the safetensors reader: any byte string must either parse into tensors that lie inside the
 // input and agree with their dtype and shape, or throw checkpoint_error. Nothing else: no crash, no other
 // exception, no read outside the input (ASan), no undefined behaviour (UBSan).
-// A file that parses must also survive a round trip through the writer unchanged.
+// A file that parses must also survive a round trip through the writer unchanged, and every 4-bit layer in it
+// (a "<module>.qweight" with its qzeros, scales, g_idx) must dequantize or throw one checkpoint_error line.
 //
 // Built two ways (fuzz/CMakeLists.txt): with clang's libFuzzer (TROUPE_FUZZ=ON), and with any compiler into a
 // replay driver that runs the seed corpus as ctest tests.
 
 #include "fuzz/fuzz_check.hpp"
 #include "runtime/error.hpp"
+#include "runtime/model/int4_formats.hpp"
 #include "runtime/model/safetensors.hpp"
 
 #include <cstdint>
@@ -75,6 +77,35 @@ void check_round_trip(const troupe::safetensors_file& file) {
   }
 }
 
+// Dequantizes each "<module>.qweight" as an AWQ and as a GPTQ layer of the sizes its shape implies, with the
+// group size its scales imply, symmetric or not: values of that size, or one checkpoint_error line.
+void check_packed_layers(const troupe::safetensors_file& file) {
+  std::vector<float> values;
+  for (const auto& t : file.tensors()) {
+    if (!t.name.ends_with(".qweight") || t.shape.size() != 2) continue;
+    const std::string module = t.name.substr(0, t.name.size() - 8);
+    const troupe::packed_linear p{&t, file.find(module + ".qzeros"), file.find(module + ".scales"),
+                                  file.find(module + ".g_idx")};
+    for (const auto method : {troupe::quant_method::awq, troupe::quant_method::gptq}) {
+      const bool awq = method == troupe::quant_method::awq;
+      const std::int64_t in = awq ? t.shape[0] : t.shape[0] * 8, out = awq ? t.shape[1] * 8 : t.shape[1];
+      troupe::quantization_config q;
+      q.method = method;
+      const std::int64_t groups = p.scales && p.scales->shape.size() == 2 ? p.scales->shape[0] : 0;
+      q.group_size = groups > 0 && in / groups > 0 ? in / groups : -1;
+      for (const bool symmetric : {false, true}) {
+        q.symmetric = symmetric;
+        try {
+          troupe::dequantize_linear(module, p, q, out, in, "fuzz-input", values);
+          FUZZ_CHECK(values.size() == static_cast<std::size_t>(out * in));
+        } catch (const troupe::checkpoint_error& e) {
+          FUZZ_CHECK(std::strchr(e.what(), '\n') == nullptr);
+        }
+      }
+    }
+  }
+}
+
 } // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
@@ -83,6 +114,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     const auto file = troupe::safetensors_file::parse(input, "fuzz-input");
     check_file(file, input);
     check_round_trip(file);
+    check_packed_layers(file);
   } catch (const troupe::checkpoint_error& e) {
     FUZZ_CHECK(std::strchr(e.what(), '\n') == nullptr);  // messages are one line
   }

@@ -3,6 +3,7 @@
 #include <set>
 
 #include "runtime/error.hpp"
+#include "runtime/model/int4_formats.hpp"
 #include "runtime/model/safetensors.hpp"
 #include "runtime/model/sharding_plan.hpp"
 #include "runtime/model/weight_slice_reader.hpp"
@@ -10,46 +11,112 @@
 namespace troupe {
 namespace {
 
+using quantization = std::optional<quantization_config>;
+
+// Whether checkpoint weight `name` is stored packed (AWQ, GPTQ) rather than as itself.
+bool is_packed(const quantization& q, const std::string& name) {
+  return q && q->method != quant_method::rtn && q->quantizes(name);
+}
+
+std::string module_of(const std::string& weight_name) { return weight_name.substr(0, weight_name.size() - 7); }  // ".weight"
+
+// Replaces `values`, the weight [shape[0], shape[1]], with its 4-bit round-to-nearest code dequantized: what
+// --quantization rtn loads, and what dummy weights of a quantized model hold.
+void round_to_int4(const quantization_config& q, const std::string& name, const std::vector<int64_t>& shape,
+                   std::vector<float>& values) {
+  const int64_t group = q.group_for(shape[1]);
+  if (shape[1] % group != 0)
+    throw user_error("quantization_config's group_size " + std::to_string(q.group_size) + " does not divide the " +
+                     std::to_string(shape[1]) + " inputs of '" + name + "'");
+  dequantize(rtn_quantize(values, shape[0], shape[1], group, q.symmetric), values);
+}
+
 // Throws checkpoint_error when the checkpoint holds a tensor the config does not use.
 void refuse_unused_tensors(const checkpoint& ckpt, const model_config& config) {
   std::set<std::string> expected;
-  for (const weight_spec& spec : hf_weight_specs(config)) expected.insert(spec.name);
+  for (const weight_spec& spec : hf_weight_specs(config)) {
+    if (!is_packed(config.quantization, spec.name)) {
+      expected.insert(spec.name);
+      continue;
+    }
+    const std::string m = module_of(spec.name);
+    expected.insert({m + ".qweight", m + ".qzeros", m + ".scales"});
+    if (config.quantization->method == quant_method::gptq) expected.insert(m + ".g_idx");
+  }
   for (const std::string& name : ckpt.names()) {
     if (expected.count(name)) continue;
     // Tied checkpoints sometimes keep a copy of the head; old ones stored rotary tables.
     if ((name == "lm_head.weight" && config.tie_word_embeddings) || name.ends_with("rotary_emb.inv_freq")) continue;
     const tensor_info* t = ckpt.find(name);
+    const quantization& q = config.quantization;
+    const std::string a = !q || q->method == quant_method::rtn ? "a "
+                          : q->method == quant_method::awq      ? "an awq-quantized "
+                                                                : "a gptq-quantized ";
     throw checkpoint_error((t && t->file ? t->file->string() : std::string("checkpoint")) + ": tensor '" + name +
-                           "' is not used by a " + config.architecture_name +
+                           "' is not used by " + a + config.architecture_name +
                            " with this config.json; the config and the weights disagree");
   }
+}
+
+// The f32 values [shape] of weight `name`: read, dequantized from its packed tensors, or read and rounded to
+// 4 bits (rtn).
+void read_weight(const checkpoint& ckpt, const quantization& q, const std::string& name, const std::vector<int64_t>& shape,
+                 std::vector<float>& values) {
+  if (is_packed(q, name)) {
+    const std::string m = module_of(name);
+    const packed_linear p{ckpt.find(m + ".qweight"), ckpt.find(m + ".qzeros"), ckpt.find(m + ".scales"),
+                          ckpt.find(m + ".g_idx")};
+    dequantize_linear(m, p, *q, shape[0], shape[1], ckpt.directory().string(), values);
+    return;
+  }
+  ckpt.read_f32(name, shape, values);
+  if (q && q->quantizes(name)) round_to_int4(*q, name, shape, values);
 }
 
 } // namespace
 
 weight_source checkpoint_weight_source(const checkpoint& ckpt, const model_config& config) {
   refuse_unused_tensors(ckpt, config);
-  return [&ckpt](const weight_spec& spec, std::vector<float>& values) {
-    const tensor_info& t = ckpt.require(spec.name, spec.shape);
-    values.resize(static_cast<size_t>(t.num_elements()));
-    checkpoint::to_f32(t, values);
+  return [&ckpt, q = config.quantization](const weight_spec& spec, std::vector<float>& values) {
+    read_weight(ckpt, q, spec.name, spec.shape, values);
   };
 }
 
 weight_source sharded_weight_source(const checkpoint& ckpt, const model_config& config, const sharding_plan& plan) {
   refuse_unused_tensors(ckpt, config);
-  return [&ckpt, &plan](const weight_spec& spec, std::vector<float>& values) {
-    read_slice_f32(ckpt, plan.slice(spec.name), values);
+  return [&ckpt, &plan, q = config.quantization](const weight_spec& spec, std::vector<float>& values) {
+    const weight_slice& slice = plan.slice(spec.name);
+    if (!q || !q->quantizes(spec.name)) {
+      read_slice_f32(ckpt, slice, values);
+      return;
+    }
+    // NOTE: a 4-bit weight is dequantized (or rounded, for rtn) whole, then cut exactly as read_slice_f32 cuts
+    // an f32 one, so every rank computes what one device would. Reading only a rank's packed slice is later work.
+    std::vector<float> whole;
+    read_weight(ckpt, q, spec.name, slice.shape, whole);
+    slice_f32(slice, whole, values);
   };
 }
 
-weight_source dummy_weight_source(uint64_t seed) {
-  return [seed](const weight_spec& spec, std::vector<float>& values) { random_weight_values(spec, seed, values); };
+weight_source dummy_weight_source(uint64_t seed, const std::optional<quantization_config>& q) {
+  return [seed, q](const weight_spec& spec, std::vector<float>& values) {
+    random_weight_values(spec, seed, values);
+    if (q && q->quantizes(spec.name)) round_to_int4(*q, spec.name, spec.shape, values);
+  };
 }
 
-weight_source sharded_dummy_weight_source(uint64_t seed, const sharding_plan& plan) {
-  return [seed, &plan](const weight_spec& spec, std::vector<float>& values) {
-    random_slice_f32(plan.slice(spec.name), spec.kind, seed, values);
+weight_source sharded_dummy_weight_source(uint64_t seed, const sharding_plan& plan,
+                                          const std::optional<quantization_config>& q) {
+  return [seed, &plan, q](const weight_spec& spec, std::vector<float>& values) {
+    const weight_slice& slice = plan.slice(spec.name);
+    if (!q || !q->quantizes(spec.name)) {
+      random_slice_f32(slice, spec.kind, seed, values);
+      return;
+    }
+    std::vector<float> whole;  // rounded whole, then cut, as sharded_weight_source does
+    random_weight_values({spec.name, slice.shape, spec.kind}, seed, whole);
+    round_to_int4(*q, spec.name, slice.shape, whole);
+    slice_f32(slice, whole, values);
   };
 }
 

@@ -14,19 +14,24 @@ struct sharding_plan;
 // Reads each tensor from the checkpoint, checking its name and shape against the config. Throws
 // checkpoint_error first if the checkpoint holds a tensor the config does not use (a sign that the config
 // and the weights disagree, such as a bias the config does not declare).
+// With config.quantization (runtime/model/quantization.hpp), each quantized linear weight "X.weight" comes
+// dequantized to f32 from the AWQ / GPTQ tensors X.qweight, X.qzeros, X.scales (X.g_idx), or for rtn is read
+// and rounded to 4 bits; a broken packed layer throws checkpoint_error naming the tensor (dequantize_linear).
 weight_source checkpoint_weight_source(const checkpoint& ckpt, const model_config& config);
 
 // One tensor-parallel rank's weights: each tensor's slice in `plan` (a plan of `config`), read from the
 // memory-mapped checkpoint without the rest of the tensor (read_slice_f32), so values come in the slice's
-// local shape, not spec.shape. Checks the checkpoint's tensors as checkpoint_weight_source does. `ckpt` and
-// `plan` must outlive the source.
+// local shape, not spec.shape. Checks the checkpoint's tensors as checkpoint_weight_source does. A 4-bit
+// weight is dequantized (or rounded) whole and then cut the same way. `ckpt` and `plan` must outlive the source.
 weight_source sharded_weight_source(const checkpoint& ckpt, const model_config& config, const sharding_plan& plan);
 
-// Reproducible random weights (see random_weight_values).
-weight_source dummy_weight_source(uint64_t seed);
+// Reproducible random weights (see random_weight_values); with `q`, the quantized linear weights rounded to
+// 4 bits as rtn rounds them, with q's group size and symmetry.
+weight_source dummy_weight_source(uint64_t seed, const std::optional<quantization_config>& q = std::nullopt);
 
-// One tensor-parallel rank's slices of dummy_weight_source(seed)'s tensors, made without the rest
-// (random_slice_f32), in the slices' local shapes. `plan` must outlive the source.
-weight_source sharded_dummy_weight_source(uint64_t seed, const sharding_plan& plan);
+// One tensor-parallel rank's slices of dummy_weight_source(seed, q)'s tensors, in the slices' local shapes,
+// made without the rest (random_slice_f32) except for 4-bit weights, rounded whole. `plan` must outlive the source.
+weight_source sharded_dummy_weight_source(uint64_t seed, const sharding_plan& plan,
+                                          const std::optional<quantization_config>& q = std::nullopt);
 
 } // namespace troupe

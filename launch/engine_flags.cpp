@@ -11,6 +11,9 @@ void add_engine_flags(CLI::App* cmd, engine_options& o) {
       ->capture_default_str();
   cmd->add_option("--dtype", o.dtype, "auto (bfloat16 on CUDA, float32 on the CPU), bfloat16, float16 or float32")
       ->capture_default_str();
+  cmd->add_option("--quantization,-q", o.quantization,
+                  "awq, gptq or rtn (4-bit weights rounded to nearest at load, group 128, a zero point per group); "
+                  "default: the checkpoint's quantization_config. The CPU runs the dequantized weights in f32");
   cmd->add_option("--gpu-memory-utilization", o.gpu_memory_utilization,
                   "Share of GPU memory for weights, activations and the KV cache")->capture_default_str();
   cmd->add_option("--max-num-seqs", o.max_num_seqs,

@@ -26,6 +26,11 @@ void register_make_model(CLI::App& app) {
   cmd->add_option("--dtype", options->dtype, "bfloat16, float16 or float32")->capture_default_str();
   cmd->add_option("--seed", options->seed)->capture_default_str();
   cmd->add_option("--max-shard-bytes", options->max_shard_bytes, "0: one file")->capture_default_str();
+  cmd->add_option("--quantization", options->quantization,
+                  "awq or gptq: the layers' linear weights RTN-quantized to 4 bits and packed as AutoAWQ (GEMM, zero "
+                  "points) or AutoGPTQ (sym) write them");
+  cmd->add_option("--group-size", options->group_size, "Inputs per 4-bit group with --quantization: 32, 64, 128 or -1")
+      ->capture_default_str();
   cmd->add_flag("--tie-word-embeddings,!--no-tie-word-embeddings", options->tie_word_embeddings)->capture_default_str();
   cmd->callback([options, out] {
     write_random_model(*options, *out);

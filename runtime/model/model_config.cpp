@@ -119,6 +119,8 @@ std::vector<int32_t> parse_token_ids(const json& v) {
   return ids;
 }
 
+} // namespace
+
 std::string read_text_file(const std::filesystem::path& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw user_error(path.string() + ": cannot be read");
@@ -126,8 +128,6 @@ std::string read_text_file(const std::filesystem::path& path) {
   s << in.rdbuf();
   return s.str();
 }
-
-} // namespace
 
 std::string_view architecture_name(architecture arch) {
   switch (arch) {
@@ -174,7 +174,8 @@ model_config model_config::from_json(std::string_view json_text, const std::stri
 
   const std::string act = c.has("hidden_act") && j.at("hidden_act").is_string() ? j.at("hidden_act").get<std::string>() : "silu";
   if (act != "silu") c.fail("hidden_act '" + act + "' is not supported (only silu)");
-  if (c.has("quantization_config")) c.fail("quantized checkpoints ('quantization_config') are not supported yet");
+  if (c.has("quantization_config"))
+    m.quantization = quantization_config::from_json(j.at("quantization_config").dump(), where + ": quantization_config");
 
   switch (m.arch) {
     case architecture::qwen2:
@@ -248,6 +249,8 @@ std::string model_config::to_json() const {
                            {"original_max_position_embeddings", rope.original_max_position_embeddings}};
       break;
   }
+  if (quantization && quantization->method != quant_method::rtn)  // rtn is a load option, not a checkpoint's
+    j["quantization_config"] = json::parse(quantization->to_json());
   if (bos_token_id) j["bos_token_id"] = *bos_token_id;
   if (eos_token_ids.size() == 1) j["eos_token_id"] = eos_token_ids[0];
   else if (!eos_token_ids.empty()) j["eos_token_id"] = eos_token_ids;

@@ -13,6 +13,8 @@
 #include <string_view>
 #include <vector>
 
+#include "runtime/model/quantization.hpp"
+
 namespace troupe {
 
 enum class architecture { llama, mistral, qwen2 };
@@ -49,6 +51,9 @@ struct model_config {
   std::string torch_dtype = "bfloat16";  // the checkpoint's declared dtype
   std::vector<int32_t> eos_token_ids;    // from config.json / generation_config.json
   std::optional<int32_t> bos_token_id;
+  // The 4-bit quantization the linear weights load with: config.json's quantization_config, or what the
+  // engine resolved from --quantization (resolve_quantization); none for plain weights.
+  std::optional<quantization_config> quantization;
 
   int64_t q_size() const { return num_heads * head_dim; }
   int64_t kv_size() const { return num_kv_heads * head_dim; }
@@ -64,5 +69,8 @@ struct model_config {
 };
 
 std::string_view architecture_name(architecture arch);
+
+// The whole file at `path` (a config.json and the like); throws user_error naming it when it cannot be read.
+std::string read_text_file(const std::filesystem::path& path);
 
 } // namespace troupe

@@ -10,6 +10,7 @@
 
 #include "runtime/tokenizer/bpe_trainer.hpp"
 #include "runtime/model/dtype.hpp"
+#include "runtime/model/int4_formats.hpp"
 #include "runtime/error.hpp"
 #include "runtime/model/model_config.hpp"
 #include "runtime/model/safetensors.hpp"
@@ -51,6 +52,17 @@ model_config config_for(const make_model_options& o, int64_t vocab_size, int32_t
   return model_config::from_json(j.dump(), "make-model options");
 }
 
+// The packed tensors of random weight `spec` with `values`: RTN-quantized as int4_formats describes, with a
+// zero point of at least 1 for GPTQ v1, which stores zero − 1.
+packed_int4 pack_random_weight(const quantization_config& q, const weight_spec& spec, std::span<const float> values) {
+  const int64_t out = spec.shape[0], in = spec.shape[1], group = q.group_for(in);
+  if (in % group != 0)
+    throw user_error("--group-size " + std::to_string(q.group_size) + " does not divide the " + std::to_string(in) +
+                     " inputs of '" + spec.name + "'");
+  const int min_zero = q.method == quant_method::gptq && !q.gptq_v2 ? 1 : 0;
+  return pack_int4(rtn_quantize(values, out, in, group, q.symmetric, min_zero), q);
+}
+
 } // namespace
 
 void write_random_model(const make_model_options& o, const fs::path& out) {
@@ -70,6 +82,14 @@ void write_random_model(const make_model_options& o, const fs::path& out) {
   const int32_t endoftext = static_cast<int32_t>(bpe.vocab.size());
   const int32_t im_end = endoftext + 2;
   model_config config = config_for(o, vocab_size, im_end);
+  if (!o.quantization.empty()) {
+    if (o.quantization != "awq" && o.quantization != "gptq")
+      throw user_error("--quantization must be awq or gptq, got '" + o.quantization + "'");
+    // Parsed as a checkpoint's would be, so the group size is checked the same way.
+    config.quantization = quantization_config::from_json(
+        nlohmann::json({{"quant_method", o.quantization}, {"bits", 4}, {"group_size", o.group_size}}).dump(),
+        "make-model options");
+  }
 
   std::error_code ec;
   fs::create_directories(out, ec);
@@ -88,12 +108,19 @@ void write_random_model(const make_model_options& o, const fs::path& out) {
                  .dump(2));
 
   std::vector<std::vector<std::byte>> storage;
+  std::vector<packed_int4> packed;  // moving a packed_int4 keeps its buffers, which `tensors` points into
   std::vector<tensor_to_write> tensors;
   std::vector<float> values;
   const auto specs = hf_weight_specs(config);
   storage.reserve(specs.size());
   for (const weight_spec& spec : specs) {
     random_weight_values(spec, o.seed, values);
+    if (config.quantization && config.quantization->quantizes(spec.name)) {
+      packed.push_back(pack_random_weight(*config.quantization, spec, values));
+      for (tensor_to_write& t : packed_tensors(spec.name.substr(0, spec.name.size() - 7), packed.back()))
+        tensors.push_back(std::move(t));
+      continue;
+    }
     std::vector<std::byte> bytes(values.size() * size_in_bytes(type));
     for (size_t i = 0; i < values.size(); ++i) {
       if (type == dtype::f32) {

@@ -24,6 +24,10 @@ struct make_model_options {
   uint64_t seed = 0;
   bool tie_word_embeddings = true;
   int64_t max_shard_bytes = 0;  // 0: one model.safetensors
+  // "awq" or "gptq": the decoder layers' linear weights RTN-quantized to 4 bits and packed as AutoAWQ (GEMM,
+  // zero points) or AutoGPTQ (sym, v1) write them, with a quantization_config; "" for plain weights.
+  std::string quantization;
+  int64_t group_size = 128;  // with `quantization`: 32, 64, 128 or -1
 };
 
 // Writes the folder; throws user_error on bad options or an unwritable folder.

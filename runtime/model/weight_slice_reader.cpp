@@ -82,6 +82,15 @@ void read_slice_f32(const checkpoint& ckpt, const weight_slice& slice, std::vect
   });
 }
 
+void slice_f32(const weight_slice& slice, std::span<const float> whole, std::vector<float>& out) {
+  if (static_cast<int64_t>(whole.size()) != product(slice.shape))
+    throw std::invalid_argument("tensor '" + slice.name + "': " + std::to_string(whole.size()) +
+                                " values do not fill its shape " + shape_text(slice.shape));
+  for_each_span(slice, out, [&](size_t first, size_t count, std::span<float> dst) {
+    std::copy_n(whole.begin() + static_cast<std::ptrdiff_t>(first), count, dst.begin());
+  });
+}
+
 void random_slice_f32(const weight_slice& slice, weight_spec::init kind, uint64_t seed, std::vector<float>& out) {
   const weight_spec spec{slice.name, slice.shape, kind};
   for_each_span(slice, out, [&](size_t first, size_t count, std::span<float> dst) {

@@ -5,6 +5,7 @@
 // in) a whole tensor it holds only part of.
 
 #include <cstdint>
+#include <span>
 #include <vector>
 
 #include "runtime/model/weight_names.hpp"
@@ -21,6 +22,11 @@ struct weight_slice;
 // dtype other than F32/F16/BF16), and std::out_of_range naming the tensor when the slice does not fit it
 // (a dim other than 0 or 1, a range past the tensor's end, a local shape that cannot hold the slice).
 void read_slice_f32(const checkpoint& ckpt, const weight_slice& slice, std::vector<float>& out);
+
+// The same slice of `whole`, the tensor's values [slice.shape] already in memory (a 4-bit weight dequantized
+// whole), as read_slice_f32 cuts it from a checkpoint. Throws std::out_of_range as read_slice_f32 does, and
+// std::invalid_argument when whole does not hold slice.shape's elements.
+void slice_f32(const weight_slice& slice, std::span<const float> whole, std::vector<float>& out);
 
 // The same slice of the random tensor random_weight_values makes for (slice.name, slice.shape, kind, seed),
 // made without the rest of it (`--load-format dummy` on a tensor-parallel rank). Throws std::out_of_range

@@ -1,0 +1,272 @@
+#include "runtime/model/int4_formats.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <stdexcept>
+
+#include "runtime/error.hpp"
+#include "runtime/model/dtype.hpp"
+
+namespace troupe {
+namespace {
+
+// AutoAWQ's interleaving: nibble k (bits 4k..4k+3) of a packed word holds output column 8·word + awq_order[k]
+// (awq/modules/linear/gemm.py, WQLinear_GEMM.from_linear: order_map; awq/utils/packing_utils.py: AWQ_ORDER).
+constexpr int awq_order[8] = {0, 2, 4, 6, 1, 3, 5, 7};
+// Its inverse: output column 8·word + j sits in nibble awq_reverse_order[j] (packing_utils.py: AWQ_REVERSE_ORDER).
+constexpr int awq_reverse_order[8] = {0, 4, 1, 5, 2, 6, 3, 7};
+
+float round_to_f16(float v) { return f16_to_f32(f32_to_f16(v)); }
+
+uint32_t nibble(uint32_t word, int k) { return (word >> (4 * k)) & 0xFu; }
+
+std::string shape_text(std::span<const int64_t> shape) {
+  std::string s = "[";
+  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + "]";
+}
+
+// Checks and reads one tensor of a packed layer, naming it in every message.
+struct packed_reader {
+  const std::string& module;
+  const quantization_config& q;
+  const std::string& where;
+  std::string layer;  // "an AWQ linear layer of 64 inputs and 96 outputs"
+
+  std::string file_of(const tensor_info& t) const { return t.file ? t.file->string() : where; }
+
+  [[noreturn]] void fail(const tensor_info& t, const std::string& what) const {
+    throw checkpoint_error(file_of(t) + ": tensor '" + t.name + "' " + what);
+  }
+
+  const tensor_info& require(const tensor_info* t, const char* suffix, std::vector<int64_t> shape,
+                             const char* layout) const {
+    if (!t)
+      throw checkpoint_error(where + ": tensor '" + module + suffix + "' is missing; " + layer +
+                             " is stored as qweight, qzeros and scales (quantization_config says " +
+                             std::string(name(q.method)) + ")");
+    if (t->shape != shape)
+      fail(*t, "has shape " + shape_text(t->shape) + ", but " + layer + " needs " + shape_text(shape) + " (" + layout +
+                   "); the checkpoint does not match config.json");
+    return *t;
+  }
+
+  std::vector<uint32_t> words(const tensor_info& t) const {
+    if (t.type != dtype::i32)
+      fail(t, "has dtype " + std::string(name(t.type)) + ", but packed 4-bit values are I32");
+    std::vector<uint32_t> out(static_cast<size_t>(t.num_elements()));
+    if (!out.empty()) std::memcpy(out.data(), t.data, out.size() * 4);
+    return out;
+  }
+
+  std::vector<float> floats(const tensor_info& t) const {
+    if (t.type != dtype::f16 && t.type != dtype::bf16 && t.type != dtype::f32)
+      fail(t, "has dtype " + std::string(name(t.type)) + ", but scales are F16, BF16 or F32");
+    std::vector<float> out(static_cast<size_t>(t.num_elements()));
+    checkpoint::to_f32(t, out);
+    return out;
+  }
+};
+
+} // namespace
+
+int4_weight rtn_quantize(std::span<const float> w, int64_t out_features, int64_t in_features, int64_t group_size,
+                         bool symmetric, int min_zero) {
+  if (group_size <= 0 || in_features % group_size != 0)
+    throw std::invalid_argument("rtn_quantize: group size " + std::to_string(group_size) + " does not divide " +
+                                std::to_string(in_features) + " inputs");
+  if (static_cast<int64_t>(w.size()) != out_features * in_features)
+    throw std::invalid_argument("rtn_quantize: the weight has " + std::to_string(w.size()) + " values, not out × in");
+  int4_weight r;
+  r.out_features = out_features;
+  r.in_features = in_features;
+  r.group_size = group_size;
+  const int64_t groups = r.num_groups();
+  r.q.resize(w.size());
+  r.zeros.resize(static_cast<size_t>(out_features * groups));
+  r.scales.resize(r.zeros.size());
+  const float smallest_f16 = f16_to_f32(0x0001);  // a scale that rounds to 0 in fp16 would divide by zero
+  for (int64_t o = 0; o < out_features; ++o) {
+    for (int64_t g = 0; g < groups; ++g) {
+      const std::span<const float> x = w.subspan(static_cast<size_t>(o * in_features + g * group_size),
+                                                 static_cast<size_t>(group_size));
+      const auto [lo, hi] = std::minmax_element(x.begin(), x.end());
+      float scale;
+      int zero;
+      if (symmetric) {
+        // vLLM's rtn.py, rtn_quantize: scale = 2·max|x| / (2^bits − 1), code = round(x / scale) + 2^(bits−1).
+        // AutoGPTQ's auto_gptq/quantization/quantizer.py, Quantizer.find_params with sym agrees (zero =
+        // (maxq + 1) / 2, an all-zero group gets [-1, 1]) except for a group with no negative value, where it
+        // keeps xmin = 0 and halves the range; we follow vLLM.
+        float amax = std::max(std::abs(std::min(*lo, 0.0f)), std::max(*hi, 0.0f));
+        if (amax == 0) amax = 1;
+        scale = round_to_f16(2 * amax / 15);
+        zero = 8;
+      } else {
+        // awq/quantize/quantizer.py, AwqQuantizer.pseudo_quantize_tensor (zero_point true).
+        scale = round_to_f16(std::max(*hi - *lo, 1e-5f) / 15);
+        if (scale == 0) scale = smallest_f16;
+        zero = std::clamp(static_cast<int>(-std::nearbyint(*lo / scale)), min_zero, 15);
+      }
+      if (scale == 0) scale = smallest_f16;
+      const size_t at = static_cast<size_t>(o * groups + g);
+      r.scales[at] = scale;
+      r.zeros[at] = static_cast<uint8_t>(zero);
+      for (int64_t i = 0; i < group_size; ++i) {
+        const float code = std::nearbyint(x[static_cast<size_t>(i)] / scale) + static_cast<float>(zero);
+        r.q[static_cast<size_t>(o * in_features + g * group_size + i)] =
+            static_cast<uint8_t>(std::clamp(code, 0.0f, 15.0f));
+      }
+    }
+  }
+  return r;
+}
+
+void dequantize(const int4_weight& w, std::vector<float>& out) {
+  out.resize(w.q.size());
+  const int64_t groups = w.num_groups();
+  for (int64_t o = 0; o < w.out_features; ++o)
+    for (int64_t i = 0; i < w.in_features; ++i) {
+      const size_t g = static_cast<size_t>(o * groups + i / w.group_size);
+      const size_t at = static_cast<size_t>(o * w.in_features + i);
+      out[at] = static_cast<float>(int{w.q[at]} - int{w.zeros[g]}) * w.scales[g];
+    }
+}
+
+packed_int4 pack_int4(const int4_weight& w, const quantization_config& q) {
+  const int64_t out = w.out_features, in = w.in_features, groups = w.num_groups();
+  const bool gptq = q.method == quant_method::gptq;
+  if (out % 8 != 0 || (gptq && in % 8 != 0))
+    throw user_error("a linear layer of " + std::to_string(in) + " inputs and " + std::to_string(out) +
+                     " outputs cannot be packed as " + std::string(name(q.method)) + ": " +
+                     (gptq ? "both sizes" : "the outputs") + " must be multiples of 8");
+  const auto code = [&](int64_t o, int64_t i) { return uint32_t{w.q[static_cast<size_t>(o * in + i)]}; };
+  const auto zero = [&](int64_t o, int64_t g) { return uint32_t{w.zeros[static_cast<size_t>(o * groups + g)]}; };
+  packed_int4 p;
+  p.scales_shape = {groups, out};
+  p.scales.resize(static_cast<size_t>(groups * out));
+  for (int64_t g = 0; g < groups; ++g)
+    for (int64_t o = 0; o < out; ++o) p.scales[static_cast<size_t>(g * out + o)] = f32_to_f16(w.scales[static_cast<size_t>(o * groups + g)]);
+  p.qzeros_shape = {groups, out / 8};
+  p.qzeros.assign(static_cast<size_t>(groups * out / 8), 0);
+  if (!gptq) {
+    // AutoAWQ, awq/modules/linear/gemm.py, WQLinear_GEMM.from_linear: intweight is [in, out]; word `col` of row i
+    // ORs in column col·8 + order_map[k] at bit 4k; qzeros packs the [in/group, out] zeros the same way.
+    p.qweight_shape = {in, out / 8};
+    p.qweight.assign(static_cast<size_t>(in * out / 8), 0);
+    for (int64_t i = 0; i < in; ++i)
+      for (int64_t col = 0; col < out / 8; ++col) {
+        uint32_t word = 0;
+        for (int k = 0; k < 8; ++k) word |= code(col * 8 + awq_order[k], i) << (4 * k);
+        p.qweight[static_cast<size_t>(i * out / 8 + col)] = static_cast<int32_t>(word);
+      }
+    for (int64_t g = 0; g < groups; ++g)
+      for (int64_t col = 0; col < out / 8; ++col) {
+        uint32_t word = 0;
+        for (int k = 0; k < 8; ++k) word |= zero(col * 8 + awq_order[k], g) << (4 * k);
+        p.qzeros[static_cast<size_t>(g * out / 8 + col)] = static_cast<int32_t>(word);
+      }
+    return p;
+  }
+  // AutoGPTQ, auto_gptq/nn_modules/qlinear/qlinear_cuda_old.py, QuantLinear.pack: qweight row r ORs in input
+  // row 8r + k at bit 4k (packed along the inputs); `zeros -= 1`, then qzeros column c ORs in output 8c + k at
+  // bit 4k (packed along the outputs, plain order); g_idx = i // group_size. GPTQModel's gptq_v2 format keeps
+  // the zero itself (vLLM: use_v2_format = checkpoint_format == "gptq_v2").
+  const uint32_t offset = q.gptq_v2 ? 0 : 1;
+  p.qweight_shape = {in / 8, out};
+  p.qweight.assign(static_cast<size_t>(in / 8 * out), 0);
+  for (int64_t r = 0; r < in / 8; ++r)
+    for (int64_t o = 0; o < out; ++o) {
+      uint32_t word = 0;
+      for (int k = 0; k < 8; ++k) word |= code(o, r * 8 + k) << (4 * k);
+      p.qweight[static_cast<size_t>(r * out + o)] = static_cast<int32_t>(word);
+    }
+  for (int64_t g = 0; g < groups; ++g)
+    for (int64_t col = 0; col < out / 8; ++col) {
+      uint32_t word = 0;
+      for (int k = 0; k < 8; ++k) {
+        const uint32_t z = zero(col * 8 + k, g);
+        if (z < offset)
+          throw user_error("GPTQ's v1 checkpoint format stores zero − 1 and cannot hold a zero point of 0 (group " +
+                           std::to_string(g) + ", output " + std::to_string(col * 8 + k) + "); quantize with min_zero 1");
+        word |= (z - offset) << (4 * k);
+      }
+      p.qzeros[static_cast<size_t>(g * out / 8 + col)] = static_cast<int32_t>(word);
+    }
+  p.g_idx.resize(static_cast<size_t>(in));
+  for (int64_t i = 0; i < in; ++i) p.g_idx[static_cast<size_t>(i)] = static_cast<int32_t>(i / w.group_size);
+  return p;
+}
+
+std::vector<tensor_to_write> packed_tensors(const std::string& module, const packed_int4& p) {
+  const auto bytes = [](const auto& v) { return std::as_bytes(std::span(v)); };
+  std::vector<tensor_to_write> t = {{module + ".qweight", dtype::i32, p.qweight_shape, bytes(p.qweight)},
+                                    {module + ".qzeros", dtype::i32, p.qzeros_shape, bytes(p.qzeros)},
+                                    {module + ".scales", dtype::f16, p.scales_shape, bytes(p.scales)}};
+  if (!p.g_idx.empty())
+    t.push_back({module + ".g_idx", dtype::i32, {static_cast<int64_t>(p.g_idx.size())}, bytes(p.g_idx)});
+  return t;
+}
+
+void dequantize_linear(const std::string& module, const packed_linear& t, const quantization_config& q,
+                       int64_t out_features, int64_t in_features, const std::string& where, std::vector<float>& values) {
+  const bool gptq = q.method == quant_method::gptq;
+  const int64_t out = out_features, in = in_features, group = q.group_for(in);
+  packed_reader r{module, q, where,
+                  std::string(gptq ? "a GPTQ" : "an AWQ") + " linear layer of " + std::to_string(in) + " inputs and " +
+                      std::to_string(out) + " outputs"};
+  if (!t.qweight) r.require(nullptr, ".qweight", {}, "");
+  if (group <= 0 || in % group != 0)
+    r.fail(*t.qweight, "cannot be read: quantization_config's group_size " + std::to_string(q.group_size) +
+                           " does not divide the layer's " + std::to_string(in) + " inputs");
+  if (out % 8 != 0 || (gptq && in % 8 != 0))
+    r.fail(*t.qweight, "cannot be read: " + r.layer + " cannot be packed 8 values to a word (" +
+                           (gptq ? "both sizes" : "the outputs") + " must be multiples of 8)");
+  const int64_t groups = in / group;
+  const auto qweight = r.words(gptq ? r.require(t.qweight, ".qweight", {in / 8, out}, "[in / 8, out]")
+                                    : r.require(t.qweight, ".qweight", {in, out / 8}, "[in, out / 8]"));
+  const auto qzeros = r.words(r.require(t.qzeros, ".qzeros", {groups, out / 8}, "[in / group_size, out / 8]"));
+  const auto scales = r.floats(r.require(t.scales, ".scales", {groups, out}, "[in / group_size, out]"));
+  if (gptq && t.g_idx) {
+    const auto g_idx = r.words(r.require(t.g_idx, ".g_idx", {in}, "[in]"));
+    for (int64_t i = 0; i < in; ++i)
+      if (static_cast<int32_t>(g_idx[static_cast<size_t>(i)]) != i / group)
+        r.fail(*t.g_idx, "has g_idx[" + std::to_string(i) + "] = " +
+                             std::to_string(static_cast<int32_t>(g_idx[static_cast<size_t>(i)])) + ", not " +
+                             std::to_string(i) + " / " + std::to_string(group) + " = " + std::to_string(i / group) +
+                             ": act-order (desc_act) checkpoints are not supported");
+  }
+
+  // The zero point of output o in group g, [groups, out], and the check that a symmetric code's are all 8.
+  // AWQ: AutoAWQ's awq/utils/packing_utils.py, unpack_awq + reverse_awq_order (dequantize_gemm). GPTQ: vLLM's
+  // gptq_gemm reads nibble o % 8 of qzeros[g][o / 8] and adds 1 unless use_v2_format (AutoGPTQ's torch
+  // fallback in qlinear_cuda_old.py, forward: `zeros = zeros + 1`).
+  std::vector<int32_t> zeros(static_cast<size_t>(groups * out));
+  for (int64_t g = 0; g < groups; ++g)
+    for (int64_t o = 0; o < out; ++o) {
+      const uint32_t word = qzeros[static_cast<size_t>(g * out / 8 + o / 8)];
+      const int32_t z = gptq ? static_cast<int32_t>(nibble(word, static_cast<int>(o % 8))) + (q.gptq_v2 ? 0 : 1)
+                             : static_cast<int32_t>(nibble(word, awq_reverse_order[o % 8]));
+      if (q.symmetric && z != 8)
+        r.fail(*t.qzeros, "holds zero point " + std::to_string(z) + " for group " + std::to_string(g) + ", output " +
+                              std::to_string(o) + ", but quantization_config says the code is symmetric (" +
+                              (gptq ? "sym true" : "zero_point false") + "), whose zero points are all 8");
+      zeros[static_cast<size_t>(g * out + o)] = z;
+    }
+
+  values.assign(static_cast<size_t>(out_features * in_features), 0.0f);
+  for (int64_t i = 0; i < in; ++i) {
+    const int64_t g = i / group;
+    for (int64_t o = 0; o < out; ++o) {
+      // AWQ: qweight[i][o / 8], nibble awq_reverse_order[o % 8] (packing_utils.py, dequantize_gemm).
+      // GPTQ: qweight[i / 8][o], nibble i % 8 (qlinear_cuda_old.py, forward: shifts wf = 0, 4, ..., 28).
+      const uint32_t code = gptq ? nibble(qweight[static_cast<size_t>((i / 8) * out + o)], static_cast<int>(i % 8))
+                                 : nibble(qweight[static_cast<size_t>(i * (out / 8) + o / 8)], awq_reverse_order[o % 8]);
+      const size_t gz = static_cast<size_t>(g * out + o);
+      values[static_cast<size_t>(o * in + i)] = static_cast<float>(static_cast<int32_t>(code) - zeros[gz]) * scales[gz];
+    }
+  }
+}
+
+} // namespace troupe
