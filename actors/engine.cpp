@@ -257,9 +257,26 @@ engine::impl::impl(const engine_options& requested) : system(with_middleman(syst
         shard.comm = std::make_unique<timed_communicator>(std::move(comm));
         where = {shard.comm.get(), plan.vocab_begin, config.vocab_size};
       }
-      const int64_t weight_bytes = local.num_parameters() * static_cast<int64_t>(size_in_bytes(act));
+      // 4-bit weights stay packed on a GPU of one shard (ops::linear_int4); the CPU runs the dequantized f32
+      // forward (the reference), and so do split models for now (their slices are cut from dequantized weights).
+      int4_source int4;
+      if (on_gpu && tp == 1 && config.quantization)
+        int4 = o.load_format == "dummy" ? dummy_int4_source(o.seed, config.quantization) : checkpoint_int4_source(*ckpt, config);
+      const int64_t linear_params = local.num_layers * ((local.q_size() + 2 * local.kv_size()) * local.hidden_size +
+                                                        local.hidden_size * local.q_size() +
+                                                        3 * local.hidden_size * local.intermediate_size);
+      const int64_t elem = static_cast<int64_t>(size_in_bytes(act));
+      // Packed: half a byte per weight, plus a scale and a zero per group of at least 32.
+      const int64_t weight_bytes = int4 ? (local.num_parameters() - linear_params) * elem + linear_params / 2 +
+                                              linear_params * 2 * elem / 32
+                                        : local.num_parameters() * elem;
       if (memory) check_weights_fit(weight_bytes, std::string(name(act)), memory->first, memory->second, o.gpu_memory_utilization);
-      model_weights weights = load_model_weights(local, *shard.backend, act, source);
+      if (int4 && i == 0)
+        spdlog::info("{} weights kept in 4 bits: the linear layers take about {:.2f} GiB instead of {:.2f} GiB in {}; "
+                     "the KV cache gets the difference",
+                     name(config.quantization->method), (linear_params / 2.0 + linear_params * 2.0 * elem / 32) / (1 << 30),
+                     static_cast<double>(linear_params * elem) / (1 << 30), name(act));
+      model_weights weights = load_model_weights(local, *shard.backend, act, source, int4);
       if (!profile) {
         model_limits l = limits;
         l.num_blocks = shard_blocks[static_cast<size_t>(i)];
@@ -302,8 +319,8 @@ engine::impl::impl(const engine_options& requested) : system(with_middleman(syst
     if (config.quantization) {
       const std::string method(name(config.quantization->method));
       const char* to = act == dtype::bf16 ? "bf16" : act == dtype::f16 ? "fp16" : "f32";
-      if (on_gpu) spdlog::info("{} weights: 4-bit kernels not built yet: weights dequantized to {}", method, to);
-      else spdlog::info("{} weights dequantized to f32 (the CPU reference)", method);
+      if (on_gpu && tp > 1) spdlog::info("{} weights of a split model: dequantized to {} for now", method, to);
+      else if (!on_gpu) spdlog::info("{} weights dequantized to f32 (the CPU reference)", method);
     }
   } else {
     fill_batch_defaults(0);

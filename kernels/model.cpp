@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "runtime/error.hpp"
+#include "runtime/model/int4_formats.hpp"
 #include "runtime/model/rope_table.hpp"
 
 namespace troupe {
@@ -25,7 +26,8 @@ size_t sampling_workspace_bytes(int64_t max_num_seqs) {
 
 } // namespace
 
-model_weights load_model_weights(const model_config& c, ops& backend, dtype type, const weight_source& source) {
+model_weights load_model_weights(const model_config& c, ops& backend, dtype type, const weight_source& source,
+                                 const int4_source& int4) {
   const std::vector<weight_spec> specs = hf_weight_specs(c);
   auto find = [&](const std::string& name) -> const weight_spec& {
     for (const auto& s : specs)
@@ -46,6 +48,43 @@ model_weights load_model_weights(const model_config& c, ops& backend, dtype type
     }
     return stacked;
   };
+  // The 4-bit form of several weights with equal inputs and group, rows stacked, repacked into the device
+  // layout and uploaded; empty when `int4` keeps none of them packed.
+  auto packed = [&](std::initializer_list<std::string> names) {
+    int4_layer layer;
+    if (!int4) return layer;
+    std::vector<int4_weight> parts;
+    for (const auto& n : names) {
+      int4_weight w;
+      if (!int4(find(n), w)) return layer;
+      if (!parts.empty() && (w.in_features != parts[0].in_features || w.group_size != parts[0].group_size))
+        throw std::invalid_argument("load_model_weights: " + n + " cannot be fused with the weights before it");
+      parts.push_back(std::move(w));
+    }
+    const int64_t k = parts[0].in_features, g = parts[0].group_size;
+    if (k % 8 != 0 || g % 8 != 0) throw user_error("4-bit weights need inputs and groups in multiples of 8; " + *names.begin() + " has " + std::to_string(k) + " and " + std::to_string(g));
+    int64_t n = 0;
+    for (const auto& p : parts) n += p.out_features;
+    std::vector<int32_t> words(static_cast<size_t>(n * k / 8));
+    std::vector<float> scales, zeros;
+    int64_t row = 0;
+    for (const auto& p : parts) {
+      for (int64_t o = 0; o < p.out_features; ++o, ++row)
+        for (int64_t j = 0; j < k / 8; ++j) {
+          uint32_t word = 0;
+          for (int64_t i = 0; i < 8; ++i) word |= uint32_t{p.q[static_cast<size_t>(o * k + j * 8 + i)]} << (4 * i);
+          words[static_cast<size_t>(row * (k / 8) + j)] = static_cast<int32_t>(word);
+        }
+      scales.insert(scales.end(), p.scales.begin(), p.scales.end());
+      for (uint8_t z : p.zeros) zeros.push_back(static_cast<float>(z));
+    }
+    layer.group_size = static_cast<int32_t>(g);
+    layer.qweight = backend.alloc(dtype::i32, {n, k / 8});
+    backend.upload_raw(layer.qweight, words.data());
+    layer.scales = upload_new(backend, type, {n, k / g}, scales);
+    layer.zeros = upload_new(backend, type, {n, k / g}, zeros);
+    return layer;
+  };
 
   const int64_t h = c.hidden_size, qkv_rows = c.q_size() + 2 * c.kv_size();
   model_weights w;
@@ -54,17 +93,22 @@ model_weights load_model_weights(const model_config& c, ops& backend, dtype type
     const std::string p = "model.layers." + std::to_string(l) + ".";
     layer_weights lw;
     lw.input_norm = upload_new(backend, type, {h}, load(p + "input_layernorm.weight"));
-    lw.qkv = upload_new(backend, type, {qkv_rows, h},
-                        stack({p + "self_attn.q_proj.weight", p + "self_attn.k_proj.weight", p + "self_attn.v_proj.weight"}));
+    lw.qkv4 = packed({p + "self_attn.q_proj.weight", p + "self_attn.k_proj.weight", p + "self_attn.v_proj.weight"});
+    if (lw.qkv4.empty())
+      lw.qkv = upload_new(backend, type, {qkv_rows, h},
+                          stack({p + "self_attn.q_proj.weight", p + "self_attn.k_proj.weight", p + "self_attn.v_proj.weight"}));
     if (c.qkv_bias)
       lw.qkv_bias = upload_new(backend, type, {qkv_rows},
                                stack({p + "self_attn.q_proj.bias", p + "self_attn.k_proj.bias", p + "self_attn.v_proj.bias"}));
-    lw.o_proj = upload_new(backend, type, {h, c.q_size()}, load(p + "self_attn.o_proj.weight"));
+    lw.o_proj4 = packed({p + "self_attn.o_proj.weight"});
+    if (lw.o_proj4.empty()) lw.o_proj = upload_new(backend, type, {h, c.q_size()}, load(p + "self_attn.o_proj.weight"));
     if (c.o_bias) lw.o_bias = upload_new(backend, type, {h}, load(p + "self_attn.o_proj.bias"));
     lw.post_norm = upload_new(backend, type, {h}, load(p + "post_attention_layernorm.weight"));
-    lw.gate_up = upload_new(backend, type, {2 * c.intermediate_size, h},
-                            stack({p + "mlp.gate_proj.weight", p + "mlp.up_proj.weight"}));
-    lw.down = upload_new(backend, type, {h, c.intermediate_size}, load(p + "mlp.down_proj.weight"));
+    lw.gate_up4 = packed({p + "mlp.gate_proj.weight", p + "mlp.up_proj.weight"});
+    if (lw.gate_up4.empty())
+      lw.gate_up = upload_new(backend, type, {2 * c.intermediate_size, h}, stack({p + "mlp.gate_proj.weight", p + "mlp.up_proj.weight"}));
+    lw.down4 = packed({p + "mlp.down_proj.weight"});
+    if (lw.down4.empty()) lw.down = upload_new(backend, type, {h, c.intermediate_size}, load(p + "mlp.down_proj.weight"));
     w.layers.push_back(std::move(lw));
   }
   w.final_norm = upload_new(backend, type, {h}, load("model.norm.weight"));
@@ -279,15 +323,15 @@ tensor model::compute_logits(int64_t num_tokens, int64_t num_logits, const atten
   ops_.rms_norm(residual, weights_.layers[0].input_norm, eps, hidden);
   for (int64_t l = 0; l < c.num_layers; ++l) {
     const layer_weights& w = weights_.layers[l];
-    ops_.linear(hidden, w.qkv, w.qkv_bias, qkv);
+    linear(hidden, w.qkv, w.qkv4, w.qkv_bias, qkv);
     ops_.rope_write_kv(qkv, positions, cos_sin_, slots, k_cache_[l], v_cache_[l], shape_);
     ops_.paged_attention(qkv, k_cache_[l], v_cache_[l], meta, shape_, attn);
-    ops_.linear(attn, w.o_proj, w.o_bias, hidden);
+    linear(attn, w.o_proj, w.o_proj4, w.o_bias, hidden);
     all_reduce(hidden);
     ops_.add_rms_norm(hidden, residual, w.post_norm, eps);
-    ops_.linear(hidden, w.gate_up, tensor{}, mlp);
+    linear(hidden, w.gate_up, w.gate_up4, tensor{}, mlp);
     ops_.silu_and_mul(mlp, act);
-    ops_.linear(act, w.down, tensor{}, hidden);
+    linear(act, w.down, w.down4, tensor{}, hidden);
     all_reduce(hidden);
     const tensor& next_norm = l + 1 < c.num_layers ? weights_.layers[l + 1].input_norm.get() : weights_.final_norm.get();
     ops_.add_rms_norm(hidden, residual, next_norm, eps);

@@ -15,6 +15,14 @@
 
 namespace troupe {
 
+// A linear weight kept in 4 bits on the device (ops::linear_int4), as the loader repacked it.
+struct int4_layer {
+  device_buffer qweight, scales, zeros;  // see int4_device_weight
+  int32_t group_size = 0;
+  bool empty() const { return qweight.empty(); }
+  int4_device_weight view() const { return {qweight.get(), scales.get(), zeros.get(), group_size}; }
+};
+
 struct layer_weights {
   device_buffer input_norm;  // [H]
   device_buffer qkv;         // [(nH + 2 nKV) D, H]: q_proj, k_proj, v_proj stacked by rows
@@ -24,6 +32,9 @@ struct layer_weights {
   device_buffer post_norm;   // [H]
   device_buffer gate_up;     // [2 I, H]: gate_proj then up_proj
   device_buffer down;        // [H, I]
+  // With 4-bit weights kept packed (load_model_weights with an int4_source), these replace the dense
+  // qkv, o_proj, gate_up and down above, which stay empty.
+  int4_layer qkv4, o_proj4, gate_up4, down4;
 };
 
 struct model_weights {
@@ -37,8 +48,16 @@ struct model_weights {
 // Supplies one checkpoint tensor's values as fp32, given its name and expected shape.
 using weight_source = std::function<void(const weight_spec& spec, std::vector<float>& values)>;
 
+// Supplies a linear weight's 4-bit codes, zero points and scales (runtime/model/int4_formats.hpp) when the
+// loader keeps it packed: returns false for a tensor it does not (norms, embeddings, the LM head).
+struct int4_weight;
+using int4_source = std::function<bool(const weight_spec& spec, int4_weight& out)>;
+
 // Reads every tensor the config needs from `source` and uploads it in `type`, fusing q/k/v and gate/up.
-model_weights load_model_weights(const model_config& config, ops& backend, dtype type, const weight_source& source);
+// With `int4`, the linear weights it supplies are kept in 4 bits (int4_layer, in `type` for the scales and
+// zeros) instead: q/k/v and gate/up fused the same way; they must share one group size.
+model_weights load_model_weights(const model_config& config, ops& backend, dtype type, const weight_source& source,
+                                 const int4_source& int4 = {});
 
 struct model_limits {
   int64_t max_num_tokens = 2048;  // tokens in one step
@@ -127,6 +146,11 @@ private:
   // both blocks first when they are too small; returns the batch over the device copy.
   sampling_batch stage_sampling(const sampling_inputs& sampling);
 
+  // out = x · Wᵀ (+ bias) with the dense weight, or its 4-bit form when the loader kept one.
+  void linear(const tensor& x, const device_buffer& dense, const int4_layer& packed, const tensor& bias, const tensor& out) {
+    if (!packed.empty()) ops_.linear_int4(x, packed.view(), bias, out);
+    else ops_.linear(x, dense, bias, out);
+  }
   // Sums a row-parallel layer's partial outputs over the ranks (nothing on one device).
   void all_reduce(const tensor& t) {
     if (shard_.comm) shard_.comm->all_reduce_sum(t);

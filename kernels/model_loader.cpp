@@ -20,15 +20,25 @@ bool is_packed(const quantization& q, const std::string& name) {
 
 std::string module_of(const std::string& weight_name) { return weight_name.substr(0, weight_name.size() - 7); }  // ".weight"
 
-// Replaces `values`, the weight [shape[0], shape[1]], with its 4-bit round-to-nearest code dequantized: what
-// --quantization rtn loads, and what dummy weights of a quantized model hold.
-void round_to_int4(const quantization_config& q, const std::string& name, const std::vector<int64_t>& shape,
-                   std::vector<float>& values) {
+// The 4-bit round-to-nearest code of `values`, the weight [shape[0], shape[1]]: what --quantization rtn loads,
+// and what dummy weights of a quantized model hold.
+int4_weight quantize_int4(const quantization_config& q, const std::string& name, const std::vector<int64_t>& shape,
+                          const std::vector<float>& values) {
   const int64_t group = q.group_for(shape[1]);
   if (shape[1] % group != 0)
     throw user_error("quantization_config's group_size " + std::to_string(q.group_size) + " does not divide the " +
                      std::to_string(shape[1]) + " inputs of '" + name + "'");
-  dequantize(rtn_quantize(values, shape[0], shape[1], group, q.symmetric), values);
+  return rtn_quantize(values, shape[0], shape[1], group, q.symmetric);
+}
+
+// Replaces `values` with its 4-bit code dequantized (quantize_int4).
+void round_to_int4(const quantization_config& q, const std::string& name, const std::vector<int64_t>& shape,
+                   std::vector<float>& values) {
+  dequantize(quantize_int4(q, name, shape, values), values);
+}
+
+packed_linear packed_tensors_of(const checkpoint& ckpt, const std::string& m) {
+  return {ckpt.find(m + ".qweight"), ckpt.find(m + ".qzeros"), ckpt.find(m + ".scales"), ckpt.find(m + ".g_idx")};
 }
 
 // Throws checkpoint_error when the checkpoint holds a tensor the config does not use.
@@ -64,9 +74,7 @@ void read_weight(const checkpoint& ckpt, const quantization& q, const std::strin
                  std::vector<float>& values) {
   if (is_packed(q, name)) {
     const std::string m = module_of(name);
-    const packed_linear p{ckpt.find(m + ".qweight"), ckpt.find(m + ".qzeros"), ckpt.find(m + ".scales"),
-                          ckpt.find(m + ".g_idx")};
-    dequantize_linear(m, p, *q, shape[0], shape[1], ckpt.directory().string(), values);
+    dequantize_linear(m, packed_tensors_of(ckpt, m), *q, shape[0], shape[1], ckpt.directory().string(), values);
     return;
   }
   ckpt.read_f32(name, shape, values);
@@ -117,6 +125,33 @@ weight_source sharded_dummy_weight_source(uint64_t seed, const sharding_plan& pl
     random_weight_values({spec.name, slice.shape, spec.kind}, seed, whole);
     round_to_int4(*q, spec.name, slice.shape, whole);
     slice_f32(slice, whole, values);
+  };
+}
+
+int4_source checkpoint_int4_source(const checkpoint& ckpt, const model_config& config) {
+  if (!config.quantization) return {};
+  return [&ckpt, q = config.quantization](const weight_spec& spec, int4_weight& out) {
+    if (!q->quantizes(spec.name)) return false;
+    if (is_packed(q, spec.name)) {
+      const std::string m = module_of(spec.name);
+      out = unpack_linear(m, packed_tensors_of(ckpt, m), *q, spec.shape[0], spec.shape[1], ckpt.directory().string());
+      return true;
+    }
+    std::vector<float> values;
+    ckpt.read_f32(spec.name, spec.shape, values);
+    out = quantize_int4(*q, spec.name, spec.shape, values);
+    return true;
+  };
+}
+
+int4_source dummy_int4_source(uint64_t seed, const std::optional<quantization_config>& q) {
+  if (!q) return {};
+  return [seed, q](const weight_spec& spec, int4_weight& out) {
+    if (!q->quantizes(spec.name)) return false;
+    std::vector<float> values;
+    random_weight_values(spec, seed, values);
+    out = quantize_int4(*q, spec.name, spec.shape, values);
+    return true;
   };
 }
 

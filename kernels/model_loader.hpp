@@ -34,4 +34,13 @@ weight_source dummy_weight_source(uint64_t seed, const std::optional<quantizatio
 weight_source sharded_dummy_weight_source(uint64_t seed, const sharding_plan& plan,
                                           const std::optional<quantization_config>& q = std::nullopt);
 
+// The 4-bit form (codes, zero points, scales) of each linear weight of a quantized config, for
+// load_model_weights to keep packed: unpacked from the checkpoint's AWQ / GPTQ tensors, or for rtn read and
+// rounded as checkpoint_weight_source rounds it, so dequantizing it gives exactly that source's values.
+// Returns false for every other tensor. Null (empty) for an unquantized config.
+int4_source checkpoint_int4_source(const checkpoint& ckpt, const model_config& config);
+
+// The same for dummy_weight_source(seed, q)'s quantized weights.
+int4_source dummy_int4_source(uint64_t seed, const std::optional<quantization_config>& q);
+
 } // namespace troupe

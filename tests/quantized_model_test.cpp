@@ -76,9 +76,12 @@ struct cpu_model {
   cpu_ops ops;
   std::unique_ptr<model> net;
 
-  cpu_model(const fs::path& dir, const model_config& config) {
+  // packed: the linear weights stay in 4 bits (checkpoint_int4_source, ops::linear_int4), as on a GPU.
+  cpu_model(const fs::path& dir, const model_config& config, bool packed = false) {
     const checkpoint ckpt = checkpoint::open(dir);
-    net = std::make_unique<model>(config, ops, load_model_weights(config, ops, dtype::f32, checkpoint_weight_source(ckpt, config)),
+    net = std::make_unique<model>(config, ops,
+                                  load_model_weights(config, ops, dtype::f32, checkpoint_weight_source(ckpt, config),
+                                                     packed ? checkpoint_int4_source(ckpt, config) : int4_source{}),
                                   dtype::f32, troupe::testing::reference_limits(1));
   }
 };
@@ -86,10 +89,10 @@ struct cpu_model {
 // Logits of every position of every reference prompt, [positions, vocab] each, of the model in `dir` loaded
 // with `q` (none: as the checkpoint says).
 std::vector<std::vector<float>> all_position_logits(const fs::path& dir, const std::vector<std::vector<int32_t>>& prompts,
-                                                    std::optional<quantization_config> q = std::nullopt) {
+                                                    std::optional<quantization_config> q = std::nullopt, bool packed = false) {
   model_config config = model_config::from_dir(dir);
   if (q) config.quantization = q;
-  cpu_model m(dir, config);
+  cpu_model m(dir, config, packed);
   std::vector<std::vector<float>> out;
   std::vector<float> logits;
   for (const auto& p : prompts) {  // one token per step: a step samples one row per sequence
@@ -181,6 +184,23 @@ TEST(quantized_checkpoints, make_model_awq_and_gptq_give_the_logits_and_greedy_t
     EXPECT_EQ(tokens, greedy_tokens(m.dequantized.path()));
     EXPECT_EQ(tokens, greedy_tokens(m.packed.path(), " --quantization " + method));
   }
+}
+
+// The GPU's path on the CPU: the linear weights kept in 4 bits (repacked into ops::linear_int4's layout, q/k/v
+// and gate/up fused) give the dequantized model's logits bit for bit (the CPU twin dequantizes, then runs the
+// f32 linear), for packed AWQ and GPTQ and for rtn rounding at load.
+TEST(quantized_checkpoints, weights_kept_in_4_bits_give_the_dequantized_models_logits) {
+  const std::vector<std::vector<int32_t>> prompts = {{11, 12, 13, 14, 15, 16, 17}, {3, 1, 4}};
+  for (const std::string method : {"awq", "gptq"}) {
+    SCOPED_TRACE(method);
+    const made_models m(method);
+    const auto packed = all_position_logits(m.packed.path(), prompts, std::nullopt, true);
+    EXPECT_EQ(packed, all_position_logits(m.packed.path(), prompts));
+    EXPECT_EQ(packed, all_position_logits(m.dequantized.path(), prompts));
+  }
+  const fs::path llama3 = fs::path(TROUPE_TEST_DATA) / "reference" / "llama3_rope_bf16";  // q/k/v biases too
+  const quantization_config rtn = *resolve_quantization(std::nullopt, "rtn", llama3);
+  EXPECT_EQ(all_position_logits(llama3, prompts, rtn, true), all_position_logits(llama3, prompts, rtn));
 }
 
 // make-model's random weights are small (std 0.02) and continue greedily with one repeated token; the reference

@@ -209,8 +209,8 @@ std::vector<tensor_to_write> packed_tensors(const std::string& module, const pac
   return t;
 }
 
-void dequantize_linear(const std::string& module, const packed_linear& t, const quantization_config& q,
-                       int64_t out_features, int64_t in_features, const std::string& where, std::vector<float>& values) {
+int4_weight unpack_linear(const std::string& module, const packed_linear& t, const quantization_config& q,
+                          int64_t out_features, int64_t in_features, const std::string& where) {
   const bool gptq = q.method == quant_method::gptq;
   const int64_t out = out_features, in = in_features, group = q.group_for(in);
   packed_reader r{module, q, where,
@@ -255,18 +255,34 @@ void dequantize_linear(const std::string& module, const packed_linear& t, const 
       zeros[static_cast<size_t>(g * out + o)] = z;
     }
 
-  values.assign(static_cast<size_t>(out_features * in_features), 0.0f);
+  int4_weight w;
+  w.out_features = out;
+  w.in_features = in;
+  w.group_size = group;
+  w.q.assign(static_cast<size_t>(out * in), 0);
+  w.zeros.assign(static_cast<size_t>(out * groups), 0);
+  w.scales.assign(static_cast<size_t>(out * groups), 0.0f);
   for (int64_t i = 0; i < in; ++i) {
-    const int64_t g = i / group;
     for (int64_t o = 0; o < out; ++o) {
       // AWQ: qweight[i][o / 8], nibble awq_reverse_order[o % 8] (packing_utils.py, dequantize_gemm).
       // GPTQ: qweight[i / 8][o], nibble i % 8 (qlinear_cuda_old.py, forward: shifts wf = 0, 4, ..., 28).
       const uint32_t code = gptq ? nibble(qweight[static_cast<size_t>((i / 8) * out + o)], static_cast<int>(i % 8))
                                  : nibble(qweight[static_cast<size_t>(i * (out / 8) + o / 8)], awq_reverse_order[o % 8]);
-      const size_t gz = static_cast<size_t>(g * out + o);
-      values[static_cast<size_t>(o * in + i)] = static_cast<float>(static_cast<int32_t>(code) - zeros[gz]) * scales[gz];
+      w.q[static_cast<size_t>(o * in + i)] = static_cast<uint8_t>(code);
     }
   }
+  for (int64_t g = 0; g < groups; ++g)
+    for (int64_t o = 0; o < out; ++o) {
+      const size_t gz = static_cast<size_t>(g * out + o), at = static_cast<size_t>(o * groups + g);
+      w.zeros[at] = static_cast<uint8_t>(zeros[gz]);  // at most 16 (a GPTQ v1 nibble 15, plus 1)
+      w.scales[at] = scales[gz];
+    }
+  return w;
+}
+
+void dequantize_linear(const std::string& module, const packed_linear& t, const quantization_config& q,
+                       int64_t out_features, int64_t in_features, const std::string& where, std::vector<float>& values) {
+  dequantize(unpack_linear(module, t, q, out_features, in_features, where), values);
 }
 
 } // namespace troupe

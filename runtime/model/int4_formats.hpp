@@ -74,12 +74,15 @@ struct packed_linear {
   const tensor_info* g_idx = nullptr;  // GPTQ; optional
 };
 
-// Unpacks module `module`'s tensors (e.g. "model.layers.0.mlp.up_proj") in q's format and dequantizes them to
-// the f32 weight [out_features, in_features] into `values` (resized). Throws checkpoint_error, one line naming
+// Unpacks module `module`'s tensors (e.g. "model.layers.0.mlp.up_proj") in q's format into the codes, zero
+// points and scales of the weight [out_features, in_features] (each zero as stored plus GPTQ v1's 1). Throws checkpoint_error, one line naming
 // the tensor (and its file; `where` for a missing one) and what is wrong: a missing qweight, qzeros or scales;
 // a shape other than the layout above for these sizes; a dtype other than I32 (scales: F16, BF16 or F32); a
 // group size that does not divide in_features; sizes the format cannot pack; a zero other than 8 in a
 // symmetric code; a g_idx other than i / group.
+int4_weight unpack_linear(const std::string& module, const packed_linear& t, const quantization_config& q,
+                          int64_t out_features, int64_t in_features, const std::string& where);
+// The same, dequantized: (q − zero) · scale of each element.
 void dequantize_linear(const std::string& module, const packed_linear& t, const quantization_config& q,
                        int64_t out_features, int64_t in_features, const std::string& where, std::vector<float>& values);
 
