@@ -40,13 +40,13 @@ std::string why_not_quantized(const model_config& c, const quantization_config& 
                layer + ", not a whole number of its " + method + " groups of " + std::to_string(group);
       if (q.method == quant_method::gptq && (in / n) % 8 != 0)  // qweight [in / 8, out]: 8 inputs a word
         return tp + " gives each rank " + std::to_string(in / n) + " of the " + std::to_string(in) + " inputs of " +
-               layer + ", not a whole number of the 8 inputs a gptq word packs";
+               layer + ", not a whole number of the 8 inputs one gptq word packs";
       continue;
     }
     const int64_t rows = ends_with(w, "k_proj.weight") || ends_with(w, "v_proj.weight") ? kv_rows : out / n;
     if (rows % 8 != 0)
       return tp + " gives each rank " + std::to_string(rows) + " of the " + std::to_string(out) + " outputs of " +
-             layer + ", not a whole number of the 8 outputs a " + method + " word packs";
+             layer + ", not a whole number of the 8 outputs one " + method + " word packs";
   }
   return {};
 }
