@@ -257,11 +257,14 @@ engine::impl::impl(const engine_options& requested) : system(with_middleman(syst
         shard.comm = std::make_unique<timed_communicator>(std::move(comm));
         where = {shard.comm.get(), plan.vocab_begin, config.vocab_size};
       }
-      // 4-bit weights stay packed on a GPU of one shard (ops::linear_int4); the CPU runs the dequantized f32
-      // forward (the reference), and so do split models for now (their slices are cut from dequantized weights).
+      // 4-bit weights stay packed on a GPU (ops::linear_int4), a split model's each rank's slices alone; the CPU
+      // runs the dequantized f32 forward (the reference).
       int4_source int4;
-      if (on_gpu && tp == 1 && config.quantization)
-        int4 = o.load_format == "dummy" ? dummy_int4_source(o.seed, config.quantization) : checkpoint_int4_source(*ckpt, config);
+      if (on_gpu && config.quantization) {
+        const bool dummy = o.load_format == "dummy";
+        int4 = tp > 1 ? (dummy ? sharded_dummy_int4_source(o.seed, plan, config.quantization) : sharded_int4_source(*ckpt, config, plan))
+                      : (dummy ? dummy_int4_source(o.seed, config.quantization) : checkpoint_int4_source(*ckpt, config));
+      }
       const int64_t linear_params = local.num_layers * ((local.q_size() + 2 * local.kv_size()) * local.hidden_size +
                                                         local.hidden_size * local.q_size() +
                                                         3 * local.hidden_size * local.intermediate_size);
@@ -272,9 +275,9 @@ engine::impl::impl(const engine_options& requested) : system(with_middleman(syst
                                         : local.num_parameters() * elem;
       if (memory) check_weights_fit(weight_bytes, std::string(name(act)), memory->first, memory->second, o.gpu_memory_utilization);
       if (int4 && i == 0)
-        spdlog::info("{} weights kept in 4 bits: the linear layers take about {:.2f} GiB instead of {:.2f} GiB in {}; "
+        spdlog::info("{} weights kept in 4 bits: {} linear layers take about {:.2f} GiB instead of {:.2f} GiB in {}; "
                      "the KV cache gets the difference",
-                     name(config.quantization->method), (linear_params / 2.0 + linear_params * 2.0 * elem / 32) / (1 << 30),
+                     name(config.quantization->method), tp > 1 ? "each shard's" : "the", (linear_params / 2.0 + linear_params * 2.0 * elem / 32) / (1 << 30),
                      static_cast<double>(linear_params * elem) / (1 << 30), name(act));
       model_weights weights = load_model_weights(local, *shard.backend, act, source, int4);
       if (!profile) {
@@ -316,12 +319,8 @@ engine::impl::impl(const engine_options& requested) : system(with_middleman(syst
       if (on_gpu) shard.net->warm_up();  // GEMM algorithms, kernel loading, the batch-1 decode graph
     });
     spdlog::info("weights and activations in {}", name(act));
-    if (config.quantization) {
-      const std::string method(name(config.quantization->method));
-      const char* to = act == dtype::bf16 ? "bf16" : act == dtype::f16 ? "fp16" : "f32";
-      if (on_gpu && tp > 1) spdlog::info("{} weights of a split model: dequantized to {} for now", method, to);
-      else if (!on_gpu) spdlog::info("{} weights dequantized to f32 (the CPU reference)", method);
-    }
+    if (config.quantization && !on_gpu)
+      spdlog::info("{} weights dequantized to f32 (the CPU reference)", name(config.quantization->method));
   } else {
     fill_batch_defaults(0);
     check_kv_capacity(num_blocks, o.block_size, max_model_len, on_gpu);

@@ -1,5 +1,6 @@
 #include "kernels/model_loader.hpp"
 
+#include <functional>
 #include <set>
 
 #include "runtime/error.hpp"
@@ -81,6 +82,31 @@ void read_weight(const checkpoint& ckpt, const quantization& q, const std::strin
   if (q && q->quantizes(name)) round_to_int4(*q, name, shape, values);
 }
 
+// The 4-bit round-to-nearest code of `slice` of weight [slice.shape] whose values `read` gives for any slice of
+// it: rounded from the slice's rows, and along the inputs from the groups that cover its columns only, then cut
+// to it, so it is exactly slice_int4(quantize_int4(whole), slice) without reading the whole.
+int4_weight quantize_int4_slice(const quantization_config& q, const weight_slice& slice,
+                                const std::function<void(const weight_slice&, std::vector<float>&)>& read) {
+  const std::vector<int64_t>& shape = slice.shape;
+  const int64_t group = q.group_for(shape[1]);
+  if (shape[1] % group != 0)
+    throw user_error("quantization_config's group_size " + std::to_string(q.group_size) + " does not divide the " +
+                     std::to_string(shape[1]) + " inputs of '" + slice.name + "'");
+  weight_slice covering = slice;
+  if (slice.dim == 1) {
+    covering.begin = slice.begin / group * group;
+    covering.length = (slice.begin + slice.length + group - 1) / group * group - covering.begin;
+    covering.local_shape[1] = covering.length;
+  }
+  std::vector<float> values;
+  read(covering, values);
+  const int4_weight code = rtn_quantize(values, covering.local_shape[0], covering.local_shape[1], group, q.symmetric);
+  if (slice.dim != 1) return code;
+  weight_slice within = slice;  // the slice's columns inside the covering ones
+  within.begin = slice.begin - covering.begin;
+  return slice_int4(code, within);
+}
+
 } // namespace
 
 weight_source checkpoint_weight_source(const checkpoint& ckpt, const model_config& config) {
@@ -92,17 +118,14 @@ weight_source checkpoint_weight_source(const checkpoint& ckpt, const model_confi
 
 weight_source sharded_weight_source(const checkpoint& ckpt, const model_config& config, const sharding_plan& plan) {
   refuse_unused_tensors(ckpt, config);
-  return [&ckpt, &plan, q = config.quantization](const weight_spec& spec, std::vector<float>& values) {
-    const weight_slice& slice = plan.slice(spec.name);
-    if (!q || !q->quantizes(spec.name)) {
-      read_slice_f32(ckpt, slice, values);
+  return [&ckpt, &plan, int4 = sharded_int4_source(ckpt, config, plan)](
+             const weight_spec& spec, std::vector<float>& values) {
+    int4_weight w;
+    if (int4 && int4(spec, w)) {  // the rank's 4-bit slice alone, dequantized
+      dequantize(w, values);
       return;
     }
-    // NOTE: a 4-bit weight is dequantized (or rounded, for rtn) whole, then cut exactly as read_slice_f32 cuts
-    // an f32 one, so every rank computes what one device would. Reading only a rank's packed slice is later work.
-    std::vector<float> whole;
-    read_weight(ckpt, q, spec.name, slice.shape, whole);
-    slice_f32(slice, whole, values);
+    read_slice_f32(ckpt, plan.slice(spec.name), values);
   };
 }
 
@@ -115,16 +138,13 @@ weight_source dummy_weight_source(uint64_t seed, const std::optional<quantizatio
 
 weight_source sharded_dummy_weight_source(uint64_t seed, const sharding_plan& plan,
                                           const std::optional<quantization_config>& q) {
-  return [seed, &plan, q](const weight_spec& spec, std::vector<float>& values) {
-    const weight_slice& slice = plan.slice(spec.name);
-    if (!q || !q->quantizes(spec.name)) {
-      random_slice_f32(slice, spec.kind, seed, values);
+  return [seed, &plan, int4 = sharded_dummy_int4_source(seed, plan, q)](const weight_spec& spec, std::vector<float>& values) {
+    int4_weight w;
+    if (int4 && int4(spec, w)) {
+      dequantize(w, values);
       return;
     }
-    std::vector<float> whole;  // rounded whole, then cut, as sharded_weight_source does
-    random_weight_values({spec.name, slice.shape, spec.kind}, seed, whole);
-    round_to_int4(*q, spec.name, slice.shape, whole);
-    slice_f32(slice, whole, values);
+    random_slice_f32(plan.slice(spec.name), spec.kind, seed, values);
   };
 }
 
@@ -151,6 +171,32 @@ int4_source dummy_int4_source(uint64_t seed, const std::optional<quantization_co
     std::vector<float> values;
     random_weight_values(spec, seed, values);
     out = quantize_int4(*q, spec.name, spec.shape, values);
+    return true;
+  };
+}
+
+int4_source sharded_int4_source(const checkpoint& ckpt, const model_config& config, const sharding_plan& plan) {
+  if (!config.quantization) return {};
+  return [&ckpt, &plan, q = config.quantization](const weight_spec& spec, int4_weight& out) {
+    if (!q->quantizes(spec.name)) return false;
+    const weight_slice& slice = plan.slice(spec.name);
+    if (is_packed(q, spec.name)) {
+      const std::string m = module_of(spec.name);
+      out = unpack_linear_slice(m, packed_tensors_of(ckpt, m), *q, slice, ckpt.directory().string());
+      return true;
+    }
+    out = quantize_int4_slice(*q, slice, [&](const weight_slice& s, std::vector<float>& v) { read_slice_f32(ckpt, s, v); });
+    return true;
+  };
+}
+
+int4_source sharded_dummy_int4_source(uint64_t seed, const sharding_plan& plan, const std::optional<quantization_config>& q) {
+  if (!q) return {};
+  return [seed, &plan, q](const weight_spec& spec, int4_weight& out) {
+    if (!q->quantizes(spec.name)) return false;
+    out = quantize_int4_slice(*q, plan.slice(spec.name), [&](const weight_slice& s, std::vector<float>& v) {
+      random_slice_f32(s, spec.kind, seed, v);
+    });
     return true;
   };
 }

@@ -22,7 +22,8 @@ weight_source checkpoint_weight_source(const checkpoint& ckpt, const model_confi
 // One tensor-parallel rank's weights: each tensor's slice in `plan` (a plan of `config`), read from the
 // memory-mapped checkpoint without the rest of the tensor (read_slice_f32), so values come in the slice's
 // local shape, not spec.shape. Checks the checkpoint's tensors as checkpoint_weight_source does. A 4-bit
-// weight is dequantized (or rounded) whole and then cut the same way. `ckpt` and `plan` must outlive the source.
+// weight is its sharded_int4_source slice dequantized: the same values as dequantizing (or rounding) the whole
+// and cutting it, without reading the whole. `ckpt` and `plan` must outlive the source.
 weight_source sharded_weight_source(const checkpoint& ckpt, const model_config& config, const sharding_plan& plan);
 
 // Reproducible random weights (see random_weight_values); with `q`, the quantized linear weights rounded to
@@ -30,7 +31,8 @@ weight_source sharded_weight_source(const checkpoint& ckpt, const model_config& 
 weight_source dummy_weight_source(uint64_t seed, const std::optional<quantization_config>& q = std::nullopt);
 
 // One tensor-parallel rank's slices of dummy_weight_source(seed, q)'s tensors, in the slices' local shapes,
-// made without the rest (random_slice_f32) except for 4-bit weights, rounded whole. `plan` must outlive the source.
+// made without the rest (random_slice_f32); 4-bit weights as sharded_dummy_int4_source's slices dequantized.
+// `plan` must outlive the source.
 weight_source sharded_dummy_weight_source(uint64_t seed, const sharding_plan& plan,
                                           const std::optional<quantization_config>& q = std::nullopt);
 
@@ -42,5 +44,15 @@ int4_source checkpoint_int4_source(const checkpoint& ckpt, const model_config& c
 
 // The same for dummy_weight_source(seed, q)'s quantized weights.
 int4_source dummy_int4_source(uint64_t seed, const std::optional<quantization_config>& q);
+
+// One tensor-parallel rank's part of checkpoint_int4_source: each quantized weight's slice in `plan` (a plan of
+// `config`), in the slice's local shape, exactly slice_int4 of the whole's code. AWQ / GPTQ read only the
+// slice's packed words (unpack_linear_slice); rtn reads the slice's rows and, along the inputs, the groups
+// covering its columns, and rounds them. Throws as checkpoint_int4_source does, and user_error for a split the
+// format cannot take (sharding_plan::make refuses those first). `ckpt` and `plan` must outlive the source.
+int4_source sharded_int4_source(const checkpoint& ckpt, const model_config& config, const sharding_plan& plan);
+
+// The same for dummy_int4_source(seed, q): each slice made from the random values of its covering groups alone.
+int4_source sharded_dummy_int4_source(uint64_t seed, const sharding_plan& plan, const std::optional<quantization_config>& q);
 
 } // namespace troupe

@@ -20,6 +20,7 @@
 #include "kernels/model_loader.hpp"
 #include "runtime/error.hpp"
 #include "runtime/model/sharding_plan.hpp"
+#include "runtime/model/weight_slice_reader.hpp"
 #include "tests/support/quantized_copy.hpp"
 #include "tests/support/reference_steps.hpp"
 #include "tests/support/run_command.hpp"
@@ -38,16 +39,21 @@ const std::string small_llama =
     " --architecture llama --hidden-size 64 --num-layers 2 --num-heads 4 --num-kv-heads 2 --intermediate-size 128"
     " --dtype float32 --seed 5";
 
+// Twice as wide: every layer splits 4 ways in whole groups of 32 (o_proj's 128 inputs are 32 per rank).
+const std::string wide_llama =
+    " --architecture llama --hidden-size 128 --num-layers 2 --num-heads 8 --num-kv-heads 2 --intermediate-size 256"
+    " --dtype float32 --seed 5";
+
 // A make-model checkpoint packed as `method` (group 32) in `packed`, and the same model with f32 weights in
 // `plain` and with its linear weights' dequantized values in `dequantized`.
 struct made_models {
   temp_folder packed{"packed"}, plain{"plain"}, dequantized{"dequantized"};
   quantization_config q;
 
-  explicit made_models(const std::string& method) {
-    const auto a = run_troupe("make-model --out " + packed.path().string() + small_llama + " --quantization " + method +
+  explicit made_models(const std::string& method, const std::string& shape = small_llama) {
+    const auto a = run_troupe("make-model --out " + packed.path().string() + shape + " --quantization " + method +
                               " --group-size 32");
-    const auto b = run_troupe("make-model --out " + plain.path().string() + small_llama);
+    const auto b = run_troupe("make-model --out " + plain.path().string() + shape);
     if (a.exit_code != 0 || b.exit_code != 0) throw std::runtime_error(a.err + b.err);
     q = *model_config::from_dir(packed.path()).quantization;
     troupe::testing::write_quantized_copy(plain.path(), dequantized.path(), q, false);
@@ -146,7 +152,7 @@ quality compare(const std::vector<std::vector<float>>& quantized, const std::vec
 TEST(quantized_checkpoints, what_make_model_packs_loads_as_its_dequantized_values_whole_and_in_slices) {
   for (const std::string method : {"awq", "gptq"}) {
     SCOPED_TRACE(method);
-    const made_models m(method);
+    const made_models m(method, wide_llama);
     const model_config config = model_config::from_dir(m.packed.path());
     const model_config plain_config = model_config::from_dir(m.dequantized.path());
     const checkpoint packed = checkpoint::open(m.packed.path());
@@ -172,6 +178,71 @@ TEST(quantized_checkpoints, what_make_model_packs_loads_as_its_dequantized_value
       }
     }
   }
+}
+
+// A tensor-parallel rank's 4-bit slices (sharded_int4_source: AWQ and GPTQ read from the rank's packed words
+// alone, rtn rounded from the groups covering the rank's part) are exactly the cut of the whole layer's code:
+// dequantized, the cut of the dequantized whole, and what sharded_weight_source loads; the same for dummy weights.
+TEST(quantized_checkpoints, every_ranks_4_bit_slice_dequantizes_to_its_cut_of_the_whole_layer) {
+  const auto expect_slices_are_cuts = [](const checkpoint& ckpt, const model_config& config) {
+    const int4_source whole = checkpoint_int4_source(ckpt, config), dummy = dummy_int4_source(9, config.quantization);
+    int checked = 0;
+    for (int64_t tp : {2, 4}) {  // 4 ranks replicate the 2 KV heads
+      for (int64_t rank = 0; rank < tp; ++rank) {
+        const sharding_plan plan = sharding_plan::make(config, tp, rank);
+        const int4_source part = sharded_int4_source(ckpt, config, plan);
+        const int4_source dummy_part = sharded_dummy_int4_source(9, plan, config.quantization);
+        const weight_source loaded = sharded_weight_source(ckpt, config, plan);
+        const std::vector<weight_spec> local_specs = hf_weight_specs(local_config(config, plan));
+        const std::vector<weight_spec> specs = hf_weight_specs(config);
+        for (size_t i = 0; i < specs.size(); ++i) {
+          int4_weight w, cut_code;
+          if (!whole(specs[i], w)) continue;
+          const weight_slice& slice = plan.slice(specs[i].name);
+          SCOPED_TRACE(specs[i].name + " on rank " + std::to_string(rank) + " of " + std::to_string(tp));
+          ASSERT_TRUE(part(local_specs[i], cut_code));
+          EXPECT_EQ(cut_code.out_features, slice.local_shape[0]);
+          EXPECT_EQ(cut_code.in_features, slice.local_shape[1]);
+          std::vector<float> whole_values, expected, got;
+          dequantize(w, whole_values);
+          slice_f32(slice, whole_values, expected);
+          dequantize(cut_code, got);
+          EXPECT_EQ(got, expected);
+          loaded(local_specs[i], got);
+          EXPECT_EQ(got, expected);
+          ASSERT_TRUE(dummy(specs[i], w) && dummy_part(local_specs[i], cut_code));
+          dequantize(w, whole_values);
+          slice_f32(slice, whole_values, expected);
+          dequantize(cut_code, got);
+          EXPECT_EQ(got, expected);
+          ++checked;
+        }
+      }
+    }
+    EXPECT_EQ(checked, (2 + 4) * 2 * 7);  // every rank, layer and linear weight
+  };
+  for (const std::string method : {"awq", "gptq"}) {
+    SCOPED_TRACE(method);
+    const made_models m(method, wide_llama);
+    expect_slices_are_cuts(checkpoint::open(m.packed.path()), model_config::from_dir(m.packed.path()));
+  }
+  // rtn's group for the small model's 64 inputs is 64: 4 ranks' 16 o_proj inputs are rounded from their group.
+  const made_models m("awq");
+  model_config rtn = model_config::from_dir(m.plain.path());
+  rtn.quantization = resolve_quantization(std::nullopt, "rtn", m.plain.path());
+  ASSERT_EQ(rtn.quantization->group_for(64), 64);
+  SCOPED_TRACE("rtn");
+  expect_slices_are_cuts(checkpoint::open(m.plain.path()), rtn);
+}
+
+TEST(quantized_checkpoints, a_split_that_cuts_a_4_bit_group_is_one_error_line_naming_the_layer) {
+  const made_models m("awq");  // o_proj's 64 inputs are 16 per rank at 4 ranks, half a group of 32
+  const auto r = run_troupe("generate --model " + m.packed.path().string() +
+                            " --tensor-parallel-size 4 --prompt-token-ids 1,2 --max-tokens 1");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(error_lines(r.err), std::vector<std::string>{
+            "[error] --tensor-parallel-size 4 gives each rank 16 of the 64 inputs of model.layers.0.self_attn.o_proj, "
+            "not a whole number of its awq groups of 32; 1 or 2 would"});
 }
 
 TEST(quantized_checkpoints, make_model_awq_and_gptq_give_the_logits_and_greedy_tokens_of_their_dequantized_f32_copy) {

@@ -13,6 +13,7 @@
 #include "kernels/model_loader.hpp"
 #include "runtime/model/safetensors.hpp"
 #include "runtime/model/sharding_plan.hpp"
+#include "tests/support/quantized_copy.hpp"
 #include "tests/support/reference_steps.hpp"
 #include "tests/support/split_model.hpp"
 
@@ -28,13 +29,14 @@ namespace {
 
 // The whole model (tp 1) or the model split over `tp` CPU ranks joined by the thread communicator. With no
 // checkpoint, the weights are dummy_weight_source(7)'s, each rank making only its slices.
+// With `packed_4_bit`, a quantized config's linear weights stay in 4 bits (linear_int4), as on a GPU.
 split_model on_cpus(const model_config& config, int tp, const checkpoint* ckpt,
-                    const model_limits& limits = reference_limits()) {
+                    const model_limits& limits = reference_limits(), bool packed_4_bit = false) {
   std::vector<std::unique_ptr<ops>> backends;
   for (int r = 0; r < tp; ++r) backends.push_back(std::make_unique<cpu_ops>());
   return split_model(config, std::move(backends),
                      tp > 1 ? make_thread_communicators(tp) : std::vector<std::unique_ptr<communicator>>{}, ckpt, 7,
-                     dtype::f32, limits);
+                     dtype::f32, limits, packed_4_bit);
 }
 
 double relative_error(std::span<const float> a, std::span<const float> b) {
@@ -185,4 +187,40 @@ TEST(split_model, first_difference_names_the_prompt_and_step) {
   EXPECT_EQ(first_difference({{1, 2}, {3, 4}}, {{1, 2}, {3, 4}}), "");
   EXPECT_EQ(first_difference({{1, 2}, {3, 5}}, {{1, 2}, {3, 4}}), "prompt 1 step 1: 5 instead of 4");
   EXPECT_EQ(first_difference({{1}}, {{1, 2}}), "prompt 0 step 1: no token");
+}
+
+// A split model keeps its 4-bit weights packed, as a GPU does, each rank loading only its slices: the logits of
+// the same split with those weights dequantized, bit for bit, and the whole model's greedy tokens. Group -1 (one
+// group per row) splits these checkpoints' 96 intermediate columns; row-parallel ranks share its scales. rtn's
+// groups of 64 are cut to 16 inputs per rank at 4 ranks.
+TEST(split_model, keeps_4_bit_weights_packed_with_its_dequantized_splits_logits_and_the_whole_models_tokens) {
+  quantization_config awq, gptq, rtn;
+  awq.group_size = gptq.group_size = -1;
+  gptq.method = quant_method::gptq;
+  gptq.symmetric = true;
+  rtn.method = quant_method::rtn;
+  const fs::path reference = fs::path(TROUPE_TEST_DATA) / "reference";
+  for (const auto& [name, q] : {std::pair{"llama_f32", awq}, std::pair{"mistral_head_dim", gptq},
+                                std::pair{"llama3_rope_bf16", rtn}}) {
+    SCOPED_TRACE(std::string(name) + " " + std::string(troupe::name(q.method)));
+    troupe::testing::temp_folder packed("tp_packed");
+    fs::path dir = reference / name;
+    if (q.method != quant_method::rtn) {
+      troupe::testing::write_quantized_copy(dir, packed.path(), q, true);
+      dir = packed.path();
+    }
+    model_config config = model_config::from_dir(dir);
+    config.quantization = q;
+    const checkpoint ckpt = checkpoint::open(dir);
+    const auto prompts = some_prompts(config.vocab_size);
+    std::vector<std::pair<std::vector<int32_t>, int32_t>> seqs;
+    for (const auto& p : prompts) seqs.push_back({p, 0});
+    for (int tp : {2, 4}) {
+      SCOPED_TRACE("tp " + std::to_string(tp));
+      split_model kept = on_cpus(config, tp, &ckpt, reference_limits(), true), dequantized = on_cpus(config, tp, &ckpt);
+      EXPECT_EQ(kept.forward(make_step(seqs)), dequantized.forward(make_step(seqs)));
+      split_model kept_again = on_cpus(config, tp, &ckpt, reference_limits(), true), whole = on_cpus(config, 1, &ckpt);
+      EXPECT_EQ(greedy(kept_again, prompts, 12), greedy(whole, prompts, 12));
+    }
+  }
 }

@@ -3,10 +3,12 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <numeric>
 #include <stdexcept>
 
 #include "runtime/error.hpp"
 #include "runtime/model/dtype.hpp"
+#include "runtime/model/sharding_plan.hpp"
 
 namespace troupe {
 namespace {
@@ -209,13 +211,14 @@ std::vector<tensor_to_write> packed_tensors(const std::string& module, const pac
   return t;
 }
 
-int4_weight unpack_linear(const std::string& module, const packed_linear& t, const quantization_config& q,
-                          int64_t out_features, int64_t in_features, const std::string& where) {
+namespace {
+
+// The whole layer's tensors checked as unpack_linear documents (presence, shapes, dtypes, group, packing,
+// g_idx), without reading qweight, qzeros or scales; returns the group size.
+int64_t check_packed_layer(const packed_reader& r, const packed_linear& t, int64_t out, int64_t in) {
+  const quantization_config& q = r.q;
   const bool gptq = q.method == quant_method::gptq;
-  const int64_t out = out_features, in = in_features, group = q.group_for(in);
-  packed_reader r{module, q, where,
-                  std::string(gptq ? "a GPTQ" : "an AWQ") + " linear layer of " + std::to_string(in) + " inputs and " +
-                      std::to_string(out) + " outputs"};
+  const int64_t group = q.group_for(in);
   if (!t.qweight) r.require(nullptr, ".qweight", {}, "");
   if (group <= 0 || in % group != 0)
     r.fail(*t.qweight, "cannot be read: quantization_config's group_size " + std::to_string(q.group_size) +
@@ -224,10 +227,15 @@ int4_weight unpack_linear(const std::string& module, const packed_linear& t, con
     r.fail(*t.qweight, "cannot be read: " + r.layer + " cannot be packed 8 values to a word (" +
                            (gptq ? "both sizes" : "the outputs") + " must be multiples of 8)");
   const int64_t groups = in / group;
-  const auto qweight = r.words(gptq ? r.require(t.qweight, ".qweight", {in / 8, out}, "[in / 8, out]")
-                                    : r.require(t.qweight, ".qweight", {in, out / 8}, "[in, out / 8]"));
-  const auto qzeros = r.words(r.require(t.qzeros, ".qzeros", {groups, out / 8}, "[in / group_size, out / 8]"));
-  const auto scales = r.floats(r.require(t.scales, ".scales", {groups, out}, "[in / group_size, out]"));
+  const auto i32 = [&](const tensor_info& x) {
+    if (x.type != dtype::i32) r.fail(x, "has dtype " + std::string(name(x.type)) + ", but packed 4-bit values are I32");
+  };
+  i32(gptq ? r.require(t.qweight, ".qweight", {in / 8, out}, "[in / 8, out]")
+           : r.require(t.qweight, ".qweight", {in, out / 8}, "[in, out / 8]"));
+  i32(r.require(t.qzeros, ".qzeros", {groups, out / 8}, "[in / group_size, out / 8]"));
+  const tensor_info& s = r.require(t.scales, ".scales", {groups, out}, "[in / group_size, out]");
+  if (s.type != dtype::f16 && s.type != dtype::bf16 && s.type != dtype::f32)
+    r.fail(s, "has dtype " + std::string(name(s.type)) + ", but scales are F16, BF16 or F32");
   if (gptq && t.g_idx) {
     const auto g_idx = r.words(r.require(t.g_idx, ".g_idx", {in}, "[in]"));
     for (int64_t i = 0; i < in; ++i)
@@ -237,7 +245,44 @@ int4_weight unpack_linear(const std::string& module, const packed_linear& t, con
                              std::to_string(i) + " / " + std::to_string(group) + " = " + std::to_string(i / group) +
                              ": act-order (desc_act) checkpoints are not supported");
   }
+  return group;
+}
 
+// Rows [row, row + rows) × columns [col, col + cols) of the 2-D tensor t, row-major, reading only those bytes.
+std::vector<std::byte> block_bytes(const tensor_info& t, int64_t row, int64_t rows, int64_t col, int64_t cols) {
+  const size_t elem = size_in_bytes(t.type), width = static_cast<size_t>(t.shape[1]) * elem;
+  const size_t piece = static_cast<size_t>(cols) * elem;
+  std::vector<std::byte> out(static_cast<size_t>(rows) * piece);
+  for (int64_t r = 0; r < rows; ++r)
+    if (piece > 0)
+      std::memcpy(out.data() + static_cast<size_t>(r) * piece,
+                  t.data + static_cast<size_t>(row + r) * width + static_cast<size_t>(col) * elem, piece);
+  return out;
+}
+
+std::vector<uint32_t> block_words(const tensor_info& t, int64_t row, int64_t rows, int64_t col, int64_t cols) {
+  const std::vector<std::byte> b = block_bytes(t, row, rows, col, cols);
+  std::vector<uint32_t> out(b.size() / 4);
+  if (!out.empty()) std::memcpy(out.data(), b.data(), b.size());
+  return out;
+}
+
+std::vector<float> block_floats(const tensor_info& t, int64_t row, int64_t rows, int64_t col, int64_t cols) {
+  const std::vector<std::byte> b = block_bytes(t, row, rows, col, cols);
+  std::vector<float> out(static_cast<size_t>(rows * cols));
+  convert_to_f32(t.type, b, out);
+  return out;
+}
+
+// The int4_weight [out, in] (group `group`) of packed words already cut to it: qweight in the format's layout
+// for these sizes, qzeros [in / group, out / 8], scales [in / group, out]. The first output and group are
+// `first_output` and `first_group` of the checkpoint's layer (for messages).
+int4_weight decode_packed(const packed_reader& r, const packed_linear& t, const std::vector<uint32_t>& qweight,
+                          const std::vector<uint32_t>& qzeros, const std::vector<float>& scales, int64_t out,
+                          int64_t in, int64_t group, int64_t first_output, int64_t first_group) {
+  const quantization_config& q = r.q;
+  const bool gptq = q.method == quant_method::gptq;
+  const int64_t groups = in / group;
   // The zero point of output o in group g, [groups, out], and the check that a symmetric code's are all 8.
   // AWQ: AutoAWQ's awq/utils/packing_utils.py, unpack_awq + reverse_awq_order (dequantize_gemm). GPTQ: vLLM's
   // gptq_gemm reads nibble o % 8 of qzeros[g][o / 8] and adds 1 unless use_v2_format (AutoGPTQ's torch
@@ -249,8 +294,9 @@ int4_weight unpack_linear(const std::string& module, const packed_linear& t, con
       const int32_t z = gptq ? static_cast<int32_t>(nibble(word, static_cast<int>(o % 8))) + (q.gptq_v2 ? 0 : 1)
                              : static_cast<int32_t>(nibble(word, awq_reverse_order[o % 8]));
       if (q.symmetric && z != 8)
-        r.fail(*t.qzeros, "holds zero point " + std::to_string(z) + " for group " + std::to_string(g) + ", output " +
-                              std::to_string(o) + ", but quantization_config says the code is symmetric (" +
+        r.fail(*t.qzeros, "holds zero point " + std::to_string(z) + " for group " + std::to_string(first_group + g) +
+                              ", output " + std::to_string(first_output + o) +
+                              ", but quantization_config says the code is symmetric (" +
                               (gptq ? "sym true" : "zero_point false") + "), whose zero points are all 8");
       zeros[static_cast<size_t>(g * out + o)] = z;
     }
@@ -278,6 +324,87 @@ int4_weight unpack_linear(const std::string& module, const packed_linear& t, con
       w.scales[at] = scales[gz];
     }
   return w;
+}
+
+std::string layer_text(bool gptq, int64_t out, int64_t in) {
+  return std::string(gptq ? "a GPTQ" : "an AWQ") + " linear layer of " + std::to_string(in) + " inputs and " +
+         std::to_string(out) + " outputs";
+}
+
+} // namespace
+
+int4_weight unpack_linear(const std::string& module, const packed_linear& t, const quantization_config& q,
+                          int64_t out_features, int64_t in_features, const std::string& where) {
+  const bool gptq = q.method == quant_method::gptq;
+  const int64_t out = out_features, in = in_features;
+  const packed_reader r{module, q, where, layer_text(gptq, out, in)};
+  const int64_t group = check_packed_layer(r, t, out, in);
+  return decode_packed(r, t, r.words(*t.qweight), r.words(*t.qzeros), r.floats(*t.scales), out, in, group, 0, 0);
+}
+
+int4_weight unpack_linear_slice(const std::string& module, const packed_linear& t, const quantization_config& q,
+                                const weight_slice& slice, const std::string& where) {
+  const bool gptq = q.method == quant_method::gptq;
+  const int64_t out = slice.shape.at(0), in = slice.shape.at(1);
+  const packed_reader r{module, q, where, layer_text(gptq, out, in)};
+  const int64_t group = check_packed_layer(r, t, out, in), groups = in / group;
+  const int64_t b = slice.begin, n = slice.length;
+  const auto refuse = [&](const std::string& why) {
+    throw user_error("the tensor-parallel slice of " + module + " (" + r.layer + "), " +
+                     (slice.dim == 0 ? "outputs [" : "inputs [") + std::to_string(b) + ", " + std::to_string(b + n) +
+                     "), " + why);
+  };
+  if ((slice.dim != 0 && slice.dim != 1) || b < 0 || n < 0 || b + n > slice.shape[static_cast<size_t>(slice.dim)])
+    refuse("is outside the layer");
+  if (slice.dim == 0) {
+    // vLLM's awq.py / gptq.py create_weights: output_size_per_partition % pack_factor == 0.
+    if (b % 8 != 0 || n % 8 != 0) refuse("does not fall on whole words of 8 packed outputs");
+    const auto qweight = gptq ? block_words(*t.qweight, 0, in / 8, b, n) : block_words(*t.qweight, 0, in, b / 8, n / 8);
+    return decode_packed(r, t, qweight, block_words(*t.qzeros, 0, groups, b / 8, n / 8),
+                         block_floats(*t.scales, 0, groups, b, n), n, in, group, b, 0);
+  }
+  // vLLM's awq.py / gptq.py create_weights: input_size_per_partition % group_size == 0; a layer of one group
+  // (group_size -1) keeps its one row of scales and zeros whole on every rank (gptq.py: scale_and_zero_input_dim
+  // None). GPTQ packs 8 inputs to a word.
+  if (groups > 1 && (b % group != 0 || n % group != 0)) refuse("does not fall on whole groups of " + std::to_string(group));
+  if (gptq && (b % 8 != 0 || n % 8 != 0)) refuse("does not fall on whole words of 8 packed inputs");
+  const int64_t g0 = groups > 1 ? b / group : 0, ng = groups > 1 ? n / group : 1;
+  const auto qweight = gptq ? block_words(*t.qweight, b / 8, n / 8, 0, out) : block_words(*t.qweight, b, n, 0, out / 8);
+  return decode_packed(r, t, qweight, block_words(*t.qzeros, g0, ng, 0, out / 8), block_floats(*t.scales, g0, ng, 0, out),
+                       out, n, groups > 1 ? group : n, 0, g0);
+}
+
+int4_weight slice_int4(const int4_weight& whole, const weight_slice& slice) {
+  const int64_t b = slice.begin, n = slice.length, groups = whole.num_groups();
+  const int64_t size = slice.dim == 0 ? whole.out_features : slice.dim == 1 ? whole.in_features : -1;
+  if (size < 0 || b < 0 || n < 0 || b + n > size || slice.local_shape.size() != 2 ||
+      slice.local_shape[static_cast<size_t>(slice.dim)] != n)
+    throw std::invalid_argument("slice_int4: the slice of '" + slice.name + "' (dim " + std::to_string(slice.dim) +
+                                ", [" + std::to_string(b) + ", " + std::to_string(b + n) +
+                                ")) is not a cut of its [" + std::to_string(whole.out_features) + ", " +
+                                std::to_string(whole.in_features) + "] weight");
+  int4_weight s;
+  s.out_features = slice.dim == 0 ? n : whole.out_features;
+  s.in_features = slice.dim == 1 ? n : whole.in_features;
+  // Each local group must lie inside one of the whole's: the largest that divides both the group and the slice.
+  s.group_size = slice.dim == 1 ? std::gcd(whole.group_size, n) : whole.group_size;
+  if (slice.dim == 1 && n > 0 && b % s.group_size != 0)
+    throw std::invalid_argument("slice_int4: inputs [" + std::to_string(b) + ", " + std::to_string(b + n) + ") of '" +
+                                slice.name + "' do not start on a group of " + std::to_string(s.group_size));
+  const int64_t o0 = slice.dim == 0 ? b : 0, i0 = slice.dim == 1 ? b : 0, local_groups = s.num_groups();
+  s.q.resize(static_cast<size_t>(s.out_features * s.in_features));
+  s.zeros.resize(static_cast<size_t>(s.out_features * local_groups));
+  s.scales.resize(s.zeros.size());
+  for (int64_t o = 0; o < s.out_features; ++o) {
+    const auto row = whole.q.begin() + (o0 + o) * whole.in_features + i0;
+    std::copy(row, row + s.in_features, s.q.begin() + o * s.in_features);
+    for (int64_t g = 0; g < local_groups; ++g) {
+      const size_t from = static_cast<size_t>((o0 + o) * groups + (i0 + g * s.group_size) / whole.group_size);
+      s.zeros[static_cast<size_t>(o * local_groups + g)] = whole.zeros[from];
+      s.scales[static_cast<size_t>(o * local_groups + g)] = whole.scales[from];
+    }
+  }
+  return s;
 }
 
 void dequantize_linear(const std::string& module, const packed_linear& t, const quantization_config& q,

@@ -23,6 +23,8 @@
 
 namespace troupe {
 
+struct weight_slice;
+
 // A linear weight [out_features, in_features] quantized to 4 bits per group of `group_size` inputs.
 struct int4_weight {
   int64_t out_features = 0;
@@ -82,6 +84,23 @@ struct packed_linear {
 // symmetric code; a g_idx other than i / group.
 int4_weight unpack_linear(const std::string& module, const packed_linear& t, const quantization_config& q,
                           int64_t out_features, int64_t in_features, const std::string& where);
+// The part of module `module`'s weight [slice.shape] that `slice` cuts (one tensor-parallel rank's: dim 0 output
+// rows, dim 1 input columns), unpacked as unpack_linear unpacks the whole, reading from the checkpoint only the
+// slice's words of qweight, qzeros and scales: a dim-1 slice is a row range (AWQ rows are inputs; GPTQ's are 8
+// inputs each), a dim-0 slice a column range per row. Equals slice_int4(unpack_linear(...), slice). Throws
+// checkpoint_error as unpack_linear does for the whole layer's tensors, and user_error naming the module for a
+// slice that splits a packed word (an output range not in whole 8s; for GPTQ, an input range not in whole 8s) or
+// a group (an input range not in whole groups, unless the layer has one group, whose scales every rank keeps).
+int4_weight unpack_linear_slice(const std::string& module, const packed_linear& t, const quantization_config& q,
+                                const weight_slice& slice, const std::string& where);
+
+// The codes, zeros and scales of `slice` of `whole`, in the slice's local shape [out, in]: the rows (dim 0) or
+// the columns (dim 1) it cuts, so dequantize(result) == slice_f32(slice, dequantize(whole)). A column slice's
+// group is the largest that divides both whole's group and its length (each local group inside one of the
+// whole's, scales and zeros repeated). Throws std::invalid_argument for a slice that is not a cut of whole (a
+// range outside it, local_shape not [length] on dim, or a column range not starting on a local group).
+int4_weight slice_int4(const int4_weight& whole, const weight_slice& slice);
+
 // The same, dequantized: (q − zero) · scale of each element.
 void dequantize_linear(const std::string& module, const packed_linear& t, const quantization_config& q,
                        int64_t out_features, int64_t in_features, const std::string& where, std::vector<float>& values);

@@ -18,6 +18,39 @@ bool ends_with(std::string_view s, std::string_view suffix) {
   return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
 }
 
+// Empty when `n` splits every 4-bit linear layer of the config as vLLM's awq.py and gptq.py create_weights
+// require; else the reason, naming the layer: a row-parallel layer (o_proj, down_proj) needs each rank's inputs
+// in whole groups (input_size_per_partition % group_size, unless the layer has one group), a column-parallel one
+// (q/k/v, gate/up) each rank's outputs in whole packed words (output_size_per_partition % pack_factor, 8 at 4
+// bits). rtn packs nothing and rounds each rank's rows from the covering groups, so any split works.
+std::string why_not_quantized(const model_config& c, const quantization_config& q, int64_t n) {
+  if (q.method == quant_method::rtn || n == 1) return {};
+  const std::string tp = "--tensor-parallel-size " + std::to_string(n);
+  const std::string method(name(q.method));
+  const int64_t kv_rows = (n <= c.num_kv_heads ? c.num_kv_heads / n : 1) * c.head_dim;
+  for (const weight_spec& spec : hf_weight_specs(c)) {
+    if (!q.quantizes(spec.name)) continue;
+    const std::string_view w = spec.name;
+    const std::string layer = spec.name.substr(0, spec.name.size() - 7);  // without ".weight"
+    const int64_t out = spec.shape[0], in = spec.shape[1];
+    if (ends_with(w, "o_proj.weight") || ends_with(w, "down_proj.weight")) {
+      const int64_t group = q.group_for(in);
+      if (group != in && (in / n) % group != 0)
+        return tp + " gives each rank " + std::to_string(in / n) + " of the " + std::to_string(in) + " inputs of " +
+               layer + ", not a whole number of its " + method + " groups of " + std::to_string(group);
+      if (q.method == quant_method::gptq && (in / n) % 8 != 0)  // qweight [in / 8, out]: 8 inputs a word
+        return tp + " gives each rank " + std::to_string(in / n) + " of the " + std::to_string(in) + " inputs of " +
+               layer + ", not a whole number of the 8 inputs one gptq word packs";
+      continue;
+    }
+    const int64_t rows = ends_with(w, "k_proj.weight") || ends_with(w, "v_proj.weight") ? kv_rows : out / n;
+    if (rows % 8 != 0)
+      return tp + " gives each rank " + std::to_string(rows) + " of the " + std::to_string(out) + " outputs of " +
+             layer + ", not a whole number of the 8 outputs one " + method + " word packs";
+  }
+  return {};
+}
+
 // Empty when `n` splits the config; else the reason, naming the dimension.
 std::string why_not(const model_config& c, int64_t n) {
   const std::string tp = "--tensor-parallel-size " + std::to_string(n);
@@ -29,6 +62,7 @@ std::string why_not(const model_config& c, int64_t n) {
   if (c.intermediate_size % n != 0)
     return tp + " does not divide the intermediate size " + std::to_string(c.intermediate_size) +
            " of this model";
+  if (c.quantization) return why_not_quantized(c, *c.quantization, n);
   return {};
 }
 

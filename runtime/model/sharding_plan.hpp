@@ -77,7 +77,9 @@ struct sharding_plan {
 // built with it holds exactly the rank's slices.
 model_config local_config(const model_config& config, const sharding_plan& plan);
 
-// The tensor-parallel sizes in [1, num_heads] that split this model; what an error suggests.
+// The tensor-parallel sizes in [1, num_heads] that split this model; what an error suggests. With
+// config.quantization (awq, gptq), also each 4-bit linear layer as vLLM requires: a row-parallel layer's inputs
+// per rank in whole groups, a column-parallel layer's outputs per rank in whole words of 8.
 std::vector<int64_t> valid_tensor_parallel_sizes(const model_config& config);
 
 } // namespace troupe

@@ -256,3 +256,29 @@ TEST(sharding_plan, lists_the_sizes_that_split_a_model) {
   EXPECT_EQ(valid_tensor_parallel_sizes(qwen2_5_7b()), (std::vector<int64_t>{1, 2, 4}));
   EXPECT_EQ(valid_tensor_parallel_sizes(llama3_8b()), (std::vector<int64_t>{1, 2, 4, 8, 16, 32}));
 }
+
+// vLLM's awq.py and gptq.py create_weights refuse a row-parallel layer whose inputs per rank are not whole
+// groups, and a column-parallel one whose outputs per rank are not whole packed words of 8: Llama-2-7B's 11008
+// intermediate columns at 4 ranks are 2752, 21.5 groups of 128.
+TEST(sharding_plan, refuses_a_split_that_cuts_a_4_bit_group_or_word_naming_the_layer) {
+  model_config llama2_7b = shape(32, 32, 128, 4096, 11008, 32000);
+  llama2_7b.arch = architecture::llama;
+  llama2_7b.quantization = quantization_config{};  // awq, group 128
+  EXPECT_EQ(message_of([&] { sharding_plan::make(llama2_7b, 4, 0); }),
+            "--tensor-parallel-size 4 gives each rank 2752 of the 11008 inputs of model.layers.0.mlp.down_proj, not a "
+            "whole number of its awq groups of 128; 1 or 2 would");
+  EXPECT_EQ(valid_tensor_parallel_sizes(llama2_7b), (std::vector<int64_t>{1, 2}));
+
+  model_config narrow_heads = shape(4, 4, 12, 48, 64, 128);  // 12 query rows per rank at 4 ranks
+  narrow_heads.quantization = quantization_config{};
+  narrow_heads.quantization->method = quant_method::gptq;
+  narrow_heads.quantization->group_size = -1;
+  EXPECT_EQ(message_of([&] { sharding_plan::make(narrow_heads, 4, 0); }),
+            "--tensor-parallel-size 4 gives each rank 12 of the 48 outputs of model.layers.0.self_attn.q_proj, not a "
+            "whole number of the 8 outputs one gptq word packs; 1 or 2 would");
+  // rtn packs nothing and rounds each rank's part from the groups that cover it: every split the heads allow.
+  narrow_heads.quantization->method = quant_method::rtn;
+  llama2_7b.quantization->method = quant_method::rtn;
+  EXPECT_EQ(valid_tensor_parallel_sizes(narrow_heads), (std::vector<int64_t>{1, 2, 4}));
+  EXPECT_EQ(valid_tensor_parallel_sizes(llama2_7b), valid_tensor_parallel_sizes(shape(32, 32, 128, 4096, 11008, 32000)));
+}

@@ -37,7 +37,7 @@ std::string first_error(const std::vector<std::string>& errors) {
 
 split_model::split_model(const model_config& config, std::vector<std::unique_ptr<ops>> backends,
                          std::vector<std::unique_ptr<communicator>> comms, const checkpoint* ckpt, uint64_t seed,
-                         dtype type, const model_limits& limits)
+                         dtype type, const model_limits& limits, bool packed_4_bit)
     : backends_(std::move(backends)), comms_(std::move(comms)) {
   const int n = size();
   if (n == 0 || (comms_.empty() ? n != 1 : static_cast<int>(comms_.size()) != n))
@@ -54,10 +54,15 @@ split_model::split_model(const model_config& config, std::vector<std::unique_ptr
     const weight_source source = !sharded ? (ckpt ? checkpoint_weight_source(*ckpt, config) : dummy_weight_source(seed))
                                  : ckpt   ? sharded_weight_source(*ckpt, config, plans_[i])
                                           : sharded_dummy_weight_source(seed, plans_[i]);
+    int4_source int4;
+    if (packed_4_bit)
+      int4 = !sharded ? (ckpt ? checkpoint_int4_source(*ckpt, config) : dummy_int4_source(seed, config.quantization))
+             : ckpt   ? sharded_int4_source(*ckpt, config, plans_[i])
+                      : sharded_dummy_int4_source(seed, plans_[i], config.quantization);
     shard_context where;
     if (sharded) where = {comms_[i].get(), plans_[i].vocab_begin, config.vocab_size};
     ops& b = *backends_[i];
-    models_[i] = std::make_unique<model>(local, b, load_model_weights(local, b, type, source), type, limits, where);
+    models_[i] = std::make_unique<model>(local, b, load_model_weights(local, b, type, source, int4), type, limits, where);
   });
 }
 

@@ -39,10 +39,11 @@ public:
   // weights, shard_context{comms[r], vocab_begin, vocab_size}. The weights are `ckpt`'s, or with no
   // checkpoint dummy_weight_source(seed)'s values. The shards load at once, one thread each. Throws
   // std::invalid_argument for mismatched backends and communicators, std::runtime_error naming the first
-  // shard whose plan, weights or model failed.
+  // shard whose plan, weights or model failed. With `packed_4_bit` and config.quantization, the linear weights
+  // stay in 4 bits as on a GPU (the int4 sources of kernels/model_loader.hpp: each rank's slices alone).
   split_model(const model_config& config, std::vector<std::unique_ptr<ops>> backends,
               std::vector<std::unique_ptr<communicator>> comms, const checkpoint* ckpt, uint64_t seed, dtype type,
-              const model_limits& limits);
+              const model_limits& limits, bool packed_4_bit = false);
 
   int size() const { return static_cast<int>(backends_.size()); }
   const sharding_plan& plan(int r) const { return plans_[static_cast<size_t>(r)]; }
