@@ -218,6 +218,11 @@ engine::impl::impl(const engine_options& requested) : system(with_middleman(syst
     limits.block_size = o.block_size;
     limits.enforce_eager = o.enforce_eager;
     limits.kv_cache_type = kv_type;
+    if (kv_type && ckpt) {  // the checkpoint's per-layer k_scale / v_scale, 1.0 where it has none
+      kv_cache_scales scales = checkpoint_kv_cache_scales(*ckpt, config);
+      limits.k_scales = std::move(scales.k);
+      limits.v_scales = std::move(scales.v);
+    }
     // The communicators the shards' forwards use: on the CPU, threads of this process or MPI between
     // processes; on GPUs, NCCL (made on each shard's thread below, from one unique id that rank 0 makes and,
     // under mpirun, sends to the other ranks), or the shared-GPU communicator when shards share GPU 0.

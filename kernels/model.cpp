@@ -138,11 +138,11 @@ model::model(model_config config, ops& backend, model_weights weights, dtype act
   if (kv_type_ != act_type_ && kv_type_ != dtype::f8_e4m3 && kv_type_ != dtype::f8_e5m2)
     throw user_error("the KV cache is kept in the activation dtype or in FP8 (f8_e4m3, f8_e5m2), not " +
                      std::string(name(kv_type_)));
-  if (!(limits_.k_scale > 0) || !(limits_.v_scale > 0) || !std::isfinite(limits_.k_scale) ||
-      !std::isfinite(limits_.v_scale))
-    throw user_error("the KV cache's k_scale and v_scale must be positive and finite");
-  shape_.k_scale = limits_.k_scale;
-  shape_.v_scale = limits_.v_scale;
+  k_scales_ = limits_.k_scales.empty() ? std::vector<float>(static_cast<size_t>(c.num_layers), 1.0f) : limits_.k_scales;
+  v_scales_ = limits_.v_scales.empty() ? std::vector<float>(static_cast<size_t>(c.num_layers), 1.0f) : limits_.v_scales;
+  if (std::ssize(k_scales_) != c.num_layers || std::ssize(v_scales_) != c.num_layers)
+    throw std::invalid_argument("model: KV cache scales for " + std::to_string(k_scales_.size()) + " and " +
+                                std::to_string(v_scales_.size()) + " layers, not " + std::to_string(c.num_layers));
 
   allocate_kv_cache(limits_.num_blocks);
   for (int64_t b = 1; b <= std::min({limits_.max_num_seqs, limits_.max_num_tokens, int64_t{512}});
@@ -332,8 +332,11 @@ tensor model::compute_logits(int64_t num_tokens, int64_t num_logits, const atten
   for (int64_t l = 0; l < c.num_layers; ++l) {
     const layer_weights& w = weights_.layers[l];
     linear(hidden, w.qkv, w.qkv4, w.qkv_bias, qkv);
-    ops_.rope_write_kv(qkv, positions, cos_sin_, slots, k_cache_[l], v_cache_[l], shape_);
-    ops_.paged_attention(qkv, k_cache_[l], v_cache_[l], meta, shape_, attn);
+    attention_shape shape = shape_;
+    shape.k_scale = k_scales_[static_cast<size_t>(l)];
+    shape.v_scale = v_scales_[static_cast<size_t>(l)];
+    ops_.rope_write_kv(qkv, positions, cos_sin_, slots, k_cache_[l], v_cache_[l], shape);
+    ops_.paged_attention(qkv, k_cache_[l], v_cache_[l], meta, shape, attn);
     linear(attn, w.o_proj, w.o_proj4, w.o_bias, hidden);
     all_reduce(hidden);
     ops_.add_rms_norm(hidden, residual, w.post_norm, eps);

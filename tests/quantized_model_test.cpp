@@ -12,6 +12,7 @@
 #include <fstream>
 #include <set>
 #include <sstream>
+#include <tuple>
 
 #include <nlohmann/json.hpp>
 
@@ -436,6 +437,69 @@ TEST(quantized_quality, an_fp8_kv_cache_stays_close_to_the_unquantized_cache_log
       EXPECT_LT(q.mean_kl, 0.005) << troupe::name(kv);  // measured 0.00007 .. 0.0009
     }
   }
+}
+
+namespace {
+
+// `to` = the model folder `from` with `extra` scalar f32 tensors (name, shape, values) added to its weights.
+void write_copy_with_scales(const fs::path& from, const fs::path& to,
+                            const std::vector<std::tuple<std::string, std::vector<int64_t>, std::vector<float>>>& extra) {
+  for (const auto& entry : fs::directory_iterator(from))
+    if (entry.path().filename() != "model.safetensors") fs::copy_file(entry.path(), to / entry.path().filename());
+  const checkpoint ckpt = checkpoint::open(from);
+  std::vector<tensor_to_write> tensors;
+  for (const std::string& name : ckpt.names()) {
+    const tensor_info* t = ckpt.find(name);
+    tensors.push_back({name, t->type, t->shape, std::span(t->data, t->num_bytes)});
+  }
+  for (const auto& [name, shape, values] : extra)
+    tensors.push_back({name, dtype::f32, shape, std::as_bytes(std::span(values))});
+  write_safetensors(to / "model.safetensors", tensors);
+}
+
+} // namespace
+
+// vLLM's names (maybe_remap_kv_scale_name): self_attn.k_scale / v_scale, ModelOpt's k_proj.k_scale /
+// v_proj.v_scale, the deprecated kv_scale for both; a layer without any keeps 1.0. The checkpoint loads (the
+// scales are used, not refused) and generates with them.
+TEST(kv_cache_scales, are_read_per_layer_under_the_names_vllm_reads) {
+  const fs::path llama = fs::path(TROUPE_TEST_DATA) / "reference" / "llama_f32";
+  temp_folder scaled("kv_scales");
+  write_copy_with_scales(llama, scaled.path(),
+                         {{"model.layers.0.self_attn.k_scale", {}, {0.5f}},
+                          {"model.layers.0.self_attn.v_proj.v_scale", {1}, {2.0f}},
+                          {"model.layers.1.self_attn.kv_scale", {}, {0.25f}}});
+  const model_config config = model_config::from_dir(scaled.path());
+  const checkpoint ckpt = checkpoint::open(scaled.path());
+  const kv_cache_scales got = checkpoint_kv_cache_scales(ckpt, config);
+  EXPECT_EQ(got.k, (std::vector<float>{0.5f, 0.25f}));
+  EXPECT_EQ(got.v, (std::vector<float>{2.0f, 0.25f}));
+  EXPECT_EQ(checkpoint_kv_cache_scales(checkpoint::open(llama), config).k, (std::vector<float>{1.0f, 1.0f}));
+  EXPECT_NO_THROW(checkpoint_weight_source(ckpt, config));
+  EXPECT_EQ(greedy_tokens(scaled.path(), " --kv-cache-dtype fp8").size(), 16u);
+}
+
+TEST(kv_cache_scales, a_scale_that_is_not_one_positive_value_is_refused_by_name) {
+  const fs::path llama = fs::path(TROUPE_TEST_DATA) / "reference" / "llama_f32";
+  temp_folder per_head("kv_scales_per_head"), zero("kv_scales_zero");
+  write_copy_with_scales(llama, per_head.path(), {{"model.layers.1.self_attn.k_scale", {2}, {1.0f, 2.0f}}});
+  write_copy_with_scales(llama, zero.path(), {{"model.layers.0.self_attn.v_scale", {}, {0.0f}}});
+  const model_config config = model_config::from_dir(llama);
+  try {
+    checkpoint_kv_cache_scales(checkpoint::open(per_head.path()), config);
+    FAIL() << "no error";
+  } catch (const checkpoint_error& e) {
+    EXPECT_EQ(std::string(e.what()), (per_head.path() / "model.safetensors").string() +
+                                         ": tensor 'model.layers.1.self_attn.k_scale' holds 2 values; troupe reads "
+                                         "one per-tensor KV cache scale per layer");
+  }
+  const auto r = run_troupe("generate --model " + zero.path().string() + " --prompt-token-ids 1 --kv-cache-dtype fp8");
+  EXPECT_EQ(r.exit_code, 1);
+  ASSERT_EQ(error_lines(r.err).size(), 1u) << r.err;
+  EXPECT_NE(error_lines(r.err)[0].find("'model.layers.0.self_attn.v_scale' is 0.000000; a KV cache scale must be "
+                                       "positive and finite"),
+            std::string::npos)
+      << r.err;
 }
 
 namespace {
