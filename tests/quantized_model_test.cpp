@@ -117,6 +117,14 @@ std::vector<std::vector<float>> all_position_logits(const fs::path& dir, const s
   return out;
 }
 
+const char* const reference_names[] = {"llama_f32", "llama3_rope_bf16", "qwen2_sharded_bf16", "mistral_head_dim"};
+
+// The prompts of a reference folder (its reference.json).
+std::vector<std::vector<int32_t>> reference_prompts(const fs::path& dir) {
+  std::ifstream in(dir / "reference.json");
+  return nlohmann::json::parse(in)["prompts"].get<std::vector<std::vector<int32_t>>>();
+}
+
 struct quality {
   double relative_error = 0;  // ‖a − b‖ / ‖b‖ over every logit
   double mean_kl = 0;         // mean over positions of KL(p_reference ‖ p_quantized), in nats
@@ -392,10 +400,9 @@ TEST(quantized_quality, four_bit_codes_of_the_reference_checkpoints_stay_close_t
   gptq.symmetric = true;
   quantization_config vllm_rtn = rtn;  // vLLM's symmetric rtn, for comparison
   vllm_rtn.symmetric = true;
-  for (const std::string name : {"llama_f32", "llama3_rope_bf16", "qwen2_sharded_bf16", "mistral_head_dim"}) {
+  for (const std::string name : reference_names) {
     const fs::path dir = fs::path(TROUPE_TEST_DATA) / "reference" / name;
-    std::ifstream in(dir / "reference.json");
-    const auto prompts = nlohmann::json::parse(in)["prompts"].get<std::vector<std::vector<int32_t>>>();
+    const auto prompts = reference_prompts(dir);
     const int64_t vocab = model_config::from_dir(dir).vocab_size;
     const auto reference = all_position_logits(dir, prompts);
     const auto report = [&](const std::string& what, const std::vector<std::vector<float>>& logits) {
@@ -421,10 +428,9 @@ TEST(quantized_quality, four_bit_codes_of_the_reference_checkpoints_stay_close_t
 // reference checkpoints carry none) against the same model with its f32 cache, over every position of the
 // reference prompts. Printed for the closing note; the bounds catch a broken path, not quality.
 TEST(quantized_quality, an_fp8_kv_cache_stays_close_to_the_unquantized_cache_logits) {
-  for (const std::string name : {"llama_f32", "llama3_rope_bf16", "qwen2_sharded_bf16", "mistral_head_dim"}) {
+  for (const std::string name : reference_names) {
     const fs::path dir = fs::path(TROUPE_TEST_DATA) / "reference" / name;
-    std::ifstream in(dir / "reference.json");
-    const auto prompts = nlohmann::json::parse(in)["prompts"].get<std::vector<std::vector<int32_t>>>();
+    const auto prompts = reference_prompts(dir);
     const int64_t vocab = model_config::from_dir(dir).vocab_size;
     const auto reference = all_position_logits(dir, prompts);
     for (const dtype kv : {dtype::f8_e4m3, dtype::f8_e5m2}) {
