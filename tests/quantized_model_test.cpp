@@ -84,12 +84,17 @@ struct cpu_model {
   std::unique_ptr<model> net;
 
   // packed: the linear weights stay in 4 bits (checkpoint_int4_source, ops::linear_int4), as on a GPU.
-  // kv_cache_type: the KV cache's dtype (nullopt: f32, as the activations).
+  // kv_cache_type: the KV cache's dtype (nullopt: f32, as the activations), FP8 with the checkpoint's scales.
   cpu_model(const fs::path& dir, const model_config& config, bool packed = false,
             std::optional<dtype> kv_cache_type = std::nullopt) {
     const checkpoint ckpt = checkpoint::open(dir);
     model_limits limits = troupe::testing::reference_limits(1);
     limits.kv_cache_type = kv_cache_type;
+    if (kv_cache_type) {  // as the engine does: the checkpoint's scales, 1.0 where it has none
+      kv_cache_scales scales = checkpoint_kv_cache_scales(ckpt, config);
+      limits.k_scales = std::move(scales.k);
+      limits.v_scales = std::move(scales.v);
+    }
     net = std::make_unique<model>(config, ops,
                                   load_model_weights(config, ops, dtype::f32, checkpoint_weight_source(ckpt, config),
                                                      packed ? checkpoint_int4_source(ckpt, config) : int4_source{}),
@@ -483,6 +488,30 @@ TEST(kv_cache_scales, are_read_per_layer_under_the_names_vllm_reads) {
   EXPECT_EQ(checkpoint_kv_cache_scales(checkpoint::open(llama), config).k, (std::vector<float>{1.0f, 1.0f}));
   EXPECT_NO_THROW(checkpoint_weight_source(ckpt, config));
   EXPECT_EQ(greedy_tokens(scaled.path(), " --kv-cache-dtype fp8").size(), 16u);
+}
+
+// Scales of 1.0 written out give the logits of none; other scales reach every layer's quantization (the
+// logits move) and, being the right size for these activations, stay as close to the f32 cache's.
+TEST(kv_cache_scales, of_one_change_nothing_and_others_reach_the_fp8_cache) {
+  const fs::path llama = fs::path(TROUPE_TEST_DATA) / "reference" / "llama_f32";
+  temp_folder ones("kv_scales_one"), scaled("kv_scales_scaled");
+  const auto scales = [](float k, float v) {
+    std::vector<std::tuple<std::string, std::vector<int64_t>, std::vector<float>>> t;
+    for (const std::string layer : {"0", "1"}) {
+      t.push_back({"model.layers." + layer + ".self_attn.k_scale", {}, {k}});
+      t.push_back({"model.layers." + layer + ".self_attn.v_scale", {}, {v}});
+    }
+    return t;
+  };
+  write_copy_with_scales(llama, ones.path(), scales(1.0f, 1.0f));
+  write_copy_with_scales(llama, scaled.path(), scales(0.37f, 0.011f));
+  const auto prompts = reference_prompts(llama);
+  const auto unscaled = all_position_logits(llama, prompts, std::nullopt, false, dtype::f8_e4m3);
+  EXPECT_EQ(all_position_logits(ones.path(), prompts, std::nullopt, false, dtype::f8_e4m3), unscaled);
+  const auto with_scales = all_position_logits(scaled.path(), prompts, std::nullopt, false, dtype::f8_e4m3);
+  EXPECT_NE(with_scales, unscaled);
+  const quality q = compare(with_scales, all_position_logits(llama, prompts), model_config::from_dir(llama).vocab_size);
+  EXPECT_LT(q.relative_error, 0.15);
 }
 
 TEST(kv_cache_scales, a_scale_that_is_not_one_positive_value_is_refused_by_name) {
