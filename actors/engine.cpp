@@ -22,6 +22,7 @@
 #include "runtime/error.hpp"
 #include "runtime/engine/step_plan_codec.hpp"
 #include "runtime/model/job_fingerprint.hpp"
+#include "runtime/model/kv_cache_dtype.hpp"
 #include "runtime/model/memory_plan.hpp"
 #include "runtime/model/random_model.hpp"
 #include "runtime/model/safetensors.hpp"
@@ -98,6 +99,7 @@ void check_ranks_agree(const engine_options& o, const fs::path& dir, const mpi_s
   f.add("--max-num-batched-tokens", std::to_string(o.max_num_batched_tokens));
   f.add("--block-size", std::to_string(o.block_size));
   f.add("--kv-cache-memory", std::to_string(o.kv_cache_memory));
+  f.add("--kv-cache-dtype", o.kv_cache_dtype);
   f.add("--num-gpu-blocks-override", std::to_string(o.num_gpu_blocks_override));
   f.add("--gpu-memory-utilization", std::to_string(o.gpu_memory_utilization));
   f.add("--enforce-eager", o.enforce_eager ? "true" : "false");
@@ -162,8 +164,10 @@ engine::impl::impl(const engine_options& requested) : system(with_middleman(syst
   if (tp < 1) throw user_error("--tensor-parallel-size must be at least 1, got " + std::to_string(tp));
   std::vector<sharding_plan> plans;  // validates the split first: a shape that cannot be split says so
   for (int r = 0; r < tp; ++r) plans.push_back(sharding_plan::make(config, tp, r));
-  if (num_blocks <= 0)  // --kv-cache-memory is each shard's
-    num_blocks = o.kv_cache_memory / bytes_per_block(local_config(config, plans[0]), o.block_size, sizeof(float));
+  const std::optional<dtype> kv_type = parse_kv_cache_dtype(o.kv_cache_dtype);
+  if (num_blocks <= 0)  // --kv-cache-memory is each shard's; the CPU keeps activations (and an auto cache) in f32
+    num_blocks = o.kv_cache_memory / bytes_per_block(local_config(config, plans[0]), o.block_size,
+                                                     kv_type ? size_in_bytes(*kv_type) : sizeof(float));
 
   // The ranks whose shards this process builds: every rank, or under mpirun its own (one process per shard).
   const mpi_session* mpi = o.mpi.get();
@@ -213,6 +217,12 @@ engine::impl::impl(const engine_options& requested) : system(with_middleman(syst
     limits.max_model_len = max_model_len;
     limits.block_size = o.block_size;
     limits.enforce_eager = o.enforce_eager;
+    limits.kv_cache_type = kv_type;
+    if (kv_type && ckpt) {  // the checkpoint's per-layer k_scale / v_scale, 1.0 where it has none
+      kv_cache_scales scales = checkpoint_kv_cache_scales(*ckpt, config);
+      limits.k_scales = std::move(scales.k);
+      limits.v_scales = std::move(scales.v);
+    }
     // The communicators the shards' forwards use: on the CPU, threads of this process or MPI between
     // processes; on GPUs, NCCL (made on each shard's thread below, from one unique id that rank 0 makes and,
     // under mpirun, sends to the other ranks), or the shared-GPU communicator when shards share GPU 0.
@@ -343,9 +353,9 @@ engine::impl::impl(const engine_options& requested) : system(with_middleman(syst
       mpi->broadcast_bytes(*buffer, 0);
     };
   }
-  spdlog::info("{} on the {} backend: KV cache of {} blocks of {} tokens ({} tokens of context); at most {} "
+  spdlog::info("{} on the {} backend: KV cache ({}) of {} blocks of {} tokens ({} tokens of context); at most {} "
                "sequences and {} tokens per step",
-               config.architecture_name, o.backend, num_blocks, o.block_size, num_blocks * o.block_size, o.max_num_seqs,
+               config.architecture_name, o.backend, o.kv_cache_dtype, num_blocks, o.block_size, num_blocks * o.block_size, o.max_num_seqs,
                o.max_num_batched_tokens);
 
   engine_config ec;

@@ -50,6 +50,7 @@ struct engine_options {
   int32_t tensor_parallel_size = 1;   // shards the model is split over (Megatron-style, as vLLM)
   int32_t block_size = 16;
   int64_t kv_cache_memory = int64_t{1} << 30;  // bytes of KV cache per shard on the CPU backend (CUDA: what memory allows)
+  std::string kv_cache_dtype = "auto";         // auto | fp8 | fp8_e4m3 | fp8_e5m2 (parse_kv_cache_dtype)
   int64_t num_gpu_blocks_override = 0;         // > 0: exactly this many KV blocks
   bool enable_prefix_caching = true;
   bool enforce_eager = false;                  // CUDA: no CUDA graphs for decode steps

@@ -119,7 +119,7 @@ model_weights load_model_weights(const model_config& c, ops& backend, dtype type
 model::model(model_config config, ops& backend, model_weights weights, dtype act, model_limits limits,
              shard_context shard)
     : config_(std::move(config)), ops_(backend), shard_(shard), weights_(std::move(weights)), limits_(limits),
-      act_type_(act) {
+      act_type_(act), kv_type_(limits.kv_cache_type.value_or(act)) {
   const model_config& c = config_;
   vocab_ = shard_.comm ? shard_.vocab_size : c.vocab_size;
   if (shard_.comm && (vocab_ <= 0 || shard_.vocab_begin < 0 || vocab_ > c.vocab_size * shard_.comm->size()))
@@ -135,6 +135,14 @@ model::model(model_config config, ops& backend, model_weights weights, dtype act
   shape_.head_dim = static_cast<int32_t>(c.head_dim);
   shape_.block_size = limits_.block_size;
   shape_.scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
+  if (kv_type_ != act_type_ && kv_type_ != dtype::f8_e4m3 && kv_type_ != dtype::f8_e5m2)
+    throw user_error("the KV cache is kept in the activation dtype or in FP8 (f8_e4m3, f8_e5m2), not " +
+                     std::string(name(kv_type_)));
+  k_scales_ = limits_.k_scales.empty() ? std::vector<float>(static_cast<size_t>(c.num_layers), 1.0f) : limits_.k_scales;
+  v_scales_ = limits_.v_scales.empty() ? std::vector<float>(static_cast<size_t>(c.num_layers), 1.0f) : limits_.v_scales;
+  if (std::ssize(k_scales_) != c.num_layers || std::ssize(v_scales_) != c.num_layers)
+    throw std::invalid_argument("model: KV cache scales for " + std::to_string(k_scales_.size()) + " and " +
+                                std::to_string(v_scales_.size()) + " layers, not " + std::to_string(c.num_layers));
 
   allocate_kv_cache(limits_.num_blocks);
   for (int64_t b = 1; b <= std::min({limits_.max_num_seqs, limits_.max_num_tokens, int64_t{512}});
@@ -202,15 +210,15 @@ void model::allocate_kv_cache(int64_t num_blocks) {
   k_cache_.clear();  // the old cache goes before the new one comes
   v_cache_.clear();
   for (int64_t l = 0; l < c.num_layers; ++l) {
-    k_cache_.push_back(ops_.alloc(act_type_, {num_blocks, limits_.block_size, c.num_kv_heads, c.head_dim}));
-    v_cache_.push_back(ops_.alloc(act_type_, {num_blocks, limits_.block_size, c.num_kv_heads, c.head_dim}));
+    k_cache_.push_back(ops_.alloc(kv_type_, {num_blocks, limits_.block_size, c.num_kv_heads, c.head_dim}));
+    v_cache_.push_back(ops_.alloc(kv_type_, {num_blocks, limits_.block_size, c.num_kv_heads, c.head_dim}));
   }
   limits_.num_blocks = num_blocks;
 }
 
 int64_t model::kv_block_bytes() const {
   return 2 * config_.num_layers * limits_.block_size * config_.num_kv_heads * config_.head_dim *
-         static_cast<int64_t>(size_in_bytes(act_type_));
+         static_cast<int64_t>(size_in_bytes(kv_type_));
 }
 
 int64_t model::graph_size_for(const step_input& in) const {
@@ -324,8 +332,11 @@ tensor model::compute_logits(int64_t num_tokens, int64_t num_logits, const atten
   for (int64_t l = 0; l < c.num_layers; ++l) {
     const layer_weights& w = weights_.layers[l];
     linear(hidden, w.qkv, w.qkv4, w.qkv_bias, qkv);
-    ops_.rope_write_kv(qkv, positions, cos_sin_, slots, k_cache_[l], v_cache_[l], shape_);
-    ops_.paged_attention(qkv, k_cache_[l], v_cache_[l], meta, shape_, attn);
+    attention_shape shape = shape_;
+    shape.k_scale = k_scales_[static_cast<size_t>(l)];
+    shape.v_scale = v_scales_[static_cast<size_t>(l)];
+    ops_.rope_write_kv(qkv, positions, cos_sin_, slots, k_cache_[l], v_cache_[l], shape);
+    ops_.paged_attention(qkv, k_cache_[l], v_cache_[l], meta, shape, attn);
     linear(attn, w.o_proj, w.o_proj4, w.o_bias, hidden);
     all_reduce(hidden);
     ops_.add_rms_norm(hidden, residual, w.post_norm, eps);

@@ -3,6 +3,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <unordered_map>
 #include <vector>
 
@@ -66,6 +67,10 @@ struct model_limits {
   int32_t block_size = 16;
   int64_t num_blocks = 0;         // KV cache blocks (each holds block_size tokens for every layer)
   bool enforce_eager = false;     // no graphs for decode steps (--enforce-eager)
+  // The KV cache's element type (--kv-cache-dtype): nullopt (auto) keeps the activation dtype; f8_e4m3 or
+  // f8_e5m2 store K / k_scale and V / v_scale in FP8 (attention_shape), with each layer's scales (empty: 1.0).
+  std::optional<dtype> kv_cache_type;
+  std::vector<float> k_scales, v_scales;  // [num_layers] or empty
 };
 
 // A tensor-parallel shard's place in its group (runtime/model/sharding_plan.hpp). Its model is built with
@@ -163,7 +168,9 @@ private:
   model_weights weights_;
   model_limits limits_;
   attention_shape shape_;
+  std::vector<float> k_scales_, v_scales_;  // [num_layers]: limits_'s, or 1.0
   dtype act_type_;
+  dtype kv_type_;  // limits_.kv_cache_type or the activation dtype
   std::vector<device_buffer> k_cache_, v_cache_;  // per layer [num_blocks, block_size, nKV, D]
   device_buffer cos_sin_;                         // [max_model_len, D]
   // Step inputs, one block on the device and its host twin, regions at fixed offsets sized for the

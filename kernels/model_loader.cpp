@@ -1,6 +1,8 @@
 #include "kernels/model_loader.hpp"
 
+#include <cmath>
 #include <functional>
+#include <optional>
 #include <set>
 
 #include "runtime/error.hpp"
@@ -42,6 +44,17 @@ packed_linear packed_tensors_of(const checkpoint& ckpt, const std::string& m) {
   return {ckpt.find(m + ".qweight"), ckpt.find(m + ".qzeros"), ckpt.find(m + ".scales"), ckpt.find(m + ".g_idx")};
 }
 
+// The names under which a checkpoint may hold layer `layer`'s FP8 KV cache scales, as vLLM reads them
+// (maybe_remap_kv_scale_name): llm-compressor's self_attn.k_scale / v_scale, ModelOpt's
+// self_attn.k_proj.k_scale / v_proj.v_scale, and the deprecated self_attn.kv_scale for both.
+struct kv_scale_names {
+  std::string k, v, modelopt_k, modelopt_v, both;
+};
+kv_scale_names kv_scale_names_of(int64_t layer) {
+  const std::string p = "model.layers." + std::to_string(layer) + ".self_attn.";
+  return {p + "k_scale", p + "v_scale", p + "k_proj.k_scale", p + "v_proj.v_scale", p + "kv_scale"};
+}
+
 // Throws checkpoint_error when the checkpoint holds a tensor the config does not use.
 void refuse_unused_tensors(const checkpoint& ckpt, const model_config& config) {
   std::set<std::string> expected;
@@ -53,6 +66,10 @@ void refuse_unused_tensors(const checkpoint& ckpt, const model_config& config) {
     const std::string m = module_of(spec.name);
     expected.insert({m + ".qweight", m + ".qzeros", m + ".scales"});
     if (config.quantization->method == quant_method::gptq) expected.insert(m + ".g_idx");
+  }
+  for (int64_t l = 0; l < config.num_layers; ++l) {
+    const kv_scale_names n = kv_scale_names_of(l);
+    expected.insert({n.k, n.v, n.modelopt_k, n.modelopt_v, n.both});
   }
   for (const std::string& name : ckpt.names()) {
     if (expected.count(name)) continue;
@@ -107,7 +124,37 @@ int4_weight quantize_int4_slice(const quantization_config& q, const weight_slice
   return slice_int4(code, within);
 }
 
+// The one value of scale tensor `name`, or nullopt where the checkpoint has none; throws checkpoint_error for
+// a scale that is not one positive finite number (per-head scales are not supported).
+std::optional<float> read_kv_scale(const checkpoint& ckpt, const std::string& name) {
+  const tensor_info* t = ckpt.find(name);
+  if (!t) return std::nullopt;
+  const std::string where = (t->file ? t->file->string() : std::string("checkpoint")) + ": tensor '" + name + "'";
+  if (t->num_elements() != 1)
+    throw checkpoint_error(where + " holds " + std::to_string(t->num_elements()) +
+                           " values; troupe reads one per-tensor KV cache scale per layer");
+  std::vector<float> value;
+  ckpt.read_f32(name, t->shape, value);
+  if (!(value[0] > 0) || !std::isfinite(value[0]))
+    throw checkpoint_error(where + " is " + std::to_string(value[0]) + "; a KV cache scale must be positive and finite");
+  return value[0];
+}
+
 } // namespace
+
+kv_cache_scales checkpoint_kv_cache_scales(const checkpoint& ckpt, const model_config& config) {
+  kv_cache_scales s;
+  for (int64_t l = 0; l < config.num_layers; ++l) {
+    const kv_scale_names n = kv_scale_names_of(l);
+    const std::optional<float> both = read_kv_scale(ckpt, n.both);
+    std::optional<float> k = read_kv_scale(ckpt, n.k), v = read_kv_scale(ckpt, n.v);
+    if (!k) k = read_kv_scale(ckpt, n.modelopt_k);
+    if (!v) v = read_kv_scale(ckpt, n.modelopt_v);
+    s.k.push_back(k.value_or(both.value_or(1.0f)));
+    s.v.push_back(v.value_or(both.value_or(1.0f)));
+  }
+  return s;
+}
 
 weight_source checkpoint_weight_source(const checkpoint& ckpt, const model_config& config) {
   refuse_unused_tensors(ckpt, config);

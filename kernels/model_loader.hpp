@@ -19,6 +19,15 @@ struct sharding_plan;
 // and rounded to 4 bits; a broken packed layer throws checkpoint_error naming the tensor (dequantize_linear).
 weight_source checkpoint_weight_source(const checkpoint& ckpt, const model_config& config);
 
+// Each layer's per-tensor FP8 KV cache scales (--kv-cache-dtype fp8), as vLLM reads them from a checkpoint:
+// model.layers.N.self_attn.{k_scale, v_scale}, or ModelOpt's self_attn.{k_proj.k_scale, v_proj.v_scale}, or
+// the deprecated self_attn.kv_scale for both; 1.0 where there is none. Throws checkpoint_error naming a scale
+// tensor that is not one positive finite value.
+struct kv_cache_scales {
+  std::vector<float> k, v;  // [num_layers]
+};
+kv_cache_scales checkpoint_kv_cache_scales(const checkpoint& ckpt, const model_config& config);
+
 // One tensor-parallel rank's weights: each tensor's slice in `plan` (a plan of `config`), read from the
 // memory-mapped checkpoint without the rest of the tensor (read_slice_f32), so values come in the slice's
 // local shape, not spec.shape. Checks the checkpoint's tensors as checkpoint_weight_source does. A 4-bit

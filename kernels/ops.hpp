@@ -34,6 +34,11 @@ struct attention_shape {
   int32_t head_dim = 0;
   int32_t block_size = 0;
   float scale = 1.0f;
+  // An FP8 KV cache (k_cache / v_cache of type f8_e4m3 or f8_e5m2) holds round(k / k_scale) and
+  // round(v / v_scale) (f32_to_f8_e4m3 / _e5m2: nearest even, saturating); attention reads code * scale.
+  // Unused for a cache in the activation dtype.
+  float k_scale = 1.0f;
+  float v_scale = 1.0f;
 };
 
 // A linear layer's weight in 4 bits (--quantization awq|gptq|rtn), in troupe's own device layout, which
@@ -112,7 +117,8 @@ public:
   // Rotates the q and k parts of qkv in place (rotate-half convention) and writes k, v into the cache
   // at slot_mapping (slot = block * block_size + offset; -1 skips the token).
   // qkv [T, (nH + 2 nKV) D], positions [T] i32, cos_sin [max_pos, D] (D/2 cos then D/2 sin),
-  // slot_mapping [T] i64, k_cache / v_cache [num_blocks, block_size, nKV, D]
+  // slot_mapping [T] i64, k_cache / v_cache [num_blocks, block_size, nKV, D] in qkv's dtype, or FP8 (quantized
+  // with shape.k_scale / v_scale)
   virtual void rope_write_kv(const tensor& qkv, const tensor& positions, const tensor& cos_sin,
                              const tensor& slot_mapping, const tensor& k_cache, const tensor& v_cache,
                              const attention_shape& shape) = 0;

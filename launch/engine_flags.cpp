@@ -35,6 +35,10 @@ void add_engine_flags(CLI::App* cmd, engine_options& o) {
       ->check(CLI::PositiveNumber);
   cmd->add_option("--block-size", o.block_size, "Tokens per KV cache block")->capture_default_str()->check(CLI::PositiveNumber);
   cmd->add_option("--kv-cache-memory", o.kv_cache_memory, "Bytes of KV cache per shard (CPU backend)")->capture_default_str();
+  cmd->add_option("--kv-cache-dtype", o.kv_cache_dtype,
+                  "auto (the activation dtype), fp8 or fp8_e4m3, or fp8_e5m2: K and V stored in 8 bits with per-tensor "
+                  "scales (1.0, or the checkpoint's k_scale / v_scale), holding more blocks in the same memory")
+      ->capture_default_str();
   cmd->add_option("--num-gpu-blocks-override", o.num_gpu_blocks_override, "Exactly this many KV blocks");
   cmd->add_flag("--enable-prefix-caching,!--no-enable-prefix-caching", o.enable_prefix_caching)->capture_default_str();
   cmd->add_option("--scheduling-policy", o.scheduling_policy, "fcfs or priority")->capture_default_str();

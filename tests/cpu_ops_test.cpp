@@ -102,3 +102,71 @@ TEST(cpu_ops, linear_int4_gives_the_bits_of_linear_on_the_dequantized_weight) {
   EXPECT_THROW(b.linear_int4(x, {tensor(qweight.get().data, dtype::i32, {n, k / 8}), scales, zeros, 24}, tensor{}, got),
                std::invalid_argument);
 }
+
+// FP8 KV cache: nH 2, nKV 1, D 4, blocks of 2 tokens. Position 0's rotary table is cos 1, sin 0, so the
+// rotation leaves q and k as they are and the cache must hold exactly round(k / k_scale), round(v / v_scale).
+TEST(cpu_ops, rope_write_kv_stores_k_and_v_over_their_scales_in_fp8_rounded_as_cuda) {
+  for (const dtype kv : {dtype::f8_e4m3, dtype::f8_e5m2}) {
+    cpu_ops b;
+    attention_shape s{2, 1, 4, 2, 0.5f, 0.5f, 2.0f};
+    const std::vector<float> row = {1, 2, 3, 4, 5, 6, 7, 8,          // q: two heads
+                                    0.3f, -1.1f, 300.0f, 1e-9f,      // k (300 / 0.5 saturates in e4m3)
+                                    0.7f, -2.5f, 1000.0f, -0.0f};    // v
+    auto qkv = f32(b, {1, 16}, row);
+    auto pos = i32(b, {0});
+    auto cos_sin = f32(b, {1, 4}, {1, 1, 0, 0});
+    device_buffer slot = b.alloc(dtype::i64, {1});
+    const int64_t slot3 = 3;  // block 1, offset 1
+    b.upload_raw(slot, &slot3);
+    device_buffer k = b.alloc(kv, {2, 2, 1, 4}), v = b.alloc(kv, {2, 2, 1, 4});
+    b.rope_write_kv(qkv, pos, cos_sin, slot, k, v, s);
+    const auto encode = kv == dtype::f8_e4m3 ? f32_to_f8_e4m3 : f32_to_f8_e5m2;
+    std::vector<std::uint8_t> want_k(16, 0), want_v(16, 0);
+    for (int c = 0; c < 4; ++c) {
+      want_k[12 + c] = encode(row[8 + c] / 0.5f);
+      want_v[12 + c] = encode(row[12 + c] / 2.0f);
+    }
+    const auto* got_k = k.get().as<std::uint8_t>();
+    const auto* got_v = v.get().as<std::uint8_t>();
+    EXPECT_EQ(std::vector<std::uint8_t>(got_k, got_k + 16), want_k) << name(kv);
+    EXPECT_EQ(std::vector<std::uint8_t>(got_v, got_v + 16), want_v) << name(kv);
+    if (kv == dtype::f8_e4m3) {
+      EXPECT_EQ(got_k[14], 0x7E);  // 600 saturates to 448
+      EXPECT_EQ(got_k[12], 0x32);  // 0.6 rounds to 0.625 = 1.25 * 2^-1
+    }
+  }
+}
+
+// Attention over an FP8 cache is attention over the f32 cache of its dequantized values (code * scale),
+// bit for bit: a decode token and a 2-token prefill chunk over a context spanning two blocks.
+TEST(cpu_ops, paged_attention_over_fp8_reads_each_code_times_its_scale) {
+  for (const dtype kv : {dtype::f8_e4m3, dtype::f8_e5m2}) {
+    cpu_ops b;
+    const attention_shape s{2, 1, 4, 2, 0.5f, 0.25f, 3.0f};
+    std::vector<std::uint8_t> k_codes(16), v_codes(16);
+    for (int i = 0; i < 16; ++i) {
+      k_codes[i] = static_cast<std::uint8_t>((37 * i + 11) % 0x7B);          // finite in both formats
+      v_codes[i] = static_cast<std::uint8_t>(((53 * i + 5) % 0x7B) | (i % 3 ? 0 : 0x80));
+    }
+    device_buffer k8 = b.alloc(kv, {2, 2, 1, 4}), v8 = b.alloc(kv, {2, 2, 1, 4});
+    b.upload_raw(k8, k_codes.data());
+    b.upload_raw(v8, v_codes.data());
+    const auto decode = kv == dtype::f8_e4m3 ? f8_e4m3_to_f32 : f8_e5m2_to_f32;
+    std::vector<float> k_values(16), v_values(16);
+    for (int i = 0; i < 16; ++i) {
+      k_values[i] = decode(k_codes[i]) * 0.25f;
+      v_values[i] = decode(v_codes[i]) * 3.0f;
+    }
+    auto k32 = f32(b, {2, 2, 1, 4}, k_values), v32 = f32(b, {2, 2, 1, 4}, v_values);
+    std::vector<float> q(3 * 16);
+    for (size_t i = 0; i < q.size(); ++i) q[i] = 0.1f * static_cast<float>(static_cast<int>(i % 7) - 3);
+    auto qkv = f32(b, {3, 16}, q);
+    // Sequence 0 decodes its 4th token (blocks 1, 0); sequence 1 prefills tokens 3..4 of 4 (blocks 0, 1).
+    auto starts = i32(b, {0, 1, 3}), lens = i32(b, {4, 4}), tables = i32(b, {1, 0, 0, 1});
+    attention_metadata meta{starts, lens, tensor(tables.get().data, dtype::i32, {2, 2}), 2, 2, 4, 0};
+    auto out8 = f32(b, {3, 8}, std::vector<float>(24, -1)), out32 = f32(b, {3, 8}, std::vector<float>(24, -2));
+    b.paged_attention(qkv, k8, v8, meta, s, out8);
+    b.paged_attention(qkv, k32, v32, meta, s, out32);
+    EXPECT_EQ(read(b, out8), read(b, out32)) << name(kv);
+  }
+}

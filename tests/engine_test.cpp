@@ -162,3 +162,44 @@ TEST(engine, prompts_longer_than_the_step_budget_give_the_unchunked_outputs) {
   EXPECT_TRUE(chunked.healthy());
   EXPECT_EQ(chunked.stats().num_free_blocks, chunked.stats().num_blocks);
 }
+
+TEST(engine, an_fp8_kv_cache_holds_four_times_the_f32_blocks_in_the_same_memory) {
+  engine_options o = options_for("llama_f32");
+  const int64_t f32_blocks = engine(o).stats().num_blocks;
+  for (const std::string kv : {"fp8", "fp8_e4m3", "fp8_e5m2"}) {
+    o.kv_cache_dtype = kv;
+    EXPECT_EQ(engine(o).stats().num_blocks, 4 * f32_blocks) << kv;
+  }
+}
+
+TEST(engine, an_fp8_kv_cache_gives_the_same_tokens_chunked_or_not_and_from_cached_prefixes) {
+  for (const std::string kv : {"fp8_e4m3", "fp8_e5m2"}) {
+    engine_options o = options_for("llama_f32");
+    o.kv_cache_dtype = kv;
+    engine whole(o);
+    o.max_num_batched_tokens = 16;
+    o.max_num_seqs = 4;
+    engine chunked(o);
+    std::vector<int32_t> ids(40);
+    for (int i = 0; i < 40; ++i) ids[static_cast<size_t>(i)] = (i * 37 + 11) % 200;
+    const auto expected = whole.generate({{"", ids}}, greedy(6));
+    ASSERT_EQ(expected[0].token_ids.size(), 6u) << expected[0].error;
+    const auto got = chunked.generate({{"", ids}}, greedy(6));
+    EXPECT_EQ(got[0].token_ids, expected[0].token_ids) << kv;
+    const auto again = chunked.generate({{"", ids}}, greedy(6));  // the prompt's full blocks come from the cache
+    EXPECT_EQ(again[0].num_cached_tokens, 32) << kv;
+    EXPECT_EQ(again[0].token_ids, expected[0].token_ids) << kv;
+    EXPECT_EQ(chunked.stats().num_free_blocks, chunked.stats().num_blocks);
+  }
+}
+
+TEST(engine, an_unknown_kv_cache_dtype_is_refused_naming_the_accepted_ones) {
+  engine_options o = options_for("llama_f32");
+  o.kv_cache_dtype = "int8";
+  try {
+    engine e(o);
+    FAIL() << "no error";
+  } catch (const user_error& err) {
+    EXPECT_STREQ(err.what(), "--kv-cache-dtype must be auto, fp8, fp8_e4m3 or fp8_e5m2, got 'int8'");
+  }
+}

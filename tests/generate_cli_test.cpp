@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -118,6 +119,11 @@ TEST(generate_cli, bad_flags_say_what_to_change) {
   const auto temp = run_troupe("generate --model " + reference_dir("llama_f32") + " --prompt-token-ids 1 --temperature -1");
   EXPECT_EQ(temp.exit_code, 1);
   EXPECT_NE(temp.err.find("temperature"), std::string::npos) << temp.err;
+  const auto kv = run_troupe("generate --model " + reference_dir("llama_f32") + " --prompt-token-ids 1 --kv-cache-dtype fp16");
+  EXPECT_EQ(kv.exit_code, 1);
+  EXPECT_NE(kv.err.find("[error] --kv-cache-dtype must be auto, fp8, fp8_e4m3 or fp8_e5m2, got 'fp16'\n"), std::string::npos)
+      << kv.err;
+  EXPECT_EQ(std::count(kv.err.begin(), kv.err.end(), '\n'), 1) << kv.err;
   const auto missing = run_troupe("generate --model /nonexistent/model --prompt-token-ids 1");
   EXPECT_NE(missing.err.find("/nonexistent/model: no such folder"), std::string::npos) << missing.err;
 }

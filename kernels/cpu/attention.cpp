@@ -7,6 +7,34 @@
 #include "kernels/cpu/cpu_ops.hpp"
 
 namespace troupe {
+namespace {
+
+bool is_fp8(dtype t) { return t == dtype::f8_e4m3 || t == dtype::f8_e5m2; }
+
+// Writes kv_width values into the cache row at `slot`: copied for an f32 cache, x / scale rounded as the GPU
+// rounds for an FP8 one.
+void write_cache_row(const tensor& cache, int64_t slot, int64_t kv_width, const float* x, float scale) {
+  if (!is_fp8(cache.type)) {
+    std::copy(x, x + kv_width, cache.as<float>() + slot * kv_width);
+    return;
+  }
+  std::uint8_t* out = cache.as<std::uint8_t>() + slot * kv_width;
+  const auto encode = cache.type == dtype::f8_e4m3 ? f32_to_f8_e4m3 : f32_to_f8_e5m2;
+  for (int64_t i = 0; i < kv_width; ++i) out[i] = encode(x[i] / scale);
+}
+
+// One head's d cached values at `slot` as f32: in place for an f32 cache, else dequantized (code * scale)
+// into `buffer`.
+const float* read_cache_head(const tensor& cache, int64_t offset, int64_t d, float scale, std::vector<float>& buffer) {
+  if (!is_fp8(cache.type)) return cache.as<float>() + offset;
+  const std::uint8_t* codes = cache.as<std::uint8_t>() + offset;
+  const auto decode = cache.type == dtype::f8_e4m3 ? f8_e4m3_to_f32 : f8_e5m2_to_f32;
+  buffer.resize(static_cast<size_t>(d));
+  for (int64_t c = 0; c < d; ++c) buffer[static_cast<size_t>(c)] = decode(codes[c]) * scale;
+  return buffer.data();
+}
+
+} // namespace
 
 void cpu_ops::rope_write_kv(const tensor& qkv, const tensor& positions, const tensor& cos_sin,
                             const tensor& slot_mapping, const tensor& k_cache, const tensor& v_cache,
@@ -32,8 +60,8 @@ void cpu_ops::rope_write_kv(const tensor& qkv, const tensor& positions, const te
     const int64_t slot = slot_mapping.as<int64_t>()[t];
     if (slot < 0) continue;
     const float* k = r + int64_t(s.num_heads) * d;
-    std::copy(k, k + kv_width, k_cache.as<float>() + slot * kv_width);
-    std::copy(k + kv_width, k + 2 * kv_width, v_cache.as<float>() + slot * kv_width);
+    write_cache_row(k_cache, slot, kv_width, k, s.k_scale);
+    write_cache_row(v_cache, slot, kv_width, k + kv_width, s.v_scale);
   }
 }
 
@@ -43,7 +71,7 @@ void cpu_ops::paged_attention(const tensor& qkv, const tensor& k_cache, const te
   const int64_t group = s.num_heads / s.num_kv_heads;
   const int64_t max_blocks = meta.block_tables.dim(1);
   const int32_t* starts = meta.query_start.as<int32_t>();
-  std::vector<float> scores;
+  std::vector<float> scores, dequantized;
   for (int32_t seq = 0; seq < meta.num_seqs; ++seq) {
     const int64_t q_begin = starts[seq], q_len = starts[seq + 1] - starts[seq];
     const int64_t seq_len = meta.seq_lens.as<int32_t>()[seq];
@@ -59,7 +87,7 @@ void cpu_ops::paged_attention(const tensor& qkv, const tensor& k_cache, const te
         float max_score = -INFINITY;
         for (int64_t p = first; p <= pos; ++p) {
           const int64_t slot = int64_t(table[p / s.block_size]) * s.block_size + p % s.block_size;
-          const float* k = k_cache.as<float>() + slot * kv_width + kv_head * d;
+          const float* k = read_cache_head(k_cache, slot * kv_width + kv_head * d, d, s.k_scale, dequantized);
           float dot = 0;
           for (int64_t c = 0; c < d; ++c) dot += q[c] * k[c];
           scores[p] = dot * s.scale;
@@ -71,7 +99,7 @@ void cpu_ops::paged_attention(const tensor& qkv, const tensor& k_cache, const te
         std::fill(o, o + d, 0.0f);
         for (int64_t p = first; p <= pos; ++p) {
           const int64_t slot = int64_t(table[p / s.block_size]) * s.block_size + p % s.block_size;
-          const float* v = v_cache.as<float>() + slot * kv_width + kv_head * d;
+          const float* v = read_cache_head(v_cache, slot * kv_width + kv_head * d, d, s.v_scale, dequantized);
           const float w = scores[p] / denom;
           for (int64_t c = 0; c < d; ++c) o[c] += w * v[c];
         }

@@ -160,6 +160,62 @@ float f8_e4m3_to_f32(std::uint8_t bits) {
 // E5M2 has f16's exponent and the top two bits of its mantissa: it is the high byte of an f16.
 float f8_e5m2_to_f32(std::uint8_t bits) { return f16_to_f32(static_cast<std::uint16_t>(bits << 8)); }
 
+namespace {
+
+// One 8-bit float format, as cuda_fp8.hpp's __nv_cvt_double_to_fp8 describes it with double bit patterns.
+struct f8_format {
+  std::uint64_t mantissa_bits;        // stored mantissa bits (3 or 2)
+  std::uint32_t exponent_bias;        // 7 or 15
+  std::uint64_t half_min_subnormal;   // at or below: zero
+  std::uint64_t overflow_threshold;   // above: the largest finite (SATFINITE)
+  std::uint64_t min_normal;
+  std::uint8_t max_finite;
+};
+
+constexpr f8_format e4m3{3, 7, 0x3F50'0000'0000'0000u /* 2^-10 */, 0x407D'0000'0000'0000u /* 448 + 16 */,
+                         0x3F90'0000'0000'0000u /* 2^-6 */, 0x7E};
+// E5M2's threshold is 57344 + 4096 = 61440 less one ulp: 61440 itself ties to even, which is past the largest
+// finite, so it saturates too.
+constexpr f8_format e5m2{2, 15, 0x3EE0'0000'0000'0000u /* 2^-17 */, 0x40EE'0000'0000'0000u - 1 /* 61440 */,
+                         0x3F10'0000'0000'0000u /* 2^-14 */, 0x7B};
+
+// The host path of __nv_cvt_float_to_fp8 with __NV_SATFINITE: every f32 is exact as a double, so rounding the
+// double once is rounding the float once.
+std::uint8_t f32_to_f8(float value, const f8_format& f) {
+  if (std::isnan(value)) return 0x7F;  // CUDA makes every NaN the canonical positive one first
+  const auto x = std::bit_cast<std::uint64_t>(static_cast<double>(value));
+  const std::uint64_t magnitude = x & 0x7FFF'FFFF'FFFF'FFFFu;
+  const auto sign = static_cast<std::uint8_t>((x >> 63) << 7);
+  const std::uint64_t half_ulp = std::uint64_t{1} << (52 - f.mantissa_bits - 1);  // of the f8, in the double
+  const std::uint64_t mask = (std::uint64_t{1} << f.mantissa_bits) - 1;
+  auto mantissa = static_cast<std::uint8_t>((x >> (52 - f.mantissa_bits)) & mask);  // truncated
+  std::uint8_t result;
+  if (magnitude <= f.half_min_subnormal) {
+    result = 0;
+  } else if (magnitude > f.overflow_threshold) {
+    result = f.max_finite;
+  } else if (magnitude >= f.min_normal) {
+    const auto exponent = static_cast<std::uint8_t>(((x >> 52) & 0x7FF) - 1023 + f.exponent_bias);
+    result = static_cast<std::uint8_t>((exponent << f.mantissa_bits) | mantissa);
+    const std::uint64_t rest = x & (2 * half_ulp - 1);
+    if (rest > half_ulp || (rest == half_ulp && (mantissa & 1u))) ++result;  // a carry bumps the exponent: right
+  } else {
+    // Subnormal: shift the significand (implicit bit included) right by how far the exponent is below normal.
+    const int exponent = static_cast<int>((x >> 52) & 0x7FF) - 1023 + static_cast<int>(f.exponent_bias);
+    const int shift = 1 - exponent;  // 1 .. mantissa_bits + 1
+    mantissa = static_cast<std::uint8_t>(mantissa | (1u << f.mantissa_bits));
+    result = static_cast<std::uint8_t>(mantissa >> shift);
+    const std::uint64_t rest = (x | (std::uint64_t{1} << 52)) & ((half_ulp << (shift + 1)) - 1);
+    if (rest > (half_ulp << shift) || (rest == (half_ulp << shift) && (result & 1u))) ++result;
+  }
+  return static_cast<std::uint8_t>(result | sign);
+}
+
+} // namespace
+
+std::uint8_t f32_to_f8_e4m3(float value) { return f32_to_f8(value, e4m3); }
+std::uint8_t f32_to_f8_e5m2(float value) { return f32_to_f8(value, e5m2); }
+
 float f8_e8m0_to_f32(std::uint8_t bits) {
   if (bits == 0xFF) return std::numeric_limits<float>::quiet_NaN();
   return std::ldexp(1.0f, static_cast<int>(bits) - 127);

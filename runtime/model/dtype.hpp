@@ -65,6 +65,13 @@ float f8_e4m3_to_f32(std::uint8_t bits);
 float f8_e5m2_to_f32(std::uint8_t bits);
 float f8_e8m0_to_f32(std::uint8_t bits);
 
+// f32 -> 8-bit float bits exactly as CUDA's __nv_cvt_float_to_fp8(value, __NV_SATFINITE, __NV_E4M3 /
+// __NV_E5M2) (cuda_fp8.hpp) and Hopper's cvt.rn.satfinite: round to nearest even; magnitudes beyond the
+// largest finite (infinities included) saturate to it (±448 / ±57344); NaN becomes 0x7F; values at or
+// below half the smallest subnormal become a zero of their sign. The FP8 KV cache's CPU twin rounds here.
+std::uint8_t f32_to_f8_e4m3(float value);
+std::uint8_t f32_to_f8_e5m2(float value);
+
 // Converts out.size() little-endian elements of floating type `type` starting at `src` to f32.
 // Needs is_floating(type) and src.size() == out.size() * size_in_bytes(type); returns false otherwise
 // (nothing written). `src` may be unaligned.

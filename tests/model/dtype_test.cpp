@@ -184,6 +184,89 @@ TEST(f8, converts_e4m3_e5m2_and_e8m0_exactly) {
   EXPECT_TRUE(std::isnan(f8_e8m0_to_f32(0xFF)));
 }
 
+// The reference the encoders are checked against, derived from the decoders alone: between two neighbouring
+// codes a value goes to the nearer one, a midpoint to the one with an even mantissa (even code).
+struct f8_case {
+  const char* name;
+  std::uint8_t (*encode)(float);
+  float (*decode)(std::uint8_t);
+  std::uint8_t max_finite;
+};
+const f8_case f8_formats[] = {{"e4m3", f32_to_f8_e4m3, f8_e4m3_to_f32, 0x7E}, {"e5m2", f32_to_f8_e5m2, f8_e5m2_to_f32, 0x7B}};
+
+TEST(f8, every_finite_code_round_trips_through_f32) {
+  for (const f8_case& f : f8_formats)
+    for (int c = 0; c < 256; ++c) {
+      const auto code = static_cast<std::uint8_t>(c);
+      if ((code & 0x7F) > f.max_finite) continue;  // infinities and NaNs: below
+      const float v = f.decode(code);
+      ASSERT_EQ(f.encode(v), code) << f.name << " code " << c << " value " << v;
+    }
+}
+
+TEST(f8, rounds_to_the_nearer_code_and_ties_to_the_even_one) {
+  for (const f8_case& f : f8_formats)
+    for (std::uint8_t c = 0; c < f.max_finite; ++c)
+      for (const std::uint8_t sign : {std::uint8_t{0}, std::uint8_t{0x80}}) {
+        const float lo = f.decode(c | sign), hi = f.decode((c + 1) | sign);
+        const float mid = (lo + hi) / 2;  // exact: both are few-bit floats far from f32's limits
+        const std::uint8_t even = (c % 2 == 0 ? c : c + 1) | sign;
+        ASSERT_EQ(f.encode(mid), even) << f.name << " tie between codes " << int(c) << " and " << int(c + 1);
+        ASSERT_EQ(f.encode(std::nextafter(mid, lo)), c | sign) << f.name << " just below the tie after " << int(c);
+        ASSERT_EQ(f.encode(std::nextafter(mid, hi)), (c + 1) | sign) << f.name << " just above the tie after " << int(c);
+        // A dense sweep between the two codes: 64 evenly spaced values, each to the nearer code.
+        for (int i = 1; i < 64; ++i) {
+          const float x = lo + (hi - lo) * static_cast<float>(i) / 64;
+          if (x == mid) continue;
+          const std::uint8_t nearer = std::fabs(x - lo) < std::fabs(hi - x) ? c | sign : (c + 1) | sign;
+          ASSERT_EQ(f.encode(x), nearer) << f.name << " " << x;
+        }
+      }
+}
+
+TEST(f8, saturates_beyond_the_largest_finite_as_cuda_satfinite_does) {
+  EXPECT_EQ(f32_to_f8_e4m3(464.0f), 0x7E);   // the tie between 448 and the 480 e4m3fn lacks: the even 448
+  EXPECT_EQ(f32_to_f8_e4m3(1e6f), 0x7E);
+  EXPECT_EQ(f32_to_f8_e4m3(-1e6f), 0xFE);
+  EXPECT_EQ(f32_to_f8_e4m3(inf), 0x7E);
+  EXPECT_EQ(f32_to_f8_e4m3(-inf), 0xFE);
+  EXPECT_EQ(f32_to_f8_e5m2(61440.0f), 0x7B);  // the tie with 65536 (the even one, infinity) saturates
+  EXPECT_EQ(f32_to_f8_e5m2(inf), 0x7B);
+  EXPECT_EQ(f32_to_f8_e5m2(-inf), 0xFB);
+  EXPECT_EQ(f32_to_f8_e5m2(std::numeric_limits<float>::max()), 0x7B);
+}
+
+TEST(f8, makes_every_nan_the_positive_canonical_nan_and_keeps_the_sign_of_zero) {
+  for (const float nan : {std::numeric_limits<float>::quiet_NaN(), -std::numeric_limits<float>::quiet_NaN(),
+                          from_bits(0x7F80'0001u), from_bits(0xFFC0'1234u)}) {
+    EXPECT_EQ(f32_to_f8_e4m3(nan), 0x7F);
+    EXPECT_EQ(f32_to_f8_e5m2(nan), 0x7F);
+  }
+  EXPECT_EQ(f32_to_f8_e4m3(-0.0f), 0x80);
+  EXPECT_EQ(f32_to_f8_e4m3(0x1p-10f), 0x00);  // half the smallest subnormal ties to the even zero
+  EXPECT_EQ(f32_to_f8_e4m3(-0x1p-10f), 0x80);
+  EXPECT_EQ(f32_to_f8_e4m3(std::nextafter(0x1p-10f, 1.0f)), 0x01);
+  EXPECT_EQ(f32_to_f8_e5m2(0x1p-17f), 0x00);
+  EXPECT_EQ(f32_to_f8_e5m2(std::nextafter(0x1p-17f, 1.0f)), 0x01);
+  EXPECT_EQ(f32_to_f8_e5m2(-1e-30f), 0x80);
+}
+
+#if __has_include(<cuda_fp8.h>)
+} // namespace
+} // namespace troupe
+#include <cuda_fp8.h>
+namespace troupe {
+namespace {
+// With the CUDA headers at hand: CUDA's own host conversion over a stride through every f32 bit pattern.
+TEST(f8, matches_cuda_nv_cvt_float_to_fp8_satfinite) {
+  for (std::uint64_t b = 0; b <= 0xFFFF'FFFFu; b += 251) {
+    const float x = from_bits(static_cast<std::uint32_t>(b));
+    ASSERT_EQ(f32_to_f8_e4m3(x), __nv_cvt_float_to_fp8(x, __NV_SATFINITE, __NV_E4M3)) << std::hex << b;
+    ASSERT_EQ(f32_to_f8_e5m2(x), __nv_cvt_float_to_fp8(x, __NV_SATFINITE, __NV_E5M2)) << std::hex << b;
+  }
+}
+#endif
+
 TEST(convert_to_f32, reads_unaligned_little_endian_elements) {
   // One byte of offset so no element is aligned.
   const std::vector<std::uint8_t> raw = {0xAA, 0x80, 0x3F, 0x00, 0xC0, 0x00, 0x00};  // bf16 1.0, -2.0, 0.0
