@@ -35,21 +35,13 @@ reference read_reference(const fs::path& dir) {
           j.at("greedy").get<std::vector<std::vector<int32_t>>>()};
 }
 
-// ‖a − b‖ / ‖b‖
-double relative_error(std::span<const float> a, std::span<const float> b) {
-  double diff = 0, norm = 0;
-  for (size_t i = 0; i < b.size(); ++i) {
-    diff += (double(a[i]) - b[i]) * (double(a[i]) - b[i]);
-    norm += double(b[i]) * b[i];
-  }
-  return std::sqrt(diff / norm);
-}
 
 int32_t argmax(std::span<const float> row) {
   return static_cast<int32_t>(std::max_element(row.begin(), row.end()) - row.begin());
 }
 
 using troupe::testing::make_step;
+using troupe::testing::relative_error;
 
 class reference_model : public ::testing::TestWithParam<std::string> {
 protected:

@@ -22,6 +22,7 @@ namespace fs = std::filesystem;
 using troupe::testing::first_difference;
 using troupe::testing::greedy_tokens;
 using troupe::testing::make_step;
+using troupe::testing::relative_error;
 using troupe::testing::reference_limits;
 using troupe::testing::split_model;
 
@@ -39,14 +40,6 @@ split_model on_cpus(const model_config& config, int tp, const checkpoint* ckpt,
                      dtype::f32, limits, packed_4_bit);
 }
 
-double relative_error(std::span<const float> a, std::span<const float> b) {
-  double diff = 0, norm = 0;
-  for (size_t i = 0; i < b.size(); ++i) {
-    diff += (double(a[i]) - b[i]) * (double(a[i]) - b[i]);
-    norm += double(b[i]) * b[i];
-  }
-  return std::sqrt(diff / norm);
-}
 
 // Greedy continuations of `prompts`, all decoded together in one batch, `steps` tokens each, taken from
 // rank 0 after checking every rank agrees.

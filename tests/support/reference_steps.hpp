@@ -3,7 +3,9 @@
 // the CPU, tools/gpu_check_models.cpp on the GPU) and for split models (tests/support/split_model.hpp), so
 // that all run the same sequences through the same block layout.
 
+#include <cmath>
 #include <cstdint>
+#include <span>
 #include <utility>
 #include <vector>
 
@@ -11,6 +13,16 @@
 #include "runtime/engine/step_input.hpp"
 
 namespace troupe::testing {
+
+// ‖a − b‖ / ‖b‖, in double: how the whole-model checks compare logits.
+inline double relative_error(std::span<const float> a, std::span<const float> b) {
+  double diff = 0, norm = 0;
+  for (size_t i = 0; i < b.size(); ++i) {
+    diff += (double(a[i]) - b[i]) * (double(a[i]) - b[i]);
+    norm += double(b[i]) * b[i];
+  }
+  return std::sqrt(diff / norm);
+}
 
 // The model limits both checks use: contexts of up to reference_max_len tokens in blocks of
 // reference_block_size.
