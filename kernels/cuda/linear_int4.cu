@@ -1,13 +1,13 @@
 // ops::linear_int4: 4-bit weights in troupe's layout (kernels/ops.hpp, int4_device_weight).
 //
-// Decode-sized batches (up to 32 rows) are bandwidth-bound: the fused kernel streams each packed weight row
-// once, 16 bytes (32 weights of one group) per lane per step, dequantizes in registers and accumulates every
-// row of x against them; x is small and stays in cache. Larger batches dequantize the weight into a scratch
-// matrix once and run the cuBLASLt GEMM on it — correct, and compute-bound where it matters; a fused
-// tensor-core kernel (Marlin's approach) is what replaces it.
+// Up to kMaxFusedRows rows (decode of one or a few requests, bandwidth-bound): the fused kernel streams each
+// packed weight row once, 16 bytes (32 weights of one group) per lane per step, dequantizes in registers and
+// accumulates every row of x against them. More rows: the weight is dequantized into a scratch matrix (one
+// vector store per packed word) and the cuBLASLt GEMM runs on it. A fused tensor-core kernel (Marlin's
+// approach) and a decode kernel that shares x across outputs are what replace them.
 //
-// NOTE: written without a GPU at hand (2026-12-05); troupe_gpu_check's op table compares it with the CPU twin
-// at 0, 1 and 3 rows and in f32, bf16 and f16 before it is trusted.
+// troupe_gpu_check's op table compares both paths with the CPU twin at 0, 1 and 3 rows in f32, bf16 and f16;
+// its timings print them at Qwen2.5-7B shapes.
 
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/cuda_context.hpp"
@@ -17,6 +17,7 @@ namespace troupe::cuda {
 namespace {
 
 constexpr int kWarps = 8;  // warps per block of the fused kernel; each warp makes whole output features
+constexpr int64_t kMaxFusedRows = 4;
 
 // Output feature n of every row of x, for n = warp index over the grid (a grid-stride loop). R bounds the
 // rows (compile time, so the accumulators stay in registers).
@@ -67,7 +68,7 @@ __global__ void __launch_bounds__(kWarps * 32)
   }
 }
 
-// Each thread dequantizes one packed word: 8 weights of row n.  dense [N, K]
+// Each thread dequantizes one packed word: 8 weights of row n, written as one 8-element vector store.  dense [N, K]
 template <class T>
 __global__ void int4_dequantize_kernel(const uint32_t* __restrict__ q, const T* __restrict__ scales,
                                        const T* __restrict__ zeros, T* __restrict__ dense, int64_t words, int k,
@@ -78,8 +79,10 @@ __global__ void int4_dequantize_kernel(const uint32_t* __restrict__ q, const T* 
   const int64_t at = n * (k / group) + c / group;
   const float s = to_float(scales[at]), z = to_float(zeros[at]);
   const uint32_t word = q[i];
+  vec<T, 8> out;
 #pragma unroll
-  for (int j = 0; j < 8; ++j) dense[n * k + c + j] = from_float<T>((static_cast<float>((word >> (4 * j)) & 15u) - z) * s);
+  for (int j = 0; j < 8; ++j) out.v[j] = from_float<T>((static_cast<float>((word >> (4 * j)) & 15u) - z) * s);
+  store_vec(dense + n * k + c, out);
 }
 
 template <class T, int R>
@@ -104,7 +107,10 @@ void launch_linear_int4(cuda_context& ctx, const tensor& x, const int4_device_we
                                 " and group " + std::to_string(g) + " disagree");
   if (rows == 0) return;
   make_current(ctx);
-  const bool fused = rows <= 32 && k % 32 == 0 && g % 32 == 0 && reinterpret_cast<uintptr_t>(w.qweight.data) % 16 == 0 &&
+  // The fused kernel re-reads x for every output, so it wins only for the fewest rows. H200, 2026-12-05, gate_up
+  // at Qwen2.5-7B shapes: fused 0.068 / 0.097 / 0.160 ms at 1 / 2 / 4 rows, but 0.299 and 1.2 ms at 8 and 32,
+  // where dequantize + GEMM take 0.204 and 0.206 ms.
+  const bool fused = rows <= kMaxFusedRows && k % 32 == 0 && g % 32 == 0 && reinterpret_cast<uintptr_t>(w.qweight.data) % 16 == 0 &&
                      reinterpret_cast<uintptr_t>(x.data) % 16 == 0;
   if (fused) {
     dispatch_float(x.type, "linear_int4", [&](auto tag) {
@@ -112,10 +118,7 @@ void launch_linear_int4(cuda_context& ctx, const tensor& x, const int4_device_we
       const int r = static_cast<int>(rows);
       if (r <= 1) launch_gemv<T, 1>(x, w, bias, out, r, ctx.stream);
       else if (r <= 2) launch_gemv<T, 2>(x, w, bias, out, r, ctx.stream);
-      else if (r <= 4) launch_gemv<T, 4>(x, w, bias, out, r, ctx.stream);
-      else if (r <= 8) launch_gemv<T, 8>(x, w, bias, out, r, ctx.stream);
-      else if (r <= 16) launch_gemv<T, 16>(x, w, bias, out, r, ctx.stream);
-      else launch_gemv<T, 32>(x, w, bias, out, r, ctx.stream);
+      else launch_gemv<T, 4>(x, w, bias, out, r, ctx.stream);
     });
     check_launch("linear_int4");
     return;
