@@ -153,6 +153,42 @@ void check_linear(checker& c, dtype t) {
   }
 }
 
+// 4-bit weights (issue 12) at the edges of every CUDA path: 1 to 65 rows around the tensor-core kernel's tiles of
+// 8 rows, output features that are not a multiple of its 16, K not a multiple of its 128 (a lane with no
+// weights), groups of 32, 64 and 128; f32 runs the CUDA-core kernel (≤ 4 rows) or dequantize-then-GEMM.
+void check_linear_int4(checker& c, dtype t) {
+  struct shape {
+    int64_t rows, k, n;
+    int32_t group;
+    bool bias;
+  };
+  const std::vector<shape> shapes = {
+      {1, 128, 16, 128, false}, {1, 3584, 4608, 128, true}, {3, 96, 24, 32, false},    {5, 64, 40, 32, true},
+      {8, 352, 300, 32, true},  {9, 256, 200, 64, false},   {16, 384, 48, 128, false}, {17, 4096, 130, 128, true},
+      {32, 18944, 64, 128, false}, {33, 160, 100, 32, false}, {64, 512, 96, 64, true},  {65, 256, 80, 128, false},
+  };
+  for (const shape& s : shapes) {
+    auto x = c.random(t, {s.rows, s.k});
+    std::vector<int32_t> words(static_cast<size_t>(s.n * s.k / 8));
+    for (auto& w : words) w = static_cast<int32_t>(rng());
+    auto qweight = c.ints<int32_t>({s.n, s.k / 8}, words);
+    std::vector<float> scale_values = random_values(static_cast<size_t>(s.n * (s.k / s.group)), 0.02f);
+    auto scales = c.make(t, {s.n, s.k / s.group}, scale_values);
+    std::vector<float> zero_values(scale_values.size());
+    for (auto& z : zero_values) z = static_cast<float>(rng() % 16);
+    auto zeros = c.make(t, {s.n, s.k / s.group}, zero_values);
+    twin bias{};
+    if (s.bias) bias = c.random(t, {s.n});
+    auto out = c.random(t, {s.rows, s.n});
+    c.poison(out);
+    c.cpu.linear_int4(x.cpu, {qweight.cpu.get(), scales.cpu.get(), zeros.cpu.get(), s.group}, s.bias ? bias.cpu.get() : tensor{}, out.cpu);
+    c.gpu.linear_int4(x.gpu, {qweight.gpu.get(), scales.gpu.get(), zeros.gpu.get(), s.group}, s.bias ? bias.gpu.get() : tensor{}, out.gpu);
+    std::string what = "T,K,N=" + dims({s.rows, s.k, s.n}) + " G" + std::to_string(s.group);
+    if (s.bias) what += " +bias";
+    report("linear_int4", t, what, c.error(out), tolerance_for(t));
+  }
+}
+
 void check_silu(checker& c, dtype t) {
   for (auto [rows, inter] : {std::pair{1, 64}, {17, 18944}, {3, 100}}) {
     auto x = c.random(t, {rows, 2 * inter}, 2.0f);
@@ -319,6 +355,7 @@ void check_ops(cuda_ops& gpu, dtype t) {
   guarded("rows", [&] { check_rows(c, t); });
   guarded("norms", [&] { check_norms(c, t); });
   guarded("linear", [&] { check_linear(c, t); });
+  guarded("linear_int4", [&] { check_linear_int4(c, t); });
   guarded("silu_and_mul", [&] { check_silu(c, t); });
   guarded("rope_write_kv", [&] { check_rope(c, t); });
   guarded("paged_attention", [&] { check_attention_all(c, t); });

@@ -165,7 +165,7 @@ void time_ops(cuda_ops& gpu) {
   // 4-bit weights (issue 12), gate_up at Qwen2.5-7B shapes in groups of 128: the fused kernel's achieved
   // bandwidth at decode batches (bytes: the packed weights, scales and zeros, read once; x and out are
   // small), and the large-batch path's TFLOP/s. Ceilings: 4.14 TB/s copy, 737 TFLOP/s bf16 (GPU.md).
-  for (int64_t rows : {1, 2, 4, 8, 32, 256, 4096}) {
+  for (int64_t rows : {1, 2, 4, 8, 16, 32, 64, 256, 4096}) {
     const int64_t h = 3584, n = 2 * 18944, group = 128;
     auto x = gpu.alloc(t, {rows, h});
     auto words = gpu.alloc(dtype::i32, {n, h / 8});

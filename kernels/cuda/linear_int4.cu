@@ -1,23 +1,167 @@
 // ops::linear_int4: 4-bit weights in troupe's layout (kernels/ops.hpp, int4_device_weight).
 //
-// Up to kMaxFusedRows rows (decode of one or a few requests, bandwidth-bound): the fused kernel streams each
-// packed weight row once, 16 bytes (32 weights of one group) per lane per step, dequantizes in registers and
-// accumulates every row of x against them. More rows: the weight is dequantized into a scratch matrix (one
-// vector store per packed word) and the cuBLASLt GEMM runs on it. A fused tensor-core kernel (Marlin's
-// approach) and a decode kernel that shares x across outputs are what replace them.
+// Three paths, by activation type and rows:
+// - bf16 / f16, up to kMmaRows rows (decode, bandwidth-bound): int4_mma_kernel streams every packed weight once
+//   and runs the products on the tensor cores (mma.sync m16n8k16), in the spirit of Marlin: the weights are the
+//   A operand (16 output features), x the B operand (8 rows per tile, zero-padded). A lane's 16-byte load holds 32
+//   weights of one output; it turns each word into bf16/f16 pairs with one mask-and-or (the nibble becomes the
+//   mantissa of 128 + q, or 1024 + q in f16), one exact subtraction of 128 + zero and one multiplication by the
+//   scale, which rounds once, as the dequantizing path does. The pairs come out as nibbles (j, j + 4) of a word,
+//   not neighbours; the sum does not care about the order of k, so x's B fragments are permuted to match
+//   (one byte-permute per pair). A block's 8 warps split K and add their tiles in shared memory.
+// - f32, up to kSimtRows rows: the CUDA-core kernel (f32 is for checks against references, not for speed).
+// - more rows: the weight is dequantized into a scratch matrix (one vector store per packed word) and the
+//   cuBLASLt GEMM runs on it. A fused tensor-core GEMM for large batches is what replaces it.
 //
-// troupe_gpu_check's op table compares both paths with the CPU twin at 0, 1 and 3 rows in f32, bf16 and f16;
-// its timings print them at Qwen2.5-7B shapes.
+// troupe_gpu_check's op table compares every path with the CPU twin (odd rows, output features and K, groups of
+// 32 / 64 / 128); its timings print them at Qwen2.5-7B shapes.
 
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/cuda_context.hpp"
 #include "kernels/cuda/launchers.hpp"
+#include "kernels/cuda/mma.cuh"
 
 namespace troupe::cuda {
 namespace {
 
-constexpr int kWarps = 8;  // warps per block of the fused kernel; each warp makes whole output features
-constexpr int64_t kMaxFusedRows = 4;
+constexpr int kWarps = 8;  // warps per block of the fused kernels
+constexpr int64_t kSimtRows = 4;
+constexpr int64_t kMmaRows = 64;
+
+// The bits of 128.0 (bf16) or 1024.0 (f16) in both halves: or-ing a nibble q into the mantissa makes 128 + q.
+template <class T> constexpr uint32_t kMagic = 0x43004300u;
+template <> constexpr uint32_t kMagic<__half> = 0x64006400u;
+template <class T> constexpr float kMagicValue = 128.0f;
+template <> constexpr float kMagicValue<__half> = 1024.0f;
+
+template <class T> __device__ __forceinline__ uint32_t sub2(uint32_t a, uint32_t b);
+template <> __device__ __forceinline__ uint32_t sub2<__nv_bfloat16>(uint32_t a, uint32_t b) {
+  const __nv_bfloat162 r = __hsub2(*reinterpret_cast<const __nv_bfloat162*>(&a), *reinterpret_cast<const __nv_bfloat162*>(&b));
+  return *reinterpret_cast<const uint32_t*>(&r);
+}
+template <> __device__ __forceinline__ uint32_t sub2<__half>(uint32_t a, uint32_t b) {
+  const __half2 r = __hsub2(*reinterpret_cast<const __half2*>(&a), *reinterpret_cast<const __half2*>(&b));
+  return *reinterpret_cast<const uint32_t*>(&r);
+}
+template <class T> __device__ __forceinline__ uint32_t mul2(uint32_t a, uint32_t b);
+template <> __device__ __forceinline__ uint32_t mul2<__nv_bfloat16>(uint32_t a, uint32_t b) {
+  const __nv_bfloat162 r = __hmul2(*reinterpret_cast<const __nv_bfloat162*>(&a), *reinterpret_cast<const __nv_bfloat162*>(&b));
+  return *reinterpret_cast<const uint32_t*>(&r);
+}
+template <> __device__ __forceinline__ uint32_t mul2<__half>(uint32_t a, uint32_t b) {
+  const __half2 r = __hmul2(*reinterpret_cast<const __half2*>(&a), *reinterpret_cast<const __half2*>(&b));
+  return *reinterpret_cast<const uint32_t*>(&r);
+}
+// Both halves of a register set to v.
+template <class T> __device__ __forceinline__ uint32_t splat2(T v) {
+  const uint16_t bits = *reinterpret_cast<const uint16_t*>(&v);
+  return static_cast<uint32_t>(bits) * 0x10001u;
+}
+
+// The 8 weights of one packed word as 4 pairs: d[j] = ((q_j − z)·s, (q_{j+4} − z)·s), j = 0..3. zm = 128 + z
+// (or 1024 + z) in both halves, s the scale in both halves.
+template <class T> __device__ __forceinline__ void dequantize_word(uint32_t w, uint32_t zm, uint32_t s, uint32_t (&d)[4]) {
+#pragma unroll
+  for (int j = 0; j < 4; ++j) d[j] = mul2<T>(sub2<T>(((w >> (4 * j)) & 0x000F000Fu) | kMagic<T>, zm), s);
+}
+
+__device__ __forceinline__ uint4 load_stream(const uint4* p) {
+  uint4 v;
+  asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+               : "l"(p));
+  return v;
+}
+
+// One block makes 16 output features (n0 = 16·blockIdx.x) for up to 8·NT rows of x. K is cut in blocks of 128
+// (4 lanes × 32 weights per output); warp w takes blocks w, w + 8, ... Lane (g, t) = (lane / 4, lane % 4) loads
+// outputs n0 + g and n0 + g + 8 at k = 128·b + 32t .. + 31, and x's rows 8·tile + g at the same k.
+template <class T, int NT>
+__global__ void __launch_bounds__(kWarps * 32)
+    int4_mma_kernel(const T* __restrict__ x, const uint4* __restrict__ q, const T* __restrict__ scales,
+                    const T* __restrict__ zeros, const T* __restrict__ bias, T* __restrict__ out, int rows, int n_out,
+                    int k, int group) {
+  __shared__ float partial[kWarps][16][NT * 8 + 1];
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+  const int n0 = blockIdx.x * 16;
+  const int chunks = k / 32, groups = k / group, blocks = (chunks + 3) / 4;
+  const int out_a = n0 + g, out_b = n0 + g + 8;
+  const bool has_a = out_a < n_out, has_b = out_b < n_out;
+  const uint4* qa = q + static_cast<int64_t>(has_a ? out_a : 0) * chunks;
+  const uint4* qb = q + static_cast<int64_t>(has_b ? out_b : 0) * chunks;
+  float acc[NT][4];
+#pragma unroll
+  for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+    for (int i = 0; i < 4; ++i) acc[nt][i] = 0.0f;
+
+  const uint4 none = make_uint4(0, 0, 0, 0);
+  // The next block's weights are loaded before this block's math, to keep two loads per output in flight.
+  int b = warp;
+  int c = b * 4 + t;
+  uint4 wa = (b < blocks && c < chunks && has_a) ? load_stream(qa + c) : none;
+  uint4 wb = (b < blocks && c < chunks && has_b) ? load_stream(qb + c) : none;
+  for (; b < blocks; b += kWarps) {
+    const uint4 cur_a = wa, cur_b = wb;
+    const int cur_c = c;
+    c = (b + kWarps) * 4 + t;
+    wa = (b + kWarps < blocks && c < chunks && has_a) ? load_stream(qa + c) : none;
+    wb = (b + kWarps < blocks && c < chunks && has_b) ? load_stream(qb + c) : none;
+    const bool live = cur_c < chunks;
+    uint32_t za = 0, sa = 0, zb = 0, sb = 0;
+    if (live) {
+      const int gi = cur_c * 32 / group;
+      const T za_v = from_float<T>((has_a ? to_float(zeros[static_cast<int64_t>(out_a) * groups + gi]) : 0.0f) + kMagicValue<T>);
+      const T zb_v = from_float<T>((has_b ? to_float(zeros[static_cast<int64_t>(out_b) * groups + gi]) : 0.0f) + kMagicValue<T>);
+      za = splat2(za_v), zb = splat2(zb_v);
+      sa = has_a ? splat2(scales[static_cast<int64_t>(out_a) * groups + gi]) : 0u;
+      sb = has_b ? splat2(scales[static_cast<int64_t>(out_b) * groups + gi]) : 0u;
+    }
+    const uint32_t words_a[4] = {cur_a.x, cur_a.y, cur_a.z, cur_a.w};
+    const uint32_t words_b[4] = {cur_b.x, cur_b.y, cur_b.z, cur_b.w};
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      uint32_t da[4], db[4];
+      dequantize_word<T>(words_a[i], za, sa, da);
+      dequantize_word<T>(words_b[i], zb, sb, db);
+      const uint32_t a0[4] = {da[0], db[0], da[1], db[1]};  // k slots of word i, nibbles 0,4 | 1,5
+      const uint32_t a1[4] = {da[2], db[2], da[3], db[3]};  // nibbles 2,6 | 3,7
+#pragma unroll
+      for (int nt = 0; nt < NT; ++nt) {
+        const int r = nt * 8 + g;
+        uint4 xv = none;
+        if (live && r < rows) xv = *reinterpret_cast<const uint4*>(x + static_cast<int64_t>(r) * k + cur_c * 32 + i * 8);
+        // x's 8 values (x0..x7) as the pairs the weights come in: (x0, x4), (x1, x5), (x2, x6), (x3, x7).
+        mma16816<T>(acc[nt], a0, __byte_perm(xv.x, xv.z, 0x5410), __byte_perm(xv.x, xv.z, 0x7632));
+        mma16816<T>(acc[nt], a1, __byte_perm(xv.y, xv.w, 0x5410), __byte_perm(xv.y, xv.w, 0x7632));
+      }
+    }
+  }
+#pragma unroll
+  for (int nt = 0; nt < NT; ++nt) {
+    partial[warp][g][nt * 8 + 2 * t] = acc[nt][0];
+    partial[warp][g][nt * 8 + 2 * t + 1] = acc[nt][1];
+    partial[warp][g + 8][nt * 8 + 2 * t] = acc[nt][2];
+    partial[warp][g + 8][nt * 8 + 2 * t + 1] = acc[nt][3];
+  }
+  __syncthreads();
+  for (int i = threadIdx.x; i < 16 * NT * 8; i += kWarps * 32) {
+    const int m = i / (NT * 8), r = i % (NT * 8), n = n0 + m;
+    if (n >= n_out || r >= rows) continue;
+    float sum = 0.0f;
+#pragma unroll
+    for (int w = 0; w < kWarps; ++w) sum += partial[w][m][r];
+    out[static_cast<int64_t>(r) * n_out + n] = from_float<T>(sum + (bias ? to_float(bias[n]) : 0.0f));
+  }
+}
+
+template <class T, int NT>
+void launch_mma(const tensor& x, const int4_device_weight& w, const tensor& bias, const tensor& out, int rows, cudaStream_t stream) {
+  const int n_out = static_cast<int>(w.qweight.dim(0)), k = static_cast<int>(x.dim(1));
+  int4_mma_kernel<T, NT><<<static_cast<unsigned>((n_out + 15) / 16), kWarps * 32, 0, stream>>>(
+      x.as<T>(), static_cast<const uint4*>(w.qweight.data), w.scales.as<T>(), w.zeros.as<T>(),
+      bias.empty() ? nullptr : bias.as<T>(), out.as<T>(), rows, n_out, k, w.group_size);
+}
 
 // Output feature n of every row of x, for n = warp index over the grid (a grid-stride loop). R bounds the
 // rows (compile time, so the accumulators stay in registers).
@@ -107,19 +251,29 @@ void launch_linear_int4(cuda_context& ctx, const tensor& x, const int4_device_we
                                 " and group " + std::to_string(g) + " disagree");
   if (rows == 0) return;
   make_current(ctx);
-  // The fused kernel re-reads x for every output, so it wins only for the fewest rows. H200, 2026-12-05, gate_up
-  // at Qwen2.5-7B shapes: fused 0.068 / 0.097 / 0.160 ms at 1 / 2 / 4 rows, but 0.299 and 1.2 ms at 8 and 32,
-  // where dequantize + GEMM take 0.204 and 0.206 ms.
-  const bool fused = rows <= kMaxFusedRows && k % 32 == 0 && g % 32 == 0 && reinterpret_cast<uintptr_t>(w.qweight.data) % 16 == 0 &&
-                     reinterpret_cast<uintptr_t>(x.data) % 16 == 0;
-  if (fused) {
-    dispatch_float(x.type, "linear_int4", [&](auto tag) {
+  const bool aligned = k % 32 == 0 && g % 32 == 0 && reinterpret_cast<uintptr_t>(w.qweight.data) % 16 == 0 &&
+                       reinterpret_cast<uintptr_t>(x.data) % 16 == 0;
+  if (aligned && x.type != dtype::f32 && rows <= kMmaRows) {
+    const int r = static_cast<int>(rows);
+    auto launch = [&](auto tag) {
       using T = typename decltype(tag)::type;
-      const int r = static_cast<int>(rows);
-      if (r <= 1) launch_gemv<T, 1>(x, w, bias, out, r, ctx.stream);
-      else if (r <= 2) launch_gemv<T, 2>(x, w, bias, out, r, ctx.stream);
-      else launch_gemv<T, 4>(x, w, bias, out, r, ctx.stream);
-    });
+      if (r <= 8) launch_mma<T, 1>(x, w, bias, out, r, ctx.stream);
+      else if (r <= 16) launch_mma<T, 2>(x, w, bias, out, r, ctx.stream);
+      else if (r <= 32) launch_mma<T, 4>(x, w, bias, out, r, ctx.stream);
+      else launch_mma<T, 8>(x, w, bias, out, r, ctx.stream);
+    };
+    if (x.type == dtype::bf16) launch(std::type_identity<__nv_bfloat16>{});
+    else launch(std::type_identity<__half>{});
+    check_launch("linear_int4");
+    return;
+  }
+  // The CUDA-core kernel re-reads x for every output, so it wins only for the fewest rows (H200, 2026-12-05,
+  // gate_up at Qwen2.5-7B shapes: 0.068 / 0.097 / 0.160 ms at 1 / 2 / 4 rows; 0.299 and 1.2 ms at 8 and 32).
+  if (aligned && x.type == dtype::f32 && rows <= kSimtRows) {
+    const int r = static_cast<int>(rows);
+    if (r <= 1) launch_gemv<float, 1>(x, w, bias, out, r, ctx.stream);
+    else if (r <= 2) launch_gemv<float, 2>(x, w, bias, out, r, ctx.stream);
+    else launch_gemv<float, 4>(x, w, bias, out, r, ctx.stream);
     check_launch("linear_int4");
     return;
   }
