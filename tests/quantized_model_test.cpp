@@ -23,6 +23,7 @@
 #include "runtime/model/sharding_plan.hpp"
 #include "runtime/model/weight_slice_reader.hpp"
 #include "tests/support/quantized_copy.hpp"
+#include "tests/support/quantized_reference.hpp"
 #include "tests/support/reference_steps.hpp"
 #include "tests/support/run_command.hpp"
 
@@ -545,8 +546,7 @@ std::vector<std::string> quantized_reference_folders() {
   std::vector<std::string> names;
   for (const auto& entry : fs::directory_iterator(fs::path(TROUPE_TEST_DATA) / "reference")) {
     const std::string name = entry.path().filename().string();
-    if ((name.ends_with("_awq") || name.ends_with("_gptq") || name.ends_with("_rtn")) &&
-        fs::exists(entry.path() / "reference.json"))
+    if (troupe::testing::is_4_bit_reference(name) && fs::exists(entry.path() / "reference.json"))
       names.push_back(name);
   }
   std::sort(names.begin(), names.end());
@@ -561,8 +561,7 @@ class quantized_reference : public ::testing::TestWithParam<std::string> {};
 // machine and its output is committed, no test is registered (rather than one that passes without checking).
 TEST_P(quantized_reference, logits_within_1e_3_and_greedy_tokens_equal_transformers_on_the_dequantized_weights) {
   const fs::path dir = fs::path(TROUPE_TEST_DATA) / "reference" / GetParam();
-  model_config config = model_config::from_dir(dir);
-  if (GetParam().ends_with("_rtn")) config.quantization = resolve_quantization(config.quantization, "rtn", dir);
+  const model_config config = troupe::testing::reference_config(dir);
   ASSERT_TRUE(config.quantization);
   std::ifstream in(dir / "reference.json");
   const auto ref = nlohmann::json::parse(in);
@@ -584,6 +583,27 @@ TEST_P(quantized_reference, logits_within_1e_3_and_greedy_tokens_equal_transform
     }
     EXPECT_EQ(out, greedy) << "prompt " << p;
   }
+}
+
+// How the CPU test above and troupe_gpu_check pick and load the folders: the suffix names the method, and an
+// _rtn folder (a plain checkpoint) loads with --quantization rtn. The splits that troupe_gpu_check's
+// tensor-parallel rows run at 2 and 4 shards, and those it expects refused (ranks cutting groups of 32).
+TEST(quantized_reference_folders, load_with_the_method_their_name_ends_in) {
+  using troupe::testing::is_4_bit_reference;
+  using troupe::testing::reference_config;
+  EXPECT_TRUE(is_4_bit_reference("llama_f32_awq") && is_4_bit_reference("mistral_head_dim_gptq") &&
+              is_4_bit_reference("llama_f32_rtn"));
+  EXPECT_FALSE(is_4_bit_reference("llama_f32") || is_4_bit_reference("qwen2_sharded_bf16"));
+  const fs::path ref = fs::path(TROUPE_TEST_DATA) / "reference";
+  EXPECT_FALSE(reference_config(ref / "llama_f32").quantization);
+  const model_config rtn = reference_config(ref / "llama_f32_rtn"), awq = reference_config(ref / "llama_f32_awq");
+  ASSERT_TRUE(rtn.quantization && awq.quantization);
+  EXPECT_EQ(rtn.quantization->method, quant_method::rtn);
+  EXPECT_EQ(awq.quantization->method, quant_method::awq);
+  EXPECT_EQ(awq.quantization->group_size, 32);
+  EXPECT_EQ(valid_tensor_parallel_sizes(rtn), (std::vector<int64_t>{1, 2, 4}));
+  EXPECT_EQ(valid_tensor_parallel_sizes(awq), (std::vector<int64_t>{1}));  // down_proj: 48 of 96 inputs at 2
+  EXPECT_EQ(valid_tensor_parallel_sizes(reference_config(ref / "qwen2_sharded_bf16_awq")), (std::vector<int64_t>{1, 2}));
 }
 
 INSTANTIATE_TEST_SUITE_P(checkpoints, quantized_reference, ::testing::ValuesIn(quantized_reference_folders()),

@@ -6,6 +6,7 @@
 //    (tools/gpu_check_ops.cpp; at 0, 1 and a few rows: tools/gpu_check_rows.cpp).
 // 2. Whole models (tests/data/reference/*) on the GPU against transformers' last-position logits, in
 //    fp32 and bf16, plus chunked prefill, one batch of all prompts, greedy and sampled continuations.
+//    The 4-bit references (<name>_awq, _gptq, _rtn) load with their quantization, weights packed on the GPU.
 //    The same for a model of real size (Qwen2.5-7B shapes) that scripts/gpu/make_large_reference.py
 //    makes on the GPU machine (scripts/gpu/check.sh with LARGE=1; --no-ops --data that folder).
 //    tools/gpu_check_models.cpp.
@@ -24,8 +25,11 @@
 // Prints a table (op, dtype, shapes, error, tolerance, pass) and exits 1 when a check fails.
 //
 //   troupe_gpu_check [--data DIR] [--seed N] [--no-ops] [--no-models] [--no-timing] [--torture-seconds S]
-//                    [--no-comm] [--no-tp] [--sampling | --sampling-quick | --sampling-timing | --torture | --comm |
-//                    --tp]
+//                    [--no-comm] [--no-tp] [--only-4-bit] [--sampling | --sampling-quick | --sampling-timing |
+//                    --torture | --comm | --tp | --models]
+//
+// --models: only the reference models, whole (2) and split (7, without its timings; --no-tp leaves it out).
+// --only-4-bit: of the reference folders, only the 4-bit ones (issue 12's rows: --models --only-4-bit).
 
 #include <algorithm>
 #include <chrono>
@@ -43,6 +47,7 @@
 
 #include "kernels/cuda/cuda_ops.hpp"
 #include "kernels/cuda/launchers.hpp"
+#include "tests/support/quantized_reference.hpp"
 #include "tools/gpu_check.hpp"
 
 using namespace troupe;
@@ -174,7 +179,7 @@ int main(int argc, char** argv) {
   fs::path data = "tests/data/reference";
   uint64_t seed = 1;
   bool models = true, timing = true, ops = true, sampling = true, quick_sampling = false, comm = true,
-       sample_timing = true, tp = true;
+       sample_timing = true, tp = true, only_4_bit = false;
   double torture_seconds = 60;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
@@ -192,11 +197,13 @@ int main(int argc, char** argv) {
     else if (a == "--torture") ops = models = sampling = timing = comm = tp = false;  // only the engine torture run
     else if (a == "--comm") ops = models = sampling = sample_timing = tp = false, torture_seconds = 0;  // only the communicators
     else if (a == "--tp") ops = models = sampling = sample_timing = comm = false, torture_seconds = 0;  // only tensor parallelism
+    else if (a == "--models") ops = sampling = sample_timing = comm = timing = false, torture_seconds = 0;  // only the models
+    else if (a == "--only-4-bit") only_4_bit = true;  // of the reference folders, the 4-bit ones
     else {
       std::fprintf(stderr,
                    "usage: troupe_gpu_check [--data DIR] [--seed N] [--no-ops] [--no-models] [--no-timing] "
-                   "[--torture-seconds S] [--no-comm] [--no-tp] [--sampling | --sampling-quick | --sampling-timing | "
-                   "--torture | --comm | --tp]\n");
+                   "[--torture-seconds S] [--no-comm] [--no-tp] [--only-4-bit] [--sampling | --sampling-quick | "
+                   "--sampling-timing | --torture | --comm | --tp | --models]\n");
       return 2;
     }
   }
@@ -214,14 +221,10 @@ int main(int argc, char** argv) {
     if (comm) guarded("communicators", [&] { check_communicators(gpu); });
     std::vector<fs::path> dirs;  // the reference models
     if (models || tp) {
-      for (const auto& e : fs::directory_iterator(data)) {
-        // 4-bit references (<name>_awq / _gptq / _rtn, scripts/gpu/make_quantized_references.py) hold the logits
-        // of dequantized weights: tests/quantized_model_test checks them on the CPU; their CUDA check, loading
-        // them with their quantization (rtn's from the name), is still to be written.
-        const std::string name = e.path().filename().string();
-        if (name.ends_with("_awq") || name.ends_with("_gptq") || name.ends_with("_rtn")) continue;
-        if (fs::exists(e.path() / "reference.json")) dirs.push_back(e.path());
-      }
+      for (const auto& e : fs::directory_iterator(data))
+        if (fs::exists(e.path() / "reference.json") &&
+            (!only_4_bit || troupe::testing::is_4_bit_reference(e.path().filename().string())))
+          dirs.push_back(e.path());
       std::sort(dirs.begin(), dirs.end());
       if (dirs.empty()) results.push_back({"models", "-", "no reference models under " + data.string(), INFINITY, 0, false, false, {}});
     }

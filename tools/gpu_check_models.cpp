@@ -1,6 +1,8 @@
 // troupe_gpu_check, part 2: whole models (tests/data/reference/*, or a model of real size that
 // scripts/gpu/make_large_reference.py makes) on the GPU against transformers' last-position logits, plus
-// chunked prefill, one batch of all prompts, greedy and sampled continuations.
+// chunked prefill, one batch of all prompts, greedy and sampled continuations. The 4-bit references
+// (<name>_awq, _gptq, _rtn: tests/support/quantized_reference.hpp) run the same checks with their weights
+// packed on the GPU, against transformers on the dequantized weights (issue 12, item 1).
 
 #include <algorithm>
 #include <cmath>
@@ -19,6 +21,7 @@
 #include "kernels/model_loader.hpp"
 #include "kernels/sampling_inputs.hpp"
 #include "runtime/model/safetensors.hpp"
+#include "tests/support/quantized_reference.hpp"
 #include "tests/support/reference_steps.hpp"
 #include "tools/gpu_check.hpp"
 
@@ -30,7 +33,18 @@ namespace {
 
 using troupe::testing::make_step;
 
+// "4-bit awq g32, packed on the GPU": what the logits row of a 4-bit reference ran.
+std::string four_bit_note(const quantization_config& q) {
+  return "4-bit " + std::string(name(q.method)) +
+         (q.method == quant_method::rtn ? " rounded at load" : " g" + std::to_string(q.group_size)) + ", packed on the GPU";
+}
+
 } // namespace
+
+double model_tolerance(dtype t, const model_config& config) {
+  if (t != dtype::f32) return 3e-2;
+  return config.quantization ? 1e-3 : 1e-4;
+}
 
 void check_model(cuda_ops& gpu, const fs::path& dir, dtype t) {
   const std::string label = "model " + dir.filename().string();
@@ -40,14 +54,18 @@ void check_model(cuda_ops& gpu, const fs::path& dir, dtype t) {
   const auto ref_logits = j.at("last_logits").get<std::vector<std::vector<float>>>();
   const auto ref_greedy = j.at("greedy").get<std::vector<std::vector<int32_t>>>();
 
-  const model_config config = model_config::from_dir(dir);
+  // A 4-bit reference loads with its quantization (rtn's from the folder name), its linear weights kept packed
+  // on the GPU (ops::linear_int4) as the engine keeps them; its reference.json holds the logits of the
+  // dequantized weights.
+  const model_config config = troupe::testing::reference_config(dir);
   const checkpoint ckpt = checkpoint::open(dir);
-  model net(config, gpu, load_model_weights(config, gpu, t, checkpoint_weight_source(ckpt, config)), t,
-            troupe::testing::reference_limits());
-  // fp32 must agree as the CPU does (1e-4); bf16 weights and activations land near 1e-2 on the small
-  // models. A reference that says how far transformers' own bf16 run lands from fp32 (the real-size
-  // model, scripts/gpu/make_large_reference.py) allows 1.5 times that: no worse than transformers in bf16.
-  double tol = t == dtype::f32 ? 1e-4 : 3e-2;
+  model net(config, gpu,
+            load_model_weights(config, gpu, t, checkpoint_weight_source(ckpt, config),
+                               config.quantization ? checkpoint_int4_source(ckpt, config) : int4_source{}),
+            t, troupe::testing::reference_limits());
+  // A reference that says how far transformers' own bf16 run lands from fp32 (the real-size model,
+  // scripts/gpu/make_large_reference.py) allows 1.5 times that: no worse than transformers in bf16.
+  double tol = model_tolerance(t, config);
   if (t != dtype::f32 && j.contains("transformers_bf16_relative_error"))
     tol = std::max(tol, 1.5 * j.at("transformers_bf16_relative_error").get<double>());
 
@@ -57,7 +75,8 @@ void check_model(cuda_ops& gpu, const fs::path& dir, dtype t) {
     net.forward(make_step({{prompts[p], 0}}), logits);
     worst = std::max(worst, relative_error(logits, ref_logits[p]));
   }
-  report(label, t, "last logits, " + std::to_string(prompts.size()) + " prompts", worst, tol);
+  report(label, t, "last logits, " + std::to_string(prompts.size()) + " prompts", worst, tol,
+         config.quantization ? four_bit_note(*config.quantization) : std::string());
 
   const auto& last = prompts.back();
   for (size_t begin = 0; begin < last.size(); begin += 23) {

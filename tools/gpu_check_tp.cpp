@@ -9,6 +9,10 @@
 //    - f32: the greedy continuations of all prompts decoded together for 12 steps are, on every shard,
 //      the whole model's on this GPU (TP 1, eager as the split is; whether the whole model's graphs give
 //      the same tokens is shown beside, informative).
+//    The 4-bit references (tests/support/quantized_reference.hpp) run the same with each rank's 4-bit slices
+//    packed on the GPU, within 1e-3 in f32 (model_tolerance); a split whose ranks would cut a 4-bit group or
+//    packed word (llama_f32_awq at 2: 48 of down_proj's 96 inputs, groups of 32) must be refused with the
+//    error the flag prints, and that refusal is the row.
 // 2. NCCL of size 1 on the sharded path (sharding_plan::make(config, 1, 0), local_config, shard_context
 //    with an NCCL communicator of one): the whole model's greedy continuations, eagerly and with decode
 //    graphs (the collectives captured inside, capturable() being true), each against the whole model run
@@ -42,7 +46,9 @@
 #include "kernels/cuda/shared_gpu_communicator.hpp"
 #include "kernels/model.hpp"
 #include "kernels/timed_communicator.hpp"
+#include "runtime/error.hpp"
 #include "runtime/model/safetensors.hpp"
+#include "tests/support/quantized_reference.hpp"
 #include "tests/support/reference_steps.hpp"
 #include "tests/support/split_model.hpp"
 #include "tools/gpu_check.hpp"
@@ -81,14 +87,15 @@ std::vector<std::unique_ptr<communicator>> with_timers(std::vector<std::unique_p
   return comms;
 }
 
-// The model split over `tp` shards sharing GPU 0, joined by the shared-GPU communicator.
+// The model split over `tp` shards sharing GPU 0, joined by the shared-GPU communicator. A quantized config's
+// linear weights stay in 4 bits (each rank's slices packed on the GPU), as on the whole model below.
 split_model shared_split(const model_config& config, int tp, const checkpoint* ckpt, dtype t, const model_limits& limits,
                          std::vector<const timed_communicator*>* timers = nullptr) {
   auto backends = gpu_backends(tp);
   std::vector<ops*> raw;
   for (const auto& b : backends) raw.push_back(b.get());
   auto comms = with_timers(make_shared_gpu_communicators(raw), timers);
-  return split_model(config, std::move(backends), std::move(comms), ckpt, kSeed, t, limits);
+  return split_model(config, std::move(backends), std::move(comms), ckpt, kSeed, t, limits, config.quantization.has_value());
 }
 
 enum class one_gpu { whole, nccl_size_1 };
@@ -108,7 +115,7 @@ split_model on_one_gpu(one_gpu how, const model_config& config, const checkpoint
   std::vector<std::unique_ptr<communicator>> comms;
   if (how == one_gpu::nccl_size_1) comms.push_back(make_nccl_communicator(make_nccl_unique_id(), 0, 1, *backends[0]));
   comms = with_timers(std::move(comms), timers);
-  return split_model(config, std::move(backends), std::move(comms), ckpt, kSeed, t, limits);
+  return split_model(config, std::move(backends), std::move(comms), ckpt, kSeed, t, limits, config.quantization.has_value());
 }
 
 // Why decode steps of `m` would not replay graphs ("" when they would).
@@ -149,7 +156,7 @@ void check_shared_split(const std::string& label, const model_config& config, co
       if (first_unequal < 0) first_unequal = r;
     }
   }
-  const double tol = t == dtype::f32 ? 1e-4 : 3e-2;
+  const double tol = model_tolerance(t, config);
   report(label, t, where + "last logits, " + count_of(prompts.size(), "prompts") + " in one batch", worst, tol,
          "worst: shard " + std::to_string(worst_shard));
   report(label, t, where + "logits of every shard", static_cast<double>(unequal), 0,
@@ -170,6 +177,20 @@ void check_shared_split(const std::string& label, const model_config& config, co
   }
   report(label, t, where + "greedy " + std::to_string(kSteps) + " tokens x" + std::to_string(prompts.size()) + " together",
          static_cast<double>(differ), 0, differ == 0 ? "the whole model's tokens on every shard" : first);
+}
+
+// A split that valid_tensor_parallel_sizes leaves out (a rank's share of a 4-bit layer not in whole groups or
+// packed words) must be refused before anything loads, with the error `--tensor-parallel-size` prints.
+void check_refused_split(const std::string& label, const model_config& config, const checkpoint& ckpt, int tp) {
+  const std::string flag = "--tensor-parallel-size " + std::to_string(tp) + " ";
+  const std::string where = "tp=" + std::to_string(tp) + " shared GPU, refused (the split cuts 4-bit groups)";
+  try {
+    shared_split(config, tp, &ckpt, dtype::f32, reference_limits());
+    report(label, dtype::f32, where, 1, 0, "loaded, though valid_tensor_parallel_sizes leaves it out");
+  } catch (const user_error& e) {  // anything else fails the row through guarded()
+    const std::string message = e.what();
+    report(label, dtype::f32, where, message.starts_with(flag) ? 0 : 1, 0, message);
+  }
 }
 
 // Part 2: NCCL of size 1 on the sharded path against the whole model, eagerly and with decode graphs.
@@ -253,7 +274,7 @@ void check_tensor_parallel(const fs::path& dir) {
   const auto j = nlohmann::json::parse(in);
   const auto prompts = j.at("prompts").get<std::vector<std::vector<int32_t>>>();
   const auto ref_logits = j.at("last_logits").get<std::vector<std::vector<float>>>();
-  const model_config config = model_config::from_dir(dir);
+  const model_config config = troupe::testing::reference_config(dir);  // 4-bit references: packed (rtn from the name)
   const checkpoint ckpt = checkpoint::open(dir);
 
   // The whole model's tokens on this GPU in f32, warmed up as the engine does it: eager (what every split,
@@ -269,9 +290,15 @@ void check_tensor_parallel(const fs::path& dir) {
   const std::string same = first_difference(whole.graphs, whole.eager);
   inform(label, dtype::f32, "tp=1 whole model, graphs against eager",
          same.empty() ? "the same greedy tokens" : same + " (eager's)");
-  for (const int tp : kSharedSizes)
+  const std::vector<int64_t> valid = valid_tensor_parallel_sizes(config);
+  for (const int tp : kSharedSizes) {
+    if (std::find(valid.begin(), valid.end(), tp) == valid.end()) {
+      guarded(label.c_str(), [&] { check_refused_split(label, config, ckpt, tp); });
+      continue;
+    }
     for (const dtype t : {dtype::f32, dtype::bf16})
       guarded(label.c_str(), [&] { check_shared_split(label, config, ckpt, prompts, ref_logits, whole.eager, tp, t); });
+  }
   guarded(label.c_str(), [&] { check_nccl_size_1(label, config, ckpt, prompts, whole); });
 }
 

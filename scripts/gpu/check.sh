@@ -5,7 +5,9 @@
 #      communicators (2 and 4 ranks sharing the GPU against the CPU's bits, NCCL of size 1, also inside
 #      a CUDA graph), the tensor-parallel forward (reference models split over 2 and 4 shards sharing the
 #      GPU, NCCL of size 1 on the sharded path; decode step and collective times at Qwen2.5-7B shapes),
-#      timings. CHECK_ARGS=--comm runs only the communicators, CHECK_ARGS=--tp only tensor parallelism.
+#      timings. CHECK_ARGS=--comm runs only the communicators, CHECK_ARGS=--tp only tensor parallelism,
+#      CHECK_ARGS=--models only the reference models (whole and split); add --only-4-bit for the 4-bit
+#      reference folders alone (issue 12: CHECK_ARGS="--models --only-4-bit").
 #   1b. with LARGE=1: the same model checks at Qwen2.5-7B shapes (scripts/gpu/make_large_reference.py).
 #   1c. with EDGES=1: prompts over the step budget through `troupe generate` and `troupe serve`.
 #   2. with BENCH=1: troupe bench throughput on the CUDA backend with random weights at Qwen2.5-7B shapes
