@@ -165,8 +165,19 @@ void time_ops(cuda_ops& gpu) {
   // 4-bit weights (issue 12), gate_up at Qwen2.5-7B shapes in groups of 128: the fused kernel's achieved
   // bandwidth at decode batches (bytes: the packed weights, scales and zeros, read once; x and out are
   // small), and the large-batch path's TFLOP/s. Ceilings: 4.14 TB/s copy, 737 TFLOP/s bf16 (GPU.md).
-  for (int64_t rows : {1, 2, 4, 8, 16, 32, 64, 256, 4096}) {
-    const int64_t h = 3584, n = 2 * 18944, group = 128;
+  struct int4_shape {
+    const char* name;
+    int64_t rows, k, n;
+  };
+  std::vector<int4_shape> int4_shapes;
+  for (int64_t rows : {1, 2, 4, 8, 16, 32, 64, 256, 4096}) int4_shapes.push_back({"gate_up", rows, 3584, 2 * 18944});
+  for (int64_t rows : {1, 8}) {  // the other layers of a decode step: the small ones show launch and tail costs
+    int4_shapes.push_back({"qkv", rows, 3584, 4608});
+    int4_shapes.push_back({"o_proj", rows, 3584, 3584});
+    int4_shapes.push_back({"down", rows, 18944, 3584});
+  }
+  for (const auto& [layer, rows, h, n] : int4_shapes) {
+    const int64_t group = 128;
     auto x = gpu.alloc(t, {rows, h});
     auto words = gpu.alloc(dtype::i32, {n, h / 8});
     auto scales = gpu.alloc(t, {n, h / group});
@@ -188,7 +199,7 @@ void time_ops(cuda_ops& gpu) {
     const double bytes = n * h / 2.0 + 2.0 * 2 * n * (h / group) + 2.0 * rows * (h + n);
     const double tflop = 2.0 * rows * h * n / 1e12;
     std::snprintf(buf, sizeof buf, "%.3f ms, %.0f GB/s, %.1f TFLOP/s", ms, bytes / 1e9 / (ms / 1e3), tflop / (ms / 1e3));
-    inform("time linear_int4 gate_up", t, "T,K,N=" + dims({rows, h, n}) + " G128", buf);
+    inform(std::string("time linear_int4 ") + layer, t, "T,K,N=" + dims({rows, h, n}) + " G128", buf);
   }
 }
 

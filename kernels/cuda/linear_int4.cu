@@ -16,6 +16,8 @@
 // troupe_gpu_check's op table compares every path with the CPU twin (odd rows, output features and K, groups of
 // 32 / 64 / 128); its timings print them at Qwen2.5-7B shapes.
 
+#include <cstdlib>
+
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/cuda_context.hpp"
 #include "kernels/cuda/launchers.hpp"
@@ -67,16 +69,29 @@ template <class T> __device__ __forceinline__ void dequantize_word(uint32_t w, u
 
 __device__ __forceinline__ uint4 load_stream(const uint4* p) {
   uint4 v;
-  asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];\n"
+  asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];\n"
                : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
                : "l"(p));
   return v;
 }
 
+// What a lane reads for one block of K: 32 weights of each of its two outputs, with their scales and zeros.
+template <class T> struct int4_stage {
+  uint4 wa, wb;
+  T sa, sb, za, zb;
+};
+
 // One block makes 16 output features (n0 = 16·blockIdx.x) for up to 8·NT rows of x. K is cut in blocks of 128
 // (4 lanes × 32 weights per output); warp w takes blocks w, w + 8, ... Lane (g, t) = (lane / 4, lane % 4) loads
-// outputs n0 + g and n0 + g + 8 at k = 128·b + 32t .. + 31, and x's rows 8·tile + g at the same k.
-template <class T, int NT>
+// outputs n0 + g and n0 + g + 8 at k = 128·b + 32t .. + 31, and x's rows 8·tile + g at the same k. Each warp
+// keeps kAhead blocks of weights, scales and zeros in flight while it computes one: a block's math is short,
+// and without this every block would wait a full trip to memory (H200: 1.1 TB/s → see the timings).
+constexpr int kAhead = 3;
+
+// ScaleAfter (groups a multiple of 128, so a warp's block of K lies in one group of each output): the tensor
+// cores sum (q − z)·x exactly, and the scale multiplies the block's fp32 sums, saving one multiplication per
+// weight pair; otherwise each weight is scaled (rounded to T) before the product.
+template <class T, int NT, bool ScaleAfter>
 __global__ void __launch_bounds__(kWarps * 32)
     int4_mma_kernel(const T* __restrict__ x, const uint4* __restrict__ q, const T* __restrict__ scales,
                     const T* __restrict__ zeros, const T* __restrict__ bias, T* __restrict__ out, int rows, int n_out,
@@ -87,53 +102,84 @@ __global__ void __launch_bounds__(kWarps * 32)
   const int chunks = k / 32, groups = k / group, blocks = (chunks + 3) / 4;
   const int out_a = n0 + g, out_b = n0 + g + 8;
   const bool has_a = out_a < n_out, has_b = out_b < n_out;
-  const uint4* qa = q + static_cast<int64_t>(has_a ? out_a : 0) * chunks;
-  const uint4* qb = q + static_cast<int64_t>(has_b ? out_b : 0) * chunks;
+  const int64_t row_a = static_cast<int64_t>(has_a ? out_a : 0), row_b = static_cast<int64_t>(has_b ? out_b : 0);
   float acc[NT][4];
 #pragma unroll
   for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
     for (int i = 0; i < 4; ++i) acc[nt][i] = 0.0f;
 
-  const uint4 none = make_uint4(0, 0, 0, 0);
-  // The next block's weights are loaded before this block's math, to keep two loads per output in flight.
-  int b = warp;
-  int c = b * 4 + t;
-  uint4 wa = (b < blocks && c < chunks && has_a) ? load_stream(qa + c) : none;
-  uint4 wb = (b < blocks && c < chunks && has_b) ? load_stream(qb + c) : none;
-  for (; b < blocks; b += kWarps) {
-    const uint4 cur_a = wa, cur_b = wb;
-    const int cur_c = c;
-    c = (b + kWarps) * 4 + t;
-    wa = (b + kWarps < blocks && c < chunks && has_a) ? load_stream(qa + c) : none;
-    wb = (b + kWarps < blocks && c < chunks && has_b) ? load_stream(qb + c) : none;
-    const bool live = cur_c < chunks;
-    uint32_t za = 0, sa = 0, zb = 0, sb = 0;
-    if (live) {
-      const int gi = cur_c * 32 / group;
-      const T za_v = from_float<T>((has_a ? to_float(zeros[static_cast<int64_t>(out_a) * groups + gi]) : 0.0f) + kMagicValue<T>);
-      const T zb_v = from_float<T>((has_b ? to_float(zeros[static_cast<int64_t>(out_b) * groups + gi]) : 0.0f) + kMagicValue<T>);
-      za = splat2(za_v), zb = splat2(zb_v);
-      sa = has_a ? splat2(scales[static_cast<int64_t>(out_a) * groups + gi]) : 0u;
-      sb = has_b ? splat2(scales[static_cast<int64_t>(out_b) * groups + gi]) : 0u;
+  // Block b's stage for this lane; a lane past K (or past the outputs) gets zero weights and scales.
+  auto load = [&](int b) {
+    int4_stage<T> st{};
+    const int c = b * 4 + t;
+    if (b < blocks && c < chunks) {
+      const int gi = c * 32 / group;
+      if (has_a) st.wa = load_stream(q + row_a * chunks + c), st.sa = scales[row_a * groups + gi], st.za = zeros[row_a * groups + gi];
+      if (has_b) st.wb = load_stream(q + row_b * chunks + c), st.sb = scales[row_b * groups + gi], st.zb = zeros[row_b * groups + gi];
     }
-    const uint32_t words_a[4] = {cur_a.x, cur_a.y, cur_a.z, cur_a.w};
-    const uint32_t words_b[4] = {cur_b.x, cur_b.y, cur_b.z, cur_b.w};
+    return st;
+  };
+  int4_stage<T> ahead[kAhead];
 #pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      uint32_t da[4], db[4];
-      dequantize_word<T>(words_a[i], za, sa, da);
-      dequantize_word<T>(words_b[i], zb, sb, db);
-      const uint32_t a0[4] = {da[0], db[0], da[1], db[1]};  // k slots of word i, nibbles 0,4 | 1,5
-      const uint32_t a1[4] = {da[2], db[2], da[3], db[3]};  // nibbles 2,6 | 3,7
+  for (int i = 0; i < kAhead; ++i) ahead[i] = load(warp + i * kWarps);
+  for (int b = warp; b < blocks; b += kWarps) {
+    const int4_stage<T> cur = ahead[0];
+#pragma unroll
+    for (int i = 0; i + 1 < kAhead; ++i) ahead[i] = ahead[i + 1];
+    ahead[kAhead - 1] = load(b + kAhead * kWarps);
+    const int c = b * 4 + t;
+    const bool live = c < chunks;
+    const uint32_t za = splat2(from_float<T>(to_float(cur.za) + kMagicValue<T>));
+    const uint32_t zb = splat2(from_float<T>(to_float(cur.zb) + kMagicValue<T>));
+    const uint32_t one = splat2(from_float<T>(1.0f));
+    const uint32_t sa = ScaleAfter ? one : splat2(cur.sa), sb = ScaleAfter ? one : splat2(cur.sb);
+    float block_acc[NT][4];
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) block_acc[nt][i] = 0.0f;
+    float (&sums)[NT][4] = ScaleAfter ? block_acc : acc;
+    const uint32_t words_a[4] = {cur.wa.x, cur.wa.y, cur.wa.z, cur.wa.w};
+    const uint32_t words_b[4] = {cur.wb.x, cur.wb.y, cur.wb.z, cur.wb.w};
+#pragma unroll
+    for (int nt = 0; nt < NT; nt += 2) {
+      // x for two tiles at once (8 loads in flight), then the weights, then the products.
+      uint4 xv[2][4];
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const int r = (nt + h) * 8 + g;
+#pragma unroll
+        for (int i = 0; i < 4; ++i)
+          xv[h][i] = (nt + h < NT && live && r < rows)
+                         ? *reinterpret_cast<const uint4*>(x + static_cast<int64_t>(r) * k + c * 32 + i * 8)
+                         : make_uint4(0, 0, 0, 0);
+      }
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        uint32_t da[4], db[4];
+        dequantize_word<T>(words_a[i], za, sa, da);
+        dequantize_word<T>(words_b[i], zb, sb, db);
+        const uint32_t a0[4] = {da[0], db[0], da[1], db[1]};  // k slots of word i, nibbles 0,4 | 1,5
+        const uint32_t a1[4] = {da[2], db[2], da[3], db[3]};  // nibbles 2,6 | 3,7
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          if (nt + h >= NT) break;
+          const uint4 v = xv[h][i];
+          // x's 8 values (x0..x7) as the pairs the weights come in: (x0, x4), (x1, x5), (x2, x6), (x3, x7).
+          mma16816<T>(sums[nt + h], a0, __byte_perm(v.x, v.z, 0x5410), __byte_perm(v.x, v.z, 0x7632));
+          mma16816<T>(sums[nt + h], a1, __byte_perm(v.y, v.w, 0x5410), __byte_perm(v.y, v.w, 0x7632));
+        }
+      }
+    }
+    if constexpr (ScaleAfter) {
+      const float fa = to_float(cur.sa), fb = to_float(cur.sb);  // d[0..1] are output g's, d[2..3] output g + 8's
 #pragma unroll
       for (int nt = 0; nt < NT; ++nt) {
-        const int r = nt * 8 + g;
-        uint4 xv = none;
-        if (live && r < rows) xv = *reinterpret_cast<const uint4*>(x + static_cast<int64_t>(r) * k + cur_c * 32 + i * 8);
-        // x's 8 values (x0..x7) as the pairs the weights come in: (x0, x4), (x1, x5), (x2, x6), (x3, x7).
-        mma16816<T>(acc[nt], a0, __byte_perm(xv.x, xv.z, 0x5410), __byte_perm(xv.x, xv.z, 0x7632));
-        mma16816<T>(acc[nt], a1, __byte_perm(xv.y, xv.w, 0x5410), __byte_perm(xv.y, xv.w, 0x7632));
+        acc[nt][0] += fa * block_acc[nt][0];
+        acc[nt][1] += fa * block_acc[nt][1];
+        acc[nt][2] += fb * block_acc[nt][2];
+        acc[nt][3] += fb * block_acc[nt][3];
       }
     }
   }
@@ -158,7 +204,10 @@ __global__ void __launch_bounds__(kWarps * 32)
 template <class T, int NT>
 void launch_mma(const tensor& x, const int4_device_weight& w, const tensor& bias, const tensor& out, int rows, cudaStream_t stream) {
   const int n_out = static_cast<int>(w.qweight.dim(0)), k = static_cast<int>(x.dim(1));
-  int4_mma_kernel<T, NT><<<static_cast<unsigned>((n_out + 15) / 16), kWarps * 32, 0, stream>>>(
+  // TROUPE_INT4_SCALE_BEFORE=1 scales every weight even where groups allow otherwise (to measure the difference).
+  static const bool scale_before = std::getenv("TROUPE_INT4_SCALE_BEFORE") != nullptr;
+  auto kernel = (w.group_size % 128 == 0 && !scale_before) ? int4_mma_kernel<T, NT, true> : int4_mma_kernel<T, NT, false>;
+  kernel<<<static_cast<unsigned>((n_out + 15) / 16), kWarps * 32, 0, stream>>>(
       x.as<T>(), static_cast<const uint4*>(w.qweight.data), w.scales.as<T>(), w.zeros.as<T>(),
       bias.empty() ? nullptr : bias.as<T>(), out.as<T>(), rows, n_out, k, w.group_size);
 }
