@@ -26,6 +26,22 @@ template <class F> void dispatch_float(dtype t, const char* op, F&& f) {
   }
 }
 
+// Programmatic dependent launch (Hopper): lets the next kernel, if launched with the attribute, start its blocks now;
+// that kernel waits (pdl_wait) before it reads what this one writes, so calling it first thing is safe. A
+// no-op when nothing waits.
+__device__ __forceinline__ void pdl_launch_dependents() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+#endif
+}
+// Waits until the kernels this one depends on have finished and their writes are visible (a no-op unless
+// launched with programmatic stream serialization).
+__device__ __forceinline__ void pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;\n" ::: "memory");
+#endif
+}
+
 template <class T> __device__ __forceinline__ float to_float(T x);
 template <> __device__ __forceinline__ float to_float(float x) { return x; }
 template <> __device__ __forceinline__ float to_float(__half x) { return __half2float(x); }

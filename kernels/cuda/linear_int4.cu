@@ -123,6 +123,7 @@ __global__ void __launch_bounds__(kWarps * 32)
   int4_stage<T> ahead[kAhead];
 #pragma unroll
   for (int i = 0; i < kAhead; ++i) ahead[i] = load(warp + i * kWarps);
+  pdl_wait();  // the weights do not depend on the kernel before; x does
   for (int b = warp; b < blocks; b += kWarps) {
     const int4_stage<T> cur = ahead[0];
 #pragma unroll
@@ -207,9 +208,22 @@ void launch_mma(const tensor& x, const int4_device_weight& w, const tensor& bias
   // TROUPE_INT4_SCALE_BEFORE=1 scales every weight even where groups allow otherwise (to measure the difference).
   static const bool scale_before = std::getenv("TROUPE_INT4_SCALE_BEFORE") != nullptr;
   auto kernel = (w.group_size % 128 == 0 && !scale_before) ? int4_mma_kernel<T, NT, true> : int4_mma_kernel<T, NT, false>;
-  kernel<<<static_cast<unsigned>((n_out + 15) / 16), kWarps * 32, 0, stream>>>(
-      x.as<T>(), static_cast<const uint4*>(w.qweight.data), w.scales.as<T>(), w.zeros.as<T>(),
-      bias.empty() ? nullptr : bias.as<T>(), out.as<T>(), rows, n_out, k, w.group_size);
+  // Launched as a programmatic dependent: its blocks may start while the kernel before (a norm, silu_and_mul)
+  // finishes, and stream their first weights before they wait for x. TROUPE_NO_PDL=1 launches it plainly.
+  static const bool pdl = std::getenv("TROUPE_NO_PDL") == nullptr;
+  cudaLaunchConfig_t config{};
+  config.gridDim = dim3(static_cast<unsigned>((n_out + 15) / 16));
+  config.blockDim = dim3(kWarps * 32);
+  config.stream = stream;
+  cudaLaunchAttribute attribute{};
+  attribute.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attribute.val.programmaticStreamSerializationAllowed = 1;
+  config.attrs = &attribute;
+  config.numAttrs = pdl ? 1 : 0;
+  check(cudaLaunchKernelEx(&config, kernel, x.as<T>(), static_cast<const uint4*>(w.qweight.data), w.scales.as<T>(),
+                           w.zeros.as<T>(), bias.empty() ? nullptr : bias.as<T>(), out.as<T>(), rows, n_out, k,
+                           static_cast<int>(w.group_size)),
+        "linear_int4");
 }
 
 // Output feature n of every row of x, for n = warp index over the grid (a grid-stride loop). R bounds the

@@ -13,6 +13,7 @@ constexpr int kThreads = 256;
 template <class T, int N>
 __global__ void __launch_bounds__(kThreads) rms_norm_kernel(const T* x, const T* __restrict__ weight, T* out,
                                                             int hidden, float eps) {
+  pdl_launch_dependents();  // the linear after the norm may start streaming its 4-bit weights
   const T* xr = x + static_cast<int64_t>(blockIdx.x) * hidden;
   T* o = out + static_cast<int64_t>(blockIdx.x) * hidden;
   float sum_sq = 0.0f;
@@ -36,6 +37,7 @@ __global__ void __launch_bounds__(kThreads) rms_norm_kernel(const T* x, const T*
 template <class T, int N>
 __global__ void __launch_bounds__(kThreads) add_rms_norm_kernel(T* __restrict__ x, T* __restrict__ residual,
                                                                 const T* __restrict__ weight, int hidden, float eps) {
+  pdl_launch_dependents();  // the linear after the norm may start streaming its 4-bit weights
   T* xr = x + static_cast<int64_t>(blockIdx.x) * hidden;
   T* rr = residual + static_cast<int64_t>(blockIdx.x) * hidden;
   float sum_sq = 0.0f;

@@ -11,6 +11,7 @@ constexpr int kThreads = 256;
 // grid (T, ceil(I / (kThreads * N))): each thread makes N outputs of one row.
 template <class T, int N>
 __global__ void __launch_bounds__(kThreads) silu_and_mul_kernel(const T* __restrict__ x, T* __restrict__ out, int inter) {
+  pdl_launch_dependents();  // down_proj may start streaming its 4-bit weights
   const int i = (blockIdx.y * kThreads + threadIdx.x) * N;
   if (i >= inter) return;
   const T* gate = x + static_cast<int64_t>(blockIdx.x) * 2 * inter;
