@@ -38,7 +38,7 @@ caf::actor_system_config& with_middleman(caf::actor_system_config& cfg) {
 }
 
 int64_t bytes_per_block(const model_config& c, int32_t block_size, size_t elem_bytes) {
-  return 2 * c.num_layers * block_size * c.num_kv_heads * c.head_dim * static_cast<int64_t>(elem_bytes);
+  return kv_block_bytes(c.num_layers, block_size, c.num_kv_heads, c.head_dim, static_cast<int64_t>(elem_bytes));
 }
 
 // Collects the outputs of a generate() call as the sink actor receives them.

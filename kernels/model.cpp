@@ -7,6 +7,7 @@
 
 #include "runtime/error.hpp"
 #include "runtime/model/int4_formats.hpp"
+#include "runtime/model/memory_plan.hpp"
 #include "runtime/model/rope_table.hpp"
 
 namespace troupe {
@@ -217,8 +218,8 @@ void model::allocate_kv_cache(int64_t num_blocks) {
 }
 
 int64_t model::kv_block_bytes() const {
-  return 2 * config_.num_layers * limits_.block_size * config_.num_kv_heads * config_.head_dim *
-         static_cast<int64_t>(size_in_bytes(kv_type_));
+  return troupe::kv_block_bytes(config_.num_layers, limits_.block_size, config_.num_kv_heads, config_.head_dim,
+                                static_cast<int64_t>(size_in_bytes(kv_type_)));
 }
 
 int64_t model::graph_size_for(const step_input& in) const {

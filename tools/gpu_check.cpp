@@ -26,10 +26,12 @@
 //
 //   troupe_gpu_check [--data DIR] [--seed N] [--no-ops] [--no-models] [--no-timing] [--torture-seconds S]
 //                    [--no-comm] [--no-tp] [--only-4-bit] [--sampling | --sampling-quick | --sampling-timing |
-//                    --torture | --comm | --tp | --models]
+//                    --torture | --comm | --tp | --models | --fp8-kv]
 //
 // --models: only the reference models, whole (2) and split (7, without its timings; --no-tp leaves it out).
 // --only-4-bit: of the reference folders, only the 4-bit ones (issue 12's rows: --models --only-4-bit).
+// --fp8-kv: only the FP8 KV cache's rows (issue 13): its ops in f32, bf16 and f16 (part of 1), the reference
+//   models with an FP8 cache against the CPU twin (part of 2), and the attention timings, bf16 and FP8.
 
 #include <algorithm>
 #include <chrono>
@@ -179,7 +181,7 @@ int main(int argc, char** argv) {
   fs::path data = "tests/data/reference";
   uint64_t seed = 1;
   bool models = true, timing = true, ops = true, sampling = true, quick_sampling = false, comm = true,
-       sample_timing = true, tp = true, only_4_bit = false;
+       sample_timing = true, tp = true, only_4_bit = false, only_fp8_kv = false;
   double torture_seconds = 60;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
@@ -199,11 +201,12 @@ int main(int argc, char** argv) {
     else if (a == "--tp") ops = models = sampling = sample_timing = comm = false, torture_seconds = 0;  // only tensor parallelism
     else if (a == "--models") ops = sampling = sample_timing = comm = timing = false, torture_seconds = 0;  // only the models
     else if (a == "--only-4-bit") only_4_bit = true;  // of the reference folders, the 4-bit ones
+    else if (a == "--fp8-kv") sampling = sample_timing = comm = tp = false, torture_seconds = 0, only_fp8_kv = true;
     else {
       std::fprintf(stderr,
                    "usage: troupe_gpu_check [--data DIR] [--seed N] [--no-ops] [--no-models] [--no-timing] "
                    "[--torture-seconds S] [--no-comm] [--no-tp] [--only-4-bit] [--sampling | --sampling-quick | "
-                   "--sampling-timing | --torture | --comm | --tp | --models]\n");
+                   "--sampling-timing | --torture | --comm | --tp | --models | --fp8-kv]\n");
       return 2;
     }
   }
@@ -213,10 +216,11 @@ int main(int argc, char** argv) {
     std::printf("device: %s\n", gpu.device_description().c_str());
     for (dtype t : {dtype::f32, dtype::bf16, dtype::f16}) {
       if (!ops) break;
-      check_ops(gpu, t);
-      guarded("op rows", [&] { check_op_rows(gpu, t); });
+      if (only_fp8_kv) check_fp8_kv_ops(gpu, t);
+      else check_ops(gpu, t);
+      guarded("op rows", [&] { check_op_rows(gpu, t, only_fp8_kv); });
     }
-    if (ops) guarded("argmax", [&] { check_argmax(gpu); });
+    if (ops && !only_fp8_kv) guarded("argmax", [&] { check_argmax(gpu); });
     if (sampling) guarded("sample", [&] { check_sampling(gpu, quick_sampling); });
     if (comm) guarded("communicators", [&] { check_communicators(gpu); });
     std::vector<fs::path> dirs;  // the reference models
@@ -230,14 +234,17 @@ int main(int argc, char** argv) {
     }
     if (models)
       for (const auto& dir : dirs)
-        for (dtype t : {dtype::f32, dtype::bf16})
-          guarded(("model " + dir.filename().string()).c_str(), [&] { check_model(gpu, dir, t); });
+        for (dtype t : {dtype::f32, dtype::bf16}) {
+          if (!only_fp8_kv) guarded(("model " + dir.filename().string()).c_str(), [&] { check_model(gpu, dir, t); });
+          if (!troupe::testing::is_4_bit_reference(dir.filename().string()))
+            guarded(("model " + dir.filename().string() + " fp8 kv").c_str(), [&] { check_model_fp8_kv(gpu, dir, t); });
+        }
     if (tp)
       for (const auto& dir : dirs)
         guarded(("tp " + dir.filename().string()).c_str(), [&] { check_tensor_parallel(dir); });
     if (torture_seconds > 0 && fs::exists(data / "llama_f32"))
       guarded("engine torture", [&] { check_torture(gpu, data, seed, torture_seconds); });
-    if (timing && ops) guarded("timings", [&] { time_ops(gpu); });
+    if (timing && ops) guarded("timings", [&] { time_ops(gpu, only_fp8_kv); });
     if (timing && sample_timing) guarded("sample timings", [&] { time_sampling(gpu); });
     if (timing && comm) guarded("communicator timings", [&] { time_communicators(gpu); });
     if (timing && tp) {

@@ -53,19 +53,28 @@ void set_simt_attention(bool on);
 // tools/gpu_check_ops.cpp: rows, norms, linear, silu_and_mul, rope_write_kv and paged attention in `t`
 // against the CPU twins, each guarded; argmax (f32 logits) exactly.
 void check_ops(troupe::cuda_ops& gpu, troupe::dtype t);
+// The FP8 KV cache (issue 13; part of check_ops): rope_write_kv must write the CPU's bytes, paged attention
+// over the same codes must agree, both formats, scales of 1.0 and not, activations in `t`.
+void check_fp8_kv_ops(troupe::cuda_ops& gpu, troupe::dtype t);
 void check_argmax(troupe::cuda_ops& gpu);
 
 // tools/gpu_check_models.cpp: the reference model in `dir` (with reference.json) in `t` against
 // transformers; a 4-bit reference (tests/support/quantized_reference.hpp) with its weights packed on the GPU.
 void check_model(troupe::cuda_ops& gpu, const std::filesystem::path& dir, troupe::dtype t);
 
+// The reference model in `dir` with an FP8 KV cache on the GPU (activations in `t`) against the CPU twin with
+// the same cache (f32 activations): last logits, chunked prefill over the cached prefix, greedy decoding
+// through the decode graphs.
+void check_model_fp8_kv(troupe::cuda_ops& gpu, const std::filesystem::path& dir, troupe::dtype t);
+
 // What a reference model's logits in `t` may differ from transformers' (relative): fp32 1e-4 as on the CPU, or
 // with 4-bit weights issue 12's 1e-3 (the reference ran on the dequantized weights); bf16 3e-2, as bf16 weights
 // and activations land near 1e-2 on the small models.
 double model_tolerance(troupe::dtype t, const troupe::model_config& config);
 
-// tools/gpu_check_timings.cpp: informative timings at Qwen2.5-7B shapes.
-void time_ops(troupe::cuda_ops& gpu);
+// tools/gpu_check_timings.cpp: informative timings at Qwen2.5-7B shapes (only_attention: the attention
+// rows alone, bf16 and FP8 caches).
+void time_ops(troupe::cuda_ops& gpu, bool only_attention = false);
 
 // tools/gpu_check_sampling.cpp: the CUDA sample op against sample_cpu; quick keeps to small vocabularies.
 void check_sampling(troupe::cuda_ops& gpu, bool quick);
@@ -77,8 +86,9 @@ double relative_error(std::span<const float> a, std::span<const float> b);
 // What a check of `t` tolerates: 1e-4 relative in fp32, 1e-2 in bf16 and f16.
 double tolerance_for(troupe::dtype t);
 
-// tools/gpu_check_rows.cpp: every op of tests/support/op_cases.hpp at 0, 1 and 3 rows against the CPU.
-void check_op_rows(troupe::cuda_ops& gpu, troupe::dtype t);
+// tools/gpu_check_rows.cpp: every op of tests/support/op_cases.hpp at 0, 1 and 3 rows against the CPU
+// (only_fp8_kv: only the cases with an FP8 KV cache).
+void check_op_rows(troupe::cuda_ops& gpu, troupe::dtype t, bool only_fp8_kv = false);
 // The prompt prefilled in chunks whose steps sample nothing, through each model entry point, must give
 // the whole prompt's first greedy token. step_of(tokens, cached) builds a one-sequence step.
 void check_unsampled_steps(troupe::model& net, const std::string& label, troupe::dtype t, const std::vector<int32_t>& prompt,

@@ -39,6 +39,25 @@ std::string four_bit_note(const quantization_config& q) {
          (q.method == quant_method::rtn ? " rounded at load" : " g" + std::to_string(q.group_size)) + ", packed on the GPU";
 }
 
+// Greedy continuations of 16 tokens of the first three prompts, decoded together: a batch of 3 replays
+// the decode graph of 4 (with one padding row) where graphs are available.
+std::vector<std::vector<int32_t>> greedy_three_together(model& net, const std::vector<std::vector<int32_t>>& prompts) {
+  std::vector<std::pair<std::vector<int32_t>, int32_t>> first;
+  for (size_t p = 0; p < 3; ++p) first.push_back({prompts[p], 0});
+  std::vector<int32_t> token;
+  net.forward_greedy(make_step(first), token);
+  std::vector<std::vector<int32_t>> outs(3);
+  for (size_t p = 0; p < 3; ++p) outs[p].push_back(token.at(p));
+  while (outs[0].size() < 16) {
+    std::vector<std::pair<std::vector<int32_t>, int32_t>> step;
+    for (size_t p = 0; p < 3; ++p)
+      step.push_back({{outs[p].back()}, static_cast<int32_t>(prompts[p].size() + outs[p].size() - 1)});
+    net.forward_greedy(make_step(step), token);
+    for (size_t p = 0; p < 3; ++p) outs[p].push_back(token.at(p));
+  }
+  return outs;
+}
+
 } // namespace
 
 double model_tolerance(dtype t, const model_config& config) {
@@ -128,19 +147,7 @@ void check_model(cuda_ops& gpu, const fs::path& dir, dtype t) {
   // The first three prompts decoded together: a batch of 3 replays the graph of 4 with one padding row,
   // which must change nothing (fp32: the reference continuations exactly).
   if (prompts.size() >= 3) {
-    std::vector<std::pair<std::vector<int32_t>, int32_t>> first;
-    for (size_t p = 0; p < 3; ++p) first.push_back({prompts[p], 0});
-    std::vector<int32_t> token;
-    net.forward_greedy(make_step(first), token);
-    std::vector<std::vector<int32_t>> outs(3);
-    for (size_t p = 0; p < 3; ++p) outs[p].push_back(token.at(p));
-    while (outs[0].size() < 16) {
-      std::vector<std::pair<std::vector<int32_t>, int32_t>> step;
-      for (size_t p = 0; p < 3; ++p)
-        step.push_back({{outs[p].back()}, static_cast<int32_t>(prompts[p].size() + outs[p].size() - 1)});
-      net.forward_greedy(make_step(step), token);
-      for (size_t p = 0; p < 3; ++p) outs[p].push_back(token.at(p));
-    }
+    const auto outs = greedy_three_together(net, prompts);
     size_t agree = 0, differ = 0;
     for (size_t p = 0; p < 3; ++p) {
       size_t prefix = 0;
@@ -182,6 +189,71 @@ void check_model(cuda_ops& gpu, const fs::path& dir, dtype t) {
   report(label, t, "sampled 16 tokens x" + std::to_string(prompts.size()) + " (forward_sample)",
          double(sampled - sampled_same), 0.0,
          std::to_string(sampled_same) + "/" + std::to_string(sampled) + " as sample_cpu on the downloaded logits");
+}
+
+} // namespace gpu_check
+
+namespace gpu_check {
+
+void check_model_fp8_kv(cuda_ops& gpu, const fs::path& dir, dtype t) {
+  std::ifstream in(dir / "reference.json");
+  const auto prompts = nlohmann::json::parse(in).at("prompts").get<std::vector<std::vector<int32_t>>>();
+  const model_config config = troupe::testing::reference_config(dir);
+  const checkpoint ckpt = checkpoint::open(dir);
+  cpu_ops cpu;
+  // e4m3 with the checkpoint's scales (1.0 where it has none, as the engine reads them), e5m2 with others.
+  for (const dtype kv : {dtype::f8_e4m3, dtype::f8_e5m2}) {
+    const std::string label = "model " + dir.filename().string() + (kv == dtype::f8_e4m3 ? " kv=e4m3" : " kv=e5m2");
+    model_limits limits = troupe::testing::reference_limits();
+    limits.kv_cache_type = kv;
+    kv_cache_scales scales = checkpoint_kv_cache_scales(ckpt, config);
+    if (kv == dtype::f8_e5m2) {
+      scales.k.assign(scales.k.size(), 0.37f);
+      scales.v.assign(scales.v.size(), 1.9f);
+    }
+    limits.k_scales = scales.k;
+    limits.v_scales = scales.v;
+    model on_gpu(config, gpu, load_model_weights(config, gpu, t, checkpoint_weight_source(ckpt, config)), t, limits);
+    model on_cpu(config, cpu, load_model_weights(config, cpu, dtype::f32, checkpoint_weight_source(ckpt, config)),
+                 dtype::f32, limits);
+    // f32: the two backends' q/k/v differ by rounding only, but where a value sits that close to the middle
+    // of two FP8 codes the caches differ by a code (1/16 of the value in e4m3), hence 1e-3 rather than 1e-4.
+    const double tol = t == dtype::f32 ? 1e-3 : model_tolerance(t, config);
+
+    std::vector<float> got, want;
+    double worst = 0;
+    for (const auto& p : prompts) {
+      on_gpu.forward(make_step({{p, 0}}), got);
+      on_cpu.forward(make_step({{p, 0}}), want);
+      worst = std::max(worst, relative_error(got, want));
+    }
+    report(label, t, "last logits, " + std::to_string(prompts.size()) + " prompts, against the CPU twin", worst, tol);
+
+    // The last prompt in chunks of 23: each chunk reads the FP8 prefix the earlier ones wrote.
+    const auto& last = prompts.back();
+    for (size_t begin = 0; begin < last.size(); begin += 23) {
+      const size_t end = std::min(last.size(), begin + 23);
+      on_gpu.forward(make_step({{std::vector<int32_t>(last.begin() + begin, last.begin() + end), int32_t(begin)}}), got);
+    }
+    on_cpu.forward(make_step({{last, 0}}), want);
+    report(label, t, "chunked prefill (23) of " + std::to_string(last.size()) + ", against the CPU whole",
+           relative_error(got, want), tol);
+
+    // Three prompts decoded together for 16 tokens: a batch of 3 replays the decode graph of 4 on the GPU.
+    if (prompts.size() < 3) continue;
+    const auto gpu_outs = greedy_three_together(on_gpu, prompts), cpu_outs = greedy_three_together(on_cpu, prompts);
+    size_t agree = 0, differ = 0;
+    for (size_t p = 0; p < 3; ++p) {
+      size_t prefix = 0;
+      while (prefix < 16 && gpu_outs[p][prefix] == cpu_outs[p][prefix]) ++prefix;
+      agree += prefix;
+      differ += prefix < 16;
+    }
+    const std::string what = "greedy 16 tokens, 3 decoded together (graph of 4), against the CPU twin";
+    const std::string n = std::to_string(agree) + "/48 tokens before divergence";
+    if (t == dtype::f32) report(label, t, what, double(differ), 0.0, n);
+    else inform(label, t, what, n);
+  }
 }
 
 } // namespace gpu_check

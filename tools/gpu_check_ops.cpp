@@ -1,11 +1,14 @@
 // troupe_gpu_check, part 1: every CUDA op against its CPU twin over random shapes and dtypes (the same
 // inputs, rounded to the dtype, go to both; the CPU computes in fp32). Outputs are poisoned with NaN first,
 // so an element the kernel never writes fails. Error is ‖gpu − cpu‖ / ‖cpu‖ over the whole output.
+// An FP8 KV cache (issue 13) holds the same codes on both: rope_write_kv must write the same bytes.
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <functional>
 #include <numeric>
+#include <optional>
 #include <random>
 #include <span>
 #include <string>
@@ -85,7 +88,44 @@ public:
     return v;
   }
   double error(const twin& w) { return relative_error(read_gpu(w), read_cpu(w)); }
+
+  // An FP8 KV cache on both backends with the same codes: normal values of standard deviation `sd`, over
+  // `scale`, rounded (so code × scale has that spread, as a cache rope_write_kv filled).
+  twin fp8_cache(dtype kv, std::initializer_list<int64_t> shape, float scale, float sd = 1.0f) {
+    twin w{cpu.alloc(kv, shape), gpu.alloc(kv, shape), kv, shape};
+    const auto encode = kv == dtype::f8_e4m3 ? f32_to_f8_e4m3 : f32_to_f8_e5m2;
+    const std::vector<float> values = random_values(static_cast<size_t>(w.cpu.get().numel()), sd);
+    std::vector<uint8_t> codes(values.size());
+    for (size_t i = 0; i < codes.size(); ++i) codes[i] = encode(values[i] / scale);
+    cpu.upload_raw(w.cpu, codes.data());
+    gpu.upload_raw(w.gpu, codes.data());
+    return w;
+  }
+  // How many bytes of an FP8 twin differ between the backends.
+  size_t differing_bytes(const twin& w) {
+    std::vector<uint8_t> a(w.cpu.get().num_bytes()), b(a.size());
+    cpu.download_raw(a.data(), w.cpu);
+    gpu.download_raw(b.data(), w.gpu);
+    size_t n = 0;
+    for (size_t i = 0; i < a.size(); ++i) n += a[i] != b[i];
+    return n;
+  }
 };
+
+// The FP8 KV caches checked: each format with scales of 1.0, and with others (k's small enough that large
+// keys saturate, v's large enough that small values go subnormal).
+struct fp8_kv_case {
+  dtype kv;
+  float k_scale, v_scale;
+};
+const fp8_kv_case fp8_kv_cases[] = {
+    {dtype::f8_e4m3, 1.0f, 1.0f}, {dtype::f8_e4m3, 0.011f, 2.5f}, {dtype::f8_e5m2, 1.0f, 1.0f}, {dtype::f8_e5m2, 0.011f, 2.5f}};
+
+std::string fp8_note(const fp8_kv_case& f) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, " kv=%s ks,vs=%g,%g", f.kv == dtype::f8_e4m3 ? "e4m3" : "e5m2", f.k_scale, f.v_scale);
+  return buf;
+}
 
 void check_rows(checker& c, dtype t) {
   for (auto [vocab, hidden, tokens] : {std::tuple{1000, 64, 1}, {1000, 3584, 37}, {500, 50, 9}}) {
@@ -211,14 +251,16 @@ std::vector<float> cos_sin_table(int64_t max_pos, int64_t d, double theta) {
   return v;
 }
 
-void check_rope(checker& c, dtype t) {
+// kv: nullopt keeps the caches in t; an FP8 case must leave the same bytes in both backends' caches.
+void check_rope(checker& c, dtype t, std::optional<fp8_kv_case> kv = std::nullopt) {
   struct shape {
     int32_t heads, kv_heads, d, block_size;
     int64_t tokens;
   };
   for (const shape& s : {shape{4, 1, 16, 16, 21}, {28, 4, 128, 16, 67}, {8, 8, 64, 32, 5}, {4, 2, 80, 16, 9}}) {
     const int64_t max_pos = 4096, num_blocks = 64, width = (s.heads + 2 * s.kv_heads) * int64_t(s.d);
-    auto qkv = c.random(t, {s.tokens, width});
+    // FP8: values up to about 12, so that k / 0.011 saturates e4m3's 448 and v / 2.5 reaches its subnormals.
+    auto qkv = c.random(t, {s.tokens, width}, kv ? 3.0f : 1.0f);
     auto cos_sin = c.make(dtype::f32, {max_pos, s.d}, cos_sin_table(max_pos, s.d, 1e6));
     std::vector<int32_t> positions(s.tokens);
     for (auto& p : positions) p = static_cast<int32_t>(rng() % max_pos);
@@ -229,16 +271,27 @@ void check_rope(checker& c, dtype t) {
     slots[s.tokens / 2] = -1;  // a token whose K/V is not stored
     auto pos_t = c.ints<int32_t>({s.tokens}, positions);
     auto slot_t = c.ints<int64_t>({s.tokens}, slots);
-    auto kc = c.random(t, {num_blocks, s.block_size, s.kv_heads, s.d});
-    auto vc = c.random(t, {num_blocks, s.block_size, s.kv_heads, s.d});
-    const attention_shape shape{s.heads, s.kv_heads, s.d, s.block_size, 1.0f};
+    // FP8 caches start from random codes: a slot the kernel misses keeps them and differs from the CPU's.
+    auto kc = kv ? c.fp8_cache(kv->kv, {num_blocks, s.block_size, s.kv_heads, s.d}, 1.0f)
+                 : c.random(t, {num_blocks, s.block_size, s.kv_heads, s.d});
+    auto vc = kv ? c.fp8_cache(kv->kv, {num_blocks, s.block_size, s.kv_heads, s.d}, 1.0f)
+                 : c.random(t, {num_blocks, s.block_size, s.kv_heads, s.d});
+    attention_shape shape{s.heads, s.kv_heads, s.d, s.block_size, 1.0f};
+    if (kv) shape.k_scale = kv->k_scale, shape.v_scale = kv->v_scale;
     c.cpu.rope_write_kv(qkv.cpu, pos_t.cpu, cos_sin.cpu, slot_t.cpu, kc.cpu, vc.cpu, shape);
     c.gpu.rope_write_kv(qkv.gpu, pos_t.gpu, cos_sin.gpu, slot_t.gpu, kc.gpu, vc.gpu, shape);
-    const double e = std::max({c.error(qkv), c.error(kc), c.error(vc)});
-    report("rope_write_kv", t,
-           "T=" + std::to_string(s.tokens) + " nH,nKV,D=" + dims({s.heads, s.kv_heads, s.d}) + " bs=" +
-               std::to_string(s.block_size),
-           e, tolerance_for(t));
+    const std::string what = "T=" + std::to_string(s.tokens) + " nH,nKV,D=" + dims({s.heads, s.kv_heads, s.d}) +
+                             " bs=" + std::to_string(s.block_size);
+    if (!kv) {
+      report("rope_write_kv", t, what, std::max({c.error(qkv), c.error(kc), c.error(vc)}), tolerance_for(t));
+      continue;
+    }
+    // The rotated q and k within the dtype's tolerance; the caches to the byte (else the row fails).
+    const size_t differ = c.differing_bytes(kc) + c.differing_bytes(vc);
+    const size_t bytes = 2 * kc.cpu.get().num_bytes();
+    report("rope_write_kv", t, what + fp8_note(*kv), differ == 0 ? c.error(qkv) : double(INFINITY), tolerance_for(t),
+           differ == 0 ? "all " + std::to_string(bytes) + " cache bytes as the CPU's"
+                       : std::to_string(differ) + " of " + std::to_string(bytes) + " cache bytes differ from the CPU's");
   }
 }
 
@@ -250,7 +303,8 @@ struct attention_case {
   int32_t window = 0;
 };
 
-void check_attention(checker& c, dtype t, const attention_case& ac) {
+// kv: nullopt keeps the caches in t; else FP8 caches holding the same codes on both backends.
+void check_attention(checker& c, dtype t, const attention_case& ac, std::optional<fp8_kv_case> kv = std::nullopt) {
   const int32_t bs = ac.block_size;
   int64_t tokens = 0, blocks_needed = 0;
   int32_t max_q = 0, max_len = 0, max_blocks = 0;
@@ -279,14 +333,17 @@ void check_attention(checker& c, dtype t, const attention_case& ac) {
   const int32_t num_seqs = static_cast<int32_t>(ac.seqs.size());
   const int64_t width = (ac.heads + 2 * ac.kv_heads) * int64_t(ac.d);
   auto qkv = c.random(t, {tokens, width});
-  auto kc = c.random(t, {num_blocks, bs, ac.kv_heads, ac.d});
-  auto vc = c.random(t, {num_blocks, bs, ac.kv_heads, ac.d});
+  auto kc = kv ? c.fp8_cache(kv->kv, {num_blocks, bs, ac.kv_heads, ac.d}, kv->k_scale)
+               : c.random(t, {num_blocks, bs, ac.kv_heads, ac.d});
+  auto vc = kv ? c.fp8_cache(kv->kv, {num_blocks, bs, ac.kv_heads, ac.d}, kv->v_scale)
+               : c.random(t, {num_blocks, bs, ac.kv_heads, ac.d});
   auto qs = c.ints<int32_t>({num_seqs + 1}, query_start);
   auto sl = c.ints<int32_t>({num_seqs}, seq_lens);
   auto bt = c.ints<int32_t>({num_seqs, max_blocks}, tables);
   auto out = c.random(t, {tokens, ac.heads * int64_t(ac.d)});
   c.poison(out);
-  const attention_shape shape{ac.heads, ac.kv_heads, ac.d, bs, 1.0f / std::sqrt(float(ac.d))};
+  attention_shape shape{ac.heads, ac.kv_heads, ac.d, bs, 1.0f / std::sqrt(float(ac.d))};
+  if (kv) shape.k_scale = kv->k_scale, shape.v_scale = kv->v_scale;
   attention_metadata m;
   m.num_seqs = num_seqs;
   m.max_query_len = max_q;
@@ -303,11 +360,15 @@ void check_attention(checker& c, dtype t, const attention_case& ac) {
   std::string what = ac.name + " nH,nKV,D=" + dims({ac.heads, ac.kv_heads, ac.d}) + " bs=" + std::to_string(bs) +
                      " S=" + std::to_string(num_seqs) + " T=" + std::to_string(tokens) + " ctx<=" + std::to_string(max_len);
   if (ac.window) what += " win=" + std::to_string(ac.window);
-  report("paged_attention", t, what, c.error(out), tolerance_for(t));
+  if (kv) what += fp8_note(*kv);
+  int part_keys = 0;
+  const int parts = cuda::paged_attention_partitions(m, shape, t, tokens, int64_t{16} << 20, &part_keys);
+  report("paged_attention", t, what, c.error(out), tolerance_for(t),
+         parts > 1 ? "context split in " + std::to_string(parts) + " x " + std::to_string(part_keys) : "");
 }
 
-void check_attention_all(checker& c, dtype t) {
-  const std::vector<attention_case> cases = {
+const std::vector<attention_case>& attention_cases() {
+  static const std::vector<attention_case> cases = {
       {"decode", 28, 4, 128, 16, {{1, 1}, {1, 17}, {1, 300}, {1, 64}, {1, 1000}}},
       {"prefill", 8, 8, 64, 16, {{50, 50}, {1, 1}, {129, 129}}},
       {"chunked", 16, 2, 128, 16, {{40, 300}, {23, 71}, {1, 77}, {64, 64}}},
@@ -322,13 +383,37 @@ void check_attention_all(checker& c, dtype t) {
       {"long_window", 16, 16, 64, 16, {{200, 700}, {1, 1500}}, 300},
       {"group16", 32, 2, 64, 32, {{1, 400}, {1, 90}}},
   };
+  return cases;
+}
+
+void check_attention_all(checker& c, dtype t) {
   // Each case on the tensor-core kernel (bf16/f16 with head_dim 64-128) and on the CUDA-core kernel.
   for (const bool simt : {false, true}) {
     set_simt_attention(simt);
-    for (auto ac : cases) {
+    for (auto ac : attention_cases()) {
       if (simt) ac.name += " (cuda cores)";
       check_attention(c, t, ac);
     }
+  }
+  set_simt_attention(false);
+}
+
+// FP8 caches: decode with its context split (decode, group16), two new tokens a sequence, prefill, prefill
+// after a cached prefix beside decodes (chunked: two launches of the tensor-core kernel), a sliding window,
+// head_dim 80 (tensor cores), and 16 and 256 (CUDA cores only), each format with scales of 1.0 and not, on
+// both kernels (f32 has the CUDA-core one only). Not "long": the CPU twin would take minutes over it.
+void check_attention_fp8(checker& c, dtype t) {
+  const std::vector<std::string> names = {"decode", "prefill", "chunked", "window", "d80",
+                                          "two_new", "group16", "tiny", "d256"};
+  for (const bool simt : {false, true}) {
+    if (simt && t == dtype::f32) break;
+    set_simt_attention(simt);
+    for (const fp8_kv_case& kv : fp8_kv_cases)
+      for (auto ac : attention_cases()) {
+        if (std::find(names.begin(), names.end(), ac.name) == names.end()) continue;
+        if (simt) ac.name += " (cuda cores)";
+        check_attention(c, t, ac, kv);
+      }
   }
   set_simt_attention(false);
 }
@@ -359,6 +444,15 @@ void check_ops(cuda_ops& gpu, dtype t) {
   guarded("silu_and_mul", [&] { check_silu(c, t); });
   guarded("rope_write_kv", [&] { check_rope(c, t); });
   guarded("paged_attention", [&] { check_attention_all(c, t); });
+  check_fp8_kv_ops(gpu, t);
+}
+
+void check_fp8_kv_ops(cuda_ops& gpu, dtype t) {
+  checker c(gpu);
+  guarded("rope_write_kv fp8", [&] {
+    for (const fp8_kv_case& kv : fp8_kv_cases) check_rope(c, t, kv);
+  });
+  guarded("paged_attention fp8", [&] { check_attention_fp8(c, t); });
 }
 
 void check_argmax(cuda_ops& gpu) {

@@ -1,8 +1,12 @@
-// troupe_gpu_check, part 4: a few timings at Qwen2.5-7B shapes (informative, no pass/fail).
+// troupe_gpu_check, part 4: a few timings at Qwen2.5-7B shapes (informative, no pass/fail). Attention runs
+// with a bf16 cache and an FP8 one (issue 13).
 
+#include <algorithm>
 #include <cstdio>
 #include <numeric>
 #include <random>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "kernels/cuda/cuda_ops.hpp"
@@ -25,129 +29,122 @@ void fill(cuda_ops& gpu, const tensor& t) {
   gpu.upload(t, v);
 }
 
+// An FP8 cache of random codes (normal values rounded, as rope_write_kv writes them).
+void fill_fp8(cuda_ops& gpu, const tensor& t) {
+  std::vector<uint8_t> codes(static_cast<size_t>(t.numel()));
+  std::normal_distribution<float> d(0.0f, 1.0f);
+  const auto encode = t.type == dtype::f8_e4m3 ? f32_to_f8_e4m3 : f32_to_f8_e5m2;
+  for (auto& c : codes) c = encode(d(rng));
+  gpu.upload_raw(t, codes.data());
+}
+
+// Attention over sequences given as (new tokens, context after the step), Qwen2.5-7B heads (28 / 4 of 128),
+// blocks of 16 laid out one sequence after another, the cache in `kv` (bf16 or FP8); milliseconds per call.
+double time_attention(cuda_ops& gpu, const std::vector<std::pair<int32_t, int32_t>>& seqs, dtype kv) {
+  const dtype t = dtype::bf16;
+  const int32_t bs = 16, nh = 28, nkv = 4, d = 128;
+  int32_t max_q = 0, max_len = 0, mb = 0;
+  std::vector<int32_t> qs{0}, sl;
+  for (auto [q, len] : seqs) {
+    qs.push_back(qs.back() + q);
+    sl.push_back(len);
+    max_q = std::max(max_q, q);
+    max_len = std::max(max_len, len);
+    mb = std::max(mb, (len + bs - 1) / bs);
+  }
+  const int32_t n = static_cast<int32_t>(seqs.size()), tokens = qs.back();
+  auto qkv = gpu.alloc(t, {tokens, (nh + 2 * nkv) * d});
+  auto kc = gpu.alloc(kv, {int64_t(n) * mb, bs, nkv, d});
+  auto vc = gpu.alloc(kv, {int64_t(n) * mb, bs, nkv, d});
+  auto out = gpu.alloc(t, {tokens, nh * d});
+  fill(gpu, qkv);
+  for (const tensor* c : {&kc.get(), &vc.get()}) {
+    if (kv == t) fill(gpu, *c);
+    else fill_fp8(gpu, *c);
+  }
+  std::vector<int32_t> bt(size_t(n) * mb);
+  std::iota(bt.begin(), bt.end(), 0);
+  auto qs_t = gpu.alloc(dtype::i32, {n + 1}), sl_t = gpu.alloc(dtype::i32, {n}), bt_t = gpu.alloc(dtype::i32, {n, mb});
+  gpu.upload_raw(qs_t, qs.data());
+  gpu.upload_raw(sl_t, sl.data());
+  gpu.upload_raw(bt_t, bt.data());
+  const attention_metadata m{qs_t, sl_t, bt_t, n, max_q, max_len, 0};
+  attention_shape s{nh, nkv, d, bs, 0.088f};
+  if (kv != t) s.k_scale = 0.5f, s.v_scale = 2.0f;
+  return time_ms(gpu, [&] { gpu.paged_attention(qkv, kc, vc, m, s, out); });
+}
+
+std::string kv_label(dtype kv) { return kv == dtype::f8_e4m3 ? " kv=fp8_e4m3" : kv == dtype::f8_e5m2 ? " kv=fp8_e5m2" : ""; }
+
 } // namespace
 
-void time_ops(cuda_ops& gpu) {
+void time_ops(cuda_ops& gpu, bool only_attention) {
   const dtype t = dtype::bf16;
   char buf[160];
-  // Decode attention: 256 sequences of 640 context, 28 query / 4 KV heads of 128, blocks of 16.
-  {
-    const int32_t seqs = 256, ctx = 640, bs = 16, nh = 28, nkv = 4, d = 128, mb = ctx / bs;
-    auto qkv = gpu.alloc(t, {seqs, (nh + 2 * nkv) * d});
-    auto kc = gpu.alloc(t, {seqs * mb, bs, nkv, d});
-    auto vc = gpu.alloc(t, {seqs * mb, bs, nkv, d});
-    auto out = gpu.alloc(t, {seqs, nh * d});
-    for (const tensor* b : {&qkv.get(), &kc.get(), &vc.get()}) fill(gpu, *b);
-    std::vector<int32_t> qs(seqs + 1), sl(seqs, ctx), bt(seqs * mb);
-    std::iota(qs.begin(), qs.end(), 0);
-    std::iota(bt.begin(), bt.end(), 0);
-    auto qs_t = gpu.alloc(dtype::i32, {seqs + 1}), sl_t = gpu.alloc(dtype::i32, {seqs}), bt_t = gpu.alloc(dtype::i32, {seqs, mb});
-    gpu.upload_raw(qs_t, qs.data());
-    gpu.upload_raw(sl_t, sl.data());
-    gpu.upload_raw(bt_t, bt.data());
-    attention_metadata m{qs_t, sl_t, bt_t, seqs, 1, ctx, 0};
-    const attention_shape s{nh, nkv, d, bs, 0.088f};
-    for (const bool simt : {false, true}) {
-      set_simt_attention(simt);
-      const double ms = time_ms(gpu, [&] { gpu.paged_attention(qkv, kc, vc, m, s, out); });
-      const double gb = 2.0 * seqs * ctx * nkv * d * 2 / 1e9;
-      std::snprintf(buf, sizeof buf, "%.3f ms, %.0f GB/s of K/V", ms, gb / (ms / 1e3));
-      inform(simt ? "time paged_attention (cuda cores)" : "time paged_attention", t, "decode S=256 ctx=640 28/4x128", buf);
-    }
-    set_simt_attention(false);
-    // Partition length for large batches (1024 = no split at this context).
+  // Decode attention, 28 query / 4 KV heads of 128, blocks of 16: 256 sequences of 640 (no context split),
+  // 64 of 4096 (split). Bytes of K/V read, and positions (of a sequence, all KV heads) per second: an FP8
+  // cache reads half the bytes a position, so at the same GB/s it attends twice the positions.
+  for (const auto& [seqs, ctx] : {std::pair<int32_t, int32_t>{256, 640}, {64, 4096}})
+    for (const dtype kv : {t, dtype::f8_e4m3})
+      for (const bool simt : {false, true}) {
+        if (simt && ctx != 640) continue;
+        set_simt_attention(simt);
+        const double ms = time_attention(gpu, std::vector<std::pair<int32_t, int32_t>>(size_t(seqs), {1, ctx}), kv);
+        const double positions = double(seqs) * ctx;
+        const double gb = 2.0 * positions * 4 * 128 * double(size_in_bytes(kv)) / 1e9;
+        std::snprintf(buf, sizeof buf, "%.3f ms, %.0f GB/s of K/V, %.2f G positions/s", ms, gb / (ms / 1e3),
+                      positions / (ms / 1e3) / 1e9);
+        inform(std::string(simt ? "time paged_attention (cuda cores)" : "time paged_attention") + kv_label(kv), t,
+               "decode S=" + std::to_string(seqs) + " ctx=" + std::to_string(ctx) + " 28/4x128", buf);
+      }
+  set_simt_attention(false);
+  // Partition length for large batches (1024 = no split at this context).
+  if (!only_attention) {
     for (const int keys : {64, 128, 256, 384, 1024}) {
       cuda::attention_settings().part_keys = keys;
-      const double ms = time_ms(gpu, [&] { gpu.paged_attention(qkv, kc, vc, m, s, out); });
-      const double gb = 2.0 * seqs * ctx * nkv * d * 2 / 1e9;
+      const double ms = time_attention(gpu, std::vector<std::pair<int32_t, int32_t>>(256, {1, 640}), t);
+      const double gb = 2.0 * 256 * 640 * 4 * 128 * 2 / 1e9;
       std::snprintf(buf, sizeof buf, "%.3f ms, %.0f GB/s of K/V", ms, gb / (ms / 1e3));
       inform("time paged_attention part_keys=" + std::to_string(keys), t, "decode S=256 ctx=640 28/4x128", buf);
     }
     cuda::attention_settings().part_keys = 0;
   }
-  // Prefill attention: 4 prompts of 512.
-  {
-    const int32_t seqs = 4, len = 512, bs = 16, nh = 28, nkv = 4, d = 128, mb = len / bs;
-    auto qkv = gpu.alloc(t, {seqs * len, (nh + 2 * nkv) * d});
-    auto kc = gpu.alloc(t, {seqs * mb, bs, nkv, d});
-    auto vc = gpu.alloc(t, {seqs * mb, bs, nkv, d});
-    auto out = gpu.alloc(t, {seqs * len, nh * d});
-    for (const tensor* b : {&qkv.get(), &kc.get(), &vc.get()}) fill(gpu, *b);
-    std::vector<int32_t> qs(seqs + 1), sl(seqs, len), bt(seqs * mb);
-    for (int i = 0; i <= seqs; ++i) qs[i] = i * len;
-    std::iota(bt.begin(), bt.end(), 0);
-    auto qs_t = gpu.alloc(dtype::i32, {seqs + 1}), sl_t = gpu.alloc(dtype::i32, {seqs}), bt_t = gpu.alloc(dtype::i32, {seqs, mb});
-    gpu.upload_raw(qs_t, qs.data());
-    gpu.upload_raw(sl_t, sl.data());
-    gpu.upload_raw(bt_t, bt.data());
-    attention_metadata m{qs_t, sl_t, bt_t, seqs, len, len, 0};
-    const attention_shape s{nh, nkv, d, bs, 0.088f};
+  // Prefill: 4 prompts of 512; one prompt of 4096; 2048 new tokens after 6144 cached (a chunked long prompt).
+  for (const dtype kv : {t, dtype::f8_e4m3}) {
     for (const bool simt : {false, true}) {
       set_simt_attention(simt);
-      const double ms = time_ms(gpu, [&] { gpu.paged_attention(qkv, kc, vc, m, s, out); });
-      const double tflop = 4.0 * seqs * nh * d * (double(len) * len / 2) / 1e12;
+      const double ms = time_attention(gpu, std::vector<std::pair<int32_t, int32_t>>(4, {512, 512}), kv);
+      const double tflop = 4.0 * 4 * 28 * 128 * (512.0 * 512 / 2) / 1e12;
       std::snprintf(buf, sizeof buf, "%.3f ms, %.1f TFLOP/s", ms, tflop / (ms / 1e3));
-      inform(simt ? "time paged_attention (cuda cores)" : "time paged_attention", t, "prefill 4x512 28/4x128", buf);
+      inform(std::string(simt ? "time paged_attention (cuda cores)" : "time paged_attention") + kv_label(kv), t,
+             "prefill 4x512 28/4x128", buf);
     }
     set_simt_attention(false);
-  }
-  // Long prefills: one prompt of 4096, and 2048 new tokens after 6144 cached (a chunked long prompt).
-  for (const auto& [q, len] : {std::pair<int32_t, int32_t>{4096, 4096}, {2048, 8192}}) {
-    const int32_t bs = 16, nh = 28, nkv = 4, d = 128, mb = len / bs;
-    auto qkv = gpu.alloc(t, {q, (nh + 2 * nkv) * d});
-    auto kc = gpu.alloc(t, {mb, bs, nkv, d});
-    auto vc = gpu.alloc(t, {mb, bs, nkv, d});
-    auto out = gpu.alloc(t, {q, nh * d});
-    for (const tensor* b : {&qkv.get(), &kc.get(), &vc.get()}) fill(gpu, *b);
-    std::vector<int32_t> qs{0, q}, sl{len}, bt(mb);
-    std::iota(bt.begin(), bt.end(), 0);
-    auto qs_t = gpu.alloc(dtype::i32, {2}), sl_t = gpu.alloc(dtype::i32, {1}), bt_t = gpu.alloc(dtype::i32, {1, mb});
-    gpu.upload_raw(qs_t, qs.data());
-    gpu.upload_raw(sl_t, sl.data());
-    gpu.upload_raw(bt_t, bt.data());
-    attention_metadata m{qs_t, sl_t, bt_t, 1, q, len, 0};
-    const attention_shape s{nh, nkv, d, bs, 0.088f};
-    const double ms = time_ms(gpu, [&] { gpu.paged_attention(qkv, kc, vc, m, s, out); });
-    // Keys each query sees: the cached ones, then causally among the new.
-    const double pairs = double(q) * (len - q) + double(q) * q / 2;
-    const double tflop = 4.0 * nh * d * pairs / 1e12;
-    std::snprintf(buf, sizeof buf, "%.3f ms, %.1f TFLOP/s", ms, tflop / (ms / 1e3));
-    inform("time paged_attention", t, "prefill " + std::to_string(q) + " new of " + std::to_string(len) + " 28/4x128", buf);
+    for (const auto& [q, len] : {std::pair<int32_t, int32_t>{4096, 4096}, {2048, 8192}}) {
+      const double ms = time_attention(gpu, {{q, len}}, kv);
+      // Keys each query sees: the cached ones, then causally among the new.
+      const double pairs = double(q) * (len - q) + double(q) * q / 2;
+      const double tflop = 4.0 * 28 * 128 * pairs / 1e12;
+      std::snprintf(buf, sizeof buf, "%.3f ms, %.1f TFLOP/s", ms, tflop / (ms / 1e3));
+      inform("time paged_attention" + kv_label(kv), t,
+             "prefill " + std::to_string(q) + " new of " + std::to_string(len) + " 28/4x128", buf);
+    }
   }
   // A mixed step: 3 prompt chunks of 512 (after 0, 512 and 1024 cached positions) beside 200 decodes of 640.
   {
-    const int32_t bs = 16, nh = 28, nkv = 4, d = 128, mb = 1536 / bs;
-    std::vector<int32_t> qs{0}, sl;
-    for (int i = 0; i < 3; ++i) {
-      qs.push_back(qs.back() + 512);
-      sl.push_back(512 * (i + 1));
-    }
-    for (int i = 0; i < 200; ++i) {
-      qs.push_back(qs.back() + 1);
-      sl.push_back(640);
-    }
-    const int32_t seqs = static_cast<int32_t>(sl.size()), tokens = qs.back();
-    auto qkv = gpu.alloc(t, {tokens, (nh + 2 * nkv) * d});
-    auto kc = gpu.alloc(t, {seqs * mb, bs, nkv, d});
-    auto vc = gpu.alloc(t, {seqs * mb, bs, nkv, d});
-    auto out = gpu.alloc(t, {tokens, nh * d});
-    for (const tensor* b : {&qkv.get(), &kc.get(), &vc.get()}) fill(gpu, *b);
-    std::vector<int32_t> bt(seqs * mb);
-    std::iota(bt.begin(), bt.end(), 0);
-    auto qs_t = gpu.alloc(dtype::i32, {seqs + 1}), sl_t = gpu.alloc(dtype::i32, {seqs}), bt_t = gpu.alloc(dtype::i32, {seqs, mb});
-    gpu.upload_raw(qs_t, qs.data());
-    gpu.upload_raw(sl_t, sl.data());
-    gpu.upload_raw(bt_t, bt.data());
-    attention_metadata m{qs_t, sl_t, bt_t, seqs, 512, 1536, 0};
-    const attention_shape s{nh, nkv, d, bs, 0.088f};
-    for (const bool simt : {false, true}) {
-      set_simt_attention(simt);
-      const double ms = time_ms(gpu, [&] { gpu.paged_attention(qkv, kc, vc, m, s, out); });
-      std::snprintf(buf, sizeof buf, "%.3f ms", ms);
-      inform(simt ? "time paged_attention (cuda cores)" : "time paged_attention", t, "mixed 3x512 prefill + 200 decodes", buf);
-    }
+    std::vector<std::pair<int32_t, int32_t>> mixed;
+    for (int i = 0; i < 3; ++i) mixed.push_back({512, 512 * (i + 1)});
+    for (int i = 0; i < 200; ++i) mixed.push_back({1, 640});
+    for (const dtype kv : {t, dtype::f8_e4m3})
+      for (const bool simt : {false, true}) {
+        set_simt_attention(simt);
+        std::snprintf(buf, sizeof buf, "%.3f ms", time_attention(gpu, mixed, kv));
+        inform(std::string(simt ? "time paged_attention (cuda cores)" : "time paged_attention") + kv_label(kv), t,
+               "mixed 3x512 prefill + 200 decodes", buf);
+      }
     set_simt_attention(false);
   }
+  if (only_attention) return;
   // The MLP GEMMs of one decode step of 256 sequences, and of a 2048-token prefill step.
   for (int64_t rows : {256, 2048}) {
     const int64_t h = 3584, inter = 18944;

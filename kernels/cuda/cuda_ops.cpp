@@ -12,7 +12,6 @@
 #include "kernels/cuda/check.hpp"
 #include "kernels/cuda/cuda_context.hpp"
 #include "kernels/cuda/launchers.hpp"
-#include "runtime/error.hpp"
 
 namespace troupe {
 
@@ -240,29 +239,15 @@ void cuda_ops::linear_int4(const tensor& x, const int4_device_weight& w, const t
   cuda::launch_linear_int4(*ctx_, x, w, bias, out);
 }
 
-namespace {
-
-// The CPU backend has the FP8 KV cache (kernels/cpu/attention.cpp); the CUDA kernels that write and read it
-// are issue 13's next step.
-void refuse_fp8_kv_cache(const tensor& k_cache) {
-  if (k_cache.type == dtype::f8_e4m3 || k_cache.type == dtype::f8_e5m2)
-    throw user_error("--kv-cache-dtype fp8: FP8 KV cache kernels not built yet for the CUDA backend; "
-                     "use --kv-cache-dtype auto, or --backend cpu");
-}
-
-} // namespace
-
 void cuda_ops::rope_write_kv(const tensor& qkv, const tensor& positions, const tensor& cos_sin,
                              const tensor& slot_mapping, const tensor& k_cache, const tensor& v_cache,
                              const attention_shape& shape) {
-  refuse_fp8_kv_cache(k_cache);
   op_scope p(ctx_->profiler, op_profiler::other, ctx_->stream);
   cuda::launch_rope_write_kv(qkv, positions, cos_sin, slot_mapping, k_cache, v_cache, shape, ctx_->stream);
 }
 
 void cuda_ops::paged_attention(const tensor& qkv, const tensor& k_cache, const tensor& v_cache,
                                const attention_metadata& meta, const attention_shape& shape, const tensor& out) {
-  refuse_fp8_kv_cache(k_cache);
   op_scope p(ctx_->profiler, op_profiler::attention, ctx_->stream);
   cuda::launch_paged_attention(qkv, k_cache, v_cache, meta, shape, out, ctx_->attention_workspace,
                                ctx_->attention_workspace_floats, ctx_->stream);

@@ -17,11 +17,15 @@
 //
 // bf16 and f16 with head_dim 64, 80, 96 or 128 run on the tensor cores instead (paged_attention_mma.cu,
 // same rows, partitions and combine); this kernel serves fp32 and every other shape.
+//
+// An FP8 cache (fp8_kv.cuh) is staged as its codes converted to T (exact), k_scale folded into the
+// pre-scaled query and v_scale into the output.
 
 #include <cfloat>
 #include <cstdlib>
 
 #include "kernels/cuda/common.cuh"
+#include "kernels/cuda/fp8_kv.cuh"
 #include "kernels/cuda/launchers.hpp"
 #include "kernels/cuda/paged_attention_params.cuh"
 
@@ -41,10 +45,24 @@ template <class T> size_t shared_bytes(int head_dim) {
   return 2 * size_t(kKeys) * tile_ld<T>(head_dim) * sizeof(T) + size_t(kWarps) * head_dim * sizeof(float);
 }
 
-// grid (row tiles * num_parts, num_kv_heads, num_seqs), kWarps * 32 threads.
-template <class T>
+// N cache elements at `src` as N values of T: copied, or FP8 codes converted exactly.
+template <class T, class C, int N> __device__ __forceinline__ vec<T, N> load_cache(const C* src, bool e5m2) {
+  if constexpr (std::is_same_v<C, T>) {
+    return load_vec<T, N>(src);
+  } else {
+    const vec<uint8_t, N> codes = load_vec<uint8_t, N>(src);
+    vec<T, N> out;
+#pragma unroll
+    for (int e = 0; e < N; ++e) out.v[e] = from_float<T>(fp8_decode(codes.v[e], e5m2));
+    return out;
+  }
+}
+
+// grid (row tiles * num_parts, num_kv_heads, num_seqs), kWarps * 32 threads. C: the cache's element type,
+// T or uint8_t (FP8 codes).
+template <class T, class C>
 __global__ void __launch_bounds__(kWarps * 32)
-paged_attention_kernel(const T* __restrict__ qkv, const T* __restrict__ k_cache, const T* __restrict__ v_cache,
+paged_attention_kernel(const T* __restrict__ qkv, const C* __restrict__ k_cache, const C* __restrict__ v_cache,
                        attention_params p, T* __restrict__ out) {
   extern __shared__ __align__(16) unsigned char smem[];
   const int d = p.head_dim, ld = tile_ld<T>(d);
@@ -68,7 +86,7 @@ paged_attention_kernel(const T* __restrict__ qkv, const T* __restrict__ k_cache,
 
   if (active)
     for (int c = lane; c < d; c += 32)
-      q_rows[warp * d + c] = to_float(qkv[token * p.qkv_stride + int64_t(head) * d + c]) * p.scale;
+      q_rows[warp * d + c] = to_float(qkv[token * p.qkv_stride + int64_t(head) * d + c]) * (p.scale * p.k_scale);
 
   const int64_t kv_width = int64_t(p.num_kv_heads) * d;
   const int32_t* table = p.block_tables + int64_t(seq) * p.max_blocks;
@@ -90,8 +108,8 @@ paged_attention_kernel(const T* __restrict__ qkv, const T* __restrict__ k_cache,
       if (kpos < hi) {
         const int64_t slot = int64_t(table[kpos / p.block_size]) * p.block_size + kpos % p.block_size;
         const int64_t off = slot * kv_width + int64_t(kv_head) * d + c;
-        kv = load_vec<T, N>(k_cache + off);
-        vv = load_vec<T, N>(v_cache + off);
+        kv = load_cache<T, C, N>(k_cache + off, p.kv_e5m2);
+        vv = load_cache<T, C, N>(v_cache + off, p.kv_e5m2);
       }
       store_vec(k_tile + key * ld + c, kv);
       store_vec(v_tile + key * ld + c, vv);
@@ -129,6 +147,8 @@ paged_attention_kernel(const T* __restrict__ qkv, const T* __restrict__ k_cache,
     }
   }
   if (!active) return;
+#pragma unroll
+  for (int r = 0; r < kDimsPerLane; ++r) acc[r] *= p.v_scale;
   if (p.num_parts > 1) {
     const int64_t r = (token * p.num_heads + head) * p.num_parts + part;
     if (lane == 0) {
@@ -212,8 +232,12 @@ int paged_attention_partitions(const attention_metadata& meta, const attention_s
 void launch_paged_attention(const tensor& qkv, const tensor& k_cache, const tensor& v_cache, const attention_metadata& meta,
                             const attention_shape& s, const tensor& out, float* workspace, int64_t workspace_floats,
                             cudaStream_t stream) {
-  if (qkv.type != k_cache.type || qkv.type != v_cache.type || qkv.type != out.type)
-    throw std::invalid_argument("cuda paged_attention: qkv, caches and output must share a dtype");
+  const bool fp8 = is_fp8(k_cache.type);
+  if (qkv.type != out.type || k_cache.type != v_cache.type || (!fp8 && qkv.type != k_cache.type))
+    throw std::invalid_argument("cuda paged_attention: qkv and output must share a dtype, and the caches too, or be "
+                                "both FP8 of one kind");
+  if (fp8 && !(s.k_scale > 0 && s.v_scale > 0))
+    throw std::invalid_argument("cuda paged_attention: FP8 cache scales must be positive");
   if (meta.query_start.type != dtype::i32 || meta.seq_lens.type != dtype::i32 || meta.block_tables.type != dtype::i32)
     throw std::invalid_argument("cuda paged_attention: query_start, seq_lens and block_tables must be i32");
   if (s.num_kv_heads <= 0 || s.num_heads % s.num_kv_heads != 0 || s.head_dim > kMaxHeadDim ||
@@ -234,6 +258,11 @@ void launch_paged_attention(const tensor& qkv, const tensor& k_cache, const tens
   if (num_parts > 1) {
     p.part_ml = workspace;
     p.part_acc = workspace + qkv.dim(0) * s.num_heads * int64_t(num_parts) * 2;
+  }
+  if (fp8) {
+    p.kv_e5m2 = k_cache.type == dtype::f8_e5m2;
+    p.k_scale = s.k_scale;
+    p.v_scale = s.v_scale;
   }
   // Tensor cores where the shape allows (attention_settings().simt keeps the CUDA-core kernel, to compare).
   if (mma_attention_supports(qkv.type, s.head_dim) && !attention_settings().simt &&
@@ -256,14 +285,19 @@ void launch_paged_attention(const tensor& qkv, const tensor& k_cache, const tens
       throw std::invalid_argument("cuda paged_attention: head_dim must fill whole 16-byte vectors (a multiple of " +
                                   std::to_string(vec16<T>) + ")");
     const size_t smem = shared_bytes<T>(s.head_dim);
-    if (smem > 48 * 1024)
-      check(cudaFuncSetAttribute(paged_attention_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                 static_cast<int>(smem)),
-            "paged_attention shared memory");
     const dim3 grid(static_cast<unsigned>(row_tiles * num_parts), static_cast<unsigned>(s.num_kv_heads),
                     static_cast<unsigned>(meta.num_seqs));
-    paged_attention_kernel<T><<<grid, kWarps * 32, smem, stream>>>(qkv.as<T>(), k_cache.as<T>(), v_cache.as<T>(), p,
-                                                                  out.as<T>());
+    auto run = [&](auto cache_tag) {
+      using C = typename decltype(cache_tag)::type;
+      if (smem > 48 * 1024)
+        check(cudaFuncSetAttribute(paged_attention_kernel<T, C>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                   static_cast<int>(smem)),
+              "paged_attention shared memory");
+      paged_attention_kernel<T, C><<<grid, kWarps * 32, smem, stream>>>(qkv.as<T>(), k_cache.as<C>(), v_cache.as<C>(), p,
+                                                                       out.as<T>());
+    };
+    if (fp8) run(std::type_identity<uint8_t>{});
+    else run(std::type_identity<T>{});
     if (num_parts > 1) {
       check_launch("paged_attention");
       combine_partitions_kernel<T><<<static_cast<unsigned>(qkv.dim(0) * s.num_heads), 128, 0, stream>>>(

@@ -15,10 +15,24 @@
 //   each warp takes 16 of the tile's 64 keys, and the 4 warps' partial results are merged at the end.
 // Either way a block finishes through shared memory: merge the key warps, then write the output rows
 // (or, for a split context, the partition's max, sum and unnormalized output for combine_partitions).
+//
+// An FP8 cache (--kv-cache-dtype fp8, fp8_kv.cuh): cp.async brings the FP8 tiles (half the bytes of bf16)
+// into a ring of staging buffers, Stages deep as before, and each tile is converted once, exactly, into
+// one bf16 / f16 tile in the layout above, so ldmatrix and the mma code stay as they are; k_scale joins
+// the softmax scale and v_scale the output. Converting in shared memory rather than while building
+// fragments: V's fragments want two keys of one dimension per register (ldmatrix .trans does that for
+// 16-bit rows; FP8 rows would need byte gathers), and one pass converts each code once whichever warps
+// read it. The decode kernel must then stream twice the positions per second to read the same bytes per
+// second, so its tile loop must not add a barrier: in the decode layout each warp copies, converts and
+// reads only its own 16 keys of every tile, so it waits for no other warp (no __syncthreads in the loop
+// at all, where bf16 has two per tile); the conversion is integer operations and one multiply per pair.
+// The prefill layout (every warp reads all 64 keys, compute-bound) converts block-wide between two
+// barriers, the same count as bf16.
 
 #include <cfloat>
 
 #include "kernels/cuda/common.cuh"
+#include "kernels/cuda/fp8_kv.cuh"
 #include "kernels/cuda/mma.cuh"
 #include "kernels/cuda/paged_attention_params.cuh"
 
@@ -64,18 +78,24 @@ template <> __device__ __forceinline__ uint32_t pack2<__half>(float lo, float hi
 
 template <int D> constexpr int row_ld = D + 8;  // 16 bytes of padding: ldmatrix rows land in distinct banks
 
-template <class T, int D, int RowWarps, int Stages> constexpr size_t mma_shared_bytes() {
-  constexpr size_t tiles = (size_t(16) * RowWarps + size_t(Stages) * 2 * kTileKeys) * row_ld<D> * sizeof(T);
+// Q, then the K/V tiles: Stages of them in T; for FP8 one converted tile in T and Stages of FP8 staging
+// (rows of D codes, unpadded: they are copied and read in row order).
+template <class T, int D, int RowWarps, int Stages, bool Fp8> constexpr size_t mma_shared_bytes() {
+  constexpr size_t tiles = Fp8 ? (size_t(16) * RowWarps + 2 * kTileKeys) * row_ld<D> * sizeof(T) + size_t(Stages) * 2 * kTileKeys * D
+                               : (size_t(16) * RowWarps + size_t(Stages) * 2 * kTileKeys) * row_ld<D> * sizeof(T);
   constexpr size_t merge = (size_t(64) * D + 2 * 64) * sizeof(float);  // 4 warps × 16 rows of output, max, sum
   return tiles > merge ? tiles : merge;
 }
 
-// grid (row tiles * num_parts, num_kv_heads, num_seqs), 128 threads.
-template <class T, int D, int RowWarps, int Stages>
+// grid (row tiles * num_parts, num_kv_heads, num_seqs), 128 threads. Fp8: the caches hold FP8 codes.
+template <class T, int D, int RowWarps, int Stages, bool Fp8>
 __global__ void __launch_bounds__(kThreads) paged_attention_mma_kernel(const T* __restrict__ qkv,
-                                                                      const T* __restrict__ k_cache,
-                                                                      const T* __restrict__ v_cache,
+                                                                      const void* __restrict__ k_cache_,
+                                                                      const void* __restrict__ v_cache_,
                                                                       attention_params p, T* __restrict__ out) {
+  using C = std::conditional_t<Fp8, uint8_t, T>;  // a cache element
+  const C* __restrict__ k_cache = static_cast<const C*>(k_cache_);
+  const C* __restrict__ v_cache = static_cast<const C*>(v_cache_);
   constexpr int KeyWarps = 4 / RowWarps;
   constexpr int Rows = 16 * RowWarps;               // query rows per block
   constexpr int WarpKeys = kTileKeys / KeyWarps;    // keys of a tile each warp scores
@@ -85,10 +105,13 @@ __global__ void __launch_bounds__(kThreads) paged_attention_mma_kernel(const T* 
   constexpr int LD = row_ld<D>;
   constexpr int Chunks = D / 8;                     // 16-byte chunks per row
   static_assert(D % 16 == 0 && KeyTiles % 2 == 0, "tile shapes");
+  // FP8, decode layout: each warp copies and converts the keys it reads (see the top of the file).
+  constexpr bool WarpOwnKeys = Fp8 && KeyWarps == 4;
 
   extern __shared__ __align__(16) unsigned char smem[];
   T* q_s = reinterpret_cast<T*>(smem);  // [Rows, LD]
-  T* kv_s = q_s + Rows * LD;            // Stages × (K [64, LD], V [64, LD])
+  T* kv_s = q_s + Rows * LD;            // Stages × (K [64, LD], V [64, LD]); FP8: one (K, V), converted
+  uint8_t* kv8_s = reinterpret_cast<uint8_t*>(kv_s + 2 * kTileKeys * LD);  // FP8: Stages × (K [64, D], V [64, D])
 
   const attention_block b = locate_attention_block(p, Rows);
   const int seq = b.seq, kv_head = b.kv_head, group = b.group, q_begin = b.q_begin, part = b.part;
@@ -111,18 +134,51 @@ __global__ void __launch_bounds__(kThreads) paged_attention_mma_kernel(const T* 
   }
   const int64_t kv_width = int64_t(p.num_kv_heads) * D;
   const int32_t* table = p.block_tables + int64_t(seq) * p.max_blocks;
+  // Where dimension c of position kpos's key (or value) sits in the cache, in elements.
+  auto cache_offset = [&](int kpos, int c) {
+    return (int64_t(table[kpos / p.block_size]) * p.block_size + kpos % p.block_size) * kv_width + int64_t(kv_head) * D + c;
+  };
   auto load_tile = [&](int tile) {
-    T* k_s = kv_s + (tile % Stages) * 2 * kTileKeys * LD;
-    T* v_s = k_s + kTileKeys * LD;
     const int start = lo + tile * kTileKeys;
-    for (int idx = threadIdx.x; idx < kTileKeys * Chunks; idx += kThreads) {
-      const int key = idx / Chunks, c = (idx % Chunks) * 8, kpos = start + key;
-      const bool valid = kpos < hi;
-      const int64_t off =
-          valid ? (int64_t(table[kpos / p.block_size]) * p.block_size + kpos % p.block_size) * kv_width + int64_t(kv_head) * D + c
-                : 0;
-      cp_async16(k_s + key * LD + c, k_cache + off, valid);
-      cp_async16(v_s + key * LD + c, v_cache + off, valid);
+    if constexpr (Fp8) {
+      // 16 codes per copy; in the decode layout each warp its own keys, else the block all 64.
+      constexpr int Chunks8 = D / 16, Keys = WarpOwnKeys ? WarpKeys : kTileKeys, Threads = WarpOwnKeys ? 32 : kThreads;
+      const int first_key = WarpOwnKeys ? key_warp * WarpKeys : 0, tid = WarpOwnKeys ? lane : threadIdx.x;
+      uint8_t* k8 = kv8_s + (tile % Stages) * 2 * kTileKeys * D;
+      uint8_t* v8 = k8 + kTileKeys * D;
+      for (int idx = tid; idx < Keys * Chunks8; idx += Threads) {
+        const int key = first_key + idx / Chunks8, c = (idx % Chunks8) * 16, kpos = start + key;
+        const bool valid = kpos < hi;
+        const int64_t off = valid ? cache_offset(kpos, c) : 0;
+        cp_async16(k8 + key * D + c, k_cache + off, valid);
+        cp_async16(v8 + key * D + c, v_cache + off, valid);
+      }
+    } else {
+      T* k_s = kv_s + (tile % Stages) * 2 * kTileKeys * LD;
+      T* v_s = k_s + kTileKeys * LD;
+      for (int idx = threadIdx.x; idx < kTileKeys * Chunks; idx += kThreads) {
+        const int key = idx / Chunks, c = (idx % Chunks) * 8, kpos = start + key;
+        const bool valid = kpos < hi;
+        const int64_t off = valid ? cache_offset(kpos, c) : 0;
+        cp_async16(k_s + key * LD + c, k_cache + off, valid);
+        cp_async16(v_s + key * LD + c, v_cache + off, valid);
+      }
+    }
+  };
+  // FP8: a staged tile's codes → the converted tile, 8 codes (one 8-byte read, one 16-byte write) per item;
+  // the same keys as load_tile copied.
+  auto convert_tile = [&](int tile) {
+    constexpr int Units = D / 8, Keys = WarpOwnKeys ? WarpKeys : kTileKeys, Threads = WarpOwnKeys ? 32 : kThreads;
+    const int first_key = WarpOwnKeys ? key_warp * WarpKeys : 0, tid = WarpOwnKeys ? lane : threadIdx.x;
+    const uint8_t* staged = kv8_s + (tile % Stages) * 2 * kTileKeys * D;
+    for (int idx = tid; idx < 2 * Keys * Units; idx += Threads) {
+      const int which = idx / (Keys * Units), rest = idx % (Keys * Units);  // which: 0 K, 1 V
+      const int key = first_key + rest / Units, c = (rest % Units) * 8;
+      const uint2 codes = *reinterpret_cast<const uint2*>(staged + which * kTileKeys * D + key * D + c);
+      uint32_t v03[2], v47[2];  // values 0-3 and 4-7 as pairs
+      fp8x4_to<T>(codes.x, p.kv_e5m2, v03);
+      fp8x4_to<T>(codes.y, p.kv_e5m2, v47);
+      *reinterpret_cast<uint4*>(kv_s + which * kTileKeys * LD + key * LD + c) = make_uint4(v03[0], v03[1], v47[0], v47[1]);
     }
   };
 #pragma unroll
@@ -140,7 +196,7 @@ __global__ void __launch_bounds__(kThreads) paged_attention_mma_kernel(const T* 
     pos[h] = row < num_rows ? b.pos_of(row) : -1;
     first[h] = p.sliding_window > 0 ? max(0, pos[h] - p.sliding_window + 1) : 0;
   }
-  const float scale_log2 = p.scale * 1.4426950408889634f;
+  const float scale_log2 = p.scale * (Fp8 ? p.k_scale : 1.0f) * 1.4426950408889634f;
   // The warp's 16 rows: the earliest position any of them has (−1 when a row is past the end) and the
   // latest window start, so a tile between the two needs no mask for any of them.
   int warp_min_pos, warp_max_first;
@@ -162,13 +218,26 @@ __global__ void __launch_bounds__(kThreads) paged_attention_mma_kernel(const T* 
     if (tile + Stages - 1 < num_tiles) load_tile(tile + Stages - 1);
     cp_async_commit();
     cp_async_wait<Stages - 1>();
-    __syncthreads();
+    // The tile's keys (and at tile 0 Q, which every thread helped copy) have landed. FP8: the staged
+    // codes are converted, each stage after the barrier that says the previous tile's reads are done.
+    if constexpr (WarpOwnKeys) {
+      if (tile == 0) __syncthreads();
+      else __syncwarp();
+      convert_tile(tile);
+      __syncwarp();
+    } else if constexpr (Fp8) {
+      __syncthreads();
+      convert_tile(tile);
+      __syncthreads();
+    } else {
+      __syncthreads();
+    }
     if (tile == 0) {
 #pragma unroll
       for (int ks = 0; ks < DimSteps; ++ks)
         ldmatrix_x4(qf[ks], q_s + (row_warp * 16 + (mat % 2) * 8 + mat_row) * LD + ks * 16 + (mat / 2) * 8);
     }
-    const T* k_s = kv_s + (tile % Stages) * 2 * kTileKeys * LD + key_warp * WarpKeys * LD;
+    const T* k_s = kv_s + (Fp8 ? 0 : (tile % Stages) * 2 * kTileKeys * LD) + key_warp * WarpKeys * LD;
     const T* v_s = k_s + kTileKeys * LD;
 
     float s[KeyTiles][4];
@@ -238,7 +307,10 @@ __global__ void __launch_bounds__(kThreads) paged_attention_mma_kernel(const T* 
         mma16816<T>(o[dt + 1], a, b[2], b[3]);
       }
     }
-    __syncthreads();  // this stage is consumed before a later iteration loads into it
+    // bf16 / f16: this stage is consumed before a later iteration loads into it. (FP8: the barrier that
+    // starts the next iteration, before its conversion, does it; the staging stage a later iteration
+    // loads into was converted before this one's second barrier.)
+    if constexpr (!Fp8) __syncthreads();
   }
   cp_async_wait<0>();
 
@@ -282,6 +354,7 @@ __global__ void __launch_bounds__(kThreads) paged_attention_mma_kernel(const T* 
       sum += f * merge_ml[(w * Rows + r) * 2 + 1];
       acc += f * merge_o[(w * Rows + r) * D + c];
     }
+    if constexpr (Fp8) acc *= p.v_scale;
     const int64_t token = q_begin + row / group;
     const int head = kv_head * group + row % group;
     if (p.num_parts > 1) {
@@ -297,11 +370,11 @@ __global__ void __launch_bounds__(kThreads) paged_attention_mma_kernel(const T* 
   }
 }
 
-template <class T, int D, int RowWarps, int Stages>
-void launch(const T* qkv, const T* k_cache, const T* v_cache, const attention_params& p, T* out, dim3 grid,
+template <class T, int D, int RowWarps, int Stages, bool Fp8>
+void launch(const T* qkv, const void* k_cache, const void* v_cache, const attention_params& p, T* out, dim3 grid,
             cudaStream_t stream) {
-  constexpr size_t smem = mma_shared_bytes<T, D, RowWarps, Stages>();
-  auto kernel = paged_attention_mma_kernel<T, D, RowWarps, Stages>;
+  constexpr size_t smem = mma_shared_bytes<T, D, RowWarps, Stages, Fp8>();
+  auto kernel = paged_attention_mma_kernel<T, D, RowWarps, Stages, Fp8>;
   static const bool configured = [&] {
     check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
           "paged_attention_mma shared memory");
@@ -313,20 +386,23 @@ void launch(const T* qkv, const T* k_cache, const T* v_cache, const attention_pa
 
 // A step whose sequences all have at most 16 query rows (decode) takes the decode layout. A mixed step
 // takes two launches: the decode layout for its decoding sequences (one 16-row tile each), the prefill
-// layout for the rest; each launch's blocks for the other kind leave at once.
-template <class T, int D>
-void launch_for_dim(const T* qkv, const T* k_cache, const T* v_cache, attention_params p, T* out,
+// layout for the rest; each launch's blocks for the other kind leave at once. FP8 keeps one more stage in
+// flight in the decode layout (4 × 16 KiB of codes, where bf16 has 3 × 32 KiB): 102 KiB of shared memory
+// per block at head_dim 128, two blocks per SM as bf16.
+template <class T, int D, bool Fp8>
+void launch_for_dim(const T* qkv, const void* k_cache, const void* v_cache, attention_params p, T* out,
                     int64_t max_rows, int num_kv_heads, int num_seqs, cudaStream_t stream) {
+  constexpr int DecodeStages = Fp8 ? 4 : 3;
   if (max_rows <= 16) {
     p.seq_filter = 0;
-    launch<T, D, 1, 3>(qkv, k_cache, v_cache, p, out, dim3(p.num_parts, num_kv_heads, num_seqs), stream);
+    launch<T, D, 1, DecodeStages, Fp8>(qkv, k_cache, v_cache, p, out, dim3(p.num_parts, num_kv_heads, num_seqs), stream);
     return;
   }
   p.seq_filter = 1;
-  launch<T, D, 1, 3>(qkv, k_cache, v_cache, p, out, dim3(p.num_parts, num_kv_heads, num_seqs), stream);
+  launch<T, D, 1, DecodeStages, Fp8>(qkv, k_cache, v_cache, p, out, dim3(p.num_parts, num_kv_heads, num_seqs), stream);
   p.seq_filter = 2;
   const dim3 grid(static_cast<unsigned>((max_rows + 63) / 64 * p.num_parts), num_kv_heads, num_seqs);
-  launch<T, D, 4, 2>(qkv, k_cache, v_cache, p, out, grid, stream);
+  launch<T, D, 4, 2, Fp8>(qkv, k_cache, v_cache, p, out, grid, stream);
 }
 
 } // namespace
@@ -340,15 +416,22 @@ void launch_paged_attention_mma(const tensor& qkv, const tensor& k_cache, const 
                                 const attention_metadata& meta, const attention_shape& s, const attention_params& p,
                                 const tensor& out, cudaStream_t stream) {
   const int64_t rows = int64_t(meta.max_query_len) * (s.num_heads / s.num_kv_heads);
+  const bool fp8 = is_fp8(k_cache.type);
   auto go = [&](auto tag) {
     using T = typename decltype(tag)::type;
-    const T *q = qkv.as<T>(), *kc = k_cache.as<T>(), *vc = v_cache.as<T>();
+    const T* q = qkv.as<T>();
+    const void *kc = k_cache.data, *vc = v_cache.data;
     T* o = out.as<T>();
+    auto for_dim = [&](auto dim) {
+      constexpr int D = decltype(dim)::value;
+      if (fp8) launch_for_dim<T, D, true>(q, kc, vc, p, o, rows, s.num_kv_heads, meta.num_seqs, stream);
+      else launch_for_dim<T, D, false>(q, kc, vc, p, o, rows, s.num_kv_heads, meta.num_seqs, stream);
+    };
     switch (s.head_dim) {
-      case 64: launch_for_dim<T, 64>(q, kc, vc, p, o, rows, s.num_kv_heads, meta.num_seqs, stream); break;
-      case 80: launch_for_dim<T, 80>(q, kc, vc, p, o, rows, s.num_kv_heads, meta.num_seqs, stream); break;
-      case 96: launch_for_dim<T, 96>(q, kc, vc, p, o, rows, s.num_kv_heads, meta.num_seqs, stream); break;
-      case 128: launch_for_dim<T, 128>(q, kc, vc, p, o, rows, s.num_kv_heads, meta.num_seqs, stream); break;
+      case 64: for_dim(std::integral_constant<int, 64>{}); break;
+      case 80: for_dim(std::integral_constant<int, 80>{}); break;
+      case 96: for_dim(std::integral_constant<int, 96>{}); break;
+      case 128: for_dim(std::integral_constant<int, 128>{}); break;
       default: throw std::invalid_argument("cuda paged_attention_mma: head_dim " + std::to_string(s.head_dim));
     }
   };

@@ -25,6 +25,9 @@ struct attention_params {
   // Which sequences this launch serves (the tensor-core kernel runs two launches for a mixed step):
   // 0 all, 1 those with at most 16 query rows (q_len × group), 2 the others.
   int seq_filter = 0;
+  // An FP8 cache (fp8_kv.cuh): its format and scales. 1.0 for a cache in the activation dtype.
+  bool kv_e5m2 = false;
+  float k_scale = 1.0f, v_scale = 1.0f;
 };
 
 // What one block of either kernel works on: a tile of `rows_per_block` query rows of one sequence and one
@@ -60,7 +63,8 @@ __device__ inline attention_block locate_attention_block(const attention_params&
   return b;
 }
 
-// True when the tensor-core kernel handles this dtype and head_dim (bf16 or f16; 64, 80, 96, 128).
+// True when the tensor-core kernel handles this dtype and head_dim (bf16 or f16; 64, 80, 96, 128), over a
+// cache in that dtype or in FP8.
 bool mma_attention_supports(dtype type, int head_dim);
 
 // The tensor-core kernel, for the launch paged_attention.cu has prepared (partitions included).

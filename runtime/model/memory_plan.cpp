@@ -24,6 +24,10 @@ std::string gib(int64_t bytes) {
   return buf;
 }
 
+int64_t kv_block_bytes(int64_t num_layers, int64_t block_size, int64_t num_kv_heads, int64_t head_dim, int64_t elem_bytes) {
+  return 2 * num_layers * block_size * num_kv_heads * head_dim * elem_bytes;
+}
+
 void check_weights_fit(int64_t weight_bytes, const std::string& dtype_name, int64_t free, int64_t total,
                        double utilization) {
   if (!(utilization > 0 && utilization <= 1)) throw user_error("--gpu-memory-utilization must be in (0, 1]");

@@ -12,6 +12,11 @@ namespace troupe {
 // "15.23 GiB"
 std::string gib(int64_t bytes);
 
+// Bytes of one KV block: K and V of every layer, block_size tokens of num_kv_heads × head_dim elements of
+// elem_bytes each (4 f32, 2 bf16 / f16, 1 FP8). What the cache allocates a block, so what the blocks of a
+// memory budget are counted in (plan_kv_blocks, --kv-cache-memory).
+int64_t kv_block_bytes(int64_t num_layers, int64_t block_size, int64_t num_kv_heads, int64_t head_dim, int64_t elem_bytes);
+
 // Throws user_error when weights of `weight_bytes` cannot fit in what --gpu-memory-utilization leaves,
 // saying by how much and what to change. free / total: the device's memory before loading.
 void check_weights_fit(int64_t weight_bytes, const std::string& dtype_name, int64_t free, int64_t total,

@@ -7,7 +7,8 @@
 #      GPU, NCCL of size 1 on the sharded path; decode step and collective times at Qwen2.5-7B shapes),
 #      timings. CHECK_ARGS=--comm runs only the communicators, CHECK_ARGS=--tp only tensor parallelism,
 #      CHECK_ARGS=--models only the reference models (whole and split); add --only-4-bit for the 4-bit
-#      reference folders alone (issue 12: CHECK_ARGS="--models --only-4-bit").
+#      reference folders alone (issue 12: CHECK_ARGS="--models --only-4-bit"); CHECK_ARGS=--fp8-kv only the FP8
+#      KV cache's rows (issue 13: its ops, the reference models with an FP8 cache, attention timings).
 #   1b. with LARGE=1: the same model checks at Qwen2.5-7B shapes (scripts/gpu/make_large_reference.py).
 #   1c. with EDGES=1: prompts over the step budget through `troupe generate` and `troupe serve`.
 #   2. with BENCH=1: troupe bench throughput on the CUDA backend with random weights at Qwen2.5-7B shapes

@@ -47,6 +47,26 @@ TEST(memory_plan, the_kv_cache_gets_what_is_left_under_the_utilization_cap) {
   EXPECT_EQ(plan_kv_blocks(lower), 21 * 1024);
 }
 
+// Issue 13: on one GPU the same weights and step workspaces leave the same bytes for the cache, which an FP8
+// cache cuts into blocks of half bf16's bytes. Qwen2.5-7B: 28 layers, 4 KV heads of 128, blocks of 16.
+TEST(memory_plan, an_fp8_cache_gets_twice_the_blocks_of_a_bf16_one) {
+  EXPECT_EQ(kv_block_bytes(28, 16, 4, 128, 2), 917504);  // 2 (K, V) × 28 × 16 × 4 × 128 × 2 bytes
+  EXPECT_EQ(kv_block_bytes(28, 16, 4, 128, 1), 458752);
+  auto profile = [](int64_t elem_bytes) {  // as the engine measures it, over a one-block profiling cache
+    gpu_memory_profile p;
+    p.total = 140 * GiB;
+    p.weight_bytes = 15 * GiB;
+    p.workspace_bytes = 3 * GiB;
+    p.block_bytes = p.profiled_kv_bytes = kv_block_bytes(28, 16, 4, 128, elem_bytes);
+    p.free_after_profile = p.total - GiB /* context */ - p.weight_bytes - p.workspace_bytes - p.profiled_kv_bytes;
+    p.max_model_len = 32768;
+    return p;
+  };
+  // 0.9 × 140 GiB less 19 GiB in use = 114,890,375,168 bytes: 125,220.57 bf16 blocks, 250,441.1 FP8 ones.
+  EXPECT_EQ(plan_kv_blocks(profile(2)), 125220);
+  EXPECT_EQ(plan_kv_blocks(profile(1)), 250441);
+}
+
 TEST(memory_plan, another_process_using_memory_shrinks_the_cache_not_past_what_is_free) {
   gpu_memory_profile p = h100_7b();
   p.free_after_profile -= 30 * GiB;  // someone else holds 30 GiB

@@ -64,9 +64,37 @@ template <class I> device_buffer ints(ops& b, const std::vector<I>& values) {
   return t;
 }
 
+// A [n, width] FP8 tensor of `type` holding op_case_value(tag, ...) / scale, rounded: a KV cache as
+// rope_write_kv leaves it with that scale.
+inline device_buffer filled_fp8(ops& b, dtype type, uint32_t tag, int64_t n, int64_t width, float scale) {
+  const auto encode = type == dtype::f8_e4m3 ? f32_to_f8_e4m3 : f32_to_f8_e5m2;
+  std::vector<uint8_t> codes(static_cast<size_t>(n * width));
+  for (int64_t r = 0; r < n; ++r)
+    for (int64_t c = 0; c < width; ++c) codes[static_cast<size_t>(r * width + c)] = encode(op_case_value(tag, r, c) / scale);
+  device_buffer t = b.alloc(type, {n, width});
+  b.upload_raw(t, codes.data());
+  return t;
+}
+
+// Like filled, with values on a grid of 1/128 that f32, bf16 and f16 all hold exactly: both backends then
+// start from the same numbers (what an FP8 cache's bytes are compared on).
+inline device_buffer filled_exact(ops& b, dtype type, uint32_t tag, int64_t n, int64_t width) {
+  std::vector<float> v(static_cast<size_t>(n * width));
+  for (int64_t r = 0; r < n; ++r)
+    for (int64_t c = 0; c < width; ++c) v[static_cast<size_t>(r * width + c)] = std::round(op_case_value(tag, r, c) * 128.0f) / 128.0f;
+  device_buffer t = b.alloc(type, {n, width});
+  b.upload(t, v);
+  return t;
+}
+
 inline std::vector<float> read(ops& b, const tensor& t) {
   std::vector<float> values(static_cast<size_t>(t.numel()));
-  if (t.type == dtype::i32) {
+  if (t.type == dtype::f8_e4m3 || t.type == dtype::f8_e5m2) {  // FP8 codes as the values they stand for
+    std::vector<uint8_t> codes(values.size());
+    b.download_raw(codes.data(), t);
+    for (size_t i = 0; i < codes.size(); ++i)
+      values[i] = t.type == dtype::f8_e4m3 ? f8_e4m3_to_f32(codes[i]) : f8_e5m2_to_f32(codes[i]);
+  } else if (t.type == dtype::i32) {
     std::vector<int32_t> v(values.size());
     b.download_raw(v.data(), t);
     for (size_t i = 0; i < v.size(); ++i) values[i] = static_cast<float>(v[i]);
@@ -93,7 +121,7 @@ inline tensor first(const tensor& t, int64_t rows) { return t.rows(0, rows); }
 } // namespace op_case_detail
 
 // The table: every op, with small shapes (H 16, K 24, N 20, vocabulary 40, 2 query heads over 1 KV head
-// of 8, blocks of 4 tokens).
+// of 8, blocks of 4 tokens); the attention ops also over FP8 KV caches.
 inline std::vector<op_case> op_cases() {
   using namespace op_case_detail;
   constexpr int64_t H = 16, K = 24, N = 20, V = 40, I = 12, nH = 2, nKV = 1, D = 8, BS = 4, NB = 6, MAXPOS = 32;
@@ -194,76 +222,89 @@ inline std::vector<op_case> op_cases() {
                        b.silu_and_mul(first(x, rows), first(out, rows));
                      });
                    }});
-  cases.push_back({"rope_write_kv", [=](ops& b, int64_t rows, dtype t) {
-                     auto qkv = filled(b, t, 17, kCapacity, QKV);
-                     std::vector<float> table(static_cast<size_t>(MAXPOS * D));
-                     for (int64_t p = 0; p < MAXPOS; ++p)
-                       for (int64_t i = 0; i < D / 2; ++i) {
-                         const double a = double(p) * std::pow(10000.0, -2.0 * double(i) / double(D));
-                         table[p * D + i] = static_cast<float>(std::cos(a));
-                         table[p * D + D / 2 + i] = static_cast<float>(std::sin(a));
+  // Each of rope_write_kv and paged attention with the caches in the activation dtype, and in FP8 of either
+  // kind with scales other than 1.0 (k 0.5, v 2.0).
+  for (const dtype kv : {dtype::f32, dtype::f8_e4m3, dtype::f8_e5m2}) {
+    const bool fp8 = kv != dtype::f32;
+    const std::string suffix = kv == dtype::f8_e4m3 ? " fp8_e4m3" : kv == dtype::f8_e5m2 ? " fp8_e5m2" : "";
+    attention_shape kv_shape = shape;
+    if (fp8) kv_shape.k_scale = 0.5f, kv_shape.v_scale = 2.0f;
+    // A cache of NB blocks: in the activation dtype, or FP8 codes of the same values over the scale.
+    auto cache = [=](ops& b, dtype t, uint32_t tag, float scale) {
+      return fp8 ? filled_fp8(b, kv, tag, NB * BS, nKV * D, scale) : filled(b, t, tag, NB * BS, nKV * D);
+    };
+    cases.push_back({"rope_write_kv" + suffix, [=](ops& b, int64_t rows, dtype t) {
+                       // FP8: inputs both backends hold exactly, so that they write the same bytes.
+                       auto qkv = fp8 ? filled_exact(b, t, 17, kCapacity, QKV) : filled(b, t, 17, kCapacity, QKV);
+                       std::vector<float> table(static_cast<size_t>(MAXPOS * D));
+                       for (int64_t p = 0; p < MAXPOS; ++p)
+                         for (int64_t i = 0; i < D / 2; ++i) {
+                           const double a = double(p) * std::pow(10000.0, -2.0 * double(i) / double(D));
+                           table[p * D + i] = static_cast<float>(std::cos(a));
+                           table[p * D + D / 2 + i] = static_cast<float>(std::sin(a));
+                         }
+                       device_buffer cos_sin = b.alloc(dtype::f32, {MAXPOS, D});
+                       b.upload(cos_sin, table);
+                       std::vector<int32_t> positions(kCapacity);
+                       std::vector<int64_t> slots(kCapacity);
+                       for (int64_t r = 0; r < kCapacity; ++r) {
+                         positions[r] = static_cast<int32_t>(5 + 3 * r);
+                         slots[r] = (r + 1) * BS + 2;
                        }
-                     device_buffer cos_sin = b.alloc(dtype::f32, {MAXPOS, D});
-                     b.upload(cos_sin, table);
-                     std::vector<int32_t> positions(kCapacity);
-                     std::vector<int64_t> slots(kCapacity);
-                     for (int64_t r = 0; r < kCapacity; ++r) {
-                       positions[r] = static_cast<int32_t>(5 + 3 * r);
-                       slots[r] = (r + 1) * BS + 2;
-                     }
-                     auto pos = ints(b, positions);
-                     auto slot = ints(b, slots);
-                     auto k = filled(b, t, 18, NB * BS, nKV * D), v = filled(b, t, 19, NB * BS, nKV * D);
-                     const tensor kc = k.get().view({NB, BS, nKV, D}), vc = v.get().view({NB, BS, nKV, D});
-                     return observe(b, {{"qkv", qkv}, {"k_cache", k}, {"v_cache", v}}, [&] {
-                       b.rope_write_kv(first(qkv, rows), first(pos, rows), cos_sin, first(slot, rows), kc, vc, shape);
-                     });
-                   }});
-  // Decode: sequence r has one new token over a context of 2 + r tokens (block r + 1).
-  cases.push_back({"paged_attention decode", [=](ops& b, int64_t rows, dtype t) {
-                     auto qkv = filled(b, t, 20, kCapacity, QKV);
-                     auto k = filled(b, t, 21, NB * BS, nKV * D), v = filled(b, t, 22, NB * BS, nKV * D);
-                     std::vector<int32_t> starts, lens, tables;
-                     for (int64_t r = 0; r <= kCapacity; ++r) starts.push_back(static_cast<int32_t>(r));
-                     for (int64_t r = 0; r < kCapacity; ++r) {
-                       lens.push_back(static_cast<int32_t>(2 + r));
-                       tables.push_back(static_cast<int32_t>(r + 1));
-                     }
-                     auto qs = ints(b, starts), sl = ints(b, lens), bt = ints(b, tables);
-                     attention_metadata meta;
-                     meta.query_start = first(qs, rows + 1);
-                     meta.seq_lens = first(sl, rows);
-                     meta.block_tables = first(bt, rows).view({rows, 1});
-                     meta.num_seqs = static_cast<int32_t>(rows);
-                     meta.max_query_len = rows > 0 ? 1 : 0;
-                     meta.max_seq_len = static_cast<int32_t>(rows > 0 ? 1 + rows : 0);
-                     auto out = filled(b, t, 23, kCapacity, nH * D);
-                     return observe(b, {{"out", out}}, [&] {
-                       b.paged_attention(first(qkv, rows), k.get().view({NB, BS, nKV, D}), v.get().view({NB, BS, nKV, D}),
-                                         meta, shape, first(out, rows));
-                     });
-                   }});
-  // Prefill: one sequence with `rows` new tokens after 3 cached ones (blocks 1 and 2): row r sits at
-  // position 3 + r and sees positions [0, 3 + r] whatever the step's length.
-  cases.push_back({"paged_attention prefill", [=](ops& b, int64_t rows, dtype t) {
-                     auto qkv = filled(b, t, 24, kCapacity, QKV);
-                     auto k = filled(b, t, 25, NB * BS, nKV * D), v = filled(b, t, 26, NB * BS, nKV * D);
-                     auto qs = ints(b, std::vector<int32_t>{0, static_cast<int32_t>(rows)});
-                     auto sl = ints(b, std::vector<int32_t>{static_cast<int32_t>(3 + rows)});
-                     auto bt = ints(b, std::vector<int32_t>{1, 2});
-                     attention_metadata meta;
-                     meta.query_start = qs;
-                     meta.seq_lens = sl;
-                     meta.block_tables = bt.get().view({1, 2});
-                     meta.num_seqs = 1;
-                     meta.max_query_len = static_cast<int32_t>(rows);
-                     meta.max_seq_len = static_cast<int32_t>(3 + rows);
-                     auto out = filled(b, t, 27, kCapacity, nH * D);
-                     return observe(b, {{"out", out}}, [&] {
-                       b.paged_attention(first(qkv, rows), k.get().view({NB, BS, nKV, D}), v.get().view({NB, BS, nKV, D}),
-                                         meta, shape, first(out, rows));
-                     });
-                   }});
+                       auto pos = ints(b, positions);
+                       auto slot = ints(b, slots);
+                       auto k = cache(b, t, 18, 1.0f), v = cache(b, t, 19, 1.0f);
+                       const tensor kc = k.get().view({NB, BS, nKV, D}), vc = v.get().view({NB, BS, nKV, D});
+                       return observe(b, {{"qkv", qkv}, {"k_cache", k}, {"v_cache", v}}, [&] {
+                         b.rope_write_kv(first(qkv, rows), first(pos, rows), cos_sin, first(slot, rows), kc, vc, kv_shape);
+                       });
+                     }});
+    // Decode: sequence r has one new token over a context of 2 + r tokens (block r + 1).
+    cases.push_back({"paged_attention decode" + suffix, [=](ops& b, int64_t rows, dtype t) {
+                       auto qkv = filled(b, t, 20, kCapacity, QKV);
+                       auto k = cache(b, t, 21, kv_shape.k_scale), v = cache(b, t, 22, kv_shape.v_scale);
+                       std::vector<int32_t> starts, lens, tables;
+                       for (int64_t r = 0; r <= kCapacity; ++r) starts.push_back(static_cast<int32_t>(r));
+                       for (int64_t r = 0; r < kCapacity; ++r) {
+                         lens.push_back(static_cast<int32_t>(2 + r));
+                         tables.push_back(static_cast<int32_t>(r + 1));
+                       }
+                       auto qs = ints(b, starts), sl = ints(b, lens), bt = ints(b, tables);
+                       attention_metadata meta;
+                       meta.query_start = first(qs, rows + 1);
+                       meta.seq_lens = first(sl, rows);
+                       meta.block_tables = first(bt, rows).view({rows, 1});
+                       meta.num_seqs = static_cast<int32_t>(rows);
+                       meta.max_query_len = rows > 0 ? 1 : 0;
+                       meta.max_seq_len = static_cast<int32_t>(rows > 0 ? 1 + rows : 0);
+                       auto out = filled(b, t, 23, kCapacity, nH * D);
+                       return observe(b, {{"out", out}}, [&] {
+                         b.paged_attention(first(qkv, rows), k.get().view({NB, BS, nKV, D}), v.get().view({NB, BS, nKV, D}),
+                                           meta, kv_shape, first(out, rows));
+                       });
+                     }});
+    // Prefill: one sequence with `rows` new tokens after 3 cached ones (blocks 1 and 2): row r sits at
+    // position 3 + r and sees positions [0, 3 + r] whatever the step's length.
+    cases.push_back({"paged_attention prefill" + suffix, [=](ops& b, int64_t rows, dtype t) {
+                       auto qkv = filled(b, t, 24, kCapacity, QKV);
+                       auto k = cache(b, t, 25, kv_shape.k_scale), v = cache(b, t, 26, kv_shape.v_scale);
+                       auto qs = ints(b, std::vector<int32_t>{0, static_cast<int32_t>(rows)});
+                       auto sl = ints(b, std::vector<int32_t>{static_cast<int32_t>(3 + rows)});
+                       auto bt = ints(b, std::vector<int32_t>{1, 2});
+                       attention_metadata meta;
+                       meta.query_start = qs;
+                       meta.seq_lens = sl;
+                       meta.block_tables = bt.get().view({1, 2});
+                       meta.num_seqs = 1;
+                       meta.max_query_len = static_cast<int32_t>(rows);
+                       meta.max_seq_len = static_cast<int32_t>(3 + rows);
+                       auto out = filled(b, t, 27, kCapacity, nH * D);
+                       return observe(b, {{"out", out}}, [&] {
+                         b.paged_attention(first(qkv, rows), k.get().view({NB, BS, nKV, D}), v.get().view({NB, BS, nKV, D}),
+                                           meta, kv_shape, first(out, rows));
+                       });
+                     }});
+  }
   cases.push_back({"argmax", [=](ops& b, int64_t rows, dtype) {
                      auto logits = filled(b, dtype::f32, 28, kCapacity, V);
                      auto out = ints(b, std::vector<int32_t>(kCapacity, -7));
