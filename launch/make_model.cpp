@@ -28,8 +28,14 @@ void register_make_model(CLI::App& app) {
   cmd->add_option("--max-shard-bytes", options->max_shard_bytes, "0: one file")->capture_default_str();
   cmd->add_option("--quantization", options->quantization,
                   "awq or gptq: the layers' linear weights RTN-quantized to 4 bits and packed as AutoAWQ (GEMM, zero "
-                  "points) or AutoGPTQ (sym) write them");
-  cmd->add_option("--group-size", options->group_size, "Inputs per 4-bit group with --quantization: 32, 64, 128 or -1")
+                  "points) or AutoGPTQ (sym) write them; fp8 or compressed-tensors: quantized to FP8 (F8_E4M3 with "
+                  "weight_scale) as AutoFP8 (quant_method fp8) or llm-compressor (float-quantized) store them");
+  cmd->add_option("--group-size", options->group_size, "Inputs per 4-bit group with --quantization awq|gptq: 32, 64, 128 or -1")
+      ->capture_default_str();
+  cmd->add_option("--weight-strategy", options->weight_strategy,
+                  "FP8 weight scales: tensor or channel (default: tensor for fp8, channel for compressed-tensors)");
+  cmd->add_option("--activation-scheme", options->activation_scheme,
+                  "FP8 activations: dynamic (per token) or static (an input_scale per layer, 1/32)")
       ->capture_default_str();
   cmd->add_flag("--tie-word-embeddings,!--no-tie-word-embeddings", options->tie_word_embeddings)->capture_default_str();
   cmd->callback([options, out] {

@@ -4,6 +4,7 @@
 #include <cstdio>
 
 #include "runtime/error.hpp"
+#include "runtime/model/model_config.hpp"
 
 namespace troupe {
 namespace {
@@ -26,6 +27,19 @@ std::string gib(int64_t bytes) {
 
 int64_t kv_block_bytes(int64_t num_layers, int64_t block_size, int64_t num_kv_heads, int64_t head_dim, int64_t elem_bytes) {
   return 2 * num_layers * block_size * num_kv_heads * head_dim * elem_bytes;
+}
+
+linear_weight_bytes linear_weights_in_memory(const model_config& c, int64_t elem_bytes) {
+  const int64_t qkv_rows = c.q_size() + 2 * c.kv_size();
+  const int64_t weights = c.num_layers * (qkv_rows * c.hidden_size + c.hidden_size * c.q_size() +
+                                          3 * c.hidden_size * c.intermediate_size);
+  const int64_t rows = c.num_layers * (qkv_rows + c.hidden_size + 2 * c.intermediate_size + c.hidden_size);
+  linear_weight_bytes b;
+  b.dense = weights * elem_bytes;
+  if (!c.quantization) b.kept = b.dense;
+  else if (c.quantization->fp8()) b.kept = weights + 4 * rows;
+  else b.kept = weights / 2 + weights * 2 * elem_bytes / 32;
+  return b;
 }
 
 void check_weights_fit(int64_t weight_bytes, const std::string& dtype_name, int64_t free, int64_t total,

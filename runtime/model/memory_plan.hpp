@@ -9,6 +9,8 @@
 
 namespace troupe {
 
+struct model_config;
+
 // "15.23 GiB"
 std::string gib(int64_t bytes);
 
@@ -16,6 +18,16 @@ std::string gib(int64_t bytes);
 // elem_bytes each (4 f32, 2 bf16 / f16, 1 FP8). What the cache allocates a block, so what the blocks of a
 // memory budget are counted in (plan_kv_blocks, --kv-cache-memory).
 int64_t kv_block_bytes(int64_t num_layers, int64_t block_size, int64_t num_kv_heads, int64_t head_dim, int64_t elem_bytes);
+
+// The decoder layers' linear weights of `config` (a rank's local config) as a device keeps them under
+// config.quantization, and what they take in the activation dtype (elem_bytes a weight): 4 bits, half a byte a
+// weight plus a scale and a zero of elem_bytes per group (counted at 32 inputs, the smallest group); FP8, a byte a
+// weight plus an f32 scale per output channel; unquantized, the activation dtype's.
+struct linear_weight_bytes {
+  int64_t kept = 0;
+  int64_t dense = 0;
+};
+linear_weight_bytes linear_weights_in_memory(const model_config& config, int64_t elem_bytes);
 
 // Throws user_error when weights of `weight_bytes` cannot fit in what --gpu-memory-utilization leaves,
 // saying by how much and what to change. free / total: the device's memory before loading.

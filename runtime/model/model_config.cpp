@@ -249,7 +249,7 @@ std::string model_config::to_json() const {
                            {"original_max_position_embeddings", rope.original_max_position_embeddings}};
       break;
   }
-  if (quantization && quantization->method != quant_method::rtn)  // rtn is a load option, not a checkpoint's
+  if (quantization && !quantization->made_at_load())  // rtn and dynamic fp8 are load options, not a checkpoint's
     j["quantization_config"] = json::parse(quantization->to_json());
   if (bos_token_id) j["bos_token_id"] = *bos_token_id;
   if (eos_token_ids.size() == 1) j["eos_token_id"] = eos_token_ids[0];

@@ -10,6 +10,7 @@
 
 #include "runtime/tokenizer/bpe_trainer.hpp"
 #include "runtime/model/dtype.hpp"
+#include "runtime/model/fp8_formats.hpp"
 #include "runtime/model/int4_formats.hpp"
 #include "runtime/error.hpp"
 #include "runtime/model/model_config.hpp"
@@ -82,13 +83,26 @@ void write_random_model(const make_model_options& o, const fs::path& out) {
   const int32_t endoftext = static_cast<int32_t>(bpe.vocab.size());
   const int32_t im_end = endoftext + 2;
   model_config config = config_for(o, vocab_size, im_end);
-  if (!o.quantization.empty()) {
-    if (o.quantization != "awq" && o.quantization != "gptq")
-      throw user_error("--quantization must be awq or gptq, got '" + o.quantization + "'");
+  if (o.quantization == "awq" || o.quantization == "gptq") {
     // Parsed as a checkpoint's would be, so the group size is checked the same way.
     config.quantization = quantization_config::from_json(
         nlohmann::json({{"quant_method", o.quantization}, {"bits", 4}, {"group_size", o.group_size}}).dump(),
         "make-model options");
+  } else if (o.quantization == "fp8" || o.quantization == "compressed-tensors") {
+    quantization_config q;
+    q.method = o.quantization == "fp8" ? quant_method::fp8 : quant_method::compressed_tensors;
+    q.fp8_serialized = true;
+    const std::string strategy = o.weight_strategy.empty() ? (o.quantization == "fp8" ? "tensor" : "channel") : o.weight_strategy;
+    if (strategy != "tensor" && strategy != "channel")
+      throw user_error("--weight-strategy must be tensor or channel, got '" + o.weight_strategy + "'");
+    if (o.activation_scheme != "dynamic" && o.activation_scheme != "static")
+      throw user_error("--activation-scheme must be dynamic or static, got '" + o.activation_scheme + "'");
+    q.fp8_channel_scales = strategy == "channel";
+    q.fp8_static_input = o.activation_scheme == "static";
+    // Written and read back as a checkpoint's would be.
+    config.quantization = quantization_config::from_json(q.to_json(), "make-model options");
+  } else if (!o.quantization.empty()) {
+    throw user_error("--quantization must be awq, gptq, fp8 or compressed-tensors, got '" + o.quantization + "'");
   }
 
   std::error_code ec;
@@ -109,12 +123,22 @@ void write_random_model(const make_model_options& o, const fs::path& out) {
 
   std::vector<std::vector<std::byte>> storage;
   std::vector<packed_int4> packed;  // moving a packed_int4 keeps its buffers, which `tensors` points into
+  std::vector<packed_fp8> packed8;  // likewise
   std::vector<tensor_to_write> tensors;
   std::vector<float> values;
   const auto specs = hf_weight_specs(config);
   storage.reserve(specs.size());
   for (const weight_spec& spec : specs) {
     random_weight_values(spec, o.seed, values);
+    if (config.quantization && config.quantization->fp8() && config.quantization->quantizes(spec.name)) {
+      const quantization_config& q = *config.quantization;
+      fp8_weight w = quantize_fp8(values, spec.shape[0], spec.shape[1], q.fp8_channel_scales);
+      if (q.fp8_static_input) w.input_scale = fp8_made_input_scale;
+      packed8.push_back(pack_fp8(w, q));
+      for (tensor_to_write& t : packed_tensors(spec.name.substr(0, spec.name.size() - 7), packed8.back()))
+        tensors.push_back(std::move(t));
+      continue;
+    }
     if (config.quantization && config.quantization->quantizes(spec.name)) {
       packed.push_back(pack_random_weight(*config.quantization, spec, values));
       for (tensor_to_write& t : packed_tensors(spec.name.substr(0, spec.name.size() - 7), packed.back()))

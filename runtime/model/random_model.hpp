@@ -25,10 +25,21 @@ struct make_model_options {
   bool tie_word_embeddings = true;
   int64_t max_shard_bytes = 0;  // 0: one model.safetensors
   // "awq" or "gptq": the decoder layers' linear weights RTN-quantized to 4 bits and packed as AutoAWQ (GEMM,
-  // zero points) or AutoGPTQ (sym, v1) write them, with a quantization_config; "" for plain weights.
+  // zero points) or AutoGPTQ (sym, v1) write them, with a quantization_config; "fp8" or "compressed-tensors":
+  // quantized to FP8 and stored as AutoFP8 (quant_method fp8) or llm-compressor (float-quantized) store them;
+  // "" for plain weights.
   std::string quantization;
-  int64_t group_size = 128;  // with `quantization`: 32, 64, 128 or -1
+  int64_t group_size = 128;  // with awq or gptq: 32, 64, 128 or -1
+  // With fp8 or compressed-tensors: weight scales per "tensor" or per "channel" ("": tensor for fp8, as AutoFP8
+  // writes them, channel for compressed-tensors, as llm-compressor's FP8_DYNAMIC scheme), and "dynamic" or
+  // "static" activations (static: every layer's input_scale is fp8_made_input_scale).
+  std::string weight_strategy;
+  std::string activation_scheme = "dynamic";
 };
+
+// The input_scale make-model writes for static FP8 activations: what a calibration would find for activations up
+// to 14 (14 / 448): the random models' largest stay below it.
+inline constexpr float fp8_made_input_scale = 1.0f / 32.0f;
 
 // Writes the folder; throws user_error on bad options or an unwritable folder.
 void write_random_model(const make_model_options& options, const std::filesystem::path& out);

@@ -24,7 +24,8 @@ bool ends_with(std::string_view s, std::string_view suffix) {
 // (q/k/v, gate/up) each rank's outputs in whole packed words (output_size_per_partition % pack_factor, 8 at 4
 // bits). rtn packs nothing and rounds each rank's rows from the covering groups, so any split works.
 std::string why_not_quantized(const model_config& c, const quantization_config& q, int64_t n) {
-  if (q.method == quant_method::rtn || n == 1) return {};
+  // FP8 scales are per output channel or per tensor: any split keeps whole rows and their scales.
+  if (q.method == quant_method::rtn || q.fp8() || n == 1) return {};
   const std::string tp = "--tensor-parallel-size " + std::to_string(n);
   const std::string method(name(q.method));
   const int64_t kv_rows = (n <= c.num_kv_heads ? c.num_kv_heads / n : 1) * c.head_dim;

@@ -1,6 +1,7 @@
 #include "runtime/model/weight_slice_reader.hpp"
 
 #include <algorithm>
+#include <cstring>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -50,14 +51,13 @@ void check_fits(const weight_slice& slice) {
   }
 }
 
-// Calls read(first, count, dst) for each contiguous span of `slice` in its tensor (flat element index
-// `first`, `count` elements) with dst the span's place in the local values `out`, which it zero-fills and
-// sizes first: one span for dim 0, one per row for dim 1.
+// Calls read(first, count, local) for each contiguous span of `slice` in its tensor: `count` elements from flat
+// element `first` of the tensor go to flat element `local` of the slice's local values. One span for dim 0, one
+// per row for dim 1.
 template <class Read>
-void for_each_span(const weight_slice& slice, std::vector<float>& out, Read read) {
+void for_each_span(const weight_slice& slice, Read read) {
   check_fits(slice);
   const auto& local = slice.local_shape;
-  out.assign(static_cast<size_t>(product(local)), 0.0f);
   // The tensor as [outer, extent of dim, inner]; the slice reads, for each outer index, the contiguous
   // elements [begin * inner, (begin + length) * inner) of that outer row.
   const auto d = static_cast<size_t>(slice.dim);
@@ -67,8 +67,15 @@ void for_each_span(const weight_slice& slice, std::vector<float>& out, Read read
   const auto count = static_cast<size_t>(slice.length * inner);        // elements read per outer row
   const auto local_row = static_cast<size_t>(local[d] * inner);        // elements written per outer row
   for (int64_t o = 0; o < outer; ++o)
-    read(static_cast<size_t>((o * extent + slice.begin) * inner), count,
-         std::span(out).subspan(static_cast<size_t>(o) * local_row, count));
+    read(static_cast<size_t>((o * extent + slice.begin) * inner), count, static_cast<size_t>(o) * local_row);
+}
+
+// The same, into f32 values `out`, zero-filled and sized first: dst is the span's place in them.
+template <class Read>
+void for_each_span(const weight_slice& slice, std::vector<float>& out, Read read) {
+  check_fits(slice);
+  out.assign(static_cast<size_t>(product(slice.local_shape)), 0.0f);
+  for_each_span(slice, [&](size_t first, size_t count, size_t local) { read(first, count, std::span(out).subspan(local, count)); });
 }
 
 } // namespace
@@ -79,6 +86,18 @@ void read_slice_f32(const checkpoint& ckpt, const weight_slice& slice, std::vect
   for_each_span(slice, out, [&](size_t first, size_t count, std::span<float> dst) {
     if (!convert_to_f32(t.type, t.bytes().subspan(first * esize, count * esize), dst))
       throw checkpoint_error("tensor '" + slice.name + "': cannot convert its slice to f32");
+  });
+}
+
+void read_slice_bytes(const tensor_info& t, const weight_slice& slice, std::vector<std::byte>& out) {
+  if (t.shape != slice.shape)
+    throw std::invalid_argument("tensor '" + slice.name + "' has shape " + shape_text(t.shape) + ", not the slice's " +
+                                shape_text(slice.shape));
+  const size_t esize = size_in_bytes(t.type);
+  check_fits(slice);
+  out.assign(static_cast<size_t>(product(slice.local_shape)) * esize, std::byte{0});
+  for_each_span(slice, [&](size_t first, size_t count, size_t local) {
+    if (count > 0) std::memcpy(out.data() + local * esize, t.data + first * esize, count * esize);
   });
 }
 

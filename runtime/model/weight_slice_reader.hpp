@@ -4,6 +4,7 @@
 // row slice is one contiguous span, a column slice one span per row, so no process ever converts (or pages
 // in) a whole tensor it holds only part of.
 
+#include <cstddef>
 #include <cstdint>
 #include <span>
 #include <vector>
@@ -13,6 +14,7 @@
 namespace troupe {
 
 class checkpoint;
+struct tensor_info;
 struct weight_slice;
 
 // The values of `slice` of checkpoint tensor slice.name, as f32 in slice.local_shape (row-major) into
@@ -22,6 +24,11 @@ struct weight_slice;
 // dtype other than F32/F16/BF16), and std::out_of_range naming the tensor when the slice does not fit it
 // (a dim other than 0 or 1, a range past the tensor's end, a local shape that cannot hold the slice).
 void read_slice_f32(const checkpoint& ckpt, const weight_slice& slice, std::vector<float>& out);
+
+// The elements of `slice` of checkpoint tensor `t` (any dtype) as stored, little-endian, row-major in
+// slice.local_shape, into `out` (resized; zero bytes where the local shape exceeds the slice): an FP8 weight's
+// codes. Throws std::invalid_argument when t's shape is not slice.shape, std::out_of_range as read_slice_f32 does.
+void read_slice_bytes(const tensor_info& t, const weight_slice& slice, std::vector<std::byte>& out);
 
 // The same slice of `whole`, the tensor's values [slice.shape] already in memory (a 4-bit weight dequantized
 // whole), as read_slice_f32 cuts it from a checkpoint. Throws std::out_of_range as read_slice_f32 does, and
