@@ -268,28 +268,29 @@ engine::impl::impl(const engine_options& requested) : system(with_middleman(syst
         where = {shard.comm.get(), plan.vocab_begin, config.vocab_size};
       }
       // 4-bit weights stay packed on a GPU (ops::linear_int4), a split model's each rank's slices alone; the CPU
-      // runs the dequantized f32 forward (the reference).
+      // runs the dequantized f32 forward (the reference). FP8 weights stay in FP8 on both (ops::linear_fp8: the
+      // CPU twin quantizes the activations as the GPU does).
+      const bool dummy = o.load_format == "dummy";
+      const std::optional<quantization_config>& q = config.quantization;
       int4_source int4;
-      if (on_gpu && config.quantization) {
-        const bool dummy = o.load_format == "dummy";
-        int4 = tp > 1 ? (dummy ? sharded_dummy_int4_source(o.seed, plan, config.quantization) : sharded_int4_source(*ckpt, config, plan))
-                      : (dummy ? dummy_int4_source(o.seed, config.quantization) : checkpoint_int4_source(*ckpt, config));
-      }
-      const int64_t linear_params = local.num_layers * ((local.q_size() + 2 * local.kv_size()) * local.hidden_size +
-                                                        local.hidden_size * local.q_size() +
-                                                        3 * local.hidden_size * local.intermediate_size);
+      if (on_gpu && q && q->four_bit())
+        int4 = tp > 1 ? (dummy ? sharded_dummy_int4_source(o.seed, plan, q) : sharded_int4_source(*ckpt, config, plan))
+                      : (dummy ? dummy_int4_source(o.seed, q) : checkpoint_int4_source(*ckpt, config));
+      fp8_source fp8;
+      if (q && q->fp8())
+        fp8 = tp > 1 ? (dummy ? sharded_dummy_fp8_source(o.seed, plan, q) : sharded_fp8_source(*ckpt, config, plan))
+                     : (dummy ? dummy_fp8_source(o.seed, q) : checkpoint_fp8_source(*ckpt, config));
       const int64_t elem = static_cast<int64_t>(size_in_bytes(act));
-      // Packed: half a byte per weight, plus a scale and a zero per group of at least 32.
-      const int64_t weight_bytes = int4 ? (local.num_parameters() - linear_params) * elem + linear_params / 2 +
-                                              linear_params * 2 * elem / 32
-                                        : local.num_parameters() * elem;
+      const linear_weight_bytes linear = linear_weights_in_memory(local, elem);
+      const bool kept = int4 || fp8;
+      const int64_t weight_bytes = local.num_parameters() * elem - (kept ? linear.dense - linear.kept : 0);
       if (memory) check_weights_fit(weight_bytes, std::string(name(act)), memory->first, memory->second, o.gpu_memory_utilization);
-      if (int4 && i == 0)
-        spdlog::info("{} weights kept in 4 bits: {} linear layers take about {:.2f} GiB instead of {:.2f} GiB in {}; "
-                     "the KV cache gets the difference",
-                     name(config.quantization->method), tp > 1 ? "each shard's" : "the", (linear_params / 2.0 + linear_params * 2.0 * elem / 32) / (1 << 30),
-                     static_cast<double>(linear_params * elem) / (1 << 30), name(act));
-      model_weights weights = load_model_weights(local, *shard.backend, act, source, int4);
+      if (kept && i == 0)
+        spdlog::info("{} weights kept in {}: {} linear layers take about {:.2f} GiB instead of {:.2f} GiB in {}{}",
+                     name(q->method), int4 ? "4 bits" : "FP8", tp > 1 ? "each shard's" : "the",
+                     static_cast<double>(linear.kept) / (1 << 30), static_cast<double>(linear.dense) / (1 << 30), name(act),
+                     on_gpu ? "; the KV cache gets the difference" : "");
+      model_weights weights = load_model_weights(local, *shard.backend, act, source, int4, fp8);
       if (!profile) {
         model_limits l = limits;
         l.num_blocks = shard_blocks[static_cast<size_t>(i)];
@@ -329,7 +330,7 @@ engine::impl::impl(const engine_options& requested) : system(with_middleman(syst
       if (on_gpu) shard.net->warm_up();  // GEMM algorithms, kernel loading, the batch-1 decode graph
     });
     spdlog::info("weights and activations in {}", name(act));
-    if (config.quantization && !on_gpu)
+    if (config.quantization && config.quantization->four_bit() && !on_gpu)
       spdlog::info("{} weights dequantized to f32 (the CPU reference)", name(config.quantization->method));
   } else {
     fill_batch_defaults(0);

@@ -40,7 +40,7 @@ struct engine_options {
   std::string load_format = "auto";   // auto | safetensors | dummy
   std::string backend = "cpu";        // cpu | cuda (when built with CUDA) | null (no arithmetic: measures scheduling and messaging)
   std::string dtype = "auto";         // auto (bf16 on CUDA, f32 on the CPU) | bfloat16 | float16 | float32
-  std::string quantization;           // "" (the checkpoint's quantization_config) | awq | gptq | rtn (resolve_quantization)
+  std::string quantization;           // "" (the checkpoint's quantization_config) | awq | gptq | rtn | fp8 | compressed-tensors
   double gpu_memory_utilization = 0.9;  // share of GPU memory for weights, workspaces and the KV cache
   // 0: vLLM's default for the device and the usage (default_batch_limits); the engine fills them in.
   int32_t max_num_seqs = 0;

@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "runtime/error.hpp"
+#include "runtime/model/fp8_formats.hpp"
 #include "runtime/model/int4_formats.hpp"
 #include "runtime/model/memory_plan.hpp"
 #include "runtime/model/rope_table.hpp"
@@ -28,7 +29,7 @@ size_t sampling_workspace_bytes(int64_t max_num_seqs) {
 } // namespace
 
 model_weights load_model_weights(const model_config& c, ops& backend, dtype type, const weight_source& source,
-                                 const int4_source& int4) {
+                                 const int4_source& int4, const fp8_source& fp8) {
   const std::vector<weight_spec> specs = hf_weight_specs(c);
   auto find = [&](const std::string& name) -> const weight_spec& {
     for (const auto& s : specs)
@@ -87,6 +88,46 @@ model_weights load_model_weights(const model_config& c, ops& backend, dtype type
     return layer;
   };
 
+  // The FP8 form of several weights with equal inputs, rows (and their scales) stacked and uploaded; empty when
+  // `fp8` keeps none of them.
+  auto in_fp8 = [&](std::initializer_list<std::string> names) {
+    fp8_layer layer;
+    if (!fp8) return layer;
+    std::vector<uint8_t> codes;
+    std::vector<float> scales;
+    float input_scale = 0;
+    int64_t k = -1, n = 0, kept = 0;
+    for (const auto& name : names) {
+      fp8_weight w;
+      if (!fp8(find(name), w)) continue;
+      if (k >= 0 && w.in_features != k)
+        throw std::invalid_argument("load_model_weights: " + name + " cannot be fused with the weights before it");
+      if (kept > 0 && (w.input_scale > 0) != (input_scale > 0))
+        throw user_error(name + " has " + (w.input_scale > 0 ? "a static" : "no static") +
+                         " activation scale, unlike the weights it is fused with");
+      k = w.in_features;
+      n += w.out_features;
+      ++kept;
+      codes.insert(codes.end(), w.codes.begin(), w.codes.end());
+      scales.insert(scales.end(), w.scales.begin(), w.scales.end());
+      input_scale = std::max(input_scale, w.input_scale);
+    }
+    if (kept == 0) return layer;
+    if (kept != static_cast<int64_t>(names.size()))
+      throw user_error("some but not all of " + std::string(*names.begin()) +
+                       " and the weights fused with it are quantized to FP8; all shards of a fused layer (q/k/v, "
+                       "gate/up) need the same precision");
+    layer.weight = backend.alloc(dtype::f8_e4m3, {n, k});
+    backend.upload_raw(layer.weight, codes.data());
+    layer.scale = backend.alloc(dtype::f32, {n});
+    backend.upload_raw(layer.scale, scales.data());
+    if (input_scale > 0) {
+      layer.input_scale = backend.alloc(dtype::f32, {1});
+      backend.upload_raw(layer.input_scale, &input_scale);
+    }
+    return layer;
+  };
+
   const int64_t h = c.hidden_size, qkv_rows = c.q_size() + 2 * c.kv_size();
   model_weights w;
   w.embed = upload_new(backend, type, {c.vocab_size, h}, load("model.embed_tokens.weight"));
@@ -95,21 +136,25 @@ model_weights load_model_weights(const model_config& c, ops& backend, dtype type
     layer_weights lw;
     lw.input_norm = upload_new(backend, type, {h}, load(p + "input_layernorm.weight"));
     lw.qkv4 = packed({p + "self_attn.q_proj.weight", p + "self_attn.k_proj.weight", p + "self_attn.v_proj.weight"});
-    if (lw.qkv4.empty())
+    lw.qkv8 = in_fp8({p + "self_attn.q_proj.weight", p + "self_attn.k_proj.weight", p + "self_attn.v_proj.weight"});
+    if (lw.qkv4.empty() && lw.qkv8.empty())
       lw.qkv = upload_new(backend, type, {qkv_rows, h},
                           stack({p + "self_attn.q_proj.weight", p + "self_attn.k_proj.weight", p + "self_attn.v_proj.weight"}));
     if (c.qkv_bias)
       lw.qkv_bias = upload_new(backend, type, {qkv_rows},
                                stack({p + "self_attn.q_proj.bias", p + "self_attn.k_proj.bias", p + "self_attn.v_proj.bias"}));
     lw.o_proj4 = packed({p + "self_attn.o_proj.weight"});
-    if (lw.o_proj4.empty()) lw.o_proj = upload_new(backend, type, {h, c.q_size()}, load(p + "self_attn.o_proj.weight"));
+    lw.o_proj8 = in_fp8({p + "self_attn.o_proj.weight"});
+    if (lw.o_proj4.empty() && lw.o_proj8.empty()) lw.o_proj = upload_new(backend, type, {h, c.q_size()}, load(p + "self_attn.o_proj.weight"));
     if (c.o_bias) lw.o_bias = upload_new(backend, type, {h}, load(p + "self_attn.o_proj.bias"));
     lw.post_norm = upload_new(backend, type, {h}, load(p + "post_attention_layernorm.weight"));
     lw.gate_up4 = packed({p + "mlp.gate_proj.weight", p + "mlp.up_proj.weight"});
-    if (lw.gate_up4.empty())
+    lw.gate_up8 = in_fp8({p + "mlp.gate_proj.weight", p + "mlp.up_proj.weight"});
+    if (lw.gate_up4.empty() && lw.gate_up8.empty())
       lw.gate_up = upload_new(backend, type, {2 * c.intermediate_size, h}, stack({p + "mlp.gate_proj.weight", p + "mlp.up_proj.weight"}));
     lw.down4 = packed({p + "mlp.down_proj.weight"});
-    if (lw.down4.empty()) lw.down = upload_new(backend, type, {h, c.intermediate_size}, load(p + "mlp.down_proj.weight"));
+    lw.down8 = in_fp8({p + "mlp.down_proj.weight"});
+    if (lw.down4.empty() && lw.down8.empty()) lw.down = upload_new(backend, type, {h, c.intermediate_size}, load(p + "mlp.down_proj.weight"));
     w.layers.push_back(std::move(lw));
   }
   w.final_norm = upload_new(backend, type, {h}, load("model.norm.weight"));
@@ -332,18 +377,18 @@ tensor model::compute_logits(int64_t num_tokens, int64_t num_logits, const atten
   ops_.rms_norm(residual, weights_.layers[0].input_norm, eps, hidden);
   for (int64_t l = 0; l < c.num_layers; ++l) {
     const layer_weights& w = weights_.layers[l];
-    linear(hidden, w.qkv, w.qkv4, w.qkv_bias, qkv);
+    linear(hidden, w.qkv, w.qkv4, w.qkv8, w.qkv_bias, qkv);
     attention_shape shape = shape_;
     shape.k_scale = k_scales_[static_cast<size_t>(l)];
     shape.v_scale = v_scales_[static_cast<size_t>(l)];
     ops_.rope_write_kv(qkv, positions, cos_sin_, slots, k_cache_[l], v_cache_[l], shape);
     ops_.paged_attention(qkv, k_cache_[l], v_cache_[l], meta, shape, attn);
-    linear(attn, w.o_proj, w.o_proj4, w.o_bias, hidden);
+    linear(attn, w.o_proj, w.o_proj4, w.o_proj8, w.o_bias, hidden);
     all_reduce(hidden);
     ops_.add_rms_norm(hidden, residual, w.post_norm, eps);
-    linear(hidden, w.gate_up, w.gate_up4, tensor{}, mlp);
+    linear(hidden, w.gate_up, w.gate_up4, w.gate_up8, tensor{}, mlp);
     ops_.silu_and_mul(mlp, act);
-    linear(act, w.down, w.down4, tensor{}, hidden);
+    linear(act, w.down, w.down4, w.down8, tensor{}, hidden);
     all_reduce(hidden);
     const tensor& next_norm = l + 1 < c.num_layers ? weights_.layers[l + 1].input_norm.get() : weights_.final_norm.get();
     ops_.add_rms_norm(hidden, residual, next_norm, eps);

@@ -24,6 +24,13 @@ struct int4_layer {
   int4_device_weight view() const { return {qweight.get(), scales.get(), zeros.get(), group_size}; }
 };
 
+// A linear weight kept in FP8 on the device (ops::linear_fp8), as the loader read or quantized it.
+struct fp8_layer {
+  device_buffer weight, scale, input_scale;  // see fp8_device_weight; input_scale empty: dynamic activations
+  bool empty() const { return weight.empty(); }
+  fp8_device_weight view() const { return {weight.get(), scale.get(), input_scale.get()}; }
+};
+
 struct layer_weights {
   device_buffer input_norm;  // [H]
   device_buffer qkv;         // [(nH + 2 nKV) D, H]: q_proj, k_proj, v_proj stacked by rows
@@ -36,6 +43,8 @@ struct layer_weights {
   // With 4-bit weights kept packed (load_model_weights with an int4_source), these replace the dense
   // qkv, o_proj, gate_up and down above, which stay empty.
   int4_layer qkv4, o_proj4, gate_up4, down4;
+  // With FP8 weights (load_model_weights with an fp8_source), the same for ops::linear_fp8.
+  fp8_layer qkv8, o_proj8, gate_up8, down8;
 };
 
 struct model_weights {
@@ -54,11 +63,19 @@ using weight_source = std::function<void(const weight_spec& spec, std::vector<fl
 struct int4_weight;
 using int4_source = std::function<bool(const weight_spec& spec, int4_weight& out)>;
 
+// Supplies a linear weight's FP8 codes and scales (runtime/model/fp8_formats.hpp) when the loader keeps it in FP8;
+// returns false for a tensor it does not.
+struct fp8_weight;
+using fp8_source = std::function<bool(const weight_spec& spec, fp8_weight& out)>;
+
 // Reads every tensor the config needs from `source` and uploads it in `type`, fusing q/k/v and gate/up.
 // With `int4`, the linear weights it supplies are kept in 4 bits (int4_layer, in `type` for the scales and
-// zeros) instead: q/k/v and gate/up fused the same way; they must share one group size.
+// zeros) instead: q/k/v and gate/up fused the same way; they must share one group size. With `fp8`, those it
+// supplies are kept in FP8 (fp8_layer, scales in f32), fused the same way: each part's rows keep their scales,
+// and a static input scale is the largest of the parts' (vLLM's input_scale.max() over a fused layer's shards).
+// Throws user_error when a fused layer's parts are not all in FP8 (vLLM refuses such checkpoints too).
 model_weights load_model_weights(const model_config& config, ops& backend, dtype type, const weight_source& source,
-                                 const int4_source& int4 = {});
+                                 const int4_source& int4 = {}, const fp8_source& fp8 = {});
 
 struct model_limits {
   int64_t max_num_tokens = 2048;  // tokens in one step
@@ -151,9 +168,11 @@ private:
   // both blocks first when they are too small; returns the batch over the device copy.
   sampling_batch stage_sampling(const sampling_inputs& sampling);
 
-  // out = x · Wᵀ (+ bias) with the dense weight, or its 4-bit form when the loader kept one.
-  void linear(const tensor& x, const device_buffer& dense, const int4_layer& packed, const tensor& bias, const tensor& out) {
+  // out = x · Wᵀ (+ bias) with the dense weight, or its 4-bit or FP8 form when the loader kept one.
+  void linear(const tensor& x, const device_buffer& dense, const int4_layer& packed, const fp8_layer& fp8,
+              const tensor& bias, const tensor& out) {
     if (!packed.empty()) ops_.linear_int4(x, packed.view(), bias, out);
+    else if (!fp8.empty()) ops_.linear_fp8(x, fp8.view(), bias, out);
     else ops_.linear(x, dense, bias, out);
   }
   // Sums a row-parallel layer's partial outputs over the ranks (nothing on one device).

@@ -6,6 +6,7 @@
 #include <set>
 
 #include "runtime/error.hpp"
+#include "runtime/model/fp8_formats.hpp"
 #include "runtime/model/int4_formats.hpp"
 #include "runtime/model/safetensors.hpp"
 #include "runtime/model/sharding_plan.hpp"
@@ -18,7 +19,25 @@ using quantization = std::optional<quantization_config>;
 
 // Whether checkpoint weight `name` is stored packed (AWQ, GPTQ) rather than as itself.
 bool is_packed(const quantization& q, const std::string& name) {
-  return q && q->method != quant_method::rtn && q->quantizes(name);
+  return q && q->four_bit() && q->method != quant_method::rtn && q->quantizes(name);
+}
+
+// Whether checkpoint weight `name` is stored in FP8 with its scales.
+bool is_fp8_stored(const quantization& q, const std::string& name) {
+  return q && q->fp8() && q->fp8_serialized && q->quantizes(name);
+}
+
+fp8_linear fp8_tensors_of(const checkpoint& ckpt, const std::string& m) {
+  return {ckpt.find(m + ".weight"), ckpt.find(m + ".weight_scale"), ckpt.find(m + ".input_scale")};
+}
+
+// The whole tensor as a slice (dim 0, every row), for the readers that take slices.
+weight_slice whole_slice(const weight_spec& spec) {
+  weight_slice s;
+  s.name = spec.name;
+  s.shape = s.local_shape = spec.shape;
+  s.length = spec.shape.at(0);
+  return s;
 }
 
 std::string module_of(const std::string& weight_name) { return weight_name.substr(0, weight_name.size() - 7); }  // ".weight"
@@ -40,6 +59,16 @@ void round_to_int4(const quantization_config& q, const std::string& name, const 
   dequantize(quantize_int4(q, name, shape, values), values);
 }
 
+// `values` of weight `name` [shape] as a quantization made at load rounds them: to 4 bits (rtn, and the
+// dummy weights of a 4-bit config), or to FP8 per output channel (--quantization fp8, and the dummy weights of an
+// FP8 config); unchanged for a weight q does not quantize.
+void round_at_load(const quantization& q, const std::string& name, const std::vector<int64_t>& shape,
+                   std::vector<float>& values) {
+  if (!q || !q->quantizes(name)) return;
+  if (q->four_bit()) round_to_int4(*q, name, shape, values);
+  else dequantize(quantize_fp8(values, shape[0], shape[1], true), values);
+}
+
 packed_linear packed_tensors_of(const checkpoint& ckpt, const std::string& m) {
   return {ckpt.find(m + ".qweight"), ckpt.find(m + ".qzeros"), ckpt.find(m + ".scales"), ckpt.find(m + ".g_idx")};
 }
@@ -59,11 +88,15 @@ kv_scale_names kv_scale_names_of(int64_t layer) {
 void refuse_unused_tensors(const checkpoint& ckpt, const model_config& config) {
   std::set<std::string> expected;
   for (const weight_spec& spec : hf_weight_specs(config)) {
-    if (!is_packed(config.quantization, spec.name)) {
+    if (!is_packed(config.quantization, spec.name) && !is_fp8_stored(config.quantization, spec.name)) {
       expected.insert(spec.name);
       continue;
     }
     const std::string m = module_of(spec.name);
+    if (config.quantization->fp8()) {  // an input_scale beside dynamic activations is refused by name when read
+      expected.insert({spec.name, m + ".weight_scale", m + ".input_scale"});
+      continue;
+    }
     expected.insert({m + ".qweight", m + ".qzeros", m + ".scales"});
     if (config.quantization->method == quant_method::gptq) expected.insert(m + ".g_idx");
   }
@@ -77,9 +110,8 @@ void refuse_unused_tensors(const checkpoint& ckpt, const model_config& config) {
     if ((name == "lm_head.weight" && config.tie_word_embeddings) || name.ends_with("rotary_emb.inv_freq")) continue;
     const tensor_info* t = ckpt.find(name);
     const quantization& q = config.quantization;
-    const std::string a = !q || q->method == quant_method::rtn ? "a "
-                          : q->method == quant_method::awq      ? "an awq-quantized "
-                                                                : "a gptq-quantized ";
+    const std::string method = q && !q->made_at_load() ? std::string(troupe::name(q->method)) : "";
+    const std::string a = method.empty() ? "a " : (method[0] == 'a' || method[0] == 'f' ? "an " : "a ") + method + "-quantized ";
     throw checkpoint_error((t && t->file ? t->file->string() : std::string("checkpoint")) + ": tensor '" + name +
                            "' is not used by " + a + config.architecture_name +
                            " with this config.json; the config and the weights disagree");
@@ -95,8 +127,15 @@ void read_weight(const checkpoint& ckpt, const quantization& q, const std::strin
     dequantize_linear(m, packed_tensors_of(ckpt, m), *q, shape[0], shape[1], ckpt.directory().string(), values);
     return;
   }
+  if (is_fp8_stored(q, name)) {
+    const weight_spec spec{name, shape};
+    dequantize(read_fp8_linear(module_of(name), fp8_tensors_of(ckpt, module_of(name)), *q, whole_slice(spec),
+                               ckpt.directory().string()),
+               values);
+    return;
+  }
   ckpt.read_f32(name, shape, values);
-  if (q && q->quantizes(name)) round_to_int4(*q, name, shape, values);
+  round_at_load(q, name, shape, values);
 }
 
 // The 4-bit round-to-nearest code of `slice` of weight [slice.shape] whose values `read` gives for any slice of
@@ -165,11 +204,16 @@ weight_source checkpoint_weight_source(const checkpoint& ckpt, const model_confi
 
 weight_source sharded_weight_source(const checkpoint& ckpt, const model_config& config, const sharding_plan& plan) {
   refuse_unused_tensors(ckpt, config);
-  return [&ckpt, &plan, int4 = sharded_int4_source(ckpt, config, plan)](
+  return [&ckpt, &plan, int4 = sharded_int4_source(ckpt, config, plan), fp8 = sharded_fp8_source(ckpt, config, plan)](
              const weight_spec& spec, std::vector<float>& values) {
     int4_weight w;
     if (int4 && int4(spec, w)) {  // the rank's 4-bit slice alone, dequantized
       dequantize(w, values);
+      return;
+    }
+    fp8_weight w8;
+    if (fp8 && fp8(spec, w8)) {  // the rank's FP8 slice, dequantized
+      dequantize(w8, values);
       return;
     }
     read_slice_f32(ckpt, plan.slice(spec.name), values);
@@ -179,16 +223,22 @@ weight_source sharded_weight_source(const checkpoint& ckpt, const model_config& 
 weight_source dummy_weight_source(uint64_t seed, const std::optional<quantization_config>& q) {
   return [seed, q](const weight_spec& spec, std::vector<float>& values) {
     random_weight_values(spec, seed, values);
-    if (q && q->quantizes(spec.name)) round_to_int4(*q, spec.name, spec.shape, values);
+    round_at_load(q, spec.name, spec.shape, values);
   };
 }
 
 weight_source sharded_dummy_weight_source(uint64_t seed, const sharding_plan& plan,
                                           const std::optional<quantization_config>& q) {
-  return [seed, &plan, int4 = sharded_dummy_int4_source(seed, plan, q)](const weight_spec& spec, std::vector<float>& values) {
+  return [seed, &plan, int4 = sharded_dummy_int4_source(seed, plan, q), fp8 = sharded_dummy_fp8_source(seed, plan, q)](
+             const weight_spec& spec, std::vector<float>& values) {
     int4_weight w;
     if (int4 && int4(spec, w)) {
       dequantize(w, values);
+      return;
+    }
+    fp8_weight w8;
+    if (fp8 && fp8(spec, w8)) {
+      dequantize(w8, values);
       return;
     }
     random_slice_f32(plan.slice(spec.name), spec.kind, seed, values);
@@ -196,7 +246,7 @@ weight_source sharded_dummy_weight_source(uint64_t seed, const sharding_plan& pl
 }
 
 int4_source checkpoint_int4_source(const checkpoint& ckpt, const model_config& config) {
-  if (!config.quantization) return {};
+  if (!config.quantization || !config.quantization->four_bit()) return {};
   return [&ckpt, q = config.quantization](const weight_spec& spec, int4_weight& out) {
     if (!q->quantizes(spec.name)) return false;
     if (is_packed(q, spec.name)) {
@@ -212,7 +262,7 @@ int4_source checkpoint_int4_source(const checkpoint& ckpt, const model_config& c
 }
 
 int4_source dummy_int4_source(uint64_t seed, const std::optional<quantization_config>& q) {
-  if (!q) return {};
+  if (!q || !q->four_bit()) return {};
   return [seed, q](const weight_spec& spec, int4_weight& out) {
     if (!q->quantizes(spec.name)) return false;
     std::vector<float> values;
@@ -223,7 +273,7 @@ int4_source dummy_int4_source(uint64_t seed, const std::optional<quantization_co
 }
 
 int4_source sharded_int4_source(const checkpoint& ckpt, const model_config& config, const sharding_plan& plan) {
-  if (!config.quantization) return {};
+  if (!config.quantization || !config.quantization->four_bit()) return {};
   return [&ckpt, &plan, q = config.quantization](const weight_spec& spec, int4_weight& out) {
     if (!q->quantizes(spec.name)) return false;
     const weight_slice& slice = plan.slice(spec.name);
@@ -238,12 +288,68 @@ int4_source sharded_int4_source(const checkpoint& ckpt, const model_config& conf
 }
 
 int4_source sharded_dummy_int4_source(uint64_t seed, const sharding_plan& plan, const std::optional<quantization_config>& q) {
-  if (!q) return {};
+  if (!q || !q->four_bit()) return {};
   return [seed, &plan, q](const weight_spec& spec, int4_weight& out) {
     if (!q->quantizes(spec.name)) return false;
     out = quantize_int4_slice(*q, plan.slice(spec.name), [&](const weight_slice& s, std::vector<float>& v) {
       random_slice_f32(s, spec.kind, seed, v);
     });
+    return true;
+  };
+}
+
+fp8_source checkpoint_fp8_source(const checkpoint& ckpt, const model_config& config) {
+  if (!config.quantization || !config.quantization->fp8()) return {};
+  return [&ckpt, q = config.quantization](const weight_spec& spec, fp8_weight& out) {
+    if (!q->quantizes(spec.name)) return false;
+    if (q->fp8_serialized) {
+      const std::string m = module_of(spec.name);
+      out = read_fp8_linear(m, fp8_tensors_of(ckpt, m), *q, whole_slice(spec), ckpt.directory().string());
+      return true;
+    }
+    std::vector<float> values;
+    ckpt.read_f32(spec.name, spec.shape, values);
+    out = quantize_fp8(values, spec.shape[0], spec.shape[1], true);
+    return true;
+  };
+}
+
+fp8_source sharded_fp8_source(const checkpoint& ckpt, const model_config& config, const sharding_plan& plan) {
+  if (!config.quantization || !config.quantization->fp8()) return {};
+  return [&ckpt, &plan, q = config.quantization](const weight_spec& spec, fp8_weight& out) {
+    if (!q->quantizes(spec.name)) return false;
+    const weight_slice& slice = plan.slice(spec.name);
+    if (q->fp8_serialized) {
+      const std::string m = module_of(spec.name);
+      out = read_fp8_linear(m, fp8_tensors_of(ckpt, m), *q, slice, ckpt.directory().string());
+      return true;
+    }
+    std::vector<float> values;
+    read_slice_f32(ckpt, slice, values);
+    out = quantize_fp8(values, slice.local_shape[0], slice.local_shape[1], true);
+    return true;
+  };
+}
+
+fp8_source dummy_fp8_source(uint64_t seed, const std::optional<quantization_config>& q) {
+  if (!q || !q->fp8()) return {};
+  return [seed, q](const weight_spec& spec, fp8_weight& out) {
+    if (!q->quantizes(spec.name)) return false;
+    std::vector<float> values;
+    random_weight_values(spec, seed, values);
+    out = quantize_fp8(values, spec.shape[0], spec.shape[1], true);
+    return true;
+  };
+}
+
+fp8_source sharded_dummy_fp8_source(uint64_t seed, const sharding_plan& plan, const std::optional<quantization_config>& q) {
+  if (!q || !q->fp8()) return {};
+  return [seed, &plan, q](const weight_spec& spec, fp8_weight& out) {
+    if (!q->quantizes(spec.name)) return false;
+    const weight_slice& slice = plan.slice(spec.name);
+    std::vector<float> values;
+    random_slice_f32(slice, spec.kind, seed, values);
+    out = quantize_fp8(values, slice.local_shape[0], slice.local_shape[1], true);
     return true;
   };
 }

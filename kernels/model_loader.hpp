@@ -17,6 +17,8 @@ struct sharding_plan;
 // With config.quantization (runtime/model/quantization.hpp), each quantized linear weight "X.weight" comes
 // dequantized to f32 from the AWQ / GPTQ tensors X.qweight, X.qzeros, X.scales (X.g_idx), or for rtn is read
 // and rounded to 4 bits; a broken packed layer throws checkpoint_error naming the tensor (dequantize_linear).
+// FP8: dequantized from X.weight and X.weight_scale (read_fp8_linear, which names a broken tensor), or for
+// --quantization fp8 read and rounded to FP8 per output channel.
 weight_source checkpoint_weight_source(const checkpoint& ckpt, const model_config& config);
 
 // Each layer's per-tensor FP8 KV cache scales (--kv-cache-dtype fp8), as vLLM reads them from a checkpoint:
@@ -32,15 +34,17 @@ kv_cache_scales checkpoint_kv_cache_scales(const checkpoint& ckpt, const model_c
 // memory-mapped checkpoint without the rest of the tensor (read_slice_f32), so values come in the slice's
 // local shape, not spec.shape. Checks the checkpoint's tensors as checkpoint_weight_source does. A 4-bit
 // weight is its sharded_int4_source slice dequantized: the same values as dequantizing (or rounding) the whole
-// and cutting it, without reading the whole. `ckpt` and `plan` must outlive the source.
+// and cutting it, without reading the whole; an FP8 weight its sharded_fp8_source slice dequantized. `ckpt` and
+// `plan` must outlive the source.
 weight_source sharded_weight_source(const checkpoint& ckpt, const model_config& config, const sharding_plan& plan);
 
 // Reproducible random weights (see random_weight_values); with `q`, the quantized linear weights rounded to
-// 4 bits as rtn rounds them, with q's group size and symmetry.
+// 4 bits as rtn rounds them, with q's group size and symmetry, or for FP8 per output channel.
 weight_source dummy_weight_source(uint64_t seed, const std::optional<quantization_config>& q = std::nullopt);
 
 // One tensor-parallel rank's slices of dummy_weight_source(seed, q)'s tensors, in the slices' local shapes,
-// made without the rest (random_slice_f32); 4-bit weights as sharded_dummy_int4_source's slices dequantized.
+// made without the rest (random_slice_f32); 4-bit and FP8 weights as sharded_dummy_int4_source's and
+// sharded_dummy_fp8_source's slices dequantized.
 // `plan` must outlive the source.
 weight_source sharded_dummy_weight_source(uint64_t seed, const sharding_plan& plan,
                                           const std::optional<quantization_config>& q = std::nullopt);
@@ -63,5 +67,24 @@ int4_source sharded_int4_source(const checkpoint& ckpt, const model_config& conf
 
 // The same for dummy_int4_source(seed, q): each slice made from the random values of its covering groups alone.
 int4_source sharded_dummy_int4_source(uint64_t seed, const sharding_plan& plan, const std::optional<quantization_config>& q);
+
+// The FP8 form (codes, a scale per output channel, a static input scale) of each linear weight of an FP8 config,
+// for load_model_weights to keep in FP8: read from the checkpoint's F8_E4M3 weight and its scales
+// (read_fp8_linear), or for --quantization fp8 read and quantized per output channel (quantize_fp8), so
+// dequantizing it gives exactly checkpoint_weight_source's values. Returns false for every other tensor. Null
+// (empty) for a config without FP8.
+fp8_source checkpoint_fp8_source(const checkpoint& ckpt, const model_config& config);
+
+// The same for dummy_weight_source(seed, q)'s FP8 weights (per channel, dynamic activations).
+fp8_source dummy_fp8_source(uint64_t seed, const std::optional<quantization_config>& q);
+
+// One tensor-parallel rank's part of checkpoint_fp8_source: each quantized weight's slice in `plan`, in the slice's
+// local shape. A checkpoint's FP8 slice is exactly slice_fp8 of the whole (the codes of the slice alone, each
+// row's scale); --quantization fp8 quantizes the rank's slice on its own, as vLLM quantizes each rank's shard
+// after loading it, so a row-parallel rank's scales come from its own columns. `ckpt` and `plan` must outlive it.
+fp8_source sharded_fp8_source(const checkpoint& ckpt, const model_config& config, const sharding_plan& plan);
+
+// The same for dummy_fp8_source(seed, q): each slice quantized from its own random values.
+fp8_source sharded_dummy_fp8_source(uint64_t seed, const sharding_plan& plan, const std::optional<quantization_config>& q);
 
 } // namespace troupe

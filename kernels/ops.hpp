@@ -54,6 +54,15 @@ struct int4_device_weight {
   int32_t group_size = 128;
 };
 
+// A linear layer's weight in FP8 (--quantization fp8, FP8 checkpoints: runtime/model/fp8_formats.hpp):
+// W[n][k] = e4m3(weight[n][k]) · scale[n]. With input_scale, activations are divided by that one static scale;
+// without, each token (row of x) by its own dynamic scale, max(max|x_t| / 448, 1 / (448 · 512)).
+struct fp8_device_weight {
+  tensor weight;       // [N, K] f8_e4m3
+  tensor scale;        // [N] f32
+  tensor input_scale;  // [1] f32, or empty: dynamic per-token activation scales
+};
+
 class ops {
 public:
   virtual ~ops() = default;
@@ -113,6 +122,12 @@ public:
   // out = x · Wᵀ (+ bias), W dequantized from `w` as int4_device_weight says (the product in f32, rounded once).
   // x [T, K], bias [N] or empty, out [T, N]
   virtual void linear_int4(const tensor& x, const int4_device_weight& w, const tensor& bias, const tensor& out) = 0;
+
+  // W8A8 FP8 (vLLM's Fp8LinearOp): each token quantized to e4m3 as fp8_device_weight says, xq[t][k] =
+  // f32_to_f8_e4m3(x[t][k] / s_t) (the f32 quotient, nearest even, saturating at ±448), then
+  // out[t][n] = (Σ_k e4m3(xq[t][k]) · e4m3(weight[n][k])) · (s_t · scale[n]) (+ bias[n]), the sum in f32,
+  // rounded once to out's dtype. x [T, K], bias [N] or empty, out [T, N]; x, bias and out share a dtype.
+  virtual void linear_fp8(const tensor& x, const fp8_device_weight& w, const tensor& bias, const tensor& out) = 0;
 
   // Rotates the q and k parts of qkv in place (rotate-half convention) and writes k, v into the cache
   // at slot_mapping (slot = block * block_size + offset; -1 skips the token).

@@ -12,8 +12,10 @@ void add_engine_flags(CLI::App* cmd, engine_options& o) {
   cmd->add_option("--dtype", o.dtype, "auto (bfloat16 on CUDA, float32 on the CPU), bfloat16, float16 or float32")
       ->capture_default_str();
   cmd->add_option("--quantization,-q", o.quantization,
-                  "awq, gptq or rtn (4-bit weights rounded to nearest at load, group 128, a zero point per group); "
-                  "default: the checkpoint's quantization_config. The CPU runs the dequantized weights in f32");
+                  "awq, gptq or rtn (4-bit weights rounded to nearest at load, group 128, a zero point per group), "
+                  "fp8 (FP8 weights: an FP8 checkpoint's, or quantized at load per output channel; activations "
+                  "quantized per token) or compressed-tensors (llm-compressor's FP8); default: the checkpoint's "
+                  "quantization_config. The CPU runs 4-bit weights dequantized in f32, FP8 as the GPU does");
   cmd->add_option("--gpu-memory-utilization", o.gpu_memory_utilization,
                   "Share of GPU memory for weights, activations and the KV cache")->capture_default_str();
   cmd->add_option("--max-num-seqs", o.max_num_seqs,

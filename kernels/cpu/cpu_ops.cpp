@@ -1,7 +1,9 @@
 #include "kernels/cpu/cpu_ops.hpp"
 
 #include "kernels/cpu/sampler.hpp"
+#include "runtime/model/fp8_formats.hpp"
 
+#include <array>
 #include <climits>
 #include <cmath>
 #include <cstdlib>
@@ -142,6 +144,47 @@ void cpu_ops::linear_int4(const tensor& x, const int4_device_weight& w, const te
       dense[static_cast<size_t>(r * k + c)] = (v - zeros[at]) * scales[at];
     }
   linear(x, tensor(dense.data(), dtype::f32, {n, k}), bias, out, false);
+}
+
+void cpu_ops::linear_fp8(const tensor& x, const fp8_device_weight& w, const tensor& bias, const tensor& out) {
+  require_f32(x, "linear_fp8");
+  require_f32(w.scale, "linear_fp8");
+  const int64_t rows = x.dim(0), k = x.dim(1), n = w.weight.dim(0);
+  if (w.weight.type != dtype::f8_e4m3 || w.weight.rank != 2 || w.weight.dim(1) != k || w.scale.numel() != n ||
+      (!w.input_scale.empty() && (w.input_scale.type != dtype::f32 || w.input_scale.numel() != 1)) ||
+      out.dim(0) != rows || out.row_elems() != n || (!bias.empty() && bias.numel() != n))
+    throw std::invalid_argument("linear_fp8: x " + x.shape_string() + ", weight " + w.weight.shape_string() + " " +
+                                std::string(troupe::name(w.weight.type)) + ", scale " + w.scale.shape_string() + ", output " +
+                                out.shape_string() + " disagree");
+  // Every code as f32, exactly; then the f32 linear over the decoded codes (each product of two e4m3 values is
+  // exact in f32, so the sums are `linear`'s), and the scales after, as the GPU's epilogue applies them.
+  static const std::array<float, 256> decode = [] {
+    std::array<float, 256> t{};
+    for (int c = 0; c < 256; ++c) t[static_cast<size_t>(c)] = f8_e4m3_to_f32(static_cast<uint8_t>(c));
+    return t;
+  }();
+  std::vector<float> xq(static_cast<size_t>(rows * k)), wq(static_cast<size_t>(n * k)), sx(static_cast<size_t>(rows));
+  std::vector<uint8_t> codes(static_cast<size_t>(k));
+  const float* xs = x.as<float>();
+  for (int64_t r = 0; r < rows; ++r) {
+    const std::span<const float> row(xs + r * k, static_cast<size_t>(k));
+    const float s = w.input_scale.empty() ? fp8_dynamic_scale(row) : *w.input_scale.as<float>();
+    sx[static_cast<size_t>(r)] = s;
+    fp8_quantize_row(row, s, codes);
+    for (int64_t i = 0; i < k; ++i) xq[static_cast<size_t>(r * k + i)] = decode[codes[static_cast<size_t>(i)]];
+  }
+  const auto* wc = w.weight.as<uint8_t>();
+  for (size_t i = 0; i < wq.size(); ++i) wq[i] = decode[wc[i]];
+  linear(tensor(xq.data(), dtype::f32, {rows, k}), tensor(wq.data(), dtype::f32, {n, k}), tensor{}, out, false);
+  const float* sw = w.scale.as<float>();
+  const float* b = bias.empty() ? nullptr : bias.as<float>();
+  float* o = out.as<float>();
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t j = 0; j < n; ++j) {
+      float& v = o[r * n + j];
+      v = v * (sx[static_cast<size_t>(r)] * sw[j]);
+      if (b) v += b[j];
+    }
 }
 
 void cpu_ops::silu_and_mul(const tensor& x, const tensor& out) {

@@ -24,6 +24,7 @@ public:
   void linear(const tensor& x, const tensor& weight, const tensor& bias, const tensor& out,
               bool accumulate) override;
   void linear_int4(const tensor& x, const int4_device_weight& w, const tensor& bias, const tensor& out) override;
+  void linear_fp8(const tensor& x, const fp8_device_weight& w, const tensor& bias, const tensor& out) override;
   void rope_write_kv(const tensor& qkv, const tensor& positions, const tensor& cos_sin,
                      const tensor& slot_mapping, const tensor& k_cache, const tensor& v_cache,
                      const attention_shape& shape) override;

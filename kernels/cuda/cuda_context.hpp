@@ -9,6 +9,7 @@
 #include <stdexcept>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "kernels/cuda/op_profiler.hpp"
@@ -23,6 +24,7 @@ struct gemm_key {
   dtype ab = dtype::f32, c = dtype::f32;
   bool bias = false;
   bool accumulate = false;
+  bool outer_vec_scales = false;  // FP8: A's and B's scales are vectors (one per output feature, one per token)
   uint16_t align_a = 0, align_b = 0, align_c = 0, align_bias = 0;
   bool operator==(const gemm_key&) const = default;
 };
@@ -33,7 +35,8 @@ struct gemm_key_hash {
     auto mix = [&h](uint64_t v) { h ^= v + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2); };
     mix(static_cast<uint64_t>(k.n));
     mix(static_cast<uint64_t>(k.k));
-    mix((uint64_t(k.ab) << 8) | uint64_t(k.c) | (uint64_t(k.bias) << 16) | (uint64_t(k.accumulate) << 17));
+    mix((uint64_t(k.ab) << 8) | uint64_t(k.c) | (uint64_t(k.bias) << 16) | (uint64_t(k.accumulate) << 17) |
+        (uint64_t(k.outer_vec_scales) << 18));
     mix((uint64_t(k.align_a) << 48) | (uint64_t(k.align_b) << 32) | (uint64_t(k.align_c) << 16) | k.align_bias);
     return h;
   }
@@ -59,6 +62,14 @@ struct cuda_context {
   // linear_int4's dequantized weight for batches above the fused kernel's rows; grown outside captures.
   void* int4_scratch = nullptr;
   size_t int4_scratch_bytes = 0;
+  // linear_fp8's quantized activations and their scales, and its f32 products where the scales are applied
+  // after the GEMM; grown outside captures.
+  void* fp8_scratch = nullptr;
+  size_t fp8_scratch_bytes = 0;
+  void* fp8_products = nullptr;
+  size_t fp8_products_bytes = 0;
+  // FP8 GEMMs cuBLASLt has no algorithm for, or refused at run time: not asked again (linear.cpp).
+  std::unordered_set<gemm_key, gemm_key_hash> fp8_refused;
   std::vector<cudaGraphExec_t> graphs;  // recorded by cuda_ops::end_capture
   std::unordered_map<gemm_key, gemm_plan, gemm_key_hash> plans;
   // The heuristic's algorithm per token-count bucket (linear.cpp).
@@ -81,5 +92,12 @@ inline void make_current(const cuda_context& ctx) {
 // Runs out = x · weightᵀ (+ bias) (+ out when accumulating) on ctx's stream (linear.cpp).
 void cublaslt_linear(cuda_context& ctx, const tensor& x, const tensor& weight, const tensor& bias, const tensor& out,
                      bool accumulate);
+
+// The FP8 GEMM of linear_fp8 on ctx's stream: out[t][n] = (Σ_k xq[t][k] · weight[n][k]) (· weight_scales[n] ·
+// x_scales[t] when both are given: cuBLASLt's outer-vector scaling) (+ bias[n]), fp32 accumulation, rounded once
+// to out's dtype. xq [T, K] and weight [N, K] f8_e4m3; scales f32 device vectors [N] and [T]. Returns false, having
+// run nothing, when cuBLASLt has no algorithm for it or refuses it (then remembered: it is not asked again).
+bool cublaslt_linear_fp8(cuda_context& ctx, const tensor& xq, const tensor& weight, const float* weight_scales,
+                         const float* x_scales, const tensor& bias, const tensor& out);
 
 } // namespace troupe

@@ -31,6 +31,8 @@ cuda_context::~cuda_context() {
   for (cudaGraphExec_t g : graphs)
     if (g) cudaGraphExecDestroy(g);
   if (int4_scratch) cudaFree(int4_scratch);
+  if (fp8_scratch) cudaFree(fp8_scratch);
+  if (fp8_products) cudaFree(fp8_products);
   if (lt) cublasLtDestroy(lt);
   cudaFree(workspace);
   cudaFree(attention_workspace);
@@ -237,6 +239,11 @@ void cuda_ops::linear(const tensor& x, const tensor& weight, const tensor& bias,
 void cuda_ops::linear_int4(const tensor& x, const int4_device_weight& w, const tensor& bias, const tensor& out) {
   op_scope p(ctx_->profiler, op_profiler::gemm, ctx_->stream);
   cuda::launch_linear_int4(*ctx_, x, w, bias, out);
+}
+
+void cuda_ops::linear_fp8(const tensor& x, const fp8_device_weight& w, const tensor& bias, const tensor& out) {
+  op_scope p(ctx_->profiler, op_profiler::gemm, ctx_->stream);
+  cuda::launch_linear_fp8(*ctx_, x, w, bias, out);
 }
 
 void cuda_ops::rope_write_kv(const tensor& qkv, const tensor& positions, const tensor& cos_sin,

@@ -7,6 +7,7 @@
 #include <cuda_runtime_api.h>
 
 #include <span>
+#include <string>
 
 #include "kernels/ops.hpp"
 
@@ -24,6 +25,17 @@ void launch_copy_columns(const tensor& x, const tensor& out, cudaStream_t stream
 // ops::linear_int4 on ctx's stream: up to 32 rows, one fused pass that dequantizes each weight as it reads
 // it; more rows, a dequantization into ctx's scratch weight and the cuBLASLt GEMM (linear_int4.cu).
 void launch_linear_int4(cuda_context& ctx, const tensor& x, const int4_device_weight& w, const tensor& bias, const tensor& out);
+// ops::linear_fp8 on ctx's stream: each token quantized to e4m3 into ctx's scratch, then the first of these that
+// takes the shape (linear_fp8.cu): cuBLASLt's FP8 GEMM with the weight and token scales in its epilogue ("outer"),
+// the FP8 GEMM into f32 and a kernel applying the scales ("epilogue"), or a CUDA-core kernel ("simt"). Returns
+// the path's name ("none" for no rows). fp8_settings().path forces one ("" chooses; a forced path that cannot
+// run throws std::runtime_error).
+const char* launch_linear_fp8(cuda_context& ctx, const tensor& x, const fp8_device_weight& w, const tensor& bias,
+                              const tensor& out);
+struct fp8_switches {
+  std::string path;  // "", "outer", "epilogue" or "simt"; starts as TROUPE_FP8_GEMM
+};
+fp8_switches& fp8_settings();
 // out[i] = x[indices[i]]; any dtype (rows are copied as bytes).  x [T, H], indices [R] i32, out [R, H]
 void launch_gather_rows(const tensor& x, const tensor& indices, const tensor& out, cudaStream_t stream);
 

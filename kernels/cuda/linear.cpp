@@ -27,6 +27,7 @@ cudaDataType_t cuda_type(dtype t) {
     case dtype::f32: return CUDA_R_32F;
     case dtype::f16: return CUDA_R_16F;
     case dtype::bf16: return CUDA_R_16BF;
+    case dtype::f8_e4m3: return CUDA_R_8F_E4M3;
     default: throw std::invalid_argument("cuda linear: expects f32, f16 or bf16 tensors, got " + std::string(name(t)));
   }
 }
@@ -47,6 +48,8 @@ struct gemm_operands {
   const void* weight;
   const void* x;
   const void* bias;
+  const void* weight_scales = nullptr;  // FP8 with outer-vector scales: [m] and [n] f32
+  const void* x_scales = nullptr;
 };
 
 // Of the heuristic's candidates, the fastest on these operands (timed into a scratch output, so the
@@ -63,6 +66,18 @@ gemm_plan make_plan(cuda_context& ctx, const gemm_key& key, const gemm_operands&
   const cublasOperation_t trans_a = CUBLAS_OP_T, trans_b = CUBLAS_OP_N;
   check_lt(cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_TRANSA, &trans_a, sizeof(trans_a)), "transa");
   check_lt(cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_TRANSB, &trans_b, sizeof(trans_b)), "transb");
+  if (key.outer_vec_scales) {
+    // cuBLAS 12.9+: D[i][j] = scale_A[i] · scale_B[j] · Σ_l A[i][l] B[l][j] for FP8 A and B (the "outer vector"
+    // mode); with A the weight, scale_A is per output feature and scale_B per token. The pointers are set
+    // again for every call (cublaslt_linear_fp8); the heuristic and the timing below see these.
+    const int32_t mode = CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F;
+    check_lt(cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_A_SCALE_MODE, &mode, sizeof(mode)), "A scale mode");
+    check_lt(cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_B_SCALE_MODE, &mode, sizeof(mode)), "B scale mode");
+    check_lt(cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &operands.weight_scales,
+                                            sizeof(operands.weight_scales)), "A scale pointer");
+    check_lt(cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &operands.x_scales,
+                                            sizeof(operands.x_scales)), "B scale pointer");
+  }
   if (key.bias) {
     const cublasLtEpilogue_t epilogue = CUBLASLT_EPILOGUE_BIAS;
     check_lt(cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, sizeof(epilogue)),
@@ -244,6 +259,59 @@ void cublaslt_linear(cuda_context& ctx, const tensor& x, const tensor& weight, c
   check_lt(cublasLtMatmul(ctx.lt, plan.desc, &alpha, weight.data, plan.a, x.data, plan.b, &beta, out.data, plan.c,
                           out.data, plan.c, &plan.algo, ctx.workspace, ctx.workspace_bytes, ctx.stream),
            "matmul");
+}
+
+bool cublaslt_linear_fp8(cuda_context& ctx, const tensor& xq, const tensor& weight, const float* weight_scales,
+                         const float* x_scales, const tensor& bias, const tensor& out) {
+  const int64_t rows = xq.dim(0), k = xq.dim(1), n = weight.dim(0);
+  if (xq.type != dtype::f8_e4m3 || weight.type != dtype::f8_e4m3 || weight.dim(1) != k || out.dim(0) != rows ||
+      out.row_elems() != n || (!bias.empty() && (bias.numel() != n || bias.type != out.type)) ||
+      (weight_scales == nullptr) != (x_scales == nullptr))
+    throw std::invalid_argument("cuda linear_fp8 GEMM: x " + cuda::shape_of(xq) + ", weight " + cuda::shape_of(weight) +
+                                ", output " + cuda::shape_of(out) + " disagree");
+  if (rows == 0) return true;
+  gemm_key key;
+  key.m = n;
+  key.n = rows;
+  key.k = k;
+  key.ab = dtype::f8_e4m3;
+  key.c = out.type;
+  key.bias = !bias.empty();
+  key.outer_vec_scales = weight_scales != nullptr;
+  key.align_a = alignment(weight.data);
+  key.align_b = alignment(xq.data);
+  key.align_c = alignment(out.data);
+  key.align_bias = key.bias ? alignment(bias.data) : 0;
+  if (ctx.fp8_refused.count(key)) return false;
+  auto it = ctx.plans.find(key);
+  if (it == ctx.plans.end()) {
+    try {
+      it = ctx.plans.emplace(key, make_plan(ctx, key, {weight.data, xq.data, bias.data, weight_scales, x_scales})).first;
+    } catch (const std::runtime_error&) {  // no algorithm: the caller takes another path
+      ctx.fp8_refused.insert(key);
+      return false;
+    }
+  }
+  gemm_plan& plan = it->second;
+  if (key.bias) {
+    const void* ptr = bias.data;
+    check_lt(cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &ptr, sizeof(ptr)), "bias pointer");
+  }
+  if (key.outer_vec_scales) {
+    check_lt(cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &weight_scales,
+                                            sizeof(weight_scales)), "A scale pointer");
+    check_lt(cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &x_scales, sizeof(x_scales)),
+             "B scale pointer");
+  }
+  const float alpha = 1.0f, beta = 0.0f;
+  const cublasStatus_t s = cublasLtMatmul(ctx.lt, plan.desc, &alpha, weight.data, plan.a, xq.data, plan.b, &beta, out.data,
+                                          plan.c, out.data, plan.c, &plan.algo, ctx.workspace, ctx.workspace_bytes, ctx.stream);
+  if (s == CUBLAS_STATUS_NOT_SUPPORTED || s == CUBLAS_STATUS_INVALID_VALUE) {  // a refusal, before any launch
+    ctx.fp8_refused.insert(key);
+    return false;
+  }
+  check_lt(s, "FP8 matmul");
+  return true;
 }
 
 } // namespace troupe

@@ -1,0 +1,195 @@
+// ops::linear_fp8: W8A8 FP8 (kernels/ops.hpp, fp8_device_weight), as vLLM's Fp8LinearOp runs it.
+//
+// 1. fp8_quantize_rows_kernel: one block per token finds max|x|, takes its scale (or the static one) and writes
+//    the token's e4m3 codes and scale to ctx's scratch; the same f32 division and rounding as the CPU twin
+//    (fp8_formats.hpp), so both hold the same codes.
+// 2. The product, by the first path that takes the shape:
+//    outer     cuBLASLt's FP8 GEMM (e4m3 A and B, fp32 accumulation, TN as linear.cpp lays every GEMM out) with
+//              both scales in its epilogue: CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F (cuBLAS 12.9+) multiplies
+//              output (n, t) by weight scale n and token scale t; the bias rides on the epilogue too, and the
+//              output is rounded once. The per-tensor A/B_SCALE_POINTER of older cuBLASLt cannot hold per-channel
+//              or per-token scales.
+//    epilogue  where cuBLASLt refuses vector scales: the FP8 GEMM into f32 scratch, then a kernel that applies
+//              the scales and the bias and rounds to the output dtype.
+//    simt      shapes cuBLASLt's FP8 kernels do not take (K or N not a multiple of 16, unaligned pointers): one
+//              warp per output element on the CUDA cores. Correct for any shape, slow; the reference checkpoints'
+//              small layers and odd test shapes.
+// TROUPE_FP8_GEMM=outer|epilogue|simt forces a path (troupe_gpu_check runs each against the CPU twin).
+
+#include <cstdlib>
+#include <cstring>
+
+#include "kernels/cuda/common.cuh"
+#include "kernels/cuda/cuda_context.hpp"
+#include "kernels/cuda/fp8_kv.cuh"
+#include "kernels/cuda/launchers.hpp"
+
+namespace troupe::cuda {
+namespace {
+
+constexpr float kFp8Max = 448.0f;
+constexpr float kMinScale = 1.0f / (448.0f * 512.0f);  // fp8_min_scale (runtime/model/fp8_formats.hpp)
+constexpr int kQuantizeThreads = 256;
+
+// Max over the block; every thread gets the result. blockDim.x a multiple of 32.
+__device__ __forceinline__ float block_max(float x) {
+  __shared__ float partial[32];
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  x = warp_max(x);
+  __syncthreads();
+  if (lane == 0) partial[warp] = x;
+  __syncthreads();
+  x = lane < static_cast<int>(blockDim.x / 32) ? partial[lane] : 0.0f;
+  return warp_max(x);
+}
+
+// Row `blockIdx.x` of x [rows, k]: its scale s (static_scale's value, or max(max|x| / 448, kMinScale)) into
+// scales[row], and codes f32_to_f8_e4m3(x / s) into codes [rows, k]. __fdiv_rn: the IEEE quotient the CPU
+// twin computes, whatever the compiler's division flags.
+template <class T>
+__global__ void fp8_quantize_rows_kernel(const T* __restrict__ x, int64_t k, const float* __restrict__ static_scale,
+                                         uint8_t* __restrict__ codes, float* __restrict__ scales) {
+  const int64_t row = blockIdx.x;
+  const T* xr = x + row * k;
+  float s;
+  if (static_scale) {
+    s = *static_scale;
+  } else {
+    float amax = 0.0f;
+    for (int64_t i = threadIdx.x; i < k; i += blockDim.x) amax = fmaxf(amax, fabsf(to_float(xr[i])));
+    s = fmaxf(__fdiv_rn(block_max(amax), kFp8Max), kMinScale);
+  }
+  if (threadIdx.x == 0) scales[row] = s;
+  uint8_t* out = codes + row * k;
+  for (int64_t i = threadIdx.x; i < k; i += blockDim.x) out[i] = fp8_encode(__fdiv_rn(to_float(xr[i]), s), false);
+}
+
+// out[t][j] = acc[t][j] · (x_scales[t] · w_scales[j]) (+ bias[j]), rounded once to T.
+template <class T>
+__global__ void fp8_scale_kernel(const float* __restrict__ acc, const float* __restrict__ x_scales,
+                                 const float* __restrict__ w_scales, const T* __restrict__ bias, T* __restrict__ out,
+                                 int64_t rows, int64_t n) {
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= rows * n) return;
+  const int64_t t = i / n, j = i % n;
+  float v = acc[i] * (x_scales[t] * w_scales[j]);
+  if (bias) v += to_float(bias[j]);
+  out[i] = from_float<T>(v);
+}
+
+// One warp per output element (t, j): the f32 sum of e4m3 products over k, then the scales and the bias.
+template <class T>
+__global__ void fp8_simt_kernel(const uint8_t* __restrict__ xq, const float* __restrict__ x_scales,
+                                const uint8_t* __restrict__ w, const float* __restrict__ w_scales,
+                                const T* __restrict__ bias, T* __restrict__ out, int64_t rows, int64_t n, int64_t k) {
+  const int64_t warp = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
+  const int lane = threadIdx.x % 32;
+  if (warp >= rows * n) return;
+  const int64_t t = warp / n, j = warp % n;
+  const uint8_t* xr = xq + t * k;
+  const uint8_t* wr = w + j * k;
+  float acc = 0.0f;
+  for (int64_t i = lane; i < k; i += 32) acc += fp8_decode(xr[i], false) * fp8_decode(wr[i], false);
+  acc = warp_sum(acc);
+  if (lane == 0) {
+    float v = acc * (x_scales[t] * w_scales[j]);
+    if (bias) v += to_float(bias[j]);
+    out[t * n + j] = from_float<T>(v);
+  }
+}
+
+size_t round_up(size_t v) { return (v + 255) / 256 * 256; }
+
+// `buffer` (of `bytes`) with room for `need` bytes: grown, never inside a capture, when smaller.
+void reserve(cuda_context& ctx, void*& buffer, size_t& bytes, size_t need) {
+  if (need <= bytes) return;
+  cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
+  check(cudaStreamIsCapturing(ctx.stream, &capturing), "linear_fp8");
+  if (capturing != cudaStreamCaptureStatusNone)
+    throw std::logic_error("cuda linear_fp8: its scratch must grow inside a graph capture; run the largest step once "
+                           "before capturing (model::warm_up does)");
+  check(cudaStreamSynchronize(ctx.stream), "linear_fp8");  // the old scratch may still be read
+  if (buffer) check(cudaFree(buffer), "linear_fp8");
+  buffer = nullptr;
+  check(cudaMalloc(&buffer, need), "linear_fp8 scratch");
+  bytes = need;
+}
+
+} // namespace
+
+fp8_switches& fp8_settings() {
+  static fp8_switches s = [] {
+    fp8_switches d;
+    if (const char* v = std::getenv("TROUPE_FP8_GEMM")) d.path = v;
+    return d;
+  }();
+  return s;
+}
+
+const char* launch_linear_fp8(cuda_context& ctx, const tensor& x, const fp8_device_weight& w, const tensor& bias,
+                              const tensor& out) {
+  const int64_t rows = x.dim(0), k = x.dim(1), n = w.weight.dim(0);
+  if (w.weight.type != dtype::f8_e4m3 || w.weight.rank != 2 || w.weight.dim(1) != k || w.scale.type != dtype::f32 ||
+      w.scale.numel() != n || (!w.input_scale.empty() && (w.input_scale.type != dtype::f32 || w.input_scale.numel() != 1)) ||
+      out.type != x.type || out.dim(0) != rows || out.row_elems() != n || (!bias.empty() && (bias.type != x.type || bias.numel() != n)))
+    throw std::invalid_argument("cuda linear_fp8: x " + shape_of(x) + ", weight " + shape_of(w.weight) + " " +
+                                std::string(name(w.weight.type)) + ", scale " + shape_of(w.scale) + ", output " +
+                                shape_of(out) + " disagree");
+  if (rows == 0) return "none";
+  make_current(ctx);
+  const std::string& forced = fp8_settings().path;  // "" (automatic), outer, epilogue or simt
+  // cuBLASLt's FP8 kernels want K and the leading dimensions in whole 16 bytes and 16-byte aligned operands.
+  const bool aligned = k % 16 == 0 && n % 16 == 0 && reinterpret_cast<uintptr_t>(w.weight.data) % 16 == 0 &&
+                       reinterpret_cast<uintptr_t>(out.data) % 16 == 0 &&
+                       (bias.empty() || reinterpret_cast<uintptr_t>(bias.data) % 16 == 0);
+  const size_t codes_bytes = round_up(static_cast<size_t>(rows * k));
+  reserve(ctx, ctx.fp8_scratch, ctx.fp8_scratch_bytes, codes_bytes + static_cast<size_t>(rows) * 4);
+  auto* codes = static_cast<uint8_t*>(ctx.fp8_scratch);
+  auto* x_scales = reinterpret_cast<float*>(static_cast<char*>(ctx.fp8_scratch) + codes_bytes);
+  const tensor xq(codes, dtype::f8_e4m3, {rows, k});
+  const auto* static_scale = w.input_scale.empty() ? nullptr : w.input_scale.as<float>();
+
+  dispatch_float(x.type, "linear_fp8", [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    fp8_quantize_rows_kernel<T><<<static_cast<unsigned>(rows), kQuantizeThreads, 0, ctx.stream>>>(
+        x.as<T>(), k, static_scale, codes, x_scales);
+  });
+  check_launch("linear_fp8 quantize");
+
+  if (aligned && (forced.empty() || forced == "outer") &&
+      cublaslt_linear_fp8(ctx, xq, w.weight, w.scale.as<float>(), x_scales, bias, out))
+    return "outer";
+  if (forced == "outer")
+    throw std::runtime_error("cuda linear_fp8: TROUPE_FP8_GEMM=outer, but cuBLASLt takes no FP8 GEMM with outer-vector "
+                             "scales of x " + shape_of(x) + " by weight " + shape_of(w.weight));
+  if (aligned && (forced.empty() || forced == "epilogue")) {
+    // The f32 products have a buffer of their own, so that growing it leaves the codes just written alone.
+    reserve(ctx, ctx.fp8_products, ctx.fp8_products_bytes, static_cast<size_t>(rows * n) * 4);
+    auto* acc = static_cast<float*>(ctx.fp8_products);
+    if (cublaslt_linear_fp8(ctx, xq, w.weight, nullptr, nullptr, tensor{}, tensor(acc, dtype::f32, {rows, n}))) {
+      dispatch_float(x.type, "linear_fp8", [&](auto tag) {
+        using T = typename decltype(tag)::type;
+        const int64_t total = rows * n;
+        fp8_scale_kernel<T><<<static_cast<unsigned>((total + 255) / 256), 256, 0, ctx.stream>>>(
+            acc, x_scales, w.scale.as<float>(), bias.empty() ? nullptr : bias.as<T>(), out.as<T>(), rows, n);
+      });
+      check_launch("linear_fp8 scales");
+      return "epilogue";
+    }
+  }
+  if (forced == "epilogue")
+    throw std::runtime_error("cuda linear_fp8: TROUPE_FP8_GEMM=epilogue, but cuBLASLt takes no FP8 GEMM of x " +
+                             shape_of(x) + " by weight " + shape_of(w.weight));
+  dispatch_float(x.type, "linear_fp8", [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    const int64_t warps = rows * n;
+    constexpr int threads = 256;
+    fp8_simt_kernel<T><<<static_cast<unsigned>((warps * 32 + threads - 1) / threads), threads, 0, ctx.stream>>>(
+        codes, x_scales, w.weight.as<uint8_t>(), w.scale.as<float>(), bias.empty() ? nullptr : bias.as<T>(),
+        out.as<T>(), rows, n, k);
+  });
+  check_launch("linear_fp8 simt");
+  return "simt";
+}
+
+} // namespace troupe::cuda
