@@ -26,12 +26,15 @@
 //
 //   troupe_gpu_check [--data DIR] [--seed N] [--no-ops] [--no-models] [--no-timing] [--torture-seconds S]
 //                    [--no-comm] [--no-tp] [--only-4-bit] [--sampling | --sampling-quick | --sampling-timing |
-//                    --torture | --comm | --tp | --models | --fp8-kv]
+//                    --torture | --comm | --tp | --models | --fp8-kv | --fp8-weights]
 //
 // --models: only the reference models, whole (2) and split (7, without its timings; --no-tp leaves it out).
 // --only-4-bit: of the reference folders, only the 4-bit ones (issue 12's rows: --models --only-4-bit).
 // --fp8-kv: only the FP8 KV cache's rows (issue 13): its ops in f32, bf16 and f16 (part of 1), the reference
 //   models with an FP8 cache against the CPU twin (part of 2), and the attention timings, bf16 and FP8.
+// --fp8-weights: only the FP8 weights' rows (issue 13): linear_fp8 in f32, bf16 and f16 on each GEMM path and at
+//   0, 1 and 3 rows (part of 1), the reference models with FP8 weights against the CPU twin (part of 2), and
+//   gate_up timings beside bf16.
 
 #include <algorithm>
 #include <chrono>
@@ -181,7 +184,7 @@ int main(int argc, char** argv) {
   fs::path data = "tests/data/reference";
   uint64_t seed = 1;
   bool models = true, timing = true, ops = true, sampling = true, quick_sampling = false, comm = true,
-       sample_timing = true, tp = true, only_4_bit = false, only_fp8_kv = false;
+       sample_timing = true, tp = true, only_4_bit = false, only_fp8_kv = false, only_fp8_weights = false;
   double torture_seconds = 60;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
@@ -202,11 +205,12 @@ int main(int argc, char** argv) {
     else if (a == "--models") ops = sampling = sample_timing = comm = timing = false, torture_seconds = 0;  // only the models
     else if (a == "--only-4-bit") only_4_bit = true;  // of the reference folders, the 4-bit ones
     else if (a == "--fp8-kv") sampling = sample_timing = comm = tp = false, torture_seconds = 0, only_fp8_kv = true;
+    else if (a == "--fp8-weights") sampling = sample_timing = comm = tp = false, torture_seconds = 0, only_fp8_weights = true;
     else {
       std::fprintf(stderr,
                    "usage: troupe_gpu_check [--data DIR] [--seed N] [--no-ops] [--no-models] [--no-timing] "
                    "[--torture-seconds S] [--no-comm] [--no-tp] [--only-4-bit] [--sampling | --sampling-quick | "
-                   "--sampling-timing | --torture | --comm | --tp | --models | --fp8-kv]\n");
+                   "--sampling-timing | --torture | --comm | --tp | --models | --fp8-kv | --fp8-weights]\n");
       return 2;
     }
   }
@@ -217,10 +221,11 @@ int main(int argc, char** argv) {
     for (dtype t : {dtype::f32, dtype::bf16, dtype::f16}) {
       if (!ops) break;
       if (only_fp8_kv) check_fp8_kv_ops(gpu, t);
+      else if (only_fp8_weights) check_fp8_weight_ops(gpu, t);
       else check_ops(gpu, t);
-      guarded("op rows", [&] { check_op_rows(gpu, t, only_fp8_kv); });
+      guarded("op rows", [&] { check_op_rows(gpu, t, only_fp8_kv, only_fp8_weights); });
     }
-    if (ops && !only_fp8_kv) guarded("argmax", [&] { check_argmax(gpu); });
+    if (ops && !only_fp8_kv && !only_fp8_weights) guarded("argmax", [&] { check_argmax(gpu); });
     if (sampling) guarded("sample", [&] { check_sampling(gpu, quick_sampling); });
     if (comm) guarded("communicators", [&] { check_communicators(gpu); });
     std::vector<fs::path> dirs;  // the reference models
@@ -235,16 +240,21 @@ int main(int argc, char** argv) {
     if (models)
       for (const auto& dir : dirs)
         for (dtype t : {dtype::f32, dtype::bf16}) {
-          if (!only_fp8_kv) guarded(("model " + dir.filename().string()).c_str(), [&] { check_model(gpu, dir, t); });
-          if (!troupe::testing::is_4_bit_reference(dir.filename().string()))
+          const bool four_bit = troupe::testing::is_4_bit_reference(dir.filename().string());
+          if (!only_fp8_kv && !only_fp8_weights)
+            guarded(("model " + dir.filename().string()).c_str(), [&] { check_model(gpu, dir, t); });
+          if (!four_bit && !only_fp8_weights)
             guarded(("model " + dir.filename().string() + " fp8 kv").c_str(), [&] { check_model_fp8_kv(gpu, dir, t); });
+          if (!four_bit && !only_fp8_kv)
+            guarded(("model " + dir.filename().string() + " fp8 weights").c_str(), [&] { check_model_fp8_weights(gpu, dir, t); });
         }
     if (tp)
       for (const auto& dir : dirs)
         guarded(("tp " + dir.filename().string()).c_str(), [&] { check_tensor_parallel(dir); });
     if (torture_seconds > 0 && fs::exists(data / "llama_f32"))
       guarded("engine torture", [&] { check_torture(gpu, data, seed, torture_seconds); });
-    if (timing && ops) guarded("timings", [&] { time_ops(gpu, only_fp8_kv); });
+    if (timing && ops && !only_fp8_weights) guarded("timings", [&] { time_ops(gpu, only_fp8_kv); });
+    if (timing && ops && !only_fp8_kv) guarded("fp8 weight timings", [&] { time_fp8_weights(gpu); });
     if (timing && sample_timing) guarded("sample timings", [&] { time_sampling(gpu); });
     if (timing && comm) guarded("communicator timings", [&] { time_communicators(gpu); });
     if (timing && tp) {

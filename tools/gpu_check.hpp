@@ -57,6 +57,9 @@ void check_ops(troupe::cuda_ops& gpu, troupe::dtype t);
 // over the same codes must agree, both formats, scales of 1.0 and not, activations in `t`.
 void check_fp8_kv_ops(troupe::cuda_ops& gpu, troupe::dtype t);
 void check_argmax(troupe::cuda_ops& gpu);
+// FP8 weights (issue 13; part of check_ops): linear_fp8 against the CPU twin, rows 1 to 300, with a bias and a
+// static input scale, on each GEMM path the shape allows, activations in `t`.
+void check_fp8_weight_ops(troupe::cuda_ops& gpu, troupe::dtype t);
 
 // tools/gpu_check_models.cpp: the reference model in `dir` (with reference.json) in `t` against
 // transformers; a 4-bit reference (tests/support/quantized_reference.hpp) with its weights packed on the GPU.
@@ -67,6 +70,12 @@ void check_model(troupe::cuda_ops& gpu, const std::filesystem::path& dir, troupe
 // through the decode graphs.
 void check_model_fp8_kv(troupe::cuda_ops& gpu, const std::filesystem::path& dir, troupe::dtype t);
 
+// The reference model in `dir` with FP8 weights on the GPU (activations in `t`) against the CPU twin with the same
+// weights (f32 activations): --quantization fp8 (per-channel scales made at load, dynamic activations), and a
+// compressed-tensors copy with per-tensor scales and static activations; last logits, chunked prefill, greedy
+// decoding through the decode graphs.
+void check_model_fp8_weights(troupe::cuda_ops& gpu, const std::filesystem::path& dir, troupe::dtype t);
+
 // What a reference model's logits in `t` may differ from transformers' (relative): fp32 1e-4 as on the CPU, or
 // with 4-bit weights issue 12's 1e-3 (the reference ran on the dequantized weights); bf16 3e-2, as bf16 weights
 // and activations land near 1e-2 on the small models.
@@ -75,6 +84,8 @@ double model_tolerance(troupe::dtype t, const troupe::model_config& config);
 // tools/gpu_check_timings.cpp: informative timings at Qwen2.5-7B shapes (only_attention: the attention
 // rows alone, bf16 and FP8 caches).
 void time_ops(troupe::cuda_ops& gpu, bool only_attention = false);
+// linear_fp8 gate_up at Qwen2.5-7B shapes, 1, 8, 256 and 4096 rows, beside the bf16 linear.
+void time_fp8_weights(troupe::cuda_ops& gpu);
 
 // tools/gpu_check_sampling.cpp: the CUDA sample op against sample_cpu; quick keeps to small vocabularies.
 void check_sampling(troupe::cuda_ops& gpu, bool quick);
@@ -87,8 +98,8 @@ double relative_error(std::span<const float> a, std::span<const float> b);
 double tolerance_for(troupe::dtype t);
 
 // tools/gpu_check_rows.cpp: every op of tests/support/op_cases.hpp at 0, 1 and 3 rows against the CPU
-// (only_fp8_kv: only the cases with an FP8 KV cache).
-void check_op_rows(troupe::cuda_ops& gpu, troupe::dtype t, bool only_fp8_kv = false);
+// (only_fp8_kv: only the cases with an FP8 KV cache; only_fp8_weights: only linear_fp8's).
+void check_op_rows(troupe::cuda_ops& gpu, troupe::dtype t, bool only_fp8_kv = false, bool only_fp8_weights = false);
 // The prompt prefilled in chunks whose steps sample nothing, through each model entry point, must give
 // the whole prompt's first greedy token. step_of(tokens, cached) builds a one-sequence step.
 void check_unsampled_steps(troupe::model& net, const std::string& label, troupe::dtype t, const std::vector<int32_t>& prompt,

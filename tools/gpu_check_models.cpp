@@ -21,6 +21,7 @@
 #include "kernels/model_loader.hpp"
 #include "kernels/sampling_inputs.hpp"
 #include "runtime/model/safetensors.hpp"
+#include "tests/support/quantized_copy.hpp"
 #include "tests/support/quantized_reference.hpp"
 #include "tests/support/reference_steps.hpp"
 #include "tools/gpu_check.hpp"
@@ -253,6 +254,64 @@ void check_model_fp8_kv(cuda_ops& gpu, const fs::path& dir, dtype t) {
     const std::string n = std::to_string(agree) + "/48 tokens before divergence";
     if (t == dtype::f32) report(label, t, what, double(differ), 0.0, n);
     else inform(label, t, what, n);
+  }
+}
+
+void check_model_fp8_weights(cuda_ops& gpu, const fs::path& dir, dtype t) {
+  std::ifstream in(dir / "reference.json");
+  const auto prompts = nlohmann::json::parse(in).at("prompts").get<std::vector<std::vector<int32_t>>>();
+  cpu_ops cpu;
+  // --quantization fp8 on the reference's own weights, and a compressed-tensors copy of them with per-tensor
+  // scales and static activations (each layer's input_scale made-up but the same on both backends).
+  troupe::testing::temp_folder copy("gpu_check_fp8");
+  troupe::testing::write_fp8_copy(dir, copy.path(),
+                                  troupe::testing::fp8_config(quant_method::compressed_tensors, false, true), 0.05f);
+  for (const bool static_copy : {false, true}) {
+    const fs::path from = static_copy ? copy.path() : dir;
+    model_config config = model_config::from_dir(from);
+    if (!static_copy) config.quantization = resolve_quantization(config.quantization, "fp8", from);
+    const std::string label = "model " + dir.filename().string() + (static_copy ? " fp8 ct static" : " fp8 weights");
+    const checkpoint ckpt = checkpoint::open(from);
+    const model_limits limits = troupe::testing::reference_limits();
+    model on_gpu(config, gpu,
+                 load_model_weights(config, gpu, t, checkpoint_weight_source(ckpt, config), {},
+                                    checkpoint_fp8_source(ckpt, config)),
+                 t, limits);
+    model on_cpu(config, cpu,
+                 load_model_weights(config, cpu, dtype::f32, checkpoint_weight_source(ckpt, config), {},
+                                    checkpoint_fp8_source(ckpt, config)),
+                 dtype::f32, limits);
+    // f32: both backends quantize each token's activations, which differ by rounding only; where one sits that
+    // close to the middle of two codes the backends take neighbouring codes (1/16 of the value), at every linear
+    // layer: 2e-3 rather than 1e-4.
+    const double tol = t == dtype::f32 ? 2e-3 : model_tolerance(t, config);
+    std::vector<float> got, want;
+    double worst = 0;
+    for (const auto& p : prompts) {
+      on_gpu.forward(make_step({{p, 0}}), got);
+      on_cpu.forward(make_step({{p, 0}}), want);
+      worst = std::max(worst, relative_error(got, want));
+    }
+    report(label, t, "last logits, " + std::to_string(prompts.size()) + " prompts, against the CPU twin", worst, tol);
+    const auto& last = prompts.back();
+    for (size_t begin = 0; begin < last.size(); begin += 23) {
+      const size_t end = std::min(last.size(), begin + 23);
+      on_gpu.forward(make_step({{std::vector<int32_t>(last.begin() + begin, last.begin() + end), int32_t(begin)}}), got);
+    }
+    on_cpu.forward(make_step({{last, 0}}), want);
+    report(label, t, "chunked prefill (23) of " + std::to_string(last.size()) + ", against the CPU whole",
+           relative_error(got, want), tol);
+    if (prompts.size() < 3) continue;
+    const auto gpu_outs = greedy_three_together(on_gpu, prompts), cpu_outs = greedy_three_together(on_cpu, prompts);
+    size_t agree = 0, differ = 0;
+    for (size_t p = 0; p < 3; ++p) {
+      size_t prefix = 0;
+      while (prefix < 16 && gpu_outs[p][prefix] == cpu_outs[p][prefix]) ++prefix;
+      agree += prefix;
+      differ += prefix < 16;
+    }
+    inform(label, t, "greedy 16 tokens, 3 decoded together (graph of 4), against the CPU twin",
+           std::to_string(agree) + "/48 tokens before divergence (" + std::to_string(differ) + " of 3 diverge)");
   }
 }
 

@@ -229,6 +229,62 @@ void check_linear_int4(checker& c, dtype t) {
   }
 }
 
+// FP8 weights (issue 13): rows 1 to 300, with and without a bias, a static input scale, on each path the shape
+// allows (kernels/cuda/linear_fp8.cu): "outer" (cuBLASLt, scales in its epilogue) and "epilogue" (cuBLASLt into
+// f32, then the scaling kernel) where K and N are multiples of 16, "simt" everywhere, and the path the launcher
+// chooses by itself. The same x (rounded to t) goes to both: both quantize it to the same codes, so what differs
+// is the order of the f32 sums (and the rounding of the output in bf16 / f16).
+void check_linear_fp8(checker& c, dtype t) {
+  struct shape {
+    int64_t rows, k, n;
+    bool bias, static_input;
+  };
+  const std::vector<shape> shapes = {
+      {1, 3584, 4608, true, false}, {2, 64, 32, false, false},    {8, 3584, 512, false, false},
+      {17, 256, 96, true, false},   {33, 512, 256, false, true},  {64, 512, 1024, true, false},
+      {256, 3584, 1024, false, false}, {300, 1024, 4608, true, false}, {3, 24, 20, true, false},
+      {5, 100, 48, false, false},   {9, 64, 40, true, true},
+  };
+  for (const shape& s : shapes) {
+    auto x = c.random(t, {s.rows, s.k}, 2.0f);
+    // Codes of normal weights over a scale that puts their spread near the middle of e4m3's range.
+    std::vector<uint8_t> codes(static_cast<size_t>(s.n * s.k));
+    std::normal_distribution<float> d(0.0f, 40.0f);
+    for (auto& q : codes) q = f32_to_f8_e4m3(d(rng));
+    twin weight{c.cpu.alloc(dtype::f8_e4m3, {s.n, s.k}), c.gpu.alloc(dtype::f8_e4m3, {s.n, s.k}), dtype::f8_e4m3, {s.n, s.k}};
+    c.cpu.upload_raw(weight.cpu, codes.data());
+    c.gpu.upload_raw(weight.gpu, codes.data());
+    std::vector<float> scales(static_cast<size_t>(s.n));
+    std::uniform_real_distribution<float> u(0.5f, 1.5f);
+    for (auto& v : scales) v = u(rng) / (40.0f * std::sqrt(float(s.k)));
+    auto scale = c.make(dtype::f32, {s.n}, scales);
+    auto input_scale = c.make(dtype::f32, {1}, {0.02f});
+    twin bias{};
+    if (s.bias) bias = c.random(t, {s.n});
+    auto out = c.random(t, {s.rows, s.n});
+    const auto weight_of = [&](bool gpu) {
+      return fp8_device_weight{gpu ? weight.gpu.get() : weight.cpu.get(), gpu ? scale.gpu.get() : scale.cpu.get(),
+                               s.static_input ? (gpu ? input_scale.gpu.get() : input_scale.cpu.get()) : tensor{}};
+    };
+    c.cpu.linear_fp8(x.cpu, weight_of(false), s.bias ? bias.cpu.get() : tensor{}, out.cpu);
+    const bool cublas = s.k % 16 == 0 && s.n % 16 == 0;
+    for (const std::string path : {"", "outer", "epilogue", "simt"}) {
+      if (!cublas && (path == "outer" || path == "epilogue")) continue;
+      cuda::fp8_settings().path = path;
+      c.poison(out);
+      c.gpu.linear_fp8(x.gpu, weight_of(true), s.bias ? bias.gpu.get() : tensor{}, out.gpu);
+      std::string what = "T,K,N=" + dims({s.rows, s.k, s.n});
+      if (s.bias) what += " +bias";
+      if (s.static_input) what += " static";
+      what += path.empty() ? " (chosen)" : " " + path;
+      // f32: the same codes on both, sums in another order (and cuBLASLt's FP8 accumulation): 1e-3.
+      report("linear_fp8", t, what, c.error(out), t == dtype::f32 ? 1e-3 : tolerance_for(t),
+             std::string("ran ") + cuda::fp8_settings().last_path);
+    }
+    cuda::fp8_settings().path.clear();
+  }
+}
+
 void check_silu(checker& c, dtype t) {
   for (auto [rows, inter] : {std::pair{1, 64}, {17, 18944}, {3, 100}}) {
     auto x = c.random(t, {rows, 2 * inter}, 2.0f);
@@ -435,12 +491,19 @@ void check_argmax_with(checker& c) {
 
 } // namespace
 
+void check_fp8_weight_ops(cuda_ops& gpu, dtype t) {
+  checker c(gpu);
+  guarded("linear_fp8", [&] { check_linear_fp8(c, t); });
+  cuda::fp8_settings().path.clear();
+}
+
 void check_ops(cuda_ops& gpu, dtype t) {
   checker c(gpu);
   guarded("rows", [&] { check_rows(c, t); });
   guarded("norms", [&] { check_norms(c, t); });
   guarded("linear", [&] { check_linear(c, t); });
   guarded("linear_int4", [&] { check_linear_int4(c, t); });
+  check_fp8_weight_ops(gpu, t);
   guarded("silu_and_mul", [&] { check_silu(c, t); });
   guarded("rope_write_kv", [&] { check_rope(c, t); });
   guarded("paged_attention", [&] { check_attention_all(c, t); });

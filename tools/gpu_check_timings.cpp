@@ -200,4 +200,42 @@ void time_ops(cuda_ops& gpu, bool only_attention) {
   }
 }
 
+void time_fp8_weights(cuda_ops& gpu) {
+  const dtype t = dtype::bf16;
+  char buf[200];
+  // FP8 weights (issue 13), gate_up at Qwen2.5-7B shapes beside the bf16 linear at the same rows: per-token
+  // quantization of x plus the FP8 GEMM with its scales, on the path the launcher picks and on "epilogue"
+  // (cuBLASLt into f32, then the scaling kernel). Weight bytes per call: 1 a weight in FP8, 2 in bf16. Ceilings
+  // (GPU.md): 4.14 TB/s copy; 737 TFLOP/s bf16, twice that in FP8.
+  const int64_t h = 3584, n = 2 * 18944;
+  for (int64_t rows : {1, 8, 256, 4096}) {
+    auto x = gpu.alloc(t, {rows, h});
+    auto w = gpu.alloc(t, {n, h});
+    auto out = gpu.alloc(t, {rows, n});
+    fill(gpu, x);
+    fill(gpu, w);
+    const double tflop = 2.0 * rows * h * n / 1e12;
+    const double bf16_ms = time_ms(gpu, [&] { gpu.linear(x, w, tensor{}, out, false); });
+    std::snprintf(buf, sizeof buf, "%.3f ms, %.0f TFLOP/s, %.0f GB/s of weights", bf16_ms, tflop / (bf16_ms / 1e3),
+                  2.0 * h * n / 1e9 / (bf16_ms / 1e3));
+    inform("time linear gate_up", t, "T,K,N=" + dims({rows, h, n}), buf);
+    auto w8 = gpu.alloc(dtype::f8_e4m3, {n, h});
+    auto scale = gpu.alloc(dtype::f32, {n});
+    fill_fp8(gpu, w8);
+    {
+      std::vector<float> s(static_cast<size_t>(n), 0.01f);
+      gpu.upload_raw(scale, s.data());
+    }
+    const fp8_device_weight fw{w8, scale, tensor{}};
+    for (const std::string path : {"", "epilogue"}) {
+      cuda::fp8_settings().path = path;
+      const double ms = time_ms(gpu, [&] { gpu.linear_fp8(x, fw, tensor{}, out); });
+      std::snprintf(buf, sizeof buf, "%.3f ms (%.2fx bf16), %.0f TFLOP/s, %.0f GB/s of weights, ran %s", ms, bf16_ms / ms,
+                    tflop / (ms / 1e3), 1.0 * h * n / 1e9 / (ms / 1e3), cuda::fp8_settings().last_path);
+      inform(std::string("time linear_fp8 gate_up") + (path.empty() ? "" : " " + path), t, "T,K,N=" + dims({rows, h, n}), buf);
+    }
+    cuda::fp8_settings().path.clear();
+  }
+}
+
 } // namespace gpu_check

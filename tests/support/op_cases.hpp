@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "kernels/ops.hpp"
@@ -213,6 +214,29 @@ inline std::vector<op_case> op_cases() {
                        auto out = filled(b, t, 26, kCapacity, N);
                        const int4_device_weight w{tensor(qweight.get().data, dtype::i32, {N, k4 / 8}), scales, zeros, group};
                        return observe(b, {{"out", out}}, [&] { b.linear_int4(first(x, rows), w, bias, first(out, rows)); });
+                     }});
+  }
+  // FP8 weights: K 32 and N 32 (CUDA's cuBLASLt paths), and the table's K 24 and N 20 (its CUDA-core path); dynamic
+  // per-token activation scales with a bias, and a static one. Codes of op_case_value / 0.01 (some saturate at
+  // 448), a scale per output channel.
+  for (const auto& [k8, n8, static_input] : {std::tuple<int64_t, int64_t, bool>{32, 32, false}, {24, 20, false}, {32, 32, true}}) {
+    cases.push_back({"linear_fp8 K" + std::to_string(k8) + " N" + std::to_string(n8) + (static_input ? " static" : " +bias"),
+                     [=](ops& b, int64_t rows, dtype t) {
+                       auto x = filled(b, t, 31, kCapacity, k8, 3.0f);
+                       auto weight = filled_fp8(b, dtype::f8_e4m3, 32, n8, k8, 0.01f);
+                       std::vector<float> scale_values(static_cast<size_t>(n8));
+                       for (int64_t j = 0; j < n8; ++j) scale_values[static_cast<size_t>(j)] = 0.001f * (1.5f + op_case_value(33, 0, j));
+                       device_buffer scale = b.alloc(dtype::f32, {n8});
+                       b.upload_raw(scale, scale_values.data());
+                       const float input_scale_value = 0.02f;
+                       device_buffer input_scale = b.alloc(dtype::f32, {1});
+                       b.upload_raw(input_scale, &input_scale_value);
+                       auto bias = filled(b, t, 34, n8, 0);
+                       auto out = filled(b, t, 35, kCapacity, n8);
+                       const fp8_device_weight w{weight, scale, static_input ? input_scale.get() : tensor{}};
+                       return observe(b, {{"out", out}}, [&] {
+                         b.linear_fp8(first(x, rows), w, static_input ? tensor{} : bias.get(), first(out, rows));
+                       });
                      }});
   }
   cases.push_back({"silu_and_mul", [=](ops& b, int64_t rows, dtype t) {
