@@ -1,9 +1,12 @@
-// What the CPU reference ops compute, pinned by hand on tiny inputs: the ops that tensor parallelism and
-// 4-bit weights added (embedding_shard, copy_columns, linear_int4). tests/op_rows_test checks every op's row
-// invariants; troupe_gpu_check compares the CUDA ops with these.
+// What the CPU reference ops compute, pinned by hand on tiny inputs: the ops that tensor parallelism, 4-bit and
+// FP8 weights added (embedding_shard, copy_columns, linear_int4, linear_fp8). tests/op_rows_test checks every op's
+// row invariants; troupe_gpu_check compares the CUDA ops with these.
 
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <random>
+#include <tuple>
 #include <vector>
 
 #include "kernels/cpu/cpu_ops.hpp"
@@ -101,6 +104,89 @@ TEST(cpu_ops, linear_int4_gives_the_bits_of_linear_on_the_dequantized_weight) {
   // A group that does not divide the input dimension is refused.
   EXPECT_THROW(b.linear_int4(x, {tensor(qweight.get().data, dtype::i32, {n, k / 8}), scales, zeros, 24}, tensor{}, got),
                std::invalid_argument);
+}
+
+// W8A8 FP8, pinned by hand: one token x = (0.5, -1.75, 3.5, 0) has max 3.5, so its scale is 3.5 / 448 = 2^-7 and
+// its codes 64, -224, 448, 0 are exact; weight rows of codes 0x38 (1.0) and 0xC0 (-2.0), 0x30 (0.5) with scales
+// 0.25 and 4. Row 0: (64 - 224 + 448 + 0) · 1.0 · (2^-7 · 0.25) = 0.5625, plus its bias 1; row 1: (64 · (-2) + 0 +
+// 448 · 0.5) · 2^-7 · 4 = 3, bias -1.
+TEST(cpu_ops, linear_fp8_quantizes_each_token_by_its_largest_value_and_scales_the_sums) {
+  cpu_ops b;
+  device_buffer weight = b.alloc(dtype::f8_e4m3, {2, 4});
+  const std::vector<uint8_t> codes = {0x38, 0x38, 0x38, 0x38, 0xC0, 0x00, 0x30, 0x00};
+  b.upload_raw(weight, codes.data());
+  auto scale = f32(b, {2}, {0.25f, 4.0f});
+  auto x = f32(b, {1, 4}, {0.5f, -1.75f, 3.5f, 0.0f});
+  auto bias = f32(b, {2}, {1.0f, -1.0f});
+  auto out = f32(b, {1, 2}, {-7, -7});
+  b.linear_fp8(x, {weight, scale, tensor{}}, bias, out);
+  EXPECT_EQ(read(b, out), (std::vector<float>{1.5625f, 2.0f}));
+  // A static input scale of 0.5 instead: codes 1, -3.5, 7, 0; row 0: 4.5 · 0.5 · 0.25 = 0.5625 again, by chance
+  // of this x; row 1: (1 · (-2) + 7 · 0.5) · 0.5 · 4 = 3.
+  auto input_scale = f32(b, {1}, {0.5f});
+  b.linear_fp8(x, {weight, scale, input_scale}, tensor{}, out);
+  EXPECT_EQ(read(b, out), (std::vector<float>{0.5625f, 3.0f}));
+  // A row of zeros divides by the smallest scale and gives zeros.
+  auto zeros = f32(b, {1, 4}, {0, 0, 0, 0});
+  b.linear_fp8(zeros, {weight, scale, tensor{}}, bias, out);
+  EXPECT_EQ(read(b, out), (std::vector<float>{1.0f, -1.0f}));
+}
+
+// The twin against a straightforward reference on random data: the same rule written out here (scale = max|x| /
+// 448 in f32, floored at 1 / (448 · 512); code = f32_to_f8_e4m3(x / scale), or over the static scale), the codes
+// decoded with f8_e4m3_to_f32, the sum in f64; then the scales and the bias. Only the f32 sums differ.
+TEST(cpu_ops, linear_fp8_agrees_with_an_f64_reference_on_random_data) {
+  cpu_ops b;
+  std::mt19937 rng(7);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  for (const auto& [rows, k, n, static_scale] : {std::tuple<int64_t, int64_t, int64_t, float>{1, 64, 16, 0.0f},
+                                                 {5, 200, 33, 0.0f}, {17, 96, 48, 0.01f}, {3, 1000, 7, 0.0f}}) {
+    std::vector<float> x_values(static_cast<size_t>(rows * k)), scale_values(static_cast<size_t>(n)),
+        bias_values(static_cast<size_t>(n));
+    for (auto& v : x_values) v = 3.0f * normal(rng);
+    x_values[0] = 1e-30f;  // a tiny value flushes to a zero code
+    for (auto& v : scale_values) v = 0.001f + 0.01f * std::abs(normal(rng));
+    for (auto& v : bias_values) v = normal(rng);
+    std::vector<uint8_t> codes(static_cast<size_t>(n * k));
+    for (auto& c : codes) c = static_cast<uint8_t>(rng() & 0xFF);
+    for (auto& c : codes)
+      if ((c & 0x7F) == 0x7F) c = 0x00;  // no NaN codes: a checkpoint's weights are finite
+    device_buffer weight = b.alloc(dtype::f8_e4m3, {n, k});
+    b.upload_raw(weight, codes.data());
+    auto scale = f32(b, {n}, scale_values), bias = f32(b, {n}, bias_values), x = f32(b, {rows, k}, x_values);
+    auto input_scale = f32(b, {1}, {static_scale});
+    auto out = f32(b, {rows, n}, std::vector<float>(static_cast<size_t>(rows * n), -1));
+    b.linear_fp8(x, {weight, scale, static_scale > 0 ? input_scale.get() : tensor{}}, bias, out);
+    const std::vector<float> got = read(b, out);
+    double worst = 0;
+    for (int64_t r = 0; r < rows; ++r) {
+      float amax = 0;
+      for (int64_t i = 0; i < k; ++i) amax = std::max(amax, std::abs(x_values[static_cast<size_t>(r * k + i)]));
+      const float s = static_scale > 0 ? static_scale : std::max(amax / 448.0f, 1.0f / (448.0f * 512.0f));
+      for (int64_t j = 0; j < n; ++j) {
+        double sum = 0, magnitude = 0;
+        for (int64_t i = 0; i < k; ++i) {
+          const double term = double(f8_e4m3_to_f32(f32_to_f8_e4m3(x_values[static_cast<size_t>(r * k + i)] / s))) *
+                              f8_e4m3_to_f32(codes[static_cast<size_t>(j * k + i)]);
+          sum += term;
+          magnitude += std::abs(term);
+        }
+        const double sw = scale_values[static_cast<size_t>(j)], bias = bias_values[static_cast<size_t>(j)];
+        // An f32 sum of k terms in 8 running partials errs by at most about (k / 8 + 8) · 2^-24 of Σ|term|.
+        const double err = std::abs(got[static_cast<size_t>(r * n + j)] - (sum * s * sw + bias)) /
+                           (magnitude * s * sw + std::abs(bias));
+        worst = std::max(worst, err);
+      }
+    }
+    EXPECT_LT(worst, 1e-5) << rows << "x" << k << "x" << n;  // k ≤ 1000: (125 + 8) · 2^-24 ≈ 7.9e-6
+    EXPECT_GT(worst, 0.0) << "the reference is computed apart, so some sum must differ in its last bits";
+  }
+  // Another dtype than f8_e4m3 for the weight is refused.
+  auto x = f32(b, {1, 4}, {1, 2, 3, 4});
+  auto wrong = f32(b, {2, 4}, std::vector<float>(8, 1));
+  auto scale = f32(b, {2}, {1, 1});
+  auto out = f32(b, {1, 2}, {0, 0});
+  EXPECT_THROW(b.linear_fp8(x, {wrong, scale, tensor{}}, tensor{}, out), std::invalid_argument);
 }
 
 // FP8 KV cache: nH 2, nKV 1, D 4, blocks of 2 tokens. Position 0's rotary table is cos 1, sin 0, so the

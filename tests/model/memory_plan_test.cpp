@@ -5,6 +5,7 @@
 
 #include "runtime/error.hpp"
 #include "runtime/model/memory_plan.hpp"
+#include "runtime/model/model_config.hpp"
 
 using namespace troupe;
 
@@ -108,4 +109,26 @@ TEST(memory_plan, the_log_line_gives_blocks_and_tokens_of_context) {
   const std::string line = describe(h100_7b(), 1000);
   EXPECT_NE(line.find("1000 blocks of 16 tokens (16000 tokens of context)"), std::string::npos) << line;
   EXPECT_NE(line.find("weights 15.00 GiB"), std::string::npos) << line;
+}
+
+// Qwen2.5-7B's shapes: 28 layers of q/k/v 3584 → 4608, o_proj 3584 → 3584, gate/up 3584 → 2 × 18944, down
+// 18944 → 3584: 6.53e9 linear weights. In bf16 13.05 GB; in FP8 a byte each plus an f32 scale per output row
+// (28 × 46080); in 4 bits half a byte plus a bf16 scale and zero per group of 32.
+TEST(memory_plan, fp8_linear_layers_take_a_byte_a_weight_and_a_scale_per_output_channel) {
+  model_config c;
+  c.num_layers = 28;
+  c.hidden_size = 3584;
+  c.num_heads = 28;
+  c.num_kv_heads = 4;
+  c.head_dim = 128;
+  c.intermediate_size = 18944;
+  const int64_t weights = 28 * (4608 * int64_t{3584} + 3584 * int64_t{3584} + 3 * 3584 * int64_t{18944});
+  EXPECT_EQ(weights, 6525288448);
+  EXPECT_EQ(linear_weights_in_memory(c, 2).kept, 2 * weights);
+  EXPECT_EQ(linear_weights_in_memory(c, 2).dense, 2 * weights);
+  c.quantization = resolve_quantization(std::nullopt, "fp8", "m");
+  EXPECT_EQ(linear_weights_in_memory(c, 2).kept, weights + 4 * 28 * (4608 + 3584 + 2 * 18944 + 3584));
+  EXPECT_EQ(linear_weights_in_memory(c, 2).dense, 2 * weights);
+  c.quantization = resolve_quantization(std::nullopt, "rtn", "m");
+  EXPECT_EQ(linear_weights_in_memory(c, 2).kept, weights / 2 + weights * 4 / 32);
 }

@@ -19,6 +19,16 @@ namespace {
 // as optimum writes it, with many fields troupe ignores).
 const char* hub_awq = R"({"bits": 4, "group_size": 128, "modules_to_not_convert": null, "quant_method": "awq",
   "version": "gemm", "zero_point": true})";
+// What neuralmagic/Meta-Llama-3-8B-Instruct-FP8 (AutoFP8) and RedHatAI/Meta-Llama-3.1-8B-Instruct-FP8-dynamic
+// (llm-compressor's FP8_DYNAMIC scheme) hold in config.json.
+const char* hub_fp8 = R"({"activation_scheme": "static", "ignored_layers": ["lm_head"], "quant_method": "fp8"})";
+const char* hub_compressed_tensors = R"({"config_groups": {"group_0": {"input_activations": {"actorder": null,
+  "block_structure": null, "dynamic": true, "group_size": null, "num_bits": 8, "observer": null, "observer_kwargs": {},
+  "strategy": "token", "symmetric": true, "type": "float"}, "output_activations": null, "targets": ["Linear"],
+  "weights": {"actorder": null, "block_structure": null, "dynamic": false, "group_size": null, "num_bits": 8,
+  "observer": "minmax", "observer_kwargs": {}, "strategy": "channel", "symmetric": true, "type": "float"}}},
+  "format": "float-quantized", "global_compression_ratio": 1.2405, "ignore": ["lm_head"], "kv_cache_scheme": null,
+  "quant_method": "compressed-tensors", "quantization_status": "compressed"})";
 const char* hub_gptq = R"({"batch_size": 1, "bits": 4, "block_name_to_quantize": null, "cache_block_outputs": true,
   "damp_percent": 0.01, "dataset": null, "desc_act": false, "exllama_config": {"version": 1}, "group_size": 128,
   "max_input_length": null, "model_seqlen": null, "module_name_preceding_first_block": null,
@@ -95,7 +105,7 @@ TEST(quantization_config, refuses_what_troupe_does_not_read_naming_the_field_and
                   "\" is not supported; troupe reads AutoAWQ's GEMM layout (\"gemm\") only");
   EXPECT_EQ(error_of(R"({"quant_method": "bitsandbytes", "load_in_4bit": true})"),
             "config.json: 'quant_method' \"bitsandbytes\" is not supported; supported: awq (AutoAWQ, GEMM), gptq "
-            "(AutoGPTQ / GPTQModel)");
+            "(AutoGPTQ / GPTQModel), fp8, compressed-tensors (float-quantized, FP8)");
   EXPECT_EQ(error_of(R"({"quant_method": "gptq", "bits": 4, "group_size": 256})"),
             "config.json: 'group_size' 256 is not supported for gptq; supported: 32, 64, 128 and -1 (the whole input "
             "dimension)");
@@ -164,7 +174,7 @@ TEST(resolve_quantization, a_flag_naming_another_method_is_vllms_error_naming_bo
             "Quantization method specified in the model config (awq) does not match the quantization method "
             "specified in the `quantization` argument (rtn); the checkpoint is already quantized with awq: drop "
             "--quantization or give --quantization awq");
-  EXPECT_EQ(resolve_error(std::nullopt, "fp8"), "--quantization must be awq, gptq or rtn, got 'fp8'");
+  EXPECT_EQ(resolve_error(std::nullopt, "int8"), "--quantization must be awq, gptq, rtn, fp8 or compressed-tensors, got 'int8'");
 }
 
 TEST(resolve_quantization, awq_on_an_unquantized_checkpoint_is_vllms_cannot_find_the_config_file) {
@@ -180,4 +190,116 @@ TEST(resolve_quantization, awq_on_an_unquantized_checkpoint_is_vllms_cannot_find
   ASSERT_TRUE(q);
   EXPECT_EQ(q->group_size, 64);
   EXPECT_FALSE(resolve_quantization(std::nullopt, "", dir.path()));
+}
+
+TEST(quantization_config, reads_fp8_checkpoints_as_autofp8_and_llm_compressor_write_them) {
+  const auto fp8 = quantization_config::from_json(hub_fp8, "config.json");
+  EXPECT_EQ(fp8.method, quant_method::fp8);
+  EXPECT_TRUE(fp8.fp8() && !fp8.four_bit() && fp8.fp8_serialized && fp8.fp8_static_input);
+  EXPECT_EQ(fp8.modules_to_not_convert, std::vector<std::string>{"lm_head"});
+  EXPECT_FALSE(quantization_config::from_json(R"({"quant_method": "fp8", "activation_scheme": "dynamic"})", "c").fp8_static_input);
+  const auto ct = quantization_config::from_json(hub_compressed_tensors, "config.json");
+  EXPECT_EQ(ct.method, quant_method::compressed_tensors);
+  EXPECT_TRUE(ct.fp8_serialized && ct.fp8_channel_scales);
+  EXPECT_FALSE(ct.fp8_static_input);
+  EXPECT_TRUE(ct.quantizes("model.layers.0.mlp.down_proj.weight"));
+  EXPECT_FALSE(ct.quantizes("lm_head.weight"));
+  // llm-compressor's FP8 scheme (static per-tensor activations and weights).
+  std::string fp8_static = hub_compressed_tensors;
+  fp8_static.replace(fp8_static.find("\"dynamic\": true"), 15, "\"dynamic\": false");
+  fp8_static.replace(fp8_static.find("\"token\""), 7, "\"tensor\"");
+  fp8_static.replace(fp8_static.find("\"channel\""), 9, "\"tensor\"");
+  const auto st = quantization_config::from_json(fp8_static, "c");
+  EXPECT_TRUE(st.fp8_static_input);
+  EXPECT_FALSE(st.fp8_channel_scales);
+}
+
+TEST(quantization_config, refuses_fp8_schemes_troupe_does_not_run_naming_the_field) {
+  EXPECT_EQ(error_of(R"({"quant_method": "fp8", "activation_scheme": "dynamic", "weight_block_size": [128, 128]})"),
+            "config.json: FP8 'weight_block_size' [128,128] (block-wise scales, weight_scale_inv) is not supported; "
+            "troupe reads FP8 checkpoints with per-tensor or per-channel weight_scale");
+  EXPECT_EQ(error_of(R"({"quant_method": "fp8"})"), "config.json: quantization config has no 'activation_scheme' (dynamic or static)");
+  EXPECT_EQ(error_of(R"({"quant_method": "fp8", "activation_scheme": "per_token"})"),
+            "config.json: FP8 'activation_scheme' \"per_token\" is not supported; supported: dynamic, static");
+  const auto ct_error = [](const std::string& from, const std::string& to) {
+    std::string j = hub_compressed_tensors;
+    j.replace(j.find(from), from.size(), to);
+    return error_of(j);
+  };
+  EXPECT_EQ(ct_error("\"channel\"", "\"block\""),
+            "config.json: compressed-tensors weights strategy \"block\" is not supported; supported: tensor, channel "
+            "(block and group scales are not)");
+  EXPECT_EQ(ct_error("float-quantized", "pack-quantized"),
+            "config.json: compressed-tensors 'format' \"pack-quantized\" is not supported; troupe reads "
+            "\"float-quantized\" (FP8 weights and activations)");
+  EXPECT_EQ(ct_error("\"dynamic\": false, \"group_size\": null, \"num_bits\": 8,", "\"dynamic\": false, \"group_size\": null, \"num_bits\": 4,"),
+            "config.json: compressed-tensors 'weights' of 4-bit float are not supported; troupe reads FP8 (num_bits 8, "
+            "type float) weights and activations");
+  EXPECT_EQ(ct_error("\"input_activations\": {", "\"input_activations\": null, \"unused\": {"),
+            "config.json: compressed-tensors weight-only FP8 ('input_activations' null, vLLM's W8A16 through Marlin) is "
+            "not supported; troupe runs FP8 weights with FP8 activations");
+  EXPECT_EQ(ct_error("[\"Linear\"]", "[\"re:.*mlp.*\"]"),
+            "config.json: compressed-tensors group 'group_0' targets [\"re:.*mlp.*\"]; troupe reads a group whose "
+            "targets are [\"Linear\"]");
+  EXPECT_EQ(ct_error("\"group_0\": {", "\"group_1\": {\"targets\": [\"Linear\"]}, \"group_0\": {"),
+            "config.json: compressed-tensors 'config_groups' with 2 groups (mixed schemes) are not supported; troupe "
+            "reads one group");
+  EXPECT_EQ(ct_error("\"strategy\": \"token\"", "\"strategy\": \"token\", \"dynamic_x\": 0"), "");  // unknown keys pass
+  std::string static_token = hub_compressed_tensors;
+  static_token.replace(static_token.find("\"dynamic\": true"), 15, "\"dynamic\": false");
+  EXPECT_EQ(error_of(static_token),
+            "config.json: compressed-tensors static input_activations of strategy \"token\" are not supported; static "
+            "activations have one scale per tensor (strategy tensor)");
+}
+
+TEST(quantization_config, fp8_ignores_layers_named_exactly_or_by_a_re_pattern_from_their_start) {
+  quantization_config q = quantization_config::from_json(
+      R"({"quant_method": "compressed-tensors", "format": "float-quantized", "ignore": ["lm_head",
+      "model.layers.0.mlp.down_proj", "re:.*layers\\.1\\.self_attn\\.(q|k|v)_proj$"], "config_groups": {"g": {"targets":
+      ["Linear"], "weights": {"num_bits": 8, "type": "float", "strategy": "tensor"}, "input_activations": {"num_bits": 8,
+      "type": "float", "dynamic": true}}}})",
+      "c");
+  EXPECT_FALSE(q.quantizes("model.layers.0.mlp.down_proj.weight"));
+  EXPECT_TRUE(q.quantizes("model.layers.10.mlp.down_proj.weight"));  // not a substring match, as AWQ's is
+  EXPECT_FALSE(q.quantizes("model.layers.1.self_attn.k_proj.weight"));
+  EXPECT_TRUE(q.quantizes("model.layers.1.self_attn.o_proj.weight"));
+  EXPECT_TRUE(q.quantizes("model.layers.11.self_attn.k_proj.weight"));
+  EXPECT_EQ(error_of(R"({"quant_method": "fp8", "activation_scheme": "dynamic", "ignored_layers": ["re:(("]})"),
+            "config.json: the module pattern \"re:((\" is not a regular expression troupe can read");
+}
+
+TEST(quantization_config, fp8_configs_survive_a_round_trip_through_config_json_and_fp8_made_at_load_is_not_written) {
+  const char* base = R"({"architectures": ["LlamaForCausalLM"], "hidden_size": 64, "num_hidden_layers": 1,
+    "num_attention_heads": 4, "intermediate_size": 128, "vocab_size": 10, "quantization_config": )";
+  for (const char* q : {hub_fp8, hub_compressed_tensors}) {
+    const model_config c = model_config::from_json(std::string(base) + q + "}", "c");
+    const model_config again = model_config::from_json(c.to_json(), "again");
+    ASSERT_TRUE(again.quantization);
+    EXPECT_EQ(again.quantization->to_json(), c.quantization->to_json());
+    EXPECT_EQ(again.quantization->fp8_static_input, c.quantization->fp8_static_input);
+    EXPECT_EQ(again.quantization->fp8_channel_scales, c.quantization->fp8_channel_scales);
+  }
+  model_config c = model_config::from_json(std::string(base) + "null}", "c");
+  c.quantization = resolve_quantization(std::nullopt, "fp8", "m");
+  EXPECT_FALSE(model_config::from_json(c.to_json(), "again").quantization);
+}
+
+TEST(resolve_quantization, fp8_on_an_unquantized_checkpoint_quantizes_at_load_per_channel_with_dynamic_activations) {
+  const auto q = resolve_quantization(std::nullopt, "fp8", "m");
+  ASSERT_TRUE(q);
+  EXPECT_EQ(q->method, quant_method::fp8);
+  EXPECT_TRUE(q->fp8_channel_scales && q->made_at_load());
+  EXPECT_FALSE(q->fp8_serialized || q->fp8_static_input);
+  const auto fp8 = quantization_config::from_json(hub_fp8, "c");
+  EXPECT_TRUE(resolve_quantization(fp8, "fp8", "m")->fp8_serialized);
+  const auto ct = quantization_config::from_json(hub_compressed_tensors, "c");
+  EXPECT_EQ(resolve_quantization(ct, "compressed-tensors", "m")->method, quant_method::compressed_tensors);
+  EXPECT_EQ(resolve_error(ct, "fp8"),
+            "Quantization method specified in the model config (compressed-tensors) does not match the quantization "
+            "method specified in the `quantization` argument (fp8); the checkpoint is already quantized with "
+            "compressed-tensors: drop --quantization or give --quantization compressed-tensors");
+  EXPECT_EQ(resolve_error(std::nullopt, "compressed-tensors", "m"),
+            "Cannot find the config file for compressed-tensors: --quantization compressed-tensors needs a checkpoint "
+            "quantized with llm-compressor, and m has no quantization_config in config.json; for FP8 weights made at "
+            "load, use --quantization fp8");
 }

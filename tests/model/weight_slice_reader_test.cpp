@@ -151,6 +151,23 @@ TEST_F(weight_slice_reader_test, reads_a_column_slice_as_one_span_per_row_in_eve
   }
 }
 
+// An FP8 weight's codes as stored: rows, or one span of columns per row, byte for byte; a tensor of another shape
+// than the slice's is refused.
+TEST_F(weight_slice_reader_test, reads_the_stored_bytes_of_a_slice_for_fp8_codes) {
+  std::vector<uint8_t> codes(12);
+  for (size_t i = 0; i < codes.size(); ++i) codes[i] = static_cast<uint8_t>(0x30 + i);
+  const std::vector<tensor_to_write> tensors = {{"w", dtype::f8_e4m3, {3, 4}, std::as_bytes(std::span(codes))}};
+  write_safetensors(dir_ / "model.safetensors", tensors);
+  const checkpoint ckpt = checkpoint::open(dir_);
+  std::vector<std::byte> out;
+  read_slice_bytes(*ckpt.find("w"), {"w", {3, 4}, 1, 1, 2, {3, 2}, true}, out);
+  EXPECT_EQ(out, (std::vector<std::byte>{std::byte{0x31}, std::byte{0x32}, std::byte{0x35}, std::byte{0x36},
+                                         std::byte{0x39}, std::byte{0x3A}}));
+  read_slice_bytes(*ckpt.find("w"), {"w", {3, 4}, 0, 2, 1, {1, 4}, true}, out);
+  EXPECT_EQ(out, (std::vector<std::byte>{std::byte{0x38}, std::byte{0x39}, std::byte{0x3A}, std::byte{0x3B}}));
+  EXPECT_THROW(read_slice_bytes(*ckpt.find("w"), {"w", {4, 3}, 0, 0, 1, {1, 3}, true}, out), std::invalid_argument);
+}
+
 // A column slice of a [4, 8192] f32 tensor (32 KiB rows, 8 pages each) reads 1024 columns per row: with
 // every other page of the tensor unreadable it still reads, while converting the whole tensor dies.
 TEST_F(weight_slice_reader_test, touches_only_the_pages_of_its_rows_or_columns) {
