@@ -23,19 +23,16 @@
 #include "runtime/model/sharding_plan.hpp"
 #include "runtime/model/weight_slice_reader.hpp"
 #include "tests/support/quantized_copy.hpp"
+#include "tests/support/model_quality.hpp"
 #include "tests/support/quantized_reference.hpp"
 #include "tests/support/reference_steps.hpp"
 #include "tests/support/run_command.hpp"
 
 using namespace troupe;
-using troupe::testing::temp_folder;
+using namespace troupe::testing;
 namespace fs = std::filesystem;
 
 namespace {
-
-troupe::testing::command_result run_troupe(const std::string& args) {
-  return troupe::testing::run_command(std::string(TROUPE_BINARY) + " " + args);
-}
 
 const std::string small_llama =
     " --architecture llama --hidden-size 64 --num-layers 2 --num-heads 4 --num-kv-heads 2 --intermediate-size 128"
@@ -61,111 +58,6 @@ struct made_models {
     troupe::testing::write_quantized_copy(plain.path(), dequantized.path(), q, false);
   }
 };
-
-// The "[error]" lines of a run's stderr (logs may come before them).
-std::vector<std::string> error_lines(const std::string& err) {
-  std::vector<std::string> lines;
-  std::istringstream in(err);
-  for (std::string line; std::getline(in, line);)
-    if (line.starts_with("[error]")) lines.push_back(line);
-  return lines;
-}
-
-std::vector<int32_t> greedy_tokens(const fs::path& model, const std::string& extra = "") {
-  const auto r = run_troupe("generate --model " + model.string() +
-                            " --prompt-token-ids 11,12,13,14,15 --max-tokens 16 --temperature 0 --ignore-eos --json" + extra);
-  if (r.exit_code != 0) throw std::runtime_error(r.err);
-  return nlohmann::json::parse(r.out)["token_ids"].get<std::vector<int32_t>>();
-}
-
-// A model folder on the CPU backend in f32, loaded with config's quantization, with room for one sequence of
-// the reference prompts' lengths (reference_limits).
-struct cpu_model {
-  cpu_ops ops;
-  std::unique_ptr<model> net;
-
-  // packed: the linear weights stay in 4 bits (checkpoint_int4_source, ops::linear_int4), as on a GPU.
-  // kv_cache_type: the KV cache's dtype (nullopt: f32, as the activations), FP8 with the checkpoint's scales.
-  cpu_model(const fs::path& dir, const model_config& config, bool packed = false,
-            std::optional<dtype> kv_cache_type = std::nullopt) {
-    const checkpoint ckpt = checkpoint::open(dir);
-    model_limits limits = troupe::testing::reference_limits(1);
-    limits.kv_cache_type = kv_cache_type;
-    if (kv_cache_type) {  // as the engine does: the checkpoint's scales, 1.0 where it has none
-      kv_cache_scales scales = checkpoint_kv_cache_scales(ckpt, config);
-      limits.k_scales = std::move(scales.k);
-      limits.v_scales = std::move(scales.v);
-    }
-    net = std::make_unique<model>(config, ops,
-                                  load_model_weights(config, ops, dtype::f32, checkpoint_weight_source(ckpt, config),
-                                                     packed ? checkpoint_int4_source(ckpt, config) : int4_source{}),
-                                  dtype::f32, limits);
-  }
-};
-
-// Logits of every position of every reference prompt, [positions, vocab] each, of the model in `dir` loaded
-// with `q` (none: as the checkpoint says).
-std::vector<std::vector<float>> all_position_logits(const fs::path& dir, const std::vector<std::vector<int32_t>>& prompts,
-                                                    std::optional<quantization_config> q = std::nullopt, bool packed = false,
-                                                    std::optional<dtype> kv_cache_type = std::nullopt) {
-  model_config config = model_config::from_dir(dir);
-  if (q) config.quantization = q;
-  cpu_model m(dir, config, packed, kv_cache_type);
-  std::vector<std::vector<float>> out;
-  std::vector<float> logits;
-  for (const auto& p : prompts) {  // one token per step: a step samples one row per sequence
-    out.emplace_back();
-    for (int32_t i = 0; i < static_cast<int32_t>(p.size()); ++i) {
-      m.net->forward(troupe::testing::make_step({{{p[static_cast<size_t>(i)]}, i}}), logits);
-      out.back().insert(out.back().end(), logits.begin(), logits.end());
-    }
-  }
-  return out;
-}
-
-const char* const reference_names[] = {"llama_f32", "llama3_rope_bf16", "qwen2_sharded_bf16", "mistral_head_dim"};
-
-// The prompts of a reference folder (its reference.json).
-std::vector<std::vector<int32_t>> reference_prompts(const fs::path& dir) {
-  std::ifstream in(dir / "reference.json");
-  return nlohmann::json::parse(in)["prompts"].get<std::vector<std::vector<int32_t>>>();
-}
-
-struct quality {
-  double relative_error = 0;  // ‖a − b‖ / ‖b‖ over every logit
-  double mean_kl = 0;         // mean over positions of KL(p_reference ‖ p_quantized), in nats
-  int64_t positions = 0;
-};
-
-quality compare(const std::vector<std::vector<float>>& quantized, const std::vector<std::vector<float>>& reference,
-                int64_t vocab) {
-  quality r;
-  double diff = 0, norm = 0, kl = 0;
-  for (size_t p = 0; p < reference.size(); ++p) {
-    for (size_t row = 0; row * vocab < reference[p].size(); ++row, ++r.positions) {
-      const float* a = quantized[p].data() + row * vocab;
-      const float* b = reference[p].data() + row * vocab;
-      const auto log_softmax = [vocab](const float* x, std::vector<double>& out) {
-        const double m = *std::max_element(x, x + vocab);
-        double sum = 0;
-        for (int64_t i = 0; i < vocab; ++i) sum += std::exp(x[i] - m);
-        out.resize(static_cast<size_t>(vocab));
-        for (int64_t i = 0; i < vocab; ++i) out[static_cast<size_t>(i)] = x[i] - m - std::log(sum);
-      };
-      std::vector<double> la, lb;
-      log_softmax(a, la);
-      log_softmax(b, lb);
-      for (int64_t i = 0; i < vocab; ++i) {
-        diff += (double(a[i]) - b[i]) * (double(a[i]) - b[i]);
-        norm += double(b[i]) * b[i];
-        kl += std::exp(lb[static_cast<size_t>(i)]) * (lb[static_cast<size_t>(i)] - la[static_cast<size_t>(i)]);
-      }
-    }
-  }
-  r.relative_error = std::sqrt(diff / norm);
-  r.mean_kl = kl / static_cast<double>(r.positions);
-  return r;
-}
 
 } // namespace
 
@@ -340,16 +232,7 @@ TEST(quantized_checkpoints, a_broken_packed_layer_is_one_error_line_naming_the_t
   const made_models m("gptq");
   const fs::path file = m.packed.path() / "model.safetensors";
   const auto generate = [&] { return run_troupe("generate --model " + m.packed.path().string() + " --prompt-token-ids 1,2 --max-tokens 1"); };
-  // Rewrites the checkpoint with `edit` applied to its tensors (edit sees the original bytes).
-  const auto rewrite = [&](auto edit) {
-    const safetensors_file original = safetensors_file::open(file);
-    std::vector<tensor_to_write> tensors;
-    for (const tensor_info& t : original.tensors()) tensors.push_back({t.name, t.type, t.shape, t.bytes()});
-    edit(tensors);
-    const std::vector<std::byte> bytes = serialize_safetensors(tensors);
-    std::ofstream(file, std::ios::binary).write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
-  };
-  rewrite([](std::vector<tensor_to_write>& t) {
+  rewrite_tensors(file, [](std::vector<tensor_to_write>& t) {
     std::erase_if(t, [](const tensor_to_write& x) { return x.name == "model.layers.1.mlp.down_proj.scales"; });
   });
   const auto missing = generate();
@@ -357,7 +240,7 @@ TEST(quantized_checkpoints, a_broken_packed_layer_is_one_error_line_naming_the_t
   EXPECT_EQ(error_lines(missing.err), std::vector<std::string>{"[error] " + m.packed.path().string() +
                              ": tensor 'model.layers.1.mlp.down_proj.scales' is missing; a GPTQ linear layer of 128 "
                              "inputs and 64 outputs is stored as qweight, qzeros and scales (quantization_config says gptq)"});
-  rewrite([](std::vector<tensor_to_write>& t) {
+  rewrite_tensors(file, [](std::vector<tensor_to_write>& t) {
     for (auto& x : t)
       if (x.name == "model.layers.0.self_attn.k_proj.qweight") x.shape = {4, 32}, x.bytes = x.bytes.first(4 * 4 * 32);
   });
