@@ -86,3 +86,18 @@ write("valid_gptq_layer_act_order_g_idx", reference_file(gptq[:3] + [("m.g_idx",
 write("valid_gptq_layer_f32_qweight", reference_file([("m.qweight", "F32", [1, 8], f32(*[1.0] * 8))] + gptq[1:]))
 write("valid_gptq_layer_empty", reference_file([("m.qweight", "I32", [0, 8], b""), ("m.qzeros", "I32", [0, 1], b""),
                                                 ("m.scales", "F16", [0, 8], b"")]))
+
+# FP8 layers (the fuzz target reads every "<module>.weight" with a "<module>.weight_scale" under every FP8 config):
+# AutoFP8's (a 0-d weight_scale and input_scale), llm-compressor's per-channel scales in BF16, and one broken way
+# per check of the FP8 reader.
+e4m3 = bytes([0x38, 0x40, 0x30, 0xB8, 0x7E, 0xFE, 0x00, 0x01])  # 1, 2, 0.5, -1, 448, -448, 0, the smallest subnormal
+fp8 = [("m.weight", "F8_E4M3", [2, 4], e4m3), ("m.weight_scale", "F32", [], f32(0.25)), ("m.input_scale", "F32", [], f32(0.5))]
+write("valid_fp8_layer", reference_file(fp8))
+write("valid_fp8_layer_channel_bf16_scales", reference_file(
+    [fp8[0], ("m.weight_scale", "BF16", [2, 1], struct.pack("<2H", 0x3F80, 0x4000))]))
+write("valid_fp8_layer_bf16_weight", reference_file([("m.weight", "BF16", [2, 4], bytes(16)), fp8[1]]))
+write("valid_fp8_layer_scales_of_another_shape", reference_file([fp8[0], ("m.weight_scale", "F32", [3], f32(1, 1, 1))]))
+write("valid_fp8_layer_negative_and_nan_scales", reference_file(
+    [fp8[0], ("m.weight_scale", "F32", [2], f32(-1.0, float("nan"))), ("m.input_scale", "F32", [1], f32(0.0))]))
+write("valid_fp8_layer_empty", reference_file([("m.weight", "F8_E4M3", [0, 4], b""), ("m.weight_scale", "F32", [0], b"")]))
+

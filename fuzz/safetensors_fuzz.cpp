@@ -1,15 +1,18 @@
 // Fuzz target for the safetensors reader: any byte string must either parse into tensors that lie inside the
 // input and agree with their dtype and shape, or throw checkpoint_error. Nothing else: no crash, no other
 // exception, no read outside the input (ASan), no undefined behaviour (UBSan).
-// A file that parses must also survive a round trip through the writer unchanged, and every 4-bit layer in it
-// (a "<module>.qweight" with its qzeros, scales, g_idx) must dequantize or throw one checkpoint_error line.
+// A file that parses must also survive a round trip through the writer unchanged, every 4-bit layer in it
+// (a "<module>.qweight" with its qzeros, scales, g_idx) must dequantize or throw one checkpoint_error line, and
+// so must every FP8 layer (a "<module>.weight" with its weight_scale and input_scale), whole and in slices.
 //
 // Built two ways (fuzz/CMakeLists.txt): with clang's libFuzzer (TROUPE_FUZZ=ON), and with any compiler into a
 // replay driver that runs the seed corpus as ctest tests.
 
 #include "fuzz/fuzz_check.hpp"
 #include "runtime/error.hpp"
+#include "runtime/model/fp8_formats.hpp"
 #include "runtime/model/int4_formats.hpp"
+#include "runtime/model/sharding_plan.hpp"
 #include "runtime/model/safetensors.hpp"
 
 #include <cstdint>
@@ -106,6 +109,44 @@ void check_packed_layers(const troupe::safetensors_file& file) {
   }
 }
 
+// Reads each 2-D "<module>.weight" that has a "<module>.weight_scale" as an FP8 layer of its shape under every
+// FP8 config (fp8 and compressed-tensors, per tensor and per channel, dynamic and static activations), whole and
+// as the first half of its rows and of its columns: codes of the slice's size, or one checkpoint_error line.
+void check_fp8_layers(const troupe::safetensors_file& file) {
+  for (const auto& t : file.tensors()) {
+    if (!t.name.ends_with(".weight") || t.shape.size() != 2) continue;
+    const std::string module = t.name.substr(0, t.name.size() - 7);
+    const troupe::fp8_linear layer{&t, file.find(module + ".weight_scale"), file.find(module + ".input_scale")};
+    if (!layer.weight_scale) continue;
+    for (const auto method : {troupe::quant_method::fp8, troupe::quant_method::compressed_tensors})
+      for (const bool channel : {false, true})
+        for (const bool static_input : {false, true}) {
+          troupe::quantization_config q;
+          q.method = method;
+          q.fp8_serialized = true;
+          q.fp8_channel_scales = channel;
+          q.fp8_static_input = static_input;
+          for (int cut = 0; cut < 3; ++cut) {
+            troupe::weight_slice s;
+            s.name = t.name;
+            s.shape = s.local_shape = t.shape;
+            s.dim = cut == 2 ? 1 : 0;
+            s.length = cut == 0 ? t.shape[0] : t.shape[static_cast<std::size_t>(s.dim)] / 2;
+            s.local_shape[static_cast<std::size_t>(s.dim)] = s.length;
+            try {
+              const troupe::fp8_weight w = troupe::read_fp8_linear(module, layer, q, s, "fuzz-input");
+              FUZZ_CHECK(w.codes.size() == static_cast<std::size_t>(s.local_shape[0] * s.local_shape[1]));
+              FUZZ_CHECK(w.scales.size() == static_cast<std::size_t>(s.local_shape[0]));
+              std::vector<float> values;
+              troupe::dequantize(w, values);
+            } catch (const troupe::checkpoint_error& e) {
+              FUZZ_CHECK(std::strchr(e.what(), '\n') == nullptr);
+            }
+          }
+        }
+  }
+}
+
 } // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
@@ -115,6 +156,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     check_file(file, input);
     check_round_trip(file);
     check_packed_layers(file);
+    check_fp8_layers(file);
   } catch (const troupe::checkpoint_error& e) {
     FUZZ_CHECK(std::strchr(e.what(), '\n') == nullptr);  // messages are one line
   }
