@@ -8,7 +8,9 @@
 #      timings. CHECK_ARGS=--comm runs only the communicators, CHECK_ARGS=--tp only tensor parallelism,
 #      CHECK_ARGS=--models only the reference models (whole and split); add --only-4-bit for the 4-bit
 #      reference folders alone (issue 12: CHECK_ARGS="--models --only-4-bit"); CHECK_ARGS=--fp8-kv only the FP8
-#      KV cache's rows (issue 13: its ops, the reference models with an FP8 cache, attention timings).
+#      KV cache's rows (issue 13: its ops, the reference models with an FP8 cache, attention timings);
+#      CHECK_ARGS=--fp8-weights only the FP8 weights' rows (issue 13: linear_fp8 on each GEMM path, the
+#      reference models with FP8 weights against the CPU twin, gate_up timings beside bf16).
 #   1b. with LARGE=1: the same model checks at Qwen2.5-7B shapes (scripts/gpu/make_large_reference.py).
 #   1c. with EDGES=1: prompts over the step budget through `troupe generate` and `troupe serve`.
 #   2. with BENCH=1: troupe bench throughput on the CUDA backend with random weights at Qwen2.5-7B shapes
