@@ -25,10 +25,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-const std::string small_llama =
-    " --architecture llama --hidden-size 64 --num-layers 2 --num-heads 4 --num-kv-heads 2 --intermediate-size 128"
-    " --dtype float32 --seed 5";
-
 // `make-model` of the small Llama into a fresh folder with `flags`.
 struct made_model {
   temp_folder dir;

@@ -34,10 +34,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-const std::string small_llama =
-    " --architecture llama --hidden-size 64 --num-layers 2 --num-heads 4 --num-kv-heads 2 --intermediate-size 128"
-    " --dtype float32 --seed 5";
-
 // Twice as wide: every layer splits 4 ways in whole groups of 32 (o_proj's 128 inputs are 32 per rank).
 const std::string wide_llama =
     " --architecture llama --hidden-size 128 --num-layers 2 --num-heads 8 --num-kv-heads 2 --intermediate-size 256"

@@ -14,27 +14,12 @@
 #include "runtime/model/quantization.hpp"
 #include "runtime/model/safetensors.hpp"
 #include "runtime/model/sharding_plan.hpp"
+#include "tests/support/quantized_copy.hpp"
 
 using namespace troupe;
+using troupe::testing::fp8_config;
 
 namespace {
-
-quantization_config fp8_of(quant_method m, bool channel, bool static_input) {
-  quantization_config q;
-  q.method = m;
-  q.fp8_serialized = true;
-  q.fp8_channel_scales = channel;
-  q.fp8_static_input = static_input;
-  return q;
-}
-
-std::vector<float> random_weight(int64_t n, unsigned seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> d(0.0f, 0.05f);
-  std::vector<float> w(static_cast<size_t>(n));
-  for (float& v : w) v = d(rng);
-  return w;
-}
 
 // One layer's tensors in a safetensors file held in memory, as a loader finds them.
 class layer_file {
@@ -114,12 +99,15 @@ TEST(fp8_quantize, per_channel_scales_each_row_and_per_tensor_shares_the_largest
 // quantized weight (or its cut) exactly.
 TEST(fp8_layers, written_and_read_back_whole_or_sliced_they_are_the_quantized_weight) {
   const int64_t out = 24, in = 32;
-  const std::vector<float> w = random_weight(out * in, 3);
+  std::vector<float> w(static_cast<size_t>(out * in));
+  std::mt19937 rng(3);
+  std::normal_distribution<float> normal(0.0f, 0.05f);
+  for (float& v : w) v = normal(rng);
   for (const quant_method m : {quant_method::fp8, quant_method::compressed_tensors})
     for (const bool channel : {false, true})
       for (const bool static_input : {false, true}) {
         SCOPED_TRACE(std::string(name(m)) + (channel ? " channel" : " tensor") + (static_input ? " static" : " dynamic"));
-        const quantization_config q = fp8_of(m, channel, static_input);
+        const quantization_config q = fp8_config(m, channel, static_input);
         fp8_weight made = quantize_fp8(w, out, in, channel);
         made.input_scale = static_input ? 0.125f : 0.0f;
         const packed_fp8 p = pack_fp8(made, q);
@@ -142,7 +130,7 @@ TEST(fp8_layers, written_and_read_back_whole_or_sliced_they_are_the_quantized_we
         }
       }
   // Per tensor needs one scale for every row.
-  EXPECT_THROW(pack_fp8(quantize_fp8(w, out, in, true), fp8_of(quant_method::fp8, false, false)), std::invalid_argument);
+  EXPECT_THROW(pack_fp8(quantize_fp8(w, out, in, true), fp8_config(quant_method::fp8, false, false)), std::invalid_argument);
 }
 
 TEST(fp8_layers, scales_stored_in_bf16_or_as_one_per_channel_of_shape_out_are_read_too) {
@@ -150,7 +138,7 @@ TEST(fp8_layers, scales_stored_in_bf16_or_as_one_per_channel_of_shape_out_are_re
   const std::vector<uint16_t> bf16_scales = {f32_to_bf16(0.5f), f32_to_bf16(4.0f)};
   const layer_file file({{"m.weight", dtype::f8_e4m3, {2, 2}, bytes_of(codes)},
                          {"m.weight_scale", dtype::bf16, {2}, bytes_of(bf16_scales)}});
-  const fp8_weight w = read_fp8_linear("m", file.find("m"), fp8_of(quant_method::fp8, false, false), slice_of(2, 2), "dir");
+  const fp8_weight w = read_fp8_linear("m", file.find("m"), fp8_config(quant_method::fp8, false, false), slice_of(2, 2), "dir");
   std::vector<float> values;
   dequantize(w, values);
   EXPECT_EQ(values, (std::vector<float>{0.5f, 1.0f, 2.0f, 4.0f}));
@@ -162,8 +150,8 @@ TEST(broken_fp8_layers, each_gives_one_line_naming_the_tensor_and_what_is_wrong)
   const std::vector<float> one = {0.5f}, four = {0.5f, 0.5f, 0.5f, 0.5f}, three = {1, 1, 1}, negative = {-1.0f},
                            zero = {0.0f};
   const std::vector<uint16_t> bf16_codes(static_cast<size_t>(out * in), 0x3F80);
-  const auto fp8 = fp8_of(quant_method::fp8, false, false), ct_channel = fp8_of(quant_method::compressed_tensors, true, false),
-             ct_tensor = fp8_of(quant_method::compressed_tensors, false, false), fp8_static = fp8_of(quant_method::fp8, false, true);
+  const auto fp8 = fp8_config(quant_method::fp8, false, false), ct_channel = fp8_config(quant_method::compressed_tensors, true, false),
+             ct_tensor = fp8_config(quant_method::compressed_tensors, false, false), fp8_static = fp8_config(quant_method::fp8, false, true);
   const tensor_to_write weight{"m.weight", dtype::f8_e4m3, {out, in}, bytes_of(codes)};
   const tensor_to_write scale{"m.weight_scale", dtype::f32, {}, bytes_of(one)};
   EXPECT_EQ(error_of({weight, scale}, fp8, out, in), "");

@@ -26,6 +26,11 @@
 
 namespace troupe::testing {
 
+// make-model flags of a small Llama in f32: 2 layers, hidden 64, 4 heads of 16 over 2 KV heads, intermediate 128.
+inline const std::string small_llama =
+    " --architecture llama --hidden-size 64 --num-layers 2 --num-heads 4 --num-kv-heads 2 --intermediate-size 128"
+    " --dtype float32 --seed 5";
+
 inline command_result run_troupe(const std::string& args) {
   return run_command(std::string(TROUPE_BINARY) + " " + args);
 }

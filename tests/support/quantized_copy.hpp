@@ -50,17 +50,15 @@ inline int4_weight rtn_code(const quantization_config& q, int64_t out, int64_t i
   return rtn_quantize(values, out, in, q.group_for(in), q.symmetric, min_zero);
 }
 
-// Writes `to` = the model folder `from` (config.json, model safetensors; other files copied) with every linear
-// weight q quantizes either packed in q's format (`packed`) or replaced by its dequantized f32 values.
-inline void write_quantized_copy(const std::filesystem::path& from, const std::filesystem::path& to,
-                                 const quantization_config& q, bool packed) {
+// Writes `to` = the model folder `from` (config.json, model safetensors; other files copied) with each linear
+// weight q quantizes replaced: replace(name, tensor, its f32 values, tensors) appends what stands for it, in
+// storage that outlives the call. config.json says `written` for its quantization.
+template <class Replace>
+void write_copy_replacing(const std::filesystem::path& from, const std::filesystem::path& to, const quantization_config& q,
+                          const std::optional<quantization_config>& written, Replace replace) {
   model_config config = model_config::from_dir(from);
   const checkpoint ckpt = checkpoint::open(from);
   std::vector<tensor_to_write> tensors;
-  std::vector<packed_int4> packs;
-  std::vector<std::vector<float>> dequantized;
-  packs.reserve(ckpt.names().size());
-  dequantized.reserve(ckpt.names().size());
   std::vector<float> values;
   for (const std::string& name : ckpt.names()) {
     const tensor_info& t = *ckpt.find(name);
@@ -70,20 +68,34 @@ inline void write_quantized_copy(const std::filesystem::path& from, const std::f
     }
     values.resize(static_cast<size_t>(t.num_elements()));
     checkpoint::to_f32(t, values);
-    const int4_weight code = rtn_code(q, t.shape[0], t.shape[1], values);
-    if (packed) {
-      packs.push_back(pack_int4(code, q));
-      for (auto& p : packed_tensors(name.substr(0, name.size() - 7), packs.back())) tensors.push_back(std::move(p));
-    } else {
-      dequantized.emplace_back();
-      dequantize(code, dequantized.back());
-      tensors.push_back({name, dtype::f32, t.shape, std::as_bytes(std::span(dequantized.back()))});
-    }
+    replace(name, t, values, tensors);
   }
   copy_model_files(from, to);
   write_safetensors(to / "model.safetensors", tensors, {{"format", "pt"}});
-  config.quantization = packed ? std::optional(q) : std::nullopt;
+  config.quantization = written;
   std::ofstream(to / "config.json") << config.to_json();
+}
+
+// Writes `to` = the model folder `from` with every linear weight q quantizes either packed in q's format
+// (`packed`) or replaced by its dequantized f32 values.
+inline void write_quantized_copy(const std::filesystem::path& from, const std::filesystem::path& to,
+                                 const quantization_config& q, bool packed) {
+  std::vector<packed_int4> packs;  // moving them keeps their buffers, which the tensors point into
+  std::vector<std::vector<float>> dequantized;
+  write_copy_replacing(from, to, q, packed ? std::optional(q) : std::nullopt,
+                       [&](const std::string& name, const tensor_info& t, const std::vector<float>& values,
+                           std::vector<tensor_to_write>& tensors) {
+                         const int4_weight code = rtn_code(q, t.shape[0], t.shape[1], values);
+                         if (packed) {
+                           packs.push_back(pack_int4(code, q));
+                           for (auto& p : packed_tensors(name.substr(0, name.size() - 7), packs.back()))
+                             tensors.push_back(std::move(p));
+                         } else {
+                           dequantized.emplace_back();
+                           dequantize(code, dequantized.back());
+                           tensors.push_back({name, dtype::f32, t.shape, std::as_bytes(std::span(dequantized.back()))});
+                         }
+                       });
 }
 
 // Writes `to` = the model folder `from` with every linear weight q quantizes (q: fp8 or compressed-tensors, FP8 in
@@ -91,29 +103,16 @@ inline void write_quantized_copy(const std::filesystem::path& from, const std::f
 // them) or per tensor, and with static activations every layer's input_scale `input_scale`.
 inline void write_fp8_copy(const std::filesystem::path& from, const std::filesystem::path& to,
                            const quantization_config& q, float input_scale = 0.0f) {
-  model_config config = model_config::from_dir(from);
-  const checkpoint ckpt = checkpoint::open(from);
-  std::vector<tensor_to_write> tensors;
-  std::vector<packed_fp8> packs;
-  packs.reserve(ckpt.names().size());
-  std::vector<float> values;
-  for (const std::string& name : ckpt.names()) {
-    const tensor_info& t = *ckpt.find(name);
-    if (!q.quantizes(name)) {
-      tensors.push_back({name, t.type, t.shape, t.bytes()});
-      continue;
-    }
-    values.resize(static_cast<size_t>(t.num_elements()));
-    checkpoint::to_f32(t, values);
-    fp8_weight w = quantize_fp8(values, t.shape[0], t.shape[1], q.fp8_channel_scales);
-    w.input_scale = input_scale;
-    packs.push_back(pack_fp8(w, q));
-    for (auto& p : packed_tensors(name.substr(0, name.size() - 7), packs.back())) tensors.push_back(std::move(p));
-  }
-  copy_model_files(from, to);
-  write_safetensors(to / "model.safetensors", tensors, {{"format", "pt"}});
-  config.quantization = q;
-  std::ofstream(to / "config.json") << config.to_json();
+  std::vector<packed_fp8> packs;  // moving them keeps their buffers, which the tensors point into
+  write_copy_replacing(from, to, q, q,
+                       [&](const std::string& name, const tensor_info& t, const std::vector<float>& values,
+                           std::vector<tensor_to_write>& tensors) {
+                         fp8_weight w = quantize_fp8(values, t.shape[0], t.shape[1], q.fp8_channel_scales);
+                         w.input_scale = input_scale;
+                         packs.push_back(pack_fp8(w, q));
+                         for (auto& p : packed_tensors(name.substr(0, name.size() - 7), packs.back()))
+                           tensors.push_back(std::move(p));
+                       });
 }
 
 // An FP8 checkpoint's config: `method` fp8 or compressed-tensors, scales per channel or per tensor, static or
