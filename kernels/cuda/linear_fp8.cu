@@ -126,8 +126,10 @@ fp8_switches& fp8_settings() {
   return s;
 }
 
-const char* launch_linear_fp8(cuda_context& ctx, const tensor& x, const fp8_device_weight& w, const tensor& bias,
-                              const tensor& out) {
+namespace {
+
+const char* run_linear_fp8(cuda_context& ctx, const tensor& x, const fp8_device_weight& w, const tensor& bias,
+                           const tensor& out) {
   const int64_t rows = x.dim(0), k = x.dim(1), n = w.weight.dim(0);
   if (w.weight.type != dtype::f8_e4m3 || w.weight.rank != 2 || w.weight.dim(1) != k || w.scale.type != dtype::f32 ||
       w.scale.numel() != n || (!w.input_scale.empty() && (w.input_scale.type != dtype::f32 || w.input_scale.numel() != 1)) ||
@@ -190,6 +192,13 @@ const char* launch_linear_fp8(cuda_context& ctx, const tensor& x, const fp8_devi
   });
   check_launch("linear_fp8 simt");
   return "simt";
+}
+
+} // namespace
+
+const char* launch_linear_fp8(cuda_context& ctx, const tensor& x, const fp8_device_weight& w, const tensor& bias,
+                              const tensor& out) {
+  return fp8_settings().last_path = run_linear_fp8(ctx, x, w, bias, out);
 }
 
 } // namespace troupe::cuda
