@@ -279,7 +279,7 @@ void check_linear_fp8(checker& c, dtype t) {
       what += path.empty() ? " (chosen)" : " " + path;
       // f32: the same codes on both, sums in another order (and cuBLASLt's FP8 accumulation): 1e-3.
       report("linear_fp8", t, what, c.error(out), t == dtype::f32 ? 1e-3 : tolerance_for(t),
-             std::string("ran ") + cuda::fp8_settings().last_path);
+             std::string("ran ") + cuda::fp8_settings().last_path.load());
     }
     cuda::fp8_settings().path.clear();
   }

@@ -118,11 +118,12 @@ void reserve(cuda_context& ctx, void*& buffer, size_t& bytes, size_t need) {
 } // namespace
 
 fp8_switches& fp8_settings() {
-  static fp8_switches s = [] {
-    fp8_switches d;
-    if (const char* v = std::getenv("TROUPE_FP8_GEMM")) d.path = v;
-    return d;
+  static fp8_switches s;
+  static const bool from_environment = [] {
+    if (const char* v = std::getenv("TROUPE_FP8_GEMM")) s.path = v;
+    return true;
   }();
+  (void)from_environment;
   return s;
 }
 
