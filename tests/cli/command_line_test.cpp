@@ -3,6 +3,9 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdlib>
+#include <fstream>
+#include <iterator>
 #include <map>
 #include <set>
 
@@ -205,4 +208,57 @@ TEST(environment, boolean_variables_and_the_stats_interval_read_as_vllm_reads_th
   EXPECT_THROW(stats_interval_from_env(read), user_error);
   env.erase("VLLM_LOG_STATS_INTERVAL");
   EXPECT_EQ(stats_interval_from_env(read), 10.0);
+}
+
+namespace {
+
+// The markdown table of docs/vllm_flags.md, from the table in code.
+std::string markdown_table() {
+  std::map<flag_class, int> counts;
+  for (const vllm_flag& f : vllm_serve_flags()) ++counts[f.what];
+  std::string md = std::to_string(vllm_serve_flags().size()) + " flags: " + std::to_string(counts[flag_class::works]) +
+                   " work, " + std::to_string(counts[flag_class::no_effect]) + " have no effect, " +
+                   std::to_string(counts[flag_class::refused]) + " are refused.\n\n";
+  md += "| vLLM flag | troupe | what troupe does, or why it does not |\n| --- | --- | --- |\n";
+  for (const vllm_flag& f : vllm_serve_flags()) {
+    std::string name = "`" + std::string(f.name) + "`";
+    if (!f.short_name.empty()) name += ", `" + std::string(f.short_name) + "`";
+    std::string what(to_string(f.what));
+    if (!f.harmless_values.empty()) {
+      std::string values;
+      std::string_view rest = f.harmless_values;
+      while (!rest.empty()) {
+        const size_t comma = rest.find(',');
+        values += (values.empty() ? "`" : ", `") + std::string(rest.substr(0, comma)) + "`";
+        rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
+      }
+      what += "; " + values + " accepted without effect";
+    }
+    std::string why(f.why);
+    for (size_t at = why.find('|'); at != std::string::npos; at = why.find('|', at + 2)) why.replace(at, 1, "\\|");
+    md += "| " + name + " | " + what + " | " + why + " |\n";
+  }
+  return md;
+}
+
+} // namespace
+
+TEST(vllm_flags, docs_vllm_flags_md_shows_the_table_as_the_code_has_it) {
+  const std::string path = std::string(TROUPE_TEST_DATA) + "/../../docs/vllm_flags.md";
+  std::ifstream in(path);
+  std::string doc((std::istreambuf_iterator<char>(in)), {});
+  const std::string begin = "<!-- the table: tests/cli/command_line_test.cpp writes it from runtime/cli/vllm_flags.cpp "
+                            "when run with TROUPE_UPDATE_DOCS=1 -->\n";
+  const std::string end = "<!-- end of the table -->\n";
+  const size_t b = doc.find(begin), e = doc.find(end);
+  ASSERT_NE(b, std::string::npos) << path << " lacks the line " << begin;
+  ASSERT_NE(e, std::string::npos) << path << " lacks the line " << end;
+  const std::string table = markdown_table();
+  if (std::getenv("TROUPE_UPDATE_DOCS")) {
+    doc.replace(b + begin.size(), e - b - begin.size(), table);
+    std::ofstream(path) << doc;
+    return;
+  }
+  EXPECT_EQ(doc.substr(b + begin.size(), e - b - begin.size()), table)
+      << "docs/vllm_flags.md differs from the table in runtime/cli/vllm_flags.cpp: run this test with TROUPE_UPDATE_DOCS=1";
 }
