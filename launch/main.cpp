@@ -42,7 +42,7 @@ std::vector<std::string> flag_names(const CLI::App* cmd) {
 
 // Checks the flags of the command the arguments name (args[0] is the program) and returns the arguments
 // the parser gets; logs one line per vLLM flag that has no effect.
-std::vector<std::string> checked_args(CLI::App& app, const std::vector<std::string>& args) {
+std::vector<std::string> args_for_parser(CLI::App& app, const std::vector<std::string>& args) {
   CLI::App* cmd = &app;
   std::string command = "troupe";
   size_t i = 1;
@@ -101,7 +101,7 @@ int main(int argc, char** argv) {
   troupe::register_bench(app);
   troupe::register_serve(app);
   try {
-    std::vector<std::string> args = checked_args(app, with_long_flags(argc, argv));
+    std::vector<std::string> args = args_for_parser(app, with_long_flags(argc, argv));
     std::vector<char*> ptrs;
     for (auto& a : args) ptrs.push_back(a.data());
     app.parse(static_cast<int>(ptrs.size()), ptrs.data());

@@ -46,9 +46,11 @@ struct serve_options {
   bool disable_log_requests = false;
   bool disable_access_log = false;
   bool disable_log_stats = false;
+  double stats_interval_s = 10;  // VLLM_LOG_STATS_INTERVAL
   std::string allowed_origins = R"(["*"])", allowed_methods = R"(["*"])", allowed_headers = R"(["*"])";
 };
 
+// The process's environment, as runtime/cli/environment.hpp reads it.
 const char* read_env(const char* name) { return std::getenv(name); }
 
 // Logs the stats line every `interval` seconds (debug level while idle, as vLLM) until destroyed.
@@ -89,7 +91,8 @@ private:
 };
 
 // What the command line and the environment leave to decide before anything starts: the model (MODEL or
-// --model), the API key (--api-key, else TROUPE_API_KEY or VLLM_API_KEY), CORS lists, the request log.
+// --model), the API key (--api-key, else TROUPE_API_KEY or VLLM_API_KEY), CORS lists, the request log, the
+// stats interval.
 // Throws user_error.
 void resolve(serve_options& o) {
   if (!o.model_tag.empty()) {
@@ -107,6 +110,7 @@ void resolve(serve_options& o) {
   o.http.cors.allowed_methods = parse_cors_list(o.allowed_methods, "--allowed-methods");
   o.http.cors.allowed_headers = parse_cors_list(o.allowed_headers, "--allowed-headers");
   o.http.log_requests = o.enable_log_requests && !o.disable_log_requests && !o.disable_access_log;
+  o.stats_interval_s = stats_interval_from_env(read_env);
   if (!o.http.root_path.empty() && !o.http.root_path.starts_with("/"))
     throw user_error("--root-path must start with '/', got '" + o.http.root_path + "'");
 }
@@ -157,7 +161,7 @@ void run_serve(serve_options& o) {
   spdlog::info("serving {} as {}: OpenAI API at {}/v1, live dashboard at {}/dashboard, Prometheus metrics at {}/metrics",
                e.config().architecture_name, names, base, base, base);
   std::optional<stats_ticker> stats;
-  if (!o.disable_log_stats) stats.emplace(e, stats_interval_from_env(read_env));
+  if (!o.disable_log_stats) stats.emplace(e, o.stats_interval_s);
   int sig = 0;
   sigwait(&signals, &sig);
   if (eo.mpi && eo.tensor_parallel_size > 1) {
