@@ -62,12 +62,12 @@ struct made_models {
   }
 };
 
-// The "[error]" lines of a run's stderr (logs may come before them).
+// The "[error]" lines of a run's stderr (logs may come before them), from their level on (the timestamp left out).
 std::vector<std::string> error_lines(const std::string& err) {
   std::vector<std::string> lines;
   std::istringstream in(err);
   for (std::string line; std::getline(in, line);)
-    if (line.starts_with("[error]")) lines.push_back(line);
+    if (const size_t at = line.find("[error] "); at != std::string::npos) lines.push_back(line.substr(at));
   return lines;
 }
 
@@ -333,7 +333,8 @@ TEST(quantized_checkpoints, quantization_flags_that_contradict_the_checkpoint_ar
   EXPECT_NE(rtn.err.find("(rtn); the checkpoint is already quantized with awq"), std::string::npos) << rtn.err;
   const auto awq = run_troupe("generate --model " + m.plain.path().string() + " --quantization awq" + args);
   EXPECT_EQ(awq.exit_code, 1);
-  EXPECT_TRUE(awq.err.starts_with("[error] Cannot find the config file for awq: ")) << awq.err;
+  ASSERT_EQ(error_lines(awq.err).size(), 1u) << awq.err;
+  EXPECT_TRUE(error_lines(awq.err)[0].starts_with("[error] Cannot find the config file for awq: ")) << awq.err;
 }
 
 TEST(quantized_checkpoints, a_broken_packed_layer_is_one_error_line_naming_the_tensor) {
