@@ -103,7 +103,7 @@ void check_ranks_agree(const engine_options& o, const fs::path& dir, const mpi_s
   f.add("--num-gpu-blocks-override", std::to_string(o.num_gpu_blocks_override));
   f.add("--gpu-memory-utilization", std::to_string(o.gpu_memory_utilization));
   f.add("--enforce-eager", o.enforce_eager ? "true" : "false");
-  f.add("--seed", std::to_string(o.seed));
+  f.add("--seed", o.seed ? std::to_string(*o.seed) : "none");
   add_checkpoint_identity(f, dir);
   const std::vector<std::string> all = mpi.all_gather_string(f.serialize());
   const job_fingerprint first = job_fingerprint::parse(all[0]);
@@ -131,12 +131,18 @@ batch_limits default_batch_limits(const std::string& backend, int64_t device_mem
 engine::impl::impl(const engine_options& requested) : system(with_middleman(system_config)), options(requested) {
   engine_options& o = options;
   const fs::path dir = o.model.empty() ? default_model_dir() : fs::path(o.model);
-  if (!fs::is_directory(dir)) throw user_error("--model " + dir.string() + ": no such folder");
+  if (!fs::is_directory(dir))
+    throw user_error("--model " + dir.string() + ": no such folder (troupe serves a local Hugging Face folder; it never "
+                     "downloads one)");
   config = model_config::from_dir(dir);
   config.quantization = resolve_quantization(config.quantization, o.quantization, dir);
-  if (fs::exists(dir / "tokenizer.json")) tokenizer_ = std::make_unique<tokenizer>(tokenizer::from_file(dir / "tokenizer.json"));
+  // vLLM's --tokenizer: the tokenizer and its config (the chat template) from another folder.
+  const fs::path tok_dir = o.tokenizer.empty() ? dir : fs::path(o.tokenizer);
+  if (!o.tokenizer.empty() && !fs::exists(tok_dir / "tokenizer.json"))
+    throw user_error("--tokenizer " + o.tokenizer + ": no tokenizer.json there");
+  if (fs::exists(tok_dir / "tokenizer.json")) tokenizer_ = std::make_unique<tokenizer>(tokenizer::from_file(tok_dir / "tokenizer.json"));
 
-  const fs::path tokenizer_config = dir / "tokenizer_config.json";
+  const fs::path tokenizer_config = tok_dir / "tokenizer_config.json";
   if (!o.chat_template.empty()) {
     chat = chat_template::from_file(o.chat_template);
   } else if (fs::exists(tokenizer_config)) {
@@ -144,7 +150,9 @@ engine::impl::impl(const engine_options& requested) : system(with_middleman(syst
     chat_tools = chat_template::from_tokenizer_config(tokenizer_config, true);
   }
   if (fs::exists(tokenizer_config)) chat_options = chat_template_options_from_tokenizer_config(tokenizer_config);
-  max_model_len = o.max_model_len > 0 ? o.max_model_len : config.max_position_embeddings;
+  const max_model_len_choice len = resolve_max_model_len(config, o.max_model_len, o.allow_long_max_model_len);
+  if (!len.warning.empty()) spdlog::warn("{}", len.warning);
+  max_model_len = len.value;
   if (o.max_num_seqs < 0) throw user_error("--max-num-seqs must be positive");
   if (o.max_num_batched_tokens < 0) throw user_error("--max-num-batched-tokens must be positive");
   // Left at 0: vLLM's defaults, which depend on the device's memory (known once the backend is up).
@@ -256,8 +264,8 @@ engine::impl::impl(const engine_options& requested) : system(with_middleman(syst
       shard_resources& shard = *res[static_cast<size_t>(i)];
       const sharding_plan& plan = plans[static_cast<size_t>(r)];
       const model_config local = tp > 1 ? local_config(config, plan) : config;
-      weight_source source = o.load_format == "dummy" ? (tp > 1 ? sharded_dummy_weight_source(o.seed, plan, config.quantization)
-                                                                  : dummy_weight_source(o.seed, config.quantization))
+      weight_source source = o.load_format == "dummy" ? (tp > 1 ? sharded_dummy_weight_source(o.seed.value_or(0), plan, config.quantization)
+                                                                  : dummy_weight_source(o.seed.value_or(0), config.quantization))
                              : tp > 1 ? sharded_weight_source(*ckpt, config, plan)
                                       : checkpoint_weight_source(*ckpt, config);
       shard_context where;
@@ -273,13 +281,14 @@ engine::impl::impl(const engine_options& requested) : system(with_middleman(syst
       const bool dummy = o.load_format == "dummy";
       const std::optional<quantization_config>& q = config.quantization;
       int4_source int4;
+      const uint64_t seed = o.seed.value_or(0);
       if (on_gpu && q && q->four_bit())
-        int4 = tp > 1 ? (dummy ? sharded_dummy_int4_source(o.seed, plan, q) : sharded_int4_source(*ckpt, config, plan))
-                      : (dummy ? dummy_int4_source(o.seed, q) : checkpoint_int4_source(*ckpt, config));
+        int4 = tp > 1 ? (dummy ? sharded_dummy_int4_source(seed, plan, q) : sharded_int4_source(*ckpt, config, plan))
+                      : (dummy ? dummy_int4_source(seed, q) : checkpoint_int4_source(*ckpt, config));
       fp8_source fp8;
       if (q && q->fp8())
-        fp8 = tp > 1 ? (dummy ? sharded_dummy_fp8_source(o.seed, plan, q) : sharded_fp8_source(*ckpt, config, plan))
-                     : (dummy ? dummy_fp8_source(o.seed, q) : checkpoint_fp8_source(*ckpt, config));
+        fp8 = tp > 1 ? (dummy ? sharded_dummy_fp8_source(seed, plan, q) : sharded_fp8_source(*ckpt, config, plan))
+                     : (dummy ? dummy_fp8_source(seed, q) : checkpoint_fp8_source(*ckpt, config));
       const int64_t elem = static_cast<int64_t>(size_in_bytes(act));
       const linear_weight_bytes linear = linear_weights_in_memory(local, elem);
       const bool kept = int4 || fp8;
@@ -375,13 +384,14 @@ engine::impl::impl(const engine_options& requested) : system(with_middleman(syst
   ec.vocab_size = static_cast<int32_t>(config.vocab_size);
   ec.eos_token_ids = eos;
 
-  served_model_name = !o.served_model_name.empty() ? o.served_model_name : !o.model.empty() ? o.model : "troupe-default";
+  served_model_names = o.served_model_names;
+  if (served_model_names.empty()) served_model_names.push_back(!o.model.empty() ? o.model : "troupe-default");
   engine_metrics_config mc;
-  mc.model_name = served_model_name;
+  mc.model_name = served_model_names.front();
   mc.max_model_len = max_model_len;
   mc.tensor_parallel_size = tp;
   metrics = std::make_unique<engine_metrics>(mc);
-  auto core = std::make_unique<engine_core>(ec, tokenizer_.get(), o.seed ? o.seed : std::random_device{}());
+  auto core = std::make_unique<engine_core>(ec, tokenizer_.get(), o.seed ? *o.seed : std::random_device{}());
   core->set_metrics(metrics.get());
   for (auto& shard : res) shards.push_back(spawn_shard(system, std::move(shard)));
   stall_watch watch;
@@ -442,7 +452,8 @@ engine::~engine() = default;
 const model_config& engine::config() const { return impl_->config; }
 std::string engine::metrics_text() const { return impl_->metrics->render(); }
 metrics_snapshot engine::metrics() const { return impl_->metrics->snapshot(); }
-const std::string& engine::served_model_name() const { return impl_->served_model_name; }
+const std::string& engine::served_model_name() const { return impl_->served_model_names.front(); }
+const std::vector<std::string>& engine::served_model_names() const { return impl_->served_model_names; }
 bool engine::healthy() const { return *impl_->healthy; }
 const tokenizer* engine::tok() const { return impl_->tokenizer_.get(); }
 int64_t engine::max_model_len() const { return impl_->max_model_len; }

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -37,6 +38,7 @@ batch_limits default_batch_limits(const std::string& backend, int64_t device_mem
 
 struct engine_options {
   std::string model;                  // Hugging Face folder; empty: the built-in default model
+  std::string tokenizer;              // folder of tokenizer.json and tokenizer_config.json; empty: the model's
   std::string load_format = "auto";   // auto | safetensors | dummy
   std::string backend = "cpu";        // cpu | cuda (when built with CUDA) | null (no arithmetic: measures scheduling and messaging)
   std::string dtype = "auto";         // auto (bf16 on CUDA, f32 on the CPU) | bfloat16 | float16 | float32
@@ -46,7 +48,8 @@ struct engine_options {
   int32_t max_num_seqs = 0;
   int32_t max_num_batched_tokens = 0;
   usage_context usage = usage_context::offline;
-  int64_t max_model_len = 0;          // 0: the model's max_position_embeddings
+  int64_t max_model_len = 0;          // 0: the model's (derived_max_model_len)
+  bool allow_long_max_model_len = false;  // vLLM's VLLM_ALLOW_LONG_MAX_MODEL_LEN: max_model_len may exceed the model's
   int32_t tensor_parallel_size = 1;   // shards the model is split over (Megatron-style, as vLLM)
   int32_t block_size = 16;
   int64_t kv_cache_memory = int64_t{1} << 30;  // bytes of KV cache per shard on the CPU backend (CUDA: what memory allows)
@@ -58,8 +61,10 @@ struct engine_options {
   int32_t long_request_threshold = 0;          // 0: one pool; else max_tokens above it is the long pool
   double long_max_fraction = 0.75;             // seats the long pool may hold
   int32_t long_prefill_token_threshold = 0;    // 0: none; else one prompt's largest prefill chunk
-  uint64_t seed = 0;                           // draws seeds for requests that give none
-  std::string served_model_name;               // the name in the API and metrics (default: --model)
+  // Draws the seeds of requests that give none (unset: a random one each start), and the dummy weights'.
+  std::optional<uint64_t> seed;
+  // The names the API answers to, the first in responses and metrics (default: --model).
+  std::vector<std::string> served_model_names;
   std::string chat_template;                   // a Jinja file overriding tokenizer_config.json's template
   // This process's MPI session when mpirun started it (launch/distributed.hpp): the engine then builds only
   // this rank's shard; rank 0 schedules and sends each step's plan to the others, which run engine::run_rank.
@@ -108,7 +113,8 @@ public:
   // The /metrics page (Prometheus text), and the figures the dashboard shows.
   std::string metrics_text() const;
   metrics_snapshot metrics() const;
-  const std::string& served_model_name() const;
+  const std::string& served_model_name() const;  // the first of served_model_names()
+  const std::vector<std::string>& served_model_names() const;
   // False once the engine can no longer run steps (a shard is gone).
   bool healthy() const;
   const model_config& config() const;

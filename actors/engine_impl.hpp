@@ -21,7 +21,7 @@ struct engine::impl {
   model_config config;
   std::unique_ptr<tokenizer> tokenizer_;
   int64_t max_model_len = 0;
-  std::string served_model_name;
+  std::vector<std::string> served_model_names;  // never empty
   std::unique_ptr<engine_metrics> metrics;
   // The chat template (and the tool-use variant some tokenizer_config.json files carry), with the
   // bos/eos tokens the template may use.

@@ -44,7 +44,7 @@ void refuse_connection(tcp::socket& socket) {
 
 gateway::impl::impl(const gateway_options& o)
     : opts(o), acceptor(ioc), accept_timer(ioc), parse_pool(static_cast<size_t>(std::max(1, o.parse_threads))),
-      admission(o.admission), connections(max_connections_of(o)) {}
+      admission(o.admission), cors(o.cors), connections(max_connections_of(o)) {}
 
 void gateway::impl::accept() {
   acceptor.async_accept(net::make_strand(ioc), [self = shared_from_this()](beast::error_code ec, tcp::socket socket) {
@@ -131,6 +131,8 @@ int64_t gateway::impl::num_connections() {
 void gateway::attach(engine& e) {
   impl_->model_name = e.served_model_name();
   impl_->server = server_config_of(e);
+  impl_->server.max_logprobs = impl_->opts.max_logprobs;
+  impl_->server.prompt_tokens_details = impl_->opts.prompt_tokens_details;
   impl_->started = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
   impl_->engine_ptr = &e;
 }

@@ -18,6 +18,7 @@
 
 #include "actors/engine.hpp"
 #include "runtime/gateway/admission.hpp"
+#include "runtime/gateway/cors.hpp"
 
 namespace troupe {
 
@@ -33,6 +34,12 @@ struct gateway_options {
   size_t max_header_bytes = 16 << 10; // a request head over it is refused with 431
   int64_t max_connections = 0;        // 0: what RLIMIT_NOFILE allows (default_max_connections)
   size_t max_stream_buffer = 256;     // SSE events queued for one slow client before it is cut off
+  std::string root_path;              // vLLM's --root-path: a prefix a path-routing proxy may leave on paths
+  cors_config cors;                   // vLLM's --allowed-origins, --allowed-methods, --allowed-headers, --allow-credentials
+  bool log_requests = true;           // one log line per API request (not /health, /version, /metrics, the dashboard)
+  bool request_id_headers = false;    // vLLM's --enable-request-id-headers: X-Request-Id on every response
+  int32_t max_logprobs = 20;          // vLLM's --max-logprobs (-1: the vocabulary)
+  bool prompt_tokens_details = false; // vLLM's --enable-prompt-tokens-details: usage reports cached prompt tokens
 };
 
 class gateway {

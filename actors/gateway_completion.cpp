@@ -93,6 +93,7 @@ void http_session::end_completion(bool finished) {
 // The answer to a run that failed or timed out: an error response, or, once streaming, an error event.
 void http_session::send_failure(const api_error& e) {
   const bool streaming = run_ && run_->headers_sent;
+  if (run_) note_completion(run_->builder);
   end_completion(false);
   if (!streaming) return respond_error(e);
   send_chunk(sse_error(e));
@@ -116,6 +117,7 @@ void http_session::handle_event(completion_event ev) {
     run.builder.add(ev);
     if (!run.builder.done()) return;
     std::string body = run.builder.final_body();
+    note_completion(run.builder);
     end_completion(true);
     return respond(200, std::move(body));
   }
@@ -125,6 +127,7 @@ void http_session::handle_event(completion_event ev) {
   }
   for (std::string& chunk : run.builder.stream_chunks(ev)) send_chunk(std::move(chunk));
   if (run.builder.done()) {
+    note_completion(run.builder);
     end_completion(true);
     return end_stream();
   }

@@ -50,7 +50,7 @@ void add_choices(completion_plan& plan, std::vector<int32_t> ids, const openai_g
 
 openai_server_config server_config_of(engine& e) {
   openai_server_config s;
-  s.served_model_names = {e.served_model_name()};
+  s.served_model_names = e.served_model_names();
   s.max_model_len = static_cast<int32_t>(e.max_model_len());
   s.vocab_size = static_cast<int32_t>(e.config().vocab_size);
   if (const tokenizer* tok = e.tok()) {
@@ -74,6 +74,7 @@ completion_plan plan_completion(engine& e, const openai_server_config& server, c
       std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
   plan.header.id = (chat ? "chatcmpl-" : "cmpl-") + random_uuid_hex();
   plan.tok = e.tok();
+  plan.prompt_tokens_details = server.prompt_tokens_details;
   // Without a tokenizer (a folder of config and weights only) token-id prompts still work, as with
   // vLLM's --skip-tokenizer-init: outputs then carry token ids and empty text.
   const auto no_tokenizer = [] {
@@ -324,11 +325,25 @@ void completion_builder::add(const completion_event& ev) {
 
 usage_info completion_builder::usage() const {
   usage_info u;
+  int64_t cached = 0;
   for (size_t i = 0; i < choices_.size(); ++i) {
-    if (i % static_cast<size_t>(plan_.n) == 0) u.prompt_tokens += choices_[i].num_prompt_tokens;
+    if (i % static_cast<size_t>(plan_.n) == 0) {
+      u.prompt_tokens += choices_[i].num_prompt_tokens;
+      cached += choices_[i].num_cached_tokens;
+    }
     u.completion_tokens += choices_[i].num_tokens;
   }
+  if (plan_.prompt_tokens_details) u.cached_tokens = cached;
   return u;
+}
+
+std::string completion_builder::finish_reasons() const {
+  std::string out;
+  for (const choice& c : choices_) {
+    if (!c.finished || c.finish_reason.empty()) continue;
+    if (("," + out + ",").find("," + c.finish_reason + ",") == std::string::npos) out += (out.empty() ? "" : ",") + c.finish_reason;
+  }
+  return out;
 }
 
 std::string completion_builder::final_body() const {

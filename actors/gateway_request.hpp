@@ -24,6 +24,7 @@ struct completion_plan {
   std::vector<engine_request> requests;  // prompt p, choice c at index p * n + c
   std::optional<int32_t> num_logprobs;   // alternatives per token when logprobs were asked for
   const tokenizer* tok = nullptr;        // to spell logprob tokens
+  bool prompt_tokens_details = false;    // usage reports the prompt tokens found in the prefix cache
 };
 
 // What request validation needs to know about this server.
@@ -76,6 +77,11 @@ public:
   std::vector<std::string> stream_chunks(const completion_event& ev);
   bool done() const { return finished_ == plan_.requests.size(); }
   std::string final_body() const;
+  // For the request log: the response's id, its usage so far, and its choices' finish reasons ("stop",
+  // "stop,length" when they differ; empty while none finished).
+  const std::string& id() const { return plan_.header.id; }
+  usage_info usage() const;
+  std::string finish_reasons() const;
 
 private:
   struct choice {
@@ -96,7 +102,6 @@ private:
   // for, are appended to the choice and also returned in `fresh`.
   bool apply(const request_output& o, size_t& index, std::vector<token_logprobs>* fresh = nullptr);
   token_logprobs spell(int32_t token, const sampled_logprobs& lp) const;
-  usage_info usage() const;
 
   completion_plan plan_;
   std::vector<choice> choices_;

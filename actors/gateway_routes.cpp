@@ -57,14 +57,19 @@ bool http_session::refuse_at_head() {
 
 namespace {
 
+// One card per served name, as vLLM lists them; each names the model folder as its root.
 std::string models_json(gateway::impl& gw) {
-  model_card card;
-  card.id = gw.model_name;
-  card.root = gw.eng().internals().options.model.empty() ? gw.model_name : gw.eng().internals().options.model;
-  card.created = gw.started;
-  card.max_model_len = static_cast<int32_t>(gw.eng().max_model_len());
-  card.permission_id = "modelperm-" + random_uuid_hex();
-  return models_body(std::span<const model_card>(&card, 1));
+  std::vector<model_card> cards;
+  for (const std::string& name : gw.server.served_model_names) {
+    model_card card;
+    card.id = name;
+    card.root = gw.eng().internals().options.model.empty() ? gw.model_name : gw.eng().internals().options.model;
+    card.created = gw.started;
+    card.max_model_len = static_cast<int32_t>(gw.eng().max_model_len());
+    card.permission_id = "modelperm-" + random_uuid_hex();
+    cards.push_back(std::move(card));
+  }
+  return models_body(cards);
 }
 
 std::string metrics_text(gateway::impl& gw) {

@@ -3,6 +3,8 @@
 
 #include "actors/gateway_session.hpp"
 
+#include <spdlog/spdlog.h>
+
 #include "runtime/openai/openai_error.hpp"
 
 namespace troupe {
@@ -32,6 +34,8 @@ http_session::http_session(tcp::socket socket, std::shared_ptr<gateway::impl> gw
   // Every stream event goes out at once: with Nagle's algorithm a first chunk written after the
   // headers waited for the client's delayed ACK (≈40 ms of time to first token on the H100, 2026-11-25).
   socket_.set_option(tcp::no_delay(true), ec);
+  if (const auto remote = socket_.remote_endpoint(ec); !ec)
+    peer_ = remote.address().to_string() + ":" + std::to_string(remote.port());
 }
 
 http_session::~http_session() { gw_->forget(id_); }
@@ -141,8 +145,30 @@ void http_session::on_head() {
   version_ = h.version();
   head_only_ = h.method() == http::verb::head;  // whatever the answer, a HEAD's has no body
   keep_alive_ = h.keep_alive();
-  route_ = match_route(std::string_view(h.method_string().data(), h.method_string().size()),
-                       std::string_view(h.target().data(), h.target().size()));
+  const std::string_view method(h.method_string().data(), h.method_string().size());
+  const std::string_view target(h.target().data(), h.target().size());
+  request_start_ = std::chrono::steady_clock::now();
+  cors_headers_.clear();
+  request_id_.clear();
+  log_entry_.reset();
+  if (const auto origin = h.find(http::field::origin); origin != h.end()) {
+    if (answer_preflight()) return;
+    cors_headers_ = gw_->cors.response_headers(std::string_view(origin->value().data(), origin->value().size()),
+                                               h.find(http::field::cookie) != h.end());
+  }
+  if (gw_->opts.request_id_headers) {
+    // vLLM's: the client's X-Request-Id, else a new one.
+    const auto it = h.find("X-Request-Id");
+    request_id_ = it != h.end() ? std::string(it->value()) : random_uuid_hex();
+  }
+  route_ = match_route(method, target, gw_->opts.root_path);
+  if (gw_->opts.log_requests && is_logged(route_.which)) {
+    log_entry_.emplace();
+    log_entry_->client = peer_;
+    log_entry_->method = std::string(method);
+    log_entry_->path = std::string(target_path(target));
+    log_entry_->version = static_cast<int>(h.version());
+  }
   if (refuse_at_head()) return;
   request_head head;
   head.method = std::string_view(h.method_string().data(), h.method_string().size());
@@ -160,6 +186,27 @@ void http_session::on_head() {
     return respond(v.status, error_json(v.status, status_phrase(v.status), v.message));
   }
   if (v.send_continue && !parser_->is_done()) send("HTTP/1.1 100 Continue\r\n\r\n");
+}
+
+// A CORS preflight is answered from its head, on any path and before any key check; true when it was one.
+bool http_session::answer_preflight() {
+  const auto& h = parser_->get();
+  const auto method = h.find(http::field::access_control_request_method);
+  if (!cors_policy::is_preflight(std::string_view(h.method_string().data(), h.method_string().size()), true,
+                                 method != h.end()))
+    return false;
+  std::optional<std::string> headers;
+  if (const auto it = h.find(http::field::access_control_request_headers); it != h.end()) headers = std::string(it->value());
+  const auto origin = h.find(http::field::origin);
+  preflight_answer a = gw_->cors.preflight(std::string_view(origin->value().data(), origin->value().size()),
+                                           std::string_view(method->value().data(), method->value().size()), headers);
+  keep_alive_ = keep_alive_ && parser_->is_done();  // a body, if any, is not read
+  parser_.reset();
+  set_busy(true);
+  std::vector<header_field> extra;
+  for (const cors_header& x : a.headers) extra.push_back({x.name, x.value});
+  respond(a.status, std::move(a.body), "text/plain; charset=utf-8", std::move(extra));
+  return true;
 }
 
 void http_session::on_request() {
@@ -234,13 +281,38 @@ std::string response_head(unsigned version, int status, std::string_view content
 
 } // namespace
 
+std::string http_session::common_headers() const {
+  std::string fields;
+  for (const cors_header& h : cors_headers_) fields += h.name + ": " + h.value + "\r\n";
+  if (!request_id_.empty()) fields += "X-Request-Id: " + request_id_ + "\r\n";
+  return fields;
+}
+
+void http_session::log_request(int status) {
+  if (!log_entry_) return;
+  log_entry_->status = status;
+  log_entry_->seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - request_start_).count();
+  spdlog::info("{}", request_log_line(*log_entry_));
+  log_entry_.reset();
+}
+
+void http_session::note_completion(const completion_builder& b) {
+  if (!log_entry_) return;
+  const usage_info u = b.usage();
+  log_entry_->id = b.id();
+  log_entry_->prompt_tokens = u.prompt_tokens;
+  log_entry_->completion_tokens = u.completion_tokens;
+  log_entry_->finish_reason = b.finish_reasons();
+}
+
 void http_session::respond(int status, std::string body, std::string_view content_type, std::vector<header_field> extra) {
   if (closed_) return;
-  std::string fields;
+  std::string fields = common_headers();
   for (const header_field& f : extra) fields += std::string(f.name) + ": " + f.value + "\r\n";
   send(response_head(version_, status, content_type, "Content-Length: " + std::to_string(body.size()), keep_alive_, fields));
   if (!head_only_ && !body.empty()) send(std::move(body));
   response_queued();
+  log_request(status);
 }
 
 void http_session::respond_error(const api_error& e, std::vector<header_field> extra) {
@@ -252,7 +324,7 @@ void http_session::begin_stream() {
   chunked_ = version_ >= 11;
   if (!chunked_) keep_alive_ = false;
   send(response_head(version_, 200, "text/event-stream", chunked_ ? "Transfer-Encoding: chunked" : "", keep_alive_,
-                     "Cache-Control: no-cache\r\n"));
+                     "Cache-Control: no-cache\r\n" + common_headers()));
 }
 
 void http_session::send_chunk(std::string data) {
@@ -268,6 +340,7 @@ void http_session::send_chunk(std::string data) {
 void http_session::end_stream() {
   if (chunked_) send("0\r\n\r\n");
   response_queued();
+  log_request(200);
 }
 
 void http_session::send(std::string bytes) {

@@ -30,8 +30,10 @@
 #include "actors/gateway.hpp"
 #include "actors/gateway_request.hpp"
 #include "runtime/gateway/connection_table.hpp"
+#include "runtime/gateway/cors.hpp"
 #include "runtime/gateway/http_request_head.hpp"
 #include "runtime/gateway/http_routes.hpp"
+#include "runtime/gateway/request_log.hpp"
 
 namespace troupe {
 
@@ -60,6 +62,7 @@ struct gateway::impl : std::enable_shared_from_this<gateway::impl> {
   std::atomic<bool> draining = false;
   std::string model_name;
   admission_controller admission;
+  cors_policy cors;
   openai_server_config server;
   int64_t started = 0;
 
@@ -144,6 +147,13 @@ private:
   void write_next();
   void response_queued();
   void response_written();
+  // The headers every response to the current request carries: CORS, X-Request-Id.
+  std::string common_headers() const;
+  // The request log's line for the current request, once its response (of `status`) is complete.
+  void log_request(int status);
+  // For the request log: the completion's id, usage and finish reasons, before its run ends.
+  void note_completion(const completion_builder& b);
+  bool answer_preflight();
 
   // ---- routing (gateway_routes.cpp)
   bool refuse_at_head();
@@ -169,6 +179,11 @@ private:
   std::optional<http::request_parser<http::string_body>> parser_;
   http::request<http::string_body> req_;
   route_match route_;
+  std::string peer_;                           // the client's address:port
+  std::vector<cors_header> cors_headers_;      // of the current request (it sent an Origin)
+  std::string request_id_;                     // of the current request, when --enable-request-id-headers
+  std::optional<request_log_entry> log_entry_; // of the current request, when it is logged
+  std::chrono::steady_clock::time_point request_start_{};
   net::steady_timer deadline_;
   uint64_t deadline_serial_ = 0;
 

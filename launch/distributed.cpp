@@ -2,9 +2,8 @@
 
 #include <cstdlib>
 
-#include <spdlog/spdlog.h>
-
 #include "kernels/cpu/mpi_communicator.hpp"
+#include "launch/logging.hpp"
 
 namespace troupe {
 
@@ -21,7 +20,7 @@ bool run_if_other_rank(engine_options& options) {
   options.mpi = mpi_if_launched();
   if (!options.mpi || options.mpi->rank() == 0) return false;
   // Logs name the rank: mpirun interleaves every rank's stderr.
-  spdlog::set_pattern("%^[%l]%$ [rank " + std::to_string(options.mpi->rank()) + "] %v");
+  set_log_prefix("[rank " + std::to_string(options.mpi->rank()) + "] ");
   engine e(options);
   e.run_rank();
   return true;

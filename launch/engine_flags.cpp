@@ -1,11 +1,19 @@
 #include "launch/engine_flags.hpp"
 
+#include <cstdlib>
+
 #include <CLI/CLI.hpp>
+
+#include "runtime/cli/environment.hpp"
 
 namespace troupe {
 
 void add_engine_flags(CLI::App* cmd, engine_options& o) {
   cmd->add_option("--model", o.model, "Hugging Face model folder (default: the built-in small model)");
+  cmd->add_option("--tokenizer", o.tokenizer,
+                  "Folder of the tokenizer.json and tokenizer_config.json to use (default: the model folder's)");
+  // vLLM's override of the context length check (a variable, not a flag, in vLLM too).
+  o.allow_long_max_model_len = env_flag([](const char* name) { return std::getenv(name); }, "VLLM_ALLOW_LONG_MAX_MODEL_LEN");
   cmd->add_option("--load-format", o.load_format, "auto, safetensors or dummy (random weights)")->capture_default_str();
   cmd->add_option("--backend", o.backend, "cpu, cuda (when built with CUDA), or null (no arithmetic: measures the engine's own cost)")
       ->capture_default_str();
@@ -25,7 +33,9 @@ void add_engine_flags(CLI::App* cmd, engine_options& o) {
                   "Tokens in one step (default as vLLM's: on a GPU of 70 GiB or more 16384 offline and 8192 in "
                   "the server; smaller GPUs 8192 and 2048; CPU 2048)")
       ->check(CLI::PositiveNumber);
-  cmd->add_option("--max-model-len", o.max_model_len, "Context length (default: the model's)");
+  cmd->add_option("--max-model-len", o.max_model_len,
+                  "Context length (default: the model's; longer than the model's is refused unless "
+                  "VLLM_ALLOW_LONG_MAX_MODEL_LEN=1)");
   cmd->add_option("--tensor-parallel-size", o.tensor_parallel_size,
                   "Shards the model is split over (-tp): one per GPU, or CPU shards as threads")
       ->capture_default_str()
@@ -42,7 +52,9 @@ void add_engine_flags(CLI::App* cmd, engine_options& o) {
                   "scales (1.0, or the checkpoint's k_scale / v_scale), holding more blocks in the same memory")
       ->capture_default_str();
   cmd->add_option("--num-gpu-blocks-override", o.num_gpu_blocks_override, "Exactly this many KV blocks");
-  cmd->add_flag("--enable-prefix-caching,!--no-enable-prefix-caching", o.enable_prefix_caching)->capture_default_str();
+  cmd->add_flag_callback("--enable-prefix-caching", [&o] { o.enable_prefix_caching = true; },
+                         "Reuse the KV blocks of prompts' common prefixes (on by default)");
+  cmd->add_flag_callback("--no-enable-prefix-caching", [&o] { o.enable_prefix_caching = false; }, "No prefix caching");
   cmd->add_option("--scheduling-policy", o.scheduling_policy, "fcfs or priority")->capture_default_str();
   cmd->add_option("--long-request-threshold", o.long_request_threshold,
                   "Requests with max_tokens above this form the long pool, admitted after short ones (0: one pool)");

@@ -221,7 +221,8 @@ TEST(quantized_checkpoints, quantization_flags_that_contradict_the_checkpoint_ar
   EXPECT_NE(rtn.err.find("(rtn); the checkpoint is already quantized with awq"), std::string::npos) << rtn.err;
   const auto awq = run_troupe("generate --model " + m.plain.path().string() + " --quantization awq" + args);
   EXPECT_EQ(awq.exit_code, 1);
-  EXPECT_TRUE(awq.err.starts_with("[error] Cannot find the config file for awq: ")) << awq.err;
+  ASSERT_EQ(error_lines(awq.err).size(), 1u) << awq.err;
+  EXPECT_TRUE(error_lines(awq.err)[0].starts_with("[error] Cannot find the config file for awq: ")) << awq.err;
 }
 
 TEST(quantized_checkpoints, a_broken_packed_layer_is_one_error_line_naming_the_tensor) {

@@ -269,6 +269,10 @@ metrics_snapshot engine_metrics::snapshot() const {
   s.tensor_parallel_size = config_.tensor_parallel_size;
   if (collective_time_ && w.sums[collective_channel_ + 1] > 0)
     s.collective_s_per_step = w.sums[collective_channel_] / w.sums[collective_channel_ + 1];
+  s.num_prompt_tokens = static_cast<uint64_t>(prompt_tokens_->value());
+  s.num_generation_tokens = static_cast<uint64_t>(generation_tokens_->value());
+  s.num_prefix_cache_queries = static_cast<uint64_t>(prefix_queries_->value());
+  s.num_prefix_cache_hits = static_cast<uint64_t>(prefix_hits_->value());
   s.num_preemptions = static_cast<uint64_t>(preemptions_->value());
   for (size_t i = 0; i < num_reject_reasons; ++i) {
     s.num_rejected_by_reason[i] = static_cast<uint64_t>(rejected_[i]->value());

@@ -113,6 +113,10 @@ struct metrics_snapshot {
   int32_t tensor_parallel_size = 1;
   std::optional<double> collective_s_per_step;  // mean over the window's steps; empty on one shard or no step
 
+  uint64_t num_prompt_tokens = 0;                             // total computed
+  uint64_t num_generation_tokens = 0;                         // total sampled
+  uint64_t num_prefix_cache_queries = 0;                      // total tokens looked up
+  uint64_t num_prefix_cache_hits = 0;                         // total tokens found cached
   uint64_t num_preemptions = 0;                               // total
   uint64_t num_rejected = 0;                                  // total, all reasons
   std::array<uint64_t, num_reject_reasons> num_rejected_by_reason{};  // total, indexed by reject_reason

@@ -37,8 +37,12 @@ std::string_view target_path(std::string_view target) {
   return target.substr(0, target.find_first_of("?#"));
 }
 
-route_match match_route(std::string_view method, std::string_view target) {
-  const std::string_view path = target_path(target);
+route_match match_route(std::string_view method, std::string_view target, std::string_view root_path) {
+  std::string_view path = target_path(target);
+  while (root_path.ends_with('/')) root_path.remove_suffix(1);
+  if (!root_path.empty() && path.starts_with(root_path) &&
+      (path.size() == root_path.size() || path[root_path.size()] == '/'))
+    path = path.size() == root_path.size() ? std::string_view("/") : path.substr(root_path.size());
   route_match m;
   for (const route_entry& r : routes) {
     if (r.path != path) continue;

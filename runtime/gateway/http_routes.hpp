@@ -37,8 +37,10 @@ struct route_match {
   bool has_body = false;   // a POST route: its body is parsed, off the I/O threads
 };
 
-// The route for a method ("GET", as sent) and a request target (its query string is ignored).
-route_match match_route(std::string_view method, std::string_view target);
+// The route for a method ("GET", as sent) and a request target (its query string is ignored). root_path
+// (vLLM's --root-path, "/api"): the prefix a path-routing proxy may leave on the path; a path under it is
+// served as the path without it, and a path without it as itself (the proxy may strip it).
+route_match match_route(std::string_view method, std::string_view target, std::string_view root_path = {});
 
 // The path of a request target, origin form ("/v1/models?x") or absolute ("http://host/v1/models"): up to '?' or '#'.
 std::string_view target_path(std::string_view target);

@@ -257,4 +257,25 @@ std::string model_config::to_json() const {
   return j.dump(2);
 }
 
+int64_t derived_max_model_len(const model_config& c) {
+  const double factor = c.rope.type == rope_config::kind::linear ? c.rope.factor : 1.0;
+  return static_cast<int64_t>(static_cast<double>(c.max_position_embeddings) * factor);
+}
+
+max_model_len_choice resolve_max_model_len(const model_config& c, int64_t requested, bool allow_long) {
+  const int64_t derived = derived_max_model_len(c);
+  if (requested < 0) throw user_error("--max-model-len must be positive, got " + std::to_string(requested));
+  if (requested == 0) return {derived, ""};
+  if (requested <= derived) return {requested, ""};
+  // vLLM's words (ModelConfig's _get_and_verify_max_len), so that searches for them find this case too.
+  const std::string msg = "User-specified max_model_len (" + std::to_string(requested) +
+                          ") is greater than the derived max_model_len (max_position_embeddings=" +
+                          std::to_string(derived) + " in model's config.json).";
+  const std::string caution = "Positions beyond the derived length give the model rotary angles it was never "
+                              "trained on: expect worse output there.";
+  if (!allow_long)
+    throw user_error(msg + " To allow overriding this maximum, set the env var VLLM_ALLOW_LONG_MAX_MODEL_LEN=1. " + caution);
+  return {requested, msg + " " + caution};
+}
+
 } // namespace troupe

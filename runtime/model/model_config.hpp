@@ -70,6 +70,20 @@ struct model_config {
 
 std::string_view architecture_name(architecture arch);
 
+// The longest context the model was trained for, as vLLM derives it: max_position_embeddings, times the
+// factor of a linear rope_scaling (llama3 scaling keeps the length).
+int64_t derived_max_model_len(const model_config& c);
+
+struct max_model_len_choice {
+  int64_t value = 0;
+  std::string warning;  // set when a length beyond the model's was allowed
+};
+
+// The context length to serve: `requested`, or the derived length when 0. A length beyond the derived one
+// is refused with vLLM's message unless allow_long (vLLM's VLLM_ALLOW_LONG_MAX_MODEL_LEN=1), which takes it
+// with a warning. Throws user_error.
+max_model_len_choice resolve_max_model_len(const model_config& c, int64_t requested, bool allow_long);
+
 // The whole file at `path` (a config.json and the like); throws user_error naming it when it cannot be read.
 std::string read_text_file(const std::filesystem::path& path);
 

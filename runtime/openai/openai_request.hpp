@@ -71,6 +71,7 @@ struct openai_server_config {
   int32_t max_model_len = 0;
   int32_t vocab_size = 0;
   int32_t max_logprobs = 20;             // vLLM's --max-logprobs
+  bool prompt_tokens_details = false;    // vLLM's --enable-prompt-tokens-details: usage reports cached prompt tokens
   // Bounds on the fields that size a request's work, checked as the body is parsed, before anything
   // is allocated or copied in proportion to them (logit_bias entries and stop_token_ids are bounded
   // by vocab_size: more of either must repeat a token or name one outside the vocabulary).

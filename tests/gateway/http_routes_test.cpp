@@ -102,3 +102,12 @@ TEST(http_request_head, parser_failures_map_to_400_413_and_431_with_pythons_phra
   EXPECT_EQ(status_phrase(405), "Method Not Allowed");
   EXPECT_EQ(status_phrase(411), "Length Required");
 }
+
+TEST(http_routes, a_root_path_is_served_with_and_without_its_prefix) {
+  EXPECT_EQ(match_route("GET", "/api/v1/models", "/api").which, route::models);
+  EXPECT_EQ(match_route("GET", "/api/v1/models?x=1", "/api/").which, route::models);
+  EXPECT_EQ(match_route("GET", "/v1/models", "/api").which, route::models);
+  EXPECT_EQ(match_route("GET", "/apiv1/models", "/api").status, 404);
+  EXPECT_EQ(match_route("GET", "/api", "/api").status, 404);  // "/" is no route
+  EXPECT_EQ(match_route("GET", "/api/api/v1/models", "/api").status, 404);
+}

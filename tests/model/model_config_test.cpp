@@ -116,3 +116,36 @@ TEST(model_config, round_trips_through_to_json) {
   EXPECT_EQ(back.num_parameters(), c.num_parameters());
   EXPECT_EQ(back.eos_token_ids, c.eos_token_ids);
 }
+
+TEST(model_config, max_model_len_beyond_the_models_positions_is_refused_with_vllms_message_unless_allowed) {
+  model_config c;
+  c.max_position_embeddings = 4096;
+  EXPECT_EQ(resolve_max_model_len(c, 0, false).value, 4096);
+  EXPECT_EQ(resolve_max_model_len(c, 1024, false).value, 1024);
+  EXPECT_EQ(resolve_max_model_len(c, 4096, false).warning, "");
+  try {
+    resolve_max_model_len(c, 32768, false);
+    FAIL();
+  } catch (const user_error& e) {
+    EXPECT_STREQ(e.what(),
+                 "User-specified max_model_len (32768) is greater than the derived max_model_len "
+                 "(max_position_embeddings=4096 in model's config.json). To allow overriding this maximum, set the env "
+                 "var VLLM_ALLOW_LONG_MAX_MODEL_LEN=1. Positions beyond the derived length give the model rotary angles "
+                 "it was never trained on: expect worse output there.");
+  }
+  const max_model_len_choice allowed = resolve_max_model_len(c, 32768, true);
+  EXPECT_EQ(allowed.value, 32768);
+  EXPECT_TRUE(allowed.warning.starts_with("User-specified max_model_len (32768) is greater")) << allowed.warning;
+}
+
+TEST(model_config, a_linear_rope_scaling_stretches_the_derived_length_and_llama3_keeps_it) {
+  model_config c;
+  c.max_position_embeddings = 4096;
+  c.rope.type = rope_config::kind::linear;
+  c.rope.factor = 4.0;
+  EXPECT_EQ(derived_max_model_len(c), 16384);
+  EXPECT_EQ(resolve_max_model_len(c, 16384, false).value, 16384);
+  c.rope.type = rope_config::kind::llama3;
+  c.rope.factor = 8.0;
+  EXPECT_EQ(derived_max_model_len(c), 4096);
+}

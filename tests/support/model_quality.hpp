@@ -35,12 +35,12 @@ inline command_result run_troupe(const std::string& args) {
   return run_command(std::string(TROUPE_BINARY) + " " + args);
 }
 
-// The "[error]" lines of a run's stderr (logs may come before them).
+// The "[error]" lines of a run's stderr (logs may come before them), from their level on (the timestamp left out).
 inline std::vector<std::string> error_lines(const std::string& err) {
   std::vector<std::string> lines;
   std::istringstream in(err);
   for (std::string line; std::getline(in, line);)
-    if (line.starts_with("[error]")) lines.push_back(line);
+    if (const size_t at = line.find("[error] "); at != std::string::npos) lines.push_back(line.substr(at));
   return lines;
 }
 
