@@ -37,7 +37,7 @@ const std::string& dashboard_html() {
 <body class="waiting">
 <div id="banner"></div>
 <h1>troupe — <span id="model">…</span><span id="status">connecting…</span>
- <span id="ranges">plots over <a data-r="auto">auto</a><a data-r="5m">5 min</a><a data-r="15m">15 min</a><a data-r="1h">1 hour</a></span></h1>
+ <span id="ranges">plots over <a data-r="auto">auto</a><a data-r="1m">1 min</a><a data-r="5m">5 min</a><a data-r="15m">15 min</a><a data-r="1h">1 hour</a></span></h1>
 <div class="cards">
  <div class="card"><div class="k">TTFT p50 / p95</div><div class="v" id="ttft">–</div><div class="u">last 10 s</div></div>
  <div class="card"><div class="k">inter-token p50 / p95</div><div class="v" id="itl">–</div><div class="u">last 10 s</div></div>
@@ -58,10 +58,10 @@ const POLL_MS = 2000, STALE_MS = 3 * POLL_MS, HOUR_MS = 3600e3;
 const COLORS = ['#1f77b4', '#d62728', '#2ca02c', '#ff7f0e', '#9467bd', '#8c564b'];
 const DASHES = ['', '6 3', '2 2', '9 3 2 3'];
 // Under --api-key the figures need the key: open the page as /dashboard#key=KEY (a fragment never leaves the browser).
-// #range=5m|15m|1h fixes the plots' time range; auto fits the data held, from 5 minutes up to the hour.
+// #range=1m|5m|15m|30m|1h fixes the plots' time range; auto fits the data held, from a minute up to the hour.
 const fragment = new URLSearchParams(location.hash.slice(1));
 const key = fragment.get('key');
-const RANGES = {'5m': 5 * 60e3, '15m': 15 * 60e3, '30m': 30 * 60e3, '1h': 3600e3};
+const RANGES = {'1m': 60e3, '5m': 5 * 60e3, '15m': 15 * 60e3, '30m': 30 * 60e3, '1h': 3600e3};
 let range = RANGES[fragment.get('range')] ? fragment.get('range') : 'auto';
 const S = {sources: new Map(), started: null, lastOk: 0, opened: Date.now(), offset: 0, interval: 5, live: null, error: ''};
 const $ = id => document.getElementById(id);
@@ -96,9 +96,12 @@ function span(now) {
   if (RANGES[range]) return RANGES[range];
   let oldest = now;
   for (const s of S.sources.values()) if (s.t.length) oldest = Math.min(oldest, s.t[0]);
-  for (const r of ['5m', '15m', '30m']) if (now - oldest <= RANGES[r]) return RANGES[r];
+  for (const r of ['1m', '5m', '15m', '30m']) if (now - oldest <= RANGES[r]) return RANGES[r];
   return HOUR_MS;
 }
+
+// Whether a source's newest sample (at t) is late: older than three intervals, beyond the wait for the next poll.
+const late = (t, now) => now - t > 3 * S.interval * 1000 + POLL_MS;
 
 function niceCeil(v) {
   if (!(v > 0)) return 1;
@@ -196,7 +199,7 @@ function plot(p, now, stale) {
   }
   const ymax = p.ymax || niceCeil(top * 1.1);
   const X = t => L + (t - x0) / range_ms * w, Y = v => T + h - Math.min(v, ymax) / ymax * h;
-  let svg = '<svg width="' + W + '" height="' + H + '"><defs><pattern id="hatch-' + p.id + '" width="6" height="6" ' +
+  let svg = '<svg viewBox="0 0 ' + W + ' ' + H + '" width="100%"><defs><pattern id="hatch-' + p.id + '" width="6" height="6" ' +
             'patternUnits="userSpaceOnUse" patternTransform="rotate(45)"><rect width="6" height="6" fill="#fbeaea"/>' +
             '<line x1="0" y1="0" x2="0" y2="6" stroke="#e5a5a5" stroke-width="2"/></pattern></defs>';
   for (const f of [0, 0.25, 0.5, 0.75, 1]) {
@@ -204,17 +207,17 @@ function plot(p, now, stale) {
     svg += '<line x1="' + L + '" x2="' + (L + w) + '" y1="' + y + '" y2="' + y + '" stroke="' + (f ? '#eee' : '#bbb') + '"/>';
     if (f % 0.5 === 0) svg += '<text x="' + (L - 4) + '" y="' + (y + 3) + '" text-anchor="end">' + p.fmt(f * ymax) + '</text>';
   }
-  const minutes = range_ms / 60e3, step = minutes <= 5 ? 1 : minutes <= 15 ? 3 : minutes <= 30 ? 5 : 10;
-  for (let m = minutes; m >= 0; m -= step) {
-    const x = X(now - m * 60e3);
+  const seconds = range_ms / 1000, step = {60: 10, 300: 60, 900: 180, 1800: 300}[seconds] || 600;
+  for (let ago = seconds; ago >= 0; ago -= step) {
+    const x = X(now - ago * 1000);
     svg += '<line x1="' + x + '" x2="' + x + '" y1="' + T + '" y2="' + (T + h) + '" stroke="#f2f2f2"/>' +
-           '<text x="' + x + '" y="' + (H - 4) + '" text-anchor="' + (m ? 'middle' : 'end') + '">' +
-           (m ? '−' + m + ' min' : 'now ' + hm(now)) + '</text>';
+           '<text x="' + x + '" y="' + (H - 4) + '" text-anchor="' + (ago ? 'middle' : 'end') + '">' +
+           (!ago ? 'now ' + hm(now) : step < 60 ? '−' + ago + ' s' : '−' + ago / 60 + ' min') + '</text>';
   }
   if (p.line) svg += '<line x1="' + L + '" x2="' + (L + w) + '" y1="' + Y(p.line) + '" y2="' + Y(p.line) +
                      '" stroke="#c62828" stroke-dasharray="4 3"/>';
   // No data from the newest sample to now: the server is silent, or its samples stopped.
-  const quiet = newest === null || now - newest > 3 * S.interval * 1000;
+  const quiet = newest === null || late(newest, now);
   if (stale || quiet) {
     const xa = Math.max(L, newest === null ? L : X(newest));
     if (L + w - xa > 2) svg += '<rect x="' + xa + '" y="' + T + '" width="' + (L + w - xa) + '" height="' + h +
@@ -235,7 +238,7 @@ function plot(p, now, stale) {
   box.querySelector('.svg').innerHTML = svg + '</svg>';
   let legend = '';
   for (const ln of lines) {
-    const old = ln.lastT !== null && now - ln.lastT > 3 * S.interval * 1000;
+    const old = ln.lastT !== null && late(ln.lastT, now);
     legend += '<span class="sw" style="background:' + ln.color + '"></span>' + ln.label + ' ' +
               (stale || old ? '<span class="old">–' + (old ? ' (no sample for ' + Math.round((now - ln.lastT) / 1000) + ' s)' : '') + '</span>'
                             : '<b>' + p.fmt(ln.last) + '</b>');
