@@ -1,12 +1,14 @@
 #pragma once
 // troupe's metric set: vLLM V1's Prometheus metrics (PrometheusStatLogger in vllm/v1/metrics/loggers.py,
-// names, help texts and buckets as of vLLM 0.11/0.12) under the `troupe:` prefix, plus troupe's own
-// troupe:request_rejected_total{reason} and troupe:iteration_num_seqs. Every series carries
-// model_name (vLLM's other label, engine, is left out: troupe runs one engine per model).
+// names, help texts and buckets as of vLLM 0.11/0.12) under the `troupe:` prefix (or `vllm:`, with
+// serve --metrics-prefix vllm), plus troupe's own troupe:request_rejected_total{reason} and
+// troupe:iteration_num_seqs. Every series carries model_name (vLLM's other label, engine, is left out:
+// troupe runs one engine per model).
 //
 // The engine reports plain numbers and steady_clock times (no engine types), once per step and once
 // per finished request; the gateway reports rejections. render() is the /metrics body; snapshot() is
-// what a live dashboard shows: rates and latency quantiles over a sliding window.
+// what a live dashboard shows: rates and latency quantiles over a sliding window, and the cumulative
+// histograms its history samples (runtime/engine/dashboard_history) take differences of.
 //
 // Thread-safe: counters and histograms are atomics; the sliding window takes a short lock once per
 // on_step / on_request_finished / on_first_token. on_rejected never locks.
