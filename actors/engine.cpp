@@ -390,6 +390,7 @@ engine::impl::impl(const engine_options& requested) : system(with_middleman(syst
   mc.model_name = served_model_names.front();
   mc.max_model_len = max_model_len;
   mc.tensor_parallel_size = tp;
+  mc.prefix = o.metrics_prefix;
   metrics = std::make_unique<engine_metrics>(mc);
   auto core = std::make_unique<engine_core>(ec, tokenizer_.get(), o.seed ? *o.seed : std::random_device{}());
   core->set_metrics(metrics.get());

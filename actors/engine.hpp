@@ -66,6 +66,7 @@ struct engine_options {
   // The names the API answers to, the first in responses and metrics (default: --model).
   std::vector<std::string> served_model_names;
   std::string chat_template;                   // a Jinja file overriding tokenizer_config.json's template
+  std::string metrics_prefix = std::string(default_metrics_prefix);  // /metrics names PREFIX:name (check_metrics_prefix)
   // This process's MPI session when mpirun started it (launch/distributed.hpp): the engine then builds only
   // this rank's shard; rank 0 schedules and sends each step's plan to the others, which run engine::run_rank.
   std::shared_ptr<mpi_session> mpi;

@@ -5,6 +5,9 @@
 
 #include <sys/resource.h>
 
+#include <algorithm>
+#include <cmath>
+
 #include <spdlog/spdlog.h>
 
 #include "actors/gateway_session.hpp"
@@ -44,7 +47,7 @@ void refuse_connection(tcp::socket& socket) {
 
 gateway::impl::impl(const gateway_options& o)
     : opts(o), acceptor(ioc), accept_timer(ioc), parse_pool(static_cast<size_t>(std::max(1, o.parse_threads))),
-      admission(o.admission), cors(o.cors), connections(max_connections_of(o)) {}
+      admission(o.admission), cors(o.cors), dashboard_timer(ioc), connections(max_connections_of(o)) {}
 
 void gateway::impl::accept() {
   acceptor.async_accept(net::make_strand(ioc), [self = shared_from_this()](beast::error_code ec, tcp::socket socket) {
@@ -76,6 +79,18 @@ void gateway::impl::accept_failed(const beast::error_code& ec) {
   accept_timer.expires_after(delay);
   accept_timer.async_wait([self = shared_from_this()](beast::error_code wait_ec) {
     if (!wait_ec) self->accept();
+  });
+}
+
+void gateway::impl::schedule_dashboard_sample(std::chrono::steady_clock::time_point at) {
+  dashboard_timer.expires_at(at);
+  dashboard_timer.async_wait([self = shared_from_this(), at](beast::error_code ec) {
+    if (ec) return;
+    self->dashboard->record(unix_ms_now(), self->eng().metrics());
+    // From the planned time, not from now: samples stay evenly spaced however late a wait ends.
+    const auto interval = std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+        std::chrono::duration<double>(self->opts.dashboard_interval_s));
+    self->schedule_dashboard_sample(std::max(at + interval, std::chrono::steady_clock::now()));
   });
 }
 
@@ -134,7 +149,15 @@ void gateway::attach(engine& e) {
   impl_->server.max_logprobs = impl_->opts.max_logprobs;
   impl_->server.prompt_tokens_details = impl_->opts.prompt_tokens_details;
   impl_->started = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+  // An hour of samples.
+  const double interval = impl_->opts.dashboard_interval_s;
+  if (!(interval > 0)) throw user_error("the dashboard's sample interval must be above 0 s");
+  const auto capacity = static_cast<size_t>(std::ceil(3600.0 / interval));
+  impl_->dashboard_started_ms = unix_ms_now();
+  impl_->dashboard = std::make_unique<dashboard_recorder>(e.metrics(), impl_->dashboard_started_ms, capacity);
   impl_->engine_ptr = &e;
+  impl_->schedule_dashboard_sample(std::chrono::steady_clock::now() +
+                                   std::chrono::duration_cast<std::chrono::steady_clock::duration>(std::chrono::duration<double>(interval)));
 }
 
 gateway::gateway(engine& e, const gateway_options& options) : gateway(options) { attach(e); }

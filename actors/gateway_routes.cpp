@@ -2,6 +2,7 @@
 // method, no key, still loading, draining), the small GET endpoints answered on the I/O thread, and the
 // bodies parsed on the parse pool.
 
+#include <charconv>
 #include <chrono>
 
 #include "actors/dashboard.hpp"
@@ -76,7 +77,25 @@ std::string metrics_text(gateway::impl& gw) {
   gateway_figures figures;
   figures.num_connections = gw.num_connections();
   figures.admission = gw.admission.counts();
-  return gw.eng().metrics_text() + gateway_metrics_text(figures, gw.model_name);
+  return gw.eng().metrics_text() + gateway_metrics_text(figures, gw.model_name, gw.eng().internals().options.metrics_prefix);
+}
+
+// The dashboard's figures and the history samples after ?since=MS (all of them without it).
+std::string dashboard_body(gateway::impl& gw, std::string_view target) {
+  const metrics_snapshot live = gw.eng().metrics();
+  dashboard_view v;
+  v.live = &live;
+  v.model_name = gw.model_name;
+  v.interval_s = gw.opts.dashboard_interval_s;
+  v.now_ms = unix_ms_now();
+  v.started_ms = gw.dashboard_started_ms;
+  if (const auto since = query_parameter(target, "since")) {
+    int64_t ms = 0;
+    const auto [end, ec] = std::from_chars(since->data(), since->data() + since->size(), ms);
+    if (ec == std::errc() && end == since->data() + since->size()) v.since_ms = ms;  // else: everything, as without it
+  }
+  v.sources.push_back({gw.model_name, &gw.dashboard->history()});
+  return dashboard_json(v);
 }
 
 } // namespace
@@ -90,7 +109,8 @@ void http_session::dispatch() {
     case route::models: return respond(200, models_json(*gw_));
     case route::metrics: return respond(200, metrics_text(*gw_), "text/plain; version=0.0.4");
     case route::dashboard: return respond(200, dashboard_html(), "text/html; charset=utf-8");
-    case route::dashboard_json: return respond(200, dashboard_json(gw_->eng().metrics(), gw_->model_name));
+    case route::dashboard_json:
+      return respond(200, dashboard_body(*gw_, std::string_view(req_.target().data(), req_.target().size())));
     case route::tokenize:
     case route::detokenize: {
       const bool tok = route_.which == route::tokenize;

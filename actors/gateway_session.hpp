@@ -29,6 +29,7 @@
 
 #include "actors/gateway.hpp"
 #include "actors/gateway_request.hpp"
+#include "runtime/engine/dashboard_history.hpp"
 #include "runtime/gateway/connection_table.hpp"
 #include "runtime/gateway/cors.hpp"
 #include "runtime/gateway/http_request_head.hpp"
@@ -65,6 +66,11 @@ struct gateway::impl : std::enable_shared_from_this<gateway::impl> {
   cors_policy cors;
   openai_server_config server;
   int64_t started = 0;
+  // The /dashboard history, sampled every opts.dashboard_interval_s from attach() on (set before
+  // engine_ptr, so a request that sees the engine sees it too).
+  std::unique_ptr<dashboard_recorder> dashboard;
+  int64_t dashboard_started_ms = 0;
+  net::steady_timer dashboard_timer;
 
   std::mutex connections_mutex;
   connection_table connections;
@@ -72,6 +78,8 @@ struct gateway::impl : std::enable_shared_from_this<gateway::impl> {
 
   void accept();
   void accept_failed(const beast::error_code& ec);
+  // Waits for the next dashboard sample's time, records it, and waits again, until the I/O threads stop.
+  void schedule_dashboard_sample(std::chrono::steady_clock::time_point at);
   void open_session(tcp::socket socket);
   // Asks the connection idle the longest to close (its descriptor is needed); false when none is idle.
   bool close_longest_idle();

@@ -18,6 +18,7 @@
 #include <condition_variable>
 #include <mutex>
 #include <optional>
+#include <stdexcept>
 #include <thread>
 
 #include "actors/client_endpoint.hpp"
@@ -113,6 +114,11 @@ void resolve(serve_options& o) {
   o.stats_interval_s = stats_interval_from_env(read_env);
   if (!o.http.root_path.empty() && !o.http.root_path.starts_with("/"))
     throw user_error("--root-path must start with '/', got '" + o.http.root_path + "'");
+  try {
+    check_metrics_prefix(o.engine.metrics_prefix);
+  } catch (const std::invalid_argument& e) {
+    throw user_error(e.what());
+  }
 }
 
 client_endpoint_options client_options_of(const serve_options& o) {
@@ -270,6 +276,14 @@ void register_serve(CLI::App& app) {
   cmd->add_flag("--disable-log-stats", o->disable_log_stats,
                 "No stats line (throughput, running and waiting requests, KV cache use, prefix cache hit rate) every "
                 "VLLM_LOG_STATS_INTERVAL seconds (default 10)");
+  cmd->add_option("--metrics-prefix", o->engine.metrics_prefix,
+                  "Name prefix of the /metrics families: troupe, or vllm so that dashboards and alerts written for vLLM "
+                  "read troupe unchanged")
+      ->capture_default_str();
+  cmd->add_option("--dashboard-interval", o->http.dashboard_interval_s,
+                  "Seconds between the /dashboard history's samples (it keeps the last hour)")
+      ->capture_default_str()
+      ->check(CLI::Range(0.1, 3600.0));
   cmd->add_option("--shutdown-timeout", o->shutdown_timeout, "Seconds requests in flight get to finish after SIGTERM")
       ->capture_default_str();
   cmd->add_option("--client-host", o->client_host,

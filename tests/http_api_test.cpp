@@ -2,7 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -25,11 +27,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string quote(const std::string& s) {
-  std::string q = "'";
-  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return q + "'";
-}
+constexpr auto quote = troupe::testing::shell_quote;
 
 struct http_reply {
   int status = 0;
@@ -426,16 +424,62 @@ TEST(http_api, chat_completions_render_the_models_template_and_stream_deltas) {
 }
 
 TEST(http_api, the_dashboard_page_and_its_figures_are_served) {
-  server_process s;
+  server_process s("--dashboard-interval 0.2");
   for (int i = 0; i < 3; ++i) post(s, "/v1/completions", R"({"prompt": "Hi", "max_tokens": 4, "ignore_eos": true})");
   const std::string page = shell("curl -s " + quote(s.url("/dashboard")));
   EXPECT_NE(page.find("<title>troupe</title>"), std::string::npos);
+  // Self-contained: no script, style or font from anywhere else.
+  EXPECT_EQ(page.find("http://"), std::string::npos);
+  EXPECT_EQ(page.find("https://"), std::string::npos);
+  EXPECT_EQ(page.find(" src="), std::string::npos);
   const json figures = json::parse(shell("curl -s " + quote(s.url("/dashboard.json"))));
   EXPECT_EQ(figures["model"], "troupe-default");
   EXPECT_EQ(figures["finished"]["length"], 3);
   EXPECT_GT(figures["tokens_out_per_s"].get<double>(), 0);
   EXPECT_FALSE(figures["ttft_p50_s"].is_null());
   EXPECT_EQ(figures["running"], 0);
+  EXPECT_EQ(figures["interval_s"], 0.2);
+}
+
+TEST(http_api, the_dashboard_history_holds_timestamped_samples_and_answers_only_newer_ones) {
+  server_process s("--dashboard-interval 0.2");
+  // One sample before the requests, so a later one holds them.
+  json figures;
+  auto history = [&](const std::string& query = "") {
+    figures = json::parse(shell("curl -s " + quote(s.url("/dashboard.json" + query))));
+    return figures["history"][0];
+  };
+  for (int i = 0; i < 250 && history()["t"].empty(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  for (int i = 0; i < 3; ++i) post(s, "/v1/completions", R"({"prompt": "Hi", "max_tokens": 4, "ignore_eos": true})");
+  // The tokens the samples account for: each rate times its interval (the first one's starts with the history).
+  auto generated = [&](const json& h) {
+    double tokens = 0;
+    int64_t previous = figures["started_ms"];
+    for (size_t i = 0; i < h["t"].size(); ++i) {
+      const int64_t t = h["t"][i];
+      const json& rate = h["values"]["tokens_out_per_s"][i];
+      if (!rate.is_null()) tokens += rate.get<double>() * static_cast<double>(t - previous) / 1000;
+      previous = t;
+    }
+    return tokens;
+  };
+  json h;
+  for (int i = 0; i < 250 && generated(h = history()) < 11.5; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  EXPECT_EQ(h["name"], "troupe-default");
+  EXPECT_NEAR(generated(h), 12.0, 1e-6);  // 3 requests of 4 tokens
+  const std::vector<int64_t> t = h["t"];
+  ASSERT_GE(t.size(), 2u);
+  EXPECT_TRUE(std::is_sorted(t.begin(), t.end()));
+  EXPECT_GT(t.front(), figures["started_ms"].get<int64_t>());
+  EXPECT_LE(t.back(), figures["now_ms"].get<int64_t>());
+  for (const std::string column : {"ttft_p95_s", "running", "kv_cache_usage", "rejected_total", "steps_batch_le_1"})
+    EXPECT_EQ(h["values"][column].size(), t.size()) << column;
+  // A poller asks for what it lacks.
+  const json newer = history("?since=" + std::to_string(t.back()));
+  for (int64_t ms : newer["t"]) EXPECT_GT(ms, t.back());
+  const json since_second = history("?since=" + std::to_string(t[0]));
+  ASSERT_FALSE(since_second["t"].empty());
+  EXPECT_EQ(since_second["t"][0], t[1]);
 }
 
 TEST(http_api, a_stalled_reader_is_cut_off_while_the_others_go_on) {

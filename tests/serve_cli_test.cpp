@@ -184,10 +184,19 @@ TEST(serve_cli, a_refused_or_unknown_flag_exits_1_with_one_line_naming_it) {
   EXPECT_TRUE(typo.out.empty());
 }
 
+TEST(serve_cli, a_metrics_prefix_that_is_not_a_name_part_is_refused_saying_what_is_allowed) {
+  const auto r = troupe_cmd("serve --metrics-prefix my-vllm");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("[error] --metrics-prefix must be a Prometheus name part (letters, digits and _, not starting with a "
+                       "digit), such as troupe or vllm; got 'my-vllm'\n"),
+            std::string::npos)
+      << r.err;
+}
+
 TEST(troupe_cli, every_command_line_error_of_every_command_exits_1_with_one_line) {
   for (const std::string args :
        {"", "serve --port abc", "serve /a /b", "serve --log-level loud", "serve --allowed-origins '[1]'",
-        "generate --max-tokens x", "generate --swap-space 4", "make-model", "make-model --out /tmp/x --hidden-size",
+        "serve --metrics-prefix vllm:", "serve --dashboard-interval 0", "generate --max-tokens x", "generate --swap-space 4", "make-model", "make-model --out /tmp/x --hidden-size",
         "bench throughput --nope", "bench serve --request-rate", "nonsense"}) {
     const auto r = troupe_cmd(args);
     EXPECT_EQ(r.exit_code, 1) << args << ": " << r.err;

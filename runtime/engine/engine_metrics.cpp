@@ -85,6 +85,14 @@ std::string_view to_string(reject_reason reason) {
   return "";
 }
 
+void check_metrics_prefix(std::string_view prefix) {
+  auto first = [](char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_'; };
+  auto rest = [&](char c) { return first(c) || (c >= '0' && c <= '9'); };
+  if (prefix.empty() || !first(prefix[0]) || !std::all_of(prefix.begin() + 1, prefix.end(), rest))
+    throw std::invalid_argument("--metrics-prefix must be a Prometheus name part (letters, digits and _, not starting "
+                                "with a digit), such as troupe or vllm; got '" + std::string(prefix) + "'");
+}
+
 std::vector<double> buckets_1_2_5(int64_t max_value) {
   std::vector<double> buckets;
   for (int64_t scale = 1;; scale *= 10) {
@@ -102,67 +110,78 @@ engine_metrics::engine_metrics(engine_metrics_config config)
               config_.clock ? config_.clock() : clock::now()) {
   if (config_.max_model_len < 1) throw std::invalid_argument("engine_metrics: max_model_len must be at least 1");
   if (config_.window < std::chrono::seconds(1)) throw std::invalid_argument("engine_metrics: the window must be at least 1 s");
+  check_metrics_prefix(config_.prefix);
 
   const std::string& model = config_.model_name;
   const std::vector<std::string> labels{"model_name"};
-  auto add_gauge = [&](const char* name, const char* help) { return &registry_.add_gauge(name, help, labels).labels({model}); };
-  auto add_counter = [&](const char* name, const char* help) { return &registry_.add_counter(name, help, labels).labels({model}); };
-  auto add_histogram = [&](const char* name, const char* help, const std::vector<double>& buckets) {
-    return &registry_.add_histogram(name, help, buckets, labels).labels({model});
+  // Every family is PREFIX:name.
+  auto named = [&](std::string_view name) { return config_.prefix + ":" + std::string(name); };
+  auto add_gauge = [&](std::string_view name, std::string help) {
+    return &registry_.add_gauge(named(name), std::move(help), labels).labels({model});
+  };
+  auto add_counter = [&](std::string_view name, std::string help) {
+    return &registry_.add_counter(named(name), std::move(help), labels).labels({model});
+  };
+  auto add_histogram = [&](std::string_view name, std::string help, const std::vector<double>& buckets) {
+    return &registry_.add_histogram(named(name), std::move(help), buckets, labels).labels({model});
   };
 
   // In vLLM's order of registration, troupe's own families beside their closest kin.
-  running_ = add_gauge("troupe:num_requests_running", "Number of requests in model execution batches.");
-  waiting_ = add_gauge("troupe:num_requests_waiting", "Number of requests waiting to be processed.");
-  kv_usage_ = add_gauge("troupe:kv_cache_usage_perc", "KV-cache usage. 1 means 100 percent usage.");
-  prefix_queries_ = add_counter("troupe:prefix_cache_queries", "Prefix cache queries, in terms of number of queried tokens.");
-  prefix_hits_ = add_counter("troupe:prefix_cache_hits", "Prefix cache hits, in terms of number of cached tokens.");
-  preemptions_ = add_counter("troupe:num_preemptions", "Cumulative number of preemption from the engine.");
-  prompt_tokens_ = add_counter("troupe:prompt_tokens", "Number of prefill tokens processed.");
-  generation_tokens_ = add_counter("troupe:generation_tokens", "Number of generation tokens processed.");
+  running_ = add_gauge("num_requests_running", "Number of requests in model execution batches.");
+  waiting_ = add_gauge("num_requests_waiting", "Number of requests waiting to be processed.");
+  kv_usage_ = add_gauge("kv_cache_usage_perc", "KV-cache usage. 1 means 100 percent usage.");
+  // vLLM renamed it in 0.10; dashboards written before (vLLM's own example among them) plot the old name.
+  if (config_.prefix == "vllm")
+    gpu_cache_usage_ = add_gauge("gpu_cache_usage_perc", "GPU KV-cache usage. 1 means 100 percent usage. "
+                                                         "DEPRECATED: Use vllm:kv_cache_usage_perc instead.");
+  prefix_queries_ = add_counter("prefix_cache_queries", "Prefix cache queries, in terms of number of queried tokens.");
+  prefix_hits_ = add_counter("prefix_cache_hits", "Prefix cache hits, in terms of number of cached tokens.");
+  preemptions_ = add_counter("num_preemptions", "Cumulative number of preemption from the engine.");
+  prompt_tokens_ = add_counter("prompt_tokens", "Number of prefill tokens processed.");
+  generation_tokens_ = add_counter("generation_tokens", "Number of generation tokens processed.");
 
-  auto& success = registry_.add_counter("troupe:request_success", "Count of successfully processed requests.",
+  auto& success = registry_.add_counter(named("request_success"), "Count of successfully processed requests.",
                                         {"model_name", "finished_reason"});
   for (size_t i = 0; i < num_request_outcomes; ++i) {
     success_[i] = &success.labels({model, to_string(static_cast<request_outcome>(i))});
   }
-  auto& rejected = registry_.add_counter("troupe:request_rejected", "Count of requests rejected or cut off by the server, by reason.",
+  auto& rejected = registry_.add_counter(named("request_rejected"), "Count of requests rejected or cut off by the server, by reason.",
                                          {"model_name", "reason"});
   for (size_t i = 0; i < num_reject_reasons; ++i) {
     rejected_[i] = &rejected.labels({model, to_string(static_cast<reject_reason>(i))});
   }
 
   const std::vector<double> token_buckets = buckets_1_2_5(config_.max_model_len);
-  request_prompt_tokens_ = add_histogram("troupe:request_prompt_tokens", "Number of prefill tokens processed.", token_buckets);
+  request_prompt_tokens_ = add_histogram("request_prompt_tokens", "Number of prefill tokens processed.", token_buckets);
   request_generation_tokens_ =
-      add_histogram("troupe:request_generation_tokens", "Number of generation tokens processed.", token_buckets);
+      add_histogram("request_generation_tokens", "Number of generation tokens processed.", token_buckets);
   iteration_tokens_ =
-      add_histogram("troupe:iteration_tokens_total", "Histogram of number of tokens per engine_step.", iteration_tokens_buckets);
+      add_histogram("iteration_tokens_total", "Histogram of number of tokens per engine_step.", iteration_tokens_buckets);
   iteration_num_seqs_ =
-      add_histogram("troupe:iteration_num_seqs", "Histogram of number of sequences per engine_step.", iteration_seqs_buckets);
+      add_histogram("iteration_num_seqs", "Histogram of number of sequences per engine_step.", iteration_seqs_buckets);
 
-  ttft_ = add_histogram("troupe:time_to_first_token_seconds", "Histogram of time to first token in seconds.", ttft_buckets);
-  tpot_ = add_histogram("troupe:time_per_output_token_seconds",
+  ttft_ = add_histogram("time_to_first_token_seconds", "Histogram of time to first token in seconds.", ttft_buckets);
+  tpot_ = add_histogram("time_per_output_token_seconds",
                         "Histogram of time per output token in seconds. "
-                        "DEPRECATED: Use troupe:inter_token_latency_seconds instead.",
+                        "DEPRECATED: Use " + named("inter_token_latency_seconds") + " instead.",
                         itl_buckets);
-  itl_ = add_histogram("troupe:inter_token_latency_seconds", "Histogram of inter-token latency in seconds.", itl_buckets);
-  request_tpot_ = add_histogram("troupe:request_time_per_output_token_seconds",
+  itl_ = add_histogram("inter_token_latency_seconds", "Histogram of inter-token latency in seconds.", itl_buckets);
+  request_tpot_ = add_histogram("request_time_per_output_token_seconds",
                                 "Histogram of time_per_output_token_seconds per request.", itl_buckets);
-  e2e_ = add_histogram("troupe:e2e_request_latency_seconds", "Histogram of e2e request latency in seconds.", request_latency_buckets);
-  queue_time_ = add_histogram("troupe:request_queue_time_seconds", "Histogram of time spent in WAITING phase for request.",
+  e2e_ = add_histogram("e2e_request_latency_seconds", "Histogram of e2e request latency in seconds.", request_latency_buckets);
+  queue_time_ = add_histogram("request_queue_time_seconds", "Histogram of time spent in WAITING phase for request.",
                               request_latency_buckets);
-  inference_time_ = add_histogram("troupe:request_inference_time_seconds",
+  inference_time_ = add_histogram("request_inference_time_seconds",
                                   "Histogram of time spent in RUNNING phase for request.", request_latency_buckets);
-  prefill_time_ = add_histogram("troupe:request_prefill_time_seconds", "Histogram of time spent in PREFILL phase for request.",
+  prefill_time_ = add_histogram("request_prefill_time_seconds", "Histogram of time spent in PREFILL phase for request.",
                                 request_latency_buckets);
-  decode_time_ = add_histogram("troupe:request_decode_time_seconds", "Histogram of time spent in DECODE phase for request.",
+  decode_time_ = add_histogram("request_decode_time_seconds", "Histogram of time spent in DECODE phase for request.",
                                request_latency_buckets);
 
-  tensor_parallel_size_ = add_gauge("troupe:tensor_parallel_size", "Shards the model is split over (--tensor-parallel-size).");
+  tensor_parallel_size_ = add_gauge("tensor_parallel_size", "Shards the model is split over (--tensor-parallel-size).");
   tensor_parallel_size_->set(config_.tensor_parallel_size);
   if (config_.tensor_parallel_size > 1)
-    collective_time_ = add_histogram("troupe:collective_time_per_step_seconds",
+    collective_time_ = add_histogram("collective_time_per_step_seconds",
                                      "Histogram of time shard 0 spent in tensor-parallel collectives per engine_step "
                                      "(waiting for the other ranks included).",
                                      collective_buckets);
@@ -179,12 +198,11 @@ void engine_metrics::on_occupancy(int32_t num_running, int32_t num_waiting, doub
   running_->set(num_running);
   waiting_->set(num_waiting);
   kv_usage_->set(kv_cache_usage);
+  if (gpu_cache_usage_) gpu_cache_usage_->set(kv_cache_usage);
 }
 
 void engine_metrics::on_step(const step_report& step) {
-  running_->set(step.num_running);
-  waiting_->set(step.num_waiting);
-  kv_usage_->set(step.kv_cache_usage);
+  on_occupancy(step.num_running, step.num_waiting, step.kv_cache_usage);
   prefix_queries_->inc(static_cast<double>(step.num_prefix_cache_queries));
   prefix_hits_->inc(static_cast<double>(step.num_prefix_cache_hits));
   preemptions_->inc(static_cast<double>(step.num_preemptions));
@@ -262,6 +280,9 @@ metrics_snapshot engine_metrics::snapshot() const {
   s.itl_p50 = histogram_quantile(0.5, itl);
   s.itl_p95 = histogram_quantile(0.95, itl);
   s.batch_size = window_histogram(w.sums, seqs_channel_, iteration_seqs_buckets);
+  s.ttft_total = ttft_->data();
+  s.itl_total = itl_->data();
+  s.batch_size_total = iteration_num_seqs_->data();
 
   s.num_running = static_cast<int64_t>(running_->value());
   s.num_waiting = static_cast<int64_t>(waiting_->value());

@@ -1,12 +1,14 @@
 #pragma once
 // troupe's metric set: vLLM V1's Prometheus metrics (PrometheusStatLogger in vllm/v1/metrics/loggers.py,
-// names, help texts and buckets as of vLLM 0.11/0.12) under the `troupe:` prefix, plus troupe's own
-// troupe:request_rejected_total{reason} and troupe:iteration_num_seqs. Every series carries
-// model_name (vLLM's other label, engine, is left out: troupe runs one engine per model).
+// names, help texts and buckets as of vLLM 0.11/0.12) under the `troupe:` prefix (or `vllm:`, with
+// serve --metrics-prefix vllm), plus troupe's own troupe:request_rejected_total{reason} and
+// troupe:iteration_num_seqs. Every series carries model_name (vLLM's other label, engine, is left out:
+// troupe runs one engine per model).
 //
 // The engine reports plain numbers and steady_clock times (no engine types), once per step and once
 // per finished request; the gateway reports rejections. render() is the /metrics body; snapshot() is
-// what a live dashboard shows: rates and latency quantiles over a sliding window.
+// what a live dashboard shows: rates and latency quantiles over a sliding window, and the cumulative
+// histograms its history samples (runtime/engine/dashboard_history) take differences of.
 //
 // Thread-safe: counters and histograms are atomics; the sliding window takes a short lock once per
 // on_step / on_request_finished / on_first_token. on_rejected never locks.
@@ -54,12 +56,23 @@ std::string_view to_string(reject_reason reason);
 // the per-request token count histograms. Empty for max_value < 1.
 std::vector<double> buckets_1_2_5(int64_t max_value);
 
+// The prefix of every family's name: troupe's own, or vLLM's so that dashboards and alerts written for
+// vLLM read troupe unchanged (serve --metrics-prefix vllm).
+inline constexpr std::string_view default_metrics_prefix = "troupe";
+
+// Checks a --metrics-prefix: a Prometheus name part ([a-zA-Z_][a-zA-Z0-9_]*). Throws std::invalid_argument
+// with a message saying what is allowed.
+void check_metrics_prefix(std::string_view prefix);
+
 struct engine_metrics_config {
   std::string model_name;        // the served model name: the model_name label of every series
   int64_t max_model_len = 4096;  // the top of the request_prompt_tokens / request_generation_tokens buckets (>= 1)
   std::chrono::seconds window{10};               // what snapshot() rates and quantiles cover (>= 1 s, whole seconds)
   std::function<std::chrono::steady_clock::time_point()> clock{};  // empty: steady_clock::now (tests inject one)
   int32_t tensor_parallel_size = 1;  // troupe:tensor_parallel_size; above 1, collective times are kept too
+  // Families are named PREFIX:name. Under "vllm" the KV gauge is also exported as vLLM's deprecated
+  // vllm:gpu_cache_usage_perc, which vLLM's example Grafana dashboard plots.
+  std::string prefix = std::string(default_metrics_prefix);
 };
 
 // What one engine step did, and the scheduler's state after it.
@@ -106,6 +119,9 @@ struct metrics_snapshot {
   std::optional<double> ttft_p50, ttft_p95;  // seconds; empty when no first token fell in the window
   std::optional<double> itl_p50, itl_p95;    // seconds; empty when no inter-token gap fell in the window
   histogram_data batch_size;            // sequences per step (troupe:iteration_num_seqs buckets), over the window
+  // The same three since start (cumulative, with sums): two snapshots' histogram_increase covers the
+  // time between them, as a plot of the past needs.
+  histogram_data ttft_total, itl_total, batch_size_total;
 
   int64_t num_running = 0;              // as of the last step
   int64_t num_waiting = 0;              // the queue length, as of the last step
@@ -164,6 +180,7 @@ private:
   gauge* running_;
   gauge* waiting_;
   gauge* kv_usage_;
+  gauge* gpu_cache_usage_ = nullptr;  // the same, under vLLM's deprecated name: only with the prefix "vllm"
   counter* prefix_queries_;
   counter* prefix_hits_;
   counter* preemptions_;

@@ -16,7 +16,9 @@ struct gateway_figures {
 };
 
 // The families troupe:http_connections, troupe:http_requests_in_flight, troupe:http_requests_queued and
-// troupe:tenant_requests_in_flight{tenant}, each labelled model_name, in the Prometheus text format.
-std::string gateway_metrics_text(const gateway_figures& figures, const std::string& model_name);
+// troupe:tenant_requests_in_flight{tenant}, each labelled model_name, in the Prometheus text format; their
+// prefix is the engine's (serve --metrics-prefix).
+std::string gateway_metrics_text(const gateway_figures& figures, const std::string& model_name,
+                                 const std::string& prefix = "troupe");
 
 } // namespace troupe

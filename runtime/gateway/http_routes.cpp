@@ -37,6 +37,22 @@ std::string_view target_path(std::string_view target) {
   return target.substr(0, target.find_first_of("?#"));
 }
 
+std::optional<std::string_view> query_parameter(std::string_view target, std::string_view name) {
+  const size_t question = target.find('?');
+  if (question == std::string_view::npos) return std::nullopt;
+  std::string_view query = target.substr(question + 1);
+  query = query.substr(0, query.find('#'));
+  while (!query.empty()) {
+    const size_t amp = query.find('&');
+    const std::string_view pair = query.substr(0, amp);
+    const size_t eq = pair.find('=');
+    if (pair.substr(0, eq) == name) return eq == std::string_view::npos ? std::string_view() : pair.substr(eq + 1);
+    if (amp == std::string_view::npos) break;
+    query.remove_prefix(amp + 1);
+  }
+  return std::nullopt;
+}
+
 route_match match_route(std::string_view method, std::string_view target, std::string_view root_path) {
   std::string_view path = target_path(target);
   while (root_path.ends_with('/')) root_path.remove_suffix(1);

@@ -9,6 +9,7 @@
 // and /dashboard.json (they show load, traffic and tenant names). /health and /version stay open for
 // load balancers and orchestrators, which probe without credentials.
 
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -41,6 +42,10 @@ struct route_match {
 // (vLLM's --root-path, "/api"): the prefix a path-routing proxy may leave on the path; a path under it is
 // served as the path without it, and a path without it as itself (the proxy may strip it).
 route_match match_route(std::string_view method, std::string_view target, std::string_view root_path = {});
+
+// The value of a query parameter of a request target ("/dashboard.json?since=5" -> "5" for "since"), as
+// sent (not percent-decoded); empty when absent. "?a" has a, with the value "".
+std::optional<std::string_view> query_parameter(std::string_view target, std::string_view name);
 
 // The path of a request target, origin form ("/v1/models?x") or absolute ("http://host/v1/models"): up to '?' or '#'.
 std::string_view target_path(std::string_view target);

@@ -180,6 +180,16 @@ std::optional<double> histogram_quantile(double q, const histogram_data& h) {
   return start + (h.upper_bounds[b] - start) * ((rank - below) / in_bucket);
 }
 
+histogram_data histogram_increase(const histogram_data& later, const histogram_data& earlier) {
+  if (earlier.upper_bounds != later.upper_bounds || earlier.counts.size() != later.counts.size()) return later;
+  for (size_t i = 0; i < later.counts.size(); ++i)
+    if (earlier.counts[i] > later.counts[i]) return later;
+  histogram_data d = later;
+  for (size_t i = 0; i < d.counts.size(); ++i) d.counts[i] -= earlier.counts[i];
+  d.sum -= earlier.sum;
+  return d;
+}
+
 template <class Series>
 metric_family<Series>::metric_family(std::string name, std::string help, std::vector<std::string> label_names,
                                      std::vector<double> upper_bounds)

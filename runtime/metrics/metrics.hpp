@@ -105,6 +105,12 @@ private:
 // has no observations or q is NaN; -Inf for q < 0 and +Inf for q > 1, like Prometheus.
 std::optional<double> histogram_quantile(double q, const histogram_data& h);
 
+// What a histogram counted between two readings of it (later minus earlier, bucket by bucket, and the
+// sums), as Prometheus' increase() sees it, so quantiles can cover one interval. An earlier reading
+// with other bounds, or with counts above the later one's (the process restarted), is taken as empty:
+// the answer is the later reading.
+histogram_data histogram_increase(const histogram_data& later, const histogram_data& earlier);
+
 enum class metric_type : uint8_t { counter, gauge, histogram };
 
 // One metric: a name, a help text, label names, and one series per combination of label values.

@@ -276,6 +276,44 @@ TEST(engine_metrics, rejects_a_config_it_cannot_serve) {
   EXPECT_THROW(engine_metrics(engine_metrics_config{"m", 100, 0s}), std::invalid_argument);
 }
 
+TEST(engine_metrics, under_the_prefix_vllm_names_every_family_as_vllm_does_and_adds_the_old_kv_gauge) {
+  engine_metrics m{engine_metrics_config{.model_name = "m", .max_model_len = 100, .prefix = "vllm"}};
+  m.on_occupancy(3, 1, 0.25);
+  const std::string page = m.render();
+  EXPECT_EQ(page.find("troupe:"), std::string::npos);
+  EXPECT_EQ(sample(page, "vllm:num_requests_running{model_name=\"m\"}"), "3.0");
+  EXPECT_EQ(sample(page, "vllm:kv_cache_usage_perc{model_name=\"m\"}"), "0.25");
+  EXPECT_EQ(sample(page, "vllm:gpu_cache_usage_perc{model_name=\"m\"}"), "0.25");
+  EXPECT_EQ(sample(page, "vllm:generation_tokens_total{model_name=\"m\"}"), "0.0");
+  EXPECT_EQ(sample(page, "vllm:time_to_first_token_seconds_count{model_name=\"m\"}"), "0.0");
+  EXPECT_EQ(sample(page, "vllm:e2e_request_latency_seconds_count{model_name=\"m\"}"), "0.0");
+  EXPECT_EQ(sample(page, "vllm:num_preemptions_total{model_name=\"m\"}"), "0.0");
+  EXPECT_NE(page.find("DEPRECATED: Use vllm:inter_token_latency_seconds instead."), std::string::npos);
+  // troupe's own prefix has no old name to keep.
+  fixture f;
+  EXPECT_EQ(f.m.render().find("gpu_cache_usage_perc"), std::string::npos);
+}
+
+TEST(engine_metrics, refuses_a_prefix_that_is_not_a_prometheus_name_part) {
+  EXPECT_NO_THROW(check_metrics_prefix("troupe"));
+  EXPECT_NO_THROW(check_metrics_prefix("my_vllm2"));
+  for (const char* bad : {"", "2x", "vllm:", "a-b", "a b"}) EXPECT_THROW(check_metrics_prefix(bad), std::invalid_argument) << bad;
+  EXPECT_THROW(engine_metrics(engine_metrics_config{.model_name = "m", .prefix = "no:"}), std::invalid_argument);
+}
+
+TEST(engine_metrics, a_snapshot_carries_the_cumulative_latency_and_batch_histograms) {
+  fixture f;
+  const std::vector<double> ttft{0.03};
+  f.m.on_step({.num_seqs = 3, .time_to_first_token_s = ttft});
+  f.now = t0 + 30s;  // long after the window let go of the step
+  const metrics_snapshot s = f.m.snapshot();
+  EXPECT_EQ(s.ttft_total.count(), 1u);
+  EXPECT_DOUBLE_EQ(s.ttft_total.sum, 0.03);
+  EXPECT_EQ(s.itl_total.count(), 0u);
+  EXPECT_EQ(s.batch_size_total.counts, (std::vector<uint64_t>{0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1}));
+  EXPECT_EQ(s.batch_size.count(), 0u);
+}
+
 TEST(engine_metrics, shares_its_registry_with_other_components) {
   fixture f;
   f.m.registry().add_gauge("troupe:gateway_connections", "Open HTTP connections.").labels({}).set(2);

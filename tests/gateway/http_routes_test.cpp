@@ -111,3 +111,13 @@ TEST(http_routes, a_root_path_is_served_with_and_without_its_prefix) {
   EXPECT_EQ(match_route("GET", "/api", "/api").status, 404);  // "/" is no route
   EXPECT_EQ(match_route("GET", "/api/api/v1/models", "/api").status, 404);
 }
+
+TEST(http_routes, a_query_parameter_is_found_by_name_as_sent) {
+  EXPECT_EQ(query_parameter("/dashboard.json?since=1700000000000", "since"), "1700000000000");
+  EXPECT_EQ(query_parameter("/dashboard.json?a=1&since=5&b", "since"), "5");
+  EXPECT_EQ(query_parameter("/dashboard.json?a=1&b", "b"), "");
+  EXPECT_EQ(query_parameter("/x?since=5#frag", "since"), "5");
+  EXPECT_EQ(query_parameter("/x?sinc=5&since_ms=6", "since"), std::nullopt);
+  EXPECT_EQ(query_parameter("/dashboard.json", "since"), std::nullopt);
+  EXPECT_EQ(query_parameter("/x#since=5", "since"), std::nullopt);
+}

@@ -218,6 +218,23 @@ TEST(histogram_quantile, reads_a_histogram_series) {
   EXPECT_DOUBLE_EQ(*histogram_quantile(0.75, h.data()), 3.0);
 }
 
+TEST(histogram_increase, subtracts_the_earlier_reading_bucket_by_bucket) {
+  const histogram_data earlier{{1, 2, inf}, {1, 3, 4}, 10};
+  const histogram_data later{{1, 2, inf}, {2, 6, 9}, 25};
+  const histogram_data d = histogram_increase(later, earlier);
+  EXPECT_EQ(d.upper_bounds, later.upper_bounds);
+  EXPECT_EQ(d.counts, (std::vector<uint64_t>{1, 3, 5}));
+  EXPECT_DOUBLE_EQ(d.sum, 15);
+  EXPECT_EQ(d.count(), 5u);
+}
+
+TEST(histogram_increase, takes_an_earlier_reading_with_more_counts_or_other_bounds_as_empty) {
+  const histogram_data later{{1, inf}, {2, 3}, 4};
+  EXPECT_EQ(histogram_increase(later, histogram_data{{1, inf}, {3, 3}, 1}).counts, later.counts);  // a restart
+  EXPECT_EQ(histogram_increase(later, histogram_data{{5, inf}, {1, 1}, 1}).counts, later.counts);
+  EXPECT_EQ(histogram_increase(later, histogram_data{}).counts, later.counts);
+}
+
 TEST(metrics_registry, concurrent_updates_add_up_exactly) {
   metrics_registry registry;
   auto& counters = registry.add_counter("c", "C.", {"worker"});

@@ -85,6 +85,13 @@ private:
   std::string client_host_;
 };
 
+// s as one word of a shell command line: in single quotes, each ' written as '\''.
+inline std::string shell_quote(const std::string& s) {
+  std::string q = "'";
+  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return q + "'";
+}
+
 // Runs a shell command and returns its standard output.
 inline std::string shell(const std::string& cmd, int* exit_code = nullptr) {
   FILE* pipe = ::popen(cmd.c_str(), "r");
