@@ -1,7 +1,7 @@
 // ops::linear_int4: 4-bit weights in troupe's layout (kernels/ops.hpp, int4_device_weight).
 //
 // Three paths, by activation type and rows:
-// - bf16 / f16, up to kMmaRows rows (decode, bandwidth-bound): int4_mma_kernel streams every packed weight once
+// - bf16 / f16, up to kMmaRows (32) rows (decode, bandwidth-bound): int4_mma_kernel streams every packed weight once
 //   and runs the products on the tensor cores (mma.sync m16n8k16), in the spirit of Marlin: the weights are the
 //   A operand (16 output features), x the B operand (8 rows per tile, zero-padded). A lane's 16-byte load holds 32
 //   weights of one output; it turns each word into bf16/f16 pairs with one mask-and-or (the nibble becomes the
@@ -28,7 +28,9 @@ namespace {
 
 constexpr int kWarps = 8;  // warps per block of the fused kernels
 constexpr int64_t kSimtRows = 4;
-constexpr int64_t kMmaRows = 64;
+// H200, first version: at 64 rows (0.253 ms, gate_up) the tensor-core kernel lost to dequantize + GEMM (~0.21 ms);
+// at 32 rows it won (0.124 against 0.206).
+constexpr int64_t kMmaRows = 32;
 
 // The bits of 128.0 (bf16) or 1024.0 (f16) in both halves: or-ing a nibble q into the mantissa makes 128 + q.
 template <class T> constexpr uint32_t kMagic = 0x43004300u;
@@ -322,8 +324,7 @@ void launch_linear_int4(cuda_context& ctx, const tensor& x, const int4_device_we
       using T = typename decltype(tag)::type;
       if (r <= 8) launch_mma<T, 1>(x, w, bias, out, r, ctx.stream);
       else if (r <= 16) launch_mma<T, 2>(x, w, bias, out, r, ctx.stream);
-      else if (r <= 32) launch_mma<T, 4>(x, w, bias, out, r, ctx.stream);
-      else launch_mma<T, 8>(x, w, bias, out, r, ctx.stream);
+      else launch_mma<T, 4>(x, w, bias, out, r, ctx.stream);
     };
     if (x.type == dtype::bf16) launch(std::type_identity<__nv_bfloat16>{});
     else launch(std::type_identity<__half>{});
