@@ -62,6 +62,11 @@ sampling_params to_params(const wire::job& j) {
   p.ignore_eos = j.ignore_eos;
   p.stop = j.stop;
   p.stop_token_ids = j.stop_token_ids;
+  p.include_stop_str_in_output = j.include_stop_str_in_output;
+  // Pairs beyond the shorter list have no partner: a malformed job keeps only the complete pairs.
+  for (size_t i = 0; i < std::min(j.logit_bias_ids.size(), j.logit_bias_values.size()); ++i)
+    p.logit_bias.emplace_back(j.logit_bias_ids[i], j.logit_bias_values[i]);
+  if (j.num_logprobs >= 0) p.logprobs = j.num_logprobs;
   return p;
 }
 
@@ -75,6 +80,15 @@ wire::output to_wire(uint64_t job_id, const request_output& o) {
   w.error = o.error;
   w.num_prompt_tokens = o.num_prompt_tokens;
   w.num_cached_tokens = o.num_cached_tokens;
+  w.stop_string = o.stop_string;
+  w.has_stop_token = o.stop_token.has_value();
+  w.stop_token = o.stop_token.value_or(0);
+  if (o.logprobs) {
+    w.has_logprobs = true;
+    w.logprob = o.logprobs->logprob;
+    w.top_ids = o.logprobs->top_ids;
+    w.top_logprobs = o.logprobs->top_logprobs;
+  }
   return w;
 }
 
@@ -297,6 +311,7 @@ private:
     req.prompt_ids = std::move(prompt_ids);
     req.params = to_params(j);
     req.priority = j.priority;
+    req.cache_salt = j.cache_salt;
     open_job& oj = jobs_[job_id];
     oj.tag = j.tag;
     oj.num_prompt_tokens = num_prompt;
