@@ -129,12 +129,17 @@ int64_t gateway::impl::num_connections() {
 }
 
 void gateway::attach(engine& e) {
-  impl_->model_name = e.served_model_name();
-  impl_->server = server_config_of(e);
+  impl_->own_backend = make_engine_backend(e);
+  attach(*impl_->own_backend);
+}
+
+void gateway::attach(gateway_backend& b) {
+  impl_->model_name = b.front().served_model_names.front();
+  impl_->server = server_config_of(b.front());
   impl_->server.max_logprobs = impl_->opts.max_logprobs;
   impl_->server.prompt_tokens_details = impl_->opts.prompt_tokens_details;
   impl_->started = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-  impl_->engine_ptr = &e;
+  impl_->backend_ptr = &b;
 }
 
 gateway::gateway(engine& e, const gateway_options& options) : gateway(options) { attach(e); }
