@@ -17,7 +17,7 @@ std::optional<routing_policy> parse_routing_policy(std::string_view name) {
 request_router::request_router(request_router_config config) : config_(std::move(config)) {
   if (config_.pools.empty()) throw std::invalid_argument("request_router: no pools");
   if (config_.block_size < 1 || config_.affinity_blocks < 1) throw std::invalid_argument("request_router: block sizes below 1");
-  if (!(config_.load_factor >= 1)) throw std::invalid_argument("request_router: load factor below 1");
+  if (!(config_.load_factor >= 1) || config_.load_slack < 0) throw std::invalid_argument("request_router: load factor below 1 or negative slack");
   pool_workers_.resize(config_.pools.size());
   next_.assign(config_.pools.size(), 0);
   for (size_t w = 0; w < config_.worker_pool.size(); ++w) {
@@ -53,11 +53,16 @@ std::vector<size_t> request_router::candidates(size_t pool, std::span<const size
 
 bool request_router::within_bound(size_t w, const std::vector<size_t>& among) const {
   // Consistent hashing with bounded loads: with m requests (this one included) over n workers, none takes
-  // more than ceil(load_factor * m / n).
-  int64_t total = 1;
-  for (size_t v : among) total += workers_[v].in_flight;
+  // more than ceil(load_factor * m / n) -- unless it stays within load_slack of the least loaded.
+  int64_t total = 1, least = INT64_MAX;
+  for (size_t v : among) {
+    total += workers_[v].in_flight;
+    least = std::min<int64_t>(least, workers_[v].in_flight);
+  }
+  const int64_t load = int64_t{workers_[w].in_flight} + 1;
+  if (load - least <= config_.load_slack) return true;
   const double cap = std::ceil(config_.load_factor * static_cast<double>(total) / static_cast<double>(among.size()));
-  return static_cast<double>(workers_[w].in_flight + 1) <= cap;
+  return static_cast<double>(load) <= cap;
 }
 
 int64_t request_router::queue_of(size_t w) const {

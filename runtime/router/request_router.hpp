@@ -9,7 +9,9 @@
 //      it has) are hashed as the workers' prefix caches hash them (chained block keys, the cache salt in the
 //      first), and requests with the same key go where the first of them went: that worker holds their KV
 //      blocks. Bounded load (consistent hashing with bounded loads): a worker whose requests in flight would
-//      pass load_factor × the pool's mean passes the request to the least-loaded worker within the bound. A key
+//      pass load_factor × the pool's mean, and exceed the least loaded worker's by more than load_slack, passes
+//      the request to the least-loaded worker within the bound (the slack: a few requests more in a batch cost
+//      little, a cache miss costs a prefill, so small loads never break affinity, as SGLang's router). A key
 //      seen first (or whose worker left) goes to the worker within the bound that holds the fewest keys, so the
 //      prefixes spread evenly over the pool's caches. A prompt without a full block goes to the least loaded.
 //    - least_loaded: the fewest requests queued or running (the larger of the router's own count in flight
@@ -49,6 +51,7 @@ struct request_router_config {
   int32_t block_size = 16;              // the workers' --block-size
   int32_t affinity_blocks = 4;          // leading full blocks that make a prompt's key
   double load_factor = 1.25;            // bounded load: 1 + epsilon (>= 1)
+  int32_t load_slack = 8;               // bounded load: requests in flight above the least loaded worker's always allowed
   size_t max_keys = size_t{1} << 16;    // keys remembered; the least recently used goes first
 };
 
@@ -141,7 +144,7 @@ private:
   std::vector<size_t> pool_order(size_t bucket) const;
   // Healthy workers of `pool` outside `exclude`.
   std::vector<size_t> candidates(size_t pool, std::span<const size_t> exclude) const;
-  // Whether `w` may take one more request under the bounded load over `among`.
+  // Whether `w` may take one more request under the bounded load over `among` (its slack included).
   bool within_bound(size_t w, const std::vector<size_t>& among) const;
   // The larger of the router's count in flight and the worker's own report of queued and running requests.
   int64_t queue_of(size_t w) const;

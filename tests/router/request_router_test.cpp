@@ -14,7 +14,7 @@ namespace {
 
 // Two pools: "short" (max_tokens up to 64) with workers 0 and 1, "long" with worker 2. Blocks of 4 tokens,
 // keys from the first 2 blocks.
-request_router fleet(routing_policy policy = routing_policy::prefix_affinity, double load_factor = 1.25) {
+request_router fleet(routing_policy policy = routing_policy::prefix_affinity, double load_factor = 1.25, int32_t load_slack = 0) {
   request_router_config c;
   c.pools = {{"short", 64}, {"long", 0}};
   c.worker_pool = {"short", "short", "long"};
@@ -22,6 +22,7 @@ request_router fleet(routing_policy policy = routing_policy::prefix_affinity, do
   c.block_size = 4;
   c.affinity_blocks = 2;
   c.load_factor = load_factor;
+  c.load_slack = load_slack;
   request_router r(c);
   for (size_t w = 0; w < 3; ++w) r.set_healthy(w, true);
   return r;
@@ -145,6 +146,14 @@ TEST(request_router, a_prefixs_worker_over_the_load_bound_passes_the_request_to_
   EXPECT_EQ(r.counts(0).num_affinity_overflows, 1);
   EXPECT_EQ(r.in_flight(0), 3);
   EXPECT_EQ(r.in_flight(1), 1);
+}
+
+TEST(request_router, a_prefixs_worker_within_the_slack_of_the_least_loaded_keeps_its_requests_whatever_the_mean) {
+  // Slack 3: the key's worker takes requests until it would hold 4 more than the least loaded (0 here).
+  request_router r = fleet(routing_policy::prefix_affinity, 1.25, 3);
+  std::vector<size_t> got;
+  for (int i = 0; i < 5; ++i) got.push_back(routed(r, prompt(3, i)));
+  EXPECT_EQ(got, (std::vector<size_t>{0, 0, 0, 1, 0}));  // the 4th would make 4 - 0 > 3 and pass the mean bound (cap 3)
 }
 
 TEST(request_router, least_loaded_takes_the_shortest_queue_then_the_lowest_kv_use_and_equal_workers_take_turns) {
