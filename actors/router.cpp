@@ -10,6 +10,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "actors/wire_convert.hpp"
 #include "actors/worker_link.hpp"
 #include "runtime/error.hpp"
 #include "runtime/router/router_metrics.hpp"
@@ -69,55 +70,6 @@ api_error refusal_error(const wire::submitted& s) {
                    : s.error_type == "BadRequestError"         ? 400
                                                                : 500;
   return server_error(status, s.error_type.empty() ? "InternalServerError" : s.error_type, s.error);
-}
-
-request_output from_wire(const wire::output& o, request_id id) {
-  request_output r;
-  r.id = id;
-  r.new_token_ids = o.token_ids;
-  r.text = o.text;
-  r.finished = o.finished;
-  if (o.finished) {
-    r.reason = o.finish_reason == "length" ? finish_reason::length : finish_reason::stop;
-    r.aborted = o.finish_reason == "abort";
-    r.error = o.error;
-    if (o.finish_reason == "error" && r.error.empty()) r.error = "the worker failed the request";
-  }
-  r.stop_string = o.stop_string;
-  if (o.has_stop_token) r.stop_token = o.stop_token;
-  if (o.has_logprobs) r.logprobs = sampled_logprobs{o.logprob, o.top_ids, o.top_logprobs};
-  r.num_prompt_tokens = o.num_prompt_tokens;
-  r.num_cached_tokens = o.num_cached_tokens;
-  return r;
-}
-
-wire::job to_wire(const engine_request& req) {
-  wire::job j;
-  const sampling_params& p = req.params;
-  j.prompt_token_ids = req.prompt_ids;
-  j.max_tokens = p.max_tokens;
-  j.min_tokens = p.min_tokens;
-  j.temperature = p.temperature;
-  j.top_p = p.top_p;
-  j.top_k = p.top_k;
-  j.min_p = p.min_p;
-  j.repetition_penalty = p.repetition_penalty;
-  j.presence_penalty = p.presence_penalty;
-  j.frequency_penalty = p.frequency_penalty;
-  j.has_seed = p.seed.has_value();
-  j.seed = p.seed.value_or(0);
-  j.ignore_eos = p.ignore_eos;
-  j.stop = p.stop;
-  j.stop_token_ids = p.stop_token_ids;
-  j.priority = req.priority;
-  j.include_stop_str_in_output = p.include_stop_str_in_output;
-  for (const auto& [token, bias] : p.logit_bias) {
-    j.logit_bias_ids.push_back(token);
-    j.logit_bias_values.push_back(bias);
-  }
-  j.num_logprobs = p.logprobs.value_or(-1);
-  j.cache_salt = req.cache_salt;
-  return j;
 }
 
 std::chrono::steady_clock::duration seconds(double s) {
@@ -344,7 +296,7 @@ void router::impl::dispatch(const std::shared_ptr<routed_part>& p) {
   const std::shared_ptr<worker_link> link = workers[d->worker].link;
   p->worker = d->worker;
   p->link = link;
-  p->tag = link->submit(to_wire(p->req), p);  // in rotation: its link is up
+  p->tag = link->submit(job_of(p->req), p);  // in rotation: its link is up
 }
 
 void routed_part::on_submitted(const wire::submitted& s) {
@@ -372,7 +324,7 @@ void routed_part::on_submitted(const wire::submitted& s) {
 void routed_part::on_output(const wire::output& o) {
   auto st = state.lock();
   if (!st || st->over || done) return;
-  request_output out = from_wire(o, id);
+  request_output out = request_output_of(o, id);
   if (auto error = engine_error(out)) return r->fail(*st, *error);
   if (!first_token && !o.token_ids.empty()) {
     first_token = clock_type::now();
