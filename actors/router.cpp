@@ -14,6 +14,7 @@
 #include "actors/worker_link.hpp"
 #include "runtime/error.hpp"
 #include "runtime/router/router_metrics.hpp"
+#include "runtime/router/worker_health.hpp"
 
 namespace troupe {
 
@@ -83,8 +84,7 @@ struct router::impl : std::enable_shared_from_this<router::impl> {
     worker_address address;
     std::shared_ptr<worker_link> link;
     bool probing = false;
-    bool probe_ok = false;
-    std::string why_out = "not checked yet";  // why it is out of rotation, for the log
+    worker_health health;
     worker_load load;
   };
 
@@ -111,7 +111,8 @@ struct router::impl : std::enable_shared_from_this<router::impl> {
   std::atomic<uint64_t> next_id = 1;
   bool stopped = false;  // the caller of stop() only
 
-  double probe_timeout() const { return std::clamp(opts.health_interval_s, 0.2, 5.0); }
+  // A worker busy with a long batch may answer slowly: a probe waits at least a second.
+  double probe_timeout() const { return std::clamp(opts.health_interval_s, 1.0, 5.0); }
 
   void check_workers();
   void probed(size_t w, bool ok);
@@ -182,9 +183,8 @@ void router::impl::probed(size_t w, bool ok) {
   worker& x = workers[w];
   x.probing = false;
   if (stopping) return;
-  x.probe_ok = ok;
-  if (!ok) x.why_out = "its /health did not answer 200 within " + fmt::format("{:g}", probe_timeout()) + " s";
-  if (ok && !x.link) connect(w);
+  x.health.on_probe(ok, fmt::format("its /health did not answer 200 within {:g} s", probe_timeout()));
+  if (x.health.wants_connection() && !x.link) connect(w);
   update_health(w);
 }
 
@@ -196,13 +196,16 @@ void router::impl::connect(size_t w) {
   x.link = std::make_shared<worker_link>(
       ioc, x.address.native_host, x.address.native_port, opts.worker_api_key,
       [self, w, mine] {
-        if (self->workers[w].link.get() == *mine) self->update_health(w);
+        worker& y = self->workers[w];
+        if (y.link.get() != *mine) return;
+        y.health.on_connection(true);
+        self->update_health(w);
       },
       [self, w, mine](const std::string& why) {
         worker& y = self->workers[w];
         if (y.link.get() != *mine) return;
         y.link.reset();
-        y.why_out = "native port " + y.address.native_host + ":" + std::to_string(y.address.native_port) + ": " + why;
+        y.health.on_connection(false, "native port " + y.address.native_host + ":" + std::to_string(y.address.native_port) + ": " + why);
         self->update_health(w);
       });
   *mine = x.link.get();
@@ -211,12 +214,12 @@ void router::impl::connect(size_t w) {
 
 void router::impl::update_health(size_t w) {
   worker& x = workers[w];
-  const bool healthy = !stopping && x.probe_ok && x.link && x.link->up();
+  const bool healthy = !stopping && x.health.in_rotation();
   if (healthy != routing.healthy(w)) {
     routing.set_healthy(w, healthy);
     const std::string& pool = routing.pools()[routing.pool_of(w)].name;
     if (healthy) spdlog::info("worker {} (pool {}) is in rotation", x.address.url, pool);
-    else spdlog::warn("worker {} (pool {}) left rotation: {}", x.address.url, pool, x.why_out);
+    else spdlog::warn("worker {} (pool {}) left rotation: {}", x.address.url, pool, x.health.why_out());
   }
   int32_t n = 0;
   for (size_t v = 0; v < workers.size(); ++v) n += routing.healthy(v);

@@ -5,8 +5,8 @@
 // (actors/worker_link.hpp), and relays its tokens back as they come.
 //
 // Health: every health_interval_s each worker's GET /health is probed; a worker is in rotation while it
-// answers 200 and its native connection is up, and out of it from the first failed probe or lost connection
-// until both are back. Its load (running, waiting, KV use) comes over the native connection at each probe.
+// answers 200 and its native connection is up, and out of it from the third failed probe in a row or a lost
+// connection until both are back. Its load (running, waiting, KV use) comes over the native connection at each probe.
 // A worker lost mid-request: requests it had not started (no output yet; a non-streaming one at any point,
 // since nothing has reached its client) go to another worker, tried ones excluded; a stream that had
 // started ends with an error event.
