@@ -354,3 +354,41 @@ TEST(router, answers_as_its_workers_do_token_for_token_behind_its_own_keys_and_t
   EXPECT_EQ(r1.status, 400);
   EXPECT_EQ(r1.body, r2.body);
 }
+
+TEST(router, a_worker_that_refuses_for_its_full_queue_passes_the_request_on_and_when_every_worker_refuses_the_client_gets_429) {
+  // Backpressure: a worker's --max-queue-len refusal sends the request to the pool's next worker, then to the
+  // other pool's.
+  // One sequence at a time and one waiting per worker.
+  fleet f(4096, "--max-num-seqs 1 --max-queue-len 1");
+  ASSERT_TRUE(wait_healthy(f.port()));
+  const json request = {{"prompt", tokens(40, 9)}, {"max_tokens", 4}};  // 2 full blocks: a prefix key
+  ASSERT_EQ(post(f.port(), "/v1/completions", request).status, 200);
+  const int home = f.router_metric(f.worker_series("troupe:router_requests_routed_total", 0)) == 1 ? 0 : 1;
+  const int other = 1 - home;
+  // Fills a worker from outside the router: one request runs, one waits.
+  std::vector<std::unique_ptr<raw_connection>> fillers;
+  auto fill = [&](int w) {
+    const auto deadline = steady::now() + std::chrono::seconds(10);
+    for (const char* gauge : {"troupe:num_requests_running", "troupe:num_requests_waiting"}) {
+      fillers.push_back(std::make_unique<raw_connection>(f.workers[w]->http_port()));
+      fillers.back()->send(http_request("POST", "/v1/completions",
+                                        json{{"prompt", tokens(8, 50)}, {"max_tokens", 3000}, {"ignore_eos", true}}.dump()));
+      while (worker_metric(*f.workers[w], gauge) < 1 && steady::now() < deadline) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+  };
+  fill(home);
+  // The prefix's worker refuses (429, its queue is full): the other worker answers.
+  EXPECT_EQ(post(f.port(), "/v1/completions", request).status, 200);
+  EXPECT_EQ(f.router_metric(f.worker_series("troupe:router_requests_routed_total", home)), 2);
+  EXPECT_EQ(f.router_metric(f.worker_series("troupe:router_requests_routed_total", other)), 1);
+  // Both full: the long pool's worker takes it.
+  fill(other);
+  EXPECT_EQ(post(f.port(), "/v1/completions", request).status, 200);
+  EXPECT_EQ(f.router_metric(f.worker_series("troupe:router_requests_routed_total", 2)), 1);
+  // Every worker full: the client gets the workers' refusal.
+  fill(2);
+  const reply refused = post(f.port(), "/v1/completions", request);
+  EXPECT_EQ(refused.status, 429) << refused.body;
+  EXPECT_EQ(json::parse(refused.body)["error"]["type"], "RateLimitError");
+  for (auto& c : fillers) c->reset();
+}
