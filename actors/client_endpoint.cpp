@@ -14,6 +14,7 @@
 
 #include "actors/engine_impl.hpp"
 #include "actors/gateway_request.hpp"
+#include "actors/wire_convert.hpp"
 #include "client/wire.hpp"
 #include "runtime/gateway/client_session.hpp"
 #include "runtime/error.hpp"
@@ -46,37 +47,6 @@ struct io_gate {
     ioc = nullptr;
   }
 };
-
-sampling_params to_params(const wire::job& j) {
-  sampling_params p;
-  p.max_tokens = j.max_tokens;
-  p.min_tokens = j.min_tokens;
-  p.temperature = j.temperature;
-  p.top_p = j.top_p;
-  p.top_k = j.top_k;
-  p.min_p = j.min_p;
-  p.repetition_penalty = j.repetition_penalty;
-  p.presence_penalty = j.presence_penalty;
-  p.frequency_penalty = j.frequency_penalty;
-  if (j.has_seed) p.seed = j.seed;
-  p.ignore_eos = j.ignore_eos;
-  p.stop = j.stop;
-  p.stop_token_ids = j.stop_token_ids;
-  return p;
-}
-
-wire::output to_wire(uint64_t job_id, const request_output& o) {
-  wire::output w;
-  w.job_id = job_id;
-  w.token_ids = o.new_token_ids;
-  w.text = o.text;
-  w.finished = o.finished;
-  if (o.finished) w.finish_reason = finish_reason_of(o);
-  w.error = o.error;
-  w.num_prompt_tokens = o.num_prompt_tokens;
-  w.num_cached_tokens = o.num_cached_tokens;
-  return w;
-}
 
 wire::output failed_output(uint64_t job_id, const std::string& message) {
   wire::output w;
@@ -295,8 +265,9 @@ private:
     const uint64_t job_id = std::get<uint64_t>(admitted);
     engine_request req;
     req.prompt_ids = std::move(prompt_ids);
-    req.params = to_params(j);
+    req.params = params_of(j);
     req.priority = j.priority;
+    req.cache_salt = j.cache_salt;
     open_job& oj = jobs_[job_id];
     oj.tag = j.tag;
     oj.num_prompt_tokens = num_prompt;
@@ -443,7 +414,7 @@ void connection::on_job_event(uint64_t job_id, completion_event& ev) {
       wire::outputs batch;
       bool finished = false;
       for (const request_output& o : ev.outputs) {
-        batch.list.push_back(to_wire(job_id, o));
+        batch.list.push_back(wire_output_of(job_id, o));
         finished = finished || o.finished;
       }
       send(batch);

@@ -130,29 +130,12 @@ batch_limits default_batch_limits(const std::string& backend, int64_t device_mem
 
 engine::impl::impl(const engine_options& requested) : system(with_middleman(system_config)), options(requested) {
   engine_options& o = options;
-  const fs::path dir = o.model.empty() ? default_model_dir() : fs::path(o.model);
-  if (!fs::is_directory(dir))
-    throw user_error("--model " + dir.string() + ": no such folder (troupe serves a local Hugging Face folder; it never "
-                     "downloads one)");
-  config = model_config::from_dir(dir);
+  front = load_model_front({o.model, o.tokenizer, o.chat_template, o.served_model_names, o.max_model_len,
+                            o.allow_long_max_model_len});
+  const fs::path& dir = front.dir;
+  const int64_t max_model_len = front.max_model_len;
+  config = front.config;
   config.quantization = resolve_quantization(config.quantization, o.quantization, dir);
-  // vLLM's --tokenizer: the tokenizer and its config (the chat template) from another folder.
-  const fs::path tok_dir = o.tokenizer.empty() ? dir : fs::path(o.tokenizer);
-  if (!o.tokenizer.empty() && !fs::exists(tok_dir / "tokenizer.json"))
-    throw user_error("--tokenizer " + o.tokenizer + ": no tokenizer.json there");
-  if (fs::exists(tok_dir / "tokenizer.json")) tokenizer_ = std::make_unique<tokenizer>(tokenizer::from_file(tok_dir / "tokenizer.json"));
-
-  const fs::path tokenizer_config = tok_dir / "tokenizer_config.json";
-  if (!o.chat_template.empty()) {
-    chat = chat_template::from_file(o.chat_template);
-  } else if (fs::exists(tokenizer_config)) {
-    chat = chat_template::from_tokenizer_config(tokenizer_config, false);
-    chat_tools = chat_template::from_tokenizer_config(tokenizer_config, true);
-  }
-  if (fs::exists(tokenizer_config)) chat_options = chat_template_options_from_tokenizer_config(tokenizer_config);
-  const max_model_len_choice len = resolve_max_model_len(config, o.max_model_len, o.allow_long_max_model_len);
-  if (!len.warning.empty()) spdlog::warn("{}", len.warning);
-  max_model_len = len.value;
   if (o.max_num_seqs < 0) throw user_error("--max-num-seqs must be positive");
   if (o.max_num_batched_tokens < 0) throw user_error("--max-num-batched-tokens must be positive");
   // Left at 0: vLLM's defaults, which depend on the device's memory (known once the backend is up).
@@ -165,8 +148,8 @@ engine::impl::impl(const engine_options& requested) : system(with_middleman(syst
   int64_t num_blocks = o.num_gpu_blocks_override;
 
   std::vector<int32_t> eos = config.eos_token_ids;
-  if (tokenizer_ && tokenizer_->eos_id() && std::find(eos.begin(), eos.end(), *tokenizer_->eos_id()) == eos.end())
-    eos.push_back(*tokenizer_->eos_id());
+  const tokenizer* tok = front.tok.get();
+  if (tok && tok->eos_id() && std::find(eos.begin(), eos.end(), *tok->eos_id()) == eos.end()) eos.push_back(*tok->eos_id());
 
   const int tp = o.tensor_parallel_size;
   if (tp < 1) throw user_error("--tensor-parallel-size must be at least 1, got " + std::to_string(tp));
@@ -384,15 +367,13 @@ engine::impl::impl(const engine_options& requested) : system(with_middleman(syst
   ec.vocab_size = static_cast<int32_t>(config.vocab_size);
   ec.eos_token_ids = eos;
 
-  served_model_names = o.served_model_names;
-  if (served_model_names.empty()) served_model_names.push_back(!o.model.empty() ? o.model : "troupe-default");
   engine_metrics_config mc;
-  mc.model_name = served_model_names.front();
+  mc.model_name = front.served_model_names.front();
   mc.max_model_len = max_model_len;
   mc.tensor_parallel_size = tp;
   mc.prefix = o.metrics_prefix;
   metrics = std::make_unique<engine_metrics>(mc);
-  auto core = std::make_unique<engine_core>(ec, tokenizer_.get(), o.seed ? *o.seed : std::random_device{}());
+  auto core = std::make_unique<engine_core>(ec, tok, o.seed ? *o.seed : std::random_device{}());
   core->set_metrics(metrics.get());
   for (auto& shard : res) shards.push_back(spawn_shard(system, std::move(shard)));
   stall_watch watch;
@@ -453,16 +434,17 @@ engine::~engine() = default;
 const model_config& engine::config() const { return impl_->config; }
 std::string engine::metrics_text() const { return impl_->metrics->render(); }
 metrics_snapshot engine::metrics() const { return impl_->metrics->snapshot(); }
-const std::string& engine::served_model_name() const { return impl_->served_model_names.front(); }
-const std::vector<std::string>& engine::served_model_names() const { return impl_->served_model_names; }
+const std::string& engine::served_model_name() const { return impl_->front.served_model_names.front(); }
+const std::vector<std::string>& engine::served_model_names() const { return impl_->front.served_model_names; }
 bool engine::healthy() const { return *impl_->healthy; }
-const tokenizer* engine::tok() const { return impl_->tokenizer_.get(); }
-int64_t engine::max_model_len() const { return impl_->max_model_len; }
+const tokenizer* engine::tok() const { return impl_->front.tok.get(); }
+int64_t engine::max_model_len() const { return impl_->front.max_model_len; }
+const model_front& engine::front() const { return impl_->front; }
 batch_limits engine::limits() const { return {impl_->options.max_num_seqs, impl_->options.max_num_batched_tokens}; }
 
 std::vector<int32_t> engine::encode(const std::string& text) const {
-  if (!impl_->tokenizer_) throw user_error("the model folder has no tokenizer.json: give prompts as token ids");
-  return impl_->tokenizer_->encode(text, true);
+  if (!impl_->front.tok) throw user_error("the model folder has no tokenizer.json: give prompts as token ids");
+  return impl_->front.tok->encode(text, true);
 }
 
 void engine::fail_all(const std::string& error) { caf::anon_send(impl_->scheduler, fail_all_atom::value, error); }

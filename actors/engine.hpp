@@ -21,6 +21,7 @@
 namespace troupe {
 
 class mpi_session;
+struct model_front;
 
 // Who drives the engine: offline batches (generate, bench throughput; vLLM's LLM class) or the API
 // server. vLLM picks different step sizes for each, and so do we.
@@ -120,6 +121,8 @@ public:
   bool healthy() const;
   const model_config& config() const;
   const tokenizer* tok() const;  // null when the model folder has none
+  // Names, tokenizer, chat templates and context length: what the API side renders and checks requests with.
+  const model_front& front() const;
   int64_t max_model_len() const;
   // The limits in force: the options', or the defaults they left to the engine.
   batch_limits limits() const;

@@ -5,9 +5,9 @@
 #include <vector>
 
 #include "actors/engine.hpp"
+#include "actors/model_front.hpp"
 #include "actors/protocol.hpp"
 #include "actors/shard_actor.hpp"
-#include "runtime/chat/chat_template.hpp"
 
 namespace troupe {
 
@@ -18,15 +18,9 @@ struct engine::impl {
   caf::actor_system_config system_config;
   caf::actor_system system;
   engine_options options;
-  model_config config;
-  std::unique_ptr<tokenizer> tokenizer_;
-  int64_t max_model_len = 0;
-  std::vector<std::string> served_model_names;  // never empty
+  model_front front;  // names, tokenizer, chat templates, context length
+  model_config config;  // front's, with the quantization resolved
   std::unique_ptr<engine_metrics> metrics;
-  // The chat template (and the tool-use variant some tokenizer_config.json files carry), with the
-  // bos/eos tokens the template may use.
-  std::optional<chat_template> chat, chat_tools;
-  chat_template_options chat_options;
   std::vector<shard_actor> shards;
   std::shared_ptr<shard_resources> rank_shard;  // a rank other than 0 of an mpirun job: its shard, run by run_rank
   scheduler_actor scheduler;

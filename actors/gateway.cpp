@@ -86,7 +86,7 @@ void gateway::impl::schedule_dashboard_sample(std::chrono::steady_clock::time_po
   dashboard_timer.expires_at(at);
   dashboard_timer.async_wait([self = shared_from_this(), at](beast::error_code ec) {
     if (ec) return;
-    self->dashboard->record(unix_ms_now(), self->eng().metrics());
+    self->dashboard->record(unix_ms_now(), self->backend().metrics().snapshot());
     // From the planned time, not from now: samples stay evenly spaced however late a wait ends.
     const auto interval = std::chrono::duration_cast<std::chrono::steady_clock::duration>(
         std::chrono::duration<double>(self->opts.dashboard_interval_s));
@@ -144,8 +144,13 @@ int64_t gateway::impl::num_connections() {
 }
 
 void gateway::attach(engine& e) {
-  impl_->model_name = e.served_model_name();
-  impl_->server = server_config_of(e);
+  impl_->own_backend = make_engine_backend(e);
+  attach(*impl_->own_backend);
+}
+
+void gateway::attach(gateway_backend& b) {
+  impl_->model_name = b.front().served_model_names.front();
+  impl_->server = server_config_of(b.front());
   impl_->server.max_logprobs = impl_->opts.max_logprobs;
   impl_->server.prompt_tokens_details = impl_->opts.prompt_tokens_details;
   impl_->started = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
@@ -154,8 +159,8 @@ void gateway::attach(engine& e) {
   if (!(interval > 0)) throw user_error("the dashboard's sample interval must be above 0 s");
   const auto capacity = static_cast<size_t>(std::ceil(3600.0 / interval));
   impl_->dashboard_started_ms = unix_ms_now();
-  impl_->dashboard = std::make_unique<dashboard_recorder>(e.metrics(), impl_->dashboard_started_ms, capacity);
-  impl_->engine_ptr = &e;
+  impl_->dashboard = std::make_unique<dashboard_recorder>(b.metrics().snapshot(), impl_->dashboard_started_ms, capacity);
+  impl_->backend_ptr = &b;
   impl_->schedule_dashboard_sample(std::chrono::steady_clock::now() +
                                    std::chrono::duration_cast<std::chrono::steady_clock::duration>(std::chrono::duration<double>(interval)));
 }

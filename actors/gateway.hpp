@@ -1,6 +1,7 @@
 #pragma once
 // The HTTP gateway: an asynchronous HTTP/1.1 server (Boost.Beast's parser on Asio, a few I/O threads,
-// keep-alive, pipelining, SSE) serving vLLM's OpenAI-compatible API over a troupe::engine. Bodies are
+// keep-alive, pipelining, SSE) serving vLLM's OpenAI-compatible API over a troupe::engine, or over the
+// workers of `troupe router` (actors/gateway_backend.hpp). Bodies are
 // parsed, validated, templated and tokenized on a small worker pool, never on the I/O threads. Each
 // completion request gets a small sink actor that submits it to the scheduler and posts its outputs
 // back to the connection, and an admission ticket whose slots go back however the request ends.
@@ -21,6 +22,8 @@
 #include "runtime/gateway/cors.hpp"
 
 namespace troupe {
+
+class gateway_backend;
 
 struct gateway_options {
   std::string host = "0.0.0.0";
@@ -51,6 +54,8 @@ public:
   explicit gateway(const gateway_options& options);
   // Serves `e` from now on; `e` must outlive stop().
   void attach(engine& e);
+  // Serves completions with `b` (workers behind `troupe router`) from now on; `b` must outlive stop().
+  void attach(gateway_backend& b);
   // Closes the listener and every connection, aborts the requests they run (their slots go back), and
   // waits for the I/O and parse threads.
   void stop();

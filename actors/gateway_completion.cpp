@@ -3,7 +3,6 @@
 
 #include <spdlog/spdlog.h>
 
-#include "actors/engine_impl.hpp"
 #include "actors/gateway_session.hpp"
 
 namespace troupe {
@@ -41,13 +40,13 @@ completion_run::~completion_run() {
 void http_session::start_completion(bool chat) {
   const auto limit = gw_->opts.max_tokens_limit;
   off_io_thread<completion_plan>(
-      [gw = gw_, chat, limit, body = std::move(req_.body())] { return plan_completion(gw->eng(), gw->server, body, chat, limit); },
+      [gw = gw_, chat, limit, body = std::move(req_.body())] { return plan_completion(gw->backend().front(), gw->server, body, chat, limit); },
       [self = shared_from_this()](std::variant<completion_plan, api_error> plan) { self->planned(std::move(plan)); });
 }
 
 void http_session::planned(std::variant<completion_plan, api_error> planned) {
   if (closed_) return;  // the client left while its body was parsed: nothing was admitted
-  auto& metrics = *gw_->eng().internals().metrics;
+  auto& metrics = gw_->backend().metrics();
   if (auto* e = std::get_if<api_error>(&planned)) {
     metrics.on_rejected(e->message.find("maximum context length") != std::string::npos ? reject_reason::too_long
                                                                                        : reject_reason::invalid);
@@ -73,7 +72,7 @@ void http_session::planned(std::variant<completion_plan, api_error> planned) {
     });
   }
   run_->relay = std::make_shared<event_relay>(weak_from_this(), run_->serial);
-  run_->sink = spawn_completion_sink(gw_->eng(), run_->builder.requests(), run_->relay);
+  run_->sink = gw_->backend().start(run_->builder.requests(), run_->stream, run_->relay);
 }
 
 void http_session::post_event(uint64_t serial, completion_event ev) {
@@ -103,7 +102,7 @@ void http_session::send_failure(const api_error& e) {
 
 // The request ran past --request-timeout: it is aborted; the client gets 504, or an error event.
 void http_session::timed_out() {
-  gw_->eng().internals().metrics->on_rejected(reject_reason::timeout);
+  gw_->backend().metrics().on_rejected(reject_reason::timeout);
   send_failure(server_error(504, "TimeoutError",
                             "The request did not finish within the server's request timeout (" +
                                 std::to_string(gw_->opts.request_timeout_s) + " s)"));
@@ -134,7 +133,7 @@ void http_session::handle_event(completion_event ev) {
   if (out_.size() > gw_->opts.max_stream_buffer) {
     // A consumer this far behind is cut off; everyone else goes on.
     spdlog::warn("a streaming client fell {} events behind; cutting it off", out_.size());
-    gw_->eng().internals().metrics->on_rejected(reject_reason::slow_consumer);
+    gw_->backend().metrics().on_rejected(reject_reason::slow_consumer);
     lost();
   }
 }

@@ -3,6 +3,7 @@
 #include <chrono>
 
 #include "actors/engine_impl.hpp"
+#include "actors/gateway_backend.hpp"
 #include "runtime/error.hpp"
 
 namespace troupe {
@@ -48,12 +49,12 @@ void add_choices(completion_plan& plan, std::vector<int32_t> ids, const openai_g
 
 } // namespace
 
-openai_server_config server_config_of(engine& e) {
+openai_server_config server_config_of(const model_front& m) {
   openai_server_config s;
-  s.served_model_names = e.served_model_names();
-  s.max_model_len = static_cast<int32_t>(e.max_model_len());
-  s.vocab_size = static_cast<int32_t>(e.config().vocab_size);
-  if (const tokenizer* tok = e.tok()) {
+  s.served_model_names = m.served_model_names;
+  s.max_model_len = static_cast<int32_t>(m.max_model_len);
+  s.vocab_size = static_cast<int32_t>(m.config.vocab_size);
+  if (const tokenizer* tok = m.tok.get()) {
     // The most characters one token can stand for: a text prompt longer than this many times the
     // tokens that fit is refused without tokenizing it.
     for (int32_t id = 0; id < tok->vocab_size(); ++id) {
@@ -64,16 +65,16 @@ openai_server_config server_config_of(engine& e) {
   return s;
 }
 
-completion_plan plan_completion(engine& e, const openai_server_config& server, const std::string& body, bool chat,
-                                int32_t max_tokens_limit) {
-  auto& in = e.internals();
+completion_plan plan_completion(const model_front& in, const openai_server_config& server, const std::string& body,
+                                bool chat, int32_t max_tokens_limit) {
+  const tokenizer* tok = in.tok.get();
   completion_plan plan;
   plan.chat = chat;
   plan.header.model = response_model_name(server);
   plan.header.created =
       std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
   plan.header.id = (chat ? "chatcmpl-" : "cmpl-") + random_uuid_hex();
-  plan.tok = e.tok();
+  plan.tok = tok;
   plan.prompt_tokens_details = server.prompt_tokens_details;
   // Without a tokenizer (a folder of config and weights only) token-id prompts still work, as with
   // vLLM's --skip-tokenizer-init: outputs then carry token ids and empty text.
@@ -82,7 +83,7 @@ completion_plan plan_completion(engine& e, const openai_server_config& server, c
   };
 
   if (chat) {
-    if (!e.tok()) throw no_tokenizer();
+    if (!tok) throw no_tokenizer();
     const chat_request r = value_or_throw(parse_chat_request(body, server));
     if (auto err = check_max_tokens_limit(r, max_tokens_limit)) throw *err;
     plan.stream = r.stream;
@@ -108,7 +109,7 @@ completion_plan plan_completion(engine& e, const openai_server_config& server, c
     }
     if (auto err = check_prompt_chars(prompt, server, requested_max_tokens(r), requested_max_tokens_param(r)))
       throw *err;
-    std::vector<int32_t> ids = e.tok()->encode(prompt, r.add_special_tokens);
+    std::vector<int32_t> ids = tok->encode(prompt, r.add_special_tokens);
     if (auto err = check_context_length(static_cast<int64_t>(ids.size()), requested_max_tokens(r), server.max_model_len,
                                         prompt_form::text, requested_max_tokens_param(r)))
       throw *err;
@@ -122,10 +123,10 @@ completion_plan plan_completion(engine& e, const openai_server_config& server, c
     plan.stream = r.stream;
     plan.include_usage = r.stream_options && r.stream_options->include_usage;
     for (const completion_prompt& p : r.prompts) {
-      if (!p.is_tokens && !e.tok()) throw no_tokenizer();
+      if (!p.is_tokens && !tok) throw no_tokenizer();
       if (!p.is_tokens)
         if (auto err = check_prompt_chars(p.text, server, requested_max_tokens(r), "max_tokens")) throw *err;
-      std::vector<int32_t> ids = p.is_tokens ? p.token_ids : e.tok()->encode(p.text, r.add_special_tokens);
+      std::vector<int32_t> ids = p.is_tokens ? p.token_ids : tok->encode(p.text, r.add_special_tokens);
       if (auto err = check_context_length(static_cast<int64_t>(ids.size()), requested_max_tokens(r), server.max_model_len,
                                           p.is_tokens ? prompt_form::token_ids : prompt_form::text))
         throw *err;
@@ -138,10 +139,10 @@ completion_plan plan_completion(engine& e, const openai_server_config& server, c
   return plan;
 }
 
-std::string tokenize(engine& e, const openai_server_config& server, const std::string& body) {
-  auto& in = e.internals();
+std::string tokenize(const model_front& in, const openai_server_config& server, const std::string& body) {
   const tokenize_request r = value_or_throw(parse_tokenize_request(body, server));
-  if (!e.tok()) throw bad_request("The model has no tokenizer.json");
+  const tokenizer* tok = in.tok.get();
+  if (!tok) throw bad_request("The model has no tokenizer.json");
   std::string text = r.prompt;
   if (r.is_chat) {
     if (!in.chat) throw bad_request("The model has no chat template");
@@ -157,30 +158,35 @@ std::string tokenize(engine& e, const openai_server_config& server, const std::s
       throw bad_request(err.what());
     }
   }
-  const std::vector<int32_t> ids = e.tok()->encode(text, r.add_special_tokens);
+  const std::vector<int32_t> ids = tok->encode(text, r.add_special_tokens);
   std::vector<std::string> strs;
   if (r.return_token_strs)
-    for (int32_t id : ids) strs.push_back(e.tok()->id_to_token(id));
+    for (int32_t id : ids) strs.push_back(tok->id_to_token(id));
   return tokenize_body(ids, server.max_model_len, r.return_token_strs ? &strs : nullptr);
 }
 
-std::string detokenize(engine& e, const openai_server_config& server, const std::string& body) {
+std::string detokenize(const model_front& in, const openai_server_config& server, const std::string& body) {
   const detokenize_request r = value_or_throw(parse_detokenize_request(body, server));
-  if (!e.tok()) throw bad_request("The model has no tokenizer.json");
+  const tokenizer* tok = in.tok.get();
+  if (!tok) throw bad_request("The model has no tokenizer.json");
   for (int32_t id : r.tokens)
-    if (id < 0 || id >= e.tok()->vocab_size()) {
+    if (id < 0 || id >= tok->vocab_size()) {
       throw bad_request("Token id " + std::to_string(id) + " is out of vocabulary", "tokens");
     }
-  return detokenize_body(e.tok()->decode(r.tokens, false));
+  return detokenize_body(tok->decode(r.tokens, false));
 }
 
 // ---- the sink actor ----
 
-struct sink_ref {
-  caf::actor actor;
-};
-
 namespace {
+
+// The engine's sink actor: stopping it makes the scheduler abort its unfinished requests.
+struct sink_ref : completion_handle {
+  caf::actor actor;
+  void stop() override {
+    if (actor) caf::anon_send_exit(actor, caf::exit_reason::user_shutdown);
+  }
+};
 
 struct sink_state {
   std::weak_ptr<completion_listener> listener;
@@ -265,8 +271,28 @@ sink_handle spawn_completion_sink(engine& e, const std::vector<engine_request>& 
 }
 
 void stop_completion_sink(const sink_handle& sink) {
-  if (sink && sink->actor) caf::anon_send_exit(sink->actor, caf::exit_reason::user_shutdown);
+  if (sink) sink->stop();
 }
+
+namespace {
+
+class engine_backend : public gateway_backend {
+public:
+  explicit engine_backend(engine& e) : e_(e) {}
+  const model_front& front() const override { return e_.front(); }
+  bool healthy() const override { return e_.healthy(); }
+  engine_metrics& metrics() override { return *e_.internals().metrics; }
+  sink_handle start(const std::vector<engine_request>& requests, bool, std::weak_ptr<completion_listener> listener) override {
+    return spawn_completion_sink(e_, requests, std::move(listener));
+  }
+
+private:
+  engine& e_;
+};
+
+} // namespace
+
+std::unique_ptr<gateway_backend> make_engine_backend(engine& e) { return std::make_unique<engine_backend>(e); }
 
 // ---- building responses ----
 

@@ -15,6 +15,8 @@
 
 namespace troupe {
 
+struct model_front;
+
 struct completion_plan {
   bool chat = false;
   bool stream = false;
@@ -28,16 +30,16 @@ struct completion_plan {
 };
 
 // What request validation needs to know about this server.
-openai_server_config server_config_of(engine& e);
+openai_server_config server_config_of(const model_front& m);
 
 // Parses, validates, renders and tokenizes a /v1/completions or /v1/chat/completions body.
 // max_tokens_limit: the server's cap (0: none). Throws api_error (the answer to send).
-completion_plan plan_completion(engine& e, const openai_server_config& server, const std::string& body, bool chat,
-                                int32_t max_tokens_limit = 0);
+completion_plan plan_completion(const model_front& m, const openai_server_config& server, const std::string& body,
+                                bool chat, int32_t max_tokens_limit = 0);
 
 // /tokenize and /detokenize bodies; throws api_error.
-std::string tokenize(engine& e, const openai_server_config& server, const std::string& body);
-std::string detokenize(engine& e, const openai_server_config& server, const std::string& body);
+std::string tokenize(const model_front& m, const openai_server_config& server, const std::string& body);
+std::string detokenize(const model_front& m, const openai_server_config& server, const std::string& body);
 
 // What the sink actor reports to the connection, in order.
 struct completion_event {
@@ -55,13 +57,19 @@ public:
   virtual void on_event(completion_event ev) = 0;
 };
 
-struct sink_ref;
-using sink_handle = std::shared_ptr<sink_ref>;
+// A completion's requests in progress, wherever they run (this engine, or workers behind a router).
+class completion_handle {
+public:
+  virtual ~completion_handle() = default;
+  // Aborts the requests that have not ended; from any thread, any number of times.
+  virtual void stop() = 0;
+};
+using sink_handle = std::shared_ptr<completion_handle>;
 
-// Spawns the actor that submits every request of a plan and relays events to the listener.
+// Spawns the actor that submits every request of a plan to the engine and relays events to the listener.
 sink_handle spawn_completion_sink(engine& e, const std::vector<engine_request>& requests,
                                   std::weak_ptr<completion_listener> listener);
-// Stops the sink: the scheduler sees it go and aborts its unfinished requests.
+// Stops the requests (null: nothing to stop); the engine's sink goes, and the scheduler aborts its unfinished ones.
 void stop_completion_sink(const sink_handle& sink);
 
 // A finished output's reason as the APIs spell it: "stop", "length", "abort" or "error".

@@ -6,7 +6,6 @@
 #include <chrono>
 
 #include "actors/dashboard.hpp"
-#include "actors/engine_impl.hpp"
 #include "actors/gateway_session.hpp"
 #include "runtime/gateway/gateway_metrics.hpp"
 
@@ -30,7 +29,7 @@ bool http_session::refuse_at_head() {
     respond_error(e, std::move(extra));
     return true;
   };
-  if (!gw_->engine_ptr.load()) {
+  if (!gw_->backend_ptr.load()) {
     // Listening while the model loads: load balancers see 503 on /health until it is ready.
     if (route_.which == route::version && route_.status == 200) return false;
     return answer(server_error(503, "ServiceUnavailableError", "The model is still loading; retry shortly"));
@@ -44,13 +43,13 @@ bool http_session::refuse_at_head() {
     return answer(server_error(405, "Method Not Allowed", "Method Not Allowed: this path takes " + route_.allow),
                   {{"Allow", route_.allow}});
   if (route_.needs_key && !gw_->admission.authorized(api_key())) {
-    gw_->eng().internals().metrics->on_rejected(reject_reason::unauthorized);
+    gw_->backend().metrics().on_rejected(reject_reason::unauthorized);
     return answer(server_error(401, "AuthenticationError",
                                api_key().empty() ? "Missing API key: send 'Authorization: Bearer <key>'" : "Invalid API key"));
   }
   const bool completion = route_.which == route::completions || route_.which == route::chat_completions;
   if (completion && gw_->draining) {
-    gw_->eng().internals().metrics->on_rejected(reject_reason::draining);
+    gw_->backend().metrics().on_rejected(reject_reason::draining);
     return answer(server_error(503, "ServiceUnavailableError", "The server is shutting down"));
   }
   return false;
@@ -64,9 +63,9 @@ std::string models_json(gateway::impl& gw) {
   for (const std::string& name : gw.server.served_model_names) {
     model_card card;
     card.id = name;
-    card.root = gw.eng().internals().options.model.empty() ? gw.model_name : gw.eng().internals().options.model;
+    card.root = gw.backend().front().root;
     card.created = gw.started;
-    card.max_model_len = static_cast<int32_t>(gw.eng().max_model_len());
+    card.max_model_len = static_cast<int32_t>(gw.backend().front().max_model_len);
     card.permission_id = "modelperm-" + random_uuid_hex();
     cards.push_back(std::move(card));
   }
@@ -77,12 +76,13 @@ std::string metrics_text(gateway::impl& gw) {
   gateway_figures figures;
   figures.num_connections = gw.num_connections();
   figures.admission = gw.admission.counts();
-  return gw.eng().metrics_text() + gateway_metrics_text(figures, gw.model_name, gw.eng().internals().options.metrics_prefix);
+  engine_metrics& metrics = gw.backend().metrics();
+  return metrics.render() + gw.backend().extra_metrics_text() + gateway_metrics_text(figures, gw.model_name, metrics.prefix());
 }
 
 // The dashboard's figures and the history samples after ?since=MS (all of them without it).
 std::string dashboard_body(gateway::impl& gw, std::string_view target) {
-  const metrics_snapshot live = gw.eng().metrics();
+  const metrics_snapshot live = gw.backend().metrics().snapshot();
   dashboard_view v;
   v.live = &live;
   v.model_name = gw.model_name;
@@ -104,7 +104,7 @@ void http_session::dispatch() {
   switch (route_.which) {
     case route::health:
       // 503 while draining, and when the engine can no longer run steps (a load balancer then moves on).
-      return respond(gw_->draining || !gw_->eng().healthy() ? 503 : 200, "", "text/plain");
+      return respond(gw_->draining || !gw_->backend().healthy() ? 503 : 200, "", "text/plain");
     case route::version: return respond(200, version_body("0.1.0"));
     case route::models: return respond(200, models_json(*gw_));
     case route::metrics: return respond(200, metrics_text(*gw_), "text/plain; version=0.0.4");
@@ -116,7 +116,8 @@ void http_session::dispatch() {
       const bool tok = route_.which == route::tokenize;
       return off_io_thread<std::string>(
           [gw = gw_, tok, body = std::move(req_.body())] {
-            return tok ? tokenize(gw->eng(), gw->server, body) : detokenize(gw->eng(), gw->server, body);
+            const model_front& m = gw->backend().front();
+            return tok ? tokenize(m, gw->server, body) : detokenize(m, gw->server, body);
           },
           [self = shared_from_this()](std::variant<std::string, api_error> out) {
             if (auto* e = std::get_if<api_error>(&out)) return self->respond_error(*e);

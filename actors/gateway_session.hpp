@@ -28,6 +28,7 @@
 #include <boost/beast/http.hpp>
 
 #include "actors/gateway.hpp"
+#include "actors/gateway_backend.hpp"
 #include "actors/gateway_request.hpp"
 #include "runtime/engine/dashboard_history.hpp"
 #include "runtime/gateway/connection_table.hpp"
@@ -48,8 +49,9 @@ class http_session;
 struct gateway::impl : std::enable_shared_from_this<gateway::impl> {
   explicit impl(const gateway_options& o);
 
-  std::atomic<engine*> engine_ptr = nullptr;  // null while the model loads
-  engine& eng() { return *engine_ptr.load(); }
+  std::atomic<gateway_backend*> backend_ptr = nullptr;  // null while the model loads
+  gateway_backend& backend() { return *backend_ptr.load(); }
+  std::unique_ptr<gateway_backend> own_backend;  // attach(engine&)'s adapter
   gateway_options opts;
   net::io_context ioc;
   tcp::acceptor acceptor;

@@ -25,6 +25,8 @@ template <class F> void fields(job& m, F&& f) {
   f("min_p", m.min_p); f("repetition_penalty", m.repetition_penalty); f("presence_penalty", m.presence_penalty);
   f("frequency_penalty", m.frequency_penalty); f("has_seed", m.has_seed); f("seed", m.seed);
   f("ignore_eos", m.ignore_eos); f("stop", m.stop); f("stop_token_ids", m.stop_token_ids); f("priority", m.priority);
+  f("include_stop_str_in_output", m.include_stop_str_in_output); f("logit_bias_ids", m.logit_bias_ids);
+  f("logit_bias_values", m.logit_bias_values); f("num_logprobs", m.num_logprobs); f("cache_salt", m.cache_salt);
 }
 template <class F> void fields(submitted& m, F&& f) {
   f("tag", m.tag); f("job_id", m.job_id); f("error", m.error); f("error_type", m.error_type);
@@ -40,7 +42,9 @@ template <class F> void fields(stats& m, F&& f) {
 template <class F> void fields(output& m, F&& f) {
   f("job_id", m.job_id); f("token_ids", m.token_ids); f("text", m.text); f("finished", m.finished);
   f("finish_reason", m.finish_reason); f("error", m.error); f("num_prompt_tokens", m.num_prompt_tokens);
-  f("num_cached_tokens", m.num_cached_tokens);
+  f("num_cached_tokens", m.num_cached_tokens); f("stop_string", m.stop_string); f("has_stop_token", m.has_stop_token);
+  f("stop_token", m.stop_token); f("has_logprobs", m.has_logprobs); f("logprob", m.logprob); f("top_ids", m.top_ids);
+  f("top_logprobs", m.top_logprobs);
 }
 template <class F> void fields(outputs& m, F&& f) { f("outputs", m.list); }
 template <class F> void fields(error& m, F&& f) { f("message", m.message); }

@@ -61,6 +61,11 @@ struct job {
   std::vector<std::string> stop;
   std::vector<int32_t> stop_token_ids;
   int64_t priority = 0;
+  bool include_stop_str_in_output = false;
+  std::vector<int32_t> logit_bias_ids;  // (id, bias) pairs, as two lists of one length
+  std::vector<float> logit_bias_values;
+  int32_t num_logprobs = -1;  // alternatives per sampled token to return with its logprob; -1: no logprobs
+  std::string cache_salt;     // vLLM's cache_salt: prefix cache hits only between jobs with the same salt
 };
 
 struct submitted {
@@ -104,6 +109,13 @@ struct output {
   std::string error;
   int32_t num_prompt_tokens = 0;
   int32_t num_cached_tokens = 0;
+  std::string stop_string;   // a finished output: the stop string that ended it
+  bool has_stop_token = false;
+  int32_t stop_token = 0;    // a finished output: the stop token id that ended it (with has_stop_token)
+  bool has_logprobs = false;  // the job asked for logprobs: the first token's, and its alternatives
+  float logprob = 0;
+  std::vector<int32_t> top_ids;
+  std::vector<float> top_logprobs;
 };
 
 struct outputs {

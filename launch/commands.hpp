@@ -12,5 +12,6 @@ void register_make_model(CLI::App& app);
 void register_bench(CLI::App& app);
 void register_bench_serve(CLI::App& bench);  // under `bench`, by register_bench
 void register_serve(CLI::App& app);
+void register_router(CLI::App& app);
 
 } // namespace troupe

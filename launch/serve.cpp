@@ -26,6 +26,7 @@
 #include "launch/commands.hpp"
 #include "launch/distributed.hpp"
 #include "launch/engine_flags.hpp"
+#include "launch/gateway_flags.hpp"
 #include "runtime/cli/environment.hpp"
 #include "runtime/cli/vllm_flags.hpp"
 #include "runtime/engine/stats_log.hpp"
@@ -37,18 +38,12 @@ namespace {
 struct serve_options {
   engine_options engine;
   std::string model_tag;  // the positional MODEL, as `vllm serve MODEL`
-  gateway_options http;
+  gateway_flags http;
   std::string client_host = "127.0.0.1";
   int32_t client_port = 8001;  // -1: off
   double shutdown_timeout = 30;
-  std::string tenants_file;
-  // The request log: on unless one of these turns it off (vLLM's flags; vLLM's own default is off).
-  bool enable_log_requests = true;
-  bool disable_log_requests = false;
-  bool disable_access_log = false;
   bool disable_log_stats = false;
   double stats_interval_s = 10;  // VLLM_LOG_STATS_INTERVAL
-  std::string allowed_origins = R"(["*"])", allowed_methods = R"(["*"])", allowed_headers = R"(["*"])";
 };
 
 // The process's environment, as runtime/cli/environment.hpp reads it.
@@ -92,48 +87,37 @@ private:
 };
 
 // What the command line and the environment leave to decide before anything starts: the model (MODEL or
-// --model), the API key (--api-key, else TROUPE_API_KEY or VLLM_API_KEY), CORS lists, the request log, the
-// stats interval.
+// --model), the HTTP API's options (gateway_flags), the stats interval.
 // Throws user_error.
-void resolve(serve_options& o) {
+gateway_options resolve(serve_options& o) {
   if (!o.model_tag.empty()) {
     if (!o.engine.model.empty() && o.engine.model != o.model_tag)
       throw user_error("the model is given twice, as MODEL (" + o.model_tag + ") and as --model (" + o.engine.model +
                        "): give one");
     o.engine.model = o.model_tag;
   }
-  if (o.http.admission.api_keys.empty())
-    if (const auto key = api_key_from_env(read_env)) {
-      o.http.admission.api_keys.push_back(key->value);
-      spdlog::info("API key from {}: requests must send 'Authorization: Bearer <key>'", key->name);
-    }
-  o.http.cors.allowed_origins = parse_cors_list(o.allowed_origins, "--allowed-origins");
-  o.http.cors.allowed_methods = parse_cors_list(o.allowed_methods, "--allowed-methods");
-  o.http.cors.allowed_headers = parse_cors_list(o.allowed_headers, "--allowed-headers");
-  o.http.log_requests = o.enable_log_requests && !o.disable_log_requests && !o.disable_access_log;
   o.stats_interval_s = stats_interval_from_env(read_env);
-  if (!o.http.root_path.empty() && !o.http.root_path.starts_with("/"))
-    throw user_error("--root-path must start with '/', got '" + o.http.root_path + "'");
   try {
     check_metrics_prefix(o.engine.metrics_prefix);
   } catch (const std::invalid_argument& e) {
     throw user_error(e.what());
   }
+  return resolve_gateway_flags(o.http);
 }
 
-client_endpoint_options client_options_of(const serve_options& o) {
+client_endpoint_options client_options_of(const serve_options& o, const gateway_options& http) {
   client_endpoint_options c;
   c.host = o.client_host;
   c.port = static_cast<uint16_t>(o.client_port);
-  c.max_tokens_limit = o.http.max_tokens_limit;
-  if (o.http.admission.api_keys.empty() && o.tenants_file.empty() && c.host != "127.0.0.1" && c.host != "::1")
+  c.max_tokens_limit = http.max_tokens_limit;
+  if (http.admission.api_keys.empty() && http.admission.tenants.empty() && c.host != "127.0.0.1" && c.host != "::1")
     spdlog::warn("the native client API listens on {} without an API key: anyone who reaches it can submit jobs "
                  "(give --api-key, or --client-host 127.0.0.1)", c.host);
   return c;
 }
 
 void run_serve(serve_options& o) {
-  resolve(o);
+  const gateway_options http_options = resolve(o);
   engine_options eo = o.engine;
   eo.usage = usage_context::server;  // vLLM's server defaults for the step size
   if (run_if_other_rank(eo)) return;  // under mpirun: a rank other than 0 runs its shard, rank 0 serves
@@ -144,14 +128,12 @@ void run_serve(serve_options& o) {
   sigaddset(&signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
-  gateway_options http_options = o.http;
-  if (!o.tenants_file.empty()) http_options.admission.tenants = read_tenants_file(o.tenants_file);
   // HTTP listens while the model loads (503 on /health until it is ready).
   gateway http(http_options);
   // The native client port, bound as early as HTTP's: a port taken by another server fails before the model loads.
   std::optional<client_endpoint> native;
-  if (o.client_port >= 0) native.emplace(client_options_of(o), http.admission());
-  spdlog::info("HTTP API on http://{}:{}: loading the model", o.http.host, http.port());
+  if (o.client_port >= 0) native.emplace(client_options_of(o, http_options), http.admission());
+  spdlog::info("HTTP API on http://{}:{}: loading the model", http_options.host, http.port());
   engine e(eo);
   http.attach(e);
   if (native) {
@@ -159,9 +141,9 @@ void run_serve(serve_options& o) {
     std::printf("troupe: native client API listening on %s:%u\n", o.client_host.c_str(), native->port());
     spdlog::info("native client API on {}:{}", o.client_host, native->port());
   }
-  std::printf("troupe: HTTP API listening on %s:%u\n", o.http.host.c_str(), http.port());
+  std::printf("troupe: HTTP API listening on %s:%u\n", http_options.host.c_str(), http.port());
   std::fflush(stdout);
-  const std::string base = "http://" + o.http.host + ":" + std::to_string(http.port()) + o.http.root_path;
+  const std::string base = "http://" + http_options.host + ":" + std::to_string(http.port()) + http_options.root_path;
   std::string names;
   for (const std::string& n : e.served_model_names()) names += (names.empty() ? "" : ", ") + n;
   spdlog::info("serving {} as {}: OpenAI API at {}/v1, live dashboard at {}/dashboard, Prometheus metrics at {}/metrics",
@@ -233,46 +215,12 @@ void register_serve(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand("serve", "Serve a model (troupe serve [MODEL] [flags], as vllm serve)");
   cmd->add_option("MODEL", o->model_tag, "Hugging Face model folder, as `vllm serve MODEL` (or --model; default: the built-in small model)");
   add_engine_flags(cmd, o->engine);
-  cmd->add_option("--host", o->http.host, "Address to listen on")->capture_default_str();
-  cmd->add_option("--port", o->http.port, "Port of the OpenAI-compatible HTTP API (0: any free port)")->capture_default_str();
-  cmd->add_option("--api-key", o->http.admission.api_keys,
-                  "API key clients must send as 'Authorization: Bearer KEY' (repeatable; default: TROUPE_API_KEY, else "
-                  "VLLM_API_KEY, else none)");
-  cmd->add_option("--tenants-file", o->tenants_file, "JSON file mapping API keys to tenants with token-rate and concurrency limits");
-  cmd->add_option("--max-queue-len", o->http.admission.max_queue_len, "Waiting requests beyond this are refused with 429 (0: no cap)")
-      ->capture_default_str();
-  cmd->add_option("--max-tokens-limit", o->http.max_tokens_limit, "Server-side cap on max_tokens (0: none)")->capture_default_str();
-  cmd->add_option("--request-timeout", o->http.request_timeout_s, "Seconds a request may take before it is aborted (0: none)")
-      ->capture_default_str();
-  cmd->add_option("--max-connections", o->http.max_connections,
-                  "Open HTTP connections at most; past it the longest-idle one is closed, else 503 (0: what the "
-                  "descriptor limit allows, less a reserve)")
-      ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
-  cmd->add_option("--max-stream-buffer", o->http.max_stream_buffer, "SSE events queued for a slow client before it is cut off")
-      ->capture_default_str();
+  add_gateway_flags(cmd, o->http);
   cmd->add_option("--served-model-name", o->engine.served_model_names,
                   "Model names the API answers to, the first in responses and metrics (default: the model's path)");
   cmd->add_option_function<uint64_t>(
       "--seed", [o](const uint64_t& seed) { o->engine.seed = seed; },
       "Seeds the sampling of requests that give no seed (default: a random seed each start)");
-  cmd->add_option("--max-logprobs", o->http.max_logprobs, "Most logprobs a request may ask for (-1: the vocabulary)")
-      ->capture_default_str();
-  cmd->add_flag("--enable-prompt-tokens-details", o->http.prompt_tokens_details,
-                "Usage reports the prompt tokens found in the prefix cache (prompt_tokens_details.cached_tokens)");
-  cmd->add_option("--root-path", o->http.root_path,
-                  "Path prefix a path-routing proxy leaves on requests ('/api'): paths are served with and without it");
-  cmd->add_option("--allowed-origins", o->allowed_origins, "CORS: origins allowed, a JSON list")->capture_default_str();
-  cmd->add_option("--allowed-methods", o->allowed_methods, "CORS: methods allowed, a JSON list")->capture_default_str();
-  cmd->add_option("--allowed-headers", o->allowed_headers, "CORS: request headers allowed, a JSON list")->capture_default_str();
-  cmd->add_flag("--allow-credentials", o->http.cors.allow_credentials, "CORS: allow credentials (cookies, authorization)");
-  cmd->add_flag("--enable-request-id-headers", o->http.request_id_headers,
-                "Responses carry X-Request-Id: the request's own, or a new one");
-  cmd->add_flag("--disable-log-requests", o->disable_log_requests, "No request log (one line per API request; on by default)");
-  cmd->add_flag_callback("--no-disable-log-requests", [o] { o->disable_log_requests = false; }, "The request log (the default)");
-  cmd->add_flag("--enable-log-requests", o->enable_log_requests, "The request log (on by default, unlike vLLM's)");
-  cmd->add_flag_callback("--no-enable-log-requests", [o] { o->enable_log_requests = false; }, "No request log");
-  cmd->add_flag("--disable-uvicorn-access-log", o->disable_access_log, "No request log, as --disable-log-requests");
   cmd->add_flag("--disable-log-stats", o->disable_log_stats,
                 "No stats line (throughput, running and waiting requests, KV cache use, prefix cache hit rate) every "
                 "VLLM_LOG_STATS_INTERVAL seconds (default 10)");
@@ -280,7 +228,7 @@ void register_serve(CLI::App& app) {
                   "Name prefix of the /metrics families: troupe, or vllm so that dashboards and alerts written for vLLM "
                   "read troupe unchanged")
       ->capture_default_str();
-  cmd->add_option("--dashboard-interval", o->http.dashboard_interval_s,
+  cmd->add_option("--dashboard-interval", o->http.options.dashboard_interval_s,
                   "Seconds between the /dashboard history's samples (it keeps the last hour)")
       ->capture_default_str()
       ->check(CLI::Range(0.1, 3600.0));

@@ -59,8 +59,18 @@ TEST(client_wire, a_job_written_by_the_client_reads_back_field_for_field) {
 
 TEST(client_wire, outputs_written_by_the_server_read_back) {
   wire::outputs o;
-  o.list.push_back({42, {5, 6}, "hi", false, "", "", 3, 0});
-  o.list.push_back({42, {}, "", true, "length", "", 3, 1});
+  wire::output first;
+  first.job_id = 42;
+  first.token_ids = {5, 6};
+  first.text = "hi";
+  first.num_prompt_tokens = 3;
+  wire::output last;
+  last.job_id = 42;
+  last.finished = true;
+  last.finish_reason = "length";
+  last.num_prompt_tokens = 3;
+  last.num_cached_tokens = 1;
+  o.list = {first, last};
   const auto back = std::get<wire::outputs>(wire::parse_server_message(payload_of(wire::frame(wire::server_message{o}))));
   ASSERT_EQ(back.list.size(), 2u);
   EXPECT_EQ(back.list[0].token_ids, (std::vector<int32_t>{5, 6}));
@@ -68,6 +78,41 @@ TEST(client_wire, outputs_written_by_the_server_read_back) {
   EXPECT_TRUE(back.list[1].finished);
   EXPECT_EQ(back.list[1].finish_reason, "length");
   EXPECT_EQ(back.list[1].num_cached_tokens, 1);
+}
+
+TEST(client_wire, logprobs_logit_bias_salt_and_stop_reasons_cross_the_wire_for_the_router) {
+  wire::job j;
+  j.include_stop_str_in_output = true;
+  j.logit_bias_ids = {7, 9};
+  j.logit_bias_values = {-100.0f, 2.5f};
+  j.num_logprobs = 3;
+  j.cache_salt = "tenant-a";
+  const auto job = std::get<wire::job>(wire::parse_client_message(payload_of(wire::frame(wire::client_message{j}))));
+  EXPECT_TRUE(job.include_stop_str_in_output);
+  EXPECT_EQ(job.logit_bias_ids, (std::vector<int32_t>{7, 9}));
+  EXPECT_EQ(job.logit_bias_values, (std::vector<float>{-100.0f, 2.5f}));
+  EXPECT_EQ(job.num_logprobs, 3);
+  EXPECT_EQ(job.cache_salt, "tenant-a");
+  EXPECT_EQ(wire::job{}.num_logprobs, -1);  // none unless asked
+
+  wire::output out;
+  out.finished = true;
+  out.stop_string = "END";
+  out.has_stop_token = true;
+  out.stop_token = 11;
+  out.has_logprobs = true;
+  out.logprob = -0.25f;
+  out.top_ids = {4, 5};
+  out.top_logprobs = {-0.25f, -1.5f};
+  const auto back = std::get<wire::outputs>(wire::parse_server_message(payload_of(wire::frame(wire::server_message{wire::outputs{{out}}}))));
+  ASSERT_EQ(back.list.size(), 1u);
+  EXPECT_EQ(back.list[0].stop_string, "END");
+  EXPECT_TRUE(back.list[0].has_stop_token);
+  EXPECT_EQ(back.list[0].stop_token, 11);
+  EXPECT_TRUE(back.list[0].has_logprobs);
+  EXPECT_EQ(back.list[0].logprob, -0.25f);
+  EXPECT_EQ(back.list[0].top_ids, (std::vector<int32_t>{4, 5}));
+  EXPECT_EQ(back.list[0].top_logprobs, (std::vector<float>{-0.25f, -1.5f}));
 }
 
 TEST(client_wire, a_frame_announcing_4_gb_or_nothing_is_refused_from_its_header) {

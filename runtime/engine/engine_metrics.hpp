@@ -167,6 +167,9 @@ public:
 
   metrics_snapshot snapshot() const;
 
+  // PREFIX of every family's name (engine_metrics_config::prefix).
+  const std::string& prefix() const { return config_.prefix; }
+
   // For families of other components that belong on the same /metrics page.
   metrics_registry& registry() { return registry_; }
 

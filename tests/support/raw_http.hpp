@@ -140,6 +140,13 @@ public:
     if (!buffer_.empty()) return true;
     return fill(std::chrono::steady_clock::now() + timeout);
   }
+  // Reads until the bytes buffered hold `needle` (true) or the deadline passes; the bytes stay buffered.
+  bool read_until(const std::string& needle, std::chrono::milliseconds timeout) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (buffer_.find(needle) == std::string::npos)
+      if (!fill(deadline)) return false;
+    return true;
+  }
   const std::string& buffered() const { return buffer_; }
   int fd() const { return fd_; }
 

@@ -1,5 +1,5 @@
 #pragma once
-// A `troupe serve` child process for end-to-end tests: it listens on free ports (--port 0,
+// A `troupe serve` (or `troupe router`) child process for end-to-end tests: it listens on free ports (--port 0,
 // --client-port 0) and the test learns them from the lines the server prints when ready.
 
 #include <cstdio>
@@ -16,19 +16,21 @@ class server_process {
 public:
   // extra_args may set --host, --client-host or --client-port itself (--client-port -1: no native port).
   // shell_prefix: shell commands run first in the server's shell, e.g. "ulimit -n 64; ".
-  // launcher: a command the server runs under, e.g. "mpirun -np 2" (then pid() is the launcher's).
+  // launcher: a command the server runs under, e.g. "mpirun -np 2" or "taskset -c 1" (then pid() is the launcher's
+  // unless it execs). command: "serve", or "router" (which has no native client port).
   explicit server_process(const std::string& extra_args = "", const std::string& shell_prefix = "",
-                          const std::string& launcher = "") {
+                          const std::string& launcher = "", const std::string& command = "serve") {
     const bool own_host = extra_args.find("--host ") != std::string::npos;
-    const bool own_client_port = extra_args.find("--client-port ") != std::string::npos;
-    const bool native = extra_args.find("--client-port -1") == std::string::npos;
+    const bool serve = command == "serve";
+    const bool own_client_port = !serve || extra_args.find("--client-port ") != std::string::npos;
+    const bool native = serve && extra_args.find("--client-port -1") == std::string::npos;
     int fds[2];
     if (::pipe(fds) != 0) throw std::runtime_error("pipe");
     pid_ = ::fork();
     if (pid_ == 0) {
       ::dup2(fds[1], STDOUT_FILENO);
       ::close(fds[0]);
-      const std::string cmd = shell_prefix + "exec " + launcher + (launcher.empty() ? "" : " ") + TROUPE_BINARY + " serve " + (own_host ? "" : "--host 127.0.0.1 ") +
+      const std::string cmd = shell_prefix + "exec " + launcher + (launcher.empty() ? "" : " ") + TROUPE_BINARY + " " + command + " " + (own_host ? "" : "--host 127.0.0.1 ") +
                               "--port 0 " + (own_client_port ? "" : "--client-port 0 ") + extra_args;
       ::execl("/bin/sh", "sh", "-c", cmd.c_str(), static_cast<char*>(nullptr));
       ::_exit(127);

@@ -1,0 +1,40 @@
+#include "actors/model_front.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include "runtime/error.hpp"
+#include "runtime/model/random_model.hpp"
+
+namespace troupe {
+namespace fs = std::filesystem;
+
+model_front load_model_front(const model_front_options& o) {
+  model_front f;
+  f.dir = o.model.empty() ? default_model_dir() : fs::path(o.model);
+  if (!fs::is_directory(f.dir))
+    throw user_error("--model " + f.dir.string() + ": no such folder (troupe serves a local Hugging Face folder; it never "
+                     "downloads one)");
+  f.config = model_config::from_dir(f.dir);
+  // vLLM's --tokenizer: the tokenizer and its config (the chat template) from another folder.
+  const fs::path tok_dir = o.tokenizer.empty() ? f.dir : fs::path(o.tokenizer);
+  if (!o.tokenizer.empty() && !fs::exists(tok_dir / "tokenizer.json"))
+    throw user_error("--tokenizer " + o.tokenizer + ": no tokenizer.json there");
+  if (fs::exists(tok_dir / "tokenizer.json")) f.tok = std::make_unique<tokenizer>(tokenizer::from_file(tok_dir / "tokenizer.json"));
+  const fs::path tokenizer_config = tok_dir / "tokenizer_config.json";
+  if (!o.chat_template.empty()) {
+    f.chat = chat_template::from_file(o.chat_template);
+  } else if (fs::exists(tokenizer_config)) {
+    f.chat = chat_template::from_tokenizer_config(tokenizer_config, false);
+    f.chat_tools = chat_template::from_tokenizer_config(tokenizer_config, true);
+  }
+  if (fs::exists(tokenizer_config)) f.chat_options = chat_template_options_from_tokenizer_config(tokenizer_config);
+  const max_model_len_choice len = resolve_max_model_len(f.config, o.max_model_len, o.allow_long_max_model_len);
+  if (!len.warning.empty()) spdlog::warn("{}", len.warning);
+  f.max_model_len = len.value;
+  f.served_model_names = o.served_model_names;
+  if (f.served_model_names.empty()) f.served_model_names.push_back(!o.model.empty() ? o.model : "troupe-default");
+  f.root = o.model.empty() ? f.served_model_names.front() : o.model;
+  return f;
+}
+
+} // namespace troupe

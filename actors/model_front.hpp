@@ -1,0 +1,44 @@
+#pragma once
+// What the API side needs of a model, without its weights: the names it answers to, its tokenizer, its chat
+// templates and its context length. The engine loads one beside its weights; `troupe router` loads one alone,
+// from the same folder as its workers', to render and tokenize prompts itself (and hash their blocks).
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "runtime/chat/chat_template.hpp"
+#include "runtime/model/model_config.hpp"
+#include "runtime/tokenizer/tokenizer.hpp"
+
+namespace troupe {
+
+struct model_front_options {
+  std::string model;          // Hugging Face folder; empty: the built-in default model
+  std::string tokenizer;      // folder of tokenizer.json and tokenizer_config.json; empty: the model's
+  std::string chat_template;  // a Jinja file overriding tokenizer_config.json's template
+  std::vector<std::string> served_model_names;  // empty: the model's path, else "troupe-default"
+  int64_t max_model_len = 0;  // 0: the model's
+  bool allow_long_max_model_len = false;
+};
+
+struct model_front {
+  std::filesystem::path dir;  // the model folder
+  model_config config;
+  std::unique_ptr<tokenizer> tok;  // null when the folder has no tokenizer.json
+  // The chat template, and the tool-use variant some tokenizer_config.json files carry, with the bos/eos
+  // tokens a template may use.
+  std::optional<chat_template> chat, chat_tools;
+  chat_template_options chat_options;
+  std::vector<std::string> served_model_names;  // never empty
+  std::string root;           // /v1/models' root: the model as given, else the served name
+  int64_t max_model_len = 0;  // resolved
+};
+
+// Reads the folder's config, tokenizer and templates. Throws user_error naming the folder or flag at fault.
+model_front load_model_front(const model_front_options& options);
+
+} // namespace troupe
