@@ -89,6 +89,11 @@ inline void make_current(const cuda_context& ctx) {
   }
 }
 
+// Gives `buffer` (of `bytes`, on ctx's device) room for `need` bytes: when smaller, waits for ctx's stream (the old
+// buffer may still be read) and reallocates it. Never inside a graph capture: throws std::logic_error naming `op`
+// there (run the largest step once before capturing, as model::warm_up does). (cuda_ops.cpp)
+void grow_scratch(cuda_context& ctx, void*& buffer, size_t& bytes, size_t need, const char* op);
+
 // Runs out = x · weightᵀ (+ bias) (+ out when accumulating) on ctx's stream (linear.cpp).
 void cublaslt_linear(cuda_context& ctx, const tensor& x, const tensor& weight, const tensor& bias, const tensor& out,
                      bool accumulate);

@@ -17,6 +17,20 @@ namespace troupe {
 
 using cuda::check;
 
+void grow_scratch(cuda_context& ctx, void*& buffer, size_t& bytes, size_t need, const char* op) {
+  if (need <= bytes) return;
+  cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
+  check(cudaStreamIsCapturing(ctx.stream, &capturing), op);
+  if (capturing != cudaStreamCaptureStatusNone)
+    throw std::logic_error(std::string("cuda ") + op + ": its scratch must grow inside a graph capture; run the "
+                           "largest step once before capturing (model::warm_up does)");
+  check(cudaStreamSynchronize(ctx.stream), op);
+  if (buffer) check(cudaFree(buffer), op);
+  buffer = nullptr;
+  check(cudaMalloc(&buffer, need), op);
+  bytes = need;
+}
+
 cuda_context::~cuda_context() {
   // Teardown errors are not reported: a destructor must not throw, and the process is usually ending.
   if (const std::string r = profiler.report(); !r.empty()) std::fputs(r.c_str(), stderr);

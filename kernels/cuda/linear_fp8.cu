@@ -100,21 +100,6 @@ __global__ void fp8_simt_kernel(const uint8_t* __restrict__ xq, const float* __r
 
 size_t round_up(size_t v) { return (v + 255) / 256 * 256; }
 
-// `buffer` (of `bytes`) with room for `need` bytes: grown, never inside a capture, when smaller.
-void reserve(cuda_context& ctx, void*& buffer, size_t& bytes, size_t need) {
-  if (need <= bytes) return;
-  cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
-  check(cudaStreamIsCapturing(ctx.stream, &capturing), "linear_fp8");
-  if (capturing != cudaStreamCaptureStatusNone)
-    throw std::logic_error("cuda linear_fp8: its scratch must grow inside a graph capture; run the largest step once "
-                           "before capturing (model::warm_up does)");
-  check(cudaStreamSynchronize(ctx.stream), "linear_fp8");  // the old scratch may still be read
-  if (buffer) check(cudaFree(buffer), "linear_fp8");
-  buffer = nullptr;
-  check(cudaMalloc(&buffer, need), "linear_fp8 scratch");
-  bytes = need;
-}
-
 } // namespace
 
 fp8_switches& fp8_settings() {
@@ -146,7 +131,7 @@ const char* run_linear_fp8(cuda_context& ctx, const tensor& x, const fp8_device_
                        reinterpret_cast<uintptr_t>(out.data) % 16 == 0 &&
                        (bias.empty() || reinterpret_cast<uintptr_t>(bias.data) % 16 == 0);
   const size_t codes_bytes = round_up(static_cast<size_t>(rows * k));
-  reserve(ctx, ctx.fp8_scratch, ctx.fp8_scratch_bytes, codes_bytes + static_cast<size_t>(rows) * 4);
+  grow_scratch(ctx, ctx.fp8_scratch, ctx.fp8_scratch_bytes, codes_bytes + static_cast<size_t>(rows) * 4, "linear_fp8");
   auto* codes = static_cast<uint8_t*>(ctx.fp8_scratch);
   auto* x_scales = reinterpret_cast<float*>(static_cast<char*>(ctx.fp8_scratch) + codes_bytes);
   const tensor xq(codes, dtype::f8_e4m3, {rows, k});
@@ -167,7 +152,7 @@ const char* run_linear_fp8(cuda_context& ctx, const tensor& x, const fp8_device_
                              "scales of x " + shape_of(x) + " by weight " + shape_of(w.weight));
   if (aligned && (forced.empty() || forced == "epilogue")) {
     // The f32 products have a buffer of their own, so that growing it leaves the codes just written alone.
-    reserve(ctx, ctx.fp8_products, ctx.fp8_products_bytes, static_cast<size_t>(rows * n) * 4);
+    grow_scratch(ctx, ctx.fp8_products, ctx.fp8_products_bytes, static_cast<size_t>(rows * n) * 4, "linear_fp8");
     auto* acc = static_cast<float*>(ctx.fp8_products);
     if (cublaslt_linear_fp8(ctx, xq, w.weight, nullptr, nullptr, tensor{}, tensor(acc, dtype::f32, {rows, n}))) {
       dispatch_float(x.type, "linear_fp8", [&](auto tag) {

@@ -343,18 +343,7 @@ void launch_linear_int4(cuda_context& ctx, const tensor& x, const int4_device_we
   }
   // Larger batches: the dense weight in the scratch, then the GEMM.
   const size_t bytes = static_cast<size_t>(n * k) * size_in_bytes(x.type);
-  if (bytes > ctx.int4_scratch_bytes) {
-    cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
-    check(cudaStreamIsCapturing(ctx.stream, &capturing), "linear_int4");
-    if (capturing != cudaStreamCaptureStatusNone)
-      throw std::logic_error("cuda linear_int4: the scratch weight must grow inside a graph capture; run the largest "
-                             "layer once before capturing (model::warm_up does)");
-    check(cudaStreamSynchronize(ctx.stream), "linear_int4");  // the old scratch may still be read
-    if (ctx.int4_scratch) check(cudaFree(ctx.int4_scratch), "linear_int4");
-    ctx.int4_scratch = nullptr;
-    check(cudaMalloc(&ctx.int4_scratch, bytes), "linear_int4 scratch");
-    ctx.int4_scratch_bytes = bytes;
-  }
+  grow_scratch(ctx, ctx.int4_scratch, ctx.int4_scratch_bytes, bytes, "linear_int4");
   dispatch_float(x.type, "linear_int4", [&](auto tag) {
     using T = typename decltype(tag)::type;
     const int64_t words = n * k / 8;
