@@ -62,11 +62,12 @@ token_vocabulary::token_vocabulary(std::vector<std::string> bytes, std::vector<u
   }
 }
 
-std::shared_ptr<const token_vocabulary> make_token_vocabulary(const tokenizer& tok, std::span<const int32_t> end_ids) {
-  const int32_t size = tok.vocab_size();
-  std::vector<std::string> bytes(size);
+std::shared_ptr<const token_vocabulary> make_token_vocabulary(const tokenizer& tok, std::span<const int32_t> end_ids,
+                                                              int32_t vocab_size) {
+  const int32_t size = std::max(tok.vocab_size(), vocab_size);
+  std::vector<std::string> bytes(size);  // ids past the tokenizer's keep no bytes: never allowed
   std::vector<uint8_t> special(size, 0);
-  for (int32_t id = 0; id < size; ++id) {
+  for (int32_t id = 0; id < tok.vocab_size(); ++id) {
     special[id] = tok.is_special(id) ? 1 : 0;
     if (!special[id]) bytes[id] = tok.token_bytes(id);
   }
