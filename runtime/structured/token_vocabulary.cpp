@@ -60,6 +60,18 @@ token_vocabulary::token_vocabulary(std::vector<std::string> bytes, std::vector<u
     trie_[path.back()].subtree_end = static_cast<uint32_t>(trie_.size());
     path.pop_back();
   }
+  // Children after parents in preorder: a reverse pass carries each node's bytes up to its parent.
+  std::vector<uint32_t> parent(trie_.size(), 0), ancestors{0};
+  for (uint32_t i = 1; i < trie_.size(); ++i) {
+    ancestors.resize(trie_[i].depth);
+    parent[i] = ancestors.back();
+    ancestors.push_back(i);
+  }
+  bytes_below_.assign(trie_.size(), {});
+  for (auto i = static_cast<uint32_t>(trie_.size()); i-- > 1;) {
+    bytes_below_[parent[i]] |= bytes_below_[i];
+    bytes_below_[parent[i]].set(trie_[i].byte);
+  }
 }
 
 std::shared_ptr<const token_vocabulary> make_token_vocabulary(const tokenizer& tok, std::span<const int32_t> end_ids,
