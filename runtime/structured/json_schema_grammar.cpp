@@ -65,9 +65,9 @@ private:
     if (schema.contains("enum")) {
       const json& values = schema.at("enum");
       if (!values.is_array() || values.empty()) fail("'enum' must be a non-empty list", path);
-      std::vector<int32_t> options;
-      for (const json& v : values) options.push_back(g_.literal(v.dump()));
-      return g_.choice(std::move(options));
+      std::vector<std::string> texts;
+      for (const json& v : values) texts.push_back(v.dump());
+      return g_.literal_set(std::move(texts));
     }
     for (const char* key : {"anyOf", "oneOf"}) {
       if (!schema.contains(key)) continue;
