@@ -122,6 +122,28 @@ TEST(split_model, a_vocabulary_that_needs_padding_rows_gives_the_whole_models_to
   EXPECT_EQ(greedy(split_again, prompts, 10), greedy(whole_again, prompts, 10));
 }
 
+TEST(split_model, a_qwen3_split_over_two_ranks_gives_the_whole_models_tokens_with_its_norms_on_every_rank) {
+  // head_dim 32 while hidden / heads is 16; 4 q heads and 2 KV heads split 2 ways; q_norm and k_norm whole.
+  model_config config = model_config::from_json(
+      R"({"architectures": ["Qwen3ForCausalLM"], "hidden_size": 64, "num_hidden_layers": 2,
+          "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 32, "intermediate_size": 96,
+          "vocab_size": 300, "max_position_embeddings": 256, "tie_word_embeddings": true})",
+      "test");
+  ASSERT_TRUE(config.qk_norm);
+  split_model whole = on_cpus(config, 1, nullptr), split = on_cpus(config, 2, nullptr);
+  const auto prompts = some_prompts(config.vocab_size);
+  std::vector<std::pair<std::vector<int32_t>, int32_t>> seqs;
+  for (const auto& p : prompts) seqs.push_back({p, 0});
+  const auto expected = whole.forward(make_step(seqs))[0];
+  const auto got = split.forward(make_step(seqs));
+  for (size_t r = 0; r < got.size(); ++r) {
+    ASSERT_EQ(got[r].size(), expected.size()) << "rank " << r;
+    EXPECT_LT(relative_error(got[r], expected), 1e-5) << "rank " << r;
+  }
+  split_model whole_again = on_cpus(config, 1, nullptr), split_again = on_cpus(config, 2, nullptr);
+  EXPECT_EQ(greedy(split_again, prompts, 12), greedy(whole_again, prompts, 12));
+}
+
 TEST(split_model, a_step_that_samples_no_row_runs_on_every_rank) {
   const fs::path dir = fs::path(TROUPE_TEST_DATA) / "reference" / "llama_f32";
   const model_config config = model_config::from_dir(dir);
