@@ -48,10 +48,12 @@ void add_choices(completion_plan& plan, std::vector<int32_t> ids, const openai_g
 }
 
 // The template a chat request renders with: its own (trusted by now, or the parser would have refused
-// it), else the model's tool-use variant when the request has tools, else the model's; nullopt when
-// neither the request nor the model has one.
+// it), which may name one of the tokenizer's templates, else the model's tool-use variant when the request
+// has tools, else the model's; nullopt when neither the request nor the model has one.
 std::optional<chat_template> template_for(const model_front& in, const std::optional<std::string>& own, bool tools) {
   if (own) {
+    for (const auto& [name, t] : in.named_chats)
+      if (name == *own) return t;
     try {
       return chat_template::parse(*own);
     } catch (const user_error& err) {

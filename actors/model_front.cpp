@@ -27,7 +27,10 @@ model_front load_model_front(const model_front_options& o) {
     f.chat = chat_template::from_tokenizer_config(tokenizer_config, false);
     f.chat_tools = chat_template::from_tokenizer_config(tokenizer_config, true);
   }
-  if (fs::exists(tokenizer_config)) f.chat_options = chat_template_options_from_tokenizer_config(tokenizer_config);
+  if (fs::exists(tokenizer_config)) {
+    f.chat_options = chat_template_options_from_tokenizer_config(tokenizer_config);
+    f.named_chats = chat_template::named_in_tokenizer_config(tokenizer_config);
+  }
   f.sampling_defaults = resolve_generation_defaults(f.dir, o.generation_config, o.override_generation_config);
   if (!f.sampling_defaults.empty())
     spdlog::info("default sampling parameters from the model's generation config{}: {} (a request's own values "

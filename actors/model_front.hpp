@@ -38,6 +38,9 @@ struct model_front {
   // The chat template, and the tool-use variant some tokenizer_config.json files carry, with the bos/eos
   // tokens a template may use.
   std::optional<chat_template> chat, chat_tools;
+  // The tokenizer's named templates (tokenizer_config.json's list form): a request's chat_template naming one
+  // renders with it, as transformers resolves the name.
+  std::vector<std::pair<std::string, chat_template>> named_chats;
   chat_template_options chat_options;
   generation_defaults sampling_defaults;  // from generation_config.json and its override
   std::vector<std::string> served_model_names;  // never empty

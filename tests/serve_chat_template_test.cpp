@@ -50,15 +50,18 @@ json chat_tokens(const server_process& s, json body) {
   return ok(post(s, "/tokenize", body))["tokens"];
 }
 
-// A copy of the built-in model whose generation_config.json also holds `extra`; removed at the end.
+// A copy of the built-in model whose generation_config.json and tokenizer_config.json also hold what
+// `generation` and `tokenizer` give; removed at the end.
 class model_copy {
 public:
-  explicit model_copy(const json& extra)
+  explicit model_copy(const json& generation, const json& tokenizer = json::object())
       : dir_(fs::temp_directory_path() / ("troupe_gen_model_" + std::to_string(::getpid()) + "_" + std::to_string(counter_++))) {
     fs::copy(troupe::default_model_dir(), dir_, fs::copy_options::recursive);
-    json g = json::parse(std::ifstream(dir_ / "generation_config.json"));
-    g.update(extra);
-    std::ofstream(dir_ / "generation_config.json") << g.dump();
+    for (const auto& [file, extra] : {std::pair{"generation_config.json", generation}, {"tokenizer_config.json", tokenizer}}) {
+      json j = json::parse(std::ifstream(dir_ / file));
+      j.update(extra);
+      std::ofstream(dir_ / file) << j.dump();
+    }
   }
   ~model_copy() { fs::remove_all(dir_); }
   std::string path() const { return dir_.string(); }
@@ -104,6 +107,15 @@ TEST(serve_chat_template, a_template_file_and_a_forced_string_content_format) {
   const raw_response refused = post(s, "/v1/chat/completions", {{"messages", hello}, {"chat_template", "x"}});
   EXPECT_EQ(refused.status, 400);
   EXPECT_NE(refused.body.find("--trust-request-chat-template is not set"), std::string::npos) << refused.body;
+}
+
+TEST(serve_chat_template, a_request_may_name_one_of_the_tokenizers_templates_as_transformers_resolves_it) {
+  model_copy model(json::object(), {{"chat_template", json::array({{{"name", "default"}, {"template", "D{{ messages[0].content }}"}},
+                                                                   {{"name", "shout"}, {"template", "S{{ messages[0].content | upper }}"}}})}});
+  server_process s(model.path() + " --trust-request-chat-template --client-port -1");
+  EXPECT_EQ(chat_tokens(s, json::object()), tokens_of(s, "DHello"));
+  EXPECT_EQ(chat_tokens(s, {{"chat_template", "shout"}}), tokens_of(s, "SHELLO"));
+  EXPECT_EQ(chat_tokens(s, {{"chat_template", "whisper"}}), tokens_of(s, "whisper"));  // no such name: a template
 }
 
 TEST(serve_chat_template, a_chat_template_that_names_no_file_is_refused_at_start_as_vllm_refuses_it) {

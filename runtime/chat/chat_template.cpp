@@ -163,6 +163,19 @@ chat_template chat_template::from_flag(std::string_view value) {
   return parse(value);
 }
 
+std::vector<std::pair<std::string, chat_template>> chat_template::named_in_tokenizer_config(
+    const std::filesystem::path& tokenizer_config_json) {
+  const nlohmann::json config = read_json_file(tokenizer_config_json);
+  std::vector<std::pair<std::string, chat_template>> named;
+  const auto it = config.find("chat_template");
+  if (it == config.end() || !it->is_array()) return named;
+  for (const auto& entry : *it)
+    if (entry.is_object() && entry.contains("name") && entry["name"].is_string() && entry.contains("template") &&
+        entry["template"].is_string())
+      named.emplace_back(entry["name"].get<std::string>(), parse(entry["template"].get<std::string>()));
+  return named;
+}
+
 std::optional<chat_template> chat_template::from_tokenizer_config(const std::filesystem::path& tokenizer_config_json,
                                                                   bool want_tool_use) {
   std::filesystem::path dir = tokenizer_config_json.parent_path();

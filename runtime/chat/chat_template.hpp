@@ -14,6 +14,8 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 namespace troupe {
 
@@ -48,6 +50,12 @@ public:
   // Reads a template file (--chat-template). Throws user_error naming the file when it cannot be read,
   // and like parse when it does not parse.
   static chat_template from_file(const std::filesystem::path& path);
+
+  // The named templates of tokenizer_config.json's "chat_template" when it is a list of {name, template}
+  // (empty for a single template or none), in the file's order: transformers' apply_chat_template takes a
+  // chat_template argument that is one of these names as that template. Throws like from_tokenizer_config.
+  static std::vector<std::pair<std::string, chat_template>> named_in_tokenizer_config(
+      const std::filesystem::path& tokenizer_config_json);
 
   // vLLM's load_chat_template for --chat-template: the file `value` names when it can be opened, else
   // `value` itself as the template when it holds '{', '}' or a newline. Throws user_error "The supplied

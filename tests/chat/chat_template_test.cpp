@@ -530,6 +530,19 @@ TEST(chat_template_flag, a_value_without_braces_or_newlines_that_opens_no_file_i
   EXPECT_EQ(error_of([] { chat_template::from_flag("{{ unclosed"); }).rfind("chat template error: ", 0), 0u);
 }
 
+TEST(chat_template_flag, the_named_templates_of_a_tokenizer_config_are_listed_in_its_order) {
+  const fs::path file = fs::temp_directory_path() / ("troupe_named_" + std::to_string(::getpid()) + ".json");
+  std::ofstream(file) << R"({"chat_template": [{"name": "default", "template": "D"}, {"name": "tool_use", "template": "T"}]})";
+  const auto named = chat_template::named_in_tokenizer_config(file);
+  ASSERT_EQ(named.size(), 2u);
+  EXPECT_EQ(named[0].first, "default");
+  EXPECT_EQ(named[1].first, "tool_use");
+  EXPECT_EQ(named[1].second.render(one_user_message, {}), "T");
+  std::ofstream(file) << R"({"chat_template": "one"})";
+  EXPECT_TRUE(chat_template::named_in_tokenizer_config(file).empty());
+  fs::remove(file);
+}
+
 TEST(chat_template_content_format, a_loop_over_a_messages_content_wants_parts_traced_through_sets_and_slices) {
   EXPECT_TRUE(chat_template::parse("{% for m in messages %}{% for p in m['content'] %}{{ p.text }}{% endfor %}{% endfor %}")
                   .loops_over_message_content());
