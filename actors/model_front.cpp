@@ -32,11 +32,6 @@ model_front load_model_front(const model_front_options& o) {
     f.named_chats = chat_template::named_in_tokenizer_config(tokenizer_config);
   }
   f.sampling_defaults = resolve_generation_defaults(f.dir, o.generation_config, o.override_generation_config);
-  if (!f.sampling_defaults.empty())
-    spdlog::info("default sampling parameters from the model's generation config{}: {} (a request's own values "
-                 "win; --generation-config vllm ignores the model's)",
-                 o.override_generation_config.empty() ? "" : " and --override-generation-config",
-                 f.sampling_defaults.describe());
   const max_model_len_choice len = resolve_max_model_len(f.config, o.max_model_len, o.allow_long_max_model_len);
   if (!len.warning.empty()) spdlog::warn("{}", len.warning);
   f.max_model_len = len.value;

@@ -137,8 +137,19 @@ TEST(serve_generation_config, auto_takes_max_new_tokens_from_the_model_and_the_o
                   ["usage"]["completion_tokens"],
               3);
   }
-  server_process overridden(model.path() + R"( --override-generation-config '{"max_new_tokens": 2}' --client-port -1)");
+  const fs::path log = fs::temp_directory_path() / ("troupe_gen_log_" + std::to_string(::getpid()));
+  server_process overridden(model.path() + R"( --override-generation-config '{"max_new_tokens": 2, "temperature": 0.5}')"
+                                           " --client-port -1",
+                            "exec 2>" + log.string() + "; ");
   EXPECT_EQ(generated_without_max_tokens(overridden), 2);
+  // The log names the defaults in force (the server logs them before it says it listens).
+  std::ifstream in(log);
+  const std::string text((std::istreambuf_iterator<char>(in)), {});
+  fs::remove(log);
+  EXPECT_NE(text.find("[info] default sampling parameters of API requests, from the generation config: "
+                      "temperature=0.5, max_tokens=2"),
+            std::string::npos)
+      << text;
 }
 
 TEST(serve_generation_config, vllm_ignores_the_models_file_and_a_folder_supplies_another) {
