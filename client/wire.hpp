@@ -66,6 +66,10 @@ struct job {
   std::vector<float> logit_bias_values;
   int32_t num_logprobs = -1;  // alternatives per sampled token to return with its logprob; -1: no logprobs
   std::string cache_salt;     // vLLM's cache_salt: prefix cache hits only between jobs with the same salt
+  // Structured outputs: "json_object", "json_schema", "regex", "choice" or "grammar" with its text
+  // (runtime/structured/grammar_matcher.hpp); empty: unconstrained.
+  std::string structured_kind;
+  std::string structured_text;
 };
 
 struct submitted {
