@@ -480,7 +480,7 @@ std::vector<completion> engine::generate(const std::vector<prompt_input>& prompt
       continue;
     }
     results[i].prompt_token_ids = req.prompt_ids;
-    req.params = params;
+    req.params = prompts[i].params ? *prompts[i].params : params;
     self->request(impl_->scheduler, caf::infinite, submit_atom::value, std::move(req), sink)
         .receive(
             [&](submit_reply& r) {

@@ -80,6 +80,7 @@ struct engine_options {
 struct prompt_input {
   std::string text;
   std::vector<int32_t> token_ids;
+  std::optional<sampling_params> params;  // this prompt's own, instead of generate()'s
 };
 
 struct completion {
