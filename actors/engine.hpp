@@ -80,7 +80,6 @@ struct engine_options {
 struct prompt_input {
   std::string text;
   std::vector<int32_t> token_ids;
-  std::optional<sampling_params> params;  // this prompt's own, instead of generate()'s
 };
 
 struct completion {
@@ -103,6 +102,10 @@ public:
   // Completes every prompt (all in flight at once, batched continuously), in the given order.
   // on_finished, when given, is called once per finished prompt (from another thread).
   std::vector<completion> generate(const std::vector<prompt_input>& prompts, const sampling_params& params,
+                                   const std::function<void()>& on_finished = {});
+  // The same with each prompt's own parameters (params_per_prompt[i] for prompts[i]).
+  std::vector<completion> generate(const std::vector<prompt_input>& prompts,
+                                   const std::vector<sampling_params>& params_per_prompt,
                                    const std::function<void()>& on_finished = {});
 
   // Tokens of a text prompt with the model's tokenizer (special tokens added as the tokenizer says).

@@ -54,6 +54,7 @@ openai_server_config server_config_of(const model_front& m) {
   s.served_model_names = m.served_model_names;
   s.max_model_len = static_cast<int32_t>(m.max_model_len);
   s.vocab_size = static_cast<int32_t>(m.config.vocab_size);
+  if (m.grammars) s.compile_structured = [g = m.grammars](const structured_output& spec) { g->compile(spec); };
   if (const tokenizer* tok = m.tok.get()) {
     // The most characters one token can stand for: a text prompt longer than this many times the
     // tokens that fit is refused without tokenizing it.

@@ -1,5 +1,7 @@
 #include "actors/model_front.hpp"
 
+#include <algorithm>
+
 #include <spdlog/spdlog.h>
 
 #include "runtime/error.hpp"
@@ -34,6 +36,13 @@ model_front load_model_front(const model_front_options& o) {
   f.served_model_names = o.served_model_names;
   if (f.served_model_names.empty()) f.served_model_names.push_back(!o.model.empty() ? o.model : "troupe-default");
   f.root = o.model.empty() ? f.served_model_names.front() : o.model;
+  f.eos_token_ids = f.config.eos_token_ids;
+  if (f.tok && f.tok->eos_id() && std::find(f.eos_token_ids.begin(), f.eos_token_ids.end(), *f.tok->eos_id()) == f.eos_token_ids.end())
+    f.eos_token_ids.push_back(*f.tok->eos_id());
+  if (f.tok) {
+    f.grammars = std::make_shared<model_grammars>();
+    f.grammars->vocab = make_token_vocabulary(*f.tok, f.eos_token_ids);
+  }
   return f;
 }
 

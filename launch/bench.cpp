@@ -69,20 +69,20 @@ void run_throughput(throughput_options o) {
   params.ignore_eos = true;
   params.max_tokens = o.output_len;
   params.seed = o.seed;
-  // Every k-th prompt constrained, spread evenly so each step's batch holds the fraction.
+  // The constrained prompts spread evenly (every second one at 0.5), so each step's batch holds the fraction.
+  std::vector<sampling_params> per_prompt(prompts.size(), params);
   int32_t num_constrained = 0;
   for (size_t i = 0; i < prompts.size(); ++i) {
     const double share = o.structured_fraction * static_cast<double>(i + 1);
     if (static_cast<int64_t>(share) == static_cast<int64_t>(o.structured_fraction * static_cast<double>(i))) continue;
-    prompts[i].params = params;
-    prompts[i].params->structured = structured_output{structured_output::kind::json_schema, schema};
+    per_prompt[i].structured = structured_output{structured_output::kind::json_schema, schema};
     ++num_constrained;
   }
 
   const engine_stats before = e.stats();
   progress_bar bar(prompts.size());
   const auto start = std::chrono::steady_clock::now();
-  const auto results = e.generate(prompts, params, [&] { bar.tick(); });
+  const auto results = e.generate(prompts, per_prompt, [&] { bar.tick(); });
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   const engine_stats after = e.stats();
 
