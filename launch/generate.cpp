@@ -56,13 +56,13 @@ std::vector<prompt_input> collect_prompts(const generate_options& o, int64_t voc
     throw user_error("give exactly one of --prompt TEXT, --prompt-token-ids 1,2,3, --prompts-file FILE or "
                      "--num-prompts N --input-len L");
   std::vector<prompt_input> prompts;
-  for (const auto& p : o.prompts) prompts.push_back({p, {}, {}});
-  if (!o.prompt_token_ids.empty()) prompts.push_back({"", parse_token_ids(o.prompt_token_ids), {}});
+  for (const auto& p : o.prompts) prompts.push_back({p, {}});
+  if (!o.prompt_token_ids.empty()) prompts.push_back({"", parse_token_ids(o.prompt_token_ids)});
   if (!o.prompts_file.empty()) {
     std::ifstream in(o.prompts_file);
     if (!in) throw user_error("--prompts-file " + o.prompts_file + ": cannot be read");
     for (std::string line; std::getline(in, line);)
-      if (!line.empty()) prompts.push_back({line, {}, {}});
+      if (!line.empty()) prompts.push_back({line, {}});
     if (prompts.empty()) throw user_error("--prompts-file " + o.prompts_file + " has no prompts");
   }
   if (o.num_prompts > 0) {

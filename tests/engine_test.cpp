@@ -94,7 +94,7 @@ TEST(engine, the_null_backend_runs_the_whole_loop_without_arithmetic) {
   engine_options o = options_for("llama_f32");
   o.backend = "null";
   engine e(o);
-  std::vector<prompt_input> prompts(50, prompt_input{"", {1, 2, 3, 4, 5}, {}});
+  std::vector<prompt_input> prompts(50, prompt_input{"", {1, 2, 3, 4, 5}});
   const auto results = e.generate(prompts, greedy(10));
   for (const auto& r : results) EXPECT_EQ(r.token_ids, std::vector<int32_t>(10, 0));
 }
