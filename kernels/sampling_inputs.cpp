@@ -54,7 +54,7 @@ void sampling_inputs::build(std::span<const sample_request> reqs, int32_t vocab)
 
     // The same lists, in the same order, that apply_min_tokens_cpu and apply_logit_bias_cpu walk.
     row.mask_begin = static_cast<int32_t>(masks_.size());
-    if (static_cast<int64_t>(r.output_ids.size()) < p.min_tokens) {
+    if (min_tokens_applies(r, vocab)) {
       for (int32_t id : r.eos_token_ids)
         if (in_vocab(id, vocab)) masks_.push_back(id);
       for (int32_t id : p.stop_token_ids)

@@ -487,6 +487,25 @@ TEST(sampler, a_bitmask_sets_every_disallowed_logit_to_minus_infinity_first) {
   EXPECT_EQ(sample_one({5.0f, 1.0f, 2.0f, 9.0f}, r), 2);
 }
 
+TEST(sampler, min_tokens_does_not_mask_the_end_ids_a_finished_grammar_alone_allows) {
+  sampling_params p;
+  p.min_tokens = 5;
+  p.stop_token_ids = {1};
+  const std::vector<int32_t> eos = {3};
+  std::vector<uint32_t> only_end = {1u << 3}, end_and_two = {(1u << 3) | (1u << 2)}, end_and_stop = {(1u << 3) | (1u << 1)};
+  sample_request r = request_for(p, 7, {}, {}, eos);
+  r.allowed_tokens = only_end;
+  EXPECT_FALSE(min_tokens_applies(r, 5));
+  EXPECT_EQ(sample_one({5.0f, 1.0f, 2.0f, 0.5f, 9.0f}, r), 3);
+  r.allowed_tokens = end_and_stop;  // the stop id is masked by min_tokens too: still nothing else
+  EXPECT_FALSE(min_tokens_applies(r, 5));
+  r.allowed_tokens = end_and_two;   // id 2 remains: min_tokens masks the end id as usual
+  EXPECT_TRUE(min_tokens_applies(r, 5));
+  EXPECT_EQ(sample_one({5.0f, 1.0f, 2.0f, 0.5f, 9.0f}, r), 2);
+  r.allowed_tokens = {};
+  EXPECT_TRUE(min_tokens_applies(r, 5));
+}
+
 TEST(sampler, a_row_without_a_bitmask_is_untouched_by_the_mask_step) {
   sampling_params p;
   EXPECT_EQ(run_step(apply_allowed_tokens_cpu, {5.0f, 1.0f}, request_for(p)), (std::vector<float>{5.0f, 1.0f}));

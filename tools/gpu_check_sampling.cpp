@@ -109,6 +109,7 @@ std::vector<int32_t> gpu_sample(cuda_ops& gpu, const std::vector<float>& logits,
 double closest_cut(std::vector<float> row, int32_t vocab, const sample_request& r) {
   const std::span<const sample_request> one(&r, 1);
   const sampling_params& p = *r.params;
+  apply_allowed_tokens_cpu(row, vocab, one);
   apply_min_tokens_cpu(row, vocab, one);
   apply_logit_bias_cpu(row, vocab, one);
   apply_penalties_cpu(row, vocab, one);

@@ -115,11 +115,24 @@ void apply_allowed_tokens_cpu(std::span<float> logits, int32_t vocab, std::span<
   }
 }
 
+bool min_tokens_applies(const sample_request& r, int32_t vocab) {
+  if (static_cast<int64_t>(r.output_ids.size()) >= r.params->min_tokens) return false;
+  if (r.allowed_tokens.empty()) return true;
+  std::vector<uint32_t> words(static_cast<size_t>(bitmask_words(vocab)));
+  effective_bitmask(r.allowed_tokens, vocab, r.eos_token_ids, words);
+  auto clear = [&](int32_t id) {
+    if (in_vocab(id, vocab)) words[static_cast<size_t>(id) / 32] &= ~(1u << (id % 32));
+  };
+  for (int32_t id : r.eos_token_ids) clear(id);
+  for (int32_t id : r.params->stop_token_ids) clear(id);
+  return any_token_allowed(words, vocab);
+}
+
 void apply_min_tokens_cpu(std::span<float> logits, int32_t vocab, std::span<const sample_request> reqs) {
   check_shape(logits, vocab, reqs);
   for (size_t i = 0; i < reqs.size(); ++i) {
     const auto& r = reqs[i];
-    if (static_cast<int64_t>(r.output_ids.size()) >= r.params->min_tokens) continue;
+    if (!min_tokens_applies(r, vocab)) continue;
     auto row = row_of(logits, vocab, i);
     for (int32_t id : r.eos_token_ids)
       if (in_vocab(id, vocab)) row[id] = neg_inf;

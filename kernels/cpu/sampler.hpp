@@ -77,10 +77,15 @@ int32_t inverse_cdf_draw(std::span<const float> row, double u);
 // Ids outside [0, vocab) are skipped: validate() has already told the user about bad logit_bias ids,
 // and a stop or EOS id outside the vocabulary can never be sampled anyway.
 
+// Whether step 1 masks the row's EOS and stop ids: it has fewer than min_tokens outputs, and, for a
+// constrained row, its bitmask allows some other token (when a finished grammar allows only end ids, masking
+// them would leave nothing that may be drawn, so the grammar wins).
+bool min_tokens_applies(const sample_request& r, int32_t vocab);
+
 // Sets the logits of tokens outside each constrained row's allowed_tokens to -inf (effective_bitmask:
 // a mask that allows nothing allows the row's EOS ids). Rows without a bitmask are left as they are.
 void apply_allowed_tokens_cpu(std::span<float> logits, int32_t vocab, std::span<const sample_request> reqs);
-// Masks EOS ids and stop_token_ids of rows that have fewer than min_tokens outputs.
+// Masks EOS ids and stop_token_ids of rows that have fewer than min_tokens outputs (min_tokens_applies).
 void apply_min_tokens_cpu(std::span<float> logits, int32_t vocab, std::span<const sample_request> reqs);
 // Adds each row's logit_bias, clamped to [-100, 100].
 void apply_logit_bias_cpu(std::span<float> logits, int32_t vocab, std::span<const sample_request> reqs);
