@@ -360,62 +360,9 @@ describe('troupe serve with the OpenAI SDK', { timeout: 120_000 }, () => {
     const r = await openai.completions.create({ model: MODEL, prompt: 'still there?', max_tokens: 2 });
     assert.equal(r.choices.length, 1);
   });
-});
 
-describe(`troupe serve --max-model-len ${MAX_MODEL_LEN} with the OpenAI SDK`, { timeout: 60_000 }, () => {
-  let server;
-  let short;
-  before(async () => {
-    server = await startServer(['--max-model-len', String(MAX_MODEL_LEN)]);
-    short = client(server);
-  });
-  after(async () => { await server?.stop(); });
-
-  test('a prompt over the context length is a BadRequestError', async () => {
-    const err = await rejectsWith(
-      short.completions.create({ model: MODEL, prompt: 'hello '.repeat(200), max_tokens: 4 }), OpenAI.BadRequestError);
-    assert.equal(err.status, 400);
-    assert.match(err.message, new RegExp(`maximum context length is ${MAX_MODEL_LEN} tokens`));
-    const chatErr = await rejectsWith(
-      short.chat.completions.create({ model: MODEL, messages: [{ role: 'user', content: 'hello '.repeat(200) }] }),
-      OpenAI.BadRequestError);
-    assert.match(chatErr.message, /maximum context length/);
-  });
-
-  test('max_tokens over the context length is a BadRequestError naming it', async () => {
-    const err = await rejectsWith(
-      short.completions.create({ model: MODEL, prompt: 'x', max_tokens: 100 }), OpenAI.BadRequestError);
-    assert.equal(err.param, 'max_tokens');
-  });
-});
-
-describe('troupe serve --api-key with the OpenAI SDK', { timeout: 60_000 }, () => {
-  let server;
-  before(async () => { server = await startServer(['--api-key', 'sk-troupe-test']); });
-  after(async () => { await server?.stop(); });
-
-  test('a wrong key is an AuthenticationError, the right one is served', async () => {
-    const err = await rejectsWith(client(server, 'sk-wrong').models.list(), OpenAI.AuthenticationError);
-    assert.equal(err.status, 401);
-    await rejectsWith(
-      client(server, 'sk-wrong').chat.completions.create({ model: MODEL, messages: chatMessages, max_tokens: 2 }),
-      OpenAI.AuthenticationError);
-    const r = await client(server, 'sk-troupe-test').chat.completions.create({ model: MODEL, messages: chatMessages, max_tokens: 2 });
-    assert.equal(r.choices.length, 1);
-  });
-});
-
-// Structured outputs: sampled (temperature 1, seeded) outputs always follow their JSON schema, regex or
-// choice, through the SDK's own request shapes (response_format) and vLLM's extra fields.
-describe('troupe serve structured outputs with the OpenAI SDK', { timeout: 120_000 }, () => {
-  let server;
-  let openai;
-  before(async () => {
-    server = await startServer();
-    openai = client(server);
-  });
-  after(async () => { await server?.stop(); });
-
+  // Structured outputs: sampled (temperature 1, seeded) outputs always follow their JSON schema, regex or
+  // choice, through the SDK's own request shapes (response_format) and vLLM's extra fields.
   // Bounded strings, numbers and arrays, so every output finishes well inside max_tokens.
   const schemas = [
     {
@@ -501,5 +448,48 @@ describe('troupe serve structured outputs with the OpenAI SDK', { timeout: 120_0
     await assert.rejects(
       openai.chat.completions.create({ model: MODEL, messages: chatMessages, max_tokens: 5, guided_json: '{"type": ' }),
       (err) => err.status === 400 && err.error?.param === 'guided_json');
+  });
+});
+
+describe(`troupe serve --max-model-len ${MAX_MODEL_LEN} with the OpenAI SDK`, { timeout: 60_000 }, () => {
+  let server;
+  let short;
+  before(async () => {
+    server = await startServer(['--max-model-len', String(MAX_MODEL_LEN)]);
+    short = client(server);
+  });
+  after(async () => { await server?.stop(); });
+
+  test('a prompt over the context length is a BadRequestError', async () => {
+    const err = await rejectsWith(
+      short.completions.create({ model: MODEL, prompt: 'hello '.repeat(200), max_tokens: 4 }), OpenAI.BadRequestError);
+    assert.equal(err.status, 400);
+    assert.match(err.message, new RegExp(`maximum context length is ${MAX_MODEL_LEN} tokens`));
+    const chatErr = await rejectsWith(
+      short.chat.completions.create({ model: MODEL, messages: [{ role: 'user', content: 'hello '.repeat(200) }] }),
+      OpenAI.BadRequestError);
+    assert.match(chatErr.message, /maximum context length/);
+  });
+
+  test('max_tokens over the context length is a BadRequestError naming it', async () => {
+    const err = await rejectsWith(
+      short.completions.create({ model: MODEL, prompt: 'x', max_tokens: 100 }), OpenAI.BadRequestError);
+    assert.equal(err.param, 'max_tokens');
+  });
+});
+
+describe('troupe serve --api-key with the OpenAI SDK', { timeout: 60_000 }, () => {
+  let server;
+  before(async () => { server = await startServer(['--api-key', 'sk-troupe-test']); });
+  after(async () => { await server?.stop(); });
+
+  test('a wrong key is an AuthenticationError, the right one is served', async () => {
+    const err = await rejectsWith(client(server, 'sk-wrong').models.list(), OpenAI.AuthenticationError);
+    assert.equal(err.status, 401);
+    await rejectsWith(
+      client(server, 'sk-wrong').chat.completions.create({ model: MODEL, messages: chatMessages, max_tokens: 2 }),
+      OpenAI.AuthenticationError);
+    const r = await client(server, 'sk-troupe-test').chat.completions.create({ model: MODEL, messages: chatMessages, max_tokens: 2 });
+    assert.equal(r.choices.length, 1);
   });
 });
