@@ -20,6 +20,7 @@ struct thompson {
   const grammar& g;
   std::string_view what;
   std::vector<tnode> nodes;
+  std::vector<uint8_t> inline_rule;  // by rule: compiled into its callers instead of called
 
   uint32_t make() {
     if (nodes.size() >= max_nodes)
@@ -94,6 +95,7 @@ struct thompson {
     case grammar_expr::kind::rule_ref: {
       if (!g.has_body(e.rule))
         throw std::invalid_argument(std::string(what) + ": rule '" + g.rule_name(e.rule) + "' is used but not defined");
+      if (inline_rule[e.rule]) return emit(g.rule_body(e.rule), start);
       const uint32_t end = make();
       nodes[start].calls.push_back({static_cast<uint32_t>(e.rule), end});
       return end;
@@ -170,11 +172,86 @@ void check_left_recursion(const grammar_automaton& a, std::string_view what) {
   }
 }
 
+// Rules small enough and not recursive are compiled into their callers: a call costs a stack frame and a
+// closure step at every byte that enters or leaves it (a JSON string's characters, whitespace).
+constexpr std::size_t max_inline_size = 160;
+
+std::vector<uint8_t> rules_to_inline(const grammar& g) {
+  const auto n = static_cast<std::size_t>(g.num_rules());
+  constexpr std::size_t too_big = SIZE_MAX / 4;
+  std::vector<std::size_t> size(n, 0);  // 0: not computed yet
+  std::vector<uint8_t> state(n, 0);     // 1: being computed (a cycle: recursive), 2: done
+  std::vector<uint8_t> recursive(n, 0);
+  const auto expr_size = [&](auto&& self, int32_t id) -> std::size_t {
+    const grammar_expr& e = g.expr(id);
+    switch (e.type) {
+    case grammar_expr::kind::empty: return 0;
+    case grammar_expr::kind::literal: return e.text.size();
+    case grammar_expr::kind::byte_class: return 1;
+    case grammar_expr::kind::sequence:
+    case grammar_expr::kind::choice: {
+      std::size_t total = 2;
+      for (const int32_t item : e.items) total = std::min(too_big, total + self(self, item));
+      return total;
+    }
+    case grammar_expr::kind::repeat: {
+      const std::size_t copies = e.max == unbounded ? static_cast<std::size_t>(e.min) + 1 : static_cast<std::size_t>(e.max);
+      return std::min(too_big, self(self, e.items[0]) * std::max<std::size_t>(copies, 1) + 1);
+    }
+    case grammar_expr::kind::rule_ref: {
+      const auto r = static_cast<std::size_t>(e.rule);
+      if (!g.has_body(e.rule)) return 1;
+      if (state[r] == 1) {
+        recursive[r] = 1;
+        return too_big;
+      }
+      if (state[r] == 0) {
+        state[r] = 1;
+        size[r] = self(self, g.rule_body(e.rule));
+        state[r] = 2;
+      }
+      return recursive[r] || size[r] > max_inline_size ? 1 : size[r];
+    }
+    }
+    return 1;
+  };
+  for (int32_t r = 0; r < g.num_rules(); ++r) {
+    if (g.has_body(r) && state[r] == 0) {
+      state[r] = 1;
+      size[r] = expr_size(expr_size, g.rule_body(r));
+      state[r] = 2;
+    }
+  }
+  // A rule on a cycle is marked where the cycle closes; every rule that reaches itself stays a call.
+  std::vector<uint8_t> inline_rule(n, 0);
+  for (std::size_t r = 0; r < n; ++r) {
+    if (!g.has_body(static_cast<int32_t>(r)) || recursive[r] || size[r] > max_inline_size) continue;
+    // Reaches itself? Walk its references.
+    std::vector<int32_t> todo{g.rule_body(static_cast<int32_t>(r))};
+    std::vector<uint8_t> seen(n, 0);
+    bool cycle = false;
+    while (!todo.empty() && !cycle) {
+      const grammar_expr& e = g.expr(todo.back());
+      todo.pop_back();
+      if (e.type == grammar_expr::kind::rule_ref) {
+        if (static_cast<std::size_t>(e.rule) == r) cycle = true;
+        if (!seen[e.rule] && g.has_body(e.rule)) {
+          seen[e.rule] = 1;
+          todo.push_back(g.rule_body(e.rule));
+        }
+      }
+      for (const int32_t item : e.items) todo.push_back(item);
+    }
+    inline_rule[r] = cycle ? 0 : 1;
+  }
+  return inline_rule;
+}
+
 } // namespace
 
 grammar_automaton compile_automaton(const grammar& g, std::string_view what) {
   if (g.root < 0 || !g.has_body(g.root)) throw std::invalid_argument(std::string(what) + ": the grammar has no root rule");
-  thompson t{g, what, {}};
+  thompson t{g, what, {}, rules_to_inline(g)};
   std::vector<uint32_t> start(g.num_rules()), accept(g.num_rules()), first_node(g.num_rules() + 1);
   for (int32_t r = 0; r < g.num_rules(); ++r) {
     first_node[r] = static_cast<uint32_t>(t.nodes.size());

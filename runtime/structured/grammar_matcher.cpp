@@ -8,6 +8,7 @@
 #include "runtime/structured/pushdown_parser.hpp"
 
 #include <algorithm>
+#include <bitset>
 #include <cstring>
 #include <stdexcept>
 
@@ -45,6 +46,10 @@ struct grammar_matcher::state {
     current = parser.initial();
   }
 
+  static bool same(const parse_state& a, const parse_state& b) {
+    return a.complete == b.complete && a.configs == b.configs;
+  }
+
   // The mask of current into words, walking the vocabulary trie.
   void compute_mask(std::span<uint32_t> words) {
     std::fill(words.begin(), words.end(), 0u);
@@ -64,10 +69,24 @@ struct grammar_matcher::state {
       walk.resize(deepest + 1u);
     }
     walk[0] = current;
-    for (std::size_t i = 1; i < trie.size();) {
+    // The bytes that leave the parse where it is (the contents of a JSON string, say): a subtree reached
+    // in the current parse whose bytes are all of them is allowed whole, without walking it.
+    std::bitset<256> loop;
+    for (int b = 0; b < 256; ++b) {
+      if (parser.advance(current, static_cast<uint8_t>(b), walk[1]) && same(walk[1], current)) loop.set(b);
+    }
+    for (uint32_t i = 1; i < trie.size();) {
       const auto& t = trie[i];
       parse_state& here = walk[t.depth];
       if (!parser.advance(walk[t.depth - 1], t.byte, here)) {
+        i = t.subtree_end;
+        continue;
+      }
+      if (loop.test(t.byte) && (vocab.bytes_below(i) & ~loop).none() && same(here, current)) {
+        for (uint32_t k = vocab.tokens_from(i), end = vocab.tokens_from(t.subtree_end); k < end; ++k) {
+          const int32_t id = tokens[k];
+          words[id >> 5] |= 1u << (id & 31);
+        }
         i = t.subtree_end;
         continue;
       }

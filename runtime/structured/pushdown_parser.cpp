@@ -7,14 +7,20 @@
 
 namespace troupe::structured {
 
-stack_pool::stack_pool(uint32_t max_depth) : max_depth_(max_depth) { frames_.push_back({0, 0, 0}); }
+stack_pool::stack_pool(uint32_t max_depth) : recent_(std::size_t{1} << recent_bits, 0), max_depth_(max_depth) {
+  frames_.push_back({0, 0, 0});
+}
 
 uint32_t stack_pool::push(uint32_t parent, uint32_t ret) {
   const uint32_t depth = frames_[parent].depth + 1;
   if (depth > max_depth_) return too_deep;
   const uint64_t key = (uint64_t{parent} << 32) | ret;
+  // A direct-mapped memo in front of the hash map: the same few frames are pushed at almost every byte.
+  uint32_t& memo = recent_[(key * 0x9E3779B97F4A7C15ull) >> (64 - recent_bits)];
+  if (memo < frames_.size() && frames_[memo].parent == parent && frames_[memo].ret == ret) return memo;
   const auto [it, fresh] = index_.try_emplace(key, static_cast<uint32_t>(frames_.size()));
   if (fresh) frames_.push_back({parent, ret, depth});
+  memo = it->second;
   return it->second;
 }
 

@@ -43,8 +43,10 @@ private:
   struct frame {
     uint32_t parent, ret, depth;
   };
+  static constexpr int recent_bits = 10;
   std::vector<frame> frames_;
   std::unordered_map<uint64_t, uint32_t> index_;
+  std::vector<uint32_t> recent_;  // frame ids by hash of (parent, ret); checked before use
   uint32_t max_depth_;
 };
 

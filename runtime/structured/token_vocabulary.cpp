@@ -60,13 +60,26 @@ token_vocabulary::token_vocabulary(std::vector<std::string> bytes, std::vector<u
     trie_[path.back()].subtree_end = static_cast<uint32_t>(trie_.size());
     path.pop_back();
   }
+  // Children after parents in preorder: a reverse pass carries each node's bytes up to its parent.
+  std::vector<uint32_t> parent(trie_.size(), 0), ancestors{0};
+  for (uint32_t i = 1; i < trie_.size(); ++i) {
+    ancestors.resize(trie_[i].depth);
+    parent[i] = ancestors.back();
+    ancestors.push_back(i);
+  }
+  bytes_below_.assign(trie_.size(), {});
+  for (auto i = static_cast<uint32_t>(trie_.size()); i-- > 1;) {
+    bytes_below_[parent[i]] |= bytes_below_[i];
+    bytes_below_[parent[i]].set(trie_[i].byte);
+  }
 }
 
-std::shared_ptr<const token_vocabulary> make_token_vocabulary(const tokenizer& tok, std::span<const int32_t> end_ids) {
-  const int32_t size = tok.vocab_size();
-  std::vector<std::string> bytes(size);
+std::shared_ptr<const token_vocabulary> make_token_vocabulary(const tokenizer& tok, std::span<const int32_t> end_ids,
+                                                              int32_t vocab_size) {
+  const int32_t size = std::max(tok.vocab_size(), vocab_size);
+  std::vector<std::string> bytes(size);  // ids past the tokenizer's keep no bytes: never allowed
   std::vector<uint8_t> special(size, 0);
-  for (int32_t id = 0; id < size; ++id) {
+  for (int32_t id = 0; id < tok.vocab_size(); ++id) {
     special[id] = tok.is_special(id) ? 1 : 0;
     if (!special[id]) bytes[id] = tok.token_bytes(id);
   }

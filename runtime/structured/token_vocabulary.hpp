@@ -5,6 +5,7 @@
 
 #include "runtime/structured/grammar_matcher.hpp"
 
+#include <bitset>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -31,6 +32,13 @@ public:
   const std::vector<int32_t>& end_ids() const { return end_ids_; }
   const std::vector<trie_node>& trie() const { return trie_; }
   const std::vector<int32_t>& trie_tokens() const { return trie_tokens_; }
+  // The bytes on the edges below trie node i: when every one of them leaves a parse where it was, every
+  // token of the subtree is allowed at once.
+  const std::bitset<256>& bytes_below(uint32_t node) const { return bytes_below_[node]; }
+  // trie_tokens[tokens_from(i), tokens_from(subtree_end)) are the ids of node i's whole subtree.
+  uint32_t tokens_from(uint32_t node) const {
+    return node < trie_.size() ? trie_[node].token_begin : static_cast<uint32_t>(trie_tokens_.size());
+  }
 
 private:
   static constexpr uint8_t kind_text = 0, kind_never = 1, kind_end = 2;
@@ -39,6 +47,7 @@ private:
   std::vector<int32_t> end_ids_;
   std::vector<trie_node> trie_;
   std::vector<int32_t> trie_tokens_;
+  std::vector<std::bitset<256>> bytes_below_;
 };
 
 } // namespace troupe
