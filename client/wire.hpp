@@ -26,7 +26,9 @@
 
 namespace troupe::wire {
 
-inline constexpr uint32_t protocol_version = 1;
+// 2: a job carries its structured-output spec (structured_kind, structured_text); a version-1 peer would
+// drop it and run the request unconstrained, so the handshake refuses it.
+inline constexpr uint32_t protocol_version = 2;
 // Largest frame either side reads: ample for a prompt of a million token ids, far from a 4 GB announcement.
 inline constexpr uint32_t max_frame_bytes = 8u << 20;
 inline constexpr size_t frame_header_bytes = 4;
