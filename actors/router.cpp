@@ -145,6 +145,7 @@ router::impl::impl(const router_options& o)
   engine_metrics_config mc;
   mc.model_name = front.served_model_names.front();
   mc.max_model_len = front.max_model_len;
+  mc.prefix = o.metrics_prefix;
   metrics = std::make_unique<engine_metrics>(mc);
   for (const worker_address& a : opts.fleet.workers) {
     worker w;
@@ -440,7 +441,7 @@ std::string router::extra_metrics_text() const {
   auto ready = figures->get_future();
   net::post(impl_->ioc, [in = impl_, figures] { figures->set_value(router_figures_of(in->routing, in->worker_names)); });
   if (ready.wait_for(std::chrono::seconds(2)) != std::future_status::ready) return {};
-  return router_metrics_text(ready.get(), impl_->front.served_model_names.front());
+  return router_metrics_text(ready.get(), impl_->front.served_model_names.front(), impl_->opts.metrics_prefix);
 }
 
 sink_handle router::start(const std::vector<engine_request>& requests, bool stream, std::weak_ptr<completion_listener> listener) {

@@ -35,6 +35,7 @@ struct router_options {
   int32_t load_slack = 8;
   double health_interval_s = 1.0;      // between probes of each worker's /health (and load)
   std::string worker_api_key;          // what the workers' native ports take (their --api-key)
+  std::string metrics_prefix = std::string(default_metrics_prefix);  // /metrics names PREFIX:name, troupe:router_* included
 };
 
 class router : public gateway_backend {
