@@ -51,6 +51,10 @@ public:
   bool healthy() const override;
   engine_metrics& metrics() override;
   std::string extra_metrics_text() const override;
+  // /dashboard: each worker's history beside the fleet's (runtime/router/worker_dashboards.hpp).
+  void start_history(int64_t start_ms, size_t capacity) override;
+  void record_history(int64_t unix_ms) override;
+  std::vector<dashboard_source> history_sources() const override;
   sink_handle start(const std::vector<engine_request>& requests, bool stream,
                     std::weak_ptr<completion_listener> listener) override;
 
