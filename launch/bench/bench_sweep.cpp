@@ -2,10 +2,9 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdarg>
-#include <cstdio>
 #include <numeric>
 
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "runtime/error.hpp"
@@ -14,21 +13,11 @@ namespace troupe {
 
 namespace {
 
-std::string printf_string(const char* format, ...) __attribute__((format(printf, 1, 2)));
-std::string printf_string(const char* format, ...) {
-  char buf[512];
-  va_list args;
-  va_start(args, format);
-  std::vsnprintf(buf, sizeof buf, format, args);
-  va_end(args);
-  return buf;
-}
-
 // Why a step did not hold, in words.
 std::string why_not_held(const sweep_step& s, step_verdict v, double slo_ms) {
   if (v == step_verdict::failed)
-    return printf_string("%lld of %lld requests failed", static_cast<long long>(s.failed), static_cast<long long>(s.failed + s.completed));
-  return printf_string("TTFT p95 %.1f ms above the SLO of %.0f ms", s.ttft_p95_ms, slo_ms);
+    return fmt::format("{} of {} requests failed", static_cast<long long>(s.failed), static_cast<long long>(s.failed + s.completed));
+  return fmt::format("TTFT p95 {:.1f} ms above the SLO of {:.0f} ms", s.ttft_p95_ms, slo_ms);
 }
 
 } // namespace
@@ -133,8 +122,8 @@ sweep_summary rate_sweep::summary() const {
     const sweep_step& last = steps_.back();
     const sweep_step& knee = steps_[*s.knee];
     s.end = sweep_end::saturated;
-    s.reason = printf_string("at %.2f req/s the total tokens/s (%.1f) grew %.1f%% over %.2f req/s's (%.1f), less than "
-                             "--sweep-min-growth %.0f%%: the server is saturated and more load only queues",
+    s.reason = fmt::format("at {:.2f} req/s the total tokens/s ({:.1f}) grew {:.1f}% over {:.2f} req/s's ({:.1f}), less than "
+                             "--sweep-min-growth {:.0f}%: the server is saturated and more load only queues",
                              last.request_rate, last.total_tokens_per_s,
                              100 * (last.total_tokens_per_s / knee.total_tokens_per_s - 1), knee.request_rate,
                              knee.total_tokens_per_s, 100 * options_.min_growth);
@@ -147,19 +136,19 @@ sweep_summary rate_sweep::summary() const {
       return s;
     }
     const size_t lowest = by_rate().front();
-    s.reason = printf_string("no rate held, down to %.2f req/s (%s): lower --request-rate or raise --ttft-slo-ms",
+    s.reason = fmt::format("no rate held, down to {:.2f} req/s ({}): lower --request-rate or raise --ttft-slo-ms",
                              steps_[lowest].request_rate, why_not_held(steps_[lowest], verdicts_[lowest], options_.ttft_slo_ms).c_str());
     return s;
   }
   const sweep_step& knee = steps_[*s.knee];
   if (const auto bad = lowest_not_held_above(knee.request_rate)) {
     s.end = sweep_end::bracketed;
-    s.reason = printf_string("%.2f req/s held and %.2f req/s did not (%s)", knee.request_rate, steps_[*bad].request_rate,
+    s.reason = fmt::format("{:.2f} req/s held and {:.2f} req/s did not ({})", knee.request_rate, steps_[*bad].request_rate,
                              why_not_held(steps_[*bad], verdicts_[*bad], options_.ttft_slo_ms).c_str());
     return s;
   }
   s.end = sweep_end::max_steps;
-  s.reason = printf_string("every rate up to %.2f req/s held within %d steps: C is a lower bound; raise --sweep-max-steps "
+  s.reason = fmt::format("every rate up to {:.2f} req/s held within {} steps: C is a lower bound; raise --sweep-max-steps "
                            "or the first --request-rate",
                            knee.request_rate, options_.max_steps);
   return s;
@@ -168,13 +157,13 @@ sweep_summary rate_sweep::summary() const {
 std::string format_sweep_report(const rate_sweep& sweep) {
   const sweep_options& o = sweep.options();
   const sweep_summary sum = sweep.summary();
-  std::string out = "============== Request-rate sweep (TTFT SLO: p95 <= " + printf_string("%.0f", o.ttft_slo_ms) + " ms) ==============\n";
-  out += printf_string("%10s %6s %6s %11s %11s %10s %10s %10s %10s %11s  %s\n", "req/s", "done", "failed", "TTFT p50 ms",
+  std::string out = "============== Request-rate sweep (TTFT SLO: p95 <= " + fmt::format("{:.0f}", o.ttft_slo_ms) + " ms) ==============\n";
+  out += fmt::format("{:>10} {:>6} {:>6} {:>11} {:>11} {:>10} {:>10} {:>10} {:>10} {:>11}  {}\n", "req/s", "done", "failed", "TTFT p50 ms",
                        "TTFT p95 ms", "ITL p50 ms", "ITL p95 ms", "in tok/s", "out tok/s", "total tok/s", "verdict");
   for (size_t i : sweep.by_rate()) {
     const sweep_step& s = sweep.steps()[i];
     const std::string verdict = std::string(verdict_name(sweep.verdicts()[i])) + (sum.knee == i ? " <- knee" : "");
-    out += printf_string("%10.2f %6lld %6lld %11.1f %11.1f %10.1f %10.1f %10.1f %10.1f %11.1f  %s\n", s.request_rate,
+    out += fmt::format("{:10.2f} {:6} {:6} {:11.1f} {:11.1f} {:10.1f} {:10.1f} {:10.1f} {:10.1f} {:11.1f}  {}\n", s.request_rate,
                          static_cast<long long>(s.completed), static_cast<long long>(s.failed), s.ttft_p50_ms, s.ttft_p95_ms,
                          s.itl_p50_ms, s.itl_p95_ms, s.input_tokens_per_s, s.output_tokens_per_s, s.total_tokens_per_s,
                          verdict.c_str());
@@ -182,8 +171,8 @@ std::string format_sweep_report(const rate_sweep& sweep) {
   out += "Sweep ended (" + std::string(sweep_end_name(sum.end)) + "): " + sum.reason + "\n";
   if (sum.knee) {
     const sweep_step& k = sweep.steps()[*sum.knee];
-    out += printf_string("Knee: %.2f req/s, TTFT p95 %.1f ms\n", k.request_rate, k.ttft_p95_ms);
-    out += printf_string("Sustained capacity C: %.1f output tokens/s, %.1f total tokens/s (input %.1f)\n", k.output_tokens_per_s,
+    out += fmt::format("Knee: {:.2f} req/s, TTFT p95 {:.1f} ms\n", k.request_rate, k.ttft_p95_ms);
+    out += fmt::format("Sustained capacity C: {:.1f} output tokens/s, {:.1f} total tokens/s (input {:.1f})\n", k.output_tokens_per_s,
                          k.total_tokens_per_s, k.input_tokens_per_s);
   } else {
     out += "Knee: none\n";

@@ -1,25 +1,15 @@
 #include "runtime/router/capacity_plan.hpp"
 
 #include <cmath>
-#include <cstdarg>
-#include <cstdio>
 #include <cstdlib>
+
+#include <fmt/format.h>
 
 #include "runtime/error.hpp"
 #include "runtime/router/fleet_config.hpp"
 
 namespace troupe {
 namespace {
-
-std::string printf_string(const char* format, ...) __attribute__((format(printf, 1, 2)));
-std::string printf_string(const char* format, ...) {
-  char buf[512];
-  va_list args;
-  va_start(args, format);
-  std::vsnprintf(buf, sizeof buf, format, args);
-  va_end(args);
-  return buf;
-}
 
 std::string_view trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
@@ -112,7 +102,7 @@ plan_pool_spec parse_plan_pool_spec(std::string_view spec) {
 
 capacity_plan plan_capacity(const capacity_plan_input& input) {
   if (!(input.utilization >= 0.7 - 1e-12 && input.utilization <= 0.85 + 1e-12))
-    throw user_error(printf_string("--utilization %g: plan at 0.70 to 0.85 of C (below wastes GPUs; above leaves no headroom for "
+    throw user_error(fmt::format("--utilization {:g}: plan at 0.70 to 0.85 of C (below wastes GPUs; above leaves no headroom for "
                                    "bursts, and TTFT climbs past the knee)",
                                    input.utilization));
   if (input.pools.empty()) throw user_error("no pool to plan");
@@ -127,7 +117,7 @@ capacity_plan plan_capacity(const capacity_plan_input& input) {
     shares += p.share;
   }
   check_pool_buckets(buckets);
-  if (std::abs(shares - 1) > 1e-6) throw user_error(printf_string("the pools' shares add up to %g, not 1", shares));
+  if (std::abs(shares - 1) > 1e-6) throw user_error(fmt::format("the pools' shares add up to {:g}, not 1", shares));
 
   capacity_plan plan;
   plan.utilization = input.utilization;
@@ -160,15 +150,15 @@ capacity_plan plan_capacity(const capacity_plan_input& input) {
 std::string format_capacity_plan(const capacity_plan& plan) {
   std::string out;
   const token_demand& d = plan.demand;
-  auto tokens = [](double per_s) { return printf_string("%.1f tokens/s (%.0f tokens/min)", per_s, per_s * 60); };
+  auto tokens = [](double per_s) { return fmt::format("{:.1f} tokens/s ({:.0f} tokens/min)", per_s, per_s * 60); };
   if (d.total_tokens_per_s) out += "Demand: " + tokens(*d.total_tokens_per_s) + " in total";
   if (d.output_tokens_per_s) out += std::string(d.total_tokens_per_s ? ", " : "Demand: ") + tokens(*d.output_tokens_per_s) + " of output";
-  out += printf_string("\nUtilization target: %.2f of C per GPU\n", plan.utilization);
+  out += fmt::format("\nUtilization target: {:.2f} of C per GPU\n", plan.utilization);
   // demand / (C x utilization) = exact -> GPUs; a pool's demand as its share of the fleet's when there are several.
   auto line = [&](const char* kind, const gpu_count& c, double share, double fleet_demand) {
-    const std::string demand = plan.pools.size() > 1 ? printf_string("(%.2f x %.1f = %.1f)", share, fleet_demand, c.demand)
-                                                     : printf_string("%.1f", c.demand);
-    return printf_string("  %-14s %s / (%.1f x %.2f = %.1f) = %.2f -> %lld GPUs\n", kind, demand.c_str(), c.capacity,
+    const std::string demand = plan.pools.size() > 1 ? fmt::format("({:.2f} x {:.1f} = {:.1f})", share, fleet_demand, c.demand)
+                                                     : fmt::format("{:.1f}", c.demand);
+    return fmt::format("  {:<14} {} / ({:.1f} x {:.2f} = {:.1f}) = {:.2f} -> {} GPUs\n", kind, demand.c_str(), c.capacity,
                          plan.utilization, c.usable, c.exact, static_cast<long long>(c.gpus));
   };
   std::string sum;
@@ -176,11 +166,11 @@ std::string format_capacity_plan(const capacity_plan& plan) {
     const std::string bucket = plan.pools.size() == 1 ? "every request"
                                : p.max_tokens ? "max_tokens up to " + std::to_string(p.max_tokens)
                                               : std::string("the longer requests");
-    out += printf_string("Pool %s (%s), share %.2f of the demand, C from %s:\n", p.name.c_str(), bucket.c_str(), p.share,
+    out += fmt::format("Pool {} ({}), share {:.2f} of the demand, C from {}:\n", p.name.c_str(), bucket.c_str(), p.share,
                          p.capacity_source.c_str());
     if (p.by_total) out += line("total tokens:", *p.by_total, p.share, *d.total_tokens_per_s);
     if (p.by_output) out += line("output tokens:", *p.by_output, p.share, *d.output_tokens_per_s);
-    out += printf_string("  => %lld GPUs%s\n", static_cast<long long>(p.gpus),
+    out += fmt::format("  => {} GPUs{}\n", static_cast<long long>(p.gpus),
                          p.by_total && p.by_output ? (p.output_binds ? " (output tokens bind: decode bound)" : " (total tokens bind)") : "");
     sum += (sum.empty() ? "" : " + ") + std::to_string(p.gpus);
   }
