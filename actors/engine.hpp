@@ -66,7 +66,9 @@ struct engine_options {
   std::optional<uint64_t> seed;
   // The names the API answers to, the first in responses and metrics (default: --model).
   std::vector<std::string> served_model_names;
-  std::string chat_template;                   // a Jinja file overriding tokenizer_config.json's template
+  std::string chat_template;  // --chat-template: a Jinja file or the template itself (default: the model's)
+  std::string generation_config = "auto";  // --generation-config: auto, vllm or a folder (model_front_options)
+  std::string override_generation_config;  // --override-generation-config: a JSON object
   std::string metrics_prefix = std::string(default_metrics_prefix);  // /metrics names PREFIX:name (check_metrics_prefix)
   // This process's MPI session when mpirun started it (launch/distributed.hpp): the engine then builds only
   // this rank's shard; rank 0 schedules and sends each step's plan to the others, which run engine::run_rank.
@@ -102,6 +104,10 @@ public:
   // Completes every prompt (all in flight at once, batched continuously), in the given order.
   // on_finished, when given, is called once per finished prompt (from another thread).
   std::vector<completion> generate(const std::vector<prompt_input>& prompts, const sampling_params& params,
+                                   const std::function<void()>& on_finished = {});
+  // The same with each prompt's own parameters (params_per_prompt[i] for prompts[i]).
+  std::vector<completion> generate(const std::vector<prompt_input>& prompts,
+                                   const std::vector<sampling_params>& params_per_prompt,
                                    const std::function<void()>& on_finished = {});
 
   // Tokens of a text prompt with the model's tokenizer (special tokens added as the tokenizer says).

@@ -1,5 +1,5 @@
 #pragma once
-// The decoder forward pass (Llama / Mistral / Qwen2), written once over the op interface.
+// The decoder forward pass (Llama / Mistral / Qwen2 / Qwen3), written once over the op interface.
 
 #include <functional>
 #include <memory>
@@ -35,6 +35,7 @@ struct layer_weights {
   device_buffer input_norm;  // [H]
   device_buffer qkv;         // [(nH + 2 nKV) D, H]: q_proj, k_proj, v_proj stacked by rows
   device_buffer qkv_bias;    // [(nH + 2 nKV) D] or empty
+  device_buffer q_norm, k_norm;  // [D] each (Qwen3), or empty
   device_buffer o_proj;      // [H, nH D]
   device_buffer o_bias;      // [H] or empty
   device_buffer post_norm;   // [H]
@@ -122,8 +123,11 @@ public:
   // Runs one step and samples each sampled row on the backend (ops::sample) with `sampling`, built from
   // the step's sample_requests in logits_indices order: one upload of the sampling inputs, and only the
   // token ids come back. tokens receives [logits_indices.size()]. Throws std::invalid_argument when
-  // `sampling` has another number of rows.
-  void forward_sample(const step_input& in, const sampling_inputs& sampling, std::vector<int32_t>& tokens);
+  // `sampling` has another number of rows. `before_sampling`, when given, runs once the forward pass is
+  // computed (CPU) or enqueued (CUDA) and before `sampling` is read: the caller finishes the sampling
+  // inputs there (structured outputs' bitmasks, computed while the forward runs).
+  void forward_sample(const step_input& in, const sampling_inputs& sampling, std::vector<int32_t>& tokens,
+                      const std::function<void()>& before_sampling = {});
 
   // Runs steps that write nothing to the KV cache (every slot -1) at the token counts steps will have:
   // each power of two up to max_num_tokens, and a one-sequence decode step. On CUDA that picks the GEMM

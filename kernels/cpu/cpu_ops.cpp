@@ -91,6 +91,23 @@ void cpu_ops::add_rms_norm(const tensor& x, const tensor& residual, const tensor
   rms_norm(residual, weight, eps, x);
 }
 
+void cpu_ops::qk_norm(const tensor& qkv, const tensor& q_weight, const tensor& k_weight, const attention_shape& shape,
+                      float eps) {
+  require_f32(qkv, "qk_norm");
+  const int64_t tokens = qkv.dim(0), width = qkv.dim(1), d = shape.head_dim;
+  const int64_t heads = int64_t{shape.num_heads} + shape.num_kv_heads;
+  for (int64_t t = 0; t < tokens; ++t)
+    for (int64_t h = 0; h < heads; ++h) {
+      // q heads then k heads, side by side at the start of the row.
+      float* x = qkv.as<float>() + t * width + h * d;
+      const float* w = (h < shape.num_heads ? q_weight : k_weight).as<float>();
+      double sum_sq = 0;
+      for (int64_t i = 0; i < d; ++i) sum_sq += double(x[i]) * x[i];
+      const float inv = 1.0f / std::sqrt(static_cast<float>(sum_sq / d) + eps);
+      for (int64_t i = 0; i < d; ++i) x[i] = w[i] * (x[i] * inv);
+    }
+}
+
 void cpu_ops::linear(const tensor& x, const tensor& weight, const tensor& bias, const tensor& out, bool accumulate) {
   require_f32(x, "linear");
   require_f32(weight, "linear");
@@ -259,7 +276,13 @@ void cpu_ops::sample(const tensor& logits, const sampling_batch& batch, const te
       output[r].insert(output[r].end(), static_cast<size_t>(std::max(0, penalties[i].output_count)), penalties[i].id);
       if (penalties[i].in_prompt) prompt[r].push_back(penalties[i].id);
     }
-    reqs[r] = sample_request{&p, prompt[r], output[r], row.seed, {}};
+    reqs[r] = sample_request{&p, prompt[r], output[r], row.seed, {}, {}};
+    // The batch's bitmask already holds the end-id fallback (sampling_inputs), so no end ids are needed.
+    if (row.bitmask_row >= 0) {
+      const int64_t words = batch.bitmasks.row_elems();
+      reqs[r].allowed_tokens = std::span<const uint32_t>(batch.bitmasks.as<const uint32_t>() + row.bitmask_row * words,
+                                                         static_cast<size_t>(words));
+    }
   }
   const std::span<float> values(logits.as<float>(), static_cast<size_t>(num_rows * vocab));
   apply_processors_cpu(values, static_cast<int32_t>(vocab), reqs);

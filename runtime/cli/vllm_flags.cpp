@@ -22,6 +22,9 @@ constexpr std::string_view no_tls = "troupe serves plain HTTP; put a TLS-termina
 constexpr std::string_view no_tools =
     "troupe has no tool-call or reasoning parsers yet; requests with tool_choice \"auto\" are refused";
 constexpr std::string_view no_tracing = "troupe exports no OpenTelemetry traces; use /metrics and the request log";
+constexpr std::string_view own_grammar_engine =
+    "troupe constrains decoding with its own grammar engine (JSON schema, regex, choice and EBNF grammars), which "
+    "stands in for xgrammar; only the backend xgrammar or auto is accepted";
 
 // vLLM 0.11.0's `vllm serve --help`, group by group: the serve command's own flags, the frontend
 // (FrontendArgs), then the engine (EngineArgs: model, load, structured outputs, parallel, cache,
@@ -50,12 +53,9 @@ constexpr std::array flags = std::to_array<vllm_flag>({
     {"--api-key", "", a::many, works,
      "also protects /tokenize, /detokenize and /metrics; VLLM_API_KEY or TROUPE_API_KEY when absent"},
     {"--lora-modules", "", a::many, refused, no_lora},
-    {"--chat-template", "", a::one, refused,
-     "troupe uses the chat template of the model's tokenizer_config.json; edit it there"},
-    {"--chat-template-content-format", "", a::one, refused,
-     "troupe renders message content as a string", "auto,string"},
-    {"--trust-request-chat-template", "", a::none, refused,
-     "troupe renders only the model's chat template: requests that send one are refused"},
+    {"--chat-template", "", a::one, works, "a file, else the template itself when it holds {, } or a newline"},
+    {"--chat-template-content-format", "", a::one, works, "auto detects as vLLM's: openai for a template that loops over message content"},
+    {"--trust-request-chat-template", "", a::none, works, "also chat_template_kwargs.chat_template"},
     {"--response-role", "", a::one, refused, "troupe's responses always have the role \"assistant\"", "assistant"},
     {"--ssl-keyfile", "", a::one, refused, no_tls},
     {"--ssl-certfile", "", a::one, refused, no_tls},
@@ -133,10 +133,8 @@ constexpr std::array flags = std::to_array<vllm_flag>({
     {"--pooler-config", "", a::one, refused, "troupe serves no pooling models"},
     {"--override-pooler-config", "", a::one, refused, "troupe serves no pooling models"},
     {"--logits-processor-pattern", "", a::one, refused, no_python},
-    {"--generation-config", "", a::one, refused,
-     "troupe takes sampling defaults from neither generation_config.json nor a folder yet"},
-    {"--override-generation-config", "", a::one, refused,
-     "troupe takes no server-side sampling defaults; set them in each request"},
+    {"--generation-config", "", a::one, works, "auto, vllm or a local folder"},
+    {"--override-generation-config", "", a::one, works, ""},
     {"--enable-sleep-mode", "", a::none, refused, "troupe has no sleep mode"},
     {"--model-impl", "", a::one, refused,
      "troupe has its own implementation of each architecture (no Transformers backend)", "auto,vllm"},
@@ -274,8 +272,10 @@ constexpr std::array flags = std::to_array<vllm_flag>({
     {"--compilation-config", "-O", a::one, no_effect,
      "troupe's kernels are compiled ahead of time; decode steps replay CUDA graphs unless --enforce-eager"},
     {"--additional-config", "", a::one, refused, "troupe has no platform plugins to configure"},
-    {"--structured-outputs-config", "", a::one, refused,
-     "troupe has no structured-output backend yet; response_format and guided_* fields are refused"},
+    {"--structured-outputs-config", "", a::one, refused, own_grammar_engine,
+     R"({"backend":"xgrammar"},{"backend": "xgrammar"},{"backend":"auto"},{"backend": "auto"})"},
+    // vLLM before 0.11 (now --structured-outputs-config); deployment files still carry it.
+    {"--guided-decoding-backend", "", a::one, refused, own_grammar_engine, "xgrammar,auto"},
 });
 
 } // namespace

@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Runs on the GPU machine, from the project root, over a bundle made by scripts/gpu/bundle.sh. Builds
 # nothing. NEEDS A GPU.
+#   0. reference models the bundle lacks (a new architecture's, e.g. qwen3_f32 and qwen3_bias_bf16) are made by
+#      transformers into the bundle (scripts/gpu/make_reference_models.py --only-missing), so step 1 checks
+#      them; copy $bundle/data/reference/<name> back to tests/data/reference/ and commit them.
 #   1. troupe_gpu_check: every CUDA op against its CPU twin, the reference models on the GPU, the
 #      communicators (2 and 4 ranks sharing the GPU against the CPU's bits, NCCL of size 1, also inside
 #      a CUDA graph), the tensor-parallel forward (reference models split over 2 and 4 shards sharing the
@@ -15,6 +18,9 @@
 #   1c. with EDGES=1: prompts over the step budget through `troupe generate` and `troupe serve`.
 #   2. with BENCH=1: troupe bench throughput on the CUDA backend with random weights at Qwen2.5-7B shapes
 #      (BENCH_ARGS overrides the workload; default 256 prompts x 512 in x 256 out).
+#   3. with STRUCTURED=1 (a bundle made with STRUCTURED=1): the same bench at 256 sequences with the Qwen3
+#      tokenizer, unconstrained and then half constrained by data/structured_schema.json: the bitmask time
+#      per step (on a CPU thread beside the forward) and the wait for it, next to the step time (issue 15).
 # Logs go to $OUT (or /tmp/troupe-gpu); the tables come last.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -26,6 +32,10 @@ export NCCL_NVLS_ENABLE=0  # never NVLink multicast on shared machines
 
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 status=0
+if python3 -c "import torch, transformers" 2>/dev/null; then
+  python3 scripts/gpu/make_reference_models.py "$bundle/data/reference" --only-missing >"$out/make_references.txt" 2>&1 ||
+    { status=1; tail -20 "$out/make_references.txt"; }
+fi
 if [ "${CHECK:-1}" = 1 ]; then
   "$bundle/troupe_gpu_check" --data "$bundle/data/reference" ${CHECK_ARGS:-} >"$out/gpu_check.txt" 2>&1 || status=1
 fi
@@ -89,8 +99,20 @@ if [ "${BENCH:-0}" = 1 ]; then
     --output-json "$out/bench.json" >"$out/bench.txt" 2>&1 || status=1
 fi
 
+if [ "${STRUCTURED:-0}" = 1 ]; then
+  for fraction in 0 0.5; do
+    "$bundle/troupe" bench throughput --backend cuda --load-format dummy --model "$bundle/data/qwen2.5-7b-shape" \
+      --tokenizer "$bundle/data/qwen3-tokenizer" --num-prompts 256 --max-num-seqs 256 --input-len 512 \
+      --output-len 256 --max-model-len 1024 --structured-fraction "$fraction" \
+      --structured-schema "$bundle/data/structured_schema.json" >"$out/structured_$fraction.txt" 2>&1 || status=1
+  done
+fi
+
 [ -f "$out/gpu_check.txt" ] && cat "$out/gpu_check.txt"
 [ -f "$out/gpu_check_large.txt" ] && { echo; echo "== the model at Qwen2.5-7B shapes against transformers"; cat "$out/large_reference.txt" 2>/dev/null | tail -2; cat "$out/gpu_check_large.txt"; }
 [ -f "$out/edges.txt" ] && { echo; echo "== prompts over the step budget (EDGES=1)"; cat "$out/edges.txt"; }
 [ -f "$out/bench.txt" ] && { echo; echo "== bench throughput (cuda, Qwen2.5-7B shapes, dummy weights)"; tail -40 "$out/bench.txt"; }
+for fraction in 0 0.5; do
+  [ -f "$out/structured_$fraction.txt" ] && { echo; echo "== structured outputs: $fraction of 256 sequences constrained"; tail -20 "$out/structured_$fraction.txt"; }
+done
 exit $status

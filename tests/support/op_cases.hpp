@@ -179,6 +179,11 @@ inline std::vector<op_case> op_cases() {
                        b.add_rms_norm(first(x, rows), first(res, rows), w, 1e-5f);
                      });
                    }});
+  cases.push_back({"qk_norm", [=](ops& b, int64_t rows, dtype t) {
+                     auto qkv = filled(b, t, 36, kCapacity, QKV, 3.0f);
+                     auto qw = filled(b, t, 37, D, 0), kw = filled(b, t, 38, D, 0);
+                     return observe(b, {{"qkv", qkv}}, [&] { b.qk_norm(first(qkv, rows), qw, kw, shape, 1e-6f); });
+                   }});
   for (const bool accumulate : {false, true})
     cases.push_back({accumulate ? "linear +=" : "linear +bias", [=](ops& b, int64_t rows, dtype t) {
                        auto x = filled(b, t, 11, kCapacity, K);
@@ -346,7 +351,7 @@ inline std::vector<op_case> op_cases() {
                      p.repetition_penalty = 1.3f;
                      const std::vector<int32_t> prompt{1, 2, 3}, output{5, 5};
                      std::vector<sample_request> reqs;
-                     for (int64_t r = 0; r < rows; ++r) reqs.push_back({&p, prompt, output, 1000 + static_cast<uint64_t>(r), {}});
+                     for (int64_t r = 0; r < rows; ++r) reqs.push_back({&p, prompt, output, 1000 + static_cast<uint64_t>(r), {}, {}});
                      sampling_inputs in;
                      in.build(reqs, static_cast<int32_t>(V));
                      std::vector<int32_t> packed(in.packed_bytes() / 4 + 1);
