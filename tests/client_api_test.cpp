@@ -447,7 +447,7 @@ TEST(client_api, hostile_frames_drop_only_their_connection_while_health_and_othe
   }
   {  // the same after a valid handshake
     raw_socket s(port);
-    s.send(troupe::wire::frame(troupe::wire::client_message{troupe::wire::hello{1, "sesame"}}));
+    s.send(troupe::wire::frame(troupe::wire::client_message{troupe::wire::hello{troupe::wire::protocol_version, "sesame"}}));
     EXPECT_EQ(s.next(), "welcome");
     s.send(bytes({0xff, 0xff, 0xff, 0xff}));
     EXPECT_EQ(s.next(), "error: a frame of 4294967295 bytes is over the limit of 8388608 bytes");
