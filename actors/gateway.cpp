@@ -86,7 +86,9 @@ void gateway::impl::schedule_dashboard_sample(std::chrono::steady_clock::time_po
   dashboard_timer.expires_at(at);
   dashboard_timer.async_wait([self = shared_from_this(), at](beast::error_code ec) {
     if (ec) return;
-    self->dashboard->record(unix_ms_now(), self->backend().metrics().snapshot());
+    const int64_t now_ms = unix_ms_now();
+    self->dashboard->record(now_ms, self->backend().metrics().snapshot());
+    self->backend().record_history(now_ms);
     // From the planned time, not from now: samples stay evenly spaced however late a wait ends.
     const auto interval = std::chrono::duration_cast<std::chrono::steady_clock::duration>(
         std::chrono::duration<double>(self->opts.dashboard_interval_s));
@@ -166,6 +168,7 @@ void gateway::attach(gateway_backend& b) {
   const auto capacity = static_cast<size_t>(std::ceil(3600.0 / interval));
   impl_->dashboard_started_ms = unix_ms_now();
   impl_->dashboard = std::make_unique<dashboard_recorder>(b.metrics().snapshot(), impl_->dashboard_started_ms, capacity);
+  b.start_history(impl_->dashboard_started_ms, capacity);
   impl_->backend_ptr = &b;
   impl_->schedule_dashboard_sample(std::chrono::steady_clock::now() +
                                    std::chrono::duration_cast<std::chrono::steady_clock::duration>(std::chrono::duration<double>(interval)));

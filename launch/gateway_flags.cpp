@@ -6,6 +6,7 @@
 #include <spdlog/spdlog.h>
 
 #include "runtime/cli/environment.hpp"
+#include "runtime/engine/engine_metrics.hpp"
 #include "runtime/error.hpp"
 
 namespace troupe {
@@ -52,10 +53,23 @@ void add_gateway_flags(CLI::App* cmd, gateway_flags& f) {
   cmd->add_flag("--enable-log-requests", f.enable_log_requests, "The request log (on by default, unlike vLLM's)");
   cmd->add_flag_callback("--no-enable-log-requests", [&f] { f.enable_log_requests = false; }, "No request log");
   cmd->add_flag("--disable-uvicorn-access-log", f.disable_access_log, "No request log, as --disable-log-requests");
+  cmd->add_option("--metrics-prefix", f.metrics_prefix,
+                  "Name prefix of the /metrics families: troupe, or vllm so that dashboards and alerts written for vLLM "
+                  "read troupe unchanged")
+      ->capture_default_str();
+  cmd->add_option("--dashboard-interval", o.dashboard_interval_s,
+                  "Seconds between the /dashboard history's samples (it keeps the last hour)")
+      ->capture_default_str()
+      ->check(CLI::Range(0.1, 3600.0));
 }
 
 gateway_options resolve_gateway_flags(gateway_flags& f) {
   gateway_options& o = f.options;
+  try {
+    check_metrics_prefix(f.metrics_prefix);
+  } catch (const std::invalid_argument& e) {
+    throw user_error(e.what());
+  }
   if (o.admission.api_keys.empty())
     if (const auto key = api_key_from_env([](const char* name) { return std::getenv(name); })) {
       o.admission.api_keys.push_back(key->value);
