@@ -153,6 +153,9 @@ void gateway::attach(gateway_backend& b) {
   impl_->server = server_config_of(b.front());
   impl_->server.max_logprobs = impl_->opts.max_logprobs;
   impl_->server.prompt_tokens_details = impl_->opts.prompt_tokens_details;
+  impl_->server.enable_auto_tool_choice = impl_->opts.enable_auto_tool_choice;
+  impl_->server.tool_call_parser = impl_->opts.tool_call_parser;
+  impl_->server.reasoning_parser = impl_->opts.reasoning_parser;
   impl_->started = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
   // An hour of samples.
   const double interval = impl_->opts.dashboard_interval_s;

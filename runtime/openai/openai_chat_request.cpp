@@ -470,7 +470,7 @@ checked<chat_request> parse_chat_request(std::string_view body, const openai_ser
     r.tool_choice_function = effective_choice["function"]["name"].get<std::string>();
   }
   r.reasoning_effort = f.opt_str("reasoning_effort");
-  f.opt_bool("include_reasoning");
+  r.include_reasoning = f.opt_bool("include_reasoning").value_or(true);
   r.parallel_tool_calls = f.opt_bool("parallel_tool_calls").value_or(true);
   r.user = f.opt_str("user");
   f.bool_or("use_beam_search", false);

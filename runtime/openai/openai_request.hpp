@@ -86,7 +86,10 @@ struct openai_server_config {
   // The longest token's characters (0: unknown): a text prompt with more characters than this many
   // times the tokens that fit is refused before it is tokenized (check_prompt_characters).
   int64_t max_chars_per_token = 0;
-  bool enable_auto_tool_choice = false;  // troupe has no tool-call parser yet: "auto" is refused
+  // vLLM's --enable-auto-tool-choice: tool_choice "auto" (the default with tools) is refused without it.
+  bool enable_auto_tool_choice = false;
+  std::string tool_call_parser;   // --tool-call-parser ("" none): reads tool calls out of "auto" outputs
+  std::string reasoning_parser;   // --reasoning-parser ("" none): reads reasoning out of every chat output
   // Defaults from the model's generation_config.json (vLLM's --generation-config auto); a request's
   // own value wins, then these, then OpenAI's defaults.
   std::optional<double> default_temperature, default_top_p, default_min_p, default_repetition_penalty;
@@ -147,6 +150,7 @@ struct chat_request {
   std::string tool_choice_function;  // the named function when tool_choice == function
   bool parallel_tool_calls = true;
   std::optional<std::string> reasoning_effort;  // passed to the chat template, as vLLM does
+  bool include_reasoning = true;  // vLLM's include_reasoning: false leaves reasoning_content out
 
   std::optional<int64_t> max_tokens;             // deprecated by OpenAI, still honoured
   std::optional<int64_t> max_completion_tokens;  // wins over max_tokens
