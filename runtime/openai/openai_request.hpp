@@ -32,7 +32,7 @@
 //
 // Followed: vLLM's main branch as of 2026 (chat_completion/protocol.py, completion/protocol.py,
 // renderers/params.py, sampling_params.py, serve/exception_handling). Where troupe lacks a feature
-// vLLM has (structured outputs, tool parsers, beam search, multimodal input, prompt logprobs), the
+// vLLM has (structured outputs, beam search, multimodal input, prompt logprobs), the
 // request is refused with a 400 that names the field rather than silently ignored.
 
 #include <cstdint>
