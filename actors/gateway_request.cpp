@@ -117,8 +117,9 @@ completion_plan plan_completion(const model_front& in, const openai_server_confi
     apply_max_tokens_limit(gen, max_tokens_limit);
     plan.parsers = {server.enable_auto_tool_choice ? server.tool_call_parser : std::string(), server.reasoning_parser};
     if (reads_chat_output(plan.parsers, r)) {
-      plan.read_as = r;
-      plan.read_as->messages.clear();
+      auto read_as = std::make_shared<chat_request>(r);
+      read_as->messages.clear();
+      plan.read_as = std::move(read_as);
       plan.prompt = std::move(prompt);
       if (keeps_special_tokens(plan.parsers, r)) gen.params.skip_special_tokens = false;
     }

@@ -31,7 +31,7 @@ struct completion_plan {
   // Chat requests whose output a tool-call or reasoning parser reads: the parsers, the request's tool
   // fields (its messages left out) and the rendered prompt (whether it left <think> open).
   chat_parsers parsers;
-  std::optional<chat_request> read_as;
+  std::shared_ptr<const chat_request> read_as;
   std::string prompt;
 };
 
