@@ -130,8 +130,14 @@ batch_limits default_batch_limits(const std::string& backend, int64_t device_mem
 
 engine::impl::impl(const engine_options& requested) : system(with_middleman(system_config)), options(requested) {
   engine_options& o = options;
-  front = load_model_front({o.model, o.tokenizer, o.chat_template, o.served_model_names, o.max_model_len,
-                            o.allow_long_max_model_len});
+  front = load_model_front({.model = o.model,
+                            .tokenizer = o.tokenizer,
+                            .chat_template = o.chat_template,
+                            .served_model_names = o.served_model_names,
+                            .generation_config = o.generation_config,
+                            .override_generation_config = o.override_generation_config,
+                            .max_model_len = o.max_model_len,
+                            .allow_long_max_model_len = o.allow_long_max_model_len});
   const fs::path& dir = front.dir;
   const int64_t max_model_len = front.max_model_len;
   config = front.config;

@@ -66,7 +66,9 @@ struct engine_options {
   std::optional<uint64_t> seed;
   // The names the API answers to, the first in responses and metrics (default: --model).
   std::vector<std::string> served_model_names;
-  std::string chat_template;                   // a Jinja file overriding tokenizer_config.json's template
+  std::string chat_template;  // --chat-template: a Jinja file or the template itself (default: the model's)
+  std::string generation_config = "auto";  // --generation-config: auto, vllm or a folder (model_front_options)
+  std::string override_generation_config;  // --override-generation-config: a JSON object
   std::string metrics_prefix = std::string(default_metrics_prefix);  // /metrics names PREFIX:name (check_metrics_prefix)
   // This process's MPI session when mpirun started it (launch/distributed.hpp): the engine then builds only
   // this rank's shard; rank 0 schedules and sends each step's plan to the others, which run engine::run_rank.

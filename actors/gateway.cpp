@@ -151,11 +151,17 @@ void gateway::attach(engine& e) {
 void gateway::attach(gateway_backend& b) {
   impl_->model_name = b.front().served_model_names.front();
   impl_->server = server_config_of(b.front());
+  if (const generation_defaults& d = b.front().sampling_defaults; !d.empty())
+    spdlog::info("default sampling parameters of API requests, from the generation config: {} (a request's own "
+                 "values win; --generation-config vllm ignores the model's)",
+                 d.describe());
   impl_->server.max_logprobs = impl_->opts.max_logprobs;
   impl_->server.prompt_tokens_details = impl_->opts.prompt_tokens_details;
   impl_->server.enable_auto_tool_choice = impl_->opts.enable_auto_tool_choice;
   impl_->server.tool_call_parser = impl_->opts.tool_call_parser;
   impl_->server.reasoning_parser = impl_->opts.reasoning_parser;
+  impl_->server.trust_request_chat_template = impl_->opts.trust_request_chat_template;
+  impl_->server.chat_template_content_format = impl_->opts.chat_template_content_format;
   impl_->started = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
   // An hour of samples.
   const double interval = impl_->opts.dashboard_interval_s;

@@ -47,6 +47,29 @@ void add_choices(completion_plan& plan, std::vector<int32_t> ids, const openai_g
   }
 }
 
+// The template a chat request renders with: its own (trusted by now, or the parser would have refused
+// it), which may name one of the tokenizer's templates, else the model's tool-use variant when the request
+// has tools, else the model's; nullopt when neither the request nor the model has one.
+std::optional<chat_template> template_for(const model_front& in, const std::optional<std::string>& own, bool tools) {
+  if (own) {
+    for (const auto& [name, t] : in.named_chats)
+      if (name == *own) return t;
+    try {
+      return chat_template::parse(*own);
+    } catch (const user_error& err) {
+      throw bad_request(err.what());
+    }
+  }
+  return tools && in.chat_tools ? in.chat_tools : in.chat;
+}
+
+// vLLM's --chat-template-content-format: as given, or (auto) what the template reads.
+content_format format_for(const chat_template& t, const openai_server_config& server) {
+  if (server.chat_template_content_format == "openai") return content_format::openai;
+  if (server.chat_template_content_format == "string") return content_format::string;
+  return t.loops_over_message_content() ? content_format::openai : content_format::string;
+}
+
 } // namespace
 
 openai_server_config server_config_of(const model_front& m) {
@@ -54,6 +77,13 @@ openai_server_config server_config_of(const model_front& m) {
   s.served_model_names = m.served_model_names;
   s.max_model_len = static_cast<int32_t>(m.max_model_len);
   s.vocab_size = static_cast<int32_t>(m.config.vocab_size);
+  const generation_defaults& d = m.sampling_defaults;
+  s.default_temperature = d.temperature;
+  s.default_top_p = d.top_p;
+  s.default_top_k = d.top_k;
+  s.default_min_p = d.min_p;
+  s.default_repetition_penalty = d.repetition_penalty;
+  s.default_max_tokens = d.max_tokens;
   if (const tokenizer* tok = m.tok.get()) {
     // The most characters one token can stand for: a text prompt longer than this many times the
     // tokens that fit is refused without tokenizing it.
@@ -89,12 +119,12 @@ completion_plan plan_completion(const model_front& in, const openai_server_confi
     plan.stream = r.stream;
     plan.include_usage = r.stream_options && r.stream_options->include_usage;
     const bool tools = !r.tools_json.empty() && r.tool_choice != tool_choice_mode::none;
-    const std::optional<chat_template>& tmpl = tools && in.chat_tools ? in.chat_tools : in.chat;
+    const std::optional<chat_template> tmpl = template_for(in, r.chat_template, tools);
     if (!tmpl)
       throw server_error(400, "BadRequestError",
                          "As of transformers v4.44, default chat template is no longer allowed, so you must provide a "
                          "chat template if the tokenizer does not define one.");
-    const std::string messages = value_or_throw(render_messages_json(r.messages, content_format::string));
+    const std::string messages = value_or_throw(render_messages_json(r.messages, format_for(*tmpl, server)));
     chat_template_options options = in.chat_options;
     options.add_generation_prompt = r.add_generation_prompt;
     options.continue_final_message = r.continue_final_message;
@@ -153,15 +183,16 @@ std::string tokenize(const model_front& in, const openai_server_config& server, 
   if (!tok) throw bad_request("The model has no tokenizer.json");
   std::string text = r.prompt;
   if (r.is_chat) {
-    if (!in.chat) throw bad_request("The model has no chat template");
-    const std::string messages = value_or_throw(render_messages_json(r.messages, content_format::string));
+    const std::optional<chat_template> tmpl = template_for(in, r.chat_template, false);
+    if (!tmpl) throw bad_request("The model has no chat template");
+    const std::string messages = value_or_throw(render_messages_json(r.messages, format_for(*tmpl, server)));
     chat_template_options options = in.chat_options;
     options.add_generation_prompt = r.add_generation_prompt;
     options.continue_final_message = r.continue_final_message;
     options.tools_json = r.tools_json;
     options.extra_context_json = r.chat_template_kwargs_json;
     try {
-      text = in.chat->render(messages, options);
+      text = tmpl->render(messages, options);
     } catch (const user_error& err) {
       throw bad_request(err.what());
     }

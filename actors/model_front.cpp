@@ -22,12 +22,16 @@ model_front load_model_front(const model_front_options& o) {
   if (fs::exists(tok_dir / "tokenizer.json")) f.tok = std::make_unique<tokenizer>(tokenizer::from_file(tok_dir / "tokenizer.json"));
   const fs::path tokenizer_config = tok_dir / "tokenizer_config.json";
   if (!o.chat_template.empty()) {
-    f.chat = chat_template::from_file(o.chat_template);
+    f.chat = chat_template::from_flag(o.chat_template);
   } else if (fs::exists(tokenizer_config)) {
     f.chat = chat_template::from_tokenizer_config(tokenizer_config, false);
     f.chat_tools = chat_template::from_tokenizer_config(tokenizer_config, true);
   }
-  if (fs::exists(tokenizer_config)) f.chat_options = chat_template_options_from_tokenizer_config(tokenizer_config);
+  if (fs::exists(tokenizer_config)) {
+    f.chat_options = chat_template_options_from_tokenizer_config(tokenizer_config);
+    f.named_chats = chat_template::named_in_tokenizer_config(tokenizer_config);
+  }
+  f.sampling_defaults = resolve_generation_defaults(f.dir, o.generation_config, o.override_generation_config);
   const max_model_len_choice len = resolve_max_model_len(f.config, o.max_model_len, o.allow_long_max_model_len);
   if (!len.warning.empty()) spdlog::warn("{}", len.warning);
   f.max_model_len = len.value;

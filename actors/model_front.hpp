@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "runtime/chat/chat_template.hpp"
+#include "runtime/model/generation_config.hpp"
 #include "runtime/model/model_config.hpp"
 #include "runtime/tokenizer/tokenizer.hpp"
 
@@ -19,8 +20,13 @@ namespace troupe {
 struct model_front_options {
   std::string model;          // Hugging Face folder; empty: the built-in default model
   std::string tokenizer;      // folder of tokenizer.json and tokenizer_config.json; empty: the model's
-  std::string chat_template;  // a Jinja file overriding tokenizer_config.json's template
+  // vLLM's --chat-template: a Jinja file, or the template itself (chat_template::from_flag), overriding
+  // tokenizer_config.json's.
+  std::string chat_template;
   std::vector<std::string> served_model_names;  // empty: the model's path, else "troupe-default"
+  // vLLM's --generation-config (auto, vllm or a folder) and --override-generation-config (a JSON object).
+  std::string generation_config = "auto";
+  std::string override_generation_config;
   int64_t max_model_len = 0;  // 0: the model's
   bool allow_long_max_model_len = false;
 };
@@ -32,7 +38,11 @@ struct model_front {
   // The chat template, and the tool-use variant some tokenizer_config.json files carry, with the bos/eos
   // tokens a template may use.
   std::optional<chat_template> chat, chat_tools;
+  // The tokenizer's named templates (tokenizer_config.json's list form): a request's chat_template naming one
+  // renders with it, as transformers resolves the name.
+  std::vector<std::pair<std::string, chat_template>> named_chats;
   chat_template_options chat_options;
+  generation_defaults sampling_defaults;  // from generation_config.json and its override
   std::vector<std::string> served_model_names;  // never empty
   std::string root;           // /v1/models' root: the model as given, else the served name
   int64_t max_model_len = 0;  // resolved

@@ -143,6 +143,10 @@ model_weights load_model_weights(const model_config& c, ops& backend, dtype type
     if (c.qkv_bias)
       lw.qkv_bias = upload_new(backend, type, {qkv_rows},
                                stack({p + "self_attn.q_proj.bias", p + "self_attn.k_proj.bias", p + "self_attn.v_proj.bias"}));
+    if (c.qk_norm) {
+      lw.q_norm = upload_new(backend, type, {c.head_dim}, load(p + "self_attn.q_norm.weight"));
+      lw.k_norm = upload_new(backend, type, {c.head_dim}, load(p + "self_attn.k_norm.weight"));
+    }
     lw.o_proj4 = packed({p + "self_attn.o_proj.weight"});
     lw.o_proj8 = in_fp8({p + "self_attn.o_proj.weight"});
     if (lw.o_proj4.empty() && lw.o_proj8.empty()) lw.o_proj = upload_new(backend, type, {h, c.q_size()}, load(p + "self_attn.o_proj.weight"));
@@ -381,6 +385,7 @@ tensor model::compute_logits(int64_t num_tokens, int64_t num_logits, const atten
     attention_shape shape = shape_;
     shape.k_scale = k_scales_[static_cast<size_t>(l)];
     shape.v_scale = v_scales_[static_cast<size_t>(l)];
+    if (c.qk_norm) ops_.qk_norm(qkv, w.q_norm, w.k_norm, shape, eps);
     ops_.rope_write_kv(qkv, positions, cos_sin_, slots, k_cache_[l], v_cache_[l], shape);
     ops_.paged_attention(qkv, k_cache_[l], v_cache_[l], meta, shape, attn);
     linear(attn, w.o_proj, w.o_proj4, w.o_proj8, w.o_bias, hidden);

@@ -1,5 +1,5 @@
 #pragma once
-// The decoder forward pass (Llama / Mistral / Qwen2), written once over the op interface.
+// The decoder forward pass (Llama / Mistral / Qwen2 / Qwen3), written once over the op interface.
 
 #include <functional>
 #include <memory>
@@ -35,6 +35,7 @@ struct layer_weights {
   device_buffer input_norm;  // [H]
   device_buffer qkv;         // [(nH + 2 nKV) D, H]: q_proj, k_proj, v_proj stacked by rows
   device_buffer qkv_bias;    // [(nH + 2 nKV) D] or empty
+  device_buffer q_norm, k_norm;  // [D] each (Qwen3), or empty
   device_buffer o_proj;      // [H, nH D]
   device_buffer o_bias;      // [H] or empty
   device_buffer post_norm;   // [H]

@@ -114,6 +114,12 @@ public:
   // residual += x; x = rms_norm(residual) * weight.  x, residual [T, H] (both updated in place)
   virtual void add_rms_norm(const tensor& x, const tensor& residual, const tensor& weight, float eps) = 0;
 
+  // Qwen3's per-head RMS norm, in place: each of a token's nH q heads becomes rms_norm(head) * q_weight and
+  // each of its nKV k heads rms_norm(head) * k_weight; v is untouched. Runs after the q/k/v projection,
+  // before rope_write_kv. qkv [T, (nH + 2 nKV) D], q_weight and k_weight [D]; shape gives nH, nKV and D.
+  virtual void qk_norm(const tensor& qkv, const tensor& q_weight, const tensor& k_weight, const attention_shape& shape,
+                       float eps) = 0;
+
   // out = x · weightᵀ (+ bias); with accumulate, out += x · weightᵀ.
   // x [T, K], weight [N, K], bias [N] or empty, out [T, N]
   virtual void linear(const tensor& x, const tensor& weight, const tensor& bias, const tensor& out,

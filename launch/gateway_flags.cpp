@@ -34,6 +34,13 @@ void add_gateway_flags(CLI::App* cmd, gateway_flags& f) {
   cmd->add_option("--max-logprobs", o.max_logprobs, "Most logprobs a request may ask for (-1: the vocabulary)")->capture_default_str();
   cmd->add_flag("--enable-prompt-tokens-details", o.prompt_tokens_details,
                 "Usage reports the prompt tokens found in the prefix cache (prompt_tokens_details.cached_tokens)");
+  cmd->add_flag("--trust-request-chat-template", o.trust_request_chat_template,
+                "Requests may send their own chat template (chat_template, or chat_template_kwargs.chat_template)");
+  cmd->add_option("--chat-template-content-format", o.chat_template_content_format,
+                  "How message content reaches the template: string, openai (a list of {type, text} parts), or auto "
+                  "(openai for a template that loops over a message's content, else string)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"auto", "string", "openai"}));
   cmd->add_option("--root-path", o.root_path,
                   "Path prefix a path-routing proxy leaves on requests ('/api'): paths are served with and without it");
   cmd->add_option("--allowed-origins", f.allowed_origins, "CORS: origins allowed, a JSON list")->capture_default_str();

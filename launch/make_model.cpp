@@ -13,7 +13,7 @@ void register_make_model(CLI::App& app) {
   auto out = std::make_shared<std::string>();
   CLI::App* cmd = app.add_subcommand("make-model", "Write a Hugging Face model folder with random weights and a tokenizer");
   cmd->add_option("--out", *out, "Folder to write")->required();
-  cmd->add_option("--architecture", options->architecture, "qwen2, llama or mistral")->capture_default_str();
+  cmd->add_option("--architecture,--arch", options->architecture, "qwen2, qwen3, llama or mistral")->capture_default_str();
   cmd->add_option("--hidden-size", options->hidden_size)->capture_default_str()->check(CLI::PositiveNumber);
   cmd->add_option("--num-layers", options->num_layers)->capture_default_str()->check(CLI::PositiveNumber);
   cmd->add_option("--num-heads", options->num_heads)->capture_default_str()->check(CLI::PositiveNumber);

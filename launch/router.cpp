@@ -111,6 +111,14 @@ void register_router(CLI::App& app) {
   cmd->add_option("--tokenizer", m.tokenizer, "Folder of the tokenizer.json and tokenizer_config.json to use (default: the model's)");
   cmd->add_option("--served-model-name", m.served_model_names,
                   "Model names the API answers to, the first in responses and metrics (default: the model's path)");
+  cmd->add_option("--chat-template", m.chat_template,
+                  "The chat template: a Jinja file, or the template itself (default: the model's tokenizer_config.json)");
+  cmd->add_option("--generation-config", m.generation_config,
+                  "Default sampling parameters for requests that give none: auto (the model's generation_config.json), "
+                  "vllm (none), or a folder holding a generation_config.json")
+      ->capture_default_str();
+  cmd->add_option("--override-generation-config", m.override_generation_config,
+                  "A JSON object of default sampling parameters merged over --generation-config's");
   cmd->add_option("--max-model-len", m.max_model_len, "Context length (default: the model's; give the workers' when they set one)");
   cmd->add_option("--worker", f->workers,
                   "A worker: URL[,pool=NAME][,native=[HOST:]PORT] (repeatable): its HTTP API http://HOST:PORT, its pool, "

@@ -44,6 +44,25 @@ TEST(cpu_ops, embedding_shard_looks_up_its_own_rows_and_zeroes_the_others) {
   EXPECT_EQ(read(b, out), (std::vector<float>{20, 21, 0, 0, 10, 11, 0, 0}));
 }
 
+// Qwen3's q_norm / k_norm: two tokens of 2 q heads, 1 k head and 1 v head of 2. With eps 0.5, heads [3, 4]
+// and [-4, 3] have mean square 12.5, so they scale by 1/sqrt(13) = 0.2773501; [1, -1] by 1/sqrt(1.5) =
+// 0.8164966; [2, 2] by 1/sqrt(4.5) = 0.4714045; [0, 0] stays 0. The q weight is ones, the k weight [1, 0.5];
+// v is untouched.
+TEST(cpu_ops, qk_norm_normalizes_each_q_and_k_head_by_its_own_rms_and_leaves_v) {
+  cpu_ops b;
+  //                           q0      q1      k       v
+  auto qkv = f32(b, {2, 8}, {3, 4,  1, -1,  2, 2,  7, 8,
+                             0, 0,  -4, 3,  1, -1, 9, 9});
+  auto ones = f32(b, {2}, {1, 1});
+  auto k_weight = f32(b, {2}, {1, 0.5f});
+  b.qk_norm(qkv, ones, k_weight, attention_shape{2, 1, 2, 16, 1.0f}, 0.5f);
+  const std::vector<float> expected{0.8320503f, 1.1094004f, 0.8164966f, -0.8164966f, 0.9428090f, 0.4714045f, 7, 8,
+                                    0, 0, -1.1094004f, 0.8320503f, 0.8164966f, -0.4082483f, 9, 9};
+  const std::vector<float> got = read(b, qkv);
+  ASSERT_EQ(got.size(), expected.size());
+  for (size_t i = 0; i < got.size(); ++i) EXPECT_NEAR(got[i], expected[i], 1e-6) << "element " << i;
+}
+
 TEST(cpu_ops, copy_columns_keeps_the_first_columns_of_each_row) {
   cpu_ops b;
   auto x = f32(b, {2, 3}, {1, 2, 3, 4, 5, 6});

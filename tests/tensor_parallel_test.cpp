@@ -60,6 +60,24 @@ std::vector<std::vector<int32_t>> some_prompts(int64_t vocab) {
   return prompts;
 }
 
+// The model split over `tp` CPU ranks gives the whole model's logits on every rank (all ranks alike) for
+// some prompts, and its greedy tokens over 12 steps.
+void expect_split_gives_the_whole_models_output(const model_config& config, int tp, const checkpoint* ckpt) {
+  split_model whole = on_cpus(config, 1, ckpt), split = on_cpus(config, tp, ckpt);
+  const auto prompts = some_prompts(config.vocab_size);
+  std::vector<std::pair<std::vector<int32_t>, int32_t>> seqs;
+  for (const auto& p : prompts) seqs.push_back({p, 0});
+  const auto expected = whole.forward(make_step(seqs))[0];
+  const auto got = split.forward(make_step(seqs));
+  for (size_t r = 0; r < got.size(); ++r) {
+    ASSERT_EQ(got[r].size(), expected.size()) << "rank " << r;
+    EXPECT_LT(relative_error(got[r], expected), 1e-5) << "rank " << r;
+    EXPECT_EQ(got[r], got[0]) << "rank " << r << " differs from rank 0";
+  }
+  split_model whole_again = on_cpus(config, 1, ckpt), split_again = on_cpus(config, tp, ckpt);
+  EXPECT_EQ(greedy(split_again, prompts, 12), greedy(whole_again, prompts, 12));
+}
+
 struct case_name {
   std::string checkpoint;
   int tp;
@@ -71,23 +89,8 @@ class split_reference_model : public ::testing::TestWithParam<case_name> {};
 
 TEST_P(split_reference_model, gives_the_whole_models_greedy_tokens_and_logits) {
   const fs::path dir = fs::path(TROUPE_TEST_DATA) / "reference" / GetParam().checkpoint;
-  const model_config config = model_config::from_dir(dir);
   const checkpoint ckpt = checkpoint::open(dir);
-  split_model whole = on_cpus(config, 1, &ckpt), split = on_cpus(config, GetParam().tp, &ckpt);
-
-  const auto prompts = some_prompts(config.vocab_size);
-  std::vector<std::pair<std::vector<int32_t>, int32_t>> seqs;
-  for (const auto& p : prompts) seqs.push_back({p, 0});
-  const auto expected = whole.forward(make_step(seqs))[0];
-  const auto got = split.forward(make_step(seqs));
-  for (size_t r = 0; r < got.size(); ++r) {
-    ASSERT_EQ(got[r].size(), expected.size()) << "rank " << r;
-    EXPECT_LT(relative_error(got[r], expected), 1e-5) << "rank " << r;
-    EXPECT_EQ(got[r], got[0]) << "rank " << r << " differs from rank 0";
-  }
-
-  split_model whole_again = on_cpus(config, 1, &ckpt), split_again = on_cpus(config, GetParam().tp, &ckpt);
-  EXPECT_EQ(greedy(split_again, prompts, 12), greedy(whole_again, prompts, 12));
+  expect_split_gives_the_whole_models_output(model_config::from_dir(dir), GetParam().tp, &ckpt);
 }
 
 // llama3_rope_bf16 has one KV head (replicated at 2 and 4) and q/k/v/o biases; llama_f32 and
@@ -120,6 +123,17 @@ TEST(split_model, a_vocabulary_that_needs_padding_rows_gives_the_whole_models_to
 
   split_model whole_again = on_cpus(config, 1, nullptr), split_again = on_cpus(config, 3, nullptr);
   EXPECT_EQ(greedy(split_again, prompts, 10), greedy(whole_again, prompts, 10));
+}
+
+TEST(split_model, a_qwen3_split_over_two_ranks_gives_the_whole_models_tokens_with_its_norms_on_every_rank) {
+  // head_dim 32 while hidden / heads is 16; 4 q heads and 2 KV heads split 2 ways; q_norm and k_norm whole.
+  model_config config = model_config::from_json(
+      R"({"architectures": ["Qwen3ForCausalLM"], "hidden_size": 64, "num_hidden_layers": 2,
+          "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 32, "intermediate_size": 96,
+          "vocab_size": 300, "max_position_embeddings": 256, "tie_word_embeddings": true})",
+      "test");
+  ASSERT_TRUE(config.qk_norm);
+  expect_split_gives_the_whole_models_output(config, 2, nullptr);
 }
 
 TEST(split_model, a_step_that_samples_no_row_runs_on_every_rank) {

@@ -163,6 +163,16 @@ void check_norms(checker& c, dtype t) {
     const double e = std::max(c.error(x), c.error(res));
     report("add_rms_norm", t, "T,H=" + dims({rows, hidden}), e, tolerance_for(t));
   }
+  // Qwen3's per-head q/k norm in place (v untouched, poisoned values would show): Qwen3-8B's heads on one
+  // GPU (32 + 8 of 128), a prefill of them, and a small head that leaves lanes of the warp idle.
+  for (auto [tokens, heads, kv_heads, d] : {std::tuple{1, 32, 8, 128}, {77, 32, 8, 128}, {3, 4, 1, 24}}) {
+    const attention_shape s{heads, kv_heads, d, 16, 1.0f};
+    auto qkv = c.random(t, {tokens, (heads + 2 * kv_heads) * d}, 3.0f);
+    auto qw = c.random(t, {d}, 0.5f), kw = c.random(t, {d}, 0.5f);
+    c.cpu.qk_norm(qkv.cpu, qw.cpu, kw.cpu, s, 1e-6f);
+    c.gpu.qk_norm(qkv.gpu, qw.gpu, kw.gpu, s, 1e-6f);
+    report("qk_norm", t, "T,nH,nKV,D=" + dims({tokens, heads, kv_heads, d}), c.error(qkv), tolerance_for(t));
+  }
 }
 
 void check_linear(checker& c, dtype t) {

@@ -91,6 +91,23 @@ void cpu_ops::add_rms_norm(const tensor& x, const tensor& residual, const tensor
   rms_norm(residual, weight, eps, x);
 }
 
+void cpu_ops::qk_norm(const tensor& qkv, const tensor& q_weight, const tensor& k_weight, const attention_shape& shape,
+                      float eps) {
+  require_f32(qkv, "qk_norm");
+  const int64_t tokens = qkv.dim(0), width = qkv.dim(1), d = shape.head_dim;
+  const int64_t heads = int64_t{shape.num_heads} + shape.num_kv_heads;
+  for (int64_t t = 0; t < tokens; ++t)
+    for (int64_t h = 0; h < heads; ++h) {
+      // q heads then k heads, side by side at the start of the row.
+      float* x = qkv.as<float>() + t * width + h * d;
+      const float* w = (h < shape.num_heads ? q_weight : k_weight).as<float>();
+      double sum_sq = 0;
+      for (int64_t i = 0; i < d; ++i) sum_sq += double(x[i]) * x[i];
+      const float inv = 1.0f / std::sqrt(static_cast<float>(sum_sq / d) + eps);
+      for (int64_t i = 0; i < d; ++i) x[i] = w[i] * (x[i] * inv);
+    }
+}
+
 void cpu_ops::linear(const tensor& x, const tensor& weight, const tensor& bias, const tensor& out, bool accumulate) {
   require_f32(x, "linear");
   require_f32(weight, "linear");

@@ -21,6 +21,8 @@ public:
   void embedding_shard(const tensor& ids, const tensor& table, int64_t first_id, const tensor& out) override;
   void rms_norm(const tensor& x, const tensor& weight, float eps, const tensor& out) override;
   void add_rms_norm(const tensor& x, const tensor& residual, const tensor& weight, float eps) override;
+  void qk_norm(const tensor& qkv, const tensor& q_weight, const tensor& k_weight, const attention_shape& shape,
+               float eps) override;
   void linear(const tensor& x, const tensor& weight, const tensor& bias, const tensor& out,
               bool accumulate) override;
   void linear_int4(const tensor& x, const int4_device_weight& w, const tensor& bias, const tensor& out) override;

@@ -245,6 +245,12 @@ void cuda_ops::add_rms_norm(const tensor& x, const tensor& residual, const tenso
   cuda::launch_add_rms_norm(x, residual, weight, eps, ctx_->stream);
 }
 
+void cuda_ops::qk_norm(const tensor& qkv, const tensor& q_weight, const tensor& k_weight, const attention_shape& shape,
+                       float eps) {
+  op_scope p(ctx_->profiler, op_profiler::other, ctx_->stream);
+  cuda::launch_qk_norm(qkv, q_weight, k_weight, shape, eps, ctx_->stream);
+}
+
 void cuda_ops::linear(const tensor& x, const tensor& weight, const tensor& bias, const tensor& out, bool accumulate) {
   op_scope p(ctx_->profiler, op_profiler::gemm, ctx_->stream);
   cublaslt_linear(*ctx_, x, weight, bias, out, accumulate);

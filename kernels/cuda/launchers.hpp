@@ -46,6 +46,10 @@ void launch_rms_norm(const tensor& x, const tensor& weight, float eps, const ten
 // residual += x (rounded to the residual's dtype); x = rms_norm(residual) * weight.  x, residual [T, H]
 void launch_add_rms_norm(const tensor& x, const tensor& residual, const tensor& weight, float eps, cudaStream_t stream);
 
+// Qwen3's per-head RMS norm of q and k in place; see ops::qk_norm.
+void launch_qk_norm(const tensor& qkv, const tensor& q_weight, const tensor& k_weight, const attention_shape& shape,
+                    float eps, cudaStream_t stream);
+
 // out = silu(x[:, :I]) * x[:, I:].  x [T, 2I], out [T, I]
 void launch_silu_and_mul(const tensor& x, const tensor& out, cudaStream_t stream);
 

@@ -1,4 +1,5 @@
-// RMS norm, and the fused residual add + RMS norm that ends every attention and MLP block.
+// RMS norm, the fused residual add + RMS norm that ends every attention and MLP block, and Qwen3's
+// per-head RMS norm of q and k.
 
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/launchers.hpp"
@@ -62,6 +63,28 @@ __global__ void __launch_bounds__(kThreads) add_rms_norm_kernel(T* __restrict__ 
   }
 }
 
+constexpr int kHeadsPerBlock = 4;  // one warp per head
+
+// Qwen3's q_norm / k_norm: warp w of block b normalizes head row b * kHeadsPerBlock + w of the
+// [T * (nH + nKV)] q and k head rows, in place; the sum of squares in fp32.
+template <class T>
+__global__ void __launch_bounds__(32 * kHeadsPerBlock) qk_norm_kernel(T* qkv, const T* __restrict__ q_weight,
+                                                                      const T* __restrict__ k_weight, int64_t num_rows,
+                                                                      int heads_per_token, int num_q_heads, int64_t width,
+                                                                      int head_dim, float eps) {
+  const int lane = threadIdx.x % 32;
+  const int64_t row = static_cast<int64_t>(blockIdx.x) * kHeadsPerBlock + threadIdx.x / 32;
+  if (row >= num_rows) return;
+  const int64_t token = row / heads_per_token;
+  const int head = static_cast<int>(row % heads_per_token);
+  T* x = qkv + token * width + static_cast<int64_t>(head) * head_dim;  // k heads follow the q heads
+  const T* w = head < num_q_heads ? q_weight : k_weight;
+  float sum_sq = 0.0f;
+  for (int i = lane; i < head_dim; i += 32) sum_sq += to_float(x[i]) * to_float(x[i]);
+  const float inv = rsqrtf(warp_sum(sum_sq) / head_dim + eps);
+  for (int i = lane; i < head_dim; i += 32) x[i] = from_float<T>(to_float(w[i]) * (to_float(x[i]) * inv));
+}
+
 void check_norm_args(const tensor& x, const tensor& weight, const tensor& out, const char* op) {
   if (x.type != weight.type || x.type != out.type)
     throw std::invalid_argument(std::string("cuda ") + op + ": x, weight and output must share a dtype");
@@ -85,6 +108,27 @@ void launch_rms_norm(const tensor& x, const tensor& weight, float eps, const ten
       rms_norm_kernel<T, 1><<<static_cast<unsigned>(rows), kThreads, 0, stream>>>(x.as<T>(), weight.as<T>(), out.as<T>(), h, eps);
   });
   check_launch("rms_norm");
+}
+
+void launch_qk_norm(const tensor& qkv, const tensor& q_weight, const tensor& k_weight, const attention_shape& shape,
+                    float eps, cudaStream_t stream) {
+  const int64_t d = shape.head_dim, heads = int64_t{shape.num_heads} + shape.num_kv_heads;
+  if (qkv.type != q_weight.type || qkv.type != k_weight.type)
+    throw std::invalid_argument("cuda qk_norm: qkv, q_weight and k_weight must share a dtype");
+  if (q_weight.numel() != d || k_weight.numel() != d || qkv.dim(-1) != (heads + shape.num_kv_heads) * d)
+    throw std::invalid_argument("cuda qk_norm: qkv " + shape_of(qkv) + ", q_weight " + shape_of(q_weight) +
+                                ", k_weight " + shape_of(k_weight) + " for heads " + std::to_string(shape.num_heads) +
+                                "+" + std::to_string(shape.num_kv_heads) + " of " + std::to_string(d));
+  const int64_t rows = qkv.dim(0) * heads;
+  if (rows == 0) return;
+  dispatch_float(qkv.type, "qk_norm", [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    const auto blocks = static_cast<unsigned>((rows + kHeadsPerBlock - 1) / kHeadsPerBlock);
+    qk_norm_kernel<T><<<blocks, 32 * kHeadsPerBlock, 0, stream>>>(qkv.as<T>(), q_weight.as<T>(), k_weight.as<T>(), rows,
+                                                                 static_cast<int>(heads), shape.num_heads, qkv.dim(-1),
+                                                                 static_cast<int>(d), eps);
+  });
+  check_launch("qk_norm");
 }
 
 void launch_add_rms_norm(const tensor& x, const tensor& residual, const tensor& weight, float eps, cudaStream_t stream) {

@@ -151,6 +151,31 @@ chat_template chat_template::from_file(const std::filesystem::path& path) {
   return parse(read_file(path, "chat template"));
 }
 
+chat_template chat_template::from_flag(std::string_view value) {
+  const std::filesystem::path path{std::string(value)};
+  std::error_code ec;
+  if (!value.empty() && std::filesystem::is_regular_file(path, ec)) return from_file(path);
+  // vLLM takes a value that cannot be opened as the template itself only when it looks like one.
+  if (value.find_first_of("{}\n") == std::string_view::npos)
+    throw user_error("The supplied chat template (" + std::string(value) +
+                     ") looks like a file path, but it failed to be opened. Reason: [Errno 2] No such file or "
+                     "directory: '" + std::string(value) + "'");
+  return parse(value);
+}
+
+std::vector<std::pair<std::string, chat_template>> chat_template::named_in_tokenizer_config(
+    const std::filesystem::path& tokenizer_config_json) {
+  const nlohmann::json config = read_json_file(tokenizer_config_json);
+  std::vector<std::pair<std::string, chat_template>> named;
+  const auto it = config.find("chat_template");
+  if (it == config.end() || !it->is_array()) return named;
+  for (const auto& entry : *it)
+    if (entry.is_object() && entry.contains("name") && entry["name"].is_string() && entry.contains("template") &&
+        entry["template"].is_string())
+      named.emplace_back(entry["name"].get<std::string>(), parse(entry["template"].get<std::string>()));
+  return named;
+}
+
 std::optional<chat_template> chat_template::from_tokenizer_config(const std::filesystem::path& tokenizer_config_json,
                                                                   bool want_tool_use) {
   std::filesystem::path dir = tokenizer_config_json.parent_path();

@@ -14,6 +14,8 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 namespace troupe {
 
@@ -49,6 +51,18 @@ public:
   // and like parse when it does not parse.
   static chat_template from_file(const std::filesystem::path& path);
 
+  // The named templates of tokenizer_config.json's "chat_template" when it is a list of {name, template}
+  // (empty for a single template or none), in the file's order: transformers' apply_chat_template takes a
+  // chat_template argument that is one of these names as that template. Throws like from_tokenizer_config.
+  static std::vector<std::pair<std::string, chat_template>> named_in_tokenizer_config(
+      const std::filesystem::path& tokenizer_config_json);
+
+  // vLLM's load_chat_template for --chat-template: the file `value` names when it can be opened, else
+  // `value` itself as the template when it holds '{', '}' or a newline. Throws user_error "The supplied
+  // chat template (<value>) looks like a file path, but it failed to be opened..." otherwise, and like
+  // parse for a template that does not parse.
+  static chat_template from_flag(std::string_view value);
+
   // The model's template from tokenizer_config.json's "chat_template": a string, or a list of
   // {name, template} where "tool_use" is taken when want_tool_use and present, else "default". Without
   // one there, chat_template.jinja (or chat_template.json) beside the file, as newer checkpoints ship
@@ -65,6 +79,12 @@ public:
   // globals (range, namespace, dict, raise_exception, strftime_now): what transformers' compiled
   // template.render(**context) gives, without apply_chat_template's checks. Throws like render.
   std::string render_context(std::string_view context_json, const chat_template_options& options = {}) const;
+
+  // Whether the template loops over a message's content ({% for part in message['content'] %}), tracing
+  // `messages` and `message` through sets and loops as vLLM's _detect_content_format does: such a
+  // template wants content as a list of {type, text} parts (vLLM's "openai" content format), any other
+  // a string ("string").
+  bool loops_over_message_content() const;
 
   // The template source as given.
   const std::string& source() const { return *source_; }

@@ -52,6 +52,7 @@ architecture parse_architecture(const parse_context& c, std::string& name) {
     if (type == "llama") name = "LlamaForCausalLM";
     else if (type == "mistral") name = "MistralForCausalLM";
     else if (type == "qwen2") name = "Qwen2ForCausalLM";
+    else if (type == "qwen3") name = "Qwen3ForCausalLM";
     else name = type;
   } else {
     c.fail("neither 'architectures' nor 'model_type' is given");
@@ -59,8 +60,9 @@ architecture parse_architecture(const parse_context& c, std::string& name) {
   if (name == "LlamaForCausalLM") return architecture::llama;
   if (name == "MistralForCausalLM") return architecture::mistral;
   if (name == "Qwen2ForCausalLM") return architecture::qwen2;
+  if (name == "Qwen3ForCausalLM") return architecture::qwen3;
   c.fail("architecture '" + name +
-         "' is not supported; supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM");
+         "' is not supported; supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM");
 }
 
 rope_config parse_rope(const parse_context& c) {
@@ -134,13 +136,15 @@ std::string_view architecture_name(architecture arch) {
     case architecture::llama: return "LlamaForCausalLM";
     case architecture::mistral: return "MistralForCausalLM";
     case architecture::qwen2: return "Qwen2ForCausalLM";
+    case architecture::qwen3: return "Qwen3ForCausalLM";
   }
   return "?";
 }
 
 int64_t model_config::num_parameters() const {
   const int64_t attn = hidden_size * (q_size() + 2 * kv_size()) + q_size() * hidden_size +
-                       (qkv_bias ? q_size() + 2 * kv_size() : 0) + (o_bias ? hidden_size : 0);
+                       (qkv_bias ? q_size() + 2 * kv_size() : 0) + (o_bias ? hidden_size : 0) +
+                       (qk_norm ? 2 * head_dim : 0);
   const int64_t mlp = 3 * hidden_size * intermediate_size;
   const int64_t per_layer = attn + mlp + 2 * hidden_size;
   return num_layers * per_layer + vocab_size * hidden_size * (tie_word_embeddings ? 1 : 2) + hidden_size;
@@ -191,6 +195,14 @@ model_config model_config::from_json(std::string_view json_text, const std::stri
     case architecture::mistral:
       if (c.has("sliding_window")) m.sliding_window = c.positive_int("sliding_window");
       break;
+    case architecture::qwen3:
+      // Qwen3Attention: q/k/v and o_proj biases only with attention_bias; q_norm and k_norm always.
+      m.qkv_bias = c.bool_or("attention_bias", false);
+      m.o_bias = m.qkv_bias;
+      m.qk_norm = true;
+      if (c.bool_or("use_sliding_window", false))
+        c.fail("'use_sliding_window': true is not supported for Qwen3ForCausalLM");
+      break;
   }
   m.rope = parse_rope(c);
   if (c.has("torch_dtype") && j.at("torch_dtype").is_string()) m.torch_dtype = j.at("torch_dtype").get<std::string>();
@@ -222,7 +234,10 @@ model_config model_config::from_dir(const std::filesystem::path& dir) {
 std::string model_config::to_json() const {
   json j;
   j["architectures"] = json::array({std::string(troupe::architecture_name(arch))});
-  j["model_type"] = arch == architecture::qwen2 ? "qwen2" : arch == architecture::mistral ? "mistral" : "llama";
+  j["model_type"] = arch == architecture::qwen2   ? "qwen2"
+                    : arch == architecture::qwen3 ? "qwen3"
+                    : arch == architecture::mistral ? "mistral"
+                                                    : "llama";
   j["hidden_size"] = hidden_size;
   j["num_hidden_layers"] = num_layers;
   j["num_attention_heads"] = num_heads;
@@ -236,7 +251,7 @@ std::string model_config::to_json() const {
   j["hidden_act"] = "silu";
   j["torch_dtype"] = torch_dtype;
   j["rope_theta"] = rope.theta;
-  if (arch == architecture::llama) j["attention_bias"] = qkv_bias;
+  if (arch == architecture::llama || arch == architecture::qwen3) j["attention_bias"] = qkv_bias;
   if (arch == architecture::mistral) j["sliding_window"] = sliding_window ? json(*sliding_window) : json(nullptr);
   switch (rope.type) {
     case rope_config::kind::default_: j["rope_scaling"] = nullptr; break;

@@ -4,7 +4,7 @@
 // sharding plan, and the random model `troupe make-model` writes. May include runtime/error.hpp and
 // runtime/tokenizer/ (the random model trains its tokenizer).
 //
-// The shape of a Hugging Face decoder model, read from its config.json.
+// The shape of a Hugging Face decoder model (Llama, Mistral, Qwen2, Qwen3), read from its config.json.
 
 #include <cstdint>
 #include <filesystem>
@@ -17,7 +17,7 @@
 
 namespace troupe {
 
-enum class architecture { llama, mistral, qwen2 };
+enum class architecture { llama, mistral, qwen2, qwen3 };
 
 // Rotary embedding settings, from `rope_theta` + `rope_scaling` (most Hub checkpoints) or
 // `rope_parameters` (transformers 5).
@@ -45,7 +45,10 @@ struct model_config {
   double rms_norm_eps = 1e-6;
   bool tie_word_embeddings = false;
   bool qkv_bias = false;  // Qwen2 always; Llama when `attention_bias`
-  bool o_bias = false;    // Llama when `attention_bias` (Qwen2 has none on o_proj)
+  bool o_bias = false;    // Llama and Qwen3 when `attention_bias` (Qwen2 has none on o_proj)
+  // Qwen3: an RMS norm of each q and k head (q_norm, k_norm weights of head_dim) after the projections,
+  // before RoPE.
+  bool qk_norm = false;
   std::optional<int64_t> sliding_window;  // Mistral; attention sees this many most recent positions
   rope_config rope;
   std::string torch_dtype = "bfloat16";  // the checkpoint's declared dtype

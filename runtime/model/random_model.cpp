@@ -34,10 +34,13 @@ void write_file(const fs::path& path, const std::string& text) {
 }
 
 model_config config_for(const make_model_options& o, int64_t vocab_size, int32_t eos_id) {
-  std::string arch = o.architecture == "qwen2" ? "Qwen2ForCausalLM"
-                     : o.architecture == "llama" ? "LlamaForCausalLM"
-                     : o.architecture == "mistral" ? "MistralForCausalLM" : "";
-  if (arch.empty()) throw user_error("--architecture must be qwen2, llama or mistral, got '" + o.architecture + "'");
+  std::string arch = o.architecture == "qwen2"     ? "Qwen2ForCausalLM"
+                     : o.architecture == "qwen3"   ? "Qwen3ForCausalLM"
+                     : o.architecture == "llama"   ? "LlamaForCausalLM"
+                     : o.architecture == "mistral" ? "MistralForCausalLM"
+                                                   : "";
+  if (arch.empty())
+    throw user_error("--architecture must be qwen2, qwen3, llama or mistral, got '" + o.architecture + "'");
   nlohmann::json j = {{"architectures", {arch}},
                       {"hidden_size", o.hidden_size},
                       {"num_hidden_layers", o.num_layers},

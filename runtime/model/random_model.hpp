@@ -10,7 +10,7 @@
 namespace troupe {
 
 struct make_model_options {
-  std::string architecture = "qwen2";  // qwen2 | llama | mistral
+  std::string architecture = "qwen2";  // qwen2 | qwen3 | llama | mistral
   int64_t hidden_size = 128;
   int64_t num_layers = 4;
   int64_t num_heads = 4;

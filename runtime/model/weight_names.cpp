@@ -38,6 +38,10 @@ std::vector<weight_spec> hf_weight_specs(const model_config& c) {
     }
     specs.push_back({p + "self_attn.o_proj.weight", {h, c.q_size()}, k::matrix});
     if (c.o_bias) specs.push_back({p + "self_attn.o_proj.bias", {h}, k::bias});
+    if (c.qk_norm) {  // Qwen3Attention's modules after o_proj
+      specs.push_back({p + "self_attn.q_norm.weight", {c.head_dim}, k::norm});
+      specs.push_back({p + "self_attn.k_norm.weight", {c.head_dim}, k::norm});
+    }
     specs.push_back({p + "post_attention_layernorm.weight", {h}, k::norm});
     specs.push_back({p + "mlp.gate_proj.weight", {c.intermediate_size, h}, k::matrix});
     specs.push_back({p + "mlp.up_proj.weight", {c.intermediate_size, h}, k::matrix});

@@ -434,6 +434,29 @@ std::optional<api_error> refuse_unsupported(const pjson& data, bool /*chat*/) {
 
 } // namespace openai_detail
 
+namespace {
+
+// vLLM's _validate_chat_template: a request's own template (chat_template, or chat_template_kwargs'
+// chat_template, which transformers would take over it) needs --trust-request-chat-template. With it,
+// the kwargs' template becomes the request's.
+std::optional<api_error> check_request_chat_template(std::optional<std::string>& chat_template, const pjson* kwargs,
+                                                     const openai_server_config& server) {
+  const pjson* in_kwargs = kwargs && kwargs->is_object() ? get(*kwargs, "chat_template") : nullptr;
+  if (in_kwargs && in_kwargs->is_null()) in_kwargs = nullptr;
+  if (!chat_template && !in_kwargs) return std::nullopt;
+  if (!server.trust_request_chat_template)
+    return bad_request(
+        "Chat template is passed with request, but --trust-request-chat-template is not set. Refused request with "
+        "untrusted chat template.");
+  if (in_kwargs) {
+    if (!in_kwargs->is_string()) return bad_request("chat_template_kwargs.chat_template must be a string");
+    chat_template = in_kwargs->get<std::string>();
+  }
+  return std::nullopt;
+}
+
+} // namespace
+
 checked<chat_request> parse_chat_request(std::string_view body, const openai_server_config& server) {
   checked_body decoded = decode_body(body);
   if (decoded.error) return *decoded.error;
@@ -504,12 +527,7 @@ checked<chat_request> parse_chat_request(std::string_view body, const openai_ser
   if (auto e = check_model(r.model, server)) return *e;
   if (bounds.first) return *bounds.first;
   if (auto e = check_num_sequences(get(data, "n"), r.n.value_or(1), 1, server)) return *e;
-  const pjson* kwargs = get(data, "chat_template_kwargs");
-  if (r.chat_template || (kwargs && kwargs->is_object() && get(*kwargs, "chat_template") &&
-                          !get(*kwargs, "chat_template")->is_null()))
-    return bad_request(
-        "Chat template is passed with request, but --trust-request-chat-template is not set. Refused request with "
-        "untrusted chat template.");
+  if (auto e = check_request_chat_template(r.chat_template, get(data, "chat_template_kwargs"), server)) return *e;
   if (r.tool_choice == tool_choice_mode::auto_ && !server.enable_auto_tool_choice)
     return bad_request("\"auto\" tool choice requires --enable-auto-tool-choice and --tool-call-parser to be set");
   if (r.messages.empty()) return bad_request("[] is too short - 'messages'", "messages");
@@ -628,10 +646,7 @@ checked<tokenize_request> parse_tokenize_request(std::string_view body, const op
   }
   if (auto e = check_model(r.model, server)) return *e;
   if (r.is_chat) {
-    if (r.chat_template)
-      return bad_request(
-          "Chat template is passed with request, but --trust-request-chat-template is not set. Refused request "
-          "with untrusted chat template.");
+    if (auto e = check_request_chat_template(r.chat_template, get(data, "chat_template_kwargs"), server)) return *e;
     if (deferred) return *deferred;
   }
   return r;

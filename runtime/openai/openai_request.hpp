@@ -86,6 +86,11 @@ struct openai_server_config {
   // The longest token's characters (0: unknown): a text prompt with more characters than this many
   // times the tokens that fit is refused before it is tokenized (check_prompt_characters).
   int64_t max_chars_per_token = 0;
+  // vLLM's --trust-request-chat-template: without it a request that sends a chat template is refused.
+  bool trust_request_chat_template = false;
+  // vLLM's --chat-template-content-format as given: "auto" (each template decides, see
+  // chat_template::loops_over_message_content), "string" or "openai".
+  std::string chat_template_content_format = "auto";
   // vLLM's --enable-auto-tool-choice: tool_choice "auto" (the default with tools) is refused without it.
   bool enable_auto_tool_choice = false;
   std::string tool_call_parser;   // --tool-call-parser ("" none): reads tool calls out of "auto" outputs

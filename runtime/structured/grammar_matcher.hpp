@@ -38,10 +38,13 @@ struct structured_output {
 
 // The vocabulary as the grammar engine sees it: each token's bytes (byte-level BPE and SentencePiece pieces
 // decoded to raw bytes), which ids end generation (EOS and the model's stop ids), and which are special
-// (never allowed inside constrained text). Built once per model.
+// (never allowed inside constrained text). Built once per model. vocab_size: the model's vocabulary when it
+// is larger than the tokenizer's (Qwen3: 151,936 logits for 151,669 tokens); the ids past the tokenizer's
+// are never allowed. 0: the tokenizer's.
 class token_vocabulary;
 std::shared_ptr<const token_vocabulary> make_token_vocabulary(const tokenizer& tok,
-                                                              std::span<const int32_t> end_ids);
+                                                              std::span<const int32_t> end_ids,
+                                                              int32_t vocab_size = 0);
 
 class compiled_grammar;
 

@@ -277,6 +277,14 @@ std::string tokenizer::decode(std::span<const int32_t> ids, bool skip_special_to
   return text;
 }
 
+std::string tokenizer::token_bytes(int32_t id) const {
+  if (id < 0 || id >= vocab_size() || !impl_->known[id]) return std::string();
+  std::string bytes = impl_->tokens[id];
+  bool fused = false;
+  if (impl_->decoder) impl_->decoder->token_bytes(bytes, fused);
+  return bytes;
+}
+
 int32_t tokenizer::vocab_size() const { return static_cast<int32_t>(impl_->tokens.size()); }
 
 std::optional<int32_t> tokenizer::token_to_id(std::string_view token) const {

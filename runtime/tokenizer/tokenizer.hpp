@@ -38,6 +38,11 @@ public:
   // The text of ids; ids out of range are left out, and so are special tokens when skip_special_tokens.
   std::string decode(std::span<const int32_t> ids, bool skip_special_tokens = false) const;
 
+  // The raw bytes id stands for in the middle of a text (byte-level characters mapped back to bytes,
+  // SentencePiece's ▁ as a space, <0xNN> as its byte; no U+FFFD repair of partial characters): what
+  // constrained decoding matches grammars against. "" for ids out of range.
+  std::string token_bytes(int32_t id) const;
+
   // Largest id + 1, counting added tokens.
   int32_t vocab_size() const;
   // The id of a vocabulary entry or added token (added tokens win).

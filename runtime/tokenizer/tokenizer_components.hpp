@@ -38,6 +38,10 @@ public:
   virtual ~decoder() = default;
   // HF's decode_chain: maps the list of token strings to a new list; the caller joins the result.
   virtual void decode_chain(std::vector<std::string>& tokens) const = 0;
+  // The raw bytes one token stands for in the middle of a longer text (constrained decoding matches
+  // grammars against them): decode_chain's mapping without the lossy repair of partial UTF-8 characters.
+  // fused: set by a Fuse step, after which a Strip acts on the text's edges only and leaves the token alone.
+  virtual void token_bytes(std::string& token, bool& fused) const = 0;
 };
 
 class post_processor {

@@ -34,6 +34,17 @@ public:
     }
     tokens.assign(1, utf8::make_valid(bytes));
   }
+  void token_bytes(std::string& token, bool&) const override {
+    std::string bytes;
+    for (std::size_t pos = 0; pos < token.size();) {
+      char32_t c;
+      pos += utf8::decode_at(token, pos, c);
+      const int byte = byte_level_byte(c);
+      if (byte < 0) return; // an added token outside the byte alphabet stands for its own text
+      bytes.push_back(static_cast<char>(byte));
+    }
+    token = std::move(bytes);
+  }
 };
 
 class metaspace_decoder final : public decoder {
@@ -56,6 +67,20 @@ public:
       }
       tokens[i] = std::move(out);
     }
+  }
+  void token_bytes(std::string& token, bool&) const override {
+    std::string out;
+    for (std::size_t pos = 0; pos < token.size();) {
+      char32_t c;
+      const std::size_t length = utf8::decode_at(token, pos, c);
+      if (c == replacement_) {
+        out += ' ';
+      } else {
+        out.append(token, pos, length);
+      }
+      pos += length;
+    }
+    token = std::move(out);
   }
 
 private:
@@ -80,6 +105,11 @@ public:
       out.append(token, last, std::string::npos);
       token = std::move(out);
     }
+  }
+  void token_bytes(std::string& token, bool&) const override {
+    std::vector<std::string> one{std::move(token)};
+    decode_chain(one);
+    token = std::move(one[0]);
   }
 
 private:
@@ -132,6 +162,9 @@ public:
     flush_run();
     tokens = std::move(out);
   }
+  void token_bytes(std::string& token, bool&) const override {
+    if (const int byte = fallback_byte(token); byte >= 0) token.assign(1, static_cast<char>(byte));
+  }
 };
 
 class fuse_decoder final : public decoder {
@@ -141,6 +174,7 @@ public:
     for (const std::string& token : tokens) joined += token;
     tokens.assign(1, std::move(joined));
   }
+  void token_bytes(std::string&, bool& fused) const override { fused = true; }
 };
 
 class strip_decoder final : public decoder {
@@ -174,6 +208,12 @@ public:
       token = token.substr(offsets[start_cut], offsets[stop_cut] - offsets[start_cut]);
     }
   }
+  void token_bytes(std::string& token, bool& fused) const override {
+    if (fused) return;
+    std::vector<std::string> one{std::move(token)};
+    decode_chain(one);
+    token = std::move(one[0]);
+  }
 
 private:
   char32_t content_;
@@ -200,6 +240,12 @@ public:
       token = std::move(out);
     }
   }
+  void token_bytes(std::string& token, bool&) const override {
+    if (suffix_.empty()) return;
+    std::vector<std::string> two{std::move(token), std::string()};  // not the last token: the suffix is a space
+    decode_chain(two);
+    token = std::move(two[0]);
+  }
 
 private:
   std::string suffix_;
@@ -210,6 +256,9 @@ public:
   explicit sequence_decoder(std::vector<std::unique_ptr<decoder>> steps) : steps_(std::move(steps)) {}
   void decode_chain(std::vector<std::string>& tokens) const override {
     for (const auto& step : steps_) step->decode_chain(tokens);
+  }
+  void token_bytes(std::string& token, bool& fused) const override {
+    for (const auto& step : steps_) step->token_bytes(token, fused);
   }
 
 private:

@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Runs on the GPU machine, from the project root, over a bundle made by scripts/gpu/bundle.sh. Builds
 # nothing. NEEDS A GPU.
+#   0. reference models the bundle lacks (a new architecture's, e.g. qwen3_f32 and qwen3_bias_bf16) are made by
+#      transformers into the bundle (scripts/gpu/make_reference_models.py --only-missing), so step 1 checks
+#      them; copy $bundle/data/reference/<name> back to tests/data/reference/ and commit them.
 #   1. troupe_gpu_check: every CUDA op against its CPU twin, the reference models on the GPU, the
 #      communicators (2 and 4 ranks sharing the GPU against the CPU's bits, NCCL of size 1, also inside
 #      a CUDA graph), the tensor-parallel forward (reference models split over 2 and 4 shards sharing the
@@ -26,6 +29,10 @@ export NCCL_NVLS_ENABLE=0  # never NVLink multicast on shared machines
 
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 status=0
+if python3 -c "import torch, transformers" 2>/dev/null; then
+  python3 scripts/gpu/make_reference_models.py "$bundle/data/reference" --only-missing >"$out/make_references.txt" 2>&1 ||
+    { status=1; tail -20 "$out/make_references.txt"; }
+fi
 if [ "${CHECK:-1}" = 1 ]; then
   "$bundle/troupe_gpu_check" --data "$bundle/data/reference" ${CHECK_ARGS:-} >"$out/gpu_check.txt" 2>&1 || status=1
 fi

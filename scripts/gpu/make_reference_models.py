@@ -4,7 +4,12 @@ computes for them: last-position logits and 32-token greedy continuations, in fl
 eager attention. Runs where torch and transformers exist (the GPU machine); its output is committed
 under tests/data/reference/ and checked by CI on the CPU.
 
-    python3 scripts/gpu/make_reference_models.py OUT_DIR
+    python3 scripts/gpu/make_reference_models.py OUT_DIR [NAME...] [--only-missing]
+
+NAMEs make those cases alone; --only-missing makes the cases whose OUT_DIR/NAME/reference.json does not
+exist yet (scripts/gpu/check.sh runs it so over the bundle: a new architecture's references are made and
+checked in the same GPU run). A case's seed is its place in CASES, so new cases go last and old ones keep
+their weights.
 """
 import json
 import os
@@ -13,6 +18,11 @@ import sys
 import torch
 import transformers
 from transformers import AutoModelForCausalLM, LlamaConfig, MistralConfig, Qwen2Config
+
+try:  # transformers 4.51 and later
+    from transformers import Qwen3Config
+except ImportError:
+    Qwen3Config = None
 
 VOCAB = 384
 PROMPT_LENGTHS = [1, 7, 41, 133]
@@ -38,6 +48,15 @@ CASES = {
         hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
         head_dim=32, sliding_window=48, tie_word_embeddings=False,
         rope_parameters=dict(rope_type="linear", rope_theta=10000.0, factor=2.0))),
+    # Qwen3: q_norm / k_norm per head before RoPE, head_dim 32 while hidden/heads is 16, tied embeddings (as
+    # the small Qwen3 sizes), no biases; float32, config in the Hub's rope_theta spelling.
+    "qwen3_f32": dict(cls=Qwen3Config, dtype=torch.float32, old_rope_keys=True, kw=dict(
+        hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+        head_dim=32, rope_theta=1000000.0, tie_word_embeddings=True)),
+    # Qwen3 in bf16 with attention_bias (q/k/v and o_proj biases), an untied head, one KV head.
+    "qwen3_bias_bf16": dict(cls=Qwen3Config, dtype=torch.bfloat16, old_rope_keys=False, kw=dict(
+        hidden_size=64, intermediate_size=128, num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=1,
+        head_dim=32, attention_bias=True, rope_theta=1000000.0, tie_word_embeddings=False)),
 }
 
 
@@ -68,13 +87,22 @@ def rewrite_rope_keys(config_path):
 
 
 def main():
-    out_root = sys.argv[1]
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    only_missing = "--only-missing" in sys.argv[1:]
+    out_root, wanted = args[0], set(args[1:])
+    unknown = wanted - set(CASES)
+    if unknown:
+        sys.exit(f"unknown cases {sorted(unknown)}; known: {list(CASES)}")
     torch.manual_seed(0)
     g = torch.Generator().manual_seed(1234)
     prompts = [torch.randint(0, VOCAB, (n,), generator=g).tolist() for n in PROMPT_LENGTHS]
     summary = []
     for seed, (name, case) in enumerate(CASES.items()):
         out = os.path.join(out_root, name)
+        if (wanted and name not in wanted) or (only_missing and os.path.exists(os.path.join(out, "reference.json"))):
+            continue
+        if case["cls"] is None:
+            sys.exit(f"{name} needs a newer transformers (it has no config class for it): {transformers.__version__}")
         os.makedirs(out, exist_ok=True)
         config = case["cls"](vocab_size=VOCAB, max_position_embeddings=256, rms_norm_eps=1e-5,
                              bos_token_id=1, eos_token_id=2, **case["kw"])

@@ -511,5 +511,52 @@ TEST(chat_template_refs, renders_every_model_conversation_as_transformers_does) 
   std::cout << checked - failed << " of " << checked << " model cases match\n";
 }
 
+// ---- --chat-template and the content format ------------------------------------------------------
+
+TEST(chat_template_flag, names_a_file_when_one_opens_else_is_the_template_itself) {
+  const fs::path file = fs::temp_directory_path() / ("troupe_flag_template_" + std::to_string(::getpid()) + ".jinja");
+  std::ofstream(file) << "FILE{{ messages[0]['content'] }}";
+  EXPECT_EQ(chat_template::from_flag(file.string()).render(one_user_message, {}), "FILEHi");
+  fs::remove(file);
+  EXPECT_EQ(chat_template::from_flag("INLINE{{ messages[0]['content'] }}").render(one_user_message, {}), "INLINEHi");
+  // A newline alone makes it a template, as in vLLM.
+  EXPECT_EQ(chat_template::from_flag("line one\nline two").render(one_user_message, {}), "line one\nline two");
+}
+
+TEST(chat_template_flag, a_value_without_braces_or_newlines_that_opens_no_file_is_refused_as_vllm_does) {
+  EXPECT_EQ(error_of([] { chat_template::from_flag("/no/such/template.jinja"); }),
+            "The supplied chat template (/no/such/template.jinja) looks like a file path, but it failed to be opened. "
+            "Reason: [Errno 2] No such file or directory: '/no/such/template.jinja'");
+  EXPECT_EQ(error_of([] { chat_template::from_flag("{{ unclosed"); }).rfind("chat template error: ", 0), 0u);
+}
+
+TEST(chat_template_flag, the_named_templates_of_a_tokenizer_config_are_listed_in_its_order) {
+  const fs::path file = fs::temp_directory_path() / ("troupe_named_" + std::to_string(::getpid()) + ".json");
+  std::ofstream(file) << R"({"chat_template": [{"name": "default", "template": "D"}, {"name": "tool_use", "template": "T"}]})";
+  const auto named = chat_template::named_in_tokenizer_config(file);
+  ASSERT_EQ(named.size(), 2u);
+  EXPECT_EQ(named[0].first, "default");
+  EXPECT_EQ(named[1].first, "tool_use");
+  EXPECT_EQ(named[1].second.render(one_user_message, {}), "T");
+  std::ofstream(file) << R"({"chat_template": "one"})";
+  EXPECT_TRUE(chat_template::named_in_tokenizer_config(file).empty());
+  fs::remove(file);
+}
+
+TEST(chat_template_content_format, a_loop_over_a_messages_content_wants_parts_traced_through_sets_and_slices) {
+  EXPECT_TRUE(chat_template::parse("{% for m in messages %}{% for p in m['content'] %}{{ p.text }}{% endfor %}{% endfor %}")
+                  .loops_over_message_content());
+  EXPECT_TRUE(chat_template::parse("{% set rest = messages[1:] %}{% for m in rest %}{% for p in m.content | list %}"
+                                   "{% endfor %}{% endfor %}")
+                  .loops_over_message_content());
+  EXPECT_FALSE(chat_template::parse("{% for m in messages %}{{ m['content'] }}{% endfor %}").loops_over_message_content());
+  // A loop over something else's content is not a message's.
+  EXPECT_FALSE(chat_template::parse("{% for t in tools %}{% for p in t['content'] %}{% endfor %}{% endfor %}")
+                   .loops_over_message_content());
+  EXPECT_TRUE(chat_template::from_file(test_data / "chat_templates" / "gemma3.jinja").loops_over_message_content());
+  EXPECT_FALSE(chat_template::from_file(test_data / "chat_templates" / "qwen3.jinja").loops_over_message_content());
+  EXPECT_FALSE(chat_template::from_file(test_data / "chat_templates" / "llama3_1.jinja").loops_over_message_content());
+}
+
 } // namespace
 } // namespace troupe

@@ -3,6 +3,7 @@
 #include "runtime/error.hpp"
 #include "runtime/model/model_config.hpp"
 #include "runtime/model/rope_table.hpp"
+#include "runtime/model/weight_names.hpp"
 
 using namespace troupe;
 
@@ -35,6 +36,44 @@ TEST(model_config, reads_a_qwen2_config_with_implicit_bias_and_head_dim) {
   EXPECT_EQ(c.num_kv_heads, 2);
   EXPECT_DOUBLE_EQ(c.rope.theta, 1e6);
   EXPECT_EQ(c.eos_token_ids, std::vector<int32_t>{7});
+}
+
+TEST(model_config, reads_a_qwen3_config_with_q_and_k_norms_an_explicit_head_dim_and_no_bias_by_default) {
+  // Qwen3-0.6B's shape, smaller: head_dim 128 while hidden / heads is 64.
+  const char* qwen3 = R"({"architectures": ["Qwen3ForCausalLM"], "model_type": "qwen3", "hidden_size": 1024,
+    "num_hidden_layers": 2, "num_attention_heads": 16, "num_key_value_heads": 8, "head_dim": 128,
+    "intermediate_size": 3072, "vocab_size": 151936, "rope_theta": 1000000, "attention_bias": false,
+    "use_sliding_window": false, "sliding_window": null, "tie_word_embeddings": true, "rms_norm_eps": 1e-06})";
+  const auto c = model_config::from_json(qwen3, "config.json");
+  EXPECT_EQ(c.arch, architecture::qwen3);
+  EXPECT_EQ(c.architecture_name, "Qwen3ForCausalLM");
+  EXPECT_EQ(c.head_dim, 128);
+  EXPECT_EQ(c.q_size(), 2048);
+  EXPECT_TRUE(c.qk_norm);
+  EXPECT_FALSE(c.qkv_bias);
+  EXPECT_FALSE(c.o_bias);
+  EXPECT_TRUE(c.tie_word_embeddings);
+  EXPECT_FALSE(c.sliding_window.has_value());
+  // attention_bias gives q/k/v and o_proj biases, as Qwen3Attention's; a sliding window is refused.
+  const auto with = [&](const std::string& from, const std::string& to) {
+    std::string j = qwen3;
+    return j.replace(j.find(from), from.size(), to);
+  };
+  const auto biased = model_config::from_json(with("\"attention_bias\": false", "\"attention_bias\": true"), "config.json");
+  EXPECT_TRUE(biased.qkv_bias && biased.o_bias);
+  EXPECT_EQ(error_of(with("\"use_sliding_window\": false", "\"use_sliding_window\": true")),
+            "config.json: 'use_sliding_window': true is not supported for Qwen3ForCausalLM");
+  // Written back by make-model, the config reads as the same model.
+  const auto again = model_config::from_json(c.to_json(), "again");
+  EXPECT_EQ(again.arch, architecture::qwen3);
+  EXPECT_TRUE(again.qk_norm);
+  EXPECT_EQ(again.head_dim, 128);
+  // The norms are checkpoint tensors of head_dim, after o_proj, as transformers saves them.
+  std::vector<std::string> attention;
+  for (const weight_spec& s : hf_weight_specs(c))
+    if (s.name.starts_with("model.layers.0.self_attn.")) attention.push_back(s.name.substr(25) + "[" + std::to_string(s.shape[0]) + "]");
+  EXPECT_EQ(attention, (std::vector<std::string>{"q_proj.weight[2048]", "k_proj.weight[1024]", "v_proj.weight[1024]",
+                                                 "o_proj.weight[1024]", "q_norm.weight[128]", "k_norm.weight[128]"}));
 }
 
 TEST(model_config, explicit_head_dim_overrides_hidden_over_heads) {
@@ -90,7 +129,7 @@ TEST(model_config, llama3_rope_keeps_high_frequencies_and_slows_low_ones) {
 TEST(model_config, refuses_unknown_architectures_by_name) {
   EXPECT_EQ(error_of(R"({"architectures": ["GPT2LMHeadModel"]})"),
             "config.json: architecture 'GPT2LMHeadModel' is not supported; supported: LlamaForCausalLM, "
-            "MistralForCausalLM, Qwen2ForCausalLM");
+            "MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM");
 }
 
 TEST(model_config, refuses_unsupported_settings_by_name) {

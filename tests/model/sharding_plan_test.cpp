@@ -182,6 +182,24 @@ TEST(sharding_plan, pads_the_vocabulary_to_64_and_zero_fills_rows_past_the_check
   EXPECT_EQ(sharding_plan::make(shape(32, 8, 8, 256, 64, 32000), 8, 0).padded_vocab_size, 32000);
 }
 
+TEST(sharding_plan, keeps_qwen3s_per_head_q_and_k_norms_whole_on_every_rank) {
+  // Qwen3-8B: 32 heads over 8 KV heads of 128, the norms act on each head alone.
+  model_config c = shape(32, 8, 128, 4096, 12288, 151936);
+  c.arch = architecture::qwen3;
+  c.qk_norm = true;
+  for (int64_t r = 0; r < 2; ++r) {
+    const sharding_plan p = sharding_plan::make(c, 2, r);
+    for (const char* norm : {"q_norm", "k_norm"}) {
+      const weight_slice& s = p.slice(std::string("model.layers.1.self_attn.") + norm + ".weight");
+      EXPECT_EQ(s.shape, std::vector<int64_t>{128}) << norm;
+      EXPECT_EQ(s.local_shape, std::vector<int64_t>{128}) << norm;
+      EXPECT_EQ(s.begin, 0) << norm;
+      EXPECT_FALSE(s.split) << norm;
+    }
+    EXPECT_EQ(p.slice("model.layers.1.self_attn.q_proj.weight").length, 16 * 128);
+  }
+}
+
 TEST(sharding_plan, gives_biases_the_slice_of_their_weights) {
   model_config c = shape(8, 4, 8, 64, 32, 128);
   c.qkv_bias = true;

@@ -286,6 +286,22 @@ TEST(OpenaiRequest, ChatTemplateInTheRequestIsUntrusted) {
                "with untrusted chat template.");
 }
 
+TEST(OpenaiRequest, ChatTemplateInTheRequestIsTakenWithTrustRequestChatTemplate) {
+  openai_server_config s = tiny_server();
+  s.trust_request_chat_template = true;
+  auto own = parse_chat_request("{" + user_hi + R"(, "chat_template": "T{{ messages }}"})", s);
+  ASSERT_TRUE(own.ok());
+  EXPECT_EQ(own.value().chat_template, "T{{ messages }}");
+  // chat_template_kwargs' template is the one transformers renders.
+  auto kw = parse_chat_request("{" + user_hi + R"(, "chat_template": "A", "chat_template_kwargs": {"chat_template": "B"}})", s);
+  ASSERT_TRUE(kw.ok());
+  EXPECT_EQ(kw.value().chat_template, "B");
+  expect_error(chat_error("{" + user_hi + R"(, "chat_template_kwargs": {"chat_template": "B"}})"), 400, "BadRequestError",
+               std::nullopt,
+               "Chat template is passed with request, but --trust-request-chat-template is not set. Refused request "
+               "with untrusted chat template.");
+}
+
 TEST(OpenaiRequest, ImagesAreRefusedByATextModel) {
   expect_error(chat_error(R"({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]})"),
                400, "BadRequestError", std::nullopt, "At most 0 image(s) may be provided in one prompt.");

@@ -179,6 +179,11 @@ inline std::vector<op_case> op_cases() {
                        b.add_rms_norm(first(x, rows), first(res, rows), w, 1e-5f);
                      });
                    }});
+  cases.push_back({"qk_norm", [=](ops& b, int64_t rows, dtype t) {
+                     auto qkv = filled(b, t, 36, kCapacity, QKV, 3.0f);
+                     auto qw = filled(b, t, 37, D, 0), kw = filled(b, t, 38, D, 0);
+                     return observe(b, {{"qkv", qkv}}, [&] { b.qk_norm(first(qkv, rows), qw, kw, shape, 1e-6f); });
+                   }});
   for (const bool accumulate : {false, true})
     cases.push_back({accumulate ? "linear +=" : "linear +bias", [=](ops& b, int64_t rows, dtype t) {
                        auto x = filled(b, t, 11, kCapacity, K);

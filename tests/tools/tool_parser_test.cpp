@@ -251,7 +251,7 @@ TEST(llama3_json_tool_parser, reads_calls_joined_by_semicolons_with_parameters_o
 }
 
 TEST(llama3_json_tool_parser, text_not_opening_with_a_brace_is_content_and_so_is_a_broken_call) {
-  for (const std::string text : {std::string("The answer is {\"name\": 1}"), std::string("{\"name\": \"f\", \"parameters\": {]}")}) {
+  for (const std::string& text : {std::string("The answer is {\"name\": 1}"), std::string("{\"name\": \"f\", \"parameters\": {]}")}) {
     const tool_extraction w = whole("llama3_json", text);
     EXPECT_FALSE(w.tools_called);
     EXPECT_EQ(w.content, text);

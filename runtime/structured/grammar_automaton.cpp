@@ -1,0 +1,323 @@
+// Thompson construction per rule, then epsilon elimination, then the checks a pushdown run needs: no rule
+// may reach itself without consuming a byte (the run would push forever).
+
+#include "runtime/structured/grammar_automaton.hpp"
+
+#include <algorithm>
+#include <stdexcept>
+
+namespace troupe::structured {
+namespace {
+
+constexpr std::size_t max_nodes = 1u << 21;
+
+struct thompson {
+  struct tnode {
+    std::vector<uint32_t> eps;
+    std::vector<grammar_automaton::byte_edge> bytes;
+    std::vector<grammar_automaton::call_edge> calls;
+  };
+  const grammar& g;
+  std::string_view what;
+  std::vector<tnode> nodes;
+  std::vector<uint8_t> inline_rule;  // by rule: compiled into its callers instead of called
+
+  uint32_t make() {
+    if (nodes.size() >= max_nodes)
+      throw std::invalid_argument(std::string(what) + ": the grammar is too large (more than " +
+                                  std::to_string(max_nodes) + " states; lower the repetition bounds)");
+    nodes.emplace_back();
+    return static_cast<uint32_t>(nodes.size() - 1);
+  }
+
+  // Compiles expression id from node start; returns the node where it ends.
+  uint32_t emit(int32_t id, uint32_t start) {
+    const grammar_expr& e = g.expr(id);
+    switch (e.type) {
+    case grammar_expr::kind::empty: return start;
+    case grammar_expr::kind::literal: {
+      uint32_t cur = start;
+      for (const char c : e.text) {
+        const uint32_t next = make();
+        const auto b = static_cast<uint8_t>(c);
+        nodes[cur].bytes.push_back({b, b, next});
+        cur = next;
+      }
+      return cur;
+    }
+    case grammar_expr::kind::byte_class: {
+      const uint32_t end = make();
+      for (int b = 0; b < 256;) {
+        if (!e.bytes.test(b)) {
+          ++b;
+          continue;
+        }
+        int hi = b;
+        while (hi + 1 < 256 && e.bytes.test(hi + 1)) ++hi;
+        nodes[start].bytes.push_back({static_cast<uint8_t>(b), static_cast<uint8_t>(hi), end});
+        b = hi + 1;
+      }
+      return end;
+    }
+    case grammar_expr::kind::sequence: {
+      uint32_t cur = start;
+      for (const int32_t item : e.items) cur = emit(item, cur);
+      return cur;
+    }
+    case grammar_expr::kind::choice: {
+      const uint32_t end = make();
+      for (const int32_t item : e.items) {
+        const uint32_t s = make();
+        nodes[start].eps.push_back(s);
+        const uint32_t f = emit(item, s);
+        nodes[f].eps.push_back(end);
+      }
+      return end;
+    }
+    case grammar_expr::kind::repeat: {
+      uint32_t cur = start;
+      for (int32_t i = 0; i < e.min; ++i) cur = emit(e.items[0], cur);
+      if (e.max == unbounded) {
+        const uint32_t loop = make();
+        nodes[cur].eps.push_back(loop);
+        const uint32_t f = emit(e.items[0], loop);
+        nodes[f].eps.push_back(loop);
+        return loop;
+      }
+      const uint32_t end = make();
+      nodes[cur].eps.push_back(end);
+      for (int32_t i = e.min; i < e.max; ++i) {
+        cur = emit(e.items[0], cur);
+        nodes[cur].eps.push_back(end);
+      }
+      return end;
+    }
+    case grammar_expr::kind::rule_ref: {
+      if (!g.has_body(e.rule))
+        throw std::invalid_argument(std::string(what) + ": rule '" + g.rule_name(e.rule) + "' is used but not defined");
+      if (inline_rule[e.rule]) return emit(g.rule_body(e.rule), start);
+      const uint32_t end = make();
+      nodes[start].calls.push_back({static_cast<uint32_t>(e.rule), end});
+      return end;
+    }
+    }
+    return start;
+  }
+};
+
+// The epsilon closure of n (n included), in a reused buffer.
+void closure_of(const std::vector<thompson::tnode>& nodes, uint32_t n, std::vector<uint32_t>& out,
+                std::vector<uint32_t>& mark, uint32_t stamp) {
+  out.clear();
+  out.push_back(n);
+  mark[n] = stamp;
+  for (std::size_t i = 0; i < out.size(); ++i) {
+    for (const uint32_t next : nodes[out[i]].eps) {
+      if (mark[next] == stamp) continue;
+      mark[next] = stamp;
+      out.push_back(next);
+    }
+  }
+}
+
+void check_left_recursion(const grammar_automaton& a, std::string_view what) {
+  const std::size_t num_rules = a.rule_start.size();
+  // Nodes reachable from a rule's start without consuming, through calls to nullable rules.
+  const auto walk = [&](uint32_t rule, const std::vector<uint8_t>& nullable, auto&& on_call) {
+    std::vector<uint32_t> todo{a.rule_start[rule]};
+    std::vector<uint32_t> seen{a.rule_start[rule]};
+    bool reaches_final = false;
+    while (!todo.empty()) {
+      const uint32_t n = todo.back();
+      todo.pop_back();
+      const auto& nd = a.nodes[n];
+      reaches_final |= nd.final;
+      for (uint32_t c = nd.call_begin; c < nd.call_end; ++c) {
+        on_call(a.calls[c].rule);
+        if (nullable[a.calls[c].rule] && std::find(seen.begin(), seen.end(), a.calls[c].ret) == seen.end()) {
+          seen.push_back(a.calls[c].ret);
+          todo.push_back(a.calls[c].ret);
+        }
+      }
+    }
+    return reaches_final;
+  };
+  std::vector<uint8_t> nullable(num_rules, 0);
+  for (bool changed = true; changed;) {
+    changed = false;
+    for (uint32_t r = 0; r < num_rules; ++r) {
+      if (!nullable[r] && walk(r, nullable, [](uint32_t) {})) {
+        nullable[r] = 1;
+        changed = true;
+      }
+    }
+  }
+  std::vector<std::vector<uint32_t>> left_calls(num_rules);
+  for (uint32_t r = 0; r < num_rules; ++r) walk(r, nullable, [&](uint32_t callee) { left_calls[r].push_back(callee); });
+  // Depth-first search for a cycle: 0 unvisited, 1 on the path, 2 done.
+  std::vector<uint8_t> color(num_rules, 0);
+  const auto visit = [&](auto&& self, uint32_t r) -> void {
+    color[r] = 1;
+    for (const uint32_t callee : left_calls[r]) {
+      if (color[callee] == 1)
+        throw std::invalid_argument(std::string(what) + ": rule '" + a.rule_names[callee] +
+                                    "' is left-recursive (it can reach itself without consuming input); "
+                                    "write the repetition with * or + instead");
+      if (color[callee] == 0) self(self, callee);
+    }
+    color[r] = 2;
+  };
+  for (uint32_t r = 0; r < num_rules; ++r) {
+    if (color[r] == 0) visit(visit, r);
+  }
+}
+
+// Rules small enough and not recursive are compiled into their callers: a call costs a stack frame and a
+// closure step at every byte that enters or leaves it (a JSON string's characters, whitespace).
+constexpr std::size_t max_inline_size = 160;
+
+std::vector<uint8_t> rules_to_inline(const grammar& g) {
+  const auto n = static_cast<std::size_t>(g.num_rules());
+  constexpr std::size_t too_big = SIZE_MAX / 4;
+  std::vector<std::size_t> size(n, 0);  // 0: not computed yet
+  std::vector<uint8_t> state(n, 0);     // 1: being computed (a cycle: recursive), 2: done
+  std::vector<uint8_t> recursive(n, 0);
+  const auto expr_size = [&](auto&& self, int32_t id) -> std::size_t {
+    const grammar_expr& e = g.expr(id);
+    switch (e.type) {
+    case grammar_expr::kind::empty: return 0;
+    case grammar_expr::kind::literal: return e.text.size();
+    case grammar_expr::kind::byte_class: return 1;
+    case grammar_expr::kind::sequence:
+    case grammar_expr::kind::choice: {
+      std::size_t total = 2;
+      for (const int32_t item : e.items) total = std::min(too_big, total + self(self, item));
+      return total;
+    }
+    case grammar_expr::kind::repeat: {
+      const std::size_t copies = e.max == unbounded ? static_cast<std::size_t>(e.min) + 1 : static_cast<std::size_t>(e.max);
+      return std::min(too_big, self(self, e.items[0]) * std::max<std::size_t>(copies, 1) + 1);
+    }
+    case grammar_expr::kind::rule_ref: {
+      const auto r = static_cast<std::size_t>(e.rule);
+      if (!g.has_body(e.rule)) return 1;
+      if (state[r] == 1) {
+        recursive[r] = 1;
+        return too_big;
+      }
+      if (state[r] == 0) {
+        state[r] = 1;
+        size[r] = self(self, g.rule_body(e.rule));
+        state[r] = 2;
+      }
+      return recursive[r] || size[r] > max_inline_size ? 1 : size[r];
+    }
+    }
+    return 1;
+  };
+  for (int32_t r = 0; r < g.num_rules(); ++r) {
+    if (g.has_body(r) && state[r] == 0) {
+      state[r] = 1;
+      size[r] = expr_size(expr_size, g.rule_body(r));
+      state[r] = 2;
+    }
+  }
+  // A rule on a cycle is marked where the cycle closes; every rule that reaches itself stays a call.
+  std::vector<uint8_t> inline_rule(n, 0);
+  for (std::size_t r = 0; r < n; ++r) {
+    if (!g.has_body(static_cast<int32_t>(r)) || recursive[r] || size[r] > max_inline_size) continue;
+    // Reaches itself? Walk its references.
+    std::vector<int32_t> todo{g.rule_body(static_cast<int32_t>(r))};
+    std::vector<uint8_t> seen(n, 0);
+    bool cycle = false;
+    while (!todo.empty() && !cycle) {
+      const grammar_expr& e = g.expr(todo.back());
+      todo.pop_back();
+      if (e.type == grammar_expr::kind::rule_ref) {
+        if (static_cast<std::size_t>(e.rule) == r) cycle = true;
+        if (!seen[e.rule] && g.has_body(e.rule)) {
+          seen[e.rule] = 1;
+          todo.push_back(g.rule_body(e.rule));
+        }
+      }
+      for (const int32_t item : e.items) todo.push_back(item);
+    }
+    inline_rule[r] = cycle ? 0 : 1;
+  }
+  return inline_rule;
+}
+
+} // namespace
+
+grammar_automaton compile_automaton(const grammar& g, std::string_view what) {
+  if (g.root < 0 || !g.has_body(g.root)) throw std::invalid_argument(std::string(what) + ": the grammar has no root rule");
+  thompson t{g, what, {}, rules_to_inline(g)};
+  std::vector<uint32_t> start(g.num_rules()), accept(g.num_rules()), first_node(g.num_rules() + 1);
+  for (int32_t r = 0; r < g.num_rules(); ++r) {
+    first_node[r] = static_cast<uint32_t>(t.nodes.size());
+    start[r] = t.make();
+    accept[r] = g.has_body(r) ? t.emit(g.rule_body(r), start[r]) : start[r];
+  }
+  first_node[g.num_rules()] = static_cast<uint32_t>(t.nodes.size());
+
+  // Keep the starts and every node an edge enters; each inherits the edges of its epsilon closure.
+  const std::size_t n = t.nodes.size();
+  std::vector<uint32_t> kept(n, UINT32_MAX);
+  std::vector<uint32_t> order;
+  const auto keep = [&](uint32_t node) {
+    if (kept[node] != UINT32_MAX) return;
+    kept[node] = static_cast<uint32_t>(order.size());
+    order.push_back(node);
+  };
+  for (int32_t r = 0; r < g.num_rules(); ++r) keep(start[r]);
+  for (const auto& node : t.nodes) {
+    for (const auto& e : node.bytes) keep(e.to);
+    for (const auto& c : node.calls) keep(c.ret);
+  }
+  grammar_automaton a;
+  a.nodes.resize(order.size());
+  std::vector<uint32_t> closure, mark(n, 0);
+  uint32_t stamp = 0;
+  for (std::size_t i = 0; i < order.size(); ++i) {
+    const uint32_t old = order[i];
+    const auto rule = static_cast<std::size_t>(std::upper_bound(first_node.begin(), first_node.end(), old) - first_node.begin() - 1);
+    closure_of(t.nodes, old, closure, mark, ++stamp);
+    auto& nd = a.nodes[i];
+    nd.byte_begin = static_cast<uint32_t>(a.byte_edges.size());
+    nd.call_begin = static_cast<uint32_t>(a.calls.size());
+    std::vector<grammar_automaton::byte_edge> edges;
+    for (const uint32_t c : closure) {
+      for (const auto& e : t.nodes[c].bytes) edges.push_back({e.lo, e.hi, kept[e.to]});
+      for (const auto& call : t.nodes[c].calls) {
+        const grammar_automaton::call_edge mapped{call.rule, kept[call.ret]};
+        bool dup = false;
+        for (uint32_t k = nd.call_begin; k < a.calls.size(); ++k) dup |= a.calls[k].rule == mapped.rule && a.calls[k].ret == mapped.ret;
+        if (!dup) a.calls.push_back(mapped);
+      }
+      nd.final |= c == accept[rule];
+    }
+    std::sort(edges.begin(), edges.end(), [](const auto& x, const auto& y) {
+      return x.to != y.to ? x.to < y.to : x.lo < y.lo;
+    });
+    for (const auto& e : edges) {  // merge touching ranges that go to one node
+      auto& out = a.byte_edges;
+      if (out.size() > nd.byte_begin && out.back().to == e.to && e.lo <= out.back().hi + 1) {
+        out.back().hi = std::max(out.back().hi, e.hi);
+      } else {
+        out.push_back(e);
+      }
+    }
+    nd.byte_end = static_cast<uint32_t>(a.byte_edges.size());
+    nd.call_end = static_cast<uint32_t>(a.calls.size());
+    nd.simple = !nd.final && nd.call_begin == nd.call_end;
+  }
+  for (int32_t r = 0; r < g.num_rules(); ++r) {
+    a.rule_start.push_back(kept[start[r]]);
+    a.rule_names.push_back(g.rule_name(r));
+  }
+  a.root_rule = static_cast<uint32_t>(g.root);
+  check_left_recursion(a, what);
+  return a;
+}
+
+} // namespace troupe::structured
