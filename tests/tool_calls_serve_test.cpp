@@ -111,6 +111,27 @@ TEST(tool_calls_serve, the_deepseek_r1_reasoning_parser_reads_sampled_text_witho
   EXPECT_TRUE(hidden["reasoning_content"].is_null());
 }
 
+// Tool parsers whose markers may be special tokens (hermes, qwen3, mistral) turn skip_special_tokens off, as
+// vLLM's adjust_request does; the engine honours the field for every request.
+TEST(tool_calls_serve, skip_special_tokens_false_keeps_special_tokens_in_the_text) {
+  server_process s("--client-port -1");
+  raw_connection t(s.http_port());
+  t.send(http_request("POST", "/tokenize", R"({"prompt": "<|im_start|>", "add_special_tokens": false})", "Connection: close\r\n"));
+  t.shutdown_write();
+  const json tokens = json::parse(t.read_response()->body)["tokens"];
+  ASSERT_EQ(tokens.size(), 1u);
+  const std::string bias = R"({"prompt": "Hi", "max_tokens": 2, "temperature": 0, "logit_bias": {")" +
+                           std::to_string(tokens[0].get<int>()) + R"(": 100})";
+  auto text = [&](const std::string& extra) {
+    raw_connection c(s.http_port());
+    c.send(http_request("POST", "/v1/completions", bias + extra + "}", "Connection: close\r\n"));
+    c.shutdown_write();
+    return json::parse(c.read_response()->body)["choices"][0]["text"].get<std::string>();
+  };
+  EXPECT_EQ(text(R"(, "skip_special_tokens": false)"), "<|im_start|><|im_start|>");
+  EXPECT_EQ(text(""), "");
+}
+
 TEST(tool_calls_serve, unknown_parser_names_exit_1_naming_the_valid_ones) {
   const auto tool = run_command(std::string(TROUPE_BINARY) + " serve --enable-auto-tool-choice --tool-call-parser pythonic </dev/null");
   EXPECT_EQ(tool.exit_code, 1);
