@@ -3,27 +3,10 @@
 #include <cmath>
 
 #include "runtime/openai/python_repr.hpp"
+#include "runtime/tokenizer/tokenizer_utf8.hpp"
 
 namespace troupe {
 namespace {
-
-void append_utf8(std::string& out, uint32_t cp) {
-  if (cp < 0x80) {
-    out += static_cast<char>(cp);
-  } else if (cp < 0x800) {
-    out += static_cast<char>(0xC0 | (cp >> 6));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else if (cp < 0x10000) {
-    out += static_cast<char>(0xE0 | (cp >> 12));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else {
-    out += static_cast<char>(0xF0 | (cp >> 18));
-    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  }
-}
 
 void dump_string(std::string& out, const std::string& s) {
   out += '"';
@@ -99,7 +82,7 @@ std::string python_escape_char(uint32_t cp, bool escaped) {
     }
   }
   std::string out;
-  append_utf8(out, cp);
+  utf8::append(out, static_cast<char32_t>(cp));
   return out;
 }
 
