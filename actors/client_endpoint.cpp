@@ -256,6 +256,12 @@ private:
       e.internals().metrics->on_rejected(reject_reason::draining);
       return send(wire::submitted{j.tag, 0, "The server is shutting down", "ServiceUnavailableError", 0, 0});
     }
+    sampling_params params;
+    try {
+      params = params_of(j);
+    } catch (const std::invalid_argument& bad) {
+      return send(wire::submitted{j.tag, 0, bad.what(), "BadRequestError", 0, 0});
+    }
     const int32_t num_prompt = static_cast<int32_t>(std::min<size_t>(prompt_ids.size(), INT32_MAX));
     auto admitted = session_.admit(num_prompt, j.max_tokens);
     if (auto* refusal = std::get_if<admission_refusal>(&admitted)) {
@@ -265,7 +271,7 @@ private:
     const uint64_t job_id = std::get<uint64_t>(admitted);
     engine_request req;
     req.prompt_ids = std::move(prompt_ids);
-    req.params = params_of(j);
+    req.params = std::move(params);
     req.priority = j.priority;
     req.cache_salt = j.cache_salt;
     open_job& oj = jobs_[job_id];

@@ -27,6 +27,7 @@
 #include "runtime/model/random_model.hpp"
 #include "runtime/model/safetensors.hpp"
 #include "runtime/model/sharding_plan.hpp"
+#include "runtime/structured/grammar_constraint.hpp"
 
 namespace troupe {
 namespace fs = std::filesystem;
@@ -153,9 +154,8 @@ engine::impl::impl(const engine_options& requested) : system(with_middleman(syst
   if (o.block_size <= 0 || o.block_size > 1024) throw user_error("--block-size must be between 1 and 1024");
   int64_t num_blocks = o.num_gpu_blocks_override;
 
-  std::vector<int32_t> eos = config.eos_token_ids;
+  const std::vector<int32_t>& eos = front.eos_token_ids;
   const tokenizer* tok = front.tok.get();
-  if (tok && tok->eos_id() && std::find(eos.begin(), eos.end(), *tok->eos_id()) == eos.end()) eos.push_back(*tok->eos_id());
 
   const int tp = o.tensor_parallel_size;
   if (tp < 1) throw user_error("--tensor-parallel-size must be at least 1, got " + std::to_string(tp));
@@ -335,9 +335,15 @@ engine::impl::impl(const engine_options& requested) : system(with_middleman(syst
     check_kv_capacity(num_blocks, o.block_size, max_model_len, on_gpu);
     num_blocks = std::min<int64_t>(num_blocks, INT32_MAX);
   }
-  for (auto& shard : res)
-    shard->runner = std::make_unique<model_runner>(shard->net.get(), o.block_size, static_cast<int32_t>(config.vocab_size),
-                                                   eos, /*null_token=*/eos.empty() || eos[0] != 0 ? 0 : 1);
+  for (int i = 0; i < n_local; ++i) {
+    shard_resources& shard = *res[static_cast<size_t>(i)];
+    shard.runner = std::make_unique<model_runner>(shard.net.get(), o.block_size, static_cast<int32_t>(config.vocab_size),
+                                                  eos, /*null_token=*/eos.empty() || eos[0] != 0 ? 0 : 1);
+    // Structured outputs: only the shard that samples keeps matchers.
+    if (ranks[static_cast<size_t>(i)] == 0 && front.grammars)
+      shard.runner->enable_constraints(
+          grammar_constraint_factory([g = front.grammars](const structured_output& spec) { return g->compile(spec); }));
+  }
   if (mpi && tp > 1) spdlog::info("tensor-parallel size {}: rank {} of an mpirun job, one shard per process", tp, mpi->rank());
   else if (tp > 1) spdlog::info("tensor-parallel size {}: {} shards in this process", tp, tp);
   if (mpi && mpi->rank() != 0) {
@@ -372,6 +378,8 @@ engine::impl::impl(const engine_options& requested) : system(with_middleman(syst
   ec.kv.enable_prefix_caching = o.enable_prefix_caching;
   ec.vocab_size = static_cast<int32_t>(config.vocab_size);
   ec.eos_token_ids = eos;
+  if (front.grammars)
+    ec.compile_structured = [g = front.grammars](const structured_output& spec) { g->compile(spec); };
 
   engine_metrics_config mc;
   mc.model_name = front.served_model_names.front();
@@ -465,6 +473,15 @@ engine_stats engine::stats() {
 
 std::vector<completion> engine::generate(const std::vector<prompt_input>& prompts, const sampling_params& params,
                                          const std::function<void()>& on_finished) {
+  return generate(prompts, std::vector<sampling_params>(prompts.size(), params), on_finished);
+}
+
+std::vector<completion> engine::generate(const std::vector<prompt_input>& prompts,
+                                         const std::vector<sampling_params>& params_per_prompt,
+                                         const std::function<void()>& on_finished) {
+  if (params_per_prompt.size() != prompts.size())
+    throw std::invalid_argument("engine::generate: " + std::to_string(params_per_prompt.size()) + " parameter sets for " +
+                                std::to_string(prompts.size()) + " prompts");
   auto collector = std::make_shared<generate_collector>();
   collector->on_finished = on_finished;
   auto sink = impl_->system.spawn([collector](output_sink::pointer) -> output_sink::behavior_type {
@@ -486,7 +503,7 @@ std::vector<completion> engine::generate(const std::vector<prompt_input>& prompt
       continue;
     }
     results[i].prompt_token_ids = req.prompt_ids;
-    req.params = params;
+    req.params = params_per_prompt[i];
     self->request(impl_->scheduler, caf::infinite, submit_atom::value, std::move(req), sink)
         .receive(
             [&](submit_reply& r) {

@@ -105,6 +105,10 @@ public:
   // on_finished, when given, is called once per finished prompt (from another thread).
   std::vector<completion> generate(const std::vector<prompt_input>& prompts, const sampling_params& params,
                                    const std::function<void()>& on_finished = {});
+  // The same with each prompt's own parameters (params_per_prompt[i] for prompts[i]).
+  std::vector<completion> generate(const std::vector<prompt_input>& prompts,
+                                   const std::vector<sampling_params>& params_per_prompt,
+                                   const std::function<void()>& on_finished = {});
 
   // Tokens of a text prompt with the model's tokenizer (special tokens added as the tokenizer says).
   std::vector<int32_t> encode(const std::string& text) const;

@@ -84,6 +84,7 @@ openai_server_config server_config_of(const model_front& m) {
   s.default_min_p = d.min_p;
   s.default_repetition_penalty = d.repetition_penalty;
   s.default_max_tokens = d.max_tokens;
+  if (m.grammars) s.compile_structured = [g = m.grammars](const structured_output& spec) { g->compile(spec); };
   if (const tokenizer* tok = m.tok.get()) {
     // The most characters one token can stand for: a text prompt longer than this many times the
     // tokens that fit is refused without tokenizing it.

@@ -1,5 +1,7 @@
 #include "actors/model_front.hpp"
 
+#include <algorithm>
+
 #include <spdlog/spdlog.h>
 
 #include "runtime/error.hpp"
@@ -38,6 +40,15 @@ model_front load_model_front(const model_front_options& o) {
   f.served_model_names = o.served_model_names;
   if (f.served_model_names.empty()) f.served_model_names.push_back(!o.model.empty() ? o.model : "troupe-default");
   f.root = o.model.empty() ? f.served_model_names.front() : o.model;
+  f.eos_token_ids = f.config.eos_token_ids;
+  if (f.tok && f.tok->eos_id() && std::find(f.eos_token_ids.begin(), f.eos_token_ids.end(), *f.tok->eos_id()) == f.eos_token_ids.end())
+    f.eos_token_ids.push_back(*f.tok->eos_id());
+  if (f.tok) {
+    f.grammars = std::make_shared<model_grammars>();
+    // Bitmasks span the logits: a model padded past the tokenizer's vocabulary never samples the padding.
+    const int32_t model_vocab = static_cast<int32_t>(f.config.vocab_size);
+    f.grammars->vocab = make_token_vocabulary(*f.tok, f.eos_token_ids, model_vocab > f.tok->vocab_size() ? model_vocab : 0);
+  }
   return f;
 }
 

@@ -13,9 +13,20 @@
 #include "runtime/chat/chat_template.hpp"
 #include "runtime/model/generation_config.hpp"
 #include "runtime/model/model_config.hpp"
+#include "runtime/structured/grammar_cache.hpp"
 #include "runtime/tokenizer/tokenizer.hpp"
 
 namespace troupe {
+
+// Structured outputs for one model: its vocabulary as the grammar engine sees it, and the compiled grammars
+// that every request with the same spec shares (the gateway compiles a request's spec to check it, the
+// engine to admit it, the sampling shard to constrain it: one compile, then cache hits).
+struct model_grammars {
+  std::shared_ptr<const token_vocabulary> vocab;
+  grammar_cache cache;
+  // Throws std::invalid_argument with what is wrong with the spec.
+  std::shared_ptr<const compiled_grammar> compile(const structured_output& spec) { return cache.get(spec, vocab); }
+};
 
 struct model_front_options {
   std::string model;          // Hugging Face folder; empty: the built-in default model
@@ -46,6 +57,9 @@ struct model_front {
   std::vector<std::string> served_model_names;  // never empty
   std::string root;           // /v1/models' root: the model as given, else the served name
   int64_t max_model_len = 0;  // resolved
+  // The ids that end generation: generation_config's EOS ids, and the tokenizer's EOS when it names another.
+  std::vector<int32_t> eos_token_ids;
+  std::shared_ptr<model_grammars> grammars;  // null when the folder has no tokenizer.json
 };
 
 // Reads the folder's config, tokenizer and templates. Throws user_error naming the folder or flag at fault.

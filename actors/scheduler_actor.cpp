@@ -20,7 +20,7 @@ struct scheduler_state {
   std::shared_ptr<std::atomic<bool>> healthy;
   stall_watch watch;
   bool stalled = false;  // a step outlived watch.timeout: no more steps, every request failed
-  int64_t schedule_ns = 0, update_ns = 0, execute_ns = 0, step_ns = 0;
+  int64_t schedule_ns = 0, update_ns = 0, execute_ns = 0, step_ns = 0, mask_ns = 0, mask_wait_ns = 0;
   std::chrono::steady_clock::time_point step_start;
   static inline const char* name = "scheduler";
 };
@@ -65,6 +65,8 @@ void finish_step(self_ptr self, const plan_ptr& plan) {
   auto& st = self->state;
   st.in_flight = false;
   st.execute_ns += st.result.execute_ns;
+  st.mask_ns += st.result.mask_ns;
+  st.mask_wait_ns += st.result.mask_wait_ns;
   const auto update_start = std::chrono::steady_clock::now();
   if (st.result.error.empty()) {
     try {
@@ -188,6 +190,8 @@ scheduler_actor::behavior_type scheduler_fn(self_ptr self, std::shared_ptr<engin
         s.schedule_ns = st.schedule_ns;
         s.update_ns = st.update_ns;
         s.execute_ns = st.execute_ns;
+        s.mask_ns = st.mask_ns;
+        s.mask_wait_ns = st.mask_wait_ns;
         s.step_ns = st.step_ns;
         return s;
       },

@@ -17,6 +17,8 @@ shard_actor::behavior_type shard_fn(shard_actor::pointer, std::shared_ptr<shard_
           step_result r = res->runner->execute(*plan);
           r.execute_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start).count();
           if (res->comm) r.collective_ns = res->comm->busy_ns() - collective_start;
+          r.mask_ns = res->runner->last_mask_ns();
+          r.mask_wait_ns = res->runner->last_mask_wait_ns();
           return r;
         } catch (const std::exception& e) {
           // A failed step fails its requests, not the engine. Only shard 0's reply reaches the scheduler:

@@ -1,8 +1,10 @@
 #include "actors/wire_convert.hpp"
 
 #include <algorithm>
+#include <stdexcept>
 
 #include "actors/gateway_request.hpp"
+#include "runtime/structured/structured_output_names.hpp"
 
 namespace troupe {
 
@@ -25,6 +27,13 @@ sampling_params params_of(const wire::job& j) {
   for (size_t i = 0; i < std::min(j.logit_bias_ids.size(), j.logit_bias_values.size()); ++i)
     p.logit_bias.emplace_back(j.logit_bias_ids[i], j.logit_bias_values[i]);
   if (j.num_logprobs >= 0) p.logprobs = j.num_logprobs;
+  if (!j.structured_kind.empty()) {
+    const auto kind = structured_kind_named(j.structured_kind);
+    if (!kind)
+      throw std::invalid_argument("structured_kind must be one of json_object, json_schema, regex, choice or grammar, got '" +
+                                  j.structured_kind + "'");
+    p.structured = structured_output{*kind, j.structured_text};
+  }
   return p;
 }
 
@@ -52,6 +61,10 @@ wire::job job_of(const engine_request& r) {
     j.logit_bias_values.push_back(bias);
   }
   j.num_logprobs = p.logprobs.value_or(-1);
+  if (p.structured) {
+    j.structured_kind = std::string(structured_kind_name(p.structured->type));
+    j.structured_text = p.structured->text;
+  }
   j.priority = r.priority;
   j.cache_salt = r.cache_salt;
   return j;

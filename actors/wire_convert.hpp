@@ -10,7 +10,8 @@
 
 namespace troupe {
 
-// A job's sampling parameters (logit_bias pairs beyond the shorter of its two lists are dropped).
+// A job's sampling parameters (logit_bias pairs beyond the shorter of its two lists are dropped). Throws
+// std::invalid_argument, with a message for the client, for an unknown structured_kind.
 sampling_params params_of(const wire::job& j);
 
 // A request as a job: its prompt's token ids, sampling parameters, priority and cache salt.

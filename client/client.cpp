@@ -347,6 +347,8 @@ uint64_t client::submit(const job& j, std::function<void(const job_event&)> on_e
   w.stop = j.stop;
   w.stop_token_ids = j.stop_token_ids;
   w.priority = j.priority;
+  w.structured_kind = j.structured_kind;
+  w.structured_text = j.structured_text;
 
   w.tag = impl_->new_tag();
   {

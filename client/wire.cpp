@@ -27,6 +27,7 @@ template <class F> void fields(job& m, F&& f) {
   f("ignore_eos", m.ignore_eos); f("stop", m.stop); f("stop_token_ids", m.stop_token_ids); f("priority", m.priority);
   f("include_stop_str_in_output", m.include_stop_str_in_output); f("logit_bias_ids", m.logit_bias_ids);
   f("logit_bias_values", m.logit_bias_values); f("num_logprobs", m.num_logprobs); f("cache_salt", m.cache_salt);
+  f("structured_kind", m.structured_kind); f("structured_text", m.structured_text);
 }
 template <class F> void fields(submitted& m, F&& f) {
   f("tag", m.tag); f("job_id", m.job_id); f("error", m.error); f("error_type", m.error_type);

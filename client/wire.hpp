@@ -26,7 +26,9 @@
 
 namespace troupe::wire {
 
-inline constexpr uint32_t protocol_version = 1;
+// 2: a job carries its structured-output spec (structured_kind, structured_text); a version-1 peer would
+// drop it and run the request unconstrained, so the handshake refuses it.
+inline constexpr uint32_t protocol_version = 2;
 // Largest frame either side reads: ample for a prompt of a million token ids, far from a 4 GB announcement.
 inline constexpr uint32_t max_frame_bytes = 8u << 20;
 inline constexpr size_t frame_header_bytes = 4;
@@ -66,6 +68,10 @@ struct job {
   std::vector<float> logit_bias_values;
   int32_t num_logprobs = -1;  // alternatives per sampled token to return with its logprob; -1: no logprobs
   std::string cache_salt;     // vLLM's cache_salt: prefix cache hits only between jobs with the same salt
+  // Structured outputs: "json_object", "json_schema", "regex", "choice" or "grammar" with its text
+  // (runtime/structured/grammar_matcher.hpp); empty: unconstrained.
+  std::string structured_kind;
+  std::string structured_text;
 };
 
 struct submitted {

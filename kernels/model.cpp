@@ -551,14 +551,16 @@ sampling_batch model::stage_sampling(const sampling_inputs& sampling) {
   return sampling.view(sampling_.get().data);
 }
 
-void model::forward_sample(const step_input& in, const sampling_inputs& sampling, std::vector<int32_t>& tokens) {
+void model::forward_sample(const step_input& in, const sampling_inputs& sampling, std::vector<int32_t>& tokens,
+                           const std::function<void()>& before_sampling) {
   const int64_t num_logits = static_cast<int64_t>(in.logits_indices.size());
-  if (static_cast<int64_t>(sampling.rows().size()) != num_logits)
-    throw std::invalid_argument("model::forward_sample: " + std::to_string(sampling.rows().size()) +
-                                " sampling rows for " + std::to_string(num_logits) + " sampled tokens");
   const int64_t graph = graph_size_for(in);
   const attention_metadata meta = stage_inputs(in, graph);
   const tensor logits = logits_of_step(in, meta, graph);
+  if (before_sampling) before_sampling();
+  if (static_cast<int64_t>(sampling.rows().size()) != num_logits)
+    throw std::invalid_argument("model::forward_sample: " + std::to_string(sampling.rows().size()) +
+                                " sampling rows for " + std::to_string(num_logits) + " sampled tokens");
   tokens.resize(static_cast<size_t>(num_logits));
   if (num_logits == 0) {
     ops_.synchronize();

@@ -123,8 +123,11 @@ public:
   // Runs one step and samples each sampled row on the backend (ops::sample) with `sampling`, built from
   // the step's sample_requests in logits_indices order: one upload of the sampling inputs, and only the
   // token ids come back. tokens receives [logits_indices.size()]. Throws std::invalid_argument when
-  // `sampling` has another number of rows.
-  void forward_sample(const step_input& in, const sampling_inputs& sampling, std::vector<int32_t>& tokens);
+  // `sampling` has another number of rows. `before_sampling`, when given, runs once the forward pass is
+  // computed (CPU) or enqueued (CUDA) and before `sampling` is read: the caller finishes the sampling
+  // inputs there (structured outputs' bitmasks, computed while the forward runs).
+  void forward_sample(const step_input& in, const sampling_inputs& sampling, std::vector<int32_t>& tokens,
+                      const std::function<void()>& before_sampling = {});
 
   // Runs steps that write nothing to the KV cache (every slot -1) at the token counts steps will have:
   // each power of two up to max_num_tokens, and a one-sequence decode step. On CUDA that picks the GEMM

@@ -1,7 +1,9 @@
 #include "kernels/model_runner.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
+#include <future>
 #include <numeric>
 #include <stdexcept>
 
@@ -16,7 +18,7 @@ bool plain_greedy(const sample_request& r) {
   const sampling_params& p = *r.params;
   const bool min_tokens_mask =
       static_cast<int32_t>(r.output_ids.size()) < p.min_tokens && (!r.eos_token_ids.empty() || !p.stop_token_ids.empty());
-  return p.greedy() && !p.logprobs && p.logit_bias.empty() && p.repetition_penalty == 1.0f && p.presence_penalty == 0.0f &&
+  return p.greedy() && !p.logprobs && !p.structured && p.logit_bias.empty() && p.repetition_penalty == 1.0f && p.presence_penalty == 0.0f &&
          p.frequency_penalty == 0.0f && !min_tokens_mask;
 }
 
@@ -53,6 +55,10 @@ model_runner::model_runner(model* m, int32_t block_size, int32_t vocab_size, std
                            int32_t null_token)
     : model_(m), block_size_(block_size), vocab_size_(vocab_size), eos_token_ids_(std::move(eos_token_ids)),
       null_token_(null_token) {}
+
+void model_runner::enable_constraints(constraint_factory make) {
+  constraints_ = std::make_unique<constraint_table>(std::move(make), vocab_size_);
+}
 
 void model_runner::prepare(const step_plan& plan) {
   for (request_id id : plan.released) seqs_.erase(id);
@@ -100,20 +106,52 @@ step_result model_runner::execute(const step_plan& plan) {
     result.ids.push_back(s.id);
     const std::span<const int32_t> all(st.tokens);
     reqs.push_back({&st.params, all.first(st.num_prompt_tokens), all.subspan(st.num_prompt_tokens), st.seed,
-                    eos_token_ids_});
+                    eos_token_ids_, {}});
   }
+  if (constraints_) constraints_->begin_step(plan);
   if (plan.seqs.empty()) return result;
+
+  // Structured outputs: the bitmasks are computed on another thread while the forward pass runs here (CPU)
+  // or on the device (CUDA), and joined just before sampling reads them.
+  const bool masked = constraints_ && constraints_->any_masks() && model_;
+  last_mask_ns_ = last_mask_wait_ns_ = 0;
+  std::future<int64_t> masks;
+  if (masked)
+    masks = std::async(std::launch::async, [table = constraints_.get()] {
+      const auto start = std::chrono::steady_clock::now();
+      table->fill_masks();
+      return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start).count();
+    });
+  auto join_masks = [&] {
+    if (!masks.valid()) return;
+    const auto start = std::chrono::steady_clock::now();
+    last_mask_ns_ = masks.get();  // rethrows what fill_masks threw
+    last_mask_wait_ns_ = std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start).count();
+    for (size_t i = 0; i < reqs.size(); ++i) reqs[i].allowed_tokens = constraints_->mask_of_row(i);
+  };
+  // A forward pass that throws must not leave the mask thread running over the table.
+  struct joiner {
+    std::future<int64_t>& f;
+    ~joiner() {
+      if (f.valid()) f.wait();
+    }
+  } join_on_exit{masks};
+
   const bool any_logprobs =
       std::any_of(reqs.begin(), reqs.end(), [](const sample_request& r) { return r.params->logprobs.has_value(); });
   if (model_ && std::all_of(reqs.begin(), reqs.end(), plain_greedy)) {
     model_->forward_greedy(input_, result.tokens);
   } else if (model_ && !any_logprobs) {
-    // Sampled on the backend: only the token ids come back.
-    sampling_.build(reqs, vocab_size_);
-    model_->forward_sample(input_, sampling_, result.tokens);
+    // Sampled on the backend: only the token ids come back. The sampling inputs are built once the masks
+    // are in, after the forward pass is computed or enqueued.
+    model_->forward_sample(input_, sampling_, result.tokens, [&] {
+      join_masks();
+      sampling_.build(reqs, vocab_size_);
+    });
   } else if (model_) {
     // Logprobs need the whole rows on the host: this step downloads the logits and samples there.
     model_->forward(input_, logits_);
+    join_masks();
     // Logprobs come from the raw model output, so take them before sampling edits the rows in place.
     std::vector<std::vector<float>> raw(reqs.size());
     bool any = false;
@@ -131,6 +169,7 @@ step_result model_runner::execute(const step_plan& plan) {
   } else {
     result.tokens.assign(reqs.size(), null_token_);
   }
+  if (constraints_ && model_) constraints_->accept(result.tokens);
   for (size_t i = 0; i < result.ids.size(); ++i) seqs_.at(result.ids[i]).tokens.push_back(result.tokens[i]);
   return result;
 }

@@ -3,10 +3,12 @@
 // step_plan into the model's input, runs the forward pass and samples.
 
 #include <cstdint>
+#include <memory>
 #include <unordered_map>
 #include <vector>
 
 #include "kernels/model.hpp"
+#include "runtime/engine/constraint_table.hpp"
 #include "runtime/engine/step_plan.hpp"
 
 namespace troupe {
@@ -22,6 +24,15 @@ public:
   step_result execute(const step_plan& plan);
 
   int32_t num_sequences() const { return static_cast<int32_t>(seqs_.size()); }
+
+  // Makes this runner the sampling shard's for structured outputs: sequences whose params carry a spec are
+  // sampled under their constraint, whose bitmasks are computed on another thread while the forward pass
+  // runs. Only the shard that samples (shard 0) gets one; without it, specs are not this runner's business.
+  void enable_constraints(constraint_factory make);
+  const constraint_table* constraints() const { return constraints_.get(); }
+  // Time the last step spent computing bitmasks, and waiting for them after the forward pass (ns).
+  int64_t last_mask_ns() const { return last_mask_ns_; }
+  int64_t last_mask_wait_ns() const { return last_mask_wait_ns_; }
 
 private:
   struct seq_state {
@@ -43,6 +54,8 @@ private:
   step_input input_;
   sampling_inputs sampling_;
   std::vector<float> logits_;
+  std::unique_ptr<constraint_table> constraints_;
+  int64_t last_mask_ns_ = 0, last_mask_wait_ns_ = 0;
 };
 
 } // namespace troupe

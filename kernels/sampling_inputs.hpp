@@ -1,6 +1,6 @@
 #pragma once
 // Builds a step's sampling_batch on the host from its sample_requests and packs it into one block
-// (rows | masks | biases | penalties), so a model uploads it in one copy.
+// (rows | masks | biases | penalties | bitmasks), so a model uploads it in one copy.
 
 #include <cstddef>
 #include <cstdint>
@@ -22,6 +22,8 @@ public:
   const std::vector<int32_t>& masks() const { return masks_; }
   const std::vector<logit_bias_entry>& biases() const { return biases_; }
   const std::vector<penalty_entry>& penalties() const { return penalties_; }
+  // [K, bitmask_words(vocab)]: the effective bitmask (effective_bitmask) of each constrained row.
+  const std::vector<uint32_t>& bitmasks() const { return bitmasks_; }
 
   // Bytes of the packed block: each list starts at a multiple of 8 bytes.
   size_t packed_bytes() const;
@@ -35,6 +37,8 @@ private:
   std::vector<int32_t> masks_;
   std::vector<logit_bias_entry> biases_;
   std::vector<penalty_entry> penalties_;
+  std::vector<uint32_t> bitmasks_;
+  int32_t bitmask_words_ = 0;
   std::vector<int32_t> slot_;  // [vocab]: a token's entry in penalties_ while its row is built, else -1
 };
 

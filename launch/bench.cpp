@@ -1,10 +1,14 @@
 // `troupe bench throughput`: N prompts of random token ids with fixed input and output lengths (EOS
 // ignored), all submitted at once; prints requests/s and tokens/s, and where the step loop's time went.
+// With --structured-fraction, that share of the prompts is constrained by a JSON schema, and the time
+// spent on their bitmasks per step is printed beside the step time.
 
 #include <chrono>
 #include <cstdio>
+#include <fstream>
 #include <iostream>
 #include <random>
+#include <sstream>
 
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
@@ -27,11 +31,27 @@ struct throughput_options {
   uint64_t seed = 0;
   float temperature = 1.0f;  // 0: greedy (on the GPU the argmax is taken on the device)
   std::string output_json;
+  double structured_fraction = 0;  // of the prompts, constrained by structured_schema
+  std::string structured_schema;   // a JSON schema file
 };
+
+// The file's text. Throws user_error naming the flag when it cannot be read.
+std::string read_text(const std::string& path, const char* flag) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw user_error(std::string(flag) + " " + path + ": cannot be read");
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
 
 void run_throughput(throughput_options o) {
   if (o.num_prompts <= 0 || o.input_len <= 0 || o.output_len <= 0)
     throw user_error("--num-prompts, --input-len and --output-len must be positive");
+  if (!(o.structured_fraction >= 0 && o.structured_fraction <= 1))
+    throw user_error("--structured-fraction must be in [0, 1]");
+  if (o.structured_fraction > 0 && o.structured_schema.empty())
+    throw user_error("--structured-fraction needs --structured-schema FILE (a JSON schema)");
+  const std::string schema = o.structured_schema.empty() ? "" : read_text(o.structured_schema, "--structured-schema");
   if (run_if_other_rank(o.engine)) return;  // under mpirun: a rank other than 0 runs its shard only
   engine e(o.engine);
   if (o.input_len + o.output_len > e.max_model_len())
@@ -49,11 +69,20 @@ void run_throughput(throughput_options o) {
   params.ignore_eos = true;
   params.max_tokens = o.output_len;
   params.seed = o.seed;
+  // The constrained prompts spread evenly (every second one at 0.5), so each step's batch holds the fraction.
+  std::vector<sampling_params> per_prompt(prompts.size(), params);
+  int32_t num_constrained = 0;
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    const double share = o.structured_fraction * static_cast<double>(i + 1);
+    if (static_cast<int64_t>(share) == static_cast<int64_t>(o.structured_fraction * static_cast<double>(i))) continue;
+    per_prompt[i].structured = structured_output{structured_output::kind::json_schema, schema};
+    ++num_constrained;
+  }
 
   const engine_stats before = e.stats();
   progress_bar bar(prompts.size());
   const auto start = std::chrono::steady_clock::now();
-  const auto results = e.generate(prompts, params, [&] { bar.tick(); });
+  const auto results = e.generate(prompts, per_prompt, [&] { bar.tick(); });
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   const engine_stats after = e.stats();
 
@@ -87,6 +116,9 @@ void run_throughput(throughput_options o) {
       {"execute_us_per_step", per_step_us(after.execute_ns, before.execute_ns)},
       {"wall_us_per_step", seconds * 1e6 / steps},
       {"num_preemptions", after.sched.num_preemptions - before.sched.num_preemptions},
+      {"num_constrained", num_constrained},
+      {"mask_us_per_step", per_step_us(after.mask_ns, before.mask_ns)},
+      {"mask_wait_us_per_step", per_step_us(after.mask_wait_ns, before.mask_wait_ns)},
   };
   std::printf("%-28s %12.2f\n", "requests/s", report["requests_per_s"].get<double>());
   std::printf("%-28s %12.1f\n", "output tokens/s", report["output_tokens_per_s"].get<double>());
@@ -101,6 +133,13 @@ void run_throughput(throughput_options o) {
               report["wall_us_per_step"].get<double>() - report["schedule_us_per_step"].get<double>() -
                   report["execute_us_per_step"].get<double>() - report["update_us_per_step"].get<double>());
   std::printf("%-28s %12lld\n", "preemptions", static_cast<long long>(report["num_preemptions"].get<int64_t>()));
+  if (num_constrained > 0) {
+    // The bitmasks are computed beside the forward pass: only the wait after it adds to the step.
+    std::printf("%-28s %12d\n", "constrained prompts", num_constrained);
+    std::printf("%-28s %12.3f\n", "  bitmasks (ms/step)", report["mask_us_per_step"].get<double>() / 1e3);
+    std::printf("%-28s %12.3f\n", "  waited for them (ms/step)", report["mask_wait_us_per_step"].get<double>() / 1e3);
+    std::printf("%-28s %12.3f\n", "  step (ms, wall)", report["wall_us_per_step"].get<double>() / 1e3);
+  }
   if (!o.output_json.empty()) {
     std::FILE* f = std::fopen(o.output_json.c_str(), "w");
     if (!f) throw user_error("--output-json " + o.output_json + ": cannot be written");
@@ -123,6 +162,10 @@ void register_bench(CLI::App& app) {
   cmd->add_option("--seed", o->seed)->capture_default_str();
   cmd->add_option("--temperature", o->temperature, "Sampling temperature; 0: greedy")->capture_default_str();
   cmd->add_option("--output-json", o->output_json, "Also write the figures to this file");
+  cmd->add_option("--structured-fraction", o->structured_fraction,
+                  "Share of the prompts constrained by --structured-schema (structured outputs)")
+      ->capture_default_str();
+  cmd->add_option("--structured-schema", o->structured_schema, "A JSON schema file for the constrained prompts");
   cmd->callback([o] { run_throughput(*o); });
   register_bench_serve(*bench);
 }

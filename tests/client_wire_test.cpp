@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "actors/gateway_request.hpp"
+#include "actors/wire_convert.hpp"
 #include "client/wire.hpp"
 
 using namespace troupe;
@@ -113,6 +115,20 @@ TEST(client_wire, logprobs_logit_bias_salt_and_stop_reasons_cross_the_wire_for_t
   EXPECT_EQ(back.list[0].logprob, -0.25f);
   EXPECT_EQ(back.list[0].top_ids, (std::vector<int32_t>{4, 5}));
   EXPECT_EQ(back.list[0].top_logprobs, (std::vector<float>{-0.25f, -1.5f}));
+}
+
+TEST(client_wire, a_structured_output_spec_crosses_the_wire_and_becomes_the_jobs_sampling_params) {
+  engine_request r;
+  r.prompt_ids = {1, 2};
+  r.params.structured = structured_output{structured_output::kind::regex, "[a-z]+"};
+  const wire::job sent = job_of(r);  // what the router forwards to a worker
+  EXPECT_EQ(sent.structured_kind, "regex");
+  const auto job = std::get<wire::job>(wire::parse_client_message(payload_of(wire::frame(wire::client_message{sent}))));
+  EXPECT_EQ(params_of(job).structured, r.params.structured);
+  EXPECT_FALSE(params_of(wire::job{}).structured.has_value());
+  wire::job unknown;
+  unknown.structured_kind = "yaml";
+  EXPECT_THROW(params_of(unknown), std::invalid_argument);
 }
 
 TEST(client_wire, a_frame_announcing_4_gb_or_nothing_is_refused_from_its_header) {

@@ -13,6 +13,7 @@
 #include "kernels/model_runner.hpp"
 #include "runtime/engine/engine_core.hpp"
 #include "runtime/model/safetensors.hpp"
+#include "tests/support/choice_constraint.hpp"
 
 using namespace troupe;
 
@@ -51,6 +52,8 @@ public:
     ec.sched.long_request_threshold = s.long_request_threshold;
     ec.vocab_size = static_cast<int32_t>(config_.vocab_size);
     ec.eos_token_ids = config_.eos_token_ids;
+    // The test-only choice constraint's parser stands for the grammar compiler.
+    ec.compile_structured = [](const structured_output& spec) { troupe::testing::choice_constraint::parse(spec.text); };
     core_ = std::make_unique<engine_core>(ec, nullptr, 1);
   }
 
@@ -72,6 +75,9 @@ public:
   }
 
   engine_core& core() { return *core_; }
+  // Structured outputs with the test-only choice constraint (tests/support/choice_constraint.hpp).
+  void constrain() { runner_->enable_constraints(troupe::testing::choice_constraint::factory(config_.eos_token_ids)); }
+  const model_runner& runner() const { return *runner_; }
   std::map<request_id, std::vector<int32_t>> outputs_;
   std::map<request_id, request_output> finished_;
 
@@ -217,6 +223,62 @@ TEST(engine_core, sampling_on_the_backend_draws_the_tokens_the_host_sampler_draw
   }
 }
 
+// Structured outputs through the whole engine on the CPU model: constrained and unconstrained requests in
+// one batch, prompts prefilled in chunks, preemption and recompute, one abort. Each constrained request emits
+// exactly one of its choices and stops on the end id ("stop"), and draws the tokens it draws alone.
+TEST(engine_core, constrained_requests_emit_one_of_their_choices_through_chunked_prefill_and_preemption) {
+  std::mt19937 rng(9);
+  std::vector<std::vector<int32_t>> prompts;
+  for (int i = 0; i < 8; ++i) prompts.push_back(random_prompt(rng, 20 + 5 * i));
+  // Long choices, so the batch outgrows 16 blocks; they share prefixes, so the draws decide.
+  std::vector<std::string> specs;
+  for (int i = 0; i < 4; ++i) {
+    std::string a, b;
+    for (int t = 0; t < 30; ++t) {
+      a += std::to_string(100 + t + i) + " ";
+      b += std::to_string(t < 10 ? 100 + t + i : 200 + t) + " ";
+    }
+    specs.push_back(a + "|" + b + "|" + std::to_string(300 + i));
+  }
+  auto params = [&](int i) {
+    sampling_params p;
+    p.temperature = 1.0f;
+    p.seed = 40 + i;
+    p.max_tokens = 40;
+    if (i % 2 == 0) p.structured = structured_output{structured_output::kind::choice, specs[static_cast<size_t>(i / 2)]};
+    else p.ignore_eos = true;
+    return p;
+  };
+  setup tight;
+  tight.num_blocks = 16;
+  tight.max_num_batched_tokens = 24;  // prompts of 20-55 tokens prefill over several steps
+  engine_fixture squeezed(tight);
+  squeezed.constrain();
+  for (int i = 0; i < 8; ++i) squeezed.add(i, prompts[i], params(i));
+  squeezed.add(8, prompts[0], params(0));
+  for (int s = 0; s < 3; ++s) squeezed.step();
+  ASSERT_TRUE(squeezed.core().abort(8).has_value());
+  squeezed.run();
+  EXPECT_GT(squeezed.core().stats().num_preemptions, 0);
+  EXPECT_EQ(squeezed.runner().constraints()->num_refused(), 0);
+  EXPECT_EQ(squeezed.runner().constraints()->num_constraints(), 0u);  // finished and aborted ones forgotten
+  for (int i = 0; i < 8; i += 2) {
+    const auto choices = troupe::testing::choice_constraint::parse(specs[static_cast<size_t>(i / 2)]);
+    std::vector<int32_t> out = squeezed.outputs_[i];
+    ASSERT_FALSE(out.empty());
+    EXPECT_EQ(out.back(), 2) << "request " << i << " ends on the end id";
+    out.pop_back();
+    EXPECT_NE(std::find(choices.begin(), choices.end(), out), choices.end()) << "request " << i;
+    EXPECT_EQ(squeezed.finished_[i].reason, finish_reason::stop);
+    engine_fixture alone(setup{});
+    alone.constrain();
+    alone.add(i, prompts[i], params(i));
+    alone.run();
+    EXPECT_EQ(squeezed.outputs_[i], alone.outputs_[i]) << "request " << i;
+  }
+  for (int i = 1; i < 8; i += 2) EXPECT_EQ(squeezed.outputs_[i].size(), 40u);
+}
+
 TEST(engine_core, refuses_invalid_requests_with_a_message) {
   engine_fixture e(setup{});
   EXPECT_EQ(e.core().add({1, {}, greedy(4), 0, {}}), "The prompt cannot be empty");
@@ -224,7 +286,23 @@ TEST(engine_core, refuses_invalid_requests_with_a_message) {
   EXPECT_EQ(e.core().add({1, std::vector<int32_t>(256, 1), greedy(4), 0, {}}),
             "The prompt (total length 256) is too long to fit into the model (context length 256). Make sure that "
             "`max_model_len` is no smaller than the number of text tokens.");
+  sampling_params bad_spec = greedy(4);
+  bad_spec.structured = structured_output{structured_output::kind::choice, ""};
+  EXPECT_EQ(e.core().add({1, {1, 2}, bad_spec, 0, {}}), "Invalid structured output spec: choice: no choices in ''");
   EXPECT_FALSE(e.core().has_work());
+}
+
+TEST(engine_core, without_a_grammar_engine_a_structured_request_is_refused_not_run_unconstrained) {
+  engine_config ec;
+  ec.sched.max_model_len = 64;
+  ec.kv.num_blocks = 8;
+  ec.kv.block_size = 16;
+  ec.vocab_size = 100;
+  engine_core core(ec, nullptr, 1);
+  sampling_params p = greedy(4);
+  p.structured = structured_output{structured_output::kind::regex, "a+"};
+  EXPECT_EQ(core.add({1, {1, 2}, p, 0, {}}),
+            "Structured outputs (response_format, guided_*) are not supported by this server: it has no grammar engine");
 }
 
 namespace {

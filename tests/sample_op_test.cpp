@@ -29,7 +29,8 @@ struct request_data {
   sampling_params params;
   std::vector<int32_t> prompt, output, eos;
   uint64_t seed = 0;
-  sample_request request() const { return {&params, prompt, output, seed, eos}; }
+  std::vector<uint32_t> allowed;  // structured outputs' bitmask; empty: every token
+  sample_request request() const { return {&params, prompt, output, seed, eos, allowed}; }
 };
 
 std::vector<sample_request> requests_of(const std::vector<request_data>& data) {
@@ -83,6 +84,13 @@ request_data random_request(std::mt19937_64& rng, int32_t vocab) {
     p.min_tokens = static_cast<int32_t>(rng() % 8);
     p.stop_token_ids = {token(), vocab + 7};
     d.eos = {token(), -1};
+  }
+  if (rng() % 3 == 0) {  // a constrained row: some tokens allowed, or none (the end-id fallback)
+    d.allowed.assign(static_cast<size_t>(bitmask_words(vocab)), 0u);
+    const uint64_t one_in = pick(uint64_t{2}, uint64_t{5}, uint64_t{1000});
+    for (int32_t t = 0; t < vocab; ++t)
+      if (rng() % one_in == 0) d.allowed[static_cast<size_t>(t) / 32] |= 1u << (t % 32);
+    if (d.eos.empty()) d.eos = {token()};
   }
   for (int i = 0, n = static_cast<int>(rng() % 40); i < n; ++i) d.prompt.push_back(token());
   for (int i = 0, n = static_cast<int>(rng() % 12); i < n; ++i)
@@ -205,6 +213,43 @@ TEST(sampling_inputs, packs_into_one_block_that_views_back_the_same_lists) {
   EXPECT_EQ(reinterpret_cast<uintptr_t>(b.penalties.data) % 8, 0u);
 }
 
+TEST(sampling_inputs, copies_each_constrained_rows_bitmask_and_gives_a_mask_that_allows_nothing_the_end_ids) {
+  request_data free_row, some, none;
+  some.allowed = {0b1010u, 0u};  // ids 1 and 3 of 40
+  none.allowed = {0u, 1u << 9};  // id 41: outside the vocabulary of 40, so nothing
+  none.eos = {39, 2};
+  sampling_inputs in;
+  in.build(requests_of({free_row, some, none}), 40);
+  EXPECT_EQ(in.rows()[0].bitmask_row, -1);
+  EXPECT_EQ(in.rows()[1].bitmask_row, 0);
+  EXPECT_EQ(in.rows()[2].bitmask_row, 1);
+  EXPECT_EQ(in.bitmasks(), (std::vector<uint32_t>{0b1010u, 0u, 0b100u, 1u << 7}));
+  std::vector<uint64_t> block(in.packed_bytes() / 8 + 1);
+  in.pack(block.data());
+  const sampling_batch b = in.view(block.data());
+  ASSERT_EQ(b.bitmasks.dim(0), 2);
+  ASSERT_EQ(b.bitmasks.row_elems(), 2);
+  EXPECT_EQ(b.bitmasks.as<uint32_t>()[3], 1u << 7);
+}
+
+TEST(cpu_sample, a_constrained_row_only_ever_draws_an_allowed_token) {
+  std::mt19937_64 rng(5);
+  const int32_t vocab = 100;
+  for (int trial = 0; trial < 200; ++trial) {
+    request_data d;
+    d.seed = rng();
+    d.params.temperature = trial % 4 == 0 ? 0.0f : 1.5f;
+    d.allowed.assign(4, 0u);
+    const int32_t a = static_cast<int32_t>(rng() % vocab), b = static_cast<int32_t>(rng() % vocab);
+    d.allowed[a / 32] |= 1u << (a % 32);
+    d.allowed[b / 32] |= 1u << (b % 32);
+    const auto logits = random_logits(rng, vocab, false);
+    const int32_t got = sample_op(logits, vocab, {d})[0];
+    EXPECT_TRUE(got == a || got == b) << "trial " << trial << ": drew " << got << ", allowed " << a << " and " << b;
+    EXPECT_EQ(got, reference(logits, vocab, {d})[0]);
+  }
+}
+
 TEST(cpu_sample, picks_what_sample_cpu_picks_over_random_parameter_mixes) {
   std::mt19937_64 rng(11);
   int sampled_rows = 0;
@@ -305,7 +350,7 @@ TEST(model_decode_padding, a_decode_step_padded_to_a_graph_size_computes_what_th
     b->forward(d, lb);
     ASSERT_EQ(la, lb) << "step " << step;  // bit for bit: the padding row changes nothing
     const std::vector<int32_t> none;
-    const std::vector<sample_request> reqs(3, sample_request{&sp, none, none, 7u + static_cast<uint64_t>(step), {}});
+    const std::vector<sample_request> reqs(3, sample_request{&sp, none, none, 7u + static_cast<uint64_t>(step), {}, {}});
     sampling_inputs si;
     si.build(reqs, static_cast<int32_t>(a->config().vocab_size));
     a->forward_sample(d, si, ta);

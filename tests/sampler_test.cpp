@@ -22,7 +22,7 @@ std::vector<float> logits_for(std::initializer_list<double> probs) {
 
 sample_request request_for(const sampling_params& p, uint64_t seed = 0, std::span<const int32_t> prompt = {},
                            std::span<const int32_t> output = {}, std::span<const int32_t> eos = {}) {
-  return sample_request{&p, prompt, output, seed, eos};
+  return sample_request{&p, prompt, output, seed, eos, {}};
 }
 
 // Runs one step on a single-row batch and returns the row.
@@ -471,6 +471,64 @@ TEST(sampler, min_p_comes_before_top_p_as_in_vllm) {
   p.min_p = 0.3f;
   p.top_p = 0.42f;
   for (uint64_t seed = 0; seed < 200; ++seed) ASSERT_EQ(sample_one(row, request_for(p, seed)), 0) << seed;
+}
+
+TEST(sampler, a_bitmask_sets_every_disallowed_logit_to_minus_infinity_first) {
+  sampling_params p;
+  p.logit_bias = {{0, 100.0f}};  // logit_bias comes after the mask: a masked token stays masked
+  std::vector<uint32_t> allowed = {0b0110u};  // ids 1 and 2
+  sample_request r = request_for(p);
+  r.allowed_tokens = allowed;
+  EXPECT_EQ(run_step(apply_allowed_tokens_cpu, {5.0f, 1.0f, 2.0f, 9.0f}, r),
+            (std::vector<float>{neg_inf, 1.0f, 2.0f, neg_inf}));
+  EXPECT_EQ(run_step(apply_processors_cpu, {5.0f, 1.0f, 2.0f, 9.0f}, r),
+            (std::vector<float>{neg_inf, 1.0f, 2.0f, neg_inf}));
+  p.temperature = 0.0f;
+  EXPECT_EQ(sample_one({5.0f, 1.0f, 2.0f, 9.0f}, r), 2);
+}
+
+TEST(sampler, min_tokens_does_not_mask_the_end_ids_a_finished_grammar_alone_allows) {
+  sampling_params p;
+  p.min_tokens = 5;
+  p.stop_token_ids = {1};
+  const std::vector<int32_t> eos = {3};
+  std::vector<uint32_t> only_end = {1u << 3}, end_and_two = {(1u << 3) | (1u << 2)}, end_and_stop = {(1u << 3) | (1u << 1)};
+  sample_request r = request_for(p, 7, {}, {}, eos);
+  r.allowed_tokens = only_end;
+  EXPECT_FALSE(min_tokens_applies(r, 5));
+  EXPECT_EQ(sample_one({5.0f, 1.0f, 2.0f, 0.5f, 9.0f}, r), 3);
+  r.allowed_tokens = end_and_stop;  // the stop id is masked by min_tokens too: still nothing else
+  EXPECT_FALSE(min_tokens_applies(r, 5));
+  r.allowed_tokens = end_and_two;   // id 2 remains: min_tokens masks the end id as usual
+  EXPECT_TRUE(min_tokens_applies(r, 5));
+  EXPECT_EQ(sample_one({5.0f, 1.0f, 2.0f, 0.5f, 9.0f}, r), 2);
+  r.allowed_tokens = {};
+  EXPECT_TRUE(min_tokens_applies(r, 5));
+}
+
+TEST(sampler, a_row_without_a_bitmask_is_untouched_by_the_mask_step) {
+  sampling_params p;
+  EXPECT_EQ(run_step(apply_allowed_tokens_cpu, {5.0f, 1.0f}, request_for(p)), (std::vector<float>{5.0f, 1.0f}));
+}
+
+TEST(sampler, a_bitmask_that_allows_nothing_in_the_vocabulary_allows_the_end_ids) {
+  sampling_params p;
+  const std::vector<int32_t> eos = {3};
+  // Bit 5 is past a vocabulary of 5 ids: it does not count.
+  std::vector<uint32_t> allowed = {1u << 5};
+  sample_request r = request_for(p, 7, {}, {}, eos);
+  r.allowed_tokens = allowed;
+  EXPECT_EQ(run_step(apply_allowed_tokens_cpu, {5.0f, 1.0f, 2.0f, 0.5f, 9.0f}, r),
+            (std::vector<float>{neg_inf, neg_inf, neg_inf, 0.5f, neg_inf}));
+  EXPECT_EQ(sample_one({5.0f, 1.0f, 2.0f, 0.5f, 9.0f}, r), 3);
+}
+
+TEST(sampler, any_token_allowed_ignores_bits_past_the_vocabulary) {
+  EXPECT_FALSE(any_token_allowed(std::vector<uint32_t>{0u}, 3));
+  EXPECT_FALSE(any_token_allowed(std::vector<uint32_t>{0b1000u}, 3));
+  EXPECT_TRUE(any_token_allowed(std::vector<uint32_t>{0b100u}, 3));
+  EXPECT_TRUE(any_token_allowed(std::vector<uint32_t>{0u, 1u}, 33));
+  EXPECT_FALSE(any_token_allowed(std::vector<uint32_t>{0u, 2u}, 33));
 }
 
 TEST(sampler, mismatched_shapes_are_rejected) {

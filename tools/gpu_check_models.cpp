@@ -177,7 +177,7 @@ void check_model(cuda_ops& gpu, const fs::path& dir, dtype t) {
     while (out.size() < 16) {
       const step_input in = out.empty() ? make_step({{prompt, 0}})
                                         : make_step({{{out.back()}, static_cast<int32_t>(prompt.size() + out.size() - 1)}});
-      const sample_request r{&sp, prompt, out, 1000 + p, {}};
+      const sample_request r{&sp, prompt, out, 1000 + p, {}, {}};
       sampling_inputs si;
       si.build(std::span<const sample_request>(&r, 1), static_cast<int32_t>(vocab));
       net.forward_sample(in, si, token);

@@ -33,11 +33,12 @@ struct request_data {
   sampling_params params;
   std::vector<int32_t> prompt, output, eos;
   uint64_t seed = 0;
+  std::vector<uint32_t> allowed;  // structured outputs' bitmask; empty: every token
 };
 
 std::vector<sample_request> requests_of(const std::vector<request_data>& data) {
   std::vector<sample_request> reqs;
-  for (const auto& d : data) reqs.push_back({&d.params, d.prompt, d.output, d.seed, d.eos});
+  for (const auto& d : data) reqs.push_back({&d.params, d.prompt, d.output, d.seed, d.eos, d.allowed});
   return reqs;
 }
 
@@ -108,6 +109,7 @@ std::vector<int32_t> gpu_sample(cuda_ops& gpu, const std::vector<float>& logits,
 double closest_cut(std::vector<float> row, int32_t vocab, const sample_request& r) {
   const std::span<const sample_request> one(&r, 1);
   const sampling_params& p = *r.params;
+  apply_allowed_tokens_cpu(row, vocab, one);
   apply_min_tokens_cpu(row, vocab, one);
   apply_logit_bias_cpu(row, vocab, one);
   apply_penalties_cpu(row, vocab, one);
@@ -237,6 +239,17 @@ void random_mix(request_data& d, std::span<const float> row) {
   if (rng() % 4 == 0) mask_top_tokens(d, row, 3);
 }
 
+// A constrained row (structured outputs): a bitmask allowing about one token in `one_in`, over any mix.
+void allow_some(request_data& d, std::span<const float> row, uint32_t one_in) {
+  random_mix(d, row);
+  const int32_t vocab = static_cast<int32_t>(row.size());
+  d.allowed.assign(static_cast<size_t>((vocab + 31) / 32), 0u);
+  for (int32_t t = 0; t < vocab; ++t)
+    if (rng() % one_in == 0) d.allowed[static_cast<size_t>(t) / 32] |= 1u << (t % 32);
+  // Bits past the vocabulary must not count.
+  if (vocab % 32 != 0) d.allowed.back() |= ~((1u << (vocab % 32)) - 1u);
+}
+
 struct size_case {
   int rows;
   int32_t vocab;
@@ -310,6 +323,14 @@ void check_sampling(cuda_ops& gpu, bool quick) {
        },
        false},
       {"bf16 all combined", spread::bf16, 3.0f, random_mix, false},
+      {"bitmask (1 in 20 allowed) + all combined", spread::normal, 2.0f,
+       [](request_data& d, std::span<const float> row) { allow_some(d, row, 20); }, true},
+      {"bitmask half the rows", spread::bf16, 3.0f,
+       [](request_data& d, std::span<const float> row) {
+         if (rng() % 2) allow_some(d, row, pick({2u, 1000u}));
+         else random_mix(d, row);
+       },
+       true},
   };
   const std::vector<size_case> small = {{1, 1000}, {37, 1000}, {8, 1001}, {5, 3}};
   const std::vector<size_case> large = {{1, 152064}, {64, 152064}};
@@ -323,12 +344,19 @@ void check_sampling(cuda_ops& gpu, bool quick) {
 
   // Rows every step masks, or that hold one value only.
   const int32_t vocab = 1000;
-  std::vector<float> logits(6 * vocab, 0.0f);
+  std::vector<float> logits(9 * vocab, 0.0f);
   std::fill(logits.begin(), logits.begin() + vocab, neg_inf);                  // row 0: all masked
   std::fill(logits.begin() + 2 * vocab, logits.begin() + 3 * vocab, neg_inf);  // row 2: one finite token
   logits[2 * vocab + 777] = 1.0f;
-  std::vector<request_data> data(6);
+  std::vector<request_data> data(9);
   for (size_t r = 0; r < data.size(); ++r) data[r].seed = 1000 + r;
+  for (size_t r = 6; r < 9; ++r) {
+    data[r].allowed.assign((vocab + 31) / 32, 0u);
+    data[r].eos = {998};
+  }
+  data[6].allowed[5] = 1u << 3;                  // one token allowed: id 163 whatever the draw
+  data[7].params.temperature = 0.0f;             // nothing allowed, greedy: the end id 998
+  logits[8 * vocab + 10] = 50.0f;                // nothing allowed, sampled: the end id, not the likely 10
   data[3].params.top_k = 5;     // equal logits: the five lowest ids
   data[4].params.top_p = 0.5f;  // equal logits: exactly half, the lower ids
   data[5].params.min_p = 1.0f;  // equal logits: min_p keeps them all
@@ -339,7 +367,7 @@ void check_sampling(cuda_ops& gpu, bool quick) {
     wrong += want[r] != got[r];
     if (want[r] != got[r]) std::printf("sample mismatch: edge row %zu: cpu %d gpu %d\n", r, want[r], got[r]);
   }
-  report("sample edge rows", dtype::f32, "masked, one token, equal logits", wrong, 0.0, "rows wrong");
+  report("sample edge rows", dtype::f32, "masked, one token, equal logits, bitmasks", wrong, 0.0, "rows wrong");
 }
 
 void time_sampling(cuda_ops& gpu) {

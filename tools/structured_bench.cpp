@@ -1,6 +1,6 @@
 // Micro benchmark of the grammar engine: vocabulary and grammar compile times, and the time to fill one
 // sequence's token mask per step, cold (empty mask cache) and warm, as a batch of constrained sequences
-// decodes JSON. Usage: troupe_structured_bench TOKENIZER_JSON [NUM_SEQUENCES]
+// decodes JSON. Usage: troupe_structured_bench TOKENIZER_JSON [NUM_SEQUENCES [MODEL_VOCAB_SIZE]]
 
 #include "runtime/structured/compiled_grammar.hpp"
 #include "runtime/structured/grammar_matcher.hpp"
@@ -96,7 +96,7 @@ void report(const char* name, const run_result& r, const compiled_grammar& gramm
 
 int main(int argc, char** argv) {
   if (argc < 2) {
-    std::fprintf(stderr, "usage: %s TOKENIZER_JSON [NUM_SEQUENCES]\n", argv[0]);
+    std::fprintf(stderr, "usage: %s TOKENIZER_JSON [NUM_SEQUENCES [MODEL_VOCAB_SIZE]]\n", argv[0]);
     return 2;
   }
   const int num_sequences = argc > 2 ? std::atoi(argv[2]) : 129;
@@ -104,8 +104,9 @@ int main(int argc, char** argv) {
   auto start = clock_type::now();
   std::vector<int32_t> ends;
   if (tok.eos_id()) ends.push_back(*tok.eos_id());
-  const auto vocab = make_token_vocabulary(tok, ends);
-  std::printf("vocabulary: %d tokens, %zu trie nodes, built in %.1f ms\n", vocab->size(), vocab->trie().size(),
+  const auto vocab = make_token_vocabulary(tok, ends, argc > 3 ? std::atoi(argv[3]) : 0);
+  std::printf("vocabulary: %d ids (%d in the tokenizer), %zu trie nodes, built in %.1f ms\n", vocab->size(),
+              tok.vocab_size(), vocab->trie().size(),
               micros_since(start) / 1000);
 
   start = clock_type::now();

@@ -45,6 +45,11 @@ struct job {
   std::vector<std::string> stop;
   std::vector<int32_t> stop_token_ids;
   int64_t priority = 0;  // lower runs first (with --scheduling-policy priority)
+  // Structured outputs (constrained decoding): structured_kind is "json_object", "json_schema" (text: the
+  // schema), "regex" (the pattern), "choice" (a JSON array of strings) or "grammar" (EBNF with a root
+  // rule); empty: unconstrained. A spec the server cannot compile refuses the job with its reason.
+  std::string structured_kind;
+  std::string structured_text;
 };
 
 // New tokens of a job, as they are sampled.

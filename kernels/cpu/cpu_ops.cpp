@@ -276,7 +276,13 @@ void cpu_ops::sample(const tensor& logits, const sampling_batch& batch, const te
       output[r].insert(output[r].end(), static_cast<size_t>(std::max(0, penalties[i].output_count)), penalties[i].id);
       if (penalties[i].in_prompt) prompt[r].push_back(penalties[i].id);
     }
-    reqs[r] = sample_request{&p, prompt[r], output[r], row.seed, {}};
+    reqs[r] = sample_request{&p, prompt[r], output[r], row.seed, {}, {}};
+    // The batch's bitmask already holds the end-id fallback (sampling_inputs), so no end ids are needed.
+    if (row.bitmask_row >= 0) {
+      const int64_t words = batch.bitmasks.row_elems();
+      reqs[r].allowed_tokens = std::span<const uint32_t>(batch.bitmasks.as<const uint32_t>() + row.bitmask_row * words,
+                                                         static_cast<size_t>(words));
+    }
   }
   const std::span<float> values(logits.as<float>(), static_cast<size_t>(num_rows * vocab));
   apply_processors_cpu(values, static_cast<int32_t>(vocab), reqs);

@@ -78,11 +78,61 @@ int32_t inverse_cdf_draw(std::span<const float> row, double u) {
   return last_positive;  // u * total rounded above the last partial sum
 }
 
+bool any_token_allowed(std::span<const uint32_t> words, int32_t vocab) {
+  const size_t full = static_cast<size_t>(vocab / 32);
+  for (size_t w = 0; w < std::min(full, words.size()); ++w)
+    if (words[w] != 0) return true;
+  // The last word's bits past the vocabulary do not count.
+  if (vocab % 32 != 0 && full < words.size() && (words[full] & ((1u << (vocab % 32)) - 1u)) != 0) return true;
+  return false;
+}
+
+void effective_bitmask(std::span<const uint32_t> words, int32_t vocab, std::span<const int32_t> end_ids,
+                       std::span<uint32_t> out) {
+  const size_t n = static_cast<size_t>(bitmask_words(vocab));
+  if (words.size() != n || out.size() != n)
+    throw std::invalid_argument("sampler: a bitmask of " + std::to_string(words.size()) + " words for a vocabulary of " +
+                                std::to_string(vocab) + " (" + std::to_string(n) + " words)");
+  if (any_token_allowed(words, vocab)) {
+    std::copy(words.begin(), words.end(), out.begin());
+    return;
+  }
+  std::fill(out.begin(), out.end(), 0u);
+  for (int32_t id : end_ids)
+    if (in_vocab(id, vocab)) out[static_cast<size_t>(id) / 32] |= 1u << (id % 32);
+}
+
+void apply_allowed_tokens_cpu(std::span<float> logits, int32_t vocab, std::span<const sample_request> reqs) {
+  check_shape(logits, vocab, reqs);
+  std::vector<uint32_t> words(static_cast<size_t>(bitmask_words(vocab)));
+  for (size_t i = 0; i < reqs.size(); ++i) {
+    const auto& r = reqs[i];
+    if (r.allowed_tokens.empty()) continue;
+    effective_bitmask(r.allowed_tokens, vocab, r.eos_token_ids, words);
+    auto row = row_of(logits, vocab, i);
+    for (int32_t t = 0; t < vocab; ++t)
+      if (!(words[static_cast<size_t>(t) / 32] >> (t % 32) & 1u)) row[t] = neg_inf;
+  }
+}
+
+bool min_tokens_applies(const sample_request& r, int32_t vocab) {
+  if (static_cast<int64_t>(r.output_ids.size()) >= r.params->min_tokens) return false;
+  if (r.allowed_tokens.empty()) return true;
+  std::vector<uint32_t> words(static_cast<size_t>(bitmask_words(vocab)));
+  effective_bitmask(r.allowed_tokens, vocab, r.eos_token_ids, words);
+  auto clear = [&](int32_t id) {
+    if (in_vocab(id, vocab)) words[static_cast<size_t>(id) / 32] &= ~(1u << (id % 32));
+  };
+  for (int32_t id : r.eos_token_ids) clear(id);
+  for (int32_t id : r.params->stop_token_ids) clear(id);
+  return any_token_allowed(words, vocab);
+}
+
 void apply_min_tokens_cpu(std::span<float> logits, int32_t vocab, std::span<const sample_request> reqs) {
   check_shape(logits, vocab, reqs);
   for (size_t i = 0; i < reqs.size(); ++i) {
     const auto& r = reqs[i];
-    if (static_cast<int64_t>(r.output_ids.size()) >= r.params->min_tokens) continue;
+    if (!min_tokens_applies(r, vocab)) continue;
     auto row = row_of(logits, vocab, i);
     for (int32_t id : r.eos_token_ids)
       if (in_vocab(id, vocab)) row[id] = neg_inf;
@@ -220,6 +270,7 @@ std::vector<int32_t> draw_cpu(std::span<const float> logits, int32_t vocab, std:
 }
 
 void apply_processors_cpu(std::span<float> logits, int32_t vocab, std::span<const sample_request> reqs) {
+  apply_allowed_tokens_cpu(logits, vocab, reqs);
   apply_min_tokens_cpu(logits, vocab, reqs);
   apply_logit_bias_cpu(logits, vocab, reqs);
   apply_penalties_cpu(logits, vocab, reqs);

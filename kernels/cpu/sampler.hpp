@@ -3,6 +3,8 @@
 // A CUDA twin will take the same arguments and must pick the same tokens.
 //
 // Steps, in vLLM V1's order (Sampler.forward), each exposed so tests and the twin can check it:
+//   0. apply_allowed_tokens_cpu  tokens outside a constrained row's bitmask -> -inf (structured outputs;
+//                             vLLM applies the grammar bitmask to the logits before its sampler runs)
 //   1. apply_min_tokens_cpu   EOS ids and stop_token_ids -> -inf while fewer than min_tokens outputs
 //   2. apply_logit_bias_cpu   logit += clamp(bias, -100, 100)
 //   3. apply_penalties_cpu    repetition (prompt + output), then frequency, then presence (output only)
@@ -44,7 +46,22 @@ struct sample_request {
   // The model's EOS ids (generation_config may list several). Masked with params->stop_token_ids
   // while output_ids.size() < min_tokens, even under ignore_eos, as vLLM does.
   std::span<const int32_t> eos_token_ids;
+  // Structured outputs: the tokens this draw may take, bit (id % 32) of word (id / 32), ceil(vocab / 32)
+  // words (grammar_matcher::fill_next_token_bitmask). Empty: every token.
+  std::span<const uint32_t> allowed_tokens;
 };
+
+// Words of an allowed-token bitmask over `vocab` ids.
+inline int32_t bitmask_words(int32_t vocab) { return (vocab + 31) / 32; }
+
+// True when the bitmask allows some id in [0, vocab).
+bool any_token_allowed(std::span<const uint32_t> words, int32_t vocab);
+
+// The bitmask a row is sampled with: `words` as given, or, when it allows no id inside [0, vocab), the end
+// ids alone, so a grammar that admits nothing ends the sequence rather than emitting a disallowed token.
+// Writes into `out` (bitmask_words(vocab) words).
+void effective_bitmask(std::span<const uint32_t> words, int32_t vocab, std::span<const int32_t> end_ids,
+                       std::span<uint32_t> out);
 
 // The uniform in [0, 1) for output token `index` of a request seeded with `seed`; pure function.
 double sampling_uniform(uint64_t seed, uint64_t index);
@@ -60,7 +77,15 @@ int32_t inverse_cdf_draw(std::span<const float> row, double u);
 // Ids outside [0, vocab) are skipped: validate() has already told the user about bad logit_bias ids,
 // and a stop or EOS id outside the vocabulary can never be sampled anyway.
 
-// Masks EOS ids and stop_token_ids of rows that have fewer than min_tokens outputs.
+// Whether step 1 masks the row's EOS and stop ids: it has fewer than min_tokens outputs, and, for a
+// constrained row, its bitmask allows some other token (when a finished grammar allows only end ids, masking
+// them would leave nothing that may be drawn, so the grammar wins).
+bool min_tokens_applies(const sample_request& r, int32_t vocab);
+
+// Sets the logits of tokens outside each constrained row's allowed_tokens to -inf (effective_bitmask:
+// a mask that allows nothing allows the row's EOS ids). Rows without a bitmask are left as they are.
+void apply_allowed_tokens_cpu(std::span<float> logits, int32_t vocab, std::span<const sample_request> reqs);
+// Masks EOS ids and stop_token_ids of rows that have fewer than min_tokens outputs (min_tokens_applies).
 void apply_min_tokens_cpu(std::span<float> logits, int32_t vocab, std::span<const sample_request> reqs);
 // Adds each row's logit_bias, clamped to [-100, 100].
 void apply_logit_bias_cpu(std::span<float> logits, int32_t vocab, std::span<const sample_request> reqs);
@@ -81,7 +106,7 @@ void apply_top_p_cpu(std::span<float> logits, int32_t vocab, std::span<const sam
 // inverse_cdf_draw(row, sampling_uniform(seed, output_ids.size())).
 std::vector<int32_t> draw_cpu(std::span<const float> logits, int32_t vocab, std::span<const sample_request> reqs);
 
-// Runs steps 1-7 in order (every step but the draw). logits: [num_seqs, vocab] fp32, modified in place.
+// Runs steps 0-7 in order (every step but the draw). logits: [num_seqs, vocab] fp32, modified in place.
 void apply_processors_cpu(std::span<float> logits, int32_t vocab, std::span<const sample_request> reqs);
 
 // Runs every step above in order. logits: [num_seqs, vocab] fp32, modified in place.

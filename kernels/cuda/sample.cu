@@ -1,7 +1,8 @@
 // Sampling on the device, the twin of sample_cpu (kernels/cpu/sampler.hpp): one block per row, so a
 // sampled step downloads one integer per sequence.
 //
-// A row: the sparse edits (min_tokens masks, logit_bias, penalties) in place, in the CPU's order and
+// A row: a constrained row's allowed-token bitmask first (others to -inf), then the sparse edits
+// (min_tokens masks, logit_bias, penalties) in place, in the CPU's order and
 // rounding; a greedy row then takes the argmax. Otherwise, with v = logit / temperature and m = max v,
 // each masking step keeps a prefix of one order, v descending and the lower id first among equals:
 // min_p keeps v with exp(v - m) >= min_p, top_k the first k, top_p the shortest prefix (of what the
@@ -365,7 +366,15 @@ __device__ cut select_cut(const row_view& r, float m, const Pred& pred, int64_t 
 // --- the row ---
 
 __device__ void apply_edits(float* row, int64_t vocab, const sampling_row& p, const int32_t* masks,
-                            const logit_bias_entry* biases, const penalty_entry* penalties) {
+                            const logit_bias_entry* biases, const penalty_entry* penalties, const uint32_t* bitmasks,
+                            int64_t bitmask_words) {
+  if (p.bitmask_row >= 0) {  // row-uniform
+    // sampling_inputs already put the end ids into a bitmask that allowed nothing (effective_bitmask).
+    const uint32_t* words = bitmasks + static_cast<int64_t>(p.bitmask_row) * bitmask_words;
+    for (int64_t i = threadIdx.x; i < vocab; i += kThreads)
+      if (!((words[i >> 5] >> (i & 31)) & 1u)) row[i] = -INFINITY;
+    __syncthreads();
+  }
   const bool any = p.mask_end > p.mask_begin || p.bias_end > p.bias_begin || p.penalty_end > p.penalty_begin;
   if (!any) return;  // row-uniform: every thread returns
   for (int i = p.mask_begin + threadIdx.x; i < p.mask_end; i += kThreads) {
@@ -492,12 +501,12 @@ template <class Kept> __device__ int64_t draw(const row_view& r, float m, const 
 __global__ void __launch_bounds__(kThreads, 2)
     sample_kernel(float* logits, int64_t vocab, int64_t segment, bool vec, const sampling_row* rows,
                   const int32_t* masks, const logit_bias_entry* biases, const penalty_entry* penalties,
-                  int32_t* out) {
+                  const uint32_t* bitmasks, int64_t bitmask_words, int32_t* out) {
   extern __shared__ __align__(16) unsigned char smem[];
   histogram_smem& h = *reinterpret_cast<histogram_smem*>(smem);
   const sampling_row p = rows[blockIdx.x];
   float* data = logits + static_cast<int64_t>(blockIdx.x) * vocab;
-  apply_edits(data, vocab, p, masks, biases, penalties);
+  apply_edits(data, vocab, p, masks, biases, penalties, bitmasks, bitmask_words);
 
   row_view raw{data, vocab, segment, vec, 1.0f};
   if (p.greedy) {
@@ -547,6 +556,10 @@ void launch_sample(const tensor& logits, const sampling_batch& batch, const tens
       batch.rows.row_elems() * 4 != static_cast<int64_t>(sizeof(sampling_row)) || vocab <= 0 || vocab > INT32_MAX)
     throw std::invalid_argument("cuda sample: logits " + shape_of(logits) + " f32, " + std::to_string(rows) +
                                 " sampling rows and out " + shape_of(out) + " i32 do not fit");
+  const int64_t bitmask_words = batch.bitmasks.empty() ? 0 : batch.bitmasks.row_elems();
+  if (batch.bitmasks.numel() > 0 && bitmask_words != (vocab + 31) / 32)
+    throw std::invalid_argument("cuda sample: bitmasks " + shape_of(batch.bitmasks) + " for a vocabulary of " +
+                                std::to_string(vocab));
   if (rows == 0) return;
   constexpr size_t smem = sizeof(histogram_smem);
   // Per launch: the limit belongs to the current device, and shards may drive several.
@@ -556,7 +569,8 @@ void launch_sample(const tensor& logits, const sampling_batch& batch, const tens
   const bool vec = vocab % 4 == 0 && reinterpret_cast<uintptr_t>(logits.data) % 16 == 0;
   sample_kernel<<<static_cast<unsigned>(rows), kThreads, smem, stream>>>(
       logits.as<float>(), vocab, segment, vec, batch.rows.as<const sampling_row>(), batch.masks.as<const int32_t>(),
-      batch.biases.as<const logit_bias_entry>(), batch.penalties.as<const penalty_entry>(), out.as<int32_t>());
+      batch.biases.as<const logit_bias_entry>(), batch.penalties.as<const penalty_entry>(),
+      batch.bitmasks.as<const uint32_t>(), bitmask_words, out.as<int32_t>());
   check_launch("sample");
 }
 

@@ -20,6 +20,9 @@ constexpr std::string_view no_dp =
 constexpr std::string_view no_python = "troupe runs no Python: there is no class or plugin to load";
 constexpr std::string_view no_tls = "troupe serves plain HTTP; put a TLS-terminating proxy in front of it";
 constexpr std::string_view no_tracing = "troupe exports no OpenTelemetry traces; use /metrics and the request log";
+constexpr std::string_view own_grammar_engine =
+    "troupe constrains decoding with its own grammar engine (JSON schema, regex, choice and EBNF grammars), which "
+    "stands in for xgrammar; only the backend xgrammar or auto is accepted";
 
 // vLLM 0.11.0's `vllm serve --help`, group by group: the serve command's own flags, the frontend
 // (FrontendArgs), then the engine (EngineArgs: model, load, structured outputs, parallel, cache,
@@ -270,8 +273,10 @@ constexpr std::array flags = std::to_array<vllm_flag>({
     {"--compilation-config", "-O", a::one, no_effect,
      "troupe's kernels are compiled ahead of time; decode steps replay CUDA graphs unless --enforce-eager"},
     {"--additional-config", "", a::one, refused, "troupe has no platform plugins to configure"},
-    {"--structured-outputs-config", "", a::one, refused,
-     "troupe has no structured-output backend yet; response_format and guided_* fields are refused"},
+    {"--structured-outputs-config", "", a::one, refused, own_grammar_engine,
+     R"({"backend":"xgrammar"},{"backend": "xgrammar"},{"backend":"auto"},{"backend": "auto"})"},
+    // vLLM before 0.11 (now --structured-outputs-config); deployment files still carry it.
+    {"--guided-decoding-backend", "", a::one, refused, own_grammar_engine, "xgrammar,auto"},
 });
 
 } // namespace

@@ -1,6 +1,7 @@
 #include "runtime/engine/engine_core.hpp"
 
 #include <algorithm>
+#include <stdexcept>
 
 namespace troupe {
 
@@ -19,6 +20,15 @@ std::string engine_core::add(engine_request in) {
     return "The prompt (total length " + std::to_string(n) + ") is too long to fit into the model (context length " +
            std::to_string(max_len) + "). Make sure that `max_model_len` is no smaller than the number of text tokens.";
   if (std::string invalid = in.params.validate(config_.vocab_size); !invalid.empty()) return invalid;
+  if (in.params.structured) {
+    if (!config_.compile_structured)
+      return "Structured outputs (response_format, guided_*) are not supported by this server: it has no grammar engine";
+    try {
+      config_.compile_structured(*in.params.structured);
+    } catch (const std::invalid_argument& e) {
+      return std::string("Invalid structured output spec: ") + e.what();
+    }
+  }
   if (!tokenizer_ && !in.params.stop.empty())
     return "Stop strings need the model's tokenizer.json, which this model has none of; use stop_token_ids";
   if (states_.count(in.id) || scheduler_.find(in.id)) return "Request id " + std::to_string(in.id) + " is already in use";

@@ -9,6 +9,7 @@
 // The scheduler actor owns one and only moves messages in and out of it.
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <random>
@@ -64,6 +65,8 @@ struct engine_stats {
   int64_t schedule_ns = 0;  // planning steps (engine_core::schedule)
   int64_t update_ns = 0;    // applying results: stop rules, detokenization, output messages
   int64_t execute_ns = 0;   // inside the shards
+  int64_t mask_ns = 0;       // computing structured outputs' bitmasks, on a thread beside the forward pass
+  int64_t mask_wait_ns = 0;  // of execute_ns: sampling waiting for those bitmasks after the forward pass
   int64_t step_ns = 0;      // from sending a plan to having applied its results
 };
 
@@ -73,6 +76,10 @@ struct engine_config {
   int32_t vocab_size = 0;
   std::vector<int32_t> eos_token_ids;
   block_hash_fn block_hash = xxh3_block_hash;  // the prefix cache's; tests inject one that collides
+  // Structured outputs: compiles a spec (throwing std::invalid_argument with what is wrong), so a request
+  // from any front end (HTTP, native client, router) is checked before it runs. Empty: no grammar engine,
+  // and requests with a spec are refused.
+  std::function<void(const structured_output&)> compile_structured;
 };
 
 class engine_core {

@@ -8,6 +8,8 @@
 #include <utility>
 #include <vector>
 
+#include "runtime/structured/grammar_matcher.hpp"
+
 namespace troupe {
 
 // Below this temperature a request samples greedily (vLLM's _SAMPLING_EPS).
@@ -40,6 +42,9 @@ struct sampling_params {
   // Log-probabilities to return with each sampled token: the token's own and this many alternatives
   // (vLLM's logprobs; from the raw model output, before penalties and temperature). Empty: none.
   std::optional<int32_t> logprobs;
+  // Constrained decoding (structured outputs): every sampled token keeps the output inside this spec.
+  // Empty: unconstrained. The gateway has compiled it once, so the engine never meets a bad spec.
+  std::optional<structured_output> structured;
 
   bool operator==(const sampling_params&) const = default;
 

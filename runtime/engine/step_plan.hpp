@@ -60,6 +60,10 @@ struct step_result {
   std::string error;  // non-empty when the step failed; the scheduler fails the step's requests
   int64_t execute_ns = 0;  // time the shard spent on the step (input preparation, forward, sampling)
   int64_t collective_ns = 0;  // of which in tensor-parallel collectives (shard 0; 0 on one shard)
+  // Structured outputs: time computing the step's bitmasks (beside the forward pass, on another thread),
+  // and of it the time sampling waited for them after the forward pass.
+  int64_t mask_ns = 0;
+  int64_t mask_wait_ns = 0;
 };
 
 } // namespace troupe

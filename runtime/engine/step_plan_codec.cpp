@@ -17,20 +17,21 @@ namespace troupe {
 // NOTE: the codec writes every field by hand, so a field added to these structs and forgotten here would
 // silently not reach the other ranks. These sizes (LP64) change when a field is added: encode and decode
 // the new field, then update the size.
-static_assert(sizeof(void*) != 8 || sizeof(sampling_params) == 152,
+static_assert(sizeof(void*) != 8 || sizeof(sampling_params) == 200,
               "sampling_params changed: update step_plan_codec.cpp (encode, decode, tests), then this size");
-static_assert(sizeof(void*) != 8 || sizeof(scheduled_seq) == 264,
+static_assert(sizeof(void*) != 8 || sizeof(scheduled_seq) == 312,
               "scheduled_seq changed: update step_plan_codec.cpp (encode, decode, tests), then this size");
 static_assert(sizeof(void*) != 8 || sizeof(step_plan) == 56,
               "step_plan changed: update step_plan_codec.cpp (encode, decode, tests), then this size");
 
 namespace {
 
-// message > seqs > seq > params > stop strings: no container nests deeper.
+// message > seqs > seq > params > stop strings (or the structured spec): no container nests deeper.
 constexpr size_t max_depth = 5;
 constexpr size_t continuing_seq_fields = 6;
 constexpr size_t new_seq_fields = 10;
-constexpr size_t params_fields = 16;
+constexpr size_t params_fields = 17;
+constexpr uint8_t max_structured_kind = static_cast<uint8_t>(structured_output::kind::grammar);
 
 // ---- encoding ----
 
@@ -108,6 +109,14 @@ void pack_params(packer& pk, byte_sink& sink, const sampling_params& p) {
     pack_f32(sink, bias);
   }
   if (p.logprobs) pk.pack_int32(*p.logprobs); else pk.pack_nil();
+  if (p.structured) {
+    pk.pack_array(2);
+    pk.pack_uint8(static_cast<uint8_t>(p.structured->type));
+    pk.pack_str(count(p.structured->text.size(), "a structured output spec"));
+    pk.pack_str_body(p.structured->text.data(), static_cast<uint32_t>(p.structured->text.size()));
+  } else {
+    pk.pack_nil();
+  }
 }
 
 void pack_seq(packer& pk, byte_sink& sink, const scheduled_seq& s) {
@@ -164,7 +173,7 @@ void pack_stop_order(std::vector<std::byte>& out) {
 using msgpack::type::object_type;
 
 // Where the parser is: the arrays open around it.
-enum class level : uint8_t { root, seqs, seq, params, stop, logit_bias, released };
+enum class level : uint8_t { root, seqs, seq, params, stop, logit_bias, structured, released };
 struct frame {
   level what;
   uint32_t size;
@@ -177,7 +186,7 @@ const char* const seq_fields[] = {"id", "is_new", "start_position", "token_ids",
 const char* const params_field_names[] = {
     "temperature", "top_p", "top_k", "min_p", "repetition_penalty", "presence_penalty", "frequency_penalty", "seed",
     "max_tokens", "min_tokens", "ignore_eos", "stop", "stop_token_ids", "include_stop_str_in_output", "logit_bias",
-    "logprobs"};
+    "logprobs", "structured"};
 static_assert(std::size(seq_fields) == new_seq_fields && std::size(params_field_names) == params_fields);
 
 // A value as the parser delivered it, enough to check it and to describe it in a message.
@@ -349,7 +358,7 @@ bool plan_reader::wrong_here(const value& v) {
         case 0: case 9: expected = "an unsigned 64-bit integer"; break;
         case 1: case 5: expected = "true or false"; break;
         case 2: case 7: expected = "a 32-bit integer"; break;
-        case 8: expected = "an array of 16 (sampling parameters)"; break;
+        case 8: expected = "an array of 17 (sampling parameters)"; break;
         default: expected = int32s; break;
       }
       break;
@@ -362,11 +371,15 @@ bool plan_reader::wrong_here(const value& v) {
         case 12: expected = int32s; break;
         case 14: expected = "an array of (id, bias) pairs, so of even length"; break;
         case 15: expected = "nil or a 32-bit integer"; break;
+        case 16: expected = "nil or an array of 2 (kind, text)"; break;
         default: expected = "an array"; break;
       }
       break;
     case level::stop: expected = "a string"; break;
     case level::logit_bias: expected = f.index % 2 == 0 ? "a 32-bit token id" : "a float32"; break;
+    case level::structured:
+      expected = f.index == 0 ? "a structured output kind (0 to 4)" : "a string";
+      break;
     case level::released: expected = "a request id"; break;
   }
   return fail(here() + " must be " + expected + ", got " + describe(v));
@@ -414,6 +427,10 @@ bool plan_reader::start_array(uint32_t n) {
       if (f.index == 14 && n % 2 == 0) {
         p.logit_bias.resize(n / 2);
         return push(level::logit_bias, n);
+      }
+      if (f.index == 16 && n == 2) {
+        p.structured.emplace();
+        return push(level::structured, n);
       }
       break;
     }
@@ -498,6 +515,9 @@ bool plan_reader::scalar(const value& v) {
           else if (as_i32(v, n)) p.logprobs = n, ok = true;
           break;
         }
+        case 16:
+          if (v.type == object_type::NIL) p.structured.reset(), ok = true;
+          break;
       }
       break;
     }
@@ -507,6 +527,14 @@ bool plan_reader::scalar(const value& v) {
     case level::logit_bias: {
       auto& pair = seq().params.logit_bias[f.index / 2];
       ok = f.index % 2 == 0 ? as_i32(v, pair.first) : as_f32(v, pair.second);
+      break;
+    }
+    case level::structured: {
+      structured_output& so = *seq().params.structured;
+      if (f.index == 0 && v.type == object_type::POSITIVE_INTEGER && v.u <= max_structured_kind)
+        so.type = static_cast<structured_output::kind>(v.u), ok = true;
+      else if (f.index == 1 && v.type == object_type::STR)
+        so.text.assign(v.str), ok = true;
       break;
     }
     case level::released: {

@@ -25,7 +25,7 @@
 
 namespace troupe {
 
-inline constexpr uint32_t step_plan_format_version = 1;
+inline constexpr uint32_t step_plan_format_version = 2;  // 2: sampling params carry `structured`
 
 // What rank 0 sends the other ranks each step.
 struct rank_message {

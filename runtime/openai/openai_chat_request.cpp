@@ -416,11 +416,8 @@ void parse_extra_sampling(object_fields& f, openai_sampling_fields& s, const ope
 // Fields troupe refuses when set (both request kinds).
 std::optional<api_error> refuse_unsupported(const pjson& data, bool /*chat*/) {
   if (truthy_key(data, "use_beam_search")) return unsupported_field("use_beam_search");
-  if (const pjson* rf = get(data, "response_format"); rf && rf->is_object()) {
-    const pjson* type = get(*rf, "type");
-    if (!(type && *type == "text")) return unsupported_field("response_format");
-  }
-  for (const char* field : {"structured_outputs", "prompt_logprobs", "logprob_token_ids", "allowed_token_ids",
+  // response_format and structured_outputs: parse_structured_output.
+  for (const char* field : {"prompt_logprobs", "logprob_token_ids", "allowed_token_ids",
                             "truncate_prompt_tokens", "thinking_token_budget", "repetition_detection",
                             "prompt_embeds"}) {
     const pjson* v = get(data, field);
@@ -535,6 +532,7 @@ checked<chat_request> parse_chat_request(std::string_view body, const openai_ser
   if (r.tool_choice == tool_choice_mode::required || r.tool_choice == tool_choice_mode::function)
     return unsupported_field("tool_choice");
   if (auto e = refuse_unsupported(data, true)) return *e;
+  if (auto e = parse_structured_output(data, server, r.sampling.structured)) return *e;
   return r;
 }
 

@@ -226,6 +226,7 @@ checked<completion_request> parse_completion_request(std::string_view body, cons
   if (auto e = check_num_sequences(get(data, "n"), r.n, static_cast<int64_t>(r.prompts.size()), server)) return *e;
   if (suffix) return bad_request("suffix is not currently supported");
   if (auto e = refuse_unsupported(data, false)) return *e;
+  if (auto e = parse_structured_output(data, server, r.sampling.structured)) return *e;
   // echo with logprobs returns the prompt's logprobs too, which troupe does not compute.
   if (r.echo && r.logprobs) return unsupported_field("echo");
   for (const auto& p : r.prompts) {

@@ -162,8 +162,15 @@ std::optional<api_error> check_num_sequences(const pjson* raw, int64_t n, int64_
 
 std::optional<troupe::stream_options> parse_stream_options(object_fields& f);
 
-// The first field troupe refuses when set (beam search, structured outputs, prompt logprobs, ...).
+// The first field troupe refuses when set (beam search, prompt logprobs, ...).
 std::optional<api_error> refuse_unsupported(const pjson& data, bool chat);
+
+// The body's structured-output constraint (openai_structured.cpp): response_format json_object/json_schema,
+// structured_outputs, guided_json/regex/choice/grammar; more than one is a 400, and so is a spec that
+// server.compile_structured refuses (naming the field). Without compile_structured the field is refused as
+// unsupported. Sets `out` only when the body asks for a constraint.
+std::optional<api_error> parse_structured_output(const pjson& data, const openai_server_config& server,
+                                                 std::optional<structured_output>& out);
 
 // Compact JSON text of a decoded value (key order kept).
 std::string dump_json(const pjson& v);

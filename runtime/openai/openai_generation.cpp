@@ -187,6 +187,7 @@ checked<openai_generation> build(const openai_sampling_fields& fields, int64_t n
   }
   p.include_stop_str_in_output = fields.include_stop_str_in_output;
   p.logit_bias = std::move(bias);
+  p.structured = fields.structured;
   std::string vocab_error = p.validate(server.vocab_size);
   if (!vocab_error.empty()) return bad_request(vocab_error);
   if (num_prompt_tokens == 0) return bad_request("The decoder prompt cannot be empty");

@@ -32,10 +32,13 @@
 //
 // Followed: vLLM's main branch as of 2026 (chat_completion/protocol.py, completion/protocol.py,
 // renderers/params.py, sampling_params.py, serve/exception_handling). Where troupe lacks a feature
-// vLLM has (structured outputs, beam search, multimodal input, prompt logprobs), the
-// request is refused with a 400 that names the field rather than silently ignored.
+// vLLM has (beam search, multimodal input, prompt logprobs), the request is refused with a 400 that
+// names the field rather than silently ignored. Structured outputs (response_format, structured_outputs,
+// guided_*) are compiled while the body is parsed (openai_server_config::compile_structured) and travel in
+// sampling_params::structured.
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -95,6 +98,10 @@ struct openai_server_config {
   bool enable_auto_tool_choice = false;
   std::string tool_call_parser;   // --tool-call-parser ("" none): reads tool calls out of "auto" outputs
   std::string reasoning_parser;   // --reasoning-parser ("" none): reads reasoning out of every chat output
+  // Compiles a structured-output spec for the model's vocabulary, throwing std::invalid_argument with what
+  // is wrong with it; a request's spec is compiled while its body is parsed. Empty: the server has no
+  // grammar engine, and the fields are refused.
+  std::function<void(const structured_output&)> compile_structured;
   // Defaults from the model's generation_config.json (vLLM's --generation-config auto); a request's
   // own value wins, then these, then OpenAI's defaults.
   std::optional<double> default_temperature, default_top_p, default_min_p, default_repetition_penalty;
@@ -116,6 +123,7 @@ struct openai_sampling_fields {
   std::vector<std::pair<std::string, double>> logit_bias;  // keys as sent; converted in to_generation
   bool skip_special_tokens = true;
   bool spaces_between_special_tokens = true;
+  std::optional<structured_output> structured;  // response_format, structured_outputs or guided_*, compiled
 };
 
 struct stream_options {
@@ -291,6 +299,16 @@ std::optional<api_error> check_max_tokens_limit(const completion_request& r, int
 std::optional<api_error> check_max_tokens_limit(int64_t requested, int64_t limit);
 // Holds a generation to the limit (0: none): what a request that asked no number gets.
 void apply_max_tokens_limit(openai_generation& g, int64_t limit);
+
+// The constraint vLLM puts on a chat's output for its tool_choice (_get_json_schema_from_tool): "required"
+// -> a JSON schema of a non-empty array of {"name": one of the tools' names, "parameters": that tool's
+// parameters schema} (anyOf over the tools, their $defs gathered at the top); a named function -> its
+// parameters schema (the empty object's when it has none); none or auto -> nullopt. tools_json as
+// chat_request::tools_json holds it. Errors: 400 for a named tool not in tools, or two tools defining one
+// $defs name differently.
+checked<std::optional<structured_output>> tool_choice_structured_output(std::string_view tools_json,
+                                                                         tool_choice_mode mode,
+                                                                         std::string_view function_name);
 
 // Step 4 for a prompt of num_prompt_tokens tokens (after check_context_length passed).
 checked<openai_generation> to_generation(const chat_request& r, int64_t num_prompt_tokens,

@@ -14,14 +14,14 @@ grammar choice_grammar(std::string_view json_array) {
     throw std::invalid_argument("guided_choice: must be a list of strings");
   if (list.empty()) throw std::invalid_argument("guided_choice: the list of choices is empty");
   grammar g;
-  std::vector<int32_t> options;
+  std::vector<std::string> texts;
   for (std::size_t i = 0; i < list.size(); ++i) {
     if (!list[i].is_string())
       throw std::invalid_argument("guided_choice: choice " + std::to_string(i) + " is not a string");
-    options.push_back(g.literal(list[i].get_ref<const std::string&>()));
+    texts.push_back(list[i].get<std::string>());
   }
   g.root = g.rule("root");
-  g.set_body(g.root, g.choice(std::move(options)));
+  g.set_body(g.root, g.literal_set(std::move(texts)));
   return g;
 }
 

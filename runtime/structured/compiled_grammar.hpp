@@ -22,7 +22,7 @@ public:
 
   // mask_cache_bytes bounds the masks kept (least recently used go first).
   compiled_grammar(structured::grammar_automaton automaton, std::shared_ptr<const token_vocabulary> vocab,
-                   std::size_t mask_cache_bytes = std::size_t{64} << 20);
+                   std::size_t mask_cache_bytes = std::size_t{32} << 20);
 
   const structured::grammar_automaton& automaton() const { return automaton_; }
   const token_vocabulary& vocabulary() const { return *vocab_; }

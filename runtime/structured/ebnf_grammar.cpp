@@ -2,6 +2,7 @@
 // ends where the next `name ::=` begins; `#` starts a comment to the end of the line.
 
 #include "runtime/structured/grammar_front_ends.hpp"
+#include "runtime/tokenizer/tokenizer_utf8.hpp"
 
 #include <stdexcept>
 #include <string>
@@ -214,24 +215,6 @@ private:
     }
   }
 
-  static void append_utf8(std::string& out, char32_t c) {
-    if (c < 0x80) {
-      out += static_cast<char>(c);
-    } else if (c < 0x800) {
-      out += static_cast<char>(0xC0 | (c >> 6));
-      out += static_cast<char>(0x80 | (c & 0x3F));
-    } else if (c < 0x10000) {
-      out += static_cast<char>(0xE0 | (c >> 12));
-      out += static_cast<char>(0x80 | ((c >> 6) & 0x3F));
-      out += static_cast<char>(0x80 | (c & 0x3F));
-    } else {
-      out += static_cast<char>(0xF0 | (c >> 18));
-      out += static_cast<char>(0x80 | ((c >> 12) & 0x3F));
-      out += static_cast<char>(0x80 | ((c >> 6) & 0x3F));
-      out += static_cast<char>(0x80 | (c & 0x3F));
-    }
-  }
-
   int32_t string_literal(char quote) {
     const std::size_t at = pos_;
     ++pos_;
@@ -245,7 +228,7 @@ private:
         bytes += static_cast<char>(hex(2, at));
         continue;
       }
-      append_utf8(bytes, character());
+      utf8::append(bytes, character());
     }
     ++pos_;
     return g_.literal(bytes);

@@ -4,6 +4,8 @@
 #include "runtime/structured/grammar_automaton.hpp"
 
 #include <algorithm>
+#include <string>
+#include <unordered_map>
 #include <stdexcept>
 
 namespace troupe::structured {
@@ -247,6 +249,112 @@ std::vector<uint8_t> rules_to_inline(const grammar& g) {
   return inline_rule;
 }
 
+// Nodes with the same finality and the same edges (to the same nodes) match the same bytes, so they become
+// one; repeated, so chains of equal nodes fold from their ends. Fewer nodes, and parses that were equal but
+// for a node id become equal: more mask cache hits, and more subtrees allowed whole.
+grammar_automaton merge_equivalent_nodes(grammar_automaton a) {
+  using edge = grammar_automaton::byte_edge;
+  using call = grammar_automaton::call_edge;
+  const auto n = static_cast<uint32_t>(a.nodes.size());
+  // Union-find over nodes; a worklist rechecks a node when one of its successors was merged away.
+  std::vector<uint32_t> rep(n);
+  for (uint32_t i = 0; i < n; ++i) rep[i] = i;
+  const auto find = [&](uint32_t i) {
+    while (rep[i] != i) i = rep[i] = rep[rep[i]];
+    return i;
+  };
+  std::vector<std::vector<uint32_t>> preds(n);
+  for (uint32_t i = 0; i < n; ++i) {
+    const auto& nd = a.nodes[i];
+    for (uint32_t k = nd.byte_begin; k < nd.byte_end; ++k) preds[a.byte_edges[k].to].push_back(i);
+    for (uint32_t k = nd.call_begin; k < nd.call_end; ++k) preds[a.calls[k].ret].push_back(i);
+  }
+  std::unordered_map<std::string, uint32_t> table;
+  std::vector<uint32_t> work(n);
+  std::vector<uint8_t> queued(n, 1);
+  for (uint32_t i = 0; i < n; ++i) work[i] = n - 1 - i;
+  std::string sig;
+  std::vector<edge> edges;
+  std::vector<call> calls;
+  while (!work.empty()) {
+    const uint32_t i = work.back();
+    work.pop_back();
+    queued[i] = 0;
+    if (find(i) != i) continue;
+    const auto& nd = a.nodes[i];
+    edges.assign(a.byte_edges.begin() + nd.byte_begin, a.byte_edges.begin() + nd.byte_end);
+    for (auto& e : edges) e.to = find(e.to);
+    std::sort(edges.begin(), edges.end());
+    edges.erase(std::unique(edges.begin(), edges.end()), edges.end());
+    calls.assign(a.calls.begin() + nd.call_begin, a.calls.begin() + nd.call_end);
+    for (auto& c : calls) c.ret = find(c.ret);
+    std::sort(calls.begin(), calls.end());
+    calls.erase(std::unique(calls.begin(), calls.end()), calls.end());
+    sig.assign(1, nd.final ? 'F' : 'f');
+    for (const auto& e : edges) {
+      sig.append(reinterpret_cast<const char*>(&e.lo), 1).append(reinterpret_cast<const char*>(&e.hi), 1);
+      sig.append(reinterpret_cast<const char*>(&e.to), sizeof e.to);
+    }
+    sig += '|';
+    for (const auto& c : calls) {
+      sig.append(reinterpret_cast<const char*>(&c.rule), sizeof c.rule).append(reinterpret_cast<const char*>(&c.ret), sizeof c.ret);
+    }
+    // NOTE: an entry may outlive a change of its node's edges; a merge through it is still sound, since
+    // every merge joins nodes that match the same bytes.
+    auto [it, fresh] = table.try_emplace(sig, i);
+    if (fresh) continue;
+    const uint32_t into = find(it->second);
+    if (into == i) continue;
+    it->second = into;
+    rep[i] = into;
+    for (const uint32_t p : preds[i]) {
+      if (!queued[p]) {
+        queued[p] = 1;
+        work.push_back(p);
+      }
+    }
+    preds[into].insert(preds[into].end(), preds[i].begin(), preds[i].end());
+  }
+  for (uint32_t i = 0; i < n; ++i) rep[i] = find(i);
+  // Renumber the representatives and rebuild.
+  std::vector<uint32_t> id(n, UINT32_MAX);
+  grammar_automaton out;
+  for (uint32_t i = 0; i < n; ++i) {
+    if (rep[i] != i) continue;
+    id[i] = static_cast<uint32_t>(out.nodes.size());
+    out.nodes.push_back(a.nodes[i]);
+  }
+  for (uint32_t i = 0; i < n; ++i) {
+    if (rep[i] != i) continue;
+    auto& nd = out.nodes[id[i]];
+    const auto& old = a.nodes[i];
+    nd.byte_begin = static_cast<uint32_t>(out.byte_edges.size());
+    for (uint32_t k = old.byte_begin; k < old.byte_end; ++k) {
+      edge e = a.byte_edges[k];
+      e.to = id[rep[e.to]];
+      if (std::find_if(out.byte_edges.begin() + nd.byte_begin, out.byte_edges.end(), [&](const edge& x) {
+            return x.lo == e.lo && x.hi == e.hi && x.to == e.to;
+          }) == out.byte_edges.end())
+        out.byte_edges.push_back(e);
+    }
+    nd.byte_end = static_cast<uint32_t>(out.byte_edges.size());
+    nd.call_begin = static_cast<uint32_t>(out.calls.size());
+    for (uint32_t k = old.call_begin; k < old.call_end; ++k) {
+      call c = a.calls[k];
+      c.ret = id[rep[c.ret]];
+      if (std::find_if(out.calls.begin() + nd.call_begin, out.calls.end(), [&](const call& x) {
+            return x.rule == c.rule && x.ret == c.ret;
+          }) == out.calls.end())
+        out.calls.push_back(c);
+    }
+    nd.call_end = static_cast<uint32_t>(out.calls.size());
+  }
+  for (const uint32_t start : a.rule_start) out.rule_start.push_back(id[rep[start]]);
+  out.rule_names = std::move(a.rule_names);
+  out.root_rule = a.root_rule;
+  return out;
+}
+
 } // namespace
 
 grammar_automaton compile_automaton(const grammar& g, std::string_view what) {
@@ -317,7 +425,7 @@ grammar_automaton compile_automaton(const grammar& g, std::string_view what) {
   }
   a.root_rule = static_cast<uint32_t>(g.root);
   check_left_recursion(a, what);
-  return a;
+  return merge_equivalent_nodes(std::move(a));
 }
 
 } // namespace troupe::structured

@@ -15,10 +15,12 @@ struct grammar_automaton {
   struct byte_edge {
     uint8_t lo, hi;
     uint32_t to;
+    auto operator<=>(const byte_edge&) const = default;
   };
   struct call_edge {
     uint32_t rule;
     uint32_t ret;  // node to continue at once the rule completes
+    auto operator<=>(const call_edge&) const = default;
   };
   struct node {
     uint32_t byte_begin = 0, byte_end = 0;  // into byte_edges

@@ -15,7 +15,7 @@ namespace troupe {
 
 class grammar_cache {
 public:
-  explicit grammar_cache(std::size_t capacity = 256);
+  explicit grammar_cache(std::size_t capacity = 64);
 
   // The compiled grammar of spec for vocab, compiled on first use (outside the lock). Throws
   // std::invalid_argument as compile_structured_output does; a failure is not cached.

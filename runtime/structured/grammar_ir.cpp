@@ -103,6 +103,32 @@ int32_t grammar::ref(int32_t rule) {
   return add(std::move(e));
 }
 
+int32_t grammar::literal_set(std::vector<std::string> texts) {
+  std::sort(texts.begin(), texts.end());
+  texts.erase(std::unique(texts.begin(), texts.end()), texts.end());
+  // texts[begin, end) share their first depth bytes.
+  const auto build = [&](auto&& self, std::size_t begin, std::size_t end, std::size_t depth) -> int32_t {
+    std::vector<int32_t> options;
+    std::size_t i = begin;
+    if (texts[i].size() == depth) {  // sorted: the text that ends here comes first
+      options.push_back(empty());
+      ++i;
+    }
+    while (i < end) {
+      std::size_t j = i + 1;
+      while (j < end && texts[j][depth] == texts[i][depth]) ++j;
+      // Sorted: what the first and last of [i, j) share, every text between shares, and is no longer.
+      std::size_t stop = depth + 1;
+      while (texts[i].size() > stop && texts[j - 1].size() > stop && texts[i][stop] == texts[j - 1][stop]) ++stop;
+      options.push_back(sequence({literal(std::string_view(texts[i]).substr(depth, stop - depth)), self(self, i, j, stop)}));
+      i = j;
+    }
+    return options.size() == 1 ? options[0] : choice(std::move(options));
+  };
+  if (texts.empty()) return bytes(byte_set{});
+  return build(build, 0, texts.size(), 0);
+}
+
 codepoint_ranges normalize_ranges(codepoint_ranges ranges, bool negate) {
   std::sort(ranges.begin(), ranges.end());
   codepoint_ranges merged;

@@ -57,6 +57,9 @@ public:
   int32_t repeat(int32_t item, int32_t min, int32_t max);
   int32_t optional(int32_t item) { return repeat(item, 0, 1); }
   int32_t ref(int32_t rule);
+  // Any one of texts, with shared prefixes factored out (a trie), so that matching stays deterministic
+  // where a plain alternation would follow every option at once.
+  int32_t literal_set(std::vector<std::string> texts);
 
 private:
   struct named_rule {

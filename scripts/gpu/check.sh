@@ -18,6 +18,9 @@
 #   1c. with EDGES=1: prompts over the step budget through `troupe generate` and `troupe serve`.
 #   2. with BENCH=1: troupe bench throughput on the CUDA backend with random weights at Qwen2.5-7B shapes
 #      (BENCH_ARGS overrides the workload; default 256 prompts x 512 in x 256 out).
+#   3. with STRUCTURED=1 (a bundle made with STRUCTURED=1): the same bench at 256 sequences with the Qwen3
+#      tokenizer, unconstrained and then half constrained by data/structured_schema.json: the bitmask time
+#      per step (on a CPU thread beside the forward) and the wait for it, next to the step time (issue 15).
 # Logs go to $OUT (or /tmp/troupe-gpu); the tables come last.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -96,8 +99,20 @@ if [ "${BENCH:-0}" = 1 ]; then
     --output-json "$out/bench.json" >"$out/bench.txt" 2>&1 || status=1
 fi
 
+if [ "${STRUCTURED:-0}" = 1 ]; then
+  for fraction in 0 0.5; do
+    "$bundle/troupe" bench throughput --backend cuda --load-format dummy --model "$bundle/data/qwen2.5-7b-shape" \
+      --tokenizer "$bundle/data/qwen3-tokenizer" --num-prompts 256 --max-num-seqs 256 --input-len 512 \
+      --output-len 256 --max-model-len 1024 --structured-fraction "$fraction" \
+      --structured-schema "$bundle/data/structured_schema.json" >"$out/structured_$fraction.txt" 2>&1 || status=1
+  done
+fi
+
 [ -f "$out/gpu_check.txt" ] && cat "$out/gpu_check.txt"
 [ -f "$out/gpu_check_large.txt" ] && { echo; echo "== the model at Qwen2.5-7B shapes against transformers"; cat "$out/large_reference.txt" 2>/dev/null | tail -2; cat "$out/gpu_check_large.txt"; }
 [ -f "$out/edges.txt" ] && { echo; echo "== prompts over the step budget (EDGES=1)"; cat "$out/edges.txt"; }
 [ -f "$out/bench.txt" ] && { echo; echo "== bench throughput (cuda, Qwen2.5-7B shapes, dummy weights)"; tail -40 "$out/bench.txt"; }
+for fraction in 0 0.5; do
+  [ -f "$out/structured_$fraction.txt" ] && { echo; echo "== structured outputs: $fraction of 256 sequences constrained"; tail -20 "$out/structured_$fraction.txt"; }
+done
 exit $status

@@ -126,6 +126,19 @@ TEST(vllm_flags, short_flags_take_their_value_apart_or_attached) {
   EXPECT_EQ(check_serve({"-q", "awq"}).args, (std::vector<std::string>{"-q", "awq"}));  // the command's own
 }
 
+TEST(vllm_flags, the_xgrammar_or_auto_structured_outputs_backend_is_a_no_op_and_others_are_refused) {
+  const std::string why =
+      "troupe constrains decoding with its own grammar engine (JSON schema, regex, choice and EBNF grammars), which "
+      "stands in for xgrammar; only the backend xgrammar or auto is accepted";
+  EXPECT_EQ(check_serve({"--structured-outputs-config", R"({"backend": "xgrammar"})"}).notes,
+            std::vector<std::string>{R"(--structured-outputs-config {"backend": "xgrammar"} has no effect: )" + why});
+  EXPECT_EQ(check_serve({"--guided-decoding-backend", "auto"}).notes,
+            std::vector<std::string>{"--guided-decoding-backend auto has no effect: " + why});
+  EXPECT_EQ(refusal({"--guided-decoding-backend", "outlines"}), "--guided-decoding-backend outlines is not supported: " + why);
+  EXPECT_EQ(refusal({"--structured-outputs-config", R"({"backend":"guidance"})"}),
+            R"(--structured-outputs-config {"backend":"guidance"} is not supported: )" + why);
+}
+
 TEST(vllm_flags, the_no_form_of_a_switch_follows_its_plain_form_unless_listed_apart) {
   EXPECT_EQ(check_serve({"--no-trust-remote-code"}).notes,
             std::vector<std::string>{"--no-trust-remote-code has no effect: troupe runs no model code from the checkpoint; "

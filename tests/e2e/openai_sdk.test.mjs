@@ -9,11 +9,13 @@ import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 
 let OpenAI;
+let Ajv;
 try {
   ({ default: OpenAI } = await import('openai'));
+  ({ default: Ajv } = await import('ajv'));
 } catch (err) {
   throw new Error(
-    `the OpenAI Node SDK is missing (${err.message}): run scripts/fetch_test_data.sh, which runs npm ci in tests/e2e`);
+    `the OpenAI Node SDK or ajv is missing (${err.message}): run scripts/fetch_test_data.sh, which runs npm ci in tests/e2e`);
 }
 
 const binary = process.env.TROUPE_BINARY;
@@ -357,6 +359,95 @@ describe('troupe serve with the OpenAI SDK', { timeout: 120_000 }, () => {
     // And the server still serves.
     const r = await openai.completions.create({ model: MODEL, prompt: 'still there?', max_tokens: 2 });
     assert.equal(r.choices.length, 1);
+  });
+
+  // Structured outputs: sampled (temperature 1, seeded) outputs always follow their JSON schema, regex or
+  // choice, through the SDK's own request shapes (response_format) and vLLM's extra fields.
+  // Bounded strings, numbers and arrays, so every output finishes well inside max_tokens.
+  const schemas = [
+    {
+      type: 'object',
+      properties: {
+        name: { type: 'string', maxLength: 8 },
+        age: { type: 'integer', minimum: 0, maximum: 120 },
+        ok: { type: 'boolean' },
+      },
+      required: ['name', 'age', 'ok'],
+      additionalProperties: false,
+    },
+    {
+      type: 'object',
+      properties: {
+        kind: { enum: ['cat', 'dog', 'fish'] },
+        tags: { type: 'array', items: { type: 'string', maxLength: 4 }, maxItems: 3 },
+        score: { type: 'number' },
+      },
+      required: ['kind', 'tags'],
+      additionalProperties: false,
+    },
+    {
+      type: 'array',
+      items: { type: 'object', properties: { id: { type: 'integer' }, v: { type: ['string', 'null'], maxLength: 5 } },
+               required: ['id', 'v'], additionalProperties: false },
+      minItems: 1,
+      maxItems: 2,
+    },
+  ];
+
+  test('100 seeded sampled json_schema outputs all validate against their schema', async () => {
+    const ajv = new Ajv({ strict: false });
+    const validators = schemas.map((s) => ajv.compile(s));
+    const results = await Promise.all(Array.from({ length: 100 }, (_, i) => openai.chat.completions.create({
+      model: MODEL,
+      messages: chatMessages,
+      max_tokens: 200,
+      temperature: 1,
+      seed: i,
+      response_format: { type: 'json_schema', json_schema: { name: `s${i % schemas.length}`, strict: true, schema: schemas[i % schemas.length] } },
+    })));
+    results.forEach((r, i) => {
+      const [c] = r.choices;
+      assert.equal(c.finish_reason, 'stop', `request ${i}: ${c.message.content}`);
+      let value;
+      assert.doesNotThrow(() => { value = JSON.parse(c.message.content); }, `request ${i}: ${c.message.content}`);
+      const valid = validators[i % schemas.length];
+      assert.ok(valid(value), `request ${i}: ${c.message.content}: ${JSON.stringify(valid.errors)}`);
+    });
+  });
+
+  test('json_object outputs parse as JSON objects', async () => {
+    for (let seed = 0; seed < 5; ++seed) {
+      const r = await openai.chat.completions.create({
+        model: MODEL, messages: chatMessages, max_tokens: 200, temperature: 1, seed, response_format: { type: 'json_object' },
+      });
+      const [c] = r.choices;
+      if (c.finish_reason !== 'stop') continue;  // json_object is unbounded: a long one may run out of tokens
+      const value = JSON.parse(c.message.content);
+      assert.equal(typeof value, 'object');
+      assert.ok(value !== null && !Array.isArray(value), c.message.content);
+    }
+  });
+
+  test('guided_regex and guided_choice outputs always match, streamed too', async () => {
+    const pattern = '[0-9]{3}-[a-z]{2,4}';
+    for (let seed = 0; seed < 10; ++seed) {
+      const r = await openai.completions.create({ model: MODEL, prompt: 'id:', max_tokens: 20, temperature: 1, seed, guided_regex: pattern });
+      assert.match(r.choices[0].text, new RegExp(`^${pattern}$`));
+      assert.equal(r.choices[0].finish_reason, 'stop');
+      const choices = ['red', 'green', 'blue sky'];
+      const stream = await openai.chat.completions.create({
+        model: MODEL, messages: chatMessages, max_tokens: 20, temperature: 1, seed, guided_choice: choices, stream: true,
+      });
+      let text = '';
+      for await (const chunk of stream) text += chunk.choices[0]?.delta?.content ?? '';
+      assert.ok(choices.includes(text), text);
+    }
+  });
+
+  test('a schema that is not JSON is a 400 naming the field', async () => {
+    await assert.rejects(
+      openai.chat.completions.create({ model: MODEL, messages: chatMessages, max_tokens: 5, guided_json: '{"type": ' }),
+      (err) => err.status === 400 && err.error?.param === 'guided_json');
   });
 });
 

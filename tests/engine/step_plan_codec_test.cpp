@@ -65,6 +65,7 @@ sampling_params every_sampling_field() {
   p.include_stop_str_in_output = true;
   p.logit_bias = {{50256, -100.0f}, {7, 2.5f}, {0, -0.125f}};
   p.logprobs = 0;
+  p.structured = structured_output{structured_output::kind::json_schema, R"({"type":"object","title":"終わり"})"};
   return p;
 }
 
@@ -99,8 +100,8 @@ step_plan mixed_plan() {
 
 TEST(step_plan_codec, an_empty_plan_is_six_bytes_and_reads_back) {
   const bytes b = encode_step_plan(step_plan{});
-  // [version 1, kind 0 (plan), step 0, seqs [], released []]
-  EXPECT_EQ(b, of({0x95, 0x01, 0x00, 0x00, 0x90, 0x90}));
+  // [version 2, kind 0 (plan), step 0, seqs [], released []]
+  EXPECT_EQ(b, of({0x95, 0x02, 0x00, 0x00, 0x90, 0x90}));
   EXPECT_EQ(decode_step_plan(b), step_plan{});
 }
 
@@ -110,7 +111,7 @@ TEST(step_plan_codec, a_decode_step_of_one_seq_is_26_bytes) {
   plan.seqs.push_back(continuing(5, 300, {1000}, {7}, true));
   plan.released = {4};
   // [1, 0, 9, [[5, false, 300, bin(e8 03 00 00), bin(07 00 00 00), true]], [4]]
-  EXPECT_EQ(encode_step_plan(plan), of({0x95, 0x01, 0x00, 0x09, 0x91, 0x96, 0x05, 0xc2, 0xcd, 0x01, 0x2c, 0xc4, 0x04, 0xe8,
+  EXPECT_EQ(encode_step_plan(plan), of({0x95, 0x02, 0x00, 0x09, 0x91, 0x96, 0x05, 0xc2, 0xcd, 0x01, 0x2c, 0xc4, 0x04, 0xe8,
                                          0x03, 0x00, 0x00, 0xc4, 0x04, 0x07, 0x00, 0x00, 0x00, 0xc3, 0x91, 0x04}));
   EXPECT_EQ(decode_step_plan(encode_step_plan(plan)), plan);
 }
@@ -129,6 +130,10 @@ TEST(step_plan_codec, new_and_continuing_seqs_released_ids_and_every_sampling_fi
   EXPECT_EQ(p.logprobs, 0);
   EXPECT_FALSE(back.seqs[1].params.seed.has_value());
   EXPECT_FALSE(back.seqs[1].params.logprobs.has_value());
+  ASSERT_TRUE(p.structured.has_value());
+  EXPECT_EQ(p.structured->type, structured_output::kind::json_schema);
+  EXPECT_EQ(p.structured->text, R"({"type":"object","title":"終わり"})");
+  EXPECT_FALSE(back.seqs[1].params.structured.has_value());
   EXPECT_EQ(back.released[1], std::numeric_limits<uint64_t>::max());
 }
 
@@ -167,7 +172,7 @@ TEST(step_plan_codec, a_reused_buffer_holds_only_the_latest_plan) {
 TEST(step_plan_codec, a_stop_order_reads_back_as_one_and_is_not_a_plan) {
   bytes b;
   encode_stop_order(b);
-  EXPECT_EQ(b, of({0x92, 0x01, 0x01}));  // [version 1, kind 1 (stop)]
+  EXPECT_EQ(b, of({0x92, 0x02, 0x01}));  // [version 2, kind 1 (stop)]
   EXPECT_EQ(decode_rank_message(b).what, rank_message::kind::stop);
   EXPECT_THROW(
       {
@@ -234,10 +239,10 @@ TEST(step_plan_codec, random_byte_flips_decode_to_a_plan_or_are_refused) {
 
 TEST(step_plan_codec, another_format_version_is_refused_naming_both_versions) {
   bytes b = encode_step_plan(mixed_plan());
-  ASSERT_EQ(b[1], std::byte{0x01});
+  ASSERT_EQ(b[1], std::byte{0x02});
   b[1] = std::byte{0x07};
   EXPECT_EQ(refusal(b), "malformed step plan message: the message is in step plan format version 7, but this "
-                        "build reads version 1: every rank must run the same troupe build");
+                        "build reads version 2: every rank must run the same troupe build");
 }
 
 TEST(step_plan_codec, trailing_bytes_are_refused) {
@@ -266,11 +271,11 @@ TEST(step_plan_codec, a_message_decoded_into_a_used_one_replaces_all_of_it) {
 
 TEST(step_plan_codec, lengths_claimed_beyond_the_bytes_are_refused_before_anything_is_built) {
   // seqs announced as an array32 of 2^32-1 elements, then nothing: reserving first would ask for 1 TB.
-  EXPECT_EQ(refusal(of({0x95, 0x01, 0x00, 0x00, 0xdd, 0xff, 0xff, 0xff, 0xff})),
+  EXPECT_EQ(refusal(of({0x95, 0x02, 0x00, 0x00, 0xdd, 0xff, 0xff, 0xff, 0xff})),
             "malformed step plan message: the message is truncated: seqs claims 4294967295 elements, but the whole "
             "message is 9 bytes");
   // Two sequences (at least 18 bytes) in a message of 13.
-  EXPECT_EQ(refusal(of({0x95, 0x01, 0x00, 0x00, 0x92, 0x96, 0x05, 0xc2, 0x00, 0x90, 0x90, 0xc3, 0x90})),
+  EXPECT_EQ(refusal(of({0x95, 0x02, 0x00, 0x00, 0x92, 0x96, 0x05, 0xc2, 0x00, 0x90, 0x90, 0xc3, 0x90})),
             "malformed step plan message: the message is truncated: seqs claims 2 elements, but the whole message is "
             "13 bytes");
   // A str32 of 2^32-1 bytes where the version should be.
@@ -288,35 +293,35 @@ TEST(step_plan_codec, nesting_where_the_layout_has_no_array_is_refused_at_once) 
 TEST(step_plan_codec, each_kind_of_malformed_message_is_named) {
   const std::string m = "malformed step plan message: ";
   EXPECT_EQ(refusal(of({0xc1})), m + "the message is not valid msgpack (a bad byte at offset 0)");
-  EXPECT_EQ(refusal(of({0x92, 0x01, 0xc1})), m + "the message is not valid msgpack (a bad byte at offset 2)");
-  EXPECT_EQ(refusal(of({0x91, 0x01})), m + "the message must be an array [version, kind, ...], got an array of 1");
+  EXPECT_EQ(refusal(of({0x92, 0x02, 0xc1})), m + "the message is not valid msgpack (a bad byte at offset 2)");
+  EXPECT_EQ(refusal(of({0x91, 0x02})), m + "the message must be an array [version, kind, ...], got an array of 1");
   EXPECT_EQ(refusal(of({0x92, 0xa1, 'x', 0x00})), m + "the format version must be an unsigned integer, got a string");
-  EXPECT_EQ(refusal(of({0x92, 0x01, 0x02})), m + "the message kind must be 0 (a step plan) or 1 (a stop order), got 2");
-  EXPECT_EQ(refusal(of({0x93, 0x01, 0x01, 0xc0})), m + "a stop order must be an array of 2 (version, kind), got an array of 3");
-  EXPECT_EQ(refusal(of({0x94, 0x01, 0x00, 0x00, 0x90})),
+  EXPECT_EQ(refusal(of({0x92, 0x02, 0x02})), m + "the message kind must be 0 (a step plan) or 1 (a stop order), got 2");
+  EXPECT_EQ(refusal(of({0x93, 0x02, 0x01, 0xc0})), m + "a stop order must be an array of 2 (version, kind), got an array of 3");
+  EXPECT_EQ(refusal(of({0x94, 0x02, 0x00, 0x00, 0x90})),
             m + "a step plan must be an array of 5 (version, kind, step, seqs, released), got an array of 4");
-  EXPECT_EQ(refusal(of({0x95, 0x01, 0x00, 0xff, 0x90, 0x90})), m + "step must be an unsigned 64-bit integer, got -1");
-  EXPECT_EQ(refusal(of({0x95, 0x01, 0x00, 0x00, 0x80, 0x90})), m + "seqs must be an array, got a map");
-  EXPECT_EQ(refusal(of({0x95, 0x01, 0x00, 0xc4, 0x01, 0x00, 0x90, 0x90})),
+  EXPECT_EQ(refusal(of({0x95, 0x02, 0x00, 0xff, 0x90, 0x90})), m + "step must be an unsigned 64-bit integer, got -1");
+  EXPECT_EQ(refusal(of({0x95, 0x02, 0x00, 0x00, 0x80, 0x90})), m + "seqs must be an array, got a map");
+  EXPECT_EQ(refusal(of({0x95, 0x02, 0x00, 0xc4, 0x01, 0x00, 0x90, 0x90})),
             m + "step must be an unsigned 64-bit integer, got binary data of 1 bytes");
-  EXPECT_EQ(refusal(of({0x95, 0x01, 0x00, 0x00, 0x90, 0x91, 0xc3})), m + "released[0] must be a request id, got true");
+  EXPECT_EQ(refusal(of({0x95, 0x02, 0x00, 0x00, 0x90, 0x91, 0xc3})), m + "released[0] must be a request id, got true");
   // seqs[0] = [5, false, 0, [1], bin(), true]: token ids as an array rather than a bin of int32s.
-  EXPECT_EQ(refusal(of({0x95, 0x01, 0x00, 0x07, 0x91, 0x96, 0x05, 0xc2, 0x00, 0x91, 0x01, 0xc4, 0x00, 0xc3, 0x90})),
+  EXPECT_EQ(refusal(of({0x95, 0x02, 0x00, 0x07, 0x91, 0x96, 0x05, 0xc2, 0x00, 0x91, 0x01, 0xc4, 0x00, 0xc3, 0x90})),
             m + "seqs[0].token_ids must be int32s (binary data of 4-byte little-endian values), got an array of 1");
   // A bin of 3 bytes: not a whole int32.
-  EXPECT_EQ(refusal(of({0x95, 0x01, 0x00, 0x07, 0x91, 0x96, 0x05, 0xc2, 0x00, 0xc4, 0x03, 0x01, 0x02, 0x03, 0xc4, 0x00,
+  EXPECT_EQ(refusal(of({0x95, 0x02, 0x00, 0x07, 0x91, 0x96, 0x05, 0xc2, 0x00, 0xc4, 0x03, 0x01, 0x02, 0x03, 0xc4, 0x00,
                         0xc3, 0x90})),
             m + "seqs[0].token_ids must be int32s (binary data of 4-byte little-endian values), got binary data of 3 bytes");
   // A start position of 2^31: out of int32 range.
-  EXPECT_EQ(refusal(of({0x95, 0x01, 0x00, 0x07, 0x91, 0x96, 0x05, 0xc2, 0xce, 0x80, 0x00, 0x00, 0x00, 0xc4, 0x00, 0xc4,
+  EXPECT_EQ(refusal(of({0x95, 0x02, 0x00, 0x07, 0x91, 0x96, 0x05, 0xc2, 0xce, 0x80, 0x00, 0x00, 0x00, 0xc4, 0x00, 0xc4,
                         0x00, 0xc3, 0x90})),
             m + "seqs[0].start_position must be a 32-bit integer, got 2147483648");
   // A continuing seq of 10 fields.
-  EXPECT_EQ(refusal(of({0x95, 0x01, 0x00, 0x07, 0x91, 0x9a, 0x05, 0xc2, 0x00, 0x90, 0x90, 0xc3, 0x90, 0x00, 0x90, 0x00,
+  EXPECT_EQ(refusal(of({0x95, 0x02, 0x00, 0x07, 0x91, 0x9a, 0x05, 0xc2, 0x00, 0x90, 0x90, 0xc3, 0x90, 0x00, 0x90, 0x00,
                         0x90})),
             m + "seqs[0].is_new is false, so the sequence must have 6 fields, got 10");
   // A seq of 7 fields.
-  EXPECT_EQ(refusal(of({0x95, 0x01, 0x00, 0x07, 0x91, 0x97, 0x05, 0xc2, 0x00, 0x90, 0x90, 0xc3, 0xc0, 0x90})),
+  EXPECT_EQ(refusal(of({0x95, 0x02, 0x00, 0x07, 0x91, 0x97, 0x05, 0xc2, 0x00, 0x90, 0x90, 0xc3, 0xc0, 0x90})),
             m + "seqs[0] must be an array of 6 (continuing) or 10 (new) fields, got an array of 7");
 }
 
@@ -334,6 +339,31 @@ TEST(step_plan_codec, a_bad_sampling_field_is_named_with_its_seq) {
   *at = std::byte{0xc3};
   b.erase(at + 1, at + 5);
   EXPECT_EQ(refusal(b), "malformed step plan message: seqs[0].params.temperature must be a float32, got true");
+}
+
+TEST(step_plan_codec, every_structured_output_kind_reads_back_and_an_unknown_kind_is_refused) {
+  for (auto kind : {structured_output::kind::json_object, structured_output::kind::json_schema,
+                    structured_output::kind::regex, structured_output::kind::choice, structured_output::kind::grammar}) {
+    step_plan plan;
+    scheduled_seq s;
+    s.is_new = true;
+    s.params.structured = structured_output{kind, kind == structured_output::kind::json_object ? "" : "[a-z]+"};
+    plan.seqs.push_back(s);
+    EXPECT_EQ(decode_step_plan(encode_step_plan(plan)), plan);
+  }
+  step_plan plan;
+  scheduled_seq s;
+  s.is_new = true;
+  s.params.structured = structured_output{structured_output::kind::grammar, "root ::= \"x\""};
+  plan.seqs.push_back(s);
+  bytes b = encode_step_plan(plan);
+  // [kind 4, "root ..."]: the kind becomes 5, which no build knows.
+  const bytes spec = of({0x92, 0x04, 0xac});
+  auto at = std::search(b.begin(), b.end(), spec.begin(), spec.end());
+  ASSERT_NE(at, b.end());
+  at[1] = std::byte{0x05};
+  EXPECT_EQ(refusal(b), "malformed step plan message: seqs[0].params.structured[0] must be a structured output kind "
+                        "(0 to 4), got 5");
 }
 
 } // namespace

@@ -7,6 +7,8 @@
 
 #include <gtest/gtest.h>
 
+#include <thread>
+
 namespace troupe {
 namespace {
 
@@ -84,7 +86,7 @@ TEST(grammar_matcher, a_token_may_cross_rule_boundaries_and_complete_nested_rule
   const auto vocab = toy_vocabulary({"{\"", "a\":", "1}", "1", "}", " "});
   grammar_matcher m(compile(structured_output::kind::json_schema,
                             R"({"type":"object","properties":{"a":{"type":"integer"}},"required":["a"]})", vocab));
-  EXPECT_EQ(allowed_ids(m), (ids{0}));
+  EXPECT_EQ(allowed_ids(m), (ids{0, 5}));  // leading whitespace is allowed
   EXPECT_TRUE(m.accept_token(0));
   EXPECT_EQ(allowed_ids(m), (ids{1}));
   EXPECT_TRUE(m.accept_token(1));
@@ -118,6 +120,45 @@ TEST(grammar_matcher, bounds_recursion_depth_so_nesting_stops_being_allowed) {
   while (m.accept_token(0)) ++opened;
   EXPECT_EQ(opened, 2001);  // the outermost pair needs no frame; each nested one takes one of 2000
   EXPECT_EQ(allowed_ids(m), (ids{1}));
+}
+
+TEST(grammar_matcher, follows_choices_with_shared_prefixes_as_one_path) {
+  const auto vocab = toy_vocabulary({"a", "b", "c", "ab", "abc"});
+  grammar_matcher m(compile(structured_output::kind::choice, R"(["abc", "ab", "a", "b", "abc"])", vocab));
+  EXPECT_EQ(allowed_ids(m), (ids{0, 1, 3, 4}));
+  EXPECT_TRUE(m.accept_token(0));
+  EXPECT_EQ(allowed_ids(m), (ids{1, 5}));  // "ab", or end after "a"
+  EXPECT_TRUE(m.accept_token(1));
+  EXPECT_EQ(allowed_ids(m), (ids{2, 5}));
+  EXPECT_TRUE(m.accept_token(2));
+  EXPECT_TRUE(m.is_terminated());
+}
+
+TEST(grammar_matcher, gives_the_same_masks_when_threads_share_a_compiled_grammar) {
+  const auto vocab = toy_vocabulary({"{", "}", "\"", "a", ":", "1", ",", " ", "\"a\":"});
+  const auto grammar = compile(structured_output::kind::json_object, "", vocab);
+  const std::vector<int32_t> text = {0, 8, 5, 6, 2, 3, 2, 4, 7, 0, 1, 1};  // {"a":1,"a": {}}
+  const auto masks_of = [&] {
+    grammar_matcher m(grammar);
+    std::vector<std::vector<int32_t>> masks;
+    for (const int32_t id : text) {
+      masks.push_back(allowed_ids(m));
+      EXPECT_TRUE(m.accept_token(id));
+    }
+    masks.push_back(allowed_ids(m));
+    return masks;
+  };
+  const auto expected = masks_of();
+  EXPECT_EQ(expected.back(), (ids{9}));
+  std::vector<std::thread> threads;
+  std::vector<std::vector<std::vector<int32_t>>> seen(4);
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (int round = 0; round < 50; ++round) seen[t] = masks_of();
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  for (const auto& masks : seen) EXPECT_EQ(masks, expected);
 }
 
 } // namespace

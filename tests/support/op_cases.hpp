@@ -351,7 +351,7 @@ inline std::vector<op_case> op_cases() {
                      p.repetition_penalty = 1.3f;
                      const std::vector<int32_t> prompt{1, 2, 3}, output{5, 5};
                      std::vector<sample_request> reqs;
-                     for (int64_t r = 0; r < rows; ++r) reqs.push_back({&p, prompt, output, 1000 + static_cast<uint64_t>(r), {}});
+                     for (int64_t r = 0; r < rows; ++r) reqs.push_back({&p, prompt, output, 1000 + static_cast<uint64_t>(r), {}, {}});
                      sampling_inputs in;
                      in.build(reqs, static_cast<int32_t>(V));
                      std::vector<int32_t> packed(in.packed_bytes() / 4 + 1);

@@ -359,7 +359,7 @@ std::string runner::check_against_reference(const request_state& r) {
   for (size_t k = 0; k < r.outputs.size(); ++k) {
     const std::span<float> row(logits.data() + k * V, static_cast<size_t>(V));
     const std::span<const int32_t> out(r.outputs);
-    const sample_request req{&r.params, r.prompt, out.first(k), 0, b_.eos_token_ids};
+    const sample_request req{&r.params, r.prompt, out.first(k), 0, b_.eos_token_ids, {}};
     apply_processors_cpu(row, V, std::span<const sample_request>(&req, 1));
     const float best = *std::max_element(row.begin(), row.end());
     float scale = 1;
