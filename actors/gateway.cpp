@@ -159,6 +159,9 @@ void gateway::attach(gateway_backend& b) {
                  d.describe());
   impl_->server.max_logprobs = impl_->opts.max_logprobs;
   impl_->server.prompt_tokens_details = impl_->opts.prompt_tokens_details;
+  impl_->server.enable_auto_tool_choice = impl_->opts.enable_auto_tool_choice;
+  impl_->server.tool_call_parser = impl_->opts.tool_call_parser;
+  impl_->server.reasoning_parser = impl_->opts.reasoning_parser;
   impl_->server.trust_request_chat_template = impl_->opts.trust_request_chat_template;
   impl_->server.chat_template_content_format = impl_->opts.chat_template_content_format;
   impl_->started = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();

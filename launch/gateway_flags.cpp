@@ -8,6 +8,7 @@
 #include "runtime/cli/environment.hpp"
 #include "runtime/engine/engine_metrics.hpp"
 #include "runtime/error.hpp"
+#include "runtime/tools/tool_parser.hpp"
 
 namespace troupe {
 
@@ -48,6 +49,12 @@ void add_gateway_flags(CLI::App* cmd, gateway_flags& f) {
   cmd->add_option("--allowed-headers", f.allowed_headers, "CORS: request headers allowed, a JSON list")->capture_default_str();
   cmd->add_flag("--allow-credentials", o.cors.allow_credentials, "CORS: allow credentials (cookies, authorization)");
   cmd->add_flag("--enable-request-id-headers", o.request_id_headers, "Responses carry X-Request-Id: the request's own, or a new one");
+  cmd->add_flag("--enable-auto-tool-choice", o.enable_auto_tool_choice,
+                "Serve tool_choice \"auto\" (the default with tools): the model's tool calls are read with --tool-call-parser");
+  cmd->add_option("--tool-call-parser", o.tool_call_parser,
+                  "How the model writes tool calls: hermes, llama3_json, mistral, qwen3 (JSON or XML calls), qwen3_coder");
+  cmd->add_option("--reasoning-parser", o.reasoning_parser,
+                  "Reads the model's <think> reasoning into reasoning_content: qwen3, deepseek_r1");
   cmd->add_flag("--disable-log-requests", f.disable_log_requests, "No request log (one line per API request; on by default)");
   cmd->add_flag_callback("--no-disable-log-requests", [&f] { f.disable_log_requests = false; }, "The request log (the default)");
   cmd->add_flag("--enable-log-requests", f.enable_log_requests, "The request log (on by default, unlike vLLM's)");
@@ -81,6 +88,9 @@ gateway_options resolve_gateway_flags(gateway_flags& f) {
   o.log_requests = f.enable_log_requests && !f.disable_log_requests && !f.disable_access_log;
   if (!o.root_path.empty() && !o.root_path.starts_with("/"))
     throw user_error("--root-path must start with '/', got '" + o.root_path + "'");
+  if (const std::string e = check_parser_flags(o.enable_auto_tool_choice, o.tool_call_parser, o.reasoning_parser);
+      !e.empty())
+    throw user_error(e);
   gateway_options out = o;
   if (!f.tenants_file.empty()) out.admission.tenants = read_tenants_file(f.tenants_file);
   return out;
