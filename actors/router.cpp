@@ -367,7 +367,9 @@ void routed_part::on_output(const wire::output& o) {
   completion_event ev;
   ev.what = completion_event::kind::outputs;
   if (st->stream) {
-    streamed = true;
+    // A client sees a chunk for each output that carries tokens (text or not: a special token, half a UTF-8
+    // character); until one went out, a lost worker's request can start over elsewhere unseen.
+    streamed = streamed || !o.token_ids.empty() || o.finished;
     ev.outputs.push_back(std::move(out));
     return st->emit(std::move(ev));
   }
