@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <iostream>
 #include <regex>
 #include <string>
 
@@ -112,8 +113,8 @@ TEST_F(structured_outputs_server, a_bad_spec_is_a_400_naming_the_field_and_two_s
 // notices: a constrained stream already running completes, and /health stays 200.
 TEST_F(structured_outputs_server, hostile_specs_are_400s_while_a_concurrent_stream_completes_and_health_stays_200) {
   raw_connection stream(server_->http_port());
-  const json streamed = {{"prompt", "Letters:"}, {"max_tokens", 250}, {"temperature", 1.0}, {"seed", 3},
-                         {"stream", true}, {"guided_regex", "[a-c]{200}"}};
+  const json streamed = {{"prompt", "Letters:"}, {"max_tokens", 1100}, {"temperature", 1.0}, {"seed", 3},
+                         {"stream", true}, {"guided_regex", "[a-c]{1000}"}};
   stream.send(http_request("POST", "/v1/completions", streamed.dump(), "Content-Type: application/json\r\n"));
   ASSERT_TRUE(stream.read_until("data: ", std::chrono::seconds(20))) << stream.buffered();
 
@@ -139,7 +140,10 @@ TEST_F(structured_outputs_server, hostile_specs_are_400s_while_a_concurrent_stre
     EXPECT_EQ(h->status, 200);
   }
 
-  ASSERT_TRUE(stream.read_until("data: [DONE]", std::chrono::seconds(60))) << stream.buffered();
+  // Still streaming here on the 2-core CI machine (a thousand tokens); either way it must end as if alone.
+  const bool done_before_hostile_ended = stream.buffered().find("data: [DONE]") != std::string::npos;
+  ASSERT_TRUE(stream.read_until("data: [DONE]", std::chrono::seconds(60))) << stream.buffered().substr(0, 2000);
+  if (done_before_hostile_ended) std::cerr << "note: the stream ended before the hostile requests did\n";
   std::string text;
   const std::string& events = stream.buffered();
   for (size_t at = events.find("data: {"); at != std::string::npos; at = events.find("data: {", at + 1)) {
@@ -147,7 +151,7 @@ TEST_F(structured_outputs_server, hostile_specs_are_400s_while_a_concurrent_stre
     text += chunk["choices"][0]["text"].get<std::string>();
     if (!chunk["choices"][0]["finish_reason"].is_null()) EXPECT_EQ(chunk["choices"][0]["finish_reason"], "stop");
   }
-  EXPECT_TRUE(std::regex_match(text, std::regex("[a-c]{200}"))) << text;
+  EXPECT_TRUE(std::regex_match(text, std::regex("[a-c]{1000}"))) << text;
 }
 
 TEST_F(structured_outputs_server, the_native_client_api_carries_a_spec) {
