@@ -54,7 +54,9 @@ std::string dashboard_json(const dashboard_view& v) {
       for (double x : r.values[c]) column.push_back(std::isfinite(x) ? json(x) : json(nullptr));
       values[source.history->columns()[c]] = std::move(column);
     }
-    history.push_back({{"name", source.name}, {"columns", source.history->columns()}, {"t", r.unix_ms}, {"values", std::move(values)}});
+    json h = {{"name", source.name}, {"columns", source.history->columns()}, {"t", r.unix_ms}, {"values", std::move(values)}};
+    if (!source.state.empty()) h["state"] = source.state;
+    history.push_back(std::move(h));
   }
   out["history"] = std::move(history);
   return out.dump();

@@ -3,7 +3,9 @@
 // inline, its plots hand-drawn SVG) that polls GET /dashboard.json every 2 s. It shows what an operator
 // watches now (TTFT p50/p95, tokens/s in and out, running and waiting requests, KV use, rejections and
 // preemptions over the last 10 s, and totals) and plots the last hour of samples of one or more sources
-// (a server's own history; a router's workers and pools each one more), with the batch-size distribution.
+// (a server's own history; on a router, the fleet's as the router measured it and one per worker with a
+// few columns, each worker's state beside its lines and in a line of its own), with the batch-size
+// distribution.
 //
 // Staleness: every sample carries the server's wall-clock time and the answer the server's time now, so
 // the page can tell a source whose samples stopped; and when polls fail (the server is gone) the page
@@ -24,6 +26,7 @@ namespace troupe {
 struct dashboard_source {
   std::string name;
   const metrics_history* history = nullptr;
+  std::string state;  // a router's worker: "in rotation" or "out of rotation: WHY"; empty otherwise
 };
 
 // What one /dashboard.json answer holds.
@@ -39,7 +42,7 @@ struct dashboard_view {
 
 // The view as a JSON object: the live figures at the top level (model, tokens_in_per_s, ttft_p50_s,
 // running, batch_size, rejected, finished, ...), now_ms, started_ms, interval_s, and
-// history: [{name, columns, t: [ms...], values: {column: [...]}}] with null for a NaN value.
+// history: [{name, columns, t: [ms...], values: {column: [...]}[, state]}] with null for a NaN value.
 std::string dashboard_json(const dashboard_view& v);
 
 // The page (static; it fetches dashboard.json itself).

@@ -32,6 +32,8 @@ const std::string& dashboard_html() {
  .bar { background: #4c78a8; height: 10px; display: inline-block; vertical-align: middle; }
  table { border-collapse: collapse; } td { padding: 1px 6px; font-size: 12px; }
  #ranges { float: right; font-size: 12px; font-weight: 400; color: #666; }
+ #workers { display: none; font-size: 12px; margin: -.4em 0 .8em; } #workers.on { display: block; }
+ #workers b { font-weight: 600; } #workers .out { color: #c62828; font-weight: 600; }
  #ranges a { margin-left: .6em; color: #1f5fa8; cursor: pointer; text-decoration: none; } #ranges a.on { font-weight: 700; color: #222; }
 </style></head>
 <body class="waiting">
@@ -49,6 +51,7 @@ const std::string& dashboard_html() {
  <div class="card"><div class="k">rejected</div><div class="v" id="rej">–</div><div class="u">total since start</div></div>
  <div class="card"><div class="k">TP shards / collectives per step</div><div class="v" id="tp">–</div><div class="u">last 10 s</div></div>
 </div>
+<div id="workers"></div>
 <div class="plots" id="plots"></div>
 <script>
 'use strict';
@@ -71,6 +74,7 @@ const ms = v => none(v) ? '–' : (v >= 0.1 ? (v * 1000).toFixed(0) : (v * 1000)
 const pct = v => none(v) ? '–' : (v * 100).toFixed(v < 0.1 ? 1 : 0) + ' %';
 const rate = v => none(v) ? '–' : num(v) + '/s';
 const two = n => String(n).padStart(2, '0');
+const esc = t => String(t).replace(/[&<>"]/g, c => ({'&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;'})[c]);
 const hm = t => { const d = new Date(t); return two(d.getHours()) + ':' + two(d.getMinutes()); };
 const hms = t => { const d = new Date(t); return hm(t) + ':' + two(d.getSeconds()); };
 
@@ -126,6 +130,9 @@ function merge(d) {
   for (const h of d.history) {
     let s = S.sources.get(h.name);
     if (!s) { s = {t: [], v: {}}; S.sources.set(h.name, s); }
+    s.columns = h.columns;
+    s.state = h.state || '';  // a router's worker: 'in rotation' or 'out of rotation: why'
+
     const last = s.t.length ? s.t[s.t.length - 1] : -Infinity;
     h.t.forEach((t, i) => {
       if (t <= last) return;
@@ -189,11 +196,13 @@ function plot(p, now, stale) {
   for (const [name, s] of S.sources) {
     const n = s.t.length;
     if (n) newest = newest === null ? s.t[n - 1] : Math.max(newest, s.t[n - 1]);
+    const out = s.state && s.state !== 'in rotation';  // why: in the workers' line
     p.cols.forEach(([c, label], ci) => {
+      if (s.columns && !s.columns.includes(c)) return;  // a router's worker keeps a few columns
       const vs = s.v[c] || [], pts = [];
       for (let i = 0; i < n; ++i) if (s.t[i] >= x0) { pts.push([s.t[i], vs[i]]); if (!none(vs[i])) top = Math.max(top, vs[i]); }
-      lines.push({label: S.sources.size > 1 ? name + ' · ' + label : label, color: COLORS[ci % COLORS.length],
-                  dash: DASHES[si % DASHES.length], pts, last: n ? vs[n - 1] : null, lastT: n ? s.t[n - 1] : null});
+      lines.push({label: S.sources.size > 1 ? esc(name) + ' · ' + label : label, color: COLORS[ci % COLORS.length],
+                  dash: DASHES[si % DASHES.length], pts, last: n ? vs[n - 1] : null, lastT: n ? s.t[n - 1] : null, out});
     });
     ++si;
   }
@@ -240,7 +249,7 @@ function plot(p, now, stale) {
   for (const ln of lines) {
     const old = ln.lastT !== null && late(ln.lastT, now);
     legend += '<span class="sw" style="background:' + ln.color + '"></span>' + ln.label + ' ' +
-              (stale || old ? '<span class="old">–' + (old ? ' (no sample for ' + Math.round((now - ln.lastT) / 1000) + ' s)' : '') + '</span>'
+              (ln.out && !stale ? '<span class="old">– (out of rotation)</span>' : stale || old ? '<span class="old">–' + (old ? ' (no sample for ' + Math.round((now - ln.lastT) / 1000) + ' s)' : '') + '</span>'
                             : '<b>' + p.fmt(ln.last) + '</b>');
   }
   if (p.totals && S.live) {
@@ -275,7 +284,21 @@ function batches(now) {
                        (300 * n / max).toFixed(0) + 'px"></span></td><td>' + n + ' steps</td></tr>';
     below = le;
   }
-  box.querySelector('table').innerHTML = rows || '<tr><td class="u">no steps in the last hour</td></tr>';
+  const router = [...S.sources.values()].some(s => s.state);
+  box.querySelector('table').innerHTML = rows || '<tr><td class="u">' + (router ? 'no steps here: batches are the workers\' (each worker\'s /dashboard)'
+                                                                                 : 'no steps in the last hour') + '</td></tr>';
+}
+
+// A router's workers: how many are in rotation, and why the others are not.
+function workers(stale) {
+  const ws = [...S.sources].filter(([, s]) => s.state);
+  const box = $('workers');
+  box.className = ws.length ? 'on' : '';
+  if (!ws.length) return;
+  const up = ws.filter(([, s]) => s.state === 'in rotation').length;
+  box.innerHTML = '<b>Workers: ' + (stale ? '–' : up + ' of ' + ws.length + ' in rotation') + '</b>' +
+      (stale ? '' : ws.map(([name, s]) => ' &nbsp; ' + esc(name) + ' <span class="' + (s.state === 'in rotation' ? 'u' : 'out') + '">' +
+                               esc(s.state) + '</span>').join(''));
 }
 
 function render() {
@@ -297,6 +320,7 @@ function render() {
   const serverNow = now + S.offset;
   for (const p of PLOTS) plot(p, serverNow, stale);
   batches(serverNow);
+  workers(stale);
 }
 
 for (const a of document.querySelectorAll('#ranges a')) a.onclick = () => { range = a.dataset.r; render(); };

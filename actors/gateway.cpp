@@ -86,7 +86,9 @@ void gateway::impl::schedule_dashboard_sample(std::chrono::steady_clock::time_po
   dashboard_timer.expires_at(at);
   dashboard_timer.async_wait([self = shared_from_this(), at](beast::error_code ec) {
     if (ec) return;
-    self->dashboard->record(unix_ms_now(), self->backend().metrics().snapshot());
+    const int64_t now_ms = unix_ms_now();
+    self->dashboard->record(now_ms, self->backend().metrics().snapshot());
+    self->backend().record_history(now_ms);
     // From the planned time, not from now: samples stay evenly spaced however late a wait ends.
     const auto interval = std::chrono::duration_cast<std::chrono::steady_clock::duration>(
         std::chrono::duration<double>(self->opts.dashboard_interval_s));
@@ -157,6 +159,9 @@ void gateway::attach(gateway_backend& b) {
                  d.describe());
   impl_->server.max_logprobs = impl_->opts.max_logprobs;
   impl_->server.prompt_tokens_details = impl_->opts.prompt_tokens_details;
+  impl_->server.enable_auto_tool_choice = impl_->opts.enable_auto_tool_choice;
+  impl_->server.tool_call_parser = impl_->opts.tool_call_parser;
+  impl_->server.reasoning_parser = impl_->opts.reasoning_parser;
   impl_->server.trust_request_chat_template = impl_->opts.trust_request_chat_template;
   impl_->server.chat_template_content_format = impl_->opts.chat_template_content_format;
   impl_->started = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
@@ -166,6 +171,7 @@ void gateway::attach(gateway_backend& b) {
   const auto capacity = static_cast<size_t>(std::ceil(3600.0 / interval));
   impl_->dashboard_started_ms = unix_ms_now();
   impl_->dashboard = std::make_unique<dashboard_recorder>(b.metrics().snapshot(), impl_->dashboard_started_ms, capacity);
+  b.start_history(impl_->dashboard_started_ms, capacity);
   impl_->backend_ptr = &b;
   impl_->schedule_dashboard_sample(std::chrono::steady_clock::now() +
                                    std::chrono::duration_cast<std::chrono::steady_clock::duration>(std::chrono::duration<double>(interval)));

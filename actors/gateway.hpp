@@ -43,6 +43,9 @@ struct gateway_options {
   bool request_id_headers = false;    // vLLM's --enable-request-id-headers: X-Request-Id on every response
   int32_t max_logprobs = 20;          // vLLM's --max-logprobs (-1: the vocabulary)
   bool prompt_tokens_details = false; // vLLM's --enable-prompt-tokens-details: usage reports cached prompt tokens
+  bool enable_auto_tool_choice = false; // vLLM's --enable-auto-tool-choice: tool_choice "auto" is served
+  std::string tool_call_parser;       // vLLM's --tool-call-parser ("" none)
+  std::string reasoning_parser;       // vLLM's --reasoning-parser ("" none)
   bool trust_request_chat_template = false;  // vLLM's --trust-request-chat-template: requests may send a template
   std::string chat_template_content_format = "auto";  // vLLM's --chat-template-content-format: auto, string or openai
   double dashboard_interval_s = 5;    // seconds between the /dashboard history's samples; it keeps the last hour

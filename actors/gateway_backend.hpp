@@ -9,6 +9,7 @@
 #include <memory>
 #include <vector>
 
+#include "actors/dashboard.hpp"
 #include "actors/gateway_request.hpp"
 #include "actors/model_front.hpp"
 #include "runtime/engine/engine_metrics.hpp"
@@ -29,6 +30,11 @@ public:
   virtual engine_metrics& metrics() = 0;
   // Extra /metrics families, after the metric set's (empty: none).
   virtual std::string extra_metrics_text() const { return {}; }
+  // Extra /dashboard history sources (a router's workers) beside the metric set's own: begun when the
+  // gateway's history begins (each keeping `capacity` samples), sampled at the gateway's sample times.
+  virtual void start_history(int64_t /*start_ms*/, size_t /*capacity*/) {}
+  virtual void record_history(int64_t /*unix_ms*/) {}
+  virtual std::vector<dashboard_source> history_sources() const { return {}; }
   // Starts every request of one completion; stream: the client gets outputs as they come (else the whole
   // response at the end, and a backend may then restart a request from scratch where nothing was sent).
   // Events go to `listener` while it lives, from any thread. stop() on the handle aborts what has not ended.

@@ -146,6 +146,14 @@ completion_plan plan_completion(const model_front& in, const openai_server_confi
       throw *err;
     openai_generation gen = value_or_throw(to_generation(r, static_cast<int64_t>(ids.size()), server));
     apply_max_tokens_limit(gen, max_tokens_limit);
+    plan.parsers = {server.enable_auto_tool_choice ? server.tool_call_parser : std::string(), server.reasoning_parser};
+    if (reads_chat_output(plan.parsers, r)) {
+      auto read_as = std::make_shared<chat_request>(r);
+      read_as->messages.clear();
+      plan.read_as = std::move(read_as);
+      plan.prompt = std::move(prompt);
+      if (keeps_special_tokens(plan.parsers, r)) gen.params.skip_special_tokens = false;
+    }
     plan.n = gen.n;
     add_choices(plan, std::move(ids), gen, r.priority, r.cache_salt);
   } else {
@@ -329,8 +337,11 @@ std::unique_ptr<gateway_backend> make_engine_backend(engine& e) { return std::ma
 // ---- building responses ----
 
 completion_builder::completion_builder(completion_plan plan) : plan_(std::move(plan)), choices_(plan_.requests.size()) {
-  for (size_t i = 0; i < choices_.size(); ++i)
+  for (size_t i = 0; i < choices_.size(); ++i) {
     choices_[i].num_prompt_tokens = static_cast<int32_t>(plan_.requests[i].prompt_ids.size());
+    if (plan_.read_as)
+      readers_.push_back(std::make_unique<chat_output>(plan_.parsers, *plan_.read_as, plan_.prompt, static_cast<int32_t>(i)));
+  }
 }
 
 size_t completion_builder::index_of(request_id id) const {
@@ -411,7 +422,14 @@ std::string completion_builder::final_body() const {
     for (size_t i = 0; i < choices_.size(); ++i) {
       std::optional<std::vector<token_logprobs>> lps;
       if (plan_.num_logprobs) lps = choices_[i].logprobs;
-      out.push_back({static_cast<int32_t>(i), choices_[i].text, choices_[i].finish_reason, choices_[i].stop, lps, k});
+      out.push_back({static_cast<int32_t>(i), choices_[i].text, choices_[i].finish_reason, choices_[i].stop, lps, k, {}, {}});
+      if (!readers_.empty()) {
+        chat_message_out m = readers_[i]->read_whole(choices_[i].text, choices_[i].finish_reason);
+        out.back().content = std::move(m.content);
+        out.back().reasoning = std::move(m.reasoning);
+        out.back().tool_calls = std::move(m.tool_calls);
+        out.back().finish_reason = std::move(m.finish_reason);
+      }
     }
     return chat_completion_body(plan_.header, out, usage());
   }
@@ -422,6 +440,41 @@ std::string completion_builder::final_body() const {
     out.push_back({static_cast<int32_t>(i), choices_[i].text, choices_[i].finish_reason, choices_[i].stop, lps});
   }
   return completion_body(plan_.header, out, usage());
+}
+
+void completion_builder::read_chunks(size_t i, const request_output& o, std::vector<token_logprobs>& fresh,
+                                     std::vector<std::string>& chunks) {
+  chat_output& reader = *readers_[i];
+  message_delta d = reader.push(o.text);
+  if (o.finished) {
+    message_delta last = reader.finish();
+    d.reasoning += last.reasoning;
+    d.content += last.content;
+    for (auto& t : last.tool_calls) d.tool_calls.push_back(std::move(t));
+  }
+  // One chunk per piece, as vLLM's parsers give them: reasoning, content, then each tool-call piece. A
+  // step whose text the parsers hold back sends nothing until its end.
+  std::vector<chat_delta> pieces;
+  auto piece = [&] {
+    chat_delta p;
+    p.index = static_cast<int32_t>(i);
+    p.content = std::nullopt;
+    return p;
+  };
+  if (!d.reasoning.empty()) pieces.push_back(piece()), pieces.back().reasoning = d.reasoning;
+  if (!d.content.empty()) pieces.push_back(piece()), pieces.back().content = d.content;
+  for (auto& t : d.tool_calls) pieces.push_back(piece()), pieces.back().tool_calls.push_back(std::move(t));
+  if (pieces.empty() && o.finished) pieces.push_back(piece());
+  if (pieces.empty()) return;
+  if (plan_.num_logprobs) {
+    pieces.front().logprobs = &fresh;
+    pieces.front().top_logprobs = *plan_.num_logprobs;
+  }
+  if (o.finished) {
+    pieces.back().finish_reason = reader.stream_finish_reason(choices_[i].finish_reason);
+    pieces.back().stop_reason = choices_[i].stop;
+  }
+  for (const chat_delta& p : pieces) chunks.push_back(sse_event(chat_chunk(plan_.header, p)));
 }
 
 std::vector<std::string> completion_builder::stream_chunks(const completion_event& ev) {
@@ -448,7 +501,9 @@ std::vector<std::string> completion_builder::stream_chunks(const completion_even
     // As vLLM: every step that produced tokens makes a chunk, even when its text is still empty (an
     // incomplete UTF-8 character, a special token, a model without a tokenizer).
     if (!o.finished && o.text.empty() && fresh.empty() && o.new_token_ids.empty()) continue;
-    if (plan_.chat) {
+    if (!readers_.empty()) {
+      read_chunks(i, o, fresh, chunks);
+    } else if (plan_.chat) {
       chat_delta d;
       d.index = static_cast<int32_t>(i);
       d.content = o.text;

@@ -12,6 +12,7 @@
 #include "runtime/openai/openai_error.hpp"
 #include "runtime/openai/openai_request.hpp"
 #include "runtime/openai/openai_response.hpp"
+#include "runtime/tools/chat_output.hpp"
 
 namespace troupe {
 
@@ -27,6 +28,11 @@ struct completion_plan {
   std::optional<int32_t> num_logprobs;   // alternatives per token when logprobs were asked for
   const tokenizer* tok = nullptr;        // to spell logprob tokens
   bool prompt_tokens_details = false;    // usage reports the prompt tokens found in the prefix cache
+  // Chat requests whose output a tool-call or reasoning parser reads: the parsers, the request's tool
+  // fields (its messages left out) and the rendered prompt (whether it left <think> open).
+  chat_parsers parsers;
+  std::shared_ptr<const chat_request> read_as;
+  std::string prompt;
 };
 
 // What request validation needs to know about this server.
@@ -110,8 +116,11 @@ private:
   // for, are appended to the choice and also returned in `fresh`.
   bool apply(const request_output& o, size_t& index, std::vector<token_logprobs>* fresh = nullptr);
   token_logprobs spell(int32_t token, const sampled_logprobs& lp) const;
+  // The chunks of one streamed chat output read by its choice's parsers.
+  void read_chunks(size_t i, const request_output& o, std::vector<token_logprobs>& fresh, std::vector<std::string>& chunks);
 
   completion_plan plan_;
+  std::vector<std::unique_ptr<chat_output>> readers_;  // per choice, when plan_.read_as
   std::vector<choice> choices_;
   size_t finished_ = 0;
 };

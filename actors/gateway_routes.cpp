@@ -94,7 +94,10 @@ std::string dashboard_body(gateway::impl& gw, std::string_view target) {
     const auto [end, ec] = std::from_chars(since->data(), since->data() + since->size(), ms);
     if (ec == std::errc() && end == since->data() + since->size()) v.since_ms = ms;  // else: everything, as without it
   }
-  v.sources.push_back({gw.model_name, &gw.dashboard->history()});
+  // A router's own figures are the fleet's, beside each worker's.
+  std::vector<dashboard_source> more = gw.backend().history_sources();
+  v.sources.push_back({more.empty() ? gw.model_name : "fleet", &gw.dashboard->history(), ""});
+  for (dashboard_source& s : more) v.sources.push_back(std::move(s));
   return dashboard_json(v);
 }
 

@@ -14,6 +14,7 @@
 #include "actors/worker_link.hpp"
 #include "runtime/error.hpp"
 #include "runtime/router/router_metrics.hpp"
+#include "runtime/router/worker_dashboards.hpp"
 #include "runtime/router/worker_health.hpp"
 
 namespace troupe {
@@ -44,6 +45,8 @@ struct routed_part : link_job, std::enable_shared_from_this<routed_part> {
   bool got_output = false;
   bool done = false;
   std::optional<clock_type::time_point> first_token;
+  std::optional<clock_type::time_point> last_token;  // when the latest tokens came: the next gap is an ITL
+  std::optional<size_t> served_by;    // the worker it ran on last: its dashboard counts the request
   int64_t num_generated = 0;
   std::vector<request_output> held;   // not streaming: outputs kept until the last, so a restart loses nothing
 
@@ -94,6 +97,7 @@ struct router::impl : std::enable_shared_from_this<router::impl> {
   model_front front;
   std::unique_ptr<engine_metrics> metrics;
   std::vector<std::string> worker_names;
+  std::unique_ptr<worker_dashboards> dashboards;  // what the router saw of each worker, for /dashboard
 
   net::io_context ioc;
   net::executor_work_guard<net::io_context::executor_type> work{ioc.get_executor()};
@@ -145,6 +149,7 @@ router::impl::impl(const router_options& o)
   engine_metrics_config mc;
   mc.model_name = front.served_model_names.front();
   mc.max_model_len = front.max_model_len;
+  mc.prefix = o.metrics_prefix;
   metrics = std::make_unique<engine_metrics>(mc);
   for (const worker_address& a : opts.fleet.workers) {
     worker w;
@@ -152,6 +157,7 @@ router::impl::impl(const router_options& o)
     workers.push_back(std::move(w));
     worker_names.push_back(a.url);
   }
+  dashboards = std::make_unique<worker_dashboards>(mc, worker_names);
 }
 
 void router::impl::check_workers() {
@@ -170,6 +176,7 @@ void router::impl::check_workers() {
         l.kv_cache_usage = s.num_blocks > 0 ? 1.0 - static_cast<double>(s.num_free_blocks) / s.num_blocks : 0.0;
         self->workers[w].load = l;
         self->routing.set_load(w, l);
+        self->dashboards->metrics(w).on_occupancy(l.num_running, l.num_waiting, l.kv_cache_usage);
         self->note_loads();
       });
   }
@@ -215,6 +222,7 @@ void router::impl::connect(size_t w) {
 void router::impl::update_health(size_t w) {
   worker& x = workers[w];
   const bool healthy = !stopping && x.health.in_rotation();
+  dashboards->set_state(w, healthy, stopping ? "the router is shutting down" : x.health.why_out());
   if (healthy != routing.healthy(w)) {
     routing.set_healthy(w, healthy);
     const std::string& pool = routing.pools()[routing.pool_of(w)].name;
@@ -260,6 +268,7 @@ void router::impl::finished(routed_part& p, request_outcome outcome) {
   f.num_generation_tokens = p.num_generated;
   f.outcome = outcome;
   metrics->on_request_finished(f);
+  if (p.served_by) dashboards->metrics(*p.served_by).on_request_finished(f);
 }
 
 void router::impl::abandon(completion_state& s) {
@@ -298,6 +307,7 @@ void router::impl::dispatch(const std::shared_ptr<routed_part>& p) {
   }
   const std::shared_ptr<worker_link> link = workers[d->worker].link;
   p->worker = d->worker;
+  p->served_by = d->worker;
   p->link = link;
   p->tag = link->submit(job_of(p->req), p);  // in rotation: its link is up
 }
@@ -329,9 +339,21 @@ void routed_part::on_output(const wire::output& o) {
   if (!st || st->over || done) return;
   request_output out = request_output_of(o, id);
   if (auto error = engine_error(out)) return r->fail(*st, *error);
-  if (!first_token && !o.token_ids.empty()) {
-    first_token = clock_type::now();
-    r->metrics->on_first_token(arrival, *first_token);
+  if (!o.token_ids.empty()) {
+    // At the router, as a client sees them: the first token's wait, then the gap before each later chunk.
+    // Tokens that come together (a worker sends a non-streamed request's tokens at once) add no gap: zeros
+    // would pull the fleet's ITL down without measuring any pace.
+    const auto now = clock_type::now();
+    std::vector<double> itl;
+    if (last_token) itl.push_back(std::chrono::duration<double>(now - *last_token).count());
+    const int64_t prompt = first_token ? 0 : static_cast<int64_t>(req.prompt_ids.size());
+    const auto generated = static_cast<int64_t>(o.token_ids.size());
+    for (engine_metrics* m : {r->metrics.get(), &r->dashboards->metrics(*served_by)}) {
+      if (!first_token) m->on_first_token(arrival, now);
+      m->on_tokens(prompt, generated, itl);
+    }
+    if (!first_token) first_token = now;
+    last_token = now;
   }
   num_generated += static_cast<int64_t>(o.token_ids.size());
   const bool first = !got_output;
@@ -431,6 +453,17 @@ void router::stop() {
 const model_front& router::front() const { return impl_->front; }
 bool router::healthy() const { return impl_->served; }
 engine_metrics& router::metrics() { return *impl_->metrics; }
+
+void router::start_history(int64_t start_ms, size_t capacity) { impl_->dashboards->start(start_ms, capacity); }
+void router::record_history(int64_t unix_ms) { impl_->dashboards->record(unix_ms); }
+
+std::vector<dashboard_source> router::history_sources() const {
+  std::vector<dashboard_source> out;
+  const worker_dashboards& d = *impl_->dashboards;
+  for (size_t w = 0; w < d.size(); ++w)
+    if (const metrics_history* h = d.history(w)) out.push_back({d.name(w), h, d.state(w)});
+  return out;
+}
 int32_t router::num_healthy_workers() const { return impl_->num_healthy; }
 
 std::string router::extra_metrics_text() const {
@@ -440,7 +473,7 @@ std::string router::extra_metrics_text() const {
   auto ready = figures->get_future();
   net::post(impl_->ioc, [in = impl_, figures] { figures->set_value(router_figures_of(in->routing, in->worker_names)); });
   if (ready.wait_for(std::chrono::seconds(2)) != std::future_status::ready) return {};
-  return router_metrics_text(ready.get(), impl_->front.served_model_names.front());
+  return router_metrics_text(ready.get(), impl_->front.served_model_names.front(), impl_->opts.metrics_prefix);
 }
 
 sink_handle router::start(const std::vector<engine_request>& requests, bool stream, std::weak_ptr<completion_listener> listener) {

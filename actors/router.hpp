@@ -35,6 +35,7 @@ struct router_options {
   int32_t load_slack = 8;
   double health_interval_s = 1.0;      // between probes of each worker's /health (and load)
   std::string worker_api_key;          // what the workers' native ports take (their --api-key)
+  std::string metrics_prefix = std::string(default_metrics_prefix);  // /metrics names PREFIX:name, troupe:router_* included
 };
 
 class router : public gateway_backend {
@@ -50,6 +51,10 @@ public:
   bool healthy() const override;
   engine_metrics& metrics() override;
   std::string extra_metrics_text() const override;
+  // /dashboard: each worker's history beside the fleet's (runtime/router/worker_dashboards.hpp).
+  void start_history(int64_t start_ms, size_t capacity) override;
+  void record_history(int64_t unix_ms) override;
+  std::vector<dashboard_source> history_sources() const override;
   sink_handle start(const std::vector<engine_request>& requests, bool stream,
                     std::weak_ptr<completion_listener> listener) override;
 

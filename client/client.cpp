@@ -275,13 +275,22 @@ struct client::impl {
     st.result.token_ids.insert(st.result.token_ids.end(), out.token_ids.begin(), out.token_ids.end());
     st.result.text += out.text;
     std::optional<job_event> event;
-    if (!out.token_ids.empty() || !out.text.empty()) event = job_event{out.job_id, out.token_ids, out.text};
+    if (!out.token_ids.empty() || !out.text.empty()) {
+      event = job_event{out.job_id, out.token_ids, out.text, std::nullopt, {}, {}};
+      if (out.has_logprobs) {
+        event->logprob = out.logprob;
+        event->top_ids = out.top_ids;
+        event->top_logprobs = out.top_logprobs;
+      }
+    }
     std::optional<job_result> result;
     if (out.finished) {
       st.result.finish_reason = out.finish_reason;
       st.result.error = out.error;
       if (out.num_prompt_tokens) st.result.num_prompt_tokens = out.num_prompt_tokens;
       st.result.num_cached_tokens = out.num_cached_tokens;
+      st.result.stop_string = out.stop_string;
+      if (out.has_stop_token) st.result.stop_token = out.stop_token;
       result = st.result;
     }
     if (event || result) post_done(out.job_id, st.cb, std::move(event), std::move(result));
@@ -346,6 +355,13 @@ uint64_t client::submit(const job& j, std::function<void(const job_event&)> on_e
   w.ignore_eos = j.ignore_eos;
   w.stop = j.stop;
   w.stop_token_ids = j.stop_token_ids;
+  w.include_stop_str_in_output = j.include_stop_str_in_output;
+  for (const auto& [token, bias] : j.logit_bias) {
+    w.logit_bias_ids.push_back(token);
+    w.logit_bias_values.push_back(bias);
+  }
+  w.num_logprobs = j.logprobs.value_or(-1);
+  w.cache_salt = j.cache_salt;
   w.priority = j.priority;
   w.structured_kind = j.structured_kind;
   w.structured_text = j.structured_text;

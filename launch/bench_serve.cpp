@@ -23,6 +23,7 @@
 #include "launch/commands.hpp"
 #include "launch/progress_bar.hpp"
 #include "launch/bench/bench_report.hpp"
+#include "launch/bench/bench_sweep.hpp"
 #include "launch/bench/bench_workload.hpp"
 #include "runtime/error.hpp"
 #include "runtime/openai/python_repr.hpp"
@@ -53,6 +54,9 @@ struct serve_bench_options {
   std::string result_dir;
   std::string result_filename;
   bool disable_tqdm = false;
+  bool sweep = false;         // --sweep: raise the rate step by step to the knee (launch/bench/bench_sweep.hpp)
+  sweep_options sweep_ladder;
+  std::string json_file;      // --json: the sweep's result (else the run's, as --result-filename)
 };
 
 std::vector<std::string> split_commas(const std::string& s) {
@@ -145,35 +149,80 @@ std::string local_date() {
   return buf;
 }
 
-void run_serve_bench(serve_bench_options o) {
-  const http_target target = parse_base_url(o.base_url.empty() ? "http://" + o.host + ":" + std::to_string(o.port) : o.base_url);
+// What every run of a benchmark shares: where, who, what to send.
+struct bench_setup {
+  http_target target;
+  bool chat = false;
+  std::string endpoint;
+  bench_run_info run;
+  std::vector<double> percentiles;
+};
+
+// Resolves the target, the endpoint and the model; sends one request to see that the server answers.
+bench_setup prepare(serve_bench_options& o) {
+  bench_setup b;
+  b.target = parse_base_url(o.base_url.empty() ? "http://" + o.host + ":" + std::to_string(o.port) : o.base_url);
   if (o.api_key.empty())
     if (const char* key = std::getenv("OPENAI_API_KEY")) o.api_key = key;
-  const bool chat = o.backend == "openai-chat" || o.endpoint.ends_with("chat/completions");
-  const std::string endpoint = !o.endpoint.empty() ? o.endpoint : chat ? "/v1/chat/completions" : "/v1/completions";
-  if (o.backend == "openai-chat" && !endpoint.ends_with("chat/completions"))
-    throw user_error("--backend openai-chat sends chat requests: --endpoint must end in chat/completions, not " + endpoint);
-  bench_run_info run;
-  run.backend = chat ? "openai-chat" : o.backend;
+  b.chat = o.backend == "openai-chat" || o.endpoint.ends_with("chat/completions");
+  b.endpoint = !o.endpoint.empty() ? o.endpoint : b.chat ? "/v1/chat/completions" : "/v1/completions";
+  if (o.backend == "openai-chat" && !b.endpoint.ends_with("chat/completions"))
+    throw user_error("--backend openai-chat sends chat requests: --endpoint must end in chat/completions, not " + b.endpoint);
+  bench_run_info& run = b.run;
+  run.backend = b.chat ? "openai-chat" : o.backend;
   run.num_prompts = o.workload.num_prompts;
   run.request_rate = o.request_rate;
   run.burstiness = o.burstiness;
   run.max_concurrency = o.max_concurrency;
   run.percentile_metrics = split_commas(o.percentile_metrics);
-  std::vector<double> percentiles;
-  for (const auto& p : split_commas(o.metric_percentiles)) percentiles.push_back(std::stod(p));
+  for (const auto& p : split_commas(o.metric_percentiles)) b.percentiles.push_back(std::stod(p));
   raise_open_file_limit();
+  run.model_id = o.model.empty() ? first_served_model(b.target, o.api_key) : o.model;
 
-  run.model_id = o.model.empty() ? first_served_model(target, o.api_key) : o.model;
-  const std::vector<bench_request> requests = make_requests(o, chat, endpoint, run.model_id, target, o.api_key);
-
+  // One request of the workload (the first of a one-prompt run: its prompt is that of the full run's first).
   std::printf("Starting initial single prompt test run...\n");
   std::fflush(stdout);
+  serve_bench_options one = o;
+  one.workload.num_prompts = 1;
+  const std::vector<bench_request> first = make_requests(one, b.chat, b.endpoint, run.model_id, b.target, o.api_key);
   const double at_once[] = {0.0};
-  const bench_run test = run_streamed_requests(target, o.api_key, std::span(requests).first(1), at_once, 0, [] {});
+  const bench_run test = run_streamed_requests(b.target, o.api_key, first, at_once, 0, [] {});
   if (!test.outcomes[0].success)
     throw user_error("Initial test run failed - Please make sure benchmark arguments are correctly specified. Error: " +
                      test.outcomes[0].error);
+  return b;
+}
+
+// One run of the workload's requests (o.workload.seed's prompts and arrivals) at `rate`; warns of failures.
+struct rate_run {
+  bench_run result;
+  bench_metrics metrics;
+};
+rate_run run_at_rate(const serve_bench_options& o, const bench_setup& b, double rate, std::span<const double> percentiles) {
+  const std::vector<bench_request> requests = make_requests(o, b.chat, b.endpoint, b.run.model_id, b.target, o.api_key);
+  const std::vector<double> arrivals = arrival_times(o.workload.num_prompts, rate, o.burstiness, o.workload.seed);
+  progress_bar bar(requests.size(), !o.disable_tqdm);
+  rate_run r;
+  r.result = run_streamed_requests(b.target, o.api_key, requests, arrivals, o.max_concurrency, [&] { bar.tick(); });
+  r.metrics = compute_bench_metrics(r.result.outcomes, r.result.duration_s, percentiles);
+  if (r.metrics.failed > 0) {
+    const auto& outcomes = r.result.outcomes;
+    const auto first = std::find_if(outcomes.begin(), outcomes.end(), [](const auto& x) { return !x.success; });
+    spdlog::warn("{} of {} requests failed; the first error: {}", r.metrics.failed, outcomes.size(), first->error);
+  }
+  return r;
+}
+
+void write_file(const std::string& file, const std::string& text, const char* flag) {
+  std::ofstream out(file);
+  out << text << "\n";
+  if (!out) throw user_error(std::string(flag) + " " + file + ": cannot be written");
+  spdlog::info("saved the result to {}", file);
+}
+
+void run_serve_bench(serve_bench_options o) {
+  bench_setup b = prepare(o);
+  bench_run_info& run = b.run;
   std::printf("Initial test run completed. Starting main benchmark run...\n");
   std::printf("Traffic request rate: %s\n", python_float_repr(o.request_rate).c_str());
   std::printf("Burstiness factor: %s (%s)\n", python_float_repr(o.burstiness).c_str(),
@@ -181,27 +230,67 @@ void run_serve_bench(serve_bench_options o) {
   std::printf("Maximum request concurrency: %s\n", o.max_concurrency > 0 ? std::to_string(o.max_concurrency).c_str() : "None");
   std::fflush(stdout);
 
-  const std::vector<double> arrivals = arrival_times(o.workload.num_prompts, o.request_rate, o.burstiness, o.workload.seed);
-  progress_bar bar(requests.size(), !o.disable_tqdm);
-  const bench_run result = run_streamed_requests(target, o.api_key, requests, arrivals, o.max_concurrency, [&] { bar.tick(); });
-
-  const bench_metrics metrics = compute_bench_metrics(result.outcomes, result.duration_s, percentiles);
-  if (metrics.failed > 0) {
-    const auto first = std::find_if(result.outcomes.begin(), result.outcomes.end(), [](const auto& r) { return !r.success; });
-    spdlog::warn("{} of {} requests failed; the first error: {}", metrics.failed, result.outcomes.size(), first->error);
-  }
+  const rate_run r = run_at_rate(o, b, o.request_rate, b.percentiles);
+  const bench_metrics& metrics = r.metrics;
+  const auto& result = r.result;
   run.date = local_date();
   std::fputs(format_report(metrics, run).c_str(), stdout);
   std::fflush(stdout);
 
+  if (!o.json_file.empty()) write_file(o.json_file, result_json(metrics, run, result.outcomes, o.save_detailed), "--json");
   if (o.save_result || !o.result_filename.empty()) {
     std::string file = o.result_filename.empty() ? default_result_filename(run) : o.result_filename;
     if (!o.result_dir.empty()) file = o.result_dir + "/" + file;
-    std::ofstream out(file);
-    out << result_json(metrics, run, result.outcomes, o.save_detailed) << "\n";
-    if (!out) throw user_error("--result-filename " + file + ": cannot be written");
-    spdlog::info("saved the result to {}", file);
+    write_file(file, result_json(metrics, run, result.outcomes, o.save_detailed), "--result-filename");
   }
+}
+
+// --sweep: the ladder of rate_sweep, each step a run of --num-prompts fresh prompts (another seed, so no
+// step finds the last one's prompts in the prefix cache).
+void run_sweep(serve_bench_options o) {
+  o.sweep_ladder.start_rate = o.request_rate == std::numeric_limits<double>::infinity() ? 1.0 : o.request_rate;
+  rate_sweep sweep(o.sweep_ladder);
+  bench_setup b = prepare(o);
+  std::printf("Initial test run completed. Sweeping the request rate from %.2f req/s (x%s up) until TTFT p95 passes %s ms\n",
+              o.sweep_ladder.start_rate, python_float_repr(o.sweep_ladder.factor).c_str(),
+              python_float_repr(o.sweep_ladder.ttft_slo_ms).c_str());
+  std::fflush(stdout);
+  const double percentiles[] = {50, 95};
+  const uint64_t first_seed = o.workload.seed;
+  while (const auto rate = sweep.next_rate()) {
+    o.workload.seed = first_seed + sweep.steps().size() + 1;
+    const bench_metrics m = run_at_rate(o, b, *rate, percentiles).metrics;
+    sweep_step s;
+    s.request_rate = *rate;
+    s.completed = m.completed;
+    s.failed = m.failed;
+    s.duration_s = m.duration_s;
+    s.ttft_p50_ms = m.ttft.percentiles_ms[0].second;
+    s.ttft_p95_ms = m.ttft.percentiles_ms[1].second;
+    s.itl_p50_ms = m.itl.percentiles_ms[0].second;
+    s.itl_p95_ms = m.itl.percentiles_ms[1].second;
+    s.input_tokens_per_s = static_cast<double>(m.total_input) / m.duration_s;
+    s.output_tokens_per_s = m.output_throughput;
+    s.total_tokens_per_s = m.total_token_throughput;
+    const step_verdict v = sweep.record(s);
+    spdlog::info("{:.2f} req/s: TTFT p95 {:.1f} ms, {:.1f} total tokens/s, {} failed: {}", s.request_rate, s.ttft_p95_ms,
+                 s.total_tokens_per_s, s.failed, verdict_name(v));
+  }
+  std::fputs(format_sweep_report(sweep).c_str(), stdout);
+  std::fflush(stdout);
+  const json workload = {{"backend", b.run.backend},
+                         {"endpoint", b.endpoint},
+                         {"model_id", b.run.model_id},
+                         {"num_prompts", o.workload.num_prompts},
+                         {"random_input_len", o.workload.input_len},
+                         {"random_output_len", o.workload.output_len},
+                         {"random_range_ratio", o.workload.range_ratio},
+                         {"burstiness", o.burstiness},
+                         {"max_concurrency", o.max_concurrency > 0 ? json(o.max_concurrency) : json(nullptr)},
+                         {"seed", first_seed}};
+  if (!o.json_file.empty()) write_file(o.json_file, sweep_json(sweep, workload.dump()), "--json");
+  const sweep_summary sum = sweep.summary();
+  if (!sum.knee) throw user_error("the sweep found no knee: " + sum.reason);
 }
 
 // CLI11 validators that say what to change.
@@ -312,7 +401,28 @@ void register_bench_serve(CLI::App& bench) {
   cmd->add_option("--result-filename", o->result_filename,
                   "Name of the result JSON (default: BACKEND-RATEqps[-concurrencyN]-MODEL-DATE.json); implies --save-result");
   cmd->add_flag("--disable-tqdm", o->disable_tqdm, "No progress bar");
-  cmd->callback([o] { run_serve_bench(*o); });
+  cmd->add_option("--json", o->json_file,
+                  "Write the result as JSON to this file: with --sweep every step, the knee and C (what `troupe plan "
+                  "--capacity` reads); otherwise vLLM's result JSON");
+  cmd->add_flag("--sweep", o->sweep,
+                "Raise the request rate step by step (from --request-rate, default 1) until TTFT p95 passes --ttft-slo-ms "
+                "or the throughput stops growing; report each step and the sustained tokens/s C at the knee");
+  cmd->add_option("--ttft-slo-ms", o->sweep_ladder.ttft_slo_ms, "--sweep: the TTFT p95 a rate must keep to hold")
+      ->capture_default_str()->check(positive(""));
+  cmd->add_option("--sweep-factor", o->sweep_ladder.factor, "--sweep: each step up multiplies the highest rate that held by this")
+      ->capture_default_str();
+  cmd->add_option("--sweep-max-steps", o->sweep_ladder.max_steps, "--sweep: runs in all, refinements included")
+      ->capture_default_str()->check(positive(""));
+  cmd->add_option("--sweep-refine", o->sweep_ladder.refine_steps,
+                  "--sweep: midpoints tried between the highest rate that held and the lowest that did not")
+      ->capture_default_str()->check(number_check(true, ""));
+  cmd->add_option("--sweep-min-growth", o->sweep_ladder.min_growth,
+                  "--sweep: a step up whose total tokens/s grew less than this fraction is saturated and ends the sweep")
+      ->capture_default_str()->check(number_check(true, ""));
+  cmd->callback([o] {
+    if (o->sweep) run_sweep(*o);
+    else run_serve_bench(*o);
+  });
 }
 
 } // namespace troupe

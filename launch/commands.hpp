@@ -13,5 +13,6 @@ void register_bench(CLI::App& app);
 void register_bench_serve(CLI::App& bench);  // under `bench`, by register_bench
 void register_serve(CLI::App& app);
 void register_router(CLI::App& app);
+void register_plan(CLI::App& app);
 
 } // namespace troupe

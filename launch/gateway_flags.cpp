@@ -6,7 +6,9 @@
 #include <spdlog/spdlog.h>
 
 #include "runtime/cli/environment.hpp"
+#include "runtime/engine/engine_metrics.hpp"
 #include "runtime/error.hpp"
+#include "runtime/tools/tool_parser.hpp"
 
 namespace troupe {
 
@@ -47,15 +49,34 @@ void add_gateway_flags(CLI::App* cmd, gateway_flags& f) {
   cmd->add_option("--allowed-headers", f.allowed_headers, "CORS: request headers allowed, a JSON list")->capture_default_str();
   cmd->add_flag("--allow-credentials", o.cors.allow_credentials, "CORS: allow credentials (cookies, authorization)");
   cmd->add_flag("--enable-request-id-headers", o.request_id_headers, "Responses carry X-Request-Id: the request's own, or a new one");
+  cmd->add_flag("--enable-auto-tool-choice", o.enable_auto_tool_choice,
+                "Serve tool_choice \"auto\" (the default with tools): the model's tool calls are read with --tool-call-parser");
+  cmd->add_option("--tool-call-parser", o.tool_call_parser,
+                  "How the model writes tool calls: hermes, llama3_json, mistral, qwen3 (JSON or XML calls), qwen3_coder");
+  cmd->add_option("--reasoning-parser", o.reasoning_parser,
+                  "Reads the model's <think> reasoning into reasoning_content: qwen3, deepseek_r1");
   cmd->add_flag("--disable-log-requests", f.disable_log_requests, "No request log (one line per API request; on by default)");
   cmd->add_flag_callback("--no-disable-log-requests", [&f] { f.disable_log_requests = false; }, "The request log (the default)");
   cmd->add_flag("--enable-log-requests", f.enable_log_requests, "The request log (on by default, unlike vLLM's)");
   cmd->add_flag_callback("--no-enable-log-requests", [&f] { f.enable_log_requests = false; }, "No request log");
   cmd->add_flag("--disable-uvicorn-access-log", f.disable_access_log, "No request log, as --disable-log-requests");
+  cmd->add_option("--metrics-prefix", f.metrics_prefix,
+                  "Name prefix of the /metrics families: troupe, or vllm so that dashboards and alerts written for vLLM "
+                  "read troupe unchanged")
+      ->capture_default_str();
+  cmd->add_option("--dashboard-interval", o.dashboard_interval_s,
+                  "Seconds between the /dashboard history's samples (it keeps the last hour)")
+      ->capture_default_str()
+      ->check(CLI::Range(0.1, 3600.0));
 }
 
 gateway_options resolve_gateway_flags(gateway_flags& f) {
   gateway_options& o = f.options;
+  try {
+    check_metrics_prefix(f.metrics_prefix);
+  } catch (const std::invalid_argument& e) {
+    throw user_error(e.what());
+  }
   if (o.admission.api_keys.empty())
     if (const auto key = api_key_from_env([](const char* name) { return std::getenv(name); })) {
       o.admission.api_keys.push_back(key->value);
@@ -67,6 +88,9 @@ gateway_options resolve_gateway_flags(gateway_flags& f) {
   o.log_requests = f.enable_log_requests && !f.disable_log_requests && !f.disable_access_log;
   if (!o.root_path.empty() && !o.root_path.starts_with("/"))
     throw user_error("--root-path must start with '/', got '" + o.root_path + "'");
+  if (const std::string e = check_parser_flags(o.enable_auto_tool_choice, o.tool_call_parser, o.reasoning_parser);
+      !e.empty())
+    throw user_error(e);
   gateway_options out = o;
   if (!f.tenants_file.empty()) out.admission.tenants = read_tenants_file(f.tenants_file);
   return out;

@@ -1,4 +1,4 @@
-// The `troupe` program: serve | router | generate | bench | make-model.
+// The `troupe` program: serve | router | plan | generate | bench | make-model.
 //
 // Every command-line error is one log line and exit code 1: a flag the command does not know is refused
 // by name with the closest one it does (runtime/cli/command_line.hpp); `troupe serve` also takes every
@@ -101,6 +101,7 @@ int main(int argc, char** argv) {
   troupe::register_bench(app);
   troupe::register_serve(app);
   troupe::register_router(app);
+  troupe::register_plan(app);
   try {
     std::vector<std::string> args = args_for_parser(app, with_long_flags(argc, argv));
     std::vector<char*> ptrs;

@@ -58,8 +58,9 @@ router_options resolve(router_flags& f) {
 }
 
 void run_router(router_flags& f) {
-  const router_options ro = resolve(f);
   const gateway_options http_options = resolve_gateway_flags(f.http);
+  router_options ro = resolve(f);
+  ro.metrics_prefix = f.http.metrics_prefix;
   sigset_t signals;
   sigemptyset(&signals);
   sigaddset(&signals, SIGINT);

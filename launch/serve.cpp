@@ -97,12 +97,9 @@ gateway_options resolve(serve_options& o) {
     o.engine.model = o.model_tag;
   }
   o.stats_interval_s = stats_interval_from_env(read_env);
-  try {
-    check_metrics_prefix(o.engine.metrics_prefix);
-  } catch (const std::invalid_argument& e) {
-    throw user_error(e.what());
-  }
-  return resolve_gateway_flags(o.http);
+  gateway_options http = resolve_gateway_flags(o.http);
+  o.engine.metrics_prefix = o.http.metrics_prefix;
+  return http;
 }
 
 client_endpoint_options client_options_of(const serve_options& o, const gateway_options& http) {
@@ -234,14 +231,6 @@ void register_serve(CLI::App& app) {
   cmd->add_flag("--disable-log-stats", o->disable_log_stats,
                 "No stats line (throughput, running and waiting requests, KV cache use, prefix cache hit rate) every "
                 "VLLM_LOG_STATS_INTERVAL seconds (default 10)");
-  cmd->add_option("--metrics-prefix", o->engine.metrics_prefix,
-                  "Name prefix of the /metrics families: troupe, or vllm so that dashboards and alerts written for vLLM "
-                  "read troupe unchanged")
-      ->capture_default_str();
-  cmd->add_option("--dashboard-interval", o->http.options.dashboard_interval_s,
-                  "Seconds between the /dashboard history's samples (it keeps the last hour)")
-      ->capture_default_str()
-      ->check(CLI::Range(0.1, 3600.0));
   cmd->add_option("--shutdown-timeout", o->shutdown_timeout, "Seconds requests in flight get to finish after SIGTERM")
       ->capture_default_str();
   cmd->add_option("--client-host", o->client_host,

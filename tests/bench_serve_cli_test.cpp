@@ -204,4 +204,62 @@ TEST(bench_serve_cli, bad_flags_say_what_to_change) {
   r = bench_serve("--backend openai-chat --endpoint /v1/completions");
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find("--endpoint must end in chat/completions"), std::string::npos) << r.err;
+  r = bench_serve("--sweep --sweep-factor 1");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("--sweep-factor must be above 1: each step up multiplies the rate by it"), std::string::npos) << r.err;
+}
+
+TEST(bench_serve_cli, sweep_raises_the_rate_step_by_step_and_reports_c_at_the_knee) {
+  server_process s;
+  const fs::path result = result_file("sweep");
+  // Two steps (8 then 16 req/s) under an SLO nothing on this model can cross: the knee is the higher rate.
+  const auto r = bench_serve("--port " + std::to_string(s.http_port()) +
+                             " --sweep --request-rate 8 --sweep-factor 2 --sweep-max-steps 2 --ttft-slo-ms 60000"
+                             " --num-prompts 6 --random-input-len 16 --random-output-len 4 --ignore-eos --json " + result.string());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("============== Request-rate sweep (TTFT SLO: p95 <= 60000 ms) ==============\n"
+                       "     req/s   done failed TTFT p50 ms TTFT p95 ms ITL p50 ms ITL p95 ms   in tok/s  out tok/s total tok/s  verdict\n"
+                       "      8.00      6      0 "),
+            std::string::npos)
+      << r.out;
+  EXPECT_NE(r.out.find("Sweep ended (max_steps): every rate up to 16.00 req/s held within 2 steps"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("Knee: 16.00 req/s"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("Sustained capacity C: "), std::string::npos) << r.out;
+  const json j = read_json(result);
+  EXPECT_EQ(j["ttft_slo_ms"], 60000.0);
+  EXPECT_EQ(j["workload"]["num_prompts"], 6);
+  EXPECT_EQ(j["workload"]["random_input_len"], 16);
+  ASSERT_EQ(j["steps"].size(), 2u);
+  EXPECT_EQ(j["steps"][0]["request_rate"], 8.0);
+  EXPECT_EQ(j["steps"][1]["request_rate"], 16.0);
+  for (const auto& step : j["steps"]) {
+    EXPECT_EQ(step["completed"], 6);
+    EXPECT_EQ(step["failed"], 0);
+    EXPECT_EQ(step["verdict"], "holds");
+    // Every step's tokens over its duration: 6 prompts of 16 tokens in, 6 x 4 tokens out.
+    EXPECT_NEAR(step["input_throughput"].get<double>() * step["duration"].get<double>(), 96, 1e-6);
+    EXPECT_NEAR(step["output_throughput"].get<double>() * step["duration"].get<double>(), 24, 1e-6);
+    EXPECT_GT(step["p95_ttft_ms"].get<double>(), 0);
+    EXPECT_LE(step["p50_ttft_ms"].get<double>(), step["p95_ttft_ms"].get<double>());
+  }
+  EXPECT_EQ(j["end"], "max_steps");
+  EXPECT_EQ(j["knee"], j["steps"][1]);
+  EXPECT_EQ(j["capacity"]["output_tokens_per_s"], j["steps"][1]["output_throughput"]);
+  EXPECT_EQ(j["capacity"]["total_tokens_per_s"], j["steps"][1]["total_token_throughput"]);
+}
+
+TEST(bench_serve_cli, a_sweep_where_no_rate_holds_fails_saying_why_and_still_writes_its_steps) {
+  server_process s;
+  const fs::path result = result_file("sweep_none");
+  const auto r = bench_serve("--port " + std::to_string(s.http_port()) +
+                             " --sweep --request-rate 20 --sweep-max-steps 1 --ttft-slo-ms 0.001"
+                             " --num-prompts 2 --random-input-len 8 --random-output-len 2 --json " + result.string());
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("the sweep found no knee: no rate held, down to 20.00 req/s (TTFT p95 "), std::string::npos) << r.err;
+  EXPECT_NE(r.out.find("Knee: none\n"), std::string::npos) << r.out;
+  const json j = read_json(result);
+  EXPECT_EQ(j["steps"].size(), 1u);
+  EXPECT_EQ(j["steps"][0]["verdict"], "slo_crossed");
+  EXPECT_TRUE(j["knee"].is_null());
+  EXPECT_EQ(j["end"], "none_held");
 }

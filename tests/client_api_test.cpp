@@ -234,6 +234,67 @@ TEST(client_api, streams_tokens_as_events_and_the_result_equals_their_sum) {
   EXPECT_GT(r.num_prompt_tokens, 0);
 }
 
+TEST(client_api, a_job_carries_logit_bias_logprobs_stop_strings_and_a_cache_salt_as_the_openai_layer_does) {
+  server_process server("--max-num-seqs 64");
+  auto c = troupe::client::connect("127.0.0.1", server.port());
+  // A bias of 100 on token 150: greedy decoding takes it every time. Each token comes with its logprob and 2
+  // alternatives (of the raw model output).
+  troupe::job j = short_job(6);
+  j.logit_bias = {{150, 100.0f}};
+  j.logprobs = 2;
+  std::vector<troupe::job_event> events;
+  const troupe::job_result r = c->wait(c->submit(j, [&](const troupe::job_event& e) { events.push_back(e); }));
+  EXPECT_EQ(r.finish_reason, "length");
+  EXPECT_EQ(r.token_ids, std::vector<int32_t>(6, 150));
+  EXPECT_EQ(r.stop_token, std::nullopt);
+  ASSERT_FALSE(events.empty());
+  for (const troupe::job_event& e : events) {
+    ASSERT_TRUE(e.logprob.has_value());
+    EXPECT_LE(*e.logprob, 0.0f);
+    EXPECT_EQ(e.top_ids.size(), 2u);
+    EXPECT_EQ(e.top_logprobs.size(), 2u);
+  }
+  // Without logprobs, none.
+  std::vector<troupe::job_event> plain;
+  c->wait(c->submit(short_job(2), [&](const troupe::job_event& e) { plain.push_back(e); }));
+  for (const troupe::job_event& e : plain) EXPECT_FALSE(e.logprob.has_value());
+
+  // Token 150 as a stop token: the job ends at once, saying which token ended it.
+  troupe::job stop_token = short_job(6);
+  stop_token.ignore_eos = false;
+  stop_token.logit_bias = {{150, 100.0f}};
+  stop_token.stop_token_ids = {150};
+  const troupe::job_result st = c->wait(c->submit(stop_token));
+  EXPECT_EQ(st.finish_reason, "stop");
+  EXPECT_EQ(st.stop_token, 150);
+
+  // Its text as a stop string, kept in the output (include_stop_str_in_output) and named in the result.
+  ASSERT_FALSE(r.text.empty());
+  ASSERT_EQ(r.text.size() % 6, 0u);
+  const std::string t = r.text.substr(0, r.text.size() / 6);
+  troupe::job stop_string = short_job(6);
+  stop_string.logit_bias = {{150, 100.0f}};
+  stop_string.stop = {t};
+  stop_string.include_stop_str_in_output = true;
+  const troupe::job_result ss = c->wait(c->submit(stop_string));
+  EXPECT_EQ(ss.finish_reason, "stop");
+  EXPECT_EQ(ss.stop_string, t);
+  EXPECT_EQ(ss.text, t);
+  stop_string.include_stop_str_in_output = false;
+  EXPECT_EQ(c->wait(c->submit(stop_string)).text, "");
+
+  // The prefix cache serves a prompt's full blocks (3 of 16 tokens; the last token is always computed) only
+  // to jobs with the same salt.
+  troupe::job salted = short_job(1);
+  salted.prompt_token_ids.clear();
+  for (int32_t i = 0; i < 64; ++i) salted.prompt_token_ids.push_back(100 + i);
+  salted.cache_salt = "tenant-a";
+  EXPECT_EQ(c->wait(c->submit(salted)).num_cached_tokens, 0);
+  EXPECT_EQ(c->wait(c->submit(salted)).num_cached_tokens, 48);
+  salted.cache_salt = "tenant-b";
+  EXPECT_EQ(c->wait(c->submit(salted)).num_cached_tokens, 0);
+}
+
 TEST(client_api, a_callback_may_cancel_its_own_job) {
   server_process server;
   auto c = troupe::client::connect("127.0.0.1", server.port());
@@ -386,7 +447,7 @@ TEST(client_api, hostile_frames_drop_only_their_connection_while_health_and_othe
   }
   {  // the same after a valid handshake
     raw_socket s(port);
-    s.send(troupe::wire::frame(troupe::wire::client_message{troupe::wire::hello{1, "sesame"}}));
+    s.send(troupe::wire::frame(troupe::wire::client_message{troupe::wire::hello{troupe::wire::protocol_version, "sesame"}}));
     EXPECT_EQ(s.next(), "welcome");
     s.send(bytes({0xff, 0xff, 0xff, 0xff}));
     EXPECT_EQ(s.next(), "error: a frame of 4294967295 bytes is over the limit of 8388608 bytes");

@@ -272,4 +272,53 @@ TEST(dashboard_screenshot, a_dead_server_s_page_says_so_and_blanks_its_figures) 
   EXPECT_GT(count_color(img, 0xfd, 0xec, 0xea), 5000u);  // the banner's red background
 }
 
+TEST(dashboard_screenshot, a_routers_page_plots_the_fleet_and_each_worker_and_marks_the_one_that_left) {
+  ASSERT_FALSE(browser().empty()) << "no headless Chromium: run scripts/setup.sh, which installs Debian's chromium-headless-shell";
+  auto w0 = std::make_unique<server_process>("--disable-log-requests");
+  auto w1 = std::make_unique<server_process>("--disable-log-requests");
+  auto worker = [](const server_process& w) {
+    return " --worker http://127.0.0.1:" + std::to_string(w.http_port()) + ",native=" + std::to_string(w.port());
+  };
+  const std::string dead = "http://127.0.0.1:" + std::to_string(w1->http_port());
+  server_process router("--disable-log-requests --health-interval 0.1 --dashboard-interval 0.5" + worker(*w0) + worker(*w1), "", "",
+                        "router");
+  for (int i = 0; i < 200 && shell("curl -s -o /dev/null -w '%{http_code}' " + shell_quote(router.url("/health"))) != "200"; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  {
+    load traffic(router, 4, std::chrono::milliseconds(8000));
+    // Samples of both workers under load, then worker 1 dies while the load goes on.
+    for (int i = 0; i < 200 && dashboard_json(router)["history"][2]["t"].size() < 8; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    w1.reset();
+    for (int i = 0; i < 200 && dashboard_json(router)["history"][2].value("state", "") == "in rotation"; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    const fs::path png = build_dir / "dashboard_router.png";
+    fs::remove(png);
+    run_browser(router.url("/dashboard"), 3000, "--screenshot=" + png.string());
+    const std::string dom = rendered(run_browser(router.url("/dashboard"), 3000, "--dump-dom"));
+    std::cout << "router dashboard screenshot, one worker gone: " << fs::absolute(png).string() << "\n";
+
+    EXPECT_EQ(body_class(dom), "live");
+    EXPECT_TRUE(std::regex_match(text_of(dom, "tps"), std::regex(R"(\d+ / \d+)"))) << text_of(dom, "tps");
+    // The workers' line: one of two in rotation, and why the other is not.
+    EXPECT_NE(dom.find("<b>Workers: 1 of 2 in rotation</b>"), std::string::npos) << dom;
+    EXPECT_TRUE(std::regex_search(dom, std::regex(dead + R"( <span class="out">out of rotation: [^<]+</span>)"))) << dom;
+    // The fleet's lines (TTFT and ITL p50/p95, tokens in/out, running/waiting, KV, rejections and preemptions:
+    // 11; no batch, which is the workers') and each worker's (up to 7: TTFT and ITL p95, tokens in/out,
+    // running, waiting, KV), the gone one's ending where it left, its legend saying why.
+    size_t lines = 0;
+    for (size_t at = dom.find("<path d=\"M"); at != std::string::npos; at = dom.find("<path d=\"M", at + 1)) ++lines;
+    EXPECT_GE(lines, 11u + 2 * 5);
+    EXPECT_LE(lines, 11u + 2 * 7);
+    EXPECT_NE(dom.find("fleet · p95"), std::string::npos);
+    EXPECT_NE(dom.find(dead + " · p95 <span class=\"old\">– (out of rotation)</span>"), std::string::npos);
+    EXPECT_NE(dom.find("no steps here: batches are the workers"), std::string::npos);
+
+    const rgba_image img = read_png(png);
+    EXPECT_GT(inked_share(img), 0.03);
+    EXPECT_GT(count_color(img, 0x1f, 0x77, 0xb4), 300u);
+    EXPECT_LT(count_color(img, 0xfd, 0xec, 0xea), 100u);  // no banner: the router answers
+  }
+}
+
 } // namespace

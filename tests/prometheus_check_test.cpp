@@ -1,6 +1,6 @@
 // deploy/prometheus/troupe_alerts.yml and deploy/grafana/troupe.json against a real Prometheus (Debian's
-// package, which scripts/setup.sh installs) scraping two live `troupe serve`: one with the default
-// prefix, one with --metrics-prefix vllm. promtool accepts the rules; Prometheus loads them (and their
+// package, which scripts/setup.sh installs) scraping two live `troupe serve` and a `troupe router` over each:
+// one pair with the default prefix, one with --metrics-prefix vllm. promtool accepts the rules; Prometheus loads them (and their
 // vllm: form) and evaluates each without error; every query of the Grafana dashboard, its variables
 // filled in for each prefix, runs and returns series; and every metric a query or a rule names exists.
 //
@@ -101,12 +101,20 @@ std::set<std::string> metric_names(const std::string& promql) {
   return out;
 }
 
-// Two servers, a few requests to each, and a Prometheus scraping both every second with the alert rules
-// loaded, in both prefixes. Started once, by the first test that needs it.
+// A `troupe router` over one worker, with the worker's metric prefix.
+std::string router_args(const server_process& worker, const std::string& prefix) {
+  return "--worker http://127.0.0.1:" + std::to_string(worker.http_port()) + ",native=" + std::to_string(worker.port()) +
+         " --health-interval 0.2 --metrics-prefix " + prefix;
+}
+
+// Two servers, a router over each (in the same prefix), a few requests through each router, and a Prometheus
+// scraping all four every second with the alert rules loaded, in both prefixes.
 struct live_prometheus {
   fs::path dir = fs::temp_directory_path() / ("troupe_prometheus_" + std::to_string(::getpid()));
-  server_process troupe_server{"--client-port -1"};
-  server_process vllm_server{"--client-port -1 --metrics-prefix vllm"};
+  server_process troupe_server{""};
+  server_process vllm_server{"--metrics-prefix vllm"};
+  server_process troupe_router{router_args(troupe_server, "troupe"), "", "", "router"};
+  server_process vllm_router{router_args(vllm_server, "vllm"), "", "", "router"};
   uint16_t port = troupe::testing::free_port();
   std::unique_ptr<child_process> prometheus;
   std::string problem;  // why it is not ready, when it is not
@@ -118,7 +126,8 @@ struct live_prometheus {
         << "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
         << "rule_files:\n  - " << rules_file.string() << "\n  - " << (dir / "vllm_alerts.yml").string() << "\n"
         << "scrape_configs:\n  - job_name: troupe\n    static_configs:\n      - targets: ['127.0.0.1:"
-        << troupe_server.http_port() << "', '127.0.0.1:" << vllm_server.http_port() << "']\n";
+        << troupe_server.http_port() << "', '127.0.0.1:" << vllm_server.http_port() << "', '127.0.0.1:" << troupe_router.http_port()
+        << "', '127.0.0.1:" << vllm_router.http_port() << "']\n";
     prometheus = std::make_unique<child_process>(
         "prometheus --config.file=" + (dir / "prometheus.yml").string() + " --storage.tsdb.path=" + (dir / "data").string() +
             " --web.listen-address=127.0.0.1:" + std::to_string(port) + " --log.level=warn",
@@ -129,12 +138,19 @@ struct live_prometheus {
       return;
     }
     // Traffic after the first scrape, so that rates see it rise.
-    if (!eventually([&] { return api(port, "/api/v1/query", "up == 1").value("data", json::object()).value("result", json::array()).size() == 2; },
+    if (!eventually([&] { return api(port, "/api/v1/query", "up == 1").value("data", json::object()).value("result", json::array()).size() == 4; },
                     std::chrono::seconds(10))) {
-      problem = "Prometheus did not scrape both servers: " + api(port, "/api/v1/targets").dump();
+      problem = "Prometheus did not scrape both servers and both routers: " + api(port, "/api/v1/targets").dump();
       return;
     }
-    for (const server_process* s : {&troupe_server, &vllm_server})
+    for (const server_process* r : {&troupe_router, &vllm_router})
+      if (!eventually([&] { return shell("curl -s -o /dev/null -w '%{http_code}' " + shell_quote(r->url("/health"))) == "200"; },
+                      std::chrono::seconds(10))) {
+        problem = "a router did not see its worker healthy";
+        return;
+      }
+    // Through the routers: the workers and the routers count the same requests.
+    for (const server_process* s : {&troupe_router, &vllm_router})
       for (int i = 0; i < 3; ++i)
         shell("curl -s -o /dev/null " + shell_quote(s->url("/v1/completions")) +
               " -H 'Content-Type: application/json' -d '{\"prompt\": \"Hi\", \"max_tokens\": 8, \"ignore_eos\": true}'");
@@ -226,14 +242,34 @@ void expect_every_grafana_query_to_return_series(const live_prometheus& p) {
     }
 }
 
-// One Prometheus for all three checks: starting it and waiting for its scrapes is most of the time.
-TEST(prometheus_check, a_prometheus_scraping_live_servers_evaluates_every_alert_rule_and_every_grafana_query) {
+// A process started with --metrics-prefix vllm exports no troupe: series, and the reverse (the router's own
+// router_* families included).
+void expect_each_instance_in_its_own_prefix(const live_prometheus& p) {
+  const std::vector<std::pair<const server_process*, std::string>> instances = {
+      {&p.troupe_server, "vllm"}, {&p.troupe_router, "vllm"}, {&p.vllm_server, "troupe"}, {&p.vllm_router, "troupe"}};
+  for (const auto& [s, other] : instances) {
+    const std::string instance = "instance=\"127.0.0.1:" + std::to_string(s->http_port()) + "\"";
+    const json foreign = api(p.port, "/api/v1/query", "count({__name__=~\"" + other + ":.*\", " + instance + "})");
+    EXPECT_TRUE(foreign.value("data", json::object()).value("result", json::array()).empty()) << instance << ": " << foreign.dump();
+    const std::string own = other == "vllm" ? "troupe" : "vllm";
+    const json mine = api(p.port, "/api/v1/query", "count({__name__=~\"" + own + ":.*\", " + instance + "})");
+    EXPECT_FALSE(mine.value("data", json::object()).value("result", json::array()).empty()) << instance;
+  }
+  for (const std::string prefix : {"troupe", "vllm"}) {
+    const json healthy = api(p.port, "/api/v1/query", prefix + ":router_worker_healthy == 1");
+    EXPECT_EQ(healthy.value("data", json::object()).value("result", json::array()).size(), 1u) << prefix << ": " << healthy.dump();
+  }
+}
+
+// One Prometheus for all the checks: starting it and waiting for its scrapes is most of the time.
+TEST(prometheus_check, a_prometheus_scraping_live_servers_and_routers_evaluates_every_alert_rule_and_every_grafana_query) {
   ASSERT_TRUE(installed("prometheus")) << missing;
   const live_prometheus p;
   ASSERT_EQ(p.problem, "");
   expect_every_rule_healthy(p);
   expect_every_alert_expression_to_run(p);
   expect_every_grafana_query_to_return_series(p);
+  expect_each_instance_in_its_own_prefix(p);
 }
 
 } // namespace

@@ -392,3 +392,101 @@ TEST(router, a_worker_that_refuses_for_its_full_queue_passes_the_request_on_and_
   EXPECT_EQ(json::parse(refused.body)["error"]["type"], "RateLimitError");
   for (auto& c : fillers) c->reset();
 }
+
+namespace {
+
+// One source of a router's /dashboard.json history: its samples' times and one column's values.
+struct source_view {
+  std::string state;
+  std::vector<std::string> columns;
+  std::vector<int64_t> t;
+  std::vector<double> column(const json& h, const std::string& c) const {
+    std::vector<double> v;
+    for (const json& x : h["values"][c]) v.push_back(x.is_null() ? 0.0 : x.get<double>());
+    return v;
+  }
+};
+
+// The tokens a history's rate column stands for: each sample's rate times the time it covers (from the sample
+// before, or from the history's start).
+double integral(const json& h, const std::string& c, int64_t started_ms) {
+  double sum = 0;
+  int64_t before = started_ms;
+  for (size_t i = 0; i < h["t"].size(); ++i) {
+    const int64_t t = h["t"][i];
+    if (!h["values"][c][i].is_null()) sum += h["values"][c][i].get<double>() * static_cast<double>(t - before) / 1000.0;
+    before = t;
+  }
+  return sum;
+}
+
+} // namespace
+
+TEST(router, the_dashboard_plots_the_fleet_as_the_router_measures_it_and_each_worker_and_marks_one_that_left) {
+  fleet f(512, "", "--dashboard-interval 0.2", true);
+  ASSERT_TRUE(wait_healthy(f.port()));
+  for (uint32_t i = 0; i < 6; ++i) {
+    const reply r = post(f.port(), "/v1/completions", {{"prompt", tokens(20, 100 + i)}, {"max_tokens", 8}, {"ignore_eos", true},
+                                                      {"stream", i % 2 == 0}});
+    ASSERT_EQ(r.status, 200);
+  }
+  // The router counts the tokens it relays: 6 prompts of 20 in, 6 x 8 out.
+  EXPECT_EQ(f.router_metric("troupe:generation_tokens_total{model_name=\"" + model_name + "\"}"), 48);
+  EXPECT_EQ(f.router_metric("troupe:prompt_tokens_total{model_name=\"" + model_name + "\"}"), 120);
+
+  // Every token in a sample: the fleet's history and the workers' each add up to 48 tokens out.
+  json d;
+  auto worker_tokens = [&] {
+    double sum = 0;
+    for (size_t s = 1; s < d["history"].size(); ++s) sum += integral(d["history"][s], "tokens_out_per_s", d["started_ms"]);
+    return sum;
+  };
+  const auto deadline = steady::now() + std::chrono::seconds(10);
+  do {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    d = json::parse(fetch(f.port(), "/dashboard.json"));
+  } while ((integral(d["history"][0], "tokens_out_per_s", d["started_ms"]) < 47.5 || worker_tokens() < 47.5) && steady::now() < deadline);
+  ASSERT_EQ(d["history"].size(), 4u);
+  EXPECT_EQ(d["history"][0]["name"], "fleet");
+  EXPECT_FALSE(d["history"][0].contains("state"));
+  EXPECT_NEAR(integral(d["history"][0], "tokens_out_per_s", d["started_ms"]), 48, 1e-6);
+  EXPECT_NEAR(integral(d["history"][0], "tokens_in_per_s", d["started_ms"]), 120, 1e-6);
+  EXPECT_NEAR(worker_tokens(), 48, 1e-6);
+  for (int w = 0; w < 3; ++w) {
+    const json& h = d["history"][static_cast<size_t>(w) + 1];
+    EXPECT_EQ(h["name"], "http://127.0.0.1:" + std::to_string(f.workers[static_cast<size_t>(w)]->http_port()));
+    EXPECT_EQ(h["state"], "in rotation");
+    EXPECT_EQ(h["columns"], json({"ttft_p95_s", "itl_p95_s", "tokens_in_per_s", "tokens_out_per_s", "requests_per_s", "running",
+                                  "waiting", "kv_cache_usage"}));
+  }
+  EXPECT_NE(fetch(f.port(), "/dashboard").find("id=\"workers\""), std::string::npos);
+
+  // Worker 2 dies: its state says why, its samples stop, the others' go on.
+  const std::string dead = d["history"][3]["name"];
+  f.workers[2].reset();
+  size_t dead_samples = 0, live_samples = 0;
+  auto refresh = [&] {
+    d = json::parse(fetch(f.port(), "/dashboard.json"));
+    dead_samples = d["history"][3]["t"].size();
+    live_samples = d["history"][1]["t"].size();
+  };
+  const auto left_by = steady::now() + std::chrono::seconds(10);
+  do {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    refresh();
+  } while (!d["history"][3]["state"].get<std::string>().starts_with("out of rotation: ") && steady::now() < left_by);
+  EXPECT_EQ(d["history"][3]["name"], dead);
+  // Why: its connection was lost, or (a probe later) its /health no longer answers.
+  const std::string why = d["history"][3]["state"];
+  EXPECT_TRUE(why.starts_with("out of rotation: native port 127.0.0.1:") ||
+              why.starts_with("out of rotation: its /health did not answer 200"))
+      << why;
+  const size_t dead_then = dead_samples, live_then = live_samples;
+  const auto later = steady::now() + std::chrono::seconds(10);
+  do {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    refresh();
+  } while (live_samples < live_then + 3 && steady::now() < later);
+  EXPECT_GE(live_samples, live_then + 3);
+  EXPECT_EQ(dead_samples, dead_then);
+}

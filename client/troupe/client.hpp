@@ -23,6 +23,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace troupe {
@@ -44,6 +45,10 @@ struct job {
   bool ignore_eos = false;
   std::vector<std::string> stop;
   std::vector<int32_t> stop_token_ids;
+  bool include_stop_str_in_output = false;             // the stop string that ends the text stays in it
+  std::vector<std::pair<int32_t, float>> logit_bias;   // (token id, bias) added to its logit; bias in [-100, 100]
+  std::optional<int32_t> logprobs;                     // each token's logprob and this many alternatives; empty: none
+  std::string cache_salt;                              // prefix cache hits only between jobs with the same salt
   int64_t priority = 0;  // lower runs first (with --scheduling-policy priority)
   // Structured outputs (constrained decoding): structured_kind is "json_object", "json_schema" (text: the
   // schema), "regex" (the pattern), "choice" (a JSON array of strings) or "grammar" (EBNF with a root
@@ -57,6 +62,11 @@ struct job_event {
   uint64_t job_id = 0;
   std::vector<int32_t> token_ids;
   std::string text;
+  // With job::logprobs: the first token's log-probability (from the raw model output) and the most likely
+  // alternatives', as top_ids[i] with top_logprobs[i].
+  std::optional<float> logprob;
+  std::vector<int32_t> top_ids;
+  std::vector<float> top_logprobs;
 };
 
 struct job_result {
@@ -67,6 +77,8 @@ struct job_result {
   std::string error;
   int32_t num_prompt_tokens = 0;
   int32_t num_cached_tokens = 0;  // prompt tokens the prefix cache served
+  std::string stop_string;              // the stop string that ended it ("" when none did)
+  std::optional<int32_t> stop_token;    // the stop token (an EOS or one of stop_token_ids) that ended it
 };
 
 struct server_stats {

@@ -19,8 +19,6 @@ constexpr std::string_view no_dp =
     "troupe runs one engine per process; run several servers behind a load balancer for data parallelism";
 constexpr std::string_view no_python = "troupe runs no Python: there is no class or plugin to load";
 constexpr std::string_view no_tls = "troupe serves plain HTTP; put a TLS-terminating proxy in front of it";
-constexpr std::string_view no_tools =
-    "troupe has no tool-call or reasoning parsers yet; requests with tool_choice \"auto\" are refused";
 constexpr std::string_view no_tracing = "troupe exports no OpenTelemetry traces; use /metrics and the request log";
 constexpr std::string_view own_grammar_engine =
     "troupe constrains decoding with its own grammar engine (JSON schema, regex, choice and EBNF grammars), which "
@@ -69,9 +67,12 @@ constexpr std::array flags = std::to_array<vllm_flag>({
     {"--disable-frontend-multiprocessing", "", a::none, no_effect,
      "troupe's HTTP frontend is threads of the engine's process, never a separate process"},
     {"--enable-request-id-headers", "", a::none, works, "adds X-Request-Id (the client's, or a new one) to responses"},
-    {"--enable-auto-tool-choice", "", a::none, refused, no_tools},
-    {"--exclude-tools-when-tool-choice-none", "", a::none, refused, no_tools},
-    {"--tool-call-parser", "", a::one, refused, no_tools},
+    {"--enable-auto-tool-choice", "", a::none, works, "needs --tool-call-parser, as in vLLM"},
+    {"--exclude-tools-when-tool-choice-none", "", a::none, no_effect,
+     "troupe always leaves the tools out of the prompt when tool_choice is \"none\""},
+    {"--tool-call-parser", "", a::one, works,
+     "hermes, llama3_json, mistral, qwen3_coder, and qwen3 (Qwen3's hermes-style JSON calls and Qwen3-Coder's "
+     "XML calls alike); other names are refused naming these"},
     {"--tool-parser-plugin", "", a::one, refused, no_python},
     {"--tool-server", "", a::one, refused, "troupe runs no built-in tools"},
     {"--log-config-file", "", a::one, no_effect,
@@ -155,7 +156,7 @@ constexpr std::array flags = std::to_array<vllm_flag>({
     {"--pt-load-map-location", "", a::one, no_effect, "troupe never loads .pt files"},
 
     // ---- StructuredOutputsConfig
-    {"--reasoning-parser", "", a::one, refused, no_tools},
+    {"--reasoning-parser", "", a::one, works, "qwen3 and deepseek_r1; other names are refused naming these"},
 
     // ---- ParallelConfig
     {"--distributed-executor-backend", "", a::one, refused,

@@ -1,6 +1,8 @@
 #include "runtime/engine/dashboard_history.hpp"
 
+#include <algorithm>
 #include <cmath>
+#include <stdexcept>
 #include <limits>
 #include <numeric>
 
@@ -66,14 +68,51 @@ std::vector<double> dashboard_sample(const metrics_snapshot& before, const metri
   return v;
 }
 
-dashboard_recorder::dashboard_recorder(const metrics_snapshot& start, int64_t start_ms, size_t capacity)
-    : history_(dashboard_columns(start), capacity), previous_(start), previous_ms_(start_ms) {}
+namespace {
+
+// Where each wanted column sits among all of them (all, in order, when none is named).
+std::vector<size_t> column_indices(const std::vector<std::string>& all, const std::vector<std::string>& wanted) {
+  std::vector<size_t> out;
+  if (wanted.empty()) {
+    for (size_t i = 0; i < all.size(); ++i) out.push_back(i);
+    return out;
+  }
+  for (const std::string& c : wanted) {
+    const auto it = std::find(all.begin(), all.end(), c);
+    if (it == all.end()) throw std::invalid_argument("dashboard_recorder: no column " + c);
+    out.push_back(static_cast<size_t>(it - all.begin()));
+  }
+  return out;
+}
+
+std::vector<std::string> pick(const std::vector<std::string>& all, const std::vector<size_t>& kept) {
+  std::vector<std::string> out;
+  for (size_t i : kept) out.push_back(all[i]);
+  return out;
+}
+
+} // namespace
+
+dashboard_recorder::dashboard_recorder(const metrics_snapshot& start, int64_t start_ms, size_t capacity,
+                                       const std::vector<std::string>& columns)
+    : kept_(column_indices(dashboard_columns(start), columns)),
+      history_(pick(dashboard_columns(start), kept_), capacity),
+      previous_(start),
+      previous_ms_(start_ms) {}
 
 void dashboard_recorder::record(int64_t unix_ms, const metrics_snapshot& now) {
   if (unix_ms < previous_ms_) unix_ms = previous_ms_;
-  history_.add(unix_ms, dashboard_sample(previous_, now, static_cast<double>(unix_ms - previous_ms_) / 1000.0));
+  const std::vector<double> all = dashboard_sample(previous_, now, static_cast<double>(unix_ms - previous_ms_) / 1000.0);
+  std::vector<double> kept;
+  for (size_t i : kept_) kept.push_back(all[i]);
+  history_.add(unix_ms, kept);
   previous_ = now;
   previous_ms_ = unix_ms;
+}
+
+void dashboard_recorder::skip(int64_t unix_ms, const metrics_snapshot& now) {
+  previous_ = now;
+  previous_ms_ = std::max(previous_ms_, unix_ms);
 }
 
 } // namespace troupe

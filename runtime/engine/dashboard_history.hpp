@@ -34,16 +34,22 @@ std::vector<double> dashboard_sample(const metrics_snapshot& before, const metri
 class dashboard_recorder {
 public:
   // start: the snapshot the first sample counts from, taken at start_ms (Unix milliseconds).
-  // capacity: samples kept (>= 1). Throws std::invalid_argument for 0.
-  dashboard_recorder(const metrics_snapshot& start, int64_t start_ms, size_t capacity);
+  // capacity: samples kept (>= 1). columns: which of dashboard_columns to keep, in that order (empty: all;
+  // a router's worker keeps a few). Throws std::invalid_argument for 0 or a column that is not one.
+  dashboard_recorder(const metrics_snapshot& start, int64_t start_ms, size_t capacity, const std::vector<std::string>& columns = {});
 
   // Adds the sample from the previous snapshot to `now`, taken at unix_ms. A time before the previous
   // one (the wall clock was set back) is recorded as the previous time, its rates NaN.
   void record(int64_t unix_ms, const metrics_snapshot& now);
 
+  // Takes `now` (at unix_ms) as the previous snapshot without a sample: the next sample covers only the
+  // time after it (a worker that was out of rotation has no sample for that time, not one averaged over it).
+  void skip(int64_t unix_ms, const metrics_snapshot& now);
+
   const metrics_history& history() const { return history_; }
 
 private:
+  std::vector<size_t> kept_;  // indices into dashboard_columns of the columns kept
   metrics_history history_;
   metrics_snapshot previous_;
   int64_t previous_ms_;

@@ -35,7 +35,7 @@ std::string engine_core::add(engine_request in) {
 
   auto st = std::make_unique<output_state>(output_state{
       stop_checker(in.params, config_.eos_token_ids, n, max_len), nullptr, in.prompt_ids, {}, 0, n});
-  if (tokenizer_) st->detok = std::make_unique<incremental_detokenizer>(*tokenizer_, st->prompt_ids, true);
+  if (tokenizer_) st->detok = std::make_unique<incremental_detokenizer>(*tokenizer_, st->prompt_ids, in.params.skip_special_tokens);
 
   request r;
   r.id = in.id;

@@ -228,6 +228,20 @@ void engine_metrics::on_step(const step_report& step) {
   window_.add(t, collective_channel_ + 1, 1);
 }
 
+void engine_metrics::on_tokens(int64_t num_prompt_tokens, int64_t num_generation_tokens, std::span<const double> inter_token_latency_s) {
+  prompt_tokens_->inc(static_cast<double>(num_prompt_tokens));
+  generation_tokens_->inc(static_cast<double>(num_generation_tokens));
+  for (double s : inter_token_latency_s) {
+    itl_->observe(s);
+    tpot_->observe(s);
+  }
+  std::lock_guard lock(window_mutex_);
+  const clock::time_point t = now();
+  window_.add(t, prompt_channel, static_cast<double>(num_prompt_tokens));
+  window_.add(t, generation_channel, static_cast<double>(num_generation_tokens));
+  for (double s : inter_token_latency_s) window_.add(t, itl_channel_ + bucket_of(itl_buckets, s), 1);
+}
+
 void engine_metrics::on_first_token(clock::time_point arrival, clock::time_point first_token) {
   const double s = seconds_between(arrival, first_token);
   ttft_->observe(s);

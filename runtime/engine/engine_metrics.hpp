@@ -153,6 +153,11 @@ public:
   // The gauges alone, for changes between steps (an abort while nothing else runs).
   void on_occupancy(int32_t num_running, int32_t num_waiting, double kv_cache_usage);
 
+  // Tokens that passed through without a step of this process (a router relaying its workers' streams):
+  // the prompt and generation token counters and the inter-token latencies, as a step report lists them,
+  // without the gauges or the per-step histograms (the batch is a worker's).
+  void on_tokens(int64_t num_prompt_tokens, int64_t num_generation_tokens, std::span<const double> inter_token_latency_s);
+
   // A first token sampled outside a step report (same effect as listing it in one).
   void on_first_token(std::chrono::steady_clock::time_point arrival, std::chrono::steady_clock::time_point first_token);
 

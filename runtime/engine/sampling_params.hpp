@@ -31,6 +31,9 @@ struct sampling_params {
   int32_t max_tokens = 16;
   int32_t min_tokens = 0;  // EOS and stop_token_ids are masked (and cannot stop) until this many tokens
   bool ignore_eos = false;
+  // The output text leaves out special tokens (vLLM's skip_special_tokens). Read by the scheduler's
+  // detokenizer only: step plans do not carry it (step_plan_codec.cpp), shards never detokenize.
+  bool skip_special_tokens = true;
   std::vector<std::string> stop;
   std::vector<int32_t> stop_token_ids;
   bool include_stop_str_in_output = false;

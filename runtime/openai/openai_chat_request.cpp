@@ -326,8 +326,20 @@ std::string parse_tools(const pjson& v, const loc_path& loc, issue_list& issues)
     const pjson* parameters = ff.find("parameters");
     if (parameters && !parameters->is_null() && !is_dict(*parameters, ff.loc("parameters"), issues)) continue;
     function["parameters"] = parameters ? *parameters : pjson(nullptr);
-    if (auto strict = ff.opt_bool("strict")) function["strict"] = *strict;
-    out.push_back(pjson{{"type", "function"}, {"function", std::move(function)}});
+    // vLLM's models allow extra keys and model_dump() keeps them after the declared fields, in the client's
+    // order: a template that prints whole tools shows them ("strict", "return", ...).
+    for (const auto& [key, value] : fn->items()) {
+      if (key == "name" || key == "description" || key == "parameters") continue;
+      if (key == "strict") {
+        if (auto strict = ff.opt_bool("strict")) function["strict"] = *strict;
+        continue;
+      }
+      function[key] = value;
+    }
+    pjson tool{{"type", "function"}, {"function", std::move(function)}};
+    for (const auto& [key, value] : v[i].items())
+      if (key != "type" && key != "function") tool[key] = value;
+    out.push_back(std::move(tool));
   }
   return dump_json(out);
 }
@@ -490,7 +502,7 @@ checked<chat_request> parse_chat_request(std::string_view body, const openai_ser
     r.tool_choice_function = effective_choice["function"]["name"].get<std::string>();
   }
   r.reasoning_effort = f.opt_str("reasoning_effort");
-  f.opt_bool("include_reasoning");
+  r.include_reasoning = f.opt_bool("include_reasoning").value_or(true);
   r.parallel_tool_calls = f.opt_bool("parallel_tool_calls").value_or(true);
   r.user = f.opt_str("user");
   f.bool_or("use_beam_search", false);

@@ -195,6 +195,7 @@ checked<openai_generation> build(const openai_sampling_fields& fields, int64_t n
   g.n = clamp32(n);
   if (want_logprobs) g.num_logprobs = clamp32(logprobs == -1 ? server.vocab_size : logprobs);
   g.skip_special_tokens = fields.skip_special_tokens;
+  g.params.skip_special_tokens = fields.skip_special_tokens;
   g.spaces_between_special_tokens = fields.spaces_between_special_tokens;
   return g;
 }

@@ -32,10 +32,10 @@
 //
 // Followed: vLLM's main branch as of 2026 (chat_completion/protocol.py, completion/protocol.py,
 // renderers/params.py, sampling_params.py, serve/exception_handling). Where troupe lacks a feature
-// vLLM has (tool parsers, beam search, multimodal input, prompt logprobs), the request is refused with
-// a 400 that names the field rather than silently ignored. Structured outputs (response_format,
-// structured_outputs, guided_*) are compiled while the body is parsed (openai_server_config::
-// compile_structured) and travel in sampling_params::structured.
+// vLLM has (beam search, multimodal input, prompt logprobs), the request is refused with a 400 that
+// names the field rather than silently ignored. Structured outputs (response_format, structured_outputs,
+// guided_*) are compiled while the body is parsed (openai_server_config::compile_structured) and travel in
+// sampling_params::structured.
 
 #include <cstdint>
 #include <functional>
@@ -94,7 +94,10 @@ struct openai_server_config {
   // vLLM's --chat-template-content-format as given: "auto" (each template decides, see
   // chat_template::loops_over_message_content), "string" or "openai".
   std::string chat_template_content_format = "auto";
-  bool enable_auto_tool_choice = false;  // troupe has no tool-call parser yet: "auto" is refused
+  // vLLM's --enable-auto-tool-choice: tool_choice "auto" (the default with tools) is refused without it.
+  bool enable_auto_tool_choice = false;
+  std::string tool_call_parser;   // --tool-call-parser ("" none): reads tool calls out of "auto" outputs
+  std::string reasoning_parser;   // --reasoning-parser ("" none): reads reasoning out of every chat output
   // Compiles a structured-output spec for the model's vocabulary, throwing std::invalid_argument with what
   // is wrong with it; a request's spec is compiled while its body is parsed. Empty: the server has no
   // grammar engine, and the fields are refused.
@@ -160,6 +163,7 @@ struct chat_request {
   std::string tool_choice_function;  // the named function when tool_choice == function
   bool parallel_tool_calls = true;
   std::optional<std::string> reasoning_effort;  // passed to the chat template, as vLLM does
+  bool include_reasoning = true;  // vLLM's include_reasoning: false leaves reasoning_content out
 
   std::optional<int64_t> max_tokens;             // deprecated by OpenAI, still honoured
   std::optional<int64_t> max_completion_tokens;  // wins over max_tokens

@@ -173,13 +173,29 @@ std::string chat_completion_body(const response_header& header, std::span<const 
     w.key("index").value(c.index);
     w.key("message").begin_object();
     w.key("role").value("assistant");
-    w.key("content").value(c.content);
+    w.key("content");
+    if (c.content)
+      w.value(*c.content);
+    else
+      w.null();
     w.key("refusal").null();
     w.key("annotations").null();
     w.key("audio").null();
     w.key("function_call").null();
-    w.key("tool_calls").begin_array().end_array();
-    w.key("reasoning_content").null();
+    w.key("tool_calls").begin_array();
+    for (const tool_call& t : c.tool_calls) {
+      w.begin_object();
+      w.key("id").value(t.id);
+      w.key("type").value("function");
+      w.key("function").begin_object().key("name").value(t.name).key("arguments").value(t.arguments).end_object();
+      w.end_object();
+    }
+    w.end_array();
+    w.key("reasoning_content");
+    if (c.reasoning)
+      w.value(*c.reasoning);
+    else
+      w.null();
     w.end_object();
     w.key("logprobs");
     if (c.logprobs)
@@ -213,7 +229,23 @@ std::string chat_chunk(const response_header& header, const chat_delta& d, const
   w.key("index").value(d.index);
   w.key("delta").begin_object();
   if (d.role) w.key("role").value("assistant");
-  w.key("content").value(d.content);
+  if (d.content) w.key("content").value(*d.content);
+  if (d.reasoning) w.key("reasoning_content").value(*d.reasoning);
+  if (!d.tool_calls.empty()) {
+    // DeltaToolCall's fields in declaration order (id, type, index, function), only those set.
+    w.key("tool_calls").begin_array();
+    for (const tool_call_delta& t : d.tool_calls) {
+      w.begin_object();
+      if (!t.id.empty()) w.key("id").value(t.id).key("type").value("function");
+      w.key("index").value(t.index);
+      w.key("function").begin_object();
+      if (t.name) w.key("name").value(*t.name);
+      if (t.arguments) w.key("arguments").value(*t.arguments);
+      w.end_object();
+      w.end_object();
+    }
+    w.end_array();
+  }
   w.end_object();
   w.key("logprobs");
   if (d.logprobs)

@@ -57,13 +57,32 @@ struct token_logprobs {
   std::vector<logprob_alternative> top;
 };
 
+// A tool call of a response message (vLLM's ToolCall): arguments is JSON text, as OpenAI sends it.
+struct tool_call {
+  std::string id;  // "chatcmpl-tool-<32 hex>" (Mistral's parser: 9 letters and digits)
+  std::string name;
+  std::string arguments;
+};
+
+// One piece of a streamed tool call (vLLM's DeltaToolCall). A call's first piece carries its id (and so
+// "type": "function") and its name; later pieces carry arguments only. The arguments pieces of a call,
+// concatenated, are its whole arguments text.
+struct tool_call_delta {
+  int32_t index = 0;                     // the call's place in the message's tool_calls
+  std::string id;                        // the first piece only
+  std::optional<std::string> name;       // the first piece only
+  std::optional<std::string> arguments;  // absent: the piece has none
+};
+
 struct chat_choice {
   int32_t index = 0;
-  std::string content;
-  std::string finish_reason;  // "stop", "length"; "" is null
+  std::optional<std::string> content;  // null when a parser found tool calls and no text before them
+  std::string finish_reason;  // "stop", "length", "tool_calls"; "" is null
   troupe::stop_reason stop_reason;
   std::optional<std::vector<token_logprobs>> logprobs;  // set when the request asked for logprobs
   int32_t top_logprobs = 0;  // alternatives listed per token (-1: all given)
+  std::optional<std::string> reasoning;  // message.reasoning_content (--reasoning-parser)
+  std::vector<troupe::tool_call> tool_calls;
 };
 
 // A chat.completion body.
@@ -74,7 +93,10 @@ std::string chat_completion_body(const response_header& header, std::span<const 
 struct chat_delta {
   int32_t index = 0;
   bool role = false;     // the opening chunk: delta {"role":"assistant","content":""}
-  std::string content;   // text released since the previous chunk
+  // Text released since the previous chunk; absent (a reasoning or tool-call piece) leaves "content" out.
+  std::optional<std::string> content = std::string();
+  std::optional<std::string> reasoning;   // delta.reasoning_content
+  std::vector<tool_call_delta> tool_calls;
   const std::vector<token_logprobs>* logprobs = nullptr;  // this chunk's tokens, when asked for
   int32_t top_logprobs = 0;
   std::string finish_reason;  // set on a choice's last chunk (which also carries stop_reason)

@@ -103,6 +103,22 @@ pool_config parse_pool_spec(std::string_view spec) {
   return p;
 }
 
+void check_pool_buckets(const std::vector<pool_config>& pools) {
+  std::set<std::string> names;
+  for (size_t i = 0; i < pools.size(); ++i) {
+    const pool_config& p = pools[i];
+    if (!names.insert(p.name).second) throw user_error("--pool " + p.name + " is given twice");
+    const bool last = i + 1 == pools.size();
+    if (last && p.max_tokens != 0)
+      throw user_error("--pool " + p.name + ":" + std::to_string(p.max_tokens) +
+                       ": the last pool takes every longer request; give it no MAX_TOKENS");
+    if (!last && p.max_tokens == 0)
+      throw user_error("--pool " + p.name + ": every pool but the last needs MAX_TOKENS (NAME:MAX_TOKENS)");
+    if (i > 0 && !last && p.max_tokens <= pools[i - 1].max_tokens)
+      throw user_error("--pool " + p.name + ":" + std::to_string(p.max_tokens) + ": pools go in ascending order of MAX_TOKENS");
+  }
+}
+
 fleet_config make_fleet_config(std::vector<pool_config> pools, std::vector<worker_address> workers) {
   if (workers.empty()) throw user_error("no workers: give --worker URL (repeatable) or --workers-file FILE");
   std::set<std::string> urls;
@@ -119,19 +135,9 @@ fleet_config make_fleet_config(std::vector<pool_config> pools, std::vector<worke
     for (auto& w : workers) w.pool = pools[0].name;
     return {std::move(pools), std::move(workers)};
   }
+  check_pool_buckets(pools);
   std::set<std::string> names;
-  for (size_t i = 0; i < pools.size(); ++i) {
-    const pool_config& p = pools[i];
-    if (!names.insert(p.name).second) throw user_error("--pool " + p.name + " is given twice");
-    const bool last = i + 1 == pools.size();
-    if (last && p.max_tokens != 0)
-      throw user_error("--pool " + p.name + ":" + std::to_string(p.max_tokens) +
-                       ": the last pool takes every longer request; give it no MAX_TOKENS");
-    if (!last && p.max_tokens == 0)
-      throw user_error("--pool " + p.name + ": every pool but the last needs MAX_TOKENS (NAME:MAX_TOKENS)");
-    if (i > 0 && !last && p.max_tokens <= pools[i - 1].max_tokens)
-      throw user_error("--pool " + p.name + ":" + std::to_string(p.max_tokens) + ": pools go in ascending order of MAX_TOKENS");
-  }
+  for (const auto& p : pools) names.insert(p.name);
   std::set<std::string> used;
   for (auto& w : workers) {
     if (w.pool.empty()) {

@@ -53,6 +53,10 @@ std::vector<worker_address> read_workers_file(const std::filesystem::path& path)
 // Parses NAME[:MAX_TOKENS]; throws user_error.
 pool_config parse_pool_spec(std::string_view spec);
 
+// Checks pools as output-length buckets: names once each, MAX_TOKENS ascending, the last without one.
+// Throws user_error saying which pool is wrong.
+void check_pool_buckets(const std::vector<pool_config>& pools);
+
 // Checks pools and workers together. No pools: one pool, named by the workers' pool= if they agree on one
 // (else "default"), taking every request. Throws user_error for no worker, a worker given twice, pools out of
 // order or named twice, a last pool with a top, a worker in no declared pool, or a pool without a worker.

@@ -20,24 +20,24 @@ router_figures router_figures_of(const request_router& router, const std::vector
   return f;
 }
 
-std::string router_metrics_text(const router_figures& f, const std::string& model_name) {
+std::string router_metrics_text(const router_figures& f, const std::string& model_name, const std::string& prefix) {
   metrics_registry r;
   const std::vector<std::string> labels = {"model_name", "pool", "worker"};
-  auto& healthy = r.add_gauge("troupe:router_worker_healthy",
+  auto& healthy = r.add_gauge(prefix + ":router_worker_healthy",
                               "1 while the worker is in rotation (its /health answers 200 and its native port is connected).", labels);
-  auto& routed = r.add_counter("troupe:router_requests_routed", "Requests the router sent to the worker.", labels);
-  auto& in_flight = r.add_gauge("troupe:router_requests_in_flight", "Requests the router sent to the worker that have not ended.", labels);
-  auto& hits = r.add_counter("troupe:router_prefix_affinity_hits",
+  auto& routed = r.add_counter(prefix + ":router_requests_routed", "Requests the router sent to the worker.", labels);
+  auto& in_flight = r.add_gauge(prefix + ":router_requests_in_flight", "Requests the router sent to the worker that have not ended.", labels);
+  auto& hits = r.add_counter(prefix + ":router_prefix_affinity_hits",
                              "Requests sent to the worker because earlier requests with the same leading blocks went there.", labels);
-  auto& overflows = r.add_counter("troupe:router_prefix_affinity_overflows",
+  auto& overflows = r.add_counter(prefix + ":router_prefix_affinity_overflows",
                                   "Requests whose prefix's worker this was, passed to another because it was over the load bound.", labels);
-  auto& failovers = r.add_counter("troupe:router_failovers",
+  auto& failovers = r.add_counter(prefix + ":router_failovers",
                                   "Requests that left the worker unfinished when it failed, and were routed again.", labels);
-  auto& queue = r.add_gauge("troupe:router_worker_queue_length", "Requests running or waiting, as the worker last reported.", labels);
-  auto& kv = r.add_gauge("troupe:router_worker_kv_cache_usage_perc", "KV cache use, 0 to 1, as the worker last reported.", labels);
-  auto& pool_healthy = r.add_gauge("troupe:router_pool_healthy_workers", "Workers of the pool in rotation.", {"model_name", "pool"});
+  auto& queue = r.add_gauge(prefix + ":router_worker_queue_length", "Requests running or waiting, as the worker last reported.", labels);
+  auto& kv = r.add_gauge(prefix + ":router_worker_kv_cache_usage_perc", "KV cache use, 0 to 1, as the worker last reported.", labels);
+  auto& pool_healthy = r.add_gauge(prefix + ":router_pool_healthy_workers", "Workers of the pool in rotation.", {"model_name", "pool"});
   auto& pool_in_flight =
-      r.add_gauge("troupe:router_pool_requests_in_flight", "Requests in flight on the pool's workers.", {"model_name", "pool"});
+      r.add_gauge(prefix + ":router_pool_requests_in_flight", "Requests in flight on the pool's workers.", {"model_name", "pool"});
   for (const std::string& p : f.pools) {
     pool_healthy.labels({model_name, p});
     pool_in_flight.labels({model_name, p});

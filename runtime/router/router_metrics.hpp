@@ -28,12 +28,12 @@ struct router_figures {
 // The figures of a router's state now.
 router_figures router_figures_of(const request_router& router, const std::vector<std::string>& worker_names);
 
-// The families troupe:router_worker_healthy, troupe:router_requests_routed_total,
-// troupe:router_requests_in_flight, troupe:router_prefix_affinity_hits_total,
-// troupe:router_prefix_affinity_overflows_total, troupe:router_failovers_total, troupe:router_worker_queue_length,
-// troupe:router_worker_kv_cache_usage_perc (labels model_name, pool, worker) and
-// troupe:router_pool_healthy_workers, troupe:router_pool_requests_in_flight (model_name, pool), in the
-// Prometheus text format.
-std::string router_metrics_text(const router_figures& figures, const std::string& model_name);
+// The families PREFIX:router_worker_healthy, PREFIX:router_requests_routed_total,
+// PREFIX:router_requests_in_flight, PREFIX:router_prefix_affinity_hits_total,
+// PREFIX:router_prefix_affinity_overflows_total, PREFIX:router_failovers_total, PREFIX:router_worker_queue_length,
+// PREFIX:router_worker_kv_cache_usage_perc (labels model_name, pool, worker) and
+// PREFIX:router_pool_healthy_workers, PREFIX:router_pool_requests_in_flight (model_name, pool), in the
+// Prometheus text format; prefix is the router's --metrics-prefix (troupe, or vllm beside vLLM's names).
+std::string router_metrics_text(const router_figures& figures, const std::string& model_name, const std::string& prefix = "troupe");
 
 } // namespace troupe

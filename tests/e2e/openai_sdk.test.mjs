@@ -493,3 +493,57 @@ describe('troupe serve --api-key with the OpenAI SDK', { timeout: 60_000 }, () =
     assert.equal(r.choices.length, 1);
   });
 });
+
+describe('troupe serve --enable-auto-tool-choice --tool-call-parser hermes --reasoning-parser deepseek_r1 with the OpenAI SDK',
+  { timeout: 60_000 }, () => {
+  let server;
+  let openai;
+  before(async () => {
+    server = await startServer(['--enable-auto-tool-choice', '--tool-call-parser', 'hermes', '--reasoning-parser', 'deepseek_r1']);
+    openai = client(server);
+  });
+  after(async () => { await server?.stop(); });
+
+  const tools = [{
+    type: 'function',
+    function: {
+      name: 'get_weather', description: 'Weather in a city',
+      parameters: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] },
+    },
+  }];
+  const request = { model: MODEL, messages: chatMessages, tools, max_tokens: 8, temperature: 0, ignore_eos: true };
+
+  test('a tools request with tool_choice auto answers with tool_calls, reasoning_content and the text read by the parsers', async () => {
+    const r = await openai.chat.completions.create(request);
+    const [c] = r.choices;
+    assert.ok(Array.isArray(c.message.tool_calls));
+    // deepseek_r1 reads text without </think> as reasoning: the tiny model's text is all reasoning.
+    assert.equal(typeof c.message.reasoning_content, 'string');
+    assert.ok(c.message.reasoning_content.length > 0);
+    assert.equal(c.message.content, null);
+    assert.equal(c.finish_reason, c.message.tool_calls.length > 0 ? 'tool_calls' : 'length');
+  });
+
+  test('streamed, the reasoning_content deltas add up to the same reasoning', async () => {
+    const whole = (await openai.chat.completions.create(request)).choices[0];
+    const stream = await openai.chat.completions.create({ ...request, stream: true });
+    let reasoning = '';
+    let finish = null;
+    for await (const chunk of stream) {
+      for (const c of chunk.choices) {
+        reasoning += c.delta.reasoning_content ?? '';
+        assert.ok(!c.delta.content, `content in a stream of reasoning: ${JSON.stringify(c.delta)}`);
+        if (c.finish_reason) finish = c.finish_reason;
+      }
+    }
+    assert.equal(reasoning, whole.message.reasoning_content);
+    assert.equal(finish, whole.finish_reason);
+  });
+
+  test('tool_choice required and a named function are refused until constrained decoding serves them', async () => {
+    for (const tool_choice of ['required', { type: 'function', function: { name: 'get_weather' } }]) {
+      const err = await rejectsWith(openai.chat.completions.create({ ...request, tool_choice }), OpenAI.BadRequestError);
+      assert.equal(err.param, 'tool_choice');
+    }
+  });
+});

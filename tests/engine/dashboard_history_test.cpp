@@ -115,5 +115,29 @@ TEST(dashboard_recorder, records_a_clock_set_back_at_the_previous_time_without_r
   EXPECT_DOUBLE_EQ(h.values[7][0], 0.0);    // running
 }
 
+TEST(dashboard_recorder, keeps_only_the_columns_it_is_given_in_their_order) {
+  fixture f;
+  dashboard_recorder r(f.m.snapshot(), 1'000'000, 4, {"running", "tokens_out_per_s"});
+  EXPECT_EQ(r.history().columns(), (std::vector<std::string>{"running", "tokens_out_per_s"}));
+  f.m.on_step({.num_running = 3, .num_generation_tokens = 20});
+  r.record(1'002'000, f.m.snapshot());
+  const metrics_history::range h = r.history().all();
+  EXPECT_EQ(h.values, (std::vector<std::vector<double>>{{3.0}, {10.0}}));
+  EXPECT_THROW(dashboard_recorder(f.m.snapshot(), 0, 4, {"running", "speed"}), std::invalid_argument);
+}
+
+TEST(dashboard_recorder, a_skipped_time_leaves_no_sample_and_the_next_covers_only_what_follows) {
+  fixture f;
+  dashboard_recorder r(f.m.snapshot(), 1'000'000, 4, {"tokens_out_per_s"});
+  f.m.on_step({.num_generation_tokens = 500});  // while out of rotation: not in any sample
+  r.skip(1'010'000, f.m.snapshot());
+  EXPECT_EQ(r.history().size(), 0u);
+  f.m.on_step({.num_generation_tokens = 30});
+  r.record(1'013'000, f.m.snapshot());
+  const metrics_history::range h = r.history().all();
+  EXPECT_EQ(h.unix_ms, (std::vector<int64_t>{1'013'000}));
+  EXPECT_EQ(h.values[0], (std::vector<double>{10.0}));  // 30 tokens over the 3 s since the skip
+}
+
 } // namespace
 } // namespace troupe

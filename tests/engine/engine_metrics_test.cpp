@@ -198,6 +198,30 @@ TEST(engine_metrics, a_first_token_outside_a_step_counts_its_time_to_first_token
   EXPECT_DOUBLE_EQ(*f.m.snapshot().ttft_p50, 0.03);  // half way through (0.02, 0.04]
 }
 
+TEST(engine_metrics, relayed_tokens_add_to_the_token_counters_and_latencies_without_a_step) {
+  fixture f;
+  f.m.on_occupancy(2, 1, 0.5);
+  const std::vector<double> itl{0.02, 0.2};
+  f.now = t0 + 500ms;
+  f.m.on_tokens(100, 3, itl);
+  const std::string page = f.m.render();
+  EXPECT_EQ(sample(page, "troupe:prompt_tokens_total{model_name=\"m\"}"), "100.0");
+  EXPECT_EQ(sample(page, "troupe:generation_tokens_total{model_name=\"m\"}"), "3.0");
+  EXPECT_EQ(sample(page, "troupe:inter_token_latency_seconds_count{model_name=\"m\"}"), "2.0");
+  EXPECT_EQ(sample(page, "troupe:inter_token_latency_seconds_bucket{le=\"0.025\",model_name=\"m\"}"), "1.0");
+  EXPECT_EQ(sample(page, "troupe:time_per_output_token_seconds_count{model_name=\"m\"}"), "2.0");
+  // No step: the gauges stay as set and no batch is counted.
+  EXPECT_EQ(sample(page, "troupe:num_requests_running{model_name=\"m\"}"), "2.0");
+  EXPECT_EQ(sample(page, "troupe:iteration_num_seqs_count{model_name=\"m\"}"), "0.0");
+  EXPECT_EQ(sample(page, "troupe:iteration_tokens_total_count{model_name=\"m\"}"), "0.0");
+  f.now = t0 + 2s;
+  const metrics_snapshot s = f.m.snapshot();
+  EXPECT_DOUBLE_EQ(s.tokens_in_per_s, 50);  // over the 2 s since the start
+  EXPECT_DOUBLE_EQ(s.tokens_out_per_s, 1.5);
+  EXPECT_EQ(s.itl_total.count(), 2u);
+  EXPECT_EQ(s.batch_size_total.count(), 0u);
+}
+
 TEST(engine_metrics, rejections_from_many_threads_add_up_by_reason) {
   fixture f;
   std::vector<std::thread> threads;

@@ -49,6 +49,42 @@ TEST(OpenaiResponse, SeveralChoicesWithStopReasonsAndCachedTokens) {
             std::string::npos);
 }
 
+TEST(OpenaiResponse, ToolCallsAndReasoningFillTheMessageAsVllmsChatMessage) {
+  chat_choice c;
+  c.content = std::nullopt;
+  c.reasoning = "Weather needs a tool.";
+  c.tool_calls = {{"chatcmpl-tool-1", "get_weather", R"({"city": "Paris"})"}};
+  c.finish_reason = "tool_calls";
+  const std::string body = chat_completion_body(chat_header, {&c, 1}, usage_info{5, 2, std::nullopt});
+  EXPECT_NE(body.find(R"("message":{"role":"assistant","content":null,"refusal":null,"annotations":null,"audio":null,)"
+                      R"("function_call":null,"tool_calls":[{"id":"chatcmpl-tool-1","type":"function","function":)"
+                      R"({"name":"get_weather","arguments":"{\"city\": \"Paris\"}"}}],)"
+                      R"("reasoning_content":"Weather needs a tool."},"logprobs":null,"finish_reason":"tool_calls",)"),
+            std::string::npos)
+      << body;
+}
+
+TEST(OpenaiResponse, StreamedToolCallPiecesCarryOnlyWhatVllmSets) {
+  chat_delta first;
+  first.content = std::nullopt;
+  first.tool_calls = {{0, "chatcmpl-tool-1", "get_weather", std::nullopt}};
+  EXPECT_EQ(chat_chunk(chat_header, first),
+            R"({"id":"chatcmpl-abc","object":"chat.completion.chunk","created":1700000000,"model":"tiny","choices":[)"
+            R"({"index":0,"delta":{"tool_calls":[{"id":"chatcmpl-tool-1","type":"function","index":0,)"
+            R"("function":{"name":"get_weather"}}]},"logprobs":null,"finish_reason":null}]})");
+  chat_delta args;
+  args.content = std::nullopt;
+  args.tool_calls = {{0, "", std::nullopt, R"({"city": )"}};
+  args.finish_reason = "tool_calls";
+  EXPECT_NE(chat_chunk(chat_header, args).find(R"("delta":{"tool_calls":[{"index":0,"function":{"arguments":"{\"city\": "}}]},)"
+                                               R"("logprobs":null,"finish_reason":"tool_calls","stop_reason":null)"),
+            std::string::npos);
+  chat_delta thinking;
+  thinking.content = std::nullopt;
+  thinking.reasoning = "hmm";
+  EXPECT_NE(chat_chunk(chat_header, thinking).find(R"("delta":{"reasoning_content":"hmm"})"), std::string::npos);
+}
+
 std::vector<token_logprobs> two_tokens() {
   return {token_logprobs{"Hi", -0.5, {{"Hi", -0.5}, {"Hey", -1.25}, {"Yo", -3.0}}},
           token_logprobs{"!", std::nullopt, {}}};

@@ -136,3 +136,15 @@ TEST(router_metrics, each_worker_and_pool_has_its_series) {
   EXPECT_NE(text.find("troupe:router_pool_healthy_workers{model_name=\"m\",pool=\"long\"} 0.0\n"), std::string::npos);
   EXPECT_NE(text.find("troupe:router_pool_requests_in_flight{model_name=\"m\",pool=\"short\"} 2.0\n"), std::string::npos);
 }
+
+TEST(router_metrics, the_vllm_prefix_names_every_router_family) {
+  request_router_config c;
+  c.pools = {{"all", 0}};
+  c.worker_pool = {"all"};
+  request_router r(c);
+  r.set_healthy(0, true);
+  const std::string text = router_metrics_text(router_figures_of(r, {"http://a:1"}), "m", "vllm");
+  EXPECT_NE(text.find("vllm:router_worker_healthy{model_name=\"m\",pool=\"all\",worker=\"http://a:1\"} 1.0\n"), std::string::npos);
+  EXPECT_NE(text.find("vllm:router_pool_healthy_workers{model_name=\"m\",pool=\"all\"} 1.0\n"), std::string::npos);
+  EXPECT_EQ(text.find("troupe:"), std::string::npos) << text;
+}
