@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <iostream>
 #include <regex>
 #include <string>
 
@@ -106,6 +107,51 @@ TEST_F(structured_outputs_server, a_bad_spec_is_a_400_naming_the_field_and_two_s
   const json two = post(*server_, "/v1/completions",
                         {{"prompt", "x"}, {"guided_regex", "a"}, {"guided_choice", {"a"}}}, 400);
   EXPECT_NE(two["error"]["message"].get<std::string>().find("only use one kind"), std::string::npos) << two.dump();
+}
+
+// The ground rule for hostile input: its request gets a 400 saying which limit it passed, and nothing else
+// notices: a constrained stream already running completes, and /health stays 200.
+TEST_F(structured_outputs_server, hostile_specs_are_400s_while_a_concurrent_stream_completes_and_health_stays_200) {
+  raw_connection stream(server_->http_port());
+  const json streamed = {{"prompt", "Letters:"}, {"max_tokens", 1100}, {"temperature", 1.0}, {"seed", 3},
+                         {"stream", true}, {"guided_regex", "[a-c]{1000}"}};
+  stream.send(http_request("POST", "/v1/completions", streamed.dump(), "Content-Type: application/json\r\n"));
+  ASSERT_TRUE(stream.read_until("data: ", std::chrono::seconds(20))) << stream.buffered();
+
+  const std::string deep = std::string(100000, '(') + "a" + std::string(100000, ')');
+  const std::vector<std::pair<json, std::string>> hostile = {
+      {{{"guided_regex", "(a{1000}){1000}"}}, "automaton states (limit); use a smaller bound than {1000}"},
+      {{{"guided_regex", deep}}, "groups nested deeper than 128 (limit)"},
+      {{{"guided_grammar", "root ::= root"}}, "left-recursive"},
+      {{{"guided_json", R"({"$ref":"#"})"}}, "left-recursive"},
+      {{{"guided_json", {{"type", "array"}, {"minItems", 1000000000}}}}, "'minItems' above 10000 (limit)"},
+      {{{"guided_choice", std::vector<std::string>{std::string(2 << 20, 'q')}}}, "more than 1048576 (limit)"},
+  };
+  for (const auto& [field, message] : hostile) {
+    json body = {{"prompt", "x"}, {"max_tokens", 5}};
+    body.update(field);
+    const json r = post(*server_, "/v1/completions", body, 400);
+    EXPECT_EQ(r["error"]["param"], field.begin().key()) << r.dump().substr(0, 300);
+    EXPECT_NE(r["error"]["message"].get<std::string>().find(message), std::string::npos) << r.dump().substr(0, 300);
+    raw_connection health(server_->http_port());
+    health.send(http_request("GET", "/health"));
+    const auto h = health.read_response();
+    ASSERT_TRUE(h);
+    EXPECT_EQ(h->status, 200);
+  }
+
+  // Still streaming here on the 2-core CI machine (a thousand tokens); either way it must end as if alone.
+  const bool done_before_hostile_ended = stream.buffered().find("data: [DONE]") != std::string::npos;
+  ASSERT_TRUE(stream.read_until("data: [DONE]", std::chrono::seconds(60))) << stream.buffered().substr(0, 2000);
+  if (done_before_hostile_ended) std::cerr << "note: the stream ended before the hostile requests did\n";
+  std::string text;
+  const std::string& events = stream.buffered();
+  for (size_t at = events.find("data: {"); at != std::string::npos; at = events.find("data: {", at + 1)) {
+    const json chunk = json::parse(events.substr(at + 6, events.find('\n', at) - at - 6));
+    text += chunk["choices"][0]["text"].get<std::string>();
+    if (!chunk["choices"][0]["finish_reason"].is_null()) EXPECT_EQ(chunk["choices"][0]["finish_reason"], "stop");
+  }
+  EXPECT_TRUE(std::regex_match(text, std::regex("[a-c]{1000}"))) << text;
 }
 
 TEST_F(structured_outputs_server, the_native_client_api_carries_a_spec) {

@@ -14,6 +14,7 @@ grammar choice_grammar(std::string_view json_array) {
     throw std::invalid_argument("guided_choice: must be a list of strings");
   if (list.empty()) throw std::invalid_argument("guided_choice: the list of choices is empty");
   grammar g;
+  g.what = "guided_choice";
   std::vector<std::string> texts;
   for (std::size_t i = 0; i < list.size(); ++i) {
     if (!list[i].is_string())

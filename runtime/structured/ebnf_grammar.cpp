@@ -2,6 +2,7 @@
 // ends where the next `name ::=` begins; `#` starts a comment to the end of the line.
 
 #include "runtime/structured/grammar_front_ends.hpp"
+#include "runtime/structured/grammar_limits.hpp"
 #include "runtime/tokenizer/tokenizer_utf8.hpp"
 
 #include <stdexcept>
@@ -16,7 +17,7 @@ bool is_name_char(char c) {
 
 class ebnf_parser {
 public:
-  explicit ebnf_parser(std::string_view text) : t_(text) {}
+  explicit ebnf_parser(std::string_view text) : t_(text) { g_.what = "guided_grammar"; }
 
   grammar parse() {
     skip_space(true);
@@ -110,8 +111,11 @@ private:
 
   int32_t quantified(int depth) {
     int32_t e = atom(depth);
-    while (more()) {
+    // Each quantifier wraps the last: "a"*** nests like parentheses do.
+    for (int stacked = 1; more(); ++stacked) {
       const std::size_t at = pos_;
+      if (stacked + depth > limits::max_nesting_depth && (peek() == '*' || peek() == '+' || peek() == '?' || peek() == '{'))
+        fail("quantifiers and parentheses nested deeper than " + std::to_string(limits::max_nesting_depth) + " (limit)", at);
       if (peek() == '*') {
         e = g_.repeat(e, 0, unbounded);
       } else if (peek() == '+') {
@@ -145,7 +149,7 @@ private:
     if (!more() || peek() < '0' || peek() > '9') fail("expected a number in the repetition", at);
     long long v = 0;
     while (more() && peek() >= '0' && peek() <= '9') v = std::min<long long>(v * 10 + (t_[pos_++] - '0'), 1 << 30);
-    if (v > 10000) fail("repetition count above 10000", at);
+    if (v > limits::max_repeat_count) fail("repetition count above " + std::to_string(limits::max_repeat_count) + " (limit)", at);
     return static_cast<int32_t>(v);
   }
 
@@ -153,6 +157,8 @@ private:
     const std::size_t at = pos_;
     const char c = peek();
     if (c == '(') {
+      if (depth >= limits::max_nesting_depth)
+        fail("parentheses nested deeper than " + std::to_string(limits::max_nesting_depth) + " (limit)", at);
       ++pos_;
       skip_space(true);
       if (more() && peek() == '=') fail("lookahead assertions are not supported", at);
@@ -175,9 +181,14 @@ private:
   char32_t codepoint() {
     const auto b = static_cast<unsigned char>(t_[pos_]);
     const int length = b < 0x80 ? 1 : b >= 0xF0 ? 4 : b >= 0xE0 ? 3 : b >= 0xC0 ? 2 : 0;
-    if (length == 0 || pos_ + length > t_.size()) fail("invalid UTF-8", pos_);
+    if (b >= 0xF8 || length == 0 || pos_ + length > t_.size()) fail("invalid UTF-8", pos_);
     char32_t c = length == 1 ? b : b & (0x7F >> length);
-    for (int k = 1; k < length; ++k) c = (c << 6) | (static_cast<unsigned char>(t_[pos_ + k]) & 0x3F);
+    for (int k = 1; k < length; ++k) {
+      const auto next = static_cast<unsigned char>(t_[pos_ + k]);
+      if ((next & 0xC0) != 0x80) fail("invalid UTF-8", pos_);
+      c = (c << 6) | (next & 0x3F);
+    }
+    if (c > 0x10FFFF) fail("invalid UTF-8", pos_);
     pos_ += length;
     return c;
   }

@@ -2,6 +2,7 @@
 // may reach itself without consuming a byte (the run would push forever).
 
 #include "runtime/structured/grammar_automaton.hpp"
+#include "runtime/structured/grammar_limits.hpp"
 
 #include <algorithm>
 #include <string>
@@ -11,7 +12,6 @@
 namespace troupe::structured {
 namespace {
 
-constexpr std::size_t max_nodes = 1u << 21;
 
 struct thompson {
   struct tnode {
@@ -24,10 +24,8 @@ struct thompson {
   std::vector<tnode> nodes;
   std::vector<uint8_t> inline_rule;  // by rule: compiled into its callers instead of called
 
+  // NOTE: expanded_states() bounded the count before the first node was made.
   uint32_t make() {
-    if (nodes.size() >= max_nodes)
-      throw std::invalid_argument(std::string(what) + ": the grammar is too large (more than " +
-                                  std::to_string(max_nodes) + " states; lower the repetition bounds)");
     nodes.emplace_back();
     return static_cast<uint32_t>(nodes.size() - 1);
   }
@@ -122,7 +120,8 @@ void closure_of(const std::vector<thompson::tnode>& nodes, uint32_t n, std::vect
   }
 }
 
-void check_left_recursion(const grammar_automaton& a, std::string_view what) {
+// order: the rules callees first (order_rules), so that nullability settles in about one pass.
+void check_left_recursion(const grammar_automaton& a, const std::vector<int32_t>& order, std::string_view what) {
   const std::size_t num_rules = a.rule_start.size();
   // Nodes reachable from a rule's start without consuming, through calls to nullable rules.
   const auto walk = [&](uint32_t rule, const std::vector<uint8_t>& nullable, auto&& on_call) {
@@ -147,7 +146,8 @@ void check_left_recursion(const grammar_automaton& a, std::string_view what) {
   std::vector<uint8_t> nullable(num_rules, 0);
   for (bool changed = true; changed;) {
     changed = false;
-    for (uint32_t r = 0; r < num_rules; ++r) {
+    for (const int32_t rule : order) {
+      const auto r = static_cast<uint32_t>(rule);
       if (!nullable[r] && walk(r, nullable, [](uint32_t) {})) {
         nullable[r] = 1;
         changed = true;
@@ -174,16 +174,88 @@ void check_left_recursion(const grammar_automaton& a, std::string_view what) {
   }
 }
 
+// The rules in an order where each comes after the rules it calls (but for calls within a cycle), and which
+// of them are recursive: Tarjan's strongly connected components, without recursion, so that a chain of
+// thousands of rules (an object's properties, a generated EBNF) costs linear time and no deep stack.
+struct rule_graph {
+  std::vector<int32_t> callees_first;
+  std::vector<uint8_t> recursive;
+};
+
+rule_graph order_rules(const grammar& g) {
+  const auto n = static_cast<std::size_t>(g.num_rules());
+  std::vector<std::vector<int32_t>> callees(n);
+  std::vector<uint32_t> mark(static_cast<std::size_t>(g.num_exprs()), 0);  // expressions may be shared
+  std::vector<int32_t> todo;
+  for (std::size_t r = 0; r < n; ++r) {
+    if (!g.has_body(static_cast<int32_t>(r))) continue;
+    todo.assign(1, g.rule_body(static_cast<int32_t>(r)));
+    while (!todo.empty()) {
+      const int32_t id = todo.back();
+      todo.pop_back();
+      if (mark[id] == r + 1) continue;
+      mark[id] = static_cast<uint32_t>(r + 1);
+      const grammar_expr& e = g.expr(id);
+      if (e.type == grammar_expr::kind::rule_ref) callees[r].push_back(e.rule);
+      for (const int32_t item : e.items) todo.push_back(item);
+    }
+  }
+  rule_graph out;
+  out.recursive.assign(n, 0);
+  std::vector<int32_t> index(n, -1), low(n, 0), stack;
+  std::vector<uint8_t> on_stack(n, 0);
+  std::vector<std::pair<int32_t, std::size_t>> calls;  // the depth-first path: rule, next callee to visit
+  int32_t next_index = 0;
+  const auto enter = [&](int32_t v) {
+    index[v] = low[v] = next_index++;
+    stack.push_back(v);
+    on_stack[v] = 1;
+    calls.emplace_back(v, 0);
+  };
+  for (std::size_t root = 0; root < n; ++root) {
+    if (index[root] >= 0) continue;
+    enter(static_cast<int32_t>(root));
+    while (!calls.empty()) {
+      const int32_t v = calls.back().first;
+      if (calls.back().second < callees[v].size()) {
+        const int32_t w = callees[v][calls.back().second++];
+        if (w == v) out.recursive[v] = 1;
+        if (index[w] < 0) {
+          enter(w);
+        } else if (on_stack[w]) {
+          low[v] = std::min(low[v], index[w]);
+        }
+        continue;
+      }
+      if (low[v] == index[v]) {  // v roots a component: pop it
+        const std::size_t begin = out.callees_first.size();
+        int32_t w;
+        do {
+          w = stack.back();
+          stack.pop_back();
+          on_stack[w] = 0;
+          out.callees_first.push_back(w);
+        } while (w != v);
+        if (out.callees_first.size() - begin > 1)
+          for (std::size_t i = begin; i < out.callees_first.size(); ++i) out.recursive[out.callees_first[i]] = 1;
+      }
+      calls.pop_back();
+      if (!calls.empty()) low[calls.back().first] = std::min(low[calls.back().first], low[v]);
+    }
+  }
+  return out;
+}
+
 // Rules small enough and not recursive are compiled into their callers: a call costs a stack frame and a
 // closure step at every byte that enters or leaves it (a JSON string's characters, whitespace).
 constexpr std::size_t max_inline_size = 160;
 
-std::vector<uint8_t> rules_to_inline(const grammar& g) {
+std::vector<uint8_t> rules_to_inline(const grammar& g, const rule_graph& graph) {
   const auto n = static_cast<std::size_t>(g.num_rules());
   constexpr std::size_t too_big = SIZE_MAX / 4;
-  std::vector<std::size_t> size(n, 0);  // 0: not computed yet
-  std::vector<uint8_t> state(n, 0);     // 1: being computed (a cycle: recursive), 2: done
-  std::vector<uint8_t> recursive(n, 0);
+  std::vector<std::size_t> size(n, 0);
+  std::vector<uint8_t> inline_rule(n, 0);
+  // Within one rule's body; a callee's size is known (it comes first) or it is not inlined.
   const auto expr_size = [&](auto&& self, int32_t id) -> std::size_t {
     const grammar_expr& e = g.expr(id);
     switch (e.type) {
@@ -200,54 +272,88 @@ std::vector<uint8_t> rules_to_inline(const grammar& g) {
       const std::size_t copies = e.max == unbounded ? static_cast<std::size_t>(e.min) + 1 : static_cast<std::size_t>(e.max);
       return std::min(too_big, self(self, e.items[0]) * std::max<std::size_t>(copies, 1) + 1);
     }
-    case grammar_expr::kind::rule_ref: {
-      const auto r = static_cast<std::size_t>(e.rule);
-      if (!g.has_body(e.rule)) return 1;
-      if (state[r] == 1) {
-        recursive[r] = 1;
-        return too_big;
-      }
-      if (state[r] == 0) {
-        state[r] = 1;
-        size[r] = self(self, g.rule_body(e.rule));
-        state[r] = 2;
-      }
-      return recursive[r] || size[r] > max_inline_size ? 1 : size[r];
-    }
+    case grammar_expr::kind::rule_ref: return inline_rule[e.rule] ? size[e.rule] : 1;
     }
     return 1;
   };
-  for (int32_t r = 0; r < g.num_rules(); ++r) {
-    if (g.has_body(r) && state[r] == 0) {
-      state[r] = 1;
-      size[r] = expr_size(expr_size, g.rule_body(r));
-      state[r] = 2;
-    }
-  }
-  // A rule on a cycle is marked where the cycle closes; every rule that reaches itself stays a call.
-  std::vector<uint8_t> inline_rule(n, 0);
-  for (std::size_t r = 0; r < n; ++r) {
-    if (!g.has_body(static_cast<int32_t>(r)) || recursive[r] || size[r] > max_inline_size) continue;
-    // Reaches itself? Walk its references.
-    std::vector<int32_t> todo{g.rule_body(static_cast<int32_t>(r))};
-    std::vector<uint8_t> seen(n, 0);
-    bool cycle = false;
-    while (!todo.empty() && !cycle) {
-      const grammar_expr& e = g.expr(todo.back());
-      todo.pop_back();
-      if (e.type == grammar_expr::kind::rule_ref) {
-        if (static_cast<std::size_t>(e.rule) == r) cycle = true;
-        if (!seen[e.rule] && g.has_body(e.rule)) {
-          seen[e.rule] = 1;
-          todo.push_back(g.rule_body(e.rule));
-        }
-      }
-      for (const int32_t item : e.items) todo.push_back(item);
-    }
-    inline_rule[r] = cycle ? 0 : 1;
+  for (const int32_t r : graph.callees_first) {
+    if (!g.has_body(r) || graph.recursive[r]) continue;
+    size[r] = expr_size(expr_size, g.rule_body(r));
+    inline_rule[r] = size[r] <= max_inline_size ? 1 : 0;
   }
   return inline_rule;
 }
+
+// The Thompson states emit() will make for each expression, bounded repeats expanded, counted without making
+// them, so that (a{1000}){1000} is refused in microseconds instead of after a million nodes.
+class expansion {
+public:
+  expansion(const grammar& g, const std::vector<uint8_t>& inline_rule)
+      : g_(g), inline_rule_(inline_rule), memo_(static_cast<std::size_t>(g.num_exprs()), unknown) {}
+
+  // Throws std::invalid_argument naming the repeat that passes limits::max_automaton_states.
+  void check(std::string_view what) {
+    std::size_t total = 0;
+    for (int32_t r = 0; r < g_.num_rules(); ++r) {
+      total = add(total, 1 + (g_.has_body(r) ? states(g_.rule_body(r)) : 0));
+      if (total > limits::max_automaton_states) fail(what);
+    }
+  }
+
+private:
+  static constexpr std::size_t unknown = SIZE_MAX;
+  static constexpr std::size_t saturated = SIZE_MAX / 2;
+  static std::size_t add(std::size_t a, std::size_t b) { return std::min(saturated, a + b); }
+  static std::size_t times(std::size_t a, std::size_t n) { return n != 0 && a > saturated / n ? saturated : a * n; }
+
+  [[noreturn]] void fail(std::string_view what) const {
+    std::string message = std::string(what) + ": the spec expands to more than " +
+                          std::to_string(limits::max_automaton_states) + " automaton states (limit)";
+    if (first_too_big_) {
+      const grammar_expr& e = *first_too_big_;
+      message += "; use a smaller bound than {" + std::to_string(e.min) +
+                 (e.max == e.min ? std::string() : "," + (e.max == unbounded ? std::string() : std::to_string(e.max))) +
+                 "} (nested repetition counts multiply)";
+    }
+    throw std::invalid_argument(message);
+  }
+
+  std::size_t states(int32_t id) {
+    auto& memo = memo_[static_cast<std::size_t>(id)];
+    if (memo != unknown) return memo;
+    const grammar_expr& e = g_.expr(id);
+    std::size_t n = 0;
+    switch (e.type) {
+    case grammar_expr::kind::empty: break;
+    case grammar_expr::kind::literal: n = e.text.size(); break;
+    case grammar_expr::kind::byte_class: n = 1; break;
+    case grammar_expr::kind::sequence:
+      for (const int32_t item : e.items) n = add(n, states(item));
+      break;
+    case grammar_expr::kind::choice:
+      n = 1;
+      for (const int32_t item : e.items) n = add(n, 1 + states(item));
+      break;
+    case grammar_expr::kind::repeat: {
+      const std::size_t item = states(e.items[0]);
+      const std::size_t copies = e.max == unbounded ? static_cast<std::size_t>(e.min) + 1 : static_cast<std::size_t>(e.max);
+      n = add(times(item, copies), 2);
+      if (n > limits::max_automaton_states && !first_too_big_) first_too_big_ = &e;
+      break;
+    }
+    case grammar_expr::kind::rule_ref:
+      // An inlined rule is not recursive (rules_to_inline), so this ends.
+      n = g_.has_body(e.rule) && inline_rule_[e.rule] ? states(g_.rule_body(e.rule)) : 1;
+      break;
+    }
+    return memo = n;
+  }
+
+  const grammar& g_;
+  const std::vector<uint8_t>& inline_rule_;
+  std::vector<std::size_t> memo_;
+  const grammar_expr* first_too_big_ = nullptr;  // the innermost repeat past the limit
+};
 
 // Nodes with the same finality and the same edges (to the same nodes) match the same bytes, so they become
 // one; repeated, so chains of equal nodes fold from their ends. Fewer nodes, and parses that were equal but
@@ -359,7 +465,12 @@ grammar_automaton merge_equivalent_nodes(grammar_automaton a) {
 
 grammar_automaton compile_automaton(const grammar& g, std::string_view what) {
   if (g.root < 0 || !g.has_body(g.root)) throw std::invalid_argument(std::string(what) + ": the grammar has no root rule");
-  thompson t{g, what, {}, rules_to_inline(g)};
+  if (g.num_rules() > limits::max_rules)
+    throw std::invalid_argument(std::string(what) + ": the spec makes more than " + std::to_string(limits::max_rules) +
+                                " grammar rules (limit); use fewer rules, properties or '$ref' targets");
+  const rule_graph graph = order_rules(g);
+  thompson t{g, what, {}, rules_to_inline(g, graph)};
+  expansion(g, t.inline_rule).check(what);
   std::vector<uint32_t> start(g.num_rules()), accept(g.num_rules()), first_node(g.num_rules() + 1);
   for (int32_t r = 0; r < g.num_rules(); ++r) {
     first_node[r] = static_cast<uint32_t>(t.nodes.size());
@@ -417,6 +528,11 @@ grammar_automaton compile_automaton(const grammar& g, std::string_view what) {
     }
     nd.byte_end = static_cast<uint32_t>(a.byte_edges.size());
     nd.call_end = static_cast<uint32_t>(a.calls.size());
+    if (a.byte_edges.size() + a.calls.size() > limits::max_automaton_edges)
+      throw std::invalid_argument(std::string(what) + ": the spec's automaton has more than " +
+                                  std::to_string(limits::max_automaton_edges) +
+                                  " edges (limit); an optional part repeated many times, as (a?){1000}, costs the "
+                                  "square of the count: write a{0,1000} instead");
     nd.simple = !nd.final && nd.call_begin == nd.call_end;
   }
   for (int32_t r = 0; r < g.num_rules(); ++r) {
@@ -424,7 +540,7 @@ grammar_automaton compile_automaton(const grammar& g, std::string_view what) {
     a.rule_names.push_back(g.rule_name(r));
   }
   a.root_rule = static_cast<uint32_t>(g.root);
-  check_left_recursion(a, what);
+  check_left_recursion(a, graph.callees_first, what);
   return merge_equivalent_nodes(std::move(a));
 }
 

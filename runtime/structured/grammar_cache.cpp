@@ -2,9 +2,12 @@
 
 #include "runtime/structured/grammar_cache.hpp"
 
+#include "runtime/structured/compiled_grammar.hpp"
+
 namespace troupe {
 
-grammar_cache::grammar_cache(std::size_t capacity) : capacity_(capacity == 0 ? 1 : capacity) {}
+grammar_cache::grammar_cache(std::size_t capacity, std::size_t mask_bytes)
+    : capacity_(capacity == 0 ? 1 : capacity), masks_(std::make_shared<mask_budget>(mask_bytes)) {}
 
 std::shared_ptr<const compiled_grammar> grammar_cache::get(const structured_output& spec,
                                                            const std::shared_ptr<const token_vocabulary>& vocab) {
@@ -18,7 +21,7 @@ std::shared_ptr<const compiled_grammar> grammar_cache::get(const structured_outp
       return it->second->second;
     }
   }
-  auto compiled = compile_structured_output(spec, vocab);
+  auto compiled = compile_structured_output(spec, vocab, masks_);
   std::lock_guard lock(mutex_);
   if (const auto it = index_.find(key); it != index_.end()) return it->second->second;  // compiled meanwhile
   lru_.emplace_front(key, compiled);
@@ -29,6 +32,8 @@ std::shared_ptr<const compiled_grammar> grammar_cache::get(const structured_outp
   }
   return compiled;
 }
+
+std::size_t grammar_cache::mask_bytes_used() const { return masks_->used(); }
 
 std::size_t grammar_cache::size() const {
   std::lock_guard lock(mutex_);

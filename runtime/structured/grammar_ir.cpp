@@ -1,27 +1,31 @@
 // The grammar intermediate form and the UTF-8 range splitting that turns code point classes into bytes.
 
 #include "runtime/structured/grammar_ir.hpp"
+#include "runtime/structured/grammar_limits.hpp"
 
 #include <algorithm>
+#include <stdexcept>
 
 namespace troupe::structured {
 
 int32_t grammar::rule(std::string_view name) {
-  for (std::size_t i = 0; i < rules_.size(); ++i) {
-    if (rules_[i].name == name) return static_cast<int32_t>(i);
-  }
-  rules_.push_back({std::string(name), -1});
-  return static_cast<int32_t>(rules_.size() - 1);
+  const auto [it, fresh] = rule_ids_.try_emplace(std::string(name), static_cast<int32_t>(rules_.size()));
+  if (fresh) rules_.push_back({std::string(name), -1});
+  return it->second;
 }
 
 int32_t grammar::new_rule(std::string_view prefix) {
-  rules_.push_back({std::string(prefix) + "#" + std::to_string(rules_.size()), -1});
-  return static_cast<int32_t>(rules_.size() - 1);
+  // '#' is no name character in EBNF, so a made-up name never meets a written one.
+  return rule(std::string(prefix) + "#" + std::to_string(rules_.size()));
 }
 
 void grammar::set_body(int32_t rule, int32_t expr) { rules_[rule].body = expr; }
 
 int32_t grammar::add(grammar_expr e) {
+  if (exprs_.size() >= limits::max_grammar_exprs)
+    throw std::invalid_argument(what + ": the spec makes a grammar of more than " + std::to_string(limits::max_grammar_exprs) +
+                                " parts (limit); make it smaller (long enums, choice lists, literals and alternations add "
+                                "up, and an anyOf's branches each repeat the properties beside them)");
   exprs_.push_back(std::move(e));
   return static_cast<int32_t>(exprs_.size() - 1);
 }

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -43,7 +44,10 @@ public:
   int32_t rule_body(int32_t rule) const { return rules_[rule].body; }
   int32_t num_rules() const { return static_cast<int32_t>(rules_.size()); }
   const grammar_expr& expr(int32_t id) const { return exprs_[id]; }
+  int32_t num_exprs() const { return static_cast<int32_t>(exprs_.size()); }
   int32_t root = -1;
+  // Names the source in messages ("json_schema"); set by the front end.
+  std::string what = "grammar";
 
   int32_t empty();
   int32_t literal(std::string_view bytes);
@@ -66,9 +70,11 @@ private:
     std::string name;
     int32_t body = -1;
   };
+  // Throws std::invalid_argument past limits::max_grammar_exprs.
   int32_t add(grammar_expr e);
   std::vector<grammar_expr> exprs_;
   std::vector<named_rule> rules_;
+  std::unordered_map<std::string, int32_t> rule_ids_;  // by name: a grammar of many rules stays linear
 };
 
 // ranges sorted and merged; with negate, their complement within [0, 0x10FFFF].

@@ -5,6 +5,7 @@
 
 #include "runtime/structured/compiled_grammar.hpp"
 #include "runtime/structured/grammar_front_ends.hpp"
+#include "runtime/structured/grammar_limits.hpp"
 #include "runtime/structured/pushdown_parser.hpp"
 
 #include <algorithm>
@@ -17,19 +18,40 @@ namespace troupe {
 using structured::parse_state;
 using structured::pushdown_parser;
 
-std::shared_ptr<const compiled_grammar> compile_structured_output(const structured_output& spec,
-                                                                  std::shared_ptr<const token_vocabulary> vocab) {
-  if (!vocab) throw std::invalid_argument("structured outputs: no vocabulary");
-  structured::grammar g;
-  std::string_view what;
-  switch (spec.type) {
-  case structured_output::kind::json_object: g = structured::json_object_grammar(); what = "response_format"; break;
-  case structured_output::kind::json_schema: g = structured::json_schema_grammar(spec.text); what = "json_schema"; break;
-  case structured_output::kind::regex: g = structured::regex_grammar(spec.text); what = "guided_regex"; break;
-  case structured_output::kind::choice: g = structured::choice_grammar(spec.text); what = "guided_choice"; break;
-  case structured_output::kind::grammar: g = structured::parse_ebnf(spec.text); what = "guided_grammar"; break;
+namespace {
+
+// How messages name a spec's source.
+std::string_view structured_output_source(structured_output::kind k) {
+  switch (k) {
+  case structured_output::kind::json_object: return "response_format";
+  case structured_output::kind::json_schema: return "json_schema";
+  case structured_output::kind::regex: return "guided_regex";
+  case structured_output::kind::choice: return "guided_choice";
+  case structured_output::kind::grammar: return "guided_grammar";
   }
-  return std::make_shared<const compiled_grammar>(structured::compile_automaton(g, what), std::move(vocab));
+  return "structured outputs";
+}
+
+} // namespace
+
+std::shared_ptr<const compiled_grammar> compile_structured_output(const structured_output& spec,
+                                                                  std::shared_ptr<const token_vocabulary> vocab,
+                                                                  std::shared_ptr<mask_budget> masks) {
+  if (!vocab) throw std::invalid_argument("structured outputs: no vocabulary");
+  const std::string_view what = structured_output_source(spec.type);
+  if (spec.text.size() > structured::limits::max_spec_bytes)
+    throw std::invalid_argument(std::string(what) + ": the spec is " + std::to_string(spec.text.size()) +
+                                " bytes, more than " + std::to_string(structured::limits::max_spec_bytes) + " (limit)");
+  structured::grammar g;
+  switch (spec.type) {
+  case structured_output::kind::json_object: g = structured::json_object_grammar(); break;
+  case structured_output::kind::json_schema: g = structured::json_schema_grammar(spec.text); break;
+  case structured_output::kind::regex: g = structured::regex_grammar(spec.text); break;
+  case structured_output::kind::choice: g = structured::choice_grammar(spec.text); break;
+  case structured_output::kind::grammar: g = structured::parse_ebnf(spec.text); break;
+  }
+  return std::make_shared<const compiled_grammar>(structured::compile_automaton(g, what), std::move(vocab),
+                                                  compiled_grammar::default_mask_cache_bytes, std::move(masks));
 }
 
 struct grammar_matcher::state {

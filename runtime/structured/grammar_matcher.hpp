@@ -47,12 +47,15 @@ std::shared_ptr<const token_vocabulary> make_token_vocabulary(const tokenizer& t
                                                               int32_t vocab_size = 0);
 
 class compiled_grammar;
+class mask_budget;
 
 // Compiles a spec for a vocabulary. Throws std::invalid_argument with a message a user can act on
 // (which part of the schema/regex/grammar is unsupported or malformed, e.g. "guided_regex: unbalanced
-// parenthesis at offset 7").
+// parenthesis at offset 7", or which limit of grammar_limits.hpp it passes). masks: the memory its mask
+// cache shares with other grammars' (compiled_grammar.hpp); null: its own bound only.
 std::shared_ptr<const compiled_grammar> compile_structured_output(const structured_output& spec,
-                                                                  std::shared_ptr<const token_vocabulary> vocab);
+                                                                  std::shared_ptr<const token_vocabulary> vocab,
+                                                                  std::shared_ptr<mask_budget> masks = nullptr);
 
 // One constrained sequence's position in its grammar. Not thread-safe; cheap to create.
 class grammar_matcher {

@@ -6,6 +6,7 @@
 // start with whitespace (bounded, as between tokens): SentencePiece models like to begin with "▁{".
 
 #include "runtime/structured/grammar_front_ends.hpp"
+#include "runtime/structured/grammar_limits.hpp"
 #include "runtime/structured/json_rules.hpp"
 
 #include <nlohmann/json.hpp>
@@ -37,7 +38,7 @@ const std::map<std::string, std::string, std::less<>> format_patterns = {
 
 class schema_converter {
 public:
-  explicit schema_converter(json root) : root_(std::move(root)), json_(g_) {}
+  explicit schema_converter(json root) : root_(std::move(root)), json_(g_) { g_.what = "json_schema"; }
 
   grammar convert() {
     g_.root = g_.rule("root");
@@ -51,6 +52,14 @@ private:
   }
 
   int32_t visit(const json& schema, const std::string& path) {
+    // The converter recurses through subschemas and '$ref's: bounded, so is its stack.
+    struct depth_guard {
+      int& depth;
+      ~depth_guard() { --depth; }
+    } guard{++depth_};
+    if (depth_ > limits::max_nesting_depth)
+      fail("the schema nests deeper than " + std::to_string(limits::max_nesting_depth) +
+               " levels (limit; each '$ref' followed counts as one)", path);
     if (schema.is_boolean()) {
       if (!schema.get<bool>()) fail("the schema 'false' accepts nothing", path);
       return json_.value();
@@ -190,7 +199,8 @@ private:
     if (!schema.contains(key)) return std::nullopt;
     const json& v = schema.at(key);
     if (!v.is_number_integer() || v.get<long long>() < 0) fail(std::string("'") + key + "' must be a non-negative integer", path);
-    if (v.get<long long>() > 10000) fail(std::string("'") + key + "' above 10000 is not supported", path);
+    if (v.get<long long>() > limits::max_repeat_count)
+      fail(std::string("'") + key + "' above " + std::to_string(limits::max_repeat_count) + " (limit) is not supported", path);
     return static_cast<int32_t>(v.get<long long>());
   }
 
@@ -208,6 +218,7 @@ private:
       try {
         return json_.quoted(add_regex(g_, pattern, {.what = "pattern", .json_string = true}));
       } catch (const std::invalid_argument& e) {
+        if (std::string_view(e.what()).starts_with("json_schema: ")) throw;  // a limit of the whole grammar
         fail(e.what(), path);
       }
     }
@@ -235,6 +246,10 @@ private:
         rest = item_schema(items, path + "/items");
       }
     }
+    // Each item of a tuple nests the rest (tail() below): bounded as nesting is.
+    if (prefix.size() > static_cast<std::size_t>(limits::max_nesting_depth))
+      fail("a tuple ('prefixItems', or 'items' as a list) of more than " + std::to_string(limits::max_nesting_depth) +
+               " schemas (limit)", path);
     const int32_t min = count(schema, "minItems", path).value_or(0);
     int32_t max = count(schema, "maxItems", path).value_or(unbounded);
     const auto k = static_cast<int32_t>(prefix.size());
@@ -320,11 +335,37 @@ private:
   grammar g_;
   json_rules json_;
   std::map<std::string, int32_t> refs_;
+  int depth_ = 0;
 };
+
+// Whether text's arrays and objects nest deeper than limit, read without recursion: nlohmann's dump() and
+// this converter recurse, so a deep document is refused before either sees it.
+bool nests_deeper_than(std::string_view text, int limit) {
+  int depth = 0;
+  bool in_string = false;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (in_string) {
+      if (c == '\\') ++i;
+      else if (c == '"') in_string = false;
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > limit) return true;
+    } else if (c == ']' || c == '}') {
+      --depth;
+    }
+  }
+  return false;
+}
 
 } // namespace
 
 grammar json_schema_grammar(std::string_view schema_text) {
+  // A schema level is two JSON levels ("properties": {"name": {...}}), with room for const and enum values.
+  if (nests_deeper_than(schema_text, 4 * limits::max_nesting_depth))
+    throw std::invalid_argument("json_schema: the schema's JSON nests deeper than " +
+                                std::to_string(4 * limits::max_nesting_depth) + " levels (limit)");
   json schema = json::parse(schema_text.begin(), schema_text.end(), nullptr, false);
   if (schema.is_discarded()) throw std::invalid_argument("json_schema: the schema is not valid JSON");
   return schema_converter(std::move(schema)).convert();
@@ -332,6 +373,7 @@ grammar json_schema_grammar(std::string_view schema_text) {
 
 grammar json_object_grammar() {
   grammar g;
+  g.what = "response_format";
   json_rules rules(g);
   g.root = g.rule("root");
   g.set_body(g.root, g.sequence({rules.ws(), rules.object()}));

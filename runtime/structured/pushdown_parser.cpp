@@ -36,10 +36,36 @@ pushdown_parser::pushdown_parser(const grammar_automaton& a, uint32_t max_depth)
 
 parse_state pushdown_parser::initial() {
   parse_state state;
+  steps_left_ = max_closure_steps;
   add_closure(a_->rule_start[a_->root_rule], stack_pool::empty, state);
-  std::sort(state.configs.begin(), state.configs.end());
-  state.configs.erase(std::unique(state.configs.begin(), state.configs.end()), state.configs.end());
+  finish(state);
   return state;
+}
+
+void pushdown_parser::finish(parse_state& out) {
+  if (out.configs.size() > 1) {
+    std::sort(out.configs.begin(), out.configs.end());
+    out.configs.erase(std::unique(out.configs.begin(), out.configs.end()), out.configs.end());
+  }
+  if (out.configs.size() > max_configs) {
+    out.configs.resize(max_configs);
+    out.cut = true;
+  }
+}
+
+bool pushdown_parser::first_visit(const parse_config& c) {
+  constexpr std::size_t linear = 32;
+  const uint64_t key = (uint64_t{c.node} << 32) | c.stack;
+  if (seen_.size() < linear) {
+    if (std::find(seen_.begin(), seen_.end(), c) != seen_.end()) return false;
+    seen_.push_back(c);
+    if (seen_.size() == linear) {
+      seen_set_.clear();
+      for (const parse_config& s : seen_) seen_set_.insert((uint64_t{s.node} << 32) | s.stack);
+    }
+    return true;
+  }
+  return seen_set_.insert(key).second;
 }
 
 void pushdown_parser::add_closure(uint32_t node, uint32_t stack, parse_state& out) {
@@ -54,8 +80,12 @@ void pushdown_parser::add_closure(uint32_t node, uint32_t stack, parse_state& ou
   while (!work_.empty()) {
     const parse_config c = work_.back();
     work_.pop_back();
-    if (std::find(seen_.begin(), seen_.end(), c) != seen_.end()) continue;
-    seen_.push_back(c);
+    if (!first_visit(c)) continue;
+    if (steps_left_ == 0) {
+      out.cut = true;
+      return;
+    }
+    --steps_left_;
     const auto& nd = nodes[c.node];
     if (nd.byte_begin != nd.byte_end) out.configs.push_back(c);
     for (uint32_t k = nd.call_begin; k < nd.call_end; ++k) {
@@ -76,6 +106,8 @@ void pushdown_parser::add_closure(uint32_t node, uint32_t stack, parse_state& ou
 bool pushdown_parser::advance(const parse_state& in, uint8_t byte, parse_state& out) {
   out.configs.clear();
   out.complete = false;
+  out.cut = false;
+  steps_left_ = max_closure_steps;
   const auto& nodes = a_->nodes;
   const auto* edges = a_->byte_edges.data();
   for (const parse_config& c : in.configs) {
@@ -84,10 +116,7 @@ bool pushdown_parser::advance(const parse_state& in, uint8_t byte, parse_state& 
       if (byte >= edges[k].lo && byte <= edges[k].hi) add_closure(edges[k].to, c.stack, out);
     }
   }
-  if (out.configs.size() > 1) {
-    std::sort(out.configs.begin(), out.configs.end());
-    out.configs.erase(std::unique(out.configs.begin(), out.configs.end()), out.configs.end());
-  }
+  finish(out);
   return !out.dead();
 }
 

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 namespace troupe::structured {
@@ -23,6 +24,7 @@ struct parse_config {
 struct parse_state {
   std::vector<parse_config> configs;
   bool complete = false;
+  bool cut = false;  // pushdown_parser's bounds dropped some configurations on the way here
   bool dead() const { return configs.empty() && !complete; }
 };
 
@@ -50,8 +52,15 @@ private:
   uint32_t max_depth_;
 };
 
+// NOTE: an ambiguous grammar (s ::= "a" s | "a" s "b") can double its configurations at every byte, so a
+// state keeps at most max_configs and one byte's closures visit at most max_closure_steps (a bound on every
+// step's time). What a cut keeps are real parses, so every byte still allowed continues a prefix of the
+// grammar's language: the output stays valid; the grammar can only end sooner than it would have.
 class pushdown_parser {
 public:
+  static constexpr std::size_t max_configs = 256;
+  static constexpr std::size_t max_closure_steps = 4096;
+
   pushdown_parser(const grammar_automaton& a, uint32_t max_depth);
   // The state before any byte: the closure of the root rule's start.
   parse_state initial();
@@ -64,9 +73,15 @@ public:
 
 private:
   void add_closure(uint32_t node, uint32_t stack, parse_state& out);
+  // True the first time c is offered since seen_ was cleared.
+  bool first_visit(const parse_config& c);
+  // Sorts out's configurations, drops duplicates, and cuts them to max_configs.
+  static void finish(parse_state& out);
   const grammar_automaton* a_;
   stack_pool pool_;
   std::vector<parse_config> work_, seen_;
+  std::unordered_set<uint64_t> seen_set_;  // seen_ once it is long: a linear search would be quadratic
+  std::size_t steps_left_ = 0;             // closure steps this byte may still take
 };
 
 } // namespace troupe::structured

@@ -3,6 +3,7 @@
 // over the output's bytes, so they are refused by name.
 
 #include "runtime/structured/grammar_front_ends.hpp"
+#include "runtime/structured/grammar_limits.hpp"
 
 #include <stdexcept>
 #include <string>
@@ -59,7 +60,8 @@ private:
   int32_t quantified(int depth) {
     const std::size_t atom_at = pos_;
     int32_t e = atom(depth);
-    while (more()) {
+    // Each quantifier wraps the last: a*** nests like groups do.
+    for (int stacked = 1; more(); ++stacked) {
       int32_t min = 0, max = unbounded;
       const std::size_t at = pos_;
       if (peek() == '*') {
@@ -77,6 +79,8 @@ private:
       if (max != unbounded && max < min) fail("repetition {" + std::to_string(min) + "," + std::to_string(max) + "} has max < min", at);
       if (more() && peek() == '?') ++pos_;  // lazy: the same language
       if (more() && peek() == '+') fail("possessive quantifiers are not supported", pos_);
+      if (stacked + depth > limits::max_nesting_depth)
+        fail("quantifiers and groups nested deeper than " + std::to_string(limits::max_nesting_depth) + " (limit)", at);
       e = g_.repeat(e, min, max);
       (void)atom_at;
     }
@@ -103,7 +107,8 @@ private:
     } else {
       return false;
     }
-    if (min > 10000 || max > 10000) fail("repetition count above 10000", pos_);
+    if (min > limits::max_repeat_count || max > limits::max_repeat_count)
+      fail("repetition count above " + std::to_string(limits::max_repeat_count) + " (limit)", pos_);
     pos_ = i + 1;
     return true;
   }
@@ -112,9 +117,14 @@ private:
   char32_t codepoint() {
     const auto b = static_cast<unsigned char>(p_[pos_]);
     int length = b < 0x80 ? 1 : b >= 0xF0 ? 4 : b >= 0xE0 ? 3 : b >= 0xC0 ? 2 : 0;
-    if (length == 0 || pos_ + length > p_.size()) fail("invalid UTF-8", pos_);
+    if (b >= 0xF8 || length == 0 || pos_ + length > p_.size()) fail("invalid UTF-8", pos_);
     char32_t c = length == 1 ? b : b & (0x7F >> length);
-    for (int k = 1; k < length; ++k) c = (c << 6) | (static_cast<unsigned char>(p_[pos_ + k]) & 0x3F);
+    for (int k = 1; k < length; ++k) {
+      const auto next = static_cast<unsigned char>(p_[pos_ + k]);
+      if ((next & 0xC0) != 0x80) fail("invalid UTF-8", pos_);
+      c = (c << 6) | (next & 0x3F);
+    }
+    if (c > 0x10FFFF) fail("invalid UTF-8", pos_);
     pos_ += length;
     return c;
   }
@@ -123,6 +133,8 @@ private:
     const std::size_t at = pos_;
     const char c = peek();
     if (c == '(') {
+      if (depth >= limits::max_nesting_depth)
+        fail("groups nested deeper than " + std::to_string(limits::max_nesting_depth) + " (limit)", at);
       ++pos_;
       if (p_.substr(pos_).starts_with("?:")) {
         pos_ += 2;
@@ -320,6 +332,7 @@ int32_t add_regex(grammar& g, std::string_view pattern, const regex_options& opt
 
 grammar regex_grammar(std::string_view pattern) {
   grammar g;
+  g.what = "guided_regex";
   g.root = g.rule("root");
   g.set_body(g.root, add_regex(g, pattern, {}));
   return g;
