@@ -1,10 +1,13 @@
 // The engine under seeded, random traffic (tests/support/torture.hpp): arrivals with prompts up to 4x
 // the step budget, n > 1, greedy and seeded sampling, stop strings and stop tokens, aborts before,
 // during and after prefill, shared prefixes, priorities, a KV cache that forces preemption, and limits
-// at their edges; every invariant checked after every step.
+// at their edges, and (with a tokenizer) structured outputs: choices, regexes, JSON schemas and objects, EBNF;
+// every invariant checked after every step.
 //
 //   TORTURE_STEPS=N   each test runs plans until N steps ran (default: the counts below)
 //   TORTURE_SEED=S    each test runs the plan of seed S alone
+//   TORTURE_STRUCTURED=F the share of requests constrained by a structured output spec, on backends with
+//                     a tokenizer (default 0.3; 1: every request)
 //   TORTURE_ISOLATE=1 each plan runs in a child process, so a crash shrinks like any other failure
 //                     (with TORTURE_SEED, in a process that runs one test: --gtest_filter)
 // A failing seed prints the smallest plan found that still fails, and the seed to replay; a crash prints
@@ -67,6 +70,7 @@ int64_t steps_or(int64_t default_steps) {
 // Runs plans on `h` until `default_steps` steps ran (or TORTURE_STEPS, or only TORTURE_SEED's plan).
 soak_result run_torture(harness& h, int64_t default_steps, uint64_t first_seed) {
   const int64_t steps = steps_or(default_steps);
+  if (const char* s = std::getenv("TORTURE_STRUCTURED"); s && *s) h.structured_share(std::stod(s));
   if (const char* s = std::getenv("TORTURE_ISOLATE"); s && *s && *s != '0') h.isolate_runs(true);
   bool only_one = false;
   if (const char* s = std::getenv("TORTURE_SEED"); s && *s) {

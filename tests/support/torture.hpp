@@ -30,6 +30,7 @@
 //     (exact backends: tokens, text and finish reason), or, on a backend whose arithmetic depends on the
 //     batch (CUDA), each greedy token is the best of a CPU reference's logits for the same history within
 //     a tolerance;
+//   - every plan comes back the same from the wire codec that carries it to the other ranks;
 //   - a step that fails on the shards fails exactly its requests, with an error, and the engine goes on;
 //   - no exception escapes, and the engine never sits with work it does not schedule.
 
@@ -143,6 +144,7 @@ struct backend {
   // Structured outputs: a spec's compiled grammar over this backend's vocabulary. The harness sets it for a
   // backend with a tokenizer (so plans then constrain a share of their requests), or leaves what is set.
   std::function<std::shared_ptr<const compiled_grammar>(const structured_output&)> compile_grammar;
+  double structured_share = 0.3;  // of the requests, when compile_grammar is set
   // For the harness's own tests: changes what a step sampled, as a broken backend would.
   std::function<void(const step_plan& plan, step_result& result)> fault;
 };
@@ -227,6 +229,8 @@ public:
   // shrinks. NOTE: only for a process that has run no OpenMP region and no GPU work yet: neither libgomp's
   // threads nor a CUDA context survive fork(). The models are made in each child.
   void isolate_runs(bool on) { isolated_ = on; }
+  // The share of each plan's requests that carry a structured output spec (backends with a tokenizer).
+  void structured_share(double share) { backend_.structured_share = share; }
 
   // The smallest plan that fails the way `failing` does (the same kind of violation): events removed
   // in halves, then one by one, then simplified (shorter prompts, fewer tokens, no options), and the

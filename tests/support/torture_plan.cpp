@@ -119,7 +119,7 @@ sampling_params random_params(draw& d, const backend& b, const engine_shape& s) 
     }
     p.include_stop_str_in_output = d.chance(0.3);
   }
-  if (b.compile_grammar && d.chance(0.3)) {
+  if (b.compile_grammar && d.chance(b.structured_share)) {
     p.structured = random_spec(d);
     // Any JSON object goes on for as long as it is let: a small max_tokens, as clients set one.
     if (p.structured->type == structured_output::kind::json_object && d.chance(0.8)) p.max_tokens = d.between(1, 16);

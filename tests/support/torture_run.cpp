@@ -19,6 +19,7 @@
 #include "kernels/model.hpp"
 #include "kernels/model_runner.hpp"
 #include "runtime/engine/engine_core.hpp"
+#include "runtime/engine/step_plan_codec.hpp"
 #include "runtime/structured/grammar_cache.hpp"
 #include "runtime/structured/grammar_constraint.hpp"
 #include "runtime/tokenizer/tokenizer.hpp"
@@ -696,6 +697,9 @@ run_result runner::run() {
       ++step_;
       if (step_ > max_steps) return fail("livelock: " + std::to_string(max_steps) + " steps and the requests are not done");
       if (std::string f = check_plan(plan); !f.empty()) return fail(f);
+      // What rank 0 sends the other ranks of an mpirun job (structured specs included) comes out the same.
+      if (decode_rank_message(encode_step_plan(plan)).plan != plan)
+        return fail("codec: step " + std::to_string(step_) + "'s plan does not come back the same from the wire codec");
       std::string shard_failure;
       step_result result = execute(plan, shard_failure);
       if (!shard_failure.empty()) return fail(shard_failure);
