@@ -209,8 +209,8 @@ TEST(engine_torture, the_cpu_model_with_a_tokenizer_stops_on_strings_as_it_would
   }
 }
 
-// The grammar invariant can fail: a backend that bends one token of a constrained row after sampling is caught
-// as a token outside its grammar, and shrinks to one constrained request.
+// The grammar invariant can fail: a backend that bends a constrained row's token after sampling (on the steps
+// that carry its params) is caught as a token outside its grammar, and shrinks to one constrained request.
 TEST(engine_torture, a_token_outside_its_grammar_fails_the_run_and_shrinks_to_one_constrained_request) {
   const tokenizer tok = tokenizer::from_file(tiny_model_with_tokenizer() / "tokenizer.json");
   const model_config config = model_config::from_dir(tiny_model_with_tokenizer());
