@@ -49,6 +49,26 @@ sampled_logprobs top_logprobs(const std::vector<float>& lp, int32_t chosen, int3
   return s;
 }
 
+// The null backend's token for a constrained row: an id its bitmask allows (the end ids when it allows none),
+// drawn with the row's seed, or with a hash of its history when greedy (the engine draws a greedy row's seed,
+// which would make its pick depend on the order requests came in).
+int32_t null_allowed_token(const sample_request& r, int32_t vocab) {
+  std::vector<uint32_t> words(r.allowed_tokens.size());
+  effective_bitmask(r.allowed_tokens, vocab, r.eos_token_ids, words);
+  std::vector<int32_t> allowed;
+  for (int32_t id = 0; id < vocab; ++id)
+    if (words[static_cast<size_t>(id) / 32] >> (id % 32) & 1u) allowed.push_back(id);
+  if (allowed.empty()) return 0;
+  uint64_t key = r.seed;
+  if (r.params->greedy()) {
+    key = 0x6e756c6cULL;
+    for (int32_t t : r.prompt_ids) key = key * 0x100000001b3ULL ^ static_cast<uint32_t>(t);
+    for (int32_t t : r.output_ids) key = key * 0x100000001b3ULL ^ static_cast<uint32_t>(t);
+  }
+  const double u = sampling_uniform(key, r.output_ids.size());
+  return allowed[std::min(allowed.size() - 1, static_cast<size_t>(u * static_cast<double>(allowed.size())))];
+}
+
 } // namespace
 
 model_runner::model_runner(model* m, int32_t block_size, int32_t vocab_size, std::vector<int32_t> eos_token_ids,
@@ -113,7 +133,7 @@ step_result model_runner::execute(const step_plan& plan) {
 
   // Structured outputs: the bitmasks are computed on another thread while the forward pass runs here (CPU)
   // or on the device (CUDA), and joined just before sampling reads them.
-  const bool masked = constraints_ && constraints_->any_masks() && model_;
+  const bool masked = constraints_ && constraints_->any_masks();
   last_mask_ns_ = last_mask_wait_ns_ = 0;
   std::future<int64_t> masks;
   if (masked)
@@ -168,8 +188,14 @@ step_result model_runner::execute(const step_plan& plan) {
     }
   } else {
     result.tokens.assign(reqs.size(), null_token_);
+    // The null backend still keeps constrained rows inside their grammar (their matchers advance only over
+    // allowed tokens): one allowed id, picked by the row's seed, or by its history when greedy, so that a
+    // row's pick never depends on the batch.
+    join_masks();
+    for (size_t i = 0; i < reqs.size(); ++i)
+      if (!reqs[i].allowed_tokens.empty()) result.tokens[i] = null_allowed_token(reqs[i], vocab_size_);
   }
-  if (constraints_ && model_) constraints_->accept(result.tokens);
+  if (constraints_) constraints_->accept(result.tokens);
   for (size_t i = 0; i < result.ids.size(); ++i) seqs_.at(result.ids[i]).tokens.push_back(result.tokens[i]);
   return result;
 }

@@ -305,6 +305,52 @@ TEST(engine_core, without_a_grammar_engine_a_structured_request_is_refused_not_r
             "Structured outputs (response_format, guided_*) are not supported by this server: it has no grammar engine");
 }
 
+// The null backend (`--backend null`) does no arithmetic, but a constrained row still samples inside its
+// bitmask and its matcher advances: each constrained request ends on one of its choices and the end id, while
+// an unconstrained one gets the null token.
+TEST(engine_core, the_null_backend_keeps_constrained_requests_inside_their_choices) {
+  engine_config ec;
+  ec.sched.max_model_len = 64;
+  ec.sched.max_num_batched_tokens = 64;
+  ec.kv.num_blocks = 16;
+  ec.kv.block_size = 16;
+  ec.vocab_size = 384;
+  ec.eos_token_ids = {2};
+  ec.compile_structured = [](const structured_output& spec) { troupe::testing::choice_constraint::parse(spec.text); };
+  engine_core core(ec, nullptr, 1);
+  model_runner runner(nullptr, 16, 384, {2});
+  runner.enable_constraints(troupe::testing::choice_constraint::factory({2}));
+  const std::string spec = "5 7 9|5 8|300";
+  for (request_id id = 0; id < 4; ++id) {
+    sampling_params p = greedy(10);
+    p.ignore_eos = false;
+    if (id > 0) p.temperature = 1.0f, p.seed = id;
+    p.structured = structured_output{structured_output::kind::choice, spec};
+    ASSERT_EQ(core.add({id, {1, 2, 3}, p, 0, {}}), "");
+  }
+  ASSERT_EQ(core.add({4, {1, 2, 3}, greedy(3), 0, {}}), "");
+  std::map<request_id, std::vector<int32_t>> outputs;
+  std::map<request_id, finish_reason> reasons;
+  while (core.has_work()) {
+    const step_plan plan = core.schedule();
+    for (const auto& out : core.update(plan, runner.execute(plan))) {
+      outputs[out.id].insert(outputs[out.id].end(), out.new_token_ids.begin(), out.new_token_ids.end());
+      if (out.finished) reasons[out.id] = out.reason;
+    }
+  }
+  const auto choices = troupe::testing::choice_constraint::parse(spec);
+  for (request_id id = 0; id < 4; ++id) {
+    std::vector<int32_t> out = outputs[id];
+    ASSERT_FALSE(out.empty());
+    EXPECT_EQ(out.back(), 2) << "request " << id << " ends on the end id";
+    out.pop_back();
+    EXPECT_NE(std::find(choices.begin(), choices.end(), out), choices.end()) << "request " << id;
+    EXPECT_EQ(reasons[id], finish_reason::stop);
+  }
+  EXPECT_EQ(outputs[4], (std::vector<int32_t>{0, 0, 0}));
+  EXPECT_EQ(runner.constraints()->num_refused(), 0);
+}
+
 namespace {
 
 // Steps from a short chat's arrival to its first token, behind a burst of long generations.

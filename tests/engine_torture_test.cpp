@@ -1,10 +1,13 @@
 // The engine under seeded, random traffic (tests/support/torture.hpp): arrivals with prompts up to 4x
 // the step budget, n > 1, greedy and seeded sampling, stop strings and stop tokens, aborts before,
 // during and after prefill, shared prefixes, priorities, a KV cache that forces preemption, and limits
-// at their edges; every invariant checked after every step.
+// at their edges, and (with a tokenizer) structured outputs: choices, regexes, JSON schemas and objects, EBNF;
+// every invariant checked after every step.
 //
 //   TORTURE_STEPS=N   each test runs plans until N steps ran (default: the counts below)
 //   TORTURE_SEED=S    each test runs the plan of seed S alone
+//   TORTURE_STRUCTURED=F the share of requests constrained by a structured output spec, on backends with
+//                     a tokenizer (default 0.3; 1: every request)
 //   TORTURE_ISOLATE=1 each plan runs in a child process, so a crash shrinks like any other failure
 //                     (with TORTURE_SEED, in a process that runs one test: --gtest_filter)
 // A failing seed prints the smallest plan found that still fails, and the seed to replay; a crash prints
@@ -67,6 +70,7 @@ int64_t steps_or(int64_t default_steps) {
 // Runs plans on `h` until `default_steps` steps ran (or TORTURE_STEPS, or only TORTURE_SEED's plan).
 soak_result run_torture(harness& h, int64_t default_steps, uint64_t first_seed) {
   const int64_t steps = steps_or(default_steps);
+  if (const char* s = std::getenv("TORTURE_STRUCTURED"); s && *s) h.structured_share(std::stod(s));
   if (const char* s = std::getenv("TORTURE_ISOLATE"); s && *s && *s != '0') h.isolate_runs(true);
   bool only_one = false;
   if (const char* s = std::getenv("TORTURE_SEED"); s && *s) {
@@ -80,12 +84,14 @@ soak_result run_torture(harness& h, int64_t default_steps, uint64_t first_seed) 
   }
   const run_stats& s = r.stats;
   std::printf("%s: %lld plans, %lld steps, %lld requests (%lld refused, %lld aborted, %lld failed by a step, %lld "
-              "stopped), %lld compared, %lld preemptions, %lld prompt tokens from the prefix cache\n",
+              "stopped), %lld compared, %lld preemptions, %lld prompt tokens from the prefix cache, %lld constrained (%lld ended "
+              "by their grammar)\n",
               h.config().name.c_str(), static_cast<long long>(r.num_plans), static_cast<long long>(s.num_steps),
               static_cast<long long>(s.num_requests), static_cast<long long>(s.num_refused),
               static_cast<long long>(s.num_aborted), static_cast<long long>(s.num_failed), static_cast<long long>(s.num_stopped),
               static_cast<long long>(s.num_compared), static_cast<long long>(s.num_preemptions),
-              static_cast<long long>(s.num_cached_tokens));
+              static_cast<long long>(s.num_cached_tokens), static_cast<long long>(s.num_constrained),
+              static_cast<long long>(s.num_grammar_complete));
   return r;
 }
 
@@ -129,6 +135,9 @@ TEST(engine_torture, the_null_backend_with_a_tokenizer_ends_requests_on_stop_str
   EXPECT_EQ(r.failure, "");
   if (!std::getenv("TORTURE_SEED")) {
     EXPECT_GT(r.stats.num_stopped, 0);
+    // With a tokenizer, a share of the requests is constrained; the null backend samples inside their masks.
+    EXPECT_GT(r.stats.num_constrained, 0);
+    EXPECT_GT(r.stats.num_grammar_complete, 0);
   }
 }
 
@@ -191,6 +200,46 @@ TEST(engine_torture, the_cpu_model_with_a_tokenizer_stops_on_strings_as_it_would
   harness h(models.make_backend("cpu tiny model with a tokenizer", {16}));
   const soak_result r = run_torture(h, 20000, 3001);
   EXPECT_EQ(r.failure, "");
+  if (!std::getenv("TORTURE_SEED")) {
+    // Constrained requests (choices, regexes, JSON schemas and objects, EBNF) among the others: each token
+    // inside its grammar, each one run alone the same.
+    EXPECT_GT(r.stats.num_constrained, 0);
+    EXPECT_GT(r.stats.num_grammar_complete, 0);
+    EXPECT_GT(r.stats.num_compared, 0);
+  }
+}
+
+// The grammar invariant can fail: a backend that bends a constrained row's token after sampling (on the steps
+// that carry its params) is caught as a token outside its grammar, and shrinks to one constrained request.
+TEST(engine_torture, a_token_outside_its_grammar_fails_the_run_and_shrinks_to_one_constrained_request) {
+  const tokenizer tok = tokenizer::from_file(tiny_model_with_tokenizer() / "tokenizer.json");
+  const model_config config = model_config::from_dir(tiny_model_with_tokenizer());
+  const auto vocab = static_cast<int32_t>(config.vocab_size);
+  backend b = null_backend("null backend that bends a constrained token", vocab, config.eos_token_ids, &tok);
+  b.fault = [vocab](const step_plan& plan, step_result& result) {
+    size_t row = 0;
+    for (const scheduled_seq& s : plan.seqs) {
+      if (!s.sample) continue;
+      if (s.params.structured) result.tokens[row] = (result.tokens[row] + 1) % vocab;
+      ++row;
+    }
+  };
+  harness h(b);
+  uint64_t seed = 1;
+  run_result first;
+  while ((first = h.run(generate(h.config(), seed))).failure.empty()) ++seed;
+  // The run alone of the constrained request is the first to see it.
+  EXPECT_NE(first.failure.find("grammar: "), std::string::npos) << first.failure;
+  EXPECT_NE(first.failure.find("is not allowed by its grammar there"), std::string::npos) << first.failure;
+  const plan small = h.shrink(generate(h.config(), seed), std::chrono::seconds(60));
+  int32_t requests = 0;
+  for (const event& e : small.events)
+    if (e.kind == event_kind::add) {
+      requests += e.add.n;
+      EXPECT_TRUE(e.add.params.structured.has_value()) << describe(small);
+    }
+  EXPECT_EQ(requests, 1) << describe(small);
+  EXPECT_NE(h.run(small).failure.find("grammar: "), std::string::npos);
 }
 
 TEST(engine_torture, a_failing_plan_shrinks_to_the_events_that_make_it_fail_and_prints_its_seed) {

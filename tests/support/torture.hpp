@@ -22,10 +22,15 @@
 //     live requests' tables add up to the pool's counts, and every block is free again at the end;
 //   - outputs: one token per sampled sequence, in the plan's order, the token the step sampled; finish
 //     reasons that match the tokens (max_tokens, max_model_len, EOS, stop_token_ids, stop strings);
+//   - structured outputs: each constrained request's tokens, replayed through a fresh grammar_matcher, are
+//     each allowed by the grammar's bitmask at that point and accepted up to its termination, and one that
+//     ends on EOS (not on a stop string, a stop token id or a length) left its grammar complete; the
+//     sampling shard's constraint_table holds a matcher for exactly the constrained sequences the shards hold;
 //   - greedy requests and sampled ones with a seed produce what the same request produces run alone
 //     (exact backends: tokens, text and finish reason), or, on a backend whose arithmetic depends on the
 //     batch (CUDA), each greedy token is the best of a CPU reference's logits for the same history within
 //     a tolerance;
+//   - every plan comes back the same from the wire codec that carries it to the other ranks;
 //   - a step that fails on the shards fails exactly its requests, with an error, and the engine goes on;
 //   - no exception escapes, and the engine never sits with work it does not schedule.
 
@@ -136,6 +141,10 @@ struct backend {
   std::function<model*(int32_t block_size)> reference_for;
   float argmax_tolerance = 0;
   int32_t max_arrivals = 24;  // per plan
+  // Structured outputs: a spec's compiled grammar over this backend's vocabulary. The harness sets it for a
+  // backend with a tokenizer (so plans then constrain a share of their requests), or leaves what is set.
+  std::function<std::shared_ptr<const compiled_grammar>(const structured_output&)> compile_grammar;
+  double structured_share = 0.3;  // of the requests, when compile_grammar is set
   // For the harness's own tests: changes what a step sampled, as a broken backend would.
   std::function<void(const step_plan& plan, step_result& result)> fault;
 };
@@ -197,6 +206,8 @@ struct run_stats {
   int64_t num_preemptions = 0;
   int64_t num_cached_tokens = 0;
   int64_t num_compared = 0;   // requests checked against their run alone (or the reference's logits)
+  int64_t num_constrained = 0;      // constrained requests whose outputs were replayed through their grammar
+  int64_t num_grammar_complete = 0;  // of those, ended by their grammar (EOS once the grammar was complete)
   run_stats& operator+=(const run_stats& o);
 };
 
@@ -218,6 +229,8 @@ public:
   // shrinks. NOTE: only for a process that has run no OpenMP region and no GPU work yet: neither libgomp's
   // threads nor a CUDA context survive fork(). The models are made in each child.
   void isolate_runs(bool on) { isolated_ = on; }
+  // The share of each plan's requests that carry a structured output spec (backends with a tokenizer).
+  void structured_share(double share) { backend_.structured_share = share; }
 
   // The smallest plan that fails the way `failing` does (the same kind of violation): events removed
   // in halves, then one by one, then simplified (shorter prompts, fewer tokens, no options), and the

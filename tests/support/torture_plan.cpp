@@ -48,6 +48,36 @@ std::vector<int32_t> random_tokens(draw& d, int32_t n, int32_t vocab) {
   return t;
 }
 
+// A structured output spec as clients send them: a few choices (prefixes of each other, empty, non-ASCII), a
+// regex, a small bounded JSON schema, any JSON object, or an EBNF grammar. The texts come from small pools,
+// so plans share compiled grammars as a server's requests do.
+structured_output random_spec(draw& d) {
+  using kind = structured_output::kind;
+  const double u = d.unit();
+  if (u < 0.3) {
+    static const std::vector<std::string> words = {"a", "ab", "abc", "yes", "no", "x y", "{}", "\\u00e9t\\u00e9", "12", ""};
+    std::string text = "[";
+    for (int i = d.between(1, 3); i > 0; --i) text += "\"" + d.pick(words) + "\"" + (i > 1 ? "," : "");
+    return {kind::choice, text + "]"};
+  }
+  if (u < 0.55) {
+    static const std::vector<std::string> patterns = {"[a-c]{1,5}(x|yz)", "(ab|cd)*e", "[0-9]{2,4}", "a+", "(x|y){0,3}z",
+                                                      "[a-z]{3}"};
+    return {kind::regex, d.pick(patterns)};
+  }
+  if (u < 0.8) {
+    static const std::vector<std::string> schemas = {
+        R"({"type":"object","properties":{"a":{"type":"integer","minimum":0,"maximum":99},"b":{"type":"boolean"}},"required":["a","b"]})",
+        R"({"type":"object","properties":{"name":{"type":"string","maxLength":4}},"required":["name"]})",
+        R"({"enum":["red","green",3,null]})",
+        R"({"type":"array","items":{"type":"integer","minimum":0,"maximum":9},"maxItems":3})",
+        R"({"type":"boolean"})"};
+    return {kind::json_schema, d.pick(schemas)};
+  }
+  if (u < 0.92) return {kind::json_object, ""};
+  return {kind::grammar, R"(root ::= ("ab" | "c")+ ".")"};
+}
+
 sampling_params random_params(draw& d, const backend& b, const engine_shape& s) {
   sampling_params p;
   const double u = d.unit();
@@ -89,11 +119,20 @@ sampling_params random_params(draw& d, const backend& b, const engine_shape& s) 
     }
     p.include_stop_str_in_output = d.chance(0.3);
   }
+  if (b.compile_grammar && d.chance(b.structured_share)) {
+    p.structured = random_spec(d);
+    // Any JSON object goes on for as long as it is let: a small max_tokens, as clients set one.
+    if (p.structured->type == structured_output::kind::json_object && d.chance(0.8)) p.max_tokens = d.between(1, 16);
+  }
   return p;
 }
 
 // Makes an arrival the engine must refuse, in one of the ways a client can get it wrong.
 void spoil(draw& d, const backend& b, const engine_shape& s, arrival& a) {
+  if (b.compile_grammar && d.chance(0.2)) {
+    a.params.structured = structured_output{structured_output::kind::regex, "(ab"};  // the gateway would refuse it
+    return;
+  }
   switch (d.between(0, b.tok ? 4 : 5)) {
     case 0: a.prompt.clear(); break;
     case 1: a.prompt = random_tokens(d, s.max_model_len + d.between(0, 3), b.vocab_size); break;
@@ -146,6 +185,11 @@ std::string describe(const sampling_params& p) {
   if (p.include_stop_str_in_output) o << ", include_stop_str_in_output";
   for (const auto& [id, bias] : p.logit_bias) o << ", logit_bias " << id << ":" << bias;
   if (p.logprobs) o << ", logprobs " << *p.logprobs;
+  if (p.structured) {
+    static const char* const kinds[] = {"json_object", "json_schema", "regex", "choice", "grammar"};
+    o << ", structured " << kinds[static_cast<size_t>(p.structured->type)];
+    if (!p.structured->text.empty()) o << " " << quoted(p.structured->text);
+  }
   return o.str();
 }
 
@@ -294,6 +338,8 @@ run_stats& run_stats::operator+=(const run_stats& o) {
   num_preemptions += o.num_preemptions;
   num_cached_tokens += o.num_cached_tokens;
   num_compared += o.num_compared;
+  num_constrained += o.num_constrained;
+  num_grammar_complete += o.num_grammar_complete;
   return *this;
 }
 
@@ -345,6 +391,7 @@ std::vector<event> simpler(const event& e, const std::vector<event>& events, siz
   if (!p.stop.empty()) with([](event& c) { c.add.params.stop.clear(), c.add.params.include_stop_str_in_output = false; });
   if (!p.stop_token_ids.empty()) with([](event& c) { c.add.params.stop_token_ids.clear(); });
   if (p.min_tokens > 0) with([](event& c) { c.add.params.min_tokens = 0; });
+  if (p.structured) with([](event& c) { c.add.params.structured.reset(); });
   if (!p.ignore_eos) with([](event& c) { c.add.params.ignore_eos = true; });
   if (a.priority != 0) with([](event& c) { c.add.priority = 0; });
   if (!a.cache_salt.empty()) with([](event& c) { c.add.cache_salt.clear(); });

@@ -19,6 +19,9 @@
 #include "kernels/model.hpp"
 #include "kernels/model_runner.hpp"
 #include "runtime/engine/engine_core.hpp"
+#include "runtime/engine/step_plan_codec.hpp"
+#include "runtime/structured/grammar_cache.hpp"
+#include "runtime/structured/grammar_constraint.hpp"
 #include "runtime/tokenizer/tokenizer.hpp"
 #include "tests/support/torture.hpp"
 
@@ -77,6 +80,8 @@ struct request_state {
   std::string stop_string;
   std::optional<int32_t> stop_token;
   bool aborted = false;
+  // Constrained: the request's outputs replayed through a fresh matcher of its grammar, one token at a time.
+  std::shared_ptr<grammar_matcher> replay;
 
   void append(int32_t token) {
     const auto pos = static_cast<int32_t>(history.size());
@@ -95,6 +100,14 @@ struct shard_seq {
 
 // What the engine must refuse at add: the checks a client's request fails before it enters.
 bool must_refuse(const backend& b, const engine_shape& s, const arrival& a) {
+  if (a.params.structured) {
+    if (!b.compile_grammar) return true;
+    try {
+      b.compile_grammar(*a.params.structured);
+    } catch (const std::invalid_argument&) {
+      return true;
+    }
+  }
   return a.prompt.empty() || static_cast<int32_t>(a.prompt.size()) >= s.max_model_len ||
          std::any_of(a.prompt.begin(), a.prompt.end(), [&](int32_t t) { return t < 0 || t >= b.vocab_size; }) ||
          !a.params.validate(b.vocab_size).empty() || (!b.tok && !a.params.stop.empty());
@@ -127,6 +140,16 @@ private:
   std::string check_failed(const step_plan& plan, const std::vector<request_output>& outs);
   std::string check_blocks();
   std::string check_against_reference(const request_state& r);
+  // Advances a constrained request's replay over its new output token: the token must be one its grammar
+  // allowed at that point.
+  std::string check_grammar_token(request_state& r, int32_t token);
+  // What ending a constrained request means for its grammar; counts it.
+  std::string check_grammar_end(const request_state& r);
+  // The sampling shard's matchers hold exactly the constrained sequences the shards hold.
+  std::string check_constraint_table();
+  const constraint_table* sampling_constraints() const {
+    return shard_runners_.empty() ? runner_->constraints() : shard_runners_[0]->constraints();
+  }
 
   const backend& b_;
   const plan& p_;
@@ -171,6 +194,7 @@ std::string runner::apply(const event& e) {
       continue;
     }
     if (compared_alone(b_, r.params)) r.alone = alone_(a, c);
+    if (r.params.structured) r.replay = std::make_shared<grammar_matcher>(b_.compile_grammar(*r.params.structured));
   }
   return "";
 }
@@ -218,6 +242,7 @@ std::string runner::abort(request_id id) {
            std::to_string(r.outputs.size());
   r.ended = r.aborted = true;
   ++stats_.num_aborted;
+  if (std::string f = check_grammar_end(r); !f.empty()) return f;
   return check_against_reference(r);
 }
 
@@ -306,6 +331,11 @@ std::string runner::shadow_step(const step_plan& plan, step_result& result) {
                " in block " + std::to_string(sh.table[pos / bs]) + ", which holds " +
                (shadow_[slot(sh, pos)] == never_written ? "nothing written yet" : "other KV");
     if (!s.sample || model_) continue;
+    // A constrained row keeps what the runner picked inside its grammar's bitmask.
+    if (r.params.structured) {
+      ++next;
+      continue;
+    }
     // The null backend's "model": a token that depends on the history whose KV the step read (checked
     // just above), the seed when sampling, and the output index, with small ids common enough to hit
     // stop_token_ids.
@@ -374,6 +404,52 @@ std::string runner::check_against_reference(const request_state& r) {
   return "";
 }
 
+std::string runner::check_grammar_token(request_state& r, int32_t token) {
+  if (!r.replay) return "";
+  std::vector<uint32_t> words(static_cast<size_t>(r.replay->bitmask_words()));
+  r.replay->fill_next_token_bitmask(words);
+  // The sampler's fallback: a grammar that allows no id ends the sequence on an end id.
+  std::vector<uint32_t> allowed(static_cast<size_t>(bitmask_words(b_.vocab_size)));
+  words.resize(allowed.size());
+  effective_bitmask(words, b_.vocab_size, b_.eos_token_ids, allowed);
+  const std::string at = " output token " + std::to_string(r.outputs.size()) + " (" + std::to_string(token) + ")";
+  if (!(allowed[static_cast<size_t>(token) / 32] >> (token % 32) & 1u)) return at + " is not allowed by its grammar there";
+  // Once terminated only end ids are allowed (min_tokens or ignore_eos may keep the request going), and none
+  // is accepted.
+  if (!r.replay->is_terminated() && !r.replay->accept_token(token))
+    return at + " is allowed by its grammar's bitmask but not accepted by its matcher";
+  return "";
+}
+
+std::string runner::check_grammar_end(const request_state& r) {
+  if (!r.replay) return "";
+  ++stats_.num_constrained;
+  if (r.reason == finish_reason::stop && !r.stop_token && r.stop_string.empty() && !r.outputs.empty() &&
+      contains(b_.eos_token_ids, r.outputs.back())) {
+    if (!r.replay->is_terminated())
+      return "grammar: " + name_of(id_of(r.label, r.copy)) + " ended on EOS, but its grammar is not complete";
+    ++stats_.num_grammar_complete;
+  }
+  return "";
+}
+
+std::string runner::check_constraint_table() {
+  const constraint_table* table = sampling_constraints();
+  if (!table) return "";
+  size_t want = 0;
+  for (const auto& [id, seq] : shard_) {
+    const bool constrained = requests.at(id).params.structured.has_value();
+    want += constrained;
+    if (table->holds(id) != constrained)
+      return "constraints: step " + std::to_string(step_) + ": the sampling shard " +
+             (constrained ? "holds no matcher for " : "holds a matcher for unconstrained ") + name_of(id);
+  }
+  if (table->num_constraints() != want)
+    return "constraints: step " + std::to_string(step_) + ": the sampling shard holds " +
+           std::to_string(table->num_constraints()) + " matchers for " + std::to_string(want) + " constrained sequences";
+  return "";
+}
+
 std::string runner::check_finish(request_state& r, const request_output& o) {
   const std::string who = "finish: " + name_of(o.id) + " ";
   const sampling_params& p = r.params;
@@ -428,6 +504,7 @@ std::string runner::check_outputs(const step_result& result, const std::vector<r
       return "output: " + who + " gets other tokens than the step sampled";
     sampled.erase(want);
     if (o.new_token_ids[0] < 0 || o.new_token_ids[0] >= b_.vocab_size) return "output: " + who + " gets a token out of the vocabulary";
+    if (std::string f = check_grammar_token(r, o.new_token_ids[0]); !f.empty()) return "grammar: " + who + f;
     r.append(o.new_token_ids[0]);
     r.outputs.push_back(o.new_token_ids[0]);
     r.text += o.text;
@@ -442,6 +519,7 @@ std::string runner::check_outputs(const step_result& result, const std::vector<r
     if (o.finished) {
       r.ended = true;
       if (std::string f = check_finish(r, o); !f.empty()) return f;
+      if (std::string f = check_grammar_end(r); !f.empty()) return f;
       continue;
     }
     const auto total = static_cast<int32_t>(r.history.size());
@@ -465,6 +543,7 @@ std::string runner::check_failed(const step_plan& plan, const std::vector<reques
       return step + name_of(o.id) + " does not end with just an error";
     requests.at(o.id).ended = true;
     ++stats_.num_failed;
+    if (std::string f = check_grammar_end(requests.at(o.id)); !f.empty()) return f;
   }
   if (!want.empty()) return step + name_of(*want.begin()) + " was in the failed step but gets no error";
   return "";
@@ -525,6 +604,8 @@ run_result runner::run() {
         const uint64_t v = (parent.lo + (tokens.empty() ? 0 : static_cast<uint64_t>(tokens[0])) + extra.size()) % 5;
         return block_key{v, 0};
       };
+    if (b_.compile_grammar)
+      ec.compile_structured = [compile = b_.compile_grammar](const structured_output& spec) { compile(spec); };
     core_ = std::make_unique<engine_core>(ec, b_.tok, p_.seed);
     model_ = b_.model_for ? b_.model_for(s_.block_size) : nullptr;
     runner_ = std::make_unique<model_runner>(model_, s_.block_size, b_.vocab_size, b_.eos_token_ids);
@@ -534,6 +615,9 @@ run_result runner::run() {
       for (model* m : shards)
         shard_runners_.push_back(std::make_unique<model_runner>(m, s_.block_size, b_.vocab_size, b_.eos_token_ids));
     }
+    // Structured outputs: only the shard that samples keeps matchers (actors/engine.cpp).
+    if (b_.compile_grammar)
+      (shard_runners_.empty() ? *runner_ : *shard_runners_[0]).enable_constraints(grammar_constraint_factory(b_.compile_grammar));
     shadow_.assign(static_cast<size_t>(s_.num_blocks) * s_.block_size, never_written);
     written_.assign(shadow_.size(), -1);
 
@@ -613,9 +697,13 @@ run_result runner::run() {
       ++step_;
       if (step_ > max_steps) return fail("livelock: " + std::to_string(max_steps) + " steps and the requests are not done");
       if (std::string f = check_plan(plan); !f.empty()) return fail(f);
+      // What rank 0 sends the other ranks of an mpirun job (structured specs included) comes out the same.
+      if (decode_rank_message(encode_step_plan(plan)).plan != plan)
+        return fail("codec: step " + std::to_string(step_) + "'s plan does not come back the same from the wire codec");
       std::string shard_failure;
       step_result result = execute(plan, shard_failure);
       if (!shard_failure.empty()) return fail(shard_failure);
+      if (std::string f = check_constraint_table(); !f.empty()) return fail(f);
       if (result.step != plan.step) return fail("result: step " + std::to_string(step_) + " comes back with another step number");
       std::vector<request_id> want_ids;
       for (const scheduled_seq& s : plan.seqs)
@@ -659,6 +747,7 @@ run_result runner::run() {
       return fail("blocks: at the end " + std::to_string(core_->kv().num_free_blocks()) + " of " +
                   std::to_string(s_.num_blocks) + " blocks are free");
     if (std::string c = core_->kv().check_consistency(); !c.empty()) return fail("blocks: at the end: " + c);
+    if (std::string f = check_constraint_table(); !f.empty()) return fail(f);
     stats_.num_steps = step_;
     stats_.num_preemptions = core_->stats().num_preemptions;
     stats_.num_cached_tokens = core_->stats().num_cached_prompt_tokens;
@@ -672,7 +761,14 @@ run_result runner::run() {
 
 } // namespace
 
-harness::harness(backend b) : backend_(std::move(b)) {}
+harness::harness(backend b) : backend_(std::move(b)) {
+  if (backend_.tok && !backend_.compile_grammar) {
+    // As model_front does: the tokenizer's vocabulary over the model's logits, one cache of compiled grammars.
+    auto cache = std::make_shared<grammar_cache>();
+    auto vocab = make_token_vocabulary(*backend_.tok, backend_.eos_token_ids, backend_.vocab_size);
+    backend_.compile_grammar = [cache, vocab](const structured_output& spec) { return cache->get(spec, vocab); };
+  }
+}
 harness::~harness() = default;
 
 const harness::output& harness::alone(const engine_shape& shape, const arrival& a, uint64_t seed) {
@@ -718,7 +814,8 @@ run_result harness::run_in_child(const plan& p) {
     const run_stats& s = r.stats;
     std::ostringstream o;
     o << s.num_steps << " " << s.num_requests << " " << s.num_refused << " " << s.num_aborted << " " << s.num_failed << " "
-      << s.num_stopped << " " << s.num_preemptions << " " << s.num_cached_tokens << " " << s.num_compared << "\n"
+      << s.num_stopped << " " << s.num_preemptions << " " << s.num_cached_tokens << " " << s.num_compared << " "
+      << s.num_constrained << " " << s.num_grammar_complete << "\n"
       << r.failure;
     const std::string text = o.str();
     for (size_t at = 0; at < text.size();) {
@@ -743,7 +840,7 @@ run_result harness::run_in_child(const plan& p) {
   std::istringstream in(text.substr(0, text.find('\n')));
   run_stats& s = r.stats;
   in >> s.num_steps >> s.num_requests >> s.num_refused >> s.num_aborted >> s.num_failed >> s.num_stopped >>
-      s.num_preemptions >> s.num_cached_tokens >> s.num_compared;
+      s.num_preemptions >> s.num_cached_tokens >> s.num_compared >> s.num_constrained >> s.num_grammar_complete;
   r.failure = text.substr(text.find('\n') + 1);
   return r;
 }
