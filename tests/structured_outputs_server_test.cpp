@@ -149,7 +149,9 @@ TEST_F(structured_outputs_server, hostile_specs_are_400s_while_a_concurrent_stre
   for (size_t at = events.find("data: {"); at != std::string::npos; at = events.find("data: {", at + 1)) {
     const json chunk = json::parse(events.substr(at + 6, events.find('\n', at) - at - 6));
     text += chunk["choices"][0]["text"].get<std::string>();
-    if (!chunk["choices"][0]["finish_reason"].is_null()) EXPECT_EQ(chunk["choices"][0]["finish_reason"], "stop");
+    if (!chunk["choices"][0]["finish_reason"].is_null()) {
+      EXPECT_EQ(chunk["choices"][0]["finish_reason"], "stop");
+    }
   }
   EXPECT_TRUE(std::regex_match(text, std::regex("[a-c]{1000}"))) << text;
 }

@@ -34,7 +34,8 @@ std::string engine_core::add(engine_request in) {
   if (states_.count(in.id) || scheduler_.find(in.id)) return "Request id " + std::to_string(in.id) + " is already in use";
 
   auto st = std::make_unique<output_state>(output_state{
-      stop_checker(in.params, config_.eos_token_ids, n, max_len), nullptr, in.prompt_ids, {}, 0, n});
+      stop_checker(in.params, config_.eos_token_ids, n, max_len), nullptr, in.prompt_ids, {}, 0, n,
+      std::chrono::steady_clock::now(), std::nullopt, std::nullopt, {}});
   if (tokenizer_) st->detok = std::make_unique<incremental_detokenizer>(*tokenizer_, st->prompt_ids, in.params.skip_special_tokens);
 
   request r;

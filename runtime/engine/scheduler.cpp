@@ -179,7 +179,7 @@ std::vector<std::pair<request_id, int32_t>> scheduler::update(const step_plan& p
   return appended;
 }
 
-bool scheduler::finish(request_id id, request_status status) {
+bool scheduler::finish(request_id id, [[maybe_unused]] request_status status) {  // however it ended, its blocks go
   auto it = requests_.find(id);
   if (it == requests_.end() || is_finished(it->second.status)) return false;
   request& r = it->second;
