@@ -1,6 +1,6 @@
 // `troupe bench serve`: drives a running OpenAI-compatible server (troupe's or vLLM's) as vLLM's
-// `vllm bench serve` does (its flags, its random dataset, its report and result JSON): random token-id
-// prompts sent as streamed completions at a request rate, measuring TTFT, TPOT, ITL and end-to-end
+// `vllm bench serve` does (its flags, its random and prefix_repetition datasets, its report and result
+// JSON): token-id prompts sent as streamed completions at a request rate, measuring TTFT, TPOT, ITL and end-to-end
 // latency from the event stream. The figures are in launch/bench/bench_metrics.hpp, the HTTP client in
 // launch/bench_client.cpp.
 
@@ -25,6 +25,7 @@
 #include "launch/bench/bench_report.hpp"
 #include "launch/bench/bench_sweep.hpp"
 #include "launch/bench/bench_workload.hpp"
+#include "launch/bench/prefix_cache_counts.hpp"
 #include "runtime/error.hpp"
 #include "runtime/openai/python_repr.hpp"
 
@@ -41,7 +42,10 @@ struct serve_bench_options {
   std::string backend = "openai";
   std::string model;     // empty: the first of GET /v1/models
   std::string api_key;   // empty: $OPENAI_API_KEY
-  random_workload_options workload;
+  std::string dataset_name = "random";  // random | prefix_repetition
+  random_workload_options workload;      // num_prompts, vocab_size and seed serve both datasets
+  prefix_repetition_options prefix_repetition;
+  std::vector<std::string> metrics_urls;  // where to read prefix-cache counters (empty: the server's /metrics)
   double request_rate = std::numeric_limits<double>::infinity();
   double burstiness = 1.0;
   int32_t max_concurrency = 0;
@@ -107,9 +111,19 @@ std::vector<std::string> chat_texts(const http_target& target, const std::string
   return texts;
 }
 
-std::vector<bench_request> make_requests(const serve_bench_options& o, bool chat, const std::string& endpoint,
-                                         const std::string& model, const http_target& target, const std::string& api_key) {
-  const std::vector<bench_prompt> prompts = random_prompts(o.workload);
+// The prompts of --dataset-name for o.workload's count and seed.
+std::vector<bench_prompt> dataset_prompts(const serve_bench_options& o) {
+  if (o.dataset_name == "random") return random_prompts(o.workload);
+  prefix_repetition_options p = o.prefix_repetition;
+  p.num_prompts = o.workload.num_prompts;
+  p.vocab_size = o.workload.vocab_size;
+  p.seed = o.workload.seed;
+  return prefix_repetition_prompts(p);
+}
+
+std::vector<bench_request> make_requests(const serve_bench_options& o, std::vector<bench_prompt> prompts, bool chat,
+                                         const std::string& endpoint, const std::string& model, const http_target& target,
+                                         const std::string& api_key) {
   std::vector<std::string> texts;
   if (chat) texts = chat_texts(target, api_key, model, prompts, o.workload.seed);
   std::vector<bench_request> requests;
@@ -170,7 +184,8 @@ bench_setup prepare(serve_bench_options& o) {
     throw user_error("--backend openai-chat sends chat requests: --endpoint must end in chat/completions, not " + b.endpoint);
   bench_run_info& run = b.run;
   run.backend = b.chat ? "openai-chat" : o.backend;
-  run.num_prompts = o.workload.num_prompts;
+  const std::vector<bench_prompt> prompts = dataset_prompts(o);  // its user_error before any connection
+  run.num_prompts = static_cast<int64_t>(prompts.size());
   run.request_rate = o.request_rate;
   run.burstiness = o.burstiness;
   run.max_concurrency = o.max_concurrency;
@@ -182,9 +197,8 @@ bench_setup prepare(serve_bench_options& o) {
   // One request of the workload (the first of a one-prompt run: its prompt is that of the full run's first).
   std::printf("Starting initial single prompt test run...\n");
   std::fflush(stdout);
-  serve_bench_options one = o;
-  one.workload.num_prompts = 1;
-  const std::vector<bench_request> first = make_requests(one, b.chat, b.endpoint, run.model_id, b.target, o.api_key);
+  const std::vector<bench_request> first =
+      make_requests(o, {prompts.front()}, b.chat, b.endpoint, run.model_id, b.target, o.api_key);
   const double at_once[] = {0.0};
   const bench_run test = run_streamed_requests(b.target, o.api_key, first, at_once, 0, [] {});
   if (!test.outcomes[0].success)
@@ -199,8 +213,9 @@ struct rate_run {
   bench_metrics metrics;
 };
 rate_run run_at_rate(const serve_bench_options& o, const bench_setup& b, double rate, std::span<const double> percentiles) {
-  const std::vector<bench_request> requests = make_requests(o, b.chat, b.endpoint, b.run.model_id, b.target, o.api_key);
-  const std::vector<double> arrivals = arrival_times(o.workload.num_prompts, rate, o.burstiness, o.workload.seed);
+  const std::vector<bench_request> requests =
+      make_requests(o, dataset_prompts(o), b.chat, b.endpoint, b.run.model_id, b.target, o.api_key);
+  const std::vector<double> arrivals = arrival_times(static_cast<int64_t>(requests.size()), rate, o.burstiness, o.workload.seed);
   progress_bar bar(requests.size(), !o.disable_tqdm);
   rate_run r;
   r.result = run_streamed_requests(b.target, o.api_key, requests, arrivals, o.max_concurrency, [&] { bar.tick(); });
@@ -220,8 +235,35 @@ void write_file(const std::string& file, const std::string& text, const char* fl
   spdlog::info("saved the result to {}", file);
 }
 
+// The prefix-cache counters summed over --metrics-url (default: the server's /metrics); nullopt when one
+// of them cannot be read or exports none (spdlog says which).
+std::optional<prefix_cache_counts> read_prefix_cache_counts(const serve_bench_options& o, const http_target& server) {
+  std::vector<std::pair<http_target, std::string>> sources;  // target, path
+  if (o.metrics_urls.empty()) sources.emplace_back(server, "/metrics");
+  for (const auto& url : o.metrics_urls) sources.emplace_back(parse_base_url(url), "");
+  prefix_cache_counts sum;
+  for (const auto& [target, path] : sources) {
+    http_reply r;
+    try {
+      r = http_call(target, "GET", path, "", o.api_key);
+    } catch (const user_error& e) {
+      spdlog::warn("no prefix cache hit rate: {}", e.what());
+      return std::nullopt;
+    }
+    const auto counts = r.status == 200 ? parse_prefix_cache_counts(r.body) : std::nullopt;
+    if (!counts) {
+      spdlog::warn("no prefix cache hit rate: {} (HTTP {}) has no prefix_cache_queries_total", target.url(path), r.status);
+      return std::nullopt;
+    }
+    sum.queries += counts->queries;
+    sum.hits += counts->hits;
+  }
+  return sum;
+}
+
 void run_serve_bench(serve_bench_options o) {
   bench_setup b = prepare(o);
+  const auto cache_before = read_prefix_cache_counts(o, b.target);
   bench_run_info& run = b.run;
   std::printf("Initial test run completed. Starting main benchmark run...\n");
   std::printf("Traffic request rate: %s\n", python_float_repr(o.request_rate).c_str());
@@ -235,13 +277,23 @@ void run_serve_bench(serve_bench_options o) {
   const auto& result = r.result;
   run.date = local_date();
   std::fputs(format_report(metrics, run).c_str(), stdout);
+  // Beyond vLLM's report: the servers' prefix-cache hit rate over the run (its prompt tokens found cached).
+  const auto cache_after = cache_before ? read_prefix_cache_counts(o, b.target) : std::nullopt;
+  const auto hit_rate = cache_after ? prefix_cache_hit_rate(*cache_before, *cache_after) : std::nullopt;
+  if (hit_rate) std::printf("%-40s %-10.2f\n", "Prefix cache hit rate (%):", *hit_rate * 100);
+  else std::printf("%-40s %-10s\n", "Prefix cache hit rate (%):", "n/a");
   std::fflush(stdout);
 
-  if (!o.json_file.empty()) write_file(o.json_file, result_json(metrics, run, result.outcomes, o.save_detailed), "--json");
+  // vLLM's keys in vLLM's order, then troupe's two (a parsed nlohmann object would sort them all).
+  std::string saved = result_json(metrics, run, result.outcomes, o.save_detailed);
+  saved.pop_back();  // its closing '}'
+  saved += ",\"dataset_name\":" + json(o.dataset_name).dump() +
+           ",\"prefix_cache_hit_rate\":" + (hit_rate ? json(*hit_rate) : json(nullptr)).dump() + "}";
+  if (!o.json_file.empty()) write_file(o.json_file, saved, "--json");
   if (o.save_result || !o.result_filename.empty()) {
     std::string file = o.result_filename.empty() ? default_result_filename(run) : o.result_filename;
     if (!o.result_dir.empty()) file = o.result_dir + "/" + file;
-    write_file(file, result_json(metrics, run, result.outcomes, o.save_detailed), "--result-filename");
+    write_file(file, saved, "--result-filename");
   }
 }
 
@@ -282,9 +334,14 @@ void run_sweep(serve_bench_options o) {
                          {"endpoint", b.endpoint},
                          {"model_id", b.run.model_id},
                          {"num_prompts", o.workload.num_prompts},
+                         {"dataset_name", o.dataset_name},
                          {"random_input_len", o.workload.input_len},
                          {"random_output_len", o.workload.output_len},
                          {"random_range_ratio", o.workload.range_ratio},
+                         {"prefix_repetition_prefix_len", o.prefix_repetition.prefix_len},
+                         {"prefix_repetition_suffix_len", o.prefix_repetition.suffix_len},
+                         {"prefix_repetition_num_prefixes", o.prefix_repetition.num_prefixes},
+                         {"prefix_repetition_output_len", o.prefix_repetition.output_len},
                          {"burstiness", o.burstiness},
                          {"max_concurrency", o.max_concurrency > 0 ? json(o.max_concurrency) : json(nullptr)},
                          {"seed", first_seed}};
@@ -370,6 +427,24 @@ void register_bench_serve(CLI::App& bench) {
   cmd->add_option("--model", o->model, "Model name to request (default: the first of GET /v1/models)");
   cmd->add_option("--api-key", o->api_key, "Sent as 'Authorization: Bearer KEY' (default: $OPENAI_API_KEY)");
   cmd->add_option("--num-prompts", o->workload.num_prompts, "Requests to send")->capture_default_str()->check(positive(""));
+  cmd->add_option("--dataset-name", o->dataset_name,
+                  "random: --random-* lengths; prefix_repetition: --prefix-repetition-num-prefixes shared prefixes, each "
+                  "prompt one of them and a random suffix (num-prompts / num-prefixes per prefix, shuffled)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"random", "prefix_repetition"}));
+  cmd->add_option("--prefix-repetition-prefix-len", o->prefix_repetition.prefix_len, "prefix_repetition: tokens of each shared prefix")
+      ->capture_default_str()->check(positive(""));
+  cmd->add_option("--prefix-repetition-suffix-len", o->prefix_repetition.suffix_len,
+                  "prefix_repetition: random tokens after the prefix, each prompt its own")
+      ->capture_default_str()->check(positive(""));
+  cmd->add_option("--prefix-repetition-num-prefixes", o->prefix_repetition.num_prefixes, "prefix_repetition: distinct prefixes")
+      ->capture_default_str()->check(positive(""));
+  cmd->add_option("--prefix-repetition-output-len", o->prefix_repetition.output_len, "prefix_repetition: max_tokens per request")
+      ->capture_default_str()->check(positive(""));
+  cmd->add_option("--metrics-url", o->metrics_urls,
+                  "A Prometheus /metrics URL (repeatable) whose prefix_cache_{hits,queries}_total, read before and after the "
+                  "run, give the report's prefix cache hit rate, e.g. each worker behind a router (default: the server's "
+                  "/metrics) (troupe only)");
   cmd->add_option("--random-input-len", o->workload.input_len, "Prompt tokens per request")
       ->capture_default_str()->check(positive(""));
   cmd->add_option("--random-output-len", o->workload.output_len, "max_tokens per request")

@@ -127,6 +127,34 @@ TEST(bench_serve_cli, paces_requests_at_the_request_rate) {
   EXPECT_EQ(j["output_lens"], json(std::vector<int>(8, 8)));
 }
 
+TEST(bench_serve_cli, the_prefix_repetition_dataset_shares_its_prefixes_and_reports_the_servers_prefix_cache_hit_rate) {
+  // 2 prefixes of 32 tokens (two 16-token blocks) x 4 prompts, each with 8 tokens of its own, one at a time.
+  // The initial test run sends the first prompt, caching its prefix; of the run's 8 x 40 prompt tokens the
+  // 7 prompts after each prefix's first find its 32 tokens cached: 224 / 320.
+  server_process s;
+  const fs::path result = result_file("prefix_repetition");
+  const auto r = bench_serve("--port " + std::to_string(s.http_port()) +
+                             " --dataset-name prefix_repetition --num-prompts 9 --prefix-repetition-num-prefixes 2"
+                             " --prefix-repetition-prefix-len 32 --prefix-repetition-suffix-len 8 --prefix-repetition-output-len 3"
+                             " --ignore-eos --max-concurrency 1 --result-filename " + result.string());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("==================================================\nPrefix cache hit rate (%):               70.00     \n"), std::string::npos) << r.out;
+  const json j = read_json(result);
+  EXPECT_EQ(j["dataset_name"], "prefix_repetition");
+  EXPECT_EQ(j["num_prompts"], 8);  // 9 / 2 prompts per prefix, rounded down, as vLLM's dataset makes them
+  EXPECT_EQ(j["completed"], 8);
+  EXPECT_EQ(j["total_input_tokens"], 8 * 40);
+  EXPECT_EQ(j["total_output_tokens"], 8 * 3);
+  EXPECT_DOUBLE_EQ(j["prefix_cache_hit_rate"].get<double>(), 224.0 / 320);
+}
+
+TEST(bench_serve_cli, fewer_prompts_than_prefixes_fails_before_sending_anything) {
+  const auto r = bench_serve("--port " + std::to_string(unused_port()) +
+                             " --dataset-name prefix_repetition --num-prompts 4 --prefix-repetition-num-prefixes 8");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("--num-prompts (4) must be at least --prefix-repetition-num-prefixes (8)"), std::string::npos) << r.err;
+}
+
 TEST(bench_serve_cli, the_chat_backend_sends_detokenized_prompts_to_chat_completions) {
   server_process s;
   const fs::path result = result_file("chat");

@@ -1,6 +1,10 @@
 #include "launch/bench/bench_workload.hpp"
 
+#include <algorithm>
 #include <cmath>
+#include <string>
+
+#include "runtime/error.hpp"
 
 namespace troupe {
 
@@ -28,6 +32,33 @@ std::vector<bench_prompt> random_prompts(const random_workload_options& o) {
     p.output_len = output_len(rng);
     for (auto& t : p.token_ids) t = token(rng);
   }
+  return prompts;
+}
+
+std::vector<bench_prompt> prefix_repetition_prompts(const prefix_repetition_options& o) {
+  const int64_t per_prefix = o.num_prompts / o.num_prefixes;
+  if (per_prefix == 0)
+    throw user_error("--num-prompts (" + std::to_string(o.num_prompts) + ") must be at least --prefix-repetition-num-prefixes (" +
+                     std::to_string(o.num_prefixes) + "): each prefix is shared by num-prompts / num-prefixes prompts");
+  std::mt19937_64 rng(o.seed);
+  std::uniform_int_distribution<int32_t> token(0, static_cast<int32_t>(o.vocab_size - 1));
+  auto random_tokens = [&](int64_t n) {
+    std::vector<int32_t> ids(static_cast<size_t>(n));
+    for (auto& t : ids) t = token(rng);
+    return ids;
+  };
+  std::vector<bench_prompt> prompts;
+  prompts.reserve(static_cast<size_t>(per_prefix * o.num_prefixes));
+  for (int64_t p = 0; p < o.num_prefixes; ++p) {
+    const std::vector<int32_t> prefix = random_tokens(o.prefix_len);
+    for (int64_t s = 0; s < per_prefix; ++s) {
+      bench_prompt prompt{prefix, o.output_len};
+      const std::vector<int32_t> suffix = random_tokens(o.suffix_len);
+      prompt.token_ids.insert(prompt.token_ids.end(), suffix.begin(), suffix.end());
+      prompts.push_back(std::move(prompt));
+    }
+  }
+  std::shuffle(prompts.begin(), prompts.end(), rng);
   return prompts;
 }
 

@@ -4,6 +4,7 @@
 # machine has those; it lacks CAF, spdlog, fmt and the rest), the reference models and the bench config.
 #
 #   scripts/gpu/bundle.sh [OUT_DIR]        (BUILD_DIR=build by default)
+# scripts/gpu/fleet.sh needs no more than this: troupe (serve, router, bench serve, plan) and data/qwen2.5-7b-shape.
 # STRUCTURED=1 adds the Qwen3 tokenizer (11 MiB) and a JSON schema for check.sh's structured-outputs bench.
 set -euo pipefail
 cd "$(dirname "$0")/../.."

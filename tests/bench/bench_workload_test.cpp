@@ -6,7 +6,11 @@
 
 #include <cmath>
 #include <limits>
+#include <map>
 #include <numeric>
+#include <set>
+
+#include "runtime/error.hpp"
 
 namespace troupe {
 namespace {
@@ -95,6 +99,61 @@ TEST(random_prompts, a_range_ratio_spreads_lengths_over_floor_to_ceil_and_the_se
   EXPECT_EQ(random_prompts(o)[7].token_ids, prompts[7].token_ids);
   o.seed = 1;
   EXPECT_NE(random_prompts(o)[7].token_ids, prompts[7].token_ids);
+}
+
+TEST(prefix_repetition_prompts, each_prompt_is_one_of_the_prefixes_and_a_suffix_of_its_own_each_prefix_as_often) {
+  prefix_repetition_options o;
+  o.num_prompts = 14;  // 3 prefixes x 4 prompts; the 2 left over are not sent, as vLLM's dataset drops them
+  o.prefix_len = 5;
+  o.suffix_len = 3;
+  o.num_prefixes = 3;
+  o.output_len = 7;
+  o.vocab_size = 1000;
+  const auto prompts = prefix_repetition_prompts(o);
+  ASSERT_EQ(prompts.size(), 12u);
+  std::map<std::vector<int32_t>, int> uses;
+  std::set<std::vector<int32_t>> suffixes;
+  for (const auto& p : prompts) {
+    ASSERT_EQ(p.token_ids.size(), 8u);
+    EXPECT_EQ(p.output_len, 7);
+    ++uses[std::vector<int32_t>(p.token_ids.begin(), p.token_ids.begin() + 5)];
+    suffixes.insert(std::vector<int32_t>(p.token_ids.begin() + 5, p.token_ids.end()));
+  }
+  EXPECT_EQ(uses.size(), 3u);
+  for (const auto& [prefix, n] : uses) EXPECT_EQ(n, 4);
+  EXPECT_EQ(suffixes.size(), 12u);  // 1000^3 suffixes: twelve draws do not repeat
+}
+
+TEST(prefix_repetition_prompts, are_shuffled_and_fixed_by_the_seed) {
+  prefix_repetition_options o;
+  o.num_prompts = 40;
+  o.prefix_len = 4;
+  o.suffix_len = 2;
+  o.num_prefixes = 4;
+  o.vocab_size = 1000;
+  const auto prompts = prefix_repetition_prompts(o);
+  // Built prefix by prefix, then shuffled: the first ten do not all share the first prompt's prefix.
+  auto prefix_of = [](const bench_prompt& p) { return std::vector<int32_t>(p.token_ids.begin(), p.token_ids.begin() + 4); };
+  int same_as_first = 0;
+  for (size_t i = 0; i < 10; ++i) same_as_first += prefix_of(prompts[i]) == prefix_of(prompts[0]);
+  EXPECT_LT(same_as_first, 10);
+  EXPECT_EQ(prefix_repetition_prompts(o)[9].token_ids, prompts[9].token_ids);
+  o.seed = 1;
+  EXPECT_NE(prefix_repetition_prompts(o)[9].token_ids, prompts[9].token_ids);
+}
+
+TEST(prefix_repetition_prompts, fewer_prompts_than_prefixes_is_an_error_naming_both_flags) {
+  prefix_repetition_options o;
+  o.num_prompts = 3;
+  o.num_prefixes = 8;
+  try {
+    prefix_repetition_prompts(o);
+    FAIL() << "no error";
+  } catch (const user_error& e) {
+    EXPECT_NE(std::string(e.what()).find("--num-prompts (3) must be at least --prefix-repetition-num-prefixes (8)"),
+              std::string::npos)
+        << e.what();
+  }
 }
 
 } // namespace
