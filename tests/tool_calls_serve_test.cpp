@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include <nlohmann/json.hpp>
 
 #include "tests/support/raw_http.hpp"
@@ -130,6 +132,164 @@ TEST(tool_calls_serve, skip_special_tokens_false_keeps_special_tokens_in_the_tex
   };
   EXPECT_EQ(text(R"(, "skip_special_tokens": false)"), "<|im_start|><|im_start|>");
   EXPECT_EQ(text(""), "");
+}
+
+// ---- tool_choice "required" and a named function: constrained decoding makes every sampled answer a call
+
+// Two tools whose parameters are bounded, so every constrained output finishes well inside max_tokens.
+const std::string bounded_tools = R"("tools": [
+  {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object",
+    "properties": {"city": {"type": "string", "maxLength": 8}, "days": {"type": "integer", "minimum": 1, "maximum": 7}},
+    "required": ["city", "days"], "additionalProperties": false}}},
+  {"type": "function", "function": {"name": "get_time", "parameters": {"type": "object",
+    "properties": {"zone": {"enum": ["utc", "cet"]}}, "required": ["zone"], "additionalProperties": false}}}])";
+
+size_t code_points(const std::string& s) {
+  return static_cast<size_t>(std::count_if(s.begin(), s.end(), [](char c) { return (static_cast<unsigned char>(c) & 0xC0) != 0x80; }));
+}
+
+// Whether `arguments` (a JSON string) holds arguments bounded_tools' `name` accepts; why not, when not.
+std::string invalid_arguments(const std::string& name, const std::string& arguments) {
+  const json a = json::parse(arguments, nullptr, false);
+  if (a.is_discarded() || !a.is_object()) return "not a JSON object: " + arguments;
+  if (name == "get_weather") {
+    if (a.size() != 2 || !a.contains("city") || !a.contains("days")) return "keys: " + arguments;
+    if (!a["city"].is_string() || code_points(a["city"].get<std::string>()) > 8) return "city: " + arguments;
+    if (!a["days"].is_number_integer() || a["days"].get<int64_t>() < 1 || a["days"].get<int64_t>() > 7) return "days: " + arguments;
+    return "";
+  }
+  if (name == "get_time") {
+    if (a.size() != 1 || !a.contains("zone") || (a["zone"] != "utc" && a["zone"] != "cet")) return "zone: " + arguments;
+    return "";
+  }
+  return "unknown tool " + name;
+}
+
+// "required" is vLLM's array without maxItems, and JSON allows whitespace between tokens: the sampled array
+// of calls may run long, hence the larger max_tokens.
+std::string sampled_body(int seed, const std::string& tool_choice, bool stream) {
+  const int max_tokens = tool_choice == R"("required")" ? 2000 : 300;
+  return R"({"messages": [{"role": "user", "content": "Weather in Paris?"}], "max_tokens": )" + std::to_string(max_tokens) +
+         R"(, "temperature": 1, "seed": )" + std::to_string(seed) + ", " + bounded_tools + R"(, "tool_choice": )" + tool_choice +
+         (stream ? R"(, "stream": true})" : "}");
+}
+
+struct streamed_calls {
+  std::vector<json> calls;  // {"id", "name", "arguments"} in index order
+  std::string content;
+  std::string finish_reason;
+};
+
+// A streamed choice's tool-call deltas put together: the first delta of an index carries its id, type and
+// name, the rest only argument pieces.
+streamed_calls read_stream(const std::string& body) {
+  streamed_calls out;
+  for (const json& e : events(body)) {
+    if (e["choices"].empty()) continue;
+    const json& choice = e["choices"][0];
+    const json& delta = choice["delta"];
+    if (delta.contains("content") && delta["content"].is_string()) out.content += delta["content"].get<std::string>();
+    if (delta.contains("tool_calls"))
+      for (const json& t : delta["tool_calls"]) {
+        const size_t index = t["index"].get<size_t>();
+        if (index == out.calls.size()) {
+          EXPECT_TRUE(t.contains("id")) << t;
+          EXPECT_EQ(t["type"], "function") << t;
+          out.calls.push_back(json{{"id", t["id"]}, {"name", t["function"]["name"]}, {"arguments", ""}});
+        } else {
+          EXPECT_LT(index, out.calls.size()) << t;
+          EXPECT_FALSE(t.contains("id")) << t;
+        }
+        if (t["function"].contains("arguments"))
+          out.calls[index]["arguments"] = out.calls[index]["arguments"].get<std::string>() + t["function"]["arguments"].get<std::string>();
+      }
+    if (!choice["finish_reason"].is_null()) out.finish_reason = choice["finish_reason"];
+  }
+  return out;
+}
+
+bool is_vllm_tool_call_id(const json& id) {
+  const std::string prefix = "chatcmpl-tool-";
+  if (!id.is_string()) return false;
+  const std::string s = id.get<std::string>();
+  return s.rfind(prefix, 0) == 0 && s.size() > prefix.size() &&
+         s.find_first_not_of("0123456789abcdef", prefix.size()) == std::string::npos;
+}
+
+// vLLM serves required and named without --enable-auto-tool-choice or a parser: the server has neither.
+TEST(tool_calls_serve, tool_choice_required_answers_every_sampled_request_with_valid_calls_streamed_or_not) {
+  server_process s("--client-port -1");
+  for (int seed = 0; seed < 4; ++seed) {
+    const raw_response whole = post(s, sampled_body(seed, R"("required")", false));
+    ASSERT_EQ(whole.status, 200) << whole.body;
+    const json choice = json::parse(whole.body)["choices"][0];
+    EXPECT_EQ(choice["finish_reason"], "tool_calls") << whole.body;
+    EXPECT_EQ(choice["message"]["content"], "") << whole.body;
+    const json& calls = choice["message"]["tool_calls"];
+    ASSERT_TRUE(calls.is_array() && !calls.empty()) << whole.body;
+    for (const json& call : calls) {
+      EXPECT_TRUE(is_vllm_tool_call_id(call["id"])) << call;
+      EXPECT_EQ(call["type"], "function");
+      EXPECT_EQ(invalid_arguments(call["function"]["name"], call["function"]["arguments"]), "") << call;
+    }
+    // The same seed streamed samples the same calls; their argument pieces add up to the same arguments.
+    const streamed_calls streamed = read_stream(post(s, sampled_body(seed, R"("required")", true)).body);
+    EXPECT_EQ(streamed.finish_reason, "tool_calls");
+    EXPECT_EQ(streamed.content, "");
+    ASSERT_EQ(streamed.calls.size(), calls.size()) << whole.body;
+    for (size_t i = 0; i < calls.size(); ++i) {
+      EXPECT_TRUE(is_vllm_tool_call_id(streamed.calls[i]["id"])) << streamed.calls[i];
+      EXPECT_EQ(streamed.calls[i]["name"], calls[i]["function"]["name"]);
+      EXPECT_EQ(streamed.calls[i]["arguments"], calls[i]["function"]["arguments"]);
+    }
+  }
+}
+
+TEST(tool_calls_serve, a_named_tool_choice_answers_every_sampled_request_with_that_functions_valid_arguments) {
+  server_process s("--client-port -1");
+  const std::string named = R"({"type": "function", "function": {"name": "get_weather"}})";
+  for (int seed = 0; seed < 4; ++seed) {
+    const raw_response whole = post(s, sampled_body(seed, named, false));
+    ASSERT_EQ(whole.status, 200) << whole.body;
+    const json choice = json::parse(whole.body)["choices"][0];
+    // vLLM keeps the engine's finish_reason for a named function: the constrained output ended, "stop".
+    EXPECT_EQ(choice["finish_reason"], "stop") << whole.body;
+    EXPECT_EQ(choice["message"]["content"], "") << whole.body;
+    const json& calls = choice["message"]["tool_calls"];
+    ASSERT_EQ(calls.size(), 1u) << whole.body;
+    EXPECT_TRUE(is_vllm_tool_call_id(calls[0]["id"])) << calls[0];
+    EXPECT_EQ(calls[0]["function"]["name"], "get_weather");
+    EXPECT_EQ(invalid_arguments("get_weather", calls[0]["function"]["arguments"]), "") << calls[0];
+    const streamed_calls streamed = read_stream(post(s, sampled_body(seed, named, true)).body);
+    EXPECT_EQ(streamed.finish_reason, "stop");
+    ASSERT_EQ(streamed.calls.size(), 1u);
+    EXPECT_EQ(streamed.calls[0]["name"], "get_weather");
+    EXPECT_EQ(streamed.calls[0]["arguments"], calls[0]["function"]["arguments"]);
+  }
+}
+
+// tool_choice auto with a guided_regex that forces hermes-format text (vLLM accepts the two together): the
+// hermes parser reads the sampled text into tool_calls.
+TEST(tool_calls_serve, auto_tool_choice_reads_sampled_text_forced_into_the_hermes_format_as_tool_calls) {
+  server_process s("--client-port -1 --enable-auto-tool-choice --tool-call-parser hermes");
+  const std::string regex = R"(<tool_call>\\n\\{\"name\": \"get_weather\", \"arguments\": \\{\"city\": \"[a-z]{1,8}\", \"days\": [1-7]\\}\\}\\n</tool_call>)";
+  for (int seed = 0; seed < 3; ++seed) {
+    const std::string body = R"({"messages": [{"role": "user", "content": "Weather in Paris?"}], "max_tokens": 100, "temperature": 1, "seed": )" +
+                             std::to_string(seed) + ", " + bounded_tools + R"(, "guided_regex": ")" + regex + "\"";
+    const raw_response whole = post(s, body + "}");
+    ASSERT_EQ(whole.status, 200) << whole.body;
+    const json choice = json::parse(whole.body)["choices"][0];
+    EXPECT_EQ(choice["finish_reason"], "tool_calls") << whole.body;
+    EXPECT_TRUE(choice["message"]["content"].is_null()) << whole.body;
+    const json& calls = choice["message"]["tool_calls"];
+    ASSERT_EQ(calls.size(), 1u) << whole.body;
+    EXPECT_EQ(calls[0]["function"]["name"], "get_weather");
+    EXPECT_EQ(invalid_arguments("get_weather", calls[0]["function"]["arguments"]), "") << calls[0];
+    const streamed_calls streamed = read_stream(post(s, body + R"(, "stream": true})").body);
+    EXPECT_EQ(streamed.finish_reason, "tool_calls");
+    ASSERT_EQ(streamed.calls.size(), 1u);
+    EXPECT_EQ(streamed.calls[0]["arguments"], calls[0]["function"]["arguments"]);
+  }
 }
 
 TEST(tool_calls_serve, unknown_parser_names_exit_1_naming_the_valid_ones) {

@@ -452,6 +452,23 @@ std::optional<api_error> check_request_chat_template(std::optional<std::string>&
   return std::nullopt;
 }
 
+// tool_choice "required" or a named function: the output is constrained to the call's JSON, as vLLM does.
+// The tool's schema replaces any response_format / guided_* constraint the request also carries (vLLM sets
+// structured_outputs.json from the tools over them: a forced call leaves no other reply to constrain); those
+// fields were still checked above, as vLLM checks them.
+std::optional<api_error> constrain_to_tool_call(chat_request& r, const openai_server_config& server) {
+  auto spec = tool_choice_structured_output(r.tools_json, r.tool_choice, r.tool_choice_function);
+  if (!spec) return spec.error();
+  std::optional<structured_output>& constraint = spec.value();
+  try {
+    server.compile_structured(*constraint);
+  } catch (const std::invalid_argument& e) {
+    return bad_request(std::string("tools: ") + e.what(), "tools");
+  }
+  r.sampling.structured = std::move(constraint);
+  return std::nullopt;
+}
+
 } // namespace
 
 checked<chat_request> parse_chat_request(std::string_view body, const openai_server_config& server) {
@@ -529,10 +546,12 @@ checked<chat_request> parse_chat_request(std::string_view body, const openai_ser
     return bad_request("\"auto\" tool choice requires --enable-auto-tool-choice and --tool-call-parser to be set");
   if (r.messages.empty()) return bad_request("[] is too short - 'messages'", "messages");
   if (deferred) return *deferred;
-  if (r.tool_choice == tool_choice_mode::required || r.tool_choice == tool_choice_mode::function)
-    return unsupported_field("tool_choice");
+  const bool forced_call = r.tool_choice == tool_choice_mode::required || r.tool_choice == tool_choice_mode::function;
+  if (forced_call && !server.compile_structured) return unsupported_field("tool_choice");
   if (auto e = refuse_unsupported(data, true)) return *e;
   if (auto e = parse_structured_output(data, server, r.sampling.structured)) return *e;
+  if (forced_call)
+    if (auto e = constrain_to_tool_call(r, server)) return *e;
   return r;
 }
 

@@ -449,6 +449,91 @@ describe('troupe serve with the OpenAI SDK', { timeout: 120_000 }, () => {
       openai.chat.completions.create({ model: MODEL, messages: chatMessages, max_tokens: 5, guided_json: '{"type": ' }),
       (err) => err.status === 400 && err.error?.param === 'guided_json');
   });
+  // vLLM serves tool_choice "required" and a named function without --enable-auto-tool-choice or a parser (this
+  // server has neither): the output is constrained to the calls' JSON, so every sampled answer's arguments
+  // validate against their tool.
+  // Bounded parameters, so every constrained output finishes well inside max_tokens.
+  const parameters = {
+    get_weather: {
+      type: 'object',
+      properties: { city: { type: 'string', maxLength: 8 }, days: { type: 'integer', minimum: 1, maximum: 7 } },
+      required: ['city', 'days'],
+      additionalProperties: false,
+    },
+    get_time: {
+      type: 'object', properties: { zone: { enum: ['utc', 'cet'] } }, required: ['zone'], additionalProperties: false,
+    },
+  };
+  const tools = Object.entries(parameters).map(([name, schema]) => ({ type: 'function', function: { name, parameters: schema } }));
+  const ajv = new Ajv({ strict: false });
+  const validators = Object.fromEntries(Object.entries(parameters).map(([name, schema]) => [name, ajv.compile(schema)]));
+  // "required" is vLLM's array of calls without maxItems, and JSON allows whitespace between tokens: the
+  // sampled array may run long, hence its larger max_tokens.
+  const request = (seed, tool_choice) => ({
+    model: MODEL, messages: chatMessages, tools, tool_choice, max_tokens: tool_choice === 'required' ? 2000 : 300, temperature: 1, seed,
+  });
+
+  function assertValidCall(call, what) {
+    assert.match(call.id, /^chatcmpl-tool-[0-9a-f]+$/, what);
+    assert.equal(call.type, 'function', what);
+    const valid = validators[call.function.name];
+    assert.ok(valid, `${what}: unknown tool ${call.function.name}`);
+    let args;
+    assert.doesNotThrow(() => { args = JSON.parse(call.function.arguments); }, `${what}: ${call.function.arguments}`);
+    assert.ok(valid(args), `${what}: ${call.function.arguments}: ${JSON.stringify(valid.errors)}`);
+  }
+
+  // The tool calls of a stream: each index's first delta carries its id, type and name; the argument pieces add up.
+  async function streamedCalls(stream) {
+    const calls = [];
+    let finish = null;
+    let content = '';
+    for await (const chunk of stream) {
+      for (const c of chunk.choices) {
+        content += c.delta.content ?? '';
+        for (const d of c.delta.tool_calls ?? []) {
+          if (d.index === calls.length) calls.push({ id: d.id, type: d.type, function: { name: d.function.name, arguments: '' } });
+          else assert.equal(d.id, undefined, JSON.stringify(d));
+          calls[d.index].function.arguments += d.function?.arguments ?? '';
+        }
+        if (c.finish_reason) finish = c.finish_reason;
+      }
+    }
+    return { calls, finish, content };
+  }
+
+  test('tool_choice required: every sampled answer is tool_calls whose arguments validate, streamed the same', async () => {
+    for (let seed = 0; seed < 8; ++seed) {
+      const [c] = (await openai.chat.completions.create(request(seed, 'required'))).choices;
+      assert.equal(c.finish_reason, 'tool_calls', `seed ${seed}: ${JSON.stringify(c.message)}`);
+      assert.equal(c.message.content, '');
+      assert.ok(c.message.tool_calls.length >= 1);
+      c.message.tool_calls.forEach((call, i) => assertValidCall(call, `seed ${seed} call ${i}`));
+      const s = await streamedCalls(await openai.chat.completions.create({ ...request(seed, 'required'), stream: true }));
+      assert.equal(s.finish, 'tool_calls');
+      assert.equal(s.content, '');
+      assert.deepEqual(s.calls.map((x) => [x.function.name, x.function.arguments]),
+        c.message.tool_calls.map((x) => [x.function.name, x.function.arguments]));
+      s.calls.forEach((call, i) => assertValidCall(call, `seed ${seed} streamed call ${i}`));
+    }
+  });
+
+  test('a named function: every sampled answer is one call of it whose arguments validate, streamed the same', async () => {
+    const named = { type: 'function', function: { name: 'get_weather' } };
+    for (let seed = 0; seed < 8; ++seed) {
+      const [c] = (await openai.chat.completions.create(request(seed, named))).choices;
+      // vLLM keeps the engine's finish_reason for a named function.
+      assert.equal(c.finish_reason, 'stop', `seed ${seed}: ${JSON.stringify(c.message)}`);
+      assert.equal(c.message.tool_calls.length, 1);
+      assert.equal(c.message.tool_calls[0].function.name, 'get_weather');
+      assertValidCall(c.message.tool_calls[0], `seed ${seed}`);
+      const s = await streamedCalls(await openai.chat.completions.create({ ...request(seed, named), stream: true }));
+      assert.equal(s.finish, 'stop');
+      assert.equal(s.calls.length, 1);
+      assertValidCall(s.calls[0], `seed ${seed} streamed`);
+      assert.equal(s.calls[0].function.arguments, c.message.tool_calls[0].function.arguments);
+    }
+  });
 });
 
 describe(`troupe serve --max-model-len ${MAX_MODEL_LEN} with the OpenAI SDK`, { timeout: 60_000 }, () => {
@@ -538,12 +623,5 @@ describe('troupe serve --enable-auto-tool-choice --tool-call-parser hermes --rea
     }
     assert.equal(reasoning, whole.message.reasoning_content);
     assert.equal(finish, whole.finish_reason);
-  });
-
-  test('tool_choice required and a named function are refused until constrained decoding serves them', async () => {
-    for (const tool_choice of ['required', { type: 'function', function: { name: 'get_weather' } }]) {
-      const err = await rejectsWith(openai.chat.completions.create({ ...request, tool_choice }), OpenAI.BadRequestError);
-      assert.equal(err.param, 'tool_choice');
-    }
   });
 });

@@ -172,5 +172,48 @@ TEST(openai_structured, two_tools_defining_one_def_differently_are_refused) {
              "Tool definition 't' has multiple schemas, which is not supported.");
 }
 
+// ---- the request path: tool_choice required / named set the chat's constraint
+
+const std::string weather_tool = R"("tools": [{"type": "function", "function": {"name": "get_weather",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}])";
+const std::string weather_parameters = R"({"type":"object","properties":{"city":{"type":"string"}},"required":["city"]})";
+
+TEST(openai_structured, tool_choice_required_constrains_the_chat_to_its_array_of_calls) {
+  EXPECT_EQ(chat_spec(weather_tool + R"(, "tool_choice": "required")"),
+            (structured_output{kind::json_schema,
+                               R"({"type":"array","minItems":1,"items":{"type":"object","anyOf":[{"properties":{"name":)"
+                               R"({"type":"string","enum":["get_weather"]},"parameters":)" +
+                                   weather_parameters + R"(},"required":["name","parameters"]}]}})"}));
+}
+
+TEST(openai_structured, a_named_tool_choice_constrains_the_chat_to_that_tools_parameters) {
+  EXPECT_EQ(chat_spec(weather_tool + R"(, "tool_choice": {"type": "function", "function": {"name": "get_weather"}})"),
+            (structured_output{kind::json_schema, weather_parameters}));
+}
+
+TEST(openai_structured, tool_choice_auto_and_none_leave_the_chat_unconstrained) {
+  EXPECT_EQ(chat_spec(weather_tool + R"(, "tool_choice": "none")"), std::nullopt);
+  EXPECT_EQ(chat_spec(weather_tool + R"(, "tool_choice": "none", "guided_regex": "a+")"), (structured_output{kind::regex, "a+"}));
+}
+
+// vLLM sets structured_outputs.json from the forced call over whatever else the request asked for.
+TEST(openai_structured, a_forced_tool_call_replaces_response_format_and_guided_fields) {
+  const std::string named = weather_tool + R"(, "tool_choice": {"type": "function", "function": {"name": "get_weather"}})";
+  EXPECT_EQ(chat_spec(named + R"(, "response_format": {"type": "json_object"})"),
+            (structured_output{kind::json_schema, weather_parameters}));
+  EXPECT_EQ(chat_spec(named + R"(, "guided_regex": "[0-9]+")"), (structured_output{kind::json_schema, weather_parameters}));
+  EXPECT_EQ(chat_spec(weather_tool + R"(, "tool_choice": "required", "guided_choice": ["a"])")->type, kind::json_schema);
+  // The replaced fields are still checked as vLLM checks them.
+  expect_400(chat_error(named + R"(, "guided_regex": "((")"), "guided_regex", "guided_regex: unbalanced parenthesis at offset 0");
+  expect_400(chat_error(named + R"(, "guided_regex": "a", "guided_choice": ["a"])"), std::nullopt,
+             "You can only use one kind of structured outputs constraint but multiple are specified: guided_regex, "
+             "guided_choice.");
+}
+
+TEST(openai_structured, without_a_grammar_engine_a_forced_tool_call_is_refused_not_served_unconstrained) {
+  expect_400(chat_error(weather_tool + R"(, "tool_choice": "required")", false), "tool_choice",
+             "`tool_choice` is not supported by this server.");
+}
+
 } // namespace
 } // namespace troupe
