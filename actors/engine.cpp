@@ -304,6 +304,7 @@ engine::impl::impl(const engine_options& requested) : system(with_middleman(syst
       shard.net->profile_run();
       gpu_memory_profile p;
       p.total = memory->second;
+      p.free_before_loading = memory->first;
       p.free_after_profile = device_memory(*shard.backend)->first;
       p.weight_bytes = memory->first - after_weights;
       p.workspace_bytes = after_weights - p.free_after_profile - shard.net->kv_block_bytes();

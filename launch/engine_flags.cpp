@@ -25,7 +25,7 @@ void add_engine_flags(CLI::App* cmd, engine_options& o) {
                   "quantized per token) or compressed-tensors (llm-compressor's FP8); default: the checkpoint's "
                   "quantization_config. The CPU runs 4-bit weights dequantized in f32, FP8 as the GPU does");
   cmd->add_option("--gpu-memory-utilization", o.gpu_memory_utilization,
-                  "Share of GPU memory for weights, activations and the KV cache")->capture_default_str();
+                  "This server's share of GPU memory for weights, activations and the KV cache (memory other processes hold does not count)")->capture_default_str();
   cmd->add_option("--max-num-seqs", o.max_num_seqs,
                   "Sequences in one step (default as vLLM's: 1024 on a GPU of 70 GiB or more, else 256)")
       ->check(CLI::PositiveNumber);

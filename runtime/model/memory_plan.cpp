@@ -45,8 +45,8 @@ linear_weight_bytes linear_weights_in_memory(const model_config& c, int64_t elem
 void check_weights_fit(int64_t weight_bytes, const std::string& dtype_name, int64_t free, int64_t total,
                        double utilization) {
   if (!(utilization > 0 && utilization <= 1)) throw user_error("--gpu-memory-utilization must be in (0, 1]");
-  // What the cap leaves: the cap less what is already in use (other processes, the CUDA context).
-  const int64_t room = std::min(free, cap(total, utilization) - (total - free));
+  // This instance's cap, and never more than is free (other processes' memory counts only there).
+  const int64_t room = std::min(free, cap(total, utilization));
   if (weight_bytes <= room) return;
   throw user_error("the weights take " + gib(weight_bytes) + " in " + dtype_name + ", but --gpu-memory-utilization " +
                    fraction(utilization) + " of this GPU's " + gib(total) + " leaves " + gib(std::max<int64_t>(0, room)) +
@@ -57,8 +57,9 @@ void check_weights_fit(int64_t weight_bytes, const std::string& dtype_name, int6
 
 int64_t plan_kv_blocks(const gpu_memory_profile& p) {
   if (!(p.utilization > 0 && p.utilization <= 1)) throw user_error("--gpu-memory-utilization must be in (0, 1]");
-  // In use now: everything but free memory; the profiling cache goes away before the real one comes.
-  const int64_t in_use = p.total - p.free_after_profile - p.profiled_kv_bytes;
+  // What this process took since its baseline (weights, workspaces: its shards' on a shared GPU); the
+  // profiling cache goes away before the real one comes.
+  const int64_t in_use = p.free_before_loading - p.free_after_profile - p.profiled_kv_bytes;
   const int64_t budget = std::min(cap(p.total, p.utilization) - in_use, p.free_after_profile + p.profiled_kv_bytes);
   const int64_t blocks = p.block_bytes > 0 ? std::max<int64_t>(0, budget) / p.block_bytes : 0;
   const int64_t needed_blocks = (p.max_model_len + p.block_size - 1) / p.block_size;

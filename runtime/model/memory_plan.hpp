@@ -29,6 +29,10 @@ struct linear_weight_bytes {
 };
 linear_weight_bytes linear_weights_in_memory(const model_config& config, int64_t elem_bytes);
 
+// --gpu-memory-utilization is this instance's share of the GPU, as in vLLM V1: memory other processes held
+// before it started does not count against it (two servers at 0.45 share one GPU), but nothing ever plans
+// on more than is free.
+//
 // Throws user_error when weights of `weight_bytes` cannot fit in what --gpu-memory-utilization leaves,
 // saying by how much and what to change. free / total: the device's memory before loading.
 void check_weights_fit(int64_t weight_bytes, const std::string& dtype_name, int64_t free, int64_t total,
@@ -36,6 +40,7 @@ void check_weights_fit(int64_t weight_bytes, const std::string& dtype_name, int6
 
 struct gpu_memory_profile {
   int64_t total = 0;               // the device's memory
+  int64_t free_before_loading = 0; // free before this process loaded anything (its baseline)
   int64_t free_after_profile = 0;  // free once the weights are in and the profiling step has run
   int64_t weight_bytes = 0;        // measured: free before loading − free after
   int64_t workspace_bytes = 0;     // measured: free after the weights − free after the profiling step

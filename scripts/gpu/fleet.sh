@@ -15,10 +15,9 @@
 # MODEL= a model folder (default: bundle/data/qwen2.5-7b-shape on cuda, random weights; the built-in model on
 # cpu); TROUPE= the binary (default bundle/troupe, else build/troupe); WORKER_ARGS= extra flags for the 2 workers
 # (e.g. --num-gpu-blocks-override N to bound each worker's cache below the 8 prefixes' working set).
-# NOTE: troupe's --gpu-memory-utilization caps the whole GPU's use, other processes' memory included (as vLLM
-# V0's did; memory_plan.cpp), so a second worker given 0.45 finds the first one's 0.45 in use and gets no KV
-# cache. Halves are therefore MEM_A (0.45) for the first worker, started and healthy before the second starts
-# with MEM_B (0.9): each then holds about 45% of the GPU.
+# NOTE: --gpu-memory-utilization is each instance's share (vLLM V1's meaning; memory_plan.hpp), so both workers
+# take MEM_A / MEM_B = 0.45. The second still starts once the first is healthy: a cache is planned on what is
+# free, and two profiling steps at once would each see the other's workspaces come and go.
 set -u
 cd "$(dirname "$0")/../.." || exit 1
 export LD_LIBRARY_PATH="bundle/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}" NCCL_NVLS_ENABLE=0
@@ -38,7 +37,7 @@ if [ "$BACKEND" = cpu ]; then
 else
   MODEL=${MODEL-bundle/data/qwen2.5-7b-shape}
   PREFIXES=${PREFIXES:-8} PROMPTS=${PROMPTS:-400} PREFIX_LEN=${PREFIX_LEN:-1000} SUFFIX_LEN=${SUFFIX_LEN:-100}
-  OUTPUT_LEN=${OUTPUT_LEN:-128} RATE=${RATE:-16} MEM_A=${MEM_A:-0.45} MEM_B=${MEM_B:-0.9} MEM_WHOLE=${MEM_WHOLE:-0.9}
+  OUTPUT_LEN=${OUTPUT_LEN:-128} RATE=${RATE:-16} MEM_A=${MEM_A:-0.45} MEM_B=${MEM_B:-0.45} MEM_WHOLE=${MEM_WHOLE:-0.9}
   SWEEP_PROMPTS=${SWEEP_PROMPTS:-200} SWEEP_IN=${SWEEP_IN:-1000} SWEEP_OUT=${SWEEP_OUT:-200} SWEEP_RATE=${SWEEP_RATE:-4}
   SWEEP_STEPS=${SWEEP_STEPS:-6} SLO_MS=${SLO_MS:-2000}
 fi

@@ -20,7 +20,8 @@ gpu_memory_profile h100_7b() {
   p.workspace_bytes = 3 * GiB;
   p.profiled_kv_bytes = 1 << 20;  // one block
   p.block_bytes = 1 << 20;
-  p.free_after_profile = p.total - GiB /* context */ - p.weight_bytes - p.workspace_bytes - p.profiled_kv_bytes;
+  p.free_before_loading = p.total - GiB;  // the CUDA context
+  p.free_after_profile = p.free_before_loading - p.weight_bytes - p.workspace_bytes - p.profiled_kv_bytes;
   p.block_size = 16;
   p.max_model_len = 32768;
   p.profile_tokens = 16384;
@@ -41,11 +42,12 @@ std::string message_of(const std::function<void()>& f) {
 
 TEST(memory_plan, the_kv_cache_gets_what_is_left_under_the_utilization_cap) {
   const gpu_memory_profile p = h100_7b();
-  // 0.9 × 80 GiB = 72 GiB; in use 1 + 15 + 3 = 19 GiB; 53 GiB of 1 MiB blocks.
-  EXPECT_EQ(plan_kv_blocks(p), 53 * 1024);
+  // 0.9 × 80 GiB = 72 GiB; this process took 15 + 3 = 18 GiB (its CUDA context is outside, as in vLLM);
+  // 54 GiB of 1 MiB blocks.
+  EXPECT_EQ(plan_kv_blocks(p), 54 * 1024);
   gpu_memory_profile lower = p;
   lower.utilization = 0.5;
-  EXPECT_EQ(plan_kv_blocks(lower), 21 * 1024);
+  EXPECT_EQ(plan_kv_blocks(lower), 22 * 1024);
 }
 
 // Issue 13: on one GPU the same weights and step workspaces leave the same bytes for the cache, which an FP8
@@ -59,26 +61,43 @@ TEST(memory_plan, an_fp8_cache_gets_twice_the_blocks_of_a_bf16_one) {
     p.weight_bytes = 15 * GiB;
     p.workspace_bytes = 3 * GiB;
     p.block_bytes = p.profiled_kv_bytes = kv_block_bytes(28, 16, 4, 128, elem_bytes);
-    p.free_after_profile = p.total - GiB /* context */ - p.weight_bytes - p.workspace_bytes - p.profiled_kv_bytes;
+    p.free_before_loading = p.total - GiB;
+    p.free_after_profile = p.free_before_loading - p.weight_bytes - p.workspace_bytes - p.profiled_kv_bytes;
     p.max_model_len = 32768;
     return p;
   };
-  // 0.9 × 140 GiB less 19 GiB in use = 114,890,375,168 bytes: 125,220.57 bf16 blocks, 250,441.1 FP8 ones.
-  EXPECT_EQ(plan_kv_blocks(profile(2)), 125220);
-  EXPECT_EQ(plan_kv_blocks(profile(1)), 250441);
+  // 0.9 × 140 GiB less the 18 GiB this process took = 115,964,116,992 bytes: 126,390.9 bf16 blocks, 252,781.7 FP8 ones.
+  EXPECT_EQ(plan_kv_blocks(profile(2)), 126390);
+  EXPECT_EQ(plan_kv_blocks(profile(1)), 252781);
 }
 
-TEST(memory_plan, another_process_using_memory_shrinks_the_cache_not_past_what_is_free) {
+// vLLM V1's meaning: the utilization is this instance's share, so memory another process held before it
+// started does not count against it; but the cache never takes more than is free.
+TEST(memory_plan, another_process_using_memory_does_not_count_against_the_cap_but_the_cache_stays_within_free_memory) {
   gpu_memory_profile p = h100_7b();
-  p.free_after_profile -= 30 * GiB;  // someone else holds 30 GiB
-  EXPECT_EQ(plan_kv_blocks(p), 23 * 1024);
-  p.utilization = 1.0;
-  EXPECT_EQ(plan_kv_blocks(p), 31 * 1024);  // capped by free memory, 31 GiB + the profiling block
+  p.free_before_loading -= 30 * GiB;  // someone else held 30 GiB before this process started
+  p.free_after_profile -= 30 * GiB;
+  // The cap leaves 72 - 18 = 54 GiB, but only 31 GiB are free (the profiling block included).
+  EXPECT_EQ(plan_kv_blocks(p), 31 * 1024);
+  p.utilization = 0.3;  // 24 GiB, 18 taken: 6 GiB
+  EXPECT_EQ(plan_kv_blocks(p), 6 * 1024);
+}
+
+TEST(memory_plan, two_servers_at_045_share_one_gpu_each_with_its_own_cache) {
+  gpu_memory_profile first = h100_7b();
+  first.utilization = 0.45;  // 36 GiB, 18 taken: 18 GiB of cache
+  EXPECT_EQ(plan_kv_blocks(first), 18 * 1024);
+  gpu_memory_profile second = first;  // starts once the first holds its 36 GiB (and its context, 1 GiB)
+  second.free_before_loading = first.total - GiB - 36 * GiB - GiB;
+  second.free_after_profile = second.free_before_loading - second.weight_bytes - second.workspace_bytes - second.profiled_kv_bytes;
+  EXPECT_EQ(plan_kv_blocks(second), 18 * 1024);
 }
 
 TEST(memory_plan, a_cache_too_small_for_one_sequence_says_by_how_much_and_what_to_change) {
   gpu_memory_profile p = h100_7b();
-  p.utilization = 0.25;  // 20 GiB cap, 19 in use: 1 GiB = 1024 blocks = 16384 tokens < 32768
+  p.utilization = 0.25;  // 20 GiB cap, 15 + 4 taken: 1 GiB = 1024 blocks = 16384 tokens < 32768
+  p.workspace_bytes += GiB;
+  p.free_after_profile -= GiB;
   const std::string m = message_of([&] { plan_kv_blocks(p); });
   EXPECT_NE(m.find("16384 tokens of context, fewer than --max-model-len 32768"), std::string::npos) << m;
   EXPECT_NE(m.find("short by 1.00 GiB"), std::string::npos) << m;
@@ -90,7 +109,7 @@ TEST(memory_plan, a_cache_too_small_for_one_sequence_says_by_how_much_and_what_t
 
 TEST(memory_plan, nothing_left_at_all_is_an_error_too) {
   gpu_memory_profile p = h100_7b();
-  p.utilization = 0.1;  // 8 GiB cap, 19 in use
+  p.utilization = 0.1;  // 8 GiB cap, 18 taken
   const std::string m = message_of([&] { plan_kv_blocks(p); });
   EXPECT_NE(m.find("leaves 0.00 GiB for the KV cache"), std::string::npos) << m;
 }
@@ -99,8 +118,11 @@ TEST(memory_plan, weights_that_do_not_fit_say_by_how_much) {
   EXPECT_NO_THROW(check_weights_fit(15 * GiB, "bfloat16", 79 * GiB, 80 * GiB, 0.9));
   const std::string m = message_of([&] { check_weights_fit(140 * GiB, "bfloat16", 79 * GiB, 80 * GiB, 0.9); });
   EXPECT_NE(m.find("the weights take 140.00 GiB in bfloat16"), std::string::npos) << m;
-  EXPECT_NE(m.find("leaves 71.00 GiB"), std::string::npos) << m;
-  EXPECT_NE(m.find("short by 69.00 GiB"), std::string::npos) << m;
+  EXPECT_NE(m.find("leaves 72.00 GiB"), std::string::npos) << m;
+  EXPECT_NE(m.find("short by 68.00 GiB"), std::string::npos) << m;
+  // Another process's 40 GiB do not count against the cap, but what is free bounds it.
+  EXPECT_NO_THROW(check_weights_fit(30 * GiB, "bfloat16", 39 * GiB, 80 * GiB, 0.45));
+  EXPECT_THROW(check_weights_fit(40 * GiB, "bfloat16", 39 * GiB, 80 * GiB, 0.9), user_error);
   EXPECT_NE(m.find("--tensor-parallel-size"), std::string::npos) << m;
   EXPECT_THROW(check_weights_fit(GiB, "bfloat16", 79 * GiB, 80 * GiB, 1.5), user_error);
 }
