@@ -31,10 +31,11 @@
 // --models: only the reference models, whole (2) and split (7, without its timings; --no-tp leaves it out).
 // --only-4-bit: of the reference folders, only the 4-bit ones (issue 12's rows: --models --only-4-bit).
 // --fp8-kv: only the FP8 KV cache's rows (issue 13): its ops in f32, bf16 and f16 (part of 1), the reference
-//   models with an FP8 cache against the CPU twin (part of 2), and the attention timings, bf16 and FP8.
+//   models with an FP8 cache against the CPU twin (part of 2) and against torch's FP8 references (FP8 cache, FP8
+//   weights + cache: reference_fp8.json, scripts/gpu/make_fp8_references.py), and the attention timings, bf16 and FP8.
 // --fp8-weights: only the FP8 weights' rows (issue 13): linear_fp8 in f32, bf16 and f16 on each GEMM path and at
-//   0, 1 and 3 rows (part of 1), the reference models with FP8 weights against the CPU twin (part of 2), and
-//   gate_up timings beside bf16.
+//   0, 1 and 3 rows (part of 1), the reference models with FP8 weights against the CPU twin (part of 2) and against
+//   torch's FP8 references (FP8 weights, FP8 weights + cache), and gate_up timings beside bf16.
 
 #include <algorithm>
 #include <chrono>
@@ -247,6 +248,9 @@ int main(int argc, char** argv) {
             guarded(("model " + dir.filename().string() + " fp8 kv").c_str(), [&] { check_model_fp8_kv(gpu, dir, t); });
           if (!four_bit && !only_fp8_kv)
             guarded(("model " + dir.filename().string() + " fp8 weights").c_str(), [&] { check_model_fp8_weights(gpu, dir, t); });
+          if (!four_bit)
+            guarded(("model " + dir.filename().string() + " fp8 torch").c_str(),
+                    [&] { check_model_fp8_torch(gpu, dir, t, !only_fp8_weights, !only_fp8_kv); });
         }
     if (tp)
       for (const auto& dir : dirs)

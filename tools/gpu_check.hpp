@@ -76,6 +76,11 @@ void check_model_fp8_kv(troupe::cuda_ops& gpu, const std::filesystem::path& dir,
 // decoding through the decode graphs.
 void check_model_fp8_weights(troupe::cuda_ops& gpu, const std::filesystem::path& dir, troupe::dtype t);
 
+// The reference model in `dir` on the GPU (activations in `t`) with FP8 weights, an FP8 KV cache and both against
+// torch's logits of the same rounding (<dir>/reference_fp8.json, scripts/gpu/make_fp8_references.py; a failed row
+// where the folder has none): the variants with an FP8 cache when `kv`, those with FP8 weights when `weights`.
+void check_model_fp8_torch(troupe::cuda_ops& gpu, const std::filesystem::path& dir, troupe::dtype t, bool kv, bool weights);
+
 // What a reference model's logits in `t` may differ from transformers' (relative): fp32 1e-4 as on the CPU, or
 // with 4-bit weights issue 12's 1e-3 (the reference ran on the dequantized weights); bf16 3e-2, as bf16 weights
 // and activations land near 1e-2 on the small models.

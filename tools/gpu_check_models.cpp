@@ -21,6 +21,7 @@
 #include "kernels/model_loader.hpp"
 #include "kernels/sampling_inputs.hpp"
 #include "runtime/model/safetensors.hpp"
+#include "tests/support/fp8_reference.hpp"
 #include "tests/support/quantized_copy.hpp"
 #include "tests/support/quantized_reference.hpp"
 #include "tests/support/reference_steps.hpp"
@@ -295,6 +296,35 @@ void check_model_fp8_weights(cuda_ops& gpu, const fs::path& dir, dtype t) {
     // layer: 2e-3 rather than 1e-4. A flipped code may flip a close greedy choice: the tokens are informative.
     const double tol = t == dtype::f32 ? 2e-3 : model_tolerance(t, config);
     check_against_cpu_twin(on_gpu, on_cpu, label, t, prompts, tol, false);
+  }
+}
+
+void check_model_fp8_torch(cuda_ops& gpu, const fs::path& dir, dtype t, bool kv, bool weights) {
+  using troupe::testing::fp8_reference;
+  const std::string label = "model " + dir.filename().string();
+  if (!fs::exists(dir / troupe::testing::fp8_reference_file)) {
+    report(label, t, "torch FP8 references", INFINITY, 0,
+           "no " + std::string(troupe::testing::fp8_reference_file) + ": run scripts/gpu/make_fp8_references.py");
+    return;
+  }
+  for (const troupe::testing::fp8_variant& v : troupe::testing::fp8_variants) {
+    if (!(v.kv && kv) && !(v.weights && weights)) continue;
+    const fp8_reference ref = troupe::testing::read_fp8_reference(dir, v.key);
+    const auto net = troupe::testing::fp8_variant_model(dir, gpu, t, v);
+    const auto logits = troupe::testing::last_logits(*net, ref.prompts);
+    // f32: the CPU test's rule (fp8_reference::tolerance). bf16 activations sit about 4e-3 from f32, so a value
+    // rounds to another FP8 code than in f32 where it is that close to the middle of two codes (some percent of
+    // them): the rounding is drawn anew, and two such draws land about √2 times the FP8 error apart; on top, what
+    // the bf16 check against transformers allows. The row shows the prompt that comes nearest its tolerance.
+    double worst_error = 0, worst_tolerance = 1, worst_ratio = -1;
+    for (size_t p = 0; p < ref.prompts.size(); ++p) {
+      const double error = relative_error(logits[p], ref.last_logits[p]);
+      const double tol = t == dtype::f32 ? ref.tolerance(p) : 1.5 * ref.torch_error[p] + model_tolerance(t, net->config());
+      if (!(error / tol <= worst_ratio)) worst_ratio = error / tol, worst_error = error, worst_tolerance = tol;
+    }
+    report(label + " " + v.key, t, "last logits, " + std::to_string(ref.prompts.size()) + " prompts, against torch's FP8",
+           worst_error, worst_tolerance, "torch's own fp8 vs f32: up to " +
+           std::to_string(*std::max_element(ref.torch_error.begin(), ref.torch_error.end())));
   }
 }
 

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Runs on the GPU machine, from the project root, over a bundle made by scripts/gpu/bundle.sh. Builds
 # nothing. NEEDS A GPU.
-#   0. reference models the bundle lacks (a new architecture's, e.g. qwen3_f32 and qwen3_bias_bf16) are made by
-#      transformers into the bundle (scripts/gpu/make_reference_models.py --only-missing), so step 1 checks
-#      them; copy $bundle/data/reference/<name> back to tests/data/reference/ and commit them.
+#   0. reference models the bundle lacks (a new architecture's, e.g. qwen3_f32 and qwen3_bias_bf16) and torch's FP8
+#      references of every reference model without its reference_fp8.json are made into the bundle
+#      (scripts/gpu/make_missing_references.sh), so step 1 checks them; what it made comes back under
+#      $OUT/reference/<name>/: copy it into tests/data/reference/ and commit it.
 #   1. troupe_gpu_check: every CUDA op against its CPU twin, the reference models on the GPU, the
 #      communicators (2 and 4 ranks sharing the GPU against the CPU's bits, NCCL of size 1, also inside
 #      a CUDA graph), the tensor-parallel forward (reference models split over 2 and 4 shards sharing the
@@ -11,9 +12,10 @@
 #      timings. CHECK_ARGS=--comm runs only the communicators, CHECK_ARGS=--tp only tensor parallelism,
 #      CHECK_ARGS=--models only the reference models (whole and split); add --only-4-bit for the 4-bit
 #      reference folders alone (issue 12: CHECK_ARGS="--models --only-4-bit"); CHECK_ARGS=--fp8-kv only the FP8
-#      KV cache's rows (issue 13: its ops, the reference models with an FP8 cache, attention timings);
-#      CHECK_ARGS=--fp8-weights only the FP8 weights' rows (issue 13: linear_fp8 on each GEMM path, the
-#      reference models with FP8 weights against the CPU twin, gate_up timings beside bf16).
+#      KV cache's rows (issue 13: its ops, the reference models with an FP8 cache against the CPU twin and
+#      against torch's FP8 references, attention timings); CHECK_ARGS=--fp8-weights only the FP8 weights' rows
+#      (issue 13: linear_fp8 on each GEMM path, the reference models with FP8 weights against the CPU twin and
+#      against torch's FP8 references, gate_up timings beside bf16).
 #   1b. with LARGE=1: the same model checks at Qwen2.5-7B shapes (scripts/gpu/make_large_reference.py).
 #   1c. with EDGES=1: prompts over the step budget through `troupe generate` and `troupe serve`.
 #   2. with BENCH=1: troupe bench throughput on the CUDA backend with random weights at Qwen2.5-7B shapes
@@ -32,10 +34,7 @@ export NCCL_NVLS_ENABLE=0  # never NVLink multicast on shared machines
 
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 status=0
-if python3 -c "import torch, transformers" 2>/dev/null; then
-  python3 scripts/gpu/make_reference_models.py "$bundle/data/reference" --only-missing >"$out/make_references.txt" 2>&1 ||
-    { status=1; tail -20 "$out/make_references.txt"; }
-fi
+bash scripts/gpu/make_missing_references.sh "$bundle/data/reference" "$out" || status=1
 if [ "${CHECK:-1}" = 1 ]; then
   "$bundle/troupe_gpu_check" --data "$bundle/data/reference" ${CHECK_ARGS:-} >"$out/gpu_check.txt" 2>&1 || status=1
 fi

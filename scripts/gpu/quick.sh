@@ -17,9 +17,9 @@ run_b1() {  # tag, then extra args; env from the caller
     --output-len 384 --max-model-len 1024 --temperature 0 "$@" > $OUT/b1_$tag.txt 2>&1
   echo "== 1 request $tag: $(grep -E 'output tokens/s' $OUT/b1_$tag.txt) | $(grep -E 'us per step' $OUT/b1_$tag.txt)"
 }
-# Reference models the bundle lacks (a new architecture's) are made first, so the models run below checks them.
-python3 scripts/gpu/make_reference_models.py bundle/data/reference --only-missing > $OUT/make_references.txt 2>&1 &&
-  echo "== made references: $(grep -c files= $OUT/make_references.txt)" || tail -5 $OUT/make_references.txt
+# Reference models the bundle lacks (a new architecture's) and torch's FP8 references are made first, so the models
+# run below checks them; what is made comes back under $OUT/reference/ for committing to tests/data/reference/.
+bash scripts/gpu/make_missing_references.sh bundle/data/reference "$OUT"
 timeout 120 bundle/troupe_gpu_check --data bundle/data/reference --no-models --no-comm --no-tp --torture-seconds 0 > $OUT/ops.txt 2>&1
 echo "== ops: $(grep -E 'checks pass' $OUT/ops.txt)"; grep -E "FAIL|inf " $OUT/ops.txt | head -20
 grep -E "^time (linear|paged_attention)" $OUT/ops.txt | cut -c1-44,100-190
