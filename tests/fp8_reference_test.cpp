@@ -14,6 +14,7 @@
 
 #include "kernels/cpu/cpu_ops.hpp"
 #include "tests/support/fp8_reference.hpp"
+#include "tests/support/model_quality.hpp"
 #include "tests/support/quantized_copy.hpp"
 
 using namespace troupe;
@@ -30,11 +31,6 @@ std::vector<std::string> folders_with_fp8_references() {
   for (const std::string& name : fp8_reference_sources(reference_root))
     if (fs::exists(reference_root / name / fp8_reference_file)) names.push_back(name);
   return names;
-}
-
-std::vector<std::vector<int32_t>> reference_prompts(const fs::path& dir) {
-  std::ifstream in(dir / "reference.json");
-  return nlohmann::json::parse(in).at("prompts").get<std::vector<std::vector<int32_t>>>();
 }
 
 // `dir` run as `v` on the CPU, each prompt's last logits.
