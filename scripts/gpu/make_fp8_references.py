@@ -145,7 +145,8 @@ def make(folder):
     with open(os.path.join(folder, "reference.json")) as f:
         ref = json.load(f)
     prompts = ref["prompts"]
-    load = lambda: AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, attn_implementation="eager").eval()
+    def load():  # afresh for each variant: quantize_linears replaces forwards
+        return AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, attn_implementation="eager").eval()
     model = load()
     exact = last_logits(model, prompts, False)
     for p, (got, want) in enumerate(zip(exact, ref["last_logits"])):
