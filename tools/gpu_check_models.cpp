@@ -294,7 +294,14 @@ void check_model_fp8_weights(cuda_ops& gpu, const fs::path& dir, dtype t) {
     // f32: both backends quantize each token's activations, which differ by rounding only; where one sits that
     // close to the middle of two codes the backends take neighbouring codes (1/16 of the value), at every linear
     // layer: 2e-3 rather than 1e-4. A flipped code may flip a close greedy choice: the tokens are informative.
-    const double tol = t == dtype::f32 ? 2e-3 : model_tolerance(t, config);
+    // With dynamic scales one such code early in a long prompt moves every later code, and the logits by up to
+    // about the FP8 error (tests/support/fp8_reference.hpp): where torch measured that (reference_fp8.json's
+    // noise_error), the prompts it reaches get its margin.
+    double tol = t == dtype::f32 ? 2e-3 : model_tolerance(t, config);
+    if (t == dtype::f32 && !static_copy && fs::exists(dir / troupe::testing::fp8_reference_file)) {
+      const auto noise = troupe::testing::read_fp8_reference(dir, "fp8_weights").noise_error;
+      tol = std::max(tol, troupe::testing::fp8_reference_noise_margin * *std::max_element(noise.begin(), noise.end()));
+    }
     check_against_cpu_twin(on_gpu, on_cpu, label, t, prompts, tol, false);
   }
 }
