@@ -63,6 +63,9 @@ void add_engine_flags(CLI::App* cmd, engine_options& o) {
   cmd->add_option("--long-prefill-token-threshold", o.long_prefill_token_threshold,
                   "Largest prefill chunk of one prompt per step (0: no cap)");
   cmd->add_flag("--enforce-eager", o.enforce_eager, "CUDA: run every step op by op, without CUDA graphs");
+  cmd->add_flag("--disable-custom-all-reduce", o.disable_custom_all_reduce,
+                "CUDA tensor parallelism: every all-reduce through NCCL, never the one-shot kernel over peer-to-peer "
+                "GPU memory that otherwise takes sums up to 8 MiB");
 }
 
 void add_sampling_flags(CLI::App* cmd, sampling_params& p) {
