@@ -305,7 +305,7 @@ engine::impl::impl(const engine_options& requested) : system(with_middleman(syst
           const exchange_strings exchange = mpi ? exchange_strings([mpi](const std::string& mine) { return mpi->all_gather_string(mine); })
                                                 : records.for_rank(i);
           comm = make_custom_all_reduce(std::move(comm), *shard.backend, exchange, custom,
-                                        &custom_why_not[static_cast<size_t>(i)]);
+                                        &custom_why_not[static_cast<size_t>(i)], mpi ? nullptr : records.launch_gate());
         }
         shard.comm = std::make_unique<timed_communicator>(std::move(comm));
         where = {shard.comm.get(), plan.vocab_begin, config.vocab_size};

@@ -36,7 +36,8 @@ std::vector<std::unique_ptr<communicator>> make_shared_gpu_communicators(const s
   no_cuda("the shared-GPU communicator");
 }
 std::unique_ptr<communicator> make_custom_all_reduce(std::unique_ptr<communicator> wrapped, ops&, const exchange_strings&,
-                                                     const custom_all_reduce_options& options, std::string* why_not) {
+                                                     const custom_all_reduce_options& options, std::string* why_not,
+                                                     std::shared_ptr<std::barrier<>>) {
   std::string why = custom_all_reduce_unused(options, wrapped->size());
   if (why_not) *why_not = why.empty() ? "this troupe was built without CUDA" : why;
   return wrapped;

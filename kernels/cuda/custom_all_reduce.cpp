@@ -37,9 +37,9 @@ struct peer_buffers {
 class custom_all_reduce final : public communicator {
 public:
   custom_all_reduce(std::unique_ptr<communicator> wrapped, cuda_context& ctx, std::unique_ptr<peer_buffers> buffers,
-                    size_t capacity, int max_blocks, uint64_t timeout_ns)
+                    size_t capacity, int max_blocks, uint64_t timeout_ns, std::shared_ptr<std::barrier<>> gate)
       : wrapped_(std::move(wrapped)), ctx_(ctx), buffers_(std::move(buffers)), capacity_(capacity),
-        max_blocks_(max_blocks), timeout_ns_(timeout_ns) {}
+        max_blocks_(max_blocks), timeout_ns_(timeout_ns), gate_(std::move(gate)) {}
 
   // Peers may still read this rank's buffer until its last kernel ends.
   ~custom_all_reduce() override {
@@ -57,8 +57,15 @@ public:
     const collective_call mine = make_collective_call(collective::all_reduce_sum, t, {}, 0);
     if (std::string why = collective_call_error(mine, rank(), size()); !why.empty()) throw std::invalid_argument(why);
     make_current(ctx_);
-    cuda::launch_custom_all_reduce(buffers_->view, t.data, t.numel(), t.type, custom_all_reduce_blocks(bytes, max_blocks_),
-                                   timeout_ns_, ctx_.stream);
+    if (gate_) gate_->arrive_and_wait();  // no rank of this GPU is inside a device-wide wait
+    try {
+      cuda::launch_custom_all_reduce(buffers_->view, t.data, t.numel(), t.type,
+                                     custom_all_reduce_blocks(bytes, max_blocks_), timeout_ns_, ctx_.stream);
+    } catch (...) {
+      if (gate_) gate_->arrive_and_drop();  // the peers' kernels trap at their deadline; this rank reports now
+      throw;
+    }
+    if (gate_) gate_->arrive_and_wait();  // every rank's kernel launched before any may wait for the device
     calls_.fetch_add(1, std::memory_order_relaxed);
   }
 
@@ -74,6 +81,7 @@ private:
   size_t capacity_;
   int max_blocks_;
   uint64_t timeout_ns_;
+  std::shared_ptr<std::barrier<>> gate_;  // ranks of this process sharing a GPU (custom_all_reduce.hpp says why); else null
   std::atomic<int64_t> calls_{0};
 };
 
@@ -121,7 +129,8 @@ std::string reach(peer_buffers& b, const custom_all_reduce_peer& mine, const cus
 
 std::unique_ptr<communicator> make_custom_all_reduce(std::unique_ptr<communicator> wrapped, ops& cuda_backend,
                                                      const exchange_strings& exchange,
-                                                     const custom_all_reduce_options& options, std::string* why_not) {
+                                                     const custom_all_reduce_options& options, std::string* why_not,
+                                                     std::shared_ptr<std::barrier<>> launch_gate) {
   const int size = wrapped->size(), rank = wrapped->rank();
   auto fallback = [&](std::string why) {
     if (why_not) *why_not = std::move(why);
@@ -169,15 +178,23 @@ std::unique_ptr<communicator> make_custom_all_reduce(std::unique_ptr<communicato
   // Ranks decide together: one that cannot reach a peer turns the kernel off for all.
   if (std::string why = custom_all_reduce_group_refusal(exchange(verdict)); !why.empty()) return fallback(why);
 
-  // Ranks on one GPU (the same bus id on one host) must all fit on it at once: the same grid cap on every rank.
-  bool shared = false;
+  // Ranks on one GPU (the same bus id on one host) must all fit on it at once: the same grid cap on every rank;
+  // threads of one process on one GPU pass the launch gate.
+  bool shared = false, gated = false;
   for (size_t i = 0; i < peers.size(); ++i)
-    for (size_t j = i + 1; j < peers.size(); ++j)
-      shared = shared || (peers[i].host == peers[j].host && peers[i].pci_bus_id == peers[j].pci_bus_id);
+    for (size_t j = i + 1; j < peers.size(); ++j) {
+      const bool one_gpu = peers[i].host == peers[j].host && peers[i].pci_bus_id == peers[j].pci_bus_id;
+      shared = shared || one_gpu;
+      gated = gated || (one_gpu && peers[i].process == peers[j].process);
+    }
+  if (gated && !launch_gate)
+    throw std::invalid_argument("the custom all-reduce: ranks of this process share a GPU, so they need a launch gate "
+                                "(in_process_exchange::launch_gate)");
   const int max_blocks =
       std::min(custom_all_reduce_max_blocks(options.max_blocks, shared), cuda::kCustomAllReduceMaxBlocks);
   const uint64_t timeout_ns = options.timeout_s > 0 ? static_cast<uint64_t>(options.timeout_s * 1e9) : 0;
-  return std::make_unique<custom_all_reduce>(std::move(wrapped), ctx, std::move(b), capacity, max_blocks, timeout_ns);
+  return std::make_unique<custom_all_reduce>(std::move(wrapped), ctx, std::move(b), capacity, max_blocks, timeout_ns,
+                                             gated ? launch_gate : nullptr);
 }
 
 int64_t custom_all_reduce_calls(const communicator& comm) {

@@ -22,6 +22,11 @@
 // load never counts against that deadline.
 // NOTE: every rank's kernel must be resident at once: ranks sharing one GPU launch at most 16 blocks each
 // (custom_all_reduce_max_blocks), and up to 8 ranks (kCustomAllReduceMaxRanks) leave most SMs free.
+// NOTE: threads of one process sharing a GPU also meet on the host (launch_gate) before and after launching
+// each kernel: cudaFree waits for the whole device, so a rank freeing memory (a GEMM's tuning scratch) while a
+// peer's kernel spins for its own, not yet launched, would wait for good. Such ranks have no CUDA graphs (the
+// shared-GPU communicator is not capturable), so every kernel they run passes the gate. Ranks on different GPUs
+// or in different processes wait only for their own device (context) and need no gate.
 // NOTE: no CUDA header here, like cuda_ops.hpp (a build without CUDA links stubs that return `wrapped`).
 
 #include <barrier>
@@ -41,10 +46,14 @@ namespace troupe {
 // (mpi_session::all_gather_string across processes, an in_process_exchange within one).
 using exchange_strings = std::function<std::vector<std::string>(const std::string& mine)>;
 
-// Where ranks that are threads of one process swap strings.
+// Where ranks that are threads of one process swap strings, and the gate they pass before and after each
+// kernel when they share a GPU.
 class in_process_exchange {
 public:
-  explicit in_process_exchange(int size) : slots_(static_cast<size_t>(size)), barrier_(size) {}
+  explicit in_process_exchange(int size)
+      : slots_(static_cast<size_t>(size)), barrier_(size), gate_(std::make_shared<std::barrier<>>(size)) {}
+  // For make_custom_all_reduce's launch_gate (the communicators keep it: it outlives this exchange).
+  std::shared_ptr<std::barrier<>> launch_gate() const { return gate_; }
   // Rank `rank`'s end of the rendezvous, for make_custom_all_reduce.
   exchange_strings for_rank(int rank) {
     return [this, rank](const std::string& mine) {
@@ -59,6 +68,7 @@ public:
 private:
   std::vector<std::string> slots_;
   std::barrier<> barrier_;
+  std::shared_ptr<std::barrier<>> gate_;
 };
 
 // `wrapped` (this rank's communicator of a group of GPU ranks, on `cuda_backend`'s stream) with the custom
@@ -67,12 +77,14 @@ private:
 // other's memory (other hosts, no peer access between their GPUs, an IPC handle that does not open). Then
 // `why_not`, when given, says why (the same on every rank); it is left empty when the kernel is used.
 // Every rank of the group calls it at once: it swaps records through `exchange` twice (no exchange when
-// disabled or alone). Throws std::invalid_argument for a backend that is not CUDA, std::runtime_error when
+// disabled or alone). Ranks that are threads of one process pass their in_process_exchange's launch_gate (it is
+// used when two of them share a GPU). Throws std::invalid_argument for a backend that is not CUDA, std::runtime_error when
 // CUDA fails to allocate or describe the buffer, and what `exchange` throws.
 std::unique_ptr<communicator> make_custom_all_reduce(std::unique_ptr<communicator> wrapped, ops& cuda_backend,
                                                      const exchange_strings& exchange,
                                                      const custom_all_reduce_options& options,
-                                                     std::string* why_not = nullptr);
+                                                     std::string* why_not = nullptr,
+                                                     std::shared_ptr<std::barrier<>> launch_gate = nullptr);
 
 // The sums `comm` has run through the custom kernel (for checks that it, not the fallback, ran), or -1 when
 // `comm` is not a custom all-reduce.
