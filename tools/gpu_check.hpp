@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "kernels/communicator.hpp"
+#include "kernels/custom_all_reduce_rules.hpp"
 #include "kernels/cuda/cuda_ops.hpp"
 #include "runtime/engine/step_input.hpp"
 
@@ -137,7 +138,8 @@ int check_custom_all_reduce_mpi(uint64_t seed);
 // its own (the set-up is a rendezvous); `why_not` gets why it is off ("" when on).
 std::vector<std::unique_ptr<troupe::communicator>> with_custom_all_reduce(std::vector<std::unique_ptr<troupe::communicator>> comms,
                                                                           const std::vector<troupe::ops*>& backends,
-                                                                          std::string* why_not = nullptr);
+                                                                          std::string* why_not = nullptr,
+                                                                          const troupe::custom_all_reduce_options& options = {});
 // tools/gpu_check_tp.cpp: the reference model in `dir` split over 2 and 4 shards sharing this GPU against
 // the whole model (f32 greedy tokens) and transformers (f32 and bf16 logits), and on the sharded path with
 // NCCL of size 1 against the whole model (greedy tokens, eagerly and with decode graphs). A 4-bit reference

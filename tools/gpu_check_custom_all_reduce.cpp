@@ -49,12 +49,13 @@ using troupe::testing::on_rank_threads;
 namespace gpu_check {
 
 std::vector<std::unique_ptr<communicator>> with_custom_all_reduce(std::vector<std::unique_ptr<communicator>> comms,
-                                                                  const std::vector<ops*>& backends, std::string* why_not) {
+                                                                  const std::vector<ops*>& backends, std::string* why_not,
+                                                                  const custom_all_reduce_options& options) {
   const int size = static_cast<int>(comms.size());
   in_process_exchange board(size);
   std::vector<std::string> why(static_cast<size_t>(size));
   const std::string error = first_error(on_rank_threads(size, [&](int r) {
-    comms[r] = make_custom_all_reduce(std::move(comms[r]), *backends[r], board.for_rank(r), custom_all_reduce_options{},
+    comms[r] = make_custom_all_reduce(std::move(comms[r]), *backends[r], board.for_rank(r), options,
                                       &why[static_cast<size_t>(r)], board.launch_gate());
   }));
   if (!error.empty()) throw std::runtime_error("setting up the custom all-reduce: " + error);
@@ -81,7 +82,8 @@ struct group {
 std::vector<ops*> as_ops(const std::vector<cuda_ops*>& gpus) { return {gpus.begin(), gpus.end()}; }
 
 // `size` ranks on GPU 0 (shared) or on GPUs 0 .. size-1 (nccl), their communicators wrapped or not.
-group make_group(int size, bool nccl, bool custom, std::string* why_not = nullptr) {
+group make_group(int size, bool nccl, bool custom, std::string* why_not = nullptr,
+                 const custom_all_reduce_options& options = {}) {
   group g;
   g.label = nccl ? "nccl " + std::to_string(size) + " GPUs" : "shared ranks=" + std::to_string(size);
   g.exact_fallback = !nccl;
@@ -97,7 +99,7 @@ group make_group(int size, bool nccl, bool custom, std::string* why_not = nullpt
   } else {
     g.comms = make_shared_gpu_communicators(as_ops(g.gpus));
   }
-  if (custom) g.comms = with_custom_all_reduce(std::move(g.comms), as_ops(g.gpus), why_not);
+  if (custom) g.comms = with_custom_all_reduce(std::move(g.comms), as_ops(g.gpus), why_not, options);
   return g;
 }
 
@@ -394,6 +396,18 @@ void time_custom_all_reduce() {
                     why.empty() ? "" : ("  (custom off: " + why + ")").c_str());
         inform("custom all_reduce time", dtype::bf16, plain.label + " " + shape,
                "wrapped " + us_pair(wrapped_us) + " us, custom " + us_pair(custom_us) + " us (back to back / each waited)");
+      }
+      if (!s.nccl) return;
+      // The grid the kernel launches on GPUs of their own (default 36 blocks), for tuning: 1.75 MiB at other caps.
+      for (const int blocks : {8, 16, 64}) {
+        custom_all_reduce_options o;
+        o.max_blocks = blocks;
+        group tuned = make_group(s.size, true, true, nullptr, o);
+        const auto us = time_sums(tuned, 256);
+        std::printf("%-20s %-12s %-9lld %20s %20s  (at most %d blocks)\n", plain.label.c_str(), dims({256, kCols}).c_str(),
+                    static_cast<long long>(256 * kCols * 2), "", us_pair(us).c_str(), blocks);
+        inform("custom all_reduce time", dtype::bf16, plain.label + " " + dims({256, kCols}) + " " + std::to_string(blocks) + " blocks",
+               "custom " + us_pair(us) + " us (back to back / each waited)");
       }
     });
 }

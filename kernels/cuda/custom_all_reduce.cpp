@@ -99,7 +99,8 @@ std::string reach(peer_buffers& b, const custom_all_reduce_peer& mine, const cus
            cuda_error(e) + "; CUDA_VISIBLE_DEVICES?)";
   if (device != b.device) {
     int can = 0;
-    cuda::check(cudaDeviceCanAccessPeer(&can, b.device, device), "cudaDeviceCanAccessPeer");
+    if (cudaError_t e = cudaDeviceCanAccessPeer(&can, b.device, device); e != cudaSuccess)  // a verdict, not a throw:
+      return "cudaDeviceCanAccessPeer failed: " + cuda_error(e);  // the peers go on to the second exchange
     if (!can)
       return "GPU " + std::to_string(b.device) + " cannot access rank " + std::to_string(r) + "'s GPU " +
              std::to_string(device) + " peer to peer (no NVLink or PCIe peer access between them)";
