@@ -302,8 +302,9 @@ engine::impl::impl(const engine_options& requested) : system(with_middleman(syst
         // After loading: the custom all-reduce's set-up is a rendezvous, so no rank's kernel waits out its
         // deadline for a peer still reading its weights.
         if (custom_all_reduce) {
-          const exchange_strings exchange = mpi ? exchange_strings([mpi](const std::string& mine) { return mpi->all_gather_string(mine); })
-                                                : records.for_rank(i);
+          const exchange_strings exchange =
+              mpi ? exchange_strings([mpi](const std::string& mine) { return mpi->all_gather_string(mine); })
+                  : records.for_rank(i);
           comm = make_custom_all_reduce(std::move(comm), *shard.backend, exchange, custom,
                                         &custom_why_not[static_cast<size_t>(i)], mpi ? nullptr : records.launch_gate());
         }
