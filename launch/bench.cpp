@@ -157,12 +157,15 @@ void register_bench(CLI::App& app) {
   auto o = std::make_shared<throughput_options>();
   CLI::App* cmd = bench->add_subcommand("throughput", "Offline throughput: N prompts at once, EOS ignored");
   add_engine_flags(cmd, o->engine);
+  // vLLM's `bench throughput` sends fixed sampling parameters (temperature 1, top_p 1), so the model's
+  // defaults never apply there; bench keeps its figures comparable with vLLM's unless told otherwise.
+  o->engine.generation_config = "vllm";
   add_generation_config_flags(cmd, o->engine);
   cmd->add_option("--num-prompts", o->num_prompts)->capture_default_str();
   cmd->add_option("--input-len", o->input_len, "Prompt tokens")->capture_default_str();
   cmd->add_option("--output-len", o->output_len, "Generated tokens per prompt")->capture_default_str();
   cmd->add_option("--seed", o->seed)->capture_default_str();
-  cmd->add_option("--temperature", o->temperature, "Sampling temperature; 0: greedy (not given: the generation config's, else 1)")
+  cmd->add_option("--temperature", o->temperature, "Sampling temperature; 0: greedy (not given: 1, or the model's with --generation-config auto)")
       ->capture_default_str();
   cmd->add_option("--output-json", o->output_json, "Also write the figures to this file");
   cmd->add_option("--structured-fraction", o->structured_fraction,

@@ -126,6 +126,20 @@ TEST(bench_cli, throughput_takes_the_generation_configs_sampling_but_keeps_its_o
   EXPECT_EQ(std::lround(j["tokens_per_step"].get<double>() * j["num_steps"].get<double>()), 2 * 4 + 2 * 3);
   ASSERT_EQ(run_troupe(base + " --temperature 0.5").exit_code, 0);
   EXPECT_EQ(read_report()["temperature"], 0.5);
+
+  // Not asked: the model's own generation_config.json is left alone, as vLLM's bench (temperature 1) does.
+  temp_dir model;
+  for (const auto& entry : fs::directory_iterator(reference_dir("llama_f32")))
+    fs::copy_file(entry.path(), model.path() / entry.path().filename());
+  fs::copy_file(config.path() / "generation_config.json", model.path() / "generation_config.json",
+                fs::copy_options::overwrite_existing);
+  ASSERT_EQ(run_troupe("bench throughput --model " + model.path().string() +
+                       " --num-prompts 2 --input-len 4 --output-len 3 --output-json " + report).exit_code, 0);
+  EXPECT_EQ(read_report()["temperature"], 1.0);
+  ASSERT_EQ(run_troupe("bench throughput --model " + model.path().string() +
+                       " --num-prompts 2 --input-len 4 --output-len 3 --generation-config auto --output-json " + report)
+                .exit_code, 0);
+  EXPECT_EQ(read_report()["temperature"], 0.0);
 }
 
 TEST(generate_cli, dummy_weights_need_only_the_config) {
