@@ -17,6 +17,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "tests/support/quantized_copy.hpp"
 #include "tests/support/raw_http.hpp"
 #include "tests/support/run_command.hpp"
 #include "tests/support/server_process.hpp"
@@ -94,6 +95,26 @@ TEST(mpirun, two_and_four_processes_give_one_processs_tokens) {
       EXPECT_EQ(nlohmann::json::parse(split.out)["token_ids"], expected) << checkpoint << ", " << np << " processes," << sampling;
     }
   }
+}
+
+// Issue 17's launch on the CPU: eight processes, one per shard, as eight GPUs over nodes would run, on a
+// model whose 8 query heads allow it (dummy weights, which every split makes alike), give one process's tokens.
+TEST(mpirun, eight_processes_give_one_processs_tokens) {
+  troupe::testing::temp_folder dir("tp8_shape");
+  std::ofstream(dir.path() / "config.json")
+      << R"({"architectures": ["LlamaForCausalLM"], "hidden_size": 128, "num_hidden_layers": 2,
+             "num_attention_heads": 8, "num_key_value_heads": 2, "intermediate_size": 192, "vocab_size": 500,
+             "max_position_embeddings": 512, "torch_dtype": "float32"})";
+  const std::string args = " generate --model " + dir.path().string() +
+                           " --load-format dummy --prompt-token-ids 5,17,33,2,99,150,7,8,61,300,12,4 --max-tokens 12"
+                           " --ignore-eos --json --temperature 0 --max-num-batched-tokens 8";
+  const run_result one = run_command(std::string(TROUPE_BINARY) + args);
+  ASSERT_EQ(one.exit_code, 0) << one.err;
+  const auto expected = nlohmann::json::parse(one.out)["token_ids"];
+  ASSERT_EQ(expected.size(), 12u);
+  const run_result split = run_command(mpirun(8) + TROUPE_BINARY + args + " --tensor-parallel-size 8");
+  ASSERT_EQ(split.exit_code, 0) << split.err;
+  EXPECT_EQ(nlohmann::json::parse(split.out)["token_ids"], expected);
 }
 
 TEST(mpirun, a_rank_with_another_checkpoint_is_refused_naming_the_difference) {

@@ -136,6 +136,17 @@ TEST(split_model, a_qwen3_split_over_two_ranks_gives_the_whole_models_tokens_wit
   expect_split_gives_the_whole_models_output(config, 2, nullptr);
 }
 
+// Issue 17's split on the CPU: 8 query heads over 8 ranks, one each, with 2 KV heads each replicated on 4
+// ranks; the 192 intermediate columns 24 a rank; the 500-token vocabulary padded to 8 slices of 64 rows.
+TEST(split_model, eight_ranks_with_replicated_kv_heads_give_the_whole_models_logits_and_tokens) {
+  model_config config = model_config::from_json(
+      R"({"architectures": ["LlamaForCausalLM"], "hidden_size": 128, "num_hidden_layers": 2,
+          "num_attention_heads": 8, "num_key_value_heads": 2, "intermediate_size": 192, "vocab_size": 500,
+          "max_position_embeddings": 256, "tie_word_embeddings": false})",
+      "test");
+  expect_split_gives_the_whole_models_output(config, 8, nullptr);
+}
+
 TEST(split_model, a_step_that_samples_no_row_runs_on_every_rank) {
   const fs::path dir = fs::path(TROUPE_TEST_DATA) / "reference" / "llama_f32";
   const model_config config = model_config::from_dir(dir);
