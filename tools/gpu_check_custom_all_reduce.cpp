@@ -23,6 +23,7 @@
 //    are not run: MPI needs host memory).
 
 #include <algorithm>
+#include <atomic>
 #include <barrier>
 #include <chrono>
 #include <cmath>
@@ -246,23 +247,23 @@ void check_graph(group& g, int replays) {
   const int size = g.size();
   const dtype t = dtype::bf16;
   const std::vector<int64_t> counts = {256 * kCols, kCols};
-  std::vector<device_buffer> held;
+  // Made on each rank's thread (allocating makes its GPU current there) and freed after every thread is done.
+  std::vector<std::vector<device_buffer>> held(static_cast<size_t>(size));
   std::vector<std::vector<tensor>> xs(static_cast<size_t>(size));
-  for (int r = 0; r < size; ++r)
-    for (const int64_t n : counts) {
-      held.push_back(g.gpus[r]->alloc(t, {1, n}));
-      xs[r].push_back(held.back());
-    }
   std::vector<std::vector<std::vector<bytes>>> in(static_cast<size_t>(replays));  // [replay][sum][rank]
   for (auto& rep : in)
     for (const int64_t n : counts) rep.push_back(random_inputs(size, t, n));
   std::vector<std::vector<std::vector<bytes>>> out(
       static_cast<size_t>(replays), std::vector<std::vector<bytes>>(counts.size(), std::vector<bytes>(static_cast<size_t>(size))));
-  for (cuda_ops* gpu : g.gpus) gpu->synchronize();
   std::barrier<> meet(size);
   std::vector<int64_t> calls(static_cast<size_t>(size));
-  bool recorded = true;
+  std::atomic<bool> recorded = true;
   const std::string error = first_error(on_rank_threads(size, [&](int r) {
+    for (const int64_t n : counts) {
+      held[r].push_back(g.gpus[r]->alloc(t, {1, n}));
+      xs[r].push_back(held[r].back());
+    }
+    g.gpus[r]->synchronize();
     const int64_t before = custom_all_reduce_calls(*g.comms[r]);
     meet.arrive_and_wait();  // no rank allocates or waits on the device while another captures
     const bool capturing = g.gpus[r]->begin_capture();
