@@ -20,7 +20,8 @@
 //    the same way. Every TP 1 model is warmed up as the engine warms it (every decode graph recorded).
 // 3. Timings (informative) at Qwen2.5-7B shapes with dummy bf16 weights (each shard makes its slices):
 //    decode steps of 1 and of 256 sequences (128 tokens of context, one new token each) with 2 shards
-//    sharing the GPU (without and with the custom all-reduce), and the whole model beside NCCL of size 1; step time (host wall time of the step,
+//    sharing the GPU (without and with the custom all-reduce), the whole model beside NCCL of size 1, and with 2
+//    or more GPUs, 2 ranks on GPUs 0 and 1 joined by NCCL without and with the custom all-reduce (issue 16); step time (host wall time of the step,
 //    which ends with the sampled tokens on the host) and the collective time of shard 0
 //    (timed_communicator: the host time inside collectives, waiting for the other shard included).
 //
@@ -42,6 +43,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "kernels/backend_factory.hpp"
 #include "kernels/cuda/cuda_ops.hpp"
 #include "kernels/cuda/custom_all_reduce.hpp"
 #include "kernels/cuda/nccl_communicator.hpp"
@@ -104,6 +106,27 @@ split_model shared_split(const model_config& config, int tp, const checkpoint* c
   if (custom_0) *custom_0 = shared[0].get();
   auto comms = with_timers(std::move(shared), timers);
   return split_model(config, std::move(backends), std::move(comms), ckpt, kSeed, t, limits, config.quantization.has_value());
+}
+
+// The model split over GPUs 0 .. tp-1, one rank each, joined by NCCL, with the custom all-reduce around it unless
+// `custom` is false.
+split_model nccl_split(const model_config& config, int tp, dtype t, const model_limits& limits,
+                       std::vector<const timed_communicator*>* timers, bool custom) {
+  std::vector<std::unique_ptr<ops>> backends;
+  std::vector<ops*> raw;
+  for (int r = 0; r < tp; ++r) {
+    backends.push_back(std::make_unique<cuda_ops>(r));
+    raw.push_back(backends.back().get());
+  }
+  const nccl_unique_id id = make_nccl_unique_id();
+  std::vector<std::unique_ptr<communicator>> comms(static_cast<size_t>(tp));
+  const std::string error = troupe::testing::first_error(troupe::testing::on_rank_threads(tp, [&](int r) {
+    comms[static_cast<size_t>(r)] = make_nccl_communicator(id, r, tp, *raw[static_cast<size_t>(r)]);
+  }));
+  if (!error.empty()) throw std::runtime_error("NCCL: " + error);
+  if (custom) comms = with_custom_all_reduce(std::move(comms), raw);
+  return split_model(config, std::move(backends), with_timers(std::move(comms), timers), nullptr, kSeed, t, limits,
+                     config.quantization.has_value());
 }
 
 enum class one_gpu { whole, nccl_size_1 };
@@ -315,7 +338,7 @@ void check_tensor_parallel(const fs::path& dir) {
 }
 
 void time_tensor_parallel(const fs::path& shape_dir) {
-  watchdog deadline("the tensor-parallel timings", 420);
+  watchdog deadline("the tensor-parallel timings", device_count("cuda") >= 2 ? 900 : 600);
   using clock = std::chrono::steady_clock;
   const model_config config = model_config::from_dir(shape_dir);
   // 256 sequences of up to 256 tokens in blocks of 16; prefill steps of up to 1024 tokens.
@@ -346,9 +369,21 @@ void time_tensor_parallel(const fs::path& shape_dir) {
       split_model m = on_one_gpu(one_gpu::nccl_size_1, config, nullptr, t, limits, &timers);
       nccl = time_decode("tp=1, NCCL size 1 (graphs)", m, seconds_since(begin), timers[0], true, config.vocab_size);
     });
+  std::vector<step_timing> gpus_2;  // issue 16: NCCL against the custom all-reduce, one rank per GPU
+  if (nccl_available() && device_count("cuda") >= 2)
+    for (const bool custom : {false, true})
+      guarded("tp timings, 2 GPUs", [&] {
+        std::vector<const timed_communicator*> timers;
+        const auto begin = clock::now();
+        split_model m = nccl_split(config, 2, t, limits, &timers, custom);
+        const auto rows = time_decode(custom ? "tp=2, GPUs 0 and 1, NCCL + custom (graphs)" : "tp=2, GPUs 0 and 1, NCCL (graphs)",
+                                      m, seconds_since(begin), timers[0], true, config.vocab_size);
+        gpus_2.insert(gpus_2.end(), rows.begin(), rows.end());
+      });
   std::vector<step_timing> rows = shared;
   rows.insert(rows.end(), whole.begin(), whole.end());
   rows.insert(rows.end(), nccl.begin(), nccl.end());
+  rows.insert(rows.end(), gpus_2.begin(), gpus_2.end());
 
   // The table for the closing note, and one informative row each in the results.
   std::printf("\ntensor parallelism at %s shapes (%lld layers, hidden %lld, dummy bf16 weights): decode steps of one new "
