@@ -15,6 +15,7 @@
 #include "actors/shard_actor.hpp"
 #include "kernels/backend_factory.hpp"
 #include "kernels/cpu/mpi_communicator.hpp"
+#include "kernels/cuda/custom_all_reduce.hpp"
 #include "kernels/cuda/nccl_communicator.hpp"
 #include "kernels/cuda/shared_gpu_communicator.hpp"
 #include "kernels/cpu/thread_communicator.hpp"
@@ -104,6 +105,7 @@ void check_ranks_agree(const engine_options& o, const fs::path& dir, const mpi_s
   f.add("--num-gpu-blocks-override", std::to_string(o.num_gpu_blocks_override));
   f.add("--gpu-memory-utilization", std::to_string(o.gpu_memory_utilization));
   f.add("--enforce-eager", o.enforce_eager ? "true" : "false");
+  f.add("--disable-custom-all-reduce", o.disable_custom_all_reduce ? "true" : "false");
   f.add("--seed", o.seed ? std::to_string(*o.seed) : "none");
   add_checkpoint_identity(f, dir);
   const std::vector<std::string> all = mpi.all_gather_string(f.serialize());
@@ -242,6 +244,14 @@ engine::impl::impl(const engine_options& requested) : system(with_middleman(syst
     } else if (tp > 1) {
       comms = make_thread_communicators(tp);  // CPU shards: threads of this process
     }
+    // On GPUs the all-reduces of sums up to 8 MiB take the custom one-shot kernel over peer-to-peer memory
+    // (kernels/cuda/custom_all_reduce.hpp), the communicator above being the fallback. Its ranks swap buffer
+    // records: through MPI across processes, through `records` within this one.
+    const bool custom_all_reduce = tp > 1 && on_gpu;
+    custom_all_reduce_options custom;
+    custom.enabled = !o.disable_custom_all_reduce;
+    in_process_exchange records(n_local);
+    std::vector<std::string> custom_why_not(static_cast<size_t>(n_local));
     const bool profile = memory && o.num_gpu_blocks_override <= 0;
     if (!profile) check_kv_capacity(num_blocks, o.block_size, max_model_len, on_gpu);
 
@@ -257,12 +267,10 @@ engine::impl::impl(const engine_options& requested) : system(with_middleman(syst
                                                                   : dummy_weight_source(o.seed.value_or(0), config.quantization))
                              : tp > 1 ? sharded_weight_source(*ckpt, config, plan)
                                       : checkpoint_weight_source(*ckpt, config);
-      shard_context where;
+      std::unique_ptr<communicator> comm;
       if (tp > 1) {
-        std::unique_ptr<communicator> comm = std::move(comms[static_cast<size_t>(i)]);
+        comm = std::move(comms[static_cast<size_t>(i)]);
         if (!comm) comm = make_nccl_communicator(nccl_id, r, tp, *shard.backend);  // every rank at once
-        shard.comm = std::make_unique<timed_communicator>(std::move(comm));
-        where = {shard.comm.get(), plan.vocab_begin, config.vocab_size};
       }
       // 4-bit weights stay packed on a GPU (ops::linear_int4), a split model's each rank's slices alone; the CPU
       // runs the dequantized f32 forward (the reference). FP8 weights stay in FP8 on both (ops::linear_fp8: the
@@ -289,6 +297,20 @@ engine::impl::impl(const engine_options& requested) : system(with_middleman(syst
                      static_cast<double>(linear.kept) / (1 << 30), static_cast<double>(linear.dense) / (1 << 30), name(act),
                      on_gpu ? "; the KV cache gets the difference" : "");
       model_weights weights = load_model_weights(local, *shard.backend, act, source, int4, fp8);
+      shard_context where;
+      if (tp > 1) {
+        // After loading: the custom all-reduce's set-up is a rendezvous, so no rank's kernel waits out its
+        // deadline for a peer still reading its weights.
+        if (custom_all_reduce) {
+          const exchange_strings exchange =
+              mpi ? exchange_strings([mpi](const std::string& mine) { return mpi->all_gather_string(mine); })
+                  : records.for_rank(i);
+          comm = make_custom_all_reduce(std::move(comm), *shard.backend, exchange, custom,
+                                        &custom_why_not[static_cast<size_t>(i)], mpi ? nullptr : records.launch_gate());
+        }
+        shard.comm = std::make_unique<timed_communicator>(std::move(comm));
+        where = {shard.comm.get(), plan.vocab_begin, config.vocab_size};
+      }
       if (!profile) {
         model_limits l = limits;
         l.num_blocks = shard_blocks[static_cast<size_t>(i)];
@@ -319,6 +341,14 @@ engine::impl::impl(const engine_options& requested) : system(with_middleman(syst
     });
     // The scheduler's block tables are every shard's: the cache has the blocks the smallest shard holds.
     num_blocks = *std::min_element(shard_blocks.begin(), shard_blocks.end());
+    if (custom_all_reduce) {  // the same verdict on every rank
+      if (custom_why_not[0].empty())
+        spdlog::info("custom all-reduce: on: sums up to {} MiB take the one-shot kernel over peer-to-peer GPU memory, "
+                     "larger ones {}", custom.buffer_bytes >> 20, shared_gpu ? "the shared-GPU communicator" : "NCCL");
+      else
+        spdlog::info("custom all-reduce: off: {}; every all-reduce goes through {}", custom_why_not[0],
+                     shared_gpu ? "the shared-GPU communicator" : "NCCL");
+    }
     if (mpi) {  // and over the other processes' shards
       for (const std::string& blocks : mpi->all_gather_string(std::to_string(num_blocks)))
         num_blocks = std::min<int64_t>(num_blocks, std::stoll(blocks));

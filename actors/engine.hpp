@@ -58,6 +58,9 @@ struct engine_options {
   int64_t num_gpu_blocks_override = 0;         // > 0: exactly this many KV blocks
   bool enable_prefix_caching = true;
   bool enforce_eager = false;                  // CUDA: no CUDA graphs for decode steps
+  // CUDA tensor parallelism: every all-reduce through NCCL (or the shared-GPU communicator), never the custom
+  // one-shot kernel over peer-to-peer memory (kernels/cuda/custom_all_reduce.hpp).
+  bool disable_custom_all_reduce = false;
   std::string scheduling_policy = "fcfs";      // fcfs | priority
   int32_t long_request_threshold = 0;          // 0: one pool; else max_tokens above it is the long pool
   double long_max_fraction = 0.75;             // seats the long pool may hold

@@ -8,6 +8,7 @@
 
 #include "kernels/cuda/cuda_ops.hpp"
 #else
+#include "kernels/cuda/custom_all_reduce.hpp"
 #include "kernels/cuda/nccl_communicator.hpp"
 #include "kernels/cuda/shared_gpu_communicator.hpp"
 #endif
@@ -34,6 +35,14 @@ std::string nccl_async_error(communicator&) {
 std::vector<std::unique_ptr<communicator>> make_shared_gpu_communicators(const std::vector<ops*>&) {
   no_cuda("the shared-GPU communicator");
 }
+std::unique_ptr<communicator> make_custom_all_reduce(std::unique_ptr<communicator> wrapped, ops&, const exchange_strings&,
+                                                     const custom_all_reduce_options& options, std::string* why_not,
+                                                     std::shared_ptr<std::barrier<>>) {
+  std::string why = custom_all_reduce_unused(options, wrapped->size());
+  if (why_not) *why_not = why.empty() ? "this troupe was built without CUDA" : why;
+  return wrapped;
+}
+int64_t custom_all_reduce_calls(const communicator&) { return -1; }
 #endif
 
 std::vector<std::string> available_backends() {

@@ -44,7 +44,7 @@ std::string read_text(const std::string& path, const char* flag) {
   return s.str();
 }
 
-void run_throughput(throughput_options o) {
+void run_throughput(throughput_options o, const CLI::App& cmd) {
   if (o.num_prompts <= 0 || o.input_len <= 0 || o.output_len <= 0)
     throw user_error("--num-prompts, --input-len and --output-len must be positive");
   if (!(o.structured_fraction >= 0 && o.structured_fraction <= 1))
@@ -69,6 +69,7 @@ void run_throughput(throughput_options o) {
   params.ignore_eos = true;
   params.max_tokens = o.output_len;
   params.seed = o.seed;
+  take_generation_defaults(cmd, e, params, true);
   // The constrained prompts spread evenly (every second one at 0.5), so each step's batch holds the fraction.
   std::vector<sampling_params> per_prompt(prompts.size(), params);
   int32_t num_constrained = 0;
@@ -97,7 +98,7 @@ void run_throughput(throughput_options o) {
   const nlohmann::json report = {
       {"backend", o.engine.backend},
       {"dtype", o.engine.dtype},
-      {"temperature", o.temperature},
+      {"temperature", params.temperature},
       {"model", e.config().architecture_name},
       {"num_prompts", o.num_prompts},
       {"input_len", o.input_len},
@@ -156,17 +157,22 @@ void register_bench(CLI::App& app) {
   auto o = std::make_shared<throughput_options>();
   CLI::App* cmd = bench->add_subcommand("throughput", "Offline throughput: N prompts at once, EOS ignored");
   add_engine_flags(cmd, o->engine);
+  // vLLM's `bench throughput` sends fixed sampling parameters (temperature 1, top_p 1), so the model's
+  // defaults never apply there; bench keeps its figures comparable with vLLM's unless told otherwise.
+  o->engine.generation_config = "vllm";
+  add_generation_config_flags(cmd, o->engine);
   cmd->add_option("--num-prompts", o->num_prompts)->capture_default_str();
   cmd->add_option("--input-len", o->input_len, "Prompt tokens")->capture_default_str();
   cmd->add_option("--output-len", o->output_len, "Generated tokens per prompt")->capture_default_str();
   cmd->add_option("--seed", o->seed)->capture_default_str();
-  cmd->add_option("--temperature", o->temperature, "Sampling temperature; 0: greedy")->capture_default_str();
+  cmd->add_option("--temperature", o->temperature, "Sampling temperature; 0: greedy (not given: 1, or the model's with --generation-config auto)")
+      ->capture_default_str();
   cmd->add_option("--output-json", o->output_json, "Also write the figures to this file");
   cmd->add_option("--structured-fraction", o->structured_fraction,
                   "Share of the prompts constrained by --structured-schema (structured outputs)")
       ->capture_default_str();
   cmd->add_option("--structured-schema", o->structured_schema, "A JSON schema file for the constrained prompts");
-  cmd->callback([o] { run_throughput(*o); });
+  cmd->callback([o, cmd] { run_throughput(*o, *cmd); });
   register_bench_serve(*bench);
 }
 

@@ -3,7 +3,9 @@
 #include <cstdlib>
 
 #include <CLI/CLI.hpp>
+#include <spdlog/spdlog.h>
 
+#include "actors/model_front.hpp"
 #include "runtime/cli/environment.hpp"
 
 namespace troupe {
@@ -63,6 +65,40 @@ void add_engine_flags(CLI::App* cmd, engine_options& o) {
   cmd->add_option("--long-prefill-token-threshold", o.long_prefill_token_threshold,
                   "Largest prefill chunk of one prompt per step (0: no cap)");
   cmd->add_flag("--enforce-eager", o.enforce_eager, "CUDA: run every step op by op, without CUDA graphs");
+  cmd->add_flag("--disable-custom-all-reduce", o.disable_custom_all_reduce,
+                "CUDA tensor parallelism: every all-reduce through NCCL, never the one-shot kernel over peer-to-peer "
+                "GPU memory that otherwise takes sums up to 8 MiB");
+}
+
+void add_generation_config_flags(CLI::App* cmd, engine_options& o) {
+  cmd->add_option("--generation-config", o.generation_config,
+                  "Default sampling parameters (temperature, top_p, top_k, min_p, repetition_penalty, max_new_tokens) "
+                  "for requests (generate and bench: flags) that give none: auto (the model's generation_config.json), vllm "
+                  "(none), or a folder "
+                  "holding a generation_config.json")
+      ->capture_default_str();
+  cmd->add_option("--override-generation-config", o.override_generation_config,
+                  "A JSON object of default sampling parameters merged over --generation-config's, as "
+                  "'{\"temperature\": 0.5}'");
+}
+
+void take_generation_defaults(const CLI::App& cmd, const engine& e, sampling_params& p, bool without_max_tokens) {
+  generation_defaults d =
+      defaults_for_flags_not_given(e.front().sampling_defaults, [&cmd](std::string_view flag) {
+        const CLI::Option* o = cmd.get_option_no_throw(std::string(flag));  // bench has no --top-p
+        return o && o->count() > 0;
+      });
+  if (without_max_tokens) d.max_tokens.reset();
+  if (d.temperature) p.temperature = static_cast<float>(*d.temperature);
+  if (d.top_p) p.top_p = static_cast<float>(*d.top_p);
+  if (d.top_k) p.top_k = static_cast<int32_t>(*d.top_k);
+  if (d.min_p) p.min_p = static_cast<float>(*d.min_p);
+  if (d.repetition_penalty) p.repetition_penalty = static_cast<float>(*d.repetition_penalty);
+  if (d.max_tokens) p.max_tokens = static_cast<int32_t>(*d.max_tokens);
+  if (!d.empty())
+    spdlog::info("default sampling parameters, from the generation config: {} (flags given win; "
+                 "--generation-config vllm ignores the model's)",
+                 d.describe());
 }
 
 void add_sampling_flags(CLI::App* cmd, sampling_params& p) {

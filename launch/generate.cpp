@@ -77,12 +77,13 @@ std::vector<prompt_input> collect_prompts(const generate_options& o, int64_t voc
   return prompts;
 }
 
-void run_generate(generate_options o) {
+void run_generate(generate_options o, const CLI::App& cmd) {
   if (run_if_other_rank(o.engine)) return;  // under mpirun: a rank other than 0 runs its shard only
   const auto load_start = std::chrono::steady_clock::now();
   engine e(o.engine);
   spdlog::info("loaded {} ({:.1f}M parameters) in {:.2f} s", e.config().architecture_name, e.config().num_parameters() / 1e6,
                std::chrono::duration<double>(std::chrono::steady_clock::now() - load_start).count());
+  take_generation_defaults(cmd, e, o.params);
   const std::vector<prompt_input> prompts = collect_prompts(o, e.config().vocab_size);
   if (const std::string invalid = o.params.validate(static_cast<int32_t>(e.config().vocab_size)); !invalid.empty())
     throw user_error(invalid);
@@ -125,13 +126,14 @@ void register_generate(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand("generate", "Complete prompts (batched continuously) and print the results");
   add_engine_flags(cmd, o->engine);
   add_sampling_flags(cmd, o->params);
+  add_generation_config_flags(cmd, o->engine);
   cmd->add_option("--prompt", o->prompts, "Prompt text (repeatable)");
   cmd->add_option("--prompt-token-ids", o->prompt_token_ids, "Prompt as comma-separated token ids");
   cmd->add_option("--prompts-file", o->prompts_file, "A file with one prompt a line");
   cmd->add_option("--num-prompts", o->num_prompts, "Random prompts of --input-len token ids");
   cmd->add_option("--input-len", o->input_len, "Tokens per random prompt");
   cmd->add_flag("--json", o->json, "Print one JSON object per prompt, in the prompts' order");
-  cmd->callback([o] { run_generate(*o); });
+  cmd->callback([o, cmd] { run_generate(*o, *cmd); });
 }
 
 } // namespace troupe

@@ -217,14 +217,7 @@ void register_serve(CLI::App& app) {
                   "Model names the API answers to, the first in responses and metrics (default: the model's path)");
   cmd->add_option("--chat-template", o->engine.chat_template,
                   "The chat template: a Jinja file, or the template itself (default: the model's tokenizer_config.json)");
-  cmd->add_option("--generation-config", o->engine.generation_config,
-                  "Default sampling parameters (temperature, top_p, top_k, min_p, repetition_penalty, max_new_tokens) "
-                  "for requests that give none: auto (the model's generation_config.json), vllm (none), or a folder "
-                  "holding a generation_config.json")
-      ->capture_default_str();
-  cmd->add_option("--override-generation-config", o->engine.override_generation_config,
-                  "A JSON object of default sampling parameters merged over --generation-config's, as "
-                  "'{\"temperature\": 0.5}'");
+  add_generation_config_flags(cmd, o->engine);
   cmd->add_option_function<uint64_t>(
       "--seed", [o](const uint64_t& seed) { o->engine.seed = seed; },
       "Seeds the sampling of requests that give no seed (default: a random seed each start)");

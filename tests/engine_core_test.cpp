@@ -279,6 +279,27 @@ TEST(engine_core, constrained_requests_emit_one_of_their_choices_through_chunked
   for (int i = 1; i < 8; i += 2) EXPECT_EQ(squeezed.outputs_[i].size(), 40u);
 }
 
+// ignore_eos past a completed grammar, as vLLM runs it: its scheduler never stops a request for its grammar,
+// and a grammar that accepted its end id gets the full mask. The end id comes once, then the output runs on
+// unconstrained to max_tokens: the model's own greedy continuation of choice and end id.
+TEST(engine_core, under_ignore_eos_a_completed_grammar_lets_the_output_run_on_unconstrained_to_max_tokens) {
+  engine_fixture constrained(setup{});
+  constrained.constrain();
+  sampling_params p = greedy(12);
+  p.structured = structured_output{structured_output::kind::choice, "5 7 9"};
+  constrained.add(1, {1, 2, 3}, p);
+  constrained.run();
+  const std::vector<int32_t>& out = constrained.outputs_[1];
+  ASSERT_EQ(out.size(), 12u);
+  EXPECT_EQ(std::vector<int32_t>(out.begin(), out.begin() + 4), (std::vector<int32_t>{5, 7, 9, 2}));
+  EXPECT_EQ(constrained.finished_[1].reason, finish_reason::length);
+  EXPECT_EQ(constrained.runner().constraints()->num_refused(), 0);
+  engine_fixture free(setup{});
+  free.add(1, {1, 2, 3, 5, 7, 9, 2}, greedy(8));
+  free.run();
+  EXPECT_EQ(std::vector<int32_t>(out.begin() + 4, out.end()), free.outputs_[1]);
+}
+
 TEST(engine_core, refuses_invalid_requests_with_a_message) {
   engine_fixture e(setup{});
   EXPECT_EQ(e.core().add({1, {}, greedy(4), 0, {}}), "The prompt cannot be empty");

@@ -1,8 +1,9 @@
-// `troupe generate` and `troupe make-model` as a user runs them.
+// `troupe generate`, `troupe bench throughput` and `troupe make-model` as a user runs them.
 
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -80,6 +81,65 @@ TEST(generate_cli, make_model_writes_a_folder_that_generate_reads_from_text) {
   const auto j = nlohmann::json::parse(r.out);
   EXPECT_EQ(j["token_ids"].size(), 8u);
   EXPECT_FALSE(j["prompt_token_ids"].empty());
+}
+
+TEST(generate_cli, takes_the_generation_configs_defaults_for_the_flags_not_given) {
+  temp_dir config;
+  std::ofstream(config.path() / "generation_config.json") << R"({"temperature": 0.0, "max_new_tokens": 3})";
+  const std::string base = "generate --model " + reference_dir("llama_f32") + " --prompt-token-ids 5,6,7,8 --ignore-eos --json --seed 7";
+  const auto token_ids = [](const run_result& r) { return nlohmann::json::parse(r.out)["token_ids"].get<std::vector<int32_t>>(); };
+  const auto defaults = run_troupe(base + " --generation-config " + config.path().string());
+  ASSERT_EQ(defaults.exit_code, 0) << defaults.err;
+  const auto greedy = run_troupe(base + " --max-tokens 3 --temperature 0");  // the reference folder's config has no defaults
+  ASSERT_EQ(greedy.exit_code, 0) << greedy.err;
+  EXPECT_EQ(token_ids(defaults), token_ids(greedy));  // temperature 0 and 3 tokens, from the file
+  EXPECT_NE(defaults.err.find("default sampling parameters, from the generation config: temperature=0, max_tokens=3"),
+            std::string::npos)
+      << defaults.err;
+  // Flags given win; the override goes over the file; vllm reads none.
+  const auto flags = run_troupe(base + " --generation-config " + config.path().string() + " --max-tokens 5 --temperature 1");
+  const auto sampled = run_troupe(base + " --max-tokens 5 --temperature 1");
+  EXPECT_EQ(token_ids(flags), token_ids(sampled));
+  const auto longer_greedy = run_troupe(base + " --max-tokens 5 --temperature 0");
+  EXPECT_NE(token_ids(flags), token_ids(longer_greedy));
+  const auto overridden = run_troupe(base + " --generation-config " + config.path().string() +
+                                     R"( --override-generation-config '{"max_new_tokens": 2}')");
+  EXPECT_EQ(token_ids(overridden).size(), 2u);
+  EXPECT_EQ(token_ids(run_troupe(base + " --generation-config vllm")).size(), 16u);  // --max-tokens' own default
+}
+
+TEST(bench_cli, throughput_takes_the_generation_configs_sampling_but_keeps_its_output_length) {
+  temp_dir config;
+  std::ofstream(config.path() / "generation_config.json") << R"({"temperature": 0.0, "max_new_tokens": 1})";
+  const std::string report = (config.path() / "report.json").string();
+  const std::string base = "bench throughput --model " + reference_dir("llama_f32") +
+                           " --num-prompts 2 --input-len 4 --output-len 3 --output-json " + report +
+                           " --generation-config " + config.path().string();
+  const auto read_report = [&] {
+    std::ifstream in(report);
+    return nlohmann::json::parse(in);
+  };
+  const auto r = run_troupe(base);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto j = read_report();
+  EXPECT_EQ(j["temperature"], 0.0);
+  EXPECT_EQ(std::lround(j["tokens_per_step"].get<double>() * j["num_steps"].get<double>()), 2 * 4 + 2 * 3);
+  ASSERT_EQ(run_troupe(base + " --temperature 0.5").exit_code, 0);
+  EXPECT_EQ(read_report()["temperature"], 0.5);
+
+  // Not asked: the model's own generation_config.json is left alone, as vLLM's bench (temperature 1) does.
+  temp_dir model;
+  for (const auto& entry : fs::directory_iterator(reference_dir("llama_f32")))
+    fs::copy_file(entry.path(), model.path() / entry.path().filename());
+  fs::copy_file(config.path() / "generation_config.json", model.path() / "generation_config.json",
+                fs::copy_options::overwrite_existing);
+  ASSERT_EQ(run_troupe("bench throughput --model " + model.path().string() +
+                       " --num-prompts 2 --input-len 4 --output-len 3 --output-json " + report).exit_code, 0);
+  EXPECT_EQ(read_report()["temperature"], 1.0);
+  ASSERT_EQ(run_troupe("bench throughput --model " + model.path().string() +
+                       " --num-prompts 2 --input-len 4 --output-len 3 --generation-config auto --output-json " + report)
+                .exit_code, 0);
+  EXPECT_EQ(read_report()["temperature"], 0.0);
 }
 
 TEST(generate_cli, dummy_weights_need_only_the_config) {

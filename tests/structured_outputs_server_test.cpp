@@ -1,6 +1,7 @@
 // Structured outputs end to end: a live `troupe serve` (CPU, the built-in model) whose sampled outputs
 // (temperature 1, seeded) always match their guided_choice, guided_regex or json_schema, finish with "stop",
-// and whose bad specs are refused with a 400 naming the field; the native client API carries a spec too.
+// and whose bad specs are refused with a 400 naming the field; under ignore_eos the output runs on past the
+// grammar's end as vLLM's does; the native client API carries a spec too.
 
 #include <gtest/gtest.h>
 
@@ -95,6 +96,28 @@ TEST_F(structured_outputs_server, sampled_json_schema_outputs_always_validate) {
     ASSERT_TRUE(v.contains("s") && v["s"].is_string()) << text;
     EXPECT_LE(utf8_length(v["s"].get<std::string>()), 6u) << text;
     ASSERT_TRUE(v.contains("b") && v["b"].is_boolean()) << text;
+  }
+}
+
+// As vLLM: ignore_eos does not stop at the grammar's end. The end id comes once after the choice, then the
+// output runs on unconstrained to max_tokens (not one end id after another).
+TEST_F(structured_outputs_server, under_ignore_eos_a_completed_choice_is_followed_by_one_end_id_then_free_text) {
+  const std::vector<std::string> choices = {"yes", "no"};
+  const std::regex end_ids("<\\|im_end\\|>|<\\|endoftext\\|>");
+  for (int seed = 1; seed <= 2; ++seed) {
+    const json r = post(*server_, "/v1/completions",
+                        {{"prompt", "Answer:"}, {"max_tokens", 10}, {"temperature", 1.0}, {"seed", seed},
+                         {"ignore_eos", true}, {"skip_special_tokens", false}, {"guided_choice", choices}});
+    const json& c = r["choices"][0];
+    const std::string text = c["text"].get<std::string>();
+    EXPECT_EQ(c["finish_reason"], "length") << c.dump();
+    EXPECT_EQ(r["usage"]["completion_tokens"], 10);
+    std::smatch end;
+    ASSERT_TRUE(std::regex_search(text, end, end_ids)) << text;
+    const std::string choice = text.substr(0, static_cast<size_t>(end.position(0)));
+    EXPECT_NE(std::find(choices.begin(), choices.end(), choice), choices.end()) << text;
+    const std::string after = std::regex_replace(text.substr(static_cast<size_t>(end.position(0) + end.length(0))), end_ids, "");
+    EXPECT_FALSE(after.empty()) << "only end ids followed the choice: " << text;
   }
 }
 

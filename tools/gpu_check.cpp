@@ -21,12 +21,17 @@
 //    against the whole model, eagerly and in graphs; decode step and collective times at Qwen2.5-7B
 //    shapes (the qwen2.5-7b-shape folder beside --data, else scripts/gpu/'s) at batch 1 and 256
 //    (tools/gpu_check_tp.cpp).
+// 8. The custom all-reduce (issue 16): around 2 and 4 ranks sharing this GPU, and NCCL ranks one per GPU when
+//    there are 2 or more, against the CPU twin's bits; us per all-reduce against the wrapped communicator
+//    (tools/gpu_check_custom_all_reduce.cpp). --custom-all-reduce runs only it; --custom-all-reduce-mpi, under
+//    `mpirun -np N`, runs it with one rank per process (CUDA IPC), on one GPU or several.
 //
 // Prints a table (op, dtype, shapes, error, tolerance, pass) and exits 1 when a check fails.
 //
 //   troupe_gpu_check [--data DIR] [--seed N] [--no-ops] [--no-models] [--no-timing] [--torture-seconds S]
 //                    [--no-comm] [--no-tp] [--only-4-bit] [--sampling | --sampling-quick | --sampling-timing |
-//                    --torture | --comm | --tp | --models | --fp8-kv | --fp8-weights]
+//                    --torture | --comm | --tp | --models | --fp8-kv | --fp8-weights | --custom-all-reduce |
+//                    --custom-all-reduce-mpi]
 //
 // --models: only the reference models, whole (2) and split (7, without its timings; --no-tp leaves it out).
 // --only-4-bit: of the reference folders, only the 4-bit ones (issue 12's rows: --models --only-4-bit).
@@ -185,7 +190,8 @@ int main(int argc, char** argv) {
   fs::path data = "tests/data/reference";
   uint64_t seed = 1;
   bool models = true, timing = true, ops = true, sampling = true, quick_sampling = false, comm = true,
-       sample_timing = true, tp = true, only_4_bit = false, only_fp8_kv = false, only_fp8_weights = false;
+       sample_timing = true, tp = true, only_4_bit = false, only_fp8_kv = false, only_fp8_weights = false,
+       only_custom_all_reduce = false, custom_all_reduce_mpi = false;
   double torture_seconds = 60;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
@@ -204,6 +210,9 @@ int main(int argc, char** argv) {
     else if (a == "--comm") ops = models = sampling = sample_timing = tp = false, torture_seconds = 0;  // only the communicators
     else if (a == "--tp") ops = models = sampling = sample_timing = comm = false, torture_seconds = 0;  // only tensor parallelism
     else if (a == "--models") ops = sampling = sample_timing = comm = timing = false, torture_seconds = 0;  // only the models
+    else if (a == "--custom-all-reduce")  // only the custom all-reduce's checks and timings
+      ops = models = sampling = sample_timing = tp = comm = false, torture_seconds = 0, only_custom_all_reduce = true;
+    else if (a == "--custom-all-reduce-mpi") custom_all_reduce_mpi = true;  // under mpirun: one rank per process
     else if (a == "--only-4-bit") only_4_bit = true;  // of the reference folders, the 4-bit ones
     else if (a == "--fp8-kv") sampling = sample_timing = comm = tp = false, torture_seconds = 0, only_fp8_kv = true;
     else if (a == "--fp8-weights") sampling = sample_timing = comm = tp = false, torture_seconds = 0, only_fp8_weights = true;
@@ -211,11 +220,21 @@ int main(int argc, char** argv) {
       std::fprintf(stderr,
                    "usage: troupe_gpu_check [--data DIR] [--seed N] [--no-ops] [--no-models] [--no-timing] "
                    "[--torture-seconds S] [--no-comm] [--no-tp] [--only-4-bit] [--sampling | --sampling-quick | "
-                   "--sampling-timing | --torture | --comm | --tp | --models | --fp8-kv | --fp8-weights]\n");
+                   "--sampling-timing | --torture | --comm | --tp | --models | --fp8-kv | --fp8-weights | "
+                   "--custom-all-reduce | --custom-all-reduce-mpi]\n");
       return 2;
     }
   }
   rng.seed(seed);
+  if (custom_all_reduce_mpi) {
+    try {
+      return check_custom_all_reduce_mpi(seed);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "troupe_gpu_check --custom-all-reduce-mpi: %s\n", e.what());
+      return 1;
+    }
+  }
+  const bool custom_all_reduce = comm || only_custom_all_reduce;
   try {
     cuda_ops gpu;
     std::printf("device: %s\n", gpu.device_description().c_str());
@@ -229,6 +248,7 @@ int main(int argc, char** argv) {
     if (ops && !only_fp8_kv && !only_fp8_weights) guarded("argmax", [&] { check_argmax(gpu); });
     if (sampling) guarded("sample", [&] { check_sampling(gpu, quick_sampling); });
     if (comm) guarded("communicators", [&] { check_communicators(gpu); });
+    if (custom_all_reduce) guarded("custom all-reduce", [&] { check_custom_all_reduce(); });
     std::vector<fs::path> dirs;  // the reference models
     if (models || tp) {
       for (const auto& e : fs::directory_iterator(data))
@@ -261,6 +281,7 @@ int main(int argc, char** argv) {
     if (timing && ops && !only_fp8_kv) guarded("fp8 weight timings", [&] { time_fp8_weights(gpu); });
     if (timing && sample_timing) guarded("sample timings", [&] { time_sampling(gpu); });
     if (timing && comm) guarded("communicator timings", [&] { time_communicators(gpu); });
+    if (timing && custom_all_reduce) guarded("custom all-reduce timings", [&] { time_custom_all_reduce(); });
     if (timing && tp) {
       // The bundle keeps the shape beside the reference models (bundle/data/); the repository in scripts/gpu/.
       fs::path shape;

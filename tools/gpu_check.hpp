@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include "kernels/communicator.hpp"
+#include "kernels/custom_all_reduce_rules.hpp"
 #include "kernels/cuda/cuda_ops.hpp"
 #include "runtime/engine/step_input.hpp"
 
@@ -45,6 +47,14 @@ private:
   struct state;
   std::unique_ptr<state> state_;
 };
+using bytes = std::vector<std::byte>;
+// `n` random values in `t` (normal, scale 4, from rng), as the bytes the tensor holds.
+bytes random_bits(troupe::dtype t, int64_t n);
+// Bytes no correct result holds (NaN in every floating dtype), so an element never written fails.
+bytes poison(size_t n);
+// Elements of `elem` bytes that differ between a and b.
+int64_t differing_elements(const bytes& a, const bytes& b, size_t elem);
+
 // "2x3x4": a shape for the table.
 std::string dims(std::initializer_list<int64_t> d);
 // bf16/f16 attention on the CUDA-core kernel (on) or the tensor cores (off).
@@ -120,6 +130,21 @@ void check_communicators(troupe::cuda_ops& gpu);
 // µs per bf16 all_reduce_sum at 1 and 256 rows of 3584: shared-GPU ranks and NCCL of size 1.
 void time_communicators(troupe::cuda_ops& gpu);
 
+// tools/gpu_check_custom_all_reduce.cpp: the custom all-reduce around 2 and 4 ranks sharing this GPU (and NCCL
+// ranks one per GPU when there are 2 or more) against the CPU twin's bits, at every size that matters, in a row
+// and inside CUDA graphs.
+void check_custom_all_reduce();
+// us per bf16 all_reduce_sum at [1, 3584] and [256, 3584]: the wrapped communicator alone against the custom kernel.
+void time_custom_all_reduce();
+// Under mpirun (--custom-all-reduce-mpi): this process as one rank, its peers' buffers through CUDA IPC; prints a
+// line per check and returns the exit code (1 when any rank failed one).
+int check_custom_all_reduce_mpi(uint64_t seed);
+// Every rank's communicator (comms[r] on backends[r]) wrapped in the custom all-reduce, each set up on a thread of
+// its own (the set-up is a rendezvous); `why_not` gets why it is off ("" when on).
+std::vector<std::unique_ptr<troupe::communicator>> with_custom_all_reduce(std::vector<std::unique_ptr<troupe::communicator>> comms,
+                                                                          const std::vector<troupe::ops*>& backends,
+                                                                          std::string* why_not = nullptr,
+                                                                          const troupe::custom_all_reduce_options& options = {});
 // tools/gpu_check_tp.cpp: the reference model in `dir` split over 2 and 4 shards sharing this GPU against
 // the whole model (f32 greedy tokens) and transformers (f32 and bf16 logits), and on the sharded path with
 // NCCL of size 1 against the whole model (greedy tokens, eagerly and with decode graphs). A 4-bit reference

@@ -45,34 +45,6 @@ const int64_t kRowCounts[] = {1, 256};    // a decode step of 1 and of 256 seque
 const dtype kTypes[] = {dtype::f32, dtype::bf16, dtype::f16};
 const int kSharedSizes[] = {2, 4};
 
-using bytes = std::vector<std::byte>;
-
-// `n` random values in `t` (normal, scale 4), as the bytes the tensor holds.
-bytes random_bits(dtype t, int64_t n) {
-  std::normal_distribution<float> d(0.0f, 4.0f);
-  bytes b(static_cast<size_t>(n) * size_in_bytes(t));
-  for (int64_t i = 0; i < n; ++i) {
-    const float v = d(rng);
-    if (t == dtype::f32) std::memcpy(b.data() + i * 4, &v, 4);
-    else {
-      const uint16_t h = t == dtype::bf16 ? f32_to_bf16(v) : f32_to_f16(v);
-      std::memcpy(b.data() + i * 2, &h, 2);
-    }
-  }
-  return b;
-}
-
-// Bytes no correct result holds (NaN in every floating dtype), so an element never written fails.
-bytes poison(size_t n) { return bytes(n, std::byte{0xff}); }
-
-// Elements of `elem` bytes that differ between a and b.
-int64_t differing_elements(const bytes& a, const bytes& b, size_t elem) {
-  if (a.size() != b.size()) return static_cast<int64_t>(std::max(a.size(), b.size()) / elem);
-  int64_t n = 0;
-  for (size_t i = 0; i < a.size(); i += elem) n += std::memcmp(a.data() + i, b.data() + i, elem) != 0;
-  return n;
-}
-
 // Where rank r's tensors live: alloc(r, dtype, shape) makes one; upload and download move bytes as they are.
 struct rank_io {
   std::function<device_buffer(int, dtype, std::initializer_list<int64_t>)> alloc;
@@ -299,6 +271,29 @@ std::string microseconds(double us) {
 }
 
 } // namespace
+
+bytes random_bits(dtype t, int64_t n) {
+  std::normal_distribution<float> d(0.0f, 4.0f);
+  bytes b(static_cast<size_t>(n) * size_in_bytes(t));
+  for (int64_t i = 0; i < n; ++i) {
+    const float v = d(rng);
+    if (t == dtype::f32) std::memcpy(b.data() + i * 4, &v, 4);
+    else {
+      const uint16_t h = t == dtype::bf16 ? f32_to_bf16(v) : f32_to_f16(v);
+      std::memcpy(b.data() + i * 2, &h, 2);
+    }
+  }
+  return b;
+}
+
+bytes poison(size_t n) { return bytes(n, std::byte{0xff}); }
+
+int64_t differing_elements(const bytes& a, const bytes& b, size_t elem) {
+  if (a.size() != b.size()) return static_cast<int64_t>(std::max(a.size(), b.size()) / elem);
+  int64_t n = 0;
+  for (size_t i = 0; i < a.size(); i += elem) n += std::memcmp(a.data() + i, b.data() + i, elem) != 0;
+  return n;
+}
 
 void check_communicators(cuda_ops& gpu) {
   watchdog deadline("the communicator checks", 300);

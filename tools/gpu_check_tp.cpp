@@ -3,7 +3,8 @@
 // 1. Each reference model (tests/data/reference/*) split over 2 and 4 shards sharing GPU 0: one CUDA
 //    backend (and stream) per shard, joined by the shared-GPU communicator, each step run on every shard
 //    at once by a thread of its own (tests/support/split_model.hpp, as tests/tensor_parallel_test.cpp on
-//    the CPU). Its collectives wait on the host, so these shards never record graphs (the eager path).
+//    the CPU), with the custom all-reduce around it as the engine sets it up (the rows check that its kernel
+//    ran). Gathers wait on the host, so these shards never record graphs (the eager path).
 //    - f32 and bf16: every shard's last-position logits of all prompts in one batch against transformers'
 //      (reference.json), within gpu_check_models' tolerances (1e-4, 3e-2); the same bits on every shard.
 //    - f32: the greedy continuations of all prompts decoded together for 12 steps are, on every shard,
@@ -19,7 +20,8 @@
 //    the same way. Every TP 1 model is warmed up as the engine warms it (every decode graph recorded).
 // 3. Timings (informative) at Qwen2.5-7B shapes with dummy bf16 weights (each shard makes its slices):
 //    decode steps of 1 and of 256 sequences (128 tokens of context, one new token each) with 2 shards
-//    sharing the GPU, and the whole model beside NCCL of size 1; step time (host wall time of the step,
+//    sharing the GPU (without and with the custom all-reduce), the whole model beside NCCL of size 1, and with 2
+//    or more GPUs, 2 ranks on GPUs 0 and 1 joined by NCCL without and with the custom all-reduce (issue 16); step time (host wall time of the step,
 //    which ends with the sampled tokens on the host) and the collective time of shard 0
 //    (timed_communicator: the host time inside collectives, waiting for the other shard included).
 //
@@ -41,7 +43,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include "kernels/backend_factory.hpp"
 #include "kernels/cuda/cuda_ops.hpp"
+#include "kernels/cuda/custom_all_reduce.hpp"
 #include "kernels/cuda/nccl_communicator.hpp"
 #include "kernels/cuda/shared_gpu_communicator.hpp"
 #include "kernels/model.hpp"
@@ -87,15 +91,42 @@ std::vector<std::unique_ptr<communicator>> with_timers(std::vector<std::unique_p
   return comms;
 }
 
-// The model split over `tp` shards sharing GPU 0, joined by the shared-GPU communicator. A quantized config's
-// linear weights stay in 4 bits (each rank's slices packed on the GPU), as on the whole model below.
+// The model split over `tp` shards sharing GPU 0, joined by the shared-GPU communicator, with the custom
+// all-reduce around it unless `custom` is false (as the engine sets them up); `custom_0`, when given, receives
+// shard 0's custom all-reduce (for custom_all_reduce_calls). A quantized config's linear weights stay in 4 bits
+// (each rank's slices packed on the GPU), as on the whole model below.
 split_model shared_split(const model_config& config, int tp, const checkpoint* ckpt, dtype t, const model_limits& limits,
-                         std::vector<const timed_communicator*>* timers = nullptr) {
+                         std::vector<const timed_communicator*>* timers = nullptr, bool custom = true,
+                         const communicator** custom_0 = nullptr) {
   auto backends = gpu_backends(tp);
   std::vector<ops*> raw;
   for (const auto& b : backends) raw.push_back(b.get());
-  auto comms = with_timers(make_shared_gpu_communicators(raw), timers);
+  std::vector<std::unique_ptr<communicator>> shared = make_shared_gpu_communicators(raw);
+  if (custom) shared = with_custom_all_reduce(std::move(shared), raw);
+  if (custom_0) *custom_0 = shared[0].get();
+  auto comms = with_timers(std::move(shared), timers);
   return split_model(config, std::move(backends), std::move(comms), ckpt, kSeed, t, limits, config.quantization.has_value());
+}
+
+// The model split over GPUs 0 .. tp-1, one rank each, joined by NCCL, with the custom all-reduce around it unless
+// `custom` is false.
+split_model nccl_split(const model_config& config, int tp, dtype t, const model_limits& limits,
+                       std::vector<const timed_communicator*>* timers, bool custom) {
+  std::vector<std::unique_ptr<ops>> backends;
+  std::vector<ops*> raw;
+  for (int r = 0; r < tp; ++r) {
+    backends.push_back(std::make_unique<cuda_ops>(r));
+    raw.push_back(backends.back().get());
+  }
+  const nccl_unique_id id = make_nccl_unique_id();
+  std::vector<std::unique_ptr<communicator>> comms(static_cast<size_t>(tp));
+  const std::string error = troupe::testing::first_error(troupe::testing::on_rank_threads(tp, [&](int r) {
+    comms[static_cast<size_t>(r)] = make_nccl_communicator(id, r, tp, *raw[static_cast<size_t>(r)]);
+  }));
+  if (!error.empty()) throw std::runtime_error("NCCL: " + error);
+  if (custom) comms = with_custom_all_reduce(std::move(comms), raw);
+  return split_model(config, std::move(backends), with_timers(std::move(comms), timers), nullptr, kSeed, t, limits,
+                     config.quantization.has_value());
 }
 
 enum class one_gpu { whole, nccl_size_1 };
@@ -133,8 +164,9 @@ std::string count_of(size_t n, const char* what) { return std::to_string(n) + " 
 void check_shared_split(const std::string& label, const model_config& config, const checkpoint& ckpt,
                         const std::vector<std::vector<int32_t>>& prompts, const std::vector<std::vector<float>>& ref_logits,
                         const continuations& whole, int tp, dtype t) {
-  split_model m = shared_split(config, tp, &ckpt, t, reference_limits());
-  const std::string where = "tp=" + std::to_string(tp) + " shared GPU, ";
+  const communicator* custom = nullptr;
+  split_model m = shared_split(config, tp, &ckpt, t, reference_limits(), nullptr, true, &custom);
+  const std::string where = "tp=" + std::to_string(tp) + " shared GPU + custom all-reduce, ";
 
   std::vector<std::pair<std::vector<int32_t>, int32_t>> all;
   for (const auto& p : prompts) all.push_back({p, 0});
@@ -163,6 +195,9 @@ void check_shared_split(const std::string& label, const model_config& config, co
          unequal == 0 ? "the same bits on every shard"
                       : "shard " + std::to_string(first_unequal) + "'s differ from shard 0's (" +
                             count_of(unequal, "shards") + ")");
+  const int64_t sums = custom_all_reduce_calls(*custom);
+  report(label, t, where + "sums through the custom kernel", sums > 0 ? 0 : 1, 0,
+         sums > 0 ? std::to_string(sums) + " on shard 0" : sums == 0 ? "none: every sum took the fallback" : "it was not set up");
   if (t != dtype::f32) return;
 
   // Recomputing the prefill rewrites the KV slots of the step above with the same values.
@@ -303,7 +338,7 @@ void check_tensor_parallel(const fs::path& dir) {
 }
 
 void time_tensor_parallel(const fs::path& shape_dir) {
-  watchdog deadline("the tensor-parallel timings", 420);
+  watchdog deadline("the tensor-parallel timings", device_count("cuda") >= 2 ? 900 : 600);
   using clock = std::chrono::steady_clock;
   const model_config config = model_config::from_dir(shape_dir);
   // 256 sequences of up to 256 tokens in blocks of 16; prefill steps of up to 1024 tokens.
@@ -312,13 +347,15 @@ void time_tensor_parallel(const fs::path& shape_dir) {
   auto seconds_since = [](clock::time_point begin) { return std::chrono::duration<double>(clock::now() - begin).count(); };
 
   std::vector<step_timing> shared, whole, nccl;
-  guarded("tp timings, 2 shards", [&] {
-    std::vector<const timed_communicator*> timers;
-    const auto begin = clock::now();
-    split_model m = shared_split(config, 2, nullptr, t, limits, &timers);
-    shared = time_decode("tp=2, 2 shards sharing GPU 0 (eager)", m, seconds_since(begin), timers[0], false,
-                         config.vocab_size);
-  });
+  for (const bool custom : {false, true})
+    guarded("tp timings, 2 shards", [&] {
+      std::vector<const timed_communicator*> timers;
+      const auto begin = clock::now();
+      split_model m = shared_split(config, 2, nullptr, t, limits, &timers, custom);
+      const auto rows = time_decode(custom ? "tp=2, 2 shards sharing GPU 0 + custom (eager)" : "tp=2, 2 shards sharing GPU 0 (eager)",
+                                    m, seconds_since(begin), timers[0], false, config.vocab_size);
+      shared.insert(shared.end(), rows.begin(), rows.end());
+    });
   guarded("tp timings, whole model", [&] {
     const auto begin = clock::now();
     split_model m = on_one_gpu(one_gpu::whole, config, nullptr, t, limits);
@@ -332,9 +369,21 @@ void time_tensor_parallel(const fs::path& shape_dir) {
       split_model m = on_one_gpu(one_gpu::nccl_size_1, config, nullptr, t, limits, &timers);
       nccl = time_decode("tp=1, NCCL size 1 (graphs)", m, seconds_since(begin), timers[0], true, config.vocab_size);
     });
+  std::vector<step_timing> gpus_2;  // issue 16: NCCL against the custom all-reduce, one rank per GPU
+  if (nccl_available() && device_count("cuda") >= 2)
+    for (const bool custom : {false, true})
+      guarded("tp timings, 2 GPUs", [&] {
+        std::vector<const timed_communicator*> timers;
+        const auto begin = clock::now();
+        split_model m = nccl_split(config, 2, t, limits, &timers, custom);
+        const auto rows = time_decode(custom ? "tp=2, GPUs 0 and 1, NCCL + custom (graphs)" : "tp=2, GPUs 0 and 1, NCCL (graphs)",
+                                      m, seconds_since(begin), timers[0], true, config.vocab_size);
+        gpus_2.insert(gpus_2.end(), rows.begin(), rows.end());
+      });
   std::vector<step_timing> rows = shared;
   rows.insert(rows.end(), whole.begin(), whole.end());
   rows.insert(rows.end(), nccl.begin(), nccl.end());
+  rows.insert(rows.end(), gpus_2.begin(), gpus_2.end());
 
   // The table for the closing note, and one informative row each in the results.
   std::printf("\ntensor parallelism at %s shapes (%lld layers, hidden %lld, dummy bf16 weights): decode steps of one new "

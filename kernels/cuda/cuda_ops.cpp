@@ -176,7 +176,12 @@ void cuda_ops::download_raw(void* dst, const tensor& src) {
 
 void cuda_ops::synchronize() { check(cudaStreamSynchronize(ctx_->stream), "synchronize"); }
 
-void cuda_ops::begin_step(const std::string& label) { ctx_->profiler.begin_step(label); }
+// Every step starts here, on whatever thread runs it (a shard actor's, a test's): kernels launched on a thread
+// whose current device is another GPU's fail, so a rank on GPU 1 makes its device current first.
+void cuda_ops::begin_step(const std::string& label) {
+  make_current(*ctx_);
+  ctx_->profiler.begin_step(label);
+}
 
 std::shared_ptr<void> cuda_ops::alloc_host(size_t bytes) {
   void* p = nullptr;

@@ -89,6 +89,23 @@ constexpr int kMaxSummands = 16;
 void launch_sum_in_order(std::span<const void* const> srcs, void* dst, dtype type, int64_t begin, int64_t end,
                          cudaStream_t stream);
 
+// The custom all-reduce's buffers as this process maps them (kernels/cuda/custom_all_reduce.cpp): rank r's
+// signal flags at bases[r], its data kCustomAllReduceSignalBytes after.
+constexpr size_t kCustomAllReduceSignalBytes = 8192;
+constexpr int kCustomAllReduceMaxBlocks = 64;  // the flags hold this many blocks' slots
+constexpr int kCustomAllReduceRanks = 8;       // kCustomAllReduceMaxRanks (kernels/custom_all_reduce_rules.hpp)
+struct custom_all_reduce_buffers {
+  void* bases[kCustomAllReduceRanks] = {};
+  int rank = 0, size = 0;
+};
+// data = the sum over every rank of its data, in rank order in f32, rounded once to `type` (f32, bf16 or f16):
+// one kernel that copies data into this rank's buffer, meets every peer (a barrier per block), sums every
+// rank's buffer and meets them again before any buffer may change. `blocks` the same on every rank
+// (custom_all_reduce_blocks), at most kCustomAllReduceMaxBlocks; the ranks' buffers hold n elements rounded up
+// to 16 bytes. A peer absent for timeout_ns (0: no limit) traps the kernel.  data [n]
+void launch_custom_all_reduce(const custom_all_reduce_buffers& buffers, void* data, int64_t n, dtype type, int blocks,
+                              uint64_t timeout_ns, cudaStream_t stream);
+
 // out[r] = index of the largest value of logits row r (the first on ties).  logits [R, V] f32, out [R] i32
 void launch_argmax(const tensor& logits, const tensor& out, cudaStream_t stream);
 

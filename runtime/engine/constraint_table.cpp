@@ -22,14 +22,16 @@ void constraint_table::begin_step(const step_plan& plan) {
         std::unique_ptr<token_constraint> c = make_(*s.params.structured);
         const auto outputs = std::span<const int32_t>(s.all_token_ids).subspan(
             static_cast<size_t>(std::min<int64_t>(s.num_prompt_tokens, static_cast<int64_t>(s.all_token_ids.size()))));
-        for (int32_t id : outputs)
+        for (int32_t id : outputs) {
+          if (c->ended()) break;  // what followed the end was unconstrained
           if (!c->accept_token(id)) ++num_refused_;
+        }
         constraints_.emplace(s.id, std::move(c));
       }
     }
     if (!s.sample) continue;
     auto it = constraints_.find(s.id);
-    rows_.push_back(it == constraints_.end() ? nullptr : it->second.get());
+    rows_.push_back(it == constraints_.end() || it->second->ended() ? nullptr : it->second.get());
     num_masked_ += rows_.back() != nullptr;
   }
   // Unconstrained steps leave the mask block alone (at 256 rows of a 151,936-token vocabulary it is 4.9 MB).

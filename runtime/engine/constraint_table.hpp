@@ -12,6 +12,12 @@
 //                      row is unconstrained); chunked-prefill rows that do not sample get none;
 //   accept(tokens)     advances each sampled constrained row over its token.
 //
+// Once a constraint has accepted an end id (the output is complete, and ignore_eos or min_tokens kept the
+// sequence going), its row is unconstrained for the rest of the sequence, as vLLM's structured output
+// manager fills a terminated grammar's row with the full mask: vLLM does not stop a request whose grammar
+// ended (check_stop knows no grammar), so a fixed-length run (ignore_eos, as benchmarks send) keeps the
+// length it asked for and the tokens vLLM's would.
+//
 // NOTE: a token the constraint refuses (only the sampler's end-id fallback or the null backend produce one)
 // leaves its constraint unchanged and is counted in num_refused().
 

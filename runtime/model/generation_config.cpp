@@ -103,4 +103,14 @@ generation_defaults resolve_generation_defaults(const std::filesystem::path& mod
   return d;
 }
 
+generation_defaults defaults_for_flags_not_given(generation_defaults d, const std::function<bool(std::string_view)>& given) {
+  if (given("--temperature")) d.temperature.reset();
+  if (given("--top-p")) d.top_p.reset();
+  if (given("--top-k")) d.top_k.reset();
+  if (given("--min-p")) d.min_p.reset();
+  if (given("--repetition-penalty")) d.repetition_penalty.reset();
+  if (given("--max-tokens")) d.max_tokens.reset();
+  return d;
+}
+
 } // namespace troupe

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -28,5 +29,10 @@ struct generation_defaults {
 // folder that does not exist, a value that is not a number, JSON that does not parse).
 generation_defaults resolve_generation_defaults(const std::filesystem::path& model_dir, std::string_view mode,
                                                 std::string_view override_json);
+
+// The defaults an offline run (troupe generate, bench throughput) takes: those of `d` whose flag
+// (--temperature, --top-p, --top-k, --min-p, --repetition-penalty, --max-tokens) `given` says the command
+// line did not give, as vLLM's LLM.generate takes the model's defaults where its caller sets nothing.
+generation_defaults defaults_for_flags_not_given(generation_defaults d, const std::function<bool(std::string_view flag)>& given);
 
 } // namespace troupe

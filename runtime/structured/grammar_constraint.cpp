@@ -22,6 +22,7 @@ class grammar_constraint final : public token_constraint {
   }
   bool accept_token(int32_t id) override { return matcher_.accept_token(id); }
   bool is_terminated() const override { return matcher_.is_terminated(); }
+  bool ended() const override { return matcher_.ended(); }
 
  private:
   grammar_matcher matcher_;

@@ -171,6 +171,8 @@ bool grammar_matcher::accept_token(int32_t id) {
   return true;
 }
 
+bool grammar_matcher::ended() const { return state_->ended; }
+
 bool grammar_matcher::is_terminated() const {
   return state_->ended || (state_->current.configs.empty() && state_->current.complete);
 }

@@ -75,6 +75,8 @@ class grammar_matcher {
   bool accept_token(int32_t id);
   // True once an end id was accepted, or the grammar is complete and admits nothing more.
   bool is_terminated() const;
+  // True once an end id was accepted.
+  bool ended() const;
 
  private:
   struct state;

@@ -22,6 +22,8 @@ class token_constraint {
   virtual bool accept_token(int32_t id) = 0;
   // True once the output is complete and an end id was accepted (or nothing more can follow).
   virtual bool is_terminated() const = 0;
+  // True once an end id was accepted: the constraint is over (xgrammar's is_terminated, as vLLM reads it).
+  virtual bool ended() const = 0;
 };
 
 // Makes a fresh constraint, at the start of the output, for a spec. Throws std::invalid_argument with a

@@ -1,5 +1,6 @@
 // The tool parsers whose calls are bare JSON: llama3_json (Llama 3.1/3.2's {"name": ..., "parameters": ...},
-// several joined by ";"), mistral ([TOOL_CALLS][{"name": ..., "arguments": ...}, ...]), and the calls
+// several joined by ";"), mistral ([TOOL_CALLS][{"name": ..., "arguments": ...}, ...], or from tokenizer v11
+// on [TOOL_CALLS]NAME[ARGS]{...} per call), and the calls
 // vLLM itself asks the model for: tool_choice "required" (a JSON array of {"name", "parameters"}) and a
 // named function (the whole output is its arguments).
 
@@ -247,6 +248,157 @@ private:
   bool called_ = false;
 };
 
+// ---- mistral ----
+
+// vLLM's MistralToolParser, both forms: before tokenizer v11 one JSON array of calls after [TOOL_CALLS]
+// (json_array_tool_parser); from v11 on (Mistral Small 3.1+, Devstral, Magistral) each call is
+// [TOOL_CALLS]NAME[ARGS]{...}, or NAME{...} where the detokenizer dropped [ARGS]. vLLM picks the form by
+// the tokenizer; troupe by the text: after the first [TOOL_CALLS] an array opens with "[", a name does not.
+// In the name form (as vLLM): content is the text before the first [TOOL_CALLS] (null when empty); a call
+// is each [TOOL_CALLS] segment with [ARGS] or "{" in it, its name what comes before, its arguments the rest
+// of the segment as the model wrote it (malformed JSON included: the model sees its own call next turn);
+// a segment without either is dropped, and the text still counts as calls.
+class mistral_tool_parser : public tool_parser {
+public:
+  tool_extraction extract(std::string_view text) override {
+    const size_t first = text.find(marker);
+    if (first == std::string_view::npos || !named_form(text.substr(first + marker.size()), true))
+      return array_.extract(text);
+    tool_extraction out;
+    out.tools_called = true;
+    if (first > 0) out.content = std::string(text.substr(0, first));
+    for (size_t pos = first + marker.size(); pos != std::string_view::npos;) {
+      const size_t next = text.find(marker, pos);
+      const std::string_view segment = text.substr(pos, next == std::string_view::npos ? next : next - pos);
+      const auto [name_end, arguments_begin] = name_bounds(segment);
+      if (name_end != std::string_view::npos)
+        out.calls.push_back({make_tool_call_id(true), std::string(segment.substr(0, name_end)),
+                             std::string(segment.substr(arguments_begin))});
+      pos = next == std::string_view::npos ? next : next + marker.size();
+    }
+    return out;
+  }
+
+  message_delta push(std::string_view delta) override {
+    if (mode_ == mode::array) return array_.push(delta);
+    message_delta out;
+    held_ += delta;
+    run(out, false);
+    return out;
+  }
+
+  message_delta finish() override {
+    message_delta out;
+    run(out, true);
+    return out;
+  }
+
+  bool called() const override { return mode_ == mode::array ? array_.called() : mode_ != mode::content; }
+
+private:
+  static constexpr std::string_view marker = "[TOOL_CALLS]";
+  static constexpr std::string_view args_marker = "[ARGS]";
+  enum class mode : uint8_t { content, undecided, array, name, arguments };
+
+  // Whether the text after the first [TOOL_CALLS] is a name (v11) rather than a JSON array; nullopt while
+  // too little of it came to tell.
+  static std::optional<bool> form_of(std::string_view rest, bool final) {
+    size_t start = 0;
+    while (start < rest.size() && is_ws(rest[start])) ++start;
+    rest.remove_prefix(start);
+    if (rest.starts_with(args_marker)) return true;
+    if (!final && (rest.empty() || args_marker.starts_with(rest))) return std::nullopt;
+    return rest.empty() || rest.front() != '[';
+  }
+  static bool named_form(std::string_view rest, bool final) { return form_of(rest, final).value_or(false); }
+
+  // Where a segment's name ends and its arguments begin: at [ARGS] (dropped) or "{" (kept); npos, npos
+  // when it has neither.
+  static std::pair<size_t, size_t> name_bounds(std::string_view segment) {
+    const size_t args = segment.find(args_marker);
+    const size_t brace = segment.find('{');
+    if (args < brace) return {args, args + args_marker.size()};
+    return {brace, brace};
+  }
+
+  void run(message_delta& out, bool final) {
+    for (;;) {
+      switch (mode_) {
+        case mode::array: return;
+        case mode::content: {
+          const size_t at = held_.find(marker);
+          const size_t keep = at != std::string::npos ? held_.size() - at : final ? 0 : partial_marker_suffix(held_, marker);
+          out.content += held_.substr(0, held_.size() - keep);
+          held_.erase(0, held_.size() - keep);
+          if (at == std::string::npos) return;
+          held_.erase(0, marker.size());
+          mode_ = mode::undecided;
+          break;
+        }
+        case mode::undecided: {
+          const std::optional<bool> named = form_of(held_, final);
+          if (!named) return;
+          if (*named) {
+            mode_ = mode::name;
+            break;
+          }
+          mode_ = mode::array;
+          message_delta a = array_.push(std::string(marker) + held_);
+          if (final) {
+            message_delta f = array_.finish();
+            a.content += f.content;
+            for (auto& c : f.tool_calls) a.tool_calls.push_back(std::move(c));
+          }
+          out.content += a.content;
+          for (auto& c : a.tool_calls) out.tool_calls.push_back(std::move(c));
+          held_.clear();
+          return;
+        }
+        case mode::name: {
+          const auto [name_end, arguments_begin] = name_bounds(held_);
+          const size_t next = held_.find(marker);
+          if (next < name_end) {  // a segment without arguments
+            held_.erase(0, next + marker.size());
+            break;
+          }
+          if (name_end == std::string::npos) {
+            if (final) held_.clear();
+            return;
+          }
+          name_ = held_.substr(0, name_end);
+          held_.erase(0, arguments_begin);
+          arguments_.clear();
+          mode_ = mode::arguments;
+          streamer_.update(index_, &name_, arguments_, out.tool_calls);
+          break;
+        }
+        case mode::arguments: {
+          const size_t next = held_.find(marker);
+          const size_t take = next != std::string::npos ? next : final ? held_.size() : held_.size() - partial_marker_suffix(held_, marker);
+          arguments_ += held_.substr(0, take);
+          streamer_.update(index_, &name_, arguments_, out.tool_calls);
+          if (next == std::string::npos) {
+            held_.erase(0, take);
+            return;
+          }
+          held_.erase(0, next + marker.size());
+          ++index_;
+          mode_ = mode::name;
+          break;
+        }
+      }
+    }
+  }
+
+  json_array_tool_parser array_{marker, "arguments", true};
+  mode mode_ = mode::content;
+  std::string held_;
+  std::string name_;
+  std::string arguments_;
+  int32_t index_ = 0;
+  call_streamer streamer_{true};
+};
+
 // ---- a named function ----
 
 // tool_choice {"type": "function", "function": {"name": NAME}}: the whole output is NAME's arguments,
@@ -286,9 +438,7 @@ private:
 
 std::unique_ptr<tool_parser> make_llama3_json_tool_parser() { return std::make_unique<llama3_json_tool_parser>(); }
 
-std::unique_ptr<tool_parser> make_mistral_tool_parser() {
-  return std::make_unique<json_array_tool_parser>("[TOOL_CALLS]", "arguments", true);
-}
+std::unique_ptr<tool_parser> make_mistral_tool_parser() { return std::make_unique<mistral_tool_parser>(); }
 
 std::unique_ptr<tool_parser> make_required_tool_parser() {
   return std::make_unique<json_array_tool_parser>("", "parameters", false);

@@ -3,7 +3,10 @@
 // which takes each call in whichever of the two forms it comes. As vLLM's Hermes2ProToolParser and
 // Qwen3CoderToolParser read a whole text: content is the text before the first <tool_call>; each
 // <tool_call>…</tool_call> (the last may be unterminated) is one call; text between calls is dropped; one
-// malformed call leaves the whole text as content.
+// malformed call leaves the whole text as content. A text without <tool_call> whose model left the wrapper
+// out is read as Qwen3CoderToolParser's fallback reads it (qwen3_coder and qwen3): content is the text
+// before the first <function=, and each <function=…</function> (the last may be unterminated) is one call.
+// vLLM streams such a text as content; troupe streams the calls its whole reading finds.
 
 #include <algorithm>
 #include <cmath>
@@ -19,6 +22,8 @@ namespace {
 
 constexpr std::string_view call_open = "<tool_call>";
 constexpr std::string_view call_close = "</tool_call>";
+constexpr std::string_view function_open = "<function=";
+constexpr std::string_view function_close = "</function>";
 
 bool is_ws(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
 
@@ -34,7 +39,7 @@ public:
 
   tool_extraction extract(std::string_view text) override {
     const size_t first = text.find(call_open);
-    if (first == std::string_view::npos) return {false, std::string(text), {}};
+    if (first == std::string_view::npos) return xml_calls_ ? bare_calls(text) : tool_extraction{false, std::string(text), {}};
     tool_extraction out;
     for (size_t pos = first; pos != std::string_view::npos;) {
       const size_t begin = pos + call_open.size();
@@ -93,30 +98,68 @@ private:
     return tool_call{make_tool_call_id(), xml.name, xml.arguments};
   }
 
+  // The calls of a text without <tool_call>: its bare <function=…</function>s, when it has any.
+  tool_extraction bare_calls(std::string_view text) const {
+    const size_t first = text.find(function_open);
+    if (first == std::string_view::npos) return {false, std::string(text), {}};
+    tool_extraction out;
+    for (size_t pos = first; pos != std::string_view::npos;) {
+      size_t end = text.find(function_close, pos + function_open.size());
+      if (end != std::string_view::npos) end += function_close.size();
+      auto call = whole_call(text.substr(pos, end == std::string_view::npos ? std::string_view::npos : end - pos));
+      if (!call) return {false, std::string(text), {}};
+      out.calls.push_back(std::move(*call));
+      pos = end == std::string_view::npos ? end : text.find(function_open, end);
+    }
+    out.tools_called = true;
+    if (first > 0) out.content = std::string(text.substr(0, first));
+    return out;
+  }
+
+  // Where the next call begins in held_ (npos when it does not yet), and its marker: <tool_call>, or a bare
+  // <function= before any <tool_call> or after a bare call.
+  std::pair<size_t, std::string_view> next_call() const {
+    const bool wrapped = !bare_;
+    const bool unwrapped = xml_calls_ && (mode_ == mode::content || bare_);
+    const size_t c = wrapped ? held_.find(call_open) : std::string::npos;
+    const size_t f = unwrapped ? held_.find(function_open) : std::string::npos;
+    return f < c ? std::pair{f, function_open} : std::pair{c, call_open};
+  }
+
+  size_t partial_call_marker() const {
+    const bool unwrapped = xml_calls_ && (mode_ == mode::content || bare_);
+    return std::max(bare_ ? 0 : partial_marker_suffix(held_, call_open),
+                    unwrapped ? partial_marker_suffix(held_, function_open) : 0);
+  }
+
   void run(message_delta& out, bool final) {
     for (;;) {
       if (mode_ == mode::plain) return;
       if (mode_ == mode::content || mode_ == mode::between) {
-        const size_t p = held_.find(call_open);
+        const auto [p, marker] = next_call();
         if (p == std::string::npos) {
-          const size_t keep = final ? 0 : partial_marker_suffix(held_, call_open);
+          const size_t keep = final ? 0 : partial_call_marker();
           if (mode_ == mode::content) out.content += held_.substr(0, held_.size() - keep);
           held_.erase(0, held_.size() - keep);
           return;
         }
         if (mode_ == mode::content) out.content += held_.substr(0, p);
-        begin_call(held_.substr(p + call_open.size()));
+        bare_ = marker == function_open;
+        begin_call(held_.substr(bare_ ? p : p + call_open.size()));
         held_.clear();
         continue;
       }
-      // mode::call
-      const size_t q = body_.find(call_close);
+      // mode::call; a bare call ends at its </function>, which the XML reader sees.
+      const std::string_view close = bare_ ? function_close : call_close;
+      const size_t q = body_.find(close);
       const bool closed = q != std::string::npos;
-      const size_t usable = closed ? q : final ? body_.size() : body_.size() - partial_marker_suffix(body_, call_close);
+      const size_t usable = closed ? (bare_ ? q + close.size() : q)
+                            : final ? body_.size()
+                                    : body_.size() - partial_marker_suffix(body_, close);
       const bool ok = advance_call(std::string_view(body_).substr(0, usable), closed || final, out);
-      if (!ok) return fail_call(out, q);
+      if (!ok) return fail_call(out, q, close);
       if (!closed) return;
-      held_ = body_.substr(q + call_close.size());
+      held_ = body_.substr(q + close.size());
       body_.clear();
       mode_ = mode::between;
     }
@@ -126,7 +169,7 @@ private:
     mode_ = mode::call;
     body_ = std::move(body);
     body_fed_ = 0;
-    format_ = json_calls_ && !xml_calls_ ? format::json : xml_calls_ && !json_calls_ ? format::xml : format::undecided;
+    format_ = bare_ || !json_calls_ ? format::xml : !xml_calls_ ? format::json : format::undecided;
     reader_.emplace(false, std::vector<std::string>{"arguments"});
     xml_ = qwen_xml_call{};
     index_ = streamer_.num_started();
@@ -162,11 +205,11 @@ private:
 
   // The current call turned out malformed: a call not yet begun goes out as the text it was; from here
   // on everything is content.
-  void fail_call(message_delta& out, size_t close) {
+  void fail_call(message_delta& out, size_t close, std::string_view close_marker) {
     if (!streamer_.announced(index_))
-      out.content += std::string(call_open) + body_;
+      out.content += std::string(bare_ ? "" : call_open) + body_;
     else if (close != std::string::npos)
-      out.content += body_.substr(close + call_close.size());
+      out.content += body_.substr(close + close_marker.size());
     body_.clear();
     held_.clear();
     mode_ = mode::plain;
@@ -176,7 +219,8 @@ private:
   tool_schemas schemas_;
   mode mode_ = mode::content;
   std::string held_;   // content or between: text that may begin <tool_call>
-  std::string body_;   // call: the text after <tool_call>
+  std::string body_;   // call: the text after <tool_call>, or from a bare call's <function=
+  bool bare_ = false;  // the calls came without <tool_call>
   size_t body_fed_ = 0;
   format format_ = format::undecided;
   std::optional<json_call_reader> reader_;

@@ -23,6 +23,8 @@
 #   3. with STRUCTURED=1 (a bundle made with STRUCTURED=1): the same bench at 256 sequences with the Qwen3
 #      tokenizer, unconstrained and then half constrained by data/structured_schema.json: the bitmask time
 #      per step (on a CPU thread beside the forward) and the wait for it, next to the step time (issue 15).
+#   4. with CUSTOM_AR_MPI=1: `mpirun -np 2 troupe_gpu_check --custom-all-reduce-mpi` (issue 16: the custom
+#      all-reduce through CUDA IPC, one rank per process); CHECK_ARGS=--custom-all-reduce runs step 1's part alone.
 # Logs go to $OUT (or /tmp/troupe-gpu); the tables come last.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -107,7 +109,22 @@ if [ "${STRUCTURED:-0}" = 1 ]; then
   done
 fi
 
+# 4. with CUSTOM_AR_MPI=1: the custom all-reduce with one rank per process (CUDA IPC handles), under mpirun:
+#    CUSTOM_AR_NP processes (default 2) over the GPUs there are (one GPU is enough: rank r uses GPU r % GPUs).
+#    Needs Open MPI's mpirun on the GPU machine (the bundle carries libmpi, not mpirun and its plugins).
+if [ "${CUSTOM_AR_MPI:-0}" = 1 ]; then
+  if command -v mpirun >/dev/null; then
+    OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 timeout 300 mpirun -np "${CUSTOM_AR_NP:-2}" --oversubscribe \
+      -x LD_LIBRARY_PATH -x NCCL_NVLS_ENABLE "$bundle/troupe_gpu_check" --custom-all-reduce-mpi \
+      >"$out/custom_all_reduce_mpi.txt" 2>&1 || status=1
+  else
+    echo "CUSTOM_AR_MPI=1: no mpirun on this machine" >"$out/custom_all_reduce_mpi.txt"
+    status=1
+  fi
+fi
+
 [ -f "$out/gpu_check.txt" ] && cat "$out/gpu_check.txt"
+[ -f "$out/custom_all_reduce_mpi.txt" ] && { echo; echo "== custom all-reduce under mpirun (CUSTOM_AR_MPI=1)"; cat "$out/custom_all_reduce_mpi.txt"; }
 [ -f "$out/gpu_check_large.txt" ] && { echo; echo "== the model at Qwen2.5-7B shapes against transformers"; cat "$out/large_reference.txt" 2>/dev/null | tail -2; cat "$out/gpu_check_large.txt"; }
 [ -f "$out/edges.txt" ] && { echo; echo "== prompts over the step budget (EDGES=1)"; cat "$out/edges.txt"; }
 [ -f "$out/bench.txt" ] && { echo; echo "== bench throughput (cuda, Qwen2.5-7B shapes, dummy weights)"; tail -40 "$out/bench.txt"; }

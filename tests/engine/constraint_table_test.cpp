@@ -122,6 +122,34 @@ TEST(constraint_table, a_refused_token_leaves_the_constraint_where_it_was_and_is
   EXPECT_EQ(allowed_ids(table.mask_of_row(0)), (std::vector<int32_t>{5}));
 }
 
+// ignore_eos kept the sequence going past its end id: as vLLM fills a terminated grammar's row with the full
+// mask, the row is unconstrained from then on, and a resumed sequence replays its outputs up to the end only.
+TEST(constraint_table, past_its_end_id_a_row_is_unconstrained_and_a_resume_replays_up_to_the_end) {
+  constraint_table table(choice_constraint::factory({eos}), vocab);
+  step_plan plan;
+  plan.seqs.push_back(fresh(1, {9}, {}, true, choice("5")));
+  table.begin_step(plan);
+  table.fill_masks();
+  table.accept(std::vector<int32_t>{5});
+  step_plan next;
+  next.seqs = {continuing(1, true)};
+  table.begin_step(next);
+  table.fill_masks();
+  EXPECT_EQ(allowed_ids(table.mask_of_row(0)), (std::vector<int32_t>{eos}));
+  table.accept(std::vector<int32_t>{eos});
+  EXPECT_TRUE(table.terminated(1));
+  table.begin_step(next);
+  EXPECT_FALSE(table.any_masks());
+  EXPECT_TRUE(table.mask_of_row(0).empty());
+  table.accept(std::vector<int32_t>{33});
+  EXPECT_TRUE(table.holds(1));  // until the sequence is released
+  step_plan resume;
+  resume.seqs.push_back(fresh(1, {9}, {5, eos, 33, 34}, true, choice("5")));
+  table.begin_step(resume);
+  EXPECT_TRUE(table.mask_of_row(0).empty());
+  EXPECT_EQ(table.num_refused(), 0);
+}
+
 TEST(constraint_table, a_spec_the_factory_refuses_fails_the_step_with_its_message) {
   constraint_table table(choice_constraint::factory({eos}), vocab);
   step_plan plan;

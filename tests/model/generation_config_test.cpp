@@ -81,6 +81,18 @@ TEST(generation_config, the_override_is_merged_on_top_a_null_removing_a_key_even
   EXPECT_EQ(resolve_generation_defaults(model.path(), "vllm", R"({"max_new_tokens": 7})").max_tokens, 7);
 }
 
+TEST(generation_config, an_offline_run_takes_the_defaults_of_the_flags_it_was_not_given) {
+  config_folder model(R"({"temperature": 0.6, "top_p": 0.95, "top_k": 20, "min_p": 0.1, "repetition_penalty": 1.05,
+                          "max_new_tokens": 300})");
+  const generation_defaults all = resolve_generation_defaults(model.path(), "auto", "");
+  const generation_defaults none_given = defaults_for_flags_not_given(all, [](std::string_view) { return false; });
+  EXPECT_EQ(none_given.describe(), all.describe());
+  const generation_defaults some_given = defaults_for_flags_not_given(
+      all, [](std::string_view flag) { return flag == "--temperature" || flag == "--max-tokens" || flag == "--top-k"; });
+  EXPECT_EQ(some_given.describe(), "repetition_penalty=1.05, top_p=0.95, min_p=0.1");
+  EXPECT_TRUE(defaults_for_flags_not_given(all, [](std::string_view) { return true; }).empty());
+}
+
 TEST(generation_config, a_missing_folder_a_non_number_or_bad_json_is_refused_naming_the_flag_or_file) {
   config_folder model(R"({"temperature": "hot"})");
   EXPECT_EQ(error_of(model.path(), "/no/such/folder", ""),

@@ -53,6 +53,7 @@ class choice_constraint : public token_constraint {
   }
 
   bool is_terminated() const override { return terminated_; }
+  bool ended() const override { return terminated_; }  // terminated only by an end id
 
   // "5 7 9|5 8" -> {{5, 7, 9}, {5, 8}}. Throws std::invalid_argument for an empty spec.
   static std::vector<std::vector<int32_t>> parse(const std::string& text) {

@@ -405,7 +405,8 @@ std::string runner::check_against_reference(const request_state& r) {
 }
 
 std::string runner::check_grammar_token(request_state& r, int32_t token) {
-  if (!r.replay) return "";
+  // Past its end id (ignore_eos or min_tokens keep the request going) a request is unconstrained, as vLLM's.
+  if (!r.replay || r.replay->ended()) return "";
   std::vector<uint32_t> words(static_cast<size_t>(r.replay->bitmask_words()));
   r.replay->fill_next_token_bitmask(words);
   // The sampler's fallback: a grammar that allows no id ends the sequence on an end id.
@@ -414,9 +415,7 @@ std::string runner::check_grammar_token(request_state& r, int32_t token) {
   effective_bitmask(words, b_.vocab_size, b_.eos_token_ids, allowed);
   const std::string at = " output token " + std::to_string(r.outputs.size()) + " (" + std::to_string(token) + ")";
   if (!(allowed[static_cast<size_t>(token) / 32] >> (token % 32) & 1u)) return at + " is not allowed by its grammar there";
-  // Once terminated only end ids are allowed (min_tokens or ignore_eos may keep the request going), and none
-  // is accepted.
-  if (!r.replay->is_terminated() && !r.replay->accept_token(token))
+  if (!r.replay->accept_token(token))
     return at + " is allowed by its grammar's bitmask but not accepted by its matcher";
   return "";
 }

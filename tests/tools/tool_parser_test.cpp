@@ -236,6 +236,43 @@ TEST(qwen3_tool_parser, takes_each_call_in_the_json_or_the_xml_form_it_comes_in)
   expect_streams_read_as_whole("qwen3", "qwen3", text, w, weather_tools);
 }
 
+TEST(qwen3_coder_tool_parser, reads_calls_without_the_tool_call_wrapper_as_vllms_fallback_does) {
+  const std::string text =
+      "Checking both.\n<function=get_weather>\n<parameter=city>\nOslo\n</parameter>\n</function>\nand\n"
+      "<function=get_weather>\n<parameter=days>\n2\n</parameter>\n";
+  const tool_extraction w = whole("qwen3_coder", text, weather_tools);
+  EXPECT_TRUE(w.tools_called);
+  EXPECT_EQ(w.content, "Checking both.\n");
+  ASSERT_EQ(w.calls.size(), 2u);  // the text between calls is dropped; the last runs to the end
+  EXPECT_EQ(w.calls[0].name, "get_weather");
+  EXPECT_EQ(w.calls[0].arguments, R"({"city": "Oslo"})");
+  EXPECT_EQ(w.calls[1].arguments, R"({"days": 2})");
+  expect_streams_read_as_whole("qwen3_coder", "qwen3", text, w, weather_tools);
+  expect_streams_read_as_whole("qwen3", "qwen3", text, whole("qwen3", text, weather_tools), weather_tools);
+  EXPECT_EQ(whole("qwen3", text, weather_tools).calls.size(), 2u);
+}
+
+TEST(qwen3_coder_tool_parser, a_bare_function_without_its_name_ending_is_content_and_hermes_reads_none) {
+  const std::string broken = "Try <function=get_weather";
+  const tool_extraction w = whole("qwen3_coder", broken);
+  EXPECT_FALSE(w.tools_called);
+  EXPECT_EQ(w.content, broken);
+  expect_streams_read_as_whole("qwen3_coder", "qwen3", broken, w);
+  const std::string bare = "<function=f>\n</function>";
+  EXPECT_EQ(whole("qwen3_coder", bare).calls.size(), 1u);
+  EXPECT_FALSE(whole("hermes", bare).tools_called);
+  expect_streams_read_as_whole("hermes", "qwen3", bare, whole("hermes", bare));
+}
+
+TEST(qwen3_coder_tool_parser, once_calls_come_wrapped_a_bare_function_after_them_is_not_a_call) {
+  const std::string text =
+      "<tool_call>\n<function=a>\n</function>\n</tool_call>\n<function=b>\n</function>";
+  const tool_extraction w = whole("qwen3_coder", text);
+  ASSERT_EQ(w.calls.size(), 1u);
+  EXPECT_EQ(w.calls[0].name, "a");
+  expect_streams_read_as_whole("qwen3_coder", "qwen3", text, w);
+}
+
 // ---- llama3_json
 
 TEST(llama3_json_tool_parser, reads_calls_joined_by_semicolons_with_parameters_or_arguments) {
@@ -277,6 +314,47 @@ TEST(mistral_tool_parser, a_malformed_array_is_content_without_the_marker_as_vll
   const tool_extraction w = whole("mistral", "[TOOL_CALLS] [{\"name\": \"f\", \"arguments\": {]");
   EXPECT_FALSE(w.tools_called);
   EXPECT_EQ(w.content, "[{\"name\": \"f\", \"arguments\": {]");
+}
+
+TEST(mistral_tool_parser, reads_the_v11_form_a_name_then_args_then_the_arguments_for_each_call) {
+  const std::string text = R"(Checking.[TOOL_CALLS]get_weather[ARGS]{"city": "Lyon"}[TOOL_CALLS]noop[ARGS]{})";
+  const tool_extraction w = whole("mistral", text);
+  EXPECT_TRUE(w.tools_called);
+  EXPECT_EQ(w.content, "Checking.");
+  ASSERT_EQ(w.calls.size(), 2u);
+  EXPECT_EQ(w.calls[0].name, "get_weather");
+  EXPECT_EQ(w.calls[0].arguments, R"({"city": "Lyon"})");
+  EXPECT_EQ(w.calls[1].name, "noop");
+  EXPECT_EQ(w.calls[1].arguments, "{}");
+  EXPECT_TRUE(std::regex_match(w.calls[1].id, std::regex("[A-Za-z0-9]{9}")));
+  expect_streams_read_as_whole("mistral", "llama2", text, w);
+}
+
+TEST(mistral_tool_parser, reads_the_v11_form_whose_args_marker_was_dropped_keeping_arguments_as_written) {
+  // vLLM's cases: [ARGS] skipped by the detokenizer, the name ends at "{"; broken JSON stays a call.
+  const std::string text = R"([TOOL_CALLS]add{"a": 3.5, "b": 4}[TOOL_CALLS]multiply{"a": 3, "b": 6})";
+  const tool_extraction w = whole("mistral", text);
+  EXPECT_EQ(w.content, std::nullopt);
+  ASSERT_EQ(w.calls.size(), 2u);
+  EXPECT_EQ(w.calls[0].name, "add");
+  EXPECT_EQ(w.calls[0].arguments, R"({"a": 3.5, "b": 4})");
+  EXPECT_EQ(w.calls[1].arguments, R"({"a": 3, "b": 6})");
+  expect_streams_read_as_whole("mistral", "llama2", text, w);
+  const std::string broken = R"x(hi{hi[TOOL_CALLS]bash{"command": "print(1)")x";
+  const tool_extraction b = whole("mistral", broken);
+  EXPECT_EQ(b.content, "hi{hi");
+  ASSERT_EQ(b.calls.size(), 1u);
+  EXPECT_EQ(b.calls[0].name, "bash");
+  EXPECT_EQ(b.calls[0].arguments, R"x({"command": "print(1)")x");
+  expect_streams_read_as_whole("mistral", "llama2", broken, b);
+}
+
+TEST(mistral_tool_parser, a_v11_call_without_arguments_is_dropped_but_the_text_still_counts_as_calls) {
+  const tool_extraction w = whole("mistral", "[TOOL_CALLS]toolname_no_args");
+  EXPECT_TRUE(w.tools_called);
+  EXPECT_TRUE(w.calls.empty());
+  EXPECT_EQ(w.content, std::nullopt);
+  expect_streams_read_as_whole("mistral", "llama2", "[TOOL_CALLS]toolname_no_args", w);
 }
 
 // ---- tool_choice "required" and a named function, and the message around them
