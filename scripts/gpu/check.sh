@@ -4,7 +4,7 @@
 #   0. reference models the bundle lacks (a new architecture's, e.g. qwen3_f32 and qwen3_bias_bf16) and torch's FP8
 #      references of every reference model without its reference_fp8.json are made into the bundle
 #      (scripts/gpu/make_missing_references.sh), so step 1 checks them; what it made comes back under
-#      $OUT/reference/<name>/: copy it into tests/data/reference/ and commit it.
+#      $OUT/references.tgz: unpack it into tests/data/reference/ and commit it.
 #   1. troupe_gpu_check: every CUDA op against its CPU twin, the reference models on the GPU, the
 #      communicators (2 and 4 ranks sharing the GPU against the CPU's bits, NCCL of size 1, also inside
 #      a CUDA graph), the tensor-parallel forward (reference models split over 2 and 4 shards sharing the

@@ -18,7 +18,7 @@ run_b1() {  # tag, then extra args; env from the caller
   echo "== 1 request $tag: $(grep -E 'output tokens/s' $OUT/b1_$tag.txt) | $(grep -E 'us per step' $OUT/b1_$tag.txt)"
 }
 # Reference models the bundle lacks (a new architecture's) and torch's FP8 references are made first, so the models
-# run below checks them; what is made comes back under $OUT/reference/ for committing to tests/data/reference/.
+# run below checks them; what is made comes back in $OUT/references.tgz for unpacking into tests/data/reference/.
 bash scripts/gpu/make_missing_references.sh bundle/data/reference "$OUT"
 timeout 120 bundle/troupe_gpu_check --data bundle/data/reference --no-models --no-comm --no-tp --torture-seconds 0 > $OUT/ops.txt 2>&1
 echo "== ops: $(grep -E 'checks pass' $OUT/ops.txt)"; grep -E "FAIL|inf " $OUT/ops.txt | head -20
