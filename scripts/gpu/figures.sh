@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# The benchmark figures issues 12, 13 and 15 ask for, at Qwen2.5-7B shapes with random weights, in one run
+# within LIMIT seconds (default 540), most wanted first; what would not fit is skipped, saying so:
+#   1. W1 of ../shared/GPU.md (256 prompts x 512 in x 256 out, greedy, EOS ignored) in bf16, 4-bit (rtn) and
+#      FP8 weights + FP8 KV (issue 12 item 2: rtn >= 1.1x bf16; issue 13 item 2: fp8+fp8 KV >= 1.5x bf16);
+#   2. one request's time per output token (128 in, 384 out) in bf16, rtn and fp8+fp8 KV (issue 12: <= 1.6 ms;
+#      issue 13: <= 2.4 ms);
+#   3. KV blocks with an auto and an FP8 cache (issue 13: >= 1.95x);
+#   4. with STRUCTURED=1 (a bundle made with STRUCTURED=1): W1 at 256 sequences with the Qwen3 tokenizer,
+#      unconstrained and half constrained by data/structured_schema.json (issue 15 item 4: the bitmask time);
+#   5. with LONG=1: 64 prompts of 8,000 tokens, 256 out, bf16 and FP8 KV (issue 13 item 3).
+# A table comes last; logs in $OUT/figures.tgz.
+#   LIMIT=540 bash scripts/gpu/figures.sh        (on the GPU machine, after scripts/gpu/bundle.sh here)
+set -u
+cd "$(dirname "$0")/../.." || exit 1
+export LD_LIBRARY_PATH="bundle/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}" NCCL_NVLS_ENABLE=0
+OUT=${OUT:-/tmp/troupe-figures}; mkdir -p "$OUT/figures"
+m=bundle/data/qwen2.5-7b-shape
+end=$((SECONDS + ${LIMIT:-540}))
+left() { echo $((end - SECONDS)); }
+table=()
+
+# run TAG NEED_SECONDS COMMAND...: runs the command with the time left (less 5 s) if NEED_SECONDS are left.
+run() {
+  local tag=$1 need=$2; shift 2
+  if [ "$(left)" -lt "$need" ]; then table+=("$tag: skipped (needs ${need} s, $(left) s left)"); return 1; fi
+  timeout $(($(left) - 5)) "$@" >"$OUT/figures/$tag.txt" 2>&1
+}
+w1() {  # tag, then extra flags
+  local tag=$1; shift
+  run "w1_$tag" 60 bundle/troupe bench throughput --backend cuda --load-format dummy --model $m --num-prompts 256 \
+    --input-len 512 --output-len 256 --max-model-len 1024 --temperature 0 "$@" || return
+  table+=("W1 $tag: $(grep -E 'output tokens/s' "$OUT/figures/w1_$tag.txt" | head -1)")
+}
+b1() {
+  local tag=$1; shift
+  run "b1_$tag" 40 bundle/troupe bench throughput --backend cuda --load-format dummy --model $m --num-prompts 1 \
+    --input-len 128 --output-len 384 --max-model-len 1024 --temperature 0 "$@" || return
+  table+=("1 request $tag: $(grep -E 'output tokens/s' "$OUT/figures/b1_$tag.txt" | head -1) | $(grep -E 'us per step' "$OUT/figures/b1_$tag.txt" | head -1)")
+}
+
+nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
+w1 bf16
+w1 rtn --quantization rtn
+w1 fp8_fp8kv --quantization fp8 --kv-cache-dtype fp8
+b1 bf16
+b1 rtn --quantization rtn
+b1 fp8_fp8kv --quantization fp8 --kv-cache-dtype fp8
+for kv in auto fp8; do
+  run "kv_$kv" 30 bundle/troupe generate --backend cuda --load-format dummy --model $m --max-model-len 4096 \
+    --prompt-token-ids 1,2,3 --max-tokens 4 --kv-cache-dtype $kv || continue
+  table+=("KV cache $kv: $(grep -oE '= [0-9]+ blocks' "$OUT/figures/kv_$kv.txt" | head -1)")
+done
+if [ "${STRUCTURED:-0}" = 1 ]; then
+  for fraction in 0 0.5; do
+    run "structured_$fraction" 60 bundle/troupe bench throughput --backend cuda --load-format dummy --model $m \
+      --tokenizer bundle/data/qwen3-tokenizer --num-prompts 256 --max-num-seqs 256 --input-len 512 --output-len 256 \
+      --max-model-len 1024 --structured-fraction "$fraction" --structured-schema bundle/data/structured_schema.json || continue
+    table+=("structured $fraction: $(grep -E 'output tokens/s' "$OUT/figures/structured_$fraction.txt" | head -1) | $(grep -iE 'mask' "$OUT/figures/structured_$fraction.txt" | tr '\n' ' ')")
+  done
+fi
+if [ "${LONG:-0}" = 1 ]; then
+  for kv in auto fp8; do
+    run "long_$kv" 120 bundle/troupe bench throughput --backend cuda --load-format dummy --model $m --num-prompts 64 \
+      --input-len 8000 --output-len 256 --max-model-len 8448 --temperature 0 --kv-cache-dtype $kv || continue
+    table+=("long 64x8000 kv $kv: $(grep -E 'output tokens/s|total tokens/s' "$OUT/figures/long_$kv.txt" | tr '\n' ' ')")
+  done
+fi
+(cd "$OUT" && tar czf figures.tgz figures && rm -rf figures)
+echo "== figures (Qwen2.5-7B shapes, random weights)"
+printf '%s\n' "${table[@]}"
