@@ -296,7 +296,10 @@ engine::impl::impl(const engine_options& requested) : system(with_middleman(syst
                      name(q->method), int4 ? "4 bits" : "FP8", tp > 1 ? "each shard's" : "the",
                      static_cast<double>(linear.kept) / (1 << 30), static_cast<double>(linear.dense) / (1 << 30), name(act),
                      on_gpu ? "; the KV cache gets the difference" : "");
-      model_weights weights = load_model_weights(local, *shard.backend, act, source, int4, fp8);
+      // Dummy weights are made by the backend where they live: a 70B model's half is 35 billion values, a minute
+      // of one host thread and 140 GB of f32 copies otherwise.
+      const weight_fill fill = dummy ? dummy_weight_fill(seed, tp > 1 ? &plan : nullptr, q) : weight_fill{};
+      model_weights weights = load_model_weights(local, *shard.backend, act, source, int4, fp8, fill);
       shard_context where;
       if (tp > 1) {
         // After loading: the custom all-reduce's set-up is a rendezvous, so no rank's kernel waits out its

@@ -29,26 +29,29 @@ size_t sampling_workspace_bytes(int64_t max_num_seqs) {
 } // namespace
 
 model_weights load_model_weights(const model_config& c, ops& backend, dtype type, const weight_source& source,
-                                 const int4_source& int4, const fp8_source& fp8) {
+                                 const int4_source& int4, const fp8_source& fp8, const weight_fill& fill) {
   const std::vector<weight_spec> specs = hf_weight_specs(c);
   auto find = [&](const std::string& name) -> const weight_spec& {
     for (const auto& s : specs)
       if (s.name == name) return s;
     throw std::logic_error("no weight spec for " + name);
   };
-  std::vector<float> values, stacked;
-  auto load = [&](const std::string& name) -> std::vector<float>& {
-    source(find(name), values);
-    return values;
-  };
-  // Loads several tensors with equal column counts and stacks their rows into one.
-  auto stack = [&](std::initializer_list<std::string> names) -> std::vector<float>& {
-    stacked.clear();
+  std::vector<float> values;
+  // One tensor of `shape`, or several with equal column counts stacked by rows into one (q/k/v, gate/up):
+  // each part made in place by `fill`, or read from `source` and uploaded into its rows.
+  auto make = [&](std::initializer_list<int64_t> shape, std::initializer_list<std::string> names) {
+    device_buffer b = backend.alloc(type, shape);
+    int64_t row = 0;
     for (const auto& n : names) {
-      load(n);
-      stacked.insert(stacked.end(), values.begin(), values.end());
+      const weight_spec& spec = find(n);
+      const tensor part = b.get().rows(row, spec.shape[0]);
+      row += spec.shape[0];
+      if (fill && fill(spec, backend, part)) continue;
+      source(spec, values);
+      backend.upload(part, values);
     }
-    return stacked;
+    if (row != b.get().dim(0)) throw std::logic_error("load_model_weights: " + *names.begin() + "'s parts do not fill it");
+    return b;
   };
   // The 4-bit form of several weights with equal inputs and group, rows stacked, repacked into the device
   // layout and uploaded; empty when `int4` keeps none of them packed.
@@ -130,39 +133,37 @@ model_weights load_model_weights(const model_config& c, ops& backend, dtype type
 
   const int64_t h = c.hidden_size, qkv_rows = c.q_size() + 2 * c.kv_size();
   model_weights w;
-  w.embed = upload_new(backend, type, {c.vocab_size, h}, load("model.embed_tokens.weight"));
+  w.embed = make({c.vocab_size, h}, {"model.embed_tokens.weight"});
   for (int64_t l = 0; l < c.num_layers; ++l) {
     const std::string p = "model.layers." + std::to_string(l) + ".";
     layer_weights lw;
-    lw.input_norm = upload_new(backend, type, {h}, load(p + "input_layernorm.weight"));
+    lw.input_norm = make({h}, {p + "input_layernorm.weight"});
     lw.qkv4 = packed({p + "self_attn.q_proj.weight", p + "self_attn.k_proj.weight", p + "self_attn.v_proj.weight"});
     lw.qkv8 = in_fp8({p + "self_attn.q_proj.weight", p + "self_attn.k_proj.weight", p + "self_attn.v_proj.weight"});
     if (lw.qkv4.empty() && lw.qkv8.empty())
-      lw.qkv = upload_new(backend, type, {qkv_rows, h},
-                          stack({p + "self_attn.q_proj.weight", p + "self_attn.k_proj.weight", p + "self_attn.v_proj.weight"}));
+      lw.qkv = make({qkv_rows, h}, {p + "self_attn.q_proj.weight", p + "self_attn.k_proj.weight", p + "self_attn.v_proj.weight"});
     if (c.qkv_bias)
-      lw.qkv_bias = upload_new(backend, type, {qkv_rows},
-                               stack({p + "self_attn.q_proj.bias", p + "self_attn.k_proj.bias", p + "self_attn.v_proj.bias"}));
+      lw.qkv_bias = make({qkv_rows}, {p + "self_attn.q_proj.bias", p + "self_attn.k_proj.bias", p + "self_attn.v_proj.bias"});
     if (c.qk_norm) {
-      lw.q_norm = upload_new(backend, type, {c.head_dim}, load(p + "self_attn.q_norm.weight"));
-      lw.k_norm = upload_new(backend, type, {c.head_dim}, load(p + "self_attn.k_norm.weight"));
+      lw.q_norm = make({c.head_dim}, {p + "self_attn.q_norm.weight"});
+      lw.k_norm = make({c.head_dim}, {p + "self_attn.k_norm.weight"});
     }
     lw.o_proj4 = packed({p + "self_attn.o_proj.weight"});
     lw.o_proj8 = in_fp8({p + "self_attn.o_proj.weight"});
-    if (lw.o_proj4.empty() && lw.o_proj8.empty()) lw.o_proj = upload_new(backend, type, {h, c.q_size()}, load(p + "self_attn.o_proj.weight"));
-    if (c.o_bias) lw.o_bias = upload_new(backend, type, {h}, load(p + "self_attn.o_proj.bias"));
-    lw.post_norm = upload_new(backend, type, {h}, load(p + "post_attention_layernorm.weight"));
+    if (lw.o_proj4.empty() && lw.o_proj8.empty()) lw.o_proj = make({h, c.q_size()}, {p + "self_attn.o_proj.weight"});
+    if (c.o_bias) lw.o_bias = make({h}, {p + "self_attn.o_proj.bias"});
+    lw.post_norm = make({h}, {p + "post_attention_layernorm.weight"});
     lw.gate_up4 = packed({p + "mlp.gate_proj.weight", p + "mlp.up_proj.weight"});
     lw.gate_up8 = in_fp8({p + "mlp.gate_proj.weight", p + "mlp.up_proj.weight"});
     if (lw.gate_up4.empty() && lw.gate_up8.empty())
-      lw.gate_up = upload_new(backend, type, {2 * c.intermediate_size, h}, stack({p + "mlp.gate_proj.weight", p + "mlp.up_proj.weight"}));
+      lw.gate_up = make({2 * c.intermediate_size, h}, {p + "mlp.gate_proj.weight", p + "mlp.up_proj.weight"});
     lw.down4 = packed({p + "mlp.down_proj.weight"});
     lw.down8 = in_fp8({p + "mlp.down_proj.weight"});
-    if (lw.down4.empty() && lw.down8.empty()) lw.down = upload_new(backend, type, {h, c.intermediate_size}, load(p + "mlp.down_proj.weight"));
+    if (lw.down4.empty() && lw.down8.empty()) lw.down = make({h, c.intermediate_size}, {p + "mlp.down_proj.weight"});
     w.layers.push_back(std::move(lw));
   }
-  w.final_norm = upload_new(backend, type, {h}, load("model.norm.weight"));
-  if (!c.tie_word_embeddings) w.lm_head = upload_new(backend, type, {c.vocab_size, h}, load("lm_head.weight"));
+  w.final_norm = make({h}, {"model.norm.weight"});
+  if (!c.tie_word_embeddings) w.lm_head = make({c.vocab_size, h}, {"lm_head.weight"});
   return w;
 }
 

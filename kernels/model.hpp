@@ -69,14 +69,20 @@ using int4_source = std::function<bool(const weight_spec& spec, int4_weight& out
 struct fp8_weight;
 using fp8_source = std::function<bool(const weight_spec& spec, fp8_weight& out)>;
 
+// Makes a tensor's values where it lives, into `out` (the tensor in its local shape: a fused tensor's rows
+// for it): dummy weights made by the backend (ops::fill_random). Returns false for a tensor it does not make,
+// which then comes from the weight_source.
+using weight_fill = std::function<bool(const weight_spec& spec, ops& backend, const tensor& out)>;
+
 // Reads every tensor the config needs from `source` and uploads it in `type`, fusing q/k/v and gate/up.
 // With `int4`, the linear weights it supplies are kept in 4 bits (int4_layer, in `type` for the scales and
 // zeros) instead: q/k/v and gate/up fused the same way; they must share one group size. With `fp8`, those it
 // supplies are kept in FP8 (fp8_layer, scales in f32), fused the same way: each part's rows keep their scales,
 // and a static input scale is the largest of the parts' (vLLM's input_scale.max() over a fused layer's shards).
-// Throws user_error when a fused layer's parts are not all in FP8 (vLLM refuses such checkpoints too).
+// Throws user_error when a fused layer's parts are not all in FP8 (vLLM refuses such checkpoints too). With
+// `fill`, the tensors it makes skip `source` and the upload.
 model_weights load_model_weights(const model_config& config, ops& backend, dtype type, const weight_source& source,
-                                 const int4_source& int4 = {}, const fp8_source& fp8 = {});
+                                 const int4_source& int4 = {}, const fp8_source& fp8 = {}, const weight_fill& fill = {});
 
 struct model_limits {
   int64_t max_num_tokens = 2048;  // tokens in one step

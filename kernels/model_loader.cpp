@@ -10,6 +10,7 @@
 #include "runtime/model/int4_formats.hpp"
 #include "runtime/model/safetensors.hpp"
 #include "runtime/model/sharding_plan.hpp"
+#include "runtime/model/weight_names.hpp"
 #include "runtime/model/weight_slice_reader.hpp"
 
 namespace troupe {
@@ -242,6 +243,27 @@ weight_source sharded_dummy_weight_source(uint64_t seed, const sharding_plan& pl
       return;
     }
     random_slice_f32(plan.slice(spec.name), spec.kind, seed, values);
+  };
+}
+
+weight_fill dummy_weight_fill(uint64_t seed, const sharding_plan* plan, const std::optional<quantization_config>& q) {
+  if (q) return {};
+  return [seed, plan](const weight_spec& spec, ops& backend, const tensor& out) {
+    random_slice s;
+    s.state = random_weight_state(spec.name, seed);
+    s.kind = static_cast<int32_t>(spec.kind);
+    if (plan) {
+      const weight_slice& w = plan->slice(spec.name);
+      s.dim = w.dim;
+      s.begin = w.begin;
+      s.length = w.length;
+      s.full_cols = w.shape.size() > 1 ? w.shape[1] : 1;
+    } else {
+      s.length = spec.shape.at(0);
+      s.full_cols = spec.shape.size() > 1 ? spec.shape[1] : 1;
+    }
+    backend.fill_random(s, out);
+    return true;
   };
 }
 

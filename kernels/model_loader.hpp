@@ -49,6 +49,11 @@ weight_source dummy_weight_source(uint64_t seed, const std::optional<quantizatio
 weight_source sharded_dummy_weight_source(uint64_t seed, const sharding_plan& plan,
                                           const std::optional<quantization_config>& q = std::nullopt);
 
+// The same values made by the backend in place (ops::fill_random): dummy_weight_source's with no plan,
+// sharded_dummy_weight_source(seed, *plan)'s with one, bit for bit in f32, without host time or a copy. Null
+// (empty) for a quantized config, whose dummy weights are rounded on the host. `plan` must outlive it.
+weight_fill dummy_weight_fill(uint64_t seed, const sharding_plan* plan, const std::optional<quantization_config>& q);
+
 // The 4-bit form (codes, zero points, scales) of each linear weight of a quantized config, for
 // load_model_weights to keep packed: unpacked from the checkpoint's AWQ / GPTQ tensors, or for rtn read and
 // rounded as checkpoint_weight_source rounds it, so dequantizing it gives exactly that source's values.

@@ -63,6 +63,18 @@ struct fp8_device_weight {
   tensor input_scale;  // [1] f32, or empty: dynamic per-token activation scales
 };
 
+// A tensor-parallel rank's slice of a dummy weight (--load-format dummy), made where the weight lives
+// (ops::fill_random) instead of on the host and copied: the values random_weight_run
+// (runtime/model/weight_names.hpp) gives the full tensor, read at the slice.
+struct random_slice {
+  uint64_t state = 0;     // random_weight_state(name, seed): the full tensor's first state
+  int32_t kind = 0;       // weight_spec::init as an integer: 0 matrix, 1 norm, 2 bias
+  int32_t dim = 0;        // the dimension the slice cuts (0 for a whole tensor)
+  int64_t begin = 0;      // its first row (dim 0) or column (dim 1) of the full tensor
+  int64_t length = 0;     // dim 0: the rows read; the output's further rows are vocabulary padding (zeros)
+  int64_t full_cols = 1;  // columns of the full tensor (1 for a vector)
+};
+
 class ops {
 public:
   virtual ~ops() = default;
@@ -172,6 +184,10 @@ public:
   // logits [R, V] f32, which the op may overwrite; batch with R rows (kernels/sampling_batch.hpp);
   // out [R] i32
   virtual void sample(const tensor& logits, const sampling_batch& batch, const tensor& out) = 0;
+
+  // Dummy weights in place: out[r][c] = the full tensor's value at (s.begin + r, c) for dim 0 (0 for r >=
+  // s.length), or at (r, s.begin + c) for dim 1, rounded to out's dtype.  out [R, C] or a vector [R]
+  virtual void fill_random(const random_slice& s, const tensor& out) = 0;
 };
 
 } // namespace troupe

@@ -306,6 +306,32 @@ void check_silu(checker& c, dtype t) {
   }
 }
 
+// Dummy weights made in place (--load-format dummy): the GPU's values are the CPU twin's rounded to t, exactly,
+// for whole tensors and for a rank's row, column, padded and bias slices (kinds 0 matrix, 1 norm, 2 bias).
+void check_fill_random(checker& c, dtype t) {
+  struct fill_case {
+    const char* what;
+    random_slice s;
+    int64_t rows, cols;  // cols 0: a vector
+  };
+  const uint64_t state = 0x1234abcd5678ef90ULL;
+  const fill_case cases[] = {
+      {"whole matrix", {state, 0, 0, 0, 300, 1000}, 300, 1000},
+      {"rows 4096.. of 8192", {state, 0, 0, 4096, 4096, 512}, 4096, 512},
+      {"vocab rows, 60 of 64 real", {state, 0, 0, 96, 60, 384}, 64, 384},
+      {"columns 7168.. of 28672", {state, 0, 1, 7168, 7168, 28672}, 64, 7168},
+      {"norm", {state, 1, 0, 0, 8192, 1}, 8192, 0},
+      {"bias rows 512..", {state, 2, 0, 512, 256, 1}, 256, 0},
+  };
+  for (const fill_case& f : cases) {
+    twin out = f.cols ? c.random(t, {f.rows, f.cols}) : c.random(t, {f.rows});
+    c.poison(out);
+    c.cpu.fill_random(f.s, out.cpu);
+    c.gpu.fill_random(f.s, out.gpu);
+    report("fill_random", t, f.what, relative_error(c.read_gpu(out), rounded(c.read_cpu(out), t)), 0.0);
+  }
+}
+
 std::vector<float> cos_sin_table(int64_t max_pos, int64_t d, double theta) {
   std::vector<float> v(static_cast<size_t>(max_pos * d));
   for (int64_t p = 0; p < max_pos; ++p)
@@ -515,6 +541,7 @@ void check_ops(cuda_ops& gpu, dtype t) {
   guarded("linear_int4", [&] { check_linear_int4(c, t); });
   check_fp8_weight_ops(gpu, t);
   guarded("silu_and_mul", [&] { check_silu(c, t); });
+  guarded("fill_random", [&] { check_fill_random(c, t); });
   guarded("rope_write_kv", [&] { check_rope(c, t); });
   guarded("paged_attention", [&] { check_attention_all(c, t); });
   check_fp8_kv_ops(gpu, t);

@@ -2,7 +2,9 @@
 
 #include "kernels/cpu/sampler.hpp"
 #include "runtime/model/fp8_formats.hpp"
+#include "runtime/model/weight_names.hpp"
 
+#include <algorithm>
 #include <array>
 #include <climits>
 #include <cmath>
@@ -211,6 +213,17 @@ void cpu_ops::silu_and_mul(const tensor& x, const tensor& out) {
     const float* up = gate + inter;
     float* o = out.as<float>() + r * inter;
     for (int64_t i = 0; i < inter; ++i) o[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
+  }
+}
+
+void cpu_ops::fill_random(const random_slice& s, const tensor& out) {
+  if (out.type != dtype::f32) throw std::invalid_argument("cpu fill_random: the CPU backend keeps floats in f32");
+  const auto kind = static_cast<weight_spec::init>(s.kind);
+  const int64_t rows = out.dim(0), cols = out.row_elems();
+  for (int64_t r = 0; r < rows; ++r) {
+    float* o = out.as<float>() + r * cols;
+    if (s.dim == 0 && r >= s.length) std::fill(o, o + cols, 0.0f);
+    else random_weight_run(s.state, kind, s.dim == 0 ? (s.begin + r) * s.full_cols : r * s.full_cols + s.begin, cols, o);
   }
 }
 

@@ -290,6 +290,11 @@ void cuda_ops::silu_and_mul(const tensor& x, const tensor& out) {
   cuda::launch_silu_and_mul(x, out, ctx_->stream);
 }
 
+void cuda_ops::fill_random(const random_slice& s, const tensor& out) {
+  check(cudaSetDevice(ctx_->device), "cudaSetDevice");
+  cuda::launch_fill_random(s, out, ctx_->stream);
+}
+
 void cuda_ops::gather_rows(const tensor& x, const tensor& indices, const tensor& out) {
   op_scope p(ctx_->profiler, op_profiler::other, ctx_->stream);
   cuda::launch_gather_rows(x, indices, out, ctx_->stream);

@@ -53,6 +53,7 @@ public:
   void paged_attention(const tensor& qkv, const tensor& k_cache, const tensor& v_cache, const attention_metadata& meta,
                        const attention_shape& shape, const tensor& out) override;
   void silu_and_mul(const tensor& x, const tensor& out) override;
+  void fill_random(const random_slice& s, const tensor& out) override;
   void gather_rows(const tensor& x, const tensor& indices, const tensor& out) override;
   void copy_columns(const tensor& x, const tensor& out) override;
 

@@ -78,6 +78,8 @@ attention_switches& attention_settings();
 int paged_attention_partitions(const attention_metadata& meta, const attention_shape& shape, dtype type, int64_t num_tokens,
                                int64_t workspace_floats, int* part_keys);
 
+// ops::fill_random: each element from its own index (fill_random.cu), bit for bit the CPU twin's before rounding.
+void launch_fill_random(const random_slice& s, const tensor& out, cudaStream_t stream);
 // dst = src converted to dst's floating dtype.  src: `count` floats on the device
 void launch_convert_from_f32(const float* src, const tensor& dst, int64_t offset, int64_t count, cudaStream_t stream);
 

@@ -52,19 +52,25 @@ std::vector<weight_spec> hf_weight_specs(const model_config& c) {
   return specs;
 }
 
-void random_weight_range(const weight_spec& spec, uint64_t seed, int64_t begin, int64_t count, float* out) {
+uint64_t random_weight_state(const std::string& name, uint64_t seed) { return seed ^ hash_name(name); }
+
+void random_weight_run(uint64_t state, weight_spec::init kind, int64_t begin, int64_t count, float* out) {
   // splitmix64 steps its state by a constant, so the value at index i comes from the state after i + 1 steps.
-  uint64_t state = (seed ^ hash_name(spec.name)) + static_cast<uint64_t>(begin) * 0x9e3779b97f4a7c15ULL;
+  state += static_cast<uint64_t>(begin) * 0x9e3779b97f4a7c15ULL;
   const float std_dev = 0.02f;
   const float a = std_dev * std::sqrt(3.0f);
   for (int64_t i = 0; i < count; ++i) {
     const float u = static_cast<float>(splitmix64(state) >> 40) * (1.0f / 16777216.0f);  // [0, 1)
-    switch (spec.kind) {
+    switch (kind) {
       case weight_spec::init::matrix: out[i] = (2 * u - 1) * a; break;
       case weight_spec::init::norm: out[i] = 1.0f + (2 * u - 1) * 0.1f; break;
       case weight_spec::init::bias: out[i] = (2 * u - 1) * std_dev; break;
     }
   }
+}
+
+void random_weight_range(const weight_spec& spec, uint64_t seed, int64_t begin, int64_t count, float* out) {
+  random_weight_run(random_weight_state(spec.name, seed), spec.kind, begin, count, out);
 }
 
 void random_weight_values(const weight_spec& spec, uint64_t seed, std::vector<float>& out) {

@@ -26,4 +26,10 @@ void random_weight_values(const weight_spec& spec, uint64_t seed, std::vector<fl
 // count): a tensor-parallel rank makes its slice of a dummy tensor without making the rest.
 void random_weight_range(const weight_spec& spec, uint64_t seed, int64_t begin, int64_t count, float* out);
 
+// The same from the tensor's first state (random_weight_state): what a backend's fill_random op computes, so
+// its CPU twin and its CUDA kernel need only the state and the kind. Value i of the tensor comes from
+// splitmix64's output after i + 1 steps from `state` (kernels/cuda/fill_random.cu computes it the same way).
+uint64_t random_weight_state(const std::string& name, uint64_t seed);
+void random_weight_run(uint64_t state, weight_spec::init kind, int64_t begin, int64_t count, float* out);
+
 } // namespace troupe

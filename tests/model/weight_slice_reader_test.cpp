@@ -1,7 +1,8 @@
 // Reading one rank's slice of a checkpoint tensor (runtime/model/weight_slice_reader): rows, strided
 // columns and padded vocabulary rows, in every dtype a weight may have, equal to the same part of the whole
 // tensor read as before; the ranks' slices put back together give the whole tensor; a slice that does not
-// fit its tensor is refused naming it. Also kernels/model_loader's sharded_weight_source, which serves them.
+// fit its tensor is refused naming it. Also kernels/model_loader's sharded_weight_source, which serves them,
+// and its dummy weights, made on the host or by the backend in place.
 
 #include <gtest/gtest.h>
 
@@ -13,6 +14,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "kernels/cpu/cpu_ops.hpp"
 #include "kernels/model_loader.hpp"
 #include "runtime/error.hpp"
 #include "runtime/model/safetensors.hpp"
@@ -335,4 +337,64 @@ TEST_F(weight_slice_reader_test, sharded_dummy_weights_are_the_slices_of_the_who
     }
   }
   EXPECT_EQ(compared, 6 * static_cast<int>(hf_weight_specs(config).size()));
+}
+
+namespace {
+
+// Every dense tensor of a loaded model, as floats, in a fixed order.
+std::vector<std::vector<float>> downloaded(ops& backend, const model_weights& w) {
+  std::vector<const device_buffer*> all = {&w.embed, &w.final_norm, &w.lm_head};
+  for (const layer_weights& l : w.layers)
+    for (const device_buffer* b : {&l.input_norm, &l.qkv, &l.qkv_bias, &l.o_proj, &l.o_bias, &l.post_norm, &l.gate_up, &l.down})
+      all.push_back(b);
+  std::vector<std::vector<float>> out;
+  for (const device_buffer* b : all) {
+    std::vector<float> v(b->empty() ? 0 : static_cast<size_t>(b->get().numel()));
+    if (!b->empty()) backend.download(v, *b);
+    out.push_back(std::move(v));
+  }
+  return out;
+}
+
+} // namespace
+
+// --load-format dummy made by the backend in place (ops::fill_random, here the CPU twin of the CUDA kernel):
+// every tensor of every rank at 1, 2 and 4 ranks — padded vocabulary rows, column slices, replicated KV heads,
+// biases, the fused q/k/v and gate/up rows — holds the host source's values bit for bit.
+TEST_F(weight_slice_reader_test, dummy_weights_filled_by_the_backend_are_the_host_sources_values) {
+  model_config config = tiny(architecture::llama, 4, 2, 100);  // vocab 100 pads to 128; KV replicated at 4
+  config.qkv_bias = config.o_bias = true;
+  cpu_ops cpu;
+  int compared = 0;
+  for (const int64_t n : {1, 2, 4}) {
+    for (int64_t r = 0; r < n; ++r) {
+      const sharding_plan plan = sharding_plan::make(config, n, r);
+      const model_config local = n > 1 ? local_config(config, plan) : config;
+      const weight_source host = n > 1 ? sharded_dummy_weight_source(7, plan) : dummy_weight_source(7);
+      const weight_fill fill = dummy_weight_fill(7, n > 1 ? &plan : nullptr, std::nullopt);
+      ASSERT_TRUE(fill);
+      // Each tensor alone, into storage that starts non-zero (padding rows must be written too).
+      for (const weight_spec& spec : hf_weight_specs(local)) {
+        std::vector<float> expected;
+        host(spec, expected);
+        tensor t(nullptr, dtype::f32, {static_cast<int64_t>(expected.size())});
+        std::vector<float> got(expected.size(), -9.0f);
+        t.data = got.data();
+        if (spec.shape.size() == 2) t = t.view({spec.shape[0], spec.shape[1]});
+        ASSERT_TRUE(fill(spec, cpu, t));
+        ASSERT_EQ(got, expected) << spec.name << " rank " << r << " of " << n;
+        ++compared;
+      }
+      // And through the loader, which fills fused tensors part by part.
+      const model_weights from_host = load_model_weights(local, cpu, dtype::f32, host);
+      const model_weights filled = load_model_weights(local, cpu, dtype::f32, host, {}, {}, fill);
+      EXPECT_EQ(downloaded(cpu, filled), downloaded(cpu, from_host)) << "rank " << r << " of " << n;
+    }
+  }
+  EXPECT_EQ(compared, 7 * static_cast<int>(hf_weight_specs(config).size()));
+}
+
+TEST_F(weight_slice_reader_test, quantized_dummy_weights_stay_on_the_host_where_they_are_rounded) {
+  quantization_config q;
+  EXPECT_FALSE(dummy_weight_fill(7, nullptr, q));
 }
