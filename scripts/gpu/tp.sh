@@ -26,22 +26,27 @@
 # a job's = the larger of its FLOPs a GPU (2 per weight per token, plus attention) / 737 TFLOP/s and its decode
 # steps' weight bytes / 4.14 TB/s (../shared/GPU.md's measured H200 ceilings).
 #
-#   bash scripts/gpu/tp.sh                         on the GPU machine, after scripts/gpu/bundle.sh here; the
-#                                                  parts default by GPU count (nvidia-smi -L): 2: plan, answers,
-#                                                  scale7b, serve2, 70b; 4: plan, answers, 70b; 8: plan,
-#                                                  answers, 70b (then PART=405b in a second call)
-#   PART=405b bash scripts/gpu/tp.sh               only some parts (comma-separated)
+#   bash scripts/gpu/tp.sh                         on the GPU machine, after scripts/gpu/bundle.sh here (carry
+#                                                  bundle); the parts default by GPU count (nvidia-smi -L):
+#                                                  2: plan, answers, scale7b, serve2, 70b; 4 and 8: plan,
+#                                                  answers, 70b (on 8, PART=405b in a second call); the 70B
+#                                                  jobs take the time the other parts leave (~9.5 minutes in all)
+#   PART=405b bash scripts/gpu/tp.sh               only some parts (comma-separated; ~3 minutes for 405b)
 #   BACKEND=cpu bash scripts/gpu/tp.sh             anywhere: tiny dummy models on CPU shards (threads, and
-#                                                  mpirun --oversubscribe), GPUS=8 pretend GPUs; ~3 minutes
-# LIMIT= seconds (default 570); OUT= (default /tmp/troupe-tp); TROUPE= the binary (bundle/troupe, else build/troupe);
-# TPS_70B= "2 4 8"; SCALE_TPS= "2"; JOB_PROMPTS= fixed prompts for the 1000/1000 job (default: what the time allows).
+#                                                  mpirun --oversubscribe), GPUS=8 pretend GPUs; ~40 s on 2 cores
+# LIMIT= seconds (default 570); OUT= where tp.tgz goes (default /tmp/troupe-tp; the device tool's $OUT there);
+# WORK= the logs (default /tmp/troupe-tp-work); TROUPE= the binary (bundle/troupe, else build/troupe);
+# TPS_70B= "2 4 8"; SCALE_TPS= "2"; SERVE_RATE= 8; JOB_PROMPTS= the 1000/1000 job's prompts (default: as many as
+# the time allows, at most the first TP's, so the TPs compare on one job).
 set -u
 cd "$(dirname "$0")/../.." || exit 1
 # Never NVLink multicast on shared machines (../shared/GPU.md); mpirun passes these on (-x below).
 export LD_LIBRARY_PATH="bundle/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}" NCCL_NVLS_ENABLE=0 \
   TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
-OUT=${OUT:-/tmp/troupe-tp}; mkdir -p "$OUT/logs"
-LOGS=$OUT/logs
+# Only tp.tgz goes to $OUT (the device tool brings back 8 files); the logs and the tiny model live in WORK.
+OUT=${OUT:-/tmp/troupe-tp} WORK=${WORK:-/tmp/troupe-tp-work}
+rm -rf "$WORK/logs" "$WORK/tiny-8-heads"; mkdir -p "$OUT" "$WORK/logs"
+LOGS=$WORK/logs
 BACKEND=${BACKEND:-cuda}
 TROUPE=${TROUPE:-$( [ -x bundle/troupe ] && echo bundle/troupe || echo build/troupe )}
 LIMIT=${LIMIT:-570}
@@ -53,7 +58,7 @@ if [ "$BACKEND" = cpu ]; then
   GPU_MIB=${GPU_MIB:-143771}  # as an H200, for the fit checks
   REF=${REF:-tests/data/reference}
   # Tiny stand-ins for the big shapes: every part's plumbing, in seconds.
-  TINY=$OUT/tiny-8-heads; mkdir -p "$TINY"
+  TINY=$WORK/tiny-8-heads; mkdir -p "$TINY"
   SHAPE_7B=$TINY SHAPE_70B=$TINY SHAPE_405B=$TINY
   W1=(16 32 16) TPOT=(1 16 48) JOB=(16 64 64) SERVE=(16 32 16) SHORT=(8 32 16)
   SERVE_RATE=${SERVE_RATE:-8} MODEL_LEN=256 NEED_BIG=20 KEEP_TP=10 KEEP_405=20 DEFAULT_PART=plan,answers,scale7b,serve2,70b,405b
@@ -62,10 +67,11 @@ else
   GPUS=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU')
   GPU_MIB=$(nvidia-smi --query-gpu=memory.total --format=csv,noheader,nounits 2>/dev/null | sort -n | head -1)
   REF=${REF:-bundle/data/reference}
-  TINY=$OUT/tiny-8-heads; mkdir -p "$TINY"
-  SHAPE_7B=bundle/data/qwen2.5-7b-shape SHAPE_70B=bundle/data/llama-3.1-70b-shape SHAPE_405B=bundle/data/llama-3.1-405b-shape
+  TINY=$WORK/tiny-8-heads; mkdir -p "$TINY"
+  shape_dir() { [ -d "bundle/data/$1" ] && echo "bundle/data/$1" || echo "scripts/gpu/$1"; }
+  SHAPE_7B=$(shape_dir qwen2.5-7b-shape) SHAPE_70B=$(shape_dir llama-3.1-70b-shape) SHAPE_405B=$(shape_dir llama-3.1-405b-shape)
   W1=(256 512 256) TPOT=(1 128 384) JOB=(1000 1000 1000) SERVE=(200 512 128) SHORT=(64 512 128)
-  SERVE_RATE=${SERVE_RATE:-8} MODEL_LEN=4096 NEED_BIG=200 KEEP_TP=150 KEEP_405=300
+  SERVE_RATE=${SERVE_RATE:-8} MODEL_LEN=4096 NEED_BIG=120 KEEP_TP=100 KEEP_405=240
   case $GPUS in
     2|3) DEFAULT_PART=plan,answers,scale7b,serve2,70b ;;
     4|5|6|7) DEFAULT_PART=plan,answers,70b ;;
@@ -183,7 +189,7 @@ fi
 
 # ---- answers: greedy f32 tokens at TP = N (one process, and mpirun) against TP = 1.
 gen_args=(generate "${extra[@]}" --dtype float32 --num-prompts 4 --input-len 20 --max-tokens 16 --ignore-eos
-          --temperature 0 --json --max-model-len 128)
+          --temperature 0 --json --max-model-len 128 --max-num-seqs 8)
 [ "$BACKEND" = cuda ] && gen_args+=(--num-gpu-blocks-override 256)
 if has_part answers && need "answers" 60; then
   models=()
@@ -289,7 +295,7 @@ big_model() {
     echo "== skipped $label TP=$n: $gib GiB of weights a GPU do not fit 0.9 of $GPU_MIB MiB"
     row "%-44s skipped: %s GiB a GPU do not fit %s MiB GPUs" "$label TP=$n" "$gib" "$GPU_MIB"; return
   fi
-  need "$label TP=$n" $((later + NEED_BIG)) || return
+  need "$label TP=$n" $((later + NEED_BIG + 30)) || return  # the wait below gets NEED_BIG s at least
   t0=$SECONDS
   "$TROUPE" serve "${extra[@]}" --load-format dummy --model "$shape" --max-model-len "$MODEL_LEN" -tp "$n" \
     --max-num-batched-tokens 16384 --port "$port" --client-port -1 >"$LOGS/${label}_tp$n.log" 2>&1 &
@@ -302,6 +308,10 @@ big_model() {
   if bench_serve "${label}_tp${n}_tpot" "$port" $(($(left) - later - 10)) "${TPOT[@]}"; then
     t=$(json_field "$LOGS/${label}_tp${n}_tpot.json" mean_tpot_ms)
     row "%-44s %10.2f %s" "$label TP=$n TPOT ms" "$t" "(floor $floor ms: $(python3 -c "print('%.2fx' % ($t / $floor))"); goal <= 1.25x)"
+    # What the step spends beyond reading its weights bounds its all-reduces (2 a layer and the embedding's).
+    local layers; layers=$(json_field "$shape/config.json" num_hidden_layers)
+    row "%-44s %10s %s" "$label TP=$n TPOT - floor, ms/step" "$(python3 -c "print('%.2f' % ($t - $floor))")" \
+      "(all-reduces and everything else: at most $(python3 -c "print('%.1f' % (($t - $floor) * 1e3 / ($layers * 2 + 1)))") us for each of $((layers * 2 + 1)))"
   fi
   if [ "$job" = 1 ]; then
     if [ "$(left)" -gt $((later + 60)) ] && bench_serve "${label}_tp${n}_w1" "$port" $(($(left) - later - 10)) "${W1[@]}"; then
@@ -311,9 +321,11 @@ big_model() {
       read -r _ _ _ wf <<<"$(shape_math "$shape" "$n" "${W1[@]}")"
       big[w1 $n]=$w
       row "%-44s %10.0f %s" "$label TP=$n W1 output tok/s" "$w" "(floor $wf; $(python3 -c "print('%.0f' % ($w / $n))") a GPU)"
-      # The 1000/1000 job: as many prompts (multiples of 16) as 80% of the time left allows at W1's total rate.
+      # The 1000/1000 job: as many prompts (multiples of 16) as 60% of the time left allows at W1's total rate,
+      # and no more than the first TP's job had, so that the TPs compare on one job.
       local budget=$(($(left) - later - 20)) p
-      p=${JOB_PROMPTS:-$(python3 -c "print(max(0, min(${JOB[0]}, int(0.8 * $budget * $tot / (${JOB[1]} + ${JOB[2]}) / 16) * 16)))")}
+      p=${JOB_PROMPTS:-$(python3 -c "print(max(0, min(${job_prompts_first:-${JOB[0]}}, int(0.6 * $budget * $tot / (${JOB[1]} + ${JOB[2]}) / 16) * 16)))")}
+      job_prompts_first=${job_prompts_first:-$p}
       if [ "$p" -ge 16 ] && bench_serve "${label}_tp${n}_job" "$port" "$budget" "$p" "${JOB[1]}" "${JOB[2]}"; then
         local j jf
         j=$(json_field "$LOGS/${label}_tp${n}_job.json" output_throughput)
@@ -364,9 +376,12 @@ if has_part archeck && [ "$BACKEND" = cuda ] && need "archeck (troupe_gpu_check 
   row "%-44s %s" "troupe_gpu_check --tp" "the step / collective table above ($LOGS/gpu_check_tp.txt)"
 fi
 
-(cd "$OUT" && tar czf tp.tgz logs)
+{
+  echo "== tensor parallelism: $GPUS GPUs ($BACKEND), $(date -u +%FT%TZ), $((LIMIT - $(left))) s of $LIMIT"
+  printf '%s\n' "${table[@]}"
+  echo "== $passes pass, $fails FAIL"
+} >"$LOGS/table.txt"
+(cd "$WORK" && tar czf "$OUT/tp.tgz" logs)
 echo
-echo "== tensor parallelism: $GPUS GPUs ($BACKEND), $(date -u +%FT%TZ), $((LIMIT - $(left))) s of $LIMIT"
-printf '%s\n' "${table[@]}"
-echo "== $passes pass, $fails FAIL"
+cat "$LOGS/table.txt"
 [ "$fails" = 0 ]
