@@ -161,11 +161,12 @@ wait_health() {
 }
 kv_blocks() { grep -oE "KV cache \([a-z0-9_]+\) of [0-9]+ blocks" "$1" | head -1 | grep -oE "[0-9]+ blocks"; }
 # bench_serve TAG PORT SECONDS PROMPTS IN OUT [FLAGS...]: `troupe bench serve` at rate inf (unless FLAGS say),
-# greedy, EOS ignored; its JSON in $LOGS/TAG.json.
+# greedy, EOS ignored; its JSON in $LOGS/TAG.json. 0 when that JSON says some requests completed.
 bench_serve() {
   local tag=$1 port=$2 secs=$3 n=$4 in=$5 out=$6; shift 6
   timeout "$secs" "$TROUPE" bench serve --port "$port" --disable-tqdm --num-prompts "$n" --random-input-len "$in" \
     --random-output-len "$out" --ignore-eos --temperature 0 "$@" --json "$LOGS/$tag.json" >"$LOGS/$tag.txt" 2>&1
+  [ "$(json_field "$LOGS/$tag.json" completed)" -gt 0 ] 2>/dev/null
 }
 
 echo "== $(date -u +%FT%TZ) backend $BACKEND, $GPUS GPUs of ${GPU_MIB} MiB, parts $PART, limit $LIMIT s, $TROUPE"
@@ -338,7 +339,11 @@ big_model() {
       fi
     fi
   else
-    if bench_serve "${label}_tp${n}_short" "$port" $(($(left) - later - 10)) "${SHORT[@]}" --request-rate 4; then
+    bench_serve "${label}_tp${n}_short" "$port" $(($(left) - later - 10)) "${SHORT[@]}" --request-rate 4
+    [ "$(json_field "$LOGS/${label}_tp${n}_short.json" completed)" = "${SHORT[0]}" ] &&
+      [ "$(json_field "$LOGS/${label}_tp${n}_short.json" failed)" = 0 ]
+    verdict "$label TP=$n serve answers bench serve at 4 req/s" $? ""
+    if [ -s "$LOGS/${label}_tp${n}_short.json" ]; then
       row "%-44s %s" "$label TP=$n bench serve ${SHORT[0]}x${SHORT[1]}/${SHORT[2]} @4/s" \
         "$(json_field "$LOGS/${label}_tp${n}_short.json" completed) done, $(json_field "$LOGS/${label}_tp${n}_short.json" failed) failed, $(fmt "$LOGS/${label}_tp${n}_short.json" output_throughput) out tok/s, TTFT p50 $(fmt "$LOGS/${label}_tp${n}_short.json" median_ttft_ms) ms, TPOT p50 $(fmt "$LOGS/${label}_tp${n}_short.json" median_tpot_ms) ms"
     fi
