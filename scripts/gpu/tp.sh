@@ -51,6 +51,8 @@ BACKEND=${BACKEND:-cuda}
 TROUPE=${TROUPE:-$( [ -x bundle/troupe ] && echo bundle/troupe || echo build/troupe )}
 LIMIT=${LIMIT:-570}
 end=$((SECONDS + LIMIT))
+# 1000 streams at once: the server's --max-connections defaults to the descriptor limit less 128.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || ulimit -n 65536 2>/dev/null || true
 left() { echo $((end - SECONDS)); }
 
 if [ "$BACKEND" = cpu ]; then
@@ -333,7 +335,7 @@ big_model() {
         read -r _ _ _ jf <<<"$(shape_math "$shape" "$n" "$p" "${JOB[1]}" "${JOB[2]}")"
         big[job $n]=$j big[jobp $n]=$p
         row "%-44s %10.0f %s" "$label TP=$n ${p}x${JOB[1]}/${JOB[2]} job out tok/s" "$j" \
-          "(floor $jf; $(python3 -c "print('%.0f' % ($j / $n))") a GPU; ${p} of ${JOB[0]} prompts as time allowed; TRT-LLM FP8 1000 prompts: TP2 4,601 TP4 7,608 TP8 13,081)"
+          "(floor $jf; $(python3 -c "print('%.0f' % ($j / $n))") a GPU; ${p} of ${JOB[0]} prompts as time allowed, $(json_field "$LOGS/${label}_tp${n}_job.json" failed) failed; TRT-LLM FP8 1000 prompts: TP2 4,601 TP4 7,608 TP8 13,081)"
       else
         row "%-44s %s" "$label TP=$n ${JOB[1]}/${JOB[2]} job" "not run ($p prompts fit the $budget s left, or it timed out)"
       fi
