@@ -109,7 +109,8 @@ TEST_P(reference_model, a_batch_of_all_prompts_gives_each_prompts_logits) {
 }
 
 INSTANTIATE_TEST_SUITE_P(checkpoints, reference_model,
-                         ::testing::Values("llama_f32", "llama3_rope_bf16", "qwen2_sharded_bf16", "mistral_head_dim"));
+                         ::testing::Values("llama_f32", "llama3_rope_bf16", "qwen2_sharded_bf16", "mistral_head_dim",
+                                           "qwen3_f32", "qwen3_bias_bf16"));
 
 TEST(checkpoint_weights, a_tensor_the_config_does_not_use_is_refused_by_name) {
   // The llama3 checkpoint has q/k/v/o biases; with attention_bias dropped from its config they are unused.
