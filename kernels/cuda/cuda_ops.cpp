@@ -207,6 +207,11 @@ int32_t cuda_ops::end_capture() {
   const cudaError_t e = cudaGraphInstantiate(&exec, graph, 0);
   cudaGraphDestroy(graph);
   check(e, "cudaGraphInstantiate");
+  // Uploaded now, not at its first launch: that upload may wait on the device, and ranks sharing one GPU whose
+  // custom all-reduce kernels spin for each other's launches would then wait for good (the 4-rank graph check
+  // on the H200, 2026-12-05: a rank never arrived within 60 s). Also takes the upload out of the first step.
+  check(cudaGraphUpload(exec, ctx_->stream), "cudaGraphUpload");
+  check(cudaStreamSynchronize(ctx_->stream), "cudaGraphUpload");
   ctx_->graphs.push_back(exec);
   return static_cast<int32_t>(ctx_->graphs.size() - 1);
 }
