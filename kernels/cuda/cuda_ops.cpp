@@ -296,7 +296,7 @@ void cuda_ops::silu_and_mul(const tensor& x, const tensor& out) {
 }
 
 void cuda_ops::fill_random(const random_slice& s, const tensor& out) {
-  check(cudaSetDevice(ctx_->device), "cudaSetDevice");
+  make_current(*ctx_);
   cuda::launch_fill_random(s, out, ctx_->stream);
 }
 
