@@ -4,6 +4,8 @@
 # bundle carries a copy). Logs go to $OUT (or ./profile-out); the last lines are a summary.
 #   TROUPE_CUDA_PROFILE=1  times each op with CUDA events (eager steps); the table prints at exit
 #   TROUPE_NO_ATTN_SPLIT=1 decode attention without the context split (the first kernel)
+#   MODES="b256-prof b256-prof-fp8 b256-prof-fp8kv b256-prof-rtn" CHECK=0: W1's per-op table in bf16, FP8 weights +
+#   FP8 KV, FP8 KV alone and 4-bit rtn (issues 12 and 13: where the quantized steps spend their time)
 set -uo pipefail
 b=${BUNDLE:-bundle}
 out=${OUT:-profile-out}
@@ -38,5 +40,8 @@ for mode in ${MODES:-b1-prof-before b1-prof b1-graphs b1-eager b256-prof-before 
     b256-prof) run "$mode" TROUPE_CUDA_PROFILE=1 -- "${many[@]}" ;;
     b256-graphs) run "$mode" A=1 -- "${many[@]}" ;;
     b256-eager) run "$mode" A=1 -- "${many[@]}" --enforce-eager ;;
+    b256-prof-fp8) run "$mode" TROUPE_CUDA_PROFILE=1 -- "${many[@]}" --quantization fp8 --kv-cache-dtype fp8 ;;
+    b256-prof-fp8kv) run "$mode" TROUPE_CUDA_PROFILE=1 -- "${many[@]}" --kv-cache-dtype fp8 ;;
+    b256-prof-rtn) run "$mode" TROUPE_CUDA_PROFILE=1 -- "${many[@]}" --quantization rtn ;;
   esac
 done
