@@ -9,6 +9,7 @@
 #include "runtime/model/fp8_formats.hpp"
 #include "runtime/model/int4_formats.hpp"
 #include "runtime/model/memory_plan.hpp"
+#include "runtime/model/parallel_rows.hpp"
 #include "runtime/model/rope_table.hpp"
 
 namespace troupe {
@@ -74,12 +75,15 @@ model_weights load_model_weights(const model_config& c, ops& backend, dtype type
     std::vector<float> scales, zeros;
     int64_t row = 0;
     for (const auto& p : parts) {
-      for (int64_t o = 0; o < p.out_features; ++o, ++row)
-        for (int64_t j = 0; j < k / 8; ++j) {
-          uint32_t word = 0;
-          for (int64_t i = 0; i < 8; ++i) word |= uint32_t{p.q[static_cast<size_t>(o * k + j * 8 + i)]} << (4 * i);
-          words[static_cast<size_t>(row * (k / 8) + j)] = static_cast<int32_t>(word);
-        }
+      parallel_rows(p.out_features, rows_per_million(k), [&](int64_t begin, int64_t end) {
+        for (int64_t o = begin; o < end; ++o)
+          for (int64_t j = 0; j < k / 8; ++j) {
+            uint32_t word = 0;
+            for (int64_t i = 0; i < 8; ++i) word |= uint32_t{p.q[static_cast<size_t>(o * k + j * 8 + i)]} << (4 * i);
+            words[static_cast<size_t>((row + o) * (k / 8) + j)] = static_cast<int32_t>(word);
+          }
+      });
+      row += p.out_features;
       scales.insert(scales.end(), p.scales.begin(), p.scales.end());
       for (uint8_t z : p.zeros) zeros.push_back(static_cast<float>(z));
     }

@@ -7,6 +7,7 @@
 
 #include "runtime/error.hpp"
 #include "runtime/model/dtype.hpp"
+#include "runtime/model/parallel_rows.hpp"
 #include "runtime/model/sharding_plan.hpp"
 #include "runtime/model/weight_slice_reader.hpp"
 
@@ -75,22 +76,26 @@ fp8_weight quantize_fp8(std::span<const float> w, int64_t out_features, int64_t 
   r.in_features = in_features;
   r.codes.resize(w.size());
   r.scales.assign(static_cast<size_t>(out_features), per_channel ? 0.0f : fp8_dynamic_scale(w));
-  for (int64_t o = 0; o < out_features; ++o) {
-    const auto row = w.subspan(static_cast<size_t>(o * in_features), static_cast<size_t>(in_features));
-    float& scale = r.scales[static_cast<size_t>(o)];
-    if (per_channel) scale = fp8_dynamic_scale(row);
-    fp8_quantize_row(row, scale, std::span(r.codes).subspan(static_cast<size_t>(o * in_features), row.size()));
-  }
+  parallel_rows(out_features, rows_per_million(in_features), [&](int64_t begin, int64_t end) {
+    for (int64_t o = begin; o < end; ++o) {
+      const auto row = w.subspan(static_cast<size_t>(o * in_features), static_cast<size_t>(in_features));
+      float& scale = r.scales[static_cast<size_t>(o)];
+      if (per_channel) scale = fp8_dynamic_scale(row);
+      fp8_quantize_row(row, scale, std::span(r.codes).subspan(static_cast<size_t>(o * in_features), row.size()));
+    }
+  });
   return r;
 }
 
 void dequantize(const fp8_weight& w, std::vector<float>& out) {
   out.resize(w.codes.size());
-  for (int64_t o = 0; o < w.out_features; ++o)
-    for (int64_t i = 0; i < w.in_features; ++i) {
-      const size_t at = static_cast<size_t>(o * w.in_features + i);
-      out[at] = f8_e4m3_to_f32(w.codes[at]) * w.scales[static_cast<size_t>(o)];
-    }
+  parallel_rows(w.out_features, rows_per_million(w.in_features), [&](int64_t begin, int64_t end) {
+    for (int64_t o = begin; o < end; ++o)
+      for (int64_t i = 0; i < w.in_features; ++i) {
+        const size_t at = static_cast<size_t>(o * w.in_features + i);
+        out[at] = f8_e4m3_to_f32(w.codes[at]) * w.scales[static_cast<size_t>(o)];
+      }
+  });
 }
 
 packed_fp8 pack_fp8(const fp8_weight& w, const quantization_config& q) {

@@ -8,6 +8,7 @@
 
 #include "runtime/error.hpp"
 #include "runtime/model/dtype.hpp"
+#include "runtime/model/parallel_rows.hpp"
 #include "runtime/model/sharding_plan.hpp"
 
 namespace troupe {
@@ -89,51 +90,55 @@ int4_weight rtn_quantize(std::span<const float> w, int64_t out_features, int64_t
   r.zeros.resize(static_cast<size_t>(out_features * groups));
   r.scales.resize(r.zeros.size());
   const float smallest_f16 = f16_to_f32(0x0001);  // a scale that rounds to 0 in fp16 would divide by zero
-  for (int64_t o = 0; o < out_features; ++o) {
-    for (int64_t g = 0; g < groups; ++g) {
-      const std::span<const float> x = w.subspan(static_cast<size_t>(o * in_features + g * group_size),
-                                                 static_cast<size_t>(group_size));
-      const auto [lo, hi] = std::minmax_element(x.begin(), x.end());
-      float scale;
-      int zero;
-      if (symmetric) {
-        // vLLM's rtn.py, rtn_quantize: scale = 2·max|x| / (2^bits − 1), code = round(x / scale) + 2^(bits−1).
-        // AutoGPTQ's auto_gptq/quantization/quantizer.py, Quantizer.find_params with sym agrees (zero =
-        // (maxq + 1) / 2, an all-zero group gets [-1, 1]) except for a group with no negative value, where it
-        // keeps xmin = 0 and halves the range; we follow vLLM.
-        float amax = std::max(std::abs(std::min(*lo, 0.0f)), std::max(*hi, 0.0f));
-        if (amax == 0) amax = 1;
-        scale = round_to_f16(2 * amax / 15);
-        zero = 8;
-      } else {
-        // awq/quantize/quantizer.py, AwqQuantizer.pseudo_quantize_tensor (zero_point true).
-        scale = round_to_f16(std::max(*hi - *lo, 1e-5f) / 15);
+  parallel_rows(out_features, rows_per_million(in_features), [&](int64_t begin, int64_t end) {
+    for (int64_t o = begin; o < end; ++o) {
+      for (int64_t g = 0; g < groups; ++g) {
+        const std::span<const float> x = w.subspan(static_cast<size_t>(o * in_features + g * group_size),
+                                                   static_cast<size_t>(group_size));
+        const auto [lo, hi] = std::minmax_element(x.begin(), x.end());
+        float scale;
+        int zero;
+        if (symmetric) {
+          // vLLM's rtn.py, rtn_quantize: scale = 2·max|x| / (2^bits − 1), code = round(x / scale) + 2^(bits−1).
+          // AutoGPTQ's auto_gptq/quantization/quantizer.py, Quantizer.find_params with sym agrees (zero =
+          // (maxq + 1) / 2, an all-zero group gets [-1, 1]) except for a group with no negative value, where it
+          // keeps xmin = 0 and halves the range; we follow vLLM.
+          float amax = std::max(std::abs(std::min(*lo, 0.0f)), std::max(*hi, 0.0f));
+          if (amax == 0) amax = 1;
+          scale = round_to_f16(2 * amax / 15);
+          zero = 8;
+        } else {
+          // awq/quantize/quantizer.py, AwqQuantizer.pseudo_quantize_tensor (zero_point true).
+          scale = round_to_f16(std::max(*hi - *lo, 1e-5f) / 15);
+          if (scale == 0) scale = smallest_f16;
+          zero = std::clamp(static_cast<int>(-std::nearbyint(*lo / scale)), min_zero, 15);
+        }
         if (scale == 0) scale = smallest_f16;
-        zero = std::clamp(static_cast<int>(-std::nearbyint(*lo / scale)), min_zero, 15);
-      }
-      if (scale == 0) scale = smallest_f16;
-      const size_t at = static_cast<size_t>(o * groups + g);
-      r.scales[at] = scale;
-      r.zeros[at] = static_cast<uint8_t>(zero);
-      for (int64_t i = 0; i < group_size; ++i) {
-        const float code = std::nearbyint(x[static_cast<size_t>(i)] / scale) + static_cast<float>(zero);
-        r.q[static_cast<size_t>(o * in_features + g * group_size + i)] =
-            static_cast<uint8_t>(std::clamp(code, 0.0f, 15.0f));
+        const size_t at = static_cast<size_t>(o * groups + g);
+        r.scales[at] = scale;
+        r.zeros[at] = static_cast<uint8_t>(zero);
+        for (int64_t i = 0; i < group_size; ++i) {
+          const float code = std::nearbyint(x[static_cast<size_t>(i)] / scale) + static_cast<float>(zero);
+          r.q[static_cast<size_t>(o * in_features + g * group_size + i)] =
+              static_cast<uint8_t>(std::clamp(code, 0.0f, 15.0f));
+        }
       }
     }
-  }
+  });
   return r;
 }
 
 void dequantize(const int4_weight& w, std::vector<float>& out) {
   out.resize(w.q.size());
   const int64_t groups = w.num_groups();
-  for (int64_t o = 0; o < w.out_features; ++o)
-    for (int64_t i = 0; i < w.in_features; ++i) {
-      const size_t g = static_cast<size_t>(o * groups + i / w.group_size);
-      const size_t at = static_cast<size_t>(o * w.in_features + i);
-      out[at] = static_cast<float>(int{w.q[at]} - int{w.zeros[g]}) * w.scales[g];
-    }
+  parallel_rows(w.out_features, rows_per_million(w.in_features), [&](int64_t begin, int64_t end) {
+    for (int64_t o = begin; o < end; ++o)
+      for (int64_t i = 0; i < w.in_features; ++i) {
+        const size_t g = static_cast<size_t>(o * groups + i / w.group_size);
+        const size_t at = static_cast<size_t>(o * w.in_features + i);
+        out[at] = static_cast<float>(int{w.q[at]} - int{w.zeros[g]}) * w.scales[g];
+      }
+  });
 }
 
 packed_int4 pack_int4(const int4_weight& w, const quantization_config& q) {

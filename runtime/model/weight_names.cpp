@@ -1,5 +1,7 @@
 #include "runtime/model/weight_names.hpp"
 
+#include "runtime/model/parallel_rows.hpp"
+
 #include <cmath>
 
 namespace troupe {
@@ -54,7 +56,9 @@ std::vector<weight_spec> hf_weight_specs(const model_config& c) {
 
 uint64_t random_weight_state(const std::string& name, uint64_t seed) { return seed ^ hash_name(name); }
 
-void random_weight_run(uint64_t state, weight_spec::init kind, int64_t begin, int64_t count, float* out) {
+namespace {
+
+void random_run_serial(uint64_t state, weight_spec::init kind, int64_t begin, int64_t count, float* out) {
   // splitmix64 steps its state by a constant, so the value at index i comes from the state after i + 1 steps.
   state += static_cast<uint64_t>(begin) * 0x9e3779b97f4a7c15ULL;
   const float std_dev = 0.02f;
@@ -67,6 +71,13 @@ void random_weight_run(uint64_t state, weight_spec::init kind, int64_t begin, in
       case weight_spec::init::bias: out[i] = (2 * u - 1) * std_dev; break;
     }
   }
+}
+
+} // namespace
+
+void random_weight_run(uint64_t state, weight_spec::init kind, int64_t begin, int64_t count, float* out) {
+  // Value i depends on i alone, so ranges of the run are made apart, on every core.
+  parallel_rows(count, int64_t{1} << 20, [&](int64_t b, int64_t e) { random_run_serial(state, kind, begin + b, e - b, out + b); });
 }
 
 void random_weight_range(const weight_spec& spec, uint64_t seed, int64_t begin, int64_t count, float* out) {
