@@ -134,34 +134,57 @@ __global__ void __launch_bounds__(kThreads) paged_attention_mma_kernel(const T* 
   }
   const int64_t kv_width = int64_t(p.num_kv_heads) * D;
   const int32_t* table = p.block_tables + int64_t(seq) * p.max_blocks;
-  // Where dimension c of position kpos's key (or value) sits in the cache, in elements.
-  auto cache_offset = [&](int kpos, int c) {
-    return (int64_t(table[kpos / p.block_size]) * p.block_size + kpos % p.block_size) * kv_width + int64_t(kv_head) * D + c;
-  };
+  const int64_t head_offset = int64_t(kv_head) * D;
+  // Each thread copies one 16-byte chunk `c` of keys key_lane, key_lane + KeysPerPass, ... of a tile: the
+  // chunks of a key sit on neighbouring threads (coalesced), and a thread finds its keys' cache rows by
+  // walking the block table, one division a tile rather than one a copy (the address arithmetic was most of
+  // the decode kernel's integer work). FP8 copies 16 codes a chunk; in the decode layout a warp copies only
+  // its own keys (see the top of the file).
   auto load_tile = [&](int tile) {
+    constexpr int Elems = Fp8 ? 16 : 8;                    // cache elements a 16-byte copy holds
+    constexpr int RowChunks = D / Elems;                   // copies per key and per K or V
+    constexpr int Threads = WarpOwnKeys ? 32 : kThreads;
+    constexpr int Keys = WarpOwnKeys ? WarpKeys : kTileKeys;
+    constexpr int KeysPerPass = Threads / RowChunks;
+    static_assert(D % Elems == 0 && KeysPerPass > 0, "chunks");
+    const int tid = WarpOwnKeys ? lane : threadIdx.x;
+    const int key_lane = tid / RowChunks, c = (tid % RowChunks) * Elems;
+    if (key_lane >= KeysPerPass) return;                   // the threads left over when RowChunks does not divide
+    const int first_key = (WarpOwnKeys ? key_warp * WarpKeys : 0) + key_lane;
     const int start = lo + tile * kTileKeys;
+    int kpos = start + first_key;
+    int blk = kpos / p.block_size, within = kpos - blk * p.block_size;
+    C* k_dst;
+    C* v_dst;
+    int dst_ld;
     if constexpr (Fp8) {
-      // 16 codes per copy; in the decode layout each warp its own keys, else the block all 64.
-      constexpr int Chunks8 = D / 16, Keys = WarpOwnKeys ? WarpKeys : kTileKeys, Threads = WarpOwnKeys ? 32 : kThreads;
-      const int first_key = WarpOwnKeys ? key_warp * WarpKeys : 0, tid = WarpOwnKeys ? lane : threadIdx.x;
-      uint8_t* k8 = kv8_s + (tile % Stages) * 2 * kTileKeys * D;
-      uint8_t* v8 = k8 + kTileKeys * D;
-      for (int idx = tid; idx < Keys * Chunks8; idx += Threads) {
-        const int key = first_key + idx / Chunks8, c = (idx % Chunks8) * 16, kpos = start + key;
-        const bool valid = kpos < hi;
-        const int64_t off = valid ? cache_offset(kpos, c) : 0;
-        cp_async16(k8 + key * D + c, k_cache + off, valid);
-        cp_async16(v8 + key * D + c, v_cache + off, valid);
-      }
+      k_dst = reinterpret_cast<C*>(kv8_s + (tile % Stages) * 2 * kTileKeys * D);
+      v_dst = k_dst + kTileKeys * D;
+      dst_ld = D;
     } else {
-      T* k_s = kv_s + (tile % Stages) * 2 * kTileKeys * LD;
-      T* v_s = k_s + kTileKeys * LD;
-      for (int idx = threadIdx.x; idx < kTileKeys * Chunks; idx += kThreads) {
-        const int key = idx / Chunks, c = (idx % Chunks) * 8, kpos = start + key;
-        const bool valid = kpos < hi;
-        const int64_t off = valid ? cache_offset(kpos, c) : 0;
-        cp_async16(k_s + key * LD + c, k_cache + off, valid);
-        cp_async16(v_s + key * LD + c, v_cache + off, valid);
+      k_dst = kv_s + (tile % Stages) * 2 * kTileKeys * LD;
+      v_dst = k_dst + kTileKeys * LD;
+      dst_ld = LD;
+    }
+    constexpr int Passes = (Keys + KeysPerPass - 1) / KeysPerPass;
+#pragma unroll
+    for (int i = 0; i < Passes; ++i) {
+      if (Keys % KeysPerPass != 0 && key_lane + i * KeysPerPass >= Keys) break;
+      const int key = first_key + i * KeysPerPass;
+      const bool valid = kpos < hi;
+      const int64_t off = valid ? (int64_t(table[blk]) * p.block_size + within) * kv_width + head_offset + c : 0;
+      cp_async16(k_dst + key * dst_ld + c, k_cache + off, valid);
+      cp_async16(v_dst + key * dst_ld + c, v_cache + off, valid);
+      kpos += KeysPerPass;
+      within += KeysPerPass;
+      if (within >= p.block_size) {  // the next block
+        within -= p.block_size;
+        ++blk;
+        if (within >= p.block_size) {  // only for blocks of fewer than KeysPerPass positions
+          const int q = within / p.block_size;
+          blk += q;
+          within -= q * p.block_size;
+        }
       }
     }
   };
