@@ -144,6 +144,7 @@ std::unique_ptr<communicator> make_custom_all_reduce(std::unique_ptr<communicato
     throw std::invalid_argument("the custom all-reduce needs the cuda backend, not '" + cuda_backend.name() + "'");
   cuda_context& ctx = gpu->context();
   make_current(ctx);
+  cuda::load_custom_all_reduce_kernels(size);  // before any peer's kernel can spin for this rank's first launch
 
   // This rank's buffer, its flags zeroed before any peer can see it.
   auto b = std::make_unique<peer_buffers>();

@@ -153,6 +153,24 @@ template <class T, int N> void launch_ranks(const params& p, int blocks, cudaStr
   custom_all_reduce_kernel<T, N><<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(p);
 }
 
+template <class T, int N> void load_ranks() {
+  cudaFuncAttributes attributes{};
+  check(cudaFuncGetAttributes(&attributes, custom_all_reduce_kernel<T, N>), "custom_all_reduce kernel");
+}
+
+template <class T> void load_type(int size) {
+  switch (size) {
+    case 2: return load_ranks<T, 2>();
+    case 3: return load_ranks<T, 3>();
+    case 4: return load_ranks<T, 4>();
+    case 5: return load_ranks<T, 5>();
+    case 6: return load_ranks<T, 6>();
+    case 7: return load_ranks<T, 7>();
+    case 8: return load_ranks<T, 8>();
+    default: break;
+  }
+}
+
 template <class T> void launch_type(int size, const params& p, int blocks, cudaStream_t stream) {
   switch (size) {
     case 2: return launch_ranks<T, 2>(p, blocks, stream);
@@ -167,6 +185,12 @@ template <class T> void launch_type(int size, const params& p, int blocks, cudaS
 }
 
 } // namespace
+
+void load_custom_all_reduce_kernels(int size) {
+  load_type<float>(size);
+  load_type<__nv_bfloat16>(size);
+  load_type<__half>(size);
+}
 
 void launch_custom_all_reduce(const custom_all_reduce_buffers& buffers, void* data, int64_t n, dtype type, int blocks,
                               uint64_t timeout_ns, cudaStream_t stream) {

@@ -107,6 +107,11 @@ struct custom_all_reduce_buffers {
 // to 16 bytes. A peer absent for timeout_ns (0: no limit) traps the kernel.  data [n]
 void launch_custom_all_reduce(const custom_all_reduce_buffers& buffers, void* data, int64_t n, dtype type, int blocks,
                               uint64_t timeout_ns, cudaStream_t stream);
+// Loads the kernel's f32, bf16 and f16 forms for `size` ranks on the current device. CUDA loads a kernel at its
+// first launch by default (lazy loading), and a load may wait for the whole device: for a kernel of a rank
+// sharing the GPU that spins for this very launch, that wait never ends (CUDA's lazy-loading guide warns of
+// kernels that assume they run concurrently).
+void load_custom_all_reduce_kernels(int size);
 
 // out[r] = index of the largest value of logits row r (the first on ties).  logits [R, V] f32, out [R] i32
 void launch_argmax(const tensor& logits, const tensor& out, cudaStream_t stream);
