@@ -313,15 +313,18 @@ int4_weight decode_packed(const packed_reader& r, const packed_linear& t, const 
   w.q.assign(static_cast<size_t>(out * in), 0);
   w.zeros.assign(static_cast<size_t>(out * groups), 0);
   w.scales.assign(static_cast<size_t>(out * groups), 0.0f);
-  for (int64_t i = 0; i < in; ++i) {
-    for (int64_t o = 0; o < out; ++o) {
-      // AWQ: qweight[i][o / 8], nibble awq_reverse_order[o % 8] (packing_utils.py, dequantize_gemm).
-      // GPTQ: qweight[i / 8][o], nibble i % 8 (qlinear_cuda_old.py, forward: shifts wf = 0, 4, ..., 28).
-      const uint32_t code = gptq ? nibble(qweight[static_cast<size_t>((i / 8) * out + o)], static_cast<int>(i % 8))
-                                 : nibble(qweight[static_cast<size_t>(i * (out / 8) + o / 8)], awq_reverse_order[o % 8]);
-      w.q[static_cast<size_t>(o * in + i)] = static_cast<uint8_t>(code);
-    }
-  }
+  // Outputs in runs of 64 on every core: each run writes 64 rows of w.q in step, which the cache holds.
+  parallel_rows(out, rows_per_million(in), [&](int64_t begin, int64_t end) {
+    for (int64_t first = begin; first < end; first += 64)
+      for (int64_t i = 0; i < in; ++i)
+        for (int64_t o = first; o < std::min(end, first + 64); ++o) {
+          // AWQ: qweight[i][o / 8], nibble awq_reverse_order[o % 8] (packing_utils.py, dequantize_gemm).
+          // GPTQ: qweight[i / 8][o], nibble i % 8 (qlinear_cuda_old.py, forward: shifts wf = 0, 4, ..., 28).
+          const uint32_t code = gptq ? nibble(qweight[static_cast<size_t>((i / 8) * out + o)], static_cast<int>(i % 8))
+                                     : nibble(qweight[static_cast<size_t>(i * (out / 8) + o / 8)], awq_reverse_order[o % 8]);
+          w.q[static_cast<size_t>(o * in + i)] = static_cast<uint8_t>(code);
+        }
+  });
   for (int64_t g = 0; g < groups; ++g)
     for (int64_t o = 0; o < out; ++o) {
       const size_t gz = static_cast<size_t>(g * out + o), at = static_cast<size_t>(o * groups + g);

@@ -125,6 +125,21 @@ TEST_P(packed_round_trip, packed_read_and_dequantized_equals_the_rtn_values_exac
   EXPECT_EQ(values, expected);
 }
 
+// Large enough (4 million values) that unpacking splits the outputs over threads (runtime/model/parallel_rows.hpp),
+// in runs of 64 outputs with a partial last run (4,104 = 64 · 64 + 8).
+TEST(packed_round_trip_split, a_layer_unpacked_on_every_core_equals_its_rtn_values_exactly) {
+  const int64_t out = 4104, in = 1024;
+  const std::vector<float> values = random_weight(out * in, 11);
+  for (const quantization_config& q : {config_of(quant_method::awq, 128, false), config_of(quant_method::gptq, 128, false, true)}) {
+    const int4_weight w = rtn_quantize(values, out, in, 128, false);
+    std::vector<float> expected, read;
+    dequantize(w, expected);
+    const layer_file file(packed_tensors("m", pack_int4(w, q)));
+    dequantize_linear("m", file.find("m"), q, out, in, "ckpt", read);
+    EXPECT_EQ(read, expected) << name(q.method);
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(
     formats, packed_round_trip,
     ::testing::Values(round_trip_case{quant_method::awq, 32, false, false}, round_trip_case{quant_method::awq, 64, false, false},
