@@ -11,6 +11,7 @@
 #   5. with LONG=1: 64 prompts of 8,000 tokens, 256 out, bf16 and FP8 KV (issue 13 item 3).
 # A table comes last; logs in $OUT/figures.tgz.
 #   LIMIT=540 bash scripts/gpu/figures.sh        (on the GPU machine, after scripts/gpu/bundle.sh here)
+#   PARTS="b1 kv" picks parts 1-3 (w1, b1, kv; default all three); STRUCTURED=1 and LONG=1 add 4 and 5.
 set -u
 cd "$(dirname "$0")/../.." || exit 1
 export LD_LIBRARY_PATH="bundle/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}" NCCL_NVLS_ENABLE=0
@@ -39,14 +40,20 @@ b1() {
   table+=("1 request $tag: $(grep -E 'output tokens/s' "$OUT/figures/b1_$tag.txt" | head -1) | $(grep -E 'us per step' "$OUT/figures/b1_$tag.txt" | head -1)")
 }
 
+parts=" ${PARTS:-w1 b1 kv} "
+want() { [[ "$parts" == *" $1 "* ]]; }
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
-w1 bf16
-w1 rtn --quantization rtn
-w1 fp8_fp8kv --quantization fp8 --kv-cache-dtype fp8
-b1 bf16
-b1 rtn --quantization rtn
-b1 fp8_fp8kv --quantization fp8 --kv-cache-dtype fp8
-for kv in auto fp8; do
+if want w1; then
+  w1 bf16
+  w1 rtn --quantization rtn
+  w1 fp8_fp8kv --quantization fp8 --kv-cache-dtype fp8
+fi
+if want b1; then
+  b1 bf16
+  b1 rtn --quantization rtn
+  b1 fp8_fp8kv --quantization fp8 --kv-cache-dtype fp8
+fi
+want kv && for kv in auto fp8; do
   run "kv_$kv" 30 bundle/troupe generate --backend cuda --load-format dummy --model $m --max-model-len 4096 \
     --prompt-token-ids 1,2,3 --max-tokens 4 --kv-cache-dtype $kv || continue
   table+=("KV cache $kv: $(grep -oE '= [0-9]+ blocks' "$OUT/figures/kv_$kv.txt" | head -1)")
