@@ -17,6 +17,7 @@
 // process fails with a CUDA error instead of spinning for good.
 
 #include <cstdio>
+#include <type_traits>
 
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/launchers.hpp"
@@ -153,35 +154,29 @@ template <class T, int N> void launch_ranks(const params& p, int blocks, cudaStr
   custom_all_reduce_kernel<T, N><<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(p);
 }
 
-template <class T, int N> void load_ranks() {
-  cudaFuncAttributes attributes{};
-  check(cudaFuncGetAttributes(&attributes, custom_all_reduce_kernel<T, N>), "custom_all_reduce kernel");
+// f(std::integral_constant<int, size>) for a group of 2 to 8 ranks; nothing for other sizes.
+template <class F> void with_ranks(int size, F&& f) {
+  switch (size) {
+    case 2: return f(std::integral_constant<int, 2>{});
+    case 3: return f(std::integral_constant<int, 3>{});
+    case 4: return f(std::integral_constant<int, 4>{});
+    case 5: return f(std::integral_constant<int, 5>{});
+    case 6: return f(std::integral_constant<int, 6>{});
+    case 7: return f(std::integral_constant<int, 7>{});
+    case 8: return f(std::integral_constant<int, 8>{});
+    default: break;
+  }
 }
 
 template <class T> void load_type(int size) {
-  switch (size) {
-    case 2: return load_ranks<T, 2>();
-    case 3: return load_ranks<T, 3>();
-    case 4: return load_ranks<T, 4>();
-    case 5: return load_ranks<T, 5>();
-    case 6: return load_ranks<T, 6>();
-    case 7: return load_ranks<T, 7>();
-    case 8: return load_ranks<T, 8>();
-    default: break;
-  }
+  with_ranks(size, [](auto n) {
+    cudaFuncAttributes attributes{};
+    check(cudaFuncGetAttributes(&attributes, custom_all_reduce_kernel<T, decltype(n)::value>), "custom_all_reduce kernel");
+  });
 }
 
 template <class T> void launch_type(int size, const params& p, int blocks, cudaStream_t stream) {
-  switch (size) {
-    case 2: return launch_ranks<T, 2>(p, blocks, stream);
-    case 3: return launch_ranks<T, 3>(p, blocks, stream);
-    case 4: return launch_ranks<T, 4>(p, blocks, stream);
-    case 5: return launch_ranks<T, 5>(p, blocks, stream);
-    case 6: return launch_ranks<T, 6>(p, blocks, stream);
-    case 7: return launch_ranks<T, 7>(p, blocks, stream);
-    case 8: return launch_ranks<T, 8>(p, blocks, stream);
-    default: break;
-  }
+  with_ranks(size, [&](auto n) { launch_ranks<T, decltype(n)::value>(p, blocks, stream); });
 }
 
 } // namespace

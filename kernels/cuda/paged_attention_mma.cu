@@ -152,8 +152,7 @@ __global__ void __launch_bounds__(kThreads) paged_attention_mma_kernel(const T* 
     if (key_lane >= KeysPerPass) return;                   // the threads left over when RowChunks does not divide
     const int first_key = (WarpOwnKeys ? key_warp * WarpKeys : 0) + key_lane;
     const int start = lo + tile * kTileKeys;
-    int kpos = start + first_key;
-    int blk = kpos / p.block_size, within = kpos - blk * p.block_size;
+    int blk = (start + first_key) / p.block_size, within = start + first_key - blk * p.block_size;
     C* k_dst;
     C* v_dst;
     int dst_ld;
@@ -171,11 +170,10 @@ __global__ void __launch_bounds__(kThreads) paged_attention_mma_kernel(const T* 
     for (int i = 0; i < Passes; ++i) {
       if (Keys % KeysPerPass != 0 && key_lane + i * KeysPerPass >= Keys) break;
       const int key = first_key + i * KeysPerPass;
-      const bool valid = kpos < hi;
+      const bool valid = start + key < hi;
       const int64_t off = valid ? (int64_t(table[blk]) * p.block_size + within) * kv_width + head_offset + c : 0;
       cp_async16(k_dst + key * dst_ld + c, k_cache + off, valid);
       cp_async16(v_dst + key * dst_ld + c, v_cache + off, valid);
-      kpos += KeysPerPass;
       within += KeysPerPass;
       if (within >= p.block_size) {  // the next block
         within -= p.block_size;

@@ -77,7 +77,7 @@ void random_run_serial(uint64_t state, weight_spec::init kind, int64_t begin, in
 
 void random_weight_run(uint64_t state, weight_spec::init kind, int64_t begin, int64_t count, float* out) {
   // Value i depends on i alone, so ranges of the run are made apart, on every core.
-  parallel_rows(count, int64_t{1} << 20, [&](int64_t b, int64_t e) { random_run_serial(state, kind, begin + b, e - b, out + b); });
+  parallel_rows(count, rows_per_million(1), [&](int64_t b, int64_t e) { random_run_serial(state, kind, begin + b, e - b, out + b); });
 }
 
 void random_weight_range(const weight_spec& spec, uint64_t seed, int64_t begin, int64_t count, float* out) {
