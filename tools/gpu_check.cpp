@@ -125,12 +125,18 @@ std::string dims(std::initializer_list<int64_t> d) {
 // bf16/f16 attention on the CUDA-core kernel (on) or the tensor cores (off).
 void set_simt_attention(bool on) { cuda::attention_settings().simt = on; }
 
+// Runs one part of the check; a part that throws becomes a failing row. Each part's end goes to stderr at
+// once (the table comes only at the end), so a run cut off by a time limit says how far it got.
 void guarded(const char* what, const std::function<void()>& f) {
+  static const auto start = std::chrono::steady_clock::now();
   try {
     f();
   } catch (const std::exception& e) {
     results.push_back({what, "-", std::string("threw: ") + e.what(), INFINITY, 0, false, false, {}});
   }
+  const auto failing = std::count_if(results.begin(), results.end(), [](const result_row& r) { return !r.pass; });
+  std::fprintf(stderr, "[%6.1f s] %s done: %zu rows, %td failing\n",
+               std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(), what, results.size(), failing);
 }
 
 struct watchdog::state {

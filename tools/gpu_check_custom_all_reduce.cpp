@@ -7,9 +7,9 @@
 //    3584 (batch 1 at hidden 3584: 7 KiB in bf16), 1000003, 256 x 3584 (1.75 MiB in bf16), the 8 MiB buffer
 //    exactly, and one element over (the wrapped communicator's). Also: one rank's tensor 2 or 4 bytes off a
 //    16-byte boundary; 24 sums of mixed sizes in a row with no host wait between them (fallbacks among them);
-//    two sums captured in a CUDA graph on every rank, replayed 5 times on new inputs.
+//    a sum on a capturing stream, refused (ranks sharing a GPU run the kernel eagerly only), then an eager one.
 // 2. With 2 or more GPUs: NCCL ranks one per GPU (threads of this process: raw pointers and peer access), the
-//    same checks; the fallback sums are NCCL's, whose order is its own (an informative row).
+//    same checks, but two sums captured in a CUDA graph on every rank, replayed 5 times on new inputs; the fallback sums are NCCL's, whose order is its own (an informative row).
 // 3. Timings (informative): us per bf16 all_reduce_sum of [1, 3584] and [256, 3584], the wrapped communicator
 //    against the custom kernel, back to back and waiting for each: 2 ranks sharing GPU 0 and, with 2 or more
 //    GPUs, NCCL one rank per GPU. A table, then one row each in the results.
@@ -77,6 +77,7 @@ struct group {
   std::vector<cuda_ops*> gpus;
   std::vector<std::unique_ptr<communicator>> comms;
   bool exact_fallback = true;  // the wrapped communicator sums in rank order too (shared GPU, not NCCL)
+  bool shared_gpu = true;      // every rank on GPU 0: the custom kernel runs eagerly only
   int size() const { return static_cast<int>(comms.size()); }
 };
 
@@ -88,6 +89,7 @@ group make_group(int size, bool nccl, bool custom, std::string* why_not = nullpt
   group g;
   g.label = nccl ? "nccl " + std::to_string(size) + " GPUs" : "shared ranks=" + std::to_string(size);
   g.exact_fallback = !nccl;
+  g.shared_gpu = !nccl;
   for (int r = 0; r < size; ++r) g.owned.push_back(std::make_unique<cuda_ops>(nccl ? r : 0));
   for (const auto& o : g.owned) g.gpus.push_back(o.get());
   if (nccl) {
@@ -302,13 +304,64 @@ void check_graph(group& g, int replays) {
                                                                             : std::to_string(d) + " elements differ");
 }
 
+// Ranks sharing one GPU: a sum on a capturing stream is refused (custom_all_reduce.hpp says why), the kernel
+// not counted, and the stream left fit to end its (empty) capture and go on summing eagerly.
+void check_graph_refused(group& g) {
+  const int size = g.size();
+  const dtype t = dtype::bf16;
+  std::vector<device_buffer> held(static_cast<size_t>(size));
+  std::vector<std::vector<bytes>> in = {random_inputs(size, t, kCols)};
+  std::vector<bytes> out(static_cast<size_t>(size));
+  std::barrier<> meet(size);
+  std::atomic<int> refused = 0, counted_wrongly = 0;
+  std::atomic<bool> recorded = true;
+  const std::string error = first_error(on_rank_threads(size, [&](int r) {
+    held[r] = g.gpus[r]->alloc(t, {1, kCols});
+    g.gpus[r]->synchronize();
+    const int64_t before = custom_all_reduce_calls(*g.comms[r]);
+    meet.arrive_and_wait();
+    const bool capturing = g.gpus[r]->begin_capture();
+    if (capturing) {
+      try {
+        g.comms[r]->all_reduce_sum(held[r]);
+      } catch (const std::invalid_argument&) {
+        ++refused;
+      }
+      g.gpus[r]->release_graph(g.gpus[r]->end_capture());
+    } else {
+      recorded = false;
+    }
+    if (custom_all_reduce_calls(*g.comms[r]) != before) ++counted_wrongly;
+    meet.arrive_and_wait();
+    g.gpus[r]->upload_raw(held[r], in[0][r].data());
+    g.comms[r]->all_reduce_sum(held[r]);  // eagerly, after the refusal: still the twin's bits
+    out[r] = poison(held[r].get().num_bytes());
+    g.gpus[r]->download_raw(out[r].data(), held[r]);
+  }));
+  const std::string shape = g.label + " sum on a capturing stream refused, then eager";
+  if (!recorded) return report("custom all_reduce_sum", t, shape, INFINITY, 0, "the backend records no graphs (TROUPE_CUDA_PROFILE set?)");
+  if (!error.empty()) return report("custom all_reduce_sum", t, shape, INFINITY, 0, "threw: " + error);
+  const bytes want = twin_sum(in[0], t, kCols);
+  int64_t d = 0;
+  for (int r = 0; r < size; ++r) d += differing_elements(out[r], want, 2);
+  const int wrong = (size - refused.load()) + counted_wrongly.load();
+  report("custom all_reduce_sum", t, shape, static_cast<double>(d + wrong), 0,
+         wrong ? std::to_string(size - refused.load()) + " ranks not refused, " + std::to_string(counted_wrongly.load()) +
+                     " counted a kernel"
+         : d == 0 ? "every rank refused with invalid_argument; the eager sum after it the CPU twin's bits"
+                  : std::to_string(d) + " elements differ after the refusal");
+}
+
 void check_group(group& g, const std::string& why_not) {
   report("custom all-reduce set-up", dtype::f32, g.label, why_not.empty() ? 0 : 1, 0,
          why_not.empty() ? "on" : "off: " + why_not);
   if (!why_not.empty()) return;
   check_sizes(g);
   check_odd_and_in_a_row(g);
-  check_graph(g, 5);
+  if (g.shared_gpu)
+    check_graph_refused(g);
+  else
+    check_graph(g, 5);
 }
 
 // us per sum of [rows, kCols] bf16 on every rank: back to back (host time of `reps` calls ending with the

@@ -57,6 +57,7 @@ public:
     const collective_call mine = make_collective_call(collective::all_reduce_sum, t, {}, 0);
     if (std::string why = collective_call_error(mine, rank(), size()); !why.empty()) throw std::invalid_argument(why);
     make_current(ctx_);
+    if (gate_) refuse_capture();
     if (gate_) gate_->arrive_and_wait();  // no rank of this GPU is inside a device-wide wait
     try {
       cuda::launch_custom_all_reduce(buffers_->view, t.data, t.numel(), t.type,
@@ -75,6 +76,18 @@ public:
   int64_t calls() const { return calls_.load(std::memory_order_relaxed); }
 
 private:
+  // Ranks sharing one GPU need their kernels resident at once, which only the launch gate around an eager
+  // launch arranges: a replayed graph's kernels reach the GPU's work queues with no gate, and two ranks'
+  // streams may share a queue (CUDA_DEVICE_MAX_CONNECTIONS), leaving one rank's kernel queued behind a peer
+  // that spins for it until the deadline traps (seen on the H200 after ~1,000 other checks had made streams).
+  void refuse_capture() const {
+    cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
+    if (cudaStreamIsCapturing(ctx_.stream, &status) == cudaSuccess && status == cudaStreamCaptureStatusNone) return;
+    throw std::invalid_argument("the custom all-reduce of ranks sharing one GPU runs eagerly only, never inside a CUDA "
+                                "graph (their kernels must run at once, which a replayed graph cannot promise); "
+                                "capture on ranks with a GPU each, or run this group without graphs");
+  }
+
   std::unique_ptr<communicator> wrapped_;
   cuda_context& ctx_;
   std::unique_ptr<peer_buffers> buffers_;

@@ -25,7 +25,9 @@
 // NOTE: threads of one process sharing a GPU also meet on the host (launch_gate) before and after launching
 // each kernel: cudaFree waits for the whole device, so a rank freeing memory (a GEMM's tuning scratch) while a
 // peer's kernel spins for its own, not yet launched, would wait for good. Such ranks have no CUDA graphs (the
-// shared-GPU communicator is not capturable), so every kernel they run passes the gate. Ranks on different GPUs
+// shared-GPU communicator is not capturable), and all_reduce_sum throws std::invalid_argument when called on
+// their capturing stream: a replayed graph passes no gate, and ranks whose streams share one of the GPU's work
+// queues would wait for each other for good. Ranks on different GPUs
 // or in different processes wait only for their own device (context) and need no gate.
 // NOTE: no CUDA header here, like cuda_ops.hpp (a build without CUDA links stubs that return `wrapped`).
 

@@ -33,6 +33,9 @@ out=${OUT:-/tmp/troupe-gpu}
 mkdir -p "$out"
 export LD_LIBRARY_PATH="$bundle/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
 export NCCL_NVLS_ENABLE=0  # never NVLink multicast on shared machines
+# Ranks sharing the GPU run kernels that spin for each other: more hardware work queues (8 by default) make two
+# ranks' streams less likely to share one after the checks before them made many streams.
+export CUDA_DEVICE_MAX_CONNECTIONS=${CUDA_DEVICE_MAX_CONNECTIONS:-32}
 
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 status=0
