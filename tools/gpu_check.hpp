@@ -14,6 +14,7 @@
 #include "kernels/communicator.hpp"
 #include "kernels/custom_all_reduce_rules.hpp"
 #include "kernels/cuda/cuda_ops.hpp"
+#include "kernels/cuda/launchers.hpp"
 #include "runtime/engine/step_input.hpp"
 
 namespace troupe {
@@ -153,5 +154,20 @@ void check_tensor_parallel(const std::filesystem::path& dir);
 // Decode step time and collective time per step at batch 1 and 256 for the model at `shape_dir` (dummy
 // bf16 weights): 2 shards sharing this GPU, and the whole model beside NCCL of size 1.
 void time_tensor_parallel(const std::filesystem::path& shape_dir);
+
+// Forces linear_fp8's GEMM path ("", outer, epilogue or simt; kernels/cuda/launchers.hpp) while it lives, then
+// puts back what was there (TROUPE_FP8_GEMM's value, when the run was started with it).
+class forced_fp8_path {
+public:
+  explicit forced_fp8_path(std::string path) : before_(troupe::cuda::fp8_settings().path) {
+    troupe::cuda::fp8_settings().path = std::move(path);
+  }
+  ~forced_fp8_path() { troupe::cuda::fp8_settings().path = before_; }
+  forced_fp8_path(const forced_fp8_path&) = delete;
+  forced_fp8_path& operator=(const forced_fp8_path&) = delete;
+
+private:
+  std::string before_;
+};
 
 } // namespace gpu_check

@@ -280,7 +280,7 @@ void check_linear_fp8(checker& c, dtype t) {
     const bool cublas = s.k % 16 == 0 && s.n % 16 == 0;
     for (const std::string path : {"", "outer", "epilogue", "simt"}) {
       if (!cublas && (path == "outer" || path == "epilogue")) continue;
-      cuda::fp8_settings().path = path;
+      const forced_fp8_path forced(path);
       c.poison(out);
       std::string what = "T,K,N=" + dims({s.rows, s.k, s.n});
       if (s.bias) what += " +bias";
@@ -303,7 +303,6 @@ void check_linear_fp8(checker& c, dtype t) {
       report("linear_fp8", t, what, c.error(out), t == dtype::f32 ? 1e-3 : tolerance_for(t),
              std::string("ran ") + cuda::fp8_settings().last_path.load());
     }
-    cuda::fp8_settings().path.clear();
   }
 }
 
@@ -542,7 +541,6 @@ void check_argmax_with(checker& c) {
 void check_fp8_weight_ops(cuda_ops& gpu, dtype t) {
   checker c(gpu);
   guarded("linear_fp8", [&] { check_linear_fp8(c, t); });
-  cuda::fp8_settings().path.clear();
 }
 
 void check_ops(cuda_ops& gpu, dtype t) {

@@ -228,13 +228,12 @@ void time_fp8_weights(cuda_ops& gpu) {
     }
     const fp8_device_weight fw{w8, scale, tensor{}};
     for (const std::string path : {"", "epilogue"}) {
-      cuda::fp8_settings().path = path;
+      const forced_fp8_path forced(path);
       const double ms = time_ms(gpu, [&] { gpu.linear_fp8(x, fw, tensor{}, out); });
       std::snprintf(buf, sizeof buf, "%.3f ms (%.2fx bf16), %.0f TFLOP/s, %.0f GB/s of weights, ran %s", ms, bf16_ms / ms,
                     tflop / (ms / 1e3), 1.0 * h * n / 1e9 / (ms / 1e3), cuda::fp8_settings().last_path.load());
       inform(std::string("time linear_fp8 gate_up") + (path.empty() ? "" : " " + path), t, "T,K,N=" + dims({rows, h, n}), buf);
     }
-    cuda::fp8_settings().path.clear();
   }
 }
 
