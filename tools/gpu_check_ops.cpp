@@ -240,7 +240,7 @@ void check_linear_int4(checker& c, dtype t) {
 }
 
 // FP8 weights (issue 13): rows 1 to 300, with and without a bias, a static input scale, on each path the shape
-// allows (kernels/cuda/linear_fp8.cu): "outer" (cuBLASLt, scales in its epilogue) and "epilogue" (cuBLASLt into
+// allows (kernels/cuda/linear_fp8.cu): "mma" (tensor cores, up to 32 rows, K a multiple of 16), "outer" (cuBLASLt, scales in its epilogue) and "epilogue" (cuBLASLt into
 // f32, then the scaling kernel) where K and N are multiples of 16, "simt" everywhere, and the path the launcher
 // chooses by itself. The same x (rounded to t) goes to both: both quantize it to the same codes, so what differs
 // is the order of the f32 sums (and the rounding of the output in bf16 / f16).
@@ -254,6 +254,9 @@ void check_linear_fp8(checker& c, dtype t) {
       {17, 256, 96, true, false},   {33, 512, 256, false, true},  {64, 512, 1024, true, false},
       {256, 3584, 1024, false, false}, {300, 1024, 4608, true, false}, {3, 24, 20, true, false},
       {5, 100, 48, false, false},   {9, 64, 40, true, true},
+      // The mma path's edges: 16 and 32 rows (two and four tiles of 8), 24 (a tile of none), K ending inside a
+      // 64-byte step, outputs ending inside a block of 16.
+      {16, 3584, 512, true, false}, {32, 3584, 1024, false, false}, {24, 80, 24, true, false}, {4, 48, 8, false, true},
   };
   for (const shape& s : shapes) {
     auto x = c.random(t, {s.rows, s.k}, 2.0f);
@@ -277,9 +280,10 @@ void check_linear_fp8(checker& c, dtype t) {
                                s.static_input ? (gpu ? input_scale.gpu.get() : input_scale.cpu.get()) : tensor{}};
     };
     c.cpu.linear_fp8(x.cpu, weight_of(false), s.bias ? bias.cpu.get() : tensor{}, out.cpu);
-    const bool cublas = s.k % 16 == 0 && s.n % 16 == 0;
-    for (const std::string path : {"", "outer", "epilogue", "simt"}) {
+    const bool cublas = s.k % 16 == 0 && s.n % 16 == 0, mma = s.k % 16 == 0 && s.rows <= 32;
+    for (const std::string path : {"", "mma", "outer", "epilogue", "simt"}) {
       if (!cublas && (path == "outer" || path == "epilogue")) continue;
+      if (!mma && path == "mma") continue;
       const forced_fp8_path forced(path);
       c.poison(out);
       std::string what = "T,K,N=" + dims({s.rows, s.k, s.n});

@@ -204,11 +204,11 @@ void time_fp8_weights(cuda_ops& gpu) {
   const dtype t = dtype::bf16;
   char buf[200];
   // FP8 weights (issue 13), gate_up at Qwen2.5-7B shapes beside the bf16 linear at the same rows: per-token
-  // quantization of x plus the FP8 GEMM with its scales, on the path the launcher picks and on "epilogue"
-  // (cuBLASLt into f32, then the scaling kernel). Weight bytes per call: 1 a weight in FP8, 2 in bf16. Ceilings
+  // quantization of x plus the FP8 GEMM with its scales, on the path the launcher picks (mma up to 32 rows) and on
+  // "epilogue" (cuBLASLt into f32, then the scaling kernel). Weight bytes per call: 1 a weight in FP8, 2 in bf16. Ceilings
   // (GPU.md): 4.14 TB/s copy; 737 TFLOP/s bf16, twice that in FP8.
   const int64_t h = 3584, n = 2 * 18944;
-  for (int64_t rows : {1, 8, 256, 4096}) {
+  for (int64_t rows : {1, 8, 32, 256, 4096}) {
     auto x = gpu.alloc(t, {rows, h});
     auto w = gpu.alloc(t, {n, h});
     auto out = gpu.alloc(t, {rows, n});

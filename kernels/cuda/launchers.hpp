@@ -27,14 +27,14 @@ void launch_copy_columns(const tensor& x, const tensor& out, cudaStream_t stream
 // it; more rows, a dequantization into ctx's scratch weight and the cuBLASLt GEMM (linear_int4.cu).
 void launch_linear_int4(cuda_context& ctx, const tensor& x, const int4_device_weight& w, const tensor& bias, const tensor& out);
 // ops::linear_fp8 on ctx's stream: each token quantized to e4m3 into ctx's scratch, then the first of these that
-// takes the shape (linear_fp8.cu): cuBLASLt's FP8 GEMM with the weight and token scales in its epilogue ("outer"),
-// the FP8 GEMM into f32 and a kernel applying the scales ("epilogue"), or a CUDA-core kernel ("simt"). Returns
-// the path's name ("none" for no rows). fp8_settings().path forces one ("" chooses; a forced path that cannot
-// run throws std::runtime_error).
+// takes the shape (linear_fp8.cu): up to 32 rows, a tensor-core kernel that streams the weights once ("mma");
+// cuBLASLt's FP8 GEMM with the weight and token scales in its epilogue ("outer"), the FP8 GEMM into f32 and a
+// kernel applying the scales ("epilogue"), or a CUDA-core kernel ("simt"). Returns the path's name ("none" for
+// no rows). fp8_settings().path forces one ("" chooses; a forced path that cannot run throws std::runtime_error).
 const char* launch_linear_fp8(cuda_context& ctx, const tensor& x, const fp8_device_weight& w, const tensor& bias,
                               const tensor& out);
 struct fp8_switches {
-  std::string path;                             // "", "outer", "epilogue" or "simt"; starts as TROUPE_FP8_GEMM
+  std::string path;                             // "", "mma", "outer", "epilogue" or "simt"; starts as TROUPE_FP8_GEMM
   std::atomic<const char*> last_path{"none"};   // the path the last call took (troupe_gpu_check prints it)
 };
 fp8_switches& fp8_settings();

@@ -4,6 +4,10 @@
 //    the token's e4m3 codes and scale to ctx's scratch; the same f32 division and rounding as the CPU twin
 //    (fp8_formats.hpp), so both hold the same codes.
 // 2. The product, by the first path that takes the shape:
+//    mma       up to kMmaRows (32) rows (decode: bandwidth-bound, where cuBLASLt's FP8 GEMM at one row streams the
+//              weights no faster than bf16's) with K a multiple of 16: fp8_mma_kernel streams every weight byte once
+//              and multiplies on the tensor cores (mma.sync m16n8k32 e4m3, fp32 accumulators), no conversion of
+//              either operand; the scales and the bias after the sum, as "epilogue" applies them.
 //    outer     cuBLASLt's FP8 GEMM (e4m3 A and B, fp32 accumulation, TN as linear.cpp lays every GEMM out) with
 //              both scales in its epilogue: CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F (cuBLAS 12.9+) multiplies
 //              output (n, t) by weight scale n and token scale t; the bias rides on the epilogue too, and the
@@ -14,7 +18,9 @@
 //    simt      shapes cuBLASLt's FP8 kernels do not take (K or N not a multiple of 16, unaligned pointers): one
 //              warp per output element on the CUDA cores. Correct for any shape, slow; the reference checkpoints'
 //              small layers and odd test shapes.
-// TROUPE_FP8_GEMM=outer|epilogue|simt forces a path (troupe_gpu_check runs each against the CPU twin).
+// The tensor-core paths (mma, outer, epilogue) accumulate with less than f32's precision (Hopper's FP8 products:
+// about 1e-4 from exact sums); simt sums exactly, as the CPU twin does.
+// TROUPE_FP8_GEMM=mma|outer|epilogue|simt forces a path (troupe_gpu_check runs each against the CPU twin).
 
 #include <cstdlib>
 #include <cstring>
@@ -100,6 +106,113 @@ __global__ void fp8_simt_kernel(const uint8_t* __restrict__ xq, const float* __r
 
 size_t round_up(size_t v) { return (v + 255) / 256 * 256; }
 
+constexpr int kMmaWarps = 8;
+constexpr int64_t kMmaRows = 32;
+constexpr int kMmaAhead = 4;  // K steps of weights a warp keeps in flight while it multiplies one
+
+// d += a · b for one m16n8k32 tile of e4m3 codes. Fragments as the PTX ISA lays out 8-bit m16n8k32, with
+// g = lane / 4 and t = lane % 4: a[0] holds A(g, 4t..4t+3), a[1] A(g+8, 4t..4t+3), a[2] A(g, 16+4t..), a[3]
+// A(g+8, 16+4t..); b0 B(4t..4t+3, g), b1 B(16+4t.., g); d as m16n8k16's (mma.cuh). Lowest k in the lowest byte.
+__device__ __forceinline__ void mma_e4m3(float (&d)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0,
+                                         uint32_t b1) {
+  asm volatile("mma.sync.aligned.m16n8k32.row.col.f32.e4m3.e4m3.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+               "{%0, %1, %2, %3};\n"
+               : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+               : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+
+// A 16-byte load that skips L1: each weight byte is read once.
+__device__ __forceinline__ uint4 load_once(const uint8_t* p) {
+  uint4 v;
+  asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];\n"
+      : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+      : "l"(p));
+  return v;
+}
+
+// One block makes 16 output features (n0 = 16·blockIdx.x) for up to 8·NT rows. K is cut in steps of 64 bytes;
+// warp w takes steps w, w + 8, ... In a step, lane (g, t) loads 16 bytes of weight rows n0 + g and n0 + g + 8 at
+// k = 64·step + 16t and the same 16 bytes of x row 8·tile + g, and runs two mma: words 0 and 1 as the first's
+// (k 4t.. and 16+4t.. of the PTX layout), words 2 and 3 as the second's. So the products pair weight and x bytes of
+// the same k, though not in the order the layout names (the sum does not care). The warps' sums meet in shared
+// memory; then out[r][j] = sum · (x_scales[r] · w_scales[j]) (+ bias[j]), rounded once, as fp8_scale_kernel.
+// Needs K a multiple of 16 and 16-byte aligned rows (the launcher checks).
+template <class T, int NT>
+__global__ void __launch_bounds__(kMmaWarps * 32)
+    fp8_mma_kernel(const uint8_t* __restrict__ xq, const float* __restrict__ x_scales, const uint8_t* __restrict__ w,
+                   const float* __restrict__ w_scales, const T* __restrict__ bias, T* __restrict__ out, int rows, int n,
+                   int k) {
+  __shared__ float partial[kMmaWarps][16][NT * 8 + 1];
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+  const int n0 = blockIdx.x * 16, steps = (k + 63) / 64;
+  const bool has_a = n0 + g < n, has_b = n0 + g + 8 < n;
+  const uint8_t* wa = w + static_cast<int64_t>(has_a ? n0 + g : 0) * k;
+  const uint8_t* wb = w + static_cast<int64_t>(has_b ? n0 + g + 8 : 0) * k;
+  struct stage {
+    uint4 a, b;
+  };
+  // Step s's weights for this lane; zeros past K or past the outputs.
+  auto load = [&](int s) {
+    stage st{};
+    const int kk = s * 64 + 16 * t;
+    if (s < steps && kk < k) {
+      if (has_a) st.a = load_once(wa + kk);
+      if (has_b) st.b = load_once(wb + kk);
+    }
+    return st;
+  };
+  float acc[NT][4];
+#pragma unroll
+  for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+    for (int i = 0; i < 4; ++i) acc[nt][i] = 0.0f;
+  stage ahead[kMmaAhead];
+#pragma unroll
+  for (int i = 0; i < kMmaAhead; ++i) ahead[i] = load(warp + i * kMmaWarps);
+  for (int s = warp; s < steps; s += kMmaWarps) {
+    const stage cur = ahead[0];
+#pragma unroll
+    for (int i = 0; i + 1 < kMmaAhead; ++i) ahead[i] = ahead[i + 1];
+    ahead[kMmaAhead - 1] = load(s + kMmaAhead * kMmaWarps);
+    const int kk = s * 64 + 16 * t;
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt) {
+      const int row = nt * 8 + g;
+      uint4 x{};
+      if (kk < k && row < rows) x = *reinterpret_cast<const uint4*>(xq + static_cast<int64_t>(row) * k + kk);
+      mma_e4m3(acc[nt], cur.a.x, cur.b.x, cur.a.y, cur.b.y, x.x, x.y);
+      mma_e4m3(acc[nt], cur.a.z, cur.b.z, cur.a.w, cur.b.w, x.z, x.w);
+    }
+  }
+  // acc[nt][0..1]: output n0 + g, rows 8·nt + 2t, + 1; acc[nt][2..3]: output n0 + g + 8, the same rows.
+#pragma unroll
+  for (int nt = 0; nt < NT; ++nt) {
+    partial[warp][g][nt * 8 + 2 * t] = acc[nt][0];
+    partial[warp][g][nt * 8 + 2 * t + 1] = acc[nt][1];
+    partial[warp][g + 8][nt * 8 + 2 * t] = acc[nt][2];
+    partial[warp][g + 8][nt * 8 + 2 * t + 1] = acc[nt][3];
+  }
+  __syncthreads();
+  for (int i = threadIdx.x; i < 16 * NT * 8; i += blockDim.x) {
+    const int o = i / (NT * 8), r = i % (NT * 8), j = n0 + o;
+    if (j >= n || r >= rows) continue;
+    float sum = 0.0f;
+#pragma unroll
+    for (int v = 0; v < kMmaWarps; ++v) sum += partial[v][o][r];
+    float value = sum * (x_scales[r] * w_scales[j]);
+    if (bias) value += to_float(bias[j]);
+    out[static_cast<int64_t>(r) * n + j] = from_float<T>(value);
+  }
+}
+
+template <class T, int NT>
+void launch_mma(const uint8_t* codes, const float* x_scales, const fp8_device_weight& w, const T* bias, T* out,
+                int64_t rows, int64_t n, int64_t k, cudaStream_t stream) {
+  fp8_mma_kernel<T, NT><<<static_cast<unsigned>((n + 15) / 16), kMmaWarps * 32, 0, stream>>>(
+      codes, x_scales, w.weight.as<uint8_t>(), w.scale.as<float>(), bias, out, static_cast<int>(rows),
+      static_cast<int>(n), static_cast<int>(k));
+}
+
 } // namespace
 
 fp8_switches& fp8_settings() {
@@ -144,6 +257,21 @@ const char* run_linear_fp8(cuda_context& ctx, const tensor& x, const fp8_device_
   });
   check_launch("linear_fp8 quantize");
 
+  const bool mma_shape = rows <= kMmaRows && k % 16 == 0 && reinterpret_cast<uintptr_t>(w.weight.data) % 16 == 0;
+  if (mma_shape && (forced.empty() || forced == "mma")) {
+    dispatch_float(x.type, "linear_fp8", [&](auto tag) {
+      using T = typename decltype(tag)::type;
+      const T* b = bias.empty() ? nullptr : bias.as<T>();
+      if (rows <= 8) launch_mma<T, 1>(codes, x_scales, w, b, out.as<T>(), rows, n, k, ctx.stream);
+      else if (rows <= 16) launch_mma<T, 2>(codes, x_scales, w, b, out.as<T>(), rows, n, k, ctx.stream);
+      else launch_mma<T, 4>(codes, x_scales, w, b, out.as<T>(), rows, n, k, ctx.stream);
+    });
+    check_launch("linear_fp8 mma");
+    return "mma";
+  }
+  if (forced == "mma")
+    throw std::runtime_error("cuda linear_fp8: TROUPE_FP8_GEMM=mma takes at most " + std::to_string(kMmaRows) +
+                             " rows and K a multiple of 16, not x " + shape_of(x) + " by weight " + shape_of(w.weight));
   if (aligned && (forced.empty() || forced == "outer") &&
       cublaslt_linear_fp8(ctx, xq, w.weight, w.scale.as<float>(), x_scales, bias, out))
     return "outer";
