@@ -27,7 +27,7 @@ void launch_copy_columns(const tensor& x, const tensor& out, cudaStream_t stream
 // it; more rows, a dequantization into ctx's scratch weight and the cuBLASLt GEMM (linear_int4.cu).
 void launch_linear_int4(cuda_context& ctx, const tensor& x, const int4_device_weight& w, const tensor& bias, const tensor& out);
 // ops::linear_fp8 on ctx's stream: each token quantized to e4m3 into ctx's scratch, then the first of these that
-// takes the shape (linear_fp8.cu): up to 32 rows, a tensor-core kernel that streams the weights once ("mma");
+// takes the shape (linear_fp8.cu): up to 8 rows, a tensor-core kernel that streams the weights once ("mma");
 // cuBLASLt's FP8 GEMM with the weight and token scales in its epilogue ("outer"), the FP8 GEMM into f32 and a
 // kernel applying the scales ("epilogue"), or a CUDA-core kernel ("simt"). Returns the path's name ("none" for
 // no rows). fp8_settings().path forces one ("" chooses; a forced path that cannot run throws std::runtime_error).

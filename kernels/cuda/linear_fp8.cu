@@ -4,10 +4,10 @@
 //    the token's e4m3 codes and scale to ctx's scratch; the same f32 division and rounding as the CPU twin
 //    (fp8_formats.hpp), so both hold the same codes.
 // 2. The product, by the first path that takes the shape:
-//    mma       up to kMmaRows (32) rows (decode: bandwidth-bound, where cuBLASLt's FP8 GEMM at one row streams the
-//              weights no faster than bf16's) with K a multiple of 16: fp8_mma_kernel streams every weight byte once
-//              and multiplies on the tensor cores (mma.sync m16n8k32 e4m3, fp32 accumulators), no conversion of
-//              either operand; the scales and the bias after the sum, as "epilogue" applies them.
+//    mma       up to kMmaChosenRows (8) rows (decode: bandwidth-bound; forced, up to 32) with K a multiple of 16:
+//              fp8_mma_kernel streams every weight byte once and multiplies on the tensor cores (mma.sync
+//              m16n8k32 e4m3, fp32 accumulators), no conversion of either operand; the scales and the bias
+//              after the sum, as "epilogue" applies them.
 //    outer     cuBLASLt's FP8 GEMM (e4m3 A and B, fp32 accumulation, TN as linear.cpp lays every GEMM out) with
 //              both scales in its epilogue: CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F (cuBLAS 12.9+) multiplies
 //              output (n, t) by weight scale n and token scale t; the bias rides on the epilogue too, and the
@@ -107,7 +107,13 @@ __global__ void fp8_simt_kernel(const uint8_t* __restrict__ xq, const float* __r
 size_t round_up(size_t v) { return (v + 255) / 256 * 256; }
 
 constexpr int kMmaWarps = 8;
-constexpr int64_t kMmaRows = 32;
+constexpr int64_t kMmaRows = 32;  // what the kernel takes (TROUPE_FP8_GEMM=mma)
+// What the launcher gives it by itself. H100, 2026-12-05, gate_up [x, 3584] by [37888, 3584] in bf16, quantization
+// included: 1 row 0.075 ms (cuBLASLt epilogue 0.072), 8 rows 0.076 (0.074), 32 rows 0.127 (0.079): the kernel
+// streams at ~1.8 TB/s of 3.35 (scripts/gpu/linear_ncu.sh looks into why), no faster than cuBLASLt on gate_up,
+// but one request's whole decode step went from 6.03 ms to 5.07 with it (FP8 weights and KV cache), as cuBLASLt
+// does worse on the other shapes at one row. So up to 8 rows, until it is tuned.
+constexpr int64_t kMmaChosenRows = 8;
 constexpr int kMmaAhead = 4;  // K steps of weights a warp keeps in flight while it multiplies one
 
 // d += a · b for one m16n8k32 tile of e4m3 codes. Fragments as the PTX ISA lays out 8-bit m16n8k32, with
@@ -258,7 +264,7 @@ const char* run_linear_fp8(cuda_context& ctx, const tensor& x, const fp8_device_
   check_launch("linear_fp8 quantize");
 
   const bool mma_shape = rows <= kMmaRows && k % 16 == 0 && reinterpret_cast<uintptr_t>(w.weight.data) % 16 == 0;
-  if (mma_shape && (forced.empty() || forced == "mma")) {
+  if (mma_shape && ((forced.empty() && rows <= kMmaChosenRows) || forced == "mma")) {
     dispatch_float(x.type, "linear_fp8", [&](auto tag) {
       using T = typename decltype(tag)::type;
       const T* b = bias.empty() ? nullptr : bias.as<T>();
