@@ -103,6 +103,20 @@ double time_ms(cuda_ops& gpu, const std::function<void()>& f, int reps) {
   return ms[reps / 2];
 }
 
+double stream_ms(cuda_ops& gpu, const std::function<void()>& f, int calls, int trials) {
+  f();
+  gpu.synchronize();
+  std::vector<double> ms;
+  for (int i = 0; i < trials; ++i) {
+    const auto a = std::chrono::steady_clock::now();
+    for (int c = 0; c < calls; ++c) f();
+    gpu.synchronize();
+    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - a).count() / calls);
+  }
+  std::nth_element(ms.begin(), ms.begin() + trials / 2, ms.end());
+  return ms[trials / 2];
+}
+
 double tolerance_for(dtype t) { return t == dtype::f32 ? 1e-4 : 1e-2; }
 
 // ‖a − b‖ / ‖b‖; infinity when a holds a NaN or infinity.

@@ -30,8 +30,13 @@ extern std::mt19937_64 rng;
 void report(std::string op, troupe::dtype t, std::string shape, double error, double tolerance, std::string note = {});
 // A timing or a count that never fails.
 void inform(std::string op, troupe::dtype t, std::string shape, std::string note);
-// Median wall time of f over `reps` runs (after one warm-up), synchronizing after each.
+// Median wall time of f over `reps` runs (after one warm-up), synchronizing after each: what a caller that waits
+// for each result pays, launch and synchronization (~10 us on an H100) included.
 double time_ms(troupe::cuda_ops& gpu, const std::function<void()>& f, int reps = 20);
+// The time of one f inside a stream of them: `calls` back to back and one synchronization, divided by `calls`;
+// the median of `trials` such runs (after a warm-up). What a kernel costs inside a step, where the next launch
+// is queued while it runs (the launch and the wait of time_ms hidden), for the op timings.
+double stream_ms(troupe::cuda_ops& gpu, const std::function<void()>& f, int calls = 10, int trials = 7);
 // Runs f; an exception it throws becomes a failed row named `what`, and the checks go on.
 void guarded(const char* what, const std::function<void()>& f);
 

@@ -1,5 +1,7 @@
 // troupe_gpu_check, part 4: a few timings at Qwen2.5-7B shapes (informative, no pass/fail). Attention runs
-// with a bf16 cache and an FP8 one (issue 13).
+// with a bf16 cache and an FP8 one (issue 13). Each op is timed in a stream of calls (stream_ms: what it costs
+// inside a step); before 2026-12-05 (sixth session) each call was waited for, which added ~10 us of launch and
+// synchronization to every figure (the small linears' most of all).
 
 #include <algorithm>
 #include <cstdio>
@@ -71,7 +73,7 @@ double time_attention(cuda_ops& gpu, const std::vector<std::pair<int32_t, int32_
   const attention_metadata m{qs_t, sl_t, bt_t, n, max_q, max_len, 0};
   attention_shape s{nh, nkv, d, bs, 0.088f};
   if (kv != t) s.k_scale = 0.5f, s.v_scale = 2.0f;
-  return time_ms(gpu, [&] { gpu.paged_attention(qkv, kc, vc, m, s, out); });
+  return stream_ms(gpu, [&] { gpu.paged_attention(qkv, kc, vc, m, s, out); });
 }
 
 std::string kv_label(dtype kv) { return kv == dtype::f8_e4m3 ? " kv=fp8_e4m3" : kv == dtype::f8_e5m2 ? " kv=fp8_e5m2" : ""; }
@@ -153,7 +155,7 @@ void time_ops(cuda_ops& gpu, bool only_attention) {
     auto out = gpu.alloc(t, {rows, 2 * inter});
     fill(gpu, x);
     fill(gpu, w);
-    const double ms = time_ms(gpu, [&] { gpu.linear(x, w, tensor{}, out, false); });
+    const double ms = stream_ms(gpu, [&] { gpu.linear(x, w, tensor{}, out, false); });
     const double tflop = 2.0 * rows * h * 2 * inter / 1e12;
     std::snprintf(buf, sizeof buf, "%.3f ms, %.0f TFLOP/s, %.0f GB/s of weights", ms, tflop / (ms / 1e3),
                   2.0 * h * 2 * inter / 1e9 / (ms / 1e3));
@@ -192,7 +194,7 @@ void time_ops(cuda_ops& gpu, bool only_attention) {
       gpu.upload(zeros, z);
     }
     const int4_device_weight w{words, scales, zeros, static_cast<int32_t>(group)};
-    const double ms = time_ms(gpu, [&] { gpu.linear_int4(x, w, tensor{}, out); });
+    const double ms = stream_ms(gpu, [&] { gpu.linear_int4(x, w, tensor{}, out); });
     const double bytes = n * h / 2.0 + 2.0 * 2 * n * (h / group) + 2.0 * rows * (h + n);
     const double tflop = 2.0 * rows * h * n / 1e12;
     std::snprintf(buf, sizeof buf, "%.3f ms, %.0f GB/s, %.1f TFLOP/s", ms, bytes / 1e9 / (ms / 1e3), tflop / (ms / 1e3));
@@ -215,7 +217,7 @@ void time_fp8_weights(cuda_ops& gpu) {
     fill(gpu, x);
     fill(gpu, w);
     const double tflop = 2.0 * rows * h * n / 1e12;
-    const double bf16_ms = time_ms(gpu, [&] { gpu.linear(x, w, tensor{}, out, false); });
+    const double bf16_ms = stream_ms(gpu, [&] { gpu.linear(x, w, tensor{}, out, false); });
     std::snprintf(buf, sizeof buf, "%.3f ms, %.0f TFLOP/s, %.0f GB/s of weights", bf16_ms, tflop / (bf16_ms / 1e3),
                   2.0 * h * n / 1e9 / (bf16_ms / 1e3));
     inform("time linear gate_up", t, "T,K,N=" + dims({rows, h, n}), buf);
@@ -229,7 +231,7 @@ void time_fp8_weights(cuda_ops& gpu) {
     const fp8_device_weight fw{w8, scale, tensor{}};
     for (const std::string path : {"", "epilogue"}) {
       const forced_fp8_path forced(path);
-      const double ms = time_ms(gpu, [&] { gpu.linear_fp8(x, fw, tensor{}, out); });
+      const double ms = stream_ms(gpu, [&] { gpu.linear_fp8(x, fw, tensor{}, out); });
       std::snprintf(buf, sizeof buf, "%.3f ms (%.2fx bf16), %.0f TFLOP/s, %.0f GB/s of weights, ran %s", ms, bf16_ms / ms,
                     tflop / (ms / 1e3), 1.0 * h * n / 1e9 / (ms / 1e3), cuda::fp8_settings().last_path.load());
       inform(std::string("time linear_fp8 gate_up") + (path.empty() ? "" : " " + path), t, "T,K,N=" + dims({rows, h, n}), buf);
