@@ -36,7 +36,7 @@ double time_ms(troupe::cuda_ops& gpu, const std::function<void()>& f, int reps =
 // The time of one f inside a stream of them: `calls` back to back and one synchronization, divided by `calls`;
 // the median of `trials` such runs (after a warm-up). What a kernel costs inside a step, where the next launch
 // is queued while it runs (the launch and the wait of time_ms hidden), for the op timings.
-double stream_ms(troupe::cuda_ops& gpu, const std::function<void()>& f, int calls = 10, int trials = 7);
+double stream_ms(troupe::cuda_ops& gpu, const std::function<void()>& f, int calls = 5, int trials = 5);
 // Runs f; an exception it throws becomes a failed row named `what`, and the checks go on.
 void guarded(const char* what, const std::function<void()>& f);
 

@@ -4,6 +4,7 @@
 // synchronization to every figure (the small linears' most of all).
 
 #include <algorithm>
+#include <map>
 #include <cstdio>
 #include <numeric>
 #include <random>
@@ -32,11 +33,16 @@ void fill(cuda_ops& gpu, const tensor& t) {
 }
 
 // An FP8 cache of random codes (normal values rounded, as rope_write_kv writes them).
+// Random FP8 codes of magnitude below 2 in e4m3 and e5m2 alike (sign, and the low 6 bits: an exponent at most the
+// bias), never NaN: eight codes a xorshift step (a normal draw per code made the KV caches' fills most of the
+// timings' minute and a half).
 void fill_fp8(cuda_ops& gpu, const tensor& t) {
   std::vector<uint8_t> codes(static_cast<size_t>(t.numel()));
-  std::normal_distribution<float> d(0.0f, 1.0f);
-  const auto encode = t.type == dtype::f8_e4m3 ? f32_to_f8_e4m3 : f32_to_f8_e5m2;
-  for (auto& c : codes) c = encode(d(rng));
+  uint64_t x = rng() | 1;
+  for (size_t i = 0; i < codes.size(); ++i) {
+    if (i % 8 == 0) x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    codes[i] = static_cast<uint8_t>((x >> (8 * (i % 8))) & 0xBF);
+  }
   gpu.upload_raw(t, codes.data());
 }
 
@@ -175,25 +181,32 @@ void time_ops(cuda_ops& gpu, bool only_attention) {
     int4_shapes.push_back({"o_proj", rows, 3584, 3584});
     int4_shapes.push_back({"down", rows, 18944, 3584});
   }
+  // One weight per layer shape, made once (filling 68 MB of random words per row count took most of the time).
+  struct int4_weight {
+    device_buffer words, scales, zeros;
+  };
+  std::map<std::pair<int64_t, int64_t>, int4_weight> int4_weights;
+  const int64_t group = 128;
   for (const auto& [layer, rows, h, n] : int4_shapes) {
-    const int64_t group = 128;
-    auto x = gpu.alloc(t, {rows, h});
-    auto words = gpu.alloc(dtype::i32, {n, h / 8});
-    auto scales = gpu.alloc(t, {n, h / group});
-    auto zeros = gpu.alloc(t, {n, h / group});
-    auto out = gpu.alloc(t, {rows, n});
-    fill(gpu, x);
-    fill(gpu, scales);
-    {
+    auto [it, made] = int4_weights.try_emplace({h, n});
+    int4_weight& iw = it->second;
+    if (made) {
+      iw.words = gpu.alloc(dtype::i32, {n, h / 8});
+      iw.scales = gpu.alloc(t, {n, h / group});
+      iw.zeros = gpu.alloc(t, {n, h / group});
+      fill(gpu, iw.scales);
       std::vector<int32_t> w(static_cast<size_t>(n * h / 8));
       uint64_t r = rng();
       for (auto& v : w) r ^= r << 13, r ^= r >> 7, r ^= r << 17, v = static_cast<int32_t>(r);
-      gpu.upload_raw(words, w.data());
+      gpu.upload_raw(iw.words, w.data());
       std::vector<float> z(static_cast<size_t>(n * h / group));
       for (auto& v : z) r ^= r << 13, r ^= r >> 7, r ^= r << 17, v = static_cast<float>(r % 16);
-      gpu.upload(zeros, z);
+      gpu.upload(iw.zeros, z);
     }
-    const int4_device_weight w{words, scales, zeros, static_cast<int32_t>(group)};
+    auto x = gpu.alloc(t, {rows, h});
+    auto out = gpu.alloc(t, {rows, n});
+    fill(gpu, x);
+    const int4_device_weight w{iw.words, iw.scales, iw.zeros, static_cast<int32_t>(group)};
     const double ms = stream_ms(gpu, [&] { gpu.linear_int4(x, w, tensor{}, out); });
     const double bytes = n * h / 2.0 + 2.0 * 2 * n * (h / group) + 2.0 * rows * (h + n);
     const double tflop = 2.0 * rows * h * n / 1e12;
@@ -205,36 +218,56 @@ void time_ops(cuda_ops& gpu, bool only_attention) {
 void time_fp8_weights(cuda_ops& gpu) {
   const dtype t = dtype::bf16;
   char buf[200];
-  // FP8 weights (issue 13), gate_up at Qwen2.5-7B shapes beside the bf16 linear at the same rows: per-token
-  // quantization of x plus the FP8 GEMM with its scales, on the path the launcher picks (mma up to 32 rows) and on
-  // "epilogue" (cuBLASLt into f32, then the scaling kernel). Weight bytes per call: 1 a weight in FP8, 2 in bf16. Ceilings
-  // (GPU.md): 4.14 TB/s copy; 737 TFLOP/s bf16, twice that in FP8.
-  const int64_t h = 3584, n = 2 * 18944;
-  for (int64_t rows : {1, 8, 32, 256, 4096}) {
+  // FP8 weights (issue 13) at Qwen2.5-7B shapes beside the bf16 linear at the same rows: per-token quantization of
+  // x plus the FP8 GEMM with its scales, on the path the launcher picks, on "mma" (up to 32 rows) and on
+  // "epilogue" (cuBLASLt into f32, then the scaling kernel). gate_up at 1 to 4,096 rows; the decode step's other
+  // layers at 1 and 8. Weight bytes per call: 1 a weight in FP8, 2 in bf16. Ceilings (GPU.md): 4.14 TB/s copy;
+  // 737 TFLOP/s bf16, twice that in FP8.
+  struct shape {
+    const char* name;
+    int64_t rows, k, n;
+  };
+  std::vector<shape> shapes;
+  for (int64_t rows : {1, 8, 32, 256, 4096}) shapes.push_back({"gate_up", rows, 3584, 2 * 18944});
+  for (int64_t rows : {1, 8}) {
+    shapes.push_back({"qkv", rows, 3584, 4608});
+    shapes.push_back({"o_proj", rows, 3584, 3584});
+    shapes.push_back({"down", rows, 18944, 3584});
+  }
+  // One weight per layer shape, bf16 and FP8, made once.
+  struct weights {
+    device_buffer bf16, codes, scale;
+  };
+  std::map<std::pair<int64_t, int64_t>, weights> made;
+  for (const auto& [layer, rows, h, n] : shapes) {
+    auto [it, fresh] = made.try_emplace({h, n});
+    weights& w = it->second;
+    if (fresh) {
+      w.bf16 = gpu.alloc(t, {n, h});
+      fill(gpu, w.bf16);
+      w.codes = gpu.alloc(dtype::f8_e4m3, {n, h});
+      fill_fp8(gpu, w.codes);
+      w.scale = gpu.alloc(dtype::f32, {n});
+      std::vector<float> sc(static_cast<size_t>(n), 0.01f);
+      gpu.upload_raw(w.scale, sc.data());
+    }
     auto x = gpu.alloc(t, {rows, h});
-    auto w = gpu.alloc(t, {n, h});
     auto out = gpu.alloc(t, {rows, n});
     fill(gpu, x);
-    fill(gpu, w);
+    const std::string what = "T,K,N=" + dims({rows, h, n});
     const double tflop = 2.0 * rows * h * n / 1e12;
-    const double bf16_ms = stream_ms(gpu, [&] { gpu.linear(x, w, tensor{}, out, false); });
+    const double bf16_ms = stream_ms(gpu, [&] { gpu.linear(x, w.bf16, tensor{}, out, false); });
     std::snprintf(buf, sizeof buf, "%.3f ms, %.0f TFLOP/s, %.0f GB/s of weights", bf16_ms, tflop / (bf16_ms / 1e3),
                   2.0 * h * n / 1e9 / (bf16_ms / 1e3));
-    inform("time linear gate_up", t, "T,K,N=" + dims({rows, h, n}), buf);
-    auto w8 = gpu.alloc(dtype::f8_e4m3, {n, h});
-    auto scale = gpu.alloc(dtype::f32, {n});
-    fill_fp8(gpu, w8);
-    {
-      std::vector<float> s(static_cast<size_t>(n), 0.01f);
-      gpu.upload_raw(scale, s.data());
-    }
-    const fp8_device_weight fw{w8, scale, tensor{}};
-    for (const std::string path : {"", "epilogue"}) {
+    inform(std::string("time linear ") + layer, t, what, buf);
+    const fp8_device_weight fw{w.codes, w.scale, tensor{}};
+    for (const std::string path : {"", "mma", "epilogue"}) {
+      if (path == "mma" && rows > 32) continue;
       const forced_fp8_path forced(path);
       const double ms = stream_ms(gpu, [&] { gpu.linear_fp8(x, fw, tensor{}, out); });
       std::snprintf(buf, sizeof buf, "%.3f ms (%.2fx bf16), %.0f TFLOP/s, %.0f GB/s of weights, ran %s", ms, bf16_ms / ms,
                     tflop / (ms / 1e3), 1.0 * h * n / 1e9 / (ms / 1e3), cuda::fp8_settings().last_path.load());
-      inform(std::string("time linear_fp8 gate_up") + (path.empty() ? "" : " " + path), t, "T,K,N=" + dims({rows, h, n}), buf);
+      inform(std::string("time linear_fp8 ") + layer + (path.empty() ? "" : " " + path), t, what, buf);
     }
   }
 }
