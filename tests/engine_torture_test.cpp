@@ -17,6 +17,8 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <optional>
+#include <string>
 
 #include <unistd.h>
 
@@ -151,6 +153,34 @@ TEST(engine_torture, the_cpu_model_gives_each_request_its_output_alone_under_any
     EXPECT_GE(r.stats.num_steps, steps_or(25000));
     EXPECT_GT(r.stats.num_compared, 0);
     EXPECT_GT(r.stats.num_preemptions, 0);
+  }
+}
+
+// The same traffic over the 8-bit and 4-bit forms the engine serves (--kv-cache-dtype fp8_e4m3 / fp8_e5m2,
+// --quantization fp8 and rtn): K and V stored as codes and read back through prefix sharing, preemption and
+// recompute, activations quantized per token. Every form computes each row alone, so each request must still get
+// its output alone, and a code written twice (recompute after preemption, a shared prefix) must be the same code.
+TEST(engine_torture, fp8_and_4_bit_models_give_each_request_its_output_alone_under_any_traffic) {
+  struct variant {
+    const char* name;
+    std::optional<dtype> kv;
+    const char* quantization;
+  };
+  for (const variant& v : {variant{"kv fp8_e4m3", dtype::f8_e4m3, ""}, variant{"kv fp8_e5m2", dtype::f8_e5m2, ""},
+                           variant{"fp8 weights + kv fp8_e4m3", dtype::f8_e4m3, "fp8"}, variant{"rtn", std::nullopt, "rtn"}}) {
+    cpu_ops cpu;
+    model_room room;
+    room.kv_cache_type = v.kv;
+    room.quantization = v.quantization;
+    checkpoint_models models(cpu, reference_dir("llama_f32"), dtype::f32, room);
+    harness h(models.make_backend(std::string("cpu llama_f32 ") + v.name, {16, 8}));
+    const soak_result r = run_torture(h, 2500, 2101);
+    EXPECT_EQ(r.failure, "") << v.name;
+    if (!std::getenv("TORTURE_SEED")) {
+      EXPECT_GE(r.stats.num_steps, steps_or(2500)) << v.name;
+      EXPECT_GT(r.stats.num_compared, 0) << v.name;
+      EXPECT_GT(r.stats.num_preemptions, 0) << v.name;
+    }
   }
 }
 

@@ -155,6 +155,8 @@ struct model_room {
   int32_t max_num_batched_tokens = 256;
   int32_t max_num_seqs = 64;
   int64_t max_kv_tokens = 4096;  // num_blocks * block_size
+  std::optional<dtype> kv_cache_type;  // --kv-cache-dtype: the model's dtype when unset, or an FP8 type
+  std::string quantization;            // --quantization (fp8, rtn): the linear weights kept in that form
 };
 
 // One checkpoint's models on one compute backend: one per block size, made when a plan first asks for

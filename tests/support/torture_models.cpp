@@ -7,6 +7,7 @@
 #include "kernels/cpu/thread_communicator.hpp"
 #include "kernels/model_loader.hpp"
 #include "runtime/model/sharding_plan.hpp"
+#include "runtime/model/quantization.hpp"
 #include "runtime/model/safetensors.hpp"
 #include "runtime/tokenizer/tokenizer.hpp"
 #include "tests/support/torture.hpp"
@@ -21,6 +22,7 @@ model_limits limits_for(const model_room& room, int32_t block_size) {
   limits.max_model_len = room.max_model_len;
   limits.block_size = block_size;
   limits.num_blocks = room.max_kv_tokens / block_size;
+  limits.kv_cache_type = room.kv_cache_type;
   return limits;
 }
 
@@ -29,6 +31,7 @@ model_limits limits_for(const model_room& room, int32_t block_size) {
 checkpoint_models::checkpoint_models(ops& compute, std::filesystem::path dir, dtype type, model_room room)
     : compute_(compute), dir_(std::move(dir)), type_(type), room_(room), config_(model_config::from_dir(dir_)) {
   room_.max_model_len = static_cast<int32_t>(std::min<int64_t>(room_.max_model_len, config_.max_position_embeddings));
+  if (!room_.quantization.empty()) config_.quantization = resolve_quantization(config_.quantization, room_.quantization, dir_);
   if (std::filesystem::exists(dir_ / "tokenizer.json"))
     tok_ = std::make_unique<tokenizer>(tokenizer::from_file(dir_ / "tokenizer.json"));
 }
@@ -81,7 +84,10 @@ model* checkpoint_models::get(int32_t block_size) {
   if (!m) {
     const checkpoint ckpt = checkpoint::open(dir_);
     const model_limits limits = limits_for(room_, block_size);
-    m = std::make_unique<model>(config_, compute_, load_model_weights(config_, compute_, type_, checkpoint_weight_source(ckpt, config_)),
+    // The 4-bit and FP8 sources are empty for plain weights; with --quantization the linears stay packed.
+    m = std::make_unique<model>(config_, compute_,
+                                load_model_weights(config_, compute_, type_, checkpoint_weight_source(ckpt, config_),
+                                                   checkpoint_int4_source(ckpt, config_), checkpoint_fp8_source(ckpt, config_)),
                                 type_, limits);
     m->warm_up();
   }
