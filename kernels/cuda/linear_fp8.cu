@@ -55,6 +55,8 @@ __device__ __forceinline__ float block_max(float x) {
 template <class T>
 __global__ void fp8_quantize_rows_kernel(const T* __restrict__ x, int64_t k, const float* __restrict__ static_scale,
                                          uint8_t* __restrict__ codes, float* __restrict__ scales) {
+  pdl_launch_dependents();  // the GEMV after may start streaming its weights; it waits for these codes
+  pdl_wait();               // x is the kernel before's output
   const int64_t row = blockIdx.x;
   const T* xr = x + row * k;
   float s;
@@ -175,6 +177,7 @@ __global__ void __launch_bounds__(kMmaWarps * 32)
   stage ahead[kMmaAhead];
 #pragma unroll
   for (int i = 0; i < kMmaAhead; ++i) ahead[i] = load(warp + i * kMmaWarps);
+  pdl_wait();  // the weights do not depend on the kernel before; the codes and their scales do
   for (int s = warp; s < steps; s += kMmaWarps) {
     const stage cur = ahead[0];
 #pragma unroll
@@ -211,12 +214,30 @@ __global__ void __launch_bounds__(kMmaWarps * 32)
   }
 }
 
+// Launches `kernel` as a programmatic dependent (as linear_int4.cu's): its blocks may start while the kernel before
+// finishes, doing what does not depend on it until their pdl_wait. TROUPE_NO_PDL=1 launches plainly.
+template <class... Params, class... Args>
+void launch_dependent(void (*kernel)(Params...), dim3 grid, dim3 block, cudaStream_t stream, const char* what,
+                      Args... args) {
+  static const bool pdl = std::getenv("TROUPE_NO_PDL") == nullptr;
+  cudaLaunchConfig_t config{};
+  config.gridDim = grid;
+  config.blockDim = block;
+  config.stream = stream;
+  cudaLaunchAttribute attribute{};
+  attribute.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attribute.val.programmaticStreamSerializationAllowed = 1;
+  config.attrs = &attribute;
+  config.numAttrs = pdl ? 1 : 0;
+  check(cudaLaunchKernelEx(&config, kernel, static_cast<Params>(args)...), what);
+}
+
 template <class T, int NT>
 void launch_mma(const uint8_t* codes, const float* x_scales, const fp8_device_weight& w, const T* bias, T* out,
                 int64_t rows, int64_t n, int64_t k, cudaStream_t stream) {
-  fp8_mma_kernel<T, NT><<<static_cast<unsigned>((n + 15) / 16), kMmaWarps * 32, 0, stream>>>(
-      codes, x_scales, w.weight.as<uint8_t>(), w.scale.as<float>(), bias, out, static_cast<int>(rows),
-      static_cast<int>(n), static_cast<int>(k));
+  launch_dependent(fp8_mma_kernel<T, NT>, dim3(static_cast<unsigned>((n + 15) / 16)), dim3(kMmaWarps * 32), stream,
+                   "linear_fp8 mma", codes, x_scales, w.weight.as<uint8_t>(), w.scale.as<float>(), bias, out,
+                   static_cast<int>(rows), static_cast<int>(n), static_cast<int>(k));
 }
 
 } // namespace
@@ -258,8 +279,8 @@ const char* run_linear_fp8(cuda_context& ctx, const tensor& x, const fp8_device_
 
   dispatch_float(x.type, "linear_fp8", [&](auto tag) {
     using T = typename decltype(tag)::type;
-    fp8_quantize_rows_kernel<T><<<static_cast<unsigned>(rows), kQuantizeThreads, 0, ctx.stream>>>(
-        x.as<T>(), k, static_scale, codes, x_scales);
+    launch_dependent(fp8_quantize_rows_kernel<T>, dim3(static_cast<unsigned>(rows)), dim3(kQuantizeThreads), ctx.stream,
+                     "linear_fp8 quantize", x.as<T>(), k, static_scale, codes, x_scales);
   });
   check_launch("linear_fp8 quantize");
 
