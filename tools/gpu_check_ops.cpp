@@ -240,7 +240,7 @@ void check_linear_int4(checker& c, dtype t) {
 }
 
 // FP8 weights (issue 13): rows 1 to 300, with and without a bias, a static input scale, on each path the shape
-// allows (kernels/cuda/linear_fp8.cu): "mma" (tensor cores, up to 32 rows, K a multiple of 16), "outer" (cuBLASLt, scales in its epilogue) and "epilogue" (cuBLASLt into
+// allows (kernels/cuda/linear_fp8.cu): "mma" and "mma_async" (tensor cores, up to 32 rows, K a multiple of 16), "outer" (cuBLASLt, scales in its epilogue) and "epilogue" (cuBLASLt into
 // f32, then the scaling kernel) where K and N are multiples of 16, "simt" everywhere, and the path the launcher
 // chooses by itself. The same x (rounded to t) goes to both: both quantize it to the same codes, so what differs
 // is the order of the f32 sums (and the rounding of the output in bf16 / f16).
@@ -281,9 +281,9 @@ void check_linear_fp8(checker& c, dtype t) {
     };
     c.cpu.linear_fp8(x.cpu, weight_of(false), s.bias ? bias.cpu.get() : tensor{}, out.cpu);
     const bool cublas = s.k % 16 == 0 && s.n % 16 == 0, mma = s.k % 16 == 0 && s.rows <= 32;
-    for (const std::string path : {"", "mma", "outer", "epilogue", "simt"}) {
+    for (const std::string path : {"", "mma", "mma_async", "outer", "epilogue", "simt"}) {
       if (!cublas && (path == "outer" || path == "epilogue")) continue;
-      if (!mma && path == "mma") continue;
+      if (!mma && (path == "mma" || path == "mma_async")) continue;
       const forced_fp8_path forced(path);
       c.poison(out);
       std::string what = "T,K,N=" + dims({s.rows, s.k, s.n});

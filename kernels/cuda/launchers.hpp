@@ -34,7 +34,7 @@ void launch_linear_int4(cuda_context& ctx, const tensor& x, const int4_device_we
 const char* launch_linear_fp8(cuda_context& ctx, const tensor& x, const fp8_device_weight& w, const tensor& bias,
                               const tensor& out);
 struct fp8_switches {
-  std::string path;                             // "", "mma", "outer", "epilogue" or "simt"; starts as TROUPE_FP8_GEMM
+  std::string path;  // "", "mma", "mma_async", "outer", "epilogue" or "simt"; starts as TROUPE_FP8_GEMM
   std::atomic<const char*> last_path{"none"};   // the path the last call took (troupe_gpu_check prints it)
 };
 fp8_switches& fp8_settings();

@@ -20,12 +20,13 @@
 //              small layers and odd test shapes.
 // The tensor-core paths (mma, outer, epilogue) accumulate with less than f32's precision (Hopper's FP8 products:
 // about 1e-4 from exact sums); simt sums exactly, as the CPU twin does.
-// TROUPE_FP8_GEMM=mma|outer|epilogue|simt forces a path (troupe_gpu_check runs each against the CPU twin).
+// TROUPE_FP8_GEMM=mma|mma_async|outer|epilogue|simt forces a path (troupe_gpu_check runs each against the CPU twin).
 
 #include <cstdlib>
 #include <cstring>
 
 #include "kernels/cuda/common.cuh"
+#include "kernels/cuda/cp_async.cuh"
 #include "kernels/cuda/cuda_context.hpp"
 #include "kernels/cuda/fp8_kv.cuh"
 #include "kernels/cuda/launchers.hpp"
@@ -214,6 +215,91 @@ __global__ void __launch_bounds__(kMmaWarps * 32)
   }
 }
 
+// The same product with the weights staged through shared memory (TROUPE_FP8_GEMM=mma_async; not chosen by
+// itself until measured). fp8_mma_kernel keeps its loads in flight in registers (97 a thread: two blocks, 64 KiB
+// in flight an SM), and streams at about half the copy ceiling; here cp.async keeps kAsyncStages - 1 stages of 16
+// weight rows × 512 bytes in flight a block without registers (4 × 8 KiB; 41 KiB of shared memory, five blocks
+// an SM: 160 KiB in flight). A block of 4 warps makes 16 outputs over all of K: each stage, warp w multiplies
+// bytes 128w .. 128w + 127 of the stage's 512, as two of fp8_mma_kernel's 64-byte steps (the same fragments
+// and k permutation); the warps' sums meet in shared memory at the end.
+constexpr int kAsyncWarps = 4;
+constexpr int kAsyncStages = 5;
+constexpr int kStageBytes = 512;                // K bytes of each of the 16 rows a stage holds
+constexpr int kStagePitch = kStageBytes + 16;   // a row's pitch in shared memory: rows start 16 bytes apart mod 128
+
+template <class T, int NT>
+__global__ void __launch_bounds__(kAsyncWarps * 32)
+    fp8_mma_async_kernel(const uint8_t* __restrict__ xq, const float* __restrict__ x_scales,
+                         const uint8_t* __restrict__ w, const float* __restrict__ w_scales, const T* __restrict__ bias,
+                         T* __restrict__ out, int rows, int n, int k) {
+  __shared__ __align__(16) uint8_t w_s[kAsyncStages][16][kStagePitch];
+  __shared__ float partial[kAsyncWarps][16][NT * 8 + 1];
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+  const int n0 = blockIdx.x * 16, stages = (k + kStageBytes - 1) / kStageBytes;
+  // Stage s of the 16 rows into buffer s % kAsyncStages: 512 chunks of 16 bytes, 4 a thread; zeros past K or
+  // past the outputs.
+  auto issue = [&](int s) {
+    uint8_t(*buf)[kStagePitch] = w_s[s % kAsyncStages];
+#pragma unroll
+    for (int i = 0; i < 16 * kStageBytes / 16 / (kAsyncWarps * 32); ++i) {
+      const int c = threadIdx.x + i * kAsyncWarps * 32, row = c / (kStageBytes / 16), col = (c % (kStageBytes / 16)) * 16;
+      const int kk = s * kStageBytes + col;
+      const bool valid = n0 + row < n && kk < k;
+      cp_async16(&buf[row][col], valid ? w + static_cast<int64_t>(n0 + row) * k + kk : w, valid);
+    }
+  };
+  float acc[NT][4];
+#pragma unroll
+  for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+    for (int i = 0; i < 4; ++i) acc[nt][i] = 0.0f;
+#pragma unroll
+  for (int s = 0; s < kAsyncStages - 1; ++s) {
+    if (s < stages) issue(s);
+    cp_async_commit();
+  }
+  pdl_wait();  // the weights do not depend on the kernel before; the codes and their scales do
+  for (int s = 0; s < stages; ++s) {
+    cp_async_wait<kAsyncStages - 2>();  // this thread's copies of stage s have landed
+    __syncthreads();                    // everyone's have, and stage s - 1's buffer is read by all
+    if (s + kAsyncStages - 1 < stages) issue(s + kAsyncStages - 1);
+    cp_async_commit();
+    const uint8_t(*buf)[kStagePitch] = w_s[s % kAsyncStages];
+#pragma unroll
+    for (int j = 0; j < 2; ++j) {
+      const int o = warp * 128 + j * 64 + 16 * t, kk = s * kStageBytes + o;
+      const uint4 a = *reinterpret_cast<const uint4*>(&buf[g][o]);
+      const uint4 b = *reinterpret_cast<const uint4*>(&buf[g + 8][o]);
+#pragma unroll
+      for (int nt = 0; nt < NT; ++nt) {
+        const int row = nt * 8 + g;
+        uint4 x{};
+        if (kk < k && row < rows) x = *reinterpret_cast<const uint4*>(xq + static_cast<int64_t>(row) * k + kk);
+        mma_e4m3(acc[nt], a.x, b.x, a.y, b.y, x.x, x.y);
+        mma_e4m3(acc[nt], a.z, b.z, a.w, b.w, x.z, x.w);
+      }
+    }
+  }
+#pragma unroll
+  for (int nt = 0; nt < NT; ++nt) {
+    partial[warp][g][nt * 8 + 2 * t] = acc[nt][0];
+    partial[warp][g][nt * 8 + 2 * t + 1] = acc[nt][1];
+    partial[warp][g + 8][nt * 8 + 2 * t] = acc[nt][2];
+    partial[warp][g + 8][nt * 8 + 2 * t + 1] = acc[nt][3];
+  }
+  __syncthreads();
+  for (int i = threadIdx.x; i < 16 * NT * 8; i += blockDim.x) {
+    const int o = i / (NT * 8), r = i % (NT * 8), j = n0 + o;
+    if (j >= n || r >= rows) continue;
+    float sum = 0.0f;
+#pragma unroll
+    for (int v = 0; v < kAsyncWarps; ++v) sum += partial[v][o][r];
+    float value = sum * (x_scales[r] * w_scales[j]);
+    if (bias) value += to_float(bias[j]);
+    out[static_cast<int64_t>(r) * n + j] = from_float<T>(value);
+  }
+}
+
 // Launches `kernel` as a programmatic dependent (as linear_int4.cu's): its blocks may start while the kernel before
 // finishes, doing what does not depend on it until their pdl_wait. TROUPE_NO_PDL=1 launches plainly.
 template <class... Params, class... Args>
@@ -234,10 +320,16 @@ void launch_dependent(void (*kernel)(Params...), dim3 grid, dim3 block, cudaStre
 
 template <class T, int NT>
 void launch_mma(const uint8_t* codes, const float* x_scales, const fp8_device_weight& w, const T* bias, T* out,
-                int64_t rows, int64_t n, int64_t k, cudaStream_t stream) {
-  launch_dependent(fp8_mma_kernel<T, NT>, dim3(static_cast<unsigned>((n + 15) / 16)), dim3(kMmaWarps * 32), stream,
-                   "linear_fp8 mma", codes, x_scales, w.weight.as<uint8_t>(), w.scale.as<float>(), bias, out,
-                   static_cast<int>(rows), static_cast<int>(n), static_cast<int>(k));
+                int64_t rows, int64_t n, int64_t k, bool async, cudaStream_t stream) {
+  const dim3 grid(static_cast<unsigned>((n + 15) / 16));
+  if (async)
+    launch_dependent(fp8_mma_async_kernel<T, NT>, grid, dim3(kAsyncWarps * 32), stream, "linear_fp8 mma_async", codes,
+                     x_scales, w.weight.as<uint8_t>(), w.scale.as<float>(), bias, out, static_cast<int>(rows),
+                     static_cast<int>(n), static_cast<int>(k));
+  else
+    launch_dependent(fp8_mma_kernel<T, NT>, grid, dim3(kMmaWarps * 32), stream, "linear_fp8 mma", codes, x_scales,
+                     w.weight.as<uint8_t>(), w.scale.as<float>(), bias, out, static_cast<int>(rows),
+                     static_cast<int>(n), static_cast<int>(k));
 }
 
 } // namespace
@@ -285,19 +377,20 @@ const char* run_linear_fp8(cuda_context& ctx, const tensor& x, const fp8_device_
   check_launch("linear_fp8 quantize");
 
   const bool mma_shape = rows <= kMmaRows && k % 16 == 0 && reinterpret_cast<uintptr_t>(w.weight.data) % 16 == 0;
-  if (mma_shape && ((forced.empty() && rows <= kMmaChosenRows) || forced == "mma")) {
+  const bool async = forced == "mma_async";
+  if (mma_shape && ((forced.empty() && rows <= kMmaChosenRows) || forced == "mma" || async)) {
     dispatch_float(x.type, "linear_fp8", [&](auto tag) {
       using T = typename decltype(tag)::type;
       const T* b = bias.empty() ? nullptr : bias.as<T>();
-      if (rows <= 8) launch_mma<T, 1>(codes, x_scales, w, b, out.as<T>(), rows, n, k, ctx.stream);
-      else if (rows <= 16) launch_mma<T, 2>(codes, x_scales, w, b, out.as<T>(), rows, n, k, ctx.stream);
-      else launch_mma<T, 4>(codes, x_scales, w, b, out.as<T>(), rows, n, k, ctx.stream);
+      if (rows <= 8) launch_mma<T, 1>(codes, x_scales, w, b, out.as<T>(), rows, n, k, async, ctx.stream);
+      else if (rows <= 16) launch_mma<T, 2>(codes, x_scales, w, b, out.as<T>(), rows, n, k, async, ctx.stream);
+      else launch_mma<T, 4>(codes, x_scales, w, b, out.as<T>(), rows, n, k, async, ctx.stream);
     });
     check_launch("linear_fp8 mma");
-    return "mma";
+    return async ? "mma_async" : "mma";
   }
-  if (forced == "mma")
-    throw std::runtime_error("cuda linear_fp8: TROUPE_FP8_GEMM=mma takes at most " + std::to_string(kMmaRows) +
+  if (forced == "mma" || async)
+    throw std::runtime_error("cuda linear_fp8: TROUPE_FP8_GEMM=" + forced + " takes at most " + std::to_string(kMmaRows) +
                              " rows and K a multiple of 16, not x " + shape_of(x) + " by weight " + shape_of(w.weight));
   if (aligned && (forced.empty() || forced == "outer") &&
       cublaslt_linear_fp8(ctx, xq, w.weight, w.scale.as<float>(), x_scales, bias, out))
