@@ -230,18 +230,26 @@ void check_linear_int4(checker& c, dtype t) {
     twin bias{};
     if (s.bias) bias = c.random(t, {s.n});
     auto out = c.random(t, {s.rows, s.n});
-    c.poison(out);
     c.cpu.linear_int4(x.cpu, {qweight.cpu.get(), scales.cpu.get(), zeros.cpu.get(), s.group}, s.bias ? bias.cpu.get() : tensor{}, out.cpu);
-    c.gpu.linear_int4(x.gpu, {qweight.gpu.get(), scales.gpu.get(), zeros.gpu.get(), s.group}, s.bias ? bias.gpu.get() : tensor{}, out.gpu);
-    std::string what = "T,K,N=" + dims({s.rows, s.k, s.n}) + " G" + std::to_string(s.group);
-    if (s.bias) what += " +bias";
-    report("linear_int4", t, what, c.error(out), tolerance_for(t));
+    // The tensor-core shapes (bf16 / f16, up to 32 rows) also on the kernel that stages weights by cp.async.
+    for (const bool async : {false, true}) {
+      if (async && (t == dtype::f32 || s.rows > 32)) continue;
+      cuda::int4_settings().async = async;
+      c.poison(out);
+      c.gpu.linear_int4(x.gpu, {qweight.gpu.get(), scales.gpu.get(), zeros.gpu.get(), s.group}, s.bias ? bias.gpu.get() : tensor{}, out.gpu);
+      std::string what = "T,K,N=" + dims({s.rows, s.k, s.n}) + " G" + std::to_string(s.group);
+      if (s.bias) what += " +bias";
+      if (async) what += " async";
+      report("linear_int4", t, what, c.error(out), tolerance_for(t));
+    }
+    cuda::int4_settings().async = false;
   }
 }
 
 // FP8 weights (issue 13): rows 1 to 300, with and without a bias, a static input scale, on each path the shape
-// allows (kernels/cuda/linear_fp8.cu): "mma" and "mma_async" (tensor cores, up to 32 rows, K a multiple of 16), "outer" (cuBLASLt, scales in its epilogue) and "epilogue" (cuBLASLt into
-// f32, then the scaling kernel) where K and N are multiples of 16, "simt" everywhere, and the path the launcher
+// allows (kernels/cuda/linear_fp8.cu): "mma" and "mma_async" (tensor cores, up to 32 rows, K a multiple of 16),
+// "outer" (cuBLASLt, scales in its epilogue) and "epilogue" (cuBLASLt into f32, then the scaling kernel) where K
+// and N are multiples of 16, "simt" everywhere, and the path the launcher
 // chooses by itself. The same x (rounded to t) goes to both: both quantize it to the same codes, so what differs
 // is the order of the f32 sums (and the rounding of the output in bf16 / f16).
 void check_linear_fp8(checker& c, dtype t) {

@@ -218,11 +218,17 @@ void time_ops(cuda_ops& gpu, bool only_attention) {
     auto out = gpu.alloc(t, {rows, n});
     fill(gpu, x);
     const int4_device_weight w{iw.words, iw.scales, iw.zeros, static_cast<int32_t>(group)};
-    const double ms = stream_ms(gpu, [&] { gpu.linear_int4(x, w, tensor{}, out); });
-    const double bytes = n * h / 2.0 + 2.0 * 2 * n * (h / group) + 2.0 * rows * (h + n);
-    const double tflop = 2.0 * rows * h * n / 1e12;
-    std::snprintf(buf, sizeof buf, "%.3f ms, %.0f GB/s, %.1f TFLOP/s", ms, bytes / 1e9 / (ms / 1e3), tflop / (ms / 1e3));
-    inform(std::string("time linear_int4 ") + layer, t, "T,K,N=" + dims({rows, h, n}) + " G128", buf);
+    // Up to 32 rows also on the kernel that stages its weights by cp.async (int4_settings().async).
+    for (const bool async : {false, true}) {
+      if (async && rows > 32) continue;
+      cuda::int4_settings().async = async;
+      const double ms = stream_ms(gpu, [&] { gpu.linear_int4(x, w, tensor{}, out); });
+      const double bytes = n * h / 2.0 + 2.0 * 2 * n * (h / group) + 2.0 * rows * (h + n);
+      const double tflop = 2.0 * rows * h * n / 1e12;
+      std::snprintf(buf, sizeof buf, "%.3f ms, %.0f GB/s, %.1f TFLOP/s", ms, bytes / 1e9 / (ms / 1e3), tflop / (ms / 1e3));
+      inform(std::string("time linear_int4 ") + layer + (async ? " async" : ""), t, "T,K,N=" + dims({rows, h, n}) + " G128", buf);
+    }
+    cuda::int4_settings().async = false;
   }
 }
 

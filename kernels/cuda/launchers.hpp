@@ -26,6 +26,10 @@ void launch_copy_columns(const tensor& x, const tensor& out, cudaStream_t stream
 // ops::linear_int4 on ctx's stream: up to 32 rows, one fused pass that dequantizes each weight as it reads
 // it; more rows, a dequantization into ctx's scratch weight and the cuBLASLt GEMM (linear_int4.cu).
 void launch_linear_int4(cuda_context& ctx, const tensor& x, const int4_device_weight& w, const tensor& bias, const tensor& out);
+struct int4_switches {
+  bool async = false;  // up to 32 rows on int4_mma_async_kernel (weights staged by cp.async); starts as TROUPE_INT4_ASYNC
+};
+int4_switches& int4_settings();
 // ops::linear_fp8 on ctx's stream: each token quantized to e4m3 into ctx's scratch, then the first of these that
 // takes the shape (linear_fp8.cu): up to 8 rows, a tensor-core kernel that streams the weights once ("mma");
 // cuBLASLt's FP8 GEMM with the weight and token scales in its epilogue ("outer"), the FP8 GEMM into f32 and a

@@ -19,6 +19,7 @@
 #include <cstdlib>
 
 #include "kernels/cuda/common.cuh"
+#include "kernels/cuda/cp_async.cuh"
 #include "kernels/cuda/cuda_context.hpp"
 #include "kernels/cuda/launchers.hpp"
 #include "kernels/cuda/mma.cuh"
@@ -90,6 +91,90 @@ template <class T> struct int4_stage {
 // and without this every block would wait a full trip to memory (H200: 1.1 TB/s → see the timings).
 constexpr int kAhead = 3;
 
+// The end of both tensor-core kernels: each warp's sums of 16 outputs × 8·NT rows (acc[nt][0..1]: output n0 + g,
+// rows 8·nt + 2t, + 1; acc[nt][2..3]: output n0 + g + 8) meet in shared memory; out = their sum + bias, rounded once.
+template <class T, int NT, int Warps>
+__device__ __forceinline__ void int4_write_outputs(float (&partial)[Warps][16][NT * 8 + 1], const float (&acc)[NT][4],
+                                                   int n0, int rows, int n_out, const T* __restrict__ bias,
+                                                   T* __restrict__ out) {
+  const int warp = threadIdx.x / 32, g = threadIdx.x % 32 / 4, t = threadIdx.x % 4;
+#pragma unroll
+  for (int nt = 0; nt < NT; ++nt) {
+    partial[warp][g][nt * 8 + 2 * t] = acc[nt][0];
+    partial[warp][g][nt * 8 + 2 * t + 1] = acc[nt][1];
+    partial[warp][g + 8][nt * 8 + 2 * t] = acc[nt][2];
+    partial[warp][g + 8][nt * 8 + 2 * t + 1] = acc[nt][3];
+  }
+  __syncthreads();
+  for (int i = threadIdx.x; i < 16 * NT * 8; i += blockDim.x) {
+    const int m = i / (NT * 8), r = i % (NT * 8), n = n0 + m;
+    if (n >= n_out || r >= rows) continue;
+    float sum = 0.0f;
+#pragma unroll
+    for (int w = 0; w < Warps; ++w) sum += partial[w][m][r];
+    out[static_cast<int64_t>(r) * n_out + n] = from_float<T>(sum + (bias ? to_float(bias[n]) : 0.0f));
+  }
+}
+
+// One warp's share of one block of K (chunk c of 32 weights a lane, `live` false past K): cur's weights of
+// outputs n0 + g and n0 + g + 8 dequantized to T, times x's rows 8·tile + g at the same k, added into acc.
+template <class T, int NT, bool ScaleAfter>
+__device__ __forceinline__ void int4_mma_step(float (&acc)[NT][4], const int4_stage<T>& cur, const T* __restrict__ x,
+                                              int rows, int k, int c, bool live, int g) {
+  const uint32_t za = splat2(from_float<T>(to_float(cur.za) + kMagicValue<T>));
+  const uint32_t zb = splat2(from_float<T>(to_float(cur.zb) + kMagicValue<T>));
+  const uint32_t one = splat2(from_float<T>(1.0f));
+  const uint32_t sa = ScaleAfter ? one : splat2(cur.sa), sb = ScaleAfter ? one : splat2(cur.sb);
+  float block_acc[NT][4];
+#pragma unroll
+  for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+    for (int i = 0; i < 4; ++i) block_acc[nt][i] = 0.0f;
+  float (&sums)[NT][4] = ScaleAfter ? block_acc : acc;
+  const uint32_t words_a[4] = {cur.wa.x, cur.wa.y, cur.wa.z, cur.wa.w};
+  const uint32_t words_b[4] = {cur.wb.x, cur.wb.y, cur.wb.z, cur.wb.w};
+#pragma unroll
+  for (int nt = 0; nt < NT; nt += 2) {
+    // x for two tiles at once (8 loads in flight), then the weights, then the products.
+    uint4 xv[2][4];
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int r = (nt + h) * 8 + g;
+#pragma unroll
+      for (int i = 0; i < 4; ++i)
+        xv[h][i] = (nt + h < NT && live && r < rows)
+                       ? *reinterpret_cast<const uint4*>(x + static_cast<int64_t>(r) * k + c * 32 + i * 8)
+                       : make_uint4(0, 0, 0, 0);
+    }
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      uint32_t da[4], db[4];
+      dequantize_word<T>(words_a[i], za, sa, da);
+      dequantize_word<T>(words_b[i], zb, sb, db);
+      const uint32_t a0[4] = {da[0], db[0], da[1], db[1]};  // k slots of word i, nibbles 0,4 | 1,5
+      const uint32_t a1[4] = {da[2], db[2], da[3], db[3]};  // nibbles 2,6 | 3,7
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        if (nt + h >= NT) break;
+        const uint4 v = xv[h][i];
+        // x's 8 values (x0..x7) as the pairs the weights come in: (x0, x4), (x1, x5), (x2, x6), (x3, x7).
+        mma16816<T>(sums[nt + h], a0, __byte_perm(v.x, v.z, 0x5410), __byte_perm(v.x, v.z, 0x7632));
+        mma16816<T>(sums[nt + h], a1, __byte_perm(v.y, v.w, 0x5410), __byte_perm(v.y, v.w, 0x7632));
+      }
+    }
+  }
+  if constexpr (ScaleAfter) {
+    const float fa = to_float(cur.sa), fb = to_float(cur.sb);  // d[0..1] are output g's, d[2..3] output g + 8's
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt) {
+      acc[nt][0] += fa * block_acc[nt][0];
+      acc[nt][1] += fa * block_acc[nt][1];
+      acc[nt][2] += fb * block_acc[nt][2];
+      acc[nt][3] += fb * block_acc[nt][3];
+    }
+  }
+}
+
 // ScaleAfter (groups a multiple of 128, so a warp's block of K lies in one group of each output): the tensor
 // cores sum (q − z)·x exactly, and the scale multiplies the block's fp32 sums, saving one multiplication per
 // weight pair; otherwise each weight is scaled (rounded to T) before the product.
@@ -132,76 +217,86 @@ __global__ void __launch_bounds__(kWarps * 32)
     for (int i = 0; i + 1 < kAhead; ++i) ahead[i] = ahead[i + 1];
     ahead[kAhead - 1] = load(b + kAhead * kWarps);
     const int c = b * 4 + t;
-    const bool live = c < chunks;
-    const uint32_t za = splat2(from_float<T>(to_float(cur.za) + kMagicValue<T>));
-    const uint32_t zb = splat2(from_float<T>(to_float(cur.zb) + kMagicValue<T>));
-    const uint32_t one = splat2(from_float<T>(1.0f));
-    const uint32_t sa = ScaleAfter ? one : splat2(cur.sa), sb = ScaleAfter ? one : splat2(cur.sb);
-    float block_acc[NT][4];
+    int4_mma_step<T, NT, ScaleAfter>(acc, cur, x, rows, k, c, c < chunks, g);
+  }
+  int4_write_outputs<T, NT, kWarps>(partial, acc, n0, rows, n_out, bias, out);
+}
+
+// The same product with the packed weights staged through shared memory (int4_settings().async, or
+// TROUPE_INT4_ASYNC=1; not chosen by itself until measured), as linear_fp8.cu's fp8_mma_async_kernel: cp.async
+// keeps kInt4Stages - 1 stages of 16 rows × 256 bytes (512 weights) in flight a block without registers. A block of
+// 4 warps makes 16 outputs over all of K; each stage, warp w takes chunks 4w .. 4w + 3 of the stage's 16 (lane t
+// chunk 4w + t: one of int4_mma_kernel's blocks of K), so int4_mma_step does the rest alike. Scales and zeros,
+// small, come from global memory kInt4Stages - 1 stages ahead in registers.
+constexpr int kInt4AsyncWarps = 4;
+constexpr int kInt4Stages = 5;
+constexpr int kInt4StageChunks = 16;                   // 16-byte chunks (32 weights) of each row a stage holds
+constexpr int kInt4StagePitch = kInt4StageChunks + 4;  // uint4s: rows 64 bytes apart mod 128, reads without conflicts
+
+template <class T, int NT, bool ScaleAfter>
+__global__ void __launch_bounds__(kInt4AsyncWarps * 32)
+    int4_mma_async_kernel(const T* __restrict__ x, const uint4* __restrict__ q, const T* __restrict__ scales,
+                          const T* __restrict__ zeros, const T* __restrict__ bias, T* __restrict__ out, int rows,
+                          int n_out, int k, int group) {
+  __shared__ uint4 w_s[kInt4Stages][16][kInt4StagePitch];
+  __shared__ float partial[kInt4AsyncWarps][16][NT * 8 + 1];
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+  const int n0 = blockIdx.x * 16;
+  const int chunks = k / 32, groups = k / group, stages = (chunks + kInt4StageChunks - 1) / kInt4StageChunks;
+  const int out_a = n0 + g, out_b = n0 + g + 8;
+  const bool has_a = out_a < n_out, has_b = out_b < n_out;
+  const int64_t row_a = static_cast<int64_t>(has_a ? out_a : 0), row_b = static_cast<int64_t>(has_b ? out_b : 0);
+  // Stage s of the 16 rows into buffer s % kInt4Stages: 256 chunks, 2 a thread; zeros past K or the outputs.
+  auto issue = [&](int s) {
+    uint4(*buf)[kInt4StagePitch] = w_s[s % kInt4Stages];
 #pragma unroll
-    for (int nt = 0; nt < NT; ++nt)
-#pragma unroll
-      for (int i = 0; i < 4; ++i) block_acc[nt][i] = 0.0f;
-    float (&sums)[NT][4] = ScaleAfter ? block_acc : acc;
-    const uint32_t words_a[4] = {cur.wa.x, cur.wa.y, cur.wa.z, cur.wa.w};
-    const uint32_t words_b[4] = {cur.wb.x, cur.wb.y, cur.wb.z, cur.wb.w};
-#pragma unroll
-    for (int nt = 0; nt < NT; nt += 2) {
-      // x for two tiles at once (8 loads in flight), then the weights, then the products.
-      uint4 xv[2][4];
-#pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        const int r = (nt + h) * 8 + g;
-#pragma unroll
-        for (int i = 0; i < 4; ++i)
-          xv[h][i] = (nt + h < NT && live && r < rows)
-                         ? *reinterpret_cast<const uint4*>(x + static_cast<int64_t>(r) * k + c * 32 + i * 8)
-                         : make_uint4(0, 0, 0, 0);
-      }
-#pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        uint32_t da[4], db[4];
-        dequantize_word<T>(words_a[i], za, sa, da);
-        dequantize_word<T>(words_b[i], zb, sb, db);
-        const uint32_t a0[4] = {da[0], db[0], da[1], db[1]};  // k slots of word i, nibbles 0,4 | 1,5
-        const uint32_t a1[4] = {da[2], db[2], da[3], db[3]};  // nibbles 2,6 | 3,7
-#pragma unroll
-        for (int h = 0; h < 2; ++h) {
-          if (nt + h >= NT) break;
-          const uint4 v = xv[h][i];
-          // x's 8 values (x0..x7) as the pairs the weights come in: (x0, x4), (x1, x5), (x2, x6), (x3, x7).
-          mma16816<T>(sums[nt + h], a0, __byte_perm(v.x, v.z, 0x5410), __byte_perm(v.x, v.z, 0x7632));
-          mma16816<T>(sums[nt + h], a1, __byte_perm(v.y, v.w, 0x5410), __byte_perm(v.y, v.w, 0x7632));
-        }
-      }
+    for (int i = 0; i < 16 * kInt4StageChunks / (kInt4AsyncWarps * 32); ++i) {
+      const int idx = threadIdx.x + i * kInt4AsyncWarps * 32, row = idx / kInt4StageChunks, col = idx % kInt4StageChunks;
+      const int c = s * kInt4StageChunks + col;
+      const bool valid = n0 + row < n_out && c < chunks;
+      cp_async16(&buf[row][col], valid ? q + static_cast<int64_t>(n0 + row) * chunks + c : q, valid);
     }
-    if constexpr (ScaleAfter) {
-      const float fa = to_float(cur.sa), fb = to_float(cur.sb);  // d[0..1] are output g's, d[2..3] output g + 8's
-#pragma unroll
-      for (int nt = 0; nt < NT; ++nt) {
-        acc[nt][0] += fa * block_acc[nt][0];
-        acc[nt][1] += fa * block_acc[nt][1];
-        acc[nt][2] += fb * block_acc[nt][2];
-        acc[nt][3] += fb * block_acc[nt][3];
-      }
+  };
+  // This lane's scales and zeros at stage s; zeros past K or past the outputs.
+  auto scales_of = [&](int s) {
+    int4_stage<T> st{};
+    const int c = s * kInt4StageChunks + warp * 4 + t;
+    if (s < stages && c < chunks) {
+      const int gi = c * 32 / group;
+      if (has_a) st.sa = scales[row_a * groups + gi], st.za = zeros[row_a * groups + gi];
+      if (has_b) st.sb = scales[row_b * groups + gi], st.zb = zeros[row_b * groups + gi];
     }
-  }
+    return st;
+  };
+  float acc[NT][4];
 #pragma unroll
-  for (int nt = 0; nt < NT; ++nt) {
-    partial[warp][g][nt * 8 + 2 * t] = acc[nt][0];
-    partial[warp][g][nt * 8 + 2 * t + 1] = acc[nt][1];
-    partial[warp][g + 8][nt * 8 + 2 * t] = acc[nt][2];
-    partial[warp][g + 8][nt * 8 + 2 * t + 1] = acc[nt][3];
-  }
-  __syncthreads();
-  for (int i = threadIdx.x; i < 16 * NT * 8; i += kWarps * 32) {
-    const int m = i / (NT * 8), r = i % (NT * 8), n = n0 + m;
-    if (n >= n_out || r >= rows) continue;
-    float sum = 0.0f;
+  for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
-    for (int w = 0; w < kWarps; ++w) sum += partial[w][m][r];
-    out[static_cast<int64_t>(r) * n_out + n] = from_float<T>(sum + (bias ? to_float(bias[n]) : 0.0f));
+    for (int i = 0; i < 4; ++i) acc[nt][i] = 0.0f;
+#pragma unroll
+  for (int s = 0; s < kInt4Stages - 1; ++s) {
+    if (s < stages) issue(s);
+    cp_async_commit();
   }
+  int4_stage<T> ahead[kInt4Stages - 1];
+#pragma unroll
+  for (int i = 0; i < kInt4Stages - 1; ++i) ahead[i] = scales_of(i);
+  pdl_wait();  // the weights do not depend on the kernel before; x does
+  for (int s = 0; s < stages; ++s) {
+    cp_async_wait<kInt4Stages - 2>();  // this thread's copies of stage s have landed
+    __syncthreads();                   // everyone's have, and stage s - 1's buffer is read by all
+    if (s + kInt4Stages - 1 < stages) issue(s + kInt4Stages - 1);
+    cp_async_commit();
+    int4_stage<T> cur = ahead[0];
+#pragma unroll
+    for (int i = 0; i + 1 < kInt4Stages - 1; ++i) ahead[i] = ahead[i + 1];
+    ahead[kInt4Stages - 2] = scales_of(s + kInt4Stages - 1);
+    const int col = warp * 4 + t, c = s * kInt4StageChunks + col;
+    cur.wa = w_s[s % kInt4Stages][g][col];
+    cur.wb = w_s[s % kInt4Stages][g + 8][col];
+    int4_mma_step<T, NT, ScaleAfter>(acc, cur, x, rows, k, c, c < chunks, g);
+  }
+  int4_write_outputs<T, NT, kInt4AsyncWarps>(partial, acc, n0, rows, n_out, bias, out);
 }
 
 template <class T, int NT>
@@ -209,13 +304,15 @@ void launch_mma(const tensor& x, const int4_device_weight& w, const tensor& bias
   const int n_out = static_cast<int>(w.qweight.dim(0)), k = static_cast<int>(x.dim(1));
   // TROUPE_INT4_SCALE_BEFORE=1 scales every weight even where groups allow otherwise (to measure the difference).
   static const bool scale_before = std::getenv("TROUPE_INT4_SCALE_BEFORE") != nullptr;
-  auto kernel = (w.group_size % 128 == 0 && !scale_before) ? int4_mma_kernel<T, NT, true> : int4_mma_kernel<T, NT, false>;
+  const bool scale_after = w.group_size % 128 == 0 && !scale_before, async = int4_settings().async;
+  auto kernel = async ? (scale_after ? int4_mma_async_kernel<T, NT, true> : int4_mma_async_kernel<T, NT, false>)
+                      : (scale_after ? int4_mma_kernel<T, NT, true> : int4_mma_kernel<T, NT, false>);
   // Launched as a programmatic dependent: its blocks may start while the kernel before (a norm, silu_and_mul)
   // finishes, and stream their first weights before they wait for x. TROUPE_NO_PDL=1 launches it plainly.
   static const bool pdl = std::getenv("TROUPE_NO_PDL") == nullptr;
   cudaLaunchConfig_t config{};
   config.gridDim = dim3(static_cast<unsigned>((n_out + 15) / 16));
-  config.blockDim = dim3(kWarps * 32);
+  config.blockDim = dim3((async ? kInt4AsyncWarps : kWarps) * 32);
   config.stream = stream;
   cudaLaunchAttribute attribute{};
   attribute.id = cudaLaunchAttributeProgrammaticStreamSerialization;
@@ -304,6 +401,11 @@ void launch_gemv(const tensor& x, const int4_device_weight& w, const tensor& bia
 }
 
 } // namespace
+
+int4_switches& int4_settings() {
+  static int4_switches s{std::getenv("TROUPE_INT4_ASYNC") != nullptr};
+  return s;
+}
 
 void launch_linear_int4(cuda_context& ctx, const tensor& x, const int4_device_weight& w, const tensor& bias, const tensor& out) {
   const int64_t rows = x.dim(0), k = x.dim(1), n = w.qweight.dim(0), g = w.group_size;
