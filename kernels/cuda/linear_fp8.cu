@@ -32,6 +32,7 @@
 #include "kernels/cuda/cuda_context.hpp"
 #include "kernels/cuda/fp8_kv.cuh"
 #include "kernels/cuda/launchers.hpp"
+#include "kernels/cuda/mma.cuh"
 
 namespace troupe::cuda {
 namespace {
@@ -149,35 +150,6 @@ __device__ __forceinline__ uint4 load_once(const uint8_t* p) {
   return v;
 }
 
-// The end of both decode kernels: each warp's sums of 16 outputs × 8·NT rows (acc[nt][0..1]: output n0 + g, rows
-// 8·nt + 2t, + 1; acc[nt][2..3]: output n0 + g + 8, the same rows) meet in shared memory, and
-// out[r][j] = sum · (x_scales[r] · w_scales[j]) (+ bias[j]), rounded once, as fp8_scale_kernel.
-template <class T, int NT, int Warps>
-__device__ __forceinline__ void write_outputs(float (&partial)[Warps][16][NT * 8 + 1], const float (&acc)[NT][4],
-                                              int n0, int rows, int n, const float* __restrict__ x_scales,
-                                              const float* __restrict__ w_scales, const T* __restrict__ bias,
-                                              T* __restrict__ out) {
-  const int warp = threadIdx.x / 32, g = threadIdx.x % 32 / 4, t = threadIdx.x % 4;
-#pragma unroll
-  for (int nt = 0; nt < NT; ++nt) {
-    partial[warp][g][nt * 8 + 2 * t] = acc[nt][0];
-    partial[warp][g][nt * 8 + 2 * t + 1] = acc[nt][1];
-    partial[warp][g + 8][nt * 8 + 2 * t] = acc[nt][2];
-    partial[warp][g + 8][nt * 8 + 2 * t + 1] = acc[nt][3];
-  }
-  __syncthreads();
-  for (int i = threadIdx.x; i < 16 * NT * 8; i += blockDim.x) {
-    const int o = i / (NT * 8), r = i % (NT * 8), j = n0 + o;
-    if (j >= n || r >= rows) continue;
-    float sum = 0.0f;
-#pragma unroll
-    for (int v = 0; v < Warps; ++v) sum += partial[v][o][r];
-    float value = sum * (x_scales[r] * w_scales[j]);
-    if (bias) value += to_float(bias[j]);
-    out[static_cast<int64_t>(r) * n + j] = from_float<T>(value);
-  }
-}
-
 // One block makes 16 output features (n0 = 16·blockIdx.x) for up to 8·NT rows. K is cut in steps of 64 bytes;
 // warp w takes steps w, w + 8, ... In a step, lane (g, t) loads 16 bytes of weight rows n0 + g and n0 + g + 8 at
 // k = 64·step + 16t and the same 16 bytes of x row 8·tile + g, and runs two mma: words 0 and 1 as the first's
@@ -233,7 +205,11 @@ __global__ void __launch_bounds__(kMmaWarps * 32)
       mma_e4m3(acc[nt], cur.a.z, cur.b.z, cur.a.w, cur.b.w, x.z, x.w);
     }
   }
-  write_outputs<T, NT, kMmaWarps>(partial, acc, n0, rows, n, x_scales, w_scales, bias, out);
+  // out[r][j] = sum · (x_scales[r] · w_scales[j]) (+ bias[j]), as fp8_scale_kernel.
+  reduce_tile_outputs<T, NT, kMmaWarps>(partial, acc, n0, rows, n, out, [&](float sum, int r, int j) {
+    const float value = sum * (x_scales[r] * w_scales[j]);
+    return bias ? value + to_float(bias[j]) : value;
+  });
 }
 
 // The same product with the weights staged through shared memory (TROUPE_FP8_GEMM=mma_async; not chosen by
@@ -301,7 +277,11 @@ __global__ void __launch_bounds__(kAsyncWarps * 32)
       }
     }
   }
-  write_outputs<T, NT, kAsyncWarps>(partial, acc, n0, rows, n, x_scales, w_scales, bias, out);
+  // out[r][j] = sum · (x_scales[r] · w_scales[j]) (+ bias[j]), as fp8_scale_kernel.
+  reduce_tile_outputs<T, NT, kAsyncWarps>(partial, acc, n0, rows, n, out, [&](float sum, int r, int j) {
+    const float value = sum * (x_scales[r] * w_scales[j]);
+    return bias ? value + to_float(bias[j]) : value;
+  });
 }
 
 // Launches `kernel` as a programmatic dependent (as linear_int4.cu's): its blocks may start while the kernel before

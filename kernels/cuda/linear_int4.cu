@@ -91,31 +91,6 @@ template <class T> struct int4_stage {
 // and without this every block would wait a full trip to memory (H200: 1.1 TB/s → see the timings).
 constexpr int kAhead = 3;
 
-// The end of both tensor-core kernels: each warp's sums of 16 outputs × 8·NT rows (acc[nt][0..1]: output n0 + g,
-// rows 8·nt + 2t, + 1; acc[nt][2..3]: output n0 + g + 8) meet in shared memory; out = their sum + bias, rounded once.
-template <class T, int NT, int Warps>
-__device__ __forceinline__ void int4_write_outputs(float (&partial)[Warps][16][NT * 8 + 1], const float (&acc)[NT][4],
-                                                   int n0, int rows, int n_out, const T* __restrict__ bias,
-                                                   T* __restrict__ out) {
-  const int warp = threadIdx.x / 32, g = threadIdx.x % 32 / 4, t = threadIdx.x % 4;
-#pragma unroll
-  for (int nt = 0; nt < NT; ++nt) {
-    partial[warp][g][nt * 8 + 2 * t] = acc[nt][0];
-    partial[warp][g][nt * 8 + 2 * t + 1] = acc[nt][1];
-    partial[warp][g + 8][nt * 8 + 2 * t] = acc[nt][2];
-    partial[warp][g + 8][nt * 8 + 2 * t + 1] = acc[nt][3];
-  }
-  __syncthreads();
-  for (int i = threadIdx.x; i < 16 * NT * 8; i += blockDim.x) {
-    const int m = i / (NT * 8), r = i % (NT * 8), n = n0 + m;
-    if (n >= n_out || r >= rows) continue;
-    float sum = 0.0f;
-#pragma unroll
-    for (int w = 0; w < Warps; ++w) sum += partial[w][m][r];
-    out[static_cast<int64_t>(r) * n_out + n] = from_float<T>(sum + (bias ? to_float(bias[n]) : 0.0f));
-  }
-}
-
 // One warp's share of one block of K (chunk c of 32 weights a lane, `live` false past K): cur's weights of
 // outputs n0 + g and n0 + g + 8 dequantized to T, times x's rows 8·tile + g at the same k, added into acc.
 template <class T, int NT, bool ScaleAfter>
@@ -219,7 +194,8 @@ __global__ void __launch_bounds__(kWarps * 32)
     const int c = b * 4 + t;
     int4_mma_step<T, NT, ScaleAfter>(acc, cur, x, rows, k, c, c < chunks, g);
   }
-  int4_write_outputs<T, NT, kWarps>(partial, acc, n0, rows, n_out, bias, out);
+  reduce_tile_outputs<T, NT, kWarps>(partial, acc, n0, rows, n_out, out,
+                                 [&](float sum, int, int j) { return sum + (bias ? to_float(bias[j]) : 0.0f); });
 }
 
 // The same product with the packed weights staged through shared memory (int4_settings().async, or
@@ -296,7 +272,8 @@ __global__ void __launch_bounds__(kInt4AsyncWarps * 32)
     cur.wb = w_s[s % kInt4Stages][g + 8][col];
     int4_mma_step<T, NT, ScaleAfter>(acc, cur, x, rows, k, c, c < chunks, g);
   }
-  int4_write_outputs<T, NT, kInt4AsyncWarps>(partial, acc, n0, rows, n_out, bias, out);
+  reduce_tile_outputs<T, NT, kInt4AsyncWarps>(partial, acc, n0, rows, n_out, out,
+                                 [&](float sum, int, int j) { return sum + (bias ? to_float(bias[j]) : 0.0f); });
 }
 
 template <class T, int NT>
