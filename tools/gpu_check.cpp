@@ -77,6 +77,25 @@ struct result_row {
 
 std::vector<result_row> results;
 
+// One row as the table prints it.
+void print_row(std::FILE* to, const result_row& r) {
+  if (r.informative)
+    std::fprintf(to, "%-22s %-5s %-64s %10s %8s  %s\n", r.op.c_str(), r.type.c_str(), r.shape.c_str(), "-", "-", r.note.c_str());
+  else
+    std::fprintf(to, "%-22s %-5s %-64s %10.2e %8.0e  %s%s%s\n", r.op.c_str(), r.type.c_str(), r.shape.c_str(), r.error,
+                 r.tolerance, r.pass ? "pass" : "FAIL", r.note.empty() ? "" : "  ", r.note.c_str());
+}
+
+// TROUPE_GPU_CHECK_STREAM=1 (scripts/gpu/check.sh sets it): each row also goes to stderr when it is made, so a run
+// cut off by a time limit keeps the rows it finished (the table comes only at the end).
+void stream_row(const result_row& r) {
+  static const bool on = [] {
+    const char* v = std::getenv("TROUPE_GPU_CHECK_STREAM");
+    return v && *v && *v != '0';
+  }();
+  if (on) print_row(stderr, r);
+}
+
 } // namespace
 
 std::mt19937_64 rng;
@@ -84,9 +103,11 @@ std::mt19937_64 rng;
 void report(std::string op, dtype t, std::string shape, double error, double tolerance, std::string note) {
   const bool pass = std::isfinite(error) && error <= tolerance;
   results.push_back({std::move(op), std::string(name(t)), std::move(shape), error, tolerance, pass, false, std::move(note)});
+  stream_row(results.back());
 }
 void inform(std::string op, dtype t, std::string shape, std::string note) {
   results.push_back({std::move(op), std::string(name(t)), std::move(shape), 0, 0, true, true, std::move(note)});
+  stream_row(results.back());
 }
 
 double time_ms(cuda_ops& gpu, const std::function<void()>& f, int reps) {
@@ -147,6 +168,7 @@ void guarded(const char* what, const std::function<void()>& f) {
     f();
   } catch (const std::exception& e) {
     results.push_back({what, "-", std::string("threw: ") + e.what(), INFINITY, 0, false, false, {}});
+    stream_row(results.back());
   }
   const auto failing = std::count_if(results.begin(), results.end(), [](const result_row& r) { return !r.pass; });
   std::fprintf(stderr, "[%6.1f s] %s done: %zu rows, %td failing\n",
@@ -191,13 +213,9 @@ void print_table() {
   std::printf("\n%-22s %-5s %-64s %10s %8s  %s\n", "op", "dtype", "shapes", "rel err", "tol", "result");
   int failed = 0;
   for (const auto& r : results) {
-    if (r.informative) {
-      std::printf("%-22s %-5s %-64s %10s %8s  %s\n", r.op.c_str(), r.type.c_str(), r.shape.c_str(), "-", "-", r.note.c_str());
-      continue;
-    }
+    print_row(stdout, r);
+    if (r.informative) continue;
     failed += !r.pass;
-    std::printf("%-22s %-5s %-64s %10.2e %8.0e  %s%s%s\n", r.op.c_str(), r.type.c_str(), r.shape.c_str(), r.error,
-                r.tolerance, r.pass ? "pass" : "FAIL", r.note.empty() ? "" : "  ", r.note.c_str());
   }
   int checks = 0;
   for (const auto& r : results) checks += !r.informative;

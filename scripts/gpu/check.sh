@@ -41,7 +41,10 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader ||
 status=0
 bash scripts/gpu/make_missing_references.sh "$bundle/data/reference" "$out" || status=1
 if [ "${CHECK:-1}" = 1 ]; then
-  "$bundle/troupe_gpu_check" --data "$bundle/data/reference" ${CHECK_ARGS:-} >"$out/gpu_check.txt" 2>&1 || status=1
+  # The table goes to gpu_check.txt at the end; each row as it is made, each part's end and any error go to
+  # gpu_check_progress.txt at once, so a run cut off by a time limit still says what it finished.
+  TROUPE_GPU_CHECK_STREAM=1 "$bundle/troupe_gpu_check" --data "$bundle/data/reference" ${CHECK_ARGS:-} \
+    >"$out/gpu_check.txt" 2>"$out/gpu_check_progress.txt" || status=1
 fi
 
 # 1b. with LARGE=1: a Qwen2.5-7B-shaped model with random weights, made here by transformers (15 GB under
@@ -127,6 +130,7 @@ if [ "${CUSTOM_AR_MPI:-0}" = 1 ]; then
 fi
 
 [ -f "$out/gpu_check.txt" ] && cat "$out/gpu_check.txt"
+[ -f "$out/gpu_check_progress.txt" ] && grep -E "^troupe_gpu_check" "$out/gpu_check_progress.txt"
 [ -f "$out/custom_all_reduce_mpi.txt" ] && { echo; echo "== custom all-reduce under mpirun (CUSTOM_AR_MPI=1)"; cat "$out/custom_all_reduce_mpi.txt"; }
 [ -f "$out/gpu_check_large.txt" ] && { echo; echo "== the model at Qwen2.5-7B shapes against transformers"; cat "$out/large_reference.txt" 2>/dev/null | tail -2; cat "$out/gpu_check_large.txt"; }
 [ -f "$out/edges.txt" ] && { echo; echo "== prompts over the step budget (EDGES=1)"; cat "$out/edges.txt"; }
