@@ -322,6 +322,7 @@ fp8_switches& fp8_settings() {
   static fp8_switches s;
   static const bool from_environment = [] {
     if (const char* v = std::getenv("TROUPE_FP8_GEMM")) s.path = v;
+    if (const char* v = std::getenv("TROUPE_FP8_MMA_ASYNC")) s.mma_async = *v && *v != '0';
     return true;
   }();
   (void)from_environment;
@@ -361,7 +362,7 @@ const char* run_linear_fp8(cuda_context& ctx, const tensor& x, const fp8_device_
   check_launch("linear_fp8 quantize");
 
   const bool mma_shape = rows <= kMmaRows && k % 16 == 0 && reinterpret_cast<uintptr_t>(w.weight.data) % 16 == 0;
-  const bool async = forced == "mma_async";
+  const bool async = forced == "mma_async" || (forced.empty() && fp8_settings().mma_async);
   if (mma_shape && ((forced.empty() && rows <= kMmaChosenRows) || forced == "mma" || async)) {
     dispatch_float(x.type, "linear_fp8", [&](auto tag) {
       using T = typename decltype(tag)::type;

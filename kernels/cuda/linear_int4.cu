@@ -380,7 +380,10 @@ void launch_gemv(const tensor& x, const int4_device_weight& w, const tensor& bia
 } // namespace
 
 int4_switches& int4_settings() {
-  static int4_switches s{std::getenv("TROUPE_INT4_ASYNC") != nullptr};
+  static int4_switches s{[] {
+    const char* v = std::getenv("TROUPE_INT4_ASYNC");
+    return v && *v && *v != '0';
+  }()};
   return s;
 }
 
