@@ -7,6 +7,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <cstdlib>
 #include <stdexcept>
 #include <string>
 #include <type_traits>
@@ -61,6 +62,33 @@ template <class T, int N> __device__ __forceinline__ vec<T, N> load_vec(const T*
 }
 template <class T, int N> __device__ __forceinline__ void store_vec(T* p, const vec<T, N>& x) {
   *reinterpret_cast<vec<T, N>*>(p) = x;
+}
+
+// 16 bytes read once (weights streamed by the decode GEMMs): not kept in L1.
+__device__ __forceinline__ uint4 load_streaming(const void* p) {
+  uint4 v;
+  asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];\n"
+      : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+      : "l"(p));
+  return v;
+}
+
+// Launches `kernel` as a programmatic dependent (pdl_wait above): its blocks may start while the kernel before it
+// finishes, doing what does not depend on that kernel until their pdl_wait. TROUPE_NO_PDL=1 launches plainly.
+template <class... Params, class... Args>
+void launch_dependent(void (*kernel)(Params...), dim3 grid, dim3 block, cudaStream_t stream, const char* what,
+                      Args... args) {
+  static const bool pdl = std::getenv("TROUPE_NO_PDL") == nullptr;
+  cudaLaunchConfig_t config{};
+  config.gridDim = grid;
+  config.blockDim = block;
+  config.stream = stream;
+  cudaLaunchAttribute attribute{};
+  attribute.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attribute.val.programmaticStreamSerializationAllowed = 1;
+  config.attrs = &attribute;
+  config.numAttrs = pdl ? 1 : 0;
+  check(cudaLaunchKernelEx(&config, kernel, static_cast<Params>(args)...), what);
 }
 
 // Elements per 16-byte access.

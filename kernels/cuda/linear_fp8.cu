@@ -141,15 +141,6 @@ __device__ __forceinline__ void mma_e4m3(float (&d)[4], uint32_t a0, uint32_t a1
                : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
 }
 
-// A 16-byte load that skips L1: each weight byte is read once.
-__device__ __forceinline__ uint4 load_once(const uint8_t* p) {
-  uint4 v;
-  asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];\n"
-      : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-      : "l"(p));
-  return v;
-}
-
 // One block makes 16 output features (n0 = 16·blockIdx.x) for up to 8·NT rows. K is cut in steps of 64 bytes;
 // warp w takes steps w, w + 8, ... In a step, lane (g, t) loads 16 bytes of weight rows n0 + g and n0 + g + 8 at
 // k = 64·step + 16t and the same 16 bytes of x row 8·tile + g, and runs two mma: words 0 and 1 as the first's
@@ -176,8 +167,8 @@ __global__ void __launch_bounds__(kMmaWarps * 32)
     stage st{};
     const int kk = s * 64 + 16 * t;
     if (s < steps && kk < k) {
-      if (has_a) st.a = load_once(wa + kk);
-      if (has_b) st.b = load_once(wb + kk);
+      if (has_a) st.a = load_streaming(wa + kk);
+      if (has_b) st.b = load_streaming(wb + kk);
     }
     return st;
   };
@@ -282,24 +273,6 @@ __global__ void __launch_bounds__(kAsyncWarps * 32)
     const float value = sum * (x_scales[r] * w_scales[j]);
     return bias ? value + to_float(bias[j]) : value;
   });
-}
-
-// Launches `kernel` as a programmatic dependent (as linear_int4.cu's): its blocks may start while the kernel before
-// finishes, doing what does not depend on it until their pdl_wait. TROUPE_NO_PDL=1 launches plainly.
-template <class... Params, class... Args>
-void launch_dependent(void (*kernel)(Params...), dim3 grid, dim3 block, cudaStream_t stream, const char* what,
-                      Args... args) {
-  static const bool pdl = std::getenv("TROUPE_NO_PDL") == nullptr;
-  cudaLaunchConfig_t config{};
-  config.gridDim = grid;
-  config.blockDim = block;
-  config.stream = stream;
-  cudaLaunchAttribute attribute{};
-  attribute.id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attribute.val.programmaticStreamSerializationAllowed = 1;
-  config.attrs = &attribute;
-  config.numAttrs = pdl ? 1 : 0;
-  check(cudaLaunchKernelEx(&config, kernel, static_cast<Params>(args)...), what);
 }
 
 template <class T, int NT>

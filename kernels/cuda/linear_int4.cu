@@ -70,14 +70,6 @@ template <class T> __device__ __forceinline__ void dequantize_word(uint32_t w, u
   for (int j = 0; j < 4; ++j) d[j] = mul2<T>(sub2<T>(((w >> (4 * j)) & 0x000F000Fu) | kMagic<T>, zm), s);
 }
 
-__device__ __forceinline__ uint4 load_stream(const uint4* p) {
-  uint4 v;
-  asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-               : "l"(p));
-  return v;
-}
-
 // What a lane reads for one block of K: 32 weights of each of its two outputs, with their scales and zeros.
 template <class T> struct int4_stage {
   uint4 wa, wb;
@@ -177,8 +169,8 @@ __global__ void __launch_bounds__(kWarps * 32)
     const int c = b * 4 + t;
     if (b < blocks && c < chunks) {
       const int gi = c * 32 / group;
-      if (has_a) st.wa = load_stream(q + row_a * chunks + c), st.sa = scales[row_a * groups + gi], st.za = zeros[row_a * groups + gi];
-      if (has_b) st.wb = load_stream(q + row_b * chunks + c), st.sb = scales[row_b * groups + gi], st.zb = zeros[row_b * groups + gi];
+      if (has_a) st.wa = load_streaming(q + row_a * chunks + c), st.sa = scales[row_a * groups + gi], st.za = zeros[row_a * groups + gi];
+      if (has_b) st.wb = load_streaming(q + row_b * chunks + c), st.sb = scales[row_b * groups + gi], st.zb = zeros[row_b * groups + gi];
     }
     return st;
   };
@@ -285,21 +277,11 @@ void launch_mma(const tensor& x, const int4_device_weight& w, const tensor& bias
   auto kernel = async ? (scale_after ? int4_mma_async_kernel<T, NT, true> : int4_mma_async_kernel<T, NT, false>)
                       : (scale_after ? int4_mma_kernel<T, NT, true> : int4_mma_kernel<T, NT, false>);
   // Launched as a programmatic dependent: its blocks may start while the kernel before (a norm, silu_and_mul)
-  // finishes, and stream their first weights before they wait for x. TROUPE_NO_PDL=1 launches it plainly.
-  static const bool pdl = std::getenv("TROUPE_NO_PDL") == nullptr;
-  cudaLaunchConfig_t config{};
-  config.gridDim = dim3(static_cast<unsigned>((n_out + 15) / 16));
-  config.blockDim = dim3((async ? kInt4AsyncWarps : kWarps) * 32);
-  config.stream = stream;
-  cudaLaunchAttribute attribute{};
-  attribute.id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attribute.val.programmaticStreamSerializationAllowed = 1;
-  config.attrs = &attribute;
-  config.numAttrs = pdl ? 1 : 0;
-  check(cudaLaunchKernelEx(&config, kernel, x.as<T>(), static_cast<const uint4*>(w.qweight.data), w.scales.as<T>(),
-                           w.zeros.as<T>(), bias.empty() ? nullptr : bias.as<T>(), out.as<T>(), rows, n_out, k,
-                           static_cast<int>(w.group_size)),
-        "linear_int4");
+  // finishes, and stream their first weights before they wait for x.
+  launch_dependent(kernel, dim3(static_cast<unsigned>((n_out + 15) / 16)), dim3((async ? kInt4AsyncWarps : kWarps) * 32),
+                   stream, "linear_int4", x.as<T>(), static_cast<const uint4*>(w.qweight.data), w.scales.as<T>(),
+                   w.zeros.as<T>(), bias.empty() ? nullptr : bias.as<T>(), out.as<T>(), rows, n_out, k,
+                   static_cast<int>(w.group_size));
 }
 
 // Output feature n of every row of x, for n = warp index over the grid (a grid-stride loop). R bounds the

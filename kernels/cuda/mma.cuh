@@ -1,9 +1,9 @@
 #pragma once
 // mma.sync m16n8k16 (bf16 / f16 inputs, fp32 accumulators), shared by the tensor-core kernels
-// (paged_attention_mma.cu, linear_int4.cu), and the decode GEMMs' common ending (reduce_tile_outputs). Fragments as the PTX ISA lays them out: with g = lane / 4 and
-// t = lane % 4, a[0] holds A(g, 2t..2t+1), a[1] A(g+8, 2t..2t+1), a[2] A(g, 2t+8..2t+9), a[3] A(g+8, 2t+8..2t+9);
-// b0 holds B(2t..2t+1, g), b1 B(2t+8..2t+9, g); d[0..1] D(g, 2t..2t+1), d[2..3] D(g+8, 2t..2t+1). The lower
-// index sits in the lower 16 bits of a register.
+// (paged_attention_mma.cu, linear_int4.cu), and the decode GEMMs' common ending (reduce_tile_outputs).
+// Fragments as the PTX ISA lays them out: with g = lane / 4 and t = lane % 4, a[0] holds A(g, 2t..2t+1), a[1]
+// A(g+8, 2t..2t+1), a[2] A(g, 2t+8..2t+9), a[3] A(g+8, 2t+8..2t+9); b0 holds B(2t..2t+1, g), b1 B(2t+8..2t+9, g);
+// d[0..1] D(g, 2t..2t+1), d[2..3] D(g+8, 2t..2t+1). The lower index sits in the lower 16 bits of a register.
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
