@@ -110,19 +110,7 @@ void inform(std::string op, dtype t, std::string shape, std::string note) {
   stream_row(results.back());
 }
 
-double time_ms(cuda_ops& gpu, const std::function<void()>& f, int reps) {
-  f();
-  gpu.synchronize();
-  std::vector<double> ms;
-  for (int i = 0; i < reps; ++i) {
-    const auto a = std::chrono::steady_clock::now();
-    f();
-    gpu.synchronize();
-    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - a).count());
-  }
-  std::nth_element(ms.begin(), ms.begin() + reps / 2, ms.end());
-  return ms[reps / 2];
-}
+double time_ms(cuda_ops& gpu, const std::function<void()>& f, int reps) { return stream_ms(gpu, f, 1, reps); }
 
 double stream_ms(cuda_ops& gpu, const std::function<void()>& f, int calls, int trials) {
   f();

@@ -160,19 +160,19 @@ void check_tensor_parallel(const std::filesystem::path& dir);
 // bf16 weights): 2 shards sharing this GPU, and the whole model beside NCCL of size 1.
 void time_tensor_parallel(const std::filesystem::path& shape_dir);
 
-// Forces linear_fp8's GEMM path ("", outer, epilogue or simt; kernels/cuda/launchers.hpp) while it lives, then
-// puts back what was there (TROUPE_FP8_GEMM's value, when the run was started with it).
-class forced_fp8_path {
+// Sets a kernel switch (kernels/cuda/launchers.hpp: fp8_settings().path, int4_settings().async,
+// attention_settings()'s fields) while it lives, then puts back what was there (the value an environment variable
+// gave it, when the run was started with one).
+template <class T> class scoped_value {
 public:
-  explicit forced_fp8_path(std::string path) : before_(troupe::cuda::fp8_settings().path) {
-    troupe::cuda::fp8_settings().path = std::move(path);
-  }
-  ~forced_fp8_path() { troupe::cuda::fp8_settings().path = before_; }
-  forced_fp8_path(const forced_fp8_path&) = delete;
-  forced_fp8_path& operator=(const forced_fp8_path&) = delete;
+  scoped_value(T& slot, T value) : slot_(slot), before_(slot) { slot_ = std::move(value); }
+  ~scoped_value() { slot_ = std::move(before_); }
+  scoped_value(const scoped_value&) = delete;
+  scoped_value& operator=(const scoped_value&) = delete;
 
 private:
-  std::string before_;
+  T& slot_;
+  T before_;
 };
 
 } // namespace gpu_check

@@ -316,7 +316,7 @@ void check_model_fp8_weights(cuda_ops& gpu, const fs::path& dir, dtype t) {
     const model_limits limits = troupe::testing::reference_limits();
     // f32 on the exact path (kChosenPathFraction says why), bf16 on the path the engine takes; forced before the
     // model exists, as its decode graphs record the path in force when captured.
-    const forced_fp8_path path(t == dtype::f32 ? "simt" : cuda::fp8_settings().path);
+    const scoped_value<std::string> path(cuda::fp8_settings().path, t == dtype::f32 ? "simt" : cuda::fp8_settings().path);
     model on_gpu(config, gpu,
                  load_model_weights(config, gpu, t, checkpoint_weight_source(ckpt, config), {},
                                     checkpoint_fp8_source(ckpt, config)),
@@ -362,7 +362,7 @@ void check_model_fp8_torch(cuda_ops& gpu, const fs::path& dir, dtype t, bool kv,
     for (const bool exact : {true, false}) {
       if (exact && (t != dtype::f32 || !v.weights)) continue;
       // The path is forced before the model exists: the decode graphs record the path in force when captured.
-      const forced_fp8_path path(exact ? "simt" : cuda::fp8_settings().path);
+      const scoped_value<std::string> path(cuda::fp8_settings().path, exact ? "simt" : cuda::fp8_settings().path);
       const auto net = troupe::testing::fp8_variant_model(dir, gpu, t, v);
       // As the engine does before serving: a one-token prompt is a decode step, and its graph would otherwise be
       // the first thing to need linear_fp8's scratch (which cannot grow inside a capture).

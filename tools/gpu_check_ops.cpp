@@ -234,7 +234,7 @@ void check_linear_int4(checker& c, dtype t) {
     // The tensor-core shapes (bf16 / f16, up to 32 rows) also on the kernel that stages weights by cp.async.
     for (const bool async : {false, true}) {
       if (async && (t == dtype::f32 || s.rows > 32)) continue;
-      cuda::int4_settings().async = async;
+      const scoped_value<bool> forced(cuda::int4_settings().async, async);
       c.poison(out);
       c.gpu.linear_int4(x.gpu, {qweight.gpu.get(), scales.gpu.get(), zeros.gpu.get(), s.group}, s.bias ? bias.gpu.get() : tensor{}, out.gpu);
       std::string what = "T,K,N=" + dims({s.rows, s.k, s.n}) + " G" + std::to_string(s.group);
@@ -242,7 +242,6 @@ void check_linear_int4(checker& c, dtype t) {
       if (async) what += " async";
       report("linear_int4", t, what, c.error(out), tolerance_for(t));
     }
-    cuda::int4_settings().async = false;
   }
 }
 
@@ -292,7 +291,7 @@ void check_linear_fp8(checker& c, dtype t) {
     for (const std::string path : {"", "mma", "mma_async", "outer", "epilogue", "simt"}) {
       if (!cublas && (path == "outer" || path == "epilogue")) continue;
       if (!mma && (path == "mma" || path == "mma_async")) continue;
-      const forced_fp8_path forced(path);
+      const scoped_value<std::string> forced(cuda::fp8_settings().path, path);
       c.poison(out);
       std::string what = "T,K,N=" + dims({s.rows, s.k, s.n});
       if (s.bias) what += " +bias";

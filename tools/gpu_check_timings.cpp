@@ -119,14 +119,13 @@ void time_ops(cuda_ops& gpu, bool only_attention) {
     // Two tiles in flight instead of 3 (bf16) or 4 (FP8): less shared memory, three blocks an SM.
     for (const dtype kv : {t, dtype::f8_e4m3})
       for (const int stages : {0, 2}) {
-        cuda::attention_settings().decode_stages = stages;
+        const scoped_value<int> forced(cuda::attention_settings().decode_stages, stages);
         const double ms = time_attention(gpu, std::vector<std::pair<int32_t, int32_t>>(256, {1, 640}), kv);
         const double gb = 2.0 * 256 * 640 * 4 * 128 * double(size_in_bytes(kv)) / 1e9;
         std::snprintf(buf, sizeof buf, "%.3f ms, %.0f GB/s of K/V", ms, gb / (ms / 1e3));
         inform(std::string("time paged_attention stages=") + (stages ? "2" : "default") + kv_label(kv), t,
                "decode S=256 ctx=640 28/4x128", buf);
       }
-    cuda::attention_settings().decode_stages = 0;
   }
   // Prefill: 4 prompts of 512; one prompt of 4096; 2048 new tokens after 6144 cached (a chunked long prompt).
   for (const dtype kv : {t, dtype::f8_e4m3}) {
@@ -221,14 +220,13 @@ void time_ops(cuda_ops& gpu, bool only_attention) {
     // Up to 32 rows also on the kernel that stages its weights by cp.async (int4_settings().async).
     for (const bool async : {false, true}) {
       if (async && rows > 32) continue;
-      cuda::int4_settings().async = async;
+      const scoped_value<bool> forced(cuda::int4_settings().async, async);
       const double ms = stream_ms(gpu, [&] { gpu.linear_int4(x, w, tensor{}, out); });
       const double bytes = n * h / 2.0 + 2.0 * 2 * n * (h / group) + 2.0 * rows * (h + n);
       const double tflop = 2.0 * rows * h * n / 1e12;
       std::snprintf(buf, sizeof buf, "%.3f ms, %.0f GB/s, %.1f TFLOP/s", ms, bytes / 1e9 / (ms / 1e3), tflop / (ms / 1e3));
       inform(std::string("time linear_int4 ") + layer + (async ? " async" : ""), t, "T,K,N=" + dims({rows, h, n}) + " G128", buf);
     }
-    cuda::int4_settings().async = false;
   }
 }
 
@@ -280,7 +278,7 @@ void time_fp8_weights(cuda_ops& gpu) {
     const fp8_device_weight fw{w.codes, w.scale, tensor{}};
     for (const std::string path : {"", "mma", "mma_async", "epilogue"}) {
       if ((path == "mma" || path == "mma_async") && rows > 32) continue;
-      const forced_fp8_path forced(path);
+      const scoped_value<std::string> forced(cuda::fp8_settings().path, path);
       const double ms = stream_ms(gpu, [&] { gpu.linear_fp8(x, fw, tensor{}, out); });
       std::snprintf(buf, sizeof buf, "%.3f ms (%.2fx bf16), %.0f TFLOP/s, %.0f GB/s of weights, ran %s", ms, bf16_ms / ms,
                     tflop / (ms / 1e3), 1.0 * h * n / 1e9 / (ms / 1e3), cuda::fp8_settings().last_path.load());
