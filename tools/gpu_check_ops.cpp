@@ -510,6 +510,14 @@ void check_attention_all(checker& c, dtype t) {
     }
   }
   set_simt_attention(false);
+  // head_dim 128's decode layout in its deep form (3 tiles in flight, attention_settings().decode_stages = 3)
+  // beside the default two.
+  const scoped_value<int> deep(cuda::attention_settings().decode_stages, 3);
+  for (auto ac : attention_cases())
+    if (ac.d == 128 && t != dtype::f32) {
+      ac.name += " (deep decode)";
+      check_attention(c, t, ac);
+    }
 }
 
 // FP8 caches: decode with its context split (decode, group16), two new tokens a sequence, prefill, prefill
@@ -530,6 +538,14 @@ void check_attention_fp8(checker& c, dtype t) {
       }
   }
   set_simt_attention(false);
+  const scoped_value<int> deep(cuda::attention_settings().decode_stages, 3);  // 4 tiles in flight, as check_attention_all
+  if (t != dtype::f32)
+    for (const fp8_kv_case& kv : fp8_kv_cases)
+      for (auto ac : attention_cases())
+        if (ac.d == 128 && std::find(names.begin(), names.end(), ac.name) != names.end()) {
+          ac.name += " (deep decode)";
+          check_attention(c, t, ac, kv);
+        }
 }
 
 void check_argmax_with(checker& c) {

@@ -75,8 +75,8 @@ struct attention_switches {
   bool simt = false;      // bf16/f16 attention on the CUDA-core kernel too
   bool no_split = false;  // decode attention without the context split
   int part_keys = 0;      // > 0: partition length (a multiple of 64) for batches of 128 blocks and more
-  int decode_stages = 0;  // 2: the decode layout at head_dim 128 keeps two tiles in flight, not 3 (bf16) or 4 (FP8):
-                          // ~70 KiB of shared memory a block, so three blocks an SM rather than two (timings sweep it)
+  int decode_stages = 0;  // 3: the decode layout at head_dim 128 keeps 3 (bf16) or 4 (FP8) tiles in flight, two blocks
+                          // an SM, instead of the default two tiles and three blocks (the timings compare them)
 };
 attention_switches& attention_settings();
 

@@ -219,11 +219,14 @@ template <class T, int NT>
 __global__ void __launch_bounds__(kAsyncWarps * 32)
     fp8_mma_async_kernel(const uint8_t* __restrict__ xq, const float* __restrict__ x_scales,
                          const uint8_t* __restrict__ w, const float* __restrict__ w_scales, const T* __restrict__ bias,
-                         T* __restrict__ out, int rows, int n, int k) {
+                         T* __restrict__ out, int rows, int n, int k, split_k_args split) {
   __shared__ __align__(16) uint8_t w_s[kAsyncStages][16][kStagePitch];
   __shared__ float partial[kAsyncWarps][16][NT * 8 + 1];
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
-  const int n0 = blockIdx.x * 16, stages = (k + kStageBytes - 1) / kStageBytes;
+  const int n0 = blockIdx.x * 16, all_stages = (k + kStageBytes - 1) / kStageBytes;
+  // This block's stages [first, stages): all of K, or split blockIdx.y's share of it.
+  const int per_split = (all_stages + split.splits - 1) / split.splits;
+  const int first = static_cast<int>(blockIdx.y) * per_split, stages = min(all_stages, first + per_split);
   // Stage s of the 16 rows into buffer s % kAsyncStages: 512 chunks of 16 bytes, 4 a thread; zeros past K or
   // past the outputs.
   auto issue = [&](int s) {
@@ -242,12 +245,12 @@ __global__ void __launch_bounds__(kAsyncWarps * 32)
 #pragma unroll
     for (int i = 0; i < 4; ++i) acc[nt][i] = 0.0f;
 #pragma unroll
-  for (int s = 0; s < kAsyncStages - 1; ++s) {
+  for (int s = first; s < first + kAsyncStages - 1; ++s) {
     if (s < stages) issue(s);
     cp_async_commit();
   }
   pdl_wait();  // the weights do not depend on the kernel before; the codes and their scales do
-  for (int s = 0; s < stages; ++s) {
+  for (int s = first; s < stages; ++s) {
     cp_async_wait<kAsyncStages - 2>();  // this thread's copies of stage s have landed
     __syncthreads();                    // everyone's have, and stage s - 1's buffer is read by all
     if (s + kAsyncStages - 1 < stages) issue(s + kAsyncStages - 1);
@@ -272,18 +275,27 @@ __global__ void __launch_bounds__(kAsyncWarps * 32)
   reduce_tile_outputs<T, NT, kAsyncWarps>(partial, acc, n0, rows, n, out, [&](float sum, int r, int j) {
     const float value = sum * (x_scales[r] * w_scales[j]);
     return bias ? value + to_float(bias[j]) : value;
-  });
+  }, split);
 }
 
 template <class T, int NT>
-void launch_mma(const uint8_t* codes, const float* x_scales, const fp8_device_weight& w, const T* bias, T* out,
-                int64_t rows, int64_t n, int64_t k, bool async, cudaStream_t stream) {
+void launch_mma(cuda_context& ctx, const uint8_t* codes, const float* x_scales, const fp8_device_weight& w, const T* bias,
+                T* out, int64_t rows, int64_t n, int64_t k, bool async, cudaStream_t stream) {
   const dim3 grid(static_cast<unsigned>((n + 15) / 16));
-  if (async)
-    launch_dependent(fp8_mma_async_kernel<T, NT>, grid, dim3(kAsyncWarps * 32), stream, "linear_fp8 mma_async", codes,
-                     x_scales, w.weight.as<uint8_t>(), w.scale.as<float>(), bias, out, static_cast<int>(rows),
-                     static_cast<int>(n), static_cast<int>(k));
-  else
+  if (async) {
+    // Where the tiles are few (qkv, o_proj, down), K is split over blockIdx.y so that a wave of blocks streams.
+    static const int blocks_per_sm = [] {
+      int b = 1;
+      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&b, fp8_mma_async_kernel<T, NT>, kAsyncWarps * 32, 0);
+      return b;
+    }();
+    const split_k_plan plan = plan_split_k(ctx, static_cast<int>(grid.x), static_cast<int>((k + kStageBytes - 1) / kStageBytes),
+                                           blocks_per_sm, rows, n);
+    launch_dependent(fp8_mma_async_kernel<T, NT>, dim3(grid.x, static_cast<unsigned>(plan.splits)), dim3(kAsyncWarps * 32),
+                     stream, "linear_fp8 mma_async", codes, x_scales, w.weight.as<uint8_t>(), w.scale.as<float>(), bias,
+                     out, static_cast<int>(rows), static_cast<int>(n), static_cast<int>(k),
+                     split_k_args{plan.partials, plan.tickets, plan.splits});
+  } else
     launch_dependent(fp8_mma_kernel<T, NT>, grid, dim3(kMmaWarps * 32), stream, "linear_fp8 mma", codes, x_scales,
                      w.weight.as<uint8_t>(), w.scale.as<float>(), bias, out, static_cast<int>(rows),
                      static_cast<int>(n), static_cast<int>(k));
@@ -335,19 +347,21 @@ const char* run_linear_fp8(cuda_context& ctx, const tensor& x, const fp8_device_
   check_launch("linear_fp8 quantize");
 
   const bool mma_shape = rows <= kMmaRows && k % 16 == 0 && reinterpret_cast<uintptr_t>(w.weight.data) % 16 == 0;
+  // TROUPE_FP8_MMA_ASYNC picks the kernel where the mma path is chosen; TROUPE_FP8_GEMM=mma|mma_async forces the path.
+  const bool forced_mma = forced == "mma" || forced == "mma_async";
   const bool async = forced == "mma_async" || (forced.empty() && fp8_settings().mma_async);
-  if (mma_shape && ((forced.empty() && rows <= kMmaChosenRows) || forced == "mma" || async)) {
+  if (mma_shape && ((forced.empty() && rows <= kMmaChosenRows) || forced_mma)) {
     dispatch_float(x.type, "linear_fp8", [&](auto tag) {
       using T = typename decltype(tag)::type;
       const T* b = bias.empty() ? nullptr : bias.as<T>();
-      if (rows <= 8) launch_mma<T, 1>(codes, x_scales, w, b, out.as<T>(), rows, n, k, async, ctx.stream);
-      else if (rows <= 16) launch_mma<T, 2>(codes, x_scales, w, b, out.as<T>(), rows, n, k, async, ctx.stream);
-      else launch_mma<T, 4>(codes, x_scales, w, b, out.as<T>(), rows, n, k, async, ctx.stream);
+      if (rows <= 8) launch_mma<T, 1>(ctx, codes, x_scales, w, b, out.as<T>(), rows, n, k, async, ctx.stream);
+      else if (rows <= 16) launch_mma<T, 2>(ctx, codes, x_scales, w, b, out.as<T>(), rows, n, k, async, ctx.stream);
+      else launch_mma<T, 4>(ctx, codes, x_scales, w, b, out.as<T>(), rows, n, k, async, ctx.stream);
     });
     check_launch("linear_fp8 mma");
     return async ? "mma_async" : "mma";
   }
-  if (forced == "mma" || async)
+  if (forced_mma)
     throw std::runtime_error("cuda linear_fp8: TROUPE_FP8_GEMM=" + forced + " takes at most " + std::to_string(kMmaRows) +
                              " rows and K a multiple of 16, not x " + shape_of(x) + " by weight " + shape_of(w.weight));
   if (aligned && (forced.empty() || forced == "outer")) {

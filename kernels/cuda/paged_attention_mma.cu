@@ -400,10 +400,11 @@ void launch(const T* qkv, const void* k_cache, const void* v_cache, const attent
 // layout for the rest; each launch's blocks for the other kind leave at once. FP8 keeps one more stage in
 // flight in the decode layout (4 × 16 KiB of codes, where bf16 has 3 × 32 KiB): 102 KiB of shared memory
 // per block at head_dim 128, two blocks per SM as bf16.
-// attention_settings().decode_stages = 2 (head_dim 128 only, to keep the instances few): two tiles in flight,
-// (16 + 256) rows of 136 bf16 = 74 KiB (FP8: 32 KiB of codes and the 39 KiB converted tile), three blocks an SM.
-// The H100 decode timings (S=256, ctx 640) read the same positions a second in bf16 and FP8 at two blocks an SM,
-// so the decode layout looks bound by latency rather than bytes; the timings' stage rows test that.
+// At head_dim 128 the decode layout keeps two tiles in flight by default: (16 + 256) rows of 136 bf16 = 74 KiB
+// (FP8: 32 KiB of codes and the 39 KiB converted tile), three blocks an SM. H200, 2026-12-05, S=256 ctx 640:
+// bf16 0.103 ms against 0.108 with 3 stages, FP8 0.103 against 0.127 with 4 — the decode layout is bound by
+// latency, not bytes, so a third block an SM beats a deeper pipeline. attention_settings().decode_stages = 3 keeps
+// the deep layout (3 stages bf16, 4 FP8; two blocks an SM), which the other head dims use, to compare.
 template <class T, int D, bool Fp8>
 void launch_for_dim(const T* qkv, const void* k_cache, const void* v_cache, attention_params p, T* out,
                     int64_t max_rows, int num_kv_heads, int num_seqs, cudaStream_t stream) {
@@ -411,7 +412,7 @@ void launch_for_dim(const T* qkv, const void* k_cache, const void* v_cache, atte
   const dim3 decode_grid(p.num_parts, num_kv_heads, num_seqs);
   auto decode = [&](const attention_params& dp) {
     if constexpr (D == 128) {
-      if (attention_settings().decode_stages == 2) return launch<T, D, 1, 2, Fp8>(qkv, k_cache, v_cache, dp, out, decode_grid, stream);
+      if (attention_settings().decode_stages != 3) return launch<T, D, 1, 2, Fp8>(qkv, k_cache, v_cache, dp, out, decode_grid, stream);
     }
     launch<T, D, 1, DecodeStages, Fp8>(qkv, k_cache, v_cache, dp, out, decode_grid, stream);
   };
