@@ -145,7 +145,8 @@ TEST(dashboard_screenshot, under_load_the_page_plots_every_figure_and_says_it_is
     EXPECT_EQ(body_class(dom), "live");
     EXPECT_EQ(text_of(dom, "status").rfind("live · ", 0), 0u) << text_of(dom, "status");
     EXPECT_EQ(text_of(dom, "model"), "troupe-default");
-    EXPECT_TRUE(std::regex_match(text_of(dom, "tps"), std::regex(R"(\d+ / \d+)"))) << text_of(dom, "tps");
+    // tokens/s in / out as the page's num() writes them: two decimals below 10, one below 100, none above.
+    EXPECT_TRUE(std::regex_match(text_of(dom, "tps"), std::regex(R"(\d+(\.\d{1,2})? / \d+(\.\d{1,2})?)"))) << text_of(dom, "tps");
     EXPECT_TRUE(std::regex_match(text_of(dom, "ttft"), std::regex(R"([\d.]+ ms / [\d.]+ ms)"))) << text_of(dom, "ttft");
     EXPECT_NE(text_of(dom, "rej"), "0");  // the invalid requests
     // Eight panels, seven of them plots with a line per figure (12 lines), none marked as without data.
@@ -299,7 +300,8 @@ TEST(dashboard_screenshot, a_routers_page_plots_the_fleet_and_each_worker_and_ma
     std::cout << "router dashboard screenshot, one worker gone: " << fs::absolute(png).string() << "\n";
 
     EXPECT_EQ(body_class(dom), "live");
-    EXPECT_TRUE(std::regex_match(text_of(dom, "tps"), std::regex(R"(\d+ / \d+)"))) << text_of(dom, "tps");
+    // tokens/s in / out as the page's num() writes them: two decimals below 10, one below 100, none above.
+    EXPECT_TRUE(std::regex_match(text_of(dom, "tps"), std::regex(R"(\d+(\.\d{1,2})? / \d+(\.\d{1,2})?)"))) << text_of(dom, "tps");
     // The workers' line: one of two in rotation, and why the other is not.
     EXPECT_NE(dom.find("<b>Workers: 1 of 2 in rotation</b>"), std::string::npos) << dom;
     EXPECT_TRUE(std::regex_search(dom, std::regex(dead + R"( <span class="out">out of rotation: [^<]+</span>)"))) << dom;
