@@ -68,11 +68,6 @@ struct cuda_context {
   size_t fp8_scratch_bytes = 0;
   void* fp8_products = nullptr;
   size_t fp8_products_bytes = 0;
-  // The decode GEMMs' split-K sums and tickets (plan_split_k): allocated once, at their largest size, by the first
-  // split outside a capture, so graphs may hold their addresses; the tickets are zero between launches.
-  float* split_partials = nullptr;
-  unsigned* split_tickets = nullptr;
-  int sm_count = 0;
   // FP8 GEMMs cuBLASLt has no algorithm for, or refused at run time: not asked again (linear.cpp).
   std::unordered_set<gemm_key, gemm_key_hash> fp8_refused;
   std::vector<cudaGraphExec_t> graphs;  // recorded by cuda_ops::end_capture
@@ -98,18 +93,6 @@ inline void make_current(const cuda_context& ctx) {
 // buffer may still be read) and reallocates it. Never inside a graph capture: throws std::logic_error naming `op`
 // there (run the largest step once before capturing, as model::warm_up does). (cuda_ops.cpp)
 void grow_scratch(cuda_context& ctx, void*& buffer, size_t& bytes, size_t need, const char* op);
-
-// How a decode GEMM kernel of `tiles` blocks, each `stages` steps of K, splits K over blockIdx.y (mma.cuh,
-// split_k_args): splits only where the tiles fill less than one wave of `blocks_per_sm` resident blocks an SM (qkv,
-// o_proj and down of a 7B model: 224-288 tiles of 16 outputs against ~700-1,000 blocks at once), into enough splits
-// for about one wave, each at least 2 stages. No split (splits 1) where it would not help, inside a capture before the
-// buffers exist, or with TROUPE_NO_SPLIT_K=1. (cuda_ops.cpp)
-struct split_k_plan {
-  float* partials = nullptr;
-  unsigned* tickets = nullptr;
-  int splits = 1;
-};
-split_k_plan plan_split_k(cuda_context& ctx, int tiles, int stages, int blocks_per_sm, int64_t rows, int64_t n);
 
 // Runs out = x · weightᵀ (+ bias) (+ out when accumulating) on ctx's stream (linear.cpp).
 void cublaslt_linear(cuda_context& ctx, const tensor& x, const tensor& weight, const tensor& bias, const tensor& out,

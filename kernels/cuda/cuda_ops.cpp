@@ -4,9 +4,7 @@
 
 #include <cuda_runtime.h>
 
-#include <algorithm>
 #include <cstdio>
-#include <cstdlib>
 #include <cstring>
 #include <stdexcept>
 #include <vector>
@@ -33,34 +31,6 @@ void grow_scratch(cuda_context& ctx, void*& buffer, size_t& bytes, size_t need, 
   bytes = need;
 }
 
-split_k_plan plan_split_k(cuda_context& ctx, int tiles, int stages, int blocks_per_sm, int64_t rows, int64_t n) {
-  static const bool off = [] {
-    const char* v = std::getenv("TROUPE_NO_SPLIT_K");
-    return v && *v && *v != '0';
-  }();
-  constexpr int kMaxBlocksPerSm = 16, kMaxSplits = 16, kMaxRows = 32;
-  if (off || rows > kMaxRows || tiles <= 0) return {};
-  if (ctx.sm_count == 0)
-    check(cudaDeviceGetAttribute(&ctx.sm_count, cudaDevAttrMultiProcessorCount, ctx.device), "split-K: SM count");
-  const int want = std::clamp(blocks_per_sm, 1, kMaxBlocksPerSm) * ctx.sm_count;  // one wave of resident blocks
-  if (tiles >= want) return {};
-  const int splits = std::min({(want + tiles - 1) / tiles, stages / 2, kMaxSplits});
-  if (splits < 2) return {};
-  // splits · tiles < 2 · want and n <= 16 · tiles, so [splits][rows][n] fits 2 · 16 · kMaxRows · want floats.
-  const int64_t capacity = 2LL * 16 * kMaxRows * kMaxBlocksPerSm * ctx.sm_count;
-  if (static_cast<int64_t>(splits) * rows * n > capacity) return {};
-  if (!ctx.split_partials) {
-    cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
-    check(cudaStreamIsCapturing(ctx.stream, &capturing), "split-K");
-    if (capturing != cudaStreamCaptureStatusNone) return {};
-    const size_t tickets = static_cast<size_t>(kMaxBlocksPerSm) * ctx.sm_count;
-    check(cudaMalloc(&ctx.split_partials, static_cast<size_t>(capacity) * sizeof(float)), "split-K: partial sums");
-    check(cudaMalloc(&ctx.split_tickets, tickets * sizeof(unsigned)), "split-K: tickets");
-    check(cudaMemsetAsync(ctx.split_tickets, 0, tickets * sizeof(unsigned), ctx.stream), "split-K: tickets");
-  }
-  return {ctx.split_partials, ctx.split_tickets, splits};
-}
-
 cuda_context::~cuda_context() {
   // Teardown errors are not reported: a destructor must not throw, and the process is usually ending.
   if (const std::string r = profiler.report(); !r.empty()) std::fputs(r.c_str(), stderr);
@@ -77,8 +47,6 @@ cuda_context::~cuda_context() {
   if (int4_scratch) cudaFree(int4_scratch);
   if (fp8_scratch) cudaFree(fp8_scratch);
   if (fp8_products) cudaFree(fp8_products);
-  if (split_partials) cudaFree(split_partials);
-  if (split_tickets) cudaFree(split_tickets);
   if (lt) cublasLtDestroy(lt);
   cudaFree(workspace);
   cudaFree(attention_workspace);

@@ -39,7 +39,7 @@ const char* launch_linear_fp8(cuda_context& ctx, const tensor& x, const fp8_devi
                               const tensor& out);
 struct fp8_switches {
   std::string path;  // "", "mma", "mma_async", "outer", "epilogue" or "simt"; starts as TROUPE_FP8_GEMM
-  bool mma_async = false;  // where the launcher chooses "mma" by itself, the cp.async kernel; TROUPE_FP8_MMA_ASYNC=1
+  bool mma_async = false;  // where the launcher chooses "mma" and N >= K, the cp.async kernel; TROUPE_FP8_MMA_ASYNC=1
   std::atomic<const char*> last_path{"none"};   // the path the last call took (troupe_gpu_check prints it)
 };
 fp8_switches& fp8_settings();

@@ -203,8 +203,11 @@ __global__ void __launch_bounds__(kMmaWarps * 32)
   });
 }
 
-// The same product with the weights staged through shared memory (TROUPE_FP8_GEMM=mma_async; not chosen by
-// itself until measured). fp8_mma_kernel keeps its loads in flight in registers (97 a thread: two blocks, 64 KiB
+// The same product with the weights staged through shared memory (TROUPE_FP8_GEMM=mma_async forces it;
+// TROUPE_FP8_MMA_ASYNC=1 takes it where it won, below; not chosen by default until one request's decode says so).
+// H200, 2026-12-05, ms at 1 row (mma / mma_async): gate_up 0.058 / 0.047, qkv 0.018 / 0.013, o_proj 0.013 / 0.012,
+// down 0.048 / 0.059 — it loses where few outputs meet a long K (224 blocks of 16 outputs over 18,944 bytes each);
+// splitting K over more blocks was tried and lost (qkv 0.016, o_proj 0.014, down 0.060). fp8_mma_kernel keeps its loads in flight in registers (97 a thread: two blocks, 64 KiB
 // in flight an SM), and streams at about half the copy ceiling; here cp.async keeps kAsyncStages - 1 stages of 16
 // weight rows × 512 bytes in flight a block without registers (4 × 8 KiB; 41 KiB of shared memory, five blocks
 // an SM: 160 KiB in flight). A block of 4 warps makes 16 outputs over all of K: each stage, warp w multiplies
@@ -219,14 +222,11 @@ template <class T, int NT>
 __global__ void __launch_bounds__(kAsyncWarps * 32)
     fp8_mma_async_kernel(const uint8_t* __restrict__ xq, const float* __restrict__ x_scales,
                          const uint8_t* __restrict__ w, const float* __restrict__ w_scales, const T* __restrict__ bias,
-                         T* __restrict__ out, int rows, int n, int k, split_k_args split) {
+                         T* __restrict__ out, int rows, int n, int k) {
   __shared__ __align__(16) uint8_t w_s[kAsyncStages][16][kStagePitch];
   __shared__ float partial[kAsyncWarps][16][NT * 8 + 1];
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
-  const int n0 = blockIdx.x * 16, all_stages = (k + kStageBytes - 1) / kStageBytes;
-  // This block's stages [first, stages): all of K, or split blockIdx.y's share of it.
-  const int per_split = (all_stages + split.splits - 1) / split.splits;
-  const int first = static_cast<int>(blockIdx.y) * per_split, stages = min(all_stages, first + per_split);
+  const int n0 = blockIdx.x * 16, stages = (k + kStageBytes - 1) / kStageBytes;
   // Stage s of the 16 rows into buffer s % kAsyncStages: 512 chunks of 16 bytes, 4 a thread; zeros past K or
   // past the outputs.
   auto issue = [&](int s) {
@@ -245,12 +245,12 @@ __global__ void __launch_bounds__(kAsyncWarps * 32)
 #pragma unroll
     for (int i = 0; i < 4; ++i) acc[nt][i] = 0.0f;
 #pragma unroll
-  for (int s = first; s < first + kAsyncStages - 1; ++s) {
+  for (int s = 0; s < kAsyncStages - 1; ++s) {
     if (s < stages) issue(s);
     cp_async_commit();
   }
   pdl_wait();  // the weights do not depend on the kernel before; the codes and their scales do
-  for (int s = first; s < stages; ++s) {
+  for (int s = 0; s < stages; ++s) {
     cp_async_wait<kAsyncStages - 2>();  // this thread's copies of stage s have landed
     __syncthreads();                    // everyone's have, and stage s - 1's buffer is read by all
     if (s + kAsyncStages - 1 < stages) issue(s + kAsyncStages - 1);
@@ -275,27 +275,18 @@ __global__ void __launch_bounds__(kAsyncWarps * 32)
   reduce_tile_outputs<T, NT, kAsyncWarps>(partial, acc, n0, rows, n, out, [&](float sum, int r, int j) {
     const float value = sum * (x_scales[r] * w_scales[j]);
     return bias ? value + to_float(bias[j]) : value;
-  }, split);
+  });
 }
 
 template <class T, int NT>
-void launch_mma(cuda_context& ctx, const uint8_t* codes, const float* x_scales, const fp8_device_weight& w, const T* bias,
-                T* out, int64_t rows, int64_t n, int64_t k, bool async, cudaStream_t stream) {
+void launch_mma(const uint8_t* codes, const float* x_scales, const fp8_device_weight& w, const T* bias, T* out,
+                int64_t rows, int64_t n, int64_t k, bool async, cudaStream_t stream) {
   const dim3 grid(static_cast<unsigned>((n + 15) / 16));
-  if (async) {
-    // Where the tiles are few (qkv, o_proj, down), K is split over blockIdx.y so that a wave of blocks streams.
-    static const int blocks_per_sm = [] {
-      int b = 1;
-      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&b, fp8_mma_async_kernel<T, NT>, kAsyncWarps * 32, 0);
-      return b;
-    }();
-    const split_k_plan plan = plan_split_k(ctx, static_cast<int>(grid.x), static_cast<int>((k + kStageBytes - 1) / kStageBytes),
-                                           blocks_per_sm, rows, n);
-    launch_dependent(fp8_mma_async_kernel<T, NT>, dim3(grid.x, static_cast<unsigned>(plan.splits)), dim3(kAsyncWarps * 32),
-                     stream, "linear_fp8 mma_async", codes, x_scales, w.weight.as<uint8_t>(), w.scale.as<float>(), bias,
-                     out, static_cast<int>(rows), static_cast<int>(n), static_cast<int>(k),
-                     split_k_args{plan.partials, plan.tickets, plan.splits});
-  } else
+  if (async)
+    launch_dependent(fp8_mma_async_kernel<T, NT>, grid, dim3(kAsyncWarps * 32), stream, "linear_fp8 mma_async", codes,
+                     x_scales, w.weight.as<uint8_t>(), w.scale.as<float>(), bias, out, static_cast<int>(rows),
+                     static_cast<int>(n), static_cast<int>(k));
+  else
     launch_dependent(fp8_mma_kernel<T, NT>, grid, dim3(kMmaWarps * 32), stream, "linear_fp8 mma", codes, x_scales,
                      w.weight.as<uint8_t>(), w.scale.as<float>(), bias, out, static_cast<int>(rows),
                      static_cast<int>(n), static_cast<int>(k));
@@ -347,16 +338,17 @@ const char* run_linear_fp8(cuda_context& ctx, const tensor& x, const fp8_device_
   check_launch("linear_fp8 quantize");
 
   const bool mma_shape = rows <= kMmaRows && k % 16 == 0 && reinterpret_cast<uintptr_t>(w.weight.data) % 16 == 0;
-  // TROUPE_FP8_MMA_ASYNC picks the kernel where the mma path is chosen; TROUPE_FP8_GEMM=mma|mma_async forces the path.
+  // TROUPE_FP8_MMA_ASYNC takes the cp.async kernel where the mma path is chosen and it won (no fewer outputs than K);
+  // TROUPE_FP8_GEMM=mma|mma_async forces the path at any shape it takes.
   const bool forced_mma = forced == "mma" || forced == "mma_async";
-  const bool async = forced == "mma_async" || (forced.empty() && fp8_settings().mma_async);
+  const bool async = forced == "mma_async" || (forced.empty() && fp8_settings().mma_async && n >= k);
   if (mma_shape && ((forced.empty() && rows <= kMmaChosenRows) || forced_mma)) {
     dispatch_float(x.type, "linear_fp8", [&](auto tag) {
       using T = typename decltype(tag)::type;
       const T* b = bias.empty() ? nullptr : bias.as<T>();
-      if (rows <= 8) launch_mma<T, 1>(ctx, codes, x_scales, w, b, out.as<T>(), rows, n, k, async, ctx.stream);
-      else if (rows <= 16) launch_mma<T, 2>(ctx, codes, x_scales, w, b, out.as<T>(), rows, n, k, async, ctx.stream);
-      else launch_mma<T, 4>(ctx, codes, x_scales, w, b, out.as<T>(), rows, n, k, async, ctx.stream);
+      if (rows <= 8) launch_mma<T, 1>(codes, x_scales, w, b, out.as<T>(), rows, n, k, async, ctx.stream);
+      else if (rows <= 16) launch_mma<T, 2>(codes, x_scales, w, b, out.as<T>(), rows, n, k, async, ctx.stream);
+      else launch_mma<T, 4>(codes, x_scales, w, b, out.as<T>(), rows, n, k, async, ctx.stream);
     });
     check_launch("linear_fp8 mma");
     return async ? "mma_async" : "mma";

@@ -191,7 +191,9 @@ __global__ void __launch_bounds__(kWarps * 32)
 }
 
 // The same product with the packed weights staged through shared memory (int4_settings().async, or
-// TROUPE_INT4_ASYNC=1; not chosen by itself until measured), as linear_fp8.cu's fp8_mma_async_kernel: cp.async
+// TROUPE_INT4_ASYNC=1; not chosen by itself: H200, 2026-12-05, ms at 1 row (int4_mma_kernel / this): gate_up
+// 0.045 / 0.042-0.045, qkv 0.012 / 0.012, o_proj 0.008 / 0.010, down 0.030 / 0.040; one request 3.28 / 3.54 ms a
+// token; splitting K over more blocks lost too), as linear_fp8.cu's fp8_mma_async_kernel: cp.async
 // keeps kInt4Stages - 1 stages of 16 rows × 256 bytes (512 weights) in flight a block without registers. A block of
 // 4 warps makes 16 outputs over all of K; each stage, warp w takes chunks 4w .. 4w + 3 of the stage's 16 (lane t
 // chunk 4w + t: one of int4_mma_kernel's blocks of K), so int4_mma_step does the rest alike. Scales and zeros,
@@ -205,15 +207,12 @@ template <class T, int NT, bool ScaleAfter>
 __global__ void __launch_bounds__(kInt4AsyncWarps * 32)
     int4_mma_async_kernel(const T* __restrict__ x, const uint4* __restrict__ q, const T* __restrict__ scales,
                           const T* __restrict__ zeros, const T* __restrict__ bias, T* __restrict__ out, int rows,
-                          int n_out, int k, int group, split_k_args split) {
+                          int n_out, int k, int group) {
   __shared__ uint4 w_s[kInt4Stages][16][kInt4StagePitch];
   __shared__ float partial[kInt4AsyncWarps][16][NT * 8 + 1];
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
   const int n0 = blockIdx.x * 16;
-  const int chunks = k / 32, groups = k / group, all_stages = (chunks + kInt4StageChunks - 1) / kInt4StageChunks;
-  // This block's stages [first, stages): all of K, or split blockIdx.y's share of it.
-  const int per_split = (all_stages + split.splits - 1) / split.splits;
-  const int first = static_cast<int>(blockIdx.y) * per_split, stages = min(all_stages, first + per_split);
+  const int chunks = k / 32, groups = k / group, stages = (chunks + kInt4StageChunks - 1) / kInt4StageChunks;
   const int out_a = n0 + g, out_b = n0 + g + 8;
   const bool has_a = out_a < n_out, has_b = out_b < n_out;
   const int64_t row_a = static_cast<int64_t>(has_a ? out_a : 0), row_b = static_cast<int64_t>(has_b ? out_b : 0);
@@ -245,15 +244,15 @@ __global__ void __launch_bounds__(kInt4AsyncWarps * 32)
 #pragma unroll
     for (int i = 0; i < 4; ++i) acc[nt][i] = 0.0f;
 #pragma unroll
-  for (int s = first; s < first + kInt4Stages - 1; ++s) {
+  for (int s = 0; s < kInt4Stages - 1; ++s) {
     if (s < stages) issue(s);
     cp_async_commit();
   }
   int4_stage<T> ahead[kInt4Stages - 1];
 #pragma unroll
-  for (int i = 0; i < kInt4Stages - 1; ++i) ahead[i] = scales_of(first + i);
+  for (int i = 0; i < kInt4Stages - 1; ++i) ahead[i] = scales_of(i);
   pdl_wait();  // the weights do not depend on the kernel before; x does
-  for (int s = first; s < stages; ++s) {
+  for (int s = 0; s < stages; ++s) {
     cp_async_wait<kInt4Stages - 2>();  // this thread's copies of stage s have landed
     __syncthreads();                   // everyone's have, and stage s - 1's buffer is read by all
     if (s + kInt4Stages - 1 < stages) issue(s + kInt4Stages - 1);
@@ -268,43 +267,23 @@ __global__ void __launch_bounds__(kInt4AsyncWarps * 32)
     int4_mma_step<T, NT, ScaleAfter>(acc, cur, x, rows, k, c, c < chunks, g);
   }
   reduce_tile_outputs<T, NT, kInt4AsyncWarps>(partial, acc, n0, rows, n_out, out,
-                                 [&](float sum, int, int j) { return sum + (bias ? to_float(bias[j]) : 0.0f); }, split);
+                                 [&](float sum, int, int j) { return sum + (bias ? to_float(bias[j]) : 0.0f); });
 }
 
 template <class T, int NT>
-void launch_mma(cuda_context& ctx, const tensor& x, const int4_device_weight& w, const tensor& bias, const tensor& out,
-                int rows) {
+void launch_mma(const tensor& x, const int4_device_weight& w, const tensor& bias, const tensor& out, int rows, cudaStream_t stream) {
   const int n_out = static_cast<int>(w.qweight.dim(0)), k = static_cast<int>(x.dim(1));
   // TROUPE_INT4_SCALE_BEFORE=1 scales every weight even where groups allow otherwise (to measure the difference).
   static const bool scale_before = std::getenv("TROUPE_INT4_SCALE_BEFORE") != nullptr;
   const bool scale_after = w.group_size % 128 == 0 && !scale_before, async = int4_settings().async;
-  const unsigned tiles = static_cast<unsigned>((n_out + 15) / 16);
-  const T* b = bias.empty() ? nullptr : bias.as<T>();
-  const auto* q = static_cast<const uint4*>(w.qweight.data);
+  auto kernel = async ? (scale_after ? int4_mma_async_kernel<T, NT, true> : int4_mma_async_kernel<T, NT, false>)
+                      : (scale_after ? int4_mma_kernel<T, NT, true> : int4_mma_kernel<T, NT, false>);
   // Launched as a programmatic dependent: its blocks may start while the kernel before (a norm, silu_and_mul)
   // finishes, and stream their first weights before they wait for x.
-  if (async) {
-    auto kernel = scale_after ? int4_mma_async_kernel<T, NT, true> : int4_mma_async_kernel<T, NT, false>;
-    // Where the tiles are few (qkv, o_proj, down), K is split over blockIdx.y so that a wave of blocks streams.
-    static const int blocks_per_sm[2] = {[] {
-      int b = 1;
-      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&b, int4_mma_async_kernel<T, NT, false>, kInt4AsyncWarps * 32, 0);
-      return b;
-    }(), [] {
-      int b = 1;
-      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&b, int4_mma_async_kernel<T, NT, true>, kInt4AsyncWarps * 32, 0);
-      return b;
-    }()};
-    const int stages = (k / 32 + kInt4StageChunks - 1) / kInt4StageChunks;
-    const split_k_plan plan = plan_split_k(ctx, static_cast<int>(tiles), stages, blocks_per_sm[scale_after], rows, n_out);
-    launch_dependent(kernel, dim3(tiles, static_cast<unsigned>(plan.splits)), dim3(kInt4AsyncWarps * 32), ctx.stream,
-                     "linear_int4", x.as<T>(), q, w.scales.as<T>(), w.zeros.as<T>(), b, out.as<T>(), rows, n_out, k,
-                     static_cast<int>(w.group_size), split_k_args{plan.partials, plan.tickets, plan.splits});
-  } else {
-    auto kernel = scale_after ? int4_mma_kernel<T, NT, true> : int4_mma_kernel<T, NT, false>;
-    launch_dependent(kernel, dim3(tiles), dim3(kWarps * 32), ctx.stream, "linear_int4", x.as<T>(), q, w.scales.as<T>(),
-                     w.zeros.as<T>(), b, out.as<T>(), rows, n_out, k, static_cast<int>(w.group_size));
-  }
+  launch_dependent(kernel, dim3(static_cast<unsigned>((n_out + 15) / 16)), dim3((async ? kInt4AsyncWarps : kWarps) * 32),
+                   stream, "linear_int4", x.as<T>(), static_cast<const uint4*>(w.qweight.data), w.scales.as<T>(),
+                   w.zeros.as<T>(), bias.empty() ? nullptr : bias.as<T>(), out.as<T>(), rows, n_out, k,
+                   static_cast<int>(w.group_size));
 }
 
 // Output feature n of every row of x, for n = warp index over the grid (a grid-stride loop). R bounds the
@@ -409,9 +388,9 @@ void launch_linear_int4(cuda_context& ctx, const tensor& x, const int4_device_we
     const int r = static_cast<int>(rows);
     auto launch = [&](auto tag) {
       using T = typename decltype(tag)::type;
-      if (r <= 8) launch_mma<T, 1>(ctx, x, w, bias, out, r);
-      else if (r <= 16) launch_mma<T, 2>(ctx, x, w, bias, out, r);
-      else launch_mma<T, 4>(ctx, x, w, bias, out, r);
+      if (r <= 8) launch_mma<T, 1>(x, w, bias, out, r, ctx.stream);
+      else if (r <= 16) launch_mma<T, 2>(x, w, bias, out, r, ctx.stream);
+      else launch_mma<T, 4>(x, w, bias, out, r, ctx.stream);
     };
     if (x.type == dtype::bf16) launch(std::type_identity<__nv_bfloat16>{});
     else launch(std::type_identity<__half>{});
