@@ -60,6 +60,14 @@ int64_t plan_kv_blocks(const gpu_memory_profile& p) {
   // What this process took since its baseline (weights, workspaces: its shards' on a shared GPU); the
   // profiling cache goes away before the real one comes.
   const int64_t in_use = p.free_before_loading - p.free_after_profile - p.profiled_kv_bytes;
+  // Less in use than before loading: another process on this GPU let memory go while this one loaded, and every
+  // figure above is off by it (a cache planned on it takes memory the steps need). vLLM refuses the same way.
+  if (in_use < 0)
+    throw user_error("GPU memory changed under the load: " + gib(p.free_before_loading) + " was free before the weights, " +
+                     gib(p.free_after_profile + p.profiled_kv_bytes) + " after them and the profiling step (weights "
+                     "measured as " + gib(p.weight_bytes) + "), so another process on this GPU freed memory meanwhile; "
+                     "start troupe while the GPU's other processes hold steady, or give the cache's size with "
+                     "--num-gpu-blocks-override");
   const int64_t budget = std::min(cap(p.total, p.utilization) - in_use, p.free_after_profile + p.profiled_kv_bytes);
   const int64_t blocks = p.block_bytes > 0 ? std::max<int64_t>(0, budget) / p.block_bytes : 0;
   const int64_t needed_blocks = (p.max_model_len + p.block_size - 1) / p.block_size;

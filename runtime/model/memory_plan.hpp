@@ -53,7 +53,8 @@ struct gpu_memory_profile {
 };
 
 // KV blocks for the memory left under the utilization cap. Throws user_error, with the figures and
-// what to change, when that is not enough for one sequence of max_model_len tokens.
+// what to change, when that is not enough for one sequence of max_model_len tokens, or when the GPU had more
+// free after loading than before (another process freed memory meanwhile: the measurements mean nothing).
 int64_t plan_kv_blocks(const gpu_memory_profile& p);
 
 // One log line: the device, weights, workspaces, KV cache in GiB, blocks and tokens of context.

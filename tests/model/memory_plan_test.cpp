@@ -127,6 +127,23 @@ TEST(memory_plan, weights_that_do_not_fit_say_by_how_much) {
   EXPECT_THROW(check_weights_fit(GiB, "bfloat16", 79 * GiB, 80 * GiB, 1.5), user_error);
 }
 
+// Seen on the H200 (2026-12-05): a process on the same GPU exited while a server loaded, the weights measured
+// -10.42 GiB, the cache was planned on memory the graphs then needed, and the server died allocating. Now it
+// refuses at planning, naming what happened and what to do.
+TEST(memory_plan, memory_freed_by_another_process_during_the_load_is_refused_not_planned_on) {
+  gpu_memory_profile p = h100_7b();
+  p.free_after_profile += 20 * GiB;  // the other process's 20 GiB came back after the baseline
+  p.weight_bytes -= 20 * GiB;
+  const std::string m = message_of([&] { plan_kv_blocks(p); });
+  EXPECT_NE(m.find("another process on this GPU freed memory"), std::string::npos) << m;
+  EXPECT_NE(m.find("-5.00 GiB"), std::string::npos) << m;  // the weights as measured
+  EXPECT_NE(m.find("--num-gpu-blocks-override"), std::string::npos) << m;
+  // Within the load's own figures (freed memory smaller than what this process took) it still plans.
+  gpu_memory_profile small = h100_7b();
+  small.free_after_profile += 2 * GiB;
+  EXPECT_GT(plan_kv_blocks(small), 0);
+}
+
 TEST(memory_plan, the_log_line_gives_blocks_and_tokens_of_context) {
   const std::string line = describe(h100_7b(), 1000);
   EXPECT_NE(line.find("1000 blocks of 16 tokens (16000 tokens of context)"), std::string::npos) << line;
