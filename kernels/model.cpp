@@ -2,8 +2,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <new>
 
 #include "runtime/error.hpp"
 #include "runtime/model/fp8_formats.hpp"
@@ -264,9 +266,26 @@ void model::allocate_kv_cache(int64_t num_blocks) {
   const model_config& c = config_;
   k_cache_.clear();  // the old cache goes before the new one comes
   v_cache_.clear();
-  for (int64_t l = 0; l < c.num_layers; ++l) {
-    k_cache_.push_back(ops_.alloc(kv_type_, {num_blocks, limits_.block_size, c.num_kv_heads, c.head_dim}));
-    v_cache_.push_back(ops_.alloc(kv_type_, {num_blocks, limits_.block_size, c.num_kv_heads, c.head_dim}));
+  // A cache larger than the device (a wrong --num-gpu-blocks-override or --kv-cache-memory, or memory another
+  // process took since the plan) is the user's to change: one error with the figures, nothing half-allocated.
+  const int64_t block_bytes = kv_block_bytes();
+  auto too_large = [&] {
+    k_cache_.clear();
+    v_cache_.clear();
+    const std::string size = num_blocks > INT64_MAX / block_bytes ? "more bytes than a 64-bit count holds"
+                                                                   : gib(num_blocks * block_bytes);
+    return user_error("a KV cache of " + std::to_string(num_blocks) + " blocks of " + std::to_string(limits_.block_size) +
+                      " tokens (" + size + ") does not fit in the " + ops_.name() + " backend's memory: lower "
+                      "--num-gpu-blocks-override, or --kv-cache-memory on the CPU, --gpu-memory-utilization on a GPU");
+  };
+  if (num_blocks > INT64_MAX / block_bytes) throw too_large();
+  try {
+    for (int64_t l = 0; l < c.num_layers; ++l) {
+      k_cache_.push_back(ops_.alloc(kv_type_, {num_blocks, limits_.block_size, c.num_kv_heads, c.head_dim}));
+      v_cache_.push_back(ops_.alloc(kv_type_, {num_blocks, limits_.block_size, c.num_kv_heads, c.head_dim}));
+    }
+  } catch (const std::bad_alloc&) {
+    throw too_large();
   }
   limits_.num_blocks = num_blocks;
 }

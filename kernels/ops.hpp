@@ -80,7 +80,8 @@ public:
   virtual ~ops() = default;
   virtual std::string name() const = 0;
 
-  // Memory. alloc returns zero-filled storage; upload converts host fp32 to the tensor's dtype.
+  // Memory. alloc returns zero-filled storage (std::bad_alloc when the device has too little left); upload converts
+  // host fp32 to the tensor's dtype.
   virtual device_buffer alloc(dtype type, std::initializer_list<int64_t> shape) = 0;
   virtual void upload(const tensor& dst, std::span<const float> src) = 0;
   virtual void upload_raw(const tensor& dst, const void* src) = 0;  // bytes as they are

@@ -188,6 +188,27 @@ TEST(generate_cli, bad_flags_say_what_to_change) {
   EXPECT_NE(missing.err.find("/nonexistent/model: no such folder"), std::string::npos) << missing.err;
 }
 
+// A KV cache larger than the machine (found on the H200: a cache planned on memory another process gave back died
+// in its allocation; on the CPU the same flag aborted in std::bad_alloc): one error line with the figures, exit 1.
+TEST(generate_cli, a_kv_cache_too_large_for_memory_or_for_block_ids_says_which_flag_to_lower) {
+  const std::string base = "generate --model " + reference_dir("llama_f32") + " --prompt-token-ids 1,2 --max-tokens 2";
+  const auto huge = run_troupe(base + " --num-gpu-blocks-override 2000000000");
+  EXPECT_EQ(huge.exit_code, 1);
+  EXPECT_NE(huge.err.find("[error] a KV cache of 2000000000 blocks of 16 tokens ("), std::string::npos) << huge.err;
+  EXPECT_NE(huge.err.find("does not fit in the cpu backend's memory: lower --num-gpu-blocks-override"), std::string::npos)
+      << huge.err;
+  EXPECT_EQ(std::count(huge.err.begin(), huge.err.end(), '\n'), 1) << huge.err;
+  const auto ids = run_troupe(base + " --num-gpu-blocks-override 3000000000");
+  EXPECT_EQ(ids.exit_code, 1);
+  EXPECT_NE(ids.err.find("--num-gpu-blocks-override must be between 1 and 2147483647"), std::string::npos) << ids.err;
+  const auto memory = run_troupe(base + " --kv-cache-memory 9000000000000000000");
+  EXPECT_EQ(memory.exit_code, 1);
+  EXPECT_NE(memory.err.find("more than the 2147483647 a block table can name"), std::string::npos) << memory.err;
+  // What fits still runs.
+  const auto fits = run_troupe(base + " --num-gpu-blocks-override 64 --json");
+  EXPECT_EQ(fits.exit_code, 0) << fits.err;
+}
+
 TEST(generate_cli, a_prompts_file_gives_one_json_line_per_prompt_in_order) {
   temp_dir dir;
   std::ofstream(dir.path() / "prompts.txt") << "Hello world\nThe quick brown fox\n\nOnce upon a time\n";

@@ -6,6 +6,7 @@
 
 #include <cstdio>
 #include <cstring>
+#include <new>
 #include <stdexcept>
 #include <vector>
 
@@ -80,7 +81,12 @@ device_buffer cuda_ops::alloc(dtype type, std::initializer_list<int64_t> shape) 
   tensor t(nullptr, type, shape);
   const size_t bytes = std::max<size_t>(t.num_bytes(), 1);
   check(cudaSetDevice(ctx_->device), "cudaSetDevice");
-  check(cudaMalloc(&t.data, bytes), ("allocating " + std::to_string(bytes) + " bytes").c_str());
+  const cudaError_t e = cudaMalloc(&t.data, bytes);
+  if (e == cudaErrorMemoryAllocation) {  // not sticky: the device goes on; the caller says what did not fit
+    cudaGetLastError();
+    throw std::bad_alloc();
+  }
+  check(e, ("allocating " + std::to_string(bytes) + " bytes").c_str());
   check(cudaMemsetAsync(t.data, 0, bytes, ctx_->stream), "cudaMemsetAsync");
   const int device = ctx_->device;
   return device_buffer(t, [device](void* p) {
