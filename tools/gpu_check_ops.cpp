@@ -246,7 +246,8 @@ void check_linear_int4(checker& c, dtype t) {
 }
 
 // FP8 weights (issue 13): rows 1 to 300, with and without a bias, a static input scale, on each path the shape
-// allows (kernels/cuda/linear_fp8.cu): "mma" and "mma_async" (tensor cores, up to 32 rows, K a multiple of 16),
+// allows (kernels/cuda/linear_fp8.cu): "gemv" (CUDA cores, up to 4 rows, K a multiple of 16), "mma" and "mma_async"
+// (tensor cores, up to 32 rows, K a multiple of 16),
 // "outer" (cuBLASLt, scales in its epilogue) and "epilogue" (cuBLASLt into f32, then the scaling kernel) where K
 // and N are multiples of 16, "simt" everywhere, and the path the launcher
 // chooses by itself. The same x (rounded to t) goes to both: both quantize it to the same codes, so what differs
@@ -264,6 +265,8 @@ void check_linear_fp8(checker& c, dtype t) {
       // The mma path's edges: 16 and 32 rows (two and four tiles of 8), 24 (a tile of none), K ending inside a
       // 64-byte step, outputs ending inside a block of 16.
       {16, 3584, 512, true, false}, {32, 3584, 1024, false, false}, {24, 80, 24, true, false}, {4, 48, 8, false, true},
+      // The gemv path's: a long K (down's) at one row, 3 rows with K ending inside a warp's 512-byte run.
+      {1, 18944, 200, true, false}, {3, 1040, 40, false, false},
   };
   for (const shape& s : shapes) {
     auto x = c.random(t, {s.rows, s.k}, 2.0f);
@@ -287,10 +290,12 @@ void check_linear_fp8(checker& c, dtype t) {
                                s.static_input ? (gpu ? input_scale.gpu.get() : input_scale.cpu.get()) : tensor{}};
     };
     c.cpu.linear_fp8(x.cpu, weight_of(false), s.bias ? bias.cpu.get() : tensor{}, out.cpu);
-    const bool cublas = s.k % 16 == 0 && s.n % 16 == 0, mma = s.k % 16 == 0 && s.rows <= 32;
-    for (const std::string path : {"", "mma", "mma_async", "outer", "epilogue", "simt"}) {
+    const bool cublas = s.k % 16 == 0 && s.n % 16 == 0, mma = s.k % 16 == 0 && s.rows <= 32,
+               gemv = s.k % 16 == 0 && s.rows <= 4;
+    for (const std::string path : {"", "gemv", "mma", "mma_async", "outer", "epilogue", "simt"}) {
       if (!cublas && (path == "outer" || path == "epilogue")) continue;
       if (!mma && (path == "mma" || path == "mma_async")) continue;
+      if (!gemv && path == "gemv") continue;
       const scoped_value<std::string> forced(cuda::fp8_settings().path, path);
       c.poison(out);
       std::string what = "T,K,N=" + dims({s.rows, s.k, s.n});

@@ -38,8 +38,9 @@ int4_switches& int4_settings();
 const char* launch_linear_fp8(cuda_context& ctx, const tensor& x, const fp8_device_weight& w, const tensor& bias,
                               const tensor& out);
 struct fp8_switches {
-  std::string path;  // "", "mma", "mma_async", "outer", "epilogue" or "simt"; starts as TROUPE_FP8_GEMM
+  std::string path;  // "", "gemv", "mma", "mma_async", "outer", "epilogue" or "simt"; starts as TROUPE_FP8_GEMM
   bool mma_async = false;  // where the launcher chooses "mma" and N >= K, the cp.async kernel; TROUPE_FP8_MMA_ASYNC=1
+  bool gemv = false;       // one row on the CUDA-core GEMV (whole 16-byte loads, exact products); TROUPE_FP8_GEMV=1
   std::atomic<const char*> last_path{"none"};   // the path the last call took (troupe_gpu_check prints it)
 };
 fp8_switches& fp8_settings();

@@ -8,6 +8,9 @@
 //              fp8_mma_kernel streams every weight byte once and multiplies on the tensor cores (mma.sync
 //              m16n8k32 e4m3, fp32 accumulators), no conversion of either operand; the scales and the bias
 //              after the sum, as "epilogue" applies them.
+//    gemv      (TROUPE_FP8_GEMV=1 for one row, or forced up to kGemvRows; not chosen by itself until measured): one warp
+//              per output feature streams its weight row in 512-byte runs and sums exact e4m3 products in f32 on the
+//              CUDA cores, as simt does but with whole 16-byte loads, several in flight a lane.
 //    outer     cuBLASLt's FP8 GEMM (e4m3 A and B, fp32 accumulation, TN as linear.cpp lays every GEMM out) with
 //              both scales in its epilogue: CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F (cuBLAS 12.9+) multiplies
 //              output (n, t) by weight scale n and token scale t; the bias rides on the epilogue too, and the
@@ -22,7 +25,7 @@
 //              small layers and odd test shapes.
 // The tensor-core paths (mma, outer, epilogue) accumulate with less than f32's precision (Hopper's FP8 products:
 // about 1e-4 from exact sums); simt sums exactly, as the CPU twin does.
-// TROUPE_FP8_GEMM=mma|mma_async|outer|epilogue|simt forces a path (troupe_gpu_check runs each against the CPU twin).
+// TROUPE_FP8_GEMM=gemv|mma|mma_async|outer|epilogue|simt forces a path (troupe_gpu_check runs each against the CPU twin).
 
 #include <cstdlib>
 #include <cstring>
@@ -115,6 +118,75 @@ __global__ void fp8_simt_kernel(const uint8_t* __restrict__ xq, const float* __r
     float v = acc * (x_scales[t] * w_scales[j]);
     if (bias) v += to_float(bias[j]);
     out[t * n + j] = from_float<T>(v);
+  }
+}
+
+// The sum of 16 e4m3 products (w's codes times x's, the same k), each exact in f32: the hardware converts pairs of
+// codes to f16 (exact: e4m3 fits f16), then to f32.
+__device__ __forceinline__ float dot16_e4m3(const uint4& w, const uint4& x, float acc) {
+  const uint32_t ws[4] = {w.x, w.y, w.z, w.w}, xs[4] = {x.x, x.y, x.z, x.w};
+#pragma unroll
+  for (int i = 0; i < 4; ++i)
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const __half2_raw wr = __nv_cvt_fp8x2_to_halfraw2(static_cast<__nv_fp8x2_storage_t>(ws[i] >> (16 * h)), __NV_E4M3);
+      const __half2_raw xr = __nv_cvt_fp8x2_to_halfraw2(static_cast<__nv_fp8x2_storage_t>(xs[i] >> (16 * h)), __NV_E4M3);
+      const float2 wf = __half22float2(*reinterpret_cast<const __half2*>(&wr));
+      const float2 xf = __half22float2(*reinterpret_cast<const __half2*>(&xr));
+      acc = fmaf(wf.x, xf.x, acc);
+      acc = fmaf(wf.y, xf.y, acc);
+    }
+  return acc;
+}
+
+constexpr int kGemvWarps = 8;
+constexpr int kGemvRows = 4;   // what the kernel takes (TROUPE_FP8_GEMM=gemv); x's loads grow with the rows
+constexpr int kGemvAhead = 4;  // 16-byte loads of its weight row a lane keeps in flight
+
+// Output feature j = 8·blockIdx.x + warp for R rows: lane l takes the row's 16-byte chunks l, l + 32, ... (a warp
+// reads 512 contiguous bytes a load), kGemvAhead loads ahead, x's codes at the same k from global memory (small,
+// cached); f32 sums, a warp sum, then the scales and bias as fp8_scale_kernel. Needs K a multiple of 16 and
+// 16-byte aligned rows (the launcher checks).
+template <class T, int R>
+__global__ void __launch_bounds__(kGemvWarps * 32)
+    fp8_gemv_kernel(const uint8_t* __restrict__ xq, const float* __restrict__ x_scales, const uint8_t* __restrict__ w,
+                    const float* __restrict__ w_scales, const T* __restrict__ bias, T* __restrict__ out, int rows, int n,
+                    int k) {
+  const int lane = threadIdx.x % 32, j = blockIdx.x * kGemvWarps + threadIdx.x / 32;
+  const int chunks = k / 16;
+  const uint8_t* wr = w + static_cast<int64_t>(j < n ? j : 0) * k;
+  uint4 ahead[kGemvAhead];
+#pragma unroll
+  for (int i = 0; i < kGemvAhead; ++i) {
+    const int c = lane + 32 * i;
+    ahead[i] = j < n && c < chunks ? load_streaming(wr + 16 * c) : make_uint4(0, 0, 0, 0);
+  }
+  pdl_wait();  // the weights do not depend on the kernel before; the codes and their scales do
+  if (j >= n) return;
+  float acc[R];
+#pragma unroll
+  for (int r = 0; r < R; ++r) acc[r] = 0.0f;
+  for (int c0 = lane; c0 < chunks; c0 += 32 * kGemvAhead) {
+#pragma unroll
+    for (int i = 0; i < kGemvAhead; ++i) {
+      const int c = c0 + 32 * i;
+      const uint4 wv = ahead[i];
+      const int next = c + 32 * kGemvAhead;
+      ahead[i] = next < chunks ? load_streaming(wr + 16 * next) : make_uint4(0, 0, 0, 0);
+      if (c >= chunks) continue;
+#pragma unroll
+      for (int r = 0; r < R; ++r)
+        if (r < rows) acc[r] = dot16_e4m3(wv, *reinterpret_cast<const uint4*>(xq + static_cast<int64_t>(r) * k + 16 * c), acc[r]);
+    }
+  }
+#pragma unroll
+  for (int r = 0; r < R; ++r) {
+    if (r >= rows) break;
+    const float sum = warp_sum(acc[r]);
+    if (lane == 0) {
+      const float value = sum * (x_scales[r] * w_scales[j]);
+      out[static_cast<int64_t>(r) * n + j] = from_float<T>(bias ? value + to_float(bias[j]) : value);
+    }
   }
 }
 
@@ -299,6 +371,7 @@ fp8_switches& fp8_settings() {
   static const bool from_environment = [] {
     if (const char* v = std::getenv("TROUPE_FP8_GEMM")) s.path = v;
     if (const char* v = std::getenv("TROUPE_FP8_MMA_ASYNC")) s.mma_async = *v && *v != '0';
+    if (const char* v = std::getenv("TROUPE_FP8_GEMV")) s.gemv = *v && *v != '0';
     return true;
   }();
   (void)from_environment;
@@ -337,6 +410,28 @@ const char* run_linear_fp8(cuda_context& ctx, const tensor& x, const fp8_device_
   });
   check_launch("linear_fp8 quantize");
 
+  // One row on the CUDA-core GEMV where TROUPE_FP8_GEMV asks for it; forced ("gemv") up to kGemvRows.
+  const bool gemv_shape = rows <= kGemvRows && k % 16 == 0 && reinterpret_cast<uintptr_t>(w.weight.data) % 16 == 0;
+  if (gemv_shape && (forced == "gemv" || (forced.empty() && rows == 1 && fp8_settings().gemv))) {
+    dispatch_float(x.type, "linear_fp8", [&](auto tag) {
+      using T = typename decltype(tag)::type;
+      const T* b = bias.empty() ? nullptr : bias.as<T>();
+      const dim3 grid(static_cast<unsigned>((n + kGemvWarps - 1) / kGemvWarps));
+      auto launch = [&](auto kernel) {
+        launch_dependent(kernel, grid, dim3(kGemvWarps * 32), ctx.stream, "linear_fp8 gemv", static_cast<const uint8_t*>(codes),
+                         static_cast<const float*>(x_scales), w.weight.as<uint8_t>(), w.scale.as<float>(), b, out.as<T>(),
+                         static_cast<int>(rows), static_cast<int>(n), static_cast<int>(k));
+      };
+      if (rows <= 1) launch(fp8_gemv_kernel<T, 1>);
+      else if (rows <= 2) launch(fp8_gemv_kernel<T, 2>);
+      else launch(fp8_gemv_kernel<T, 4>);
+    });
+    check_launch("linear_fp8 gemv");
+    return "gemv";
+  }
+  if (forced == "gemv")
+    throw std::runtime_error("cuda linear_fp8: TROUPE_FP8_GEMM=gemv takes at most " + std::to_string(kGemvRows) +
+                             " rows and K a multiple of 16, not x " + shape_of(x) + " by weight " + shape_of(w.weight));
   const bool mma_shape = rows <= kMmaRows && k % 16 == 0 && reinterpret_cast<uintptr_t>(w.weight.data) % 16 == 0;
   // TROUPE_FP8_MMA_ASYNC takes the cp.async kernel where the mma path is chosen and it won (no fewer outputs than K);
   // TROUPE_FP8_GEMM=mma|mma_async forces the path at any shape it takes.
