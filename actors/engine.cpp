@@ -1,7 +1,6 @@
 #include "actors/engine.hpp"
 
 #include <condition_variable>
-#include <cstdint>
 #include <cstring>
 #include <filesystem>
 #include <mutex>
@@ -155,11 +154,6 @@ engine::impl::impl(const engine_options& requested) : system(with_middleman(syst
     if (o.max_num_batched_tokens == 0) o.max_num_batched_tokens = d.max_num_batched_tokens;
   };
   if (o.block_size <= 0 || o.block_size > 1024) throw user_error("--block-size must be between 1 and 1024");
-  // Block ids are 32-bit in the block tables and step plans.
-  if (o.num_gpu_blocks_override < 0 || o.num_gpu_blocks_override > INT32_MAX)
-    throw user_error("--num-gpu-blocks-override must be between 1 and " + std::to_string(INT32_MAX) + " (0: planned from "
-                     "memory), got " + std::to_string(o.num_gpu_blocks_override));
-  int64_t num_blocks = o.num_gpu_blocks_override;
 
   const std::vector<int32_t>& eos = front.eos_token_ids;
   const tokenizer* tok = front.tok.get();
@@ -169,13 +163,10 @@ engine::impl::impl(const engine_options& requested) : system(with_middleman(syst
   std::vector<sharding_plan> plans;  // validates the split first: a shape that cannot be split says so
   for (int r = 0; r < tp; ++r) plans.push_back(sharding_plan::make(config, tp, r));
   const std::optional<dtype> kv_type = parse_kv_cache_dtype(o.kv_cache_dtype);
-  if (num_blocks <= 0) {  // --kv-cache-memory is each shard's; the CPU keeps activations (and an auto cache) in f32
-    num_blocks = o.kv_cache_memory / bytes_per_block(local_config(config, plans[0]), o.block_size,
-                                                     kv_type ? size_in_bytes(*kv_type) : sizeof(float));
-    if (num_blocks > INT32_MAX)
-      throw user_error("--kv-cache-memory " + std::to_string(o.kv_cache_memory) + " makes " + std::to_string(num_blocks) +
-                       " KV blocks, more than the " + std::to_string(INT32_MAX) + " a block table can name; give less");
-  }
+  // --kv-cache-memory is each shard's; the CPU keeps activations (and an auto cache) in f32.
+  int64_t num_blocks = kv_blocks_from_flags(
+      o.num_gpu_blocks_override, o.kv_cache_memory,
+      bytes_per_block(local_config(config, plans[0]), o.block_size, kv_type ? size_in_bytes(*kv_type) : sizeof(float)));
 
   // The ranks whose shards this process builds: every rank, or under mpirun its own (one process per shard).
   const mpi_session* mpi = o.mpi.get();

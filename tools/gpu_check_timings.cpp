@@ -84,6 +84,24 @@ double time_attention(cuda_ops& gpu, const std::vector<std::pair<int32_t, int32_
 
 std::string kv_label(dtype kv) { return kv == dtype::f8_e4m3 ? " kv=fp8_e4m3" : kv == dtype::f8_e5m2 ? " kv=fp8_e5m2" : ""; }
 
+// A linear layer of Qwen2.5-7B at a row count: x [rows, k] by weight [n, k].
+struct layer_shape {
+  const char* name;
+  int64_t rows, k, n;
+};
+// gate_up at each of gate_up_rows, then the decode step's other linears (qkv, o_proj, down) at 1 and 8 rows: the
+// small ones show launch and tail costs.
+std::vector<layer_shape> qwen7b_linears(std::initializer_list<int64_t> gate_up_rows) {
+  std::vector<layer_shape> shapes;
+  for (int64_t rows : gate_up_rows) shapes.push_back({"gate_up", rows, 3584, 2 * 18944});
+  for (int64_t rows : {1, 8}) {
+    shapes.push_back({"qkv", rows, 3584, 4608});
+    shapes.push_back({"o_proj", rows, 3584, 3584});
+    shapes.push_back({"down", rows, 18944, 3584});
+  }
+  return shapes;
+}
+
 } // namespace
 
 void time_ops(cuda_ops& gpu, bool only_attention) {
@@ -180,17 +198,7 @@ void time_ops(cuda_ops& gpu, bool only_attention) {
   // 4-bit weights (issue 12), gate_up at Qwen2.5-7B shapes in groups of 128: the fused kernel's achieved
   // bandwidth at decode batches (bytes: the packed weights, scales and zeros, read once; x and out are
   // small), and the large-batch path's TFLOP/s. Ceilings: 4.14 TB/s copy, 737 TFLOP/s bf16 (GPU.md).
-  struct int4_shape {
-    const char* name;
-    int64_t rows, k, n;
-  };
-  std::vector<int4_shape> int4_shapes;
-  for (int64_t rows : {1, 2, 4, 8, 16, 32, 64, 256, 4096}) int4_shapes.push_back({"gate_up", rows, 3584, 2 * 18944});
-  for (int64_t rows : {1, 8}) {  // the other layers of a decode step: the small ones show launch and tail costs
-    int4_shapes.push_back({"qkv", rows, 3584, 4608});
-    int4_shapes.push_back({"o_proj", rows, 3584, 3584});
-    int4_shapes.push_back({"down", rows, 18944, 3584});
-  }
+  const std::vector<layer_shape> int4_shapes = qwen7b_linears({1, 2, 4, 8, 16, 32, 64, 256, 4096});
   // One weight per layer shape, made once (filling 68 MB of random words per row count took most of the time).
   struct int4_weight {
     device_buffer words, scales, zeros;
@@ -238,17 +246,7 @@ void time_fp8_weights(cuda_ops& gpu) {
   // "mma_async" (up to 32 rows) and on "epilogue" (cuBLASLt into f32, then the scaling kernel). gate_up at 1 to
   // 4,096 rows; the decode step's other layers at 1 and 8. Weight bytes per call: 1 a weight in FP8, 2 in bf16. Ceilings (GPU.md): 4.14 TB/s copy;
   // 737 TFLOP/s bf16, twice that in FP8.
-  struct shape {
-    const char* name;
-    int64_t rows, k, n;
-  };
-  std::vector<shape> shapes;
-  for (int64_t rows : {1, 8, 32, 256, 4096}) shapes.push_back({"gate_up", rows, 3584, 2 * 18944});
-  for (int64_t rows : {1, 8}) {
-    shapes.push_back({"qkv", rows, 3584, 4608});
-    shapes.push_back({"o_proj", rows, 3584, 3584});
-    shapes.push_back({"down", rows, 18944, 3584});
-  }
+  const std::vector<layer_shape> shapes = qwen7b_linears({1, 8, 32, 256, 4096});
   // One weight per layer shape, bf16 and FP8, made once.
   struct weights {
     device_buffer bf16, codes, scale;

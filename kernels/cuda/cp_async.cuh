@@ -1,6 +1,6 @@
 #pragma once
 // cp.async (sm_80+): 16-byte copies global → shared that run while the thread goes on, in commit groups a
-// thread waits for (paged_attention_mma.cu's K/V tiles, linear_fp8.cu's weight stages).
+// thread waits for (paged_attention_mma.cu's K/V tiles, the decode GEMMs' weight stages).
 
 #include <cstdint>
 
@@ -19,5 +19,25 @@ __device__ __forceinline__ void cp_async16(void* dst, const void* src, bool vali
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
 // Waits until at most N of this thread's committed groups are still in flight.
 template <int N> __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
+
+// A ring of Stages buffers that stages 0 .. stages - 1 pass through, issue(s) copying stage s into buffer
+// s % Stages (the decode GEMMs of linear_fp8.cu and linear_int4.cu). First stages 0 .. Stages - 2, one commit group
+// each, empty past the last stage, so that the group count stays the one cp_async_wait counts on.
+template <int Stages, class Issue> __device__ __forceinline__ void cp_async_ring_start(int stages, Issue&& issue) {
+#pragma unroll
+  for (int s = 0; s < Stages - 1; ++s) {
+    if (s < stages) issue(s);
+    cp_async_commit();
+  }
+}
+// Stage s's turn: waits until every thread's copies of it have landed (and every thread is done with stage s - 1's
+// buffer), then issues stage s + Stages - 1 into that buffer.
+template <int Stages, class Issue>
+__device__ __forceinline__ void cp_async_ring_next(int s, int stages, Issue&& issue) {
+  cp_async_wait<Stages - 2>();
+  __syncthreads();
+  if (s + Stages - 1 < stages) issue(s + Stages - 1);
+  cp_async_commit();
+}
 
 } // namespace troupe::cuda

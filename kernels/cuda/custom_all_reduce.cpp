@@ -57,8 +57,10 @@ public:
     const collective_call mine = make_collective_call(collective::all_reduce_sum, t, {}, 0);
     if (std::string why = collective_call_error(mine, rank(), size()); !why.empty()) throw std::invalid_argument(why);
     make_current(ctx_);
-    if (gate_) refuse_capture();
-    if (gate_) gate_->arrive_and_wait();  // no rank of this GPU is inside a device-wide wait
+    if (gate_) {
+      refuse_capture();
+      gate_->arrive_and_wait();  // no rank of this GPU is inside a device-wide wait
+    }
     try {
       cuda::launch_custom_all_reduce(buffers_->view, t.data, t.numel(), t.type,
                                      custom_all_reduce_blocks(bytes, max_blocks_), timeout_ns_, ctx_.stream);

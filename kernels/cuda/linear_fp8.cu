@@ -79,6 +79,15 @@ __global__ void fp8_quantize_rows_kernel(const T* __restrict__ x, int64_t k, con
   for (int64_t i = threadIdx.x; i < k; i += blockDim.x) out[i] = fp8_encode(__fdiv_rn(to_float(xr[i]), s), false);
 }
 
+// Every path's output before its one rounding to T: the f32 sum of row t, feature j times both scales (+ bias[j]).
+template <class T>
+__device__ __forceinline__ float fp8_output(float sum, const float* __restrict__ x_scales,
+                                            const float* __restrict__ w_scales, const T* __restrict__ bias, int64_t t,
+                                            int64_t j) {
+  const float value = sum * (x_scales[t] * w_scales[j]);
+  return bias ? value + to_float(bias[j]) : value;
+}
+
 // out[t][j] = acc[t][j] · (x_scales[t] · w_scales[j]) (+ bias[j]), rounded once to T.
 template <class T>
 __global__ void fp8_scale_kernel(const float* __restrict__ acc, const float* __restrict__ x_scales,
@@ -86,10 +95,7 @@ __global__ void fp8_scale_kernel(const float* __restrict__ acc, const float* __r
                                  int64_t rows, int64_t n) {
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= rows * n) return;
-  const int64_t t = i / n, j = i % n;
-  float v = acc[i] * (x_scales[t] * w_scales[j]);
-  if (bias) v += to_float(bias[j]);
-  out[i] = from_float<T>(v);
+  out[i] = from_float<T>(fp8_output(acc[i], x_scales, w_scales, bias, i / n, i % n));
 }
 
 // out[t][j] += bias[j], rounded to T.
@@ -145,8 +151,8 @@ constexpr int kGemvAhead = 4;  // 16-byte loads of its weight row a lane keeps i
 
 // Output feature j = 8·blockIdx.x + warp for R rows: lane l takes the row's 16-byte chunks l, l + 32, ... (a warp
 // reads 512 contiguous bytes a load), kGemvAhead loads ahead, x's codes at the same k from global memory (small,
-// cached); f32 sums, a warp sum, then the scales and bias as fp8_scale_kernel. Needs K a multiple of 16 and
-// 16-byte aligned rows (the launcher checks).
+// cached); f32 sums, a warp sum, then fp8_output. Needs K a multiple of 16 and 16-byte aligned rows (the
+// launcher checks).
 template <class T, int R>
 __global__ void __launch_bounds__(kGemvWarps * 32)
     fp8_gemv_kernel(const uint8_t* __restrict__ xq, const float* __restrict__ x_scales, const uint8_t* __restrict__ w,
@@ -183,10 +189,7 @@ __global__ void __launch_bounds__(kGemvWarps * 32)
   for (int r = 0; r < R; ++r) {
     if (r >= rows) break;
     const float sum = warp_sum(acc[r]);
-    if (lane == 0) {
-      const float value = sum * (x_scales[r] * w_scales[j]);
-      out[static_cast<int64_t>(r) * n + j] = from_float<T>(bias ? value + to_float(bias[j]) : value);
-    }
+    if (lane == 0) out[static_cast<int64_t>(r) * n + j] = from_float<T>(fp8_output(sum, x_scales, w_scales, bias, r, j));
   }
 }
 
@@ -245,10 +248,7 @@ __global__ void __launch_bounds__(kMmaWarps * 32)
     return st;
   };
   float acc[NT][4];
-#pragma unroll
-  for (int nt = 0; nt < NT; ++nt)
-#pragma unroll
-    for (int i = 0; i < 4; ++i) acc[nt][i] = 0.0f;
+  zero_tiles(acc);
   stage ahead[kMmaAhead];
 #pragma unroll
   for (int i = 0; i < kMmaAhead; ++i) ahead[i] = load(warp + i * kMmaWarps);
@@ -268,10 +268,8 @@ __global__ void __launch_bounds__(kMmaWarps * 32)
       mma_e4m3(acc[nt], cur.a.z, cur.b.z, cur.a.w, cur.b.w, x.z, x.w);
     }
   }
-  // out[r][j] = sum · (x_scales[r] · w_scales[j]) (+ bias[j]), as fp8_scale_kernel.
   reduce_tile_outputs<T, NT, kMmaWarps>(partial, acc, n0, rows, n, out, [&](float sum, int r, int j) {
-    const float value = sum * (x_scales[r] * w_scales[j]);
-    return bias ? value + to_float(bias[j]) : value;
+    return fp8_output(sum, x_scales, w_scales, bias, r, j);
   });
 }
 
@@ -279,10 +277,10 @@ __global__ void __launch_bounds__(kMmaWarps * 32)
 // TROUPE_FP8_MMA_ASYNC=1 takes it where it won, below; not chosen by default until one request's decode says so).
 // H200, 2026-12-05, ms at 1 row (mma / mma_async): gate_up 0.058 / 0.047, qkv 0.018 / 0.013, o_proj 0.013 / 0.012,
 // down 0.048 / 0.059 — it loses where few outputs meet a long K (224 blocks of 16 outputs over 18,944 bytes each);
-// splitting K over more blocks was tried and lost (qkv 0.016, o_proj 0.014, down 0.060). fp8_mma_kernel keeps its loads in flight in registers (97 a thread: two blocks, 64 KiB
-// in flight an SM), and streams at about half the copy ceiling; here cp.async keeps kAsyncStages - 1 stages of 16
-// weight rows × 512 bytes in flight a block without registers (4 × 8 KiB; 41 KiB of shared memory, five blocks
-// an SM: 160 KiB in flight). A block of 4 warps makes 16 outputs over all of K: each stage, warp w multiplies
+// splitting K over more blocks was tried and lost (qkv 0.016, o_proj 0.014, down 0.060). fp8_mma_kernel keeps its
+// loads in flight in registers (97 a thread: two blocks, 64 KiB in flight an SM); here cp.async keeps
+// kAsyncStages - 1 stages of 16 weight rows × 512 bytes in flight a block without registers (4 × 8 KiB; 41 KiB of
+// shared memory, five blocks an SM: 160 KiB in flight). A block of 4 warps makes 16 outputs over all of K: each stage, warp w multiplies
 // bytes 128w .. 128w + 127 of the stage's 512, as two of fp8_mma_kernel's 64-byte steps (the same fragments
 // and k permutation); the warps' sums meet in shared memory at the end.
 constexpr int kAsyncWarps = 4;
@@ -312,21 +310,11 @@ __global__ void __launch_bounds__(kAsyncWarps * 32)
     }
   };
   float acc[NT][4];
-#pragma unroll
-  for (int nt = 0; nt < NT; ++nt)
-#pragma unroll
-    for (int i = 0; i < 4; ++i) acc[nt][i] = 0.0f;
-#pragma unroll
-  for (int s = 0; s < kAsyncStages - 1; ++s) {
-    if (s < stages) issue(s);
-    cp_async_commit();
-  }
+  zero_tiles(acc);
+  cp_async_ring_start<kAsyncStages>(stages, issue);
   pdl_wait();  // the weights do not depend on the kernel before; the codes and their scales do
   for (int s = 0; s < stages; ++s) {
-    cp_async_wait<kAsyncStages - 2>();  // this thread's copies of stage s have landed
-    __syncthreads();                    // everyone's have, and stage s - 1's buffer is read by all
-    if (s + kAsyncStages - 1 < stages) issue(s + kAsyncStages - 1);
-    cp_async_commit();
+    cp_async_ring_next<kAsyncStages>(s, stages, issue);
     const uint8_t(*buf)[kStagePitch] = w_s[s % kAsyncStages];
 #pragma unroll
     for (int j = 0; j < 2; ++j) {
@@ -343,10 +331,8 @@ __global__ void __launch_bounds__(kAsyncWarps * 32)
       }
     }
   }
-  // out[r][j] = sum · (x_scales[r] · w_scales[j]) (+ bias[j]), as fp8_scale_kernel.
   reduce_tile_outputs<T, NT, kAsyncWarps>(partial, acc, n0, rows, n, out, [&](float sum, int r, int j) {
-    const float value = sum * (x_scales[r] * w_scales[j]);
-    return bias ? value + to_float(bias[j]) : value;
+    return fp8_output(sum, x_scales, w_scales, bias, r, j);
   });
 }
 
@@ -411,7 +397,8 @@ const char* run_linear_fp8(cuda_context& ctx, const tensor& x, const fp8_device_
   check_launch("linear_fp8 quantize");
 
   // One row on the CUDA-core GEMV where TROUPE_FP8_GEMV asks for it; forced ("gemv") up to kGemvRows.
-  const bool gemv_shape = rows <= kGemvRows && k % 16 == 0 && reinterpret_cast<uintptr_t>(w.weight.data) % 16 == 0;
+  const bool rows16 = k % 16 == 0 && reinterpret_cast<uintptr_t>(w.weight.data) % 16 == 0;  // 16-byte weight rows
+  const bool gemv_shape = rows <= kGemvRows && rows16;
   if (gemv_shape && (forced == "gemv" || (forced.empty() && rows == 1 && fp8_settings().gemv))) {
     dispatch_float(x.type, "linear_fp8", [&](auto tag) {
       using T = typename decltype(tag)::type;
@@ -432,7 +419,7 @@ const char* run_linear_fp8(cuda_context& ctx, const tensor& x, const fp8_device_
   if (forced == "gemv")
     throw std::runtime_error("cuda linear_fp8: TROUPE_FP8_GEMM=gemv takes at most " + std::to_string(kGemvRows) +
                              " rows and K a multiple of 16, not x " + shape_of(x) + " by weight " + shape_of(w.weight));
-  const bool mma_shape = rows <= kMmaRows && k % 16 == 0 && reinterpret_cast<uintptr_t>(w.weight.data) % 16 == 0;
+  const bool mma_shape = rows <= kMmaRows && rows16;
   // TROUPE_FP8_MMA_ASYNC takes the cp.async kernel where the mma path is chosen and it won (no fewer outputs than K);
   // TROUPE_FP8_GEMM=mma|mma_async forces the path at any shape it takes.
   const bool forced_mma = forced == "mma" || forced == "mma_async";

@@ -70,6 +70,11 @@ template <class T> __device__ __forceinline__ void dequantize_word(uint32_t w, u
   for (int j = 0; j < 4; ++j) d[j] = mul2<T>(sub2<T>(((w >> (4 * j)) & 0x000F000Fu) | kMagic<T>, zm), s);
 }
 
+// A decode kernel's output before its rounding: the f32 sum plus bias[j] (0 without a bias).
+template <class T> __device__ __forceinline__ float plus_bias(float sum, const T* __restrict__ bias, int j) {
+  return sum + (bias ? to_float(bias[j]) : 0.0f);
+}
+
 // What a lane reads for one block of K: 32 weights of each of its two outputs, with their scales and zeros.
 template <class T> struct int4_stage {
   uint4 wa, wb;
@@ -93,10 +98,7 @@ __device__ __forceinline__ void int4_mma_step(float (&acc)[NT][4], const int4_st
   const uint32_t one = splat2(from_float<T>(1.0f));
   const uint32_t sa = ScaleAfter ? one : splat2(cur.sa), sb = ScaleAfter ? one : splat2(cur.sb);
   float block_acc[NT][4];
-#pragma unroll
-  for (int nt = 0; nt < NT; ++nt)
-#pragma unroll
-    for (int i = 0; i < 4; ++i) block_acc[nt][i] = 0.0f;
+  zero_tiles(block_acc);
   float (&sums)[NT][4] = ScaleAfter ? block_acc : acc;
   const uint32_t words_a[4] = {cur.wa.x, cur.wa.y, cur.wa.z, cur.wa.w};
   const uint32_t words_b[4] = {cur.wb.x, cur.wb.y, cur.wb.z, cur.wb.w};
@@ -158,10 +160,7 @@ __global__ void __launch_bounds__(kWarps * 32)
   const bool has_a = out_a < n_out, has_b = out_b < n_out;
   const int64_t row_a = static_cast<int64_t>(has_a ? out_a : 0), row_b = static_cast<int64_t>(has_b ? out_b : 0);
   float acc[NT][4];
-#pragma unroll
-  for (int nt = 0; nt < NT; ++nt)
-#pragma unroll
-    for (int i = 0; i < 4; ++i) acc[nt][i] = 0.0f;
+  zero_tiles(acc);
 
   // Block b's stage for this lane; a lane past K (or past the outputs) gets zero weights and scales.
   auto load = [&](int b) {
@@ -187,7 +186,7 @@ __global__ void __launch_bounds__(kWarps * 32)
     int4_mma_step<T, NT, ScaleAfter>(acc, cur, x, rows, k, c, c < chunks, g);
   }
   reduce_tile_outputs<T, NT, kWarps>(partial, acc, n0, rows, n_out, out,
-                                 [&](float sum, int, int j) { return sum + (bias ? to_float(bias[j]) : 0.0f); });
+                                 [&](float sum, int, int j) { return plus_bias(sum, bias, j); });
 }
 
 // The same product with the packed weights staged through shared memory (int4_settings().async, or
@@ -239,24 +238,14 @@ __global__ void __launch_bounds__(kInt4AsyncWarps * 32)
     return st;
   };
   float acc[NT][4];
-#pragma unroll
-  for (int nt = 0; nt < NT; ++nt)
-#pragma unroll
-    for (int i = 0; i < 4; ++i) acc[nt][i] = 0.0f;
-#pragma unroll
-  for (int s = 0; s < kInt4Stages - 1; ++s) {
-    if (s < stages) issue(s);
-    cp_async_commit();
-  }
+  zero_tiles(acc);
+  cp_async_ring_start<kInt4Stages>(stages, issue);
   int4_stage<T> ahead[kInt4Stages - 1];
 #pragma unroll
   for (int i = 0; i < kInt4Stages - 1; ++i) ahead[i] = scales_of(i);
   pdl_wait();  // the weights do not depend on the kernel before; x does
   for (int s = 0; s < stages; ++s) {
-    cp_async_wait<kInt4Stages - 2>();  // this thread's copies of stage s have landed
-    __syncthreads();                   // everyone's have, and stage s - 1's buffer is read by all
-    if (s + kInt4Stages - 1 < stages) issue(s + kInt4Stages - 1);
-    cp_async_commit();
+    cp_async_ring_next<kInt4Stages>(s, stages, issue);
     int4_stage<T> cur = ahead[0];
 #pragma unroll
     for (int i = 0; i + 1 < kInt4Stages - 1; ++i) ahead[i] = ahead[i + 1];
@@ -267,7 +256,7 @@ __global__ void __launch_bounds__(kInt4AsyncWarps * 32)
     int4_mma_step<T, NT, ScaleAfter>(acc, cur, x, rows, k, c, c < chunks, g);
   }
   reduce_tile_outputs<T, NT, kInt4AsyncWarps>(partial, acc, n0, rows, n_out, out,
-                                 [&](float sum, int, int j) { return sum + (bias ? to_float(bias[j]) : 0.0f); });
+                                 [&](float sum, int, int j) { return plus_bias(sum, bias, j); });
 }
 
 template <class T, int NT>

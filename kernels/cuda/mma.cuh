@@ -31,6 +31,14 @@ __device__ __forceinline__ void mma16816<__half>(float (&d)[4], const uint32_t (
                : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
+// NT m16n8 accumulator tiles set to zero.
+template <int NT> __device__ __forceinline__ void zero_tiles(float (&acc)[NT][4]) {
+#pragma unroll
+  for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+    for (int i = 0; i < 4; ++i) acc[nt][i] = 0.0f;
+}
+
 // The end of the decode GEMM kernels (linear_int4.cu, linear_fp8.cu), whose blocks make 16 outputs for up to 8·NT
 // rows with Warps warps each summing part of K: each warp's m16n8 accumulators (acc[nt][0..1]: output n0 + g, rows
 // 8·nt + 2t, + 1; acc[nt][2..3]: output n0 + g + 8, the same rows) meet in shared memory, and

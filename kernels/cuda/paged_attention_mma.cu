@@ -397,9 +397,9 @@ void launch(const T* qkv, const void* k_cache, const void* v_cache, const attent
 
 // A step whose sequences all have at most 16 query rows (decode) takes the decode layout. A mixed step
 // takes two launches: the decode layout for its decoding sequences (one 16-row tile each), the prefill
-// layout for the rest; each launch's blocks for the other kind leave at once. FP8 keeps one more stage in
-// flight in the decode layout (4 × 16 KiB of codes, where bf16 has 3 × 32 KiB): 102 KiB of shared memory
-// per block at head_dim 128, two blocks per SM as bf16.
+// layout for the rest; each launch's blocks for the other kind leave at once. The deep decode layout (other
+// head dims) keeps 3 tiles in flight in bf16 and 4 in FP8 (4 × 16 KiB of codes, where bf16 has 3 × 32 KiB):
+// 102 KiB of shared memory per block at head_dim 128, two blocks per SM.
 // At head_dim 128 the decode layout keeps two tiles in flight by default: (16 + 256) rows of 136 bf16 = 74 KiB
 // (FP8: 32 KiB of codes and the 39 KiB converted tile), three blocks an SM. H200, 2026-12-05, S=256 ctx 640:
 // bf16 0.103 ms against 0.108 with 3 stages, FP8 0.103 against 0.127 with 4 — the decode layout is bound by

@@ -1,7 +1,9 @@
 #include "runtime/model/memory_plan.hpp"
 
 #include <algorithm>
+#include <cstdint>
 #include <cstdio>
+#include <string>
 
 #include "runtime/error.hpp"
 #include "runtime/model/model_config.hpp"
@@ -53,6 +55,18 @@ void check_weights_fit(int64_t weight_bytes, const std::string& dtype_name, int6
                    " (" + gib(free) + " free now): short by " + gib(weight_bytes - std::max<int64_t>(0, room)) +
                    "; raise --gpu-memory-utilization, spread the model over more GPUs (--tensor-parallel-size), "
                    "or use a smaller or quantized model");
+}
+
+int64_t kv_blocks_from_flags(int64_t num_gpu_blocks_override, int64_t kv_cache_memory, int64_t block_bytes) {
+  if (num_gpu_blocks_override < 0 || num_gpu_blocks_override > INT32_MAX)
+    throw user_error("--num-gpu-blocks-override must be between 1 and " + std::to_string(INT32_MAX) + " (0: planned from "
+                     "memory), got " + std::to_string(num_gpu_blocks_override));
+  if (num_gpu_blocks_override > 0) return num_gpu_blocks_override;
+  const int64_t blocks = kv_cache_memory / block_bytes;
+  if (blocks > INT32_MAX)
+    throw user_error("--kv-cache-memory " + std::to_string(kv_cache_memory) + " makes " + std::to_string(blocks) +
+                     " KV blocks, more than the " + std::to_string(INT32_MAX) + " a block table can name; give less");
+  return blocks;
 }
 
 int64_t plan_kv_blocks(const gpu_memory_profile& p) {

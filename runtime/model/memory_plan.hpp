@@ -52,6 +52,12 @@ struct gpu_memory_profile {
   double utilization = 0.9;
 };
 
+// The KV blocks the flags give before any device is measured: --num-gpu-blocks-override when above 0, else
+// --kv-cache-memory's bytes in blocks of `block_bytes` (what the CPU backend takes; CUDA plans from memory when no
+// override is given). Throws user_error for a negative override or a count beyond the 32-bit block ids of the block
+// tables and step plans, naming the flag.
+int64_t kv_blocks_from_flags(int64_t num_gpu_blocks_override, int64_t kv_cache_memory, int64_t block_bytes);
+
 // KV blocks for the memory left under the utilization cap. Throws user_error, with the figures and
 // what to change, when that is not enough for one sequence of max_model_len tokens, or when the GPU had more
 // free after loading than before (another process freed memory meanwhile: the measurements mean nothing).

@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdint>
+
 #include "runtime/error.hpp"
 #include "runtime/model/memory_plan.hpp"
 #include "runtime/model/model_config.hpp"
@@ -142,6 +144,23 @@ TEST(memory_plan, memory_freed_by_another_process_during_the_load_is_refused_not
   gpu_memory_profile small = h100_7b();
   small.free_after_profile += 2 * GiB;
   EXPECT_GT(plan_kv_blocks(small), 0);
+}
+
+TEST(memory_plan, the_flags_give_the_override_or_the_cpu_bytes_in_blocks_within_32_bit_block_ids) {
+  EXPECT_EQ(kv_blocks_from_flags(64, GiB, 1 << 20), 64);          // the override wins
+  EXPECT_EQ(kv_blocks_from_flags(0, GiB, 1 << 20), 1024);         // else the bytes in blocks
+  EXPECT_EQ(kv_blocks_from_flags(0, GiB + 5, 1 << 20), 1024);     // whole blocks only
+  EXPECT_EQ(kv_blocks_from_flags(INT32_MAX, 0, 1), INT32_MAX);    // the largest a block id names
+  const std::string over = message_of([] { kv_blocks_from_flags(int64_t{INT32_MAX} + 1, 0, 1); });
+  EXPECT_NE(over.find("--num-gpu-blocks-override must be between 1 and 2147483647 (0: planned from memory), got "
+                      "2147483648"),
+            std::string::npos)
+      << over;
+  EXPECT_NE(message_of([] { kv_blocks_from_flags(-1, GiB, 1); }).find("got -1"), std::string::npos);
+  const std::string bytes = message_of([] { kv_blocks_from_flags(0, int64_t{1} << 40, 16); });
+  EXPECT_NE(bytes.find("--kv-cache-memory 1099511627776 makes 68719476736 KV blocks, more than the 2147483647"),
+            std::string::npos)
+      << bytes;
 }
 
 TEST(memory_plan, the_log_line_gives_blocks_and_tokens_of_context) {
