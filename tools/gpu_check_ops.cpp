@@ -234,7 +234,7 @@ void check_linear_int4(checker& c, dtype t) {
     // The tensor-core shapes (bf16 / f16, up to 32 rows) also on the kernel that stages weights by cp.async.
     for (const bool async : {false, true}) {
       if (async && (t == dtype::f32 || s.rows > 32)) continue;
-      const scoped_value<bool> forced(cuda::int4_settings().async, async);
+      const scoped_value<int> forced(cuda::int4_settings().async, async ? 1 : 0);
       c.poison(out);
       c.gpu.linear_int4(x.gpu, {qweight.gpu.get(), scales.gpu.get(), zeros.gpu.get(), s.group}, s.bias ? bias.gpu.get() : tensor{}, out.gpu);
       std::string what = "T,K,N=" + dims({s.rows, s.k, s.n}) + " G" + std::to_string(s.group);

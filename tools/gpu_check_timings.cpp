@@ -228,7 +228,7 @@ void time_ops(cuda_ops& gpu, bool only_attention) {
     // Up to 32 rows also on the kernel that stages its weights by cp.async (int4_settings().async).
     for (const bool async : {false, true}) {
       if (async && rows > 32) continue;
-      const scoped_value<bool> forced(cuda::int4_settings().async, async);
+      const scoped_value<int> forced(cuda::int4_settings().async, async ? 1 : 0);
       const double ms = stream_ms(gpu, [&] { gpu.linear_int4(x, w, tensor{}, out); });
       const double bytes = n * h / 2.0 + 2.0 * 2 * n * (h / group) + 2.0 * rows * (h + n);
       const double tflop = 2.0 * rows * h * n / 1e12;

@@ -27,11 +27,14 @@ void launch_copy_columns(const tensor& x, const tensor& out, cudaStream_t stream
 // it; more rows, a dequantization into ctx's scratch weight and the cuBLASLt GEMM (linear_int4.cu).
 void launch_linear_int4(cuda_context& ctx, const tensor& x, const int4_device_weight& w, const tensor& bias, const tensor& out);
 struct int4_switches {
-  bool async = false;  // up to 32 rows on int4_mma_async_kernel (weights staged by cp.async); starts as TROUPE_INT4_ASYNC
+  // Up to 32 rows on int4_mma_async_kernel (weights staged by cp.async): -1 where the layer has more outputs than inputs
+  // (gate_up, qkv: faster there on the H200; o_proj and down slower), 0 never, 1 always. Starts as TROUPE_INT4_ASYNC=0|1.
+  int async = -1;
 };
 int4_switches& int4_settings();
 // ops::linear_fp8 on ctx's stream: each token quantized to e4m3 into ctx's scratch, then the first of these that
-// takes the shape (linear_fp8.cu): up to 8 rows, a tensor-core kernel that streams the weights once ("mma");
+// takes the shape (linear_fp8.cu): one row of a large weight, a CUDA-core GEMV ("gemv"); up to 8 rows, a tensor-core
+// kernel that streams the weights once ("mma", or "mma_async" staging them by cp.async);
 // cuBLASLt's FP8 GEMM with the weight and token scales in its epilogue ("outer"), the FP8 GEMM into f32 and a
 // kernel applying the scales ("epilogue"), or a CUDA-core kernel ("simt"). Returns the path's name ("none" for
 // no rows). fp8_settings().path forces one ("" chooses; a forced path that cannot run throws std::runtime_error).
@@ -39,8 +42,13 @@ const char* launch_linear_fp8(cuda_context& ctx, const tensor& x, const fp8_devi
                               const tensor& out);
 struct fp8_switches {
   std::string path;  // "", "gemv", "mma", "mma_async", "outer", "epilogue" or "simt"; starts as TROUPE_FP8_GEMM
-  bool mma_async = false;  // where the launcher chooses "mma" and N >= K, the cp.async kernel; TROUPE_FP8_MMA_ASYNC=1
-  bool gemv = false;       // one row on the CUDA-core GEMV (whole 16-byte loads, exact products); TROUPE_FP8_GEMV=1
+  // Where the launcher chooses "mma", the cp.async kernel: -1 where N >= K (faster there on the H200), 0 never, 1 always.
+  // Starts as TROUPE_FP8_MMA_ASYNC=0|1.
+  int mma_async = -1;
+  // One row on the CUDA-core GEMV (whole 16-byte loads, exact products): -1 for weights of kGemvChosenBytes or more
+  // (gate_up, down: faster there on the H200; the small layers faster on the mma kernels), 0 never, 1 every one-row
+  // product. Starts as TROUPE_FP8_GEMV=0|1.
+  int gemv = -1;
   std::atomic<const char*> last_path{"none"};   // the path the last call took (troupe_gpu_check prints it)
 };
 fp8_switches& fp8_settings();

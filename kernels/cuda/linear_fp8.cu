@@ -4,13 +4,14 @@
 //    the token's e4m3 codes and scale to ctx's scratch; the same f32 division and rounding as the CPU twin
 //    (fp8_formats.hpp), so both hold the same codes.
 // 2. The product, by the first path that takes the shape:
+//    gemv      one row of a weight of kGemvChosenBytes or more (gate_up, down; fp8_settings().gemv), forced up to
+//              kGemvRows: one warp per output feature streams its weight row in 512-byte runs and sums exact e4m3
+//              products in f32 on the CUDA cores, as simt does but with whole 16-byte loads, several in flight a lane.
 //    mma       up to kMmaChosenRows (8) rows (decode: bandwidth-bound; forced, up to 32) with K a multiple of 16:
 //              fp8_mma_kernel streams every weight byte once and multiplies on the tensor cores (mma.sync
 //              m16n8k32 e4m3, fp32 accumulators), no conversion of either operand; the scales and the bias
-//              after the sum, as "epilogue" applies them.
-//    gemv      (TROUPE_FP8_GEMV=1 for one row, or forced up to kGemvRows; not chosen by itself until measured): one warp
-//              per output feature streams its weight row in 512-byte runs and sums exact e4m3 products in f32 on the
-//              CUDA cores, as simt does but with whole 16-byte loads, several in flight a lane.
+//              after the sum, as "epilogue" applies them. Where N >= K, fp8_mma_async_kernel ("mma_async"), the
+//              same with the weights staged through shared memory by cp.async (fp8_settings().mma_async).
 //    outer     cuBLASLt's FP8 GEMM (e4m3 A and B, fp32 accumulation, TN as linear.cpp lays every GEMM out) with
 //              both scales in its epilogue: CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F (cuBLAS 12.9+) multiplies
 //              output (n, t) by weight scale n and token scale t; the bias rides on the epilogue too, and the
@@ -18,8 +19,11 @@
 //              or per-token scales.
 //              Where it takes the scales but not the bias beside them, the bias follows in a kernel of its
 //              own ("outer+bias").
-//    epilogue  where cuBLASLt refuses vector scales: the FP8 GEMM into f32 scratch, then a kernel that applies
-//              the scales and the bias and rounds to the output dtype.
+//    epilogue  where cuBLASLt refuses vector scales (Hopper): the FP8 GEMM's unscaled sums into the output itself
+//              (bf16, f32; f16 into f32 scratch, its range too small for them), then a kernel that applies the
+//              scales and the bias in place and rounds to the output dtype: bf16 outputs are rounded twice (within
+//              one unit of the last place of the twin's single rounding), which halves the bytes of the f32 round
+//              trip (H200, gate_up at 4,096 rows: 1.393 ms with f32 scratch, 1.01x bf16's GEMM).
 //    simt      shapes cuBLASLt's FP8 kernels do not take (K or N not a multiple of 16, unaligned pointers): one
 //              warp per output element on the CUDA cores. Correct for any shape, slow; the reference checkpoints'
 //              small layers and odd test shapes.
@@ -98,6 +102,21 @@ __global__ void fp8_scale_kernel(const float* __restrict__ acc, const float* __r
   out[i] = from_float<T>(fp8_output(acc[i], x_scales, w_scales, bias, i / n, i % n));
 }
 
+// The same in place, 8 outputs a thread (n a multiple of 8, out 16-byte aligned): out[t][j] holds the unscaled
+// sum, written there by the GEMM in T (bf16: f32's exponent range, so no sum overflows; rounded a second time here).
+template <class T>
+__global__ void fp8_scale_in_place_kernel(T* __restrict__ out, const float* __restrict__ x_scales,
+                                          const float* __restrict__ w_scales, const T* __restrict__ bias, int64_t rows,
+                                          int64_t n) {
+  const int64_t i = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) * 8;
+  if (i >= rows * n) return;
+  const int64_t t = i / n, j = i % n;
+  vec<T, 8> v = load_vec<T, 8>(out + i);
+#pragma unroll
+  for (int e = 0; e < 8; ++e) v.v[e] = from_float<T>(fp8_output(to_float(v.v[e]), x_scales, w_scales, bias, t, j + e));
+  store_vec(out + i, v);
+}
+
 // out[t][j] += bias[j], rounded to T.
 template <class T>
 __global__ void add_bias_kernel(const T* __restrict__ bias, T* __restrict__ out, int64_t rows, int64_t n) {
@@ -148,6 +167,10 @@ __device__ __forceinline__ float dot16_e4m3(const uint4& w, const uint4& x, floa
 constexpr int kGemvWarps = 8;
 constexpr int kGemvRows = 4;   // what the kernel takes (TROUPE_FP8_GEMM=gemv); x's loads grow with the rows
 constexpr int kGemvAhead = 4;  // 16-byte loads of its weight row a lane keeps in flight
+// One row takes the GEMV by itself (fp8_settings().gemv < 0) for weights of this many bytes or more. H200, 2026-12-05,
+// Qwen2.5-7B shapes, ms at one row, quantization included, gemv / mma / mma_async: gate_up (136 MB) 0.046 / 0.057 /
+// 0.047, down (68 MB) 0.043 / 0.047 / 0.058, qkv (16.5 MB) 0.014 / 0.018 / 0.012, o_proj (12.8 MB) 0.013 / 0.013 / 0.012.
+constexpr int64_t kGemvChosenBytes = int64_t{32} << 20;
 
 // Output feature j = 8·blockIdx.x + warp for R rows: lane l takes the row's 16-byte chunks l, l + 32, ... (a warp
 // reads 512 contiguous bytes a load), kGemvAhead loads ahead, x's codes at the same k from global memory (small,
@@ -356,8 +379,8 @@ fp8_switches& fp8_settings() {
   static fp8_switches s;
   static const bool from_environment = [] {
     if (const char* v = std::getenv("TROUPE_FP8_GEMM")) s.path = v;
-    if (const char* v = std::getenv("TROUPE_FP8_MMA_ASYNC")) s.mma_async = *v && *v != '0';
-    if (const char* v = std::getenv("TROUPE_FP8_GEMV")) s.gemv = *v && *v != '0';
+    if (const char* v = std::getenv("TROUPE_FP8_MMA_ASYNC"); v && *v) s.mma_async = *v != '0';
+    if (const char* v = std::getenv("TROUPE_FP8_GEMV"); v && *v) s.gemv = *v != '0';
     return true;
   }();
   (void)from_environment;
@@ -399,7 +422,9 @@ const char* run_linear_fp8(cuda_context& ctx, const tensor& x, const fp8_device_
   // One row on the CUDA-core GEMV where TROUPE_FP8_GEMV asks for it; forced ("gemv") up to kGemvRows.
   const bool rows16 = k % 16 == 0 && reinterpret_cast<uintptr_t>(w.weight.data) % 16 == 0;  // 16-byte weight rows
   const bool gemv_shape = rows <= kGemvRows && rows16;
-  if (gemv_shape && (forced == "gemv" || (forced.empty() && rows == 1 && fp8_settings().gemv))) {
+  const int gemv = fp8_settings().gemv;
+  const bool gemv_chosen = rows == 1 && (gemv > 0 || (gemv < 0 && n * k >= kGemvChosenBytes));
+  if (gemv_shape && (forced == "gemv" || (forced.empty() && gemv_chosen))) {
     dispatch_float(x.type, "linear_fp8", [&](auto tag) {
       using T = typename decltype(tag)::type;
       const T* b = bias.empty() ? nullptr : bias.as<T>();
@@ -420,10 +445,11 @@ const char* run_linear_fp8(cuda_context& ctx, const tensor& x, const fp8_device_
     throw std::runtime_error("cuda linear_fp8: TROUPE_FP8_GEMM=gemv takes at most " + std::to_string(kGemvRows) +
                              " rows and K a multiple of 16, not x " + shape_of(x) + " by weight " + shape_of(w.weight));
   const bool mma_shape = rows <= kMmaRows && rows16;
-  // TROUPE_FP8_MMA_ASYNC takes the cp.async kernel where the mma path is chosen and it won (no fewer outputs than K);
+  // Where the mma path is chosen, the cp.async kernel where it won (no fewer outputs than K; fp8_settings().mma_async);
   // TROUPE_FP8_GEMM=mma|mma_async forces the path at any shape it takes.
   const bool forced_mma = forced == "mma" || forced == "mma_async";
-  const bool async = forced == "mma_async" || (forced.empty() && fp8_settings().mma_async && n >= k);
+  const int async_setting = fp8_settings().mma_async;
+  const bool async = forced == "mma_async" || (forced.empty() && (async_setting > 0 || (async_setting < 0 && n >= k)));
   if (mma_shape && ((forced.empty() && rows <= kMmaChosenRows) || forced_mma)) {
     dispatch_float(x.type, "linear_fp8", [&](auto tag) {
       using T = typename decltype(tag)::type;
@@ -458,7 +484,21 @@ const char* run_linear_fp8(cuda_context& ctx, const tensor& x, const fp8_device_
   if (forced == "outer")
     throw std::runtime_error("cuda linear_fp8: TROUPE_FP8_GEMM=outer, but cuBLASLt takes no FP8 GEMM with outer-vector "
                              "scales of x " + shape_of(x) + " by weight " + shape_of(w.weight));
-  if (aligned && (forced.empty() || forced == "epilogue")) {
+  // bf16 and f32 outputs hold the unscaled sums themselves (scaled in place after); f16's range cannot (448² · K
+  // overflows it), so f16 takes them in f32 scratch.
+  if (aligned && (forced.empty() || forced == "epilogue") && out.type != dtype::f16) {
+    if (cublaslt_linear_fp8(ctx, xq, w.weight, nullptr, nullptr, tensor{}, out)) {
+      dispatch_float(x.type, "linear_fp8", [&](auto tag) {
+        using T = typename decltype(tag)::type;
+        const int64_t threads = rows * n / 8;
+        fp8_scale_in_place_kernel<T><<<static_cast<unsigned>((threads + 255) / 256), 256, 0, ctx.stream>>>(
+            out.as<T>(), x_scales, w.scale.as<float>(), bias.empty() ? nullptr : bias.as<T>(), rows, n);
+      });
+      check_launch("linear_fp8 scales");
+      return "epilogue";
+    }
+  }
+  if (aligned && (forced.empty() || forced == "epilogue") && out.type == dtype::f16) {
     // The f32 products have a buffer of their own, so that growing it leaves the codes just written alone.
     grow_scratch(ctx, ctx.fp8_products, ctx.fp8_products_bytes, static_cast<size_t>(rows * n) * 4, "linear_fp8");
     auto* acc = static_cast<float*>(ctx.fp8_products);

@@ -189,10 +189,10 @@ __global__ void __launch_bounds__(kWarps * 32)
                                  [&](float sum, int, int j) { return plus_bias(sum, bias, j); });
 }
 
-// The same product with the packed weights staged through shared memory (int4_settings().async, or
-// TROUPE_INT4_ASYNC=1; not chosen by itself: H200, 2026-12-05, ms at 1 row (int4_mma_kernel / this): gate_up
-// 0.045 / 0.042-0.045, qkv 0.012 / 0.012, o_proj 0.008 / 0.010, down 0.030 / 0.040; one request 3.28 / 3.54 ms a
-// token; splitting K over more blocks lost too), as linear_fp8.cu's fp8_mma_async_kernel: cp.async
+// The same product with the packed weights staged through shared memory (int4_settings().async: by itself where the
+// layer has more outputs than inputs; H200, 2026-12-05, ms at 1 row (int4_mma_kernel / this): gate_up 0.045 /
+// 0.041, qkv 0.012 / 0.012, o_proj 0.008 / 0.010, down 0.030 / 0.040; one request 3.28 / 3.54 ms a token with it on
+// every layer; splitting K over more blocks lost too), as linear_fp8.cu's fp8_mma_async_kernel: cp.async
 // keeps kInt4Stages - 1 stages of 16 rows × 256 bytes (512 weights) in flight a block without registers. A block of
 // 4 warps makes 16 outputs over all of K; each stage, warp w takes chunks 4w .. 4w + 3 of the stage's 16 (lane t
 // chunk 4w + t: one of int4_mma_kernel's blocks of K), so int4_mma_step does the rest alike. Scales and zeros,
@@ -264,7 +264,11 @@ void launch_mma(const tensor& x, const int4_device_weight& w, const tensor& bias
   const int n_out = static_cast<int>(w.qweight.dim(0)), k = static_cast<int>(x.dim(1));
   // TROUPE_INT4_SCALE_BEFORE=1 scales every weight even where groups allow otherwise (to measure the difference).
   static const bool scale_before = std::getenv("TROUPE_INT4_SCALE_BEFORE") != nullptr;
-  const bool scale_after = w.group_size % 128 == 0 && !scale_before, async = int4_settings().async;
+  // The cp.async kernel where it measured faster (H200, 2026-12-05, ms at 1 / 8 rows, register kernel / cp.async:
+  // gate_up 0.046 / 0.041 at 1 row, qkv 0.014 / 0.012 at 8; o_proj 0.009 / 0.011, down 0.029 / 0.038): more outputs
+  // than inputs, unless int4_settings().async says otherwise.
+  const int setting = int4_settings().async;
+  const bool scale_after = w.group_size % 128 == 0 && !scale_before, async = setting > 0 || (setting < 0 && n_out > k);
   auto kernel = async ? (scale_after ? int4_mma_async_kernel<T, NT, true> : int4_mma_async_kernel<T, NT, false>)
                       : (scale_after ? int4_mma_kernel<T, NT, true> : int4_mma_kernel<T, NT, false>);
   // Launched as a programmatic dependent: its blocks may start while the kernel before (a norm, silu_and_mul)
@@ -355,7 +359,7 @@ void launch_gemv(const tensor& x, const int4_device_weight& w, const tensor& bia
 int4_switches& int4_settings() {
   static int4_switches s{[] {
     const char* v = std::getenv("TROUPE_INT4_ASYNC");
-    return v && *v && *v != '0';
+    return v && *v ? (*v != '0' ? 1 : 0) : -1;
   }()};
   return s;
 }

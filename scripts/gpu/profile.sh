@@ -43,5 +43,7 @@ for mode in ${MODES:-b1-prof-before b1-prof b1-graphs b1-eager b256-prof-before 
     b256-prof-fp8) run "$mode" TROUPE_CUDA_PROFILE=1 -- "${many[@]}" --quantization fp8 --kv-cache-dtype fp8 ;;
     b256-prof-fp8kv) run "$mode" TROUPE_CUDA_PROFILE=1 -- "${many[@]}" --kv-cache-dtype fp8 ;;
     b256-prof-rtn) run "$mode" TROUPE_CUDA_PROFILE=1 -- "${many[@]}" --quantization rtn ;;
+    b1-prof-fp8) run "$mode" TROUPE_CUDA_PROFILE=1 -- "${one[@]}" --quantization fp8 --kv-cache-dtype fp8 ;;
+    b1-prof-rtn) run "$mode" TROUPE_CUDA_PROFILE=1 -- "${one[@]}" --quantization rtn ;;
   esac
 done
