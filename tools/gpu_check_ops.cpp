@@ -248,8 +248,8 @@ void check_linear_int4(checker& c, dtype t) {
 // FP8 weights (issue 13): rows 1 to 300, with and without a bias, a static input scale, on each path the shape
 // allows (kernels/cuda/linear_fp8.cu): "gemv" (CUDA cores, up to 4 rows, K a multiple of 16), "mma" and "mma_async"
 // (tensor cores, up to 32 rows, K a multiple of 16),
-// "outer" (cuBLASLt, scales in its epilogue) and "epilogue" (cuBLASLt into f32, then the scaling kernel) where K
-// and N are multiples of 16, "simt" everywhere, and the path the launcher
+// "outer" (cuBLASLt, scales in its epilogue) and "epilogue" (cuBLASLt's unscaled sums in the output, scaled in place;
+// f16 through f32 scratch) where K and N are multiples of 16, "simt" everywhere, and the path the launcher
 // chooses by itself. The same x (rounded to t) goes to both: both quantize it to the same codes, so what differs
 // is the order of the f32 sums (and the rounding of the output in bf16 / f16).
 void check_linear_fp8(checker& c, dtype t) {
@@ -261,7 +261,7 @@ void check_linear_fp8(checker& c, dtype t) {
       {1, 3584, 4608, true, false}, {2, 64, 32, false, false},    {8, 3584, 512, false, false},
       {17, 256, 96, true, false},   {33, 512, 256, false, true},  {64, 512, 1024, true, false},
       {256, 3584, 1024, false, false}, {300, 1024, 4608, true, false}, {3, 24, 20, true, false},
-      {5, 100, 48, false, false},   {9, 64, 40, true, true},
+      {5, 100, 48, false, false},   {9, 64, 40, true, true},  // K = 100: bf16/f16 quantize element by element
       // The mma path's edges: 16 and 32 rows (two and four tiles of 8), 24 (a tile of none), K ending inside a
       // 64-byte step, outputs ending inside a block of 16.
       {16, 3584, 512, true, false}, {32, 3584, 1024, false, false}, {24, 80, 24, true, false}, {4, 48, 8, false, true},
