@@ -319,6 +319,26 @@ void check_linear_fp8(checker& c, dtype t) {
       report("linear_fp8", t, what, c.error(out), t == dtype::f32 ? 1e-3 : tolerance_for(t),
              std::string("ran ") + cuda::fp8_settings().last_path.load());
     }
+    // The 16-byte quantizer (fp8_settings().quantize_vec) must write the element-by-element quantizer's codes and
+    // scales: on simt (exact sums in one order) the outputs must be the same bits; on the chosen path, the twin's.
+    const auto bits = [&](bool vec) {
+      const scoped_value<bool> quantizer(cuda::fp8_settings().quantize_vec, vec);
+      const scoped_value<std::string> forced(cuda::fp8_settings().path, "simt");
+      c.poison(out);
+      c.gpu.linear_fp8(x.gpu, weight_of(true), s.bias ? bias.gpu.get() : tensor{}, out.gpu);
+      bytes b(static_cast<size_t>(out.gpu.get().numel()) * size_in_bytes(t));
+      c.gpu.download_raw(b.data(), out.gpu.get());
+      return b;
+    };
+    std::string what = "T,K,N=" + dims({s.rows, s.k, s.n}) + (s.static_input ? " static" : "");
+    report("linear_fp8", t, what + " quantize_vec simt", static_cast<double>(differing_elements(bits(true), bits(false),
+                                                                                                size_in_bytes(t))),
+           0.0, "elements differing from the element-by-element quantizer's");
+    const scoped_value<bool> quantizer(cuda::fp8_settings().quantize_vec, true);
+    c.poison(out);
+    c.gpu.linear_fp8(x.gpu, weight_of(true), s.bias ? bias.gpu.get() : tensor{}, out.gpu);
+    report("linear_fp8", t, what + " quantize_vec (chosen)", c.error(out), t == dtype::f32 ? 1e-3 : tolerance_for(t),
+           std::string("ran ") + cuda::fp8_settings().last_path.load());
   }
 }
 

@@ -243,7 +243,7 @@ void time_fp8_weights(cuda_ops& gpu) {
   char buf[200];
   // FP8 weights (issue 13) at Qwen2.5-7B shapes beside the bf16 linear at the same rows: per-token quantization of
   // x plus the FP8 GEMM with its scales, on the path the launcher picks, on "gemv" (up to 4 rows), "mma" and
-  // "mma_async" (up to 32 rows) and on "epilogue" (cuBLASLt into f32, then the scaling kernel). gate_up at 1 to
+  // "mma_async" (up to 32 rows) and on "epilogue" (cuBLASLt's unscaled sums, scaled in place). gate_up at 1 to
   // 4,096 rows; the decode step's other layers at 1 and 8. Weight bytes per call: 1 a weight in FP8, 2 in bf16. Ceilings (GPU.md): 4.14 TB/s copy;
   // 737 TFLOP/s bf16, twice that in FP8.
   const std::vector<layer_shape> shapes = qwen7b_linears({1, 8, 32, 256, 4096});
@@ -274,10 +274,12 @@ void time_fp8_weights(cuda_ops& gpu) {
                   2.0 * h * n / 1e9 / (bf16_ms / 1e3));
     inform(std::string("time linear ") + layer, t, what, buf);
     const fp8_device_weight fw{w.codes, w.scale, tensor{}};
-    for (const std::string path : {"", "gemv", "mma", "mma_async", "epilogue"}) {
+    // "quantize_vec": the chosen path with the 16-byte quantizer (fp8_settings().quantize_vec).
+    for (const std::string path : {"", "quantize_vec", "gemv", "mma", "mma_async", "epilogue"}) {
       if ((path == "mma" || path == "mma_async") && rows > 32) continue;
       if (path == "gemv" && rows > 4) continue;
-      const scoped_value<std::string> forced(cuda::fp8_settings().path, path);
+      const scoped_value<bool> quantizer(cuda::fp8_settings().quantize_vec, path == "quantize_vec");
+      const scoped_value<std::string> forced(cuda::fp8_settings().path, path == "quantize_vec" ? "" : path);
       const double ms = stream_ms(gpu, [&] { gpu.linear_fp8(x, fw, tensor{}, out); });
       std::snprintf(buf, sizeof buf, "%.3f ms (%.2fx bf16), %.0f TFLOP/s, %.0f GB/s of weights, ran %s", ms, bf16_ms / ms,
                     tflop / (ms / 1e3), 1.0 * h * n / 1e9 / (ms / 1e3), cuda::fp8_settings().last_path.load());

@@ -49,6 +49,9 @@ struct fp8_switches {
   // (gate_up, down: faster there on the H200; the small layers faster on the mma kernels), 0 never, 1 every one-row
   // product. Starts as TROUPE_FP8_GEMV=0|1.
   int gemv = -1;
+  // Activations quantized with 16-byte loads (fp8_quantize_rows_vec_kernel) where K allows; written after the last GPU
+  // call of 2026-12-05, so off until the GPU check has run it: TROUPE_FP8_QUANTIZE_VEC=1.
+  bool quantize_vec = false;
   std::atomic<const char*> last_path{"none"};   // the path the last call took (troupe_gpu_check prints it)
 };
 fp8_switches& fp8_settings();

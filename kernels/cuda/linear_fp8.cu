@@ -85,8 +85,9 @@ __global__ void fp8_quantize_rows_kernel(const T* __restrict__ x, int64_t k, con
 }
 
 // The same with 16-byte loads (N = 16 / sizeof(T) elements) and N-byte stores of codes: K a multiple of N and x
-// 16-byte aligned (the launcher checks). Max and quotients as above, so the codes are the same bytes. H200, 2026-12-05:
-// the quantization of 16,384 tokens of down_proj's input (K = 18,944) had taken about 0.3 ms a layer element by element.
+// 16-byte aligned (the launcher checks). Max and quotients as above, so the codes are the same bytes. Taken where
+// fp8_settings().quantize_vec (TROUPE_FP8_QUANTIZE_VEC=1; not yet run on a GPU): element by element, a prefill step
+// of 16,384 tokens reads and writes about 1.5 GB a layer in these kernels (down_proj's input alone 0.9 GB).
 template <class T>
 __global__ void fp8_quantize_rows_vec_kernel(const T* __restrict__ x, int64_t k, const float* __restrict__ static_scale,
                                              uint8_t* __restrict__ codes, float* __restrict__ scales) {
@@ -416,6 +417,7 @@ fp8_switches& fp8_settings() {
     if (const char* v = std::getenv("TROUPE_FP8_GEMM")) s.path = v;
     if (const char* v = std::getenv("TROUPE_FP8_MMA_ASYNC"); v && *v) s.mma_async = *v != '0';
     if (const char* v = std::getenv("TROUPE_FP8_GEMV"); v && *v) s.gemv = *v != '0';
+    if (const char* v = std::getenv("TROUPE_FP8_QUANTIZE_VEC")) s.quantize_vec = *v && *v != '0';
     return true;
   }();
   (void)from_environment;
@@ -449,7 +451,8 @@ const char* run_linear_fp8(cuda_context& ctx, const tensor& x, const fp8_device_
 
   dispatch_float(x.type, "linear_fp8", [&](auto tag) {
     using T = typename decltype(tag)::type;
-    const bool vectors = k % (16 / sizeof(T)) == 0 && reinterpret_cast<uintptr_t>(x.data) % 16 == 0;
+    const bool vectors = fp8_settings().quantize_vec && k % (16 / sizeof(T)) == 0 &&
+                         reinterpret_cast<uintptr_t>(x.data) % 16 == 0;
     launch_dependent(vectors ? fp8_quantize_rows_vec_kernel<T> : fp8_quantize_rows_kernel<T>,
                      dim3(static_cast<unsigned>(rows)), dim3(kQuantizeThreads), ctx.stream, "linear_fp8 quantize",
                      x.as<T>(), k, static_scale, codes, x_scales);
