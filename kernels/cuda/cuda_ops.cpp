@@ -131,7 +131,7 @@ void cuda_ops::upload(const tensor& dst, std::span<const float> src) {
 }
 
 void cuda_ops::upload_raw(const tensor& dst, const void* src) {
-  op_scope p(ctx_->profiler, op_profiler::copy, ctx_->stream);
+  op_scope p(ctx_->profiler, op_profiler::copy, ctx_->stream, "upload_raw");
   // From pageable memory the copy returns once src has been read, so src may be reused at once.
   check(cudaMemcpyAsync(dst.data, src, dst.num_bytes(), cudaMemcpyHostToDevice, ctx_->stream), "upload_raw");
 }
@@ -140,7 +140,7 @@ void cuda_ops::download(std::span<float> dst, const tensor& src) {
   if (static_cast<int64_t>(dst.size()) != src.numel()) throw std::invalid_argument("cuda download: size mismatch");
   if (src.type == dtype::f32) {
     {
-      op_scope p(ctx_->profiler, op_profiler::copy, ctx_->stream);
+      op_scope p(ctx_->profiler, op_profiler::copy, ctx_->stream, "download");
       check(cudaMemcpyAsync(dst.data(), src.data, dst.size_bytes(), cudaMemcpyDeviceToHost, ctx_->stream), "download");
     }
     check(cudaStreamSynchronize(ctx_->stream), "download");
@@ -174,7 +174,7 @@ void cuda_ops::download(std::span<float> dst, const tensor& src) {
 
 void cuda_ops::download_raw(void* dst, const tensor& src) {
   {
-    op_scope p(ctx_->profiler, op_profiler::copy, ctx_->stream);
+    op_scope p(ctx_->profiler, op_profiler::copy, ctx_->stream, "download_raw");
     check(cudaMemcpyAsync(dst, src.data, src.num_bytes(), cudaMemcpyDeviceToHost, ctx_->stream), "download_raw");
   }
   check(cudaStreamSynchronize(ctx_->stream), "download_raw");
@@ -242,62 +242,73 @@ void cuda_ops::end_step() {
 }
 
 void cuda_ops::embedding(const tensor& ids, const tensor& table, const tensor& out) {
-  op_scope p(ctx_->profiler, op_profiler::other, ctx_->stream);
+  op_scope p(ctx_->profiler, op_profiler::other, ctx_->stream, "embedding");
   cuda::launch_embedding(ids, table, out, ctx_->stream);
 }
 
 void cuda_ops::embedding_shard(const tensor& ids, const tensor& table, int64_t first_id, const tensor& out) {
-  op_scope p(ctx_->profiler, op_profiler::other, ctx_->stream);
+  op_scope p(ctx_->profiler, op_profiler::other, ctx_->stream, "embedding_shard");
   cuda::launch_embedding_shard(ids, table, first_id, out, ctx_->stream);
 }
 
 void cuda_ops::rms_norm(const tensor& x, const tensor& weight, float eps, const tensor& out) {
-  op_scope p(ctx_->profiler, op_profiler::other, ctx_->stream);
+  op_scope p(ctx_->profiler, op_profiler::other, ctx_->stream, "rms_norm");
   cuda::launch_rms_norm(x, weight, eps, out, ctx_->stream);
 }
 
 void cuda_ops::add_rms_norm(const tensor& x, const tensor& residual, const tensor& weight, float eps) {
-  op_scope p(ctx_->profiler, op_profiler::other, ctx_->stream);
+  op_scope p(ctx_->profiler, op_profiler::other, ctx_->stream, "add_rms_norm");
   cuda::launch_add_rms_norm(x, residual, weight, eps, ctx_->stream);
 }
 
 void cuda_ops::qk_norm(const tensor& qkv, const tensor& q_weight, const tensor& k_weight, const attention_shape& shape,
                        float eps) {
-  op_scope p(ctx_->profiler, op_profiler::other, ctx_->stream);
+  op_scope p(ctx_->profiler, op_profiler::other, ctx_->stream, "qk_norm");
   cuda::launch_qk_norm(qkv, q_weight, k_weight, shape, eps, ctx_->stream);
 }
 
+namespace {
+// "K x N" of a weight [N, K], for the profile's op names.
+std::string linear_shape(const tensor& weight) {
+  return std::to_string(weight.dim(1)) + "x" + std::to_string(weight.dim(0));
+}
+} // namespace
+
 void cuda_ops::linear(const tensor& x, const tensor& weight, const tensor& bias, const tensor& out, bool accumulate) {
-  op_scope p(ctx_->profiler, op_profiler::gemm, ctx_->stream);
+  op_scope p(ctx_->profiler, op_profiler::gemm, ctx_->stream, "linear");
   cublaslt_linear(*ctx_, x, weight, bias, out, accumulate);
+  if (p.on()) p.rename("linear " + linear_shape(weight));
 }
 
 void cuda_ops::linear_int4(const tensor& x, const int4_device_weight& w, const tensor& bias, const tensor& out) {
-  op_scope p(ctx_->profiler, op_profiler::gemm, ctx_->stream);
+  op_scope p(ctx_->profiler, op_profiler::gemm, ctx_->stream, "linear_int4");
   cuda::launch_linear_int4(*ctx_, x, w, bias, out);
+  if (p.on()) p.rename("linear_int4 " + std::to_string(x.dim(1)) + "x" + std::to_string(w.qweight.dim(0)));
 }
 
 void cuda_ops::linear_fp8(const tensor& x, const fp8_device_weight& w, const tensor& bias, const tensor& out) {
-  op_scope p(ctx_->profiler, op_profiler::gemm, ctx_->stream);
-  cuda::launch_linear_fp8(*ctx_, x, w, bias, out);
+  op_scope p(ctx_->profiler, op_profiler::gemm, ctx_->stream, "linear_fp8");
+  const char* path = cuda::launch_linear_fp8(*ctx_, x, w, bias, out);
+  if (p.on()) p.rename("linear_fp8 " + linear_shape(w.weight) + " " + path);
 }
 
 void cuda_ops::rope_write_kv(const tensor& qkv, const tensor& positions, const tensor& cos_sin,
                              const tensor& slot_mapping, const tensor& k_cache, const tensor& v_cache,
                              const attention_shape& shape) {
-  op_scope p(ctx_->profiler, op_profiler::other, ctx_->stream);
+  op_scope p(ctx_->profiler, op_profiler::other, ctx_->stream, "rope_write_kv");
   cuda::launch_rope_write_kv(qkv, positions, cos_sin, slot_mapping, k_cache, v_cache, shape, ctx_->stream);
 }
 
 void cuda_ops::paged_attention(const tensor& qkv, const tensor& k_cache, const tensor& v_cache,
                                const attention_metadata& meta, const attention_shape& shape, const tensor& out) {
-  op_scope p(ctx_->profiler, op_profiler::attention, ctx_->stream);
+  op_scope p(ctx_->profiler, op_profiler::attention, ctx_->stream,
+             meta.max_query_len == 1 ? "paged_attention decode" : "paged_attention prefill or mixed");
   cuda::launch_paged_attention(qkv, k_cache, v_cache, meta, shape, out, ctx_->attention_workspace,
                                ctx_->attention_workspace_floats, ctx_->stream);
 }
 
 void cuda_ops::silu_and_mul(const tensor& x, const tensor& out) {
-  op_scope p(ctx_->profiler, op_profiler::other, ctx_->stream);
+  op_scope p(ctx_->profiler, op_profiler::other, ctx_->stream, "silu_and_mul");
   cuda::launch_silu_and_mul(x, out, ctx_->stream);
 }
 
@@ -307,22 +318,22 @@ void cuda_ops::fill_random(const random_slice& s, const tensor& out) {
 }
 
 void cuda_ops::gather_rows(const tensor& x, const tensor& indices, const tensor& out) {
-  op_scope p(ctx_->profiler, op_profiler::other, ctx_->stream);
+  op_scope p(ctx_->profiler, op_profiler::other, ctx_->stream, "gather_rows");
   cuda::launch_gather_rows(x, indices, out, ctx_->stream);
 }
 
 void cuda_ops::copy_columns(const tensor& x, const tensor& out) {
-  op_scope p(ctx_->profiler, op_profiler::other, ctx_->stream);
+  op_scope p(ctx_->profiler, op_profiler::other, ctx_->stream, "copy_columns");
   cuda::launch_copy_columns(x, out, ctx_->stream);
 }
 
 void cuda_ops::argmax(const tensor& logits, const tensor& out) {
-  op_scope p(ctx_->profiler, op_profiler::other, ctx_->stream);
+  op_scope p(ctx_->profiler, op_profiler::other, ctx_->stream, "argmax");
   cuda::launch_argmax(logits, out, ctx_->stream);
 }
 
 void cuda_ops::sample(const tensor& logits, const sampling_batch& batch, const tensor& out) {
-  op_scope p(ctx_->profiler, op_profiler::other, ctx_->stream);
+  op_scope p(ctx_->profiler, op_profiler::other, ctx_->stream, "sample");
   cuda::launch_sample(logits, batch, out, ctx_->stream);
 }
 

@@ -1,7 +1,9 @@
 #include "kernels/cuda/op_profiler.hpp"
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <functional>
 
 #include "kernels/cuda/check.hpp"
 
@@ -36,12 +38,18 @@ void op_profiler::begin_step(std::string label) {
   started_ = std::chrono::steady_clock::now();
 }
 
-void op_profiler::begin_op(category c, cudaStream_t stream) {
+size_t op_profiler::begin_op(category c, cudaStream_t stream, const char* name) {
   op_mark m;
   m.start = next_event();
   m.cat = c;
+  m.name = name;
   check(cudaEventRecord(m.start, stream), "profiler event");
-  marks_.push_back(m);
+  marks_.push_back(std::move(m));
+  return marks_.size() - 1;
+}
+
+void op_profiler::name_op(size_t index, std::string name) {
+  if (index < marks_.size()) marks_[index].name = std::move(name);
 }
 
 void op_profiler::end_op(cudaStream_t stream) {
@@ -64,6 +72,9 @@ void op_profiler::end_step() {
   for (size_t i = 0; i < marks_.size(); ++i) {
     check(cudaEventElapsedTime(&ms, marks_[i].start, marks_[i].end), "profiler elapsed");
     t.cat_ms[marks_[i].cat] += ms;
+    op_totals& named = t.by_name[marks_[i].name];
+    named.calls += 1;
+    named.ms += ms;
     if (i > 0) {
       check(cudaEventElapsedTime(&ms, marks_[i - 1].end, marks_[i].start), "profiler elapsed");
       t.gaps_ms += ms;
@@ -85,7 +96,35 @@ std::string op_profiler::report() const {
                   t.cat_ms[gemm] / n, t.cat_ms[attention] / n, t.cat_ms[other] / n, t.cat_ms[copy] / n, t.gaps_ms / n);
     s += line;
   }
+  // The ops of the labels with the most device time in all (steps x span), by name, the costliest first.
+  std::vector<std::pair<double, const std::string*>> heaviest;
+  for (const auto& [label, t] : buckets_) heaviest.emplace_back(t.span_ms, &label);
+  std::sort(heaviest.begin(), heaviest.end(), std::greater<>());
+  if (heaviest.size() > kNamedLabels) heaviest.resize(kNamedLabels);
+  for (const auto& [total, label] : heaviest) {
+    const totals& t = buckets_.at(*label);
+    const double n = static_cast<double>(t.steps);
+    std::snprintf(line, sizeof line, "\nops of \"%s\" (%.0f%% of the profiled device time), mean per step:\n",
+                  label->c_str(), 100.0 * total / total_span_ms());
+    s += line;
+    s += "| op | calls | ms | share of the span |\n|---|---|---|---|\n";
+    std::vector<std::pair<double, const std::string*>> ops;
+    for (const auto& [name, o] : t.by_name) ops.emplace_back(o.ms, &name);
+    std::sort(ops.begin(), ops.end(), std::greater<>());
+    if (ops.size() > kNamedOps) ops.resize(kNamedOps);
+    for (const auto& [ms, name] : ops) {
+      std::snprintf(line, sizeof line, "| %s | %.1f | %.3f | %.1f%% |\n", name->c_str(),
+                    static_cast<double>(t.by_name.at(*name).calls) / n, ms / n, 100.0 * ms / t.span_ms);
+      s += line;
+    }
+  }
   return s;
+}
+
+double op_profiler::total_span_ms() const {
+  double sum = 0;
+  for (const auto& [label, t] : buckets_) sum += t.span_ms;
+  return sum > 0 ? sum : 1.0;
 }
 
 } // namespace troupe

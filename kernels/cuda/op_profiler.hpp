@@ -26,24 +26,36 @@ public:
 
   // Steps with the same label are summed together.
   void begin_step(std::string label);
-  void begin_op(category c, cudaStream_t stream);
+  // Returns the op's index in the step, for name_op.
+  size_t begin_op(category c, cudaStream_t stream, const char* name);
   void end_op(cudaStream_t stream);
+  // Names op `index` of the step (a linear layer's name carries its shape and the path its launcher took).
+  void name_op(size_t index, std::string name);
   // Needs the stream synchronized (every event recorded has completed).
   void end_step();
-  // A table of mean milliseconds per step, one row per label; empty when nothing was recorded.
+  // A table of mean milliseconds per step, one row per label, then, for the labels that took the most device time,
+  // their ops by name; empty when nothing was recorded.
   std::string report() const;
 
 private:
   struct op_mark {
     cudaEvent_t start = nullptr, end = nullptr;
     category cat = other;
+    std::string name;
+  };
+  struct op_totals {
+    int64_t calls = 0;
+    double ms = 0;
   };
   struct totals {
     int64_t steps = 0, ops = 0;
     double wall_ms = 0, span_ms = 0, gaps_ms = 0;
     double cat_ms[num_categories] = {};
+    std::map<std::string, op_totals> by_name;
   };
   cudaEvent_t next_event();
+  double total_span_ms() const;  // every label's device span, summed (1 when none)
+  static constexpr size_t kNamedLabels = 3, kNamedOps = 16;
 
   bool enabled_ = false;
   bool in_step_ = false;
@@ -58,8 +70,14 @@ private:
 // Times one op of the current step (when profiling and inside a step).
 class op_scope {
 public:
-  op_scope(op_profiler& p, op_profiler::category c, cudaStream_t s) : p_(p), s_(s), on_(p.enabled() && p.in_step()) {
-    if (on_) p_.begin_op(c, s_);
+  op_scope(op_profiler& p, op_profiler::category c, cudaStream_t s, const char* name)
+      : p_(p), s_(s), on_(p.enabled() && p.in_step()) {
+    if (on_) index_ = p_.begin_op(c, s_, name);
+  }
+  bool on() const { return on_; }
+  // A name made after the op ran (its path), only worth making when on().
+  void rename(std::string name) {
+    if (on_) p_.name_op(index_, std::move(name));
   }
   ~op_scope() {
     if (on_) p_.end_op(s_);
@@ -71,6 +89,7 @@ private:
   op_profiler& p_;
   cudaStream_t s_;
   bool on_;
+  size_t index_ = 0;
 };
 
 } // namespace troupe

@@ -24,6 +24,8 @@ run() {  # name, env..., -- args...
   echo "rc=$?"
   grep -E "output tokens/s|us per step|shard execute|^\| (step|decode, 1 seqs|decode, 256 seqs|prefill)" "$out/$name.log"
   grep -o '"elapsed_s": [0-9.]*' "$out/$name.json"
+  # With TROUPE_CUDA_PROFILE=1: the ops of the costliest step kinds by name (linear layers with shape and path).
+  sed -n '/^ops of/,/^$/p' "$out/$name.log" | head -${OPS_LINES:-60}
 }
 if [ "${CHECK:-1}" = 1 ]; then
   "$b/troupe_gpu_check" --data "$b/data/reference" > "$out/check.txt" 2>&1; echo "gpu check rc=$?"
