@@ -265,7 +265,9 @@ void check_linear_fp8(checker& c, dtype t) {
       // The mma path's edges: 16 and 32 rows (two and four tiles of 8), 24 (a tile of none), K ending inside a
       // 64-byte step, outputs ending inside a block of 16.
       {16, 3584, 512, true, false}, {32, 3584, 1024, false, false}, {24, 80, 24, true, false}, {4, 48, 8, false, true},
-      // The gemv path's: a long K (down's) at one row, 3 rows with K ending inside a warp's 512-byte run.
+      // The gemv path's: a long K (down's) at one row, 3 rows with K ending inside a warp's 512-byte run; gemv_bulk's:
+      // K ending inside a 2 KiB buffer (1040, 48), a row of fewer buffers than its ring (64), outputs ending inside a
+      // block of 4 (200, 40, 8).
       {1, 18944, 200, true, false}, {3, 1040, 40, false, false},
   };
   for (const shape& s : shapes) {
@@ -292,10 +294,10 @@ void check_linear_fp8(checker& c, dtype t) {
     c.cpu.linear_fp8(x.cpu, weight_of(false), s.bias ? bias.cpu.get() : tensor{}, out.cpu);
     const bool cublas = s.k % 16 == 0 && s.n % 16 == 0, mma = s.k % 16 == 0 && s.rows <= 32,
                gemv = s.k % 16 == 0 && s.rows <= 4;
-    for (const std::string path : {"", "gemv", "mma", "mma_async", "outer", "epilogue", "simt"}) {
+    for (const std::string path : {"", "gemv", "gemv_bulk", "mma", "mma_async", "outer", "epilogue", "simt"}) {
       if (!cublas && (path == "outer" || path == "epilogue")) continue;
       if (!mma && (path == "mma" || path == "mma_async")) continue;
-      if (!gemv && path == "gemv") continue;
+      if (!gemv && (path == "gemv" || path == "gemv_bulk")) continue;
       const scoped_value<std::string> forced(cuda::fp8_settings().path, path);
       c.poison(out);
       std::string what = "T,K,N=" + dims({s.rows, s.k, s.n});

@@ -275,9 +275,9 @@ void time_fp8_weights(cuda_ops& gpu) {
     inform(std::string("time linear ") + layer, t, what, buf);
     const fp8_device_weight fw{w.codes, w.scale, tensor{}};
     // "quantize_vec": the chosen path with the 16-byte quantizer (fp8_settings().quantize_vec).
-    for (const std::string path : {"", "quantize_vec", "gemv", "mma", "mma_async", "epilogue"}) {
+    for (const std::string path : {"", "quantize_vec", "gemv", "gemv_bulk", "mma", "mma_async", "epilogue"}) {
       if ((path == "mma" || path == "mma_async") && rows > 32) continue;
-      if (path == "gemv" && rows > 4) continue;
+      if ((path == "gemv" || path == "gemv_bulk") && rows > 4) continue;
       const scoped_value<bool> quantizer(cuda::fp8_settings().quantize_vec, path == "quantize_vec");
       const scoped_value<std::string> forced(cuda::fp8_settings().path, path == "quantize_vec" ? "" : path);
       const double ms = stream_ms(gpu, [&] { gpu.linear_fp8(x, fw, tensor{}, out); });

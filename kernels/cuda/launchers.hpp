@@ -41,7 +41,7 @@ int4_switches& int4_settings();
 const char* launch_linear_fp8(cuda_context& ctx, const tensor& x, const fp8_device_weight& w, const tensor& bias,
                               const tensor& out);
 struct fp8_switches {
-  std::string path;  // "", "gemv", "mma", "mma_async", "outer", "epilogue" or "simt"; starts as TROUPE_FP8_GEMM
+  std::string path;  // "", "gemv", "gemv_bulk", "mma", "mma_async", "outer", "epilogue" or "simt"; TROUPE_FP8_GEMM
   // Where the launcher chooses "mma", the cp.async kernel: -1 where N >= K (faster there on the H200), 0 never, 1 always.
   // Starts as TROUPE_FP8_MMA_ASYNC=0|1.
   int mma_async = -1;
@@ -52,6 +52,9 @@ struct fp8_switches {
   // Activations quantized with 16-byte loads (fp8_quantize_rows_vec_kernel) where K allows; written after the last GPU
   // call of 2026-12-05, so off until the GPU check has run it: TROUPE_FP8_QUANTIZE_VEC=1.
   bool quantize_vec = false;
+  // Where "gemv" is chosen, the kernel whose weights come by the bulk copy engine (fp8_gemv_bulk_kernel); written after
+  // the last GPU call of 2026-12-05, off until measured: TROUPE_FP8_GEMV_BULK=1.
+  bool gemv_bulk = false;
   std::atomic<const char*> last_path{"none"};   // the path the last call took (troupe_gpu_check prints it)
 };
 fp8_switches& fp8_settings();
