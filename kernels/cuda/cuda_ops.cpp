@@ -272,24 +272,28 @@ namespace {
 std::string linear_shape(const tensor& weight) {
   return std::to_string(weight.dim(1)) + "x" + std::to_string(weight.dim(0));
 }
+// 2 · rows · K · N of x [rows, K] times a weight of n outputs.
+double linear_flop(const tensor& x, int64_t n) { return 2.0 * static_cast<double>(x.dim(0)) * x.dim(1) * n; }
 } // namespace
 
 void cuda_ops::linear(const tensor& x, const tensor& weight, const tensor& bias, const tensor& out, bool accumulate) {
   op_scope p(ctx_->profiler, op_profiler::gemm, ctx_->stream, "linear");
   cublaslt_linear(*ctx_, x, weight, bias, out, accumulate);
-  if (p.on()) p.rename("linear " + linear_shape(weight));
+  if (p.on()) p.rename("linear " + linear_shape(weight), linear_flop(x, weight.dim(0)));
 }
 
 void cuda_ops::linear_int4(const tensor& x, const int4_device_weight& w, const tensor& bias, const tensor& out) {
   op_scope p(ctx_->profiler, op_profiler::gemm, ctx_->stream, "linear_int4");
   cuda::launch_linear_int4(*ctx_, x, w, bias, out);
-  if (p.on()) p.rename("linear_int4 " + std::to_string(x.dim(1)) + "x" + std::to_string(w.qweight.dim(0)));
+  if (p.on())
+    p.rename("linear_int4 " + std::to_string(x.dim(1)) + "x" + std::to_string(w.qweight.dim(0)),
+             linear_flop(x, w.qweight.dim(0)));
 }
 
 void cuda_ops::linear_fp8(const tensor& x, const fp8_device_weight& w, const tensor& bias, const tensor& out) {
   op_scope p(ctx_->profiler, op_profiler::gemm, ctx_->stream, "linear_fp8");
   const char* path = cuda::launch_linear_fp8(*ctx_, x, w, bias, out);
-  if (p.on()) p.rename("linear_fp8 " + linear_shape(w.weight) + " " + path);
+  if (p.on()) p.rename("linear_fp8 " + linear_shape(w.weight) + " " + path, linear_flop(x, w.weight.dim(0)));
 }
 
 void cuda_ops::rope_write_kv(const tensor& qkv, const tensor& positions, const tensor& cos_sin,

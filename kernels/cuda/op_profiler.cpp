@@ -48,8 +48,10 @@ size_t op_profiler::begin_op(category c, cudaStream_t stream, const char* name) 
   return marks_.size() - 1;
 }
 
-void op_profiler::name_op(size_t index, std::string name) {
-  if (index < marks_.size()) marks_[index].name = std::move(name);
+void op_profiler::name_op(size_t index, std::string name, double flop) {
+  if (index >= marks_.size()) return;
+  marks_[index].name = std::move(name);
+  marks_[index].flop = flop;
 }
 
 void op_profiler::end_op(cudaStream_t stream) {
@@ -75,6 +77,7 @@ void op_profiler::end_step() {
     op_totals& named = t.by_name[marks_[i].name];
     named.calls += 1;
     named.ms += ms;
+    named.flop += marks_[i].flop;
     if (i > 0) {
       check(cudaEventElapsedTime(&ms, marks_[i - 1].end, marks_[i].start), "profiler elapsed");
       t.gaps_ms += ms;
@@ -107,14 +110,17 @@ std::string op_profiler::report() const {
     std::snprintf(line, sizeof line, "\nops of \"%s\" (%.0f%% of the profiled device time), mean per step:\n",
                   label->c_str(), 100.0 * total / total_span_ms());
     s += line;
-    s += "| op | calls | ms | share of the span |\n|---|---|---|---|\n";
+    s += "| op | calls | ms | share of the span | TFLOP/s |\n|---|---|---|---|---|\n";
     std::vector<std::pair<double, const std::string*>> ops;
     for (const auto& [name, o] : t.by_name) ops.emplace_back(o.ms, &name);
     std::sort(ops.begin(), ops.end(), std::greater<>());
     if (ops.size() > kNamedOps) ops.resize(kNamedOps);
     for (const auto& [ms, name] : ops) {
-      std::snprintf(line, sizeof line, "| %s | %.1f | %.3f | %.1f%% |\n", name->c_str(),
-                    static_cast<double>(t.by_name.at(*name).calls) / n, ms / n, 100.0 * ms / t.span_ms);
+      const op_totals& o = t.by_name.at(*name);
+      char rate[32] = "-";
+      if (o.flop > 0 && ms > 0) std::snprintf(rate, sizeof rate, "%.0f", o.flop / (ms * 1e-3) / 1e12);
+      std::snprintf(line, sizeof line, "| %s | %.1f | %.3f | %.1f%% | %s |\n", name->c_str(),
+                    static_cast<double>(o.calls) / n, ms / n, 100.0 * ms / t.span_ms, rate);
       s += line;
     }
   }

@@ -29,8 +29,9 @@ public:
   // Returns the op's index in the step, for name_op.
   size_t begin_op(category c, cudaStream_t stream, const char* name);
   void end_op(cudaStream_t stream);
-  // Names op `index` of the step (a linear layer's name carries its shape and the path its launcher took).
-  void name_op(size_t index, std::string name);
+  // Names op `index` of the step (a linear layer's name carries its shape and the path its launcher took) and
+  // counts its floating-point operations (0: not a GEMM), so the ops table can say what rate each name ran at.
+  void name_op(size_t index, std::string name, double flop);
   // Needs the stream synchronized (every event recorded has completed).
   void end_step();
   // A table of mean milliseconds per step, one row per label, then, for the labels that took the most device time,
@@ -42,10 +43,11 @@ private:
     cudaEvent_t start = nullptr, end = nullptr;
     category cat = other;
     std::string name;
+    double flop = 0;
   };
   struct op_totals {
     int64_t calls = 0;
-    double ms = 0;
+    double ms = 0, flop = 0;
   };
   struct totals {
     int64_t steps = 0, ops = 0;
@@ -75,9 +77,9 @@ public:
     if (on_) index_ = p_.begin_op(c, s_, name);
   }
   bool on() const { return on_; }
-  // A name made after the op ran (its path), only worth making when on().
-  void rename(std::string name) {
-    if (on_) p_.name_op(index_, std::move(name));
+  // A name made after the op ran (its path), only worth making when on(); flop as name_op.
+  void rename(std::string name, double flop = 0) {
+    if (on_) p_.name_op(index_, std::move(name), flop);
   }
   ~op_scope() {
     if (on_) p_.end_op(s_);
