@@ -245,6 +245,16 @@ model::model(model_config config, ops& backend, model_weights weights, dtype act
     gathered_logits_ = ops_.alloc(dtype::f32, {rows, c.vocab_size * shard_.comm->size()});
   }
   tokens_ = ops_.alloc(dtype::i32, {rows});
+  // FP8 layers' inputs are quantized by the norm or activation kernel before them, into these (bitwise what
+  // linear_fp8 would make; TROUPE_FP8_UNFUSED=1 leaves it to each linear_fp8, to measure the difference).
+  const bool any_fp8 = std::any_of(weights_.layers.begin(), weights_.layers.end(), [](const layer_weights& w) {
+    return !w.qkv8.empty() || !w.gate_up8.empty() || !w.down8.empty();
+  });
+  const char* unfused = std::getenv("TROUPE_FP8_UNFUSED");
+  if (any_fp8 && !(unfused && *unfused && *unfused != '0')) {
+    fp8_codes_ = ops_.alloc(dtype::f8_e4m3, {t, std::max(c.hidden_size, c.intermediate_size)});
+    fp8_scales_ = ops_.alloc(dtype::f32, {t});
+  }
   sampling_bytes_ = sampling_workspace_bytes(s);
   sampling_ = ops_.alloc(dtype::i32, {static_cast<int64_t>(sampling_bytes_ / 4)});
   host_sampling_ = ops_.alloc_host(sampling_bytes_);
@@ -403,9 +413,13 @@ tensor model::compute_logits(int64_t num_tokens, int64_t num_logits, const atten
     ops_.embedding(ids, weights_.embed, residual);
   }
   ops_.rms_norm(residual, weights_.layers[0].input_norm, eps, hidden);
+  // An FP8 layer's input comes quantized by the kernel before it where that kernel is a norm or silu_and_mul
+  // (quantized_before); the first layer's q/k/v and every o_proj quantize their own.
+  bool qkv_quantized = false;
   for (int64_t l = 0; l < c.num_layers; ++l) {
     const layer_weights& w = weights_.layers[l];
-    linear(hidden, w.qkv, w.qkv4, w.qkv8, w.qkv_bias, qkv);
+    if (qkv_quantized) ops_.linear_fp8_quantized(fp8_input(num_tokens, c.hidden_size), w.qkv8.view(), w.qkv_bias, qkv);
+    else linear(hidden, w.qkv, w.qkv4, w.qkv8, w.qkv_bias, qkv);
     attention_shape shape = shape_;
     shape.k_scale = k_scales_[static_cast<size_t>(l)];
     shape.v_scale = v_scales_[static_cast<size_t>(l)];
@@ -414,13 +428,31 @@ tensor model::compute_logits(int64_t num_tokens, int64_t num_logits, const atten
     ops_.paged_attention(qkv, k_cache_[l], v_cache_[l], meta, shape, attn);
     linear(attn, w.o_proj, w.o_proj4, w.o_proj8, w.o_bias, hidden);
     all_reduce(hidden);
-    ops_.add_rms_norm(hidden, residual, w.post_norm, eps);
-    linear(hidden, w.gate_up, w.gate_up4, w.gate_up8, tensor{}, mlp);
-    ops_.silu_and_mul(mlp, act);
-    linear(act, w.down, w.down4, w.down8, tensor{}, hidden);
+    if (quantized_before(w.gate_up4, w.gate_up8)) {
+      const fp8_activations in = fp8_input(num_tokens, c.hidden_size);
+      ops_.add_rms_norm_fp8(hidden, residual, w.post_norm, eps, w.gate_up8.input_scale, in);
+      ops_.linear_fp8_quantized(in, w.gate_up8.view(), tensor{}, mlp);
+    } else {
+      ops_.add_rms_norm(hidden, residual, w.post_norm, eps);
+      linear(hidden, w.gate_up, w.gate_up4, w.gate_up8, tensor{}, mlp);
+    }
+    if (quantized_before(w.down4, w.down8)) {
+      const fp8_activations in = fp8_input(num_tokens, act.dim(1));
+      ops_.silu_and_mul_fp8(mlp, w.down8.input_scale, in);
+      ops_.linear_fp8_quantized(in, w.down8.view(), tensor{}, hidden);
+    } else {
+      ops_.silu_and_mul(mlp, act);
+      linear(act, w.down, w.down4, w.down8, tensor{}, hidden);
+    }
     all_reduce(hidden);
-    const tensor& next_norm = l + 1 < c.num_layers ? weights_.layers[l + 1].input_norm.get() : weights_.final_norm.get();
-    ops_.add_rms_norm(hidden, residual, next_norm, eps);
+    const bool last = l + 1 == c.num_layers;
+    const tensor& next_norm = last ? weights_.final_norm.get() : weights_.layers[l + 1].input_norm.get();
+    qkv_quantized = !last && quantized_before(weights_.layers[l + 1].qkv4, weights_.layers[l + 1].qkv8);
+    if (qkv_quantized)
+      ops_.add_rms_norm_fp8(hidden, residual, next_norm, eps, weights_.layers[l + 1].qkv8.input_scale,
+                            fp8_input(num_tokens, c.hidden_size));
+    else
+      ops_.add_rms_norm(hidden, residual, next_norm, eps);
   }
 
   // Only the rows that sample go through the LM head; a step that samples nothing (a prefill chunk
@@ -442,6 +474,11 @@ tensor model::compute_logits(int64_t num_tokens, int64_t num_logits, const atten
   shard_.comm->all_gather_last_dim(local, gathered);
   ops_.copy_columns(gathered, out);
   return out;
+}
+
+fp8_activations model::fp8_input(int64_t num_tokens, int64_t width) const {
+  return {tensor(fp8_codes_.get().data, dtype::f8_e4m3, {num_tokens, width}),
+          tensor(fp8_scales_.get().data, dtype::f32, {num_tokens})};
 }
 
 void model::dry_step(const std::vector<std::pair<int32_t, int32_t>>& seqs) {

@@ -185,6 +185,12 @@ private:
     else if (!fp8.empty()) ops_.linear_fp8(x, fp8.view(), bias, out);
     else ops_.linear(x, dense, bias, out);
   }
+  // Whether the kernel before an FP8 layer quantizes its input (the layer is FP8 and fp8_codes_ exists).
+  bool quantized_before(const int4_layer& packed, const fp8_layer& fp8) const {
+    return packed.empty() && !fp8.empty() && !fp8_codes_.empty();
+  }
+  // The first num_tokens rows of fp8_codes_ / fp8_scales_ as a [num_tokens, width] input.
+  fp8_activations fp8_input(int64_t num_tokens, int64_t width) const;
   // Sums a row-parallel layer's partial outputs over the ranks (nothing on one device).
   void all_reduce(const tensor& t) {
     if (shard_.comm) shard_.comm->all_reduce_sum(t);
@@ -216,6 +222,9 @@ private:
   // Workspaces, sized for the limits; each step uses their first rows.
   device_buffer hidden_, residual_, qkv_, attn_, mlp_, act_, selected_, logits_, tokens_;
   device_buffer local_logits_, gathered_logits_;  // sharded: [rows, local V], [rows, local V * ranks]
+  // With FP8 layers: the codes [t, max(H, I)] and scales [t] that add_rms_norm_fp8 and silu_and_mul_fp8 make for the
+  // FP8 linear after them (fp8_input); empty otherwise, or with TROUPE_FP8_UNFUSED=1 (each linear_fp8 quantizes).
+  device_buffer fp8_codes_, fp8_scales_;
   // Sampling inputs: a device block and its host twin of sampling_bytes_ each, sized for max_num_seqs rows
   // and some list entries, grown (outside any graph) when a step needs more.
   device_buffer sampling_;

@@ -63,6 +63,13 @@ struct fp8_device_weight {
   tensor input_scale;  // [1] f32, or empty: dynamic per-token activation scales
 };
 
+// A linear layer's input already quantized to FP8, as linear_fp8 quantizes x: codes [T, K] f8_e4m3 and one f32 scale
+// per token (row); made by add_rms_norm_fp8 and silu_and_mul_fp8, so that the kernel before the linear writes them.
+struct fp8_activations {
+  tensor codes;   // [T, K] f8_e4m3
+  tensor scales;  // [T] f32
+};
+
 // A tensor-parallel rank's slice of a dummy weight (--load-format dummy), made where the weight lives
 // (ops::fill_random) instead of on the host and copied: the values random_weight_run
 // (runtime/model/weight_names.hpp) gives the full tensor, read at the slice.
@@ -126,6 +133,11 @@ public:
 
   // residual += x; x = rms_norm(residual) * weight.  x, residual [T, H] (both updated in place)
   virtual void add_rms_norm(const tensor& x, const tensor& residual, const tensor& weight, float eps) = 0;
+  // The same, then x's new rows quantized into out as linear_fp8 quantizes its input (by each row's dynamic scale,
+  // or by input_scale, [1] f32, when not empty): the codes and scales the next linear_fp8 would have made of x.
+  // out.codes [T, H] f8_e4m3, out.scales [T] f32
+  virtual void add_rms_norm_fp8(const tensor& x, const tensor& residual, const tensor& weight, float eps,
+                                const tensor& input_scale, const fp8_activations& out) = 0;
 
   // Qwen3's per-head RMS norm, in place: each of a token's nH q heads becomes rms_norm(head) * q_weight and
   // each of its nKV k heads rms_norm(head) * k_weight; v is untouched. Runs after the q/k/v projection,
@@ -147,6 +159,10 @@ public:
   // out[t][n] = (Σ_k e4m3(xq[t][k]) · e4m3(weight[n][k])) · (s_t · scale[n]) (+ bias[n]), the sum in f32,
   // rounded once to out's dtype. x [T, K], bias [N] or empty, out [T, N]; x, bias and out share a dtype.
   virtual void linear_fp8(const tensor& x, const fp8_device_weight& w, const tensor& bias, const tensor& out) = 0;
+  // The same product with x already quantized (x.codes, x.scales hold what linear_fp8 would have made of its input;
+  // w.input_scale is not read). bias and out share a dtype.
+  virtual void linear_fp8_quantized(const fp8_activations& x, const fp8_device_weight& w, const tensor& bias,
+                                    const tensor& out) = 0;
 
   // Rotates the q and k parts of qkv in place (rotate-half convention) and writes k, v into the cache
   // at slot_mapping (slot = block * block_size + offset; -1 skips the token).
@@ -166,6 +182,9 @@ public:
 
   // out = silu(x[:, :I]) * x[:, I:].  x [T, 2I], out [T, I]
   virtual void silu_and_mul(const tensor& x, const tensor& out) = 0;
+  // silu_and_mul's rows (rounded to x's dtype) quantized into out as linear_fp8 quantizes its input, by each row's
+  // dynamic scale or by input_scale ([1] f32) when not empty; no other output. x [T, 2I], out.codes [T, I]
+  virtual void silu_and_mul_fp8(const tensor& x, const tensor& input_scale, const fp8_activations& out) = 0;
 
   // out[i] = x[indices[i]].  x [T, H], indices [R] i32, out [R, H]
   virtual void gather_rows(const tensor& x, const tensor& indices, const tensor& out) = 0;

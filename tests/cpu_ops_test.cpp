@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <random>
+#include <string>
 #include <tuple>
 #include <vector>
 
@@ -207,6 +208,92 @@ TEST(cpu_ops, linear_fp8_agrees_with_an_f64_reference_on_random_data) {
   auto out = f32(b, {1, 2}, {0, 0});
   EXPECT_THROW(b.linear_fp8(x, {wrong, scale, tensor{}}, tensor{}, out), std::invalid_argument);
 }
+
+// The fused producers of FP8 inputs: add_rms_norm_fp8 and silu_and_mul_fp8 must leave the codes and scales that
+// linear_fp8 makes of the unfused op's output, each checked here against the rule written out (scale = max|y| / 448
+// floored at 1 / (448 · 512), or the static one; code = f32_to_f8_e4m3(y / scale)); linear_fp8_quantized of those must
+// give linear_fp8's output bit for bit. Rows of random size with random values, a row of zeros, a static scale.
+TEST(cpu_ops, fused_fp8_inputs_hold_what_linear_fp8_would_make_of_the_unfused_outputs) {
+  cpu_ops b;
+  std::mt19937 rng(11);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  auto expect_codes = [&](const std::vector<float>& y, int64_t rows, int64_t k, float static_scale,
+                          const device_buffer& codes, const device_buffer& scales, const char* what) {
+    std::vector<uint8_t> got(static_cast<size_t>(rows * k));
+    b.download_raw(got.data(), codes);
+    const std::vector<float> got_scales = read(b, scales);
+    for (int64_t r = 0; r < rows; ++r) {
+      float amax = 0;
+      for (int64_t i = 0; i < k; ++i) amax = std::max(amax, std::abs(y[static_cast<size_t>(r * k + i)]));
+      const float s = static_scale > 0 ? static_scale : std::max(amax / 448.0f, 1.0f / (448.0f * 512.0f));
+      ASSERT_EQ(got_scales[static_cast<size_t>(r)], s) << what << " row " << r;
+      for (int64_t i = 0; i < k; ++i)
+        ASSERT_EQ(got[static_cast<size_t>(r * k + i)], f32_to_f8_e4m3(y[static_cast<size_t>(r * k + i)] / s))
+            << what << " row " << r << " element " << i;
+    }
+  };
+  for (const auto& [rows, h, inter, static_scale] : {std::tuple<int64_t, int64_t, int64_t, float>{1, 64, 96, 0.0f},
+                                                     {7, 48, 80, 0.0f}, {3, 32, 40, 0.02f}}) {
+    std::vector<float> xv(static_cast<size_t>(rows * h)), rv(xv.size()), wv(static_cast<size_t>(h)),
+        mv(static_cast<size_t>(rows * 2 * inter));
+    for (auto& v : xv) v = normal(rng);
+    for (auto& v : rv) v = normal(rng);
+    for (auto& v : wv) v = 1.0f + 0.1f * normal(rng);
+    for (auto& v : mv) v = 2.0f * normal(rng);
+    for (int64_t i = 0; i < 2 * inter; ++i) mv[static_cast<size_t>(i)] = 0.0f;  // row 0 of the MLP input: zeros
+    auto input_scale = f32(b, {1}, {static_scale});
+    const tensor scale_arg = static_scale > 0 ? input_scale.get() : tensor{};
+
+    // add_rms_norm_fp8 against add_rms_norm on copies of the same x and residual.
+    auto x1 = f32(b, {rows, h}, xv), r1 = f32(b, {rows, h}, rv), x2 = f32(b, {rows, h}, xv), r2 = f32(b, {rows, h}, rv);
+    auto weight = f32(b, {h}, wv);
+    device_buffer codes = b.alloc(dtype::f8_e4m3, {rows, h});
+    auto scales = f32(b, {rows}, std::vector<float>(static_cast<size_t>(rows), -1));
+    b.add_rms_norm_fp8(x1, r1, weight, 1e-6f, scale_arg, {codes, scales});
+    b.add_rms_norm(x2, r2, weight, 1e-6f);
+    EXPECT_EQ(read(b, x1), read(b, x2));
+    EXPECT_EQ(read(b, r1), read(b, r2));
+    expect_codes(read(b, x2), rows, h, static_scale, codes, scales, "add_rms_norm_fp8");
+
+    // linear_fp8_quantized of those codes against linear_fp8 of the normalized rows.
+    const int64_t n = 24;
+    std::vector<uint8_t> wcodes(static_cast<size_t>(n * h));
+    for (auto& c : wcodes) c = static_cast<uint8_t>(rng() & 0x7E);  // finite, positive and negative by bit 7 below
+    for (size_t i = 0; i < wcodes.size(); i += 3) wcodes[i] |= 0x80;
+    device_buffer w8 = b.alloc(dtype::f8_e4m3, {n, h});
+    b.upload_raw(w8, wcodes.data());
+    auto wscale = f32(b, {n}, std::vector<float>(static_cast<size_t>(n), 0.01f));
+    auto bias = f32(b, {n}, std::vector<float>(static_cast<size_t>(n), 0.5f));
+    auto out1 = f32(b, {rows, n}, std::vector<float>(static_cast<size_t>(rows * n), -1));
+    auto out2 = f32(b, {rows, n}, std::vector<float>(static_cast<size_t>(rows * n), -2));
+    b.linear_fp8_quantized({codes, scales}, {w8, wscale, tensor{}}, bias, out1);
+    b.linear_fp8(x2, {w8, wscale, scale_arg}, bias, out2);
+    EXPECT_EQ(read(b, out1), read(b, out2));
+
+    // silu_and_mul_fp8 against silu_and_mul.
+    auto mlp = f32(b, {rows, 2 * inter}, mv);
+    auto act = f32(b, {rows, inter}, std::vector<float>(static_cast<size_t>(rows * inter), 0));
+    device_buffer act_codes = b.alloc(dtype::f8_e4m3, {rows, inter});
+    auto act_scales = f32(b, {rows}, std::vector<float>(static_cast<size_t>(rows), -1));
+    b.silu_and_mul_fp8(mlp, scale_arg, {act_codes, act_scales});
+    b.silu_and_mul(mlp, act);
+    expect_codes(read(b, act), rows, inter, static_scale, act_codes, act_scales, "silu_and_mul_fp8");
+  }
+  // Codes of another width are refused, naming the op.
+  auto x = f32(b, {2, 8}, std::vector<float>(16, 1.0f));
+  device_buffer narrow = b.alloc(dtype::f8_e4m3, {2, 5});
+  auto scales = f32(b, {2}, {0, 0});
+  try {
+    b.silu_and_mul_fp8(x, tensor{}, {narrow, scales});  // x [2, 8] makes rows of 4
+    ADD_FAILURE() << "silu_and_mul_fp8 took codes of 5 columns for rows of 4";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("silu_and_mul_fp8"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(b.linear_fp8_quantized({narrow, scales}, {b.alloc(dtype::f8_e4m3, {3, 4}), f32(b, {3}, {1, 1, 1}), tensor{}},
+                                      tensor{}, f32(b, {2, 3}, std::vector<float>(6, 0))),
+               std::invalid_argument);  // codes of 5 columns by a weight of 4
+}
+
 
 // FP8 KV cache: nH 2, nKV 1, D 4, blocks of 2 tokens. Position 0's rotary table is cos 1, sin 0, so the
 // rotation leaves q and k as they are and the cache must hold exactly round(k / k_scale), round(v / v_scale).

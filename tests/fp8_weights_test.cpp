@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <set>
 
@@ -91,6 +92,23 @@ TEST(fp8_checkpoints, llm_compressor_per_channel_codes_run_as_quantized_at_load_
   const auto per_tensor = all_position_logits(autofp8.path(), prompts);
   EXPECT_EQ(per_tensor, all_position_logits(tensor_ct.path(), prompts));
   EXPECT_NE(per_tensor, at_load);  // one scale per tensor rounds other codes than one per channel
+}
+
+// The norm and the activation before an FP8 layer quantize its input themselves (add_rms_norm_fp8, silu_and_mul_fp8,
+// then linear_fp8_quantized): every logit must be what each linear_fp8 quantizing its own input gives
+// (TROUPE_FP8_UNFUSED=1), for dynamic and static activation scales, the prompts in one step and in several.
+TEST(fp8_checkpoints, inputs_quantized_by_the_kernel_before_give_the_logits_of_each_linear_quantizing_its_own) {
+  const std::vector<std::vector<int32_t>> prompts = {{11, 12, 13, 14, 15, 16, 17}, {3, 1, 4}, {9}};
+  for (const std::string flags : {" --quantization compressed-tensors", " --quantization fp8 --activation-scheme static"}) {
+    SCOPED_TRACE(flags);
+    const made_model m(flags);
+    const auto fused = all_position_logits(m.path(), prompts);
+    ::setenv("TROUPE_FP8_UNFUSED", "1", 1);
+    const auto unfused = all_position_logits(m.path(), prompts);
+    ::unsetenv("TROUPE_FP8_UNFUSED");
+    ASSERT_FALSE(fused.empty());
+    EXPECT_EQ(fused, unfused);
+  }
 }
 
 // A checkpoint's FP8 slices are exactly the cut of the whole layer (codes and each row's scale); the dummy

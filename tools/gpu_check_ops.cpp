@@ -590,11 +590,107 @@ void check_argmax_with(checker& c) {
   }
 }
 
+// The kernels that quantize an FP8 layer's input themselves (add_rms_norm_fp8, silu_and_mul_fp8) and the product of
+// such codes (linear_fp8_quantized): against the CPU twin (the normalized rows and scales; the product of the GPU's codes
+// on the path the launcher picks), and on the GPU against the unfused ops (add_rms_norm or silu_and_mul, then linear_fp8
+// quantizing its own input) on simt, whose sums are exact in one order: the same bits, or the fused codes differ.
+void check_fp8_fused_inputs(checker& c, dtype t) {
+  struct shape {
+    int64_t rows, h, inter;
+    bool static_input;
+  };
+  const std::vector<shape> shapes = {{1, 3584, 18944, false}, {5, 64, 96, false}, {17, 512, 1024, true},
+                                     {3, 100, 52, false},     {64, 3584, 2048, false}};
+  const int64_t n = 40;
+  for (const shape& s : shapes) {
+    const std::string what = "T,H,I=" + dims({s.rows, s.h, s.inter}) + (s.static_input ? " static" : "");
+    auto input_scale = c.make(dtype::f32, {1}, {0.02f});
+    const tensor scale_cpu = s.static_input ? input_scale.cpu.get() : tensor{};
+    const tensor scale_gpu = s.static_input ? input_scale.gpu.get() : tensor{};
+    auto weights_for = [&](int64_t k) {  // FP8 weights [n, k] with per-row scales, the same codes on both
+      std::vector<uint8_t> codes(static_cast<size_t>(n * k));
+      std::normal_distribution<float> d(0.0f, 40.0f);
+      for (auto& q : codes) q = f32_to_f8_e4m3(d(rng));
+      twin w{c.cpu.alloc(dtype::f8_e4m3, {n, k}), c.gpu.alloc(dtype::f8_e4m3, {n, k}), dtype::f8_e4m3, {n, k}};
+      c.cpu.upload_raw(w.cpu, codes.data());
+      c.gpu.upload_raw(w.gpu, codes.data());
+      return w;
+    };
+    auto w_scale = c.make(dtype::f32, {n}, std::vector<float>(static_cast<size_t>(n), 0.001f));
+    auto codes_of = [&](int64_t k) {
+      return twin{c.cpu.alloc(dtype::f8_e4m3, {s.rows, k}), c.gpu.alloc(dtype::f8_e4m3, {s.rows, k}), dtype::f8_e4m3,
+                  {s.rows, k}};
+    };
+    auto bits = [&](const twin& w) {
+      bytes b(w.gpu.get().num_bytes());
+      c.gpu.download_raw(b.data(), w.gpu);
+      return b;
+    };
+    // The fused product against the unfused one on the GPU (simt), then against the twin on the chosen path.
+    auto compare = [&](const char* op, int64_t k, const twin& codes, const twin& scales, const tensor& plain_x) {
+      auto w = weights_for(k);
+      const fp8_device_weight gw{w.gpu, w_scale.gpu, scale_gpu}, cw{w.cpu, w_scale.cpu, scale_cpu};
+      auto fused = c.random(t, {s.rows, n}), plain = c.random(t, {s.rows, n});
+      {
+        const scoped_value<std::string> simt(cuda::fp8_settings().path, "simt");
+        c.poison(fused);
+        c.poison(plain);
+        c.gpu.linear_fp8_quantized({codes.gpu, scales.gpu}, gw, tensor{}, fused.gpu);
+        c.gpu.linear_fp8(plain_x, gw, tensor{}, plain.gpu);
+      }
+      report(op, t, what + " = unfused on the GPU (simt)",
+             static_cast<double>(differing_elements(bits(fused), bits(plain), size_in_bytes(t))), 0.0,
+             "output elements differing from the unfused ops'");
+      // The twin multiplies the GPU's codes and scales (its own quantization of unrounded f32 rows flips a few codes
+      // a step, which is the FP8 error the model rows bound, not this product's).
+      const bytes gpu_codes = bits(codes);
+      std::vector<float> gpu_scales(static_cast<size_t>(s.rows));
+      c.gpu.download(gpu_scales, scales.gpu);
+      c.cpu.upload_raw(codes.cpu, gpu_codes.data());
+      c.cpu.upload(scales.cpu, gpu_scales);
+      c.poison(fused);
+      c.cpu.linear_fp8_quantized({codes.cpu, scales.cpu}, cw, tensor{}, fused.cpu);
+      c.gpu.linear_fp8_quantized({codes.gpu, scales.gpu}, gw, tensor{}, fused.gpu);
+      report(op, t, what + " then linear_fp8_quantized", c.error(fused), t == dtype::f32 ? 1e-3 : tolerance_for(t),
+             std::string("ran ") + cuda::fp8_settings().last_path.load());
+    };
+
+    // add_rms_norm_fp8: x and residual as add_rms_norm leaves them, and the codes of x.
+    const std::vector<float> xv = random_values(static_cast<size_t>(s.rows * s.h)),
+                             rv = random_values(static_cast<size_t>(s.rows * s.h));
+    std::vector<float> wv = random_values(static_cast<size_t>(s.h), 0.1f);
+    for (auto& v : wv) v += 1.0f;
+    auto x = c.make(t, {s.rows, s.h}, xv), residual = c.make(t, {s.rows, s.h}, rv), weight = c.make(t, {s.h}, wv);
+    auto x_plain = c.make(t, {s.rows, s.h}, xv), residual_plain = c.make(t, {s.rows, s.h}, rv);
+    auto codes = codes_of(s.h);
+    auto scales = c.make(dtype::f32, {s.rows}, std::vector<float>(static_cast<size_t>(s.rows), -1.0f));
+    c.cpu.add_rms_norm_fp8(x.cpu, residual.cpu, weight.cpu, 1e-6f, scale_cpu, {codes.cpu, scales.cpu});
+    c.gpu.add_rms_norm_fp8(x.gpu, residual.gpu, weight.gpu, 1e-6f, scale_gpu, {codes.gpu, scales.gpu});
+    c.gpu.add_rms_norm(x_plain.gpu, residual_plain.gpu, weight.gpu, 1e-6f);
+    report("add_rms_norm_fp8", t, what + " x", c.error(x), tolerance_for(t));
+    report("add_rms_norm_fp8", t, what + " residual", c.error(residual), tolerance_for(t));
+    report("add_rms_norm_fp8", t, what + " scales", c.error(scales), tolerance_for(t));
+    compare("add_rms_norm_fp8", s.h, codes, scales, x_plain.gpu);
+
+    // silu_and_mul_fp8: the codes of silu_and_mul's rows.
+    auto mlp = c.random(t, {s.rows, 2 * s.inter}, 2.0f);
+    auto act = c.random(t, {s.rows, s.inter});
+    auto act_codes = codes_of(s.inter);
+    auto act_scales = c.make(dtype::f32, {s.rows}, std::vector<float>(static_cast<size_t>(s.rows), -1.0f));
+    c.cpu.silu_and_mul_fp8(mlp.cpu, scale_cpu, {act_codes.cpu, act_scales.cpu});
+    c.gpu.silu_and_mul_fp8(mlp.gpu, scale_gpu, {act_codes.gpu, act_scales.gpu});
+    c.gpu.silu_and_mul(mlp.gpu, act.gpu);
+    report("silu_and_mul_fp8", t, what + " scales", c.error(act_scales), tolerance_for(t));
+    compare("silu_and_mul_fp8", s.inter, act_codes, act_scales, act.gpu);
+  }
+}
+
 } // namespace
 
 void check_fp8_weight_ops(cuda_ops& gpu, dtype t) {
   checker c(gpu);
   guarded("linear_fp8", [&] { check_linear_fp8(c, t); });
+  guarded("fp8 inputs quantized before", [&] { check_fp8_fused_inputs(c, t); });
 }
 
 void check_ops(cuda_ops& gpu, dtype t) {

@@ -93,6 +93,37 @@ void cpu_ops::add_rms_norm(const tensor& x, const tensor& residual, const tensor
   rms_norm(residual, weight, eps, x);
 }
 
+namespace {
+
+// x's rows (f32) quantized as linear_fp8 quantizes its input: each row's scale (input_scale's value when not empty, else
+// fp8_dynamic_scale) into out.scales and its codes into out.codes.
+void quantize_rows_fp8(const tensor& x, const tensor& input_scale, const fp8_activations& out, const char* op) {
+  const int64_t rows = x.dim(0), k = x.row_elems();
+  if (x.type != dtype::f32 || out.codes.type != dtype::f8_e4m3 || out.codes.dim(0) != rows ||
+      out.codes.row_elems() != k || out.scales.type != dtype::f32 || out.scales.numel() != rows ||
+      (!input_scale.empty() && (input_scale.type != dtype::f32 || input_scale.numel() != 1)))
+    throw std::invalid_argument(std::string(op) + ": x " + x.shape_string() + ", codes " + out.codes.shape_string() + " " +
+                                std::string(troupe::name(out.codes.type)) + ", scales " + out.scales.shape_string() +
+                                " disagree");
+  const float* xs = x.as<float>();
+  float* scales = out.scales.as<float>();
+  auto* codes = out.codes.as<uint8_t>();
+  for (int64_t r = 0; r < rows; ++r) {
+    const std::span<const float> row(xs + r * k, static_cast<size_t>(k));
+    const float s = input_scale.empty() ? fp8_dynamic_scale(row) : *input_scale.as<float>();
+    scales[r] = s;
+    fp8_quantize_row(row, s, std::span<uint8_t>(codes + r * k, static_cast<size_t>(k)));
+  }
+}
+
+} // namespace
+
+void cpu_ops::add_rms_norm_fp8(const tensor& x, const tensor& residual, const tensor& weight, float eps,
+                               const tensor& input_scale, const fp8_activations& out) {
+  add_rms_norm(x, residual, weight, eps);
+  quantize_rows_fp8(x, input_scale, out, "add_rms_norm_fp8");
+}
+
 void cpu_ops::qk_norm(const tensor& qkv, const tensor& q_weight, const tensor& k_weight, const attention_shape& shape,
                       float eps) {
   require_f32(qkv, "qk_norm");
@@ -167,7 +198,6 @@ void cpu_ops::linear_int4(const tensor& x, const int4_device_weight& w, const te
 
 void cpu_ops::linear_fp8(const tensor& x, const fp8_device_weight& w, const tensor& bias, const tensor& out) {
   require_f32(x, "linear_fp8");
-  require_f32(w.scale, "linear_fp8");
   const int64_t rows = x.dim(0), k = x.dim(1), n = w.weight.dim(0);
   if (w.weight.type != dtype::f8_e4m3 || w.weight.rank != 2 || w.weight.dim(1) != k || w.scale.numel() != n ||
       (!w.input_scale.empty() && (w.input_scale.type != dtype::f32 || w.input_scale.numel() != 1)) ||
@@ -175,6 +205,24 @@ void cpu_ops::linear_fp8(const tensor& x, const fp8_device_weight& w, const tens
     throw std::invalid_argument("linear_fp8: x " + x.shape_string() + ", weight " + w.weight.shape_string() + " " +
                                 std::string(troupe::name(w.weight.type)) + ", scale " + w.scale.shape_string() + ", output " +
                                 out.shape_string() + " disagree");
+  std::vector<uint8_t> codes(static_cast<size_t>(rows * k));
+  std::vector<float> scales(static_cast<size_t>(rows));
+  const fp8_activations xq{tensor(codes.data(), dtype::f8_e4m3, {rows, k}), tensor(scales.data(), dtype::f32, {rows})};
+  quantize_rows_fp8(x, w.input_scale, xq, "linear_fp8");
+  linear_fp8_quantized(xq, w, bias, out);
+}
+
+void cpu_ops::linear_fp8_quantized(const fp8_activations& x, const fp8_device_weight& w, const tensor& bias,
+                                   const tensor& out) {
+  require_f32(w.scale, "linear_fp8");
+  require_f32(out, "linear_fp8");
+  const int64_t rows = x.codes.dim(0), k = x.codes.row_elems(), n = w.weight.dim(0);
+  if (x.codes.type != dtype::f8_e4m3 || x.scales.type != dtype::f32 || x.scales.numel() != rows ||
+      w.weight.type != dtype::f8_e4m3 || w.weight.rank != 2 || w.weight.dim(1) != k || w.scale.numel() != n ||
+      out.dim(0) != rows || out.row_elems() != n || (!bias.empty() && bias.numel() != n))
+    throw std::invalid_argument("linear_fp8_quantized: codes " + x.codes.shape_string() + " " +
+                                std::string(troupe::name(x.codes.type)) + ", scales " + x.scales.shape_string() +
+                                ", weight " + w.weight.shape_string() + ", output " + out.shape_string() + " disagree");
   // Every code as f32, exactly; then the f32 linear over the decoded codes (each product of two e4m3 values is
   // exact in f32, so the sums are `linear`'s), and the scales after, as the GPU's epilogue applies them.
   static const std::array<float, 256> decode = [] {
@@ -182,26 +230,20 @@ void cpu_ops::linear_fp8(const tensor& x, const fp8_device_weight& w, const tens
     for (int c = 0; c < 256; ++c) t[static_cast<size_t>(c)] = f8_e4m3_to_f32(static_cast<uint8_t>(c));
     return t;
   }();
-  std::vector<float> xq(static_cast<size_t>(rows * k)), wq(static_cast<size_t>(n * k)), sx(static_cast<size_t>(rows));
-  std::vector<uint8_t> codes(static_cast<size_t>(k));
-  const float* xs = x.as<float>();
-  for (int64_t r = 0; r < rows; ++r) {
-    const std::span<const float> row(xs + r * k, static_cast<size_t>(k));
-    const float s = w.input_scale.empty() ? fp8_dynamic_scale(row) : *w.input_scale.as<float>();
-    sx[static_cast<size_t>(r)] = s;
-    fp8_quantize_row(row, s, codes);
-    for (int64_t i = 0; i < k; ++i) xq[static_cast<size_t>(r * k + i)] = decode[codes[static_cast<size_t>(i)]];
-  }
+  std::vector<float> xq(static_cast<size_t>(rows * k)), wq(static_cast<size_t>(n * k));
+  const auto* xc = x.codes.as<uint8_t>();
+  for (size_t i = 0; i < xq.size(); ++i) xq[i] = decode[xc[i]];
   const auto* wc = w.weight.as<uint8_t>();
   for (size_t i = 0; i < wq.size(); ++i) wq[i] = decode[wc[i]];
   linear(tensor(xq.data(), dtype::f32, {rows, k}), tensor(wq.data(), dtype::f32, {n, k}), tensor{}, out, false);
+  const float* sx = x.scales.as<float>();
   const float* sw = w.scale.as<float>();
   const float* b = bias.empty() ? nullptr : bias.as<float>();
   float* o = out.as<float>();
   for (int64_t r = 0; r < rows; ++r)
     for (int64_t j = 0; j < n; ++j) {
       float& v = o[r * n + j];
-      v = v * (sx[static_cast<size_t>(r)] * sw[j]);
+      v = v * (sx[r] * sw[j]);
       if (b) v += b[j];
     }
 }
@@ -214,6 +256,18 @@ void cpu_ops::silu_and_mul(const tensor& x, const tensor& out) {
     float* o = out.as<float>() + r * inter;
     for (int64_t i = 0; i < inter; ++i) o[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
   }
+}
+
+void cpu_ops::silu_and_mul_fp8(const tensor& x, const tensor& input_scale, const fp8_activations& out) {
+  require_f32(x, "silu_and_mul_fp8");
+  const int64_t rows = x.dim(0), inter = x.dim(1) / 2;
+  if (x.dim(1) != 2 * inter || out.codes.dim(0) != rows || out.codes.row_elems() != inter)
+    throw std::invalid_argument("silu_and_mul_fp8: x " + x.shape_string() + " and codes " + out.codes.shape_string() +
+                                " disagree");
+  std::vector<float> act(static_cast<size_t>(rows * inter));
+  const tensor a(act.data(), dtype::f32, {rows, inter});
+  silu_and_mul(x, a);
+  quantize_rows_fp8(a, input_scale, out, "silu_and_mul_fp8");
 }
 
 void cpu_ops::fill_random(const random_slice& s, const tensor& out) {

@@ -126,4 +126,16 @@ __device__ __forceinline__ float block_sum(float x) {
   return warp_sum(x);
 }
 
+// Max over the block; every thread gets the result. blockDim.x a multiple of 32.
+__device__ __forceinline__ float block_max(float x) {
+  __shared__ float partial[32];
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  x = warp_max(x);
+  __syncthreads();  // partial may still be read by a previous call
+  if (lane == 0) partial[warp] = x;
+  __syncthreads();
+  x = lane < static_cast<int>(blockDim.x / 32) ? partial[lane] : 0.0f;
+  return warp_max(x);
+}
+
 } // namespace troupe::cuda

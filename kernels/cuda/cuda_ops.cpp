@@ -261,6 +261,12 @@ void cuda_ops::add_rms_norm(const tensor& x, const tensor& residual, const tenso
   cuda::launch_add_rms_norm(x, residual, weight, eps, ctx_->stream);
 }
 
+void cuda_ops::add_rms_norm_fp8(const tensor& x, const tensor& residual, const tensor& weight, float eps,
+                                const tensor& input_scale, const fp8_activations& out) {
+  op_scope p(ctx_->profiler, op_profiler::other, ctx_->stream, "add_rms_norm_fp8");
+  cuda::launch_add_rms_norm_fp8(x, residual, weight, eps, input_scale, out, ctx_->stream);
+}
+
 void cuda_ops::qk_norm(const tensor& qkv, const tensor& q_weight, const tensor& k_weight, const attention_shape& shape,
                        float eps) {
   op_scope p(ctx_->profiler, op_profiler::other, ctx_->stream, "qk_norm");
@@ -296,6 +302,15 @@ void cuda_ops::linear_fp8(const tensor& x, const fp8_device_weight& w, const ten
   if (p.on()) p.rename("linear_fp8 " + linear_shape(w.weight) + " " + path, linear_flop(x, w.weight.dim(0)));
 }
 
+void cuda_ops::linear_fp8_quantized(const fp8_activations& x, const fp8_device_weight& w, const tensor& bias,
+                                    const tensor& out) {
+  op_scope p(ctx_->profiler, op_profiler::gemm, ctx_->stream, "linear_fp8_quantized");
+  const char* path = cuda::launch_linear_fp8_quantized(*ctx_, x, w, bias, out);
+  if (p.on())
+    p.rename("linear_fp8 " + linear_shape(w.weight) + " " + path + " (quantized before)",
+             2.0 * static_cast<double>(x.codes.dim(0)) * x.codes.row_elems() * w.weight.dim(0));
+}
+
 void cuda_ops::rope_write_kv(const tensor& qkv, const tensor& positions, const tensor& cos_sin,
                              const tensor& slot_mapping, const tensor& k_cache, const tensor& v_cache,
                              const attention_shape& shape) {
@@ -314,6 +329,11 @@ void cuda_ops::paged_attention(const tensor& qkv, const tensor& k_cache, const t
 void cuda_ops::silu_and_mul(const tensor& x, const tensor& out) {
   op_scope p(ctx_->profiler, op_profiler::other, ctx_->stream, "silu_and_mul");
   cuda::launch_silu_and_mul(x, out, ctx_->stream);
+}
+
+void cuda_ops::silu_and_mul_fp8(const tensor& x, const tensor& input_scale, const fp8_activations& out) {
+  op_scope p(ctx_->profiler, op_profiler::other, ctx_->stream, "silu_and_mul_fp8");
+  cuda::launch_silu_and_mul_fp8(x, input_scale, out, ctx_->stream);
 }
 
 void cuda_ops::fill_random(const random_slice& s, const tensor& out) {

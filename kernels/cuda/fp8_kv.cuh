@@ -26,6 +26,13 @@ __device__ __forceinline__ uint8_t fp8_encode(float x, bool e5m2) {
   return __nv_cvt_float_to_fp8(x, __NV_SATFINITE, e5m2 ? __NV_E5M2 : __NV_E4M3);
 }
 
+// The scale of a token's FP8 activations (linear_fp8's dynamic quantization, and the norm and activation kernels that
+// quantize for it): max(amax / 448, 1 / (448 · 512)), the IEEE quotient whatever the compiler's division flags, as
+// fp8_dynamic_scale (runtime/model/fp8_formats.hpp) computes it. The codes are then fp8_encode(__fdiv_rn(x, scale)).
+__device__ __forceinline__ float fp8_activation_scale(float amax) {
+  return fmaxf(__fdiv_rn(amax, 448.0f), 1.0f / (448.0f * 512.0f));
+}
+
 // One code as f32, exactly.
 __host__ __device__ __forceinline__ float fp8_decode(uint8_t code, bool e5m2) {
   return __half2float(__half(__nv_cvt_fp8_to_halfraw(code, e5m2 ? __NV_E5M2 : __NV_E4M3)));

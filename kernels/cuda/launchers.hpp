@@ -40,6 +40,9 @@ int4_switches& int4_settings();
 // no rows). fp8_settings().path forces one ("" chooses; a forced path that cannot run throws std::runtime_error).
 const char* launch_linear_fp8(cuda_context& ctx, const tensor& x, const fp8_device_weight& w, const tensor& bias,
                               const tensor& out);
+// ops::linear_fp8_quantized: the same product of codes already made (add_rms_norm_fp8, silu_and_mul_fp8).
+const char* launch_linear_fp8_quantized(cuda_context& ctx, const fp8_activations& x, const fp8_device_weight& w,
+                                        const tensor& bias, const tensor& out);
 struct fp8_switches {
   std::string path;  // "", "gemv", "gemv_bulk", "mma", "mma_async", "outer", "epilogue" or "simt"; TROUPE_FP8_GEMM
   // Where the launcher chooses "mma", the cp.async kernel: -1 where N >= K (faster there on the H200), 0 never, 1 always.
@@ -65,6 +68,10 @@ void launch_gather_rows(const tensor& x, const tensor& indices, const tensor& ou
 void launch_rms_norm(const tensor& x, const tensor& weight, float eps, const tensor& out, cudaStream_t stream);
 // residual += x (rounded to the residual's dtype); x = rms_norm(residual) * weight.  x, residual [T, H]
 void launch_add_rms_norm(const tensor& x, const tensor& residual, const tensor& weight, float eps, cudaStream_t stream);
+// ops::add_rms_norm_fp8: the same kernel, which then quantizes each normalized row as linear_fp8 would (bitwise the
+// codes and scales add_rms_norm followed by linear_fp8's quantization make).
+void launch_add_rms_norm_fp8(const tensor& x, const tensor& residual, const tensor& weight, float eps,
+                             const tensor& input_scale, const fp8_activations& out, cudaStream_t stream);
 
 // Qwen3's per-head RMS norm of q and k in place; see ops::qk_norm.
 void launch_qk_norm(const tensor& qkv, const tensor& q_weight, const tensor& k_weight, const attention_shape& shape,
@@ -72,6 +79,8 @@ void launch_qk_norm(const tensor& qkv, const tensor& q_weight, const tensor& k_w
 
 // out = silu(x[:, :I]) * x[:, I:].  x [T, 2I], out [T, I]
 void launch_silu_and_mul(const tensor& x, const tensor& out, cudaStream_t stream);
+// ops::silu_and_mul_fp8: one block a row makes silu_and_mul's values twice (for the max, then for the codes).
+void launch_silu_and_mul_fp8(const tensor& x, const tensor& input_scale, const fp8_activations& out, cudaStream_t stream);
 
 // Rotary embedding in place on q and k, and the paged K/V write; see ops::rope_write_kv.
 // A position outside the rotary table leaves its row unrotated (the engine never plans one).

@@ -45,23 +45,9 @@
 namespace troupe::cuda {
 namespace {
 
-constexpr float kFp8Max = 448.0f;
-constexpr float kMinScale = 1.0f / (448.0f * 512.0f);  // fp8_min_scale (runtime/model/fp8_formats.hpp)
 constexpr int kQuantizeThreads = 256;
 
-// Max over the block; every thread gets the result. blockDim.x a multiple of 32.
-__device__ __forceinline__ float block_max(float x) {
-  __shared__ float partial[32];
-  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-  x = warp_max(x);
-  __syncthreads();
-  if (lane == 0) partial[warp] = x;
-  __syncthreads();
-  x = lane < static_cast<int>(blockDim.x / 32) ? partial[lane] : 0.0f;
-  return warp_max(x);
-}
-
-// Row `blockIdx.x` of x [rows, k]: its scale s (static_scale's value, or max(max|x| / 448, kMinScale)) into
+// Row `blockIdx.x` of x [rows, k]: its scale s (static_scale's value, or fp8_activation_scale(max|x|)) into
 // scales[row], and codes f32_to_f8_e4m3(x / s) into codes [rows, k]. __fdiv_rn: the IEEE quotient the CPU
 // twin computes, whatever the compiler's division flags.
 template <class T>
@@ -77,7 +63,7 @@ __global__ void fp8_quantize_rows_kernel(const T* __restrict__ x, int64_t k, con
   } else {
     float amax = 0.0f;
     for (int64_t i = threadIdx.x; i < k; i += blockDim.x) amax = fmaxf(amax, fabsf(to_float(xr[i])));
-    s = fmaxf(__fdiv_rn(block_max(amax), kFp8Max), kMinScale);
+    s = fp8_activation_scale(block_max(amax));
   }
   if (threadIdx.x == 0) scales[row] = s;
   uint8_t* out = codes + row * k;
@@ -106,7 +92,7 @@ __global__ void fp8_quantize_rows_vec_kernel(const T* __restrict__ x, int64_t k,
 #pragma unroll
       for (int e = 0; e < N; ++e) amax = fmaxf(amax, fabsf(to_float(v.v[e])));
     }
-    s = fmaxf(__fdiv_rn(block_max(amax), kFp8Max), kMinScale);
+    s = fp8_activation_scale(block_max(amax));
   }
   if (threadIdx.x == 0) scales[row] = s;
   uint8_t* out = codes + row * k;
@@ -488,38 +474,18 @@ fp8_switches& fp8_settings() {
 
 namespace {
 
-const char* run_linear_fp8(cuda_context& ctx, const tensor& x, const fp8_device_weight& w, const tensor& bias,
-                           const tensor& out) {
-  const int64_t rows = x.dim(0), k = x.dim(1), n = w.weight.dim(0);
-  if (w.weight.type != dtype::f8_e4m3 || w.weight.rank != 2 || w.weight.dim(1) != k || w.scale.type != dtype::f32 ||
-      w.scale.numel() != n || (!w.input_scale.empty() && (w.input_scale.type != dtype::f32 || w.input_scale.numel() != 1)) ||
-      out.type != x.type || out.dim(0) != rows || out.row_elems() != n || (!bias.empty() && (bias.type != x.type || bias.numel() != n)))
-    throw std::invalid_argument("cuda linear_fp8: x " + shape_of(x) + ", weight " + shape_of(w.weight) + " " +
-                                std::string(name(w.weight.type)) + ", scale " + shape_of(w.scale) + ", output " +
-                                shape_of(out) + " disagree");
-  if (rows == 0) return "none";
-  make_current(ctx);
-  const std::string& forced = fp8_settings().path;  // "" (automatic), outer, epilogue or simt
+// The product of rows x k codes already quantized (codes, x_scales: linear_fp8's quantization of its input) by w,
+// into out, on the first path that takes the shape (the file's comment); returns the path's name.
+const char* run_fp8_product(cuda_context& ctx, const uint8_t* codes, const float* x_scales, int64_t rows, int64_t k,
+                            const fp8_device_weight& w, const tensor& bias, const tensor& out) {
+  const int64_t n = w.weight.dim(0);
+  const std::string& forced = fp8_settings().path;  // "" (automatic) or the path TROUPE_FP8_GEMM forces
   // cuBLASLt's FP8 kernels want K and the leading dimensions in whole 16 bytes and 16-byte aligned operands.
   const bool aligned = k % 16 == 0 && n % 16 == 0 && reinterpret_cast<uintptr_t>(w.weight.data) % 16 == 0 &&
                        reinterpret_cast<uintptr_t>(out.data) % 16 == 0 &&
                        (bias.empty() || reinterpret_cast<uintptr_t>(bias.data) % 16 == 0);
-  const size_t codes_bytes = round_up(static_cast<size_t>(rows * k));
-  grow_scratch(ctx, ctx.fp8_scratch, ctx.fp8_scratch_bytes, codes_bytes + static_cast<size_t>(rows) * 4, "linear_fp8");
-  auto* codes = static_cast<uint8_t*>(ctx.fp8_scratch);
-  auto* x_scales = reinterpret_cast<float*>(static_cast<char*>(ctx.fp8_scratch) + codes_bytes);
-  const tensor xq(codes, dtype::f8_e4m3, {rows, k});
-  const auto* static_scale = w.input_scale.empty() ? nullptr : w.input_scale.as<float>();
-
-  dispatch_float(x.type, "linear_fp8", [&](auto tag) {
-    using T = typename decltype(tag)::type;
-    const bool vectors = fp8_settings().quantize_vec && k % (16 / sizeof(T)) == 0 &&
-                         reinterpret_cast<uintptr_t>(x.data) % 16 == 0;
-    launch_dependent(vectors ? fp8_quantize_rows_vec_kernel<T> : fp8_quantize_rows_kernel<T>,
-                     dim3(static_cast<unsigned>(rows)), dim3(kQuantizeThreads), ctx.stream, "linear_fp8 quantize",
-                     x.as<T>(), k, static_scale, codes, x_scales);
-  });
-  check_launch("linear_fp8 quantize");
+  const tensor xq(const_cast<uint8_t*>(codes), dtype::f8_e4m3, {rows, k});
+  const std::string x_shape = "x [" + std::to_string(rows) + ", " + std::to_string(k) + "]";
 
   // One row on the CUDA-core GEMV where TROUPE_FP8_GEMV asks for it; forced ("gemv") up to kGemvRows.
   const bool rows16 = k % 16 == 0 && reinterpret_cast<uintptr_t>(w.weight.data) % 16 == 0;  // 16-byte weight rows
@@ -529,7 +495,7 @@ const char* run_linear_fp8(cuda_context& ctx, const tensor& x, const fp8_device_
   const bool forced_gemv = forced == "gemv" || forced == "gemv_bulk";
   if (gemv_shape && (forced_gemv || (forced.empty() && gemv_chosen))) {
     const bool bulk = forced == "gemv_bulk" || (forced.empty() && fp8_settings().gemv_bulk);
-    dispatch_float(x.type, "linear_fp8", [&](auto tag) {
+    dispatch_float(out.type, "linear_fp8", [&](auto tag) {
       using T = typename decltype(tag)::type;
       const T* b = bias.empty() ? nullptr : bias.as<T>();
       const int warps = bulk ? kBulkWarps : kGemvWarps;
@@ -548,7 +514,7 @@ const char* run_linear_fp8(cuda_context& ctx, const tensor& x, const fp8_device_
   }
   if (forced_gemv)
     throw std::runtime_error("cuda linear_fp8: TROUPE_FP8_GEMM=" + forced + " takes at most " + std::to_string(kGemvRows) +
-                             " rows and K a multiple of 16, not x " + shape_of(x) + " by weight " + shape_of(w.weight));
+                             " rows and K a multiple of 16, not " + x_shape + " by weight " + shape_of(w.weight));
   const bool mma_shape = rows <= kMmaRows && rows16;
   // Where the mma path is chosen, the cp.async kernel where it won (no fewer outputs than K; fp8_settings().mma_async);
   // TROUPE_FP8_GEMM=mma|mma_async forces the path at any shape it takes.
@@ -556,7 +522,7 @@ const char* run_linear_fp8(cuda_context& ctx, const tensor& x, const fp8_device_
   const int async_setting = fp8_settings().mma_async;
   const bool async = forced == "mma_async" || (forced.empty() && (async_setting > 0 || (async_setting < 0 && n >= k)));
   if (mma_shape && ((forced.empty() && rows <= kMmaChosenRows) || forced_mma)) {
-    dispatch_float(x.type, "linear_fp8", [&](auto tag) {
+    dispatch_float(out.type, "linear_fp8", [&](auto tag) {
       using T = typename decltype(tag)::type;
       const T* b = bias.empty() ? nullptr : bias.as<T>();
       if (rows <= 8) launch_mma<T, 1>(codes, x_scales, w, b, out.as<T>(), rows, n, k, async, ctx.stream);
@@ -568,7 +534,7 @@ const char* run_linear_fp8(cuda_context& ctx, const tensor& x, const fp8_device_
   }
   if (forced_mma)
     throw std::runtime_error("cuda linear_fp8: TROUPE_FP8_GEMM=" + forced + " takes at most " + std::to_string(kMmaRows) +
-                             " rows and K a multiple of 16, not x " + shape_of(x) + " by weight " + shape_of(w.weight));
+                             " rows and K a multiple of 16, not " + x_shape + " by weight " + shape_of(w.weight));
   if (aligned && (forced.empty() || forced == "outer")) {
     if (cublaslt_linear_fp8(ctx, xq, w.weight, w.scale.as<float>(), x_scales, bias, out)) return "outer";
     // cuBLASLt takes no bias beside outer-vector scales at some shapes (every "+bias" op row on the H100,
@@ -576,7 +542,7 @@ const char* run_linear_fp8(cuda_context& ctx, const tensor& x, const fp8_device_
     // twice (within one unit of its last place of the twin's single rounding), but the products skip the f32
     // round trip of "epilogue" (at 256 rows of gate_up, 0.088 ms outer against 0.126 epilogue).
     if (!bias.empty() && cublaslt_linear_fp8(ctx, xq, w.weight, w.scale.as<float>(), x_scales, tensor{}, out)) {
-      dispatch_float(x.type, "linear_fp8", [&](auto tag) {
+      dispatch_float(out.type, "linear_fp8", [&](auto tag) {
         using T = typename decltype(tag)::type;
         const int64_t total = rows * n;
         add_bias_kernel<T><<<static_cast<unsigned>((total + 255) / 256), 256, 0, ctx.stream>>>(bias.as<T>(), out.as<T>(),
@@ -588,12 +554,12 @@ const char* run_linear_fp8(cuda_context& ctx, const tensor& x, const fp8_device_
   }
   if (forced == "outer")
     throw std::runtime_error("cuda linear_fp8: TROUPE_FP8_GEMM=outer, but cuBLASLt takes no FP8 GEMM with outer-vector "
-                             "scales of x " + shape_of(x) + " by weight " + shape_of(w.weight));
+                             "scales of " + x_shape + " by weight " + shape_of(w.weight));
   // bf16 and f32 outputs hold the unscaled sums themselves (scaled in place after); f16's range cannot (448² · K
   // overflows it), so f16 takes them in f32 scratch.
   if (aligned && (forced.empty() || forced == "epilogue") && out.type != dtype::f16) {
     if (cublaslt_linear_fp8(ctx, xq, w.weight, nullptr, nullptr, tensor{}, out)) {
-      dispatch_float(x.type, "linear_fp8", [&](auto tag) {
+      dispatch_float(out.type, "linear_fp8", [&](auto tag) {
         using T = typename decltype(tag)::type;
         const int64_t threads = rows * n / 8;
         fp8_scale_in_place_kernel<T><<<static_cast<unsigned>((threads + 255) / 256), 256, 0, ctx.stream>>>(
@@ -608,7 +574,7 @@ const char* run_linear_fp8(cuda_context& ctx, const tensor& x, const fp8_device_
     grow_scratch(ctx, ctx.fp8_products, ctx.fp8_products_bytes, static_cast<size_t>(rows * n) * 4, "linear_fp8");
     auto* acc = static_cast<float*>(ctx.fp8_products);
     if (cublaslt_linear_fp8(ctx, xq, w.weight, nullptr, nullptr, tensor{}, tensor(acc, dtype::f32, {rows, n}))) {
-      dispatch_float(x.type, "linear_fp8", [&](auto tag) {
+      dispatch_float(out.type, "linear_fp8", [&](auto tag) {
         using T = typename decltype(tag)::type;
         const int64_t total = rows * n;
         fp8_scale_kernel<T><<<static_cast<unsigned>((total + 255) / 256), 256, 0, ctx.stream>>>(
@@ -619,9 +585,9 @@ const char* run_linear_fp8(cuda_context& ctx, const tensor& x, const fp8_device_
     }
   }
   if (forced == "epilogue")
-    throw std::runtime_error("cuda linear_fp8: TROUPE_FP8_GEMM=epilogue, but cuBLASLt takes no FP8 GEMM of x " +
-                             shape_of(x) + " by weight " + shape_of(w.weight));
-  dispatch_float(x.type, "linear_fp8", [&](auto tag) {
+    throw std::runtime_error("cuda linear_fp8: TROUPE_FP8_GEMM=epilogue, but cuBLASLt takes no FP8 GEMM of " +
+                             x_shape + " by weight " + shape_of(w.weight));
+  dispatch_float(out.type, "linear_fp8", [&](auto tag) {
     using T = typename decltype(tag)::type;
     const int64_t warps = rows * n;
     constexpr int threads = 256;
@@ -633,11 +599,58 @@ const char* run_linear_fp8(cuda_context& ctx, const tensor& x, const fp8_device_
   return "simt";
 }
 
+// linear_fp8: x quantized into ctx's scratch, then the product.
+const char* run_linear_fp8(cuda_context& ctx, const tensor& x, const fp8_device_weight& w, const tensor& bias,
+                           const tensor& out) {
+  const int64_t rows = x.dim(0), k = x.dim(1), n = w.weight.dim(0);
+  if (w.weight.type != dtype::f8_e4m3 || w.weight.rank != 2 || w.weight.dim(1) != k || w.scale.type != dtype::f32 ||
+      w.scale.numel() != n || (!w.input_scale.empty() && (w.input_scale.type != dtype::f32 || w.input_scale.numel() != 1)) ||
+      out.type != x.type || out.dim(0) != rows || out.row_elems() != n || (!bias.empty() && (bias.type != x.type || bias.numel() != n)))
+    throw std::invalid_argument("cuda linear_fp8: x " + shape_of(x) + ", weight " + shape_of(w.weight) + " " +
+                                std::string(name(w.weight.type)) + ", scale " + shape_of(w.scale) + ", output " +
+                                shape_of(out) + " disagree");
+  if (rows == 0) return "none";
+  make_current(ctx);
+  const size_t codes_bytes = round_up(static_cast<size_t>(rows * k));
+  grow_scratch(ctx, ctx.fp8_scratch, ctx.fp8_scratch_bytes, codes_bytes + static_cast<size_t>(rows) * 4, "linear_fp8");
+  auto* codes = static_cast<uint8_t*>(ctx.fp8_scratch);
+  auto* x_scales = reinterpret_cast<float*>(static_cast<char*>(ctx.fp8_scratch) + codes_bytes);
+  const auto* static_scale = w.input_scale.empty() ? nullptr : w.input_scale.as<float>();
+
+  dispatch_float(x.type, "linear_fp8", [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    const bool vectors = fp8_settings().quantize_vec && k % (16 / sizeof(T)) == 0 &&
+                         reinterpret_cast<uintptr_t>(x.data) % 16 == 0;
+    launch_dependent(vectors ? fp8_quantize_rows_vec_kernel<T> : fp8_quantize_rows_kernel<T>,
+                     dim3(static_cast<unsigned>(rows)), dim3(kQuantizeThreads), ctx.stream, "linear_fp8 quantize",
+                     x.as<T>(), k, static_scale, codes, x_scales);
+  });
+  check_launch("linear_fp8 quantize");
+
+  return run_fp8_product(ctx, codes, x_scales, rows, k, w, bias, out);
+}
+
 } // namespace
 
 const char* launch_linear_fp8(cuda_context& ctx, const tensor& x, const fp8_device_weight& w, const tensor& bias,
                               const tensor& out) {
   return fp8_settings().last_path = run_linear_fp8(ctx, x, w, bias, out);
+}
+
+const char* launch_linear_fp8_quantized(cuda_context& ctx, const fp8_activations& x, const fp8_device_weight& w,
+                                        const tensor& bias, const tensor& out) {
+  const int64_t rows = x.codes.dim(0), k = x.codes.row_elems(), n = w.weight.dim(0);
+  if (x.codes.type != dtype::f8_e4m3 || x.scales.type != dtype::f32 || x.scales.numel() != rows ||
+      w.weight.type != dtype::f8_e4m3 || w.weight.rank != 2 || w.weight.dim(1) != k || w.scale.type != dtype::f32 ||
+      w.scale.numel() != n || out.dim(0) != rows || out.row_elems() != n ||
+      (!bias.empty() && (bias.type != out.type || bias.numel() != n)))
+    throw std::invalid_argument("cuda linear_fp8_quantized: codes " + shape_of(x.codes) + " " + std::string(name(x.codes.type)) +
+                                ", scales " + shape_of(x.scales) + ", weight " + shape_of(w.weight) + ", output " +
+                                shape_of(out) + " disagree");
+  if (rows == 0) return fp8_settings().last_path = "none";
+  make_current(ctx);
+  return fp8_settings().last_path =
+             run_fp8_product(ctx, x.codes.as<uint8_t>(), x.scales.as<float>(), rows, k, w, bias, out);
 }
 
 } // namespace troupe::cuda

@@ -1,7 +1,8 @@
-// RMS norm, the fused residual add + RMS norm that ends every attention and MLP block, and Qwen3's
-// per-head RMS norm of q and k.
+// RMS norm, the fused residual add + RMS norm that ends every attention and MLP block (also quantizing its output
+// for an FP8 linear), and Qwen3's per-head RMS norm of q and k.
 
 #include "kernels/cuda/common.cuh"
+#include "kernels/cuda/fp8_kv.cuh"
 #include "kernels/cuda/launchers.hpp"
 
 namespace troupe::cuda {
@@ -34,10 +35,13 @@ __global__ void __launch_bounds__(kThreads) rms_norm_kernel(const T* x, const T*
 }
 
 // residual += x, rounded to T as the stream is stored (as vLLM's fused_add_rms_norm does); the norm is
-// taken of the rounded sum and written to x.
-template <class T, int N>
-__global__ void __launch_bounds__(kThreads) add_rms_norm_kernel(T* __restrict__ x, T* __restrict__ residual,
-                                                                const T* __restrict__ weight, int hidden, float eps) {
+// taken of the rounded sum and written to x. Fp8: then each row quantized for the FP8 linear after it, exactly as
+// linear_fp8's quantization of x would (the max of |x| over the row as rounded to T, then each element divided by
+// the row's scale: fp8_activation_scale, or *static_scale), codes into codes [rows, hidden], scales into scales.
+template <class T, int N, bool Fp8>
+__global__ void __launch_bounds__(kThreads)
+    add_rms_norm_kernel(T* __restrict__ x, T* __restrict__ residual, const T* __restrict__ weight, int hidden, float eps,
+                        const float* __restrict__ static_scale, uint8_t* __restrict__ codes, float* __restrict__ scales) {
   pdl_launch_dependents();  // the linear after the norm may start streaming its 4-bit weights
   T* xr = x + static_cast<int64_t>(blockIdx.x) * hidden;
   T* rr = residual + static_cast<int64_t>(blockIdx.x) * hidden;
@@ -54,12 +58,28 @@ __global__ void __launch_bounds__(kThreads) add_rms_norm_kernel(T* __restrict__ 
     store_vec(rr + i, r);
   }
   const float inv = rsqrtf(block_sum(sum_sq) / hidden + eps);
+  float amax = 0.0f;
   for (int i = threadIdx.x * N; i < hidden; i += kThreads * N) {
     const vec<T, N> r = load_vec<T, N>(rr + i), w = load_vec<T, N>(weight + i);
     vec<T, N> o;
 #pragma unroll
-    for (int k = 0; k < N; ++k) o.v[k] = from_float<T>(to_float(w.v[k]) * (to_float(r.v[k]) * inv));
+    for (int k = 0; k < N; ++k) {
+      o.v[k] = from_float<T>(to_float(w.v[k]) * (to_float(r.v[k]) * inv));
+      if constexpr (Fp8) amax = fmaxf(amax, fabsf(to_float(o.v[k])));
+    }
     store_vec(xr + i, o);
+  }
+  if constexpr (Fp8) {
+    const float s = static_scale ? *static_scale : fp8_activation_scale(block_max(amax));  // uniform over the block
+    if (threadIdx.x == 0) scales[blockIdx.x] = s;
+    uint8_t* c = codes + static_cast<int64_t>(blockIdx.x) * hidden;
+    for (int i = threadIdx.x * N; i < hidden; i += kThreads * N) {  // this thread's own elements of xr, just written
+      const vec<T, N> o = load_vec<T, N>(xr + i);
+      vec<uint8_t, N> q;
+#pragma unroll
+      for (int k = 0; k < N; ++k) q.v[k] = fp8_encode(__fdiv_rn(to_float(o.v[k]), s), false);
+      store_vec(c + i, q);
+    }
   }
 }
 
@@ -132,18 +152,37 @@ void launch_qk_norm(const tensor& qkv, const tensor& q_weight, const tensor& k_w
 }
 
 void launch_add_rms_norm(const tensor& x, const tensor& residual, const tensor& weight, float eps, cudaStream_t stream) {
-  check_norm_args(x, weight, residual, "add_rms_norm");
+  launch_add_rms_norm_fp8(x, residual, weight, eps, tensor{}, fp8_activations{}, stream);
+}
+
+void launch_add_rms_norm_fp8(const tensor& x, const tensor& residual, const tensor& weight, float eps,
+                             const tensor& input_scale, const fp8_activations& out, cudaStream_t stream) {
+  const char* op = out.codes.empty() ? "add_rms_norm" : "add_rms_norm_fp8";
+  check_norm_args(x, weight, residual, op);
   const int64_t rows = x.dim(0), hidden = x.dim(-1);
+  const bool fp8 = !out.codes.empty();
+  if (fp8 && (out.codes.type != dtype::f8_e4m3 || out.codes.dim(0) != rows || out.codes.row_elems() != hidden ||
+              out.scales.type != dtype::f32 || out.scales.numel() != rows ||
+              (!input_scale.empty() && (input_scale.type != dtype::f32 || input_scale.numel() != 1))))
+    throw std::invalid_argument(std::string("cuda ") + op + ": x " + shape_of(x) + ", codes " + shape_of(out.codes) +
+                                " " + std::string(name(out.codes.type)) + ", scales " + shape_of(out.scales) + " disagree");
   if (rows == 0) return;
-  dispatch_float(x.type, "add_rms_norm", [&](auto tag) {
+  const float* static_scale = input_scale.empty() ? nullptr : input_scale.as<float>();
+  auto* codes = fp8 ? out.codes.as<uint8_t>() : nullptr;
+  auto* scales = fp8 ? out.scales.as<float>() : nullptr;
+  dispatch_float(x.type, op, [&](auto tag) {
     using T = typename decltype(tag)::type;
     const int h = static_cast<int>(hidden);
-    if (can_vectorize<T>(hidden, {x.data, residual.data, weight.data}))
-      add_rms_norm_kernel<T, vec16<T>><<<static_cast<unsigned>(rows), kThreads, 0, stream>>>(x.as<T>(), residual.as<T>(), weight.as<T>(), h, eps);
-    else
-      add_rms_norm_kernel<T, 1><<<static_cast<unsigned>(rows), kThreads, 0, stream>>>(x.as<T>(), residual.as<T>(), weight.as<T>(), h, eps);
+    auto launch = [&](auto kernel) {
+      kernel<<<static_cast<unsigned>(rows), kThreads, 0, stream>>>(x.as<T>(), residual.as<T>(), weight.as<T>(), h, eps,
+                                                                   static_scale, codes, scales);
+    };
+    const bool vectors = can_vectorize<T>(hidden, {x.data, residual.data, weight.data}) &&
+                         (!fp8 || reinterpret_cast<uintptr_t>(codes) % vec16<T> == 0);
+    if (vectors) launch(fp8 ? add_rms_norm_kernel<T, vec16<T>, true> : add_rms_norm_kernel<T, vec16<T>, false>);
+    else launch(fp8 ? add_rms_norm_kernel<T, 1, true> : add_rms_norm_kernel<T, 1, false>);
   });
-  check_launch("add_rms_norm");
+  check_launch(op);
 }
 
 } // namespace troupe::cuda

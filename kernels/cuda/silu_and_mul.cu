@@ -1,6 +1,7 @@
-// The gated MLP activation: silu(gate) * up, in fp32, rounded once.
+// The gated MLP activation: silu(gate) * up, in fp32, rounded once; and the same quantized for an FP8 linear.
 
 #include "kernels/cuda/common.cuh"
+#include "kernels/cuda/fp8_kv.cuh"
 #include "kernels/cuda/launchers.hpp"
 
 namespace troupe::cuda {
@@ -25,7 +26,72 @@ __global__ void __launch_bounds__(kThreads) silu_and_mul_kernel(const T* __restr
   store_vec(out + static_cast<int64_t>(blockIdx.x) * inter + i, r);
 }
 
+// silu_and_mul's row blockIdx.x, each value made exactly as silu_and_mul_kernel makes it, quantized for the FP8 linear
+// after it as linear_fp8's quantization of that row would: first the values for their max (or *static_scale), then
+// again for the codes, N a thread at a time.
+template <class T, int N>
+__global__ void __launch_bounds__(kThreads)
+    silu_and_mul_fp8_kernel(const T* __restrict__ x, int inter, const float* __restrict__ static_scale,
+                            uint8_t* __restrict__ codes, float* __restrict__ scales) {
+  pdl_launch_dependents();  // down_proj may start streaming its weights
+  const T* gate = x + static_cast<int64_t>(blockIdx.x) * 2 * inter;
+  auto values = [&](int i) {
+    const vec<T, N> g = load_vec<T, N>(gate + i), u = load_vec<T, N>(gate + inter + i);
+    vec<T, N> r;
+#pragma unroll
+    for (int k = 0; k < N; ++k) {
+      const float a = to_float(g.v[k]);
+      r.v[k] = from_float<T>(a / (1.0f + __expf(-a)) * to_float(u.v[k]));
+    }
+    return r;
+  };
+  float s;
+  if (static_scale) {
+    s = *static_scale;
+  } else {
+    float amax = 0.0f;
+    for (int i = threadIdx.x * N; i < inter; i += kThreads * N) {
+      const vec<T, N> r = values(i);
+#pragma unroll
+      for (int k = 0; k < N; ++k) amax = fmaxf(amax, fabsf(to_float(r.v[k])));
+    }
+    s = fp8_activation_scale(block_max(amax));
+  }
+  if (threadIdx.x == 0) scales[blockIdx.x] = s;
+  uint8_t* c = codes + static_cast<int64_t>(blockIdx.x) * inter;
+  for (int i = threadIdx.x * N; i < inter; i += kThreads * N) {
+    const vec<T, N> r = values(i);
+    vec<uint8_t, N> q;
+#pragma unroll
+    for (int k = 0; k < N; ++k) q.v[k] = fp8_encode(__fdiv_rn(to_float(r.v[k]), s), false);
+    store_vec(c + i, q);
+  }
+}
+
 } // namespace
+
+void launch_silu_and_mul_fp8(const tensor& x, const tensor& input_scale, const fp8_activations& out, cudaStream_t stream) {
+  const int64_t rows = x.dim(0), inter = x.dim(-1) / 2;
+  if (x.dim(-1) != 2 * inter || out.codes.type != dtype::f8_e4m3 || out.codes.dim(0) != rows ||
+      out.codes.row_elems() != inter || out.scales.type != dtype::f32 || out.scales.numel() != rows ||
+      (!input_scale.empty() && (input_scale.type != dtype::f32 || input_scale.numel() != 1)))
+    throw std::invalid_argument("cuda silu_and_mul_fp8: x " + shape_of(x) + ", codes " + shape_of(out.codes) + " " +
+                                std::string(name(out.codes.type)) + ", scales " + shape_of(out.scales) + " disagree");
+  if (rows == 0) return;
+  const float* static_scale = input_scale.empty() ? nullptr : input_scale.as<float>();
+  dispatch_float(x.type, "silu_and_mul_fp8", [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    auto launch = [&](auto kernel) {
+      kernel<<<static_cast<unsigned>(rows), kThreads, 0, stream>>>(x.as<T>(), static_cast<int>(inter), static_scale,
+                                                                   out.codes.as<uint8_t>(), out.scales.as<float>());
+    };
+    if (can_vectorize<T>(inter, {x.data}) && reinterpret_cast<uintptr_t>(out.codes.data) % vec16<T> == 0)
+      launch(silu_and_mul_fp8_kernel<T, vec16<T>>);
+    else
+      launch(silu_and_mul_fp8_kernel<T, 1>);
+  });
+  check_launch("silu_and_mul_fp8");
+}
 
 void launch_silu_and_mul(const tensor& x, const tensor& out, cudaStream_t stream) {
   const int64_t rows = x.dim(0), inter = out.dim(-1);
