@@ -245,13 +245,14 @@ model::model(model_config config, ops& backend, model_weights weights, dtype act
     gathered_logits_ = ops_.alloc(dtype::f32, {rows, c.vocab_size * shard_.comm->size()});
   }
   tokens_ = ops_.alloc(dtype::i32, {rows});
-  // FP8 layers' inputs are quantized by the norm or activation kernel before them, into these (bitwise what
-  // linear_fp8 would make; TROUPE_FP8_UNFUSED=1 leaves it to each linear_fp8, to measure the difference).
+  // With TROUPE_FP8_FUSED=1, FP8 layers' inputs are quantized by the norm or activation kernel before them, into
+  // these (bitwise what linear_fp8 would make). Off by default until the GPU check has run the CUDA kernels
+  // (written 2026-12-05 after that day's last GPU call); the CPU twins are tested either way.
   const bool any_fp8 = std::any_of(weights_.layers.begin(), weights_.layers.end(), [](const layer_weights& w) {
     return !w.qkv8.empty() || !w.gate_up8.empty() || !w.down8.empty();
   });
-  const char* unfused = std::getenv("TROUPE_FP8_UNFUSED");
-  if (any_fp8 && !(unfused && *unfused && *unfused != '0')) {
+  const char* fused = std::getenv("TROUPE_FP8_FUSED");
+  if (any_fp8 && fused && *fused && *fused != '0') {
     fp8_codes_ = ops_.alloc(dtype::f8_e4m3, {t, std::max(c.hidden_size, c.intermediate_size)});
     fp8_scales_ = ops_.alloc(dtype::f32, {t});
   }

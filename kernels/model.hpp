@@ -223,7 +223,7 @@ private:
   device_buffer hidden_, residual_, qkv_, attn_, mlp_, act_, selected_, logits_, tokens_;
   device_buffer local_logits_, gathered_logits_;  // sharded: [rows, local V], [rows, local V * ranks]
   // With FP8 layers: the codes [t, max(H, I)] and scales [t] that add_rms_norm_fp8 and silu_and_mul_fp8 make for the
-  // FP8 linear after them (fp8_input); empty otherwise, or with TROUPE_FP8_UNFUSED=1 (each linear_fp8 quantizes).
+  // FP8 linear after them (fp8_input), with TROUPE_FP8_FUSED=1; empty otherwise (each linear_fp8 quantizes its input).
   device_buffer fp8_codes_, fp8_scales_;
   // Sampling inputs: a device block and its host twin of sampling_bytes_ each, sized for max_num_seqs rows
   // and some list entries, grown (outside any graph) when a step needs more.

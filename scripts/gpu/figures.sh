@@ -14,7 +14,7 @@
 #      GEMV: TROUPE_FP8_GEMV=0; FP8 as chosen before 2026-12-05's defaults: both =0; FP8 without programmatic
 #      dependent launch: TROUPE_NO_PDL=1; FP8 with the 16-byte activation quantizer, one request and W1:
 #      TROUPE_FP8_QUANTIZE_VEC=1; FP8's GEMV on weights streamed by the bulk copy engine: TROUPE_FP8_GEMV_BULK=1;
-#      FP8 with every linear quantizing its own input, one request and W1: TROUPE_FP8_UNFUSED=1).
+#      FP8 with the norms and silu_and_mul quantizing the FP8 layers' inputs, one request and W1: TROUPE_FP8_FUSED=1).
 # A table comes last; logs in $OUT/figures.tgz.
 #   LIMIT=540 bash scripts/gpu/figures.sh        (on the GPU machine, after scripts/gpu/bundle.sh here)
 #   PARTS="b1 kv" picks parts 1-3 (w1, b1, kv; default all three); STRUCTURED=1 and LONG=1 add 4 and 5.
@@ -66,8 +66,8 @@ if [ "${VARIANTS:-0}" = 1 ]; then
   TROUPE_FP8_GEMV=0 TROUPE_FP8_MMA_ASYNC=0 b1 fp8_fp8kv_mma_only --quantization fp8 --kv-cache-dtype fp8
   TROUPE_FP8_GEMV=0 b1 fp8_fp8kv_no_gemv --quantization fp8 --kv-cache-dtype fp8
   TROUPE_NO_PDL=1 b1 fp8_fp8kv_no_pdl --quantization fp8 --kv-cache-dtype fp8
-  TROUPE_FP8_UNFUSED=1 b1 fp8_fp8kv_unfused --quantization fp8 --kv-cache-dtype fp8
-  TROUPE_FP8_UNFUSED=1 w1 fp8_fp8kv_unfused --quantization fp8 --kv-cache-dtype fp8
+  TROUPE_FP8_FUSED=1 b1 fp8_fp8kv_fused --quantization fp8 --kv-cache-dtype fp8
+  TROUPE_FP8_FUSED=1 w1 fp8_fp8kv_fused --quantization fp8 --kv-cache-dtype fp8
   TROUPE_FP8_GEMV_BULK=1 b1 fp8_fp8kv_gemv_bulk --quantization fp8 --kv-cache-dtype fp8
   TROUPE_FP8_QUANTIZE_VEC=1 b1 fp8_fp8kv_quantize_vec --quantization fp8 --kv-cache-dtype fp8
   TROUPE_FP8_QUANTIZE_VEC=1 w1 fp8_fp8kv_quantize_vec --quantization fp8 --kv-cache-dtype fp8
