@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -307,11 +308,18 @@ void check_model_fp8_weights(cuda_ops& gpu, const fs::path& dir, dtype t) {
   troupe::testing::temp_folder copy("gpu_check_fp8");
   troupe::testing::write_fp8_copy(dir, copy.path(),
                                   troupe::testing::fp8_config(quant_method::compressed_tensors, false, true), 0.05f);
-  for (const bool static_copy : {false, true}) {
+  // Each also with the FP8 layers' inputs quantized by the kernel before them (TROUPE_FP8_FUSED=1, read as a model is
+  // made: add_rms_norm_fp8, silu_and_mul_fp8, linear_fp8_quantized on both backends).
+  for (const auto& [static_copy, fused] : {std::pair{false, false}, {true, false}, {false, true}, {true, true}}) {
     const fs::path from = static_copy ? copy.path() : dir;
     model_config config = model_config::from_dir(from);
     if (!static_copy) config.quantization = resolve_quantization(config.quantization, "fp8", from);
-    const std::string label = "model " + dir.filename().string() + (static_copy ? " fp8 ct static" : " fp8 weights");
+    const std::string label = "model " + dir.filename().string() + (static_copy ? " fp8 ct static" : " fp8 weights") +
+                              (fused ? " (inputs quantized before)" : "");
+    if (fused) ::setenv("TROUPE_FP8_FUSED", "1", 1);
+    struct unset_on_exit {
+      ~unset_on_exit() { ::unsetenv("TROUPE_FP8_FUSED"); }
+    } unset;
     const checkpoint ckpt = checkpoint::open(from);
     const model_limits limits = troupe::testing::reference_limits();
     // f32 on the exact path (kChosenPathFraction says why), bf16 on the path the engine takes; forced before the
