@@ -295,7 +295,9 @@ TEST(http_protocol, with_an_api_key_only_health_version_and_the_dashboard_page_a
   }
 }
 
-TEST(http_protocol, health_answers_within_100ms_while_two_15_mb_bodies_are_tokenized) {
+// A probe that waited for the bodies would take their whole parse (15–35 s here); 500 ms leaves room for a 2-core CI
+// machine running other tests beside this one (a probe took 120 ms there on 2026-12-05, failing a 100 ms bound).
+TEST(http_protocol, health_answers_within_500ms_while_two_15_mb_bodies_are_tokenized) {
   server_process s;
   std::string text;
   for (int i = 0; text.size() < (15u << 20) - 64; ++i) text += "word" + std::to_string(i % 9973) + " ";
@@ -333,7 +335,7 @@ TEST(http_protocol, health_answers_within_100ms_while_two_15_mb_bodies_are_token
   for (auto& t : bulk) t.join();
   EXPECT_GE(probes_while_busy, 5);  // the bodies took a while: the probes did overlap them
   const auto slowest_ms = std::chrono::duration_cast<std::chrono::milliseconds>(slowest).count();
-  EXPECT_LT(slowest_ms, 100);
+  EXPECT_LT(slowest_ms, 500);
   std::printf("%d /health probes while the bodies were parsed, the slowest %lld ms\n", probes_while_busy,
               static_cast<long long>(slowest_ms));
 }
