@@ -9,12 +9,11 @@
 #   4. with STRUCTURED=1 (a bundle made with STRUCTURED=1): W1 at 256 sequences with the Qwen3 tokenizer,
 #      unconstrained and half constrained by data/structured_schema.json (issue 15 item 4: the bitmask time);
 #   5. with LONG=1: 64 prompts of 8,000 tokens, 256 out, bf16 and FP8 KV (issue 13 item 3);
-#   6. with VARIANTS=1: part 2's 4-bit and FP8 requests again on the decode kernels' alternatives (the cp.async
-#      kernels everywhere or nowhere: TROUPE_INT4_ASYNC=1|0, TROUPE_FP8_MMA_ASYNC=1|0; FP8 without the CUDA-core
-#      GEMV: TROUPE_FP8_GEMV=0; FP8 as chosen before 2026-12-05's defaults: both =0; FP8 without programmatic
-#      dependent launch: TROUPE_NO_PDL=1; FP8 with the 16-byte activation quantizer, one request and W1:
-#      TROUPE_FP8_QUANTIZE_VEC=1; FP8's GEMV on weights streamed by the bulk copy engine: TROUPE_FP8_GEMV_BULK=1;
-#      FP8 with the norms and silu_and_mul quantizing the FP8 layers' inputs, one request and W1: TROUPE_FP8_FUSED=1).
+#   6. with VARIANTS=1: part 2's FP8 request again on each alternative not yet measured (the GEMV on weights
+#      streamed by the bulk copy engine: TROUPE_FP8_GEMV_BULK=1; FP8 inputs quantized by the kernel before the layer:
+#      TROUPE_FP8_FUSED=1; the 16-byte activation quantizer: TROUPE_FP8_QUANTIZE_VEC=1), and W1 with the last two;
+#      VARIANTS=2 also the defaults' alternatives (TROUPE_INT4_ASYNC=0|1, TROUPE_FP8_GEMV=0, TROUPE_FP8_MMA_ASYNC=0,
+#      TROUPE_NO_PDL=1).
 # A table comes last; logs in $OUT/figures.tgz.
 #   LIMIT=540 bash scripts/gpu/figures.sh        (on the GPU machine, after scripts/gpu/bundle.sh here)
 #   PARTS="b1 kv" picks parts 1-3 (w1, b1, kv; default all three); STRUCTURED=1 and LONG=1 add 4 and 5.
@@ -59,18 +58,20 @@ if want b1; then
   b1 rtn --quantization rtn
   b1 fp8_fp8kv --quantization fp8 --kv-cache-dtype fp8
 fi
-# VARIANTS=1: the decode kernels' alternatives, one request each, beside the rows above (same call).
-if [ "${VARIANTS:-0}" = 1 ]; then
+# VARIANTS=1: the alternatives not yet measured, first (they are what the call is for); VARIANTS=2 also the
+# defaults' alternatives, to measure the defaults again on another card. One request each, W1 where it may matter.
+if [ "${VARIANTS:-0}" != 0 ]; then
+  TROUPE_FP8_GEMV_BULK=1 b1 fp8_fp8kv_gemv_bulk --quantization fp8 --kv-cache-dtype fp8
+  TROUPE_FP8_FUSED=1 b1 fp8_fp8kv_fused --quantization fp8 --kv-cache-dtype fp8
+  TROUPE_FP8_QUANTIZE_VEC=1 b1 fp8_fp8kv_quantize_vec --quantization fp8 --kv-cache-dtype fp8
+  TROUPE_FP8_FUSED=1 TROUPE_FP8_QUANTIZE_VEC=1 w1 fp8_fp8kv_fused_quantize_vec --quantization fp8 --kv-cache-dtype fp8
+fi
+if [ "${VARIANTS:-0}" = 2 ]; then
   TROUPE_INT4_ASYNC=0 b1 rtn_no_async --quantization rtn
   TROUPE_INT4_ASYNC=1 b1 rtn_async_all --quantization rtn
   TROUPE_FP8_GEMV=0 TROUPE_FP8_MMA_ASYNC=0 b1 fp8_fp8kv_mma_only --quantization fp8 --kv-cache-dtype fp8
   TROUPE_FP8_GEMV=0 b1 fp8_fp8kv_no_gemv --quantization fp8 --kv-cache-dtype fp8
   TROUPE_NO_PDL=1 b1 fp8_fp8kv_no_pdl --quantization fp8 --kv-cache-dtype fp8
-  TROUPE_FP8_FUSED=1 b1 fp8_fp8kv_fused --quantization fp8 --kv-cache-dtype fp8
-  TROUPE_FP8_FUSED=1 w1 fp8_fp8kv_fused --quantization fp8 --kv-cache-dtype fp8
-  TROUPE_FP8_GEMV_BULK=1 b1 fp8_fp8kv_gemv_bulk --quantization fp8 --kv-cache-dtype fp8
-  TROUPE_FP8_QUANTIZE_VEC=1 b1 fp8_fp8kv_quantize_vec --quantization fp8 --kv-cache-dtype fp8
-  TROUPE_FP8_QUANTIZE_VEC=1 w1 fp8_fp8kv_quantize_vec --quantization fp8 --kv-cache-dtype fp8
 fi
 want kv && for kv in auto fp8; do
   run "kv_$kv" 30 bundle/troupe generate --backend cuda --load-format dummy --model $m --max-model-len 4096 \
