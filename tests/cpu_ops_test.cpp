@@ -292,6 +292,11 @@ TEST(cpu_ops, fused_fp8_inputs_hold_what_linear_fp8_would_make_of_the_unfused_ou
   EXPECT_THROW(b.linear_fp8_quantized({narrow, scales}, {b.alloc(dtype::f8_e4m3, {3, 4}), f32(b, {3}, {1, 1, 1}), tensor{}},
                                       tensor{}, f32(b, {2, 3}, std::vector<float>(6, 0))),
                std::invalid_argument);  // codes of 5 columns by a weight of 4
+  auto residual = f32(b, {2, 8}, std::vector<float>(16, 0.5f)), norm = f32(b, {8}, std::vector<float>(8, 1.0f));
+  EXPECT_THROW(b.add_rms_norm_fp8(x, residual, norm, 1e-6f, tensor{}, {narrow, scales}), std::invalid_argument);
+  auto two_scales = f32(b, {2}, {0.5f, 0.5f});
+  device_buffer wide = b.alloc(dtype::f8_e4m3, {2, 8});
+  EXPECT_THROW(b.add_rms_norm_fp8(x, residual, norm, 1e-6f, two_scales, {wide, scales}), std::invalid_argument);  // [2]
 }
 
 
