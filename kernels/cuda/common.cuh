@@ -114,28 +114,20 @@ __device__ __forceinline__ float warp_max(float x) {
   return x;
 }
 
-// Sum over the block; every thread gets the result. Needs blockDim.x a multiple of 32, at most 1024.
-__device__ __forceinline__ float block_sum(float x) {
+// A reduction over the block by warp_reduce (warp_sum, warp_max); every thread gets the result. Needs blockDim.x a
+// multiple of 32, at most 1024. Lanes past the block's warps count 0 (a max is taken of values >= 0 here).
+template <class WarpReduce> __device__ __forceinline__ float block_reduce(float x, WarpReduce warp_reduce) {
   __shared__ float partial[32];
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-  x = warp_sum(x);
+  x = warp_reduce(x);
   __syncthreads();  // partial may still be read by a previous call
   if (lane == 0) partial[warp] = x;
   __syncthreads();
   x = lane < static_cast<int>(blockDim.x / 32) ? partial[lane] : 0.0f;
-  return warp_sum(x);
+  return warp_reduce(x);
 }
-
-// Max over the block; every thread gets the result. blockDim.x a multiple of 32.
-__device__ __forceinline__ float block_max(float x) {
-  __shared__ float partial[32];
-  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-  x = warp_max(x);
-  __syncthreads();  // partial may still be read by a previous call
-  if (lane == 0) partial[warp] = x;
-  __syncthreads();
-  x = lane < static_cast<int>(blockDim.x / 32) ? partial[lane] : 0.0f;
-  return warp_max(x);
-}
+__device__ __forceinline__ float block_sum(float x) { return block_reduce(x, [](float v) { return warp_sum(v); }); }
+// The max of values >= 0 (magnitudes).
+__device__ __forceinline__ float block_max(float x) { return block_reduce(x, [](float v) { return warp_max(v); }); }
 
 } // namespace troupe::cuda

@@ -28,9 +28,13 @@ __device__ __forceinline__ uint8_t fp8_encode(float x, bool e5m2) {
 
 // The scale of a token's FP8 activations (linear_fp8's dynamic quantization, and the norm and activation kernels that
 // quantize for it): max(amax / 448, 1 / (448 · 512)), the IEEE quotient whatever the compiler's division flags, as
-// fp8_dynamic_scale (runtime/model/fp8_formats.hpp) computes it. The codes are then fp8_encode(__fdiv_rn(x, scale)).
+// fp8_dynamic_scale (runtime/model/fp8_formats.hpp) computes it; the codes are fp8_activation_code's.
 __device__ __forceinline__ float fp8_activation_scale(float amax) {
   return fmaxf(__fdiv_rn(amax, 448.0f), 1.0f / (448.0f * 512.0f));
+}
+// x's e4m3 code over its token's scale.
+__device__ __forceinline__ uint8_t fp8_activation_code(float x, float scale) {
+  return fp8_encode(__fdiv_rn(x, scale), false);
 }
 
 // One code as f32, exactly.

@@ -52,7 +52,7 @@ struct fp8_switches {
   // (gate_up, down: faster there on the H200; the small layers faster on the mma kernels), 0 never, 1 every one-row
   // product. Starts as TROUPE_FP8_GEMV=0|1.
   int gemv = -1;
-  // Activations quantized with 16-byte loads (fp8_quantize_rows_vec_kernel) where K allows; written after the last GPU
+  // Activations quantized with 16-byte loads (fp8_quantize_rows_kernel's N > 1) where K allows; written after the last GPU
   // call of 2026-12-05, so off until the GPU check has run it: TROUPE_FP8_QUANTIZE_VEC=1.
   bool quantize_vec = false;
   // Where "gemv" is chosen, the kernel whose weights come by the bulk copy engine (fp8_gemv_bulk_kernel); written after

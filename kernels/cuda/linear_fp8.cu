@@ -48,38 +48,17 @@ namespace {
 constexpr int kQuantizeThreads = 256;
 
 // Row `blockIdx.x` of x [rows, k]: its scale s (static_scale's value, or fp8_activation_scale(max|x|)) into
-// scales[row], and codes f32_to_f8_e4m3(x / s) into codes [rows, k]. __fdiv_rn: the IEEE quotient the CPU
-// twin computes, whatever the compiler's division flags.
-template <class T>
+// scales[row], and codes f32_to_f8_e4m3(x / s) into codes [rows, k] (fp8_activation_code: __fdiv_rn, the IEEE
+// quotient the CPU twin computes, whatever the compiler's division flags). N elements a load: 1, element by element
+// (any K), or 16 / sizeof(T), 16-byte loads and N-byte stores of codes (K a multiple of N, x 16-byte aligned; the
+// launcher checks), the same bytes either way. 16-byte loads where fp8_settings().quantize_vec
+// (TROUPE_FP8_QUANTIZE_VEC=1; not yet run on a GPU): element by element, a prefill step of 16,384 tokens reads and
+// writes about 1.5 GB a layer in this kernel (down_proj's input alone 0.9 GB).
+template <class T, int N>
 __global__ void fp8_quantize_rows_kernel(const T* __restrict__ x, int64_t k, const float* __restrict__ static_scale,
                                          uint8_t* __restrict__ codes, float* __restrict__ scales) {
   pdl_launch_dependents();  // the GEMV after may start streaming its weights; it waits for these codes
   pdl_wait();               // x is the kernel before's output
-  const int64_t row = blockIdx.x;
-  const T* xr = x + row * k;
-  float s;
-  if (static_scale) {
-    s = *static_scale;
-  } else {
-    float amax = 0.0f;
-    for (int64_t i = threadIdx.x; i < k; i += blockDim.x) amax = fmaxf(amax, fabsf(to_float(xr[i])));
-    s = fp8_activation_scale(block_max(amax));
-  }
-  if (threadIdx.x == 0) scales[row] = s;
-  uint8_t* out = codes + row * k;
-  for (int64_t i = threadIdx.x; i < k; i += blockDim.x) out[i] = fp8_encode(__fdiv_rn(to_float(xr[i]), s), false);
-}
-
-// The same with 16-byte loads (N = 16 / sizeof(T) elements) and N-byte stores of codes: K a multiple of N and x
-// 16-byte aligned (the launcher checks). Max and quotients as above, so the codes are the same bytes. Taken where
-// fp8_settings().quantize_vec (TROUPE_FP8_QUANTIZE_VEC=1; not yet run on a GPU): element by element, a prefill step
-// of 16,384 tokens reads and writes about 1.5 GB a layer in these kernels (down_proj's input alone 0.9 GB).
-template <class T>
-__global__ void fp8_quantize_rows_vec_kernel(const T* __restrict__ x, int64_t k, const float* __restrict__ static_scale,
-                                             uint8_t* __restrict__ codes, float* __restrict__ scales) {
-  constexpr int N = 16 / sizeof(T);
-  pdl_launch_dependents();
-  pdl_wait();
   const int64_t row = blockIdx.x, vecs = k / N;
   const T* xr = x + row * k;
   float s;
@@ -100,7 +79,7 @@ __global__ void fp8_quantize_rows_vec_kernel(const T* __restrict__ x, int64_t k,
     const vec<T, N> v = load_vec<T, N>(xr + N * i);
     vec<uint8_t, N> c;
 #pragma unroll
-    for (int e = 0; e < N; ++e) c.v[e] = fp8_encode(__fdiv_rn(to_float(v.v[e]), s), false);
+    for (int e = 0; e < N; ++e) c.v[e] = fp8_activation_code(to_float(v.v[e]), s);
     store_vec(out + N * i, c);
   }
 }
@@ -621,7 +600,7 @@ const char* run_linear_fp8(cuda_context& ctx, const tensor& x, const fp8_device_
     using T = typename decltype(tag)::type;
     const bool vectors = fp8_settings().quantize_vec && k % (16 / sizeof(T)) == 0 &&
                          reinterpret_cast<uintptr_t>(x.data) % 16 == 0;
-    launch_dependent(vectors ? fp8_quantize_rows_vec_kernel<T> : fp8_quantize_rows_kernel<T>,
+    launch_dependent(vectors ? fp8_quantize_rows_kernel<T, 16 / sizeof(T)> : fp8_quantize_rows_kernel<T, 1>,
                      dim3(static_cast<unsigned>(rows)), dim3(kQuantizeThreads), ctx.stream, "linear_fp8 quantize",
                      x.as<T>(), k, static_scale, codes, x_scales);
   });

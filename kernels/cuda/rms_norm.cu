@@ -77,7 +77,7 @@ __global__ void __launch_bounds__(kThreads)
       const vec<T, N> o = load_vec<T, N>(xr + i);
       vec<uint8_t, N> q;
 #pragma unroll
-      for (int k = 0; k < N; ++k) q.v[k] = fp8_encode(__fdiv_rn(to_float(o.v[k]), s), false);
+      for (int k = 0; k < N; ++k) q.v[k] = fp8_activation_code(to_float(o.v[k]), s);
       store_vec(c + i, q);
     }
   }

@@ -9,13 +9,8 @@ namespace {
 
 constexpr int kThreads = 256;
 
-// grid (T, ceil(I / (kThreads * N))): each thread makes N outputs of one row.
-template <class T, int N>
-__global__ void __launch_bounds__(kThreads) silu_and_mul_kernel(const T* __restrict__ x, T* __restrict__ out, int inter) {
-  pdl_launch_dependents();  // down_proj may start streaming its 4-bit weights
-  const int i = (blockIdx.y * kThreads + threadIdx.x) * N;
-  if (i >= inter) return;
-  const T* gate = x + static_cast<int64_t>(blockIdx.x) * 2 * inter;
+// Outputs i .. i + N - 1 of a row whose gate half starts at `gate` (its up half `inter` further on).
+template <class T, int N> __device__ __forceinline__ vec<T, N> silu_and_mul_values(const T* gate, int inter, int i) {
   const vec<T, N> g = load_vec<T, N>(gate + i), u = load_vec<T, N>(gate + inter + i);
   vec<T, N> r;
 #pragma unroll
@@ -23,7 +18,17 @@ __global__ void __launch_bounds__(kThreads) silu_and_mul_kernel(const T* __restr
     const float a = to_float(g.v[k]);
     r.v[k] = from_float<T>(a / (1.0f + __expf(-a)) * to_float(u.v[k]));
   }
-  store_vec(out + static_cast<int64_t>(blockIdx.x) * inter + i, r);
+  return r;
+}
+
+// grid (T, ceil(I / (kThreads * N))): each thread makes N outputs of one row.
+template <class T, int N>
+__global__ void __launch_bounds__(kThreads) silu_and_mul_kernel(const T* __restrict__ x, T* __restrict__ out, int inter) {
+  pdl_launch_dependents();  // down_proj may start streaming its 4-bit weights
+  const int i = (blockIdx.y * kThreads + threadIdx.x) * N;
+  if (i >= inter) return;
+  const T* gate = x + static_cast<int64_t>(blockIdx.x) * 2 * inter;
+  store_vec(out + static_cast<int64_t>(blockIdx.x) * inter + i, silu_and_mul_values<T, N>(gate, inter, i));
 }
 
 // silu_and_mul's row blockIdx.x, each value made exactly as silu_and_mul_kernel makes it, quantized for the FP8 linear
@@ -35,16 +40,7 @@ __global__ void __launch_bounds__(kThreads)
                             uint8_t* __restrict__ codes, float* __restrict__ scales) {
   pdl_launch_dependents();  // down_proj may start streaming its weights
   const T* gate = x + static_cast<int64_t>(blockIdx.x) * 2 * inter;
-  auto values = [&](int i) {
-    const vec<T, N> g = load_vec<T, N>(gate + i), u = load_vec<T, N>(gate + inter + i);
-    vec<T, N> r;
-#pragma unroll
-    for (int k = 0; k < N; ++k) {
-      const float a = to_float(g.v[k]);
-      r.v[k] = from_float<T>(a / (1.0f + __expf(-a)) * to_float(u.v[k]));
-    }
-    return r;
-  };
+  auto values = [&](int i) { return silu_and_mul_values<T, N>(gate, inter, i); };
   float s;
   if (static_scale) {
     s = *static_scale;
@@ -63,7 +59,7 @@ __global__ void __launch_bounds__(kThreads)
     const vec<T, N> r = values(i);
     vec<uint8_t, N> q;
 #pragma unroll
-    for (int k = 0; k < N; ++k) q.v[k] = fp8_encode(__fdiv_rn(to_float(r.v[k]), s), false);
+    for (int k = 0; k < N; ++k) q.v[k] = fp8_activation_code(to_float(r.v[k]), s);
     store_vec(c + i, q);
   }
 }
