@@ -11,21 +11,31 @@ cd "$(dirname "$0")/../.." || exit 1
 export LD_LIBRARY_PATH="$PWD/bundle/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}" NCCL_NVLS_ENABLE=0
 out=${OUT:-/tmp/troupe-ncu}; mkdir -p "$out"
 q=${Q:-fp8}
+# The kernels a decode step's linears launch by default (fp8: the activation quantizer, the GEMV on gate_up and
+# down_proj, the mma kernels on q/k/v and o_proj; 8 launches a layer), unless KERNEL names a regex.
 case "$q" in
-  fp8) kernel=fp8_mma_kernel ;;
-  rtn) kernel=int4_mma_kernel ;;
+  fp8) kernel=${KERNEL:-fp8_(quantize|gemv|mma)}; per_layer=8 ;;
+  rtn) kernel=${KERNEL:-int4_mma}; per_layer=4 ;;
   *) echo "linear_ncu: Q is fp8 or rtn, not $q"; exit 2 ;;
 esac
 ncu=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu /usr/local/cuda/bin/ncu 2>/dev/null | head -1)
 [ -n "$ncu" ] || { echo "linear_ncu: no ncu on this machine"; exit 1; }
-# 112 launches a decode step (28 layers x 4 linears); the warm-up's come first. Launch 2,240 is in decode step ~20.
-"$ncu" --clock-control none -k "regex:$kernel" --launch-skip "${SKIP:-2240}" --launch-count 4 \
+# 28 layers x per_layer launches a decode step; the warm-up's come first. Skipping 20 steps' worth lands in decode.
+"$ncu" --clock-control none -k "regex:$kernel" --launch-skip "${SKIP:-$((20 * 28 * per_layer))}" --launch-count "$per_layer" \
   --section SpeedOfLight --section MemoryWorkloadAnalysis --section WarpStateStats --section SchedulerStats \
-  --section LaunchStats --section Occupancy \
+  --section LaunchStats --section Occupancy -f -o "$out/ncu_linear_$q" \
   bundle/troupe bench throughput --backend cuda --load-format dummy --model bundle/data/qwen2.5-7b-shape \
   --num-prompts 1 --input-len 128 --output-len 64 --max-model-len 1024 --temperature 0 --enforce-eager \
-  --quantization "$q" > "$out/ncu_linear_$q.txt" 2>&1
+  --quantization "$q" > "$out/ncu_linear_${q}_run.txt" 2>&1
 rc=$?
-grep -E "${kernel}|Duration|DRAM Throughput|Memory Throughput|Compute \(SM\)|Issue Slots Busy|No Eligible|Achieved Occupancy|Registers Per|Block Limit|Stall|Warp Cycles Per Issued" \
-  "$out/ncu_linear_$q.txt" | head -80
+"$ncu" --import "$out/ncu_linear_$q.ncu-rep" > "$out/ncu_linear_$q.txt" 2>&1
+"$ncu" --import "$out/ncu_linear_$q.ncu-rep" --page raw > "$out/ncu_linear_${q}_raw.txt" 2>&1
+# Per launch: the kernel, its grid, time, DRAM throughput, occupancy, then the stall reasons that weigh most
+# (warps stalled per issued instruction, by reason).
+grep -E "_kernel|Duration|DRAM Throughput|Memory Throughput|Compute \(SM\)|Issue Slots Busy|No Eligible|Achieved Occupancy|Registers Per|Block Limit|Warp Cycles Per Issued|Grid Size|Block Size" \
+  "$out/ncu_linear_$q.txt" | head -160
+echo "== stall reasons (warps per issued instruction), per launch"
+awk '/_kernel/ { print "--", $1 } /issue_stalled_.*per_issue_active.ratio/ && $NF+0 >= 0.5 { print $1, $NF }' \
+  "$out/ncu_linear_${q}_raw.txt" | sed 's/smsp__average_warps_issue_stalled_//; s/_per_issue_active.ratio//' | head -120
+tail -5 "$out/ncu_linear_${q}_run.txt"
 exit $rc
