@@ -225,15 +225,19 @@ void time_ops(cuda_ops& gpu, bool only_attention) {
     auto out = gpu.alloc(t, {rows, n});
     fill(gpu, x);
     const int4_device_weight w{iw.words, iw.scales, iw.zeros, static_cast<int32_t>(group)};
-    // Up to 32 rows also on the kernel that stages its weights by cp.async (int4_settings().async).
-    for (const bool async : {false, true}) {
-      if (async && rows > 32) continue;
+    // Up to 32 rows also on the kernel that stages its weights by cp.async (int4_settings().async), and on the register
+    // kernel with twice the blocks of K in flight (int4_settings().ahead).
+    for (const std::string variant : {"", "async", "ahead6"}) {
+      if (!variant.empty() && rows > 32) continue;
+      const bool async = variant == "async";
       const scoped_value<int> forced(cuda::int4_settings().async, async ? 1 : 0);
+      const scoped_value<int> ahead(cuda::int4_settings().ahead, variant == "ahead6" ? 6 : 3);
       const double ms = stream_ms(gpu, [&] { gpu.linear_int4(x, w, tensor{}, out); });
       const double bytes = n * h / 2.0 + 2.0 * 2 * n * (h / group) + 2.0 * rows * (h + n);
       const double tflop = 2.0 * rows * h * n / 1e12;
       std::snprintf(buf, sizeof buf, "%.3f ms, %.0f GB/s, %.1f TFLOP/s", ms, bytes / 1e9 / (ms / 1e3), tflop / (ms / 1e3));
-      inform(std::string("time linear_int4 ") + layer + (async ? " async" : ""), t, "T,K,N=" + dims({rows, h, n}) + " G128", buf);
+      inform(std::string("time linear_int4 ") + layer + (variant.empty() ? "" : " " + variant), t,
+             "T,K,N=" + dims({rows, h, n}) + " G128", buf);
     }
   }
 }
@@ -275,11 +279,14 @@ void time_fp8_weights(cuda_ops& gpu) {
     inform(std::string("time linear ") + layer, t, what, buf);
     const fp8_device_weight fw{w.codes, w.scale, tensor{}};
     // "quantize_vec": the chosen path with the 16-byte quantizer (fp8_settings().quantize_vec).
-    for (const std::string path : {"", "quantize_vec", "gemv", "gemv_bulk", "mma", "mma_async", "epilogue"}) {
+    // "gemv_ahead8": the GEMV with 8 loads in flight a lane (fp8_settings().gemv_ahead).
+    for (const std::string path : {"", "quantize_vec", "gemv", "gemv_ahead8", "gemv_bulk", "mma", "mma_async", "epilogue"}) {
       if ((path == "mma" || path == "mma_async") && rows > 32) continue;
-      if ((path == "gemv" || path == "gemv_bulk") && rows > 4) continue;
+      if (path.starts_with("gemv") && rows > 4) continue;
       const scoped_value<bool> quantizer(cuda::fp8_settings().quantize_vec, path == "quantize_vec");
-      const scoped_value<std::string> forced(cuda::fp8_settings().path, path == "quantize_vec" ? "" : path);
+      const scoped_value<int> ahead(cuda::fp8_settings().gemv_ahead, path == "gemv_ahead8" ? 8 : 4);
+      const scoped_value<std::string> forced(cuda::fp8_settings().path,
+                                             path == "quantize_vec" ? "" : path == "gemv_ahead8" ? "gemv" : path);
       const double ms = stream_ms(gpu, [&] { gpu.linear_fp8(x, fw, tensor{}, out); });
       std::snprintf(buf, sizeof buf, "%.3f ms (%.2fx bf16), %.0f TFLOP/s, %.0f GB/s of weights, ran %s", ms, bf16_ms / ms,
                     tflop / (ms / 1e3), 1.0 * h * n / 1e9 / (ms / 1e3), cuda::fp8_settings().last_path.load());

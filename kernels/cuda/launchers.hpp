@@ -30,6 +30,9 @@ struct int4_switches {
   // Up to 32 rows on int4_mma_async_kernel (weights staged by cp.async): -1 where the layer has more outputs than inputs
   // (gate_up, qkv: faster there on the H200; o_proj and down slower), 0 never, 1 always. Starts as TROUPE_INT4_ASYNC=0|1.
   int async = -1;
+  // Blocks of K (weights, scales, zeros) each warp of the register kernel keeps in flight: 3, or 6 from 6 on
+  // (TROUPE_INT4_AHEAD=6; written in the ninth session of 2026-12-05, off until timed).
+  int ahead = 3;
 };
 int4_switches& int4_settings();
 // ops::linear_fp8 on ctx's stream: each token quantized to e4m3 into ctx's scratch, then the first of these that
@@ -58,6 +61,9 @@ struct fp8_switches {
   // Where "gemv" is chosen, the kernel whose weights come by the bulk copy engine (fp8_gemv_bulk_kernel); written after
   // the last GPU call of 2026-12-05, off until measured: TROUPE_FP8_GEMV_BULK=1.
   bool gemv_bulk = false;
+  // 16-byte weight loads a GEMV lane keeps in flight: 4, or 8 from 8 on (TROUPE_FP8_GEMV_AHEAD=8; written in the ninth
+  // session of 2026-12-05, off until timed).
+  int gemv_ahead = 4;
   std::atomic<const char*> last_path{"none"};   // the path the last call took (troupe_gpu_check prints it)
 };
 fp8_switches& fp8_settings();

@@ -87,6 +87,9 @@ template <class T> struct int4_stage {
 // keeps kAhead blocks of weights, scales and zeros in flight while it computes one: a block's math is short,
 // and without this every block would wait a full trip to memory (H200: 1.1 TB/s → see the timings).
 constexpr int kAhead = 3;
+// Twice as many, where int4_settings().ahead asks (TROUPE_INT4_AHEAD=6; written in the ninth session of 2026-12-05, not
+// yet timed: down_proj streams at 1.1 TB/s with 224 blocks, under two an SM, so each warp's loads in flight count).
+constexpr int kAheadDeep = 6;
 
 // One warp's share of one block of K (chunk c of 32 weights a lane, `live` false past K): cur's weights of
 // outputs n0 + g and n0 + g + 8 dequantized to T, times x's rows 8·tile + g at the same k, added into acc.
@@ -147,7 +150,7 @@ __device__ __forceinline__ void int4_mma_step(float (&acc)[NT][4], const int4_st
 // ScaleAfter (groups a multiple of 128, so a warp's block of K lies in one group of each output): the tensor
 // cores sum (q − z)·x exactly, and the scale multiplies the block's fp32 sums, saving one multiplication per
 // weight pair; otherwise each weight is scaled (rounded to T) before the product.
-template <class T, int NT, bool ScaleAfter>
+template <class T, int NT, bool ScaleAfter, int Ahead>
 __global__ void __launch_bounds__(kWarps * 32)
     int4_mma_kernel(const T* __restrict__ x, const uint4* __restrict__ q, const T* __restrict__ scales,
                     const T* __restrict__ zeros, const T* __restrict__ bias, T* __restrict__ out, int rows, int n_out,
@@ -173,15 +176,15 @@ __global__ void __launch_bounds__(kWarps * 32)
     }
     return st;
   };
-  int4_stage<T> ahead[kAhead];
+  int4_stage<T> ahead[Ahead];
 #pragma unroll
-  for (int i = 0; i < kAhead; ++i) ahead[i] = load(warp + i * kWarps);
+  for (int i = 0; i < Ahead; ++i) ahead[i] = load(warp + i * kWarps);
   pdl_wait();  // the weights do not depend on the kernel before; x does
   for (int b = warp; b < blocks; b += kWarps) {
     const int4_stage<T> cur = ahead[0];
 #pragma unroll
-    for (int i = 0; i + 1 < kAhead; ++i) ahead[i] = ahead[i + 1];
-    ahead[kAhead - 1] = load(b + kAhead * kWarps);
+    for (int i = 0; i + 1 < Ahead; ++i) ahead[i] = ahead[i + 1];
+    ahead[Ahead - 1] = load(b + Ahead * kWarps);
     const int c = b * 4 + t;
     int4_mma_step<T, NT, ScaleAfter>(acc, cur, x, rows, k, c, c < chunks, g);
   }
@@ -269,8 +272,10 @@ void launch_mma(const tensor& x, const int4_device_weight& w, const tensor& bias
   // than inputs, unless int4_settings().async says otherwise.
   const int setting = int4_settings().async;
   const bool scale_after = w.group_size % 128 == 0 && !scale_before, async = setting > 0 || (setting < 0 && n_out > k);
-  auto kernel = async ? (scale_after ? int4_mma_async_kernel<T, NT, true> : int4_mma_async_kernel<T, NT, false>)
-                      : (scale_after ? int4_mma_kernel<T, NT, true> : int4_mma_kernel<T, NT, false>);
+  const bool deep = int4_settings().ahead >= kAheadDeep;
+  auto kernel = async  ? (scale_after ? int4_mma_async_kernel<T, NT, true> : int4_mma_async_kernel<T, NT, false>)
+                : deep ? (scale_after ? int4_mma_kernel<T, NT, true, kAheadDeep> : int4_mma_kernel<T, NT, false, kAheadDeep>)
+                       : (scale_after ? int4_mma_kernel<T, NT, true, kAhead> : int4_mma_kernel<T, NT, false, kAhead>);
   // Launched as a programmatic dependent: its blocks may start while the kernel before (a norm, silu_and_mul)
   // finishes, and stream their first weights before they wait for x.
   launch_dependent(kernel, dim3(static_cast<unsigned>((n_out + 15) / 16)), dim3((async ? kInt4AsyncWarps : kWarps) * 32),
@@ -358,9 +363,13 @@ void launch_gemv(const tensor& x, const int4_device_weight& w, const tensor& bia
 
 int4_switches& int4_settings() {
   static int4_switches s{[] {
-    const char* v = std::getenv("TROUPE_INT4_ASYNC");
-    return v && *v ? (*v != '0' ? 1 : 0) : -1;
-  }()};
+                           const char* v = std::getenv("TROUPE_INT4_ASYNC");
+                           return v && *v ? (*v != '0' ? 1 : 0) : -1;
+                         }(),
+                         [] {
+                           const char* v = std::getenv("TROUPE_INT4_AHEAD");
+                           return v && *v ? std::atoi(v) : kAhead;
+                         }()};
   return s;
 }
 

@@ -11,7 +11,9 @@
 #   5. with LONG=1: 64 prompts of 8,000 tokens, 256 out, bf16 and FP8 KV (issue 13 item 3);
 #   6. with VARIANTS=1: part 2's FP8 request again on each alternative not yet measured (the GEMV on weights
 #      streamed by the bulk copy engine: TROUPE_FP8_GEMV_BULK=1; FP8 inputs quantized by the kernel before the layer:
-#      TROUPE_FP8_FUSED=1; the 16-byte activation quantizer: TROUPE_FP8_QUANTIZE_VEC=1), and W1 with the last two;
+#      TROUPE_FP8_FUSED=1; the 16-byte activation quantizer: TROUPE_FP8_QUANTIZE_VEC=1; 8 loads in flight a GEMV lane:
+#      TROUPE_FP8_GEMV_AHEAD=8; and rtn's request with 6 blocks of K in flight a warp: TROUPE_INT4_AHEAD=6), and W1 with
+#      the fused inputs and the 16-byte quantizer;
 #      VARIANTS=2 also the defaults' alternatives (TROUPE_INT4_ASYNC=0|1, TROUPE_FP8_GEMV=0, TROUPE_FP8_MMA_ASYNC=0,
 #      TROUPE_NO_PDL=1).
 # A table comes last; logs in $OUT/figures.tgz.
@@ -64,6 +66,8 @@ if [ "${VARIANTS:-0}" != 0 ]; then
   TROUPE_FP8_GEMV_BULK=1 b1 fp8_fp8kv_gemv_bulk --quantization fp8 --kv-cache-dtype fp8
   TROUPE_FP8_FUSED=1 b1 fp8_fp8kv_fused --quantization fp8 --kv-cache-dtype fp8
   TROUPE_FP8_QUANTIZE_VEC=1 b1 fp8_fp8kv_quantize_vec --quantization fp8 --kv-cache-dtype fp8
+  TROUPE_FP8_GEMV_AHEAD=8 b1 fp8_fp8kv_gemv_ahead8 --quantization fp8 --kv-cache-dtype fp8
+  TROUPE_INT4_AHEAD=6 b1 rtn_ahead6 --quantization rtn
   TROUPE_FP8_FUSED=1 TROUPE_FP8_QUANTIZE_VEC=1 w1 fp8_fp8kv_fused_quantize_vec --quantization fp8 --kv-cache-dtype fp8
 fi
 if [ "${VARIANTS:-0}" = 2 ]; then
