@@ -6,7 +6,9 @@
 // The bias rides on the epilogue. Plans (descriptors and the heuristic's algorithm) are cached per shape,
 // dtype and pointer alignment: the heuristic costs more than a small GEMM.
 
+#include <algorithm>
 #include <bit>
+#include <cstdlib>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -58,6 +60,49 @@ struct gemm_operands {
 // the heuristic's choice, so its results stay the same from run to run.
 cublasLtMatmulAlgo_t fastest(cuda_context& ctx, const gemm_plan& plan, const gemm_key& key,
                              const std::vector<cublasLtMatmulAlgo_t>& candidates, const gemm_operands& ops);
+
+// Split-K variants of the heuristic's first candidates, for fastest() to time beside them, where the output has too few
+// tiles to fill the GPU: a 256-row decode step's down_proj ([256, 18944] by [3584, 18944]ᵀ) makes about 56 tiles of
+// 128 x 128 for 132 SMs, and ran at 441 TFLOP/s in FP8 where gate_up ran at 883 (H100, W1 profile, 2026-12-05); the
+// heuristic's 8 candidates held no split. Each variant splits K in 2, 3 or 4 parts reduced in fp32 in the workspace
+// (CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE: the same order on every call) and is kept only if cuBLASLt accepts it for
+// this shape within the workspace. fastest() keeps one only where it wins by 3% or more. TROUPE_GEMM_NO_SPLIT_K=1
+// leaves the heuristic's candidates alone (written in the ninth session of 2026-12-05, not yet timed on a GPU).
+void add_split_k(cuda_context& ctx, const gemm_plan& plan, const gemm_key& key,
+                 std::vector<cublasLtMatmulAlgo_t>& candidates) {
+  static const bool off = std::getenv("TROUPE_GEMM_NO_SPLIT_K") != nullptr;
+  if (off) return;
+  int sms = 0;
+  if (cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, ctx.device) != cudaSuccess) {
+    (void)cudaGetLastError();
+    return;
+  }
+  const int64_t tiles = (key.m + 127) / 128 * ((key.n + 127) / 128);
+  if (key.ab == dtype::f32 || tiles >= sms) return;
+  const size_t first = std::min<size_t>(candidates.size(), 4);
+  for (size_t i = 0; i < first; ++i) {
+    int32_t supported = 0;
+    size_t written = 0;
+    if (cublasLtMatmulAlgoCapGetAttribute(&candidates[i], CUBLASLT_ALGO_CAP_SPLITK_SUPPORT, &supported,
+                                          sizeof(supported), &written) != CUBLAS_STATUS_SUCCESS || supported == 0)
+      continue;
+    for (const int32_t splits : {2, 3, 4}) {
+      if (key.k / splits < 256 || tiles * splits > 4 * sms) continue;
+      cublasLtMatmulAlgo_t algo = candidates[i];
+      const uint32_t scheme = CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE;
+      if (cublasLtMatmulAlgoConfigSetAttribute(&algo, CUBLASLT_ALGO_CONFIG_SPLITK_NUM, &splits, sizeof(splits)) !=
+              CUBLAS_STATUS_SUCCESS ||
+          cublasLtMatmulAlgoConfigSetAttribute(&algo, CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME, &scheme, sizeof(scheme)) !=
+              CUBLAS_STATUS_SUCCESS)
+        continue;
+      cublasLtMatmulHeuristicResult_t result{};
+      if (cublasLtMatmulAlgoCheck(ctx.lt, plan.desc, plan.a, plan.b, plan.c, plan.c, &algo, &result) ==
+              CUBLAS_STATUS_SUCCESS &&
+          result.workspaceSize <= ctx.workspace_bytes)
+        candidates.push_back(algo);
+    }
+  }
+}
 
 gemm_plan make_plan(cuda_context& ctx, const gemm_key& key, const gemm_operands& operands) {
   gemm_plan plan;
@@ -131,9 +176,12 @@ gemm_plan make_plan(cuda_context& ctx, const gemm_key& key, const gemm_operands&
     }
   }
   if (!ok) {
-    const auto candidates = heuristic_algos(ctx, plan, key, 8, &s);
+    auto candidates = heuristic_algos(ctx, plan, key, 8, &s);
     ok = !candidates.empty();
-    if (ok) plan.algo = fastest(ctx, plan, key, candidates, operands);
+    if (ok) {
+      add_split_k(ctx, plan, key, candidates);
+      plan.algo = fastest(ctx, plan, key, candidates, operands);
+    }
     if (ok && bucket.n == key.n) ctx.bucket_algos.emplace(bucket, plan.algo);
   }
   if (!ok) {

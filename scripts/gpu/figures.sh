@@ -9,13 +9,11 @@
 #   4. with STRUCTURED=1 (a bundle made with STRUCTURED=1): W1 at 256 sequences with the Qwen3 tokenizer,
 #      unconstrained and half constrained by data/structured_schema.json (issue 15 item 4: the bitmask time);
 #   5. with LONG=1: 64 prompts of 8,000 tokens, 256 out, bf16 and FP8 KV (issue 13 item 3);
-#   6. with VARIANTS=1: part 2's FP8 request again on each alternative not yet measured (the GEMV on weights
-#      streamed by the bulk copy engine: TROUPE_FP8_GEMV_BULK=1; FP8 inputs quantized by the kernel before the layer:
-#      TROUPE_FP8_FUSED=1; the 16-byte activation quantizer: TROUPE_FP8_QUANTIZE_VEC=1; 8 loads in flight a GEMV lane:
-#      TROUPE_FP8_GEMV_AHEAD=8; and rtn's request with 6 blocks of K in flight a warp: TROUPE_INT4_AHEAD=6), and W1 with
-#      the fused inputs and the 16-byte quantizer;
-#      VARIANTS=2 also the defaults' alternatives (TROUPE_INT4_ASYNC=0|1, TROUPE_FP8_GEMV=0, TROUPE_FP8_MMA_ASYNC=0,
-#      TROUPE_NO_PDL=1).
+#   6. with VARIANTS=1: what is not yet measured, first: W1 without the split-K candidates of the GEMM tuning
+#      (TROUPE_GEMM_NO_SPLIT_K=1) in bf16 and FP8, and W1 with FP8 inputs quantized by the kernel before the layer
+#      (TROUPE_FP8_FUSED=1, measured at one request only); VARIANTS=2 also one request on each measured alternative
+#      of the defaults (the element-by-element quantizer, fused inputs, the bulk-copy GEMV, deeper GEMV and int4
+#      loads, the cp.async choices, no PDL), to measure them again on another card.
 # A table comes last; logs in $OUT/figures.tgz.
 #   LIMIT=540 bash scripts/gpu/figures.sh        (on the GPU machine, after scripts/gpu/bundle.sh here)
 #   PARTS="b1 kv" picks parts 1-3 (w1, b1, kv; default all three); STRUCTURED=1 and LONG=1 add 4 and 5.
@@ -63,14 +61,16 @@ fi
 # VARIANTS=1: the alternatives not yet measured, first (they are what the call is for); VARIANTS=2 also the
 # defaults' alternatives, to measure the defaults again on another card. One request each, W1 where it may matter.
 if [ "${VARIANTS:-0}" != 0 ]; then
-  TROUPE_FP8_GEMV_BULK=1 b1 fp8_fp8kv_gemv_bulk --quantization fp8 --kv-cache-dtype fp8
-  TROUPE_FP8_FUSED=1 b1 fp8_fp8kv_fused --quantization fp8 --kv-cache-dtype fp8
-  TROUPE_FP8_QUANTIZE_VEC=1 b1 fp8_fp8kv_quantize_vec --quantization fp8 --kv-cache-dtype fp8
-  TROUPE_FP8_GEMV_AHEAD=8 b1 fp8_fp8kv_gemv_ahead8 --quantization fp8 --kv-cache-dtype fp8
-  TROUPE_INT4_AHEAD=6 b1 rtn_ahead6 --quantization rtn
-  TROUPE_FP8_FUSED=1 TROUPE_FP8_QUANTIZE_VEC=1 w1 fp8_fp8kv_fused_quantize_vec --quantization fp8 --kv-cache-dtype fp8
+  TROUPE_GEMM_NO_SPLIT_K=1 w1 bf16_no_split_k
+  TROUPE_GEMM_NO_SPLIT_K=1 w1 fp8_fp8kv_no_split_k --quantization fp8 --kv-cache-dtype fp8
+  TROUPE_FP8_FUSED=1 w1 fp8_fp8kv_fused --quantization fp8 --kv-cache-dtype fp8
 fi
 if [ "${VARIANTS:-0}" = 2 ]; then
+  TROUPE_FP8_QUANTIZE_VEC=0 b1 fp8_fp8kv_quantize_scalar --quantization fp8 --kv-cache-dtype fp8
+  TROUPE_FP8_FUSED=1 b1 fp8_fp8kv_fused --quantization fp8 --kv-cache-dtype fp8
+  TROUPE_FP8_GEMV_BULK=1 b1 fp8_fp8kv_gemv_bulk --quantization fp8 --kv-cache-dtype fp8
+  TROUPE_FP8_GEMV_AHEAD=8 b1 fp8_fp8kv_gemv_ahead8 --quantization fp8 --kv-cache-dtype fp8
+  TROUPE_INT4_AHEAD=6 b1 rtn_ahead6 --quantization rtn
   TROUPE_INT4_ASYNC=0 b1 rtn_no_async --quantization rtn
   TROUPE_INT4_ASYNC=1 b1 rtn_async_all --quantization rtn
   TROUPE_FP8_GEMV=0 TROUPE_FP8_MMA_ASYNC=0 b1 fp8_fp8kv_mma_only --quantization fp8 --kv-cache-dtype fp8
