@@ -66,12 +66,16 @@ cublasLtMatmulAlgo_t fastest(cuda_context& ctx, const gemm_plan& plan, const gem
 // 128 x 128 for 132 SMs, and ran at 441 TFLOP/s in FP8 where gate_up ran at 883 (H100, W1 profile, 2026-12-05); the
 // heuristic's 8 candidates held no split. Each variant splits K in 2, 3 or 4 parts reduced in fp32 in the workspace
 // (CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE: the same order on every call) and is kept only if cuBLASLt accepts it for
-// this shape within the workspace. fastest() keeps one only where it wins by 3% or more. TROUPE_GEMM_NO_SPLIT_K=1
-// leaves the heuristic's candidates alone (written in the ninth session of 2026-12-05, not yet timed on a GPU).
+// this shape within the workspace. fastest() keeps one only where it wins by 3% or more. Written in the ninth session
+// of 2026-12-05 after the last GPU call, so off until timed: TROUPE_GEMM_SPLIT_K=1 turns it on (figures.sh VARIANTS=1
+// runs W1 with it in bf16 and FP8).
 void add_split_k(cuda_context& ctx, const gemm_plan& plan, const gemm_key& key,
                  std::vector<cublasLtMatmulAlgo_t>& candidates) {
-  static const bool off = std::getenv("TROUPE_GEMM_NO_SPLIT_K") != nullptr;
-  if (off) return;
+  static const bool on = [] {
+    const char* v = std::getenv("TROUPE_GEMM_SPLIT_K");
+    return v && *v && *v != '0';
+  }();
+  if (!on) return;
   int sms = 0;
   if (cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, ctx.device) != cudaSuccess) {
     (void)cudaGetLastError();
