@@ -216,6 +216,9 @@ void check_linear_int4(checker& c, dtype t) {
       {1, 128, 16, 128, false}, {1, 3584, 4608, 128, true}, {3, 96, 24, 32, false},    {5, 64, 40, 32, true},
       {8, 352, 300, 32, true},  {9, 256, 200, 64, false},   {16, 384, 48, 128, false}, {17, 4096, 130, 128, true},
       {32, 18944, 64, 128, false}, {33, 160, 100, 32, false}, {64, 512, 96, 64, true},  {65, 256, 80, 128, false},
+      // The shared-memory GEMM's (int4_settings().gemm): rows past its 32- and 64-row tiles, outputs past its 128, K
+      // split over blocks (few tiles), groups of 32 and 64.
+      {100, 3584, 300, 128, true}, {300, 1024, 520, 64, false}, {512, 256, 136, 32, true},
   };
   for (const shape& s : shapes) {
     auto x = c.random(t, {s.rows, s.k});
@@ -233,10 +236,14 @@ void check_linear_int4(checker& c, dtype t) {
     c.cpu.linear_int4(x.cpu, {qweight.cpu.get(), scales.cpu.get(), zeros.cpu.get(), s.group}, s.bias ? bias.cpu.get() : tensor{}, out.cpu);
     // The tensor-core shapes (bf16 / f16, up to 32 rows) also on the kernel that stages weights by cp.async, and on the
     // register kernel with 6 blocks of K in flight a warp (int4_settings().ahead).
-    for (const std::string variant : {"", "async", "ahead6"}) {
-      if (!variant.empty() && (t == dtype::f32 || s.rows > 32)) continue;
+    // "gemm": the shared-memory GEMM for batches (int4_settings().gemm), at any rows up to 512 with K a multiple of 128.
+    for (const std::string variant : {"", "async", "ahead6", "gemm"}) {
+      if (variant == "gemm" ? t == dtype::f32 || s.rows > 512 || s.k % 128 != 0
+                            : !variant.empty() && (t == dtype::f32 || s.rows > 32))
+        continue;
       const scoped_value<int> forced(cuda::int4_settings().async, variant == "async" ? 1 : 0);
       const scoped_value<int> ahead(cuda::int4_settings().ahead, variant == "ahead6" ? 6 : 3);
+      const scoped_value<int> gemm(cuda::int4_settings().gemm, variant == "gemm" ? 1 : 0);
       c.poison(out);
       c.gpu.linear_int4(x.gpu, {qweight.gpu.get(), scales.gpu.get(), zeros.gpu.get(), s.group}, s.bias ? bias.gpu.get() : tensor{}, out.gpu);
       std::string what = "T,K,N=" + dims({s.rows, s.k, s.n}) + " G" + std::to_string(s.group);

@@ -198,7 +198,12 @@ void time_ops(cuda_ops& gpu, bool only_attention) {
   // 4-bit weights (issue 12), gate_up at Qwen2.5-7B shapes in groups of 128: the fused kernel's achieved
   // bandwidth at decode batches (bytes: the packed weights, scales and zeros, read once; x and out are
   // small), and the large-batch path's TFLOP/s. Ceilings: 4.14 TB/s copy, 737 TFLOP/s bf16 (GPU.md).
-  const std::vector<layer_shape> int4_shapes = qwen7b_linears({1, 2, 4, 8, 16, 32, 64, 256, 4096});
+  std::vector<layer_shape> int4_shapes = qwen7b_linears({1, 2, 4, 8, 16, 32, 64, 256, 4096});
+  for (const int64_t rows : {32, 256}) {  // the decode step's other layers at batches, for the GEMM's rows
+    int4_shapes.push_back({"qkv", rows, 3584, 4608});
+    int4_shapes.push_back({"o_proj", rows, 3584, 3584});
+    int4_shapes.push_back({"down", rows, 18944, 3584});
+  }
   // One weight per layer shape, made once (filling 68 MB of random words per row count took most of the time).
   struct int4_weight {
     device_buffer words, scales, zeros;
@@ -227,11 +232,13 @@ void time_ops(cuda_ops& gpu, bool only_attention) {
     const int4_device_weight w{iw.words, iw.scales, iw.zeros, static_cast<int32_t>(group)};
     // Up to 32 rows also on the kernel that stages its weights by cp.async (int4_settings().async), and on the register
     // kernel with twice the blocks of K in flight (int4_settings().ahead).
-    for (const std::string variant : {"", "async", "ahead6"}) {
-      if (!variant.empty() && rows > 32) continue;
+    // From 16 rows to 512 also on the shared-memory GEMM (int4_settings().gemm).
+    for (const std::string variant : {"", "async", "ahead6", "gemm"}) {
+      if (variant == "gemm" ? rows < 16 || rows > 512 : !variant.empty() && rows > 32) continue;
       const bool async = variant == "async";
       const scoped_value<int> forced(cuda::int4_settings().async, async ? 1 : 0);
       const scoped_value<int> ahead(cuda::int4_settings().ahead, variant == "ahead6" ? 6 : 3);
+      const scoped_value<int> gemm(cuda::int4_settings().gemm, variant == "gemm" ? 1 : 0);
       const double ms = stream_ms(gpu, [&] { gpu.linear_int4(x, w, tensor{}, out); });
       const double bytes = n * h / 2.0 + 2.0 * 2 * n * (h / group) + 2.0 * rows * (h + n);
       const double tflop = 2.0 * rows * h * n / 1e12;
@@ -291,6 +298,27 @@ void time_fp8_weights(cuda_ops& gpu) {
       std::snprintf(buf, sizeof buf, "%.3f ms (%.2fx bf16), %.0f TFLOP/s, %.0f GB/s of weights, ran %s", ms, bf16_ms / ms,
                     tflop / (ms / 1e3), 1.0 * h * n / 1e9 / (ms / 1e3), cuda::fp8_settings().last_path.load());
       inform(std::string("time linear_fp8 ") + layer + (path.empty() ? "" : " " + path), t, what, buf);
+    }
+  }
+  // The decode step's GEMMs at 256 sequences (W1's decode steps) in bf16 and FP8, planned without and with the split-K
+  // candidates (cuda::gemm_settings().split_k): the layers with few outputs make few tiles (H100 W1 profile,
+  // 2026-12-05, FP8: down_proj 441 TFLOP/s, o_proj 257, q/k/v 368, gate_up 883).
+  for (const layer_shape& shape : std::vector<layer_shape>{{"qkv", 256, 3584, 4608}, {"o_proj", 256, 3584, 3584},
+                                                          {"down", 256, 18944, 3584}, {"gate_up", 256, 3584, 37888}}) {
+    const weights& w = made.at({shape.k, shape.n});
+    auto x = gpu.alloc(t, {shape.rows, shape.k});
+    auto out = gpu.alloc(t, {shape.rows, shape.n});
+    fill(gpu, x);
+    const fp8_device_weight fw{w.codes, w.scale, tensor{}};
+    const double tflop = 2.0 * shape.rows * shape.k * shape.n / 1e12;
+    for (const bool split : {false, true}) {
+      const scoped_value<bool> split_k(cuda::gemm_settings().split_k, split);
+      const double bf16_ms = stream_ms(gpu, [&] { gpu.linear(x, w.bf16, tensor{}, out, false); });
+      const double fp8_ms = stream_ms(gpu, [&] { gpu.linear_fp8(x, fw, tensor{}, out); });
+      std::snprintf(buf, sizeof buf, "bf16 %.3f ms (%.0f TFLOP/s), fp8 %.3f ms (%.0f TFLOP/s, ran %s)", bf16_ms,
+                    tflop / (bf16_ms / 1e3), fp8_ms, tflop / (fp8_ms / 1e3), cuda::fp8_settings().last_path.load());
+      inform(std::string("time decode-256 ") + shape.name + (split ? " split-K" : ""), t,
+             "T,K,N=" + dims({shape.rows, shape.k, shape.n}), buf);
     }
   }
 }

@@ -26,6 +26,14 @@ void launch_copy_columns(const tensor& x, const tensor& out, cudaStream_t stream
 // ops::linear_int4 on ctx's stream: up to 32 rows, one fused pass that dequantizes each weight as it reads
 // it; more rows, a dequantization into ctx's scratch weight and the cuBLASLt GEMM (linear_int4.cu).
 void launch_linear_int4(cuda_context& ctx, const tensor& x, const int4_device_weight& w, const tensor& bias, const tensor& out);
+// How cuBLASLt plans are made (linear.cpp). split_k: the GEMM tuning also times split-K variants where an output has
+// fewer 128 x 128 tiles than the GPU has SMs; off until timed (ninth session of 2026-12-05), TROUPE_GEMM_SPLIT_K=1 turns
+// it on. Part of a plan's key, so a check can time a shape both ways.
+struct gemm_switches {
+  bool split_k = false;
+};
+gemm_switches& gemm_settings();
+
 struct int4_switches {
   // Up to 32 rows on int4_mma_async_kernel (weights staged by cp.async): -1 where the layer has more outputs than inputs
   // (gate_up, qkv: faster there on the H200; o_proj and down slower), 0 never, 1 always. Starts as TROUPE_INT4_ASYNC=0|1.
@@ -33,6 +41,10 @@ struct int4_switches {
   // Blocks of K (weights, scales, zeros) each warp of the register kernel keeps in flight: 3, or 6 from 6 on
   // (TROUPE_INT4_AHEAD=6; written in the ninth session of 2026-12-05, off until timed).
   int ahead = 3;
+  // 1: every bf16 / f16 product of up to 512 rows (K a multiple of 128) on int4_gemm_kernel, the shared-memory GEMM for
+  // batches (TROUPE_INT4_GEMM=1; written in the ninth session of 2026-12-05 after the last GPU call, forced only until
+  // timed); 0: the decode kernels up to 32 rows, then dequantize + cuBLAS.
+  int gemm = 0;
 };
 int4_switches& int4_settings();
 // ops::linear_fp8 on ctx's stream: each token quantized to e4m3 into ctx's scratch, then the first of these that

@@ -15,6 +15,7 @@
 
 #include "kernels/cuda/check.hpp"
 #include "kernels/cuda/cuda_context.hpp"
+#include "kernels/cuda/launchers.hpp"
 
 namespace troupe {
 namespace {
@@ -67,15 +68,11 @@ cublasLtMatmulAlgo_t fastest(cuda_context& ctx, const gemm_plan& plan, const gem
 // heuristic's 8 candidates held no split. Each variant splits K in 2, 3 or 4 parts reduced in fp32 in the workspace
 // (CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE: the same order on every call) and is kept only if cuBLASLt accepts it for
 // this shape within the workspace. fastest() keeps one only where it wins by 3% or more. Written in the ninth session
-// of 2026-12-05 after the last GPU call, so off until timed: TROUPE_GEMM_SPLIT_K=1 turns it on (figures.sh VARIANTS=1
-// runs W1 with it in bf16 and FP8).
+// of 2026-12-05 after the last GPU call, so off until timed: gemm_settings().split_k, TROUPE_GEMM_SPLIT_K=1 (figures.sh
+// VARIANTS=1 runs W1 with it in bf16 and FP8; the GPU check's timings time the decode step's GEMMs both ways).
 void add_split_k(cuda_context& ctx, const gemm_plan& plan, const gemm_key& key,
                  std::vector<cublasLtMatmulAlgo_t>& candidates) {
-  static const bool on = [] {
-    const char* v = std::getenv("TROUPE_GEMM_SPLIT_K");
-    return v && *v && *v != '0';
-  }();
-  if (!on) return;
+  if (!key.split_k) return;
   int sms = 0;
   if (cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, ctx.device) != cudaSuccess) {
     (void)cudaGetLastError();
@@ -277,6 +274,14 @@ cublasLtMatmulAlgo_t fastest(cuda_context& ctx, const gemm_plan& plan, const gem
 
 } // namespace
 
+cuda::gemm_switches& cuda::gemm_settings() {
+  static gemm_switches s{[] {
+    const char* v = std::getenv("TROUPE_GEMM_SPLIT_K");
+    return v && *v && *v != '0';
+  }()};
+  return s;
+}
+
 void cublaslt_linear(cuda_context& ctx, const tensor& x, const tensor& weight, const tensor& bias, const tensor& out,
                      bool accumulate) {
   const int64_t rows = x.dim(0), k = x.dim(1), n = weight.dim(0);
@@ -295,6 +300,7 @@ void cublaslt_linear(cuda_context& ctx, const tensor& x, const tensor& weight, c
   key.c = out.type;
   key.bias = !bias.empty();
   key.accumulate = accumulate;
+  key.split_k = cuda::gemm_settings().split_k;
   key.align_a = alignment(weight.data);
   key.align_b = alignment(x.data);
   key.align_c = alignment(out.data);
@@ -330,6 +336,7 @@ bool cublaslt_linear_fp8(cuda_context& ctx, const tensor& xq, const tensor& weig
   key.c = out.type;
   key.bias = !bias.empty();
   key.outer_vec_scales = weight_scales != nullptr;
+  key.split_k = cuda::gemm_settings().split_k;
   key.align_a = alignment(weight.data);
   key.align_b = alignment(xq.data);
   key.align_c = alignment(out.data);

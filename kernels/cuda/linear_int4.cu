@@ -16,6 +16,7 @@
 // troupe_gpu_check's op table compares every path with the CPU twin (odd rows, output features and K, groups of
 // 32 / 64 / 128); its timings print them at Qwen2.5-7B shapes.
 
+#include <algorithm>
 #include <cstdlib>
 
 #include "kernels/cuda/common.cuh"
@@ -359,6 +360,197 @@ void launch_gemv(const tensor& x, const int4_device_weight& w, const tensor& bia
       bias.empty() ? nullptr : bias.as<T>(), out.as<T>(), rows, n_out, k, w.group_size);
 }
 
+
+// ---- Batches of 17 to kGemmRows rows (int4_settings().gemm; written in the ninth session of 2026-12-05 after the last
+// GPU call, so forced only until timed): int4_gemm_kernel.
+// The decode kernels make 16 outputs a block and read all of x for them: at 32 rows gate_up reads ~0.5 GB of x from L2
+// for 68 MB of weights (H100: 0.126-0.146 ms against bf16's 0.101), and above 32 rows the weight is dequantized whole
+// into scratch before cuBLAS (0.249 ms at 256 rows against 0.117). Here a block makes kGemmOutputs outputs for RT rows:
+// each stage (128 k) brings the block's packed weights and x tile into shared memory once by cp.async (kGemmStages in
+// flight), and 8 warps multiply them with int4_mma_step's fragments (weights as A, dequantized in registers; x as B, from
+// shared memory, permuted by byte_perm to the nibble order), each warp MT x 16 outputs by 32 rows. Where the output tiles
+// are fewer than twice the SMs (q/k/v, o_proj, down_proj), K is split over blockIdx.z: each split writes f32 sums to
+// scratch and int4_gemm_reduce_kernel adds them in split order, the bias, and rounds once. Each weight is scaled before
+// the product (rounded to T), as the dequantizing path does.
+constexpr int kGemmOutputs = 128;
+constexpr int kGemmStages = 4;
+constexpr int kGemmThreads = 256;
+constexpr int64_t kGemmRows = 512;
+
+// Where chunk c (8 values of x, 16 bytes) of row r of a stage's x tile sits among the row's 16: lanes (g, t) read chunk
+// 4t + i of rows g and g + 1 in one phase, which this spreads over all 8 bank groups; 8 consecutive chunks of a row
+// (the cp.async writes) stay distinct too.
+__device__ __forceinline__ int gemm_x_chunk(int c, int r) { return c ^ (((c >> 3) & 1) << 1) ^ (r & 1); }
+
+template <class T, int MT> struct gemm_scales {
+  T sa[MT], sb[MT], za[MT], zb[MT];
+};
+
+template <class T, int RT>
+__global__ void __launch_bounds__(kGemmThreads, 2)
+    int4_gemm_kernel(const T* __restrict__ x, const uint4* __restrict__ q, const T* __restrict__ scales,
+                     const T* __restrict__ zeros, float* __restrict__ partial, const T* __restrict__ bias,
+                     T* __restrict__ out, int rows, int n_out, int k, int group, int stages_per_split) {
+  constexpr int kWarpsRows = RT / 32, kWarpsOut = kGemmThreads / 32 / kWarpsRows;
+  constexpr int MT = kGemmOutputs / 16 / kWarpsOut, NT = 4;
+  extern __shared__ uint4 gemm_smem[];
+  uint4* x_s = gemm_smem;                             // [kGemmStages][RT][16], chunks placed by gemm_x_chunk
+  uint4* w_s = gemm_smem + kGemmStages * RT * 16;     // [kGemmStages][kGemmOutputs][4]
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+  const int wo = warp % kWarpsOut, wr = warp / kWarpsOut;
+  const int out0 = blockIdx.x * kGemmOutputs, row0 = blockIdx.y * RT;
+  const int chunks = k / 32, groups = k / group;
+  const int s_begin = blockIdx.z * stages_per_split;
+  const int stages = min(k / 128 - s_begin, stages_per_split);
+  pdl_wait();  // launched plainly (a no-op); x is the kernel before's output
+
+  auto issue = [&](int s) {  // stage s of this split into buffer s % kGemmStages; zeros past the rows or outputs
+    const int b = s % kGemmStages, k0 = (s_begin + s) * 128;
+    uint4* xb = x_s + b * RT * 16;
+#pragma unroll
+    for (int i = 0; i < RT * 16 / kGemmThreads; ++i) {
+      const int idx = threadIdx.x + i * kGemmThreads, r = idx / 16, c = idx % 16;
+      const bool valid = row0 + r < rows;
+      cp_async16(&xb[r * 16 + gemm_x_chunk(c, r)], valid ? x + static_cast<int64_t>(row0 + r) * k + k0 + 8 * c : x, valid);
+    }
+    uint4* wb = w_s + b * kGemmOutputs * 4;
+#pragma unroll
+    for (int i = 0; i < kGemmOutputs * 4 / kGemmThreads; ++i) {
+      const int idx = threadIdx.x + i * kGemmThreads, o = idx / 4, c = idx % 4;
+      const bool valid = out0 + o < n_out;
+      cp_async16(&wb[o * 4 + c], valid ? q + static_cast<int64_t>(out0 + o) * chunks + k0 / 32 + c : q, valid);
+    }
+  };
+  // This lane's scales and zeros at stage s (its chunk: k = 128·stage + 32t); zeros past the outputs.
+  auto scales_of = [&](int s) {
+    gemm_scales<T, MT> v;
+    const int gi = ((s_begin + s) * 128 + 32 * t) / group;
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt) {
+      const int oa = out0 + (wo * MT + mt) * 16 + g, ob = oa + 8;
+      const bool live = s < stages;
+      v.sa[mt] = live && oa < n_out ? scales[static_cast<int64_t>(oa) * groups + gi] : from_float<T>(0.0f);
+      v.za[mt] = live && oa < n_out ? zeros[static_cast<int64_t>(oa) * groups + gi] : from_float<T>(0.0f);
+      v.sb[mt] = live && ob < n_out ? scales[static_cast<int64_t>(ob) * groups + gi] : from_float<T>(0.0f);
+      v.zb[mt] = live && ob < n_out ? zeros[static_cast<int64_t>(ob) * groups + gi] : from_float<T>(0.0f);
+    }
+    return v;
+  };
+
+  float acc[MT][NT][4];
+#pragma unroll
+  for (int mt = 0; mt < MT; ++mt) zero_tiles(acc[mt]);
+  cp_async_ring_start<kGemmStages>(stages, issue);
+  gemm_scales<T, MT> next = scales_of(0);
+  for (int s = 0; s < stages; ++s) {
+    cp_async_ring_next<kGemmStages>(s, stages, issue);
+    const gemm_scales<T, MT> cur = next;
+    next = scales_of(s + 1);
+    const int b = s % kGemmStages;
+    const uint4* xb = x_s + b * RT * 16;
+    const uint4* wb = w_s + b * kGemmOutputs * 4;
+    uint32_t zma[MT], zmb[MT], sa[MT], sb[MT], words_a[MT][4], words_b[MT][4];
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt) {
+      zma[mt] = splat2(from_float<T>(to_float(cur.za[mt]) + kMagicValue<T>));
+      zmb[mt] = splat2(from_float<T>(to_float(cur.zb[mt]) + kMagicValue<T>));
+      sa[mt] = splat2(cur.sa[mt]);
+      sb[mt] = splat2(cur.sb[mt]);
+      const int o = (wo * MT + mt) * 16 + g;
+      const uint4 wa = wb[o * 4 + t], wbv = wb[(o + 8) * 4 + t];
+      words_a[mt][0] = wa.x, words_a[mt][1] = wa.y, words_a[mt][2] = wa.z, words_a[mt][3] = wa.w;
+      words_b[mt][0] = wbv.x, words_b[mt][1] = wbv.y, words_b[mt][2] = wbv.z, words_b[mt][3] = wbv.w;
+    }
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      uint32_t a0[MT][4], a1[MT][4];
+#pragma unroll
+      for (int mt = 0; mt < MT; ++mt) {
+        uint32_t da[4], db[4];
+        dequantize_word<T>(words_a[mt][i], zma[mt], sa[mt], da);
+        dequantize_word<T>(words_b[mt][i], zmb[mt], sb[mt], db);
+        a0[mt][0] = da[0], a0[mt][1] = db[0], a0[mt][2] = da[1], a0[mt][3] = db[1];  // nibbles 0,4 | 1,5 of word i
+        a1[mt][0] = da[2], a1[mt][1] = db[2], a1[mt][2] = da[3], a1[mt][3] = db[3];  // nibbles 2,6 | 3,7
+      }
+#pragma unroll
+      for (int nt = 0; nt < NT; ++nt) {
+        const int r = wr * 32 + nt * 8 + g;
+        const uint4 v = xb[r * 16 + gemm_x_chunk(4 * t + i, r)];  // x's k = 32t + 8i .. + 7 of this stage
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt) {
+          mma16816<T>(acc[mt][nt], a0[mt], __byte_perm(v.x, v.z, 0x5410), __byte_perm(v.x, v.z, 0x7632));
+          mma16816<T>(acc[mt][nt], a1[mt], __byte_perm(v.y, v.w, 0x5410), __byte_perm(v.y, v.w, 0x7632));
+        }
+      }
+    }
+  }
+  // acc[mt][nt][0..1]: output oa, rows r0 and r0 + 1; [2..3]: output oa + 8, the same rows.
+#pragma unroll
+  for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt) {
+      const int oa = out0 + (wo * MT + mt) * 16 + g, r0 = row0 + wr * 32 + nt * 8 + 2 * t;
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int o = oa + (e >= 2 ? 8 : 0), r = r0 + (e & 1);
+        if (r >= rows || o >= n_out) continue;
+        if (partial) partial[(static_cast<int64_t>(blockIdx.z) * rows + r) * n_out + o] = acc[mt][nt][e];
+        else out[static_cast<int64_t>(r) * n_out + o] = from_float<T>(plus_bias(acc[mt][nt][e], bias, o));
+      }
+    }
+}
+
+// out[i] = Σ_s partial[s][i] in split order, plus the bias, rounded once.  partial [splits, rows, n_out] f32
+template <class T>
+__global__ void int4_gemm_reduce_kernel(const float* __restrict__ partial, int splits, const T* __restrict__ bias,
+                                        T* __restrict__ out, int64_t elems, int n_out) {
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= elems) return;
+  float sum = 0.0f;
+  for (int s = 0; s < splits; ++s) sum += partial[s * elems + i];
+  out[i] = from_float<T>(plus_bias(sum, bias, static_cast<int>(i % n_out)));
+}
+
+template <class T, int RT>
+void launch_gemm(cuda_context& ctx, const tensor& x, const int4_device_weight& w, const tensor& bias, const tensor& out,
+                 int rows) {
+  const int n_out = static_cast<int>(w.qweight.dim(0)), k = static_cast<int>(x.dim(1)), total = k / 128;
+  const int tiles = (n_out + kGemmOutputs - 1) / kGemmOutputs * ((rows + RT - 1) / RT);
+  int sms = 0;
+  check(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, ctx.device), "linear_int4 gemm");
+  // Splits of K where the tiles are fewer than twice the SMs, each at least 4 stages (512 k), none empty.
+  int splits = tiles >= 2 * sms ? 1 : std::min({8, (2 * sms + tiles - 1) / tiles, std::max(1, total / 4)});
+  auto per_split = [&] { return (total + splits - 1) / splits; };
+  splits = (total + per_split() - 1) / per_split();
+  auto need = [&] { return static_cast<size_t>(splits) * rows * n_out * sizeof(float); };
+  cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
+  check(cudaStreamIsCapturing(ctx.stream, &capturing), "linear_int4 gemm");
+  if (splits > 1 && capturing == cudaStreamCaptureStatusNone)
+    grow_scratch(ctx, ctx.int4_scratch, ctx.int4_scratch_bytes, need(), "linear_int4");
+  while (splits > 1 && need() > ctx.int4_scratch_bytes) {  // inside a capture the scratch cannot grow: fewer splits
+    --splits;
+    splits = (total + per_split() - 1) / per_split();
+  }
+  const int smem = kGemmStages * (RT * 16 + kGemmOutputs * 4) * 16;
+  static const cudaError_t attribute = cudaFuncSetAttribute(int4_gemm_kernel<T, RT>,
+                                                            cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+  check(attribute, "linear_int4 gemm: shared memory");
+  float* partial = splits > 1 ? static_cast<float*>(ctx.int4_scratch) : nullptr;
+  const dim3 grid(static_cast<unsigned>((n_out + kGemmOutputs - 1) / kGemmOutputs), static_cast<unsigned>((rows + RT - 1) / RT),
+                  static_cast<unsigned>(splits));
+  const T* b = bias.empty() ? nullptr : bias.as<T>();
+  int4_gemm_kernel<T, RT><<<grid, kGemmThreads, smem, ctx.stream>>>(
+      x.as<T>(), static_cast<const uint4*>(w.qweight.data), w.scales.as<T>(), w.zeros.as<T>(), partial, b, out.as<T>(),
+      rows, n_out, k, static_cast<int>(w.group_size), per_split());
+  check_launch("linear_int4 gemm");
+  if (partial) {
+    const int64_t elems = static_cast<int64_t>(rows) * n_out;
+    int4_gemm_reduce_kernel<T><<<static_cast<unsigned>((elems + 255) / 256), 256, 0, ctx.stream>>>(partial, splits, b,
+                                                                                                 out.as<T>(), elems, n_out);
+    check_launch("linear_int4 gemm reduce");
+  }
+}
+
 } // namespace
 
 int4_switches& int4_settings() {
@@ -369,6 +561,10 @@ int4_switches& int4_settings() {
                          [] {
                            const char* v = std::getenv("TROUPE_INT4_AHEAD");
                            return v && *v ? std::atoi(v) : kAhead;
+                         }(),
+                         [] {
+                           const char* v = std::getenv("TROUPE_INT4_GEMM");
+                           return v && *v && *v != '0' ? 1 : 0;
                          }()};
   return s;
 }
@@ -386,6 +582,18 @@ void launch_linear_int4(cuda_context& ctx, const tensor& x, const int4_device_we
   make_current(ctx);
   const bool aligned = k % 32 == 0 && g % 32 == 0 && reinterpret_cast<uintptr_t>(w.qweight.data) % 16 == 0 &&
                        reinterpret_cast<uintptr_t>(x.data) % 16 == 0;
+  // int4_settings().gemm: every bf16 / f16 product of up to kGemmRows rows on the shared-memory GEMM (forced, until timed).
+  if (aligned && x.type != dtype::f32 && int4_settings().gemm > 0 && k % 128 == 0 && rows <= kGemmRows) {
+    const int r = static_cast<int>(rows);
+    auto launch = [&](auto tag) {
+      using T = typename decltype(tag)::type;
+      if (r <= 32) launch_gemm<T, 32>(ctx, x, w, bias, out, r);
+      else launch_gemm<T, 64>(ctx, x, w, bias, out, r);
+    };
+    if (x.type == dtype::bf16) launch(std::type_identity<__nv_bfloat16>{});
+    else launch(std::type_identity<__half>{});
+    return;
+  }
   if (aligned && x.type != dtype::f32 && rows <= kMmaRows) {
     const int r = static_cast<int>(rows);
     auto launch = [&](auto tag) {

@@ -6,6 +6,8 @@
 # (H100, 2026-12-05: gate_up at one row 0.075 ms FP8, 1.8 TB/s of 3.35). Runs on the GPU machine after
 # scripts/gpu/bundle.sh; needs ncu (Firecracker machines have it; gVisor ones cannot read the counters).
 #   Q=rtn bash scripts/gpu/linear_ncu.sh      (default Q=fp8; the report goes to $OUT/ncu_linear_$Q.txt)
+# It takes about 2 minutes a quantization (the model's start, then each profiled launch replayed per section): the
+# ninth session's 50 s limit cut it off before it profiled anything.
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 1
 export LD_LIBRARY_PATH="$PWD/bundle/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}" NCCL_NVLS_ENABLE=0
@@ -18,6 +20,8 @@ case "$q" in
   rtn) kernel=${KERNEL:-int4_mma}; per_layer=4 ;;
   *) echo "linear_ncu: Q is fp8 or rtn, not $q"; exit 2 ;;
 esac
+# A process cut off before (a time limit) may still hold the GPU's memory: wait up to 60 s for it to go.
+for _ in $(seq 60); do [ -z "$(nvidia-smi --query-compute-apps=pid --format=csv,noheader 2>/dev/null)" ] && break; sleep 1; done
 ncu=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu /usr/local/cuda/bin/ncu 2>/dev/null | head -1)
 [ -n "$ncu" ] || { echo "linear_ncu: no ncu on this machine"; exit 1; }
 # 28 layers x per_layer launches a decode step; the warm-up's come first. Skipping 20 steps' worth lands in decode.
