@@ -334,8 +334,9 @@ void check_linear_fp8(checker& c, dtype t) {
     }
     // The 16-byte quantizer (fp8_settings().quantize_vec) must write the element-by-element quantizer's codes and
     // scales: on simt (exact sums in one order) the outputs must be the same bits; on the chosen path, the twin's.
-    const auto bits = [&](bool vec) {
+    const auto bits = [&](bool vec, int wide_rows = 0) {
       const scoped_value<bool> quantizer(cuda::fp8_settings().quantize_vec, vec);
+      const scoped_value<int> wide(cuda::fp8_settings().wide_rows, wide_rows);
       const scoped_value<std::string> forced(cuda::fp8_settings().path, "simt");
       c.poison(out);
       c.gpu.linear_fp8(x.gpu, weight_of(true), s.bias ? bias.gpu.get() : tensor{}, out.gpu);
@@ -347,6 +348,10 @@ void check_linear_fp8(checker& c, dtype t) {
     report("linear_fp8", t, what + " quantize_vec simt", static_cast<double>(differing_elements(bits(true), bits(false),
                                                                                                 size_in_bytes(t))),
            0.0, "elements differing from the element-by-element quantizer's");
+    // Blocks of 1024 threads for steps of few rows (fp8_settings().wide_rows) must write the same codes and scales.
+    report("linear_fp8", t, what + " wide quantizer simt",
+           static_cast<double>(differing_elements(bits(true, 1 << 20), bits(true), size_in_bytes(t))), 0.0,
+           "elements differing from the 256-thread quantizer's");
     const scoped_value<bool> quantizer(cuda::fp8_settings().quantize_vec, true);
     c.poison(out);
     c.gpu.linear_fp8(x.gpu, weight_of(true), s.bias ? bias.gpu.get() : tensor{}, out.gpu);

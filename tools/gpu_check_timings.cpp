@@ -287,13 +287,16 @@ void time_fp8_weights(cuda_ops& gpu) {
     const fp8_device_weight fw{w.codes, w.scale, tensor{}};
     // "quantize_scalar": the chosen path with the element-by-element quantizer (fp8_settings().quantize_vec false).
     // "gemv_ahead8": the GEMV with 8 loads in flight a lane (fp8_settings().gemv_ahead).
-    for (const std::string path : {"", "quantize_scalar", "gemv", "gemv_ahead8", "gemv_bulk", "mma", "mma_async", "epilogue"}) {
+    // "quantize_wide": the chosen path with 1024-thread quantizer blocks (fp8_settings().wide_rows).
+    for (const std::string path :
+         {"", "quantize_scalar", "quantize_wide", "gemv", "gemv_ahead8", "gemv_bulk", "mma", "mma_async", "epilogue"}) {
       if ((path == "mma" || path == "mma_async") && rows > 32) continue;
-      if (path.starts_with("gemv") && rows > 4) continue;
+      if ((path.starts_with("gemv") || path == "quantize_wide") && rows > 4) continue;
+      const scoped_value<int> wide(cuda::fp8_settings().wide_rows, path == "quantize_wide" ? 4 : 0);
       const scoped_value<bool> quantizer(cuda::fp8_settings().quantize_vec, path != "quantize_scalar");
       const scoped_value<int> ahead(cuda::fp8_settings().gemv_ahead, path == "gemv_ahead8" ? 8 : 4);
       const scoped_value<std::string> forced(cuda::fp8_settings().path,
-                                             path == "quantize_scalar" ? "" : path == "gemv_ahead8" ? "gemv" : path);
+                                             path.starts_with("quantize") ? "" : path == "gemv_ahead8" ? "gemv" : path);
       const double ms = stream_ms(gpu, [&] { gpu.linear_fp8(x, fw, tensor{}, out); });
       std::snprintf(buf, sizeof buf, "%.3f ms (%.2fx bf16), %.0f TFLOP/s, %.0f GB/s of weights, ran %s", ms, bf16_ms / ms,
                     tflop / (ms / 1e3), 1.0 * h * n / 1e9 / (ms / 1e3), cuda::fp8_settings().last_path.load());

@@ -77,9 +77,17 @@ struct fp8_switches {
   // 16-byte weight loads a GEMV lane keeps in flight: 4, or 8 from 8 on (TROUPE_FP8_GEMV_AHEAD=8; written in the ninth
   // session of 2026-12-05, off until timed).
   int gemv_ahead = 4;
+  // Steps of at most this many rows quantize activations (linear_fp8's quantizer, silu_and_mul_fp8) with blocks of
+  // kWideQuantizeThreads (1024) threads instead of 256: each row is one block, so a one-row step quantizes down_proj's
+  // 18,944 inputs on one SM. 0 (the default) never; TROUPE_FP8_WIDE_ROWS=N (written in the ninth session of 2026-12-05
+  // after the last GPU call, off until timed).
+  int wide_rows = 0;
   std::atomic<const char*> last_path{"none"};   // the path the last call took (troupe_gpu_check prints it)
 };
 fp8_switches& fp8_settings();
+constexpr int kWideQuantizeThreads = 1024;
+// The threads of a block that quantizes one row of a step of `rows` rows (fp8_switches::wide_rows).
+inline int fp8_quantize_threads(int64_t rows) { return rows <= fp8_settings().wide_rows ? kWideQuantizeThreads : 256; }
 // out[i] = x[indices[i]]; any dtype (rows are copied as bytes).  x [T, H], indices [R] i32, out [R, H]
 void launch_gather_rows(const tensor& x, const tensor& indices, const tensor& out, cudaStream_t stream);
 

@@ -45,7 +45,6 @@
 namespace troupe::cuda {
 namespace {
 
-constexpr int kQuantizeThreads = 256;
 
 // Row `blockIdx.x` of x [rows, k]: its scale s (static_scale's value, or fp8_activation_scale(max|x|)) into
 // scales[row], and codes f32_to_f8_e4m3(x / s) into codes [rows, k] (fp8_activation_code: __fdiv_rn, the IEEE
@@ -450,6 +449,7 @@ fp8_switches& fp8_settings() {
     if (const char* v = std::getenv("TROUPE_FP8_QUANTIZE_VEC"); v && *v) s.quantize_vec = *v != '0';
     if (const char* v = std::getenv("TROUPE_FP8_GEMV_BULK")) s.gemv_bulk = *v && *v != '0';
     if (const char* v = std::getenv("TROUPE_FP8_GEMV_AHEAD"); v && *v) s.gemv_ahead = std::atoi(v);
+    if (const char* v = std::getenv("TROUPE_FP8_WIDE_ROWS"); v && *v) s.wide_rows = std::atoi(v);
     return true;
   }();
   (void)from_environment;
@@ -612,7 +612,8 @@ const char* run_linear_fp8(cuda_context& ctx, const tensor& x, const fp8_device_
     const bool vectors = fp8_settings().quantize_vec && k % (16 / sizeof(T)) == 0 &&
                          reinterpret_cast<uintptr_t>(x.data) % 16 == 0;
     launch_dependent(vectors ? fp8_quantize_rows_kernel<T, 16 / sizeof(T)> : fp8_quantize_rows_kernel<T, 1>,
-                     dim3(static_cast<unsigned>(rows)), dim3(kQuantizeThreads), ctx.stream, "linear_fp8 quantize",
+                     dim3(static_cast<unsigned>(rows)), dim3(static_cast<unsigned>(fp8_quantize_threads(rows))),
+                     ctx.stream, "linear_fp8 quantize",
                      x.as<T>(), k, static_scale, codes, x_scales);
   });
   check_launch("linear_fp8 quantize");

@@ -33,9 +33,9 @@ __global__ void __launch_bounds__(kThreads) silu_and_mul_kernel(const T* __restr
 
 // silu_and_mul's row blockIdx.x, each value made exactly as silu_and_mul_kernel makes it, quantized for the FP8 linear
 // after it as linear_fp8's quantization of that row would: first the values for their max (or *static_scale), then
-// again for the codes, N a thread at a time.
+// again for the codes, N a thread at a time. 256 threads a block, or 1024 for steps of few rows (fp8_quantize_threads).
 template <class T, int N>
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kWideQuantizeThreads)
     silu_and_mul_fp8_kernel(const T* __restrict__ x, int inter, const float* __restrict__ static_scale,
                             uint8_t* __restrict__ codes, float* __restrict__ scales) {
   pdl_launch_dependents();  // down_proj may start streaming its weights
@@ -46,7 +46,7 @@ __global__ void __launch_bounds__(kThreads)
     s = *static_scale;
   } else {
     float amax = 0.0f;
-    for (int i = threadIdx.x * N; i < inter; i += kThreads * N) {
+    for (int i = threadIdx.x * N; i < inter; i += blockDim.x * N) {
       const vec<T, N> r = values(i);
 #pragma unroll
       for (int k = 0; k < N; ++k) amax = fmaxf(amax, fabsf(to_float(r.v[k])));
@@ -55,7 +55,7 @@ __global__ void __launch_bounds__(kThreads)
   }
   if (threadIdx.x == 0) scales[blockIdx.x] = s;
   uint8_t* c = codes + static_cast<int64_t>(blockIdx.x) * inter;
-  for (int i = threadIdx.x * N; i < inter; i += kThreads * N) {
+  for (int i = threadIdx.x * N; i < inter; i += blockDim.x * N) {
     const vec<T, N> r = values(i);
     vec<uint8_t, N> q;
 #pragma unroll
@@ -78,8 +78,8 @@ void launch_silu_and_mul_fp8(const tensor& x, const tensor& input_scale, const f
   dispatch_float(x.type, "silu_and_mul_fp8", [&](auto tag) {
     using T = typename decltype(tag)::type;
     auto launch = [&](auto kernel) {
-      kernel<<<static_cast<unsigned>(rows), kThreads, 0, stream>>>(x.as<T>(), static_cast<int>(inter), static_scale,
-                                                                   out.codes.as<uint8_t>(), out.scales.as<float>());
+      kernel<<<static_cast<unsigned>(rows), fp8_quantize_threads(rows), 0, stream>>>(
+          x.as<T>(), static_cast<int>(inter), static_scale, out.codes.as<uint8_t>(), out.scales.as<float>());
     };
     if (can_vectorize<T>(inter, {x.data}) && reinterpret_cast<uintptr_t>(out.codes.data) % vec16<T> == 0)
       launch(silu_and_mul_fp8_kernel<T, vec16<T>>);

@@ -11,7 +11,8 @@
 #   5. with LONG=1: 64 prompts of 8,000 tokens, 256 out, bf16 and FP8 KV (issue 13 item 3);
 #   6. with VARIANTS=1: what is not yet measured, first: W1 with split-K candidates in the GEMM tuning
 #      (TROUPE_GEMM_SPLIT_K=1) in bf16 and FP8, W1 in rtn with the shared-memory 4-bit GEMM for 17 to 512 rows
-#      (TROUPE_INT4_GEMM=1), and W1 with FP8 inputs quantized by the kernel before the layer
+#      (TROUPE_INT4_GEMM=1), one FP8 request with 1024-thread quantizer blocks (TROUPE_FP8_WIDE_ROWS=16), alone and
+#      with fused inputs, and W1 with FP8 inputs quantized by the kernel before the layer
 #      (TROUPE_FP8_FUSED=1, measured at one request only); VARIANTS=2 also one request on each measured alternative
 #      of the defaults (the element-by-element quantizer, fused inputs, the bulk-copy GEMV, deeper GEMV and int4
 #      loads, the cp.async choices, no PDL), to measure them again on another card.
@@ -64,6 +65,8 @@ fi
 if [ "${VARIANTS:-0}" != 0 ]; then
   TROUPE_GEMM_SPLIT_K=1 w1 bf16_split_k
   TROUPE_GEMM_SPLIT_K=1 w1 fp8_fp8kv_split_k --quantization fp8 --kv-cache-dtype fp8
+  TROUPE_FP8_WIDE_ROWS=16 b1 fp8_fp8kv_wide --quantization fp8 --kv-cache-dtype fp8
+  TROUPE_FP8_WIDE_ROWS=16 TROUPE_FP8_FUSED=1 b1 fp8_fp8kv_wide_fused --quantization fp8 --kv-cache-dtype fp8
   TROUPE_INT4_GEMM=1 w1 rtn_gemm --quantization rtn
   TROUPE_FP8_FUSED=1 w1 fp8_fp8kv_fused --quantization fp8 --kv-cache-dtype fp8
 fi
