@@ -39,7 +39,7 @@ struct int4_switches {
   // (gate_up, qkv: faster there on the H200; o_proj and down slower), 0 never, 1 always. Starts as TROUPE_INT4_ASYNC=0|1.
   int async = -1;
   // Blocks of K (weights, scales, zeros) each warp of the register kernel keeps in flight: 3, or 6 from 6 on
-  // (TROUPE_INT4_AHEAD=6; written in the ninth session of 2026-12-05, off until timed).
+  // (TROUPE_INT4_AHEAD=6; no faster on the H100, 2026-12-05: one request 3.35 against 3.33 ms a token).
   int ahead = 3;
   // 1: every bf16 / f16 product of up to 512 rows (K a multiple of 128) on int4_gemm_kernel, the shared-memory GEMM for
   // batches (TROUPE_INT4_GEMM=1; written in the ninth session of 2026-12-05 after the last GPU call, forced only until
@@ -71,11 +71,11 @@ struct fp8_switches {
   // ninth session of 2026-12-05 (H100, FP8 weights + FP8 KV: one request 4.48 -> 3.84 ms a token, W1 13,541 -> 14,672
   // output tok/s; the same codes bit for bit, per the GPU check); TROUPE_FP8_QUANTIZE_VEC=0 goes back to one element a load.
   bool quantize_vec = true;
-  // Where "gemv" is chosen, the kernel whose weights come by the bulk copy engine (fp8_gemv_bulk_kernel); written after
-  // the last GPU call of 2026-12-05, off until measured: TROUPE_FP8_GEMV_BULK=1.
+  // Where "gemv" is chosen, the kernel whose weights come by the bulk copy engine (fp8_gemv_bulk_kernel;
+  // TROUPE_FP8_GEMV_BULK=1). Slower on the H100, 2026-12-05: one request 4.83 against 4.48 ms a token, down 0.074 ms.
   bool gemv_bulk = false;
-  // 16-byte weight loads a GEMV lane keeps in flight: 4, or 8 from 8 on (TROUPE_FP8_GEMV_AHEAD=8; written in the ninth
-  // session of 2026-12-05, off until timed).
+  // 16-byte weight loads a GEMV lane keeps in flight: 4, or 8 from 8 on (TROUPE_FP8_GEMV_AHEAD=8; slower on the H100,
+  // 2026-12-05: one request 4.73 against 4.48 ms a token).
   int gemv_ahead = 4;
   // Steps of at most this many rows quantize activations (linear_fp8's quantizer, silu_and_mul_fp8) with blocks of
   // kWideQuantizeThreads (1024) threads instead of 256: each row is one block, so a one-row step quantizes down_proj's

@@ -45,7 +45,6 @@
 namespace troupe::cuda {
 namespace {
 
-
 // Row `blockIdx.x` of x [rows, k]: its scale s (static_scale's value, or fp8_activation_scale(max|x|)) into
 // scales[row], and codes f32_to_f8_e4m3(x / s) into codes [rows, k] (fp8_activation_code: __fdiv_rn, the IEEE
 // quotient the CPU twin computes, whatever the compiler's division flags). N elements a load: 1, element by element
@@ -167,8 +166,8 @@ __device__ __forceinline__ float dot16_e4m3(const uint4& w, const uint4& x, floa
 constexpr int kGemvWarps = 8;
 constexpr int kGemvRows = 4;   // what the kernel takes (TROUPE_FP8_GEMM=gemv); x's loads grow with the rows
 // 16-byte loads of its weight row a lane keeps in flight: kGemvAhead, or kGemvAheadDeep where fp8_settings().gemv_ahead
-// asks (TROUPE_FP8_GEMV_AHEAD=8; written 2026-12-05, ninth session, not yet timed: the down_proj GEMV streams at
-// 1.4-1.6 TB/s with 27 warps an SM, each with 4 x 512 bytes in flight; 8 doubles that).
+// asks (TROUPE_FP8_GEMV_AHEAD=8). Deeper lost (H100, 2026-12-05, ms at one row, 4 / 8 loads: gate_up 0.055 / 0.054, down
+// 0.048 / 0.055, q/k/v 0.014 / 0.015; one request 4.48 / 4.73 ms a token): bytes in flight are not the GEMV's bound.
 constexpr int kGemvAhead = 4;
 constexpr int kGemvAheadDeep = 8;
 // One row takes the GEMV by itself (fp8_settings().gemv < 0) for weights of this many bytes or more. H200, 2026-12-05,
@@ -223,9 +222,10 @@ __global__ void __launch_bounds__(kGemvWarps * 32)
 // The same product with each warp's weight row streamed by the bulk copy engine (cp_async.cuh) into kBulkStages
 // shared-memory buffers of kBulkBytes, all in flight at once: lane 0 issues a buffer's copy and the warp waits on its
 // mbarrier, so the bytes in flight take neither registers nor the per-thread load slots that fp8_gemv_kernel's
-// 16-byte loads hold (the question it tests: whether those cap the GEMV at 1.4–3.0 TB/s of 4.14). Written after
-// the last GPU call of 2026-12-05: TROUPE_FP8_GEMM=gemv_bulk forces it, TROUPE_FP8_GEMV_BULK=1 puts it where
-// "gemv" is chosen. Needs K a multiple of 16 and 16-byte aligned rows (the launcher checks).
+// 16-byte loads hold (the question it tests: whether those cap the GEMV at 1.4–3.0 TB/s of 4.14). They do not: H100,
+// 2026-12-05, ms at one row against fp8_gemv_kernel: gate_up 0.058 / 0.055, down 0.074 / 0.048; one request 4.83 / 4.48
+// ms a token. TROUPE_FP8_GEMM=gemv_bulk forces it, TROUPE_FP8_GEMV_BULK=1 puts it where "gemv" is chosen. Needs K a
+// multiple of 16 and 16-byte aligned rows (the launcher checks).
 constexpr int kBulkWarps = 4, kBulkStages = 4, kBulkBytes = 2048;  // 32 KiB of buffers a block
 
 template <class T, int R>

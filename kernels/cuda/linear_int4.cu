@@ -88,8 +88,8 @@ template <class T> struct int4_stage {
 // keeps kAhead blocks of weights, scales and zeros in flight while it computes one: a block's math is short,
 // and without this every block would wait a full trip to memory (H200: 1.1 TB/s → see the timings).
 constexpr int kAhead = 3;
-// Twice as many, where int4_settings().ahead asks (TROUPE_INT4_AHEAD=6; written in the ninth session of 2026-12-05, not
-// yet timed: down_proj streams at 1.1 TB/s with 224 blocks, under two an SM, so each warp's loads in flight count).
+// Twice as many, where int4_settings().ahead asks (TROUPE_INT4_AHEAD=6). It lost (H100, 2026-12-05, ms at one row, 3 / 6
+// blocks: gate_up 0.047 / 0.052, down 0.030 / 0.030, q/k/v 0.012 / 0.013; one request 3.33 / 3.35 ms a token).
 constexpr int kAheadDeep = 6;
 
 // One warp's share of one block of K (chunk c of 32 weights a lane, `live` false past K): cur's weights of
