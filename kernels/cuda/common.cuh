@@ -6,6 +6,7 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include <atomic>
 #include <cstdint>
 #include <cstdlib>
 #include <stdexcept>
@@ -89,6 +90,19 @@ void launch_dependent(void (*kernel)(Params...), dim3 grid, dim3 block, cudaStre
   config.attrs = &attribute;
   config.numAttrs = pdl ? 1 : 0;
   check(cudaLaunchKernelEx(&config, kernel, static_cast<Params>(args)...), what);
+}
+
+// Raises Kernel's dynamic shared memory limit to `bytes` on the current device, once for each device: the limit
+// belongs to a device, and the shards of one process may drive several (a one-time flag for the whole process left
+// every device but the first at 48 KiB).
+template <auto Kernel> void allow_shared_memory(size_t bytes, const char* what) {
+  static std::atomic<uint64_t> done{0};  // bit d: set on device d (devices past 63: every launch)
+  int device = 0;
+  check(cudaGetDevice(&device), what);
+  const uint64_t bit = device < 64 ? uint64_t{1} << device : 0;
+  if (bit != 0 && (done.load(std::memory_order_relaxed) & bit) != 0) return;
+  check(cudaFuncSetAttribute(Kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)), what);
+  done.fetch_or(bit, std::memory_order_relaxed);
 }
 
 // Elements per 16-byte access.

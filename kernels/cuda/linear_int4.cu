@@ -532,9 +532,7 @@ void launch_gemm(cuda_context& ctx, const tensor& x, const int4_device_weight& w
     splits = (total + per_split() - 1) / per_split();
   }
   const int smem = kGemmStages * (RT * 16 + kGemmOutputs * 4) * 16;
-  static const cudaError_t attribute = cudaFuncSetAttribute(int4_gemm_kernel<T, RT>,
-                                                            cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
-  check(attribute, "linear_int4 gemm: shared memory");
+  allow_shared_memory<int4_gemm_kernel<T, RT>>(static_cast<size_t>(smem), "linear_int4 gemm: shared memory");
   float* partial = splits > 1 ? static_cast<float*>(ctx.int4_scratch) : nullptr;
   const dim3 grid(static_cast<unsigned>((n_out + kGemmOutputs - 1) / kGemmOutputs), static_cast<unsigned>((rows + RT - 1) / RT),
                   static_cast<unsigned>(splits));

@@ -385,13 +385,8 @@ template <class T, int D, int RowWarps, int Stages, bool Fp8>
 void launch(const T* qkv, const void* k_cache, const void* v_cache, const attention_params& p, T* out, dim3 grid,
             cudaStream_t stream) {
   constexpr size_t smem = mma_shared_bytes<T, D, RowWarps, Stages, Fp8>();
-  auto kernel = paged_attention_mma_kernel<T, D, RowWarps, Stages, Fp8>;
-  static const bool configured = [&] {
-    check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
-          "paged_attention_mma shared memory");
-    return true;
-  }();
-  (void)configured;
+  constexpr auto kernel = paged_attention_mma_kernel<T, D, RowWarps, Stages, Fp8>;
+  allow_shared_memory<kernel>(smem, "paged_attention_mma shared memory");
   kernel<<<grid, kThreads, smem, stream>>>(qkv, k_cache, v_cache, p, out);
 }
 
