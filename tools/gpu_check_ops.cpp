@@ -234,15 +234,13 @@ void check_linear_int4(checker& c, dtype t) {
     if (s.bias) bias = c.random(t, {s.n});
     auto out = c.random(t, {s.rows, s.n});
     c.cpu.linear_int4(x.cpu, {qweight.cpu.get(), scales.cpu.get(), zeros.cpu.get(), s.group}, s.bias ? bias.cpu.get() : tensor{}, out.cpu);
-    // The tensor-core shapes (bf16 / f16, up to 32 rows) also on the kernel that stages weights by cp.async, and on the
-    // register kernel with 6 blocks of K in flight a warp (int4_settings().ahead).
+    // The tensor-core shapes (bf16 / f16, up to 32 rows) also on the kernel that stages weights by cp.async.
     // "gemm": the shared-memory GEMM for batches (int4_settings().gemm), at any rows up to 512 with K a multiple of 128.
-    for (const std::string variant : {"", "async", "ahead6", "gemm"}) {
+    for (const std::string variant : {"", "async", "gemm"}) {
       if (variant == "gemm" ? t == dtype::f32 || s.rows > 512 || s.k % 128 != 0
                             : !variant.empty() && (t == dtype::f32 || s.rows > 32))
         continue;
       const scoped_value<int> forced(cuda::int4_settings().async, variant == "async" ? 1 : 0);
-      const scoped_value<int> ahead(cuda::int4_settings().ahead, variant == "ahead6" ? 6 : 3);
       const scoped_value<int> gemm(cuda::int4_settings().gemm, variant == "gemm" ? 1 : 0);
       c.poison(out);
       c.gpu.linear_int4(x.gpu, {qweight.gpu.get(), scales.gpu.get(), zeros.gpu.get(), s.group}, s.bias ? bias.gpu.get() : tensor{}, out.gpu);
@@ -303,13 +301,11 @@ void check_linear_fp8(checker& c, dtype t) {
     c.cpu.linear_fp8(x.cpu, weight_of(false), s.bias ? bias.cpu.get() : tensor{}, out.cpu);
     const bool cublas = s.k % 16 == 0 && s.n % 16 == 0, mma = s.k % 16 == 0 && s.rows <= 32,
                gemv = s.k % 16 == 0 && s.rows <= 4;
-    // "gemv_ahead8": the GEMV with 8 loads in flight a lane (fp8_settings().gemv_ahead).
-    for (const std::string path : {"", "gemv", "gemv_ahead8", "gemv_bulk", "mma", "mma_async", "outer", "epilogue", "simt"}) {
+    for (const std::string path : {"", "gemv", "gemv_bulk", "mma", "mma_async", "outer", "epilogue", "simt"}) {
       if (!cublas && (path == "outer" || path == "epilogue")) continue;
       if (!mma && (path == "mma" || path == "mma_async")) continue;
       if (!gemv && path.starts_with("gemv")) continue;
-      const scoped_value<int> ahead(cuda::fp8_settings().gemv_ahead, path == "gemv_ahead8" ? 8 : 4);
-      const scoped_value<std::string> forced(cuda::fp8_settings().path, path == "gemv_ahead8" ? "gemv" : path);
+      const scoped_value<std::string> forced(cuda::fp8_settings().path, path);
       c.poison(out);
       std::string what = "T,K,N=" + dims({s.rows, s.k, s.n});
       if (s.bias) what += " +bias";

@@ -230,14 +230,12 @@ void time_ops(cuda_ops& gpu, bool only_attention) {
     auto out = gpu.alloc(t, {rows, n});
     fill(gpu, x);
     const int4_device_weight w{iw.words, iw.scales, iw.zeros, static_cast<int32_t>(group)};
-    // Up to 32 rows also on the kernel that stages its weights by cp.async (int4_settings().async), and on the register
-    // kernel with twice the blocks of K in flight (int4_settings().ahead).
+    // Up to 32 rows also on the kernel that stages its weights by cp.async (int4_settings().async).
     // From 16 rows to 512 also on the shared-memory GEMM (int4_settings().gemm).
-    for (const std::string variant : {"", "async", "ahead6", "gemm"}) {
+    for (const std::string variant : {"", "async", "gemm"}) {
       if (variant == "gemm" ? rows < 16 || rows > 512 : !variant.empty() && rows > 32) continue;
       const bool async = variant == "async";
       const scoped_value<int> forced(cuda::int4_settings().async, async ? 1 : 0);
-      const scoped_value<int> ahead(cuda::int4_settings().ahead, variant == "ahead6" ? 6 : 3);
       const scoped_value<int> gemm(cuda::int4_settings().gemm, variant == "gemm" ? 1 : 0);
       const double ms = stream_ms(gpu, [&] { gpu.linear_int4(x, w, tensor{}, out); });
       const double bytes = n * h / 2.0 + 2.0 * 2 * n * (h / group) + 2.0 * rows * (h + n);
@@ -286,17 +284,15 @@ void time_fp8_weights(cuda_ops& gpu) {
     inform(std::string("time linear ") + layer, t, what, buf);
     const fp8_device_weight fw{w.codes, w.scale, tensor{}};
     // "quantize_scalar": the chosen path with the element-by-element quantizer (fp8_settings().quantize_vec false).
-    // "gemv_ahead8": the GEMV with 8 loads in flight a lane (fp8_settings().gemv_ahead).
     // "quantize_wide": the chosen path with 1024-thread quantizer blocks (fp8_settings().wide_rows).
     for (const std::string path :
-         {"", "quantize_scalar", "quantize_wide", "gemv", "gemv_ahead8", "gemv_bulk", "mma", "mma_async", "epilogue"}) {
+         {"", "quantize_scalar", "quantize_wide", "gemv", "gemv_bulk", "mma", "mma_async", "epilogue"}) {
       if ((path == "mma" || path == "mma_async") && rows > 32) continue;
       if ((path.starts_with("gemv") || path == "quantize_wide") && rows > 4) continue;
       const scoped_value<int> wide(cuda::fp8_settings().wide_rows, path == "quantize_wide" ? 4 : 0);
       const scoped_value<bool> quantizer(cuda::fp8_settings().quantize_vec, path != "quantize_scalar");
-      const scoped_value<int> ahead(cuda::fp8_settings().gemv_ahead, path == "gemv_ahead8" ? 8 : 4);
       const scoped_value<std::string> forced(cuda::fp8_settings().path,
-                                             path.starts_with("quantize") ? "" : path == "gemv_ahead8" ? "gemv" : path);
+                                             path.starts_with("quantize") ? "" : path);
       const double ms = stream_ms(gpu, [&] { gpu.linear_fp8(x, fw, tensor{}, out); });
       std::snprintf(buf, sizeof buf, "%.3f ms (%.2fx bf16), %.0f TFLOP/s, %.0f GB/s of weights, ran %s", ms, bf16_ms / ms,
                     tflop / (ms / 1e3), 1.0 * h * n / 1e9 / (ms / 1e3), cuda::fp8_settings().last_path.load());

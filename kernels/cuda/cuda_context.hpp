@@ -51,6 +51,7 @@ struct gemm_plan {
 
 struct cuda_context {
   int device = 0;
+  int sm_count = 0;  // the device's multiprocessors (kernels that size their grids to fill them)
   cudaStream_t stream = nullptr;
   cublasLtHandle_t lt = nullptr;
   void* workspace = nullptr;

@@ -63,6 +63,7 @@ cuda_ops::cuda_ops(int device) : ctx_(std::make_unique<cuda_context>()) {
                              " found)");
   ctx_->device = device;
   check(cudaSetDevice(device), "cudaSetDevice");
+  check(cudaDeviceGetAttribute(&ctx_->sm_count, cudaDevAttrMultiProcessorCount, device), "multiprocessor count");
   check(cudaStreamCreateWithFlags(&ctx_->stream, cudaStreamNonBlocking), "cudaStreamCreate");
   if (cublasLtCreate(&ctx_->lt) != CUBLAS_STATUS_SUCCESS) throw std::runtime_error("CUDA: cublasLtCreate failed");
   ctx_->workspace_bytes = size_t{32} << 20;  // what cuBLAS recommends for Hopper
@@ -307,8 +308,7 @@ void cuda_ops::linear_fp8_quantized(const fp8_activations& x, const fp8_device_w
   op_scope p(ctx_->profiler, op_profiler::gemm, ctx_->stream, "linear_fp8_quantized");
   const char* path = cuda::launch_linear_fp8_quantized(*ctx_, x, w, bias, out);
   if (p.on())
-    p.rename("linear_fp8 " + linear_shape(w.weight) + " " + path + " (quantized before)",
-             2.0 * static_cast<double>(x.codes.dim(0)) * x.codes.row_elems() * w.weight.dim(0));
+    p.rename("linear_fp8 " + linear_shape(w.weight) + " " + path + " (quantized before)", linear_flop(x.codes, w.weight.dim(0)));
 }
 
 void cuda_ops::rope_write_kv(const tensor& qkv, const tensor& positions, const tensor& cos_sin,

@@ -38,9 +38,6 @@ struct int4_switches {
   // Up to 32 rows on int4_mma_async_kernel (weights staged by cp.async): -1 where the layer has more outputs than inputs
   // (gate_up, qkv: faster there on the H200; o_proj and down slower), 0 never, 1 always. Starts as TROUPE_INT4_ASYNC=0|1.
   int async = -1;
-  // Blocks of K (weights, scales, zeros) each warp of the register kernel keeps in flight: 3, or 6 from 6 on
-  // (TROUPE_INT4_AHEAD=6; no faster on the H100, 2026-12-05: one request 3.35 against 3.33 ms a token).
-  int ahead = 3;
   // 1: every bf16 / f16 product of up to 512 rows (K a multiple of 128) on int4_gemm_kernel, the shared-memory GEMM for
   // batches (TROUPE_INT4_GEMM=1; written in the ninth session of 2026-12-05 after the last GPU call, forced only until
   // timed); 0: the decode kernels up to 32 rows, then dequantize + cuBLAS.
@@ -74,9 +71,6 @@ struct fp8_switches {
   // Where "gemv" is chosen, the kernel whose weights come by the bulk copy engine (fp8_gemv_bulk_kernel;
   // TROUPE_FP8_GEMV_BULK=1). Slower on the H100, 2026-12-05: one request 4.83 against 4.48 ms a token, down 0.074 ms.
   bool gemv_bulk = false;
-  // 16-byte weight loads a GEMV lane keeps in flight: 4, or 8 from 8 on (TROUPE_FP8_GEMV_AHEAD=8; slower on the H100,
-  // 2026-12-05: one request 4.73 against 4.48 ms a token).
-  int gemv_ahead = 4;
   // Steps of at most this many rows quantize activations (linear_fp8's quantizer, silu_and_mul_fp8) with blocks of
   // kWideQuantizeThreads (1024) threads instead of 256: each row is one block, so a one-row step quantizes down_proj's
   // 18,944 inputs on one SM. 0 (the default) never; TROUPE_FP8_WIDE_ROWS=N (written in the ninth session of 2026-12-05

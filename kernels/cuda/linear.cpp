@@ -73,11 +73,7 @@ cublasLtMatmulAlgo_t fastest(cuda_context& ctx, const gemm_plan& plan, const gem
 void add_split_k(cuda_context& ctx, const gemm_plan& plan, const gemm_key& key,
                  std::vector<cublasLtMatmulAlgo_t>& candidates) {
   if (!key.split_k) return;
-  int sms = 0;
-  if (cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, ctx.device) != cudaSuccess) {
-    (void)cudaGetLastError();
-    return;
-  }
+  const int sms = ctx.sm_count;
   const int64_t tiles = (key.m + 127) / 128 * ((key.n + 127) / 128);
   if (key.ab == dtype::f32 || tiles >= sms) return;
   const size_t first = std::min<size_t>(candidates.size(), 4);

@@ -165,21 +165,20 @@ __device__ __forceinline__ float dot16_e4m3(const uint4& w, const uint4& x, floa
 
 constexpr int kGemvWarps = 8;
 constexpr int kGemvRows = 4;   // what the kernel takes (TROUPE_FP8_GEMM=gemv); x's loads grow with the rows
-// 16-byte loads of its weight row a lane keeps in flight: kGemvAhead, or kGemvAheadDeep where fp8_settings().gemv_ahead
-// asks (TROUPE_FP8_GEMV_AHEAD=8). Deeper lost (H100, 2026-12-05, ms at one row, 4 / 8 loads: gate_up 0.055 / 0.054, down
-// 0.048 / 0.055, q/k/v 0.014 / 0.015; one request 4.48 / 4.73 ms a token): bytes in flight are not the GEMV's bound.
+// 16-byte loads of its weight row a lane keeps in flight. 8 lost (H100, 2026-12-05, ms at one row, 4 / 8 loads: gate_up
+// 0.055 / 0.054, down 0.048 / 0.055, q/k/v 0.014 / 0.015; one request 4.48 / 4.73 ms a token): bytes in flight are not
+// the GEMV's bound.
 constexpr int kGemvAhead = 4;
-constexpr int kGemvAheadDeep = 8;
 // One row takes the GEMV by itself (fp8_settings().gemv < 0) for weights of this many bytes or more. H200, 2026-12-05,
 // Qwen2.5-7B shapes, ms at one row, quantization included, gemv / mma / mma_async: gate_up (136 MB) 0.046 / 0.057 /
 // 0.047, down (68 MB) 0.043 / 0.047 / 0.058, qkv (16.5 MB) 0.014 / 0.018 / 0.012, o_proj (12.8 MB) 0.013 / 0.013 / 0.012.
 constexpr int64_t kGemvChosenBytes = int64_t{32} << 20;
 
 // Output feature j = 8·blockIdx.x + warp for R rows: lane l takes the row's 16-byte chunks l, l + 32, ... (a warp
-// reads 512 contiguous bytes a load), Ahead loads ahead, x's codes at the same k from global memory (small,
+// reads 512 contiguous bytes a load), kGemvAhead loads ahead, x's codes at the same k from global memory (small,
 // cached); f32 sums, a warp sum, then fp8_output. Needs K a multiple of 16 and 16-byte aligned rows (the
 // launcher checks).
-template <class T, int R, int Ahead>
+template <class T, int R>
 __global__ void __launch_bounds__(kGemvWarps * 32)
     fp8_gemv_kernel(const uint8_t* __restrict__ xq, const float* __restrict__ x_scales, const uint8_t* __restrict__ w,
                     const float* __restrict__ w_scales, const T* __restrict__ bias, T* __restrict__ out, int rows, int n,
@@ -187,9 +186,9 @@ __global__ void __launch_bounds__(kGemvWarps * 32)
   const int lane = threadIdx.x % 32, j = blockIdx.x * kGemvWarps + threadIdx.x / 32;
   const int chunks = k / 16;
   const uint8_t* wr = w + static_cast<int64_t>(j < n ? j : 0) * k;
-  uint4 ahead[Ahead];
+  uint4 ahead[kGemvAhead];
 #pragma unroll
-  for (int i = 0; i < Ahead; ++i) {
+  for (int i = 0; i < kGemvAhead; ++i) {
     const int c = lane + 32 * i;
     ahead[i] = j < n && c < chunks ? load_streaming(wr + 16 * c) : make_uint4(0, 0, 0, 0);
   }
@@ -198,12 +197,12 @@ __global__ void __launch_bounds__(kGemvWarps * 32)
   float acc[R];
 #pragma unroll
   for (int r = 0; r < R; ++r) acc[r] = 0.0f;
-  for (int c0 = lane; c0 < chunks; c0 += 32 * Ahead) {
+  for (int c0 = lane; c0 < chunks; c0 += 32 * kGemvAhead) {
 #pragma unroll
-    for (int i = 0; i < Ahead; ++i) {
+    for (int i = 0; i < kGemvAhead; ++i) {
       const int c = c0 + 32 * i;
       const uint4 wv = ahead[i];
-      const int next = c + 32 * Ahead;
+      const int next = c + 32 * kGemvAhead;
       ahead[i] = next < chunks ? load_streaming(wr + 16 * next) : make_uint4(0, 0, 0, 0);
       if (c >= chunks) continue;
 #pragma unroll
@@ -448,7 +447,6 @@ fp8_switches& fp8_settings() {
     if (const char* v = std::getenv("TROUPE_FP8_GEMV"); v && *v) s.gemv = *v != '0';
     if (const char* v = std::getenv("TROUPE_FP8_QUANTIZE_VEC"); v && *v) s.quantize_vec = *v != '0';
     if (const char* v = std::getenv("TROUPE_FP8_GEMV_BULK")) s.gemv_bulk = *v && *v != '0';
-    if (const char* v = std::getenv("TROUPE_FP8_GEMV_AHEAD"); v && *v) s.gemv_ahead = std::atoi(v);
     if (const char* v = std::getenv("TROUPE_FP8_WIDE_ROWS"); v && *v) s.wide_rows = std::atoi(v);
     return true;
   }();
@@ -489,15 +487,9 @@ const char* run_fp8_product(cuda_context& ctx, const uint8_t* codes, const float
                          static_cast<const float*>(x_scales), w.weight.as<uint8_t>(), w.scale.as<float>(), b, out.as<T>(),
                          static_cast<int>(rows), static_cast<int>(n), static_cast<int>(k));
       };
-      const bool deep = fp8_settings().gemv_ahead >= kGemvAheadDeep;
-      auto gemv = [&](auto rows_tag) {
-        constexpr int R = decltype(rows_tag)::value;
-        if (bulk) launch(fp8_gemv_bulk_kernel<T, R>);
-        else launch(deep ? fp8_gemv_kernel<T, R, kGemvAheadDeep> : fp8_gemv_kernel<T, R, kGemvAhead>);
-      };
-      if (rows <= 1) gemv(std::integral_constant<int, 1>{});
-      else if (rows <= 2) gemv(std::integral_constant<int, 2>{});
-      else gemv(std::integral_constant<int, 4>{});
+      if (rows <= 1) launch(bulk ? fp8_gemv_bulk_kernel<T, 1> : fp8_gemv_kernel<T, 1>);
+      else if (rows <= 2) launch(bulk ? fp8_gemv_bulk_kernel<T, 2> : fp8_gemv_kernel<T, 2>);
+      else launch(bulk ? fp8_gemv_bulk_kernel<T, 4> : fp8_gemv_kernel<T, 4>);
     });
     check_launch("linear_fp8 gemv");
     return bulk ? "gemv_bulk" : "gemv";

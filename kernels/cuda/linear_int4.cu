@@ -88,9 +88,8 @@ template <class T> struct int4_stage {
 // keeps kAhead blocks of weights, scales and zeros in flight while it computes one: a block's math is short,
 // and without this every block would wait a full trip to memory (H200: 1.1 TB/s → see the timings).
 constexpr int kAhead = 3;
-// Twice as many, where int4_settings().ahead asks (TROUPE_INT4_AHEAD=6). It lost (H100, 2026-12-05, ms at one row, 3 / 6
-// blocks: gate_up 0.047 / 0.052, down 0.030 / 0.030, q/k/v 0.012 / 0.013; one request 3.33 / 3.35 ms a token).
-constexpr int kAheadDeep = 6;
+// Twice as many lost (H100, 2026-12-05, ms at one row, 3 / 6 blocks: gate_up 0.047 / 0.052, down 0.030 / 0.030, q/k/v
+// 0.012 / 0.013; one request 3.33 / 3.35 ms a token).
 
 // One warp's share of one block of K (chunk c of 32 weights a lane, `live` false past K): cur's weights of
 // outputs n0 + g and n0 + g + 8 dequantized to T, times x's rows 8·tile + g at the same k, added into acc.
@@ -151,7 +150,7 @@ __device__ __forceinline__ void int4_mma_step(float (&acc)[NT][4], const int4_st
 // ScaleAfter (groups a multiple of 128, so a warp's block of K lies in one group of each output): the tensor
 // cores sum (q − z)·x exactly, and the scale multiplies the block's fp32 sums, saving one multiplication per
 // weight pair; otherwise each weight is scaled (rounded to T) before the product.
-template <class T, int NT, bool ScaleAfter, int Ahead>
+template <class T, int NT, bool ScaleAfter>
 __global__ void __launch_bounds__(kWarps * 32)
     int4_mma_kernel(const T* __restrict__ x, const uint4* __restrict__ q, const T* __restrict__ scales,
                     const T* __restrict__ zeros, const T* __restrict__ bias, T* __restrict__ out, int rows, int n_out,
@@ -177,15 +176,15 @@ __global__ void __launch_bounds__(kWarps * 32)
     }
     return st;
   };
-  int4_stage<T> ahead[Ahead];
+  int4_stage<T> ahead[kAhead];
 #pragma unroll
-  for (int i = 0; i < Ahead; ++i) ahead[i] = load(warp + i * kWarps);
+  for (int i = 0; i < kAhead; ++i) ahead[i] = load(warp + i * kWarps);
   pdl_wait();  // the weights do not depend on the kernel before; x does
   for (int b = warp; b < blocks; b += kWarps) {
     const int4_stage<T> cur = ahead[0];
 #pragma unroll
-    for (int i = 0; i + 1 < Ahead; ++i) ahead[i] = ahead[i + 1];
-    ahead[Ahead - 1] = load(b + Ahead * kWarps);
+    for (int i = 0; i + 1 < kAhead; ++i) ahead[i] = ahead[i + 1];
+    ahead[kAhead - 1] = load(b + kAhead * kWarps);
     const int c = b * 4 + t;
     int4_mma_step<T, NT, ScaleAfter>(acc, cur, x, rows, k, c, c < chunks, g);
   }
@@ -273,10 +272,8 @@ void launch_mma(const tensor& x, const int4_device_weight& w, const tensor& bias
   // than inputs, unless int4_settings().async says otherwise.
   const int setting = int4_settings().async;
   const bool scale_after = w.group_size % 128 == 0 && !scale_before, async = setting > 0 || (setting < 0 && n_out > k);
-  const bool deep = int4_settings().ahead >= kAheadDeep;
-  auto kernel = async  ? (scale_after ? int4_mma_async_kernel<T, NT, true> : int4_mma_async_kernel<T, NT, false>)
-                : deep ? (scale_after ? int4_mma_kernel<T, NT, true, kAheadDeep> : int4_mma_kernel<T, NT, false, kAheadDeep>)
-                       : (scale_after ? int4_mma_kernel<T, NT, true, kAhead> : int4_mma_kernel<T, NT, false, kAhead>);
+  auto kernel = async ? (scale_after ? int4_mma_async_kernel<T, NT, true> : int4_mma_async_kernel<T, NT, false>)
+                      : (scale_after ? int4_mma_kernel<T, NT, true> : int4_mma_kernel<T, NT, false>);
   // Launched as a programmatic dependent: its blocks may start while the kernel before (a norm, silu_and_mul)
   // finishes, and stream their first weights before they wait for x.
   launch_dependent(kernel, dim3(static_cast<unsigned>((n_out + 15) / 16)), dim3((async ? kInt4AsyncWarps : kWarps) * 32),
@@ -516,17 +513,17 @@ void launch_gemm(cuda_context& ctx, const tensor& x, const int4_device_weight& w
                  int rows) {
   const int n_out = static_cast<int>(w.qweight.dim(0)), k = static_cast<int>(x.dim(1)), total = k / 128;
   const int tiles = (n_out + kGemmOutputs - 1) / kGemmOutputs * ((rows + RT - 1) / RT);
-  int sms = 0;
-  check(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, ctx.device), "linear_int4 gemm");
+  const int sms = ctx.sm_count;
   // Splits of K where the tiles are fewer than twice the SMs, each at least 4 stages (512 k), none empty.
   int splits = tiles >= 2 * sms ? 1 : std::min({8, (2 * sms + tiles - 1) / tiles, std::max(1, total / 4)});
   auto per_split = [&] { return (total + splits - 1) / splits; };
   splits = (total + per_split() - 1) / per_split();
   auto need = [&] { return static_cast<size_t>(splits) * rows * n_out * sizeof(float); };
-  cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
-  check(cudaStreamIsCapturing(ctx.stream, &capturing), "linear_int4 gemm");
-  if (splits > 1 && capturing == cudaStreamCaptureStatusNone)
-    grow_scratch(ctx, ctx.int4_scratch, ctx.int4_scratch_bytes, need(), "linear_int4");
+  if (splits > 1 && need() > ctx.int4_scratch_bytes) {
+    cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
+    check(cudaStreamIsCapturing(ctx.stream, &capturing), "linear_int4 gemm");
+    if (capturing == cudaStreamCaptureStatusNone) grow_scratch(ctx, ctx.int4_scratch, ctx.int4_scratch_bytes, need(), "linear_int4");
+  }
   while (splits > 1 && need() > ctx.int4_scratch_bytes) {  // inside a capture the scratch cannot grow: fewer splits
     --splits;
     splits = (total + per_split() - 1) / per_split();
@@ -555,10 +552,6 @@ int4_switches& int4_settings() {
   static int4_switches s{[] {
                            const char* v = std::getenv("TROUPE_INT4_ASYNC");
                            return v && *v ? (*v != '0' ? 1 : 0) : -1;
-                         }(),
-                         [] {
-                           const char* v = std::getenv("TROUPE_INT4_AHEAD");
-                           return v && *v ? std::atoi(v) : kAhead;
                          }(),
                          [] {
                            const char* v = std::getenv("TROUPE_INT4_GEMM");

@@ -14,8 +14,8 @@
 #      (TROUPE_INT4_GEMM=1), one FP8 request with 1024-thread quantizer blocks (TROUPE_FP8_WIDE_ROWS=16), alone and
 #      with fused inputs, and W1 with FP8 inputs quantized by the kernel before the layer
 #      (TROUPE_FP8_FUSED=1, measured at one request only); VARIANTS=2 also one request on each measured alternative
-#      of the defaults (the element-by-element quantizer, fused inputs, the bulk-copy GEMV, deeper GEMV and int4
-#      loads, the cp.async choices, no PDL), to measure them again on another card.
+#      of the defaults (the element-by-element quantizer, fused inputs, the bulk-copy GEMV, the cp.async
+#      choices, no PDL), to measure them again on another card.
 # A table comes last; logs in $OUT/figures.tgz.
 #   LIMIT=540 bash scripts/gpu/figures.sh        (on the GPU machine, after scripts/gpu/bundle.sh here)
 #   PARTS="b1 kv" picks parts 1-3 (w1, b1, kv; default all three); STRUCTURED=1 and LONG=1 add 4 and 5.
@@ -74,8 +74,6 @@ if [ "${VARIANTS:-0}" = 2 ]; then
   TROUPE_FP8_QUANTIZE_VEC=0 b1 fp8_fp8kv_quantize_scalar --quantization fp8 --kv-cache-dtype fp8
   TROUPE_FP8_FUSED=1 b1 fp8_fp8kv_fused --quantization fp8 --kv-cache-dtype fp8
   TROUPE_FP8_GEMV_BULK=1 b1 fp8_fp8kv_gemv_bulk --quantization fp8 --kv-cache-dtype fp8
-  TROUPE_FP8_GEMV_AHEAD=8 b1 fp8_fp8kv_gemv_ahead8 --quantization fp8 --kv-cache-dtype fp8
-  TROUPE_INT4_AHEAD=6 b1 rtn_ahead6 --quantization rtn
   TROUPE_INT4_ASYNC=0 b1 rtn_no_async --quantization rtn
   TROUPE_INT4_ASYNC=1 b1 rtn_async_all --quantization rtn
   TROUPE_FP8_GEMV=0 TROUPE_FP8_MMA_ASYNC=0 b1 fp8_fp8kv_mma_only --quantization fp8 --kv-cache-dtype fp8
