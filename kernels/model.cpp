@@ -344,6 +344,7 @@ attention_metadata model::stage_inputs(const step_input& in, int64_t padded) {
     meta.max_query_len = std::max(meta.max_query_len, in.query_start[s + 1] - in.query_start[s]);
     meta.max_seq_len = std::max(meta.max_seq_len, in.seq_lens[s]);
   }
+  set_multi_token_range(meta, in.query_start);
   ops_.begin_step(meta.max_query_len == 1 ? "decode, " + std::to_string(num_seqs) + " seqs" : "prefill or mixed");
 
   // Pack into the host twin of inputs_ at the same offsets, then one copy up to the last table row.

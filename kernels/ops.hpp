@@ -26,7 +26,25 @@ struct attention_metadata {
   int32_t max_query_len = 0;
   int32_t max_seq_len = 0;
   int32_t sliding_window = 0;  // 0: none; else a query sees only the last `sliding_window` positions
+  // Sequences outside [multi_begin, multi_end) have at most one query token (they decode): a backend may launch its
+  // work for many-token sequences over this range only (a mixed step's prompt chunks beside hundreds of decodes).
+  // The whole batch unless set; set_multi_token_range sets it from the host's query starts.
+  int32_t multi_begin = 0;
+  int32_t multi_end = INT32_MAX;
 };
+
+// meta.multi_begin / multi_end from the step's query starts (host copy, S + 1 entries): the first sequence with two
+// query tokens or more, and one past the last (an empty range at 0 when there is none).
+inline void set_multi_token_range(attention_metadata& meta, std::span<const int32_t> query_start) {
+  meta.multi_begin = meta.multi_end = 0;
+  bool any = false;
+  for (size_t s = 0; s + 1 < query_start.size(); ++s)
+    if (query_start[s + 1] - query_start[s] > 1) {
+      if (!any) meta.multi_begin = static_cast<int32_t>(s);
+      meta.multi_end = static_cast<int32_t>(s + 1);
+      any = true;
+    }
+}
 
 struct attention_shape {
   int32_t num_heads = 0;

@@ -367,3 +367,24 @@ TEST(cpu_ops, paged_attention_over_fp8_reads_each_code_times_its_scale) {
     EXPECT_EQ(read(b, out8), read(b, out32)) << name(kv);
   }
 }
+
+// The many-token range a backend may launch its prefill work over: the hull of the sequences with two query tokens or
+// more, whatever lies around and between them; empty when every sequence decodes.
+TEST(cpu_ops, multi_token_range_spans_the_sequences_of_many_query_tokens) {
+  auto range = [](std::vector<int32_t> lens) {
+    std::vector<int32_t> starts{0};
+    for (int32_t l : lens) starts.push_back(starts.back() + l);
+    attention_metadata m;
+    set_multi_token_range(m, starts);
+    return std::pair{m.multi_begin, m.multi_end};
+  };
+  EXPECT_EQ(range({1, 1, 512, 1, 30, 1}), std::pair(2, 5));
+  EXPECT_EQ(range({512}), std::pair(0, 1));
+  EXPECT_EQ(range({1, 1, 1}), std::pair(0, 0));
+  EXPECT_EQ(range({}), std::pair(0, 0));
+  EXPECT_EQ(range({2, 1}), std::pair(0, 1));
+  EXPECT_EQ(range({1, 0, 1, 2}), std::pair(3, 4));  // a sequence of no new token is not many
+  attention_metadata unset;
+  EXPECT_EQ(unset.multi_begin, 0);
+  EXPECT_GE(unset.multi_end, 65535);  // the whole batch of any step
+}

@@ -502,6 +502,7 @@ void check_attention(checker& c, dtype t, const attention_case& ac, std::optiona
   m.max_query_len = max_q;
   m.max_seq_len = max_len;
   m.sliding_window = ac.window;
+  set_multi_token_range(m, query_start);  // the GPU's launch for many-token sequences spans only their range
   m.query_start = qs.cpu;
   m.seq_lens = sl.cpu;
   m.block_tables = bt.cpu;
@@ -532,6 +533,8 @@ const std::vector<attention_case>& attention_cases() {
       {"d80", 4, 2, 80, 16, {{17, 40}, {1, 33}}},
       {"d96", 12, 2, 96, 16, {{70, 90}, {1, 33}}},
       {"two_new", 8, 2, 128, 16, {{2, 100}, {2, 513}, {1, 7}}},
+      // Decodes before and after the prompt chunks: the many-token launch starts at sequence 2.
+      {"mixed_tail", 28, 4, 128, 16, {{1, 50}, {1, 300}, {30, 100}, {1, 20}, {17, 17}, {1, 64}}},
       {"long", 28, 4, 128, 16, {{300, 900}, {1, 2000}, {1, 3000}}},
       {"long_window", 16, 16, 64, 16, {{200, 700}, {1, 1500}}, 300},
       {"group16", 32, 2, 64, 32, {{1, 400}, {1, 90}}},

@@ -39,6 +39,7 @@
 // converted there, and the output's dims are put back in order at the merge. The block's shared memory shrinks to
 // Q and the staging (3 tiles in flight: 58 KiB at head_dim 128), the tile loop to one warp barrier.
 
+#include <algorithm>
 #include <cfloat>
 
 #include "kernels/cuda/common.cuh"
@@ -504,7 +505,8 @@ void launch(const T* qkv, const void* k_cache, const void* v_cache, const attent
 // the deep layout (3 stages bf16, 4 FP8; two blocks an SM), which the other head dims use, to compare.
 template <class T, int D, bool Fp8>
 void launch_for_dim(const T* qkv, const void* k_cache, const void* v_cache, attention_params p, T* out,
-                    int64_t max_rows, int num_kv_heads, int num_seqs, cudaStream_t stream) {
+                    int64_t max_rows, int num_kv_heads, int num_seqs, int multi_begin, int multi_end,
+                    cudaStream_t stream) {
   constexpr int DecodeStages = Fp8 ? 4 : 3;
   const dim3 decode_grid(p.num_parts, num_kv_heads, num_seqs);
   auto decode = [&](const attention_params& dp) {
@@ -531,7 +533,17 @@ void launch_for_dim(const T* qkv, const void* k_cache, const void* v_cache, atte
   p.seq_filter = 1;
   decode(p);
   p.seq_filter = 2;
-  const dim3 grid(static_cast<unsigned>((max_rows + 63) / 64 * p.num_parts), num_kv_heads, num_seqs);
+  // A sequence of one query token has more than 16 rows only when the group is larger than 16; otherwise the
+  // sequences this launch serves lie in the batch's many-token range, and its blocks cover only that (a mixed step
+  // of 3 prompt chunks beside 200 decodes had launched 56 row tiles for each of the 203 sequences).
+  int begin = 0, end = num_seqs;
+  if (p.num_heads / p.num_kv_heads <= 16) {
+    begin = std::clamp(multi_begin, 0, num_seqs);
+    end = std::clamp(multi_end, begin, num_seqs);
+  }
+  if (begin == end) return;
+  p.seq_offset = begin;
+  const dim3 grid(static_cast<unsigned>((max_rows + 63) / 64 * p.num_parts), num_kv_heads, static_cast<unsigned>(end - begin));
   launch<T, D, 4, 2, Fp8>(qkv, k_cache, v_cache, p, out, grid, stream);
 }
 
@@ -554,8 +566,9 @@ void launch_paged_attention_mma(const tensor& qkv, const tensor& k_cache, const 
     T* o = out.as<T>();
     auto for_dim = [&](auto dim) {
       constexpr int D = decltype(dim)::value;
-      if (fp8) launch_for_dim<T, D, true>(q, kc, vc, p, o, rows, s.num_kv_heads, meta.num_seqs, stream);
-      else launch_for_dim<T, D, false>(q, kc, vc, p, o, rows, s.num_kv_heads, meta.num_seqs, stream);
+      const int mb = meta.multi_begin, me = meta.multi_end;
+      if (fp8) launch_for_dim<T, D, true>(q, kc, vc, p, o, rows, s.num_kv_heads, meta.num_seqs, mb, me, stream);
+      else launch_for_dim<T, D, false>(q, kc, vc, p, o, rows, s.num_kv_heads, meta.num_seqs, mb, me, stream);
     };
     switch (s.head_dim) {
       case 64: for_dim(std::integral_constant<int, 64>{}); break;

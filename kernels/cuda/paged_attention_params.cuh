@@ -25,6 +25,8 @@ struct attention_params {
   // Which sequences this launch serves (the tensor-core kernel runs two launches for a mixed step):
   // 0 all, 1 those with at most 16 query rows (q_len × group), 2 the others.
   int seq_filter = 0;
+  // The launch's blocks serve sequences seq_offset + blockIdx.z (a launch over part of the batch).
+  int seq_offset = 0;
   // An FP8 cache (fp8_kv.cuh): its format and scales. 1.0 for a cache in the activation dtype.
   bool kv_e5m2 = false;
   float k_scale = 1.0f, v_scale = 1.0f;
@@ -43,7 +45,7 @@ struct attention_block {
 
 __device__ inline attention_block locate_attention_block(const attention_params& p, int rows_per_block) {
   attention_block b;
-  b.seq = blockIdx.z;
+  b.seq = p.seq_offset + int(blockIdx.z);
   b.kv_head = blockIdx.y;
   b.group = p.num_heads / p.num_kv_heads;
   b.q_begin = p.query_start[b.seq];
