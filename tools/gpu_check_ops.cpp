@@ -580,26 +580,14 @@ void check_attention_fp8(checker& c, dtype t) {
       }
   }
   set_simt_attention(false);
-  if (t == dtype::f32) return;
-  // The decode layout's other forms at head_dim 64 and 128: codes read straight into fragments (the default) with 2
-  // and 4 tiles in flight, and tiles converted in shared memory (TROUPE_ATTN_FP8_CONVERT) with 2 and 4.
-  struct form {
-    const char* label;
-    bool convert;
-    int stages;
-  };
-  for (const form f : {form{" (direct, 2 stages)", false, 2}, form{" (direct, 4 stages)", false, 4},
-                       form{" (converted)", true, 0}, form{" (converted, deep decode)", true, 3}}) {
-    const scoped_value<bool> convert(cuda::attention_settings().fp8_convert, f.convert);
-    const scoped_value<int> stages(cuda::attention_settings().decode_stages, f.stages);
+  const scoped_value<int> deep(cuda::attention_settings().decode_stages, 3);  // 4 tiles in flight, as check_attention_all
+  if (t != dtype::f32)
     for (const fp8_kv_case& kv : fp8_kv_cases)
       for (auto ac : attention_cases())
-        if ((ac.d == 128 || (ac.d == 64 && f.stages == 0)) &&
-            std::find(names.begin(), names.end(), ac.name) != names.end()) {
-          ac.name += f.label;
+        if (ac.d == 128 && std::find(names.begin(), names.end(), ac.name) != names.end()) {
+          ac.name += " (deep decode)";
           check_attention(c, t, ac, kv);
         }
-  }
 }
 
 void check_argmax_with(checker& c) {

@@ -136,30 +136,19 @@ void time_ops(cuda_ops& gpu, bool only_attention) {
       inform("time paged_attention part_keys=" + std::to_string(keys), t, "decode S=256 ctx=640 28/4x128", buf);
     }
     cuda::attention_settings().part_keys = 0;
-    // The default two tiles in flight (three blocks an SM) against the deep layout's 3 (bf16) or 4 (FP8); FP8 also
-    // in its forms: codes read straight into fragments (default, 3 tiles in flight; 2 and 4) and tiles converted in
-    // shared memory (the first design, TROUPE_ATTN_FP8_CONVERT=1; 2 tiles and the deep 4).
-    struct form {
-      dtype kv;
-      bool convert;
-      int stages;
-      const char* label;
-    };
-    const dtype e4m3 = dtype::f8_e4m3;
-    for (const form f : {form{t, false, 0, "default"}, form{t, false, 3, "3 (deep)"}, form{e4m3, false, 0, "default, direct"},
-                         form{e4m3, false, 2, "2, direct"}, form{e4m3, false, 4, "4, direct"},
-                         form{e4m3, true, 0, "2, converted"}, form{e4m3, true, 3, "4 (deep), converted"}}) {
-      const scoped_value<int> forced(cuda::attention_settings().decode_stages, f.stages);
-      const scoped_value<bool> convert(cuda::attention_settings().fp8_convert, f.convert);
-      for (const int ctx : {640, 4096}) {
-        const int seqs = ctx == 640 ? 256 : 64;
-        const double ms = time_attention(gpu, std::vector<std::pair<int32_t, int32_t>>(size_t(seqs), {1, ctx}), f.kv);
-        const double gb = 2.0 * seqs * ctx * 4 * 128 * double(size_in_bytes(f.kv)) / 1e9;
-        std::snprintf(buf, sizeof buf, "%.3f ms, %.0f GB/s of K/V", ms, gb / (ms / 1e3));
-        inform(std::string("time paged_attention stages=") + f.label + kv_label(f.kv), t,
-               "decode S=" + std::to_string(seqs) + " ctx=" + std::to_string(ctx) + " 28/4x128", buf);
-      }
-    }
+    // The default two tiles in flight (three blocks an SM) against the deep layout's 3 (bf16) or 4 (FP8), at 256
+    // sequences of 640 and 64 of 4096.
+    for (const dtype kv : {t, dtype::f8_e4m3})
+      for (const int stages : {0, 3})
+        for (const int ctx : {640, 4096}) {
+          const scoped_value<int> forced(cuda::attention_settings().decode_stages, stages);
+          const int seqs = ctx == 640 ? 256 : 64;
+          const double ms = time_attention(gpu, std::vector<std::pair<int32_t, int32_t>>(size_t(seqs), {1, ctx}), kv);
+          const double gb = 2.0 * seqs * ctx * 4 * 128 * double(size_in_bytes(kv)) / 1e9;
+          std::snprintf(buf, sizeof buf, "%.3f ms, %.0f GB/s of K/V", ms, gb / (ms / 1e3));
+          inform(std::string("time paged_attention stages=") + (stages ? "3 (deep)" : "default") + kv_label(kv), t,
+                 "decode S=" + std::to_string(seqs) + " ctx=" + std::to_string(ctx) + " 28/4x128", buf);
+        }
   }
   // Prefill: 4 prompts of 512; one prompt of 4096; 2048 new tokens after 6144 cached (a chunked long prompt).
   for (const dtype kv : {t, dtype::f8_e4m3}) {

@@ -120,11 +120,8 @@ struct attention_switches {
   bool simt = false;      // bf16/f16 attention on the CUDA-core kernel too
   bool no_split = false;  // decode attention without the context split
   int part_keys = 0;      // > 0: partition length (a multiple of 64) for batches of 128 blocks and more
-  int decode_stages = 0;  // 3: the decode layout at head_dim 128 keeps 3 (bf16) or 4 (FP8, converted) tiles in flight,
-                          // two blocks an SM, instead of the default two tiles and three blocks (the timings compare
-                          // them); FP8 read directly: 2 or 4 tiles in flight instead of the default 3
-  bool fp8_convert = false;  // the FP8 decode layout converts each tile in shared memory (the first design) instead of
-                             // reading the codes straight into fragments (TROUPE_ATTN_FP8_CONVERT=1)
+  int decode_stages = 0;  // 3: the decode layout at head_dim 128 keeps 3 (bf16) or 4 (FP8) tiles in flight, two blocks
+                          // an SM, instead of the default two tiles and three blocks (the timings compare them)
 };
 attention_switches& attention_settings();
 

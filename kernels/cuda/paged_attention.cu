@@ -199,7 +199,6 @@ attention_switches& attention_settings() {
     attention_switches a;
     a.simt = on("TROUPE_ATTN_SIMT");
     a.no_split = on("TROUPE_NO_ATTN_SPLIT");
-    a.fp8_convert = on("TROUPE_ATTN_FP8_CONVERT");
     const char* keys = std::getenv("TROUPE_ATTN_PART_KEYS");
     a.part_keys = keys ? std::atoi(keys) : 0;
     return a;

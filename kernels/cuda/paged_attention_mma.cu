@@ -29,15 +29,9 @@
 // The prefill layout (every warp reads all 64 keys, compute-bound) converts block-wide between two
 // barriers, the same count as bf16.
 //
-// Direct (the FP8 decode layout at head_dim 64 and 128, unless attention_settings().fp8_convert): no converted tile
-// at all. The sums over the head's dims (Q·Kᵀ's k, P·V's n) do not care in which order the fragments take the dims,
-// so Direct picks the order in which each thread's codes lie together in the staged rows: for K, thread t of a
-// quad takes dims t·D/4 .. t·D/4 + D/4 − 1 of its key, one 4-code word a k-step, and Q's fragments are read in that
-// order too; for V, a thread's output column g of n-tile dt is dim g·D/8 + dt, so it reads D/8 consecutive codes of
-// each of its four keys and pairs two keys' codes with one byte permute. Codes go from the staging buffer to
-// registers with 16-byte loads (rows padded by 16 bytes so a quarter warp's 8 keys hit distinct banks), are
-// converted there, and the output's dims are put back in order at the merge. The block's shared memory shrinks to
-// Q and the staging (3 tiles in flight: 58 KiB at head_dim 128), the tile loop to one warp barrier.
+// Measured and taken out (H100, 2026-12-06, S=256 ctx 640 / S=64 ctx 4096): reading the codes straight from the
+// staging into fragments, no converted tile (dims permuted so each thread's codes lie together, 16-byte loads, 58 KiB
+// of shared memory): 0.124 / 0.468 ms against this layout's 0.103 / 0.240, W1 FP8 14,172 against 14,460 tok/s.
 
 #include <algorithm>
 #include <cfloat>
@@ -79,24 +73,17 @@ template <> __device__ __forceinline__ uint32_t pack2<__half>(float lo, float hi
 
 template <int D> constexpr int row_ld = D + 8;  // 16 bytes of padding: ldmatrix rows land in distinct banks
 
-// Rows of FP8 codes read straight into fragments (Direct) are padded by 16 bytes, so that the 8 keys a quarter of a
-// warp reads at once land in distinct banks.
-template <int D> constexpr int codes_ld = D + 16;
-
 // Q, then the K/V tiles: Stages of them in T; for FP8 one converted tile in T and Stages of FP8 staging
-// (rows of D codes, unpadded: they are copied and read in row order); for Direct FP8 only the staging (padded rows).
-template <class T, int D, int RowWarps, int Stages, bool Fp8, bool Direct> constexpr size_t mma_shared_bytes() {
-  constexpr size_t tiles =
-      Direct ? size_t(16) * RowWarps * row_ld<D> * sizeof(T) + size_t(Stages) * 2 * kTileKeys * codes_ld<D>
-      : Fp8  ? (size_t(16) * RowWarps + 2 * kTileKeys) * row_ld<D> * sizeof(T) + size_t(Stages) * 2 * kTileKeys * D
-             : (size_t(16) * RowWarps + size_t(Stages) * 2 * kTileKeys) * row_ld<D> * sizeof(T);
+// (rows of D codes, unpadded: they are copied and read in row order).
+template <class T, int D, int RowWarps, int Stages, bool Fp8> constexpr size_t mma_shared_bytes() {
+  constexpr size_t tiles = Fp8 ? (size_t(16) * RowWarps + 2 * kTileKeys) * row_ld<D> * sizeof(T) + size_t(Stages) * 2 * kTileKeys * D
+                               : (size_t(16) * RowWarps + size_t(Stages) * 2 * kTileKeys) * row_ld<D> * sizeof(T);
   constexpr size_t merge = (size_t(64) * D + 2 * 64) * sizeof(float);  // 4 warps × 16 rows of output, max, sum
   return tiles > merge ? tiles : merge;
 }
 
-// grid (row tiles * num_parts, num_kv_heads, num_seqs), 128 threads. Fp8: the caches hold FP8 codes. Direct (FP8,
-// decode layout, D a multiple of 64): the codes go from the staging buffers straight into fragments (top of the file).
-template <class T, int D, int RowWarps, int Stages, bool Fp8, bool Direct>
+// grid (row tiles * num_parts, num_kv_heads, num_seqs), 128 threads. Fp8: the caches hold FP8 codes.
+template <class T, int D, int RowWarps, int Stages, bool Fp8>
 __global__ void __launch_bounds__(kThreads) paged_attention_mma_kernel(const T* __restrict__ qkv,
                                                                       const void* __restrict__ k_cache_,
                                                                       const void* __restrict__ v_cache_,
@@ -113,16 +100,13 @@ __global__ void __launch_bounds__(kThreads) paged_attention_mma_kernel(const T* 
   constexpr int LD = row_ld<D>;
   constexpr int Chunks = D / 8;                     // 16-byte chunks per row
   static_assert(D % 16 == 0 && KeyTiles % 2 == 0, "tile shapes");
-  // FP8, decode layout: each warp copies and converts (or, Direct, reads) the keys it scores (top of the file).
+  // FP8, decode layout: each warp copies and converts the keys it reads (see the top of the file).
   constexpr bool WarpOwnKeys = Fp8 && KeyWarps == 4;
-  static_assert(!Direct || (WarpOwnKeys && D % 64 == 0), "Direct: FP8, decode layout, D a multiple of 64");
-  constexpr int SLD = Direct ? codes_ld<D> : D;     // staged FP8 row stride, bytes
 
   extern __shared__ __align__(16) unsigned char smem[];
   T* q_s = reinterpret_cast<T*>(smem);  // [Rows, LD]
-  T* kv_s = q_s + Rows * LD;            // Stages × (K [64, LD], V [64, LD]); FP8: one (K, V), converted; Direct: none
-  // FP8: Stages × (K [64, SLD], V [64, SLD])
-  uint8_t* kv8_s = reinterpret_cast<uint8_t*>(Direct ? kv_s : kv_s + 2 * kTileKeys * LD);
+  T* kv_s = q_s + Rows * LD;            // Stages × (K [64, LD], V [64, LD]); FP8: one (K, V), converted
+  uint8_t* kv8_s = reinterpret_cast<uint8_t*>(kv_s + 2 * kTileKeys * LD);  // FP8: Stages × (K [64, D], V [64, D])
 
   const attention_block b = locate_attention_block(p, Rows);
   const int seq = b.seq, kv_head = b.kv_head, group = b.group, q_begin = b.q_begin, part = b.part;
@@ -168,9 +152,9 @@ __global__ void __launch_bounds__(kThreads) paged_attention_mma_kernel(const T* 
     C* v_dst;
     int dst_ld;
     if constexpr (Fp8) {
-      k_dst = reinterpret_cast<C*>(kv8_s + (tile % Stages) * 2 * kTileKeys * SLD);
-      v_dst = k_dst + kTileKeys * SLD;
-      dst_ld = SLD;
+      k_dst = reinterpret_cast<C*>(kv8_s + (tile % Stages) * 2 * kTileKeys * D);
+      v_dst = k_dst + kTileKeys * D;
+      dst_ld = D;
     } else {
       k_dst = kv_s + (tile % Stages) * 2 * kTileKeys * LD;
       v_dst = k_dst + kTileKeys * LD;
@@ -252,10 +236,7 @@ __global__ void __launch_bounds__(kThreads) paged_attention_mma_kernel(const T* 
     cp_async_wait<Stages - 1>();
     // The tile's keys (and at tile 0 Q, which every thread helped copy) have landed. FP8: the staged
     // codes are converted, each stage after the barrier that says the previous tile's reads are done.
-    if constexpr (Direct) {
-      if (tile == 0) __syncthreads();
-      else __syncwarp();
-    } else if constexpr (WarpOwnKeys) {
+    if constexpr (WarpOwnKeys) {
       if (tile == 0) __syncthreads();
       else __syncwarp();
       convert_tile(tile);
@@ -267,70 +248,25 @@ __global__ void __launch_bounds__(kThreads) paged_attention_mma_kernel(const T* 
     } else {
       __syncthreads();
     }
-    const int g = lane / 4, t = lane % 4;  // a fragment's row (or column) and pair (mma.cuh)
     if (tile == 0) {
-      if constexpr (Direct) {
-        // Q·Kᵀ sums over the head's dims in any order, so Direct gives thread t the dims t·D/4 .. t·D/4 + D/4 − 1 in
-        // every k-step (k-step ks: its k 2t, 2t+1 are dims t·D/4 + 4ks + 0, 1; its k 2t+8, 2t+9 are + 2, 3): the K codes
-        // a thread needs are then D/4 consecutive bytes of its key. Q's fragments follow the same order.
 #pragma unroll
-        for (int h = 0; h < 2; ++h) {
-          const uint4* src = reinterpret_cast<const uint4*>(q_s + (row_warp * 16 + g + 8 * h) * LD + t * (D / 4));
-#pragma unroll
-          for (int i = 0; i < D / 32; ++i) {  // 16 bytes: 8 values, two k-steps
-            const uint4 w = src[i];
-            qf[2 * i][h] = w.x;
-            qf[2 * i][2 + h] = w.y;
-            qf[2 * i + 1][h] = w.z;
-            qf[2 * i + 1][2 + h] = w.w;
-          }
-        }
-      } else {
-#pragma unroll
-        for (int ks = 0; ks < DimSteps; ++ks)
-          ldmatrix_x4(qf[ks], q_s + (row_warp * 16 + (mat % 2) * 8 + mat_row) * LD + ks * 16 + (mat / 2) * 8);
-      }
+      for (int ks = 0; ks < DimSteps; ++ks)
+        ldmatrix_x4(qf[ks], q_s + (row_warp * 16 + (mat % 2) * 8 + mat_row) * LD + ks * 16 + (mat / 2) * 8);
     }
     const T* k_s = kv_s + (Fp8 ? 0 : (tile % Stages) * 2 * kTileKeys * LD) + key_warp * WarpKeys * LD;
     const T* v_s = k_s + kTileKeys * LD;
-    // Direct: this warp's staged K and V codes.
-    const uint8_t* k8 = kv8_s + (tile % Stages) * 2 * kTileKeys * SLD + key_warp * WarpKeys * SLD;
-    const uint8_t* v8 = k8 + kTileKeys * SLD;
 
     float s[KeyTiles][4];
 #pragma unroll
     for (int i = 0; i < KeyTiles; ++i) s[i][0] = s[i][1] = s[i][2] = s[i][3] = 0.0f;
-    if constexpr (Direct) {
 #pragma unroll
-      for (int kt = 0; kt < KeyTiles; ++kt) {
-        // Key kt·8 + g's codes t·D/4 .. : one 4-code word a k-step.
-        const uint4* src = reinterpret_cast<const uint4*>(k8 + (kt * 8 + g) * SLD + t * (D / 4));
-        uint32_t words[D / 16];
+    for (int ks = 0; ks < DimSteps; ++ks) {
 #pragma unroll
-        for (int i = 0; i < D / 64; ++i) {
-          const uint4 w = src[i];
-          words[4 * i] = w.x;
-          words[4 * i + 1] = w.y;
-          words[4 * i + 2] = w.z;
-          words[4 * i + 3] = w.w;
-        }
-#pragma unroll
-        for (int ks = 0; ks < DimSteps; ++ks) {
-          uint32_t b[2];
-          fp8x4_to<T>(words[ks], p.kv_e5m2, b);
-          mma16816<T>(s[kt], qf[ks], b[0], b[1]);
-        }
-      }
-    } else {
-#pragma unroll
-      for (int ks = 0; ks < DimSteps; ++ks) {
-#pragma unroll
-        for (int kt = 0; kt < KeyTiles; kt += 2) {
-          uint32_t b[4];
-          ldmatrix_x4(b, k_s + (kt * 8 + (mat / 2) * 8 + mat_row) * LD + ks * 16 + (mat % 2) * 8);
-          mma16816<T>(s[kt], qf[ks], b[0], b[1]);
-          mma16816<T>(s[kt + 1], qf[ks], b[2], b[3]);
-        }
+      for (int kt = 0; kt < KeyTiles; kt += 2) {
+        uint32_t b[4];
+        ldmatrix_x4(b, k_s + (kt * 8 + (mat / 2) * 8 + mat_row) * LD + ks * 16 + (mat % 2) * 8);
+        mma16816<T>(s[kt], qf[ks], b[0], b[1]);
+        mma16816<T>(s[kt + 1], qf[ks], b[2], b[3]);
       }
     }
 
@@ -379,50 +315,18 @@ __global__ void __launch_bounds__(kThreads) paged_attention_mma_kernel(const T* 
     for (int kk = 0; kk < KeyTiles / 2; ++kk) {
       const uint32_t a[4] = {pack2<T>(s[2 * kk][0], s[2 * kk][1]), pack2<T>(s[2 * kk][2], s[2 * kk][3]),
                              pack2<T>(s[2 * kk + 1][0], s[2 * kk + 1][1]), pack2<T>(s[2 * kk + 1][2], s[2 * kk + 1][3])};
-      if constexpr (Direct) {
-        // The output's dims in any order too: column j of n-tile dt is dim j·D/8 + dt, so the V codes a thread needs
-        // (column g, keys 2t, 2t+1, 2t+8, 2t+9 of the k-step) are D/8 consecutive bytes of each of those four keys. Two
-        // keys' words interleaved byte by byte make the (key 2t, key 2t+1) pairs of four dims.
-        constexpr int Words = D / 32;  // 4-code words of a key's D/8 codes
-        uint32_t rows[4][Words];
 #pragma unroll
-        for (int r = 0; r < 4; ++r) {
-          const uint8_t* src = v8 + (kk * 16 + 2 * t + (r % 2) + 8 * (r / 2)) * SLD + g * (D / 8);
-          if constexpr (Words == 4) {
-            const uint4 w = *reinterpret_cast<const uint4*>(src);
-            rows[r][0] = w.x, rows[r][1] = w.y, rows[r][2] = w.z, rows[r][3] = w.w;
-          } else {
-            const uint2 w = *reinterpret_cast<const uint2*>(src);
-            rows[r][0] = w.x, rows[r][1] = w.y;
-          }
-        }
-#pragma unroll
-        for (int w = 0; w < Words; ++w)
-#pragma unroll
-          for (int half = 0; half < 2; ++half) {  // dims 4w + 2·half, + 1
-            const uint32_t sel = half ? 0x7362u : 0x5140u;
-            uint32_t lo[2], hi[2];  // keys (2t, 2t+1) and (2t+8, 2t+9), each for the two dims
-            fp8x4_to<T>(__byte_perm(rows[0][w], rows[1][w], sel), p.kv_e5m2, lo);
-            fp8x4_to<T>(__byte_perm(rows[2][w], rows[3][w], sel), p.kv_e5m2, hi);
-            mma16816<T>(o[4 * w + 2 * half], a, lo[0], hi[0]);
-            mma16816<T>(o[4 * w + 2 * half + 1], a, lo[1], hi[1]);
-          }
-      } else {
-#pragma unroll
-        for (int dt = 0; dt < DimTiles; dt += 2) {
-          uint32_t b[4];
-          ldmatrix_x4_trans(b, v_s + (kk * 16 + (mat % 2) * 8 + mat_row) * LD + dt * 8 + (mat / 2) * 8);
-          mma16816<T>(o[dt], a, b[0], b[1]);
-          mma16816<T>(o[dt + 1], a, b[2], b[3]);
-        }
+      for (int dt = 0; dt < DimTiles; dt += 2) {
+        uint32_t b[4];
+        ldmatrix_x4_trans(b, v_s + (kk * 16 + (mat % 2) * 8 + mat_row) * LD + dt * 8 + (mat / 2) * 8);
+        mma16816<T>(o[dt], a, b[0], b[1]);
+        mma16816<T>(o[dt + 1], a, b[2], b[3]);
       }
     }
     // bf16 / f16: this stage is consumed before a later iteration loads into it. (FP8: the barrier that
     // starts the next iteration, before its conversion, does it; the staging stage a later iteration
-    // loads into was converted before this one's second barrier. Direct: the warp read its own keys' codes, so
-    // its lanes meet before any of them copies into the stage again.)
+    // loads into was converted before this one's second barrier.)
     if constexpr (!Fp8) __syncthreads();
-    if constexpr (Direct) __syncwarp();
   }
   cp_async_wait<0>();
 
@@ -439,13 +343,11 @@ __global__ void __launch_bounds__(kThreads) paged_attention_mma_kernel(const T* 
 #pragma unroll
   for (int h = 0; h < 2; ++h) {
     const int r = row_warp * 16 + lane / 4 + 8 * h;
-    float* dst = merge_o + (key_warp * Rows + r) * D;
-    const int t = lane % 4;
+    float* dst = merge_o + (key_warp * Rows + r) * D + 2 * (lane % 4);
 #pragma unroll
     for (int dt = 0; dt < DimTiles; ++dt) {
-      // Column j of n-tile dt is dim dt·8 + j, or (Direct) j·D/8 + dt.
-      dst[Direct ? 2 * t * (D / 8) + dt : dt * 8 + 2 * t] = o[dt][2 * h];
-      dst[Direct ? (2 * t + 1) * (D / 8) + dt : dt * 8 + 2 * t + 1] = o[dt][2 * h + 1];
+      dst[dt * 8] = o[dt][2 * h];
+      dst[dt * 8 + 1] = o[dt][2 * h + 1];
     }
     if (lane % 4 == 0) {
       merge_ml[(key_warp * Rows + r) * 2] = m[h];
@@ -484,11 +386,11 @@ __global__ void __launch_bounds__(kThreads) paged_attention_mma_kernel(const T* 
   }
 }
 
-template <class T, int D, int RowWarps, int Stages, bool Fp8, bool Direct = false>
+template <class T, int D, int RowWarps, int Stages, bool Fp8>
 void launch(const T* qkv, const void* k_cache, const void* v_cache, const attention_params& p, T* out, dim3 grid,
             cudaStream_t stream) {
-  constexpr size_t smem = mma_shared_bytes<T, D, RowWarps, Stages, Fp8, Direct>();
-  constexpr auto kernel = paged_attention_mma_kernel<T, D, RowWarps, Stages, Fp8, Direct>;
+  constexpr size_t smem = mma_shared_bytes<T, D, RowWarps, Stages, Fp8>();
+  constexpr auto kernel = paged_attention_mma_kernel<T, D, RowWarps, Stages, Fp8>;
   allow_shared_memory<kernel>(smem, "paged_attention_mma shared memory");
   kernel<<<grid, kThreads, smem, stream>>>(qkv, k_cache, v_cache, p, out);
 }
@@ -510,16 +412,6 @@ void launch_for_dim(const T* qkv, const void* k_cache, const void* v_cache, atte
   constexpr int DecodeStages = Fp8 ? 4 : 3;
   const dim3 decode_grid(p.num_parts, num_kv_heads, num_seqs);
   auto decode = [&](const attention_params& dp) {
-    if constexpr (Fp8 && D % 64 == 0) {
-      if (!attention_settings().fp8_convert) {
-        if constexpr (D == 128) {
-          const int stages = attention_settings().decode_stages;
-          if (stages == 2) return launch<T, D, 1, 2, true, true>(qkv, k_cache, v_cache, dp, out, decode_grid, stream);
-          if (stages == 4) return launch<T, D, 1, 4, true, true>(qkv, k_cache, v_cache, dp, out, decode_grid, stream);
-        }
-        return launch<T, D, 1, 3, true, true>(qkv, k_cache, v_cache, dp, out, decode_grid, stream);
-      }
-    }
     if constexpr (D == 128) {
       if (attention_settings().decode_stages != 3) return launch<T, D, 1, 2, Fp8>(qkv, k_cache, v_cache, dp, out, decode_grid, stream);
     }
@@ -534,8 +426,9 @@ void launch_for_dim(const T* qkv, const void* k_cache, const void* v_cache, atte
   decode(p);
   p.seq_filter = 2;
   // A sequence of one query token has more than 16 rows only when the group is larger than 16; otherwise the
-  // sequences this launch serves lie in the batch's many-token range, and its blocks cover only that (a mixed step
-  // of 3 prompt chunks beside 200 decodes had launched 56 row tiles for each of the 203 sequences).
+  // sequences this launch serves lie in the batch's many-token range, and its blocks cover only that. A mixed step of
+  // 3 prompt chunks of 512 beside 200 decodes (which had launched 56 row tiles for each of the 203 sequences): 0.389 →
+  // 0.326 ms in bf16, 0.425 → 0.370 with an FP8 cache (H100, 2026-12-06).
   int begin = 0, end = num_seqs;
   if (p.num_heads / p.num_kv_heads <= 16) {
     begin = std::clamp(multi_begin, 0, num_seqs);
