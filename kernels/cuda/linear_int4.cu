@@ -358,8 +358,9 @@ void launch_gemv(const tensor& x, const int4_device_weight& w, const tensor& bia
 }
 
 
-// ---- Batches of 17 to kGemmRows rows (int4_settings().gemm; written in the ninth session of 2026-12-05 after the last
-// GPU call, so forced only until timed): int4_gemm_kernel.
+// ---- Batches of 17 to kGemmAutoRows rows by default, up to kGemmRows when forced (int4_settings().gemm; first timed on
+// an H100 on 2026-12-06: 1.7x the decode kernels at 32 rows, 1.8x dequantize + cuBLAS at 64, 0.67x it at 256):
+// int4_gemm_kernel.
 // The decode kernels make 16 outputs a block and read all of x for them: at 32 rows gate_up reads ~0.5 GB of x from L2
 // for 68 MB of weights (H100: 0.126-0.146 ms against bf16's 0.101), and above 32 rows the weight is dequantized whole
 // into scratch before cuBLAS (0.249 ms at 256 rows against 0.117). Here a block makes kGemmOutputs outputs for RT rows:
@@ -373,6 +374,7 @@ constexpr int kGemmOutputs = 128;
 constexpr int kGemmStages = 4;
 constexpr int kGemmThreads = 256;
 constexpr int64_t kGemmRows = 512;
+constexpr int64_t kGemmAutoRows = 64;
 
 // Where chunk c (8 values of x, 16 bytes) of row r of a stage's x tile sits among the row's 16: lanes (g, t) read chunk
 // 4t + i of rows g and g + 1 in one phase, which this spreads over all 8 bank groups; 8 consecutive chunks of a row
@@ -555,7 +557,7 @@ int4_switches& int4_settings() {
                          }(),
                          [] {
                            const char* v = std::getenv("TROUPE_INT4_GEMM");
-                           return v && *v && *v != '0' ? 1 : 0;
+                           return v && *v ? (*v != '0' ? 1 : 0) : -1;
                          }()};
   return s;
 }
@@ -573,8 +575,10 @@ void launch_linear_int4(cuda_context& ctx, const tensor& x, const int4_device_we
   make_current(ctx);
   const bool aligned = k % 32 == 0 && g % 32 == 0 && reinterpret_cast<uintptr_t>(w.qweight.data) % 16 == 0 &&
                        reinterpret_cast<uintptr_t>(x.data) % 16 == 0;
-  // int4_settings().gemm: every bf16 / f16 product of up to kGemmRows rows on the shared-memory GEMM (forced, until timed).
-  if (aligned && x.type != dtype::f32 && int4_settings().gemm > 0 && k % 128 == 0 && rows <= kGemmRows) {
+  // The shared-memory GEMM: by default for 17 to kGemmAutoRows rows, forced (int4_settings().gemm = 1) up to kGemmRows.
+  const int gemm = int4_settings().gemm;
+  if (aligned && x.type != dtype::f32 && k % 128 == 0 &&
+      ((gemm > 0 && rows <= kGemmRows) || (gemm < 0 && rows > 16 && rows <= kGemmAutoRows))) {
     const int r = static_cast<int>(rows);
     auto launch = [&](auto tag) {
       using T = typename decltype(tag)::type;
