@@ -18,6 +18,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <string_view>
 
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/cp_async.cuh"
@@ -358,7 +359,7 @@ void launch_gemv(const tensor& x, const int4_device_weight& w, const tensor& bia
 }
 
 
-// ---- Batches of 17 to kGemmAutoRows rows by default, up to kGemmRows when forced (int4_settings().gemm; first timed on
+// ---- Batches of 17 to kGemmAutoRows rows, or up to kGemmRows when forced (int4_settings().gemm; first timed on
 // an H100 on 2026-12-06: 1.7x the decode kernels at 32 rows, 1.8x dequantize + cuBLAS at 64, 0.67x it at 256):
 // int4_gemm_kernel.
 // The decode kernels make 16 outputs a block and read all of x for them: at 32 rows gate_up reads ~0.5 GB of x from L2
@@ -557,7 +558,7 @@ int4_switches& int4_settings() {
                          }(),
                          [] {
                            const char* v = std::getenv("TROUPE_INT4_GEMM");
-                           return v && *v ? (*v != '0' ? 1 : 0) : -1;
+                           return !v || !*v || *v == '0' ? 0 : std::string_view(v) == "auto" ? -1 : 1;
                          }()};
   return s;
 }
@@ -575,7 +576,7 @@ void launch_linear_int4(cuda_context& ctx, const tensor& x, const int4_device_we
   make_current(ctx);
   const bool aligned = k % 32 == 0 && g % 32 == 0 && reinterpret_cast<uintptr_t>(w.qweight.data) % 16 == 0 &&
                        reinterpret_cast<uintptr_t>(x.data) % 16 == 0;
-  // The shared-memory GEMM: by default for 17 to kGemmAutoRows rows, forced (int4_settings().gemm = 1) up to kGemmRows.
+  // The shared-memory GEMM: for 17 to kGemmAutoRows rows (int4_settings().gemm = -1), or forced (1) up to kGemmRows.
   const int gemm = int4_settings().gemm;
   if (aligned && x.type != dtype::f32 && k % 128 == 0 &&
       ((gemm > 0 && rows <= kGemmRows) || (gemm < 0 && rows > 16 && rows <= kGemmAutoRows))) {
