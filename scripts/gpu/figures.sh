@@ -68,7 +68,6 @@ if [ "${VARIANTS:-0}" != 0 ]; then
   TROUPE_FP8_WIDE_ROWS=16 b1 fp8_fp8kv_wide --quantization fp8 --kv-cache-dtype fp8
   TROUPE_FP8_WIDE_ROWS=16 TROUPE_FP8_FUSED=1 b1 fp8_fp8kv_wide_fused --quantization fp8 --kv-cache-dtype fp8
   TROUPE_INT4_GEMM=1 w1 rtn_gemm --quantization rtn
-  TROUPE_INT4_GEMM=auto b1 rtn_gemm_auto --quantization rtn
   TROUPE_FP8_FUSED=1 w1 fp8_fp8kv_fused --quantization fp8 --kv-cache-dtype fp8
 fi
 if [ "${VARIANTS:-0}" = 2 ]; then
