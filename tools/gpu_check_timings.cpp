@@ -292,11 +292,12 @@ void time_fp8_weights(cuda_ops& gpu) {
     inform(std::string("time linear ") + layer, t, what, buf);
     const fp8_device_weight fw{w.codes, w.scale, tensor{}};
     // "quantize_scalar": the chosen path with the element-by-element quantizer (fp8_settings().quantize_vec false).
-    // "quantize_wide": the chosen path with 1024-thread quantizer blocks (fp8_settings().wide_rows).
+    // "quantize_wide": the chosen path with 1024-thread quantizer blocks (fp8_settings().wide_rows). "w16": no quantizer
+    // (W8A16, fp8_settings().w16_rows).
     for (const std::string path :
-         {"", "quantize_scalar", "quantize_wide", "gemv", "gemv_bulk", "mma", "mma_async", "epilogue"}) {
+         {"", "quantize_scalar", "quantize_wide", "w16", "gemv", "gemv_bulk", "mma", "mma_async", "epilogue"}) {
       if ((path == "mma" || path == "mma_async") && rows > 32) continue;
-      if ((path.starts_with("gemv") || path == "quantize_wide") && rows > 4) continue;
+      if ((path.starts_with("gemv") || path == "quantize_wide" || path == "w16") && rows > 4) continue;
       const scoped_value<int> wide(cuda::fp8_settings().wide_rows, path == "quantize_wide" ? 4 : 0);
       const scoped_value<bool> quantizer(cuda::fp8_settings().quantize_vec, path != "quantize_scalar");
       const scoped_value<std::string> forced(cuda::fp8_settings().path,

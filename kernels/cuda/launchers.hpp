@@ -59,7 +59,7 @@ const char* launch_linear_fp8(cuda_context& ctx, const tensor& x, const fp8_devi
 const char* launch_linear_fp8_quantized(cuda_context& ctx, const fp8_activations& x, const fp8_device_weight& w,
                                         const tensor& bias, const tensor& out);
 struct fp8_switches {
-  std::string path;  // "", "gemv", "gemv_bulk", "mma", "mma_async", "outer", "epilogue" or "simt"; TROUPE_FP8_GEMM
+  std::string path;  // "", "w16", "gemv", "gemv_bulk", "mma", "mma_async", "outer", "epilogue" or "simt"; TROUPE_FP8_GEMM
   // Where the launcher chooses "mma", the cp.async kernel: -1 where N >= K (faster there on the H200), 0 never, 1 always.
   // Starts as TROUPE_FP8_MMA_ASYNC=0|1.
   int mma_async = -1;
@@ -79,6 +79,11 @@ struct fp8_switches {
   // 18,944 inputs on one SM. 0 (the default) never; TROUPE_FP8_WIDE_ROWS=N (written in the ninth session of 2026-12-05
   // after the last GPU call, off until timed).
   int wide_rows = 0;
+  // Steps of at most this many rows (up to 4) skip the activation quantizer: fp8_w16_gemv_kernel multiplies the FP8
+  // weights by x as it is (W8A16; x's values, not e4m3 codes of them, so nearer bf16 than W8A8). 0 (the default) never;
+  // TROUPE_FP8_W16_ROWS=N. Written in the eleventh session (2026-12-06) with no GPU to time it: off until a one-request
+  // run shows the four quantizer launches a layer it removes were worth more than the wider x loads cost.
+  int w16_rows = 0;
   std::atomic<const char*> last_path{"none"};   // the path the last call took (troupe_gpu_check prints it)
 };
 fp8_switches& fp8_settings();

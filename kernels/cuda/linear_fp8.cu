@@ -31,6 +31,8 @@
 // The tensor-core paths (mma, outer, epilogue) accumulate with less than f32's precision (Hopper's FP8 products:
 // about 1e-4 from exact sums); simt sums exactly, as the CPU twin does.
 // TROUPE_FP8_GEMM=gemv|gemv_bulk|mma|mma_async|outer|epilogue|simt forces a path (troupe_gpu_check runs each against the CPU twin).
+// Before all of them, for steps of at most fp8_settings().w16_rows rows (off by default), or forced by TROUPE_FP8_GEMM=w16:
+//    w16       no quantizer: fp8_w16_gemv_kernel multiplies the codes by x itself (W8A16), the GEMV's layout.
 
 #include <cstdlib>
 #include <cstring>
@@ -215,6 +217,104 @@ __global__ void __launch_bounds__(kGemvWarps * 32)
     if (r >= rows) break;
     const float sum = warp_sum(acc[r]);
     if (lane == 0) out[static_cast<int64_t>(r) * n + j] = from_float<T>(fp8_output(sum, x_scales, w_scales, bias, r, j));
+  }
+}
+
+// W8A16 (fp8_settings().w16_rows, TROUPE_FP8_GEMM=w16; written in the eleventh session of 2026-12-06 with no GPU
+// to run it): fp8_gemv_kernel's loop with x read as it is, not quantized. A step of few rows then skips the
+// quantizer kernel before each of a layer's four products (its launch, its pass over x, its wait on the kernel before);
+// the product is the weights' codes times x exactly in f32 (an e4m3 code times a bf16 value fits f32's mantissa), the
+// weight scale and the bias after the sum. Numerically nearer bf16 than W8A8 (x keeps its 8 bits of mantissa, not
+// e4m3's 4), as vLLM's W8A16 FP8 kernels are; the per-token activation scales and a static input scale are unused.
+// The 16 values of x at k .. k + 15 (16-byte aligned) as f32.
+template <class T> __device__ __forceinline__ void load_x16(const T* __restrict__ p, float (&v)[16]);
+template <> __device__ __forceinline__ void load_x16<__nv_bfloat16>(const __nv_bfloat16* __restrict__ p, float (&v)[16]) {
+  const uint4 a = *reinterpret_cast<const uint4*>(p), b = *reinterpret_cast<const uint4*>(p + 8);
+  const uint32_t u[8] = {a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w};
+#pragma unroll
+  for (int i = 0; i < 8; ++i) {  // a bf16 is the high half of the f32 of the same value
+    v[2 * i] = __uint_as_float(u[i] << 16);
+    v[2 * i + 1] = __uint_as_float(u[i] & 0xffff0000u);
+  }
+}
+template <> __device__ __forceinline__ void load_x16<__half>(const __half* __restrict__ p, float (&v)[16]) {
+  const uint4 a = *reinterpret_cast<const uint4*>(p), b = *reinterpret_cast<const uint4*>(p + 8);
+  const uint32_t u[8] = {a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w};
+#pragma unroll
+  for (int i = 0; i < 8; ++i) {
+    const float2 f = __half22float2(*reinterpret_cast<const __half2*>(&u[i]));
+    v[2 * i] = f.x;
+    v[2 * i + 1] = f.y;
+  }
+}
+template <> __device__ __forceinline__ void load_x16<float>(const float* __restrict__ p, float (&v)[16]) {
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const float4 f = reinterpret_cast<const float4*>(p)[i];
+    v[4 * i] = f.x, v[4 * i + 1] = f.y, v[4 * i + 2] = f.z, v[4 * i + 3] = f.w;
+  }
+}
+
+// acc + the 16 products of w's e4m3 codes by x's values at the same k, each exact in f32.
+__device__ __forceinline__ float dot16_e4m3_f32(const uint4& w, const float (&x)[16], float acc) {
+  const uint32_t ws[4] = {w.x, w.y, w.z, w.w};
+#pragma unroll
+  for (int i = 0; i < 4; ++i)
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const __half2_raw wr = __nv_cvt_fp8x2_to_halfraw2(static_cast<__nv_fp8x2_storage_t>(ws[i] >> (16 * h)), __NV_E4M3);
+      const float2 wf = __half22float2(*reinterpret_cast<const __half2*>(&wr));
+      acc = fmaf(wf.x, x[4 * i + 2 * h], acc);
+      acc = fmaf(wf.y, x[4 * i + 2 * h + 1], acc);
+    }
+  return acc;
+}
+
+// Output feature j = 8·blockIdx.x + warp for R rows of x [rows, k] in T, laid out as fp8_gemv_kernel: lane l takes
+// the weight row's 16-byte chunks l, l + 32, ..., kGemvAhead loads ahead; out = sum · w_scales[j] (+ bias[j]).
+template <class T, int R>
+__global__ void __launch_bounds__(kGemvWarps * 32)
+    fp8_w16_gemv_kernel(const T* __restrict__ x, const uint8_t* __restrict__ w, const float* __restrict__ w_scales,
+                        const T* __restrict__ bias, T* __restrict__ out, int rows, int n, int k) {
+  const int lane = threadIdx.x % 32, j = blockIdx.x * kGemvWarps + threadIdx.x / 32;
+  const int chunks = k / 16;
+  const uint8_t* wr = w + static_cast<int64_t>(j < n ? j : 0) * k;
+  uint4 ahead[kGemvAhead];
+#pragma unroll
+  for (int i = 0; i < kGemvAhead; ++i) {
+    const int c = lane + 32 * i;
+    ahead[i] = j < n && c < chunks ? load_streaming(wr + 16 * c) : make_uint4(0, 0, 0, 0);
+  }
+  pdl_wait();  // the weights do not depend on the kernel before; x does
+  if (j >= n) return;
+  float acc[R];
+#pragma unroll
+  for (int r = 0; r < R; ++r) acc[r] = 0.0f;
+  for (int c0 = lane; c0 < chunks; c0 += 32 * kGemvAhead) {
+#pragma unroll
+    for (int i = 0; i < kGemvAhead; ++i) {
+      const int c = c0 + 32 * i;
+      const uint4 wv = ahead[i];
+      const int next = c + 32 * kGemvAhead;
+      ahead[i] = next < chunks ? load_streaming(wr + 16 * next) : make_uint4(0, 0, 0, 0);
+      if (c >= chunks) continue;
+#pragma unroll
+      for (int r = 0; r < R; ++r)
+        if (r < rows) {
+          float xv[16];
+          load_x16<T>(x + static_cast<int64_t>(r) * k + 16 * c, xv);
+          acc[r] = dot16_e4m3_f32(wv, xv, acc[r]);
+        }
+    }
+  }
+#pragma unroll
+  for (int r = 0; r < R; ++r) {
+    if (r >= rows) break;
+    const float sum = warp_sum(acc[r]);
+    if (lane == 0) {
+      const float value = sum * w_scales[j];
+      out[static_cast<int64_t>(r) * n + j] = from_float<T>(bias ? value + to_float(bias[j]) : value);
+    }
   }
 }
 
@@ -448,6 +548,7 @@ fp8_switches& fp8_settings() {
     if (const char* v = std::getenv("TROUPE_FP8_QUANTIZE_VEC"); v && *v) s.quantize_vec = *v != '0';
     if (const char* v = std::getenv("TROUPE_FP8_GEMV_BULK")) s.gemv_bulk = *v && *v != '0';
     if (const char* v = std::getenv("TROUPE_FP8_WIDE_ROWS"); v && *v) s.wide_rows = std::atoi(v);
+    if (const char* v = std::getenv("TROUPE_FP8_W16_ROWS"); v && *v) s.w16_rows = std::atoi(v);
     return true;
   }();
   (void)from_environment;
@@ -593,6 +694,31 @@ const char* run_linear_fp8(cuda_context& ctx, const tensor& x, const fp8_device_
                                 shape_of(out) + " disagree");
   if (rows == 0) return "none";
   make_current(ctx);
+  // W8A16 for steps of few rows where fp8_settings().w16_rows asks for it (forced: TROUPE_FP8_GEMM=w16): no quantizer.
+  const std::string& forced = fp8_settings().path;
+  const bool w16_shape = rows <= kGemvRows && k % 16 == 0 && reinterpret_cast<uintptr_t>(w.weight.data) % 16 == 0 &&
+                         reinterpret_cast<uintptr_t>(x.data) % 16 == 0;
+  if (w16_shape && (forced == "w16" || (forced.empty() && rows <= fp8_settings().w16_rows))) {
+    dispatch_float(x.type, "linear_fp8", [&](auto tag) {
+      using T = typename decltype(tag)::type;
+      const T* b = bias.empty() ? nullptr : bias.as<T>();
+      const dim3 grid(static_cast<unsigned>((n + kGemvWarps - 1) / kGemvWarps));
+      auto launch = [&](auto kernel) {
+        launch_dependent(kernel, grid, dim3(kGemvWarps * 32), ctx.stream, "linear_fp8 w16", x.as<T>(),
+                         w.weight.as<uint8_t>(), w.scale.as<float>(), b, out.as<T>(), static_cast<int>(rows),
+                         static_cast<int>(n), static_cast<int>(k));
+      };
+      if (rows <= 1) launch(fp8_w16_gemv_kernel<T, 1>);
+      else if (rows <= 2) launch(fp8_w16_gemv_kernel<T, 2>);
+      else launch(fp8_w16_gemv_kernel<T, 4>);
+    });
+    check_launch("linear_fp8 w16");
+    return "w16";
+  }
+  if (forced == "w16")
+    throw std::runtime_error("cuda linear_fp8: TROUPE_FP8_GEMM=w16 takes at most " + std::to_string(kGemvRows) +
+                             " rows, K a multiple of 16 and 16-byte aligned x and weight, not x " + shape_of(x) +
+                             " by weight " + shape_of(w.weight));
   const size_t codes_bytes = round_up(static_cast<size_t>(rows * k));
   grow_scratch(ctx, ctx.fp8_scratch, ctx.fp8_scratch_bytes, codes_bytes + static_cast<size_t>(rows) * 4, "linear_fp8");
   auto* codes = static_cast<uint8_t*>(ctx.fp8_scratch);

@@ -9,11 +9,11 @@
 #   4. with STRUCTURED=1 (a bundle made with STRUCTURED=1): W1 at 256 sequences with the Qwen3 tokenizer,
 #      unconstrained and half constrained by data/structured_schema.json (issue 15 item 4: the bitmask time);
 #   5. with LONG=1: 64 prompts of 8,000 tokens, 256 out, bf16 and FP8 KV (issue 13 item 3);
-#   6. with VARIANTS=1: what is not yet measured, first: W1 with split-K candidates in the GEMM tuning
-#      (TROUPE_GEMM_SPLIT_K=1) in bf16 and FP8, W1 in rtn with the shared-memory 4-bit GEMM for 17 to 512 rows
-#      (TROUPE_INT4_GEMM=1), one FP8 request with 1024-thread quantizer blocks (TROUPE_FP8_WIDE_ROWS=16), alone and
-#      with fused inputs, and W1 with FP8 inputs quantized by the kernel before the layer
-#      (TROUPE_FP8_FUSED=1, measured at one request only); VARIANTS=2 also one request on each measured alternative
+#   6. with VARIANTS=1: what is not yet measured, first: one FP8 request with W8A16 products for steps of up to 4
+#      rows (TROUPE_FP8_W16_ROWS=4: no activation quantizer), and with 1024-thread quantizer blocks
+#      (TROUPE_FP8_WIDE_ROWS=16); 32 rtn requests at once without and with the shared-memory 4-bit GEMM for 17 to 64
+#      rows (TROUPE_INT4_GEMM=auto); one FP8 request with wide blocks and fused inputs, and W1 with FP8 inputs
+#      quantized by the kernel before the layer (TROUPE_FP8_FUSED=1); VARIANTS=2 also one request on each measured alternative
 #      of the defaults (the element-by-element quantizer, fused inputs, the bulk-copy GEMV, the cp.async
 #      choices, no PDL), to measure them again on another card.
 # A table comes last; logs in $OUT/figures.tgz.
@@ -47,6 +47,13 @@ b1() {
   table+=("1 request $tag: $(grep -E 'output tokens/s' "$OUT/figures/b1_$tag.txt" | head -1) | $(grep -E 'us per step' "$OUT/figures/b1_$tag.txt" | head -1)")
 }
 
+b32() {  # 32 requests at once: decode steps of 32 rows (the 4-bit GEMM's TROUPE_INT4_GEMM=auto range)
+  local tag=$1; shift
+  run "b32_$tag" 40 bundle/troupe bench throughput --backend cuda --load-format dummy --model $m --num-prompts 32 \
+    --input-len 128 --output-len 256 --max-model-len 1024 --temperature 0 "$@" || return
+  table+=("32 requests $tag: $(grep -E 'output tokens/s' "$OUT/figures/b32_$tag.txt" | head -1) | $(grep -E 'us per step' "$OUT/figures/b32_$tag.txt" | head -1)")
+}
+
 parts=" ${PARTS:-w1 b1 kv} "
 want() { [[ "$parts" == *" $1 "* ]]; }
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
@@ -63,11 +70,11 @@ fi
 # VARIANTS=1: the alternatives not yet measured, first (they are what the call is for); VARIANTS=2 also the
 # defaults' alternatives, to measure the defaults again on another card. One request each, W1 where it may matter.
 if [ "${VARIANTS:-0}" != 0 ]; then
-  TROUPE_GEMM_SPLIT_K=1 w1 bf16_split_k
-  TROUPE_GEMM_SPLIT_K=1 w1 fp8_fp8kv_split_k --quantization fp8 --kv-cache-dtype fp8
+  TROUPE_FP8_W16_ROWS=4 b1 fp8_fp8kv_w16 --quantization fp8 --kv-cache-dtype fp8
   TROUPE_FP8_WIDE_ROWS=16 b1 fp8_fp8kv_wide --quantization fp8 --kv-cache-dtype fp8
+  b32 rtn --quantization rtn
+  TROUPE_INT4_GEMM=auto b32 rtn_gemm_auto --quantization rtn
   TROUPE_FP8_WIDE_ROWS=16 TROUPE_FP8_FUSED=1 b1 fp8_fp8kv_wide_fused --quantization fp8 --kv-cache-dtype fp8
-  TROUPE_INT4_GEMM=1 w1 rtn_gemm --quantization rtn
   TROUPE_FP8_FUSED=1 w1 fp8_fp8kv_fused --quantization fp8 --kv-cache-dtype fp8
 fi
 if [ "${VARIANTS:-0}" = 2 ]; then
