@@ -209,6 +209,55 @@ TEST(cpu_ops, linear_fp8_agrees_with_an_f64_reference_on_random_data) {
   EXPECT_THROW(b.linear_fp8(x, {wrong, scale, tensor{}}, tensor{}, out), std::invalid_argument);
 }
 
+// W8A16 (cpu_fp8_w16_rows, the CUDA backend's TROUPE_FP8_W16_ROWS twin): a step of at most that many rows multiplies
+// the codes' values by x itself (f64 reference here), any larger step quantizes x as before; a static input scale is
+// not used by W8A16.
+TEST(cpu_ops, linear_fp8_takes_x_unquantized_for_steps_of_at_most_w16_rows) {
+  cpu_ops b;
+  std::mt19937 rng(11);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  const int64_t k = 300, n = 21;
+  std::vector<uint8_t> codes(static_cast<size_t>(n * k));
+  for (auto& c : codes) c = f32_to_f8_e4m3(40.0f * normal(rng));
+  std::vector<float> scale_values(static_cast<size_t>(n)), bias_values(static_cast<size_t>(n));
+  for (auto& v : scale_values) v = 0.001f + 0.01f * std::abs(normal(rng));
+  for (auto& v : bias_values) v = normal(rng);
+  device_buffer weight = b.alloc(dtype::f8_e4m3, {n, k});
+  b.upload_raw(weight, codes.data());
+  auto scale = f32(b, {n}, scale_values), bias = f32(b, {n}, bias_values), input_scale = f32(b, {1}, {0.02f});
+  struct restore {
+    int before = cpu_fp8_w16_rows();
+    ~restore() { cpu_fp8_w16_rows() = before; }
+  } restore_setting;
+  cpu_fp8_w16_rows() = 2;
+  for (const int64_t rows : {1, 2, 3}) {
+    for (const bool static_input : {false, true}) {
+      std::vector<float> x_values(static_cast<size_t>(rows * k));
+      for (auto& v : x_values) v = 3.0f * normal(rng);
+      auto x = f32(b, {rows, k}, x_values);
+      auto out = f32(b, {rows, n}, std::vector<float>(static_cast<size_t>(rows * n), -1));
+      b.linear_fp8(x, {weight, scale, static_input ? input_scale.get() : tensor{}}, bias, out);
+      const std::vector<float> got = read(b, out);
+      double worst = 0;
+      for (int64_t r = 0; r < rows; ++r)
+        for (int64_t j = 0; j < n; ++j) {
+          double sum = 0, magnitude = 0;
+          for (int64_t i = 0; i < k; ++i) {
+            const double term = double(x_values[static_cast<size_t>(r * k + i)]) * f8_e4m3_to_f32(codes[static_cast<size_t>(j * k + i)]);
+            sum += term;
+            magnitude += std::abs(term);
+          }
+          const double sw = scale_values[static_cast<size_t>(j)], bias_j = bias_values[static_cast<size_t>(j)];
+          worst = std::max(worst, std::abs(got[static_cast<size_t>(r * n + j)] - (sum * sw + bias_j)) / (magnitude * sw + std::abs(bias_j)));
+        }
+      // Up to 2 rows: the W8A16 sums, within f32 rounding. 3 rows: x quantized to e4m3 (3 bits of mantissa) first,
+      // which moves the sums by far more than rounding does.
+      if (rows <= 2) EXPECT_LT(worst, 1e-5) << rows << " rows" << (static_input ? ", static input scale" : "");
+      else EXPECT_GT(worst, 1e-4) << rows << " rows" << (static_input ? ", static input scale" : "");
+    }
+  }
+}
+
 // The fused producers of FP8 inputs: add_rms_norm_fp8 and silu_and_mul_fp8 must leave the codes and scales that
 // linear_fp8 makes of the unfused op's output, each checked here against the rule written out (scale = max|y| / 448
 // floored at 1 / (448 · 512), or the static one; code = f32_to_f8_e4m3(y / scale)); linear_fp8_quantized of those must

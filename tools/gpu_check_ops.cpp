@@ -328,24 +328,21 @@ void check_linear_fp8(checker& c, dtype t) {
       report("linear_fp8", t, what, c.error(out), t == dtype::f32 ? 1e-3 : tolerance_for(t),
              std::string("ran ") + cuda::fp8_settings().last_path.load());
     }
-    // W8A16 ("w16", up to 4 rows, K a multiple of 16): x is not quantized, so the twin is not the CPU's W8A8 op but the
-    // f64 sum of the codes' values times x (as rounded to t), times the weight scale, plus the bias.
+    // W8A16 ("w16", up to 4 rows, K a multiple of 16): x is not quantized; the twin is the CPU's linear_fp8 taking the
+    // same rule (cpu_fp8_w16_rows).
     if (gemv) {
-      const scoped_value<std::string> forced(cuda::fp8_settings().path, "w16");
-      c.poison(out);
-      c.gpu.linear_fp8(x.gpu, weight_of(true), s.bias ? bias.gpu.get() : tensor{}, out.gpu);
-      const std::vector<float> xs = c.read_cpu(x), bs = s.bias ? c.read_cpu(bias) : std::vector<float>{};
-      std::vector<float> want(static_cast<size_t>(s.rows * s.n));
-      for (int64_t r = 0; r < s.rows; ++r)
-        for (int64_t j = 0; j < s.n; ++j) {
-          double sum = 0;
-          for (int64_t kk = 0; kk < s.k; ++kk)
-            sum += static_cast<double>(f8_e4m3_to_f32(codes[static_cast<size_t>(j * s.k + kk)])) * xs[static_cast<size_t>(r * s.k + kk)];
-          want[static_cast<size_t>(r * s.n + j)] = static_cast<float>(sum * scales[static_cast<size_t>(j)] + (s.bias ? bs[static_cast<size_t>(j)] : 0.0));
-        }
-      std::string what = "T,K,N=" + dims({s.rows, s.k, s.n}) + (s.bias ? " +bias" : "") + (s.static_input ? " static" : "") + " w16";
-      report("linear_fp8", t, what, relative_error(c.read_gpu(out), rounded(want, t)), t == dtype::f32 ? 1e-4 : tolerance_for(t),
-             std::string("ran ") + cuda::fp8_settings().last_path.load() + "; twin: f64 sums of codes times x (W8A16)");
+      {
+        const scoped_value<std::string> forced(cuda::fp8_settings().path, "w16");
+        const scoped_value<int> cpu_w16(cpu_fp8_w16_rows(), static_cast<int>(s.rows));
+        c.cpu.linear_fp8(x.cpu, weight_of(false), s.bias ? bias.cpu.get() : tensor{}, out.cpu);
+        c.poison(out);
+        c.gpu.linear_fp8(x.gpu, weight_of(true), s.bias ? bias.gpu.get() : tensor{}, out.gpu);
+        const std::string what = "T,K,N=" + dims({s.rows, s.k, s.n}) + (s.bias ? " +bias" : "") +
+                                 (s.static_input ? " static" : "") + " w16";
+        report("linear_fp8", t, what, c.error(out), t == dtype::f32 ? 1e-4 : tolerance_for(t),
+               std::string("ran ") + cuda::fp8_settings().last_path.load());
+      }
+      c.cpu.linear_fp8(x.cpu, weight_of(false), s.bias ? bias.cpu.get() : tensor{}, out.cpu);  // W8A8 again, for what follows
     }
     // The 16-byte quantizer (fp8_settings().quantize_vec) must write the element-by-element quantizer's codes and
     // scales: on simt (exact sums in one order) the outputs must be the same bits; on the chosen path, the twin's.

@@ -205,11 +205,39 @@ void cpu_ops::linear_fp8(const tensor& x, const fp8_device_weight& w, const tens
     throw std::invalid_argument("linear_fp8: x " + x.shape_string() + ", weight " + w.weight.shape_string() + " " +
                                 std::string(troupe::name(w.weight.type)) + ", scale " + w.scale.shape_string() + ", output " +
                                 out.shape_string() + " disagree");
+  if (rows <= cpu_fp8_w16_rows()) {
+    // W8A16: `linear` over the decoded codes and x itself (f32 sums; the GPU's differ by their order), then the weight
+    // scale and the bias, as fp8_w16_gemv_kernel applies them.
+    require_f32(w.scale, "linear_fp8");
+    require_f32(out, "linear_fp8");
+    std::vector<float> wq(static_cast<size_t>(n * k));
+    const auto* wc = w.weight.as<uint8_t>();
+    for (size_t i = 0; i < wq.size(); ++i) wq[i] = f8_e4m3_to_f32(wc[i]);
+    linear(x, tensor(wq.data(), dtype::f32, {n, k}), tensor{}, out, false);
+    const float* sw = w.scale.as<float>();
+    const float* b = bias.empty() ? nullptr : bias.as<float>();
+    float* o = out.as<float>();
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t j = 0; j < n; ++j) {
+        float& v = o[r * n + j];
+        v *= sw[j];
+        if (b) v += b[j];
+      }
+    return;
+  }
   std::vector<uint8_t> codes(static_cast<size_t>(rows * k));
   std::vector<float> scales(static_cast<size_t>(rows));
   const fp8_activations xq{tensor(codes.data(), dtype::f8_e4m3, {rows, k}), tensor(scales.data(), dtype::f32, {rows})};
   quantize_rows_fp8(x, w.input_scale, xq, "linear_fp8");
   linear_fp8_quantized(xq, w, bias, out);
+}
+
+int& cpu_fp8_w16_rows() {
+  static int rows = [] {
+    const char* v = std::getenv("TROUPE_FP8_W16_ROWS");
+    return v && *v ? std::atoi(v) : 0;
+  }();
+  return rows;
 }
 
 void cpu_ops::linear_fp8_quantized(const fp8_activations& x, const fp8_device_weight& w, const tensor& bias,
