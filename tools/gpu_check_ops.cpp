@@ -568,6 +568,16 @@ void check_attention_all(checker& c, dtype t) {
     }
   }
   set_simt_attention(false);
+  // The prefill layout's lean form (attention_settings().prefill_lean: Q in registers first, three blocks an SM) on every
+  // case with prompt rows.
+  if (t != dtype::f32) {
+    const scoped_value<bool> lean(cuda::attention_settings().prefill_lean, true);
+    for (auto ac : attention_cases())
+      if (ac.name != "decode" && ac.name != "group16") {
+        ac.name += " (lean prefill)";
+        check_attention(c, t, ac);
+      }
+  }
   // head_dim 128's decode layout in its deep form (3 tiles in flight, attention_settings().decode_stages = 3)
   // beside the default two.
   const scoped_value<int> deep(cuda::attention_settings().decode_stages, 3);
@@ -596,6 +606,15 @@ void check_attention_fp8(checker& c, dtype t) {
       }
   }
   set_simt_attention(false);
+  if (t != dtype::f32) {  // the prefill layout's lean form, as check_attention_all
+    const scoped_value<bool> lean(cuda::attention_settings().prefill_lean, true);
+    for (const fp8_kv_case& kv : fp8_kv_cases)
+      for (auto ac : attention_cases())
+        if (std::find(names.begin(), names.end(), ac.name) != names.end() && ac.name != "decode" && ac.name != "group16") {
+          ac.name += " (lean prefill)";
+          check_attention(c, t, ac, kv);
+        }
+  }
   const scoped_value<int> deep(cuda::attention_settings().decode_stages, 3);  // 4 tiles in flight, as check_attention_all
   if (t != dtype::f32)
     for (const fp8_kv_case& kv : fp8_kv_cases)

@@ -9,6 +9,7 @@
 #include <numeric>
 #include <random>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -169,6 +170,17 @@ void time_ops(cuda_ops& gpu, bool only_attention) {
       std::snprintf(buf, sizeof buf, "%.3f ms, %.1f TFLOP/s", ms, tflop / (ms / 1e3));
       inform("time paged_attention" + kv_label(kv), t,
              "prefill " + std::to_string(q) + " new of " + std::to_string(len) + " 28/4x128", buf);
+    }
+    // The same three on the prefill layout's lean form (attention_settings().prefill_lean).
+    const scoped_value<bool> lean(cuda::attention_settings().prefill_lean, true);
+    for (const auto& [n, q, len] : {std::tuple<int, int32_t, int32_t>{4, 512, 512}, {1, 4096, 4096}, {1, 2048, 8192}}) {
+      const double ms = time_attention(gpu, std::vector<std::pair<int32_t, int32_t>>(size_t(n), {q, len}), kv);
+      const double pairs = double(n) * (double(q) * (len - q) + double(q) * q / 2);
+      const double tflop = 4.0 * 28 * 128 * pairs / 1e12;
+      std::snprintf(buf, sizeof buf, "%.3f ms, %.1f TFLOP/s", ms, tflop / (ms / 1e3));
+      inform("time paged_attention lean prefill" + kv_label(kv), t,
+             "prefill " + (n > 1 ? std::to_string(n) + "x" + std::to_string(q) : std::to_string(q) + " new of " + std::to_string(len)) +
+                 " 28/4x128", buf);
     }
   }
   // A mixed step: 3 prompt chunks of 512 (after 0, 512 and 1024 cached positions) beside 200 decodes of 640, the

@@ -125,13 +125,17 @@ void launch_paged_attention(const tensor& qkv, const tensor& k_cache, const tens
                             const attention_shape& shape, const tensor& out, float* workspace, int64_t workspace_floats,
                             cudaStream_t stream);
 // Switches for measuring the attention kernels against each other, read once from the environment
-// (TROUPE_ATTN_SIMT=1, TROUPE_NO_ATTN_SPLIT=1, TROUPE_ATTN_PART_KEYS=N); troupe_gpu_check sets them.
+// (TROUPE_ATTN_SIMT=1, TROUPE_NO_ATTN_SPLIT=1, TROUPE_ATTN_PART_KEYS=N, TROUPE_ATTN_PREFILL_LEAN=1); troupe_gpu_check
+// sets them.
 struct attention_switches {
   bool simt = false;      // bf16/f16 attention on the CUDA-core kernel too
   bool no_split = false;  // decode attention without the context split
   int part_keys = 0;      // > 0: partition length (a multiple of 64) for batches of 128 blocks and more
   int decode_stages = 0;  // 3: the decode layout at head_dim 128 keeps 3 (bf16) or 4 (FP8) tiles in flight, two blocks
                           // an SM, instead of the default two tiles and three blocks (the timings compare them)
+  // The prefill layout with Q read into registers before the first tile, its shared memory given to the K/V buffers
+  // and three blocks an SM instead of two (paged_attention_mma.cu, "Lean"); TROUPE_ATTN_PREFILL_LEAN=1. Off until timed.
+  bool prefill_lean = false;
 };
 attention_switches& attention_settings();
 

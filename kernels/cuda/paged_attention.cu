@@ -199,6 +199,7 @@ attention_switches& attention_settings() {
     attention_switches a;
     a.simt = on("TROUPE_ATTN_SIMT");
     a.no_split = on("TROUPE_NO_ATTN_SPLIT");
+    a.prefill_lean = on("TROUPE_ATTN_PREFILL_LEAN");
     const char* keys = std::getenv("TROUPE_ATTN_PART_KEYS");
     a.part_keys = keys ? std::atoi(keys) : 0;
     return a;

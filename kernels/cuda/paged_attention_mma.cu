@@ -75,16 +75,28 @@ template <int D> constexpr int row_ld = D + 8;  // 16 bytes of padding: ldmatrix
 
 // Q, then the K/V tiles: Stages of them in T; for FP8 one converted tile in T and Stages of FP8 staging
 // (rows of D codes, unpadded: they are copied and read in row order).
-template <class T, int D, int RowWarps, int Stages, bool Fp8> constexpr size_t mma_shared_bytes() {
-  constexpr size_t tiles = Fp8 ? (size_t(16) * RowWarps + 2 * kTileKeys) * row_ld<D> * sizeof(T) + size_t(Stages) * 2 * kTileKeys * D
-                               : (size_t(16) * RowWarps + size_t(Stages) * 2 * kTileKeys) * row_ld<D> * sizeof(T);
+// Lean: Q shares the first K/V buffer (it is read into registers before any tile is copied), so no rows of its own.
+template <class T, int D, int RowWarps, int Stages, bool Fp8, bool Lean = false> constexpr size_t mma_shared_bytes() {
+  constexpr size_t q_rows = Lean ? 0 : size_t(16) * RowWarps;
+  constexpr size_t tiles = Fp8 ? (q_rows + 2 * kTileKeys) * row_ld<D> * sizeof(T) + size_t(Stages) * 2 * kTileKeys * D
+                               : (q_rows + size_t(Stages) * 2 * kTileKeys) * row_ld<D> * sizeof(T);
+  static_assert(!Lean || size_t(16) * RowWarps <= (Fp8 ? 2 : size_t(Stages) * 2) * kTileKeys, "Q fits the K/V buffers");
   constexpr size_t merge = (size_t(64) * D + 2 * 64) * sizeof(float);  // 4 warps × 16 rows of output, max, sum
   return tiles > merge ? tiles : merge;
 }
 
 // grid (row tiles * num_parts, num_kv_heads, num_seqs), 128 threads. Fp8: the caches hold FP8 codes.
-template <class T, int D, int RowWarps, int Stages, bool Fp8>
-__global__ void __launch_bounds__(kThreads) paged_attention_mma_kernel(const T* __restrict__ qkv,
+// Lean (prefill layout, attention_settings().prefill_lean; written in the eleventh session of 2026-12-06 with no GPU to
+// time it): the prefill layout measured latency-bound at two blocks (8 warps) an SM, held there by both its shared
+// memory (87 KiB at head_dim 128: Q's 17 KiB and two K/V tiles) and its 177 registers. Lean reads Q into registers first
+// and lets the K/V buffers take its place (70 KiB), and asks the compiler for three blocks an SM (at most 170
+// registers; ptxas spills 24 bytes at head_dim 128, 64 with an FP8 cache): 12 warps to hide the latency, at the cost
+// of Q's copy no longer overlapping the first tile's.
+// A minimum of 0 blocks asks nothing, and leaves the other kernels' code as it was without one (a minimum of 1 changes it:
+// their .text compared byte for byte, 2026-12-06).
+template <bool Lean> constexpr int kMinBlocks = Lean ? 3 : 0;
+template <class T, int D, int RowWarps, int Stages, bool Fp8, bool Lean = false>
+__global__ void __launch_bounds__(kThreads, kMinBlocks<Lean>) paged_attention_mma_kernel(const T* __restrict__ qkv,
                                                                       const void* __restrict__ k_cache_,
                                                                       const void* __restrict__ v_cache_,
                                                                       attention_params p, T* __restrict__ out) {
@@ -105,7 +117,7 @@ __global__ void __launch_bounds__(kThreads) paged_attention_mma_kernel(const T* 
 
   extern __shared__ __align__(16) unsigned char smem[];
   T* q_s = reinterpret_cast<T*>(smem);  // [Rows, LD]
-  T* kv_s = q_s + Rows * LD;            // Stages × (K [64, LD], V [64, LD]); FP8: one (K, V), converted
+  T* kv_s = q_s + (Lean ? 0 : Rows * LD);  // Stages × (K [64, LD], V [64, LD]); FP8: one (K, V), converted
   uint8_t* kv8_s = reinterpret_cast<uint8_t*>(kv_s + 2 * kTileKeys * LD);  // FP8: Stages × (K [64, D], V [64, D])
 
   const attention_block b = locate_attention_block(p, Rows);
@@ -197,10 +209,21 @@ __global__ void __launch_bounds__(kThreads) paged_attention_mma_kernel(const T* 
       *reinterpret_cast<uint4*>(kv_s + which * kTileKeys * LD + key * LD + c) = make_uint4(v03[0], v03[1], v47[0], v47[1]);
     }
   };
+  uint32_t qf[DimSteps][4];
+  const int mat = lane / 8, mat_row = lane % 8;  // ldmatrix: which 8×8 matrix this lane addresses, and its row
+  if constexpr (Lean) {  // Q into registers before any tile lands where it lies
+    cp_async_commit();
+    cp_async_wait<0>();
+    __syncthreads();
+#pragma unroll
+    for (int ks = 0; ks < DimSteps; ++ks)
+      ldmatrix_x4(qf[ks], q_s + (row_warp * 16 + (mat % 2) * 8 + mat_row) * LD + ks * 16 + (mat / 2) * 8);
+    __syncthreads();
+  }
 #pragma unroll
   for (int s = 0; s < Stages - 1; ++s) {
     if (s < num_tiles) load_tile(s);
-    cp_async_commit();  // the first group carries Q too
+    cp_async_commit();  // the first group carries Q too (Lean: Q is in registers already)
   }
 
   // This thread's two rows (lane / 4 and lane / 4 + 8 of its warp's 16): positions and window starts.
@@ -227,9 +250,6 @@ __global__ void __launch_bounds__(kThreads) paged_attention_mma_kernel(const T* 
   float o[DimTiles][4];
 #pragma unroll
   for (int i = 0; i < DimTiles; ++i) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.0f;
-  uint32_t qf[DimSteps][4];
-
-  const int mat = lane / 8, mat_row = lane % 8;  // ldmatrix: which 8×8 matrix this lane addresses, and its row
   for (int tile = 0; tile < num_tiles; ++tile) {
     if (tile + Stages - 1 < num_tiles) load_tile(tile + Stages - 1);
     cp_async_commit();
@@ -248,7 +268,7 @@ __global__ void __launch_bounds__(kThreads) paged_attention_mma_kernel(const T* 
     } else {
       __syncthreads();
     }
-    if (tile == 0) {
+    if (!Lean && tile == 0) {
 #pragma unroll
       for (int ks = 0; ks < DimSteps; ++ks)
         ldmatrix_x4(qf[ks], q_s + (row_warp * 16 + (mat % 2) * 8 + mat_row) * LD + ks * 16 + (mat / 2) * 8);
@@ -386,11 +406,11 @@ __global__ void __launch_bounds__(kThreads) paged_attention_mma_kernel(const T* 
   }
 }
 
-template <class T, int D, int RowWarps, int Stages, bool Fp8>
+template <class T, int D, int RowWarps, int Stages, bool Fp8, bool Lean = false>
 void launch(const T* qkv, const void* k_cache, const void* v_cache, const attention_params& p, T* out, dim3 grid,
             cudaStream_t stream) {
-  constexpr size_t smem = mma_shared_bytes<T, D, RowWarps, Stages, Fp8>();
-  constexpr auto kernel = paged_attention_mma_kernel<T, D, RowWarps, Stages, Fp8>;
+  constexpr size_t smem = mma_shared_bytes<T, D, RowWarps, Stages, Fp8, Lean>();
+  constexpr auto kernel = paged_attention_mma_kernel<T, D, RowWarps, Stages, Fp8, Lean>;
   allow_shared_memory<kernel>(smem, "paged_attention_mma shared memory");
   kernel<<<grid, kThreads, smem, stream>>>(qkv, k_cache, v_cache, p, out);
 }
@@ -437,7 +457,8 @@ void launch_for_dim(const T* qkv, const void* k_cache, const void* v_cache, atte
   if (begin == end) return;
   p.seq_offset = begin;
   const dim3 grid(static_cast<unsigned>((max_rows + 63) / 64 * p.num_parts), num_kv_heads, static_cast<unsigned>(end - begin));
-  launch<T, D, 4, 2, Fp8>(qkv, k_cache, v_cache, p, out, grid, stream);
+  if (attention_settings().prefill_lean) launch<T, D, 4, 2, Fp8, true>(qkv, k_cache, v_cache, p, out, grid, stream);
+  else launch<T, D, 4, 2, Fp8>(qkv, k_cache, v_cache, p, out, grid, stream);
 }
 
 } // namespace
