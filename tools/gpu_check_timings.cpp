@@ -321,8 +321,9 @@ void time_fp8_weights(cuda_ops& gpu) {
     }
   }
   // The decode step's GEMMs at 256 sequences (W1's decode steps) in bf16 and FP8, planned without and with the split-K
-  // candidates (cuda::gemm_settings().split_k): the layers with few outputs make few tiles (H100 W1 profile,
-  // 2026-12-05, FP8: down_proj 441 TFLOP/s, o_proj 257, q/k/v 368, gate_up 883).
+  // candidates (cuda::gemm_settings().split_k), and over 32 of the heuristic's algorithms instead of 8
+  // (cuda::gemm_settings().candidates): the layers with few outputs make few tiles (H100 W1 profile, 2026-12-05, FP8:
+  // down_proj 441 TFLOP/s, o_proj 257, q/k/v 368, gate_up 883).
   for (const layer_shape& shape : std::vector<layer_shape>{{"qkv", 256, 3584, 4608}, {"o_proj", 256, 3584, 3584},
                                                           {"down", 256, 18944, 3584}, {"gate_up", 256, 3584, 37888}}) {
     const weights& w = made.at({shape.k, shape.n});
@@ -331,13 +332,15 @@ void time_fp8_weights(cuda_ops& gpu) {
     fill(gpu, x);
     const fp8_device_weight fw{w.codes, w.scale, tensor{}};
     const double tflop = 2.0 * shape.rows * shape.k * shape.n / 1e12;
-    for (const bool split : {false, true}) {
+    for (const int form : {0, 1, 2}) {  // the default tuning, with split-K variants, over 32 heuristic candidates
+      const bool split = form == 1;
       const scoped_value<bool> split_k(cuda::gemm_settings().split_k, split);
+      const scoped_value<int> candidates(cuda::gemm_settings().candidates, form == 2 ? 32 : cuda::gemm_settings().candidates);
       const double bf16_ms = stream_ms(gpu, [&] { gpu.linear(x, w.bf16, tensor{}, out, false); });
       const double fp8_ms = stream_ms(gpu, [&] { gpu.linear_fp8(x, fw, tensor{}, out); });
       std::snprintf(buf, sizeof buf, "bf16 %.3f ms (%.0f TFLOP/s), fp8 %.3f ms (%.0f TFLOP/s, ran %s)", bf16_ms,
                     tflop / (bf16_ms / 1e3), fp8_ms, tflop / (fp8_ms / 1e3), cuda::fp8_settings().last_path.load());
-      inform(std::string("time decode-256 ") + shape.name + (split ? " split-K" : ""), t,
+      inform(std::string("time decode-256 ") + shape.name + (split ? " split-K" : form == 2 ? " 32 candidates" : ""), t,
              "T,K,N=" + dims({shape.rows, shape.k, shape.n}), buf);
     }
   }

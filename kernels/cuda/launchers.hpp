@@ -26,11 +26,15 @@ void launch_copy_columns(const tensor& x, const tensor& out, cudaStream_t stream
 // ops::linear_int4 on ctx's stream: up to 32 rows, one fused pass that dequantizes each weight as it reads
 // it; more rows, a dequantization into ctx's scratch weight and the cuBLASLt GEMM (linear_int4.cu).
 void launch_linear_int4(cuda_context& ctx, const tensor& x, const int4_device_weight& w, const tensor& bias, const tensor& out);
-// How cuBLASLt plans are made (linear.cpp). split_k: the GEMM tuning also times split-K variants where an output has
-// fewer 128 x 128 tiles than the GPU has SMs; off until timed (ninth session of 2026-12-05), TROUPE_GEMM_SPLIT_K=1 turns
-// it on. Part of a plan's key, so a check can time a shape both ways.
+// How cuBLASLt plans are made (linear.cpp); both are part of a plan's key, so a check can time a shape both ways.
+// split_k: the GEMM tuning also times split-K variants where an output has fewer 128 x 128 tiles than the GPU has SMs;
+// TROUPE_GEMM_SPLIT_K=1 (no gain at a 256-sequence decode step, H100, 2026-12-06). candidates: how many of cuBLASLt's
+// heuristic algorithms the tuning times (at most 64); 8 by default, TROUPE_GEMM_CANDIDATES=N (written in the eleventh
+// session of 2026-12-06 with no GPU: the decode step's down_proj, o_proj and q/k/v ran at 441 / 257 / 368 TFLOP/s in
+// FP8 on the 8 timed, gate_up at 883 — whether the heuristic's later choices hold better tiles for them).
 struct gemm_switches {
   bool split_k = false;
+  int candidates = 8;
 };
 gemm_switches& gemm_settings();
 

@@ -173,7 +173,7 @@ gemm_plan make_plan(cuda_context& ctx, const gemm_key& key, const gemm_operands&
     }
   }
   if (!ok) {
-    auto candidates = heuristic_algos(ctx, plan, key, 8, &s);
+    auto candidates = heuristic_algos(ctx, plan, key, key.candidates, &s);
     ok = !candidates.empty();
     if (ok) {
       add_split_k(ctx, plan, key, candidates);
@@ -272,9 +272,13 @@ cublasLtMatmulAlgo_t fastest(cuda_context& ctx, const gemm_plan& plan, const gem
 
 cuda::gemm_switches& cuda::gemm_settings() {
   static gemm_switches s{[] {
-    const char* v = std::getenv("TROUPE_GEMM_SPLIT_K");
-    return v && *v && *v != '0';
-  }()};
+                           const char* v = std::getenv("TROUPE_GEMM_SPLIT_K");
+                           return v && *v && *v != '0';
+                         }(),
+                         [] {
+                           const char* v = std::getenv("TROUPE_GEMM_CANDIDATES");
+                           return v && *v ? std::clamp(std::atoi(v), 1, 64) : 8;
+                         }()};
   return s;
 }
 
@@ -297,6 +301,7 @@ void cublaslt_linear(cuda_context& ctx, const tensor& x, const tensor& weight, c
   key.bias = !bias.empty();
   key.accumulate = accumulate;
   key.split_k = cuda::gemm_settings().split_k;
+  key.candidates = static_cast<uint8_t>(std::clamp(cuda::gemm_settings().candidates, 1, 64));
   key.align_a = alignment(weight.data);
   key.align_b = alignment(x.data);
   key.align_c = alignment(out.data);
@@ -333,6 +338,7 @@ bool cublaslt_linear_fp8(cuda_context& ctx, const tensor& xq, const tensor& weig
   key.bias = !bias.empty();
   key.outer_vec_scales = weight_scales != nullptr;
   key.split_k = cuda::gemm_settings().split_k;
+  key.candidates = static_cast<uint8_t>(std::clamp(cuda::gemm_settings().candidates, 1, 64));
   key.align_a = alignment(weight.data);
   key.align_b = alignment(xq.data);
   key.align_c = alignment(out.data);

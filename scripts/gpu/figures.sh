@@ -13,7 +13,8 @@
 #      rows (TROUPE_FP8_W16_ROWS=4: no activation quantizer), and with 1024-thread quantizer blocks
 #      (TROUPE_FP8_WIDE_ROWS=16); 32 rtn requests at once without and with the shared-memory 4-bit GEMM for 17 to 64
 #      rows (TROUPE_INT4_GEMM=auto); W1 in bf16 and in FP8 + FP8 KV with the prefill attention's lean form
-#      (TROUPE_ATTN_PREFILL_LEAN=1: three blocks an SM); one FP8 request with wide blocks and fused inputs, and W1 with FP8 inputs
+#      (TROUPE_ATTN_PREFILL_LEAN=1: three blocks an SM) and FP8 W1 with the GEMM tuning over 32 of cuBLASLt's candidates
+#      (TROUPE_GEMM_CANDIDATES=32); one FP8 request with wide blocks and fused inputs, and W1 with FP8 inputs
 #      quantized by the kernel before the layer (TROUPE_FP8_FUSED=1); VARIANTS=2 also one request on each measured alternative
 #      of the defaults (the element-by-element quantizer, fused inputs, the bulk-copy GEMV, the cp.async
 #      choices, no PDL), to measure them again on another card.
@@ -75,6 +76,7 @@ if [ "${VARIANTS:-0}" != 0 ]; then
   TROUPE_FP8_WIDE_ROWS=16 b1 fp8_fp8kv_wide --quantization fp8 --kv-cache-dtype fp8
   b32 rtn --quantization rtn
   TROUPE_INT4_GEMM=auto b32 rtn_gemm_auto --quantization rtn
+  TROUPE_GEMM_CANDIDATES=32 w1 fp8_fp8kv_32_candidates --quantization fp8 --kv-cache-dtype fp8
   TROUPE_ATTN_PREFILL_LEAN=1 w1 bf16_lean_prefill
   TROUPE_ATTN_PREFILL_LEAN=1 w1 fp8_fp8kv_lean_prefill --quantization fp8 --kv-cache-dtype fp8
   TROUPE_FP8_WIDE_ROWS=16 TROUPE_FP8_FUSED=1 b1 fp8_fp8kv_wide_fused --quantization fp8 --kv-cache-dtype fp8
