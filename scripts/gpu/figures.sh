@@ -71,15 +71,19 @@ if want b1; then
 fi
 # VARIANTS=1: the alternatives not yet measured, first (they are what the call is for); VARIANTS=2 also the
 # defaults' alternatives, to measure the defaults again on another card. One request each, W1 where it may matter.
-if [ "${VARIANTS:-0}" != 0 ]; then
+# VARIANTS=small runs only the one-request and 32-request ones, VARIANTS=w1 only the W1 ones (so that two calls can
+# split them, each beside its own baseline: PARTS=b1 with the first, PARTS=w1 with the second).
+if [ "${VARIANTS:-0}" != 0 ] && [ "${VARIANTS:-0}" != w1 ]; then
   TROUPE_FP8_W16_ROWS=4 b1 fp8_fp8kv_w16 --quantization fp8 --kv-cache-dtype fp8
   TROUPE_FP8_WIDE_ROWS=16 b1 fp8_fp8kv_wide --quantization fp8 --kv-cache-dtype fp8
   b32 rtn --quantization rtn
   TROUPE_INT4_GEMM=auto b32 rtn_gemm_auto --quantization rtn
+  TROUPE_FP8_WIDE_ROWS=16 TROUPE_FP8_FUSED=1 b1 fp8_fp8kv_wide_fused --quantization fp8 --kv-cache-dtype fp8
+fi
+if [ "${VARIANTS:-0}" != 0 ] && [ "${VARIANTS:-0}" != small ]; then
   TROUPE_GEMM_CANDIDATES=32 w1 fp8_fp8kv_32_candidates --quantization fp8 --kv-cache-dtype fp8
   TROUPE_ATTN_PREFILL_LEAN=1 w1 bf16_lean_prefill
   TROUPE_ATTN_PREFILL_LEAN=1 w1 fp8_fp8kv_lean_prefill --quantization fp8 --kv-cache-dtype fp8
-  TROUPE_FP8_WIDE_ROWS=16 TROUPE_FP8_FUSED=1 b1 fp8_fp8kv_wide_fused --quantization fp8 --kv-cache-dtype fp8
   TROUPE_FP8_FUSED=1 w1 fp8_fp8kv_fused --quantization fp8 --kv-cache-dtype fp8
 fi
 if [ "${VARIANTS:-0}" = 2 ]; then
