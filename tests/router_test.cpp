@@ -110,7 +110,8 @@ double worker_metric(const server_process& w, const std::string& name) {
 // short pool shares core 0, the long pool has core 1). The long worker runs under SCHED_IDLE (chrt --idle): its
 // arithmetic stands in for a GPU's, and must not keep the router and the test's client, which have no core of
 // their own here, from running when they have work (the kernel places a waking thread on a core that runs only
-// SCHED_IDLE work as on an idle one; a niced worker still counts as busy there). Or, one_pool, the three in one pool "all", unpinned.
+// SCHED_IDLE work as on an idle one; a niced worker still counts as busy there). Or, one_pool, the three in one pool
+// "all", unpinned.
 struct fleet {
   std::vector<std::unique_ptr<server_process>> workers;
   std::unique_ptr<server_process> router;

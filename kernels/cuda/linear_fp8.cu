@@ -223,8 +223,8 @@ __global__ void __launch_bounds__(kGemvWarps * 32)
 // W8A16 (fp8_settings().w16_rows, TROUPE_FP8_GEMM=w16; written in the eleventh session of 2026-12-06 with no GPU
 // to run it): fp8_gemv_kernel's loop with x read as it is, not quantized. A step of few rows then skips the
 // quantizer kernel before each of a layer's four products (its launch, its pass over x, its wait on the kernel before);
-// the product is the weights' codes times x exactly in f32 (an e4m3 code times a bf16 value fits f32's mantissa), the
-// weight scale and the bias after the sum. Numerically nearer bf16 than W8A8 (x keeps its 8 bits of mantissa, not
+// the products of the weights' codes by x are summed in f32 by fmaf (each product of an e4m3 code and a bf16 or f16
+// value is exact), the weight scale and the bias after the sum. Numerically nearer bf16 than W8A8 (x keeps its 8 bits of mantissa, not
 // e4m3's 4), as vLLM's W8A16 FP8 kernels are; the per-token activation scales and a static input scale are unused.
 // The 16 values of x at k .. k + 15 (16-byte aligned) as f32.
 template <class T> __device__ __forceinline__ void load_x16(const T* __restrict__ p, float (&v)[16]);
@@ -255,7 +255,7 @@ template <> __device__ __forceinline__ void load_x16<float>(const float* __restr
   }
 }
 
-// acc + the 16 products of w's e4m3 codes by x's values at the same k, each exact in f32.
+// acc + the 16 products of w's e4m3 codes by x's values at the same k, each added by one fmaf.
 __device__ __forceinline__ float dot16_e4m3_f32(const uint4& w, const float (&x)[16], float acc) {
   const uint32_t ws[4] = {w.x, w.y, w.z, w.w};
 #pragma unroll
