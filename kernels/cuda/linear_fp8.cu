@@ -272,6 +272,8 @@ __device__ __forceinline__ float dot16_e4m3_f32(const uint4& w, const float (&x)
 
 // Output feature j = 8·blockIdx.x + warp for R rows of x [rows, k] in T, laid out as fp8_gemv_kernel: lane l takes
 // the weight row's 16-byte chunks l, l + 32, ..., kGemvAhead loads ahead; out = sum · w_scales[j] (+ bias[j]).
+// NOTE: the loop repeats fp8_gemv_kernel's rather than sharing a helper with it: the helper (tried, 2026-12-06) changed
+// that kernel's machine code, which the GPU check has passed and timed as it is.
 template <class T, int R>
 __global__ void __launch_bounds__(kGemvWarps * 32)
     fp8_w16_gemv_kernel(const T* __restrict__ x, const uint8_t* __restrict__ w, const float* __restrict__ w_scales,
