@@ -196,6 +196,40 @@ void cpu_ops::linear_int4(const tensor& x, const int4_device_weight& w, const te
   linear(x, tensor(dense.data(), dtype::f32, {n, k}), bias, out, false);
 }
 
+namespace {
+
+// Every e4m3 code's value in f32, exactly.
+const std::array<float, 256>& fp8_e4m3_values() {
+  static const std::array<float, 256> values = [] {
+    std::array<float, 256> t{};
+    for (int c = 0; c < 256; ++c) t[static_cast<size_t>(c)] = f8_e4m3_to_f32(static_cast<uint8_t>(c));
+    return t;
+  }();
+  return values;
+}
+
+// out = (x · decoded weight codesᵀ) · (x_scales[row] (1 when null) · w.scale[feature]) + bias, in f32: `linear` over the
+// decoded codes, then the scales and the bias, as the GPU's epilogues apply them.  x [rows, K] f32, out [rows, N] f32
+void linear_by_fp8_codes(cpu_ops& ops, const tensor& x, const float* x_scales, const fp8_device_weight& w,
+                         const tensor& bias, const tensor& out) {
+  const int64_t rows = x.dim(0), k = x.dim(1), n = w.weight.dim(0);
+  std::vector<float> wq(static_cast<size_t>(n * k));
+  const auto* wc = w.weight.as<uint8_t>();
+  for (size_t i = 0; i < wq.size(); ++i) wq[i] = fp8_e4m3_values()[wc[i]];
+  ops.linear(x, tensor(wq.data(), dtype::f32, {n, k}), tensor{}, out, false);
+  const float* sw = w.scale.as<float>();
+  const float* b = bias.empty() ? nullptr : bias.as<float>();
+  float* o = out.as<float>();
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t j = 0; j < n; ++j) {
+      float& v = o[r * n + j];
+      v = v * (x_scales ? x_scales[r] * sw[j] : sw[j]);
+      if (b) v += b[j];
+    }
+}
+
+} // namespace
+
 void cpu_ops::linear_fp8(const tensor& x, const fp8_device_weight& w, const tensor& bias, const tensor& out) {
   require_f32(x, "linear_fp8");
   const int64_t rows = x.dim(0), k = x.dim(1), n = w.weight.dim(0);
@@ -206,23 +240,10 @@ void cpu_ops::linear_fp8(const tensor& x, const fp8_device_weight& w, const tens
                                 std::string(troupe::name(w.weight.type)) + ", scale " + w.scale.shape_string() + ", output " +
                                 out.shape_string() + " disagree");
   if (rows <= cpu_fp8_w16_rows()) {
-    // W8A16: `linear` over the decoded codes and x itself (f32 sums; the GPU's differ by their order), then the weight
-    // scale and the bias, as fp8_w16_gemv_kernel applies them.
+    // W8A16: x itself, not its codes (f32 sums; the GPU's differ by their order), as fp8_w16_gemv_kernel.
     require_f32(w.scale, "linear_fp8");
     require_f32(out, "linear_fp8");
-    std::vector<float> wq(static_cast<size_t>(n * k));
-    const auto* wc = w.weight.as<uint8_t>();
-    for (size_t i = 0; i < wq.size(); ++i) wq[i] = f8_e4m3_to_f32(wc[i]);
-    linear(x, tensor(wq.data(), dtype::f32, {n, k}), tensor{}, out, false);
-    const float* sw = w.scale.as<float>();
-    const float* b = bias.empty() ? nullptr : bias.as<float>();
-    float* o = out.as<float>();
-    for (int64_t r = 0; r < rows; ++r)
-      for (int64_t j = 0; j < n; ++j) {
-        float& v = o[r * n + j];
-        v *= sw[j];
-        if (b) v += b[j];
-      }
+    linear_by_fp8_codes(*this, x, nullptr, w, bias, out);
     return;
   }
   std::vector<uint8_t> codes(static_cast<size_t>(rows * k));
@@ -251,29 +272,11 @@ void cpu_ops::linear_fp8_quantized(const fp8_activations& x, const fp8_device_we
     throw std::invalid_argument("linear_fp8_quantized: codes " + x.codes.shape_string() + " " +
                                 std::string(troupe::name(x.codes.type)) + ", scales " + x.scales.shape_string() +
                                 ", weight " + w.weight.shape_string() + ", output " + out.shape_string() + " disagree");
-  // Every code as f32, exactly; then the f32 linear over the decoded codes (each product of two e4m3 values is
-  // exact in f32, so the sums are `linear`'s), and the scales after, as the GPU's epilogue applies them.
-  static const std::array<float, 256> decode = [] {
-    std::array<float, 256> t{};
-    for (int c = 0; c < 256; ++c) t[static_cast<size_t>(c)] = f8_e4m3_to_f32(static_cast<uint8_t>(c));
-    return t;
-  }();
-  std::vector<float> xq(static_cast<size_t>(rows * k)), wq(static_cast<size_t>(n * k));
+  // x's codes as f32, exactly (each product of two e4m3 values is exact in f32, so the sums are `linear`'s).
+  std::vector<float> xq(static_cast<size_t>(rows * k));
   const auto* xc = x.codes.as<uint8_t>();
-  for (size_t i = 0; i < xq.size(); ++i) xq[i] = decode[xc[i]];
-  const auto* wc = w.weight.as<uint8_t>();
-  for (size_t i = 0; i < wq.size(); ++i) wq[i] = decode[wc[i]];
-  linear(tensor(xq.data(), dtype::f32, {rows, k}), tensor(wq.data(), dtype::f32, {n, k}), tensor{}, out, false);
-  const float* sx = x.scales.as<float>();
-  const float* sw = w.scale.as<float>();
-  const float* b = bias.empty() ? nullptr : bias.as<float>();
-  float* o = out.as<float>();
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t j = 0; j < n; ++j) {
-      float& v = o[r * n + j];
-      v = v * (sx[r] * sw[j]);
-      if (b) v += b[j];
-    }
+  for (size_t i = 0; i < xq.size(); ++i) xq[i] = fp8_e4m3_values()[xc[i]];
+  linear_by_fp8_codes(*this, tensor(xq.data(), dtype::f32, {rows, k}), x.scales.as<float>(), w, bias, out);
 }
 
 void cpu_ops::silu_and_mul(const tensor& x, const tensor& out) {
