@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "kernels/cpu/cpu_ops.hpp"
+#include "runtime/model/fp8_formats.hpp"
 
 using namespace troupe;
 
@@ -209,7 +210,7 @@ TEST(cpu_ops, linear_fp8_agrees_with_an_f64_reference_on_random_data) {
   EXPECT_THROW(b.linear_fp8(x, {wrong, scale, tensor{}}, tensor{}, out), std::invalid_argument);
 }
 
-// W8A16 (cpu_fp8_w16_rows, the CUDA backend's TROUPE_FP8_W16_ROWS twin): a step of at most that many rows multiplies
+// W8A16 (fp8_w16_rows, TROUPE_FP8_W16_ROWS, the rule both backends take): a step of at most that many rows multiplies
 // the codes' values by x itself (f64 reference here), any larger step quantizes x as before; a static input scale is
 // not used by W8A16.
 TEST(cpu_ops, linear_fp8_takes_x_unquantized_for_steps_of_at_most_w16_rows) {
@@ -226,10 +227,10 @@ TEST(cpu_ops, linear_fp8_takes_x_unquantized_for_steps_of_at_most_w16_rows) {
   b.upload_raw(weight, codes.data());
   auto scale = f32(b, {n}, scale_values), bias = f32(b, {n}, bias_values), input_scale = f32(b, {1}, {0.02f});
   struct restore {
-    int before = cpu_fp8_w16_rows();
-    ~restore() { cpu_fp8_w16_rows() = before; }
+    int before = fp8_w16_rows();
+    ~restore() { fp8_w16_rows() = before; }
   } restore_setting;
-  cpu_fp8_w16_rows() = 2;
+  fp8_w16_rows() = 2;
   for (const int64_t rows : {1, 2, 3}) {
     for (const bool static_input : {false, true}) {
       std::vector<float> x_values(static_cast<size_t>(rows * k));

@@ -13,7 +13,6 @@
 
 #include <nlohmann/json.hpp>
 
-#include "kernels/cpu/cpu_ops.hpp"
 #include "kernels/model_loader.hpp"
 #include "runtime/model/fp8_formats.hpp"
 #include "runtime/model/random_model.hpp"
@@ -238,14 +237,14 @@ TEST(fp8_quality, fp8_weights_of_the_reference_checkpoints_stay_close_to_the_unq
   }
 }
 
-// W8A16 steps (TROUPE_FP8_W16_ROWS on either backend; cpu_fp8_w16_rows here): x keeps its bits, so only the weights are
+// W8A16 steps (fp8_w16_rows, TROUPE_FP8_W16_ROWS, on either backend): x keeps its bits, so only the weights are
 // rounded to FP8, and every reference checkpoint's next-token distributions must come out nearer the unquantized
 // model's than W8A8's (weights and activations rounded) — the evidence that the path can serve in W8A8's place for
 // steps of few rows. Every position is a one-row step here, so the whole run takes the path. Printed for the note.
 TEST(fp8_quality, w8a16_steps_stay_nearer_the_unquantized_logits_than_w8a8) {
   struct restore {
-    int before = cpu_fp8_w16_rows();
-    ~restore() { cpu_fp8_w16_rows() = before; }
+    int before = fp8_w16_rows();
+    ~restore() { fp8_w16_rows() = before; }
   } restore_setting;
   for (const std::string name : reference_names) {
     const fs::path dir = fs::path(TROUPE_TEST_DATA) / "reference" / name;
@@ -253,9 +252,9 @@ TEST(fp8_quality, w8a16_steps_stay_nearer_the_unquantized_logits_than_w8a8) {
     const int64_t vocab = model_config::from_dir(dir).vocab_size;
     const auto reference = all_position_logits(dir, prompts);
     const auto fp8 = resolve_quantization(std::nullopt, "fp8", dir);
-    cpu_fp8_w16_rows() = 0;
+    fp8_w16_rows() = 0;
     const quality w8a8 = compare(all_position_logits(dir, prompts, fp8), reference, vocab);
-    cpu_fp8_w16_rows() = 1;
+    fp8_w16_rows() = 1;
     const quality w8a16 = compare(all_position_logits(dir, prompts, fp8), reference, vocab);
     std::printf("[quality] %-18s W8A16 relative error %.4f, mean KL %.6f nats; W8A8 %.4f, %.6f (%lld positions)\n",
                 name.c_str(), w8a16.relative_error, w8a16.mean_kl, w8a8.relative_error, w8a8.mean_kl,

@@ -18,6 +18,7 @@
 #include "kernels/cpu/cpu_ops.hpp"
 #include "kernels/cuda/cuda_ops.hpp"
 #include "kernels/cuda/launchers.hpp"
+#include "runtime/model/fp8_formats.hpp"
 #include "tools/gpu_check.hpp"
 
 using namespace troupe;
@@ -328,12 +329,12 @@ void check_linear_fp8(checker& c, dtype t) {
       report("linear_fp8", t, what, c.error(out), t == dtype::f32 ? 1e-3 : tolerance_for(t),
              std::string("ran ") + cuda::fp8_settings().last_path.load());
     }
-    // W8A16 ("w16", up to 4 rows, K a multiple of 16): x is not quantized; the twin is the CPU's linear_fp8 taking the
-    // same rule (cpu_fp8_w16_rows).
+    // W8A16 ("w16", up to 4 rows, K a multiple of 16): x is not quantized; the twin is the CPU's linear_fp8 under the
+    // same rule (fp8_w16_rows(), both backends' setting).
     if (gemv) {
       {
         const scoped_value<std::string> forced(cuda::fp8_settings().path, "w16");
-        const scoped_value<int> cpu_w16(cpu_fp8_w16_rows(), static_cast<int>(s.rows));
+        const scoped_value<int> w16(fp8_w16_rows(), static_cast<int>(s.rows));
         c.cpu.linear_fp8(x.cpu, weight_of(false), s.bias ? bias.cpu.get() : tensor{}, out.cpu);
         c.poison(out);
         c.gpu.linear_fp8(x.gpu, weight_of(true), s.bias ? bias.gpu.get() : tensor{}, out.gpu);

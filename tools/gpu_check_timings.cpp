@@ -305,7 +305,7 @@ void time_fp8_weights(cuda_ops& gpu) {
     const fp8_device_weight fw{w.codes, w.scale, tensor{}};
     // "quantize_scalar": the chosen path with the element-by-element quantizer (fp8_settings().quantize_vec false).
     // "quantize_wide": the chosen path with 1024-thread quantizer blocks (fp8_settings().wide_rows). "w16": no quantizer
-    // (W8A16, fp8_settings().w16_rows).
+    // (W8A16, fp8_w16_rows()).
     for (const std::string path :
          {"", "quantize_scalar", "quantize_wide", "w16", "gemv", "gemv_bulk", "mma", "mma_async", "epilogue"}) {
       if ((path == "mma" || path == "mma_async") && rows > 32) continue;

@@ -239,7 +239,7 @@ void cpu_ops::linear_fp8(const tensor& x, const fp8_device_weight& w, const tens
     throw std::invalid_argument("linear_fp8: x " + x.shape_string() + ", weight " + w.weight.shape_string() + " " +
                                 std::string(troupe::name(w.weight.type)) + ", scale " + w.scale.shape_string() + ", output " +
                                 out.shape_string() + " disagree");
-  if (rows <= cpu_fp8_w16_rows()) {
+  if (rows <= fp8_w16_rows()) {
     // W8A16: x itself, not its codes (f32 sums; the GPU's differ by their order), as fp8_w16_gemv_kernel.
     require_f32(w.scale, "linear_fp8");
     require_f32(out, "linear_fp8");
@@ -251,14 +251,6 @@ void cpu_ops::linear_fp8(const tensor& x, const fp8_device_weight& w, const tens
   const fp8_activations xq{tensor(codes.data(), dtype::f8_e4m3, {rows, k}), tensor(scales.data(), dtype::f32, {rows})};
   quantize_rows_fp8(x, w.input_scale, xq, "linear_fp8");
   linear_fp8_quantized(xq, w, bias, out);
-}
-
-int& cpu_fp8_w16_rows() {
-  static int rows = [] {
-    const char* v = std::getenv("TROUPE_FP8_W16_ROWS");
-    return v && *v ? std::atoi(v) : 0;
-  }();
-  return rows;
 }
 
 void cpu_ops::linear_fp8_quantized(const fp8_activations& x, const fp8_device_weight& w, const tensor& bias,

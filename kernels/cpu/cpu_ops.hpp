@@ -6,10 +6,6 @@
 
 namespace troupe {
 
-// Steps of at most this many rows take ops::linear_fp8 as W8A16: the FP8 weights times x itself, not x's e4m3 codes
-// (the twin of the CUDA backend's fp8_switches::w16_rows; both start as TROUPE_FP8_W16_ROWS). 0 (the default) never.
-int& cpu_fp8_w16_rows();
-
 class cpu_ops : public ops {
 public:
   std::string name() const override { return "cpu"; }

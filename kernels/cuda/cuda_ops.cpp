@@ -13,6 +13,7 @@
 #include "kernels/cuda/check.hpp"
 #include "kernels/cuda/cuda_context.hpp"
 #include "kernels/cuda/launchers.hpp"
+#include "runtime/model/fp8_formats.hpp"
 
 namespace troupe {
 
@@ -299,7 +300,7 @@ void cuda_ops::linear_int4(const tensor& x, const int4_device_weight& w, const t
 
 void cuda_ops::linear_fp8(const tensor& x, const fp8_device_weight& w, const tensor& bias, const tensor& out) {
   op_scope p(ctx_->profiler, op_profiler::gemm, ctx_->stream, "linear_fp8");
-  const char* path = cuda::launch_linear_fp8(*ctx_, x, w, bias, out);
+  const char* path = cuda::launch_linear_fp8(*ctx_, x, w, bias, out, x.dim(0) <= fp8_w16_rows());
   if (p.on()) p.rename("linear_fp8 " + linear_shape(w.weight) + " " + path, linear_flop(x, w.weight.dim(0)));
 }
 

@@ -56,9 +56,11 @@ int4_switches& int4_settings();
 // kernel that streams the weights once ("mma", or "mma_async" staging them by cp.async);
 // cuBLASLt's FP8 GEMM with the weight and token scales in its epilogue ("outer"), the FP8 GEMM into f32 and a
 // kernel applying the scales ("epilogue"), or a CUDA-core kernel ("simt"). Returns the path's name ("none" for
-// no rows). fp8_settings().path forces one ("" chooses; a forced path that cannot run throws std::runtime_error).
+// no rows). w16 (fp8_w16_rows(), runtime/model/fp8_formats.hpp: the step is W8A16's) puts "w16" first where the
+// shape allows it: no quantizer, fp8_w16_gemv_kernel multiplies the codes by x itself (up to 4 rows, K a multiple of 16).
+// fp8_settings().path forces one ("" chooses; a forced path that cannot run throws std::runtime_error).
 const char* launch_linear_fp8(cuda_context& ctx, const tensor& x, const fp8_device_weight& w, const tensor& bias,
-                              const tensor& out);
+                              const tensor& out, bool w16 = false);
 // ops::linear_fp8_quantized: the same product of codes already made (add_rms_norm_fp8, silu_and_mul_fp8).
 const char* launch_linear_fp8_quantized(cuda_context& ctx, const fp8_activations& x, const fp8_device_weight& w,
                                         const tensor& bias, const tensor& out);
@@ -83,14 +85,6 @@ struct fp8_switches {
   // 18,944 inputs on one SM. 0 (the default) never; TROUPE_FP8_WIDE_ROWS=N (written in the ninth session of 2026-12-05
   // after the last GPU call, off until timed).
   int wide_rows = 0;
-  // Steps of at most this many rows (up to 4) skip the activation quantizer: fp8_w16_gemv_kernel multiplies the FP8
-  // weights by x as it is (W8A16; x's values, not e4m3 codes of them, so nearer bf16 than W8A8). 0 (the default) never;
-  // TROUPE_FP8_W16_ROWS=N; the CPU twin takes the same rule (cpu_fp8_w16_rows, from the same variable). Written in the
-  // eleventh session (2026-12-06) with no GPU to time it: off until a one-request run shows the four quantizer launches
-  // a layer it removes were worth more than the wider x loads cost. On the CPU twin its next-token distributions sit
-  // nearer the unquantized model's than W8A8's (mean KL 0.0008-0.0014 nats against 0.0013-0.0020, fp8_weights_test),
-  // but a request's tokens then depend on its batch (the CPU engine torture's FP8 test fails with it on).
-  int w16_rows = 0;
   std::atomic<const char*> last_path{"none"};   // the path the last call took (troupe_gpu_check prints it)
 };
 fp8_switches& fp8_settings();

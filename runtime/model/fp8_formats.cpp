@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <stdexcept>
 
@@ -61,6 +62,14 @@ struct fp8_reader {
 bool one_value(const tensor_info& t) { return t.shape.empty() || t.shape == std::vector<int64_t>{1}; }
 
 } // namespace
+
+int& fp8_w16_rows() {
+  static int rows = [] {
+    const char* v = std::getenv("TROUPE_FP8_W16_ROWS");
+    return v && *v ? std::atoi(v) : 0;
+  }();
+  return rows;
+}
 
 float fp8_dynamic_scale(std::span<const float> row) { return dynamic_scale_of(max_abs(row)); }
 

@@ -47,6 +47,11 @@ struct fp8_weight {
 // dynamic_per_token_scaled_fp8_quant). What ops::linear_fp8 gives each token of its input.
 float fp8_dynamic_scale(std::span<const float> row);
 
+// Steps of at most this many rows take ops::linear_fp8 as W8A16 on every backend: the weights' codes times x itself, x
+// not quantized (nearer bf16 than W8A8, but a request's tokens then depend on how many rows its steps have). 0 (the
+// default): never. Starts as TROUPE_FP8_W16_ROWS; the CUDA kernel takes at most 4 rows.
+int& fp8_w16_rows();
+
 // codes[i] = f32_to_f8_e4m3(row[i] / scale): the f32 quotient rounded to the nearest even code, saturating at
 // ±448 (vLLM's scaled_fp8_conversion). Needs codes.size() == row.size().
 void fp8_quantize_row(std::span<const float> row, float scale, std::span<uint8_t> codes);
