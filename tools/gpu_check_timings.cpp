@@ -151,38 +151,28 @@ void time_ops(cuda_ops& gpu, bool only_attention) {
                  "decode S=" + std::to_string(seqs) + " ctx=" + std::to_string(ctx) + " 28/4x128", buf);
         }
   }
-  // Prefill: 4 prompts of 512; one prompt of 4096; 2048 new tokens after 6144 cached (a chunked long prompt).
-  for (const dtype kv : {t, dtype::f8_e4m3}) {
-    for (const bool simt : {false, true}) {
-      set_simt_attention(simt);
-      const double ms = time_attention(gpu, std::vector<std::pair<int32_t, int32_t>>(4, {512, 512}), kv);
-      const double tflop = 4.0 * 4 * 28 * 128 * (512.0 * 512 / 2) / 1e12;
-      std::snprintf(buf, sizeof buf, "%.3f ms, %.1f TFLOP/s", ms, tflop / (ms / 1e3));
-      inform(std::string(simt ? "time paged_attention (cuda cores)" : "time paged_attention") + kv_label(kv), t,
-             "prefill 4x512 28/4x128", buf);
-    }
-    set_simt_attention(false);
-    for (const auto& [q, len] : {std::pair<int32_t, int32_t>{4096, 4096}, {2048, 8192}}) {
-      const double ms = time_attention(gpu, {{q, len}}, kv);
-      // Keys each query sees: the cached ones, then causally among the new.
-      const double pairs = double(q) * (len - q) + double(q) * q / 2;
-      const double tflop = 4.0 * 28 * 128 * pairs / 1e12;
-      std::snprintf(buf, sizeof buf, "%.3f ms, %.1f TFLOP/s", ms, tflop / (ms / 1e3));
-      inform("time paged_attention" + kv_label(kv), t,
-             "prefill " + std::to_string(q) + " new of " + std::to_string(len) + " 28/4x128", buf);
-    }
-    // The same three on the prefill layout's lean form (attention_settings().prefill_lean).
-    const scoped_value<bool> lean(cuda::attention_settings().prefill_lean, true);
-    for (const auto& [n, q, len] : {std::tuple<int, int32_t, int32_t>{4, 512, 512}, {1, 4096, 4096}, {1, 2048, 8192}}) {
-      const double ms = time_attention(gpu, std::vector<std::pair<int32_t, int32_t>>(size_t(n), {q, len}), kv);
-      const double pairs = double(n) * (double(q) * (len - q) + double(q) * q / 2);
-      const double tflop = 4.0 * 28 * 128 * pairs / 1e12;
-      std::snprintf(buf, sizeof buf, "%.3f ms, %.1f TFLOP/s", ms, tflop / (ms / 1e3));
-      inform("time paged_attention lean prefill" + kv_label(kv), t,
-             "prefill " + (n > 1 ? std::to_string(n) + "x" + std::to_string(q) : std::to_string(q) + " new of " + std::to_string(len)) +
-                 " 28/4x128", buf);
-    }
-  }
+  // Prefill: 4 prompts of 512; one prompt of 4096; 2048 new tokens after 6144 cached (a chunked long prompt); each on
+  // the tensor cores and in their lean form (attention_settings().prefill_lean), 4 x 512 also on the CUDA cores.
+  for (const dtype kv : {t, dtype::f8_e4m3})
+    for (const auto& [n, q, len] : {std::tuple<int, int32_t, int32_t>{4, 512, 512}, {1, 4096, 4096}, {1, 2048, 8192}})
+      for (const int form : {0, 1, 2}) {  // tensor cores, CUDA cores, lean
+        if (form == 1 && n == 1) continue;
+        set_simt_attention(form == 1);
+        const scoped_value<bool> lean(cuda::attention_settings().prefill_lean, form == 2);
+        const double ms = time_attention(gpu, std::vector<std::pair<int32_t, int32_t>>(size_t(n), {q, len}), kv);
+        // Keys each query sees: the cached ones, then causally among the new.
+        const double pairs = double(n) * (double(q) * (len - q) + double(q) * q / 2);
+        const double tflop = 4.0 * 28 * 128 * pairs / 1e12;
+        std::snprintf(buf, sizeof buf, "%.3f ms, %.1f TFLOP/s", ms, tflop / (ms / 1e3));
+        const std::string name = form == 1 ? "time paged_attention (cuda cores)"
+                                 : form == 2 ? "time paged_attention lean prefill"
+                                             : "time paged_attention";
+        inform(name + kv_label(kv), t,
+               "prefill " + (n > 1 ? std::to_string(n) + "x" + std::to_string(q)
+                                   : std::to_string(q) + " new of " + std::to_string(len)) + " 28/4x128",
+               buf);
+      }
+  set_simt_attention(false);
   // A mixed step: 3 prompt chunks of 512 (after 0, 512 and 1024 cached positions) beside 200 decodes of 640, the
   // decodes first as the scheduler orders them; on tensor cores also with the many-token launch over the whole batch
   // (as before the metadata carried the many-token range: 56 row tiles for every one of the 203 sequences).
