@@ -21,6 +21,8 @@
 #include "kernels/model.hpp"
 #include "kernels/model_loader.hpp"
 #include "kernels/sampling_inputs.hpp"
+#include "kernels/cuda/launchers.hpp"
+#include "runtime/model/random_model.hpp"
 #include "runtime/model/safetensors.hpp"
 #include "tests/support/fp8_reference.hpp"
 #include "tests/support/quantized_copy.hpp"
@@ -268,6 +270,56 @@ void check_against_cpu_twin(model& on_gpu, model& on_cpu, const std::string& lab
 }
 
 } // namespace
+
+// The 4-bit kernels that the reference models' shapes never reach (their K of 64 is no multiple of 128): a random AWQ
+// model made here with K of 256 and 512 (g128), in bf16 on the GPU against its f32 CPU twin, on each 4-bit path of a
+// step of 17 to 512 rows: the default, int4_settings().gemm -1 (TROUPE_INT4_GEMM=auto: the shared-memory GEMM for
+// 17 to 64 rows, the decode graphs of 17-64 sequences included) and 1 (every step up to 512 rows), and the ring
+// kernel's variants (int4_settings().ring) for steps of up to 32. Prompts of 1 to 230 tokens make prefill steps of each
+// size; the three-prompt decode replays the graph of 4.
+void check_model_int4_paths(cuda_ops& gpu) {
+  troupe::testing::temp_folder folder("gpu_check_int4");
+  make_model_options o;
+  o.hidden_size = 256;
+  o.intermediate_size = 512;
+  o.num_layers = 2;
+  o.num_heads = 4;
+  o.num_kv_heads = 2;
+  o.quantization = "awq";
+  o.group_size = 128;
+  o.seed = 12;
+  write_random_model(o, folder.path());
+  const model_config config = model_config::from_dir(folder.path());
+  const checkpoint ckpt = checkpoint::open(folder.path());
+  std::vector<std::vector<int32_t>> prompts;
+  for (const int len : {20, 40, 1, 64, 65, 130, 230}) {  // the reference limits hold 256 tokens
+    std::vector<int32_t> p(static_cast<size_t>(len));
+    for (int i = 0; i < len; ++i) p[static_cast<size_t>(i)] = (i * 37 + len * 11) % 250 + 3;
+    prompts.push_back(std::move(p));
+  }
+  cpu_ops cpu;
+  model on_cpu(config, cpu,
+               load_model_weights(config, cpu, dtype::f32, checkpoint_weight_source(ckpt, config),
+                                  checkpoint_int4_source(ckpt, config)),
+               dtype::f32, troupe::testing::reference_limits());
+  struct path {
+    const char* name;
+    int gemm, ring;
+  };
+  for (const path& p : {path{"default", 0, 0}, {"gemm auto", -1, 0}, {"gemm all", 1, 0}, {"ring1", 0, 1},
+                        {"ring2", 0, 2}, {"ring3", 0, 3}}) {
+    // Set before the model exists: its decode graphs record the kernels in force when captured.
+    const scoped_value<int> gemm(cuda::int4_settings().gemm, p.gemm);
+    const scoped_value<int> ring(cuda::int4_settings().ring, p.ring);
+    model on_gpu(config, gpu,
+                 load_model_weights(config, gpu, dtype::bf16, checkpoint_weight_source(ckpt, config),
+                                    checkpoint_int4_source(ckpt, config)),
+                 dtype::bf16, troupe::testing::reference_limits());
+    on_gpu.warm_up();
+    check_against_cpu_twin(on_gpu, on_cpu, std::string("model random awq g128 K256/512 int4 ") + p.name, dtype::bf16,
+                           prompts, model_tolerance(dtype::bf16, config), false);
+  }
+}
 
 void check_model_fp8_kv(cuda_ops& gpu, const fs::path& dir, dtype t) {
   std::ifstream in(dir / "reference.json");

@@ -235,20 +235,31 @@ void check_linear_int4(checker& c, dtype t) {
     if (s.bias) bias = c.random(t, {s.n});
     auto out = c.random(t, {s.rows, s.n});
     c.cpu.linear_int4(x.cpu, {qweight.cpu.get(), scales.cpu.get(), zeros.cpu.get(), s.group}, s.bias ? bias.cpu.get() : tensor{}, out.cpu);
-    // The tensor-core shapes (bf16 / f16, up to 32 rows) also on the kernel that stages weights by cp.async.
+    // The tensor-core shapes (bf16 / f16, up to 32 rows) also on the kernel that stages weights by cp.async, and on
+    // the ring kernel's variants (int4_settings().ring): 1 and 2 must write the register kernel's ("") bits.
     // "gemm": the shared-memory GEMM for batches (int4_settings().gemm), at any rows up to 512 with K a multiple of 128.
-    for (const std::string variant : {"", "async", "gemm"}) {
+    bytes register_kernel;
+    for (const std::string variant : {"", "async", "ring1", "ring2", "ring3", "gemm"}) {
       if (variant == "gemm" ? t == dtype::f32 || s.rows > 512 || s.k % 128 != 0
                             : !variant.empty() && (t == dtype::f32 || s.rows > 32))
         continue;
+      const int ring = variant.starts_with("ring") ? variant.back() - '0' : 0;
       const scoped_value<int> forced(cuda::int4_settings().async, variant == "async" ? 1 : 0);
       const scoped_value<int> gemm(cuda::int4_settings().gemm, variant == "gemm" ? 1 : 0);
+      const scoped_value<int> ringed(cuda::int4_settings().ring, ring);
       c.poison(out);
       c.gpu.linear_int4(x.gpu, {qweight.gpu.get(), scales.gpu.get(), zeros.gpu.get(), s.group}, s.bias ? bias.gpu.get() : tensor{}, out.gpu);
       std::string what = "T,K,N=" + dims({s.rows, s.k, s.n}) + " G" + std::to_string(s.group);
       if (s.bias) what += " +bias";
       if (!variant.empty()) what += " " + variant;
       report("linear_int4", t, what, c.error(out), tolerance_for(t));
+      if (t == dtype::f32 || s.rows > 32 || (!variant.empty() && ring != 1 && ring != 2)) continue;
+      bytes b(static_cast<size_t>(out.gpu.get().numel()) * size_in_bytes(t));
+      c.gpu.download_raw(b.data(), out.gpu.get());
+      if (variant.empty()) register_kernel = std::move(b);
+      else
+        report("linear_int4", t, what + " bits", static_cast<double>(differing_elements(b, register_kernel, size_in_bytes(t))),
+               0.0, "elements differing from the register kernel's");
     }
   }
 }

@@ -242,11 +242,13 @@ void time_ops(cuda_ops& gpu, bool only_attention) {
     const int4_device_weight w{iw.words, iw.scales, iw.zeros, static_cast<int32_t>(group)};
     // Up to 32 rows also on the kernel that stages its weights by cp.async (int4_settings().async).
     // From 16 rows to 512 also on the shared-memory GEMM (int4_settings().gemm).
-    for (const std::string variant : {"", "async", "gemm"}) {
+    // Up to 32 rows also on the ring kernel's variants (int4_settings().ring).
+    for (const std::string variant : {"", "async", "ring1", "ring2", "ring3", "gemm"}) {
       if (variant == "gemm" ? rows < 16 || rows > 512 : !variant.empty() && rows > 32) continue;
       const bool async = variant == "async";
       const scoped_value<int> forced(cuda::int4_settings().async, async ? 1 : 0);
       const scoped_value<int> gemm(cuda::int4_settings().gemm, variant == "gemm" ? 1 : 0);
+      const scoped_value<int> ringed(cuda::int4_settings().ring, variant.starts_with("ring") ? variant.back() - '0' : 0);
       const double ms = stream_ms(gpu, [&] { gpu.linear_int4(x, w, tensor{}, out); });
       const double bytes = n * h / 2.0 + 2.0 * 2 * n * (h / group) + 2.0 * rows * (h + n);
       const double tflop = 2.0 * rows * h * n / 1e12;

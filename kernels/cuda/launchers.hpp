@@ -42,13 +42,17 @@ struct int4_switches {
   // Up to 32 rows on int4_mma_async_kernel (weights staged by cp.async): -1 where the layer has more outputs than inputs
   // (gate_up, qkv: faster there on the H200; o_proj and down slower), 0 never, 1 always. Starts as TROUPE_INT4_ASYNC=0|1.
   int async = -1;
-  // int4_gemm_kernel, the shared-memory GEMM for batches (bf16 / f16, K a multiple of 128): -1 for 17 to 64 rows, where
-  // its op timings beat both the decode kernels and dequantize + cuBLAS (TROUPE_INT4_GEMM=auto); 1 for every product of
-  // up to 512 rows (TROUPE_INT4_GEMM=1); 0 never (default: the decode kernels up to 32 rows, then dequantize + cuBLAS),
-  // until a GPU check and W1 run the whole model with -1 (its decode graphs of 17-64 sequences included).
-  // H100, 2026-12-06, gate_up at Qwen2.5-7B shapes: 16 rows 0.075 ms against the decode kernels' 0.072-0.076; 32 rows
-  // 0.076 against 0.126 (staged) / 0.146; 64 rows 0.135 against dequantize + cuBLAS 0.239; 256 rows 0.371 against 0.249.
-  int gemm = 0;
+  // int4_gemm_kernel, the shared-memory GEMM for batches (bf16 / f16, K a multiple of 128): -1 (the default;
+  // TROUPE_INT4_GEMM=auto) for 17 to 64 rows, where its op timings beat both the decode kernels and dequantize +
+  // cuBLAS; 1 for every product of up to 512 rows (TROUPE_INT4_GEMM=1); 0 never (TROUPE_INT4_GEMM=0: the decode
+  // kernels up to 32 rows, then dequantize + cuBLAS). H100, 2026-12-06, gate_up at Qwen2.5-7B shapes: 16 rows 0.075 ms
+  // against the decode kernels' 0.072-0.076; 32 rows 0.076 against 0.126 (staged) / 0.146; 64 rows 0.135 against
+  // dequantize + cuBLAS 0.239; 256 rows 0.371 against 0.249. The whole model (twelfth session, H100): 32 rtn requests
+  // 8.21 ms a step without it, 5.76 with it; troupe_gpu_check's "model random awq ... int4 gemm auto" rows check it.
+  int gemm = -1;
+  // Up to 32 rows, where int4_mma_kernel runs: int4_ring_kernel, the same sums with its loop unrolled over the loads
+  // in flight (TROUPE_INT4_RING=1|2|3, its variants; 0, off, until timed).
+  int ring = 0;
 };
 int4_switches& int4_settings();
 // ops::linear_fp8 on ctx's stream: each token quantized to e4m3 into ctx's scratch, then the first of these that

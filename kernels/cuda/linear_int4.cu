@@ -10,13 +10,16 @@
 //   not neighbours; the sum does not care about the order of k, so x's B fragments are permuted to match
 //   (one byte-permute per pair). A block's 8 warps split K and add their tiles in shared memory.
 // - f32, up to kSimtRows rows: the CUDA-core kernel (f32 is for checks against references, not for speed).
+// - 17 to 64 rows (int4_settings().gemm, by default; K a multiple of 128): int4_gemm_kernel, a tensor-core GEMM
+//   that stages each block's weights and x tile in shared memory once.
 // - more rows: the weight is dequantized into a scratch matrix (one vector store per packed word) and the
-//   cuBLASLt GEMM runs on it. A fused tensor-core GEMM for large batches is what replaces it.
+//   cuBLASLt GEMM runs on it.
 //
 // troupe_gpu_check's op table compares every path with the CPU twin (odd rows, output features and K, groups of
 // 32 / 64 / 128); its timings print them at Qwen2.5-7B shapes.
 
 #include <algorithm>
+#include <bit>
 #include <cstdlib>
 #include <string_view>
 
@@ -71,6 +74,11 @@ template <class T> __device__ __forceinline__ void dequantize_word(uint32_t w, u
 #pragma unroll
   for (int j = 0; j < 4; ++j) d[j] = mul2<T>(sub2<T>(((w >> (4 * j)) & 0x000F000Fu) | kMagic<T>, zm), s);
 }
+// The same without the scale: d[j] = (q_j − z, q_{j+4} − z), exact in T (the ring kernel's ScaleAfter path).
+template <class T> __device__ __forceinline__ void dequantize_word_unscaled(uint32_t w, uint32_t zm, uint32_t (&d)[4]) {
+#pragma unroll
+  for (int j = 0; j < 4; ++j) d[j] = sub2<T>(((w >> (4 * j)) & 0x000F000Fu) | kMagic<T>, zm);
+}
 
 // A decode kernel's output before its rounding: the f32 sum plus bias[j] (0 without a bias).
 template <class T> __device__ __forceinline__ float plus_bias(float sum, const T* __restrict__ bias, int j) {
@@ -94,7 +102,7 @@ constexpr int kAhead = 3;
 
 // One warp's share of one block of K (chunk c of 32 weights a lane, `live` false past K): cur's weights of
 // outputs n0 + g and n0 + g + 8 dequantized to T, times x's rows 8·tile + g at the same k, added into acc.
-template <class T, int NT, bool ScaleAfter>
+template <class T, int NT, bool ScaleAfter, bool SkipOne = false>
 __device__ __forceinline__ void int4_mma_step(float (&acc)[NT][4], const int4_stage<T>& cur, const T* __restrict__ x,
                                               int rows, int k, int c, bool live, int g) {
   const uint32_t za = splat2(from_float<T>(to_float(cur.za) + kMagicValue<T>));
@@ -122,8 +130,13 @@ __device__ __forceinline__ void int4_mma_step(float (&acc)[NT][4], const int4_st
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
       uint32_t da[4], db[4];
-      dequantize_word<T>(words_a[i], za, sa, da);
-      dequantize_word<T>(words_b[i], zb, sb, db);
+      if constexpr (ScaleAfter && SkipOne) {  // the ring kernel: no multiplication by one
+        dequantize_word_unscaled<T>(words_a[i], za, da);
+        dequantize_word_unscaled<T>(words_b[i], zb, db);
+      } else {
+        dequantize_word<T>(words_a[i], za, sa, da);
+        dequantize_word<T>(words_b[i], zb, sb, db);
+      }
       const uint32_t a0[4] = {da[0], db[0], da[1], db[1]};  // k slots of word i, nibbles 0,4 | 1,5
       const uint32_t a1[4] = {da[2], db[2], da[3], db[3]};  // nibbles 2,6 | 3,7
 #pragma unroll
@@ -190,6 +203,60 @@ __global__ void __launch_bounds__(kWarps * 32)
     int4_mma_step<T, NT, ScaleAfter>(acc, cur, x, rows, k, c, c < chunks, g);
   }
   reduce_tile_outputs<T, NT, kWarps>(partial, acc, n0, rows, n_out, out,
+                                 [&](float sum, int, int j) { return plus_bias(sum, bias, j); });
+}
+
+// int4_mma_kernel's product with its loop unrolled over the ring of blocks in flight (int4_settings().ring,
+// TROUPE_INT4_RING=1; written in the twelfth session of 2026-12-06, off until timed): the rolled loop moves each
+// in-flight stage down the ring every block (30 register moves), divides by the group size for every load, and
+// multiplies every dequantized pair by one where the scale comes after the sum; here the ring's slots stay put, the
+// group is a shift (group_shift = log2(group / 32): groups a power of two from 32) and ScaleAfter skips the
+// multiplication. The same sums in the same order: bit for bit int4_mma_kernel's outputs (at Warps = kWarps).
+// Its variants (int4_settings().ring, TROUPE_INT4_RING=1|2|3): 1 as int4_mma_kernel, 8 warps a block (85 registers at
+// one row tile: 2 blocks an SM); 2 the same capped for 3 blocks an SM at one row tile (80 registers, 28 bytes spilled);
+// 3 with 4 warps a block (each warp twice the blocks of K; 5 blocks an SM at one row tile).
+template <class T, int NT, bool ScaleAfter, int Warps, int MinBlocks>
+__global__ void __launch_bounds__(Warps * 32, MinBlocks)
+    int4_ring_kernel(const T* __restrict__ x, const uint4* __restrict__ q, const T* __restrict__ scales,
+                     const T* __restrict__ zeros, const T* __restrict__ bias, T* __restrict__ out, int rows, int n_out,
+                     int k, int group_shift) {
+  __shared__ float partial[Warps][16][NT * 8 + 1];
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+  const int n0 = blockIdx.x * 16;
+  const int chunks = k / 32, groups = chunks >> group_shift, blocks = (chunks + 3) / 4;
+  const int out_a = n0 + g, out_b = n0 + g + 8;
+  const bool has_a = out_a < n_out, has_b = out_b < n_out;
+  const int64_t row_a = static_cast<int64_t>(has_a ? out_a : 0), row_b = static_cast<int64_t>(has_b ? out_b : 0);
+  float acc[NT][4];
+  zero_tiles(acc);
+
+  // Block b's stage for this lane (c < chunks implies b < blocks); zeros past K or past the outputs.
+  auto load = [&](int b) {
+    int4_stage<T> st{};
+    const int c = b * 4 + t;
+    if (c < chunks) {
+      const int gi = c >> group_shift;
+      if (has_a) st.wa = load_streaming(q + row_a * chunks + c), st.sa = scales[row_a * groups + gi], st.za = zeros[row_a * groups + gi];
+      if (has_b) st.wb = load_streaming(q + row_b * chunks + c), st.sb = scales[row_b * groups + gi], st.zb = zeros[row_b * groups + gi];
+    }
+    return st;
+  };
+  int4_stage<T> ahead[kAhead];
+#pragma unroll
+  for (int i = 0; i < kAhead; ++i) ahead[i] = load(warp + i * Warps);
+  pdl_wait();  // the weights do not depend on the kernel before; x does
+  for (int b0 = warp; b0 < blocks; b0 += kAhead * Warps) {
+#pragma unroll
+    for (int i = 0; i < kAhead; ++i) {
+      const int b = b0 + i * Warps;
+      if (b >= blocks) break;
+      const int4_stage<T> cur = ahead[i];
+      ahead[i] = load(b + kAhead * Warps);
+      const int c = b * 4 + t;
+      int4_mma_step<T, NT, ScaleAfter, true>(acc, cur, x, rows, k, c, c < chunks, g);
+    }
+  }
+  reduce_tile_outputs<T, NT, Warps>(partial, acc, n0, rows, n_out, out,
                                  [&](float sum, int, int j) { return plus_bias(sum, bias, j); });
 }
 
@@ -273,6 +340,21 @@ void launch_mma(const tensor& x, const int4_device_weight& w, const tensor& bias
   // than inputs, unless int4_settings().async says otherwise.
   const int setting = int4_settings().async;
   const bool scale_after = w.group_size % 128 == 0 && !scale_before, async = setting > 0 || (setting < 0 && n_out > k);
+  const int group = static_cast<int>(w.group_size);
+  const int ring = int4_settings().ring;
+  if (!async && ring > 0 && group >= 32 && (group & (group - 1)) == 0) {
+    const int shift = std::countr_zero(static_cast<unsigned>(group / 32));
+    auto launch = [&](auto kernel, int warps) {
+      launch_dependent(kernel, dim3(static_cast<unsigned>((n_out + 15) / 16)), dim3(warps * 32), stream,
+                       "linear_int4 ring", x.as<T>(), static_cast<const uint4*>(w.qweight.data), w.scales.as<T>(),
+                       w.zeros.as<T>(), bias.empty() ? nullptr : bias.as<T>(), out.as<T>(), rows, n_out, k, shift);
+    };
+    constexpr int kCapped = NT == 1 ? 3 : 0;  // variant 2: 3 blocks an SM at one row tile
+    if (ring == 2) launch(scale_after ? int4_ring_kernel<T, NT, true, kWarps, kCapped> : int4_ring_kernel<T, NT, false, kWarps, kCapped>, kWarps);
+    else if (ring == 3) launch(scale_after ? int4_ring_kernel<T, NT, true, 4, 0> : int4_ring_kernel<T, NT, false, 4, 0>, 4);
+    else launch(scale_after ? int4_ring_kernel<T, NT, true, kWarps, 0> : int4_ring_kernel<T, NT, false, kWarps, 0>, kWarps);
+    return;
+  }
   auto kernel = async ? (scale_after ? int4_mma_async_kernel<T, NT, true> : int4_mma_async_kernel<T, NT, false>)
                       : (scale_after ? int4_mma_kernel<T, NT, true> : int4_mma_kernel<T, NT, false>);
   // Launched as a programmatic dependent: its blocks may start while the kernel before (a norm, silu_and_mul)
@@ -558,7 +640,11 @@ int4_switches& int4_settings() {
                          }(),
                          [] {
                            const char* v = std::getenv("TROUPE_INT4_GEMM");
-                           return !v || !*v || *v == '0' ? 0 : std::string_view(v) == "auto" ? -1 : 1;
+                           return !v || !*v || std::string_view(v) == "auto" ? -1 : *v == '0' ? 0 : 1;
+                         }(),
+                         [] {
+                           const char* v = std::getenv("TROUPE_INT4_RING");
+                           return v && *v >= '1' && *v <= '3' ? *v - '0' : 0;
                          }()};
   return s;
 }

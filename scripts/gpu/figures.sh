@@ -11,13 +11,13 @@
 #   5. with LONG=1: 64 prompts of 8,000 tokens, 256 out, bf16 and FP8 KV (issue 13 item 3);
 #   6. with VARIANTS=1: what is not yet measured, first: one FP8 request with W8A16 products for steps of up to 4
 #      rows (TROUPE_FP8_W16_ROWS=4: no activation quantizer), and with 1024-thread quantizer blocks
-#      (TROUPE_FP8_WIDE_ROWS=16); 32 rtn requests at once without and with the shared-memory 4-bit GEMM for 17 to 64
-#      rows (TROUPE_INT4_GEMM=auto); W1 in bf16 and in FP8 + FP8 KV with the prefill attention's lean form
+#      (TROUPE_FP8_WIDE_ROWS=16); 32 rtn requests at once with (the default) and without the shared-memory 4-bit GEMM
+#      for 17 to 64 rows (TROUPE_INT4_GEMM=0); W1 in bf16 and in FP8 + FP8 KV with the prefill attention's lean form
 #      (TROUPE_ATTN_PREFILL_LEAN=1: three blocks an SM) and FP8 W1 with the GEMM tuning over 32 of cuBLASLt's candidates
 #      (TROUPE_GEMM_CANDIDATES=32); one FP8 request with wide blocks and fused inputs, and W1 with FP8 inputs
 #      quantized by the kernel before the layer (TROUPE_FP8_FUSED=1); VARIANTS=2 also one request on each measured alternative
 #      of the defaults (the element-by-element quantizer, fused inputs, the bulk-copy GEMV, the cp.async
-#      choices, no PDL), to measure them again on another card.
+#      choices, no PDL), to measure them again on another card. VARIANTS=int4: the 4-bit decode kernels (below).
 # A table comes last; logs in $OUT/figures.tgz.
 #   LIMIT=540 bash scripts/gpu/figures.sh        (on the GPU machine, after scripts/gpu/bundle.sh here)
 #   PARTS="b1 kv" picks parts 1-3 (w1, b1, kv; default all three); STRUCTURED=1 and LONG=1 add 4 and 5.
@@ -49,7 +49,7 @@ b1() {
   table+=("1 request $tag: $(grep -E 'output tokens/s' "$OUT/figures/b1_$tag.txt" | head -1) | $(grep -E 'us per step' "$OUT/figures/b1_$tag.txt" | head -1)")
 }
 
-b32() {  # 32 requests at once: decode steps of 32 rows (the 4-bit GEMM's TROUPE_INT4_GEMM=auto range)
+b32() {  # 32 requests at once: decode steps of 32 rows (the 4-bit GEMM's range, 17-64 rows)
   local tag=$1; shift
   run "b32_$tag" 40 bundle/troupe bench throughput --backend cuda --load-format dummy --model $m --num-prompts 32 \
     --input-len 128 --output-len 256 --max-model-len 1024 --temperature 0 "$@" || return
@@ -77,7 +77,7 @@ if [ "${VARIANTS:-0}" != 0 ] && [ "${VARIANTS:-0}" != w1 ]; then
   TROUPE_FP8_W16_ROWS=4 b1 fp8_fp8kv_w16 --quantization fp8 --kv-cache-dtype fp8
   TROUPE_FP8_WIDE_ROWS=16 b1 fp8_fp8kv_wide --quantization fp8 --kv-cache-dtype fp8
   b32 rtn --quantization rtn
-  TROUPE_INT4_GEMM=auto b32 rtn_gemm_auto --quantization rtn
+  TROUPE_INT4_GEMM=0 b32 rtn_no_gemm --quantization rtn
   TROUPE_FP8_WIDE_ROWS=16 TROUPE_FP8_FUSED=1 b1 fp8_fp8kv_wide_fused --quantization fp8 --kv-cache-dtype fp8
 fi
 if [ "${VARIANTS:-0}" != 0 ] && [ "${VARIANTS:-0}" != small ]; then
@@ -85,6 +85,19 @@ if [ "${VARIANTS:-0}" != 0 ] && [ "${VARIANTS:-0}" != small ]; then
   TROUPE_ATTN_PREFILL_LEAN=1 w1 bf16_lean_prefill
   TROUPE_ATTN_PREFILL_LEAN=1 w1 fp8_fp8kv_lean_prefill --quantization fp8 --kv-cache-dtype fp8
   TROUPE_FP8_FUSED=1 w1 fp8_fp8kv_fused --quantization fp8 --kv-cache-dtype fp8
+fi
+# VARIANTS=int4 (with PARTS=none): the 4-bit decode kernels, one rtn request on each ring kernel variant
+# (TROUPE_INT4_RING=1|2|3; with TROUPE_INT4_ASYNC=0 on every layer) beside the default; 32 requests with the
+# shared-memory GEMM for 17-64 rows (the default) and without (TROUPE_INT4_GEMM=0); W1 rtn with it.
+if [ "${VARIANTS:-0}" = int4 ]; then
+  b1 rtn --quantization rtn
+  TROUPE_INT4_RING=1 b1 rtn_ring1 --quantization rtn
+  TROUPE_INT4_RING=1 TROUPE_INT4_ASYNC=0 b1 rtn_ring1_every_layer --quantization rtn
+  TROUPE_INT4_RING=3 b1 rtn_ring3 --quantization rtn
+  TROUPE_INT4_RING=2 b1 rtn_ring2 --quantization rtn
+  b32 rtn --quantization rtn
+  TROUPE_INT4_GEMM=0 b32 rtn_no_gemm --quantization rtn
+  w1 rtn --quantization rtn
 fi
 if [ "${VARIANTS:-0}" = 2 ]; then
   TROUPE_FP8_QUANTIZE_VEC=0 b1 fp8_fp8kv_quantize_scalar --quantization fp8 --kv-cache-dtype fp8
