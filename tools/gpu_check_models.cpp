@@ -273,9 +273,9 @@ void check_against_cpu_twin(model& on_gpu, model& on_cpu, const std::string& lab
 
 // The 4-bit kernels that the reference models' shapes never reach (their K of 64 is no multiple of 128): a random AWQ
 // model made here with K of 256 and 512 (g128), in bf16 on the GPU against its f32 CPU twin, on each 4-bit path of a
-// step of 17 to 512 rows: the default, int4_settings().gemm -1 (TROUPE_INT4_GEMM=auto: the shared-memory GEMM for
-// 17 to 64 rows, the decode graphs of 17-64 sequences included) and 1 (every step up to 512 rows), and the ring
-// kernel's variants (int4_settings().ring) for steps of up to 32. Prompts of 1 to 230 tokens make prefill steps of each
+// step of 17 to 512 rows: int4_settings().gemm 0 (the decode kernels, then dequantize + cuBLAS), -1 (the default,
+// TROUPE_INT4_GEMM=auto: the shared-memory GEMM for 17 to 64 rows, the decode graphs of 17-64 sequences included) and 1
+// (every step up to 512 rows), and the ring kernel's variants (int4_settings().ring; 1 the default) for steps of up to 32. Prompts of 1 to 230 tokens make prefill steps of each
 // size; the three-prompt decode replays the graph of 4.
 void check_model_int4_paths(cuda_ops& gpu) {
   troupe::testing::temp_folder folder("gpu_check_int4");
@@ -306,8 +306,8 @@ void check_model_int4_paths(cuda_ops& gpu) {
     const char* name;
     int gemm, ring;
   };
-  for (const path& p : {path{"default", 0, 0}, {"gemm auto", -1, 0}, {"gemm all", 1, 0}, {"ring1", 0, 1},
-                        {"ring2", 0, 2}, {"ring3", 0, 3}}) {
+  for (const path& p : {path{"gemm off, ring off", 0, 0}, {"gemm auto", -1, 1}, {"gemm all", 1, 1}, {"ring1", 0, 1},
+                        {"ring2", 0, 2}, {"ring3", 0, 3}, {"ring4", -1, 4}}) {
     // Set before the model exists: its decode graphs record the kernels in force when captured.
     const scoped_value<int> gemm(cuda::int4_settings().gemm, p.gemm);
     const scoped_value<int> ring(cuda::int4_settings().ring, p.ring);

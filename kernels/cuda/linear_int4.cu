@@ -207,14 +207,15 @@ __global__ void __launch_bounds__(kWarps * 32)
 }
 
 // int4_mma_kernel's product with its loop unrolled over the ring of blocks in flight (int4_settings().ring,
-// TROUPE_INT4_RING=1; written in the twelfth session of 2026-12-06, off until timed): the rolled loop moves each
+// TROUPE_INT4_RING=1, the default; written in the twelfth session of 2026-12-06): the rolled loop moves each
 // in-flight stage down the ring every block (30 register moves), divides by the group size for every load, and
 // multiplies every dequantized pair by one where the scale comes after the sum; here the ring's slots stay put, the
 // group is a shift (group_shift = log2(group / 32): groups a power of two from 32) and ScaleAfter skips the
 // multiplication. The same sums in the same order: bit for bit int4_mma_kernel's outputs (at Warps = kWarps).
-// Its variants (int4_settings().ring, TROUPE_INT4_RING=1|2|3): 1 as int4_mma_kernel, 8 warps a block (85 registers at
-// one row tile: 2 blocks an SM); 2 the same capped for 3 blocks an SM at one row tile (80 registers, 28 bytes spilled);
-// 3 with 4 warps a block (each warp twice the blocks of K; 5 blocks an SM at one row tile).
+// Its variants (int4_settings().ring, TROUPE_INT4_RING=0|1|2|3|4): 1 as int4_mma_kernel, 8 warps a block (85 registers
+// at one row tile: 2 blocks an SM); 2 the same capped for 3 blocks an SM at one row tile (80 registers, 28 bytes
+// spilled); 3 with 4 warps a block (each warp twice the blocks of K; 5 blocks an SM at one row tile); 4 chooses by layer
+// (launch_mma); 0 leaves int4_mma_kernel. Bits equal to int4_mma_kernel's on every shape of the GPU check (1 and 2).
 template <class T, int NT, bool ScaleAfter, int Warps, int MinBlocks>
 __global__ void __launch_bounds__(Warps * 32, MinBlocks)
     int4_ring_kernel(const T* __restrict__ x, const uint4* __restrict__ q, const T* __restrict__ scales,
@@ -341,8 +342,14 @@ void launch_mma(const tensor& x, const int4_device_weight& w, const tensor& bias
   const int setting = int4_settings().async;
   const bool scale_after = w.group_size % 128 == 0 && !scale_before, async = setting > 0 || (setting < 0 && n_out > k);
   const int group = static_cast<int>(w.group_size);
-  const int ring = int4_settings().ring;
-  if (!async && ring > 0 && group >= 32 && (group & (group - 1)) == 0) {
+  // The ring kernel (int4_settings().ring): 1-3 where the register kernel would run; 4 also in place of the cp.async
+  // kernel's default choice, with 4 warps a block there (more outputs than inputs: tiles enough to fill the SMs) and 8
+  // elsewhere. H100, 2026-12-06, ms at 1 row, register / cp.async / ring 8 warps / ring 4 warps: gate_up 0.049 / 0.044 /
+  // 0.043 / 0.040, qkv 0.012 / 0.012 / 0.011 / 0.010, o_proj 0.009 / 0.011 / 0.009 / 0.010, down 0.029 / 0.038 / 0.024 /
+  // 0.038; one rtn request 3.30 ms a token with the register kernel, 3.21 with ring 1 (the default).
+  int ring = int4_settings().ring;
+  if (ring == 4) ring = setting > 0 ? 0 : n_out > k ? 3 : 1;
+  if ((!async || int4_settings().ring == 4) && ring > 0 && group >= 32 && (group & (group - 1)) == 0) {
     const int shift = std::countr_zero(static_cast<unsigned>(group / 32));
     auto launch = [&](auto kernel, int warps) {
       launch_dependent(kernel, dim3(static_cast<unsigned>((n_out + 15) / 16)), dim3(warps * 32), stream,
@@ -644,7 +651,7 @@ int4_switches& int4_settings() {
                          }(),
                          [] {
                            const char* v = std::getenv("TROUPE_INT4_RING");
-                           return v && *v >= '1' && *v <= '3' ? *v - '0' : 0;
+                           return !v || !*v ? 1 : *v >= '1' && *v <= '4' ? *v - '0' : 0;
                          }()};
   return s;
 }

@@ -73,33 +73,35 @@ fi
 # defaults' alternatives, to measure the defaults again on another card. One request each, W1 where it may matter.
 # VARIANTS=small runs only the one-request and 32-request ones, VARIANTS=w1 only the W1 ones (so that two calls can
 # split them, each beside its own baseline: PARTS=b1 with the first, PARTS=w1 with the second).
-if [ "${VARIANTS:-0}" != 0 ] && [ "${VARIANTS:-0}" != w1 ]; then
+variants=${VARIANTS:-0}
+if [ "$variants" = 1 ] || [ "$variants" = 2 ] || [ "$variants" = small ]; then
   TROUPE_FP8_W16_ROWS=4 b1 fp8_fp8kv_w16 --quantization fp8 --kv-cache-dtype fp8
   TROUPE_FP8_WIDE_ROWS=16 b1 fp8_fp8kv_wide --quantization fp8 --kv-cache-dtype fp8
   b32 rtn --quantization rtn
   TROUPE_INT4_GEMM=0 b32 rtn_no_gemm --quantization rtn
   TROUPE_FP8_WIDE_ROWS=16 TROUPE_FP8_FUSED=1 b1 fp8_fp8kv_wide_fused --quantization fp8 --kv-cache-dtype fp8
 fi
-if [ "${VARIANTS:-0}" != 0 ] && [ "${VARIANTS:-0}" != small ]; then
+if [ "$variants" = 1 ] || [ "$variants" = 2 ] || [ "$variants" = w1 ]; then
   TROUPE_GEMM_CANDIDATES=32 w1 fp8_fp8kv_32_candidates --quantization fp8 --kv-cache-dtype fp8
   TROUPE_ATTN_PREFILL_LEAN=1 w1 bf16_lean_prefill
   TROUPE_ATTN_PREFILL_LEAN=1 w1 fp8_fp8kv_lean_prefill --quantization fp8 --kv-cache-dtype fp8
   TROUPE_FP8_FUSED=1 w1 fp8_fp8kv_fused --quantization fp8 --kv-cache-dtype fp8
 fi
-# VARIANTS=int4 (with PARTS=none): the 4-bit decode kernels, one rtn request on each ring kernel variant
-# (TROUPE_INT4_RING=1|2|3; with TROUPE_INT4_ASYNC=0 on every layer) beside the default; 32 requests with the
-# shared-memory GEMM for 17-64 rows (the default) and without (TROUPE_INT4_GEMM=0); W1 rtn with it.
-if [ "${VARIANTS:-0}" = int4 ]; then
+# VARIANTS=int4 (with PARTS=none): the 4-bit decode kernels, one rtn request with the ring kernel (the default), with
+# int4_mma_kernel (TROUPE_INT4_RING=0), and with the ring chosen by layer in place of the cp.async kernel too
+# (TROUPE_INT4_RING=4); 32 requests with the shared-memory GEMM for 17-64 rows (the default) and without
+# (TROUPE_INT4_GEMM=0); W1 rtn by default and with TROUPE_INT4_RING=4.
+if [ "$variants" = int4 ]; then
   b1 rtn --quantization rtn
-  TROUPE_INT4_RING=1 b1 rtn_ring1 --quantization rtn
-  TROUPE_INT4_RING=1 TROUPE_INT4_ASYNC=0 b1 rtn_ring1_every_layer --quantization rtn
-  TROUPE_INT4_RING=3 b1 rtn_ring3 --quantization rtn
-  TROUPE_INT4_RING=2 b1 rtn_ring2 --quantization rtn
+  TROUPE_INT4_RING=0 b1 rtn_register_kernel --quantization rtn
+  TROUPE_INT4_RING=4 b1 rtn_ring_by_layer --quantization rtn
   b32 rtn --quantization rtn
   TROUPE_INT4_GEMM=0 b32 rtn_no_gemm --quantization rtn
+  TROUPE_INT4_RING=4 b32 rtn_ring_by_layer --quantization rtn
   w1 rtn --quantization rtn
+  TROUPE_INT4_RING=4 w1 rtn_ring_by_layer --quantization rtn
 fi
-if [ "${VARIANTS:-0}" = 2 ]; then
+if [ "$variants" = 2 ]; then
   TROUPE_FP8_QUANTIZE_VEC=0 b1 fp8_fp8kv_quantize_scalar --quantization fp8 --kv-cache-dtype fp8
   TROUPE_FP8_FUSED=1 b1 fp8_fp8kv_fused --quantization fp8 --kv-cache-dtype fp8
   TROUPE_FP8_GEMV_BULK=1 b1 fp8_fp8kv_gemv_bulk --quantization fp8 --kv-cache-dtype fp8
