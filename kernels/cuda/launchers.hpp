@@ -51,8 +51,8 @@ struct int4_switches {
   // 8.21 ms a step without it, 5.76 with it; troupe_gpu_check's "model random awq ... int4 gemm auto" rows check it.
   int gemm = -1;
   // Up to 32 rows, where int4_mma_kernel runs: int4_ring_kernel, the same sums (the same bits) with its loop unrolled
-  // over the loads in flight (1, the default; TROUPE_INT4_RING=0 for int4_mma_kernel; 2 and 3 its variants; 4 by layer,
-  // in place of the cp.async kernel too: linear_int4.cu's launch_mma).
+  // over the loads in flight (1, the default; TROUPE_INT4_RING=0 for int4_mma_kernel; 2, 3 and 5 its variants; 4 by
+  // layer, in place of the cp.async kernel too: linear_int4.cu's launch_mma).
   int ring = 1;
 };
 int4_switches& int4_settings();

@@ -215,8 +215,10 @@ __global__ void __launch_bounds__(kWarps * 32)
 // Its variants (int4_settings().ring, TROUPE_INT4_RING=0|1|2|3|4): 1 as int4_mma_kernel, 8 warps a block (85 registers
 // at one row tile: 2 blocks an SM); 2 the same capped for 3 blocks an SM at one row tile (80 registers, 28 bytes
 // spilled); 3 with 4 warps a block (each warp twice the blocks of K; 5 blocks an SM at one row tile); 4 chooses by layer
-// (launch_mma); 0 leaves int4_mma_kernel. Bits equal to int4_mma_kernel's on every shape of the GPU check (1 and 2).
-template <class T, int NT, bool ScaleAfter, int Warps, int MinBlocks>
+// (launch_mma); 5 two loads ahead instead of three, capped for 4 blocks an SM at one row tile (64 registers, 10 bytes
+// spilled: 32 warps an SM against 16; written after the last call); 0 leaves int4_mma_kernel. Bits equal to
+// int4_mma_kernel's on every shape of the GPU check (1 and 2; 5 the same order of sums).
+template <class T, int NT, bool ScaleAfter, int Warps, int MinBlocks, int Ahead = kAhead>
 __global__ void __launch_bounds__(Warps * 32, MinBlocks)
     int4_ring_kernel(const T* __restrict__ x, const uint4* __restrict__ q, const T* __restrict__ scales,
                      const T* __restrict__ zeros, const T* __restrict__ bias, T* __restrict__ out, int rows, int n_out,
@@ -242,17 +244,17 @@ __global__ void __launch_bounds__(Warps * 32, MinBlocks)
     }
     return st;
   };
-  int4_stage<T> ahead[kAhead];
+  int4_stage<T> ahead[Ahead];
 #pragma unroll
-  for (int i = 0; i < kAhead; ++i) ahead[i] = load(warp + i * Warps);
+  for (int i = 0; i < Ahead; ++i) ahead[i] = load(warp + i * Warps);
   pdl_wait();  // the weights do not depend on the kernel before; x does
-  for (int b0 = warp; b0 < blocks; b0 += kAhead * Warps) {
+  for (int b0 = warp; b0 < blocks; b0 += Ahead * Warps) {
 #pragma unroll
-    for (int i = 0; i < kAhead; ++i) {
+    for (int i = 0; i < Ahead; ++i) {
       const int b = b0 + i * Warps;
       if (b >= blocks) break;
       const int4_stage<T> cur = ahead[i];
-      ahead[i] = load(b + kAhead * Warps);
+      ahead[i] = load(b + Ahead * Warps);
       const int c = b * 4 + t;
       int4_mma_step<T, NT, ScaleAfter, true>(acc, cur, x, rows, k, c, c < chunks, g);
     }
@@ -359,6 +361,10 @@ void launch_mma(const tensor& x, const int4_device_weight& w, const tensor& bias
     constexpr int kCapped = NT == 1 ? 3 : 0;  // variant 2: 3 blocks an SM at one row tile
     if (ring == 2) launch(scale_after ? int4_ring_kernel<T, NT, true, kWarps, kCapped> : int4_ring_kernel<T, NT, false, kWarps, kCapped>, kWarps);
     else if (ring == 3) launch(scale_after ? int4_ring_kernel<T, NT, true, 4, 0> : int4_ring_kernel<T, NT, false, 4, 0>, 4);
+    else if (ring == 5) {  // two loads ahead, 4 blocks an SM at one row tile
+      constexpr int kLean = NT == 1 ? 4 : 0;
+      launch(scale_after ? int4_ring_kernel<T, NT, true, kWarps, kLean, 2> : int4_ring_kernel<T, NT, false, kWarps, kLean, 2>, kWarps);
+    }
     else launch(scale_after ? int4_ring_kernel<T, NT, true, kWarps, 0> : int4_ring_kernel<T, NT, false, kWarps, 0>, kWarps);
     return;
   }
@@ -651,7 +657,7 @@ int4_switches& int4_settings() {
                          }(),
                          [] {
                            const char* v = std::getenv("TROUPE_INT4_RING");
-                           return !v || !*v ? 1 : *v >= '1' && *v <= '4' ? *v - '0' : 0;
+                           return !v || !*v ? 1 : *v >= '1' && *v <= '5' ? *v - '0' : 0;
                          }()};
   return s;
 }

@@ -2,7 +2,7 @@
 # Nsight Compute's view of the decode linears at batch 1 (one request, Qwen2.5-7B shapes, random weights): four
 # consecutive launches (one layer's qkv, o_proj, gate_up and down_proj) of the small-batch kernel, their DRAM
 # throughput against the ceiling, warp stalls and occupancy. For tuning kernels/cuda/linear_fp8.cu (fp8_mma_kernel)
-# and kernels/cuda/linear_int4.cu (int4_mma_kernel), which stream their weights at about half the copy ceiling
+# and kernels/cuda/linear_int4.cu (int4_ring_kernel, int4_mma_async_kernel), which stream their weights at about half the copy ceiling
 # (H100, 2026-12-05: gate_up at one row 0.075 ms FP8, 1.8 TB/s of 3.35). Runs on the GPU machine after
 # scripts/gpu/bundle.sh; needs ncu (Firecracker machines have it; gVisor ones cannot read the counters).
 #   Q=rtn bash scripts/gpu/linear_ncu.sh      (default Q=fp8; the report goes to $OUT/ncu_linear_$Q.txt)
@@ -17,7 +17,7 @@ q=${Q:-fp8}
 # down_proj, the mma kernels on q/k/v and o_proj; 8 launches a layer), unless KERNEL names a regex.
 case "$q" in
   fp8) kernel=${KERNEL:-fp8_(quantize|gemv|mma)}; per_layer=8 ;;
-  rtn) kernel=${KERNEL:-int4_mma}; per_layer=4 ;;
+  rtn) kernel=${KERNEL:-int4_(mma|ring)}; per_layer=4 ;;
   *) echo "linear_ncu: Q is fp8 or rtn, not $q"; exit 2 ;;
 esac
 # A process cut off before (a time limit) may still hold the GPU's memory: wait up to 60 s for it to go.
