@@ -364,8 +364,7 @@ void launch_mma(const tensor& x, const int4_device_weight& w, const tensor& bias
     else if (ring == 5) {  // two loads ahead, 4 blocks an SM at one row tile
       constexpr int kLean = NT == 1 ? 4 : 0;
       launch(scale_after ? int4_ring_kernel<T, NT, true, kWarps, kLean, 2> : int4_ring_kernel<T, NT, false, kWarps, kLean, 2>, kWarps);
-    }
-    else launch(scale_after ? int4_ring_kernel<T, NT, true, kWarps, 0> : int4_ring_kernel<T, NT, false, kWarps, 0>, kWarps);
+    } else launch(scale_after ? int4_ring_kernel<T, NT, true, kWarps, 0> : int4_ring_kernel<T, NT, false, kWarps, 0>, kWarps);
     return;
   }
   auto kernel = async ? (scale_after ? int4_mma_async_kernel<T, NT, true> : int4_mma_async_kernel<T, NT, false>)
