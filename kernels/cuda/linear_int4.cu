@@ -349,9 +349,9 @@ void launch_mma(const tensor& x, const int4_device_weight& w, const tensor& bias
   // elsewhere. H100, 2026-12-06, ms at 1 row, register / cp.async / ring 8 warps / ring 4 warps: gate_up 0.049 / 0.044 /
   // 0.043 / 0.040, qkv 0.012 / 0.012 / 0.011 / 0.010, o_proj 0.009 / 0.011 / 0.009 / 0.010, down 0.029 / 0.038 / 0.024 /
   // 0.038; one rtn request 3.30 ms a token with the register kernel, 3.21 with ring 1 (the default).
-  int ring = int4_settings().ring;
-  if (ring == 4) ring = setting > 0 ? 0 : n_out > k ? 3 : 1;
-  if ((!async || int4_settings().ring == 4) && ring > 0 && group >= 32 && (group & (group - 1)) == 0) {
+  const int chosen = int4_settings().ring;
+  const int ring = chosen == 4 ? (setting > 0 ? 0 : n_out > k ? 3 : 1) : async ? 0 : chosen;
+  if (ring > 0 && group >= 32 && (group & (group - 1)) == 0) {
     const int shift = std::countr_zero(static_cast<unsigned>(group / 32));
     auto launch = [&](auto kernel, int warps) {
       launch_dependent(kernel, dim3(static_cast<unsigned>((n_out + 15) / 16)), dim3(warps * 32), stream,
