@@ -18,10 +18,10 @@
 
 #include "kernels/cpu/cpu_ops.hpp"
 #include "kernels/cuda/cuda_ops.hpp"
+#include "kernels/cuda/launchers.hpp"
 #include "kernels/model.hpp"
 #include "kernels/model_loader.hpp"
 #include "kernels/sampling_inputs.hpp"
-#include "kernels/cuda/launchers.hpp"
 #include "runtime/model/random_model.hpp"
 #include "runtime/model/safetensors.hpp"
 #include "tests/support/fp8_reference.hpp"
@@ -272,18 +272,19 @@ void check_against_cpu_twin(model& on_gpu, model& on_cpu, const std::string& lab
 } // namespace
 
 // The 4-bit kernels that the reference models' shapes never reach (their K of 64 is no multiple of 128): a random AWQ
-// model made here with K of 256 and 512 (g128), in bf16 on the GPU against its f32 CPU twin, on each 4-bit path of a
-// step of 17 to 512 rows: the default, int4_settings().gemm -1 (TROUPE_INT4_GEMM=auto: the shared-memory GEMM for
-// 17 to 64 rows, the decode graphs of 17-64 sequences included) and 1 (every step up to 512 rows), and the ring
-// kernel's variants (int4_settings().ring) for steps of up to 32. Prompts of 1 to 230 tokens make prefill steps of each
-// size; the three-prompt decode replays the graph of 4.
+// model made here with K of 1024 and 2048 (g128: the shared-memory GEMM splits K over blocks from 1024), in bf16 on the
+// GPU against its f32 CPU twin, on each 4-bit path of a step of 17 to 512 rows: int4_settings().gemm 0 (the decode
+// kernels, then dequantize + cuBLAS), -1 (the default, TROUPE_INT4_GEMM=auto: the shared-memory GEMM for 17 to 64
+// rows, the decode graphs of 17-64 sequences included) and 1 (every step up to 512 rows), and the ring kernel's
+// variants (int4_settings().ring; 1 the default) for steps of up to 32. Prompts of 1 to 230 tokens make prefill steps
+// of each size; the three-prompt decode replays the graph of 4.
 void check_model_int4_paths(cuda_ops& gpu) {
   troupe::testing::temp_folder folder("gpu_check_int4");
   make_model_options o;
-  o.hidden_size = 256;
-  o.intermediate_size = 512;
+  o.hidden_size = 1024;
+  o.intermediate_size = 2048;
   o.num_layers = 2;
-  o.num_heads = 4;
+  o.num_heads = 8;  // head_dim 128
   o.num_kv_heads = 2;
   o.quantization = "awq";
   o.group_size = 128;
@@ -306,8 +307,8 @@ void check_model_int4_paths(cuda_ops& gpu) {
     const char* name;
     int gemm, ring;
   };
-  for (const path& p : {path{"default", 0, 0}, {"gemm auto", -1, 0}, {"gemm all", 1, 0}, {"ring1", 0, 1},
-                        {"ring2", 0, 2}, {"ring3", 0, 3}}) {
+  for (const path& p : {path{"gemm off, ring off", 0, 0}, {"gemm auto", -1, 1}, {"gemm all", 1, 1}, {"ring1", 0, 1},
+                        {"ring2", 0, 2}, {"ring3", 0, 3}, {"ring4", -1, 4}, {"ring5", 0, 5}}) {
     // Set before the model exists: its decode graphs record the kernels in force when captured.
     const scoped_value<int> gemm(cuda::int4_settings().gemm, p.gemm);
     const scoped_value<int> ring(cuda::int4_settings().ring, p.ring);
@@ -316,7 +317,7 @@ void check_model_int4_paths(cuda_ops& gpu) {
                                     checkpoint_int4_source(ckpt, config)),
                  dtype::bf16, troupe::testing::reference_limits());
     on_gpu.warm_up();
-    check_against_cpu_twin(on_gpu, on_cpu, std::string("model random awq g128 K256/512 int4 ") + p.name, dtype::bf16,
+    check_against_cpu_twin(on_gpu, on_cpu, std::string("model random awq g128 K1024/2048 int4 ") + p.name, dtype::bf16,
                            prompts, model_tolerance(dtype::bf16, config), false);
   }
 }

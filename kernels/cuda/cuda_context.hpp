@@ -74,6 +74,9 @@ struct cuda_context {
   // FP8 GEMMs cuBLASLt has no algorithm for, or refused at run time: not asked again (linear.cpp).
   std::unordered_set<gemm_key, gemm_key_hash> fp8_refused;
   std::vector<cudaGraphExec_t> graphs;  // recorded by cuda_ops::end_capture
+  // Scratch buffers replaced by grow_scratch while a graph lived: a graph captured before the growth replays with the
+  // old address, so the old buffer stays allocated until the context goes.
+  std::vector<void*> retired_scratch;
   std::unordered_map<gemm_key, gemm_plan, gemm_key_hash> plans;
   // The heuristic's algorithm per token-count bucket (linear.cpp).
   std::unordered_map<gemm_key, cublasLtMatmulAlgo_t, gemm_key_hash> bucket_algos;

@@ -4,6 +4,7 @@
 
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <new>
@@ -27,7 +28,11 @@ void grow_scratch(cuda_context& ctx, void*& buffer, size_t& bytes, size_t need, 
     throw std::logic_error(std::string("cuda ") + op + ": its scratch must grow inside a graph capture; run the "
                            "largest step once before capturing (model::warm_up does)");
   check(cudaStreamSynchronize(ctx.stream), op);
-  if (buffer) check(cudaFree(buffer), op);
+  // A live graph may hold the old buffer's address (linear_int4's split-K partials, captured with fewer splits where the
+  // scratch could not grow inside the capture): then it is kept, not freed, so that the graph never writes freed memory.
+  const bool held = std::any_of(ctx.graphs.begin(), ctx.graphs.end(), [](cudaGraphExec_t g) { return g != nullptr; });
+  if (buffer && held) ctx.retired_scratch.push_back(buffer);
+  else if (buffer) check(cudaFree(buffer), op);
   buffer = nullptr;
   check(cudaMalloc(&buffer, need), op);
   bytes = need;
@@ -46,6 +51,7 @@ cuda_context::~cuda_context() {
   }
   for (cudaGraphExec_t g : graphs)
     if (g) cudaGraphExecDestroy(g);
+  for (void* p : retired_scratch) cudaFree(p);
   if (int4_scratch) cudaFree(int4_scratch);
   if (fp8_scratch) cudaFree(fp8_scratch);
   if (fp8_products) cudaFree(fp8_products);

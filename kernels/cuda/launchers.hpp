@@ -50,9 +50,10 @@ struct int4_switches {
   // dequantize + cuBLAS 0.239; 256 rows 0.371 against 0.249. The whole model (twelfth session, H100): 32 rtn requests
   // 8.21 ms a step without it, 5.76 with it; troupe_gpu_check's "model random awq ... int4 gemm auto" rows check it.
   int gemm = -1;
-  // Up to 32 rows, where int4_mma_kernel runs: int4_ring_kernel, the same sums with its loop unrolled over the loads
-  // in flight (TROUPE_INT4_RING=1|2|3, its variants; 0, off, until timed).
-  int ring = 0;
+  // Up to 32 rows, where int4_mma_kernel runs: int4_ring_kernel, the same sums (the same bits) with its loop unrolled
+  // over the loads in flight (1, the default; TROUPE_INT4_RING=0 for int4_mma_kernel; 2, 3 and 5 its variants; 4 by
+  // layer, in place of the cp.async kernel too: linear_int4.cu's launch_mma).
+  int ring = 1;
 };
 int4_switches& int4_settings();
 // ops::linear_fp8 on ctx's stream: each token quantized to e4m3 into ctx's scratch, then the first of these that

@@ -282,6 +282,11 @@ cuda::gemm_switches& cuda::gemm_settings() {
   return s;
 }
 
+namespace {
+// gemm_settings().candidates as a plan's key holds it: 1 to 64 (a check may set any value).
+uint8_t timed_candidates() { return static_cast<uint8_t>(std::clamp(cuda::gemm_settings().candidates, 1, 64)); }
+} // namespace
+
 void cublaslt_linear(cuda_context& ctx, const tensor& x, const tensor& weight, const tensor& bias, const tensor& out,
                      bool accumulate) {
   const int64_t rows = x.dim(0), k = x.dim(1), n = weight.dim(0);
@@ -301,7 +306,7 @@ void cublaslt_linear(cuda_context& ctx, const tensor& x, const tensor& weight, c
   key.bias = !bias.empty();
   key.accumulate = accumulate;
   key.split_k = cuda::gemm_settings().split_k;
-  key.candidates = static_cast<uint8_t>(std::clamp(cuda::gemm_settings().candidates, 1, 64));
+  key.candidates = timed_candidates();
   key.align_a = alignment(weight.data);
   key.align_b = alignment(x.data);
   key.align_c = alignment(out.data);
@@ -338,7 +343,7 @@ bool cublaslt_linear_fp8(cuda_context& ctx, const tensor& xq, const tensor& weig
   key.bias = !bias.empty();
   key.outer_vec_scales = weight_scales != nullptr;
   key.split_k = cuda::gemm_settings().split_k;
-  key.candidates = static_cast<uint8_t>(std::clamp(cuda::gemm_settings().candidates, 1, 64));
+  key.candidates = timed_candidates();
   key.align_a = alignment(weight.data);
   key.align_b = alignment(xq.data);
   key.align_c = alignment(out.data);

@@ -207,15 +207,18 @@ __global__ void __launch_bounds__(kWarps * 32)
 }
 
 // int4_mma_kernel's product with its loop unrolled over the ring of blocks in flight (int4_settings().ring,
-// TROUPE_INT4_RING=1; written in the twelfth session of 2026-12-06, off until timed): the rolled loop moves each
+// TROUPE_INT4_RING=1, the default; written in the twelfth session of 2026-12-06): the rolled loop moves each
 // in-flight stage down the ring every block (30 register moves), divides by the group size for every load, and
 // multiplies every dequantized pair by one where the scale comes after the sum; here the ring's slots stay put, the
 // group is a shift (group_shift = log2(group / 32): groups a power of two from 32) and ScaleAfter skips the
 // multiplication. The same sums in the same order: bit for bit int4_mma_kernel's outputs (at Warps = kWarps).
-// Its variants (int4_settings().ring, TROUPE_INT4_RING=1|2|3): 1 as int4_mma_kernel, 8 warps a block (85 registers at
-// one row tile: 2 blocks an SM); 2 the same capped for 3 blocks an SM at one row tile (80 registers, 28 bytes spilled);
-// 3 with 4 warps a block (each warp twice the blocks of K; 5 blocks an SM at one row tile).
-template <class T, int NT, bool ScaleAfter, int Warps, int MinBlocks>
+// Its variants (int4_settings().ring, TROUPE_INT4_RING=0|1|2|3|4): 1 as int4_mma_kernel, 8 warps a block (85 registers
+// at one row tile: 2 blocks an SM); 2 the same capped for 3 blocks an SM at one row tile (80 registers, 28 bytes
+// spilled); 3 with 4 warps a block (each warp twice the blocks of K; 5 blocks an SM at one row tile); 4 chooses by layer
+// (launch_mma); 5 two loads ahead instead of three, capped for 4 blocks an SM at one row tile (64 registers, 10 bytes
+// spilled: 32 warps an SM against 16; written after the last call); 0 leaves int4_mma_kernel. Bits equal to
+// int4_mma_kernel's on every shape of the GPU check (1 and 2; 5 the same order of sums).
+template <class T, int NT, bool ScaleAfter, int Warps, int MinBlocks, int Ahead = kAhead>
 __global__ void __launch_bounds__(Warps * 32, MinBlocks)
     int4_ring_kernel(const T* __restrict__ x, const uint4* __restrict__ q, const T* __restrict__ scales,
                      const T* __restrict__ zeros, const T* __restrict__ bias, T* __restrict__ out, int rows, int n_out,
@@ -241,17 +244,17 @@ __global__ void __launch_bounds__(Warps * 32, MinBlocks)
     }
     return st;
   };
-  int4_stage<T> ahead[kAhead];
+  int4_stage<T> ahead[Ahead];
 #pragma unroll
-  for (int i = 0; i < kAhead; ++i) ahead[i] = load(warp + i * Warps);
+  for (int i = 0; i < Ahead; ++i) ahead[i] = load(warp + i * Warps);
   pdl_wait();  // the weights do not depend on the kernel before; x does
-  for (int b0 = warp; b0 < blocks; b0 += kAhead * Warps) {
+  for (int b0 = warp; b0 < blocks; b0 += Ahead * Warps) {
 #pragma unroll
-    for (int i = 0; i < kAhead; ++i) {
+    for (int i = 0; i < Ahead; ++i) {
       const int b = b0 + i * Warps;
       if (b >= blocks) break;
       const int4_stage<T> cur = ahead[i];
-      ahead[i] = load(b + kAhead * Warps);
+      ahead[i] = load(b + Ahead * Warps);
       const int c = b * 4 + t;
       int4_mma_step<T, NT, ScaleAfter, true>(acc, cur, x, rows, k, c, c < chunks, g);
     }
@@ -341,8 +344,14 @@ void launch_mma(const tensor& x, const int4_device_weight& w, const tensor& bias
   const int setting = int4_settings().async;
   const bool scale_after = w.group_size % 128 == 0 && !scale_before, async = setting > 0 || (setting < 0 && n_out > k);
   const int group = static_cast<int>(w.group_size);
-  const int ring = int4_settings().ring;
-  if (!async && ring > 0 && group >= 32 && (group & (group - 1)) == 0) {
+  // The ring kernel (int4_settings().ring): 1-3 where the register kernel would run; 4 also in place of the cp.async
+  // kernel's default choice, with 4 warps a block there (more outputs than inputs: tiles enough to fill the SMs) and 8
+  // elsewhere. H100, 2026-12-06, ms at 1 row, register / cp.async / ring 8 warps / ring 4 warps: gate_up 0.049 / 0.044 /
+  // 0.043 / 0.040, qkv 0.012 / 0.012 / 0.011 / 0.010, o_proj 0.009 / 0.011 / 0.009 / 0.010, down 0.029 / 0.038 / 0.024 /
+  // 0.038; one rtn request 3.30 ms a token with the register kernel, 3.21 with ring 1 (the default).
+  const int chosen = int4_settings().ring;
+  const int ring = chosen == 4 ? (setting > 0 ? 0 : n_out > k ? 3 : 1) : async ? 0 : chosen;
+  if (ring > 0 && group >= 32 && (group & (group - 1)) == 0) {
     const int shift = std::countr_zero(static_cast<unsigned>(group / 32));
     auto launch = [&](auto kernel, int warps) {
       launch_dependent(kernel, dim3(static_cast<unsigned>((n_out + 15) / 16)), dim3(warps * 32), stream,
@@ -352,7 +361,10 @@ void launch_mma(const tensor& x, const int4_device_weight& w, const tensor& bias
     constexpr int kCapped = NT == 1 ? 3 : 0;  // variant 2: 3 blocks an SM at one row tile
     if (ring == 2) launch(scale_after ? int4_ring_kernel<T, NT, true, kWarps, kCapped> : int4_ring_kernel<T, NT, false, kWarps, kCapped>, kWarps);
     else if (ring == 3) launch(scale_after ? int4_ring_kernel<T, NT, true, 4, 0> : int4_ring_kernel<T, NT, false, 4, 0>, 4);
-    else launch(scale_after ? int4_ring_kernel<T, NT, true, kWarps, 0> : int4_ring_kernel<T, NT, false, kWarps, 0>, kWarps);
+    else if (ring == 5) {  // two loads ahead, 4 blocks an SM at one row tile
+      constexpr int kLean = NT == 1 ? 4 : 0;
+      launch(scale_after ? int4_ring_kernel<T, NT, true, kWarps, kLean, 2> : int4_ring_kernel<T, NT, false, kWarps, kLean, 2>, kWarps);
+    } else launch(scale_after ? int4_ring_kernel<T, NT, true, kWarps, 0> : int4_ring_kernel<T, NT, false, kWarps, 0>, kWarps);
     return;
   }
   auto kernel = async ? (scale_after ? int4_mma_async_kernel<T, NT, true> : int4_mma_async_kernel<T, NT, false>)
@@ -644,7 +656,7 @@ int4_switches& int4_settings() {
                          }(),
                          [] {
                            const char* v = std::getenv("TROUPE_INT4_RING");
-                           return v && *v >= '1' && *v <= '3' ? *v - '0' : 0;
+                           return !v || !*v ? 1 : *v >= '1' && *v <= '5' ? *v - '0' : 0;
                          }()};
   return s;
 }

@@ -2,8 +2,8 @@
 # Nsight Compute's view of the decode linears at batch 1 (one request, Qwen2.5-7B shapes, random weights): four
 # consecutive launches (one layer's qkv, o_proj, gate_up and down_proj) of the small-batch kernel, their DRAM
 # throughput against the ceiling, warp stalls and occupancy. For tuning kernels/cuda/linear_fp8.cu (fp8_mma_kernel)
-# and kernels/cuda/linear_int4.cu (int4_mma_kernel, int4_ring_kernel), which stream their weights at about half the
-# copy ceiling (H100, 2026-12-05: gate_up at one row 0.075 ms FP8, 1.8 TB/s of 3.35). Runs on the GPU machine after
+# and kernels/cuda/linear_int4.cu (int4_ring_kernel, int4_mma_async_kernel), which stream their weights at about half the copy ceiling
+# (H100, 2026-12-05: gate_up at one row 0.075 ms FP8, 1.8 TB/s of 3.35). Runs on the GPU machine after
 # scripts/gpu/bundle.sh; needs ncu (Firecracker machines have it; gVisor ones cannot read the counters).
 #   Q=rtn bash scripts/gpu/linear_ncu.sh      (default Q=fp8; the report goes to $OUT/ncu_linear_$Q.txt)
 # It takes about 2 minutes a quantization (the model's start, then each profiled launch replayed per section): the
