@@ -30,7 +30,7 @@
 //
 //   troupe_gpu_check [--data DIR] [--seed N] [--no-ops] [--no-models] [--no-timing] [--torture-seconds S]
 //                    [--no-comm] [--no-tp] [--only-4-bit] [--sampling | --sampling-quick | --sampling-timing |
-//                    --torture | --comm | --tp | --models | --fp8-kv | --fp8-weights | --custom-all-reduce |
+//                    --torture | --comm | --tp | --models | --fp8-kv | --fp8-weights | --int4 | --custom-all-reduce |
 //                    --custom-all-reduce-mpi]
 //
 // --models: only the reference models, whole (2) and split (7, without its timings; --no-tp leaves it out).
@@ -38,6 +38,8 @@
 // --fp8-kv: only the FP8 KV cache's rows (issue 13): its ops in f32, bf16 and f16 (part of 1), the reference
 //   models with an FP8 cache against the CPU twin (part of 2) and against torch's FP8 references (FP8 cache, FP8
 //   weights + cache: reference_fp8.json, scripts/gpu/make_fp8_references.py), and the attention timings, bf16 and FP8.
+// --int4: only the 4-bit weights' rows (issue 12): linear_int4 in f32, bf16 and f16 on each kernel and variant, the
+//   4-bit reference models and the random AWQ model on each 4-bit path, and linear_int4's timings.
 // --fp8-weights: only the FP8 weights' rows (issue 13): linear_fp8 in f32, bf16 and f16 on each GEMM path and at
 //   0, 1 and 3 rows (part of 1), the reference models with FP8 weights against the CPU twin (part of 2) and against
 //   torch's FP8 references (FP8 weights, FP8 weights + cache), and gate_up timings beside bf16.
@@ -216,7 +218,7 @@ int main(int argc, char** argv) {
   fs::path data = "tests/data/reference";
   uint64_t seed = 1;
   bool models = true, timing = true, ops = true, sampling = true, quick_sampling = false, comm = true,
-       sample_timing = true, tp = true, only_4_bit = false, only_fp8_kv = false, only_fp8_weights = false,
+       sample_timing = true, tp = true, only_4_bit = false, only_fp8_kv = false, only_fp8_weights = false, only_int4 = false,
        only_custom_all_reduce = false, custom_all_reduce_mpi = false;
   double torture_seconds = 60;
   for (int i = 1; i < argc; ++i) {
@@ -241,12 +243,13 @@ int main(int argc, char** argv) {
     else if (a == "--custom-all-reduce-mpi") custom_all_reduce_mpi = true;  // under mpirun: one rank per process
     else if (a == "--only-4-bit") only_4_bit = true;  // of the reference folders, the 4-bit ones
     else if (a == "--fp8-kv") sampling = sample_timing = comm = tp = false, torture_seconds = 0, only_fp8_kv = true;
+    else if (a == "--int4") sampling = sample_timing = comm = tp = false, torture_seconds = 0, only_int4 = only_4_bit = true;
     else if (a == "--fp8-weights") sampling = sample_timing = comm = tp = false, torture_seconds = 0, only_fp8_weights = true;
     else {
       std::fprintf(stderr,
                    "usage: troupe_gpu_check [--data DIR] [--seed N] [--no-ops] [--no-models] [--no-timing] "
                    "[--torture-seconds S] [--no-comm] [--no-tp] [--only-4-bit] [--sampling | --sampling-quick | "
-                   "--sampling-timing | --torture | --comm | --tp | --models | --fp8-kv | --fp8-weights | "
+                   "--sampling-timing | --torture | --comm | --tp | --models | --fp8-kv | --fp8-weights | --int4 | "
                    "--custom-all-reduce | --custom-all-reduce-mpi]\n");
       return 2;
     }
@@ -266,12 +269,16 @@ int main(int argc, char** argv) {
     std::printf("device: %s\n", gpu.device_description().c_str());
     for (dtype t : {dtype::f32, dtype::bf16, dtype::f16}) {
       if (!ops) break;
+      if (only_int4) {
+        check_int4_ops(gpu, t);
+        continue;
+      }
       if (only_fp8_kv) check_fp8_kv_ops(gpu, t);
       else if (only_fp8_weights) check_fp8_weight_ops(gpu, t);
       else check_ops(gpu, t);
       guarded("op rows", [&] { check_op_rows(gpu, t, only_fp8_kv, only_fp8_weights); });
     }
-    if (ops && !only_fp8_kv && !only_fp8_weights) guarded("argmax", [&] { check_argmax(gpu); });
+    if (ops && !only_fp8_kv && !only_fp8_weights && !only_int4) guarded("argmax", [&] { check_argmax(gpu); });
     if (sampling) guarded("sample", [&] { check_sampling(gpu, quick_sampling); });
     if (comm) guarded("communicators", [&] { check_communicators(gpu); });
     if (custom_all_reduce) guarded("custom all-reduce", [&] { check_custom_all_reduce(); });
@@ -304,8 +311,9 @@ int main(int argc, char** argv) {
         guarded(("tp " + dir.filename().string()).c_str(), [&] { check_tensor_parallel(dir); });
     if (torture_seconds > 0 && fs::exists(data / "llama_f32"))
       guarded("engine torture", [&] { check_torture(gpu, data, seed, torture_seconds); });
-    if (timing && ops && !only_fp8_weights) guarded("timings", [&] { time_ops(gpu, only_fp8_kv); });
-    if (timing && ops && !only_fp8_kv) guarded("fp8 weight timings", [&] { time_fp8_weights(gpu); });
+    if (timing && ops && only_int4) guarded("int4 timings", [&] { time_int4(gpu); });
+    if (timing && ops && !only_fp8_weights && !only_int4) guarded("timings", [&] { time_ops(gpu, only_fp8_kv); });
+    if (timing && ops && !only_fp8_kv && !only_int4) guarded("fp8 weight timings", [&] { time_fp8_weights(gpu); });
     if (timing && sample_timing) guarded("sample timings", [&] { time_sampling(gpu); });
     if (timing && comm) guarded("communicator timings", [&] { time_communicators(gpu); });
     if (timing && custom_all_reduce) guarded("custom all-reduce timings", [&] { time_custom_all_reduce(); });

@@ -76,6 +76,8 @@ void check_argmax(troupe::cuda_ops& gpu);
 // FP8 weights (issue 13; part of check_ops): linear_fp8 against the CPU twin, rows 1 to 300, with a bias and a
 // static input scale, on each GEMM path the shape allows, activations in `t`.
 void check_fp8_weight_ops(troupe::cuda_ops& gpu, troupe::dtype t);
+// Only linear_int4's rows (--int4).
+void check_int4_ops(troupe::cuda_ops& gpu, troupe::dtype t);
 
 // tools/gpu_check_models.cpp: the reference model in `dir` (with reference.json) in `t` against
 // transformers; a 4-bit reference (tests/support/quantized_reference.hpp) with its weights packed on the GPU.
@@ -108,6 +110,8 @@ double model_tolerance(troupe::dtype t, const troupe::model_config& config);
 // tools/gpu_check_timings.cpp: informative timings at Qwen2.5-7B shapes (only_attention: the attention
 // rows alone, bf16 and FP8 caches).
 void time_ops(troupe::cuda_ops& gpu, bool only_attention = false);
+// linear_int4 at Qwen2.5-7B shapes on each kernel and variant (part of time_ops; --int4 runs it alone).
+void time_int4(troupe::cuda_ops& gpu);
 // linear_fp8 gate_up at Qwen2.5-7B shapes, 1, 8, 256 and 4096 rows, beside the bf16 linear.
 void time_fp8_weights(troupe::cuda_ops& gpu);
 

@@ -205,9 +205,15 @@ void time_ops(cuda_ops& gpu, bool only_attention) {
                   2.0 * h * 2 * inter / 1e9 / (ms / 1e3));
     inform("time linear gate_up", t, "T,K,N=" + dims({rows, h, 2 * inter}), buf);
   }
-  // 4-bit weights (issue 12), gate_up at Qwen2.5-7B shapes in groups of 128: the fused kernel's achieved
-  // bandwidth at decode batches (bytes: the packed weights, scales and zeros, read once; x and out are
-  // small), and the large-batch path's TFLOP/s. Ceilings: 4.14 TB/s copy, 737 TFLOP/s bf16 (GPU.md).
+  time_int4(gpu);
+}
+
+// 4-bit weights (issue 12), at Qwen2.5-7B shapes in groups of 128: the decode kernels' achieved bandwidth (bytes: the
+// packed weights, scales and zeros, read once; x and out are small) on each variant, and the large-batch paths' TFLOP/s.
+void time_int4(cuda_ops& gpu) {
+  const dtype t = dtype::bf16;
+  char buf[200];
+  // Ceilings: 4.14 TB/s copy, 737 TFLOP/s bf16 (GPU.md, H200).
   std::vector<layer_shape> int4_shapes = qwen7b_linears({1, 2, 4, 8, 16, 32, 64, 256, 4096});
   for (const int64_t rows : {32, 256}) {  // the decode step's other layers at batches, for the GEMM's rows
     int4_shapes.push_back({"qkv", rows, 3584, 4608});
@@ -243,12 +249,15 @@ void time_ops(cuda_ops& gpu, bool only_attention) {
     // Up to 32 rows also on the kernel that stages its weights by cp.async (int4_settings().async).
     // From 16 rows to 512 also on the shared-memory GEMM (int4_settings().gemm).
     // Up to 32 rows also on the ring kernel's variants (int4_settings().ring); "" is int4_mma_kernel up to 32 rows.
-    for (const std::string variant : {"", "async", "ring1", "ring2", "ring3", "ring5", "gemm"}) {
+    for (const std::string variant : {"", "async", "ring1", "ring2", "ring3", "ring5", "ring1 staged", "ring3 staged",
+                                      "async staged", "gemm"}) {
       if (variant == "gemm" ? rows < 16 || rows > 512 : !variant.empty() && rows > 32) continue;
-      const bool async = variant == "async";
-      const scoped_value<int> forced(cuda::int4_settings().async, async ? 1 : 0);
+      const bool staged = variant.ends_with(" staged");
+      const std::string kernel = staged ? variant.substr(0, variant.size() - 7) : variant;
+      const scoped_value<int> forced(cuda::int4_settings().async, kernel == "async" ? 1 : 0);
       const scoped_value<int> gemm(cuda::int4_settings().gemm, variant == "gemm" ? 1 : 0);
-      const scoped_value<int> ringed(cuda::int4_settings().ring, variant.starts_with("ring") ? variant.back() - '0' : 0);
+      const scoped_value<int> ringed(cuda::int4_settings().ring, kernel.starts_with("ring") ? kernel.back() - '0' : 0);
+      const scoped_value<int> staging(cuda::int4_settings().staged, staged ? 1 : 0);
       const double ms = stream_ms(gpu, [&] { gpu.linear_int4(x, w, tensor{}, out); });
       const double bytes = n * h / 2.0 + 2.0 * 2 * n * (h / group) + 2.0 * rows * (h + n);
       const double tflop = 2.0 * rows * h * n / 1e12;

@@ -91,6 +91,53 @@ template <class T> struct int4_stage {
   T sa, sb, za, zb;
 };
 
+// What dequantizes a lane's two outputs (g and g + 8) in one group: 128 + zero (1024 + zero in f16) and the scale,
+// each in both halves of a register.
+struct int4_scaling {
+  uint32_t zma, zmb, sa, sb;
+};
+template <class T> __device__ __forceinline__ uint32_t zero_magic(T z) {
+  return splat2(from_float<T>(to_float(z) + kMagicValue<T>));
+}
+template <class T> __device__ __forceinline__ int4_scaling scaling_of(const int4_stage<T>& st) {
+  return {zero_magic(st.za), zero_magic(st.zb), splat2(st.sa), splat2(st.sb)};
+}
+// The T in a register's low half, as float.
+template <class T> __device__ __forceinline__ float low_half(uint32_t v) {
+  const uint16_t bits = static_cast<uint16_t>(v & 0xFFFFu);
+  return to_float(*reinterpret_cast<const T*>(&bits));
+}
+
+// Staged scales (int4_settings().staged): a block's 16 outputs' zeros and scales for every group, read once from
+// global memory (one contiguous run of each [n, groups] tensor) into shared memory, entry (gi, o) at
+// gi·kStagedPitch + o. Without it each lane loads 4 scalars a block of K, each warp load touching 8 rows' lines: 32
+// line requests per KiB of weights against the weights' own 16. The 8 lanes g of a load read 8 consecutive entries;
+// the odd pitch spreads the staging's writes over the banks.
+struct int4_group_entry {
+  uint32_t zm, s;  // zero_magic(z), splat2(s)
+};
+constexpr int kStagedPitch = 17;
+constexpr int kStagedMaxBytes = 20 * 1024;  // groups ≤ 150: K up to 19,200 in groups of 128
+inline int staged_bytes(int groups) { return groups * kStagedPitch * static_cast<int>(sizeof(int4_group_entry)); }
+
+template <class T>
+__device__ __forceinline__ void stage_scaling(int4_group_entry* __restrict__ e, const T* __restrict__ scales,
+                                              const T* __restrict__ zeros, int n0, int n_out, int groups) {
+  const int64_t base = static_cast<int64_t>(n0) * groups;
+  const int live = min(16, n_out - n0) * groups;
+  for (int i = threadIdx.x; i < 16 * groups; i += blockDim.x) {
+    const int o = i / groups, gi = i % groups;
+    const T z = i < live ? zeros[base + i] : from_float<T>(0.0f), s = i < live ? scales[base + i] : from_float<T>(0.0f);
+    e[gi * kStagedPitch + o] = {zero_magic(z), splat2(s)};
+  }
+}
+// Lane g's scaling for group gi (clamped: a lane past K multiplies zero x and zero weights by a real entry).
+__device__ __forceinline__ int4_scaling staged_scaling(const int4_group_entry* __restrict__ e, int gi, int groups, int g) {
+  const int at = min(gi, groups - 1) * kStagedPitch + g;
+  const int4_group_entry a = e[at], b = e[at + 8];
+  return {a.zm, b.zm, a.s, b.s};
+}
+
 // One block makes 16 output features (n0 = 16·blockIdx.x) for up to 8·NT rows of x. K is cut in blocks of 128
 // (4 lanes × 32 weights per output); warp w takes blocks w, w + 8, ... Lane (g, t) = (lane / 4, lane % 4) loads
 // outputs n0 + g and n0 + g + 8 at k = 128·b + 32t .. + 31, and x's rows 8·tile + g at the same k. Each warp
@@ -103,17 +150,16 @@ constexpr int kAhead = 3;
 // One warp's share of one block of K (chunk c of 32 weights a lane, `live` false past K): cur's weights of
 // outputs n0 + g and n0 + g + 8 dequantized to T, times x's rows 8·tile + g at the same k, added into acc.
 template <class T, int NT, bool ScaleAfter, bool SkipOne = false>
-__device__ __forceinline__ void int4_mma_step(float (&acc)[NT][4], const int4_stage<T>& cur, const T* __restrict__ x,
-                                              int rows, int k, int c, bool live, int g) {
-  const uint32_t za = splat2(from_float<T>(to_float(cur.za) + kMagicValue<T>));
-  const uint32_t zb = splat2(from_float<T>(to_float(cur.zb) + kMagicValue<T>));
+__device__ __forceinline__ void int4_mma_step(float (&acc)[NT][4], const uint4& wa, const uint4& wb, const int4_scaling& sc,
+                                              const T* __restrict__ x, int rows, int k, int c, bool live, int g) {
+  const uint32_t za = sc.zma, zb = sc.zmb;
   const uint32_t one = splat2(from_float<T>(1.0f));
-  const uint32_t sa = ScaleAfter ? one : splat2(cur.sa), sb = ScaleAfter ? one : splat2(cur.sb);
+  const uint32_t sa = ScaleAfter ? one : sc.sa, sb = ScaleAfter ? one : sc.sb;
   float block_acc[NT][4];
   zero_tiles(block_acc);
   float (&sums)[NT][4] = ScaleAfter ? block_acc : acc;
-  const uint32_t words_a[4] = {cur.wa.x, cur.wa.y, cur.wa.z, cur.wa.w};
-  const uint32_t words_b[4] = {cur.wb.x, cur.wb.y, cur.wb.z, cur.wb.w};
+  const uint32_t words_a[4] = {wa.x, wa.y, wa.z, wa.w};
+  const uint32_t words_b[4] = {wb.x, wb.y, wb.z, wb.w};
 #pragma unroll
   for (int nt = 0; nt < NT; nt += 2) {
     // x for two tiles at once (8 loads in flight), then the weights, then the products.
@@ -150,7 +196,7 @@ __device__ __forceinline__ void int4_mma_step(float (&acc)[NT][4], const int4_st
     }
   }
   if constexpr (ScaleAfter) {
-    const float fa = to_float(cur.sa), fb = to_float(cur.sb);  // d[0..1] are output g's, d[2..3] output g + 8's
+    const float fa = low_half<T>(sc.sa), fb = low_half<T>(sc.sb);  // d[0..1] are output g's, d[2..3] output g + 8's
 #pragma unroll
     for (int nt = 0; nt < NT; ++nt) {
       acc[nt][0] += fa * block_acc[nt][0];
@@ -200,7 +246,7 @@ __global__ void __launch_bounds__(kWarps * 32)
     for (int i = 0; i + 1 < kAhead; ++i) ahead[i] = ahead[i + 1];
     ahead[kAhead - 1] = load(b + kAhead * kWarps);
     const int c = b * 4 + t;
-    int4_mma_step<T, NT, ScaleAfter>(acc, cur, x, rows, k, c, c < chunks, g);
+    int4_mma_step<T, NT, ScaleAfter>(acc, cur.wa, cur.wb, scaling_of(cur), x, rows, k, c, c < chunks, g);
   }
   reduce_tile_outputs<T, NT, kWarps>(partial, acc, n0, rows, n_out, out,
                                  [&](float sum, int, int j) { return plus_bias(sum, bias, j); });
@@ -218,12 +264,13 @@ __global__ void __launch_bounds__(kWarps * 32)
 // (launch_mma); 5 two loads ahead instead of three, capped for 4 blocks an SM at one row tile (64 registers, 10 bytes
 // spilled: 32 warps an SM against 16; written after the last call); 0 leaves int4_mma_kernel. Bits equal to
 // int4_mma_kernel's on every shape of the GPU check (1 and 2; 5 the same order of sums).
-template <class T, int NT, bool ScaleAfter, int Warps, int MinBlocks, int Ahead = kAhead>
+template <class T, int NT, bool ScaleAfter, int Warps, int MinBlocks, int Ahead = kAhead, bool Staged = false>
 __global__ void __launch_bounds__(Warps * 32, MinBlocks)
     int4_ring_kernel(const T* __restrict__ x, const uint4* __restrict__ q, const T* __restrict__ scales,
                      const T* __restrict__ zeros, const T* __restrict__ bias, T* __restrict__ out, int rows, int n_out,
                      int k, int group_shift) {
   __shared__ float partial[Warps][16][NT * 8 + 1];
+  extern __shared__ int4_group_entry staged[];  // Staged: staged_bytes(groups)
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
   const int n0 = blockIdx.x * 16;
   const int chunks = k / 32, groups = chunks >> group_shift, blocks = (chunks + 3) / 4;
@@ -239,15 +286,23 @@ __global__ void __launch_bounds__(Warps * 32, MinBlocks)
     const int c = b * 4 + t;
     if (c < chunks) {
       const int gi = c >> group_shift;
-      if (has_a) st.wa = load_streaming(q + row_a * chunks + c), st.sa = scales[row_a * groups + gi], st.za = zeros[row_a * groups + gi];
-      if (has_b) st.wb = load_streaming(q + row_b * chunks + c), st.sb = scales[row_b * groups + gi], st.zb = zeros[row_b * groups + gi];
+      if (has_a) st.wa = load_streaming(q + row_a * chunks + c);
+      if (has_b) st.wb = load_streaming(q + row_b * chunks + c);
+      if constexpr (!Staged) {
+        if (has_a) st.sa = scales[row_a * groups + gi], st.za = zeros[row_a * groups + gi];
+        if (has_b) st.sb = scales[row_b * groups + gi], st.zb = zeros[row_b * groups + gi];
+      }
     }
     return st;
   };
   int4_stage<T> ahead[Ahead];
 #pragma unroll
   for (int i = 0; i < Ahead; ++i) ahead[i] = load(warp + i * Warps);
-  pdl_wait();  // the weights do not depend on the kernel before; x does
+  if constexpr (Staged) {
+    stage_scaling(staged, scales, zeros, n0, n_out, groups);
+    __syncthreads();
+  }
+  pdl_wait();  // the weights, scales and zeros do not depend on the kernel before; x does
   for (int b0 = warp; b0 < blocks; b0 += Ahead * Warps) {
 #pragma unroll
     for (int i = 0; i < Ahead; ++i) {
@@ -256,7 +311,8 @@ __global__ void __launch_bounds__(Warps * 32, MinBlocks)
       const int4_stage<T> cur = ahead[i];
       ahead[i] = load(b + Ahead * Warps);
       const int c = b * 4 + t;
-      int4_mma_step<T, NT, ScaleAfter, true>(acc, cur, x, rows, k, c, c < chunks, g);
+      const int4_scaling sc = Staged ? staged_scaling(staged, c >> group_shift, groups, g) : scaling_of(cur);
+      int4_mma_step<T, NT, ScaleAfter, true>(acc, cur.wa, cur.wb, sc, x, rows, k, c, c < chunks, g);
     }
   }
   reduce_tile_outputs<T, NT, Warps>(partial, acc, n0, rows, n_out, out,
@@ -276,13 +332,14 @@ constexpr int kInt4Stages = 5;
 constexpr int kInt4StageChunks = 16;                   // 16-byte chunks (32 weights) of each row a stage holds
 constexpr int kInt4StagePitch = kInt4StageChunks + 4;  // uint4s: rows 64 bytes apart mod 128, reads without conflicts
 
-template <class T, int NT, bool ScaleAfter>
+template <class T, int NT, bool ScaleAfter, bool Staged = false>
 __global__ void __launch_bounds__(kInt4AsyncWarps * 32)
     int4_mma_async_kernel(const T* __restrict__ x, const uint4* __restrict__ q, const T* __restrict__ scales,
                           const T* __restrict__ zeros, const T* __restrict__ bias, T* __restrict__ out, int rows,
                           int n_out, int k, int group) {
   __shared__ uint4 w_s[kInt4Stages][16][kInt4StagePitch];
   __shared__ float partial[kInt4AsyncWarps][16][NT * 8 + 1];
+  extern __shared__ int4_group_entry staged[];  // Staged: staged_bytes(groups)
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
   const int n0 = blockIdx.x * 16;
   const int chunks = k / 32, groups = k / group, stages = (chunks + kInt4StageChunks - 1) / kInt4StageChunks;
@@ -304,7 +361,7 @@ __global__ void __launch_bounds__(kInt4AsyncWarps * 32)
   auto scales_of = [&](int s) {
     int4_stage<T> st{};
     const int c = s * kInt4StageChunks + warp * 4 + t;
-    if (s < stages && c < chunks) {
+    if (!Staged && s < stages && c < chunks) {
       const int gi = c * 32 / group;
       if (has_a) st.sa = scales[row_a * groups + gi], st.za = zeros[row_a * groups + gi];
       if (has_b) st.sb = scales[row_b * groups + gi], st.zb = zeros[row_b * groups + gi];
@@ -317,7 +374,11 @@ __global__ void __launch_bounds__(kInt4AsyncWarps * 32)
   int4_stage<T> ahead[kInt4Stages - 1];
 #pragma unroll
   for (int i = 0; i < kInt4Stages - 1; ++i) ahead[i] = scales_of(i);
-  pdl_wait();  // the weights do not depend on the kernel before; x does
+  if constexpr (Staged) {
+    stage_scaling(staged, scales, zeros, n0, n_out, groups);
+    __syncthreads();
+  }
+  pdl_wait();  // the weights, scales and zeros do not depend on the kernel before; x does
   for (int s = 0; s < stages; ++s) {
     cp_async_ring_next<kInt4Stages>(s, stages, issue);
     int4_stage<T> cur = ahead[0];
@@ -325,9 +386,9 @@ __global__ void __launch_bounds__(kInt4AsyncWarps * 32)
     for (int i = 0; i + 1 < kInt4Stages - 1; ++i) ahead[i] = ahead[i + 1];
     ahead[kInt4Stages - 2] = scales_of(s + kInt4Stages - 1);
     const int col = warp * 4 + t, c = s * kInt4StageChunks + col;
-    cur.wa = w_s[s % kInt4Stages][g][col];
-    cur.wb = w_s[s % kInt4Stages][g + 8][col];
-    int4_mma_step<T, NT, ScaleAfter>(acc, cur, x, rows, k, c, c < chunks, g);
+    const uint4 wa = w_s[s % kInt4Stages][g][col], wb = w_s[s % kInt4Stages][g + 8][col];
+    const int4_scaling sc = Staged ? staged_scaling(staged, c * 32 / group, groups, g) : scaling_of(cur);
+    int4_mma_step<T, NT, ScaleAfter>(acc, wa, wb, sc, x, rows, k, c, c < chunks, g);
   }
   reduce_tile_outputs<T, NT, kInt4AsyncWarps>(partial, acc, n0, rows, n_out, out,
                                  [&](float sum, int, int j) { return plus_bias(sum, bias, j); });
@@ -351,15 +412,26 @@ void launch_mma(const tensor& x, const int4_device_weight& w, const tensor& bias
   // 0.038; one rtn request 3.30 ms a token with the register kernel, 3.21 with ring 1 (the default).
   const int chosen = int4_settings().ring;
   const int ring = chosen == 4 ? (setting > 0 ? 0 : n_out > k ? 3 : 1) : async ? 0 : chosen;
+  // Staged scales (int4_settings().staged) where a block's fit in kStagedMaxBytes, or beside the cp.async kernel's own
+  // shared memory within the 48 KiB a block gets without asking.
+  const int groups = k / group;
+  constexpr int kAsyncStatic = kInt4Stages * 16 * kInt4StagePitch * 16 + kInt4AsyncWarps * 16 * (NT * 8 + 1) * 4;
+  const bool staged = int4_settings().staged > 0 && staged_bytes(groups) <= kStagedMaxBytes &&
+                      (ring > 0 || !async || kAsyncStatic + staged_bytes(groups) <= 48 * 1024);
+  const size_t staged_shared = staged ? static_cast<size_t>(staged_bytes(groups)) : 0;
   if (ring > 0 && group >= 32 && (group & (group - 1)) == 0) {
     const int shift = std::countr_zero(static_cast<unsigned>(group / 32));
     auto launch = [&](auto kernel, int warps) {
-      launch_dependent(kernel, dim3(static_cast<unsigned>((n_out + 15) / 16)), dim3(warps * 32), stream,
-                       "linear_int4 ring", x.as<T>(), static_cast<const uint4*>(w.qweight.data), w.scales.as<T>(),
-                       w.zeros.as<T>(), bias.empty() ? nullptr : bias.as<T>(), out.as<T>(), rows, n_out, k, shift);
+      launch_dependent_shared(kernel, dim3(static_cast<unsigned>((n_out + 15) / 16)), dim3(warps * 32), staged_shared,
+                              stream, "linear_int4 ring", x.as<T>(), static_cast<const uint4*>(w.qweight.data),
+                              w.scales.as<T>(), w.zeros.as<T>(), bias.empty() ? nullptr : bias.as<T>(), out.as<T>(), rows,
+                              n_out, k, shift);
     };
     constexpr int kCapped = NT == 1 ? 3 : 0;  // variant 2: 3 blocks an SM at one row tile
-    if (ring == 2) launch(scale_after ? int4_ring_kernel<T, NT, true, kWarps, kCapped> : int4_ring_kernel<T, NT, false, kWarps, kCapped>, kWarps);
+    if (staged) {
+      if (ring == 3) launch(scale_after ? int4_ring_kernel<T, NT, true, 4, 0, kAhead, true> : int4_ring_kernel<T, NT, false, 4, 0, kAhead, true>, 4);
+      else launch(scale_after ? int4_ring_kernel<T, NT, true, kWarps, 0, kAhead, true> : int4_ring_kernel<T, NT, false, kWarps, 0, kAhead, true>, kWarps);
+    } else if (ring == 2) launch(scale_after ? int4_ring_kernel<T, NT, true, kWarps, kCapped> : int4_ring_kernel<T, NT, false, kWarps, kCapped>, kWarps);
     else if (ring == 3) launch(scale_after ? int4_ring_kernel<T, NT, true, 4, 0> : int4_ring_kernel<T, NT, false, 4, 0>, 4);
     else if (ring == 5) {  // two loads ahead, 4 blocks an SM at one row tile
       constexpr int kLean = NT == 1 ? 4 : 0;
@@ -367,12 +439,13 @@ void launch_mma(const tensor& x, const int4_device_weight& w, const tensor& bias
     } else launch(scale_after ? int4_ring_kernel<T, NT, true, kWarps, 0> : int4_ring_kernel<T, NT, false, kWarps, 0>, kWarps);
     return;
   }
-  auto kernel = async ? (scale_after ? int4_mma_async_kernel<T, NT, true> : int4_mma_async_kernel<T, NT, false>)
+  auto kernel = async ? (staged ? (scale_after ? int4_mma_async_kernel<T, NT, true, true> : int4_mma_async_kernel<T, NT, false, true>)
+                               : (scale_after ? int4_mma_async_kernel<T, NT, true> : int4_mma_async_kernel<T, NT, false>))
                       : (scale_after ? int4_mma_kernel<T, NT, true> : int4_mma_kernel<T, NT, false>);
   // Launched as a programmatic dependent: its blocks may start while the kernel before (a norm, silu_and_mul)
   // finishes, and stream their first weights before they wait for x.
-  launch_dependent(kernel, dim3(static_cast<unsigned>((n_out + 15) / 16)), dim3((async ? kInt4AsyncWarps : kWarps) * 32),
-                   stream, "linear_int4", x.as<T>(), static_cast<const uint4*>(w.qweight.data), w.scales.as<T>(),
+  launch_dependent_shared(kernel, dim3(static_cast<unsigned>((n_out + 15) / 16)), dim3((async ? kInt4AsyncWarps : kWarps) * 32),
+                   async ? staged_shared : 0, stream, "linear_int4", x.as<T>(), static_cast<const uint4*>(w.qweight.data), w.scales.as<T>(),
                    w.zeros.as<T>(), bias.empty() ? nullptr : bias.as<T>(), out.as<T>(), rows, n_out, k,
                    static_cast<int>(w.group_size));
 }
@@ -657,6 +730,10 @@ int4_switches& int4_settings() {
                          [] {
                            const char* v = std::getenv("TROUPE_INT4_RING");
                            return !v || !*v ? 1 : *v >= '1' && *v <= '5' ? *v - '0' : 0;
+                         }(),
+                         [] {
+                           const char* v = std::getenv("TROUPE_INT4_STAGED");
+                           return v && *v && *v != '0' ? 1 : 0;
                          }()};
   return s;
 }
