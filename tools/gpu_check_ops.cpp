@@ -239,10 +239,12 @@ void check_linear_int4(checker& c, dtype t) {
     // The tensor-core shapes (bf16 / f16, up to 32 rows) also on the kernel that stages weights by cp.async, and on
     // the ring kernel's variants (int4_settings().ring): 1, 2 and 5 must write the register kernel's ("") bits; each
     // "staged" variant (int4_settings().staged: scales and zeros staged in shared memory) its unstaged kernel's.
+    // "stream1" / "stream2": the persistent kernel (int4_settings().stream) where it takes the shape (up to 8 rows,
+    // groups of 128, K a multiple of 128; elsewhere the default path), its sums in another order (tolerance only).
     // "gemm": the shared-memory GEMM for batches (int4_settings().gemm), at any rows up to 512 with K a multiple of 128.
     std::map<std::string, bytes> bits_of;
     for (const std::string variant : {"", "async", "ring1", "ring2", "ring3", "ring5", "ring1 staged", "ring3 staged",
-                                      "async staged", "gemm"}) {
+                                      "async staged", "stream1", "stream2", "gemm"}) {
       if (variant == "gemm" ? t == dtype::f32 || s.rows > 512 || s.k % 128 != 0
                             : !variant.empty() && (t == dtype::f32 || s.rows > 32))
         continue;
@@ -253,6 +255,7 @@ void check_linear_int4(checker& c, dtype t) {
       const scoped_value<int> gemm(cuda::int4_settings().gemm, variant == "gemm" ? 1 : 0);
       const scoped_value<int> ringed(cuda::int4_settings().ring, ring);
       const scoped_value<int> staging(cuda::int4_settings().staged, staged ? 1 : 0);
+      const scoped_value<int> streamed(cuda::int4_settings().stream, kernel.starts_with("stream") ? kernel.back() - '0' : 0);
       c.poison(out);
       c.gpu.linear_int4(x.gpu, {qweight.gpu.get(), scales.gpu.get(), zeros.gpu.get(), s.group}, s.bias ? bias.gpu.get() : tensor{}, out.gpu);
       std::string what = "T,K,N=" + dims({s.rows, s.k, s.n}) + " G" + std::to_string(s.group);

@@ -58,6 +58,10 @@ struct int4_switches {
   // (variants 1 and 3; 2 and 5 take 1's staged kernel) and the cp.async kernel, where they fit: 1 (TROUPE_INT4_STAGED=1),
   // or 0, the default until timed: each lane loading its 4 scalars a block of K.
   int staged = 0;
+  // One to 8 rows (groups a power of two from 128, K a multiple of 128) on int4_stream_kernel, persistent blocks with
+  // the zero out of the inner loop, tiles of 16 (1) or 32 (2) outputs; 0 (the default until timed) leaves the kernels
+  // above. Starts as TROUPE_INT4_STREAM=1|2.
+  int stream = 0;
 };
 int4_switches& int4_settings();
 // ops::linear_fp8 on ctx's stream: each token quantized to e4m3 into ctx's scratch, then the first of these that

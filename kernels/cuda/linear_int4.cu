@@ -450,6 +450,190 @@ void launch_mma(const tensor& x, const int4_device_weight& w, const tensor& bias
                    static_cast<int>(w.group_size));
 }
 
+// ---- One to 8 rows, int4_settings().stream (TROUPE_INT4_STREAM=1|2; written in the thirteenth session of 2026-12-06):
+// int4_stream_kernel. Nsight Compute on int4_ring_kernel at one row (H100, same session) found gate_up at 1.65 TB/s
+// with the issue slots 48% busy and the ALU pipe 56%: 306 warp instructions for each KiB of weights, where the
+// dequantization itself needs ~100. The rest was per step (each warp's step is 1 KiB: x's loads and permutes, the
+// scales' loads and conversions, addresses, the zeroed sums) and per block (8 warps reach only 3-4 steps each at
+// K = 3,584 before the block's prologue, barrier and reduction). Here:
+// - blocks are persistent: a block takes tiles blockIdx.x, + gridDim.x, ... (two blocks an SM), its warps splitting
+//   each tile's K as before, and each warp's loads run Ahead items ahead across tile boundaries; a tile's warps meet
+//   once, in shared memory (two buffers, one barrier a tile);
+// - a tile is MT × 16 outputs: x's fragments, loaded and permuted once a step, serve MT × 2 outputs a lane;
+// - the zero leaves the inner loop: the weights go in as 128 + q (one shift and one mask-and-or a pair), and the
+//   tensor cores' fp32 sum Σ(128 + q)·x is corrected by (128 + z)·Σx, Σx over each block of 128 k of each row made
+//   once a block by the tensor cores (A all ones) into shared memory, then s·(Σ(128 + q)·x − (128 + z)·Σx) is added
+//   in fp32. The products are exact in fp32 (8-bit by 8-bit significands; 11 by 11 in f16); the sums differ from the
+//   other kernels' only in fp32 rounding (tolerance, not bits).
+// Groups a power of two from 128 (a block of K in one group), K a multiple of 128, bf16 / f16.
+template <class T, int MT> struct int4_stream_stage {
+  uint4 w[MT][2];  // [m][h]: output tile·16·MT + 16m + 8h + g, k = 128b + 32t .. + 31
+  T s[MT][2], z[MT][2];
+};
+
+template <class T, int MT, int Warps, int Ahead>
+__global__ void __launch_bounds__(Warps * 32, 2)
+    int4_stream_kernel(const T* __restrict__ x, const uint4* __restrict__ q, const T* __restrict__ scales,
+                       const T* __restrict__ zeros, const T* __restrict__ bias, T* __restrict__ out, int rows, int n_out,
+                       int k, int group_shift) {
+  constexpr int kOut = 16 * MT;
+  extern __shared__ float stream_smem[];
+  const int blocks = k / 128, chunks = k / 32, groups = blocks >> group_shift;
+  float* xsum = stream_smem;                // [blocks][8]: Σ over block b's 128 k of x's row r
+  float* partial = stream_smem + blocks * 8;  // [2][Warps][kOut][9]
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+  const int tiles = (n_out + kOut - 1) / kOut;
+  const int per_warp = (blocks + Warps - 1) / Warps;  // a warp's items a tile; the last may lie past K
+  const int my_tiles = static_cast<int>(blockIdx.x) < tiles ? (tiles - 1 - static_cast<int>(blockIdx.x)) / static_cast<int>(gridDim.x) + 1 : 0;
+  const int items = my_tiles * per_warp;
+
+  // Item j: tile blockIdx.x + (j / per_warp)·gridDim.x, block of K warp + (j % per_warp)·Warps; zeros past K or n_out.
+  auto load = [&](int j) {
+    int4_stream_stage<T, MT> st{};
+    if (j < items) {
+      const int tile = static_cast<int>(blockIdx.x) + (j / per_warp) * static_cast<int>(gridDim.x);
+      const int b = warp + (j % per_warp) * Warps;
+      if (b < blocks) {
+        const int gi = b >> group_shift;
+#pragma unroll
+        for (int m = 0; m < MT; ++m)
+#pragma unroll
+          for (int h = 0; h < 2; ++h) {
+            const int o = tile * kOut + m * 16 + h * 8 + g;
+            if (o < n_out) {
+              st.w[m][h] = load_streaming(q + static_cast<int64_t>(o) * chunks + b * 4 + t);
+              st.s[m][h] = scales[static_cast<int64_t>(o) * groups + gi];
+              st.z[m][h] = zeros[static_cast<int64_t>(o) * groups + gi];
+            }
+          }
+      }
+    }
+    return st;
+  };
+  // x's B fragments for block b (row g, k = 128b + 32t + 8i .. + 7 as the nibble pairs come: (x0, x4), (x1, x5), ...).
+  auto x_fragments = [&](int b, uint32_t (&frag)[4][4]) {
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const uint4 v = g < rows ? *reinterpret_cast<const uint4*>(x + static_cast<int64_t>(g) * k + b * 128 + t * 32 + i * 8)
+                               : make_uint4(0, 0, 0, 0);
+      frag[i][0] = __byte_perm(v.x, v.z, 0x5410), frag[i][1] = __byte_perm(v.x, v.z, 0x7632);
+      frag[i][2] = __byte_perm(v.y, v.w, 0x5410), frag[i][3] = __byte_perm(v.y, v.w, 0x7632);
+    }
+  };
+
+  int4_stream_stage<T, MT> ahead[Ahead];
+#pragma unroll
+  for (int i = 0; i < Ahead; ++i) ahead[i] = load(i);
+  pdl_wait();  // the weights, scales and zeros do not depend on the kernel before; x does
+  // Σx of this warp's blocks (only this warp reads them).
+  for (int b = warp; b < blocks && my_tiles > 0; b += Warps) {
+    uint32_t frag[4][4];
+    x_fragments(b, frag);
+    const uint32_t ones = splat2(from_float<T>(1.0f));
+    const uint32_t a[4] = {ones, ones, ones, ones};
+    float s[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      mma16816<T>(s, a, frag[i][0], frag[i][1]);
+      mma16816<T>(s, a, frag[i][2], frag[i][3]);
+    }
+    if (g == 0) xsum[b * 8 + 2 * t] = s[0], xsum[b * 8 + 2 * t + 1] = s[1];  // D(0, 2t), D(0, 2t + 1)
+  }
+  __syncwarp();
+
+  float acc[MT][4];
+  int buf = 0;
+  auto item = [&](int j, const int4_stream_stage<T, MT>& cur) {
+    const int p = j % per_warp, b = warp + p * Warps;
+    if (p == 0)
+#pragma unroll
+      for (int m = 0; m < MT; ++m) acc[m][0] = acc[m][1] = acc[m][2] = acc[m][3] = 0.0f;
+    if (b < blocks) {
+      uint32_t frag[4][4];
+      x_fragments(b, frag);
+      float d[MT][4];
+#pragma unroll
+      for (int m = 0; m < MT; ++m) d[m][0] = d[m][1] = d[m][2] = d[m][3] = 0.0f;
+#pragma unroll
+      for (int i = 0; i < 4; ++i)
+#pragma unroll
+        for (int m = 0; m < MT; ++m) {
+          const uint4& va = cur.w[m][0];
+          const uint4& vb = cur.w[m][1];
+          const uint32_t wa = i == 0 ? va.x : i == 1 ? va.y : i == 2 ? va.z : va.w;
+          const uint32_t wb = i == 0 ? vb.x : i == 1 ? vb.y : i == 2 ? vb.z : vb.w;
+          uint32_t da[4], db[4];
+#pragma unroll
+          for (int jj = 0; jj < 4; ++jj) {
+            da[jj] = ((wa >> (4 * jj)) & 0x000F000Fu) | kMagic<T>;
+            db[jj] = ((wb >> (4 * jj)) & 0x000F000Fu) | kMagic<T>;
+          }
+          const uint32_t a0[4] = {da[0], db[0], da[1], db[1]};  // nibbles 0,4 | 1,5 of word i
+          const uint32_t a1[4] = {da[2], db[2], da[3], db[3]};  // nibbles 2,6 | 3,7
+          mma16816<T>(d[m], a0, frag[i][0], frag[i][1]);
+          mma16816<T>(d[m], a1, frag[i][2], frag[i][3]);
+        }
+      const float2 sx = *reinterpret_cast<const float2*>(xsum + b * 8 + 2 * t);  // rows 2t, 2t + 1
+#pragma unroll
+      for (int m = 0; m < MT; ++m) {
+        const float fa = to_float(cur.s[m][0]), fb = to_float(cur.s[m][1]);
+        const float za = to_float(cur.z[m][0]) + kMagicValue<T>, zb = to_float(cur.z[m][1]) + kMagicValue<T>;
+        acc[m][0] += fa * (d[m][0] - za * sx.x);
+        acc[m][1] += fa * (d[m][1] - za * sx.y);
+        acc[m][2] += fb * (d[m][2] - zb * sx.x);
+        acc[m][3] += fb * (d[m][3] - zb * sx.y);
+      }
+    }
+    if (p == per_warp - 1) {  // the tile's end: the warps' sums meet, in warp order
+      const int tile = static_cast<int>(blockIdx.x) + (j / per_warp) * static_cast<int>(gridDim.x);
+      float* part = partial + buf * Warps * kOut * 9;
+#pragma unroll
+      for (int m = 0; m < MT; ++m) {
+        float* row_a = part + (warp * kOut + m * 16 + g) * 9, *row_b = row_a + 8 * 9;
+        row_a[2 * t] = acc[m][0], row_a[2 * t + 1] = acc[m][1];
+        row_b[2 * t] = acc[m][2], row_b[2 * t + 1] = acc[m][3];
+      }
+      __syncthreads();
+      for (int e = threadIdx.x; e < kOut * 8; e += Warps * 32) {
+        const int o = e / 8, r = e % 8, n = tile * kOut + o;
+        if (r >= rows || n >= n_out) continue;
+        float sum = 0.0f;
+#pragma unroll
+        for (int w = 0; w < Warps; ++w) sum += part[(w * kOut + o) * 9 + r];
+        out[static_cast<int64_t>(r) * n_out + n] = from_float<T>(plus_bias(sum, bias, n));
+      }
+      buf ^= 1;
+    }
+  };
+  for (int j0 = 0; j0 < items; j0 += Ahead) {
+#pragma unroll
+    for (int i = 0; i < Ahead; ++i) {
+      const int j = j0 + i;
+      if (j >= items) break;
+      const int4_stream_stage<T, MT> cur = ahead[i];
+      ahead[i] = load(j + Ahead);
+      item(j, cur);
+    }
+  }
+}
+
+// int4_stream_kernel over the GPU: two blocks an SM (its launch bounds), or fewer where the tiles are fewer.
+template <class T, int MT>
+void launch_stream(const cuda_context& ctx, const tensor& x, const int4_device_weight& w, const tensor& bias,
+                   const tensor& out, int rows) {
+  constexpr int kStreamWarps = 8, kStreamAhead = 2;
+  const int n_out = static_cast<int>(w.qweight.dim(0)), k = static_cast<int>(x.dim(1));
+  const int tiles = (n_out + 16 * MT - 1) / (16 * MT), blocks = k / 128;
+  const int shift = std::countr_zero(static_cast<unsigned>(w.group_size / 128));
+  const size_t shared = static_cast<size_t>(blocks * 8 + 2 * kStreamWarps * 16 * MT * 9) * sizeof(float);
+  auto kernel = int4_stream_kernel<T, MT, kStreamWarps, kStreamAhead>;
+  if (shared > 48 * 1024) allow_shared_memory<int4_stream_kernel<T, MT, kStreamWarps, kStreamAhead>>(227 * 1024, "linear_int4 stream");
+  const int grid = std::min(tiles, 2 * std::max(ctx.sm_count, 1));
+  launch_dependent_shared(kernel, dim3(static_cast<unsigned>(grid)), dim3(kStreamWarps * 32), shared, ctx.stream,
+                          "linear_int4 stream", x.as<T>(), static_cast<const uint4*>(w.qweight.data), w.scales.as<T>(),
+                          w.zeros.as<T>(), bias.empty() ? nullptr : bias.as<T>(), out.as<T>(), rows, n_out, k, shift);
+}
+
 // Output feature n of every row of x, for n = warp index over the grid (a grid-stride loop). R bounds the
 // rows (compile time, so the accumulators stay in registers).
 template <class T, int R>
@@ -734,6 +918,10 @@ int4_switches& int4_settings() {
                          [] {
                            const char* v = std::getenv("TROUPE_INT4_STAGED");
                            return v && *v && *v != '0' ? 1 : 0;
+                         }(),
+                         [] {
+                           const char* v = std::getenv("TROUPE_INT4_STREAM");
+                           return v && (*v == '1' || *v == '2') ? *v - '0' : 0;
                          }()};
   return s;
 }
@@ -760,6 +948,19 @@ void launch_linear_int4(cuda_context& ctx, const tensor& x, const int4_device_we
       using T = typename decltype(tag)::type;
       if (r <= 32) launch_gemm<T, 32>(ctx, x, w, bias, out, r);
       else launch_gemm<T, 64>(ctx, x, w, bias, out, r);
+    };
+    if (x.type == dtype::bf16) launch(std::type_identity<__nv_bfloat16>{});
+    else launch(std::type_identity<__half>{});
+    return;
+  }
+  // One to 8 rows on the persistent kernel (int4_settings().stream = MT, tiles of 16·MT outputs).
+  const int stream = int4_settings().stream;
+  if (aligned && x.type != dtype::f32 && rows <= 8 && stream > 0 && k % 128 == 0 && g >= 128 && (g & (g - 1)) == 0) {
+    const int r = static_cast<int>(rows);
+    auto launch = [&](auto tag) {
+      using T = typename decltype(tag)::type;
+      if (stream == 1) launch_stream<T, 1>(ctx, x, w, bias, out, r);
+      else launch_stream<T, 2>(ctx, x, w, bias, out, r);
     };
     if (x.type == dtype::bf16) launch(std::type_identity<__nv_bfloat16>{});
     else launch(std::type_identity<__half>{});
