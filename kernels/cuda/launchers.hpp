@@ -54,14 +54,6 @@ struct int4_switches {
   // over the loads in flight (1, the default; TROUPE_INT4_RING=0 for int4_mma_kernel; 2, 3 and 5 its variants; 4 by
   // layer, in place of the cp.async kernel too: linear_int4.cu's launch_mma).
   int ring = 1;
-  // Each block's scales and zeros staged in shared memory once (linear_int4.cu's stage_scaling) in the ring kernel
-  // (variants 1 and 3; 2 and 5 take 1's staged kernel) and the cp.async kernel, where they fit: 1 (TROUPE_INT4_STAGED=1),
-  // or 0, the default until timed: each lane loading its 4 scalars a block of K.
-  int staged = 0;
-  // One to 8 rows (groups a power of two from 128, K a multiple of 128) on int4_stream_kernel, persistent blocks with
-  // the zero out of the inner loop, tiles of 16 (1) or 32 (2) outputs; 0 (the default until timed) leaves the kernels
-  // above. Starts as TROUPE_INT4_STREAM=1|2.
-  int stream = 0;
 };
 int4_switches& int4_settings();
 // ops::linear_fp8 on ctx's stream: each token quantized to e4m3 into ctx's scratch, then the first of these that

@@ -91,53 +91,6 @@ template <class T> struct int4_stage {
   T sa, sb, za, zb;
 };
 
-// What dequantizes a lane's two outputs (g and g + 8) in one group: 128 + zero (1024 + zero in f16) and the scale,
-// each in both halves of a register.
-struct int4_scaling {
-  uint32_t zma, zmb, sa, sb;
-};
-template <class T> __device__ __forceinline__ uint32_t zero_magic(T z) {
-  return splat2(from_float<T>(to_float(z) + kMagicValue<T>));
-}
-template <class T> __device__ __forceinline__ int4_scaling scaling_of(const int4_stage<T>& st) {
-  return {zero_magic(st.za), zero_magic(st.zb), splat2(st.sa), splat2(st.sb)};
-}
-// The T in a register's low half, as float.
-template <class T> __device__ __forceinline__ float low_half(uint32_t v) {
-  const uint16_t bits = static_cast<uint16_t>(v & 0xFFFFu);
-  return to_float(*reinterpret_cast<const T*>(&bits));
-}
-
-// Staged scales (int4_settings().staged): a block's 16 outputs' zeros and scales for every group, read once from
-// global memory (one contiguous run of each [n, groups] tensor) into shared memory, entry (gi, o) at
-// gi·kStagedPitch + o. Without it each lane loads 4 scalars a block of K, each warp load touching 8 rows' lines: 32
-// line requests per KiB of weights against the weights' own 16. The 8 lanes g of a load read 8 consecutive entries;
-// the odd pitch spreads the staging's writes over the banks.
-struct int4_group_entry {
-  uint32_t zm, s;  // zero_magic(z), splat2(s)
-};
-constexpr int kStagedPitch = 17;
-constexpr int kStagedMaxBytes = 20 * 1024;  // groups ≤ 150: K up to 19,200 in groups of 128
-inline int staged_bytes(int groups) { return groups * kStagedPitch * static_cast<int>(sizeof(int4_group_entry)); }
-
-template <class T>
-__device__ __forceinline__ void stage_scaling(int4_group_entry* __restrict__ e, const T* __restrict__ scales,
-                                              const T* __restrict__ zeros, int n0, int n_out, int groups) {
-  const int64_t base = static_cast<int64_t>(n0) * groups;
-  const int live = min(16, n_out - n0) * groups;
-  for (int i = threadIdx.x; i < 16 * groups; i += blockDim.x) {
-    const int o = i / groups, gi = i % groups;
-    const T z = i < live ? zeros[base + i] : from_float<T>(0.0f), s = i < live ? scales[base + i] : from_float<T>(0.0f);
-    e[gi * kStagedPitch + o] = {zero_magic(z), splat2(s)};
-  }
-}
-// Lane g's scaling for group gi (clamped: a lane past K multiplies zero x and zero weights by a real entry).
-__device__ __forceinline__ int4_scaling staged_scaling(const int4_group_entry* __restrict__ e, int gi, int groups, int g) {
-  const int at = min(gi, groups - 1) * kStagedPitch + g;
-  const int4_group_entry a = e[at], b = e[at + 8];
-  return {a.zm, b.zm, a.s, b.s};
-}
-
 // One block makes 16 output features (n0 = 16·blockIdx.x) for up to 8·NT rows of x. K is cut in blocks of 128
 // (4 lanes × 32 weights per output); warp w takes blocks w, w + 8, ... Lane (g, t) = (lane / 4, lane % 4) loads
 // outputs n0 + g and n0 + g + 8 at k = 128·b + 32t .. + 31, and x's rows 8·tile + g at the same k. Each warp
@@ -150,16 +103,17 @@ constexpr int kAhead = 3;
 // One warp's share of one block of K (chunk c of 32 weights a lane, `live` false past K): cur's weights of
 // outputs n0 + g and n0 + g + 8 dequantized to T, times x's rows 8·tile + g at the same k, added into acc.
 template <class T, int NT, bool ScaleAfter, bool SkipOne = false>
-__device__ __forceinline__ void int4_mma_step(float (&acc)[NT][4], const uint4& wa, const uint4& wb, const int4_scaling& sc,
-                                              const T* __restrict__ x, int rows, int k, int c, bool live, int g) {
-  const uint32_t za = sc.zma, zb = sc.zmb;
+__device__ __forceinline__ void int4_mma_step(float (&acc)[NT][4], const int4_stage<T>& cur, const T* __restrict__ x,
+                                              int rows, int k, int c, bool live, int g) {
+  const uint32_t za = splat2(from_float<T>(to_float(cur.za) + kMagicValue<T>));
+  const uint32_t zb = splat2(from_float<T>(to_float(cur.zb) + kMagicValue<T>));
   const uint32_t one = splat2(from_float<T>(1.0f));
-  const uint32_t sa = ScaleAfter ? one : sc.sa, sb = ScaleAfter ? one : sc.sb;
+  const uint32_t sa = ScaleAfter ? one : splat2(cur.sa), sb = ScaleAfter ? one : splat2(cur.sb);
   float block_acc[NT][4];
   zero_tiles(block_acc);
   float (&sums)[NT][4] = ScaleAfter ? block_acc : acc;
-  const uint32_t words_a[4] = {wa.x, wa.y, wa.z, wa.w};
-  const uint32_t words_b[4] = {wb.x, wb.y, wb.z, wb.w};
+  const uint32_t words_a[4] = {cur.wa.x, cur.wa.y, cur.wa.z, cur.wa.w};
+  const uint32_t words_b[4] = {cur.wb.x, cur.wb.y, cur.wb.z, cur.wb.w};
 #pragma unroll
   for (int nt = 0; nt < NT; nt += 2) {
     // x for two tiles at once (8 loads in flight), then the weights, then the products.
@@ -196,7 +150,7 @@ __device__ __forceinline__ void int4_mma_step(float (&acc)[NT][4], const uint4& 
     }
   }
   if constexpr (ScaleAfter) {
-    const float fa = low_half<T>(sc.sa), fb = low_half<T>(sc.sb);  // d[0..1] are output g's, d[2..3] output g + 8's
+    const float fa = to_float(cur.sa), fb = to_float(cur.sb);  // d[0..1] are output g's, d[2..3] output g + 8's
 #pragma unroll
     for (int nt = 0; nt < NT; ++nt) {
       acc[nt][0] += fa * block_acc[nt][0];
@@ -246,7 +200,7 @@ __global__ void __launch_bounds__(kWarps * 32)
     for (int i = 0; i + 1 < kAhead; ++i) ahead[i] = ahead[i + 1];
     ahead[kAhead - 1] = load(b + kAhead * kWarps);
     const int c = b * 4 + t;
-    int4_mma_step<T, NT, ScaleAfter>(acc, cur.wa, cur.wb, scaling_of(cur), x, rows, k, c, c < chunks, g);
+    int4_mma_step<T, NT, ScaleAfter>(acc, cur, x, rows, k, c, c < chunks, g);
   }
   reduce_tile_outputs<T, NT, kWarps>(partial, acc, n0, rows, n_out, out,
                                  [&](float sum, int, int j) { return plus_bias(sum, bias, j); });
@@ -264,13 +218,12 @@ __global__ void __launch_bounds__(kWarps * 32)
 // (launch_mma); 5 two loads ahead instead of three, capped for 4 blocks an SM at one row tile (64 registers, 10 bytes
 // spilled: 32 warps an SM against 16; written after the last call); 0 leaves int4_mma_kernel. Bits equal to
 // int4_mma_kernel's on every shape of the GPU check (1 and 2; 5 the same order of sums).
-template <class T, int NT, bool ScaleAfter, int Warps, int MinBlocks, int Ahead = kAhead, bool Staged = false>
+template <class T, int NT, bool ScaleAfter, int Warps, int MinBlocks, int Ahead = kAhead>
 __global__ void __launch_bounds__(Warps * 32, MinBlocks)
     int4_ring_kernel(const T* __restrict__ x, const uint4* __restrict__ q, const T* __restrict__ scales,
                      const T* __restrict__ zeros, const T* __restrict__ bias, T* __restrict__ out, int rows, int n_out,
                      int k, int group_shift) {
   __shared__ float partial[Warps][16][NT * 8 + 1];
-  extern __shared__ int4_group_entry staged[];  // Staged: staged_bytes(groups)
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
   const int n0 = blockIdx.x * 16;
   const int chunks = k / 32, groups = chunks >> group_shift, blocks = (chunks + 3) / 4;
@@ -286,23 +239,15 @@ __global__ void __launch_bounds__(Warps * 32, MinBlocks)
     const int c = b * 4 + t;
     if (c < chunks) {
       const int gi = c >> group_shift;
-      if (has_a) st.wa = load_streaming(q + row_a * chunks + c);
-      if (has_b) st.wb = load_streaming(q + row_b * chunks + c);
-      if constexpr (!Staged) {
-        if (has_a) st.sa = scales[row_a * groups + gi], st.za = zeros[row_a * groups + gi];
-        if (has_b) st.sb = scales[row_b * groups + gi], st.zb = zeros[row_b * groups + gi];
-      }
+      if (has_a) st.wa = load_streaming(q + row_a * chunks + c), st.sa = scales[row_a * groups + gi], st.za = zeros[row_a * groups + gi];
+      if (has_b) st.wb = load_streaming(q + row_b * chunks + c), st.sb = scales[row_b * groups + gi], st.zb = zeros[row_b * groups + gi];
     }
     return st;
   };
   int4_stage<T> ahead[Ahead];
 #pragma unroll
   for (int i = 0; i < Ahead; ++i) ahead[i] = load(warp + i * Warps);
-  if constexpr (Staged) {
-    stage_scaling(staged, scales, zeros, n0, n_out, groups);
-    __syncthreads();
-  }
-  pdl_wait();  // the weights, scales and zeros do not depend on the kernel before; x does
+  pdl_wait();  // the weights do not depend on the kernel before; x does
   for (int b0 = warp; b0 < blocks; b0 += Ahead * Warps) {
 #pragma unroll
     for (int i = 0; i < Ahead; ++i) {
@@ -311,8 +256,7 @@ __global__ void __launch_bounds__(Warps * 32, MinBlocks)
       const int4_stage<T> cur = ahead[i];
       ahead[i] = load(b + Ahead * Warps);
       const int c = b * 4 + t;
-      const int4_scaling sc = Staged ? staged_scaling(staged, c >> group_shift, groups, g) : scaling_of(cur);
-      int4_mma_step<T, NT, ScaleAfter, true>(acc, cur.wa, cur.wb, sc, x, rows, k, c, c < chunks, g);
+      int4_mma_step<T, NT, ScaleAfter, true>(acc, cur, x, rows, k, c, c < chunks, g);
     }
   }
   reduce_tile_outputs<T, NT, Warps>(partial, acc, n0, rows, n_out, out,
@@ -332,14 +276,13 @@ constexpr int kInt4Stages = 5;
 constexpr int kInt4StageChunks = 16;                   // 16-byte chunks (32 weights) of each row a stage holds
 constexpr int kInt4StagePitch = kInt4StageChunks + 4;  // uint4s: rows 64 bytes apart mod 128, reads without conflicts
 
-template <class T, int NT, bool ScaleAfter, bool Staged = false>
+template <class T, int NT, bool ScaleAfter>
 __global__ void __launch_bounds__(kInt4AsyncWarps * 32)
     int4_mma_async_kernel(const T* __restrict__ x, const uint4* __restrict__ q, const T* __restrict__ scales,
                           const T* __restrict__ zeros, const T* __restrict__ bias, T* __restrict__ out, int rows,
                           int n_out, int k, int group) {
   __shared__ uint4 w_s[kInt4Stages][16][kInt4StagePitch];
   __shared__ float partial[kInt4AsyncWarps][16][NT * 8 + 1];
-  extern __shared__ int4_group_entry staged[];  // Staged: staged_bytes(groups)
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
   const int n0 = blockIdx.x * 16;
   const int chunks = k / 32, groups = k / group, stages = (chunks + kInt4StageChunks - 1) / kInt4StageChunks;
@@ -361,7 +304,7 @@ __global__ void __launch_bounds__(kInt4AsyncWarps * 32)
   auto scales_of = [&](int s) {
     int4_stage<T> st{};
     const int c = s * kInt4StageChunks + warp * 4 + t;
-    if (!Staged && s < stages && c < chunks) {
+    if (s < stages && c < chunks) {
       const int gi = c * 32 / group;
       if (has_a) st.sa = scales[row_a * groups + gi], st.za = zeros[row_a * groups + gi];
       if (has_b) st.sb = scales[row_b * groups + gi], st.zb = zeros[row_b * groups + gi];
@@ -374,11 +317,7 @@ __global__ void __launch_bounds__(kInt4AsyncWarps * 32)
   int4_stage<T> ahead[kInt4Stages - 1];
 #pragma unroll
   for (int i = 0; i < kInt4Stages - 1; ++i) ahead[i] = scales_of(i);
-  if constexpr (Staged) {
-    stage_scaling(staged, scales, zeros, n0, n_out, groups);
-    __syncthreads();
-  }
-  pdl_wait();  // the weights, scales and zeros do not depend on the kernel before; x does
+  pdl_wait();  // the weights do not depend on the kernel before; x does
   for (int s = 0; s < stages; ++s) {
     cp_async_ring_next<kInt4Stages>(s, stages, issue);
     int4_stage<T> cur = ahead[0];
@@ -386,9 +325,9 @@ __global__ void __launch_bounds__(kInt4AsyncWarps * 32)
     for (int i = 0; i + 1 < kInt4Stages - 1; ++i) ahead[i] = ahead[i + 1];
     ahead[kInt4Stages - 2] = scales_of(s + kInt4Stages - 1);
     const int col = warp * 4 + t, c = s * kInt4StageChunks + col;
-    const uint4 wa = w_s[s % kInt4Stages][g][col], wb = w_s[s % kInt4Stages][g + 8][col];
-    const int4_scaling sc = Staged ? staged_scaling(staged, c * 32 / group, groups, g) : scaling_of(cur);
-    int4_mma_step<T, NT, ScaleAfter>(acc, wa, wb, sc, x, rows, k, c, c < chunks, g);
+    cur.wa = w_s[s % kInt4Stages][g][col];
+    cur.wb = w_s[s % kInt4Stages][g + 8][col];
+    int4_mma_step<T, NT, ScaleAfter>(acc, cur, x, rows, k, c, c < chunks, g);
   }
   reduce_tile_outputs<T, NT, kInt4AsyncWarps>(partial, acc, n0, rows, n_out, out,
                                  [&](float sum, int, int j) { return plus_bias(sum, bias, j); });
@@ -412,26 +351,15 @@ void launch_mma(const tensor& x, const int4_device_weight& w, const tensor& bias
   // 0.038; one rtn request 3.30 ms a token with the register kernel, 3.21 with ring 1 (the default).
   const int chosen = int4_settings().ring;
   const int ring = chosen == 4 ? (setting > 0 ? 0 : n_out > k ? 3 : 1) : async ? 0 : chosen;
-  // Staged scales (int4_settings().staged) where a block's fit in kStagedMaxBytes, or beside the cp.async kernel's own
-  // shared memory within the 48 KiB a block gets without asking.
-  const int groups = k / group;
-  constexpr int kAsyncStatic = kInt4Stages * 16 * kInt4StagePitch * 16 + kInt4AsyncWarps * 16 * (NT * 8 + 1) * 4;
-  const bool staged = int4_settings().staged > 0 && staged_bytes(groups) <= kStagedMaxBytes &&
-                      (ring > 0 || !async || kAsyncStatic + staged_bytes(groups) <= 48 * 1024);
-  const size_t staged_shared = staged ? static_cast<size_t>(staged_bytes(groups)) : 0;
   if (ring > 0 && group >= 32 && (group & (group - 1)) == 0) {
     const int shift = std::countr_zero(static_cast<unsigned>(group / 32));
     auto launch = [&](auto kernel, int warps) {
-      launch_dependent_shared(kernel, dim3(static_cast<unsigned>((n_out + 15) / 16)), dim3(warps * 32), staged_shared,
-                              stream, "linear_int4 ring", x.as<T>(), static_cast<const uint4*>(w.qweight.data),
-                              w.scales.as<T>(), w.zeros.as<T>(), bias.empty() ? nullptr : bias.as<T>(), out.as<T>(), rows,
-                              n_out, k, shift);
+      launch_dependent(kernel, dim3(static_cast<unsigned>((n_out + 15) / 16)), dim3(warps * 32), stream,
+                       "linear_int4 ring", x.as<T>(), static_cast<const uint4*>(w.qweight.data), w.scales.as<T>(),
+                       w.zeros.as<T>(), bias.empty() ? nullptr : bias.as<T>(), out.as<T>(), rows, n_out, k, shift);
     };
     constexpr int kCapped = NT == 1 ? 3 : 0;  // variant 2: 3 blocks an SM at one row tile
-    if (staged) {
-      if (ring == 3) launch(scale_after ? int4_ring_kernel<T, NT, true, 4, 0, kAhead, true> : int4_ring_kernel<T, NT, false, 4, 0, kAhead, true>, 4);
-      else launch(scale_after ? int4_ring_kernel<T, NT, true, kWarps, 0, kAhead, true> : int4_ring_kernel<T, NT, false, kWarps, 0, kAhead, true>, kWarps);
-    } else if (ring == 2) launch(scale_after ? int4_ring_kernel<T, NT, true, kWarps, kCapped> : int4_ring_kernel<T, NT, false, kWarps, kCapped>, kWarps);
+    if (ring == 2) launch(scale_after ? int4_ring_kernel<T, NT, true, kWarps, kCapped> : int4_ring_kernel<T, NT, false, kWarps, kCapped>, kWarps);
     else if (ring == 3) launch(scale_after ? int4_ring_kernel<T, NT, true, 4, 0> : int4_ring_kernel<T, NT, false, 4, 0>, 4);
     else if (ring == 5) {  // two loads ahead, 4 blocks an SM at one row tile
       constexpr int kLean = NT == 1 ? 4 : 0;
@@ -439,199 +367,14 @@ void launch_mma(const tensor& x, const int4_device_weight& w, const tensor& bias
     } else launch(scale_after ? int4_ring_kernel<T, NT, true, kWarps, 0> : int4_ring_kernel<T, NT, false, kWarps, 0>, kWarps);
     return;
   }
-  auto kernel = async ? (staged ? (scale_after ? int4_mma_async_kernel<T, NT, true, true> : int4_mma_async_kernel<T, NT, false, true>)
-                               : (scale_after ? int4_mma_async_kernel<T, NT, true> : int4_mma_async_kernel<T, NT, false>))
+  auto kernel = async ? (scale_after ? int4_mma_async_kernel<T, NT, true> : int4_mma_async_kernel<T, NT, false>)
                       : (scale_after ? int4_mma_kernel<T, NT, true> : int4_mma_kernel<T, NT, false>);
   // Launched as a programmatic dependent: its blocks may start while the kernel before (a norm, silu_and_mul)
   // finishes, and stream their first weights before they wait for x.
-  launch_dependent_shared(kernel, dim3(static_cast<unsigned>((n_out + 15) / 16)), dim3((async ? kInt4AsyncWarps : kWarps) * 32),
-                   async ? staged_shared : 0, stream, "linear_int4", x.as<T>(), static_cast<const uint4*>(w.qweight.data), w.scales.as<T>(),
+  launch_dependent(kernel, dim3(static_cast<unsigned>((n_out + 15) / 16)), dim3((async ? kInt4AsyncWarps : kWarps) * 32),
+                   stream, "linear_int4", x.as<T>(), static_cast<const uint4*>(w.qweight.data), w.scales.as<T>(),
                    w.zeros.as<T>(), bias.empty() ? nullptr : bias.as<T>(), out.as<T>(), rows, n_out, k,
                    static_cast<int>(w.group_size));
-}
-
-// ---- One to 8 rows, int4_settings().stream (TROUPE_INT4_STREAM=1|2; written in the thirteenth session of 2026-12-06):
-// int4_stream_kernel. Nsight Compute on int4_ring_kernel at one row (H100, same session) found gate_up at 1.65 TB/s
-// with the issue slots 48% busy and the ALU pipe 56%: 306 warp instructions for each KiB of weights, where the
-// dequantization itself needs ~100. The rest was per step (each warp's step is 1 KiB: x's loads and permutes, the
-// scales' loads and conversions, addresses, the zeroed sums) and per block (8 warps reach only 3-4 steps each at
-// K = 3,584 before the block's prologue, barrier and reduction). Here:
-// - blocks are persistent: a block takes tiles blockIdx.x, + gridDim.x, ... (two blocks an SM), its warps splitting
-//   each tile's K as before, and each warp's loads run Ahead items ahead across tile boundaries; a tile's warps meet
-//   once, in shared memory (two buffers, one barrier a tile);
-// - a tile is MT × 16 outputs: x's fragments, loaded and permuted once a step, serve MT × 2 outputs a lane;
-// - the zero leaves the inner loop: the weights go in as 128 + q (one shift and one mask-and-or a pair), and the
-//   tensor cores' fp32 sum Σ(128 + q)·x is corrected by (128 + z)·Σx, Σx over each block of 128 k of each row made
-//   once a block by the tensor cores (A all ones) into shared memory, then s·(Σ(128 + q)·x − (128 + z)·Σx) is added
-//   in fp32. The products are exact in fp32 (8-bit by 8-bit significands; 11 by 11 in f16); the sums differ from the
-//   other kernels' only in fp32 rounding (tolerance, not bits).
-// Groups a power of two from 128 (a block of K in one group), K a multiple of 128, bf16 / f16.
-template <class T, int MT> struct int4_stream_stage {
-  uint4 w[MT][2];  // [m][h]: output tile·16·MT + 16m + 8h + g, k = 128b + 32t .. + 31
-  T s[MT][2], z[MT][2];
-};
-
-template <class T, int MT, int Warps, int Ahead>
-__global__ void __launch_bounds__(Warps * 32, 2)
-    int4_stream_kernel(const T* __restrict__ x, const uint4* __restrict__ q, const T* __restrict__ scales,
-                       const T* __restrict__ zeros, const T* __restrict__ bias, T* __restrict__ out, int rows, int n_out,
-                       int k, int group_shift) {
-  constexpr int kOut = 16 * MT;
-  extern __shared__ float stream_smem[];
-  const int blocks = k / 128, chunks = k / 32, groups = blocks >> group_shift;
-  float* xsum = stream_smem;                // [blocks][8]: Σ over block b's 128 k of x's row r
-  float* partial = stream_smem + blocks * 8;  // [2][Warps][kOut][9]
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
-  const int tiles = (n_out + kOut - 1) / kOut;
-  const int per_warp = (blocks + Warps - 1) / Warps;  // a warp's items a tile; the last may lie past K
-  const int my_tiles = static_cast<int>(blockIdx.x) < tiles ? (tiles - 1 - static_cast<int>(blockIdx.x)) / static_cast<int>(gridDim.x) + 1 : 0;
-  const int items = my_tiles * per_warp;
-
-  // Item j: tile blockIdx.x + (j / per_warp)·gridDim.x, block of K warp + (j % per_warp)·Warps; zeros past K or n_out.
-  auto load = [&](int j) {
-    int4_stream_stage<T, MT> st{};
-    if (j < items) {
-      const int tile = static_cast<int>(blockIdx.x) + (j / per_warp) * static_cast<int>(gridDim.x);
-      const int b = warp + (j % per_warp) * Warps;
-      if (b < blocks) {
-        const int gi = b >> group_shift;
-#pragma unroll
-        for (int m = 0; m < MT; ++m)
-#pragma unroll
-          for (int h = 0; h < 2; ++h) {
-            const int o = tile * kOut + m * 16 + h * 8 + g;
-            if (o < n_out) {
-              st.w[m][h] = load_streaming(q + static_cast<int64_t>(o) * chunks + b * 4 + t);
-              st.s[m][h] = scales[static_cast<int64_t>(o) * groups + gi];
-              st.z[m][h] = zeros[static_cast<int64_t>(o) * groups + gi];
-            }
-          }
-      }
-    }
-    return st;
-  };
-  // x's B fragments for block b (row g, k = 128b + 32t + 8i .. + 7 as the nibble pairs come: (x0, x4), (x1, x5), ...).
-  auto x_fragments = [&](int b, uint32_t (&frag)[4][4]) {
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      const uint4 v = g < rows ? *reinterpret_cast<const uint4*>(x + static_cast<int64_t>(g) * k + b * 128 + t * 32 + i * 8)
-                               : make_uint4(0, 0, 0, 0);
-      frag[i][0] = __byte_perm(v.x, v.z, 0x5410), frag[i][1] = __byte_perm(v.x, v.z, 0x7632);
-      frag[i][2] = __byte_perm(v.y, v.w, 0x5410), frag[i][3] = __byte_perm(v.y, v.w, 0x7632);
-    }
-  };
-
-  int4_stream_stage<T, MT> ahead[Ahead];
-#pragma unroll
-  for (int i = 0; i < Ahead; ++i) ahead[i] = load(i);
-  pdl_wait();  // the weights, scales and zeros do not depend on the kernel before; x does
-  // Σx of this warp's blocks (only this warp reads them).
-  for (int b = warp; b < blocks && my_tiles > 0; b += Warps) {
-    uint32_t frag[4][4];
-    x_fragments(b, frag);
-    const uint32_t ones = splat2(from_float<T>(1.0f));
-    const uint32_t a[4] = {ones, ones, ones, ones};
-    float s[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      mma16816<T>(s, a, frag[i][0], frag[i][1]);
-      mma16816<T>(s, a, frag[i][2], frag[i][3]);
-    }
-    if (g == 0) xsum[b * 8 + 2 * t] = s[0], xsum[b * 8 + 2 * t + 1] = s[1];  // D(0, 2t), D(0, 2t + 1)
-  }
-  __syncwarp();
-
-  float acc[MT][4];
-  int buf = 0;
-  auto item = [&](int j, const int4_stream_stage<T, MT>& cur) {
-    const int p = j % per_warp, b = warp + p * Warps;
-    if (p == 0)
-#pragma unroll
-      for (int m = 0; m < MT; ++m) acc[m][0] = acc[m][1] = acc[m][2] = acc[m][3] = 0.0f;
-    if (b < blocks) {
-      uint32_t frag[4][4];
-      x_fragments(b, frag);
-      float d[MT][4];
-#pragma unroll
-      for (int m = 0; m < MT; ++m) d[m][0] = d[m][1] = d[m][2] = d[m][3] = 0.0f;
-#pragma unroll
-      for (int i = 0; i < 4; ++i)
-#pragma unroll
-        for (int m = 0; m < MT; ++m) {
-          const uint4& va = cur.w[m][0];
-          const uint4& vb = cur.w[m][1];
-          const uint32_t wa = i == 0 ? va.x : i == 1 ? va.y : i == 2 ? va.z : va.w;
-          const uint32_t wb = i == 0 ? vb.x : i == 1 ? vb.y : i == 2 ? vb.z : vb.w;
-          uint32_t da[4], db[4];
-#pragma unroll
-          for (int jj = 0; jj < 4; ++jj) {
-            da[jj] = ((wa >> (4 * jj)) & 0x000F000Fu) | kMagic<T>;
-            db[jj] = ((wb >> (4 * jj)) & 0x000F000Fu) | kMagic<T>;
-          }
-          const uint32_t a0[4] = {da[0], db[0], da[1], db[1]};  // nibbles 0,4 | 1,5 of word i
-          const uint32_t a1[4] = {da[2], db[2], da[3], db[3]};  // nibbles 2,6 | 3,7
-          mma16816<T>(d[m], a0, frag[i][0], frag[i][1]);
-          mma16816<T>(d[m], a1, frag[i][2], frag[i][3]);
-        }
-      const float2 sx = *reinterpret_cast<const float2*>(xsum + b * 8 + 2 * t);  // rows 2t, 2t + 1
-#pragma unroll
-      for (int m = 0; m < MT; ++m) {
-        const float fa = to_float(cur.s[m][0]), fb = to_float(cur.s[m][1]);
-        const float za = to_float(cur.z[m][0]) + kMagicValue<T>, zb = to_float(cur.z[m][1]) + kMagicValue<T>;
-        acc[m][0] += fa * (d[m][0] - za * sx.x);
-        acc[m][1] += fa * (d[m][1] - za * sx.y);
-        acc[m][2] += fb * (d[m][2] - zb * sx.x);
-        acc[m][3] += fb * (d[m][3] - zb * sx.y);
-      }
-    }
-    if (p == per_warp - 1) {  // the tile's end: the warps' sums meet, in warp order
-      const int tile = static_cast<int>(blockIdx.x) + (j / per_warp) * static_cast<int>(gridDim.x);
-      float* part = partial + buf * Warps * kOut * 9;
-#pragma unroll
-      for (int m = 0; m < MT; ++m) {
-        float* row_a = part + (warp * kOut + m * 16 + g) * 9, *row_b = row_a + 8 * 9;
-        row_a[2 * t] = acc[m][0], row_a[2 * t + 1] = acc[m][1];
-        row_b[2 * t] = acc[m][2], row_b[2 * t + 1] = acc[m][3];
-      }
-      __syncthreads();
-      for (int e = threadIdx.x; e < kOut * 8; e += Warps * 32) {
-        const int o = e / 8, r = e % 8, n = tile * kOut + o;
-        if (r >= rows || n >= n_out) continue;
-        float sum = 0.0f;
-#pragma unroll
-        for (int w = 0; w < Warps; ++w) sum += part[(w * kOut + o) * 9 + r];
-        out[static_cast<int64_t>(r) * n_out + n] = from_float<T>(plus_bias(sum, bias, n));
-      }
-      buf ^= 1;
-    }
-  };
-  for (int j0 = 0; j0 < items; j0 += Ahead) {
-#pragma unroll
-    for (int i = 0; i < Ahead; ++i) {
-      const int j = j0 + i;
-      if (j >= items) break;
-      const int4_stream_stage<T, MT> cur = ahead[i];
-      ahead[i] = load(j + Ahead);
-      item(j, cur);
-    }
-  }
-}
-
-// int4_stream_kernel over the GPU: two blocks an SM (its launch bounds), or fewer where the tiles are fewer.
-template <class T, int MT>
-void launch_stream(const cuda_context& ctx, const tensor& x, const int4_device_weight& w, const tensor& bias,
-                   const tensor& out, int rows) {
-  constexpr int kStreamWarps = 8, kStreamAhead = 2;
-  const int n_out = static_cast<int>(w.qweight.dim(0)), k = static_cast<int>(x.dim(1));
-  const int tiles = (n_out + 16 * MT - 1) / (16 * MT), blocks = k / 128;
-  const int shift = std::countr_zero(static_cast<unsigned>(w.group_size / 128));
-  const size_t shared = static_cast<size_t>(blocks * 8 + 2 * kStreamWarps * 16 * MT * 9) * sizeof(float);
-  auto kernel = int4_stream_kernel<T, MT, kStreamWarps, kStreamAhead>;
-  if (shared > 48 * 1024) allow_shared_memory<int4_stream_kernel<T, MT, kStreamWarps, kStreamAhead>>(227 * 1024, "linear_int4 stream");
-  const int grid = std::min(tiles, 2 * std::max(ctx.sm_count, 1));
-  launch_dependent_shared(kernel, dim3(static_cast<unsigned>(grid)), dim3(kStreamWarps * 32), shared, ctx.stream,
-                          "linear_int4 stream", x.as<T>(), static_cast<const uint4*>(w.qweight.data), w.scales.as<T>(),
-                          w.zeros.as<T>(), bias.empty() ? nullptr : bias.as<T>(), out.as<T>(), rows, n_out, k, shift);
 }
 
 // Output feature n of every row of x, for n = warp index over the grid (a grid-stride loop). R bounds the
@@ -914,14 +657,6 @@ int4_switches& int4_settings() {
                          [] {
                            const char* v = std::getenv("TROUPE_INT4_RING");
                            return !v || !*v ? 1 : *v >= '1' && *v <= '5' ? *v - '0' : 0;
-                         }(),
-                         [] {
-                           const char* v = std::getenv("TROUPE_INT4_STAGED");
-                           return v && *v && *v != '0' ? 1 : 0;
-                         }(),
-                         [] {
-                           const char* v = std::getenv("TROUPE_INT4_STREAM");
-                           return v && (*v == '1' || *v == '2') ? *v - '0' : 0;
                          }()};
   return s;
 }
@@ -948,19 +683,6 @@ void launch_linear_int4(cuda_context& ctx, const tensor& x, const int4_device_we
       using T = typename decltype(tag)::type;
       if (r <= 32) launch_gemm<T, 32>(ctx, x, w, bias, out, r);
       else launch_gemm<T, 64>(ctx, x, w, bias, out, r);
-    };
-    if (x.type == dtype::bf16) launch(std::type_identity<__nv_bfloat16>{});
-    else launch(std::type_identity<__half>{});
-    return;
-  }
-  // One to 8 rows on the persistent kernel (int4_settings().stream = MT, tiles of 16·MT outputs).
-  const int stream = int4_settings().stream;
-  if (aligned && x.type != dtype::f32 && rows <= 8 && stream > 0 && k % 128 == 0 && g >= 128 && (g & (g - 1)) == 0) {
-    const int r = static_cast<int>(rows);
-    auto launch = [&](auto tag) {
-      using T = typename decltype(tag)::type;
-      if (stream == 1) launch_stream<T, 1>(ctx, x, w, bias, out, r);
-      else launch_stream<T, 2>(ctx, x, w, bias, out, r);
     };
     if (x.type == dtype::bf16) launch(std::type_identity<__nv_bfloat16>{});
     else launch(std::type_identity<__half>{});

@@ -15,7 +15,9 @@
 #      KV cache's rows (issue 13: its ops, the reference models with an FP8 cache against the CPU twin and
 #      against torch's FP8 references, attention timings); CHECK_ARGS=--fp8-weights only the FP8 weights' rows
 #      (issue 13: linear_fp8 on each GEMM path, the reference models with FP8 weights against the CPU twin and
-#      against torch's FP8 references, gate_up timings beside bf16).
+#      against torch's FP8 references, gate_up timings beside bf16); CHECK_ARGS=--int4 only the 4-bit weights' rows
+#      (issue 12: linear_int4 on each kernel and variant, the 4-bit reference models, the random AWQ model on each
+#      4-bit path, linear_int4's timings; about 90 s).
 #   1b. with LARGE=1: the same model checks at Qwen2.5-7B shapes (scripts/gpu/make_large_reference.py).
 #   1c. with EDGES=1: prompts over the step budget through `troupe generate` and `troupe serve`.
 #   2. with BENCH=1: troupe bench throughput on the CUDA backend with random weights at Qwen2.5-7B shapes
