@@ -377,6 +377,186 @@ void launch_mma(const tensor& x, const int4_device_weight& w, const tensor& bias
                    static_cast<int>(w.group_size));
 }
 
+// ---- One to 8 rows, int4_settings().stream (TROUPE_INT4_STREAM=1..4; written in the thirteenth session of 2026-12-06,
+// off until timed): int4_stream_kernel. Nsight Compute on int4_ring_kernel at one row (H100, same session): gate_up at
+// 1.65 TB/s with 306 warp instructions a KiB of weights, the issue slots 48% busy, 3.75 warps a scheduler, stalls
+// spread (L1TEX loads 1.7 cycles an instruction, fixed-latency waits 1.4, the end-of-block barrier 0.7): its blocks
+// live for 3-4 steps a warp at K = 3,584, each step waits for x's loads issued in it, and each lane spends a third of
+// its dequantization on subtracting the zero. Here:
+// - blocks are persistent over a contiguous run of 16-output tiles (as many a block, the grid sized to the SMs' room),
+//   the warps splitting each tile's K as before (balanced where Warps divides K / 128), each warp's weight loads
+//   Ahead items ahead across tile boundaries and x's one item ahead; a tile's warps meet once, in shared memory (two
+//   buffers, one barrier a tile);
+// - the zero leaves the inner loop: the weights go in as 128 + q (one shift and one mask-and-or a pair), the tensor
+//   cores' fp32 sum Σ(128 + q)·x is corrected by (128 + z)·Σx, Σx over each block of 128 k of each row made once a
+//   block by the tensor cores (A all ones) into shared memory, and s·(Σ(128 + q)·x − (128 + z)·Σx) is added in fp32.
+//   The products are exact in fp32 (8- by 8-bit significands; 11 by 11 in f16); the sums differ from the other
+//   kernels' only in fp32 rounding (tolerance, not bits).
+// Groups a power of two from 128 (a block of K in one group), K a multiple of 128, bf16 / f16. (A first form with
+// 32-output tiles, two loads ahead and tiles dealt round-robin lost to the ring kernel everywhere: gate_up 0.044 ms,
+// down 0.031.)
+template <class T> struct int4_stream_stage {
+  uint4 wa, wb;  // outputs tile·16 + g and + 8, k = 128b + 32t .. + 31
+  T sa, sb, za, zb;
+};
+
+template <class T, int Warps, int Ahead, bool XAhead>
+__global__ void __launch_bounds__(Warps * 32, 16 / Warps)
+    int4_stream_kernel(const T* __restrict__ x, const uint4* __restrict__ q, const T* __restrict__ scales,
+                       const T* __restrict__ zeros, const T* __restrict__ bias, T* __restrict__ out, int rows, int n_out,
+                       int k, int group_shift) {
+  extern __shared__ float stream_smem[];
+  const int blocks = k / 128, chunks = k / 32, groups = blocks >> group_shift;
+  float* xsum = stream_smem;                  // [blocks][8]: Σ over block b's 128 k of x's row r
+  float* partial = stream_smem + blocks * 8;  // [2][Warps][16][9]
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+  const int tiles = (n_out + 15) / 16, per_block = (tiles + static_cast<int>(gridDim.x) - 1) / static_cast<int>(gridDim.x);
+  const int first = static_cast<int>(blockIdx.x) * per_block, last = min(tiles, first + per_block);
+  const int per_warp = (blocks + Warps - 1) / Warps;  // a warp's items a tile; the last may lie past K
+  const T* x_lane = x + static_cast<int64_t>(g) * k + t * 32;
+
+  // The loads walk (tile, p) from (first, 0): p-th block of K of this warp, b = warp + p·Warps; zeros past K, n_out.
+  int load_tile = first, load_p = 0;
+  auto load = [&] {
+    int4_stream_stage<T> st{};
+    const int b = warp + load_p * Warps;
+    if (load_tile < last && b < blocks) {
+      const int oa = load_tile * 16 + g, ob = oa + 8, gi = b >> group_shift;
+      if (oa < n_out) {
+        st.wa = load_streaming(q + static_cast<int64_t>(oa) * chunks + b * 4 + t);
+        st.sa = scales[static_cast<int64_t>(oa) * groups + gi], st.za = zeros[static_cast<int64_t>(oa) * groups + gi];
+      }
+      if (ob < n_out) {
+        st.wb = load_streaming(q + static_cast<int64_t>(ob) * chunks + b * 4 + t);
+        st.sb = scales[static_cast<int64_t>(ob) * groups + gi], st.zb = zeros[static_cast<int64_t>(ob) * groups + gi];
+      }
+    }
+    if (++load_p == per_warp) load_p = 0, ++load_tile;
+    return st;
+  };
+  // x's row g at k = 128b + 32t .. + 31 (zeros past the rows or K).
+  auto x_chunk = [&](int b, uint4 (&v)[4]) {
+    const bool live = b < blocks && g < rows;
+#pragma unroll
+    for (int i = 0; i < 4; ++i)
+      v[i] = live ? *reinterpret_cast<const uint4*>(x_lane + b * 128 + i * 8) : make_uint4(0, 0, 0, 0);
+  };
+
+  int4_stream_stage<T> ahead[Ahead];
+#pragma unroll
+  for (int i = 0; i < Ahead; ++i) ahead[i] = load();
+  pdl_wait();  // the weights, scales and zeros do not depend on the kernel before; x does
+  if (first < last) {
+    // Σx of this warp's blocks (only this warp reads them): D(0, 2t + e) = Σ of row 2t + e.
+    const uint32_t ones = splat2(from_float<T>(1.0f));
+    const uint32_t a[4] = {ones, ones, ones, ones};
+    for (int b = warp; b < blocks; b += Warps) {
+      uint4 v[4];
+      x_chunk(b, v);
+      float s[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        mma16816<T>(s, a, __byte_perm(v[i].x, v[i].z, 0x5410), __byte_perm(v[i].x, v[i].z, 0x7632));
+        mma16816<T>(s, a, __byte_perm(v[i].y, v[i].w, 0x5410), __byte_perm(v[i].y, v[i].w, 0x7632));
+      }
+      if (g == 0) xsum[b * 8 + 2 * t] = s[0], xsum[b * 8 + 2 * t + 1] = s[1];
+    }
+  }
+  __syncwarp();
+
+  float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+  int buf = 0, tile = first, p = 0;
+  uint4 x_next[4];
+  if constexpr (XAhead) x_chunk(warp, x_next);
+  auto item = [&](const int4_stream_stage<T>& cur) {
+    const int b = warp + p * Warps;
+    uint4 xv[4];
+    if constexpr (XAhead) {  // this item's x came one item ahead; the next item's goes out now
+#pragma unroll
+      for (int i = 0; i < 4; ++i) xv[i] = x_next[i];
+      x_chunk(warp + (p + 1 == per_warp ? 0 : p + 1) * Warps, x_next);
+    } else {
+      x_chunk(b, xv);
+    }
+    if (b < blocks) {
+      float d[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+      const uint32_t words_a[4] = {cur.wa.x, cur.wa.y, cur.wa.z, cur.wa.w};
+      const uint32_t words_b[4] = {cur.wb.x, cur.wb.y, cur.wb.z, cur.wb.w};
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        uint32_t da[4], db[4];
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          da[e] = ((words_a[i] >> (4 * e)) & 0x000F000Fu) | kMagic<T>;
+          db[e] = ((words_b[i] >> (4 * e)) & 0x000F000Fu) | kMagic<T>;
+        }
+        const uint32_t a0[4] = {da[0], db[0], da[1], db[1]};  // nibbles 0,4 | 1,5 of word i
+        const uint32_t a1[4] = {da[2], db[2], da[3], db[3]};  // nibbles 2,6 | 3,7
+        // x's values as the nibble pairs come: (x0, x4), (x1, x5), (x2, x6), (x3, x7).
+        mma16816<T>(d, a0, __byte_perm(xv[i].x, xv[i].z, 0x5410), __byte_perm(xv[i].x, xv[i].z, 0x7632));
+        mma16816<T>(d, a1, __byte_perm(xv[i].y, xv[i].w, 0x5410), __byte_perm(xv[i].y, xv[i].w, 0x7632));
+      }
+      const float2 sx = *reinterpret_cast<const float2*>(xsum + b * 8 + 2 * t);  // rows 2t, 2t + 1
+      const float fa = to_float(cur.sa), fb = to_float(cur.sb);
+      const float za = to_float(cur.za) + kMagicValue<T>, zb = to_float(cur.zb) + kMagicValue<T>;
+      acc[0] += fa * (d[0] - za * sx.x);
+      acc[1] += fa * (d[1] - za * sx.y);
+      acc[2] += fb * (d[2] - zb * sx.x);
+      acc[3] += fb * (d[3] - zb * sx.y);
+    }
+    if (++p == per_warp) {  // the tile's end: the warps' sums meet, in warp order
+      float* part = partial + buf * Warps * 16 * 9;
+      float* row_a = part + (warp * 16 + g) * 9;
+      row_a[2 * t] = acc[0], row_a[2 * t + 1] = acc[1];
+      row_a[8 * 9 + 2 * t] = acc[2], row_a[8 * 9 + 2 * t + 1] = acc[3];
+      acc[0] = acc[1] = acc[2] = acc[3] = 0.0f;
+      __syncthreads();
+      for (int e = threadIdx.x; e < 16 * 8; e += Warps * 32) {
+        const int o = e / 8, r = e % 8, n = tile * 16 + o;
+        if (r >= rows || n >= n_out) continue;
+        float sum = 0.0f;
+#pragma unroll
+        for (int w = 0; w < Warps; ++w) sum += part[(w * 16 + o) * 9 + r];
+        out[static_cast<int64_t>(r) * n_out + n] = from_float<T>(plus_bias(sum, bias, n));
+      }
+      buf ^= 1, p = 0, ++tile;
+    }
+  };
+  const int items = (last - first) * per_warp;
+  for (int j0 = 0; j0 < items; j0 += Ahead) {
+#pragma unroll
+    for (int i = 0; i < Ahead; ++i) {
+      if (j0 + i >= items) break;
+      const int4_stream_stage<T> cur = ahead[i];
+      ahead[i] = load();
+      item(cur);
+    }
+  }
+}
+
+// int4_stream_kernel over the GPU: as many blocks as the SMs hold (occupancy, asked once a variant), each the same
+// number of tiles but the last.
+template <class T, int Warps, int Ahead, bool XAhead>
+void launch_stream(const cuda_context& ctx, const tensor& x, const int4_device_weight& w, const tensor& bias,
+                   const tensor& out, int rows) {
+  const int n_out = static_cast<int>(w.qweight.dim(0)), k = static_cast<int>(x.dim(1));
+  const int tiles = (n_out + 15) / 16, blocks = k / 128;
+  const int shift = std::countr_zero(static_cast<unsigned>(w.group_size / 128));
+  const size_t shared = static_cast<size_t>(blocks * 8 + 2 * Warps * 16 * 9) * sizeof(float);
+  auto kernel = int4_stream_kernel<T, Warps, Ahead, XAhead>;
+  if (shared > 48 * 1024) allow_shared_memory<int4_stream_kernel<T, Warps, Ahead, XAhead>>(227 * 1024, "linear_int4 stream");
+  static const int per_sm = [&] {
+    int n = 0;
+    check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel, Warps * 32, shared), "linear_int4 stream occupancy");
+    return std::max(n, 1);
+  }();
+  const int slots = per_sm * std::max(ctx.sm_count, 1), per_block = (tiles + slots - 1) / slots;
+  const int grid = (tiles + per_block - 1) / per_block;
+  launch_dependent_shared(kernel, dim3(static_cast<unsigned>(grid)), dim3(Warps * 32), shared, ctx.stream,
+                          "linear_int4 stream", x.as<T>(), static_cast<const uint4*>(w.qweight.data), w.scales.as<T>(),
+                          w.zeros.as<T>(), bias.empty() ? nullptr : bias.as<T>(), out.as<T>(), rows, n_out, k, shift);
+}
+
 // Output feature n of every row of x, for n = warp index over the grid (a grid-stride loop). R bounds the
 // rows (compile time, so the accumulators stay in registers).
 template <class T, int R>
@@ -657,6 +837,10 @@ int4_switches& int4_settings() {
                          [] {
                            const char* v = std::getenv("TROUPE_INT4_RING");
                            return !v || !*v ? 1 : *v >= '1' && *v <= '5' ? *v - '0' : 0;
+                         }(),
+                         [] {
+                           const char* v = std::getenv("TROUPE_INT4_STREAM");
+                           return v && *v >= '1' && *v <= '4' ? *v - '0' : 0;
                          }()};
   return s;
 }
@@ -683,6 +867,21 @@ void launch_linear_int4(cuda_context& ctx, const tensor& x, const int4_device_we
       using T = typename decltype(tag)::type;
       if (r <= 32) launch_gemm<T, 32>(ctx, x, w, bias, out, r);
       else launch_gemm<T, 64>(ctx, x, w, bias, out, r);
+    };
+    if (x.type == dtype::bf16) launch(std::type_identity<__nv_bfloat16>{});
+    else launch(std::type_identity<__half>{});
+    return;
+  }
+  // One to 8 rows on the persistent kernel (int4_settings().stream: its variant, 0 none).
+  const int stream = int4_settings().stream;
+  if (aligned && x.type != dtype::f32 && rows <= 8 && stream > 0 && k % 128 == 0 && g >= 128 && (g & (g - 1)) == 0) {
+    const int r = static_cast<int>(rows);
+    auto launch = [&](auto tag) {
+      using T = typename decltype(tag)::type;
+      if (stream == 1) launch_stream<T, 4, 3, true>(ctx, x, w, bias, out, r);
+      else if (stream == 2) launch_stream<T, 4, 4, false>(ctx, x, w, bias, out, r);
+      else if (stream == 3) launch_stream<T, 8, 3, true>(ctx, x, w, bias, out, r);
+      else launch_stream<T, 8, 4, false>(ctx, x, w, bias, out, r);
     };
     if (x.type == dtype::bf16) launch(std::type_identity<__nv_bfloat16>{});
     else launch(std::type_identity<__half>{});
