@@ -305,15 +305,13 @@ void check_model_int4_paths(cuda_ops& gpu) {
                dtype::f32, troupe::testing::reference_limits());
   struct path {
     const char* name;
-    int gemm, ring, stream = 0;
+    int gemm, ring;
   };
   for (const path& p : {path{"gemm off, ring off", 0, 0}, {"gemm auto", -1, 1}, {"gemm all", 1, 1}, {"ring1", 0, 1},
-                        {"ring2", 0, 2}, {"ring3", 0, 3}, {"ring4", -1, 4}, {"ring5", 0, 5}, {"stream1", -1, 1, 1},
-                        {"stream4", -1, 1, 4}}) {
+                        {"ring2", 0, 2}, {"ring3", 0, 3}, {"ring4", -1, 4}, {"ring5", 0, 5}}) {
     // Set before the model exists: its decode graphs record the kernels in force when captured.
     const scoped_value<int> gemm(cuda::int4_settings().gemm, p.gemm);
     const scoped_value<int> ring(cuda::int4_settings().ring, p.ring);
-    const scoped_value<int> stream(cuda::int4_settings().stream, p.stream);
     model on_gpu(config, gpu,
                  load_model_weights(config, gpu, dtype::bf16, checkpoint_weight_source(ckpt, config),
                                     checkpoint_int4_source(ckpt, config)),

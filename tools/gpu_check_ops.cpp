@@ -237,12 +237,9 @@ void check_linear_int4(checker& c, dtype t) {
     c.cpu.linear_int4(x.cpu, {qweight.cpu.get(), scales.cpu.get(), zeros.cpu.get(), s.group}, s.bias ? bias.cpu.get() : tensor{}, out.cpu);
     // The tensor-core shapes (bf16 / f16, up to 32 rows) also on the kernel that stages weights by cp.async, and on
     // the ring kernel's variants (int4_settings().ring): 1, 2 and 5 must write the register kernel's ("") bits.
-    // "stream1".."stream4": the persistent kernel's variants (int4_settings().stream) where they take the shape (up to 8
-    // rows, groups of 128, K a multiple of 128; elsewhere the default path): its sums in another order (tolerance only).
     // "gemm": the shared-memory GEMM for batches (int4_settings().gemm), at any rows up to 512 with K a multiple of 128.
     bytes register_kernel;
-    for (const std::string variant : {"", "async", "ring1", "ring2", "ring3", "ring5", "stream1", "stream2", "stream3",
-                                      "stream4", "gemm"}) {
+    for (const std::string variant : {"", "async", "ring1", "ring2", "ring3", "ring5", "gemm"}) {
       if (variant == "gemm" ? t == dtype::f32 || s.rows > 512 || s.k % 128 != 0
                             : !variant.empty() && (t == dtype::f32 || s.rows > 32))
         continue;
@@ -250,8 +247,6 @@ void check_linear_int4(checker& c, dtype t) {
       const scoped_value<int> forced(cuda::int4_settings().async, variant == "async" ? 1 : 0);
       const scoped_value<int> gemm(cuda::int4_settings().gemm, variant == "gemm" ? 1 : 0);
       const scoped_value<int> ringed(cuda::int4_settings().ring, ring);
-      const scoped_value<int> streamed(cuda::int4_settings().stream,
-                                       variant.starts_with("stream") ? variant.back() - '0' : 0);
       c.poison(out);
       c.gpu.linear_int4(x.gpu, {qweight.gpu.get(), scales.gpu.get(), zeros.gpu.get(), s.group}, s.bias ? bias.gpu.get() : tensor{}, out.gpu);
       std::string what = "T,K,N=" + dims({s.rows, s.k, s.n}) + " G" + std::to_string(s.group);

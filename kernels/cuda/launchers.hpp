@@ -54,10 +54,6 @@ struct int4_switches {
   // over the loads in flight (1, the default; TROUPE_INT4_RING=0 for int4_mma_kernel; 2, 3 and 5 its variants; 4 by
   // layer, in place of the cp.async kernel too: linear_int4.cu's launch_mma).
   int ring = 1;
-  // One to 8 rows (groups a power of two from 128, K a multiple of 128) on int4_stream_kernel, persistent blocks with
-  // the zero out of the inner loop: 1-4 its variants (4 warps a block, 3 weight loads ahead and x one item ahead, or
-  // 4 weight loads ahead; 8 warps, the same), 0 (the default until timed) none. Starts as TROUPE_INT4_STREAM=1..4.
-  int stream = 0;
 };
 int4_switches& int4_settings();
 // ops::linear_fp8 on ctx's stream: each token quantized to e4m3 into ctx's scratch, then the first of these that
