@@ -262,32 +262,6 @@ void time_int4(cuda_ops& gpu) {
       inform(std::string("time linear_int4 ") + layer + (variant.empty() ? "" : " " + variant), t,
              "T,K,N=" + dims({rows, h, n}) + " G128", buf);
     }
-    // The tiled layout's experiment (cuda::launch_linear_int4_tiled): the ring kernel (1, 2) on a copy of the weight in
-    // which each warp load is one 512-byte run; its outputs must be the row layout's bits.
-    if (rows == 1 || rows == 8) {
-      auto tiled = gpu.alloc(dtype::i32, {(n + 15) / 16 * 16, h / 8});
-      cuda::int4_tile_weight(gpu.context(), iw.words, tiled);
-      const int4_device_weight tw{tiled, iw.scales, iw.zeros, static_cast<int32_t>(group)};
-      auto tiled_out = gpu.alloc(t, {rows, n});
-      for (const int ring : {1, 2}) {
-        {
-          const scoped_value<int> forced(cuda::int4_settings().async, 0);
-          const scoped_value<int> ringed(cuda::int4_settings().ring, ring);
-          gpu.linear_int4(x, w, tensor{}, out);
-        }
-        cuda::launch_linear_int4_tiled(gpu.context(), x, tw, tiled_out, ring);
-        bytes a(static_cast<size_t>(rows * n) * size_in_bytes(t)), b(a.size());
-        gpu.download_raw(a.data(), out);
-        gpu.download_raw(b.data(), tiled_out);
-        const std::string what = "T,K,N=" + dims({rows, h, n}) + " G128 ring" + std::to_string(ring) + " tiled";
-        report("linear_int4 " + std::string(layer), t, what + " bits", static_cast<double>(differing_elements(a, b, size_in_bytes(t))),
-               0.0, "elements differing from the row layout's");
-        const double ms = stream_ms(gpu, [&] { cuda::launch_linear_int4_tiled(gpu.context(), x, tw, tiled_out, ring); });
-        const double bytes_read = n * h / 2.0 + 2.0 * 2 * n * (h / group) + 2.0 * rows * (h + n);
-        std::snprintf(buf, sizeof buf, "%.3f ms, %.0f GB/s", ms, bytes_read / 1e9 / (ms / 1e3));
-        inform("time linear_int4 " + std::string(layer) + " ring" + std::to_string(ring) + " tiled", t, "T,K,N=" + dims({rows, h, n}) + " G128", buf);
-      }
-    }
   }
 }
 

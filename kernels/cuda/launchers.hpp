@@ -56,13 +56,6 @@ struct int4_switches {
   int ring = 1;
 };
 int4_switches& int4_settings();
-// An experiment (thirteenth session; troupe_gpu_check's 4-bit timings only, no model path uses it): the packed weight
-// in a tiled layout where each of the ring kernel's warp loads is one 512-byte run (the row layout gives 64 bytes of
-// each of 8 rows a load). int4_tile_weight writes qweight [n, K/8] (K a multiple of 128) into tiled (i32, n rounded up
-// to 16 rows of K/8); launch_linear_int4_tiled runs int4_ring_kernel (variant 1, or 2: capped for 3 blocks an SM) on it,
-// bf16, 1-8 rows, groups a power of two from 128, no bias: the same sums as the row layout's, bit for bit.
-void int4_tile_weight(cuda_context& ctx, const tensor& qweight, const tensor& tiled);
-void launch_linear_int4_tiled(cuda_context& ctx, const tensor& x, const int4_device_weight& w, const tensor& out, int ring);
 // ops::linear_fp8 on ctx's stream: each token quantized to e4m3 into ctx's scratch, then the first of these that
 // takes the shape (linear_fp8.cu): one row of a large weight, a CUDA-core GEMV ("gemv"); up to 8 rows, a tensor-core
 // kernel that streams the weights once ("mma", or "mma_async" staging them by cp.async);

@@ -218,9 +218,7 @@ __global__ void __launch_bounds__(kWarps * 32)
 // (launch_mma); 5 two loads ahead instead of three, capped for 4 blocks an SM at one row tile (64 registers, 10 bytes
 // spilled: 32 warps an SM against 16; written after the last call); 0 leaves int4_mma_kernel. Bits equal to
 // int4_mma_kernel's on every shape of the GPU check (1 and 2; 5 the same order of sums).
-// Tiled (an experiment, launch_linear_int4_tiled): q in int4_tile_weight's layout, where each of a warp's two weight
-// loads a block of K is one 512-byte run; the same sums.
-template <class T, int NT, bool ScaleAfter, int Warps, int MinBlocks, int Ahead = kAhead, bool Tiled = false>
+template <class T, int NT, bool ScaleAfter, int Warps, int MinBlocks, int Ahead = kAhead>
 __global__ void __launch_bounds__(Warps * 32, MinBlocks)
     int4_ring_kernel(const T* __restrict__ x, const uint4* __restrict__ q, const T* __restrict__ scales,
                      const T* __restrict__ zeros, const T* __restrict__ bias, T* __restrict__ out, int rows, int n_out,
@@ -241,16 +239,8 @@ __global__ void __launch_bounds__(Warps * 32, MinBlocks)
     const int c = b * 4 + t;
     if (c < chunks) {
       const int gi = c >> group_shift;
-      if constexpr (Tiled) {
-        const uint4* run = q + (static_cast<int64_t>(blockIdx.x) * (chunks / 4) + b) * 64 + lane;
-        if (has_a) st.wa = load_streaming(run);
-        if (has_b) st.wb = load_streaming(run + 32);
-      } else {
-        if (has_a) st.wa = load_streaming(q + row_a * chunks + c);
-        if (has_b) st.wb = load_streaming(q + row_b * chunks + c);
-      }
-      if (has_a) st.sa = scales[row_a * groups + gi], st.za = zeros[row_a * groups + gi];
-      if (has_b) st.sb = scales[row_b * groups + gi], st.zb = zeros[row_b * groups + gi];
+      if (has_a) st.wa = load_streaming(q + row_a * chunks + c), st.sa = scales[row_a * groups + gi], st.za = zeros[row_a * groups + gi];
+      if (has_b) st.wb = load_streaming(q + row_b * chunks + c), st.sb = scales[row_b * groups + gi], st.zb = zeros[row_b * groups + gi];
     }
     return st;
   };
@@ -653,16 +643,6 @@ void launch_gemm(cuda_context& ctx, const tensor& x, const int4_device_weight& w
   }
 }
 
-// int4_tile_weight's layout: the 16-byte chunk c of output o goes to run ((o / 16)·(K / 128) + c / 4)·2 + (o % 16) / 8,
-// lane (o % 8)·4 + c % 4 of it (a run: 32 chunks, 512 bytes); rows past n are zero.
-__global__ void int4_tile_kernel(const uint4* __restrict__ q, uint4* __restrict__ tiled, int n, int n_padded, int chunks) {
-  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (i >= static_cast<int64_t>(n_padded) * chunks) return;
-  const int o = static_cast<int>(i / chunks), c = static_cast<int>(i % chunks), r = o % 16;
-  const int64_t run = (static_cast<int64_t>(o / 16) * (chunks / 4) + c / 4) * 2 + r / 8;
-  tiled[run * 32 + (r % 8) * 4 + c % 4] = o < n ? q[i] : make_uint4(0, 0, 0, 0);
-}
-
 } // namespace
 
 int4_switches& int4_settings() {
@@ -743,37 +723,6 @@ void launch_linear_int4(cuda_context& ctx, const tensor& x, const int4_device_we
   });
   check_launch("linear_int4 dequantize");
   cublaslt_linear(ctx, x, tensor(ctx.int4_scratch, x.type, {n, k}), bias, out, false);
-}
-
-// The tiled layout's experiment (launchers.hpp).
-void int4_tile_weight(cuda_context& ctx, const tensor& qweight, const tensor& tiled) {
-  const int64_t n = qweight.dim(0), words = qweight.row_elems(), n_padded = (n + 15) / 16 * 16;
-  if (qweight.type != dtype::i32 || tiled.type != dtype::i32 || words % 16 != 0 || tiled.numel() != n_padded * words)
-    throw std::invalid_argument("cuda int4_tile_weight: qweight " + shape_of(qweight) + " and tiled " + shape_of(tiled) +
-                                " disagree (K a multiple of 128; the tiled rows padded to a multiple of 16)");
-  make_current(ctx);
-  const int64_t total = n_padded * (words / 4);
-  int4_tile_kernel<<<static_cast<unsigned>((total + 255) / 256), 256, 0, ctx.stream>>>(
-      static_cast<const uint4*>(qweight.data), static_cast<uint4*>(tiled.data), static_cast<int>(n),
-      static_cast<int>(n_padded), static_cast<int>(words / 4));
-  check_launch("int4_tile_weight");
-}
-
-void launch_linear_int4_tiled(cuda_context& ctx, const tensor& x, const int4_device_weight& w, const tensor& out, int ring) {
-  const int64_t rows = x.dim(0), k = x.dim(1), n = w.scales.dim(0), g = w.group_size;
-  if (x.type != dtype::bf16 || rows < 1 || rows > 8 || k % 128 != 0 || g % 128 != 0 || (g & (g - 1)) != 0 ||
-      w.qweight.numel() != (n + 15) / 16 * 16 * (k / 8) || out.dim(0) != rows || out.row_elems() != n)
-    throw std::invalid_argument("cuda linear_int4 tiled: x " + shape_of(x) + ", tiled qweight " + shape_of(w.qweight) +
-                                ", output " + shape_of(out) + " and group " + std::to_string(g) +
-                                " disagree (bf16, 1-8 rows, K a multiple of 128, groups a power of two from 128)");
-  make_current(ctx);
-  using T = __nv_bfloat16;
-  const int shift = std::countr_zero(static_cast<unsigned>(g / 32));
-  auto kernel = ring == 2 ? int4_ring_kernel<T, 1, true, kWarps, 3, kAhead, true> : int4_ring_kernel<T, 1, true, kWarps, 0, kAhead, true>;
-  launch_dependent(kernel, dim3(static_cast<unsigned>((n + 15) / 16)), dim3(kWarps * 32), ctx.stream, "linear_int4 tiled",
-                   x.as<T>(), static_cast<const uint4*>(w.qweight.data), w.scales.as<T>(), w.zeros.as<T>(),
-                   static_cast<const T*>(nullptr), out.as<T>(), static_cast<int>(rows), static_cast<int>(n),
-                   static_cast<int>(k), shift);
 }
 
 } // namespace troupe::cuda
