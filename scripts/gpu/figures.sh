@@ -88,20 +88,18 @@ if [ "$variants" = 1 ] || [ "$variants" = 2 ] || [ "$variants" = w1 ]; then
   TROUPE_FP8_FUSED=1 w1 fp8_fp8kv_fused --quantization fp8 --kv-cache-dtype fp8
 fi
 # VARIANTS=int4 (with PARTS=none): the 4-bit decode kernels, one rtn request with the ring kernel (the default), with
-# int4_mma_kernel (TROUPE_INT4_RING=0), with the ring chosen by layer in place of the cp.async kernel too
-# (TROUPE_INT4_RING=4) and with its lean variant (TROUPE_INT4_RING=5: two loads ahead, 32 warps an SM); 32 requests
-# with the shared-memory GEMM for 17-64 rows (the default), without it (TROUPE_INT4_GEMM=0) and with ring 4; W1 rtn by
-# default and with ring 4.
+# int4_mma_kernel (TROUPE_INT4_RING=0) and with the ring kernel's one-row-tile variants not yet timed (thirteenth
+# session): 7 warps where they divide K / 128 (TROUPE_INT4_RING=6), x loaded a step ahead (=7), both (=8); 32 requests
+# with the shared-memory GEMM for 17-64 rows (the default) and without it (TROUPE_INT4_GEMM=0); W1 rtn.
 if [ "$variants" = int4 ]; then
   b1 rtn --quantization rtn
   TROUPE_INT4_RING=0 b1 rtn_register_kernel --quantization rtn
-  TROUPE_INT4_RING=4 b1 rtn_ring_by_layer --quantization rtn
-  TROUPE_INT4_RING=5 b1 rtn_ring_lean --quantization rtn
+  TROUPE_INT4_RING=6 b1 rtn_ring_seven_warps --quantization rtn
+  TROUPE_INT4_RING=7 b1 rtn_ring_x_ahead --quantization rtn
+  TROUPE_INT4_RING=8 b1 rtn_ring_seven_warps_x_ahead --quantization rtn
   b32 rtn --quantization rtn
   TROUPE_INT4_GEMM=0 b32 rtn_no_gemm --quantization rtn
-  TROUPE_INT4_RING=4 b32 rtn_ring_by_layer --quantization rtn
   w1 rtn --quantization rtn
-  TROUPE_INT4_RING=4 w1 rtn_ring_by_layer --quantization rtn
 fi
 if [ "$variants" = 2 ]; then
   TROUPE_FP8_QUANTIZE_VEC=0 b1 fp8_fp8kv_quantize_scalar --quantization fp8 --kv-cache-dtype fp8
