@@ -15,9 +15,12 @@ out=${OUT:-/tmp/troupe-ncu}; mkdir -p "$out"
 q=${Q:-fp8}
 # The kernels a decode step's linears launch by default (fp8: the activation quantizer, the GEMV on gate_up and
 # down_proj, the mma kernels on q/k/v and o_proj; 8 launches a layer), unless KERNEL names a regex.
+# KERNEL and PER_LAYER (launches of it a layer) profile another choice, e.g. the W8A16 GEMV on every layer, the fastest
+# decode kernel measured (2.7 TB/s at gate_up, H100), beside the 4-bit kernels:
+#   TROUPE_FP8_W16_ROWS=4 KERNEL=fp8_w16_gemv PER_LAYER=4 Q=fp8 bash scripts/gpu/linear_ncu.sh
 case "$q" in
-  fp8) kernel=${KERNEL:-fp8_(quantize|gemv|mma)}; per_layer=8 ;;
-  rtn) kernel=${KERNEL:-int4_(mma|ring)}; per_layer=4 ;;
+  fp8) kernel=${KERNEL:-fp8_(quantize|gemv|mma)}; per_layer=${PER_LAYER:-8} ;;
+  rtn) kernel=${KERNEL:-int4_(mma|ring)}; per_layer=${PER_LAYER:-4} ;;
   *) echo "linear_ncu: Q is fp8 or rtn, not $q"; exit 2 ;;
 esac
 # A process cut off before (a time limit) may still hold the GPU's memory: wait up to 60 s for it to go.
