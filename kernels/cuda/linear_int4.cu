@@ -1,6 +1,6 @@
 // ops::linear_int4: 4-bit weights in troupe's layout (kernels/ops.hpp, int4_device_weight).
 //
-// Three paths, by activation type and rows:
+// Four paths, by activation type and rows:
 // - bf16 / f16, up to kMmaRows (32) rows (decode, bandwidth-bound): int4_mma_kernel streams every packed weight once
 //   and runs the products on the tensor cores (mma.sync m16n8k16), in the spirit of Marlin: the weights are the
 //   A operand (16 output features), x the B operand (8 rows per tile, zero-padded). A lane's 16-byte load holds 32
@@ -8,7 +8,9 @@
 //   mantissa of 128 + q, or 1024 + q in f16), one exact subtraction of 128 + zero and one multiplication by the
 //   scale, which rounds once, as the dequantizing path does. The pairs come out as nibbles (j, j + 4) of a word,
 //   not neighbours; the sum does not care about the order of k, so x's B fragments are permuted to match
-//   (one byte-permute per pair). A block's 8 warps split K and add their tiles in shared memory.
+//   (one byte-permute per pair). A block's 8 warps split K and add their tiles in shared memory. By default the same
+//   sums run as int4_ring_kernel (its loop unrolled over the loads in flight), or, where the layer has more outputs
+//   than inputs, as int4_mma_async_kernel (the weights staged through shared memory by cp.async): launch_mma.
 // - f32, up to kSimtRows rows: the CUDA-core kernel (f32 is for checks against references, not for speed).
 // - 17 to 64 rows (int4_settings().gemm, by default; K a multiple of 128): int4_gemm_kernel, a tensor-core GEMM
 //   that stages each block's weights and x tile in shared memory once.
