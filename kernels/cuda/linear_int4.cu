@@ -383,21 +383,21 @@ void launch_mma(const tensor& x, const int4_device_weight& w, const tensor& bias
                        "linear_int4 ring", x.as<T>(), static_cast<const uint4*>(w.qweight.data), w.scales.as<T>(),
                        w.zeros.as<T>(), bias.empty() ? nullptr : bias.as<T>(), out.as<T>(), rows, n_out, k, shift);
     };
-    constexpr int kCapped = NT == 1 ? 3 : 0;  // variant 2: 3 blocks an SM at one row tile
-    if (ring == 2) launch(scale_after ? int4_ring_kernel<T, NT, true, kWarps, kCapped> : int4_ring_kernel<T, NT, false, kWarps, kCapped>, kWarps);
-    else if (ring == 3) launch(scale_after ? int4_ring_kernel<T, NT, true, 4, 0> : int4_ring_kernel<T, NT, false, 4, 0>, 4);
-    else if (ring >= 6) {  // one row tile: 6 with 7 warps where they divide K / 128 and 8 do not; 7 x a step ahead; 8 both
-      if constexpr (NT == 1) {
+    if constexpr (NT == 1) {
+      if (ring >= 6) {  // 6: 7 warps where they divide K / 128 and 8 do not; 7: x a step ahead; 8: both (more rows: 1)
         const int blocks = (k + 127) / 128;
         const bool seven = ring != 7 && blocks % 8 != 0 && blocks % 7 == 0;
         if (seven && ring == 6) launch(scale_after ? int4_ring_kernel<T, 1, true, 7, 0> : int4_ring_kernel<T, 1, false, 7, 0>, 7);
         else if (seven) launch(scale_after ? int4_ring_kernel<T, 1, true, 7, 0, kAhead, true> : int4_ring_kernel<T, 1, false, 7, 0, kAhead, true>, 7);
         else if (ring == 6) launch(scale_after ? int4_ring_kernel<T, 1, true, kWarps, 0> : int4_ring_kernel<T, 1, false, kWarps, 0>, kWarps);
         else launch(scale_after ? int4_ring_kernel<T, 1, true, kWarps, 0, kAhead, true> : int4_ring_kernel<T, 1, false, kWarps, 0, kAhead, true>, kWarps);
-      } else {
-        launch(scale_after ? int4_ring_kernel<T, NT, true, kWarps, 0> : int4_ring_kernel<T, NT, false, kWarps, 0>, kWarps);
+        return;
       }
-    } else if (ring == 5) {  // two loads ahead, 4 blocks an SM at one row tile
+    }
+    constexpr int kCapped = NT == 1 ? 3 : 0;  // variant 2: 3 blocks an SM at one row tile
+    if (ring == 2) launch(scale_after ? int4_ring_kernel<T, NT, true, kWarps, kCapped> : int4_ring_kernel<T, NT, false, kWarps, kCapped>, kWarps);
+    else if (ring == 3) launch(scale_after ? int4_ring_kernel<T, NT, true, 4, 0> : int4_ring_kernel<T, NT, false, 4, 0>, 4);
+    else if (ring == 5) {  // two loads ahead, 4 blocks an SM at one row tile
       constexpr int kLean = NT == 1 ? 4 : 0;
       launch(scale_after ? int4_ring_kernel<T, NT, true, kWarps, kLean, 2> : int4_ring_kernel<T, NT, false, kWarps, kLean, 2>, kWarps);
     } else launch(scale_after ? int4_ring_kernel<T, NT, true, kWarps, 0> : int4_ring_kernel<T, NT, false, kWarps, 0>, kWarps);
