@@ -240,18 +240,14 @@ void check_linear_int4(checker& c, dtype t) {
     // 8 split K over 7 warps where they divide it: another order).
     // "gemm": the shared-memory GEMM for batches (int4_settings().gemm), at any rows up to 512 with K a multiple of 128.
     bytes register_kernel;
-    // ring9 and ring9w2: one or two warps a tile on every layer (ring_min_tiles 0; by default only where tiles abound).
-    for (const std::string variant :
-         {"", "async", "ring1", "ring2", "ring3", "ring5", "ring6", "ring7", "ring8", "ring9", "ring9w2", "gemm"}) {
+    for (const std::string variant : {"", "async", "ring1", "ring2", "ring3", "ring5", "ring6", "ring7", "ring8", "gemm"}) {
       if (variant == "gemm" ? t == dtype::f32 || s.rows > 512 || s.k % 128 != 0
                             : !variant.empty() && (t == dtype::f32 || s.rows > 32))
         continue;
-      const int ring = variant.starts_with("ring") ? variant[4] - '0' : 0;
+      const int ring = variant.starts_with("ring") ? variant.back() - '0' : 0;
       const scoped_value<int> forced(cuda::int4_settings().async, variant == "async" ? 1 : 0);
       const scoped_value<int> gemm(cuda::int4_settings().gemm, variant == "gemm" ? 1 : 0);
       const scoped_value<int> ringed(cuda::int4_settings().ring, ring);
-      const scoped_value<int> few(cuda::int4_settings().ring_warps, variant.ends_with("w2") ? 2 : 1);
-      const scoped_value<int64_t> everywhere(cuda::int4_settings().ring_min_tiles, 0);
       c.poison(out);
       c.gpu.linear_int4(x.gpu, {qweight.gpu.get(), scales.gpu.get(), zeros.gpu.get(), s.group}, s.bias ? bias.gpu.get() : tensor{}, out.gpu);
       std::string what = "T,K,N=" + dims({s.rows, s.k, s.n}) + " G" + std::to_string(s.group);

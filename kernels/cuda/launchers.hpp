@@ -53,14 +53,8 @@ struct int4_switches {
   // Up to 32 rows, where int4_mma_kernel runs: int4_ring_kernel, the same sums (the same bits) with its loop unrolled
   // over the loads in flight (1, the default; TROUPE_INT4_RING=0 for int4_mma_kernel; 2, 3 and 5 its variants; 4 by
   // layer, in place of the cp.async kernel too: linear_int4.cu's launch_mma; for one row tile, 6 with 7 warps where they
-  // divide K / 128 and 8 do not, 7 with x loaded a step ahead, 8 both: thirteenth session, no faster; 9 with ring_warps
-  // warps a tile where the layer has tiles enough, fourteenth session).
+  // divide K / 128 and 8 do not, 7 with x loaded a step ahead, 8 both: thirteenth session, not yet timed).
   int ring = 1;
-  // Ring 9's warps a tile where the layer has tiles enough (1, 2 or 4; TROUPE_INT4_RING_WARPS, 1 by default).
-  int ring_warps = 1;
-  // The tiles of 16 outputs from which ring 9 takes ring_warps warps a tile: -1 for 16 warps an SM (the default), 0 on
-  // every layer (troupe_gpu_check's op rows, whose shapes are small).
-  int64_t ring_min_tiles = -1;
 };
 int4_switches& int4_settings();
 // ops::linear_fp8 on ctx's stream: each token quantized to e4m3 into ctx's scratch, then the first of these that

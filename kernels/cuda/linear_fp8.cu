@@ -200,7 +200,6 @@ __global__ void __launch_bounds__(kGemvWarps * 32)
     const int c = lane + 32 * i;
     ahead[i] = j < n && c < chunks ? load_streaming(wr + 16 * c) : make_uint4(0, 0, 0, 0);
   }
-  pdl_launch_dependents();  // the kernel after may start; it waits for this one's output
   pdl_wait();  // the weights do not depend on the kernel before; the codes and their scales do
   if (j >= n) return;
   float acc[R];
@@ -294,7 +293,6 @@ __global__ void __launch_bounds__(kGemvWarps * 32)
     const int c = lane + 32 * i;
     ahead[i] = j < n && c < chunks ? load_streaming(wr + 16 * c) : make_uint4(0, 0, 0, 0);
   }
-  pdl_launch_dependents();  // the kernel after may start; it waits for this one's output
   pdl_wait();  // the weights do not depend on the kernel before; x does
   if (j >= n) return;
   float acc[R];
@@ -360,7 +358,6 @@ __global__ void __launch_bounds__(kBulkWarps * 32)
     for (int s = 0; s < kBulkStages && s < stages; ++s) issue(s);  // the weights do not depend on the kernel before
   }
   __syncwarp();
-  pdl_launch_dependents();  // the kernel after may start; it waits for this one's output
   pdl_wait();  // the codes and their scales do
   if (j >= n) return;
   float acc[R];
@@ -450,7 +447,6 @@ __global__ void __launch_bounds__(kMmaWarps * 32)
   stage ahead[kMmaAhead];
 #pragma unroll
   for (int i = 0; i < kMmaAhead; ++i) ahead[i] = load(warp + i * kMmaWarps);
-  pdl_launch_dependents();  // the kernel after may start; it waits for this one's output
   pdl_wait();  // the weights do not depend on the kernel before; the codes and their scales do
   for (int s = warp; s < steps; s += kMmaWarps) {
     const stage cur = ahead[0];
@@ -511,7 +507,6 @@ __global__ void __launch_bounds__(kAsyncWarps * 32)
   float acc[NT][4];
   zero_tiles(acc);
   cp_async_ring_start<kAsyncStages>(stages, issue);
-  pdl_launch_dependents();  // the kernel after may start; it waits for this one's output
   pdl_wait();  // the weights do not depend on the kernel before; the codes and their scales do
   for (int s = 0; s < stages; ++s) {
     cp_async_ring_next<kAsyncStages>(s, stages, issue);

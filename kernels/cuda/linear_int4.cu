@@ -200,7 +200,6 @@ __global__ void __launch_bounds__(kWarps * 32)
   int4_stage<T> ahead[kAhead];
 #pragma unroll
   for (int i = 0; i < kAhead; ++i) ahead[i] = load(warp + i * kWarps);
-  pdl_launch_dependents();  // the kernel after may start; it waits for this one's output
   pdl_wait();  // the weights do not depend on the kernel before; x does
   for (int b = warp; b < blocks; b += kWarps) {
     const int4_stage<T> cur = ahead[0];
@@ -257,7 +256,6 @@ __global__ void __launch_bounds__(Warps * 32, MinBlocks)
   int4_stage<T> ahead[Ahead];
 #pragma unroll
   for (int i = 0; i < Ahead; ++i) ahead[i] = load(warp + i * Warps);
-  pdl_launch_dependents();  // the kernel after may start; it waits for this one's output
   pdl_wait();  // the weights do not depend on the kernel before; x does
   // Row g of x at block b's k (XAhead); zeros past K or the rows.
   auto x_of = [&](int b, uint4 (&v)[4]) {
@@ -344,7 +342,6 @@ __global__ void __launch_bounds__(kInt4AsyncWarps * 32)
   int4_stage<T> ahead[kInt4Stages - 1];
 #pragma unroll
   for (int i = 0; i < kInt4Stages - 1; ++i) ahead[i] = scales_of(i);
-  pdl_launch_dependents();  // the kernel after may start; it waits for this one's output
   pdl_wait();  // the weights do not depend on the kernel before; x does
   for (int s = 0; s < stages; ++s) {
     cp_async_ring_next<kInt4Stages>(s, stages, issue);
@@ -362,8 +359,7 @@ __global__ void __launch_bounds__(kInt4AsyncWarps * 32)
 }
 
 template <class T, int NT>
-void launch_mma(const tensor& x, const int4_device_weight& w, const tensor& bias, const tensor& out, int rows, int sms,
-                cudaStream_t stream) {
+void launch_mma(const tensor& x, const int4_device_weight& w, const tensor& bias, const tensor& out, int rows, cudaStream_t stream) {
   const int n_out = static_cast<int>(w.qweight.dim(0)), k = static_cast<int>(x.dim(1));
   // TROUPE_INT4_SCALE_BEFORE=1 scales every weight even where groups allow otherwise (to measure the difference).
   static const bool scale_before = std::getenv("TROUPE_INT4_SCALE_BEFORE") != nullptr;
@@ -379,7 +375,7 @@ void launch_mma(const tensor& x, const int4_device_weight& w, const tensor& bias
   // 0.043 / 0.040, qkv 0.012 / 0.012 / 0.011 / 0.010, o_proj 0.009 / 0.011 / 0.009 / 0.010, down 0.029 / 0.038 / 0.024 /
   // 0.038; one rtn request 3.30 ms a token with the register kernel, 3.21 with ring 1 (the default).
   const int chosen = int4_settings().ring;
-  const int ring = chosen == 4 ? (setting > 0 ? 0 : n_out > k ? 3 : 1) : chosen == 9 && setting <= 0 ? 9 : async ? 0 : chosen;
+  const int ring = chosen == 4 ? (setting > 0 ? 0 : n_out > k ? 3 : 1) : async ? 0 : chosen;
   if (ring > 0 && group >= 32 && (group & (group - 1)) == 0) {
     const int shift = std::countr_zero(static_cast<unsigned>(group / 32));
     auto launch = [&](auto kernel, int warps) {
@@ -387,23 +383,6 @@ void launch_mma(const tensor& x, const int4_device_weight& w, const tensor& bias
                        "linear_int4 ring", x.as<T>(), static_cast<const uint4*>(w.qweight.data), w.scales.as<T>(),
                        w.zeros.as<T>(), bias.empty() ? nullptr : bias.as<T>(), out.as<T>(), rows, n_out, k, shift);
     };
-    // 9: where the layer has tiles enough for 16 warps an SM with ring_warps warps a tile (gate_up at Qwen2.5-7B
-    // shapes: 2,368 tiles), each tile on ring_warps warps (int4_settings().ring_warps, 1 by default), so that a warp
-    // makes many steps over K (28 at K = 3,584, against 3-4 with 8 warps) and the block's reduction and the loads'
-    // first trip to memory weigh less; elsewhere 8 warps as ring 1.
-    if (ring == 9) {
-      const int few = int4_settings().ring_warps;
-      const int64_t tiles = (n_out + 15) / 16;
-      const int64_t min_tiles = int4_settings().ring_min_tiles;
-      if (min_tiles < 0 ? tiles * few >= 16LL * sms : tiles >= min_tiles) {
-        if (few == 1) launch(scale_after ? int4_ring_kernel<T, NT, true, 1, 0> : int4_ring_kernel<T, NT, false, 1, 0>, 1);
-        else if (few == 2) launch(scale_after ? int4_ring_kernel<T, NT, true, 2, 0> : int4_ring_kernel<T, NT, false, 2, 0>, 2);
-        else launch(scale_after ? int4_ring_kernel<T, NT, true, 4, 0> : int4_ring_kernel<T, NT, false, 4, 0>, 4);
-      } else {
-        launch(scale_after ? int4_ring_kernel<T, NT, true, kWarps, 0> : int4_ring_kernel<T, NT, false, kWarps, 0>, kWarps);
-      }
-      return;
-    }
     if constexpr (NT == 1) {
       if (ring >= 6) {  // 6: 7 warps where they divide K / 128 and 8 do not; 7: x a step ahead; 8: both (more rows: 1)
         const int blocks = (k + 127) / 128;
@@ -713,13 +692,8 @@ int4_switches& int4_settings() {
                          }(),
                          [] {
                            const char* v = std::getenv("TROUPE_INT4_RING");
-                           return !v || !*v ? 1 : *v >= '1' && *v <= '9' ? *v - '0' : 0;
-                         }(),
-                         [] {
-                           const char* v = std::getenv("TROUPE_INT4_RING_WARPS");
-                           return v && (*v == '2' || *v == '4') ? *v - '0' : 1;
-                         }(),
-                         -1};
+                           return !v || !*v ? 1 : *v >= '1' && *v <= '8' ? *v - '0' : 0;
+                         }()};
   return s;
 }
 
@@ -754,9 +728,9 @@ void launch_linear_int4(cuda_context& ctx, const tensor& x, const int4_device_we
     const int r = static_cast<int>(rows);
     auto launch = [&](auto tag) {
       using T = typename decltype(tag)::type;
-      if (r <= 8) launch_mma<T, 1>(x, w, bias, out, r, ctx.sm_count, ctx.stream);
-      else if (r <= 16) launch_mma<T, 2>(x, w, bias, out, r, ctx.sm_count, ctx.stream);
-      else launch_mma<T, 4>(x, w, bias, out, r, ctx.sm_count, ctx.stream);
+      if (r <= 8) launch_mma<T, 1>(x, w, bias, out, r, ctx.stream);
+      else if (r <= 16) launch_mma<T, 2>(x, w, bias, out, r, ctx.stream);
+      else launch_mma<T, 4>(x, w, bias, out, r, ctx.stream);
     };
     if (x.type == dtype::bf16) launch(std::type_identity<__nv_bfloat16>{});
     else launch(std::type_identity<__half>{});

@@ -64,8 +64,6 @@ template <class T, class C>
 __global__ void __launch_bounds__(kWarps * 32)
 paged_attention_kernel(const T* __restrict__ qkv, const C* __restrict__ k_cache, const C* __restrict__ v_cache,
                        attention_params p, T* __restrict__ out) {
-  pdl_launch_dependents();  // o_proj (or the combine) may start; it waits for this kernel's output
-  pdl_wait();               // launched as a programmatic dependent of rope_write_kv, which writes q and the caches
   extern __shared__ __align__(16) unsigned char smem[];
   const int d = p.head_dim, ld = tile_ld<T>(d);
   T* k_tile = reinterpret_cast<T*>(smem);  // [kKeys, ld]
@@ -176,8 +174,6 @@ paged_attention_kernel(const T* __restrict__ qkv, const C* __restrict__ k_cache,
 template <class T>
 __global__ void combine_partitions_kernel(const float* __restrict__ part_ml, const float* __restrict__ part_acc,
                                           int num_parts, int head_dim, T* __restrict__ out) {
-  pdl_launch_dependents();  // o_proj may start streaming its weights
-  pdl_wait();               // launched as a programmatic dependent of the attention kernel, whose partitions it reads
   const int64_t r = blockIdx.x;  // token * nH + head; out rows are [T, nH, D]
   const float* ml = part_ml + r * num_parts * 2;
   float big = -FLT_MAX;
@@ -277,8 +273,8 @@ void launch_paged_attention(const tensor& qkv, const tensor& k_cache, const tens
     if (num_parts > 1) {
       dispatch_float(qkv.type, "paged_attention", [&](auto tag) {
         using T = typename decltype(tag)::type;
-        launch_dependent(combine_partitions_kernel<T>, dim3(static_cast<unsigned>(qkv.dim(0) * s.num_heads)), dim3(128),
-                         stream, "paged_attention combine", p.part_ml, p.part_acc, num_parts, s.head_dim, out.as<T>());
+        combine_partitions_kernel<T><<<static_cast<unsigned>(qkv.dim(0) * s.num_heads), 128, 0, stream>>>(
+            p.part_ml, p.part_acc, num_parts, s.head_dim, out.as<T>());
       });
       check_launch("paged_attention combine");
     }
@@ -298,15 +294,15 @@ void launch_paged_attention(const tensor& qkv, const tensor& k_cache, const tens
         check(cudaFuncSetAttribute(paged_attention_kernel<T, C>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                    static_cast<int>(smem)),
               "paged_attention shared memory");
-      launch_dependent_shared(paged_attention_kernel<T, C>, grid, dim3(kWarps * 32), smem, stream, "paged_attention",
-                              qkv.as<T>(), k_cache.as<C>(), v_cache.as<C>(), p, out.as<T>());
+      paged_attention_kernel<T, C><<<grid, kWarps * 32, smem, stream>>>(qkv.as<T>(), k_cache.as<C>(), v_cache.as<C>(), p,
+                                                                       out.as<T>());
     };
     if (fp8) run(std::type_identity<uint8_t>{});
     else run(std::type_identity<T>{});
     if (num_parts > 1) {
       check_launch("paged_attention");
-      launch_dependent(combine_partitions_kernel<T>, dim3(static_cast<unsigned>(qkv.dim(0) * s.num_heads)), dim3(128),
-                       stream, "paged_attention combine", p.part_ml, p.part_acc, num_parts, s.head_dim, out.as<T>());
+      combine_partitions_kernel<T><<<static_cast<unsigned>(qkv.dim(0) * s.num_heads), 128, 0, stream>>>(
+          p.part_ml, p.part_acc, num_parts, s.head_dim, out.as<T>());
     }
   });
   check_launch("paged_attention");

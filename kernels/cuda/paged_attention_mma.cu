@@ -100,8 +100,6 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<Lean>) paged_attention_mm
                                                                       const void* __restrict__ k_cache_,
                                                                       const void* __restrict__ v_cache_,
                                                                       attention_params p, T* __restrict__ out) {
-  pdl_launch_dependents();  // o_proj (or the combine) may start; it waits for this kernel's output
-  pdl_wait();               // launched as a programmatic dependent of rope_write_kv, which writes q and the caches
   using C = std::conditional_t<Fp8, uint8_t, T>;  // a cache element
   const C* __restrict__ k_cache = static_cast<const C*>(k_cache_);
   const C* __restrict__ v_cache = static_cast<const C*>(v_cache_);
@@ -414,7 +412,7 @@ void launch(const T* qkv, const void* k_cache, const void* v_cache, const attent
   constexpr size_t smem = mma_shared_bytes<T, D, RowWarps, Stages, Fp8, Lean>();
   constexpr auto kernel = paged_attention_mma_kernel<T, D, RowWarps, Stages, Fp8, Lean>;
   allow_shared_memory<kernel>(smem, "paged_attention_mma shared memory");
-  launch_dependent_shared(kernel, grid, dim3(kThreads), smem, stream, "paged_attention_mma", qkv, k_cache, v_cache, p, out);
+  kernel<<<grid, kThreads, smem, stream>>>(qkv, k_cache, v_cache, p, out);
 }
 
 // A step whose sequences all have at most 16 query rows (decode) takes the decode layout. A mixed step

@@ -16,7 +16,6 @@ template <class T, int N>
 __global__ void __launch_bounds__(kThreads) rms_norm_kernel(const T* x, const T* __restrict__ weight, T* out,
                                                             int hidden, float eps) {
   pdl_launch_dependents();  // the linear after the norm may start streaming its 4-bit weights
-  pdl_wait();               // launched as a programmatic dependent: x is the kernel before's output
   const T* xr = x + static_cast<int64_t>(blockIdx.x) * hidden;
   T* o = out + static_cast<int64_t>(blockIdx.x) * hidden;
   float sum_sq = 0.0f;
@@ -39,27 +38,15 @@ __global__ void __launch_bounds__(kThreads) rms_norm_kernel(const T* x, const T*
 // taken of the rounded sum and written to x. Fp8: then each row quantized for the FP8 linear after it, exactly as
 // linear_fp8's quantization of x would (the max of |x| over the row as rounded to T, then each element divided by
 // the row's scale: fp8_activation_scale, or *static_scale), codes into codes [rows, hidden], scales into scales.
-// Launched as a programmatic dependent of the linear before it. Iters > 0 (hidden ≤ Iters · kThreads · N): the norm's
-// weight is read before the wait (it does not depend on the kernels before) and the row stays in registers between
-// the passes; Iters = 0 reads it back. The same sums in the same order either way.
-template <class T, int N, bool Fp8, int Iters>
+template <class T, int N, bool Fp8>
 __global__ void __launch_bounds__(kThreads)
     add_rms_norm_kernel(T* __restrict__ x, T* __restrict__ residual, const T* __restrict__ weight, int hidden, float eps,
                         const float* __restrict__ static_scale, uint8_t* __restrict__ codes, float* __restrict__ scales) {
-  pdl_launch_dependents();  // the linear after the norm may start streaming its weights
+  pdl_launch_dependents();  // the linear after the norm may start streaming its 4-bit weights
   T* xr = x + static_cast<int64_t>(blockIdx.x) * hidden;
   T* rr = residual + static_cast<int64_t>(blockIdx.x) * hidden;
-  constexpr int Held = Iters > 0 ? Iters : 1;
-  vec<T, N> w[Held], held[Held];
-  if constexpr (Iters > 0) {
-#pragma unroll
-    for (int it = 0; it < Iters; ++it)
-      if (const int i = (threadIdx.x + it * kThreads) * N; i < hidden) w[it] = load_vec<T, N>(weight + i);
-  }
-  pdl_wait();  // x is the linear's output
-  // residual += x for the N elements at i, stored; their squares added to sum_sq.
   float sum_sq = 0.0f;
-  auto add = [&](int i) {
+  for (int i = threadIdx.x * N; i < hidden; i += kThreads * N) {
     const vec<T, N> a = load_vec<T, N>(xr + i);
     vec<T, N> r = load_vec<T, N>(rr + i);
 #pragma unroll
@@ -69,54 +56,33 @@ __global__ void __launch_bounds__(kThreads)
       sum_sq += z * z;
     }
     store_vec(rr + i, r);
-    return r;
-  };
-  if constexpr (Iters > 0) {
-#pragma unroll
-    for (int it = 0; it < Iters; ++it)
-      if (const int i = (threadIdx.x + it * kThreads) * N; i < hidden) held[it] = add(i);
-  } else {
-    for (int i = threadIdx.x * N; i < hidden; i += kThreads * N) add(i);
   }
   const float inv = rsqrtf(block_sum(sum_sq) / hidden + eps);
   float amax = 0.0f;
-  // The normed values of the sum r at i (weight wi), written to x.
-  auto norm = [&](int i, const vec<T, N>& r, const vec<T, N>& wi) {
+  for (int i = threadIdx.x * N; i < hidden; i += kThreads * N) {
+    const vec<T, N> r = load_vec<T, N>(rr + i), w = load_vec<T, N>(weight + i);
     vec<T, N> o;
 #pragma unroll
     for (int k = 0; k < N; ++k) {
-      o.v[k] = from_float<T>(to_float(wi.v[k]) * (to_float(r.v[k]) * inv));
+      o.v[k] = from_float<T>(to_float(w.v[k]) * (to_float(r.v[k]) * inv));
       if constexpr (Fp8) amax = fmaxf(amax, fabsf(to_float(o.v[k])));
     }
     store_vec(xr + i, o);
-    return o;
-  };
-  if constexpr (Iters > 0) {
-#pragma unroll
-    for (int it = 0; it < Iters; ++it)
-      if (const int i = (threadIdx.x + it * kThreads) * N; i < hidden) held[it] = norm(i, held[it], w[it]);
-  } else {
-    for (int i = threadIdx.x * N; i < hidden; i += kThreads * N) norm(i, load_vec<T, N>(rr + i), load_vec<T, N>(weight + i));
   }
   if constexpr (Fp8) {
     const float s = static_scale ? *static_scale : fp8_activation_scale(block_max(amax));  // uniform over the block
     if (threadIdx.x == 0) scales[blockIdx.x] = s;
     uint8_t* c = codes + static_cast<int64_t>(blockIdx.x) * hidden;
-    auto quantize = [&](int i, const vec<T, N>& o) {
+    for (int i = threadIdx.x * N; i < hidden; i += kThreads * N) {  // this thread's own elements of xr, just written
+      const vec<T, N> o = load_vec<T, N>(xr + i);
       vec<uint8_t, N> q;
 #pragma unroll
       for (int k = 0; k < N; ++k) q.v[k] = fp8_activation_code(to_float(o.v[k]), s);
       store_vec(c + i, q);
-    };
-    if constexpr (Iters > 0) {
-#pragma unroll
-      for (int it = 0; it < Iters; ++it)
-        if (const int i = (threadIdx.x + it * kThreads) * N; i < hidden) quantize(i, held[it]);
-    } else {
-      for (int i = threadIdx.x * N; i < hidden; i += kThreads * N) quantize(i, load_vec<T, N>(xr + i));  // just written
     }
   }
 }
+
 constexpr int kHeadsPerBlock = 4;  // one warp per head
 
 // Qwen3's q_norm / k_norm: warp w of block b normalizes head row b * kHeadsPerBlock + w of the
@@ -156,9 +122,10 @@ void launch_rms_norm(const tensor& x, const tensor& weight, float eps, const ten
   dispatch_float(x.type, "rms_norm", [&](auto tag) {
     using T = typename decltype(tag)::type;
     const int h = static_cast<int>(hidden);
-    auto kernel = can_vectorize<T>(hidden, {x.data, weight.data, out.data}) ? rms_norm_kernel<T, vec16<T>> : rms_norm_kernel<T, 1>;
-    launch_dependent(kernel, dim3(static_cast<unsigned>(rows)), dim3(kThreads), stream, "rms_norm", x.as<T>(),
-                     weight.as<T>(), out.as<T>(), h, eps);
+    if (can_vectorize<T>(hidden, {x.data, weight.data, out.data}))
+      rms_norm_kernel<T, vec16<T>><<<static_cast<unsigned>(rows), kThreads, 0, stream>>>(x.as<T>(), weight.as<T>(), out.as<T>(), h, eps);
+    else
+      rms_norm_kernel<T, 1><<<static_cast<unsigned>(rows), kThreads, 0, stream>>>(x.as<T>(), weight.as<T>(), out.as<T>(), h, eps);
   });
   check_launch("rms_norm");
 }
@@ -207,19 +174,13 @@ void launch_add_rms_norm_fp8(const tensor& x, const tensor& residual, const tens
     using T = typename decltype(tag)::type;
     const int h = static_cast<int>(hidden);
     auto launch = [&](auto kernel) {
-      launch_dependent(kernel, dim3(static_cast<unsigned>(rows)), dim3(kThreads), stream, op, x.as<T>(), residual.as<T>(),
-                       weight.as<T>(), h, eps, static_scale, codes, scales);
+      kernel<<<static_cast<unsigned>(rows), kThreads, 0, stream>>>(x.as<T>(), residual.as<T>(), weight.as<T>(), h, eps,
+                                                                   static_scale, codes, scales);
     };
     const bool vectors = can_vectorize<T>(hidden, {x.data, residual.data, weight.data}) &&
                          (!fp8 || reinterpret_cast<uintptr_t>(codes) % vec16<T> == 0);
-    constexpr int N = vec16<T>;
-    // The row in registers: 2, 4 or 8 vectors a thread (hidden up to 16,384 in bf16 / f16), else read back.
-    const int64_t per_thread = (hidden + kThreads * N - 1) / (kThreads * N);
-    if (vectors && per_thread <= 2) launch(fp8 ? add_rms_norm_kernel<T, N, true, 2> : add_rms_norm_kernel<T, N, false, 2>);
-    else if (vectors && per_thread <= 4) launch(fp8 ? add_rms_norm_kernel<T, N, true, 4> : add_rms_norm_kernel<T, N, false, 4>);
-    else if (vectors && per_thread <= 8) launch(fp8 ? add_rms_norm_kernel<T, N, true, 8> : add_rms_norm_kernel<T, N, false, 8>);
-    else if (vectors) launch(fp8 ? add_rms_norm_kernel<T, N, true, 0> : add_rms_norm_kernel<T, N, false, 0>);
-    else launch(fp8 ? add_rms_norm_kernel<T, 1, true, 0> : add_rms_norm_kernel<T, 1, false, 0>);
+    if (vectors) launch(fp8 ? add_rms_norm_kernel<T, vec16<T>, true> : add_rms_norm_kernel<T, vec16<T>, false>);
+    else launch(fp8 ? add_rms_norm_kernel<T, 1, true> : add_rms_norm_kernel<T, 1, false>);
   });
   check_launch(op);
 }

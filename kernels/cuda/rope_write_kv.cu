@@ -53,8 +53,6 @@ rope_write_kv_kernel(T* __restrict__ qkv, int64_t row_stride, const int32_t* __r
                      const float* __restrict__ cos_sin, int max_pos, const int64_t* __restrict__ slot_mapping,
                      C* __restrict__ k_cache, C* __restrict__ v_cache, int num_heads, int num_kv_heads, int head_dim,
                      fp8_write f) {
-  pdl_launch_dependents();  // attention may start; it waits for this kernel's writes
-  pdl_wait();               // launched as a programmatic dependent of the q/k/v linear, whose output qkv is
   const int64_t t = blockIdx.x;
   const int half = head_dim / 2, chunks = half / N;
   const int32_t pos = positions[t];
@@ -121,10 +119,9 @@ void launch_rope_write_kv(const tensor& qkv, const tensor& positions, const tens
     auto launch = [&](auto n, auto cache_tag) {
       constexpr int N = decltype(n)::value;
       using C = typename decltype(cache_tag)::type;
-      launch_dependent(rope_write_kv_kernel<T, C, N>, dim3(static_cast<unsigned>(tokens)), dim3(kThreads), stream,
-                       "rope_write_kv", qkv.as<T>(), qkv.dim(1), positions.as<int32_t>(), cos_sin.as<float>(),
-                       static_cast<int>(cos_sin.dim(0)), slot_mapping.as<int64_t>(), k_cache.as<C>(), v_cache.as<C>(),
-                       s.num_heads, s.num_kv_heads, s.head_dim, f);
+      rope_write_kv_kernel<T, C, N><<<static_cast<unsigned>(tokens), kThreads, 0, stream>>>(
+          qkv.as<T>(), qkv.dim(1), positions.as<int32_t>(), cos_sin.as<float>(), static_cast<int>(cos_sin.dim(0)),
+          slot_mapping.as<int64_t>(), k_cache.as<C>(), v_cache.as<C>(), s.num_heads, s.num_kv_heads, s.head_dim, f);
     };
     auto launch_for = [&](auto cache_tag) {
       // Vectors need whole 16-byte units of T in each half head (so that also in every row and cache row).

@@ -25,7 +25,6 @@ template <class T, int N> __device__ __forceinline__ vec<T, N> silu_and_mul_valu
 template <class T, int N>
 __global__ void __launch_bounds__(kThreads) silu_and_mul_kernel(const T* __restrict__ x, T* __restrict__ out, int inter) {
   pdl_launch_dependents();  // down_proj may start streaming its 4-bit weights
-  pdl_wait();               // launched as a programmatic dependent of gate_up, whose output x is
   const int i = (blockIdx.y * kThreads + threadIdx.x) * N;
   if (i >= inter) return;
   const T* gate = x + static_cast<int64_t>(blockIdx.x) * 2 * inter;
@@ -40,7 +39,6 @@ __global__ void __launch_bounds__(kWideQuantizeThreads)
     silu_and_mul_fp8_kernel(const T* __restrict__ x, int inter, const float* __restrict__ static_scale,
                             uint8_t* __restrict__ codes, float* __restrict__ scales) {
   pdl_launch_dependents();  // down_proj may start streaming its weights
-  pdl_wait();               // launched as a programmatic dependent of gate_up, whose output x is
   const T* gate = x + static_cast<int64_t>(blockIdx.x) * 2 * inter;
   auto values = [&](int i) { return silu_and_mul_values<T, N>(gate, inter, i); };
   float s;
@@ -80,9 +78,8 @@ void launch_silu_and_mul_fp8(const tensor& x, const tensor& input_scale, const f
   dispatch_float(x.type, "silu_and_mul_fp8", [&](auto tag) {
     using T = typename decltype(tag)::type;
     auto launch = [&](auto kernel) {
-      launch_dependent(kernel, dim3(static_cast<unsigned>(rows)), dim3(fp8_quantize_threads(rows)), stream,
-                       "silu_and_mul_fp8", x.as<T>(), static_cast<int>(inter), static_scale, out.codes.as<uint8_t>(),
-                       out.scales.as<float>());
+      kernel<<<static_cast<unsigned>(rows), fp8_quantize_threads(rows), 0, stream>>>(
+          x.as<T>(), static_cast<int>(inter), static_scale, out.codes.as<uint8_t>(), out.scales.as<float>());
     };
     if (can_vectorize<T>(inter, {x.data}) && reinterpret_cast<uintptr_t>(out.codes.data) % vec16<T> == 0)
       launch(silu_and_mul_fp8_kernel<T, vec16<T>>);
@@ -103,10 +100,10 @@ void launch_silu_and_mul(const tensor& x, const tensor& out, cudaStream_t stream
     if (can_vectorize<T>(inter, {x.data, out.data})) {
       constexpr int N = vec16<T>;
       const dim3 grid(static_cast<unsigned>(rows), static_cast<unsigned>((inter + kThreads * N - 1) / (kThreads * N)));
-      launch_dependent(silu_and_mul_kernel<T, N>, grid, dim3(kThreads), stream, "silu_and_mul", x.as<T>(), out.as<T>(), n);
+      silu_and_mul_kernel<T, N><<<grid, kThreads, 0, stream>>>(x.as<T>(), out.as<T>(), n);
     } else {
       const dim3 grid(static_cast<unsigned>(rows), static_cast<unsigned>((inter + kThreads - 1) / kThreads));
-      launch_dependent(silu_and_mul_kernel<T, 1>, grid, dim3(kThreads), stream, "silu_and_mul", x.as<T>(), out.as<T>(), n);
+      silu_and_mul_kernel<T, 1><<<grid, kThreads, 0, stream>>>(x.as<T>(), out.as<T>(), n);
     }
   });
   check_launch("silu_and_mul");
