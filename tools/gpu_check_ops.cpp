@@ -236,11 +236,10 @@ void check_linear_int4(checker& c, dtype t) {
     auto out = c.random(t, {s.rows, s.n});
     c.cpu.linear_int4(x.cpu, {qweight.cpu.get(), scales.cpu.get(), zeros.cpu.get(), s.group}, s.bias ? bias.cpu.get() : tensor{}, out.cpu);
     // The tensor-core shapes (bf16 / f16, up to 32 rows) also on the kernel that stages weights by cp.async, and on
-    // the ring kernel's variants (int4_settings().ring): 1, 2, 5 and 7 must write the register kernel's ("") bits (6 and
-    // 8 split K over 7 warps where they divide it: another order).
+    // the ring kernel's variants (int4_settings().ring): 1, 2 and 5 must write the register kernel's ("") bits.
     // "gemm": the shared-memory GEMM for batches (int4_settings().gemm), at any rows up to 512 with K a multiple of 128.
     bytes register_kernel;
-    for (const std::string variant : {"", "async", "ring1", "ring2", "ring3", "ring5", "ring6", "ring7", "ring8", "gemm"}) {
+    for (const std::string variant : {"", "async", "ring1", "ring2", "ring3", "ring5", "gemm"}) {
       if (variant == "gemm" ? t == dtype::f32 || s.rows > 512 || s.k % 128 != 0
                             : !variant.empty() && (t == dtype::f32 || s.rows > 32))
         continue;
@@ -254,7 +253,7 @@ void check_linear_int4(checker& c, dtype t) {
       if (s.bias) what += " +bias";
       if (!variant.empty()) what += " " + variant;
       report("linear_int4", t, what, c.error(out), tolerance_for(t));
-      if (t == dtype::f32 || s.rows > 32 || (!variant.empty() && ring != 1 && ring != 2 && ring != 5 && ring != 7)) continue;
+      if (t == dtype::f32 || s.rows > 32 || (!variant.empty() && ring != 1 && ring != 2 && ring != 5)) continue;
       bytes b(static_cast<size_t>(out.gpu.get().numel()) * size_in_bytes(t));
       c.gpu.download_raw(b.data(), out.gpu.get());
       if (variant.empty()) register_kernel = std::move(b);

@@ -249,7 +249,7 @@ void time_int4(cuda_ops& gpu) {
     // Up to 32 rows also on the kernel that stages its weights by cp.async (int4_settings().async).
     // From 16 rows to 512 also on the shared-memory GEMM (int4_settings().gemm).
     // Up to 32 rows also on the ring kernel's variants (int4_settings().ring); "" is int4_mma_kernel up to 32 rows.
-    for (const std::string variant : {"", "async", "ring1", "ring2", "ring3", "ring5", "ring6", "ring7", "ring8", "gemm"}) {
+    for (const std::string variant : {"", "async", "ring1", "ring2", "ring3", "ring5", "gemm"}) {
       if (variant == "gemm" ? rows < 16 || rows > 512 : !variant.empty() && rows > 32) continue;
       const bool async = variant == "async";
       const scoped_value<int> forced(cuda::int4_settings().async, async ? 1 : 0);

@@ -52,8 +52,7 @@ struct int4_switches {
   int gemm = -1;
   // Up to 32 rows, where int4_mma_kernel runs: int4_ring_kernel, the same sums (the same bits) with its loop unrolled
   // over the loads in flight (1, the default; TROUPE_INT4_RING=0 for int4_mma_kernel; 2, 3 and 5 its variants; 4 by
-  // layer, in place of the cp.async kernel too: linear_int4.cu's launch_mma; for one row tile, 6 with 7 warps where they
-  // divide K / 128 and 8 do not, 7 with x loaded a step ahead, 8 both: thirteenth session, not yet timed).
+  // layer, in place of the cp.async kernel too: linear_int4.cu's launch_mma).
   int ring = 1;
 };
 int4_switches& int4_settings();

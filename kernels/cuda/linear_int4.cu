@@ -104,11 +104,9 @@ constexpr int kAhead = 3;
 
 // One warp's share of one block of K (chunk c of 32 weights a lane, `live` false past K): cur's weights of
 // outputs n0 + g and n0 + g + 8 dequantized to T, times x's rows 8·tile + g at the same k, added into acc.
-// XIn (one row tile): x's 32 values for this lane come in xin, loaded by the caller a step ahead.
-template <class T, int NT, bool ScaleAfter, bool SkipOne = false, bool XIn = false>
+template <class T, int NT, bool ScaleAfter, bool SkipOne = false>
 __device__ __forceinline__ void int4_mma_step(float (&acc)[NT][4], const int4_stage<T>& cur, const T* __restrict__ x,
-                                              int rows, int k, int c, bool live, int g, const uint4* xin = nullptr) {
-  static_assert(!XIn || NT == 1, "x a step ahead: one row tile");
+                                              int rows, int k, int c, bool live, int g) {
   const uint32_t za = splat2(from_float<T>(to_float(cur.za) + kMagicValue<T>));
   const uint32_t zb = splat2(from_float<T>(to_float(cur.zb) + kMagicValue<T>));
   const uint32_t one = splat2(from_float<T>(1.0f));
@@ -126,13 +124,10 @@ __device__ __forceinline__ void int4_mma_step(float (&acc)[NT][4], const int4_st
     for (int h = 0; h < 2; ++h) {
       const int r = (nt + h) * 8 + g;
 #pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        if constexpr (XIn) xv[h][i] = h == 0 ? xin[i] : make_uint4(0, 0, 0, 0);
-        else
-          xv[h][i] = (nt + h < NT && live && r < rows)
-                         ? *reinterpret_cast<const uint4*>(x + static_cast<int64_t>(r) * k + c * 32 + i * 8)
-                         : make_uint4(0, 0, 0, 0);
-      }
+      for (int i = 0; i < 4; ++i)
+        xv[h][i] = (nt + h < NT && live && r < rows)
+                       ? *reinterpret_cast<const uint4*>(x + static_cast<int64_t>(r) * k + c * 32 + i * 8)
+                       : make_uint4(0, 0, 0, 0);
     }
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
@@ -225,9 +220,10 @@ __global__ void __launch_bounds__(kWarps * 32)
 // (launch_mma); 5 two loads ahead instead of three, capped for 4 blocks an SM at one row tile (64 registers, 10 bytes
 // spilled: 32 warps an SM against 16; written after the last call); 0 leaves int4_mma_kernel. Bits equal to
 // int4_mma_kernel's on every shape of the GPU check (1 and 2; 5 the same order of sums).
-// XAhead (one row tile; variants 7 and 8): each lane's x for its next block of K is loaded a step ahead, so that a
-// step's math does not wait for the loads it issued.
-template <class T, int NT, bool ScaleAfter, int Warps, int MinBlocks, int Ahead = kAhead, bool XAhead = false>
+// Measured and taken out (thirteenth and fourteenth sessions, H100; history has them): one row tile on 7 warps where
+// they divide K / 128, x loaded a step ahead, both (one rtn request 3.19 / 3.16 / 3.16 ms a token against 3.18), and 1
+// or 2 warps a tile where tiles abound (3.71 / 3.35 against 3.23; gate_up at one row 0.060 / 0.039 ms against 0.041).
+template <class T, int NT, bool ScaleAfter, int Warps, int MinBlocks, int Ahead = kAhead>
 __global__ void __launch_bounds__(Warps * 32, MinBlocks)
     int4_ring_kernel(const T* __restrict__ x, const uint4* __restrict__ q, const T* __restrict__ scales,
                      const T* __restrict__ zeros, const T* __restrict__ bias, T* __restrict__ out, int rows, int n_out,
@@ -257,16 +253,6 @@ __global__ void __launch_bounds__(Warps * 32, MinBlocks)
 #pragma unroll
   for (int i = 0; i < Ahead; ++i) ahead[i] = load(warp + i * Warps);
   pdl_wait();  // the weights do not depend on the kernel before; x does
-  // Row g of x at block b's k (XAhead); zeros past K or the rows.
-  auto x_of = [&](int b, uint4 (&v)[4]) {
-    const int c = b * 4 + t;
-    const bool live = c < chunks && g < rows;
-#pragma unroll
-    for (int i = 0; i < 4; ++i)
-      v[i] = live ? *reinterpret_cast<const uint4*>(x + static_cast<int64_t>(g) * k + c * 32 + i * 8) : make_uint4(0, 0, 0, 0);
-  };
-  uint4 x_next[4];
-  if constexpr (XAhead) x_of(warp, x_next);
   for (int b0 = warp; b0 < blocks; b0 += Ahead * Warps) {
 #pragma unroll
     for (int i = 0; i < Ahead; ++i) {
@@ -275,13 +261,7 @@ __global__ void __launch_bounds__(Warps * 32, MinBlocks)
       const int4_stage<T> cur = ahead[i];
       ahead[i] = load(b + Ahead * Warps);
       const int c = b * 4 + t;
-      if constexpr (XAhead) {
-        const uint4 x_cur[4] = {x_next[0], x_next[1], x_next[2], x_next[3]};
-        x_of(b + Warps, x_next);
-        int4_mma_step<T, NT, ScaleAfter, true, true>(acc, cur, x, rows, k, c, c < chunks, g, x_cur);
-      } else {
-        int4_mma_step<T, NT, ScaleAfter, true>(acc, cur, x, rows, k, c, c < chunks, g);
-      }
+      int4_mma_step<T, NT, ScaleAfter, true>(acc, cur, x, rows, k, c, c < chunks, g);
     }
   }
   reduce_tile_outputs<T, NT, Warps>(partial, acc, n0, rows, n_out, out,
@@ -383,17 +363,6 @@ void launch_mma(const tensor& x, const int4_device_weight& w, const tensor& bias
                        "linear_int4 ring", x.as<T>(), static_cast<const uint4*>(w.qweight.data), w.scales.as<T>(),
                        w.zeros.as<T>(), bias.empty() ? nullptr : bias.as<T>(), out.as<T>(), rows, n_out, k, shift);
     };
-    if constexpr (NT == 1) {
-      if (ring >= 6) {  // 6: 7 warps where they divide K / 128 and 8 do not; 7: x a step ahead; 8: both (more rows: 1)
-        const int blocks = (k + 127) / 128;
-        const bool seven = ring != 7 && blocks % 8 != 0 && blocks % 7 == 0;
-        if (seven && ring == 6) launch(scale_after ? int4_ring_kernel<T, 1, true, 7, 0> : int4_ring_kernel<T, 1, false, 7, 0>, 7);
-        else if (seven) launch(scale_after ? int4_ring_kernel<T, 1, true, 7, 0, kAhead, true> : int4_ring_kernel<T, 1, false, 7, 0, kAhead, true>, 7);
-        else if (ring == 6) launch(scale_after ? int4_ring_kernel<T, 1, true, kWarps, 0> : int4_ring_kernel<T, 1, false, kWarps, 0>, kWarps);
-        else launch(scale_after ? int4_ring_kernel<T, 1, true, kWarps, 0, kAhead, true> : int4_ring_kernel<T, 1, false, kWarps, 0, kAhead, true>, kWarps);
-        return;
-      }
-    }
     constexpr int kCapped = NT == 1 ? 3 : 0;  // variant 2: 3 blocks an SM at one row tile
     if (ring == 2) launch(scale_after ? int4_ring_kernel<T, NT, true, kWarps, kCapped> : int4_ring_kernel<T, NT, false, kWarps, kCapped>, kWarps);
     else if (ring == 3) launch(scale_after ? int4_ring_kernel<T, NT, true, 4, 0> : int4_ring_kernel<T, NT, false, 4, 0>, 4);
@@ -692,7 +661,7 @@ int4_switches& int4_settings() {
                          }(),
                          [] {
                            const char* v = std::getenv("TROUPE_INT4_RING");
-                           return !v || !*v ? 1 : *v >= '1' && *v <= '8' ? *v - '0' : 0;
+                           return !v || !*v ? 1 : *v >= '1' && *v <= '5' ? *v - '0' : 0;
                          }()};
   return s;
 }

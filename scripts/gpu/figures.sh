@@ -87,16 +87,19 @@ if [ "$variants" = 1 ] || [ "$variants" = 2 ] || [ "$variants" = w1 ]; then
   TROUPE_ATTN_PREFILL_LEAN=1 w1 fp8_fp8kv_lean_prefill --quantization fp8 --kv-cache-dtype fp8
   TROUPE_FP8_FUSED=1 w1 fp8_fp8kv_fused --quantization fp8 --kv-cache-dtype fp8
 fi
-# VARIANTS=int4 (with PARTS=none): the 4-bit decode kernels, one rtn request with the ring kernel (the default), with
-# int4_mma_kernel (TROUPE_INT4_RING=0) and with the ring kernel's one-row-tile variants not yet timed (thirteenth
-# session): 7 warps where they divide K / 128 (TROUPE_INT4_RING=6), x loaded a step ahead (=7), both (=8); 32 requests
-# with the shared-memory GEMM for 17-64 rows (the default) and without it (TROUPE_INT4_GEMM=0); W1 rtn.
+# VARIANTS=int4 (with PARTS=none): the 4-bit decode kernels, one rtn request with the defaults, without programmatic
+# dependent launches (TROUPE_NO_PDL=1: what PDL buys) and with int4_mma_kernel (TROUPE_INT4_RING=0); one request in bf16
+# and FP8 + FP8 KV with and without PDL; 32 requests with the shared-memory GEMM for 17-64 rows (the default) and
+# without it (TROUPE_INT4_GEMM=0); W1 rtn. One-request figures move by up to ±3% from run to run on one machine
+# (fourteenth session: the same code 3.18 and 3.23 ms a token in two calls), so compare within one call and distrust differences under 3%.
 if [ "$variants" = int4 ]; then
   b1 rtn --quantization rtn
+  TROUPE_NO_PDL=1 b1 rtn_no_pdl --quantization rtn
   TROUPE_INT4_RING=0 b1 rtn_register_kernel --quantization rtn
-  TROUPE_INT4_RING=6 b1 rtn_ring_seven_warps --quantization rtn
-  TROUPE_INT4_RING=7 b1 rtn_ring_x_ahead --quantization rtn
-  TROUPE_INT4_RING=8 b1 rtn_ring_seven_warps_x_ahead --quantization rtn
+  b1 bf16
+  TROUPE_NO_PDL=1 b1 bf16_no_pdl
+  b1 fp8_fp8kv --quantization fp8 --kv-cache-dtype fp8
+  TROUPE_NO_PDL=1 b1 fp8_fp8kv_no_pdl --quantization fp8 --kv-cache-dtype fp8
   b32 rtn --quantization rtn
   TROUPE_INT4_GEMM=0 b32 rtn_no_gemm --quantization rtn
   w1 rtn --quantization rtn
