@@ -268,6 +268,108 @@ __global__ void __launch_bounds__(Warps * 32, MinBlocks)
                                  [&](float sum, int, int j) { return plus_bias(sum, bias, j); });
 }
 
+// The ring kernel with Tiles output tiles a block (int4_settings().wide; one row tile, scales after the sum; fourteenth
+// session, opt-in): each warp's step loads and permutes x's fragments once for all its tiles, and each warp makes Tiles
+// times the work for one prologue, one x load a step and one block's reduction, where the ring kernel's warps make 3-4
+// steps over K = 3,584 (gate_up) and then reduce. Per output the same sums in the same order as int4_ring_kernel at
+// Warps warps (the check's bits rows).
+template <class T, int Tiles>
+__device__ __forceinline__ void int4_wide_step(float (&acc)[Tiles][1][4], const int4_stage<T> (&cur)[Tiles],
+                                               const T* __restrict__ x, int rows, int k, int c, bool live, int g) {
+  // x's 8 values of word i as the pairs the weights come in, as int4_mma_step makes them.
+  uint32_t xb[4][4];
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const uint4 v = live && g < rows ? *reinterpret_cast<const uint4*>(x + static_cast<int64_t>(g) * k + c * 32 + i * 8)
+                                     : make_uint4(0, 0, 0, 0);
+    xb[i][0] = __byte_perm(v.x, v.z, 0x5410);
+    xb[i][1] = __byte_perm(v.x, v.z, 0x7632);
+    xb[i][2] = __byte_perm(v.y, v.w, 0x5410);
+    xb[i][3] = __byte_perm(v.y, v.w, 0x7632);
+  }
+#pragma unroll
+  for (int m = 0; m < Tiles; ++m) {
+    const uint32_t za = splat2(from_float<T>(to_float(cur[m].za) + kMagicValue<T>));
+    const uint32_t zb = splat2(from_float<T>(to_float(cur[m].zb) + kMagicValue<T>));
+    const uint32_t words_a[4] = {cur[m].wa.x, cur[m].wa.y, cur[m].wa.z, cur[m].wa.w};
+    const uint32_t words_b[4] = {cur[m].wb.x, cur[m].wb.y, cur[m].wb.z, cur[m].wb.w};
+    float block_acc[1][4];
+    zero_tiles(block_acc);
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      uint32_t da[4], db[4];
+      dequantize_word_unscaled<T>(words_a[i], za, da);
+      dequantize_word_unscaled<T>(words_b[i], zb, db);
+      const uint32_t a0[4] = {da[0], db[0], da[1], db[1]};
+      const uint32_t a1[4] = {da[2], db[2], da[3], db[3]};
+      mma16816<T>(block_acc[0], a0, xb[i][0], xb[i][1]);
+      mma16816<T>(block_acc[0], a1, xb[i][2], xb[i][3]);
+    }
+    const float fa = to_float(cur[m].sa), fb = to_float(cur[m].sb);
+    acc[m][0][0] += fa * block_acc[0][0];
+    acc[m][0][1] += fa * block_acc[0][1];
+    acc[m][0][2] += fb * block_acc[0][2];
+    acc[m][0][3] += fb * block_acc[0][3];
+  }
+}
+
+template <class T, int Tiles, int Ahead, int MinBlocks>
+__global__ void __launch_bounds__(kWarps * 32, MinBlocks)
+    int4_wide_kernel(const T* __restrict__ x, const uint4* __restrict__ q, const T* __restrict__ scales,
+                     const T* __restrict__ zeros, const T* __restrict__ bias, T* __restrict__ out, int rows, int n_out,
+                     int k, int group_shift) {
+  __shared__ float partial[Tiles][kWarps][16][9];
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+  const int n0 = blockIdx.x * 16 * Tiles;
+  const int chunks = k / 32, groups = chunks >> group_shift, blocks = (chunks + 3) / 4;
+  bool has_a[Tiles], has_b[Tiles];
+  int64_t row_a[Tiles], row_b[Tiles];
+#pragma unroll
+  for (int m = 0; m < Tiles; ++m) {
+    const int out_a = n0 + 16 * m + g, out_b = out_a + 8;
+    has_a[m] = out_a < n_out, has_b[m] = out_b < n_out;
+    row_a[m] = has_a[m] ? out_a : 0, row_b[m] = has_b[m] ? out_b : 0;
+  }
+  float acc[Tiles][1][4];
+#pragma unroll
+  for (int m = 0; m < Tiles; ++m) zero_tiles(acc[m]);
+
+  // Block b's stages for this lane, a tile each; zeros past K or past the outputs.
+  auto load = [&](int b, int4_stage<T> (&st)[Tiles]) {
+    const int c = b * 4 + t;
+#pragma unroll
+    for (int m = 0; m < Tiles; ++m) {
+      st[m] = int4_stage<T>{};
+      if (c < chunks) {
+        const int gi = c >> group_shift;
+        if (has_a[m]) st[m].wa = load_streaming(q + row_a[m] * chunks + c), st[m].sa = scales[row_a[m] * groups + gi], st[m].za = zeros[row_a[m] * groups + gi];
+        if (has_b[m]) st[m].wb = load_streaming(q + row_b[m] * chunks + c), st[m].sb = scales[row_b[m] * groups + gi], st[m].zb = zeros[row_b[m] * groups + gi];
+      }
+    }
+  };
+  int4_stage<T> ahead[Ahead][Tiles];
+#pragma unroll
+  for (int i = 0; i < Ahead; ++i) load(warp + i * kWarps, ahead[i]);
+  pdl_wait();  // the weights do not depend on the kernel before; x does
+  for (int b0 = warp; b0 < blocks; b0 += Ahead * kWarps) {
+#pragma unroll
+    for (int i = 0; i < Ahead; ++i) {
+      const int b = b0 + i * kWarps;
+      if (b >= blocks) break;
+      int4_stage<T> cur[Tiles];
+#pragma unroll
+      for (int m = 0; m < Tiles; ++m) cur[m] = ahead[i][m];
+      load(b + Ahead * kWarps, ahead[i]);
+      const int c = b * 4 + t;
+      int4_wide_step<T, Tiles>(acc, cur, x, rows, k, c, c < chunks, g);
+    }
+  }
+#pragma unroll
+  for (int m = 0; m < Tiles; ++m)
+    reduce_tile_outputs<T, 1, kWarps>(partial[m], acc[m], n0 + 16 * m, rows, n_out, out,
+                                      [&](float sum, int, int j) { return plus_bias(sum, bias, j); });
+}
+
 // The same product with the packed weights staged through shared memory (int4_settings().async: by itself where the
 // layer has more outputs than inputs; H200, 2026-12-05, ms at 1 row (int4_mma_kernel / this): gate_up 0.045 /
 // 0.041, qkv 0.012 / 0.012, o_proj 0.008 / 0.010, down 0.030 / 0.040; one request 3.28 / 3.54 ms a token with it on
@@ -339,7 +441,8 @@ __global__ void __launch_bounds__(kInt4AsyncWarps * 32)
 }
 
 template <class T, int NT>
-void launch_mma(const tensor& x, const int4_device_weight& w, const tensor& bias, const tensor& out, int rows, cudaStream_t stream) {
+void launch_mma(const tensor& x, const int4_device_weight& w, const tensor& bias, const tensor& out, int rows, int sms,
+                cudaStream_t stream) {
   const int n_out = static_cast<int>(w.qweight.dim(0)), k = static_cast<int>(x.dim(1));
   // TROUPE_INT4_SCALE_BEFORE=1 scales every weight even where groups allow otherwise (to measure the difference).
   static const bool scale_before = std::getenv("TROUPE_INT4_SCALE_BEFORE") != nullptr;
@@ -354,6 +457,22 @@ void launch_mma(const tensor& x, const int4_device_weight& w, const tensor& bias
   // elsewhere. H100, 2026-12-06, ms at 1 row, register / cp.async / ring 8 warps / ring 4 warps: gate_up 0.049 / 0.044 /
   // 0.043 / 0.040, qkv 0.012 / 0.012 / 0.011 / 0.010, o_proj 0.009 / 0.011 / 0.009 / 0.010, down 0.029 / 0.038 / 0.024 /
   // 0.038; one rtn request 3.30 ms a token with the register kernel, 3.21 with ring 1 (the default).
+  // The wide kernel (int4_settings().wide, opt-in): one row tile, scales after the sum, on layers whose blocks of two
+  // tiles still give every SM two blocks (gate_up at Qwen2.5-7B shapes; wide_min_blocks 0: every layer), in place of the
+  // cp.async and ring kernels; 1 keeps three loads ahead, 2 two.
+  const int wide = int4_settings().wide;
+  if constexpr (NT == 1) {
+    const int64_t wide_blocks = (n_out + 31) / 32, min_blocks = int4_settings().wide_min_blocks;
+    if (wide > 0 && scale_after && setting <= 0 && (group & (group - 1)) == 0 &&
+        wide_blocks >= (min_blocks < 0 ? 2LL * sms : min_blocks)) {
+      const int shift = std::countr_zero(static_cast<unsigned>(group / 32));
+      launch_dependent(wide == 1 ? int4_wide_kernel<T, 2, 2, 0> : int4_wide_kernel<T, 2, kAhead, 2>,
+                       dim3(static_cast<unsigned>(wide_blocks)), dim3(kWarps * 32), stream, "linear_int4 wide", x.as<T>(),
+                       static_cast<const uint4*>(w.qweight.data), w.scales.as<T>(), w.zeros.as<T>(),
+                       bias.empty() ? nullptr : bias.as<T>(), out.as<T>(), rows, n_out, k, shift);
+      return;
+    }
+  }
   const int chosen = int4_settings().ring;
   const int ring = chosen == 4 ? (setting > 0 ? 0 : n_out > k ? 3 : 1) : async ? 0 : chosen;
   if (ring > 0 && group >= 32 && (group & (group - 1)) == 0) {
@@ -662,7 +781,12 @@ int4_switches& int4_settings() {
                          [] {
                            const char* v = std::getenv("TROUPE_INT4_RING");
                            return !v || !*v ? 1 : *v >= '1' && *v <= '5' ? *v - '0' : 0;
-                         }()};
+                         }(),
+                         [] {
+                           const char* v = std::getenv("TROUPE_INT4_WIDE");
+                           return v && (*v == '1' || *v == '2') ? *v - '0' : 0;
+                         }(),
+                         -1};
   return s;
 }
 
@@ -697,9 +821,9 @@ void launch_linear_int4(cuda_context& ctx, const tensor& x, const int4_device_we
     const int r = static_cast<int>(rows);
     auto launch = [&](auto tag) {
       using T = typename decltype(tag)::type;
-      if (r <= 8) launch_mma<T, 1>(x, w, bias, out, r, ctx.stream);
-      else if (r <= 16) launch_mma<T, 2>(x, w, bias, out, r, ctx.stream);
-      else launch_mma<T, 4>(x, w, bias, out, r, ctx.stream);
+      if (r <= 8) launch_mma<T, 1>(x, w, bias, out, r, ctx.sm_count, ctx.stream);
+      else if (r <= 16) launch_mma<T, 2>(x, w, bias, out, r, ctx.sm_count, ctx.stream);
+      else launch_mma<T, 4>(x, w, bias, out, r, ctx.sm_count, ctx.stream);
     };
     if (x.type == dtype::bf16) launch(std::type_identity<__nv_bfloat16>{});
     else launch(std::type_identity<__half>{});
