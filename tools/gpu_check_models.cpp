@@ -306,16 +306,16 @@ void check_model_int4_paths(cuda_ops& gpu) {
                dtype::f32, troupe::testing::reference_limits());
   struct path {
     const char* name;
-    int gemm, ring, wide = 0;
+    int gemm, ring;
+    bool wide = false;
   };
   for (const path& p : {path{"gemm off, ring off", 0, 0}, {"gemm auto", -1, 1}, {"gemm all", 1, 1}, {"ring1", 0, 1},
-                        {"ring2", 0, 2}, {"ring3", 0, 3}, {"ring4", -1, 4}, {"ring5", 0, 5}, {"wide1", -1, 1, 1},
-                        {"wide2", -1, 1, 2}}) {
+                        {"ring2", 0, 2}, {"ring3", 0, 3}, {"ring4", -1, 4}, {"ring5", 0, 5}, {"wide", -1, 1, true}}) {
     // Set before the model exists: its decode graphs record the kernels in force when captured. The wide kernel on
     // every layer of one row tile (its own rule would leave this small model's layers to the ring kernel).
     const scoped_value<int> gemm(cuda::int4_settings().gemm, p.gemm);
     const scoped_value<int> ring(cuda::int4_settings().ring, p.ring);
-    const scoped_value<int> wide(cuda::int4_settings().wide, p.wide);
+    const scoped_value<bool> wide(cuda::int4_settings().wide, p.wide);
     const scoped_value<int64_t> everywhere(cuda::int4_settings().wide_min_blocks, p.wide ? 0 : -1);
     model on_gpu(config, gpu,
                  load_model_weights(config, gpu, dtype::bf16, checkpoint_weight_source(ckpt, config),

@@ -237,10 +237,11 @@ void check_linear_int4(checker& c, dtype t) {
     c.cpu.linear_int4(x.cpu, {qweight.cpu.get(), scales.cpu.get(), zeros.cpu.get(), s.group}, s.bias ? bias.cpu.get() : tensor{}, out.cpu);
     // The tensor-core shapes (bf16 / f16, up to 32 rows) also on the kernel that stages weights by cp.async, and on
     // the ring kernel's variants (int4_settings().ring): 1, 2 and 5 must write the register kernel's ("") bits, and so
-    // must the wide kernel (int4_settings().wide 1 and 2, made to take every layer here).
+    // must the wide kernel ("wide": int4_settings().wide, made to take every layer here). The other variants run with it
+    // off, so that they take the layers the wide kernel would.
     // "gemm": the shared-memory GEMM for batches (int4_settings().gemm), at any rows up to 512 with K a multiple of 128.
     bytes register_kernel;
-    for (const std::string variant : {"", "async", "ring1", "ring2", "ring3", "ring5", "wide1", "wide2", "gemm"}) {
+    for (const std::string variant : {"", "async", "ring1", "ring2", "ring3", "ring5", "wide", "gemm"}) {
       if (variant == "gemm" ? t == dtype::f32 || s.rows > 512 || s.k % 128 != 0
                             : !variant.empty() && (t == dtype::f32 || s.rows > 32))
         continue;
@@ -248,7 +249,7 @@ void check_linear_int4(checker& c, dtype t) {
       const scoped_value<int> forced(cuda::int4_settings().async, variant == "async" ? 1 : 0);
       const scoped_value<int> gemm(cuda::int4_settings().gemm, variant == "gemm" ? 1 : 0);
       const scoped_value<int> ringed(cuda::int4_settings().ring, ring);
-      const scoped_value<int> wide(cuda::int4_settings().wide, variant.starts_with("wide") ? variant.back() - '0' : 0);
+      const scoped_value<bool> wide(cuda::int4_settings().wide, variant == "wide");
       const scoped_value<int64_t> everywhere(cuda::int4_settings().wide_min_blocks, 0);
       c.poison(out);
       c.gpu.linear_int4(x.gpu, {qweight.gpu.get(), scales.gpu.get(), zeros.gpu.get(), s.group}, s.bias ? bias.gpu.get() : tensor{}, out.gpu);
@@ -256,7 +257,7 @@ void check_linear_int4(checker& c, dtype t) {
       if (s.bias) what += " +bias";
       if (!variant.empty()) what += " " + variant;
       report("linear_int4", t, what, c.error(out), tolerance_for(t));
-      if (t == dtype::f32 || s.rows > 32 || (!variant.empty() && ring != 1 && ring != 2 && ring != 5 && !variant.starts_with("wide"))) continue;
+      if (t == dtype::f32 || s.rows > 32 || (!variant.empty() && ring != 1 && ring != 2 && ring != 5 && variant != "wide")) continue;
       bytes b(static_cast<size_t>(out.gpu.get().numel()) * size_in_bytes(t));
       c.gpu.download_raw(b.data(), out.gpu.get());
       if (variant.empty()) register_kernel = std::move(b);

@@ -249,14 +249,15 @@ void time_int4(cuda_ops& gpu) {
     // Up to 32 rows also on the kernel that stages its weights by cp.async (int4_settings().async).
     // From 16 rows to 512 also on the shared-memory GEMM (int4_settings().gemm).
     // Up to 32 rows also on the ring kernel's variants (int4_settings().ring); "" is int4_mma_kernel up to 32 rows.
-    // wide1 / wide2: the wide kernel where it would take the layer (gate_up), the register kernel elsewhere.
-    for (const std::string variant : {"", "async", "ring1", "ring2", "ring3", "ring5", "wide1", "wide2", "gemm"}) {
+    // "wide": the wide kernel where it takes the layer by default (gate_up), the register kernel elsewhere; the other
+    // variants with it off.
+    for (const std::string variant : {"", "async", "ring1", "ring2", "ring3", "ring5", "wide", "gemm"}) {
       if (variant == "gemm" ? rows < 16 || rows > 512 : !variant.empty() && rows > 32) continue;
       const bool async = variant == "async";
       const scoped_value<int> forced(cuda::int4_settings().async, async ? 1 : 0);
       const scoped_value<int> gemm(cuda::int4_settings().gemm, variant == "gemm" ? 1 : 0);
       const scoped_value<int> ringed(cuda::int4_settings().ring, variant.starts_with("ring") ? variant.back() - '0' : 0);
-      const scoped_value<int> wide(cuda::int4_settings().wide, variant.starts_with("wide") ? variant.back() - '0' : 0);
+      const scoped_value<bool> wide(cuda::int4_settings().wide, variant == "wide");
       const double ms = stream_ms(gpu, [&] { gpu.linear_int4(x, w, tensor{}, out); });
       const double bytes = n * h / 2.0 + 2.0 * 2 * n * (h / group) + 2.0 * rows * (h + n);
       const double tflop = 2.0 * rows * h * n / 1e12;

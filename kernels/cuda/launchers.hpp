@@ -54,9 +54,9 @@ struct int4_switches {
   // over the loads in flight (1, the default; TROUPE_INT4_RING=0 for int4_mma_kernel; 2, 3 and 5 its variants; 4 by
   // layer, in place of the cp.async kernel too: linear_int4.cu's launch_mma).
   int ring = 1;
-  // int4_wide_kernel, two output tiles a block (TROUPE_INT4_WIDE=1, or 2 with three loads ahead; 0 off, the default):
-  // where its blocks give every SM two (wide_min_blocks -1; 0 on every layer, for troupe_gpu_check's op rows).
-  int wide = 0;
+  // int4_wide_kernel, two output tiles a block, for one row tile (the default; TROUPE_INT4_WIDE=0 turns it off): where
+  // its blocks give every SM two (wide_min_blocks -1; 0 on every layer, for troupe_gpu_check's rows).
+  bool wide = true;
   int64_t wide_min_blocks = -1;
 };
 int4_switches& int4_settings();

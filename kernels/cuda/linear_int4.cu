@@ -268,11 +268,16 @@ __global__ void __launch_bounds__(Warps * 32, MinBlocks)
                                  [&](float sum, int, int j) { return plus_bias(sum, bias, j); });
 }
 
-// The ring kernel with Tiles output tiles a block (int4_settings().wide; one row tile, scales after the sum; fourteenth
-// session, opt-in): each warp's step loads and permutes x's fragments once for all its tiles, and each warp makes Tiles
-// times the work for one prologue, one x load a step and one block's reduction, where the ring kernel's warps make 3-4
-// steps over K = 3,584 (gate_up) and then reduce. Per output the same sums in the same order as int4_ring_kernel at
-// Warps warps (the check's bits rows).
+// The ring kernel with Tiles output tiles a block (int4_settings().wide, the default where it applies: one row tile,
+// scales after the sum, blocks enough; fourteenth session): each warp's step loads and permutes x's fragments once for
+// all its tiles, and each warp makes Tiles times the work for one prologue and one block's reduction, where the ring
+// kernel's warps make 3-4 steps over K = 3,584 (gate_up) and then reduce. Per output the same sums in the same order as
+// int4_ring_kernel and int4_mma_kernel (the check's bits rows). Two tiles with two loads ahead: 126 registers, 2 blocks
+// an SM, 4 KiB of weights in flight a warp. H200, 2026-12-06, gate_up at one row 0.037 ms (1.96 TB/s) against the
+// cp.async kernel's 0.041 and the ring kernel's 0.040; 8 rows 0.038 against 0.044 / 0.042; one rtn request 2.87 ms a
+// token against 2.97 / 2.98 (two runs) with the cp.async kernel on gate_up. Three loads ahead (161 registers, or capped
+// at 128 with 344 bytes spilled): 0.058 ms and 3.57 ms a token. On down_proj (224 tiles: 112 blocks, fewer than the
+// SMs) it loses, 0.026 against the ring kernel's 0.022.
 template <class T, int Tiles>
 __device__ __forceinline__ void int4_wide_step(float (&acc)[Tiles][1][4], const int4_stage<T> (&cur)[Tiles],
                                                const T* __restrict__ x, int rows, int k, int c, bool live, int g) {
@@ -313,8 +318,8 @@ __device__ __forceinline__ void int4_wide_step(float (&acc)[Tiles][1][4], const 
   }
 }
 
-template <class T, int Tiles, int Ahead, int MinBlocks>
-__global__ void __launch_bounds__(kWarps * 32, MinBlocks)
+template <class T, int Tiles, int Ahead>
+__global__ void __launch_bounds__(kWarps * 32)
     int4_wide_kernel(const T* __restrict__ x, const uint4* __restrict__ q, const T* __restrict__ scales,
                      const T* __restrict__ zeros, const T* __restrict__ bias, T* __restrict__ out, int rows, int n_out,
                      int k, int group_shift) {
@@ -457,16 +462,15 @@ void launch_mma(const tensor& x, const int4_device_weight& w, const tensor& bias
   // elsewhere. H100, 2026-12-06, ms at 1 row, register / cp.async / ring 8 warps / ring 4 warps: gate_up 0.049 / 0.044 /
   // 0.043 / 0.040, qkv 0.012 / 0.012 / 0.011 / 0.010, o_proj 0.009 / 0.011 / 0.009 / 0.010, down 0.029 / 0.038 / 0.024 /
   // 0.038; one rtn request 3.30 ms a token with the register kernel, 3.21 with ring 1 (the default).
-  // The wide kernel (int4_settings().wide, opt-in): one row tile, scales after the sum, on layers whose blocks of two
-  // tiles still give every SM two blocks (gate_up at Qwen2.5-7B shapes; wide_min_blocks 0: every layer), in place of the
-  // cp.async and ring kernels; 1 keeps three loads ahead, 2 two.
-  const int wide = int4_settings().wide;
+  // The wide kernel (int4_settings().wide, the default): one row tile, scales after the sum, on layers whose blocks of
+  // two tiles give every SM two blocks (gate_up at Qwen2.5-7B shapes; wide_min_blocks 0: every layer), in place of the
+  // cp.async and ring kernels, unless the cp.async kernel is forced.
   if constexpr (NT == 1) {
     const int64_t wide_blocks = (n_out + 31) / 32, min_blocks = int4_settings().wide_min_blocks;
-    if (wide > 0 && scale_after && setting <= 0 && (group & (group - 1)) == 0 &&
+    if (int4_settings().wide && scale_after && setting <= 0 && (group & (group - 1)) == 0 &&
         wide_blocks >= (min_blocks < 0 ? 2LL * sms : min_blocks)) {
       const int shift = std::countr_zero(static_cast<unsigned>(group / 32));
-      launch_dependent(wide == 1 ? int4_wide_kernel<T, 2, 2, 0> : int4_wide_kernel<T, 2, kAhead, 2>,
+      launch_dependent(int4_wide_kernel<T, 2, 2>,
                        dim3(static_cast<unsigned>(wide_blocks)), dim3(kWarps * 32), stream, "linear_int4 wide", x.as<T>(),
                        static_cast<const uint4*>(w.qweight.data), w.scales.as<T>(), w.zeros.as<T>(),
                        bias.empty() ? nullptr : bias.as<T>(), out.as<T>(), rows, n_out, k, shift);
@@ -784,7 +788,7 @@ int4_switches& int4_settings() {
                          }(),
                          [] {
                            const char* v = std::getenv("TROUPE_INT4_WIDE");
-                           return v && (*v == '1' || *v == '2') ? *v - '0' : 0;
+                           return !v || !*v || *v != '0';
                          }(),
                          -1};
   return s;

@@ -87,8 +87,8 @@ if [ "$variants" = 1 ] || [ "$variants" = 2 ] || [ "$variants" = w1 ]; then
   TROUPE_ATTN_PREFILL_LEAN=1 w1 fp8_fp8kv_lean_prefill --quantization fp8 --kv-cache-dtype fp8
   TROUPE_FP8_FUSED=1 w1 fp8_fp8kv_fused --quantization fp8 --kv-cache-dtype fp8
 fi
-# VARIANTS=int4 (with PARTS=none): the 4-bit decode kernels, one rtn request with the defaults and with the wide
-# kernel (TROUPE_INT4_WIDE=1|2: two output tiles a block on gate_up; fourteenth session), each twice, without programmatic
+# VARIANTS=int4 (with PARTS=none): the 4-bit decode kernels, one rtn request with the defaults and without the wide
+# kernel (TROUPE_INT4_WIDE=0: the cp.async kernel on gate_up again), each twice, without programmatic
 # dependent launches (TROUPE_NO_PDL=1: what PDL buys) and with int4_mma_kernel (TROUPE_INT4_RING=0); one request in bf16
 # and FP8 + FP8 KV with and without PDL; 32 requests with the shared-memory GEMM for 17-64 rows (the default) and
 # without it (TROUPE_INT4_GEMM=0); W1 rtn. One-request figures move by up to ±3% from run to run on one machine
@@ -96,10 +96,9 @@ fi
 # differences under 3%.
 if [ "$variants" = int4 ]; then
   b1 rtn --quantization rtn
-  TROUPE_INT4_WIDE=1 b1 rtn_wide --quantization rtn
-  TROUPE_INT4_WIDE=2 b1 rtn_wide_three_ahead --quantization rtn
+  TROUPE_INT4_WIDE=0 b1 rtn_no_wide --quantization rtn
   b1 rtn_again --quantization rtn
-  TROUPE_INT4_WIDE=1 b1 rtn_wide_again --quantization rtn
+  TROUPE_INT4_WIDE=0 b1 rtn_no_wide_again --quantization rtn
   TROUPE_NO_PDL=1 b1 rtn_no_pdl --quantization rtn
   TROUPE_INT4_RING=0 b1 rtn_register_kernel --quantization rtn
   b1 bf16
