@@ -88,17 +88,20 @@ if [ "$variants" = 1 ] || [ "$variants" = 2 ] || [ "$variants" = w1 ]; then
   TROUPE_FP8_FUSED=1 w1 fp8_fp8kv_fused --quantization fp8 --kv-cache-dtype fp8
 fi
 # VARIANTS=int4 (with PARTS=none): the 4-bit decode kernels, one rtn request with the defaults and without the wide
-# kernel (TROUPE_INT4_WIDE=0: the cp.async kernel on gate_up again), each twice, without programmatic
+# kernel (TROUPE_INT4_WIDE=0: the cp.async kernel on gate_up again), each twice, with the ring kernel's 4 warps on
+# gate_up and q/k/v instead (TROUPE_INT4_WIDE=0 TROUPE_INT4_RING=4: H200 op rows 0.036 ms at gate_up, one row, against
+# the wide kernel's 0.037; not yet run end to end on the H200), without programmatic
 # dependent launches (TROUPE_NO_PDL=1: what PDL buys) and with int4_mma_kernel (TROUPE_INT4_RING=0); one request in bf16
 # and FP8 + FP8 KV with and without PDL; 32 requests with the shared-memory GEMM for 17-64 rows (the default) and
-# without it (TROUPE_INT4_GEMM=0); W1 rtn. One-request figures move by up to ±3% from run to run on one machine
-# (fourteenth session: the same code 3.18 and 3.23 ms a token in two calls), so compare within one call and distrust
-# differences under 3%.
+# without it (TROUPE_INT4_GEMM=0); W1 rtn. One-request figures move by up to 3% between calls (fourteenth session, H100:
+# the same kernels 3.18 and 3.23 ms a token in two calls) and much less within one (H200: 2.973 and 2.979), so compare
+# within one call, against a baseline run twice.
 if [ "$variants" = int4 ]; then
   b1 rtn --quantization rtn
   TROUPE_INT4_WIDE=0 b1 rtn_no_wide --quantization rtn
   b1 rtn_again --quantization rtn
   TROUPE_INT4_WIDE=0 b1 rtn_no_wide_again --quantization rtn
+  TROUPE_INT4_WIDE=0 TROUPE_INT4_RING=4 b1 rtn_ring4 --quantization rtn
   TROUPE_NO_PDL=1 b1 rtn_no_pdl --quantization rtn
   TROUPE_INT4_RING=0 b1 rtn_register_kernel --quantization rtn
   b1 bf16
