@@ -9,8 +9,10 @@
 //   scale, which rounds once, as the dequantizing path does. The pairs come out as nibbles (j, j + 4) of a word,
 //   not neighbours; the sum does not care about the order of k, so x's B fragments are permuted to match
 //   (one byte-permute per pair). A block's 8 warps split K and add their tiles in shared memory. By default the same
-//   sums run as int4_ring_kernel (its loop unrolled over the loads in flight), or, where the layer has more outputs
-//   than inputs, as int4_mma_async_kernel (the weights staged through shared memory by cp.async): launch_mma.
+//   sums run as int4_ring_kernel (its loop unrolled over the loads in flight); up to 8 rows on layers with outputs
+//   enough (gate_up), as int4_wide_kernel (two tiles a block, x loaded once for both); elsewhere where the layer has
+//   more outputs than inputs, as int4_mma_async_kernel (the weights staged through shared memory by cp.async):
+//   launch_mma.
 // - f32, up to kSimtRows rows: the CUDA-core kernel (f32 is for checks against references, not for speed).
 // - 17 to 64 rows (int4_settings().gemm, by default; K a multiple of 128): int4_gemm_kernel, a tensor-core GEMM
 //   that stages each block's weights and x tile in shared memory once.
