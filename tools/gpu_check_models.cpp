@@ -277,8 +277,8 @@ void check_against_cpu_twin(model& on_gpu, model& on_cpu, const std::string& lab
 // kernels, then dequantize + cuBLAS), -1 (the default, TROUPE_INT4_GEMM=auto: the shared-memory GEMM for 17 to 64
 // rows, the decode graphs of 17-64 sequences included) and 1 (every step up to 512 rows), and the ring kernel's
 // variants (int4_settings().ring; 1 the default) for steps of up to 32, and the wide kernel (int4_settings().wide) for
-// steps of up to 8. Prompts of 1 to 230 tokens make prefill steps
-// of each size; the three-prompt decode replays the graph of 4.
+// steps of up to 8. Prompts of 1 to 230 tokens make prefill steps of each size; the three-prompt decode replays the
+// graph of 4.
 void check_model_int4_paths(cuda_ops& gpu) {
   troupe::testing::temp_folder folder("gpu_check_int4");
   make_model_options o;

@@ -467,34 +467,33 @@ void launch_mma(const tensor& x, const int4_device_weight& w, const tensor& bias
   // The wide kernel (int4_settings().wide, the default): one row tile, scales after the sum, on layers whose blocks of
   // two tiles give every SM two blocks (gate_up at Qwen2.5-7B shapes; wide_min_blocks 0: every layer), in place of the
   // cp.async and ring kernels, unless the cp.async kernel is forced.
+  // The wide and ring kernels take the group as a shift: groups a power of two from 32.
+  const bool shifted = group >= 32 && (group & (group - 1)) == 0;
+  const int shift = shifted ? std::countr_zero(static_cast<unsigned>(group / 32)) : 0;
+  auto launch = [&](auto kernel, int64_t blocks, int warps, const char* what) {
+    launch_dependent(kernel, dim3(static_cast<unsigned>(blocks)), dim3(warps * 32), stream, what, x.as<T>(),
+                     static_cast<const uint4*>(w.qweight.data), w.scales.as<T>(), w.zeros.as<T>(),
+                     bias.empty() ? nullptr : bias.as<T>(), out.as<T>(), rows, n_out, k, shift);
+  };
   if constexpr (NT == 1) {
     const int64_t wide_blocks = (n_out + 31) / 32, min_blocks = int4_settings().wide_min_blocks;
-    if (int4_settings().wide && scale_after && setting <= 0 && (group & (group - 1)) == 0 &&
+    if (int4_settings().wide && scale_after && setting <= 0 && shifted &&
         wide_blocks >= (min_blocks < 0 ? 2LL * sms : min_blocks)) {
-      const int shift = std::countr_zero(static_cast<unsigned>(group / 32));
-      launch_dependent(int4_wide_kernel<T, 2, 2>,
-                       dim3(static_cast<unsigned>(wide_blocks)), dim3(kWarps * 32), stream, "linear_int4 wide", x.as<T>(),
-                       static_cast<const uint4*>(w.qweight.data), w.scales.as<T>(), w.zeros.as<T>(),
-                       bias.empty() ? nullptr : bias.as<T>(), out.as<T>(), rows, n_out, k, shift);
+      launch(int4_wide_kernel<T, 2, 2>, wide_blocks, kWarps, "linear_int4 wide");
       return;
     }
   }
   const int chosen = int4_settings().ring;
   const int ring = chosen == 4 ? (setting > 0 ? 0 : n_out > k ? 3 : 1) : async ? 0 : chosen;
-  if (ring > 0 && group >= 32 && (group & (group - 1)) == 0) {
-    const int shift = std::countr_zero(static_cast<unsigned>(group / 32));
-    auto launch = [&](auto kernel, int warps) {
-      launch_dependent(kernel, dim3(static_cast<unsigned>((n_out + 15) / 16)), dim3(warps * 32), stream,
-                       "linear_int4 ring", x.as<T>(), static_cast<const uint4*>(w.qweight.data), w.scales.as<T>(),
-                       w.zeros.as<T>(), bias.empty() ? nullptr : bias.as<T>(), out.as<T>(), rows, n_out, k, shift);
-    };
+  if (ring > 0 && shifted) {
+    auto launch_ring = [&](auto kernel, int warps) { launch(kernel, (n_out + 15) / 16, warps, "linear_int4 ring"); };
     constexpr int kCapped = NT == 1 ? 3 : 0;  // variant 2: 3 blocks an SM at one row tile
-    if (ring == 2) launch(scale_after ? int4_ring_kernel<T, NT, true, kWarps, kCapped> : int4_ring_kernel<T, NT, false, kWarps, kCapped>, kWarps);
-    else if (ring == 3) launch(scale_after ? int4_ring_kernel<T, NT, true, 4, 0> : int4_ring_kernel<T, NT, false, 4, 0>, 4);
+    if (ring == 2) launch_ring(scale_after ? int4_ring_kernel<T, NT, true, kWarps, kCapped> : int4_ring_kernel<T, NT, false, kWarps, kCapped>, kWarps);
+    else if (ring == 3) launch_ring(scale_after ? int4_ring_kernel<T, NT, true, 4, 0> : int4_ring_kernel<T, NT, false, 4, 0>, 4);
     else if (ring == 5) {  // two loads ahead, 4 blocks an SM at one row tile
       constexpr int kLean = NT == 1 ? 4 : 0;
-      launch(scale_after ? int4_ring_kernel<T, NT, true, kWarps, kLean, 2> : int4_ring_kernel<T, NT, false, kWarps, kLean, 2>, kWarps);
-    } else launch(scale_after ? int4_ring_kernel<T, NT, true, kWarps, 0> : int4_ring_kernel<T, NT, false, kWarps, 0>, kWarps);
+      launch_ring(scale_after ? int4_ring_kernel<T, NT, true, kWarps, kLean, 2> : int4_ring_kernel<T, NT, false, kWarps, kLean, 2>, kWarps);
+    } else launch_ring(scale_after ? int4_ring_kernel<T, NT, true, kWarps, 0> : int4_ring_kernel<T, NT, false, kWarps, 0>, kWarps);
     return;
   }
   auto kernel = async ? (scale_after ? int4_mma_async_kernel<T, NT, true> : int4_mma_async_kernel<T, NT, false>)
