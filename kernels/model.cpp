@@ -430,20 +430,23 @@ tensor model::compute_logits(int64_t num_tokens, int64_t num_logits, const atten
     ops_.paged_attention(qkv, k_cache_[l], v_cache_[l], meta, shape, attn);
     linear(attn, w.o_proj, w.o_proj4, w.o_proj8, w.o_bias, hidden);
     all_reduce(hidden);
+    const bool down_quantized = quantized_before(w.down4, w.down8);
+    bool activated = false;  // act made with gate/up's product (4-bit decode steps on CUDA: ops::linear_int4_silu)
     if (quantized_before(w.gate_up4, w.gate_up8)) {
       const fp8_activations in = fp8_input(num_tokens, c.hidden_size);
       ops_.add_rms_norm_fp8(hidden, residual, w.post_norm, eps, w.gate_up8.input_scale, in);
       ops_.linear_fp8_quantized(in, w.gate_up8.view(), tensor{}, mlp);
     } else {
       ops_.add_rms_norm(hidden, residual, w.post_norm, eps);
-      linear(hidden, w.gate_up, w.gate_up4, w.gate_up8, tensor{}, mlp);
+      activated = !w.gate_up4.empty() && !down_quantized && ops_.linear_int4_silu(hidden, w.gate_up4.view(), tensor{}, act);
+      if (!activated) linear(hidden, w.gate_up, w.gate_up4, w.gate_up8, tensor{}, mlp);
     }
-    if (quantized_before(w.down4, w.down8)) {
+    if (down_quantized) {
       const fp8_activations in = fp8_input(num_tokens, act.dim(1));
       ops_.silu_and_mul_fp8(mlp, w.down8.input_scale, in);
       ops_.linear_fp8_quantized(in, w.down8.view(), tensor{}, hidden);
     } else {
-      ops_.silu_and_mul(mlp, act);
+      if (!activated) ops_.silu_and_mul(mlp, act);
       linear(act, w.down, w.down4, w.down8, tensor{}, hidden);
     }
     all_reduce(hidden);

@@ -171,6 +171,13 @@ public:
   // out = x · Wᵀ (+ bias), W dequantized from `w` as int4_device_weight says (the product in f32, rounded once).
   // x [T, K], bias [N] or empty, out [T, N]
   virtual void linear_int4(const tensor& x, const int4_device_weight& w, const tensor& bias, const tensor& out) = 0;
+  // silu_and_mul(linear_int4(x, w, bias)) in one pass where the backend has a kernel for it, bit for bit the two ops;
+  // false, having done nothing, where it has none (the caller then runs the two). w holds gate and up stacked
+  // (N = 2·I rows, as silu_and_mul splits its input); x [T, K], bias [N] or empty, out [T, I].
+  virtual bool linear_int4_silu(const tensor& x, const int4_device_weight& w, const tensor& bias, const tensor& out) {
+    (void)x, (void)w, (void)bias, (void)out;
+    return false;
+  }
 
   // W8A8 FP8 (vLLM's Fp8LinearOp): each token quantized to e4m3 as fp8_device_weight says, xq[t][k] =
   // f32_to_f8_e4m3(x[t][k] / s_t) (the f32 quotient, nearest even, saturating at ±448), then

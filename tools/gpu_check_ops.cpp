@@ -268,6 +268,75 @@ void check_linear_int4(checker& c, dtype t) {
   }
 }
 
+// linear_int4_silu (gate/up and silu_and_mul in one kernel, int4_settings().silu): where it takes the shape it must
+// write the bits of linear_int4 then silu_and_mul on the GPU, with and without launching down_proj into its tail (2),
+// and agree with the CPU's two ops; where it does not (rows past 8, groups below 128 or not a power of two, f32) it
+// must say so and leave out alone. Features ending inside a block of 16 (72, 1,000), 7B's gate/up (18,944) at 1 and 8
+// rows, a bias.
+void check_linear_int4_silu(checker& c, dtype t) {
+  struct shape {
+    int64_t rows, k, inter;
+    int32_t group;
+    bool bias, fused;
+  };
+  const bool half = t != dtype::f32;
+  const std::vector<shape> shapes = {
+      {1, 256, 64, 128, false, half},   {3, 384, 72, 128, true, half},      {8, 512, 1000, 256, false, half},
+      {1, 3584, 18944, 128, false, half}, {8, 3584, 18944, 128, false, half}, {5, 256, 48, 128, true, half},
+      {9, 256, 64, 128, false, false},  {2, 256, 64, 64, false, false},     {2, 384, 64, 384, false, false},
+  };
+  for (const shape& s : shapes) {
+    const int64_t n = 2 * s.inter;
+    auto x = c.random(t, {s.rows, s.k});
+    std::vector<int32_t> words(static_cast<size_t>(n * s.k / 8));
+    for (auto& w : words) w = static_cast<int32_t>(rng());
+    auto qweight = c.ints<int32_t>({n, s.k / 8}, words);
+    std::vector<float> scale_values = random_values(static_cast<size_t>(n * (s.k / s.group)), 0.02f);
+    auto scales = c.make(t, {n, s.k / s.group}, scale_values);
+    std::vector<float> zero_values(scale_values.size());
+    for (auto& z : zero_values) z = static_cast<float>(rng() % 16);
+    auto zeros = c.make(t, {n, s.k / s.group}, zero_values);
+    twin bias{};
+    if (s.bias) bias = c.random(t, {n});
+    auto mlp = c.random(t, {s.rows, n});
+    auto act = c.random(t, {s.rows, s.inter});
+    const int4_device_weight wc{qweight.cpu.get(), scales.cpu.get(), zeros.cpu.get(), s.group};
+    const int4_device_weight wg{qweight.gpu.get(), scales.gpu.get(), zeros.gpu.get(), s.group};
+    c.cpu.linear_int4(x.cpu, wc, s.bias ? bias.cpu.get() : tensor{}, mlp.cpu);
+    c.cpu.silu_and_mul(mlp.cpu, act.cpu);
+    std::string what = "T,K,I=" + dims({s.rows, s.k, s.inter}) + " G" + std::to_string(s.group);
+    if (s.bias) what += " +bias";
+    // The two ops on the GPU, for the bits.
+    c.gpu.linear_int4(x.gpu, wg, s.bias ? bias.gpu.get() : tensor{}, mlp.gpu);
+    c.gpu.silu_and_mul(mlp.gpu, act.gpu);
+    bytes unfused(static_cast<size_t>(act.gpu.get().numel()) * size_in_bytes(t));
+    c.gpu.download_raw(unfused.data(), act.gpu.get());
+    const scoped_value<int64_t> everywhere(cuda::int4_settings().wide_min_blocks, 0);
+    for (const int mode : {1, 2}) {
+      const scoped_value<int> silu(cuda::int4_settings().silu, mode);
+      c.poison(act);
+      bytes poisoned(unfused.size());
+      c.gpu.download_raw(poisoned.data(), act.gpu.get());
+      const bool fused = c.gpu.linear_int4_silu(x.gpu, wg, s.bias ? bias.gpu.get() : tensor{}, act.gpu);
+      const std::string row = what + (mode == 2 ? " tail" : "");
+      report("linear_int4_silu", t, row + " fused", fused == s.fused ? 0.0 : 1.0, 0.0,
+             s.fused ? "must take the shape" : "must leave the shape to the two ops");
+      if (!fused) {
+        bytes b(unfused.size());
+        c.gpu.download_raw(b.data(), act.gpu.get());
+        report("linear_int4_silu", t, row + " untouched", static_cast<double>(differing_elements(b, poisoned, size_in_bytes(t))),
+               0.0, "elements of out written");
+        continue;
+      }
+      report("linear_int4_silu", t, row, c.error(act), tolerance_for(t));
+      bytes b(unfused.size());
+      c.gpu.download_raw(b.data(), act.gpu.get());
+      report("linear_int4_silu", t, row + " bits", static_cast<double>(differing_elements(b, unfused, size_in_bytes(t))),
+             0.0, "elements differing from linear_int4 + silu_and_mul");
+    }
+  }
+}
+
 // FP8 weights (issue 13): rows 1 to 300, with and without a bias, a static input scale, on each path the shape
 // allows (kernels/cuda/linear_fp8.cu): "gemv" (CUDA cores, up to 4 rows, K a multiple of 16), "mma" and "mma_async"
 // (tensor cores, up to 32 rows, K a multiple of 16),
@@ -762,6 +831,7 @@ void check_fp8_weight_ops(cuda_ops& gpu, dtype t) {
 void check_int4_ops(cuda_ops& gpu, dtype t) {
   checker c(gpu);
   guarded("linear_int4", [&] { check_linear_int4(c, t); });
+  guarded("linear_int4_silu", [&] { check_linear_int4_silu(c, t); });
 }
 
 void check_ops(cuda_ops& gpu, dtype t) {
@@ -770,6 +840,7 @@ void check_ops(cuda_ops& gpu, dtype t) {
   guarded("norms", [&] { check_norms(c, t); });
   guarded("linear", [&] { check_linear(c, t); });
   guarded("linear_int4", [&] { check_linear_int4(c, t); });
+  guarded("linear_int4_silu", [&] { check_linear_int4_silu(c, t); });
   check_fp8_weight_ops(gpu, t);
   guarded("silu_and_mul", [&] { check_silu(c, t); });
   guarded("fill_random", [&] { check_fill_random(c, t); });

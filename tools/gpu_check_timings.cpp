@@ -9,6 +9,7 @@
 #include <numeric>
 #include <random>
 #include <string>
+#include <string_view>
 #include <tuple>
 #include <utility>
 #include <vector>
@@ -264,6 +265,20 @@ void time_int4(cuda_ops& gpu) {
       std::snprintf(buf, sizeof buf, "%.3f ms, %.0f GB/s, %.1f TFLOP/s", ms, bytes / 1e9 / (ms / 1e3), tflop / (ms / 1e3));
       inform(std::string("time linear_int4 ") + layer + (variant.empty() ? "" : " " + variant), t,
              "T,K,N=" + dims({rows, h, n}) + " G128", buf);
+    }
+    // gate_up with silu_and_mul: the two ops (the wide kernel, then silu_and_mul) against linear_int4_silu, and it
+    // with the next launch let into its tail (int4_settings().silu 2; here the next is itself).
+    if (std::string_view(layer) == "gate_up" && rows <= 8) {
+      auto act = gpu.alloc(t, {rows, n / 2});
+      for (const int mode : {0, 1, 2}) {
+        const scoped_value<int> silu(cuda::int4_settings().silu, mode);
+        const double ms = stream_ms(gpu, [&] {
+          if (!gpu.linear_int4_silu(x, w, tensor{}, act)) gpu.linear_int4(x, w, tensor{}, out), gpu.silu_and_mul(out, act);
+        });
+        std::snprintf(buf, sizeof buf, "%.3f ms", ms);
+        inform(std::string("time linear_int4 gate_up + silu_and_mul") + (mode == 0 ? " (two ops)" : mode == 1 ? " fused" : " fused tail"),
+               t, "T,K,N=" + dims({rows, h, n}) + " G128", buf);
+      }
     }
   }
 }

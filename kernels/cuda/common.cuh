@@ -54,6 +54,10 @@ template <> __device__ __forceinline__ float from_float(float x) { return x; }
 template <> __device__ __forceinline__ __half from_float(float x) { return __float2half_rn(x); }
 template <> __device__ __forceinline__ __nv_bfloat16 from_float(float x) { return __float2bfloat16_rn(x); }
 
+// The gated MLP's activation of one feature, silu(a) · u in f32 (silu_and_mul.cu; the fused 4-bit gate/up kernel,
+// linear_int4.cu, makes it the same way for the same bits).
+__device__ __forceinline__ float silu_times(float a, float u) { return a / (1.0f + __expf(-a)) * u; }
+
 // N elements moved as one access: with N * sizeof(T) == 16, one 16-byte load or store.
 template <class T, int N> struct alignas(sizeof(T) * N) vec {
   T v[N];

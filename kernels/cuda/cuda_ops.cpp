@@ -304,6 +304,15 @@ void cuda_ops::linear_int4(const tensor& x, const int4_device_weight& w, const t
              linear_flop(x, w.qweight.dim(0)));
 }
 
+bool cuda_ops::linear_int4_silu(const tensor& x, const int4_device_weight& w, const tensor& bias, const tensor& out) {
+  op_scope p(ctx_->profiler, op_profiler::gemm, ctx_->stream, "linear_int4_silu");
+  const bool fused = cuda::launch_linear_int4_silu(*ctx_, x, w, bias, out);
+  if (p.on())
+    p.rename("linear_int4_silu " + std::to_string(x.dim(1)) + "x" + std::to_string(w.qweight.dim(0)),
+             fused ? linear_flop(x, w.qweight.dim(0)) : 0.0);
+  return fused;
+}
+
 void cuda_ops::linear_fp8(const tensor& x, const fp8_device_weight& w, const tensor& bias, const tensor& out) {
   op_scope p(ctx_->profiler, op_profiler::gemm, ctx_->stream, "linear_fp8");
   const char* path = cuda::launch_linear_fp8(*ctx_, x, w, bias, out, x.dim(0) <= fp8_w16_rows());

@@ -26,6 +26,11 @@ void launch_copy_columns(const tensor& x, const tensor& out, cudaStream_t stream
 // ops::linear_int4 on ctx's stream: up to 32 rows, one fused pass that dequantizes each weight as it reads
 // it; more rows, a dequantization into ctx's scratch weight and the cuBLASLt GEMM (linear_int4.cu).
 void launch_linear_int4(cuda_context& ctx, const tensor& x, const int4_device_weight& w, const tensor& bias, const tensor& out);
+// ops::linear_int4_silu on ctx's stream: silu_and_mul(linear_int4(x, w)) in one kernel (w gate and up stacked, out
+// [T, N / 2]) where int4_wide_kernel takes the product (one row tile, groups a power of two from 128, outputs enough;
+// int4_settings().silu); false, having launched nothing, elsewhere. Throws std::invalid_argument on shapes that disagree.
+bool launch_linear_int4_silu(cuda_context& ctx, const tensor& x, const int4_device_weight& w, const tensor& bias,
+                             const tensor& out);
 // How cuBLASLt plans are made (linear.cpp); both are part of a plan's key, so a check can time a shape both ways.
 // split_k: the GEMM tuning also times split-K variants where an output has fewer 128 x 128 tiles than the GPU has SMs;
 // TROUPE_GEMM_SPLIT_K=1 (no gain at a 256-sequence decode step, H100, 2026-12-06). candidates: how many of cuBLASLt's
@@ -58,6 +63,10 @@ struct int4_switches {
   // its blocks give every SM two (wide_min_blocks -1; 0 on every layer, for troupe_gpu_check's rows).
   bool wide = true;
   int64_t wide_min_blocks = -1;
+  // linear_int4_silu (launch_linear_int4_silu): gate/up and silu_and_mul in one kernel where the wide kernel would take
+  // gate/up: 1 (the default), 0 never (TROUPE_INT4_SILU=0: the two ops), 2 with down_proj launched into its tail
+  // (TROUPE_INT4_SILU=2).
+  int silu = 1;
 };
 int4_switches& int4_settings();
 // ops::linear_fp8 on ctx's stream: each token quantized to e4m3 into ctx's scratch, then the first of these that

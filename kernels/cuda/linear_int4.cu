@@ -320,22 +320,30 @@ __device__ __forceinline__ void int4_wide_step(float (&acc)[Tiles][1][4], const 
   }
 }
 
-template <class T, int Tiles, int Ahead>
+// Gated (linear_int4_silu, int4_settings().silu): the weight is gate and up stacked (n_out = 2·I rows), block b's
+// tile 0 is gate's features 16b .. 16b + 15 and tile 1 up's same features, and the block writes silu(gate)·up of
+// those 16 features into out [rows, I]: each sum rounded to T as the plain kernel writes it, then silu_times as
+// silu_and_mul makes it, so the bits are those of the two ops. Trigger: the kernel after (down_proj) may start its
+// blocks as this one's last wave starts, streaming its weights into the SMs this one's tail leaves idle.
+template <class T, int Tiles, int Ahead, bool Gated = false, bool Trigger = false>
 __global__ void __launch_bounds__(kWarps * 32)
     int4_wide_kernel(const T* __restrict__ x, const uint4* __restrict__ q, const T* __restrict__ scales,
                      const T* __restrict__ zeros, const T* __restrict__ bias, T* __restrict__ out, int rows, int n_out,
                      int k, int group_shift) {
+  static_assert(!Gated || Tiles == 2, "the gated kernel pairs a gate tile with an up tile");
   __shared__ float partial[Tiles][kWarps][16][9];
+  if constexpr (Trigger) pdl_launch_dependents();  // it waits for this grid's end before it reads out
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
-  const int n0 = blockIdx.x * 16 * Tiles;
+  const int inter = n_out / 2;  // Gated: the features of each half
+  const int n0 = blockIdx.x * 16 * (Gated ? 1 : Tiles);
   const int chunks = k / 32, groups = chunks >> group_shift, blocks = (chunks + 3) / 4;
   bool has_a[Tiles], has_b[Tiles];
   int64_t row_a[Tiles], row_b[Tiles];
 #pragma unroll
   for (int m = 0; m < Tiles; ++m) {
-    const int out_a = n0 + 16 * m + g, out_b = out_a + 8;
-    has_a[m] = out_a < n_out, has_b[m] = out_b < n_out;
-    row_a[m] = has_a[m] ? out_a : 0, row_b[m] = has_b[m] ? out_b : 0;
+    const int feature = Gated ? n0 + g : n0 + 16 * m + g, offset = Gated ? m * inter : 0, end = Gated ? inter : n_out;
+    has_a[m] = feature < end, has_b[m] = feature + 8 < end;
+    row_a[m] = has_a[m] ? offset + feature : 0, row_b[m] = has_b[m] ? offset + feature + 8 : 0;
   }
   float acc[Tiles][1][4];
 #pragma unroll
@@ -371,10 +379,33 @@ __global__ void __launch_bounds__(kWarps * 32)
       int4_wide_step<T, Tiles>(acc, cur, x, rows, k, c, c < chunks, g);
     }
   }
+  if constexpr (Gated) {
+    // reduce_tile_outputs' sums for both tiles, then the activation of each feature's pair.
 #pragma unroll
-  for (int m = 0; m < Tiles; ++m)
-    reduce_tile_outputs<T, 1, kWarps>(partial[m], acc[m], n0 + 16 * m, rows, n_out, out,
-                                      [&](float sum, int, int j) { return plus_bias(sum, bias, j); });
+    for (int m = 0; m < Tiles; ++m) {
+      partial[m][warp][g][2 * t] = acc[m][0][0];
+      partial[m][warp][g][2 * t + 1] = acc[m][0][1];
+      partial[m][warp][g + 8][2 * t] = acc[m][0][2];
+      partial[m][warp][g + 8][2 * t + 1] = acc[m][0][3];
+    }
+    __syncthreads();
+    for (int i = threadIdx.x; i < 16 * 8; i += blockDim.x) {
+      const int o = i / 8, r = i % 8, j = n0 + o;
+      if (j >= inter || r >= rows) continue;
+      float gate = 0.0f, up = 0.0f;
+#pragma unroll
+      for (int w = 0; w < kWarps; ++w) gate += partial[0][w][o][r];
+#pragma unroll
+      for (int w = 0; w < kWarps; ++w) up += partial[1][w][o][r];
+      const T gate_out = from_float<T>(plus_bias(gate, bias, j)), up_out = from_float<T>(plus_bias(up, bias, inter + j));
+      out[static_cast<int64_t>(r) * inter + j] = from_float<T>(silu_times(to_float(gate_out), to_float(up_out)));
+    }
+  } else {
+#pragma unroll
+    for (int m = 0; m < Tiles; ++m)
+      reduce_tile_outputs<T, 1, kWarps>(partial[m], acc[m], n0 + 16 * m, rows, n_out, out,
+                                        [&](float sum, int, int j) { return plus_bias(sum, bias, j); });
+  }
 }
 
 // The same product with the packed weights staged through shared memory (int4_settings().async: by itself where the
@@ -791,19 +822,66 @@ int4_switches& int4_settings() {
                            const char* v = std::getenv("TROUPE_INT4_WIDE");
                            return !v || !*v || *v != '0';
                          }(),
-                         -1};
+                         -1,
+                         [] {
+                           const char* v = std::getenv("TROUPE_INT4_SILU");
+                           return !v || !*v ? 1 : *v == '2' ? 2 : *v == '0' ? 0 : 1;
+                         }()};
   return s;
 }
 
-void launch_linear_int4(cuda_context& ctx, const tensor& x, const int4_device_weight& w, const tensor& bias, const tensor& out) {
+namespace {
+// linear_int4's shapes (out_cols: N, or N / 2 for linear_int4_silu), or std::invalid_argument naming them.
+void check_int4_shapes(const char* op, const tensor& x, const int4_device_weight& w, const tensor& bias, const tensor& out,
+                       int64_t out_cols) {
   const int64_t rows = x.dim(0), k = x.dim(1), n = w.qweight.dim(0), g = w.group_size;
   if (w.qweight.type != dtype::i32 || g <= 0 || g % 8 != 0 || k % g != 0 || w.qweight.row_elems() != k / 8 ||
       w.scales.type != x.type || w.zeros.type != x.type || out.type != x.type || w.scales.dim(0) != n ||
       w.scales.row_elems() != k / g || w.zeros.dim(0) != n || w.zeros.row_elems() != k / g || out.dim(0) != rows ||
-      out.row_elems() != n || (!bias.empty() && (bias.type != x.type || bias.numel() != n)))
-    throw std::invalid_argument("cuda linear_int4: x " + shape_of(x) + ", qweight " + shape_of(w.qweight) + ", scales " +
-                                shape_of(w.scales) + ", zeros " + shape_of(w.zeros) + ", output " + shape_of(out) +
-                                " and group " + std::to_string(g) + " disagree");
+      out.row_elems() != out_cols || (!bias.empty() && (bias.type != x.type || bias.numel() != n)))
+    throw std::invalid_argument(std::string("cuda ") + op + ": x " + shape_of(x) + ", qweight " + shape_of(w.qweight) +
+                                ", scales " + shape_of(w.scales) + ", zeros " + shape_of(w.zeros) + ", output " +
+                                shape_of(out) + " and group " + std::to_string(g) + " disagree");
+}
+} // namespace
+
+bool launch_linear_int4_silu(cuda_context& ctx, const tensor& x, const int4_device_weight& w, const tensor& bias,
+                             const tensor& out) {
+  const int64_t rows = x.dim(0), k = x.dim(1), n = w.qweight.dim(0), g = w.group_size;
+  if (n % 2 != 0)
+    throw std::invalid_argument("cuda linear_int4_silu: qweight " + shape_of(w.qweight) +
+                                " is not gate and up stacked (an odd number of outputs)");
+  check_int4_shapes("linear_int4_silu", x, w, bias, out, n / 2);
+  // Where the wide kernel would take the plain product (launch_mma): one row tile, groups a power of two and a multiple
+  // of 128 (scales after the sum), the cp.async kernel not forced, and blocks enough (one per 16 features).
+  const int chosen = int4_settings().silu;
+  const int64_t blocks = (n / 2 + 15) / 16, min_blocks = int4_settings().wide_min_blocks;
+  static const bool scale_before = std::getenv("TROUPE_INT4_SCALE_BEFORE") != nullptr;
+  if (chosen <= 0 || !int4_settings().wide || int4_settings().async > 0 || scale_before || rows > 8 ||
+      (x.type != dtype::bf16 && x.type != dtype::f16) || k % 32 != 0 || g % 128 != 0 || (g & (g - 1)) != 0 ||
+      reinterpret_cast<uintptr_t>(w.qweight.data) % 16 != 0 || reinterpret_cast<uintptr_t>(x.data) % 16 != 0 ||
+      blocks < (min_blocks < 0 ? 2LL * ctx.sm_count : min_blocks))
+    return false;
+  if (rows == 0) return true;
+  make_current(ctx);
+  const int shift = std::countr_zero(static_cast<unsigned>(g / 32));
+  auto launch = [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    auto kernel = chosen == 2 ? int4_wide_kernel<T, 2, 2, true, true> : int4_wide_kernel<T, 2, 2, true, false>;
+    launch_dependent(kernel, dim3(static_cast<unsigned>(blocks)), dim3(kWarps * 32), ctx.stream, "linear_int4_silu",
+                     x.as<T>(), static_cast<const uint4*>(w.qweight.data), w.scales.as<T>(), w.zeros.as<T>(),
+                     bias.empty() ? nullptr : bias.as<T>(), out.as<T>(), static_cast<int>(rows), static_cast<int>(n),
+                     static_cast<int>(k), shift);
+  };
+  if (x.type == dtype::bf16) launch(std::type_identity<__nv_bfloat16>{});
+  else launch(std::type_identity<__half>{});
+  check_launch("linear_int4_silu");
+  return true;
+}
+
+void launch_linear_int4(cuda_context& ctx, const tensor& x, const int4_device_weight& w, const tensor& bias, const tensor& out) {
+  const int64_t rows = x.dim(0), k = x.dim(1), n = w.qweight.dim(0), g = w.group_size;
+  check_int4_shapes("linear_int4", x, w, bias, out, n);
   if (rows == 0) return;
   make_current(ctx);
   const bool aligned = k % 32 == 0 && g % 32 == 0 && reinterpret_cast<uintptr_t>(w.qweight.data) % 16 == 0 &&

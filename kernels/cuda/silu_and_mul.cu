@@ -15,8 +15,7 @@ template <class T, int N> __device__ __forceinline__ vec<T, N> silu_and_mul_valu
   vec<T, N> r;
 #pragma unroll
   for (int k = 0; k < N; ++k) {
-    const float a = to_float(g.v[k]);
-    r.v[k] = from_float<T>(a / (1.0f + __expf(-a)) * to_float(u.v[k]));
+    r.v[k] = from_float<T>(silu_times(to_float(g.v[k]), to_float(u.v[k])));
   }
   return r;
 }

@@ -87,30 +87,25 @@ if [ "$variants" = 1 ] || [ "$variants" = 2 ] || [ "$variants" = w1 ]; then
   TROUPE_ATTN_PREFILL_LEAN=1 w1 fp8_fp8kv_lean_prefill --quantization fp8 --kv-cache-dtype fp8
   TROUPE_FP8_FUSED=1 w1 fp8_fp8kv_fused --quantization fp8 --kv-cache-dtype fp8
 fi
-# VARIANTS=int4 (with PARTS=none): the 4-bit decode kernels, one rtn request with the defaults and without the wide
-# kernel (TROUPE_INT4_WIDE=0: the cp.async kernel on gate_up again), each twice, with the ring kernel's 4 warps on
-# gate_up and q/k/v instead (TROUPE_INT4_WIDE=0 TROUPE_INT4_RING=4: H200 op rows 0.036 ms at gate_up, one row, against
-# the wide kernel's 0.037; not yet run end to end on the H200), without programmatic
-# dependent launches (TROUPE_NO_PDL=1: what PDL buys) and with int4_mma_kernel (TROUPE_INT4_RING=0); one request in bf16
-# and FP8 + FP8 KV with and without PDL; 32 requests with the shared-memory GEMM for 17-64 rows (the default) and
-# without it (TROUPE_INT4_GEMM=0); W1 rtn. One-request figures move by up to 3% between calls (fourteenth session, H100:
-# the same kernels 3.18 and 3.23 ms a token in two calls) and much less within one (H200: 2.973 and 2.979), so compare
-# within one call, against a baseline run twice.
+# VARIANTS=int4 (with PARTS=none): the 4-bit decode kernels, one rtn request with the defaults (gate/up and
+# silu_and_mul in one kernel: linear_int4_silu), with the two ops (TROUPE_INT4_SILU=0) and with down_proj launched into
+# the fused kernel's tail (TROUPE_INT4_SILU=2), each twice; with the ring kernel's 4 warps on gate_up and q/k/v instead
+# of the wide kernel (TROUPE_INT4_WIDE=0 TROUPE_INT4_RING=4: H200 op rows 0.036 ms at gate_up, one row, against the wide
+# kernel's 0.037; not yet run end to end on the H200); without programmatic dependent launches (TROUPE_NO_PDL=1: what
+# PDL buys); one request in bf16 and FP8 + FP8 KV. One-request figures move by up to 3% between calls (fourteenth
+# session, H100: the same kernels 3.18 and 3.23 ms a token in two calls) and much less within one (H200: 2.973 and
+# 2.979), so compare within one call, against a baseline run twice.
 if [ "$variants" = int4 ]; then
   b1 rtn --quantization rtn
-  TROUPE_INT4_WIDE=0 b1 rtn_no_wide --quantization rtn
+  TROUPE_INT4_SILU=0 b1 rtn_two_ops --quantization rtn
+  TROUPE_INT4_SILU=2 b1 rtn_silu_tail --quantization rtn
   b1 rtn_again --quantization rtn
-  TROUPE_INT4_WIDE=0 b1 rtn_no_wide_again --quantization rtn
+  TROUPE_INT4_SILU=0 b1 rtn_two_ops_again --quantization rtn
+  TROUPE_INT4_SILU=2 b1 rtn_silu_tail_again --quantization rtn
   TROUPE_INT4_WIDE=0 TROUPE_INT4_RING=4 b1 rtn_ring4 --quantization rtn
   TROUPE_NO_PDL=1 b1 rtn_no_pdl --quantization rtn
-  TROUPE_INT4_RING=0 b1 rtn_register_kernel --quantization rtn
   b1 bf16
-  TROUPE_NO_PDL=1 b1 bf16_no_pdl
   b1 fp8_fp8kv --quantization fp8 --kv-cache-dtype fp8
-  TROUPE_NO_PDL=1 b1 fp8_fp8kv_no_pdl --quantization fp8 --kv-cache-dtype fp8
-  b32 rtn --quantization rtn
-  TROUPE_INT4_GEMM=0 b32 rtn_no_gemm --quantization rtn
-  w1 rtn --quantization rtn
 fi
 if [ "$variants" = 2 ]; then
   TROUPE_FP8_QUANTIZE_VEC=0 b1 fp8_fp8kv_quantize_scalar --quantization fp8 --kv-cache-dtype fp8
