@@ -64,9 +64,10 @@ struct int4_switches {
   bool wide = true;
   int64_t wide_min_blocks = -1;
   // linear_int4_silu (launch_linear_int4_silu): gate/up and silu_and_mul in one kernel where the wide kernel would take
-  // gate/up: 1 (the default), 0 never (TROUPE_INT4_SILU=0: the two ops), 2 with down_proj launched into its tail
-  // (TROUPE_INT4_SILU=2).
-  int silu = 1;
+  // gate/up, with down_proj's blocks let into its last wave's tail (2, the default); 1 without that (TROUPE_INT4_SILU=1);
+  // 0 never (TROUPE_INT4_SILU=0: the two ops). H100, 2026-12-06, one rtn request, ms a step (three / three / two runs
+  // in one call): two ops 3.165 / 3.155 / 3.189, fused 3.135 / 3.124 / 3.126, fused with the tail 3.086 / 3.097.
+  int silu = 2;
 };
 int4_switches& int4_settings();
 // ops::linear_fp8 on ctx's stream: each token quantized to e4m3 into ctx's scratch, then the first of these that
@@ -153,6 +154,9 @@ struct attention_switches {
   // The prefill layout with Q read into registers before the first tile, its shared memory given to the K/V buffers
   // and three blocks an SM instead of two (paged_attention_mma.cu, "Lean"); TROUPE_ATTN_PREFILL_LEAN=1. Off until timed.
   bool prefill_lean = false;
+  // The decode kernels let the kernel after start at once (attention_params::trigger), and the combine goes as a
+  // programmatic dependent, letting o_proj start too; TROUPE_ATTN_TRIGGER=1. Off until timed.
+  bool trigger = false;
 };
 attention_switches& attention_settings();
 

@@ -231,6 +231,8 @@ __global__ void __launch_bounds__(Warps * 32, MinBlocks)
                      const T* __restrict__ zeros, const T* __restrict__ bias, T* __restrict__ out, int rows, int n_out,
                      int k, int group_shift) {
   __shared__ float partial[Warps][16][NT * 8 + 1];
+  // The kernel after (add_rms_norm with TROUPE_NORM_DEPENDENT=1) may start now; it waits for this grid's end.
+  pdl_launch_dependents();
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
   const int n0 = blockIdx.x * 16;
   const int chunks = k / 32, groups = chunks >> group_shift, blocks = (chunks + 3) / 4;
@@ -825,7 +827,7 @@ int4_switches& int4_settings() {
                          -1,
                          [] {
                            const char* v = std::getenv("TROUPE_INT4_SILU");
-                           return !v || !*v ? 1 : *v == '2' ? 2 : *v == '0' ? 0 : 1;
+                           return !v || !*v ? 2 : *v == '0' ? 0 : *v == '1' ? 1 : 2;
                          }()};
   return s;
 }

@@ -64,6 +64,7 @@ template <class T, class C>
 __global__ void __launch_bounds__(kWarps * 32)
 paged_attention_kernel(const T* __restrict__ qkv, const C* __restrict__ k_cache, const C* __restrict__ v_cache,
                        attention_params p, T* __restrict__ out) {
+  if (p.trigger) pdl_launch_dependents();  // the combine or o_proj may start; each waits for this kernel's end
   extern __shared__ __align__(16) unsigned char smem[];
   const int d = p.head_dim, ld = tile_ld<T>(d);
   T* k_tile = reinterpret_cast<T*>(smem);  // [kKeys, ld]
@@ -173,7 +174,9 @@ paged_attention_kernel(const T* __restrict__ qkv, const C* __restrict__ k_cache,
 // grid (T * nH), 128 threads.
 template <class T>
 __global__ void combine_partitions_kernel(const float* __restrict__ part_ml, const float* __restrict__ part_acc,
-                                          int num_parts, int head_dim, T* __restrict__ out) {
+                                          int num_parts, int head_dim, T* __restrict__ out, bool trigger) {
+  if (trigger) pdl_launch_dependents();  // o_proj may start streaming its weights
+  pdl_wait();  // a programmatic dependent of the attention kernel (attention_settings().trigger), whose partitions it reads
   const int64_t r = blockIdx.x;  // token * nH + head; out rows are [T, nH, D]
   const float* ml = part_ml + r * num_parts * 2;
   float big = -FLT_MAX;
@@ -188,6 +191,18 @@ __global__ void combine_partitions_kernel(const float* __restrict__ part_ml, con
   }
 }
 
+// The combine over `rows` (token, head) rows: as a programmatic dependent of the attention kernel where p.trigger.
+template <class T>
+void launch_combine(const attention_params& p, int num_parts, int head_dim, const tensor& out, int64_t rows,
+                    cudaStream_t stream) {
+  const dim3 grid(static_cast<unsigned>(rows));
+  if (p.trigger)
+    launch_dependent(combine_partitions_kernel<T>, grid, dim3(128), stream, "paged_attention combine", p.part_ml,
+                     p.part_acc, num_parts, head_dim, out.as<T>(), true);
+  else
+    combine_partitions_kernel<T><<<grid, 128, 0, stream>>>(p.part_ml, p.part_acc, num_parts, head_dim, out.as<T>(), false);
+}
+
 } // namespace
 
 attention_switches& attention_settings() {
@@ -197,6 +212,7 @@ attention_switches& attention_settings() {
       return v && *v && *v != '0';
     };
     attention_switches a;
+    a.trigger = on("TROUPE_ATTN_TRIGGER");
     a.simt = on("TROUPE_ATTN_SIMT");
     a.no_split = on("TROUPE_NO_ATTN_SPLIT");
     a.prefill_lean = on("TROUPE_ATTN_PREFILL_LEAN");
@@ -260,6 +276,7 @@ void launch_paged_attention(const tensor& qkv, const tensor& k_cache, const tens
     p.part_ml = workspace;
     p.part_acc = workspace + qkv.dim(0) * s.num_heads * int64_t(num_parts) * 2;
   }
+  p.trigger = attention_settings().trigger && meta.max_query_len == 1;
   if (fp8) {
     p.kv_e5m2 = k_cache.type == dtype::f8_e5m2;
     p.k_scale = s.k_scale;
@@ -273,8 +290,7 @@ void launch_paged_attention(const tensor& qkv, const tensor& k_cache, const tens
     if (num_parts > 1) {
       dispatch_float(qkv.type, "paged_attention", [&](auto tag) {
         using T = typename decltype(tag)::type;
-        combine_partitions_kernel<T><<<static_cast<unsigned>(qkv.dim(0) * s.num_heads), 128, 0, stream>>>(
-            p.part_ml, p.part_acc, num_parts, s.head_dim, out.as<T>());
+        launch_combine<T>(p, num_parts, s.head_dim, out, qkv.dim(0) * s.num_heads, stream);
       });
       check_launch("paged_attention combine");
     }
@@ -301,8 +317,7 @@ void launch_paged_attention(const tensor& qkv, const tensor& k_cache, const tens
     else run(std::type_identity<T>{});
     if (num_parts > 1) {
       check_launch("paged_attention");
-      combine_partitions_kernel<T><<<static_cast<unsigned>(qkv.dim(0) * s.num_heads), 128, 0, stream>>>(
-          p.part_ml, p.part_acc, num_parts, s.head_dim, out.as<T>());
+      launch_combine<T>(p, num_parts, s.head_dim, out, qkv.dim(0) * s.num_heads, stream);
     }
   });
   check_launch("paged_attention");

@@ -100,6 +100,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<Lean>) paged_attention_mm
                                                                       const void* __restrict__ k_cache_,
                                                                       const void* __restrict__ v_cache_,
                                                                       attention_params p, T* __restrict__ out) {
+  if (p.trigger) pdl_launch_dependents();  // the combine or o_proj may start; each waits for this kernel's end
   using C = std::conditional_t<Fp8, uint8_t, T>;  // a cache element
   const C* __restrict__ k_cache = static_cast<const C*>(k_cache_);
   const C* __restrict__ v_cache = static_cast<const C*>(v_cache_);

@@ -30,6 +30,9 @@ struct attention_params {
   // An FP8 cache (fp8_kv.cuh): its format and scales. 1.0 for a cache in the activation dtype.
   bool kv_e5m2 = false;
   float k_scale = 1.0f, v_scale = 1.0f;
+  // attention_settings().trigger: the kernel after (the combine, or o_proj's 4-bit kernel) may start its blocks at
+  // once, streaming its weights while this one runs; it waits for this one's end before it reads.
+  bool trigger = false;
 };
 
 // What one block of either kernel works on: a tile of `rows_per_block` query rows of one sequence and one
