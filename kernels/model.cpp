@@ -425,6 +425,7 @@ tensor model::compute_logits(int64_t num_tokens, int64_t num_logits, const atten
     attention_shape shape = shape_;
     shape.k_scale = k_scales_[static_cast<size_t>(l)];
     shape.v_scale = v_scales_[static_cast<size_t>(l)];
+    shape.next_waits = !w.o_proj4.empty();
     if (c.qk_norm) ops_.qk_norm(qkv, w.q_norm, w.k_norm, shape, eps);
     ops_.rope_write_kv(qkv, positions, cos_sin_, slots, k_cache_[l], v_cache_[l], shape);
     ops_.paged_attention(qkv, k_cache_[l], v_cache_[l], meta, shape, attn);

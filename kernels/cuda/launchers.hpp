@@ -154,9 +154,12 @@ struct attention_switches {
   // The prefill layout with Q read into registers before the first tile, its shared memory given to the K/V buffers
   // and three blocks an SM instead of two (paged_attention_mma.cu, "Lean"); TROUPE_ATTN_PREFILL_LEAN=1. Off until timed.
   bool prefill_lean = false;
-  // The decode kernels let the kernel after start at once (attention_params::trigger), and the combine goes as a
-  // programmatic dependent, letting o_proj start too; TROUPE_ATTN_TRIGGER=1. Off until timed.
-  bool trigger = false;
+  // Where attention_shape::next_waits (a 4-bit o_proj after it), the decode kernels let the kernel after start at once
+  // (attention_params::trigger) and the combine goes as a programmatic dependent, so o_proj's blocks stream its weights
+  // while attention runs: -1 (the default) on decode steps of at most 8 sequences, 1 on every decode step
+  // (TROUPE_ATTN_TRIGGER=1), 0 never (TROUPE_ATTN_TRIGGER=0). H100, 2026-12-06, one rtn request: 3.047 / 3.020 ms a step
+  // against 3.061 / 3.063 without, in one call; larger batches not yet timed.
+  int trigger = -1;
 };
 attention_switches& attention_settings();
 

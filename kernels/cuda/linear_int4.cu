@@ -231,8 +231,6 @@ __global__ void __launch_bounds__(Warps * 32, MinBlocks)
                      const T* __restrict__ zeros, const T* __restrict__ bias, T* __restrict__ out, int rows, int n_out,
                      int k, int group_shift) {
   __shared__ float partial[Warps][16][NT * 8 + 1];
-  // The kernel after (add_rms_norm with TROUPE_NORM_DEPENDENT=1) may start now; it waits for this grid's end.
-  pdl_launch_dependents();
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
   const int n0 = blockIdx.x * 16;
   const int chunks = k / 32, groups = chunks >> group_shift, blocks = (chunks + 3) / 4;

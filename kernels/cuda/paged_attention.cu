@@ -212,7 +212,7 @@ attention_switches& attention_settings() {
       return v && *v && *v != '0';
     };
     attention_switches a;
-    a.trigger = on("TROUPE_ATTN_TRIGGER");
+    if (const char* v = std::getenv("TROUPE_ATTN_TRIGGER"); v && *v) a.trigger = *v == '0' ? 0 : 1;
     a.simt = on("TROUPE_ATTN_SIMT");
     a.no_split = on("TROUPE_NO_ATTN_SPLIT");
     a.prefill_lean = on("TROUPE_ATTN_PREFILL_LEAN");
@@ -276,7 +276,8 @@ void launch_paged_attention(const tensor& qkv, const tensor& k_cache, const tens
     p.part_ml = workspace;
     p.part_acc = workspace + qkv.dim(0) * s.num_heads * int64_t(num_parts) * 2;
   }
-  p.trigger = attention_settings().trigger && meta.max_query_len == 1;
+  const int trigger = attention_settings().trigger;
+  p.trigger = s.next_waits && meta.max_query_len == 1 && (trigger > 0 || (trigger < 0 && meta.num_seqs <= 8));
   if (fp8) {
     p.kv_e5m2 = k_cache.type == dtype::f8_e5m2;
     p.k_scale = s.k_scale;

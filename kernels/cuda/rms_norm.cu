@@ -43,7 +43,6 @@ __global__ void __launch_bounds__(kThreads)
     add_rms_norm_kernel(T* __restrict__ x, T* __restrict__ residual, const T* __restrict__ weight, int hidden, float eps,
                         const float* __restrict__ static_scale, uint8_t* __restrict__ codes, float* __restrict__ scales) {
   pdl_launch_dependents();  // the linear after the norm may start streaming its 4-bit weights
-  pdl_wait();  // a programmatic dependent of the 4-bit linear before (TROUPE_NORM_DEPENDENT=1), whose output x is
   T* xr = x + static_cast<int64_t>(blockIdx.x) * hidden;
   T* rr = residual + static_cast<int64_t>(blockIdx.x) * hidden;
   float sum_sq = 0.0f;
@@ -174,19 +173,9 @@ void launch_add_rms_norm_fp8(const tensor& x, const tensor& residual, const tens
   dispatch_float(x.type, op, [&](auto tag) {
     using T = typename decltype(tag)::type;
     const int h = static_cast<int>(hidden);
-    // TROUPE_NORM_DEPENDENT=1 (off until timed): the norm without FP8 codes goes as a programmatic dependent, so that
-    // its block starts in the tail of the 4-bit linear before it (int4_ring_kernel lets the kernel after start at once).
-    static const bool dependent = [] {
-      const char* v = std::getenv("TROUPE_NORM_DEPENDENT");
-      return v && *v && *v != '0';
-    }();
     auto launch = [&](auto kernel) {
-      if (dependent && !fp8)
-        launch_dependent(kernel, dim3(static_cast<unsigned>(rows)), dim3(kThreads), stream, op, x.as<T>(),
-                         residual.as<T>(), weight.as<T>(), h, eps, static_scale, codes, scales);
-      else
-        kernel<<<static_cast<unsigned>(rows), kThreads, 0, stream>>>(x.as<T>(), residual.as<T>(), weight.as<T>(), h, eps,
-                                                                     static_scale, codes, scales);
+      kernel<<<static_cast<unsigned>(rows), kThreads, 0, stream>>>(x.as<T>(), residual.as<T>(), weight.as<T>(), h, eps,
+                                                                   static_scale, codes, scales);
     };
     const bool vectors = can_vectorize<T>(hidden, {x.data, residual.data, weight.data}) &&
                          (!fp8 || reinterpret_cast<uintptr_t>(codes) % vec16<T> == 0);
