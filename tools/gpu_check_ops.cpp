@@ -204,6 +204,24 @@ void check_linear(checker& c, dtype t) {
   }
 }
 
+// A random 4-bit weight [n, k] in groups of `group` on both backends: random words, scales of spread 0.02, whole zero
+// points in 0..15.
+struct int4_twin {
+  twin qweight, scales, zeros;
+  int32_t group;
+  int4_device_weight cpu() const { return {qweight.cpu.get(), scales.cpu.get(), zeros.cpu.get(), group}; }
+  int4_device_weight gpu() const { return {qweight.gpu.get(), scales.gpu.get(), zeros.gpu.get(), group}; }
+};
+int4_twin random_int4(checker& c, dtype t, int64_t n, int64_t k, int32_t group) {
+  std::vector<int32_t> words(static_cast<size_t>(n * k / 8));
+  for (auto& w : words) w = static_cast<int32_t>(rng());
+  std::vector<float> scale_values = random_values(static_cast<size_t>(n * (k / group)), 0.02f);
+  std::vector<float> zero_values(scale_values.size());
+  for (auto& z : zero_values) z = static_cast<float>(rng() % 16);
+  return {c.ints<int32_t>({n, k / 8}, words), c.make(t, {n, k / group}, scale_values), c.make(t, {n, k / group}, zero_values),
+          group};
+}
+
 // 4-bit weights (issue 12) at the edges of every CUDA path: 1 to 65 rows around the tensor-core kernel's tiles of
 // 8 rows, output features that are not a multiple of its 16, K not a multiple of its 128 (a lane with no
 // weights), groups of 32, 64 and 128; f32 runs the CUDA-core kernel (≤ 4 rows) or dequantize-then-GEMM.
@@ -223,18 +241,11 @@ void check_linear_int4(checker& c, dtype t) {
   };
   for (const shape& s : shapes) {
     auto x = c.random(t, {s.rows, s.k});
-    std::vector<int32_t> words(static_cast<size_t>(s.n * s.k / 8));
-    for (auto& w : words) w = static_cast<int32_t>(rng());
-    auto qweight = c.ints<int32_t>({s.n, s.k / 8}, words);
-    std::vector<float> scale_values = random_values(static_cast<size_t>(s.n * (s.k / s.group)), 0.02f);
-    auto scales = c.make(t, {s.n, s.k / s.group}, scale_values);
-    std::vector<float> zero_values(scale_values.size());
-    for (auto& z : zero_values) z = static_cast<float>(rng() % 16);
-    auto zeros = c.make(t, {s.n, s.k / s.group}, zero_values);
+    const int4_twin w = random_int4(c, t, s.n, s.k, s.group);
     twin bias{};
     if (s.bias) bias = c.random(t, {s.n});
     auto out = c.random(t, {s.rows, s.n});
-    c.cpu.linear_int4(x.cpu, {qweight.cpu.get(), scales.cpu.get(), zeros.cpu.get(), s.group}, s.bias ? bias.cpu.get() : tensor{}, out.cpu);
+    c.cpu.linear_int4(x.cpu, w.cpu(), s.bias ? bias.cpu.get() : tensor{}, out.cpu);
     // The tensor-core shapes (bf16 / f16, up to 32 rows) also on the kernel that stages weights by cp.async, and on
     // the ring kernel's variants (int4_settings().ring): 1, 2 and 5 must write the register kernel's ("") bits, and so
     // must the wide kernel ("wide": int4_settings().wide, made to take every layer here). The other variants run with it
@@ -252,7 +263,7 @@ void check_linear_int4(checker& c, dtype t) {
       const scoped_value<bool> wide(cuda::int4_settings().wide, variant == "wide");
       const scoped_value<int64_t> everywhere(cuda::int4_settings().wide_min_blocks, 0);
       c.poison(out);
-      c.gpu.linear_int4(x.gpu, {qweight.gpu.get(), scales.gpu.get(), zeros.gpu.get(), s.group}, s.bias ? bias.gpu.get() : tensor{}, out.gpu);
+      c.gpu.linear_int4(x.gpu, w.gpu(), s.bias ? bias.gpu.get() : tensor{}, out.gpu);
       std::string what = "T,K,N=" + dims({s.rows, s.k, s.n}) + " G" + std::to_string(s.group);
       if (s.bias) what += " +bias";
       if (!variant.empty()) what += " " + variant;
@@ -288,20 +299,12 @@ void check_linear_int4_silu(checker& c, dtype t) {
   for (const shape& s : shapes) {
     const int64_t n = 2 * s.inter;
     auto x = c.random(t, {s.rows, s.k});
-    std::vector<int32_t> words(static_cast<size_t>(n * s.k / 8));
-    for (auto& w : words) w = static_cast<int32_t>(rng());
-    auto qweight = c.ints<int32_t>({n, s.k / 8}, words);
-    std::vector<float> scale_values = random_values(static_cast<size_t>(n * (s.k / s.group)), 0.02f);
-    auto scales = c.make(t, {n, s.k / s.group}, scale_values);
-    std::vector<float> zero_values(scale_values.size());
-    for (auto& z : zero_values) z = static_cast<float>(rng() % 16);
-    auto zeros = c.make(t, {n, s.k / s.group}, zero_values);
+    const int4_twin w = random_int4(c, t, n, s.k, s.group);
     twin bias{};
     if (s.bias) bias = c.random(t, {n});
     auto mlp = c.random(t, {s.rows, n});
     auto act = c.random(t, {s.rows, s.inter});
-    const int4_device_weight wc{qweight.cpu.get(), scales.cpu.get(), zeros.cpu.get(), s.group};
-    const int4_device_weight wg{qweight.gpu.get(), scales.gpu.get(), zeros.gpu.get(), s.group};
+    const int4_device_weight wc = w.cpu(), wg = w.gpu();
     c.cpu.linear_int4(x.cpu, wc, s.bias ? bias.cpu.get() : tensor{}, mlp.cpu);
     c.cpu.silu_and_mul(mlp.cpu, act.cpu);
     std::string what = "T,K,I=" + dims({s.rows, s.k, s.inter}) + " G" + std::to_string(s.group);
@@ -333,6 +336,73 @@ void check_linear_int4_silu(checker& c, dtype t) {
       c.gpu.download_raw(b.data(), act.gpu.get());
       report("linear_int4_silu", t, row + " bits", static_cast<double>(differing_elements(b, unfused, size_in_bytes(t))),
              0.0, "elements differing from linear_int4 + silu_and_mul");
+    }
+  }
+}
+
+// linear_int4_add_rms_norm (o_proj or down_proj and the add_rms_norm after it in one kernel, int4_settings().norm):
+// where it takes the shape it must write the bits of linear_int4 then add_rms_norm on the GPU — the output (the normed
+// row) and the residual — and agree with the CPU's two ops; twice in a row (its counter back at 0); where it does not
+// (rows past 8, groups below 128, outputs not whole 16-byte vectors, f32) it must say so and write nothing.
+void check_linear_int4_add_rms_norm(checker& c, dtype t) {
+  struct shape {
+    int64_t rows, k, n;
+    int32_t group;
+    bool bias, fused;
+  };
+  const bool half = t != dtype::f32;
+  const std::vector<shape> shapes = {
+      {1, 256, 256, 128, false, half},     {3, 512, 136, 128, true, half},      {8, 256, 1024, 256, false, half},
+      {1, 3584, 3584, 128, false, half},   {1, 18944, 3584, 128, false, half},  {8, 18944, 3584, 128, true, half},
+      {9, 256, 256, 128, false, false},    {2, 256, 256, 64, false, false},     {2, 256, 100, 128, false, false},
+  };
+  for (const shape& s : shapes) {
+    auto x = c.random(t, {s.rows, s.k});
+    const int4_twin w = random_int4(c, t, s.n, s.k, s.group);
+    twin bias{};
+    if (s.bias) bias = c.random(t, {s.n});
+    auto norm_weight = c.random(t, {s.n});
+    const std::vector<float> residual_values = random_values(static_cast<size_t>(s.rows * s.n), 4.0f);
+    auto out = c.random(t, {s.rows, s.n});
+    auto residual = c.make(t, {s.rows, s.n}, residual_values);
+    const int4_device_weight wc = w.cpu(), wg = w.gpu();
+    const float eps = 1e-6f;
+    c.cpu.linear_int4(x.cpu, wc, s.bias ? bias.cpu.get() : tensor{}, out.cpu);
+    c.cpu.add_rms_norm(out.cpu, residual.cpu, norm_weight.cpu, eps);
+    std::string what = "T,K,N=" + dims({s.rows, s.k, s.n}) + " G" + std::to_string(s.group);
+    if (s.bias) what += " +bias";
+    // The two ops on the GPU, for the bits; then the fused kernel twice from the same residual.
+    c.gpu.linear_int4(x.gpu, wg, s.bias ? bias.gpu.get() : tensor{}, out.gpu);
+    c.gpu.add_rms_norm(out.gpu, residual.gpu, norm_weight.gpu, eps);
+    const size_t elems = static_cast<size_t>(s.rows * s.n);
+    bytes out_bits(elems * size_in_bytes(t)), residual_bits(out_bits.size());
+    c.gpu.download_raw(out_bits.data(), out.gpu.get());
+    c.gpu.download_raw(residual_bits.data(), residual.gpu.get());
+    const scoped_value<int> norm(cuda::int4_settings().norm, 1);
+    for (const std::string round : {"", " again"}) {
+      c.poison(out);
+      c.gpu.upload(residual.gpu, rounded(residual_values, t));
+      bytes poisoned(out_bits.size());
+      c.gpu.download_raw(poisoned.data(), out.gpu.get());
+      const bool fused = c.gpu.linear_int4_add_rms_norm(x.gpu, wg, s.bias ? bias.gpu.get() : tensor{}, out.gpu,
+                                                        residual.gpu, norm_weight.gpu, eps);
+      const std::string row = what + round;
+      report("linear_int4_add_rms_norm", t, row + " fused", fused == s.fused ? 0.0 : 1.0, 0.0,
+             s.fused ? "must take the shape" : "must leave the shape to the two ops");
+      bytes b(out_bits.size()), r(out_bits.size());
+      c.gpu.download_raw(b.data(), out.gpu.get());
+      if (!fused) {
+        report("linear_int4_add_rms_norm", t, row + " untouched",
+               static_cast<double>(differing_elements(b, poisoned, size_in_bytes(t))), 0.0, "elements of out written");
+        continue;
+      }
+      report("linear_int4_add_rms_norm", t, row, c.error(out), tolerance_for(t));
+      report("linear_int4_add_rms_norm", t, row + " residual", c.error(residual), tolerance_for(t));
+      c.gpu.download_raw(r.data(), residual.gpu.get());
+      report("linear_int4_add_rms_norm", t, row + " bits",
+             static_cast<double>(differing_elements(b, out_bits, size_in_bytes(t)) +
+                                 differing_elements(r, residual_bits, size_in_bytes(t))),
+             0.0, "elements of out and residual differing from linear_int4 + add_rms_norm");
     }
   }
 }
@@ -832,6 +902,7 @@ void check_int4_ops(cuda_ops& gpu, dtype t) {
   checker c(gpu);
   guarded("linear_int4", [&] { check_linear_int4(c, t); });
   guarded("linear_int4_silu", [&] { check_linear_int4_silu(c, t); });
+  guarded("linear_int4_add_rms_norm", [&] { check_linear_int4_add_rms_norm(c, t); });
 }
 
 void check_ops(cuda_ops& gpu, dtype t) {
@@ -841,6 +912,7 @@ void check_ops(cuda_ops& gpu, dtype t) {
   guarded("linear", [&] { check_linear(c, t); });
   guarded("linear_int4", [&] { check_linear_int4(c, t); });
   guarded("linear_int4_silu", [&] { check_linear_int4_silu(c, t); });
+  guarded("linear_int4_add_rms_norm", [&] { check_linear_int4_add_rms_norm(c, t); });
   check_fp8_weight_ops(gpu, t);
   guarded("silu_and_mul", [&] { check_silu(c, t); });
   guarded("fill_random", [&] { check_fill_random(c, t); });

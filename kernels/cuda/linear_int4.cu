@@ -18,6 +18,9 @@
 //   that stages each block's weights and x tile in shared memory once.
 // - more rows: the weight is dequantized into a scratch matrix (one vector store per packed word) and the
 //   cuBLASLt GEMM runs on it.
+// Two fused forms for decode steps of up to 8 rows, each bit for bit the two ops it replaces: linear_int4_silu (gate/up
+// and silu_and_mul: int4_wide_kernel pairing a gate tile with the up tile of the same features; the default) and
+// linear_int4_add_rms_norm (o_proj or down_proj and the add_rms_norm after it: int4_ring_norm_kernel; off until timed).
 //
 // troupe_gpu_check's op table compares every path with the CPU twin (odd rows, output features and K, groups of
 // 32 / 64 / 128); its timings print them at Qwen2.5-7B shapes.
@@ -32,6 +35,7 @@
 #include "kernels/cuda/cuda_context.hpp"
 #include "kernels/cuda/launchers.hpp"
 #include "kernels/cuda/mma.cuh"
+#include "kernels/cuda/norm_row.cuh"
 
 namespace troupe::cuda {
 namespace {
@@ -210,34 +214,17 @@ __global__ void __launch_bounds__(kWarps * 32)
                                  [&](float sum, int, int j) { return plus_bias(sum, bias, j); });
 }
 
-// int4_mma_kernel's product with its loop unrolled over the ring of blocks in flight (int4_settings().ring,
-// TROUPE_INT4_RING=1, the default; written in the twelfth session of 2026-12-06): the rolled loop moves each
-// in-flight stage down the ring every block (30 register moves), divides by the group size for every load, and
-// multiplies every dequantized pair by one where the scale comes after the sum; here the ring's slots stay put, the
-// group is a shift (group_shift = log2(group / 32): groups a power of two from 32) and ScaleAfter skips the
-// multiplication. The same sums in the same order: bit for bit int4_mma_kernel's outputs (at Warps = kWarps).
-// Its variants (int4_settings().ring, TROUPE_INT4_RING=0|1|2|3|4): 1 as int4_mma_kernel, 8 warps a block (85 registers
-// at one row tile: 2 blocks an SM); 2 the same capped for 3 blocks an SM at one row tile (80 registers, 28 bytes
-// spilled); 3 with 4 warps a block (each warp twice the blocks of K; 5 blocks an SM at one row tile); 4 chooses by layer
-// (launch_mma); 5 two loads ahead instead of three, capped for 4 blocks an SM at one row tile (64 registers, 10 bytes
-// spilled: 32 warps an SM against 16; written after the last call); 0 leaves int4_mma_kernel. Bits equal to
-// int4_mma_kernel's on every shape of the GPU check (1 and 2; 5 the same order of sums).
-// Measured and taken out (thirteenth and fourteenth sessions, H100; history has them): one row tile on 7 warps where
-// they divide K / 128, x loaded a step ahead, both (one rtn request 3.19 / 3.16 / 3.16 ms a token against 3.18), and 1
-// or 2 warps a tile where tiles abound (3.71 / 3.35 against 3.23; gate_up at one row 0.060 / 0.039 ms against 0.041).
-template <class T, int NT, bool ScaleAfter, int Warps, int MinBlocks, int Ahead = kAhead>
-__global__ void __launch_bounds__(Warps * 32, MinBlocks)
-    int4_ring_kernel(const T* __restrict__ x, const uint4* __restrict__ q, const T* __restrict__ scales,
-                     const T* __restrict__ zeros, const T* __restrict__ bias, T* __restrict__ out, int rows, int n_out,
-                     int k, int group_shift) {
-  __shared__ float partial[Warps][16][NT * 8 + 1];
+// int4_ring_kernel's sums: each warp's accumulators for block blockIdx.x's 16 outputs (reduce_tile_outputs adds them).
+template <class T, int NT, bool ScaleAfter, int Warps, int Ahead>
+__device__ __forceinline__ void int4_ring_sums(float (&acc)[NT][4], const T* __restrict__ x, const uint4* __restrict__ q,
+                                               const T* __restrict__ scales, const T* __restrict__ zeros, int rows,
+                                               int n_out, int k, int group_shift) {
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
   const int n0 = blockIdx.x * 16;
   const int chunks = k / 32, groups = chunks >> group_shift, blocks = (chunks + 3) / 4;
   const int out_a = n0 + g, out_b = n0 + g + 8;
   const bool has_a = out_a < n_out, has_b = out_b < n_out;
   const int64_t row_a = static_cast<int64_t>(has_a ? out_a : 0), row_b = static_cast<int64_t>(has_b ? out_b : 0);
-  float acc[NT][4];
   zero_tiles(acc);
 
   // Block b's stage for this lane (c < chunks implies b < blocks); zeros past K or past the outputs.
@@ -266,8 +253,63 @@ __global__ void __launch_bounds__(Warps * 32, MinBlocks)
       int4_mma_step<T, NT, ScaleAfter, true>(acc, cur, x, rows, k, c, c < chunks, g);
     }
   }
-  reduce_tile_outputs<T, NT, Warps>(partial, acc, n0, rows, n_out, out,
+}
+
+// int4_mma_kernel's product with its loop unrolled over the ring of blocks in flight (int4_settings().ring,
+// TROUPE_INT4_RING=1, the default; written in the twelfth session of 2026-12-06): the rolled loop moves each
+// in-flight stage down the ring every block (30 register moves), divides by the group size for every load, and
+// multiplies every dequantized pair by one where the scale comes after the sum; here the ring's slots stay put, the
+// group is a shift (group_shift = log2(group / 32): groups a power of two from 32) and ScaleAfter skips the
+// multiplication. The same sums in the same order: bit for bit int4_mma_kernel's outputs (at Warps = kWarps).
+// Its variants (int4_settings().ring, TROUPE_INT4_RING=0|1|2|3|4): 1 as int4_mma_kernel, 8 warps a block (85 registers
+// at one row tile: 2 blocks an SM); 2 the same capped for 3 blocks an SM at one row tile (80 registers, 28 bytes
+// spilled); 3 with 4 warps a block (each warp twice the blocks of K; 5 blocks an SM at one row tile); 4 chooses by layer
+// (launch_mma); 5 two loads ahead instead of three, capped for 4 blocks an SM at one row tile (64 registers, 10 bytes
+// spilled: 32 warps an SM against 16; written after the last call); 0 leaves int4_mma_kernel. Bits equal to
+// int4_mma_kernel's on every shape of the GPU check (1 and 2; 5 the same order of sums).
+// Measured and taken out (thirteenth and fourteenth sessions, H100; history has them): one row tile on 7 warps where
+// they divide K / 128, x loaded a step ahead, both (one rtn request 3.19 / 3.16 / 3.16 ms a token against 3.18), and 1
+// or 2 warps a tile where tiles abound (3.71 / 3.35 against 3.23; gate_up at one row 0.060 / 0.039 ms against 0.041).
+template <class T, int NT, bool ScaleAfter, int Warps, int MinBlocks, int Ahead = kAhead>
+__global__ void __launch_bounds__(Warps * 32, MinBlocks)
+    int4_ring_kernel(const T* __restrict__ x, const uint4* __restrict__ q, const T* __restrict__ scales,
+                     const T* __restrict__ zeros, const T* __restrict__ bias, T* __restrict__ out, int rows, int n_out,
+                     int k, int group_shift) {
+  __shared__ float partial[Warps][16][NT * 8 + 1];
+  float acc[NT][4];
+  int4_ring_sums<T, NT, ScaleAfter, Warps, Ahead>(acc, x, q, scales, zeros, rows, n_out, k, group_shift);
+  reduce_tile_outputs<T, NT, Warps>(partial, acc, blockIdx.x * 16, rows, n_out, out,
                                  [&](float sum, int, int j) { return plus_bias(sum, bias, j); });
+}
+
+// int4_ring_kernel at one row tile (8 warps, scales after the sum) followed by add_rms_norm of its output
+// (linear_int4_add_rms_norm, int4_settings().norm): the block that finishes last — each block's writes made visible
+// (__threadfence) before it counts itself on `counter` — makes residual += out and out = rms_norm(residual) · weight for
+// every row, one warp a row, as add_rms_norm_kernel makes it (add_rms_norm_row_by_warp: the same sums in the same
+// order, so the same bits), and sets the counter back to 0 for the next launch. One launch fewer a layer norm.
+template <class T>
+__global__ void __launch_bounds__(kWarps * 32, 2)
+    int4_ring_norm_kernel(const T* __restrict__ x, const uint4* __restrict__ q, const T* __restrict__ scales,
+                          const T* __restrict__ zeros, const T* __restrict__ bias, T* __restrict__ out, int rows,
+                          int n_out, int k, int group_shift, T* __restrict__ residual, const T* __restrict__ weight,
+                          float eps, unsigned* __restrict__ counter) {
+  __shared__ float partial[kWarps][16][9];
+  __shared__ bool last;
+  float acc[1][4];
+  int4_ring_sums<T, 1, true, kWarps, kAhead>(acc, x, q, scales, zeros, rows, n_out, k, group_shift);
+  reduce_tile_outputs<T, 1, kWarps>(partial, acc, blockIdx.x * 16, rows, n_out, out,
+                                    [&](float sum, int, int j) { return plus_bias(sum, bias, j); });
+  __threadfence();  // this block's outputs, before it counts itself
+  __syncthreads();
+  if (threadIdx.x == 0) last = atomicAdd(counter, 1u) == gridDim.x - 1;
+  __syncthreads();
+  if (!last) return;
+  __threadfence();  // every block's outputs, read below past L1
+  const int warp = threadIdx.x / 32;
+  for (int r = warp; r < rows; r += kWarps)
+    add_rms_norm_row_by_warp<T, vec16<T>>(out + static_cast<int64_t>(r) * n_out, residual + static_cast<int64_t>(r) * n_out,
+                                          weight, n_out, eps);
+  if (threadIdx.x == 0) *counter = 0;
 }
 
 // The ring kernel with Tiles output tiles a block (int4_settings().wide, the default where it applies: one row tile,
@@ -826,6 +868,10 @@ int4_switches& int4_settings() {
                          [] {
                            const char* v = std::getenv("TROUPE_INT4_SILU");
                            return !v || !*v ? 2 : *v == '0' ? 0 : *v == '1' ? 1 : 2;
+                         }(),
+                         [] {
+                           const char* v = std::getenv("TROUPE_INT4_NORM");
+                           return v && *v && *v != '0' ? 1 : 0;
                          }()};
   return s;
 }
@@ -843,6 +889,16 @@ void check_int4_shapes(const char* op, const tensor& x, const int4_device_weight
                                 ", scales " + shape_of(w.scales) + ", zeros " + shape_of(w.zeros) + ", output " +
                                 shape_of(out) + " and group " + std::to_string(g) + " disagree");
 }
+// Whether a fused decode form (int4_wide_kernel's gated form, int4_ring_norm_kernel) takes the product: up to 8 rows
+// (one row tile) of bf16 / f16, groups a power of two and a multiple of 128 (the scales after the sum), K in whole
+// 32-weight chunks, x and the packed words 16-byte aligned.
+bool fused_decode_shape(const tensor& x, const int4_device_weight& w) {
+  static const bool scale_before = std::getenv("TROUPE_INT4_SCALE_BEFORE") != nullptr;
+  const int64_t g = w.group_size;
+  return !scale_before && x.dim(0) <= 8 && (x.type == dtype::bf16 || x.type == dtype::f16) && x.dim(1) % 32 == 0 &&
+         g % 128 == 0 && (g & (g - 1)) == 0 && reinterpret_cast<uintptr_t>(w.qweight.data) % 16 == 0 &&
+         reinterpret_cast<uintptr_t>(x.data) % 16 == 0;
+}
 } // namespace
 
 bool launch_linear_int4_silu(cuda_context& ctx, const tensor& x, const int4_device_weight& w, const tensor& bias,
@@ -856,10 +912,7 @@ bool launch_linear_int4_silu(cuda_context& ctx, const tensor& x, const int4_devi
   // of 128 (scales after the sum), the cp.async kernel not forced, and blocks enough (one per 16 features).
   const int chosen = int4_settings().silu;
   const int64_t blocks = (n / 2 + 15) / 16, min_blocks = int4_settings().wide_min_blocks;
-  static const bool scale_before = std::getenv("TROUPE_INT4_SCALE_BEFORE") != nullptr;
-  if (chosen <= 0 || !int4_settings().wide || int4_settings().async > 0 || scale_before || rows > 8 ||
-      (x.type != dtype::bf16 && x.type != dtype::f16) || k % 32 != 0 || g % 128 != 0 || (g & (g - 1)) != 0 ||
-      reinterpret_cast<uintptr_t>(w.qweight.data) % 16 != 0 || reinterpret_cast<uintptr_t>(x.data) % 16 != 0 ||
+  if (chosen <= 0 || !int4_settings().wide || int4_settings().async > 0 || !fused_decode_shape(x, w) ||
       blocks < (min_blocks < 0 ? 2LL * ctx.sm_count : min_blocks))
     return false;
   if (rows == 0) return true;
@@ -876,6 +929,37 @@ bool launch_linear_int4_silu(cuda_context& ctx, const tensor& x, const int4_devi
   if (x.type == dtype::bf16) launch(std::type_identity<__nv_bfloat16>{});
   else launch(std::type_identity<__half>{});
   check_launch("linear_int4_silu");
+  return true;
+}
+
+bool launch_linear_int4_add_rms_norm(cuda_context& ctx, const tensor& x, const int4_device_weight& w, const tensor& bias,
+                                     const tensor& out, const tensor& residual, const tensor& norm_weight, float eps) {
+  const int64_t rows = x.dim(0), k = x.dim(1), n = w.qweight.dim(0), g = w.group_size;
+  check_int4_shapes("linear_int4_add_rms_norm", x, w, bias, out, n);
+  if (residual.type != out.type || norm_weight.type != out.type || residual.dim(0) != rows || residual.row_elems() != n ||
+      norm_weight.numel() != n)
+    throw std::invalid_argument("cuda linear_int4_add_rms_norm: output " + shape_of(out) + ", residual " +
+                                shape_of(residual) + " and norm weight " + shape_of(norm_weight) + " disagree");
+  // The norm's rows in whole 16-byte vectors (the norm kernel's own condition for them).
+  const size_t vector = 16 / size_in_bytes(out.type);
+  auto aligned = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
+  if (int4_settings().norm <= 0 || !fused_decode_shape(x, w) || n % static_cast<int64_t>(vector) != 0 ||
+      !aligned(out.data) || !aligned(residual.data) || !aligned(norm_weight.data))
+    return false;
+  if (rows == 0) return true;
+  make_current(ctx);
+  const int shift = std::countr_zero(static_cast<unsigned>(g / 32));
+  auto launch = [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    launch_dependent(int4_ring_norm_kernel<T>, dim3(static_cast<unsigned>((n + 15) / 16)), dim3(kWarps * 32), ctx.stream,
+                     "linear_int4_add_rms_norm", x.as<T>(), static_cast<const uint4*>(w.qweight.data), w.scales.as<T>(),
+                     w.zeros.as<T>(), bias.empty() ? nullptr : bias.as<T>(), out.as<T>(), static_cast<int>(rows),
+                     static_cast<int>(n), static_cast<int>(k), shift, residual.as<T>(), norm_weight.as<T>(), eps,
+                     ctx.norm_counter);
+  };
+  if (x.type == dtype::bf16) launch(std::type_identity<__nv_bfloat16>{});
+  else launch(std::type_identity<__half>{});
+  check_launch("linear_int4_add_rms_norm");
   return true;
 }
 

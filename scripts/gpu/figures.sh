@@ -88,24 +88,27 @@ if [ "$variants" = 1 ] || [ "$variants" = 2 ] || [ "$variants" = w1 ]; then
   TROUPE_FP8_FUSED=1 w1 fp8_fp8kv_fused --quantization fp8 --kv-cache-dtype fp8
 fi
 # VARIANTS=int4 (with PARTS=none): the 4-bit decode kernels, one rtn request with the defaults (gate/up and
-# silu_and_mul in one kernel: linear_int4_silu), with the two ops (TROUPE_INT4_SILU=0) and with down_proj launched into
-# the fused kernel's tail (TROUPE_INT4_SILU=2), each twice; with the ring kernel's 4 warps on gate_up and q/k/v instead
-# of the wide kernel (TROUPE_INT4_WIDE=0 TROUPE_INT4_RING=4: H200 op rows 0.036 ms at gate_up, one row, against the wide
-# kernel's 0.037; not yet run end to end on the H200); without programmatic dependent launches (TROUPE_NO_PDL=1: what
-# PDL buys); one request in bf16 and FP8 + FP8 KV. One-request figures move by up to 3% between calls (fourteenth
-# session, H100: the same kernels 3.18 and 3.23 ms a token in two calls) and much less within one (H200: 2.973 and
-# 2.979), so compare within one call, against a baseline run twice.
+# silu_and_mul in one kernel, down_proj let into its tail; decode attention letting o_proj start at once), with o_proj
+# and down_proj fused with the add_rms_norm after them (TROUPE_INT4_NORM=1: not yet run end to end) and without the
+# attention's trigger (TROUPE_ATTN_TRIGGER=0), each twice; with the two ops for gate/up (TROUPE_INT4_SILU=0); one request
+# in bf16 and FP8 + FP8 KV; 32 requests with the defaults and with the attention's trigger at 32 sequences too
+# (TROUPE_ATTN_TRIGGER=1); W1 rtn. One-request figures move by up to 3% between calls (fourteenth session, H100: the same
+# kernels 3.18 and 3.23 ms a token in two calls) and much less within one (H200: 2.973 and 2.979), so compare within one
+# call, against a baseline run twice. Bound the run with LIMIT (default 540 s), not `timeout`: a run cut off from
+# outside prints no table and leaves its logs untarred (fifteenth session).
 if [ "$variants" = int4 ]; then
   b1 rtn --quantization rtn
-  TROUPE_INT4_SILU=0 b1 rtn_two_ops --quantization rtn
-  TROUPE_INT4_SILU=2 b1 rtn_silu_tail --quantization rtn
+  TROUPE_INT4_NORM=1 b1 rtn_norm --quantization rtn
+  TROUPE_ATTN_TRIGGER=0 b1 rtn_no_attn_trigger --quantization rtn
   b1 rtn_again --quantization rtn
-  TROUPE_INT4_SILU=0 b1 rtn_two_ops_again --quantization rtn
-  TROUPE_INT4_SILU=2 b1 rtn_silu_tail_again --quantization rtn
-  TROUPE_INT4_WIDE=0 TROUPE_INT4_RING=4 b1 rtn_ring4 --quantization rtn
-  TROUPE_NO_PDL=1 b1 rtn_no_pdl --quantization rtn
+  TROUPE_INT4_NORM=1 b1 rtn_norm_again --quantization rtn
+  TROUPE_ATTN_TRIGGER=0 b1 rtn_no_attn_trigger_again --quantization rtn
+  TROUPE_INT4_SILU=0 b1 rtn_two_ops --quantization rtn
   b1 bf16
   b1 fp8_fp8kv --quantization fp8 --kv-cache-dtype fp8
+  b32 rtn --quantization rtn
+  TROUPE_ATTN_TRIGGER=1 b32 rtn_attn_trigger --quantization rtn
+  w1 rtn --quantization rtn
 fi
 if [ "$variants" = 2 ]; then
   TROUPE_FP8_QUANTIZE_VEC=0 b1 fp8_fp8kv_quantize_scalar --quantization fp8 --kv-cache-dtype fp8
