@@ -268,7 +268,7 @@ void time_int4(cuda_ops& gpu) {
     }
     // o_proj and down_proj with the add_rms_norm after them: the two ops against linear_int4_add_rms_norm
     // (int4_settings().norm).
-    if ((std::string_view(layer) == "o_proj" || std::string_view(layer) == "down") && rows <= 8) {
+    if ((std::string_view(layer) == "o_proj" || std::string_view(layer) == "down") && rows <= 2) {
       auto residual = gpu.alloc(t, {rows, n});
       auto norm_weight = gpu.alloc(t, {n});
       fill(gpu, residual);

@@ -307,6 +307,12 @@ void cuda_ops::linear_int4(const tensor& x, const int4_device_weight& w, const t
              linear_flop(x, w.qweight.dim(0)));
 }
 
+void cuda_ops::prefetch(std::span<const tensor> tensors) {
+  op_scope p(ctx_->profiler, op_profiler::other, ctx_->stream, "prefetch");
+  make_current(*ctx_);
+  cuda::launch_prefetch(tensors, ctx_->stream);
+}
+
 bool cuda_ops::linear_int4_add_rms_norm(const tensor& x, const int4_device_weight& w, const tensor& bias,
                                         const tensor& out, const tensor& residual, const tensor& norm_weight, float eps) {
   op_scope p(ctx_->profiler, op_profiler::gemm, ctx_->stream, "linear_int4_add_rms_norm");

@@ -26,13 +26,18 @@ void launch_copy_columns(const tensor& x, const tensor& out, cudaStream_t stream
 // ops::linear_int4 on ctx's stream: up to 32 rows, one fused pass that dequantizes each weight as it reads
 // it; more rows, a dequantization into ctx's scratch weight and the cuBLASLt GEMM (linear_int4.cu).
 void launch_linear_int4(cuda_context& ctx, const tensor& x, const int4_device_weight& w, const tensor& bias, const tensor& out);
+// ops::prefetch on `stream`: where prefetch_setting() is 1 (TROUPE_PREFETCH=1; 0, the default, does nothing until
+// timed), one small kernel asks L2 for every line of the tensors (at most 8; empty ones skipped) with the evict_last
+// priority, and lets the kernel after it start at once (prefetch.cu).
+void launch_prefetch(std::span<const tensor> tensors, cudaStream_t stream);
+int& prefetch_setting();
 // ops::linear_int4_silu on ctx's stream: silu_and_mul(linear_int4(x, w)) in one kernel (w gate and up stacked, out
 // [T, N / 2]) where int4_wide_kernel takes the product (one row tile, groups a power of two from 128, outputs enough;
 // int4_settings().silu); false, having launched nothing, elsewhere. Throws std::invalid_argument on shapes that disagree.
 bool launch_linear_int4_silu(cuda_context& ctx, const tensor& x, const int4_device_weight& w, const tensor& bias,
                              const tensor& out);
 // ops::linear_int4_add_rms_norm on ctx's stream: linear_int4(x, w) into out, then add_rms_norm(out, residual,
-// norm_weight, eps), in one kernel (up to 8 rows, groups a power of two from 128; int4_settings().norm); false, having
+// norm_weight, eps), in one kernel (up to 2 rows, groups a power of two from 128; int4_settings().norm); false, having
 // launched nothing, elsewhere. Throws std::invalid_argument on shapes that disagree.
 bool launch_linear_int4_add_rms_norm(cuda_context& ctx, const tensor& x, const int4_device_weight& w, const tensor& bias,
                                      const tensor& out, const tensor& residual, const tensor& norm_weight, float eps);
@@ -74,7 +79,7 @@ struct int4_switches {
   // in one call): two ops 3.165 / 3.155 / 3.189, fused 3.135 / 3.124 / 3.126, fused with the tail 3.086 / 3.097.
   int silu = 2;
   // linear_int4_add_rms_norm (launch_linear_int4_add_rms_norm): o_proj or down_proj and the add_rms_norm after it in one
-  // kernel (int4_ring_norm_kernel), steps of up to 8 rows: 1 (TROUPE_INT4_NORM=1), 0 never (the default until timed).
+  // kernel (int4_ring_norm_kernel), steps of up to 2 rows: 1 (TROUPE_INT4_NORM=1), 0 never (the default until timed).
   int norm = 0;
 };
 int4_switches& int4_settings();

@@ -285,8 +285,9 @@ __global__ void __launch_bounds__(Warps * 32, MinBlocks)
 // int4_ring_kernel at one row tile (8 warps, scales after the sum) followed by add_rms_norm of its output
 // (linear_int4_add_rms_norm, int4_settings().norm): the block that finishes last — each block's writes made visible
 // (__threadfence) before it counts itself on `counter` — makes residual += out and out = rms_norm(residual) · weight for
-// every row, one warp a row, as add_rms_norm_kernel makes it (add_rms_norm_row_by_warp: the same sums in the same
-// order, so the same bits), and sets the counter back to 0 for the next launch. One launch fewer a layer norm.
+// each row in turn with add_rms_norm_kernel's own code (norm_row.cuh, so the same bits), reading the other blocks'
+// outputs through L2, and sets the counter back to 0 for the next launch. One launch fewer a layer norm; a row at a
+// time, so for steps of few rows (kNormFusedRows).
 template <class T>
 __global__ void __launch_bounds__(kWarps * 32, 2)
     int4_ring_norm_kernel(const T* __restrict__ x, const uint4* __restrict__ q, const T* __restrict__ scales,
@@ -305,10 +306,10 @@ __global__ void __launch_bounds__(kWarps * 32, 2)
   __syncthreads();
   if (!last) return;
   __threadfence();  // every block's outputs, read below past L1
-  const int warp = threadIdx.x / 32;
-  for (int r = warp; r < rows; r += kWarps)
-    add_rms_norm_row_by_warp<T, vec16<T>>(out + static_cast<int64_t>(r) * n_out, residual + static_cast<int64_t>(r) * n_out,
-                                          weight, n_out, eps);
+  static_assert(kWarps * 32 == kNormThreads, "add_rms_norm_row takes the whole block");
+  for (int r = 0; r < rows; ++r)
+    add_rms_norm_row<T, vec16<T>, false, true>(out + static_cast<int64_t>(r) * n_out,
+                                               residual + static_cast<int64_t>(r) * n_out, weight, n_out, eps);
   if (threadIdx.x == 0) *counter = 0;
 }
 
@@ -889,6 +890,9 @@ void check_int4_shapes(const char* op, const tensor& x, const int4_device_weight
                                 ", scales " + shape_of(w.scales) + ", zeros " + shape_of(w.zeros) + ", output " +
                                 shape_of(out) + " and group " + std::to_string(g) + " disagree");
 }
+// The most rows linear_int4_add_rms_norm takes: its last block makes the rows' norms one after another.
+constexpr int64_t kNormFusedRows = 2;
+
 // Whether a fused decode form (int4_wide_kernel's gated form, int4_ring_norm_kernel) takes the product: up to 8 rows
 // (one row tile) of bf16 / f16, groups a power of two and a multiple of 128 (the scales after the sum), K in whole
 // 32-weight chunks, x and the packed words 16-byte aligned.
@@ -943,7 +947,7 @@ bool launch_linear_int4_add_rms_norm(cuda_context& ctx, const tensor& x, const i
   // The norm's rows in whole 16-byte vectors (the norm kernel's own condition for them).
   const size_t vector = 16 / size_in_bytes(out.type);
   auto aligned = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
-  if (int4_settings().norm <= 0 || !fused_decode_shape(x, w) || n % static_cast<int64_t>(vector) != 0 ||
+  if (int4_settings().norm <= 0 || rows > kNormFusedRows || !fused_decode_shape(x, w) || n % static_cast<int64_t>(vector) != 0 ||
       !aligned(out.data) || !aligned(residual.data) || !aligned(norm_weight.data))
     return false;
   if (rows == 0) return true;

@@ -90,7 +90,8 @@ fi
 # VARIANTS=int4 (with PARTS=none): the 4-bit decode kernels, one rtn request with the defaults (gate/up and
 # silu_and_mul in one kernel, down_proj let into its tail; decode attention letting o_proj start at once), with o_proj
 # and down_proj fused with the add_rms_norm after them (TROUPE_INT4_NORM=1: not yet run end to end) and without the
-# attention's trigger (TROUPE_ATTN_TRIGGER=0), each twice; with the two ops for gate/up (TROUPE_INT4_SILU=0); one request
+# attention's trigger (TROUPE_ATTN_TRIGGER=0), each twice; with the next layer's q/k/v and o_proj weights prefetched
+# into L2 during down_proj (TROUPE_PREFETCH=1: not yet run), twice, and with the fused norm too; one request
 # in bf16 and FP8 + FP8 KV; 32 requests with the defaults and with the attention's trigger at 32 sequences too
 # (TROUPE_ATTN_TRIGGER=1); W1 rtn. One-request figures move by up to 3% between calls (fourteenth session, H100: the same
 # kernels 3.18 and 3.23 ms a token in two calls) and much less within one (H200: 2.973 and 2.979), so compare within one
@@ -103,7 +104,9 @@ if [ "$variants" = int4 ]; then
   b1 rtn_again --quantization rtn
   TROUPE_INT4_NORM=1 b1 rtn_norm_again --quantization rtn
   TROUPE_ATTN_TRIGGER=0 b1 rtn_no_attn_trigger_again --quantization rtn
-  TROUPE_INT4_SILU=0 b1 rtn_two_ops --quantization rtn
+  TROUPE_PREFETCH=1 b1 rtn_prefetch --quantization rtn
+  TROUPE_PREFETCH=1 b1 rtn_prefetch_again --quantization rtn
+  TROUPE_PREFETCH=1 TROUPE_INT4_NORM=1 b1 rtn_prefetch_norm --quantization rtn
   b1 bf16
   b1 fp8_fp8kv --quantization fp8 --kv-cache-dtype fp8
   b32 rtn --quantization rtn
