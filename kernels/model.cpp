@@ -455,10 +455,17 @@ tensor model::compute_logits(int64_t num_tokens, int64_t num_logits, const atten
     const bool last = l + 1 == c.num_layers;
     const tensor& next_norm = last ? weights_.final_norm.get() : weights_.layers[l + 1].input_norm.get();
     qkv_quantized = !last && quantized_before(weights_.layers[l + 1].qkv4, weights_.layers[l + 1].qkv8);
-    if (!last && !weights_.layers[l + 1].qkv4.empty()) {  // the next layer's small 4-bit weights, during down_proj
+    // The next layer's q/k/v and o_proj weights, during down_proj, where they are kept in 4 or 8 bits (in bf16 they
+    // would fill most of a GPU's L2).
+    if (!last && !weights_.layers[l + 1].qkv4.empty()) {
       const layer_weights& next = weights_.layers[l + 1];
       const tensor soon[] = {next.qkv4.qweight.get(),    next.qkv4.scales.get(),    next.qkv4.zeros.get(),
                              next.o_proj4.qweight.get(), next.o_proj4.scales.get(), next.o_proj4.zeros.get()};
+      ops_.prefetch(soon);
+    } else if (!last && !weights_.layers[l + 1].qkv8.empty()) {
+      const layer_weights& next = weights_.layers[l + 1];
+      const tensor soon[] = {next.qkv8.weight.get(), next.qkv8.scale.get(), next.o_proj8.weight.get(),
+                             next.o_proj8.scale.get()};
       ops_.prefetch(soon);
     }
     if (down_quantized) {
