@@ -315,7 +315,8 @@ void check_model_int4_paths(cuda_ops& gpu) {
   for (const path& p : {path{"gemm off, ring off", 0, 0}, {"gemm auto", -1, 1}, {"gemm all", 1, 1}, {"ring1", 0, 1},
                         {"ring2", 0, 2}, {"ring3", 0, 3}, {"ring4", -1, 4}, {"ring5", 0, 5}, {"wide", -1, 1, true, 0},
                         {"wide silu", -1, 1, true, 1}, {"wide silu tail", -1, 1, true, 2},
-                        {"wide silu tail norm", -1, 1, true, 2, 1}, {"wide silu tail prefetch", -1, 1, true, 2, 0, 1}}) {
+                        {"wide silu tail norm", -1, 1, true, 2, 1}, {"wide silu tail norm tail", -1, 1, true, 2, 2},
+                        {"wide silu tail prefetch", -1, 1, true, 2, 0, 1}}) {
     // Set before the model exists: its decode graphs record the kernels in force when captured. The wide kernel on
     // every layer of one row tile (its own rule would leave this small model's layers to the ring kernel), without and
     // with gate/up and silu_and_mul in one kernel (int4_settings().silu; it goes where the wide kernel goes).

@@ -342,7 +342,8 @@ void check_linear_int4_silu(checker& c, dtype t) {
 
 // linear_int4_add_rms_norm (o_proj or down_proj and the add_rms_norm after it in one kernel, int4_settings().norm):
 // where it takes the shape it must write the bits of linear_int4 then add_rms_norm on the GPU — the output (the normed
-// row) and the residual — and agree with the CPU's two ops; twice in a row (its counter back at 0); where it does not
+// row) and the residual — and agree with the CPU's two ops; three times in a row (its counter back at 0), the third
+// letting the next launch into its tail (int4_settings().norm 2); where it does not
 // (rows past 2, groups below 128, outputs not whole 16-byte vectors, f32) it must say so and write nothing.
 void check_linear_int4_add_rms_norm(checker& c, dtype t) {
   struct shape {
@@ -378,8 +379,8 @@ void check_linear_int4_add_rms_norm(checker& c, dtype t) {
     bytes out_bits(elems * size_in_bytes(t)), residual_bits(out_bits.size());
     c.gpu.download_raw(out_bits.data(), out.gpu.get());
     c.gpu.download_raw(residual_bits.data(), residual.gpu.get());
-    const scoped_value<int> norm(cuda::int4_settings().norm, 1);
-    for (const std::string round : {"", " again"}) {
+    for (const std::string round : {"", " again", " tail"}) {
+      const scoped_value<int> norm(cuda::int4_settings().norm, round == " tail" ? 2 : 1);
       c.poison(out);
       c.gpu.upload(residual.gpu, rounded(residual_values, t));
       bytes poisoned(out_bits.size());

@@ -273,15 +273,16 @@ void time_int4(cuda_ops& gpu) {
       auto norm_weight = gpu.alloc(t, {n});
       fill(gpu, residual);
       fill(gpu, norm_weight);
-      for (const int mode : {0, 1}) {
+      for (const int mode : {0, 1, 2}) {
         const scoped_value<int> norm(cuda::int4_settings().norm, mode);
         const double ms = stream_ms(gpu, [&] {
           if (!gpu.linear_int4_add_rms_norm(x, w, tensor{}, out, residual, norm_weight, 1e-6f))
             gpu.linear_int4(x, w, tensor{}, out), gpu.add_rms_norm(out, residual, norm_weight, 1e-6f);
         });
         std::snprintf(buf, sizeof buf, "%.3f ms", ms);
-        inform(std::string("time linear_int4 ") + layer + " + add_rms_norm" + (mode == 0 ? " (two ops)" : " fused"), t,
-               "T,K,N=" + dims({rows, h, n}) + " G128", buf);
+        const char* form = mode == 0 ? " (two ops)" : mode == 1 ? " fused" : " fused tail";
+        inform(std::string("time linear_int4 ") + layer + " + add_rms_norm" + form, t, "T,K,N=" + dims({rows, h, n}) + " G128",
+               buf);
       }
     }
     // gate_up with silu_and_mul: the two ops (the wide kernel, then silu_and_mul) against linear_int4_silu, and it

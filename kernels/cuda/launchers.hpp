@@ -79,7 +79,8 @@ struct int4_switches {
   // in one call): two ops 3.165 / 3.155 / 3.189, fused 3.135 / 3.124 / 3.126, fused with the tail 3.086 / 3.097.
   int silu = 2;
   // linear_int4_add_rms_norm (launch_linear_int4_add_rms_norm): o_proj or down_proj and the add_rms_norm after it in one
-  // kernel (int4_ring_norm_kernel), steps of up to 2 rows: 1 (TROUPE_INT4_NORM=1), 0 never (the default until timed).
+  // kernel (int4_ring_norm_kernel), steps of up to 2 rows: 1 (TROUPE_INT4_NORM=1), 2 with the kernel after let into its
+  // tail (TROUPE_INT4_NORM=2), 0 never (the default until timed).
   int norm = 0;
 };
 int4_switches& int4_settings();

@@ -287,8 +287,10 @@ __global__ void __launch_bounds__(Warps * 32, MinBlocks)
 // (__threadfence) before it counts itself on `counter` — makes residual += out and out = rms_norm(residual) · weight for
 // each row in turn with add_rms_norm_kernel's own code (norm_row.cuh, so the same bits), reading the other blocks'
 // outputs through L2, and sets the counter back to 0 for the next launch. One launch fewer a layer norm; a row at a
-// time, so for steps of few rows (kNormFusedRows).
-template <class T>
+// time, so for steps of few rows (kNormFusedRows). Trigger (int4_settings().norm 2): the kernel after (the next
+// layer's q/k/v, or gate/up) may start its blocks at once, on the SMs this one's single wave leaves half idle (224
+// blocks on 132 SMs at 7B shapes), streaming their weights before they wait for the norm.
+template <class T, bool Trigger>
 __global__ void __launch_bounds__(kWarps * 32, 2)
     int4_ring_norm_kernel(const T* __restrict__ x, const uint4* __restrict__ q, const T* __restrict__ scales,
                           const T* __restrict__ zeros, const T* __restrict__ bias, T* __restrict__ out, int rows,
@@ -296,6 +298,7 @@ __global__ void __launch_bounds__(kWarps * 32, 2)
                           float eps, unsigned* __restrict__ counter) {
   __shared__ float partial[kWarps][16][9];
   __shared__ bool last;
+  if constexpr (Trigger) pdl_launch_dependents();  // it waits for this grid's end before it reads out
   float acc[1][4];
   int4_ring_sums<T, 1, true, kWarps, kAhead>(acc, x, q, scales, zeros, rows, n_out, k, group_shift);
   reduce_tile_outputs<T, 1, kWarps>(partial, acc, blockIdx.x * 16, rows, n_out, out,
@@ -872,7 +875,7 @@ int4_switches& int4_settings() {
                          }(),
                          [] {
                            const char* v = std::getenv("TROUPE_INT4_NORM");
-                           return v && *v && *v != '0' ? 1 : 0;
+                           return !v || !*v || *v == '0' ? 0 : *v == '2' ? 2 : 1;
                          }()};
   return s;
 }
@@ -955,7 +958,8 @@ bool launch_linear_int4_add_rms_norm(cuda_context& ctx, const tensor& x, const i
   const int shift = std::countr_zero(static_cast<unsigned>(g / 32));
   auto launch = [&](auto tag) {
     using T = typename decltype(tag)::type;
-    launch_dependent(int4_ring_norm_kernel<T>, dim3(static_cast<unsigned>((n + 15) / 16)), dim3(kWarps * 32), ctx.stream,
+    auto kernel = int4_settings().norm == 2 ? int4_ring_norm_kernel<T, true> : int4_ring_norm_kernel<T, false>;
+    launch_dependent(kernel, dim3(static_cast<unsigned>((n + 15) / 16)), dim3(kWarps * 32), ctx.stream,
                      "linear_int4_add_rms_norm", x.as<T>(), static_cast<const uint4*>(w.qweight.data), w.scales.as<T>(),
                      w.zeros.as<T>(), bias.empty() ? nullptr : bias.as<T>(), out.as<T>(), static_cast<int>(rows),
                      static_cast<int>(n), static_cast<int>(k), shift, residual.as<T>(), norm_weight.as<T>(), eps,
