@@ -46,21 +46,27 @@ std::string four_bit_note(const quantization_config& q) {
 
 // Greedy continuations of 16 tokens of the first three prompts, decoded together: a batch of 3 replays
 // the decode graph of 4 (with one padding row) where graphs are available.
-std::vector<std::vector<int32_t>> greedy_three_together(model& net, const std::vector<std::vector<int32_t>>& prompts) {
+// 16 greedy tokens for each of the first `count` prompts, decoded together (the decode graph of `count` or the next
+// size up).
+std::vector<std::vector<int32_t>> greedy_together(model& net, const std::vector<std::vector<int32_t>>& prompts,
+                                                  size_t count) {
   std::vector<std::pair<std::vector<int32_t>, int32_t>> first;
-  for (size_t p = 0; p < 3; ++p) first.push_back({prompts[p], 0});
+  for (size_t p = 0; p < count; ++p) first.push_back({prompts[p], 0});
   std::vector<int32_t> token;
   net.forward_greedy(make_step(first), token);
-  std::vector<std::vector<int32_t>> outs(3);
-  for (size_t p = 0; p < 3; ++p) outs[p].push_back(token.at(p));
+  std::vector<std::vector<int32_t>> outs(count);
+  for (size_t p = 0; p < count; ++p) outs[p].push_back(token.at(p));
   while (outs[0].size() < 16) {
     std::vector<std::pair<std::vector<int32_t>, int32_t>> step;
-    for (size_t p = 0; p < 3; ++p)
+    for (size_t p = 0; p < count; ++p)
       step.push_back({{outs[p].back()}, static_cast<int32_t>(prompts[p].size() + outs[p].size() - 1)});
     net.forward_greedy(make_step(step), token);
-    for (size_t p = 0; p < 3; ++p) outs[p].push_back(token.at(p));
+    for (size_t p = 0; p < count; ++p) outs[p].push_back(token.at(p));
   }
   return outs;
+}
+std::vector<std::vector<int32_t>> greedy_three_together(model& net, const std::vector<std::vector<int32_t>>& prompts) {
+  return greedy_together(net, prompts, 3);
 }
 
 } // namespace
@@ -332,8 +338,22 @@ void check_model_int4_paths(cuda_ops& gpu) {
                                     checkpoint_int4_source(ckpt, config)),
                  dtype::bf16, troupe::testing::reference_limits());
     on_gpu.warm_up();
-    check_against_cpu_twin(on_gpu, on_cpu, std::string("model random awq g128 K1024/2048 int4 ") + p.name, dtype::bf16,
-                           prompts, model_tolerance(dtype::bf16, config), false);
+    const std::string label = std::string("model random awq g128 K1024/2048 int4 ") + p.name;
+    check_against_cpu_twin(on_gpu, on_cpu, label, dtype::bf16, prompts, model_tolerance(dtype::bf16, config), false);
+    // Decode steps of one and two rows (the graphs of 1 and 2), where the fused norm runs (linear_int4_add_rms_norm
+    // takes up to 2 rows) and the three-prompt decode above does not reach.
+    if (p.wide)
+      for (const size_t count : {size_t{1}, size_t{2}}) {
+        const auto gpu_outs = greedy_together(on_gpu, prompts, count), cpu_outs = greedy_together(on_cpu, prompts, count);
+        size_t agree = 0;
+        for (size_t q = 0; q < count; ++q) {
+          size_t prefix = 0;
+          while (prefix < 16 && gpu_outs[q][prefix] == cpu_outs[q][prefix]) ++prefix;
+          agree += prefix;
+        }
+        inform(label, dtype::bf16, "greedy 16 tokens, " + std::to_string(count) + " decoded together, against the CPU twin",
+               std::to_string(agree) + "/" + std::to_string(16 * count) + " tokens before divergence");
+      }
   }
 }
 
