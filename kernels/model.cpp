@@ -456,16 +456,11 @@ tensor model::compute_logits(int64_t num_tokens, int64_t num_logits, const atten
     const tensor& next_norm = last ? weights_.final_norm.get() : weights_.layers[l + 1].input_norm.get();
     qkv_quantized = !last && quantized_before(weights_.layers[l + 1].qkv4, weights_.layers[l + 1].qkv8);
     // The next layer's q/k/v and o_proj weights, during down_proj, where they are kept in 4 or 8 bits (in bf16 they
-    // would fill most of a GPU's L2).
-    if (!last && !weights_.layers[l + 1].qkv4.empty()) {
+    // would fill most of a GPU's L2); the forms a layer lacks are empty tensors, which prefetch skips.
+    if (!last) {
       const layer_weights& next = weights_.layers[l + 1];
-      const tensor soon[] = {next.qkv4.qweight.get(),    next.qkv4.scales.get(),    next.qkv4.zeros.get(),
-                             next.o_proj4.qweight.get(), next.o_proj4.scales.get(), next.o_proj4.zeros.get()};
-      ops_.prefetch(soon);
-    } else if (!last && !weights_.layers[l + 1].qkv8.empty()) {
-      const layer_weights& next = weights_.layers[l + 1];
-      const tensor soon[] = {next.qkv8.weight.get(), next.qkv8.scale.get(), next.o_proj8.weight.get(),
-                             next.o_proj8.scale.get()};
+      const tensor soon[] = {next.qkv4.qweight, next.qkv4.scales,  next.qkv4.zeros, next.o_proj4.qweight,
+                             next.o_proj4.scales, next.o_proj4.zeros, next.qkv8.weight, next.o_proj8.weight};
       ops_.prefetch(soon);
     }
     if (down_quantized) {

@@ -183,7 +183,8 @@ public:
     return false;
   }
   // A hint: these tensors are read soon (the next layer's small weights, during a large one). The CUDA backend may
-  // bring them into its L2 cache beside the kernels that run meanwhile; the CPU does nothing. At most 8 tensors.
+  // bring them into its L2 cache beside the kernels that run meanwhile; the CPU does nothing. At most 8 tensors;
+  // empty ones are skipped.
   virtual void prefetch(std::span<const tensor> tensors) { (void)tensors; }
   // linear_int4(x, w, bias, out), then add_rms_norm(out, residual, norm_weight, eps), in one pass where the backend has
   // a kernel for it, bit for bit the two ops; false, having done nothing, where it has none. out and residual [T, N].

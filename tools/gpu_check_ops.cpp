@@ -89,6 +89,12 @@ public:
     return v;
   }
   double error(const twin& w) { return relative_error(read_gpu(w), read_cpu(w)); }
+  // The GPU tensor's bytes as they are.
+  bytes gpu_bytes(const twin& w) {
+    bytes b(w.gpu.get().num_bytes());
+    gpu.download_raw(b.data(), w.gpu);
+    return b;
+  }
 
   // An FP8 KV cache on both backends with the same codes: normal values of standard deviation `sd`, over
   // `scale`, rounded (so code × scale has that spread, as a cache rope_write_kv filled).
@@ -269,14 +275,29 @@ void check_linear_int4(checker& c, dtype t) {
       if (!variant.empty()) what += " " + variant;
       report("linear_int4", t, what, c.error(out), tolerance_for(t));
       if (t == dtype::f32 || s.rows > 32 || (!variant.empty() && ring != 1 && ring != 2 && ring != 5 && variant != "wide")) continue;
-      bytes b(static_cast<size_t>(out.gpu.get().numel()) * size_in_bytes(t));
-      c.gpu.download_raw(b.data(), out.gpu.get());
+      bytes b = c.gpu_bytes(out);
       if (variant.empty()) register_kernel = std::move(b);
       else
         report("linear_int4", t, what + " bits", static_cast<double>(differing_elements(b, register_kernel, size_in_bytes(t))),
                0.0, "elements differing from the register kernel's");
     }
   }
+}
+
+// A fused op that says whether it took the shape (fused()): poisons out, runs it, and reports whether it took the shape
+// as `expected` says; where it did not, that it wrote nothing into out. Returns whether it took the shape.
+bool fused_as_expected(checker& c, const char* op, dtype t, const std::string& row, const twin& out, bool expected,
+                       const std::function<bool()>& fused) {
+  c.poison(out);
+  const bytes poisoned = c.gpu_bytes(out);
+  const bool took = fused();
+  report(op, t, row + " fused", took == expected ? 0.0 : 1.0, 0.0,
+         expected ? "must take the shape" : "must leave the shape to the two ops");
+  if (!took)
+    report(op, t, row + " untouched",
+           static_cast<double>(differing_elements(c.gpu_bytes(out), poisoned, size_in_bytes(t))), 0.0,
+           "elements of out written");
+  return took;
 }
 
 // linear_int4_silu (gate/up and silu_and_mul in one kernel, int4_settings().silu): where it takes the shape it must
@@ -312,30 +333,19 @@ void check_linear_int4_silu(checker& c, dtype t) {
     // The two ops on the GPU, for the bits.
     c.gpu.linear_int4(x.gpu, wg, s.bias ? bias.gpu.get() : tensor{}, mlp.gpu);
     c.gpu.silu_and_mul(mlp.gpu, act.gpu);
-    bytes unfused(static_cast<size_t>(act.gpu.get().numel()) * size_in_bytes(t));
-    c.gpu.download_raw(unfused.data(), act.gpu.get());
+    const bytes unfused = c.gpu_bytes(act);
     const scoped_value<int64_t> everywhere(cuda::int4_settings().wide_min_blocks, 0);
     for (const int mode : {1, 2}) {
       const scoped_value<int> silu(cuda::int4_settings().silu, mode);
-      c.poison(act);
-      bytes poisoned(unfused.size());
-      c.gpu.download_raw(poisoned.data(), act.gpu.get());
-      const bool fused = c.gpu.linear_int4_silu(x.gpu, wg, s.bias ? bias.gpu.get() : tensor{}, act.gpu);
       const std::string row = what + (mode == 2 ? " tail" : "");
-      report("linear_int4_silu", t, row + " fused", fused == s.fused ? 0.0 : 1.0, 0.0,
-             s.fused ? "must take the shape" : "must leave the shape to the two ops");
-      if (!fused) {
-        bytes b(unfused.size());
-        c.gpu.download_raw(b.data(), act.gpu.get());
-        report("linear_int4_silu", t, row + " untouched", static_cast<double>(differing_elements(b, poisoned, size_in_bytes(t))),
-               0.0, "elements of out written");
+      if (!fused_as_expected(c, "linear_int4_silu", t, row, act, s.fused, [&] {
+            return c.gpu.linear_int4_silu(x.gpu, wg, s.bias ? bias.gpu.get() : tensor{}, act.gpu);
+          }))
         continue;
-      }
       report("linear_int4_silu", t, row, c.error(act), tolerance_for(t));
-      bytes b(unfused.size());
-      c.gpu.download_raw(b.data(), act.gpu.get());
-      report("linear_int4_silu", t, row + " bits", static_cast<double>(differing_elements(b, unfused, size_in_bytes(t))),
-             0.0, "elements differing from linear_int4 + silu_and_mul");
+      report("linear_int4_silu", t, row + " bits",
+             static_cast<double>(differing_elements(c.gpu_bytes(act), unfused, size_in_bytes(t))), 0.0,
+             "elements differing from linear_int4 + silu_and_mul");
     }
   }
 }
@@ -372,37 +382,24 @@ void check_linear_int4_add_rms_norm(checker& c, dtype t) {
     c.cpu.add_rms_norm(out.cpu, residual.cpu, norm_weight.cpu, eps);
     std::string what = "T,K,N=" + dims({s.rows, s.k, s.n}) + " G" + std::to_string(s.group);
     if (s.bias) what += " +bias";
-    // The two ops on the GPU, for the bits; then the fused kernel twice from the same residual.
+    // The two ops on the GPU, for the bits; then the fused kernel three times from the same residual.
     c.gpu.linear_int4(x.gpu, wg, s.bias ? bias.gpu.get() : tensor{}, out.gpu);
     c.gpu.add_rms_norm(out.gpu, residual.gpu, norm_weight.gpu, eps);
-    const size_t elems = static_cast<size_t>(s.rows * s.n);
-    bytes out_bits(elems * size_in_bytes(t)), residual_bits(out_bits.size());
-    c.gpu.download_raw(out_bits.data(), out.gpu.get());
-    c.gpu.download_raw(residual_bits.data(), residual.gpu.get());
+    const bytes out_bits = c.gpu_bytes(out), residual_bits = c.gpu_bytes(residual);
     for (const std::string round : {"", " again", " tail"}) {
       const scoped_value<int> norm(cuda::int4_settings().norm, round == " tail" ? 2 : 1);
-      c.poison(out);
       c.gpu.upload(residual.gpu, rounded(residual_values, t));
-      bytes poisoned(out_bits.size());
-      c.gpu.download_raw(poisoned.data(), out.gpu.get());
-      const bool fused = c.gpu.linear_int4_add_rms_norm(x.gpu, wg, s.bias ? bias.gpu.get() : tensor{}, out.gpu,
-                                                        residual.gpu, norm_weight.gpu, eps);
       const std::string row = what + round;
-      report("linear_int4_add_rms_norm", t, row + " fused", fused == s.fused ? 0.0 : 1.0, 0.0,
-             s.fused ? "must take the shape" : "must leave the shape to the two ops");
-      bytes b(out_bits.size()), r(out_bits.size());
-      c.gpu.download_raw(b.data(), out.gpu.get());
-      if (!fused) {
-        report("linear_int4_add_rms_norm", t, row + " untouched",
-               static_cast<double>(differing_elements(b, poisoned, size_in_bytes(t))), 0.0, "elements of out written");
+      if (!fused_as_expected(c, "linear_int4_add_rms_norm", t, row, out, s.fused, [&] {
+            return c.gpu.linear_int4_add_rms_norm(x.gpu, wg, s.bias ? bias.gpu.get() : tensor{}, out.gpu, residual.gpu,
+                                                  norm_weight.gpu, eps);
+          }))
         continue;
-      }
       report("linear_int4_add_rms_norm", t, row, c.error(out), tolerance_for(t));
       report("linear_int4_add_rms_norm", t, row + " residual", c.error(residual), tolerance_for(t));
-      c.gpu.download_raw(r.data(), residual.gpu.get());
       report("linear_int4_add_rms_norm", t, row + " bits",
-             static_cast<double>(differing_elements(b, out_bits, size_in_bytes(t)) +
-                                 differing_elements(r, residual_bits, size_in_bytes(t))),
+             static_cast<double>(differing_elements(c.gpu_bytes(out), out_bits, size_in_bytes(t)) +
+                                 differing_elements(c.gpu_bytes(residual), residual_bits, size_in_bytes(t))),
              0.0, "elements of out and residual differing from linear_int4 + add_rms_norm");
     }
   }

@@ -308,6 +308,7 @@ void cuda_ops::linear_int4(const tensor& x, const int4_device_weight& w, const t
 }
 
 void cuda_ops::prefetch(std::span<const tensor> tensors) {
+  if (cuda::prefetch_setting() <= 0) return;  // off: nothing on the layer loop's path, not even a profiler scope
   op_scope p(ctx_->profiler, op_profiler::other, ctx_->stream, "prefetch");
   make_current(*ctx_);
   cuda::launch_prefetch(tensors, ctx_->stream);

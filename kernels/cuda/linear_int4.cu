@@ -99,6 +99,16 @@ template <class T> struct int4_stage {
   T sa, sb, za, zb;
 };
 
+// A lane's stage at chunk c of K (in group gi) for one tile: outputs row_a and row_b's 32 weights, scales and zeros; an
+// output past the layer's (has_a / has_b false) keeps st's zeros.
+template <class T>
+__device__ __forceinline__ void load_stage(int4_stage<T>& st, const uint4* __restrict__ q, const T* __restrict__ scales,
+                                           const T* __restrict__ zeros, int64_t row_a, int64_t row_b, bool has_a,
+                                           bool has_b, int chunks, int groups, int c, int gi) {
+  if (has_a) st.wa = load_streaming(q + row_a * chunks + c), st.sa = scales[row_a * groups + gi], st.za = zeros[row_a * groups + gi];
+  if (has_b) st.wb = load_streaming(q + row_b * chunks + c), st.sb = scales[row_b * groups + gi], st.zb = zeros[row_b * groups + gi];
+}
+
 // One block makes 16 output features (n0 = 16·blockIdx.x) for up to 8·NT rows of x. K is cut in blocks of 128
 // (4 lanes × 32 weights per output); warp w takes blocks w, w + 8, ... Lane (g, t) = (lane / 4, lane % 4) loads
 // outputs n0 + g and n0 + g + 8 at k = 128·b + 32t .. + 31, and x's rows 8·tile + g at the same k. Each warp
@@ -193,6 +203,7 @@ __global__ void __launch_bounds__(kWarps * 32)
     const int c = b * 4 + t;
     if (b < blocks && c < chunks) {
       const int gi = c * 32 / group;
+      // load_stage's two lines, written out: through the helper this kernel's machine code changes (its rolled ring).
       if (has_a) st.wa = load_streaming(q + row_a * chunks + c), st.sa = scales[row_a * groups + gi], st.za = zeros[row_a * groups + gi];
       if (has_b) st.wb = load_streaming(q + row_b * chunks + c), st.sb = scales[row_b * groups + gi], st.zb = zeros[row_b * groups + gi];
     }
@@ -231,11 +242,7 @@ __device__ __forceinline__ void int4_ring_sums(float (&acc)[NT][4], const T* __r
   auto load = [&](int b) {
     int4_stage<T> st{};
     const int c = b * 4 + t;
-    if (c < chunks) {
-      const int gi = c >> group_shift;
-      if (has_a) st.wa = load_streaming(q + row_a * chunks + c), st.sa = scales[row_a * groups + gi], st.za = zeros[row_a * groups + gi];
-      if (has_b) st.wb = load_streaming(q + row_b * chunks + c), st.sb = scales[row_b * groups + gi], st.zb = zeros[row_b * groups + gi];
-    }
+    if (c < chunks) load_stage(st, q, scales, zeros, row_a, row_b, has_a, has_b, chunks, groups, c, c >> group_shift);
     return st;
   };
   int4_stage<T> ahead[Ahead];
@@ -401,11 +408,7 @@ __global__ void __launch_bounds__(kWarps * 32)
 #pragma unroll
     for (int m = 0; m < Tiles; ++m) {
       st[m] = int4_stage<T>{};
-      if (c < chunks) {
-        const int gi = c >> group_shift;
-        if (has_a[m]) st[m].wa = load_streaming(q + row_a[m] * chunks + c), st[m].sa = scales[row_a[m] * groups + gi], st[m].za = zeros[row_a[m] * groups + gi];
-        if (has_b[m]) st[m].wb = load_streaming(q + row_b[m] * chunks + c), st[m].sb = scales[row_b[m] * groups + gi], st[m].zb = zeros[row_b[m] * groups + gi];
-      }
+      if (c < chunks) load_stage(st[m], q, scales, zeros, row_a[m], row_b[m], has_a[m], has_b[m], chunks, groups, c, c >> group_shift);
     }
   };
   int4_stage<T> ahead[Ahead][Tiles];
@@ -524,6 +527,14 @@ __global__ void __launch_bounds__(kInt4AsyncWarps * 32)
                                  [&](float sum, int, int j) { return plus_bias(sum, bias, j); });
 }
 
+// Whether the wide kernel (int4_settings().wide) takes a layer whose blocks of two tiles number `blocks` at one row tile
+// with the scales after the sum: on, the cp.async kernel not forced, and blocks enough to give every SM two
+// (int4_settings().wide_min_blocks -1; 0: every layer).
+bool wide_takes(int64_t blocks, int sms) {
+  const int64_t min_blocks = int4_settings().wide_min_blocks;
+  return int4_settings().wide && int4_settings().async <= 0 && blocks >= (min_blocks < 0 ? 2LL * sms : min_blocks);
+}
+
 template <class T, int NT>
 void launch_mma(const tensor& x, const int4_device_weight& w, const tensor& bias, const tensor& out, int rows, int sms,
                 cudaStream_t stream) {
@@ -553,9 +564,8 @@ void launch_mma(const tensor& x, const int4_device_weight& w, const tensor& bias
                      bias.empty() ? nullptr : bias.as<T>(), out.as<T>(), rows, n_out, k, shift);
   };
   if constexpr (NT == 1) {
-    const int64_t wide_blocks = (n_out + 31) / 32, min_blocks = int4_settings().wide_min_blocks;
-    if (int4_settings().wide && scale_after && setting <= 0 && shifted &&
-        wide_blocks >= (min_blocks < 0 ? 2LL * sms : min_blocks)) {
+    const int64_t wide_blocks = (n_out + 31) / 32;
+    if (scale_after && shifted && wide_takes(wide_blocks, sms)) {
       launch(int4_wide_kernel<T, 2, 2>, wide_blocks, kWarps, "linear_int4 wide");
       return;
     }
@@ -915,13 +925,10 @@ bool launch_linear_int4_silu(cuda_context& ctx, const tensor& x, const int4_devi
     throw std::invalid_argument("cuda linear_int4_silu: qweight " + shape_of(w.qweight) +
                                 " is not gate and up stacked (an odd number of outputs)");
   check_int4_shapes("linear_int4_silu", x, w, bias, out, n / 2);
-  // Where the wide kernel would take the plain product (launch_mma): one row tile, groups a power of two and a multiple
-  // of 128 (scales after the sum), the cp.async kernel not forced, and blocks enough (one per 16 features).
+  // Where the wide kernel would take the plain product (launch_mma; one block per 16 features).
   const int chosen = int4_settings().silu;
-  const int64_t blocks = (n / 2 + 15) / 16, min_blocks = int4_settings().wide_min_blocks;
-  if (chosen <= 0 || !int4_settings().wide || int4_settings().async > 0 || !fused_decode_shape(x, w) ||
-      blocks < (min_blocks < 0 ? 2LL * ctx.sm_count : min_blocks))
-    return false;
+  const int64_t blocks = (n / 2 + 15) / 16;
+  if (chosen <= 0 || !fused_decode_shape(x, w) || !wide_takes(blocks, ctx.sm_count)) return false;
   if (rows == 0) return true;
   make_current(ctx);
   const int shift = std::countr_zero(static_cast<unsigned>(g / 32));
