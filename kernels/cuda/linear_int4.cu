@@ -76,16 +76,25 @@ template <class T> __device__ __forceinline__ uint32_t splat2(T v) {
   return static_cast<uint32_t>(bits) * 0x10001u;
 }
 
+// Nibbles j and j + 4 of w as the pair (m + q_j, m + q_{j+4}), m = 128 (or 1024): one lop3, (a & b) | c. Written as
+// C++, `& 0x000F000F | magic` compiles to two LOP3s (the instruction takes one immediate): the decode kernels are
+// bound by the integer pipe (half a warp instruction a cycle a scheduler: LOP3, SHF, PRMT, IADD3), where the
+// dequantization's and and or were 64 of ~200 such instructions a warp's step of 1 KiB (the ring kernel's SASS).
+template <class T> __device__ __forceinline__ uint32_t magic_pair(uint32_t w, int j) {
+  uint32_t d;
+  asm("lop3.b32 %0, %1, %2, %3, 0xEA;" : "=r"(d) : "r"(w >> (4 * j)), "n"(0x000F000F), "n"(kMagic<T>));
+  return d;
+}
 // The 8 weights of one packed word as 4 pairs: d[j] = ((q_j − z)·s, (q_{j+4} − z)·s), j = 0..3. zm = 128 + z
 // (or 1024 + z) in both halves, s the scale in both halves.
 template <class T> __device__ __forceinline__ void dequantize_word(uint32_t w, uint32_t zm, uint32_t s, uint32_t (&d)[4]) {
 #pragma unroll
-  for (int j = 0; j < 4; ++j) d[j] = mul2<T>(sub2<T>(((w >> (4 * j)) & 0x000F000Fu) | kMagic<T>, zm), s);
+  for (int j = 0; j < 4; ++j) d[j] = mul2<T>(sub2<T>(magic_pair<T>(w, j), zm), s);
 }
 // The same without the scale: d[j] = (q_j − z, q_{j+4} − z), exact in T (the ring kernel's ScaleAfter path).
 template <class T> __device__ __forceinline__ void dequantize_word_unscaled(uint32_t w, uint32_t zm, uint32_t (&d)[4]) {
 #pragma unroll
-  for (int j = 0; j < 4; ++j) d[j] = sub2<T>(((w >> (4 * j)) & 0x000F000Fu) | kMagic<T>, zm);
+  for (int j = 0; j < 4; ++j) d[j] = sub2<T>(magic_pair<T>(w, j), zm);
 }
 
 // A decode kernel's output before its rounding: the f32 sum plus bias[j] (0 without a bias).
@@ -99,14 +108,16 @@ template <class T> struct int4_stage {
   T sa, sb, za, zb;
 };
 
-// A lane's stage at chunk c of K (in group gi) for one tile: outputs row_a and row_b's 32 weights, scales and zeros; an
-// output past the layer's (has_a / has_b false) keeps st's zeros.
+// A lane's stage at chunk c of K (in group gi) for one tile: outputs row_a and row_b's 32 weights, scales and zeros. An
+// output past the layer's comes as row 0 (the caller's row_a / row_b), whose sums nobody writes: loading it costs
+// nothing where the layer's outputs fill whole tiles, where the branches around the loads and the zeroing of the stage
+// cost the integer pipe (the kernels' bound) ~10 instructions every step.
 template <class T>
 __device__ __forceinline__ void load_stage(int4_stage<T>& st, const uint4* __restrict__ q, const T* __restrict__ scales,
-                                           const T* __restrict__ zeros, int64_t row_a, int64_t row_b, bool has_a,
-                                           bool has_b, int chunks, int groups, int c, int gi) {
-  if (has_a) st.wa = load_streaming(q + row_a * chunks + c), st.sa = scales[row_a * groups + gi], st.za = zeros[row_a * groups + gi];
-  if (has_b) st.wb = load_streaming(q + row_b * chunks + c), st.sb = scales[row_b * groups + gi], st.zb = zeros[row_b * groups + gi];
+                                           const T* __restrict__ zeros, int64_t row_a, int64_t row_b, int chunks,
+                                           int groups, int c, int gi) {
+  st.wa = load_streaming(q + row_a * chunks + c), st.sa = scales[row_a * groups + gi], st.za = zeros[row_a * groups + gi];
+  st.wb = load_streaming(q + row_b * chunks + c), st.sb = scales[row_b * groups + gi], st.zb = zeros[row_b * groups + gi];
 }
 
 // One block makes 16 output features (n0 = 16·blockIdx.x) for up to 8·NT rows of x. K is cut in blocks of 128
@@ -234,20 +245,19 @@ __device__ __forceinline__ void int4_ring_sums(float (&acc)[NT][4], const T* __r
   const int n0 = blockIdx.x * 16;
   const int chunks = k / 32, groups = chunks >> group_shift, blocks = (chunks + 3) / 4;
   const int out_a = n0 + g, out_b = n0 + g + 8;
-  const bool has_a = out_a < n_out, has_b = out_b < n_out;
-  const int64_t row_a = static_cast<int64_t>(has_a ? out_a : 0), row_b = static_cast<int64_t>(has_b ? out_b : 0);
+  // An output past the layer's reads row 0 (load_stage).
+  const int64_t row_a = out_a < n_out ? out_a : 0, row_b = out_b < n_out ? out_b : 0;
   zero_tiles(acc);
 
-  // Block b's stage for this lane (c < chunks implies b < blocks); zeros past K or past the outputs.
-  auto load = [&](int b) {
-    int4_stage<T> st{};
+  // Block b's stage for this lane into st (c < chunks implies b < blocks). Past K a slot keeps what it held — zeros, or
+  // a stage already used: finite weights and scales, met there by x's zeros (int4_mma_step's `live`).
+  auto load = [&](int b, int4_stage<T>& st) {
     const int c = b * 4 + t;
-    if (c < chunks) load_stage(st, q, scales, zeros, row_a, row_b, has_a, has_b, chunks, groups, c, c >> group_shift);
-    return st;
+    if (c < chunks) load_stage(st, q, scales, zeros, row_a, row_b, chunks, groups, c, c >> group_shift);
   };
-  int4_stage<T> ahead[Ahead];
+  int4_stage<T> ahead[Ahead] = {};
 #pragma unroll
-  for (int i = 0; i < Ahead; ++i) ahead[i] = load(warp + i * Warps);
+  for (int i = 0; i < Ahead; ++i) load(warp + i * Warps, ahead[i]);
   pdl_wait();  // the weights do not depend on the kernel before; x does
   for (int b0 = warp; b0 < blocks; b0 += Ahead * Warps) {
 #pragma unroll
@@ -255,7 +265,7 @@ __device__ __forceinline__ void int4_ring_sums(float (&acc)[NT][4], const T* __r
       const int b = b0 + i * Warps;
       if (b >= blocks) break;
       const int4_stage<T> cur = ahead[i];
-      ahead[i] = load(b + Ahead * Warps);
+      load(b + Ahead * Warps, ahead[i]);
       const int c = b * 4 + t;
       int4_mma_step<T, NT, ScaleAfter, true>(acc, cur, x, rows, k, c, c < chunks, g);
     }
@@ -390,28 +400,24 @@ __global__ void __launch_bounds__(kWarps * 32)
   const int inter = n_out / 2;  // Gated: the features of each half
   const int n0 = blockIdx.x * 16 * (Gated ? 1 : Tiles);
   const int chunks = k / 32, groups = chunks >> group_shift, blocks = (chunks + 3) / 4;
-  bool has_a[Tiles], has_b[Tiles];
-  int64_t row_a[Tiles], row_b[Tiles];
+  int64_t row_a[Tiles], row_b[Tiles];  // an output past the layer's reads row 0 (load_stage)
 #pragma unroll
   for (int m = 0; m < Tiles; ++m) {
     const int feature = Gated ? n0 + g : n0 + 16 * m + g, offset = Gated ? m * inter : 0, end = Gated ? inter : n_out;
-    has_a[m] = feature < end, has_b[m] = feature + 8 < end;
-    row_a[m] = has_a[m] ? offset + feature : 0, row_b[m] = has_b[m] ? offset + feature + 8 : 0;
+    row_a[m] = feature < end ? offset + feature : 0, row_b[m] = feature + 8 < end ? offset + feature + 8 : 0;
   }
   float acc[Tiles][1][4];
 #pragma unroll
   for (int m = 0; m < Tiles; ++m) zero_tiles(acc[m]);
 
-  // Block b's stages for this lane, a tile each; zeros past K or past the outputs.
+  // Block b's stages for this lane, a tile each; past K a slot keeps what it held (as int4_ring_sums).
   auto load = [&](int b, int4_stage<T> (&st)[Tiles]) {
     const int c = b * 4 + t;
 #pragma unroll
-    for (int m = 0; m < Tiles; ++m) {
-      st[m] = int4_stage<T>{};
-      if (c < chunks) load_stage(st[m], q, scales, zeros, row_a[m], row_b[m], has_a[m], has_b[m], chunks, groups, c, c >> group_shift);
-    }
+    for (int m = 0; m < Tiles; ++m)
+      if (c < chunks) load_stage(st[m], q, scales, zeros, row_a[m], row_b[m], chunks, groups, c, c >> group_shift);
   };
-  int4_stage<T> ahead[Ahead][Tiles];
+  int4_stage<T> ahead[Ahead][Tiles] = {};
 #pragma unroll
   for (int i = 0; i < Ahead; ++i) load(warp + i * kWarps, ahead[i]);
   pdl_wait();  // the weights do not depend on the kernel before; x does
