@@ -418,12 +418,6 @@ tensor model::compute_logits(int64_t num_tokens, int64_t num_logits, const atten
   // An FP8 layer's input comes quantized by the kernel before it where that kernel is a norm or silu_and_mul
   // (quantized_before); the first layer's q/k/v and every o_proj quantize their own.
   bool qkv_quantized = false;
-  // A 4-bit layer and the add_rms_norm after it in one kernel where the backend has one (decode steps of few rows on
-  // one CUDA device: ops::linear_int4_add_rms_norm); false where the caller runs the linear, the all-reduce and the norm.
-  auto linear_and_norm = [&](const tensor& x, const int4_layer& packed, const tensor& bias, const tensor& norm) {
-    return !packed.empty() && !shard_.comm &&
-           ops_.linear_int4_add_rms_norm(x, packed.view(), bias, hidden, residual, norm, eps);
-  };
   for (int64_t l = 0; l < c.num_layers; ++l) {
     const layer_weights& w = weights_.layers[l];
     if (qkv_quantized) ops_.linear_fp8_quantized(fp8_input(num_tokens, c.hidden_size), w.qkv8.view(), w.qkv_bias, qkv);
@@ -435,33 +429,18 @@ tensor model::compute_logits(int64_t num_tokens, int64_t num_logits, const atten
     if (c.qk_norm) ops_.qk_norm(qkv, w.q_norm, w.k_norm, shape, eps);
     ops_.rope_write_kv(qkv, positions, cos_sin_, slots, k_cache_[l], v_cache_[l], shape);
     ops_.paged_attention(qkv, k_cache_[l], v_cache_[l], meta, shape, attn);
+    linear(attn, w.o_proj, w.o_proj4, w.o_proj8, w.o_bias, hidden);
+    all_reduce(hidden);
     const bool down_quantized = quantized_before(w.down4, w.down8);
     bool activated = false;  // act made with gate/up's product (4-bit decode steps on CUDA: ops::linear_int4_silu)
     if (quantized_before(w.gate_up4, w.gate_up8)) {
-      linear(attn, w.o_proj, w.o_proj4, w.o_proj8, w.o_bias, hidden);
-      all_reduce(hidden);
       const fp8_activations in = fp8_input(num_tokens, c.hidden_size);
       ops_.add_rms_norm_fp8(hidden, residual, w.post_norm, eps, w.gate_up8.input_scale, in);
       ops_.linear_fp8_quantized(in, w.gate_up8.view(), tensor{}, mlp);
     } else {
-      if (!linear_and_norm(attn, w.o_proj4, w.o_bias, w.post_norm)) {
-        linear(attn, w.o_proj, w.o_proj4, w.o_proj8, w.o_bias, hidden);
-        all_reduce(hidden);
-        ops_.add_rms_norm(hidden, residual, w.post_norm, eps);
-      }
+      ops_.add_rms_norm(hidden, residual, w.post_norm, eps);
       activated = !w.gate_up4.empty() && !down_quantized && ops_.linear_int4_silu(hidden, w.gate_up4.view(), tensor{}, act);
       if (!activated) linear(hidden, w.gate_up, w.gate_up4, w.gate_up8, tensor{}, mlp);
-    }
-    const bool last = l + 1 == c.num_layers;
-    const tensor& next_norm = last ? weights_.final_norm.get() : weights_.layers[l + 1].input_norm.get();
-    qkv_quantized = !last && quantized_before(weights_.layers[l + 1].qkv4, weights_.layers[l + 1].qkv8);
-    // The next layer's q/k/v and o_proj weights, during down_proj, where they are kept in 4 or 8 bits (in bf16 they
-    // would fill most of a GPU's L2); the forms a layer lacks are empty tensors, which prefetch skips.
-    if (!last) {
-      const layer_weights& next = weights_.layers[l + 1];
-      const tensor soon[] = {next.qkv4.qweight, next.qkv4.scales,  next.qkv4.zeros, next.o_proj4.qweight,
-                             next.o_proj4.scales, next.o_proj4.zeros, next.qkv8.weight, next.o_proj8.weight};
-      ops_.prefetch(soon);
     }
     if (down_quantized) {
       const fp8_activations in = fp8_input(num_tokens, act.dim(1));
@@ -469,10 +448,12 @@ tensor model::compute_logits(int64_t num_tokens, int64_t num_logits, const atten
       ops_.linear_fp8_quantized(in, w.down8.view(), tensor{}, hidden);
     } else {
       if (!activated) ops_.silu_and_mul(mlp, act);
-      if (!qkv_quantized && linear_and_norm(act, w.down4, tensor{}, next_norm)) continue;  // the next layer's input made
       linear(act, w.down, w.down4, w.down8, tensor{}, hidden);
     }
     all_reduce(hidden);
+    const bool last = l + 1 == c.num_layers;
+    const tensor& next_norm = last ? weights_.final_norm.get() : weights_.layers[l + 1].input_norm.get();
+    qkv_quantized = !last && quantized_before(weights_.layers[l + 1].qkv4, weights_.layers[l + 1].qkv8);
     if (qkv_quantized)
       ops_.add_rms_norm_fp8(hidden, residual, next_norm, eps, weights_.layers[l + 1].qkv8.input_scale,
                             fp8_input(num_tokens, c.hidden_size));

@@ -182,17 +182,6 @@ public:
     (void)x, (void)w, (void)bias, (void)out;
     return false;
   }
-  // A hint: these tensors are read soon (the next layer's small weights, during a large one). The CUDA backend may
-  // bring them into its L2 cache beside the kernels that run meanwhile; the CPU does nothing. At most 8 tensors;
-  // empty ones are skipped.
-  virtual void prefetch(std::span<const tensor> tensors) { (void)tensors; }
-  // linear_int4(x, w, bias, out), then add_rms_norm(out, residual, norm_weight, eps), in one pass where the backend has
-  // a kernel for it, bit for bit the two ops; false, having done nothing, where it has none. out and residual [T, N].
-  virtual bool linear_int4_add_rms_norm(const tensor& x, const int4_device_weight& w, const tensor& bias,
-                                        const tensor& out, const tensor& residual, const tensor& norm_weight, float eps) {
-    (void)x, (void)w, (void)bias, (void)out, (void)residual, (void)norm_weight, (void)eps;
-    return false;
-  }
 
   // W8A8 FP8 (vLLM's Fp8LinearOp): each token quantized to e4m3 as fp8_device_weight says, xq[t][k] =
   // f32_to_f8_e4m3(x[t][k] / s_t) (the f32 quotient, nearest even, saturating at ±448), then

@@ -283,10 +283,8 @@ void check_against_cpu_twin(model& on_gpu, model& on_cpu, const std::string& lab
 // kernels, then dequantize + cuBLAS), -1 (the default, TROUPE_INT4_GEMM=auto: the shared-memory GEMM for 17 to 64
 // rows, the decode graphs of 17-64 sequences included) and 1 (every step up to 512 rows), and the ring kernel's
 // variants (int4_settings().ring; 1 the default) for steps of up to 32, and the wide kernel (int4_settings().wide) for
-// steps of up to 8, alone and fused with silu_and_mul (int4_settings().silu), and o_proj / down_proj fused with the
-// add_rms_norm after them (int4_settings().norm), and with the next layer's small weights prefetched into L2 during
-// down_proj (cuda::prefetch_setting(): a kernel between gate/up and down_proj that must keep their order). Prompts of 1
-// to 230 tokens make prefill steps of each size; the three-prompt decode replays the graph of 4.
+// steps of up to 8, alone and fused with silu_and_mul (int4_settings().silu). Prompts of 1 to 230 tokens make prefill
+// steps of each size; the three-prompt decode replays the graph of 4.
 void check_model_int4_paths(cuda_ops& gpu) {
   troupe::testing::temp_folder folder("gpu_check_int4");
   make_model_options o;
@@ -316,13 +314,11 @@ void check_model_int4_paths(cuda_ops& gpu) {
     const char* name;
     int gemm, ring;
     bool wide = false;
-    int silu = 2, norm = 0, prefetch = 0;
+    int silu = 2;
   };
   for (const path& p : {path{"gemm off, ring off", 0, 0}, {"gemm auto", -1, 1}, {"gemm all", 1, 1}, {"ring1", 0, 1},
                         {"ring2", 0, 2}, {"ring3", 0, 3}, {"ring4", -1, 4}, {"ring5", 0, 5}, {"wide", -1, 1, true, 0},
-                        {"wide silu", -1, 1, true, 1}, {"wide silu tail", -1, 1, true, 2},
-                        {"wide silu tail norm", -1, 1, true, 2, 1}, {"wide silu tail norm tail", -1, 1, true, 2, 2},
-                        {"wide silu tail prefetch", -1, 1, true, 2, 0, 1}}) {
+                        {"wide silu", -1, 1, true, 1}, {"wide silu tail", -1, 1, true, 2}}) {
     // Set before the model exists: its decode graphs record the kernels in force when captured. The wide kernel on
     // every layer of one row tile (its own rule would leave this small model's layers to the ring kernel), without and
     // with gate/up and silu_and_mul in one kernel (int4_settings().silu; it goes where the wide kernel goes).
@@ -331,8 +327,6 @@ void check_model_int4_paths(cuda_ops& gpu) {
     const scoped_value<bool> wide(cuda::int4_settings().wide, p.wide);
     const scoped_value<int64_t> everywhere(cuda::int4_settings().wide_min_blocks, p.wide ? 0 : -1);
     const scoped_value<int> silu(cuda::int4_settings().silu, p.silu);
-    const scoped_value<int> norm(cuda::int4_settings().norm, p.norm);
-    const scoped_value<int> prefetch(cuda::prefetch_setting(), p.prefetch);
     model on_gpu(config, gpu,
                  load_model_weights(config, gpu, dtype::bf16, checkpoint_weight_source(ckpt, config),
                                     checkpoint_int4_source(ckpt, config)),
@@ -340,8 +334,8 @@ void check_model_int4_paths(cuda_ops& gpu) {
     on_gpu.warm_up();
     const std::string label = std::string("model random awq g128 K1024/2048 int4 ") + p.name;
     check_against_cpu_twin(on_gpu, on_cpu, label, dtype::bf16, prompts, model_tolerance(dtype::bf16, config), false);
-    // Decode steps of one and two rows (the graphs of 1 and 2), where the fused norm runs (linear_int4_add_rms_norm
-    // takes up to 2 rows) and the three-prompt decode above does not reach.
+    // Decode steps of one and two rows (the graphs of 1 and 2), a one-request server's steps, which the three-prompt
+    // decode above does not reach.
     if (p.wide)
       for (const size_t count : {size_t{1}, size_t{2}}) {
         const auto gpu_outs = greedy_together(on_gpu, prompts, count), cpu_outs = greedy_together(on_cpu, prompts, count);

@@ -350,61 +350,6 @@ void check_linear_int4_silu(checker& c, dtype t) {
   }
 }
 
-// linear_int4_add_rms_norm (o_proj or down_proj and the add_rms_norm after it in one kernel, int4_settings().norm):
-// where it takes the shape it must write the bits of linear_int4 then add_rms_norm on the GPU — the output (the normed
-// row) and the residual — and agree with the CPU's two ops; three times in a row (its counter back at 0), the third
-// letting the next launch into its tail (int4_settings().norm 2); where it does not
-// (rows past 2, groups below 128, outputs not whole 16-byte vectors, f32) it must say so and write nothing.
-void check_linear_int4_add_rms_norm(checker& c, dtype t) {
-  struct shape {
-    int64_t rows, k, n;
-    int32_t group;
-    bool bias, fused;
-  };
-  const bool half = t != dtype::f32;
-  const std::vector<shape> shapes = {
-      {1, 256, 256, 128, false, half},     {2, 512, 136, 128, true, half},      {2, 256, 1024, 256, false, half},
-      {1, 3584, 3584, 128, false, half},   {1, 18944, 3584, 128, false, half},  {2, 18944, 3584, 128, true, half},
-      {3, 256, 256, 128, false, false},    {2, 256, 256, 64, false, false},     {2, 256, 100, 128, false, false},
-  };
-  for (const shape& s : shapes) {
-    auto x = c.random(t, {s.rows, s.k});
-    const int4_twin w = random_int4(c, t, s.n, s.k, s.group);
-    twin bias{};
-    if (s.bias) bias = c.random(t, {s.n});
-    auto norm_weight = c.random(t, {s.n});
-    const std::vector<float> residual_values = random_values(static_cast<size_t>(s.rows * s.n), 4.0f);
-    auto out = c.random(t, {s.rows, s.n});
-    auto residual = c.make(t, {s.rows, s.n}, residual_values);
-    const int4_device_weight wc = w.cpu(), wg = w.gpu();
-    const float eps = 1e-6f;
-    c.cpu.linear_int4(x.cpu, wc, s.bias ? bias.cpu.get() : tensor{}, out.cpu);
-    c.cpu.add_rms_norm(out.cpu, residual.cpu, norm_weight.cpu, eps);
-    std::string what = "T,K,N=" + dims({s.rows, s.k, s.n}) + " G" + std::to_string(s.group);
-    if (s.bias) what += " +bias";
-    // The two ops on the GPU, for the bits; then the fused kernel three times from the same residual.
-    c.gpu.linear_int4(x.gpu, wg, s.bias ? bias.gpu.get() : tensor{}, out.gpu);
-    c.gpu.add_rms_norm(out.gpu, residual.gpu, norm_weight.gpu, eps);
-    const bytes out_bits = c.gpu_bytes(out), residual_bits = c.gpu_bytes(residual);
-    for (const std::string round : {"", " again", " tail"}) {
-      const scoped_value<int> norm(cuda::int4_settings().norm, round == " tail" ? 2 : 1);
-      c.gpu.upload(residual.gpu, rounded(residual_values, t));
-      const std::string row = what + round;
-      if (!fused_as_expected(c, "linear_int4_add_rms_norm", t, row, out, s.fused, [&] {
-            return c.gpu.linear_int4_add_rms_norm(x.gpu, wg, s.bias ? bias.gpu.get() : tensor{}, out.gpu, residual.gpu,
-                                                  norm_weight.gpu, eps);
-          }))
-        continue;
-      report("linear_int4_add_rms_norm", t, row, c.error(out), tolerance_for(t));
-      report("linear_int4_add_rms_norm", t, row + " residual", c.error(residual), tolerance_for(t));
-      report("linear_int4_add_rms_norm", t, row + " bits",
-             static_cast<double>(differing_elements(c.gpu_bytes(out), out_bits, size_in_bytes(t)) +
-                                 differing_elements(c.gpu_bytes(residual), residual_bits, size_in_bytes(t))),
-             0.0, "elements of out and residual differing from linear_int4 + add_rms_norm");
-    }
-  }
-}
-
 // FP8 weights (issue 13): rows 1 to 300, with and without a bias, a static input scale, on each path the shape
 // allows (kernels/cuda/linear_fp8.cu): "gemv" (CUDA cores, up to 4 rows, K a multiple of 16), "mma" and "mma_async"
 // (tensor cores, up to 32 rows, K a multiple of 16),
@@ -900,7 +845,6 @@ void check_int4_ops(cuda_ops& gpu, dtype t) {
   checker c(gpu);
   guarded("linear_int4", [&] { check_linear_int4(c, t); });
   guarded("linear_int4_silu", [&] { check_linear_int4_silu(c, t); });
-  guarded("linear_int4_add_rms_norm", [&] { check_linear_int4_add_rms_norm(c, t); });
 }
 
 void check_ops(cuda_ops& gpu, dtype t) {
@@ -910,7 +854,6 @@ void check_ops(cuda_ops& gpu, dtype t) {
   guarded("linear", [&] { check_linear(c, t); });
   guarded("linear_int4", [&] { check_linear_int4(c, t); });
   guarded("linear_int4_silu", [&] { check_linear_int4_silu(c, t); });
-  guarded("linear_int4_add_rms_norm", [&] { check_linear_int4_add_rms_norm(c, t); });
   check_fp8_weight_ops(gpu, t);
   guarded("silu_and_mul", [&] { check_silu(c, t); });
   guarded("fill_random", [&] { check_fill_random(c, t); });

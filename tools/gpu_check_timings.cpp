@@ -266,25 +266,6 @@ void time_int4(cuda_ops& gpu) {
       inform(std::string("time linear_int4 ") + layer + (variant.empty() ? "" : " " + variant), t,
              "T,K,N=" + dims({rows, h, n}) + " G128", buf);
     }
-    // o_proj and down_proj with the add_rms_norm after them: the two ops against linear_int4_add_rms_norm
-    // (int4_settings().norm).
-    if ((std::string_view(layer) == "o_proj" || std::string_view(layer) == "down") && rows <= 2) {
-      auto residual = gpu.alloc(t, {rows, n});
-      auto norm_weight = gpu.alloc(t, {n});
-      fill(gpu, residual);
-      fill(gpu, norm_weight);
-      for (const int mode : {0, 1, 2}) {
-        const scoped_value<int> norm(cuda::int4_settings().norm, mode);
-        const double ms = stream_ms(gpu, [&] {
-          if (!gpu.linear_int4_add_rms_norm(x, w, tensor{}, out, residual, norm_weight, 1e-6f))
-            gpu.linear_int4(x, w, tensor{}, out), gpu.add_rms_norm(out, residual, norm_weight, 1e-6f);
-        });
-        std::snprintf(buf, sizeof buf, "%.3f ms", ms);
-        const char* form = mode == 0 ? " (two ops)" : mode == 1 ? " fused" : " fused tail";
-        inform(std::string("time linear_int4 ") + layer + " + add_rms_norm" + form, t, "T,K,N=" + dims({rows, h, n}) + " G128",
-               buf);
-      }
-    }
     // gate_up with silu_and_mul: the two ops (the wide kernel, then silu_and_mul) against linear_int4_silu, and it
     // with the next launch let into its tail (int4_settings().silu 2; here the next is itself).
     if (std::string_view(layer) == "gate_up" && rows <= 8) {

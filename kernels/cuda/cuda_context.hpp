@@ -65,8 +65,6 @@ struct cuda_context {
   // linear_int4's dequantized weight for batches above the fused kernel's rows; grown outside captures.
   void* int4_scratch = nullptr;
   size_t int4_scratch_bytes = 0;
-  // linear_int4_add_rms_norm's count of finished blocks (0 between launches); allocated once, so graphs may hold it.
-  unsigned* norm_counter = nullptr;
   // linear_fp8's quantized activations and their scales, and its f32 products where the scales are applied
   // after the GEMM; grown outside captures.
   void* fp8_scratch = nullptr;

@@ -53,7 +53,6 @@ cuda_context::~cuda_context() {
     if (g) cudaGraphExecDestroy(g);
   for (void* p : retired_scratch) cudaFree(p);
   if (int4_scratch) cudaFree(int4_scratch);
-  if (norm_counter) cudaFree(norm_counter);
   if (fp8_scratch) cudaFree(fp8_scratch);
   if (fp8_products) cudaFree(fp8_products);
   if (lt) cublasLtDestroy(lt);
@@ -82,8 +81,6 @@ cuda_ops::cuda_ops(int device) : ctx_(std::make_unique<cuda_context>()) {
   ctx_->attention_workspace_floats = int64_t{16} << 20;
   check(cudaMalloc(&ctx_->attention_workspace, size_t(ctx_->attention_workspace_floats) * sizeof(float)),
         "attention workspace");
-  check(cudaMalloc(&ctx_->norm_counter, sizeof(unsigned)), "linear_int4_add_rms_norm counter");
-  check(cudaMemsetAsync(ctx_->norm_counter, 0, sizeof(unsigned), ctx_->stream), "linear_int4_add_rms_norm counter");
 }
 
 cuda_ops::~cuda_ops() = default;
@@ -305,23 +302,6 @@ void cuda_ops::linear_int4(const tensor& x, const int4_device_weight& w, const t
   if (p.on())
     p.rename("linear_int4 " + std::to_string(x.dim(1)) + "x" + std::to_string(w.qweight.dim(0)),
              linear_flop(x, w.qweight.dim(0)));
-}
-
-void cuda_ops::prefetch(std::span<const tensor> tensors) {
-  if (cuda::prefetch_setting() <= 0) return;  // off: nothing on the layer loop's path, not even a profiler scope
-  op_scope p(ctx_->profiler, op_profiler::other, ctx_->stream, "prefetch");
-  make_current(*ctx_);
-  cuda::launch_prefetch(tensors, ctx_->stream);
-}
-
-bool cuda_ops::linear_int4_add_rms_norm(const tensor& x, const int4_device_weight& w, const tensor& bias,
-                                        const tensor& out, const tensor& residual, const tensor& norm_weight, float eps) {
-  op_scope p(ctx_->profiler, op_profiler::gemm, ctx_->stream, "linear_int4_add_rms_norm");
-  const bool fused = cuda::launch_linear_int4_add_rms_norm(*ctx_, x, w, bias, out, residual, norm_weight, eps);
-  if (p.on())
-    p.rename("linear_int4_add_rms_norm " + std::to_string(x.dim(1)) + "x" + std::to_string(w.qweight.dim(0)),
-             fused ? linear_flop(x, w.qweight.dim(0)) : 0.0);
-  return fused;
 }
 
 bool cuda_ops::linear_int4_silu(const tensor& x, const int4_device_weight& w, const tensor& bias, const tensor& out) {

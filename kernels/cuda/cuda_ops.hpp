@@ -49,10 +49,7 @@ public:
                float eps) override;
   void linear(const tensor& x, const tensor& weight, const tensor& bias, const tensor& out, bool accumulate) override;
   void linear_int4(const tensor& x, const int4_device_weight& w, const tensor& bias, const tensor& out) override;
-  void prefetch(std::span<const tensor> tensors) override;
   bool linear_int4_silu(const tensor& x, const int4_device_weight& w, const tensor& bias, const tensor& out) override;
-  bool linear_int4_add_rms_norm(const tensor& x, const int4_device_weight& w, const tensor& bias, const tensor& out,
-                                const tensor& residual, const tensor& norm_weight, float eps) override;
   void linear_fp8(const tensor& x, const fp8_device_weight& w, const tensor& bias, const tensor& out) override;
   void linear_fp8_quantized(const fp8_activations& x, const fp8_device_weight& w, const tensor& bias,
                             const tensor& out) override;

@@ -26,21 +26,11 @@ void launch_copy_columns(const tensor& x, const tensor& out, cudaStream_t stream
 // ops::linear_int4 on ctx's stream: up to 32 rows, one fused pass that dequantizes each weight as it reads
 // it; more rows, a dequantization into ctx's scratch weight and the cuBLASLt GEMM (linear_int4.cu).
 void launch_linear_int4(cuda_context& ctx, const tensor& x, const int4_device_weight& w, const tensor& bias, const tensor& out);
-// ops::prefetch on `stream`: where prefetch_setting() is 1 (TROUPE_PREFETCH=1; 0, the default, does nothing until
-// timed), one small kernel asks L2 for every line of the tensors (at most 8; empty ones skipped) with the evict_last
-// priority, and lets the kernel after it start at once (prefetch.cu).
-void launch_prefetch(std::span<const tensor> tensors, cudaStream_t stream);
-int& prefetch_setting();
 // ops::linear_int4_silu on ctx's stream: silu_and_mul(linear_int4(x, w)) in one kernel (w gate and up stacked, out
 // [T, N / 2]) where int4_wide_kernel takes the product (one row tile, groups a power of two from 128, outputs enough;
 // int4_settings().silu); false, having launched nothing, elsewhere. Throws std::invalid_argument on shapes that disagree.
 bool launch_linear_int4_silu(cuda_context& ctx, const tensor& x, const int4_device_weight& w, const tensor& bias,
                              const tensor& out);
-// ops::linear_int4_add_rms_norm on ctx's stream: linear_int4(x, w) into out, then add_rms_norm(out, residual,
-// norm_weight, eps), in one kernel (up to 2 rows, groups a power of two from 128; int4_settings().norm); false, having
-// launched nothing, elsewhere. Throws std::invalid_argument on shapes that disagree.
-bool launch_linear_int4_add_rms_norm(cuda_context& ctx, const tensor& x, const int4_device_weight& w, const tensor& bias,
-                                     const tensor& out, const tensor& residual, const tensor& norm_weight, float eps);
 // How cuBLASLt plans are made (linear.cpp); both are part of a plan's key, so a check can time a shape both ways.
 // split_k: the GEMM tuning also times split-K variants where an output has fewer 128 x 128 tiles than the GPU has SMs;
 // TROUPE_GEMM_SPLIT_K=1 (no gain at a 256-sequence decode step, H100, 2026-12-06). candidates: how many of cuBLASLt's
@@ -78,10 +68,6 @@ struct int4_switches {
   // 0 never (TROUPE_INT4_SILU=0: the two ops). H100, 2026-12-06, one rtn request, ms a step (three / three / two runs
   // in one call): two ops 3.165 / 3.155 / 3.189, fused 3.135 / 3.124 / 3.126, fused with the tail 3.086 / 3.097.
   int silu = 2;
-  // linear_int4_add_rms_norm (launch_linear_int4_add_rms_norm): o_proj or down_proj and the add_rms_norm after it in one
-  // kernel (int4_ring_norm_kernel), steps of up to 2 rows: 1 (TROUPE_INT4_NORM=1), 2 with the kernel after let into its
-  // tail (TROUPE_INT4_NORM=2), 0 never (the default until timed).
-  int norm = 0;
 };
 int4_switches& int4_settings();
 // ops::linear_fp8 on ctx's stream: each token quantized to e4m3 into ctx's scratch, then the first of these that

@@ -18,9 +18,8 @@
 //   that stages each block's weights and x tile in shared memory once.
 // - more rows: the weight is dequantized into a scratch matrix (one vector store per packed word) and the
 //   cuBLASLt GEMM runs on it.
-// Two fused forms for decode steps of up to 8 rows, each bit for bit the two ops it replaces: linear_int4_silu (gate/up
-// and silu_and_mul: int4_wide_kernel pairing a gate tile with the up tile of the same features; the default) and
-// linear_int4_add_rms_norm (o_proj or down_proj and the add_rms_norm after it: int4_ring_norm_kernel; off until timed).
+// A fused form for decode steps of up to 8 rows, bit for bit the two ops it replaces: linear_int4_silu (gate/up and
+// silu_and_mul: int4_wide_kernel pairing a gate tile with the up tile of the same features; the default).
 //
 // troupe_gpu_check's op table compares every path with the CPU twin (odd rows, output features and K, groups of
 // 32 / 64 / 128); its timings print them at Qwen2.5-7B shapes.
@@ -35,7 +34,6 @@
 #include "kernels/cuda/cuda_context.hpp"
 #include "kernels/cuda/launchers.hpp"
 #include "kernels/cuda/mma.cuh"
-#include "kernels/cuda/norm_row.cuh"
 
 namespace troupe::cuda {
 namespace {
@@ -49,8 +47,6 @@ constexpr int64_t kMmaRows = 32;
 // The bits of 128.0 (bf16) or 1024.0 (f16) in both halves: or-ing a nibble q into the mantissa makes 128 + q.
 template <class T> constexpr uint32_t kMagic = 0x43004300u;
 template <> constexpr uint32_t kMagic<__half> = 0x64006400u;
-template <class T> constexpr float kMagicValue = 128.0f;
-template <> constexpr float kMagicValue<__half> = 1024.0f;
 
 template <class T> __device__ __forceinline__ uint32_t sub2(uint32_t a, uint32_t b);
 template <> __device__ __forceinline__ uint32_t sub2<__nv_bfloat16>(uint32_t a, uint32_t b) {
@@ -75,6 +71,19 @@ template <class T> __device__ __forceinline__ uint32_t splat2(T v) {
   const uint16_t bits = *reinterpret_cast<const uint16_t*>(&v);
   return static_cast<uint32_t>(bits) * 0x10001u;
 }
+template <class T> __device__ __forceinline__ uint32_t add2(uint32_t a, uint32_t b);
+template <> __device__ __forceinline__ uint32_t add2<__nv_bfloat16>(uint32_t a, uint32_t b) {
+  const __nv_bfloat162 r = __hadd2(*reinterpret_cast<const __nv_bfloat162*>(&a), *reinterpret_cast<const __nv_bfloat162*>(&b));
+  return *reinterpret_cast<const uint32_t*>(&r);
+}
+template <> __device__ __forceinline__ uint32_t add2<__half>(uint32_t a, uint32_t b) {
+  const __half2 r = __hadd2(*reinterpret_cast<const __half2*>(&a), *reinterpret_cast<const __half2*>(&b));
+  return *reinterpret_cast<const uint32_t*>(&r);
+}
+
+// 128 + z (or 1024 + z) in both halves, for the pairs' subtraction: one HADD2 on the splatted zero, exact (z a whole
+// number below 2^7), where converting through f32 took a shift, an FADD, an F2F and the splat every output and step.
+template <class T> __device__ __forceinline__ uint32_t magic_zero(T z) { return add2<T>(splat2(z), kMagic<T>); }
 
 // Nibbles j and j + 4 of w as the pair (m + q_j, m + q_{j+4}), m = 128 (or 1024): one lop3, (a & b) | c. Written as
 // C++, `& 0x000F000F | magic` compiles to two LOP3s (the instruction takes one immediate): the decode kernels are
@@ -134,8 +143,8 @@ constexpr int kAhead = 3;
 template <class T, int NT, bool ScaleAfter, bool SkipOne = false>
 __device__ __forceinline__ void int4_mma_step(float (&acc)[NT][4], const int4_stage<T>& cur, const T* __restrict__ x,
                                               int rows, int k, int c, bool live, int g) {
-  const uint32_t za = splat2(from_float<T>(to_float(cur.za) + kMagicValue<T>));
-  const uint32_t zb = splat2(from_float<T>(to_float(cur.zb) + kMagicValue<T>));
+  const uint32_t za = magic_zero<T>(cur.za);
+  const uint32_t zb = magic_zero<T>(cur.zb);
   const uint32_t one = splat2(from_float<T>(1.0f));
   const uint32_t sa = ScaleAfter ? one : splat2(cur.sa), sb = ScaleAfter ? one : splat2(cur.sb);
   float block_acc[NT][4];
@@ -299,40 +308,6 @@ __global__ void __launch_bounds__(Warps * 32, MinBlocks)
                                  [&](float sum, int, int j) { return plus_bias(sum, bias, j); });
 }
 
-// int4_ring_kernel at one row tile (8 warps, scales after the sum) followed by add_rms_norm of its output
-// (linear_int4_add_rms_norm, int4_settings().norm): the block that finishes last — each block's writes made visible
-// (__threadfence) before it counts itself on `counter` — makes residual += out and out = rms_norm(residual) · weight for
-// each row in turn with add_rms_norm_kernel's own code (norm_row.cuh, so the same bits), reading the other blocks'
-// outputs through L2, and sets the counter back to 0 for the next launch. One launch fewer a layer norm; a row at a
-// time, so for steps of few rows (kNormFusedRows). Trigger (int4_settings().norm 2): the kernel after (the next
-// layer's q/k/v, or gate/up) may start its blocks at once, on the SMs this one's single wave leaves half idle (224
-// blocks on 132 SMs at 7B shapes), streaming their weights before they wait for the norm.
-template <class T, bool Trigger>
-__global__ void __launch_bounds__(kWarps * 32, 2)
-    int4_ring_norm_kernel(const T* __restrict__ x, const uint4* __restrict__ q, const T* __restrict__ scales,
-                          const T* __restrict__ zeros, const T* __restrict__ bias, T* __restrict__ out, int rows,
-                          int n_out, int k, int group_shift, T* __restrict__ residual, const T* __restrict__ weight,
-                          float eps, unsigned* __restrict__ counter) {
-  __shared__ float partial[kWarps][16][9];
-  __shared__ bool last;
-  if constexpr (Trigger) pdl_launch_dependents();  // it waits for this grid's end before it reads out
-  float acc[1][4];
-  int4_ring_sums<T, 1, true, kWarps, kAhead>(acc, x, q, scales, zeros, rows, n_out, k, group_shift);
-  reduce_tile_outputs<T, 1, kWarps>(partial, acc, blockIdx.x * 16, rows, n_out, out,
-                                    [&](float sum, int, int j) { return plus_bias(sum, bias, j); });
-  __threadfence();  // this block's outputs, before it counts itself
-  __syncthreads();
-  if (threadIdx.x == 0) last = atomicAdd(counter, 1u) == gridDim.x - 1;
-  __syncthreads();
-  if (!last) return;
-  __threadfence();  // every block's outputs, read below past L1
-  static_assert(kWarps * 32 == kNormThreads, "add_rms_norm_row takes the whole block");
-  for (int r = 0; r < rows; ++r)
-    add_rms_norm_row<T, vec16<T>, false, true>(out + static_cast<int64_t>(r) * n_out,
-                                               residual + static_cast<int64_t>(r) * n_out, weight, n_out, eps);
-  if (threadIdx.x == 0) *counter = 0;
-}
-
 // The ring kernel with Tiles output tiles a block (int4_settings().wide, the default where it applies: one row tile,
 // scales after the sum, blocks enough; fourteenth session): each warp's step loads and permutes x's fragments once for
 // all its tiles, and each warp makes Tiles times the work for one prologue and one block's reduction, where the ring
@@ -359,8 +334,8 @@ __device__ __forceinline__ void int4_wide_step(float (&acc)[Tiles][1][4], const 
   }
 #pragma unroll
   for (int m = 0; m < Tiles; ++m) {
-    const uint32_t za = splat2(from_float<T>(to_float(cur[m].za) + kMagicValue<T>));
-    const uint32_t zb = splat2(from_float<T>(to_float(cur[m].zb) + kMagicValue<T>));
+    const uint32_t za = magic_zero<T>(cur[m].za);
+    const uint32_t zb = magic_zero<T>(cur[m].zb);
     const uint32_t words_a[4] = {cur[m].wa.x, cur[m].wa.y, cur[m].wa.z, cur[m].wa.w};
     const uint32_t words_b[4] = {cur[m].wb.x, cur[m].wb.y, cur[m].wb.z, cur[m].wb.w};
     float block_acc[1][4];
@@ -768,8 +743,8 @@ __global__ void __launch_bounds__(kGemmThreads, 2)
     uint32_t zma[MT], zmb[MT], sa[MT], sb[MT], words_a[MT][4], words_b[MT][4];
 #pragma unroll
     for (int mt = 0; mt < MT; ++mt) {
-      zma[mt] = splat2(from_float<T>(to_float(cur.za[mt]) + kMagicValue<T>));
-      zmb[mt] = splat2(from_float<T>(to_float(cur.zb[mt]) + kMagicValue<T>));
+      zma[mt] = magic_zero<T>(cur.za[mt]);
+      zmb[mt] = magic_zero<T>(cur.zb[mt]);
       sa[mt] = splat2(cur.sa[mt]);
       sb[mt] = splat2(cur.sb[mt]);
       const int o = (wo * MT + mt) * 16 + g;
@@ -888,10 +863,6 @@ int4_switches& int4_settings() {
                          [] {
                            const char* v = std::getenv("TROUPE_INT4_SILU");
                            return !v || !*v ? 2 : *v == '0' ? 0 : *v == '1' ? 1 : 2;
-                         }(),
-                         [] {
-                           const char* v = std::getenv("TROUPE_INT4_NORM");
-                           return !v || !*v || *v == '0' ? 0 : *v == '2' ? 2 : 1;
                          }()};
   return s;
 }
@@ -909,10 +880,7 @@ void check_int4_shapes(const char* op, const tensor& x, const int4_device_weight
                                 ", scales " + shape_of(w.scales) + ", zeros " + shape_of(w.zeros) + ", output " +
                                 shape_of(out) + " and group " + std::to_string(g) + " disagree");
 }
-// The most rows linear_int4_add_rms_norm takes: its last block makes the rows' norms one after another.
-constexpr int64_t kNormFusedRows = 2;
-
-// Whether a fused decode form (int4_wide_kernel's gated form, int4_ring_norm_kernel) takes the product: up to 8 rows
+// Whether the fused decode form (int4_wide_kernel's gated form) takes the product: up to 8 rows
 // (one row tile) of bf16 / f16, groups a power of two and a multiple of 128 (the scales after the sum), K in whole
 // 32-weight chunks, x and the packed words 16-byte aligned.
 bool fused_decode_shape(const tensor& x, const int4_device_weight& w) {
@@ -949,38 +917,6 @@ bool launch_linear_int4_silu(cuda_context& ctx, const tensor& x, const int4_devi
   if (x.type == dtype::bf16) launch(std::type_identity<__nv_bfloat16>{});
   else launch(std::type_identity<__half>{});
   check_launch("linear_int4_silu");
-  return true;
-}
-
-bool launch_linear_int4_add_rms_norm(cuda_context& ctx, const tensor& x, const int4_device_weight& w, const tensor& bias,
-                                     const tensor& out, const tensor& residual, const tensor& norm_weight, float eps) {
-  const int64_t rows = x.dim(0), k = x.dim(1), n = w.qweight.dim(0), g = w.group_size;
-  check_int4_shapes("linear_int4_add_rms_norm", x, w, bias, out, n);
-  if (residual.type != out.type || norm_weight.type != out.type || residual.dim(0) != rows || residual.row_elems() != n ||
-      norm_weight.numel() != n)
-    throw std::invalid_argument("cuda linear_int4_add_rms_norm: output " + shape_of(out) + ", residual " +
-                                shape_of(residual) + " and norm weight " + shape_of(norm_weight) + " disagree");
-  // The norm's rows in whole 16-byte vectors (the norm kernel's own condition for them).
-  const size_t vector = 16 / size_in_bytes(out.type);
-  auto aligned = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
-  if (int4_settings().norm <= 0 || rows > kNormFusedRows || !fused_decode_shape(x, w) || n % static_cast<int64_t>(vector) != 0 ||
-      !aligned(out.data) || !aligned(residual.data) || !aligned(norm_weight.data))
-    return false;
-  if (rows == 0) return true;
-  make_current(ctx);
-  const int shift = std::countr_zero(static_cast<unsigned>(g / 32));
-  auto launch = [&](auto tag) {
-    using T = typename decltype(tag)::type;
-    auto kernel = int4_settings().norm == 2 ? int4_ring_norm_kernel<T, true> : int4_ring_norm_kernel<T, false>;
-    launch_dependent(kernel, dim3(static_cast<unsigned>((n + 15) / 16)), dim3(kWarps * 32), ctx.stream,
-                     "linear_int4_add_rms_norm", x.as<T>(), static_cast<const uint4*>(w.qweight.data), w.scales.as<T>(),
-                     w.zeros.as<T>(), bias.empty() ? nullptr : bias.as<T>(), out.as<T>(), static_cast<int>(rows),
-                     static_cast<int>(n), static_cast<int>(k), shift, residual.as<T>(), norm_weight.as<T>(), eps,
-                     ctx.norm_counter);
-  };
-  if (x.type == dtype::bf16) launch(std::type_identity<__nv_bfloat16>{});
-  else launch(std::type_identity<__half>{});
-  check_launch("linear_int4_add_rms_norm");
   return true;
 }
 

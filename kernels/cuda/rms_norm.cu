@@ -4,12 +4,11 @@
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/fp8_kv.cuh"
 #include "kernels/cuda/launchers.hpp"
-#include "kernels/cuda/norm_row.cuh"
 
 namespace troupe::cuda {
 namespace {
 
-constexpr int kThreads = kNormThreads;  // norm_row.cuh's block: add_rms_norm_row needs all of them
+constexpr int kThreads = 256;
 
 // One block per row; the sum of squares is taken in fp32. x may alias out: each thread reads an
 // element before it writes that same element.
@@ -46,7 +45,30 @@ __global__ void __launch_bounds__(kThreads)
   pdl_launch_dependents();  // the linear after the norm may start streaming its 4-bit weights
   T* xr = x + static_cast<int64_t>(blockIdx.x) * hidden;
   T* rr = residual + static_cast<int64_t>(blockIdx.x) * hidden;
-  const float amax = add_rms_norm_row<T, N, Fp8>(xr, rr, weight, hidden, eps);
+  float sum_sq = 0.0f;
+  for (int i = threadIdx.x * N; i < hidden; i += kThreads * N) {
+    const vec<T, N> a = load_vec<T, N>(xr + i);
+    vec<T, N> r = load_vec<T, N>(rr + i);
+#pragma unroll
+    for (int k = 0; k < N; ++k) {
+      r.v[k] = from_float<T>(to_float(a.v[k]) + to_float(r.v[k]));
+      const float z = to_float(r.v[k]);
+      sum_sq += z * z;
+    }
+    store_vec(rr + i, r);
+  }
+  const float inv = rsqrtf(block_sum(sum_sq) / hidden + eps);
+  float amax = 0.0f;
+  for (int i = threadIdx.x * N; i < hidden; i += kThreads * N) {
+    const vec<T, N> r = load_vec<T, N>(rr + i), w = load_vec<T, N>(weight + i);
+    vec<T, N> o;
+#pragma unroll
+    for (int k = 0; k < N; ++k) {
+      o.v[k] = from_float<T>(to_float(w.v[k]) * (to_float(r.v[k]) * inv));
+      if constexpr (Fp8) amax = fmaxf(amax, fabsf(to_float(o.v[k])));
+    }
+    store_vec(xr + i, o);
+  }
   if constexpr (Fp8) {
     const float s = static_scale ? *static_scale : fp8_activation_scale(block_max(amax));  // uniform over the block
     if (threadIdx.x == 0) scales[blockIdx.x] = s;

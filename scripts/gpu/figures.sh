@@ -88,30 +88,19 @@ if [ "$variants" = 1 ] || [ "$variants" = 2 ] || [ "$variants" = w1 ]; then
   TROUPE_FP8_FUSED=1 w1 fp8_fp8kv_fused --quantization fp8 --kv-cache-dtype fp8
 fi
 # VARIANTS=int4 (with PARTS=none): the 4-bit decode kernels, one rtn request with the defaults (gate/up and
-# silu_and_mul in one kernel, down_proj let into its tail; decode attention letting o_proj start at once), beside, each
-# twice: the zero points applied by an mma of their own (TROUPE_INT4_ZMMA=1), o_proj and down_proj fused with the
-# add_rms_norm after them (TROUPE_INT4_NORM=1), the next layer's q/k/v and o_proj weights prefetched into L2 during
-# down_proj (TROUPE_PREFETCH=1); once: the fused norm letting the next GEMV into its tail (TROUPE_INT4_NORM=2), the
-# three together, no attention trigger (TROUPE_ATTN_TRIGGER=0); FP8 + FP8 KV with and without the prefetch; 32 requests
-# with the defaults and with the attention's trigger at 32 sequences too (TROUPE_ATTN_TRIGGER=1); W1 rtn (skipped if
-# LIMIT runs out). One-request figures move by up to 3% between calls (fourteenth session, H100: the same kernels 3.18
-# and 3.23 ms a token in two calls) and much less within one (H200: 2.973 and 2.979), so compare within one call,
-# against a baseline run twice. Bound the run with LIMIT (default 540 s), not `timeout`: a run cut off from outside
-# prints no table and leaves its logs untarred (fifteenth session).
+# silu_and_mul in one kernel, down_proj let into its tail; decode attention letting o_proj start at once) twice, beside
+# the two ops for gate/up (TROUPE_INT4_SILU=0) and no attention trigger (TROUPE_ATTN_TRIGGER=0); FP8 + FP8 KV; 32
+# requests with the defaults and with the attention's trigger at 32 sequences too (TROUPE_ATTN_TRIGGER=1); W1 rtn
+# (skipped if LIMIT runs out). One-request figures move by up to 3% between calls (fourteenth session, H100: the same
+# kernels 3.18 and 3.23 ms a token in two calls) and much less within one (H200: 2.973 and 2.979), so compare within
+# one call, against a baseline run twice. Bound the run with LIMIT (default 540 s), not `timeout`: a run cut off from
+# outside prints no table and leaves its logs untarred (fifteenth session).
 if [ "$variants" = int4 ]; then
   b1 rtn --quantization rtn
-  TROUPE_INT4_ZMMA=1 b1 rtn_zmma --quantization rtn
-  TROUPE_INT4_NORM=1 b1 rtn_norm --quantization rtn
-  TROUPE_PREFETCH=1 b1 rtn_prefetch --quantization rtn
-  TROUPE_INT4_NORM=2 b1 rtn_norm_tail --quantization rtn
-  b1 rtn_again --quantization rtn
-  TROUPE_INT4_ZMMA=1 b1 rtn_zmma_again --quantization rtn
-  TROUPE_INT4_NORM=1 b1 rtn_norm_again --quantization rtn
-  TROUPE_PREFETCH=1 b1 rtn_prefetch_again --quantization rtn
-  TROUPE_INT4_ZMMA=1 TROUPE_INT4_NORM=1 TROUPE_PREFETCH=1 b1 rtn_zmma_norm_prefetch --quantization rtn
+  TROUPE_INT4_SILU=0 b1 rtn_two_ops --quantization rtn
   TROUPE_ATTN_TRIGGER=0 b1 rtn_no_attn_trigger --quantization rtn
+  b1 rtn_again --quantization rtn
   b1 fp8_fp8kv --quantization fp8 --kv-cache-dtype fp8
-  TROUPE_PREFETCH=1 b1 fp8_fp8kv_prefetch --quantization fp8 --kv-cache-dtype fp8
   b32 rtn --quantization rtn
   TROUPE_ATTN_TRIGGER=1 b32 rtn_attn_trigger --quantization rtn
   w1 rtn --quantization rtn
