@@ -257,16 +257,21 @@ void check_linear_int4(checker& c, dtype t) {
     // must the wide kernel ("wide": int4_settings().wide, made to take every layer here). The other variants run with it
     // off, so that they take the layers the wide kernel would.
     // "gemm": the shared-memory GEMM for batches (int4_settings().gemm), at any rows up to 512 with K a multiple of 128.
+    // "ring1 lean" and "wide lean" (int4_settings().lean, up to 8 rows) must write the register kernel's bits too.
     bytes register_kernel;
-    for (const std::string variant : {"", "async", "ring1", "ring2", "ring3", "ring5", "wide", "gemm"}) {
+    for (const std::string variant :
+         {"", "async", "ring1", "ring2", "ring3", "ring5", "wide", "ring1 lean", "wide lean", "gemm"}) {
       if (variant == "gemm" ? t == dtype::f32 || s.rows > 512 || s.k % 128 != 0
                             : !variant.empty() && (t == dtype::f32 || s.rows > 32))
         continue;
-      const int ring = variant.starts_with("ring") ? variant.back() - '0' : 0;
+      const bool lean = variant.ends_with(" lean");
+      if (lean && s.rows > 8) continue;
+      const scoped_value<bool> leaner(cuda::int4_settings().lean, lean);
+      const int ring = variant.starts_with("ring") ? variant[4] - '0' : 0;
       const scoped_value<int> forced(cuda::int4_settings().async, variant == "async" ? 1 : 0);
       const scoped_value<int> gemm(cuda::int4_settings().gemm, variant == "gemm" ? 1 : 0);
       const scoped_value<int> ringed(cuda::int4_settings().ring, ring);
-      const scoped_value<bool> wide(cuda::int4_settings().wide, variant == "wide");
+      const scoped_value<bool> wide(cuda::int4_settings().wide, variant.starts_with("wide"));
       const scoped_value<int64_t> everywhere(cuda::int4_settings().wide_min_blocks, 0);
       c.poison(out);
       c.gpu.linear_int4(x.gpu, w.gpu(), s.bias ? bias.gpu.get() : tensor{}, out.gpu);
@@ -274,7 +279,9 @@ void check_linear_int4(checker& c, dtype t) {
       if (s.bias) what += " +bias";
       if (!variant.empty()) what += " " + variant;
       report("linear_int4", t, what, c.error(out), tolerance_for(t));
-      if (t == dtype::f32 || s.rows > 32 || (!variant.empty() && ring != 1 && ring != 2 && ring != 5 && variant != "wide")) continue;
+      if (t == dtype::f32 || s.rows > 32 ||
+          (!variant.empty() && ring != 1 && ring != 2 && ring != 5 && !variant.starts_with("wide")))
+        continue;
       bytes b = c.gpu_bytes(out);
       if (variant.empty()) register_kernel = std::move(b);
       else
@@ -335,9 +342,10 @@ void check_linear_int4_silu(checker& c, dtype t) {
     c.gpu.silu_and_mul(mlp.gpu, act.gpu);
     const bytes unfused = c.gpu_bytes(act);
     const scoped_value<int64_t> everywhere(cuda::int4_settings().wide_min_blocks, 0);
-    for (const int mode : {1, 2}) {
-      const scoped_value<int> silu(cuda::int4_settings().silu, mode);
-      const std::string row = what + (mode == 2 ? " tail" : "");
+    for (const int mode : {1, 2, 3}) {  // 3: 2 in the lean form (int4_settings().lean), the same bits
+      const scoped_value<int> silu(cuda::int4_settings().silu, std::min(mode, 2));
+      const scoped_value<bool> lean(cuda::int4_settings().lean, mode == 3);
+      const std::string row = what + (mode == 2 ? " tail" : mode == 3 ? " tail lean" : "");
       if (!fused_as_expected(c, "linear_int4_silu", t, row, act, s.fused, [&] {
             return c.gpu.linear_int4_silu(x.gpu, wg, s.bias ? bias.gpu.get() : tensor{}, act.gpu);
           }))

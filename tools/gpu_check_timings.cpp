@@ -252,13 +252,18 @@ void time_int4(cuda_ops& gpu) {
     // Up to 32 rows also on the ring kernel's variants (int4_settings().ring); "" is int4_mma_kernel up to 32 rows.
     // "wide": the wide kernel where it takes the layer by default (gate_up), the register kernel elsewhere; the other
     // variants with it off.
-    for (const std::string variant : {"", "async", "ring1", "ring2", "ring3", "ring5", "wide", "gemm"}) {
+    // "ring1 lean" and "wide lean": their lean form (int4_settings().lean), up to 8 rows.
+    for (const std::string variant :
+         {"", "async", "ring1", "ring2", "ring3", "ring5", "wide", "ring1 lean", "wide lean", "gemm"}) {
       if (variant == "gemm" ? rows < 16 || rows > 512 : !variant.empty() && rows > 32) continue;
+      const bool lean = variant.ends_with(" lean");
+      if (lean && rows > 8) continue;
+      const scoped_value<bool> leaner(cuda::int4_settings().lean, lean);
       const bool async = variant == "async";
       const scoped_value<int> forced(cuda::int4_settings().async, async ? 1 : 0);
       const scoped_value<int> gemm(cuda::int4_settings().gemm, variant == "gemm" ? 1 : 0);
-      const scoped_value<int> ringed(cuda::int4_settings().ring, variant.starts_with("ring") ? variant.back() - '0' : 0);
-      const scoped_value<bool> wide(cuda::int4_settings().wide, variant == "wide");
+      const scoped_value<int> ringed(cuda::int4_settings().ring, variant.starts_with("ring") ? variant[4] - '0' : 0);
+      const scoped_value<bool> wide(cuda::int4_settings().wide, variant.starts_with("wide"));
       const double ms = stream_ms(gpu, [&] { gpu.linear_int4(x, w, tensor{}, out); });
       const double bytes = n * h / 2.0 + 2.0 * 2 * n * (h / group) + 2.0 * rows * (h + n);
       const double tflop = 2.0 * rows * h * n / 1e12;
@@ -270,13 +275,15 @@ void time_int4(cuda_ops& gpu) {
     // with the next launch let into its tail (int4_settings().silu 2; here the next is itself).
     if (std::string_view(layer) == "gate_up" && rows <= 8) {
       auto act = gpu.alloc(t, {rows, n / 2});
-      for (const int mode : {0, 1, 2}) {
-        const scoped_value<int> silu(cuda::int4_settings().silu, mode);
+      for (const int mode : {0, 1, 2, 3}) {  // 3: 2 in the lean form
+        const scoped_value<int> silu(cuda::int4_settings().silu, std::min(mode, 2));
+        const scoped_value<bool> lean(cuda::int4_settings().lean, mode == 3);
         const double ms = stream_ms(gpu, [&] {
           if (!gpu.linear_int4_silu(x, w, tensor{}, act)) gpu.linear_int4(x, w, tensor{}, out), gpu.silu_and_mul(out, act);
         });
         std::snprintf(buf, sizeof buf, "%.3f ms", ms);
-        inform(std::string("time linear_int4 gate_up + silu_and_mul") + (mode == 0 ? " (two ops)" : mode == 1 ? " fused" : " fused tail"),
+        inform(std::string("time linear_int4 gate_up + silu_and_mul") +
+                   (mode == 0 ? " (two ops)" : mode == 1 ? " fused" : mode == 2 ? " fused tail" : " fused tail lean"),
                t, "T,K,N=" + dims({rows, h, n}) + " G128", buf);
       }
     }

@@ -68,6 +68,11 @@ struct int4_switches {
   // 0 never (TROUPE_INT4_SILU=0: the two ops). H100, 2026-12-06, one rtn request, ms a step (three / three / two runs
   // in one call): two ops 3.165 / 3.155 / 3.189, fused 3.135 / 3.124 / 3.126, fused with the tail 3.086 / 3.097.
   int silu = 2;
+  // The lean form of the ring and wide kernels at one row tile (int4_ring_sums' Lean; TROUPE_INT4_LEAN=1, off until
+  // timed): the same sums in the same order with fewer integer instructions a step — the scales' and zeros' bits in
+  // 32-bit registers, x read from a zero buffer past the rows or K instead of predicated loads, and no copy of each
+  // stage before its slot reloads.
+  bool lean = false;
 };
 int4_switches& int4_settings();
 // ops::linear_fp8 on ctx's stream: each token quantized to e4m3 into ctx's scratch, then the first of these that

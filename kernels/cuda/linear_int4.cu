@@ -28,6 +28,7 @@
 #include <bit>
 #include <cstdlib>
 #include <string_view>
+#include <type_traits>
 
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/cp_async.cuh"
@@ -116,6 +117,26 @@ template <class T> struct int4_stage {
   uint4 wa, wb;
   T sa, sb, za, zb;
 };
+// The same in the lean form (int4_settings().lean): the scales' and zeros' bits each in a 32-bit register. The ring
+// kernel's SASS packs int4_stage's four 16-bit values two to a register, and every step's copy of a stage moves and
+// unpacks them: 12 PRMTs a step on the integer pipe, the kernels' bound.
+struct int4_lean_stage {
+  uint4 wa, wb;
+  uint32_t sa, sb, za, zb;
+};
+// A stage's scale as f32 and its zero as the pair (m + z, m + z), from either form; the same values.
+template <class T> __device__ __forceinline__ float stage_scale(T s) { return to_float(s); }
+template <class T> __device__ __forceinline__ float stage_scale(uint32_t bits) {
+  if constexpr (std::is_same_v<T, __half>) return __half2float(__ushort_as_half(static_cast<unsigned short>(bits)));
+  else return __uint_as_float(bits << 16);
+}
+template <class T> __device__ __forceinline__ uint32_t stage_zero(T z) { return magic_zero<T>(z); }
+template <class T> __device__ __forceinline__ uint32_t stage_zero(uint32_t bits) {
+  return add2<T>(bits * 0x10001u, kMagic<T>);
+}
+// x's 32 zeros for a lane past K or past the rows, in the lean form: its x loads then read here instead of being
+// predicated, and no register is zeroed before each (CS2R, 6-8 a step).
+__device__ uint4 kZeroX[4];
 
 // A lane's stage at chunk c of K (in group gi) for one tile: outputs row_a and row_b's 32 weights, scales and zeros. An
 // output past the layer's comes as row 0 (the caller's row_a / row_b), whose sums nobody writes: loading it costs
@@ -129,6 +150,17 @@ __device__ __forceinline__ void load_stage(int4_stage<T>& st, const uint4* __res
   st.wb = load_streaming(q + row_b * chunks + c), st.sb = scales[row_b * groups + gi], st.zb = zeros[row_b * groups + gi];
 }
 
+// load_stage for the lean form: the scales' and zeros' 16 bits zero-extended into 32-bit registers.
+template <class T>
+__device__ __forceinline__ void load_stage(int4_lean_stage& st, const uint4* __restrict__ q, const T* __restrict__ scales,
+                                           const T* __restrict__ zeros, int64_t row_a, int64_t row_b, int chunks,
+                                           int groups, int c, int gi) {
+  const uint16_t* __restrict__ s = reinterpret_cast<const uint16_t*>(scales);
+  const uint16_t* __restrict__ z = reinterpret_cast<const uint16_t*>(zeros);
+  st.wa = load_streaming(q + row_a * chunks + c), st.sa = s[row_a * groups + gi], st.za = z[row_a * groups + gi];
+  st.wb = load_streaming(q + row_b * chunks + c), st.sb = s[row_b * groups + gi], st.zb = z[row_b * groups + gi];
+}
+
 // One block makes 16 output features (n0 = 16·blockIdx.x) for up to 8·NT rows of x. K is cut in blocks of 128
 // (4 lanes × 32 weights per output); warp w takes blocks w, w + 8, ... Lane (g, t) = (lane / 4, lane % 4) loads
 // outputs n0 + g and n0 + g + 8 at k = 128·b + 32t .. + 31, and x's rows 8·tile + g at the same k. Each warp
@@ -140,13 +172,19 @@ constexpr int kAhead = 3;
 
 // One warp's share of one block of K (chunk c of 32 weights a lane, `live` false past K): cur's weights of
 // outputs n0 + g and n0 + g + 8 dequantized to T, times x's rows 8·tile + g at the same k, added into acc.
-template <class T, int NT, bool ScaleAfter, bool SkipOne = false>
-__device__ __forceinline__ void int4_mma_step(float (&acc)[NT][4], const int4_stage<T>& cur, const T* __restrict__ x,
+// Stage int4_lean_stage (the lean form; scales after the sum): x read from kZeroX where the rows or K end.
+template <class T, int NT, bool ScaleAfter, bool SkipOne = false, class Stage = int4_stage<T>>
+__device__ __forceinline__ void int4_mma_step(float (&acc)[NT][4], const Stage& cur, const T* __restrict__ x,
                                               int rows, int k, int c, bool live, int g) {
-  const uint32_t za = magic_zero<T>(cur.za);
-  const uint32_t zb = magic_zero<T>(cur.zb);
-  const uint32_t one = splat2(from_float<T>(1.0f));
-  const uint32_t sa = ScaleAfter ? one : splat2(cur.sa), sb = ScaleAfter ? one : splat2(cur.sb);
+  constexpr bool lean = std::is_same_v<Stage, int4_lean_stage>;
+  static_assert(!lean || (ScaleAfter && SkipOne), "the lean form is the ring kernel's");
+  const uint32_t za = stage_zero<T>(cur.za);
+  const uint32_t zb = stage_zero<T>(cur.zb);
+  uint32_t sa = 0, sb = 0;
+  if constexpr (!lean) {
+    const uint32_t one = splat2(from_float<T>(1.0f));
+    sa = ScaleAfter ? one : splat2(cur.sa), sb = ScaleAfter ? one : splat2(cur.sb);
+  }
   float block_acc[NT][4];
   zero_tiles(block_acc);
   float (&sums)[NT][4] = ScaleAfter ? block_acc : acc;
@@ -159,11 +197,18 @@ __device__ __forceinline__ void int4_mma_step(float (&acc)[NT][4], const int4_st
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
       const int r = (nt + h) * 8 + g;
+      const bool in = nt + h < NT && live && r < rows;
+      if constexpr (lean) {
+        const uint4* __restrict__ from =
+            in ? reinterpret_cast<const uint4*>(x + static_cast<int64_t>(r) * k + c * 32) : kZeroX;
 #pragma unroll
-      for (int i = 0; i < 4; ++i)
-        xv[h][i] = (nt + h < NT && live && r < rows)
-                       ? *reinterpret_cast<const uint4*>(x + static_cast<int64_t>(r) * k + c * 32 + i * 8)
-                       : make_uint4(0, 0, 0, 0);
+        for (int i = 0; i < 4; ++i) xv[h][i] = from[i];
+      } else {
+#pragma unroll
+        for (int i = 0; i < 4; ++i)
+          xv[h][i] = in ? *reinterpret_cast<const uint4*>(x + static_cast<int64_t>(r) * k + c * 32 + i * 8)
+                        : make_uint4(0, 0, 0, 0);
+      }
     }
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
@@ -188,7 +233,7 @@ __device__ __forceinline__ void int4_mma_step(float (&acc)[NT][4], const int4_st
     }
   }
   if constexpr (ScaleAfter) {
-    const float fa = to_float(cur.sa), fb = to_float(cur.sb);  // d[0..1] are output g's, d[2..3] output g + 8's
+    const float fa = stage_scale<T>(cur.sa), fb = stage_scale<T>(cur.sb);  // d[0..1] output g's, d[2..3] g + 8's
 #pragma unroll
     for (int nt = 0; nt < NT; ++nt) {
       acc[nt][0] += fa * block_acc[nt][0];
@@ -246,7 +291,9 @@ __global__ void __launch_bounds__(kWarps * 32)
 }
 
 // int4_ring_kernel's sums: each warp's accumulators for block blockIdx.x's 16 outputs (reduce_tile_outputs adds them).
-template <class T, int NT, bool ScaleAfter, int Warps, int Ahead>
+// Lean (int4_settings().lean; one row tile, scales after the sum): int4_lean_stage, x from kZeroX past the rows or K,
+// and each slot's step made before its next load, not on a copy of it (24 register moves a step in the SASS).
+template <class T, int NT, bool ScaleAfter, int Warps, int Ahead, bool Lean = false>
 __device__ __forceinline__ void int4_ring_sums(float (&acc)[NT][4], const T* __restrict__ x, const uint4* __restrict__ q,
                                                const T* __restrict__ scales, const T* __restrict__ zeros, int rows,
                                                int n_out, int k, int group_shift) {
@@ -260,11 +307,12 @@ __device__ __forceinline__ void int4_ring_sums(float (&acc)[NT][4], const T* __r
 
   // Block b's stage for this lane into st (c < chunks implies b < blocks). Past K a slot keeps what it held — zeros, or
   // a stage already used: finite weights and scales, met there by x's zeros (int4_mma_step's `live`).
-  auto load = [&](int b, int4_stage<T>& st) {
+  using stage = std::conditional_t<Lean, int4_lean_stage, int4_stage<T>>;
+  auto load = [&](int b, stage& st) {
     const int c = b * 4 + t;
-    if (c < chunks) load_stage(st, q, scales, zeros, row_a, row_b, chunks, groups, c, c >> group_shift);
+    if (c < chunks) load_stage<T>(st, q, scales, zeros, row_a, row_b, chunks, groups, c, c >> group_shift);
   };
-  int4_stage<T> ahead[Ahead] = {};
+  stage ahead[Ahead] = {};
 #pragma unroll
   for (int i = 0; i < Ahead; ++i) load(warp + i * Warps, ahead[i]);
   pdl_wait();  // the weights do not depend on the kernel before; x does
@@ -273,10 +321,16 @@ __device__ __forceinline__ void int4_ring_sums(float (&acc)[NT][4], const T* __r
     for (int i = 0; i < Ahead; ++i) {
       const int b = b0 + i * Warps;
       if (b >= blocks) break;
-      const int4_stage<T> cur = ahead[i];
-      load(b + Ahead * Warps, ahead[i]);
-      const int c = b * 4 + t;
-      int4_mma_step<T, NT, ScaleAfter, true>(acc, cur, x, rows, k, c, c < chunks, g);
+      if constexpr (Lean) {
+        const int c = b * 4 + t;
+        int4_mma_step<T, NT, ScaleAfter, true, stage>(acc, ahead[i], x, rows, k, c, c < chunks, g);
+        load(b + Ahead * Warps, ahead[i]);
+      } else {
+        const stage cur = ahead[i];
+        load(b + Ahead * Warps, ahead[i]);
+        const int c = b * 4 + t;
+        int4_mma_step<T, NT, ScaleAfter, true>(acc, cur, x, rows, k, c, c < chunks, g);
+      }
     }
   }
 }
@@ -296,14 +350,14 @@ __device__ __forceinline__ void int4_ring_sums(float (&acc)[NT][4], const T* __r
 // Measured and taken out (thirteenth and fourteenth sessions, H100; history has them): one row tile on 7 warps where
 // they divide K / 128, x loaded a step ahead, both (one rtn request 3.19 / 3.16 / 3.16 ms a token against 3.18), and 1
 // or 2 warps a tile where tiles abound (3.71 / 3.35 against 3.23; gate_up at one row 0.060 / 0.039 ms against 0.041).
-template <class T, int NT, bool ScaleAfter, int Warps, int MinBlocks, int Ahead = kAhead>
+template <class T, int NT, bool ScaleAfter, int Warps, int MinBlocks, int Ahead = kAhead, bool Lean = false>
 __global__ void __launch_bounds__(Warps * 32, MinBlocks)
     int4_ring_kernel(const T* __restrict__ x, const uint4* __restrict__ q, const T* __restrict__ scales,
                      const T* __restrict__ zeros, const T* __restrict__ bias, T* __restrict__ out, int rows, int n_out,
                      int k, int group_shift) {
   __shared__ float partial[Warps][16][NT * 8 + 1];
   float acc[NT][4];
-  int4_ring_sums<T, NT, ScaleAfter, Warps, Ahead>(acc, x, q, scales, zeros, rows, n_out, k, group_shift);
+  int4_ring_sums<T, NT, ScaleAfter, Warps, Ahead, Lean>(acc, x, q, scales, zeros, rows, n_out, k, group_shift);
   reduce_tile_outputs<T, NT, Warps>(partial, acc, blockIdx.x * 16, rows, n_out, out,
                                  [&](float sum, int, int j) { return plus_bias(sum, bias, j); });
 }
@@ -318,24 +372,32 @@ __global__ void __launch_bounds__(Warps * 32, MinBlocks)
 // token against 2.97 / 2.98 (two runs) with the cp.async kernel on gate_up. Three loads ahead (161 registers, or capped
 // at 128 with 344 bytes spilled): 0.058 ms and 3.57 ms a token. On down_proj (224 tiles: 112 blocks, fewer than the
 // SMs) it loses, 0.026 against the ring kernel's 0.022.
-template <class T, int Tiles>
-__device__ __forceinline__ void int4_wide_step(float (&acc)[Tiles][1][4], const int4_stage<T> (&cur)[Tiles],
+template <class T, int Tiles, class Stage = int4_stage<T>>
+__device__ __forceinline__ void int4_wide_step(float (&acc)[Tiles][1][4], const Stage (&cur)[Tiles],
                                                const T* __restrict__ x, int rows, int k, int c, bool live, int g) {
   // x's 8 values of word i as the pairs the weights come in, as int4_mma_step makes them.
   uint32_t xb[4][4];
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    const uint4 v = live && g < rows ? *reinterpret_cast<const uint4*>(x + static_cast<int64_t>(g) * k + c * 32 + i * 8)
-                                     : make_uint4(0, 0, 0, 0);
+  auto pair_up = [&](int i, const uint4& v) {
     xb[i][0] = __byte_perm(v.x, v.z, 0x5410);
     xb[i][1] = __byte_perm(v.x, v.z, 0x7632);
     xb[i][2] = __byte_perm(v.y, v.w, 0x5410);
     xb[i][3] = __byte_perm(v.y, v.w, 0x7632);
+  };
+  if constexpr (std::is_same_v<Stage, int4_lean_stage>) {
+    const uint4* __restrict__ from =
+        live && g < rows ? reinterpret_cast<const uint4*>(x + static_cast<int64_t>(g) * k + c * 32) : kZeroX;
+#pragma unroll
+    for (int i = 0; i < 4; ++i) pair_up(i, from[i]);
+  } else {
+#pragma unroll
+    for (int i = 0; i < 4; ++i)
+      pair_up(i, live && g < rows ? *reinterpret_cast<const uint4*>(x + static_cast<int64_t>(g) * k + c * 32 + i * 8)
+                                  : make_uint4(0, 0, 0, 0));
   }
 #pragma unroll
   for (int m = 0; m < Tiles; ++m) {
-    const uint32_t za = magic_zero<T>(cur[m].za);
-    const uint32_t zb = magic_zero<T>(cur[m].zb);
+    const uint32_t za = stage_zero<T>(cur[m].za);
+    const uint32_t zb = stage_zero<T>(cur[m].zb);
     const uint32_t words_a[4] = {cur[m].wa.x, cur[m].wa.y, cur[m].wa.z, cur[m].wa.w};
     const uint32_t words_b[4] = {cur[m].wb.x, cur[m].wb.y, cur[m].wb.z, cur[m].wb.w};
     float block_acc[1][4];
@@ -350,7 +412,7 @@ __device__ __forceinline__ void int4_wide_step(float (&acc)[Tiles][1][4], const 
       mma16816<T>(block_acc[0], a0, xb[i][0], xb[i][1]);
       mma16816<T>(block_acc[0], a1, xb[i][2], xb[i][3]);
     }
-    const float fa = to_float(cur[m].sa), fb = to_float(cur[m].sb);
+    const float fa = stage_scale<T>(cur[m].sa), fb = stage_scale<T>(cur[m].sb);
     acc[m][0][0] += fa * block_acc[0][0];
     acc[m][0][1] += fa * block_acc[0][1];
     acc[m][0][2] += fb * block_acc[0][2];
@@ -363,7 +425,8 @@ __device__ __forceinline__ void int4_wide_step(float (&acc)[Tiles][1][4], const 
 // those 16 features into out [rows, I]: each sum rounded to T as the plain kernel writes it, then silu_times as
 // silu_and_mul makes it, so the bits are those of the two ops. Trigger: the kernel after (down_proj) may start its
 // blocks as this one's last wave starts, streaming its weights into the SMs this one's tail leaves idle.
-template <class T, int Tiles, int Ahead, bool Gated = false, bool Trigger = false>
+// Lean (int4_settings().lean): int4_ring_sums' lean form.
+template <class T, int Tiles, int Ahead, bool Gated = false, bool Trigger = false, bool Lean = false>
 __global__ void __launch_bounds__(kWarps * 32)
     int4_wide_kernel(const T* __restrict__ x, const uint4* __restrict__ q, const T* __restrict__ scales,
                      const T* __restrict__ zeros, const T* __restrict__ bias, T* __restrict__ out, int rows, int n_out,
@@ -386,13 +449,14 @@ __global__ void __launch_bounds__(kWarps * 32)
   for (int m = 0; m < Tiles; ++m) zero_tiles(acc[m]);
 
   // Block b's stages for this lane, a tile each; past K a slot keeps what it held (as int4_ring_sums).
-  auto load = [&](int b, int4_stage<T> (&st)[Tiles]) {
+  using stage = std::conditional_t<Lean, int4_lean_stage, int4_stage<T>>;
+  auto load = [&](int b, stage (&st)[Tiles]) {
     const int c = b * 4 + t;
 #pragma unroll
     for (int m = 0; m < Tiles; ++m)
-      if (c < chunks) load_stage(st[m], q, scales, zeros, row_a[m], row_b[m], chunks, groups, c, c >> group_shift);
+      if (c < chunks) load_stage<T>(st[m], q, scales, zeros, row_a[m], row_b[m], chunks, groups, c, c >> group_shift);
   };
-  int4_stage<T> ahead[Ahead][Tiles] = {};
+  stage ahead[Ahead][Tiles] = {};
 #pragma unroll
   for (int i = 0; i < Ahead; ++i) load(warp + i * kWarps, ahead[i]);
   pdl_wait();  // the weights do not depend on the kernel before; x does
@@ -401,12 +465,18 @@ __global__ void __launch_bounds__(kWarps * 32)
     for (int i = 0; i < Ahead; ++i) {
       const int b = b0 + i * kWarps;
       if (b >= blocks) break;
-      int4_stage<T> cur[Tiles];
+      if constexpr (Lean) {
+        const int c = b * 4 + t;
+        int4_wide_step<T, Tiles, stage>(acc, ahead[i], x, rows, k, c, c < chunks, g);
+        load(b + Ahead * kWarps, ahead[i]);
+      } else {
+        stage cur[Tiles];
 #pragma unroll
-      for (int m = 0; m < Tiles; ++m) cur[m] = ahead[i][m];
-      load(b + Ahead * kWarps, ahead[i]);
-      const int c = b * 4 + t;
-      int4_wide_step<T, Tiles>(acc, cur, x, rows, k, c, c < chunks, g);
+        for (int m = 0; m < Tiles; ++m) cur[m] = ahead[i][m];
+        load(b + Ahead * kWarps, ahead[i]);
+        const int c = b * 4 + t;
+        int4_wide_step<T, Tiles>(acc, cur, x, rows, k, c, c < chunks, g);
+      }
     }
   }
   if constexpr (Gated) {
@@ -547,7 +617,8 @@ void launch_mma(const tensor& x, const int4_device_weight& w, const tensor& bias
   if constexpr (NT == 1) {
     const int64_t wide_blocks = (n_out + 31) / 32;
     if (scale_after && shifted && wide_takes(wide_blocks, sms)) {
-      launch(int4_wide_kernel<T, 2, 2>, wide_blocks, kWarps, "linear_int4 wide");
+      if (int4_settings().lean) launch(int4_wide_kernel<T, 2, 2, false, false, true>, wide_blocks, kWarps, "linear_int4 wide");
+      else launch(int4_wide_kernel<T, 2, 2>, wide_blocks, kWarps, "linear_int4 wide");
       return;
     }
   }
@@ -561,6 +632,8 @@ void launch_mma(const tensor& x, const int4_device_weight& w, const tensor& bias
     else if (ring == 5) {  // two loads ahead, 4 blocks an SM at one row tile
       constexpr int kLean = NT == 1 ? 4 : 0;
       launch_ring(scale_after ? int4_ring_kernel<T, NT, true, kWarps, kLean, 2> : int4_ring_kernel<T, NT, false, kWarps, kLean, 2>, kWarps);
+    } else if (NT == 1 && scale_after && int4_settings().lean) {
+      launch_ring(int4_ring_kernel<T, 1, true, kWarps, 0, kAhead, true>, kWarps);
     } else launch_ring(scale_after ? int4_ring_kernel<T, NT, true, kWarps, 0> : int4_ring_kernel<T, NT, false, kWarps, 0>, kWarps);
     return;
   }
@@ -863,6 +936,10 @@ int4_switches& int4_settings() {
                          [] {
                            const char* v = std::getenv("TROUPE_INT4_SILU");
                            return !v || !*v ? 2 : *v == '0' ? 0 : *v == '1' ? 1 : 2;
+                         }(),
+                         [] {
+                           const char* v = std::getenv("TROUPE_INT4_LEAN");
+                           return v && *v && *v != '0';
                          }()};
   return s;
 }
@@ -908,7 +985,9 @@ bool launch_linear_int4_silu(cuda_context& ctx, const tensor& x, const int4_devi
   const int shift = std::countr_zero(static_cast<unsigned>(g / 32));
   auto launch = [&](auto tag) {
     using T = typename decltype(tag)::type;
-    auto kernel = chosen == 2 ? int4_wide_kernel<T, 2, 2, true, true> : int4_wide_kernel<T, 2, 2, true, false>;
+    const bool lean = int4_settings().lean;
+    auto kernel = chosen == 2 ? (lean ? int4_wide_kernel<T, 2, 2, true, true, true> : int4_wide_kernel<T, 2, 2, true, true>)
+                              : (lean ? int4_wide_kernel<T, 2, 2, true, false, true> : int4_wide_kernel<T, 2, 2, true, false>);
     launch_dependent(kernel, dim3(static_cast<unsigned>(blocks)), dim3(kWarps * 32), ctx.stream, "linear_int4_silu",
                      x.as<T>(), static_cast<const uint4*>(w.qweight.data), w.scales.as<T>(), w.zeros.as<T>(),
                      bias.empty() ? nullptr : bias.as<T>(), out.as<T>(), static_cast<int>(rows), static_cast<int>(n),
