@@ -257,10 +257,11 @@ void check_linear_int4(checker& c, dtype t) {
     // must the wide kernel ("wide": int4_settings().wide, made to take every layer here). The other variants run with it
     // off, so that they take the layers the wide kernel would.
     // "gemm": the shared-memory GEMM for batches (int4_settings().gemm), at any rows up to 512 with K a multiple of 128.
-    // "ring1 lean" and "wide lean" (int4_settings().lean, up to 8 rows) must write the register kernel's bits too.
+    // "async lean", "ring1 lean" and "wide lean" (int4_settings().lean, up to 8 rows) must write the register kernel's
+    // bits too.
     bytes register_kernel;
     for (const std::string variant :
-         {"", "async", "ring1", "ring2", "ring3", "ring5", "wide", "ring1 lean", "wide lean", "gemm"}) {
+         {"", "async", "ring1", "ring2", "ring3", "ring5", "wide", "async lean", "ring1 lean", "wide lean", "gemm"}) {
       if (variant == "gemm" ? t == dtype::f32 || s.rows > 512 || s.k % 128 != 0
                             : !variant.empty() && (t == dtype::f32 || s.rows > 32))
         continue;
@@ -268,7 +269,7 @@ void check_linear_int4(checker& c, dtype t) {
       if (lean && s.rows > 8) continue;
       const scoped_value<bool> leaner(cuda::int4_settings().lean, lean);
       const int ring = variant.starts_with("ring") ? variant[4] - '0' : 0;
-      const scoped_value<int> forced(cuda::int4_settings().async, variant == "async" ? 1 : 0);
+      const scoped_value<int> forced(cuda::int4_settings().async, variant.starts_with("async") ? 1 : 0);
       const scoped_value<int> gemm(cuda::int4_settings().gemm, variant == "gemm" ? 1 : 0);
       const scoped_value<int> ringed(cuda::int4_settings().ring, ring);
       const scoped_value<bool> wide(cuda::int4_settings().wide, variant.starts_with("wide"));
@@ -280,7 +281,8 @@ void check_linear_int4(checker& c, dtype t) {
       if (!variant.empty()) what += " " + variant;
       report("linear_int4", t, what, c.error(out), tolerance_for(t));
       if (t == dtype::f32 || s.rows > 32 ||
-          (!variant.empty() && ring != 1 && ring != 2 && ring != 5 && !variant.starts_with("wide")))
+          (!variant.empty() && ring != 1 && ring != 2 && ring != 5 && !variant.starts_with("wide") &&
+           variant != "async lean"))
         continue;
       bytes b = c.gpu_bytes(out);
       if (variant.empty()) register_kernel = std::move(b);

@@ -71,7 +71,7 @@ struct int4_switches {
   // The lean form of the ring and wide kernels at one row tile (int4_ring_sums' Lean; TROUPE_INT4_LEAN=1, off until
   // timed): the same sums in the same order with fewer integer instructions a step — the scales' and zeros' bits in
   // 32-bit registers, x read from a zero buffer past the rows or K instead of predicated loads, and no copy of each
-  // stage before its slot reloads.
+  // stage before its slot reloads; the cp.async kernel without its multiplication of every pair by one.
   bool lean = false;
 };
 int4_switches& int4_settings();

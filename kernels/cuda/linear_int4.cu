@@ -521,7 +521,7 @@ constexpr int kInt4Stages = 5;
 constexpr int kInt4StageChunks = 16;                   // 16-byte chunks (32 weights) of each row a stage holds
 constexpr int kInt4StagePitch = kInt4StageChunks + 4;  // uint4s: rows 64 bytes apart mod 128, reads without conflicts
 
-template <class T, int NT, bool ScaleAfter>
+template <class T, int NT, bool ScaleAfter, bool Lean = false>
 __global__ void __launch_bounds__(kInt4AsyncWarps * 32)
     int4_mma_async_kernel(const T* __restrict__ x, const uint4* __restrict__ q, const T* __restrict__ scales,
                           const T* __restrict__ zeros, const T* __restrict__ bias, T* __restrict__ out, int rows,
@@ -572,7 +572,8 @@ __global__ void __launch_bounds__(kInt4AsyncWarps * 32)
     const int col = warp * 4 + t, c = s * kInt4StageChunks + col;
     cur.wa = w_s[s % kInt4Stages][g][col];
     cur.wb = w_s[s % kInt4Stages][g + 8][col];
-    int4_mma_step<T, NT, ScaleAfter>(acc, cur, x, rows, k, c, c < chunks, g);
+    // Lean: no multiplication of every pair by one where the scale comes after the sum (the same values).
+    int4_mma_step<T, NT, ScaleAfter, Lean && ScaleAfter>(acc, cur, x, rows, k, c, c < chunks, g);
   }
   reduce_tile_outputs<T, NT, kInt4AsyncWarps>(partial, acc, n0, rows, n_out, out,
                                  [&](float sum, int, int j) { return plus_bias(sum, bias, j); });
@@ -637,7 +638,10 @@ void launch_mma(const tensor& x, const int4_device_weight& w, const tensor& bias
     } else launch_ring(scale_after ? int4_ring_kernel<T, NT, true, kWarps, 0> : int4_ring_kernel<T, NT, false, kWarps, 0>, kWarps);
     return;
   }
-  auto kernel = async ? (scale_after ? int4_mma_async_kernel<T, NT, true> : int4_mma_async_kernel<T, NT, false>)
+  auto async_after = int4_mma_async_kernel<T, NT, true>;
+  if constexpr (NT == 1)
+    if (int4_settings().lean) async_after = int4_mma_async_kernel<T, 1, true, true>;
+  auto kernel = async ? (scale_after ? async_after : int4_mma_async_kernel<T, NT, false>)
                       : (scale_after ? int4_mma_kernel<T, NT, true> : int4_mma_kernel<T, NT, false>);
   // Launched as a programmatic dependent: its blocks may start while the kernel before (a norm, silu_and_mul)
   // finishes, and stream their first weights before they wait for x.
