@@ -84,7 +84,13 @@ template <> __device__ __forceinline__ uint32_t add2<__half>(uint32_t a, uint32_
 
 // 128 + z (or 1024 + z) in both halves, for the pairs' subtraction: one HADD2 on the splatted zero, exact (z a whole
 // number below 2^7), where converting through f32 took a shift, an FADD, an F2F and the splat every output and step.
-template <class T> __device__ __forceinline__ uint32_t magic_zero(T z) { return add2<T>(splat2(z), kMagic<T>); }
+// From z's 16 bits (int4_lean_stage keeps them in a 32-bit register) or from z itself.
+template <class T> __device__ __forceinline__ uint32_t magic_zero(uint32_t bits) {
+  return add2<T>(bits * 0x10001u, kMagic<T>);
+}
+template <class T> __device__ __forceinline__ uint32_t magic_zero(T z) {
+  return magic_zero<T>(uint32_t{*reinterpret_cast<const uint16_t*>(&z)});
+}
 
 // Nibbles j and j + 4 of w as the pair (m + q_j, m + q_{j+4}), m = 128 (or 1024): one lop3, (a & b) | c. Written as
 // C++, `& 0x000F000F | magic` compiles to two LOP3s (the instruction takes one immediate): the decode kernels are
@@ -124,15 +130,11 @@ struct int4_lean_stage {
   uint4 wa, wb;
   uint32_t sa, sb, za, zb;
 };
-// A stage's scale as f32 and its zero as the pair (m + z, m + z), from either form; the same values.
+// A stage's scale as f32, from either form (magic_zero takes its zero either way); the same values.
 template <class T> __device__ __forceinline__ float stage_scale(T s) { return to_float(s); }
 template <class T> __device__ __forceinline__ float stage_scale(uint32_t bits) {
   if constexpr (std::is_same_v<T, __half>) return __half2float(__ushort_as_half(static_cast<unsigned short>(bits)));
   else return __uint_as_float(bits << 16);
-}
-template <class T> __device__ __forceinline__ uint32_t stage_zero(T z) { return magic_zero<T>(z); }
-template <class T> __device__ __forceinline__ uint32_t stage_zero(uint32_t bits) {
-  return add2<T>(bits * 0x10001u, kMagic<T>);
 }
 // x's 32 zeros for a lane past K or past the rows, in the lean form: its x loads then read here instead of being
 // predicated, and no register is zeroed before each (CS2R, 6-8 a step).
@@ -142,21 +144,14 @@ __device__ uint4 kZeroX[4];
 // output past the layer's comes as row 0 (the caller's row_a / row_b), whose sums nobody writes: loading it costs
 // nothing where the layer's outputs fill whole tiles, where the branches around the loads and the zeroing of the stage
 // cost the integer pipe (the kernels' bound) ~10 instructions every step.
-template <class T>
-__device__ __forceinline__ void load_stage(int4_stage<T>& st, const uint4* __restrict__ q, const T* __restrict__ scales,
+// Stage int4_stage<T> or int4_lean_stage (its scales' and zeros' 16 bits zero-extended into 32-bit registers).
+template <class T, class Stage>
+__device__ __forceinline__ void load_stage(Stage& st, const uint4* __restrict__ q, const T* __restrict__ scales,
                                            const T* __restrict__ zeros, int64_t row_a, int64_t row_b, int chunks,
                                            int groups, int c, int gi) {
-  st.wa = load_streaming(q + row_a * chunks + c), st.sa = scales[row_a * groups + gi], st.za = zeros[row_a * groups + gi];
-  st.wb = load_streaming(q + row_b * chunks + c), st.sb = scales[row_b * groups + gi], st.zb = zeros[row_b * groups + gi];
-}
-
-// load_stage for the lean form: the scales' and zeros' 16 bits zero-extended into 32-bit registers.
-template <class T>
-__device__ __forceinline__ void load_stage(int4_lean_stage& st, const uint4* __restrict__ q, const T* __restrict__ scales,
-                                           const T* __restrict__ zeros, int64_t row_a, int64_t row_b, int chunks,
-                                           int groups, int c, int gi) {
-  const uint16_t* __restrict__ s = reinterpret_cast<const uint16_t*>(scales);
-  const uint16_t* __restrict__ z = reinterpret_cast<const uint16_t*>(zeros);
+  using element = std::conditional_t<std::is_same_v<Stage, int4_lean_stage>, uint16_t, T>;
+  const element* __restrict__ s = reinterpret_cast<const element*>(scales);
+  const element* __restrict__ z = reinterpret_cast<const element*>(zeros);
   st.wa = load_streaming(q + row_a * chunks + c), st.sa = s[row_a * groups + gi], st.za = z[row_a * groups + gi];
   st.wb = load_streaming(q + row_b * chunks + c), st.sb = s[row_b * groups + gi], st.zb = z[row_b * groups + gi];
 }
@@ -178,8 +173,8 @@ __device__ __forceinline__ void int4_mma_step(float (&acc)[NT][4], const Stage& 
                                               int rows, int k, int c, bool live, int g) {
   constexpr bool lean = std::is_same_v<Stage, int4_lean_stage>;
   static_assert(!lean || (ScaleAfter && SkipOne), "the lean form is the ring kernel's");
-  const uint32_t za = stage_zero<T>(cur.za);
-  const uint32_t zb = stage_zero<T>(cur.zb);
+  const uint32_t za = magic_zero<T>(cur.za);
+  const uint32_t zb = magic_zero<T>(cur.zb);
   uint32_t sa = 0, sb = 0;
   if constexpr (!lean) {
     const uint32_t one = splat2(from_float<T>(1.0f));
@@ -396,8 +391,8 @@ __device__ __forceinline__ void int4_wide_step(float (&acc)[Tiles][1][4], const 
   }
 #pragma unroll
   for (int m = 0; m < Tiles; ++m) {
-    const uint32_t za = stage_zero<T>(cur[m].za);
-    const uint32_t zb = stage_zero<T>(cur[m].zb);
+    const uint32_t za = magic_zero<T>(cur[m].za);
+    const uint32_t zb = magic_zero<T>(cur[m].zb);
     const uint32_t words_a[4] = {cur[m].wa.x, cur[m].wa.y, cur[m].wa.z, cur[m].wa.w};
     const uint32_t words_b[4] = {cur[m].wb.x, cur[m].wb.y, cur[m].wb.z, cur[m].wb.w};
     float block_acc[1][4];
