@@ -75,13 +75,15 @@ model_weights load_model_weights(const model_config& c, ops& backend, dtype type
     for (const auto& p : parts) n += p.out_features;
     std::vector<int32_t> words(static_cast<size_t>(n * k / 8));
     std::vector<float> scales, zeros;
+    int shift[8];  // weight 8j + i's bits in word j, in the backend's nibble order
+    for (int i = 0; i < 8; ++i) shift[i] = 4 * backend.int4_nibble(i);
     int64_t row = 0;
     for (const auto& p : parts) {
       parallel_rows(p.out_features, rows_per_million(k), [&](int64_t begin, int64_t end) {
         for (int64_t o = begin; o < end; ++o)
           for (int64_t j = 0; j < k / 8; ++j) {
             uint32_t word = 0;
-            for (int64_t i = 0; i < 8; ++i) word |= uint32_t{p.q[static_cast<size_t>(o * k + j * 8 + i)]} << (4 * i);
+            for (int64_t i = 0; i < 8; ++i) word |= uint32_t{p.q[static_cast<size_t>(o * k + j * 8 + i)]} << shift[i];
             words[static_cast<size_t>((row + o) * (k / 8) + j)] = static_cast<int32_t>(word);
           }
       });

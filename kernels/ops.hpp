@@ -68,13 +68,17 @@ struct attention_shape {
 // with q in 0..15. qweight [N, K / 8] i32: word j of row n holds q[n][8j .. 8j + 7], q[n][8j + i] in bits
 // 4i .. 4i + 3 (lowest nibble first). scales, zeros [N, K / G] in the activation dtype (zeros are whole
 // numbers, kept as floats so a symmetric format's 8 and an asymmetric one's zero point look alike).
-// G (group_size) divides K and is a multiple of 8.
+// G (group_size) divides K and is a multiple of 8. A backend may keep each word's nibbles in another order
+// (ops::int4_nibble): the model packs them so.
 struct int4_device_weight {
   tensor qweight;  // [N, K / 8] i32
   tensor scales;   // [N, K / G]
   tensor zeros;    // [N, K / G]
   int32_t group_size = 128;
 };
+// The CUDA backend's nibble order (ops::int4_nibble): weights 8j + 2m and 8j + 2m + 1 in nibbles m and m + 4, so that
+// the pairs its kernels dequantize from a word — nibbles (m, m + 4) — are neighbours in k, as x's pairs are.
+constexpr int int4_pair_nibble(int i) { return i / 2 + 4 * (i % 2); }
 
 // A linear layer's weight in FP8 (--quantization fp8, FP8 checkpoints: runtime/model/fp8_formats.hpp):
 // W[n][k] = e4m3(weight[n][k]) · scale[n]. With input_scale, activations are divided by that one static scale;
@@ -175,6 +179,9 @@ public:
   // out = x · Wᵀ (+ bias), W dequantized from `w` as int4_device_weight says (the product in f32, rounded once).
   // x [T, K], bias [N] or empty, out [T, N]
   virtual void linear_int4(const tensor& x, const int4_device_weight& w, const tensor& bias, const tensor& out) = 0;
+  // The nibble of word j that holds weight 8j + i in this backend's int4_device_weight: i in troupe's layout (the
+  // CPU's); int4_pair_nibble(i) on CUDA.
+  virtual int int4_nibble(int i) const { return i; }
   // silu_and_mul(linear_int4(x, w, bias)) in one pass where the backend has a kernel for it, bit for bit the two ops;
   // false, having done nothing, where it has none (the caller then runs the two). w holds gate and up stacked
   // (N = 2·I rows, as silu_and_mul splits its input); x [T, K], bias [N] or empty, out [T, I].

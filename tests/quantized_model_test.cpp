@@ -182,6 +182,40 @@ TEST(quantized_checkpoints, weights_kept_in_4_bits_give_the_dequantized_models_l
   EXPECT_EQ(all_position_logits(llama3, prompts, rtn, true), all_position_logits(llama3, prompts, rtn));
 }
 
+// A CPU backend that keeps 4-bit words in the CUDA backend's nibble order (int4_pair_nibble) and reads them so.
+class pair_order_ops : public cpu_ops {
+public:
+  int int4_nibble(int i) const override { return int4_pair_nibble(i); }
+};
+
+// The model packs each backend's words in that backend's nibble order (ops::int4_nibble): a backend with the CUDA
+// order gives the natural order's logits bit for bit. Were the words packed in troupe's order regardless, its weights
+// would be permuted within every 8 inputs and the logits would differ.
+TEST(quantized_checkpoints, weights_packed_in_a_backends_own_nibble_order_give_the_same_logits) {
+  const made_models m("awq");
+  const model_config config = model_config::from_dir(m.packed.path());
+  const checkpoint ckpt = checkpoint::open(m.packed.path());
+  auto logits_on = [&](ops& backend) {
+    model net(config, backend,
+              load_model_weights(config, backend, dtype::f32, checkpoint_weight_source(ckpt, config),
+                                 checkpoint_int4_source(ckpt, config)),
+              dtype::f32, reference_limits(1));
+    const std::vector<int32_t> prompt = {11, 12, 13, 14, 15, 16, 17};
+    std::vector<float> all, logits;
+    for (int32_t i = 0; i < static_cast<int32_t>(prompt.size()); ++i) {
+      net.forward(make_step({{{prompt[static_cast<size_t>(i)]}, i}}), logits);
+      all.insert(all.end(), logits.begin(), logits.end());
+    }
+    return all;
+  };
+  cpu_ops natural;
+  pair_order_ops paired;
+  ASSERT_NE(paired.int4_nibble(1), natural.int4_nibble(1));
+  const std::vector<float> expected = logits_on(natural);
+  ASSERT_FALSE(expected.empty());
+  EXPECT_EQ(logits_on(paired), expected);
+}
+
 // make-model's random weights are small (std 0.02) and continue greedily with one repeated token; the reference
 // checkpoints' larger weights give varied continuations, a sharper check of the whole path.
 TEST(quantized_checkpoints, packed_and_rtn_reference_checkpoints_generate_the_greedy_tokens_of_their_dequantized_copy) {

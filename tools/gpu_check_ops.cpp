@@ -224,8 +224,17 @@ int4_twin random_int4(checker& c, dtype t, int64_t n, int64_t k, int32_t group) 
   std::vector<float> scale_values = random_values(static_cast<size_t>(n * (k / group)), 0.02f);
   std::vector<float> zero_values(scale_values.size());
   for (auto& z : zero_values) z = static_cast<float>(rng() % 16);
-  return {c.ints<int32_t>({n, k / 8}, words), c.make(t, {n, k / group}, scale_values), c.make(t, {n, k / group}, zero_values),
-          group};
+  int4_twin w{c.ints<int32_t>({n, k / 8}, words), c.make(t, {n, k / group}, scale_values),
+              c.make(t, {n, k / group}, zero_values), group};
+  // The GPU's words in its nibble order (ops::int4_nibble), as the model packs them: the same weights.
+  for (auto& word : words) {
+    const auto from = static_cast<uint32_t>(word);
+    uint32_t to = 0;
+    for (int i = 0; i < 8; ++i) to |= ((from >> (4 * i)) & 15u) << (4 * c.gpu.int4_nibble(i));
+    word = static_cast<int32_t>(to);
+  }
+  c.gpu.upload_raw(w.qweight.gpu, words.data());
+  return w;
 }
 
 // 4-bit weights (issue 12) at the edges of every CUDA path: 1 to 65 rows around the tensor-core kernel's tiles of

@@ -186,10 +186,12 @@ void cpu_ops::linear_int4(const tensor& x, const int4_device_weight& w, const te
   const auto* q = w.qweight.as<int32_t>();
   const float* scales = w.scales.as<float>();
   const float* zeros = w.zeros.as<float>();
+  int shift[8];  // weight 8j + i's bits in word j (int4_nibble: i here, unless a test says otherwise)
+  for (int i = 0; i < 8; ++i) shift[i] = 4 * int4_nibble(i);
   for (int64_t r = 0; r < n; ++r)
     for (int64_t c = 0; c < k; ++c) {
       const auto word = static_cast<uint32_t>(q[r * (k / 8) + c / 8]);
-      const float v = static_cast<float>((word >> (4 * (c % 8))) & 15u);
+      const float v = static_cast<float>((word >> shift[c % 8]) & 15u);
       const int64_t at = r * (k / g) + c / g;
       dense[static_cast<size_t>(r * k + c)] = (v - zeros[at]) * scales[at];
     }

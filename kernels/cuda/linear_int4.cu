@@ -6,9 +6,10 @@
 //   A operand (16 output features), x the B operand (8 rows per tile, zero-padded). A lane's 16-byte load holds 32
 //   weights of one output; it turns each word into bf16/f16 pairs with one mask-and-or (the nibble becomes the
 //   mantissa of 128 + q, or 1024 + q in f16), one exact subtraction of 128 + zero and one multiplication by the
-//   scale, which rounds once, as the dequantizing path does. The pairs come out as nibbles (j, j + 4) of a word,
-//   not neighbours; the sum does not care about the order of k, so x's B fragments are permuted to match
-//   (one byte-permute per pair). A block's 8 warps split K and add their tiles in shared memory. By default the same
+//   scale, which rounds once, as the dequantizing path does. The pairs come out as nibbles (m, m + 4) of a word,
+//   which this backend's nibble order (int4_pair_nibble, ops::int4_nibble: the model packs words so) makes weights
+//   2m and 2m + 1, x's pairs as they lie in memory: its B fragments need no byte-permutes (the integer pipe bounds
+//   these kernels). A block's 8 warps split K and add their tiles in shared memory. By default the same
 //   sums run as int4_ring_kernel (its loop unrolled over the loads in flight); up to 8 rows on layers with outputs
 //   enough (gate_up), as int4_wide_kernel (two tiles a block, x loaded once for both); elsewhere where the layer has
 //   more outputs than inputs, as int4_mma_async_kernel (the weights staged through shared memory by cp.async):
@@ -215,15 +216,15 @@ __device__ __forceinline__ void int4_mma_step(float (&acc)[NT][4], const Stage& 
         dequantize_word<T>(words_a[i], za, sa, da);
         dequantize_word<T>(words_b[i], zb, sb, db);
       }
-      const uint32_t a0[4] = {da[0], db[0], da[1], db[1]};  // k slots of word i, nibbles 0,4 | 1,5
-      const uint32_t a1[4] = {da[2], db[2], da[3], db[3]};  // nibbles 2,6 | 3,7
+      const uint32_t a0[4] = {da[0], db[0], da[1], db[1]};  // word i's weights 0,1 | 2,3 (nibbles 0,4 | 1,5)
+      const uint32_t a1[4] = {da[2], db[2], da[3], db[3]};  // weights 4,5 | 6,7 (nibbles 2,6 | 3,7)
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
         if (nt + h >= NT) break;
         const uint4 v = xv[h][i];
-        // x's 8 values (x0..x7) as the pairs the weights come in: (x0, x4), (x1, x5), (x2, x6), (x3, x7).
-        mma16816<T>(sums[nt + h], a0, __byte_perm(v.x, v.z, 0x5410), __byte_perm(v.x, v.z, 0x7632));
-        mma16816<T>(sums[nt + h], a1, __byte_perm(v.y, v.w, 0x5410), __byte_perm(v.y, v.w, 0x7632));
+        // x's 8 values as the pairs the weights come in (int4_pair_nibble): (x0, x1), (x2, x3), (x4, x5), (x6, x7).
+        mma16816<T>(sums[nt + h], a0, v.x, v.y);
+        mma16816<T>(sums[nt + h], a1, v.z, v.w);
       }
     }
   }
@@ -358,7 +359,7 @@ __global__ void __launch_bounds__(Warps * 32, MinBlocks)
 }
 
 // The ring kernel with Tiles output tiles a block (int4_settings().wide, the default where it applies: one row tile,
-// scales after the sum, blocks enough; fourteenth session): each warp's step loads and permutes x's fragments once for
+// scales after the sum, blocks enough; fourteenth session): each warp's step loads x's fragments once for
 // all its tiles, and each warp makes Tiles times the work for one prologue and one block's reduction, where the ring
 // kernel's warps make 3-4 steps over K = 3,584 (gate_up) and then reduce. Per output the same sums in the same order as
 // int4_ring_kernel and int4_mma_kernel (the check's bits rows). Two tiles with two loads ahead: 126 registers, 2 blocks
@@ -370,13 +371,13 @@ __global__ void __launch_bounds__(Warps * 32, MinBlocks)
 template <class T, int Tiles, class Stage = int4_stage<T>>
 __device__ __forceinline__ void int4_wide_step(float (&acc)[Tiles][1][4], const Stage (&cur)[Tiles],
                                                const T* __restrict__ x, int rows, int k, int c, bool live, int g) {
-  // x's 8 values of word i as the pairs the weights come in, as int4_mma_step makes them.
+  // x's 8 values of word i, whose pairs are the weights' (int4_pair_nibble).
   uint32_t xb[4][4];
   auto pair_up = [&](int i, const uint4& v) {
-    xb[i][0] = __byte_perm(v.x, v.z, 0x5410);
-    xb[i][1] = __byte_perm(v.x, v.z, 0x7632);
-    xb[i][2] = __byte_perm(v.y, v.w, 0x5410);
-    xb[i][3] = __byte_perm(v.y, v.w, 0x7632);
+    xb[i][0] = v.x;
+    xb[i][1] = v.y;
+    xb[i][2] = v.z;
+    xb[i][3] = v.w;
   };
   if constexpr (std::is_same_v<Stage, int4_lean_stage>) {
     const uint4* __restrict__ from =
@@ -672,7 +673,8 @@ __global__ void __launch_bounds__(kWarps * 32)
 #pragma unroll
       for (int i = 0; i < 4; ++i)
 #pragma unroll
-        for (int j = 0; j < 8; ++j) w[i * 8 + j] = (static_cast<float>((words[i] >> (4 * j)) & 15u) - z) * s;
+        for (int j = 0; j < 8; ++j)
+          w[i * 8 + j] = (static_cast<float>((words[i] >> (4 * int4_pair_nibble(j))) & 15u) - z) * s;
 #pragma unroll
       for (int r = 0; r < R; ++r) {
         if (r >= rows) break;
@@ -708,7 +710,8 @@ __global__ void int4_dequantize_kernel(const uint32_t* __restrict__ q, const T* 
   const uint32_t word = q[i];
   vec<T, 8> out;
 #pragma unroll
-  for (int j = 0; j < 8; ++j) out.v[j] = from_float<T>((static_cast<float>((word >> (4 * j)) & 15u) - z) * s);
+  for (int j = 0; j < 8; ++j)
+    out.v[j] = from_float<T>((static_cast<float>((word >> (4 * int4_pair_nibble(j))) & 15u) - z) * s);
   store_vec(dense + n * k + c, out);
 }
 
@@ -730,7 +733,7 @@ void launch_gemv(const tensor& x, const int4_device_weight& w, const tensor& bia
 // into scratch before cuBLAS (0.249 ms at 256 rows against 0.117). Here a block makes kGemmOutputs outputs for RT rows:
 // each stage (128 k) brings the block's packed weights and x tile into shared memory once by cp.async (kGemmStages in
 // flight), and 8 warps multiply them with int4_mma_step's fragments (weights as A, dequantized in registers; x as B, from
-// shared memory, permuted by byte_perm to the nibble order), each warp MT x 16 outputs by 32 rows. Where the output tiles
+// shared memory), each warp MT x 16 outputs by 32 rows. Where the output tiles
 // are fewer than twice the SMs (q/k/v, o_proj, down_proj), K is split over blockIdx.z: each split writes f32 sums to
 // scratch and int4_gemm_reduce_kernel adds them in split order, the bias, and rounds once. Each weight is scaled before
 // the product (rounded to T), as the dequantizing path does.
@@ -832,8 +835,8 @@ __global__ void __launch_bounds__(kGemmThreads, 2)
         uint32_t da[4], db[4];
         dequantize_word<T>(words_a[mt][i], zma[mt], sa[mt], da);
         dequantize_word<T>(words_b[mt][i], zmb[mt], sb[mt], db);
-        a0[mt][0] = da[0], a0[mt][1] = db[0], a0[mt][2] = da[1], a0[mt][3] = db[1];  // nibbles 0,4 | 1,5 of word i
-        a1[mt][0] = da[2], a1[mt][1] = db[2], a1[mt][2] = da[3], a1[mt][3] = db[3];  // nibbles 2,6 | 3,7
+        a0[mt][0] = da[0], a0[mt][1] = db[0], a0[mt][2] = da[1], a0[mt][3] = db[1];  // word i's weights 0,1 | 2,3
+        a1[mt][0] = da[2], a1[mt][1] = db[2], a1[mt][2] = da[3], a1[mt][3] = db[3];  // weights 4,5 | 6,7
       }
 #pragma unroll
       for (int nt = 0; nt < NT; ++nt) {
@@ -841,8 +844,8 @@ __global__ void __launch_bounds__(kGemmThreads, 2)
         const uint4 v = xb[r * 16 + gemm_x_chunk(4 * t + i, r)];  // x's k = 32t + 8i .. + 7 of this stage
 #pragma unroll
         for (int mt = 0; mt < MT; ++mt) {
-          mma16816<T>(acc[mt][nt], a0[mt], __byte_perm(v.x, v.z, 0x5410), __byte_perm(v.x, v.z, 0x7632));
-          mma16816<T>(acc[mt][nt], a1[mt], __byte_perm(v.y, v.w, 0x5410), __byte_perm(v.y, v.w, 0x7632));
+          mma16816<T>(acc[mt][nt], a0[mt], v.x, v.y);
+          mma16816<T>(acc[mt][nt], a1[mt], v.z, v.w);
         }
       }
     }
