@@ -253,6 +253,9 @@ void check_linear_int4(checker& c, dtype t) {
       // The shared-memory GEMM's (int4_settings().gemm): rows past its 32- and 64-row tiles, outputs past its 128, K
       // split over blocks (few tiles), groups of 32 and 64.
       {100, 3584, 300, 128, true}, {300, 1024, 520, 64, false}, {512, 256, 136, 32, true},
+      // The warpgroup-MMA GEMM's (int4_settings().wgmma): K a multiple of its 64 but not of 128, one stage of K, rows
+      // one past its 128-row tile.
+      {4, 64, 200, 32, true}, {130, 192, 136, 64, true}, {257, 320, 72, 32, false},
   };
   for (const shape& s : shapes) {
     auto x = c.random(t, {s.rows, s.k});
@@ -267,12 +270,13 @@ void check_linear_int4(checker& c, dtype t) {
     // off, so that they take the layers the wide kernel would.
     // "gemm": the shared-memory GEMM for batches (int4_settings().gemm), at any rows up to 512 with K a multiple of 128.
     // "async lean", "ring1 lean" and "wide lean" (int4_settings().lean, up to 8 rows) must write the register kernel's
-    // bits too.
+    // bits too. "wgmma": the warpgroup-MMA GEMM (int4_settings().wgmma), at any rows with K a multiple of 64.
     bytes register_kernel;
-    for (const std::string variant :
-         {"", "async", "ring1", "ring2", "ring3", "ring5", "wide", "async lean", "ring1 lean", "wide lean", "gemm"}) {
-      if (variant == "gemm" ? t == dtype::f32 || s.rows > 512 || s.k % 128 != 0
-                            : !variant.empty() && (t == dtype::f32 || s.rows > 32))
+    for (const std::string variant : {"", "async", "ring1", "ring2", "ring3", "ring5", "wide", "async lean", "ring1 lean",
+                                      "wide lean", "gemm", "wgmma"}) {
+      if (variant == "gemm"    ? t == dtype::f32 || s.rows > 512 || s.k % 128 != 0
+          : variant == "wgmma" ? t == dtype::f32 || s.k % 64 != 0
+                               : !variant.empty() && (t == dtype::f32 || s.rows > 32))
         continue;
       const bool lean = variant.ends_with(" lean");
       if (lean && s.rows > 8) continue;
@@ -280,6 +284,7 @@ void check_linear_int4(checker& c, dtype t) {
       const int ring = variant.starts_with("ring") ? variant[4] - '0' : 0;
       const scoped_value<int> forced(cuda::int4_settings().async, variant.starts_with("async") ? 1 : 0);
       const scoped_value<int> gemm(cuda::int4_settings().gemm, variant == "gemm" ? 1 : 0);
+      const scoped_value<int> wgmma(cuda::int4_settings().wgmma, variant == "wgmma" ? 2 : 0);
       const scoped_value<int> ringed(cuda::int4_settings().ring, ring);
       const scoped_value<bool> wide(cuda::int4_settings().wide, variant.starts_with("wide"));
       const scoped_value<int64_t> everywhere(cuda::int4_settings().wide_min_blocks, 0);

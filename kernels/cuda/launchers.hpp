@@ -24,8 +24,13 @@ void launch_embedding_shard(const tensor& ids, const tensor& table, int64_t firs
                             cudaStream_t stream);
 void launch_copy_columns(const tensor& x, const tensor& out, cudaStream_t stream);
 // ops::linear_int4 on ctx's stream: up to 32 rows, one fused pass that dequantizes each weight as it reads
-// it; more rows, a dequantization into ctx's scratch weight and the cuBLASLt GEMM (linear_int4.cu).
+// it; more rows, a GEMM on the tensor cores (int4_settings() says which) or a dequantization into ctx's scratch weight
+// and the cuBLASLt GEMM (linear_int4.cu).
 void launch_linear_int4(cuda_context& ctx, const tensor& x, const int4_device_weight& w, const tensor& bias, const tensor& out);
+// The warpgroup-MMA GEMM of linear_int4 (linear_int4_wgmma.cu): x bf16 or f16, K a multiple of 64, groups a multiple
+// of 32, x and the packed words 16-byte aligned (launch_linear_int4 checks; any rows).
+void launch_linear_int4_wgmma(cuda_context& ctx, const tensor& x, const int4_device_weight& w, const tensor& bias,
+                              const tensor& out);
 // ops::linear_int4_silu on ctx's stream: silu_and_mul(linear_int4(x, w)) in one kernel (w gate and up stacked, out
 // [T, N / 2]) where int4_wide_kernel takes the product (one row tile, groups a power of two from 128, outputs enough;
 // int4_settings().silu); false, having launched nothing, elsewhere. Throws std::invalid_argument on shapes that disagree.
@@ -73,6 +78,10 @@ struct int4_switches {
   // 32-bit registers, x read from a zero buffer past the rows or K instead of predicated loads, and no copy of each
   // stage before its slot reloads; the cp.async kernel without its multiplication of every pair by one.
   bool lean = false;
+  // int4_wgmma_kernel (linear_int4_wgmma.cu), the warpgroup-MMA GEMM: 1 for products of more than 64 rows (bf16 / f16,
+  // K a multiple of 64), in place of dequantize + cuBLAS; 2 for every product it can take (troupe_gpu_check's rows);
+  // 0 never (the default until a GPU check and timings run it; TROUPE_INT4_WGMMA=0|1|2).
+  int wgmma = 0;
 };
 int4_switches& int4_settings();
 // ops::linear_fp8 on ctx's stream: each token quantized to e4m3 into ctx's scratch, then the first of these that

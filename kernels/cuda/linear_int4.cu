@@ -17,8 +17,9 @@
 // - f32, up to kSimtRows rows: the CUDA-core kernel (f32 is for checks against references, not for speed).
 // - 17 to 64 rows (int4_settings().gemm, by default; K a multiple of 128): int4_gemm_kernel, a tensor-core GEMM
 //   that stages each block's weights and x tile in shared memory once.
-// - more rows: the weight is dequantized into a scratch matrix (one vector store per packed word) and the
-//   cuBLASLt GEMM runs on it.
+// - more rows (int4_settings().wgmma; K a multiple of 64): int4_wgmma_kernel, the warpgroup-MMA GEMM
+//   (linear_int4_wgmma.cu); otherwise the weight is dequantized into a scratch matrix (one vector store per packed
+//   word) and the cuBLASLt GEMM runs on it.
 // A fused form for decode steps of up to 8 rows, bit for bit the two ops it replaces: linear_int4_silu (gate/up and
 // silu_and_mul: int4_wide_kernel pairing a gate tile with the up tile of the same features; the default).
 //
@@ -34,6 +35,7 @@
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/cp_async.cuh"
 #include "kernels/cuda/cuda_context.hpp"
+#include "kernels/cuda/int4_dequant.cuh"
 #include "kernels/cuda/launchers.hpp"
 #include "kernels/cuda/mma.cuh"
 
@@ -45,79 +47,6 @@ constexpr int64_t kSimtRows = 4;
 // H200, first version: at 64 rows (0.253 ms, gate_up) the tensor-core kernel lost to dequantize + GEMM (~0.21 ms);
 // at 32 rows it won (0.124 against 0.206).
 constexpr int64_t kMmaRows = 32;
-
-// The bits of 128.0 (bf16) or 1024.0 (f16) in both halves: or-ing a nibble q into the mantissa makes 128 + q.
-template <class T> constexpr uint32_t kMagic = 0x43004300u;
-template <> constexpr uint32_t kMagic<__half> = 0x64006400u;
-
-template <class T> __device__ __forceinline__ uint32_t sub2(uint32_t a, uint32_t b);
-template <> __device__ __forceinline__ uint32_t sub2<__nv_bfloat16>(uint32_t a, uint32_t b) {
-  const __nv_bfloat162 r = __hsub2(*reinterpret_cast<const __nv_bfloat162*>(&a), *reinterpret_cast<const __nv_bfloat162*>(&b));
-  return *reinterpret_cast<const uint32_t*>(&r);
-}
-template <> __device__ __forceinline__ uint32_t sub2<__half>(uint32_t a, uint32_t b) {
-  const __half2 r = __hsub2(*reinterpret_cast<const __half2*>(&a), *reinterpret_cast<const __half2*>(&b));
-  return *reinterpret_cast<const uint32_t*>(&r);
-}
-template <class T> __device__ __forceinline__ uint32_t mul2(uint32_t a, uint32_t b);
-template <> __device__ __forceinline__ uint32_t mul2<__nv_bfloat16>(uint32_t a, uint32_t b) {
-  const __nv_bfloat162 r = __hmul2(*reinterpret_cast<const __nv_bfloat162*>(&a), *reinterpret_cast<const __nv_bfloat162*>(&b));
-  return *reinterpret_cast<const uint32_t*>(&r);
-}
-template <> __device__ __forceinline__ uint32_t mul2<__half>(uint32_t a, uint32_t b) {
-  const __half2 r = __hmul2(*reinterpret_cast<const __half2*>(&a), *reinterpret_cast<const __half2*>(&b));
-  return *reinterpret_cast<const uint32_t*>(&r);
-}
-// Both halves of a register set to v.
-template <class T> __device__ __forceinline__ uint32_t splat2(T v) {
-  const uint16_t bits = *reinterpret_cast<const uint16_t*>(&v);
-  return static_cast<uint32_t>(bits) * 0x10001u;
-}
-template <class T> __device__ __forceinline__ uint32_t add2(uint32_t a, uint32_t b);
-template <> __device__ __forceinline__ uint32_t add2<__nv_bfloat16>(uint32_t a, uint32_t b) {
-  const __nv_bfloat162 r = __hadd2(*reinterpret_cast<const __nv_bfloat162*>(&a), *reinterpret_cast<const __nv_bfloat162*>(&b));
-  return *reinterpret_cast<const uint32_t*>(&r);
-}
-template <> __device__ __forceinline__ uint32_t add2<__half>(uint32_t a, uint32_t b) {
-  const __half2 r = __hadd2(*reinterpret_cast<const __half2*>(&a), *reinterpret_cast<const __half2*>(&b));
-  return *reinterpret_cast<const uint32_t*>(&r);
-}
-
-// 128 + z (or 1024 + z) in both halves, for the pairs' subtraction: one HADD2 on the splatted zero, exact (z a whole
-// number below 2^7), where converting through f32 took a shift, an FADD, an F2F and the splat every output and step.
-// From z's 16 bits (int4_lean_stage keeps them in a 32-bit register) or from z itself.
-template <class T> __device__ __forceinline__ uint32_t magic_zero(uint32_t bits) {
-  return add2<T>(bits * 0x10001u, kMagic<T>);
-}
-template <class T> __device__ __forceinline__ uint32_t magic_zero(T z) {
-  return magic_zero<T>(uint32_t{*reinterpret_cast<const uint16_t*>(&z)});
-}
-
-// Nibbles j and j + 4 of w as the pair (m + q_j, m + q_{j+4}), m = 128 (or 1024): one lop3, (a & b) | c. Written as
-// C++, `& 0x000F000F | magic` compiles to two LOP3s (the instruction takes one immediate): the decode kernels are
-// bound by the integer pipe (half a warp instruction a cycle a scheduler: LOP3, SHF, PRMT, IADD3), where the
-// dequantization's and and or were 64 of ~200 such instructions a warp's step of 1 KiB (the ring kernel's SASS).
-template <class T> __device__ __forceinline__ uint32_t magic_pair(uint32_t w, int j) {
-  uint32_t d;
-  asm("lop3.b32 %0, %1, %2, %3, 0xEA;" : "=r"(d) : "r"(w >> (4 * j)), "n"(0x000F000F), "n"(kMagic<T>));
-  return d;
-}
-// The 8 weights of one packed word as 4 pairs: d[j] = ((q_j − z)·s, (q_{j+4} − z)·s), j = 0..3. zm = 128 + z
-// (or 1024 + z) in both halves, s the scale in both halves.
-template <class T> __device__ __forceinline__ void dequantize_word(uint32_t w, uint32_t zm, uint32_t s, uint32_t (&d)[4]) {
-#pragma unroll
-  for (int j = 0; j < 4; ++j) d[j] = mul2<T>(sub2<T>(magic_pair<T>(w, j), zm), s);
-}
-// The same without the scale: d[j] = (q_j − z, q_{j+4} − z), exact in T (the ring kernel's ScaleAfter path).
-template <class T> __device__ __forceinline__ void dequantize_word_unscaled(uint32_t w, uint32_t zm, uint32_t (&d)[4]) {
-#pragma unroll
-  for (int j = 0; j < 4; ++j) d[j] = sub2<T>(magic_pair<T>(w, j), zm);
-}
-
-// A decode kernel's output before its rounding: the f32 sum plus bias[j] (0 without a bias).
-template <class T> __device__ __forceinline__ float plus_bias(float sum, const T* __restrict__ bias, int j) {
-  return sum + (bias ? to_float(bias[j]) : 0.0f);
-}
 
 // What a lane reads for one block of K: 32 weights of each of its two outputs, with their scales and zeros.
 template <class T> struct int4_stage {
@@ -866,37 +795,13 @@ __global__ void __launch_bounds__(kGemmThreads, 2)
     }
 }
 
-// out[i] = Σ_s partial[s][i] in split order, plus the bias, rounded once.  partial [splits, rows, n_out] f32
-template <class T>
-__global__ void int4_gemm_reduce_kernel(const float* __restrict__ partial, int splits, const T* __restrict__ bias,
-                                        T* __restrict__ out, int64_t elems, int n_out) {
-  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (i >= elems) return;
-  float sum = 0.0f;
-  for (int s = 0; s < splits; ++s) sum += partial[s * elems + i];
-  out[i] = from_float<T>(plus_bias(sum, bias, static_cast<int>(i % n_out)));
-}
-
 template <class T, int RT>
 void launch_gemm(cuda_context& ctx, const tensor& x, const int4_device_weight& w, const tensor& bias, const tensor& out,
                  int rows) {
   const int n_out = static_cast<int>(w.qweight.dim(0)), k = static_cast<int>(x.dim(1)), total = k / 128;
   const int tiles = (n_out + kGemmOutputs - 1) / kGemmOutputs * ((rows + RT - 1) / RT);
-  const int sms = ctx.sm_count;
-  // Splits of K where the tiles are fewer than twice the SMs, each at least 4 stages (512 k), none empty.
-  int splits = tiles >= 2 * sms ? 1 : std::min({8, (2 * sms + tiles - 1) / tiles, std::max(1, total / 4)});
-  auto per_split = [&] { return (total + splits - 1) / splits; };
-  splits = (total + per_split() - 1) / per_split();
-  auto need = [&] { return static_cast<size_t>(splits) * rows * n_out * sizeof(float); };
-  if (splits > 1 && need() > ctx.int4_scratch_bytes) {
-    cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
-    check(cudaStreamIsCapturing(ctx.stream, &capturing), "linear_int4 gemm");
-    if (capturing == cudaStreamCaptureStatusNone) grow_scratch(ctx, ctx.int4_scratch, ctx.int4_scratch_bytes, need(), "linear_int4");
-  }
-  while (splits > 1 && need() > ctx.int4_scratch_bytes) {  // inside a capture the scratch cannot grow: fewer splits
-    --splits;
-    splits = (total + per_split() - 1) / per_split();
-  }
+  // Splits of K where the tiles are fewer than twice the SMs, each at least 4 stages (512 k).
+  const auto [splits, per_split] = plan_int4_split(ctx, tiles, total, 2 * ctx.sm_count, 4, rows, n_out);
   const int smem = kGemmStages * (RT * 16 + kGemmOutputs * 4) * 16;
   allow_shared_memory<int4_gemm_kernel<T, RT>>(static_cast<size_t>(smem), "linear_int4 gemm: shared memory");
   float* partial = splits > 1 ? static_cast<float*>(ctx.int4_scratch) : nullptr;
@@ -905,14 +810,9 @@ void launch_gemm(cuda_context& ctx, const tensor& x, const int4_device_weight& w
   const T* b = bias.empty() ? nullptr : bias.as<T>();
   int4_gemm_kernel<T, RT><<<grid, kGemmThreads, smem, ctx.stream>>>(
       x.as<T>(), static_cast<const uint4*>(w.qweight.data), w.scales.as<T>(), w.zeros.as<T>(), partial, b, out.as<T>(),
-      rows, n_out, k, static_cast<int>(w.group_size), per_split());
+      rows, n_out, k, static_cast<int>(w.group_size), per_split);
   check_launch("linear_int4 gemm");
-  if (partial) {
-    const int64_t elems = static_cast<int64_t>(rows) * n_out;
-    int4_gemm_reduce_kernel<T><<<static_cast<unsigned>((elems + 255) / 256), 256, 0, ctx.stream>>>(partial, splits, b,
-                                                                                                 out.as<T>(), elems, n_out);
-    check_launch("linear_int4 gemm reduce");
-  }
+  finish_int4_split(ctx, splits, b, out.as<T>(), rows, n_out);
 }
 
 } // namespace
@@ -942,6 +842,10 @@ int4_switches& int4_settings() {
                          [] {
                            const char* v = std::getenv("TROUPE_INT4_LEAN");
                            return v && *v && *v != '0';
+                         }(),
+                         [] {
+                           const char* v = std::getenv("TROUPE_INT4_WGMMA");
+                           return v && *v >= '1' && *v <= '2' ? *v - '0' : 0;
                          }()};
   return s;
 }
@@ -1008,6 +912,12 @@ void launch_linear_int4(cuda_context& ctx, const tensor& x, const int4_device_we
   make_current(ctx);
   const bool aligned = k % 32 == 0 && g % 32 == 0 && reinterpret_cast<uintptr_t>(w.qweight.data) % 16 == 0 &&
                        reinterpret_cast<uintptr_t>(x.data) % 16 == 0;
+  // The warpgroup-MMA GEMM: above kGemmAutoRows rows (int4_settings().wgmma 1), or at any rows (2).
+  const int wgmma = int4_settings().wgmma;
+  if (aligned && x.type != dtype::f32 && k % 64 == 0 && (wgmma == 2 || (wgmma == 1 && rows > kGemmAutoRows))) {
+    launch_linear_int4_wgmma(ctx, x, w, bias, out);
+    return;
+  }
   // The shared-memory GEMM: for 17 to kGemmAutoRows rows (int4_settings().gemm = -1), or forced (1) up to kGemmRows.
   const int gemm = int4_settings().gemm;
   if (aligned && x.type != dtype::f32 && k % 128 == 0 &&

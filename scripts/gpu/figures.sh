@@ -17,7 +17,8 @@
 #      (TROUPE_GEMM_CANDIDATES=32); one FP8 request with wide blocks and fused inputs, and W1 with FP8 inputs
 #      quantized by the kernel before the layer (TROUPE_FP8_FUSED=1); VARIANTS=2 also one request on each measured alternative
 #      of the defaults (the element-by-element quantizer, fused inputs, the bulk-copy GEMV, the cp.async
-#      choices, no PDL), to measure them again on another card. VARIANTS=int4: the 4-bit decode kernels (below).
+#      choices, no PDL), to measure them again on another card. VARIANTS=int4: the 4-bit decode kernels (below);
+#      VARIANTS=wgmma: W1 with the 4-bit warpgroup-MMA GEMM (below).
 # A table comes last; logs in $OUT/figures.tgz.
 #   LIMIT=540 bash scripts/gpu/figures.sh        (on the GPU machine, after scripts/gpu/bundle.sh here)
 #   PARTS="b1 kv" picks parts 1-3 (w1, b1, kv; default all three); STRUCTURED=1 and LONG=1 add 4 and 5.
@@ -110,6 +111,14 @@ if [ "$variants" = int4 ]; then
   b32 rtn --quantization rtn
   TROUPE_ATTN_TRIGGER=1 b32 rtn_attn_trigger --quantization rtn
   w1 rtn --quantization rtn
+fi
+# VARIANTS=wgmma (with PARTS=none): W1 in bf16, in rtn, and in rtn with the warpgroup-MMA GEMM for steps of more than 64
+# rows (TROUPE_INT4_WGMMA=1: not yet run; issue 12's W1 >= 1.1x bf16), then the rtn W1 again.
+if [ "$variants" = wgmma ]; then
+  w1 bf16
+  w1 rtn --quantization rtn
+  TROUPE_INT4_WGMMA=1 w1 rtn_wgmma --quantization rtn
+  w1 rtn_again --quantization rtn
 fi
 if [ "$variants" = 2 ]; then
   TROUPE_FP8_QUANTIZE_VEC=0 b1 fp8_fp8kv_quantize_scalar --quantization fp8 --kv-cache-dtype fp8

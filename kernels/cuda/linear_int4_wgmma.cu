@@ -1,0 +1,199 @@
+// ops::linear_int4 for large batches on Hopper's warpgroup MMA (wgmma, sm_90a): int4_wgmma_kernel, in the spirit of
+// Machete (the 4-bit weights are wgmma's A operand, dequantized in registers; the activations its B operand, from
+// shared memory). linear_int4.cu's launch_linear_int4 sends it the bf16 / f16 products it takes
+// (int4_settings().wgmma); the dequantize-then-cuBLAS path it replaces wrote every weight as bf16 to memory and read
+// it back (4.5 bytes a weight against 2 for a bf16 weight: 0.249 ms for gate_up at 256 rows on an H100, bf16's GEMM
+// 0.117).
+//
+// out[r][o] = Σ_k x[r][k] · w[o][k] + bias[o]: D = A · B with A = the weights (M = outputs), B = xᵀ (N = rows), so x's
+// rows, K-contiguous, are B's K-major columns as they lie in memory.
+//
+// A block makes kWgOutputs (128) outputs for BN rows; its two warpgroups 64 outputs each, sharing x's tile. Each stage
+// of 64 k brings the x tile (BN rows x 128 bytes, 128-byte swizzled, wgmma.cuh) and the block's packed weights
+// (128 outputs x 32 bytes) into shared memory by cp.async, kWgStages in flight. Each thread then dequantizes its A
+// fragments of the stage's four k16 slices: for outputs g and g + 8 of its warp, weights 2t, 2t + 1 (and 8 further)
+// of each packed word, which this backend's nibble order (int4_pair_nibble) puts in nibbles t and t + 4 — one
+// shift and one lop3 a pair (magic_pair), then q − z exactly and the scale rounding once to T, as the dequantizing
+// path's weights (and the mma.sync GEMM's) are. Four wgmma m64nBNk16 follow; a warpgroup waits for them before the
+// next stage's barrier, so that a buffer is free before it reloads. Where the output tiles are fewer than the blocks
+// the GPU holds at once, K is split over blockIdx.z (plan_int4_split).
+
+#include "kernels/cuda/common.cuh"
+#include "kernels/cuda/cp_async.cuh"
+#include "kernels/cuda/cuda_context.hpp"
+#include "kernels/cuda/int4_dequant.cuh"
+#include "kernels/cuda/launchers.hpp"
+#include "kernels/cuda/wgmma.cuh"
+
+namespace troupe::cuda {
+namespace {
+
+constexpr int kWgOutputs = 128;  // a block's outputs: 64 a warpgroup
+constexpr int kWgStageK = 64;    // k a stage: 128 bytes of each x row, the swizzle's width
+constexpr int kWgStages = 4;
+constexpr int kWgThreads = 256;  // two warpgroups
+template <int BN> constexpr int kWgBlocksPerSm = BN == 128 ? 2 : 3;  // registers: BN / 2 accumulators a thread
+
+// A stage in shared memory: x's tile [BN rows][128 bytes] (a multiple of 1024 bytes, so every stage's tile stays
+// 1024-aligned), then the packed weights [128 outputs][2 chunks of 16 bytes], chunk c of output o at
+// c ^ ((o / 4) % 2): lanes g = 0..7 of a warp read outputs 16w + g at one chunk without bank conflicts.
+template <int BN> constexpr int kWgStageBytes = BN * 128 + kWgOutputs * 32;
+__device__ __forceinline__ int weight_chunk(int c, int o) { return c ^ ((o >> 2) & 1); }
+
+// The weights 2t, 2t + 1 of packed word w (nibbles t and t + 4 in this backend's order) as the pair (q − z)·s,
+// rounded once to T: zm = 128 + z (or 1024 + z) and s in both halves.
+template <class T> __device__ __forceinline__ uint32_t dequantize_pair(uint32_t w, int t, uint32_t zm, uint32_t s) {
+  static_assert(int4_pair_nibble(0) == 0 && int4_pair_nibble(1) == 4 && int4_pair_nibble(6) == 3 && int4_pair_nibble(7) == 7,
+                "dequantize_pair: weights 2t and 2t + 1 sit in nibbles t and t + 4");
+  return mul2<T>(sub2<T>(magic_pair<T>(w, t), zm), s);
+}
+
+// The scales and zeros (raw T) of a thread's two outputs for one stage: [0] k of the stage's first 32, [1] its last 32
+// (two groups where the group is 32).
+template <class T> struct wg_scales {
+  T sa[2], sb[2], za[2], zb[2];
+};
+
+template <class T, int BN>
+__global__ void __launch_bounds__(kWgThreads, kWgBlocksPerSm<BN>)
+    int4_wgmma_kernel(const T* __restrict__ x, const uint4* __restrict__ q, const T* __restrict__ scales,
+                      const T* __restrict__ zeros, float* __restrict__ partial, const T* __restrict__ bias,
+                      T* __restrict__ out, int rows, int n_out, int k, int group, int stages_per_split) {
+  extern __shared__ uint8_t wg_smem_raw[];
+  // The tiles need 1024-byte alignment (the swizzle works on address bits 4-9); the launch adds 1 KiB for it.
+  uint8_t* smem = wg_smem_raw + ((1024 - (smem_addr(wg_smem_raw) & 1023)) & 1023);
+  const int wg = threadIdx.x / 128, warp = threadIdx.x % 128 / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+  const int out0 = blockIdx.x * kWgOutputs, row0 = blockIdx.y * BN;
+  const int chunks = k / 32, groups = k / group;
+  const int s_begin = blockIdx.z * stages_per_split;
+  const int stages = min(k / kWgStageK - s_begin, stages_per_split);
+  // This thread's outputs within the block, and in the layer (clamped: an output past the layer reads the last row's
+  // scales; its sums are never written).
+  const int oa = wg * 64 + warp * 16 + g, ob = oa + 8;
+  const int64_t ga = min(out0 + oa, n_out - 1), gb = min(out0 + ob, n_out - 1);
+
+  auto issue = [&](int s) {  // stage s of this split into buffer s % kWgStages; zeros past the rows or outputs
+    uint8_t* stage = smem + (s % kWgStages) * kWgStageBytes<BN>;
+    const int64_t k0 = static_cast<int64_t>(s_begin + s) * kWgStageK;
+#pragma unroll
+    for (int i = 0; i < BN * 8 / kWgThreads; ++i) {
+      const int idx = threadIdx.x + i * kWgThreads, r = idx / 8, c = idx % 8;
+      const bool valid = row0 + r < rows;
+      cp_async16(stage + r * 128 + wgmma_swizzled_chunk(c, r) * 16, valid ? x + (row0 + r) * static_cast<int64_t>(k) + k0 + 8 * c : x,
+                 valid);
+    }
+    const int o = threadIdx.x / 2, c = threadIdx.x % 2;  // 256 chunks: one a thread
+    const bool valid = out0 + o < n_out;
+    uint4* w_tile = reinterpret_cast<uint4*>(stage + BN * 128);
+    cp_async16(&w_tile[o * 2 + weight_chunk(c, o)], valid ? q + static_cast<int64_t>(out0 + o) * chunks + k0 / 32 + c : q,
+               valid);
+  };
+  auto scales_of = [&](int s) {
+    wg_scales<T> v;
+    const int k0 = (s_begin + min(s, stages - 1)) * kWgStageK;
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int gi = (k0 + 32 * h) / group;
+      v.sa[h] = scales[ga * groups + gi];
+      v.sb[h] = scales[gb * groups + gi];
+      v.za[h] = zeros[ga * groups + gi];
+      v.zb[h] = zeros[gb * groups + gi];
+    }
+    return v;
+  };
+
+  float acc[BN / 2];
+#pragma unroll
+  for (int i = 0; i < BN / 2; ++i) acc[i] = 0.0f;
+  pdl_wait();  // launched plainly (a no-op); x is the kernel before's output
+  cp_async_ring_start<kWgStages>(stages, issue);
+  wg_scales<T> next = scales_of(0);
+  for (int s = 0; s < stages; ++s) {
+    // Stage s landed (this thread's copies), visible to the tensor cores' reads (the async proxy), for every thread;
+    // every warpgroup is done with stage s - 1's buffer (its wgmma waited), which reloads now.
+    cp_async_wait<kWgStages - 2>();
+    fence_proxy_async_shared();
+    __syncthreads();
+    if (s + kWgStages - 1 < stages) issue(s + kWgStages - 1);
+    cp_async_commit();
+    const wg_scales<T> cur = next;
+    next = scales_of(s + 1);
+    const uint8_t* stage = smem + (s % kWgStages) * kWgStageBytes<BN>;
+    const uint4* w_tile = reinterpret_cast<const uint4*>(stage + BN * 128);
+    const uint4 a0 = w_tile[oa * 2 + weight_chunk(0, oa)], a1 = w_tile[oa * 2 + weight_chunk(1, oa)];
+    const uint4 b0 = w_tile[ob * 2 + weight_chunk(0, ob)], b1 = w_tile[ob * 2 + weight_chunk(1, ob)];
+    const uint32_t wa[8] = {a0.x, a0.y, a0.z, a0.w, a1.x, a1.y, a1.z, a1.w};  // word j: k = 8j .. 8j + 7 of the stage
+    const uint32_t wb[8] = {b0.x, b0.y, b0.z, b0.w, b1.x, b1.y, b1.z, b1.w};
+    uint32_t frag[4][4];
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const uint32_t zma = magic_zero<T>(cur.za[h]), zmb = magic_zero<T>(cur.zb[h]);
+      const uint32_t sa = splat2(cur.sa[h]), sb = splat2(cur.sb[h]);
+#pragma unroll
+      for (int kk = 2 * h; kk < 2 * h + 2; ++kk) {  // slice kk: words 2kk (k 2t, 2t + 1) and 2kk + 1 (k 8 + 2t, ...)
+        frag[kk][0] = dequantize_pair<T>(wa[2 * kk], t, zma, sa);
+        frag[kk][1] = dequantize_pair<T>(wb[2 * kk], t, zmb, sb);
+        frag[kk][2] = dequantize_pair<T>(wa[2 * kk + 1], t, zma, sa);
+        frag[kk][3] = dequantize_pair<T>(wb[2 * kk + 1], t, zmb, sb);
+      }
+    }
+#pragma unroll
+    for (int kk = 0; kk < 4; ++kk)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) wgmma_pin(frag[kk][i]);
+    wgmma_fence();
+    const uint32_t tile = smem_addr(stage);
+#pragma unroll
+    for (int kk = 0; kk < 4; ++kk) wgmma_rs<T, BN>(acc, frag[kk], wgmma_desc_k_major_sw128(tile + 32 * kk));
+    wgmma_commit();
+    wgmma_wait<0>();
+#pragma unroll
+    for (int i = 0; i < BN / 2; ++i) wgmma_pin(acc[i]);
+  }
+  // acc[4i + e]: output oa (e < 2) or ob, row 8i + 2t + e % 2 of the tile.
+#pragma unroll
+  for (int i = 0; i < BN / 8; ++i)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const int o = out0 + (e < 2 ? oa : ob), r = row0 + 8 * i + 2 * t + (e & 1);
+      if (r >= rows || o >= n_out) continue;
+      if (partial) partial[(static_cast<int64_t>(blockIdx.z) * rows + r) * n_out + o] = acc[4 * i + e];
+      else out[static_cast<int64_t>(r) * n_out + o] = from_float<T>(plus_bias(acc[4 * i + e], bias, o));
+    }
+}
+
+template <class T, int BN>
+void launch_wgmma(cuda_context& ctx, const tensor& x, const int4_device_weight& w, const tensor& bias, const tensor& out,
+                  int rows) {
+  const int n_out = static_cast<int>(w.qweight.dim(0)), k = static_cast<int>(x.dim(1)), total = k / kWgStageK;
+  const int tiles = (n_out + kWgOutputs - 1) / kWgOutputs * ((rows + BN - 1) / BN);
+  // Splits of K where the tiles are fewer than the blocks the SMs hold, each at least 8 stages (512 k).
+  const auto [splits, per_split] = plan_int4_split(ctx, tiles, total, kWgBlocksPerSm<BN> * ctx.sm_count, 8, rows, n_out);
+  const int smem = kWgStages * kWgStageBytes<BN> + 1024;
+  allow_shared_memory<int4_wgmma_kernel<T, BN>>(static_cast<size_t>(smem), "linear_int4 wgmma: shared memory");
+  const dim3 grid(static_cast<unsigned>((n_out + kWgOutputs - 1) / kWgOutputs), static_cast<unsigned>((rows + BN - 1) / BN),
+                  static_cast<unsigned>(splits));
+  const T* b = bias.empty() ? nullptr : bias.as<T>();
+  int4_wgmma_kernel<T, BN><<<grid, kWgThreads, smem, ctx.stream>>>(
+      x.as<T>(), static_cast<const uint4*>(w.qweight.data), w.scales.as<T>(), w.zeros.as<T>(),
+      splits > 1 ? static_cast<float*>(ctx.int4_scratch) : nullptr, b, out.as<T>(), rows, n_out, k,
+      static_cast<int>(w.group_size), per_split);
+  check_launch("linear_int4 wgmma");
+  finish_int4_split(ctx, splits, b, out.as<T>(), rows, n_out);
+}
+
+} // namespace
+
+void launch_linear_int4_wgmma(cuda_context& ctx, const tensor& x, const int4_device_weight& w, const tensor& bias,
+                              const tensor& out) {
+  const int rows = static_cast<int>(x.dim(0));
+  auto launch = [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    if (rows <= 64) launch_wgmma<T, 64>(ctx, x, w, bias, out, rows);
+    else launch_wgmma<T, 128>(ctx, x, w, bias, out, rows);
+  };
+  if (x.type == dtype::bf16) launch(std::type_identity<__nv_bfloat16>{});
+  else launch(std::type_identity<__half>{});
+}
+
+} // namespace troupe::cuda
