@@ -284,7 +284,8 @@ void check_against_cpu_twin(model& on_gpu, model& on_cpu, const std::string& lab
 // rows, the decode graphs of 17-64 sequences included) and 1 (every step up to 512 rows), and the ring kernel's
 // variants (int4_settings().ring; 1 the default) for steps of up to 32, and the wide kernel (int4_settings().wide) for
 // steps of up to 8, alone and fused with silu_and_mul (int4_settings().silu), and in their lean form
-// (int4_settings().lean), and the warpgroup-MMA GEMM (int4_settings().wgmma) above 64 rows and on every step.
+// (int4_settings().lean), and the warpgroup-MMA GEMM (int4_settings().wgmma) above 64 rows (128-row tiles, and 256-row
+// tiles above 128 rows) and on every step.
 // Prompts of 1 to 230 tokens make prefill steps of each size; the three-prompt decode replays
 // the graph of 4.
 void check_model_int4_paths(cuda_ops& gpu) {
@@ -318,13 +319,13 @@ void check_model_int4_paths(cuda_ops& gpu) {
     bool wide = false;
     int silu = 2;
     bool lean = false;
-    int wgmma = 0;
+    int wgmma = 0, wgmma_rows = 128;
   };
   for (const path& p : {path{"gemm off, ring off", 0, 0}, {"gemm auto", -1, 1}, {"gemm all", 1, 1}, {"ring1", 0, 1},
                         {"ring2", 0, 2}, {"ring3", 0, 3}, {"ring4", -1, 4}, {"ring5", 0, 5}, {"wide", -1, 1, true, 0},
                         {"wide silu", -1, 1, true, 1}, {"wide silu tail", -1, 1, true, 2},
                         {"wide silu tail lean", -1, 1, true, 2, true}, {"wgmma", -1, 1, false, 2, false, 1},
-                        {"wgmma all", 0, 1, false, 2, false, 2}}) {
+                        {"wgmma all", 0, 1, false, 2, false, 2}, {"wgmma 256", -1, 1, false, 2, false, 1, 256}}) {
     // Set before the model exists: its decode graphs record the kernels in force when captured. The wide kernel on
     // every layer of one row tile (its own rule would leave this small model's layers to the ring kernel), without and
     // with gate/up and silu_and_mul in one kernel (int4_settings().silu; it goes where the wide kernel goes).
@@ -335,6 +336,7 @@ void check_model_int4_paths(cuda_ops& gpu) {
     const scoped_value<int> silu(cuda::int4_settings().silu, p.silu);
     const scoped_value<bool> lean(cuda::int4_settings().lean, p.lean);
     const scoped_value<int> wgmma(cuda::int4_settings().wgmma, p.wgmma);
+    const scoped_value<int> wgmma_rows(cuda::int4_settings().wgmma_rows, p.wgmma_rows);
     model on_gpu(config, gpu,
                  load_model_weights(config, gpu, dtype::bf16, checkpoint_weight_source(ckpt, config),
                                     checkpoint_int4_source(ckpt, config)),

@@ -270,13 +270,14 @@ void check_linear_int4(checker& c, dtype t) {
     // off, so that they take the layers the wide kernel would.
     // "gemm": the shared-memory GEMM for batches (int4_settings().gemm), at any rows up to 512 with K a multiple of 128.
     // "async lean", "ring1 lean" and "wide lean" (int4_settings().lean, up to 8 rows) must write the register kernel's
-    // bits too. "wgmma": the warpgroup-MMA GEMM (int4_settings().wgmma), at any rows with K a multiple of 64.
+    // bits too. "wgmma": the warpgroup-MMA GEMM (int4_settings().wgmma), at any rows with K a multiple of 64; "wgmma
+    // 256" with its 256-row tiles (int4_settings().wgmma_rows) above 128 rows.
     bytes register_kernel;
     for (const std::string variant : {"", "async", "ring1", "ring2", "ring3", "ring5", "wide", "async lean", "ring1 lean",
-                                      "wide lean", "gemm", "wgmma"}) {
-      if (variant == "gemm"    ? t == dtype::f32 || s.rows > 512 || s.k % 128 != 0
-          : variant == "wgmma" ? t == dtype::f32 || s.k % 64 != 0
-                               : !variant.empty() && (t == dtype::f32 || s.rows > 32))
+                                      "wide lean", "gemm", "wgmma", "wgmma 256"}) {
+      if (variant == "gemm"                ? t == dtype::f32 || s.rows > 512 || s.k % 128 != 0
+          : variant.starts_with("wgmma") ? t == dtype::f32 || s.k % 64 != 0 || (variant == "wgmma 256" && s.rows <= 128)
+                                           : !variant.empty() && (t == dtype::f32 || s.rows > 32))
         continue;
       const bool lean = variant.ends_with(" lean");
       if (lean && s.rows > 8) continue;
@@ -284,7 +285,8 @@ void check_linear_int4(checker& c, dtype t) {
       const int ring = variant.starts_with("ring") ? variant[4] - '0' : 0;
       const scoped_value<int> forced(cuda::int4_settings().async, variant.starts_with("async") ? 1 : 0);
       const scoped_value<int> gemm(cuda::int4_settings().gemm, variant == "gemm" ? 1 : 0);
-      const scoped_value<int> wgmma(cuda::int4_settings().wgmma, variant == "wgmma" ? 2 : 0);
+      const scoped_value<int> wgmma(cuda::int4_settings().wgmma, variant.starts_with("wgmma") ? 2 : 0);
+      const scoped_value<int> wgmma_rows(cuda::int4_settings().wgmma_rows, variant == "wgmma 256" ? 256 : 128);
       const scoped_value<int> ringed(cuda::int4_settings().ring, ring);
       const scoped_value<bool> wide(cuda::int4_settings().wide, variant.starts_with("wide"));
       const scoped_value<int64_t> everywhere(cuda::int4_settings().wide_min_blocks, 0);

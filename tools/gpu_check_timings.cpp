@@ -253,10 +253,13 @@ void time_int4(cuda_ops& gpu) {
     // "wide": the wide kernel where it takes the layer by default (gate_up), the register kernel elsewhere; the other
     // variants with it off.
     // "async lean", "ring1 lean" and "wide lean": their lean form (int4_settings().lean), up to 8 rows.
-    // From 16 rows up also on the warpgroup-MMA GEMM (int4_settings().wgmma).
+    // From 16 rows up also on the warpgroup-MMA GEMM (int4_settings().wgmma), from 256 with its 256-row tiles too.
     for (const std::string variant : {"", "async", "ring1", "ring2", "ring3", "ring5", "wide", "async lean", "ring1 lean",
-                                      "wide lean", "gemm", "wgmma"}) {
-      if (variant == "gemm" ? rows < 16 || rows > 512 : variant == "wgmma" ? rows < 16 : !variant.empty() && rows > 32)
+                                      "wide lean", "gemm", "wgmma", "wgmma 256"}) {
+      if (variant == "gemm"        ? rows < 16 || rows > 512
+          : variant == "wgmma"     ? rows < 16
+          : variant == "wgmma 256" ? rows < 256
+                                   : !variant.empty() && rows > 32)
         continue;
       const bool lean = variant.ends_with(" lean");
       if (lean && rows > 8) continue;
@@ -264,7 +267,8 @@ void time_int4(cuda_ops& gpu) {
       const bool async = variant.starts_with("async");
       const scoped_value<int> forced(cuda::int4_settings().async, async ? 1 : 0);
       const scoped_value<int> gemm(cuda::int4_settings().gemm, variant == "gemm" ? 1 : 0);
-      const scoped_value<int> wgmma(cuda::int4_settings().wgmma, variant == "wgmma" ? 2 : 0);
+      const scoped_value<int> wgmma(cuda::int4_settings().wgmma, variant.starts_with("wgmma") ? 2 : 0);
+      const scoped_value<int> wgmma_rows(cuda::int4_settings().wgmma_rows, variant == "wgmma 256" ? 256 : 128);
       const scoped_value<int> ringed(cuda::int4_settings().ring, variant.starts_with("ring") ? variant[4] - '0' : 0);
       const scoped_value<bool> wide(cuda::int4_settings().wide, variant.starts_with("wide"));
       const double ms = stream_ms(gpu, [&] { gpu.linear_int4(x, w, tensor{}, out); });

@@ -82,6 +82,9 @@ struct int4_switches {
   // K a multiple of 64), in place of dequantize + cuBLAS; 2 for every product it can take (troupe_gpu_check's rows);
   // 0 never (the default until a GPU check and timings run it; TROUPE_INT4_WGMMA=0|1|2).
   int wgmma = 0;
+  // The rows of its tiles above 64 rows: 128 (two blocks an SM), or 256 where the product has more than 128 rows (one
+  // block an SM, half the weights' dequantization a row; TROUPE_INT4_WGMMA_ROWS=256, off until timed).
+  int wgmma_rows = 128;
 };
 int4_switches& int4_settings();
 // ops::linear_fp8 on ctx's stream: each token quantized to e4m3 into ctx's scratch, then the first of these that

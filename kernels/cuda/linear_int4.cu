@@ -846,6 +846,10 @@ int4_switches& int4_settings() {
                          [] {
                            const char* v = std::getenv("TROUPE_INT4_WGMMA");
                            return v && *v >= '1' && *v <= '2' ? *v - '0' : 0;
+                         }(),
+                         [] {
+                           const char* v = std::getenv("TROUPE_INT4_WGMMA_ROWS");
+                           return v && std::string_view(v) == "256" ? 256 : 128;
                          }()};
   return s;
 }

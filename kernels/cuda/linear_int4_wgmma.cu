@@ -32,7 +32,7 @@ constexpr int kWgOutputs = 128;  // a block's outputs: 64 a warpgroup
 constexpr int kWgStageK = 64;    // k a stage: 128 bytes of each x row, the swizzle's width
 constexpr int kWgStages = 4;
 constexpr int kWgThreads = 256;  // two warpgroups
-template <int BN> constexpr int kWgBlocksPerSm = BN == 128 ? 2 : 3;  // registers: BN / 2 accumulators a thread
+template <int BN> constexpr int kWgBlocksPerSm = BN == 256 ? 1 : BN == 128 ? 2 : 3;  // registers: BN / 2 accumulators a thread
 
 // A stage in shared memory: x's tile [BN rows][128 bytes] (a multiple of 1024 bytes, so every stage's tile stays
 // 1024-aligned), then the packed weights [128 outputs][2 chunks of 16 bytes], chunk c of output o at
@@ -190,7 +190,8 @@ void launch_linear_int4_wgmma(cuda_context& ctx, const tensor& x, const int4_dev
   auto launch = [&](auto tag) {
     using T = typename decltype(tag)::type;
     if (rows <= 64) launch_wgmma<T, 64>(ctx, x, w, bias, out, rows);
-    else launch_wgmma<T, 128>(ctx, x, w, bias, out, rows);
+    else if (rows <= 128 || int4_settings().wgmma_rows != 256) launch_wgmma<T, 128>(ctx, x, w, bias, out, rows);
+    else launch_wgmma<T, 256>(ctx, x, w, bias, out, rows);
   };
   if (x.type == dtype::bf16) launch(std::type_identity<__nv_bfloat16>{});
   else launch(std::type_identity<__half>{});

@@ -49,44 +49,59 @@ __device__ __forceinline__ void wgmma_pin(uint32_t& r) { asm volatile("" : "+r"(
 #define TROUPE_WG_D8(d, i)                                                                                             \
   "+f"(d[i]), "+f"(d[i + 1]), "+f"(d[i + 2]), "+f"(d[i + 3]), "+f"(d[i + 4]), "+f"(d[i + 5]), "+f"(d[i + 6]),        \
       "+f"(d[i + 7])
-// m64n64k16: d %0-%31, a %32-%35, the descriptor %36, the accumulate flag %37.
-#define TROUPE_WGMMA_N64(TY)                                                                                           \
-  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"                                                          \
-               "wgmma.mma_async.sync.aligned.m64n64k16.f32." TY "." TY " {"                                          \
-               "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "                              \
-               "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31"                      \
-               "}, {%32, %33, %34, %35}, %36, p, 1, 1, 0;\n}\n"                                                      \
-               : TROUPE_WG_D8(d, 0), TROUPE_WG_D8(d, 8), TROUPE_WG_D8(d, 16), TROUPE_WG_D8(d, 24)                    \
+#define TROUPE_WG_D32(d, i) TROUPE_WG_D8(d, i), TROUPE_WG_D8(d, i + 8), TROUPE_WG_D8(d, i + 16), TROUPE_WG_D8(d, i + 24)
+// The accumulators' operand numbers, 32 at a time.
+#define TROUPE_WG_Q0 "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "                          \
+                     "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31"
+#define TROUPE_WG_Q1 "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "                 \
+                     "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63"
+#define TROUPE_WG_Q2 "%64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, "                 \
+                     "%80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95"
+#define TROUPE_WG_Q3 "%96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, %109, %110, %111, "    \
+                     "%112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, %123, %124, %125, %126, %127"
+// One wgmma m64nNk16 of type TY: the accumulators' numbers D, then (after them) A's four registers, the descriptor
+// and the accumulate flag (A0 .. FLAG), then the accumulators' operands.
+#define TROUPE_WGMMA(TY, N, D, A0, A1, A2, A3, DESC, FLAG, ...)                                                      \
+  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, " FLAG ", 0;\n"                                                   \
+               "wgmma.mma_async.sync.aligned.m64n" N "k16.f32." TY "." TY " {" D "}, {" A0 ", " A1 ", " A2 ", " A3  \
+               "}, " DESC ", p, 1, 1, 0;\n}\n"                                                                        \
+               : __VA_ARGS__                                                                                          \
                : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "r"(1))
-// m64n128k16: d %0-%63, a %64-%67, the descriptor %68, the accumulate flag %69.
+#define TROUPE_WGMMA_N64(TY) TROUPE_WGMMA(TY, "64", TROUPE_WG_Q0, "%32", "%33", "%34", "%35", "%36", "%37", TROUPE_WG_D32(d, 0))
 #define TROUPE_WGMMA_N128(TY)                                                                                          \
-  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"                                                          \
-               "wgmma.mma_async.sync.aligned.m64n128k16.f32." TY "." TY " {"                                         \
-               "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "                              \
-               "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "                    \
-               "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "                     \
-               "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63"                      \
-               "}, {%64, %65, %66, %67}, %68, p, 1, 1, 0;\n}\n"                                                      \
-               : TROUPE_WG_D8(d, 0), TROUPE_WG_D8(d, 8), TROUPE_WG_D8(d, 16), TROUPE_WG_D8(d, 24),                   \
-                 TROUPE_WG_D8(d, 32), TROUPE_WG_D8(d, 40), TROUPE_WG_D8(d, 48), TROUPE_WG_D8(d, 56)                  \
-               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "r"(1))
+  TROUPE_WGMMA(TY, "128", TROUPE_WG_Q0 ", " TROUPE_WG_Q1, "%64", "%65", "%66", "%67", "%68", "%69", TROUPE_WG_D32(d, 0), \
+               TROUPE_WG_D32(d, 32))
+#define TROUPE_WGMMA_N256(TY)                                                                                          \
+  TROUPE_WGMMA(TY, "256", TROUPE_WG_Q0 ", " TROUPE_WG_Q1 ", " TROUPE_WG_Q2 ", " TROUPE_WG_Q3, "%128", "%129", "%130",   \
+               "%131", "%132", "%133", TROUPE_WG_D32(d, 0), TROUPE_WG_D32(d, 32), TROUPE_WG_D32(d, 64),               \
+               TROUPE_WG_D32(d, 96))
 
 // d += A · B for one k16 slice: A (64 x 16, T = bf16 or f16) from this warpgroup's registers, B (16 x N) by desc_b;
 // f32 accumulators, N / 2 a thread. Issued asynchronously: d and a stay untouched until wgmma_wait.
 template <class T, int N> __device__ __forceinline__ void wgmma_rs(float (&d)[N / 2], const uint32_t (&a)[4], uint64_t desc_b) {
-  static_assert(N == 64 || N == 128, "wgmma_rs: N is 64 or 128");
+  static_assert(N == 64 || N == 128 || N == 256, "wgmma_rs: N is 64, 128 or 256");
   constexpr bool half = std::is_same_v<T, __half>;
   if constexpr (N == 64) {
     if constexpr (half) TROUPE_WGMMA_N64("f16");
     else TROUPE_WGMMA_N64("bf16");
-  } else {
+  } else if constexpr (N == 128) {
     if constexpr (half) TROUPE_WGMMA_N128("f16");
     else TROUPE_WGMMA_N128("bf16");
+  } else {
+    if constexpr (half) TROUPE_WGMMA_N256("f16");
+    else TROUPE_WGMMA_N256("bf16");
   }
 }
 
+#undef TROUPE_WGMMA_N256
 #undef TROUPE_WGMMA_N128
 #undef TROUPE_WGMMA_N64
+#undef TROUPE_WGMMA
+#undef TROUPE_WG_Q3
+#undef TROUPE_WG_Q2
+#undef TROUPE_WG_Q1
+#undef TROUPE_WG_Q0
+#undef TROUPE_WG_D32
 #undef TROUPE_WG_D8
 
 } // namespace troupe::cuda
