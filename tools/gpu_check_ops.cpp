@@ -269,10 +269,11 @@ void check_linear_int4(checker& c, dtype t) {
     // must the wide kernel ("wide": int4_settings().wide, made to take every layer here). The other variants run with it
     // off, so that they take the layers the wide kernel would.
     // "gemm": the shared-memory GEMM for batches (int4_settings().gemm), at any rows up to 512 with K a multiple of 128.
-    // "async lean", "ring1 lean" and "wide lean" (int4_settings().lean, up to 8 rows) must write the register kernel's
-    // bits too. "wgmma": the warpgroup-MMA GEMM (int4_settings().wgmma), at any rows with K a multiple of 64; "wgmma
+    // "ring1 lean" and "wide lean" (int4_settings().lean, up to 8 rows) must write the register kernel's bits too, and
+    // "async lean" the cp.async kernel's ("async": its 4 warps split K unlike the register kernel's 8, so its sums round
+    // apart from the register kernel's in the last bit of f16 now and then). "wgmma": the warpgroup-MMA GEMM (int4_settings().wgmma), at any rows with K a multiple of 64; "wgmma
     // 256" with its 256-row tiles (int4_settings().wgmma_rows) above 128 rows.
-    bytes register_kernel;
+    bytes register_kernel, async_kernel;
     for (const std::string variant : {"", "async", "ring1", "ring2", "ring3", "ring5", "wide", "async lean", "ring1 lean",
                                       "wide lean", "gemm", "wgmma", "wgmma 256"}) {
       if (variant == "gemm"                ? t == dtype::f32 || s.rows > 512 || s.k % 128 != 0
@@ -298,10 +299,14 @@ void check_linear_int4(checker& c, dtype t) {
       report("linear_int4", t, what, c.error(out), tolerance_for(t));
       if (t == dtype::f32 || s.rows > 32 ||
           (!variant.empty() && ring != 1 && ring != 2 && ring != 5 && !variant.starts_with("wide") &&
-           variant != "async lean"))
+           !variant.starts_with("async")))
         continue;
       bytes b = c.gpu_bytes(out);
       if (variant.empty()) register_kernel = std::move(b);
+      else if (variant == "async") async_kernel = std::move(b);
+      else if (variant == "async lean")
+        report("linear_int4", t, what + " bits", static_cast<double>(differing_elements(b, async_kernel, size_in_bytes(t))),
+               0.0, "elements differing from the cp.async kernel's");
       else
         report("linear_int4", t, what + " bits", static_cast<double>(differing_elements(b, register_kernel, size_in_bytes(t))),
                0.0, "elements differing from the register kernel's");

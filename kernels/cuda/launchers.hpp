@@ -73,11 +73,12 @@ struct int4_switches {
   // 0 never (TROUPE_INT4_SILU=0: the two ops). H100, 2026-12-06, one rtn request, ms a step (three / three / two runs
   // in one call): two ops 3.165 / 3.155 / 3.189, fused 3.135 / 3.124 / 3.126, fused with the tail 3.086 / 3.097.
   int silu = 2;
-  // The lean form of the ring and wide kernels at one row tile (int4_ring_sums' Lean; TROUPE_INT4_LEAN=1, off until
-  // timed): the same sums in the same order with fewer integer instructions a step — the scales' and zeros' bits in
+  // The lean form of the ring and wide kernels at one row tile (int4_ring_sums' Lean; the default, TROUPE_INT4_LEAN=0 turns
+  // it off): the same sums in the same order with fewer integer instructions a step — the scales' and zeros' bits in
   // 32-bit registers, x read from a zero buffer past the rows or K instead of predicated loads, and no copy of each
-  // stage before its slot reloads; the cp.async kernel without its multiplication of every pair by one.
-  bool lean = false;
+  // stage before its slot reloads; the cp.async kernel without its multiplication of every pair by one. H100,
+  // 2026-12-06, one rtn request in one call: 2.942 ms a step without it, 2.808 with it (the nibble order before it).
+  bool lean = true;
   // int4_wgmma_kernel (linear_int4_wgmma.cu), the warpgroup-MMA GEMM: 1 for products of more than 64 rows (bf16 / f16,
   // K a multiple of 64), in place of dequantize + cuBLAS; 2 for every product it can take (troupe_gpu_check's rows);
   // 0 never (the default until a GPU check and timings run it; TROUPE_INT4_WGMMA=0|1|2).

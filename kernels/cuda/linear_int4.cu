@@ -841,7 +841,7 @@ int4_switches& int4_settings() {
                          }(),
                          [] {
                            const char* v = std::getenv("TROUPE_INT4_LEAN");
-                           return v && *v && *v != '0';
+                           return !v || !*v || *v != '0';
                          }(),
                          [] {
                            const char* v = std::getenv("TROUPE_INT4_WGMMA");
