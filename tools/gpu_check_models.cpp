@@ -285,7 +285,7 @@ void check_against_cpu_twin(model& on_gpu, model& on_cpu, const std::string& lab
 // variants (int4_settings().ring; 1 the default) for steps of up to 32, and the wide kernel (int4_settings().wide) for
 // steps of up to 8, alone and fused with silu_and_mul (int4_settings().silu), and in their lean form
 // (int4_settings().lean), and the warpgroup-MMA GEMM (int4_settings().wgmma) above 64 rows (128-row tiles, and 256-row
-// tiles above 128 rows) and on every step.
+// tiles above 128 rows) and on every step, also overlapping its stages.
 // Prompts of 1 to 230 tokens make prefill steps of each size; the three-prompt decode replays
 // the graph of 4.
 void check_model_int4_paths(cuda_ops& gpu) {
@@ -320,12 +320,14 @@ void check_model_int4_paths(cuda_ops& gpu) {
     int silu = 2;
     bool lean = false;
     int wgmma = 0, wgmma_rows = 128;
+    bool wgmma_overlap = false;
   };
   for (const path& p : {path{"gemm off, ring off", 0, 0}, {"gemm auto", -1, 1}, {"gemm all", 1, 1}, {"ring1", 0, 1},
                         {"ring2", 0, 2}, {"ring3", 0, 3}, {"ring4", -1, 4}, {"ring5", 0, 5}, {"wide", -1, 1, true, 0},
                         {"wide silu", -1, 1, true, 1}, {"wide silu tail", -1, 1, true, 2},
                         {"wide silu tail lean", -1, 1, true, 2, true}, {"wgmma", -1, 1, false, 2, false, 1},
-                        {"wgmma all", 0, 1, false, 2, false, 2}, {"wgmma 256", -1, 1, false, 2, false, 1, 256}}) {
+                        {"wgmma all", 0, 1, false, 2, false, 2}, {"wgmma 256", -1, 1, false, 2, false, 1, 256},
+                        {"wgmma overlap all", 0, 1, false, 2, false, 2, 128, true}}) {
     // Set before the model exists: its decode graphs record the kernels in force when captured. The wide kernel on
     // every layer of one row tile (its own rule would leave this small model's layers to the ring kernel), without and
     // with gate/up and silu_and_mul in one kernel (int4_settings().silu; it goes where the wide kernel goes).
@@ -337,6 +339,7 @@ void check_model_int4_paths(cuda_ops& gpu) {
     const scoped_value<bool> lean(cuda::int4_settings().lean, p.lean);
     const scoped_value<int> wgmma(cuda::int4_settings().wgmma, p.wgmma);
     const scoped_value<int> wgmma_rows(cuda::int4_settings().wgmma_rows, p.wgmma_rows);
+    const scoped_value<bool> wgmma_overlap(cuda::int4_settings().wgmma_overlap, p.wgmma_overlap);
     model on_gpu(config, gpu,
                  load_model_weights(config, gpu, dtype::bf16, checkpoint_weight_source(ckpt, config),
                                     checkpoint_int4_source(ckpt, config)),

@@ -275,7 +275,7 @@ void check_linear_int4(checker& c, dtype t) {
     // 256" with its 256-row tiles (int4_settings().wgmma_rows) above 128 rows.
     bytes register_kernel, async_kernel;
     for (const std::string variant : {"", "async", "ring1", "ring2", "ring3", "ring5", "wide", "async lean", "ring1 lean",
-                                      "wide lean", "gemm", "wgmma", "wgmma 256"}) {
+                                      "wide lean", "gemm", "wgmma", "wgmma 256", "wgmma overlap"}) {
       if (variant == "gemm"                ? t == dtype::f32 || s.rows > 512 || s.k % 128 != 0
           : variant.starts_with("wgmma") ? t == dtype::f32 || s.k % 64 != 0 || (variant == "wgmma 256" && s.rows <= 128)
                                            : !variant.empty() && (t == dtype::f32 || s.rows > 32))
@@ -288,6 +288,7 @@ void check_linear_int4(checker& c, dtype t) {
       const scoped_value<int> gemm(cuda::int4_settings().gemm, variant == "gemm" ? 1 : 0);
       const scoped_value<int> wgmma(cuda::int4_settings().wgmma, variant.starts_with("wgmma") ? 2 : 0);
       const scoped_value<int> wgmma_rows(cuda::int4_settings().wgmma_rows, variant == "wgmma 256" ? 256 : 128);
+      const scoped_value<bool> overlap(cuda::int4_settings().wgmma_overlap, variant == "wgmma overlap");
       const scoped_value<int> ringed(cuda::int4_settings().ring, ring);
       const scoped_value<bool> wide(cuda::int4_settings().wide, variant.starts_with("wide"));
       const scoped_value<int64_t> everywhere(cuda::int4_settings().wide_min_blocks, 0);

@@ -253,12 +253,13 @@ void time_int4(cuda_ops& gpu) {
     // "wide": the wide kernel where it takes the layer by default (gate_up), the register kernel elsewhere; the other
     // variants with it off.
     // "async lean", "ring1 lean" and "wide lean": their lean form (int4_settings().lean), up to 8 rows.
-    // From 16 rows up also on the warpgroup-MMA GEMM (int4_settings().wgmma), from 256 with its 256-row tiles too.
+    // From 16 rows up also on the warpgroup-MMA GEMM (int4_settings().wgmma), alone and overlapping stages
+    // (int4_settings().wgmma_overlap), from 256 with its 256-row tiles too, alone and overlapping.
     for (const std::string variant : {"", "async", "ring1", "ring2", "ring3", "ring5", "wide", "async lean", "ring1 lean",
-                                      "wide lean", "gemm", "wgmma", "wgmma 256"}) {
-      if (variant == "gemm"        ? rows < 16 || rows > 512
-          : variant == "wgmma"     ? rows < 16
-          : variant == "wgmma 256" ? rows < 256
+                                      "wide lean", "gemm", "wgmma", "wgmma overlap", "wgmma 256", "wgmma 256 overlap"}) {
+      if (variant == "gemm"                       ? rows < 16 || rows > 512
+          : variant == "wgmma" || variant == "wgmma overlap" ? rows < 16
+          : variant.starts_with("wgmma 256")               ? rows < 256
                                    : !variant.empty() && rows > 32)
         continue;
       const bool lean = variant.ends_with(" lean");
@@ -268,7 +269,8 @@ void time_int4(cuda_ops& gpu) {
       const scoped_value<int> forced(cuda::int4_settings().async, async ? 1 : 0);
       const scoped_value<int> gemm(cuda::int4_settings().gemm, variant == "gemm" ? 1 : 0);
       const scoped_value<int> wgmma(cuda::int4_settings().wgmma, variant.starts_with("wgmma") ? 2 : 0);
-      const scoped_value<int> wgmma_rows(cuda::int4_settings().wgmma_rows, variant == "wgmma 256" ? 256 : 128);
+      const scoped_value<int> wgmma_rows(cuda::int4_settings().wgmma_rows, variant.starts_with("wgmma 256") ? 256 : 128);
+      const scoped_value<bool> overlap(cuda::int4_settings().wgmma_overlap, variant.ends_with("overlap"));
       const scoped_value<int> ringed(cuda::int4_settings().ring, variant.starts_with("ring") ? variant[4] - '0' : 0);
       const scoped_value<bool> wide(cuda::int4_settings().wide, variant.starts_with("wide"));
       const double ms = stream_ms(gpu, [&] { gpu.linear_int4(x, w, tensor{}, out); });

@@ -86,6 +86,10 @@ struct int4_switches {
   // The rows of its tiles above 64 rows: 128 (two blocks an SM), or 256 where the product has more than 128 rows (one
   // block an SM, half the weights' dequantization a row; TROUPE_INT4_WGMMA_ROWS=256, off until timed).
   int wgmma_rows = 128;
+  // Its warpgroups leave a stage's wgmma running while they dequantize the next (wgmma_wait<1>, two sets of A
+  // fragments, 5 stages of shared memory; TROUPE_INT4_WGMMA_OVERLAP=1, written after the session's last GPU call: off
+  // until its check rows and timings run).
+  bool wgmma_overlap = false;
 };
 int4_switches& int4_settings();
 // ops::linear_fp8 on ctx's stream: each token quantized to e4m3 into ctx's scratch, then the first of these that

@@ -850,6 +850,10 @@ int4_switches& int4_settings() {
                          [] {
                            const char* v = std::getenv("TROUPE_INT4_WGMMA_ROWS");
                            return v && std::string_view(v) == "256" ? 256 : 128;
+                         }(),
+                         [] {
+                           const char* v = std::getenv("TROUPE_INT4_WGMMA_OVERLAP");
+                           return v && *v && *v != '0';
                          }()};
   return s;
 }

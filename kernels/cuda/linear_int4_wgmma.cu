@@ -30,9 +30,14 @@ namespace {
 
 constexpr int kWgOutputs = 128;  // a block's outputs: 64 a warpgroup
 constexpr int kWgStageK = 64;    // k a stage: 128 bytes of each x row, the swizzle's width
-constexpr int kWgStages = 4;
+// Stages in shared memory: 4, three loading ahead of the one the tensor cores read; with Overlap 5, three loading
+// ahead, one read, and the one before it still read by the wgmma that a warpgroup leaves running into the next stage.
+template <bool Overlap> constexpr int kWgStages = Overlap ? 5 : 4;
+constexpr int kWgAhead = 3;
 constexpr int kWgThreads = 256;  // two warpgroups
-template <int BN> constexpr int kWgBlocksPerSm = BN == 256 ? 1 : BN == 128 ? 2 : 3;  // registers: BN / 2 accumulators a thread
+// Blocks an SM, by registers: BN / 2 accumulators a thread, and with Overlap a second set of A fragments (ptxas
+// serializes the wgmma where the registers cannot hold both sets: two blocks of 128-row tiles could not).
+template <int BN, bool Overlap> constexpr int kWgBlocksPerSm = Overlap ? (BN == 64 ? 2 : 1) : BN == 256 ? 1 : BN == 128 ? 2 : 3;
 
 // A stage in shared memory: x's tile [BN rows][128 bytes] (a multiple of 1024 bytes, so every stage's tile stays
 // 1024-aligned), then the packed weights [128 outputs][2 chunks of 16 bytes], chunk c of output o at
@@ -54,8 +59,10 @@ template <class T> struct wg_scales {
   T sa[2], sb[2], za[2], zb[2];
 };
 
-template <class T, int BN>
-__global__ void __launch_bounds__(kWgThreads, kWgBlocksPerSm<BN>)
+// Overlap (int4_settings().wgmma_overlap): a warpgroup waits only for the wgmma of the stage before (wgmma_wait<1>),
+// dequantizing stage s + 1 into a second set of A fragments while stage s's run.
+template <class T, int BN, bool Overlap>
+__global__ void __launch_bounds__(kWgThreads, kWgBlocksPerSm<BN, Overlap>)
     int4_wgmma_kernel(const T* __restrict__ x, const uint4* __restrict__ q, const T* __restrict__ scales,
                       const T* __restrict__ zeros, float* __restrict__ partial, const T* __restrict__ bias,
                       T* __restrict__ out, int rows, int n_out, int k, int group, int stages_per_split) {
@@ -72,8 +79,9 @@ __global__ void __launch_bounds__(kWgThreads, kWgBlocksPerSm<BN>)
   const int oa = wg * 64 + warp * 16 + g, ob = oa + 8;
   const int64_t ga = min(out0 + oa, n_out - 1), gb = min(out0 + ob, n_out - 1);
 
-  auto issue = [&](int s) {  // stage s of this split into buffer s % kWgStages; zeros past the rows or outputs
-    uint8_t* stage = smem + (s % kWgStages) * kWgStageBytes<BN>;
+  constexpr int S = kWgStages<Overlap>;
+  auto issue = [&](int s) {  // stage s of this split into buffer s % S; zeros past the rows or outputs
+    uint8_t* stage = smem + (s % S) * kWgStageBytes<BN>;
     const int64_t k0 = static_cast<int64_t>(s_begin + s) * kWgStageK;
 #pragma unroll
     for (int i = 0; i < BN * 8 / kWgThreads; ++i) {
@@ -106,29 +114,35 @@ __global__ void __launch_bounds__(kWgThreads, kWgBlocksPerSm<BN>)
 #pragma unroll
   for (int i = 0; i < BN / 2; ++i) acc[i] = 0.0f;
   pdl_wait();  // launched plainly (a no-op); x is the kernel before's output
-  cp_async_ring_start<kWgStages>(stages, issue);
+#pragma unroll
+  for (int i = 0; i < kWgAhead; ++i) {
+    if (i < stages) issue(i);
+    cp_async_commit();
+  }
   wg_scales<T> next = scales_of(0);
-  for (int s = 0; s < stages; ++s) {
+  auto step = [&](int s, uint32_t(&frag)[4][4]) {
     // Stage s landed (this thread's copies), visible to the tensor cores' reads (the async proxy), for every thread;
-    // every warpgroup is done with stage s - 1's buffer (its wgmma waited), which reloads now.
-    cp_async_wait<kWgStages - 2>();
+    // every warpgroup's wgmma of the buffer that reloads now, stage s + kWgAhead's, are done (they waited for them).
+    cp_async_wait<kWgAhead - 1>();
     fence_proxy_async_shared();
     __syncthreads();
-    if (s + kWgStages - 1 < stages) issue(s + kWgStages - 1);
+    if (s + kWgAhead < stages) issue(s + kWgAhead);
     cp_async_commit();
     const wg_scales<T> cur = next;
     next = scales_of(s + 1);
-    const uint8_t* stage = smem + (s % kWgStages) * kWgStageBytes<BN>;
+    const uint8_t* stage = smem + (s % S) * kWgStageBytes<BN>;
     const uint4* w_tile = reinterpret_cast<const uint4*>(stage + BN * 128);
     const uint4 a0 = w_tile[oa * 2 + weight_chunk(0, oa)], a1 = w_tile[oa * 2 + weight_chunk(1, oa)];
     const uint4 b0 = w_tile[ob * 2 + weight_chunk(0, ob)], b1 = w_tile[ob * 2 + weight_chunk(1, ob)];
     const uint32_t wa[8] = {a0.x, a0.y, a0.z, a0.w, a1.x, a1.y, a1.z, a1.w};  // word j: k = 8j .. 8j + 7 of the stage
     const uint32_t wb[8] = {b0.x, b0.y, b0.z, b0.w, b1.x, b1.y, b1.z, b1.w};
-    uint32_t frag[4][4];
+    // Past the last stage (Overlap runs stages in pairs) the fragments are zeros, scale 0, whatever the buffer holds
+    // (a stage already used: finite): a select, not a branch, which would make ptxas serialize the wgmma.
+    const bool live = s < stages;
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
       const uint32_t zma = magic_zero<T>(cur.za[h]), zmb = magic_zero<T>(cur.zb[h]);
-      const uint32_t sa = splat2(cur.sa[h]), sb = splat2(cur.sb[h]);
+      const uint32_t sa = live ? splat2(cur.sa[h]) : 0u, sb = live ? splat2(cur.sb[h]) : 0u;
 #pragma unroll
       for (int kk = 2 * h; kk < 2 * h + 2; ++kk) {  // slice kk: words 2kk (k 2t, 2t + 1) and 2kk + 1 (k 8 + 2t, ...)
         frag[kk][0] = dequantize_pair<T>(wa[2 * kk], t, zma, sa);
@@ -137,19 +151,38 @@ __global__ void __launch_bounds__(kWgThreads, kWgBlocksPerSm<BN>)
         frag[kk][3] = dequantize_pair<T>(wb[2 * kk + 1], t, zmb, sb);
       }
     }
+    // The wgmma's inputs all made before the fence: with a stage's wgmma still running (Overlap), ptxas serializes
+    // the wgmma if an ordinary instruction defines one of their registers after it.
+    uint64_t desc[4];
 #pragma unroll
-    for (int kk = 0; kk < 4; ++kk)
+    for (int kk = 0; kk < 4; ++kk) {
+      desc[kk] = wgmma_desc_k_major_sw128(smem_addr(stage) + 32 * kk);
+      wgmma_pin(desc[kk]);
 #pragma unroll
       for (int i = 0; i < 4; ++i) wgmma_pin(frag[kk][i]);
+    }
     wgmma_fence();
-    const uint32_t tile = smem_addr(stage);
 #pragma unroll
-    for (int kk = 0; kk < 4; ++kk) wgmma_rs<T, BN>(acc, frag[kk], wgmma_desc_k_major_sw128(tile + 32 * kk));
+    for (int kk = 0; kk < 4; ++kk) wgmma_rs<T, BN>(acc, frag[kk], desc[kk]);
     wgmma_commit();
-    wgmma_wait<0>();
-#pragma unroll
-    for (int i = 0; i < BN / 2; ++i) wgmma_pin(acc[i]);
+    // Without Overlap every stage's wgmma are done here; with it, all but this stage's (frag must then stay untouched
+    // until the next stage's wait: the other set of fragments takes that stage).
+    if constexpr (Overlap) wgmma_wait<1>();
+    else wgmma_wait<0>();
+  };
+  if constexpr (Overlap) {
+    uint32_t even[4][4], odd[4][4];
+    for (int s = 0; s < stages; s += 2) {
+      step(s, even);
+      step(s + 1, odd);  // with stages odd, a last step of zeros
+    }
+  } else {
+    uint32_t frag[4][4];
+    for (int s = 0; s < stages; ++s) step(s, frag);
   }
+  wgmma_wait<0>();
+#pragma unroll
+  for (int i = 0; i < BN / 2; ++i) wgmma_pin(acc[i]);
   // acc[4i + e]: output oa (e < 2) or ob, row 8i + 2t + e % 2 of the tile.
 #pragma unroll
   for (int i = 0; i < BN / 8; ++i)
@@ -162,19 +195,19 @@ __global__ void __launch_bounds__(kWgThreads, kWgBlocksPerSm<BN>)
     }
 }
 
-template <class T, int BN>
+template <class T, int BN, bool Overlap>
 void launch_wgmma(cuda_context& ctx, const tensor& x, const int4_device_weight& w, const tensor& bias, const tensor& out,
                   int rows) {
   const int n_out = static_cast<int>(w.qweight.dim(0)), k = static_cast<int>(x.dim(1)), total = k / kWgStageK;
   const int tiles = (n_out + kWgOutputs - 1) / kWgOutputs * ((rows + BN - 1) / BN);
   // Splits of K where the tiles are fewer than the blocks the SMs hold, each at least 8 stages (512 k).
-  const auto [splits, per_split] = plan_int4_split(ctx, tiles, total, kWgBlocksPerSm<BN> * ctx.sm_count, 8, rows, n_out);
-  const int smem = kWgStages * kWgStageBytes<BN> + 1024;
-  allow_shared_memory<int4_wgmma_kernel<T, BN>>(static_cast<size_t>(smem), "linear_int4 wgmma: shared memory");
+  const auto [splits, per_split] = plan_int4_split(ctx, tiles, total, kWgBlocksPerSm<BN, Overlap> * ctx.sm_count, 8, rows, n_out);
+  const int smem = kWgStages<Overlap> * kWgStageBytes<BN> + 1024;
+  allow_shared_memory<int4_wgmma_kernel<T, BN, Overlap>>(static_cast<size_t>(smem), "linear_int4 wgmma: shared memory");
   const dim3 grid(static_cast<unsigned>((n_out + kWgOutputs - 1) / kWgOutputs), static_cast<unsigned>((rows + BN - 1) / BN),
                   static_cast<unsigned>(splits));
   const T* b = bias.empty() ? nullptr : bias.as<T>();
-  int4_wgmma_kernel<T, BN><<<grid, kWgThreads, smem, ctx.stream>>>(
+  int4_wgmma_kernel<T, BN, Overlap><<<grid, kWgThreads, smem, ctx.stream>>>(
       x.as<T>(), static_cast<const uint4*>(w.qweight.data), w.scales.as<T>(), w.zeros.as<T>(),
       splits > 1 ? static_cast<float*>(ctx.int4_scratch) : nullptr, b, out.as<T>(), rows, n_out, k,
       static_cast<int>(w.group_size), per_split);
@@ -187,14 +220,19 @@ void launch_wgmma(cuda_context& ctx, const tensor& x, const int4_device_weight& 
 void launch_linear_int4_wgmma(cuda_context& ctx, const tensor& x, const int4_device_weight& w, const tensor& bias,
                               const tensor& out) {
   const int rows = static_cast<int>(x.dim(0));
-  auto launch = [&](auto tag) {
+  auto launch = [&](auto tag, auto overlap) {
     using T = typename decltype(tag)::type;
-    if (rows <= 64) launch_wgmma<T, 64>(ctx, x, w, bias, out, rows);
-    else if (rows <= 128 || int4_settings().wgmma_rows != 256) launch_wgmma<T, 128>(ctx, x, w, bias, out, rows);
-    else launch_wgmma<T, 256>(ctx, x, w, bias, out, rows);
+    constexpr bool O = decltype(overlap)::value;
+    if (rows <= 64) launch_wgmma<T, 64, O>(ctx, x, w, bias, out, rows);
+    else if (rows <= 128 || int4_settings().wgmma_rows != 256) launch_wgmma<T, 128, O>(ctx, x, w, bias, out, rows);
+    else launch_wgmma<T, 256, O>(ctx, x, w, bias, out, rows);
   };
-  if (x.type == dtype::bf16) launch(std::type_identity<__nv_bfloat16>{});
-  else launch(std::type_identity<__half>{});
+  auto typed = [&](auto overlap) {
+    if (x.type == dtype::bf16) launch(std::type_identity<__nv_bfloat16>{}, overlap);
+    else launch(std::type_identity<__half>{}, overlap);
+  };
+  if (int4_settings().wgmma_overlap) typed(std::true_type{});
+  else typed(std::false_type{});
 }
 
 } // namespace troupe::cuda

@@ -45,6 +45,7 @@ template <int N> __device__ __forceinline__ void wgmma_wait() {
 // wgmma_wait, the A fragments before wgmma_fence, so that no ordinary instruction moves across the asynchronous MMA.
 __device__ __forceinline__ void wgmma_pin(float& r) { asm volatile("" : "+f"(r)::"memory"); }
 __device__ __forceinline__ void wgmma_pin(uint32_t& r) { asm volatile("" : "+r"(r)::"memory"); }
+__device__ __forceinline__ void wgmma_pin(uint64_t& r) { asm volatile("" : "+l"(r)::"memory"); }
 
 #define TROUPE_WG_D8(d, i)                                                                                             \
   "+f"(d[i]), "+f"(d[i + 1]), "+f"(d[i + 2]), "+f"(d[i + 3]), "+f"(d[i + 4]), "+f"(d[i + 5]), "+f"(d[i + 6]),        \
@@ -59,22 +60,21 @@ __device__ __forceinline__ void wgmma_pin(uint32_t& r) { asm volatile("" : "+r"(
                      "%80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95"
 #define TROUPE_WG_Q3 "%96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, %109, %110, %111, "    \
                      "%112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, %123, %124, %125, %126, %127"
-// One wgmma m64nNk16 of type TY: the accumulators' numbers D, then (after them) A's four registers, the descriptor
-// and the accumulate flag (A0 .. FLAG), then the accumulators' operands.
-#define TROUPE_WGMMA(TY, N, D, A0, A1, A2, A3, DESC, FLAG, ...)                                                      \
-  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, " FLAG ", 0;\n"                                                   \
-               "wgmma.mma_async.sync.aligned.m64n" N "k16.f32." TY "." TY " {" D "}, {" A0 ", " A1 ", " A2 ", " A3  \
-               "}, " DESC ", p, 1, 1, 0;\n}\n"                                                                        \
+// One wgmma m64nNk16 of type TY, always accumulating (scale-d the immediate 1: a predicate made by setp would be an
+// ordinary instruction defining a wgmma input, which makes ptxas serialize the wgmma of a pipelined loop): the
+// accumulators' numbers D, then A's four registers and the descriptor (A0 .. DESC), then the accumulators' operands.
+#define TROUPE_WGMMA(TY, N, D, A0, A1, A2, A3, DESC, ...)                                                            \
+  asm volatile("wgmma.mma_async.sync.aligned.m64n" N "k16.f32." TY "." TY " {" D "}, {" A0 ", " A1 ", " A2 ", " A3    \
+               "}, " DESC ", 1, 1, 1, 0;\n"                                                                           \
                : __VA_ARGS__                                                                                          \
-               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "r"(1))
-#define TROUPE_WGMMA_N64(TY) TROUPE_WGMMA(TY, "64", TROUPE_WG_Q0, "%32", "%33", "%34", "%35", "%36", "%37", TROUPE_WG_D32(d, 0))
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b))
+#define TROUPE_WGMMA_N64(TY) TROUPE_WGMMA(TY, "64", TROUPE_WG_Q0, "%32", "%33", "%34", "%35", "%36", TROUPE_WG_D32(d, 0))
 #define TROUPE_WGMMA_N128(TY)                                                                                          \
-  TROUPE_WGMMA(TY, "128", TROUPE_WG_Q0 ", " TROUPE_WG_Q1, "%64", "%65", "%66", "%67", "%68", "%69", TROUPE_WG_D32(d, 0), \
+  TROUPE_WGMMA(TY, "128", TROUPE_WG_Q0 ", " TROUPE_WG_Q1, "%64", "%65", "%66", "%67", "%68", TROUPE_WG_D32(d, 0),      \
                TROUPE_WG_D32(d, 32))
 #define TROUPE_WGMMA_N256(TY)                                                                                          \
   TROUPE_WGMMA(TY, "256", TROUPE_WG_Q0 ", " TROUPE_WG_Q1 ", " TROUPE_WG_Q2 ", " TROUPE_WG_Q3, "%128", "%129", "%130",   \
-               "%131", "%132", "%133", TROUPE_WG_D32(d, 0), TROUPE_WG_D32(d, 32), TROUPE_WG_D32(d, 64),               \
-               TROUPE_WG_D32(d, 96))
+               "%131", "%132", TROUPE_WG_D32(d, 0), TROUPE_WG_D32(d, 32), TROUPE_WG_D32(d, 64), TROUPE_WG_D32(d, 96))
 
 // d += A · B for one k16 slice: A (64 x 16, T = bf16 or f16) from this warpgroup's registers, B (16 x N) by desc_b;
 // f32 accumulators, N / 2 a thread. Issued asynchronously: d and a stay untouched until wgmma_wait.

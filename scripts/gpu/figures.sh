@@ -114,12 +114,15 @@ if [ "$variants" = int4 ]; then
 fi
 # VARIANTS=wgmma (with PARTS=none): W1 in bf16, in rtn, and in rtn with the warpgroup-MMA GEMM for steps of more than 64
 # rows (TROUPE_INT4_WGMMA=1: not yet run; issue 12's W1 >= 1.1x bf16), with its 256-row tiles above 128 rows
-# (TROUPE_INT4_WGMMA_ROWS=256), then the rtn W1 again.
+# (TROUPE_INT4_WGMMA_ROWS=256), each also overlapping its stages (TROUPE_INT4_WGMMA_OVERLAP=1: not yet run), then the
+# rtn W1 again.
 if [ "$variants" = wgmma ]; then
   w1 bf16
   w1 rtn --quantization rtn
   TROUPE_INT4_WGMMA=1 w1 rtn_wgmma --quantization rtn
   TROUPE_INT4_WGMMA=1 TROUPE_INT4_WGMMA_ROWS=256 w1 rtn_wgmma256 --quantization rtn
+  TROUPE_INT4_WGMMA=1 TROUPE_INT4_WGMMA_OVERLAP=1 w1 rtn_wgmma_overlap --quantization rtn
+  TROUPE_INT4_WGMMA=1 TROUPE_INT4_WGMMA_ROWS=256 TROUPE_INT4_WGMMA_OVERLAP=1 w1 rtn_wgmma256_overlap --quantization rtn
   w1 rtn_again --quantization rtn
 fi
 if [ "$variants" = 2 ]; then
