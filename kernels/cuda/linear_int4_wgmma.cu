@@ -10,13 +10,17 @@
 //
 // A block makes kWgOutputs (128) outputs for BN rows; its two warpgroups 64 outputs each, sharing x's tile. Each stage
 // of 64 k brings the x tile (BN rows x 128 bytes, 128-byte swizzled, wgmma.cuh) and the block's packed weights
-// (128 outputs x 32 bytes) into shared memory by cp.async, kWgStages in flight. Each thread then dequantizes its A
+// (128 outputs x 32 bytes) into shared memory by cp.async, kWgAhead loading ahead. Each thread then dequantizes its A
 // fragments of the stage's four k16 slices: for outputs g and g + 8 of its warp, weights 2t, 2t + 1 (and 8 further)
 // of each packed word, which this backend's nibble order (int4_pair_nibble) puts in nibbles t and t + 4 — one
 // shift and one lop3 a pair (magic_pair), then q − z exactly and the scale rounding once to T, as the dequantizing
 // path's weights (and the mma.sync GEMM's) are. Four wgmma m64nBNk16 follow; a warpgroup waits for them before the
-// next stage's barrier, so that a buffer is free before it reloads. Where the output tiles are fewer than the blocks
-// the GPU holds at once, K is split over blockIdx.z (plan_int4_split).
+// next stage's barrier, so that a buffer is free before it reloads (or, with Overlap, for the stage before's only,
+// dequantizing into a second set of fragments meanwhile). Where the output tiles are fewer than the blocks the GPU
+// holds at once, K is split over blockIdx.z (plan_int4_split).
+//
+// H100, 2026-12-06 (without Overlap): correct, but 314 TFLOP/s at 4,096 rows (407 with 256-row tiles) against
+// dequantize + cuBLAS's 697, so it is off by default (kernels/cuda/NOTES.md, seventeenth session).
 
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/cp_async.cuh"

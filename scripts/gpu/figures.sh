@@ -89,27 +89,26 @@ if [ "$variants" = 1 ] || [ "$variants" = 2 ] || [ "$variants" = w1 ]; then
   TROUPE_ATTN_PREFILL_LEAN=1 w1 fp8_fp8kv_lean_prefill --quantization fp8 --kv-cache-dtype fp8
   TROUPE_FP8_FUSED=1 w1 fp8_fp8kv_fused --quantization fp8 --kv-cache-dtype fp8
 fi
-# VARIANTS=int4 (with PARTS=none): the 4-bit decode kernels, one rtn request with the defaults (gate/up and
-# silu_and_mul in one kernel, down_proj let into its tail; decode attention letting o_proj start at once) twice, beside
-# the ring and wide kernels without their lean form twice (TROUPE_INT4_LEAN=0), ring 5 on o_proj / down_proj
-# (TROUPE_INT4_RING=5: more warps an SM, tied when the integer pipe bound the kernel), the two ops for gate/up
-# (TROUPE_INT4_SILU=0) and no attention trigger (TROUPE_ATTN_TRIGGER=0); FP8 + FP8 KV; 32
-# requests with the defaults and with the attention's trigger at 32 sequences too (TROUPE_ATTN_TRIGGER=1); W1 rtn
-# (skipped if LIMIT runs out). One-request figures move by up to 3% between calls (fourteenth session, H100: the same
-# kernels 3.18 and 3.23 ms a token in two calls) and much less within one (H200: 2.973 and 2.979), so compare within
-# one call, against a baseline run twice. Bound the run with LIMIT (default 540 s), not `timeout`: a run cut off from
-# outside prints no table and leaves its logs untarred (fifteenth session).
+# VARIANTS=int4 (with PARTS=none): the 4-bit decode kernels, one rtn request with the defaults twice, beside q/k/v on
+# the ring kernel instead of the cp.async kernel twice (TROUPE_INT4_ASYNC=0: in the lean form the ring kernel's op rows
+# beat the cp.async kernel's at q/k/v's shape, 0.007 against 0.009 ms at one row, seventeenth session, H100), ring 5 on
+# o_proj / down_proj (TROUPE_INT4_RING=5: more warps an SM, tied when the integer pipe bound the kernel), the kernels
+# without their lean form (TROUPE_INT4_LEAN=0), the two ops for gate/up (TROUPE_INT4_SILU=0); FP8 + FP8 KV; 32
+# requests; W1 rtn (skipped if LIMIT runs out). One-request figures move by up to 3% between calls (fourteenth session,
+# H100: the same kernels 3.18 and 3.23 ms a token in two calls) and much less within one (H200: 2.973 and 2.979), so
+# compare within one call, against a baseline run twice (scripts/gpu/ab.sh compares two builds so). Bound the run with
+# LIMIT (default 540 s), not `timeout`: a run cut off from outside prints no table and leaves its logs untarred
+# (fifteenth session).
 if [ "$variants" = int4 ]; then
   b1 rtn --quantization rtn
+  TROUPE_INT4_ASYNC=0 b1 rtn_no_async --quantization rtn
+  b1 rtn_again --quantization rtn
+  TROUPE_INT4_ASYNC=0 b1 rtn_no_async_again --quantization rtn
+  TROUPE_INT4_RING=5 b1 rtn_ring5 --quantization rtn
   TROUPE_INT4_LEAN=0 b1 rtn_not_lean --quantization rtn
   TROUPE_INT4_SILU=0 b1 rtn_two_ops --quantization rtn
-  TROUPE_ATTN_TRIGGER=0 b1 rtn_no_attn_trigger --quantization rtn
-  b1 rtn_again --quantization rtn
-  TROUPE_INT4_LEAN=0 b1 rtn_not_lean_again --quantization rtn
-  TROUPE_INT4_RING=5 b1 rtn_ring5 --quantization rtn
   b1 fp8_fp8kv --quantization fp8 --kv-cache-dtype fp8
   b32 rtn --quantization rtn
-  TROUPE_ATTN_TRIGGER=1 b32 rtn_attn_trigger --quantization rtn
   w1 rtn --quantization rtn
 fi
 # VARIANTS=wgmma (with PARTS=none): W1 in bf16, in rtn, and in rtn with the warpgroup-MMA GEMM for steps of more than 64
