@@ -134,14 +134,16 @@ __global__ void __launch_bounds__(kWgThreads, kWgBlocksPerSm<BN, Overlap>)
     cp_async_commit();
     const wg_scales<T> cur = next;
     next = scales_of(s + 1);
-    const uint8_t* stage = smem + (s % S) * kWgStageBytes<BN>;
+    // A step past the last stage reads the last stage's buffer: one that holds finite values, where a buffer never
+    // loaded (3 stages and 5 buffers) could hold NaNs, which its zero fragments would not cancel.
+    const uint8_t* stage = smem + (min(s, stages - 1) % S) * kWgStageBytes<BN>;
     const uint4* w_tile = reinterpret_cast<const uint4*>(stage + BN * 128);
     const uint4 a0 = w_tile[oa * 2 + weight_chunk(0, oa)], a1 = w_tile[oa * 2 + weight_chunk(1, oa)];
     const uint4 b0 = w_tile[ob * 2 + weight_chunk(0, ob)], b1 = w_tile[ob * 2 + weight_chunk(1, ob)];
     const uint32_t wa[8] = {a0.x, a0.y, a0.z, a0.w, a1.x, a1.y, a1.z, a1.w};  // word j: k = 8j .. 8j + 7 of the stage
     const uint32_t wb[8] = {b0.x, b0.y, b0.z, b0.w, b1.x, b1.y, b1.z, b1.w};
-    // Past the last stage (Overlap runs stages in pairs) the fragments are zeros, scale 0, whatever the buffer holds
-    // (a stage already used: finite): a select, not a branch, which would make ptxas serialize the wgmma.
+    // Past the last stage (Overlap runs stages in pairs) the fragments are zeros, scale 0: a select, not a branch,
+    // which would make ptxas serialize the wgmma.
     const bool live = s < stages;
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
