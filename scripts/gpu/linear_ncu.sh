@@ -18,6 +18,8 @@ q=${Q:-fp8}
 # KERNEL and PER_LAYER (launches of it a layer) profile another choice, e.g. the W8A16 GEMV on every layer, the fastest
 # decode kernel measured (2.7 TB/s at gate_up, H100), beside the 4-bit kernels:
 #   TROUPE_FP8_W16_ROWS=4 KERNEL=fp8_w16_gemv PER_LAYER=4 Q=fp8 bash scripts/gpu/linear_ncu.sh
+# NUM_PROMPTS (default 1) sets the decode steps' rows, e.g. the 4-bit warpgroup-MMA GEMM at 256 rows (W1's decode):
+#   TROUPE_INT4_WGMMA=1 NUM_PROMPTS=256 KERNEL=int4_wgmma PER_LAYER=4 Q=rtn bash scripts/gpu/linear_ncu.sh
 case "$q" in
   fp8) kernel=${KERNEL:-fp8_(quantize|gemv|mma)}; per_layer=${PER_LAYER:-8} ;;
   rtn) kernel=${KERNEL:-int4_(mma|ring)}; per_layer=${PER_LAYER:-4} ;;
@@ -35,7 +37,7 @@ timeout "${NCU_LIMIT:-170}" "$ncu" --clock-control none -k "regex:$kernel" --lau
   --section SpeedOfLight --section MemoryWorkloadAnalysis --section WarpStateStats --section SchedulerStats \
   --section LaunchStats --section Occupancy -f -o "$out/ncu_linear_$q" \
   bundle/troupe bench throughput --backend cuda --load-format dummy --model bundle/data/qwen2.5-7b-shape \
-  --num-prompts 1 --input-len 128 --output-len 64 --max-model-len 1024 --temperature 0 --enforce-eager \
+  --num-prompts "${NUM_PROMPTS:-1}" --input-len 128 --output-len 64 --max-model-len 1024 --temperature 0 --enforce-eager \
   --quantization "$q" --gpu-memory-utilization 0.25 > "$out/ncu_linear_${q}_run.txt" 2>&1
 rc=$?
 "$ncu" --import "$out/ncu_linear_$q.ncu-rep" > "$out/ncu_linear_$q.txt" 2>&1
