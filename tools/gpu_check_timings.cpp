@@ -216,7 +216,7 @@ void time_int4(cuda_ops& gpu) {
   char buf[200];
   // Ceilings: 4.14 TB/s copy, 737 TFLOP/s bf16 (GPU.md, H200).
   std::vector<layer_shape> int4_shapes = qwen7b_linears({1, 2, 4, 8, 16, 32, 64, 256, 4096});
-  for (const int64_t rows : {32, 256}) {  // the decode step's other layers at batches, for the GEMM's rows
+  for (const int64_t rows : {32, 64, 256}) {  // the decode step's other layers at batches, for the GEMMs' rows
     int4_shapes.push_back({"qkv", rows, 3584, 4608});
     int4_shapes.push_back({"o_proj", rows, 3584, 3584});
     int4_shapes.push_back({"down", rows, 18944, 3584});
