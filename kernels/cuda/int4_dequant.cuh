@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
 
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/cuda_context.hpp"
@@ -19,37 +20,26 @@ namespace {
 template <class T> constexpr uint32_t kMagic = 0x43004300u;
 template <> constexpr uint32_t kMagic<__half> = 0x64006400u;
 
-template <class T> __device__ __forceinline__ uint32_t sub2(uint32_t a, uint32_t b);
-template <> __device__ __forceinline__ uint32_t sub2<__nv_bfloat16>(uint32_t a, uint32_t b) {
-  const __nv_bfloat162 r = __hsub2(*reinterpret_cast<const __nv_bfloat162*>(&a), *reinterpret_cast<const __nv_bfloat162*>(&b));
+// Pair arithmetic on two T values held in a 32-bit register (the lower index in the lower half), one HSUB2 / HMUL2 /
+// HADD2 each.
+template <class T> using pair_of = std::conditional_t<std::is_same_v<T, __half>, __half2, __nv_bfloat162>;
+template <class T, class Op> __device__ __forceinline__ uint32_t pairwise(uint32_t a, uint32_t b, Op op) {
+  const pair_of<T> r = op(*reinterpret_cast<const pair_of<T>*>(&a), *reinterpret_cast<const pair_of<T>*>(&b));
   return *reinterpret_cast<const uint32_t*>(&r);
 }
-template <> __device__ __forceinline__ uint32_t sub2<__half>(uint32_t a, uint32_t b) {
-  const __half2 r = __hsub2(*reinterpret_cast<const __half2*>(&a), *reinterpret_cast<const __half2*>(&b));
-  return *reinterpret_cast<const uint32_t*>(&r);
+template <class T> __device__ __forceinline__ uint32_t sub2(uint32_t a, uint32_t b) {
+  return pairwise<T>(a, b, [](pair_of<T> x, pair_of<T> y) { return __hsub2(x, y); });
 }
-template <class T> __device__ __forceinline__ uint32_t mul2(uint32_t a, uint32_t b);
-template <> __device__ __forceinline__ uint32_t mul2<__nv_bfloat16>(uint32_t a, uint32_t b) {
-  const __nv_bfloat162 r = __hmul2(*reinterpret_cast<const __nv_bfloat162*>(&a), *reinterpret_cast<const __nv_bfloat162*>(&b));
-  return *reinterpret_cast<const uint32_t*>(&r);
+template <class T> __device__ __forceinline__ uint32_t mul2(uint32_t a, uint32_t b) {
+  return pairwise<T>(a, b, [](pair_of<T> x, pair_of<T> y) { return __hmul2(x, y); });
 }
-template <> __device__ __forceinline__ uint32_t mul2<__half>(uint32_t a, uint32_t b) {
-  const __half2 r = __hmul2(*reinterpret_cast<const __half2*>(&a), *reinterpret_cast<const __half2*>(&b));
-  return *reinterpret_cast<const uint32_t*>(&r);
+template <class T> __device__ __forceinline__ uint32_t add2(uint32_t a, uint32_t b) {
+  return pairwise<T>(a, b, [](pair_of<T> x, pair_of<T> y) { return __hadd2(x, y); });
 }
 // Both halves of a register set to v.
 template <class T> __device__ __forceinline__ uint32_t splat2(T v) {
   const uint16_t bits = *reinterpret_cast<const uint16_t*>(&v);
   return static_cast<uint32_t>(bits) * 0x10001u;
-}
-template <class T> __device__ __forceinline__ uint32_t add2(uint32_t a, uint32_t b);
-template <> __device__ __forceinline__ uint32_t add2<__nv_bfloat16>(uint32_t a, uint32_t b) {
-  const __nv_bfloat162 r = __hadd2(*reinterpret_cast<const __nv_bfloat162*>(&a), *reinterpret_cast<const __nv_bfloat162*>(&b));
-  return *reinterpret_cast<const uint32_t*>(&r);
-}
-template <> __device__ __forceinline__ uint32_t add2<__half>(uint32_t a, uint32_t b) {
-  const __half2 r = __hadd2(*reinterpret_cast<const __half2*>(&a), *reinterpret_cast<const __half2*>(&b));
-  return *reinterpret_cast<const uint32_t*>(&r);
 }
 
 // 128 + z (or 1024 + z) in both halves, for the pairs' subtraction: one HADD2 on the splatted zero, exact (z a whole

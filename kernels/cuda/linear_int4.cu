@@ -300,24 +300,18 @@ __global__ void __launch_bounds__(Warps * 32, MinBlocks)
 template <class T, int Tiles, class Stage = int4_stage<T>>
 __device__ __forceinline__ void int4_wide_step(float (&acc)[Tiles][1][4], const Stage (&cur)[Tiles],
                                                const T* __restrict__ x, int rows, int k, int c, bool live, int g) {
-  // x's 8 values of word i, whose pairs are the weights' (int4_pair_nibble).
-  uint32_t xb[4][4];
-  auto pair_up = [&](int i, const uint4& v) {
-    xb[i][0] = v.x;
-    xb[i][1] = v.y;
-    xb[i][2] = v.z;
-    xb[i][3] = v.w;
-  };
+  // x's 8 values of word i, whose pairs are the weights' (int4_pair_nibble): B fragments as they lie in memory.
+  uint4 xb[4];
   if constexpr (std::is_same_v<Stage, int4_lean_stage>) {
     const uint4* __restrict__ from =
         live && g < rows ? reinterpret_cast<const uint4*>(x + static_cast<int64_t>(g) * k + c * 32) : kZeroX;
 #pragma unroll
-    for (int i = 0; i < 4; ++i) pair_up(i, from[i]);
+    for (int i = 0; i < 4; ++i) xb[i] = from[i];
   } else {
 #pragma unroll
     for (int i = 0; i < 4; ++i)
-      pair_up(i, live && g < rows ? *reinterpret_cast<const uint4*>(x + static_cast<int64_t>(g) * k + c * 32 + i * 8)
-                                  : make_uint4(0, 0, 0, 0));
+      xb[i] = live && g < rows ? *reinterpret_cast<const uint4*>(x + static_cast<int64_t>(g) * k + c * 32 + i * 8)
+                               : make_uint4(0, 0, 0, 0);
   }
 #pragma unroll
   for (int m = 0; m < Tiles; ++m) {
@@ -334,8 +328,8 @@ __device__ __forceinline__ void int4_wide_step(float (&acc)[Tiles][1][4], const 
       dequantize_word_unscaled<T>(words_b[i], zb, db);
       const uint32_t a0[4] = {da[0], db[0], da[1], db[1]};
       const uint32_t a1[4] = {da[2], db[2], da[3], db[3]};
-      mma16816<T>(block_acc[0], a0, xb[i][0], xb[i][1]);
-      mma16816<T>(block_acc[0], a1, xb[i][2], xb[i][3]);
+      mma16816<T>(block_acc[0], a0, xb[i].x, xb[i].y);
+      mma16816<T>(block_acc[0], a1, xb[i].z, xb[i].w);
     }
     const float fa = stage_scale<T>(cur[m].sa), fb = stage_scale<T>(cur[m].sb);
     acc[m][0][0] += fa * block_acc[0][0];
