@@ -27,8 +27,8 @@ void launch_copy_columns(const tensor& x, const tensor& out, cudaStream_t stream
 // it; more rows, a GEMM on the tensor cores (int4_settings() says which) or a dequantization into ctx's scratch weight
 // and the cuBLASLt GEMM (linear_int4.cu).
 void launch_linear_int4(cuda_context& ctx, const tensor& x, const int4_device_weight& w, const tensor& bias, const tensor& out);
-// The warpgroup-MMA GEMM of linear_int4 (linear_int4_wgmma.cu): x bf16 or f16, K a multiple of 64, groups a multiple
-// of 32, x and the packed words 16-byte aligned (launch_linear_int4 checks; any rows).
+// The warpgroup-MMA GEMM of linear_int4 (linear_int4_wgmma.cu): x bf16 or f16, K a multiple of 64, groups a power of
+// two from 32, x and the packed words 16-byte aligned (launch_linear_int4 checks; any rows).
 void launch_linear_int4_wgmma(cuda_context& ctx, const tensor& x, const int4_device_weight& w, const tensor& bias,
                               const tensor& out);
 // ops::linear_int4_silu on ctx's stream: silu_and_mul(linear_int4(x, w)) in one kernel (w gate and up stacked, out
@@ -50,7 +50,9 @@ gemm_switches& gemm_settings();
 
 struct int4_switches {
   // Up to 32 rows on int4_mma_async_kernel (weights staged by cp.async): -1 where the layer has more outputs than inputs
-  // (gate_up, qkv: faster there on the H200; o_proj and down slower), 0 never, 1 always. Starts as TROUPE_INT4_ASYNC=0|1.
+  // (gate_up, qkv: faster there on the H200; o_proj and down slower) and the rows take more than one row tile, 0 never,
+  // 1 always. Starts as TROUPE_INT4_ASYNC=0|1. At one row tile the lean ring kernel won on q/k/v (H100, 2026-12-06,
+  // one rtn request 2.769 / 2.777 ms a step with the cp.async kernel there, 2.670 / 2.705 without).
   int async = -1;
   // int4_gemm_kernel, the shared-memory GEMM for batches (bf16 / f16, K a multiple of 128): -1 (the default;
   // TROUPE_INT4_GEMM=auto) for 17 to 64 rows, where its op timings beat both the decode kernels and dequantize +
@@ -87,9 +89,13 @@ struct int4_switches {
   // block an SM, half the weights' dequantization a row; TROUPE_INT4_WGMMA_ROWS=256, off until timed).
   int wgmma_rows = 128;
   // Its warpgroups leave a stage's wgmma running while they dequantize the next (wgmma_wait<1>, two sets of A
-  // fragments, 5 stages of shared memory; TROUPE_INT4_WGMMA_OVERLAP=1, written after the session's last GPU call: off
-  // until its check rows and timings run).
+  // fragments, 5 stages of shared memory; TROUPE_INT4_WGMMA_OVERLAP=1). H100, 2026-12-06, gate_up: with 256-row tiles
+  // 0.231 → 0.215 ms at 256 rows, 2.690 → 2.636 at 4,096; with 128-row tiles it lost (one block an SM, not two).
   bool wgmma_overlap = false;
+  // With wgmma 1, the most rows it takes (0: any; TROUPE_INT4_WGMMA_MAX_ROWS): decode steps of many sequences on it,
+  // prefill's thousands of rows on dequantize + cuBLAS, which was faster there (H100, 2026-12-06: 697 TFLOP/s at 4,096
+  // rows against its 314-422).
+  int wgmma_max_rows = 0;
 };
 int4_switches& int4_settings();
 // ops::linear_fp8 on ctx's stream: each token quantized to e4m3 into ctx's scratch, then the first of these that

@@ -514,9 +514,11 @@ void launch_mma(const tensor& x, const int4_device_weight& w, const tensor& bias
   static const bool scale_before = std::getenv("TROUPE_INT4_SCALE_BEFORE") != nullptr;
   // The cp.async kernel where it measured faster (H200, 2026-12-05, ms at 1 / 8 rows, register kernel / cp.async:
   // gate_up 0.046 / 0.041 at 1 row, qkv 0.014 / 0.012 at 8; o_proj 0.009 / 0.011, down 0.029 / 0.038): more outputs
-  // than inputs, unless int4_settings().async says otherwise.
+  // than inputs at more than one row tile (at one, the lean ring kernel: int4_switches::async), unless
+  // int4_settings().async says otherwise.
   const int setting = int4_settings().async;
-  const bool scale_after = w.group_size % 128 == 0 && !scale_before, async = setting > 0 || (setting < 0 && n_out > k);
+  const bool scale_after = w.group_size % 128 == 0 && !scale_before,
+             async = setting > 0 || (setting < 0 && n_out > k && (NT > 1 || !scale_after || !int4_settings().lean));
   const int group = static_cast<int>(w.group_size);
   // The ring kernel (int4_settings().ring): 1-3 where the register kernel would run; 4 also in place of the cp.async
   // kernel's default choice, with 4 warps a block there (more outputs than inputs: tiles enough to fill the SMs) and 8
@@ -848,6 +850,10 @@ int4_switches& int4_settings() {
                          [] {
                            const char* v = std::getenv("TROUPE_INT4_WGMMA_OVERLAP");
                            return v && *v && *v != '0';
+                         }(),
+                         [] {
+                           const char* v = std::getenv("TROUPE_INT4_WGMMA_MAX_ROWS");
+                           return v && *v ? std::max(0, std::atoi(v)) : 0;
                          }()};
   return s;
 }
@@ -914,9 +920,12 @@ void launch_linear_int4(cuda_context& ctx, const tensor& x, const int4_device_we
   make_current(ctx);
   const bool aligned = k % 32 == 0 && g % 32 == 0 && reinterpret_cast<uintptr_t>(w.qweight.data) % 16 == 0 &&
                        reinterpret_cast<uintptr_t>(x.data) % 16 == 0;
-  // The warpgroup-MMA GEMM: above kGemmAutoRows rows (int4_settings().wgmma 1), or at any rows (2).
+  // The warpgroup-MMA GEMM: above kGemmAutoRows rows (int4_settings().wgmma 1; up to wgmma_max_rows where set), or at
+  // any rows (2).
   const int wgmma = int4_settings().wgmma;
-  if (aligned && x.type != dtype::f32 && k % 64 == 0 && (wgmma == 2 || (wgmma == 1 && rows > kGemmAutoRows))) {
+  if (aligned && x.type != dtype::f32 && k % 64 == 0 && std::has_single_bit(static_cast<uint64_t>(g)) &&
+      (wgmma == 2 || (wgmma == 1 && rows > kGemmAutoRows && (int4_settings().wgmma_max_rows == 0 ||
+                                                              rows <= int4_settings().wgmma_max_rows)))) {
     launch_linear_int4_wgmma(ctx, x, w, bias, out);
     return;
   }

@@ -22,6 +22,8 @@
 // H100, 2026-12-06 (without Overlap): correct, but 314 TFLOP/s at 4,096 rows (407 with 256-row tiles) against
 // dequantize + cuBLAS's 697, so it is off by default (kernels/cuda/NOTES.md, seventeenth session).
 
+#include <bit>
+
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/cp_async.cuh"
 #include "kernels/cuda/cuda_context.hpp"
@@ -69,13 +71,13 @@ template <class T, int BN, bool Overlap>
 __global__ void __launch_bounds__(kWgThreads, kWgBlocksPerSm<BN, Overlap>)
     int4_wgmma_kernel(const T* __restrict__ x, const uint4* __restrict__ q, const T* __restrict__ scales,
                       const T* __restrict__ zeros, float* __restrict__ partial, const T* __restrict__ bias,
-                      T* __restrict__ out, int rows, int n_out, int k, int group, int stages_per_split) {
+                      T* __restrict__ out, int rows, int n_out, int k, int group_shift, int stages_per_split) {
   extern __shared__ uint8_t wg_smem_raw[];
   // The tiles need 1024-byte alignment (the swizzle works on address bits 4-9); the launch adds 1 KiB for it.
   uint8_t* smem = wg_smem_raw + ((1024 - (smem_addr(wg_smem_raw) & 1023)) & 1023);
   const int wg = threadIdx.x / 128, warp = threadIdx.x % 128 / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
   const int out0 = blockIdx.x * kWgOutputs, row0 = blockIdx.y * BN;
-  const int chunks = k / 32, groups = k / group;
+  const int chunks = k / 32, groups = k >> group_shift;
   const int s_begin = blockIdx.z * stages_per_split;
   const int stages = min(k / kWgStageK - s_begin, stages_per_split);
   // This thread's outputs within the block, and in the layer (clamped: an output past the layer reads the last row's
@@ -84,32 +86,44 @@ __global__ void __launch_bounds__(kWgThreads, kWgBlocksPerSm<BN, Overlap>)
   const int64_t ga = min(out0 + oa, n_out - 1), gb = min(out0 + ob, n_out - 1);
 
   constexpr int S = kWgStages<Overlap>;
-  auto issue = [&](int s) {  // stage s of this split into buffer s % S; zeros past the rows or outputs
-    uint8_t* stage = smem + (s % S) * kWgStageBytes<BN>;
-    const int64_t k0 = static_cast<int64_t>(s_begin + s) * kWgStageK;
+  // What a stage's copies and scale loads need, made once: this thread's x copies are rows xr + 32i of the tile at
+  // chunk xc (the swizzle depends on the row mod 8 only, so copy i lies 32i rows past copy 0), its weight copy chunk wc
+  // of output wo. Rows and outputs past the product are clamped, their copies zero-filled: no branch a stage.
+  constexpr int kXCopies = BN * 8 / kWgThreads;
+  const int xr = threadIdx.x / 8, xc = threadIdx.x % 8, wo = threadIdx.x / 2, wc = threadIdx.x % 2;
+  const T* x_src[kXCopies];
+  uint32_t x_valid = 0;  // bit i: copy i's row is in the product
 #pragma unroll
-    for (int i = 0; i < BN * 8 / kWgThreads; ++i) {
-      const int idx = threadIdx.x + i * kWgThreads, r = idx / 8, c = idx % 8;
-      const bool valid = row0 + r < rows;
-      cp_async16(stage + r * 128 + wgmma_swizzled_chunk(c, r) * 16, valid ? x + (row0 + r) * static_cast<int64_t>(k) + k0 + 8 * c : x,
-                 valid);
-    }
-    const int o = threadIdx.x / 2, c = threadIdx.x % 2;  // 256 chunks: one a thread
-    const bool valid = out0 + o < n_out;
-    uint4* w_tile = reinterpret_cast<uint4*>(stage + BN * 128);
-    cp_async16(&w_tile[o * 2 + weight_chunk(c, o)], valid ? q + static_cast<int64_t>(out0 + o) * chunks + k0 / 32 + c : q,
-               valid);
+  for (int i = 0; i < kXCopies; ++i) {
+    const int r = row0 + xr + 32 * i;
+    x_src[i] = x + static_cast<int64_t>(min(r, rows - 1)) * k + 8 * xc;
+    x_valid |= static_cast<uint32_t>(r < rows) << i;
+  }
+  const uint32_t x_dst = smem_addr(smem) + xr * 128 + wgmma_swizzled_chunk(xc, xr) * 16;
+  const uint4* w_src = q + static_cast<int64_t>(min(out0 + wo, n_out - 1)) * chunks + wc;
+  const bool w_valid = out0 + wo < n_out;
+  const uint32_t w_dst = smem_addr(smem) + BN * 128 + (wo * 2 + weight_chunk(wc, wo)) * 16;
+  auto issue = [&](int s) {  // stage s of this split into buffer s % S
+    const uint32_t stage = (s % S) * kWgStageBytes<BN>;
+    const int k0 = (s_begin + s) * kWgStageK;
+#pragma unroll
+    for (int i = 0; i < kXCopies; ++i) cp_async16_to(x_dst + stage + i * 32 * 128, x_src[i] + k0, (x_valid >> i) & 1);
+    cp_async16_to(w_dst + stage, w_src + k0 / 32, w_valid);
   };
+  const T* s_a = scales + ga * groups;
+  const T* s_b = scales + gb * groups;
+  const T* z_a = zeros + ga * groups;
+  const T* z_b = zeros + gb * groups;
   auto scales_of = [&](int s) {
     wg_scales<T> v;
     const int k0 = (s_begin + min(s, stages - 1)) * kWgStageK;
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
-      const int gi = (k0 + 32 * h) / group;
-      v.sa[h] = scales[ga * groups + gi];
-      v.sb[h] = scales[gb * groups + gi];
-      v.za[h] = zeros[ga * groups + gi];
-      v.zb[h] = zeros[gb * groups + gi];
+      const int gi = (k0 + 32 * h) >> group_shift;
+      v.sa[h] = s_a[gi];
+      v.sb[h] = s_b[gi];
+      v.za[h] = z_a[gi];
+      v.zb[h] = z_b[gi];
     }
     return v;
   };
@@ -216,7 +230,7 @@ void launch_wgmma(cuda_context& ctx, const tensor& x, const int4_device_weight& 
   int4_wgmma_kernel<T, BN, Overlap><<<grid, kWgThreads, smem, ctx.stream>>>(
       x.as<T>(), static_cast<const uint4*>(w.qweight.data), w.scales.as<T>(), w.zeros.as<T>(),
       splits > 1 ? static_cast<float*>(ctx.int4_scratch) : nullptr, b, out.as<T>(), rows, n_out, k,
-      static_cast<int>(w.group_size), per_split);
+      std::countr_zero(static_cast<unsigned>(w.group_size)), per_split);
   check_launch("linear_int4 wgmma");
   finish_int4_split(ctx, splits, b, out.as<T>(), rows, n_out);
 }

@@ -111,17 +111,21 @@ if [ "$variants" = int4 ]; then
   b32 rtn --quantization rtn
   w1 rtn --quantization rtn
 fi
-# VARIANTS=wgmma (with PARTS=none): W1 in bf16, in rtn, and in rtn with the warpgroup-MMA GEMM for steps of more than 64
-# rows (TROUPE_INT4_WGMMA=1: not yet run; issue 12's W1 >= 1.1x bf16), with its 256-row tiles above 128 rows
-# (TROUPE_INT4_WGMMA_ROWS=256), each also overlapping its stages (TROUPE_INT4_WGMMA_OVERLAP=1: not yet run), then the
-# rtn W1 again.
+# VARIANTS=wgmma (with PARTS=none): W1 in bf16, in rtn, and in rtn with the warpgroup-MMA GEMM (TROUPE_INT4_WGMMA=1)
+# for the decode steps of many sequences only (65-1,024 rows; TROUPE_INT4_WGMMA_MAX_ROWS=1024: prefill stays on
+# dequantize + cuBLAS), with 128- and 256-row tiles (TROUPE_INT4_WGMMA_ROWS=256), each also overlapping its stages
+# (TROUPE_INT4_WGMMA_OVERLAP=1), then on every step of more than 64 rows, then the bf16 and rtn W1 again.
 if [ "$variants" = wgmma ]; then
   w1 bf16
   w1 rtn --quantization rtn
-  TROUPE_INT4_WGMMA=1 w1 rtn_wgmma --quantization rtn
-  TROUPE_INT4_WGMMA=1 TROUPE_INT4_WGMMA_ROWS=256 w1 rtn_wgmma256 --quantization rtn
-  TROUPE_INT4_WGMMA=1 TROUPE_INT4_WGMMA_OVERLAP=1 w1 rtn_wgmma_overlap --quantization rtn
-  TROUPE_INT4_WGMMA=1 TROUPE_INT4_WGMMA_ROWS=256 TROUPE_INT4_WGMMA_OVERLAP=1 w1 rtn_wgmma256_overlap --quantization rtn
+  export TROUPE_INT4_WGMMA=1
+  TROUPE_INT4_WGMMA_MAX_ROWS=1024 w1 rtn_wgmma_decode --quantization rtn
+  TROUPE_INT4_WGMMA_MAX_ROWS=1024 TROUPE_INT4_WGMMA_OVERLAP=1 w1 rtn_wgmma_decode_overlap --quantization rtn
+  TROUPE_INT4_WGMMA_MAX_ROWS=1024 TROUPE_INT4_WGMMA_ROWS=256 w1 rtn_wgmma256_decode --quantization rtn
+  TROUPE_INT4_WGMMA_MAX_ROWS=1024 TROUPE_INT4_WGMMA_ROWS=256 TROUPE_INT4_WGMMA_OVERLAP=1 w1 rtn_wgmma256_decode_overlap --quantization rtn
+  TROUPE_INT4_WGMMA_ROWS=256 TROUPE_INT4_WGMMA_OVERLAP=1 w1 rtn_wgmma256_overlap_all --quantization rtn
+  unset TROUPE_INT4_WGMMA
+  w1 bf16_again
   w1 rtn_again --quantization rtn
 fi
 if [ "$variants" = 2 ]; then
