@@ -284,8 +284,9 @@ void check_against_cpu_twin(model& on_gpu, model& on_cpu, const std::string& lab
 // rows, the decode graphs of 17-64 sequences included) and 1 (every step up to 512 rows), and the ring kernel's
 // variants (int4_settings().ring; 1 the default) for steps of up to 32, and the wide kernel (int4_settings().wide) for
 // steps of up to 8, alone and fused with silu_and_mul (int4_settings().silu), and in their lean form
-// (int4_settings().lean), and the warpgroup-MMA GEMM (int4_settings().wgmma) above 64 rows (128-row tiles, and 256-row
-// tiles above 128 rows) and on every step, also overlapping its stages.
+// (int4_settings().lean), and the warpgroup-MMA GEMM (int4_settings().wgmma) above 48 rows (128-row tiles, and 256-row
+// tiles above 128 rows, also overlapping its stages: the default since the eighteenth session) and on every step, also
+// overlapping its stages.
 // Prompts of 1 to 230 tokens make prefill steps of each size; the three-prompt decode replays
 // the graph of 4.
 void check_model_int4_paths(cuda_ops& gpu) {
@@ -327,6 +328,7 @@ void check_model_int4_paths(cuda_ops& gpu) {
                         {"wide silu", -1, 1, true, 1}, {"wide silu tail", -1, 1, true, 2},
                         {"wide silu tail lean", -1, 1, true, 2, true}, {"wgmma", -1, 1, false, 2, false, 1},
                         {"wgmma all", 0, 1, false, 2, false, 2}, {"wgmma 256", -1, 1, false, 2, false, 1, 256},
+                        {"wgmma 256 overlap lean", -1, 1, false, 2, true, 1, 256, true},
                         {"wgmma overlap all", 0, 1, false, 2, false, 2, 128, true}}) {
     // Set before the model exists: its decode graphs record the kernels in force when captured. The wide kernel on
     // every layer of one row tile (its own rule would leave this small model's layers to the ring kernel), without and

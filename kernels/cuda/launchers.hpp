@@ -81,21 +81,27 @@ struct int4_switches {
   // stage before its slot reloads; the cp.async kernel without its multiplication of every pair by one. H100,
   // 2026-12-06, one rtn request in one call: 2.942 ms a step without it, 2.808 with it (the nibble order before it).
   bool lean = true;
-  // int4_wgmma_kernel (linear_int4_wgmma.cu), the warpgroup-MMA GEMM: 1 for products of more than 64 rows (bf16 / f16,
-  // K a multiple of 64), in place of dequantize + cuBLAS; 2 for every product it can take (troupe_gpu_check's rows);
-  // 0 never (the default until a GPU check and timings run it; TROUPE_INT4_WGMMA=0|1|2).
-  int wgmma = 0;
-  // The rows of its tiles above 64 rows: 128 (two blocks an SM), or 256 where the product has more than 128 rows (one
-  // block an SM, half the weights' dequantization a row; TROUPE_INT4_WGMMA_ROWS=256, off until timed).
-  int wgmma_rows = 128;
+  // int4_wgmma_kernel (linear_int4_wgmma.cu), the warpgroup-MMA GEMM: 1 (the default) for products of more than
+  // kWgmmaAutoRows (48) and at most wgmma_max_rows rows (bf16 / f16, K a multiple of 64, groups a power of two), in
+  // place of the 17-64-row GEMM and of dequantize + cuBLAS; 2 for every product it can take (troupe_gpu_check's
+  // rows); 0 never (TROUPE_INT4_WGMMA=0|1|2). H100, 2026-12-06, ms at Qwen2.5-7B shapes, q/k/v + o_proj + gate_up +
+  // down: 64 rows 0.154 against the 17-64-row GEMM's 0.216; 256 rows 0.361 against dequantize + cuBLAS's 0.449; at 32
+  // rows the GEMM won (0.132 against 0.148); 33-63 rows were not timed (48 splits them). W1 with rtn weights 8,594 →
+  // 9,498 output tok/s (one call).
+  int wgmma = 1;
+  // The rows of its tiles above 128 rows: 256 (one block an SM, half the weights' dequantization a row; the default,
+  // timed in W1) or 128 (two blocks an SM; TROUPE_INT4_WGMMA_ROWS=128). Up to 64 rows the tiles are 64 rows, up to
+  // 128 rows 128.
+  int wgmma_rows = 256;
   // Its warpgroups leave a stage's wgmma running while they dequantize the next (wgmma_wait<1>, two sets of A
-  // fragments, 5 stages of shared memory; TROUPE_INT4_WGMMA_OVERLAP=1). H100, 2026-12-06, gate_up: with 256-row tiles
-  // 0.231 → 0.215 ms at 256 rows, 2.690 → 2.636 at 4,096; with 128-row tiles it lost (one block an SM, not two).
-  bool wgmma_overlap = false;
-  // With wgmma 1, the most rows it takes (0: any; TROUPE_INT4_WGMMA_MAX_ROWS): decode steps of many sequences on it,
-  // prefill's thousands of rows on dequantize + cuBLAS, which was faster there (H100, 2026-12-06: 697 TFLOP/s at 4,096
-  // rows against its 314-422).
-  int wgmma_max_rows = 0;
+  // fragments, 5 stages of shared memory; on by default, TROUPE_INT4_WGMMA_OVERLAP=0 turns it off). H100, 2026-12-06,
+  // gate_up with 256-row tiles: 0.196 → 0.165 ms at 256 rows, 2.610 → 2.006 at 4,096; with 128-row tiles it lost at
+  // 256 rows (0.167 → 0.175: one block an SM, not two) and won at 64 (0.085 → 0.078).
+  bool wgmma_overlap = true;
+  // With wgmma 1, the most rows it takes (TROUPE_INT4_WGMMA_MAX_ROWS, 0: any; default 1,024): decode steps of many
+  // sequences on it, prefill's thousands of rows on dequantize + cuBLAS, faster there (H100, 2026-12-06, gate_up at
+  // 4,096 rows: 1.710 ms against its best 2.006).
+  int wgmma_max_rows = 1024;
 };
 int4_switches& int4_settings();
 // ops::linear_fp8 on ctx's stream: each token quantized to e4m3 into ctx's scratch, then the first of these that

@@ -12,14 +12,15 @@
 //   these kernels). A block's 8 warps split K and add their tiles in shared memory. By default the same
 //   sums run as int4_ring_kernel (its loop unrolled over the loads in flight); up to 8 rows on layers with outputs
 //   enough (gate_up), as int4_wide_kernel (two tiles a block, x loaded once for both); elsewhere where the layer has
-//   more outputs than inputs, as int4_mma_async_kernel (the weights staged through shared memory by cp.async):
-//   launch_mma.
+//   more outputs than inputs at more than 8 rows, as int4_mma_async_kernel (the weights staged through shared memory
+//   by cp.async): launch_mma.
 // - f32, up to kSimtRows rows: the CUDA-core kernel (f32 is for checks against references, not for speed).
-// - 17 to 64 rows (int4_settings().gemm, by default; K a multiple of 128): int4_gemm_kernel, a tensor-core GEMM
+// - 17 to 48 rows (int4_settings().gemm, by default; K a multiple of 128): int4_gemm_kernel, a tensor-core GEMM
 //   that stages each block's weights and x tile in shared memory once.
-// - more rows (int4_settings().wgmma; K a multiple of 64): int4_wgmma_kernel, the warpgroup-MMA GEMM
-//   (linear_int4_wgmma.cu); otherwise the weight is dequantized into a scratch matrix (one vector store per packed
-//   word) and the cuBLASLt GEMM runs on it.
+// - 49 to 1,024 rows (int4_settings().wgmma and wgmma_max_rows; K a multiple of 64, groups a power of two):
+//   int4_wgmma_kernel, the warpgroup-MMA GEMM (linear_int4_wgmma.cu); more rows (prefill) and what it does not
+//   take: the weight is dequantized into a scratch matrix (one vector store per packed word) and the cuBLASLt GEMM
+//   runs on it.
 // A fused form for decode steps of up to 8 rows, bit for bit the two ops it replaces: linear_int4_silu (gate/up and
 // silu_and_mul: int4_wide_kernel pairing a gate tile with the up tile of the same features; the default).
 //
@@ -667,6 +668,9 @@ constexpr int kGemmStages = 4;
 constexpr int kGemmThreads = 256;
 constexpr int64_t kGemmRows = 512;
 constexpr int64_t kGemmAutoRows = 64;
+// Above this the warpgroup-MMA GEMM takes the product by default (int4_switches::wgmma): between the 32 rows where the
+// GEMM above won and the 64 where the wgmma kernel did.
+constexpr int64_t kWgmmaAutoRows = 48;
 
 // Where chunk c (8 values of x, 16 bytes) of row r of a stage's x tile sits among the row's 16: lanes (g, t) read chunk
 // 4t + i of rows g and g + 1 in one phase, which this spreads over all 8 bank groups; 8 consecutive chunks of a row
@@ -841,19 +845,19 @@ int4_switches& int4_settings() {
                          }(),
                          [] {
                            const char* v = std::getenv("TROUPE_INT4_WGMMA");
-                           return v && *v >= '1' && *v <= '2' ? *v - '0' : 0;
+                           return v && *v >= '0' && *v <= '2' ? *v - '0' : 1;
                          }(),
                          [] {
                            const char* v = std::getenv("TROUPE_INT4_WGMMA_ROWS");
-                           return v && std::string_view(v) == "256" ? 256 : 128;
+                           return v && std::string_view(v) == "128" ? 128 : 256;
                          }(),
                          [] {
                            const char* v = std::getenv("TROUPE_INT4_WGMMA_OVERLAP");
-                           return v && *v && *v != '0';
+                           return !v || !*v || *v != '0';
                          }(),
                          [] {
                            const char* v = std::getenv("TROUPE_INT4_WGMMA_MAX_ROWS");
-                           return v && *v ? std::max(0, std::atoi(v)) : 0;
+                           return v && *v ? std::max(0, std::atoi(v)) : 1024;
                          }()};
   return s;
 }
@@ -920,11 +924,11 @@ void launch_linear_int4(cuda_context& ctx, const tensor& x, const int4_device_we
   make_current(ctx);
   const bool aligned = k % 32 == 0 && g % 32 == 0 && reinterpret_cast<uintptr_t>(w.qweight.data) % 16 == 0 &&
                        reinterpret_cast<uintptr_t>(x.data) % 16 == 0;
-  // The warpgroup-MMA GEMM: above kGemmAutoRows rows (int4_settings().wgmma 1; up to wgmma_max_rows where set), or at
+  // The warpgroup-MMA GEMM: above kWgmmaAutoRows rows (int4_settings().wgmma 1; up to wgmma_max_rows, 0 any), or at
   // any rows (2).
   const int wgmma = int4_settings().wgmma;
   if (aligned && x.type != dtype::f32 && k % 64 == 0 && std::has_single_bit(static_cast<uint64_t>(g)) &&
-      (wgmma == 2 || (wgmma == 1 && rows > kGemmAutoRows && (int4_settings().wgmma_max_rows == 0 ||
+      (wgmma == 2 || (wgmma == 1 && rows > kWgmmaAutoRows && (int4_settings().wgmma_max_rows == 0 ||
                                                               rows <= int4_settings().wgmma_max_rows)))) {
     launch_linear_int4_wgmma(ctx, x, w, bias, out);
     return;

@@ -90,8 +90,8 @@ if [ "$variants" = 1 ] || [ "$variants" = 2 ] || [ "$variants" = w1 ]; then
   TROUPE_FP8_FUSED=1 w1 fp8_fp8kv_fused --quantization fp8 --kv-cache-dtype fp8
 fi
 # VARIANTS=int4 (with PARTS=none): the 4-bit decode kernels, one rtn request with the defaults twice, beside q/k/v on
-# the ring kernel instead of the cp.async kernel twice (TROUPE_INT4_ASYNC=0: in the lean form the ring kernel's op rows
-# beat the cp.async kernel's at q/k/v's shape, 0.007 against 0.009 ms at one row, seventeenth session, H100), ring 5 on
+# the cp.async kernel at every row count (TROUPE_INT4_ASYNC=1; at one row the ring kernel's lean form is the default
+# since the eighteenth session: 2.77 → 2.69 ms a step, H100) twice, ring 5 on
 # o_proj / down_proj (TROUPE_INT4_RING=5: more warps an SM, tied when the integer pipe bound the kernel), the kernels
 # without their lean form (TROUPE_INT4_LEAN=0), the two ops for gate/up (TROUPE_INT4_SILU=0); FP8 + FP8 KV; 32
 # requests; W1 rtn (skipped if LIMIT runs out). One-request figures move by up to 3% between calls (fourteenth session,
@@ -101,9 +101,9 @@ fi
 # (fifteenth session).
 if [ "$variants" = int4 ]; then
   b1 rtn --quantization rtn
-  TROUPE_INT4_ASYNC=0 b1 rtn_no_async --quantization rtn
+  TROUPE_INT4_ASYNC=1 b1 rtn_async --quantization rtn
   b1 rtn_again --quantization rtn
-  TROUPE_INT4_ASYNC=0 b1 rtn_no_async_again --quantization rtn
+  TROUPE_INT4_ASYNC=1 b1 rtn_async_again --quantization rtn
   TROUPE_INT4_RING=5 b1 rtn_ring5 --quantization rtn
   TROUPE_INT4_LEAN=0 b1 rtn_not_lean --quantization rtn
   TROUPE_INT4_SILU=0 b1 rtn_two_ops --quantization rtn
@@ -111,20 +111,17 @@ if [ "$variants" = int4 ]; then
   b32 rtn --quantization rtn
   w1 rtn --quantization rtn
 fi
-# VARIANTS=wgmma (with PARTS=none): W1 in bf16, in rtn, and in rtn with the warpgroup-MMA GEMM (TROUPE_INT4_WGMMA=1)
-# for the decode steps of many sequences only (65-1,024 rows; TROUPE_INT4_WGMMA_MAX_ROWS=1024: prefill stays on
-# dequantize + cuBLAS), with 128- and 256-row tiles (TROUPE_INT4_WGMMA_ROWS=256), each also overlapping its stages
-# (TROUPE_INT4_WGMMA_OVERLAP=1), then on every step of more than 64 rows, then the bf16 and rtn W1 again.
+# VARIANTS=wgmma (with PARTS=none): W1 in rtn with the defaults (the warpgroup-MMA GEMM for steps of 49 to 1,024 rows,
+# 256-row tiles above 128 rows, stages overlapped), in rtn on dequantize + cuBLAS above 64 rows as before the
+# eighteenth session (TROUPE_INT4_WGMMA=0), in bf16, with 128-row tiles not overlapped (TROUPE_INT4_WGMMA_ROWS=128
+# TROUPE_INT4_WGMMA_OVERLAP=0), on prefill's steps too (TROUPE_INT4_WGMMA_MAX_ROWS=0), then bf16 and rtn again (a
+# short LIMIT runs the first ones).
 if [ "$variants" = wgmma ]; then
-  w1 bf16
   w1 rtn --quantization rtn
-  export TROUPE_INT4_WGMMA=1
-  TROUPE_INT4_WGMMA_MAX_ROWS=1024 w1 rtn_wgmma_decode --quantization rtn
-  TROUPE_INT4_WGMMA_MAX_ROWS=1024 TROUPE_INT4_WGMMA_OVERLAP=1 w1 rtn_wgmma_decode_overlap --quantization rtn
-  TROUPE_INT4_WGMMA_MAX_ROWS=1024 TROUPE_INT4_WGMMA_ROWS=256 w1 rtn_wgmma256_decode --quantization rtn
-  TROUPE_INT4_WGMMA_MAX_ROWS=1024 TROUPE_INT4_WGMMA_ROWS=256 TROUPE_INT4_WGMMA_OVERLAP=1 w1 rtn_wgmma256_decode_overlap --quantization rtn
-  TROUPE_INT4_WGMMA_ROWS=256 TROUPE_INT4_WGMMA_OVERLAP=1 w1 rtn_wgmma256_overlap_all --quantization rtn
-  unset TROUPE_INT4_WGMMA
+  TROUPE_INT4_WGMMA=0 w1 rtn_dequantize --quantization rtn
+  w1 bf16
+  TROUPE_INT4_WGMMA_ROWS=128 TROUPE_INT4_WGMMA_OVERLAP=0 w1 rtn_wgmma128 --quantization rtn
+  TROUPE_INT4_WGMMA_MAX_ROWS=0 w1 rtn_wgmma_all --quantization rtn
   w1 bf16_again
   w1 rtn_again --quantization rtn
 fi
