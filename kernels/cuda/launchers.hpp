@@ -31,6 +31,9 @@ void launch_linear_int4(cuda_context& ctx, const tensor& x, const int4_device_we
 // two from 32, x and the packed words 16-byte aligned (launch_linear_int4 checks; any rows).
 void launch_linear_int4_wgmma(cuda_context& ctx, const tensor& x, const int4_device_weight& w, const tensor& bias,
                               const tensor& out);
+// Whether that GEMM would split K over blocks for a product of `rows` x k by n_out (its output tiles fewer than the
+// blocks the SMs hold at once; then f32 partial sums go through memory and a second kernel adds them).
+bool linear_int4_wgmma_splits(const cuda_context& ctx, int64_t rows, int64_t n_out, int64_t k);
 // ops::linear_int4_silu on ctx's stream: silu_and_mul(linear_int4(x, w)) in one kernel (w gate and up stacked, out
 // [T, N / 2]) where int4_wide_kernel takes the product (one row tile, groups a power of two from 128, outputs enough;
 // int4_settings().silu); false, having launched nothing, elsewhere. Throws std::invalid_argument on shapes that disagree.
@@ -102,6 +105,11 @@ struct int4_switches {
   // sequences on it, prefill's thousands of rows on dequantize + cuBLAS, faster there (H100, 2026-12-06, gate_up at
   // 4,096 rows: 1.710 ms against its best 2.006).
   int wgmma_max_rows = 1024;
+  // With wgmma 1, above this many rows a product it would split K for (q/k/v and o_proj at Qwen2.5-7B shapes: 36 and
+  // 28 tiles of 128 outputs) goes to dequantize + cuBLAS instead (0: never, the default;
+  // TROUPE_INT4_WGMMA_NO_SPLIT_ROWS=128 to time it). H100, 2026-12-06, at 256 rows: q/k/v 0.042 ms on the wgmma GEMM
+  // (K split 4 ways) against 0.036, o_proj 0.031 (5 ways) against 0.028; not yet timed in a whole model.
+  int wgmma_no_split_rows = 0;
 };
 int4_switches& int4_settings();
 // ops::linear_fp8 on ctx's stream: each token quantized to e4m3 into ctx's scratch, then the first of these that

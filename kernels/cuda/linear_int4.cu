@@ -858,6 +858,10 @@ int4_switches& int4_settings() {
                          [] {
                            const char* v = std::getenv("TROUPE_INT4_WGMMA_MAX_ROWS");
                            return v && *v ? std::max(0, std::atoi(v)) : 1024;
+                         }(),
+                         [] {
+                           const char* v = std::getenv("TROUPE_INT4_WGMMA_NO_SPLIT_ROWS");
+                           return v && *v ? std::max(0, std::atoi(v)) : 0;
                          }()};
   return s;
 }
@@ -926,10 +930,12 @@ void launch_linear_int4(cuda_context& ctx, const tensor& x, const int4_device_we
                        reinterpret_cast<uintptr_t>(x.data) % 16 == 0;
   // The warpgroup-MMA GEMM: above kWgmmaAutoRows rows (int4_settings().wgmma 1; up to wgmma_max_rows, 0 any), or at
   // any rows (2).
-  const int wgmma = int4_settings().wgmma;
+  // With wgmma_no_split_rows, not above those rows where it would split K.
+  const int wgmma = int4_settings().wgmma, max_rows = int4_settings().wgmma_max_rows,
+            no_split = int4_settings().wgmma_no_split_rows;
   if (aligned && x.type != dtype::f32 && k % 64 == 0 && std::has_single_bit(static_cast<uint64_t>(g)) &&
-      (wgmma == 2 || (wgmma == 1 && rows > kWgmmaAutoRows && (int4_settings().wgmma_max_rows == 0 ||
-                                                              rows <= int4_settings().wgmma_max_rows)))) {
+      (wgmma == 2 || (wgmma == 1 && rows > kWgmmaAutoRows && (max_rows == 0 || rows <= max_rows) &&
+                      (no_split == 0 || rows <= no_split || !linear_int4_wgmma_splits(ctx, rows, n, k))))) {
     launch_linear_int4_wgmma(ctx, x, w, bias, out);
     return;
   }

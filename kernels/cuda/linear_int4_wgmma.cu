@@ -45,7 +45,12 @@ constexpr int kWgAhead = 3;
 constexpr int kWgThreads = 256;  // two warpgroups
 // Blocks an SM, by registers: BN / 2 accumulators a thread, and with Overlap a second set of A fragments (ptxas
 // serializes the wgmma where the registers cannot hold both sets: two blocks of 128-row tiles could not).
-template <int BN, bool Overlap> constexpr int kWgBlocksPerSm = Overlap ? (BN == 64 ? 2 : 1) : BN == 256 ? 1 : BN == 128 ? 2 : 3;
+constexpr int wg_blocks_per_sm(int bn, bool overlap) { return overlap ? (bn == 64 ? 2 : 1) : bn == 256 ? 1 : bn == 128 ? 2 : 3; }
+template <int BN, bool Overlap> constexpr int kWgBlocksPerSm = wg_blocks_per_sm(BN, Overlap);
+// The rows of the tiles a product of `rows` rows takes (launch_linear_int4_wgmma).
+int wg_tile_rows(int64_t rows) { return rows <= 64 ? 64 : rows <= 128 || int4_settings().wgmma_rows != 256 ? 128 : 256; }
+// Splits of K at least this many stages each (plan_int4_split's min_stages).
+constexpr int kWgMinSplitStages = 8;
 
 // A stage in shared memory: x's tile [BN rows][128 bytes] (a multiple of 1024 bytes, so every stage's tile stays
 // 1024-aligned), then the packed weights [128 outputs][2 chunks of 16 bytes], chunk c of output o at
@@ -223,7 +228,8 @@ void launch_wgmma(cuda_context& ctx, const tensor& x, const int4_device_weight& 
   const int n_out = static_cast<int>(w.qweight.dim(0)), k = static_cast<int>(x.dim(1)), total = k / kWgStageK;
   const int tiles = (n_out + kWgOutputs - 1) / kWgOutputs * ((rows + BN - 1) / BN);
   // Splits of K where the tiles are fewer than the blocks the SMs hold, each at least 8 stages (512 k).
-  const auto [splits, per_split] = plan_int4_split(ctx, tiles, total, kWgBlocksPerSm<BN, Overlap> * ctx.sm_count, 8, rows, n_out);
+  const auto [splits, per_split] =
+      plan_int4_split(ctx, tiles, total, kWgBlocksPerSm<BN, Overlap> * ctx.sm_count, kWgMinSplitStages, rows, n_out);
   const int smem = kWgStages<Overlap> * kWgStageBytes<BN> + 1024;
   allow_shared_memory<int4_wgmma_kernel<T, BN, Overlap>>(static_cast<size_t>(smem), "linear_int4 wgmma: shared memory");
   const dim3 grid(static_cast<unsigned>((n_out + kWgOutputs - 1) / kWgOutputs), static_cast<unsigned>((rows + BN - 1) / BN),
@@ -245,8 +251,9 @@ void launch_linear_int4_wgmma(cuda_context& ctx, const tensor& x, const int4_dev
   auto launch = [&](auto tag, auto overlap) {
     using T = typename decltype(tag)::type;
     constexpr bool O = decltype(overlap)::value;
-    if (rows <= 64) launch_wgmma<T, 64, O>(ctx, x, w, bias, out, rows);
-    else if (rows <= 128 || int4_settings().wgmma_rows != 256) launch_wgmma<T, 128, O>(ctx, x, w, bias, out, rows);
+    const int bn = wg_tile_rows(rows);
+    if (bn == 64) launch_wgmma<T, 64, O>(ctx, x, w, bias, out, rows);
+    else if (bn == 128) launch_wgmma<T, 128, O>(ctx, x, w, bias, out, rows);
     else launch_wgmma<T, 256, O>(ctx, x, w, bias, out, rows);
   };
   auto typed = [&](auto overlap) {
@@ -255,6 +262,13 @@ void launch_linear_int4_wgmma(cuda_context& ctx, const tensor& x, const int4_dev
   };
   if (int4_settings().wgmma_overlap) typed(std::true_type{});
   else typed(std::false_type{});
+}
+
+bool linear_int4_wgmma_splits(const cuda_context& ctx, int64_t rows, int64_t n_out, int64_t k) {
+  const int bn = wg_tile_rows(rows);
+  const int64_t tiles = (n_out + kWgOutputs - 1) / kWgOutputs * ((rows + bn - 1) / bn);
+  const int64_t wave = static_cast<int64_t>(wg_blocks_per_sm(bn, int4_settings().wgmma_overlap)) * ctx.sm_count;
+  return tiles < wave && k / kWgStageK / kWgMinSplitStages >= 2;
 }
 
 } // namespace troupe::cuda

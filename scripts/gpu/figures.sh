@@ -113,13 +113,15 @@ if [ "$variants" = int4 ]; then
 fi
 # VARIANTS=wgmma (with PARTS=none): W1 in rtn with the defaults (the warpgroup-MMA GEMM for steps of 49 to 1,024 rows,
 # 256-row tiles above 128 rows, stages overlapped), in rtn on dequantize + cuBLAS above 64 rows as before the
-# eighteenth session (TROUPE_INT4_WGMMA=0), in bf16, with 128-row tiles not overlapped (TROUPE_INT4_WGMMA_ROWS=128
+# eighteenth session (TROUPE_INT4_WGMMA=0), in bf16, with q/k/v and o_proj on dequantize + cuBLAS above 128 rows
+# where the wgmma GEMM would split K (TROUPE_INT4_WGMMA_NO_SPLIT_ROWS=128), with 128-row tiles not overlapped (TROUPE_INT4_WGMMA_ROWS=128
 # TROUPE_INT4_WGMMA_OVERLAP=0), on prefill's steps too (TROUPE_INT4_WGMMA_MAX_ROWS=0), then bf16 and rtn again (a
 # short LIMIT runs the first ones).
 if [ "$variants" = wgmma ]; then
   w1 rtn --quantization rtn
   TROUPE_INT4_WGMMA=0 w1 rtn_dequantize --quantization rtn
   w1 bf16
+  TROUPE_INT4_WGMMA_NO_SPLIT_ROWS=128 w1 rtn_wgmma_no_split --quantization rtn
   TROUPE_INT4_WGMMA_ROWS=128 TROUPE_INT4_WGMMA_OVERLAP=0 w1 rtn_wgmma128 --quantization rtn
   TROUPE_INT4_WGMMA_MAX_ROWS=0 w1 rtn_wgmma_all --quantization rtn
   w1 bf16_again
