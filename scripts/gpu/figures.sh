@@ -89,9 +89,9 @@ if [ "$variants" = 1 ] || [ "$variants" = 2 ] || [ "$variants" = w1 ]; then
   TROUPE_ATTN_PREFILL_LEAN=1 w1 fp8_fp8kv_lean_prefill --quantization fp8 --kv-cache-dtype fp8
   TROUPE_FP8_FUSED=1 w1 fp8_fp8kv_fused --quantization fp8 --kv-cache-dtype fp8
 fi
-# VARIANTS=int4 (with PARTS=none): the 4-bit decode kernels, one rtn request with the defaults twice, beside q/k/v on
-# the cp.async kernel at every row count (TROUPE_INT4_ASYNC=1; at one row the ring kernel's lean form is the default
-# since the eighteenth session: 2.77 → 2.69 ms a step, H100) twice, ring 5 on
+# VARIANTS=int4 (with PARTS=none): the 4-bit decode kernels, one rtn request with the defaults twice (q/k/v on the
+# lean ring kernel at one row since the eighteenth session: 2.77 → 2.69 ms a step against the cp.async kernel, H100;
+# TROUPE_INT4_ASYNC=1 would also take gate/up off the wide kernel, so it is not the old default), ring 5 on
 # o_proj / down_proj (TROUPE_INT4_RING=5: more warps an SM, tied when the integer pipe bound the kernel), the kernels
 # without their lean form (TROUPE_INT4_LEAN=0), the two ops for gate/up (TROUPE_INT4_SILU=0); FP8 + FP8 KV; 32
 # requests; W1 rtn (skipped if LIMIT runs out). One-request figures move by up to 3% between calls (fourteenth session,
@@ -101,9 +101,7 @@ fi
 # (fifteenth session).
 if [ "$variants" = int4 ]; then
   b1 rtn --quantization rtn
-  TROUPE_INT4_ASYNC=1 b1 rtn_async --quantization rtn
   b1 rtn_again --quantization rtn
-  TROUPE_INT4_ASYNC=1 b1 rtn_async_again --quantization rtn
   TROUPE_INT4_RING=5 b1 rtn_ring5 --quantization rtn
   TROUPE_INT4_LEAN=0 b1 rtn_not_lean --quantization rtn
   TROUPE_INT4_SILU=0 b1 rtn_two_ops --quantization rtn
