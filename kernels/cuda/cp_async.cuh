@@ -11,15 +11,12 @@ __device__ __forceinline__ uint32_t smem_addr(const void* p) {
   return static_cast<uint32_t>(__cvta_generic_to_shared(p));
 }
 
-// 16 bytes global → shared, asynchronously; with valid false the destination is zero-filled.
-__device__ __forceinline__ void cp_async16(void* dst, const void* src, bool valid) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(dst)), "l"(src),
-               "r"(valid ? 16 : 0));
-}
-// The same to a shared-memory address (smem_addr), for kernels that keep their destinations as offsets.
+// 16 bytes global → shared address dst (smem_addr), asynchronously; with valid false the destination is zero-filled.
 __device__ __forceinline__ void cp_async16_to(uint32_t dst, const void* src, bool valid) {
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(valid ? 16 : 0));
 }
+// The same to a pointer into shared memory.
+__device__ __forceinline__ void cp_async16(void* dst, const void* src, bool valid) { cp_async16_to(smem_addr(dst), src, valid); }
 // Closes the group of the copies this thread issued since the last commit.
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
 // Waits until at most N of this thread's committed groups are still in flight.

@@ -85,7 +85,7 @@ struct int4_switches {
   // 2026-12-06, one rtn request in one call: 2.942 ms a step without it, 2.808 with it (the nibble order before it).
   bool lean = true;
   // int4_wgmma_kernel (linear_int4_wgmma.cu), the warpgroup-MMA GEMM: 1 (the default) for products of more than
-  // kWgmmaAutoRows (48) and at most wgmma_max_rows rows (bf16 / f16, K a multiple of 64, groups a power of two), in
+  // kInt4WgmmaAutoRows (48; kernels/int4_path_rules.hpp) and at most wgmma_max_rows rows (bf16 / f16, K a multiple of 64, groups a power of two), in
   // place of the 17-64-row GEMM and of dequantize + cuBLAS; 2 for every product it can take (troupe_gpu_check's
   // rows); 0 never (TROUPE_INT4_WGMMA=0|1|2). H100, 2026-12-06, ms at Qwen2.5-7B shapes, q/k/v + o_proj + gate_up +
   // down: 64 rows 0.154 against the 17-64-row GEMM's 0.216; 256 rows 0.361 against dequantize + cuBLAS's 0.449; at 32

@@ -1,7 +1,7 @@
 // ops::linear_int4: 4-bit weights in troupe's layout (kernels/ops.hpp, int4_device_weight).
 //
-// Four paths, by activation type and rows:
-// - bf16 / f16, up to kMmaRows (32) rows (decode, bandwidth-bound): int4_mma_kernel streams every packed weight once
+// Five paths, by activation type and rows (the choice: kernels/int4_path_rules.hpp, which CI tests):
+// - bf16 / f16, up to kInt4DecodeRows (32) rows (decode, bandwidth-bound): int4_mma_kernel streams every packed weight once
 //   and runs the products on the tensor cores (mma.sync m16n8k16), in the spirit of Marlin: the weights are the
 //   A operand (16 output features), x the B operand (8 rows per tile, zero-padded). A lane's 16-byte load holds 32
 //   weights of one output; it turns each word into bf16/f16 pairs with one mask-and-or (the nibble becomes the
@@ -14,7 +14,7 @@
 //   enough (gate_up), as int4_wide_kernel (two tiles a block, x loaded once for both); elsewhere where the layer has
 //   more outputs than inputs at more than 8 rows, as int4_mma_async_kernel (the weights staged through shared memory
 //   by cp.async): launch_mma.
-// - f32, up to kSimtRows rows: the CUDA-core kernel (f32 is for checks against references, not for speed).
+// - f32, up to kInt4CudaCoreRows rows: the CUDA-core kernel (f32 is for checks against references, not for speed).
 // - 17 to 48 rows (int4_settings().gemm, by default; K a multiple of 128): int4_gemm_kernel, a tensor-core GEMM
 //   that stages each block's weights and x tile in shared memory once.
 // - 49 to 1,024 rows (int4_settings().wgmma and wgmma_max_rows; K a multiple of 64, groups a power of two):
@@ -39,15 +39,15 @@
 #include "kernels/cuda/int4_dequant.cuh"
 #include "kernels/cuda/launchers.hpp"
 #include "kernels/cuda/mma.cuh"
+#include "kernels/int4_path_rules.hpp"
 
 namespace troupe::cuda {
 namespace {
 
 constexpr int kWarps = 8;  // warps per block of the fused kernels
-constexpr int64_t kSimtRows = 4;
-// H200, first version: at 64 rows (0.253 ms, gate_up) the tensor-core kernel lost to dequantize + GEMM (~0.21 ms);
-// at 32 rows it won (0.124 against 0.206).
-constexpr int64_t kMmaRows = 32;
+// The decode kernels take up to kInt4DecodeRows (32) rows (kernels/int4_path_rules.hpp). H200, first version: at 64
+// rows (0.253 ms, gate_up) the tensor-core kernel lost to dequantize + GEMM (~0.21 ms); at 32 rows it won (0.124
+// against 0.206).
 
 // What a lane reads for one block of K: 32 weights of each of its two outputs, with their scales and zeros.
 template <class T> struct int4_stage {
@@ -651,7 +651,7 @@ void launch_gemv(const tensor& x, const int4_device_weight& w, const tensor& bia
 }
 
 
-// ---- Batches of 17 to kGemmAutoRows rows, or up to kGemmRows when forced (int4_settings().gemm; first timed on
+// ---- Batches of 17 to kInt4GemmAutoRows rows, or up to kInt4GemmRows when forced (int4_settings().gemm; first timed on
 // an H100 on 2026-12-06: 1.7x the decode kernels at 32 rows, 1.8x dequantize + cuBLAS at 64, 0.67x it at 256):
 // int4_gemm_kernel.
 // The decode kernels make 16 outputs a block and read all of x for them: at 32 rows gate_up reads ~0.5 GB of x from L2
@@ -666,11 +666,6 @@ void launch_gemv(const tensor& x, const int4_device_weight& w, const tensor& bia
 constexpr int kGemmOutputs = 128;
 constexpr int kGemmStages = 4;
 constexpr int kGemmThreads = 256;
-constexpr int64_t kGemmRows = 512;
-constexpr int64_t kGemmAutoRows = 64;
-// Above this the warpgroup-MMA GEMM takes the product by default (int4_switches::wgmma): between the 32 rows where the
-// GEMM above won and the 64 where the wgmma kernel did.
-constexpr int64_t kWgmmaAutoRows = 48;
 
 // Where chunk c (8 values of x, 16 bytes) of row r of a stage's x tile sits among the row's 16: lanes (g, t) read chunk
 // 4t + i of rows g and g + 1 in one phase, which this spreads over all 8 bank groups; 8 consecutive chunks of a row
@@ -926,24 +921,17 @@ void launch_linear_int4(cuda_context& ctx, const tensor& x, const int4_device_we
   check_int4_shapes("linear_int4", x, w, bias, out, n);
   if (rows == 0) return;
   make_current(ctx);
-  const bool aligned = k % 32 == 0 && g % 32 == 0 && reinterpret_cast<uintptr_t>(w.qweight.data) % 16 == 0 &&
-                       reinterpret_cast<uintptr_t>(x.data) % 16 == 0;
-  // The warpgroup-MMA GEMM: above kWgmmaAutoRows rows (int4_settings().wgmma 1; up to wgmma_max_rows, 0 any), or at
-  // any rows (2).
-  // With wgmma_no_split_rows, not above those rows where it would split K.
-  const int wgmma = int4_settings().wgmma, max_rows = int4_settings().wgmma_max_rows,
-            no_split = int4_settings().wgmma_no_split_rows;
-  if (aligned && x.type != dtype::f32 && k % 64 == 0 && std::has_single_bit(static_cast<uint64_t>(g)) &&
-      (wgmma == 2 || (wgmma == 1 && rows > kWgmmaAutoRows && (max_rows == 0 || rows <= max_rows) &&
-                      (no_split == 0 || rows <= no_split || !linear_int4_wgmma_splits(ctx, rows, n, k))))) {
+  // Which kernel: kernels/int4_path_rules.hpp (CI tests its row ranges).
+  const int4_switches& settings = int4_settings();
+  const int4_product product{rows, k, g, x.type == dtype::f32,
+                             reinterpret_cast<uintptr_t>(w.qweight.data) % 16 == 0 && reinterpret_cast<uintptr_t>(x.data) % 16 == 0};
+  const int4_path_switches switches{settings.wgmma, settings.wgmma_max_rows, settings.wgmma_no_split_rows, settings.gemm};
+  const int r = static_cast<int>(rows);
+  switch (choose_int4_path(product, switches, [&] { return linear_int4_wgmma_splits(ctx, rows, n, k); })) {
+  case int4_path::wgmma:
     launch_linear_int4_wgmma(ctx, x, w, bias, out);
     return;
-  }
-  // The shared-memory GEMM: for 17 to kGemmAutoRows rows (int4_settings().gemm = -1), or forced (1) up to kGemmRows.
-  const int gemm = int4_settings().gemm;
-  if (aligned && x.type != dtype::f32 && k % 128 == 0 &&
-      ((gemm > 0 && rows <= kGemmRows) || (gemm < 0 && rows > 16 && rows <= kGemmAutoRows))) {
-    const int r = static_cast<int>(rows);
+  case int4_path::gemm: {
     auto launch = [&](auto tag) {
       using T = typename decltype(tag)::type;
       if (r <= 32) launch_gemm<T, 32>(ctx, x, w, bias, out, r);
@@ -953,8 +941,7 @@ void launch_linear_int4(cuda_context& ctx, const tensor& x, const int4_device_we
     else launch(std::type_identity<__half>{});
     return;
   }
-  if (aligned && x.type != dtype::f32 && rows <= kMmaRows) {
-    const int r = static_cast<int>(rows);
+  case int4_path::decode: {
     auto launch = [&](auto tag) {
       using T = typename decltype(tag)::type;
       if (r <= 8) launch_mma<T, 1>(x, w, bias, out, r, ctx.sm_count, ctx.stream);
@@ -966,15 +953,16 @@ void launch_linear_int4(cuda_context& ctx, const tensor& x, const int4_device_we
     check_launch("linear_int4");
     return;
   }
-  // The CUDA-core kernel re-reads x for every output, so it wins only for the fewest rows (H200, 2026-12-05,
-  // gate_up at Qwen2.5-7B shapes: 0.068 / 0.097 / 0.160 ms at 1 / 2 / 4 rows; 0.299 and 1.2 ms at 8 and 32).
-  if (aligned && x.type == dtype::f32 && rows <= kSimtRows) {
-    const int r = static_cast<int>(rows);
+  case int4_path::cuda_cores:
+    // The CUDA-core kernel re-reads x for every output, so it wins only for the fewest rows (H200, 2026-12-05,
+    // gate_up at Qwen2.5-7B shapes: 0.068 / 0.097 / 0.160 ms at 1 / 2 / 4 rows; 0.299 and 1.2 ms at 8 and 32).
     if (r <= 1) launch_gemv<float, 1>(x, w, bias, out, r, ctx.stream);
     else if (r <= 2) launch_gemv<float, 2>(x, w, bias, out, r, ctx.stream);
     else launch_gemv<float, 4>(x, w, bias, out, r, ctx.stream);
     check_launch("linear_int4");
     return;
+  case int4_path::dequantize:
+    break;
   }
   // Larger batches: the dense weight in the scratch, then the GEMM.
   const size_t bytes = static_cast<size_t>(n * k) * size_in_bytes(x.type);
