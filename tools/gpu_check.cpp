@@ -306,6 +306,7 @@ int main(int argc, char** argv) {
                     [&] { check_model_fp8_torch(gpu, dir, t, !only_fp8_weights, !only_fp8_kv); });
         }
     if (models && !only_fp8_kv && !only_fp8_weights) guarded("model int4 paths", [&] { check_model_int4_paths(gpu); });
+    if (models && !only_fp8_kv && !only_4_bit) guarded("model fp8 paths", [&] { check_model_fp8_paths(gpu); });
     if (tp)
       for (const auto& dir : dirs)
         guarded(("tp " + dir.filename().string()).c_str(), [&] { check_tensor_parallel(dir); });

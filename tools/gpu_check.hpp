@@ -90,6 +90,8 @@ void check_model_fp8_kv(troupe::cuda_ops& gpu, const std::filesystem::path& dir,
 // tools/gpu_check_models.cpp: a random 4-bit model with K a multiple of 128 on each 4-bit path (GEMM, ring kernels)
 // against its CPU twin.
 void check_model_int4_paths(troupe::cuda_ops& gpu);
+// FP8 weights on each GEMM path (cuBLASLt, the warpgroup-MMA GEMM) at K the wgmma GEMM takes, against the CPU twin.
+void check_model_fp8_paths(troupe::cuda_ops& gpu);
 
 // The reference model in `dir` with FP8 weights on the GPU (activations in `t`) against the CPU twin with the same
 // weights (f32 activations): --quantization fp8 (per-channel scales made at load, dynamic activations), and a

@@ -275,6 +275,32 @@ void check_against_cpu_twin(model& on_gpu, model& on_cpu, const std::string& lab
   else inform(label, t, what, n);
 }
 
+// A random two-layer model whose linear layers' K (1,024 and 2,048) the large-batch GEMMs take, head_dim 128, with
+// `quantization` (make_model_options says which) and `seed`.
+make_model_options wide_random_model(const std::string& quantization, uint64_t seed) {
+  make_model_options o;
+  o.hidden_size = 1024;
+  o.intermediate_size = 2048;
+  o.num_layers = 2;
+  o.num_heads = 8;
+  o.num_kv_heads = 2;
+  o.quantization = quantization;
+  o.seed = seed;
+  return o;
+}
+
+// Prompts of 1 to 230 tokens (the reference limits hold 256), token i of a prompt of n (i·a + n·b) % 250 + 3: prefill
+// steps of each size the GEMMs tell apart.
+std::vector<std::vector<int32_t>> prompts_of_each_size(int a, int b) {
+  std::vector<std::vector<int32_t>> prompts;
+  for (const int len : {20, 40, 1, 64, 65, 130, 230}) {
+    std::vector<int32_t> p(static_cast<size_t>(len));
+    for (int i = 0; i < len; ++i) p[static_cast<size_t>(i)] = (i * a + len * b) % 250 + 3;
+    prompts.push_back(std::move(p));
+  }
+  return prompts;
+}
+
 } // namespace
 
 // The 4-bit kernels that the reference models' shapes never reach (their K of 64 is no multiple of 128): a random AWQ
@@ -291,24 +317,12 @@ void check_against_cpu_twin(model& on_gpu, model& on_cpu, const std::string& lab
 // the graph of 4.
 void check_model_int4_paths(cuda_ops& gpu) {
   troupe::testing::temp_folder folder("gpu_check_int4");
-  make_model_options o;
-  o.hidden_size = 1024;
-  o.intermediate_size = 2048;
-  o.num_layers = 2;
-  o.num_heads = 8;  // head_dim 128
-  o.num_kv_heads = 2;
-  o.quantization = "awq";
+  make_model_options o = wide_random_model("awq", 12);
   o.group_size = 128;
-  o.seed = 12;
   write_random_model(o, folder.path());
   const model_config config = model_config::from_dir(folder.path());
   const checkpoint ckpt = checkpoint::open(folder.path());
-  std::vector<std::vector<int32_t>> prompts;
-  for (const int len : {20, 40, 1, 64, 65, 130, 230}) {  // the reference limits hold 256 tokens
-    std::vector<int32_t> p(static_cast<size_t>(len));
-    for (int i = 0; i < len; ++i) p[static_cast<size_t>(i)] = (i * 37 + len * 11) % 250 + 3;
-    prompts.push_back(std::move(p));
-  }
+  const auto prompts = prompts_of_each_size(37, 11);
   cpu_ops cpu;
   model on_cpu(config, cpu,
                load_model_weights(config, cpu, dtype::f32, checkpoint_weight_source(ckpt, config),
@@ -363,6 +377,58 @@ void check_model_int4_paths(cuda_ops& gpu) {
         inform(label, dtype::bf16, "greedy 16 tokens, " + std::to_string(count) + " decoded together, against the CPU twin",
                std::to_string(agree) + "/" + std::to_string(16 * count) + " tokens before divergence");
       }
+  }
+}
+
+// FP8 weights' GEMM paths on a random compressed-tensors FP8 model (per-channel weight scales, dynamic activations)
+// whose K (1,024 and 2,048, multiples of 128) the warpgroup-MMA GEMM takes (the reference models' K of 64 never reaches
+// it), in bf16 against its f32 CPU twin: cuBLASLt's path (the default), the wgmma GEMM above 8 rows with 128- and
+// 64-row tiles (fp8_settings().wgmma), and the wgmma GEMM on every product, the decode graph of 4 included (its K
+// splits inside the capture). Prompts of 1 to 230 tokens make prefill steps of each size. Each FP8 layer rounds its
+// inputs again, so the two backends' codes differ where a value sits near the middle of two (kChosenPathFraction):
+// every path gets the default path's own error against the twin, doubled, or the bf16 model tolerance if larger.
+void check_model_fp8_paths(cuda_ops& gpu) {
+  troupe::testing::temp_folder folder("gpu_check_fp8_paths");
+  make_model_options o = wide_random_model("compressed-tensors", 13);
+  o.weight_strategy = "channel";
+  write_random_model(o, folder.path());
+  const model_config config = model_config::from_dir(folder.path());
+  const checkpoint ckpt = checkpoint::open(folder.path());
+  const auto prompts = prompts_of_each_size(41, 7);
+  cpu_ops cpu;
+  model on_cpu(config, cpu,
+               load_model_weights(config, cpu, dtype::f32, checkpoint_weight_source(ckpt, config), {},
+                                  checkpoint_fp8_source(ckpt, config)),
+               dtype::f32, troupe::testing::reference_limits());
+  struct path {
+    const char* name;
+    std::string forced;
+    int wgmma, wgmma_rows;
+  };
+  double tol = model_tolerance(dtype::bf16, config);
+  for (const path& p : {path{"default", "", 0, 128}, {"wgmma", "", 1, 128}, {"wgmma 64-row tiles", "", 1, 64},
+                        {"wgmma all", "wgmma", 1, 128}}) {
+    // Set before the model exists: its decode graphs record the path in force when captured.
+    const scoped_value<std::string> forced(cuda::fp8_settings().path, p.forced);
+    const scoped_value<int> wgmma(cuda::fp8_settings().wgmma, p.wgmma);
+    const scoped_value<int> wgmma_rows(cuda::fp8_settings().wgmma_rows, p.wgmma_rows);
+    model on_gpu(config, gpu,
+                 load_model_weights(config, gpu, dtype::bf16, checkpoint_weight_source(ckpt, config), {},
+                                    checkpoint_fp8_source(ckpt, config)),
+                 dtype::bf16, troupe::testing::reference_limits());
+    on_gpu.warm_up();
+    if (p.forced.empty() && p.wgmma == 0) {  // the default path sets the bar
+      std::vector<float> got, want;
+      double worst = 0;
+      for (const auto& q : prompts) {
+        on_gpu.forward(make_step({{q, 0}}), got);
+        on_cpu.forward(make_step({{q, 0}}), want);
+        worst = std::max(worst, relative_error(got, want));
+      }
+      tol = std::max(tol, 2 * worst);
+    }
+    check_against_cpu_twin(on_gpu, on_cpu, std::string("model random fp8 channel K1024/2048 ") + p.name, dtype::bf16,
+                           prompts, tol, false);
   }
 }
 

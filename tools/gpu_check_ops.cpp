@@ -384,7 +384,7 @@ void check_linear_int4_silu(checker& c, dtype t) {
 
 // FP8 weights (issue 13): rows 1 to 300, with and without a bias, a static input scale, on each path the shape
 // allows (kernels/cuda/linear_fp8.cu): "gemv" (CUDA cores, up to 4 rows, K a multiple of 16), "mma" and "mma_async"
-// (tensor cores, up to 32 rows, K a multiple of 16),
+// (tensor cores, up to 32 rows, K a multiple of 16), "wgmma" (warpgroup MMA, any rows, K a multiple of 128),
 // "outer" (cuBLASLt, scales in its epilogue) and "epilogue" (cuBLASLt's unscaled sums in the output, scaled in place;
 // f16 through f32 scratch) where K and N are multiples of 16, "simt" everywhere, and the path the launcher
 // chooses by itself. The same x (rounded to t) goes to both: both quantize it to the same codes, so what differs
@@ -406,6 +406,10 @@ void check_linear_fp8(checker& c, dtype t) {
       // K ending inside a 2 KiB buffer (1040, 48), a row of fewer buffers than its ring (64), outputs ending inside a
       // block of 4 (200, 40, 8).
       {1, 18944, 200, true, false}, {3, 1040, 40, false, false},
+      // The wgmma path's (K a multiple of 128): K split 4 ways over outputs ending inside a block of 128 (70 rows, 2
+      // tiles), 8 ways at 256 rows over 6 tiles with a bias, one stage of K (k = 128) at 129 rows (two tiles of 128
+      // rows, the second of one row).
+      {70, 2048, 200, false, false}, {256, 18944, 384, true, false}, {129, 128, 136, true, true},
   };
   for (const shape& s : shapes) {
     auto x = c.random(t, {s.rows, s.k}, 2.0f);
@@ -430,8 +434,9 @@ void check_linear_fp8(checker& c, dtype t) {
     };
     c.cpu.linear_fp8(x.cpu, weight_of(false), s.bias ? bias.cpu.get() : tensor{}, out.cpu);
     const bool cublas = s.k % 16 == 0 && s.n % 16 == 0, mma = s.k % 16 == 0 && s.rows <= 32,
-               gemv = s.k % 16 == 0 && s.rows <= 4;
-    for (const std::string path : {"", "gemv", "gemv_bulk", "mma", "mma_async", "outer", "epilogue", "simt"}) {
+               gemv = s.k % 16 == 0 && s.rows <= 4, wgmma = s.k % 128 == 0;
+    for (const std::string path : {"", "gemv", "gemv_bulk", "mma", "mma_async", "wgmma", "outer", "epilogue", "simt"}) {
+      if (!wgmma && path == "wgmma") continue;
       if (!cublas && (path == "outer" || path == "epilogue")) continue;
       if (!mma && (path == "mma" || path == "mma_async")) continue;
       if (!gemv && path.starts_with("gemv")) continue;

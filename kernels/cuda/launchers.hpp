@@ -122,11 +122,19 @@ int4_switches& int4_settings();
 // fp8_settings().path forces one ("" chooses; a forced path that cannot run throws std::runtime_error).
 const char* launch_linear_fp8(cuda_context& ctx, const tensor& x, const fp8_device_weight& w, const tensor& bias,
                               const tensor& out, bool w16 = false);
+// The warpgroup-MMA GEMM of linear_fp8 (linear_fp8_wgmma.cu): codes [rows, k] e4m3 with their per-row scales, K a
+// multiple of 128, 16-byte aligned weight rows (the caller checks). K splits over f32 partials in ctx.fp8_products.
+void launch_linear_fp8_wgmma(cuda_context& ctx, const uint8_t* codes, const float* x_scales, int64_t rows, int64_t k,
+                             const fp8_device_weight& w, const tensor& bias, const tensor& out);
+// Grows ctx.fp8_products, outside a CUDA graph's capture, to what any split of launch_linear_fp8_wgmma may need, so that
+// a decode graph captured before any eager step of its size still splits K.
+void prepare_linear_fp8_wgmma(cuda_context& ctx);
 // ops::linear_fp8_quantized: the same product of codes already made (add_rms_norm_fp8, silu_and_mul_fp8).
 const char* launch_linear_fp8_quantized(cuda_context& ctx, const fp8_activations& x, const fp8_device_weight& w,
                                         const tensor& bias, const tensor& out);
 struct fp8_switches {
-  std::string path;  // "", "w16", "gemv", "gemv_bulk", "mma", "mma_async", "outer", "epilogue" or "simt"; TROUPE_FP8_GEMM
+  // "", "w16", "gemv", "gemv_bulk", "mma", "mma_async", "wgmma", "outer", "epilogue" or "simt"; TROUPE_FP8_GEMM
+  std::string path;
   // Where the launcher chooses "mma", the cp.async kernel: -1 where N >= K (faster there on the H200), 0 never, 1 always.
   // Starts as TROUPE_FP8_MMA_ASYNC=0|1.
   int mma_async = -1;
@@ -146,6 +154,14 @@ struct fp8_switches {
   // 18,944 inputs on one SM. 0 (the default) never; TROUPE_FP8_WIDE_ROWS=N (written in the ninth session of 2026-12-05
   // after the last GPU call, off until timed).
   int wide_rows = 0;
+  // Steps of more than kMmaChosenRows (8) rows, up to wgmma_max_rows, on fp8_wgmma_kernel (linear_fp8_wgmma.cu; the
+  // path "wgmma") where K is a multiple of 128, instead of cuBLASLt: 0 (the default) never, 1 there
+  // (TROUPE_FP8_WGMMA=0|1). Written in the nineteenth session of 2026-12-06 for the decode steps of many sequences,
+  // where cuBLASLt made few tiles of the products with few outputs (down_proj at 256 rows 441 TFLOP/s on an H100);
+  // off until timed.
+  int wgmma = 0;
+  int wgmma_rows = 128;        // rows of its tiles above 64 rows: 128, or 64 (TROUPE_FP8_WGMMA_ROWS)
+  int wgmma_max_rows = 1024;   // TROUPE_FP8_WGMMA_MAX_ROWS (0: any)
   std::atomic<const char*> last_path{"none"};   // the path the last call took (troupe_gpu_check prints it)
 };
 fp8_switches& fp8_settings();

@@ -30,7 +30,10 @@
 //              small layers and odd test shapes.
 // The tensor-core paths (mma, outer, epilogue) accumulate with less than f32's precision (Hopper's FP8 products:
 // about 1e-4 from exact sums); simt sums exactly, as the CPU twin does.
-// TROUPE_FP8_GEMM=gemv|gemv_bulk|mma|mma_async|outer|epilogue|simt forces a path (troupe_gpu_check runs each against the CPU twin).
+//    wgmma     (fp8_settings().wgmma, off by default) more than 8 rows with K a multiple of 128: fp8_wgmma_kernel
+//              (linear_fp8_wgmma.cu), warpgroup MMA with both operands' codes in shared memory, K split where the
+//              output tiles are fewer than the SMs.
+// TROUPE_FP8_GEMM=gemv|gemv_bulk|mma|mma_async|wgmma|outer|epilogue|simt forces a path (troupe_gpu_check runs each against the CPU twin).
 // Before all of them, for steps of at most fp8_w16_rows() rows (runtime/model/fp8_formats.hpp; 0, never, by default), or
 // forced by TROUPE_FP8_GEMM=w16:
 //    w16       no quantizer: fp8_w16_gemv_kernel multiplies the codes by x itself (W8A16), the GEMV's layout.
@@ -47,6 +50,7 @@
 #include "kernels/cuda/cp_async.cuh"
 #include "kernels/cuda/cuda_context.hpp"
 #include "kernels/cuda/fp8_kv.cuh"
+#include "kernels/cuda/fp8_output.cuh"
 #include "kernels/cuda/launchers.hpp"
 #include "kernels/cuda/mma.cuh"
 
@@ -88,15 +92,6 @@ __global__ void fp8_quantize_rows_kernel(const T* __restrict__ x, int64_t k, con
     for (int e = 0; e < N; ++e) c.v[e] = fp8_activation_code(to_float(v.v[e]), s);
     store_vec(out + N * i, c);
   }
-}
-
-// Every path's output before its one rounding to T: the f32 sum of row t, feature j times both scales (+ bias[j]).
-template <class T>
-__device__ __forceinline__ float fp8_output(float sum, const float* __restrict__ x_scales,
-                                            const float* __restrict__ w_scales, const T* __restrict__ bias, int64_t t,
-                                            int64_t j) {
-  const float value = sum * (x_scales[t] * w_scales[j]);
-  return bias ? value + to_float(bias[j]) : value;
 }
 
 // out[t][j] = acc[t][j] · (x_scales[t] · w_scales[j]) (+ bias[j]), rounded once to T.
@@ -556,6 +551,9 @@ fp8_switches& fp8_settings() {
     if (const char* v = std::getenv("TROUPE_FP8_QUANTIZE_VEC"); v && *v) s.quantize_vec = *v != '0';
     if (const char* v = std::getenv("TROUPE_FP8_GEMV_BULK")) s.gemv_bulk = *v && *v != '0';
     if (const char* v = std::getenv("TROUPE_FP8_WIDE_ROWS"); v && *v) s.wide_rows = std::atoi(v);
+    if (const char* v = std::getenv("TROUPE_FP8_WGMMA"); v && *v) s.wgmma = std::atoi(v);
+    if (const char* v = std::getenv("TROUPE_FP8_WGMMA_ROWS"); v && *v) s.wgmma_rows = std::atoi(v);
+    if (const char* v = std::getenv("TROUPE_FP8_WGMMA_MAX_ROWS"); v && *v) s.wgmma_max_rows = std::atoi(v);
     return true;
   }();
   (void)from_environment;
@@ -625,6 +623,19 @@ const char* run_fp8_product(cuda_context& ctx, const uint8_t* codes, const float
   if (forced_mma)
     throw std::runtime_error("cuda linear_fp8: TROUPE_FP8_GEMM=" + forced + " takes at most " + std::to_string(kMmaRows) +
                              " rows and K a multiple of 16, not " + x_shape + " by weight " + shape_of(w.weight));
+  // Many rows on the warpgroup-MMA GEMM where fp8_settings().wgmma asks for it (TROUPE_FP8_GEMM=wgmma forces it at any
+  // row count), before cuBLASLt. Its tiles are 128 codes of K a stage.
+  const bool wgmma_shape = k % 128 == 0 && rows16;
+  const int wgmma_max = fp8_settings().wgmma_max_rows;
+  const bool wgmma_chosen = fp8_settings().wgmma > 0 && rows > kMmaChosenRows && (wgmma_max <= 0 || rows <= wgmma_max);
+  if (fp8_settings().wgmma > 0) prepare_linear_fp8_wgmma(ctx);
+  if (wgmma_shape && (forced == "wgmma" || (forced.empty() && wgmma_chosen))) {
+    launch_linear_fp8_wgmma(ctx, codes, x_scales, rows, k, w, bias, out);
+    return "wgmma";
+  }
+  if (forced == "wgmma")
+    throw std::runtime_error("cuda linear_fp8: TROUPE_FP8_GEMM=wgmma takes K a multiple of 128 and 16-byte aligned weight "
+                             "rows, not " + x_shape + " by weight " + shape_of(w.weight));
   if (aligned && (forced.empty() || forced == "outer")) {
     if (cublaslt_linear_fp8(ctx, xq, w.weight, w.scale.as<float>(), x_scales, bias, out)) return "outer";
     // cuBLASLt takes no bias beside outer-vector scales at some shapes (every "+bias" op row on the H100,

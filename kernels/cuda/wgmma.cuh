@@ -1,5 +1,5 @@
 #pragma once
-// Hopper's warpgroup MMA (wgmma, sm_90a), as linear_int4_wgmma.cu uses it: a warpgroup (4 consecutive warps, the
+// Hopper's warpgroup MMA (wgmma, sm_90a), as linear_int4_wgmma.cu and linear_fp8_wgmma.cu use it: a warpgroup (4 consecutive warps, the
 // first a multiple of 4) computes D[64 x N] += A[64 x 16] · B[16 x N] asynchronously, A from registers, B from
 // shared memory through a descriptor, D in registers (PTX ISA, "Asynchronous Warpgroup Level Matrix Multiply-
 // Accumulate Instructions").
@@ -93,6 +93,29 @@ template <class T, int N> __device__ __forceinline__ void wgmma_rs(float (&d)[N 
   }
 }
 
+// d = A · B (Accumulate false: the slice starts a fresh sum, scale-d 0) or d += A · B for one k32 slice of e4m3 codes,
+// A (64 x 32) and B (32 x N) both from shared memory by descriptor, K-major and 128-byte swizzled: 32 codes are the
+// 32 bytes a bf16 k16 slice spans, so the descriptors are the same (linear_fp8_wgmma.cu). f32 accumulators, N / 2 a
+// thread, laid out as wgmma_rs's.
+#define TROUPE_WGMMA_SS(N, SD, D, DA, DB, ...)                                                                         \
+  asm volatile("wgmma.mma_async.sync.aligned.m64n" N "k32.f32.e4m3.e4m3 {" D "}, " DA ", " DB ", " SD ", 1, 1;\n"      \
+               : __VA_ARGS__                                                                                          \
+               : "l"(desc_a), "l"(desc_b))
+template <int N, bool Accumulate>
+__device__ __forceinline__ void wgmma_ss_e4m3(float (&d)[N / 2], uint64_t desc_a, uint64_t desc_b) {
+  static_assert(N == 64 || N == 128, "wgmma_ss_e4m3: N is 64 or 128");
+  if constexpr (N == 64) {
+    if constexpr (Accumulate) TROUPE_WGMMA_SS("64", "1", TROUPE_WG_Q0, "%32", "%33", TROUPE_WG_D32(d, 0));
+    else TROUPE_WGMMA_SS("64", "0", TROUPE_WG_Q0, "%32", "%33", TROUPE_WG_D32(d, 0));
+  } else {
+    if constexpr (Accumulate)
+      TROUPE_WGMMA_SS("128", "1", TROUPE_WG_Q0 ", " TROUPE_WG_Q1, "%64", "%65", TROUPE_WG_D32(d, 0), TROUPE_WG_D32(d, 32));
+    else
+      TROUPE_WGMMA_SS("128", "0", TROUPE_WG_Q0 ", " TROUPE_WG_Q1, "%64", "%65", TROUPE_WG_D32(d, 0), TROUPE_WG_D32(d, 32));
+  }
+}
+
+#undef TROUPE_WGMMA_SS
 #undef TROUPE_WGMMA_N256
 #undef TROUPE_WGMMA_N128
 #undef TROUPE_WGMMA_N64

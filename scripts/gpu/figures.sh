@@ -18,7 +18,7 @@
 #      quantized by the kernel before the layer (TROUPE_FP8_FUSED=1); VARIANTS=2 also one request on each measured alternative
 #      of the defaults (the element-by-element quantizer, fused inputs, the bulk-copy GEMV, the cp.async
 #      choices, no PDL), to measure them again on another card. VARIANTS=int4: the 4-bit decode kernels (below);
-#      VARIANTS=wgmma: W1 with the 4-bit warpgroup-MMA GEMM (below).
+#      VARIANTS=wgmma: W1 with the 4-bit warpgroup-MMA GEMM (below); VARIANTS=fp8wgmma: W1 with the FP8 one (below).
 # A table comes last; logs in $OUT/figures.tgz.
 #   LIMIT=540 bash scripts/gpu/figures.sh        (on the GPU machine, after scripts/gpu/bundle.sh here)
 #   PARTS="b1 kv" picks parts 1-3 (w1, b1, kv; default all three); STRUCTURED=1 and LONG=1 add 4 and 5.
@@ -124,6 +124,17 @@ if [ "$variants" = wgmma ]; then
   TROUPE_INT4_WGMMA_MAX_ROWS=0 w1 rtn_wgmma_all --quantization rtn
   w1 bf16_again
   w1 rtn_again --quantization rtn
+fi
+# VARIANTS=fp8wgmma (with PARTS=none): W1 in FP8 + FP8 KV with the defaults (cuBLASLt above 8 rows), with the
+# warpgroup-MMA FP8 GEMM for 9 to 1,024 rows (TROUPE_FP8_WGMMA=1, 128-row tiles), bf16, with 64-row tiles
+# (TROUPE_FP8_WGMMA_ROWS=64), with the GEMM on prefill's steps too (TROUPE_FP8_WGMMA_MAX_ROWS=0), then the default again.
+if [ "$variants" = fp8wgmma ]; then
+  w1 fp8_fp8kv --quantization fp8 --kv-cache-dtype fp8
+  TROUPE_FP8_WGMMA=1 w1 fp8_fp8kv_wgmma --quantization fp8 --kv-cache-dtype fp8
+  w1 bf16
+  TROUPE_FP8_WGMMA=1 TROUPE_FP8_WGMMA_ROWS=64 w1 fp8_fp8kv_wgmma64 --quantization fp8 --kv-cache-dtype fp8
+  TROUPE_FP8_WGMMA=1 TROUPE_FP8_WGMMA_MAX_ROWS=0 w1 fp8_fp8kv_wgmma_all --quantization fp8 --kv-cache-dtype fp8
+  w1 fp8_fp8kv_again --quantization fp8 --kv-cache-dtype fp8
 fi
 if [ "$variants" = 2 ]; then
   TROUPE_FP8_QUANTIZE_VEC=0 b1 fp8_fp8kv_quantize_scalar --quantization fp8 --kv-cache-dtype fp8

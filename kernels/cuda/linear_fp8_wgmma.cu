@@ -1,0 +1,234 @@
+// ops::linear_fp8 for steps of many rows on Hopper's warpgroup MMA (wgmma, sm_90a): fp8_wgmma_kernel, the path
+// "wgmma" of linear_fp8.cu. Written for the decode steps of many sequences, whose products cuBLASLt's FP8 GEMM serves
+// badly where the outputs are few (H100 W1 profile, 2026-12-05, 256 rows: down_proj 441 TFLOP/s, o_proj 257, q/k/v 368,
+// against gate_up's 883; cuBLASLt's candidates held no split-K, and forcing split-K variants changed nothing).
+//
+// out[r][o] = (Σ_k xq[r][k] · w[o][k]) · x_scales[r] · w_scales[o] (+ bias[o]), the codes e4m3 (fp8_output.cuh): D =
+// A · B with A = the weight codes (M = outputs) and B = xqᵀ (N = rows). Both are K-major as they lie in memory (a
+// weight row and an x row are runs of k), the only layout wgmma takes for 8-bit operands, and both come from shared
+// memory by descriptor.
+//
+// A block makes kF8Outputs (128) outputs for BN (64 or 128) rows; its two warpgroups 64 outputs each, sharing x's
+// tile. Each stage of 128 k brings x's tile (BN rows x 128 bytes) and the weights' (128 outputs x 128 bytes), both
+// 128-byte swizzled (wgmma.cuh), into shared memory by cp.async, kF8Ahead stages loading ahead. A warpgroup runs the
+// stage's four m64nBNk32 into a fresh set of accumulators, waits for them, and adds them into its f32 sums on the CUDA
+// cores: Hopper's FP8 tensor cores keep fewer bits than f32 while they accumulate (DeepSeek-V3's report measured
+// about 14; cuBLASLt promotes likewise unless asked for "fast accumulation"), so the sum over a long K (down_proj's
+// 18,944) is made in f32 128 products at a time. Where the output tiles are fewer than the SMs, K is split over
+// blockIdx.z (plan_fp8_split) into f32 partials that fp8_split_reduce_kernel adds in split order.
+
+#include <algorithm>
+
+#include "kernels/cuda/common.cuh"
+#include "kernels/cuda/cp_async.cuh"
+#include "kernels/cuda/cuda_context.hpp"
+#include "kernels/cuda/fp8_output.cuh"
+#include "kernels/cuda/launchers.hpp"
+#include "kernels/cuda/wgmma.cuh"
+
+namespace troupe::cuda {
+namespace {
+
+constexpr int kF8Outputs = 128;  // a block's outputs: 64 a warpgroup
+constexpr int kF8StageK = 128;   // k a stage: 128 codes, 128 bytes of each row, the swizzle's width
+constexpr int kF8Threads = 256;  // two warpgroups
+constexpr int kF8Stages = 6;     // buffers in shared memory: (BN + 128) x 128 bytes each, 192 KiB at BN 128
+// Stages loading ahead: every warpgroup waits for its stage's wgmma before the next stage's barrier, so the buffer
+// the stage before read is free when that barrier passes.
+constexpr int kF8Ahead = kF8Stages - 1;
+template <int BN> constexpr int kF8StageBytes = (BN + kF8Outputs) * kF8StageK;  // x's tile, then the weights'
+constexpr int kF8MinSplitStages = 4;  // splits of K at least this many stages each
+constexpr int kF8MaxSplits = 8;
+
+template <class T, int BN>
+__global__ void __launch_bounds__(kF8Threads, 1)
+    fp8_wgmma_kernel(const uint8_t* __restrict__ xq, const float* __restrict__ x_scales, const uint8_t* __restrict__ w,
+                     const float* __restrict__ w_scales, const T* __restrict__ bias, float* __restrict__ partial,
+                     T* __restrict__ out, int rows, int n_out, int k, int stages_per_split) {
+  extern __shared__ uint8_t f8_smem_raw[];
+  // The tiles need 1024-byte alignment (the swizzle works on address bits 4-9); the launch adds 1 KiB for it.
+  uint8_t* smem = f8_smem_raw + ((1024 - (smem_addr(f8_smem_raw) & 1023)) & 1023);
+  const int wg = threadIdx.x / 128, warp = threadIdx.x % 128 / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+  const int out0 = blockIdx.x * kF8Outputs, row0 = blockIdx.y * BN;
+  const int s_begin = blockIdx.z * stages_per_split;
+  const int stages = min(k / kF8StageK - s_begin, stages_per_split);
+
+  // This thread's copies, made once: rows (of x, or outputs of w) cr + 32i of each tile at chunk cc. The swizzle
+  // depends on the row mod 8 only, so copy i lies 32i rows past copy 0. Rows and outputs past the product are
+  // clamped and their copies zero-filled: no branch a stage.
+  constexpr int kXCopies = BN * 8 / kF8Threads, kWCopies = kF8Outputs * 8 / kF8Threads;
+  const int cr = threadIdx.x / 8, cc = threadIdx.x % 8;
+  const uint8_t* x_src[kXCopies];
+  const uint8_t* w_src[kWCopies];
+  uint32_t x_valid = 0, w_valid = 0;  // bit i: copy i's row is in the product
+#pragma unroll
+  for (int i = 0; i < kXCopies; ++i) {
+    const int r = row0 + cr + 32 * i;
+    x_src[i] = xq + static_cast<int64_t>(min(r, rows - 1)) * k + 16 * cc;
+    x_valid |= static_cast<uint32_t>(r < rows) << i;
+  }
+#pragma unroll
+  for (int i = 0; i < kWCopies; ++i) {
+    const int o = out0 + cr + 32 * i;
+    w_src[i] = w + static_cast<int64_t>(min(o, n_out - 1)) * k + 16 * cc;
+    w_valid |= static_cast<uint32_t>(o < n_out) << i;
+  }
+  const uint32_t dst = smem_addr(smem) + cr * 128 + wgmma_swizzled_chunk(cc, cr) * 16;
+  auto issue = [&](int s) {  // stage s of this split into buffer s % kF8Stages
+    const uint32_t stage = dst + (s % kF8Stages) * kF8StageBytes<BN>;
+    const int64_t k0 = static_cast<int64_t>(s_begin + s) * kF8StageK;
+#pragma unroll
+    for (int i = 0; i < kXCopies; ++i) cp_async16_to(stage + i * 32 * 128, x_src[i] + k0, (x_valid >> i) & 1);
+#pragma unroll
+    for (int i = 0; i < kWCopies; ++i) cp_async16_to(stage + BN * 128 + i * 32 * 128, w_src[i] + k0, (w_valid >> i) & 1);
+  };
+
+  float acc[BN / 2], part[BN / 2];
+#pragma unroll
+  for (int i = 0; i < BN / 2; ++i) acc[i] = 0.0f;
+  pdl_wait();  // launched plainly (a no-op); the codes are the quantizer's output
+#pragma unroll
+  for (int i = 0; i < kF8Ahead; ++i) {
+    if (i < stages) issue(i);
+    cp_async_commit();
+  }
+  for (int s = 0; s < stages; ++s) {
+    // Stage s landed (this thread's copies), visible to the tensor cores' reads (the async proxy), for every thread;
+    // every warpgroup's wgmma of the buffer that reloads now (stage s - 1's) are done.
+    cp_async_wait<kF8Ahead - 1>();
+    fence_proxy_async_shared();
+    __syncthreads();
+    if (s + kF8Ahead < stages) issue(s + kF8Ahead);
+    cp_async_commit();
+    const uint32_t stage = smem_addr(smem) + (s % kF8Stages) * kF8StageBytes<BN>;
+    uint64_t desc_a[4], desc_b[4];
+#pragma unroll
+    for (int kk = 0; kk < 4; ++kk) {  // k32 slice kk: 32 bytes into each row
+      desc_a[kk] = wgmma_desc_k_major_sw128(stage + BN * 128 + wg * 64 * 128 + 32 * kk);
+      desc_b[kk] = wgmma_desc_k_major_sw128(stage + 32 * kk);
+      wgmma_pin(desc_a[kk]);
+      wgmma_pin(desc_b[kk]);
+    }
+    wgmma_fence();
+    wgmma_ss_e4m3<BN, false>(part, desc_a[0], desc_b[0]);
+#pragma unroll
+    for (int kk = 1; kk < 4; ++kk) wgmma_ss_e4m3<BN, true>(part, desc_a[kk], desc_b[kk]);
+    wgmma_commit();
+    wgmma_wait<0>();
+#pragma unroll
+    for (int i = 0; i < BN / 2; ++i) {
+      wgmma_pin(part[i]);
+      acc[i] += part[i];
+    }
+  }
+  // acc[4i + e]: output oa (e < 2) or oa + 8, row 8i + 2t + e % 2 of the tile.
+  const int oa = out0 + wg * 64 + warp * 16 + g;
+#pragma unroll
+  for (int i = 0; i < BN / 8; ++i)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const int o = oa + (e < 2 ? 0 : 8), r = row0 + 8 * i + 2 * t + (e & 1);
+      if (r >= rows || o >= n_out) continue;
+      if (partial) partial[(static_cast<int64_t>(blockIdx.z) * rows + r) * n_out + o] = acc[4 * i + e];
+      else out[static_cast<int64_t>(r) * n_out + o] = from_float<T>(fp8_output(acc[4 * i + e], x_scales, w_scales, bias, r, o));
+    }
+}
+
+// out[i] = the splits' sums of element i (partial [splits, rows, n_out] f32) added in split order, then scaled as every
+// FP8 path's output (fp8_output) and rounded once.
+template <class T>
+__global__ void fp8_split_reduce_kernel(const float* __restrict__ partial, int splits, const float* __restrict__ x_scales,
+                                        const float* __restrict__ w_scales, const T* __restrict__ bias, T* __restrict__ out,
+                                        int64_t elems, int n_out) {
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= elems) return;
+  float sum = 0.0f;
+  for (int s = 0; s < splits; ++s) sum += partial[s * elems + i];
+  out[i] = from_float<T>(fp8_output(sum, x_scales, w_scales, bias, i / n_out, i % n_out));
+}
+
+int fp8_tile_rows(int64_t rows) { return rows <= 64 || fp8_settings().wgmma_rows == 64 ? 64 : 128; }
+
+// The f32 scratch a split product may need at most: splits happen only where the tiles (128 outputs x BN rows) are
+// fewer than the SMs, and then at most ceil(SMs / tiles) of them, so fewer than 2·SMs tiles' worth.
+size_t fp8_split_scratch_bound(const cuda_context& ctx) {
+  return static_cast<size_t>(2) * ctx.sm_count * kF8Outputs * 128 * sizeof(float);
+}
+
+struct fp8_split {
+  int splits, stages_per_split;
+};
+// How K is split over blockIdx.z for `tiles` output tiles over `total` stages, one block an SM: the count of splits
+// (at most kF8MaxSplits, each at least kF8MinSplitStages stages) with the least estimated time, counted in stages —
+// the waves of blocks times each block's stages plus ~4 for its start and its end, plus ~4 for the partials' reduction
+// where K is split. Where the scratch cannot hold the partials (inside a graph's capture, before any step grew it),
+// fewer splits.
+fp8_split plan_fp8_split(cuda_context& ctx, int tiles, int total, int rows, int n_out) {
+  const int wave = std::max(1, ctx.sm_count);
+  auto per_split = [&](int s) { return (total + s - 1) / s; };
+  auto splits_of = [&](int s) { return (total + per_split(s) - 1) / per_split(s); };  // none empty
+  int best = 1;
+  int64_t best_cost = (static_cast<int64_t>(tiles) + wave - 1) / wave * (total + 4);
+  for (int s = 2; s <= kF8MaxSplits && per_split(s) >= kF8MinSplitStages; ++s) {
+    const int real = splits_of(s);
+    const int64_t cost = (static_cast<int64_t>(tiles) * real + wave - 1) / wave * (per_split(real) + 4) + 4;
+    if (cost < best_cost) best = real, best_cost = cost;
+  }
+  auto need = [&](int s) { return static_cast<size_t>(s) * rows * n_out * sizeof(float); };
+  if (best > 1 && need(best) > ctx.fp8_products_bytes) {
+    cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
+    check(cudaStreamIsCapturing(ctx.stream, &capturing), "linear_fp8 wgmma");
+    if (capturing == cudaStreamCaptureStatusNone)
+      grow_scratch(ctx, ctx.fp8_products, ctx.fp8_products_bytes, std::max(need(best), fp8_split_scratch_bound(ctx)),
+                   "linear_fp8 wgmma");
+  }
+  while (best > 1 && need(best) > ctx.fp8_products_bytes) best = splits_of(best - 1);
+  return {best, per_split(best)};
+}
+
+template <class T, int BN>
+void launch_wgmma(cuda_context& ctx, const uint8_t* codes, const float* x_scales, int rows, int k,
+                  const fp8_device_weight& w, const T* bias, T* out) {
+  const int n_out = static_cast<int>(w.weight.dim(0)), total = k / kF8StageK;
+  const int tiles = (n_out + kF8Outputs - 1) / kF8Outputs * ((rows + BN - 1) / BN);
+  const auto [splits, per_split] = plan_fp8_split(ctx, tiles, total, rows, n_out);
+  const int smem = kF8Stages * kF8StageBytes<BN> + 1024;
+  allow_shared_memory<fp8_wgmma_kernel<T, BN>>(static_cast<size_t>(smem), "linear_fp8 wgmma: shared memory");
+  const dim3 grid(static_cast<unsigned>((n_out + kF8Outputs - 1) / kF8Outputs), static_cast<unsigned>((rows + BN - 1) / BN),
+                  static_cast<unsigned>(splits));
+  auto* partial = splits > 1 ? static_cast<float*>(ctx.fp8_products) : nullptr;
+  fp8_wgmma_kernel<T, BN><<<grid, kF8Threads, smem, ctx.stream>>>(codes, x_scales, w.weight.as<uint8_t>(),
+                                                                   w.scale.as<float>(), bias, partial, out, rows, n_out,
+                                                                   k, per_split);
+  check_launch("linear_fp8 wgmma");
+  if (splits > 1) {
+    const int64_t elems = static_cast<int64_t>(rows) * n_out;
+    fp8_split_reduce_kernel<T><<<static_cast<unsigned>((elems + 255) / 256), 256, 0, ctx.stream>>>(
+        partial, splits, x_scales, w.scale.as<float>(), bias, out, elems, n_out);
+    check_launch("linear_fp8 wgmma reduce");
+  }
+}
+
+} // namespace
+
+void prepare_linear_fp8_wgmma(cuda_context& ctx) {
+  if (ctx.fp8_products_bytes >= fp8_split_scratch_bound(ctx)) return;
+  cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
+  check(cudaStreamIsCapturing(ctx.stream, &capturing), "linear_fp8 wgmma");
+  if (capturing == cudaStreamCaptureStatusNone)
+    grow_scratch(ctx, ctx.fp8_products, ctx.fp8_products_bytes, fp8_split_scratch_bound(ctx), "linear_fp8 wgmma");
+}
+
+void launch_linear_fp8_wgmma(cuda_context& ctx, const uint8_t* codes, const float* x_scales, int64_t rows, int64_t k,
+                             const fp8_device_weight& w, const tensor& bias, const tensor& out) {
+  dispatch_float(out.type, "linear_fp8", [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    const T* b = bias.empty() ? nullptr : bias.as<T>();
+    if (fp8_tile_rows(rows) == 64)
+      launch_wgmma<T, 64>(ctx, codes, x_scales, static_cast<int>(rows), static_cast<int>(k), w, b, out.as<T>());
+    else
+      launch_wgmma<T, 128>(ctx, codes, x_scales, static_cast<int>(rows), static_cast<int>(k), w, b, out.as<T>());
+  });
+}
+
+} // namespace troupe::cuda
