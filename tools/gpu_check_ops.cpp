@@ -435,12 +435,16 @@ void check_linear_fp8(checker& c, dtype t) {
     c.cpu.linear_fp8(x.cpu, weight_of(false), s.bias ? bias.cpu.get() : tensor{}, out.cpu);
     const bool cublas = s.k % 16 == 0 && s.n % 16 == 0, mma = s.k % 16 == 0 && s.rows <= 32,
                gemv = s.k % 16 == 0 && s.rows <= 4, wgmma = s.k % 128 == 0;
-    for (const std::string path : {"", "gemv", "gemv_bulk", "mma", "mma_async", "wgmma", "outer", "epilogue", "simt"}) {
-      if (!wgmma && path == "wgmma") continue;
+    for (const std::string path :
+         {"", "gemv", "gemv_bulk", "mma", "mma_async", "wgmma", "wgmma overlap", "wgmma 64", "outer", "epilogue", "simt"}) {
+      if (!wgmma && path.starts_with("wgmma")) continue;
+      // "wgmma overlap": its stages overlapped (fp8_settings().wgmma_overlap); "wgmma 64": 64-row tiles at any row count.
+      const scoped_value<bool> overlap(cuda::fp8_settings().wgmma_overlap, path == "wgmma overlap");
+      const scoped_value<int> tile_rows(cuda::fp8_settings().wgmma_rows, path == "wgmma 64" ? 64 : 128);
       if (!cublas && (path == "outer" || path == "epilogue")) continue;
       if (!mma && (path == "mma" || path == "mma_async")) continue;
       if (!gemv && path.starts_with("gemv")) continue;
-      const scoped_value<std::string> forced(cuda::fp8_settings().path, path);
+      const scoped_value<std::string> forced(cuda::fp8_settings().path, path.starts_with("wgmma") ? "wgmma" : path);
       c.poison(out);
       std::string what = "T,K,N=" + dims({s.rows, s.k, s.n});
       if (s.bias) what += " +bias";

@@ -162,6 +162,9 @@ struct fp8_switches {
   int wgmma = 0;
   int wgmma_rows = 128;        // rows of its tiles above 64 rows: 128, or 64 (TROUPE_FP8_WGMMA_ROWS)
   int wgmma_max_rows = 1024;   // TROUPE_FP8_WGMMA_MAX_ROWS (0: any)
+  // Its stages overlapped: a warpgroup's wgmma of one stage run while it adds the stage before's sums (two sets of
+  // them; TROUPE_FP8_WGMMA_OVERLAP=0|1). Off until timed.
+  bool wgmma_overlap = false;
   std::atomic<const char*> last_path{"none"};   // the path the last call took (troupe_gpu_check prints it)
 };
 fp8_switches& fp8_settings();

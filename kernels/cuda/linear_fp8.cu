@@ -554,6 +554,7 @@ fp8_switches& fp8_settings() {
     if (const char* v = std::getenv("TROUPE_FP8_WGMMA"); v && *v) s.wgmma = std::atoi(v);
     if (const char* v = std::getenv("TROUPE_FP8_WGMMA_ROWS"); v && *v) s.wgmma_rows = std::atoi(v);
     if (const char* v = std::getenv("TROUPE_FP8_WGMMA_MAX_ROWS"); v && *v) s.wgmma_max_rows = std::atoi(v);
+    if (const char* v = std::getenv("TROUPE_FP8_WGMMA_OVERLAP"); v && *v) s.wgmma_overlap = *v != '0';
     return true;
   }();
   (void)from_environment;
