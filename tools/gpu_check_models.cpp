@@ -383,8 +383,9 @@ void check_model_int4_paths(cuda_ops& gpu) {
 // FP8 weights' GEMM paths on a random compressed-tensors FP8 model (per-channel weight scales, dynamic activations)
 // whose K (1,024 and 2,048, multiples of 128) the warpgroup-MMA GEMM takes (the reference models' K of 64 never reaches
 // it), in bf16 against its f32 CPU twin: cuBLASLt's path (the default), the wgmma GEMM above 8 rows with 128- and
-// 64-row tiles (fp8_settings().wgmma) and overlapped stages, and the wgmma GEMM on every product, the decode graph of
-// 4 included (its K splits inside the capture). Prompts of 1 to 230 tokens make prefill steps of each size. Each FP8 layer rounds its
+// 64-row tiles (fp8_settings().wgmma) and overlapped stages, the wgmma GEMM on every product, the decode graph of
+// 4 included (its K splits inside the capture), and every one-row product with its quantization inside the GEMV
+// (fp8_settings().qgemv 2: the one-token prompt and one request's decode). Prompts of 1 to 230 tokens make prefill steps of each size. Each FP8 layer rounds its
 // inputs again, so the two backends' codes differ where a value sits near the middle of two (kChosenPathFraction):
 // every path gets the default path's own error against the twin, doubled, or the bf16 model tolerance if larger.
 void check_model_fp8_paths(cuda_ops& gpu) {
@@ -405,16 +406,18 @@ void check_model_fp8_paths(cuda_ops& gpu) {
     std::string forced;
     int wgmma, wgmma_rows;
     bool overlap = false;
+    int qgemv = 0;
   };
   double tol = model_tolerance(dtype::bf16, config);
   for (const path& p : {path{"default", "", 0, 128}, {"wgmma", "", 1, 128}, {"wgmma 64-row tiles", "", 1, 64},
                         {"wgmma overlap", "", 1, 128, true}, {"wgmma all", "wgmma", 1, 128},
-                        {"wgmma overlap all", "wgmma", 1, 128, true}}) {
+                        {"wgmma overlap all", "wgmma", 1, 128, true}, {"qgemv", "", 0, 128, false, 2}}) {
     // Set before the model exists: its decode graphs record the path in force when captured.
     const scoped_value<std::string> forced(cuda::fp8_settings().path, p.forced);
     const scoped_value<int> wgmma(cuda::fp8_settings().wgmma, p.wgmma);
     const scoped_value<int> wgmma_rows(cuda::fp8_settings().wgmma_rows, p.wgmma_rows);
     const scoped_value<bool> overlap(cuda::fp8_settings().wgmma_overlap, p.overlap);
+    const scoped_value<int> qgemv(cuda::fp8_settings().qgemv, p.qgemv);
     model on_gpu(config, gpu,
                  load_model_weights(config, gpu, dtype::bf16, checkpoint_weight_source(ckpt, config), {},
                                     checkpoint_fp8_source(ckpt, config)),
@@ -430,8 +433,15 @@ void check_model_fp8_paths(cuda_ops& gpu) {
       }
       tol = std::max(tol, 2 * worst);
     }
-    check_against_cpu_twin(on_gpu, on_cpu, std::string("model random fp8 channel K1024/2048 ") + p.name, dtype::bf16,
-                           prompts, tol, false);
+    const std::string label = std::string("model random fp8 channel K1024/2048 ") + p.name;
+    check_against_cpu_twin(on_gpu, on_cpu, label, dtype::bf16, prompts, tol, false);
+    if (p.qgemv) {  // one request's decode steps (the graph of 1), which the three-prompt decode does not reach
+      const auto gpu_outs = greedy_together(on_gpu, prompts, 1), cpu_outs = greedy_together(on_cpu, prompts, 1);
+      size_t agree = 0;
+      while (agree < 16 && gpu_outs[0][agree] == cpu_outs[0][agree]) ++agree;
+      inform(label, dtype::bf16, "greedy 16 tokens, one request, against the CPU twin",
+             std::to_string(agree) + "/16 tokens before divergence");
+    }
   }
 }
 

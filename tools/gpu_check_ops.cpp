@@ -383,7 +383,8 @@ void check_linear_int4_silu(checker& c, dtype t) {
 }
 
 // FP8 weights (issue 13): rows 1 to 300, with and without a bias, a static input scale, on each path the shape
-// allows (kernels/cuda/linear_fp8.cu): "gemv" (CUDA cores, up to 4 rows, K a multiple of 16), "mma" and "mma_async"
+// allows (kernels/cuda/linear_fp8.cu): "gemv" (CUDA cores, up to 4 rows, K a multiple of 16), "qgemv" (one row, the
+// quantizer inside the GEMV: gemv's bits), "mma" and "mma_async"
 // (tensor cores, up to 32 rows, K a multiple of 16), "wgmma" (warpgroup MMA, any rows, K a multiple of 128),
 // "outer" (cuBLASLt, scales in its epilogue) and "epilogue" (cuBLASLt's unscaled sums in the output, scaled in place;
 // f16 through f32 scratch) where K and N are multiples of 16, "simt" everywhere, and the path the launcher
@@ -435,9 +436,11 @@ void check_linear_fp8(checker& c, dtype t) {
     c.cpu.linear_fp8(x.cpu, weight_of(false), s.bias ? bias.cpu.get() : tensor{}, out.cpu);
     const bool cublas = s.k % 16 == 0 && s.n % 16 == 0, mma = s.k % 16 == 0 && s.rows <= 32,
                gemv = s.k % 16 == 0 && s.rows <= 4, wgmma = s.k % 128 == 0;
-    for (const std::string path :
-         {"", "gemv", "gemv_bulk", "mma", "mma_async", "wgmma", "wgmma overlap", "wgmma 64", "outer", "epilogue", "simt"}) {
+    bytes gemv_bits;  // "qgemv" must write "gemv"'s bits (the same codes, sums in the same order)
+    for (const std::string path : {"", "gemv", "qgemv", "gemv_bulk", "mma", "mma_async", "wgmma", "wgmma overlap",
+                                   "wgmma 64", "outer", "epilogue", "simt"}) {
       if (!wgmma && path.starts_with("wgmma")) continue;
+      if (path == "qgemv" && !(gemv && s.rows == 1)) continue;
       // "wgmma overlap": its stages overlapped (fp8_settings().wgmma_overlap); "wgmma 64": 64-row tiles at any row count.
       const scoped_value<bool> overlap(cuda::fp8_settings().wgmma_overlap, path == "wgmma overlap");
       const scoped_value<int> tile_rows(cuda::fp8_settings().wgmma_rows, path == "wgmma 64" ? 64 : 128);
@@ -466,6 +469,10 @@ void check_linear_fp8(checker& c, dtype t) {
       // f32: the same codes on both, sums in another order (and cuBLASLt's FP8 accumulation): 1e-3.
       report("linear_fp8", t, what, c.error(out), t == dtype::f32 ? 1e-3 : tolerance_for(t),
              std::string("ran ") + cuda::fp8_settings().last_path.load());
+      if (path == "gemv") gemv_bits = c.gpu_bytes(out);
+      if (path == "qgemv")
+        report("linear_fp8", t, what + " bits", static_cast<double>(differing_elements(c.gpu_bytes(out), gemv_bits, size_in_bytes(t))),
+               0.0, "elements differing from gemv's");
     }
     // W8A16 ("w16", up to 4 rows, K a multiple of 16): x is not quantized; the twin is the CPU's linear_fp8 under the
     // same rule (fp8_w16_rows(), both backends' setting).

@@ -339,8 +339,9 @@ void time_fp8_weights(cuda_ops& gpu) {
     // "quantize_wide": the chosen path with 1024-thread quantizer blocks (fp8_settings().wide_rows). "w16": no quantizer
     // (W8A16, fp8_w16_rows()).
     for (const std::string path :
-         {"", "quantize_scalar", "quantize_wide", "w16", "gemv", "gemv_bulk", "mma", "mma_async", "wgmma", "wgmma64",
-          "wgmma_overlap", "epilogue"}) {
+         {"", "quantize_scalar", "quantize_wide", "w16", "qgemv", "gemv", "gemv_bulk", "mma", "mma_async", "wgmma",
+          "wgmma64", "wgmma_overlap", "epilogue"}) {
+      if (path == "qgemv" && rows > 1) continue;
       if (path.starts_with("wgmma") && rows < 8) continue;
       if ((path == "mma" || path == "mma_async") && rows > 32) continue;
       if ((path.starts_with("gemv") || path == "quantize_wide" || path == "w16") && rows > 4) continue;

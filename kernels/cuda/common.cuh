@@ -80,13 +80,15 @@ __device__ __forceinline__ uint4 load_streaming(const void* p) {
 
 // Launches `kernel` as a programmatic dependent (pdl_wait above): its blocks may start while the kernel before it
 // finishes, doing what does not depend on that kernel until their pdl_wait. TROUPE_NO_PDL=1 launches plainly.
+// launch_dependent_shared gives the kernel `shared_bytes` of dynamic shared memory.
 template <class... Params, class... Args>
-void launch_dependent(void (*kernel)(Params...), dim3 grid, dim3 block, cudaStream_t stream, const char* what,
-                      Args... args) {
+void launch_dependent_shared(void (*kernel)(Params...), dim3 grid, dim3 block, size_t shared_bytes, cudaStream_t stream,
+                             const char* what, Args... args) {
   static const bool pdl = std::getenv("TROUPE_NO_PDL") == nullptr;
   cudaLaunchConfig_t config{};
   config.gridDim = grid;
   config.blockDim = block;
+  config.dynamicSmemBytes = shared_bytes;
   config.stream = stream;
   cudaLaunchAttribute attribute{};
   attribute.id = cudaLaunchAttributeProgrammaticStreamSerialization;
@@ -94,6 +96,11 @@ void launch_dependent(void (*kernel)(Params...), dim3 grid, dim3 block, cudaStre
   config.attrs = &attribute;
   config.numAttrs = pdl ? 1 : 0;
   check(cudaLaunchKernelEx(&config, kernel, static_cast<Params>(args)...), what);
+}
+template <class... Params, class... Args>
+void launch_dependent(void (*kernel)(Params...), dim3 grid, dim3 block, cudaStream_t stream, const char* what,
+                      Args... args) {
+  launch_dependent_shared(kernel, grid, block, 0, stream, what, args...);
 }
 
 // Raises Kernel's dynamic shared memory limit to `bytes` on the current device, once for each device: the limit

@@ -133,7 +133,7 @@ void prepare_linear_fp8_wgmma(cuda_context& ctx);
 const char* launch_linear_fp8_quantized(cuda_context& ctx, const fp8_activations& x, const fp8_device_weight& w,
                                         const tensor& bias, const tensor& out);
 struct fp8_switches {
-  // "", "w16", "gemv", "gemv_bulk", "mma", "mma_async", "wgmma", "outer", "epilogue" or "simt"; TROUPE_FP8_GEMM
+  // "", "w16", "qgemv", "gemv", "gemv_bulk", "mma", "mma_async", "wgmma", "outer", "epilogue" or "simt"; TROUPE_FP8_GEMM
   std::string path;
   // Where the launcher chooses "mma", the cp.async kernel: -1 where N >= K (faster there on the H200), 0 never, 1 always.
   // Starts as TROUPE_FP8_MMA_ASYNC=0|1.
@@ -165,6 +165,10 @@ struct fp8_switches {
   // Its stages overlapped: a warpgroup's wgmma of one stage run while it adds the stage before's sums (two sets of
   // them; TROUPE_FP8_WGMMA_OVERLAP=0|1). Off until timed.
   bool wgmma_overlap = false;
+  // One row with its quantization inside the GEMV (fp8_qgemv_kernel, the path "qgemv": no quantizer kernel, the same
+  // codes and output bits as "gemv"): 0 (the default) never, 1 where "gemv" would be chosen (gate_up, down), 2 for every
+  // one-row product (TROUPE_FP8_QGEMV=0|1|2). Written in the nineteenth session of 2026-12-06; off until timed.
+  int qgemv = 0;
   std::atomic<const char*> last_path{"none"};   // the path the last call took (troupe_gpu_check prints it)
 };
 fp8_switches& fp8_settings();

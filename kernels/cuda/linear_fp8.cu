@@ -34,7 +34,10 @@
 //              (linear_fp8_wgmma.cu), warpgroup MMA with both operands' codes in shared memory, K split where the
 //              output tiles are fewer than the SMs.
 // TROUPE_FP8_GEMM=gemv|gemv_bulk|mma|mma_async|wgmma|outer|epilogue|simt forces a path (troupe_gpu_check runs each against the CPU twin).
-// Before all of them, for steps of at most fp8_w16_rows() rows (runtime/model/fp8_formats.hpp; 0, never, by default), or
+// Before all of them, for one row where fp8_settings().qgemv asks (off by default), or forced by TROUPE_FP8_GEMM=qgemv:
+//    qgemv     no quantizer kernel: fp8_qgemv_kernel quantizes the row in each block's shared memory (the same codes)
+//              and runs the GEMV's loop over them, the same output bits as "gemv".
+// and for steps of at most fp8_w16_rows() rows (runtime/model/fp8_formats.hpp; 0, never, by default), or
 // forced by TROUPE_FP8_GEMM=w16:
 //    w16       no quantizer: fp8_w16_gemv_kernel multiplies the codes by x itself (W8A16), the GEMV's layout.
 //              Written in the eleventh session (2026-12-06) with no GPU to time it: off until a one-request run shows
@@ -176,6 +179,8 @@ constexpr int kGemvAhead = 4;
 // Qwen2.5-7B shapes, ms at one row, quantization included, gemv / mma / mma_async: gate_up (136 MB) 0.046 / 0.057 /
 // 0.047, down (68 MB) 0.043 / 0.047 / 0.058, qkv (16.5 MB) 0.014 / 0.018 / 0.012, o_proj (12.8 MB) 0.013 / 0.013 / 0.012.
 constexpr int64_t kGemvChosenBytes = int64_t{32} << 20;
+// The longest row fp8_qgemv_kernel takes: its codes in shared memory (64 KiB: down_proj's 18,944 and more).
+constexpr int64_t kQgemvMaxK = int64_t{64} << 10;
 
 // Output feature j = 8·blockIdx.x + warp for R rows: lane l takes the row's 16-byte chunks l, l + 32, ... (a warp
 // reads 512 contiguous bytes a load), kGemvAhead loads ahead, x's codes at the same k from global memory (small,
@@ -218,6 +223,78 @@ __global__ void __launch_bounds__(kGemvWarps * 32)
     if (r >= rows) break;
     const float sum = warp_sum(acc[r]);
     if (lane == 0) out[static_cast<int64_t>(r) * n + j] = from_float<T>(fp8_output(sum, x_scales, w_scales, bias, r, j));
+  }
+}
+
+// One row's product with its quantization inside (fp8_settings().qgemv; TROUPE_FP8_GEMM=qgemv forces it; written in
+// the nineteenth session of 2026-12-06): no quantizer kernel before the product. Each block finds max|x| itself, takes
+// the scale (or the static one) and writes the row's codes into its shared memory — the codes and the scale
+// fp8_quantize_rows_kernel makes, bit for bit (the max does not depend on the order) — then its warps run
+// fp8_gemv_kernel's loop over outputs j, j + the grid's warps, ... with x's codes from shared memory: the same sums in
+// the same order, so the same output bits as "gemv" (the GPU check compares them). A grid of at most one wave, so that
+// each block pays the quantization once. It takes what the W8A16 GEMV measured the quantizer to cost (one request 3.84
+// -> 3.53 ms a token on an H100, twelfth session) without W8A16's other rounding: a request's tokens stay those of W8A8.
+// x 16-byte aligned, K a multiple of 16, its codes in dynamic shared memory (the launcher checks).
+template <class T>
+__global__ void __launch_bounds__(kGemvWarps * 32)
+    fp8_qgemv_kernel(const T* __restrict__ x, const float* __restrict__ static_scale, const uint8_t* __restrict__ w,
+                     const float* __restrict__ w_scales, const T* __restrict__ bias, T* __restrict__ out, int n, int k) {
+  extern __shared__ __align__(16) uint8_t x_codes[];
+  __shared__ float x_scale;
+  const int lane = threadIdx.x % 32, stride = gridDim.x * kGemvWarps;
+  const int chunks = k / 16;
+  int j = blockIdx.x * kGemvWarps + threadIdx.x / 32;
+  uint4 ahead[kGemvAhead];
+  auto first_loads = [&](int jj) {  // output jj's first kGemvAhead loads a lane
+    const uint8_t* wr = w + static_cast<int64_t>(jj < n ? jj : 0) * k;
+#pragma unroll
+    for (int i = 0; i < kGemvAhead; ++i) {
+      const int c = lane + 32 * i;
+      ahead[i] = jj < n && c < chunks ? load_streaming(wr + 16 * c) : make_uint4(0, 0, 0, 0);
+    }
+  };
+  first_loads(j);
+  pdl_wait();  // the weights do not depend on the kernel before; x does
+  constexpr int N = 16 / sizeof(T);
+  const int vecs = k / N;
+  float s;
+  if (static_scale) {
+    s = *static_scale;
+  } else {
+    float amax = 0.0f;
+    for (int i = threadIdx.x; i < vecs; i += blockDim.x) {
+      const vec<T, N> v = load_vec<T, N>(x + N * i);
+#pragma unroll
+      for (int e = 0; e < N; ++e) amax = fmaxf(amax, fabsf(to_float(v.v[e])));
+    }
+    s = fp8_activation_scale(block_max(amax));
+  }
+  for (int i = threadIdx.x; i < vecs; i += blockDim.x) {
+    const vec<T, N> v = load_vec<T, N>(x + N * i);
+    vec<uint8_t, N> c;
+#pragma unroll
+    for (int e = 0; e < N; ++e) c.v[e] = fp8_activation_code(to_float(v.v[e]), s);
+    store_vec(x_codes + N * i, c);
+  }
+  if (threadIdx.x == 0) x_scale = s;
+  __syncthreads();
+  for (; j < n; j += stride) {
+    const uint8_t* wr = w + static_cast<int64_t>(j) * k;
+    float acc = 0.0f;
+    for (int c0 = lane; c0 < chunks; c0 += 32 * kGemvAhead) {
+#pragma unroll
+      for (int i = 0; i < kGemvAhead; ++i) {
+        const int c = c0 + 32 * i;
+        const uint4 wv = ahead[i];
+        const int next = c + 32 * kGemvAhead;
+        ahead[i] = next < chunks ? load_streaming(wr + 16 * next) : make_uint4(0, 0, 0, 0);
+        if (c >= chunks) continue;
+        acc = dot16_e4m3(wv, *reinterpret_cast<const uint4*>(x_codes + 16 * c), acc);
+      }
+    }
+    first_loads(j + stride);  // the next output's loads in flight while this one's sum is made
+    const float sum = warp_sum(acc);
+    if (lane == 0) out[j] = from_float<T>(fp8_output(sum, &x_scale, w_scales, bias, 0, j));
   }
 }
 
@@ -555,6 +632,7 @@ fp8_switches& fp8_settings() {
     if (const char* v = std::getenv("TROUPE_FP8_WGMMA_ROWS"); v && *v) s.wgmma_rows = std::atoi(v);
     if (const char* v = std::getenv("TROUPE_FP8_WGMMA_MAX_ROWS"); v && *v) s.wgmma_max_rows = std::atoi(v);
     if (const char* v = std::getenv("TROUPE_FP8_WGMMA_OVERLAP"); v && *v) s.wgmma_overlap = *v != '0';
+    if (const char* v = std::getenv("TROUPE_FP8_QGEMV"); v && *v) s.qgemv = std::atoi(v);
     return true;
   }();
   (void)from_environment;
@@ -737,6 +815,35 @@ const char* run_linear_fp8(cuda_context& ctx, const tensor& x, const fp8_device_
   if (forced == "w16")
     throw std::runtime_error("cuda linear_fp8: TROUPE_FP8_GEMM=w16 takes at most " + std::to_string(kGemvRows) +
                              " rows, K a multiple of 16 and 16-byte aligned x and weight, not x " + shape_of(x) +
+                             " by weight " + shape_of(w.weight));
+  // One row with the quantization inside the GEMV where fp8_settings().qgemv asks for it (1: where "gemv" would be
+  // chosen, 2: every one-row product), forced by TROUPE_FP8_GEMM=qgemv.
+  const int qgemv = fp8_settings().qgemv;
+  const bool qgemv_shape = rows == 1 && k % 16 == 0 && k <= kQgemvMaxK && reinterpret_cast<uintptr_t>(w.weight.data) % 16 == 0 &&
+                           reinterpret_cast<uintptr_t>(x.data) % 16 == 0;
+  const bool qgemv_chosen = qgemv >= 2 || (qgemv == 1 && n * k >= kGemvChosenBytes);
+  if (qgemv_shape && (forced == "qgemv" || (forced.empty() && qgemv_chosen))) {
+    dispatch_float(x.type, "linear_fp8", [&](auto tag) {
+      using T = typename decltype(tag)::type;
+      const size_t smem = static_cast<size_t>(k);
+      allow_shared_memory<fp8_qgemv_kernel<T>>(smem, "linear_fp8 qgemv: shared memory");
+      // At most one wave: the blocks an SM holds (by registers and the codes' shared memory) times the SMs.
+      int per_sm = 0;
+      check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, fp8_qgemv_kernel<T>, kGemvWarps * 32, smem),
+            "linear_fp8 qgemv");
+      const int64_t blocks = std::min<int64_t>((n + kGemvWarps - 1) / kGemvWarps,
+                                               static_cast<int64_t>(std::max(per_sm, 1)) * ctx.sm_count);
+      launch_dependent_shared(fp8_qgemv_kernel<T>, dim3(static_cast<unsigned>(blocks)), dim3(kGemvWarps * 32), smem,
+                              ctx.stream, "linear_fp8 qgemv", x.as<T>(), w.input_scale.empty() ? nullptr : w.input_scale.as<float>(),
+                       w.weight.as<uint8_t>(), w.scale.as<float>(), bias.empty() ? nullptr : bias.as<T>(), out.as<T>(),
+                       static_cast<int>(n), static_cast<int>(k));
+    });
+    check_launch("linear_fp8 qgemv");
+    return "qgemv";
+  }
+  if (forced == "qgemv")
+    throw std::runtime_error("cuda linear_fp8: TROUPE_FP8_GEMM=qgemv takes one row, K a multiple of 16 up to " +
+                             std::to_string(kQgemvMaxK) + " and 16-byte aligned x and weight, not x " + shape_of(x) +
                              " by weight " + shape_of(w.weight));
   const size_t codes_bytes = round_up(static_cast<size_t>(rows * k));
   grow_scratch(ctx, ctx.fp8_scratch, ctx.fp8_scratch_bytes, codes_bytes + static_cast<size_t>(rows) * 4, "linear_fp8");
