@@ -15,7 +15,7 @@
 // cores: Hopper's FP8 tensor cores keep fewer bits than f32 while they accumulate (DeepSeek-V3's report measured
 // about 14; cuBLASLt promotes likewise unless asked for "fast accumulation"), so the sum over a long K (down_proj's
 // 18,944) is made in f32 128 products at a time. Where the output tiles are fewer than the SMs, K is split over
-// blockIdx.z (plan_fp8_split) into f32 partials that fp8_split_reduce_kernel adds in split order.
+// blockIdx.z (kernels/fp8_split_rules.hpp, which CI tests) into f32 partials that fp8_split_reduce_kernel adds in split order.
 
 #include <algorithm>
 #include <type_traits>
@@ -26,6 +26,7 @@
 #include "kernels/cuda/fp8_output.cuh"
 #include "kernels/cuda/launchers.hpp"
 #include "kernels/cuda/wgmma.cuh"
+#include "kernels/fp8_split_rules.hpp"
 
 namespace troupe::cuda {
 namespace {
@@ -39,8 +40,6 @@ constexpr int kF8Stages = 6;     // buffers in shared memory: (BN + 128) x 128 b
 // still run then, so one buffer fewer loads ahead.
 template <bool Overlap> constexpr int kF8Ahead = Overlap ? kF8Stages - 2 : kF8Stages - 1;
 template <int BN> constexpr int kF8StageBytes = (BN + kF8Outputs) * kF8StageK;  // x's tile, then the weights'
-constexpr int kF8MinSplitStages = 4;  // splits of K at least this many stages each
-constexpr int kF8MaxSplits = 8;
 
 // Overlap (fp8_settings().wgmma_overlap): a warpgroup waits only for the wgmma of the stage before (wgmma_wait<1>),
 // into two sets of stage sums taken in turns, and adds that stage's set while this stage's run.
@@ -179,41 +178,25 @@ __global__ void fp8_split_reduce_kernel(const float* __restrict__ partial, int s
 
 int fp8_tile_rows(int64_t rows) { return rows <= 64 || fp8_settings().wgmma_rows == 64 ? 64 : 128; }
 
-// The f32 scratch a split product may need at most: splits happen only where the tiles (128 outputs x BN rows) are
-// fewer than the SMs, and then at most ceil(SMs / tiles) of them, so fewer than 2·SMs tiles' worth.
+// The f32 scratch made ready before any graph's capture (prepare_linear_fp8_wgmma): one wave of tiles of 128 outputs x
+// 128 rows, 8.7 MB on 132 SMs, what any split plan_fp8_split_k makes may need (tests/fp8_split_rules_test.cpp).
 size_t fp8_split_scratch_bound(const cuda_context& ctx) {
-  return static_cast<size_t>(2) * ctx.sm_count * kF8Outputs * 128 * sizeof(float);
+  return static_cast<size_t>(ctx.sm_count) * kF8Outputs * 128 * sizeof(float);
 }
 
-struct fp8_split {
-  int splits, stages_per_split;
-};
-// How K is split over blockIdx.z for `tiles` output tiles over `total` stages, one block an SM: the count of splits
-// (at most kF8MaxSplits, each at least kF8MinSplitStages stages) with the least estimated time, counted in stages —
-// the waves of blocks times each block's stages plus ~4 for its start and its end, plus ~4 for the partials' reduction
-// where K is split. Where the scratch cannot hold the partials (inside a graph's capture, before any step grew it),
-// fewer splits.
-fp8_split plan_fp8_split(cuda_context& ctx, int tiles, int total, int rows, int n_out) {
-  const int wave = std::max(1, ctx.sm_count);
-  auto per_split = [&](int s) { return (total + s - 1) / s; };
-  auto splits_of = [&](int s) { return (total + per_split(s) - 1) / per_split(s); };  // none empty
-  int best = 1;
-  int64_t best_cost = (static_cast<int64_t>(tiles) + wave - 1) / wave * (total + 4);
-  for (int s = 2; s <= kF8MaxSplits && per_split(s) >= kF8MinSplitStages; ++s) {
-    const int real = splits_of(s);
-    const int64_t cost = (static_cast<int64_t>(tiles) * real + wave - 1) / wave * (per_split(real) + 4) + 4;
-    if (cost < best_cost) best = real, best_cost = cost;
-  }
+// plan_fp8_split_k's splits (kernels/fp8_split_rules.hpp), the partials in ctx.fp8_products: grown to them outside a
+// graph's capture; inside one, before any step grew it, fewer splits where it is too small.
+fp8_split_plan plan_fp8_split(cuda_context& ctx, int tiles, int total, int rows, int n_out) {
+  const fp8_split_plan plan = plan_fp8_split_k(tiles, total, ctx.sm_count);
   auto need = [&](int s) { return static_cast<size_t>(s) * rows * n_out * sizeof(float); };
-  if (best > 1 && need(best) > ctx.fp8_products_bytes) {
+  if (plan.splits > 1 && need(plan.splits) > ctx.fp8_products_bytes) {
     cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
     check(cudaStreamIsCapturing(ctx.stream, &capturing), "linear_fp8 wgmma");
     if (capturing == cudaStreamCaptureStatusNone)
-      grow_scratch(ctx, ctx.fp8_products, ctx.fp8_products_bytes, std::max(need(best), fp8_split_scratch_bound(ctx)),
-                   "linear_fp8 wgmma");
+      grow_scratch(ctx, ctx.fp8_products, ctx.fp8_products_bytes,
+                   std::max(need(plan.splits), fp8_split_scratch_bound(ctx)), "linear_fp8 wgmma");
   }
-  while (best > 1 && need(best) > ctx.fp8_products_bytes) best = splits_of(best - 1);
-  return {best, per_split(best)};
+  return fit_fp8_split(plan, total, [&](int s) { return need(s) <= ctx.fp8_products_bytes; });
 }
 
 template <class T, int BN, bool Overlap>

@@ -1,0 +1,82 @@
+// How the FP8 warpgroup-MMA GEMM splits K (kernels/fp8_split_rules.hpp): the invariants every plan keeps over a sweep
+// of shapes, the plans of Qwen2.5-7B's decode products on an H100's 132 SMs, and the cut to a small scratch. The kernel
+// itself needs a GPU: troupe_gpu_check's linear_fp8 "wgmma" rows.
+
+#include <gtest/gtest.h>
+
+#include "kernels/fp8_split_rules.hpp"
+
+using namespace troupe;
+
+namespace {
+
+// Every split covers K, none is empty, none but a lone one is shorter than the minimum, there are at most the maximum.
+void expect_valid(fp8_split_plan p, int total, const std::string& what) {
+  SCOPED_TRACE(what);
+  ASSERT_GE(p.splits, 1);
+  EXPECT_LE(p.splits, kFp8MaxSplits);
+  EXPECT_GE(static_cast<int64_t>(p.splits) * p.stages_per_split, total);           // covers K
+  EXPECT_LT(static_cast<int64_t>(p.splits - 1) * p.stages_per_split, total);       // the last split is not empty
+  if (p.splits > 1) {
+    EXPECT_GE(p.stages_per_split, kFp8MinSplitStages);
+  } else {
+    EXPECT_EQ(p.stages_per_split, total);
+  }
+}
+
+} // namespace
+
+TEST(Fp8SplitRules, EveryPlanCoversKWithNoEmptySplit) {
+  for (const int wave : {1, 7, 78, 114, 132})
+    for (int64_t tiles = 1; tiles <= 600; tiles += tiles < 40 ? 1 : 13)
+      for (const int total : {1, 2, 3, 4, 7, 8, 9, 16, 28, 31, 148, 1000}) {
+        const fp8_split_plan p = plan_fp8_split_k(tiles, total, wave);
+        expect_valid(p, total, "tiles " + std::to_string(tiles) + ", stages " + std::to_string(total) + ", wave " +
+                                   std::to_string(wave));
+        // A split product runs one wave at most: its partials fit the scratch made ready before any capture (one
+        // wave of tiles: linear_fp8_wgmma.cu's fp8_split_scratch_bound).
+        if (p.splits > 1) {
+          EXPECT_LE(tiles * p.splits, wave);
+        }
+        // A full wave is never split.
+        if (tiles >= wave) {
+          EXPECT_EQ(p.splits, 1);
+        }
+        // Splits are only as few as the minimum stages or the maximum count force: one more would overfill the wave.
+        if (p.splits < kFp8MaxSplits && total / (p.splits + 1) >= kFp8MinSplitStages && tiles < wave) {
+          EXPECT_GT(tiles * (p.splits + 1), wave);
+        }
+      }
+}
+
+TEST(Fp8SplitRules, ShortKNeverSplits) {
+  for (int total = 1; total <= kFp8MinSplitStages; ++total) EXPECT_EQ(plan_fp8_split_k(1, total, 132).splits, 1) << total;
+  EXPECT_EQ(plan_fp8_split_k(1, 2 * kFp8MinSplitStages, 132).splits, 2);
+  // Many tiles: the GPU is full without splitting.
+  EXPECT_EQ(plan_fp8_split_k(1000, 1000, 132).splits, 1);
+}
+
+TEST(Fp8SplitRules, DecodeProductsOfQwen7BOnAnH100) {
+  // 256 rows in 128-row tiles, K in stages of 128: down_proj (3584 outputs, K 18,944) makes 56 tiles, 2 splits fill
+  // 112 of the 132 SMs; o_proj (3584, K 3,584: 28 stages) the same 56 tiles; q/k/v (4608) 72 tiles; gate_up (37,888)
+  // 592 tiles, no split.
+  EXPECT_EQ(plan_fp8_split_k(56, 148, 132).splits, 2);
+  EXPECT_EQ(plan_fp8_split_k(56, 148, 132).stages_per_split, 74);
+  EXPECT_EQ(plan_fp8_split_k(56, 28, 132).splits, 2);
+  EXPECT_EQ(plan_fp8_split_k(592, 28, 132).splits, 1);
+  // One tile of 148 stages: the most splits, 8 of 19 stages.
+  EXPECT_EQ(plan_fp8_split_k(1, 148, 132).splits, 8);
+  EXPECT_EQ(plan_fp8_split_k(1, 148, 132).stages_per_split, 19);
+}
+
+TEST(Fp8SplitRules, ASmallScratchCutsTheSplits) {
+  const fp8_split_plan p = plan_fp8_split_k(1, 148, 132);
+  ASSERT_EQ(p.splits, 8);
+  for (int room = 1; room <= 8; ++room) {
+    const fp8_split_plan cut = fit_fp8_split(p, 148, [&](int s) { return s <= room; });
+    expect_valid(cut, 148, "room for " + std::to_string(room));
+    EXPECT_LE(cut.splits, room);
+  }
+  EXPECT_EQ(fit_fp8_split(p, 148, [](int) { return false; }).splits, 1);
+  EXPECT_EQ(fit_fp8_split(p, 148, [](int) { return false; }).stages_per_split, 148);
+}
