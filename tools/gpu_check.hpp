@@ -116,6 +116,9 @@ void time_ops(troupe::cuda_ops& gpu, bool only_attention = false);
 void time_int4(troupe::cuda_ops& gpu);
 // linear_fp8 gate_up at Qwen2.5-7B shapes, 1, 8, 256 and 4096 rows, beside the bf16 linear.
 void time_fp8_weights(troupe::cuda_ops& gpu);
+// The FP8 decode products alone (--fp8-decode-timing): 256 rows on cuBLASLt and the wgmma GEMM, one row with and
+// without the quantizer inside the GEMV.
+void time_fp8_decode_timing(troupe::cuda_ops& gpu);
 
 // tools/gpu_check_sampling.cpp: the CUDA sample op against sample_cpu; quick keeps to small vocabularies.
 void check_sampling(troupe::cuda_ops& gpu, bool quick);

@@ -299,6 +299,100 @@ void time_int4(cuda_ops& gpu) {
   }
 }
 
+namespace {
+
+// One weight per layer shape, bf16 and FP8 codes with their scales, made once (the FP8 timings).
+struct fp8_weights_made {
+  struct weights {
+    device_buffer bf16, codes, scale;
+  };
+  std::map<std::pair<int64_t, int64_t>, weights> made;
+  const weights& get(cuda_ops& gpu, int64_t h, int64_t n) {
+    auto [it, fresh] = made.try_emplace({h, n});
+    weights& w = it->second;
+    if (fresh) {
+      w.bf16 = gpu.alloc(dtype::bf16, {n, h});
+      fill(gpu, w.bf16);
+      w.codes = gpu.alloc(dtype::f8_e4m3, {n, h});
+      fill_fp8(gpu, w.codes);
+      w.scale = gpu.alloc(dtype::f32, {n});
+      std::vector<float> sc(static_cast<size_t>(n), 0.01f);
+      gpu.upload_raw(w.scale, sc.data());
+    }
+    return w;
+  }
+};
+
+// The decode step's products in FP8 where the nineteenth session's kernels (2026-12-06) change them, first: at 256
+// sequences (W1's decode steps) cuBLASLt's GEMM beside the warpgroup-MMA GEMM (linear_fp8_wgmma.cu) in its three forms;
+// at one row (one request's steps) the quantizer + GEMV or mma path the launcher picks beside "qgemv" (the quantizer
+// inside the GEMV). troupe_gpu_check --fp8-decode-timing runs these alone.
+void time_fp8_decode_products(cuda_ops& gpu, fp8_weights_made& made) {
+  const dtype t = dtype::bf16;
+  char buf[240];
+  for (const layer_shape& shape : std::vector<layer_shape>{{"qkv", 1, 3584, 4608}, {"o_proj", 1, 3584, 3584},
+                                                          {"down", 1, 18944, 3584}, {"gate_up", 1, 3584, 37888}}) {
+    const fp8_weights_made::weights& w = made.get(gpu, shape.k, shape.n);
+    auto x = gpu.alloc(t, {1, shape.k});
+    auto out = gpu.alloc(t, {1, shape.n});
+    fill(gpu, x);
+    const fp8_device_weight fw{w.codes, w.scale, tensor{}};
+    const double chosen_ms = stream_ms(gpu, [&] { gpu.linear_fp8(x, fw, tensor{}, out); });
+    const std::string chosen = cuda::fp8_settings().last_path.load();
+    const scoped_value<std::string> forced(cuda::fp8_settings().path, "qgemv");
+    const double qgemv_ms = stream_ms(gpu, [&] { gpu.linear_fp8(x, fw, tensor{}, out); });
+    std::snprintf(buf, sizeof buf, "%s %.4f ms (%.0f GB/s of weights), qgemv %.4f ms (%.0f GB/s)", chosen.c_str(),
+                  chosen_ms, 1.0 * shape.k * shape.n / 1e9 / (chosen_ms / 1e3), qgemv_ms,
+                  1.0 * shape.k * shape.n / 1e9 / (qgemv_ms / 1e3));
+    inform(std::string("time decode-1 ") + shape.name, t, "T,K,N=" + dims({1, shape.k, shape.n}), buf);
+  }
+  // The decode step's GEMMs at 256 sequences (W1's decode steps) in bf16 and FP8, planned without and with the split-K
+  // candidates (cuda::gemm_settings().split_k), and over 32 of the heuristic's algorithms instead of 8
+  // (cuda::gemm_settings().candidates): the layers with few outputs make few tiles (H100 W1 profile, 2026-12-05, FP8:
+  // down_proj 441 TFLOP/s, o_proj 257, q/k/v 368, gate_up 883).
+  for (const layer_shape& shape : std::vector<layer_shape>{{"qkv", 256, 3584, 4608}, {"o_proj", 256, 3584, 3584},
+                                                          {"down", 256, 18944, 3584}, {"gate_up", 256, 3584, 37888}}) {
+    const fp8_weights_made::weights& w = made.get(gpu, shape.k, shape.n);
+    auto x = gpu.alloc(t, {shape.rows, shape.k});
+    auto out = gpu.alloc(t, {shape.rows, shape.n});
+    fill(gpu, x);
+    const fp8_device_weight fw{w.codes, w.scale, tensor{}};
+    const double tflop = 2.0 * shape.rows * shape.k * shape.n / 1e12;
+    for (const int form : {0, 1, 2}) {  // the default tuning, with split-K variants, over 32 heuristic candidates
+      const bool split = form == 1;
+      const scoped_value<bool> split_k(cuda::gemm_settings().split_k, split);
+      const scoped_value<int> candidates(cuda::gemm_settings().candidates, form == 2 ? 32 : cuda::gemm_settings().candidates);
+      const double bf16_ms = stream_ms(gpu, [&] { gpu.linear(x, w.bf16, tensor{}, out, false); });
+      const double fp8_ms = stream_ms(gpu, [&] { gpu.linear_fp8(x, fw, tensor{}, out); });
+      const std::string cublas_path = cuda::fp8_settings().last_path.load();
+      // The same product on the warpgroup-MMA GEMM (linear_fp8_wgmma.cu): 128-row tiles, 64-row tiles, 128-row tiles
+      // with the stages overlapped.
+      double wgmma_ms[3];
+      for (const int variant : {0, 1, 2}) {
+        const scoped_value<std::string> forced(cuda::fp8_settings().path, "wgmma");
+        const scoped_value<int> wgmma_rows(cuda::fp8_settings().wgmma_rows, variant == 1 ? 64 : 128);
+        const scoped_value<bool> wgmma_overlap(cuda::fp8_settings().wgmma_overlap, variant == 2);
+        wgmma_ms[variant] = stream_ms(gpu, [&] { gpu.linear_fp8(x, fw, tensor{}, out); });
+      }
+      std::snprintf(buf, sizeof buf,
+                    "bf16 %.3f ms (%.0f TFLOP/s), fp8 %.3f ms (%.0f TFLOP/s, ran %s), wgmma %.3f (%.0f) / 64-row tiles "
+                    "%.3f (%.0f) / overlapped %.3f (%.0f)",
+                    bf16_ms, tflop / (bf16_ms / 1e3), fp8_ms, tflop / (fp8_ms / 1e3), cublas_path.c_str(), wgmma_ms[0],
+                    tflop / (wgmma_ms[0] / 1e3), wgmma_ms[1], tflop / (wgmma_ms[1] / 1e3), wgmma_ms[2],
+                    tflop / (wgmma_ms[2] / 1e3));
+      inform(std::string("time decode-256 ") + shape.name + (split ? " split-K" : form == 2 ? " 32 candidates" : ""), t,
+             "T,K,N=" + dims({shape.rows, shape.k, shape.n}), buf);
+    }
+  }
+}
+
+} // namespace
+
+void time_fp8_decode_timing(cuda_ops& gpu) {
+  fp8_weights_made made;
+  time_fp8_decode_products(gpu, made);
+}
+
 void time_fp8_weights(cuda_ops& gpu) {
   const dtype t = dtype::bf16;
   char buf[240];
@@ -308,23 +402,10 @@ void time_fp8_weights(cuda_ops& gpu) {
   // 4,096 rows; the decode step's other layers at 1 and 8. Weight bytes per call: 1 a weight in FP8, 2 in bf16. Ceilings (GPU.md): 4.14 TB/s copy;
   // 737 TFLOP/s bf16, twice that in FP8.
   const std::vector<layer_shape> shapes = qwen7b_linears({1, 8, 32, 256, 4096});
-  // One weight per layer shape, bf16 and FP8, made once.
-  struct weights {
-    device_buffer bf16, codes, scale;
-  };
-  std::map<std::pair<int64_t, int64_t>, weights> made;
+  fp8_weights_made made;
+  time_fp8_decode_products(gpu, made);  // first: what the nineteenth session's kernels need measured
   for (const auto& [layer, rows, h, n] : shapes) {
-    auto [it, fresh] = made.try_emplace({h, n});
-    weights& w = it->second;
-    if (fresh) {
-      w.bf16 = gpu.alloc(t, {n, h});
-      fill(gpu, w.bf16);
-      w.codes = gpu.alloc(dtype::f8_e4m3, {n, h});
-      fill_fp8(gpu, w.codes);
-      w.scale = gpu.alloc(dtype::f32, {n});
-      std::vector<float> sc(static_cast<size_t>(n), 0.01f);
-      gpu.upload_raw(w.scale, sc.data());
-    }
+    const fp8_weights_made::weights& w = made.get(gpu, h, n);
     auto x = gpu.alloc(t, {rows, h});
     auto out = gpu.alloc(t, {rows, n});
     fill(gpu, x);
@@ -357,44 +438,6 @@ void time_fp8_weights(cuda_ops& gpu) {
       std::snprintf(buf, sizeof buf, "%.3f ms (%.2fx bf16), %.0f TFLOP/s, %.0f GB/s of weights, ran %s", ms, bf16_ms / ms,
                     tflop / (ms / 1e3), 1.0 * h * n / 1e9 / (ms / 1e3), cuda::fp8_settings().last_path.load());
       inform(std::string("time linear_fp8 ") + layer + (path.empty() ? "" : " " + path), t, what, buf);
-    }
-  }
-  // The decode step's GEMMs at 256 sequences (W1's decode steps) in bf16 and FP8, planned without and with the split-K
-  // candidates (cuda::gemm_settings().split_k), and over 32 of the heuristic's algorithms instead of 8
-  // (cuda::gemm_settings().candidates): the layers with few outputs make few tiles (H100 W1 profile, 2026-12-05, FP8:
-  // down_proj 441 TFLOP/s, o_proj 257, q/k/v 368, gate_up 883).
-  for (const layer_shape& shape : std::vector<layer_shape>{{"qkv", 256, 3584, 4608}, {"o_proj", 256, 3584, 3584},
-                                                          {"down", 256, 18944, 3584}, {"gate_up", 256, 3584, 37888}}) {
-    const weights& w = made.at({shape.k, shape.n});
-    auto x = gpu.alloc(t, {shape.rows, shape.k});
-    auto out = gpu.alloc(t, {shape.rows, shape.n});
-    fill(gpu, x);
-    const fp8_device_weight fw{w.codes, w.scale, tensor{}};
-    const double tflop = 2.0 * shape.rows * shape.k * shape.n / 1e12;
-    for (const int form : {0, 1, 2}) {  // the default tuning, with split-K variants, over 32 heuristic candidates
-      const bool split = form == 1;
-      const scoped_value<bool> split_k(cuda::gemm_settings().split_k, split);
-      const scoped_value<int> candidates(cuda::gemm_settings().candidates, form == 2 ? 32 : cuda::gemm_settings().candidates);
-      const double bf16_ms = stream_ms(gpu, [&] { gpu.linear(x, w.bf16, tensor{}, out, false); });
-      const double fp8_ms = stream_ms(gpu, [&] { gpu.linear_fp8(x, fw, tensor{}, out); });
-      const std::string cublas_path = cuda::fp8_settings().last_path.load();
-      // The same product on the warpgroup-MMA GEMM (linear_fp8_wgmma.cu): 128-row tiles, 64-row tiles, 128-row tiles
-      // with the stages overlapped.
-      double wgmma_ms[3];
-      for (const int variant : {0, 1, 2}) {
-        const scoped_value<std::string> forced(cuda::fp8_settings().path, "wgmma");
-        const scoped_value<int> wgmma_rows(cuda::fp8_settings().wgmma_rows, variant == 1 ? 64 : 128);
-        const scoped_value<bool> wgmma_overlap(cuda::fp8_settings().wgmma_overlap, variant == 2);
-        wgmma_ms[variant] = stream_ms(gpu, [&] { gpu.linear_fp8(x, fw, tensor{}, out); });
-      }
-      std::snprintf(buf, sizeof buf,
-                    "bf16 %.3f ms (%.0f TFLOP/s), fp8 %.3f ms (%.0f TFLOP/s, ran %s), wgmma %.3f (%.0f) / 64-row tiles "
-                    "%.3f (%.0f) / overlapped %.3f (%.0f)",
-                    bf16_ms, tflop / (bf16_ms / 1e3), fp8_ms, tflop / (fp8_ms / 1e3), cublas_path.c_str(), wgmma_ms[0],
-                    tflop / (wgmma_ms[0] / 1e3), wgmma_ms[1], tflop / (wgmma_ms[1] / 1e3), wgmma_ms[2],
-                    tflop / (wgmma_ms[2] / 1e3));
-      inform(std::string("time decode-256 ") + shape.name + (split ? " split-K" : form == 2 ? " 32 candidates" : ""), t,
-             "T,K,N=" + dims({shape.rows, shape.k, shape.n}), buf);
     }
   }
 }

@@ -106,6 +106,7 @@ void launch_dependent(void (*kernel)(Params...), dim3 grid, dim3 block, cudaStre
 // Raises Kernel's dynamic shared memory limit to `bytes` on the current device, once for each device: the limit
 // belongs to a device, and the shards of one process may drive several (a one-time flag for the whole process left
 // every device but the first at 48 KiB).
+// `bytes` must be the most the kernel is ever launched with: a later launch asking more is refused ("invalid argument").
 template <auto Kernel> void allow_shared_memory(size_t bytes, const char* what) {
   static std::atomic<uint64_t> done{0};  // bit d: set on device d (devices past 63: every launch)
   int device = 0;
