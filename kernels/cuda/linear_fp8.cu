@@ -30,7 +30,8 @@
 //              small layers and odd test shapes.
 // The tensor-core paths (mma, outer, epilogue) accumulate with less than f32's precision (Hopper's FP8 products:
 // about 1e-4 from exact sums); simt sums exactly, as the CPU twin does.
-//    wgmma     (fp8_settings().wgmma, off by default) more than 8 rows with K a multiple of 128: fp8_wgmma_kernel
+//    wgmma     (fp8_settings().wgmma, off by default: 1 where its tiles are fewer than the SMs, 2 everywhere) more than
+//              8 rows with K a multiple of 128: fp8_wgmma_kernel
 //              (linear_fp8_wgmma.cu), warpgroup MMA with both operands' codes in shared memory, K split where the
 //              output tiles are fewer than the SMs.
 // TROUPE_FP8_GEMM=gemv|gemv_bulk|mma|mma_async|wgmma|outer|epilogue|simt forces a path (troupe_gpu_check runs each against the CPU twin).
@@ -712,7 +713,9 @@ const char* run_fp8_product(cuda_context& ctx, const uint8_t* codes, const float
   // row count), before cuBLASLt. Its tiles are 128 codes of K a stage.
   const bool wgmma_shape = k % 128 == 0 && rows16;
   const int wgmma_max = fp8_settings().wgmma_max_rows;
-  const bool wgmma_chosen = fp8_settings().wgmma > 0 && rows > kMmaChosenRows && (wgmma_max <= 0 || rows <= wgmma_max);
+  const int wgmma_setting = fp8_settings().wgmma;
+  const bool wgmma_chosen = wgmma_setting > 0 && rows > kMmaChosenRows && (wgmma_max <= 0 || rows <= wgmma_max) &&
+                            (wgmma_setting >= 2 || linear_fp8_wgmma_one_wave(ctx, rows, n));
   if (fp8_settings().wgmma > 0) prepare_linear_fp8_wgmma(ctx);
   if (wgmma_shape && (forced == "wgmma" || (forced.empty() && wgmma_chosen))) {
     launch_linear_fp8_wgmma(ctx, codes, x_scales, rows, k, w, bias, out);

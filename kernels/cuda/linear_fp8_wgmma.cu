@@ -226,6 +226,11 @@ void launch_wgmma(cuda_context& ctx, const uint8_t* codes, const float* x_scales
 
 } // namespace
 
+bool linear_fp8_wgmma_one_wave(const cuda_context& ctx, int64_t rows, int64_t n_out) {
+  const int64_t bn = fp8_tile_rows(rows);
+  return (n_out + kF8Outputs - 1) / kF8Outputs * ((rows + bn - 1) / bn) < ctx.sm_count;
+}
+
 void prepare_linear_fp8_wgmma(cuda_context& ctx) {
   if (ctx.fp8_products_bytes >= fp8_split_scratch_bound(ctx)) return;
   cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;

@@ -127,9 +127,9 @@ if [ "$variants" = wgmma ]; then
 fi
 # VARIANTS=fp8wgmma (with PARTS=none): one FP8 + FP8 KV request with the defaults, with the quantizer inside the GEMV
 # for gate_up and down (TROUPE_FP8_QGEMV=1) and for every one-row product (TROUPE_FP8_QGEMV=2); W1 in FP8 + FP8 KV with the defaults (cuBLASLt above 8 rows), with the
-# warpgroup-MMA FP8 GEMM for 9 to 1,024 rows (TROUPE_FP8_WGMMA=1, 128-row tiles), bf16, with its stages overlapped
-# (TROUPE_FP8_WGMMA_OVERLAP=1), with 64-row tiles
-# (TROUPE_FP8_WGMMA_ROWS=64), with the GEMM on prefill's steps too (TROUPE_FP8_WGMMA_MAX_ROWS=0), then the default again.
+# warpgroup-MMA FP8 GEMM for 9 to 1,024 rows where its tiles are fewer than the SMs (TROUPE_FP8_WGMMA=1: q/k/v,
+# o_proj, down_proj at 256 rows; 128-row tiles), bf16, on every product of those rows (TROUPE_FP8_WGMMA=2), with its
+# stages overlapped (TROUPE_FP8_WGMMA_OVERLAP=1), with 64-row tiles (TROUPE_FP8_WGMMA_ROWS=64), then the default again.
 if [ "$variants" = fp8wgmma ]; then
   b1 fp8_fp8kv --quantization fp8 --kv-cache-dtype fp8
   TROUPE_FP8_QGEMV=1 b1 fp8_fp8kv_qgemv1 --quantization fp8 --kv-cache-dtype fp8
@@ -137,9 +137,9 @@ if [ "$variants" = fp8wgmma ]; then
   w1 fp8_fp8kv --quantization fp8 --kv-cache-dtype fp8
   TROUPE_FP8_WGMMA=1 w1 fp8_fp8kv_wgmma --quantization fp8 --kv-cache-dtype fp8
   w1 bf16
+  TROUPE_FP8_WGMMA=2 w1 fp8_fp8kv_wgmma_every --quantization fp8 --kv-cache-dtype fp8
   TROUPE_FP8_WGMMA=1 TROUPE_FP8_WGMMA_OVERLAP=1 w1 fp8_fp8kv_wgmma_overlap --quantization fp8 --kv-cache-dtype fp8
   TROUPE_FP8_WGMMA=1 TROUPE_FP8_WGMMA_ROWS=64 w1 fp8_fp8kv_wgmma64 --quantization fp8 --kv-cache-dtype fp8
-  TROUPE_FP8_WGMMA=1 TROUPE_FP8_WGMMA_MAX_ROWS=0 w1 fp8_fp8kv_wgmma_all --quantization fp8 --kv-cache-dtype fp8
   w1 fp8_fp8kv_again --quantization fp8 --kv-cache-dtype fp8
 fi
 if [ "$variants" = 2 ]; then
