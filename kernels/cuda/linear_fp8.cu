@@ -36,8 +36,8 @@
 //              output tiles are fewer than the SMs.
 // TROUPE_FP8_GEMM=gemv|gemv_bulk|mma|mma_async|wgmma|outer|epilogue|simt forces a path (troupe_gpu_check runs each against the CPU twin).
 // Before all of them, for one row where fp8_settings().qgemv asks (off by default), or forced by TROUPE_FP8_GEMM=qgemv:
-//    qgemv     no quantizer kernel: fp8_qgemv_kernel quantizes the row in each block's shared memory (the same codes)
-//              and runs the GEMV's loop over them, the same output bits as "gemv".
+//    qgemv     no quantizer kernel: fp8_qgemv_kernel quantizes the row in each block (the same codes), keeps their
+//              values in shared memory and runs the GEMV's loop over them, the same output bits as "gemv".
 // and for steps of at most fp8_w16_rows() rows (runtime/model/fp8_formats.hpp; 0, never, by default), or
 // forced by TROUPE_FP8_GEMM=w16:
 //    w16       no quantizer: fp8_w16_gemv_kernel multiplies the codes by x itself (W8A16), the GEMV's layout.
@@ -180,8 +180,8 @@ constexpr int kGemvAhead = 4;
 // Qwen2.5-7B shapes, ms at one row, quantization included, gemv / mma / mma_async: gate_up (136 MB) 0.046 / 0.057 /
 // 0.047, down (68 MB) 0.043 / 0.047 / 0.058, qkv (16.5 MB) 0.014 / 0.018 / 0.012, o_proj (12.8 MB) 0.013 / 0.013 / 0.012.
 constexpr int64_t kGemvChosenBytes = int64_t{32} << 20;
-// The longest row fp8_qgemv_kernel takes: its codes in shared memory (64 KiB: down_proj's 18,944 and more).
-constexpr int64_t kQgemvMaxK = int64_t{64} << 10;
+// The longest row fp8_qgemv_kernel takes: its values in shared memory, 4 bytes each (192 KiB: down_proj's 18,944 take 74).
+constexpr int64_t kQgemvMaxK = int64_t{48} << 10;
 
 // Output feature j = 8·blockIdx.x + warp for R rows: lane l takes the row's 16-byte chunks l, l + 32, ... (a warp
 // reads 512 contiguous bytes a load), kGemvAhead loads ahead, x's codes at the same k from global memory (small,
@@ -224,84 +224,6 @@ __global__ void __launch_bounds__(kGemvWarps * 32)
     if (r >= rows) break;
     const float sum = warp_sum(acc[r]);
     if (lane == 0) out[static_cast<int64_t>(r) * n + j] = from_float<T>(fp8_output(sum, x_scales, w_scales, bias, r, j));
-  }
-}
-
-// One row's product with its quantization inside (fp8_settings().qgemv; TROUPE_FP8_GEMM=qgemv forces it; written in
-// the nineteenth session of 2026-12-06): no quantizer kernel before the product. Each block finds max|x| itself, takes
-// the scale (or the static one) and writes the row's codes into its shared memory — the codes and the scale
-// fp8_quantize_rows_kernel makes, bit for bit (the max does not depend on the order) — then its warps run
-// fp8_gemv_kernel's loop over outputs j, j + the grid's warps, ... with x's codes from shared memory: the same sums in
-// the same order, so the same output bits as "gemv" (the GPU check compares them). A grid of at most one wave, so that
-// each block pays the quantization once. It takes what the W8A16 GEMV measured the quantizer to cost (one request 3.84
-// -> 3.53 ms a token on an H100, twelfth session) without W8A16's other rounding: a request's tokens stay those of W8A8.
-// x 16-byte aligned, K a multiple of 16, its codes in dynamic shared memory (the launcher checks).
-template <class T>
-__global__ void __launch_bounds__(kGemvWarps * 32)
-    fp8_qgemv_kernel(const T* __restrict__ x, const float* __restrict__ static_scale, const uint8_t* __restrict__ w,
-                     const float* __restrict__ w_scales, const T* __restrict__ bias, T* __restrict__ out, int n, int k) {
-  extern __shared__ __align__(16) uint8_t x_codes[];
-  __shared__ float x_scale;
-  const int lane = threadIdx.x % 32, stride = gridDim.x * kGemvWarps;
-  const int chunks = k / 16;
-  int j = blockIdx.x * kGemvWarps + threadIdx.x / 32;
-  uint4 ahead[kGemvAhead];
-  auto first_loads = [&](int jj) {  // output jj's first kGemvAhead loads a lane
-    const uint8_t* wr = w + static_cast<int64_t>(jj < n ? jj : 0) * k;
-#pragma unroll
-    for (int i = 0; i < kGemvAhead; ++i) {
-      const int c = lane + 32 * i;
-      ahead[i] = jj < n && c < chunks ? load_streaming(wr + 16 * c) : make_uint4(0, 0, 0, 0);
-    }
-  };
-  first_loads(j);
-  pdl_wait();  // the weights do not depend on the kernel before; x does
-  constexpr int N = 16 / sizeof(T);
-  const int vecs = k / N;
-  float s;
-  if (static_scale) {
-    s = *static_scale;
-  } else {
-    float amax = 0.0f;
-    for (int i = threadIdx.x; i < vecs; i += blockDim.x) {
-      const vec<T, N> v = load_vec<T, N>(x + N * i);
-#pragma unroll
-      for (int e = 0; e < N; ++e) amax = fmaxf(amax, fabsf(to_float(v.v[e])));
-    }
-    s = fp8_activation_scale(block_max(amax));
-  }
-  for (int i = threadIdx.x; i < vecs; i += blockDim.x) {
-    const vec<T, N> v = load_vec<T, N>(x + N * i);
-    vec<uint8_t, N> c;
-#pragma unroll
-    for (int e = 0; e < N; ++e) c.v[e] = fp8_activation_code(to_float(v.v[e]), s);
-    store_vec(x_codes + N * i, c);
-  }
-  if (threadIdx.x == 0) x_scale = s;
-  __syncthreads();
-  for (; j < n; j += stride) {
-    const uint8_t* wr = w + static_cast<int64_t>(j) * k;
-    float acc = 0.0f;
-    for (int c0 = lane; c0 < chunks; c0 += 32 * kGemvAhead) {
-#pragma unroll
-      for (int i = 0; i < kGemvAhead; ++i) {
-        const int c = c0 + 32 * i;
-        const uint4 wv = ahead[i];
-        const int next = c + 32 * kGemvAhead;
-        ahead[i] = next < chunks ? load_streaming(wr + 16 * next) : make_uint4(0, 0, 0, 0);
-        if (c >= chunks) continue;
-        acc = dot16_e4m3(wv, *reinterpret_cast<const uint4*>(x_codes + 16 * c), acc);
-      }
-    }
-    first_loads(j + stride);  // the next output's loads in flight while this one's sum is made
-    const float sum = warp_sum(acc);
-    // fp8_output's arithmetic, each step rounded on its own: in this loop the compiler fused the product and the bias
-    // into one FMA, which fp8_gemv_kernel does not (the H200 check of 2026-12-06: 1,440 of 4,608 f32 outputs a unit
-    // apart).
-    if (lane == 0) {
-      const float value = __fmul_rn(sum, __fmul_rn(x_scale, w_scales[j]));
-      out[j] = from_float<T>(bias ? __fadd_rn(value, to_float(bias[j])) : value);
-    }
   }
 }
 
@@ -401,6 +323,96 @@ __global__ void __launch_bounds__(kGemvWarps * 32)
     if (lane == 0) {
       const float value = sum * w_scales[j];
       out[static_cast<int64_t>(r) * n + j] = from_float<T>(bias ? value + to_float(bias[j]) : value);
+    }
+  }
+}
+
+// One row's product with its quantization inside (fp8_settings().qgemv; TROUPE_FP8_GEMM=qgemv forces it; written in
+// the nineteenth session of 2026-12-06): no quantizer kernel before the product. Each block finds max|x| itself, takes
+// the scale (or the static one) and the row's codes — those fp8_quantize_rows_kernel makes, bit for bit (the max does
+// not depend on the order) — and keeps in its shared memory the f32 values the codes stand for; its warps then run
+// fp8_gemv_kernel's loop over outputs j, j + the grid's warps, ... with x's values from there (dot16_e4m3_f32: the
+// same products, exact, summed in the same order), so "gemv"'s output bits (the GPU check compares them) without
+// converting x's codes again for every output. A grid of at most one wave, so that each block quantizes once. Unlike
+// W8A16 it changes no rounding: a request's tokens stay those of W8A8. H200, 2026-12-06, with x's codes (not values)
+// in shared memory: a wash against the quantizer + GEMV (gate_up 0.043 / 0.043 ms, q/k/v 0.010 / 0.010, o_proj 0.010 /
+// 0.009); W8A16 0.040 / 0.008 / 0.007. x 16-byte aligned, K a multiple of 16 up to kQgemvMaxK (the launcher checks).
+template <class T>
+__global__ void __launch_bounds__(kGemvWarps * 32)
+    fp8_qgemv_kernel(const T* __restrict__ x, const float* __restrict__ static_scale, const uint8_t* __restrict__ w,
+                     const float* __restrict__ w_scales, const T* __restrict__ bias, T* __restrict__ out, int n, int k) {
+  // The values of x's codes, float4 q of chunk c (k = 16c + 4q .. 16c + 4q + 3) at q·chunks + c: a warp's lanes, on
+  // consecutive chunks, read consecutive 16-byte words.
+  extern __shared__ float4 x_values[];
+  __shared__ float x_scale;
+  const int lane = threadIdx.x % 32, stride = gridDim.x * kGemvWarps;
+  const int chunks = k / 16;
+  int j = blockIdx.x * kGemvWarps + threadIdx.x / 32;
+  uint4 ahead[kGemvAhead];
+  auto first_loads = [&](int jj) {  // output jj's first kGemvAhead loads a lane
+    const uint8_t* wr = w + static_cast<int64_t>(jj < n ? jj : 0) * k;
+#pragma unroll
+    for (int i = 0; i < kGemvAhead; ++i) {
+      const int c = lane + 32 * i;
+      ahead[i] = jj < n && c < chunks ? load_streaming(wr + 16 * c) : make_uint4(0, 0, 0, 0);
+    }
+  };
+  first_loads(j);
+  pdl_wait();  // the weights do not depend on the kernel before; x does
+  constexpr int N = 16 / sizeof(T);
+  const int vecs = k / N;
+  float s;
+  if (static_scale) {
+    s = *static_scale;
+  } else {
+    float amax = 0.0f;
+    for (int i = threadIdx.x; i < vecs; i += blockDim.x) {
+      const vec<T, N> v = load_vec<T, N>(x + N * i);
+#pragma unroll
+      for (int e = 0; e < N; ++e) amax = fmaxf(amax, fabsf(to_float(v.v[e])));
+    }
+    s = fp8_activation_scale(block_max(amax));
+  }
+  float* values = reinterpret_cast<float*>(x_values);
+  for (int i = threadIdx.x; i < vecs; i += blockDim.x) {
+    const vec<T, N> v = load_vec<T, N>(x + N * i);
+#pragma unroll
+    for (int e = 0; e < N; ++e) {
+      const int el = N * i + e, c = el / 16, q = el % 16 / 4;
+      const uint8_t code = fp8_activation_code(to_float(v.v[e]), s);
+      values[(q * chunks + c) * 4 + el % 4] = fp8_decode(code, false);
+    }
+  }
+  if (threadIdx.x == 0) x_scale = s;
+  __syncthreads();
+  for (; j < n; j += stride) {
+    const uint8_t* wr = w + static_cast<int64_t>(j) * k;
+    float acc = 0.0f;
+    for (int c0 = lane; c0 < chunks; c0 += 32 * kGemvAhead) {
+#pragma unroll
+      for (int i = 0; i < kGemvAhead; ++i) {
+        const int c = c0 + 32 * i;
+        const uint4 wv = ahead[i];
+        const int next = c + 32 * kGemvAhead;
+        ahead[i] = next < chunks ? load_streaming(wr + 16 * next) : make_uint4(0, 0, 0, 0);
+        if (c >= chunks) continue;
+        float xv[16];
+#pragma unroll
+        for (int q = 0; q < 4; ++q) {
+          const float4 f = x_values[q * chunks + c];
+          xv[4 * q] = f.x, xv[4 * q + 1] = f.y, xv[4 * q + 2] = f.z, xv[4 * q + 3] = f.w;
+        }
+        acc = dot16_e4m3_f32(wv, xv, acc);
+      }
+    }
+    first_loads(j + stride);  // the next output's loads in flight while this one's sum is made
+    const float sum = warp_sum(acc);
+    // fp8_output's arithmetic, each step rounded on its own: in this loop the compiler fused the product and the bias
+    // into one FMA, which fp8_gemv_kernel does not (the H200 check of 2026-12-06: 1,440 of 4,608 f32 outputs a unit
+    // apart).
+    if (lane == 0) {
+      const float value = __fmul_rn(sum, __fmul_rn(x_scale, w_scales[j]));
+      out[j] = from_float<T>(bias ? __fadd_rn(value, to_float(bias[j])) : value);
     }
   }
 }
@@ -834,9 +846,10 @@ const char* run_linear_fp8(cuda_context& ctx, const tensor& x, const fp8_device_
   if (qgemv_shape && (forced == "qgemv" || (forced.empty() && qgemv_chosen))) {
     dispatch_float(x.type, "linear_fp8", [&](auto tag) {
       using T = typename decltype(tag)::type;
-      const size_t smem = static_cast<size_t>(k);
+      const size_t smem = static_cast<size_t>(k) * sizeof(float);
       // The limit is raised once a device, so to the most any row needs (the first call's K would refuse longer ones).
-      allow_shared_memory<fp8_qgemv_kernel<T>>(static_cast<size_t>(kQgemvMaxK), "linear_fp8 qgemv: shared memory");
+      allow_shared_memory<fp8_qgemv_kernel<T>>(static_cast<size_t>(kQgemvMaxK) * sizeof(float),
+                                               "linear_fp8 qgemv: shared memory");
       // At most one wave: the blocks an SM holds (by registers and the codes' shared memory) times the SMs.
       int per_sm = 0;
       check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, fp8_qgemv_kernel<T>, kGemvWarps * 32, smem),
