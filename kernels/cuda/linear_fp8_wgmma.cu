@@ -16,6 +16,11 @@
 // about 14; cuBLASLt promotes likewise unless asked for "fast accumulation"), so the sum over a long K (down_proj's
 // 18,944) is made in f32 128 products at a time. Where the output tiles are fewer than the SMs, K is split over
 // blockIdx.z (kernels/fp8_split_rules.hpp, which CI tests) into f32 partials that fp8_split_reduce_kernel adds in split order.
+//
+// H200, 2026-12-06: correct on every op row (f32 1.1-1.3e-4 from exact sums, as cuBLASLt), but slow where cuBLASLt has
+// tiles enough: gate_up at 256 rows 0.121 ms (575 TFLOP/s) against 0.067 (1,045), at 4,096 rows 2.079 against 0.828.
+// L2-bound at 128 x 128 tiles, and a stage's block barrier keeps the warpgroups in step (kernels/cuda/NOTES.md,
+// nineteenth session). Off by default; fp8_switches::wgmma 1 limits it to products of fewer tiles than SMs.
 
 #include <algorithm>
 #include <type_traits>
@@ -53,8 +58,8 @@ __global__ void __launch_bounds__(kF8Threads, 1)
   uint8_t* smem = f8_smem_raw + ((1024 - (smem_addr(f8_smem_raw) & 1023)) & 1023);
   const int wg = threadIdx.x / 128, warp = threadIdx.x % 128 / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
   // The row tiles vary fastest over the grid: the blocks of one output tile's rows run together and read its weights
-  // from memory once between them (the other way round, at 256 rows in 128-row tiles every weight came from memory
-  // twice: W1 fell from 15,367 to 13,705 output tok/s on the H200, 2026-12-06).
+  // from memory once between them (the other way round, gate_up at 256 rows in 128-row tiles, 4.5 waves, read every
+  // weight from memory twice).
   const int row0 = blockIdx.x * BN, out0 = blockIdx.y * kF8Outputs;
   const int s_begin = blockIdx.z * stages_per_split;
   const int stages = min(k / kF8StageK - s_begin, stages_per_split);
