@@ -126,8 +126,9 @@ const char* launch_linear_fp8(cuda_context& ctx, const tensor& x, const fp8_devi
 // multiple of 128, 16-byte aligned weight rows (the caller checks). K splits over f32 partials in ctx.fp8_products.
 void launch_linear_fp8_wgmma(cuda_context& ctx, const uint8_t* codes, const float* x_scales, int64_t rows, int64_t k,
                              const fp8_device_weight& w, const tensor& bias, const tensor& out);
-// Whether the wgmma GEMM's tiles of a product of `rows` x `n_out` outputs are fewer than the SMs (fp8_switches::wgmma 1).
-bool linear_fp8_wgmma_one_wave(const cuda_context& ctx, int64_t rows, int64_t n_out);
+// Whether the launcher takes that GEMM by itself for a product of `rows` x `n_out` (fp8_switches::wgmma and its rows,
+// on ctx's SMs: fp8_wgmma_chosen, kernels/fp8_wgmma_rules.hpp).
+bool linear_fp8_wgmma_chosen(const cuda_context& ctx, int64_t rows, int64_t n_out);
 // Grows ctx.fp8_products, outside a CUDA graph's capture, to what any split of launch_linear_fp8_wgmma may need, so that
 // a decode graph captured before any eager step of its size still splits K.
 void prepare_linear_fp8_wgmma(cuda_context& ctx);
@@ -158,14 +159,14 @@ struct fp8_switches {
   int wide_rows = 0;
   // Steps of more than kMmaChosenRows (8) rows, up to wgmma_max_rows, on fp8_wgmma_kernel (linear_fp8_wgmma.cu; the
   // path "wgmma") where K is a multiple of 128, instead of cuBLASLt: 0 (the default) never; 1 the products whose tiles
-  // are fewer than the SMs (linear_fp8_wgmma_one_wave: at 256 rows q/k/v, o_proj and down_proj, where cuBLASLt made few
+  // are fewer than the SMs (fp8_wgmma_chosen, kernels/fp8_wgmma_rules.hpp: at 256 rows q/k/v, o_proj and down_proj, where cuBLASLt made few
   // tiles, 257-441 TFLOP/s on an H100; not gate_up, 883 there); 2 every product (TROUPE_FP8_WGMMA=0|1|2). Written in
   // the nineteenth session of 2026-12-06 for the decode steps of many sequences. Its first form (every product, the
   // row tiles slowest over the grid: gate_up's weights read twice at 256 rows) lost on the H200: W1 15,367 → 13,705
   // output tok/s. Off until timed again.
   int wgmma = 0;
-  int wgmma_rows = 128;        // rows of its tiles above 64 rows: 128, or 64 (TROUPE_FP8_WGMMA_ROWS)
-  int wgmma_max_rows = 1024;   // TROUPE_FP8_WGMMA_MAX_ROWS (0: any)
+  int wgmma_rows = 128;          // rows of its tiles above 64 rows: 128, or 64 (TROUPE_FP8_WGMMA_ROWS)
+  int64_t wgmma_max_rows = 1024;  // TROUPE_FP8_WGMMA_MAX_ROWS (0: any)
   // Its stages overlapped: a warpgroup's wgmma of one stage run while it adds the stage before's sums (two sets of
   // them; TROUPE_FP8_WGMMA_OVERLAP=0|1). Off until timed.
   bool wgmma_overlap = false;

@@ -57,6 +57,7 @@
 #include "kernels/cuda/fp8_output.cuh"
 #include "kernels/cuda/launchers.hpp"
 #include "kernels/cuda/mma.cuh"
+#include "kernels/fp8_wgmma_rules.hpp"
 
 namespace troupe::cuda {
 namespace {
@@ -642,7 +643,7 @@ fp8_switches& fp8_settings() {
     if (const char* v = std::getenv("TROUPE_FP8_WIDE_ROWS"); v && *v) s.wide_rows = std::atoi(v);
     if (const char* v = std::getenv("TROUPE_FP8_WGMMA"); v && *v) s.wgmma = std::atoi(v);
     if (const char* v = std::getenv("TROUPE_FP8_WGMMA_ROWS"); v && *v) s.wgmma_rows = std::atoi(v);
-    if (const char* v = std::getenv("TROUPE_FP8_WGMMA_MAX_ROWS"); v && *v) s.wgmma_max_rows = std::atoi(v);
+    if (const char* v = std::getenv("TROUPE_FP8_WGMMA_MAX_ROWS"); v && *v) s.wgmma_max_rows = std::atoll(v);
     if (const char* v = std::getenv("TROUPE_FP8_WGMMA_OVERLAP"); v && *v) s.wgmma_overlap = *v != '0';
     if (const char* v = std::getenv("TROUPE_FP8_QGEMV"); v && *v) s.qgemv = std::atoi(v);
     return true;
@@ -716,13 +717,12 @@ const char* run_fp8_product(cuda_context& ctx, const uint8_t* codes, const float
                              " rows and K a multiple of 16, not " + x_shape + " by weight " + shape_of(w.weight));
   // Many rows on the warpgroup-MMA GEMM where fp8_settings().wgmma asks for it (TROUPE_FP8_GEMM=wgmma forces it at any
   // row count), before cuBLASLt. Its tiles are 128 codes of K a stage.
+  // (kernels/fp8_wgmma_rules.hpp; while it is on, its split-K scratch is grown outside any capture, so that a decode
+  // graph captured before an eager step of its size still splits.)
+  static_assert(kMmaChosenRows == kFp8WgmmaAutoRows, "the wgmma GEMM takes over above the mma kernel's rows");
   const bool wgmma_shape = k % 128 == 0 && rows16;
-  const int wgmma_max = fp8_settings().wgmma_max_rows;
-  const int wgmma_setting = fp8_settings().wgmma;
-  const bool wgmma_chosen = wgmma_setting > 0 && rows > kMmaChosenRows && (wgmma_max <= 0 || rows <= wgmma_max) &&
-                            (wgmma_setting >= 2 || linear_fp8_wgmma_one_wave(ctx, rows, n));
   if (fp8_settings().wgmma > 0) prepare_linear_fp8_wgmma(ctx);
-  if (wgmma_shape && (forced == "wgmma" || (forced.empty() && wgmma_chosen))) {
+  if (wgmma_shape && (forced == "wgmma" || (forced.empty() && linear_fp8_wgmma_chosen(ctx, rows, n)))) {
     launch_linear_fp8_wgmma(ctx, codes, x_scales, rows, k, w, bias, out);
     return "wgmma";
   }
@@ -843,10 +843,15 @@ const char* run_linear_fp8(cuda_context& ctx, const tensor& x, const fp8_device_
       // The limit is raised once a device, so to the most any row needs (the first call's K would refuse longer ones).
       allow_shared_memory<fp8_qgemv_kernel<T>>(static_cast<size_t>(kQgemvMaxK) * sizeof(float),
                                                "linear_fp8 qgemv: shared memory");
-      // At most one wave: the blocks an SM holds (by registers and the codes' shared memory) times the SMs.
-      int per_sm = 0;
-      check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, fp8_qgemv_kernel<T>, kGemvWarps * 32, smem),
-            "linear_fp8 qgemv");
+      // At most one wave: the blocks an SM holds (by registers and the values' shared memory) times the SMs, asked
+      // once for each row length a thread launches (the answer only caps the grid: any count is correct).
+      static thread_local size_t asked_smem = 0;
+      static thread_local int per_sm = 0;
+      if (asked_smem != smem) {
+        check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, fp8_qgemv_kernel<T>, kGemvWarps * 32, smem),
+              "linear_fp8 qgemv");
+        asked_smem = smem;
+      }
       const int64_t blocks = std::min<int64_t>((n + kGemvWarps - 1) / kGemvWarps,
                                                static_cast<int64_t>(std::max(per_sm, 1)) * ctx.sm_count);
       launch_dependent_shared(fp8_qgemv_kernel<T>, dim3(static_cast<unsigned>(blocks)), dim3(kGemvWarps * 32), smem,

@@ -15,7 +15,7 @@
 // cores: Hopper's FP8 tensor cores keep fewer bits than f32 while they accumulate (DeepSeek-V3's report measured
 // about 14; cuBLASLt promotes likewise unless asked for "fast accumulation"), so the sum over a long K (down_proj's
 // 18,944) is made in f32 128 products at a time. Where the output tiles are fewer than the SMs, K is split over
-// blockIdx.z (kernels/fp8_split_rules.hpp, which CI tests) into f32 partials that fp8_split_reduce_kernel adds in split order.
+// blockIdx.z (kernels/fp8_wgmma_rules.hpp, which CI tests) into f32 partials that fp8_split_reduce_kernel adds in split order.
 //
 // H200, 2026-12-06: correct on every op row (f32 1.1-1.3e-4 from exact sums, as cuBLASLt), but slow where cuBLASLt has
 // tiles enough: gate_up at 256 rows 0.121 ms (575 TFLOP/s) against 0.067 (1,045), at 4,096 rows 2.079 against 0.828.
@@ -31,12 +31,12 @@
 #include "kernels/cuda/fp8_output.cuh"
 #include "kernels/cuda/launchers.hpp"
 #include "kernels/cuda/wgmma.cuh"
-#include "kernels/fp8_split_rules.hpp"
+#include "kernels/fp8_wgmma_rules.hpp"
 
 namespace troupe::cuda {
 namespace {
 
-constexpr int kF8Outputs = 128;  // a block's outputs: 64 a warpgroup
+constexpr int kF8Outputs = kFp8WgmmaOutputs;  // a block's outputs: 64 a warpgroup
 constexpr int kF8StageK = 128;   // k a stage: 128 codes, 128 bytes of each row, the swizzle's width
 constexpr int kF8Threads = 256;  // two warpgroups
 constexpr int kF8Stages = 6;     // buffers in shared memory: (BN + 128) x 128 bytes each, 192 KiB at BN 128
@@ -184,35 +184,32 @@ __global__ void fp8_split_reduce_kernel(const float* __restrict__ partial, int s
   out[i] = from_float<T>(fp8_output(sum, x_scales, w_scales, bias, i / n_out, i % n_out));
 }
 
-int fp8_tile_rows(int64_t rows) { return rows <= 64 || fp8_settings().wgmma_rows == 64 ? 64 : 128; }
-
-// The f32 scratch made ready before any graph's capture (prepare_linear_fp8_wgmma): one wave of tiles of 128 outputs x
-// 128 rows, 8.7 MB on 132 SMs, what any split plan_fp8_split_k makes may need (tests/fp8_split_rules_test.cpp).
-size_t fp8_split_scratch_bound(const cuda_context& ctx) {
-  return static_cast<size_t>(ctx.sm_count) * kF8Outputs * 128 * sizeof(float);
+fp8_wgmma_switches wgmma_switches() {
+  const fp8_switches& s = fp8_settings();
+  return {s.wgmma, s.wgmma_rows, s.wgmma_max_rows};
 }
 
-// plan_fp8_split_k's splits (kernels/fp8_split_rules.hpp), the partials in ctx.fp8_products: grown to them outside a
+// The f32 scratch made ready before any graph's capture (prepare_linear_fp8_wgmma): what any split may need
+// (fp8_split_scratch_floats, 8.7 MB on 132 SMs).
+size_t fp8_split_scratch_bytes(const cuda_context& ctx) {
+  return static_cast<size_t>(fp8_split_scratch_floats(ctx.sm_count)) * sizeof(float);
+}
+
+// plan_fp8_split_k's splits (kernels/fp8_wgmma_rules.hpp), the partials in ctx.fp8_products, grown for them outside a
 // graph's capture; inside one, before any step grew it, fewer splits where it is too small.
-fp8_split_plan plan_fp8_split(cuda_context& ctx, int tiles, int total, int rows, int n_out) {
+fp8_split_plan plan_fp8_split(cuda_context& ctx, int64_t tiles, int total, int rows, int n_out) {
   const fp8_split_plan plan = plan_fp8_split_k(tiles, total, ctx.sm_count);
-  auto need = [&](int s) { return static_cast<size_t>(s) * rows * n_out * sizeof(float); };
-  if (plan.splits > 1 && need(plan.splits) > ctx.fp8_products_bytes) {
-    cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
-    check(cudaStreamIsCapturing(ctx.stream, &capturing), "linear_fp8 wgmma");
-    if (capturing == cudaStreamCaptureStatusNone)
-      grow_scratch(ctx, ctx.fp8_products, ctx.fp8_products_bytes,
-                   std::max(need(plan.splits), fp8_split_scratch_bound(ctx)), "linear_fp8 wgmma");
-  }
-  return fit_fp8_split(plan, total, [&](int s) { return need(s) <= ctx.fp8_products_bytes; });
+  if (plan.splits > 1) prepare_linear_fp8_wgmma(ctx);
+  return fit_fp8_split(plan, total, [&](int s) {
+    return static_cast<size_t>(s) * rows * n_out * sizeof(float) <= ctx.fp8_products_bytes;
+  });
 }
 
 template <class T, int BN, bool Overlap>
 void launch_wgmma(cuda_context& ctx, const uint8_t* codes, const float* x_scales, int rows, int k,
                   const fp8_device_weight& w, const T* bias, T* out) {
   const int n_out = static_cast<int>(w.weight.dim(0)), total = k / kF8StageK;
-  const int tiles = (n_out + kF8Outputs - 1) / kF8Outputs * ((rows + BN - 1) / BN);
-  const auto [splits, per_split] = plan_fp8_split(ctx, tiles, total, rows, n_out);
+  const auto [splits, per_split] = plan_fp8_split(ctx, fp8_wgmma_tiles(rows, n_out, wgmma_switches()), total, rows, n_out);
   const int smem = kF8Stages * kF8StageBytes<BN> + 1024;
   allow_shared_memory<fp8_wgmma_kernel<T, BN, Overlap>>(static_cast<size_t>(smem), "linear_fp8 wgmma: shared memory");
   const dim3 grid(static_cast<unsigned>((rows + BN - 1) / BN), static_cast<unsigned>((n_out + kF8Outputs - 1) / kF8Outputs),
@@ -231,17 +228,16 @@ void launch_wgmma(cuda_context& ctx, const uint8_t* codes, const float* x_scales
 
 } // namespace
 
-bool linear_fp8_wgmma_one_wave(const cuda_context& ctx, int64_t rows, int64_t n_out) {
-  const int64_t bn = fp8_tile_rows(rows);
-  return (n_out + kF8Outputs - 1) / kF8Outputs * ((rows + bn - 1) / bn) < ctx.sm_count;
+bool linear_fp8_wgmma_chosen(const cuda_context& ctx, int64_t rows, int64_t n_out) {
+  return fp8_wgmma_chosen(rows, n_out, ctx.sm_count, wgmma_switches());
 }
 
 void prepare_linear_fp8_wgmma(cuda_context& ctx) {
-  if (ctx.fp8_products_bytes >= fp8_split_scratch_bound(ctx)) return;
+  if (ctx.fp8_products_bytes >= fp8_split_scratch_bytes(ctx)) return;
   cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
   check(cudaStreamIsCapturing(ctx.stream, &capturing), "linear_fp8 wgmma");
   if (capturing == cudaStreamCaptureStatusNone)
-    grow_scratch(ctx, ctx.fp8_products, ctx.fp8_products_bytes, fp8_split_scratch_bound(ctx), "linear_fp8 wgmma");
+    grow_scratch(ctx, ctx.fp8_products, ctx.fp8_products_bytes, fp8_split_scratch_bytes(ctx), "linear_fp8 wgmma");
 }
 
 void launch_linear_fp8_wgmma(cuda_context& ctx, const uint8_t* codes, const float* x_scales, int64_t rows, int64_t k,
@@ -251,7 +247,7 @@ void launch_linear_fp8_wgmma(cuda_context& ctx, const uint8_t* codes, const floa
     const T* b = bias.empty() ? nullptr : bias.as<T>();
     auto launch = [&](auto overlap) {
       constexpr bool O = decltype(overlap)::value;
-      if (fp8_tile_rows(rows) == 64)
+      if (fp8_wgmma_tile_rows(rows, wgmma_switches()) == 64)
         launch_wgmma<T, 64, O>(ctx, codes, x_scales, static_cast<int>(rows), static_cast<int>(k), w, b, out.as<T>());
       else
         launch_wgmma<T, 128, O>(ctx, codes, x_scales, static_cast<int>(rows), static_cast<int>(k), w, b, out.as<T>());

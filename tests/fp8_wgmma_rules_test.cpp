@@ -1,10 +1,11 @@
-// How the FP8 warpgroup-MMA GEMM splits K (kernels/fp8_split_rules.hpp): the invariants every plan keeps over a sweep
-// of shapes, the plans of Qwen2.5-7B's decode products on an H100's 132 SMs, and the cut to a small scratch. The kernel
-// itself needs a GPU: troupe_gpu_check's linear_fp8 "wgmma" rows.
+// When the FP8 warpgroup-MMA GEMM takes a product and how it splits K (kernels/fp8_wgmma_rules.hpp): the row ranges
+// and switches of the choice at each edge; the invariants every split plan keeps over a sweep of shapes, the plans of
+// Qwen2.5-7B's decode products on an H100's 132 SMs, and the cut to a small scratch. The kernel itself needs a GPU:
+// troupe_gpu_check's linear_fp8 "wgmma" rows.
 
 #include <gtest/gtest.h>
 
-#include "kernels/fp8_split_rules.hpp"
+#include "kernels/fp8_wgmma_rules.hpp"
 
 using namespace troupe;
 
@@ -34,7 +35,7 @@ TEST(Fp8SplitRules, EveryPlanCoversKWithNoEmptySplit) {
         expect_valid(p, total, "tiles " + std::to_string(tiles) + ", stages " + std::to_string(total) + ", wave " +
                                    std::to_string(wave));
         // A split product runs one wave at most: its partials fit the scratch made ready before any capture (one
-        // wave of tiles: linear_fp8_wgmma.cu's fp8_split_scratch_bound).
+        // wave of tiles: fp8_split_scratch_floats).
         if (p.splits > 1) {
           EXPECT_LE(tiles * p.splits, wave);
         }
@@ -79,4 +80,54 @@ TEST(Fp8SplitRules, ASmallScratchCutsTheSplits) {
   }
   EXPECT_EQ(fit_fp8_split(p, 148, [](int) { return false; }).splits, 1);
   EXPECT_EQ(fit_fp8_split(p, 148, [](int) { return false; }).stages_per_split, 148);
+}
+
+TEST(Fp8SplitRules, ThePartialsOfEverySplitFitTheScratchMadeReady) {
+  for (const int wgmma_rows : {64, 128})
+    for (const int sms : {78, 132})
+      for (const int64_t rows : {9, 64, 65, 128, 129, 256, 300, 1024})
+        for (const int64_t n_out : {20, 128, 200, 3584, 4608, 37888})
+          for (const int total : {1, 8, 28, 148}) {
+            const fp8_wgmma_switches s{2, wgmma_rows, 1024};
+            const fp8_split_plan p = plan_fp8_split_k(fp8_wgmma_tiles(rows, n_out, s), total, sms);
+            if (p.splits == 1) continue;  // no partials: the output is written directly
+            EXPECT_LE(p.splits * rows * n_out, fp8_split_scratch_floats(sms))
+                << rows << " x " << n_out << ", " << total << " stages, " << sms << " SMs, tiles of " << wgmma_rows;
+          }
+}
+
+TEST(Fp8WgmmaRules, TheRowsItTakesByItself) {
+  const fp8_wgmma_switches every{2, 128, 1024};
+  EXPECT_FALSE(fp8_wgmma_chosen(8, 3584, 132, every));  // the mma kernel's
+  EXPECT_TRUE(fp8_wgmma_chosen(9, 3584, 132, every));
+  EXPECT_TRUE(fp8_wgmma_chosen(1024, 37888, 132, every));
+  EXPECT_FALSE(fp8_wgmma_chosen(1025, 37888, 132, every));  // prefill: cuBLASLt
+  EXPECT_TRUE(fp8_wgmma_chosen(16384, 37888, 132, fp8_wgmma_switches{2, 128, 0}));  // 0: any
+  EXPECT_FALSE(fp8_wgmma_chosen(256, 3584, 132, fp8_wgmma_switches{0, 128, 1024}));  // off, the default
+  EXPECT_FALSE(fp8_wgmma_chosen(256, 3584, 132, fp8_wgmma_switches{}));
+}
+
+TEST(Fp8WgmmaRules, ModeOneTakesOnlyProductsOfFewerTilesThanSms) {
+  const fp8_wgmma_switches few{1, 128, 1024};
+  // Qwen2.5-7B at 256 rows, 128-row tiles: q/k/v 36 x 2, o_proj and down_proj 28 x 2, gate_up 296 x 2.
+  EXPECT_EQ(fp8_wgmma_tiles(256, 4608, few), 72);
+  EXPECT_TRUE(fp8_wgmma_chosen(256, 4608, 132, few));
+  EXPECT_TRUE(fp8_wgmma_chosen(256, 3584, 132, few));
+  EXPECT_FALSE(fp8_wgmma_chosen(256, 37888, 132, few));
+  // The edge: 66 output tiles x 2 row tiles = 132 tiles is a full wave on 132 SMs, 65 x 2 is not.
+  EXPECT_FALSE(fp8_wgmma_chosen(256, 66 * 128, 132, few));
+  EXPECT_TRUE(fp8_wgmma_chosen(256, 65 * 128, 132, few));
+  // 64-row tiles make twice the tiles.
+  EXPECT_EQ(fp8_wgmma_tiles(256, 4608, fp8_wgmma_switches{1, 64, 1024}), 144);
+  EXPECT_FALSE(fp8_wgmma_chosen(256, 4608, 132, fp8_wgmma_switches{1, 64, 1024}));
+}
+
+TEST(Fp8WgmmaRules, TileRows) {
+  const fp8_wgmma_switches s{};
+  EXPECT_EQ(fp8_wgmma_tile_rows(1, s), 64);
+  EXPECT_EQ(fp8_wgmma_tile_rows(64, s), 64);
+  EXPECT_EQ(fp8_wgmma_tile_rows(65, s), 128);
+  EXPECT_EQ(fp8_wgmma_tile_rows(65, fp8_wgmma_switches{0, 64, 0}), 64);
+  EXPECT_EQ(fp8_wgmma_tiles(129, 136, s), 2 * 2);
+  EXPECT_EQ(fp8_wgmma_tiles(1, 1, s), 1);
 }
