@@ -616,6 +616,7 @@ struct attention_case {
   int32_t heads, kv_heads, d, block_size;
   std::vector<std::pair<int32_t, int32_t>> seqs;
   int32_t window = 0;
+  float q_scale = 1.0f;  // q's values times this, the softmax scale over it (the same scores from larger or smaller q)
 };
 
 // kv: nullopt keeps the caches in t; else FP8 caches holding the same codes on both backends.
@@ -647,7 +648,7 @@ void check_attention(checker& c, dtype t, const attention_case& ac, std::optiona
   }
   const int32_t num_seqs = static_cast<int32_t>(ac.seqs.size());
   const int64_t width = (ac.heads + 2 * ac.kv_heads) * int64_t(ac.d);
-  auto qkv = c.random(t, {tokens, width});
+  auto qkv = c.random(t, {tokens, width}, ac.q_scale);
   auto kc = kv ? c.fp8_cache(kv->kv, {num_blocks, bs, ac.kv_heads, ac.d}, kv->k_scale)
                : c.random(t, {num_blocks, bs, ac.kv_heads, ac.d});
   auto vc = kv ? c.fp8_cache(kv->kv, {num_blocks, bs, ac.kv_heads, ac.d}, kv->v_scale)
@@ -657,7 +658,7 @@ void check_attention(checker& c, dtype t, const attention_case& ac, std::optiona
   auto bt = c.ints<int32_t>({num_seqs, max_blocks}, tables);
   auto out = c.random(t, {tokens, ac.heads * int64_t(ac.d)});
   c.poison(out);
-  attention_shape shape{ac.heads, ac.kv_heads, ac.d, bs, 1.0f / std::sqrt(float(ac.d))};
+  attention_shape shape{ac.heads, ac.kv_heads, ac.d, bs, 1.0f / std::sqrt(float(ac.d)) / ac.q_scale};
   if (kv) shape.k_scale = kv->k_scale, shape.v_scale = kv->v_scale;
   attention_metadata m;
   m.num_seqs = num_seqs;
@@ -760,6 +761,27 @@ void check_attention_fp8(checker& c, dtype t) {
           ac.name += " (lean prefill)";
           check_attention(c, t, ac, kv);
         }
+  }
+  // The F16 form (attention_settings().fp8_f16: codes to f16 by cvt, f16 mma) on every tensor-core case, both layouts;
+  // in bf16 also with q far above f16's range (×3e5: values past 65,504) and far below it (×1e-6), which its power of two
+  // brings into range.
+  if (t != dtype::f32) {
+    const scoped_value<bool> in_f16(cuda::attention_settings().fp8_f16, true);
+    for (const fp8_kv_case& kv : fp8_kv_cases)
+      for (const attention_case& base : attention_cases()) {
+        if (std::find(names.begin(), names.end(), base.name) == names.end() || base.name == "tiny" || base.name == "d256")
+          continue;
+        attention_case ac = base;
+        ac.name += " (f16)";
+        check_attention(c, t, ac, kv);
+        if (t != dtype::bf16 || (base.name != "decode" && base.name != "prefill")) continue;
+        for (const float q_scale : {3e5f, 1e-6f}) {
+          attention_case scaled = base;
+          scaled.q_scale = q_scale;
+          scaled.name += q_scale > 1.0f ? " (f16, q x3e5)" : " (f16, q x1e-6)";
+          check_attention(c, t, scaled, kv);
+        }
+      }
   }
   const scoped_value<int> deep(cuda::attention_settings().decode_stages, 3);  // 4 tiles in flight, as check_attention_all
   if (t != dtype::f32)

@@ -114,18 +114,22 @@ void time_ops(cuda_ops& gpu, bool only_attention) {
   // Decode attention, 28 query / 4 KV heads of 128, blocks of 16: 256 sequences of 640 (no context split),
   // 64 of 4096 (split). Bytes of K/V read, and positions (of a sequence, all KV heads) per second: an FP8
   // cache reads half the bytes a position, so at the same GB/s it attends twice the positions.
+  // An FP8 cache also on f16 mma (attention_settings().fp8_f16, "f16").
   for (const auto& [seqs, ctx] : {std::pair<int32_t, int32_t>{256, 640}, {64, 4096}})
-    for (const dtype kv : {t, dtype::f8_e4m3})
-      for (const bool simt : {false, true}) {
-        if (simt && ctx != 640) continue;
+    for (const dtype kv : {t, dtype::f8_e4m3, dtype::f8_e5m2})
+      for (const int form : {0, 1, 2}) {  // tensor cores, CUDA cores, tensor cores in f16
+        const bool simt = form == 1, f16 = form == 2;
+        if ((simt && ctx != 640) || (f16 && kv == t) || (kv == dtype::f8_e5m2 && !f16 && ctx != 640)) continue;
         set_simt_attention(simt);
+        const scoped_value<bool> in_f16(cuda::attention_settings().fp8_f16, f16);
         const double ms = time_attention(gpu, std::vector<std::pair<int32_t, int32_t>>(size_t(seqs), {1, ctx}), kv);
         const double positions = double(seqs) * ctx;
         const double gb = 2.0 * positions * 4 * 128 * double(size_in_bytes(kv)) / 1e9;
         std::snprintf(buf, sizeof buf, "%.3f ms, %.0f GB/s of K/V, %.2f G positions/s", ms, gb / (ms / 1e3),
                       positions / (ms / 1e3) / 1e9);
-        inform(std::string(simt ? "time paged_attention (cuda cores)" : "time paged_attention") + kv_label(kv), t,
-               "decode S=" + std::to_string(seqs) + " ctx=" + std::to_string(ctx) + " 28/4x128", buf);
+        inform(std::string(simt ? "time paged_attention (cuda cores)" : "time paged_attention") + kv_label(kv) +
+                   (f16 ? " f16" : ""),
+               t, "decode S=" + std::to_string(seqs) + " ctx=" + std::to_string(ctx) + " 28/4x128", buf);
       }
   set_simt_attention(false);
   // Partition length for large batches (1024 = no split at this context).
@@ -156,10 +160,11 @@ void time_ops(cuda_ops& gpu, bool only_attention) {
   // the tensor cores and in their lean form (attention_settings().prefill_lean), 4 x 512 also on the CUDA cores.
   for (const dtype kv : {t, dtype::f8_e4m3})
     for (const auto& [n, q, len] : {std::tuple<int, int32_t, int32_t>{4, 512, 512}, {1, 4096, 4096}, {1, 2048, 8192}})
-      for (const int form : {0, 1, 2}) {  // tensor cores, CUDA cores, lean
-        if (form == 1 && n == 1) continue;
+      for (const int form : {0, 1, 2, 3}) {  // tensor cores, CUDA cores, lean, an FP8 cache on f16 mma
+        if ((form == 1 && n == 1) || (form == 3 && kv == t)) continue;
         set_simt_attention(form == 1);
         const scoped_value<bool> lean(cuda::attention_settings().prefill_lean, form == 2);
+        const scoped_value<bool> in_f16(cuda::attention_settings().fp8_f16, form == 3);
         const double ms = time_attention(gpu, std::vector<std::pair<int32_t, int32_t>>(size_t(n), {q, len}), kv);
         // Keys each query sees: the cached ones, then causally among the new.
         const double pairs = double(n) * (double(q) * (len - q) + double(q) * q / 2);
@@ -167,6 +172,7 @@ void time_ops(cuda_ops& gpu, bool only_attention) {
         std::snprintf(buf, sizeof buf, "%.3f ms, %.1f TFLOP/s", ms, tflop / (ms / 1e3));
         const std::string name = form == 1 ? "time paged_attention (cuda cores)"
                                  : form == 2 ? "time paged_attention lean prefill"
+                                 : form == 3 ? "time paged_attention f16"
                                              : "time paged_attention";
         inform(name + kv_label(kv), t,
                "prefill " + (n > 1 ? std::to_string(n) + "x" + std::to_string(q)
@@ -182,11 +188,13 @@ void time_ops(cuda_ops& gpu, bool only_attention) {
     for (int i = 0; i < 200; ++i) mixed.push_back({1, 640});
     for (int i = 0; i < 3; ++i) mixed.push_back({512, 512 * (i + 1)});
     for (const dtype kv : {t, dtype::f8_e4m3})
-      for (const int form : {0, 1, 2}) {  // tensor cores, the same over the whole batch, CUDA cores
+      for (const int form : {0, 1, 2, 3}) {  // tensor cores, the same over the whole batch, CUDA cores, FP8 on f16 mma
+        if (form == 3 && kv == t) continue;
         set_simt_attention(form == 2);
+        const scoped_value<bool> in_f16(cuda::attention_settings().fp8_f16, form == 3);
         std::snprintf(buf, sizeof buf, "%.3f ms", time_attention(gpu, mixed, kv, form == 1));
         inform(std::string(form == 2 ? "time paged_attention (cuda cores)" : "time paged_attention") + kv_label(kv) +
-                   (form == 1 ? " whole-batch launch" : ""),
+                   (form == 1 ? " whole-batch launch" : form == 3 ? " f16" : ""),
                t, "mixed 3x512 prefill + 200 decodes", buf);
       }
     set_simt_attention(false);

@@ -89,4 +89,15 @@ template <class T> __host__ __device__ __forceinline__ void fp8x4_to(uint32_t co
   }
 }
 
+// Four codes (lowest byte first) as four f16 values, exactly, as two registers of pairs (lowest first), by the
+// hardware's conversion where it has one: cvt.rn.f16x2.e4m3x2, one instruction a pair. e5m2 is the top byte of an f16
+// already (fp8x4_to's byte permute alone). The attention kernel's F16 form (paged_attention_mma.cu) reads the cache so.
+__device__ __forceinline__ void fp8x4_to_f16_cvt(uint32_t codes, bool e5m2, uint32_t (&out)[2]) {
+  if (e5m2) return fp8x4_to<__half>(codes, true, out);
+  const __half2_raw lo = __nv_cvt_fp8x2_to_halfraw2(static_cast<__nv_fp8x2_storage_t>(codes & 0xFFFFu), __NV_E4M3);
+  const __half2_raw hi = __nv_cvt_fp8x2_to_halfraw2(static_cast<__nv_fp8x2_storage_t>(codes >> 16), __NV_E4M3);
+  out[0] = uint32_t(lo.x) | (uint32_t(lo.y) << 16);
+  out[1] = uint32_t(hi.x) | (uint32_t(hi.y) << 16);
+}
+
 } // namespace troupe::cuda

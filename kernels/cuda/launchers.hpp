@@ -224,6 +224,9 @@ struct attention_switches {
   // The prefill layout with Q read into registers before the first tile, its shared memory given to the K/V buffers
   // and three blocks an SM instead of two (paged_attention_mma.cu, "Lean"); TROUPE_ATTN_PREFILL_LEAN=1. Off until timed.
   bool prefill_lean = false;
+  // An FP8 cache read into f16 by the hardware's conversion and multiplied on f16 mma, Q scaled into f16's range by a
+  // power of two (paged_attention_mma.cu, "F16"); TROUPE_ATTN_FP8_F16=1. Off until timed.
+  bool fp8_f16 = false;
   // Where attention_shape::next_waits (a 4-bit o_proj after it), the decode kernels let the kernel after start at once
   // (attention_params::trigger) and the combine goes as a programmatic dependent, so o_proj's blocks stream its weights
   // while attention runs: -1 (the default) on decode steps of at most 8 sequences, 1 on every decode step

@@ -95,13 +95,22 @@ template <class T, int D, int RowWarps, int Stages, bool Fp8, bool Lean = false>
 // A minimum of 0 blocks asks nothing, and leaves the other kernels' code as it was without one (a minimum of 1 changes it:
 // their .text compared byte for byte, 2026-12-06).
 template <bool Lean> constexpr int kMinBlocks = Lean ? 3 : 0;
-template <class T, int D, int RowWarps, int Stages, bool Fp8, bool Lean = false>
+// F16 (FP8 caches only; attention_settings().fp8_f16, TROUPE_ATTN_FP8_F16=1; written in the twentieth session of
+// 2026-12-06, off until timed): the codes become f16 by the hardware's conversion (cvt.rn.f16x2.e4m3x2: one
+// instruction a pair, where fp8x4_to's bf16 takes four with its byte permute), and both products run on f16 mma. Every
+// e4m3 / e5m2 value is an f16, so K and V stay exact; P in f16 keeps more bits than in bf16. A bf16 Q is brought into
+// f16's range by a power of two per warp (its 16 rows' max|q| to [2^14, 2^15)), exact but for values under 2^-24 of the
+// max, and that power joins the softmax scale. The H200 measured the FP8 decode layout at 1.6 TB/s of codes where bf16
+// reads 3.3 TB/s in the same time: the conversion, not HBM, bounds it (NOTES, FP8 KV cache).
+template <class T, int D, int RowWarps, int Stages, bool Fp8, bool Lean = false, bool F16 = false>
 __global__ void __launch_bounds__(kThreads, kMinBlocks<Lean>) paged_attention_mma_kernel(const T* __restrict__ qkv,
                                                                       const void* __restrict__ k_cache_,
                                                                       const void* __restrict__ v_cache_,
                                                                       attention_params p, T* __restrict__ out) {
   if (p.trigger) pdl_launch_dependents();  // the combine or o_proj may start; each waits for this kernel's end
+  static_assert(!F16 || Fp8, "f16 compute is for FP8 caches");
   using C = std::conditional_t<Fp8, uint8_t, T>;  // a cache element
+  using M = std::conditional_t<F16, __half, T>;   // what the tensor cores multiply (K, V, Q's fragments, P)
   const C* __restrict__ k_cache = static_cast<const C*>(k_cache_);
   const C* __restrict__ v_cache = static_cast<const C*>(v_cache_);
   constexpr int KeyWarps = 4 / RowWarps;
@@ -118,7 +127,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<Lean>) paged_attention_mm
 
   extern __shared__ __align__(16) unsigned char smem[];
   T* q_s = reinterpret_cast<T*>(smem);  // [Rows, LD]
-  T* kv_s = q_s + (Lean ? 0 : Rows * LD);  // Stages × (K [64, LD], V [64, LD]); FP8: one (K, V), converted
+  M* kv_s = reinterpret_cast<M*>(q_s + (Lean ? 0 : Rows * LD));  // Stages × (K [64, LD], V [64, LD]); FP8: one (K, V), converted
   uint8_t* kv8_s = reinterpret_cast<uint8_t*>(kv_s + 2 * kTileKeys * LD);  // FP8: Stages × (K [64, D], V [64, D])
 
   const attention_block b = locate_attention_block(p, Rows);
@@ -169,7 +178,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<Lean>) paged_attention_mm
       v_dst = k_dst + kTileKeys * D;
       dst_ld = D;
     } else {
-      k_dst = kv_s + (tile % Stages) * 2 * kTileKeys * LD;
+      k_dst = reinterpret_cast<C*>(kv_s) + (tile % Stages) * 2 * kTileKeys * LD;
       v_dst = k_dst + kTileKeys * LD;
       dst_ld = LD;
     }
@@ -205,20 +214,58 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<Lean>) paged_attention_mm
       const int key = first_key + rest / Units, c = (rest % Units) * 8;
       const uint2 codes = *reinterpret_cast<const uint2*>(staged + which * kTileKeys * D + key * D + c);
       uint32_t v03[2], v47[2];  // values 0-3 and 4-7 as pairs
-      fp8x4_to<T>(codes.x, p.kv_e5m2, v03);
-      fp8x4_to<T>(codes.y, p.kv_e5m2, v47);
+      if constexpr (F16) {
+        fp8x4_to_f16_cvt(codes.x, p.kv_e5m2, v03);
+        fp8x4_to_f16_cvt(codes.y, p.kv_e5m2, v47);
+      } else {
+        fp8x4_to<T>(codes.x, p.kv_e5m2, v03);
+        fp8x4_to<T>(codes.y, p.kv_e5m2, v47);
+      }
       *reinterpret_cast<uint4*>(kv_s + which * kTileKeys * LD + key * LD + c) = make_uint4(v03[0], v03[1], v47[0], v47[1]);
     }
   };
   uint32_t qf[DimSteps][4];
   const int mat = lane / 8, mat_row = lane % 8;  // ldmatrix: which 8×8 matrix this lane addresses, and its row
+  float scale_log2 = p.scale * (Fp8 ? p.k_scale : 1.0f) * 1.4426950408889634f;
+  // The warp's 16 rows of Q as A fragments of M. F16 with a bf16 Q: scaled by 2^-e into f16's range, e joining the
+  // softmax scale (see F16 above).
+  auto read_q = [&] {
+#pragma unroll
+    for (int ks = 0; ks < DimSteps; ++ks)
+      ldmatrix_x4(qf[ks], q_s + (row_warp * 16 + (mat % 2) * 8 + mat_row) * LD + ks * 16 + (mat / 2) * 8);
+    if constexpr (F16 && !std::is_same_v<T, __half>) {
+      float big = 0.0f;
+#pragma unroll
+      for (int ks = 0; ks < DimSteps; ++ks)
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+          const float2 v = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&qf[ks][i]));
+          big = fmaxf(big, fmaxf(fabsf(v.x), fabsf(v.y)));
+        }
+#pragma unroll
+      for (int o = 16; o > 0; o /= 2) big = fmaxf(big, __shfl_xor_sync(0xffffffffu, big, o));
+      int shift = 0;  // big · 2^-shift in [2^14, 2^15); none for a zero, infinite or NaN max
+      if (big > 0.0f && big <= FLT_MAX) {
+        int e;
+        frexpf(big, &e);  // big = f · 2^e, f in [0.5, 1)
+        shift = min(max(e - 15, -100), 113);
+      }
+      const float down = ldexpf(1.0f, -shift);
+      scale_log2 *= ldexpf(1.0f, shift);
+#pragma unroll
+      for (int ks = 0; ks < DimSteps; ++ks)
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+          const float2 v = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&qf[ks][i]));
+          qf[ks][i] = pack2<__half>(v.x * down, v.y * down);
+        }
+    }
+  };
   if constexpr (Lean) {  // Q into registers before any tile lands where it lies
     cp_async_commit();
     cp_async_wait<0>();
     __syncthreads();
-#pragma unroll
-    for (int ks = 0; ks < DimSteps; ++ks)
-      ldmatrix_x4(qf[ks], q_s + (row_warp * 16 + (mat % 2) * 8 + mat_row) * LD + ks * 16 + (mat / 2) * 8);
+    read_q();
     __syncthreads();
   }
 #pragma unroll
@@ -236,7 +283,6 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<Lean>) paged_attention_mm
     pos[h] = row < num_rows ? b.pos_of(row) : -1;
     first[h] = p.sliding_window > 0 ? max(0, pos[h] - p.sliding_window + 1) : 0;
   }
-  const float scale_log2 = p.scale * (Fp8 ? p.k_scale : 1.0f) * 1.4426950408889634f;
   // The warp's 16 rows: the earliest position any of them has (−1 when a row is past the end) and the
   // latest window start, so a tile between the two needs no mask for any of them.
   int warp_min_pos, warp_max_first;
@@ -269,13 +315,9 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<Lean>) paged_attention_mm
     } else {
       __syncthreads();
     }
-    if (!Lean && tile == 0) {
-#pragma unroll
-      for (int ks = 0; ks < DimSteps; ++ks)
-        ldmatrix_x4(qf[ks], q_s + (row_warp * 16 + (mat % 2) * 8 + mat_row) * LD + ks * 16 + (mat / 2) * 8);
-    }
-    const T* k_s = kv_s + (Fp8 ? 0 : (tile % Stages) * 2 * kTileKeys * LD) + key_warp * WarpKeys * LD;
-    const T* v_s = k_s + kTileKeys * LD;
+    if (!Lean && tile == 0) read_q();
+    const M* k_s = kv_s + (Fp8 ? 0 : (tile % Stages) * 2 * kTileKeys * LD) + key_warp * WarpKeys * LD;
+    const M* v_s = k_s + kTileKeys * LD;
 
     float s[KeyTiles][4];
 #pragma unroll
@@ -286,8 +328,8 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<Lean>) paged_attention_mm
       for (int kt = 0; kt < KeyTiles; kt += 2) {
         uint32_t b[4];
         ldmatrix_x4(b, k_s + (kt * 8 + (mat / 2) * 8 + mat_row) * LD + ks * 16 + (mat % 2) * 8);
-        mma16816<T>(s[kt], qf[ks], b[0], b[1]);
-        mma16816<T>(s[kt + 1], qf[ks], b[2], b[3]);
+        mma16816<M>(s[kt], qf[ks], b[0], b[1]);
+        mma16816<M>(s[kt + 1], qf[ks], b[2], b[3]);
       }
     }
 
@@ -334,14 +376,14 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<Lean>) paged_attention_mm
     // O += P · V, P in the input dtype: an accumulator tile of S is already an A fragment.
 #pragma unroll
     for (int kk = 0; kk < KeyTiles / 2; ++kk) {
-      const uint32_t a[4] = {pack2<T>(s[2 * kk][0], s[2 * kk][1]), pack2<T>(s[2 * kk][2], s[2 * kk][3]),
-                             pack2<T>(s[2 * kk + 1][0], s[2 * kk + 1][1]), pack2<T>(s[2 * kk + 1][2], s[2 * kk + 1][3])};
+      const uint32_t a[4] = {pack2<M>(s[2 * kk][0], s[2 * kk][1]), pack2<M>(s[2 * kk][2], s[2 * kk][3]),
+                             pack2<M>(s[2 * kk + 1][0], s[2 * kk + 1][1]), pack2<M>(s[2 * kk + 1][2], s[2 * kk + 1][3])};
 #pragma unroll
       for (int dt = 0; dt < DimTiles; dt += 2) {
         uint32_t b[4];
         ldmatrix_x4_trans(b, v_s + (kk * 16 + (mat % 2) * 8 + mat_row) * LD + dt * 8 + (mat / 2) * 8);
-        mma16816<T>(o[dt], a, b[0], b[1]);
-        mma16816<T>(o[dt + 1], a, b[2], b[3]);
+        mma16816<M>(o[dt], a, b[0], b[1]);
+        mma16816<M>(o[dt + 1], a, b[2], b[3]);
       }
     }
     // bf16 / f16: this stage is consumed before a later iteration loads into it. (FP8: the barrier that
@@ -410,6 +452,15 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<Lean>) paged_attention_mm
 template <class T, int D, int RowWarps, int Stages, bool Fp8, bool Lean = false>
 void launch(const T* qkv, const void* k_cache, const void* v_cache, const attention_params& p, T* out, dim3 grid,
             cudaStream_t stream) {
+  if constexpr (Fp8) {
+    if (attention_settings().fp8_f16) {
+      constexpr size_t smem = mma_shared_bytes<T, D, RowWarps, Stages, Fp8, Lean>();
+      constexpr auto kernel = paged_attention_mma_kernel<T, D, RowWarps, Stages, Fp8, Lean, true>;
+      allow_shared_memory<kernel>(smem, "paged_attention_mma shared memory");
+      kernel<<<grid, kThreads, smem, stream>>>(qkv, k_cache, v_cache, p, out);
+      return;
+    }
+  }
   constexpr size_t smem = mma_shared_bytes<T, D, RowWarps, Stages, Fp8, Lean>();
   constexpr auto kernel = paged_attention_mma_kernel<T, D, RowWarps, Stages, Fp8, Lean>;
   allow_shared_memory<kernel>(smem, "paged_attention_mma shared memory");
