@@ -226,9 +226,9 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<Lean>) paged_attention_mm
   };
   uint32_t qf[DimSteps][4];
   const int mat = lane / 8, mat_row = lane % 8;  // ldmatrix: which 8×8 matrix this lane addresses, and its row
-  float scale_log2 = p.scale * (Fp8 ? p.k_scale : 1.0f) * 1.4426950408889634f;
-  // The warp's 16 rows of Q as A fragments of M. F16 with a bf16 Q: scaled by 2^-e into f16's range, e joining the
-  // softmax scale (see F16 above).
+  float q_pow2 = 1.0f;  // F16 with a bf16 Q: the power of two its fragments were divided by
+  // The warp's 16 rows of Q as A fragments of M. F16 with a bf16 Q: scaled by a power of two into f16's range, which
+  // joins the softmax scale (see F16 above).
   auto read_q = [&] {
 #pragma unroll
     for (int ks = 0; ks < DimSteps; ++ks)
@@ -251,7 +251,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<Lean>) paged_attention_mm
         shift = min(max(e - 15, -100), 113);
       }
       const float down = ldexpf(1.0f, -shift);
-      scale_log2 *= ldexpf(1.0f, shift);
+      q_pow2 = ldexpf(1.0f, shift);
 #pragma unroll
       for (int ks = 0; ks < DimSteps; ++ks)
 #pragma unroll
@@ -283,6 +283,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<Lean>) paged_attention_mm
     pos[h] = row < num_rows ? b.pos_of(row) : -1;
     first[h] = p.sliding_window > 0 ? max(0, pos[h] - p.sliding_window + 1) : 0;
   }
+  const float scale_log2 = p.scale * (Fp8 ? p.k_scale : 1.0f) * 1.4426950408889634f;
   // The warp's 16 rows: the earliest position any of them has (−1 when a row is past the end) and the
   // latest window start, so a tile between the two needs no mask for any of them.
   int warp_min_pos, warp_max_first;
@@ -338,6 +339,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<Lean>) paged_attention_mm
     const int warp_key0 = lo + tile * kTileKeys + key_warp * WarpKeys;
     const bool whole = warp_key0 + WarpKeys - 1 <= warp_min_pos && warp_key0 >= warp_max_first;
     const int key0 = warp_key0 + 2 * (lane % 4);
+    const float score_scale = F16 ? scale_log2 * q_pow2 : scale_log2;
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
       float mx = -INFINITY;
@@ -347,7 +349,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<Lean>) paged_attention_mm
         for (int e = 0; e < 2; ++e) {
           const int kpos = key0 + kt * 8 + e;
           float& v = s[kt][2 * h + e];
-          v = whole || (kpos >= first[h] && kpos <= pos[h]) ? v * scale_log2 : -INFINITY;
+          v = whole || (kpos >= first[h] && kpos <= pos[h]) ? v * score_scale : -INFINITY;
           mx = fmaxf(mx, v);
         }
       mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
