@@ -375,7 +375,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<Lean>) paged_attention_mm
       }
     }
 
-    // O += P · V, P in the input dtype: an accumulator tile of S is already an A fragment.
+    // O += P · V, P in M (the input dtype; f16 in the F16 form): an accumulator tile of S is already an A fragment.
 #pragma unroll
     for (int kk = 0; kk < KeyTiles / 2; ++kk) {
       const uint32_t a[4] = {pack2<M>(s[2 * kk][0], s[2 * kk][1]), pack2<M>(s[2 * kk][2], s[2 * kk][3]),
@@ -451,22 +451,23 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<Lean>) paged_attention_mm
   }
 }
 
+template <class T, int D, int RowWarps, int Stages, bool Fp8, bool Lean, bool F16>
+void launch_form(const T* qkv, const void* k_cache, const void* v_cache, const attention_params& p, T* out, dim3 grid,
+                 cudaStream_t stream) {
+  constexpr size_t smem = mma_shared_bytes<T, D, RowWarps, Stages, Fp8, Lean>();
+  constexpr auto kernel = paged_attention_mma_kernel<T, D, RowWarps, Stages, Fp8, Lean, F16>;
+  allow_shared_memory<kernel>(smem, "paged_attention_mma shared memory");
+  kernel<<<grid, kThreads, smem, stream>>>(qkv, k_cache, v_cache, p, out);
+}
+
+// An FP8 cache takes the F16 form where attention_settings().fp8_f16 asks.
 template <class T, int D, int RowWarps, int Stages, bool Fp8, bool Lean = false>
 void launch(const T* qkv, const void* k_cache, const void* v_cache, const attention_params& p, T* out, dim3 grid,
             cudaStream_t stream) {
-  if constexpr (Fp8) {
-    if (attention_settings().fp8_f16) {
-      constexpr size_t smem = mma_shared_bytes<T, D, RowWarps, Stages, Fp8, Lean>();
-      constexpr auto kernel = paged_attention_mma_kernel<T, D, RowWarps, Stages, Fp8, Lean, true>;
-      allow_shared_memory<kernel>(smem, "paged_attention_mma shared memory");
-      kernel<<<grid, kThreads, smem, stream>>>(qkv, k_cache, v_cache, p, out);
-      return;
-    }
-  }
-  constexpr size_t smem = mma_shared_bytes<T, D, RowWarps, Stages, Fp8, Lean>();
-  constexpr auto kernel = paged_attention_mma_kernel<T, D, RowWarps, Stages, Fp8, Lean>;
-  allow_shared_memory<kernel>(smem, "paged_attention_mma shared memory");
-  kernel<<<grid, kThreads, smem, stream>>>(qkv, k_cache, v_cache, p, out);
+  if constexpr (Fp8)
+    if (attention_settings().fp8_f16)
+      return launch_form<T, D, RowWarps, Stages, Fp8, Lean, true>(qkv, k_cache, v_cache, p, out, grid, stream);
+  launch_form<T, D, RowWarps, Stages, Fp8, Lean, false>(qkv, k_cache, v_cache, p, out, grid, stream);
 }
 
 // A step whose sequences all have at most 16 query rows (decode) takes the decode layout. A mixed step
