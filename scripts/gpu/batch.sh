@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Several measurements in one device call, most wanted first, within LIMIT seconds (default 570): each step gets at
+# most its own limit and what is left; a step that would have under 20 s is skipped, saying so. Logs of every step in
+# $OUT/logs.tgz; a short summary of each comes last. Runs on the GPU machine after scripts/gpu/bundle.sh.
+#   STEPS="attn_timing w1_set" LIMIT=400 bash scripts/gpu/batch.sh
+# Steps (default: attn_timing fp8_decode_timing b1_qgemv w1_set fp8kv_rows b1_prof_fp8):
+#   attn_timing        troupe_gpu_check --attention-timing (the FP8 cache's F16 form beside the default, issue 13)
+#   fp8_decode_timing  troupe_gpu_check --fp8-decode-timing (decode-256: cuBLASLt vs the wgmma GEMM; one row: qgemv)
+#   b1_qgemv           one FP8 + FP8 KV request with TROUPE_FP8_QGEMV=0, 2, 1, 0, 2 in turns; one rtn request
+#   w1_set             W1 in FP8 + FP8 KV: default, TROUPE_ATTN_FP8_F16=1, TROUPE_FP8_WGMMA=1, both; bf16; default again
+#   fp8kv_rows         troupe_gpu_check --fp8-kv --no-models --no-timing (the FP8 cache's op rows)
+#   fp8_weights_rows   troupe_gpu_check --fp8-weights --no-timing
+#   b1_prof_fp8 / b1_prof_rtn   profile.sh's one-request per-op table (TROUPE_CUDA_PROFILE=1)
+set -u
+cd "$(dirname "$0")/../.." || exit 1
+bash scripts/gpu/unpack.sh bundle
+export LD_LIBRARY_PATH="$PWD/bundle/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}" NCCL_NVLS_ENABLE=0
+O=${OUT:-/tmp/troupe-batch}; R=$(mktemp -d); mkdir -p "$O"
+end=$((SECONDS + ${LIMIT:-570}))
+step() {  # name, seconds at most, command...
+  local name=$1 t=$2; shift 2
+  local left=$((end - SECONDS - 15)); [ "$left" -lt "$t" ] && t=$left
+  if [ "$t" -lt 20 ]; then echo "== $name: skipped (${t}s left)"; return; fi
+  mkdir -p "$R/$name"
+  local s=$SECONDS
+  OUT="$R/$name" timeout "$t" "$@" >"$R/$name/log" 2>&1
+  echo "== $name rc=$? $((SECONDS - s))s"
+}
+bench() {  # tag, prompts, input, output, then troupe bench's flags; a line of its figures
+  local tag=$1 n=$2 i=$3 o=$4; shift 4
+  timeout 60 bundle/troupe bench throughput --backend cuda --load-format dummy --model bundle/data/qwen2.5-7b-shape \
+    --num-prompts "$n" --input-len "$i" --output-len "$o" --max-model-len 1024 --temperature 0 "$@" >"$OUT/$tag.txt" 2>&1
+  echo "$tag: $(grep -E 'output tokens/s' "$OUT/$tag.txt" | head -1) | $(grep -E 'us per step' "$OUT/$tag.txt" | head -1)"
+}
+export FP8="--quantization fp8 --kv-cache-dtype fp8"  # one FP8 + FP8 KV run's flags
+b1_qgemv() {
+  local i=0
+  for q in 0 2 1 0 2; do i=$((i + 1)); TROUPE_FP8_QGEMV=$q bench "b1_fp8_qgemv${q}_$i" 1 128 384 $FP8; done
+  bench b1_rtn 1 128 384 --quantization rtn
+}
+w1_set() {
+  bench w1_fp8 256 512 256 $FP8
+  TROUPE_ATTN_FP8_F16=1 bench w1_fp8_attn_f16 256 512 256 $FP8
+  TROUPE_FP8_WGMMA=1 bench w1_fp8_wgmma1 256 512 256 $FP8
+  TROUPE_ATTN_FP8_F16=1 TROUPE_FP8_WGMMA=1 bench w1_fp8_both 256 512 256 $FP8
+  bench w1_bf16 256 512 256
+  bench w1_fp8_again 256 512 256 $FP8
+}
+export -f bench b1_qgemv w1_set
+for s in ${STEPS:-attn_timing fp8_decode_timing b1_qgemv w1_set fp8kv_rows b1_prof_fp8}; do
+  case $s in
+    attn_timing) CHECK_ARGS=--attention-timing step $s 120 bash scripts/gpu/check.sh ;;
+    fp8kv_rows) CHECK_ARGS="--fp8-kv --no-models --no-timing" step $s 150 bash scripts/gpu/check.sh ;;
+    fp8_weights_rows) CHECK_ARGS="--fp8-weights --no-timing" step $s 200 bash scripts/gpu/check.sh ;;
+    fp8_decode_timing) CHECK_ARGS=--fp8-decode-timing step $s 100 bash scripts/gpu/check.sh ;;
+    b1_prof_fp8) CHECK=0 MODES=b1-prof-fp8 OPS_LINES=80 step $s 90 bash bundle/profile.sh ;;
+    b1_qgemv) step $s 170 bash -c b1_qgemv ;;
+    w1_set) step $s 240 bash -c w1_set ;;
+    b1_prof_rtn) CHECK=0 MODES=b1-prof-rtn OPS_LINES=80 step $s 90 bash bundle/profile.sh ;;
+  esac
+done
+tar czf "$O/logs.tgz" -C "$R" . 2>/dev/null
+nvidia-smi --query-gpu=name --format=csv,noheader
+for d in "$R"/*/; do
+  n=$(basename "$d"); echo "######## $n"
+  case $n in
+    attn_timing|fp8_decode_timing) grep -E "^time" "$d/gpu_check_progress.txt" | sed -E 's/ {2,}/ /g; s/ - - / /; s/T,K,N=//' | cut -c1-250 | tail -30 ;;
+    fp8kv_rows|fp8_weights_rows) grep -E "checks pass" "$d/gpu_check.txt"; grep -c pass "$d/gpu_check_progress.txt"; grep FAIL "$d/gpu_check_progress.txt" | sed -E 's/ {2,}/ /g' | head -12; tail -2 "$d/gpu_check_progress.txt" | cut -c1-200 ;;
+    b1_qgemv|w1_set) cat "$d/log" ;;
+    b1_prof_*) head -60 "$d/log" ;;
+  esac
+done
