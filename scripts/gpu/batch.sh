@@ -3,13 +3,14 @@
 # most its own limit and what is left; a step that would have under 20 s is skipped, saying so. Logs of every step in
 # $OUT/logs.tgz; a short summary of each comes last. Runs on the GPU machine after scripts/gpu/bundle.sh.
 #   STEPS="attn_timing w1_set" LIMIT=400 bash scripts/gpu/batch.sh
-# Steps (default: attn_timing fp8_decode_timing b1_qgemv w1_set fp8kv_rows b1_prof_fp8):
+# Steps (default: attn_timing fp8_decode_timing b1_qgemv w1_set step_ncu_fp8 fp8kv_rows):
 #   attn_timing        troupe_gpu_check --attention-timing (the FP8 cache's F16 form beside the default, issue 13)
 #   fp8_decode_timing  troupe_gpu_check --fp8-decode-timing (decode-256: cuBLASLt vs the wgmma GEMM; one row: qgemv)
 #   b1_qgemv           one FP8 + FP8 KV request with TROUPE_FP8_QGEMV=0, 2, 1, 0, 2 in turns; one rtn request
 #   w1_set             W1 in FP8 + FP8 KV: default, TROUPE_ATTN_FP8_F16=1, TROUPE_FP8_WGMMA=1, both; bf16; default again
 #   fp8kv_rows         troupe_gpu_check --fp8-kv --no-models --no-timing (the FP8 cache's op rows)
 #   fp8_weights_rows   troupe_gpu_check --fp8-weights --no-timing
+#   step_ncu_fp8       step_ncu.sh with Q=fp8: one FP8 decode step's kernels, each timed alone by Nsight Compute
 #   b1_prof_fp8 / b1_prof_rtn   profile.sh's one-request per-op table (TROUPE_CUDA_PROFILE=1)
 set -u
 cd "$(dirname "$0")/../.." || exit 1
@@ -47,7 +48,7 @@ w1_set() {
   bench w1_fp8_again 256 512 256 $FP8
 }
 export -f bench b1_qgemv w1_set
-for s in ${STEPS:-attn_timing fp8_decode_timing b1_qgemv w1_set fp8kv_rows b1_prof_fp8}; do
+for s in ${STEPS:-attn_timing fp8_decode_timing b1_qgemv w1_set step_ncu_fp8 fp8kv_rows}; do
   case $s in
     attn_timing) CHECK_ARGS=--attention-timing step $s 120 bash scripts/gpu/check.sh ;;
     fp8kv_rows) CHECK_ARGS="--fp8-kv --no-models --no-timing" step $s 150 bash scripts/gpu/check.sh ;;
@@ -56,6 +57,7 @@ for s in ${STEPS:-attn_timing fp8_decode_timing b1_qgemv w1_set fp8kv_rows b1_pr
     b1_prof_fp8) CHECK=0 MODES=b1-prof-fp8 OPS_LINES=80 step $s 90 bash bundle/profile.sh ;;
     b1_qgemv) step $s 170 bash -c b1_qgemv ;;
     w1_set) step $s 240 bash -c w1_set ;;
+    step_ncu_fp8) Q=fp8 step $s 170 bash scripts/gpu/step_ncu.sh ;;
     b1_prof_rtn) CHECK=0 MODES=b1-prof-rtn OPS_LINES=80 step $s 90 bash bundle/profile.sh ;;
   esac
 done
@@ -67,6 +69,7 @@ for d in "$R"/*/; do
     attn_timing|fp8_decode_timing) grep -E "^time" "$d/gpu_check_progress.txt" | sed -E 's/ {2,}/ /g; s/ - - / /; s/T,K,N=//' | cut -c1-250 | tail -30 ;;
     fp8kv_rows|fp8_weights_rows) grep -E "checks pass" "$d/gpu_check.txt"; grep -c pass "$d/gpu_check_progress.txt"; grep FAIL "$d/gpu_check_progress.txt" | sed -E 's/ {2,}/ /g' | head -12; tail -2 "$d/gpu_check_progress.txt" | cut -c1-200 ;;
     b1_qgemv|w1_set) cat "$d/log" ;;
+    step_ncu_fp8) grep -vE "^ *$" "$d/log" | tail -45 | cut -c1-110 ;;
     b1_prof_*) head -60 "$d/log" ;;
   esac
 done
