@@ -434,14 +434,17 @@ tensor model::compute_logits(int64_t num_tokens, int64_t num_logits, const atten
     linear(attn, w.o_proj, w.o_proj4, w.o_proj8, w.o_bias, hidden);
     all_reduce(hidden);
     const bool down_quantized = quantized_before(w.down4, w.down8);
-    bool activated = false;  // act made with gate/up's product (4-bit decode steps on CUDA: ops::linear_int4_silu)
+    // act made with gate/up's product (4-bit decode steps on CUDA: ops::linear_int4_silu; FP8 one-row steps with
+    // TROUPE_FP8_SILU=1: ops::linear_fp8_silu)
+    bool activated = false;
     if (quantized_before(w.gate_up4, w.gate_up8)) {
       const fp8_activations in = fp8_input(num_tokens, c.hidden_size);
       ops_.add_rms_norm_fp8(hidden, residual, w.post_norm, eps, w.gate_up8.input_scale, in);
       ops_.linear_fp8_quantized(in, w.gate_up8.view(), tensor{}, mlp);
     } else {
       ops_.add_rms_norm(hidden, residual, w.post_norm, eps);
-      activated = !w.gate_up4.empty() && !down_quantized && ops_.linear_int4_silu(hidden, w.gate_up4.view(), tensor{}, act);
+      if (!down_quantized && !w.gate_up4.empty()) activated = ops_.linear_int4_silu(hidden, w.gate_up4.view(), tensor{}, act);
+      else if (!down_quantized && !w.gate_up8.empty()) activated = ops_.linear_fp8_silu(hidden, w.gate_up8.view(), tensor{}, act);
       if (!activated) linear(hidden, w.gate_up, w.gate_up4, w.gate_up8, tensor{}, mlp);
     }
     if (down_quantized) {

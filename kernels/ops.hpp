@@ -190,6 +190,14 @@ public:
     return false;
   }
 
+  // silu_and_mul(linear_fp8(x, w, bias)) in one pass where the backend has a kernel for the step, bit for bit the two
+  // ops; false, having done nothing, where it has none (the caller then runs the two). w holds gate and up stacked
+  // (N = 2·I rows); x [T, K], bias [N] or empty, out [T, I].
+  virtual bool linear_fp8_silu(const tensor& x, const fp8_device_weight& w, const tensor& bias, const tensor& out) {
+    (void)x, (void)w, (void)bias, (void)out;
+    return false;
+  }
+
   // W8A8 FP8 (vLLM's Fp8LinearOp): each token quantized to e4m3 as fp8_device_weight says, xq[t][k] =
   // f32_to_f8_e4m3(x[t][k] / s_t) (the f32 quotient, nearest even, saturating at ±448), then
   // out[t][n] = (Σ_k e4m3(xq[t][k]) · e4m3(weight[n][k])) · (s_t · scale[n]) (+ bias[n]), the sum in f32,

@@ -382,6 +382,78 @@ void check_linear_int4_silu(checker& c, dtype t) {
   }
 }
 
+// linear_fp8_silu (one row's gate/up product and silu_and_mul in one kernel, fp8_settings().silu): where it takes the
+// step it must write the bits of linear_fp8 then silu_and_mul on the GPU, on the default path and with the quantizer
+// inside the GEMV (qgemv 2), and agree with the CPU's two ops; where it does not (more rows, K not a multiple of 16, the
+// switch off, a forced path) it must say so and leave out alone. 7B's gate/up (K 3,584, I 18,944), down's K (18,944)
+// at the kernel's shared-memory reach, features fewer than a block's warps, a bias, a static input scale.
+void check_linear_fp8_silu(checker& c, dtype t) {
+  struct shape {
+    int64_t rows, k, inter;
+    bool bias, static_input, fused;
+  };
+  const std::vector<shape> shapes = {
+      {1, 3584, 18944, false, false, true}, {1, 256, 64, true, false, true},  {1, 18944, 40, false, true, true},
+      {1, 512, 5, true, true, true},        {2, 256, 64, false, false, false}, {1, 200, 64, false, false, false},
+  };
+  for (const shape& s : shapes) {
+    const int64_t n = 2 * s.inter;
+    auto x = c.random(t, {s.rows, s.k}, 2.0f);
+    std::vector<uint8_t> codes(static_cast<size_t>(n * s.k));
+    std::normal_distribution<float> d(0.0f, 40.0f);
+    for (auto& q : codes) q = f32_to_f8_e4m3(d(rng));
+    twin weight{c.cpu.alloc(dtype::f8_e4m3, {n, s.k}), c.gpu.alloc(dtype::f8_e4m3, {n, s.k}), dtype::f8_e4m3, {n, s.k}};
+    c.cpu.upload_raw(weight.cpu, codes.data());
+    c.gpu.upload_raw(weight.gpu, codes.data());
+    std::vector<float> scales(static_cast<size_t>(n));
+    std::uniform_real_distribution<float> u(0.5f, 1.5f);
+    for (auto& v : scales) v = u(rng) / (40.0f * std::sqrt(float(s.k)));
+    auto scale = c.make(dtype::f32, {n}, scales);
+    auto input_scale = c.make(dtype::f32, {1}, {0.02f});
+    twin bias{};
+    if (s.bias) bias = c.random(t, {n});
+    const tensor bias_cpu = s.bias ? bias.cpu.get() : tensor{}, bias_gpu = s.bias ? bias.gpu.get() : tensor{};
+    const fp8_device_weight wc{weight.cpu, scale.cpu, s.static_input ? input_scale.cpu.get() : tensor{}};
+    const fp8_device_weight wg{weight.gpu, scale.gpu, s.static_input ? input_scale.gpu.get() : tensor{}};
+    auto mlp = c.random(t, {s.rows, n});
+    auto act = c.random(t, {s.rows, s.inter});
+    c.cpu.linear_fp8(x.cpu, wc, bias_cpu, mlp.cpu);
+    c.cpu.silu_and_mul(mlp.cpu, act.cpu);
+    std::string what = "T,K,I=" + dims({s.rows, s.k, s.inter});
+    if (s.bias) what += " +bias";
+    if (s.static_input) what += " static";
+    {
+      const scoped_value<bool> off(cuda::fp8_settings().silu, false);
+      fused_as_expected(c, "linear_fp8_silu", t, what + " switch off", act, false,
+                        [&] { return c.gpu.linear_fp8_silu(x.gpu, wg, bias_gpu, act.gpu); });
+    }
+    const scoped_value<bool> on(cuda::fp8_settings().silu, true);
+    {
+      const scoped_value<std::string> forced(cuda::fp8_settings().path, "simt");
+      fused_as_expected(c, "linear_fp8_silu", t, what + " path forced", act, false,
+                        [&] { return c.gpu.linear_fp8_silu(x.gpu, wg, bias_gpu, act.gpu); });
+    }
+    for (const int qgemv : {0, 2}) {  // what the unfused ops ran: "gemv" or the mma kernels, or "qgemv" (gemv's bits)
+      const scoped_value<int> inside(cuda::fp8_settings().qgemv, qgemv);
+      const std::string row = what + (qgemv ? " qgemv 2" : "");
+      // The two ops on the GPU, on the path the launcher picks, for the bits.
+      c.gpu.linear_fp8(x.gpu, wg, bias_gpu, mlp.gpu);
+      const std::string unfused_path = cuda::fp8_settings().last_path.load();
+      c.gpu.silu_and_mul(mlp.gpu, act.gpu);
+      const bytes unfused = c.gpu_bytes(act);
+      if (!fused_as_expected(c, "linear_fp8_silu", t, row, act, s.fused,
+                             [&] { return c.gpu.linear_fp8_silu(x.gpu, wg, bias_gpu, act.gpu); }))
+        continue;
+      report("linear_fp8_silu", t, row, c.error(act), t == dtype::f32 ? 1e-3 : tolerance_for(t));
+      // Bits: against the two ops where they ran the GEMV ("gemv" or "qgemv"); the mma kernels sum in another order.
+      if (unfused_path == "gemv" || unfused_path == "qgemv")
+        report("linear_fp8_silu", t, row + " bits",
+               static_cast<double>(differing_elements(c.gpu_bytes(act), unfused, size_in_bytes(t))), 0.0,
+               "elements differing from linear_fp8 + silu_and_mul");
+    }
+  }
+}
+
 // FP8 weights (issue 13): rows 1 to 300, with and without a bias, a static input scale, on each path the shape
 // allows (kernels/cuda/linear_fp8.cu): "gemv" (CUDA cores, up to 4 rows, K a multiple of 16), "qgemv" (one row, the
 // quantizer inside the GEMV: gemv's bits), "mma" and "mma_async"
@@ -908,6 +980,7 @@ void check_fp8_fused_inputs(checker& c, dtype t) {
 void check_fp8_weight_ops(cuda_ops& gpu, dtype t) {
   checker c(gpu);
   guarded("linear_fp8", [&] { check_linear_fp8(c, t); });
+  guarded("linear_fp8_silu", [&] { check_linear_fp8_silu(c, t); });
   guarded("fp8 inputs quantized before", [&] { check_fp8_fused_inputs(c, t); });
 }
 

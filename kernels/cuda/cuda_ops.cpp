@@ -319,6 +319,15 @@ void cuda_ops::linear_fp8(const tensor& x, const fp8_device_weight& w, const ten
   if (p.on()) p.rename("linear_fp8 " + linear_shape(w.weight) + " " + path, linear_flop(x, w.weight.dim(0)));
 }
 
+bool cuda_ops::linear_fp8_silu(const tensor& x, const fp8_device_weight& w, const tensor& bias, const tensor& out) {
+  op_scope p(ctx_->profiler, op_profiler::gemm, ctx_->stream, "linear_fp8_silu");
+  const bool fused = cuda::launch_linear_fp8_silu(*ctx_, x, w, bias, out, x.dim(0) <= fp8_w16_rows());
+  if (p.on())
+    p.rename("linear_fp8_silu " + linear_shape(w.weight) + (fused ? " qgemv_silu" : " (not taken)"),
+             fused ? linear_flop(x, w.weight.dim(0)) : 0.0);
+  return fused;
+}
+
 void cuda_ops::linear_fp8_quantized(const fp8_activations& x, const fp8_device_weight& w, const tensor& bias,
                                     const tensor& out) {
   op_scope p(ctx_->profiler, op_profiler::gemm, ctx_->stream, "linear_fp8_quantized");

@@ -132,6 +132,12 @@ bool linear_fp8_wgmma_chosen(const cuda_context& ctx, int64_t rows, int64_t n_ou
 // Grows ctx.fp8_products, outside a CUDA graph's capture, to what any split of launch_linear_fp8_wgmma may need, so that
 // a decode graph captured before any eager step of its size still splits K.
 void prepare_linear_fp8_wgmma(cuda_context& ctx);
+// ops::linear_fp8_silu on ctx's stream: silu_and_mul(linear_fp8(x, w, bias)) in one kernel for one row where
+// fp8_settings().silu asks (w gate and up stacked: [2I, K]; out [1, I]); false, having done nothing, where it does not
+// take the step (more rows, no switch, a forced path, a W8A16 step (w16), K not a multiple of 16 or past the kernel's
+// shared memory). Throws std::invalid_argument where the shapes disagree.
+bool launch_linear_fp8_silu(cuda_context& ctx, const tensor& x, const fp8_device_weight& w, const tensor& bias,
+                            const tensor& out, bool w16);
 // ops::linear_fp8_quantized: the same product of codes already made (add_rms_norm_fp8, silu_and_mul_fp8).
 const char* launch_linear_fp8_quantized(cuda_context& ctx, const fp8_activations& x, const fp8_device_weight& w,
                                         const tensor& bias, const tensor& out);
@@ -174,6 +180,10 @@ struct fp8_switches {
   // codes and output bits as "gemv"): 0 (the default) never, 1 where "gemv" would be chosen (gate_up, down), 2 for every
   // one-row product (TROUPE_FP8_QGEMV=0|1|2). Written in the nineteenth session of 2026-12-06; off until timed.
   int qgemv = 0;
+  // One row's gate/up product and silu_and_mul in one kernel (launch_linear_fp8_silu: fp8_qgemv_kernel's Silu form,
+  // the quantizer inside too), bit for bit the two ops; TROUPE_FP8_SILU=0|1. Written in the twenty-first session of
+  // 2026-12-07; off until timed.
+  bool silu = false;
   std::atomic<const char*> last_path{"none"};   // the path the last call took (troupe_gpu_check prints it)
 };
 fp8_switches& fp8_settings();

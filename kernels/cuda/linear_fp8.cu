@@ -342,7 +342,12 @@ __global__ void __launch_bounds__(kGemvWarps * 32)
 // 0.009); W8A16 0.040 / 0.008 / 0.007. x 16-byte aligned, K a multiple of 16 up to kQgemvMaxK (the launcher checks).
 // NOTE: the loop repeats fp8_gemv_kernel's, as fp8_w16_gemv_kernel's does, and for its reason: a shared helper changed
 // that kernel's machine code, which the GPU check has passed and timed as it is.
-template <class T>
+//
+// Silu (linear_fp8_silu, fp8_settings().silu): w holds gate and up stacked (2n rows) and out n features; a warp streams
+// gate row j and up row n + j side by side, each summed as above (each its own sum, in the same order), each output
+// rounded to T as the GEMV would write it, then silu_and_mul's arithmetic on the two: silu_and_mul(linear_fp8(x)) bit
+// for bit, without gate/up's output written and read back or silu_and_mul's launch.
+template <class T, bool Silu>
 __global__ void __launch_bounds__(kGemvWarps * 32)
     fp8_qgemv_kernel(const T* __restrict__ x, const float* __restrict__ static_scale, const uint8_t* __restrict__ w,
                      const float* __restrict__ w_scales, const T* __restrict__ bias, T* __restrict__ out, int n, int k) {
@@ -354,12 +359,15 @@ __global__ void __launch_bounds__(kGemvWarps * 32)
   const int chunks = k / 16;
   int j = blockIdx.x * kGemvWarps + threadIdx.x / 32;
   uint4 ahead[kGemvAhead];
+  uint4 ahead_up[Silu ? kGemvAhead : 1];  // Silu: up row n + j's
+  const int64_t up_offset = static_cast<int64_t>(n) * k;
   auto first_loads = [&](int jj) {  // output jj's first kGemvAhead loads a lane
     const uint8_t* wr = w + static_cast<int64_t>(jj < n ? jj : 0) * k;
 #pragma unroll
     for (int i = 0; i < kGemvAhead; ++i) {
       const int c = lane + 32 * i;
       ahead[i] = jj < n && c < chunks ? load_streaming(wr + 16 * c) : make_uint4(0, 0, 0, 0);
+      if constexpr (Silu) ahead_up[i] = jj < n && c < chunks ? load_streaming(wr + up_offset + 16 * c) : make_uint4(0, 0, 0, 0);
     }
   };
   first_loads(j);
@@ -381,7 +389,7 @@ __global__ void __launch_bounds__(kGemvWarps * 32)
   __syncthreads();
   for (; j < n; j += stride) {
     const uint8_t* wr = w + static_cast<int64_t>(j) * k;
-    float acc = 0.0f;
+    float acc = 0.0f, acc_up = 0.0f;
     for (int c0 = lane; c0 < chunks; c0 += 32 * kGemvAhead) {
 #pragma unroll
       for (int i = 0; i < kGemvAhead; ++i) {
@@ -389,6 +397,11 @@ __global__ void __launch_bounds__(kGemvWarps * 32)
         const uint4 wv = ahead[i];
         const int next = c + 32 * kGemvAhead;
         ahead[i] = next < chunks ? load_streaming(wr + 16 * next) : make_uint4(0, 0, 0, 0);
+        uint4 uv{};
+        if constexpr (Silu) {
+          uv = ahead_up[i];
+          ahead_up[i] = next < chunks ? load_streaming(wr + up_offset + 16 * next) : make_uint4(0, 0, 0, 0);
+        }
         if (c >= chunks) continue;
         float xv[16];
 #pragma unroll
@@ -397,6 +410,7 @@ __global__ void __launch_bounds__(kGemvWarps * 32)
           xv[4 * q] = f.x, xv[4 * q + 1] = f.y, xv[4 * q + 2] = f.z, xv[4 * q + 3] = f.w;
         }
         acc = dot16_e4m3_f32(wv, xv, acc);
+        if constexpr (Silu) acc_up = dot16_e4m3_f32(uv, xv, acc_up);
       }
     }
     first_loads(j + stride);  // the next output's loads in flight while this one's sum is made
@@ -404,9 +418,15 @@ __global__ void __launch_bounds__(kGemvWarps * 32)
     // fp8_output's arithmetic, each step rounded on its own: in this loop the compiler fused the product and the bias
     // into one FMA, which fp8_gemv_kernel does not (the H200 check of 2026-12-06: 1,440 of 4,608 f32 outputs a unit
     // apart).
-    if (lane == 0) {
-      const float value = __fmul_rn(sum, __fmul_rn(x_scale, w_scales[j]));
-      out[j] = from_float<T>(bias ? __fadd_rn(value, to_float(bias[j])) : value);
+    auto output = [&](float total, int o) {
+      const float value = __fmul_rn(total, __fmul_rn(x_scale, w_scales[o]));
+      return from_float<T>(bias ? __fadd_rn(value, to_float(bias[o])) : value);
+    };
+    if constexpr (Silu) {
+      const float sum_up = warp_sum(acc_up);
+      if (lane == 0) out[j] = from_float<T>(silu_times(to_float(output(sum, j)), to_float(output(sum_up, n + j))));
+    } else if (lane == 0) {
+      out[j] = output(sum, j);
     }
   }
 }
@@ -646,6 +666,7 @@ fp8_switches& fp8_settings() {
     if (const char* v = std::getenv("TROUPE_FP8_WGMMA_MAX_ROWS"); v && *v) s.wgmma_max_rows = std::atoll(v);
     if (const char* v = std::getenv("TROUPE_FP8_WGMMA_OVERLAP"); v && *v) s.wgmma_overlap = *v != '0';
     if (const char* v = std::getenv("TROUPE_FP8_QGEMV"); v && *v) s.qgemv = std::atoi(v);
+    if (const char* v = std::getenv("TROUPE_FP8_SILU"); v && *v) s.silu = *v != '0';
     return true;
   }();
   (void)from_environment;
@@ -793,6 +814,43 @@ const char* run_fp8_product(cuda_context& ctx, const uint8_t* codes, const float
   return "simt";
 }
 
+// fp8_qgemv_kernel over one row x [1, k] into n outputs (Silu: out's features, w holding 2n rows); the caller has
+// checked the shape (qgemv_takes).
+template <bool Silu>
+void launch_qgemv(cuda_context& ctx, const tensor& x, const fp8_device_weight& w, const tensor& bias, const tensor& out,
+                  int64_t n, int64_t k) {
+  dispatch_float(x.type, "linear_fp8", [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    const auto kernel = fp8_qgemv_kernel<T, Silu>;
+    const size_t smem = static_cast<size_t>(k) * sizeof(float);
+    // The limit is raised once a device, so to the most any row needs (the first call's K would refuse longer ones).
+    allow_shared_memory<fp8_qgemv_kernel<T, Silu>>(static_cast<size_t>(kQgemvMaxK) * sizeof(float),
+                                                   "linear_fp8 qgemv: shared memory");
+    // At most one wave: the blocks an SM holds (by registers and the values' shared memory) times the SMs, asked
+    // once for each row length a thread launches (the answer only caps the grid: any count is correct).
+    static thread_local size_t asked_smem = 0;
+    static thread_local int per_sm = 0;
+    if (asked_smem != smem) {
+      check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kGemvWarps * 32, smem), "linear_fp8 qgemv");
+      asked_smem = smem;
+    }
+    const int64_t blocks = std::min<int64_t>((n + kGemvWarps - 1) / kGemvWarps,
+                                             static_cast<int64_t>(std::max(per_sm, 1)) * ctx.sm_count);
+    launch_dependent_shared(kernel, dim3(static_cast<unsigned>(blocks)), dim3(kGemvWarps * 32), smem, ctx.stream,
+                            Silu ? "linear_fp8 qgemv_silu" : "linear_fp8 qgemv", x.as<T>(),
+                            w.input_scale.empty() ? nullptr : w.input_scale.as<float>(), w.weight.as<uint8_t>(),
+                            w.scale.as<float>(), bias.empty() ? nullptr : bias.as<T>(), out.as<T>(), static_cast<int>(n),
+                            static_cast<int>(k));
+  });
+  check_launch(Silu ? "linear_fp8 qgemv_silu" : "linear_fp8 qgemv");
+}
+
+// Whether fp8_qgemv_kernel takes x [rows, k] by w: one row, K a multiple of 16 up to kQgemvMaxK, 16-byte aligned.
+bool qgemv_takes(const tensor& x, const fp8_device_weight& w, int64_t rows, int64_t k) {
+  return rows == 1 && k % 16 == 0 && k <= kQgemvMaxK && reinterpret_cast<uintptr_t>(w.weight.data) % 16 == 0 &&
+         reinterpret_cast<uintptr_t>(x.data) % 16 == 0;
+}
+
 // linear_fp8: x quantized into ctx's scratch, then the product.
 const char* run_linear_fp8(cuda_context& ctx, const tensor& x, const fp8_device_weight& w, const tensor& bias,
                            const tensor& out, bool w16) {
@@ -833,33 +891,10 @@ const char* run_linear_fp8(cuda_context& ctx, const tensor& x, const fp8_device_
   // One row with the quantization inside the GEMV where fp8_settings().qgemv asks for it (1: where "gemv" would be
   // chosen, 2: every one-row product), forced by TROUPE_FP8_GEMM=qgemv.
   const int qgemv = fp8_settings().qgemv;
-  const bool qgemv_shape = rows == 1 && k % 16 == 0 && k <= kQgemvMaxK && reinterpret_cast<uintptr_t>(w.weight.data) % 16 == 0 &&
-                           reinterpret_cast<uintptr_t>(x.data) % 16 == 0;
+  const bool qgemv_shape = qgemv_takes(x, w, rows, k);
   const bool qgemv_chosen = qgemv >= 2 || (qgemv == 1 && n * k >= kGemvChosenBytes);
   if (qgemv_shape && (forced == "qgemv" || (forced.empty() && qgemv_chosen))) {
-    dispatch_float(x.type, "linear_fp8", [&](auto tag) {
-      using T = typename decltype(tag)::type;
-      const size_t smem = static_cast<size_t>(k) * sizeof(float);
-      // The limit is raised once a device, so to the most any row needs (the first call's K would refuse longer ones).
-      allow_shared_memory<fp8_qgemv_kernel<T>>(static_cast<size_t>(kQgemvMaxK) * sizeof(float),
-                                               "linear_fp8 qgemv: shared memory");
-      // At most one wave: the blocks an SM holds (by registers and the values' shared memory) times the SMs, asked
-      // once for each row length a thread launches (the answer only caps the grid: any count is correct).
-      static thread_local size_t asked_smem = 0;
-      static thread_local int per_sm = 0;
-      if (asked_smem != smem) {
-        check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, fp8_qgemv_kernel<T>, kGemvWarps * 32, smem),
-              "linear_fp8 qgemv");
-        asked_smem = smem;
-      }
-      const int64_t blocks = std::min<int64_t>((n + kGemvWarps - 1) / kGemvWarps,
-                                               static_cast<int64_t>(std::max(per_sm, 1)) * ctx.sm_count);
-      launch_dependent_shared(fp8_qgemv_kernel<T>, dim3(static_cast<unsigned>(blocks)), dim3(kGemvWarps * 32), smem,
-                              ctx.stream, "linear_fp8 qgemv", x.as<T>(), w.input_scale.empty() ? nullptr : w.input_scale.as<float>(),
-                       w.weight.as<uint8_t>(), w.scale.as<float>(), bias.empty() ? nullptr : bias.as<T>(), out.as<T>(),
-                       static_cast<int>(n), static_cast<int>(k));
-    });
-    check_launch("linear_fp8 qgemv");
+    launch_qgemv<false>(ctx, x, w, bias, out, n, k);
     return "qgemv";
   }
   if (forced == "qgemv")
@@ -907,6 +942,27 @@ const char* launch_linear_fp8_quantized(cuda_context& ctx, const fp8_activations
   make_current(ctx);
   return fp8_settings().last_path =
              run_fp8_product(ctx, x.codes.as<uint8_t>(), x.scales.as<float>(), rows, k, w, bias, out);
+}
+
+bool launch_linear_fp8_silu(cuda_context& ctx, const tensor& x, const fp8_device_weight& w, const tensor& bias,
+                            const tensor& out, bool w16) {
+  const int64_t rows = x.dim(0), k = x.dim(1), n = w.weight.dim(0), inter = n / 2;
+  if (w.weight.type != dtype::f8_e4m3 || w.weight.rank != 2 || w.weight.dim(1) != k || n != 2 * inter ||
+      w.scale.type != dtype::f32 || w.scale.numel() != n ||
+      (!w.input_scale.empty() && (w.input_scale.type != dtype::f32 || w.input_scale.numel() != 1)) ||
+      out.type != x.type || out.dim(0) != rows || out.row_elems() != inter ||
+      (!bias.empty() && (bias.type != x.type || bias.numel() != n)))
+    throw std::invalid_argument("cuda linear_fp8_silu: x " + shape_of(x) + ", weight " + shape_of(w.weight) + " " +
+                                std::string(name(w.weight.type)) + " (gate and up stacked), scale " + shape_of(w.scale) +
+                                ", output " + shape_of(out) + " disagree");
+  // Only where the two ops would run "gemv" or "qgemv" on the same codes (no path forced, not a W8A16 step), so that
+  // the bits are theirs.
+  if (!fp8_settings().silu || !fp8_settings().path.empty() || w16 || inter == 0 || !qgemv_takes(x, w, rows, k))
+    return false;
+  make_current(ctx);
+  launch_qgemv<true>(ctx, x, w, bias, out, inter, k);
+  fp8_settings().last_path = "qgemv_silu";
+  return true;
 }
 
 } // namespace troupe::cuda
