@@ -76,6 +76,8 @@ void check_argmax(troupe::cuda_ops& gpu);
 // FP8 weights (issue 13; part of check_ops): linear_fp8 against the CPU twin, rows 1 to 300, with a bias and a
 // static input scale, on each GEMM path the shape allows, activations in `t`.
 void check_fp8_weight_ops(troupe::cuda_ops& gpu, troupe::dtype t);
+// linear_fp8_silu's rows alone (troupe_gpu_check --fp8-silu; also part of check_fp8_weight_ops).
+void check_fp8_silu_ops(troupe::cuda_ops& gpu, troupe::dtype t);
 // Only linear_int4's rows (--int4).
 void check_int4_ops(troupe::cuda_ops& gpu, troupe::dtype t);
 

@@ -984,6 +984,11 @@ void check_fp8_weight_ops(cuda_ops& gpu, dtype t) {
   guarded("fp8 inputs quantized before", [&] { check_fp8_fused_inputs(c, t); });
 }
 
+void check_fp8_silu_ops(cuda_ops& gpu, dtype t) {
+  checker c(gpu);
+  guarded("linear_fp8_silu", [&] { check_linear_fp8_silu(c, t); });
+}
+
 void check_int4_ops(cuda_ops& gpu, dtype t) {
   checker c(gpu);
   guarded("linear_int4", [&] { check_linear_int4(c, t); });

@@ -3,12 +3,13 @@
 # most its own limit and what is left; a step that would have under 20 s is skipped, saying so. Logs of every step in
 # $OUT/logs.tgz; a short summary of each comes last. Runs on the GPU machine after scripts/gpu/bundle.sh.
 #   STEPS="attn_timing w1_set" LIMIT=400 bash scripts/gpu/batch.sh
-# Steps (default: attn_timing fp8_decode_timing b1_qgemv w1_set step_ncu_fp8 fp8kv_rows):
+# Steps (default: attn_timing b1_qgemv fp8_silu_rows fp8_decode_timing w1_set step_ncu_fp8 fp8kv_rows):
 #   attn_timing        troupe_gpu_check --attention-timing (the FP8 cache's F16 form beside the default, issue 13)
 #   fp8_decode_timing  troupe_gpu_check --fp8-decode-timing (decode-256: cuBLASLt vs the wgmma GEMM; one row: qgemv)
 #   b1_qgemv           one FP8 + FP8 KV request with TROUPE_FP8_QGEMV=0, 2, 1, 0, 2 in turns, with TROUPE_FP8_SILU=1
 #                      (and QGEMV=2); one rtn request
 #   w1_set             W1 in FP8 + FP8 KV: default, TROUPE_ATTN_FP8_F16=1, TROUPE_FP8_WGMMA=1, both; bf16; default again
+#   fp8_silu_rows      troupe_gpu_check --fp8-silu (linear_fp8_silu's op rows: bits against the two ops)
 #   fp8kv_rows         troupe_gpu_check --fp8-kv --no-models --no-timing (the FP8 cache's op rows)
 #   fp8_weights_rows   troupe_gpu_check --fp8-weights --no-timing
 #   step_ncu_fp8       step_ncu.sh with Q=fp8: one FP8 decode step's kernels, each timed alone by Nsight Compute
@@ -51,9 +52,10 @@ w1_set() {
   bench w1_fp8_again 256 512 256 $FP8
 }
 export -f bench b1_qgemv w1_set
-for s in ${STEPS:-attn_timing fp8_decode_timing b1_qgemv w1_set step_ncu_fp8 fp8kv_rows}; do
+for s in ${STEPS:-attn_timing b1_qgemv fp8_silu_rows fp8_decode_timing w1_set step_ncu_fp8 fp8kv_rows}; do
   case $s in
     attn_timing) CHECK_ARGS=--attention-timing step $s 120 bash scripts/gpu/check.sh ;;
+    fp8_silu_rows) CHECK_ARGS=--fp8-silu step $s 60 bash scripts/gpu/check.sh ;;
     fp8kv_rows) CHECK_ARGS="--fp8-kv --no-models --no-timing" step $s 150 bash scripts/gpu/check.sh ;;
     fp8_weights_rows) CHECK_ARGS="--fp8-weights --no-timing" step $s 200 bash scripts/gpu/check.sh ;;
     fp8_decode_timing) CHECK_ARGS=--fp8-decode-timing step $s 100 bash scripts/gpu/check.sh ;;
@@ -70,7 +72,7 @@ for d in "$R"/*/; do
   n=$(basename "$d"); echo "######## $n"
   case $n in
     attn_timing|fp8_decode_timing) grep -E "^time" "$d/gpu_check_progress.txt" | sed -E 's/ {2,}/ /g; s/ - - / /; s/T,K,N=//' | cut -c1-250 | tail -30 ;;
-    fp8kv_rows|fp8_weights_rows) grep -E "checks pass" "$d/gpu_check.txt"; grep -c pass "$d/gpu_check_progress.txt"; grep FAIL "$d/gpu_check_progress.txt" | sed -E 's/ {2,}/ /g' | head -12; tail -2 "$d/gpu_check_progress.txt" | cut -c1-200 ;;
+    fp8kv_rows|fp8_weights_rows|fp8_silu_rows) grep -E "checks pass" "$d/gpu_check.txt"; grep -c pass "$d/gpu_check_progress.txt"; grep FAIL "$d/gpu_check_progress.txt" | sed -E 's/ {2,}/ /g' | head -12; tail -2 "$d/gpu_check_progress.txt" | cut -c1-200 ;;
     b1_qgemv|w1_set) cat "$d/log" ;;
     step_ncu_fp8) grep -vE "^ *$" "$d/log" | tail -45 | cut -c1-110 ;;
     b1_prof_*) head -60 "$d/log" ;;

@@ -13,7 +13,7 @@
 #      CHECK_ARGS=--models only the reference models (whole and split); add --only-4-bit for the 4-bit
 #      reference folders alone (issue 12: CHECK_ARGS="--models --only-4-bit"); CHECK_ARGS=--fp8-kv only the FP8
 #      KV cache's rows (issue 13: its ops, the reference models with an FP8 cache against the CPU twin and
-#      against torch's FP8 references, attention timings); CHECK_ARGS=--fp8-weights only the FP8 weights' rows
+#      against torch's FP8 references, attention timings); CHECK_ARGS=--fp8-silu only linear_fp8_silu's op rows; CHECK_ARGS=--fp8-weights only the FP8 weights' rows
 #      (issue 13: linear_fp8 on each GEMM path, the reference models with FP8 weights against the CPU twin and
 #      against torch's FP8 references, gate_up timings beside bf16); CHECK_ARGS=--int4 only the 4-bit weights' rows
 #      (issue 12: linear_int4 on each kernel and variant, the 4-bit reference models, the random AWQ model on each
