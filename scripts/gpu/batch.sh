@@ -6,8 +6,8 @@
 # Steps (default: attn_timing b1_qgemv fp8_silu_rows fp8_decode_timing w1_set step_ncu_fp8 fp8kv_rows):
 #   attn_timing        troupe_gpu_check --attention-timing (the FP8 cache's F16 form beside the default, issue 13)
 #   fp8_decode_timing  troupe_gpu_check --fp8-decode-timing (decode-256: cuBLASLt vs the wgmma GEMM; one row: qgemv)
-#   b1_qgemv           one FP8 + FP8 KV request with TROUPE_FP8_QGEMV=0, 2, 1, 0, 2 in turns, with TROUPE_FP8_SILU=1
-#                      (and QGEMV=2); one rtn request
+#   b1_qgemv           one FP8 + FP8 KV request with TROUPE_FP8_QGEMV=0, 2, 1, 0, 2 in turns, with TROUPE_ATTN_FP8_F16=1,
+#                      with TROUPE_FP8_SILU=1 (and QGEMV=2); one rtn request
 #   w1_set             W1 in FP8 + FP8 KV: default, TROUPE_ATTN_FP8_F16=1, TROUPE_FP8_WGMMA=1, both; bf16; default again
 #   fp8_silu_rows      troupe_gpu_check --fp8-silu (linear_fp8_silu's op rows: bits against the two ops)
 #   fp8kv_rows         troupe_gpu_check --fp8-kv --no-models --no-timing (the FP8 cache's op rows)
@@ -39,6 +39,7 @@ export FP8="--quantization fp8 --kv-cache-dtype fp8"  # one FP8 + FP8 KV run's f
 b1_qgemv() {
   local i=0
   for q in 0 2 1 0 2; do i=$((i + 1)); TROUPE_FP8_QGEMV=$q bench "b1_fp8_qgemv${q}_$i" 1 128 384 $FP8; done
+  TROUPE_ATTN_FP8_F16=1 bench b1_fp8_attn_f16 1 128 384 $FP8
   TROUPE_FP8_SILU=1 bench b1_fp8_silu 1 128 384 $FP8
   TROUPE_FP8_SILU=1 TROUPE_FP8_QGEMV=2 bench b1_fp8_silu_qgemv2 1 128 384 $FP8
   bench b1_rtn 1 128 384 --quantization rtn
@@ -60,7 +61,7 @@ for s in ${STEPS:-attn_timing b1_qgemv fp8_silu_rows fp8_decode_timing w1_set st
     fp8_weights_rows) CHECK_ARGS="--fp8-weights --no-timing" step $s 200 bash scripts/gpu/check.sh ;;
     fp8_decode_timing) CHECK_ARGS=--fp8-decode-timing step $s 100 bash scripts/gpu/check.sh ;;
     b1_prof_fp8) CHECK=0 MODES=b1-prof-fp8 OPS_LINES=80 step $s 90 bash bundle/profile.sh ;;
-    b1_qgemv) step $s 200 bash -c b1_qgemv ;;
+    b1_qgemv) step $s 220 bash -c b1_qgemv ;;
     w1_set) step $s 240 bash -c w1_set ;;
     step_ncu_fp8) Q=fp8 step $s 170 bash scripts/gpu/step_ncu.sh ;;
     b1_prof_rtn) CHECK=0 MODES=b1-prof-rtn OPS_LINES=80 step $s 90 bash bundle/profile.sh ;;

@@ -18,8 +18,8 @@
 #      quantized by the kernel before the layer (TROUPE_FP8_FUSED=1); VARIANTS=2 also one request on each measured alternative
 #      of the defaults (the element-by-element quantizer, fused inputs, the bulk-copy GEMV, the cp.async
 #      choices, no PDL), to measure them again on another card. VARIANTS=int4: the 4-bit decode kernels (below);
-#      VARIANTS=wgmma: W1 with the 4-bit warpgroup-MMA GEMM (below); VARIANTS=fp8wgmma: W1 with the FP8 one (below); VARIANTS=attn: W1 with
-#      the FP8 cache on f16 mma (below).
+#      VARIANTS=wgmma: W1 with the 4-bit warpgroup-MMA GEMM (below); VARIANTS=fp8wgmma: W1 with the FP8 one (below).
+#      (W1 with the FP8 cache on f16 mma: scripts/gpu/batch.sh's w1_set.)
 # A table comes last; logs in $OUT/figures.tgz.
 #   LIMIT=540 bash scripts/gpu/figures.sh        (on the GPU machine, after scripts/gpu/bundle.sh here)
 #   PARTS="b1 kv" picks parts 1-3 (w1, b1, kv; default all three); STRUCTURED=1 and LONG=1 add 4 and 5.
@@ -142,17 +142,6 @@ if [ "$variants" = fp8wgmma ]; then
   TROUPE_FP8_WGMMA=1 TROUPE_FP8_WGMMA_OVERLAP=1 w1 fp8_fp8kv_wgmma_overlap --quantization fp8 --kv-cache-dtype fp8
   TROUPE_FP8_WGMMA=1 TROUPE_FP8_WGMMA_ROWS=64 w1 fp8_fp8kv_wgmma64 --quantization fp8 --kv-cache-dtype fp8
   w1 fp8_fp8kv_again --quantization fp8 --kv-cache-dtype fp8
-fi
-# VARIANTS=attn (with PARTS=none): W1 in FP8 + FP8 KV with the defaults, with the FP8 cache read into f16 by the
-# hardware's conversion and multiplied on f16 mma (TROUPE_ATTN_FP8_F16=1), bf16, the two again; one FP8 request both ways.
-if [ "$variants" = attn ]; then
-  w1 fp8_fp8kv --quantization fp8 --kv-cache-dtype fp8
-  TROUPE_ATTN_FP8_F16=1 w1 fp8_fp8kv_attn_f16 --quantization fp8 --kv-cache-dtype fp8
-  w1 bf16
-  TROUPE_ATTN_FP8_F16=1 w1 fp8_fp8kv_attn_f16_again --quantization fp8 --kv-cache-dtype fp8
-  w1 fp8_fp8kv_again --quantization fp8 --kv-cache-dtype fp8
-  b1 fp8_fp8kv --quantization fp8 --kv-cache-dtype fp8
-  TROUPE_ATTN_FP8_F16=1 b1 fp8_fp8kv_attn_f16 --quantization fp8 --kv-cache-dtype fp8
 fi
 if [ "$variants" = 2 ]; then
   TROUPE_FP8_QUANTIZE_VEC=0 b1 fp8_fp8kv_quantize_scalar --quantization fp8 --kv-cache-dtype fp8
