@@ -383,7 +383,7 @@ void check_model_int4_paths(cuda_ops& gpu) {
 // FP8 weights' GEMM paths on a random compressed-tensors FP8 model (per-channel weight scales, dynamic activations)
 // whose K (1,024 and 2,048, multiples of 128) the warpgroup-MMA GEMM takes (the reference models' K of 64 never reaches
 // it), in bf16 against its f32 CPU twin: cuBLASLt's path (the default), the wgmma GEMM above 8 rows with 128- and
-// 64-row tiles (fp8_settings().wgmma) and overlapped stages, the wgmma GEMM on every product, the decode graph of
+// 64-row tiles (fp8_settings().wgmma), the wgmma GEMM on every product, the decode graph of
 // 4 included (its K splits inside the capture), and every one-row product with its quantization inside the GEMV
 // (fp8_settings().qgemv 2: the one-token prompt and one request's decode), and one row's gate/up with silu_and_mul in
 // one kernel (fp8_settings().silu), without and with qgemv. Prompts of 1 to 230 tokens make prefill steps of each size. Each FP8 layer rounds its
@@ -406,20 +406,17 @@ void check_model_fp8_paths(cuda_ops& gpu) {
     const char* name;
     std::string forced;
     int wgmma, wgmma_rows;
-    bool overlap = false;
     int qgemv = 0;
     bool silu = false;  // fp8_settings().silu: one row's gate/up and silu_and_mul in one kernel
   };
   double tol = model_tolerance(dtype::bf16, config);
   for (const path& p : {path{"default", "", 0, 128}, {"wgmma", "", 1, 128}, {"wgmma 64-row tiles", "", 1, 64},
-                        {"wgmma overlap", "", 1, 128, true}, {"wgmma all", "wgmma", 1, 128},
-                        {"wgmma overlap all", "wgmma", 1, 128, true}, {"qgemv", "", 0, 128, false, 2},
-                        {"silu", "", 0, 128, false, 0, true}, {"qgemv silu", "", 0, 128, false, 2, true}}) {
+                        {"wgmma all", "wgmma", 1, 128}, {"qgemv", "", 0, 128, 2}, {"silu", "", 0, 128, 0, true},
+                        {"qgemv silu", "", 0, 128, 2, true}}) {
     // Set before the model exists: its decode graphs record the path in force when captured.
     const scoped_value<std::string> forced(cuda::fp8_settings().path, p.forced);
     const scoped_value<int> wgmma(cuda::fp8_settings().wgmma, p.wgmma);
     const scoped_value<int> wgmma_rows(cuda::fp8_settings().wgmma_rows, p.wgmma_rows);
-    const scoped_value<bool> overlap(cuda::fp8_settings().wgmma_overlap, p.overlap);
     const scoped_value<int> qgemv(cuda::fp8_settings().qgemv, p.qgemv);
     const scoped_value<bool> silu(cuda::fp8_settings().silu, p.silu);
     model on_gpu(config, gpu,

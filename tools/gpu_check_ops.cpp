@@ -475,9 +475,7 @@ void check_linear_fp8(checker& c, dtype t) {
       // The mma path's edges: 16 and 32 rows (two and four tiles of 8), 24 (a tile of none), K ending inside a
       // 64-byte step, outputs ending inside a block of 16.
       {16, 3584, 512, true, false}, {32, 3584, 1024, false, false}, {24, 80, 24, true, false}, {4, 48, 8, false, true},
-      // The gemv path's: a long K (down's) at one row, 3 rows with K ending inside a warp's 512-byte run; gemv_bulk's:
-      // K ending inside a 2 KiB buffer (1040, 48), a row of fewer buffers than its ring (64), outputs ending inside a
-      // block of 4 (200, 40, 8).
+      // The gemv path's: a long K (down's) at one row, 3 rows with K ending inside a warp's 512-byte run.
       {1, 18944, 200, true, false}, {3, 1040, 40, false, false},
       // The wgmma path's (K a multiple of 128): K split 4 ways over outputs ending inside a block of 128 (70 rows, 2
       // tiles), 8 ways at 256 rows over 6 tiles with a bias, one stage of K (k = 128) at 129 rows (two tiles of 128
@@ -509,16 +507,15 @@ void check_linear_fp8(checker& c, dtype t) {
     const bool cublas = s.k % 16 == 0 && s.n % 16 == 0, mma = s.k % 16 == 0 && s.rows <= 32,
                gemv = s.k % 16 == 0 && s.rows <= 4, wgmma = s.k % 128 == 0;
     bytes gemv_bits;  // "qgemv" must write "gemv"'s bits (the same codes, sums in the same order)
-    for (const std::string path : {"", "gemv", "qgemv", "gemv_bulk", "mma", "mma_async", "wgmma", "wgmma overlap",
+    for (const std::string path : {"", "gemv", "qgemv", "mma", "mma_async", "wgmma",
                                    "wgmma 64", "outer", "epilogue", "simt"}) {
       if (!wgmma && path.starts_with("wgmma")) continue;
       if (path == "qgemv" && !(gemv && s.rows == 1)) continue;
-      // "wgmma overlap": its stages overlapped (fp8_settings().wgmma_overlap); "wgmma 64": 64-row tiles at any row count.
-      const scoped_value<bool> overlap(cuda::fp8_settings().wgmma_overlap, path == "wgmma overlap");
+      // "wgmma 64": 64-row tiles at any row count.
       const scoped_value<int> tile_rows(cuda::fp8_settings().wgmma_rows, path == "wgmma 64" ? 64 : 128);
       if (!cublas && (path == "outer" || path == "epilogue")) continue;
       if (!mma && (path == "mma" || path == "mma_async")) continue;
-      if (!gemv && path.starts_with("gemv")) continue;
+      if (!gemv && path == "gemv") continue;
       const scoped_value<std::string> forced(cuda::fp8_settings().path, path.starts_with("wgmma") ? "wgmma" : path);
       c.poison(out);
       std::string what = "T,K,N=" + dims({s.rows, s.k, s.n});

@@ -373,21 +373,18 @@ void time_fp8_decode_products(cuda_ops& gpu, fp8_weights_made& made) {
       const double bf16_ms = stream_ms(gpu, [&] { gpu.linear(x, w.bf16, tensor{}, out, false); });
       const double fp8_ms = stream_ms(gpu, [&] { gpu.linear_fp8(x, fw, tensor{}, out); });
       const std::string cublas_path = cuda::fp8_settings().last_path.load();
-      // The same product on the warpgroup-MMA GEMM (linear_fp8_wgmma.cu): 128-row tiles, 64-row tiles, 128-row tiles
-      // with the stages overlapped.
-      double wgmma_ms[3];
-      for (const int variant : {0, 1, 2}) {
+      // The same product on the warpgroup-MMA GEMM (linear_fp8_wgmma.cu): 128-row tiles, 64-row tiles.
+      double wgmma_ms[2];
+      for (const int variant : {0, 1}) {
         const scoped_value<std::string> forced(cuda::fp8_settings().path, "wgmma");
         const scoped_value<int> wgmma_rows(cuda::fp8_settings().wgmma_rows, variant == 1 ? 64 : 128);
-        const scoped_value<bool> wgmma_overlap(cuda::fp8_settings().wgmma_overlap, variant == 2);
         wgmma_ms[variant] = stream_ms(gpu, [&] { gpu.linear_fp8(x, fw, tensor{}, out); });
       }
       std::snprintf(buf, sizeof buf,
                     "bf16 %.3f ms (%.0f TFLOP/s), fp8 %.3f ms (%.0f TFLOP/s, ran %s), wgmma %.3f (%.0f) / 64-row tiles "
-                    "%.3f (%.0f) / overlapped %.3f (%.0f)",
+                    "%.3f (%.0f)",
                     bf16_ms, tflop / (bf16_ms / 1e3), fp8_ms, tflop / (fp8_ms / 1e3), cublas_path.c_str(), wgmma_ms[0],
-                    tflop / (wgmma_ms[0] / 1e3), wgmma_ms[1], tflop / (wgmma_ms[1] / 1e3), wgmma_ms[2],
-                    tflop / (wgmma_ms[2] / 1e3));
+                    tflop / (wgmma_ms[0] / 1e3), wgmma_ms[1], tflop / (wgmma_ms[1] / 1e3));
       inform(std::string("time decode-256 ") + shape.name + (split ? " split-K" : form == 2 ? " 32 candidates" : ""), t,
              "T,K,N=" + dims({shape.rows, shape.k, shape.n}), buf);
     }
@@ -428,18 +425,16 @@ void time_fp8_weights(cuda_ops& gpu) {
     // "quantize_wide": the chosen path with 1024-thread quantizer blocks (fp8_settings().wide_rows). "w16": no quantizer
     // (W8A16, fp8_w16_rows()).
     for (const std::string path :
-         {"", "quantize_scalar", "quantize_wide", "w16", "qgemv", "gemv", "gemv_bulk", "mma", "mma_async", "wgmma",
-          "wgmma64", "wgmma_overlap", "epilogue"}) {
+         {"", "quantize_scalar", "quantize_wide", "w16", "qgemv", "gemv", "mma", "mma_async", "wgmma",
+          "wgmma64", "epilogue"}) {
       if (path == "qgemv" && rows > 1) continue;
       if (path.starts_with("wgmma") && rows < 8) continue;
       if ((path == "mma" || path == "mma_async") && rows > 32) continue;
-      if ((path.starts_with("gemv") || path == "quantize_wide" || path == "w16") && rows > 4) continue;
+      if ((path == "gemv" || path == "quantize_wide" || path == "w16") && rows > 4) continue;
       const scoped_value<int> wide(cuda::fp8_settings().wide_rows, path == "quantize_wide" ? 4 : 0);
       const scoped_value<bool> quantizer(cuda::fp8_settings().quantize_vec, path != "quantize_scalar");
-      // "wgmma64": the wgmma path with 64-row tiles at any row count (fp8_settings().wgmma_rows); "wgmma_overlap": with
-      // its stages overlapped (fp8_settings().wgmma_overlap).
+      // "wgmma64": the wgmma path with 64-row tiles at any row count (fp8_settings().wgmma_rows).
       const scoped_value<int> wgmma_rows(cuda::fp8_settings().wgmma_rows, path == "wgmma64" ? 64 : 128);
-      const scoped_value<bool> wgmma_overlap(cuda::fp8_settings().wgmma_overlap, path == "wgmma_overlap");
       const scoped_value<std::string> forced(cuda::fp8_settings().path,
                                              path.starts_with("quantize") ? "" : path.starts_with("wgmma") ? "wgmma" : path);
       const double ms = stream_ms(gpu, [&] { gpu.linear_fp8(x, fw, tensor{}, out); });

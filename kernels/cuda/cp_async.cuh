@@ -1,7 +1,6 @@
 #pragma once
 // cp.async (sm_80+): 16-byte copies global → shared that run while the thread goes on, in commit groups a
-// thread waits for (paged_attention_mma.cu's K/V tiles, the decode GEMMs' weight stages); and the bulk copies of
-// sm_90 (linear_fp8.cu's gemv_bulk).
+// thread waits for (paged_attention_mma.cu's K/V tiles, the decode GEMMs' weight stages).
 
 #include <cstdint>
 
@@ -42,38 +41,8 @@ __device__ __forceinline__ void cp_async_ring_next(int s, int stages, Issue&& is
   cp_async_commit();
 }
 
-// The bulk copy engine (sm_90): one thread copies a contiguous run of bytes global → shared without registers or
-// per-thread load slots, its completion counted in bytes on a shared-memory mbarrier (PTX ISA: cp.async.bulk,
-// mbarrier). Sizes and both addresses multiples of 16.
-__device__ __forceinline__ void mbarrier_init(uint64_t* bar, int arrivals) {
-  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(smem_addr(bar)), "r"(arrivals) : "memory");
-}
-// Makes barriers just initialized visible to the copy engine (before the first copy that completes on them).
-__device__ __forceinline__ void mbarrier_init_fence() { asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory"); }
-// This thread's arrival, and `bytes` more that the phase waits for.
-__device__ __forceinline__ void mbarrier_arrive_expect_bytes(uint64_t* bar, uint32_t bytes) {
-  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(smem_addr(bar)), "r"(bytes) : "memory");
-}
-// Waits until the barrier's phase of parity `parity` (0 for its first phase, 1 for the next, ...) has completed.
-__device__ __forceinline__ void mbarrier_wait(uint64_t* bar, uint32_t parity) {
-  asm volatile(
-      "{\n"
-      "  .reg .pred done;\n"
-      "WAIT_%=:\n"
-      "  mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
-      "  @!done bra WAIT_%=;\n"
-      "}\n" ::"r"(smem_addr(bar)),
-      "r"(parity)
-      : "memory");
-}
-// `bytes` from global src to shared dst, completing on bar.
-__device__ __forceinline__ void bulk_copy_to_shared(void* dst, const void* src, uint32_t bytes, uint64_t* bar) {
-  asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];\n" ::"r"(
-                   smem_addr(dst)),
-               "l"(src), "r"(bytes), "r"(smem_addr(bar))
-               : "memory");
-}
-// Orders this thread's earlier shared-memory accesses before the copy engine's next writes there (a buffer's reuse).
+// Orders this thread's earlier generic-proxy shared-memory accesses before the async proxy's next ones (wgmma reading a
+// stage that cp.async or plain stores filled; a buffer's reuse).
 __device__ __forceinline__ void fence_proxy_async_shared() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
 
 } // namespace troupe::cuda

@@ -142,7 +142,7 @@ bool launch_linear_fp8_silu(cuda_context& ctx, const tensor& x, const fp8_device
 const char* launch_linear_fp8_quantized(cuda_context& ctx, const fp8_activations& x, const fp8_device_weight& w,
                                         const tensor& bias, const tensor& out);
 struct fp8_switches {
-  // "", "w16", "qgemv", "gemv", "gemv_bulk", "mma", "mma_async", "wgmma", "outer", "epilogue" or "simt"; TROUPE_FP8_GEMM
+  // "", "w16", "qgemv", "gemv", "mma", "mma_async", "wgmma", "outer", "epilogue" or "simt"; TROUPE_FP8_GEMM
   std::string path;
   // Where the launcher chooses "mma", the cp.async kernel: -1 where N >= K (faster there on the H200), 0 never, 1 always.
   // Starts as TROUPE_FP8_MMA_ASYNC=0|1.
@@ -155,9 +155,6 @@ struct fp8_switches {
   // ninth session of 2026-12-05 (H100, FP8 weights + FP8 KV: one request 4.48 -> 3.84 ms a token, W1 13,541 -> 14,672
   // output tok/s; the same codes bit for bit, per the GPU check); TROUPE_FP8_QUANTIZE_VEC=0 goes back to one element a load.
   bool quantize_vec = true;
-  // Where "gemv" is chosen, the kernel whose weights come by the bulk copy engine (fp8_gemv_bulk_kernel;
-  // TROUPE_FP8_GEMV_BULK=1). Slower on the H100, 2026-12-05: one request 4.83 against 4.48 ms a token, down 0.074 ms.
-  bool gemv_bulk = false;
   // Steps of at most this many rows quantize activations (linear_fp8's quantizer, silu_and_mul_fp8) with blocks of
   // kWideQuantizeThreads (1024) threads instead of 256: each row is one block, so a one-row step quantizes down_proj's
   // 18,944 inputs on one SM. 0 (the default) never; TROUPE_FP8_WIDE_ROWS=N (written in the ninth session of 2026-12-05
@@ -173,9 +170,6 @@ struct fp8_switches {
   int wgmma = 0;
   int wgmma_rows = 128;          // rows of its tiles above 64 rows: 128, or 64 (TROUPE_FP8_WGMMA_ROWS)
   int64_t wgmma_max_rows = 1024;  // TROUPE_FP8_WGMMA_MAX_ROWS (0: any)
-  // Its stages overlapped: a warpgroup's wgmma of one stage run while it adds the stage before's sums (two sets of
-  // them; TROUPE_FP8_WGMMA_OVERLAP=0|1). Off until timed.
-  bool wgmma_overlap = false;
   // One row with its quantization inside the GEMV (fp8_qgemv_kernel, the path "qgemv": no quantizer kernel, the same
   // codes and output bits as "gemv"): 0 (the default) never, 1 where "gemv" would be chosen (gate_up, down), 2 for every
   // one-row product (TROUPE_FP8_QGEMV=0|1|2). Written in the nineteenth session of 2026-12-06; off until timed.

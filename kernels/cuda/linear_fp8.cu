@@ -34,7 +34,7 @@
 //              8 rows with K a multiple of 128: fp8_wgmma_kernel
 //              (linear_fp8_wgmma.cu), warpgroup MMA with both operands' codes in shared memory, K split where the
 //              output tiles are fewer than the SMs.
-// TROUPE_FP8_GEMM=gemv|gemv_bulk|mma|mma_async|wgmma|outer|epilogue|simt forces a path (troupe_gpu_check runs each against the CPU twin).
+// TROUPE_FP8_GEMM=gemv|mma|mma_async|wgmma|outer|epilogue|simt forces a path (troupe_gpu_check runs each against the CPU twin).
 // Before all of them, for one row where fp8_settings().qgemv asks (off by default), or forced by TROUPE_FP8_GEMM=qgemv:
 //    qgemv     no quantizer kernel: fp8_qgemv_kernel quantizes the row in each block (the same codes), keeps their
 //              values in shared memory and runs the GEMV's loop over them, the same output bits as "gemv".
@@ -431,68 +431,6 @@ __global__ void __launch_bounds__(kGemvWarps * 32)
   }
 }
 
-// The same product with each warp's weight row streamed by the bulk copy engine (cp_async.cuh) into kBulkStages
-// shared-memory buffers of kBulkBytes, all in flight at once: lane 0 issues a buffer's copy and the warp waits on its
-// mbarrier, so the bytes in flight take neither registers nor the per-thread load slots that fp8_gemv_kernel's
-// 16-byte loads hold (the question it tests: whether those cap the GEMV at 1.4–3.0 TB/s of 4.14). They do not: H100,
-// 2026-12-05, ms at one row against fp8_gemv_kernel: gate_up 0.058 / 0.055, down 0.074 / 0.048; one request 4.83 / 4.48
-// ms a token. TROUPE_FP8_GEMM=gemv_bulk forces it, TROUPE_FP8_GEMV_BULK=1 puts it where "gemv" is chosen. Needs K a
-// multiple of 16 and 16-byte aligned rows (the launcher checks).
-constexpr int kBulkWarps = 4, kBulkStages = 4, kBulkBytes = 2048;  // 32 KiB of buffers a block
-
-template <class T, int R>
-__global__ void __launch_bounds__(kBulkWarps * 32)
-    fp8_gemv_bulk_kernel(const uint8_t* __restrict__ xq, const float* __restrict__ x_scales,
-                         const uint8_t* __restrict__ w, const float* __restrict__ w_scales, const T* __restrict__ bias,
-                         T* __restrict__ out, int rows, int n, int k) {
-  __shared__ alignas(128) uint8_t buffers[kBulkWarps][kBulkStages][kBulkBytes];
-  __shared__ uint64_t full[kBulkWarps][kBulkStages];
-  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, j = blockIdx.x * kBulkWarps + warp;
-  const int stages = (k + kBulkBytes - 1) / kBulkBytes;
-  const uint8_t* wr = w + static_cast<int64_t>(j < n ? j : 0) * k;
-  auto issue = [&](int s) {  // lane 0: stage s of the row into buffer s % kBulkStages
-    const uint32_t bytes = static_cast<uint32_t>(min(kBulkBytes, k - s * kBulkBytes));
-    uint64_t* bar = &full[warp][s % kBulkStages];
-    mbarrier_arrive_expect_bytes(bar, bytes);
-    bulk_copy_to_shared(buffers[warp][s % kBulkStages], wr + static_cast<int64_t>(s) * kBulkBytes, bytes, bar);
-  };
-  if (lane == 0 && j < n) {
-#pragma unroll
-    for (int b = 0; b < kBulkStages; ++b) mbarrier_init(&full[warp][b], 1);
-    mbarrier_init_fence();
-    for (int s = 0; s < kBulkStages && s < stages; ++s) issue(s);  // the weights do not depend on the kernel before
-  }
-  __syncwarp();
-  pdl_wait();  // the codes and their scales do
-  if (j >= n) return;
-  float acc[R];
-#pragma unroll
-  for (int r = 0; r < R; ++r) acc[r] = 0.0f;
-  for (int s = 0; s < stages; ++s) {
-    const int b = s % kBulkStages;
-    mbarrier_wait(&full[warp][b], static_cast<uint32_t>((s / kBulkStages) & 1));
-    const int k0 = s * kBulkBytes, chunks = min(kBulkBytes, k - k0) / 16;
-    for (int c = lane; c < chunks; c += 32) {
-      const uint4 wv = *reinterpret_cast<const uint4*>(&buffers[warp][b][16 * c]);
-#pragma unroll
-      for (int r = 0; r < R; ++r)
-        if (r < rows)
-          acc[r] = dot16_e4m3(wv, *reinterpret_cast<const uint4*>(xq + static_cast<int64_t>(r) * k + k0 + 16 * c), acc[r]);
-    }
-    __syncwarp();  // every lane is done with buffer b before the engine refills it
-    if (lane == 0 && s + kBulkStages < stages) {
-      fence_proxy_async_shared();
-      issue(s + kBulkStages);
-    }
-  }
-#pragma unroll
-  for (int r = 0; r < R; ++r) {
-    if (r >= rows) break;
-    const float sum = warp_sum(acc[r]);
-    if (lane == 0) out[static_cast<int64_t>(r) * n + j] = from_float<T>(fp8_output(sum, x_scales, w_scales, bias, r, j));
-  }
-}
-
 size_t round_up(size_t v) { return (v + 255) / 256 * 256; }
 
 constexpr int kMmaWarps = 8;
@@ -659,12 +597,10 @@ fp8_switches& fp8_settings() {
     if (const char* v = std::getenv("TROUPE_FP8_MMA_ASYNC"); v && *v) s.mma_async = *v != '0';
     if (const char* v = std::getenv("TROUPE_FP8_GEMV"); v && *v) s.gemv = *v != '0';
     if (const char* v = std::getenv("TROUPE_FP8_QUANTIZE_VEC"); v && *v) s.quantize_vec = *v != '0';
-    if (const char* v = std::getenv("TROUPE_FP8_GEMV_BULK")) s.gemv_bulk = *v && *v != '0';
     if (const char* v = std::getenv("TROUPE_FP8_WIDE_ROWS"); v && *v) s.wide_rows = std::atoi(v);
     if (const char* v = std::getenv("TROUPE_FP8_WGMMA"); v && *v) s.wgmma = std::atoi(v);
     if (const char* v = std::getenv("TROUPE_FP8_WGMMA_ROWS"); v && *v) s.wgmma_rows = std::atoi(v);
     if (const char* v = std::getenv("TROUPE_FP8_WGMMA_MAX_ROWS"); v && *v) s.wgmma_max_rows = std::atoll(v);
-    if (const char* v = std::getenv("TROUPE_FP8_WGMMA_OVERLAP"); v && *v) s.wgmma_overlap = *v != '0';
     if (const char* v = std::getenv("TROUPE_FP8_QGEMV"); v && *v) s.qgemv = std::atoi(v);
     if (const char* v = std::getenv("TROUPE_FP8_SILU"); v && *v) s.silu = *v != '0';
     return true;
@@ -693,25 +629,23 @@ const char* run_fp8_product(cuda_context& ctx, const uint8_t* codes, const float
   const bool gemv_shape = rows <= kGemvRows && rows16;
   const int gemv = fp8_settings().gemv;
   const bool gemv_chosen = rows == 1 && (gemv > 0 || (gemv < 0 && n * k >= kGemvChosenBytes));
-  const bool forced_gemv = forced == "gemv" || forced == "gemv_bulk";
+  const bool forced_gemv = forced == "gemv";
   if (gemv_shape && (forced_gemv || (forced.empty() && gemv_chosen))) {
-    const bool bulk = forced == "gemv_bulk" || (forced.empty() && fp8_settings().gemv_bulk);
     dispatch_float(out.type, "linear_fp8", [&](auto tag) {
       using T = typename decltype(tag)::type;
       const T* b = bias.empty() ? nullptr : bias.as<T>();
-      const int warps = bulk ? kBulkWarps : kGemvWarps;
-      const dim3 grid(static_cast<unsigned>((n + warps - 1) / warps));
+      const dim3 grid(static_cast<unsigned>((n + kGemvWarps - 1) / kGemvWarps));
       auto launch = [&](auto kernel) {
-        launch_dependent(kernel, grid, dim3(warps * 32), ctx.stream, "linear_fp8 gemv", static_cast<const uint8_t*>(codes),
+        launch_dependent(kernel, grid, dim3(kGemvWarps * 32), ctx.stream, "linear_fp8 gemv", static_cast<const uint8_t*>(codes),
                          static_cast<const float*>(x_scales), w.weight.as<uint8_t>(), w.scale.as<float>(), b, out.as<T>(),
                          static_cast<int>(rows), static_cast<int>(n), static_cast<int>(k));
       };
-      if (rows <= 1) launch(bulk ? fp8_gemv_bulk_kernel<T, 1> : fp8_gemv_kernel<T, 1>);
-      else if (rows <= 2) launch(bulk ? fp8_gemv_bulk_kernel<T, 2> : fp8_gemv_kernel<T, 2>);
-      else launch(bulk ? fp8_gemv_bulk_kernel<T, 4> : fp8_gemv_kernel<T, 4>);
+      if (rows <= 1) launch(fp8_gemv_kernel<T, 1>);
+      else if (rows <= 2) launch(fp8_gemv_kernel<T, 2>);
+      else launch(fp8_gemv_kernel<T, 4>);
     });
     check_launch("linear_fp8 gemv");
-    return bulk ? "gemv_bulk" : "gemv";
+    return "gemv";
   }
   if (forced_gemv)
     throw std::runtime_error("cuda linear_fp8: TROUPE_FP8_GEMM=" + forced + " takes at most " + std::to_string(kGemvRows) +

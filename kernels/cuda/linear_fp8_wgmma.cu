@@ -23,7 +23,6 @@
 // nineteenth session). Off by default; fp8_switches::wgmma 1 limits it to products of fewer tiles than SMs.
 
 #include <algorithm>
-#include <type_traits>
 
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/cp_async.cuh"
@@ -40,15 +39,15 @@ constexpr int kF8Outputs = kFp8WgmmaOutputs;  // a block's outputs: 64 a warpgro
 constexpr int kF8StageK = 128;   // k a stage: 128 codes, 128 bytes of each row, the swizzle's width
 constexpr int kF8Threads = 256;  // two warpgroups
 constexpr int kF8Stages = 6;     // buffers in shared memory: (BN + 128) x 128 bytes each, 192 KiB at BN 128
-// Stages loading ahead. Without Overlap every warpgroup waits for its stage's wgmma before the next stage's barrier,
-// so the buffer the stage before read is free when that barrier passes; with Overlap the stage before's wgmma may
-// still run then, so one buffer fewer loads ahead.
-template <bool Overlap> constexpr int kF8Ahead = Overlap ? kF8Stages - 2 : kF8Stages - 1;
+// Stages loading ahead: every warpgroup waits for its stage's wgmma before the next stage's barrier, so the buffer
+// the stage before read is free when that barrier passes.
+constexpr int kF8Ahead = kF8Stages - 1;
 template <int BN> constexpr int kF8StageBytes = (BN + kF8Outputs) * kF8StageK;  // x's tile, then the weights'
 
-// Overlap (fp8_settings().wgmma_overlap): a warpgroup waits only for the wgmma of the stage before (wgmma_wait<1>),
-// into two sets of stage sums taken in turns, and adds that stage's set while this stage's run.
-template <class T, int BN, bool Overlap>
+// A form that ran a stage's wgmma while the stage before's sums were added (two sets of stage sums, wgmma_wait<1>) was
+// no faster (H200, 2026-12-06, gate_up at 256 rows 0.129 ms against 0.121): ptxas serializes wgmma whose accumulators
+// other instructions read inside the pipeline stage (its info C7514). Taken out in the twenty-second session.
+template <class T, int BN>
 __global__ void __launch_bounds__(kF8Threads, 1)
     fp8_wgmma_kernel(const uint8_t* __restrict__ xq, const float* __restrict__ x_scales, const uint8_t* __restrict__ w,
                      const float* __restrict__ w_scales, const T* __restrict__ bias, float* __restrict__ partial,
@@ -94,7 +93,7 @@ __global__ void __launch_bounds__(kF8Threads, 1)
     for (int i = 0; i < kWCopies; ++i) cp_async16_to(stage + BN * 128 + i * 32 * 128, w_src[i] + k0, (w_valid >> i) & 1);
   };
 
-  constexpr int kAhead = kF8Ahead<Overlap>;
+  constexpr int kAhead = kF8Ahead;
   float acc[BN / 2];
 #pragma unroll
   for (int i = 0; i < BN / 2; ++i) acc[i] = 0.0f;
@@ -104,8 +103,7 @@ __global__ void __launch_bounds__(kF8Threads, 1)
     if (i < stages) issue(i);
     cp_async_commit();
   }
-  // Stage s's four wgmma into `part` (a fresh sum). A step past the last stage (Overlap runs stages in pairs) reads the
-  // last stage's buffer again, and its sums are never added.
+  // Stage s's four wgmma into `part` (a fresh sum).
   auto run_stage = [&](int s, float(&part)[BN / 2]) {
     // Stage s landed (this thread's copies), visible to the tensor cores' reads (the async proxy), for every thread;
     // every warpgroup's wgmma of the buffer that reloads now are done.
@@ -136,27 +134,11 @@ __global__ void __launch_bounds__(kF8Threads, 1)
       acc[i] += part[i];
     }
   };
-  if constexpr (Overlap) {
-    float even[BN / 2], odd[BN / 2];
-#pragma unroll
-    for (int i = 0; i < BN / 2; ++i) odd[i] = 0.0f;  // "stage -1": adds nothing
-    for (int s = 0; s < stages; s += 2) {
-      run_stage(s, even);
-      wgmma_wait<1>();
-      promote(odd);  // stage s - 1
-      run_stage(s + 1, odd);  // with stages odd, a last step whose sums are dropped
-      wgmma_wait<1>();
-      promote(even);  // stage s
-    }
+  float part[BN / 2];
+  for (int s = 0; s < stages; ++s) {
+    run_stage(s, part);
     wgmma_wait<0>();
-    if (stages % 2 == 0) promote(odd);
-  } else {
-    float part[BN / 2];
-    for (int s = 0; s < stages; ++s) {
-      run_stage(s, part);
-      wgmma_wait<0>();
-      promote(part);
-    }
+    promote(part);
   }
   // acc[4i + e]: output oa (e < 2) or oa + 8, row 8i + 2t + e % 2 of the tile.
   const int oa = out0 + wg * 64 + warp * 16 + g;
@@ -205,17 +187,17 @@ fp8_split_plan plan_fp8_split(cuda_context& ctx, int64_t tiles, int total, int r
   });
 }
 
-template <class T, int BN, bool Overlap>
+template <class T, int BN>
 void launch_wgmma(cuda_context& ctx, const uint8_t* codes, const float* x_scales, int rows, int k,
                   const fp8_device_weight& w, const T* bias, T* out) {
   const int n_out = static_cast<int>(w.weight.dim(0)), total = k / kF8StageK;
   const auto [splits, per_split] = plan_fp8_split(ctx, fp8_wgmma_tiles(rows, n_out, wgmma_switches()), total, rows, n_out);
   const int smem = kF8Stages * kF8StageBytes<BN> + 1024;
-  allow_shared_memory<fp8_wgmma_kernel<T, BN, Overlap>>(static_cast<size_t>(smem), "linear_fp8 wgmma: shared memory");
+  allow_shared_memory<fp8_wgmma_kernel<T, BN>>(static_cast<size_t>(smem), "linear_fp8 wgmma: shared memory");
   const dim3 grid(static_cast<unsigned>((rows + BN - 1) / BN), static_cast<unsigned>((n_out + kF8Outputs - 1) / kF8Outputs),
                   static_cast<unsigned>(splits));
   auto* partial = splits > 1 ? static_cast<float*>(ctx.fp8_products) : nullptr;
-  fp8_wgmma_kernel<T, BN, Overlap><<<grid, kF8Threads, smem, ctx.stream>>>(
+  fp8_wgmma_kernel<T, BN><<<grid, kF8Threads, smem, ctx.stream>>>(
       codes, x_scales, w.weight.as<uint8_t>(), w.scale.as<float>(), bias, partial, out, rows, n_out, k, per_split);
   check_launch("linear_fp8 wgmma");
   if (splits > 1) {
@@ -245,15 +227,10 @@ void launch_linear_fp8_wgmma(cuda_context& ctx, const uint8_t* codes, const floa
   dispatch_float(out.type, "linear_fp8", [&](auto tag) {
     using T = typename decltype(tag)::type;
     const T* b = bias.empty() ? nullptr : bias.as<T>();
-    auto launch = [&](auto overlap) {
-      constexpr bool O = decltype(overlap)::value;
-      if (fp8_wgmma_tile_rows(rows, wgmma_switches()) == 64)
-        launch_wgmma<T, 64, O>(ctx, codes, x_scales, static_cast<int>(rows), static_cast<int>(k), w, b, out.as<T>());
-      else
-        launch_wgmma<T, 128, O>(ctx, codes, x_scales, static_cast<int>(rows), static_cast<int>(k), w, b, out.as<T>());
-    };
-    if (fp8_settings().wgmma_overlap) launch(std::true_type{});
-    else launch(std::false_type{});
+    if (fp8_wgmma_tile_rows(rows, wgmma_switches()) == 64)
+      launch_wgmma<T, 64>(ctx, codes, x_scales, static_cast<int>(rows), static_cast<int>(k), w, b, out.as<T>());
+    else
+      launch_wgmma<T, 128>(ctx, codes, x_scales, static_cast<int>(rows), static_cast<int>(k), w, b, out.as<T>());
   });
 }
 

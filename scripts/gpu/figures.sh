@@ -16,7 +16,7 @@
 #      (TROUPE_ATTN_PREFILL_LEAN=1: three blocks an SM) and FP8 W1 with the GEMM tuning over 32 of cuBLASLt's candidates
 #      (TROUPE_GEMM_CANDIDATES=32); one FP8 request with wide blocks and fused inputs, and W1 with FP8 inputs
 #      quantized by the kernel before the layer (TROUPE_FP8_FUSED=1); VARIANTS=2 also one request on each measured alternative
-#      of the defaults (the element-by-element quantizer, fused inputs, the bulk-copy GEMV, the cp.async
+#      of the defaults (the element-by-element quantizer, fused inputs, the cp.async
 #      choices, no PDL), to measure them again on another card. VARIANTS=int4: the 4-bit decode kernels (below);
 #      VARIANTS=wgmma: W1 with the 4-bit warpgroup-MMA GEMM (below); VARIANTS=fp8wgmma: W1 with the FP8 one (below).
 #      (W1 with the FP8 cache on f16 mma: scripts/gpu/batch.sh's w1_set.)
@@ -129,8 +129,8 @@ fi
 # VARIANTS=fp8wgmma (with PARTS=none): one FP8 + FP8 KV request with the defaults, with the quantizer inside the GEMV
 # for gate_up and down (TROUPE_FP8_QGEMV=1) and for every one-row product (TROUPE_FP8_QGEMV=2); W1 in FP8 + FP8 KV with the defaults (cuBLASLt above 8 rows), with the
 # warpgroup-MMA FP8 GEMM for 9 to 1,024 rows where its tiles are fewer than the SMs (TROUPE_FP8_WGMMA=1: q/k/v,
-# o_proj, down_proj at 256 rows; 128-row tiles), bf16, on every product of those rows (TROUPE_FP8_WGMMA=2), with its
-# stages overlapped (TROUPE_FP8_WGMMA_OVERLAP=1), with 64-row tiles (TROUPE_FP8_WGMMA_ROWS=64), then the default again.
+# o_proj, down_proj at 256 rows; 128-row tiles), bf16, on every product of those rows (TROUPE_FP8_WGMMA=2), with
+# 64-row tiles (TROUPE_FP8_WGMMA_ROWS=64), then the default again.
 if [ "$variants" = fp8wgmma ]; then
   b1 fp8_fp8kv --quantization fp8 --kv-cache-dtype fp8
   TROUPE_FP8_QGEMV=1 b1 fp8_fp8kv_qgemv1 --quantization fp8 --kv-cache-dtype fp8
@@ -139,14 +139,12 @@ if [ "$variants" = fp8wgmma ]; then
   TROUPE_FP8_WGMMA=1 w1 fp8_fp8kv_wgmma --quantization fp8 --kv-cache-dtype fp8
   w1 bf16
   TROUPE_FP8_WGMMA=2 w1 fp8_fp8kv_wgmma_every --quantization fp8 --kv-cache-dtype fp8
-  TROUPE_FP8_WGMMA=1 TROUPE_FP8_WGMMA_OVERLAP=1 w1 fp8_fp8kv_wgmma_overlap --quantization fp8 --kv-cache-dtype fp8
   TROUPE_FP8_WGMMA=1 TROUPE_FP8_WGMMA_ROWS=64 w1 fp8_fp8kv_wgmma64 --quantization fp8 --kv-cache-dtype fp8
   w1 fp8_fp8kv_again --quantization fp8 --kv-cache-dtype fp8
 fi
 if [ "$variants" = 2 ]; then
   TROUPE_FP8_QUANTIZE_VEC=0 b1 fp8_fp8kv_quantize_scalar --quantization fp8 --kv-cache-dtype fp8
   TROUPE_FP8_FUSED=1 b1 fp8_fp8kv_fused --quantization fp8 --kv-cache-dtype fp8
-  TROUPE_FP8_GEMV_BULK=1 b1 fp8_fp8kv_gemv_bulk --quantization fp8 --kv-cache-dtype fp8
   TROUPE_INT4_ASYNC=0 b1 rtn_no_async --quantization rtn
   TROUPE_INT4_ASYNC=1 b1 rtn_async_all --quantization rtn
   TROUPE_FP8_GEMV=0 TROUPE_FP8_MMA_ASYNC=0 b1 fp8_fp8kv_mma_only --quantization fp8 --kv-cache-dtype fp8
