@@ -507,10 +507,10 @@ void check_linear_fp8(checker& c, dtype t) {
     const bool cublas = s.k % 16 == 0 && s.n % 16 == 0, mma = s.k % 16 == 0 && s.rows <= 32,
                gemv = s.k % 16 == 0 && s.rows <= 4, wgmma = s.k % 128 == 0;
     bytes gemv_bits;  // "qgemv" must write "gemv"'s bits (the same codes, sums in the same order)
-    for (const std::string path : {"", "gemv", "qgemv", "mma", "mma_async", "wgmma",
+    for (const std::string path : {"", "gemv", "qgemv", "gemv_split", "mma", "mma_async", "wgmma",
                                    "wgmma 64", "outer", "epilogue", "simt"}) {
       if (!wgmma && path.starts_with("wgmma")) continue;
-      if (path == "qgemv" && !(gemv && s.rows == 1)) continue;
+      if ((path == "qgemv" || path == "gemv_split") && !(gemv && s.rows == 1)) continue;
       // "wgmma 64": 64-row tiles at any row count.
       const scoped_value<int> tile_rows(cuda::fp8_settings().wgmma_rows, path == "wgmma 64" ? 64 : 128);
       if (!cublas && (path == "outer" || path == "epilogue")) continue;

@@ -334,10 +334,10 @@ struct fp8_weights_made {
 // The decode step's products in FP8 where the nineteenth session's kernels (2026-12-06) change them, first: at 256
 // sequences (W1's decode steps) cuBLASLt's GEMM beside the warpgroup-MMA GEMM (linear_fp8_wgmma.cu) in its three forms;
 // at one row (one request's steps) the quantizer + GEMV or mma path the launcher picks beside "qgemv" (the quantizer
-// inside the GEMV). troupe_gpu_check --fp8-decode-timing runs these alone.
+// inside the GEMV), 1024-thread quantizer blocks and "gemv_split" (a block an output). troupe_gpu_check --fp8-decode-timing runs these alone.
 void time_fp8_decode_products(cuda_ops& gpu, fp8_weights_made& made) {
   const dtype t = dtype::bf16;
-  char buf[240];
+  char buf[400];
   for (const layer_shape& shape : std::vector<layer_shape>{{"qkv", 1, 3584, 4608}, {"o_proj", 1, 3584, 3584},
                                                           {"down", 1, 18944, 3584}, {"gate_up", 1, 3584, 37888}}) {
     const fp8_weights_made::weights& w = made.get(gpu, shape.k, shape.n);
@@ -347,11 +347,21 @@ void time_fp8_decode_products(cuda_ops& gpu, fp8_weights_made& made) {
     const fp8_device_weight fw{w.codes, w.scale, tensor{}};
     const double chosen_ms = stream_ms(gpu, [&] { gpu.linear_fp8(x, fw, tensor{}, out); });
     const std::string chosen = cuda::fp8_settings().last_path.load();
-    const scoped_value<std::string> forced(cuda::fp8_settings().path, "qgemv");
-    const double qgemv_ms = stream_ms(gpu, [&] { gpu.linear_fp8(x, fw, tensor{}, out); });
-    std::snprintf(buf, sizeof buf, "%s %.4f ms (%.0f GB/s of weights), qgemv %.4f ms (%.0f GB/s)", chosen.c_str(),
-                  chosen_ms, 1.0 * shape.k * shape.n / 1e9 / (chosen_ms / 1e3), qgemv_ms,
-                  1.0 * shape.k * shape.n / 1e9 / (qgemv_ms / 1e3));
+    const auto timed = [&](const char* path, int wide_rows) {  // a forced path ("": the chosen one), the quantizer's blocks
+      const scoped_value<std::string> forced(cuda::fp8_settings().path, path);
+      const scoped_value<int> wide(cuda::fp8_settings().wide_rows, wide_rows);
+      return stream_ms(gpu, [&] { gpu.linear_fp8(x, fw, tensor{}, out); });
+    };
+    // Beside it: the quantizer inside the GEMV; the chosen path with 1024-thread quantizer blocks
+    // (fp8_settings().wide_rows); a block an output (fp8_gemv_split_kernel), with 256- and 1024-thread quantizer blocks.
+    const double qgemv_ms = timed("qgemv", 0), wide_ms = timed("", 1), split_ms = timed("gemv_split", 0),
+                 split_wide_ms = timed("gemv_split", 1);
+    const auto gbs = [&](double ms) { return 1.0 * shape.k * shape.n / 1e9 / (ms / 1e3); };
+    std::snprintf(buf, sizeof buf,
+                  "%s %.4f ms (%.0f GB/s of weights), qgemv %.4f (%.0f), wide quantizer %.4f (%.0f), gemv_split "
+                  "%.4f (%.0f), gemv_split + wide quantizer %.4f (%.0f)",
+                  chosen.c_str(), chosen_ms, gbs(chosen_ms), qgemv_ms, gbs(qgemv_ms), wide_ms, gbs(wide_ms), split_ms,
+                  gbs(split_ms), split_wide_ms, gbs(split_wide_ms));
     inform(std::string("time decode-1 ") + shape.name, t, "T,K,N=" + dims({1, shape.k, shape.n}), buf);
   }
   // The decode step's GEMMs at 256 sequences (W1's decode steps) in bf16 and FP8, planned without and with the split-K
@@ -425,9 +435,9 @@ void time_fp8_weights(cuda_ops& gpu) {
     // "quantize_wide": the chosen path with 1024-thread quantizer blocks (fp8_settings().wide_rows). "w16": no quantizer
     // (W8A16, fp8_w16_rows()).
     for (const std::string path :
-         {"", "quantize_scalar", "quantize_wide", "w16", "qgemv", "gemv", "mma", "mma_async", "wgmma",
+         {"", "quantize_scalar", "quantize_wide", "w16", "qgemv", "gemv", "gemv_split", "mma", "mma_async", "wgmma",
           "wgmma64", "epilogue"}) {
-      if (path == "qgemv" && rows > 1) continue;
+      if ((path == "qgemv" || path == "gemv_split") && rows > 1) continue;
       if (path.starts_with("wgmma") && rows < 8) continue;
       if ((path == "mma" || path == "mma_async") && rows > 32) continue;
       if ((path == "gemv" || path == "quantize_wide" || path == "w16") && rows > 4) continue;

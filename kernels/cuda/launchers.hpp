@@ -142,7 +142,7 @@ bool launch_linear_fp8_silu(cuda_context& ctx, const tensor& x, const fp8_device
 const char* launch_linear_fp8_quantized(cuda_context& ctx, const fp8_activations& x, const fp8_device_weight& w,
                                         const tensor& bias, const tensor& out);
 struct fp8_switches {
-  // "", "w16", "qgemv", "gemv", "mma", "mma_async", "wgmma", "outer", "epilogue" or "simt"; TROUPE_FP8_GEMM
+  // "", "w16", "qgemv", "gemv", "gemv_split", "mma", "mma_async", "wgmma", "outer", "epilogue" or "simt"; TROUPE_FP8_GEMM
   std::string path;
   // Where the launcher chooses "mma", the cp.async kernel: -1 where N >= K (faster there on the H200), 0 never, 1 always.
   // Starts as TROUPE_FP8_MMA_ASYNC=0|1.
@@ -151,6 +151,10 @@ struct fp8_switches {
   // (gate_up, down: faster there on the H200; the small layers faster on the mma kernels), 0 never, 1 every one-row
   // product. Starts as TROUPE_FP8_GEMV=0|1.
   int gemv = -1;
+  // Where one row takes the GEMV and K is at least this (0: never), fp8_gemv_split_kernel (a block an output, all its
+  // row's loads in flight at once; the path "gemv_split") instead: down_proj's long rows. TROUPE_FP8_GEMV_SPLIT=K.
+  // Written in the twenty-second session of 2026-12-07; off until timed.
+  int64_t gemv_split = 0;
   // Activations quantized with 16-byte loads (fp8_quantize_rows_kernel's N > 1) where K allows. On by default since the
   // ninth session of 2026-12-05 (H100, FP8 weights + FP8 KV: one request 4.48 -> 3.84 ms a token, W1 13,541 -> 14,672
   // output tok/s; the same codes bit for bit, per the GPU check); TROUPE_FP8_QUANTIZE_VEC=0 goes back to one element a load.

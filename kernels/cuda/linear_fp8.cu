@@ -7,6 +7,8 @@
 //    gemv      one row of a weight of kGemvChosenBytes or more (gate_up, down; fp8_settings().gemv), forced up to
 //              kGemvRows: one warp per output feature streams its weight row in 512-byte runs and sums exact e4m3
 //              products in f32 on the CUDA cores, as simt does but with whole 16-byte loads, several in flight a lane.
+//              Where K is long (fp8_settings().gemv_split, off by default), fp8_gemv_split_kernel ("gemv_split"):
+//              a block an output, every load of its row in flight at once.
 //    mma       up to kMmaChosenRows (8) rows (decode: bandwidth-bound; forced, up to 32) with K a multiple of 16:
 //              fp8_mma_kernel streams every weight byte once and multiplies on the tensor cores (mma.sync
 //              m16n8k32 e4m3, fp32 accumulators), no conversion of either operand; the scales and the bias
@@ -34,7 +36,7 @@
 //              8 rows with K a multiple of 128: fp8_wgmma_kernel
 //              (linear_fp8_wgmma.cu), warpgroup MMA with both operands' codes in shared memory, K split where the
 //              output tiles are fewer than the SMs.
-// TROUPE_FP8_GEMM=gemv|mma|mma_async|wgmma|outer|epilogue|simt forces a path (troupe_gpu_check runs each against the CPU twin).
+// TROUPE_FP8_GEMM=gemv|gemv_split|mma|mma_async|wgmma|outer|epilogue|simt forces a path (troupe_gpu_check runs each against the CPU twin).
 // Before all of them, for one row where fp8_settings().qgemv asks (off by default), or forced by TROUPE_FP8_GEMM=qgemv:
 //    qgemv     no quantizer kernel: fp8_qgemv_kernel quantizes the row in each block (the same codes), keeps their
 //              values in shared memory and runs the GEMV's loop over them, the same output bits as "gemv".
@@ -228,6 +230,43 @@ __global__ void __launch_bounds__(kGemvWarps * 32)
     const float sum = warp_sum(acc[r]);
     if (lane == 0) out[static_cast<int64_t>(r) * n + j] = from_float<T>(fp8_output(sum, x_scales, w_scales, bias, r, j));
   }
+}
+
+// One row of a long K (down_proj's 18,944) on a block an output (fp8_settings().gemv_split, path "gemv_split"; written in
+// the twenty-second session of 2026-12-07, off until timed). fp8_gemv_kernel gives down_proj 3,584 warps, each
+// streaming an 18.9 KB row 2 KiB at a time: less than half the warps an SM holds, the blocks (3.4 an SM) unevenly
+// spread, and every warp's 37 steps one after another. It moves 68 MB in 0.043 ms on the H200 (1.6 TB/s, the
+// quantizer included) where gate_up's 37,888 short rows move 3.1 TB/s. Here block j's 256 threads issue all the loads
+// of weight row j at once (thread t: 16-byte chunks t, t + 256, ...; up to kSplitLoads each, before the wait on the
+// kernel before), then sum exact products as the GEMV does, then the block's sums (block_sum): 3,584 blocks of one
+// round trip each, a thousand resident at once. Its sum is in another order than "gemv"'s (the bits may differ in the
+// last place; both are exact products summed in f32).
+constexpr int kSplitThreads = 256;
+constexpr int kSplitLoads = 8;  // 16-byte loads a thread: K up to 8 · 256 · 16 = 32,768
+constexpr int64_t kSplitMaxK = int64_t{kSplitLoads} * kSplitThreads * 16;
+
+template <class T>
+__global__ void __launch_bounds__(kSplitThreads)
+    fp8_gemv_split_kernel(const uint8_t* __restrict__ xq, const float* __restrict__ x_scales,
+                          const uint8_t* __restrict__ w, const float* __restrict__ w_scales, const T* __restrict__ bias,
+                          T* __restrict__ out, int k) {
+  const int j = blockIdx.x, chunks = k / 16;
+  const uint8_t* wr = w + static_cast<int64_t>(j) * k;
+  uint4 wv[kSplitLoads];
+#pragma unroll
+  for (int i = 0; i < kSplitLoads; ++i) {
+    const int c = threadIdx.x + kSplitThreads * i;
+    wv[i] = c < chunks ? load_streaming(wr + 16 * c) : make_uint4(0, 0, 0, 0);
+  }
+  pdl_wait();  // the weights do not depend on the kernel before; the codes and their scales do
+  float acc = 0.0f;
+#pragma unroll
+  for (int i = 0; i < kSplitLoads; ++i) {
+    const int c = threadIdx.x + kSplitThreads * i;
+    if (c < chunks) acc = dot16_e4m3(wv[i], *reinterpret_cast<const uint4*>(xq + 16 * c), acc);
+  }
+  const float sum = block_sum(acc);
+  if (threadIdx.x == 0) out[j] = from_float<T>(fp8_output(sum, x_scales, w_scales, bias, 0, j));
 }
 
 // W8A16 (fp8_w16_rows(), TROUPE_FP8_GEMM=w16; written in the eleventh session of 2026-12-06 with no GPU
@@ -596,6 +635,7 @@ fp8_switches& fp8_settings() {
     if (const char* v = std::getenv("TROUPE_FP8_GEMM")) s.path = v;
     if (const char* v = std::getenv("TROUPE_FP8_MMA_ASYNC"); v && *v) s.mma_async = *v != '0';
     if (const char* v = std::getenv("TROUPE_FP8_GEMV"); v && *v) s.gemv = *v != '0';
+    if (const char* v = std::getenv("TROUPE_FP8_GEMV_SPLIT"); v && *v) s.gemv_split = std::atoll(v);
     if (const char* v = std::getenv("TROUPE_FP8_QUANTIZE_VEC"); v && *v) s.quantize_vec = *v != '0';
     if (const char* v = std::getenv("TROUPE_FP8_WIDE_ROWS"); v && *v) s.wide_rows = std::atoi(v);
     if (const char* v = std::getenv("TROUPE_FP8_WGMMA"); v && *v) s.wgmma = std::atoi(v);
@@ -629,6 +669,23 @@ const char* run_fp8_product(cuda_context& ctx, const uint8_t* codes, const float
   const bool gemv_shape = rows <= kGemvRows && rows16;
   const int gemv = fp8_settings().gemv;
   const bool gemv_chosen = rows == 1 && (gemv > 0 || (gemv < 0 && n * k >= kGemvChosenBytes));
+  // One row of a long K on a block an output where fp8_settings().gemv_split asks (forced: "gemv_split").
+  const int64_t split_k = fp8_settings().gemv_split;
+  const bool split_shape = rows == 1 && rows16 && k <= kSplitMaxK;
+  if (split_shape && (forced == "gemv_split" || (forced.empty() && gemv_chosen && split_k > 0 && k >= split_k))) {
+    dispatch_float(out.type, "linear_fp8", [&](auto tag) {
+      using T = typename decltype(tag)::type;
+      launch_dependent(fp8_gemv_split_kernel<T>, dim3(static_cast<unsigned>(n)), dim3(kSplitThreads), ctx.stream,
+                       "linear_fp8 gemv_split", static_cast<const uint8_t*>(codes), static_cast<const float*>(x_scales),
+                       w.weight.as<uint8_t>(), w.scale.as<float>(), bias.empty() ? nullptr : bias.as<T>(), out.as<T>(),
+                       static_cast<int>(k));
+    });
+    check_launch("linear_fp8 gemv_split");
+    return "gemv_split";
+  }
+  if (forced == "gemv_split")
+    throw std::runtime_error("cuda linear_fp8: TROUPE_FP8_GEMM=gemv_split takes one row and K a multiple of 16 up to " +
+                             std::to_string(kSplitMaxK) + ", not " + x_shape + " by weight " + shape_of(w.weight));
   const bool forced_gemv = forced == "gemv";
   if (gemv_shape && (forced_gemv || (forced.empty() && gemv_chosen))) {
     dispatch_float(out.type, "linear_fp8", [&](auto tag) {

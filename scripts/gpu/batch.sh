@@ -3,11 +3,13 @@
 # most its own limit and what is left; a step that would have under 20 s is skipped, saying so. Logs of every step in
 # $OUT/logs.tgz; a short summary of each comes last. Runs on the GPU machine after scripts/gpu/bundle.sh.
 #   STEPS="attn_timing w1_set" LIMIT=400 bash scripts/gpu/batch.sh
-# Steps (default: attn_timing b1_qgemv fp8_silu_rows fp8_decode_timing w1_set step_ncu_fp8 fp8kv_rows):
+# Steps (default: fp8_decode_timing b1_qgemv w1_set attn_timing fp8_silu_rows step_ncu_fp8 fp8kv_rows):
+#   fp8_decode_timing  troupe_gpu_check --fp8-decode-timing (decode-256: cuBLASLt vs the wgmma GEMM; one row: qgemv,
+#                      1024-thread quantizer blocks, gemv_split)
+#   b1_qgemv           one FP8 + FP8 KV request with the defaults, TROUPE_FP8_QGEMV=2 and 1, TROUPE_ATTN_FP8_F16=1,
+#                      TROUPE_FP8_SILU=1 (and QGEMV=2), TROUPE_FP8_GEMV_SPLIT=8192 (down_proj a block an output),
+#                      TROUPE_FP8_WIDE_ROWS=1, both, the defaults again; one rtn request
 #   attn_timing        troupe_gpu_check --attention-timing (the FP8 cache's F16 form beside the default, issue 13)
-#   fp8_decode_timing  troupe_gpu_check --fp8-decode-timing (decode-256: cuBLASLt vs the wgmma GEMM; one row: qgemv)
-#   b1_qgemv           one FP8 + FP8 KV request with TROUPE_FP8_QGEMV=0, 2, 1, 0, 2 in turns, with TROUPE_ATTN_FP8_F16=1,
-#                      with TROUPE_FP8_SILU=1 (and QGEMV=2); one rtn request
 #   w1_set             W1 in FP8 + FP8 KV: default, TROUPE_ATTN_FP8_F16=1, TROUPE_FP8_WGMMA=1, both; bf16; default again
 #   fp8_silu_rows      troupe_gpu_check --fp8-silu (linear_fp8_silu's op rows: bits against the two ops)
 #   fp8kv_rows         troupe_gpu_check --fp8-kv --no-models --no-timing (the FP8 cache's op rows)
@@ -37,11 +39,16 @@ bench() {  # tag, prompts, input, output, then troupe bench's flags; a line of i
 }
 export FP8="--quantization fp8 --kv-cache-dtype fp8"  # one FP8 + FP8 KV run's flags
 b1_qgemv() {
-  local i=0
-  for q in 0 2 1 0 2; do i=$((i + 1)); TROUPE_FP8_QGEMV=$q bench "b1_fp8_qgemv${q}_$i" 1 128 384 $FP8; done
+  bench b1_fp8 1 128 384 $FP8
+  TROUPE_FP8_QGEMV=2 bench b1_fp8_qgemv2 1 128 384 $FP8
+  TROUPE_FP8_QGEMV=1 bench b1_fp8_qgemv1 1 128 384 $FP8
   TROUPE_ATTN_FP8_F16=1 bench b1_fp8_attn_f16 1 128 384 $FP8
   TROUPE_FP8_SILU=1 bench b1_fp8_silu 1 128 384 $FP8
   TROUPE_FP8_SILU=1 TROUPE_FP8_QGEMV=2 bench b1_fp8_silu_qgemv2 1 128 384 $FP8
+  TROUPE_FP8_GEMV_SPLIT=8192 bench b1_fp8_split 1 128 384 $FP8
+  TROUPE_FP8_WIDE_ROWS=1 bench b1_fp8_wide 1 128 384 $FP8
+  TROUPE_FP8_GEMV_SPLIT=8192 TROUPE_FP8_WIDE_ROWS=1 bench b1_fp8_split_wide 1 128 384 $FP8
+  bench b1_fp8_again 1 128 384 $FP8
   bench b1_rtn 1 128 384 --quantization rtn
 }
 w1_set() {
@@ -53,7 +60,7 @@ w1_set() {
   bench w1_fp8_again 256 512 256 $FP8
 }
 export -f bench b1_qgemv w1_set
-for s in ${STEPS:-attn_timing b1_qgemv fp8_silu_rows fp8_decode_timing w1_set step_ncu_fp8 fp8kv_rows}; do
+for s in ${STEPS:-fp8_decode_timing b1_qgemv w1_set attn_timing fp8_silu_rows step_ncu_fp8 fp8kv_rows}; do
   case $s in
     attn_timing) CHECK_ARGS=--attention-timing step $s 120 bash scripts/gpu/check.sh ;;
     fp8_silu_rows) CHECK_ARGS=--fp8-silu step $s 60 bash scripts/gpu/check.sh ;;
@@ -61,7 +68,7 @@ for s in ${STEPS:-attn_timing b1_qgemv fp8_silu_rows fp8_decode_timing w1_set st
     fp8_weights_rows) CHECK_ARGS="--fp8-weights --no-timing" step $s 200 bash scripts/gpu/check.sh ;;
     fp8_decode_timing) CHECK_ARGS=--fp8-decode-timing step $s 100 bash scripts/gpu/check.sh ;;
     b1_prof_fp8) CHECK=0 MODES=b1-prof-fp8 OPS_LINES=80 step $s 90 bash bundle/profile.sh ;;
-    b1_qgemv) step $s 220 bash -c b1_qgemv ;;
+    b1_qgemv) step $s 260 bash -c b1_qgemv ;;
     w1_set) step $s 240 bash -c w1_set ;;
     step_ncu_fp8) Q=fp8 step $s 170 bash scripts/gpu/step_ncu.sh ;;
     b1_prof_rtn) CHECK=0 MODES=b1-prof-rtn OPS_LINES=80 step $s 90 bash bundle/profile.sh ;;
@@ -72,7 +79,7 @@ nvidia-smi --query-gpu=name --format=csv,noheader
 for d in "$R"/*/; do
   n=$(basename "$d"); echo "######## $n"
   case $n in
-    attn_timing|fp8_decode_timing) grep -E "^time" "$d/gpu_check_progress.txt" | sed -E 's/ {2,}/ /g; s/ - - / /; s/T,K,N=//' | cut -c1-250 | tail -30 ;;
+    attn_timing|fp8_decode_timing) grep -E "^time" "$d/gpu_check_progress.txt" | sed -E 's/ {2,}/ /g; s/ - - / /; s/T,K,N=//' | cut -c1-330 | tail -30 ;;
     fp8kv_rows|fp8_weights_rows|fp8_silu_rows) grep -E "checks pass" "$d/gpu_check.txt"; grep -c pass "$d/gpu_check_progress.txt"; grep FAIL "$d/gpu_check_progress.txt" | sed -E 's/ {2,}/ /g' | head -12; tail -2 "$d/gpu_check_progress.txt" | cut -c1-200 ;;
     b1_qgemv|w1_set) cat "$d/log" ;;
     step_ncu_fp8) grep -vE "^ *$" "$d/log" | tail -45 | cut -c1-110 ;;
