@@ -263,6 +263,9 @@ engine::impl::impl(const engine_options& requested) : system(with_middleman(syst
       shard_resources& shard = *res[static_cast<size_t>(i)];
       const sharding_plan& plan = plans[static_cast<size_t>(r)];
       const model_config local = tp > 1 ? local_config(config, plan) : config;
+      // This shard's GPU before it loads anything: its own baseline (another process may hold memory on one GPU and
+      // not on the next). Shards sharing GPU 0 load at once and plan nothing from memory: the one baseline.
+      const auto before = memory && !shared_gpu ? device_memory(*shard.backend) : memory;
       weight_source source = o.load_format == "dummy" ? (tp > 1 ? sharded_dummy_weight_source(o.seed.value_or(0), plan, config.quantization)
                                                                   : dummy_weight_source(o.seed.value_or(0), config.quantization))
                              : tp > 1 ? sharded_weight_source(*ckpt, config, plan)
@@ -290,7 +293,8 @@ engine::impl::impl(const engine_options& requested) : system(with_middleman(syst
       const linear_weight_bytes linear = linear_weights_in_memory(local, elem);
       const bool kept = int4 || fp8;
       const int64_t weight_bytes = local.num_parameters() * elem - (kept ? linear.dense - linear.kept : 0);
-      if (memory) check_weights_fit(weight_bytes, std::string(name(act)), memory->first, memory->second, o.gpu_memory_utilization);
+      const int64_t least_weight_bytes = local.num_parameters() * elem - (linear.dense - linear.least);
+      if (before) check_weights_fit(weight_bytes, std::string(name(act)), before->first, before->second, o.gpu_memory_utilization);
       if (kept && i == 0)
         spdlog::info("{} weights kept in {}: {} linear layers take about {:.2f} GiB instead of {:.2f} GiB in {}{}",
                      name(q->method), int4 ? "4 bits" : "FP8", tp > 1 ? "each shard's" : "the",
@@ -328,10 +332,11 @@ engine::impl::impl(const engine_options& requested) : system(with_middleman(syst
       shard.net = std::make_unique<model>(local, *shard.backend, std::move(weights), act, l, where);
       shard.net->profile_run();
       gpu_memory_profile p;
-      p.total = memory->second;
-      p.free_before_loading = memory->first;
+      p.total = before->second;
+      p.free_before_loading = before->first;
       p.free_after_profile = device_memory(*shard.backend)->first;
-      p.weight_bytes = memory->first - after_weights;
+      p.weight_bytes = before->first - after_weights;
+      p.least_weight_bytes = least_weight_bytes;
       p.workspace_bytes = after_weights - p.free_after_profile - shard.net->kv_block_bytes();
       p.profiled_kv_bytes = shard.net->kv_block_bytes();
       p.block_bytes = shard.net->kv_block_bytes();

@@ -115,6 +115,9 @@ int main(int argc, char** argv) {
   } catch (const troupe::user_error& e) {
     spdlog::error("{}", e.what());
     return 1;
+  } catch (const std::exception& e) {  // a device's or the system's failure (CUDA out of memory): one line, exit 1
+    spdlog::error("{}", e.what());
+    return 1;
   }
   return 0;
 }

@@ -811,6 +811,8 @@ void check_attention_all(checker& c, dtype t) {
 void check_attention_fp8(checker& c, dtype t) {
   const std::vector<std::string> names = {"decode", "prefill", "chunked", "window", "d80",
                                           "two_new", "group16", "tiny", "d256"};
+  // The tensor-core kernel with bf16/f16 tiles (TROUPE_ATTN_FP8_F16=0); the F16 form, the default, has its rows below.
+  const scoped_value<bool> tiles(cuda::attention_settings().fp8_f16, false);
   for (const bool simt : {false, true}) {
     if (simt && t == dtype::f32) break;
     set_simt_attention(simt);

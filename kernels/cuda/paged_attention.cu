@@ -216,7 +216,7 @@ attention_switches& attention_settings() {
     a.simt = on("TROUPE_ATTN_SIMT");
     a.no_split = on("TROUPE_NO_ATTN_SPLIT");
     a.prefill_lean = on("TROUPE_ATTN_PREFILL_LEAN");
-    a.fp8_f16 = on("TROUPE_ATTN_FP8_F16");
+    if (const char* v = std::getenv("TROUPE_ATTN_FP8_F16"); v && *v) a.fp8_f16 = *v != '0';
     const char* keys = std::getenv("TROUPE_ATTN_PART_KEYS");
     a.part_keys = keys ? std::atoi(keys) : 0;
     return a;

@@ -38,9 +38,9 @@ linear_weight_bytes linear_weights_in_memory(const model_config& c, int64_t elem
   const int64_t rows = c.num_layers * (qkv_rows + c.hidden_size + 2 * c.intermediate_size + c.hidden_size);
   linear_weight_bytes b;
   b.dense = weights * elem_bytes;
-  if (!c.quantization) b.kept = b.dense;
-  else if (c.quantization->fp8()) b.kept = weights + 4 * rows;
-  else b.kept = weights / 2 + weights * 2 * elem_bytes / 32;
+  if (!c.quantization) b.kept = b.least = b.dense;
+  else if (c.quantization->fp8()) b.kept = weights + 4 * rows, b.least = weights;
+  else b.kept = weights / 2 + weights * 2 * elem_bytes / 32, b.least = weights / 2;
   return b;
 }
 
@@ -74,12 +74,17 @@ int64_t plan_kv_blocks(const gpu_memory_profile& p) {
   // What this process took since its baseline (weights, workspaces: its shards' on a shared GPU); the
   // profiling cache goes away before the real one comes.
   const int64_t in_use = p.free_before_loading - p.free_after_profile - p.profiled_kv_bytes;
-  // Less in use than before loading: another process on this GPU let memory go while this one loaded, and every
-  // figure above is off by it (a cache planned on it takes memory the steps need). vLLM refuses the same way.
-  if (in_use < 0)
+  // Less in use than before loading, or weights measured under their own size (less 1/16 for the shapes' rounding):
+  // another process on this GPU let memory go while this one loaded, and every figure above is off by it (a cache
+  // planned on it takes memory the steps need: an H100 of 2026-12-07, the last server's memory coming back during the
+  // load, measured 8.2 GiB of FP8 weights as 1.07, planned a cache 7 GiB too large, and the first decode graph found no
+  // memory). vLLM refuses the same way.
+  if (in_use < 0 || p.weight_bytes < p.least_weight_bytes - p.least_weight_bytes / 16)
     throw user_error("GPU memory changed under the load: " + gib(p.free_before_loading) + " was free before the weights, " +
                      gib(p.free_after_profile + p.profiled_kv_bytes) + " after them and the profiling step (weights "
-                     "measured as " + gib(p.weight_bytes) + "), so another process on this GPU freed memory meanwhile; "
+                     "measured as " + gib(p.weight_bytes) +
+                     (p.least_weight_bytes > 0 ? ", where their shapes take at least " + gib(p.least_weight_bytes) : "") +
+                     "), so another process on this GPU freed memory meanwhile; "
                      "start troupe while the GPU's other processes hold steady, or give the cache's size with "
                      "--num-gpu-blocks-override");
   const int64_t budget = std::min(cap(p.total, p.utilization) - in_use, p.free_after_profile + p.profiled_kv_bytes);

@@ -22,10 +22,12 @@ int64_t kv_block_bytes(int64_t num_layers, int64_t block_size, int64_t num_kv_he
 // The decoder layers' linear weights of `config` (a rank's local config) as a device keeps them under
 // config.quantization, and what they take in the activation dtype (elem_bytes a weight): 4 bits, half a byte a
 // weight plus a scale and a zero of elem_bytes per group (counted at 32 inputs, the smallest group); FP8, a byte a
-// weight plus an f32 scale per output channel; unquantized, the activation dtype's.
+// weight plus an f32 scale per output channel; unquantized, the activation dtype's. least: the codes alone (no scales
+// or zeros), what they take at the least.
 struct linear_weight_bytes {
   int64_t kept = 0;
   int64_t dense = 0;
+  int64_t least = 0;
 };
 linear_weight_bytes linear_weights_in_memory(const model_config& config, int64_t elem_bytes);
 
@@ -43,6 +45,7 @@ struct gpu_memory_profile {
   int64_t free_before_loading = 0; // free before this process loaded anything (its baseline)
   int64_t free_after_profile = 0;  // free once the weights are in and the profiling step has run
   int64_t weight_bytes = 0;        // measured: free before loading − free after
+  int64_t least_weight_bytes = 0;  // what the weights take at the least, by their shapes (0: unknown)
   int64_t workspace_bytes = 0;     // measured: free after the weights − free after the profiling step
   int64_t profiled_kv_bytes = 0;   // the small KV cache the profiling step ran with (to be replaced)
   int64_t block_bytes = 0;         // one KV block, every layer, K and V
@@ -59,8 +62,9 @@ struct gpu_memory_profile {
 int64_t kv_blocks_from_flags(int64_t num_gpu_blocks_override, int64_t kv_cache_memory, int64_t block_bytes);
 
 // KV blocks for the memory left under the utilization cap. Throws user_error, with the figures and
-// what to change, when that is not enough for one sequence of max_model_len tokens, or when the GPU had more
-// free after loading than before (another process freed memory meanwhile: the measurements mean nothing).
+// what to change, when that is not enough for one sequence of max_model_len tokens, or when another process freed
+// memory meanwhile, which the measurements then hide: the GPU had more free after loading than before, or the
+// weights measured under their own size.
 int64_t plan_kv_blocks(const gpu_memory_profile& p);
 
 // One log line: the device, weights, workspaces, KV cache in GiB, blocks and tokens of context.

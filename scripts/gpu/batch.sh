@@ -9,6 +9,11 @@
 #   b1_qgemv           one FP8 + FP8 KV request with the defaults, TROUPE_FP8_QGEMV=2 and 1, TROUPE_ATTN_FP8_F16=1,
 #                      TROUPE_FP8_SILU=1 (and QGEMV=2), TROUPE_FP8_GEMV_SPLIT=8192 (down_proj a block an output),
 #                      TROUPE_FP8_WIDE_ROWS=1, both, the defaults again; one rtn request
+#   b1_pick            one FP8 + FP8 KV request: the defaults, the twenty-first session's (TROUPE_FP8_SILU=0
+#                      TROUPE_ATTN_FP8_F16=0), with TROUPE_FP8_WIDE_ROWS=1, with that and TROUPE_FP8_GEMV_SPLIT=8192, each
+#                      twice in turns
+#   w1_pick            W1 in FP8 + FP8 KV: the defaults, TROUPE_ATTN_FP8_F16=0, with TROUPE_ATTN_PREFILL_LEAN=1; bf16
+#                      with and without it; the defaults again
 #   attn_timing        troupe_gpu_check --attention-timing (the FP8 cache's F16 form beside the default, issue 13)
 #   w1_set             W1 in FP8 + FP8 KV: default, TROUPE_ATTN_FP8_F16=1, TROUPE_FP8_WGMMA=1, both; bf16; default again
 #   fp8_silu_rows      troupe_gpu_check --fp8-silu (linear_fp8_silu's op rows: bits against the two ops)
@@ -33,6 +38,9 @@ step() {  # name, seconds at most, command...
 }
 bench() {  # tag, prompts, input, output, then troupe bench's flags; a line of its figures
   local tag=$1 n=$2 i=$3 o=$4; shift 4
+  # A run a step's time limit cut may still be giving its GPU memory back: the next would measure it coming back
+  # (and troupe refuses to plan on that). Up to 20 s for the GPU to hold no process.
+  for _ in $(seq 20); do [ -z "$(nvidia-smi --query-compute-apps=pid --format=csv,noheader 2>/dev/null)" ] && break; sleep 1; done
   timeout 60 bundle/troupe bench throughput --backend cuda --load-format dummy --model bundle/data/qwen2.5-7b-shape \
     --num-prompts "$n" --input-len "$i" --output-len "$o" --max-model-len 1024 --temperature 0 "$@" >"$OUT/$tag.txt" 2>&1
   echo "$tag: $(grep -E 'output tokens/s' "$OUT/$tag.txt" | head -1) | $(grep -E 'us per step' "$OUT/$tag.txt" | head -1)"
@@ -59,7 +67,23 @@ w1_set() {
   bench w1_bf16 256 512 256
   bench w1_fp8_again 256 512 256 $FP8
 }
-export -f bench b1_qgemv w1_set
+b1_pick() {
+  for i in 1 2; do
+    bench b1_fp8_$i 1 128 384 $FP8
+    TROUPE_FP8_SILU=0 TROUPE_ATTN_FP8_F16=0 bench b1_fp8_before_$i 1 128 384 $FP8
+    TROUPE_FP8_WIDE_ROWS=1 bench b1_fp8_wide_$i 1 128 384 $FP8
+    TROUPE_FP8_WIDE_ROWS=1 TROUPE_FP8_GEMV_SPLIT=8192 bench b1_fp8_wide_split_$i 1 128 384 $FP8
+  done
+}
+w1_pick() {
+  bench w1_fp8 256 512 256 $FP8
+  TROUPE_ATTN_FP8_F16=0 bench w1_fp8_tiles 256 512 256 $FP8
+  TROUPE_ATTN_PREFILL_LEAN=1 bench w1_fp8_lean 256 512 256 $FP8
+  bench w1_bf16 256 512 256
+  TROUPE_ATTN_PREFILL_LEAN=1 bench w1_bf16_lean 256 512 256
+  bench w1_fp8_again 256 512 256 $FP8
+}
+export -f bench b1_qgemv w1_set b1_pick w1_pick
 for s in ${STEPS:-fp8_decode_timing b1_qgemv w1_set attn_timing fp8_silu_rows step_ncu_fp8 fp8kv_rows}; do
   case $s in
     attn_timing) CHECK_ARGS=--attention-timing step $s 120 bash scripts/gpu/check.sh ;;
@@ -70,6 +94,8 @@ for s in ${STEPS:-fp8_decode_timing b1_qgemv w1_set attn_timing fp8_silu_rows st
     b1_prof_fp8) CHECK=0 MODES=b1-prof-fp8 OPS_LINES=80 step $s 90 bash bundle/profile.sh ;;
     b1_qgemv) step $s 260 bash -c b1_qgemv ;;
     w1_set) step $s 240 bash -c w1_set ;;
+    b1_pick) step $s 230 bash -c b1_pick ;;
+    w1_pick) step $s 230 bash -c w1_pick ;;
     step_ncu_fp8) Q=fp8 step $s 170 bash scripts/gpu/step_ncu.sh ;;
     b1_prof_rtn) CHECK=0 MODES=b1-prof-rtn OPS_LINES=80 step $s 90 bash bundle/profile.sh ;;
   esac
@@ -81,7 +107,7 @@ for d in "$R"/*/; do
   case $n in
     attn_timing|fp8_decode_timing) grep -E "^time" "$d/gpu_check_progress.txt" | sed -E 's/ {2,}/ /g; s/ - - / /; s/T,K,N=//' | cut -c1-330 | tail -30 ;;
     fp8kv_rows|fp8_weights_rows|fp8_silu_rows) grep -E "checks pass" "$d/gpu_check.txt"; grep -c pass "$d/gpu_check_progress.txt"; grep FAIL "$d/gpu_check_progress.txt" | sed -E 's/ {2,}/ /g' | head -12; tail -2 "$d/gpu_check_progress.txt" | cut -c1-200 ;;
-    b1_qgemv|w1_set) cat "$d/log" ;;
+    b1_qgemv|w1_set|b1_pick|w1_pick) cat "$d/log" ;;
     step_ncu_fp8) grep -vE "^ *$" "$d/log" | tail -45 | cut -c1-110 ;;
     b1_prof_*) head -60 "$d/log" ;;
   esac
