@@ -10,8 +10,7 @@
 #                      TROUPE_FP8_SILU=1 (and QGEMV=2), TROUPE_FP8_GEMV_SPLIT=8192 (down_proj a block an output),
 #                      TROUPE_FP8_WIDE_ROWS=1, both, the defaults again; one rtn request
 #   b1_pick            one FP8 + FP8 KV request: the defaults, the twenty-first session's (TROUPE_FP8_SILU=0
-#                      TROUPE_ATTN_FP8_F16=0), with TROUPE_FP8_WIDE_ROWS=1, with that and TROUPE_FP8_GEMV_SPLIT=8192, each
-#                      twice in turns
+#                      TROUPE_ATTN_FP8_F16=0), with TROUPE_FP8_WIDE_ROWS=1 and TROUPE_FP8_GEMV_SPLIT=8192, twice in turns
 #   w1_pick            W1 in FP8 + FP8 KV: the defaults, TROUPE_ATTN_FP8_F16=0, with TROUPE_ATTN_PREFILL_LEAN=1; bf16
 #                      with and without it; the defaults again
 #   attn_timing        troupe_gpu_check --attention-timing (the FP8 cache's F16 form beside the default, issue 13)
@@ -71,7 +70,6 @@ b1_pick() {
   for i in 1 2; do
     bench b1_fp8_$i 1 128 384 $FP8
     TROUPE_FP8_SILU=0 TROUPE_ATTN_FP8_F16=0 bench b1_fp8_before_$i 1 128 384 $FP8
-    TROUPE_FP8_WIDE_ROWS=1 bench b1_fp8_wide_$i 1 128 384 $FP8
     TROUPE_FP8_WIDE_ROWS=1 TROUPE_FP8_GEMV_SPLIT=8192 bench b1_fp8_wide_split_$i 1 128 384 $FP8
   done
 }
@@ -94,7 +92,7 @@ for s in ${STEPS:-fp8_decode_timing b1_qgemv w1_set attn_timing fp8_silu_rows st
     b1_prof_fp8) CHECK=0 MODES=b1-prof-fp8 OPS_LINES=80 step $s 90 bash bundle/profile.sh ;;
     b1_qgemv) step $s 260 bash -c b1_qgemv ;;
     w1_set) step $s 240 bash -c w1_set ;;
-    b1_pick) step $s 230 bash -c b1_pick ;;
+    b1_pick) step $s 180 bash -c b1_pick ;;
     w1_pick) step $s 230 bash -c w1_pick ;;
     step_ncu_fp8) Q=fp8 step $s 170 bash scripts/gpu/step_ncu.sh ;;
     b1_prof_rtn) CHECK=0 MODES=b1-prof-rtn OPS_LINES=80 step $s 90 bash bundle/profile.sh ;;
