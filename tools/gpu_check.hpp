@@ -72,6 +72,8 @@ void check_ops(troupe::cuda_ops& gpu, troupe::dtype t);
 // The FP8 KV cache (issue 13; part of check_ops): rope_write_kv must write the CPU's bytes, paged attention
 // over the same codes must agree, both formats, scales of 1.0 and not, activations in `t`.
 void check_fp8_kv_ops(troupe::cuda_ops& gpu, troupe::dtype t);
+// Only the FP8 cache's F16 attention form (troupe_gpu_check --fp8-kv-f16).
+void check_fp8_kv_f16_ops(troupe::cuda_ops& gpu, troupe::dtype t);
 void check_argmax(troupe::cuda_ops& gpu);
 // FP8 weights (issue 13; part of check_ops): linear_fp8 against the CPU twin, rows 1 to 300, with a bias and a
 // static input scale, on each GEMM path the shape allows, activations in `t`.

@@ -804,6 +804,32 @@ void check_attention_all(checker& c, dtype t) {
     }
 }
 
+// The F16 form (attention_settings().fp8_f16, the default: codes to f16 by cvt, f16 mma) on every tensor-core case of
+// check_attention_fp8, both layouts; in bf16 also with q far above f16's range (x3e5: values past 65,504) and far below
+// it (x1e-6), which its power of two brings into range. troupe_gpu_check --fp8-kv-f16 runs these alone.
+void check_attention_fp8_f16(checker& c, dtype t) {
+  const std::vector<std::string> names = {"decode", "prefill", "chunked", "window", "d80",
+                                          "two_new", "group16", "tiny", "d256"};
+  if (t != dtype::f32) {
+    const scoped_value<bool> in_f16(cuda::attention_settings().fp8_f16, true);
+    for (const fp8_kv_case& kv : fp8_kv_cases)
+      for (const attention_case& base : attention_cases()) {
+        if (std::find(names.begin(), names.end(), base.name) == names.end() || base.name == "tiny" || base.name == "d256")
+          continue;
+        attention_case ac = base;
+        ac.name += " (f16)";
+        check_attention(c, t, ac, kv);
+        if (t != dtype::bf16 || (base.name != "decode" && base.name != "prefill")) continue;
+        for (const float q_scale : {3e5f, 1e-6f}) {
+          attention_case scaled = base;
+          scaled.q_scale = q_scale;
+          scaled.name += q_scale > 1.0f ? " (f16, q x3e5)" : " (f16, q x1e-6)";
+          check_attention(c, t, scaled, kv);
+        }
+      }
+  }
+}
+
 // FP8 caches: decode with its context split (decode, group16), two new tokens a sequence, prefill, prefill
 // after a cached prefix beside decodes (chunked: two launches of the tensor-core kernel), a sliding window,
 // head_dim 80 (tensor cores), and 16 and 256 (CUDA cores only), each format with scales of 1.0 and not, on
@@ -833,27 +859,7 @@ void check_attention_fp8(checker& c, dtype t) {
           check_attention(c, t, ac, kv);
         }
   }
-  // The F16 form (attention_settings().fp8_f16: codes to f16 by cvt, f16 mma) on every tensor-core case, both layouts;
-  // in bf16 also with q far above f16's range (×3e5: values past 65,504) and far below it (×1e-6), which its power of two
-  // brings into range.
-  if (t != dtype::f32) {
-    const scoped_value<bool> in_f16(cuda::attention_settings().fp8_f16, true);
-    for (const fp8_kv_case& kv : fp8_kv_cases)
-      for (const attention_case& base : attention_cases()) {
-        if (std::find(names.begin(), names.end(), base.name) == names.end() || base.name == "tiny" || base.name == "d256")
-          continue;
-        attention_case ac = base;
-        ac.name += " (f16)";
-        check_attention(c, t, ac, kv);
-        if (t != dtype::bf16 || (base.name != "decode" && base.name != "prefill")) continue;
-        for (const float q_scale : {3e5f, 1e-6f}) {
-          attention_case scaled = base;
-          scaled.q_scale = q_scale;
-          scaled.name += q_scale > 1.0f ? " (f16, q x3e5)" : " (f16, q x1e-6)";
-          check_attention(c, t, scaled, kv);
-        }
-      }
-  }
+  check_attention_fp8_f16(c, t);
   const scoped_value<int> deep(cuda::attention_settings().decode_stages, 3);  // 4 tiles in flight, as check_attention_all
   if (t != dtype::f32)
     for (const fp8_kv_case& kv : fp8_kv_cases)
@@ -1015,6 +1021,11 @@ void check_fp8_kv_ops(cuda_ops& gpu, dtype t) {
     for (const fp8_kv_case& kv : fp8_kv_cases) check_rope(c, t, kv);
   });
   guarded("paged_attention fp8", [&] { check_attention_fp8(c, t); });
+}
+
+void check_fp8_kv_f16_ops(cuda_ops& gpu, dtype t) {
+  checker c(gpu);
+  guarded("paged_attention fp8 f16", [&] { check_attention_fp8_f16(c, t); });
 }
 
 void check_argmax(cuda_ops& gpu) {

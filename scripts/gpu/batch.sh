@@ -17,6 +17,7 @@
 #   w1_set             W1 in FP8 + FP8 KV: default, TROUPE_ATTN_FP8_F16=1, TROUPE_FP8_WGMMA=1, both; bf16; default again
 #   fp8_silu_rows      troupe_gpu_check --fp8-silu (linear_fp8_silu's op rows: bits against the two ops)
 #   fp8kv_rows         troupe_gpu_check --fp8-kv --no-models --no-timing (the FP8 cache's op rows)
+#   fp8kv_f16_rows     troupe_gpu_check --fp8-kv-f16 (the F16 attention form's rows alone)
 #   fp8_weights_rows   troupe_gpu_check --fp8-weights --no-timing
 #   step_ncu_fp8       step_ncu.sh with Q=fp8: one FP8 decode step's kernels, each timed alone by Nsight Compute
 #   b1_prof_fp8 / b1_prof_rtn   profile.sh's one-request per-op table (TROUPE_CUDA_PROFILE=1)
@@ -87,6 +88,7 @@ for s in ${STEPS:-fp8_decode_timing b1_qgemv w1_set attn_timing fp8_silu_rows st
     attn_timing) CHECK_ARGS=--attention-timing step $s 120 bash scripts/gpu/check.sh ;;
     fp8_silu_rows) CHECK_ARGS=--fp8-silu step $s 60 bash scripts/gpu/check.sh ;;
     fp8kv_rows) CHECK_ARGS="--fp8-kv --no-models --no-timing" step $s 150 bash scripts/gpu/check.sh ;;
+    fp8kv_f16_rows) CHECK_ARGS=--fp8-kv-f16 step $s 120 bash scripts/gpu/check.sh ;;
     fp8_weights_rows) CHECK_ARGS="--fp8-weights --no-timing" step $s 200 bash scripts/gpu/check.sh ;;
     fp8_decode_timing) CHECK_ARGS=--fp8-decode-timing step $s 100 bash scripts/gpu/check.sh ;;
     b1_prof_fp8) CHECK=0 MODES=b1-prof-fp8 OPS_LINES=80 step $s 90 bash bundle/profile.sh ;;
@@ -104,7 +106,7 @@ for d in "$R"/*/; do
   n=$(basename "$d"); echo "######## $n"
   case $n in
     attn_timing|fp8_decode_timing) grep -E "^time" "$d/gpu_check_progress.txt" | sed -E 's/ {2,}/ /g; s/ - - / /; s/T,K,N=//' | cut -c1-330 | tail -30 ;;
-    fp8kv_rows|fp8_weights_rows|fp8_silu_rows) grep -E "checks pass" "$d/gpu_check.txt"; grep -c pass "$d/gpu_check_progress.txt"; grep FAIL "$d/gpu_check_progress.txt" | sed -E 's/ {2,}/ /g' | head -12; tail -2 "$d/gpu_check_progress.txt" | cut -c1-200 ;;
+    fp8kv_rows|fp8kv_f16_rows|fp8_weights_rows|fp8_silu_rows) grep -E "checks pass" "$d/gpu_check.txt"; grep -c pass "$d/gpu_check_progress.txt"; grep FAIL "$d/gpu_check_progress.txt" | sed -E 's/ {2,}/ /g' | head -12; tail -2 "$d/gpu_check_progress.txt" | cut -c1-200 ;;
     b1_qgemv|w1_set|b1_pick|w1_pick) cat "$d/log" ;;
     step_ncu_fp8) grep -vE "^ *$" "$d/log" | tail -45 | cut -c1-110 ;;
     b1_prof_*) head -60 "$d/log" ;;
