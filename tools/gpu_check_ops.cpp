@@ -804,7 +804,7 @@ void check_attention_all(checker& c, dtype t) {
     }
 }
 
-// The F16 form (attention_settings().fp8_f16, the default: codes to f16 by cvt, f16 mma) on every tensor-core case of
+// The F16 form (attention_settings().fp8_f16: codes to f16 by cvt, f16 mma) on every tensor-core case of
 // check_attention_fp8, both layouts; in bf16 also with q far above f16's range (x3e5: values past 65,504) and far below
 // it (x1e-6), which its power of two brings into range. troupe_gpu_check --fp8-kv-f16 runs these alone.
 void check_attention_fp8_f16(checker& c, dtype t) {
@@ -837,7 +837,7 @@ void check_attention_fp8_f16(checker& c, dtype t) {
 void check_attention_fp8(checker& c, dtype t) {
   const std::vector<std::string> names = {"decode", "prefill", "chunked", "window", "d80",
                                           "two_new", "group16", "tiny", "d256"};
-  // The tensor-core kernel with bf16/f16 tiles (TROUPE_ATTN_FP8_F16=0); the F16 form, the default, has its rows below.
+  // The tensor-core kernel with bf16/f16 tiles (the default); the F16 form has its rows in check_attention_fp8_f16.
   const scoped_value<bool> tiles(cuda::attention_settings().fp8_f16, false);
   for (const bool simt : {false, true}) {
     if (simt && t == dtype::f32) break;

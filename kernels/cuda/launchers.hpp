@@ -179,9 +179,10 @@ struct fp8_switches {
   // one-row product (TROUPE_FP8_QGEMV=0|1|2). Written in the nineteenth session of 2026-12-06; off until timed.
   int qgemv = 0;
   // One row's gate/up product and silu_and_mul in one kernel (launch_linear_fp8_silu: fp8_qgemv_kernel's Silu form,
-  // the quantizer inside too), bit for bit the two ops; TROUPE_FP8_SILU=0 runs the two. The default since the
-  // twenty-second session of 2026-12-07 (H100, one FP8 + FP8 KV request: 3.776 ms a step against 3.851, same call).
-  bool silu = true;
+  // the quantizer inside too), bit for bit the two ops; TROUPE_FP8_SILU=1. Faster (H100, 2026-12-07, one FP8 + FP8 KV
+  // request: 3.776 ms a step against 3.851, same call), but its check rows (troupe_gpu_check --fp8-silu) have not yet
+  // run: off until they pass, then the default.
+  bool silu = false;
   std::atomic<const char*> last_path{"none"};   // the path the last call took (troupe_gpu_check prints it)
 };
 fp8_switches& fp8_settings();
@@ -233,11 +234,11 @@ struct attention_switches {
   // and three blocks an SM instead of two (paged_attention_mma.cu, "Lean"); TROUPE_ATTN_PREFILL_LEAN=1. Off until timed.
   bool prefill_lean = false;
   // An FP8 cache read into f16 by the hardware's conversion and multiplied on f16 mma, Q scaled into f16's range by a
-  // power of two (paged_attention_mma.cu, "F16"); TROUPE_ATTN_FP8_F16=0 goes back to bf16 tiles. The default since the
-  // twenty-second session of 2026-12-07 (H100, bf16 model, ms against the bf16-tile form: decode 256 x 640 0.097 /
-  // 0.104, 64 x 4,096 0.236 / 0.242, prefill 4,096 1.212 / 1.270, the mixed step 0.334 / 0.355; W1 in FP8 + FP8 KV
-  // 14,857 / 14,593 output tok/s).
-  bool fp8_f16 = true;
+  // power of two (paged_attention_mma.cu, "F16"); TROUPE_ATTN_FP8_F16=1. Faster everywhere it was timed (H100,
+  // 2026-12-07, bf16 model, ms against the bf16-tile form: decode 256 x 640 0.097 / 0.104, 64 x 4,096 0.236 / 0.242,
+  // prefill 4,096 1.212 / 1.270, the mixed step 0.334 / 0.355; W1 in FP8 + FP8 KV 14,857 / 14,593 output tok/s), but
+  // its check rows (troupe_gpu_check --fp8-kv-f16) have not yet run: off until they pass, then the default.
+  bool fp8_f16 = false;
   // Where attention_shape::next_waits (a 4-bit o_proj after it), the decode kernels let the kernel after start at once
   // (attention_params::trigger) and the combine goes as a programmatic dependent, so o_proj's blocks stream its weights
   // while attention runs: -1 (the default) on decode steps of at most 8 sequences, 1 on every decode step

@@ -3,16 +3,16 @@
 # most its own limit and what is left; a step that would have under 20 s is skipped, saying so. Logs of every step in
 # $OUT/logs.tgz; a short summary of each comes last. Runs on the GPU machine after scripts/gpu/bundle.sh.
 #   STEPS="attn_timing w1_set" LIMIT=400 bash scripts/gpu/batch.sh
-# Steps (default: fp8_decode_timing b1_qgemv w1_set attn_timing fp8_silu_rows step_ncu_fp8 fp8kv_rows):
+# Steps (default: fp8kv_f16_rows fp8_silu_rows b1_pick w1_pick fp8_weights_rows):
 #   fp8_decode_timing  troupe_gpu_check --fp8-decode-timing (decode-256: cuBLASLt vs the wgmma GEMM; one row: qgemv,
 #                      1024-thread quantizer blocks, gemv_split)
 #   b1_qgemv           one FP8 + FP8 KV request with the defaults, TROUPE_FP8_QGEMV=2 and 1, TROUPE_ATTN_FP8_F16=1,
 #                      TROUPE_FP8_SILU=1 (and QGEMV=2), TROUPE_FP8_GEMV_SPLIT=8192 (down_proj a block an output),
 #                      TROUPE_FP8_WIDE_ROWS=1, both, the defaults again; one rtn request
-#   b1_pick            one FP8 + FP8 KV request: the defaults, the twenty-first session's (TROUPE_FP8_SILU=0
-#                      TROUPE_ATTN_FP8_F16=0), with TROUPE_FP8_WIDE_ROWS=1 and TROUPE_FP8_GEMV_SPLIT=8192, twice in turns
-#   w1_pick            W1 in FP8 + FP8 KV: the defaults, TROUPE_ATTN_FP8_F16=0, with TROUPE_ATTN_PREFILL_LEAN=1; bf16
-#                      with and without it; the defaults again
+#   b1_pick            one FP8 + FP8 KV request: the defaults, TROUPE_FP8_SILU=1 TROUPE_ATTN_FP8_F16=1 (the twenty-second
+#                      session's candidates), those with TROUPE_FP8_WIDE_ROWS=1 TROUPE_FP8_GEMV_SPLIT=8192, twice in turns
+#   w1_pick            W1 in FP8 + FP8 KV: the defaults, TROUPE_ATTN_FP8_F16=1, that with TROUPE_ATTN_PREFILL_LEAN=1;
+#                      bf16 without and with the lean prefill; the defaults again
 #   attn_timing        troupe_gpu_check --attention-timing (the FP8 cache's F16 form beside the default, issue 13)
 #   w1_set             W1 in FP8 + FP8 KV: default, TROUPE_ATTN_FP8_F16=1, TROUPE_FP8_WGMMA=1, both; bf16; default again
 #   fp8_silu_rows      troupe_gpu_check --fp8-silu (linear_fp8_silu's op rows: bits against the two ops)
@@ -70,20 +70,20 @@ w1_set() {
 b1_pick() {
   for i in 1 2; do
     bench b1_fp8_$i 1 128 384 $FP8
-    TROUPE_FP8_SILU=0 TROUPE_ATTN_FP8_F16=0 bench b1_fp8_before_$i 1 128 384 $FP8
-    TROUPE_FP8_WIDE_ROWS=1 TROUPE_FP8_GEMV_SPLIT=8192 bench b1_fp8_wide_split_$i 1 128 384 $FP8
+    TROUPE_FP8_SILU=1 TROUPE_ATTN_FP8_F16=1 bench b1_fp8_new_$i 1 128 384 $FP8
+    TROUPE_FP8_SILU=1 TROUPE_ATTN_FP8_F16=1 TROUPE_FP8_WIDE_ROWS=1 TROUPE_FP8_GEMV_SPLIT=8192 bench b1_fp8_new_wide_split_$i 1 128 384 $FP8
   done
 }
 w1_pick() {
   bench w1_fp8 256 512 256 $FP8
-  TROUPE_ATTN_FP8_F16=0 bench w1_fp8_tiles 256 512 256 $FP8
-  TROUPE_ATTN_PREFILL_LEAN=1 bench w1_fp8_lean 256 512 256 $FP8
+  TROUPE_ATTN_FP8_F16=1 bench w1_fp8_f16 256 512 256 $FP8
+  TROUPE_ATTN_FP8_F16=1 TROUPE_ATTN_PREFILL_LEAN=1 bench w1_fp8_f16_lean 256 512 256 $FP8
   bench w1_bf16 256 512 256
   TROUPE_ATTN_PREFILL_LEAN=1 bench w1_bf16_lean 256 512 256
   bench w1_fp8_again 256 512 256 $FP8
 }
 export -f bench b1_qgemv w1_set b1_pick w1_pick
-for s in ${STEPS:-fp8_decode_timing b1_qgemv w1_set attn_timing fp8_silu_rows step_ncu_fp8 fp8kv_rows}; do
+for s in ${STEPS:-fp8kv_f16_rows fp8_silu_rows b1_pick w1_pick fp8_weights_rows}; do
   case $s in
     attn_timing) CHECK_ARGS=--attention-timing step $s 120 bash scripts/gpu/check.sh ;;
     fp8_silu_rows) CHECK_ARGS=--fp8-silu step $s 60 bash scripts/gpu/check.sh ;;
