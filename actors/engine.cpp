@@ -428,7 +428,11 @@ engine::impl::impl(const engine_options& requested) : system(with_middleman(syst
   metrics = std::make_unique<engine_metrics>(mc);
   auto core = std::make_unique<engine_core>(ec, tok, o.seed ? *o.seed : std::random_device{}());
   core->set_metrics(metrics.get());
-  for (auto& shard : res) shards.push_back(spawn_shard(system, std::move(shard)));
+  // One shard in this process (and no other process's): the scheduler runs its steps itself (spawn_scheduler says why).
+  std::shared_ptr<shard_resources> lone;
+  if (res.size() == 1 && !(o.mpi && tp > 1)) lone = std::move(res[0]);
+  else
+    for (auto& shard : res) shards.push_back(spawn_shard(system, std::move(shard)));
   stall_watch watch;
   if (tp > 1) {
     // A rank that dies or stalls holds every other shard in a collective: end the process rather than hang.
@@ -441,7 +445,7 @@ engine::impl::impl(const engine_options& requested) : system(with_middleman(syst
       }).detach();
     };
   }
-  scheduler = spawn_scheduler(system, std::move(core), shards, healthy, std::move(watch));
+  scheduler = spawn_scheduler(system, std::move(core), shards, healthy, std::move(watch), std::move(lone));
 }
 
 engine::impl::~impl() {

@@ -22,6 +22,7 @@ using execute_atom = caf::atom_constant<caf::atom("execute")>;
 using output_atom = caf::atom_constant<caf::atom("output")>;
 using stats_atom = caf::atom_constant<caf::atom("stats")>;
 using fail_all_atom = caf::atom_constant<caf::atom("failall")>;
+using step_atom = caf::atom_constant<caf::atom("step")>;  // the scheduler to itself: run the planned step (one shard)
 
 // Plans are shared, not copied, between the scheduler and the shards of one process.
 using plan_ptr = std::shared_ptr<const step_plan>;
@@ -44,6 +45,7 @@ using scheduler_actor = caf::typed_actor<
     caf::replies_to<submit_atom, engine_request, output_sink>::with<submit_reply>,
     caf::reacts_to<abort_atom, request_id>,
     caf::reacts_to<fail_all_atom, std::string>,  // ends every request with this error (shutdown)
+    caf::reacts_to<step_atom>,                    // to itself: runs the step planned for its lone shard
     caf::replies_to<stats_atom>::with<engine_stats>>;
 
 } // namespace troupe

@@ -1,5 +1,7 @@
 #include "actors/scheduler_actor.hpp"
 
+#include "actors/shard_actor.hpp"
+
 #include <chrono>
 #include <unordered_map>
 
@@ -11,6 +13,8 @@ namespace {
 struct scheduler_state {
   std::shared_ptr<engine_core> core;
   std::vector<shard_actor> shards;
+  std::shared_ptr<shard_resources> lone;  // one shard, run in this thread (spawn_scheduler)
+  plan_ptr planned;                       // lone: the step planned, which step_atom runs
   std::unordered_map<request_id, output_sink> sinks;
   std::unordered_map<caf::actor_addr, int32_t> watched;  // sinks monitored, with their open requests
   request_id next_id = 1;
@@ -113,6 +117,11 @@ void start_step(self_ptr self) {
   }
   st.in_flight = true;
   st.result = step_result{};
+  if (st.lone) {
+    st.planned = std::move(plan);
+    self->send(self, step_atom::value);
+    return;
+  }
   const caf::duration timeout = st.watch.timeout.count() > 0 ? caf::duration(st.watch.timeout) : caf::infinite;
   // The other shards get the plan without a reply: they run in lockstep with shard 0 (every collective
   // waits for all), so shard 0's reply means the step is done, and one reply per step instead of N keeps
@@ -138,8 +147,9 @@ void start_step(self_ptr self) {
 
 scheduler_actor::behavior_type scheduler_fn(self_ptr self, std::shared_ptr<engine_core> core,
                                             std::vector<shard_actor> shards, std::shared_ptr<std::atomic<bool>> healthy,
-                                            stall_watch watch) {
+                                            stall_watch watch, std::shared_ptr<shard_resources> lone) {
   self->state.watch = std::move(watch);
+  self->state.lone = std::move(lone);
   self->state.core = std::move(core);
   self->state.shards = std::move(shards);
   self->state.healthy = std::move(healthy);
@@ -183,6 +193,14 @@ scheduler_actor::behavior_type scheduler_fn(self_ptr self, std::shared_ptr<engin
         start_step(self);
       },
       [self](fail_all_atom, const std::string& error) { deliver(self, self->state.core->fail_all(error)); },
+      [self](step_atom) {
+        auto& st = self->state;
+        if (!st.lone || !st.planned) return;
+        const plan_ptr plan = std::move(st.planned);
+        st.planned = nullptr;
+        st.result = run_shard_step(*st.lone, *plan);
+        finish_step(self, plan);
+      },
       [self](stats_atom) -> engine_stats {
         engine_stats s = self->state.core->snapshot();
         const auto& st = self->state;
@@ -201,11 +219,12 @@ scheduler_actor::behavior_type scheduler_fn(self_ptr self, std::shared_ptr<engin
 } // namespace
 
 scheduler_actor spawn_scheduler(caf::actor_system& sys, std::unique_ptr<engine_core> core, std::vector<shard_actor> shards,
-                                std::shared_ptr<std::atomic<bool>> healthy, stall_watch watch) {
+                                std::shared_ptr<std::atomic<bool>> healthy, stall_watch watch,
+                                std::shared_ptr<shard_resources> lone) {
   // Detached: the step loop has a thread of its own and wakes as soon as a reply arrives, instead of
   // waiting for a pooled worker to come back from its polling sleep.
   return sys.spawn<caf::detached>(scheduler_fn, std::shared_ptr<engine_core>(std::move(core)), std::move(shards),
-                                  std::move(healthy), std::move(watch));
+                                  std::move(healthy), std::move(watch), std::move(lone));
 }
 
 } // namespace troupe

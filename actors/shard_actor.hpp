@@ -21,6 +21,10 @@ struct shard_resources {
   std::function<void(const step_plan&)> before_step;
 };
 
+// What a shard does with a plan: runs it, timed; a failure comes back as the result's error (the step's requests fail,
+// the engine goes on). The shard actor calls it for each plan; the scheduler calls it itself for a lone shard.
+step_result run_shard_step(shard_resources& res, const step_plan& plan);
+
 shard_actor spawn_shard(caf::actor_system& sys, std::shared_ptr<shard_resources> resources);
 
 } // namespace troupe

@@ -99,10 +99,36 @@ TEST(engine, the_null_backend_runs_the_whole_loop_without_arithmetic) {
   for (const auto& r : results) EXPECT_EQ(r.token_ids, std::vector<int32_t>(10, 0));
 }
 
-TEST(engine, reports_unhealthy_once_a_shard_is_gone_and_fails_requests_instead_of_hanging) {
+// One shard in the process: the scheduler runs its steps itself, no shard actor (spawn_scheduler says why). Requests
+// arriving one by one while steps run (generate submits them in turn) join the batch, and each gets what it gets alone.
+TEST(engine, a_lone_shard_runs_in_the_schedulers_thread_and_a_batch_gets_what_each_request_gets_alone) {
   engine e(options_for("llama_f32"));
+  EXPECT_TRUE(e.internals().shards.empty());
+  std::vector<prompt_input> prompts(8, prompt_input{"", {1, 2, 3, 4, 5}});
+  for (size_t i = 0; i < prompts.size(); ++i) prompts[i].token_ids.push_back(static_cast<int32_t>(i + 6));
+  const auto together = e.generate(prompts, greedy(12));
+  ASSERT_EQ(together.size(), prompts.size());
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    const auto alone = e.generate({prompts[i]}, greedy(12));
+    EXPECT_EQ(together[i].token_ids, alone[0].token_ids) << "prompt " << i;
+    EXPECT_EQ(together[i].token_ids.size(), 12u);
+  }
+  EXPECT_EQ(e.stats().num_step_errors, 0);
+}
+
+// Shard actors (two tensor-parallel shards in this process): a shard that dies takes the engine's health with it. Both
+// go, while idle: a survivor would wait in its next collective for good (across processes the stall watch ends that).
+TEST(engine, reports_unhealthy_once_a_shard_is_gone_and_fails_requests_instead_of_hanging) {
+  engine_options o = options_for("llama_f32");
+  o.tensor_parallel_size = 2;
+  engine e(o);
+  ASSERT_EQ(e.internals().shards.size(), 2u);
   EXPECT_TRUE(e.healthy());
-  caf::anon_send_exit(e.internals().shards[0], caf::exit_reason::kill);
+  for (const auto& shard : e.internals().shards) caf::anon_send_exit(shard, caf::exit_reason::kill);
+  {
+    caf::scoped_actor self{e.internals().system};
+    self->wait_for(e.internals().shards);  // both gone before any step is planned
+  }
   for (int i = 0; i < 500 && e.healthy(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
   EXPECT_FALSE(e.healthy());
   const auto results = e.generate({{"", {1, 2, 3}}}, greedy(4));
