@@ -430,7 +430,7 @@ engine::impl::impl(const engine_options& requested) : system(with_middleman(syst
   core->set_metrics(metrics.get());
   // One shard in this process (and no other process's): the scheduler runs its steps itself (spawn_scheduler says why).
   std::shared_ptr<shard_resources> lone;
-  if (res.size() == 1 && !(o.mpi && tp > 1)) lone = std::move(res[0]);
+  if (tp == 1) lone = std::move(res[0]);
   else
     for (auto& shard : res) shards.push_back(spawn_shard(system, std::move(shard)));
   stall_watch watch;

@@ -195,9 +195,8 @@ scheduler_actor::behavior_type scheduler_fn(self_ptr self, std::shared_ptr<engin
       [self](fail_all_atom, const std::string& error) { deliver(self, self->state.core->fail_all(error)); },
       [self](step_atom) {
         auto& st = self->state;
-        if (!st.lone || !st.planned) return;
-        const plan_ptr plan = std::move(st.planned);
-        st.planned = nullptr;
+        if (!st.planned) return;
+        const plan_ptr plan = std::move(st.planned);  // leaves it empty
         st.result = run_shard_step(*st.lone, *plan);
         finish_step(self, plan);
       },

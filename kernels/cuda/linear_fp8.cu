@@ -842,16 +842,25 @@ bool qgemv_takes(const tensor& x, const fp8_device_weight& w, int64_t rows, int6
          reinterpret_cast<uintptr_t>(x.data) % 16 == 0;
 }
 
+// Throws std::invalid_argument naming every shape where x [rows, K], w [N, K] e4m3 with its scales, bias [N] and out
+// [rows, out_features] do not make the product `op` runs.
+void check_fp8_operands(const char* op, const tensor& x, const fp8_device_weight& w, const tensor& bias, const tensor& out,
+                        int64_t out_features) {
+  const int64_t rows = x.dim(0), k = x.dim(1), n = w.weight.dim(0);
+  if (w.weight.type != dtype::f8_e4m3 || w.weight.rank != 2 || w.weight.dim(1) != k || w.scale.type != dtype::f32 ||
+      w.scale.numel() != n || (!w.input_scale.empty() && (w.input_scale.type != dtype::f32 || w.input_scale.numel() != 1)) ||
+      out.type != x.type || out.dim(0) != rows || out.row_elems() != out_features ||
+      (!bias.empty() && (bias.type != x.type || bias.numel() != n)))
+    throw std::invalid_argument(std::string("cuda ") + op + ": x " + shape_of(x) + ", weight " + shape_of(w.weight) + " " +
+                                std::string(name(w.weight.type)) + ", scale " + shape_of(w.scale) + ", output " +
+                                shape_of(out) + " disagree");
+}
+
 // linear_fp8: x quantized into ctx's scratch, then the product.
 const char* run_linear_fp8(cuda_context& ctx, const tensor& x, const fp8_device_weight& w, const tensor& bias,
                            const tensor& out, bool w16) {
   const int64_t rows = x.dim(0), k = x.dim(1), n = w.weight.dim(0);
-  if (w.weight.type != dtype::f8_e4m3 || w.weight.rank != 2 || w.weight.dim(1) != k || w.scale.type != dtype::f32 ||
-      w.scale.numel() != n || (!w.input_scale.empty() && (w.input_scale.type != dtype::f32 || w.input_scale.numel() != 1)) ||
-      out.type != x.type || out.dim(0) != rows || out.row_elems() != n || (!bias.empty() && (bias.type != x.type || bias.numel() != n)))
-    throw std::invalid_argument("cuda linear_fp8: x " + shape_of(x) + ", weight " + shape_of(w.weight) + " " +
-                                std::string(name(w.weight.type)) + ", scale " + shape_of(w.scale) + ", output " +
-                                shape_of(out) + " disagree");
+  check_fp8_operands("linear_fp8", x, w, bias, out, n);
   if (rows == 0) return "none";
   make_current(ctx);
   // W8A16 where the step is W8A16's (fp8_w16_rows(); forced: TROUPE_FP8_GEMM=w16): no quantizer.
@@ -938,16 +947,10 @@ const char* launch_linear_fp8_quantized(cuda_context& ctx, const fp8_activations
 bool launch_linear_fp8_silu(cuda_context& ctx, const tensor& x, const fp8_device_weight& w, const tensor& bias,
                             const tensor& out, bool w16) {
   const int64_t rows = x.dim(0), k = x.dim(1), n = w.weight.dim(0), inter = n / 2;
-  if (w.weight.type != dtype::f8_e4m3 || w.weight.rank != 2 || w.weight.dim(1) != k || n != 2 * inter ||
-      w.scale.type != dtype::f32 || w.scale.numel() != n ||
-      (!w.input_scale.empty() && (w.input_scale.type != dtype::f32 || w.input_scale.numel() != 1)) ||
-      out.type != x.type || out.dim(0) != rows || out.row_elems() != inter ||
-      (!bias.empty() && (bias.type != x.type || bias.numel() != n)))
-    throw std::invalid_argument("cuda linear_fp8_silu: x " + shape_of(x) + ", weight " + shape_of(w.weight) + " " +
-                                std::string(name(w.weight.type)) + " (gate and up stacked), scale " + shape_of(w.scale) +
-                                ", output " + shape_of(out) + " disagree");
-  // Only where the two ops would run "gemv" or "qgemv" on the same codes (no path forced, not a W8A16 step), so that
-  // the bits are theirs.
+  // w: gate and up stacked, so an even number of rows, and out half as many features.
+  check_fp8_operands("linear_fp8_silu", x, w, bias, out, n % 2 == 0 ? inter : -1);
+  // Not where the two ops would not quantize the row as qgemv does (a path forced, a W8A16 step). Its sums are the
+  // GEMV's: where the two ops run "gemv" or "qgemv" (gate/up's one row at model shapes) the bits are theirs.
   if (!fp8_settings().silu || !fp8_settings().path.empty() || w16 || inter == 0 || !qgemv_takes(x, w, rows, k))
     return false;
   make_current(ctx);
