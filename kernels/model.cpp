@@ -435,7 +435,7 @@ tensor model::compute_logits(int64_t num_tokens, int64_t num_logits, const atten
     all_reduce(hidden);
     const bool down_quantized = quantized_before(w.down4, w.down8);
     // act made with gate/up's product (4-bit decode steps on CUDA: ops::linear_int4_silu; FP8 one-row steps with
-    // TROUPE_FP8_SILU=1: ops::linear_fp8_silu)
+    // fp8_settings().silu, the default: ops::linear_fp8_silu)
     bool activated = false;
     if (quantized_before(w.gate_up4, w.gate_up8)) {
       const fp8_activations in = fp8_input(num_tokens, c.hidden_size);

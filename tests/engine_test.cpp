@@ -99,8 +99,8 @@ TEST(engine, the_null_backend_runs_the_whole_loop_without_arithmetic) {
   for (const auto& r : results) EXPECT_EQ(r.token_ids, std::vector<int32_t>(10, 0));
 }
 
-// One shard in the process: the scheduler runs its steps itself, no shard actor (spawn_scheduler says why). Requests
-// arriving one by one while steps run (generate submits them in turn) join the batch, and each gets what it gets alone.
+// One shard in the process: the scheduler runs its steps itself, no shard actor (spawn_scheduler says why). A batch's
+// requests each get what they get alone.
 TEST(engine, a_lone_shard_runs_in_the_schedulers_thread_and_a_batch_gets_what_each_request_gets_alone) {
   engine e(options_for("llama_f32"));
   EXPECT_TRUE(e.internals().shards.empty());
@@ -114,6 +114,22 @@ TEST(engine, a_lone_shard_runs_in_the_schedulers_thread_and_a_batch_gets_what_ea
     EXPECT_EQ(together[i].token_ids.size(), 12u);
   }
   EXPECT_EQ(e.stats().num_step_errors, 0);
+}
+
+// The scheduler's thread runs a lone shard's steps, so a submit waits for the step in progress. generate sends every
+// prompt before awaiting any reply: all are admitted together, and the batch takes about as many steps as one request
+// (32 prompts of 6 tokens, 128 tokens a step: 2 prefill steps, then one a token). Awaiting each reply in turn had
+// admitted one prompt a step (W1 on an H100: 512 steps where 264 do).
+TEST(engine, generate_admits_a_whole_batch_at_once_and_takes_about_the_steps_of_one_request) {
+  engine e(options_for("llama_f32"));
+  std::vector<prompt_input> prompts(32, prompt_input{"", {1, 2, 3, 4, 5}});
+  for (size_t i = 0; i < prompts.size(); ++i) prompts[i].token_ids.push_back(static_cast<int32_t>(i + 6));
+  const int64_t before = e.stats().sched.num_steps;
+  const auto results = e.generate(prompts, greedy(12));
+  const int64_t steps = e.stats().sched.num_steps - before;
+  for (const auto& r : results) EXPECT_EQ(r.token_ids.size(), 12u);
+  EXPECT_GE(steps, 12);
+  EXPECT_LE(steps, 12 + 4) << "the prompts were not admitted together";
 }
 
 // Shard actors (two tensor-parallel shards in this process): a shard that dies takes the engine's health with it. Both

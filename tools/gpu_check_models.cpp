@@ -385,9 +385,9 @@ void check_model_int4_paths(cuda_ops& gpu) {
 // it), in bf16 against its f32 CPU twin: cuBLASLt's path (the default), the wgmma GEMM above 8 rows with 128- and
 // 64-row tiles (fp8_settings().wgmma), the wgmma GEMM on every product, the decode graph of
 // 4 included (its K splits inside the capture), and every one-row product with its quantization inside the GEMV
-// (fp8_settings().qgemv 2: the one-token prompt and one request's decode), and one row's gate/up with silu_and_mul in
-// one kernel (fp8_settings().silu), without and with qgemv, and every one-row product as a block an output
-// (fp8_settings().gemv_split). Prompts of 1 to 230 tokens make prefill steps of each size. Each FP8 layer rounds its
+// (fp8_settings().qgemv 2: the one-token prompt and one request's decode), one row's gate/up and silu_and_mul as two
+// ops ("two ops"; the default fuses them, fp8_settings().silu) and fused with qgemv on every product, and every
+// one-row product as a block an output (fp8_settings().gemv_split; the default takes down_proj's long rows so). Prompts of 1 to 230 tokens make prefill steps of each size. Each FP8 layer rounds its
 // inputs again, so the two backends' codes differ where a value sits near the middle of two (kChosenPathFraction):
 // every path gets the default path's own error against the twin, doubled, or the bf16 model tolerance if larger.
 void check_model_fp8_paths(cuda_ops& gpu) {
@@ -408,21 +408,23 @@ void check_model_fp8_paths(cuda_ops& gpu) {
     std::string forced;
     int wgmma, wgmma_rows;
     int qgemv = 0;
-    bool silu = false;  // fp8_settings().silu: one row's gate/up and silu_and_mul in one kernel
-    bool split = false;  // every one-row product on the GEMV, as a block an output (fp8_settings().gemv, gemv_split)
+    int silu = -1;   // fp8_settings().silu (one row's gate/up and silu_and_mul in one kernel): 0 off, 1 on, -1 the default
+    int split = -1;  // 1: every one-row product on the GEMV, as a block an output (fp8_settings().gemv, gemv_split);
+                     // 0: no product as a block an output; -1 the default (down_proj's long rows)
   };
   double tol = model_tolerance(dtype::bf16, config);
   for (const path& p : {path{"default", "", 0, 128}, {"wgmma", "", 1, 128}, {"wgmma 64-row tiles", "", 1, 64},
-                        {"wgmma all", "wgmma", 1, 128}, {"qgemv", "", 0, 128, 2}, {"silu", "", 0, 128, 0, true},
-                        {"qgemv silu", "", 0, 128, 2, true}, {"gemv_split", "", 0, 128, 0, false, true}}) {
+                        {"wgmma all", "wgmma", 1, 128}, {"qgemv", "", 0, 128, 2, 0, 0}, {"two ops", "", 0, 128, 0, 0, 0},
+                        {"qgemv silu", "", 0, 128, 2, 1, 0}, {"gemv_split all", "", 0, 128, 0, 1, 1}}) {
     // Set before the model exists: its decode graphs record the path in force when captured.
-    const scoped_value<std::string> forced(cuda::fp8_settings().path, p.forced);
-    const scoped_value<int> wgmma(cuda::fp8_settings().wgmma, p.wgmma);
-    const scoped_value<int> wgmma_rows(cuda::fp8_settings().wgmma_rows, p.wgmma_rows);
-    const scoped_value<int> qgemv(cuda::fp8_settings().qgemv, p.qgemv);
-    const scoped_value<bool> silu(cuda::fp8_settings().silu, p.silu);
-    const scoped_value<int> gemv(cuda::fp8_settings().gemv, p.split ? 1 : cuda::fp8_settings().gemv);
-    const scoped_value<int64_t> split(cuda::fp8_settings().gemv_split, p.split ? 16 : 0);
+    cuda::fp8_switches& fs = cuda::fp8_settings();
+    const scoped_value<std::string> forced(fs.path, p.forced);
+    const scoped_value<int> wgmma(fs.wgmma, p.wgmma);
+    const scoped_value<int> wgmma_rows(fs.wgmma_rows, p.wgmma_rows);
+    const scoped_value<int> qgemv(fs.qgemv, p.qgemv);
+    const scoped_value<bool> silu(fs.silu, p.silu < 0 ? fs.silu : p.silu == 1);
+    const scoped_value<int> gemv(fs.gemv, p.split == 1 ? 1 : fs.gemv);
+    const scoped_value<int64_t> split(fs.gemv_split, p.split < 0 ? fs.gemv_split : p.split == 1 ? 16 : 0);
     model on_gpu(config, gpu,
                  load_model_weights(config, gpu, dtype::bf16, checkpoint_weight_source(ckpt, config), {},
                                     checkpoint_fp8_source(ckpt, config)),

@@ -153,17 +153,19 @@ struct fp8_switches {
   int gemv = -1;
   // Where one row takes the GEMV and K is at least this (0: never), fp8_gemv_split_kernel (a block an output, all its
   // row's loads in flight at once; the path "gemv_split") instead: down_proj's long rows. TROUPE_FP8_GEMV_SPLIT=K.
-  // Written in the twenty-second session of 2026-12-07; off until timed.
-  int64_t gemv_split = 0;
+  // The default since the twenty-third session (2026-12-07; H100, one FP8 + FP8 KV request with the silu kernel and
+  // F16 attention, same call: 3.607 ms a step with it and wide_rows 1, 3.714 without; down at one row 0.0316 ms
+  // against the GEMV's 0.0354). Gate/up's short rows stay on the GEMV (0.098 ms as a block an output against 0.053).
+  int64_t gemv_split = 8192;
   // Activations quantized with 16-byte loads (fp8_quantize_rows_kernel's N > 1) where K allows. On by default since the
   // ninth session of 2026-12-05 (H100, FP8 weights + FP8 KV: one request 4.48 -> 3.84 ms a token, W1 13,541 -> 14,672
   // output tok/s; the same codes bit for bit, per the GPU check); TROUPE_FP8_QUANTIZE_VEC=0 goes back to one element a load.
   bool quantize_vec = true;
   // Steps of at most this many rows quantize activations (linear_fp8's quantizer, silu_and_mul_fp8) with blocks of
   // kWideQuantizeThreads (1024) threads instead of 256: each row is one block, so a one-row step quantizes down_proj's
-  // 18,944 inputs on one SM. 0 (the default) never; TROUPE_FP8_WIDE_ROWS=N (written in the ninth session of 2026-12-05
-  // after the last GPU call, off until timed).
-  int wide_rows = 0;
+  // 18,944 inputs on one SM. 1 (the default since the twenty-third session of 2026-12-07, with gemv_split above: the
+  // same codes bit for bit, per the GPU check) takes one-row steps; TROUPE_FP8_WIDE_ROWS=N, 0 never.
+  int wide_rows = 1;
   // Steps of more than kMmaChosenRows (8) rows, up to wgmma_max_rows, on fp8_wgmma_kernel (linear_fp8_wgmma.cu; the
   // path "wgmma") where K is a multiple of 128, instead of cuBLASLt: 0 (the default) never; 1 the products whose tiles
   // are fewer than the SMs (fp8_wgmma_chosen, kernels/fp8_wgmma_rules.hpp: at 256 rows q/k/v, o_proj and down_proj, where cuBLASLt made few
@@ -179,10 +181,10 @@ struct fp8_switches {
   // one-row product (TROUPE_FP8_QGEMV=0|1|2). Written in the nineteenth session of 2026-12-06; off until timed.
   int qgemv = 0;
   // One row's gate/up product and silu_and_mul in one kernel (launch_linear_fp8_silu: fp8_qgemv_kernel's Silu form,
-  // the quantizer inside too), bit for bit the two ops; TROUPE_FP8_SILU=1. Faster (H100, 2026-12-07, one FP8 + FP8 KV
-  // request: 3.776 ms a step against 3.851, same call), but its check rows (troupe_gpu_check --fp8-silu) have not yet
-  // run: off until they pass, then the default.
-  bool silu = false;
+  // the quantizer inside too), bit for bit the two ops (troupe_gpu_check --fp8-silu: 159 of 159 rows, H100,
+  // 2026-12-07). The default: H100, one FP8 + FP8 KV request, 3.776 ms a step against 3.851 in one call of the
+  // twenty-second session. TROUPE_FP8_SILU=0 runs the two ops.
+  bool silu = true;
   std::atomic<const char*> last_path{"none"};   // the path the last call took (troupe_gpu_check prints it)
 };
 fp8_switches& fp8_settings();
@@ -236,9 +238,10 @@ struct attention_switches {
   // An FP8 cache read into f16 by the hardware's conversion and multiplied on f16 mma, Q scaled into f16's range by a
   // power of two (paged_attention_mma.cu, "F16"); TROUPE_ATTN_FP8_F16=1. Faster everywhere it was timed (H100,
   // 2026-12-07, bf16 model, ms against the bf16-tile form: decode 256 x 640 0.097 / 0.104, 64 x 4,096 0.236 / 0.242,
-  // prefill 4,096 1.212 / 1.270, the mixed step 0.334 / 0.355; W1 in FP8 + FP8 KV 14,857 / 14,593 output tok/s), but
-  // its check rows (troupe_gpu_check --fp8-kv-f16) have not yet run: off until they pass, then the default.
-  bool fp8_f16 = false;
+  // prefill 4,096 1.212 / 1.270, the mixed step 0.334 / 0.355; W1 in FP8 + FP8 KV 14,857 / 14,593 output tok/s). The
+  // default since its check rows passed (troupe_gpu_check --fp8-kv-f16: 72 of 72, H100, 2026-12-07);
+  // TROUPE_ATTN_FP8_F16=0 takes the bf16-tile form.
+  bool fp8_f16 = true;
   // Where attention_shape::next_waits (a 4-bit o_proj after it), the decode kernels let the kernel after start at once
   // (attention_params::trigger) and the combine goes as a programmatic dependent, so o_proj's blocks stream its weights
   // while attention runs: -1 (the default) on decode steps of at most 8 sequences, 1 on every decode step

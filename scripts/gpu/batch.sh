@@ -10,14 +10,17 @@
 #                      TROUPE_FP8_SILU=1 (and QGEMV=2), TROUPE_FP8_GEMV_SPLIT=8192 (down_proj a block an output),
 #                      TROUPE_FP8_WIDE_ROWS=1, both, the defaults again; one rtn request
 #   b1_pick            one FP8 + FP8 KV request: the defaults, TROUPE_FP8_SILU=1 TROUPE_ATTN_FP8_F16=1 (the twenty-second
-#                      session's candidates), those with TROUPE_FP8_WIDE_ROWS=1 TROUPE_FP8_GEMV_SPLIT=8192, twice in turns
-#   w1_pick            W1 in FP8 + FP8 KV: the defaults, TROUPE_ATTN_FP8_F16=1, that with TROUPE_ATTN_PREFILL_LEAN=1;
-#                      bf16 without and with the lean prefill; the defaults again
+#                      session's candidates), those with TROUPE_FP8_WIDE_ROWS=1 TROUPE_FP8_GEMV_SPLIT=8192, and
+#                      TROUPE_FP8_FUSED=1 (the norms quantize) in place of the silu kernel, twice in turns
+#   w1_pick            W1: FP8 + FP8 KV with the defaults and with TROUPE_ATTN_FP8_F16=1; bf16; FP8 + F16 with
+#                      TROUPE_ATTN_PREFILL_LEAN=1; bf16 with it
 #   attn_timing        troupe_gpu_check --attention-timing (the FP8 cache's F16 form beside the default, issue 13)
 #   w1_set             W1 in FP8 + FP8 KV: default, TROUPE_ATTN_FP8_F16=1, TROUPE_FP8_WGMMA=1, both; bf16; default again
 #   fp8_silu_rows      troupe_gpu_check --fp8-silu (linear_fp8_silu's op rows: bits against the two ops)
 #   fp8kv_rows         troupe_gpu_check --fp8-kv --no-models --no-timing (the FP8 cache's op rows)
 #   fp8kv_f16_rows     troupe_gpu_check --fp8-kv-f16 (the F16 attention form's rows alone)
+#   fp8kv_all_rows     troupe_gpu_check --fp8-kv --no-timing (the FP8 cache's op rows and its reference models)
+#   figures            the defaults: W1 in FP8 + FP8 KV and in bf16, one FP8 + FP8 KV request twice
 #   fp8_weights_rows   troupe_gpu_check --fp8-weights --no-timing
 #   step_ncu_fp8       step_ncu.sh with Q=fp8: one FP8 decode step's kernels, each timed alone by Nsight Compute
 #   b1_prof_fp8 / b1_prof_rtn   profile.sh's one-request per-op table (TROUPE_CUDA_PROFILE=1)
@@ -72,17 +75,23 @@ b1_pick() {
     bench b1_fp8_$i 1 128 384 $FP8
     TROUPE_FP8_SILU=1 TROUPE_ATTN_FP8_F16=1 bench b1_fp8_new_$i 1 128 384 $FP8
     TROUPE_FP8_SILU=1 TROUPE_ATTN_FP8_F16=1 TROUPE_FP8_WIDE_ROWS=1 TROUPE_FP8_GEMV_SPLIT=8192 bench b1_fp8_new_wide_split_$i 1 128 384 $FP8
+    TROUPE_FP8_FUSED=1 TROUPE_ATTN_FP8_F16=1 TROUPE_FP8_WIDE_ROWS=1 TROUPE_FP8_GEMV_SPLIT=8192 bench b1_fp8_fused_f16_wide_split_$i 1 128 384 $FP8
   done
 }
 w1_pick() {
   bench w1_fp8 256 512 256 $FP8
   TROUPE_ATTN_FP8_F16=1 bench w1_fp8_f16 256 512 256 $FP8
-  TROUPE_ATTN_FP8_F16=1 TROUPE_ATTN_PREFILL_LEAN=1 bench w1_fp8_f16_lean 256 512 256 $FP8
   bench w1_bf16 256 512 256
+  TROUPE_ATTN_FP8_F16=1 TROUPE_ATTN_PREFILL_LEAN=1 bench w1_fp8_f16_lean 256 512 256 $FP8
   TROUPE_ATTN_PREFILL_LEAN=1 bench w1_bf16_lean 256 512 256
-  bench w1_fp8_again 256 512 256 $FP8
 }
-export -f bench b1_qgemv w1_set b1_pick w1_pick
+figures() {  # the defaults: W1 in FP8 + FP8 KV and in bf16, one FP8 + FP8 KV request twice
+  bench w1_fp8 256 512 256 $FP8
+  bench w1_bf16 256 512 256
+  bench b1_fp8_1 1 128 384 $FP8
+  bench b1_fp8_2 1 128 384 $FP8
+}
+export -f bench b1_qgemv w1_set b1_pick w1_pick figures
 for s in ${STEPS:-fp8kv_f16_rows fp8_silu_rows b1_pick w1_pick fp8_weights_rows}; do
   case $s in
     attn_timing) CHECK_ARGS=--attention-timing step $s 120 bash scripts/gpu/check.sh ;;
@@ -94,7 +103,9 @@ for s in ${STEPS:-fp8kv_f16_rows fp8_silu_rows b1_pick w1_pick fp8_weights_rows}
     b1_prof_fp8) CHECK=0 MODES=b1-prof-fp8 OPS_LINES=80 step $s 90 bash bundle/profile.sh ;;
     b1_qgemv) step $s 260 bash -c b1_qgemv ;;
     w1_set) step $s 240 bash -c w1_set ;;
-    b1_pick) step $s 180 bash -c b1_pick ;;
+    b1_pick) step $s 230 bash -c b1_pick ;;
+    figures) step $s 200 bash -c figures ;;
+    fp8kv_all_rows) CHECK_ARGS="--fp8-kv --no-timing" step $s 200 bash scripts/gpu/check.sh ;;
     w1_pick) step $s 230 bash -c w1_pick ;;
     step_ncu_fp8) Q=fp8 step $s 170 bash scripts/gpu/step_ncu.sh ;;
     b1_prof_rtn) CHECK=0 MODES=b1-prof-rtn OPS_LINES=80 step $s 90 bash bundle/profile.sh ;;
@@ -106,8 +117,8 @@ for d in "$R"/*/; do
   n=$(basename "$d"); echo "######## $n"
   case $n in
     attn_timing|fp8_decode_timing) grep -E "^time" "$d/gpu_check_progress.txt" | sed -E 's/ {2,}/ /g; s/ - - / /; s/T,K,N=//' | cut -c1-330 | tail -30 ;;
-    fp8kv_rows|fp8kv_f16_rows|fp8_weights_rows|fp8_silu_rows) grep -E "checks pass" "$d/gpu_check.txt"; grep -c pass "$d/gpu_check_progress.txt"; grep FAIL "$d/gpu_check_progress.txt" | sed -E 's/ {2,}/ /g' | head -12; tail -2 "$d/gpu_check_progress.txt" | cut -c1-200 ;;
-    b1_qgemv|w1_set|b1_pick|w1_pick) cat "$d/log" ;;
+    fp8kv_rows|fp8kv_all_rows|fp8kv_f16_rows|fp8_weights_rows|fp8_silu_rows) grep -E "checks pass" "$d/gpu_check.txt"; grep -c pass "$d/gpu_check_progress.txt"; grep FAIL "$d/gpu_check_progress.txt" | sed -E 's/ {2,}/ /g' | head -12; tail -2 "$d/gpu_check_progress.txt" | cut -c1-200 ;;
+    b1_qgemv|w1_set|b1_pick|w1_pick|figures) cat "$d/log" ;;
     step_ncu_fp8) grep -vE "^ *$" "$d/log" | tail -45 | cut -c1-110 ;;
     b1_prof_*) head -60 "$d/log" ;;
   esac
