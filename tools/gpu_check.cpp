@@ -286,6 +286,7 @@ int main(int argc, char** argv) {
       if (!ops) break;
       if (only_int4) {
         check_int4_ops(gpu, t);
+        guarded("op rows", [&] { check_op_rows(gpu, t, false, false, true); });
         continue;
       }
       if (only_fp8_kv) check_fp8_kv_ops(gpu, t);

@@ -136,7 +136,8 @@ double tolerance_for(troupe::dtype t);
 
 // tools/gpu_check_rows.cpp: every op of tests/support/op_cases.hpp at 0, 1 and 3 rows against the CPU
 // (only_fp8_kv: only the cases with an FP8 KV cache; only_fp8_weights: only linear_fp8's).
-void check_op_rows(troupe::cuda_ops& gpu, troupe::dtype t, bool only_fp8_kv = false, bool only_fp8_weights = false);
+void check_op_rows(troupe::cuda_ops& gpu, troupe::dtype t, bool only_fp8_kv = false, bool only_fp8_weights = false,
+                   bool only_int4 = false);
 // The prompt prefilled in chunks whose steps sample nothing, through each model entry point, must give
 // the whole prompt's first greedy token. step_of(tokens, cached) builds a one-sequence step.
 void check_unsampled_steps(troupe::model& net, const std::string& label, troupe::dtype t, const std::vector<int32_t>& prompt,

@@ -16,12 +16,13 @@
 using namespace troupe;
 
 namespace gpu_check {
-void check_op_rows(cuda_ops& gpu, dtype t, bool only_fp8_kv, bool only_fp8_weights) {
+void check_op_rows(cuda_ops& gpu, dtype t, bool only_fp8_kv, bool only_fp8_weights, bool only_int4) {
   cpu_ops cpu;
   for (const testing::op_case& c : testing::op_cases()) {
     const bool fp8_weights = c.name.starts_with("linear_fp8");
     if (only_fp8_kv && (fp8_weights || c.name.find("fp8") == std::string::npos)) continue;
     if (only_fp8_weights && !fp8_weights) continue;
+    if (only_int4 && !c.name.starts_with("linear_int4")) continue;
     // Integer results (argmax, sample) must match exactly; floats within the dtype's tolerance.
     const bool exact = c.name == "argmax" || c.name == "sample";
     if (exact && t != dtype::f32) continue;  // they read f32 logits whatever the model's dtype

@@ -195,7 +195,8 @@ inline std::vector<op_case> op_cases() {
                        });
                      }});
   // 4-bit weights: K 64 in groups of 32 (CUDA's fused kernel), and K 24 in groups of 8 (its dequantize-then-
-  // GEMM path). Nibbles and whole-number zero points from op_case_value.
+  // GEMM path). Nibbles and whole-number zero points from op_case_value; weight 8i + j in the nibble the backend keeps
+  // it in (ops::int4_nibble: CUDA pairs them apart, and read in the CPU's order every GPU path was wrong by ~50%).
   for (const auto& [k4, group] : {std::pair<int64_t, int32_t>{64, 32}, {24, 8}}) {
     cases.push_back({"linear_int4 K" + std::to_string(k4) + " G" + std::to_string(group), [=](ops& b, int64_t rows, dtype t) {
                        auto x = filled(b, t, 21, kCapacity, k4);
@@ -204,7 +205,7 @@ inline std::vector<op_case> op_cases() {
                          uint32_t word = 0;
                          for (uint32_t j = 0; j < 8; ++j) {
                            const float u = op_case_value(22, static_cast<int64_t>(i), j);  // [-1, 1)
-                           word |= (static_cast<uint32_t>((u + 1.0f) * 8.0f) & 15u) << (4 * j);
+                           word |= (static_cast<uint32_t>((u + 1.0f) * 8.0f) & 15u) << (4 * b.int4_nibble(static_cast<int>(j)));
                          }
                          words[i] = static_cast<int32_t>(word);
                        }
