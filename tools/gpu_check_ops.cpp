@@ -810,23 +810,36 @@ void check_attention_all(checker& c, dtype t) {
 void check_attention_fp8_f16(checker& c, dtype t) {
   const std::vector<std::string> names = {"decode", "prefill", "chunked", "window", "d80",
                                           "two_new", "group16", "tiny", "d256"};
-  if (t != dtype::f32) {
-    const scoped_value<bool> in_f16(cuda::attention_settings().fp8_f16, true);
+  if (t == dtype::f32) return;
+  const scoped_value<bool> in_f16(cuda::attention_settings().fp8_f16, true);
+  // Direct (attention_settings().fp8_direct): the decode layout's codes straight into fragments; the cases with
+  // decode-layout launches (prefill has none; d80 keeps the converting form, 80 not being a multiple of 32).
+  for (const bool direct : {false, true}) {
+    const scoped_value<bool> straight(cuda::attention_settings().fp8_direct, direct);
+    const std::string form = direct ? "f16 direct" : "f16";
     for (const fp8_kv_case& kv : fp8_kv_cases)
       for (const attention_case& base : attention_cases()) {
         if (std::find(names.begin(), names.end(), base.name) == names.end() || base.name == "tiny" || base.name == "d256")
           continue;
+        if (direct && base.name == "prefill") continue;
         attention_case ac = base;
-        ac.name += " (f16)";
+        ac.name += " (" + form + ")";
         check_attention(c, t, ac, kv);
         if (t != dtype::bf16 || (base.name != "decode" && base.name != "prefill")) continue;
         for (const float q_scale : {3e5f, 1e-6f}) {
           attention_case scaled = base;
           scaled.q_scale = q_scale;
-          scaled.name += q_scale > 1.0f ? " (f16, q x3e5)" : " (f16, q x1e-6)";
+          scaled.name += " (" + form + (q_scale > 1.0f ? ", q x3e5)" : ", q x1e-6)");
           check_attention(c, t, scaled, kv);
         }
       }
+    const scoped_value<int> deep(cuda::attention_settings().decode_stages, 3);  // 4 tiles in flight
+    for (const fp8_kv_case& kv : fp8_kv_cases)
+      for (auto ac : attention_cases())
+        if (ac.d == 128 && (ac.name == "decode" || ac.name == "group16")) {
+          ac.name += " (" + form + ", deep decode)";
+          check_attention(c, t, ac, kv);
+        }
   }
 }
 

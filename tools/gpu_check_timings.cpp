@@ -114,21 +114,23 @@ void time_ops(cuda_ops& gpu, bool only_attention) {
   // Decode attention, 28 query / 4 KV heads of 128, blocks of 16: 256 sequences of 640 (no context split),
   // 64 of 4096 (split). Bytes of K/V read, and positions (of a sequence, all KV heads) per second: an FP8
   // cache reads half the bytes a position, so at the same GB/s it attends twice the positions.
-  // An FP8 cache also on f16 mma (attention_settings().fp8_f16, "f16").
+  // An FP8 cache also on f16 mma (attention_settings().fp8_f16, "f16"), and so with its codes read straight into
+  // fragments (attention_settings().fp8_direct, "f16 direct").
   for (const auto& [seqs, ctx] : {std::pair<int32_t, int32_t>{256, 640}, {64, 4096}})
     for (const dtype kv : {t, dtype::f8_e4m3, dtype::f8_e5m2})
-      for (const int form : {0, 1, 2}) {  // tensor cores, CUDA cores, tensor cores in f16
-        const bool simt = form == 1, f16 = form == 2;
+      for (const int form : {0, 1, 2, 3}) {  // tensor cores, CUDA cores, tensor cores in f16, f16 direct
+        const bool simt = form == 1, f16 = form >= 2, direct = form == 3;
         if ((simt && ctx != 640) || (f16 && kv == t) || (kv == dtype::f8_e5m2 && !f16 && ctx != 640)) continue;
         set_simt_attention(simt);
         const scoped_value<bool> in_f16(cuda::attention_settings().fp8_f16, f16);
+        const scoped_value<bool> straight(cuda::attention_settings().fp8_direct, direct);
         const double ms = time_attention(gpu, std::vector<std::pair<int32_t, int32_t>>(size_t(seqs), {1, ctx}), kv);
         const double positions = double(seqs) * ctx;
         const double gb = 2.0 * positions * 4 * 128 * double(size_in_bytes(kv)) / 1e9;
         std::snprintf(buf, sizeof buf, "%.3f ms, %.0f GB/s of K/V, %.2f G positions/s", ms, gb / (ms / 1e3),
                       positions / (ms / 1e3) / 1e9);
         inform(std::string(simt ? "time paged_attention (cuda cores)" : "time paged_attention") + kv_label(kv) +
-                   (f16 ? " f16" : ""),
+                   (direct ? " f16 direct" : f16 ? " f16" : ""),
                t, "decode S=" + std::to_string(seqs) + " ctx=" + std::to_string(ctx) + " 28/4x128", buf);
       }
   set_simt_attention(false);
@@ -188,13 +190,15 @@ void time_ops(cuda_ops& gpu, bool only_attention) {
     for (int i = 0; i < 200; ++i) mixed.push_back({1, 640});
     for (int i = 0; i < 3; ++i) mixed.push_back({512, 512 * (i + 1)});
     for (const dtype kv : {t, dtype::f8_e4m3})
-      for (const int form : {0, 1, 2, 3}) {  // tensor cores, the same over the whole batch, CUDA cores, FP8 on f16 mma
-        if (form == 3 && kv == t) continue;
+      for (const int form : {0, 1, 2, 3, 4}) {  // tensor cores, the same over the whole batch, CUDA cores, FP8 on f16
+                                                 // mma, that with the decodes direct
+        if (form >= 3 && kv == t) continue;
         set_simt_attention(form == 2);
-        const scoped_value<bool> in_f16(cuda::attention_settings().fp8_f16, form == 3);
+        const scoped_value<bool> in_f16(cuda::attention_settings().fp8_f16, form >= 3);
+        const scoped_value<bool> straight(cuda::attention_settings().fp8_direct, form == 4);
         std::snprintf(buf, sizeof buf, "%.3f ms", time_attention(gpu, mixed, kv, form == 1));
         inform(std::string(form == 2 ? "time paged_attention (cuda cores)" : "time paged_attention") + kv_label(kv) +
-                   (form == 1 ? " whole-batch launch" : form == 3 ? " f16" : ""),
+                   (form == 1 ? " whole-batch launch" : form == 3 ? " f16" : form == 4 ? " f16 direct" : ""),
                t, "mixed 3x512 prefill + 200 decodes", buf);
       }
     set_simt_attention(false);

@@ -242,6 +242,10 @@ struct attention_switches {
   // default since its check rows passed (troupe_gpu_check --fp8-kv-f16: 72 of 72, H100, 2026-12-07);
   // TROUPE_ATTN_FP8_F16=0 takes the bf16-tile form.
   bool fp8_f16 = true;
+  // With fp8_f16, the decode layout reads the staged codes straight into fragments by ldmatrix, no converted tile
+  // (paged_attention_mma.cu, "Direct"); TROUPE_ATTN_FP8_DIRECT=1. Written in the twenty-third session of 2026-12-07
+  // with no device time left: off until its rows pass and it is timed.
+  bool fp8_direct = false;
   // Where attention_shape::next_waits (a 4-bit o_proj after it), the decode kernels let the kernel after start at once
   // (attention_params::trigger) and the combine goes as a programmatic dependent, so o_proj's blocks stream its weights
   // while attention runs: -1 (the default) on decode steps of at most 8 sequences, 1 on every decode step

@@ -72,14 +72,19 @@ template <> __device__ __forceinline__ uint32_t pack2<__half>(float lo, float hi
 }
 
 template <int D> constexpr int row_ld = D + 8;  // 16 bytes of padding: ldmatrix rows land in distinct banks
+// Direct's staged rows of FP8 codes: padded by 16 bytes, so the 8 rows of an ldmatrix lie in distinct banks.
+template <int D> constexpr int codes_ld = D + 16;
 
 // Q, then the K/V tiles: Stages of them in T; for FP8 one converted tile in T and Stages of FP8 staging
 // (rows of D codes, unpadded: they are copied and read in row order).
 // Lean: Q shares the first K/V buffer (it is read into registers before any tile is copied), so no rows of its own.
-template <class T, int D, int RowWarps, int Stages, bool Fp8, bool Lean = false> constexpr size_t mma_shared_bytes() {
+// Direct: Q and the staging (rows of codes_ld), no converted tile.
+template <class T, int D, int RowWarps, int Stages, bool Fp8, bool Lean = false, bool Direct = false>
+constexpr size_t mma_shared_bytes() {
   constexpr size_t q_rows = Lean ? 0 : size_t(16) * RowWarps;
-  constexpr size_t tiles = Fp8 ? (q_rows + 2 * kTileKeys) * row_ld<D> * sizeof(T) + size_t(Stages) * 2 * kTileKeys * D
-                               : (q_rows + size_t(Stages) * 2 * kTileKeys) * row_ld<D> * sizeof(T);
+  constexpr size_t tiles = Direct ? q_rows * row_ld<D> * sizeof(T) + size_t(Stages) * 2 * kTileKeys * codes_ld<D>
+                           : Fp8  ? (q_rows + 2 * kTileKeys) * row_ld<D> * sizeof(T) + size_t(Stages) * 2 * kTileKeys * D
+                                  : (q_rows + size_t(Stages) * 2 * kTileKeys) * row_ld<D> * sizeof(T);
   static_assert(!Lean || size_t(16) * RowWarps <= (Fp8 ? 2 : size_t(Stages) * 2) * kTileKeys, "Q fits the K/V buffers");
   constexpr size_t merge = (size_t(64) * D + 2 * 64) * sizeof(float);  // 4 warps × 16 rows of output, max, sum
   return tiles > merge ? tiles : merge;
@@ -102,7 +107,25 @@ template <bool Lean> constexpr int kMinBlocks = Lean ? 3 : 0;
 // f16's range by a power of two per warp (its 16 rows' max|q| to [2^14, 2^15)), exact but for values under 2^-24 of the
 // max, and that power joins the softmax scale. The H200 measured the FP8 decode layout at 1.6 TB/s of codes where bf16
 // reads 3.3 TB/s in the same time: the conversion, not HBM, bounds it (NOTES, FP8 KV cache).
-template <class T, int D, int RowWarps, int Stages, bool Fp8, bool Lean = false, bool F16 = false>
+//
+// Direct (the F16 form's decode layout, D a multiple of 32; attention_settings().fp8_direct, TROUPE_ATTN_FP8_DIRECT=1;
+// written in the twenty-third session of 2026-12-07 with no device time left to run it, off until its rows pass and it
+// is timed): no converted tile. ldmatrix reads the staged codes as 16-bit pairs, so each thread's register holds four
+// codes that the hardware's conversion makes two f16 pairs of, with no pass through shared memory:
+// - K (ldmatrix): thread (g, t) gets key g's codes of dims 4t .. 4t + 3 of a 16-dim step, which serve as the B
+//   fragment's k 2t, 2t + 1 and 2t + 8, 2t + 9. Q·Kᵀ's sum over dims does not care in which order it takes them, so
+//   Q's fragments are read from shared memory in the same order (a0 = dims 4t, 4t + 1; a2 = 4t + 2, 4t + 3).
+// - V (ldmatrix .trans): thread (g, t) gets the dim pair 2g, 2g + 1 of keys 2t and 2t + 1; one byte permute pairs the
+//   two keys of each dim, so the register makes the B fragments of dim 2g in one n-tile and of dim 2g + 1 in another
+//   (n-tiles of even and of odd dims). The output's dims are put back in order at the merge.
+// Shared memory: Q and two tiles of staged codes, 41 KiB at head_dim 128 where the converting layout takes 71; the tile
+// loop has one warp barrier. Registers still hold it to three blocks an SM (ptxas at head_dim 128: 167, as the
+// converting form; asked for four blocks, 128 with 84 / 156 bytes spilled in f16 / bf16). Q's fragments (32 registers)
+// could live in shared memory, read again each tile, if three blocks turn out to be the bound. Its outputs differ from the converting F16 form
+// only in the order of the products inside each mma. A direct form was measured once before and lost (H100, 2026-12-06:
+// 0.124 ms against 0.103 at 256 x 640): it built fragments from 16-byte loads with byte permutes and bf16 conversions
+// (four instructions a pair), and kept three tiles in flight in 58 KiB.
+template <class T, int D, int RowWarps, int Stages, bool Fp8, bool Lean = false, bool F16 = false, bool Direct = false>
 __global__ void __launch_bounds__(kThreads, kMinBlocks<Lean>) paged_attention_mma_kernel(const T* __restrict__ qkv,
                                                                       const void* __restrict__ k_cache_,
                                                                       const void* __restrict__ v_cache_,
@@ -124,11 +147,14 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<Lean>) paged_attention_mm
   static_assert(D % 16 == 0 && KeyTiles % 2 == 0, "tile shapes");
   // FP8, decode layout: each warp copies and converts the keys it reads (see the top of the file).
   constexpr bool WarpOwnKeys = Fp8 && KeyWarps == 4;
+  static_assert(!Direct || (F16 && WarpOwnKeys && !Lean && D % 32 == 0), "Direct: the F16 form's decode layout");
+  constexpr int SLD = Direct ? codes_ld<D> : D;  // a staged row of codes, bytes
 
   extern __shared__ __align__(16) unsigned char smem[];
   T* q_s = reinterpret_cast<T*>(smem);  // [Rows, LD]
   M* kv_s = reinterpret_cast<M*>(q_s + (Lean ? 0 : Rows * LD));  // Stages × (K [64, LD], V [64, LD]); FP8: one (K, V), converted
-  uint8_t* kv8_s = reinterpret_cast<uint8_t*>(kv_s + 2 * kTileKeys * LD);  // FP8: Stages × (K [64, D], V [64, D])
+  // FP8: Stages × (K [64, SLD], V [64, SLD]); Direct: right after Q (no converted tile)
+  uint8_t* kv8_s = Direct ? reinterpret_cast<uint8_t*>(kv_s) : reinterpret_cast<uint8_t*>(kv_s + 2 * kTileKeys * LD);
 
   const attention_block b = locate_attention_block(p, Rows);
   const int seq = b.seq, kv_head = b.kv_head, group = b.group, q_begin = b.q_begin, part = b.part;
@@ -174,9 +200,9 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<Lean>) paged_attention_mm
     C* v_dst;
     int dst_ld;
     if constexpr (Fp8) {
-      k_dst = reinterpret_cast<C*>(kv8_s + (tile % Stages) * 2 * kTileKeys * D);
-      v_dst = k_dst + kTileKeys * D;
-      dst_ld = D;
+      k_dst = reinterpret_cast<C*>(kv8_s + (tile % Stages) * 2 * kTileKeys * SLD);
+      v_dst = k_dst + kTileKeys * SLD;
+      dst_ld = SLD;
     } else {
       k_dst = reinterpret_cast<C*>(kv_s) + (tile % Stages) * 2 * kTileKeys * LD;
       v_dst = k_dst + kTileKeys * LD;
@@ -230,9 +256,19 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<Lean>) paged_attention_mm
   // The warp's 16 rows of Q as A fragments of M. F16 with a bf16 Q: scaled by a power of two into f16's range, which
   // joins the softmax scale (see F16 above).
   auto read_q = [&] {
+    if constexpr (Direct) {  // dims 4t, 4t + 1 as k 2t, 2t + 1 and 4t + 2, 4t + 3 as k 2t + 8, 2t + 9 (see Direct)
+      const T* q_row = q_s + (row_warp * 16 + lane / 4) * LD + 4 * (lane % 4);
 #pragma unroll
-    for (int ks = 0; ks < DimSteps; ++ks)
-      ldmatrix_x4(qf[ks], q_s + (row_warp * 16 + (mat % 2) * 8 + mat_row) * LD + ks * 16 + (mat / 2) * 8);
+      for (int ks = 0; ks < DimSteps; ++ks) {
+        const uint2 top = *reinterpret_cast<const uint2*>(q_row + ks * 16);
+        const uint2 bottom = *reinterpret_cast<const uint2*>(q_row + 8 * LD + ks * 16);
+        qf[ks][0] = top.x, qf[ks][1] = bottom.x, qf[ks][2] = top.y, qf[ks][3] = bottom.y;
+      }
+    } else {
+#pragma unroll
+      for (int ks = 0; ks < DimSteps; ++ks)
+        ldmatrix_x4(qf[ks], q_s + (row_warp * 16 + (mat % 2) * 8 + mat_row) * LD + ks * 16 + (mat / 2) * 8);
+    }
     if constexpr (F16 && !std::is_same_v<T, __half>) {
       float big = 0.0f;
 #pragma unroll
@@ -304,7 +340,10 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<Lean>) paged_attention_mm
     cp_async_wait<Stages - 1>();
     // The tile's keys (and at tile 0 Q, which every thread helped copy) have landed. FP8: the staged
     // codes are converted, each stage after the barrier that says the previous tile's reads are done.
-    if constexpr (WarpOwnKeys) {
+    if constexpr (Direct) {
+      if (tile == 0) __syncthreads();
+      else __syncwarp();
+    } else if constexpr (WarpOwnKeys) {
       if (tile == 0) __syncthreads();
       else __syncwarp();
       convert_tile(tile);
@@ -319,18 +358,38 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<Lean>) paged_attention_mm
     if (!Lean && tile == 0) read_q();
     const M* k_s = kv_s + (Fp8 ? 0 : (tile % Stages) * 2 * kTileKeys * LD) + key_warp * WarpKeys * LD;
     const M* v_s = k_s + kTileKeys * LD;
+    // Direct: this warp's 16 keys of the staged codes (matrix mat of an ldmatrix: keys 8 · (mat % 2) .. + 7, the
+    // 16 dims (mat / 2) · 16 .. + 15 of a 32-dim step)
+    const uint8_t* k8 = kv8_s + (tile % Stages) * 2 * kTileKeys * SLD + (key_warp * WarpKeys + (mat % 2) * 8 + mat_row) * SLD +
+                        (mat / 2) * 16;
+    const uint8_t* v8 = k8 + kTileKeys * SLD;
 
     float s[KeyTiles][4];
 #pragma unroll
     for (int i = 0; i < KeyTiles; ++i) s[i][0] = s[i][1] = s[i][2] = s[i][3] = 0.0f;
+    if constexpr (Direct) {
+      static_assert(KeyTiles == 2, "Direct: 16 keys a warp");
 #pragma unroll
-    for (int ks = 0; ks < DimSteps; ++ks) {
+      for (int step = 0; step < D / 32; ++step) {  // k-steps 2 · step and 2 · step + 1
+        uint32_t r[4], b[4][2];
+        ldmatrix_x4(r, k8 + 32 * step);
 #pragma unroll
-      for (int kt = 0; kt < KeyTiles; kt += 2) {
-        uint32_t b[4];
-        ldmatrix_x4(b, k_s + (kt * 8 + (mat / 2) * 8 + mat_row) * LD + ks * 16 + (mat % 2) * 8);
-        mma16816<M>(s[kt], qf[ks], b[0], b[1]);
-        mma16816<M>(s[kt + 1], qf[ks], b[2], b[3]);
+        for (int i = 0; i < 4; ++i) fp8x4_to_f16_cvt(r[i], p.kv_e5m2, b[i]);
+        mma16816<M>(s[0], qf[2 * step], b[0][0], b[0][1]);
+        mma16816<M>(s[1], qf[2 * step], b[1][0], b[1][1]);
+        mma16816<M>(s[0], qf[2 * step + 1], b[2][0], b[2][1]);
+        mma16816<M>(s[1], qf[2 * step + 1], b[3][0], b[3][1]);
+      }
+    } else {
+#pragma unroll
+      for (int ks = 0; ks < DimSteps; ++ks) {
+#pragma unroll
+        for (int kt = 0; kt < KeyTiles; kt += 2) {
+          uint32_t b[4];
+          ldmatrix_x4(b, k_s + (kt * 8 + (mat / 2) * 8 + mat_row) * LD + ks * 16 + (mat % 2) * 8);
+          mma16816<M>(s[kt], qf[ks], b[0], b[1]);
+          mma16816<M>(s[kt + 1], qf[ks], b[2], b[3]);
+        }
       }
     }
 
@@ -380,18 +439,36 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<Lean>) paged_attention_mm
     for (int kk = 0; kk < KeyTiles / 2; ++kk) {
       const uint32_t a[4] = {pack2<M>(s[2 * kk][0], s[2 * kk][1]), pack2<M>(s[2 * kk][2], s[2 * kk][3]),
                              pack2<M>(s[2 * kk + 1][0], s[2 * kk + 1][1]), pack2<M>(s[2 * kk + 1][2], s[2 * kk + 1][3])};
+      if constexpr (Direct) {
+        // n-tile 4c + q: the dims 32c + 16 · (q / 2) + 2j + q % 2 (j = 0 .. 7: even dims in q 0 and 2, odd in 1 and 3)
 #pragma unroll
-      for (int dt = 0; dt < DimTiles; dt += 2) {
-        uint32_t b[4];
-        ldmatrix_x4_trans(b, v_s + (kk * 16 + (mat % 2) * 8 + mat_row) * LD + dt * 8 + (mat / 2) * 8);
-        mma16816<M>(o[dt], a, b[0], b[1]);
-        mma16816<M>(o[dt + 1], a, b[2], b[3]);
+        for (int c = 0; c < D / 32; ++c) {
+          uint32_t r[4];
+          ldmatrix_x4_trans(r, v8 + 32 * c);  // r[0], r[2]: keys 2t, 2t + 1; r[1], r[3]: keys 2t + 8, 2t + 9
+#pragma unroll
+          for (int half = 0; half < 2; ++half) {
+            uint32_t lo[2], hi[2];  // [0]: dim 2g, [1]: dim 2g + 1 (of the half's 16), each for two keys
+            fp8x4_to_f16_cvt(__byte_perm(r[2 * half], 0, 0x3120), p.kv_e5m2, lo);
+            fp8x4_to_f16_cvt(__byte_perm(r[2 * half + 1], 0, 0x3120), p.kv_e5m2, hi);
+            mma16816<M>(o[4 * c + 2 * half], a, lo[0], hi[0]);
+            mma16816<M>(o[4 * c + 2 * half + 1], a, lo[1], hi[1]);
+          }
+        }
+      } else {
+#pragma unroll
+        for (int dt = 0; dt < DimTiles; dt += 2) {
+          uint32_t b[4];
+          ldmatrix_x4_trans(b, v_s + (kk * 16 + (mat % 2) * 8 + mat_row) * LD + dt * 8 + (mat / 2) * 8);
+          mma16816<M>(o[dt], a, b[0], b[1]);
+          mma16816<M>(o[dt + 1], a, b[2], b[3]);
+        }
       }
     }
     // bf16 / f16: this stage is consumed before a later iteration loads into it. (FP8: the barrier that
     // starts the next iteration, before its conversion, does it; the staging stage a later iteration
     // loads into was converted before this one's second barrier.)
     if constexpr (!Fp8) __syncthreads();
+    if constexpr (Direct) __syncwarp();  // the warp's reads of this stage are done before any lane copies into it
   }
   cp_async_wait<0>();
 
@@ -408,11 +485,13 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<Lean>) paged_attention_mm
 #pragma unroll
   for (int h = 0; h < 2; ++h) {
     const int r = row_warp * 16 + lane / 4 + 8 * h;
-    float* dst = merge_o + (key_warp * Rows + r) * D + 2 * (lane % 4);
+    float* dst = merge_o + (key_warp * Rows + r) * D;
+    // Column n of n-tile dt is dim 8 · dt + n; Direct: 32 · (dt / 4) + 16 · (dt % 4 / 2) + 2n + dt % 2.
+    const auto dim = [](int dt, int n) { return Direct ? 32 * (dt / 4) + 16 * (dt % 4 / 2) + 2 * n + dt % 2 : 8 * dt + n; };
 #pragma unroll
     for (int dt = 0; dt < DimTiles; ++dt) {
-      dst[dt * 8] = o[dt][2 * h];
-      dst[dt * 8 + 1] = o[dt][2 * h + 1];
+      dst[dim(dt, 2 * (lane % 4))] = o[dt][2 * h];
+      dst[dim(dt, 2 * (lane % 4) + 1)] = o[dt][2 * h + 1];
     }
     if (lane % 4 == 0) {
       merge_ml[(key_warp * Rows + r) * 2] = m[h];
@@ -451,22 +530,27 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<Lean>) paged_attention_mm
   }
 }
 
-template <class T, int D, int RowWarps, int Stages, bool Fp8, bool Lean, bool F16>
+template <class T, int D, int RowWarps, int Stages, bool Fp8, bool Lean, bool F16, bool Direct = false>
 void launch_form(const T* qkv, const void* k_cache, const void* v_cache, const attention_params& p, T* out, dim3 grid,
                  cudaStream_t stream) {
-  constexpr size_t smem = mma_shared_bytes<T, D, RowWarps, Stages, Fp8, Lean>();
-  constexpr auto kernel = paged_attention_mma_kernel<T, D, RowWarps, Stages, Fp8, Lean, F16>;
+  constexpr size_t smem = mma_shared_bytes<T, D, RowWarps, Stages, Fp8, Lean, Direct>();
+  constexpr auto kernel = paged_attention_mma_kernel<T, D, RowWarps, Stages, Fp8, Lean, F16, Direct>;
   allow_shared_memory<kernel>(smem, "paged_attention_mma shared memory");
   kernel<<<grid, kThreads, smem, stream>>>(qkv, k_cache, v_cache, p, out);
 }
 
-// An FP8 cache takes the F16 form where attention_settings().fp8_f16 asks.
+// An FP8 cache takes the F16 form where attention_settings().fp8_f16 asks, and in the decode layout its Direct form
+// where attention_settings().fp8_direct asks too.
 template <class T, int D, int RowWarps, int Stages, bool Fp8, bool Lean = false>
 void launch(const T* qkv, const void* k_cache, const void* v_cache, const attention_params& p, T* out, dim3 grid,
             cudaStream_t stream) {
   if constexpr (Fp8)
-    if (attention_settings().fp8_f16)
+    if (attention_settings().fp8_f16) {
+      if constexpr (RowWarps == 1 && !Lean && D % 32 == 0)
+        if (attention_settings().fp8_direct)
+          return launch_form<T, D, RowWarps, Stages, Fp8, Lean, true, true>(qkv, k_cache, v_cache, p, out, grid, stream);
       return launch_form<T, D, RowWarps, Stages, Fp8, Lean, true>(qkv, k_cache, v_cache, p, out, grid, stream);
+    }
   launch_form<T, D, RowWarps, Stages, Fp8, Lean, false>(qkv, k_cache, v_cache, p, out, grid, stream);
 }
 

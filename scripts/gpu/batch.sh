@@ -3,7 +3,10 @@
 # most its own limit and what is left; a step that would have under 20 s is skipped, saying so. Logs of every step in
 # $OUT/logs.tgz; a short summary of each comes last. Runs on the GPU machine after scripts/gpu/bundle.sh.
 #   STEPS="attn_timing w1_set" LIMIT=400 bash scripts/gpu/batch.sh
-# Steps (default: fp8kv_f16_rows fp8_silu_rows b1_pick w1_pick fp8_weights_rows):
+# Steps (default: int4_rows fp8kv_f16_rows attn_timing w1_direct w1_prof):
+#   int4_rows          troupe_gpu_check --int4 --no-models --no-timing (linear_int4's rows, the op table's among them)
+#   w1_direct          W1 in FP8 + FP8 KV with the defaults and TROUPE_ATTN_FP8_DIRECT=1, bf16; one FP8 request each way
+#   w1_prof            profile.sh's per-op tables of W1 in FP8 + FP8 KV and in bf16 (TROUPE_CUDA_PROFILE=1, eager)
 #   fp8_decode_timing  troupe_gpu_check --fp8-decode-timing (decode-256: cuBLASLt vs the wgmma GEMM; one row: qgemv,
 #                      1024-thread quantizer blocks, gemv_split)
 #   b1_qgemv           one FP8 + FP8 KV request with the defaults, TROUPE_FP8_QGEMV=2 and 1, TROUPE_ATTN_FP8_F16=1,
@@ -18,7 +21,7 @@
 #   w1_set             W1 in FP8 + FP8 KV: default, TROUPE_ATTN_FP8_F16=1, TROUPE_FP8_WGMMA=1, both; bf16; default again
 #   fp8_silu_rows      troupe_gpu_check --fp8-silu (linear_fp8_silu's op rows: bits against the two ops)
 #   fp8kv_rows         troupe_gpu_check --fp8-kv --no-models --no-timing (the FP8 cache's op rows)
-#   fp8kv_f16_rows     troupe_gpu_check --fp8-kv-f16 (the F16 attention form's rows alone)
+#   fp8kv_f16_rows     troupe_gpu_check --fp8-kv-f16 (the F16 attention form's rows, its Direct form's among them)
 #   fp8kv_all_rows     troupe_gpu_check --fp8-kv --no-timing (the FP8 cache's op rows and its reference models)
 #   figures            the defaults: W1 in FP8 + FP8 KV and in bf16, one FP8 + FP8 KV request twice
 #   fp8_weights_rows   troupe_gpu_check --fp8-weights --no-timing
@@ -91,8 +94,15 @@ figures() {  # the defaults: W1 in FP8 + FP8 KV and in bf16, one FP8 + FP8 KV re
   bench b1_fp8_1 1 128 384 $FP8
   bench b1_fp8_2 1 128 384 $FP8
 }
-export -f bench b1_qgemv w1_set b1_pick w1_pick figures
-for s in ${STEPS:-fp8kv_f16_rows fp8_silu_rows b1_pick w1_pick fp8_weights_rows}; do
+w1_direct() {  # W1 in FP8 + FP8 KV with the decode attention's Direct form beside the defaults; bf16
+  bench w1_fp8 256 512 256 $FP8
+  TROUPE_ATTN_FP8_DIRECT=1 bench w1_fp8_direct 256 512 256 $FP8
+  bench w1_bf16 256 512 256
+  TROUPE_ATTN_FP8_DIRECT=1 bench b1_fp8_direct 1 128 384 $FP8
+  bench b1_fp8 1 128 384 $FP8
+}
+export -f bench b1_qgemv w1_set b1_pick w1_pick figures w1_direct
+for s in ${STEPS:-int4_rows fp8kv_f16_rows attn_timing w1_direct w1_prof}; do
   case $s in
     attn_timing) CHECK_ARGS=--attention-timing step $s 120 bash scripts/gpu/check.sh ;;
     fp8_silu_rows) CHECK_ARGS=--fp8-silu step $s 60 bash scripts/gpu/check.sh ;;
@@ -105,6 +115,9 @@ for s in ${STEPS:-fp8kv_f16_rows fp8_silu_rows b1_pick w1_pick fp8_weights_rows}
     w1_set) step $s 240 bash -c w1_set ;;
     b1_pick) step $s 230 bash -c b1_pick ;;
     figures) step $s 200 bash -c figures ;;
+    w1_direct) step $s 200 bash -c w1_direct ;;
+    int4_rows) CHECK_ARGS="--int4 --no-models --no-timing" step $s 60 bash scripts/gpu/check.sh ;;
+    w1_prof) CHECK=0 MODES="b256-prof-fp8 b256-prof" OPS_LINES=70 step $s 150 bash bundle/profile.sh ;;
     fp8kv_all_rows) CHECK_ARGS="--fp8-kv --no-timing" step $s 200 bash scripts/gpu/check.sh ;;
     w1_pick) step $s 230 bash -c w1_pick ;;
     step_ncu_fp8) Q=fp8 step $s 170 bash scripts/gpu/step_ncu.sh ;;
@@ -117,8 +130,9 @@ for d in "$R"/*/; do
   n=$(basename "$d"); echo "######## $n"
   case $n in
     attn_timing|fp8_decode_timing) grep -E "^time" "$d/gpu_check_progress.txt" | sed -E 's/ {2,}/ /g; s/ - - / /; s/T,K,N=//' | cut -c1-330 | tail -30 ;;
-    fp8kv_rows|fp8kv_all_rows|fp8kv_f16_rows|fp8_weights_rows|fp8_silu_rows) grep -E "checks pass" "$d/gpu_check.txt"; grep -c pass "$d/gpu_check_progress.txt"; grep FAIL "$d/gpu_check_progress.txt" | sed -E 's/ {2,}/ /g' | head -12; tail -2 "$d/gpu_check_progress.txt" | cut -c1-200 ;;
-    b1_qgemv|w1_set|b1_pick|w1_pick|figures) cat "$d/log" ;;
+    fp8kv_rows|fp8kv_all_rows|fp8kv_f16_rows|fp8_weights_rows|fp8_silu_rows|int4_rows) grep -E "checks pass" "$d/gpu_check.txt"; grep -c pass "$d/gpu_check_progress.txt"; grep FAIL "$d/gpu_check_progress.txt" | sed -E 's/ {2,}/ /g' | head -12; tail -2 "$d/gpu_check_progress.txt" | cut -c1-200 ;;
+    b1_qgemv|w1_set|b1_pick|w1_pick|figures|w1_direct) cat "$d/log" ;;
+    w1_prof) grep -vE "^ *$" "$d/log" | cut -c1-150 | head -160 ;;
     step_ncu_fp8) grep -vE "^ *$" "$d/log" | tail -45 | cut -c1-110 ;;
     b1_prof_*) head -60 "$d/log" ;;
   esac
