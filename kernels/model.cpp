@@ -249,12 +249,16 @@ model::model(model_config config, ops& backend, model_weights weights, dtype act
   tokens_ = ops_.alloc(dtype::i32, {rows});
   // With TROUPE_FP8_FUSED=1, FP8 layers' inputs are quantized by the norm or activation kernel before them, into
   // these (bitwise what linear_fp8 would make; the GPU check compares them). Off by default: on an H100 (2026-12-05) it
-  // lost at one request (4.00 against 3.84 ms a token: its kernels make a row in one block) and gained 0.7% on W1.
+  // lost at one request (4.00 against 3.84 ms a token: its kernels make a row in one block) and gained 0.7% on W1;
+  // 2026-12-07, one request with the silu kernel: 3.769 against 3.607 ms a step. TROUPE_FP8_FUSED=2 takes it for steps
+  // of two rows or more only (written in the twenty-third session, not yet timed): the same codes either way, so the
+  // same tokens.
   const bool any_fp8 = std::any_of(weights_.layers.begin(), weights_.layers.end(), [](const layer_weights& w) {
     return !w.qkv8.empty() || !w.gate_up8.empty() || !w.down8.empty();
   });
   const char* fused = std::getenv("TROUPE_FP8_FUSED");
   if (any_fp8 && fused && *fused && *fused != '0') {
+    fp8_fused_rows_ = std::string(fused) == "2" ? 2 : 1;
     fp8_codes_ = ops_.alloc(dtype::f8_e4m3, {t, std::max(c.hidden_size, c.intermediate_size)});
     fp8_scales_ = ops_.alloc(dtype::f32, {t});
   }
@@ -433,11 +437,11 @@ tensor model::compute_logits(int64_t num_tokens, int64_t num_logits, const atten
     ops_.paged_attention(qkv, k_cache_[l], v_cache_[l], meta, shape, attn);
     linear(attn, w.o_proj, w.o_proj4, w.o_proj8, w.o_bias, hidden);
     all_reduce(hidden);
-    const bool down_quantized = quantized_before(w.down4, w.down8);
+    const bool down_quantized = quantized_before(w.down4, w.down8, num_tokens);
     // act made with gate/up's product (4-bit decode steps on CUDA: ops::linear_int4_silu; FP8 one-row steps with
     // fp8_settings().silu, the default: ops::linear_fp8_silu)
     bool activated = false;
-    if (quantized_before(w.gate_up4, w.gate_up8)) {
+    if (quantized_before(w.gate_up4, w.gate_up8, num_tokens)) {
       const fp8_activations in = fp8_input(num_tokens, c.hidden_size);
       ops_.add_rms_norm_fp8(hidden, residual, w.post_norm, eps, w.gate_up8.input_scale, in);
       ops_.linear_fp8_quantized(in, w.gate_up8.view(), tensor{}, mlp);
@@ -458,7 +462,7 @@ tensor model::compute_logits(int64_t num_tokens, int64_t num_logits, const atten
     all_reduce(hidden);
     const bool last = l + 1 == c.num_layers;
     const tensor& next_norm = last ? weights_.final_norm.get() : weights_.layers[l + 1].input_norm.get();
-    qkv_quantized = !last && quantized_before(weights_.layers[l + 1].qkv4, weights_.layers[l + 1].qkv8);
+    qkv_quantized = !last && quantized_before(weights_.layers[l + 1].qkv4, weights_.layers[l + 1].qkv8, num_tokens);
     if (qkv_quantized)
       ops_.add_rms_norm_fp8(hidden, residual, next_norm, eps, weights_.layers[l + 1].qkv8.input_scale,
                             fp8_input(num_tokens, c.hidden_size));

@@ -185,9 +185,10 @@ private:
     else if (!fp8.empty()) ops_.linear_fp8(x, fp8.view(), bias, out);
     else ops_.linear(x, dense, bias, out);
   }
-  // Whether the kernel before an FP8 layer quantizes its input (the layer is FP8 and fp8_codes_ exists).
-  bool quantized_before(const int4_layer& packed, const fp8_layer& fp8) const {
-    return packed.empty() && !fp8.empty() && !fp8_codes_.empty();
+  // Whether the kernel before an FP8 layer quantizes its input in a step of num_tokens rows (the layer is FP8,
+  // fp8_codes_ exists and the step has at least fp8_fused_rows_).
+  bool quantized_before(const int4_layer& packed, const fp8_layer& fp8, int64_t num_tokens) const {
+    return packed.empty() && !fp8.empty() && !fp8_codes_.empty() && num_tokens >= fp8_fused_rows_;
   }
   // The first num_tokens rows of fp8_codes_ / fp8_scales_ as a [num_tokens, width] input.
   fp8_activations fp8_input(int64_t num_tokens, int64_t width) const;
@@ -225,6 +226,7 @@ private:
   // With FP8 layers: the codes [t, max(H, I)] and scales [t] that add_rms_norm_fp8 and silu_and_mul_fp8 make for the
   // FP8 linear after them (fp8_input), with TROUPE_FP8_FUSED=1; empty otherwise (each linear_fp8 quantizes its input).
   device_buffer fp8_codes_, fp8_scales_;
+  int64_t fp8_fused_rows_ = 1;  // TROUPE_FP8_FUSED=2: 2 (one-row steps keep the silu kernel and quantize in the GEMVs)
   // Sampling inputs: a device block and its host twin of sampling_bytes_ each, sized for max_num_seqs rows
   // and some list entries, grown (outside any graph) when a step needs more.
   device_buffer sampling_;

@@ -5,7 +5,8 @@
 #   STEPS="attn_timing w1_set" LIMIT=400 bash scripts/gpu/batch.sh
 # Steps (default: int4_rows fp8kv_f16_rows attn_timing w1_direct w1_prof):
 #   int4_rows          troupe_gpu_check --int4 --no-models --no-timing (linear_int4's rows, the op table's among them)
-#   w1_direct          W1 in FP8 + FP8 KV with the defaults and TROUPE_ATTN_FP8_DIRECT=1, bf16; one FP8 request each way
+#   w1_direct          W1 in FP8 + FP8 KV with the defaults, TROUPE_ATTN_FP8_DIRECT=1 and TROUPE_FP8_FUSED=2 (the norms
+#                      quantize in steps of 2+ rows), bf16; one FP8 request with Direct and without
 #   w1_prof            profile.sh's per-op tables of W1 in FP8 + FP8 KV and in bf16 (TROUPE_CUDA_PROFILE=1, eager)
 #   fp8_decode_timing  troupe_gpu_check --fp8-decode-timing (decode-256: cuBLASLt vs the wgmma GEMM; one row: qgemv,
 #                      1024-thread quantizer blocks, gemv_split)
@@ -97,6 +98,7 @@ figures() {  # the defaults: W1 in FP8 + FP8 KV and in bf16, one FP8 + FP8 KV re
 w1_direct() {  # W1 in FP8 + FP8 KV with the decode attention's Direct form beside the defaults; bf16
   bench w1_fp8 256 512 256 $FP8
   TROUPE_ATTN_FP8_DIRECT=1 bench w1_fp8_direct 256 512 256 $FP8
+  TROUPE_FP8_FUSED=2 bench w1_fp8_fused2 256 512 256 $FP8
   bench w1_bf16 256 512 256
   TROUPE_ATTN_FP8_DIRECT=1 bench b1_fp8_direct 1 128 384 $FP8
   bench b1_fp8 1 128 384 $FP8
@@ -115,7 +117,7 @@ for s in ${STEPS:-int4_rows fp8kv_f16_rows attn_timing w1_direct w1_prof}; do
     w1_set) step $s 240 bash -c w1_set ;;
     b1_pick) step $s 230 bash -c b1_pick ;;
     figures) step $s 200 bash -c figures ;;
-    w1_direct) step $s 200 bash -c w1_direct ;;
+    w1_direct) step $s 230 bash -c w1_direct ;;
     int4_rows) CHECK_ARGS="--int4 --no-models --no-timing" step $s 60 bash scripts/gpu/check.sh ;;
     w1_prof) CHECK=0 MODES="b256-prof-fp8 b256-prof" OPS_LINES=70 step $s 150 bash bundle/profile.sh ;;
     fp8kv_all_rows) CHECK_ARGS="--fp8-kv --no-timing" step $s 200 bash scripts/gpu/check.sh ;;
