@@ -100,6 +100,9 @@ constexpr size_t mma_shared_bytes() {
 // A minimum of 0 blocks asks nothing, and leaves the other kernels' code as it was without one (a minimum of 1 changes it:
 // their .text compared byte for byte, 2026-12-06).
 template <bool Lean> constexpr int kMinBlocks = Lean ? 3 : 0;
+// Direct: its shared memory (41 KiB at head_dim 128) leaves room for five blocks an SM; ptxas fits four without spills
+// (asked for five: 96 registers, 48-72 bytes spilled).
+constexpr int kDirectMinBlocks = 4;
 // F16 (FP8 caches only; attention_settings().fp8_f16, TROUPE_ATTN_FP8_F16=1; written in the twentieth session of
 // 2026-12-06, off until timed): the codes become f16 by the hardware's conversion (cvt.rn.f16x2.e4m3x2: one
 // instruction a pair, where fp8x4_to's bf16 takes four with its byte permute), and both products run on f16 mma. Every
@@ -119,14 +122,14 @@ template <bool Lean> constexpr int kMinBlocks = Lean ? 3 : 0;
 //   two keys of each dim, so the register makes the B fragments of dim 2g in one n-tile and of dim 2g + 1 in another
 //   (n-tiles of even and of odd dims). The output's dims are put back in order at the merge.
 // Shared memory: Q and two tiles of staged codes, 41 KiB at head_dim 128 where the converting layout takes 71; the tile
-// loop has one warp barrier. Registers still hold it to three blocks an SM (ptxas at head_dim 128: 167, as the
-// converting form; asked for four blocks, 128 with 84 / 156 bytes spilled in f16 / bf16). Q's fragments (32 registers)
-// could live in shared memory, read again each tile, if three blocks turn out to be the bound. Its outputs differ from the converting F16 form
-// only in the order of the products inside each mma. A direct form was measured once before and lost (H100, 2026-12-06:
+// loop has one warp barrier. Q's fragments are made once, before the loop, and kept in shared memory (read again each
+// tile), so the loop holds no fragments of Q: 116-120 registers, four blocks an SM (kDirectMinBlocks) where the
+// converting form has three. Its outputs differ from the converting F16 form only in the order of the products inside
+// each mma. A direct form was measured once before and lost (H100, 2026-12-06:
 // 0.124 ms against 0.103 at 256 x 640): it built fragments from 16-byte loads with byte permutes and bf16 conversions
 // (four instructions a pair), and kept three tiles in flight in 58 KiB.
 template <class T, int D, int RowWarps, int Stages, bool Fp8, bool Lean = false, bool F16 = false, bool Direct = false>
-__global__ void __launch_bounds__(kThreads, kMinBlocks<Lean>) paged_attention_mma_kernel(const T* __restrict__ qkv,
+__global__ void __launch_bounds__(kThreads, Direct ? kDirectMinBlocks : kMinBlocks<Lean>) paged_attention_mma_kernel(const T* __restrict__ qkv,
                                                                       const void* __restrict__ k_cache_,
                                                                       const void* __restrict__ v_cache_,
                                                                       attention_params p, T* __restrict__ out) {
@@ -309,6 +312,20 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<Lean>) paged_attention_mm
     if (s < num_tiles) load_tile(s);
     cp_async_commit();  // the first group carries Q too (Lean: Q is in registers already)
   }
+  if constexpr (Direct) {
+    // Q's fragments go to shared memory where Q's rows were (every warp reads the same rows: warp 0 writes), 16 bytes a
+    // lane and k-step, read again in each tile: no fragments held through the loop (116-120 registers at head_dim 128,
+    // four blocks an SM; held through it, 167 and three). Made once the first group (Q and tile 0) has landed.
+    cp_async_wait<Stages - 2>();
+    __syncthreads();
+    read_q();
+    __syncthreads();
+    if (warp == 0)
+#pragma unroll
+      for (int ks = 0; ks < DimSteps; ++ks)
+        reinterpret_cast<uint4*>(q_s)[ks * 32 + lane] = make_uint4(qf[ks][0], qf[ks][1], qf[ks][2], qf[ks][3]);
+    __syncthreads();
+  }
 
   // This thread's two rows (lane / 4 and lane / 4 + 8 of its warp's 16): positions and window starts.
   // A row past the end gets pos −1, so every key is masked for it.
@@ -355,7 +372,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<Lean>) paged_attention_mm
     } else {
       __syncthreads();
     }
-    if (!Lean && tile == 0) read_q();
+    if (!Lean && !Direct && tile == 0) read_q();
     const M* k_s = kv_s + (Fp8 ? 0 : (tile % Stages) * 2 * kTileKeys * LD) + key_warp * WarpKeys * LD;
     const M* v_s = k_s + kTileKeys * LD;
     // Direct: this warp's 16 keys of the staged codes (matrix mat of an ldmatrix: keys 8 · (mat % 2) .. + 7, the
@@ -375,10 +392,13 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<Lean>) paged_attention_mm
         ldmatrix_x4(r, k8 + 32 * step);
 #pragma unroll
         for (int i = 0; i < 4; ++i) fp8x4_to_f16_cvt(r[i], p.kv_e5m2, b[i]);
-        mma16816<M>(s[0], qf[2 * step], b[0][0], b[0][1]);
-        mma16816<M>(s[1], qf[2 * step], b[1][0], b[1][1]);
-        mma16816<M>(s[0], qf[2 * step + 1], b[2][0], b[2][1]);
-        mma16816<M>(s[1], qf[2 * step + 1], b[3][0], b[3][1]);
+        const uint4 q0 = reinterpret_cast<const uint4*>(q_s)[2 * step * 32 + lane];
+        const uint4 q1 = reinterpret_cast<const uint4*>(q_s)[(2 * step + 1) * 32 + lane];
+        const uint32_t a0[4] = {q0.x, q0.y, q0.z, q0.w}, a1[4] = {q1.x, q1.y, q1.z, q1.w};
+        mma16816<M>(s[0], a0, b[0][0], b[0][1]);
+        mma16816<M>(s[1], a0, b[1][0], b[1][1]);
+        mma16816<M>(s[0], a1, b[2][0], b[2][1]);
+        mma16816<M>(s[1], a1, b[3][0], b[3][1]);
       }
     } else {
 #pragma unroll
