@@ -401,6 +401,29 @@ void time_fp8_decode_products(cuda_ops& gpu, fp8_weights_made& made) {
                     tflop / (wgmma_ms[0] / 1e3), wgmma_ms[1], tflop / (wgmma_ms[1] / 1e3));
       inform(std::string("time decode-256 ") + shape.name + (split ? " split-K" : form == 2 ? " 32 candidates" : ""), t,
              "T,K,N=" + dims({shape.rows, shape.k, shape.n}), buf);
+      if (form != 0) continue;
+      // Where the FP8 time goes: cuBLASLt's GEMM alone on codes made before (linear_fp8_quantized: no quantizer, as a
+      // step with TROUPE_FP8_FUSED has it), and the "epilogue" path (a per-tensor GEMM of unscaled sums, then a
+      // kernel scaling them in place), which may choose other kernels than outer-vector scaling allows.
+      double epilogue_ms = 0;
+      {
+        const scoped_value<std::string> forced(cuda::fp8_settings().path, "epilogue");
+        epilogue_ms = stream_ms(gpu, [&] { gpu.linear_fp8(x, fw, tensor{}, out); });
+      }
+      auto residual = gpu.alloc(t, {shape.rows, shape.k});
+      auto norm = gpu.alloc(t, {shape.k});
+      auto codes = gpu.alloc(dtype::f8_e4m3, {shape.rows, shape.k});
+      auto scales = gpu.alloc(dtype::f32, {shape.rows});
+      fill(gpu, residual);
+      fill(gpu, norm);
+      const fp8_activations in{codes.get(), scales.get()};
+      gpu.add_rms_norm_fp8(x, residual, norm, 1e-6f, tensor{}, in);  // codes of the kind a step makes
+      const double gemm_ms = stream_ms(gpu, [&] { gpu.linear_fp8_quantized(in, fw, tensor{}, out); });
+      std::snprintf(buf, sizeof buf, "fp8 GEMM on codes made before %.3f ms (%.0f TFLOP/s, %s), epilogue path %.3f (%.0f)",
+                    gemm_ms, tflop / (gemm_ms / 1e3), cuda::fp8_settings().last_path.load(), epilogue_ms,
+                    tflop / (epilogue_ms / 1e3));
+      inform(std::string("time decode-256 ") + shape.name + " parts", t, "T,K,N=" + dims({shape.rows, shape.k, shape.n}),
+             buf);
     }
   }
 }

@@ -8,8 +8,8 @@
 #   w1_direct          W1 in FP8 + FP8 KV with the defaults, TROUPE_ATTN_FP8_DIRECT=1 and TROUPE_FP8_FUSED=2 (the norms
 #                      quantize in steps of 2+ rows), bf16; one FP8 request with Direct and without
 #   w1_prof            profile.sh's per-op tables of W1 in FP8 + FP8 KV and in bf16 (TROUPE_CUDA_PROFILE=1, eager)
-#   fp8_decode_timing  troupe_gpu_check --fp8-decode-timing (decode-256: cuBLASLt vs the wgmma GEMM; one row: qgemv,
-#                      1024-thread quantizer blocks, gemv_split)
+#   fp8_decode_timing  troupe_gpu_check --fp8-decode-timing (decode-256: cuBLASLt vs the wgmma GEMM, and the GEMM alone on
+#                      codes made before beside the "epilogue" path; one row: qgemv, 1024-thread quantizer blocks, gemv_split)
 #   b1_qgemv           one FP8 + FP8 KV request with the defaults, TROUPE_FP8_QGEMV=2 and 1, TROUPE_ATTN_FP8_F16=1,
 #                      TROUPE_FP8_SILU=1 (and QGEMV=2), TROUPE_FP8_GEMV_SPLIT=8192 (down_proj a block an output),
 #                      TROUPE_FP8_WIDE_ROWS=1, both, the defaults again; one rtn request
