@@ -397,6 +397,13 @@ engine::impl::impl(const engine_options& requested) : system(with_middleman(syst
       mpi->broadcast_bytes(*buffer, 0);
     };
   }
+  if (o.before_step) {
+    auto before = std::move(res[0]->before_step);  // MPI's broadcast, if any, goes first
+    res[0]->before_step = [before = std::move(before), hook = o.before_step](const step_plan& plan) {
+      if (before) before(plan);
+      hook(plan.step);
+    };
+  }
   spdlog::info("{} on the {} backend: KV cache ({}) of {} blocks of {} tokens ({} tokens of context); at most {} "
                "sequences and {} tokens per step",
                config.architecture_name, o.backend, o.kv_cache_dtype, num_blocks, o.block_size, num_blocks * o.block_size, o.max_num_seqs,
@@ -428,9 +435,10 @@ engine::impl::impl(const engine_options& requested) : system(with_middleman(syst
   metrics = std::make_unique<engine_metrics>(mc);
   auto core = std::make_unique<engine_core>(ec, tok, o.seed ? *o.seed : std::random_device{}());
   core->set_metrics(metrics.get());
-  // One shard in this process (and no other process's): the scheduler runs its steps itself (spawn_scheduler says why).
+  // One shard in this process (and no other process's): the scheduler runs its steps itself where the options allow
+  // (spawn_scheduler says why; engine_options::steps_in_scheduler why not always).
   std::shared_ptr<shard_resources> lone;
-  if (tp == 1) lone = std::move(res[0]);
+  if (tp == 1 && o.steps_in_scheduler) lone = std::move(res[0]);
   else
     for (auto& shard : res) shards.push_back(spawn_shard(system, std::move(shard)));
   stall_watch watch;

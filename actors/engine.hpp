@@ -79,6 +79,14 @@ struct engine_options {
   // Seconds one step may take on all tensor-parallel shards before the engine declares a rank dead or a
   // collective stalled: every request fails, /health turns 503, the process exits with code 3.
   double distributed_timeout = 20;
+  // A model of one shard in this process: the scheduler runs each step in its own thread (no shard actor; two thread
+  // wake-ups a step fewer), so a submit waits for the step in progress. True for the offline engine (generate sends
+  // every prompt at once); `serve` sets false and keeps a shard actor, so that a client submitting job by job (the
+  // native client's submit returns the job's id) is answered while a step runs.
+  bool steps_in_scheduler = true;
+  // Called with each step's number on the thread that runs shard 0's steps, just before the step (tests hold a step
+  // with it).
+  std::function<void(uint64_t step)> before_step;
 };
 
 // A prompt as text or as token ids (one of them).

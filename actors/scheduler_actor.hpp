@@ -30,7 +30,9 @@ struct shard_resources;
 // in its own thread. A shard actor's two messages a step cost two thread wake-ups, 57 µs a step on the build machine
 // (a throwaway build's timestamps, 2026-12-07: 21.5 µs there, 35.1 back), 90 µs of an H100's 3.85 ms one-request FP8
 // step, with the GPU idle through both. The step still goes as a message, to itself, so that submits and aborts
-// interleave with steps as before.
+// interleave with steps; but a submit that comes during a step waits for its end, so a client awaiting each submit's
+// reply gets one request into each step. The engine takes this only where its options say (the offline engine,
+// whose generate sends every prompt at once); `serve` keeps the shard actor (engine_options::steps_in_scheduler).
 scheduler_actor spawn_scheduler(caf::actor_system& sys, std::unique_ptr<engine_core> core, std::vector<shard_actor> shards,
                                 std::shared_ptr<std::atomic<bool>> healthy, stall_watch watch = {},
                                 std::shared_ptr<shard_resources> lone = nullptr);

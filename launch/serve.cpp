@@ -131,6 +131,7 @@ void run_serve(serve_options& o) {
   std::optional<client_endpoint> native;
   if (o.client_port >= 0) native.emplace(client_options_of(o, http_options), http.admission());
   spdlog::info("HTTP API on http://{}:{}: loading the model", http_options.host, http.port());
+  eo.steps_in_scheduler = false;  // clients submit while steps run (engine_options says why)
   engine e(eo);
   http.attach(e);
   if (native) {

@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <condition_variable>
+#include <mutex>
 #include <fstream>
 #include <random>
 
@@ -130,6 +132,69 @@ TEST(engine, generate_admits_a_whole_batch_at_once_and_takes_about_the_steps_of_
   for (const auto& r : results) EXPECT_EQ(r.token_ids.size(), 12u);
   EXPECT_GE(steps, 12);
   EXPECT_LE(steps, 12 + 4) << "the prompts were not admitted together";
+}
+
+// Which thread runs a lone shard's steps decides whether a submit is answered while a step runs. The first step is
+// held (engine_options::before_step) while 8 more requests are submitted one by one, each reply awaited as the native
+// client's submit awaits it: with a shard actor (steps_in_scheduler false, as `serve` runs) all 8 are answered during
+// the held step; with the steps in the scheduler's thread the first of them is not answered until the step ends.
+TEST(engine, a_shard_actor_answers_each_submit_while_a_step_runs_and_steps_in_the_scheduler_do_not) {
+  for (const bool in_scheduler : {false, true}) {
+    SCOPED_TRACE(in_scheduler ? "steps in the scheduler" : "a shard actor");
+    std::mutex m;
+    std::condition_variable cv;
+    bool held = false, release = false;
+    engine_options o = options_for("llama_f32");
+    o.steps_in_scheduler = in_scheduler;
+    o.before_step = [&](uint64_t) {
+      std::unique_lock lock(m);
+      if (held) return;  // only the first step is held
+      held = true;
+      cv.notify_all();
+      cv.wait(lock, [&] { return release; });
+    };
+    engine e(o);
+    EXPECT_EQ(e.internals().shards.size(), in_scheduler ? 0u : 1u);
+    auto& sys = e.internals().system;
+    std::atomic<int> finished = 0;
+    auto sink = sys.spawn([&finished](output_sink::pointer) -> output_sink::behavior_type {
+      return {[&finished](output_atom, output_batch& outs) {
+        for (const auto& out : outs) finished += out.finished ? 1 : 0;
+      }};
+    });
+    caf::scoped_actor self{sys};
+    auto submit = [&](int i, std::chrono::milliseconds wait) {
+      engine_request req;
+      req.prompt_ids = {1, 2, 3, 4, 5, 6 + i};
+      req.params = greedy(4);
+      bool answered = false;
+      self->request(e.internals().scheduler, wait, submit_atom::value, std::move(req), sink)
+          .receive([&](submit_reply& r) { answered = r.error.empty(); }, [](caf::error&) {});
+      return answered;
+    };
+    ASSERT_TRUE(submit(0, std::chrono::milliseconds(10000)));
+    {
+      std::unique_lock lock(m);
+      ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(10), [&] { return held; }));
+    }
+    int answered_while_held = 0;
+    for (int i = 1; i <= 8; ++i) {
+      if (!submit(i, std::chrono::milliseconds(in_scheduler ? 300 : 10000))) break;
+      ++answered_while_held;
+    }
+    EXPECT_EQ(answered_while_held, in_scheduler ? 0 : 8);
+    {
+      std::lock_guard lock(m);
+      release = true;
+    }
+    cv.notify_all();
+    // The requests whose reply timed out were still taken (the scheduler handles the message after the step).
+    const int expected = in_scheduler ? 1 + 1 : 9;
+    for (int i = 0; i < 1000 && finished.load() < expected; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    EXPECT_EQ(finished.load(), expected);
+    EXPECT_EQ(e.stats().num_running, 0);
+    caf::anon_send_exit(sink, caf::exit_reason::user_shutdown);
+  }
 }
 
 // Shard actors (two tensor-parallel shards in this process): a shard that dies takes the engine's health with it. Both
