@@ -8,6 +8,7 @@
 #   w1_direct          W1 in FP8 + FP8 KV with the defaults, TROUPE_ATTN_FP8_DIRECT=1 and TROUPE_FP8_FUSED=2 (the norms
 #                      quantize in steps of 2+ rows), bf16; one FP8 request with Direct and without
 #   w1_prof            profile.sh's per-op tables of W1 in FP8 + FP8 KV and in bf16 (TROUPE_CUDA_PROFILE=1, eager)
+#   w1_prof_rtn        the same in 4-bit rtn (issue 12's W1: 0.84x bf16 against 1.1x)
 #   fp8_decode_timing  troupe_gpu_check --fp8-decode-timing (decode-256: cuBLASLt vs the wgmma GEMM, and the GEMM alone on
 #                      codes made before beside the "epilogue" path; one row: qgemv, 1024-thread quantizer blocks, gemv_split)
 #   b1_qgemv           one FP8 + FP8 KV request with the defaults, TROUPE_FP8_QGEMV=2 and 1, TROUPE_ATTN_FP8_F16=1,
@@ -120,6 +121,7 @@ for s in ${STEPS:-int4_rows fp8kv_f16_rows attn_timing w1_direct w1_prof}; do
     w1_direct) step $s 230 bash -c w1_direct ;;
     int4_rows) CHECK_ARGS="--int4 --no-models --no-timing" step $s 60 bash scripts/gpu/check.sh ;;
     w1_prof) CHECK=0 MODES="b256-prof-fp8 b256-prof" OPS_LINES=70 step $s 150 bash bundle/profile.sh ;;
+    w1_prof_rtn) CHECK=0 MODES="b256-prof-rtn" OPS_LINES=70 step $s 90 bash bundle/profile.sh ;;
     fp8kv_all_rows) CHECK_ARGS="--fp8-kv --no-timing" step $s 200 bash scripts/gpu/check.sh ;;
     w1_pick) step $s 230 bash -c w1_pick ;;
     step_ncu_fp8) Q=fp8 step $s 170 bash scripts/gpu/step_ncu.sh ;;
@@ -134,7 +136,7 @@ for d in "$R"/*/; do
     attn_timing|fp8_decode_timing) grep -E "^time" "$d/gpu_check_progress.txt" | sed -E 's/ {2,}/ /g; s/ - - / /; s/T,K,N=//' | cut -c1-330 | tail -30 ;;
     fp8kv_rows|fp8kv_all_rows|fp8kv_f16_rows|fp8_weights_rows|fp8_silu_rows|int4_rows) grep -E "checks pass" "$d/gpu_check.txt"; grep -c pass "$d/gpu_check_progress.txt"; grep FAIL "$d/gpu_check_progress.txt" | sed -E 's/ {2,}/ /g' | head -12; tail -2 "$d/gpu_check_progress.txt" | cut -c1-200 ;;
     b1_qgemv|w1_set|b1_pick|w1_pick|figures|w1_direct) cat "$d/log" ;;
-    w1_prof) grep -vE "^ *$" "$d/log" | cut -c1-150 | head -160 ;;
+    w1_prof|w1_prof_rtn) grep -vE "^ *$" "$d/log" | cut -c1-150 | head -160 ;;
     step_ncu_fp8) grep -vE "^ *$" "$d/log" | tail -45 | cut -c1-110 ;;
     b1_prof_*) head -60 "$d/log" ;;
   esac
