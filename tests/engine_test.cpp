@@ -156,10 +156,12 @@ TEST(engine, a_shard_actor_answers_each_submit_while_a_step_runs_and_steps_in_th
     engine e(o);
     EXPECT_EQ(e.internals().shards.size(), in_scheduler ? 0u : 1u);
     auto& sys = e.internals().system;
-    std::atomic<int> finished = 0;
-    auto sink = sys.spawn([&finished](output_sink::pointer) -> output_sink::behavior_type {
-      return {[&finished](output_atom, output_batch& outs) {
+    int finished = 0;  // under m
+    auto sink = sys.spawn([&](output_sink::pointer) -> output_sink::behavior_type {
+      return {[&](output_atom, output_batch& outs) {
+        std::lock_guard lock(m);
         for (const auto& out : outs) finished += out.finished ? 1 : 0;
+        cv.notify_all();
       }};
     });
     caf::scoped_actor self{sys};
@@ -190,8 +192,11 @@ TEST(engine, a_shard_actor_answers_each_submit_while_a_step_runs_and_steps_in_th
     cv.notify_all();
     // The requests whose reply timed out were still taken (the scheduler handles the message after the step).
     const int expected = in_scheduler ? 1 + 1 : 9;
-    for (int i = 0; i < 1000 && finished.load() < expected; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    EXPECT_EQ(finished.load(), expected);
+    {
+      std::unique_lock lock(m);
+      cv.wait_for(lock, std::chrono::seconds(10), [&] { return finished >= expected; });
+      EXPECT_EQ(finished, expected);
+    }
     EXPECT_EQ(e.stats().num_running, 0);
     caf::anon_send_exit(sink, caf::exit_reason::user_shutdown);
   }
