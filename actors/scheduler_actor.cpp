@@ -25,6 +25,7 @@ struct scheduler_state {
   stall_watch watch;
   bool stalled = false;  // a step outlived watch.timeout: no more steps, every request failed
   int64_t schedule_ns = 0, update_ns = 0, execute_ns = 0, step_ns = 0, mask_ns = 0, mask_wait_ns = 0;
+  int64_t num_decode_steps = 0, decode_step_ns = 0;  // steps of one token a sequence
   std::chrono::steady_clock::time_point step_start;
   static inline const char* name = "scheduler";
 };
@@ -80,7 +81,12 @@ void finish_step(self_ptr self, const plan_ptr& plan) {
     }
   }
   st.update_ns += ns_since(update_start);
-  st.step_ns += ns_since(st.step_start);
+  const int64_t step_ns = ns_since(st.step_start);
+  st.step_ns += step_ns;
+  if (plan->num_tokens() == static_cast<int32_t>(plan->seqs.size())) {
+    ++st.num_decode_steps;
+    st.decode_step_ns += step_ns;
+  }
   if (!st.result.error.empty()) {
     ++st.num_step_errors;
     spdlog::error("step {} failed: {}; its requests are failed, the engine goes on", plan->step, st.result.error);
@@ -210,6 +216,8 @@ scheduler_actor::behavior_type scheduler_fn(self_ptr self, std::shared_ptr<engin
         s.mask_ns = st.mask_ns;
         s.mask_wait_ns = st.mask_wait_ns;
         s.step_ns = st.step_ns;
+        s.num_decode_steps = st.num_decode_steps;
+        s.decode_step_ns = st.decode_step_ns;
         return s;
       },
   };

@@ -95,6 +95,7 @@ void run_throughput(throughput_options o, const CLI::App& cmd) {
   }
   const int64_t steps = std::max<int64_t>(1, after.sched.num_steps - before.sched.num_steps);
   auto per_step_us = [&](int64_t a, int64_t b) { return (a - b) / 1e3 / steps; };
+  auto mean_us = [](int64_t ns, int64_t n) { return n > 0 ? ns / 1e3 / static_cast<double>(n) : 0.0; };
   const nlohmann::json report = {
       {"backend", o.engine.backend},
       {"dtype", o.engine.dtype},
@@ -116,6 +117,10 @@ void run_throughput(throughput_options o, const CLI::App& cmd) {
       {"update_us_per_step", per_step_us(after.update_ns, before.update_ns)},
       {"execute_us_per_step", per_step_us(after.execute_ns, before.execute_ns)},
       {"wall_us_per_step", seconds * 1e6 / steps},
+      {"num_decode_steps", after.num_decode_steps - before.num_decode_steps},
+      {"decode_step_us", mean_us(after.decode_step_ns - before.decode_step_ns, after.num_decode_steps - before.num_decode_steps)},
+      {"other_step_us", mean_us(after.step_ns - before.step_ns - (after.decode_step_ns - before.decode_step_ns),
+                                steps - (after.num_decode_steps - before.num_decode_steps))},
       {"num_preemptions", after.sched.num_preemptions - before.sched.num_preemptions},
       {"num_constrained", num_constrained},
       {"mask_us_per_step", per_step_us(after.mask_ns, before.mask_ns)},
@@ -133,6 +138,12 @@ void run_throughput(throughput_options o, const CLI::App& cmd) {
   std::printf("%-28s %12.1f\n", "  messaging, other (us/step)",
               report["wall_us_per_step"].get<double>() - report["schedule_us_per_step"].get<double>() -
                   report["execute_us_per_step"].get<double>() - report["update_us_per_step"].get<double>());
+  // Decode steps (one token a sequence) apart from the steps carrying prompt tokens: where a workload's time goes
+  // between prefill and decode, as the GPU runs it (CUDA graphs and all), without a profiler.
+  std::printf("%-28s %12lld, %.1f us each\n", "  decode steps", static_cast<long long>(report["num_decode_steps"].get<int64_t>()),
+              report["decode_step_us"].get<double>());
+  std::printf("%-28s %12lld, %.1f us each\n", "  steps with prompt tokens",
+              static_cast<long long>(steps - report["num_decode_steps"].get<int64_t>()), report["other_step_us"].get<double>());
   std::printf("%-28s %12lld\n", "preemptions", static_cast<long long>(report["num_preemptions"].get<int64_t>()));
   if (num_constrained > 0) {
     // The bitmasks are computed beside the forward pass: only the wait after it adds to the step.

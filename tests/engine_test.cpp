@@ -126,12 +126,20 @@ TEST(engine, generate_admits_a_whole_batch_at_once_and_takes_about_the_steps_of_
   engine e(options_for("llama_f32"));
   std::vector<prompt_input> prompts(32, prompt_input{"", {1, 2, 3, 4, 5}});
   for (size_t i = 0; i < prompts.size(); ++i) prompts[i].token_ids.push_back(static_cast<int32_t>(i + 6));
-  const int64_t before = e.stats().sched.num_steps;
+  const engine_stats before = e.stats();
   const auto results = e.generate(prompts, greedy(12));
-  const int64_t steps = e.stats().sched.num_steps - before;
+  const engine_stats after = e.stats();
+  const int64_t steps = after.sched.num_steps - before.sched.num_steps;
   for (const auto& r : results) EXPECT_EQ(r.token_ids.size(), 12u);
   EXPECT_GE(steps, 12);
   EXPECT_LE(steps, 12 + 4) << "the prompts were not admitted together";
+  // 192 prompt tokens in steps of 128: at least two steps carry prompt tokens (more where the first step began before
+  // every submit was in), and after the last prompt's step its 11 more tokens take a decode step each.
+  const int64_t decode_steps = after.num_decode_steps - before.num_decode_steps;
+  EXPECT_GE(decode_steps, 11);
+  EXPECT_LE(decode_steps, steps - 2);
+  EXPECT_GT(after.decode_step_ns - before.decode_step_ns, 0);
+  EXPECT_LT(after.decode_step_ns - before.decode_step_ns, after.step_ns - before.step_ns);
 }
 
 // Which thread runs a lone shard's steps decides whether a submit is answered while a step runs. The first step is

@@ -68,6 +68,9 @@ struct engine_stats {
   int64_t mask_ns = 0;       // computing structured outputs' bitmasks, on a thread beside the forward pass
   int64_t mask_wait_ns = 0;  // of execute_ns: sampling waiting for those bitmasks after the forward pass
   int64_t step_ns = 0;      // from sending a plan to having applied its results
+  // Of those: the steps of one token a sequence (decode steps), how many and their step_ns; the rest carry prompts.
+  int64_t num_decode_steps = 0;
+  int64_t decode_step_ns = 0;
 };
 
 struct engine_config {

@@ -51,7 +51,7 @@ bench() {  # tag, prompts, input, output, then troupe bench's flags; a line of i
   for _ in $(seq 20); do [ -z "$(nvidia-smi --query-compute-apps=pid --format=csv,noheader 2>/dev/null)" ] && break; sleep 1; done
   timeout 60 bundle/troupe bench throughput --backend cuda --load-format dummy --model bundle/data/qwen2.5-7b-shape \
     --num-prompts "$n" --input-len "$i" --output-len "$o" --max-model-len 1024 --temperature 0 "$@" >"$OUT/$tag.txt" 2>&1
-  echo "$tag: $(grep -E 'output tokens/s' "$OUT/$tag.txt" | head -1) | $(grep -E 'us per step' "$OUT/$tag.txt" | head -1)"
+  echo "$tag: $(grep -E 'output tokens/s' "$OUT/$tag.txt" | head -1) | $(grep -E 'us per step' "$OUT/$tag.txt" | head -1) | $(grep -E 'decode steps' "$OUT/$tag.txt" | head -1) | $(grep -E 'steps with prompt' "$OUT/$tag.txt" | head -1)"
 }
 export FP8="--quantization fp8 --kv-cache-dtype fp8"  # one FP8 + FP8 KV run's flags
 b1_qgemv() {
