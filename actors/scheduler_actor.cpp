@@ -83,7 +83,7 @@ void finish_step(self_ptr self, const plan_ptr& plan) {
   st.update_ns += ns_since(update_start);
   const int64_t step_ns = ns_since(st.step_start);
   st.step_ns += step_ns;
-  if (plan->num_tokens() == static_cast<int32_t>(plan->seqs.size())) {
+  if (plan->is_decode()) {
     ++st.num_decode_steps;
     st.decode_step_ns += step_ns;
   }

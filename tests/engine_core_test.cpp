@@ -431,3 +431,21 @@ TEST(engine_core, fail_all_ends_every_open_request_once_with_the_reason_and_free
   EXPECT_FALSE(f.core().has_work());
   EXPECT_EQ(f.core().kv().num_free_blocks(), s.num_blocks);
 }
+
+// What the scheduler counts as a decode step (engine_stats::num_decode_steps): one token for every sequence.
+TEST(step_plan, a_decode_step_has_one_token_for_every_sequence_and_no_prompt_chunk) {
+  auto seq = [](request_id id, std::vector<int32_t> tokens) {
+    scheduled_seq s;
+    s.id = id;
+    s.token_ids = std::move(tokens);
+    return s;
+  };
+  step_plan plan;
+  EXPECT_FALSE(plan.is_decode());  // nothing to run
+  plan.seqs = {seq(1, {7}), seq(2, {8})};
+  EXPECT_TRUE(plan.is_decode());
+  plan.seqs.push_back(seq(3, {1, 2, 3}));  // a prompt chunk beside the decodes
+  EXPECT_FALSE(plan.is_decode());
+  plan.seqs = {seq(4, {1, 2})};
+  EXPECT_FALSE(plan.is_decode());
+}

@@ -387,9 +387,10 @@ void check_model_int4_paths(cuda_ops& gpu) {
 // 4 included (its K splits inside the capture), and every one-row product with its quantization inside the GEMV
 // (fp8_settings().qgemv 2: the one-token prompt and one request's decode), one row's gate/up and silu_and_mul as two
 // ops ("two ops"; the default fuses them, fp8_settings().silu) and fused with qgemv on every product, and every
-// one-row product as a block an output (fp8_settings().gemv_split; the default takes down_proj's long rows so). Prompts of 1 to 230 tokens make prefill steps of each size. Each FP8 layer rounds its
-// inputs again, so the two backends' codes differ where a value sits near the middle of two (kChosenPathFraction):
-// every path gets the default path's own error against the twin, doubled, or the bf16 model tolerance if larger.
+// one-row product as a block an output (fp8_settings().gemv_split; the default takes down_proj's long rows so).
+// Prompts of 1 to 230 tokens make prefill steps of each size. Each FP8 layer rounds its inputs again, so the two
+// backends' codes differ where a value sits near the middle of two (kChosenPathFraction): every path gets the default
+// path's own error against the twin, doubled, or the bf16 model tolerance if larger.
 void check_model_fp8_paths(cuda_ops& gpu) {
   troupe::testing::temp_folder folder("gpu_check_fp8_paths");
   make_model_options o = wide_random_model("compressed-tensors", 13);

@@ -236,11 +236,10 @@ struct attention_switches {
   // and three blocks an SM instead of two (paged_attention_mma.cu, "Lean"); TROUPE_ATTN_PREFILL_LEAN=1. Off until timed.
   bool prefill_lean = false;
   // An FP8 cache read into f16 by the hardware's conversion and multiplied on f16 mma, Q scaled into f16's range by a
-  // power of two (paged_attention_mma.cu, "F16"); TROUPE_ATTN_FP8_F16=1. Faster everywhere it was timed (H100,
-  // 2026-12-07, bf16 model, ms against the bf16-tile form: decode 256 x 640 0.097 / 0.104, 64 x 4,096 0.236 / 0.242,
-  // prefill 4,096 1.212 / 1.270, the mixed step 0.334 / 0.355; W1 in FP8 + FP8 KV 14,857 / 14,593 output tok/s). The
-  // default since its check rows passed (troupe_gpu_check --fp8-kv-f16: 72 of 72, H100, 2026-12-07);
-  // TROUPE_ATTN_FP8_F16=0 takes the bf16-tile form.
+  // power of two (paged_attention_mma.cu, "F16"). Faster everywhere it was timed (H100, 2026-12-07, bf16 model, ms
+  // against the bf16-tile form: decode 256 x 640 0.097 / 0.104, 64 x 4,096 0.236 / 0.242, prefill 4,096 1.212 / 1.270,
+  // the mixed step 0.334 / 0.355; W1 in FP8 + FP8 KV 14,857 / 14,593 output tok/s). The default since its check rows
+  // passed (troupe_gpu_check --fp8-kv-f16: 72 of 72, H100, 2026-12-07); TROUPE_ATTN_FP8_F16=0 takes the bf16-tile form.
   bool fp8_f16 = true;
   // With fp8_f16, the decode layout reads the staged codes straight into fragments by ldmatrix, no converted tile
   // (paged_attention_mma.cu, "Direct"); TROUPE_ATTN_FP8_DIRECT=1. Written in the twenty-third session of 2026-12-07

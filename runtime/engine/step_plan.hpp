@@ -2,6 +2,7 @@
 // What the scheduler hands the shards each engine step, and what comes back. Plain data: it crosses
 // actor boundaries as is, and the network as msgpack.
 
+#include <algorithm>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -40,6 +41,10 @@ struct step_plan {
     int32_t n = 0;
     for (const auto& s : seqs) n += static_cast<int32_t>(s.token_ids.size());
     return n;
+  }
+  // A decode step: one token for each sequence, no prompt chunk (a one-token prompt counts as one).
+  bool is_decode() const {
+    return !seqs.empty() && std::all_of(seqs.begin(), seqs.end(), [](const scheduled_seq& s) { return s.token_ids.size() == 1; });
   }
 };
 
