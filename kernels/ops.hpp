@@ -200,8 +200,9 @@ public:
 
   // W8A8 FP8 (vLLM's Fp8LinearOp): each token quantized to e4m3 as fp8_device_weight says, xq[t][k] =
   // f32_to_f8_e4m3(x[t][k] / s_t) (the f32 quotient, nearest even, saturating at ±448), then
-  // out[t][n] = (Σ_k e4m3(xq[t][k]) · e4m3(weight[n][k])) · (s_t · scale[n]) (+ bias[n]), the sum in f32,
-  // rounded once to out's dtype. x [T, K], bias [N] or empty, out [T, N]; x, bias and out share a dtype.
+  // out[t][n] = (Σ_k e4m3(xq[t][k]) · e4m3(weight[n][k])) · (s_t · scale[n]) (+ bias[n]), the sum in f32 (on CUDA's
+  // tensor cores nearly: cuBLASLt's FP8 GEMMs keep about 13 bits, as vLLM's do), rounded once to out's dtype.
+  // x [T, K], bias [N] or empty, out [T, N]; x, bias and out share a dtype.
   virtual void linear_fp8(const tensor& x, const fp8_device_weight& w, const tensor& bias, const tensor& out) = 0;
   // The same product with x already quantized (x.codes, x.scales hold what linear_fp8 would have made of its input;
   // w.input_scale is not read). bias and out share a dtype.

@@ -130,6 +130,11 @@ double stream_ms(cuda_ops& gpu, const std::function<void()>& f, int calls, int t
 
 double tolerance_for(dtype t) { return t == dtype::f32 ? 1e-4 : 1e-2; }
 
+double fp8_gemm_tolerance(int64_t k) {
+  if (!cuda::gemm_settings().fp8_fast_accum) return 1e-3;
+  return std::max(1e-3, 2.0 * std::ldexp(1.0, -13) * std::sqrt(static_cast<double>(k) / 32.0));
+}
+
 // ‖a − b‖ / ‖b‖; infinity when a holds a NaN or infinity.
 double relative_error(std::span<const float> a, std::span<const float> b) {
   double diff = 0, norm = 0;

@@ -380,10 +380,14 @@ void time_fp8_decode_products(cuda_ops& gpu, fp8_weights_made& made) {
     fill(gpu, x);
     const fp8_device_weight fw{w.codes, w.scale, tensor{}};
     const double tflop = 2.0 * shape.rows * shape.k * shape.n / 1e12;
-    for (const int form : {0, 1, 2}) {  // the default tuning, with split-K variants, over 32 heuristic candidates
+    // The default tuning, with split-K variants, over 32 heuristic candidates, with FP8 fast accumulation
+    // (cuda::gemm_settings().fp8_fast_accum), fast accumulation over 32 candidates.
+    for (const int form : {0, 1, 2, 3, 4}) {
       const bool split = form == 1;
       const scoped_value<bool> split_k(cuda::gemm_settings().split_k, split);
-      const scoped_value<int> candidates(cuda::gemm_settings().candidates, form == 2 ? 32 : cuda::gemm_settings().candidates);
+      const scoped_value<int> candidates(cuda::gemm_settings().candidates,
+                                         form == 2 || form == 4 ? 32 : cuda::gemm_settings().candidates);
+      const scoped_value<bool> fast(cuda::gemm_settings().fp8_fast_accum, form >= 3);
       const double bf16_ms = stream_ms(gpu, [&] { gpu.linear(x, w.bf16, tensor{}, out, false); });
       const double fp8_ms = stream_ms(gpu, [&] { gpu.linear_fp8(x, fw, tensor{}, out); });
       const std::string cublas_path = cuda::fp8_settings().last_path.load();
@@ -399,7 +403,8 @@ void time_fp8_decode_products(cuda_ops& gpu, fp8_weights_made& made) {
                     "%.3f (%.0f)",
                     bf16_ms, tflop / (bf16_ms / 1e3), fp8_ms, tflop / (fp8_ms / 1e3), cublas_path.c_str(), wgmma_ms[0],
                     tflop / (wgmma_ms[0] / 1e3), wgmma_ms[1], tflop / (wgmma_ms[1] / 1e3));
-      inform(std::string("time decode-256 ") + shape.name + (split ? " split-K" : form == 2 ? " 32 candidates" : ""), t,
+      static constexpr const char* kForm[] = {"", " split-K", " 32 candidates", " fast accum", " fast accum 32 candidates"};
+      inform(std::string("time decode-256 ") + shape.name + kForm[form], t,
              "T,K,N=" + dims({shape.rows, shape.k, shape.n}), buf);
       if (form != 0) continue;
       // Where the FP8 time goes: cuBLASLt's GEMM alone on codes made before (linear_fp8_quantized: no quantizer, as a

@@ -26,6 +26,7 @@ struct gemm_key {
   bool accumulate = false;
   bool outer_vec_scales = false;  // FP8: A's and B's scales are vectors (one per output feature, one per token)
   bool split_k = false;           // split-K variants timed beside the heuristic's candidates (cuda::gemm_settings())
+  bool fast_accum = false;        // FP8: no promotion of the tensor cores' sums (cuda::gemm_settings().fp8_fast_accum)
   uint8_t candidates = 8;         // how many of the heuristic's algorithms the tuning times (cuda::gemm_settings())
   uint16_t align_a = 0, align_b = 0, align_c = 0, align_bias = 0;
   bool operator==(const gemm_key&) const = default;
@@ -38,7 +39,8 @@ struct gemm_key_hash {
     mix(static_cast<uint64_t>(k.n));
     mix(static_cast<uint64_t>(k.k));
     mix((uint64_t(k.ab) << 8) | uint64_t(k.c) | (uint64_t(k.bias) << 16) | (uint64_t(k.accumulate) << 17) |
-        (uint64_t(k.outer_vec_scales) << 18) | (uint64_t(k.split_k) << 19) | (uint64_t(k.candidates) << 20));
+        (uint64_t(k.outer_vec_scales) << 18) | (uint64_t(k.split_k) << 19) | (uint64_t(k.candidates) << 20) |
+        (uint64_t(k.fast_accum) << 28));
     mix((uint64_t(k.align_a) << 48) | (uint64_t(k.align_b) << 32) | (uint64_t(k.align_c) << 16) | k.align_bias);
     return h;
   }

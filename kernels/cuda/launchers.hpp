@@ -45,9 +45,19 @@ bool launch_linear_int4_silu(cuda_context& ctx, const tensor& x, const int4_devi
 // heuristic algorithms the tuning times (at most 64); 8 by default, TROUPE_GEMM_CANDIDATES=N (written in the eleventh
 // session of 2026-12-06 with no GPU: the decode step's down_proj, o_proj and q/k/v ran at 441 / 257 / 368 TFLOP/s in
 // FP8 on the 8 timed, gate_up at 883 — whether the heuristic's later choices hold better tiles for them).
+// fp8_fast_accum: cuBLASLt's FP8 GEMMs keep their sums in the tensor cores for the whole K
+// (CUBLASLT_MATMUL_DESC_FAST_ACCUM) rather than promoting them into f32 every so often; TROUPE_GEMM_FP8_FAST_ACCUM=0
+// promotes. vLLM's Hopper FP8 GEMMs do the same (csrc/quantization/cutlass_w8a8/c3x/scaled_mm_sm90_fp8_dispatch.cuh:
+// every configuration's schedule is a KernelTmaWarpSpecialized*FP8FastAccum). Hopper's FP8 MMA rounds its running sum
+// to about 13 bits of mantissa; against exact sums of the same codes that is 1.2e-3 relative at K 3,584 and 3.1e-3 at
+// 18,944 (the GPU check's linear_fp8 rows, H100, 2026-12-07; tools/gpu_check.hpp, fp8_gemm_tolerance), where e4m3's own
+// rounding of x and the weights is 2^-4. Measured the same day on an H100, same call: W1 in FP8 + FP8 KV 16,491 output
+// tok/s against 15,260 promoting (bf16 11,384): prefill steps 193 against 217 ms, decode steps 8.01 against 8.34 ms
+// (gate_up at 256 rows 0.071 against 0.078 ms; down, o_proj and q/k/v the same either way). One request: the same.
 struct gemm_switches {
   bool split_k = false;
   int candidates = 8;
+  bool fp8_fast_accum = true;
 };
 gemm_switches& gemm_settings();
 
@@ -242,9 +252,11 @@ struct attention_switches {
   // passed (troupe_gpu_check --fp8-kv-f16: 72 of 72, H100, 2026-12-07); TROUPE_ATTN_FP8_F16=0 takes the bf16-tile form.
   bool fp8_f16 = true;
   // With fp8_f16, the decode layout reads the staged codes straight into fragments by ldmatrix, no converted tile
-  // (paged_attention_mma.cu, "Direct"); TROUPE_ATTN_FP8_DIRECT=1. Written in the twenty-third session of 2026-12-07
-  // with no device time left: off until its rows pass and it is timed.
-  bool fp8_direct = false;
+  // (paged_attention_mma.cu, "Direct"); TROUPE_ATTN_FP8_DIRECT=0 goes back to the converted tile. Its check rows pass
+  // (troupe_gpu_check --fp8-kv-f16: 144 of 144, H100, 2026-12-07) and it is faster where timed (H100, same call, ms
+  // against the converting F16 form: decode 256 x 640 0.079 / 0.095, 64 x 4,096 0.190 / 0.234, the mixed step 0.318 /
+  // 0.332; W1 in FP8 + FP8 KV 15,104 / 14,883 output tok/s, its decode steps 8.47 / 8.69 ms).
+  bool fp8_direct = true;
   // Where attention_shape::next_waits (a 4-bit o_proj after it), the decode kernels let the kernel after start at once
   // (attention_params::trigger) and the combine goes as a programmatic dependent, so o_proj's blocks stream its weights
   // while attention runs: -1 (the default) on decode steps of at most 8 sequences, 1 on every decode step

@@ -120,6 +120,10 @@ gemm_plan make_plan(cuda_context& ctx, const gemm_key& key, const gemm_operands&
     check_lt(cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &operands.x_scales,
                                             sizeof(operands.x_scales)), "B scale pointer");
   }
+  if (key.fast_accum) {
+    const int8_t fast = 1;
+    check_lt(cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_FAST_ACCUM, &fast, sizeof(fast)), "fast accum");
+  }
   if (key.bias) {
     const cublasLtEpilogue_t epilogue = CUBLASLT_EPILOGUE_BIAS;
     check_lt(cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, sizeof(epilogue)),
@@ -278,6 +282,10 @@ cuda::gemm_switches& cuda::gemm_settings() {
                          [] {
                            const char* v = std::getenv("TROUPE_GEMM_CANDIDATES");
                            return v && *v ? std::clamp(std::atoi(v), 1, 64) : 8;
+                         }(),
+                         [] {
+                           const char* v = std::getenv("TROUPE_GEMM_FP8_FAST_ACCUM");
+                           return !(v && *v == '0');
                          }()};
   return s;
 }
@@ -343,6 +351,7 @@ bool cublaslt_linear_fp8(cuda_context& ctx, const tensor& xq, const tensor& weig
   key.bias = !bias.empty();
   key.outer_vec_scales = weight_scales != nullptr;
   key.split_k = cuda::gemm_settings().split_k;
+  key.fast_accum = cuda::gemm_settings().fp8_fast_accum;
   key.candidates = timed_candidates();
   key.align_a = alignment(weight.data);
   key.align_b = alignment(xq.data);

