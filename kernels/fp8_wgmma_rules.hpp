@@ -16,13 +16,15 @@ constexpr int kFp8MaxSplits = 8;
 // The switches the choice reads (fp8_switches of the same names).
 struct fp8_wgmma_switches {
   int wgmma = 0;               // 0 never, 1 products of fewer tiles than SMs, 2 every product
-  int wgmma_rows = 128;        // 64: 64-row tiles at any row count; else 128 above 64 rows
+  int wgmma_rows = 128;        // 64: 64-row tiles at any row count; 256: 256 above 128 rows; else 128 above 64 rows
   int64_t wgmma_max_rows = 1024;  // 0: any
 };
 
-// The rows of a block's tile for a product of `rows` rows.
+// The rows of a block's tile for a product of `rows` rows. 256-row tiles (the fast-accumulating kernel's only: the
+// promoting one would need two sets of 128 accumulators a thread) read each weight once where the rows are 256.
 constexpr int64_t fp8_wgmma_tile_rows(int64_t rows, const fp8_wgmma_switches& s) {
-  return rows <= 64 || s.wgmma_rows == 64 ? 64 : 128;
+  if (rows <= 64 || s.wgmma_rows == 64) return 64;
+  return s.wgmma_rows == 256 && rows > 128 ? 256 : 128;
 }
 // The output tiles of a product of `rows` x `n_out`.
 constexpr int64_t fp8_wgmma_tiles(int64_t rows, int64_t n_out, const fp8_wgmma_switches& s) {
@@ -54,8 +56,8 @@ constexpr fp8_split_plan plan_fp8_split_k(int64_t tiles, int total, int wave) {
 }
 
 // The f32 partials any split plan_fp8_split_k makes may need on `wave` SMs: one wave of the largest tiles (128 outputs
-// x 128 rows).
-constexpr int64_t fp8_split_scratch_floats(int wave) { return int64_t{std::max(wave, 1)} * kFp8WgmmaOutputs * 128; }
+// x 256 rows).
+constexpr int64_t fp8_split_scratch_floats(int wave) { return int64_t{std::max(wave, 1)} * kFp8WgmmaOutputs * 256; }
 
 // The same plan cut down to what a scratch of `fits(splits)` can hold: fewer splits, each still covering K.
 template <class Fits> fp8_split_plan fit_fp8_split(fp8_split_plan plan, int total, Fits&& fits) {

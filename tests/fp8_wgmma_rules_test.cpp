@@ -83,7 +83,7 @@ TEST(Fp8SplitRules, ASmallScratchCutsTheSplits) {
 }
 
 TEST(Fp8SplitRules, ThePartialsOfEverySplitFitTheScratchMadeReady) {
-  for (const int wgmma_rows : {64, 128})
+  for (const int wgmma_rows : {64, 128, 256})
     for (const int sms : {78, 132})
       for (const int64_t rows : {9, 64, 65, 128, 129, 256, 300, 1024})
         for (const int64_t n_out : {20, 128, 200, 3584, 4608, 37888})
@@ -130,4 +130,11 @@ TEST(Fp8WgmmaRules, TileRows) {
   EXPECT_EQ(fp8_wgmma_tile_rows(65, fp8_wgmma_switches{0, 64, 0}), 64);
   EXPECT_EQ(fp8_wgmma_tiles(129, 136, s), 2 * 2);
   EXPECT_EQ(fp8_wgmma_tiles(1, 1, s), 1);
+  // 256-row tiles above 128 rows only; W1's down_proj at 256 rows then makes 28 tiles, each weight read once.
+  const fp8_wgmma_switches wide{1, 256, 1024};
+  EXPECT_EQ(fp8_wgmma_tile_rows(128, wide), 128);
+  EXPECT_EQ(fp8_wgmma_tile_rows(129, wide), 256);
+  EXPECT_EQ(fp8_wgmma_tile_rows(64, wide), 64);
+  EXPECT_EQ(fp8_wgmma_tiles(256, 3584, wide), 28);
+  EXPECT_EQ(fp8_wgmma_tiles(300, 3584, wide), 56);
 }

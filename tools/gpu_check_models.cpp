@@ -415,6 +415,7 @@ void check_model_fp8_paths(cuda_ops& gpu) {
   };
   double tol = model_tolerance(dtype::bf16, config);
   for (const path& p : {path{"default", "", 0, 128}, {"wgmma", "", 1, 128}, {"wgmma 64-row tiles", "", 1, 64},
+                        {"wgmma 256-row tiles", "", 1, 256},
                         {"wgmma all", "wgmma", 1, 128}, {"qgemv", "", 0, 128, 2, 0, 0}, {"two ops", "", 0, 128, 0, 0, 0},
                         {"qgemv silu", "", 0, 128, 2, 1, 0}, {"gemv_split all", "", 0, 128, 0, 1, 1}}) {
     // Set before the model exists: its decode graphs record the path in force when captured.

@@ -355,6 +355,15 @@ void check_linear_fp8_silu(checker& c, dtype t) {
 // f16 through f32 scratch) where K and N are multiples of 16, "simt" everywhere, and the path the launcher
 // chooses by itself. The same x (rounded to t) goes to both: both quantize it to the same codes, so what differs
 // is the order of the f32 sums (and the rounding of the output in bf16 / f16).
+// What a linear_fp8 row of `t` tolerates on the path the call ran (fp8_settings().last_path): in f32, the same codes on
+// both backends with the sums in another order, 1e-3; on cuBLASLt ("outer", "epilogue") and the wgmma GEMM, which
+// accumulate fast by default, what fp8_gemm_tolerance derives.
+double linear_fp8_tolerance(dtype t, int64_t k) {
+  if (t != dtype::f32) return tolerance_for(t);
+  const std::string ran = cuda::fp8_settings().last_path.load();
+  return ran.starts_with("outer") || ran.starts_with("epilogue") || ran.starts_with("wgmma") ? fp8_gemm_tolerance(k) : 1e-3;
+}
+
 void check_linear_fp8(checker& c, dtype t) {
   struct shape {
     int64_t rows, k, n;
@@ -401,11 +410,13 @@ void check_linear_fp8(checker& c, dtype t) {
                gemv = s.k % 16 == 0 && s.rows <= 4, wgmma = s.k % 128 == 0;
     bytes gemv_bits;  // "qgemv" must write "gemv"'s bits (the same codes, sums in the same order)
     for (const std::string path : {"", "gemv", "qgemv", "gemv_split", "mma", "mma_async", "wgmma",
-                                   "wgmma 64", "outer", "epilogue", "simt"}) {
+                                   "wgmma 64", "wgmma 256", "outer", "epilogue", "simt"}) {
       if (!wgmma && path.starts_with("wgmma")) continue;
+      if (path == "wgmma 256" && s.rows <= 128) continue;
       if ((path == "qgemv" || path == "gemv_split") && !(gemv && s.rows == 1)) continue;
-      // "wgmma 64": 64-row tiles at any row count.
-      const scoped_value<int> tile_rows(cuda::fp8_settings().wgmma_rows, path == "wgmma 64" ? 64 : 128);
+      // "wgmma 64": 64-row tiles at any row count; "wgmma 256": 256-row tiles above 128 rows (fast accumulation's).
+      const scoped_value<int> tile_rows(cuda::fp8_settings().wgmma_rows,
+                                        path == "wgmma 64" ? 64 : path == "wgmma 256" ? 256 : 128);
       if (!cublas && (path == "outer" || path == "epilogue")) continue;
       if (!mma && (path == "mma" || path == "mma_async")) continue;
       if (!gemv && path == "gemv") continue;
@@ -428,12 +439,8 @@ void check_linear_fp8(checker& c, dtype t) {
       } else {
         c.gpu.linear_fp8(x.gpu, weight_of(true), s.bias ? bias.gpu.get() : tensor{}, out.gpu);
       }
-      // f32: the same codes on both, sums in another order: 1e-3; on cuBLASLt ("outer", "epilogue") with its fast
-      // accumulation, what fp8_gemm_tolerance derives.
-      const std::string ran = cuda::fp8_settings().last_path.load();
-      const bool cublas_ran = ran.starts_with("outer") || ran.starts_with("epilogue");
-      report("linear_fp8", t, what, c.error(out),
-             t != dtype::f32 ? tolerance_for(t) : cublas_ran ? fp8_gemm_tolerance(s.k) : 1e-3, "ran " + ran);
+      report("linear_fp8", t, what, c.error(out), linear_fp8_tolerance(t, s.k),
+             std::string("ran ") + cuda::fp8_settings().last_path.load());
       if (path == "gemv") gemv_bits = c.gpu_bytes(out);
       if (path == "qgemv")
         report("linear_fp8", t, what + " bits", static_cast<double>(differing_elements(c.gpu_bytes(out), gemv_bits, size_in_bytes(t))),
@@ -478,7 +485,7 @@ void check_linear_fp8(checker& c, dtype t) {
     const scoped_value<bool> quantizer(cuda::fp8_settings().quantize_vec, true);
     c.poison(out);
     c.gpu.linear_fp8(x.gpu, weight_of(true), s.bias ? bias.gpu.get() : tensor{}, out.gpu);
-    report("linear_fp8", t, what + " quantize_vec (chosen)", c.error(out), t == dtype::f32 ? 1e-3 : tolerance_for(t),
+    report("linear_fp8", t, what + " quantize_vec (chosen)", c.error(out), linear_fp8_tolerance(t, s.k),
            std::string("ran ") + cuda::fp8_settings().last_path.load());
   }
 }

@@ -391,18 +391,20 @@ void time_fp8_decode_products(cuda_ops& gpu, fp8_weights_made& made) {
       const double bf16_ms = stream_ms(gpu, [&] { gpu.linear(x, w.bf16, tensor{}, out, false); });
       const double fp8_ms = stream_ms(gpu, [&] { gpu.linear_fp8(x, fw, tensor{}, out); });
       const std::string cublas_path = cuda::fp8_settings().last_path.load();
-      // The same product on the warpgroup-MMA GEMM (linear_fp8_wgmma.cu): 128-row tiles, 64-row tiles.
-      double wgmma_ms[2];
-      for (const int variant : {0, 1}) {
+      // The same product on the warpgroup-MMA GEMM (linear_fp8_wgmma.cu): 128-row tiles, 64-row tiles, 256-row tiles
+      // (fast accumulation only: 128 promoting).
+      double wgmma_ms[3];
+      for (const int variant : {0, 1, 2}) {
         const scoped_value<std::string> forced(cuda::fp8_settings().path, "wgmma");
-        const scoped_value<int> wgmma_rows(cuda::fp8_settings().wgmma_rows, variant == 1 ? 64 : 128);
+        const scoped_value<int> wgmma_rows(cuda::fp8_settings().wgmma_rows, variant == 1 ? 64 : variant == 2 ? 256 : 128);
         wgmma_ms[variant] = stream_ms(gpu, [&] { gpu.linear_fp8(x, fw, tensor{}, out); });
       }
       std::snprintf(buf, sizeof buf,
                     "bf16 %.3f ms (%.0f TFLOP/s), fp8 %.3f ms (%.0f TFLOP/s, ran %s), wgmma %.3f (%.0f) / 64-row tiles "
-                    "%.3f (%.0f)",
+                    "%.3f (%.0f) / 256-row tiles %.3f (%.0f)",
                     bf16_ms, tflop / (bf16_ms / 1e3), fp8_ms, tflop / (fp8_ms / 1e3), cublas_path.c_str(), wgmma_ms[0],
-                    tflop / (wgmma_ms[0] / 1e3), wgmma_ms[1], tflop / (wgmma_ms[1] / 1e3));
+                    tflop / (wgmma_ms[0] / 1e3), wgmma_ms[1], tflop / (wgmma_ms[1] / 1e3), wgmma_ms[2],
+                    tflop / (wgmma_ms[2] / 1e3));
       static constexpr const char* kForm[] = {"", " split-K", " 32 candidates", " fast accum", " fast accum 32 candidates"};
       inform(std::string("time decode-256 ") + shape.name + kForm[form], t,
              "T,K,N=" + dims({shape.rows, shape.k, shape.n}), buf);

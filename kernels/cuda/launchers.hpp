@@ -234,7 +234,7 @@ void launch_paged_attention(const tensor& qkv, const tensor& k_cache, const tens
                             const attention_shape& shape, const tensor& out, float* workspace, int64_t workspace_floats,
                             cudaStream_t stream);
 // Switches for measuring the attention kernels against each other, read once from the environment
-// (TROUPE_ATTN_SIMT=1, TROUPE_NO_ATTN_SPLIT=1, TROUPE_ATTN_PART_KEYS=N, TROUPE_ATTN_PREFILL_LEAN=1); troupe_gpu_check
+// (TROUPE_ATTN_SIMT=1, TROUPE_NO_ATTN_SPLIT=1, TROUPE_ATTN_PART_KEYS=N, TROUPE_ATTN_PREFILL_LEAN=0); troupe_gpu_check
 // sets them.
 struct attention_switches {
   bool simt = false;      // bf16/f16 attention on the CUDA-core kernel too
@@ -243,8 +243,11 @@ struct attention_switches {
   int decode_stages = 0;  // 3: the decode layout at head_dim 128 keeps 3 (bf16) or 4 (FP8) tiles in flight, two blocks
                           // an SM, instead of the default two tiles and three blocks (the timings compare them)
   // The prefill layout with Q read into registers before the first tile, its shared memory given to the K/V buffers
-  // and three blocks an SM instead of two (paged_attention_mma.cu, "Lean"); TROUPE_ATTN_PREFILL_LEAN=1. Off until timed.
-  bool prefill_lean = false;
+  // and three blocks an SM instead of two (paged_attention_mma.cu, "Lean"). The default since 2026-12-07
+  // (TROUPE_ATTN_PREFILL_LEAN=0 goes back): H100, ms against the two-block form, bf16 prefill of 4,096 0.810 / 1.072,
+  // 2,048 of 8,192 1.327 / 1.728, FP8 cache 1.059 / 1.207 (F16 form); W1 in FP8 + FP8 KV 16,479 / 16,275 output tok/s,
+  // bf16 11,271 / 11,223 (same call).
+  bool prefill_lean = true;
   // An FP8 cache read into f16 by the hardware's conversion and multiplied on f16 mma, Q scaled into f16's range by a
   // power of two (paged_attention_mma.cu, "F16"). Faster everywhere it was timed (H100, 2026-12-07, bf16 model, ms
   // against the bf16-tile form: decode 256 x 640 0.097 / 0.104, 64 x 4,096 0.236 / 0.242, prefill 4,096 1.212 / 1.270,

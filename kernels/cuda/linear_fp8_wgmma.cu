@@ -16,6 +16,10 @@
 // about 14; cuBLASLt promotes likewise unless asked for "fast accumulation"), so the sum over a long K (down_proj's
 // 18,944) is made in f32 128 products at a time. Where the output tiles are fewer than the SMs, K is split over
 // blockIdx.z (kernels/fp8_wgmma_rules.hpp, which CI tests) into f32 partials that fp8_split_reduce_kernel adds in split order.
+// With fast accumulation (the default since 2026-12-07, as cuBLASLt's FP8 GEMMs run) the kernel's Fast form keeps the
+// sums in the wgmma accumulators for the whole split, with no promotion and two stages' MMA in flight, and takes 256-row
+// tiles (TROUPE_FP8_WGMMA_ROWS=256), which at a 256-sequence decode step read each weight once (written in the
+// twenty-fourth session; not yet timed).
 //
 // H200, 2026-12-06: correct on every op row (f32 1.1-1.3e-4 from exact sums, as cuBLASLt), but slow where cuBLASLt has
 // tiles enough: gate_up at 256 rows 0.121 ms (575 TFLOP/s) against 0.067 (1,045), at 4,096 rows 2.079 against 0.828.
@@ -47,7 +51,14 @@ template <int BN> constexpr int kF8StageBytes = (BN + kF8Outputs) * kF8StageK;  
 // A form that ran a stage's wgmma while the stage before's sums were added (two sets of stage sums, wgmma_wait<1>) was
 // no faster (H200, 2026-12-06, gate_up at 256 rows 0.129 ms against 0.121): ptxas serializes wgmma whose accumulators
 // other instructions read inside the pipeline stage (its info C7514). Taken out in the twenty-second session.
-template <class T, int BN>
+// Fast (fast accumulation, the default: gemm_settings().fp8_fast_accum, as cuBLASLt's FP8 GEMMs run): the stages'
+// wgmma add straight into one set of accumulators, never promoted, and a stage's group runs while the next stage's is
+// issued — two in flight at most, so the loads run kStages - 2 ahead and a stage reloads the buffer the stage two before
+// read, whose group the wgmma_wait<1> closing the stage before has seen done. 256-row tiles (BN 256, four stages of
+// 48 KiB) are this form's only: a warpgroup's m64n256 holds 128 accumulators a thread.
+template <int BN> constexpr int kF8StagesOf = BN == 256 ? 4 : kF8Stages;
+
+template <class T, int BN, bool Fast = false>
 __global__ void __launch_bounds__(kF8Threads, 1)
     fp8_wgmma_kernel(const uint8_t* __restrict__ xq, const float* __restrict__ x_scales, const uint8_t* __restrict__ w,
                      const float* __restrict__ w_scales, const T* __restrict__ bias, float* __restrict__ partial,
@@ -84,8 +95,10 @@ __global__ void __launch_bounds__(kF8Threads, 1)
     w_valid |= static_cast<uint32_t>(o < n_out) << i;
   }
   const uint32_t dst = smem_addr(smem) + cr * 128 + wgmma_swizzled_chunk(cc, cr) * 16;
-  auto issue = [&](int s) {  // stage s of this split into buffer s % kF8Stages
-    const uint32_t stage = dst + (s % kF8Stages) * kF8StageBytes<BN>;
+  constexpr int kStages = kF8StagesOf<BN>;
+  static_assert(Fast || BN <= 128, "fp8_wgmma_kernel: 256-row tiles accumulate fast only");
+  auto issue = [&](int s) {  // stage s of this split into buffer s % kStages
+    const uint32_t stage = dst + (s % kStages) * kF8StageBytes<BN>;
     const int64_t k0 = static_cast<int64_t>(s_begin + s) * kF8StageK;
 #pragma unroll
     for (int i = 0; i < kXCopies; ++i) cp_async16_to(stage + i * 32 * 128, x_src[i] + k0, (x_valid >> i) & 1);
@@ -93,7 +106,7 @@ __global__ void __launch_bounds__(kF8Threads, 1)
     for (int i = 0; i < kWCopies; ++i) cp_async16_to(stage + BN * 128 + i * 32 * 128, w_src[i] + k0, (w_valid >> i) & 1);
   };
 
-  constexpr int kAhead = kF8Ahead;
+  constexpr int kAhead = Fast ? kStages - 2 : kF8Ahead;
   float acc[BN / 2];
 #pragma unroll
   for (int i = 0; i < BN / 2; ++i) acc[i] = 0.0f;
@@ -103,42 +116,63 @@ __global__ void __launch_bounds__(kF8Threads, 1)
     if (i < stages) issue(i);
     cp_async_commit();
   }
-  // Stage s's four wgmma into `part` (a fresh sum).
-  auto run_stage = [&](int s, float(&part)[BN / 2]) {
-    // Stage s landed (this thread's copies), visible to the tensor cores' reads (the async proxy), for every thread;
-    // every warpgroup's wgmma of the buffer that reloads now are done.
-    cp_async_wait<kAhead - 1>();
-    fence_proxy_async_shared();
-    __syncthreads();
-    if (s + kAhead < stages) issue(s + kAhead);
-    cp_async_commit();
-    const uint32_t stage = smem_addr(smem) + (min(s, stages - 1) % kF8Stages) * kF8StageBytes<BN>;
-    uint64_t desc_a[4], desc_b[4];
+  if constexpr (Fast) {
+    for (int s = 0; s < stages; ++s) {
+      cp_async_wait<kAhead - 1>();  // stage s landed; every warpgroup's group of stage s - 2 is done (see above)
+      fence_proxy_async_shared();
+      __syncthreads();
+      if (s + kAhead < stages) issue(s + kAhead);
+      cp_async_commit();
+      const uint32_t stage = smem_addr(smem) + (s % kStages) * kF8StageBytes<BN>;
+      wgmma_fence();
 #pragma unroll
-    for (int kk = 0; kk < 4; ++kk) {  // k32 slice kk: 32 bytes into each row
-      desc_a[kk] = wgmma_desc_k_major_sw128(stage + BN * 128 + wg * 64 * 128 + 32 * kk);
-      desc_b[kk] = wgmma_desc_k_major_sw128(stage + 32 * kk);
-      wgmma_pin(desc_a[kk]);
-      wgmma_pin(desc_b[kk]);
+      for (int kk = 0; kk < 4; ++kk)
+        wgmma_ss_e4m3<BN, true>(acc, wgmma_desc_k_major_sw128(stage + BN * 128 + wg * 64 * 128 + 32 * kk),
+                                wgmma_desc_k_major_sw128(stage + 32 * kk));
+      wgmma_commit();
+      wgmma_wait<1>();
     }
-    wgmma_fence();
-    wgmma_ss_e4m3<BN, false>(part, desc_a[0], desc_b[0]);
-#pragma unroll
-    for (int kk = 1; kk < 4; ++kk) wgmma_ss_e4m3<BN, true>(part, desc_a[kk], desc_b[kk]);
-    wgmma_commit();
-  };
-  auto promote = [&](float(&part)[BN / 2]) {
-#pragma unroll
-    for (int i = 0; i < BN / 2; ++i) {
-      wgmma_pin(part[i]);
-      acc[i] += part[i];
-    }
-  };
-  float part[BN / 2];
-  for (int s = 0; s < stages; ++s) {
-    run_stage(s, part);
     wgmma_wait<0>();
-    promote(part);
+#pragma unroll
+    for (int i = 0; i < BN / 2; ++i) wgmma_pin(acc[i]);
+  } else {
+    // Stage s's four wgmma into `part` (a fresh sum).
+    auto run_stage = [&](int s, float(&part)[BN / 2]) {
+      // Stage s landed (this thread's copies), visible to the tensor cores' reads (the async proxy), for every thread;
+      // every warpgroup's wgmma of the buffer that reloads now are done.
+      cp_async_wait<kAhead - 1>();
+      fence_proxy_async_shared();
+      __syncthreads();
+      if (s + kAhead < stages) issue(s + kAhead);
+      cp_async_commit();
+      const uint32_t stage = smem_addr(smem) + (min(s, stages - 1) % kStages) * kF8StageBytes<BN>;
+      uint64_t desc_a[4], desc_b[4];
+#pragma unroll
+      for (int kk = 0; kk < 4; ++kk) {  // k32 slice kk: 32 bytes into each row
+        desc_a[kk] = wgmma_desc_k_major_sw128(stage + BN * 128 + wg * 64 * 128 + 32 * kk);
+        desc_b[kk] = wgmma_desc_k_major_sw128(stage + 32 * kk);
+        wgmma_pin(desc_a[kk]);
+        wgmma_pin(desc_b[kk]);
+      }
+      wgmma_fence();
+      wgmma_ss_e4m3<BN, false>(part, desc_a[0], desc_b[0]);
+#pragma unroll
+      for (int kk = 1; kk < 4; ++kk) wgmma_ss_e4m3<BN, true>(part, desc_a[kk], desc_b[kk]);
+      wgmma_commit();
+    };
+    auto promote = [&](float(&part)[BN / 2]) {
+#pragma unroll
+      for (int i = 0; i < BN / 2; ++i) {
+        wgmma_pin(part[i]);
+        acc[i] += part[i];
+      }
+    };
+    float part[BN / 2];
+    for (int s = 0; s < stages; ++s) {
+      run_stage(s, part);
+      wgmma_wait<0>();
+      promote(part);
+    }
   }
   // acc[4i + e]: output oa (e < 2) or oa + 8, row 8i + 2t + e % 2 of the tile.
   const int oa = out0 + wg * 64 + warp * 16 + g;
@@ -168,7 +202,9 @@ __global__ void fp8_split_reduce_kernel(const float* __restrict__ partial, int s
 
 fp8_wgmma_switches wgmma_switches() {
   const fp8_switches& s = fp8_settings();
-  return {s.wgmma, s.wgmma_rows, s.wgmma_max_rows};
+  // 256-row tiles are the fast-accumulating form's only.
+  const int tile_rows = s.wgmma_rows == 256 && !gemm_settings().fp8_fast_accum ? 128 : s.wgmma_rows;
+  return {s.wgmma, tile_rows, s.wgmma_max_rows};
 }
 
 // The f32 scratch made ready before any graph's capture (prepare_linear_fp8_wgmma): what any split may need
@@ -187,17 +223,18 @@ fp8_split_plan plan_fp8_split(cuda_context& ctx, int64_t tiles, int total, int r
   });
 }
 
-template <class T, int BN>
+template <class T, int BN, bool Fast>
 void launch_wgmma(cuda_context& ctx, const uint8_t* codes, const float* x_scales, int rows, int k,
                   const fp8_device_weight& w, const T* bias, T* out) {
   const int n_out = static_cast<int>(w.weight.dim(0)), total = k / kF8StageK;
-  const auto [splits, per_split] = plan_fp8_split(ctx, fp8_wgmma_tiles(rows, n_out, wgmma_switches()), total, rows, n_out);
-  const int smem = kF8Stages * kF8StageBytes<BN> + 1024;
-  allow_shared_memory<fp8_wgmma_kernel<T, BN>>(static_cast<size_t>(smem), "linear_fp8 wgmma: shared memory");
+  const int64_t tiles = (n_out + kF8Outputs - 1) / kF8Outputs * ((rows + BN - 1) / BN);
+  const auto [splits, per_split] = plan_fp8_split(ctx, tiles, total, rows, n_out);
+  const int smem = kF8StagesOf<BN> * kF8StageBytes<BN> + 1024;
+  allow_shared_memory<fp8_wgmma_kernel<T, BN, Fast>>(static_cast<size_t>(smem), "linear_fp8 wgmma: shared memory");
   const dim3 grid(static_cast<unsigned>((rows + BN - 1) / BN), static_cast<unsigned>((n_out + kF8Outputs - 1) / kF8Outputs),
                   static_cast<unsigned>(splits));
   auto* partial = splits > 1 ? static_cast<float*>(ctx.fp8_products) : nullptr;
-  fp8_wgmma_kernel<T, BN><<<grid, kF8Threads, smem, ctx.stream>>>(
+  fp8_wgmma_kernel<T, BN, Fast><<<grid, kF8Threads, smem, ctx.stream>>>(
       codes, x_scales, w.weight.as<uint8_t>(), w.scale.as<float>(), bias, partial, out, rows, n_out, k, per_split);
   check_launch("linear_fp8 wgmma");
   if (splits > 1) {
@@ -227,10 +264,18 @@ void launch_linear_fp8_wgmma(cuda_context& ctx, const uint8_t* codes, const floa
   dispatch_float(out.type, "linear_fp8", [&](auto tag) {
     using T = typename decltype(tag)::type;
     const T* b = bias.empty() ? nullptr : bias.as<T>();
-    if (fp8_wgmma_tile_rows(rows, wgmma_switches()) == 64)
-      launch_wgmma<T, 64>(ctx, codes, x_scales, static_cast<int>(rows), static_cast<int>(k), w, b, out.as<T>());
-    else
-      launch_wgmma<T, 128>(ctx, codes, x_scales, static_cast<int>(rows), static_cast<int>(k), w, b, out.as<T>());
+    const int r = static_cast<int>(rows), kk = static_cast<int>(k);
+    const int64_t tile_rows = fp8_wgmma_tile_rows(rows, wgmma_switches());
+    if (!gemm_settings().fp8_fast_accum) {  // promoting: 64- or 128-row tiles
+      if (tile_rows == 64) launch_wgmma<T, 64, false>(ctx, codes, x_scales, r, kk, w, b, out.as<T>());
+      else launch_wgmma<T, 128, false>(ctx, codes, x_scales, r, kk, w, b, out.as<T>());
+    } else if (tile_rows == 64) {
+      launch_wgmma<T, 64, true>(ctx, codes, x_scales, r, kk, w, b, out.as<T>());
+    } else if (tile_rows == 128) {
+      launch_wgmma<T, 128, true>(ctx, codes, x_scales, r, kk, w, b, out.as<T>());
+    } else {
+      launch_wgmma<T, 256, true>(ctx, codes, x_scales, r, kk, w, b, out.as<T>());
+    }
   });
 }
 

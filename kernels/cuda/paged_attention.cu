@@ -215,7 +215,7 @@ attention_switches& attention_settings() {
     if (const char* v = std::getenv("TROUPE_ATTN_TRIGGER"); v && *v) a.trigger = *v == '0' ? 0 : 1;
     a.simt = on("TROUPE_ATTN_SIMT");
     a.no_split = on("TROUPE_NO_ATTN_SPLIT");
-    a.prefill_lean = on("TROUPE_ATTN_PREFILL_LEAN");
+    if (const char* v = std::getenv("TROUPE_ATTN_PREFILL_LEAN"); v && *v) a.prefill_lean = *v != '0';
     if (const char* v = std::getenv("TROUPE_ATTN_FP8_F16"); v && *v) a.fp8_f16 = *v != '0';
     if (const char* v = std::getenv("TROUPE_ATTN_FP8_DIRECT"); v && *v) a.fp8_direct = *v != '0';
     const char* keys = std::getenv("TROUPE_ATTN_PART_KEYS");

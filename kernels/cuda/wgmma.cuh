@@ -103,15 +103,19 @@ template <class T, int N> __device__ __forceinline__ void wgmma_rs(float (&d)[N 
                : "l"(desc_a), "l"(desc_b))
 template <int N, bool Accumulate>
 __device__ __forceinline__ void wgmma_ss_e4m3(float (&d)[N / 2], uint64_t desc_a, uint64_t desc_b) {
-  static_assert(N == 64 || N == 128, "wgmma_ss_e4m3: N is 64 or 128");
+  static_assert(N == 64 || N == 128 || N == 256, "wgmma_ss_e4m3: N is 64, 128 or 256");
   if constexpr (N == 64) {
     if constexpr (Accumulate) TROUPE_WGMMA_SS("64", "1", TROUPE_WG_Q0, "%32", "%33", TROUPE_WG_D32(d, 0));
     else TROUPE_WGMMA_SS("64", "0", TROUPE_WG_Q0, "%32", "%33", TROUPE_WG_D32(d, 0));
-  } else {
+  } else if constexpr (N == 128) {
     if constexpr (Accumulate)
       TROUPE_WGMMA_SS("128", "1", TROUPE_WG_Q0 ", " TROUPE_WG_Q1, "%64", "%65", TROUPE_WG_D32(d, 0), TROUPE_WG_D32(d, 32));
     else
       TROUPE_WGMMA_SS("128", "0", TROUPE_WG_Q0 ", " TROUPE_WG_Q1, "%64", "%65", TROUPE_WG_D32(d, 0), TROUPE_WG_D32(d, 32));
+  } else {
+    static_assert(Accumulate, "wgmma_ss_e4m3: N 256 only accumulates");
+    TROUPE_WGMMA_SS("256", "1", TROUPE_WG_Q0 ", " TROUPE_WG_Q1 ", " TROUPE_WG_Q2 ", " TROUPE_WG_Q3, "%128", "%129",
+                    TROUPE_WG_D32(d, 0), TROUPE_WG_D32(d, 32), TROUPE_WG_D32(d, 64), TROUPE_WG_D32(d, 96));
   }
 }
 

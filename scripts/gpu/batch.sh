@@ -8,6 +8,8 @@
 #   w1_direct          W1 in FP8 + FP8 KV with the defaults, TROUPE_ATTN_FP8_DIRECT=1 and TROUPE_FP8_FUSED=2 (the norms
 #                      quantize in steps of 2+ rows), bf16; one FP8 request with Direct and without
 #   w1_fast            W1 and one request in FP8 + FP8 KV with TROUPE_GEMM_FP8_FAST_ACCUM=1 beside the defaults; bf16
+#   w1_wgmma           W1 in FP8 + FP8 KV: defaults, TROUPE_FP8_WGMMA=1 with 128- and 256-row tiles, TROUPE_ATTN_PREFILL_LEAN=1;
+#                      bf16 with and without the lean prefill
 #   fp8_fast_rows      troupe_gpu_check --fp8-weights --no-timing with TROUPE_GEMM_FP8_FAST_ACCUM=1
 #   w1_prof            profile.sh's per-op tables of W1 in FP8 + FP8 KV and in bf16 (TROUPE_CUDA_PROFILE=1, eager)
 #   w1_prof_rtn        the same in 4-bit rtn (issue 12's W1: 0.84x bf16 against 1.1x)
@@ -113,7 +115,16 @@ w1_fast() {  # W1 and one request in FP8 + FP8 KV with cuBLASLt's FP8 fast accum
   TROUPE_GEMM_FP8_FAST_ACCUM=1 bench b1_fp8_fast 1 128 384 $FP8
   bench b1_fp8 1 128 384 $FP8
 }
-export -f bench b1_qgemv w1_set b1_pick w1_pick figures w1_direct w1_fast
+w1_wgmma() {  # W1 in FP8 + FP8 KV: the defaults, the fast-accumulating wgmma GEMM on the few-tile products (128- and
+  # 256-row tiles), the lean prefill attention; bf16 with and without the lean prefill
+  bench w1_fp8 256 512 256 $FP8
+  TROUPE_FP8_WGMMA=1 bench w1_fp8_wgmma128 256 512 256 $FP8
+  TROUPE_FP8_WGMMA=1 TROUPE_FP8_WGMMA_ROWS=256 bench w1_fp8_wgmma256 256 512 256 $FP8
+  TROUPE_ATTN_PREFILL_LEAN=1 bench w1_fp8_lean 256 512 256 $FP8
+  bench w1_bf16 256 512 256
+  TROUPE_ATTN_PREFILL_LEAN=1 bench w1_bf16_lean 256 512 256
+}
+export -f bench b1_qgemv w1_set b1_pick w1_pick figures w1_direct w1_fast w1_wgmma
 for s in ${STEPS:-int4_rows fp8kv_f16_rows attn_timing w1_direct w1_prof}; do
   case $s in
     attn_timing) CHECK_ARGS=--attention-timing step $s 120 bash scripts/gpu/check.sh ;;
@@ -129,6 +140,7 @@ for s in ${STEPS:-int4_rows fp8kv_f16_rows attn_timing w1_direct w1_prof}; do
     figures) step $s 200 bash -c figures ;;
     w1_direct) step $s 230 bash -c w1_direct ;;
     w1_fast) step $s 200 bash -c w1_fast ;;
+    w1_wgmma) step $s 220 bash -c w1_wgmma ;;
     fp8_fast_rows) TROUPE_GEMM_FP8_FAST_ACCUM=1 CHECK_ARGS="--fp8-weights --no-timing" step $s 200 bash scripts/gpu/check.sh ;;
     int4_rows) CHECK_ARGS="--int4 --no-models --no-timing" step $s 60 bash scripts/gpu/check.sh ;;
     w1_prof) CHECK=0 MODES="b256-prof-fp8 b256-prof" OPS_LINES=70 step $s 150 bash bundle/profile.sh ;;
@@ -146,7 +158,7 @@ for d in "$R"/*/; do
   case $n in
     attn_timing|fp8_decode_timing) grep -E "^time" "$d/gpu_check_progress.txt" | sed -E 's/ {2,}/ /g; s/ - - / /; s/T,K,N=//' | cut -c1-330 | tail -30 ;;
     fp8kv_rows|fp8kv_all_rows|fp8kv_f16_rows|fp8_weights_rows|fp8_silu_rows|int4_rows|fp8_fast_rows) grep -E "checks pass" "$d/gpu_check.txt"; grep -c pass "$d/gpu_check_progress.txt"; grep FAIL "$d/gpu_check_progress.txt" | sed -E 's/ {2,}/ /g' | head -12; tail -2 "$d/gpu_check_progress.txt" | cut -c1-200 ;;
-    b1_qgemv|w1_set|b1_pick|w1_pick|figures|w1_direct|w1_fast) cat "$d/log" ;;
+    b1_qgemv|w1_set|b1_pick|w1_pick|figures|w1_direct|w1_fast|w1_wgmma) cat "$d/log" ;;
     w1_prof|w1_prof_rtn) grep -vE "^ *$" "$d/log" | cut -c1-150 | head -160 ;;
     step_ncu_fp8) grep -vE "^ *$" "$d/log" | tail -45 | cut -c1-110 ;;
     b1_prof_*) head -60 "$d/log" ;;
