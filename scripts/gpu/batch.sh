@@ -3,7 +3,9 @@
 # most its own limit and what is left; a step that would have under 20 s is skipped, saying so. Logs of every step in
 # $OUT/logs.tgz; a short summary of each comes last. Runs on the GPU machine after scripts/gpu/bundle.sh.
 #   STEPS="attn_timing w1_set" LIMIT=400 bash scripts/gpu/batch.sh
-# Steps (default: int4_rows fp8kv_f16_rows attn_timing w1_direct w1_prof):
+# Steps (default: full_check w1_fused):
+#   full_check         troupe_gpu_check --no-timing: the whole GPU check (~255 s on an H100)
+#   w1_fused           W1 in FP8 + FP8 KV: the defaults and TROUPE_FP8_FUSED=2, twice in turns; bf16; one FP8 request
 #   int4_rows          troupe_gpu_check --int4 --no-models --no-timing (linear_int4's rows, the op table's among them)
 #   w1_direct          W1 in FP8 + FP8 KV with the defaults, TROUPE_ATTN_FP8_DIRECT=1 and TROUPE_FP8_FUSED=2 (the norms
 #                      quantize in steps of 2+ rows), bf16; one FP8 request with Direct and without
@@ -115,6 +117,15 @@ w1_fast() {  # W1 and one request in FP8 + FP8 KV with cuBLASLt's FP8 fast accum
   TROUPE_GEMM_FP8_FAST_ACCUM=1 bench b1_fp8_fast 1 128 384 $FP8
   bench b1_fp8 1 128 384 $FP8
 }
+w1_fused() {  # W1 in FP8 + FP8 KV: the defaults and TROUPE_FP8_FUSED=2 (the norms and the activation quantize in steps of 2+
+  # rows) twice in turns; bf16; one FP8 request
+  for i in 1 2; do
+    bench w1_fp8_$i 256 512 256 $FP8
+    TROUPE_FP8_FUSED=2 bench w1_fp8_fused2_$i 256 512 256 $FP8
+  done
+  bench w1_bf16 256 512 256
+  bench b1_fp8 1 128 384 $FP8
+}
 w1_wgmma() {  # W1 in FP8 + FP8 KV: the defaults, the fast-accumulating wgmma GEMM on the few-tile products (128- and
   # 256-row tiles), the lean prefill attention; bf16 with and without the lean prefill
   bench w1_fp8 256 512 256 $FP8
@@ -124,9 +135,10 @@ w1_wgmma() {  # W1 in FP8 + FP8 KV: the defaults, the fast-accumulating wgmma GE
   bench w1_bf16 256 512 256
   TROUPE_ATTN_PREFILL_LEAN=1 bench w1_bf16_lean 256 512 256
 }
-export -f bench b1_qgemv w1_set b1_pick w1_pick figures w1_direct w1_fast w1_wgmma
-for s in ${STEPS:-int4_rows fp8kv_f16_rows attn_timing w1_direct w1_prof}; do
+export -f bench b1_qgemv w1_set b1_pick w1_pick figures w1_direct w1_fast w1_wgmma w1_fused
+for s in ${STEPS:-full_check w1_fused}; do
   case $s in
+    full_check) CHECK_ARGS=--no-timing step $s 330 bash scripts/gpu/check.sh ;;
     attn_timing) CHECK_ARGS=--attention-timing step $s 120 bash scripts/gpu/check.sh ;;
     fp8_silu_rows) CHECK_ARGS=--fp8-silu step $s 60 bash scripts/gpu/check.sh ;;
     fp8kv_rows) CHECK_ARGS="--fp8-kv --no-models --no-timing" step $s 150 bash scripts/gpu/check.sh ;;
@@ -141,6 +153,7 @@ for s in ${STEPS:-int4_rows fp8kv_f16_rows attn_timing w1_direct w1_prof}; do
     w1_direct) step $s 230 bash -c w1_direct ;;
     w1_fast) step $s 200 bash -c w1_fast ;;
     w1_wgmma) step $s 220 bash -c w1_wgmma ;;
+    w1_fused) step $s 200 bash -c w1_fused ;;
     fp8_fast_rows) TROUPE_GEMM_FP8_FAST_ACCUM=1 CHECK_ARGS="--fp8-weights --no-timing" step $s 200 bash scripts/gpu/check.sh ;;
     int4_rows) CHECK_ARGS="--int4 --no-models --no-timing" step $s 60 bash scripts/gpu/check.sh ;;
     w1_prof) CHECK=0 MODES="b256-prof-fp8 b256-prof" OPS_LINES=70 step $s 150 bash bundle/profile.sh ;;
@@ -157,8 +170,8 @@ for d in "$R"/*/; do
   n=$(basename "$d"); echo "######## $n"
   case $n in
     attn_timing|fp8_decode_timing) grep -E "^time" "$d/gpu_check_progress.txt" | sed -E 's/ {2,}/ /g; s/ - - / /; s/T,K,N=//' | cut -c1-330 | tail -30 ;;
-    fp8kv_rows|fp8kv_all_rows|fp8kv_f16_rows|fp8_weights_rows|fp8_silu_rows|int4_rows|fp8_fast_rows) grep -E "checks pass" "$d/gpu_check.txt"; grep -c pass "$d/gpu_check_progress.txt"; grep FAIL "$d/gpu_check_progress.txt" | sed -E 's/ {2,}/ /g' | head -12; tail -2 "$d/gpu_check_progress.txt" | cut -c1-200 ;;
-    b1_qgemv|w1_set|b1_pick|w1_pick|figures|w1_direct|w1_fast|w1_wgmma) cat "$d/log" ;;
+    fp8kv_rows|fp8kv_all_rows|fp8kv_f16_rows|fp8_weights_rows|fp8_silu_rows|int4_rows|fp8_fast_rows|full_check) grep -E "checks pass" "$d/gpu_check.txt"; grep -c pass "$d/gpu_check_progress.txt"; grep FAIL "$d/gpu_check_progress.txt" | sed -E 's/ {2,}/ /g' | head -12; tail -2 "$d/gpu_check_progress.txt" | cut -c1-200 ;;
+    b1_qgemv|w1_set|b1_pick|w1_pick|figures|w1_direct|w1_fast|w1_wgmma|w1_fused) cat "$d/log" ;;
     w1_prof|w1_prof_rtn) grep -vE "^ *$" "$d/log" | cut -c1-150 | head -160 ;;
     step_ncu_fp8) grep -vE "^ *$" "$d/log" | tail -45 | cut -c1-110 ;;
     b1_prof_*) head -60 "$d/log" ;;
