@@ -2,31 +2,17 @@
 # Several measurements in one device call, most wanted first, within LIMIT seconds (default 570): each step gets at
 # most its own limit and what is left; a step that would have under 20 s is skipped, saying so. Logs of every step in
 # $OUT/logs.tgz; a short summary of each comes last. Runs on the GPU machine after scripts/gpu/bundle.sh.
-#   STEPS="attn_timing w1_set" LIMIT=400 bash scripts/gpu/batch.sh
+#   STEPS="attn_timing figures" LIMIT=400 bash scripts/gpu/batch.sh
 # Steps (default: full_check w1_fused):
 #   full_check         troupe_gpu_check --no-timing: the whole GPU check (~255 s on an H100)
-#   w1_fused           W1 in FP8 + FP8 KV: the defaults and TROUPE_FP8_FUSED=2, twice in turns; bf16; one FP8 request
+#   w1_fused           W1 in FP8 + FP8 KV: the defaults and TROUPE_FP8_FUSED=2, twice in turns; each with
+#                      TROUPE_FP8_WIDE_ROWS=1024; bf16; one FP8 request
 #   int4_rows          troupe_gpu_check --int4 --no-models --no-timing (linear_int4's rows, the op table's among them)
-#   w1_direct          W1 in FP8 + FP8 KV with the defaults, TROUPE_ATTN_FP8_DIRECT=1 and TROUPE_FP8_FUSED=2 (the norms
-#                      quantize in steps of 2+ rows), bf16; one FP8 request with Direct and without
-#   w1_fast            W1 and one request in FP8 + FP8 KV with TROUPE_GEMM_FP8_FAST_ACCUM=1 beside the defaults; bf16
-#   w1_wgmma           W1 in FP8 + FP8 KV: defaults, TROUPE_FP8_WGMMA=1 with 128- and 256-row tiles, TROUPE_ATTN_PREFILL_LEAN=1;
-#                      bf16 with and without the lean prefill
-#   fp8_fast_rows      troupe_gpu_check --fp8-weights --no-timing with TROUPE_GEMM_FP8_FAST_ACCUM=1
 #   w1_prof            profile.sh's per-op tables of W1 in FP8 + FP8 KV and in bf16 (TROUPE_CUDA_PROFILE=1, eager)
 #   w1_prof_rtn        the same in 4-bit rtn (issue 12's W1: 0.84x bf16 against 1.1x)
 #   fp8_decode_timing  troupe_gpu_check --fp8-decode-timing (decode-256: cuBLASLt vs the wgmma GEMM, and the GEMM alone on
 #                      codes made before beside the "epilogue" path; one row: qgemv, 1024-thread quantizer blocks, gemv_split)
-#   b1_qgemv           one FP8 + FP8 KV request with the defaults, TROUPE_FP8_QGEMV=2 and 1, TROUPE_ATTN_FP8_F16=1,
-#                      TROUPE_FP8_SILU=1 (and QGEMV=2), TROUPE_FP8_GEMV_SPLIT=8192 (down_proj a block an output),
-#                      TROUPE_FP8_WIDE_ROWS=1, both, the defaults again; one rtn request
-#   b1_pick            one FP8 + FP8 KV request: the defaults, TROUPE_FP8_SILU=1 TROUPE_ATTN_FP8_F16=1 (the twenty-second
-#                      session's candidates), those with TROUPE_FP8_WIDE_ROWS=1 TROUPE_FP8_GEMV_SPLIT=8192, and
-#                      TROUPE_FP8_FUSED=1 (the norms quantize) in place of the silu kernel, twice in turns
-#   w1_pick            W1: FP8 + FP8 KV with the defaults and with TROUPE_ATTN_FP8_F16=1; bf16; FP8 + F16 with
-#                      TROUPE_ATTN_PREFILL_LEAN=1; bf16 with it
-#   attn_timing        troupe_gpu_check --attention-timing (the FP8 cache's F16 form beside the default, issue 13)
-#   w1_set             W1 in FP8 + FP8 KV: default, TROUPE_ATTN_FP8_F16=1, TROUPE_FP8_WGMMA=1, both; bf16; default again
+#   attn_timing        troupe_gpu_check --attention-timing (each attention form: bf16, FP8 tiles, F16, Direct, lean prefill)
 #   fp8_silu_rows      troupe_gpu_check --fp8-silu (linear_fp8_silu's op rows: bits against the two ops)
 #   fp8kv_rows         troupe_gpu_check --fp8-kv --no-models --no-timing (the FP8 cache's op rows)
 #   fp8kv_f16_rows     troupe_gpu_check --fp8-kv-f16 (the F16 attention form's rows, its Direct form's among them)
@@ -60,82 +46,25 @@ bench() {  # tag, prompts, input, output, then troupe bench's flags; a line of i
   echo "$tag: $(grep -E 'output tokens/s' "$OUT/$tag.txt" | head -1) | $(grep -E 'us per step' "$OUT/$tag.txt" | head -1) | $(grep -E 'decode steps' "$OUT/$tag.txt" | head -1) | $(grep -E 'steps with prompt' "$OUT/$tag.txt" | head -1)"
 }
 export FP8="--quantization fp8 --kv-cache-dtype fp8"  # one FP8 + FP8 KV run's flags
-b1_qgemv() {
-  bench b1_fp8 1 128 384 $FP8
-  TROUPE_FP8_QGEMV=2 bench b1_fp8_qgemv2 1 128 384 $FP8
-  TROUPE_FP8_QGEMV=1 bench b1_fp8_qgemv1 1 128 384 $FP8
-  TROUPE_ATTN_FP8_F16=1 bench b1_fp8_attn_f16 1 128 384 $FP8
-  TROUPE_FP8_SILU=1 bench b1_fp8_silu 1 128 384 $FP8
-  TROUPE_FP8_SILU=1 TROUPE_FP8_QGEMV=2 bench b1_fp8_silu_qgemv2 1 128 384 $FP8
-  TROUPE_FP8_GEMV_SPLIT=8192 bench b1_fp8_split 1 128 384 $FP8
-  TROUPE_FP8_WIDE_ROWS=1 bench b1_fp8_wide 1 128 384 $FP8
-  TROUPE_FP8_GEMV_SPLIT=8192 TROUPE_FP8_WIDE_ROWS=1 bench b1_fp8_split_wide 1 128 384 $FP8
-  bench b1_fp8_again 1 128 384 $FP8
-  bench b1_rtn 1 128 384 --quantization rtn
-}
-w1_set() {
-  bench w1_fp8 256 512 256 $FP8
-  TROUPE_ATTN_FP8_F16=1 bench w1_fp8_attn_f16 256 512 256 $FP8
-  TROUPE_FP8_WGMMA=1 bench w1_fp8_wgmma1 256 512 256 $FP8
-  TROUPE_ATTN_FP8_F16=1 TROUPE_FP8_WGMMA=1 bench w1_fp8_both 256 512 256 $FP8
-  bench w1_bf16 256 512 256
-  bench w1_fp8_again 256 512 256 $FP8
-}
-b1_pick() {
-  for i in 1 2; do
-    bench b1_fp8_$i 1 128 384 $FP8
-    TROUPE_FP8_SILU=1 TROUPE_ATTN_FP8_F16=1 bench b1_fp8_new_$i 1 128 384 $FP8
-    TROUPE_FP8_SILU=1 TROUPE_ATTN_FP8_F16=1 TROUPE_FP8_WIDE_ROWS=1 TROUPE_FP8_GEMV_SPLIT=8192 bench b1_fp8_new_wide_split_$i 1 128 384 $FP8
-    TROUPE_FP8_FUSED=1 TROUPE_ATTN_FP8_F16=1 TROUPE_FP8_WIDE_ROWS=1 TROUPE_FP8_GEMV_SPLIT=8192 bench b1_fp8_fused_f16_wide_split_$i 1 128 384 $FP8
-  done
-}
-w1_pick() {
-  bench w1_fp8 256 512 256 $FP8
-  TROUPE_ATTN_FP8_F16=1 bench w1_fp8_f16 256 512 256 $FP8
-  bench w1_bf16 256 512 256
-  TROUPE_ATTN_FP8_F16=1 TROUPE_ATTN_PREFILL_LEAN=1 bench w1_fp8_f16_lean 256 512 256 $FP8
-  TROUPE_ATTN_PREFILL_LEAN=1 bench w1_bf16_lean 256 512 256
-}
 figures() {  # the defaults: W1 in FP8 + FP8 KV and in bf16, one FP8 + FP8 KV request twice
   bench w1_fp8 256 512 256 $FP8
   bench w1_bf16 256 512 256
   bench b1_fp8_1 1 128 384 $FP8
   bench b1_fp8_2 1 128 384 $FP8
 }
-w1_direct() {  # W1 in FP8 + FP8 KV with the decode attention's Direct form beside the defaults; bf16
-  bench w1_fp8 256 512 256 $FP8
-  TROUPE_ATTN_FP8_DIRECT=1 bench w1_fp8_direct 256 512 256 $FP8
-  TROUPE_FP8_FUSED=2 bench w1_fp8_fused2 256 512 256 $FP8
-  bench w1_bf16 256 512 256
-  TROUPE_ATTN_FP8_DIRECT=1 bench b1_fp8_direct 1 128 384 $FP8
-  bench b1_fp8 1 128 384 $FP8
-}
-w1_fast() {  # W1 and one request in FP8 + FP8 KV with cuBLASLt's FP8 fast accumulation beside the defaults; bf16
-  bench w1_fp8 256 512 256 $FP8
-  TROUPE_GEMM_FP8_FAST_ACCUM=1 bench w1_fp8_fast 256 512 256 $FP8
-  bench w1_bf16 256 512 256
-  TROUPE_GEMM_FP8_FAST_ACCUM=1 bench b1_fp8_fast 1 128 384 $FP8
-  bench b1_fp8 1 128 384 $FP8
-}
 w1_fused() {  # W1 in FP8 + FP8 KV: the defaults and TROUPE_FP8_FUSED=2 (the norms and the activation quantize in steps of 2+
-  # rows) twice in turns; bf16; one FP8 request
+  # rows) twice in turns; each with 1024-thread quantizer blocks up to 1024 rows (a 256-row decode step's per-row
+  # quantizers otherwise run 256 blocks of 8 warps: 16 warps an SM); bf16; one FP8 request
   for i in 1 2; do
     bench w1_fp8_$i 256 512 256 $FP8
     TROUPE_FP8_FUSED=2 bench w1_fp8_fused2_$i 256 512 256 $FP8
   done
+  TROUPE_FP8_WIDE_ROWS=1024 bench w1_fp8_wide1024 256 512 256 $FP8
+  TROUPE_FP8_FUSED=2 TROUPE_FP8_WIDE_ROWS=1024 bench w1_fp8_fused2_wide1024 256 512 256 $FP8
   bench w1_bf16 256 512 256
   bench b1_fp8 1 128 384 $FP8
 }
-w1_wgmma() {  # W1 in FP8 + FP8 KV: the defaults, the fast-accumulating wgmma GEMM on the few-tile products (128- and
-  # 256-row tiles), the lean prefill attention; bf16 with and without the lean prefill
-  bench w1_fp8 256 512 256 $FP8
-  TROUPE_FP8_WGMMA=1 bench w1_fp8_wgmma128 256 512 256 $FP8
-  TROUPE_FP8_WGMMA=1 TROUPE_FP8_WGMMA_ROWS=256 bench w1_fp8_wgmma256 256 512 256 $FP8
-  TROUPE_ATTN_PREFILL_LEAN=1 bench w1_fp8_lean 256 512 256 $FP8
-  bench w1_bf16 256 512 256
-  TROUPE_ATTN_PREFILL_LEAN=1 bench w1_bf16_lean 256 512 256
-}
-export -f bench b1_qgemv w1_set b1_pick w1_pick figures w1_direct w1_fast w1_wgmma w1_fused
+export -f bench figures w1_fused
 for s in ${STEPS:-full_check w1_fused}; do
   case $s in
     full_check) CHECK_ARGS=--no-timing step $s 330 bash scripts/gpu/check.sh ;;
@@ -146,20 +75,12 @@ for s in ${STEPS:-full_check w1_fused}; do
     fp8_weights_rows) CHECK_ARGS="--fp8-weights --no-timing" step $s 200 bash scripts/gpu/check.sh ;;
     fp8_decode_timing) CHECK_ARGS=--fp8-decode-timing step $s 100 bash scripts/gpu/check.sh ;;
     b1_prof_fp8) CHECK=0 MODES=b1-prof-fp8 OPS_LINES=80 step $s 90 bash bundle/profile.sh ;;
-    b1_qgemv) step $s 260 bash -c b1_qgemv ;;
-    w1_set) step $s 240 bash -c w1_set ;;
-    b1_pick) step $s 230 bash -c b1_pick ;;
     figures) step $s 200 bash -c figures ;;
-    w1_direct) step $s 230 bash -c w1_direct ;;
-    w1_fast) step $s 200 bash -c w1_fast ;;
-    w1_wgmma) step $s 220 bash -c w1_wgmma ;;
-    w1_fused) step $s 200 bash -c w1_fused ;;
-    fp8_fast_rows) TROUPE_GEMM_FP8_FAST_ACCUM=1 CHECK_ARGS="--fp8-weights --no-timing" step $s 200 bash scripts/gpu/check.sh ;;
+    w1_fused) step $s 240 bash -c w1_fused ;;
     int4_rows) CHECK_ARGS="--int4 --no-models --no-timing" step $s 60 bash scripts/gpu/check.sh ;;
     w1_prof) CHECK=0 MODES="b256-prof-fp8 b256-prof" OPS_LINES=70 step $s 150 bash bundle/profile.sh ;;
     w1_prof_rtn) CHECK=0 MODES="b256-prof-rtn" OPS_LINES=70 step $s 90 bash bundle/profile.sh ;;
     fp8kv_all_rows) CHECK_ARGS="--fp8-kv --no-timing" step $s 200 bash scripts/gpu/check.sh ;;
-    w1_pick) step $s 230 bash -c w1_pick ;;
     step_ncu_fp8) Q=fp8 step $s 170 bash scripts/gpu/step_ncu.sh ;;
     b1_prof_rtn) CHECK=0 MODES=b1-prof-rtn OPS_LINES=80 step $s 90 bash bundle/profile.sh ;;
   esac
@@ -170,8 +91,8 @@ for d in "$R"/*/; do
   n=$(basename "$d"); echo "######## $n"
   case $n in
     attn_timing|fp8_decode_timing) grep -E "^time" "$d/gpu_check_progress.txt" | sed -E 's/ {2,}/ /g; s/ - - / /; s/T,K,N=//' | cut -c1-330 | tail -30 ;;
-    fp8kv_rows|fp8kv_all_rows|fp8kv_f16_rows|fp8_weights_rows|fp8_silu_rows|int4_rows|fp8_fast_rows|full_check) grep -E "checks pass" "$d/gpu_check.txt"; grep -c pass "$d/gpu_check_progress.txt"; grep FAIL "$d/gpu_check_progress.txt" | sed -E 's/ {2,}/ /g' | head -12; tail -2 "$d/gpu_check_progress.txt" | cut -c1-200 ;;
-    b1_qgemv|w1_set|b1_pick|w1_pick|figures|w1_direct|w1_fast|w1_wgmma|w1_fused) cat "$d/log" ;;
+    fp8kv_rows|fp8kv_all_rows|fp8kv_f16_rows|fp8_weights_rows|fp8_silu_rows|int4_rows|full_check) grep -E "checks pass" "$d/gpu_check.txt"; grep -c pass "$d/gpu_check_progress.txt"; grep FAIL "$d/gpu_check_progress.txt" | sed -E 's/ {2,}/ /g' | head -12; tail -2 "$d/gpu_check_progress.txt" | cut -c1-200 ;;
+    figures|w1_fused) cat "$d/log" ;;
     w1_prof|w1_prof_rtn) grep -vE "^ *$" "$d/log" | cut -c1-150 | head -160 ;;
     step_ncu_fp8) grep -vE "^ *$" "$d/log" | tail -45 | cut -c1-110 ;;
     b1_prof_*) head -60 "$d/log" ;;
