@@ -10,6 +10,7 @@
 #   int4_rows          troupe_gpu_check --int4 --no-models --no-timing (linear_int4's rows, the op table's among them)
 #   w1_prof            profile.sh's per-op tables of W1 in FP8 + FP8 KV and in bf16 (TROUPE_CUDA_PROFILE=1, eager)
 #   w1_prof_rtn        the same in 4-bit rtn (issue 12's W1: 0.84x bf16 against 1.1x)
+#   w1_prof_fused      the FP8 table with TROUPE_FP8_FUSED=2 (where the quantizers' time goes when the norms quantize)
 #   fp8_decode_timing  troupe_gpu_check --fp8-decode-timing (decode-256: cuBLASLt vs the wgmma GEMM, and the GEMM alone on
 #                      codes made before beside the "epilogue" path; one row: qgemv, 1024-thread quantizer blocks, gemv_split)
 #   attn_timing        troupe_gpu_check --attention-timing (each attention form: bf16, FP8 tiles, F16, Direct, lean prefill)
@@ -80,6 +81,7 @@ for s in ${STEPS:-full_check w1_fused}; do
     int4_rows) CHECK_ARGS="--int4 --no-models --no-timing" step $s 60 bash scripts/gpu/check.sh ;;
     w1_prof) CHECK=0 MODES="b256-prof-fp8 b256-prof" OPS_LINES=70 step $s 150 bash bundle/profile.sh ;;
     w1_prof_rtn) CHECK=0 MODES="b256-prof-rtn" OPS_LINES=70 step $s 90 bash bundle/profile.sh ;;
+    w1_prof_fused) TROUPE_FP8_FUSED=2 CHECK=0 MODES="b256-prof-fp8" OPS_LINES=70 step $s 90 bash bundle/profile.sh ;;
     fp8kv_all_rows) CHECK_ARGS="--fp8-kv --no-timing" step $s 200 bash scripts/gpu/check.sh ;;
     step_ncu_fp8) Q=fp8 step $s 170 bash scripts/gpu/step_ncu.sh ;;
     b1_prof_rtn) CHECK=0 MODES=b1-prof-rtn OPS_LINES=80 step $s 90 bash bundle/profile.sh ;;
@@ -93,7 +95,7 @@ for d in "$R"/*/; do
     attn_timing|fp8_decode_timing) grep -E "^time" "$d/gpu_check_progress.txt" | sed -E 's/ {2,}/ /g; s/ - - / /; s/T,K,N=//' | cut -c1-330 | tail -30 ;;
     fp8kv_rows|fp8kv_all_rows|fp8kv_f16_rows|fp8_weights_rows|fp8_silu_rows|int4_rows|full_check) grep -E "checks pass" "$d/gpu_check.txt"; grep -c pass "$d/gpu_check_progress.txt"; grep FAIL "$d/gpu_check_progress.txt" | sed -E 's/ {2,}/ /g' | head -12; tail -2 "$d/gpu_check_progress.txt" | cut -c1-200 ;;
     figures|w1_fused) cat "$d/log" ;;
-    w1_prof|w1_prof_rtn) grep -vE "^ *$" "$d/log" | cut -c1-150 | head -160 ;;
+    w1_prof|w1_prof_rtn|w1_prof_fused) grep -vE "^ *$" "$d/log" | cut -c1-150 | head -160 ;;
     step_ncu_fp8) grep -vE "^ *$" "$d/log" | tail -45 | cut -c1-110 ;;
     b1_prof_*) head -60 "$d/log" ;;
   esac
