@@ -551,8 +551,11 @@ void check_fp8_fused_inputs(checker& c, dtype t) {
     int64_t rows, h, inter;
     bool static_input;
   };
-  const std::vector<shape> shapes = {{1, 3584, 18944, false}, {5, 64, 96, false}, {17, 512, 1024, true},
-                                     {3, 100, 52, false},     {64, 3584, 2048, false}};
+  // 256 x 18,944: a W1 decode step's activation (the single-pass form's five vectors a thread); 20,488: past what the
+  // single-pass form keeps in registers (the two-pass kernel runs).
+  const std::vector<shape> shapes = {{1, 3584, 18944, false}, {5, 64, 96, false},      {17, 512, 1024, true},
+                                     {3, 100, 52, false},     {64, 3584, 2048, false}, {256, 64, 18944, false},
+                                     {2, 64, 20488, true}};
   const int64_t n = 40;
   for (const shape& s : shapes) {
     const std::string what = "T,H,I=" + dims({s.rows, s.h, s.inter}) + (s.static_input ? " static" : "");
@@ -634,6 +637,19 @@ void check_fp8_fused_inputs(checker& c, dtype t) {
     c.gpu.silu_and_mul(mlp.gpu, act.gpu);
     report("silu_and_mul_fp8", t, what + " scales", c.error(act_scales), tolerance_for(t));
     compare("silu_and_mul_fp8", s.inter, act_codes, act_scales, act.gpu);
+    // The single-pass form (fp8_settings().single_pass, where the row fits; the two-pass kernel elsewhere) must write
+    // the two-pass form's codes and scales.
+    const bytes two_pass_codes = bits(act_codes), two_pass_scales = bits(act_scales);
+    {
+      const scoped_value<bool> single(cuda::fp8_settings().single_pass, true);
+      c.gpu.upload_raw(act_codes.gpu, bytes(two_pass_codes.size(), std::byte{0x7F}).data());  // NaN codes
+      c.poison(act_scales);
+      c.gpu.silu_and_mul_fp8(mlp.gpu, scale_gpu, {act_codes.gpu, act_scales.gpu});
+    }
+    report("silu_and_mul_fp8", t, what + " single pass",
+           static_cast<double>(differing_elements(bits(act_codes), two_pass_codes, 1) +
+                               differing_elements(bits(act_scales), two_pass_scales, 4)),
+           0.0, "codes and scales differing from the two-pass kernel's");
   }
 }
 

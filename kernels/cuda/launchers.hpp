@@ -195,6 +195,14 @@ struct fp8_switches {
   // 2026-12-07). The default: H100, one FP8 + FP8 KV request, 3.776 ms a step against 3.851 in one call of the
   // twenty-second session. TROUPE_FP8_SILU=0 runs the two ops.
   bool silu = true;
+  // silu_and_mul_fp8 (TROUPE_FP8_FUSED's activation before down_proj) in one read of each row: each thread keeps its
+  // values in registers between the row's max and its codes, where the two-pass kernel makes every value twice (the
+  // second time from L2 at best: a 256-row decode step's rows are 19 MB, a 16,384-row prompt step's 1.2 GB). 512
+  // threads a row, two blocks an SM; rows of up to 5 vectors a thread (20,480 bf16 outputs), the two-pass kernel past
+  // that. The same codes
+  // and scales (the check's "single pass" rows). TROUPE_FP8_SINGLE_PASS=1; written in the twenty-fourth session with no
+  // device time left: off until timed.
+  bool single_pass = false;
   std::atomic<const char*> last_path{"none"};   // the path the last call took (troupe_gpu_check prints it)
 };
 fp8_switches& fp8_settings();

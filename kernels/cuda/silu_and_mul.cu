@@ -63,6 +63,45 @@ __global__ void __launch_bounds__(kWideQuantizeThreads)
   }
 }
 
+// 512 threads and at most 5 vectors a thread (20,480 bf16 outputs a row: Qwen2.5-7B's 18,944, Llama-3-8B's 14,336), so
+// that two blocks fit an SM's registers: a 256-row step is one wave on 132 SMs.
+constexpr int kSinglePassThreads = 512;
+constexpr int kSinglePassMaxVecs = 5;
+
+// silu_and_mul_fp8_kernel's scale and codes of row blockIdx.x from one read of the row (fp8_settings().single_pass):
+// thread i keeps values i·N, (i + 512)·N, ... (Vecs vectors of N, those past the row skipped) in registers between the
+// max and the codes. The values are made as silu_and_mul_kernel makes them and the max of the same set is the same in
+// any order, so the codes and scale are the two-pass kernel's bit for bit.
+template <class T, int N, int Vecs>
+__global__ void __launch_bounds__(kSinglePassThreads, 2)
+    silu_and_mul_fp8_single_pass_kernel(const T* __restrict__ x, int inter, const float* __restrict__ static_scale,
+                                        uint8_t* __restrict__ codes, float* __restrict__ scales) {
+  pdl_launch_dependents();  // down_proj may start streaming its weights
+  const T* gate = x + static_cast<int64_t>(blockIdx.x) * 2 * inter;
+  vec<T, N> r[Vecs];
+  float amax = 0.0f;
+#pragma unroll
+  for (int j = 0; j < Vecs; ++j) {
+    const int i = (j * kSinglePassThreads + static_cast<int>(threadIdx.x)) * N;
+    if (i >= inter) continue;
+    r[j] = silu_and_mul_values<T, N>(gate, inter, i);
+#pragma unroll
+    for (int k = 0; k < N; ++k) amax = fmaxf(amax, fabsf(to_float(r[j].v[k])));
+  }
+  const float s = static_scale ? *static_scale : fp8_activation_scale(block_max(amax));
+  if (threadIdx.x == 0) scales[blockIdx.x] = s;
+  uint8_t* c = codes + static_cast<int64_t>(blockIdx.x) * inter;
+#pragma unroll
+  for (int j = 0; j < Vecs; ++j) {
+    const int i = (j * kSinglePassThreads + static_cast<int>(threadIdx.x)) * N;
+    if (i >= inter) continue;
+    vec<uint8_t, N> q;
+#pragma unroll
+    for (int k = 0; k < N; ++k) q.v[k] = fp8_activation_code(to_float(r[j].v[k]), s);
+    store_vec(c + i, q);
+  }
+}
+
 } // namespace
 
 void launch_silu_and_mul_fp8(const tensor& x, const tensor& input_scale, const fp8_activations& out, cudaStream_t stream) {
@@ -80,10 +119,24 @@ void launch_silu_and_mul_fp8(const tensor& x, const tensor& input_scale, const f
       kernel<<<static_cast<unsigned>(rows), fp8_quantize_threads(rows), 0, stream>>>(
           x.as<T>(), static_cast<int>(inter), static_scale, out.codes.as<uint8_t>(), out.scales.as<float>());
     };
-    if (can_vectorize<T>(inter, {x.data}) && reinterpret_cast<uintptr_t>(out.codes.data) % vec16<T> == 0)
-      launch(silu_and_mul_fp8_kernel<T, vec16<T>>);
-    else
+    constexpr int N = vec16<T>;
+    const bool vectors = can_vectorize<T>(inter, {x.data}) && reinterpret_cast<uintptr_t>(out.codes.data) % N == 0;
+    const int64_t vecs = (inter + kSinglePassThreads * N - 1) / (kSinglePassThreads * N);
+    if (vectors && fp8_settings().single_pass && vecs <= kSinglePassMaxVecs) {
+      auto single = [&](auto kernel) {
+        kernel<<<static_cast<unsigned>(rows), kSinglePassThreads, 0, stream>>>(
+            x.as<T>(), static_cast<int>(inter), static_scale, out.codes.as<uint8_t>(), out.scales.as<float>());
+      };
+      if (vecs <= 1) single(silu_and_mul_fp8_single_pass_kernel<T, N, 1>);
+      else if (vecs <= 2) single(silu_and_mul_fp8_single_pass_kernel<T, N, 2>);
+      else if (vecs <= 3) single(silu_and_mul_fp8_single_pass_kernel<T, N, 3>);
+      else if (vecs <= 4) single(silu_and_mul_fp8_single_pass_kernel<T, N, 4>);
+      else single(silu_and_mul_fp8_single_pass_kernel<T, N, kSinglePassMaxVecs>);
+    } else if (vectors) {
+      launch(silu_and_mul_fp8_kernel<T, N>);
+    } else {
       launch(silu_and_mul_fp8_kernel<T, 1>);
+    }
   });
   check_launch("silu_and_mul_fp8");
 }

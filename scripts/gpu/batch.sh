@@ -6,7 +6,7 @@
 # Steps (default: full_check w1_fused):
 #   full_check         troupe_gpu_check --no-timing: the whole GPU check (~255 s on an H100)
 #   w1_fused           W1 in FP8 + FP8 KV: the defaults and TROUPE_FP8_FUSED=2, twice in turns; each with
-#                      TROUPE_FP8_WIDE_ROWS=1024; bf16; one FP8 request
+#                      TROUPE_FP8_WIDE_ROWS=1024; FUSED=2 with that and TROUPE_FP8_SINGLE_PASS=1; bf16; one FP8 request
 #   int4_rows          troupe_gpu_check --int4 --no-models --no-timing (linear_int4's rows, the op table's among them)
 #   w1_prof            profile.sh's per-op tables of W1 in FP8 + FP8 KV and in bf16 (TROUPE_CUDA_PROFILE=1, eager)
 #   w1_prof_rtn        the same in 4-bit rtn (issue 12's W1: 0.84x bf16 against 1.1x)
@@ -62,6 +62,7 @@ w1_fused() {  # W1 in FP8 + FP8 KV: the defaults and TROUPE_FP8_FUSED=2 (the nor
   done
   TROUPE_FP8_WIDE_ROWS=1024 bench w1_fp8_wide1024 256 512 256 $FP8
   TROUPE_FP8_FUSED=2 TROUPE_FP8_WIDE_ROWS=1024 bench w1_fp8_fused2_wide1024 256 512 256 $FP8
+  TROUPE_FP8_FUSED=2 TROUPE_FP8_WIDE_ROWS=1024 TROUPE_FP8_SINGLE_PASS=1 bench w1_fp8_fused2_wide1024_single 256 512 256 $FP8
   bench w1_bf16 256 512 256
   bench b1_fp8 1 128 384 $FP8
 }
@@ -77,7 +78,7 @@ for s in ${STEPS:-full_check w1_fused}; do
     fp8_decode_timing) CHECK_ARGS=--fp8-decode-timing step $s 100 bash scripts/gpu/check.sh ;;
     b1_prof_fp8) CHECK=0 MODES=b1-prof-fp8 OPS_LINES=80 step $s 90 bash bundle/profile.sh ;;
     figures) step $s 200 bash -c figures ;;
-    w1_fused) step $s 240 bash -c w1_fused ;;
+    w1_fused) step $s 270 bash -c w1_fused ;;
     int4_rows) CHECK_ARGS="--int4 --no-models --no-timing" step $s 60 bash scripts/gpu/check.sh ;;
     w1_prof) CHECK=0 MODES="b256-prof-fp8 b256-prof" OPS_LINES=70 step $s 150 bash bundle/profile.sh ;;
     w1_prof_rtn) CHECK=0 MODES="b256-prof-rtn" OPS_LINES=70 step $s 90 bash bundle/profile.sh ;;
