@@ -412,10 +412,12 @@ void check_model_fp8_paths(cuda_ops& gpu) {
     int silu = -1;   // fp8_settings().silu (one row's gate/up and silu_and_mul in one kernel): 0 off, 1 on, -1 the default
     int split = -1;  // 1: every one-row product on the GEMV, as a block an output (fp8_settings().gemv, gemv_split);
                      // 0: no product as a block an output; -1 the default (down_proj's long rows)
+    bool tma = false;  // the wgmma GEMM's TMA form (fp8_settings().wgmma_tma)
   };
   double tol = model_tolerance(dtype::bf16, config);
   for (const path& p : {path{"default", "", 0, 128}, {"wgmma", "", 1, 128}, {"wgmma 64-row tiles", "", 1, 64},
-                        {"wgmma 256-row tiles", "", 1, 256},
+                        {"wgmma 256-row tiles", "", 1, 256}, {"wgmma tma", "", 1, 128, 0, -1, -1, true},
+                        {"wgmma tma 256-row tiles", "", 1, 256, 0, -1, -1, true},
                         {"wgmma all", "wgmma", 1, 128}, {"qgemv", "", 0, 128, 2, 0, 0}, {"two ops", "", 0, 128, 0, 0, 0},
                         {"qgemv silu", "", 0, 128, 2, 1, 0}, {"gemv_split all", "", 0, 128, 0, 1, 1}}) {
     // Set before the model exists: its decode graphs record the path in force when captured.
@@ -423,6 +425,7 @@ void check_model_fp8_paths(cuda_ops& gpu) {
     const scoped_value<std::string> forced(fs.path, p.forced);
     const scoped_value<int> wgmma(fs.wgmma, p.wgmma);
     const scoped_value<int> wgmma_rows(fs.wgmma_rows, p.wgmma_rows);
+    const scoped_value<bool> tma(fs.wgmma_tma, p.tma);
     const scoped_value<int> qgemv(fs.qgemv, p.qgemv);
     const scoped_value<bool> silu(fs.silu, p.silu < 0 ? fs.silu : p.silu == 1);
     const scoped_value<int> gemv(fs.gemv, p.split == 1 ? 1 : fs.gemv);

@@ -409,14 +409,17 @@ void check_linear_fp8(checker& c, dtype t) {
     const bool cublas = s.k % 16 == 0 && s.n % 16 == 0, mma = s.k % 16 == 0 && s.rows <= 32,
                gemv = s.k % 16 == 0 && s.rows <= 4, wgmma = s.k % 128 == 0;
     bytes gemv_bits;  // "qgemv" must write "gemv"'s bits (the same codes, sums in the same order)
-    for (const std::string path : {"", "gemv", "qgemv", "gemv_split", "mma", "mma_async", "wgmma",
-                                   "wgmma 64", "wgmma 256", "outer", "epilogue", "simt"}) {
+    for (const std::string path : {"", "gemv", "qgemv", "gemv_split", "mma", "mma_async", "wgmma", "wgmma 64",
+                                   "wgmma 256", "wgmma tma", "wgmma tma 64", "wgmma tma 256", "outer", "epilogue",
+                                   "simt"}) {
       if (!wgmma && path.starts_with("wgmma")) continue;
-      if (path == "wgmma 256" && s.rows <= 128) continue;
+      if (path.ends_with(" 256") && s.rows <= 128) continue;
       if ((path == "qgemv" || path == "gemv_split") && !(gemv && s.rows == 1)) continue;
-      // "wgmma 64": 64-row tiles at any row count; "wgmma 256": 256-row tiles above 128 rows (fast accumulation's).
+      // "wgmma 64": 64-row tiles at any row count; "wgmma 256": 256-row tiles above 128 rows (fast accumulation's);
+      // "wgmma tma": the warp-specialized form whose loads the TMA makes (fp8_settings().wgmma_tma), the same tiles.
       const scoped_value<int> tile_rows(cuda::fp8_settings().wgmma_rows,
-                                        path == "wgmma 64" ? 64 : path == "wgmma 256" ? 256 : 128);
+                                        path.ends_with(" 64") ? 64 : path.ends_with(" 256") ? 256 : 128);
+      const scoped_value<bool> tma(cuda::fp8_settings().wgmma_tma, path.starts_with("wgmma tma"));
       if (!cublas && (path == "outer" || path == "epilogue")) continue;
       if (!mma && (path == "mma" || path == "mma_async")) continue;
       if (!gemv && path == "gemv") continue;

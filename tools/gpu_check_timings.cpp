@@ -392,19 +392,22 @@ void time_fp8_decode_products(cuda_ops& gpu, fp8_weights_made& made) {
       const double fp8_ms = stream_ms(gpu, [&] { gpu.linear_fp8(x, fw, tensor{}, out); });
       const std::string cublas_path = cuda::fp8_settings().last_path.load();
       // The same product on the warpgroup-MMA GEMM (linear_fp8_wgmma.cu): 128-row tiles, 64-row tiles, 256-row tiles
-      // (fast accumulation only: 128 promoting).
-      double wgmma_ms[3];
-      for (const int variant : {0, 1, 2}) {
+      // (fast accumulation only: 128 promoting), then its TMA form (fp8_settings().wgmma_tma) with 128 and 256.
+      double wgmma_ms[5];
+      for (const int variant : {0, 1, 2, 3, 4}) {
         const scoped_value<std::string> forced(cuda::fp8_settings().path, "wgmma");
-        const scoped_value<int> wgmma_rows(cuda::fp8_settings().wgmma_rows, variant == 1 ? 64 : variant == 2 ? 256 : 128);
+        const scoped_value<int> wgmma_rows(cuda::fp8_settings().wgmma_rows,
+                                           variant == 1 ? 64 : variant == 2 || variant == 4 ? 256 : 128);
+        const scoped_value<bool> tma(cuda::fp8_settings().wgmma_tma, variant >= 3);
         wgmma_ms[variant] = stream_ms(gpu, [&] { gpu.linear_fp8(x, fw, tensor{}, out); });
       }
+      const auto tf = [&](double ms) { return tflop / (ms / 1e3); };
       std::snprintf(buf, sizeof buf,
                     "bf16 %.3f ms (%.0f TFLOP/s), fp8 %.3f ms (%.0f TFLOP/s, ran %s), wgmma %.3f (%.0f) / 64-row tiles "
-                    "%.3f (%.0f) / 256-row tiles %.3f (%.0f)",
-                    bf16_ms, tflop / (bf16_ms / 1e3), fp8_ms, tflop / (fp8_ms / 1e3), cublas_path.c_str(), wgmma_ms[0],
-                    tflop / (wgmma_ms[0] / 1e3), wgmma_ms[1], tflop / (wgmma_ms[1] / 1e3), wgmma_ms[2],
-                    tflop / (wgmma_ms[2] / 1e3));
+                    "%.3f (%.0f) / 256-row tiles %.3f (%.0f), tma %.3f (%.0f) / 256-row tiles %.3f (%.0f)",
+                    bf16_ms, tf(bf16_ms), fp8_ms, tf(fp8_ms), cublas_path.c_str(), wgmma_ms[0], tf(wgmma_ms[0]),
+                    wgmma_ms[1], tf(wgmma_ms[1]), wgmma_ms[2], tf(wgmma_ms[2]), wgmma_ms[3], tf(wgmma_ms[3]),
+                    wgmma_ms[4], tf(wgmma_ms[4]));
       static constexpr const char* kForm[] = {"", " split-K", " 32 candidates", " fast accum", " fast accum 32 candidates"};
       inform(std::string("time decode-256 ") + shape.name + kForm[form], t,
              "T,K,N=" + dims({shape.rows, shape.k, shape.n}), buf);

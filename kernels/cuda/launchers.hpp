@@ -186,6 +186,10 @@ struct fp8_switches {
   int wgmma = 0;
   int wgmma_rows = 128;          // rows of its tiles above 64 rows: 128, or 64 (TROUPE_FP8_WGMMA_ROWS)
   int64_t wgmma_max_rows = 1024;  // TROUPE_FP8_WGMMA_MAX_ROWS (0: any)
+  // With fast accumulation, the wgmma path's warp-specialized form (fp8_wgmma_tma_kernel: a producer thread's TMA tile
+  // copies on mbarriers, two consumer warpgroups, no block barrier a stage); TROUPE_FP8_WGMMA_TMA=1. Written in the
+  // twenty-fourth session with no device time left: off until its rows pass and it is timed.
+  bool wgmma_tma = false;
   // One row with its quantization inside the GEMV (fp8_qgemv_kernel, the path "qgemv": no quantizer kernel, the same
   // codes and output bits as "gemv"): 0 (the default) never, 1 where "gemv" would be chosen (gate_up, down), 2 for every
   // one-row product (TROUPE_FP8_QGEMV=0|1|2). Written in the nineteenth session of 2026-12-06; off until timed.

@@ -641,6 +641,7 @@ fp8_switches& fp8_settings() {
     if (const char* v = std::getenv("TROUPE_FP8_WGMMA"); v && *v) s.wgmma = std::atoi(v);
     if (const char* v = std::getenv("TROUPE_FP8_WGMMA_ROWS"); v && *v) s.wgmma_rows = std::atoi(v);
     if (const char* v = std::getenv("TROUPE_FP8_WGMMA_MAX_ROWS"); v && *v) s.wgmma_max_rows = std::atoll(v);
+    if (const char* v = std::getenv("TROUPE_FP8_WGMMA_TMA"); v && *v) s.wgmma_tma = *v != '0';
     if (const char* v = std::getenv("TROUPE_FP8_QGEMV"); v && *v) s.qgemv = std::atoi(v);
     if (const char* v = std::getenv("TROUPE_FP8_SILU"); v && *v) s.silu = *v != '0';
     if (const char* v = std::getenv("TROUPE_FP8_SINGLE_PASS"); v && *v) s.single_pass = *v != '0';

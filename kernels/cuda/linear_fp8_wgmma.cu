@@ -26,7 +26,11 @@
 // L2-bound at 128 x 128 tiles, and a stage's block barrier keeps the warpgroups in step (kernels/cuda/NOTES.md,
 // nineteenth session). Off by default; fp8_switches::wgmma 1 limits it to products of fewer tiles than SMs.
 
+#include <cuda.h>
+
 #include <algorithm>
+#include <stdexcept>
+#include <string>
 
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/cp_async.cuh"
@@ -42,6 +46,7 @@ namespace {
 constexpr int kF8Outputs = kFp8WgmmaOutputs;  // a block's outputs: 64 a warpgroup
 constexpr int kF8StageK = 128;   // k a stage: 128 codes, 128 bytes of each row, the swizzle's width
 constexpr int kF8Threads = 256;  // two warpgroups
+constexpr int kF8TmaThreads = 384;  // the TMA form: a producer warpgroup and two consumers
 constexpr int kF8Stages = 6;     // buffers in shared memory: (BN + 128) x 128 bytes each, 192 KiB at BN 128
 // Stages loading ahead: every warpgroup waits for its stage's wgmma before the next stage's barrier, so the buffer
 // the stage before read is free when that barrier passes.
@@ -51,6 +56,23 @@ template <int BN> constexpr int kF8StageBytes = (BN + kF8Outputs) * kF8StageK;  
 // A form that ran a stage's wgmma while the stage before's sums were added (two sets of stage sums, wgmma_wait<1>) was
 // no faster (H200, 2026-12-06, gate_up at 256 rows 0.129 ms against 0.121): ptxas serializes wgmma whose accumulators
 // other instructions read inside the pipeline stage (its info C7514). Taken out in the twenty-second session.
+// A warpgroup's accumulators into the output (or, where K is split, into split blockIdx.z's f32 partials): acc[4i + e]
+// is output oa (e < 2) or oa + 8, row r0 + 8i + e % 2 (oa: the warp's output g, r0: the tile's row 2t).
+template <class T, int BN>
+__device__ __forceinline__ void store_wgmma_tile(const float (&acc)[BN / 2], int oa, int r0, const float* x_scales,
+                                                 const float* w_scales, const T* bias, float* partial, T* out, int rows,
+                                                 int n_out) {
+#pragma unroll
+  for (int i = 0; i < BN / 8; ++i)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const int o = oa + (e < 2 ? 0 : 8), r = r0 + 8 * i + (e & 1);
+      if (r >= rows || o >= n_out) continue;
+      if (partial) partial[(static_cast<int64_t>(blockIdx.z) * rows + r) * n_out + o] = acc[4 * i + e];
+      else out[static_cast<int64_t>(r) * n_out + o] = from_float<T>(fp8_output(acc[4 * i + e], x_scales, w_scales, bias, r, o));
+    }
+}
+
 // Fast (fast accumulation, the default: gemm_settings().fp8_fast_accum, as cuBLASLt's FP8 GEMMs run): the stages'
 // wgmma add straight into one set of accumulators, never promoted, and a stage's group runs while the next stage's is
 // issued — two in flight at most, so the loads run kStages - 2 ahead and a stage reloads the buffer the stage two before
@@ -174,17 +196,76 @@ __global__ void __launch_bounds__(kF8Threads, 1)
       promote(part);
     }
   }
-  // acc[4i + e]: output oa (e < 2) or oa + 8, row 8i + 2t + e % 2 of the tile.
-  const int oa = out0 + wg * 64 + warp * 16 + g;
-#pragma unroll
-  for (int i = 0; i < BN / 8; ++i)
-#pragma unroll
-    for (int e = 0; e < 4; ++e) {
-      const int o = oa + (e < 2 ? 0 : 8), r = row0 + 8 * i + 2 * t + (e & 1);
-      if (r >= rows || o >= n_out) continue;
-      if (partial) partial[(static_cast<int64_t>(blockIdx.z) * rows + r) * n_out + o] = acc[4 * i + e];
-      else out[static_cast<int64_t>(r) * n_out + o] = from_float<T>(fp8_output(acc[4 * i + e], x_scales, w_scales, bias, r, o));
+  store_wgmma_tile<T, BN>(acc, out0 + wg * 64 + warp * 16 + g, row0 + 2 * t, x_scales, w_scales, bias, partial, out, rows,
+                          n_out);
+}
+
+// Warp-specialized (TROUPE_FP8_WGMMA_TMA=1, fp8_settings().wgmma_tma; with fast accumulation only): the Fast form's
+// product with its loads made by the tensor memory accelerator. Warpgroup 0's first thread is the producer: per stage
+// two 2D tile copies (x's BN rows and the weights' 128 outputs, 128 bytes of K each, 128-byte swizzled as wgmma reads
+// them; rows past the tensor arrive as zeros) that complete on the stage's "full" mbarrier. Warpgroups 1 and 2 each run
+// 64 outputs' wgmma over the stage when it is full, keep one stage's group in flight, and arrive on the stage before's
+// "empty" mbarrier once its group is done, so the producer refills it: no block barrier a stage, no thread issuing
+// 16-byte copies. Written in the twenty-fourth session with no device time left: off until its rows pass and it is timed.
+template <class T, int BN>
+__global__ void __launch_bounds__(kF8TmaThreads, 1)
+    fp8_wgmma_tma_kernel(const __grid_constant__ CUtensorMap x_map, const __grid_constant__ CUtensorMap w_map,
+                         const float* __restrict__ x_scales, const float* __restrict__ w_scales,
+                         const T* __restrict__ bias, float* __restrict__ partial, T* __restrict__ out, int rows,
+                         int n_out, int total_stages, int stages_per_split) {
+  constexpr int kStages = kF8StagesOf<BN>;
+  constexpr uint32_t kStageBytes = kF8StageBytes<BN>;
+  extern __shared__ uint8_t f8_tma_smem_raw[];
+  __shared__ uint64_t full[kStages], empty[kStages];
+  const uint32_t smem = smem_addr(f8_tma_smem_raw) + ((1024 - (smem_addr(f8_tma_smem_raw) & 1023)) & 1023);
+  const int wg = threadIdx.x / 128, warp = threadIdx.x % 128 / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+  const int row0 = blockIdx.x * BN, out0 = blockIdx.y * kF8Outputs;
+  const int s_begin = blockIdx.z * stages_per_split;
+  const int stages = min(total_stages - s_begin, stages_per_split);
+  if (threadIdx.x == 0) {
+    for (int i = 0; i < kStages; ++i) {
+      mbarrier_init(&full[i], 1);   // the producer's arrival, with the stage's bytes
+      mbarrier_init(&empty[i], 2);  // one thread of each consumer warpgroup
     }
+    mbarrier_init_fence();
+  }
+  __syncthreads();
+  pdl_wait();  // launched plainly (a no-op); the codes are the quantizer's output
+  if (wg == 0) {
+    if (threadIdx.x != 0) return;
+    for (int s = 0; s < stages; ++s) {
+      const int b = s % kStages;
+      if (s >= kStages) mbarrier_wait(&empty[b], (s / kStages - 1) & 1);  // the consumers are done with stage s - kStages
+      mbarrier_arrive_expect_bytes(&full[b], kStageBytes);
+      const uint32_t stage = smem + b * kStageBytes;
+      const int k0 = (s_begin + s) * kF8StageK;
+      tma_load_2d(stage, &x_map, k0, row0, &full[b]);
+      tma_load_2d(stage + BN * 128, &w_map, k0, out0, &full[b]);
+    }
+    return;
+  }
+  const int cw = wg - 1;  // this consumer's 64 outputs: out0 + 64·cw ..
+  float acc[BN / 2];
+#pragma unroll
+  for (int i = 0; i < BN / 2; ++i) acc[i] = 0.0f;
+  for (int s = 0; s < stages; ++s) {
+    const int b = s % kStages;
+    mbarrier_wait(&full[b], (s / kStages) & 1);
+    const uint32_t stage = smem + b * kStageBytes;
+    wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < 4; ++kk)
+      wgmma_ss_e4m3<BN, true>(acc, wgmma_desc_k_major_sw128(stage + BN * 128 + cw * 64 * 128 + 32 * kk),
+                              wgmma_desc_k_major_sw128(stage + 32 * kk));
+    wgmma_commit();
+    wgmma_wait<1>();  // stage s - 1's group is done: its buffer may be refilled
+    if (s > 0 && threadIdx.x % 128 == 0) mbarrier_arrive(&empty[(s - 1) % kStages]);
+  }
+  wgmma_wait<0>();
+#pragma unroll
+  for (int i = 0; i < BN / 2; ++i) wgmma_pin(acc[i]);
+  store_wgmma_tile<T, BN>(acc, out0 + cw * 64 + warp * 16 + g, row0 + 2 * t, x_scales, w_scales, bias, partial, out, rows,
+                          n_out);
 }
 
 // out[i] = the splits' sums of element i (partial [splits, rows, n_out] f32) added in split order, then scaled as every
@@ -223,19 +304,61 @@ fp8_split_plan plan_fp8_split(cuda_context& ctx, int64_t tiles, int total, int r
   });
 }
 
-template <class T, int BN, bool Fast>
+// cuTensorMapEncodeTiled, a driver function, through the runtime's entry point (troupe links no libcuda).
+using encode_tiled_fn = CUresult (*)(CUtensorMap*, CUtensorMapDataType, cuuint32_t, void*, const cuuint64_t*,
+                                     const cuuint64_t*, const cuuint32_t*, const cuuint32_t*, CUtensorMapInterleave,
+                                     CUtensorMapSwizzle, CUtensorMapL2promotion, CUtensorMapFloatOOBfill);
+encode_tiled_fn tensor_map_encoder() {
+  static const encode_tiled_fn fn = [] {
+    void* p = nullptr;
+    cudaDriverEntryPointQueryResult found = cudaDriverEntryPointSymbolNotFound;
+    check(cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &p, 12000, cudaEnableDefault, &found),
+          "linear_fp8 wgmma tma: the driver's cuTensorMapEncodeTiled");
+    if (found != cudaDriverEntryPointSuccess || p == nullptr)
+      throw std::runtime_error("linear_fp8 wgmma tma: the driver has no cuTensorMapEncodeTiled (TROUPE_FP8_WGMMA_TMA=0)");
+    return reinterpret_cast<encode_tiled_fn>(p);
+  }();
+  return fn;
+}
+
+// The tensor map of `rows` rows of `k` codes at `base` (a row every k bytes) in boxes of 128 bytes by box_rows rows,
+// 128-byte swizzled as wgmma_desc_k_major_sw128 reads them; rows past the tensor read as zeros.
+CUtensorMap codes_map(const void* base, int64_t rows, int64_t k, int box_rows) {
+  CUtensorMap map{};
+  const cuuint64_t dims[2] = {static_cast<cuuint64_t>(k), static_cast<cuuint64_t>(rows)};
+  const cuuint64_t strides[1] = {static_cast<cuuint64_t>(k)};
+  const cuuint32_t box[2] = {kF8StageK, static_cast<cuuint32_t>(box_rows)};
+  const cuuint32_t elem_strides[2] = {1, 1};
+  const CUresult r = tensor_map_encoder()(&map, CU_TENSOR_MAP_DATA_TYPE_UINT8, 2, const_cast<void*>(base), dims, strides,
+                                          box, elem_strides, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+                                          CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+  if (r != CUDA_SUCCESS)
+    throw std::runtime_error("linear_fp8 wgmma tma: cuTensorMapEncodeTiled failed (CUresult " + std::to_string(r) +
+                             ") for " + std::to_string(rows) + " x " + std::to_string(k) + " codes");
+  return map;
+}
+
+template <class T, int BN, bool Fast, bool Tma = false>
 void launch_wgmma(cuda_context& ctx, const uint8_t* codes, const float* x_scales, int rows, int k,
                   const fp8_device_weight& w, const T* bias, T* out) {
   const int n_out = static_cast<int>(w.weight.dim(0)), total = k / kF8StageK;
   const int64_t tiles = (n_out + kF8Outputs - 1) / kF8Outputs * ((rows + BN - 1) / BN);
   const auto [splits, per_split] = plan_fp8_split(ctx, tiles, total, rows, n_out);
   const int smem = kF8StagesOf<BN> * kF8StageBytes<BN> + 1024;
-  allow_shared_memory<fp8_wgmma_kernel<T, BN, Fast>>(static_cast<size_t>(smem), "linear_fp8 wgmma: shared memory");
   const dim3 grid(static_cast<unsigned>((rows + BN - 1) / BN), static_cast<unsigned>((n_out + kF8Outputs - 1) / kF8Outputs),
                   static_cast<unsigned>(splits));
   auto* partial = splits > 1 ? static_cast<float*>(ctx.fp8_products) : nullptr;
-  fp8_wgmma_kernel<T, BN, Fast><<<grid, kF8Threads, smem, ctx.stream>>>(
-      codes, x_scales, w.weight.as<uint8_t>(), w.scale.as<float>(), bias, partial, out, rows, n_out, k, per_split);
+  if constexpr (Tma) {
+    static_assert(Fast, "linear_fp8 wgmma: the TMA form accumulates fast");
+    allow_shared_memory<fp8_wgmma_tma_kernel<T, BN>>(static_cast<size_t>(smem), "linear_fp8 wgmma tma: shared memory");
+    const CUtensorMap x_map = codes_map(codes, rows, k, BN), w_map = codes_map(w.weight.data, n_out, k, kF8Outputs);
+    fp8_wgmma_tma_kernel<T, BN><<<grid, kF8TmaThreads, smem, ctx.stream>>>(
+        x_map, w_map, x_scales, w.scale.as<float>(), bias, partial, out, rows, n_out, total, per_split);
+  } else {
+    allow_shared_memory<fp8_wgmma_kernel<T, BN, Fast>>(static_cast<size_t>(smem), "linear_fp8 wgmma: shared memory");
+    fp8_wgmma_kernel<T, BN, Fast><<<grid, kF8Threads, smem, ctx.stream>>>(
+        codes, x_scales, w.weight.as<uint8_t>(), w.scale.as<float>(), bias, partial, out, rows, n_out, k, per_split);
+  }
   check_launch("linear_fp8 wgmma");
   if (splits > 1) {
     const int64_t elems = static_cast<int64_t>(rows) * n_out;
@@ -269,6 +392,10 @@ void launch_linear_fp8_wgmma(cuda_context& ctx, const uint8_t* codes, const floa
     if (!gemm_settings().fp8_fast_accum) {  // promoting: 64- or 128-row tiles
       if (tile_rows == 64) launch_wgmma<T, 64, false>(ctx, codes, x_scales, r, kk, w, b, out.as<T>());
       else launch_wgmma<T, 128, false>(ctx, codes, x_scales, r, kk, w, b, out.as<T>());
+    } else if (fp8_settings().wgmma_tma) {  // the warp-specialized form, loads by the TMA
+      if (tile_rows == 64) launch_wgmma<T, 64, true, true>(ctx, codes, x_scales, r, kk, w, b, out.as<T>());
+      else if (tile_rows == 128) launch_wgmma<T, 128, true, true>(ctx, codes, x_scales, r, kk, w, b, out.as<T>());
+      else launch_wgmma<T, 256, true, true>(ctx, codes, x_scales, r, kk, w, b, out.as<T>());
     } else if (tile_rows == 64) {
       launch_wgmma<T, 64, true>(ctx, codes, x_scales, r, kk, w, b, out.as<T>());
     } else if (tile_rows == 128) {
