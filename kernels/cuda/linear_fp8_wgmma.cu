@@ -18,8 +18,10 @@
 // blockIdx.z (kernels/fp8_wgmma_rules.hpp, which CI tests) into f32 partials that fp8_split_reduce_kernel adds in split order.
 // With fast accumulation (the default since 2026-12-07, as cuBLASLt's FP8 GEMMs run) the kernel's Fast form keeps the
 // sums in the wgmma accumulators for the whole split, with no promotion and two stages' MMA in flight, and takes 256-row
-// tiles (TROUPE_FP8_WGMMA_ROWS=256), which at a 256-sequence decode step read each weight once (written in the
-// twenty-fourth session; not yet timed).
+// tiles (TROUPE_FP8_WGMMA_ROWS=256), which at a 256-sequence decode step read each weight once. Measured on an H100
+// (2026-12-07): no faster than cuBLASLt on any 256-row decode product (down 0.062-0.064 ms against 0.062). Its
+// warp-specialized form, fp8_wgmma_tma_kernel (TROUPE_FP8_WGMMA_TMA=1), has a producer thread load the tiles by TMA on
+// mbarriers for two consumer warpgroups (written the same day after the last call; not yet run).
 //
 // H200, 2026-12-06: correct on every op row (f32 1.1-1.3e-4 from exact sums, as cuBLASLt), but slow where cuBLASLt has
 // tiles enough: gate_up at 256 rows 0.121 ms (575 TFLOP/s) against 0.067 (1,045), at 4,096 rows 2.079 against 0.828.
@@ -56,6 +58,7 @@ template <int BN> constexpr int kF8StageBytes = (BN + kF8Outputs) * kF8StageK;  
 // A form that ran a stage's wgmma while the stage before's sums were added (two sets of stage sums, wgmma_wait<1>) was
 // no faster (H200, 2026-12-06, gate_up at 256 rows 0.129 ms against 0.121): ptxas serializes wgmma whose accumulators
 // other instructions read inside the pipeline stage (its info C7514). Taken out in the twenty-second session.
+
 // A warpgroup's accumulators into the output (or, where K is split, into split blockIdx.z's f32 partials): acc[4i + e]
 // is output oa (e < 2) or oa + 8, row r0 + 8i + e % 2 (oa: the warp's output g, r0: the tile's row 2t).
 template <class T, int BN>
