@@ -133,9 +133,9 @@ void time_sampling(troupe::cuda_ops& gpu);
 double relative_error(std::span<const float> a, std::span<const float> b);
 // What a check of `t` tolerates: 1e-4 relative in fp32, 1e-2 in bf16 and f16.
 double tolerance_for(troupe::dtype t);
-// What an f32 FP8 product of inner length k on cuBLASLt tolerates against exact f32 sums of the same codes: 1e-3 (the
-// sums' order), or with fast accumulation (cuda::gemm_settings().fp8_fast_accum) 2 · 2^-13 · sqrt(k / 32) where that is
-// more. Hopper's FP8 MMA rounds its running sum to about 13 bits of mantissa once an instruction (k 32); the rounding
+// What an f32 FP8 product of inner length k on a path that may accumulate fast (cuBLASLt, the wgmma GEMM) tolerates
+// against exact f32 sums of the same codes: 1e-3 (the sums' order), or with fast accumulation
+// (cuda::gemm_settings().fp8_fast_accum) 2 · 2^-13 · sqrt(k / 32) where that is more. Hopper's FP8 MMA rounds its running sum to about 13 bits of mantissa once an instruction (k 32); the rounding
 // errors of k / 32 instructions add as a random walk. Measured (H100, 2026-12-07): 1.1-1.2e-3 at k 3,584 (bound 2.6e-3),
 // 3.1e-3 at 18,944 (bound 5.9e-3); e4m3's own rounding of x and w is 2^-4.
 double fp8_gemm_tolerance(int64_t k);

@@ -59,6 +59,19 @@ template <int BN> constexpr int kF8StageBytes = (BN + kF8Outputs) * kF8StageK;  
 // no faster (H200, 2026-12-06, gate_up at 256 rows 0.129 ms against 0.121): ptxas serializes wgmma whose accumulators
 // other instructions read inside the pipeline stage (its info C7514). Taken out in the twenty-second session.
 
+// The fast forms' stage: warpgroup `wg`'s 64 outputs (its weights 64 · wg rows into the stage's weight tile) times x's
+// tile over the stage's 128 k, four k32 wgmma added into acc and committed as one group; returns once the stage
+// before's group is done, so one group stays in flight.
+template <int BN> __device__ __forceinline__ void wgmma_stage_accumulate(float (&acc)[BN / 2], uint32_t stage, int wg) {
+  wgmma_fence();
+#pragma unroll
+  for (int kk = 0; kk < 4; ++kk)
+    wgmma_ss_e4m3<BN, true>(acc, wgmma_desc_k_major_sw128(stage + BN * 128 + wg * 64 * 128 + 32 * kk),
+                            wgmma_desc_k_major_sw128(stage + 32 * kk));
+  wgmma_commit();
+  wgmma_wait<1>();
+}
+
 // A warpgroup's accumulators into the output (or, where K is split, into split blockIdx.z's f32 partials): acc[4i + e]
 // is output oa (e < 2) or oa + 8, row r0 + 8i + e % 2 (oa: the warp's output g, r0: the tile's row 2t).
 template <class T, int BN>
@@ -148,14 +161,7 @@ __global__ void __launch_bounds__(kF8Threads, 1)
       __syncthreads();
       if (s + kAhead < stages) issue(s + kAhead);
       cp_async_commit();
-      const uint32_t stage = smem_addr(smem) + (s % kStages) * kF8StageBytes<BN>;
-      wgmma_fence();
-#pragma unroll
-      for (int kk = 0; kk < 4; ++kk)
-        wgmma_ss_e4m3<BN, true>(acc, wgmma_desc_k_major_sw128(stage + BN * 128 + wg * 64 * 128 + 32 * kk),
-                                wgmma_desc_k_major_sw128(stage + 32 * kk));
-      wgmma_commit();
-      wgmma_wait<1>();
+      wgmma_stage_accumulate<BN>(acc, smem_addr(smem) + (s % kStages) * kF8StageBytes<BN>, wg);
     }
     wgmma_wait<0>();
 #pragma unroll
@@ -254,14 +260,7 @@ __global__ void __launch_bounds__(kF8TmaThreads, 1)
   for (int s = 0; s < stages; ++s) {
     const int b = s % kStages;
     mbarrier_wait(&full[b], (s / kStages) & 1);
-    const uint32_t stage = smem + b * kStageBytes;
-    wgmma_fence();
-#pragma unroll
-    for (int kk = 0; kk < 4; ++kk)
-      wgmma_ss_e4m3<BN, true>(acc, wgmma_desc_k_major_sw128(stage + BN * 128 + cw * 64 * 128 + 32 * kk),
-                              wgmma_desc_k_major_sw128(stage + 32 * kk));
-    wgmma_commit();
-    wgmma_wait<1>();  // stage s - 1's group is done: its buffer may be refilled
+    wgmma_stage_accumulate<BN>(acc, smem + b * kStageBytes, cw);  // stage s - 1's group is done: refill its buffer
     if (s > 0 && threadIdx.x % 128 == 0) mbarrier_arrive(&empty[(s - 1) % kStages]);
   }
   wgmma_wait<0>();
