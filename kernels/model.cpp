@@ -247,18 +247,22 @@ model::model(model_config config, ops& backend, model_weights weights, dtype act
     gathered_logits_ = ops_.alloc(dtype::f32, {rows, c.vocab_size * shard_.comm->size()});
   }
   tokens_ = ops_.alloc(dtype::i32, {rows});
-  // With TROUPE_FP8_FUSED=1, FP8 layers' inputs are quantized by the norm or activation kernel before them, into
-  // these (bitwise what linear_fp8 would make; the GPU check compares them). Off by default: on an H100 (2026-12-05) it
-  // lost at one request (4.00 against 3.84 ms a token: its kernels make a row in one block) and gained 0.7% on W1;
-  // 2026-12-07, one request with the silu kernel: 3.769 against 3.607 ms a step. TROUPE_FP8_FUSED=2 takes it for steps
-  // of two rows or more only (the same codes either way, so the same tokens): W1 14,872 against 14,883 output tok/s
-  // (H100, 2026-12-07, before fast accumulation).
+  // Steps of at least fp8_fused_rows_ rows have the norm or activation kernel before an FP8 layer quantize its input,
+  // into these (bitwise what linear_fp8 would make; the GPU check compares them). By default the prompt steps only:
+  // more rows than the 1024-thread quantizer takes (fp8_switches::wide_rows), where a kernel less a layer pays. H100,
+  // W1 in FP8 + FP8 KV, 2026-12-07 (twenty-fifth session): fusing in steps of two rows or more made the prompt steps
+  // 186.5-188.1 ms against 189.1-190.7 and left the 256-row decode steps as they were (8.26-8.30 ms), where the
+  // 1024-thread quantizer alone brings them to 8.02-8.09; one request lost with it (3.769 against 3.607 ms a step:
+  // its kernels make a row in one block). TROUPE_FP8_FUSED=N fuses in steps of N rows or more (1: every step), 0 never.
   const bool any_fp8 = std::any_of(weights_.layers.begin(), weights_.layers.end(), [](const layer_weights& w) {
     return !w.qkv8.empty() || !w.gate_up8.empty() || !w.down8.empty();
   });
-  const char* fused = std::getenv("TROUPE_FP8_FUSED");
-  if (any_fp8 && fused && *fused && *fused != '0') {
-    fp8_fused_rows_ = std::string(fused) == "2" ? 2 : 1;
+  fp8_fused_rows_ = kFp8FusedRows;
+  if (const char* fused = std::getenv("TROUPE_FP8_FUSED"); fused && *fused) {
+    const long n = std::strtol(fused, nullptr, 10);
+    fp8_fused_rows_ = n > 0 ? n : 0;
+  }
+  if (any_fp8 && fp8_fused_rows_ > 0 && fp8_fused_rows_ <= t) {
     fp8_codes_ = ops_.alloc(dtype::f8_e4m3, {t, std::max(c.hidden_size, c.intermediate_size)});
     fp8_scales_ = ops_.alloc(dtype::f32, {t});
   }

@@ -224,9 +224,13 @@ private:
   device_buffer hidden_, residual_, qkv_, attn_, mlp_, act_, selected_, logits_, tokens_;
   device_buffer local_logits_, gathered_logits_;  // sharded: [rows, local V], [rows, local V * ranks]
   // With FP8 layers: the codes [t, max(H, I)] and scales [t] that add_rms_norm_fp8 and silu_and_mul_fp8 make for the
-  // FP8 linear after them (fp8_input), with TROUPE_FP8_FUSED=1; empty otherwise (each linear_fp8 quantizes its input).
+  // FP8 linear after them (fp8_input), in steps of at least fp8_fused_rows_ rows; empty where no step has that many
+  // (each linear_fp8 quantizes its input).
   device_buffer fp8_codes_, fp8_scales_;
-  int64_t fp8_fused_rows_ = 1;  // TROUPE_FP8_FUSED=2: 2 (one-row steps keep the silu kernel and quantize in the GEMVs)
+  // The fewest rows of a step whose FP8 inputs the kernel before quantizes: kFp8FusedRows, or TROUPE_FP8_FUSED=N
+  // (0 never; steps of fewer rows keep the silu kernel and each linear's quantizer).
+  static constexpr int64_t kFp8FusedRows = 1025;
+  int64_t fp8_fused_rows_ = kFp8FusedRows;
   // Sampling inputs: a device block and its host twin of sampling_bytes_ each, sized for max_num_seqs rows
   // and some list entries, grown (outside any graph) when a step needs more.
   device_buffer sampling_;

@@ -96,7 +96,8 @@ TEST(fp8_checkpoints, llm_compressor_per_channel_codes_run_as_quantized_at_load_
 
 // The norm and the activation before an FP8 layer quantize its input themselves (add_rms_norm_fp8, silu_and_mul_fp8,
 // then linear_fp8_quantized): every logit must be what each linear_fp8 quantizing its own input gives
-// (the default; TROUPE_FP8_FUSED=1 takes the fused path, =2 takes it in steps of two rows or more), for dynamic and
+// (TROUPE_FP8_FUSED=1 takes the fused path in every step, =N in steps of N rows or more: 5 fuses the 5-token prompt
+// step and not the decode steps; by default only steps of more than 1,024 rows fuse), for dynamic and
 // static activation scales, the prompts in one step and in several.
 TEST(fp8_checkpoints, inputs_quantized_by_the_kernel_before_give_the_logits_of_each_linear_quantizing_its_own) {
   const std::vector<std::vector<int32_t>> prompts = {{11, 12, 13, 14, 15, 16, 17}, {3, 1, 4}, {9}};
@@ -105,7 +106,7 @@ TEST(fp8_checkpoints, inputs_quantized_by_the_kernel_before_give_the_logits_of_e
     const made_model m(flags);
     const auto unfused = all_position_logits(m.path(), prompts);
     const auto unfused_tokens = greedy_tokens(m.path());  // a 5-token prefill step, then decode steps
-    for (const char* mode : {"1", "2"}) {
+    for (const char* mode : {"1", "2", "5"}) {
       SCOPED_TRACE(std::string("TROUPE_FP8_FUSED=") + mode);
       ::setenv("TROUPE_FP8_FUSED", mode, 1);
       const auto fused = all_position_logits(m.path(), prompts);

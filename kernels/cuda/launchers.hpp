@@ -172,10 +172,14 @@ struct fp8_switches {
   // output tok/s; the same codes bit for bit, per the GPU check); TROUPE_FP8_QUANTIZE_VEC=0 goes back to one element a load.
   bool quantize_vec = true;
   // Steps of at most this many rows quantize activations (linear_fp8's quantizer, silu_and_mul_fp8) with blocks of
-  // kWideQuantizeThreads (1024) threads instead of 256: each row is one block, so a one-row step quantizes down_proj's
-  // 18,944 inputs on one SM. 1 (the default since the twenty-third session of 2026-12-07, with gemv_split above: the
-  // same codes bit for bit, per the GPU check) takes one-row steps; TROUPE_FP8_WIDE_ROWS=N, 0 never.
-  int wide_rows = 1;
+  // kWideQuantizeThreads (1024) threads instead of 256 (each row is one block: a one-row step quantizes down_proj's
+  // 18,944 inputs on one SM) — the same codes bit for bit (the GPU check's "wide quantizer" rows, every shape). 1 from
+  // the twenty-third session of 2026-12-07 (with gemv_split, one request 3.714 -> 3.607 ms a step); 256 since the
+  // twenty-fifth (H100, W1 in FP8 + FP8 KV, three calls: decode steps of 256 rows 8.02-8.09 ms against 8.13-8.30,
+  // W1 16,575 / 16,588 output tok/s against 16,307 / 16,384 / 16,501). 256 rows of 1024 threads are one wave on a
+  // Hopper's 132 SMs (two blocks an SM); past that the wide blocks take more waves than 256-thread blocks would, and
+  // no step of more rows was timed. TROUPE_FP8_WIDE_ROWS=N, 0 never.
+  int wide_rows = 256;
   // Steps of more than kMmaChosenRows (8) rows, up to wgmma_max_rows, on fp8_wgmma_kernel (linear_fp8_wgmma.cu; the
   // path "wgmma") where K is a multiple of 128, instead of cuBLASLt: 0 (the default) never; 1 the products whose tiles
   // are fewer than the SMs (fp8_wgmma_chosen, kernels/fp8_wgmma_rules.hpp: at 256 rows q/k/v, o_proj and down_proj, where cuBLASLt made few
@@ -188,7 +192,10 @@ struct fp8_switches {
   int64_t wgmma_max_rows = 1024;  // TROUPE_FP8_WGMMA_MAX_ROWS (0: any)
   // With fast accumulation, the wgmma path's warp-specialized form (fp8_wgmma_tma_kernel: a producer thread's TMA tile
   // copies on mbarriers, two consumer warpgroups, no block barrier a stage); TROUPE_FP8_WGMMA_TMA=1. Written in the
-  // twenty-fourth session with no device time left: off until its rows pass and it is timed.
+  // twenty-fourth session. Timed in the twenty-fifth (H100, decode at 256 rows, fast accumulation, ms): down 0.058
+  // against cuBLASLt's 0.062 (the one product it wins), q/k/v 0.022 / 0.019, o_proj 0.021 / 0.019, gate_up 0.099 /
+  // 0.073; W1 with it on the few-tile products 16,356 output tok/s against the defaults' 16,307-16,384. Its rows pass
+  // (the full check with it, 0 failing). Off.
   bool wgmma_tma = false;
   // One row with its quantization inside the GEMV (fp8_qgemv_kernel, the path "qgemv": no quantizer kernel, the same
   // codes and output bits as "gemv"): 0 (the default) never, 1 where "gemv" would be chosen (gate_up, down), 2 for every

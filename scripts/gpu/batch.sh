@@ -3,7 +3,7 @@
 # most its own limit and what is left; a step that would have under 20 s is skipped, saying so. Logs of every step in
 # $OUT/logs.tgz; a short summary of each comes last. Runs on the GPU machine after scripts/gpu/bundle.sh.
 #   STEPS="attn_timing figures" LIMIT=400 bash scripts/gpu/batch.sh
-# Steps (default: full_check fp8_decode_timing w1_fused w1_tma; LIMIT=570 reaches about the first three):
+# Steps (default: figures full_check; LIMIT=570 reaches both):
 #   full_check         troupe_gpu_check --no-timing: the whole GPU check (~255 s on an H100)
 #   w1_fused           W1 in FP8 + FP8 KV: the defaults and TROUPE_FP8_FUSED=2, twice in turns; each with
 #                      TROUPE_FP8_WIDE_ROWS=1024; FUSED=2 with that and TROUPE_FP8_SINGLE_PASS=1; bf16; one FP8 request
@@ -75,7 +75,7 @@ w1_tma() {  # W1 in FP8 + FP8 KV: the defaults; the wgmma GEMM's TMA form on the
   TROUPE_FP8_WGMMA=2 TROUPE_FP8_WGMMA_TMA=1 TROUPE_FP8_WGMMA_ROWS=256 bench w1_fp8_tma256_all 256 512 256 $FP8
 }
 export -f bench figures w1_fused w1_tma
-for s in ${STEPS:-full_check fp8_decode_timing w1_fused w1_tma}; do
+for s in ${STEPS:-figures full_check}; do
   case $s in
     full_check) CHECK_ARGS=--no-timing step $s 330 bash scripts/gpu/check.sh ;;
     attn_timing) CHECK_ARGS=--attention-timing step $s 120 bash scripts/gpu/check.sh ;;
