@@ -240,6 +240,17 @@ void check_attention_fp8_f16(checker& c, dtype t) {
           check_attention(c, t, ac, kv);
         }
   }
+  // Direct with three tiles in flight (attention_settings().direct_stages) on every head_dim-128 case with a decode-layout
+  // launch.
+  const scoped_value<bool> straight(cuda::attention_settings().fp8_direct, true);
+  const scoped_value<int> three(cuda::attention_settings().direct_stages, 3);
+  for (const fp8_kv_case& kv : fp8_kv_cases)
+    for (auto ac : attention_cases())
+      if (ac.d == 128 && std::find(names.begin(), names.end(), ac.name) != names.end() && ac.name != "prefill" &&
+          ac.name != "tiny" && ac.name != "d256") {
+        ac.name += " (f16 direct, 3 stages)";
+        check_attention(c, t, ac, kv);
+      }
 }
 
 // FP8 caches: decode with its context split (decode, group16), two new tokens a sequence, prefill, prefill

@@ -134,6 +134,25 @@ void time_ops(cuda_ops& gpu, bool only_attention) {
                t, "decode S=" + std::to_string(seqs) + " ctx=" + std::to_string(ctx) + " 28/4x128", buf);
       }
   set_simt_attention(false);
+  // An FP8 cache's Direct decode form (the default) with two tiles in flight and four blocks an SM, three tiles and
+  // three blocks (attention_settings().direct_stages), four tiles and two blocks (the deep layout, decode_stages 3);
+  // at 64 x 4,096 also with longer partitions of the context (256 blocks: 128 keys each by default, two tiles).
+  for (const auto& [seqs, ctx] : {std::pair<int32_t, int32_t>{256, 640}, {64, 4096}})
+    for (const int form : {0, 1, 2})
+      for (const int keys : {0, 256, 512, 1024}) {
+        if (keys > 0 && ctx == 640) continue;
+        const scoped_value<int> three(cuda::attention_settings().direct_stages, form == 1 ? 3 : 2);
+        const scoped_value<int> deep(cuda::attention_settings().decode_stages, form == 2 ? 3 : 0);
+        const scoped_value<int> part(cuda::attention_settings().part_keys, keys);
+        const double ms = time_attention(gpu, std::vector<std::pair<int32_t, int32_t>>(size_t(seqs), {1, ctx}),
+                                         dtype::f8_e4m3);
+        const double gb = 2.0 * seqs * ctx * 4 * 128 / 1e9;
+        std::snprintf(buf, sizeof buf, "%.3f ms, %.0f GB/s of K/V", ms, gb / (ms / 1e3));
+        inform(std::string("time paged_attention f16 direct, ") +
+                   (form == 0 ? "2 stages" : form == 1 ? "3 stages" : "4 stages (deep)") +
+                   (keys ? ", part_keys=" + std::to_string(keys) : std::string()) + kv_label(dtype::f8_e4m3),
+               t, "decode S=" + std::to_string(seqs) + " ctx=" + std::to_string(ctx) + " 28/4x128", buf);
+      }
   // Partition length for large batches (1024 = no split at this context).
   if (!only_attention) {
     for (const int keys : {64, 128, 256, 384, 1024}) {

@@ -279,6 +279,14 @@ struct attention_switches {
   // against the converting F16 form: decode 256 x 640 0.079 / 0.095, 64 x 4,096 0.190 / 0.234, the mixed step 0.318 /
   // 0.332; W1 in FP8 + FP8 KV 15,104 / 14,883 output tok/s, its decode steps 8.47 / 8.69 ms).
   bool fp8_direct = true;
+  // Direct's stages at head_dim 128 (TROUPE_ATTN_DIRECT_STAGES=3): 2 (the default: 41 KiB of shared memory, four blocks
+  // an SM) or 3 (52 KiB with the staged rows swizzled rather than padded: still four blocks). Why try 3: the decode
+  // layout is bound by latency, so by the bytes each SM has in flight, and an FP8 tile carries half a bf16 tile's: four
+  // blocks of two FP8 stages have one 16 KiB tile each coming while they compute (64 KiB an SM) where bf16's three
+  // blocks have 32 KiB each (96 KiB), and read 2.1 against 2.6 TB/s (H100, 256 x 640); with three stages, 128 KiB.
+  // Written in the twenty-fifth session with no device time left: off until timed (troupe_gpu_check --attention-timing
+  // has its rows beside the default's and the deep layout's; --fp8-kv-f16 its check rows).
+  int direct_stages = 2;
   // Where attention_shape::next_waits (a 4-bit o_proj after it), the decode kernels let the kernel after start at once
   // (attention_params::trigger) and the combine goes as a programmatic dependent, so o_proj's blocks stream its weights
   // while attention runs: -1 (the default) on decode steps of at most 8 sequences, 1 on every decode step

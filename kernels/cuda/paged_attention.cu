@@ -218,6 +218,7 @@ attention_switches& attention_settings() {
     if (const char* v = std::getenv("TROUPE_ATTN_PREFILL_LEAN"); v && *v) a.prefill_lean = *v != '0';
     if (const char* v = std::getenv("TROUPE_ATTN_FP8_F16"); v && *v) a.fp8_f16 = *v != '0';
     if (const char* v = std::getenv("TROUPE_ATTN_FP8_DIRECT"); v && *v) a.fp8_direct = *v != '0';
+    if (const char* v = std::getenv("TROUPE_ATTN_DIRECT_STAGES"); v && *v) a.direct_stages = std::atoi(v) == 3 ? 3 : 2;
     const char* keys = std::getenv("TROUPE_ATTN_PART_KEYS");
     a.part_keys = keys ? std::atoi(keys) : 0;
     return a;

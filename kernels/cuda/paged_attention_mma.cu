@@ -72,8 +72,12 @@ template <> __device__ __forceinline__ uint32_t pack2<__half>(float lo, float hi
 }
 
 template <int D> constexpr int row_ld = D + 8;  // 16 bytes of padding: ldmatrix rows land in distinct banks
-// Direct's staged rows of FP8 codes: padded by 16 bytes, so the 8 rows of an ldmatrix lie in distinct banks.
-template <int D> constexpr int codes_ld = D + 16;
+// Direct's staged rows of FP8 codes: padded by 16 bytes, so the 8 rows of an ldmatrix lie in distinct banks; with three
+// three stages at head_dim 128 (attention_switches::direct_stages) unpadded and swizzled instead (a row's 16-byte chunk
+// j of 8 stored at j ^ (row % 8): the same distinct banks), so that three stages still leave four blocks an SM (52 KiB,
+// where padded rows would take 59). The deep layout's four stages and the other head dims keep the padding.
+template <int D, int Stages> constexpr bool kSwizzledCodes = D == 128 && Stages == 3;
+template <int D, int Stages> constexpr int codes_ld = kSwizzledCodes<D, Stages> ? D : D + 16;
 
 // Q, then the K/V tiles: Stages of them in T; for FP8 one converted tile in T and Stages of FP8 staging
 // (rows of D codes, unpadded: they are copied and read in row order).
@@ -82,7 +86,7 @@ template <int D> constexpr int codes_ld = D + 16;
 template <class T, int D, int RowWarps, int Stages, bool Fp8, bool Lean = false, bool Direct = false>
 constexpr size_t mma_shared_bytes() {
   constexpr size_t q_rows = Lean ? 0 : size_t(16) * RowWarps;
-  constexpr size_t tiles = Direct ? q_rows * row_ld<D> * sizeof(T) + size_t(Stages) * 2 * kTileKeys * codes_ld<D>
+  constexpr size_t tiles = Direct ? q_rows * row_ld<D> * sizeof(T) + size_t(Stages) * 2 * kTileKeys * codes_ld<D, Stages>
                            : Fp8  ? (q_rows + 2 * kTileKeys) * row_ld<D> * sizeof(T) + size_t(Stages) * 2 * kTileKeys * D
                                   : (q_rows + size_t(Stages) * 2 * kTileKeys) * row_ld<D> * sizeof(T);
   static_assert(!Lean || size_t(16) * RowWarps <= (Fp8 ? 2 : size_t(Stages) * 2) * kTileKeys, "Q fits the K/V buffers");
@@ -101,7 +105,8 @@ constexpr size_t mma_shared_bytes() {
 // their .text compared byte for byte, 2026-12-06).
 template <bool Lean> constexpr int kMinBlocks = Lean ? 3 : 0;
 // Direct: its shared memory (41 KiB at head_dim 128) leaves room for five blocks an SM; ptxas fits four without spills
-// (asked for five: 96 registers, 48-72 bytes spilled).
+// (asked for five: 96 registers, 48-72 bytes spilled). Its three-stage form (attention_switches::direct_stages, 52 KiB,
+// swizzled) fits four too: 116 registers, no spills.
 constexpr int kDirectMinBlocks = 4;
 // F16 (FP8 caches only; attention_settings().fp8_f16, TROUPE_ATTN_FP8_F16=1; written in the twentieth session of
 // 2026-12-06, off until timed): the codes become f16 by the hardware's conversion (cvt.rn.f16x2.e4m3x2: one
@@ -151,7 +156,8 @@ __global__ void __launch_bounds__(kThreads, Direct ? kDirectMinBlocks : kMinBloc
   // FP8, decode layout: each warp copies and converts the keys it reads (see the top of the file).
   constexpr bool WarpOwnKeys = Fp8 && KeyWarps == 4;
   static_assert(!Direct || (F16 && WarpOwnKeys && !Lean && D % 32 == 0), "Direct: the F16 form's decode layout");
-  constexpr int SLD = Direct ? codes_ld<D> : D;  // a staged row of codes, bytes
+  constexpr int SLD = Direct ? codes_ld<D, Stages> : D;  // a staged row of codes, bytes
+  constexpr bool Swizzled = Direct && kSwizzledCodes<D, Stages>;
 
   extern __shared__ __align__(16) unsigned char smem[];
   T* q_s = reinterpret_cast<T*>(smem);  // [Rows, LD]
@@ -218,8 +224,14 @@ __global__ void __launch_bounds__(kThreads, Direct ? kDirectMinBlocks : kMinBloc
       const int key = first_key + i * KeysPerPass;
       const bool valid = start + key < hi;
       const int64_t off = valid ? (int64_t(table[blk]) * p.block_size + within) * kv_width + head_offset + c : 0;
-      cp_async16(k_dst + key * dst_ld + c, k_cache + off, valid);
-      cp_async16(v_dst + key * dst_ld + c, v_cache + off, valid);
+      if constexpr (Swizzled) {  // Direct's three stages: chunk c / 16 of the row at (c / 16) ^ (key % 8)
+        const int col = ((c / 16) ^ (key % 8)) * 16;
+        cp_async16(k_dst + key * dst_ld + col, k_cache + off, valid);
+        cp_async16(v_dst + key * dst_ld + col, v_cache + off, valid);
+      } else {
+        cp_async16(k_dst + key * dst_ld + c, k_cache + off, valid);
+        cp_async16(v_dst + key * dst_ld + c, v_cache + off, valid);
+      }
       within += KeysPerPass;
       if (within >= p.block_size) {  // the next block
         within -= p.block_size;
@@ -377,6 +389,7 @@ __global__ void __launch_bounds__(kThreads, Direct ? kDirectMinBlocks : kMinBloc
     const M* v_s = k_s + kTileKeys * LD;
     // Direct: this warp's 16 keys of the staged codes (matrix mat of an ldmatrix: keys 8 · (mat % 2) .. + 7, the
     // 16 dims (mat / 2) · 16 .. + 15 of a 32-dim step)
+    // (swizzled: the row's start; the lane's 16 bytes of 32-dim step `step` are its chunk (2 · step + mat / 2) ^ mat_row)
     const uint8_t* k8 = kv8_s + (tile % Stages) * 2 * kTileKeys * SLD + (key_warp * WarpKeys + (mat % 2) * 8 + mat_row) * SLD +
                         (mat / 2) * 16;
     const uint8_t* v8 = k8 + kTileKeys * SLD;
@@ -389,7 +402,8 @@ __global__ void __launch_bounds__(kThreads, Direct ? kDirectMinBlocks : kMinBloc
 #pragma unroll
       for (int step = 0; step < D / 32; ++step) {  // k-steps 2 · step and 2 · step + 1
         uint32_t r[4], b[4][2];
-        ldmatrix_x4(r, k8 + 32 * step);
+        if constexpr (Swizzled) ldmatrix_x4(r, k8 - (mat / 2) * 16 + (((2 * step + mat / 2) ^ mat_row) * 16));
+        else ldmatrix_x4(r, k8 + 32 * step);
 #pragma unroll
         for (int i = 0; i < 4; ++i) fp8x4_to_f16_cvt(r[i], p.kv_e5m2, b[i]);
         const uint4 q0 = reinterpret_cast<const uint4*>(q_s)[2 * step * 32 + lane];
@@ -464,7 +478,9 @@ __global__ void __launch_bounds__(kThreads, Direct ? kDirectMinBlocks : kMinBloc
 #pragma unroll
         for (int c = 0; c < D / 32; ++c) {
           uint32_t r[4];
-          ldmatrix_x4_trans(r, v8 + 32 * c);  // r[0], r[2]: keys 2t, 2t + 1; r[1], r[3]: keys 2t + 8, 2t + 9
+          // r[0], r[2]: keys 2t, 2t + 1; r[1], r[3]: keys 2t + 8, 2t + 9
+          if constexpr (Swizzled) ldmatrix_x4_trans(r, v8 - (mat / 2) * 16 + (((2 * c + mat / 2) ^ mat_row) * 16));
+          else ldmatrix_x4_trans(r, v8 + 32 * c);
 #pragma unroll
           for (int half = 0; half < 2; ++half) {
             uint32_t lo[2], hi[2];  // [0]: dim 2g, [1]: dim 2g + 1 (of the half's 16), each for two keys
@@ -592,7 +608,11 @@ void launch_for_dim(const T* qkv, const void* k_cache, const void* v_cache, atte
   const dim3 decode_grid(p.num_parts, num_kv_heads, num_seqs);
   auto decode = [&](const attention_params& dp) {
     if constexpr (D == 128) {
-      if (attention_settings().decode_stages != 3) return launch<T, D, 1, 2, Fp8>(qkv, k_cache, v_cache, dp, out, decode_grid, stream);
+      const attention_switches& a = attention_settings();
+      if constexpr (Fp8)  // Direct with a third tile in flight (attention_switches::direct_stages)
+        if (a.decode_stages != 3 && a.direct_stages == 3 && a.fp8_f16 && a.fp8_direct)
+          return launch_form<T, D, 1, 3, Fp8, false, true, true>(qkv, k_cache, v_cache, dp, out, decode_grid, stream);
+      if (a.decode_stages != 3) return launch<T, D, 1, 2, Fp8>(qkv, k_cache, v_cache, dp, out, decode_grid, stream);
     }
     launch<T, D, 1, DecodeStages, Fp8>(qkv, k_cache, v_cache, dp, out, decode_grid, stream);
   };

@@ -3,10 +3,12 @@
 # most its own limit and what is left; a step that would have under 20 s is skipped, saying so. Logs of every step in
 # $OUT/logs.tgz; a short summary of each comes last. Runs on the GPU machine after scripts/gpu/bundle.sh.
 #   STEPS="attn_timing figures" LIMIT=400 bash scripts/gpu/batch.sh
-# Steps (default: figures full_check; LIMIT=570 reaches both):
+# Steps (default: fp8kv_f16_rows attn_timing w1_direct3; LIMIT=570 reaches all three; then `figures full_check`):
 #   full_check         troupe_gpu_check --no-timing: the whole GPU check (~255 s on an H100)
 #   w1_fused           W1 in FP8 + FP8 KV: the defaults and TROUPE_FP8_FUSED=2, twice in turns; each with
 #                      TROUPE_FP8_WIDE_ROWS=1024; FUSED=2 with that and TROUPE_FP8_SINGLE_PASS=1; bf16; one FP8 request
+#   w1_direct3         W1 in FP8 + FP8 KV: the defaults and TROUPE_ATTN_DIRECT_STAGES=3 (Direct decode attention with three
+#                      stages, swizzled), twice in turns; one FP8 request with it
 #   w1_tma             W1 in FP8 + FP8 KV: defaults; TROUPE_FP8_WGMMA=1|2 with TROUPE_FP8_WGMMA_TMA=1 (the TMA form)
 #   int4_rows          troupe_gpu_check --int4 --no-models --no-timing (linear_int4's rows, the op table's among them)
 #   w1_prof            profile.sh's per-op tables of W1 in FP8 + FP8 KV and in bf16 (TROUPE_CUDA_PROFILE=1, eager)
@@ -14,10 +16,11 @@
 #   w1_prof_fused      the FP8 table with TROUPE_FP8_FUSED=2 (where the quantizers' time goes when the norms quantize)
 #   fp8_decode_timing  troupe_gpu_check --fp8-decode-timing (decode-256: cuBLASLt vs the wgmma GEMM and its TMA form, the GEMM alone on
 #                      codes made before beside the "epilogue" path; one row: qgemv, 1024-thread quantizer blocks, gemv_split)
-#   attn_timing        troupe_gpu_check --attention-timing (each attention form: bf16, FP8 tiles, F16, Direct, lean prefill)
+#   attn_timing        troupe_gpu_check --attention-timing (each attention form: bf16, FP8 tiles, F16, Direct with 2, 3 and 4
+#                      stages and longer partitions at 64 x 4,096, lean prefill)
 #   fp8_silu_rows      troupe_gpu_check --fp8-silu (linear_fp8_silu's op rows: bits against the two ops)
 #   fp8kv_rows         troupe_gpu_check --fp8-kv --no-models --no-timing (the FP8 cache's op rows)
-#   fp8kv_f16_rows     troupe_gpu_check --fp8-kv-f16 (the F16 attention form's rows, its Direct form's among them)
+#   fp8kv_f16_rows     troupe_gpu_check --fp8-kv-f16 (the F16 attention form's rows, its Direct form's with 2, 3, 4 stages)
 #   fp8kv_all_rows     troupe_gpu_check --fp8-kv --no-timing (the FP8 cache's op rows and its reference models)
 #   figures            the defaults: W1 in FP8 + FP8 KV and in bf16, one FP8 + FP8 KV request twice
 #   fp8_weights_rows   troupe_gpu_check --fp8-weights --no-timing
@@ -74,20 +77,28 @@ w1_tma() {  # W1 in FP8 + FP8 KV: the defaults; the wgmma GEMM's TMA form on the
   TROUPE_FP8_WGMMA=1 TROUPE_FP8_WGMMA_TMA=1 TROUPE_FP8_WGMMA_ROWS=256 bench w1_fp8_tma256 256 512 256 $FP8
   TROUPE_FP8_WGMMA=2 TROUPE_FP8_WGMMA_TMA=1 TROUPE_FP8_WGMMA_ROWS=256 bench w1_fp8_tma256_all 256 512 256 $FP8
 }
-export -f bench figures w1_fused w1_tma
-for s in ${STEPS:-figures full_check}; do
+w1_direct3() {  # W1 in FP8 + FP8 KV: the defaults and Direct decode attention with three stages, twice in turns; one request
+  for i in 1 2; do
+    bench w1_fp8_$i 256 512 256 $FP8
+    TROUPE_ATTN_DIRECT_STAGES=3 bench w1_fp8_direct3_$i 256 512 256 $FP8
+  done
+  TROUPE_ATTN_DIRECT_STAGES=3 bench b1_fp8_direct3 1 128 384 $FP8
+}
+export -f bench figures w1_fused w1_tma w1_direct3
+for s in ${STEPS:-fp8kv_f16_rows attn_timing w1_direct3}; do
   case $s in
     full_check) CHECK_ARGS=--no-timing step $s 330 bash scripts/gpu/check.sh ;;
-    attn_timing) CHECK_ARGS=--attention-timing step $s 120 bash scripts/gpu/check.sh ;;
+    attn_timing) CHECK_ARGS=--attention-timing step $s 150 bash scripts/gpu/check.sh ;;
     fp8_silu_rows) CHECK_ARGS=--fp8-silu step $s 60 bash scripts/gpu/check.sh ;;
     fp8kv_rows) CHECK_ARGS="--fp8-kv --no-models --no-timing" step $s 150 bash scripts/gpu/check.sh ;;
-    fp8kv_f16_rows) CHECK_ARGS=--fp8-kv-f16 step $s 120 bash scripts/gpu/check.sh ;;
+    fp8kv_f16_rows) CHECK_ARGS=--fp8-kv-f16 step $s 150 bash scripts/gpu/check.sh ;;
     fp8_weights_rows) CHECK_ARGS="--fp8-weights --no-timing" step $s 200 bash scripts/gpu/check.sh ;;
     fp8_decode_timing) CHECK_ARGS=--fp8-decode-timing step $s 100 bash scripts/gpu/check.sh ;;
     b1_prof_fp8) CHECK=0 MODES=b1-prof-fp8 OPS_LINES=80 step $s 90 bash bundle/profile.sh ;;
     figures) step $s 200 bash -c figures ;;
     w1_fused) step $s 270 bash -c w1_fused ;;
     w1_tma) step $s 130 bash -c w1_tma ;;
+    w1_direct3) step $s 260 bash -c w1_direct3 ;;
     int4_rows) CHECK_ARGS="--int4 --no-models --no-timing" step $s 60 bash scripts/gpu/check.sh ;;
     w1_prof) CHECK=0 MODES="b256-prof-fp8 b256-prof" OPS_LINES=70 step $s 150 bash bundle/profile.sh ;;
     w1_prof_rtn) CHECK=0 MODES="b256-prof-rtn" OPS_LINES=70 step $s 90 bash bundle/profile.sh ;;
@@ -104,7 +115,7 @@ for d in "$R"/*/; do
   case $n in
     attn_timing|fp8_decode_timing) grep -E "^time" "$d/gpu_check_progress.txt" | sed -E 's/ {2,}/ /g; s/ - - / /; s/T,K,N=//' | cut -c1-330 | tail -30 ;;
     fp8kv_rows|fp8kv_all_rows|fp8kv_f16_rows|fp8_weights_rows|fp8_silu_rows|int4_rows|full_check) grep -E "checks pass" "$d/gpu_check.txt"; grep -c pass "$d/gpu_check_progress.txt"; grep FAIL "$d/gpu_check_progress.txt" | sed -E 's/ {2,}/ /g' | head -12; tail -2 "$d/gpu_check_progress.txt" | cut -c1-200 ;;
-    figures|w1_fused|w1_tma) cat "$d/log" ;;
+    figures|w1_fused|w1_tma|w1_direct3) cat "$d/log" ;;
     w1_prof|w1_prof_rtn|w1_prof_fused) grep -vE "^ *$" "$d/log" | cut -c1-150 | head -160 ;;
     step_ncu_fp8) grep -vE "^ *$" "$d/log" | tail -45 | cut -c1-110 ;;
     b1_prof_*) head -60 "$d/log" ;;
