@@ -249,7 +249,7 @@ model::model(model_config config, ops& backend, model_weights weights, dtype act
   tokens_ = ops_.alloc(dtype::i32, {rows});
   // Steps of at least fp8_fused_rows_ rows have the norm or activation kernel before an FP8 layer quantize its input,
   // into these (bitwise what linear_fp8 would make; the GPU check compares them). By default the prompt steps only:
-  // more rows than the 1024-thread quantizer takes (fp8_switches::wide_rows), where a kernel less a layer pays. H100,
+  // more rows than a decode step of the default --max-num-seqs (at most 1,024), where a kernel less a layer pays. H100,
   // W1 in FP8 + FP8 KV, 2026-12-07 (twenty-fifth session): fusing in steps of two rows or more made the prompt steps
   // 186.5-188.1 ms against 189.1-190.7 and left the 256-row decode steps as they were (8.26-8.30 ms), where the
   // 1024-thread quantizer alone brings them to 8.02-8.09; one request lost with it (3.769 against 3.607 ms a step:
