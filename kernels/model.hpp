@@ -231,6 +231,7 @@ private:
   // (0 never; steps of fewer rows keep the silu kernel and each linear's quantizer).
   static constexpr int64_t kFp8FusedRows = 1025;
   int64_t fp8_fused_rows_ = kFp8FusedRows;
+  bool fp8_attention_trigger_ = false;  // TROUPE_FP8_ATTN_TRIGGER=1: an FP8 o_proj is attention's programmatic dependent
   // Sampling inputs: a device block and its host twin of sampling_bytes_ each, sized for max_num_seqs rows
   // and some list entries, grown (outside any graph) when a step needs more.
   device_buffer sampling_;

@@ -57,9 +57,9 @@ struct attention_shape {
   // Unused for a cache in the activation dtype.
   float k_scale = 1.0f;
   float v_scale = 1.0f;
-  // The op after paged_attention (a 4-bit o_proj on CUDA) is launched as a programmatic dependent, which may start
-  // while attention runs: the CUDA backend then lets it start early on decode steps of few sequences
-  // (attention_settings().trigger). Nothing else reads it.
+  // The op after paged_attention (a 4-bit o_proj on CUDA; an FP8 one's quantizer with TROUPE_FP8_ATTN_TRIGGER=1) is
+  // launched as a programmatic dependent, which may start while attention runs: the CUDA backend then lets it start
+  // early on decode steps of few sequences (attention_settings().trigger). Nothing else reads it.
   bool next_waits = false;
 };
 

@@ -9,6 +9,9 @@
 #                      TROUPE_FP8_WIDE_ROWS=1024; FUSED=2 with that and TROUPE_FP8_SINGLE_PASS=1; bf16; one FP8 request
 #   w1_direct3         W1 in FP8 + FP8 KV: the defaults and TROUPE_ATTN_DIRECT_STAGES=3 (Direct decode attention with three
 #                      stages, swizzled), twice in turns; one FP8 request with it
+#   b1_trigger         one FP8 + FP8 KV request: the defaults and TROUPE_FP8_ATTN_TRIGGER=1 (o_proj's quantizer and GEMV
+#                      launched while attention runs), twice in turns
+#   fp8_trigger_rows   troupe_gpu_check --fp8-weights --no-ops --no-timing with TROUPE_FP8_ATTN_TRIGGER=1 (the FP8 models)
 #   w1_tma             W1 in FP8 + FP8 KV: defaults; TROUPE_FP8_WGMMA=1|2 with TROUPE_FP8_WGMMA_TMA=1 (the TMA form)
 #   int4_rows          troupe_gpu_check --int4 --no-models --no-timing (linear_int4's rows, the op table's among them)
 #   w1_prof            profile.sh's per-op tables of W1 in FP8 + FP8 KV and in bf16 (TROUPE_CUDA_PROFILE=1, eager)
@@ -84,7 +87,13 @@ w1_direct3() {  # W1 in FP8 + FP8 KV: the defaults and Direct decode attention w
   done
   TROUPE_ATTN_DIRECT_STAGES=3 bench b1_fp8_direct3 1 128 384 $FP8
 }
-export -f bench figures w1_fused w1_tma w1_direct3
+b1_trigger() {  # one FP8 + FP8 KV request: the defaults and o_proj launched while attention runs, twice in turns
+  for i in 1 2; do
+    bench b1_fp8_$i 1 128 384 $FP8
+    TROUPE_FP8_ATTN_TRIGGER=1 bench b1_fp8_trigger_$i 1 128 384 $FP8
+  done
+}
+export -f bench figures w1_fused w1_tma w1_direct3 b1_trigger
 for s in ${STEPS:-fp8kv_f16_rows attn_timing w1_direct3}; do
   case $s in
     full_check) CHECK_ARGS=--no-timing step $s 330 bash scripts/gpu/check.sh ;;
@@ -99,6 +108,8 @@ for s in ${STEPS:-fp8kv_f16_rows attn_timing w1_direct3}; do
     w1_fused) step $s 270 bash -c w1_fused ;;
     w1_tma) step $s 130 bash -c w1_tma ;;
     w1_direct3) step $s 260 bash -c w1_direct3 ;;
+    b1_trigger) step $s 200 bash -c b1_trigger ;;
+    fp8_trigger_rows) TROUPE_FP8_ATTN_TRIGGER=1 CHECK_ARGS="--fp8-weights --no-ops --no-timing" step $s 150 bash scripts/gpu/check.sh ;;
     int4_rows) CHECK_ARGS="--int4 --no-models --no-timing" step $s 60 bash scripts/gpu/check.sh ;;
     w1_prof) CHECK=0 MODES="b256-prof-fp8 b256-prof" OPS_LINES=70 step $s 150 bash bundle/profile.sh ;;
     w1_prof_rtn) CHECK=0 MODES="b256-prof-rtn" OPS_LINES=70 step $s 90 bash bundle/profile.sh ;;
@@ -114,8 +125,8 @@ for d in "$R"/*/; do
   n=$(basename "$d"); echo "######## $n"
   case $n in
     attn_timing|fp8_decode_timing) grep -E "^time" "$d/gpu_check_progress.txt" | sed -E 's/ {2,}/ /g; s/ - - / /; s/T,K,N=//' | cut -c1-330 | tail -30 ;;
-    fp8kv_rows|fp8kv_all_rows|fp8kv_f16_rows|fp8_weights_rows|fp8_silu_rows|int4_rows|full_check) grep -E "checks pass" "$d/gpu_check.txt"; grep -c pass "$d/gpu_check_progress.txt"; grep FAIL "$d/gpu_check_progress.txt" | sed -E 's/ {2,}/ /g' | head -12; tail -2 "$d/gpu_check_progress.txt" | cut -c1-200 ;;
-    figures|w1_fused|w1_tma|w1_direct3) cat "$d/log" ;;
+    fp8kv_rows|fp8kv_all_rows|fp8kv_f16_rows|fp8_weights_rows|fp8_trigger_rows|fp8_silu_rows|int4_rows|full_check) grep -E "checks pass" "$d/gpu_check.txt"; grep -c pass "$d/gpu_check_progress.txt"; grep FAIL "$d/gpu_check_progress.txt" | sed -E 's/ {2,}/ /g' | head -12; tail -2 "$d/gpu_check_progress.txt" | cut -c1-200 ;;
+    figures|w1_fused|w1_tma|w1_direct3|b1_trigger) cat "$d/log" ;;
     w1_prof|w1_prof_rtn|w1_prof_fused) grep -vE "^ *$" "$d/log" | cut -c1-150 | head -160 ;;
     step_ncu_fp8) grep -vE "^ *$" "$d/log" | tail -45 | cut -c1-110 ;;
     b1_prof_*) head -60 "$d/log" ;;
