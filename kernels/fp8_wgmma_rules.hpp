@@ -26,10 +26,13 @@ constexpr int64_t fp8_wgmma_tile_rows(int64_t rows, const fp8_wgmma_switches& s)
   if (rows <= 64 || s.wgmma_rows == 64) return 64;
   return s.wgmma_rows == 256 && rows > 128 ? 256 : 128;
 }
+// The output tiles of a product of `rows` x `n_out` in tiles of `bn` rows.
+constexpr int64_t fp8_wgmma_tiles_of(int64_t rows, int64_t n_out, int64_t bn) {
+  return (n_out + kFp8WgmmaOutputs - 1) / kFp8WgmmaOutputs * ((rows + bn - 1) / bn);
+}
 // The output tiles of a product of `rows` x `n_out`.
 constexpr int64_t fp8_wgmma_tiles(int64_t rows, int64_t n_out, const fp8_wgmma_switches& s) {
-  const int64_t bn = fp8_wgmma_tile_rows(rows, s);
-  return (n_out + kFp8WgmmaOutputs - 1) / kFp8WgmmaOutputs * ((rows + bn - 1) / bn);
+  return fp8_wgmma_tiles_of(rows, n_out, fp8_wgmma_tile_rows(rows, s));
 }
 // Whether the launcher chooses the GEMM by itself (not forced) for a product its shape allows, on `sms` SMs.
 constexpr bool fp8_wgmma_chosen(int64_t rows, int64_t n_out, int sms, const fp8_wgmma_switches& s) {

@@ -257,7 +257,6 @@ model::model(model_config config, ops& backend, model_weights weights, dtype act
   const bool any_fp8 = std::any_of(weights_.layers.begin(), weights_.layers.end(), [](const layer_weights& w) {
     return !w.qkv8.empty() || !w.gate_up8.empty() || !w.down8.empty();
   });
-  fp8_fused_rows_ = kFp8FusedRows;
   if (const char* fused = std::getenv("TROUPE_FP8_FUSED"); fused && *fused) {
     const long n = std::strtol(fused, nullptr, 10);
     fp8_fused_rows_ = n > 0 ? n : 0;

@@ -137,4 +137,6 @@ TEST(Fp8WgmmaRules, TileRows) {
   EXPECT_EQ(fp8_wgmma_tile_rows(64, wide), 64);
   EXPECT_EQ(fp8_wgmma_tiles(256, 3584, wide), 28);
   EXPECT_EQ(fp8_wgmma_tiles(300, 3584, wide), 56);
+  EXPECT_EQ(fp8_wgmma_tiles_of(256, 3584, 256), fp8_wgmma_tiles(256, 3584, wide));
+  EXPECT_EQ(fp8_wgmma_tiles_of(256, 3584, 64), 4 * 28);
 }

@@ -134,8 +134,8 @@ void time_ops(cuda_ops& gpu, bool only_attention) {
                t, "decode S=" + std::to_string(seqs) + " ctx=" + std::to_string(ctx) + " 28/4x128", buf);
       }
   set_simt_attention(false);
-  // An FP8 cache's Direct decode form (the default) with two tiles in flight and four blocks an SM, three tiles and
-  // three blocks (attention_settings().direct_stages), four tiles and two blocks (the deep layout, decode_stages 3);
+  // An FP8 cache's Direct decode form (the default) with two stages and four blocks an SM, three stages and four blocks
+  // (attention_settings().direct_stages, swizzled), four stages and two blocks (the deep layout, decode_stages 3);
   // at 64 x 4,096 also with longer partitions of the context (256 blocks: 128 keys each by default, two tiles).
   for (const auto& [seqs, ctx] : {std::pair<int32_t, int32_t>{256, 640}, {64, 4096}})
     for (const int form : {0, 1, 2})

@@ -344,8 +344,7 @@ template <class T, int BN, bool Fast, bool Tma = false>
 void launch_wgmma(cuda_context& ctx, const uint8_t* codes, const float* x_scales, int rows, int k,
                   const fp8_device_weight& w, const T* bias, T* out) {
   const int n_out = static_cast<int>(w.weight.dim(0)), total = k / kF8StageK;
-  const int64_t tiles = (n_out + kF8Outputs - 1) / kF8Outputs * ((rows + BN - 1) / BN);
-  const auto [splits, per_split] = plan_fp8_split(ctx, tiles, total, rows, n_out);
+  const auto [splits, per_split] = plan_fp8_split(ctx, fp8_wgmma_tiles_of(rows, n_out, BN), total, rows, n_out);
   const int smem = kF8StagesOf<BN> * kF8StageBytes<BN> + 1024;
   const dim3 grid(static_cast<unsigned>((rows + BN - 1) / BN), static_cast<unsigned>((n_out + kF8Outputs - 1) / kF8Outputs),
                   static_cast<unsigned>(splits));

@@ -72,7 +72,7 @@ template <> __device__ __forceinline__ uint32_t pack2<__half>(float lo, float hi
 }
 
 template <int D> constexpr int row_ld = D + 8;  // 16 bytes of padding: ldmatrix rows land in distinct banks
-// Direct's staged rows of FP8 codes: padded by 16 bytes, so the 8 rows of an ldmatrix lie in distinct banks; with three
+// Direct's staged rows of FP8 codes: padded by 16 bytes, so the 8 rows of an ldmatrix lie in distinct banks; with
 // three stages at head_dim 128 (attention_switches::direct_stages) unpadded and swizzled instead (a row's 16-byte chunk
 // j of 8 stored at j ^ (row % 8): the same distinct banks), so that three stages still leave four blocks an SM (52 KiB,
 // where padded rows would take 59). The deep layout's four stages and the other head dims keep the padding.
