@@ -15,7 +15,7 @@ constexpr int kFp8MaxSplits = 8;
 
 // The switches the choice reads (fp8_switches of the same names).
 struct fp8_wgmma_switches {
-  int wgmma = 0;               // 0 never, 1 products of fewer tiles than SMs, 2 every product
+  int wgmma = 0;  // 0 never, 1 products of fewer tiles than SMs, 2 every product, 3 the deep ones of mode 1's
   int wgmma_rows = 128;        // 64: 64-row tiles at any row count; 256: 256 above 128 rows; else 128 above 64 rows
   int64_t wgmma_max_rows = 1024;  // 0: any
 };
@@ -34,10 +34,17 @@ constexpr int64_t fp8_wgmma_tiles_of(int64_t rows, int64_t n_out, int64_t bn) {
 constexpr int64_t fp8_wgmma_tiles(int64_t rows, int64_t n_out, const fp8_wgmma_switches& s) {
   return fp8_wgmma_tiles_of(rows, n_out, fp8_wgmma_tile_rows(rows, s));
 }
-// Whether the launcher chooses the GEMM by itself (not forced) for a product its shape allows, on `sms` SMs.
-constexpr bool fp8_wgmma_chosen(int64_t rows, int64_t n_out, int sms, const fp8_wgmma_switches& s) {
+// A product is deep where its K is at least this many times its outputs (down_proj: 18,944 over 3,584): few tiles, each
+// with a long K to split, where cuBLASLt's few-tile GEMM lost most to the wgmma GEMM's TMA form (H100, 2026-12-07).
+constexpr int64_t kFp8DeepRatio = 2;
+
+// Whether the launcher chooses the GEMM by itself (not forced) for a product of `rows` x `n_out` over `k` that its
+// shape allows, on `sms` SMs.
+constexpr bool fp8_wgmma_chosen(int64_t rows, int64_t n_out, int64_t k, int sms, const fp8_wgmma_switches& s) {
   if (s.wgmma <= 0 || rows <= kFp8WgmmaAutoRows || (s.wgmma_max_rows > 0 && rows > s.wgmma_max_rows)) return false;
-  return s.wgmma >= 2 || fp8_wgmma_tiles(rows, n_out, s) < sms;
+  if (s.wgmma == 2) return true;
+  const bool few = fp8_wgmma_tiles(rows, n_out, s) < sms;
+  return s.wgmma == 3 ? few && k >= kFp8DeepRatio * n_out : few;
 }
 
 struct fp8_split_plan {

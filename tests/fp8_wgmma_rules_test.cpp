@@ -98,28 +98,45 @@ TEST(Fp8SplitRules, ThePartialsOfEverySplitFitTheScratchMadeReady) {
 
 TEST(Fp8WgmmaRules, TheRowsItTakesByItself) {
   const fp8_wgmma_switches every{2, 128, 1024};
-  EXPECT_FALSE(fp8_wgmma_chosen(8, 3584, 132, every));  // the mma kernel's
-  EXPECT_TRUE(fp8_wgmma_chosen(9, 3584, 132, every));
-  EXPECT_TRUE(fp8_wgmma_chosen(1024, 37888, 132, every));
-  EXPECT_FALSE(fp8_wgmma_chosen(1025, 37888, 132, every));  // prefill: cuBLASLt
-  EXPECT_TRUE(fp8_wgmma_chosen(16384, 37888, 132, fp8_wgmma_switches{2, 128, 0}));  // 0: any
-  EXPECT_FALSE(fp8_wgmma_chosen(256, 3584, 132, fp8_wgmma_switches{0, 128, 1024}));  // off, the default
-  EXPECT_FALSE(fp8_wgmma_chosen(256, 3584, 132, fp8_wgmma_switches{}));
+  EXPECT_FALSE(fp8_wgmma_chosen(8, 3584, 3584, 132, every));  // the mma kernel's
+  EXPECT_TRUE(fp8_wgmma_chosen(9, 3584, 3584, 132, every));
+  EXPECT_TRUE(fp8_wgmma_chosen(1024, 37888, 3584, 132, every));
+  EXPECT_FALSE(fp8_wgmma_chosen(1025, 37888, 3584, 132, every));  // prefill: cuBLASLt
+  EXPECT_TRUE(fp8_wgmma_chosen(16384, 37888, 3584, 132, fp8_wgmma_switches{2, 128, 0}));  // 0: any
+  EXPECT_FALSE(fp8_wgmma_chosen(256, 3584, 3584, 132, fp8_wgmma_switches{0, 128, 1024}));  // off, the default
+  EXPECT_FALSE(fp8_wgmma_chosen(256, 3584, 3584, 132, fp8_wgmma_switches{}));
 }
 
 TEST(Fp8WgmmaRules, ModeOneTakesOnlyProductsOfFewerTilesThanSms) {
   const fp8_wgmma_switches few{1, 128, 1024};
   // Qwen2.5-7B at 256 rows, 128-row tiles: q/k/v 36 x 2, o_proj and down_proj 28 x 2, gate_up 296 x 2.
   EXPECT_EQ(fp8_wgmma_tiles(256, 4608, few), 72);
-  EXPECT_TRUE(fp8_wgmma_chosen(256, 4608, 132, few));
-  EXPECT_TRUE(fp8_wgmma_chosen(256, 3584, 132, few));
-  EXPECT_FALSE(fp8_wgmma_chosen(256, 37888, 132, few));
+  EXPECT_TRUE(fp8_wgmma_chosen(256, 4608, 3584, 132, few));
+  EXPECT_TRUE(fp8_wgmma_chosen(256, 3584, 3584, 132, few));
+  EXPECT_FALSE(fp8_wgmma_chosen(256, 37888, 3584, 132, few));
   // The edge: 66 output tiles x 2 row tiles = 132 tiles is a full wave on 132 SMs, 65 x 2 is not.
-  EXPECT_FALSE(fp8_wgmma_chosen(256, 66 * 128, 132, few));
-  EXPECT_TRUE(fp8_wgmma_chosen(256, 65 * 128, 132, few));
+  EXPECT_FALSE(fp8_wgmma_chosen(256, 66 * 128, 3584, 132, few));
+  EXPECT_TRUE(fp8_wgmma_chosen(256, 65 * 128, 3584, 132, few));
   // 64-row tiles make twice the tiles.
   EXPECT_EQ(fp8_wgmma_tiles(256, 4608, fp8_wgmma_switches{1, 64, 1024}), 144);
-  EXPECT_FALSE(fp8_wgmma_chosen(256, 4608, 132, fp8_wgmma_switches{1, 64, 1024}));
+  EXPECT_FALSE(fp8_wgmma_chosen(256, 4608, 3584, 132, fp8_wgmma_switches{1, 64, 1024}));
+}
+
+TEST(Fp8WgmmaRules, ModeThreeTakesOnlyTheDeepFewTileProducts) {
+  const fp8_wgmma_switches deep{3, 128, 1024};
+  // Qwen2.5-7B at 256 rows: down_proj (3,584 outputs over 18,944) is deep; q/k/v and o_proj (over 3,584) are not;
+  // gate_up (37,888 outputs) has too many tiles.
+  EXPECT_TRUE(fp8_wgmma_chosen(256, 3584, 18944, 132, deep));
+  EXPECT_FALSE(fp8_wgmma_chosen(256, 4608, 3584, 132, deep));
+  EXPECT_FALSE(fp8_wgmma_chosen(256, 3584, 3584, 132, deep));
+  EXPECT_FALSE(fp8_wgmma_chosen(256, 37888, 3584, 132, deep));
+  // The edge of deep: K exactly twice the outputs is, one short of it is not.
+  EXPECT_TRUE(fp8_wgmma_chosen(256, 3584, 2 * 3584, 132, deep));
+  EXPECT_FALSE(fp8_wgmma_chosen(256, 3584, 2 * 3584 - 128, 132, deep));
+  // The rows it takes are mode 1's: not 8 or fewer, not past wgmma_max_rows, not a full wave of tiles.
+  EXPECT_FALSE(fp8_wgmma_chosen(8, 3584, 18944, 132, deep));
+  EXPECT_FALSE(fp8_wgmma_chosen(1025, 3584, 18944, 132, deep));
+  EXPECT_FALSE(fp8_wgmma_chosen(256, 66 * 128, 18944 * 4, 132, deep));
 }
 
 TEST(Fp8WgmmaRules, TileRows) {

@@ -136,9 +136,9 @@ const char* launch_linear_fp8(cuda_context& ctx, const tensor& x, const fp8_devi
 // multiple of 128, 16-byte aligned weight rows (the caller checks). K splits over f32 partials in ctx.fp8_products.
 void launch_linear_fp8_wgmma(cuda_context& ctx, const uint8_t* codes, const float* x_scales, int64_t rows, int64_t k,
                              const fp8_device_weight& w, const tensor& bias, const tensor& out);
-// Whether the launcher takes that GEMM by itself for a product of `rows` x `n_out` (fp8_switches::wgmma and its rows,
+// Whether the launcher takes that GEMM by itself for a product of `rows` x `n_out` over `k` (fp8_switches::wgmma and its rows,
 // on ctx's SMs: fp8_wgmma_chosen, kernels/fp8_wgmma_rules.hpp).
-bool linear_fp8_wgmma_chosen(const cuda_context& ctx, int64_t rows, int64_t n_out);
+bool linear_fp8_wgmma_chosen(const cuda_context& ctx, int64_t rows, int64_t n_out, int64_t k);
 // Grows ctx.fp8_products, outside a CUDA graph's capture, to what any split of launch_linear_fp8_wgmma may need, so that
 // a decode graph captured before any eager step of its size still splits K.
 void prepare_linear_fp8_wgmma(cuda_context& ctx);
@@ -183,7 +183,10 @@ struct fp8_switches {
   // Steps of more than kMmaChosenRows (8) rows, up to wgmma_max_rows, on fp8_wgmma_kernel (linear_fp8_wgmma.cu; the
   // path "wgmma") where K is a multiple of 128, instead of cuBLASLt: 0 (the default) never; 1 the products whose tiles
   // are fewer than the SMs (fp8_wgmma_chosen, kernels/fp8_wgmma_rules.hpp: at 256 rows q/k/v, o_proj and down_proj, where cuBLASLt made few
-  // tiles, 257-441 TFLOP/s on an H100; not gate_up, 883 there); 2 every product (TROUPE_FP8_WGMMA=0|1|2). Written in
+  // tiles, 257-441 TFLOP/s on an H100; not gate_up, 883 there); 2 every product; 3 mode 1's deep products only (K at least
+  // twice the outputs: down_proj, where the TMA form beat cuBLASLt, 0.058 against 0.062 ms at 256 rows on an H100, and
+  // lost the rest; TROUPE_FP8_WGMMA=3 with TROUPE_FP8_WGMMA_TMA=1, written in the twenty-sixth session, untimed in W1)
+  // (TROUPE_FP8_WGMMA=0|1|2|3). Written in
   // the nineteenth session of 2026-12-06 for the decode steps of many sequences. Its first form (every product, the
   // row tiles slowest over the grid: gate_up's weights read twice at 256 rows) lost on the H200: W1 15,367 → 13,705
   // output tok/s. Off until timed again.

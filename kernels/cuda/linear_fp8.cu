@@ -736,7 +736,7 @@ const char* run_fp8_product(cuda_context& ctx, const uint8_t* codes, const float
   static_assert(kMmaChosenRows == kFp8WgmmaAutoRows, "the wgmma GEMM takes over above the mma kernel's rows");
   const bool wgmma_shape = k % 128 == 0 && rows16;
   if (fp8_settings().wgmma > 0) prepare_linear_fp8_wgmma(ctx);
-  if (wgmma_shape && (forced == "wgmma" || (forced.empty() && linear_fp8_wgmma_chosen(ctx, rows, n)))) {
+  if (wgmma_shape && (forced == "wgmma" || (forced.empty() && linear_fp8_wgmma_chosen(ctx, rows, n, k)))) {
     launch_linear_fp8_wgmma(ctx, codes, x_scales, rows, k, w, bias, out);
     return "wgmma";
   }

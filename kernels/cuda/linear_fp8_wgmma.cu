@@ -371,8 +371,8 @@ void launch_wgmma(cuda_context& ctx, const uint8_t* codes, const float* x_scales
 
 } // namespace
 
-bool linear_fp8_wgmma_chosen(const cuda_context& ctx, int64_t rows, int64_t n_out) {
-  return fp8_wgmma_chosen(rows, n_out, ctx.sm_count, wgmma_switches());
+bool linear_fp8_wgmma_chosen(const cuda_context& ctx, int64_t rows, int64_t n_out, int64_t k) {
+  return fp8_wgmma_chosen(rows, n_out, k, ctx.sm_count, wgmma_switches());
 }
 
 void prepare_linear_fp8_wgmma(cuda_context& ctx) {

@@ -12,7 +12,8 @@
 #   b1_trigger         one FP8 + FP8 KV request: the defaults and TROUPE_FP8_ATTN_TRIGGER=1 (o_proj's quantizer and GEMV
 #                      launched while attention runs), twice in turns
 #   fp8_trigger_rows   troupe_gpu_check --fp8-weights --no-ops --no-timing with TROUPE_FP8_ATTN_TRIGGER=1 (the FP8 models)
-#   w1_tma             W1 in FP8 + FP8 KV: defaults; TROUPE_FP8_WGMMA=1|2 with TROUPE_FP8_WGMMA_TMA=1 (the TMA form)
+#   w1_tma             W1 in FP8 + FP8 KV: defaults; TROUPE_FP8_WGMMA=3 (down_proj only, 128/256-row tiles) and 1 with
+#                      TROUPE_FP8_WGMMA_TMA=1 (the TMA form)
 #   int4_rows          troupe_gpu_check --int4 --no-models --no-timing (linear_int4's rows, the op table's among them)
 #   w1_prof            profile.sh's per-op tables of W1 in FP8 + FP8 KV and in bf16 (TROUPE_CUDA_PROFILE=1, eager)
 #   w1_prof_rtn        the same in 4-bit rtn (issue 12's W1: 0.84x bf16 against 1.1x)
@@ -73,12 +74,12 @@ w1_fused() {  # W1 in FP8 + FP8 KV: the defaults and TROUPE_FP8_FUSED=2 (the nor
   bench w1_bf16 256 512 256
   bench b1_fp8 1 128 384 $FP8
 }
-w1_tma() {  # W1 in FP8 + FP8 KV: the defaults; the wgmma GEMM's TMA form on the few-tile products (128- and 256-row
-  # tiles) and on every product of 9-1,024 rows
+w1_tma() {  # W1 in FP8 + FP8 KV: the defaults; the wgmma GEMM's TMA form on down_proj alone (the deep few-tile product,
+  # TROUPE_FP8_WGMMA=3) with 128- and 256-row tiles, and on the few-tile products (q/k/v, o_proj, down) with 256
   bench w1_fp8 256 512 256 $FP8
-  TROUPE_FP8_WGMMA=1 TROUPE_FP8_WGMMA_TMA=1 bench w1_fp8_tma128 256 512 256 $FP8
+  TROUPE_FP8_WGMMA=3 TROUPE_FP8_WGMMA_TMA=1 bench w1_fp8_tma_deep128 256 512 256 $FP8
+  TROUPE_FP8_WGMMA=3 TROUPE_FP8_WGMMA_TMA=1 TROUPE_FP8_WGMMA_ROWS=256 bench w1_fp8_tma_deep256 256 512 256 $FP8
   TROUPE_FP8_WGMMA=1 TROUPE_FP8_WGMMA_TMA=1 TROUPE_FP8_WGMMA_ROWS=256 bench w1_fp8_tma256 256 512 256 $FP8
-  TROUPE_FP8_WGMMA=2 TROUPE_FP8_WGMMA_TMA=1 TROUPE_FP8_WGMMA_ROWS=256 bench w1_fp8_tma256_all 256 512 256 $FP8
 }
 w1_direct3() {  # W1 in FP8 + FP8 KV: the defaults and Direct decode attention with three stages, twice in turns; one request
   for i in 1 2; do
