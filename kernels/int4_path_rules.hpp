@@ -15,6 +15,7 @@ enum class int4_path {
   decode,      // the decode kernels that stream each weight once (ring, wide, cp.async: launch_mma)
   cuda_cores,  // the f32 CUDA-core kernel (checks against references)
   dequantize,  // the weight dequantized into scratch, then cuBLASLt's GEMM
+  fp8,         // the weight requantized to FP8 per output channel into scratch, then linear_fp8 (W4A8: x quantized too)
 };
 
 constexpr int64_t kInt4CudaCoreRows = 4;    // f32 rows the CUDA-core kernel takes
@@ -35,9 +36,11 @@ struct int4_path_switches {
   int wgmma = 1;  // 0 never, 1 by rows, 2 every product it can take
   int64_t wgmma_max_rows = 1024, wgmma_no_split_rows = 0;
   int gemm = -1;  // 0 never, -1 by rows, 1 up to kInt4GemmRows
+  int64_t fp8_rows = 0;  // products of this many rows or more on the FP8 form (0: never)
 };
 
-// The first kernel that takes the product, in this order: the wgmma GEMM (bf16 / f16, K a multiple of 64, groups a
+// The first kernel that takes the product, in this order: the FP8 form (bf16 / f16, K a multiple of 16, the product
+// aligned; fp8_rows rows or more, where fp8_rows is set), the wgmma GEMM (bf16 / f16, K a multiple of 64, groups a
 // power of two; above kInt4WgmmaAutoRows rows up to wgmma_max_rows, 0 any, and above wgmma_no_split_rows, where set,
 // only where `wgmma_splits()` says it would not split K), the shared-memory GEMM (K a multiple of 128; 17 to
 // kInt4GemmAutoRows rows), the decode kernels (up to kInt4DecodeRows), the CUDA-core kernel (f32, up to
@@ -47,6 +50,7 @@ template <class Splits>
 int4_path choose_int4_path(const int4_product& p, const int4_path_switches& s, Splits&& wgmma_splits) {
   const bool fits = p.aligned && p.k % 32 == 0 && p.group % 32 == 0;
   const bool tensor_cores = fits && !p.f32;
+  if (s.fp8_rows > 0 && p.rows >= s.fp8_rows && !p.f32 && p.aligned && p.k % 16 == 0) return int4_path::fp8;
   if (tensor_cores && p.k % 64 == 0 && std::has_single_bit(static_cast<uint64_t>(p.group))) {
     if (s.wgmma == 2) return int4_path::wgmma;
     if (s.wgmma == 1 && p.rows > kInt4WgmmaAutoRows && (s.wgmma_max_rows == 0 || p.rows <= s.wgmma_max_rows) &&

@@ -18,6 +18,7 @@ std::string name(int4_path p) {
   case int4_path::decode: return "decode";
   case int4_path::cuda_cores: return "cuda_cores";
   case int4_path::dequantize: return "dequantize";
+  case int4_path::fp8: return "fp8";
   }
   return "?";
 }
@@ -97,3 +98,17 @@ TEST(Int4PathRules, no_split_rows_sends_only_products_that_would_split_above_the
 }
 
 } // namespace
+
+TEST(Int4PathRules, the_fp8_form_takes_every_product_from_its_rows_on_and_none_by_default) {
+  for (const int64_t rows : {1, 256, 1024, 1025, 16384}) EXPECT_NE(path(rows), "fp8") << rows;
+  const int4_path_switches from_129{.fp8_rows = 129};
+  EXPECT_EQ(path(128, from_129), "wgmma");  // one short of the edge: what takes it without the switch
+  EXPECT_EQ(path(129, from_129), "fp8");
+  EXPECT_EQ(path(16384, from_129), "fp8");
+  EXPECT_EQ(path(1, int4_path_switches{.fp8_rows = 1}), "fp8");
+  // K a multiple of 16 (cuBLASLt's FP8 GEMM), groups of any size; not f32, not unaligned.
+  EXPECT_EQ(path(256, from_129, 16 * 97, 16 * 97), "fp8");
+  EXPECT_EQ(path(256, from_129, 3576, 8), "dequantize");
+  EXPECT_EQ(path(256, from_129, 3584, 128, /*f32=*/true), "dequantize");
+  EXPECT_EQ(path(256, from_129, 3584, 128, false, /*aligned=*/false), "dequantize");
+}

@@ -130,6 +130,31 @@ int4_twin random_int4(checker& c, dtype t, int64_t n, int64_t k, int32_t group) 
   return w;
 }
 
+// The CPU twin of linear_int4's FP8 form (int4_settings().fp8_rows): w dequantized on the host as the CPU backend
+// dequantizes it ((q − zero) · scale in f32, its words in troupe's nibble order), then quantize_fp8 per output channel
+// — the codes and scales int4_to_fp8_kernel makes on the device.
+struct fp8_form_twin {
+  twin weight, scale;
+  fp8_device_weight cpu() const { return {weight.cpu, scale.cpu, tensor{}}; }
+};
+fp8_form_twin fp8_form_of(checker& c, const int4_twin& w, int64_t n, int64_t k) {
+  std::vector<uint32_t> words(static_cast<size_t>(n * k / 8));
+  c.cpu.download_raw(words.data(), w.qweight.cpu);
+  const std::vector<float> scales = c.read_cpu(w.scales), zeros = c.read_cpu(w.zeros);
+  std::vector<float> values(static_cast<size_t>(n * k));
+  const int64_t groups = k / w.group;
+  for (int64_t o = 0; o < n; ++o)
+    for (int64_t i = 0; i < k; ++i) {
+      const uint32_t q = (words[static_cast<size_t>((o * k + i) / 8)] >> (4 * (i % 8))) & 15u;
+      const size_t g = static_cast<size_t>(o * groups + i / w.group);
+      values[static_cast<size_t>(o * k + i)] = (static_cast<float>(q) - zeros[g]) * scales[g];
+    }
+  const fp8_weight f = quantize_fp8(values, n, k, true);
+  twin weight{c.cpu.alloc(dtype::f8_e4m3, {n, k}), c.gpu.alloc(dtype::f8_e4m3, {n, k}), dtype::f8_e4m3, {n, k}};
+  c.cpu.upload_raw(weight.cpu, f.codes.data());
+  return {std::move(weight), c.make(dtype::f32, {n}, f.scales)};
+}
+
 // 4-bit weights (issue 12) at the edges of every CUDA path: 1 to 65 rows around the tensor-core kernel's tiles of
 // 8 rows, output features that are not a multiple of its 16, K not a multiple of its 128 (a lane with no
 // weights), groups of 32, 64 and 128; f32 runs the CUDA-core kernel (≤ 4 rows) or dequantize-then-GEMM.
@@ -204,6 +229,19 @@ void check_linear_int4(checker& c, dtype t) {
       else
         report("linear_int4", t, what + " bits", static_cast<double>(differing_elements(b, register_kernel, size_in_bytes(t))),
                0.0, "elements differing from the register kernel's");
+    }
+    // "fp8 form" (int4_settings().fp8_rows, here from one row): the weight requantized to FP8 on the device, then
+    // linear_fp8 — against the CPU's linear_fp8 on fp8_form_of's codes and scales (both quantize x the same way).
+    if (t != dtype::f32 && s.k % 16 == 0) {
+      const fp8_form_twin form = fp8_form_of(c, w, s.n, s.k);
+      auto expected = c.random(t, {s.rows, s.n});
+      c.cpu.linear_fp8(x.cpu, form.cpu(), s.bias ? bias.cpu.get() : tensor{}, expected.cpu);
+      const scoped_value<int64_t> from_one(cuda::int4_settings().fp8_rows, 1);
+      c.poison(expected);
+      c.gpu.linear_int4(x.gpu, w.gpu(), s.bias ? bias.gpu.get() : tensor{}, expected.gpu);
+      std::string what = "T,K,N=" + dims({s.rows, s.k, s.n}) + " G" + std::to_string(s.group);
+      if (s.bias) what += " +bias";
+      report("linear_int4", t, what + " fp8 form", c.error(expected), tolerance_for(t));
     }
   }
 }

@@ -36,6 +36,7 @@
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/cp_async.cuh"
 #include "kernels/cuda/cuda_context.hpp"
+#include "kernels/cuda/fp8_kv.cuh"
 #include "kernels/cuda/int4_dequant.cuh"
 #include "kernels/cuda/launchers.hpp"
 #include "kernels/cuda/mma.cuh"
@@ -641,6 +642,46 @@ __global__ void int4_dequantize_kernel(const uint32_t* __restrict__ q, const T* 
   store_vec(dense + n * k + c, out);
 }
 
+// The FP8 form (int4_path::fp8): row blockIdx.x of the weight requantized to e4m3 per output channel, as
+// quantize_fp8 (runtime/model/fp8_formats.hpp, per channel) makes of the row dequantized as int4_dequantize_kernel
+// dequantizes it: w[k] = (q − z) · s in f32, scale = max(max|w| / 448, 1 / (448 · 512)) (fp8_activation_scale's IEEE
+// quotient), codes[k] = e4m3(w[k] / scale) (fp8_activation_code: nearest even, saturating). Two passes over the row's
+// words (the second from L1 / L2: a row is K / 2 bytes); a thread makes 8 codes a word, one 8-byte store.
+template <class T>
+__device__ __forceinline__ void int4_dequantize_word(uint32_t word, float s, float z, float (&w)[8]) {
+#pragma unroll
+  for (int j = 0; j < 8; ++j) w[j] = (static_cast<float>((word >> (4 * int4_pair_nibble(j))) & 15u) - z) * s;
+}
+template <class T>
+__global__ void int4_to_fp8_kernel(const uint32_t* __restrict__ q, const T* __restrict__ scales,
+                                   const T* __restrict__ zeros, uint8_t* __restrict__ codes, float* __restrict__ row_scales,
+                                   int k, int group) {
+  const int64_t n = blockIdx.x, words = k / 8, groups = k / group;
+  const uint32_t* qr = q + n * words;
+  const T* sr = scales + n * groups;
+  const T* zr = zeros + n * groups;
+  float amax = 0.0f;
+  for (int64_t i = threadIdx.x; i < words; i += blockDim.x) {
+    const int64_t at = i * 8 / group;
+    float w[8];
+    int4_dequantize_word<T>(__ldg(qr + i), to_float(sr[at]), to_float(zr[at]), w);
+#pragma unroll
+    for (int j = 0; j < 8; ++j) amax = fmaxf(amax, fabsf(w[j]));
+  }
+  const float scale = fp8_activation_scale(block_max(amax));
+  if (threadIdx.x == 0) row_scales[n] = scale;
+  uint8_t* out = codes + n * k;
+  for (int64_t i = threadIdx.x; i < words; i += blockDim.x) {
+    const int64_t at = i * 8 / group;
+    float w[8];
+    int4_dequantize_word<T>(__ldg(qr + i), to_float(sr[at]), to_float(zr[at]), w);
+    vec<uint8_t, 8> c;
+#pragma unroll
+    for (int j = 0; j < 8; ++j) c.v[j] = fp8_activation_code(w[j], scale);
+    store_vec(out + i * 8, c);
+  }
+}
+
 template <class T, int R>
 void launch_gemv(const tensor& x, const int4_device_weight& w, const tensor& bias, const tensor& out, int rows, cudaStream_t stream) {
   const int n_out = static_cast<int>(w.qweight.dim(0)), k = static_cast<int>(x.dim(1));
@@ -857,6 +898,10 @@ int4_switches& int4_settings() {
                          [] {
                            const char* v = std::getenv("TROUPE_INT4_WGMMA_NO_SPLIT_ROWS");
                            return v && *v ? std::max(0, std::atoi(v)) : 0;
+                         }(),
+                         [] {
+                           const char* v = std::getenv("TROUPE_INT4_FP8_ROWS");
+                           return v && *v ? std::max<int64_t>(0, std::atoll(v)) : int64_t{0};
                          }()};
   return s;
 }
@@ -925,7 +970,8 @@ void launch_linear_int4(cuda_context& ctx, const tensor& x, const int4_device_we
   const int4_switches& settings = int4_settings();
   const int4_product product{rows, k, g, x.type == dtype::f32,
                              reinterpret_cast<uintptr_t>(w.qweight.data) % 16 == 0 && reinterpret_cast<uintptr_t>(x.data) % 16 == 0};
-  const int4_path_switches switches{settings.wgmma, settings.wgmma_max_rows, settings.wgmma_no_split_rows, settings.gemm};
+  const int4_path_switches switches{settings.wgmma, settings.wgmma_max_rows, settings.wgmma_no_split_rows, settings.gemm,
+                                    settings.fp8_rows};
   const int r = static_cast<int>(rows);
   switch (choose_int4_path(product, switches, [&] { return linear_int4_wgmma_splits(ctx, rows, n, k); })) {
   case int4_path::wgmma:
@@ -961,6 +1007,24 @@ void launch_linear_int4(cuda_context& ctx, const tensor& x, const int4_device_we
     else launch_gemv<float, 4>(x, w, bias, out, r, ctx.stream);
     check_launch("linear_int4");
     return;
+  case int4_path::fp8: {
+    // The weight's FP8 form in the scratch (codes [n, k], then n f32 scales), then W8A8 FP8 on it: x quantized per
+    // token, cuBLASLt's FP8 GEMM (linear_fp8.cu).
+    const size_t code_bytes = static_cast<size_t>(n * k), bytes = code_bytes + static_cast<size_t>(n) * sizeof(float);
+    grow_scratch(ctx, ctx.int4_scratch, ctx.int4_scratch_bytes, bytes, "linear_int4 fp8");
+    auto* codes = static_cast<uint8_t*>(ctx.int4_scratch);
+    auto* row_scales = reinterpret_cast<float*>(codes + code_bytes);  // 4-byte aligned: k is a multiple of 16
+    dispatch_float(x.type, "linear_int4 fp8", [&](auto tag) {
+      using T = typename decltype(tag)::type;
+      int4_to_fp8_kernel<T><<<static_cast<unsigned>(n), 256, 0, ctx.stream>>>(
+          static_cast<const uint32_t*>(w.qweight.data), w.scales.as<T>(), w.zeros.as<T>(), codes, row_scales,
+          static_cast<int>(k), static_cast<int>(g));
+    });
+    check_launch("linear_int4 fp8");
+    const fp8_device_weight form{tensor(codes, dtype::f8_e4m3, {n, k}), tensor(row_scales, dtype::f32, {n}), tensor{}};
+    launch_linear_fp8(ctx, x, form, bias, out);
+    return;
+  }
   case int4_path::dequantize:
     break;
   }

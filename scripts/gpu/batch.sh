@@ -8,7 +8,9 @@
 #   w1_fused           W1 in FP8 + FP8 KV: the defaults and TROUPE_FP8_FUSED=2, twice in turns; each with
 #                      TROUPE_FP8_WIDE_ROWS=1024; FUSED=2 with that and TROUPE_FP8_SINGLE_PASS=1; bf16; one FP8 request
 #   w1_direct3         W1 in FP8 + FP8 KV: the defaults and TROUPE_ATTN_DIRECT_STAGES=3 (Direct decode attention with three
-#                      stages, swizzled), twice in turns; one FP8 request with it
+#                      stages, swizzled), twice in turns (PAIRS=N: N times); one FP8 request with it
+#   w1_int4_fp8        W1 in rtn: defaults; TROUPE_INT4_FP8_ROWS=1025 and 129 (the weight's FP8 form, W4A8), 129 with
+#                      FP8 KV; bf16
 #   b1_trigger         one FP8 + FP8 KV request: the defaults and TROUPE_FP8_ATTN_TRIGGER=1 (o_proj's quantizer and GEMV
 #                      launched while attention runs), twice in turns
 #   fp8_trigger_rows   troupe_gpu_check --fp8-weights --no-ops --no-timing with TROUPE_FP8_ATTN_TRIGGER=1 (the FP8 models)
@@ -82,11 +84,19 @@ w1_tma() {  # W1 in FP8 + FP8 KV: the defaults; the wgmma GEMM's TMA form on dow
   TROUPE_FP8_WGMMA=1 TROUPE_FP8_WGMMA_TMA=1 TROUPE_FP8_WGMMA_ROWS=256 bench w1_fp8_tma256 256 512 256 $FP8
 }
 w1_direct3() {  # W1 in FP8 + FP8 KV: the defaults and Direct decode attention with three stages, twice in turns; one request
-  for i in 1 2; do
+  for i in $(seq "${PAIRS:-2}"); do
     bench w1_fp8_$i 256 512 256 $FP8
     TROUPE_ATTN_DIRECT_STAGES=3 bench w1_fp8_direct3_$i 256 512 256 $FP8
   done
   TROUPE_ATTN_DIRECT_STAGES=3 bench b1_fp8_direct3 1 128 384 $FP8
+}
+w1_int4_fp8() {  # W1 in 4-bit rtn: the defaults; the FP8 form (TROUPE_INT4_FP8_ROWS) for prompt steps only (1,025 rows and
+  # more) and for decode steps of many sequences too (129); the latter with FP8 KV; bf16
+  bench w1_rtn 256 512 256 --quantization rtn
+  TROUPE_INT4_FP8_ROWS=1025 bench w1_rtn_fp8_1025 256 512 256 --quantization rtn
+  TROUPE_INT4_FP8_ROWS=129 bench w1_rtn_fp8_129 256 512 256 --quantization rtn
+  TROUPE_INT4_FP8_ROWS=129 bench w1_rtn_fp8_129_fp8kv 256 512 256 --quantization rtn --kv-cache-dtype fp8
+  bench w1_bf16 256 512 256
 }
 b1_trigger() {  # one FP8 + FP8 KV request: the defaults and o_proj launched while attention runs, twice in turns
   for i in 1 2; do
@@ -94,7 +104,7 @@ b1_trigger() {  # one FP8 + FP8 KV request: the defaults and o_proj launched whi
     TROUPE_FP8_ATTN_TRIGGER=1 bench b1_fp8_trigger_$i 1 128 384 $FP8
   done
 }
-export -f bench figures w1_fused w1_tma w1_direct3 b1_trigger
+export -f bench figures w1_fused w1_tma w1_direct3 w1_int4_fp8 b1_trigger
 for s in ${STEPS:-fp8kv_f16_rows attn_timing w1_direct3}; do
   case $s in
     full_check) CHECK_ARGS=--no-timing step $s 330 bash scripts/gpu/check.sh ;;
@@ -110,6 +120,7 @@ for s in ${STEPS:-fp8kv_f16_rows attn_timing w1_direct3}; do
     w1_tma) step $s 130 bash -c w1_tma ;;
     w1_direct3) step $s 260 bash -c w1_direct3 ;;
     b1_trigger) step $s 200 bash -c b1_trigger ;;
+    w1_int4_fp8) step $s 300 bash -c w1_int4_fp8 ;;
     fp8_trigger_rows) TROUPE_FP8_ATTN_TRIGGER=1 CHECK_ARGS="--fp8-weights --no-ops --no-timing" step $s 150 bash scripts/gpu/check.sh ;;
     int4_rows) CHECK_ARGS="--int4 --no-models --no-timing" step $s 60 bash scripts/gpu/check.sh ;;
     w1_prof) CHECK=0 MODES="b256-prof-fp8 b256-prof" OPS_LINES=70 step $s 150 bash bundle/profile.sh ;;
@@ -127,7 +138,7 @@ for d in "$R"/*/; do
   case $n in
     attn_timing|fp8_decode_timing) grep -E "^time" "$d/gpu_check_progress.txt" | sed -E 's/ {2,}/ /g; s/ - - / /; s/T,K,N=//' | cut -c1-330 | tail -30 ;;
     fp8kv_rows|fp8kv_all_rows|fp8kv_f16_rows|fp8_weights_rows|fp8_trigger_rows|fp8_silu_rows|int4_rows|full_check) grep -E "checks pass" "$d/gpu_check.txt"; grep -c pass "$d/gpu_check_progress.txt"; grep FAIL "$d/gpu_check_progress.txt" | sed -E 's/ {2,}/ /g' | head -12; tail -2 "$d/gpu_check_progress.txt" | cut -c1-200 ;;
-    figures|w1_fused|w1_tma|w1_direct3|b1_trigger) cat "$d/log" ;;
+    figures|w1_fused|w1_tma|w1_direct3|w1_int4_fp8|b1_trigger) cat "$d/log" ;;
     w1_prof|w1_prof_rtn|w1_prof_fused) grep -vE "^ *$" "$d/log" | cut -c1-150 | head -160 ;;
     step_ncu_fp8) grep -vE "^ *$" "$d/log" | tail -45 | cut -c1-110 ;;
     b1_prof_*) head -60 "$d/log" ;;
