@@ -645,40 +645,48 @@ __global__ void int4_dequantize_kernel(const uint32_t* __restrict__ q, const T* 
 // The FP8 form (int4_path::fp8): row blockIdx.x of the weight requantized to e4m3 per output channel, as
 // quantize_fp8 (runtime/model/fp8_formats.hpp, per channel) makes of the row dequantized as int4_dequantize_kernel
 // dequantizes it: w[k] = (q − z) · s in f32, scale = max(max|w| / 448, 1 / (448 · 512)) (fp8_activation_scale's IEEE
-// quotient), codes[k] = e4m3(w[k] / scale) (fp8_activation_code: nearest even, saturating). Two passes over the row's
-// words (the second from L1 / L2: a row is K / 2 bytes); a thread makes 8 codes a word, one 8-byte store.
-template <class T>
-__device__ __forceinline__ void int4_dequantize_word(uint32_t word, float s, float z, float (&w)[8]) {
-#pragma unroll
-  for (int j = 0; j < 8; ++j) w[j] = (static_cast<float>((word >> (4 * int4_pair_nibble(j))) & 15u) - z) * s;
-}
-template <class T>
+// quotient), codes[k] = e4m3(w[k] / scale) (fp8_activation_code: nearest even, saturating). Two passes over the row
+// (the second from L1 / L2: a row is K / 2 bytes); V words a load (4: 16-byte loads, where K and the groups are
+// multiples of 32, so that a load's 32 weights share a group; else 1), 8 codes a word.
+template <class T, int V>
 __global__ void int4_to_fp8_kernel(const uint32_t* __restrict__ q, const T* __restrict__ scales,
                                    const T* __restrict__ zeros, uint8_t* __restrict__ codes, float* __restrict__ row_scales,
                                    int k, int group) {
-  const int64_t n = blockIdx.x, words = k / 8, groups = k / group;
-  const uint32_t* qr = q + n * words;
+  const int64_t n = blockIdx.x, loads = k / (8 * V), groups = k / group;
+  const vec<uint32_t, V>* qr = reinterpret_cast<const vec<uint32_t, V>*>(q + n * (k / 8));
   const T* sr = scales + n * groups;
   const T* zr = zeros + n * groups;
-  float amax = 0.0f;
-  for (int64_t i = threadIdx.x; i < words; i += blockDim.x) {
-    const int64_t at = i * 8 / group;
-    float w[8];
-    int4_dequantize_word<T>(__ldg(qr + i), to_float(sr[at]), to_float(zr[at]), w);
+  auto weights = [&](int64_t i, float (&w)[8 * V]) {
+    const int64_t at = i * 8 * V / group;
+    const float s = to_float(sr[at]), z = to_float(zr[at]);
+    const vec<uint32_t, V> words = qr[i];
 #pragma unroll
-    for (int j = 0; j < 8; ++j) amax = fmaxf(amax, fabsf(w[j]));
+    for (int v = 0; v < V; ++v)
+#pragma unroll
+      for (int j = 0; j < 8; ++j)
+        w[8 * v + j] = (static_cast<float>((words.v[v] >> (4 * int4_pair_nibble(j))) & 15u) - z) * s;
+  };
+  float amax = 0.0f;
+  for (int64_t i = threadIdx.x; i < loads; i += blockDim.x) {
+    float w[8 * V];
+    weights(i, w);
+#pragma unroll
+    for (int j = 0; j < 8 * V; ++j) amax = fmaxf(amax, fabsf(w[j]));
   }
   const float scale = fp8_activation_scale(block_max(amax));
   if (threadIdx.x == 0) row_scales[n] = scale;
   uint8_t* out = codes + n * k;
-  for (int64_t i = threadIdx.x; i < words; i += blockDim.x) {
-    const int64_t at = i * 8 / group;
-    float w[8];
-    int4_dequantize_word<T>(__ldg(qr + i), to_float(sr[at]), to_float(zr[at]), w);
-    vec<uint8_t, 8> c;
+  for (int64_t i = threadIdx.x; i < loads; i += blockDim.x) {
+    float w[8 * V];
+    weights(i, w);
 #pragma unroll
-    for (int j = 0; j < 8; ++j) c.v[j] = fp8_activation_code(w[j], scale);
-    store_vec(out + i * 8, c);
+    for (int h = 0; h < V; h += 2) {  // 16 codes a store where V is 4, else 8
+      constexpr int C = V >= 2 ? 16 : 8;
+      vec<uint8_t, C> c;
+#pragma unroll
+      for (int j = 0; j < C; ++j) c.v[j] = fp8_activation_code(w[8 * h + j], scale);
+      store_vec(out + i * 8 * V + 8 * h, c);
+    }
   }
 }
 
@@ -1016,9 +1024,13 @@ void launch_linear_int4(cuda_context& ctx, const tensor& x, const int4_device_we
     auto* row_scales = reinterpret_cast<float*>(codes + code_bytes);  // 4-byte aligned: k is a multiple of 16
     dispatch_float(x.type, "linear_int4 fp8", [&](auto tag) {
       using T = typename decltype(tag)::type;
-      int4_to_fp8_kernel<T><<<static_cast<unsigned>(n), 256, 0, ctx.stream>>>(
-          static_cast<const uint32_t*>(w.qweight.data), w.scales.as<T>(), w.zeros.as<T>(), codes, row_scales,
-          static_cast<int>(k), static_cast<int>(g));
+      const auto* words = static_cast<const uint32_t*>(w.qweight.data);
+      if (k % 32 == 0 && g % 32 == 0)
+        int4_to_fp8_kernel<T, 4><<<static_cast<unsigned>(n), 128, 0, ctx.stream>>>(
+            words, w.scales.as<T>(), w.zeros.as<T>(), codes, row_scales, static_cast<int>(k), static_cast<int>(g));
+      else
+        int4_to_fp8_kernel<T, 1><<<static_cast<unsigned>(n), 256, 0, ctx.stream>>>(
+            words, w.scales.as<T>(), w.zeros.as<T>(), codes, row_scales, static_cast<int>(k), static_cast<int>(g));
     });
     check_launch("linear_int4 fp8");
     const fp8_device_weight form{tensor(codes, dtype::f8_e4m3, {n, k}), tensor(row_scales, dtype::f32, {n}), tensor{}};
