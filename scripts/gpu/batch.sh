@@ -93,10 +93,10 @@ w1_direct3() {  # W1 in FP8 + FP8 KV: the defaults and Direct decode attention w
 w1_int4_fp8() {  # W1 in 4-bit rtn: the defaults; the FP8 form (TROUPE_INT4_FP8_ROWS) for prompt steps only (1,025 rows and
   # more) and for decode steps of many sequences too (129); the latter with FP8 KV; bf16
   bench w1_rtn 256 512 256 --quantization rtn
+  bench w1_bf16 256 512 256
   TROUPE_INT4_FP8_ROWS=1025 bench w1_rtn_fp8_1025 256 512 256 --quantization rtn
   TROUPE_INT4_FP8_ROWS=129 bench w1_rtn_fp8_129 256 512 256 --quantization rtn
   TROUPE_INT4_FP8_ROWS=129 bench w1_rtn_fp8_129_fp8kv 256 512 256 --quantization rtn --kv-cache-dtype fp8
-  bench w1_bf16 256 512 256
 }
 b1_trigger() {  # one FP8 + FP8 KV request: the defaults and o_proj launched while attention runs, twice in turns
   for i in 1 2; do
