@@ -39,8 +39,8 @@ struct int4_path_switches {
   int64_t fp8_rows = 0;  // products of this many rows or more on the FP8 form (0: never)
 };
 
-// The first kernel that takes the product, in this order: the FP8 form (bf16 / f16, K a multiple of 16, the product
-// aligned; fp8_rows rows or more, where fp8_rows is set), the wgmma GEMM (bf16 / f16, K a multiple of 64, groups a
+// The first kernel that takes the product, in this order: the FP8 form (any product of fp8_rows rows or more, where
+// fp8_rows is set: int4_fp8_rows(), which the CPU backend follows too), the wgmma GEMM (bf16 / f16, K a multiple of 64, groups a
 // power of two; above kInt4WgmmaAutoRows rows up to wgmma_max_rows, 0 any, and above wgmma_no_split_rows, where set,
 // only where `wgmma_splits()` says it would not split K), the shared-memory GEMM (K a multiple of 128; 17 to
 // kInt4GemmAutoRows rows), the decode kernels (up to kInt4DecodeRows), the CUDA-core kernel (f32, up to
@@ -50,7 +50,7 @@ template <class Splits>
 int4_path choose_int4_path(const int4_product& p, const int4_path_switches& s, Splits&& wgmma_splits) {
   const bool fits = p.aligned && p.k % 32 == 0 && p.group % 32 == 0;
   const bool tensor_cores = fits && !p.f32;
-  if (s.fp8_rows > 0 && p.rows >= s.fp8_rows && !p.f32 && p.aligned && p.k % 16 == 0) return int4_path::fp8;
+  if (s.fp8_rows > 0 && p.rows >= s.fp8_rows) return int4_path::fp8;
   if (tensor_cores && p.k % 64 == 0 && std::has_single_bit(static_cast<uint64_t>(p.group))) {
     if (s.wgmma == 2) return int4_path::wgmma;
     if (s.wgmma == 1 && p.rows > kInt4WgmmaAutoRows && (s.wgmma_max_rows == 0 || p.rows <= s.wgmma_max_rows) &&

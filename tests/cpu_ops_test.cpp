@@ -125,6 +125,33 @@ TEST(cpu_ops, linear_int4_gives_the_bits_of_linear_on_the_dequantized_weight) {
   // A group that does not divide the input dimension is refused.
   EXPECT_THROW(b.linear_int4(x, {tensor(qweight.get().data, dtype::i32, {n, k / 8}), scales, zeros, 24}, tensor{}, got),
                std::invalid_argument);
+
+  // The FP8 form (int4_fp8_rows, TROUPE_INT4_FP8_ROWS, the rule both backends take): steps of at least that many rows
+  // give linear_fp8's bits on quantize_fp8 of the dequantized weight, per output channel; shorter steps the exact ones.
+  struct restore {
+    int64_t before = int4_fp8_rows();
+    ~restore() { int4_fp8_rows() = before; }
+  } restore_setting;
+  const fp8_weight form = quantize_fp8(dense, n, k, true);
+  device_buffer codes = b.alloc(dtype::f8_e4m3, {n, k});
+  b.upload_raw(codes, form.codes.data());
+  auto form_scales = f32(b, {n}, form.scales);
+  int4_fp8_rows() = 3;
+  for (const int64_t rows : {2, 3}) {
+    const tensor xr(x.get().data, dtype::f32, {rows, k});
+    const tensor out_got(got.get().data, dtype::f32, {rows, n}), out_expected(expected.get().data, dtype::f32, {rows, n});
+    b.linear_int4(xr, {tensor(qweight.get().data, dtype::i32, {n, k / 8}), scales, zeros, static_cast<int32_t>(g)}, tensor{},
+                  out_got);
+    if (rows < 3) b.linear(xr, weight, tensor{}, out_expected, false);
+    else b.linear_fp8(xr, {codes, form_scales, tensor{}}, tensor{}, out_expected);
+    EXPECT_EQ(read(b, got), read(b, expected)) << rows << " rows";
+  }
+  // And the FP8 form is not the exact product: the weight and x rounded to e4m3 move the sums.
+  b.linear(x, weight, tensor{}, expected, false);
+  const std::vector<float> fp8_sums = read(b, got), exact = read(b, expected);
+  double moved = 0;
+  for (size_t i = 0; i < exact.size(); ++i) moved = std::max(moved, double(std::abs(fp8_sums[i] - exact[i])));
+  EXPECT_GT(moved, 1e-4);
 }
 
 // W8A8 FP8, pinned by hand: one token x = (0.5, -1.75, 3.5, 0) has max 3.5, so its scale is 3.5 / 448 = 2^-7 and

@@ -106,9 +106,10 @@ TEST(Int4PathRules, the_fp8_form_takes_every_product_from_its_rows_on_and_none_b
   EXPECT_EQ(path(129, from_129), "fp8");
   EXPECT_EQ(path(16384, from_129), "fp8");
   EXPECT_EQ(path(1, int4_path_switches{.fp8_rows = 1}), "fp8");
-  // K a multiple of 16 (cuBLASLt's FP8 GEMM), groups of any size; not f32, not unaligned.
+  // Any product: linear_fp8 takes every shape and dtype, as the CPU backend's FP8 form does.
   EXPECT_EQ(path(256, from_129, 16 * 97, 16 * 97), "fp8");
-  EXPECT_EQ(path(256, from_129, 3576, 8), "dequantize");
-  EXPECT_EQ(path(256, from_129, 3584, 128, /*f32=*/true), "dequantize");
-  EXPECT_EQ(path(256, from_129, 3584, 128, false, /*aligned=*/false), "dequantize");
+  EXPECT_EQ(path(256, from_129, 3576, 8), "fp8");
+  EXPECT_EQ(path(256, from_129, 3584, 128, /*f32=*/true), "fp8");
+  EXPECT_EQ(path(256, from_129, 3584, 128, false, /*aligned=*/false), "fp8");
+  EXPECT_EQ(path(128, from_129, 3576, 8), "dequantize");
 }

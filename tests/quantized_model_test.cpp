@@ -335,6 +335,15 @@ TEST(quantized_quality, four_bit_codes_of_the_reference_checkpoints_stay_close_t
     };
     report("--quantization rtn", all_position_logits(dir, prompts, rtn));
     report("rtn symmetric (vLLM's rule)", all_position_logits(dir, prompts, vllm_rtn));
+    {  // rtn in its FP8 form (TROUPE_INT4_FP8_ROWS: here every step; the weights kept in 4 bits, ops::linear_int4, as on
+       // a GPU): the codes requantized to e4m3, x too
+      struct restore {
+        int64_t before = int4_fp8_rows();
+        ~restore() { int4_fp8_rows() = before; }
+      } restore_setting;
+      int4_fp8_rows() = 1;
+      report("rtn, FP8 form (W4A8)", all_position_logits(dir, prompts, rtn, /*packed=*/true));
+    }
     for (const quantization_config* q : {&awq, &gptq}) {
       temp_folder packed("packed");
       troupe::testing::write_quantized_copy(dir, packed.path(), *q, true);

@@ -130,7 +130,10 @@ int4_twin random_int4(checker& c, dtype t, int64_t n, int64_t k, int32_t group) 
   return w;
 }
 
-// The CPU twin of linear_int4's FP8 form (int4_settings().fp8_rows): w dequantized on the host as the CPU backend
+double linear_fp8_tolerance(dtype t, int64_t k);
+
+// The CPU twin of linear_int4's FP8 form (int4_fp8_rows(), runtime/model/fp8_formats.hpp), made apart from the CPU
+// backend's own (which runs it the same way): w dequantized on the host as the CPU backend
 // dequantizes it ((q − zero) · scale in f32, its words in troupe's nibble order), then quantize_fp8 per output channel
 // — the codes and scales int4_to_fp8_kernel makes on the device.
 struct fp8_form_twin {
@@ -230,18 +233,18 @@ void check_linear_int4(checker& c, dtype t) {
         report("linear_int4", t, what + " bits", static_cast<double>(differing_elements(b, register_kernel, size_in_bytes(t))),
                0.0, "elements differing from the register kernel's");
     }
-    // "fp8 form" (int4_settings().fp8_rows, here from one row): the weight requantized to FP8 on the device, then
+    // "fp8 form" (int4_fp8_rows(), here from one row): the weight requantized to FP8 on the device, then
     // linear_fp8 — against the CPU's linear_fp8 on fp8_form_of's codes and scales (both quantize x the same way).
-    if (t != dtype::f32 && s.k % 16 == 0) {
+    {
       const fp8_form_twin form = fp8_form_of(c, w, s.n, s.k);
       auto expected = c.random(t, {s.rows, s.n});
       c.cpu.linear_fp8(x.cpu, form.cpu(), s.bias ? bias.cpu.get() : tensor{}, expected.cpu);
-      const scoped_value<int64_t> from_one(cuda::int4_settings().fp8_rows, 1);
+      const scoped_value<int64_t> from_one(int4_fp8_rows(), 1);
       c.poison(expected);
       c.gpu.linear_int4(x.gpu, w.gpu(), s.bias ? bias.gpu.get() : tensor{}, expected.gpu);
       std::string what = "T,K,N=" + dims({s.rows, s.k, s.n}) + " G" + std::to_string(s.group);
       if (s.bias) what += " +bias";
-      report("linear_int4", t, what + " fp8 form", c.error(expected), tolerance_for(t));
+      report("linear_int4", t, what + " fp8 form", c.error(expected), linear_fp8_tolerance(t, s.k));
     }
   }
 }

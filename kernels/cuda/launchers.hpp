@@ -26,7 +26,8 @@ void launch_copy_columns(const tensor& x, const tensor& out, cudaStream_t stream
 // ops::linear_int4 on ctx's stream: up to 32 rows, one fused pass that dequantizes each weight as it reads
 // it; more rows, a GEMM on the tensor cores (int4_settings() says which) or a dequantization into ctx's scratch weight
 // and the cuBLASLt GEMM (linear_int4.cu).
-void launch_linear_int4(cuda_context& ctx, const tensor& x, const int4_device_weight& w, const tensor& bias, const tensor& out);
+void launch_linear_int4(cuda_context& ctx, const tensor& x, const int4_device_weight& w, const tensor& bias, const tensor& out,
+                        int64_t fp8_rows = 0);
 // The warpgroup-MMA GEMM of linear_int4 (linear_int4_wgmma.cu): x bf16 or f16, K a multiple of 64, groups a power of
 // two from 32, x and the packed words 16-byte aligned (launch_linear_int4 checks; any rows).
 void launch_linear_int4_wgmma(cuda_context& ctx, const tensor& x, const int4_device_weight& w, const tensor& bias,
@@ -120,16 +121,6 @@ struct int4_switches {
   // TROUPE_INT4_WGMMA_NO_SPLIT_ROWS=128 to time it). H100, 2026-12-06, at 256 rows: q/k/v 0.042 ms on the wgmma GEMM
   // (K split 4 ways) against 0.036, o_proj 0.031 (5 ways) against 0.028; not yet timed in a whole model.
   int wgmma_no_split_rows = 0;
-  // Products of this many rows or more in the FP8 form (int4_path::fp8; 0, the default: never; TROUPE_INT4_FP8_ROWS=N):
-  // each step requantizes the layer's weight to e4m3 per output channel into ctx's scratch (int4_to_fp8_kernel: as
-  // quantize_fp8 makes of the dequantized weight), then runs linear_fp8 on it — W4A8: x quantized per token too, the
-  // FP8 tensor cores at twice bf16's rate, for ~1.5 bytes of traffic a weight before the GEMM. Not the exact W4A16
-  // product: the weight rounded a second time (e4m3, per channel) and x once, as --quantization fp8 rounds them
-  // (troupe_gpu_check's "fp8 form" rows hold it to the FP8 GEMM's tolerance against that twin). Written in the
-  // twenty-sixth session (2026-12-07) for prefill and decode steps of many rows, where the 4-bit W1 is 0.84x bf16's
-  // (prompt steps dequantize to bf16 for cuBLAS; at 256 rows the wgmma GEMM's 0.351 ms a layer against bf16's ~0.22
-  // and FP8's 0.173). Untimed.
-  int64_t fp8_rows = 0;
 };
 int4_switches& int4_settings();
 // ops::linear_fp8 on ctx's stream: each token quantized to e4m3 into ctx's scratch, then the first of these that

@@ -906,10 +906,6 @@ int4_switches& int4_settings() {
                          [] {
                            const char* v = std::getenv("TROUPE_INT4_WGMMA_NO_SPLIT_ROWS");
                            return v && *v ? std::max(0, std::atoi(v)) : 0;
-                         }(),
-                         [] {
-                           const char* v = std::getenv("TROUPE_INT4_FP8_ROWS");
-                           return v && *v ? std::max<int64_t>(0, std::atoll(v)) : int64_t{0};
                          }()};
   return s;
 }
@@ -969,7 +965,8 @@ bool launch_linear_int4_silu(cuda_context& ctx, const tensor& x, const int4_devi
   return true;
 }
 
-void launch_linear_int4(cuda_context& ctx, const tensor& x, const int4_device_weight& w, const tensor& bias, const tensor& out) {
+void launch_linear_int4(cuda_context& ctx, const tensor& x, const int4_device_weight& w, const tensor& bias, const tensor& out,
+                        int64_t fp8_rows) {
   const int64_t rows = x.dim(0), k = x.dim(1), n = w.qweight.dim(0), g = w.group_size;
   check_int4_shapes("linear_int4", x, w, bias, out, n);
   if (rows == 0) return;
@@ -979,7 +976,7 @@ void launch_linear_int4(cuda_context& ctx, const tensor& x, const int4_device_we
   const int4_product product{rows, k, g, x.type == dtype::f32,
                              reinterpret_cast<uintptr_t>(w.qweight.data) % 16 == 0 && reinterpret_cast<uintptr_t>(x.data) % 16 == 0};
   const int4_path_switches switches{settings.wgmma, settings.wgmma_max_rows, settings.wgmma_no_split_rows, settings.gemm,
-                                    settings.fp8_rows};
+                                    fp8_rows};
   const int r = static_cast<int>(rows);
   switch (choose_int4_path(product, switches, [&] { return linear_int4_wgmma_splits(ctx, rows, n, k); })) {
   case int4_path::wgmma:
@@ -1021,11 +1018,11 @@ void launch_linear_int4(cuda_context& ctx, const tensor& x, const int4_device_we
     const size_t code_bytes = static_cast<size_t>(n * k), bytes = code_bytes + static_cast<size_t>(n) * sizeof(float);
     grow_scratch(ctx, ctx.int4_scratch, ctx.int4_scratch_bytes, bytes, "linear_int4 fp8");
     auto* codes = static_cast<uint8_t*>(ctx.int4_scratch);
-    auto* row_scales = reinterpret_cast<float*>(codes + code_bytes);  // 4-byte aligned: k is a multiple of 16
+    auto* row_scales = reinterpret_cast<float*>(codes + code_bytes);  // 4-byte aligned: k is a multiple of 8
     dispatch_float(x.type, "linear_int4 fp8", [&](auto tag) {
       using T = typename decltype(tag)::type;
       const auto* words = static_cast<const uint32_t*>(w.qweight.data);
-      if (k % 32 == 0 && g % 32 == 0)
+      if (k % 32 == 0 && g % 32 == 0 && reinterpret_cast<uintptr_t>(words) % 16 == 0)
         int4_to_fp8_kernel<T, 4><<<static_cast<unsigned>(n), 128, 0, ctx.stream>>>(
             words, w.scales.as<T>(), w.zeros.as<T>(), codes, row_scales, static_cast<int>(k), static_cast<int>(g));
       else

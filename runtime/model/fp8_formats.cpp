@@ -71,6 +71,14 @@ int& fp8_w16_rows() {
   return rows;
 }
 
+int64_t& int4_fp8_rows() {
+  static int64_t rows = [] {
+    const char* v = std::getenv("TROUPE_INT4_FP8_ROWS");
+    return v && *v ? std::max<int64_t>(0, std::atoll(v)) : int64_t{0};
+  }();
+  return rows;
+}
+
 float fp8_dynamic_scale(std::span<const float> row) { return dynamic_scale_of(max_abs(row)); }
 
 void fp8_quantize_row(std::span<const float> row, float scale, std::span<uint8_t> codes) {

@@ -52,6 +52,12 @@ float fp8_dynamic_scale(std::span<const float> row);
 // default): never. Starts as TROUPE_FP8_W16_ROWS; the CUDA kernel takes at most 4 rows.
 int& fp8_w16_rows();
 
+// Steps of at least this many rows take ops::linear_int4 in its FP8 form on every backend: the 4-bit weight
+// dequantized, requantized per output channel by quantize_fp8 (the CUDA backend does it on the device each step), then
+// ops::linear_fp8 on it (W4A8: x quantized per token too). Faster on FP8 tensor cores than the bf16 product, but not
+// the W4A16 one: the weight rounds twice. 0 (the default): never. Starts as TROUPE_INT4_FP8_ROWS.
+int64_t& int4_fp8_rows();
+
 // codes[i] = f32_to_f8_e4m3(row[i] / scale): the f32 quotient rounded to the nearest even code, saturating at
 // ±448 (vLLM's scaled_fp8_conversion). Needs codes.size() == row.size().
 void fp8_quantize_row(std::span<const float> row, float scale, std::span<uint8_t> codes);

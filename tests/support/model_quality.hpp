@@ -20,6 +20,7 @@
 #include "kernels/cpu/cpu_ops.hpp"
 #include "kernels/model.hpp"
 #include "kernels/model_loader.hpp"
+#include "runtime/model/fp8_formats.hpp"
 #include "runtime/model/safetensors.hpp"
 #include "tests/support/reference_steps.hpp"
 #include "tests/support/run_command.hpp"
