@@ -11,7 +11,8 @@
 #                      stages, swizzled), twice in turns (PAIRS=N: N times); one FP8 request with it
 #   w1_int4_fp8        W1 in rtn: defaults; TROUPE_INT4_FP8_ROWS=1025 and 129 (the weight's FP8 form, W4A8), 129 with
 #                      FP8 KV; bf16
-#   quick              one W1 each: FP8 + FP8 KV defaults / TROUPE_ATTN_DIRECT_STAGES=3; rtn defaults / FP8 form from 1,025
+#   quick              one W1 each: FP8 + FP8 KV defaults / TROUPE_ATTN_DIRECT_STAGES=3 (quick_fp8); rtn defaults /
+#                      FP8 form from 1,025 (quick_rtn)
 #   b1_trigger         one FP8 + FP8 KV request: the defaults and TROUPE_FP8_ATTN_TRIGGER=1 (o_proj's quantizer and GEMV
 #                      launched while attention runs), twice in turns
 #   fp8_trigger_rows   troupe_gpu_check --fp8-weights --no-ops --no-timing with TROUPE_FP8_ATTN_TRIGGER=1 (the FP8 models)
@@ -99,20 +100,22 @@ w1_int4_fp8() {  # W1 in 4-bit rtn: the defaults; the FP8 form (TROUPE_INT4_FP8_
   TROUPE_INT4_FP8_ROWS=129 bench w1_rtn_fp8_129 256 512 256 --quantization rtn
   TROUPE_INT4_FP8_ROWS=129 bench w1_rtn_fp8_129_fp8kv 256 512 256 --quantization rtn --kv-cache-dtype fp8
 }
-quick() {  # one run each, for a short budget: FP8 + FP8 KV W1 with the defaults and with Direct's three stages; rtn W1
-  # with the defaults and in the FP8 form from 1,025 rows
+quick_fp8() {  # for a short budget: FP8 + FP8 KV W1 with the defaults and with Direct's three stages
   bench w1_fp8 256 512 256 $FP8
   TROUPE_ATTN_DIRECT_STAGES=3 bench w1_fp8_direct3 256 512 256 $FP8
+}
+quick_rtn() {  # for a short budget: rtn W1 with the defaults and in the FP8 form from 1,025 rows
   bench w1_rtn 256 512 256 --quantization rtn
   TROUPE_INT4_FP8_ROWS=1025 bench w1_rtn_fp8_1025 256 512 256 --quantization rtn
 }
+quick() { quick_fp8; quick_rtn; }
 b1_trigger() {  # one FP8 + FP8 KV request: the defaults and o_proj launched while attention runs, twice in turns
   for i in 1 2; do
     bench b1_fp8_$i 1 128 384 $FP8
     TROUPE_FP8_ATTN_TRIGGER=1 bench b1_fp8_trigger_$i 1 128 384 $FP8
   done
 }
-export -f bench figures w1_fused w1_tma w1_direct3 w1_int4_fp8 quick b1_trigger
+export -f bench figures w1_fused w1_tma w1_direct3 w1_int4_fp8 quick quick_fp8 quick_rtn b1_trigger
 for s in ${STEPS:-fp8kv_f16_rows attn_timing w1_direct3}; do
   case $s in
     full_check) CHECK_ARGS=--no-timing step $s 330 bash scripts/gpu/check.sh ;;
@@ -130,6 +133,7 @@ for s in ${STEPS:-fp8kv_f16_rows attn_timing w1_direct3}; do
     b1_trigger) step $s 200 bash -c b1_trigger ;;
     w1_int4_fp8) step $s 300 bash -c w1_int4_fp8 ;;
     quick) step $s 240 bash -c quick ;;
+    quick_fp8|quick_rtn) step $s 120 bash -c $s ;;
     fp8_trigger_rows) TROUPE_FP8_ATTN_TRIGGER=1 CHECK_ARGS="--fp8-weights --no-ops --no-timing" step $s 150 bash scripts/gpu/check.sh ;;
     int4_rows) CHECK_ARGS="--int4 --no-models --no-timing" step $s 60 bash scripts/gpu/check.sh ;;
     w1_prof) CHECK=0 MODES="b256-prof-fp8 b256-prof" OPS_LINES=70 step $s 150 bash bundle/profile.sh ;;
@@ -147,7 +151,7 @@ for d in "$R"/*/; do
   case $n in
     attn_timing|fp8_decode_timing) grep -E "^time" "$d/gpu_check_progress.txt" | sed -E 's/ {2,}/ /g; s/ - - / /; s/T,K,N=//' | cut -c1-330 | tail -30 ;;
     fp8kv_rows|fp8kv_all_rows|fp8kv_f16_rows|fp8_weights_rows|fp8_trigger_rows|fp8_silu_rows|int4_rows|full_check) grep -E "checks pass" "$d/gpu_check.txt"; grep -c pass "$d/gpu_check_progress.txt"; grep FAIL "$d/gpu_check_progress.txt" | sed -E 's/ {2,}/ /g' | head -12; tail -2 "$d/gpu_check_progress.txt" | cut -c1-200 ;;
-    figures|w1_fused|w1_tma|w1_direct3|w1_int4_fp8|quick|b1_trigger) cat "$d/log" ;;
+    figures|w1_fused|w1_tma|w1_direct3|w1_int4_fp8|quick|quick_fp8|quick_rtn|b1_trigger) cat "$d/log" ;;
     w1_prof|w1_prof_rtn|w1_prof_fused) grep -vE "^ *$" "$d/log" | cut -c1-150 | head -160 ;;
     step_ncu_fp8) grep -vE "^ *$" "$d/log" | tail -45 | cut -c1-110 ;;
     b1_prof_*) head -60 "$d/log" ;;
