@@ -3,12 +3,13 @@
 # most its own limit and what is left; a step that would have under 20 s is skipped, saying so. Logs of every step in
 # $OUT/logs.tgz; a short summary of each comes last. Runs on the GPU machine after scripts/gpu/bundle.sh.
 #   STEPS="attn_timing figures" LIMIT=400 bash scripts/gpu/batch.sh
-# Steps (default: fp8kv_f16_rows attn_timing w1_direct3; LIMIT=570 reaches all three; then `figures full_check`):
+# Steps (default: int4_rows fp8kv_f16_rows w1_direct3 w1_int4_fp8; LIMIT=570 reaches nearly all of them; then
+# attn_timing w1_tma b1_trigger fp8_trigger_rows, and `figures full_check` on the commit that makes the winners defaults):
 #   full_check         troupe_gpu_check --no-timing: the whole GPU check (~255 s on an H100)
 #   w1_fused           W1 in FP8 + FP8 KV: the defaults and TROUPE_FP8_FUSED=2, twice in turns; each with
 #                      TROUPE_FP8_WIDE_ROWS=1024; FUSED=2 with that and TROUPE_FP8_SINGLE_PASS=1; bf16; one FP8 request
 #   w1_direct3         W1 in FP8 + FP8 KV: the defaults and TROUPE_ATTN_DIRECT_STAGES=3 (Direct decode attention with three
-#                      stages, swizzled), twice in turns (PAIRS=N: N times); one FP8 request with it
+#                      stages, swizzled), in turns (PAIRS=N pairs, default 1); one FP8 request with it
 #   w1_int4_fp8        W1 in rtn: defaults; TROUPE_INT4_FP8_ROWS=1025 and 129 (the weight's FP8 form, W4A8), 129 with
 #                      FP8 KV; bf16
 #   quick              one W1 each: FP8 + FP8 KV defaults / TROUPE_ATTN_DIRECT_STAGES=3 (quick_fp8); rtn defaults /
@@ -86,7 +87,7 @@ w1_tma() {  # W1 in FP8 + FP8 KV: the defaults; the wgmma GEMM's TMA form on dow
   TROUPE_FP8_WGMMA=1 TROUPE_FP8_WGMMA_TMA=1 TROUPE_FP8_WGMMA_ROWS=256 bench w1_fp8_tma256 256 512 256 $FP8
 }
 w1_direct3() {  # W1 in FP8 + FP8 KV: the defaults and Direct decode attention with three stages, twice in turns; one request
-  for i in $(seq "${PAIRS:-2}"); do
+  for i in $(seq "${PAIRS:-1}"); do
     bench w1_fp8_$i 256 512 256 $FP8
     TROUPE_ATTN_DIRECT_STAGES=3 bench w1_fp8_direct3_$i 256 512 256 $FP8
   done
@@ -116,7 +117,7 @@ b1_trigger() {  # one FP8 + FP8 KV request: the defaults and o_proj launched whi
   done
 }
 export -f bench figures w1_fused w1_tma w1_direct3 w1_int4_fp8 quick quick_fp8 quick_rtn b1_trigger
-for s in ${STEPS:-fp8kv_f16_rows attn_timing w1_direct3}; do
+for s in ${STEPS:-int4_rows fp8kv_f16_rows w1_direct3 w1_int4_fp8}; do
   case $s in
     full_check) CHECK_ARGS=--no-timing step $s 330 bash scripts/gpu/check.sh ;;
     attn_timing) CHECK_ARGS=--attention-timing step $s 150 bash scripts/gpu/check.sh ;;
