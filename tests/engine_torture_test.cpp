@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "kernels/cpu/cpu_ops.hpp"
+#include "runtime/model/fp8_formats.hpp"
 #include "runtime/model/random_model.hpp"
 #include "runtime/tokenizer/tokenizer.hpp"
 #include "tests/support/torture.hpp"
@@ -157,17 +158,24 @@ TEST(engine_torture, the_cpu_model_gives_each_request_its_output_alone_under_any
 }
 
 // The same traffic over the 8-bit and 4-bit forms the engine serves (--kv-cache-dtype fp8_e4m3 / fp8_e5m2,
-// --quantization fp8 and rtn): K and V stored as codes and read back through prefix sharing, preemption and
-// recompute, activations quantized per token. Every form computes each row alone, so each request must still get
+// --quantization fp8 and rtn, and rtn in its FP8 form at every step): K and V stored as codes and read back through
+// prefix sharing, preemption and recompute, activations quantized per token. Every form computes each row alone, so each request must still get
 // its output alone, and a code written twice (recompute after preemption, a shared prefix) must be the same code.
 TEST(engine_torture, fp8_and_4_bit_models_give_each_request_its_output_alone_under_any_traffic) {
   struct variant {
     const char* name;
     std::optional<dtype> kv;
     const char* quantization;
+    int64_t int4_fp8_rows = 0;  // the 4-bit weights' FP8 form (int4_fp8_rows()) from this many rows; 1: every step
   };
   for (const variant& v : {variant{"kv fp8_e4m3", dtype::f8_e4m3, ""}, variant{"kv fp8_e5m2", dtype::f8_e5m2, ""},
-                           variant{"fp8 weights + kv fp8_e4m3", dtype::f8_e4m3, "fp8"}, variant{"rtn", std::nullopt, "rtn"}}) {
+                           variant{"fp8 weights + kv fp8_e4m3", dtype::f8_e4m3, "fp8"}, variant{"rtn", std::nullopt, "rtn"},
+                           variant{"rtn in the FP8 form", std::nullopt, "rtn", 1}}) {
+    struct restore {
+      int64_t before = int4_fp8_rows();
+      ~restore() { int4_fp8_rows() = before; }
+    } restore_setting;
+    int4_fp8_rows() = v.int4_fp8_rows;
     cpu_ops cpu;
     model_room room;
     room.kv_cache_type = v.kv;
