@@ -91,11 +91,33 @@ model_weights load_model_weights(const model_config& c, ops& backend, dtype type
       scales.insert(scales.end(), p.scales.begin(), p.scales.end());
       for (uint8_t z : p.zeros) zeros.push_back(static_cast<float>(z));
     }
+    // Each output channel's scale in the FP8 form (int4_device_weight::fp8_scale): fp8_dynamic_scale of the row
+    // dequantized as the device dequantizes it, its scales rounded to `type` as uploaded (the zero points are whole).
+    const auto as_stored = [type](float v) {
+      return type == dtype::bf16 ? bf16_to_f32(f32_to_bf16(v)) : type == dtype::f16 ? f16_to_f32(f32_to_f16(v)) : v;
+    };
+    std::vector<float> fp8_scales(static_cast<size_t>(n));
+    row = 0;
+    for (const auto& p : parts) {
+      parallel_rows(p.out_features, rows_per_million(k), [&](int64_t begin, int64_t end) {
+        std::vector<float> dense(static_cast<size_t>(k));
+        for (int64_t o = begin; o < end; ++o) {
+          for (int64_t c = 0; c < k; ++c) {
+            const size_t at = static_cast<size_t>(o * (k / g) + c / g);
+            dense[static_cast<size_t>(c)] = (static_cast<float>(p.q[static_cast<size_t>(o * k + c)]) -
+                                             static_cast<float>(p.zeros[at])) * as_stored(p.scales[at]);
+          }
+          fp8_scales[static_cast<size_t>(row + o)] = fp8_dynamic_scale(dense);
+        }
+      });
+      row += p.out_features;
+    }
     layer.group_size = static_cast<int32_t>(g);
     layer.qweight = backend.alloc(dtype::i32, {n, k / 8});
     backend.upload_raw(layer.qweight, words.data());
     layer.scales = upload_new(backend, type, {n, k / g}, scales);
     layer.zeros = upload_new(backend, type, {n, k / g}, zeros);
+    layer.fp8_scale = upload_new(backend, dtype::f32, {n}, fp8_scales);
     return layer;
   };
 

@@ -18,10 +18,10 @@ namespace troupe {
 
 // A linear weight kept in 4 bits on the device (ops::linear_int4), as the loader repacked it.
 struct int4_layer {
-  device_buffer qweight, scales, zeros;  // see int4_device_weight
+  device_buffer qweight, scales, zeros, fp8_scale;  // see int4_device_weight
   int32_t group_size = 0;
   bool empty() const { return qweight.empty(); }
-  int4_device_weight view() const { return {qweight.get(), scales.get(), zeros.get(), group_size}; }
+  int4_device_weight view() const { return {qweight.get(), scales.get(), zeros.get(), group_size, fp8_scale.get()}; }
 };
 
 // A linear weight kept in FP8 on the device (ops::linear_fp8), as the loader read or quantized it.

@@ -216,6 +216,48 @@ TEST(quantized_checkpoints, weights_packed_in_a_backends_own_nibble_order_give_t
   EXPECT_EQ(logits_on(paired), expected);
 }
 
+// The loader makes each 4-bit layer's scales for linear_int4's FP8 form (int4_device_weight::fp8_scale, the FP8 form's
+// per-channel scales, so that it need not find them each step): fp8_dynamic_scale of every output channel's row as the
+// layer dequantizes it — on a backend with the CUDA nibble order too.
+TEST(quantized_checkpoints, the_loader_makes_each_4_bit_layers_fp8_form_scales) {
+  const made_models m("awq");
+  const model_config config = model_config::from_dir(m.packed.path());
+  const checkpoint ckpt = checkpoint::open(m.packed.path());
+  cpu_ops natural;
+  pair_order_ops paired;
+  for (cpu_ops* backend : {&natural, static_cast<cpu_ops*>(&paired)}) {
+    const model_weights w = load_model_weights(config, *backend, dtype::f32, checkpoint_weight_source(ckpt, config),
+                                               checkpoint_int4_source(ckpt, config));
+    int64_t checked = 0;
+    for (const layer_weights& l : w.layers)
+      for (const int4_layer* layer : {&l.qkv4, &l.o_proj4, &l.gate_up4, &l.down4}) {
+        ASSERT_FALSE(layer->empty());
+        const int4_device_weight v = layer->view();
+        const int64_t n = v.qweight.dim(0), k = v.qweight.dim(1) * 8, g = v.group_size;
+        ASSERT_EQ(v.fp8_scale.type, dtype::f32);
+        ASSERT_EQ(v.fp8_scale.numel(), n);
+        std::vector<uint32_t> words(static_cast<size_t>(n * k / 8));
+        std::vector<float> scales(static_cast<size_t>(n * k / g)), zeros(scales.size()), got(static_cast<size_t>(n));
+        backend->download_raw(words.data(), v.qweight);
+        backend->download(scales, v.scales);
+        backend->download(zeros, v.zeros);
+        backend->download(got, v.fp8_scale);
+        std::vector<float> row(static_cast<size_t>(k));
+        for (int64_t o = 0; o < n; ++o) {
+          for (int64_t c = 0; c < k; ++c) {
+            const uint32_t word = words[static_cast<size_t>((o * k + c) / 8)];
+            const auto q = static_cast<float>((word >> (4 * backend->int4_nibble(static_cast<int>(c % 8)))) & 15u);
+            const size_t at = static_cast<size_t>(o * (k / g) + c / g);
+            row[static_cast<size_t>(c)] = (q - zeros[at]) * scales[at];
+          }
+          EXPECT_EQ(got[static_cast<size_t>(o)], fp8_dynamic_scale(row)) << "row " << o;
+          ++checked;
+        }
+      }
+    EXPECT_GT(checked, 0);
+  }
+}
+
 // make-model's random weights are small (std 0.02) and continue greedily with one repeated token; the reference
 // checkpoints' larger weights give varied continuations, a sharper check of the whole path.
 TEST(quantized_checkpoints, packed_and_rtn_reference_checkpoints_generate_the_greedy_tokens_of_their_dequantized_copy) {

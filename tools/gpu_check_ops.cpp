@@ -240,11 +240,17 @@ void check_linear_int4(checker& c, dtype t) {
       auto expected = c.random(t, {s.rows, s.n});
       c.cpu.linear_fp8(x.cpu, form.cpu(), s.bias ? bias.cpu.get() : tensor{}, expected.cpu);
       const scoped_value<int64_t> from_one(int4_fp8_rows(), 1);
-      c.poison(expected);
-      c.gpu.linear_int4(x.gpu, w.gpu(), s.bias ? bias.gpu.get() : tensor{}, expected.gpu);
       std::string what = "T,K,N=" + dims({s.rows, s.k, s.n}) + " G" + std::to_string(s.group);
       if (s.bias) what += " +bias";
-      report("linear_int4", t, what + " fp8 form", c.error(expected), linear_fp8_tolerance(t, s.k));
+      // The channels' scales found by the kernel, then given as the loader makes them (int4_device_weight::fp8_scale).
+      for (const bool given : {false, true}) {
+        int4_device_weight wg = w.gpu();
+        if (given) wg.fp8_scale = form.scale.gpu;
+        c.poison(expected);
+        c.gpu.linear_int4(x.gpu, wg, s.bias ? bias.gpu.get() : tensor{}, expected.gpu);
+        report("linear_int4", t, what + (given ? " fp8 form, scales given" : " fp8 form"), c.error(expected),
+               linear_fp8_tolerance(t, s.k));
+      }
     }
   }
 }

@@ -646,9 +646,10 @@ __global__ void int4_dequantize_kernel(const uint32_t* __restrict__ q, const T* 
 // quantize_fp8 (runtime/model/fp8_formats.hpp, per channel) makes of the row dequantized as int4_dequantize_kernel
 // dequantizes it: w[k] = (q − z) · s in f32, scale = max(max|w| / 448, 1 / (448 · 512)) (fp8_activation_scale's IEEE
 // quotient), codes[k] = e4m3(w[k] / scale) (fp8_activation_code: nearest even, saturating). Two passes over the row
-// (the second from L1 / L2: a row is K / 2 bytes); V words a load (4: 16-byte loads, where K and the groups are
-// multiples of 32, so that a load's 32 weights share a group; else 1), 8 codes a word.
-template <class T, int V>
+// (the second from L1 / L2: a row is K / 2 bytes), or one where the scales were made at load (Given: row_scales holds
+// them, int4_device_weight::fp8_scale); V words a load (4: 16-byte loads, where K and the groups are multiples of 32,
+// so that a load's 32 weights share a group; else 1), 8 codes a word.
+template <class T, int V, bool Given>
 __global__ void int4_to_fp8_kernel(const uint32_t* __restrict__ q, const T* __restrict__ scales,
                                    const T* __restrict__ zeros, uint8_t* __restrict__ codes, float* __restrict__ row_scales,
                                    int k, int group) {
@@ -666,15 +667,20 @@ __global__ void int4_to_fp8_kernel(const uint32_t* __restrict__ q, const T* __re
       for (int j = 0; j < 8; ++j)
         w[8 * v + j] = (static_cast<float>((words.v[v] >> (4 * int4_pair_nibble(j))) & 15u) - z) * s;
   };
-  float amax = 0.0f;
-  for (int64_t i = threadIdx.x; i < loads; i += blockDim.x) {
-    float w[8 * V];
-    weights(i, w);
+  float scale;
+  if constexpr (Given) {
+    scale = row_scales[n];
+  } else {
+    float amax = 0.0f;
+    for (int64_t i = threadIdx.x; i < loads; i += blockDim.x) {
+      float w[8 * V];
+      weights(i, w);
 #pragma unroll
-    for (int j = 0; j < 8 * V; ++j) amax = fmaxf(amax, fabsf(w[j]));
+      for (int j = 0; j < 8 * V; ++j) amax = fmaxf(amax, fabsf(w[j]));
+    }
+    scale = fp8_activation_scale(block_max(amax));
+    if (threadIdx.x == 0) row_scales[n] = scale;
   }
-  const float scale = fp8_activation_scale(block_max(amax));
-  if (threadIdx.x == 0) row_scales[n] = scale;
   uint8_t* out = codes + n * k;
   for (int64_t i = threadIdx.x; i < loads; i += blockDim.x) {
     float w[8 * V];
@@ -1013,21 +1019,28 @@ void launch_linear_int4(cuda_context& ctx, const tensor& x, const int4_device_we
     check_launch("linear_int4");
     return;
   case int4_path::fp8: {
-    // The weight's FP8 form in the scratch (codes [n, k], then n f32 scales), then W8A8 FP8 on it: x quantized per
-    // token, cuBLASLt's FP8 GEMM (linear_fp8.cu).
-    const size_t code_bytes = static_cast<size_t>(n * k), bytes = code_bytes + static_cast<size_t>(n) * sizeof(float);
+    // The weight's FP8 form in the scratch (codes [n, k], then n f32 scales unless made at load), then W8A8 FP8 on
+    // it: x quantized per token, cuBLASLt's FP8 GEMM (linear_fp8.cu).
+    const bool given = !w.fp8_scale.empty();
+    if (given && (w.fp8_scale.type != dtype::f32 || w.fp8_scale.numel() != n))
+      throw std::invalid_argument("linear_int4: fp8_scale " + w.fp8_scale.shape_string() + " is not [" +
+                                  std::to_string(n) + "] f32");
+    const size_t code_bytes = static_cast<size_t>(n * k);
+    const size_t bytes = code_bytes + (given ? 0 : static_cast<size_t>(n) * sizeof(float));
     grow_scratch(ctx, ctx.int4_scratch, ctx.int4_scratch_bytes, bytes, "linear_int4 fp8");
     auto* codes = static_cast<uint8_t*>(ctx.int4_scratch);
-    auto* row_scales = reinterpret_cast<float*>(codes + code_bytes);  // 4-byte aligned: k is a multiple of 8
+    // 4-byte aligned: k is a multiple of 8
+    float* row_scales = given ? static_cast<float*>(w.fp8_scale.data) : reinterpret_cast<float*>(codes + code_bytes);
     dispatch_float(x.type, "linear_int4 fp8", [&](auto tag) {
       using T = typename decltype(tag)::type;
       const auto* words = static_cast<const uint32_t*>(w.qweight.data);
-      if (k % 32 == 0 && g % 32 == 0 && reinterpret_cast<uintptr_t>(words) % 16 == 0)
-        int4_to_fp8_kernel<T, 4><<<static_cast<unsigned>(n), 128, 0, ctx.stream>>>(
-            words, w.scales.as<T>(), w.zeros.as<T>(), codes, row_scales, static_cast<int>(k), static_cast<int>(g));
-      else
-        int4_to_fp8_kernel<T, 1><<<static_cast<unsigned>(n), 256, 0, ctx.stream>>>(
-            words, w.scales.as<T>(), w.zeros.as<T>(), codes, row_scales, static_cast<int>(k), static_cast<int>(g));
+      const bool vectors = k % 32 == 0 && g % 32 == 0 && reinterpret_cast<uintptr_t>(words) % 16 == 0;
+      auto launch = [&](auto kernel, unsigned threads) {
+        kernel<<<static_cast<unsigned>(n), threads, 0, ctx.stream>>>(words, w.scales.as<T>(), w.zeros.as<T>(), codes,
+                                                                     row_scales, static_cast<int>(k), static_cast<int>(g));
+      };
+      if (vectors) launch(given ? int4_to_fp8_kernel<T, 4, true> : int4_to_fp8_kernel<T, 4, false>, 128);
+      else launch(given ? int4_to_fp8_kernel<T, 1, true> : int4_to_fp8_kernel<T, 1, false>, 256);
     });
     check_launch("linear_int4 fp8");
     const fp8_device_weight form{tensor(codes, dtype::f8_e4m3, {n, k}), tensor(row_scales, dtype::f32, {n}), tensor{}};
