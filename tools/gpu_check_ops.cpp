@@ -177,6 +177,9 @@ void check_linear_int4(checker& c, dtype t) {
       // The warpgroup-MMA GEMM's (int4_settings().wgmma): K a multiple of its 64 but not of 128, one stage of K, rows
       // one past its 128-row tile.
       {4, 64, 200, 32, true}, {130, 192, 136, 64, true}, {257, 320, 72, 32, false},
+      // The FP8 form's fused kernel (int4_settings().w4a8): K a multiple of its 128, groups of 64 and 128, rows
+      // around its 64-, 128- and 256-row tiles, outputs past its 128, K split over blocks (few tiles).
+      {65, 1024, 264, 64, true}, {200, 3584, 136, 128, false}, {300, 2048, 520, 128, true},
   };
   for (const shape& s : shapes) {
     auto x = c.random(t, {s.rows, s.k});
@@ -242,14 +245,19 @@ void check_linear_int4(checker& c, dtype t) {
       const scoped_value<int64_t> from_one(int4_fp8_rows(), 1);
       std::string what = "T,K,N=" + dims({s.rows, s.k, s.n}) + " G" + std::to_string(s.group);
       if (s.bias) what += " +bias";
-      // The channels' scales found by the kernel, then given as the loader makes them (int4_device_weight::fp8_scale).
-      for (const bool given : {false, true}) {
+      // The channels' scales found by the kernel, then given as the loader makes them (int4_device_weight::fp8_scale),
+      // then the fused kernel (int4_settings().w4a8) where it takes the product.
+      for (const int variant : {0, 1, 2}) {
         int4_device_weight wg = w.gpu();
-        if (given) wg.fp8_scale = form.scale.gpu;
+        if (variant > 0) wg.fp8_scale = form.scale.gpu;
+        if (variant == 2 && !cuda::linear_int4_w4a8_takes(s.rows, s.k, wg, t)) continue;
+        const scoped_value<bool> fused(cuda::int4_settings().w4a8, variant == 2);
         c.poison(expected);
         c.gpu.linear_int4(x.gpu, wg, s.bias ? bias.gpu.get() : tensor{}, expected.gpu);
-        report("linear_int4", t, what + (given ? " fp8 form, scales given" : " fp8 form"), c.error(expected),
-               linear_fp8_tolerance(t, s.k));
+        // The fused kernel accumulates fast on the tensor cores, as cuBLASLt does.
+        const double tol = variant == 2 && t == dtype::f32 ? fp8_gemm_tolerance(s.k) : linear_fp8_tolerance(t, s.k);
+        report("linear_int4", t, what + (variant == 0 ? " fp8 form" : variant == 1 ? " fp8 form, scales given" : " fp8 form fused"),
+               c.error(expected), tol);
       }
     }
   }

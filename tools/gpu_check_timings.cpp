@@ -16,6 +16,7 @@
 
 #include "kernels/cuda/cuda_ops.hpp"
 #include "kernels/cuda/launchers.hpp"
+#include "runtime/model/fp8_formats.hpp"
 #include "tools/gpu_check.hpp"
 
 using namespace troupe;
@@ -310,6 +311,24 @@ void time_int4(cuda_ops& gpu) {
       std::snprintf(buf, sizeof buf, "%.3f ms, %.0f GB/s, %.1f TFLOP/s", ms, bytes / 1e9 / (ms / 1e3), tflop / (ms / 1e3));
       inform(std::string("time linear_int4 ") + layer + (variant.empty() ? "" : " " + variant), t,
              "T,K,N=" + dims({rows, h, n}) + " G128", buf);
+    }
+    // The FP8 form (int4_fp8_rows(): the weight requantized to e4m3 each step, then linear_fp8), from 64 rows: its
+    // channels' scales found each step, given (made at load), and the fused kernel (int4_settings().w4a8).
+    if (rows >= 64) {
+      auto fp8_scale = gpu.alloc(dtype::f32, {n});
+      gpu.upload(fp8_scale, std::vector<float>(static_cast<size_t>(n), 1.0f / 64));
+      for (const int form : {0, 1, 2}) {
+        int4_device_weight wf = w;
+        if (form > 0) wf.fp8_scale = fp8_scale;
+        const scoped_value<int64_t> from(int4_fp8_rows(), 1);
+        const scoped_value<bool> fused(cuda::int4_settings().w4a8, form == 2);
+        const double ms = stream_ms(gpu, [&] { gpu.linear_int4(x, wf, tensor{}, out); });
+        const double tflop = 2.0 * rows * h * n / 1e12;
+        std::snprintf(buf, sizeof buf, "%.3f ms, %.1f TFLOP/s", ms, tflop / (ms / 1e3));
+        inform(std::string("time linear_int4 ") + layer +
+                   (form == 0 ? " fp8 form" : form == 1 ? " fp8 form, scales given" : " fp8 form fused"),
+               t, "T,K,N=" + dims({rows, h, n}) + " G128", buf);
+      }
     }
     // gate_up with silu_and_mul: the two ops (the wide kernel, then silu_and_mul) against linear_int4_silu, and it
     // with the next launch let into its tail (int4_settings().silu 2; here the next is itself).

@@ -121,6 +121,11 @@ struct int4_switches {
   // TROUPE_INT4_WGMMA_NO_SPLIT_ROWS=128 to time it). H100, 2026-12-06, at 256 rows: q/k/v 0.042 ms on the wgmma GEMM
   // (K split 4 ways) against 0.036, o_proj 0.031 (5 ways) against 0.028; not yet timed in a whole model.
   int wgmma_no_split_rows = 0;
+  // In the FP8 form (int4_fp8_rows(), runtime/model/fp8_formats.hpp), steps of up to 1,024 rows on the fused kernel
+  // (launch_linear_int4_w4a8: the codes made stage by stage in shared memory, never written to memory) where it takes
+  // the layer, instead of int4_to_fp8_kernel then linear_fp8 (TROUPE_INT4_W4A8=1; off). The same codes either way.
+  // Written in the twenty-sixth session (2026-12-07) with no device time left: not yet run.
+  bool w4a8 = false;
 };
 int4_switches& int4_settings();
 // ops::linear_fp8 on ctx's stream: each token quantized to e4m3 into ctx's scratch, then the first of these that
@@ -133,6 +138,17 @@ int4_switches& int4_settings();
 // fp8_settings().path forces one ("" chooses; a forced path that cannot run throws std::runtime_error).
 const char* launch_linear_fp8(cuda_context& ctx, const tensor& x, const fp8_device_weight& w, const tensor& bias,
                               const tensor& out, bool w16 = false);
+// x [rows, k] quantized per token as linear_fp8 quantizes its input (input_scale: the static scale, or empty), into
+// ctx's scratch (valid until the next linear_fp8): its codes and scales.
+fp8_activations quantize_fp8_activations(cuda_context& ctx, const tensor& x, const tensor& input_scale);
+// The 4-bit weights' FP8 form fused (linear_fp8_wgmma.cu, int4_settings().w4a8): x's codes times the weight's e4m3
+// codes made from its 4-bit words stage by stage in shared memory — the codes of int4_to_fp8_kernel, with w.fp8_scale
+// (made at load) — on the warpgroup MMA. Returns false, having launched nothing, where it does not take the product:
+// no fp8_scale, K not a multiple of 128, groups not a multiple of 64, more than 1,024 rows, out f32.
+bool launch_linear_int4_w4a8(cuda_context& ctx, const uint8_t* codes, const float* x_scales, int64_t rows, int64_t k,
+                             const int4_device_weight& w, const tensor& bias, const tensor& out);
+// Whether it takes such a product (the codes 16-byte aligned besides).
+bool linear_int4_w4a8_takes(int64_t rows, int64_t k, const int4_device_weight& w, dtype out);
 // The warpgroup-MMA GEMM of linear_fp8 (linear_fp8_wgmma.cu): codes [rows, k] e4m3 with their per-row scales, K a
 // multiple of 128, 16-byte aligned weight rows (the caller checks). K splits over f32 partials in ctx.fp8_products.
 void launch_linear_fp8_wgmma(cuda_context& ctx, const uint8_t* codes, const float* x_scales, int64_t rows, int64_t k,

@@ -903,11 +903,19 @@ const char* run_linear_fp8(cuda_context& ctx, const tensor& x, const fp8_device_
     throw std::runtime_error("cuda linear_fp8: TROUPE_FP8_GEMM=qgemv takes one row, K a multiple of 16 up to " +
                              std::to_string(kQgemvMaxK) + " and 16-byte aligned x and weight, not x " + shape_of(x) +
                              " by weight " + shape_of(w.weight));
+  const fp8_activations xq = quantize_fp8_activations(ctx, x, w.input_scale);
+  return run_fp8_product(ctx, xq.codes.as<uint8_t>(), xq.scales.as<float>(), rows, k, w, bias, out);
+}
+
+} // namespace
+
+fp8_activations quantize_fp8_activations(cuda_context& ctx, const tensor& x, const tensor& input_scale) {
+  const int64_t rows = x.dim(0), k = x.dim(1);
   const size_t codes_bytes = round_up(static_cast<size_t>(rows * k));
   grow_scratch(ctx, ctx.fp8_scratch, ctx.fp8_scratch_bytes, codes_bytes + static_cast<size_t>(rows) * 4, "linear_fp8");
   auto* codes = static_cast<uint8_t*>(ctx.fp8_scratch);
   auto* x_scales = reinterpret_cast<float*>(static_cast<char*>(ctx.fp8_scratch) + codes_bytes);
-  const auto* static_scale = w.input_scale.empty() ? nullptr : w.input_scale.as<float>();
+  const auto* static_scale = input_scale.empty() ? nullptr : input_scale.as<float>();
 
   dispatch_float(x.type, "linear_fp8", [&](auto tag) {
     using T = typename decltype(tag)::type;
@@ -919,11 +927,8 @@ const char* run_linear_fp8(cuda_context& ctx, const tensor& x, const fp8_device_
                      x.as<T>(), k, static_scale, codes, x_scales);
   });
   check_launch("linear_fp8 quantize");
-
-  return run_fp8_product(ctx, codes, x_scales, rows, k, w, bias, out);
+  return {tensor(codes, dtype::f8_e4m3, {rows, k}), tensor(x_scales, dtype::f32, {rows})};
 }
-
-} // namespace
 
 const char* launch_linear_fp8(cuda_context& ctx, const tensor& x, const fp8_device_weight& w, const tensor& bias,
                               const tensor& out, bool w16) {

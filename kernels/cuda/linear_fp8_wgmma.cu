@@ -33,10 +33,12 @@
 #include <algorithm>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/cp_async.cuh"
 #include "kernels/cuda/cuda_context.hpp"
+#include "kernels/cuda/fp8_kv.cuh"
 #include "kernels/cuda/fp8_output.cuh"
 #include "kernels/cuda/launchers.hpp"
 #include "kernels/cuda/wgmma.cuh"
@@ -70,6 +72,35 @@ template <int BN> __device__ __forceinline__ void wgmma_stage_accumulate(float (
                             wgmma_desc_k_major_sw128(stage + 32 * kk));
   wgmma_commit();
   wgmma_wait<1>();
+}
+
+// A thread's copies of x's tile (rows r + 32i, chunk cc of each stage's 128 bytes; rows past the product clamped, to be
+// zero-filled): their sources into x_src, and which rows are in the product (bit i: copy i's) returned.
+template <int Copies>
+__device__ __forceinline__ uint32_t x_copies(const uint8_t* xq, int r, int rows, int k, int cc,
+                                             const uint8_t* (&x_src)[Copies]) {
+  uint32_t valid = 0;
+#pragma unroll
+  for (int i = 0; i < Copies; ++i) {
+    x_src[i] = xq + static_cast<int64_t>(min(r + 32 * i, rows - 1)) * k + 16 * cc;
+    valid |= static_cast<uint32_t>(r + 32 * i < rows) << i;
+  }
+  return valid;
+}
+
+// A warpgroup's accumulators zeroed, then the copies of the first Ahead stages issued (`issue(s)`), a commit group each
+// (empty past the split's `stages`), once the kernel before is done (launched plainly, a no-op: the codes are the
+// quantizer's output).
+template <int BN, int Ahead, class Issue>
+__device__ __forceinline__ void start_stages(float (&acc)[BN / 2], int stages, Issue&& issue) {
+#pragma unroll
+  for (int i = 0; i < BN / 2; ++i) acc[i] = 0.0f;
+  pdl_wait();
+#pragma unroll
+  for (int i = 0; i < Ahead; ++i) {
+    if (i < stages) issue(i);
+    cp_async_commit();
+  }
 }
 
 // A warpgroup's accumulators into the output (or, where K is split, into split blockIdx.z's f32 partials): acc[4i + e]
@@ -119,13 +150,8 @@ __global__ void __launch_bounds__(kF8Threads, 1)
   const int cr = threadIdx.x / 8, cc = threadIdx.x % 8;
   const uint8_t* x_src[kXCopies];
   const uint8_t* w_src[kWCopies];
-  uint32_t x_valid = 0, w_valid = 0;  // bit i: copy i's row is in the product
-#pragma unroll
-  for (int i = 0; i < kXCopies; ++i) {
-    const int r = row0 + cr + 32 * i;
-    x_src[i] = xq + static_cast<int64_t>(min(r, rows - 1)) * k + 16 * cc;
-    x_valid |= static_cast<uint32_t>(r < rows) << i;
-  }
+  uint32_t w_valid = 0;  // bit i: copy i's row is in the product
+  const uint32_t x_valid = x_copies<kXCopies>(xq, row0 + cr, rows, k, cc, x_src);
 #pragma unroll
   for (int i = 0; i < kWCopies; ++i) {
     const int o = out0 + cr + 32 * i;
@@ -146,14 +172,7 @@ __global__ void __launch_bounds__(kF8Threads, 1)
 
   constexpr int kAhead = Fast ? kStages - 2 : kF8Ahead;
   float acc[BN / 2];
-#pragma unroll
-  for (int i = 0; i < BN / 2; ++i) acc[i] = 0.0f;
-  pdl_wait();  // launched plainly (a no-op); the codes are the quantizer's output
-#pragma unroll
-  for (int i = 0; i < kAhead; ++i) {
-    if (i < stages) issue(i);
-    cp_async_commit();
-  }
+  start_stages<BN, kAhead>(acc, stages, issue);
   if constexpr (Fast) {
     for (int s = 0; s < stages; ++s) {
       cp_async_wait<kAhead - 1>();  // stage s landed; every warpgroup's group of stage s - 2 is done (see above)
@@ -369,7 +388,160 @@ void launch_wgmma(cuda_context& ctx, const uint8_t* codes, const float* x_scales
   }
 }
 
+// ---- The 4-bit weights' FP8 form, fused (int4_settings().w4a8; written in the twenty-sixth session, not yet run) ----
+//
+// linear_int4's FP8 form (int4_path::fp8) without its codes in memory: fp8_wgmma_kernel's Fast form where each stage
+// brings the weights' 4-bit words (128 outputs x 64 bytes) instead of their codes, and every thread turns 64 of them
+// into e4m3 codes in a shared-memory tile laid out as wgmma reads codes (128-byte swizzled): code = e4m3(((q − z) · s)
+// / fp8_scale[o]), the codes int4_to_fp8_kernel makes (fp8_activation_code: the IEEE quotient), so that both ways of
+// the form give the same products. Thread t converts output t / 2 (its warpgroup's own 64 outputs: a warpgroup barrier
+// orders the codes before its wgmma, not a block one), k 64 · (t % 2) of the stage, within one group (groups a
+// multiple of 64). The x tile and the words ring through kW4Stages buffers, kW4Stages − 2 loading ahead as in the Fast
+// form; the codes through two buffers, the one a stage writes last read by the wgmma two stages before, which the
+// wgmma_wait<1> closing the stage before has seen done.
+constexpr int kW4Stages = 4;
+constexpr int kW4CodeBytes = kF8Outputs * kF8StageK;  // a stage's weight codes
+template <int BN> constexpr int kW4RingBytes = BN * kF8StageK + kF8Outputs * kF8StageK / 2;  // x's tile, the words
+template <int BN> constexpr int kW4SmemBytes = kW4Stages * kW4RingBytes<BN> + 2 * kW4CodeBytes;
+
+template <class T, int BN>
+__global__ void __launch_bounds__(kF8Threads, 1)
+    int4_w4a8_kernel(const uint8_t* __restrict__ xq, const float* __restrict__ x_scales, const uint32_t* __restrict__ q,
+                     const T* __restrict__ scales, const T* __restrict__ zeros, const float* __restrict__ w_scales,
+                     const T* __restrict__ bias, float* __restrict__ partial, T* __restrict__ out, int rows, int n_out,
+                     int k, int group, int stages_per_split) {
+  extern __shared__ uint8_t w4_smem_raw[];
+  uint8_t* smem = w4_smem_raw + ((1024 - (smem_addr(w4_smem_raw) & 1023)) & 1023);
+  const int wg = threadIdx.x / 128, warp = threadIdx.x % 128 / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+  const int row0 = blockIdx.x * BN, out0 = blockIdx.y * kF8Outputs;
+  const int s_begin = blockIdx.z * stages_per_split;
+  const int stages = min(k / kF8StageK - s_begin, stages_per_split);
+  const int64_t words_per_row = k / 8, groups = k / group;
+
+  // The copies, made once: x's rows cr + 32i at chunk cc (as fp8_wgmma_kernel), the words of outputs wr + 64i at
+  // chunk wc (16 bytes: 32 of a stage's 128 k).
+  constexpr int kXCopies = BN * 8 / kF8Threads;
+  const int cr = threadIdx.x / 8, cc = threadIdx.x % 8, wr = threadIdx.x / 4, wc = threadIdx.x % 4;
+  const uint8_t* x_src[kXCopies];
+  const uint8_t* w_src[2];
+  uint32_t w_valid = 0;
+  const uint32_t x_valid = x_copies<kXCopies>(xq, row0 + cr, rows, k, cc, x_src);
+#pragma unroll
+  for (int i = 0; i < 2; ++i) {
+    const int o = out0 + wr + 64 * i;
+    w_src[i] = reinterpret_cast<const uint8_t*>(q + static_cast<int64_t>(min(o, n_out - 1)) * words_per_row) + 16 * wc;
+    w_valid |= static_cast<uint32_t>(o < n_out) << i;
+  }
+  const uint32_t ring = smem_addr(smem), codes = ring + kW4Stages * kW4RingBytes<BN>;
+  const uint32_t x_dst = ring + cr * 128 + wgmma_swizzled_chunk(cc, cr) * 16;
+  const uint32_t w_dst = ring + BN * kF8StageK + wr * 64 + wc * 16;
+  auto issue = [&](int s) {  // stage s of this split into ring buffer s % kW4Stages
+    const uint32_t b = (s % kW4Stages) * kW4RingBytes<BN>;
+    const int64_t k0 = static_cast<int64_t>(s_begin + s) * kF8StageK;
+#pragma unroll
+    for (int i = 0; i < kXCopies; ++i) cp_async16_to(x_dst + b + i * 32 * 128, x_src[i] + k0, (x_valid >> i) & 1);
+#pragma unroll
+    for (int i = 0; i < 2; ++i) cp_async16_to(w_dst + b + i * 64 * 64, w_src[i] + k0 / 2, (w_valid >> i) & 1);
+  };
+
+  // This thread's conversion: output ol (of the block's 128), k 64h to 64h + 63 of each stage.
+  const int ol = threadIdx.x / 2, h = threadIdx.x % 2;
+  const int64_t o_global = min(out0 + ol, n_out - 1);
+  const float o_scale = w_scales[o_global];
+  const T* s_row = scales + o_global * groups;
+  const T* z_row = zeros + o_global * groups;
+  auto convert = [&](int s) {
+    const int64_t kh = static_cast<int64_t>(s_begin + s) * kF8StageK + 64 * h;
+    const float sc = to_float(s_row[kh / group]), z = to_float(z_row[kh / group]);
+    const uint8_t* words = smem + (s % kW4Stages) * kW4RingBytes<BN> + BN * kF8StageK + ol * 64 + 32 * h;
+    const uint4 w0 = *reinterpret_cast<const uint4*>(words), w1 = *reinterpret_cast<const uint4*>(words + 16);
+    const uint32_t ws[8] = {w0.x, w0.y, w0.z, w0.w, w1.x, w1.y, w1.z, w1.w};
+    uint8_t* row = smem + kW4Stages * kW4RingBytes<BN> + (s % 2) * kW4CodeBytes + ol * 128;
+#pragma unroll
+    for (int c = 0; c < 4; ++c) {  // 16 codes a chunk: words 2c and 2c + 1
+      vec<uint8_t, 16> v;
+#pragma unroll
+      for (int e = 0; e < 16; ++e) {
+        const uint32_t nib = (ws[2 * c + e / 8] >> (4 * int4_pair_nibble(e % 8))) & 15u;
+        v.v[e] = fp8_activation_code((static_cast<float>(nib) - z) * sc, o_scale);
+      }
+      *reinterpret_cast<vec<uint8_t, 16>*>(row + wgmma_swizzled_chunk(4 * h + c, ol) * 16) = v;
+    }
+  };
+
+  constexpr int kAhead = kW4Stages - 2;
+  float acc[BN / 2];
+  start_stages<BN, kAhead>(acc, stages, issue);
+  for (int s = 0; s < stages; ++s) {
+    cp_async_wait<kAhead - 1>();  // stage s landed; every warpgroup's group of stage s - 2 is done
+    fence_proxy_async_shared();
+    __syncthreads();
+    if (s + kAhead < stages) issue(s + kAhead);
+    cp_async_commit();
+    convert(s);
+    fence_proxy_async_shared();  // the codes, written by the threads, seen by the tensor cores
+    asm volatile("bar.sync %0, 128;\n" ::"r"(wg + 1) : "memory");  // this warpgroup's 64 outputs' codes are in
+    const uint32_t b = (s % kW4Stages) * kW4RingBytes<BN>, cb = codes + (s % 2) * kW4CodeBytes;
+    wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < 4; ++kk)
+      wgmma_ss_e4m3<BN, true>(acc, wgmma_desc_k_major_sw128(cb + wg * 64 * 128 + 32 * kk),
+                              wgmma_desc_k_major_sw128(ring + b + 32 * kk));
+    wgmma_commit();
+    wgmma_wait<1>();
+  }
+  wgmma_wait<0>();
+#pragma unroll
+  for (int i = 0; i < BN / 2; ++i) wgmma_pin(acc[i]);
+  store_wgmma_tile<T, BN>(acc, out0 + wg * 64 + warp * 16 + g, row0 + 2 * t, x_scales, w_scales, bias, partial, out, rows,
+                          n_out);
+}
+
+template <class T, int BN>
+void launch_w4a8(cuda_context& ctx, const uint8_t* codes, const float* x_scales, int rows, int k,
+                 const int4_device_weight& w, const T* bias, T* out) {
+  const int n_out = static_cast<int>(w.qweight.dim(0)), total = k / kF8StageK;
+  const auto [splits, per_split] = plan_fp8_split(ctx, fp8_wgmma_tiles_of(rows, n_out, BN), total, rows, n_out);
+  const int smem = kW4SmemBytes<BN> + 1024;
+  const dim3 grid(static_cast<unsigned>((rows + BN - 1) / BN), static_cast<unsigned>((n_out + kF8Outputs - 1) / kF8Outputs),
+                  static_cast<unsigned>(splits));
+  auto* partial = splits > 1 ? static_cast<float*>(ctx.fp8_products) : nullptr;
+  const auto* w_scales = static_cast<const float*>(w.fp8_scale.data);
+  allow_shared_memory<int4_w4a8_kernel<T, BN>>(static_cast<size_t>(smem), "linear_int4 w4a8: shared memory");
+  int4_w4a8_kernel<T, BN><<<grid, kF8Threads, smem, ctx.stream>>>(
+      codes, x_scales, static_cast<const uint32_t*>(w.qweight.data), w.scales.as<T>(), w.zeros.as<T>(), w_scales, bias,
+      partial, out, rows, n_out, k, w.group_size, per_split);
+  check_launch("linear_int4 w4a8");
+  if (splits > 1) {
+    const int64_t elems = static_cast<int64_t>(rows) * n_out;
+    fp8_split_reduce_kernel<T><<<static_cast<unsigned>((elems + 255) / 256), 256, 0, ctx.stream>>>(
+        partial, splits, x_scales, w_scales, bias, out, elems, n_out);
+    check_launch("linear_int4 w4a8 reduce");
+  }
+}
+
 } // namespace
+
+bool linear_int4_w4a8_takes(int64_t rows, int64_t k, const int4_device_weight& w, dtype out) {
+  return !w.fp8_scale.empty() && k % kF8StageK == 0 && w.group_size % 64 == 0 && rows > 0 && rows <= 1024 &&
+         out != dtype::f32 && reinterpret_cast<uintptr_t>(w.qweight.data) % 16 == 0;
+}
+
+bool launch_linear_int4_w4a8(cuda_context& ctx, const uint8_t* codes, const float* x_scales, int64_t rows, int64_t k,
+                             const int4_device_weight& w, const tensor& bias, const tensor& out) {
+  if (!linear_int4_w4a8_takes(rows, k, w, out.type) || reinterpret_cast<uintptr_t>(codes) % 16 != 0) return false;
+  dispatch_float(out.type, "linear_int4 w4a8", [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    if constexpr (!std::is_same_v<T, float>) {
+      const T* b = bias.empty() ? nullptr : bias.as<T>();
+      const int r = static_cast<int>(rows), kk = static_cast<int>(k);
+      if (rows <= 64) launch_w4a8<T, 64>(ctx, codes, x_scales, r, kk, w, b, out.as<T>());
+      else if (rows <= 128) launch_w4a8<T, 128>(ctx, codes, x_scales, r, kk, w, b, out.as<T>());
+      else launch_w4a8<T, 256>(ctx, codes, x_scales, r, kk, w, b, out.as<T>());
+    }
+  });
+  return true;
+}
 
 bool linear_fp8_wgmma_chosen(const cuda_context& ctx, int64_t rows, int64_t n_out, int64_t k) {
   return fp8_wgmma_chosen(rows, n_out, k, ctx.sm_count, wgmma_switches());

@@ -30,6 +30,7 @@
 #include <algorithm>
 #include <bit>
 #include <cstdlib>
+#include <optional>
 #include <string_view>
 #include <type_traits>
 
@@ -912,6 +913,10 @@ int4_switches& int4_settings() {
                          [] {
                            const char* v = std::getenv("TROUPE_INT4_WGMMA_NO_SPLIT_ROWS");
                            return v && *v ? std::max(0, std::atoi(v)) : 0;
+                         }(),
+                         [] {
+                           const char* v = std::getenv("TROUPE_INT4_W4A8");
+                           return v && *v && *v != '0';
                          }()};
   return s;
 }
@@ -1025,6 +1030,13 @@ void launch_linear_int4(cuda_context& ctx, const tensor& x, const int4_device_we
     if (given && (w.fp8_scale.type != dtype::f32 || w.fp8_scale.numel() != n))
       throw std::invalid_argument("linear_int4: fp8_scale " + w.fp8_scale.shape_string() + " is not [" +
                                   std::to_string(n) + "] f32");
+    // The fused kernel where it is on and takes the product (x quantized first; if it does not take it, the codes
+    // serve the two-kernel form below).
+    std::optional<fp8_activations> xq;
+    if (settings.w4a8 && given && x.type != dtype::f32 && rows <= 1024) {
+      xq = quantize_fp8_activations(ctx, x, tensor{});
+      if (launch_linear_int4_w4a8(ctx, xq->codes.as<uint8_t>(), xq->scales.as<float>(), rows, k, w, bias, out)) return;
+    }
     const size_t code_bytes = static_cast<size_t>(n * k);
     const size_t bytes = code_bytes + (given ? 0 : static_cast<size_t>(n) * sizeof(float));
     grow_scratch(ctx, ctx.int4_scratch, ctx.int4_scratch_bytes, bytes, "linear_int4 fp8");
@@ -1044,7 +1056,8 @@ void launch_linear_int4(cuda_context& ctx, const tensor& x, const int4_device_we
     });
     check_launch("linear_int4 fp8");
     const fp8_device_weight form{tensor(codes, dtype::f8_e4m3, {n, k}), tensor(row_scales, dtype::f32, {n}), tensor{}};
-    launch_linear_fp8(ctx, x, form, bias, out);
+    if (xq) launch_linear_fp8_quantized(ctx, *xq, form, bias, out);
+    else launch_linear_fp8(ctx, x, form, bias, out);
     return;
   }
   case int4_path::dequantize:

@@ -10,8 +10,8 @@
 #                      TROUPE_FP8_WIDE_ROWS=1024; FUSED=2 with that and TROUPE_FP8_SINGLE_PASS=1; bf16; one FP8 request
 #   w1_direct3         W1 in FP8 + FP8 KV: the defaults and TROUPE_ATTN_DIRECT_STAGES=3 (Direct decode attention with three
 #                      stages, swizzled), in turns (PAIRS=N pairs, default 1); one FP8 request with it
-#   w1_int4_fp8        W1 in rtn: defaults; TROUPE_INT4_FP8_ROWS=1025 and 129 (the weight's FP8 form, W4A8), 129 with
-#                      FP8 KV; bf16
+#   w1_int4_fp8        W1 in rtn: defaults; bf16; TROUPE_INT4_FP8_ROWS=1025 and 129 (the weight's FP8 form, W4A8); 129
+#                      with TROUPE_INT4_W4A8=1 (decode steps on the fused kernel), and that with FP8 KV
 #   quick              one W1 each: FP8 + FP8 KV defaults / TROUPE_ATTN_DIRECT_STAGES=3 (quick_fp8); rtn defaults /
 #                      FP8 form from 1,025 (quick_rtn)
 #   b1_trigger         one FP8 + FP8 KV request: the defaults and TROUPE_FP8_ATTN_TRIGGER=1 (o_proj's quantizer and GEMV
@@ -93,13 +93,14 @@ w1_direct3() {  # W1 in FP8 + FP8 KV: the defaults and Direct decode attention w
   done
   TROUPE_ATTN_DIRECT_STAGES=3 bench b1_fp8_direct3 1 128 384 $FP8
 }
-w1_int4_fp8() {  # W1 in 4-bit rtn: the defaults; the FP8 form (TROUPE_INT4_FP8_ROWS) for prompt steps only (1,025 rows and
-  # more) and for decode steps of many sequences too (129); the latter with FP8 KV; bf16
+w1_int4_fp8() {  # W1 in 4-bit rtn: the defaults; bf16; the FP8 form (TROUPE_INT4_FP8_ROWS) for prompt steps only (1,025
+  # rows and more) and for decode steps of many sequences too (129), then with those on the fused kernel, and with FP8 KV
   bench w1_rtn 256 512 256 --quantization rtn
   bench w1_bf16 256 512 256
   TROUPE_INT4_FP8_ROWS=1025 bench w1_rtn_fp8_1025 256 512 256 --quantization rtn
   TROUPE_INT4_FP8_ROWS=129 bench w1_rtn_fp8_129 256 512 256 --quantization rtn
-  TROUPE_INT4_FP8_ROWS=129 bench w1_rtn_fp8_129_fp8kv 256 512 256 --quantization rtn --kv-cache-dtype fp8
+  TROUPE_INT4_FP8_ROWS=129 TROUPE_INT4_W4A8=1 bench w1_rtn_fp8_129_fused 256 512 256 --quantization rtn
+  TROUPE_INT4_FP8_ROWS=129 TROUPE_INT4_W4A8=1 bench w1_rtn_fp8_129_fused_fp8kv 256 512 256 --quantization rtn --kv-cache-dtype fp8
 }
 quick_fp8() {  # for a short budget: FP8 + FP8 KV W1 with the defaults and with Direct's three stages
   bench w1_fp8 256 512 256 $FP8
@@ -132,11 +133,11 @@ for s in ${STEPS:-int4_rows fp8kv_f16_rows w1_direct3 w1_int4_fp8}; do
     w1_tma) step $s 130 bash -c w1_tma ;;
     w1_direct3) step $s 260 bash -c w1_direct3 ;;
     b1_trigger) step $s 200 bash -c b1_trigger ;;
-    w1_int4_fp8) step $s 300 bash -c w1_int4_fp8 ;;
+    w1_int4_fp8) step $s 330 bash -c w1_int4_fp8 ;;
     quick) step $s 240 bash -c quick ;;
     quick_fp8|quick_rtn) step $s 120 bash -c $s ;;
     fp8_trigger_rows) TROUPE_FP8_ATTN_TRIGGER=1 CHECK_ARGS="--fp8-weights --no-ops --no-timing" step $s 150 bash scripts/gpu/check.sh ;;
-    int4_rows) CHECK_ARGS="--int4 --no-models --no-timing" step $s 60 bash scripts/gpu/check.sh ;;
+    int4_rows) CHECK_ARGS="--int4 --no-models --no-timing" step $s 90 bash scripts/gpu/check.sh ;;
     w1_prof) CHECK=0 MODES="b256-prof-fp8 b256-prof" OPS_LINES=70 step $s 150 bash bundle/profile.sh ;;
     w1_prof_rtn) CHECK=0 MODES="b256-prof-rtn" OPS_LINES=70 step $s 90 bash bundle/profile.sh ;;
     w1_prof_fused) TROUPE_FP8_FUSED=2 CHECK=0 MODES="b256-prof-fp8" OPS_LINES=70 step $s 90 bash bundle/profile.sh ;;
