@@ -20,6 +20,8 @@
 #   w1_tma             W1 in FP8 + FP8 KV: defaults; TROUPE_FP8_WGMMA=3 (down_proj only, 128/256-row tiles) and 1 with
 #                      TROUPE_FP8_WGMMA_TMA=1 (the TMA form)
 #   int4_rows          troupe_gpu_check --int4 --no-models --no-timing (linear_int4's rows, the op table's among them)
+#   int4_timing        troupe_gpu_check --int4 --no-models (the rows, then linear_int4's timings: the FP8 form's three ways
+#                      beside the wgmma GEMM at 64 / 256 / 4,096 rows)
 #   w1_prof            profile.sh's per-op tables of W1 in FP8 + FP8 KV and in bf16 (TROUPE_CUDA_PROFILE=1, eager)
 #   w1_prof_rtn        the same in 4-bit rtn (issue 12's W1: 0.84x bf16 against 1.1x)
 #   w1_prof_fused      the FP8 table with TROUPE_FP8_FUSED=2 (where the quantizers' time goes when the norms quantize)
@@ -138,6 +140,7 @@ for s in ${STEPS:-int4_rows fp8kv_f16_rows w1_direct3 w1_int4_fp8}; do
     quick_fp8|quick_rtn) step $s 120 bash -c $s ;;
     fp8_trigger_rows) TROUPE_FP8_ATTN_TRIGGER=1 CHECK_ARGS="--fp8-weights --no-ops --no-timing" step $s 150 bash scripts/gpu/check.sh ;;
     int4_rows) CHECK_ARGS="--int4 --no-models --no-timing" step $s 90 bash scripts/gpu/check.sh ;;
+    int4_timing) CHECK_ARGS="--int4 --no-models" step $s 180 bash scripts/gpu/check.sh ;;
     w1_prof) CHECK=0 MODES="b256-prof-fp8 b256-prof" OPS_LINES=70 step $s 150 bash bundle/profile.sh ;;
     w1_prof_rtn) CHECK=0 MODES="b256-prof-rtn" OPS_LINES=70 step $s 90 bash bundle/profile.sh ;;
     w1_prof_fused) TROUPE_FP8_FUSED=2 CHECK=0 MODES="b256-prof-fp8" OPS_LINES=70 step $s 90 bash bundle/profile.sh ;;
@@ -151,6 +154,7 @@ nvidia-smi --query-gpu=name --format=csv,noheader
 for d in "$R"/*/; do
   n=$(basename "$d"); echo "######## $n"
   case $n in
+    int4_timing) grep -E "checks pass" "$d/gpu_check.txt"; grep FAIL "$d/gpu_check_progress.txt" | head -5; grep -E "^time linear_int4 .*(fp8 form| wgmma 256 overlap)" "$d/gpu_check_progress.txt" | sed -E 's/ {2,}/ /g' | cut -c1-200 | tail -30 ;;
     attn_timing|fp8_decode_timing) grep -E "^time" "$d/gpu_check_progress.txt" | sed -E 's/ {2,}/ /g; s/ - - / /; s/T,K,N=//' | cut -c1-330 | tail -30 ;;
     fp8kv_rows|fp8kv_all_rows|fp8kv_f16_rows|fp8_weights_rows|fp8_trigger_rows|fp8_silu_rows|int4_rows|full_check) grep -E "checks pass" "$d/gpu_check.txt"; grep -c pass "$d/gpu_check_progress.txt"; grep FAIL "$d/gpu_check_progress.txt" | sed -E 's/ {2,}/ /g' | head -12; tail -2 "$d/gpu_check_progress.txt" | cut -c1-200 ;;
     figures|w1_fused|w1_tma|w1_direct3|w1_int4_fp8|quick|quick_fp8|quick_rtn|b1_trigger) cat "$d/log" ;;
