@@ -65,4 +65,13 @@ int4_path choose_int4_path(const int4_product& p, const int4_path_switches& s, S
   return int4_path::dequantize;
 }
 
+constexpr int64_t kInt4W4a8MaxRows = 1024;  // the FP8 form's fused kernel: at most this many rows
+
+// Whether the FP8 form's fused kernel (int4_settings().w4a8) takes a product by its shape: bf16 / f16, 1 to
+// kInt4W4a8MaxRows rows, K a multiple of its 128-k stages, groups a multiple of 64 (each thread's 64 k of a stage
+// within one group). The CUDA launcher adds what is not shape: the channels' scales made at load, aligned words.
+constexpr bool int4_w4a8_shape(const int4_product& p) {
+  return !p.f32 && p.rows > 0 && p.rows <= kInt4W4a8MaxRows && p.k % 128 == 0 && p.group % 64 == 0;
+}
+
 } // namespace troupe

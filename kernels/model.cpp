@@ -93,9 +93,6 @@ model_weights load_model_weights(const model_config& c, ops& backend, dtype type
     }
     // Each output channel's scale in the FP8 form (int4_device_weight::fp8_scale): fp8_dynamic_scale of the row
     // dequantized as the device dequantizes it, its scales rounded to `type` as uploaded (the zero points are whole).
-    const auto as_stored = [type](float v) {
-      return type == dtype::bf16 ? bf16_to_f32(f32_to_bf16(v)) : type == dtype::f16 ? f16_to_f32(f32_to_f16(v)) : v;
-    };
     std::vector<float> fp8_scales(static_cast<size_t>(n));
     row = 0;
     for (const auto& p : parts) {
@@ -105,7 +102,7 @@ model_weights load_model_weights(const model_config& c, ops& backend, dtype type
           for (int64_t c = 0; c < k; ++c) {
             const size_t at = static_cast<size_t>(o * (k / g) + c / g);
             dense[static_cast<size_t>(c)] = (static_cast<float>(p.q[static_cast<size_t>(o * k + c)]) -
-                                             static_cast<float>(p.zeros[at])) * as_stored(p.scales[at]);
+                                             static_cast<float>(p.zeros[at])) * rounded_to(type, p.scales[at]);
           }
           fp8_scales[static_cast<size_t>(row + o)] = fp8_dynamic_scale(dense);
         }

@@ -77,7 +77,7 @@ struct int4_device_weight {
   int32_t group_size = 128;
   // [N] f32 or empty: each output channel's scale in linear_int4's FP8 form (int4_fp8_rows), fp8_dynamic_scale of its
   // dequantized row, made at load so that the form need not find it each step; where empty, the form finds it.
-  tensor fp8_scale;
+  tensor fp8_scale{};
 };
 // The CUDA backend's nibble order (ops::int4_nibble): weights 8j + 2m and 8j + 2m + 1 in nibbles m and m + 4, so that
 // the pairs its kernels dequantize from a word — nibbles (m, m + 4) — are neighbours in k, as x's pairs are.

@@ -113,3 +113,18 @@ TEST(Int4PathRules, the_fp8_form_takes_every_product_from_its_rows_on_and_none_b
   EXPECT_EQ(path(256, from_129, 3584, 128, false, /*aligned=*/false), "fp8");
   EXPECT_EQ(path(128, from_129, 3576, 8), "dequantize");
 }
+
+TEST(Int4PathRules, the_fp8_forms_fused_kernel_takes_16_bit_products_of_up_to_1024_rows_in_128_k_stages) {
+  const auto takes = [](int64_t rows, int64_t k, int64_t group, bool f32 = false) {
+    return int4_w4a8_shape(int4_product{rows, k, group, f32, true});
+  };
+  EXPECT_TRUE(takes(1, 3584, 128));
+  EXPECT_TRUE(takes(1024, 18944, 128));
+  EXPECT_FALSE(takes(1025, 3584, 128));  // one over: the two-kernel form
+  EXPECT_FALSE(takes(0, 3584, 128));
+  EXPECT_TRUE(takes(256, 1024, 64));
+  EXPECT_FALSE(takes(256, 1024, 32));    // a thread's 64 k would span two groups
+  EXPECT_FALSE(takes(256, 1024 + 64, 64));  // K not whole stages
+  EXPECT_FALSE(takes(256, 3584, 128, true));
+}
+

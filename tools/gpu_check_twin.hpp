@@ -28,10 +28,7 @@ inline std::vector<float> random_values(size_t n, float scale = 1.0f) {
 
 // The values as the GPU stores them in `t`.
 inline std::vector<float> rounded(std::vector<float> v, troupe::dtype t) {
-  for (auto& x : v) {
-    if (t == dtype::bf16) x = bf16_to_f32(f32_to_bf16(x));
-    else if (t == dtype::f16) x = f16_to_f32(f32_to_f16(x));
-  }
+  for (auto& x : v) x = rounded_to(t, x);
   return v;
 }
 

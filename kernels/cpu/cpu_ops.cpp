@@ -195,7 +195,7 @@ void cpu_ops::linear_int4(const tensor& x, const int4_device_weight& w, const te
       const int64_t at = r * (k / g) + c / g;
       dense[static_cast<size_t>(r * k + c)] = (v - zeros[at]) * scales[at];
     }
-  if (const int64_t from = int4_fp8_rows(); from > 0 && x.dim(0) >= from) {
+  if (int4_fp8_step(x.dim(0))) {
     // The FP8 form (int4_fp8_rows): the dequantized weight requantized per output channel, then W8A8 FP8.
     const fp8_weight f = quantize_fp8(dense, n, k, true);
     const fp8_device_weight form{tensor(const_cast<uint8_t*>(f.codes.data()), dtype::f8_e4m3, {n, k}),

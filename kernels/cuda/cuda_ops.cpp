@@ -306,7 +306,7 @@ void cuda_ops::linear_int4(const tensor& x, const int4_device_weight& w, const t
 
 bool cuda_ops::linear_int4_silu(const tensor& x, const int4_device_weight& w, const tensor& bias, const tensor& out) {
   // A step in the FP8 form (int4_fp8_rows) is two ops, as on the CPU: the fused kernel is the W4A16 product's.
-  if (const int64_t from = int4_fp8_rows(); from > 0 && x.dim(0) >= from) return false;
+  if (int4_fp8_step(x.dim(0))) return false;
   op_scope p(ctx_->profiler, op_profiler::gemm, ctx_->stream, "linear_int4_silu");
   const bool fused = cuda::launch_linear_int4_silu(*ctx_, x, w, bias, out);
   if (p.on())

@@ -144,7 +144,7 @@ fp8_activations quantize_fp8_activations(cuda_context& ctx, const tensor& x, con
 // The 4-bit weights' FP8 form fused (linear_fp8_wgmma.cu, int4_settings().w4a8): x's codes times the weight's e4m3
 // codes made from its 4-bit words stage by stage in shared memory — the codes of int4_to_fp8_kernel, with w.fp8_scale
 // (made at load) — on the warpgroup MMA. Returns false, having launched nothing, where it does not take the product:
-// no fp8_scale, K not a multiple of 128, groups not a multiple of 64, more than 1,024 rows, out f32.
+// not its shape (int4_w4a8_shape, kernels/int4_path_rules.hpp), no fp8_scale, unaligned words or codes.
 bool launch_linear_int4_w4a8(cuda_context& ctx, const uint8_t* codes, const float* x_scales, int64_t rows, int64_t k,
                              const int4_device_weight& w, const tensor& bias, const tensor& out);
 // Whether it takes such a product (the codes 16-byte aligned besides).

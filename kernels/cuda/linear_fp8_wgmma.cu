@@ -43,6 +43,7 @@
 #include "kernels/cuda/launchers.hpp"
 #include "kernels/cuda/wgmma.cuh"
 #include "kernels/fp8_wgmma_rules.hpp"
+#include "kernels/int4_path_rules.hpp"
 
 namespace troupe::cuda {
 namespace {
@@ -359,6 +360,17 @@ CUtensorMap codes_map(const void* base, int64_t rows, int64_t k, int box_rows) {
   return map;
 }
 
+// Where K was split, the splits' f32 partials added in split order, scaled and rounded into out.
+template <class T>
+void reduce_splits(cuda_context& ctx, int splits, const float* partial, const float* x_scales, const float* w_scales,
+                   const T* bias, T* out, int rows, int n_out) {
+  if (splits <= 1) return;
+  const int64_t elems = static_cast<int64_t>(rows) * n_out;
+  fp8_split_reduce_kernel<T><<<static_cast<unsigned>((elems + 255) / 256), 256, 0, ctx.stream>>>(
+      partial, splits, x_scales, w_scales, bias, out, elems, n_out);
+  check_launch("linear_fp8 wgmma reduce");
+}
+
 template <class T, int BN, bool Fast, bool Tma = false>
 void launch_wgmma(cuda_context& ctx, const uint8_t* codes, const float* x_scales, int rows, int k,
                   const fp8_device_weight& w, const T* bias, T* out) {
@@ -380,12 +392,7 @@ void launch_wgmma(cuda_context& ctx, const uint8_t* codes, const float* x_scales
         codes, x_scales, w.weight.as<uint8_t>(), w.scale.as<float>(), bias, partial, out, rows, n_out, k, per_split);
   }
   check_launch("linear_fp8 wgmma");
-  if (splits > 1) {
-    const int64_t elems = static_cast<int64_t>(rows) * n_out;
-    fp8_split_reduce_kernel<T><<<static_cast<unsigned>((elems + 255) / 256), 256, 0, ctx.stream>>>(
-        partial, splits, x_scales, w.scale.as<float>(), bias, out, elems, n_out);
-    check_launch("linear_fp8 wgmma reduce");
-  }
+  reduce_splits(ctx, splits, partial, x_scales, w.scale.as<float>(), bias, out, rows, n_out);
 }
 
 // ---- The 4-bit weights' FP8 form, fused (int4_settings().w4a8; written in the twenty-sixth session, not yet run) ----
@@ -512,19 +519,15 @@ void launch_w4a8(cuda_context& ctx, const uint8_t* codes, const float* x_scales,
       codes, x_scales, static_cast<const uint32_t*>(w.qweight.data), w.scales.as<T>(), w.zeros.as<T>(), w_scales, bias,
       partial, out, rows, n_out, k, w.group_size, per_split);
   check_launch("linear_int4 w4a8");
-  if (splits > 1) {
-    const int64_t elems = static_cast<int64_t>(rows) * n_out;
-    fp8_split_reduce_kernel<T><<<static_cast<unsigned>((elems + 255) / 256), 256, 0, ctx.stream>>>(
-        partial, splits, x_scales, w_scales, bias, out, elems, n_out);
-    check_launch("linear_int4 w4a8 reduce");
-  }
+  reduce_splits(ctx, splits, partial, x_scales, w_scales, bias, out, rows, n_out);
 }
 
 } // namespace
 
 bool linear_int4_w4a8_takes(int64_t rows, int64_t k, const int4_device_weight& w, dtype out) {
-  return !w.fp8_scale.empty() && k % kF8StageK == 0 && w.group_size % 64 == 0 && rows > 0 && rows <= 1024 &&
-         out != dtype::f32 && reinterpret_cast<uintptr_t>(w.qweight.data) % 16 == 0;
+  static_assert(kF8StageK == 128, "int4_w4a8_shape takes K in stages of 128");
+  return int4_w4a8_shape({rows, k, w.group_size, out == dtype::f32, true}) && !w.fp8_scale.empty() &&
+         reinterpret_cast<uintptr_t>(w.qweight.data) % 16 == 0;
 }
 
 bool launch_linear_int4_w4a8(cuda_context& ctx, const uint8_t* codes, const float* x_scales, int64_t rows, int64_t k,

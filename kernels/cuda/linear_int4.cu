@@ -1033,7 +1033,7 @@ void launch_linear_int4(cuda_context& ctx, const tensor& x, const int4_device_we
     // The fused kernel where it is on and takes the product (x quantized first; if it does not take it, the codes
     // serve the two-kernel form below).
     std::optional<fp8_activations> xq;
-    if (settings.w4a8 && given && x.type != dtype::f32 && rows <= 1024) {
+    if (settings.w4a8 && linear_int4_w4a8_takes(rows, k, w, out.type)) {
       xq = quantize_fp8_activations(ctx, x, tensor{});
       if (launch_linear_int4_w4a8(ctx, xq->codes.as<uint8_t>(), xq->scales.as<float>(), rows, k, w, bias, out)) return;
     }

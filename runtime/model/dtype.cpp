@@ -88,6 +88,12 @@ std::string_view supported_dtype_names() {
   return "BOOL, U8, I8, F8_E5M2, F8_E4M3, F8_E8M0, I16, U16, F16, BF16, I32, U32, F32, C64, F64, I64, U64";
 }
 
+float rounded_to(dtype t, float value) {
+  if (t == dtype::bf16) return bf16_to_f32(f32_to_bf16(value));
+  if (t == dtype::f16) return f16_to_f32(f32_to_f16(value));
+  return value;
+}
+
 float bf16_to_f32(std::uint16_t bits) { return std::bit_cast<float>(static_cast<std::uint32_t>(bits) << 16); }
 
 std::uint16_t f32_to_bf16(float value) {

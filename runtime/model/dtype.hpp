@@ -54,6 +54,9 @@ float bf16_to_f32(std::uint16_t bits);
 // f32 -> bf16 bits, rounding to nearest even; overflow gives infinity, NaN stays a (quiet) NaN.
 std::uint16_t f32_to_bf16(float value);
 
+// `value` as a tensor of `t` holds it: rounded to nearest even for bf16 and f16, unchanged for any other type.
+float rounded_to(dtype t, float value);
+
 // IEEE binary16 bits -> f32; exact, subnormals included.
 float f16_to_f32(std::uint16_t bits);
 // f32 -> IEEE binary16 bits, rounding to nearest even; values from 65520 up become infinity,

@@ -79,6 +79,8 @@ int64_t& int4_fp8_rows() {
   return rows;
 }
 
+bool int4_fp8_step(int64_t rows) { return int4_fp8_rows() > 0 && rows >= int4_fp8_rows(); }
+
 float fp8_dynamic_scale(std::span<const float> row) { return dynamic_scale_of(max_abs(row)); }
 
 void fp8_quantize_row(std::span<const float> row, float scale, std::span<uint8_t> codes) {

@@ -57,6 +57,8 @@ int& fp8_w16_rows();
 // ops::linear_fp8 on it (W4A8: x quantized per token too). Faster on FP8 tensor cores than the bf16 product, but not
 // the W4A16 one: the weight rounds twice. 0 (the default): never. Starts as TROUPE_INT4_FP8_ROWS.
 int64_t& int4_fp8_rows();
+// Whether a step of `rows` rows takes the FP8 form (int4_fp8_rows set and reached).
+bool int4_fp8_step(int64_t rows);
 
 // codes[i] = f32_to_f8_e4m3(row[i] / scale): the f32 quotient rounded to the nearest even code, saturating at
 // ±448 (vLLM's scaled_fp8_conversion). Needs codes.size() == row.size().

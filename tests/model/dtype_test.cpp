@@ -296,3 +296,16 @@ TEST(convert_to_f32, refuses_integer_types_and_mismatched_sizes) {
 
 } // namespace
 } // namespace troupe
+
+namespace troupe {
+
+TEST(dtype, rounded_to_keeps_what_a_tensor_of_the_type_holds) {
+  const float v = 1.0f + std::ldexp(1.0f, -9) + std::ldexp(1.0f, -12);  // between bf16's steps, on no f16 step either
+  EXPECT_EQ(rounded_to(dtype::bf16, v), bf16_to_f32(f32_to_bf16(v)));
+  EXPECT_EQ(rounded_to(dtype::f16, v), f16_to_f32(f32_to_f16(v)));
+  EXPECT_NE(rounded_to(dtype::bf16, v), v);
+  EXPECT_NE(rounded_to(dtype::f16, v), v);
+  EXPECT_EQ(rounded_to(dtype::f32, v), v);
+}
+
+} // namespace troupe
