@@ -1,5 +1,6 @@
 #include "actors/engine.hpp"
 
+#include <chrono>
 #include <condition_variable>
 #include <cstring>
 #include <filesystem>
@@ -303,7 +304,11 @@ engine::impl::impl(const engine_options& requested) : system(with_middleman(syst
       // Dummy weights are made by the backend where they live: a 70B model's half is 35 billion values, a minute
       // of one host thread and 140 GB of f32 copies otherwise.
       const weight_fill fill = dummy ? dummy_weight_fill(seed, tp > 1 ? &plan : nullptr, q) : weight_fill{};
+      const auto load_start = std::chrono::steady_clock::now();
       model_weights weights = load_model_weights(local, *shard.backend, act, source, int4, fp8, fill);
+      if (i == 0)  // vLLM's "Loading weights took ... seconds"
+        spdlog::info("weights loaded in {:.1f} s{}", std::chrono::duration<double>(std::chrono::steady_clock::now() - load_start).count(),
+                     tp > 1 ? " (rank 0)" : "");
       shard_context where;
       if (tp > 1) {
         // After loading: the custom all-reduce's set-up is a rendezvous, so no rank's kernel waits out its

@@ -141,8 +141,9 @@ void read_weight(const checkpoint& ckpt, const quantization& q, const std::strin
 
 // The 4-bit round-to-nearest code of `slice` of weight [slice.shape] whose values `read` gives for any slice of
 // it: rounded from the slice's rows, and along the inputs from the groups that cover its columns only, then cut
-// to it, so it is exactly slice_int4(quantize_int4(whole), slice) without reading the whole.
-int4_weight quantize_int4_slice(const quantization_config& q, const weight_slice& slice,
+// to it, so it is exactly slice_int4(quantize_int4(whole), slice) without reading the whole. `values` is the
+// caller's buffer for the values read, kept from weight to weight.
+int4_weight quantize_int4_slice(const quantization_config& q, const weight_slice& slice, std::vector<float>& values,
                                 const std::function<void(const weight_slice&, std::vector<float>&)>& read) {
   const std::vector<int64_t>& shape = slice.shape;
   const int64_t group = q.group_for(shape[1]);
@@ -155,7 +156,6 @@ int4_weight quantize_int4_slice(const quantization_config& q, const weight_slice
     covering.length = (slice.begin + slice.length + group - 1) / group * group - covering.begin;
     covering.local_shape[1] = covering.length;
   }
-  std::vector<float> values;
   read(covering, values);
   const int4_weight code = rtn_quantize(values, covering.local_shape[0], covering.local_shape[1], group, q.symmetric);
   if (slice.dim != 1) return code;
@@ -247,8 +247,8 @@ weight_source sharded_dummy_weight_source(uint64_t seed, const sharding_plan& pl
 }
 
 weight_fill dummy_weight_fill(uint64_t seed, const sharding_plan* plan, const std::optional<quantization_config>& q) {
-  if (q) return {};
-  return [seed, plan](const weight_spec& spec, ops& backend, const tensor& out) {
+  return [seed, plan, q](const weight_spec& spec, ops& backend, const tensor& out) {
+    if (q && q->quantizes(spec.name)) return false;  // rounded on the host (the 4-bit or FP8 sources, round_at_load)
     random_slice s;
     s.state = random_weight_state(spec.name, seed);
     s.kind = static_cast<int32_t>(spec.kind);
@@ -269,14 +269,13 @@ weight_fill dummy_weight_fill(uint64_t seed, const sharding_plan* plan, const st
 
 int4_source checkpoint_int4_source(const checkpoint& ckpt, const model_config& config) {
   if (!config.quantization || !config.quantization->four_bit()) return {};
-  return [&ckpt, q = config.quantization](const weight_spec& spec, int4_weight& out) {
+  return [&ckpt, q = config.quantization, values = std::vector<float>()](const weight_spec& spec, int4_weight& out) mutable {
     if (!q->quantizes(spec.name)) return false;
     if (is_packed(q, spec.name)) {
       const std::string m = module_of(spec.name);
       out = unpack_linear(m, packed_tensors_of(ckpt, m), *q, spec.shape[0], spec.shape[1], ckpt.directory().string());
       return true;
     }
-    std::vector<float> values;
     ckpt.read_f32(spec.name, spec.shape, values);
     out = quantize_int4(*q, spec.name, spec.shape, values);
     return true;
@@ -285,9 +284,10 @@ int4_source checkpoint_int4_source(const checkpoint& ckpt, const model_config& c
 
 int4_source dummy_int4_source(uint64_t seed, const std::optional<quantization_config>& q) {
   if (!q || !q->four_bit()) return {};
-  return [seed, q](const weight_spec& spec, int4_weight& out) {
+  // `values` lives as long as the source: one buffer for every weight, whose pages the kernel clears once (a
+  // fresh vector a weight made page faults and their zeroing a third of a 7B model's load).
+  return [seed, q, values = std::vector<float>()](const weight_spec& spec, int4_weight& out) mutable {
     if (!q->quantizes(spec.name)) return false;
-    std::vector<float> values;
     random_weight_values(spec, seed, values);
     out = quantize_int4(*q, spec.name, spec.shape, values);
     return true;
@@ -296,7 +296,7 @@ int4_source dummy_int4_source(uint64_t seed, const std::optional<quantization_co
 
 int4_source sharded_int4_source(const checkpoint& ckpt, const model_config& config, const sharding_plan& plan) {
   if (!config.quantization || !config.quantization->four_bit()) return {};
-  return [&ckpt, &plan, q = config.quantization](const weight_spec& spec, int4_weight& out) {
+  return [&ckpt, &plan, q = config.quantization, values = std::vector<float>()](const weight_spec& spec, int4_weight& out) mutable {
     if (!q->quantizes(spec.name)) return false;
     const weight_slice& slice = plan.slice(spec.name);
     if (is_packed(q, spec.name)) {
@@ -304,16 +304,16 @@ int4_source sharded_int4_source(const checkpoint& ckpt, const model_config& conf
       out = unpack_linear_slice(m, packed_tensors_of(ckpt, m), *q, slice, ckpt.directory().string());
       return true;
     }
-    out = quantize_int4_slice(*q, slice, [&](const weight_slice& s, std::vector<float>& v) { read_slice_f32(ckpt, s, v); });
+    out = quantize_int4_slice(*q, slice, values, [&](const weight_slice& s, std::vector<float>& v) { read_slice_f32(ckpt, s, v); });
     return true;
   };
 }
 
 int4_source sharded_dummy_int4_source(uint64_t seed, const sharding_plan& plan, const std::optional<quantization_config>& q) {
   if (!q || !q->four_bit()) return {};
-  return [seed, &plan, q](const weight_spec& spec, int4_weight& out) {
+  return [seed, &plan, q, values = std::vector<float>()](const weight_spec& spec, int4_weight& out) mutable {
     if (!q->quantizes(spec.name)) return false;
-    out = quantize_int4_slice(*q, plan.slice(spec.name), [&](const weight_slice& s, std::vector<float>& v) {
+    out = quantize_int4_slice(*q, plan.slice(spec.name), values, [&](const weight_slice& s, std::vector<float>& v) {
       random_slice_f32(s, spec.kind, seed, v);
     });
     return true;
@@ -322,14 +322,13 @@ int4_source sharded_dummy_int4_source(uint64_t seed, const sharding_plan& plan, 
 
 fp8_source checkpoint_fp8_source(const checkpoint& ckpt, const model_config& config) {
   if (!config.quantization || !config.quantization->fp8()) return {};
-  return [&ckpt, q = config.quantization](const weight_spec& spec, fp8_weight& out) {
+  return [&ckpt, q = config.quantization, values = std::vector<float>()](const weight_spec& spec, fp8_weight& out) mutable {
     if (!q->quantizes(spec.name)) return false;
     if (q->fp8_serialized) {
       const std::string m = module_of(spec.name);
       out = read_fp8_linear(m, fp8_tensors_of(ckpt, m), *q, whole_slice(spec), ckpt.directory().string());
       return true;
     }
-    std::vector<float> values;
     ckpt.read_f32(spec.name, spec.shape, values);
     out = quantize_fp8(values, spec.shape[0], spec.shape[1], true);
     return true;
@@ -338,7 +337,7 @@ fp8_source checkpoint_fp8_source(const checkpoint& ckpt, const model_config& con
 
 fp8_source sharded_fp8_source(const checkpoint& ckpt, const model_config& config, const sharding_plan& plan) {
   if (!config.quantization || !config.quantization->fp8()) return {};
-  return [&ckpt, &plan, q = config.quantization](const weight_spec& spec, fp8_weight& out) {
+  return [&ckpt, &plan, q = config.quantization, values = std::vector<float>()](const weight_spec& spec, fp8_weight& out) mutable {
     if (!q->quantizes(spec.name)) return false;
     const weight_slice& slice = plan.slice(spec.name);
     if (q->fp8_serialized) {
@@ -346,7 +345,6 @@ fp8_source sharded_fp8_source(const checkpoint& ckpt, const model_config& config
       out = read_fp8_linear(m, fp8_tensors_of(ckpt, m), *q, slice, ckpt.directory().string());
       return true;
     }
-    std::vector<float> values;
     read_slice_f32(ckpt, slice, values);
     out = quantize_fp8(values, slice.local_shape[0], slice.local_shape[1], true);
     return true;
@@ -355,9 +353,8 @@ fp8_source sharded_fp8_source(const checkpoint& ckpt, const model_config& config
 
 fp8_source dummy_fp8_source(uint64_t seed, const std::optional<quantization_config>& q) {
   if (!q || !q->fp8()) return {};
-  return [seed, q](const weight_spec& spec, fp8_weight& out) {
+  return [seed, q, values = std::vector<float>()](const weight_spec& spec, fp8_weight& out) mutable {
     if (!q->quantizes(spec.name)) return false;
-    std::vector<float> values;
     random_weight_values(spec, seed, values);
     out = quantize_fp8(values, spec.shape[0], spec.shape[1], true);
     return true;
@@ -366,10 +363,9 @@ fp8_source dummy_fp8_source(uint64_t seed, const std::optional<quantization_conf
 
 fp8_source sharded_dummy_fp8_source(uint64_t seed, const sharding_plan& plan, const std::optional<quantization_config>& q) {
   if (!q || !q->fp8()) return {};
-  return [seed, &plan, q](const weight_spec& spec, fp8_weight& out) {
+  return [seed, &plan, q, values = std::vector<float>()](const weight_spec& spec, fp8_weight& out) mutable {
     if (!q->quantizes(spec.name)) return false;
     const weight_slice& slice = plan.slice(spec.name);
-    std::vector<float> values;
     random_slice_f32(slice, spec.kind, seed, values);
     out = quantize_fp8(values, slice.local_shape[0], slice.local_shape[1], true);
     return true;

@@ -50,8 +50,9 @@ weight_source sharded_dummy_weight_source(uint64_t seed, const sharding_plan& pl
                                           const std::optional<quantization_config>& q = std::nullopt);
 
 // The same values made by the backend in place (ops::fill_random): dummy_weight_source's with no plan,
-// sharded_dummy_weight_source(seed, *plan)'s with one, bit for bit in f32, without host time or a copy. Null
-// (empty) for a quantized config, whose dummy weights are rounded on the host. `plan` must outlive it.
+// sharded_dummy_weight_source(seed, *plan)'s with one, bit for bit in f32, without host time or a copy. With a
+// quantized config it makes only the weights q leaves alone (embeddings, norms, biases, the LM head): it returns
+// false for those q quantizes, whose values the host rounds. `plan` must outlive it.
 weight_fill dummy_weight_fill(uint64_t seed, const sharding_plan* plan, const std::optional<quantization_config>& q);
 
 // The 4-bit form (codes, zero points, scales) of each linear weight of a quantized config, for

@@ -394,7 +394,47 @@ TEST_F(weight_slice_reader_test, dummy_weights_filled_by_the_backend_are_the_hos
   EXPECT_EQ(compared, 7 * static_cast<int>(hf_weight_specs(config).size()));
 }
 
-TEST_F(weight_slice_reader_test, quantized_dummy_weights_stay_on_the_host_where_they_are_rounded) {
-  quantization_config q;
-  EXPECT_FALSE(dummy_weight_fill(7, nullptr, q));
+// With a quantized config the backend makes only what the quantization leaves alone (embeddings, norms, biases,
+// the LM head, a module not converted), bit for bit the host source's; the quantized linear weights it declines,
+// so the host rounds them — at 1 and 2 ranks, in rtn and FP8, and through the loader.
+TEST_F(weight_slice_reader_test, quantized_dummy_weights_leave_only_the_quantized_linears_to_the_host) {
+  model_config config = tiny(architecture::llama, 4, 2, 100);
+  config.qkv_bias = true;
+  quantization_config rtn, fp8;
+  rtn.method = quant_method::rtn;
+  rtn.modules_to_not_convert = {"layers.1.mlp"};
+  fp8.method = quant_method::fp8;
+  cpu_ops cpu;
+  for (const quantization_config& q : {rtn, fp8}) {
+    SCOPED_TRACE(std::string(name(q.method)));
+    for (const int64_t n : {1, 2}) {
+      const sharding_plan plan = sharding_plan::make(config, n, n - 1);
+      const model_config local = n > 1 ? local_config(config, plan) : config;
+      const weight_source host = n > 1 ? sharded_dummy_weight_source(7, plan, q) : dummy_weight_source(7, q);
+      const weight_fill fill = dummy_weight_fill(7, n > 1 ? &plan : nullptr, q);
+      ASSERT_TRUE(fill);
+      int made = 0, declined = 0;
+      for (const weight_spec& spec : hf_weight_specs(local)) {
+        std::vector<float> expected;
+        host(spec, expected);
+        std::vector<float> got(expected.size(), -9.0f);
+        tensor t(got.data(), dtype::f32, {static_cast<int64_t>(expected.size())});
+        if (spec.shape.size() == 2) t = t.view({spec.shape[0], spec.shape[1]});
+        const bool filled = fill(spec, cpu, t);
+        EXPECT_EQ(filled, !q.quantizes(spec.name)) << spec.name;
+        if (filled) {
+          EXPECT_EQ(got, expected) << spec.name << " rank " << n - 1 << " of " << n;
+          ++made;
+        } else {
+          EXPECT_TRUE(std::all_of(got.begin(), got.end(), [](float v) { return v == -9.0f; })) << spec.name << " was written";
+          ++declined;
+        }
+      }
+      EXPECT_GT(made, 0);
+      EXPECT_EQ(declined, q.method == quant_method::rtn ? 7 * 2 - 3 : 7 * 2);  // layer 1's gate/up/down not converted
+      const model_weights from_host = load_model_weights(local, cpu, dtype::f32, host);
+      const model_weights filled = load_model_weights(local, cpu, dtype::f32, host, {}, {}, fill);
+      EXPECT_EQ(downloaded(cpu, filled), downloaded(cpu, from_host)) << n << " ranks";
+    }
+  }
 }
