@@ -306,9 +306,7 @@ engine::impl::impl(const engine_options& requested) : system(with_middleman(syst
       const weight_fill fill = dummy ? dummy_weight_fill(seed, tp > 1 ? &plan : nullptr, q) : weight_fill{};
       const auto load_start = std::chrono::steady_clock::now();
       model_weights weights = load_model_weights(local, *shard.backend, act, source, int4, fp8, fill);
-      if (i == 0)  // vLLM's "Loading weights took ... seconds"
-        spdlog::info("weights loaded in {:.1f} s{}", std::chrono::duration<double>(std::chrono::steady_clock::now() - load_start).count(),
-                     tp > 1 ? " (rank 0)" : "");
+      const double load_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - load_start).count();
       shard_context where;
       if (tp > 1) {
         // After loading: the custom all-reduce's set-up is a rendezvous, so no rank's kernel waits out its
@@ -349,6 +347,7 @@ engine::impl::impl(const engine_options& requested) : system(with_middleman(syst
       p.max_model_len = max_model_len;
       p.profile_tokens = limits.max_num_tokens;
       p.utilization = o.gpu_memory_utilization;
+      p.load_seconds = load_seconds;  // said as vLLM's "Loading weights took ... seconds" is
       shard_blocks[static_cast<size_t>(i)] = std::min<int64_t>(plan_kv_blocks(p), INT32_MAX);
       spdlog::info("{}{}", tp > 1 ? "shard " + std::to_string(r) + ": " : "", describe(p, shard_blocks[static_cast<size_t>(i)]));
     });

@@ -102,8 +102,10 @@ int64_t plan_kv_blocks(const gpu_memory_profile& p) {
 }
 
 std::string describe(const gpu_memory_profile& p, int64_t num_blocks) {
+  char loaded[48] = "";
+  if (p.load_seconds >= 0) std::snprintf(loaded, sizeof loaded, " (loaded in %.1f s)", p.load_seconds);
   return "GPU memory " + gib(p.total) + ", --gpu-memory-utilization " + fraction(p.utilization) + ": weights " +
-         gib(p.weight_bytes) + ", step workspaces " + gib(p.workspace_bytes) + " (profiled over " +
+         gib(p.weight_bytes) + loaded + ", step workspaces " + gib(p.workspace_bytes) + " (profiled over " +
          std::to_string(p.profile_tokens) + " tokens), KV cache " + gib(num_blocks * p.block_bytes) + " = " +
          std::to_string(num_blocks) + " blocks of " + std::to_string(p.block_size) + " tokens (" +
          std::to_string(num_blocks * p.block_size) + " tokens of context)";

@@ -53,6 +53,7 @@ struct gpu_memory_profile {
   int64_t max_model_len = 0;
   int64_t profile_tokens = 0;      // tokens in the profiling step
   double utilization = 0.9;
+  double load_seconds = -1;        // how long reading (or making) and uploading the weights took; < 0: not said
 };
 
 // The KV blocks the flags give before any device is measured: --num-gpu-blocks-override when above 0, else

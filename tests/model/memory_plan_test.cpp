@@ -52,6 +52,18 @@ TEST(memory_plan, the_kv_cache_gets_what_is_left_under_the_utilization_cap) {
   EXPECT_EQ(plan_kv_blocks(lower), 22 * 1024);
 }
 
+// The plan's log line says what each part takes, and how long the weights took to load where that was measured.
+TEST(memory_plan, the_line_says_each_part_and_the_load_time_where_measured) {
+  gpu_memory_profile p = h100_7b();
+  const std::string unmeasured = describe(p, 54 * 1024);
+  EXPECT_NE(unmeasured.find("weights 15.00 GiB, step workspaces 3.00 GiB"), std::string::npos) << unmeasured;
+  EXPECT_EQ(unmeasured.find("loaded in"), std::string::npos) << unmeasured;
+  p.load_seconds = 38.26;
+  const std::string measured = describe(p, 54 * 1024);
+  EXPECT_NE(measured.find("weights 15.00 GiB (loaded in 38.3 s), step workspaces"), std::string::npos) << measured;
+  EXPECT_NE(measured.find("55296 blocks of 16 tokens"), std::string::npos) << measured;
+}
+
 // Issue 13: on one GPU the same weights and step workspaces leave the same bytes for the cache, which an FP8
 // cache cuts into blocks of half bf16's bytes. Qwen2.5-7B: 28 layers, 4 KV heads of 128, blocks of 16.
 TEST(memory_plan, an_fp8_cache_gets_twice_the_blocks_of_a_bf16_one) {
