@@ -246,18 +246,21 @@ void check_linear_int4(checker& c, dtype t) {
       std::string what = "T,K,N=" + dims({s.rows, s.k, s.n}) + " G" + std::to_string(s.group);
       if (s.bias) what += " +bias";
       // The channels' scales found by the kernel, then given as the loader makes them (int4_device_weight::fp8_scale),
-      // then the fused kernel (int4_settings().w4a8) where it takes the product.
-      for (const int variant : {0, 1, 2}) {
+      // then the fused kernel (int4_settings().w4a8) where it takes the product, then given with the conversion's
+      // quotient a weight instead of its table (int4_settings().fp8_table).
+      for (const int variant : {0, 1, 2, 3}) {
         int4_device_weight wg = w.gpu();
         if (variant > 0) wg.fp8_scale = form.scale.gpu;
         if (variant == 2 && !cuda::linear_int4_w4a8_takes(s.rows, s.k, wg, t)) continue;
         const scoped_value<bool> fused(cuda::int4_settings().w4a8, variant == 2);
+        const scoped_value<bool> table(cuda::int4_settings().fp8_table, variant != 3);
         c.poison(expected);
         c.gpu.linear_int4(x.gpu, wg, s.bias ? bias.gpu.get() : tensor{}, expected.gpu);
         // The fused kernel accumulates fast on the tensor cores, as cuBLASLt does.
         const double tol = variant == 2 && t == dtype::f32 ? fp8_gemm_tolerance(s.k) : linear_fp8_tolerance(t, s.k);
-        report("linear_int4", t, what + (variant == 0 ? " fp8 form" : variant == 1 ? " fp8 form, scales given" : " fp8 form fused"),
-               c.error(expected), tol);
+        static constexpr const char* kForms[] = {" fp8 form", " fp8 form, scales given", " fp8 form fused",
+                                                 " fp8 form, scales given, quotient"};
+        report("linear_int4", t, what + kForms[variant], c.error(expected), tol);
       }
     }
   }

@@ -317,17 +317,18 @@ void time_int4(cuda_ops& gpu) {
     if (rows >= 64) {
       auto fp8_scale = gpu.alloc(dtype::f32, {n});
       gpu.upload(fp8_scale, std::vector<float>(static_cast<size_t>(n), 1.0f / 64));
-      for (const int form : {0, 1, 2}) {
+      for (const int form : {0, 1, 2, 3}) {  // 3: given, the conversion's quotient a weight (no table)
         int4_device_weight wf = w;
         if (form > 0) wf.fp8_scale = fp8_scale;
         const scoped_value<int64_t> from(int4_fp8_rows(), 1);
         const scoped_value<bool> fused(cuda::int4_settings().w4a8, form == 2);
+        const scoped_value<bool> table(cuda::int4_settings().fp8_table, form != 3);
         const double ms = stream_ms(gpu, [&] { gpu.linear_int4(x, wf, tensor{}, out); });
         const double tflop = 2.0 * rows * h * n / 1e12;
         std::snprintf(buf, sizeof buf, "%.3f ms, %.1f TFLOP/s", ms, tflop / (ms / 1e3));
-        inform(std::string("time linear_int4 ") + layer +
-                   (form == 0 ? " fp8 form" : form == 1 ? " fp8 form, scales given" : " fp8 form fused"),
-               t, "T,K,N=" + dims({rows, h, n}) + " G128", buf);
+        static constexpr const char* kForms[] = {" fp8 form", " fp8 form, scales given", " fp8 form fused",
+                                                 " fp8 form, scales given, quotient"};
+        inform(std::string("time linear_int4 ") + layer + kForms[form], t, "T,K,N=" + dims({rows, h, n}) + " G128", buf);
       }
     }
     // gate_up with silu_and_mul: the two ops (the wide kernel, then silu_and_mul) against linear_int4_silu, and it

@@ -126,6 +126,11 @@ struct int4_switches {
   // the layer, instead of int4_to_fp8_kernel then linear_fp8 (TROUPE_INT4_W4A8=1; off). The same codes either way.
   // Written in the twenty-sixth session (2026-12-07) with no device time left: not yet run.
   bool w4a8 = false;
+  // The FP8 form's conversion (int4_to_fp8, with the scales made at load and 16-byte loads) by table: each group's 16
+  // codes made once into shared memory, every weight looked up (int4_fp8_codes.cuh); the same codes as a quotient a
+  // weight. On (written in the twenty-seventh session, not yet run on a GPU: the check's "fp8 form, scales given" rows
+  // hold it to the CPU twin); TROUPE_INT4_FP8_TABLE=0 goes back to the quotient a weight.
+  bool fp8_table = true;
 };
 int4_switches& int4_settings();
 // ops::linear_fp8 on ctx's stream: each token quantized to e4m3 into ctx's scratch, then the first of these that

@@ -40,6 +40,7 @@
 #include "kernels/cuda/cuda_context.hpp"
 #include "kernels/cuda/fp8_kv.cuh"
 #include "kernels/cuda/fp8_output.cuh"
+#include "kernels/cuda/int4_fp8_codes.cuh"
 #include "kernels/cuda/launchers.hpp"
 #include "kernels/cuda/wgmma.cuh"
 #include "kernels/fp8_wgmma_rules.hpp"
@@ -406,8 +407,8 @@ void launch_wgmma(cuda_context& ctx, const uint8_t* codes, const float* x_scales
 // multiple of 64). The x tile and the words ring through kW4Stages buffers, kW4Stages − 2 loading ahead as in the Fast
 // form; the codes through two buffers, the one a stage writes last read by the wgmma two stages before, which the
 // wgmma_wait<1> closing the stage before has seen done.
-// The conversion goes by table: a thread's 64 weights share one output and one group, so their codes are 16 at most,
-// one per q. It makes those 16 (with groups a multiple of 128 the two threads of an output share the stage's group and
+// The conversion goes by table (int4_fp8_codes.cuh): a thread's 64 weights share one output and one group, so their
+// codes are 16 at most, one per q. It makes those 16 (with groups a multiple of 128 the two threads of an output share the stage's group and
 // make 8 each, exchanged by shuffle), four to a register, and looks each word's 8 nibbles up by byte permutes: ~2
 // instructions a weight where the quotient a weight took ~20 (ptxas: ~1,300 a stage a thread against the tensor cores'
 // ~1,000 cycles a stage). The same codes, since each is the same expression of the same q.
@@ -415,22 +416,6 @@ constexpr int kW4Stages = 4;
 constexpr int kW4CodeBytes = kF8Outputs * kF8StageK;  // a stage's weight codes
 template <int BN> constexpr int kW4RingBytes = BN * kF8StageK + kF8Outputs * kF8StageK / 2;  // x's tile, the words
 template <int BN> constexpr int kW4SmemBytes = kW4Stages * kW4RingBytes<BN> + 2 * kW4CodeBytes;
-
-// Word w's 8 codes in k order (weights 8j .. 8j + 7: two registers), looked up in tab (code of q at byte q % 4 of
-// tab[q / 4]). This backend's nibble order puts weight 2m in nibble m and 2m + 1 in nibble m + 4, so the low half's
-// four nibbles are weights 0, 2, 4, 6 and the high half's 1, 3, 5, 7: each half's codes by two permutes of the table's
-// halves (q < 8, q ≥ 8) and a third that takes, byte by byte, the one q's bit 3 says; then the halves interleaved.
-__device__ __forceinline__ uint2 w4a8_word_codes(uint32_t w, const uint32_t (&tab)[4]) {
-  static_assert(int4_pair_nibble(0) == 0 && int4_pair_nibble(1) == 4 && int4_pair_nibble(2) == 1 && int4_pair_nibble(7) == 7,
-                "w4a8_word_codes: weight 2m sits in nibble m, 2m + 1 in nibble m + 4");
-  auto look = [&](uint32_t nibbles) {  // the codes of the 4 nibbles in bits 0-15, nibble i's at byte i
-    const uint32_t index = nibbles & 0x7777u;
-    const uint32_t low = __byte_perm(tab[0], tab[1], index), high = __byte_perm(tab[2], tab[3], index);
-    return __byte_perm(low, high, 0x3210u | ((nibbles >> 1) & 0x4444u));
-  };
-  const uint32_t even = look(w), odd = look(w >> 16);
-  return make_uint2(__byte_perm(even, odd, 0x5140u), __byte_perm(even, odd, 0x7362u));
-}
 
 template <class T, int BN>
 __global__ void __launch_bounds__(kF8Threads, 1)
@@ -487,13 +472,7 @@ __global__ void __launch_bounds__(kF8Threads, 1)
     const uint32_t ws[8] = {w0.x, w0.y, w0.z, w0.w, w1.x, w1.y, w1.z, w1.w};
     uint8_t* row = smem + kW4Stages * kW4RingBytes<BN> + (s % 2) * kW4CodeBytes + ol * 128;
     // The codes of q = 4r .. 4r + 3 in tab[r], byte q % 4: int4_to_fp8_kernel's expression of each q.
-    auto codes_of = [&](int q0) {
-      uint32_t r = 0;
-#pragma unroll
-      for (int b = 0; b < 4; ++b)
-        r |= uint32_t{fp8_activation_code((static_cast<float>(q0 + b) - z) * sc, o_scale)} << (8 * b);
-      return r;
-    };
+    auto codes_of = [&](int q0) { return int4_fp8_table_word(q0, z, sc, o_scale); };
     uint32_t tab[4];
     if (pair_shares_group) {  // this thread makes q 8h .. 8h + 7, its pair (lane ^ 1, the other h) the rest
       const uint32_t mine0 = codes_of(8 * h), mine1 = codes_of(8 * h + 4);
@@ -506,7 +485,7 @@ __global__ void __launch_bounds__(kF8Threads, 1)
     }
 #pragma unroll
     for (int c = 0; c < 4; ++c) {  // 16 codes a chunk: words 2c and 2c + 1
-      const uint2 a = w4a8_word_codes(ws[2 * c], tab), b = w4a8_word_codes(ws[2 * c + 1], tab);
+      const uint2 a = int4_word_fp8_codes(ws[2 * c], tab), b = int4_word_fp8_codes(ws[2 * c + 1], tab);
       *reinterpret_cast<uint4*>(row + wgmma_swizzled_chunk(4 * h + c, ol) * 16) = make_uint4(a.x, a.y, b.x, b.y);
     }
   };

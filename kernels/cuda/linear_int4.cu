@@ -39,6 +39,7 @@
 #include "kernels/cuda/cuda_context.hpp"
 #include "kernels/cuda/fp8_kv.cuh"
 #include "kernels/cuda/int4_dequant.cuh"
+#include "kernels/cuda/int4_fp8_codes.cuh"
 #include "kernels/cuda/launchers.hpp"
 #include "kernels/cuda/mma.cuh"
 #include "kernels/int4_path_rules.hpp"
@@ -697,6 +698,36 @@ __global__ void int4_to_fp8_kernel(const uint32_t* __restrict__ q, const T* __re
   }
 }
 
+// The same codes by table where the row scales were made at load (Given) and K and the groups are multiples of 32 (the
+// 16-byte loads' form): the block makes its row's 16 codes a group into shared memory ([groups][4] registers,
+// int4_fp8_table_word), then each thread looks its 32 weights a load up (int4_word_fp8_codes): a quotient per group
+// and q instead of per weight (K / 8 of them a row at groups of 128 against K).
+template <class T>
+__global__ void int4_to_fp8_table_kernel(const uint32_t* __restrict__ q, const T* __restrict__ scales,
+                                         const T* __restrict__ zeros, uint8_t* __restrict__ codes,
+                                         const float* __restrict__ row_scales, int k, int group) {
+  extern __shared__ uint32_t fp8_table[];  // group gi's code of q at byte q % 4 of fp8_table[4 · gi + q / 4]
+  const int64_t n = blockIdx.x;
+  const int groups = k / group, loads = k / 32;
+  const float scale = row_scales[n];
+  for (int e = threadIdx.x; e < 4 * groups; e += blockDim.x) {
+    const int gi = e / 4;
+    fp8_table[e] = int4_fp8_table_word(4 * (e % 4), to_float(zeros[n * groups + gi]), to_float(scales[n * groups + gi]), scale);
+  }
+  __syncthreads();
+  const uint4* qr = reinterpret_cast<const uint4*>(q + n * (k / 8));
+  uint8_t* out = codes + n * k;
+  for (int i = threadIdx.x; i < loads; i += blockDim.x) {
+    const int gi = i * 32 / group;
+    const uint32_t tab[4] = {fp8_table[4 * gi], fp8_table[4 * gi + 1], fp8_table[4 * gi + 2], fp8_table[4 * gi + 3]};
+    const uint4 words = qr[i];
+    const uint2 c0 = int4_word_fp8_codes(words.x, tab), c1 = int4_word_fp8_codes(words.y, tab);
+    const uint2 c2 = int4_word_fp8_codes(words.z, tab), c3 = int4_word_fp8_codes(words.w, tab);
+    *reinterpret_cast<uint4*>(out + 32 * static_cast<int64_t>(i)) = make_uint4(c0.x, c0.y, c1.x, c1.y);
+    *reinterpret_cast<uint4*>(out + 32 * static_cast<int64_t>(i) + 16) = make_uint4(c2.x, c2.y, c3.x, c3.y);
+  }
+}
+
 template <class T, int R>
 void launch_gemv(const tensor& x, const int4_device_weight& w, const tensor& bias, const tensor& out, int rows, cudaStream_t stream) {
   const int n_out = static_cast<int>(w.qweight.dim(0)), k = static_cast<int>(x.dim(1));
@@ -917,6 +948,10 @@ int4_switches& int4_settings() {
                          [] {
                            const char* v = std::getenv("TROUPE_INT4_W4A8");
                            return v && *v && *v != '0';
+                         }(),
+                         [] {
+                           const char* v = std::getenv("TROUPE_INT4_FP8_TABLE");
+                           return !(v && *v == '0');
                          }()};
   return s;
 }
@@ -1051,8 +1086,15 @@ void launch_linear_int4(cuda_context& ctx, const tensor& x, const int4_device_we
         kernel<<<static_cast<unsigned>(n), threads, 0, ctx.stream>>>(words, w.scales.as<T>(), w.zeros.as<T>(), codes,
                                                                      row_scales, static_cast<int>(k), static_cast<int>(g));
       };
-      if (vectors) launch(given ? int4_to_fp8_kernel<T, 4, true> : int4_to_fp8_kernel<T, 4, false>, 128);
-      else launch(given ? int4_to_fp8_kernel<T, 1, true> : int4_to_fp8_kernel<T, 1, false>, 256);
+      const size_t table_bytes = static_cast<size_t>(k / g) * 16;  // within the 48 KiB a launch has without opting in
+      if (vectors && given && int4_settings().fp8_table && table_bytes <= 48 * 1024) {
+        int4_to_fp8_table_kernel<T><<<static_cast<unsigned>(n), 128, table_bytes, ctx.stream>>>(
+            words, w.scales.as<T>(), w.zeros.as<T>(), codes, row_scales, static_cast<int>(k), static_cast<int>(g));
+      } else if (vectors) {
+        launch(given ? int4_to_fp8_kernel<T, 4, true> : int4_to_fp8_kernel<T, 4, false>, 128);
+      } else {
+        launch(given ? int4_to_fp8_kernel<T, 1, true> : int4_to_fp8_kernel<T, 1, false>, 256);
+      }
     });
     check_launch("linear_int4 fp8");
     const fp8_device_weight form{tensor(codes, dtype::f8_e4m3, {n, k}), tensor(row_scales, dtype::f32, {n}), tensor{}};
