@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <random>
 
@@ -99,6 +101,36 @@ TEST(rtn_quantize, symmetric_codes_center_on_8_as_vllms_rtn) {
   EXPECT_EQ(q.scales[0], f16_to_f32(f32_to_f16(0.1f)));
   EXPECT_EQ(q.zeros[0], 8);
   EXPECT_EQ(q.q, (std::vector<uint8_t>{0, 7, 8, 15}));
+}
+
+// Every code is nearbyint(x / scale) + zero clamped to [0, 15] (ties to even, as torch.round), with the scales and zeros
+// it returned: over random groups and the edges — halves exactly (ties), constant groups (the smallest scale, quotients
+// past 2^22), huge and tiny values, one sign only — in both forms.
+TEST(rtn_quantize, every_code_is_the_nearest_even_quotient_clamped) {
+  const int64_t group = 16;
+  std::vector<float> w = random_weight(64 * group, 11);
+  const std::vector<std::vector<float>> edges = {
+      {-7.5f, -6.5f, -5.5f, -0.5f, 0.5f, 1.5f, 2.5f, 7.5f},     // ties, on a scale of 1 (max − min 15)
+      {0.5f, 0.5f, 0.5f, 0.5f, 0.5f, 0.5f, 0.5f, 0.5f},          // constant: the range's floor, a tiny scale
+      {1e30f, -1e30f, 3e29f, 0.0f, 1.0f, -1.0f, 2e-30f, 5.0f},   // huge and small together
+      {100.0f, 100.0f, 100.0f, 100.0f, 100.0f, 100.0f, 100.0f, 100.0f},
+      {-3e-8f, -1e-8f, 0.0f, 2e-8f, 1e-45f, -1e-45f, 4e-8f, 6e-8f},
+      {0.1f, 0.2f, 0.3f, 0.4f, 0.5f, 0.6f, 0.7f, 0.8f}};
+  for (const auto& e : edges) {
+    w.insert(w.end(), e.begin(), e.end());
+    w.insert(w.end(), e.rbegin(), e.rend());  // a group of 16: the edge and its mirror
+  }
+  const int64_t out = static_cast<int64_t>(w.size()) / group;
+  for (const bool symmetric : {false, true}) {
+    SCOPED_TRACE(symmetric ? "symmetric" : "asymmetric");
+    const int4_weight q = rtn_quantize(w, out, group, group, symmetric);
+    for (size_t i = 0; i < w.size(); ++i) {
+      const size_t g = i / static_cast<size_t>(group);
+      const float expected = std::clamp(std::nearbyint(w[i] / q.scales[g]) + static_cast<float>(q.zeros[g]), 0.0f, 15.0f);
+      ASSERT_EQ(q.q[i], static_cast<uint8_t>(expected)) << "weight " << i << " = " << w[i] << ", scale " << q.scales[g]
+                                                        << ", zero " << int{q.zeros[g]};
+    }
+  }
 }
 
 TEST(rtn_quantize, a_minimum_zero_keeps_gptq_v1_zero_points_storable) {
