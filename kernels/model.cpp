@@ -99,10 +99,11 @@ model_weights load_model_weights(const model_config& c, ops& backend, dtype type
       parallel_rows(p.out_features, rows_per_million(k), [&](int64_t begin, int64_t end) {
         std::vector<float> dense(static_cast<size_t>(k));
         for (int64_t o = begin; o < end; ++o) {
-          for (int64_t c = 0; c < k; ++c) {
-            const size_t at = static_cast<size_t>(o * (k / g) + c / g);
-            dense[static_cast<size_t>(c)] = (static_cast<float>(p.q[static_cast<size_t>(o * k + c)]) -
-                                             static_cast<float>(p.zeros[at])) * rounded_to(type, p.scales[at]);
+          for (int64_t gi = 0; gi < k / g; ++gi) {  // a group's scale rounded once, not once a weight
+            const size_t at = static_cast<size_t>(o * (k / g) + gi);
+            const float s = rounded_to(type, p.scales[at]), z = static_cast<float>(p.zeros[at]);
+            for (int64_t c = gi * g; c < (gi + 1) * g; ++c)
+              dense[static_cast<size_t>(c)] = (static_cast<float>(p.q[static_cast<size_t>(o * k + c)]) - z) * s;
           }
           fp8_scales[static_cast<size_t>(row + o)] = fp8_dynamic_scale(dense);
         }
