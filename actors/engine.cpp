@@ -306,6 +306,7 @@ engine::impl::impl(const engine_options& requested) : system(with_middleman(syst
       const weight_fill fill = dummy ? dummy_weight_fill(seed, tp > 1 ? &plan : nullptr, q) : weight_fill{};
       const auto load_start = std::chrono::steady_clock::now();
       model_weights weights = load_model_weights(local, *shard.backend, act, source, int4, fp8, fill);
+      int4 = {}, fp8 = {};  // the quantizing sources' buffers (a weight's f32 values) go back before the profiling step
       const double load_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - load_start).count();
       shard_context where;
       if (tp > 1) {
