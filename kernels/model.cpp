@@ -77,28 +77,20 @@ model_weights load_model_weights(const model_config& c, ops& backend, dtype type
     std::vector<float> scales, zeros;
     int shift[8];  // weight 8j + i's bits in word j, in the backend's nibble order
     for (int i = 0; i < 8; ++i) shift[i] = 4 * backend.int4_nibble(i);
+    // With the words, each output channel's scale in the FP8 form (int4_device_weight::fp8_scale): fp8_dynamic_scale
+    // of the row dequantized as the device dequantizes it, its scales rounded to `type` as uploaded (the zero points
+    // are whole).
+    std::vector<float> fp8_scales(static_cast<size_t>(n));
     int64_t row = 0;
     for (const auto& p : parts) {
       parallel_rows(p.out_features, rows_per_million(k), [&](int64_t begin, int64_t end) {
-        for (int64_t o = begin; o < end; ++o)
+        std::vector<float> dense(static_cast<size_t>(k));
+        for (int64_t o = begin; o < end; ++o) {
           for (int64_t j = 0; j < k / 8; ++j) {
             uint32_t word = 0;
             for (int64_t i = 0; i < 8; ++i) word |= uint32_t{p.q[static_cast<size_t>(o * k + j * 8 + i)]} << shift[i];
             words[static_cast<size_t>((row + o) * (k / 8) + j)] = static_cast<int32_t>(word);
           }
-      });
-      row += p.out_features;
-      scales.insert(scales.end(), p.scales.begin(), p.scales.end());
-      for (uint8_t z : p.zeros) zeros.push_back(static_cast<float>(z));
-    }
-    // Each output channel's scale in the FP8 form (int4_device_weight::fp8_scale): fp8_dynamic_scale of the row
-    // dequantized as the device dequantizes it, its scales rounded to `type` as uploaded (the zero points are whole).
-    std::vector<float> fp8_scales(static_cast<size_t>(n));
-    row = 0;
-    for (const auto& p : parts) {
-      parallel_rows(p.out_features, rows_per_million(k), [&](int64_t begin, int64_t end) {
-        std::vector<float> dense(static_cast<size_t>(k));
-        for (int64_t o = begin; o < end; ++o) {
           for (int64_t gi = 0; gi < k / g; ++gi) {  // a group's scale rounded once, not once a weight
             const size_t at = static_cast<size_t>(o * (k / g) + gi);
             const float s = rounded_to(type, p.scales[at]), z = static_cast<float>(p.zeros[at]);
@@ -109,6 +101,8 @@ model_weights load_model_weights(const model_config& c, ops& backend, dtype type
         }
       });
       row += p.out_features;
+      scales.insert(scales.end(), p.scales.begin(), p.scales.end());
+      for (uint8_t z : p.zeros) zeros.push_back(static_cast<float>(z));
     }
     layer.group_size = static_cast<int32_t>(g);
     layer.qweight = backend.alloc(dtype::i32, {n, k / 8});

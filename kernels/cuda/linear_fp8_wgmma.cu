@@ -76,16 +76,17 @@ template <int BN> __device__ __forceinline__ void wgmma_stage_accumulate(float (
   wgmma_wait<1>();
 }
 
-// A thread's copies of x's tile (rows r + 32i, chunk cc of each stage's 128 bytes; rows past the product clamped, to be
-// zero-filled): their sources into x_src, and which rows are in the product (bit i: copy i's) returned.
-template <int Copies>
-__device__ __forceinline__ uint32_t x_copies(const uint8_t* xq, int r, int rows, int k, int cc,
-                                             const uint8_t* (&x_src)[Copies]) {
+// A thread's copies of a tile's rows (x's rows or the weight's outputs) r + Step · i of `rows`, each row_bytes long, at
+// byte `offset` of each stage (rows past the product clamped, to be zero-filled): their sources into src, and which
+// rows are in the product (bit i: copy i's) returned.
+template <int Copies, int Step = 32>
+__device__ __forceinline__ uint32_t row_copies(const uint8_t* base, int r, int rows, int64_t row_bytes, int offset,
+                                               const uint8_t* (&src)[Copies]) {
   uint32_t valid = 0;
 #pragma unroll
   for (int i = 0; i < Copies; ++i) {
-    x_src[i] = xq + static_cast<int64_t>(min(r + 32 * i, rows - 1)) * k + 16 * cc;
-    valid |= static_cast<uint32_t>(r + 32 * i < rows) << i;
+    src[i] = base + static_cast<int64_t>(min(r + Step * i, rows - 1)) * row_bytes + offset;
+    valid |= static_cast<uint32_t>(r + Step * i < rows) << i;
   }
   return valid;
 }
@@ -152,14 +153,8 @@ __global__ void __launch_bounds__(kF8Threads, 1)
   const int cr = threadIdx.x / 8, cc = threadIdx.x % 8;
   const uint8_t* x_src[kXCopies];
   const uint8_t* w_src[kWCopies];
-  uint32_t w_valid = 0;  // bit i: copy i's row is in the product
-  const uint32_t x_valid = x_copies<kXCopies>(xq, row0 + cr, rows, k, cc, x_src);
-#pragma unroll
-  for (int i = 0; i < kWCopies; ++i) {
-    const int o = out0 + cr + 32 * i;
-    w_src[i] = w + static_cast<int64_t>(min(o, n_out - 1)) * k + 16 * cc;
-    w_valid |= static_cast<uint32_t>(o < n_out) << i;
-  }
+  const uint32_t x_valid = row_copies<kXCopies>(xq, row0 + cr, rows, k, 16 * cc, x_src);  // bit i: copy i's row is in
+  const uint32_t w_valid = row_copies<kWCopies>(w, out0 + cr, n_out, k, 16 * cc, w_src);  // the product
   const uint32_t dst = smem_addr(smem) + cr * 128 + wgmma_swizzled_chunk(cc, cr) * 16;
   constexpr int kStages = kF8StagesOf<BN>;
   static_assert(Fast || BN <= 128, "fp8_wgmma_kernel: 256-row tiles accumulate fast only");
@@ -429,7 +424,7 @@ __global__ void __launch_bounds__(kF8Threads, 1)
   const int row0 = blockIdx.x * BN, out0 = blockIdx.y * kF8Outputs;
   const int s_begin = blockIdx.z * stages_per_split;
   const int stages = min(k / kF8StageK - s_begin, stages_per_split);
-  const int64_t words_per_row = k / 8, groups = k / group;
+  const int64_t groups = k / group;
 
   // The copies, made once: x's rows cr + 32i at chunk cc (as fp8_wgmma_kernel), the words of outputs wr + 64i at
   // chunk wc (16 bytes: 32 of a stage's 128 k).
@@ -437,14 +432,8 @@ __global__ void __launch_bounds__(kF8Threads, 1)
   const int cr = threadIdx.x / 8, cc = threadIdx.x % 8, wr = threadIdx.x / 4, wc = threadIdx.x % 4;
   const uint8_t* x_src[kXCopies];
   const uint8_t* w_src[2];
-  uint32_t w_valid = 0;
-  const uint32_t x_valid = x_copies<kXCopies>(xq, row0 + cr, rows, k, cc, x_src);
-#pragma unroll
-  for (int i = 0; i < 2; ++i) {
-    const int o = out0 + wr + 64 * i;
-    w_src[i] = reinterpret_cast<const uint8_t*>(q + static_cast<int64_t>(min(o, n_out - 1)) * words_per_row) + 16 * wc;
-    w_valid |= static_cast<uint32_t>(o < n_out) << i;
-  }
+  const uint32_t x_valid = row_copies<kXCopies>(xq, row0 + cr, rows, k, 16 * cc, x_src);
+  const uint32_t w_valid = row_copies<2, 64>(reinterpret_cast<const uint8_t*>(q), out0 + wr, n_out, k / 2, 16 * wc, w_src);
   const uint32_t ring = smem_addr(smem), codes = ring + kW4Stages * kW4RingBytes<BN>;
   const uint32_t x_dst = ring + cr * 128 + wgmma_swizzled_chunk(cc, cr) * 16;
   const uint32_t w_dst = ring + BN * kF8StageK + wr * 64 + wc * 16;

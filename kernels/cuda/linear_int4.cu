@@ -1082,19 +1082,17 @@ void launch_linear_int4(cuda_context& ctx, const tensor& x, const int4_device_we
       using T = typename decltype(tag)::type;
       const auto* words = static_cast<const uint32_t*>(w.qweight.data);
       const bool vectors = k % 32 == 0 && g % 32 == 0 && reinterpret_cast<uintptr_t>(words) % 16 == 0;
-      auto launch = [&](auto kernel, unsigned threads) {
-        kernel<<<static_cast<unsigned>(n), threads, 0, ctx.stream>>>(words, w.scales.as<T>(), w.zeros.as<T>(), codes,
-                                                                     row_scales, static_cast<int>(k), static_cast<int>(g));
+      auto launch = [&](auto kernel, unsigned threads, size_t smem) {
+        kernel<<<static_cast<unsigned>(n), threads, smem, ctx.stream>>>(words, w.scales.as<T>(), w.zeros.as<T>(), codes,
+                                                                        row_scales, static_cast<int>(k), static_cast<int>(g));
       };
       const size_t table_bytes = static_cast<size_t>(k / g) * 16;  // within the 48 KiB a launch has without opting in
-      if (vectors && given && int4_settings().fp8_table && table_bytes <= 48 * 1024) {
-        int4_to_fp8_table_kernel<T><<<static_cast<unsigned>(n), 128, table_bytes, ctx.stream>>>(
-            words, w.scales.as<T>(), w.zeros.as<T>(), codes, row_scales, static_cast<int>(k), static_cast<int>(g));
-      } else if (vectors) {
-        launch(given ? int4_to_fp8_kernel<T, 4, true> : int4_to_fp8_kernel<T, 4, false>, 128);
-      } else {
-        launch(given ? int4_to_fp8_kernel<T, 1, true> : int4_to_fp8_kernel<T, 1, false>, 256);
-      }
+      if (vectors && given && settings.fp8_table && table_bytes <= 48 * 1024)
+        launch(int4_to_fp8_table_kernel<T>, 128, table_bytes);
+      else if (vectors)
+        launch(given ? int4_to_fp8_kernel<T, 4, true> : int4_to_fp8_kernel<T, 4, false>, 128, 0);
+      else
+        launch(given ? int4_to_fp8_kernel<T, 1, true> : int4_to_fp8_kernel<T, 1, false>, 256, 0);
     });
     check_launch("linear_int4 fp8");
     const fp8_device_weight form{tensor(codes, dtype::f8_e4m3, {n, k}), tensor(row_scales, dtype::f32, {n}), tensor{}};
