@@ -14,7 +14,8 @@
 #   w1_w4a8_quick      the same runs, the fused one first, then bf16 (for a short budget)
 #   w1_int4_fp8        W1 in rtn: defaults; bf16; TROUPE_INT4_FP8_ROWS=1025 and 129 (the weight's FP8 form, W4A8); 129
 #                      with TROUPE_INT4_W4A8=1 (decode steps on the fused kernel), and that with FP8 KV
-#   quick              one W1 each: FP8 + FP8 KV defaults / TROUPE_ATTN_DIRECT_STAGES=3 (quick_fp8); rtn defaults /
+#   quick              one W1 each: FP8 + FP8 KV defaults / TROUPE_ATTN_DIRECT_STAGES=3 / that with TROUPE_FP8_WGMMA=3 and
+#                      TROUPE_FP8_WGMMA_TMA=1 (quick_fp8); rtn defaults /
 #                      FP8 form from 1,025 (quick_rtn)
 #   b1_trigger         one FP8 + FP8 KV request: the defaults and TROUPE_FP8_ATTN_TRIGGER=1 (o_proj's quantizer and GEMV
 #                      launched while attention runs), twice in turns
@@ -122,6 +123,8 @@ w1_w4a8_quick() {  # the fused form's W1 and bf16's, then the FP8 form for promp
 quick_fp8() {  # for a short budget: FP8 + FP8 KV W1 with the defaults and with Direct's three stages
   bench w1_fp8 256 512 256 $FP8
   TROUPE_ATTN_DIRECT_STAGES=3 bench w1_fp8_direct3 256 512 256 $FP8
+  # and with down_proj on the TMA wgmma GEMM (0.058 against cuBLASLt's 0.062 ms at 256 rows: ~0.1 ms a decode step)
+  TROUPE_ATTN_DIRECT_STAGES=3 TROUPE_FP8_WGMMA=3 TROUPE_FP8_WGMMA_TMA=1 bench w1_fp8_direct3_tma_deep 256 512 256 $FP8
 }
 quick_rtn() {  # for a short budget: rtn W1 with the defaults and in the FP8 form from 1,025 rows
   bench w1_rtn 256 512 256 --quantization rtn
@@ -154,7 +157,8 @@ for s in ${STEPS:-int4_rows fp8kv_f16_rows w1_direct3 w1_int4_fp8}; do
     w1_w4a8) step $s 300 bash -c w1_w4a8 ;;
     w1_w4a8_quick) step $s 300 bash -c w1_w4a8_quick ;;
     quick) step $s 240 bash -c quick ;;
-    quick_fp8|quick_rtn) step $s 120 bash -c $s ;;
+    quick_fp8) step $s 170 bash -c $s ;;
+    quick_rtn) step $s 120 bash -c $s ;;
     fp8_trigger_rows) TROUPE_FP8_ATTN_TRIGGER=1 CHECK_ARGS="--fp8-weights --no-ops --no-timing" step $s 150 bash scripts/gpu/check.sh ;;
     int4_rows) CHECK_ARGS="--int4 --no-models --no-timing" step $s 90 bash scripts/gpu/check.sh ;;
     int4_timing) CHECK_ARGS="--int4 --no-models" step $s 180 bash scripts/gpu/check.sh ;;
