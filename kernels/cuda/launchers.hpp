@@ -207,12 +207,12 @@ struct fp8_switches {
   // are fewer than the SMs (fp8_wgmma_chosen, kernels/fp8_wgmma_rules.hpp: at 256 rows q/k/v, o_proj and down_proj, where cuBLASLt made few
   // tiles, 257-441 TFLOP/s on an H100; not gate_up, 883 there); 2 every product; 3 mode 1's deep products only (K at least
   // twice the outputs: down_proj, where the TMA form beat cuBLASLt, 0.058 against 0.062 ms at 256 rows on an H100, and
-  // lost the rest; TROUPE_FP8_WGMMA=3 with TROUPE_FP8_WGMMA_TMA=1, written in the twenty-sixth session, untimed in W1)
-  // (TROUPE_FP8_WGMMA=0|1|2|3). Written in
-  // the nineteenth session of 2026-12-06 for the decode steps of many sequences. Its first form (every product, the
-  // row tiles slowest over the grid: gate_up's weights read twice at 256 rows) lost on the H200: W1 15,367 → 13,705
-  // output tok/s. Off until timed again.
-  int wgmma = 0;
+  // lost the rest) (TROUPE_FP8_WGMMA=0|1|2|3). Written in the nineteenth session of 2026-12-06 for the decode steps of
+  // many sequences. Its first form (every product, the row tiles slowest over the grid: gate_up's weights read twice
+  // at 256 rows) lost on the H200: W1 15,367 → 13,705 output tok/s. Mode 3 with the TMA form is the default since the
+  // twenty-eighth session (H100, one call, W1 in FP8 + FP8 KV with Direct's three stages: 16,870 output tok/s against
+  // 16,744 without it, decode steps 7.81 against 7.95 ms); 0 goes back to cuBLASLt for every product.
+  int wgmma = 3;
   int wgmma_rows = 128;          // rows of its tiles above 64 rows: 128, or 64 (TROUPE_FP8_WGMMA_ROWS)
   int64_t wgmma_max_rows = 1024;  // TROUPE_FP8_WGMMA_MAX_ROWS (0: any)
   // With fast accumulation, the wgmma path's warp-specialized form (fp8_wgmma_tma_kernel: a producer thread's TMA tile
@@ -220,8 +220,9 @@ struct fp8_switches {
   // twenty-fourth session. Timed in the twenty-fifth (H100, decode at 256 rows, fast accumulation, ms): down 0.058
   // against cuBLASLt's 0.062 (the one product it wins), q/k/v 0.022 / 0.019, o_proj 0.021 / 0.019, gate_up 0.099 /
   // 0.073; W1 with it on the few-tile products 16,356 output tok/s against the defaults' 16,307-16,384. Its rows pass
-  // (the full check with it, 0 failing). Off.
-  bool wgmma_tma = false;
+  // (the full check with it, 0 failing). On (with mode 3 above: down_proj's decode products); TROUPE_FP8_WGMMA_TMA=0
+  // takes the cp.async form.
+  bool wgmma_tma = true;
   // One row with its quantization inside the GEMV (fp8_qgemv_kernel, the path "qgemv": no quantizer kernel, the same
   // codes and output bits as "gemv"): 0 (the default) never, 1 where "gemv" would be chosen (gate_up, down), 2 for every
   // one-row product (TROUPE_FP8_QGEMV=0|1|2). Written in the nineteenth session of 2026-12-06; off until timed.
@@ -304,14 +305,15 @@ struct attention_switches {
   // against the converting F16 form: decode 256 x 640 0.079 / 0.095, 64 x 4,096 0.190 / 0.234, the mixed step 0.318 /
   // 0.332; W1 in FP8 + FP8 KV 15,104 / 14,883 output tok/s, its decode steps 8.47 / 8.69 ms).
   bool fp8_direct = true;
-  // Direct's stages at head_dim 128 (TROUPE_ATTN_DIRECT_STAGES=3): 2 (the default: 41 KiB of shared memory, four blocks
-  // an SM) or 3 (52 KiB with the staged rows swizzled rather than padded: still four blocks). Why try 3: the decode
+  // Direct's stages at head_dim 128 (TROUPE_ATTN_DIRECT_STAGES=2|3): 2 (41 KiB of shared memory, four blocks an SM) or
+  // 3 (the default: 52 KiB with the staged rows swizzled rather than padded: still four blocks). Why 3: the decode
   // layout is bound by latency, so by the bytes each SM has in flight, and an FP8 tile carries half a bf16 tile's: four
   // blocks of two FP8 stages have one 16 KiB tile each coming while they compute (64 KiB an SM) where bf16's three
   // blocks have 32 KiB each (96 KiB), and read 2.1 against 2.6 TB/s (H100, 256 x 640); with three stages, 128 KiB.
-  // Written in the twenty-fifth session with no device time left: off until timed (troupe_gpu_check --attention-timing
-  // has its rows beside the default's and the deep layout's; --fp8-kv-f16 its check rows).
-  int direct_stages = 2;
+  // Written in the twenty-fifth session; its check rows pass (--fp8-kv-f16, 168 of 168, H100). The default since the
+  // twenty-eighth session: two W1 pairs in FP8 + FP8 KV on two H100s, 16,428 / 16,294 and 16,744 / 16,643 output tok/s
+  // (decode steps 8.09 / 8.24 and 7.95 / 8.01 ms). TROUPE_ATTN_DIRECT_STAGES=2 goes back.
+  int direct_stages = 3;
   // Where attention_shape::next_waits (a 4-bit o_proj after it), the decode kernels let the kernel after start at once
   // (attention_params::trigger) and the combine goes as a programmatic dependent, so o_proj's blocks stream its weights
   // while attention runs: -1 (the default) on decode steps of at most 8 sequences, 1 on every decode step
