@@ -22,6 +22,7 @@
 #include "runtime/error.hpp"
 #include "runtime/model/sharding_plan.hpp"
 #include "runtime/model/weight_slice_reader.hpp"
+#include "tests/support/int4_fp8_rows.hpp"
 #include "tests/support/quantized_copy.hpp"
 #include "tests/support/model_quality.hpp"
 #include "tests/support/quantized_reference.hpp"
@@ -169,6 +170,7 @@ TEST(quantized_checkpoints, make_model_awq_and_gptq_give_the_logits_and_greedy_t
 // and gate/up fused) give the dequantized model's logits bit for bit (the CPU twin dequantizes, then runs the
 // f32 linear), for packed AWQ and GPTQ and for rtn rounding at load.
 TEST(quantized_checkpoints, weights_kept_in_4_bits_give_the_dequantized_models_logits) {
+  const troupe::testing::int4_fp8_rows_pinned w4a16(0);  // the 4-bit products as W4A16, whatever the step
   const std::vector<std::vector<int32_t>> prompts = {{11, 12, 13, 14, 15, 16, 17}, {3, 1, 4}};
   for (const std::string method : {"awq", "gptq"}) {
     SCOPED_TRACE(method);
@@ -379,11 +381,7 @@ TEST(quantized_quality, four_bit_codes_of_the_reference_checkpoints_stay_close_t
     report("rtn symmetric (vLLM's rule)", all_position_logits(dir, prompts, vllm_rtn));
     {  // rtn in its FP8 form (TROUPE_INT4_FP8_ROWS: here every step; the weights kept in 4 bits, ops::linear_int4, as on
        // a GPU): the codes requantized to e4m3, x too
-      struct restore {
-        int64_t before = int4_fp8_rows();
-        ~restore() { int4_fp8_rows() = before; }
-      } restore_setting;
-      int4_fp8_rows() = 1;
+      const troupe::testing::int4_fp8_rows_pinned every_step(1);
       report("rtn, FP8 form (W4A8)", all_position_logits(dir, prompts, rtn, /*packed=*/true));
     }
     for (const quantization_config* q : {&awq, &gptq}) {

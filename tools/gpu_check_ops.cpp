@@ -182,6 +182,8 @@ void check_linear_int4(checker& c, dtype t) {
       {65, 1024, 264, 64, true}, {200, 3584, 136, 128, false}, {300, 2048, 520, 128, true},
   };
   for (const shape& s : shapes) {
+    // The W4A16 paths whatever int4_fp8_rows() says (TROUPE_INT4_FP8_ROWS); the FP8 form's rows below set it.
+    const scoped_value<int64_t> w4a16(int4_fp8_rows(), 0);
     auto x = c.random(t, {s.rows, s.k});
     const int4_twin w = random_int4(c, t, s.n, s.k, s.group);
     twin bias{};

@@ -279,6 +279,8 @@ void time_int4(cuda_ops& gpu) {
     auto out = gpu.alloc(t, {rows, n});
     fill(gpu, x);
     const int4_device_weight w{iw.words, iw.scales, iw.zeros, static_cast<int32_t>(group)};
+    // The W4A16 paths whatever int4_fp8_rows() says (TROUPE_INT4_FP8_ROWS); the FP8 form's rows below set it.
+    const scoped_value<int64_t> w4a16(int4_fp8_rows(), 0);
     // Up to 32 rows also on the kernel that stages its weights by cp.async (int4_settings().async).
     // From 16 rows to 512 also on the shared-memory GEMM (int4_settings().gemm).
     // Up to 32 rows also on the ring kernel's variants (int4_settings().ring); "" is int4_mma_kernel up to 32 rows.
