@@ -21,12 +21,14 @@
 // tiles (TROUPE_FP8_WGMMA_ROWS=256), which at a 256-sequence decode step read each weight once. Measured on an H100
 // (2026-12-07): no faster than cuBLASLt on any 256-row decode product (down 0.062-0.064 ms against 0.062). Its
 // warp-specialized form, fp8_wgmma_tma_kernel (TROUPE_FP8_WGMMA_TMA=1), has a producer thread load the tiles by TMA on
-// mbarriers for two consumer warpgroups (written the same day after the last call; not yet run).
+// mbarriers for two consumer warpgroups: down_proj's decode products take it by default (fp8_switches::wgmma 3, the one
+// product where it beat cuBLASLt: 0.058 against 0.062 ms at 256 rows, H100).
 //
 // H200, 2026-12-06: correct on every op row (f32 1.1-1.3e-4 from exact sums, as cuBLASLt), but slow where cuBLASLt has
 // tiles enough: gate_up at 256 rows 0.121 ms (575 TFLOP/s) against 0.067 (1,045), at 4,096 rows 2.079 against 0.828.
 // L2-bound at 128 x 128 tiles, and a stage's block barrier keeps the warpgroups in step (kernels/cuda/NOTES.md,
-// nineteenth session). Off by default; fp8_switches::wgmma 1 limits it to products of fewer tiles than SMs.
+// nineteenth session). fp8_switches::wgmma 1 limits it to products of fewer tiles than SMs, 3 (the default, with the
+// TMA form) to the deep ones among them.
 
 #include <cuda.h>
 
@@ -391,7 +393,7 @@ void launch_wgmma(cuda_context& ctx, const uint8_t* codes, const float* x_scales
   reduce_splits(ctx, splits, partial, x_scales, w.scale.as<float>(), bias, out, rows, n_out);
 }
 
-// ---- The 4-bit weights' FP8 form, fused (int4_settings().w4a8; written in the twenty-sixth session, not yet run) ----
+// ---- The 4-bit weights' FP8 form, fused (int4_settings().w4a8; off: see its switch for the timings) ----
 //
 // linear_int4's FP8 form (int4_path::fp8) without its codes in memory: fp8_wgmma_kernel's Fast form where each stage
 // brings the weights' 4-bit words (128 outputs x 64 bytes) instead of their codes, and every thread turns 64 of them
