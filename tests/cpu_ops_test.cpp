@@ -12,7 +12,7 @@
 
 #include "kernels/cpu/cpu_ops.hpp"
 #include "runtime/model/fp8_formats.hpp"
-#include "tests/support/int4_fp8_rows.hpp"
+#include "tests/support/scoped_value.hpp"
 
 using namespace troupe;
 
@@ -78,7 +78,7 @@ TEST(cpu_ops, copy_columns_keeps_the_first_columns_of_each_row) {
 // One output row of 16 inputs in two groups of 8: word 0 holds q = 0, 1, ..., 7 (lowest nibble first),
 // word 1 holds 15 everywhere; group 0 has scale 0.5 and zero point 2, group 1 scale 2 and zero point 8.
 TEST(cpu_ops, linear_int4_dequantizes_lowest_nibble_first_with_each_groups_scale_and_zero) {
-  const troupe::testing::int4_fp8_rows_pinned w4a16(0);
+  const troupe::testing::scoped_value<int64_t> w4a16(int4_fp8_rows(), 0);
   cpu_ops b;
   auto qweight = i32(b, {0x76543210, static_cast<int32_t>(0xFFFFFFFFu)});
   auto scales = f32(b, {1, 2}, {0.5f, 2.0f});
@@ -96,7 +96,8 @@ TEST(cpu_ops, linear_int4_dequantizes_lowest_nibble_first_with_each_groups_scale
 }
 
 TEST(cpu_ops, linear_int4_gives_the_bits_of_linear_on_the_dequantized_weight) {
-  const troupe::testing::int4_fp8_rows_pinned w4a16(0);  // the FP8 form's rows below set the rows to 3
+  // W4A16 until the FP8 form's rows below set 3, and after.
+  const troupe::testing::scoped_value<int64_t> w4a16(int4_fp8_rows(), 0);
   cpu_ops b;
   const int64_t n = 5, k = 64, g = 32;
   std::vector<int32_t> words(static_cast<size_t>(n * k / 8));

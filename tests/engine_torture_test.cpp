@@ -23,9 +23,10 @@
 #include <unistd.h>
 
 #include "kernels/cpu/cpu_ops.hpp"
+#include "runtime/model/fp8_formats.hpp"
 #include "runtime/model/random_model.hpp"
 #include "runtime/tokenizer/tokenizer.hpp"
-#include "tests/support/int4_fp8_rows.hpp"
+#include "tests/support/scoped_value.hpp"
 #include "tests/support/torture.hpp"
 
 using namespace troupe;
@@ -171,7 +172,7 @@ TEST(engine_torture, fp8_and_4_bit_models_give_each_request_its_output_alone_und
   for (const variant& v : {variant{"kv fp8_e4m3", dtype::f8_e4m3, ""}, variant{"kv fp8_e5m2", dtype::f8_e5m2, ""},
                            variant{"fp8 weights + kv fp8_e4m3", dtype::f8_e4m3, "fp8"}, variant{"rtn", std::nullopt, "rtn"},
                            variant{"rtn in the FP8 form", std::nullopt, "rtn", 1}}) {
-    const troupe::testing::int4_fp8_rows_pinned form(v.int4_fp8_rows);
+    const troupe::testing::scoped_value<int64_t> form(int4_fp8_rows(), v.int4_fp8_rows);
     cpu_ops cpu;
     model_room room;
     room.kv_cache_type = v.kv;

@@ -20,9 +20,10 @@
 #include "kernels/model.hpp"
 #include "kernels/model_loader.hpp"
 #include "runtime/error.hpp"
+#include "runtime/model/fp8_formats.hpp"
 #include "runtime/model/sharding_plan.hpp"
 #include "runtime/model/weight_slice_reader.hpp"
-#include "tests/support/int4_fp8_rows.hpp"
+#include "tests/support/scoped_value.hpp"
 #include "tests/support/quantized_copy.hpp"
 #include "tests/support/model_quality.hpp"
 #include "tests/support/quantized_reference.hpp"
@@ -170,7 +171,8 @@ TEST(quantized_checkpoints, make_model_awq_and_gptq_give_the_logits_and_greedy_t
 // and gate/up fused) give the dequantized model's logits bit for bit (the CPU twin dequantizes, then runs the
 // f32 linear), for packed AWQ and GPTQ and for rtn rounding at load.
 TEST(quantized_checkpoints, weights_kept_in_4_bits_give_the_dequantized_models_logits) {
-  const troupe::testing::int4_fp8_rows_pinned w4a16(0);  // the 4-bit products as W4A16, whatever the step
+  // The 4-bit products as W4A16, whatever the step.
+  const troupe::testing::scoped_value<int64_t> w4a16(int4_fp8_rows(), 0);
   const std::vector<std::vector<int32_t>> prompts = {{11, 12, 13, 14, 15, 16, 17}, {3, 1, 4}};
   for (const std::string method : {"awq", "gptq"}) {
     SCOPED_TRACE(method);
@@ -381,7 +383,7 @@ TEST(quantized_quality, four_bit_codes_of_the_reference_checkpoints_stay_close_t
     report("rtn symmetric (vLLM's rule)", all_position_logits(dir, prompts, vllm_rtn));
     {  // rtn in its FP8 form (TROUPE_INT4_FP8_ROWS: here every step; the weights kept in 4 bits, ops::linear_int4, as on
        // a GPU): the codes requantized to e4m3, x too
-      const troupe::testing::int4_fp8_rows_pinned every_step(1);
+      const troupe::testing::scoped_value<int64_t> every_step(int4_fp8_rows(), 1);
       report("rtn, FP8 form (W4A8)", all_position_logits(dir, prompts, rtn, /*packed=*/true));
     }
     for (const quantization_config* q : {&awq, &gptq}) {

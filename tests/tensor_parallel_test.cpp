@@ -11,9 +11,10 @@
 #include "kernels/cpu/thread_communicator.hpp"
 #include "kernels/model.hpp"
 #include "kernels/model_loader.hpp"
+#include "runtime/model/fp8_formats.hpp"
 #include "runtime/model/safetensors.hpp"
 #include "runtime/model/sharding_plan.hpp"
-#include "tests/support/int4_fp8_rows.hpp"
+#include "tests/support/scoped_value.hpp"
 #include "tests/support/quantized_copy.hpp"
 #include "tests/support/reference_steps.hpp"
 #include "tests/support/split_model.hpp"
@@ -213,7 +214,8 @@ TEST(split_model, first_difference_names_the_prompt_and_step) {
 // group per row) splits these checkpoints' 96 intermediate columns; row-parallel ranks share its scales. rtn's
 // groups of 64 are cut to 16 inputs per rank at 4 ranks.
 TEST(split_model, keeps_4_bit_weights_packed_with_its_dequantized_splits_logits_and_the_whole_models_tokens) {
-  const troupe::testing::int4_fp8_rows_pinned w4a16(0);  // the 4-bit products as W4A16, whatever the step
+  // The 4-bit products as W4A16, whatever the step.
+  const troupe::testing::scoped_value<int64_t> w4a16(int4_fp8_rows(), 0);
   quantization_config awq, gptq, rtn;
   awq.group_size = gptq.group_size = -1;
   gptq.method = quant_method::gptq;

@@ -16,6 +16,7 @@
 #include "kernels/cuda/cuda_ops.hpp"
 #include "kernels/cuda/launchers.hpp"
 #include "runtime/engine/step_input.hpp"
+#include "tests/support/scoped_value.hpp"
 
 namespace troupe {
 class model;
@@ -183,19 +184,13 @@ void check_tensor_parallel(const std::filesystem::path& dir);
 // bf16 weights): 2 shards sharing this GPU, and the whole model beside NCCL of size 1.
 void time_tensor_parallel(const std::filesystem::path& shape_dir);
 
-// Sets a kernel switch (kernels/cuda/launchers.hpp: fp8_settings().path, int4_settings().async,
-// attention_settings()'s fields) while it lives, then puts back what was there (the value an environment variable
-// gave it, when the run was started with one).
-template <class T> class scoped_value {
-public:
-  scoped_value(T& slot, T value) : slot_(slot), before_(slot) { slot_ = std::move(value); }
-  ~scoped_value() { slot_ = std::move(before_); }
-  scoped_value(const scoped_value&) = delete;
-  scoped_value& operator=(const scoped_value&) = delete;
+// A kernel switch set while it lives (tests/support/scoped_value.hpp).
+using troupe::testing::scoped_value;
 
-private:
-  T& slot_;
-  T before_;
-};
+// linear_int4's FP8 form (int4_fp8_rows()) the four ways the op rows and timings run it: the channels' scales found by
+// the kernel (0), given as the loader makes them (1, int4_device_weight::fp8_scale), the fused kernel
+// (int4_settings().w4a8, 2), given with the conversion's quotient a weight instead of its table (3, fp8_table off).
+inline constexpr const char* kInt4Fp8Forms[] = {" fp8 form", " fp8 form, scales given", " fp8 form fused",
+                                               " fp8 form, scales given, quotient"};
 
 } // namespace gpu_check

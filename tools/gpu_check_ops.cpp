@@ -260,9 +260,7 @@ void check_linear_int4(checker& c, dtype t) {
         c.gpu.linear_int4(x.gpu, wg, s.bias ? bias.gpu.get() : tensor{}, expected.gpu);
         // The fused kernel accumulates fast on the tensor cores, as cuBLASLt does.
         const double tol = variant == 2 && t == dtype::f32 ? fp8_gemm_tolerance(s.k) : linear_fp8_tolerance(t, s.k);
-        static constexpr const char* kForms[] = {" fp8 form", " fp8 form, scales given", " fp8 form fused",
-                                                 " fp8 form, scales given, quotient"};
-        report("linear_int4", t, what + kForms[variant], c.error(expected), tol);
+        report("linear_int4", t, what + kInt4Fp8Forms[variant], c.error(expected), tol);
       }
     }
   }

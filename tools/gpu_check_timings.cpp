@@ -328,9 +328,7 @@ void time_int4(cuda_ops& gpu) {
         const double ms = stream_ms(gpu, [&] { gpu.linear_int4(x, wf, tensor{}, out); });
         const double tflop = 2.0 * rows * h * n / 1e12;
         std::snprintf(buf, sizeof buf, "%.3f ms, %.1f TFLOP/s", ms, tflop / (ms / 1e3));
-        static constexpr const char* kForms[] = {" fp8 form", " fp8 form, scales given", " fp8 form fused",
-                                                 " fp8 form, scales given, quotient"};
-        inform(std::string("time linear_int4 ") + layer + kForms[form], t, "T,K,N=" + dims({rows, h, n}) + " G128", buf);
+        inform(std::string("time linear_int4 ") + layer + kInt4Fp8Forms[form], t, "T,K,N=" + dims({rows, h, n}) + " G128", buf);
       }
     }
     // gate_up with silu_and_mul: the two ops (the wide kernel, then silu_and_mul) against linear_int4_silu, and it
