@@ -8,6 +8,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <caf/all.hpp>
 
@@ -43,6 +44,9 @@ using shard_actor = caf::typed_actor<caf::replies_to<execute_atom, plan_ptr>::wi
 // Owns the engine's bookkeeping (engine_core) and drives the step loop.
 using scheduler_actor = caf::typed_actor<
     caf::replies_to<submit_atom, engine_request, output_sink>::with<submit_reply>,
+    // Several requests admitted in one message (engine::generate's batch): all queued before the next step is planned,
+    // whatever the threads' timing. A reply for each, in order.
+    caf::replies_to<submit_atom, std::vector<engine_request>, output_sink>::with<std::vector<submit_reply>>,
     caf::reacts_to<abort_atom, request_id>,
     caf::reacts_to<fail_all_atom, std::string>,  // ends every request with this error (shutdown)
     caf::reacts_to<step_atom>,                    // to itself: runs the step planned for its lone shard
@@ -54,6 +58,8 @@ using scheduler_actor = caf::typed_actor<
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::plan_ptr)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::step_result)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::submit_reply)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::vector<troupe::submit_reply>)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::engine_stats)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::engine_request)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::vector<troupe::engine_request>)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::output_batch)

@@ -181,17 +181,29 @@ scheduler_actor::behavior_type scheduler_fn(self_ptr self, std::shared_ptr<engin
     st.watched.erase(msg.source);
     start_step(self);
   });
+  // Queues one request for `sink` (watched, so that its going away aborts the request); the caller starts the step.
+  auto admit = [self](engine_request& req, const output_sink& sink) -> submit_reply {
+    auto& st = self->state;
+    if (st.stalled) return {0, "the engine stopped: a tensor-parallel step stalled; the server is shutting down"};
+    req.id = st.next_id++;
+    const request_id id = req.id;
+    if (std::string error = st.core->add(std::move(req)); !error.empty()) return {0, std::move(error)};
+    if (st.watched[sink.address()]++ == 0) self->monitor(sink);
+    st.sinks.emplace(id, sink);
+    return {id, ""};
+  };
   return {
-      [self](submit_atom, engine_request& req, output_sink& sink) -> submit_reply {
-        auto& st = self->state;
-        if (st.stalled) return {0, "the engine stopped: a tensor-parallel step stalled; the server is shutting down"};
-        req.id = st.next_id++;
-        const request_id id = req.id;
-        if (std::string error = st.core->add(std::move(req)); !error.empty()) return {0, std::move(error)};
-        if (st.watched[sink.address()]++ == 0) self->monitor(sink);
-        st.sinks.emplace(id, std::move(sink));
+      [self, admit](submit_atom, engine_request& req, output_sink& sink) -> submit_reply {
+        submit_reply r = admit(req, sink);
         start_step(self);
-        return {id, ""};
+        return r;
+      },
+      [self, admit](submit_atom, std::vector<engine_request>& reqs, output_sink& sink) -> std::vector<submit_reply> {
+        std::vector<submit_reply> replies;
+        replies.reserve(reqs.size());
+        for (engine_request& req : reqs) replies.push_back(admit(req, sink));
+        start_step(self);
+        return replies;
       },
       [self](abort_atom, request_id id) {
         auto& st = self->state;
