@@ -171,6 +171,10 @@ void prepare_linear_fp8_wgmma(cuda_context& ctx);
 // fp8_settings().silu asks (w gate and up stacked: [2I, K]; out [1, I]); false, having done nothing, where it does not
 // take the step (more rows, no switch, a forced path, a W8A16 step (w16), K not a multiple of 16 or past the kernel's
 // shared memory). Throws std::invalid_argument where the shapes disagree.
+// ops::fp8_layer_tail in one persistent kernel (fp8_layer_tail.cu) where fp8_layer_tail_takes the arguments (one row
+// in bf16 or f16, K multiples of 16 up to 49,152, 16-byte aligned rows); false, having done nothing, otherwise.
+bool fp8_layer_tail_takes(const fp8_layer_tail_args& a);
+bool launch_fp8_layer_tail(cuda_context& ctx, const fp8_layer_tail_args& a);
 bool launch_linear_fp8_silu(cuda_context& ctx, const tensor& x, const fp8_device_weight& w, const tensor& bias,
                             const tensor& out, bool w16);
 // ops::linear_fp8_quantized: the same product of codes already made (add_rms_norm_fp8, silu_and_mul_fp8).
@@ -243,6 +247,11 @@ struct fp8_switches {
   // and scales (the check's "single pass" rows). TROUPE_FP8_SINGLE_PASS=1; written in the twenty-fourth session with no
   // device time left: off until timed.
   bool single_pass = false;
+  // One decode row's layer from o_proj to the next layer's q/k/v in one persistent kernel (ops::fp8_layer_tail,
+  // fp8_layer_tail.cu: eight launches a layer fewer, the weights streamed across the products' grid barriers), its
+  // products on the GEMV's arithmetic. Written in the twenty-ninth session (2026-12-07) for one request's time a token
+  // (issue 13: 2.4 ms on an H200); off until timed. TROUPE_FP8_TAIL=1.
+  int tail = 0;
   std::atomic<const char*> last_path{"none"};   // the path the last call took (troupe_gpu_check prints it)
 };
 fp8_switches& fp8_settings();

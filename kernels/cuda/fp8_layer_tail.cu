@@ -1,0 +1,391 @@
+// ops::fp8_layer_tail on CUDA: one decode row's layer from attention's output to the next layer's q/k/v in one kernel
+// (FP8 weights), where the separate ops launch eight: o_proj's quantizer and GEMV, the residual add + norm, gate/up
+// with silu, down_proj's quantizer and GEMV, the next residual add + norm, the next q/k/v's quantizer and GEMV.
+//
+// Why: one FP8 request's decode step is ~13 launches a layer, and at one row each launch's fixed cost (the ramp of a
+// kernel that streams a few MB, its tail, the wait on the kernel before) weighs as much as its bytes: H100, one FP8 +
+// FP8 KV request, 3.6 ms a step where the weights' bytes at the copy ceiling take ~2.6 (H200: 3.27 against ~1.8).
+// Here the products run as phases of one persistent grid (every SM, one wave), separated by a grid barrier; each
+// block issues its next phase's first weight loads before it waits at the barrier (the weights depend on nothing), so
+// the streaming does not stop between the products as it does between kernels.
+//
+// Each phase does what the separate ops do, in their order: the norms are add_rms_norm's arithmetic (256 threads,
+// its sum of squares in its order, the same block_sum), the activations are quantized as linear_fp8 quantizes them
+// (fp8_activation_scale of max|x|, or the static scale; fp8_activation_code), and the products are fp8_qgemv_kernel's
+// loop (a warp an output, lanes over 16-byte chunks, kAhead loads in flight, exact products summed in f32, then
+// fp8_output's arithmetic rounded step by step): the bits of the "qgemv" / "gemv" paths and of add_rms_norm_fp8 —
+// troupe_gpu_check's "layer tail" rows compare them. Each block stages the whole input row itself (attention's
+// output, the normed stream, the activation), so no phase waits for a quantizer: 3,584 or 18,944 values from L2 a
+// block, against a wave of weight bytes.
+//
+// The residual stream: the first norm adds o_proj's output into `residual_mid` (block 0 writes it; nobody reads it in
+// that phase), the second adds down_proj's output to that into `residual` (which nobody reads in that phase), so no
+// block reads what another is writing. Values another block wrote in this kernel are read past L1 (ld.global.cg): L1
+// is not coherent across SMs.
+//
+// NOTE: the grid barrier needs every block resident at once: the grid is the occupancy calculator's blocks an SM times
+// the SMs, and the kernel never lets a dependent launch early (no griddepcontrol.launch_dependents), so no kernel
+// waiting on this one can hold an SM its blocks need. It may itself start early as a programmatic dependent: the
+// kernel before it finishes whatever this one does.
+
+#include <algorithm>
+
+#include "kernels/cuda/common.cuh"
+#include "kernels/cuda/cuda_context.hpp"
+#include "kernels/cuda/fp8_kv.cuh"
+#include "kernels/cuda/launchers.hpp"
+
+namespace troupe::cuda {
+namespace {
+
+constexpr int kTailThreads = 256;  // add_rms_norm's block, so the sums of squares come out in its order
+constexpr int kTailWarps = kTailThreads / 32;
+constexpr int kAhead = 4;  // fp8_gemv_kernel's loads in flight a lane (kGemvAhead)
+// The longest input row a block stages (f32 values in shared memory): fp8_qgemv_kernel's limit.
+constexpr int64_t kTailMaxK = int64_t{48} << 10;
+
+template <class T> struct fp8_product {
+  const uint8_t* weight = nullptr;     // [n, k] e4m3; null: no product (the last layer's q/k/v)
+  const float* scale = nullptr;        // [n]
+  const float* input_scale = nullptr;  // [1], or null: the row's dynamic scale
+  const T* bias = nullptr;             // [n] or null
+  int n = 0, k = 0;                    // n: the weight's rows (gate and up stacked for the silu product)
+};
+
+template <class T> struct tail_args {
+  const T* attn;       // [k of o_proj]: attention's output
+  fp8_product<T> o_proj, gate_up, down, qkv;
+  const T* post_norm;  // [hidden]
+  const T* next_norm;  // [hidden]: the next layer's input norm, or the final norm
+  T* hidden;           // [hidden]: o_proj's output, then down_proj's; the last layer's normed stream
+  T* residual;         // [hidden]: the stream in, and the stream out
+  T* residual_mid;     // [hidden]: the stream between the two norms
+  T* act;              // [gate_up.n / 2]: silu(gate) · up
+  T* qkv_out;          // [qkv.n]
+  int hidden_size;
+  float eps;
+  unsigned* barrier;   // [2]: arrivals, generation (cuda_context::grid_barrier)
+};
+
+__device__ __forceinline__ unsigned load_acquire(const unsigned* p) {
+  unsigned v;
+  asm volatile("ld.acquire.gpu.global.u32 %0, [%1];\n" : "=r"(v) : "l"(p) : "memory");
+  return v;
+}
+
+// Every block of the grid arrives before any leaves; what each wrote before is visible to all after (thread 0's
+// fences are cumulative over the block's writes ordered before it by __syncthreads, as cooperative groups' grid sync
+// does). The last to arrive resets the count before it moves the generation on, so the count is 0 again before any
+// block can arrive at the next barrier.
+__device__ void grid_barrier(unsigned* barrier) {
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    unsigned* arrivals = barrier;
+    unsigned* generation = barrier + 1;
+    const unsigned g = load_acquire(generation);  // cannot move on before this block arrives
+    __threadfence();
+    if (atomicAdd(arrivals, 1u) == gridDim.x - 1) {
+      atomicExch(arrivals, 0u);
+      __threadfence();
+      atomicAdd(generation, 1u);
+    } else {
+      while (load_acquire(generation) == g) {
+      }
+    }
+    __threadfence();
+  }
+  __syncthreads();
+}
+
+// 16 bytes another block may have written in this kernel: from L2, past this SM's L1.
+template <class T> __device__ __forceinline__ vec<T, vec16<T>> load_coherent(const T* p) {
+  const uint4 u = __ldcg(reinterpret_cast<const uint4*>(p));
+  return *reinterpret_cast<const vec<T, vec16<T>>*>(&u);
+}
+
+// Where element el of a staged row of `chunks` 16-element chunks sits: fp8_qgemv_kernel's layout (float4 q of chunk c
+// at q · chunks + c), so that a warp's lanes, on consecutive chunks, read consecutive 16-byte words.
+__device__ __forceinline__ int slot(int el, int chunks) { return ((el % 16 / 4) * chunks + el / 16) * 4 + el % 4; }
+
+// Each staged value (an f32 holding a T) replaced by the value of its e4m3 code over scale s; then the block's barrier.
+template <class T> __device__ void quantize_staged(float* values, int k, float s) {
+  constexpr int N = vec16<T>;
+  const int chunks = k / 16;
+  for (int i = threadIdx.x * N; i < k; i += kTailThreads * N)
+#pragma unroll
+    for (int e = 0; e < N; ++e) {
+      float& v = values[slot(i + e, chunks)];
+      v = fp8_decode(fp8_activation_code(v, s), false);
+    }
+  __syncthreads();
+}
+
+// Stages row x [k] as linear_fp8 quantizes it; returns its scale.
+template <class T> __device__ float stage_input(const T* x, int k, const float* static_scale, float* values) {
+  constexpr int N = vec16<T>;
+  const int chunks = k / 16;
+  float amax = 0.0f;
+  for (int i = threadIdx.x * N; i < k; i += kTailThreads * N) {
+    const vec<T, N> v = load_coherent(x + i);
+#pragma unroll
+    for (int e = 0; e < N; ++e) {
+      const float f = to_float(v.v[e]);
+      amax = fmaxf(amax, fabsf(f));
+      values[slot(i + e, chunks)] = f;
+    }
+  }
+  const float s = static_scale ? *static_scale : fp8_activation_scale(block_max(amax));
+  quantize_staged<T>(values, k, s);
+  return s;
+}
+
+// add_rms_norm_fp8 of one row, staged: r = delta + residual (rounded to T; written to residual_out where given),
+// then rms_norm(r) · weight rounded to T, then (quantize) its codes' values, returning the scale. Without quantize the
+// normed values stay staged as they are (the last layer's stream for the LM head).
+template <class T>
+__device__ float stage_norm(const T* delta, const T* residual, T* residual_out, const T* __restrict__ weight, int h,
+                            float eps, const float* static_scale, float* values, bool quantize) {
+  constexpr int N = vec16<T>;
+  const int chunks = h / 16;
+  float sum_sq = 0.0f;
+  for (int i = threadIdx.x * N; i < h; i += kTailThreads * N) {
+    const vec<T, N> a = load_coherent(delta + i);
+    vec<T, N> r = load_coherent(residual + i);
+#pragma unroll
+    for (int e = 0; e < N; ++e) {
+      r.v[e] = from_float<T>(to_float(a.v[e]) + to_float(r.v[e]));
+      const float z = to_float(r.v[e]);
+      sum_sq += z * z;
+      values[slot(i + e, chunks)] = z;
+    }
+    if (residual_out) store_vec(residual_out + i, r);
+  }
+  const float inv = rsqrtf(block_sum(sum_sq) / h + eps);
+  float amax = 0.0f;
+  for (int i = threadIdx.x * N; i < h; i += kTailThreads * N) {
+    const vec<T, N> w = load_vec<T, N>(weight + i);
+#pragma unroll
+    for (int e = 0; e < N; ++e) {
+      float& v = values[slot(i + e, chunks)];
+      v = to_float(from_float<T>(to_float(w.v[e]) * (v * inv)));
+      amax = fmaxf(amax, fabsf(v));
+    }
+  }
+  if (!quantize) {
+    __syncthreads();
+    return 0.0f;
+  }
+  const float s = static_scale ? *static_scale : fp8_activation_scale(block_max(amax));
+  quantize_staged<T>(values, h, s);
+  return s;
+}
+
+// A warp's first kAhead loads a lane of output j's weight row (and, Silu, of up row n_out + j): issued before the
+// barrier that ends the phase before, as fp8_qgemv_kernel issues them before its wait on the kernel before.
+template <class T, bool Silu>
+__device__ __forceinline__ void first_loads(const fp8_product<T>& p, int j, uint4 (&ahead)[kAhead],
+                                            uint4 (&ahead_up)[kAhead]) {
+  const int lane = threadIdx.x % 32, chunks = p.k / 16, n_out = Silu ? p.n / 2 : p.n;
+  const uint8_t* wr = p.weight + static_cast<int64_t>(j < n_out ? j : 0) * p.k;
+  const int64_t up_offset = static_cast<int64_t>(n_out) * p.k;
+#pragma unroll
+  for (int i = 0; i < kAhead; ++i) {
+    const int c = lane + 32 * i;
+    const bool in = j < n_out && c < chunks;
+    ahead[i] = in ? load_streaming(wr + 16 * c) : make_uint4(0, 0, 0, 0);
+    if constexpr (Silu) ahead_up[i] = in ? load_streaming(wr + up_offset + 16 * c) : make_uint4(0, 0, 0, 0);
+  }
+}
+
+// The sum of 16 exact products of w's e4m3 codes by the staged values at the same k (linear_fp8.cu's
+// dot16_e4m3_f32, the order of fp8_qgemv_kernel's loop).
+__device__ __forceinline__ float dot16(const uint4& w, const float (&x)[16], float acc) {
+  const uint32_t ws[4] = {w.x, w.y, w.z, w.w};
+#pragma unroll
+  for (int i = 0; i < 4; ++i)
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const __half2_raw wr = __nv_cvt_fp8x2_to_halfraw2(static_cast<__nv_fp8x2_storage_t>(ws[i] >> (16 * h)), __NV_E4M3);
+      const float2 wf = __half22float2(*reinterpret_cast<const __half2*>(&wr));
+      acc = fmaf(wf.x, x[4 * i + 2 * h], acc);
+      acc = fmaf(wf.y, x[4 * i + 2 * h + 1], acc);
+    }
+  return acc;
+}
+
+// Outputs j = first, first + stride, ... of p by the staged row (scale x_scale) into out: fp8_qgemv_kernel's loop,
+// whose first loads the caller issued (first_loads). Silu: out[j] = silu(gate j) · (up j), each rounded to T first.
+template <class T, bool Silu>
+__device__ void product(const float4* x_values, float x_scale, const fp8_product<T>& p, T* out, int first, int stride,
+                        uint4 (&ahead)[kAhead], uint4 (&ahead_up)[kAhead]) {
+  const int lane = threadIdx.x % 32, chunks = p.k / 16, n_out = Silu ? p.n / 2 : p.n;
+  const int64_t up_offset = static_cast<int64_t>(n_out) * p.k;
+  for (int j = first; j < n_out; j += stride) {
+    const uint8_t* wr = p.weight + static_cast<int64_t>(j) * p.k;
+    float acc = 0.0f, acc_up = 0.0f;
+    for (int c0 = lane; c0 < chunks; c0 += 32 * kAhead) {
+#pragma unroll
+      for (int i = 0; i < kAhead; ++i) {
+        const int c = c0 + 32 * i;
+        const uint4 wv = ahead[i];
+        const int next = c + 32 * kAhead;
+        ahead[i] = next < chunks ? load_streaming(wr + 16 * next) : make_uint4(0, 0, 0, 0);
+        uint4 uv{};
+        if constexpr (Silu) {
+          uv = ahead_up[i];
+          ahead_up[i] = next < chunks ? load_streaming(wr + up_offset + 16 * next) : make_uint4(0, 0, 0, 0);
+        }
+        if (c >= chunks) continue;
+        float xv[16];
+#pragma unroll
+        for (int q = 0; q < 4; ++q) {
+          const float4 f = x_values[q * chunks + c];
+          xv[4 * q] = f.x, xv[4 * q + 1] = f.y, xv[4 * q + 2] = f.z, xv[4 * q + 3] = f.w;
+        }
+        acc = dot16(wv, xv, acc);
+        if constexpr (Silu) acc_up = dot16(uv, xv, acc_up);
+      }
+    }
+    first_loads<T, Silu>(p, j + stride, ahead, ahead_up);  // the next output's loads in flight during the sums
+    const float sum = warp_sum(acc);
+    // fp8_qgemv_kernel's output arithmetic, each step rounded on its own (the compiler would fuse the product and
+    // the bias into one FMA otherwise, which fp8_gemv_kernel does not).
+    auto output = [&](float total, int o) {
+      const float value = __fmul_rn(total, __fmul_rn(x_scale, p.scale[o]));
+      return from_float<T>(p.bias ? __fadd_rn(value, to_float(p.bias[o])) : value);
+    };
+    if constexpr (Silu) {
+      const float sum_up = warp_sum(acc_up);
+      if (lane == 0) out[j] = from_float<T>(silu_times(to_float(output(sum, j)), to_float(output(sum_up, n_out + j))));
+    } else if (lane == 0) {
+      out[j] = output(sum, j);
+    }
+  }
+}
+
+template <class T>
+__global__ void __launch_bounds__(kTailThreads) fp8_layer_tail_kernel(const tail_args<T> a) {
+  extern __shared__ float4 x_values[];
+  float* values = reinterpret_cast<float*>(x_values);
+  const int first = blockIdx.x * kTailWarps + threadIdx.x / 32, stride = gridDim.x * kTailWarps;
+  const int h = a.hidden_size;
+  uint4 ahead[kAhead], ahead_up[kAhead];
+  first_loads<T, false>(a.o_proj, first, ahead, ahead_up);
+  pdl_wait();  // attention's output is the kernel before's
+
+  float s = stage_input(a.attn, a.o_proj.k, a.o_proj.input_scale, values);
+  product<T, false>(x_values, s, a.o_proj, a.hidden, first, stride, ahead, ahead_up);
+  first_loads<T, true>(a.gate_up, first, ahead, ahead_up);
+  grid_barrier(a.barrier);
+
+  s = stage_norm(a.hidden, a.residual, blockIdx.x == 0 ? a.residual_mid : nullptr, a.post_norm, h, a.eps,
+                 a.gate_up.input_scale, values, true);
+  product<T, true>(x_values, s, a.gate_up, a.act, first, stride, ahead, ahead_up);
+  first_loads<T, false>(a.down, first, ahead, ahead_up);
+  grid_barrier(a.barrier);
+
+  s = stage_input(a.act, a.down.k, a.down.input_scale, values);
+  product<T, false>(x_values, s, a.down, a.hidden, first, stride, ahead, ahead_up);
+  const bool last = a.qkv.weight == nullptr;
+  if (!last) first_loads<T, false>(a.qkv, first, ahead, ahead_up);
+  grid_barrier(a.barrier);
+
+  s = stage_norm(a.hidden, a.residual_mid, blockIdx.x == 0 ? a.residual : nullptr, a.next_norm, h, a.eps,
+                 a.qkv.input_scale, values, !last);
+  if (!last) {
+    product<T, false>(x_values, s, a.qkv, a.qkv_out, first, stride, ahead, ahead_up);
+    return;
+  }
+  // The last layer: the normed stream into hidden, once every block has read down_proj's output from there.
+  grid_barrier(a.barrier);
+  if (blockIdx.x == 0)
+    for (int i = threadIdx.x; i < h; i += kTailThreads) a.hidden[i] = from_float<T>(values[slot(i, h / 16)]);
+}
+
+template <class T> fp8_product<T> product_of(const fp8_device_weight& w, const tensor& bias) {
+  fp8_product<T> p;
+  p.weight = w.weight.as<uint8_t>();
+  p.scale = w.scale.as<float>();
+  p.input_scale = w.input_scale.empty() ? nullptr : w.input_scale.as<float>();
+  p.bias = bias.empty() ? nullptr : bias.as<T>();
+  p.n = static_cast<int>(w.weight.dim(0));
+  p.k = static_cast<int>(w.weight.dim(1));
+  return p;
+}
+
+bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+
+} // namespace
+
+bool fp8_layer_tail_takes(const fp8_layer_tail_args& a) {
+  if (a.residual.empty() || a.residual.dim(0) != 1 || a.residual.type == dtype::f32) return false;
+  const int64_t h = a.residual.dim(1);
+  auto fits = [&](const fp8_device_weight* w, int64_t n, int64_t k) {
+    return w && w->weight.type == dtype::f8_e4m3 && w->weight.rank == 2 && (n < 0 || w->weight.dim(0) == n) &&
+           w->weight.dim(1) == k && k % 16 == 0 && k <= kTailMaxK && aligned16(w->weight.data) &&
+           w->scale.type == dtype::f32 && w->scale.numel() == w->weight.dim(0) &&
+           (w->input_scale.empty() || (w->input_scale.type == dtype::f32 && w->input_scale.numel() == 1));
+  };
+  if (!a.o_proj || !a.gate_up || !a.down) return false;
+  const int64_t inter = a.gate_up->weight.dim(0) / 2;
+  const bool shapes = fits(a.o_proj, h, a.attn.numel()) && fits(a.gate_up, -1, h) && a.gate_up->weight.dim(0) % 2 == 0 &&
+                      fits(a.down, h, inter) && (!a.next_qkv || fits(a.next_qkv, a.qkv.numel(), h)) &&
+                      h % 16 == 0 && h <= kTailMaxK;
+  if (!shapes) return false;
+  const dtype t = a.residual.type;
+  for (const tensor* x : {&a.attn, &a.post_norm, &a.next_norm, &a.hidden, &a.residual_mid, &a.act})
+    if (x->type != t || !aligned16(x->data)) return false;
+  if (a.next_qkv && (a.qkv.type != t || !aligned16(a.qkv.data))) return false;
+  for (const tensor* b : {&a.o_bias, &a.next_qkv_bias})
+    if (!b->empty() && b->type != t) return false;
+  return a.act.numel() >= inter && a.hidden.numel() >= h && a.residual_mid.numel() >= h && a.post_norm.numel() == h &&
+         a.next_norm.numel() == h && (a.o_bias.empty() || a.o_bias.numel() == h) &&
+         (a.next_qkv_bias.empty() || (a.next_qkv && a.next_qkv_bias.numel() == a.next_qkv->weight.dim(0)));
+}
+
+bool launch_fp8_layer_tail(cuda_context& ctx, const fp8_layer_tail_args& a) {
+  if (!fp8_layer_tail_takes(a) || ctx.grid_barrier == nullptr) return false;
+  make_current(ctx);
+  const int64_t h = a.residual.dim(1);
+  const int64_t max_k = std::max({h, a.attn.numel(), a.gate_up->weight.dim(0) / 2});
+  const size_t smem = static_cast<size_t>(max_k) * sizeof(float);
+  dispatch_float(a.residual.type, "fp8_layer_tail", [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    if constexpr (!std::is_same_v<T, float>) {
+      const auto kernel = fp8_layer_tail_kernel<T>;
+      allow_shared_memory<fp8_layer_tail_kernel<T>>(static_cast<size_t>(kTailMaxK) * sizeof(float),
+                                                    "fp8_layer_tail: shared memory");
+      // One wave, every block resident (the grid barrier needs it): the blocks an SM holds by registers and shared
+      // memory, asked once for each row length a thread launches.
+      static thread_local size_t asked_smem = 0;
+      static thread_local int per_sm = 0;
+      if (asked_smem != smem) {
+        check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kTailThreads, smem), "fp8_layer_tail");
+        asked_smem = smem;
+      }
+      if (per_sm < 1) throw std::runtime_error("cuda fp8_layer_tail: no block fits an SM");
+      tail_args<T> args{};
+      args.attn = a.attn.as<T>();
+      args.o_proj = product_of<T>(*a.o_proj, a.o_bias);
+      args.gate_up = product_of<T>(*a.gate_up, tensor{});
+      args.down = product_of<T>(*a.down, tensor{});
+      if (a.next_qkv) args.qkv = product_of<T>(*a.next_qkv, a.next_qkv_bias);
+      args.post_norm = a.post_norm.as<T>();
+      args.next_norm = a.next_norm.as<T>();
+      args.hidden = a.hidden.as<T>();
+      args.residual = a.residual.as<T>();
+      args.residual_mid = a.residual_mid.as<T>();
+      args.act = a.act.as<T>();
+      args.qkv_out = a.next_qkv ? a.qkv.as<T>() : nullptr;
+      args.hidden_size = static_cast<int>(h);
+      args.eps = a.eps;
+      args.barrier = ctx.grid_barrier;
+      launch_dependent_shared(kernel, dim3(static_cast<unsigned>(per_sm * ctx.sm_count)), dim3(kTailThreads), smem,
+                              ctx.stream, "fp8_layer_tail", args);
+    }
+  });
+  check_launch("fp8_layer_tail");
+  return true;
+}
+
+} // namespace troupe::cuda
