@@ -280,6 +280,9 @@ model::model(model_config config, ops& backend, model_weights weights, dtype act
   // streams its weights meanwhile. Written in the twenty-fifth session with no device time left: off until timed (the
   // 4-bit o_proj measured 3.020-3.047 against 3.061-3.063 ms a step with it, one rtn request, H100).
   if (const char* v = std::getenv("TROUPE_FP8_ATTN_TRIGGER"); v && *v) fp8_attention_trigger_ = *v != '0';
+  // TROUPE_FP8_TAIL=0: one-row steps run a layer's ops one by one, never asking the backend for fp8_layer_tail (which
+  // the CPU backend takes, and the CUDA one with TROUPE_FP8_TAIL=1).
+  if (const char* v = std::getenv("TROUPE_FP8_TAIL"); v && *v) fp8_tail_ = *v != '0';
   // The stream between a one-row layer tail's two norms (fp8_layer_tail).
   if (any_fp8) residual_mid_ = ops_.alloc(act, {1, c.hidden_size});
   if (any_fp8 && fp8_fused_rows_ > 0 && fp8_fused_rows_ <= t) {
@@ -528,7 +531,7 @@ bool model::fp8_layer_tail(int64_t l, const tensor& attn, const tensor& hidden, 
   const layer_weights& w = weights_.layers[l];
   const bool last = l + 1 == c.num_layers;
   // Not sharded (the all-reduces sit between the ops), and only where every product of the tail is FP8.
-  if (shard_.comm || residual_mid_.empty() || w.o_proj8.empty() || w.gate_up8.empty() || w.down8.empty() ||
+  if (!fp8_tail_ || shard_.comm || residual_mid_.empty() || w.o_proj8.empty() || w.gate_up8.empty() || w.down8.empty() ||
       (!last && weights_.layers[l + 1].qkv8.empty()))
     return false;
   const fp8_device_weight o_proj = w.o_proj8.view(), gate_up = w.gate_up8.view(), down = w.down8.view();

@@ -232,6 +232,7 @@ private:
   // (each linear_fp8 quantizes its input).
   device_buffer fp8_codes_, fp8_scales_;
   device_buffer residual_mid_;  // [1, H] with FP8 layers: fp8_layer_tail's stream between its two norms
+  bool fp8_tail_ = true;        // whether one-row steps ask for fp8_layer_tail (TROUPE_FP8_TAIL=0: never)
   // The fewest rows of a step whose FP8 inputs the kernel before quantizes: kFp8FusedRows, or TROUPE_FP8_FUSED=N
   // (0 never; steps of fewer rows keep the silu kernel and each linear's quantizer).
   static constexpr int64_t kFp8FusedRows = 1025;
