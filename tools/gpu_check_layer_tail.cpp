@@ -56,13 +56,12 @@ void check_layer_tail(checker& c, dtype t) {
   };
   const bool half = t != dtype::f32;
   // Qwen2.5-7B's layer (q/k/v with its bias), its last layer, small ones with fewer outputs than the grid's warps, a
-  // static input scale, Llama's widths without a bias; f32 (not taken).
+  // static input scale; f32 (not taken). Few shapes: the CPU twin of a 7B layer takes seconds.
   const std::vector<shape> shapes = {
       {3584, 3584, 18944, 4608, false, true, false, half, "qwen2.5-7b"},
-      {3584, 3584, 18944, 4608, true, true, false, half, "qwen2.5-7b last"},
+      {3584, 3584, 18944, 4608, true, false, true, half, "qwen2.5-7b last static"},
       {256, 512, 640, 384, false, true, false, half, "small"},
       {256, 512, 640, 384, true, false, true, half, "small last static"},
-      {4096, 4096, 14336, 6144, false, false, true, half, "llama-3.1-8b static"},
   };
   for (const shape& s : shapes) {
     const fp8_twin o_proj = random_fp8(c, s.hidden, s.attn, s.static_input);
@@ -108,15 +107,17 @@ void check_layer_tail(checker& c, dtype t) {
     };
     const twin& out = s.last ? hidden : qkv;  // what the next op reads
     const std::string what = std::string(s.note) + " H,A,I,N=" + dims({s.hidden, s.attn, s.inter, s.qkv});
-    const auto reset = [&] {
+    const auto reset_both = [&] {
       c.cpu.upload(residual.cpu, rounded(residual_values, t));
       c.gpu.upload(residual.gpu, rounded(residual_values, t));
     };
 
-    // The CPU twin.
-    reset();
-    run_fp8_layer_tail(c.cpu, args(false));
-    // The separate ops on the GPU, every product on the GEMV's arithmetic ("qgemv"), for the bits.
+    // The CPU twin (where the kernel takes the step: the rows compare against it).
+    reset_both();
+    if (s.fused) run_fp8_layer_tail(c.cpu, args(false));
+    // The separate ops on the GPU, every product on the GEMV's arithmetic ("qgemv"), for the bits; from here on only
+    // the GPU's stream goes back to its first values, the CPU's keeps the twin's result.
+    const auto reset = [&] { c.gpu.upload(residual.gpu, rounded(residual_values, t)); };
     reset();
     {
       const scoped_value<std::string> forced(cuda::fp8_settings().path, "qgemv");

@@ -667,7 +667,8 @@ void check_fp8_fused_inputs(checker& c, dtype t) {
       c.poison(fused);
       c.cpu.linear_fp8_quantized({codes.cpu, scales.cpu}, cw, tensor{}, fused.cpu);
       c.gpu.linear_fp8_quantized({codes.gpu, scales.gpu}, gw, tensor{}, fused.gpu);
-      report(op, t, what + " then linear_fp8_quantized", c.error(fused), t == dtype::f32 ? 1e-3 : tolerance_for(t),
+      // The path the launcher chose accumulates as it does (the wgmma GEMM on down_proj's 256-row steps, fast).
+      report(op, t, what + " then linear_fp8_quantized", c.error(fused), linear_fp8_tolerance(t, k),
              std::string("ran ") + cuda::fp8_settings().last_path.load());
     };
 

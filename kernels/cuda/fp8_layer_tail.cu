@@ -32,6 +32,7 @@
 
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/cuda_context.hpp"
+#include "kernels/cuda/fp8_dot.cuh"
 #include "kernels/cuda/fp8_kv.cuh"
 #include "kernels/cuda/launchers.hpp"
 
@@ -197,24 +198,12 @@ __device__ __forceinline__ void first_loads(const fp8_product<T>& p, int j, uint
   }
 }
 
-// The sum of 16 exact products of w's e4m3 codes by the staged values at the same k (linear_fp8.cu's
-// dot16_e4m3_f32, the order of fp8_qgemv_kernel's loop).
-__device__ __forceinline__ float dot16(const uint4& w, const float (&x)[16], float acc) {
-  const uint32_t ws[4] = {w.x, w.y, w.z, w.w};
-#pragma unroll
-  for (int i = 0; i < 4; ++i)
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      const __half2_raw wr = __nv_cvt_fp8x2_to_halfraw2(static_cast<__nv_fp8x2_storage_t>(ws[i] >> (16 * h)), __NV_E4M3);
-      const float2 wf = __half22float2(*reinterpret_cast<const __half2*>(&wr));
-      acc = fmaf(wf.x, x[4 * i + 2 * h], acc);
-      acc = fmaf(wf.y, x[4 * i + 2 * h + 1], acc);
-    }
-  return acc;
-}
 
 // Outputs j = first, first + stride, ... of p by the staged row (scale x_scale) into out: fp8_qgemv_kernel's loop,
 // whose first loads the caller issued (first_loads). Silu: out[j] = silu(gate j) · (up j), each rounded to T first.
+// NOTE: the loop repeats fp8_qgemv_kernel's rather than that kernel calling this: a shared helper changed the machine
+// code of the GEMV kernels the GPU check has passed and timed (linear_fp8.cu, 2026-12-06), which the check's "bits"
+// rows hold this one to instead.
 template <class T, bool Silu>
 __device__ void product(const float4* x_values, float x_scale, const fp8_product<T>& p, T* out, int first, int stride,
                         uint4 (&ahead)[kAhead], uint4 (&ahead_up)[kAhead]) {
@@ -242,8 +231,8 @@ __device__ void product(const float4* x_values, float x_scale, const fp8_product
           const float4 f = x_values[q * chunks + c];
           xv[4 * q] = f.x, xv[4 * q + 1] = f.y, xv[4 * q + 2] = f.z, xv[4 * q + 3] = f.w;
         }
-        acc = dot16(wv, xv, acc);
-        if constexpr (Silu) acc_up = dot16(uv, xv, acc_up);
+        acc = dot16_e4m3_f32(wv, xv, acc);
+        if constexpr (Silu) acc_up = dot16_e4m3_f32(uv, xv, acc_up);
       }
     }
     first_loads<T, Silu>(p, j + stride, ahead, ahead_up);  // the next output's loads in flight during the sums

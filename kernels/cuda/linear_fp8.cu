@@ -55,6 +55,7 @@
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/cp_async.cuh"
 #include "kernels/cuda/cuda_context.hpp"
+#include "kernels/cuda/fp8_dot.cuh"
 #include "kernels/cuda/fp8_kv.cuh"
 #include "kernels/cuda/fp8_output.cuh"
 #include "kernels/cuda/launchers.hpp"
@@ -304,20 +305,6 @@ template <> __device__ __forceinline__ void load_x16<float>(const float* __restr
   }
 }
 
-// acc + the 16 products of w's e4m3 codes by x's values at the same k, each added by one fmaf.
-__device__ __forceinline__ float dot16_e4m3_f32(const uint4& w, const float (&x)[16], float acc) {
-  const uint32_t ws[4] = {w.x, w.y, w.z, w.w};
-#pragma unroll
-  for (int i = 0; i < 4; ++i)
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      const __half2_raw wr = __nv_cvt_fp8x2_to_halfraw2(static_cast<__nv_fp8x2_storage_t>(ws[i] >> (16 * h)), __NV_E4M3);
-      const float2 wf = __half22float2(*reinterpret_cast<const __half2*>(&wr));
-      acc = fmaf(wf.x, x[4 * i + 2 * h], acc);
-      acc = fmaf(wf.y, x[4 * i + 2 * h + 1], acc);
-    }
-  return acc;
-}
 
 // Output feature j = 8·blockIdx.x + warp for R rows of x [rows, k] in T, laid out as fp8_gemv_kernel: lane l takes
 // the weight row's 16-byte chunks l, l + 32, ..., kGemvAhead loads ahead; out = sum · w_scales[j] (+ bias[j]).
