@@ -125,7 +125,6 @@ void check_layer_tail(checker& c, dtype t) {
     }
     const bytes ops_out = c.gpu_bytes(out), ops_residual = c.gpu_bytes(residual);
 
-    reset();
     {
       const scoped_value<int> off(cuda::fp8_settings().tail, 0);
       c.poison(out);
@@ -136,28 +135,33 @@ void check_layer_tail(checker& c, dtype t) {
              static_cast<double>(differing_elements(c.gpu_bytes(out), poisoned, size_in_bytes(t))), 0.0,
              "elements written");
     }
-    const scoped_value<int> on(cuda::fp8_settings().tail, 1);
-    c.poison(out);
-    c.poison(residual_mid);
-    const bool took = c.gpu.fp8_layer_tail(args(true));
-    report("fp8_layer_tail", t, what + " fused", took == s.fused ? 0.0 : 1.0, 0.0,
-           s.fused ? "must take the step" : "must leave the step to the ops");
-    if (!took) continue;
-    report("fp8_layer_tail", t, what + " bits",
-           static_cast<double>(differing_elements(c.gpu_bytes(out), ops_out, size_in_bytes(t)) +
-                               differing_elements(c.gpu_bytes(residual), ops_residual, size_in_bytes(t))),
-           0.0, "elements of the output and the stream differing from the ops on the qgemv path");
-    // Against the CPU's f32 ops: four products, each input quantized to e4m3 from values the GPU rounds to t first,
-    // so a code may land one step apart here and there; the stream itself is two additions of rounded values.
-    report("fp8_layer_tail", t, what + " vs cpu", c.error(out), 3 * tolerance_for(t));
-    report("fp8_layer_tail", t, what + " stream vs cpu", c.error(residual), tolerance_for(t));
-    // Again, from the same inputs: a second launch finds the barrier as the first left it.
-    reset();
-    c.poison(out);
-    c.gpu.fp8_layer_tail(args(true));
-    report("fp8_layer_tail", t, what + " again",
-           static_cast<double>(differing_elements(c.gpu_bytes(out), ops_out, size_in_bytes(t))), 0.0,
-           "elements differing from the first launch's");
+    // Each form (fp8_settings().tail 1-4: the staged row as values or codes, 4 or 8 loads ahead) the same bits.
+    for (const int form : {1, 2, 3, 4}) {
+      const scoped_value<int> on(cuda::fp8_settings().tail, form);
+      const std::string row = what + " form " + std::to_string(form);
+      reset();
+      c.poison(out);
+      c.poison(residual_mid);
+      const bool took = c.gpu.fp8_layer_tail(args(true));
+      report("fp8_layer_tail", t, row + " fused", took == s.fused ? 0.0 : 1.0, 0.0,
+             s.fused ? "must take the step" : "must leave the step to the ops");
+      if (!took) continue;
+      report("fp8_layer_tail", t, row + " bits",
+             static_cast<double>(differing_elements(c.gpu_bytes(out), ops_out, size_in_bytes(t)) +
+                                 differing_elements(c.gpu_bytes(residual), ops_residual, size_in_bytes(t))),
+             0.0, "elements of the output and the stream differing from the ops on the qgemv path");
+      // Against the CPU's f32 ops: four products, each input quantized to e4m3 from values the GPU rounds to t
+      // first, so a code may land one step apart here and there; the stream itself is two additions of rounded values.
+      report("fp8_layer_tail", t, row + " vs cpu", c.error(out), 3 * tolerance_for(t));
+      report("fp8_layer_tail", t, row + " stream vs cpu", c.error(residual), tolerance_for(t));
+      // Again, from the same inputs: a second launch finds the barrier as the first left it.
+      reset();
+      c.poison(out);
+      c.gpu.fp8_layer_tail(args(true));
+      report("fp8_layer_tail", t, row + " again",
+             static_cast<double>(differing_elements(c.gpu_bytes(out), ops_out, size_in_bytes(t))), 0.0,
+             "elements differing from the first launch's");
+    }
   }
 }
 

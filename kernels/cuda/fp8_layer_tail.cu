@@ -12,7 +12,7 @@
 // Each phase does what the separate ops do, in their order: the norms are add_rms_norm's arithmetic (256 threads,
 // its sum of squares in its order, the same block_sum), the activations are quantized as linear_fp8 quantizes them
 // (fp8_activation_scale of max|x|, or the static scale; fp8_activation_code), and the products are fp8_qgemv_kernel's
-// loop (a warp an output, lanes over 16-byte chunks, kAhead loads in flight, exact products summed in f32, then
+// loop (a warp an output, lanes over 16-byte chunks, 4 or 8 loads in flight, exact products summed in f32, then
 // fp8_output's arithmetic rounded step by step): the bits of the "qgemv" / "gemv" paths and of add_rms_norm_fp8 —
 // troupe_gpu_check's "layer tail" rows compare them. Each block stages the whole input row itself (attention's
 // output, the normed stream, the activation), so no phase waits for a quantizer: 3,584 or 18,944 values from L2 a
@@ -41,9 +41,10 @@ namespace {
 
 constexpr int kTailThreads = 256;  // add_rms_norm's block, so the sums of squares come out in its order
 constexpr int kTailWarps = kTailThreads / 32;
-constexpr int kAhead = 4;  // fp8_gemv_kernel's loads in flight a lane (kGemvAhead)
-// The longest input row a block stages (f32 values in shared memory): fp8_qgemv_kernel's limit.
+// The longest input row a block stages (f32 values in shared memory): fp8_qgemv_kernel's limit, and the shared memory
+// any form may ask (a form whose rows need more does not take the step).
 constexpr int64_t kTailMaxK = int64_t{48} << 10;
+constexpr size_t kTailSharedMax = static_cast<size_t>(kTailMaxK) * sizeof(float);
 
 template <class T> struct fp8_product {
   const uint8_t* weight = nullptr;     // [n, k] e4m3; null: no product (the last layer's q/k/v)
@@ -104,25 +105,53 @@ template <class T> __device__ __forceinline__ vec<T, vec16<T>> load_coherent(con
   return *reinterpret_cast<const vec<T, vec16<T>>*>(&u);
 }
 
-// Where element el of a staged row of `chunks` 16-element chunks sits: fp8_qgemv_kernel's layout (float4 q of chunk c
-// at q · chunks + c), so that a warp's lanes, on consecutive chunks, read consecutive 16-byte words.
-__device__ __forceinline__ int slot(int el, int chunks) { return ((el % 16 / 4) * chunks + el / 16) * 4 + el % 4; }
+// How a block stages its input row and how far its lanes load ahead (fp8_settings().tail: 1 to 4). Values: the row as
+// f32 values of its codes in fp8_qgemv_kernel's layout (4 bytes an input: the shared memory of the longest row,
+// down_proj's 74 KiB at 7B shapes, holds an SM to two blocks); codes: the e4m3 codes themselves in their order (1 byte
+// an input; norms take a second area of hidden f32 values), decoded in the product's loop as fp8_gemv_kernel decodes
+// x — the same values, so the same sums. Ahead: 16-byte loads in flight a lane (fp8_gemv_kernel's 4, or 8).
+// MinBlocks: blocks an SM asked of the register allocation.
+template <int Ahead, bool Codes, int MinBlocks> struct tail_form {
+  static constexpr int ahead = Ahead;
+  static constexpr bool codes = Codes;
+  static constexpr int min_blocks = MinBlocks;
+};
 
-// Each staged value (an f32 holding a T) replaced by the value of its e4m3 code over scale s; then the block's barrier.
-template <class T> __device__ void quantize_staged(float* values, int k, float s) {
+// A block's staged row: values (f32; with codes, the norms' scratch of `hidden` values) and codes (codes forms).
+struct staged_row {
+  float* values;
+  uint8_t* codes;
+};
+
+// Where element el of a staged row of `chunks` 16-element chunks sits among the values: fp8_qgemv_kernel's layout
+// (float4 q of chunk c at q · chunks + c, so that a warp's lanes, on consecutive chunks, read consecutive 16-byte
+// words), or in order where the values are only scratch (codes forms).
+template <bool Codes> __device__ __forceinline__ int slot(int el, int chunks) {
+  if constexpr (Codes) return el;
+  else return ((el % 16 / 4) * chunks + el / 16) * 4 + el % 4;
+}
+
+// Each staged value (an f32 holding a T) made the value of its e4m3 code over scale s (values forms), or its code
+// written among the codes (codes forms); then the block's barrier.
+template <class T, bool Codes> __device__ void quantize_staged(const staged_row& st, int k, float s) {
   constexpr int N = vec16<T>;
   const int chunks = k / 16;
-  for (int i = threadIdx.x * N; i < k; i += kTailThreads * N)
+  for (int i = threadIdx.x * N; i < k; i += kTailThreads * N) {
+    vec<uint8_t, N> q;
 #pragma unroll
     for (int e = 0; e < N; ++e) {
-      float& v = values[slot(i + e, chunks)];
-      v = fp8_decode(fp8_activation_code(v, s), false);
+      float& v = st.values[slot<Codes>(i + e, chunks)];
+      q.v[e] = fp8_activation_code(v, s);
+      if constexpr (!Codes) v = fp8_decode(q.v[e], false);
     }
+    if constexpr (Codes) store_vec(st.codes + i, q);
+  }
   __syncthreads();
 }
 
-// Stages row x [k] as linear_fp8 quantizes it; returns its scale.
-template <class T> __device__ float stage_input(const T* x, int k, const float* static_scale, float* values) {
+// Stages row x [k] as linear_fp8 quantizes it; returns its scale. The codes forms read x twice from L2 (its max, then
+// its codes) rather than keep k f32 values.
+template <class T, bool Codes> __device__ float stage_input(const T* x, int k, const float* static_scale, const staged_row& st) {
   constexpr int N = vec16<T>;
   const int chunks = k / 16;
   float amax = 0.0f;
@@ -132,20 +161,31 @@ template <class T> __device__ float stage_input(const T* x, int k, const float* 
     for (int e = 0; e < N; ++e) {
       const float f = to_float(v.v[e]);
       amax = fmaxf(amax, fabsf(f));
-      values[slot(i + e, chunks)] = f;
+      if constexpr (!Codes) st.values[slot<false>(i + e, chunks)] = f;
     }
   }
   const float s = static_scale ? *static_scale : fp8_activation_scale(block_max(amax));
-  quantize_staged<T>(values, k, s);
+  if constexpr (!Codes) {
+    quantize_staged<T, false>(st, k, s);
+  } else {
+    for (int i = threadIdx.x * N; i < k; i += kTailThreads * N) {
+      const vec<T, N> v = load_coherent(x + i);
+      vec<uint8_t, N> q;
+#pragma unroll
+      for (int e = 0; e < N; ++e) q.v[e] = fp8_activation_code(to_float(v.v[e]), s);
+      store_vec(st.codes + i, q);
+    }
+    __syncthreads();
+  }
   return s;
 }
 
 // add_rms_norm_fp8 of one row, staged: r = delta + residual (rounded to T; written to residual_out where given),
-// then rms_norm(r) · weight rounded to T, then (quantize) its codes' values, returning the scale. Without quantize the
-// normed values stay staged as they are (the last layer's stream for the LM head).
-template <class T>
+// then rms_norm(r) · weight rounded to T, then (quantize) its codes, returning the scale. Without quantize the normed
+// values stay among the values as they are (the last layer's stream for the LM head).
+template <class T, bool Codes>
 __device__ float stage_norm(const T* delta, const T* residual, T* residual_out, const T* __restrict__ weight, int h,
-                            float eps, const float* static_scale, float* values, bool quantize) {
+                            float eps, const float* static_scale, const staged_row& st, bool quantize) {
   constexpr int N = vec16<T>;
   const int chunks = h / 16;
   float sum_sq = 0.0f;
@@ -157,7 +197,7 @@ __device__ float stage_norm(const T* delta, const T* residual, T* residual_out, 
       r.v[e] = from_float<T>(to_float(a.v[e]) + to_float(r.v[e]));
       const float z = to_float(r.v[e]);
       sum_sq += z * z;
-      values[slot(i + e, chunks)] = z;
+      st.values[slot<Codes>(i + e, chunks)] = z;
     }
     if (residual_out) store_vec(residual_out + i, r);
   }
@@ -167,7 +207,7 @@ __device__ float stage_norm(const T* delta, const T* residual, T* residual_out, 
     const vec<T, N> w = load_vec<T, N>(weight + i);
 #pragma unroll
     for (int e = 0; e < N; ++e) {
-      float& v = values[slot(i + e, chunks)];
+      float& v = st.values[slot<Codes>(i + e, chunks)];
       v = to_float(from_float<T>(to_float(w.v[e]) * (v * inv)));
       amax = fmaxf(amax, fabsf(v));
     }
@@ -177,20 +217,20 @@ __device__ float stage_norm(const T* delta, const T* residual, T* residual_out, 
     return 0.0f;
   }
   const float s = static_scale ? *static_scale : fp8_activation_scale(block_max(amax));
-  quantize_staged<T>(values, h, s);
+  quantize_staged<T, Codes>(st, h, s);
   return s;
 }
 
-// A warp's first kAhead loads a lane of output j's weight row (and, Silu, of up row n_out + j): issued before the
-// barrier that ends the phase before, as fp8_qgemv_kernel issues them before its wait on the kernel before.
-template <class T, bool Silu>
-__device__ __forceinline__ void first_loads(const fp8_product<T>& p, int j, uint4 (&ahead)[kAhead],
-                                            uint4 (&ahead_up)[kAhead]) {
+// A warp's first loads a lane of output j's weight row (and, Silu, of up row n_out + j): issued before the barrier
+// that ends the phase before, as fp8_qgemv_kernel issues them before its wait on the kernel before.
+template <class T, bool Silu, int Ahead>
+__device__ __forceinline__ void first_loads(const fp8_product<T>& p, int j, uint4 (&ahead)[Ahead],
+                                            uint4 (&ahead_up)[Ahead]) {
   const int lane = threadIdx.x % 32, chunks = p.k / 16, n_out = Silu ? p.n / 2 : p.n;
   const uint8_t* wr = p.weight + static_cast<int64_t>(j < n_out ? j : 0) * p.k;
   const int64_t up_offset = static_cast<int64_t>(n_out) * p.k;
 #pragma unroll
-  for (int i = 0; i < kAhead; ++i) {
+  for (int i = 0; i < Ahead; ++i) {
     const int c = lane + 32 * i;
     const bool in = j < n_out && c < chunks;
     ahead[i] = in ? load_streaming(wr + 16 * c) : make_uint4(0, 0, 0, 0);
@@ -198,26 +238,51 @@ __device__ __forceinline__ void first_loads(const fp8_product<T>& p, int j, uint
   }
 }
 
+// The 16 staged inputs of chunk c as f32.
+template <bool Codes> __device__ __forceinline__ void staged_chunk(const staged_row& st, int chunks, int c, float (&xv)[16]) {
+  if constexpr (Codes) {
+    const uint4 x = *reinterpret_cast<const uint4*>(st.codes + 16 * c);
+    const uint32_t xs[4] = {x.x, x.y, x.z, x.w};
+#pragma unroll
+    for (int i = 0; i < 4; ++i)
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const __half2_raw r = __nv_cvt_fp8x2_to_halfraw2(static_cast<__nv_fp8x2_storage_t>(xs[i] >> (16 * h)), __NV_E4M3);
+        const float2 f = __half22float2(*reinterpret_cast<const __half2*>(&r));
+        xv[4 * i + 2 * h] = f.x;
+        xv[4 * i + 2 * h + 1] = f.y;
+      }
+  } else {
+    const float4* x_values = reinterpret_cast<const float4*>(st.values);
+#pragma unroll
+    for (int q = 0; q < 4; ++q) {
+      const float4 f = x_values[q * chunks + c];
+      xv[4 * q] = f.x, xv[4 * q + 1] = f.y, xv[4 * q + 2] = f.z, xv[4 * q + 3] = f.w;
+    }
+  }
+}
 
 // Outputs j = first, first + stride, ... of p by the staged row (scale x_scale) into out: fp8_qgemv_kernel's loop,
 // whose first loads the caller issued (first_loads). Silu: out[j] = silu(gate j) · (up j), each rounded to T first.
+// Each lane takes its chunks in the same order whatever Ahead is (lane, lane + 32, ...), so every form sums alike.
 // NOTE: the loop repeats fp8_qgemv_kernel's rather than that kernel calling this: a shared helper changed the machine
 // code of the GEMV kernels the GPU check has passed and timed (linear_fp8.cu, 2026-12-06), which the check's "bits"
 // rows hold this one to instead.
-template <class T, bool Silu>
-__device__ void product(const float4* x_values, float x_scale, const fp8_product<T>& p, T* out, int first, int stride,
-                        uint4 (&ahead)[kAhead], uint4 (&ahead_up)[kAhead]) {
+template <class T, bool Silu, class Form>
+__device__ void product(const staged_row& st, float x_scale, const fp8_product<T>& p, T* out, int first, int stride,
+                        uint4 (&ahead)[Form::ahead], uint4 (&ahead_up)[Form::ahead]) {
+  constexpr int A = Form::ahead;
   const int lane = threadIdx.x % 32, chunks = p.k / 16, n_out = Silu ? p.n / 2 : p.n;
   const int64_t up_offset = static_cast<int64_t>(n_out) * p.k;
   for (int j = first; j < n_out; j += stride) {
     const uint8_t* wr = p.weight + static_cast<int64_t>(j) * p.k;
     float acc = 0.0f, acc_up = 0.0f;
-    for (int c0 = lane; c0 < chunks; c0 += 32 * kAhead) {
+    for (int c0 = lane; c0 < chunks; c0 += 32 * A) {
 #pragma unroll
-      for (int i = 0; i < kAhead; ++i) {
+      for (int i = 0; i < A; ++i) {
         const int c = c0 + 32 * i;
         const uint4 wv = ahead[i];
-        const int next = c + 32 * kAhead;
+        const int next = c + 32 * A;
         ahead[i] = next < chunks ? load_streaming(wr + 16 * next) : make_uint4(0, 0, 0, 0);
         uint4 uv{};
         if constexpr (Silu) {
@@ -226,16 +291,12 @@ __device__ void product(const float4* x_values, float x_scale, const fp8_product
         }
         if (c >= chunks) continue;
         float xv[16];
-#pragma unroll
-        for (int q = 0; q < 4; ++q) {
-          const float4 f = x_values[q * chunks + c];
-          xv[4 * q] = f.x, xv[4 * q + 1] = f.y, xv[4 * q + 2] = f.z, xv[4 * q + 3] = f.w;
-        }
+        staged_chunk<Form::codes>(st, chunks, c, xv);
         acc = dot16_e4m3_f32(wv, xv, acc);
         if constexpr (Silu) acc_up = dot16_e4m3_f32(uv, xv, acc_up);
       }
     }
-    first_loads<T, Silu>(p, j + stride, ahead, ahead_up);  // the next output's loads in flight during the sums
+    first_loads<T, Silu, A>(p, j + stride, ahead, ahead_up);  // the next output's loads in flight during the sums
     const float sum = warp_sum(acc);
     // fp8_qgemv_kernel's output arithmetic, each step rounded on its own (the compiler would fuse the product and
     // the bias into one FMA otherwise, which fp8_gemv_kernel does not).
@@ -252,43 +313,53 @@ __device__ void product(const float4* x_values, float x_scale, const fp8_product
   }
 }
 
-template <class T>
-__global__ void __launch_bounds__(kTailThreads) fp8_layer_tail_kernel(const tail_args<T> a) {
-  extern __shared__ float4 x_values[];
-  float* values = reinterpret_cast<float*>(x_values);
-  const int first = blockIdx.x * kTailWarps + threadIdx.x / 32, stride = gridDim.x * kTailWarps;
+// The shared memory a form's block stages in: values for the longest row, or codes for it and values for the norms.
+template <class Form> constexpr size_t staged_bytes(int64_t max_k, int64_t hidden) {
+  if constexpr (Form::codes) return static_cast<size_t>(hidden) * sizeof(float) + static_cast<size_t>(max_k + 15) / 16 * 16;
+  else return static_cast<size_t>(max_k) * sizeof(float);
+}
+
+template <class T, class Form>
+__global__ void __launch_bounds__(kTailThreads, Form::min_blocks) fp8_layer_tail_kernel(const tail_args<T> a) {
+  extern __shared__ float4 staged_memory[];
   const int h = a.hidden_size;
-  uint4 ahead[kAhead], ahead_up[kAhead];
-  first_loads<T, false>(a.o_proj, first, ahead, ahead_up);
+  const staged_row st{reinterpret_cast<float*>(staged_memory),
+                      Form::codes ? reinterpret_cast<uint8_t*>(staged_memory) + static_cast<size_t>(h) * sizeof(float)
+                                  : nullptr};
+  const int first = blockIdx.x * kTailWarps + threadIdx.x / 32, stride = gridDim.x * kTailWarps;
+  constexpr int A = Form::ahead;
+  constexpr bool C = Form::codes;
+  uint4 ahead[A], ahead_up[A];
+  first_loads<T, false, A>(a.o_proj, first, ahead, ahead_up);
   pdl_wait();  // attention's output is the kernel before's
 
-  float s = stage_input(a.attn, a.o_proj.k, a.o_proj.input_scale, values);
-  product<T, false>(x_values, s, a.o_proj, a.hidden, first, stride, ahead, ahead_up);
-  first_loads<T, true>(a.gate_up, first, ahead, ahead_up);
+  float s = stage_input<T, C>(a.attn, a.o_proj.k, a.o_proj.input_scale, st);
+  product<T, false, Form>(st, s, a.o_proj, a.hidden, first, stride, ahead, ahead_up);
+  first_loads<T, true, A>(a.gate_up, first, ahead, ahead_up);
   grid_barrier(a.barrier);
 
-  s = stage_norm(a.hidden, a.residual, blockIdx.x == 0 ? a.residual_mid : nullptr, a.post_norm, h, a.eps,
-                 a.gate_up.input_scale, values, true);
-  product<T, true>(x_values, s, a.gate_up, a.act, first, stride, ahead, ahead_up);
-  first_loads<T, false>(a.down, first, ahead, ahead_up);
+  s = stage_norm<T, C>(a.hidden, a.residual, blockIdx.x == 0 ? a.residual_mid : nullptr, a.post_norm, h, a.eps,
+                       a.gate_up.input_scale, st, true);
+  product<T, true, Form>(st, s, a.gate_up, a.act, first, stride, ahead, ahead_up);
+  first_loads<T, false, A>(a.down, first, ahead, ahead_up);
   grid_barrier(a.barrier);
 
-  s = stage_input(a.act, a.down.k, a.down.input_scale, values);
-  product<T, false>(x_values, s, a.down, a.hidden, first, stride, ahead, ahead_up);
+  s = stage_input<T, C>(a.act, a.down.k, a.down.input_scale, st);
+  product<T, false, Form>(st, s, a.down, a.hidden, first, stride, ahead, ahead_up);
   const bool last = a.qkv.weight == nullptr;
-  if (!last) first_loads<T, false>(a.qkv, first, ahead, ahead_up);
+  if (!last) first_loads<T, false, A>(a.qkv, first, ahead, ahead_up);
   grid_barrier(a.barrier);
 
-  s = stage_norm(a.hidden, a.residual_mid, blockIdx.x == 0 ? a.residual : nullptr, a.next_norm, h, a.eps,
-                 a.qkv.input_scale, values, !last);
+  s = stage_norm<T, C>(a.hidden, a.residual_mid, blockIdx.x == 0 ? a.residual : nullptr, a.next_norm, h, a.eps,
+                       a.qkv.input_scale, st, !last);
   if (!last) {
-    product<T, false>(x_values, s, a.qkv, a.qkv_out, first, stride, ahead, ahead_up);
+    product<T, false, Form>(st, s, a.qkv, a.qkv_out, first, stride, ahead, ahead_up);
     return;
   }
   // The last layer: the normed stream into hidden, once every block has read down_proj's output from there.
   grid_barrier(a.barrier);
   if (blockIdx.x == 0)
-    for (int i = threadIdx.x; i < h; i += kTailThreads) a.hidden[i] = from_float<T>(values[slot(i, h / 16)]);
+    for (int i = threadIdx.x; i < h; i += kTailThreads) a.hidden[i] = from_float<T>(st.values[slot<C>(i, h / 16)]);
 }
 
 template <class T> fp8_product<T> product_of(const fp8_device_weight& w, const tensor& bias) {
@@ -334,47 +405,58 @@ bool fp8_layer_tail_takes(const fp8_layer_tail_args& a) {
 
 bool launch_fp8_layer_tail(cuda_context& ctx, const fp8_layer_tail_args& a) {
   if (!fp8_layer_tail_takes(a) || ctx.grid_barrier == nullptr) return false;
-  make_current(ctx);
   const int64_t h = a.residual.dim(1);
   const int64_t max_k = std::max({h, a.attn.numel(), a.gate_up->weight.dim(0) / 2});
-  const size_t smem = static_cast<size_t>(max_k) * sizeof(float);
-  dispatch_float(a.residual.type, "fp8_layer_tail", [&](auto tag) {
-    using T = typename decltype(tag)::type;
-    if constexpr (!std::is_same_v<T, float>) {
-      const auto kernel = fp8_layer_tail_kernel<T>;
-      allow_shared_memory<fp8_layer_tail_kernel<T>>(static_cast<size_t>(kTailMaxK) * sizeof(float),
-                                                    "fp8_layer_tail: shared memory");
-      // One wave, every block resident (the grid barrier needs it): the blocks an SM holds by registers and shared
-      // memory, asked once for each row length a thread launches.
-      static thread_local size_t asked_smem = 0;
-      static thread_local int per_sm = 0;
-      if (asked_smem != smem) {
-        check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kTailThreads, smem), "fp8_layer_tail");
-        asked_smem = smem;
+  bool launched = false;
+  auto run = [&](auto form) {
+    using Form = decltype(form);
+    const size_t smem = staged_bytes<Form>(max_k, h);
+    if (smem > kTailSharedMax) return;
+    make_current(ctx);
+    dispatch_float(a.residual.type, "fp8_layer_tail", [&](auto tag) {
+      using T = typename decltype(tag)::type;
+      if constexpr (!std::is_same_v<T, float>) {
+        const auto kernel = fp8_layer_tail_kernel<T, Form>;
+        allow_shared_memory<fp8_layer_tail_kernel<T, Form>>(kTailSharedMax, "fp8_layer_tail: shared memory");
+        // One wave, every block resident (the grid barrier needs it): the blocks an SM holds by registers and shared
+        // memory, asked once for each row length a thread launches.
+        static thread_local size_t asked_smem = 0;
+        static thread_local int per_sm = 0;
+        if (asked_smem != smem) {
+          check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kTailThreads, smem), "fp8_layer_tail");
+          asked_smem = smem;
+        }
+        if (per_sm < 1) throw std::runtime_error("cuda fp8_layer_tail: no block fits an SM");
+        tail_args<T> args{};
+        args.attn = a.attn.as<T>();
+        args.o_proj = product_of<T>(*a.o_proj, a.o_bias);
+        args.gate_up = product_of<T>(*a.gate_up, tensor{});
+        args.down = product_of<T>(*a.down, tensor{});
+        if (a.next_qkv) args.qkv = product_of<T>(*a.next_qkv, a.next_qkv_bias);
+        args.post_norm = a.post_norm.as<T>();
+        args.next_norm = a.next_norm.as<T>();
+        args.hidden = a.hidden.as<T>();
+        args.residual = a.residual.as<T>();
+        args.residual_mid = a.residual_mid.as<T>();
+        args.act = a.act.as<T>();
+        args.qkv_out = a.next_qkv ? a.qkv.as<T>() : nullptr;
+        args.hidden_size = static_cast<int>(h);
+        args.eps = a.eps;
+        args.barrier = ctx.grid_barrier;
+        launch_dependent_shared(kernel, dim3(static_cast<unsigned>(per_sm * ctx.sm_count)), dim3(kTailThreads), smem,
+                                ctx.stream, "fp8_layer_tail", args);
+        launched = true;
       }
-      if (per_sm < 1) throw std::runtime_error("cuda fp8_layer_tail: no block fits an SM");
-      tail_args<T> args{};
-      args.attn = a.attn.as<T>();
-      args.o_proj = product_of<T>(*a.o_proj, a.o_bias);
-      args.gate_up = product_of<T>(*a.gate_up, tensor{});
-      args.down = product_of<T>(*a.down, tensor{});
-      if (a.next_qkv) args.qkv = product_of<T>(*a.next_qkv, a.next_qkv_bias);
-      args.post_norm = a.post_norm.as<T>();
-      args.next_norm = a.next_norm.as<T>();
-      args.hidden = a.hidden.as<T>();
-      args.residual = a.residual.as<T>();
-      args.residual_mid = a.residual_mid.as<T>();
-      args.act = a.act.as<T>();
-      args.qkv_out = a.next_qkv ? a.qkv.as<T>() : nullptr;
-      args.hidden_size = static_cast<int>(h);
-      args.eps = a.eps;
-      args.barrier = ctx.grid_barrier;
-      launch_dependent_shared(kernel, dim3(static_cast<unsigned>(per_sm * ctx.sm_count)), dim3(kTailThreads), smem,
-                              ctx.stream, "fp8_layer_tail", args);
-    }
-  });
-  check_launch("fp8_layer_tail");
-  return true;
+    });
+  };
+  switch (fp8_settings().tail) {
+    case 2: run(tail_form<4, true, 3>{}); break;
+    case 3: run(tail_form<4, true, 4>{}); break;
+    case 4: run(tail_form<8, true, 2>{}); break;
+    default: run(tail_form<4, false, 1>{}); break;
+  }
+  if (launched) check_launch("fp8_layer_tail");
+  return launched;
 }
 
 } // namespace troupe::cuda

@@ -13,7 +13,7 @@
 #   w1_rtn_forms       W1 in rtn: the FP8 form from 256 rows (two kernels), from 129 on the fused kernel, from 1,025
 #   tail_rows          troupe_gpu_check --fp8-tail (fp8_layer_tail's rows: the persistent kernel against the ops, bit for bit)
 #   tail_models        the FP8 reference models with TROUPE_FP8_TAIL=1 (--fp8-weights --no-ops --no-timing)
-#   b1_tail            one FP8 + FP8 KV request: the defaults and TROUPE_FP8_TAIL=1, twice in turns
+#   b1_tail            one FP8 + FP8 KV request: the defaults, TROUPE_FP8_TAIL=3, 2, 4, 1, the defaults
 #   b1_all             one request in bf16, rtn and FP8 + FP8 KV (128 in, 384 out)
 #   core               W1 in bf16, rtn in the FP8 form (129 fused, 256 two kernels), FP8 + FP8 KV (a short budget)
 #   figures_long       scripts/gpu/figures.sh with LONG=1 (W1 and one request in bf16, rtn, FP8 + FP8 KV; KV blocks; 64 x
@@ -153,11 +153,11 @@ quick_rtn() {  # for a short budget: rtn W1 with the defaults and in the FP8 for
   TROUPE_INT4_FP8_ROWS=1025 bench w1_rtn_fp8_1025 256 512 256 --quantization rtn
 }
 quick() { quick_fp8; quick_rtn; }
-b1_tail() {  # one FP8 + FP8 KV request: the defaults and the layer tail in one persistent kernel (TROUPE_FP8_TAIL=1), twice in turns
-  for i in 1 2; do
-    bench b1_fp8_$i 1 128 384 $FP8
-    TROUPE_FP8_TAIL=1 bench b1_fp8_tail_$i 1 128 384 $FP8
-  done
+b1_tail() {  # one FP8 + FP8 KV request: the defaults and the layer tail in one persistent kernel in each form
+  # (TROUPE_FP8_TAIL=1-4: f32 values staged; codes with 3 / 4 blocks an SM; codes with 8 loads ahead), then the defaults
+  bench b1_fp8_1 1 128 384 $FP8
+  for form in 3 2 4 1; do TROUPE_FP8_TAIL=$form bench b1_fp8_tail$form 1 128 384 $FP8; done
+  bench b1_fp8_2 1 128 384 $FP8
 }
 b1_all() {  # one request's time a token (128 in, 384 out) in bf16, rtn and FP8 + FP8 KV (issue 12: <= 1.6 ms; 13: <= 2.4)
   export BENCH_T=120
@@ -193,7 +193,7 @@ for s in ${STEPS:-int4_rows fp8kv_f16_rows w1_direct3 w1_int4_fp8}; do
     w1_rtn_forms) step $s 200 bash -c w1_rtn_forms ;;
     core) step $s 260 bash -c core ;;
     b1_all) step $s 200 bash -c b1_all ;;
-    b1_tail) step $s 160 bash -c b1_tail ;;
+    b1_tail) step $s 200 bash -c b1_tail ;;
     tail_rows) CHECK_ARGS=--fp8-tail step $s 90 bash scripts/gpu/check.sh ;;
     tail_models) TROUPE_FP8_TAIL=1 CHECK_ARGS="--fp8-weights --no-ops --no-timing" step $s 150 bash scripts/gpu/check.sh ;;
     figures_long) LONG=1 LIMIT=$((end - SECONDS - 25)) step $s 420 bash scripts/gpu/figures.sh ;;
