@@ -451,9 +451,10 @@ tensor model::compute_logits(int64_t num_tokens, int64_t num_logits, const atten
   // An FP8 layer's input comes quantized by the kernel before it where that kernel is a norm or silu_and_mul
   // (quantized_before); the first layer's q/k/v and every o_proj quantize their own.
   bool qkv_quantized = false;
-  bool qkv_made = false;  // by the layer tail before (fp8_layer_tail)
+  bool qkv_made = false;  // by the layer tail before (fp8_layer_tail), rotated and in the cache unless q/k norms come
   for (int64_t l = 0; l < c.num_layers; ++l) {
     const layer_weights& w = weights_.layers[l];
+    const bool rotated = qkv_made && !c.qk_norm;
     if (qkv_made) qkv_made = false;
     else if (qkv_quantized) ops_.linear_fp8_quantized(fp8_input(num_tokens, c.hidden_size), w.qkv8.view(), w.qkv_bias, qkv);
     else linear(hidden, w.qkv, w.qkv4, w.qkv8, w.qkv_bias, qkv);
@@ -462,9 +463,9 @@ tensor model::compute_logits(int64_t num_tokens, int64_t num_logits, const atten
     shape.v_scale = v_scales_[static_cast<size_t>(l)];
     shape.next_waits = !w.o_proj4.empty() || (!w.o_proj8.empty() && fp8_attention_trigger_);
     if (c.qk_norm) ops_.qk_norm(qkv, w.q_norm, w.k_norm, shape, eps);
-    ops_.rope_write_kv(qkv, positions, cos_sin_, slots, k_cache_[l], v_cache_[l], shape);
+    if (!rotated) ops_.rope_write_kv(qkv, positions, cos_sin_, slots, k_cache_[l], v_cache_[l], shape);
     ops_.paged_attention(qkv, k_cache_[l], v_cache_[l], meta, shape, attn);
-    if (num_tokens == 1 && fp8_layer_tail(l, attn, hidden, residual, mlp, act, qkv, eps)) {
+    if (num_tokens == 1 && fp8_layer_tail(l, attn, hidden, residual, mlp, act, qkv, positions, slots, eps)) {
       qkv_made = l + 1 < c.num_layers;
       qkv_quantized = false;
       continue;
@@ -526,7 +527,7 @@ tensor model::compute_logits(int64_t num_tokens, int64_t num_logits, const atten
 }
 
 bool model::fp8_layer_tail(int64_t l, const tensor& attn, const tensor& hidden, const tensor& residual, const tensor& mlp,
-                           const tensor& act, const tensor& qkv, float eps) {
+                           const tensor& act, const tensor& qkv, const tensor& positions, const tensor& slots, float eps) {
   const model_config& c = config_;
   const layer_weights& w = weights_.layers[l];
   const bool last = l + 1 == c.num_layers;
@@ -553,6 +554,16 @@ bool model::fp8_layer_tail(int64_t l, const tensor& attn, const tensor& hidden, 
   a.mlp = mlp;
   a.act = act;
   a.qkv = qkv;
+  if (!last && !c.qk_norm) {  // the next layer's rope_write_kv too (q/k norms would come between)
+    a.rope.positions = positions;
+    a.rope.cos_sin = cos_sin_.get();
+    a.rope.slot_mapping = slots;
+    a.rope.k_cache = k_cache_[static_cast<size_t>(l + 1)].get();
+    a.rope.v_cache = v_cache_[static_cast<size_t>(l + 1)].get();
+    a.rope.shape = shape_;
+    a.rope.shape.k_scale = k_scales_[static_cast<size_t>(l + 1)];
+    a.rope.shape.v_scale = v_scales_[static_cast<size_t>(l + 1)];
+  }
   return ops_.fp8_layer_tail(a);
 }
 

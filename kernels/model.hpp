@@ -191,9 +191,10 @@ private:
     return packed.empty() && !fp8.empty() && !fp8_codes_.empty() && num_tokens >= fp8_fused_rows_;
   }
   // Layer l's ops from o_proj to the next layer's q/k/v (or the final norm) for a one-row step in one ops::fp8_layer_tail,
-  // where every product of it is FP8 and the model is not sharded; false where it did nothing (the caller runs the ops).
+  // where every product of it is FP8 and the model is not sharded — without q/k norms, the next layer's rope_write_kv
+  // too; false where it did nothing (the caller runs the ops).
   bool fp8_layer_tail(int64_t l, const tensor& attn, const tensor& hidden, const tensor& residual, const tensor& mlp,
-                      const tensor& act, const tensor& qkv, float eps);
+                      const tensor& act, const tensor& qkv, const tensor& positions, const tensor& slots, float eps);
   // The first num_tokens rows of fp8_codes_ / fp8_scales_ as a [num_tokens, width] input.
   fp8_activations fp8_input(int64_t num_tokens, int64_t width) const;
   // Sums a row-parallel layer's partial outputs over the ranks (nothing on one device).

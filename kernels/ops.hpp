@@ -121,6 +121,12 @@ struct fp8_layer_tail_args {
   tensor mlp;           // [1, 2I] scratch
   tensor act;           // [1, I] scratch
   tensor qkv;           // [1, Nqkv] out (not the last layer)
+  // Where rope.positions is not empty (not the last layer), the next layer's rope_write_kv of qkv as well, with these
+  // operands (ops::rope_write_kv's); the model leaves it empty where q/k norms come between the two.
+  struct {
+    tensor positions, cos_sin, slot_mapping, k_cache, v_cache;
+    attention_shape shape;
+  } rope;
 };
 
 // A tensor-parallel rank's slice of a dummy weight (--load-format dummy), made where the weight lives

@@ -3,6 +3,7 @@
 // and at the smaller shapes against the CPU twin (the separate CPU ops); where it must not take the step, that it says
 // so and writes nothing.
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 #include <string>
@@ -54,16 +55,25 @@ void check_layer_tail(checker& c, dtype t) {
     int64_t hidden, attn, inter, qkv;
     bool last, bias, static_input, fused, on_cpu;  // on_cpu: also against the CPU twin (~40 s a dtype at 7B)
     const char* note;
+    // The next layer's rope_write_kv too (rope 1: a cache in t; 2: e4m3, 3: e5m2, with scales), q/k/v's heads, the
+    // row's position (past the table's 64: not rotated) and slot (-1: nothing written).
+    int rope = 0;
+    int32_t heads = 0, kv_heads = 0, head_dim = 0, pos = 0;
+    int64_t slot = 0;
   };
   const bool half = t != dtype::f32;
   // Qwen2.5-7B's layer (q/k/v with its bias), its last layer, small ones with fewer outputs than the grid's warps, a
   // static input scale; f32 (not taken). The 7B shapes against the GPU's ops only: their CPU twin takes ~40 s.
   const std::vector<shape> shapes = {
       {3584, 3584, 18944, 4608, false, true, false, half, false, "qwen2.5-7b"},
+      {3584, 3584, 18944, 4608, false, true, false, half, false, "qwen2.5-7b rope", 1, 28, 4, 128, 37, 83},
       {3584, 3584, 18944, 4608, true, false, true, half, false, "qwen2.5-7b last static"},
       {256, 512, 640, 384, false, true, false, half, half, "small"},
+      {256, 512, 640, 384, false, true, false, half, half, "small rope e4m3", 2, 4, 1, 64, 5, 17},
+      {256, 512, 640, 384, false, false, false, half, half, "small rope no slot", 1, 4, 1, 64, 3, -1},
       {256, 512, 640, 384, true, false, true, half, half, "small last static"},
       {1024, 1024, 2816, 1536, false, true, false, half, half, "medium"},
+      {1024, 1024, 2816, 1536, false, true, true, half, half, "medium rope e5m2 past the table", 3, 8, 2, 128, 70, 40},
   };
   for (const shape& s : shapes) {
     const fp8_twin o_proj = random_fp8(c, s.hidden, s.attn, s.static_input);
@@ -84,6 +94,25 @@ void check_layer_tail(checker& c, dtype t) {
     auto mlp = c.random(t, {1, 2 * s.inter});
     auto act = c.random(t, {1, s.inter});
     auto qkv = c.random(t, {1, s.qkv});
+    // The rope's operands: a table of 64 positions, 8 blocks of 16 slots.
+    constexpr int64_t kPositions = 64, kBlocks = 8, kBlockSize = 16;
+    const dtype kv = s.rope == 2 ? dtype::f8_e4m3 : s.rope == 3 ? dtype::f8_e5m2 : t;
+    attention_shape rope_shape{s.heads, s.kv_heads, s.head_dim, static_cast<int32_t>(kBlockSize), 1.0f};
+    if (s.rope >= 2) rope_shape.k_scale = 0.05f, rope_shape.v_scale = 0.8f;
+    const int64_t kv_heads = std::max<int64_t>(s.kv_heads, 1), head_dim = std::max<int64_t>(s.head_dim, 2);
+    auto cos_sin = c.random(dtype::f32, {kPositions, head_dim}, 0.7f);
+    auto positions = c.ints<int32_t>({1}, std::vector<int32_t>{s.pos});
+    auto slots = c.ints<int64_t>({1}, std::vector<int64_t>{s.slot});
+    auto new_cache = [&] {
+      return s.rope >= 2 ? c.fp8_cache(kv, {kBlocks, kBlockSize, kv_heads, head_dim}, 1.0f)
+                         : c.random(t, {kBlocks, kBlockSize, kv_heads, head_dim});
+    };
+    const twin k_cache = new_cache(), v_cache = new_cache();
+    const bytes k_first = c.gpu_bytes(k_cache), v_first = c.gpu_bytes(v_cache);
+    const auto reset_caches = [&] {
+      c.gpu.upload_raw(k_cache.gpu, k_first.data());
+      c.gpu.upload_raw(v_cache.gpu, v_first.data());
+    };
     auto args = [&](bool gpu) {
       fp8_layer_tail_args a;
       a.attn = gpu ? attn.gpu.get() : attn.cpu.get();
@@ -105,6 +134,14 @@ void check_layer_tail(checker& c, dtype t) {
       a.mlp = pick(mlp);
       a.act = pick(act);
       a.qkv = pick(qkv);
+      if (s.rope) {
+        a.rope.positions = pick(positions);
+        a.rope.cos_sin = pick(cos_sin);
+        a.rope.slot_mapping = pick(slots);
+        a.rope.k_cache = pick(k_cache);
+        a.rope.v_cache = pick(v_cache);
+        a.rope.shape = rope_shape;
+      }
       return a;
     };
     const twin& out = s.last ? hidden : qkv;  // what the next op reads
@@ -119,13 +156,17 @@ void check_layer_tail(checker& c, dtype t) {
     if (s.on_cpu) run_fp8_layer_tail(c.cpu, args(false));
     // The separate ops on the GPU, every product on the GEMV's arithmetic ("qgemv"), for the bits; from here on only
     // the GPU's stream goes back to its first values, the CPU's keeps the twin's result.
-    const auto reset = [&] { c.gpu.upload(residual.gpu, rounded(residual_values, t)); };
+    const auto reset = [&] {
+      c.gpu.upload(residual.gpu, rounded(residual_values, t));
+      reset_caches();
+    };
     reset();
     {
       const scoped_value<std::string> forced(cuda::fp8_settings().path, "qgemv");
       run_fp8_layer_tail(c.gpu, args(true));
     }
     const bytes ops_out = c.gpu_bytes(out), ops_residual = c.gpu_bytes(residual);
+    const bytes ops_k = c.gpu_bytes(k_cache), ops_v = c.gpu_bytes(v_cache);
 
     {
       const scoped_value<int> off(cuda::fp8_settings().tail, 0);
@@ -152,6 +193,11 @@ void check_layer_tail(checker& c, dtype t) {
              static_cast<double>(differing_elements(c.gpu_bytes(out), ops_out, size_in_bytes(t)) +
                                  differing_elements(c.gpu_bytes(residual), ops_residual, size_in_bytes(t))),
              0.0, "elements of the output and the stream differing from the ops on the qgemv path");
+      if (s.rope)
+        report("fp8_layer_tail", t, row + " cache bits",
+               static_cast<double>(differing_elements(c.gpu_bytes(k_cache), ops_k, size_in_bytes(kv)) +
+                                   differing_elements(c.gpu_bytes(v_cache), ops_v, size_in_bytes(kv))),
+               0.0, "cache elements differing from rope_write_kv's");
       // Against the CPU's f32 ops: four products, each input quantized to e4m3 from values the GPU rounds to t
       // first, so a code may land one step apart here and there; the stream itself is two additions of rounded values.
       if (s.on_cpu) {

@@ -54,6 +54,20 @@ template <class T> struct fp8_product {
   int n = 0, k = 0;                    // n: the weight's rows (gate and up stacked for the silu product)
 };
 
+// The next layer's rope_write_kv for the row, done as q/k/v's outputs are made (ops::fp8_layer_tail_args::rope): each
+// item of q/k/v's product is a rotated pair (output c and c + D/2 of one q or k head) or one v output.
+struct rope_args {
+  const int32_t* positions = nullptr;     // [1]; null: no rope here
+  const float* cos_sin = nullptr;         // [max_pos, head_dim]: head_dim / 2 cos, then as many sin
+  int max_pos = 0;
+  const int64_t* slot_mapping = nullptr;  // [1]: -1 writes nothing to the cache
+  void* k_cache = nullptr;                // [blocks, block_size, num_kv_heads, head_dim] in T or FP8
+  void* v_cache = nullptr;
+  int cache = 0;                          // 0: T, 1: e4m3, 2: e5m2
+  float k_scale = 1.0f, v_scale = 1.0f;
+  int num_heads = 0, num_kv_heads = 0, head_dim = 0;
+};
+
 template <class T> struct tail_args {
   const T* attn;       // [k of o_proj]: attention's output
   fp8_product<T> o_proj, gate_up, down, qkv;
@@ -67,6 +81,7 @@ template <class T> struct tail_args {
   int hidden_size;
   float eps;
   unsigned* barrier;   // [2]: arrivals, generation (cuda_context::grid_barrier)
+  rope_args rope;
 };
 
 __device__ __forceinline__ unsigned load_acquire(const unsigned* p) {
@@ -221,20 +236,25 @@ __device__ float stage_norm(const T* delta, const T* residual, T* residual_out, 
   return s;
 }
 
-// A warp's first loads a lane of output j's weight row (and, Silu, of up row n_out + j): issued before the barrier
-// that ends the phase before, as fp8_qgemv_kernel issues them before its wait on the kernel before.
-template <class T, bool Silu, int Ahead>
-__device__ __forceinline__ void first_loads(const fp8_product<T>& p, int j, uint4 (&ahead)[Ahead],
+// The weight rows of a product's item j: `row`, and `pair` (the row summed beside it: up's for silu, the other half of
+// a rotated pair for q/k/v with rope), or pair < 0. Items past the product's end have row < 0.
+struct item_rows {
+  int row, pair;
+};
+
+// A warp's first loads a lane of item j's rows: issued before the barrier that ends the phase before, as
+// fp8_qgemv_kernel issues them before its wait on the kernel before. Pairs: whether any item has two rows.
+template <bool Pairs, int Ahead>
+__device__ __forceinline__ void first_loads(const uint8_t* weight, int k, item_rows r, uint4 (&ahead)[Ahead],
                                             uint4 (&ahead_up)[Ahead]) {
-  const int lane = threadIdx.x % 32, chunks = p.k / 16, n_out = Silu ? p.n / 2 : p.n;
-  const uint8_t* wr = p.weight + static_cast<int64_t>(j < n_out ? j : 0) * p.k;
-  const int64_t up_offset = static_cast<int64_t>(n_out) * p.k;
+  const int lane = threadIdx.x % 32, chunks = k / 16;
+  const uint8_t* wr = weight + static_cast<int64_t>(r.row < 0 ? 0 : r.row) * k;
+  const uint8_t* wp = weight + static_cast<int64_t>(r.pair < 0 ? 0 : r.pair) * k;
 #pragma unroll
   for (int i = 0; i < Ahead; ++i) {
     const int c = lane + 32 * i;
-    const bool in = j < n_out && c < chunks;
-    ahead[i] = in ? load_streaming(wr + 16 * c) : make_uint4(0, 0, 0, 0);
-    if constexpr (Silu) ahead_up[i] = in ? load_streaming(wr + up_offset + 16 * c) : make_uint4(0, 0, 0, 0);
+    ahead[i] = r.row >= 0 && c < chunks ? load_streaming(wr + 16 * c) : make_uint4(0, 0, 0, 0);
+    if constexpr (Pairs) ahead_up[i] = r.pair >= 0 && c < chunks ? load_streaming(wp + 16 * c) : make_uint4(0, 0, 0, 0);
   }
 }
 
@@ -262,20 +282,21 @@ template <bool Codes> __device__ __forceinline__ void staged_chunk(const staged_
   }
 }
 
-// Outputs j = first, first + stride, ... of p by the staged row (scale x_scale) into out: fp8_qgemv_kernel's loop,
-// whose first loads the caller issued (first_loads). Silu: out[j] = silu(gate j) · (up j), each rounded to T first.
-// Each lane takes its chunks in the same order whatever Ahead is (lane, lane + 32, ...), so every form sums alike.
+// Items j = first, first + stride, ... of p (rows_of(j): their weight rows) by the staged row: fp8_qgemv_kernel's loop,
+// whose first loads the caller issued (first_loads), then emit(j, rows, sum, pair's sum) on lane 0. Each lane takes its
+// chunks in the same order whatever the loads ahead (lane, lane + 32, ...), so every form sums alike.
 // NOTE: the loop repeats fp8_qgemv_kernel's rather than that kernel calling this: a shared helper changed the machine
 // code of the GEMV kernels the GPU check has passed and timed (linear_fp8.cu, 2026-12-06), which the check's "bits"
 // rows hold this one to instead.
-template <class T, bool Silu, class Form>
-__device__ void product(const staged_row& st, float x_scale, const fp8_product<T>& p, T* out, int first, int stride,
-                        uint4 (&ahead)[Form::ahead], uint4 (&ahead_up)[Form::ahead]) {
+template <class T, bool Pairs, class Form, class RowsOf, class Emit>
+__device__ void product(const staged_row& st, const fp8_product<T>& p, int items, int first, int stride,
+                        uint4 (&ahead)[Form::ahead], uint4 (&ahead_up)[Form::ahead], RowsOf rows_of, Emit emit) {
   constexpr int A = Form::ahead;
-  const int lane = threadIdx.x % 32, chunks = p.k / 16, n_out = Silu ? p.n / 2 : p.n;
-  const int64_t up_offset = static_cast<int64_t>(n_out) * p.k;
-  for (int j = first; j < n_out; j += stride) {
-    const uint8_t* wr = p.weight + static_cast<int64_t>(j) * p.k;
+  const int lane = threadIdx.x % 32, chunks = p.k / 16;
+  for (int j = first; j < items; j += stride) {
+    const item_rows r = rows_of(j);
+    const uint8_t* wr = p.weight + static_cast<int64_t>(r.row) * p.k;
+    const uint8_t* wp = p.weight + static_cast<int64_t>(r.pair < 0 ? 0 : r.pair) * p.k;
     float acc = 0.0f, acc_up = 0.0f;
     for (int c0 = lane; c0 < chunks; c0 += 32 * A) {
 #pragma unroll
@@ -285,32 +306,109 @@ __device__ void product(const staged_row& st, float x_scale, const fp8_product<T
         const int next = c + 32 * A;
         ahead[i] = next < chunks ? load_streaming(wr + 16 * next) : make_uint4(0, 0, 0, 0);
         uint4 uv{};
-        if constexpr (Silu) {
+        if constexpr (Pairs) {
           uv = ahead_up[i];
-          ahead_up[i] = next < chunks ? load_streaming(wr + up_offset + 16 * next) : make_uint4(0, 0, 0, 0);
+          ahead_up[i] = r.pair >= 0 && next < chunks ? load_streaming(wp + 16 * next) : make_uint4(0, 0, 0, 0);
         }
         if (c >= chunks) continue;
         float xv[16];
         staged_chunk<Form::codes>(st, chunks, c, xv);
         acc = dot16_e4m3_f32(wv, xv, acc);
-        if constexpr (Silu) acc_up = dot16_e4m3_f32(uv, xv, acc_up);
+        if constexpr (Pairs) acc_up = dot16_e4m3_f32(uv, xv, acc_up);
       }
     }
-    first_loads<T, Silu, A>(p, j + stride, ahead, ahead_up);  // the next output's loads in flight during the sums
+    const int next_item = j + stride;  // its loads in flight during the sums
+    first_loads<Pairs, A>(p.weight, p.k, next_item < items ? rows_of(next_item) : item_rows{-1, -1}, ahead, ahead_up);
     const float sum = warp_sum(acc);
-    // fp8_qgemv_kernel's output arithmetic, each step rounded on its own (the compiler would fuse the product and
-    // the bias into one FMA otherwise, which fp8_gemv_kernel does not).
-    auto output = [&](float total, int o) {
-      const float value = __fmul_rn(total, __fmul_rn(x_scale, p.scale[o]));
-      return from_float<T>(p.bias ? __fadd_rn(value, to_float(p.bias[o])) : value);
-    };
-    if constexpr (Silu) {
-      const float sum_up = warp_sum(acc_up);
-      if (lane == 0) out[j] = from_float<T>(silu_times(to_float(output(sum, j)), to_float(output(sum_up, n_out + j))));
-    } else if (lane == 0) {
-      out[j] = output(sum, j);
-    }
+    const float sum_up = Pairs ? warp_sum(acc_up) : 0.0f;
+    if (lane == 0) emit(j, r, sum, sum_up);
   }
+}
+
+// fp8_qgemv_kernel's output arithmetic for row o of p: each step rounded on its own (the compiler would fuse the
+// product and the bias into one FMA otherwise, which fp8_gemv_kernel does not).
+template <class T> __device__ __forceinline__ T product_output(const fp8_product<T>& p, float x_scale, float total, int o) {
+  const float value = __fmul_rn(total, __fmul_rn(x_scale, p.scale[o]));
+  return from_float<T>(p.bias ? __fadd_rn(value, to_float(p.bias[o])) : value);
+}
+
+// out[j] = output j of p, for every j.
+template <class T, class Form>
+__device__ void plain_product(const staged_row& st, float x_scale, const fp8_product<T>& p, T* out, int first,
+                              int stride, uint4 (&ahead)[Form::ahead], uint4 (&ahead_up)[Form::ahead]) {
+  product<T, false, Form>(st, p, p.n, first, stride, ahead, ahead_up, [](int j) { return item_rows{j, -1}; },
+                          [&](int j, item_rows, float sum, float) { out[j] = product_output(p, x_scale, sum, j); });
+}
+
+// out[j] = silu(gate j) · (up j), gate and up stacked in p (2 · n_out rows), each rounded to T first.
+template <class T, class Form>
+__device__ void silu_product(const staged_row& st, float x_scale, const fp8_product<T>& p, T* out, int first,
+                             int stride, uint4 (&ahead)[Form::ahead], uint4 (&ahead_up)[Form::ahead]) {
+  const int n_out = p.n / 2;
+  product<T, true, Form>(st, p, n_out, first, stride, ahead, ahead_up, [=](int j) { return item_rows{j, n_out + j}; },
+                         [&](int j, item_rows, float sum, float sum_up) {
+                           out[j] = from_float<T>(silu_times(to_float(product_output(p, x_scale, sum, j)),
+                                                             to_float(product_output(p, x_scale, sum_up, n_out + j))));
+                         });
+}
+
+// The weight rows of rope item j (rope_args): pair j of the q and k heads' rotated halves, then the v outputs.
+__device__ __forceinline__ item_rows rope_rows(const rope_args& r, int j) {
+  const int half = r.head_dim / 2, pairs = (r.num_heads + r.num_kv_heads) * half;
+  if (j >= pairs) return {(r.num_heads + r.num_kv_heads) * r.head_dim + (j - pairs), -1};
+  const int row = j / half * r.head_dim + j % half;
+  return {row, row + half};
+}
+__device__ __forceinline__ int rope_items(const rope_args& r) {
+  return (r.num_heads + r.num_kv_heads) * (r.head_dim / 2) + r.num_kv_heads * r.head_dim;
+}
+
+// One value into the cache at idx: rounded to T, or over its scale to FP8 (rope_write_kv.cu's store_cache).
+template <class T> __device__ __forceinline__ void store_cache_value(const rope_args& r, void* cache, int64_t idx, float x,
+                                                                    float scale) {
+  if (r.cache == 0) static_cast<T*>(cache)[idx] = from_float<T>(x);
+  else static_cast<uint8_t*>(cache)[idx] = fp8_encode(__fdiv_rn(x, scale), r.cache == 2);
+}
+
+// q/k/v = the product of p, its q and k heads rotated and k and v written into the caches: linear_fp8 then
+// rope_write_kv, in their arithmetic — each output rounded to T, the rotation in f32 without fused multiply-adds and
+// rounded once to T, the cache written from the f32 rotation (over its scale for FP8). Out of the table's positions, k
+// goes to the cache as it is and nothing rotates, as there.
+template <class T, class Form>
+__device__ void rope_product(const staged_row& st, float x_scale, const fp8_product<T>& p, T* out, const rope_args& r,
+                             int first, int stride, uint4 (&ahead)[Form::ahead], uint4 (&ahead_up)[Form::ahead]) {
+  const int half = r.head_dim / 2, d = r.head_dim;
+  const int32_t pos = r.positions[0];
+  const int64_t slot = r.slot_mapping[0];
+  const int64_t kv_width = static_cast<int64_t>(r.num_kv_heads) * d;
+  const bool rotate = pos >= 0 && pos < r.max_pos;
+  const float* cos = r.cos_sin + static_cast<int64_t>(rotate ? pos : 0) * d;
+  const float* sin = cos + half;
+  const int pairs = (r.num_heads + r.num_kv_heads) * half;
+  product<T, true, Form>(st, p, rope_items(r), first, stride, ahead, ahead_up, [&](int j) { return rope_rows(r, j); },
+                         [&](int j, item_rows rows, float sum, float sum_up) {
+                           const T a = product_output(p, x_scale, sum, rows.row);
+                           if (rows.pair < 0) {  // v
+                             out[rows.row] = a;
+                             if (slot >= 0) store_cache_value<T>(r, r.v_cache, slot * kv_width + (j - pairs), to_float(a), r.v_scale);
+                             return;
+                           }
+                           const T b = product_output(p, x_scale, sum_up, rows.pair);
+                           const int h = j / half, c = j % half;
+                           float fa = to_float(a), fb = to_float(b);
+                           if (rotate) {
+                             const float va = fa, vb = fb;
+                             fa = __fsub_rn(__fmul_rn(va, cos[c]), __fmul_rn(vb, sin[c]));
+                             fb = __fadd_rn(__fmul_rn(vb, cos[c]), __fmul_rn(va, sin[c]));
+                           }
+                           out[rows.row] = from_float<T>(fa);
+                           out[rows.pair] = from_float<T>(fb);
+                           if (h >= r.num_heads && slot >= 0) {
+                             const int64_t at = slot * kv_width + static_cast<int64_t>(h - r.num_heads) * d + c;
+                             store_cache_value<T>(r, r.k_cache, at, fa, r.k_scale);
+                             store_cache_value<T>(r, r.k_cache, at + half, fb, r.k_scale);
+                           }
+                         });
 }
 
 // The shared memory a form's block stages in: values for the longest row, or codes for it and values for the norms.
@@ -329,31 +427,40 @@ __global__ void __launch_bounds__(kTailThreads, Form::min_blocks) fp8_layer_tail
   const int first = blockIdx.x * kTailWarps + threadIdx.x / 32, stride = gridDim.x * kTailWarps;
   constexpr int A = Form::ahead;
   constexpr bool C = Form::codes;
+  // The first rows of a plain product's item (or past its end).
+  auto plain_first = [&](const fp8_product<T>& p) { return item_rows{first < p.n ? first : -1, -1}; };
   uint4 ahead[A], ahead_up[A];
-  first_loads<T, false, A>(a.o_proj, first, ahead, ahead_up);
+  first_loads<true, A>(a.o_proj.weight, a.o_proj.k, plain_first(a.o_proj), ahead, ahead_up);
   pdl_wait();  // attention's output is the kernel before's
 
   float s = stage_input<T, C>(a.attn, a.o_proj.k, a.o_proj.input_scale, st);
-  product<T, false, Form>(st, s, a.o_proj, a.hidden, first, stride, ahead, ahead_up);
-  first_loads<T, true, A>(a.gate_up, first, ahead, ahead_up);
+  plain_product<T, Form>(st, s, a.o_proj, a.hidden, first, stride, ahead, ahead_up);
+  const int n_act = a.gate_up.n / 2;
+  first_loads<true, A>(a.gate_up.weight, a.gate_up.k, first < n_act ? item_rows{first, n_act + first} : item_rows{-1, -1},
+                       ahead, ahead_up);
   grid_barrier(a.barrier);
 
   s = stage_norm<T, C>(a.hidden, a.residual, blockIdx.x == 0 ? a.residual_mid : nullptr, a.post_norm, h, a.eps,
                        a.gate_up.input_scale, st, true);
-  product<T, true, Form>(st, s, a.gate_up, a.act, first, stride, ahead, ahead_up);
-  first_loads<T, false, A>(a.down, first, ahead, ahead_up);
+  silu_product<T, Form>(st, s, a.gate_up, a.act, first, stride, ahead, ahead_up);
+  first_loads<true, A>(a.down.weight, a.down.k, plain_first(a.down), ahead, ahead_up);
   grid_barrier(a.barrier);
 
   s = stage_input<T, C>(a.act, a.down.k, a.down.input_scale, st);
-  product<T, false, Form>(st, s, a.down, a.hidden, first, stride, ahead, ahead_up);
-  const bool last = a.qkv.weight == nullptr;
-  if (!last) first_loads<T, false, A>(a.qkv, first, ahead, ahead_up);
+  plain_product<T, Form>(st, s, a.down, a.hidden, first, stride, ahead, ahead_up);
+  const bool last = a.qkv.weight == nullptr, rope = a.rope.positions != nullptr;
+  if (!last)
+    first_loads<true, A>(a.qkv.weight, a.qkv.k,
+                         rope ? (first < rope_items(a.rope) ? rope_rows(a.rope, first) : item_rows{-1, -1})
+                              : plain_first(a.qkv),
+                         ahead, ahead_up);
   grid_barrier(a.barrier);
 
   s = stage_norm<T, C>(a.hidden, a.residual_mid, blockIdx.x == 0 ? a.residual : nullptr, a.next_norm, h, a.eps,
                        a.qkv.input_scale, st, !last);
   if (!last) {
-    product<T, false, Form>(st, s, a.qkv, a.qkv_out, first, stride, ahead, ahead_up);
+    if (rope) rope_product<T, Form>(st, s, a.qkv, a.qkv_out, a.rope, first, stride, ahead, ahead_up);
+    else plain_product<T, Form>(st, s, a.qkv, a.qkv_out, first, stride, ahead, ahead_up);
     return;
   }
   // The last layer: the normed stream into hidden, once every block has read down_proj's output from there.
@@ -398,9 +505,21 @@ bool fp8_layer_tail_takes(const fp8_layer_tail_args& a) {
   if (a.next_qkv && (a.qkv.type != t || !aligned16(a.qkv.data))) return false;
   for (const tensor* b : {&a.o_bias, &a.next_qkv_bias})
     if (!b->empty() && b->type != t) return false;
-  return a.act.numel() >= inter && a.hidden.numel() >= h && a.residual_mid.numel() >= h && a.post_norm.numel() == h &&
-         a.next_norm.numel() == h && (a.o_bias.empty() || a.o_bias.numel() == h) &&
-         (a.next_qkv_bias.empty() || (a.next_qkv && a.next_qkv_bias.numel() == a.next_qkv->weight.dim(0)));
+  const bool sizes = a.act.numel() >= inter && a.hidden.numel() >= h && a.residual_mid.numel() >= h &&
+                     a.post_norm.numel() == h && a.next_norm.numel() == h && (a.o_bias.empty() || a.o_bias.numel() == h) &&
+                     (a.next_qkv_bias.empty() || (a.next_qkv && a.next_qkv_bias.numel() == a.next_qkv->weight.dim(0)));
+  if (!sizes || a.rope.positions.empty()) return sizes;
+  // The rope's operands, as launch_rope_write_kv checks them.
+  const auto& r = a.rope;
+  const attention_shape& sh = r.shape;
+  const int64_t d = sh.head_dim;
+  const bool fp8 = r.k_cache.type == dtype::f8_e4m3 || r.k_cache.type == dtype::f8_e5m2;
+  return a.next_qkv && d > 0 && d % 2 == 0 && sh.num_heads > 0 && sh.num_kv_heads > 0 &&
+         a.qkv.numel() == (sh.num_heads + 2 * int64_t{sh.num_kv_heads}) * d && r.positions.type == dtype::i32 &&
+         r.positions.numel() >= 1 && r.slot_mapping.type == dtype::i64 && r.slot_mapping.numel() >= 1 &&
+         r.cos_sin.type == dtype::f32 && r.cos_sin.rank == 2 && r.cos_sin.dim(1) == d && r.k_cache.type == r.v_cache.type &&
+         (fp8 || r.k_cache.type == t) && r.k_cache.row_elems() == int64_t{sh.block_size} * sh.num_kv_heads * d &&
+         r.v_cache.row_elems() == r.k_cache.row_elems() && (!fp8 || (sh.k_scale > 0 && sh.v_scale > 0));
 }
 
 bool launch_fp8_layer_tail(cuda_context& ctx, const fp8_layer_tail_args& a) {
@@ -443,6 +562,21 @@ bool launch_fp8_layer_tail(cuda_context& ctx, const fp8_layer_tail_args& a) {
         args.hidden_size = static_cast<int>(h);
         args.eps = a.eps;
         args.barrier = ctx.grid_barrier;
+        if (!a.rope.positions.empty()) {
+          const auto& r = a.rope;
+          args.rope.positions = r.positions.as<int32_t>();
+          args.rope.cos_sin = r.cos_sin.as<float>();
+          args.rope.max_pos = static_cast<int>(r.cos_sin.dim(0));
+          args.rope.slot_mapping = r.slot_mapping.as<int64_t>();
+          args.rope.k_cache = r.k_cache.data;
+          args.rope.v_cache = r.v_cache.data;
+          args.rope.cache = r.k_cache.type == dtype::f8_e4m3 ? 1 : r.k_cache.type == dtype::f8_e5m2 ? 2 : 0;
+          args.rope.k_scale = r.shape.k_scale;
+          args.rope.v_scale = r.shape.v_scale;
+          args.rope.num_heads = r.shape.num_heads;
+          args.rope.num_kv_heads = r.shape.num_kv_heads;
+          args.rope.head_dim = r.shape.head_dim;
+        }
         launch_dependent_shared(kernel, dim3(static_cast<unsigned>(per_sm * ctx.sm_count)), dim3(kTailThreads), smem,
                                 ctx.stream, "fp8_layer_tail", args);
         launched = true;
