@@ -18,6 +18,11 @@
 // output, the normed stream, the activation), so no phase waits for a quantizer: 3,584 or 18,944 values from L2 a
 // block, against a wave of weight bytes.
 //
+// Where the model passes the next layer's rope operands (no q/k norms between), the q/k/v phase also does that layer's
+// rope_write_kv: a warp sums a rotated pair of outputs (c and c + D/2 of one head) side by side, as the silu phase sums
+// gate and up, rotates it and writes k and v into the cache (rope_product). One-row FP8 layers are then attention, its
+// combine and this kernel. Four forms (tail_form, fp8_settings().tail) stage the row as f32 values or as codes.
+//
 // The residual stream: the first norm adds o_proj's output into `residual_mid` (block 0 writes it; nobody reads it in
 // that phase), the second adds down_proj's output to that into `residual` (which nobody reads in that phase), so no
 // block reads what another is writing. Values another block wrote in this kernel are read past L1 (ld.global.cg): L1
@@ -26,7 +31,8 @@
 // NOTE: the grid barrier needs every block resident at once: the grid is the occupancy calculator's blocks an SM times
 // the SMs, and the kernel never lets a dependent launch early (no griddepcontrol.launch_dependents), so no kernel
 // waiting on this one can hold an SM its blocks need. It may itself start early as a programmatic dependent: the
-// kernel before it finishes whatever this one does.
+// kernel before it finishes whatever this one does. Another process's kernels on the same GPU (MPS) could keep blocks
+// from becoming resident; troupe assumes a GPU of its own, as vLLM does.
 
 #include <algorithm>
 
