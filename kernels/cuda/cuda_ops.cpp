@@ -334,12 +334,10 @@ bool cuda_ops::linear_fp8_silu(const tensor& x, const fp8_device_weight& w, cons
 }
 
 bool cuda_ops::fp8_layer_tail(const fp8_layer_tail_args& a) {
-  // Its products are the GEMV's: not where a path is forced or a W8A16 step would run.
-  if (cuda::fp8_settings().tail == 0 || !cuda::fp8_settings().path.empty() || 1 <= fp8_w16_rows() ||
-      !cuda::fp8_layer_tail_takes(a))
-    return false;
   op_scope p(ctx_->profiler, op_profiler::gemm, ctx_->stream, "fp8_layer_tail");
-  return cuda::launch_fp8_layer_tail(*ctx_, a);
+  const bool fused = cuda::launch_fp8_layer_tail(*ctx_, a, 1 <= fp8_w16_rows());
+  if (p.on() && !fused) p.rename("fp8_layer_tail (not taken)", 0.0);
+  return fused;
 }
 
 void cuda_ops::linear_fp8_quantized(const fp8_activations& x, const fp8_device_weight& w, const tensor& bias,

@@ -488,8 +488,7 @@ template <class T> fp8_product<T> product_of(const fp8_device_weight& w, const t
 
 bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
-} // namespace
-
+// Whether the kernel takes these arguments (launch_fp8_layer_tail's shapes, dtypes and alignment).
 bool fp8_layer_tail_takes(const fp8_layer_tail_args& a) {
   if (a.residual.empty() || a.residual.dim(0) != 1 || a.residual.type == dtype::f32) return false;
   const int64_t h = a.residual.dim(1);
@@ -528,8 +527,12 @@ bool fp8_layer_tail_takes(const fp8_layer_tail_args& a) {
          r.v_cache.row_elems() == r.k_cache.row_elems() && (!fp8 || (sh.k_scale > 0 && sh.v_scale > 0));
 }
 
-bool launch_fp8_layer_tail(cuda_context& ctx, const fp8_layer_tail_args& a) {
-  if (!fp8_layer_tail_takes(a) || ctx.grid_barrier == nullptr) return false;
+} // namespace
+
+
+bool launch_fp8_layer_tail(cuda_context& ctx, const fp8_layer_tail_args& a, bool w16) {
+  const fp8_switches& sw = fp8_settings();
+  if (sw.tail == 0 || !sw.path.empty() || w16 || !fp8_layer_tail_takes(a) || ctx.grid_barrier == nullptr) return false;
   const int64_t h = a.residual.dim(1);
   const int64_t max_k = std::max({h, a.attn.numel(), a.gate_up->weight.dim(0) / 2});
   bool launched = false;

@@ -171,11 +171,11 @@ void prepare_linear_fp8_wgmma(cuda_context& ctx);
 // fp8_settings().silu asks (w gate and up stacked: [2I, K]; out [1, I]); false, having done nothing, where it does not
 // take the step (more rows, no switch, a forced path, a W8A16 step (w16), K not a multiple of 16 or past the kernel's
 // shared memory). Throws std::invalid_argument where the shapes disagree.
-// ops::fp8_layer_tail in one persistent kernel (fp8_layer_tail.cu) where fp8_layer_tail_takes the arguments (one row
-// in bf16 or f16, K multiples of 16 up to 49,152, 16-byte aligned rows; the rope's operands as rope_write_kv takes
-// them, where given); false, having done nothing, otherwise.
-bool fp8_layer_tail_takes(const fp8_layer_tail_args& a);
-bool launch_fp8_layer_tail(cuda_context& ctx, const fp8_layer_tail_args& a);
+// ops::fp8_layer_tail in one persistent kernel (fp8_layer_tail.cu) where fp8_settings().tail asks and it takes the
+// arguments (one row in bf16 or f16, K multiples of 16 up to 49,152, 16-byte aligned rows; the rope's operands as
+// rope_write_kv takes them, where given); false, having done nothing, otherwise — also where a path is forced or the
+// step is W8A16 (w16), since its products are the GEMV's.
+bool launch_fp8_layer_tail(cuda_context& ctx, const fp8_layer_tail_args& a, bool w16);
 bool launch_linear_fp8_silu(cuda_context& ctx, const tensor& x, const fp8_device_weight& w, const tensor& bias,
                             const tensor& out, bool w16);
 // ops::linear_fp8_quantized: the same product of codes already made (add_rms_norm_fp8, silu_and_mul_fp8).
