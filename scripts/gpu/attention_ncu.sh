@@ -19,6 +19,6 @@ ncu=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu /usr/local/cuda/bin/
   --num-prompts 256 --input-len 512 --output-len 256 --max-model-len 1024 --temperature 0 --enforce-eager \
   --kv-cache-dtype "$kv" > "$out/ncu_attention_$kv.txt" 2>&1
 rc=$?
-grep -E "paged_attention_mma_kernel|Duration|DRAM Throughput|Memory Throughput|Compute \(SM\)|Issue Slots Busy|No Eligible|Achieved Occupancy|Registers Per|Stall|Warp Cycles Per Issued" \
-  "$out/ncu_attention_$kv.txt" | head -40
+grep -E "paged_attention_mma_kernel|Duration|DRAM Throughput|Memory Throughput|Compute \(SM\)|Issue Slots Busy|No Eligible|Achieved Occupancy|Theoretical Occupancy|Block Limit|Registers Per|Dynamic Shared|Grid Size|L2 Hit|L1/TEX Hit|Mem Busy|Max Bandwidth|Stall|Warp Cycles Per Issued|Eligible Warps|Active Warps" \
+  "$out/ncu_attention_$kv.txt" | head -60
 exit $rc

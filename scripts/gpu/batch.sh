@@ -46,6 +46,8 @@
 #   fp8kv_all_rows     troupe_gpu_check --fp8-kv --no-timing (the FP8 cache's op rows and its reference models)
 #   figures            the defaults: W1 in FP8 + FP8 KV and in bf16, one FP8 + FP8 KV request twice
 #   fp8_weights_rows   troupe_gpu_check --fp8-weights --no-timing
+#   attn_ncu_fp8 / attn_ncu_bf16   attention_ncu.sh with KV=fp8 / auto: one decode attention launch of W1 under Nsight
+#                      Compute (throughput against the ceilings, stalls, occupancy)
 #   step_ncu_fp8       step_ncu.sh with Q=fp8: one FP8 decode step's kernels, each timed alone by Nsight Compute
 #   b1_prof_fp8 / b1_prof_rtn   profile.sh's one-request per-op table (TROUPE_CUDA_PROFILE=1)
 set -u
@@ -208,6 +210,8 @@ for s in ${STEPS:-int4_rows fp8kv_f16_rows w1_direct3 w1_int4_fp8}; do
     w1_prof_fused) TROUPE_FP8_FUSED=2 CHECK=0 MODES="b256-prof-fp8" OPS_LINES=70 step $s 90 bash bundle/profile.sh ;;
     fp8kv_all_rows) CHECK_ARGS="--fp8-kv --no-timing" step $s 200 bash scripts/gpu/check.sh ;;
     step_ncu_fp8) Q=fp8 step $s 170 bash scripts/gpu/step_ncu.sh ;;
+    attn_ncu_fp8) KV=fp8 step $s 150 bash scripts/gpu/attention_ncu.sh ;;
+    attn_ncu_bf16) KV=auto step $s 150 bash scripts/gpu/attention_ncu.sh ;;
     b1_prof_rtn) CHECK=0 MODES=b1-prof-rtn OPS_LINES=80 step $s 90 bash bundle/profile.sh ;;
   esac
 done
@@ -223,6 +227,7 @@ for d in "$R"/*/; do
     figures_long) sed -n '/== figures/,$p' "$d/log" ;;
     w1_prof|w1_prof_rtn|w1_prof_fused) grep -vE "^ *$" "$d/log" | cut -c1-150 | head -160 ;;
     step_ncu_fp8) grep -vE "^ *$" "$d/log" | tail -45 | cut -c1-110 ;;
+    attn_ncu_*) sed -E "s/ {2,}/ /g" "$d/log" | cut -c1-150 | head -60 ;;
     b1_prof_*) head -60 "$d/log" ;;
   esac
 done
