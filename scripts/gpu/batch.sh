@@ -11,6 +11,8 @@
 #   w1_direct3         W1 in FP8 + FP8 KV: the defaults and TROUPE_ATTN_DIRECT_STAGES=3 (Direct decode attention with three
 #                      stages, swizzled), in turns (PAIRS=N pairs, default 1); one FP8 request with it
 #   w1_rtn_forms       W1 in rtn: the FP8 form from 256 rows (two kernels), from 129 on the fused kernel, from 1,025
+#   w1_single          W1 in FP8 + FP8 KV: the defaults and TROUPE_FP8_SINGLE_PASS=1 (silu_and_mul_fp8 in one read of each
+#                      row: 11.9% of an FP8 prompt step on two passes, H100), twice in turns; bf16 once
 #   tail_rows          troupe_gpu_check --fp8-tail (fp8_layer_tail's rows: the persistent kernel against the ops, bit for bit)
 #   tail_models        the FP8 reference models with TROUPE_FP8_TAIL=1 (--fp8-weights --no-ops --no-timing)
 #   b1_tail            one FP8 + FP8 KV request: the defaults, TROUPE_FP8_TAIL=3, 2, 4, 1, the defaults
@@ -167,13 +169,20 @@ b1_all() {  # one request's time a token (128 in, 384 out) in bf16, rtn and FP8 
   bench b1_rtn 1 128 384 --quantization rtn
   bench b1_fp8 1 128 384 $FP8
 }
+w1_single() {  # W1 in FP8 + FP8 KV, the defaults and the single-pass silu_and_mul_fp8 in turns, then bf16
+  for i in 1 2; do
+    bench w1_fp8_$i 256 512 256 $FP8
+    TROUPE_FP8_SINGLE_PASS=1 bench w1_fp8_single_$i 256 512 256 $FP8
+  done
+  bench w1_bf16 256 512 256
+}
 b1_trigger() {  # one FP8 + FP8 KV request: the defaults and o_proj launched while attention runs, twice in turns
   for i in 1 2; do
     bench b1_fp8_$i 1 128 384 $FP8
     TROUPE_FP8_ATTN_TRIGGER=1 bench b1_fp8_trigger_$i 1 128 384 $FP8
   done
 }
-export -f bench figures b1_tail b1_all core w1_rtn_forms w1_fused w1_tma w1_direct3 w1_int4_fp8 w1_w4a8 w1_w4a8_quick quick quick_fp8 quick_rtn b1_trigger
+export -f bench figures w1_single b1_tail b1_all core w1_rtn_forms w1_fused w1_tma w1_direct3 w1_int4_fp8 w1_w4a8 w1_w4a8_quick quick quick_fp8 quick_rtn b1_trigger
 for s in ${STEPS:-int4_rows fp8kv_f16_rows w1_direct3 w1_int4_fp8}; do
   case $s in
     full_check) CHECK_ARGS=--no-timing step $s 330 bash scripts/gpu/check.sh ;;
@@ -195,6 +204,7 @@ for s in ${STEPS:-int4_rows fp8kv_f16_rows w1_direct3 w1_int4_fp8}; do
     w1_rtn_forms) step $s 200 bash -c w1_rtn_forms ;;
     core) step $s 260 bash -c core ;;
     b1_all) step $s 200 bash -c b1_all ;;
+    w1_single) step $s 240 bash -c w1_single ;;
     b1_tail) step $s 200 bash -c b1_tail ;;
     tail_rows) CHECK_ARGS=--fp8-tail step $s 90 bash scripts/gpu/check.sh ;;
     tail_models) TROUPE_FP8_TAIL=1 CHECK_ARGS="--fp8-weights --no-ops --no-timing" step $s 150 bash scripts/gpu/check.sh ;;
@@ -207,6 +217,7 @@ for s in ${STEPS:-int4_rows fp8kv_f16_rows w1_direct3 w1_int4_fp8}; do
     int4_timing) CHECK_ARGS="--int4 --no-models" step $s 180 bash scripts/gpu/check.sh ;;
     w1_prof) CHECK=0 MODES="b256-prof-fp8 b256-prof" OPS_LINES=70 step $s 150 bash bundle/profile.sh ;;
     w1_prof_rtn) CHECK=0 MODES="b256-prof-rtn" OPS_LINES=70 step $s 90 bash bundle/profile.sh ;;
+    w1_prof_single) TROUPE_FP8_SINGLE_PASS=1 CHECK=0 MODES="b256-prof-fp8" OPS_LINES=40 step $s 90 bash bundle/profile.sh ;;
     w1_prof_fused) TROUPE_FP8_FUSED=2 CHECK=0 MODES="b256-prof-fp8" OPS_LINES=70 step $s 90 bash bundle/profile.sh ;;
     fp8kv_all_rows) CHECK_ARGS="--fp8-kv --no-timing" step $s 200 bash scripts/gpu/check.sh ;;
     step_ncu_fp8) Q=fp8 step $s 170 bash scripts/gpu/step_ncu.sh ;;
@@ -223,9 +234,9 @@ for d in "$R"/*/; do
     int4_timing) grep -E "checks pass" "$d/gpu_check.txt"; grep FAIL "$d/gpu_check_progress.txt" | head -5; grep -E "^time linear_int4 .*(fp8 form| wgmma 256 overlap)" "$d/gpu_check_progress.txt" | sed -E 's/ {2,}/ /g' | cut -c1-200 | tail -30 ;;
     attn_timing|fp8_decode_timing) grep -E "^time" "$d/gpu_check_progress.txt" | sed -E 's/ {2,}/ /g; s/ - - / /; s/T,K,N=//' | cut -c1-330 | tail -30 ;;
     fp8kv_rows|fp8kv_all_rows|fp8kv_f16_rows|fp8_weights_rows|fp8_trigger_rows|fp8_silu_rows|int4_rows|full_check|tail_rows|tail_models) grep -E "checks pass" "$d/gpu_check.txt"; grep -c pass "$d/gpu_check_progress.txt"; grep FAIL "$d/gpu_check_progress.txt" | sed -E 's/ {2,}/ /g' | head -12; tail -2 "$d/gpu_check_progress.txt" | cut -c1-200 ;;
-    figures|b1_all|b1_tail|w1_fused|w1_tma|w1_direct3|w1_int4_fp8|w1_w4a8|w1_w4a8_quick|w1_rtn_forms|core|quick|quick_fp8|quick_rtn|b1_trigger) cat "$d/log" ;;
+    figures|w1_single|b1_all|b1_tail|w1_fused|w1_tma|w1_direct3|w1_int4_fp8|w1_w4a8|w1_w4a8_quick|w1_rtn_forms|core|quick|quick_fp8|quick_rtn|b1_trigger) cat "$d/log" ;;
     figures_long) sed -n '/== figures/,$p' "$d/log" ;;
-    w1_prof|w1_prof_rtn|w1_prof_fused) grep -vE "^ *$" "$d/log" | cut -c1-150 | head -160 ;;
+    w1_prof|w1_prof_rtn|w1_prof_fused|w1_prof_single) grep -vE "^ *$" "$d/log" | cut -c1-150 | head -160 ;;
     step_ncu_fp8) grep -vE "^ *$" "$d/log" | tail -45 | cut -c1-110 ;;
     attn_ncu_*) sed -E "s/ {2,}/ /g" "$d/log" | cut -c1-150 | head -60 ;;
     b1_prof_*) head -60 "$d/log" ;;
