@@ -176,13 +176,18 @@ w1_single() {  # W1 in FP8 + FP8 KV, the defaults and the single-pass silu_and_m
   done
   bench w1_bf16 256 512 256
 }
+w1_single_quick() {  # the same for a short budget: single pass, the defaults, single pass
+  TROUPE_FP8_SINGLE_PASS=1 bench w1_fp8_single_1 256 512 256 $FP8
+  bench w1_fp8_1 256 512 256 $FP8
+  TROUPE_FP8_SINGLE_PASS=1 bench w1_fp8_single_2 256 512 256 $FP8
+}
 b1_trigger() {  # one FP8 + FP8 KV request: the defaults and o_proj launched while attention runs, twice in turns
   for i in 1 2; do
     bench b1_fp8_$i 1 128 384 $FP8
     TROUPE_FP8_ATTN_TRIGGER=1 bench b1_fp8_trigger_$i 1 128 384 $FP8
   done
 }
-export -f bench figures w1_single b1_tail b1_all core w1_rtn_forms w1_fused w1_tma w1_direct3 w1_int4_fp8 w1_w4a8 w1_w4a8_quick quick quick_fp8 quick_rtn b1_trigger
+export -f bench figures w1_single w1_single_quick b1_tail b1_all core w1_rtn_forms w1_fused w1_tma w1_direct3 w1_int4_fp8 w1_w4a8 w1_w4a8_quick quick quick_fp8 quick_rtn b1_trigger
 for s in ${STEPS:-int4_rows fp8kv_f16_rows w1_direct3 w1_int4_fp8}; do
   case $s in
     full_check) CHECK_ARGS=--no-timing step $s 330 bash scripts/gpu/check.sh ;;
@@ -205,6 +210,7 @@ for s in ${STEPS:-int4_rows fp8kv_f16_rows w1_direct3 w1_int4_fp8}; do
     core) step $s 260 bash -c core ;;
     b1_all) step $s 200 bash -c b1_all ;;
     w1_single) step $s 240 bash -c w1_single ;;
+    w1_single_quick) step $s 150 bash -c w1_single_quick ;;
     b1_tail) step $s 200 bash -c b1_tail ;;
     tail_rows) CHECK_ARGS=--fp8-tail step $s 90 bash scripts/gpu/check.sh ;;
     tail_models) TROUPE_FP8_TAIL=1 CHECK_ARGS="--fp8-weights --no-ops --no-timing" step $s 150 bash scripts/gpu/check.sh ;;
@@ -234,7 +240,7 @@ for d in "$R"/*/; do
     int4_timing) grep -E "checks pass" "$d/gpu_check.txt"; grep FAIL "$d/gpu_check_progress.txt" | head -5; grep -E "^time linear_int4 .*(fp8 form| wgmma 256 overlap)" "$d/gpu_check_progress.txt" | sed -E 's/ {2,}/ /g' | cut -c1-200 | tail -30 ;;
     attn_timing|fp8_decode_timing) grep -E "^time" "$d/gpu_check_progress.txt" | sed -E 's/ {2,}/ /g; s/ - - / /; s/T,K,N=//' | cut -c1-330 | tail -30 ;;
     fp8kv_rows|fp8kv_all_rows|fp8kv_f16_rows|fp8_weights_rows|fp8_trigger_rows|fp8_silu_rows|int4_rows|full_check|tail_rows|tail_models) grep -E "checks pass" "$d/gpu_check.txt"; grep -c pass "$d/gpu_check_progress.txt"; grep FAIL "$d/gpu_check_progress.txt" | sed -E 's/ {2,}/ /g' | head -12; tail -2 "$d/gpu_check_progress.txt" | cut -c1-200 ;;
-    figures|w1_single|b1_all|b1_tail|w1_fused|w1_tma|w1_direct3|w1_int4_fp8|w1_w4a8|w1_w4a8_quick|w1_rtn_forms|core|quick|quick_fp8|quick_rtn|b1_trigger) cat "$d/log" ;;
+    figures|w1_single|w1_single_quick|b1_all|b1_tail|w1_fused|w1_tma|w1_direct3|w1_int4_fp8|w1_w4a8|w1_w4a8_quick|w1_rtn_forms|core|quick|quick_fp8|quick_rtn|b1_trigger) cat "$d/log" ;;
     figures_long) sed -n '/== figures/,$p' "$d/log" ;;
     w1_prof|w1_prof_rtn|w1_prof_fused|w1_prof_single) grep -vE "^ *$" "$d/log" | cut -c1-150 | head -160 ;;
     step_ncu_fp8) grep -vE "^ *$" "$d/log" | tail -45 | cut -c1-110 ;;
