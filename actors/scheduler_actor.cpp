@@ -44,20 +44,29 @@ void drop_sink(self_ptr self, std::unordered_map<request_id, output_sink>::itera
   }
 }
 
-// Sends each sink one message with all of its requests' outputs.
+// Sends each sink one message with all of its requests' outputs, sinks in the order their first output came. Sinks are
+// told apart by their control blocks (no actor_addr, whose weak reference counts twice an output, is made for them).
 void deliver(self_ptr self, std::vector<request_output> outputs) {
   auto& st = self->state;
-  std::unordered_map<caf::actor_addr, std::pair<output_sink, output_batch>> batches;
+  std::vector<std::pair<output_sink, output_batch>> batches;
+  std::unordered_map<const caf::actor_control_block*, size_t> batch_of;  // sink → its place in batches
+  const caf::actor_control_block* last = nullptr;  // consecutive outputs mostly share a sink
+  size_t last_batch = 0;
   for (auto& out : outputs) {
     auto it = st.sinks.find(out.id);
     if (it == st.sinks.end()) continue;
-    auto& batch = batches[it->second.address()];
-    if (!batch.first) batch.first = it->second;
+    const caf::actor_control_block* sink = caf::actor_cast<caf::actor_control_block*>(it->second);
+    if (sink != last || batches.empty()) {
+      const auto [at, fresh] = batch_of.try_emplace(sink, batches.size());
+      if (fresh) batches.emplace_back(it->second, output_batch{}).second.reserve(outputs.size());
+      last = sink;
+      last_batch = at->second;
+    }
     const bool finished = out.finished;
-    batch.second.push_back(std::move(out));
+    batches[last_batch].second.push_back(std::move(out));
     if (finished) drop_sink(self, it);
   }
-  for (auto& [addr, batch] : batches) self->send(batch.first, output_atom::value, std::move(batch.second));
+  for (auto& [sink, batch] : batches) self->send(sink, output_atom::value, std::move(batch));
 }
 
 void start_step(self_ptr self);

@@ -111,6 +111,7 @@ std::vector<request_output> engine_core::update(const step_plan& plan, const ste
   ttft_.clear();
   itl_.clear();
   const auto appended = scheduler_.update(plan, result);
+  outputs.reserve(appended.size());
   // Logprobs are parallel to result.ids; index them once rather than search per token.
   std::unordered_map<request_id, size_t> logprob_index;
   if (!result.logprobs.empty())

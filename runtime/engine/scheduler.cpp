@@ -61,6 +61,7 @@ int32_t scheduler::chunk_limit(int32_t remaining) const {
 step_plan scheduler::schedule() {
   step_plan plan;
   plan.step = ++step_;
+  plan.seqs.reserve(running_.size() + std::min<size_t>(waiting_.size(), 64));
   int32_t budget = config_.max_num_batched_tokens;
   bool preempted_any = false;
 
@@ -159,6 +160,7 @@ step_plan scheduler::schedule() {
 
 std::vector<std::pair<request_id, int32_t>> scheduler::update(const step_plan& plan, const step_result& result) {
   std::vector<std::pair<request_id, int32_t>> appended;
+  appended.reserve(result.ids.size());
   size_t next = 0;
   for (const scheduled_seq& s : plan.seqs) {
     auto it = requests_.find(s.id);
