@@ -8,6 +8,9 @@
 // Here the products run as phases of one persistent grid (every SM, one wave), separated by a grid barrier; each
 // block issues its next phase's first weight loads before it waits at the barrier (the weights depend on nothing), so
 // the streaming does not stop between the products as it does between kernels.
+// Measured (H100, 2026-12-08, one FP8 + FP8 KV request): every form slower than the separate ops — 3.82 / 3.87 / 4.00 /
+// 4.07 ms a step for forms 1-4 against 3.60 — so off by default (fp8_settings().tail); kernels/cuda/NOTES.md, thirtieth
+// session, has why it is kept and what it suggests.
 //
 // Each phase does what the separate ops do, in their order: the norms are add_rms_norm's arithmetic (256 threads,
 // its sum of squares in its order, the same block_sum), the activations are quantized as linear_fp8 quantizes them

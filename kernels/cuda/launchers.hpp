@@ -251,10 +251,10 @@ struct fp8_switches {
   // One decode row's layer from o_proj to the next layer's q/k/v in one persistent kernel (ops::fp8_layer_tail,
   // fp8_layer_tail.cu: eight launches a layer fewer, the weights streamed across the products' grid barriers), its
   // products on the GEMV's arithmetic. Written in the twenty-ninth session (2026-12-07) for one request's time a token
-  // (issue 13: 2.4 ms on an H200); off: one FP8 + FP8 KV request lost with form 1 (H100, 4.0 against 3.6 ms a step).
-  // TROUPE_FP8_TAIL=N: 1 stages each row as f32 values (two blocks an SM at 7B shapes, 4 loads ahead a lane, the form
-  // measured), 2 / 3 as e4m3 codes with three / four blocks an SM, 4 codes with two blocks and 8 loads ahead (the
-  // twenty-ninth session's answers to its loss, not yet timed); 0 none.
+  // (issue 13: 2.4 ms on an H200); off: every form lost (H100, one FP8 + FP8 KV request, 2026-12-08: 3.82 / 3.87 / 4.00
+  // / 4.07 ms a step for forms 1-4 against 3.60 without). TROUPE_FP8_TAIL=N: 1 stages each row as f32 values (two
+  // blocks an SM at 7B shapes, 4 loads ahead a lane), 2 / 3 as e4m3 codes with three / four blocks an SM, 4 codes with
+  // two blocks and 8 loads ahead; 0 none.
   int tail = 0;
   std::atomic<const char*> last_path{"none"};   // the path the last call took (troupe_gpu_check prints it)
 };
