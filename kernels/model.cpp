@@ -280,11 +280,6 @@ model::model(model_config config, ops& backend, model_weights weights, dtype act
   // streams its weights meanwhile. Written in the twenty-fifth session with no device time left: off until timed (the
   // 4-bit o_proj measured 3.020-3.047 against 3.061-3.063 ms a step with it, one rtn request, H100).
   if (const char* v = std::getenv("TROUPE_FP8_ATTN_TRIGGER"); v && *v) fp8_attention_trigger_ = *v != '0';
-  // TROUPE_FP8_TAIL=0: one-row steps run a layer's ops one by one, never asking the backend for fp8_layer_tail (which
-  // the CPU backend takes, and the CUDA one with TROUPE_FP8_TAIL=1).
-  if (const char* v = std::getenv("TROUPE_FP8_TAIL"); v && *v) fp8_tail_ = *v != '0';
-  // The stream between a one-row layer tail's two norms (fp8_layer_tail).
-  if (any_fp8) residual_mid_ = ops_.alloc(act, {1, c.hidden_size});
   if (any_fp8 && fp8_fused_rows_ > 0 && fp8_fused_rows_ <= t) {
     fp8_codes_ = ops_.alloc(dtype::f8_e4m3, {t, std::max(c.hidden_size, c.intermediate_size)});
     fp8_scales_ = ops_.alloc(dtype::f32, {t});
@@ -451,25 +446,17 @@ tensor model::compute_logits(int64_t num_tokens, int64_t num_logits, const atten
   // An FP8 layer's input comes quantized by the kernel before it where that kernel is a norm or silu_and_mul
   // (quantized_before); the first layer's q/k/v and every o_proj quantize their own.
   bool qkv_quantized = false;
-  bool qkv_made = false;  // by the layer tail before (fp8_layer_tail), rotated and in the cache unless q/k norms come
   for (int64_t l = 0; l < c.num_layers; ++l) {
     const layer_weights& w = weights_.layers[l];
-    const bool rotated = qkv_made && !c.qk_norm;
-    if (qkv_made) qkv_made = false;
-    else if (qkv_quantized) ops_.linear_fp8_quantized(fp8_input(num_tokens, c.hidden_size), w.qkv8.view(), w.qkv_bias, qkv);
+    if (qkv_quantized) ops_.linear_fp8_quantized(fp8_input(num_tokens, c.hidden_size), w.qkv8.view(), w.qkv_bias, qkv);
     else linear(hidden, w.qkv, w.qkv4, w.qkv8, w.qkv_bias, qkv);
     attention_shape shape = shape_;
     shape.k_scale = k_scales_[static_cast<size_t>(l)];
     shape.v_scale = v_scales_[static_cast<size_t>(l)];
     shape.next_waits = !w.o_proj4.empty() || (!w.o_proj8.empty() && fp8_attention_trigger_);
     if (c.qk_norm) ops_.qk_norm(qkv, w.q_norm, w.k_norm, shape, eps);
-    if (!rotated) ops_.rope_write_kv(qkv, positions, cos_sin_, slots, k_cache_[l], v_cache_[l], shape);
+    ops_.rope_write_kv(qkv, positions, cos_sin_, slots, k_cache_[l], v_cache_[l], shape);
     ops_.paged_attention(qkv, k_cache_[l], v_cache_[l], meta, shape, attn);
-    if (num_tokens == 1 && fp8_layer_tail(l, attn, hidden, residual, mlp, act, qkv, positions, slots, eps)) {
-      qkv_made = l + 1 < c.num_layers;
-      qkv_quantized = false;
-      continue;
-    }
     linear(attn, w.o_proj, w.o_proj4, w.o_proj8, w.o_bias, hidden);
     all_reduce(hidden);
     const bool down_quantized = quantized_before(w.down4, w.down8, num_tokens);
@@ -524,47 +511,6 @@ tensor model::compute_logits(int64_t num_tokens, int64_t num_logits, const atten
   shard_.comm->all_gather_last_dim(local, gathered);
   ops_.copy_columns(gathered, out);
   return out;
-}
-
-bool model::fp8_layer_tail(int64_t l, const tensor& attn, const tensor& hidden, const tensor& residual, const tensor& mlp,
-                           const tensor& act, const tensor& qkv, const tensor& positions, const tensor& slots, float eps) {
-  const model_config& c = config_;
-  const layer_weights& w = weights_.layers[l];
-  const bool last = l + 1 == c.num_layers;
-  // Not sharded (the all-reduces sit between the ops), and only where every product of the tail is FP8.
-  if (!fp8_tail_ || shard_.comm || residual_mid_.empty() || w.o_proj8.empty() || w.gate_up8.empty() || w.down8.empty() ||
-      (!last && weights_.layers[l + 1].qkv8.empty()))
-    return false;
-  const fp8_device_weight o_proj = w.o_proj8.view(), gate_up = w.gate_up8.view(), down = w.down8.view();
-  const fp8_device_weight next_qkv = last ? fp8_device_weight{} : weights_.layers[l + 1].qkv8.view();
-  fp8_layer_tail_args a;
-  a.attn = attn;
-  a.o_proj = &o_proj;
-  a.o_bias = w.o_bias.get();
-  a.post_norm = w.post_norm.get();
-  a.gate_up = &gate_up;
-  a.down = &down;
-  a.next_norm = last ? weights_.final_norm.get() : weights_.layers[l + 1].input_norm.get();
-  a.next_qkv = last ? nullptr : &next_qkv;
-  a.next_qkv_bias = last ? tensor{} : weights_.layers[l + 1].qkv_bias.get();
-  a.eps = eps;
-  a.residual = residual;
-  a.hidden = hidden;
-  a.residual_mid = residual_mid_.get();
-  a.mlp = mlp;
-  a.act = act;
-  a.qkv = qkv;
-  if (!last && !c.qk_norm) {  // the next layer's rope_write_kv too (q/k norms would come between)
-    a.rope.positions = positions;
-    a.rope.cos_sin = cos_sin_.get();
-    a.rope.slot_mapping = slots;
-    a.rope.k_cache = k_cache_[static_cast<size_t>(l + 1)].get();
-    a.rope.v_cache = v_cache_[static_cast<size_t>(l + 1)].get();
-    a.rope.shape = shape_;
-    a.rope.shape.k_scale = k_scales_[static_cast<size_t>(l + 1)];
-    a.rope.shape.v_scale = v_scales_[static_cast<size_t>(l + 1)];
-  }
-  return ops_.fp8_layer_tail(a);
 }
 
 fp8_activations model::fp8_input(int64_t num_tokens, int64_t width) const {

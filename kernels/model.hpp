@@ -190,11 +190,6 @@ private:
   bool quantized_before(const int4_layer& packed, const fp8_layer& fp8, int64_t num_tokens) const {
     return packed.empty() && !fp8.empty() && !fp8_codes_.empty() && num_tokens >= fp8_fused_rows_;
   }
-  // Layer l's ops from o_proj to the next layer's q/k/v (or the final norm) for a one-row step in one ops::fp8_layer_tail,
-  // where every product of it is FP8 and the model is not sharded — without q/k norms, the next layer's rope_write_kv
-  // too; false where it did nothing (the caller runs the ops).
-  bool fp8_layer_tail(int64_t l, const tensor& attn, const tensor& hidden, const tensor& residual, const tensor& mlp,
-                      const tensor& act, const tensor& qkv, const tensor& positions, const tensor& slots, float eps);
   // The first num_tokens rows of fp8_codes_ / fp8_scales_ as a [num_tokens, width] input.
   fp8_activations fp8_input(int64_t num_tokens, int64_t width) const;
   // Sums a row-parallel layer's partial outputs over the ranks (nothing on one device).
@@ -232,8 +227,6 @@ private:
   // FP8 linear after them (fp8_input), in steps of at least fp8_fused_rows_ rows; empty where no step has that many
   // (each linear_fp8 quantizes its input).
   device_buffer fp8_codes_, fp8_scales_;
-  device_buffer residual_mid_;  // [1, H] with FP8 layers: fp8_layer_tail's stream between its two norms
-  bool fp8_tail_ = true;        // whether one-row steps ask for fp8_layer_tail (TROUPE_FP8_TAIL=0: never)
   // The fewest rows of a step whose FP8 inputs the kernel before quantizes: kFp8FusedRows, or TROUPE_FP8_FUSED=N
   // (0 never; steps of fewer rows keep the silu kernel and each linear's quantizer).
   static constexpr int64_t kFp8FusedRows = 1025;

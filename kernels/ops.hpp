@@ -99,36 +99,6 @@ struct fp8_activations {
   tensor scales;  // [T] f32
 };
 
-// One decode row's layer from attention's output to the next layer's q/k/v, with FP8 weights (ops::fp8_layer_tail):
-//   hidden = linear_fp8(attn, o_proj) + o_bias;           residual += hidden; hidden = rms_norm(residual) · post_norm
-//   act = silu_and_mul(linear_fp8(hidden, gate_up));      hidden = linear_fp8(act, down)
-//   residual += hidden; hidden = rms_norm(residual) · next_norm;   qkv = linear_fp8(hidden, next_qkv) + next_qkv_bias
-// (the last layer: no next_qkv; hidden holds the normed stream). Every tensor [1, width] in the activation dtype.
-struct fp8_layer_tail_args {
-  tensor attn;                                  // [1, nH·D] attention's output
-  const fp8_device_weight* o_proj = nullptr;    // [H, nH·D]
-  tensor o_bias;                                // [H] or empty
-  tensor post_norm;                             // [H]
-  const fp8_device_weight* gate_up = nullptr;   // [2I, H]: gate and up stacked
-  const fp8_device_weight* down = nullptr;      // [H, I]
-  tensor next_norm;                             // [H]: the next layer's input norm, or the final norm
-  const fp8_device_weight* next_qkv = nullptr;  // [Nqkv, H], or null: the last layer
-  tensor next_qkv_bias;                         // [Nqkv] or empty
-  float eps = 0.0f;
-  tensor residual;      // [1, H] the stream: in, then out
-  tensor hidden;        // [1, H] the normed stream out (the last layer); scratch otherwise
-  tensor residual_mid;  // [1, H] scratch (the stream between the two norms)
-  tensor mlp;           // [1, 2I] scratch
-  tensor act;           // [1, I] scratch
-  tensor qkv;           // [1, Nqkv] out (not the last layer)
-  // Where rope.positions is not empty (not the last layer), the next layer's rope_write_kv of qkv as well, with these
-  // operands (ops::rope_write_kv's); the model leaves it empty where q/k norms come between the two.
-  struct {
-    tensor positions, cos_sin, slot_mapping, k_cache, v_cache;
-    attention_shape shape;
-  } rope;
-};
-
 // A tensor-parallel rank's slice of a dummy weight (--load-format dummy), made where the weight lives
 // (ops::fill_random) instead of on the host and copied: the values random_weight_run
 // (runtime/model/weight_names.hpp) gives the full tensor, read at the slice.
@@ -231,15 +201,6 @@ public:
     return false;
   }
 
-  // fp8_layer_tail_args's sequence of ops for one decode row in one pass where the backend has a kernel for it (CUDA:
-  // one persistent kernel, fp8_settings().tail; its products on the GEMV's arithmetic, so the bits of the "qgemv" path
-  // where the separate ops take others); false, having done nothing, where it has none or does not take the shapes
-  // (the caller then runs the ops). The CPU backend runs the ops themselves (run_fp8_layer_tail).
-  virtual bool fp8_layer_tail(const fp8_layer_tail_args& a) {
-    (void)a;
-    return false;
-  }
-
   // W8A8 FP8 (vLLM's Fp8LinearOp): each token quantized to e4m3 as fp8_device_weight says, xq[t][k] =
   // f32_to_f8_e4m3(x[t][k] / s_t) (the f32 quotient, nearest even, saturating at ±448), then
   // out[t][n] = (Σ_k e4m3(xq[t][k]) · e4m3(weight[n][k])) · (s_t · scale[n]) (+ bias[n]), the sum in f32 (on CUDA's
@@ -296,9 +257,5 @@ public:
   // s.length), or at (r, s.begin + c) for dim 1, rounded to out's dtype.  out [R, C] or a vector [R]
   virtual void fill_random(const random_slice& s, const tensor& out) = 0;
 };
-
-// fp8_layer_tail_args's sequence as the separate ops of `backend` (the CPU backend's fp8_layer_tail; the model's
-// sequence for one FP8 decode row, op for op).
-void run_fp8_layer_tail(ops& backend, const fp8_layer_tail_args& a);
 
 } // namespace troupe

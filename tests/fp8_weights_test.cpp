@@ -119,34 +119,6 @@ TEST(fp8_checkpoints, inputs_quantized_by_the_kernel_before_give_the_logits_of_e
   }
 }
 
-// A one-row step's layer from o_proj to the next q/k/v in one ops::fp8_layer_tail (the CPU backend runs the separate
-// ops behind it) gives the logits and tokens of the model running those ops itself (TROUPE_FP8_TAIL=0): the model
-// hands it the right weights, biases and norms, the last layer's final norm, and the next layer reads its q/k/v.
-TEST(fp8_checkpoints, one_row_layer_tails_in_one_op_give_the_logits_of_the_ops_one_by_one) {
-  const std::vector<std::vector<int32_t>> prompts = {{9}, {11, 12, 13}, {4}};
-  // Llama; Qwen2 (q/k/v biases); Qwen3 (q/k norms after the tail's q/k/v), each small, in f32.
-  const std::string shape = " --hidden-size 64 --num-layers 2 --num-heads 4 --num-kv-heads 2 --intermediate-size 128"
-                            " --dtype float32 --seed 5";
-  for (const std::string flags : {" --architecture llama --quantization compressed-tensors",
-                                  " --architecture llama --quantization fp8 --activation-scheme static",
-                                  " --architecture qwen2 --quantization compressed-tensors",
-                                  " --architecture qwen3 --quantization fp8"}) {
-    SCOPED_TRACE(flags);
-    temp_folder dir("fp8_tail");
-    const auto made = run_troupe("make-model --out " + dir.path().string() + shape + flags);
-    ASSERT_EQ(made.exit_code, 0) << made.err;
-    const auto tail = all_position_logits(dir.path(), prompts);
-    const auto tail_tokens = greedy_tokens(dir.path());
-    ::setenv("TROUPE_FP8_TAIL", "0", 1);
-    const auto ops = all_position_logits(dir.path(), prompts);
-    const auto ops_tokens = greedy_tokens(dir.path());
-    ::unsetenv("TROUPE_FP8_TAIL");
-    ASSERT_FALSE(ops.empty());
-    EXPECT_EQ(tail, ops);
-    EXPECT_EQ(tail_tokens, ops_tokens);
-  }
-}
-
 // A checkpoint's FP8 slices are exactly the cut of the whole layer (codes and each row's scale); the dummy
 // sources give the engine's dummy FP8 weights; a split model runs and agrees with the whole on greedy tokens.
 TEST(fp8_checkpoints, every_ranks_fp8_slice_is_its_cut_of_the_whole_layer_and_a_split_model_runs) {

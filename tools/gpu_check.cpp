@@ -225,7 +225,7 @@ int main(int argc, char** argv) {
   bool models = true, timing = true, ops = true, sampling = true, quick_sampling = false, comm = true,
        sample_timing = true, tp = true, only_4_bit = false, only_fp8_kv = false, only_fp8_weights = false, only_int4 = false,
        only_custom_all_reduce = false, custom_all_reduce_mpi = false, fp8_decode_timing = false,
-       attention_timing = false, fp8_silu = false, fp8_kv_f16 = false, fp8_tail = false;
+       attention_timing = false, fp8_silu = false, fp8_kv_f16 = false;
   double torture_seconds = 60;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
@@ -257,15 +257,13 @@ int main(int argc, char** argv) {
       ops = models = sampling = sample_timing = comm = tp = timing = false, torture_seconds = 0, fp8_kv_f16 = true;
     else if (a == "--fp8-silu")  // only linear_fp8_silu's op rows
       ops = models = sampling = sample_timing = comm = tp = timing = false, torture_seconds = 0, fp8_silu = true;
-    else if (a == "--fp8-tail")  // only fp8_layer_tail's op rows
-      ops = models = sampling = sample_timing = comm = tp = timing = false, torture_seconds = 0, fp8_tail = true;
     else if (a == "--attention-timing")  // only the attention timings (bf16 and FP8 caches)
       ops = models = sampling = sample_timing = comm = tp = false, torture_seconds = 0, attention_timing = true;
     else {
       std::fprintf(stderr,
                    "usage: troupe_gpu_check [--data DIR] [--seed N] [--no-ops] [--no-models] [--no-timing] "
                    "[--torture-seconds S] [--no-comm] [--no-tp] [--only-4-bit] [--sampling | --sampling-quick | "
-                   "--sampling-timing | --torture | --comm | --tp | --models | --fp8-kv | --fp8-weights | --fp8-decode-timing | --attention-timing | --fp8-silu | --fp8-tail | --fp8-kv-f16 | --int4 | "
+                   "--sampling-timing | --torture | --comm | --tp | --models | --fp8-kv | --fp8-weights | --fp8-decode-timing | --attention-timing | --fp8-silu | --fp8-kv-f16 | --int4 | "
                    "--custom-all-reduce | --custom-all-reduce-mpi]\n");
       return 2;
     }
@@ -287,8 +285,6 @@ int main(int argc, char** argv) {
     if (attention_timing) guarded("attention timings", [&] { time_ops(gpu, true); });
     if (fp8_silu)
       for (dtype t : {dtype::f32, dtype::bf16, dtype::f16}) check_fp8_silu_ops(gpu, t);
-    if (fp8_tail)
-      for (dtype t : {dtype::f32, dtype::bf16, dtype::f16}) check_fp8_layer_tail_ops(gpu, t);
     if (fp8_kv_f16)
       for (dtype t : {dtype::bf16, dtype::f16}) check_fp8_kv_f16_ops(gpu, t);
     for (dtype t : {dtype::f32, dtype::bf16, dtype::f16}) {

@@ -81,8 +81,6 @@ void check_argmax(troupe::cuda_ops& gpu);
 void check_fp8_weight_ops(troupe::cuda_ops& gpu, troupe::dtype t);
 // linear_fp8_silu's rows alone (troupe_gpu_check --fp8-silu; also part of check_fp8_weight_ops).
 void check_fp8_silu_ops(troupe::cuda_ops& gpu, troupe::dtype t);
-// fp8_layer_tail's rows (troupe_gpu_check --fp8-tail; also part of check_fp8_weight_ops): tools/gpu_check_layer_tail.cpp.
-void check_fp8_layer_tail_ops(troupe::cuda_ops& gpu, troupe::dtype t);
 // Only linear_int4's rows (--int4).
 void check_int4_ops(troupe::cuda_ops& gpu, troupe::dtype t);
 

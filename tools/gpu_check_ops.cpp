@@ -722,7 +722,6 @@ void check_fp8_weight_ops(cuda_ops& gpu, dtype t) {
   guarded("linear_fp8", [&] { check_linear_fp8(c, t); });
   guarded("linear_fp8_silu", [&] { check_linear_fp8_silu(c, t); });
   guarded("fp8 inputs quantized before", [&] { check_fp8_fused_inputs(c, t); });
-  check_fp8_layer_tail_ops(gpu, t);
 }
 
 void check_fp8_silu_ops(cuda_ops& gpu, dtype t) {

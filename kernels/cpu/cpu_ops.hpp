@@ -31,11 +31,6 @@ public:
   void linear_fp8(const tensor& x, const fp8_device_weight& w, const tensor& bias, const tensor& out) override;
   void linear_fp8_quantized(const fp8_activations& x, const fp8_device_weight& w, const tensor& bias,
                             const tensor& out) override;
-  // The separate ops (run_fp8_layer_tail): the CUDA kernel's twin.
-  bool fp8_layer_tail(const fp8_layer_tail_args& a) override {
-    run_fp8_layer_tail(*this, a);
-    return true;
-  }
   void rope_write_kv(const tensor& qkv, const tensor& positions, const tensor& cos_sin,
                      const tensor& slot_mapping, const tensor& k_cache, const tensor& v_cache,
                      const attention_shape& shape) override;

@@ -64,9 +64,6 @@ struct cuda_context {
   // fp32 partial results of split decode attention; allocated once, so graphs may hold its address.
   float* attention_workspace = nullptr;
   int64_t attention_workspace_floats = 0;
-  // [2] zeroed: the arrivals and generation of the grid barrier a persistent kernel (fp8_layer_tail) waits at; made
-  // once, so graphs may hold its address. One kernel at a time uses it: the stream orders them.
-  unsigned* grid_barrier = nullptr;
   // linear_int4's dequantized weight for batches above the fused kernel's rows; grown outside captures.
   void* int4_scratch = nullptr;
   size_t int4_scratch_bytes = 0;

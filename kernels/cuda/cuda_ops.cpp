@@ -58,7 +58,6 @@ cuda_context::~cuda_context() {
   if (lt) cublasLtDestroy(lt);
   cudaFree(workspace);
   cudaFree(attention_workspace);
-  cudaFree(grid_barrier);
   cudaFree(staging);
   if (stream) cudaStreamDestroy(stream);
 }
@@ -82,8 +81,6 @@ cuda_ops::cuda_ops(int device) : ctx_(std::make_unique<cuda_context>()) {
   ctx_->attention_workspace_floats = int64_t{16} << 20;
   check(cudaMalloc(&ctx_->attention_workspace, size_t(ctx_->attention_workspace_floats) * sizeof(float)),
         "attention workspace");
-  check(cudaMalloc(&ctx_->grid_barrier, 2 * sizeof(unsigned)), "grid barrier");
-  check(cudaMemset(ctx_->grid_barrier, 0, 2 * sizeof(unsigned)), "grid barrier");
 }
 
 cuda_ops::~cuda_ops() = default;
@@ -330,13 +327,6 @@ bool cuda_ops::linear_fp8_silu(const tensor& x, const fp8_device_weight& w, cons
   if (p.on())
     p.rename("linear_fp8_silu " + linear_shape(w.weight) + (fused ? " qgemv_silu" : " (not taken)"),
              fused ? linear_flop(x, w.weight.dim(0)) : 0.0);
-  return fused;
-}
-
-bool cuda_ops::fp8_layer_tail(const fp8_layer_tail_args& a) {
-  op_scope p(ctx_->profiler, op_profiler::gemm, ctx_->stream, "fp8_layer_tail");
-  const bool fused = cuda::launch_fp8_layer_tail(*ctx_, a, 1 <= fp8_w16_rows());
-  if (p.on() && !fused) p.rename("fp8_layer_tail (not taken)", 0.0);
   return fused;
 }
 

@@ -53,7 +53,6 @@ public:
   int int4_nibble(int i) const override { return int4_pair_nibble(i); }
   bool linear_int4_silu(const tensor& x, const int4_device_weight& w, const tensor& bias, const tensor& out) override;
   bool linear_fp8_silu(const tensor& x, const fp8_device_weight& w, const tensor& bias, const tensor& out) override;
-  bool fp8_layer_tail(const fp8_layer_tail_args& a) override;
   void linear_fp8(const tensor& x, const fp8_device_weight& w, const tensor& bias, const tensor& out) override;
   void linear_fp8_quantized(const fp8_activations& x, const fp8_device_weight& w, const tensor& bias,
                             const tensor& out) override;

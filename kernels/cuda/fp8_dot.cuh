@@ -1,6 +1,6 @@
 #pragma once
 // The sum of one 16-byte run of e4m3 weight codes against x's values at the same k, shared by the one-row FP8 products
-// (linear_fp8.cu's W8A16 GEMV and qgemv, fp8_layer_tail.cu): one helper, so their sums come out in one order.
+// (linear_fp8.cu's W8A16 GEMV and qgemv): one helper, so their sums come out in one order.
 
 #include <cuda_fp8.h>
 #include <cuda_fp16.h>

@@ -171,11 +171,6 @@ void prepare_linear_fp8_wgmma(cuda_context& ctx);
 // fp8_settings().silu asks (w gate and up stacked: [2I, K]; out [1, I]); false, having done nothing, where it does not
 // take the step (more rows, no switch, a forced path, a W8A16 step (w16), K not a multiple of 16 or past the kernel's
 // shared memory). Throws std::invalid_argument where the shapes disagree.
-// ops::fp8_layer_tail in one persistent kernel (fp8_layer_tail.cu) where fp8_settings().tail asks and it takes the
-// arguments (one row in bf16 or f16, K multiples of 16 up to 49,152, 16-byte aligned rows; the rope's operands as
-// rope_write_kv takes them, where given); false, having done nothing, otherwise — also where a path is forced or the
-// step is W8A16 (w16), since its products are the GEMV's.
-bool launch_fp8_layer_tail(cuda_context& ctx, const fp8_layer_tail_args& a, bool w16);
 bool launch_linear_fp8_silu(cuda_context& ctx, const tensor& x, const fp8_device_weight& w, const tensor& bias,
                             const tensor& out, bool w16);
 // ops::linear_fp8_quantized: the same product of codes already made (add_rms_norm_fp8, silu_and_mul_fp8).
@@ -248,14 +243,6 @@ struct fp8_switches {
   // and scales (the check's "single pass" rows). TROUPE_FP8_SINGLE_PASS=1; written in the twenty-fourth session with no
   // device time left: off until timed.
   bool single_pass = false;
-  // One decode row's layer from o_proj to the next layer's q/k/v in one persistent kernel (ops::fp8_layer_tail,
-  // fp8_layer_tail.cu: eight launches a layer fewer, the weights streamed across the products' grid barriers), its
-  // products on the GEMV's arithmetic. Written in the twenty-ninth session (2026-12-07) for one request's time a token
-  // (issue 13: 2.4 ms on an H200); off: every form lost (H100, one FP8 + FP8 KV request, 2026-12-08: 3.82 / 3.87 / 4.00
-  // / 4.07 ms a step for forms 1-4 against 3.60 without). TROUPE_FP8_TAIL=N: 1 stages each row as f32 values (two
-  // blocks an SM at 7B shapes, 4 loads ahead a lane), 2 / 3 as e4m3 codes with three / four blocks an SM, 4 codes with
-  // two blocks and 8 loads ahead; 0 none.
-  int tail = 0;
   std::atomic<const char*> last_path{"none"};   // the path the last call took (troupe_gpu_check prints it)
 };
 fp8_switches& fp8_settings();

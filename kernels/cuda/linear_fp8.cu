@@ -632,7 +632,6 @@ fp8_switches& fp8_settings() {
     if (const char* v = std::getenv("TROUPE_FP8_QGEMV"); v && *v) s.qgemv = std::atoi(v);
     if (const char* v = std::getenv("TROUPE_FP8_SILU"); v && *v) s.silu = *v != '0';
     if (const char* v = std::getenv("TROUPE_FP8_SINGLE_PASS"); v && *v) s.single_pass = *v != '0';
-    if (const char* v = std::getenv("TROUPE_FP8_TAIL"); v && *v) s.tail = std::atoi(v);
     return true;
   }();
   (void)from_environment;

@@ -13,9 +13,6 @@
 #   w1_rtn_forms       W1 in rtn: the FP8 form from 256 rows (two kernels), from 129 on the fused kernel, from 1,025
 #   w1_single          W1 in FP8 + FP8 KV: the defaults and TROUPE_FP8_SINGLE_PASS=1 (silu_and_mul_fp8 in one read of each
 #                      row: 11.9% of an FP8 prompt step on two passes, H100), twice in turns; bf16 once
-#   tail_rows          troupe_gpu_check --fp8-tail (fp8_layer_tail's rows: the persistent kernel against the ops, bit for bit)
-#   tail_models        the FP8 reference models with TROUPE_FP8_TAIL=1 (--fp8-weights --no-ops --no-timing)
-#   b1_tail            one FP8 + FP8 KV request: the defaults, TROUPE_FP8_TAIL=3, 2, 4, 1, the defaults
 #   b1_all             one request in bf16, rtn and FP8 + FP8 KV (128 in, 384 out)
 #   core               W1 in bf16, rtn in the FP8 form (129 fused, 256 two kernels), FP8 + FP8 KV (a short budget)
 #   figures_long       scripts/gpu/figures.sh with LONG=1 (W1 and one request in bf16, rtn, FP8 + FP8 KV; KV blocks; 64 x
@@ -157,12 +154,6 @@ quick_rtn() {  # for a short budget: rtn W1 with the defaults and in the FP8 for
   TROUPE_INT4_FP8_ROWS=1025 bench w1_rtn_fp8_1025 256 512 256 --quantization rtn
 }
 quick() { quick_fp8; quick_rtn; }
-b1_tail() {  # one FP8 + FP8 KV request: the defaults and the layer tail in one persistent kernel in each form
-  # (TROUPE_FP8_TAIL=1-4: f32 values staged; codes with 3 / 4 blocks an SM; codes with 8 loads ahead), then the defaults
-  bench b1_fp8_1 1 128 384 $FP8
-  for form in 3 2 4 1; do TROUPE_FP8_TAIL=$form bench b1_fp8_tail$form 1 128 384 $FP8; done
-  bench b1_fp8_2 1 128 384 $FP8
-}
 b1_all() {  # one request's time a token (128 in, 384 out) in bf16, rtn and FP8 + FP8 KV (issue 12: <= 1.6 ms; 13: <= 2.4)
   export BENCH_T=120
   bench b1_bf16 1 128 384
@@ -187,7 +178,7 @@ b1_trigger() {  # one FP8 + FP8 KV request: the defaults and o_proj launched whi
     TROUPE_FP8_ATTN_TRIGGER=1 bench b1_fp8_trigger_$i 1 128 384 $FP8
   done
 }
-export -f bench figures w1_single w1_single_quick b1_tail b1_all core w1_rtn_forms w1_fused w1_tma w1_direct3 w1_int4_fp8 w1_w4a8 w1_w4a8_quick quick quick_fp8 quick_rtn b1_trigger
+export -f bench figures w1_single w1_single_quick b1_all core w1_rtn_forms w1_fused w1_tma w1_direct3 w1_int4_fp8 w1_w4a8 w1_w4a8_quick quick quick_fp8 quick_rtn b1_trigger
 for s in ${STEPS:-int4_rows fp8kv_f16_rows w1_direct3 w1_int4_fp8}; do
   case $s in
     full_check) CHECK_ARGS=--no-timing step $s 330 bash scripts/gpu/check.sh ;;
@@ -211,9 +202,6 @@ for s in ${STEPS:-int4_rows fp8kv_f16_rows w1_direct3 w1_int4_fp8}; do
     b1_all) step $s 200 bash -c b1_all ;;
     w1_single) step $s 240 bash -c w1_single ;;
     w1_single_quick) step $s 150 bash -c w1_single_quick ;;
-    b1_tail) step $s 200 bash -c b1_tail ;;
-    tail_rows) CHECK_ARGS=--fp8-tail step $s 90 bash scripts/gpu/check.sh ;;
-    tail_models) TROUPE_FP8_TAIL=1 CHECK_ARGS="--fp8-weights --no-ops --no-timing" step $s 150 bash scripts/gpu/check.sh ;;
     figures_long) LONG=1 LIMIT=$((end - SECONDS - 25)) step $s 420 bash scripts/gpu/figures.sh ;;
     quick) step $s 240 bash -c quick ;;
     quick_fp8) step $s 170 bash -c $s ;;
@@ -239,8 +227,8 @@ for d in "$R"/*/; do
   case $n in
     int4_timing) grep -E "checks pass" "$d/gpu_check.txt"; grep FAIL "$d/gpu_check_progress.txt" | head -5; grep -E "^time linear_int4 .*(fp8 form| wgmma 256 overlap)" "$d/gpu_check_progress.txt" | sed -E 's/ {2,}/ /g' | cut -c1-200 | tail -30 ;;
     attn_timing|fp8_decode_timing) grep -E "^time" "$d/gpu_check_progress.txt" | sed -E 's/ {2,}/ /g; s/ - - / /; s/T,K,N=//' | cut -c1-330 | tail -30 ;;
-    fp8kv_rows|fp8kv_all_rows|fp8kv_f16_rows|fp8_weights_rows|fp8_trigger_rows|fp8_silu_rows|int4_rows|full_check|tail_rows|tail_models) grep -E "checks pass" "$d/gpu_check.txt"; grep -c pass "$d/gpu_check_progress.txt"; grep FAIL "$d/gpu_check_progress.txt" | sed -E 's/ {2,}/ /g' | head -12; tail -2 "$d/gpu_check_progress.txt" | cut -c1-200 ;;
-    figures|w1_single|w1_single_quick|b1_all|b1_tail|w1_fused|w1_tma|w1_direct3|w1_int4_fp8|w1_w4a8|w1_w4a8_quick|w1_rtn_forms|core|quick|quick_fp8|quick_rtn|b1_trigger) cat "$d/log" ;;
+    fp8kv_rows|fp8kv_all_rows|fp8kv_f16_rows|fp8_weights_rows|fp8_trigger_rows|fp8_silu_rows|int4_rows|full_check) grep -E "checks pass" "$d/gpu_check.txt"; grep -c pass "$d/gpu_check_progress.txt"; grep FAIL "$d/gpu_check_progress.txt" | sed -E 's/ {2,}/ /g' | head -12; tail -2 "$d/gpu_check_progress.txt" | cut -c1-200 ;;
+    figures|w1_single|w1_single_quick|b1_all|w1_fused|w1_tma|w1_direct3|w1_int4_fp8|w1_w4a8|w1_w4a8_quick|w1_rtn_forms|core|quick|quick_fp8|quick_rtn|b1_trigger) cat "$d/log" ;;
     figures_long) sed -n '/== figures/,$p' "$d/log" ;;
     w1_prof|w1_prof_rtn|w1_prof_fused|w1_prof_single) grep -vE "^ *$" "$d/log" | cut -c1-150 | head -160 ;;
     step_ncu_fp8) grep -vE "^ *$" "$d/log" | tail -45 | cut -c1-110 ;;
