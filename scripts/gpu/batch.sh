@@ -3,14 +3,16 @@
 # most its own limit and what is left; a step that would have under 20 s is skipped, saying so. Logs of every step in
 # $OUT/logs.tgz; a short summary of each comes last. Runs on the GPU machine after scripts/gpu/bundle.sh.
 #   STEPS="attn_timing figures" LIMIT=400 bash scripts/gpu/batch.sh
-# Steps (default: int4_rows fp8kv_f16_rows w1_direct3 w1_int4_fp8; LIMIT=570 reaches nearly all of them; then
-# attn_timing w1_tma b1_trigger fp8_trigger_rows, and `figures full_check` on the commit that makes the winners defaults):
+# Steps (default: issue_figures full_check — issues 12 and 13's figures with the single-pass candidate beside the
+# defaults, then the GPU check as far as LIMIT reaches; kernels/cuda/NOTES.md's last session says what comes next):
 #   full_check         troupe_gpu_check --no-timing: the whole GPU check (~255 s on an H100)
 #   w1_fused           W1 in FP8 + FP8 KV: the defaults and TROUPE_FP8_FUSED=2, twice in turns; each with
 #                      TROUPE_FP8_WIDE_ROWS=1024; FUSED=2 with that and TROUPE_FP8_SINGLE_PASS=1; bf16; one FP8 request
 #   w1_direct3         W1 in FP8 + FP8 KV: the defaults and TROUPE_ATTN_DIRECT_STAGES=3 (Direct decode attention with three
 #                      stages, swizzled), in turns (PAIRS=N pairs, default 1); one FP8 request with it
 #   w1_rtn_forms       W1 in rtn: the FP8 form from 256 rows (two kernels), from 129 on the fused kernel, from 1,025
+#   issue_figures      issues 12 and 13's figures in one call (for an H200): W1 in FP8 + FP8 KV with the defaults and with
+#                      TROUPE_FP8_SINGLE_PASS=1, W1 in bf16, one request in FP8 + FP8 KV, rtn and bf16 (~260 s)
 #   w1_single          W1 in FP8 + FP8 KV: the defaults and TROUPE_FP8_SINGLE_PASS=1 (silu_and_mul_fp8 in one read of each
 #                      row: 11.9% of an FP8 prompt step on two passes, H100), twice in turns; bf16 once
 #   b1_all             one request in bf16, rtn and FP8 + FP8 KV (128 in, 384 out)
@@ -167,6 +169,15 @@ w1_single() {  # W1 in FP8 + FP8 KV, the defaults and the single-pass silu_and_m
   done
   bench w1_bf16 256 512 256
 }
+issue_figures() {  # W1 FP8 + FP8 KV (defaults, single pass), W1 bf16, one request FP8 / rtn / bf16 (128 in, 384 out)
+  bench w1_fp8 256 512 256 $FP8
+  TROUPE_FP8_SINGLE_PASS=1 bench w1_fp8_single 256 512 256 $FP8
+  bench w1_bf16 256 512 256
+  export BENCH_T=120
+  bench b1_fp8 1 128 384 $FP8
+  bench b1_rtn 1 128 384 --quantization rtn
+  bench b1_bf16 1 128 384
+}
 w1_single_quick() {  # the same for a short budget: single pass, the defaults, single pass
   TROUPE_FP8_SINGLE_PASS=1 bench w1_fp8_single_1 256 512 256 $FP8
   bench w1_fp8_1 256 512 256 $FP8
@@ -178,8 +189,8 @@ b1_trigger() {  # one FP8 + FP8 KV request: the defaults and o_proj launched whi
     TROUPE_FP8_ATTN_TRIGGER=1 bench b1_fp8_trigger_$i 1 128 384 $FP8
   done
 }
-export -f bench figures w1_single w1_single_quick b1_all core w1_rtn_forms w1_fused w1_tma w1_direct3 w1_int4_fp8 w1_w4a8 w1_w4a8_quick quick quick_fp8 quick_rtn b1_trigger
-for s in ${STEPS:-int4_rows fp8kv_f16_rows w1_direct3 w1_int4_fp8}; do
+export -f bench figures issue_figures w1_single w1_single_quick b1_all core w1_rtn_forms w1_fused w1_tma w1_direct3 w1_int4_fp8 w1_w4a8 w1_w4a8_quick quick quick_fp8 quick_rtn b1_trigger
+for s in ${STEPS:-issue_figures full_check}; do
   case $s in
     full_check) CHECK_ARGS=--no-timing step $s 330 bash scripts/gpu/check.sh ;;
     attn_timing) CHECK_ARGS=--attention-timing step $s 150 bash scripts/gpu/check.sh ;;
@@ -200,6 +211,7 @@ for s in ${STEPS:-int4_rows fp8kv_f16_rows w1_direct3 w1_int4_fp8}; do
     w1_rtn_forms) step $s 200 bash -c w1_rtn_forms ;;
     core) step $s 260 bash -c core ;;
     b1_all) step $s 200 bash -c b1_all ;;
+    issue_figures) step $s 330 bash -c issue_figures ;;
     w1_single) step $s 240 bash -c w1_single ;;
     w1_single_quick) step $s 150 bash -c w1_single_quick ;;
     figures_long) LONG=1 LIMIT=$((end - SECONDS - 25)) step $s 420 bash scripts/gpu/figures.sh ;;
@@ -228,7 +240,7 @@ for d in "$R"/*/; do
     int4_timing) grep -E "checks pass" "$d/gpu_check.txt"; grep FAIL "$d/gpu_check_progress.txt" | head -5; grep -E "^time linear_int4 .*(fp8 form| wgmma 256 overlap)" "$d/gpu_check_progress.txt" | sed -E 's/ {2,}/ /g' | cut -c1-200 | tail -30 ;;
     attn_timing|fp8_decode_timing) grep -E "^time" "$d/gpu_check_progress.txt" | sed -E 's/ {2,}/ /g; s/ - - / /; s/T,K,N=//' | cut -c1-330 | tail -30 ;;
     fp8kv_rows|fp8kv_all_rows|fp8kv_f16_rows|fp8_weights_rows|fp8_trigger_rows|fp8_silu_rows|int4_rows|full_check) grep -E "checks pass" "$d/gpu_check.txt"; grep -c pass "$d/gpu_check_progress.txt"; grep FAIL "$d/gpu_check_progress.txt" | sed -E 's/ {2,}/ /g' | head -12; tail -2 "$d/gpu_check_progress.txt" | cut -c1-200 ;;
-    figures|w1_single|w1_single_quick|b1_all|w1_fused|w1_tma|w1_direct3|w1_int4_fp8|w1_w4a8|w1_w4a8_quick|w1_rtn_forms|core|quick|quick_fp8|quick_rtn|b1_trigger) cat "$d/log" ;;
+    figures|issue_figures|w1_single|w1_single_quick|b1_all|w1_fused|w1_tma|w1_direct3|w1_int4_fp8|w1_w4a8|w1_w4a8_quick|w1_rtn_forms|core|quick|quick_fp8|quick_rtn|b1_trigger) cat "$d/log" ;;
     figures_long) sed -n '/== figures/,$p' "$d/log" ;;
     w1_prof|w1_prof_rtn|w1_prof_fused|w1_prof_single) grep -vE "^ *$" "$d/log" | cut -c1-150 | head -160 ;;
     step_ncu_fp8) grep -vE "^ *$" "$d/log" | tail -45 | cut -c1-110 ;;
